@@ -1,0 +1,59 @@
+"""``cfm``: composes each package's sub-commands under one root.
+
+Each package owns its ``typer.Typer()``; this module only adds them. Sub-command modules
+import their heavy dependencies (Textual, the server) inside the command functions, so
+``cfm --version`` and ``cfm --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cfm_common import PROTOCOL_VERSION, __version__
+
+app = typer.Typer(
+    name="cfm",
+    help="MSN Messenger reborn for the terminal: chat, run a server, write bots.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cfm {__version__} (protocol v{PROTOCOL_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """cfm: a terminal messenger in the spirit of MSN Messenger."""
+
+
+def _add_subcommands() -> None:
+    from cfm_server.ai.cli import app as bot_app
+    from cfm_server.cli import app as serve_app
+    from cfm_tui.cli import app as chat_app
+
+    app.add_typer(serve_app, name="serve")
+    app.add_typer(chat_app, name="chat")
+    app.add_typer(bot_app, name="bot")
+
+
+_add_subcommands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Frames to bytes and back: ``encode(frame)`` and ``decode_client`` / ``decode_server``.
+
+Decoding is where untrusted bytes meet the program, so it is strict and bounded:
+msgpack's limits are set explicitly from the size of the input, extension types are
+refused, nesting is capped, and every key of a known frame is checked for its type and
+rule. The only exception that leaves this module is :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import msgpack
+
+from cfm_common import PROTOCOL_VERSION, rules
+from cfm_common.errors import ProtocolError
+from cfm_common.frames import CLIENT_FRAMES, SERVER_FRAMES, ClientFrame, Hello, ServerFrame
+from cfm_common.rules import ErrorCode
+
+# Hard ceilings for one frame, whatever the server's max_frame: no frame of the protocol
+# needs more, and each is further capped by the length of the input itself.
+MAX_STR_LEN = 1 << 20
+MAX_BIN_LEN = 1 << 20
+MAX_ARRAY_LEN = 1 << 16
+MAX_MAP_LEN = 1 << 12
+# A frame is a map of scalars, lists of maps at most (welcome, joined, history): depth 3.
+# Unknown keys may carry more, but not without end.
+MAX_DEPTH = 8
+
+
+class _Field(NamedTuple):
+    attr: str
+    key: str
+    kind: type | tuple[type, ...]
+    check: Any
+    of: type | None
+    optional: bool
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[_Field, ...]:
+    out = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        out.append(
+            _Field(
+                attr=f.name,
+                key=meta.get("key") or f.name,
+                kind=meta["kind"],
+                check=meta["check"],
+                of=meta["of"],
+                optional=f.default is None,
+            )
+        )
+    return tuple(out)
+
+
+# --- encoding ------------------------------------------------------------------------
+
+
+def to_map(obj: Any) -> dict[str, Any]:
+    """A frame (or a nested shape) as the map that goes on the wire, ``t`` first."""
+    out: dict[str, Any] = {}
+    t = getattr(type(obj), "T", None)
+    if t is not None:
+        out["t"] = t
+    for f in _fields(type(obj)):
+        value = getattr(obj, f.attr)
+        if value is None:
+            continue
+        if f.of is not None:
+            value = [to_map(item) for item in value]
+        out[f.key] = value
+    return out
+
+
+def encode(frame: ClientFrame | ServerFrame) -> bytes:
+    """The msgpack bytes of one frame."""
+    return msgpack.packb(to_map(frame), use_bin_type=True)
+
+
+def encode_map(payload: dict[str, Any]) -> bytes:
+    """The msgpack bytes of a raw map (tests and tools that speak the wire directly)."""
+    return msgpack.packb(payload, use_bin_type=True)
+
+
+# --- decoding ------------------------------------------------------------------------
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"extension type {code} is not allowed")
+
+
+def unpack_map(data: bytes) -> dict[str, Any]:
+    """Unpack one msgpack map with string keys, within explicit limits."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "a frame is a binary message")
+    n = len(data)
+    if n == 0:
+        raise ProtocolError(ErrorCode.BAD_FRAME, "empty frame")
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=min(n, MAX_STR_LEN),
+            max_bin_len=min(n, MAX_BIN_LEN),
+            max_array_len=min(n, MAX_ARRAY_LEN),
+            max_map_len=min(n // 2, MAX_MAP_LEN),
+            max_ext_len=0,
+            ext_hook=_refuse_ext,
+            timestamp=0,
+        )
+    except Exception as exc:  # msgpack raises a zoo of ValueError/TypeError subclasses
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"not valid msgpack: {_describe(exc)}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "a frame is a msgpack map")
+    for key in obj:
+        if not isinstance(key, str):
+            raise ProtocolError(ErrorCode.BAD_FRAME, "frame keys must be strings")
+    _check_depth(obj)
+    return obj
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:80]
+
+
+def _check_depth(obj: dict[str, Any]) -> None:
+    # Iterative, and it only walks containers: a frame of scalars costs one pass.
+    stack: list[tuple[Any, int]] = [(v, 1) for v in obj.values() if isinstance(v, list | dict)]
+    while stack:
+        value, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"nested deeper than {MAX_DEPTH} levels")
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            if isinstance(item, list | dict):
+                if isinstance(item, dict) and any(not isinstance(k, str) for k in item):
+                    raise ProtocolError(ErrorCode.BAD_FRAME, "map keys must be strings")
+                stack.append((item, depth + 1))
+
+
+def _ref_of(payload: dict[str, Any]) -> str | None:
+    ident = payload.get("id")
+    if isinstance(ident, str) and 0 < len(ident) <= rules.MAX_ID:
+        return ident
+    t = payload.get("t")
+    return t if isinstance(t, str) and len(t) <= 32 else None
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", bool: "a boolean", list: "a list", dict: "a map"}
+    return names.get(kind, str(kind)) if isinstance(kind, type) else "a value"
+
+
+def _build(cls: type, payload: dict[str, Any], ref: str | None) -> Any:
+    values: dict[str, Any] = {}
+    for f in _fields(cls):
+        value = payload.get(f.key)
+        if value is None:
+            # msgpack nil counts as absent: the encoder never sends it for a set field.
+            if f.optional:
+                values[f.attr] = None
+                continue
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"missing key {f.key!r}", ref)
+        # bool is an int subclass in Python but a different type on the wire.
+        if not isinstance(value, f.kind) or (f.kind is int and isinstance(value, bool)):
+            raise ProtocolError(
+                ErrorCode.BAD_FRAME, f"key {f.key!r} must be {_type_name(f.kind)}", ref
+            )
+        if f.of is not None:
+            items = []
+            for item in value:
+                if not isinstance(item, dict):
+                    raise ProtocolError(ErrorCode.BAD_FRAME, f"{f.key!r} holds a non-map", ref)
+                items.append(_build(f.of, item, ref))
+            value = tuple(items)
+        elif f.check is not None:
+            try:
+                f.check(value)
+            except ProtocolError as exc:
+                raise ProtocolError(exc.code, exc.msg, ref) from None
+        values[f.attr] = value
+    frame = cls(**values)
+    check = getattr(cls, "CHECK", None)
+    if check is not None:
+        try:
+            check(frame)
+        except ProtocolError as exc:
+            raise ProtocolError(exc.code, exc.msg, ref) from None
+    return frame
+
+
+def _frame_type(payload: dict[str, Any], registry: dict[str, type]) -> type:
+    t = payload.get("t")
+    if not isinstance(t, str):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "key 't' (the frame type) must be a string")
+    cls = registry.get(t)
+    if cls is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {t[:32]!r}", t[:32])
+    return cls
+
+
+def frame_from_map(
+    payload: dict[str, Any], *, max_text: int = rules.DEFAULT_MAX_TEXT
+) -> ClientFrame:
+    """Validate an already-unpacked client map (see :func:`decode_client`)."""
+    cls = _frame_type(payload, CLIENT_FRAMES)
+    ref = _ref_of(payload)
+    if cls is Hello:
+        # Checked before the other keys: a later version's hello may look different.
+        v = payload.get("v")
+        if type(v) is int and v != PROTOCOL_VERSION:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol version {v} is not supported (this server speaks {PROTOCOL_VERSION})",
+                ref,
+            )
+    frame = _build(cls, payload, ref)
+    text = getattr(frame, "text", None)
+    if text is not None and len(text) > max_text:
+        raise ProtocolError(ErrorCode.TOO_LONG, f"text is longer than {max_text} characters", ref)
+    return frame
+
+
+def decode_client(data: bytes, *, max_text: int = rules.DEFAULT_MAX_TEXT) -> ClientFrame:
+    """A client → server frame from bytes; raises ProtocolError with the protocol's code.
+
+    Handles keep the case the client sent; the server lower-cases them (``normalize_name``).
+    """
+    return frame_from_map(unpack_map(data), max_text=max_text)
+
+
+def decode_server(data: bytes) -> ServerFrame:
+    """A server → client frame from bytes; raises ProtocolError with the protocol's code."""
+    payload = unpack_map(data)
+    cls = _frame_type(payload, SERVER_FRAMES)
+    return _build(cls, payload, _ref_of(payload))

@@ -1,0 +1,405 @@
+"""Every frame of the protocol as a frozen, slotted dataclass, one class per ``t``.
+
+Each field carries its wire rules in its metadata (see :func:`wire`): the msgpack type it
+must have, an optional check, and its wire key when that is not a Python name (``from``).
+:mod:`cfm_common.codec` walks these rules; nothing here does I/O.
+
+Several ``t`` values exist in both directions with different keys (``presence``,
+``typing``, ``read``, ``history``, ``contact``), so the two directions have their own
+classes and their own registries: :data:`CLIENT_FRAMES` and :data:`SERVER_FRAMES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from cfm_common import rules
+from cfm_common.errors import ProtocolError
+from cfm_common.rules import ErrorCode
+
+Check = Callable[[Any], None]
+
+
+def wire(kind: type | tuple[type, ...], check: Check | None = None, *, key: str | None = None,
+         of: type | None = None, optional: bool = False) -> Any:
+    """Declare a frame field: its msgpack ``kind``, a ``check``, a wire ``key`` override.
+
+    ``of`` names the frame-like dataclass of each element of a list field (roster
+    entries, room states, history messages). Optional fields default to None and are
+    left out of the encoded map.
+    """
+    meta = {"kind": kind, "check": check, "key": key, "of": of}
+    if optional:
+        return field(default=None, metadata=meta)
+    return field(metadata=meta)
+
+
+# --- checks --------------------------------------------------------------------------
+
+
+def _bad(msg: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_FRAME, msg)
+
+
+def check_name(value: str) -> None:
+    if not rules.is_valid_name(value):
+        raise ProtocolError(
+            ErrorCode.NAME_INVALID,
+            "a handle is 2-24 characters of A-Z a-z 0-9 _ . - starting with a letter or digit",
+        )
+
+
+def check_room(value: str) -> None:
+    if not rules.is_valid_room(value):
+        raise _bad(f"not a room name: {value[:40]!r} (want #name or dm:<a>:<b>)")
+
+
+def check_group_room(value: str) -> None:
+    if not rules.is_group_room(value):
+        raise _bad(f"not a group room: {value[:40]!r} (want # and 1-32 of a-z 0-9 _ -)")
+
+
+def check_client_status(value: str) -> None:
+    if value not in rules.CLIENT_STATUSES:
+        raise _bad(f"unknown status {value[:20]!r}; one of {sorted(rules.CLIENT_STATUSES)}")
+
+
+def check_server_status(value: str) -> None:
+    if value not in rules.SERVER_STATUSES:
+        raise _bad(f"unknown status {value[:20]!r}")
+
+
+def _short_text(limit: int, what: str) -> Check:
+    def check(value: str) -> None:
+        if len(value) > limit:
+            raise ProtocolError(ErrorCode.TOO_LONG, f"{what} is longer than {limit} characters")
+        if rules.has_control_chars(value):
+            raise _bad(f"{what} holds a control character")
+
+    return check
+
+
+check_display = _short_text(rules.MAX_DISPLAY, "display")
+check_psm = _short_text(rules.MAX_PSM, "psm")
+
+
+def check_text(value: str) -> None:
+    # The length limit is the server's to set (limits.max_text); the codec applies it.
+    if rules.has_forbidden_text_chars(value):
+        raise _bad("text holds a control character (only tab and line breaks are allowed)")
+
+
+def _bounded_str(limit: int, what: str) -> Check:
+    def check(value: str) -> None:
+        if not 1 <= len(value) <= limit:
+            raise _bad(f"{what} must be 1-{limit} characters")
+
+    return check
+
+
+check_id = _bounded_str(rules.MAX_ID, "id")
+check_epoch = _bounded_str(rules.MAX_EPOCH, "epoch")
+check_client = _bounded_str(rules.MAX_CLIENT, "client")
+
+
+def check_seq(value: int) -> None:
+    if not 0 <= value <= rules.MAX_INT:
+        raise _bad("sequence numbers and times are integers from 0 to 2**63-1")
+
+
+def check_limit(value: int) -> None:
+    if not 1 <= value <= rules.MAX_HISTORY_LIMIT:
+        raise _bad(f"limit must be 1-{rules.MAX_HISTORY_LIMIT}")
+
+
+def _one_of(allowed: frozenset[str] | set[str], what: str) -> Check:
+    def check(value: str) -> None:
+        if value not in allowed:
+            raise _bad(f"unknown {what} {value[:20]!r}; one of {sorted(allowed)}")
+
+    return check
+
+
+def _exactly_one_target(frame: Any) -> None:
+    if (frame.room is None) == (frame.to is None):
+        raise _bad(f"{frame.T} takes exactly one of room or to")
+
+
+# --- shared shapes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RosterEntry:
+    """A user as a contact list or member list shows them."""
+
+    name: str = wire(str, check_name)
+    display: str = wire(str, check_display)
+    status: str = wire(str, check_server_status)
+    psm: str = wire(str, check_psm)
+    bot: bool = wire(bool)
+    blocked: bool | None = wire(bool, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """One room in ``welcome.rooms``: where the user's copy of it should be."""
+
+    room: str = wire(str, check_room)
+    seq: int = wire(int, check_seq)
+    read: int = wire(int, check_seq)
+    epoch: str = wire(str, check_epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMsg:
+    """A message as ``history.msgs`` carries it: a ``msg`` frame without ``t``."""
+
+    room: str = wire(str, check_room)
+    seq: int = wire(int, check_seq)
+    sender: str = wire(str, check_name, key="from")
+    text: str = wire(str)
+    ts: int = wire(int, check_seq)
+    kind: str = wire(str, _one_of({k.value for k in rules.MsgKind}, "kind"))
+    id: str | None = wire(str, optional=True)
+
+
+# --- client → server -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    T: ClassVar[str] = "hello"
+    v: int = wire(int)
+    name: str = wire(str, check_name)
+    token: str | None = wire(str, _bounded_str(256, "token"), optional=True)
+    status: str | None = wire(str, check_client_status, optional=True)
+    display: str | None = wire(str, check_display, optional=True)
+    psm: str | None = wire(str, check_psm, optional=True)
+    client: str | None = wire(str, check_client, optional=True)
+    bot: bool | None = wire(bool, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SetPresence:
+    T: ClassVar[str] = "presence"
+    status: str | None = wire(str, check_client_status, optional=True)
+    display: str | None = wire(str, check_display, optional=True)
+    psm: str | None = wire(str, check_psm, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    T: ClassVar[str] = "join"
+    room: str = wire(str, check_room)
+    since: int | None = wire(int, check_seq, optional=True)
+    epoch: str | None = wire(str, check_epoch, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    T: ClassVar[str] = "leave"
+    room: str = wire(str, check_group_room)
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    T: ClassVar[str] = "say"
+    CHECK: ClassVar[Check] = _exactly_one_target
+    text: str = wire(str, check_text)
+    id: str = wire(str, check_id)
+    room: str | None = wire(str, check_room, optional=True)
+    to: str | None = wire(str, check_name, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SendTyping:
+    T: ClassVar[str] = "typing"
+    CHECK: ClassVar[Check] = _exactly_one_target
+    room: str | None = wire(str, check_room, optional=True)
+    to: str | None = wire(str, check_name, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Nudge:
+    T: ClassVar[str] = "nudge"
+    to: str = wire(str, check_name)
+    id: str | None = wire(str, check_id, optional=True)
+
+
+def _history_range(frame: GetHistory) -> None:
+    if frame.before is not None and frame.after is not None:
+        raise _bad("history takes before or after, not both")
+
+
+@dataclass(frozen=True, slots=True)
+class GetHistory:
+    T: ClassVar[str] = "history"
+    CHECK: ClassVar[Check] = _history_range
+    room: str = wire(str, check_room)
+    before: int | None = wire(int, check_seq, optional=True)
+    after: int | None = wire(int, check_seq, optional=True)
+    limit: int | None = wire(int, check_limit, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    T: ClassVar[str] = "read"
+    room: str = wire(str, check_room)
+    seq: int = wire(int, check_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRequest:
+    T: ClassVar[str] = "contact"
+    op: str = wire(str, _one_of(rules.CLIENT_CONTACT_OPS, "contact op"))
+    name: str = wire(str, check_name)
+
+
+# --- server → client -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    T: ClassVar[str] = "welcome"
+    v: int = wire(int)
+    session: str = wire(str)
+    name: str = wire(str, check_name)
+    token: str = wire(str)
+    display: str = wire(str, check_display)
+    status: str = wire(str, check_server_status)
+    psm: str = wire(str, check_psm)
+    server: str = wire(str)
+    limits: dict[str, Any] = wire(dict)
+    rooms: tuple[RoomState, ...] = wire(list, of=RoomState)
+    contacts: tuple[RosterEntry, ...] = wire(list, of=RosterEntry)
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    T: ClassVar[str] = "presence"
+    name: str = wire(str, check_name)
+    display: str = wire(str, check_display)
+    status: str = wire(str, check_server_status)
+    psm: str = wire(str, check_psm)
+    bot: bool = wire(bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    T: ClassVar[str] = "joined"
+    room: str = wire(str, check_room)
+    seq: int = wire(int, check_seq)
+    epoch: str = wire(str, check_epoch)
+    members: tuple[RosterEntry, ...] = wire(list, of=RosterEntry)
+    more: bool | None = wire(bool, optional=True)
+    reset: bool | None = wire(bool, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    T: ClassVar[str] = "left"
+    room: str = wire(str, check_room)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    T: ClassVar[str] = "member"
+    room: str = wire(str, check_room)
+    name: str = wire(str, check_name)
+    op: str = wire(str, _one_of({o.value for o in rules.MemberOp}, "member op"))
+
+
+@dataclass(frozen=True, slots=True)
+class Msg:
+    T: ClassVar[str] = "msg"
+    room: str = wire(str, check_room)
+    seq: int = wire(int, check_seq)
+    sender: str = wire(str, check_name, key="from")
+    text: str = wire(str)
+    ts: int = wire(int, check_seq)
+    kind: str = wire(str, _one_of({k.value for k in rules.MsgKind}, "kind"))
+    id: str | None = wire(str, optional=True)
+
+    @classmethod
+    def from_stored(cls, m: StoredMsg) -> Msg:
+        return cls(m.room, m.seq, m.sender, m.text, m.ts, m.kind, m.id)
+
+    def to_stored(self) -> StoredMsg:
+        return StoredMsg(self.room, self.seq, self.sender, self.text, self.ts, self.kind, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    T: ClassVar[str] = "ack"
+    room: str = wire(str, check_room)
+    seq: int = wire(int, check_seq)
+    ts: int = wire(int, check_seq)
+    # The client's id; absent only for a nudge that was sent without one.
+    id: str | None = wire(str, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    T: ClassVar[str] = "typing"
+    room: str = wire(str, check_room)
+    sender: str = wire(str, check_name, key="from")
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    T: ClassVar[str] = "read"
+    room: str = wire(str, check_room)
+    name: str = wire(str, check_name)
+    seq: int = wire(int, check_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    T: ClassVar[str] = "history"
+    room: str = wire(str, check_room)
+    msgs: tuple[StoredMsg, ...] = wire(list, of=StoredMsg)
+    more: bool = wire(bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    T: ClassVar[str] = "contact"
+    op: str = wire(str, _one_of({o.value for o in rules.ContactOp}, "contact op"))
+    name: str = wire(str, check_name)
+    display: str | None = wire(str, check_display, optional=True)
+    status: str | None = wire(str, check_server_status, optional=True)
+    psm: str | None = wire(str, check_psm, optional=True)
+    bot: bool | None = wire(bool, optional=True)
+    blocked: bool | None = wire(bool, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    T: ClassVar[str] = "error"
+    code: str = wire(str)
+    msg: str = wire(str)
+    ref: str | None = wire(str, optional=True)
+    retry_ms: int | None = wire(int, check_seq, optional=True)
+
+
+ClientFrame = (
+    Hello | SetPresence | Join | Leave | Say | SendTyping | Nudge | GetHistory | MarkRead
+    | ContactRequest
+)
+ServerFrame = (
+    Welcome | Presence | Joined | Left | Member | Msg | Ack | Typing | Read | History | Contact
+    | Error
+)
+
+CLIENT_FRAMES: dict[str, type] = {
+    cls.T: cls
+    for cls in (Hello, SetPresence, Join, Leave, Say, SendTyping, Nudge, GetHistory, MarkRead,
+                ContactRequest)
+}
+SERVER_FRAMES: dict[str, type] = {
+    cls.T: cls
+    for cls in (Welcome, Presence, Joined, Left, Member, Msg, Ack, Typing, Read, History,
+                Contact, Error)
+}

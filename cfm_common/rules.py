@@ -1,0 +1,197 @@
+"""The protocol's vocabulary, defined once: names, rooms, statuses, limits and codes.
+
+Everything here is pure and shared by the server, the TUI and every bot, so that a
+handle the client accepts is exactly a handle the server accepts.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from enum import IntEnum, StrEnum
+from typing import Final
+
+# --- handles -------------------------------------------------------------------------
+
+NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{1,23}")
+GROUP_ROOM_RE: Final = re.compile(r"#[a-z0-9_\-]{1,32}")
+LOBBY: Final = "#lobby"
+DM_PREFIX: Final = "dm:"
+
+
+def is_valid_name(name: str) -> bool:
+    """A handle: 2–24 of ``A–Z a–z 0–9 _ . -``, starting with a letter or digit."""
+    return NAME_RE.fullmatch(name) is not None
+
+
+def normalize_name(name: str) -> str:
+    """Handles compare case-insensitively; the lower-cased form is the canonical one."""
+    return name.lower()
+
+
+def dm_room(a: str, b: str) -> str:
+    """The DM room of two users: ``dm:<a>:<b>`` with the lower-cased handles sorted."""
+    x, y = sorted((normalize_name(a), normalize_name(b)))
+    return f"{DM_PREFIX}{x}:{y}"
+
+
+def is_group_room(room: str) -> bool:
+    return GROUP_ROOM_RE.fullmatch(room) is not None
+
+
+def dm_members(room: str) -> tuple[str, str] | None:
+    """The two handles of a well-formed DM room name, or None if it is not one.
+
+    Well-formed means canonical: both handles valid and lower-case, sorted, distinct.
+    """
+    if not room.startswith(DM_PREFIX):
+        return None
+    parts = room[len(DM_PREFIX) :].split(":")
+    if len(parts) != 2:
+        return None
+    a, b = parts
+    if not (is_valid_name(a) and is_valid_name(b)):
+        return None
+    if a != a.lower() or b != b.lower() or not a < b:
+        return None
+    return a, b
+
+
+def is_valid_room(room: str) -> bool:
+    return is_group_room(room) or dm_members(room) is not None
+
+
+# --- free text -----------------------------------------------------------------------
+
+MAX_DISPLAY: Final = 64
+MAX_PSM: Final = 128
+MAX_ID: Final = 64
+MAX_EPOCH: Final = 64
+MAX_CLIENT: Final = 64
+DEFAULT_MAX_TEXT: Final = 4096
+DEFAULT_MAX_FRAME: Final = 65536
+MAX_HISTORY_LIMIT: Final = 200
+# Sequence numbers and times travel as msgpack ints; anything past 2**63 - 1 is nonsense.
+MAX_INT: Final = 2**63 - 1
+
+# Bidi embeddings, overrides and isolates reorder what follows them on screen, so in a
+# display name or personal message they are treated as the control characters they are.
+_BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Message text may span lines; every other control character is refused.
+_TEXT_ALLOWED_CONTROLS: Final = frozenset("\t\n\r")
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS
+
+
+def has_control_chars(value: str) -> bool:
+    """True if ``value`` holds a control character (C0, DEL, C1 or a bidi control)."""
+    return any(_is_control(ch) for ch in value)
+
+
+def has_forbidden_text_chars(text: str) -> bool:
+    """Message text allows tab and line breaks; no other control character."""
+    return any(_is_control(ch) and ch not in _TEXT_ALLOWED_CONTROLS for ch in text)
+
+
+# --- presence ------------------------------------------------------------------------
+
+
+class Status(StrEnum):
+    ONLINE = "online"
+    BUSY = "busy"
+    AWAY = "away"
+    BRB = "brb"
+    PHONE = "phone"
+    LUNCH = "lunch"
+    INVISIBLE = "invisible"
+    # Only ever sent by the server: how others see an invisible or signed-out user.
+    OFFLINE = "offline"
+
+
+CLIENT_STATUSES: Final = frozenset(s.value for s in Status if s is not Status.OFFLINE)
+# A user's own sessions see their real status, ``invisible`` included.
+SERVER_STATUSES: Final = frozenset(s.value for s in Status)
+
+STATUS_LABELS: Final = {
+    Status.ONLINE: "Online",
+    Status.BUSY: "Busy",
+    Status.AWAY: "Away",
+    Status.BRB: "Be Right Back",
+    Status.PHONE: "On the Phone",
+    Status.LUNCH: "Out to Lunch",
+    Status.INVISIBLE: "Appear Offline",
+    Status.OFFLINE: "Offline",
+}
+
+
+def public_status(status: str) -> str:
+    """What a watcher sees: an invisible user looks offline."""
+    return Status.OFFLINE.value if status == Status.INVISIBLE else status
+
+
+# --- message kinds, contact ops ------------------------------------------------------
+
+
+class MsgKind(StrEnum):
+    TEXT = "text"
+    NUDGE = "nudge"
+
+
+class ContactOp(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+    BLOCK = "block"
+    UNBLOCK = "unblock"
+    ADDED_YOU = "added_you"  # server → client only
+
+
+CLIENT_CONTACT_OPS: Final = frozenset(op.value for op in ContactOp if op is not ContactOp.ADDED_YOU)
+
+
+class MemberOp(StrEnum):
+    JOIN = "join"
+    LEAVE = "leave"
+
+
+# --- errors and closes ---------------------------------------------------------------
+
+
+class ErrorCode(StrEnum):
+    BAD_FRAME = "bad_frame"
+    HELLO_REQUIRED = "hello_required"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    NAME_INVALID = "name_invalid"
+    NAME_TAKEN = "name_taken"
+    BAD_TOKEN = "bad_token"
+    UNKNOWN_TYPE = "unknown_type"
+    TOO_LONG = "too_long"
+    RATE_LIMITED = "rate_limited"
+    NOT_MEMBER = "not_member"
+    NO_SUCH_ROOM = "no_such_room"
+    NO_SUCH_USER = "no_such_user"
+    BLOCKED = "blocked"
+    FORBIDDEN = "forbidden"
+    INTERNAL = "internal"
+
+
+class CloseCode(IntEnum):
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
+    MESSAGE_TOO_BIG = 1009
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    HELLO_TIMEOUT = 4001
+    NAME_TAKEN = 4002
+    BAD_TOKEN = 4003
+    UNSUPPORTED_VERSION = 4004
+    ABUSE = 4008
+
+
+# The errors after which the server closes the connection, and with which code.
+FATAL_HELLO_ERRORS: Final = {
+    ErrorCode.NAME_TAKEN: CloseCode.NAME_TAKEN,
+    ErrorCode.BAD_TOKEN: CloseCode.BAD_TOKEN,
+    ErrorCode.UNSUPPORTED_VERSION: CloseCode.UNSUPPORTED_VERSION,
+}

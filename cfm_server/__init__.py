@@ -1,0 +1,1 @@
+"""The cfm relay server (``cfm serve``) and its AI contacts."""

@@ -1,0 +1,1 @@
+"""AI contacts: personas that are always online."""

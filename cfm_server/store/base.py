@@ -1,0 +1,135 @@
+"""The ``Store`` interface: what the hub needs to keep, and nothing about how.
+
+The hub keeps the live state (users, rooms, memberships, contacts, read marks) in memory,
+loads it from the store once at start-up, and writes every change through. Messages
+are the exception: they stay in the store and are read back by range.
+
+Writes are applied at once (a read right after sees them) and become durable together:
+each write returns a :class:`Commit`, an awaitable that completes when the transaction
+holding the write has committed (group commit: one transaction for everything written
+in the last few milliseconds). The hub sends an ``ack`` and fans a message out only after
+its commit completes, so an acknowledged message survives a SIGKILL.
+
+Reads are plain calls: the stores are embedded and answer in microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cfm_common.frames import StoredMsg
+
+# Completes when the write is durable; raises StoreError if the commit failed.
+Commit = asyncio.Future[None]
+
+
+class StoreError(Exception):
+    """The store cannot do its job (unwritable, full, corrupt or locked): not the client's fault."""
+
+
+@dataclass(slots=True)
+class UserRecord:
+    name: str  # lower-cased handle
+    token_hash: str  # hex sha256 of the token; the token itself is never stored
+    display: str
+    psm: str
+    status: str  # the last status the user chose (restored on the next sign-in if none given)
+    bot: bool
+    created_ms: int
+
+
+@dataclass(slots=True)
+class RoomRecord:
+    room: str
+    seq: int  # the latest stored seq (0: no message yet)
+    epoch: str
+
+
+@dataclass(slots=True)
+class ContactRecord:
+    owner: str
+    name: str
+    in_list: bool  # on the owner's contact list
+    blocked: bool  # blocked by the owner (may be true without being in the list)
+
+
+class Store(ABC):
+    """Persistence for the hub. Implementations: ``SqliteStore`` (default), ``MemoryStore``."""
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Open or create the store; raise StoreError with a message a person can act on."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Commit whatever is pending now and wait for it."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush, then release everything. Safe to call twice."""
+
+    # --- start-up snapshot ------------------------------------------------------------
+
+    @abstractmethod
+    def load_users(self) -> Iterable[UserRecord]: ...
+
+    @abstractmethod
+    def load_rooms(self) -> Iterable[RoomRecord]:
+        """Every room with its latest seq and its epoch."""
+
+    @abstractmethod
+    def load_members(self) -> Iterable[tuple[str, str]]:
+        """(room, user) for every lasting membership, DM rooms included."""
+
+    @abstractmethod
+    def load_contacts(self) -> Iterable[ContactRecord]: ...
+
+    @abstractmethod
+    def load_reads(self) -> Iterable[tuple[str, str, int]]:
+        """(user, room, seq): every read mark."""
+
+    # --- writes (applied now, durable when the returned Commit completes) -------------
+
+    @abstractmethod
+    def put_user(self, user: UserRecord) -> Commit:
+        """Insert or replace a user."""
+
+    @abstractmethod
+    def put_room(self, room: RoomRecord) -> Commit:
+        """Insert a room, or replace its epoch (the seq follows the messages)."""
+
+    @abstractmethod
+    def add_member(self, room: str, user: str) -> Commit: ...
+
+    @abstractmethod
+    def remove_member(self, room: str, user: str) -> Commit: ...
+
+    @abstractmethod
+    def put_contact(self, contact: ContactRecord) -> Commit:
+        """Insert or replace; a record with neither in_list nor blocked is deleted."""
+
+    @abstractmethod
+    def set_read(self, user: str, room: str, seq: int) -> Commit: ...
+
+    @abstractmethod
+    def append(self, msg: StoredMsg) -> Commit:
+        """Store one message. Its seq must be the room's latest + 1 (the hub assigns it)."""
+
+    # --- reads -----------------------------------------------------------------------
+
+    @abstractmethod
+    def find_message(self, sender: str, client_id: str) -> StoredMsg | None:
+        """The message ``sender`` stored under its client id, for idempotent retries."""
+
+    @abstractmethod
+    def history_before(self, room: str, before: int | None, limit: int) -> list[StoredMsg]:
+        """Up to ``limit`` messages with seq < before (None: the newest), ascending seq."""
+
+    @abstractmethod
+    def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
+        """Up to ``limit`` messages with seq > after, ascending seq."""

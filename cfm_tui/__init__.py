@@ -1,0 +1,1 @@
+"""``cfm chat``: the MSN Messenger window in the terminal."""

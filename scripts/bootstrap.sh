@@ -28,9 +28,15 @@ bootstrap_venv() {
     want=$(cksum < "$root/pyproject.toml")
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         echo "Setting up .venv (first run takes a minute)…" >&2
-        "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
-        "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check \
-            -e "$root${extras:+[$extras]}" >&2
+        # pip's output goes to a log, shown only when something fails.
+        local log="$root/.venv/install.log"
+        if ! { "$root/.venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+               "$root/.venv/bin/python" -m pip install --disable-pip-version-check \
+                   -e "$root${extras:+[$extras]}"; } >"$log" 2>&1; then
+            tail -n 40 "$log" >&2
+            echo "Installing cfm failed; the whole log is in $log" >&2
+            exit 1
+        fi
         echo "$want" > "$stamp"
     fi
 }

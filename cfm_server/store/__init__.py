@@ -8,5 +8,14 @@ from cfm_server.store.base import (
     StoreError,
     UserRecord,
 )
+from cfm_server.store.memory import MemoryStore
 
-__all__ = ["Commit", "ContactRecord", "RoomRecord", "Store", "StoreError", "UserRecord"]
+__all__ = [
+    "Commit",
+    "ContactRecord",
+    "MemoryStore",
+    "RoomRecord",
+    "Store",
+    "StoreError",
+    "UserRecord",
+]

@@ -1,0 +1,164 @@
+"""``MemoryStore``: the ``Store`` in plain dicts, for tests and throw-away servers.
+
+Every write is applied at once and returns an already-completed Commit, so a hub on a
+MemoryStore behaves like one on SQLite whose commits are instant. It checks what the
+SQLite store checks (gapless seq per room, one message per (sender, client id)) so a hub
+bug shows up the same way on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+
+from cfm_common.frames import StoredMsg
+from cfm_server.store.base import (
+    Commit,
+    ContactRecord,
+    RoomRecord,
+    Store,
+    StoreError,
+    UserRecord,
+)
+
+
+def _done(error: StoreError | None = None) -> Commit:
+    future: Commit = asyncio.get_running_loop().create_future()
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+    return future
+
+
+class MemoryStore(Store):
+    """Keeps everything in memory; ``open`` and ``close`` keep the data (it has no file)."""
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._users: dict[str, UserRecord] = {}
+        self._epochs: dict[str, str] = {}
+        self._members: dict[str, set[str]] = {}
+        self._contacts: dict[tuple[str, str], ContactRecord] = {}
+        self._reads: dict[tuple[str, str], int] = {}
+        # A room's messages sit at index seq - 1: the sequence is gapless and starts at 1.
+        self._messages: dict[str, list[StoredMsg]] = {}
+        self._by_client_id: dict[tuple[str, str], StoredMsg] = {}
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._closed = False
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._closed = True
+
+    # --- start-up snapshot ------------------------------------------------------------
+
+    def load_users(self) -> Iterable[UserRecord]:
+        return [dataclasses.replace(user) for user in self._users.values()]
+
+    def load_rooms(self) -> Iterable[RoomRecord]:
+        return [
+            RoomRecord(room, len(self._messages.get(room, ())), epoch)
+            for room, epoch in self._epochs.items()
+        ]
+
+    def load_members(self) -> Iterable[tuple[str, str]]:
+        return [(room, user) for room, users in self._members.items() for user in users]
+
+    def load_contacts(self) -> Iterable[ContactRecord]:
+        return [dataclasses.replace(contact) for contact in self._contacts.values()]
+
+    def load_reads(self) -> Iterable[tuple[str, str, int]]:
+        return [(user, room, seq) for (user, room), seq in self._reads.items()]
+
+    # --- writes ----------------------------------------------------------------------
+
+    def _closed_error(self) -> StoreError | None:
+        return StoreError("the store is closed") if self._closed else None
+
+    def put_user(self, user: UserRecord) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        # A copy: the caller may keep mutating its record, the store keeps what was written.
+        self._users[user.name] = dataclasses.replace(user)
+        return _done()
+
+    def put_room(self, room: RoomRecord) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        self._epochs[room.room] = room.epoch
+        return _done()
+
+    def add_member(self, room: str, user: str) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        self._members.setdefault(room, set()).add(user)
+        return _done()
+
+    def remove_member(self, room: str, user: str) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        users = self._members.get(room)
+        if users is not None:
+            users.discard(user)
+            if not users:
+                del self._members[room]
+        return _done()
+
+    def put_contact(self, contact: ContactRecord) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        key = (contact.owner, contact.name)
+        if contact.in_list or contact.blocked:
+            self._contacts[key] = dataclasses.replace(contact)
+        else:
+            self._contacts.pop(key, None)
+        return _done()
+
+    def set_read(self, user: str, room: str, seq: int) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        self._reads[(user, room)] = seq
+        return _done()
+
+    def append(self, msg: StoredMsg) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        messages = self._messages.setdefault(msg.room, [])
+        if msg.seq != len(messages) + 1:
+            return _done(StoreError(
+                f"message {msg.room}#{msg.seq} rejected: the room's next seq is "
+                f"{len(messages) + 1}"
+            ))
+        if msg.id is not None:
+            key = (msg.sender, msg.id)
+            if key in self._by_client_id:
+                return _done(StoreError(
+                    f"message {msg.room}#{msg.seq} rejected: {msg.sender} already stored "
+                    f"client id {msg.id!r}"
+                ))
+            self._by_client_id[key] = msg
+        messages.append(msg)
+        return _done()
+
+    # --- reads -----------------------------------------------------------------------
+
+    def find_message(self, sender: str, client_id: str) -> StoredMsg | None:
+        return self._by_client_id.get((sender, client_id))
+
+    def history_before(self, room: str, before: int | None, limit: int) -> list[StoredMsg]:
+        messages = self._messages.get(room, [])
+        # Messages below `before` are those at indexes [0, before - 1).
+        end = len(messages) if before is None else max(0, min(before - 1, len(messages)))
+        return messages[max(0, end - max(0, limit)):end]
+
+    def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
+        messages = self._messages.get(room, [])
+        start = max(0, after)
+        return messages[start:start + max(0, limit)]

@@ -137,12 +137,15 @@ def _check_depth(obj: dict[str, Any]) -> None:
         value, depth = stack.pop()
         if depth >= MAX_DEPTH:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"nested deeper than {MAX_DEPTH} levels")
-        items = value.values() if isinstance(value, dict) else value
-        for item in items:
-            if isinstance(item, list | dict):
-                if isinstance(item, dict) and any(not isinstance(k, str) for k in item):
-                    raise ProtocolError(ErrorCode.BAD_FRAME, "map keys must be strings")
-                stack.append((item, depth + 1))
+        if isinstance(value, dict):
+            # Checked where each map is visited, so a map that is a frame value is too.
+            # (strict_map_key refuses int and nil keys but lets bin keys through.)
+            if any(not isinstance(k, str) for k in value):
+                raise ProtocolError(ErrorCode.BAD_FRAME, "map keys must be strings")
+            items = value.values()
+        else:
+            items = value
+        stack.extend((item, depth + 1) for item in items if isinstance(item, list | dict))
 
 
 def _ref_of(payload: dict[str, Any]) -> str | None:

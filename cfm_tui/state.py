@@ -1,0 +1,347 @@
+"""The messenger's domain state, fed by SDK events and testable without Textual.
+
+:class:`ChatState` owns who we are, the people we know (contacts, room members), the
+conversations, the pending "added you" requests and the connection state. ``apply``
+takes one server frame and returns an :class:`Update` saying what changed and what the
+user should be told; widgets only render this state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from cfm_common import rules
+from cfm_common.frames import (
+    Contact,
+    Error,
+    Joined,
+    Left,
+    Member,
+    Msg,
+    Presence,
+    Read,
+    RosterEntry,
+    Typing,
+    Welcome,
+)
+from cfm_tui.conversation import Conversation
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class Person:
+    name: str
+    display: str = ""
+    status: str = rules.Status.OFFLINE.value
+    psm: str = ""
+    bot: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.display or self.name
+
+    @property
+    def online(self) -> bool:
+        return self.status != rules.Status.OFFLINE
+
+
+class NoticeKind(StrEnum):
+    SIGNED_IN = "signed_in"
+    MESSAGE = "message"
+    NUDGE = "nudge"
+    ADDED_YOU = "added_you"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should be told about (a toast, the bell, a desktop note)."""
+
+    kind: NoticeKind
+    who: str = ""
+    room: str | None = None
+    text: str = ""
+
+
+@dataclass
+class Update:
+    rooms: set[str] = field(default_factory=set)
+    closed: set[str] = field(default_factory=set)
+    roster: bool = False
+    me: bool = False
+    connection: bool = False
+    notices: list[Notice] = field(default_factory=list)
+
+    def merge(self, other: Update) -> None:
+        self.rooms |= other.rooms
+        self.closed |= other.closed
+        self.roster |= other.roster
+        self.me |= other.me
+        self.connection |= other.connection
+        self.notices.extend(other.notices)
+
+
+class Link(StrEnum):
+    """The connection as the footer shows it (mirrors the SDK's ConnectionState)."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class Connection:
+    link: Link = Link.CONNECTING
+    retry_in: float | None = None
+    reason: str | None = None
+
+    def describe(self) -> str:
+        if self.link is Link.CONNECTED:
+            return "Connected"
+        if self.link is Link.CONNECTING:
+            return "Connecting…"
+        if self.link is Link.RECONNECTING:
+            if self.retry_in is not None and self.retry_in >= 0.5:
+                return f"Reconnecting in {round(self.retry_in)} s…"
+            return "Reconnecting…"
+        return "Disconnected"
+
+
+class ChatState:
+    def __init__(self, me: str = "", *, clock: Clock = time.time) -> None:
+        self.me = rules.normalize_name(me)
+        self.display = ""
+        self.status = rules.Status.ONLINE.value
+        self.psm = ""
+        self.people: dict[str, Person] = {}
+        self.contacts: set[str] = set()
+        self.blocked: set[str] = set()
+        self.added_you: list[str] = []
+        self.conversations: dict[str, Conversation] = {}
+        self.connection = Connection()
+        self.clock = clock
+
+    # --- lookups ---------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def person(self, name: str) -> Person:
+        key = rules.normalize_name(name)
+        if key not in self.people:
+            self.people[key] = Person(key)
+        return self.people[key]
+
+    def label(self, name: str | None) -> str:
+        """The name to show for a handle: its display name when we know one."""
+        if name is None:
+            return ""
+        if rules.normalize_name(name) == self.me:
+            return self.display or self.me
+        person = self.people.get(rules.normalize_name(name))
+        return person.label if person else name
+
+    def conversation(self, room: str) -> Conversation:
+        conv = self.conversations.get(room)
+        if conv is None:
+            conv = Conversation(room, self.me)
+            self.conversations[room] = conv
+        return conv
+
+    def dm_with(self, name: str) -> Conversation:
+        return self.conversation(rules.dm_room(self.me, name))
+
+    def contact_people(self) -> list[Person]:
+        return sorted((self.person(n) for n in self.contacts),
+                      key=lambda p: (p.label.lower(), p.name))
+
+    def group_rooms(self) -> list[str]:
+        return sorted(r for r in self.conversations if rules.is_group_room(r))
+
+    def unread_for(self, name: str) -> int:
+        conv = self.conversations.get(rules.dm_room(self.me, name))
+        return conv.unread() if conv else 0
+
+    # --- connection events (from the SDK, not frames) --------------------------------
+
+    def on_welcome(self, welcome: Welcome) -> Update:
+        """A (re)connect: who we are, our contacts and rooms, as the server sees them."""
+        self.me = rules.normalize_name(welcome.name)
+        self.display = welcome.display
+        self.status = welcome.status
+        self.psm = welcome.psm
+        self.contacts.clear()
+        self.blocked.clear()
+        for entry in welcome.contacts:
+            self._remember(entry)
+            if entry.blocked:
+                self.blocked.add(entry.name)
+            else:
+                self.contacts.add(entry.name)
+        for conv in self.conversations.values():
+            conv.me = self.me
+        for rs in welcome.rooms:
+            conv = self.conversation(rs.room)
+            if conv.epoch is not None and conv.epoch != rs.epoch:
+                conv.reset(rs.epoch)
+            conv.epoch = rs.epoch
+            conv.latest_seq = max(conv.latest_seq, rs.seq)
+            conv.read_mark = max(conv.read_mark, rs.read)
+        self.connection = Connection(Link.CONNECTED)
+        return Update(rooms=set(self.conversations), roster=True, me=True, connection=True)
+
+    def on_connection(self, link: str, retry_in: float | None = None,
+                      reason: str | None = None) -> Update:
+        self.connection = Connection(Link(link.lower()), retry_in, reason)
+        return Update(connection=True)
+
+    # --- server frames ---------------------------------------------------------------
+
+    def apply(self, frame: object) -> Update:
+        handler = self._handlers.get(type(frame))
+        if handler is None:
+            return Update()
+        return handler(self, frame)
+
+    def _on_msg(self, msg: Msg) -> Update:
+        conv = self.conversation(msg.room)
+        if not conv.add_message(msg):
+            return Update()
+        update = Update(rooms={msg.room}, roster=True)
+        if msg.sender != self.me:
+            kind = NoticeKind.NUDGE if msg.kind == rules.MsgKind.NUDGE else NoticeKind.MESSAGE
+            update.notices.append(Notice(kind, msg.sender, msg.room, msg.text))
+        return update
+
+    def _on_presence(self, p: Presence) -> Update:
+        name = rules.normalize_name(p.name)
+        if name == self.me:
+            self.display, self.status, self.psm = p.display, p.status, p.psm
+            return Update(me=True)
+        known = self.people.get(name)
+        was_online = known.online if known else False
+        person = self.person(name)
+        person.display, person.status, person.psm, person.bot = p.display, p.status, p.psm, p.bot
+        update = Update(roster=True, rooms=self._rooms_with(name))
+        if name in self.contacts and person.online and not was_online:
+            update.notices.append(Notice(NoticeKind.SIGNED_IN, name))
+        return update
+
+    def _on_typing(self, t: Typing) -> Update:
+        if rules.normalize_name(t.sender) == self.me:
+            return Update()
+        self.conversation(t.room).set_typing(t.sender, self.clock())
+        return Update(rooms={t.room})
+
+    def _on_read(self, r: Read) -> Update:
+        conv = self.conversation(r.room)
+        if rules.normalize_name(r.name) == self.me:
+            conv.read_mark = max(conv.read_mark, r.seq)
+            return Update(rooms={r.room}, roster=True)
+        conv.peer_read = max(conv.peer_read, r.seq)
+        return Update(rooms={r.room})
+
+    def _on_joined(self, j: Joined) -> Update:
+        conv = self.conversation(j.room)
+        if j.reset or (conv.epoch is not None and conv.epoch != j.epoch):
+            conv.reset(j.epoch)
+        conv.epoch = j.epoch
+        conv.latest_seq = max(conv.latest_seq, j.seq)
+        for entry in j.members:
+            self._remember(entry)
+        if conv.is_group:
+            conv.members = {e.name for e in j.members}
+        return Update(rooms={j.room}, roster=True)
+
+    def _on_left(self, left: Left) -> Update:
+        self.conversations.pop(left.room, None)
+        return Update(closed={left.room}, roster=True)
+
+    def _on_member(self, m: Member) -> Update:
+        conv = self.conversation(m.room)
+        if conv.members is None:
+            conv.members = set()
+        who = self.label(m.name)
+        if m.op == rules.MemberOp.JOIN:
+            if m.name not in conv.members:
+                conv.note(f"{who} has joined the conversation.", self.now_ms())
+            conv.members.add(m.name)
+            self.person(m.name)
+        else:
+            conv.members.discard(m.name)
+            conv.note(f"{who} has left the conversation.", self.now_ms())
+        return Update(rooms={m.room})
+
+    def _on_contact(self, c: Contact) -> Update:
+        name = rules.normalize_name(c.name)
+        if c.display is not None:
+            person = self.person(name)
+            person.display = c.display
+            if c.status is not None:
+                person.status = c.status
+            if c.psm is not None:
+                person.psm = c.psm
+            if c.bot is not None:
+                person.bot = c.bot
+        update = Update(roster=True)
+        op = rules.ContactOp(c.op)
+        if op is rules.ContactOp.ADD:
+            self.contacts.add(name)
+            self._forget_request(name)
+        elif op is rules.ContactOp.REMOVE:
+            self.contacts.discard(name)
+        elif op is rules.ContactOp.BLOCK:
+            self.blocked.add(name)
+            self.contacts.discard(name)
+            self._forget_request(name)
+        elif op is rules.ContactOp.UNBLOCK:
+            self.blocked.discard(name)
+        elif op is rules.ContactOp.ADDED_YOU:
+            if name not in self.contacts and name not in self.blocked \
+                    and name not in self.added_you:
+                self.added_you.append(name)
+            update.notices.append(Notice(NoticeKind.ADDED_YOU, name))
+        return update
+
+    def _on_error(self, e: Error) -> Update:
+        return Update(notices=[Notice(NoticeKind.ERROR, text=e.msg or e.code)])
+
+    _handlers: ClassVar[dict[type, Callable[[ChatState, Any], Update]]] = {
+        Msg: _on_msg,
+        Presence: _on_presence,
+        Typing: _on_typing,
+        Read: _on_read,
+        Joined: _on_joined,
+        Left: _on_left,
+        Member: _on_member,
+        Contact: _on_contact,
+        Error: _on_error,
+    }
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def dismiss_request(self, name: str) -> Update:
+        self._forget_request(rules.normalize_name(name))
+        return Update(roster=True)
+
+    def _forget_request(self, name: str) -> None:
+        if name in self.added_you:
+            self.added_you.remove(name)
+
+    def _remember(self, entry: RosterEntry) -> None:
+        person = self.person(entry.name)
+        person.display, person.status = entry.display, entry.status
+        person.psm, person.bot = entry.psm, entry.bot
+
+    def _rooms_with(self, name: str) -> set[str]:
+        return {room for room, conv in self.conversations.items()
+                if conv.peer == name or (conv.members is not None and name in conv.members)}

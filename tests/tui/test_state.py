@@ -1,0 +1,271 @@
+"""The domain state, fed the frames the SDK hands over; no Textual, no network."""
+
+from __future__ import annotations
+
+from cfm_common import rules
+from cfm_common.frames import (
+    Contact,
+    Error,
+    Joined,
+    Member,
+    Msg,
+    Presence,
+    Read,
+    RoomState,
+    RosterEntry,
+    StoredMsg,
+    Typing,
+    Welcome,
+)
+from cfm_tui.conversation import LineKind
+from cfm_tui.state import ChatState, Link, NoticeKind
+
+DM = rules.dm_room("alice", "bob")
+
+
+class FakeClock:
+    """A clock the test moves by hand (state takes any callable)."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def welcome(rooms=(), contacts=()) -> Welcome:
+    return Welcome(1, "s1", "alice", "tok", "Alice", "online", "hi", "cfm", {},
+                   tuple(rooms), tuple(contacts))
+
+
+def entry(name, status="online", *, bot=False, blocked=None, display=None) -> RosterEntry:
+    return RosterEntry(name, display or name.title(), status, f"{name}'s psm", bot, blocked)
+
+
+def msg(seq, sender="bob", text="hello", room=DM, kind="text", id=None) -> Msg:
+    return Msg(room, seq, sender, text, 1_700_000_000_000 + seq, kind, id)
+
+
+def signed_in(**kw) -> ChatState:
+    state = ChatState("alice", clock=FakeClock())
+    state.on_welcome(welcome(**kw))
+    return state
+
+
+def test_welcome_fills_me_contacts_blocked_and_rooms():
+    state = signed_in(
+        rooms=[RoomState(DM, 7, 5, "e1"), RoomState("#lobby", 3, 3, "e2")],
+        contacts=[entry("bob"), entry("carol", "offline"), entry("eve", blocked=True),
+                  entry("eliza", bot=True)],
+    )
+    assert (state.me, state.display, state.status, state.psm) == ("alice", "Alice", "online", "hi")
+    assert state.contacts == {"bob", "carol", "eliza"}
+    assert state.blocked == {"eve"}
+    assert state.conversations[DM].latest_seq == 7
+    assert state.conversations[DM].read_mark == 5
+    assert state.group_rooms() == ["#lobby"]
+    assert state.connection.link is Link.CONNECTED
+
+
+def test_messages_are_ordered_and_deduplicated_by_seq():
+    state = signed_in()
+    for seq in (3, 1, 2, 3, 1):
+        state.apply(msg(seq, text=f"m{seq}"))
+    lines = state.conversations[DM].lines()
+    assert [line.text for line in lines] == ["m1", "m2", "m3"]
+    assert state.unread_for("bob") == 3
+
+
+def test_a_duplicate_message_changes_nothing_and_tells_nobody():
+    state = signed_in()
+    assert state.apply(msg(1)).notices
+    again = state.apply(msg(1))
+    assert not again.notices and not again.rooms
+
+
+def test_message_from_someone_else_is_a_notice_own_is_not():
+    state = signed_in()
+    update = state.apply(msg(1, sender="bob", text="hey there"))
+    assert [(n.kind, n.who, n.room, n.text) for n in update.notices] == [
+        (NoticeKind.MESSAGE, "bob", DM, "hey there")
+    ]
+    assert state.apply(msg(2, sender="alice")).notices == []
+
+
+def test_nudge_message_is_a_nudge_notice_and_line():
+    state = signed_in()
+    update = state.apply(msg(1, kind="nudge", text=""))
+    assert update.notices[0].kind is NoticeKind.NUDGE
+    assert state.conversations[DM].lines()[0].kind is LineKind.NUDGE
+
+
+def test_pending_send_becomes_a_message_on_ack_and_is_never_shown_twice():
+    state = signed_in()
+    conv = state.dm_with("bob")
+    conv.add_pending("id-1", "queued while offline", 5)
+    assert [(line.kind, line.text) for line in conv.lines()] == [
+        (LineKind.PENDING, "queued while offline")
+    ]
+    conv.confirm("id-1", seq=4, ts=6)
+    # The same message coming back as an event (another session's catch-up) is a no-op.
+    state.apply(msg(4, sender="alice", text="queued while offline", id="id-1"))
+    assert [(line.kind, line.seq) for line in conv.lines()] == [(LineKind.SAY, 4)]
+    assert conv.read_mark == 4
+
+
+def test_own_message_event_clears_the_matching_pending_line():
+    state = signed_in()
+    conv = state.dm_with("bob")
+    conv.add_pending("id-9", "hello", 5)
+    state.apply(msg(1, sender="alice", text="hello", id="id-9"))
+    assert [line.kind for line in conv.lines()] == [LineKind.SAY]
+
+
+def test_failed_send_turns_into_a_note():
+    state = signed_in()
+    conv = state.dm_with("bob")
+    conv.add_pending("x", "you there?", 5)
+    conv.fail("x", "blocked", 6)
+    [line] = conv.lines()
+    assert line.kind is LineKind.NOTE and "you there?" in line.text
+
+
+def test_notes_stay_after_the_message_they_followed():
+    state = signed_in()
+    conv = state.dm_with("bob")
+    state.apply(msg(1, text="first"))
+    conv.note("You can't send a nudge that often.", 0)
+    state.apply(msg(2, text="second"))
+    assert [line.text for line in conv.lines()] == [
+        "first", "You can't send a nudge that often.", "second"
+    ]
+
+
+def test_history_pages_merge_and_stop_when_there_is_no_more():
+    state = signed_in(rooms=[RoomState(DM, 60, 60, "e")])
+    conv = state.conversations[DM]
+    assert conv.can_load_older  # nothing loaded, but the room has messages
+    page = [StoredMsg(DM, s, "bob", f"m{s}", s, "text", None) for s in range(11, 61)]
+    conv.add_history(page, more=True)
+    assert conv.oldest_seq == 11 and conv.can_load_older
+    conv.add_history([StoredMsg(DM, s, "bob", "", s, "text", None) for s in range(1, 11)],
+                     more=False)
+    assert conv.oldest_seq == 1 and not conv.can_load_older
+    assert len(conv.lines()) == 60
+
+
+def test_mark_seen_returns_the_seq_to_send_once():
+    state = signed_in()
+    state.apply(msg(1))
+    state.apply(msg(2))
+    conv = state.conversations[DM]
+    assert conv.mark_seen() == 2
+    assert conv.mark_seen() is None
+    assert state.unread_for("bob") == 0
+
+
+def test_read_from_own_other_session_clears_unread_and_peer_read_is_kept():
+    state = signed_in()
+    state.apply(msg(1))
+    state.apply(msg(2))
+    state.apply(Read(DM, "alice", 2))
+    assert state.unread_for("bob") == 0
+    state.apply(Read(DM, "bob", 2))
+    assert state.conversations[DM].peer_read == 2
+
+
+def test_typing_expires_and_stops_when_the_typist_speaks():
+    clock = FakeClock()
+    state = ChatState("alice", clock=clock)
+    state.on_welcome(welcome())
+    state.apply(Typing(DM, "bob"))
+    conv = state.conversations[DM]
+    assert conv.typing_names(clock()) == ["bob"]
+    clock.now += 6
+    assert conv.typing_names(clock()) == []
+    state.apply(Typing(DM, "bob"))
+    state.apply(msg(1))
+    assert conv.typing_names(clock()) == []
+    # Our own typing (another session) is not shown.
+    state.apply(Typing(DM, "alice"))
+    assert conv.typing_names(clock()) == []
+
+
+def test_contact_signing_in_is_a_notice_only_on_the_transition():
+    state = signed_in(contacts=[entry("bob", "offline")])
+    update = state.apply(Presence("bob", "Bob", "online", "", False))
+    assert [n.kind for n in update.notices] == [NoticeKind.SIGNED_IN]
+    assert state.apply(Presence("bob", "Bob", "busy", "", False)).notices == []
+    assert state.person("bob").status == "busy"
+    # A room member who is not a contact signs in silently.
+    assert state.apply(Presence("zed", "Zed", "online", "", False)).notices == []
+
+
+def test_own_presence_updates_me():
+    state = signed_in()
+    update = state.apply(Presence("alice", "Alice!", "away", "brb", False))
+    assert update.me and (state.display, state.status, state.psm) == ("Alice!", "away", "brb")
+
+
+def test_contact_ops_and_the_added_you_request():
+    state = signed_in()
+    update = state.apply(Contact("added_you", "bob", "Bob", "online", "", False))
+    assert [n.kind for n in update.notices] == [NoticeKind.ADDED_YOU]
+    assert state.added_you == ["bob"]
+    state.apply(Contact("add", "bob", "Bob", "online", "", False))
+    assert state.contacts == {"bob"} and state.added_you == []
+    state.apply(Contact("block", "bob"))
+    assert state.blocked == {"bob"} and state.contacts == set()
+    state.apply(Contact("unblock", "bob"))
+    assert state.blocked == set()
+    state.apply(Contact("add", "carol", "Carol", "offline", "", False))
+    state.apply(Contact("remove", "carol"))
+    assert state.contacts == set()
+
+
+def test_group_room_members_join_and_leave_with_notes():
+    state = signed_in()
+    state.apply(Joined("#lobby", 0, "e", (entry("alice"), entry("bob")), None, None))
+    conv = state.conversations["#lobby"]
+    assert conv.members == {"alice", "bob"}
+    state.apply(Member("#lobby", "carol", "join"))
+    state.apply(Member("#lobby", "bob", "leave"))
+    assert conv.members == {"alice", "carol"}
+    assert [line.text for line in conv.lines()] == [
+        "carol has joined the conversation.", "Bob has left the conversation."
+    ]
+
+
+def test_epoch_change_resets_the_transcript():
+    state = signed_in(rooms=[RoomState(DM, 2, 0, "old")])
+    state.apply(msg(1))
+    state.apply(msg(2))
+    state.on_welcome(welcome(rooms=[RoomState(DM, 1, 0, "new")]))
+    conv = state.conversations[DM]
+    assert conv.messages == [] and conv.epoch == "new"
+    state.apply(msg(1, text="after reset"))
+    assert [line.text for line in conv.lines()] == ["after reset"]
+
+
+def test_connection_text():
+    state = ChatState("alice")
+    assert state.connection.describe() == "Connecting…"
+    state.on_connection("RECONNECTING", 3.2, "closed 1012")
+    assert state.connection.describe() == "Reconnecting in 3 s…"
+    state.on_connection("reconnecting", 0.1)
+    assert state.connection.describe() == "Reconnecting…"
+    state.on_connection("closed")
+    assert state.connection.describe() == "Disconnected"
+
+
+def test_errors_become_notices():
+    state = signed_in()
+    update = state.apply(Error("internal", "something broke"))
+    assert update.notices[0].kind is NoticeKind.ERROR
+
+
+def test_labels_prefer_display_names():
+    state = signed_in(contacts=[entry("bob", display="Bobby")])
+    assert state.label("bob") == "Bobby"
+    assert state.label("alice") == "Alice"
+    assert state.label("stranger") == "stranger"

@@ -9,12 +9,14 @@ from cfm_server.store.base import (
     UserRecord,
 )
 from cfm_server.store.memory import MemoryStore
+from cfm_server.store.sqlite import SqliteStore
 
 __all__ = [
     "Commit",
     "ContactRecord",
     "MemoryStore",
     "RoomRecord",
+    "SqliteStore",
     "Store",
     "StoreError",
     "UserRecord",

@@ -7,14 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from cfm_server.store import MemoryStore, Store
+from cfm_server.store import MemoryStore, SqliteStore, Store
 
 
 def make_memory(tmp_path: Path) -> Store:
     return MemoryStore()
 
 
-STORE_FACTORIES = {"memory": make_memory}
+def make_sqlite(tmp_path: Path) -> Store:
+    return SqliteStore(tmp_path / "cfm.sqlite3")
+
+
+STORE_FACTORIES = {"memory": make_memory, "sqlite": make_sqlite}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))

@@ -1,0 +1,487 @@
+"""``SqliteStore``: the embedded default store, one SQLite file in WAL mode.
+
+Durability. In WAL mode a COMMIT appends the transaction to the ``-wal`` file with
+``write()``; from then on the data is in the kernel's page cache, so it survives the death
+of the process (a crash, an OOM kill, SIGKILL) even with ``synchronous=NORMAL``, which
+only skips the ``fsync``. That is the promise behind an ``ack``. ``synchronous="full"``
+also fsyncs the WAL on every commit, so acknowledged messages survive a power cut or a
+kernel crash too, at the price of one fsync per group commit. Neither setting can corrupt
+the database; NORMAL may only lose the last transactions on power loss.
+
+Group commit. Every write runs at once inside an open transaction, so a read right after
+sees it, and returns a Commit future. The first write of a batch schedules the COMMIT:
+on the next event-loop iteration (``commit_interval_ms=0``) or that many milliseconds
+later. Everything written until then shares that COMMIT, then the batch's futures
+complete in write order. If a write or the COMMIT fails (disk full, I/O error) the whole
+batch is rolled back and every one of its futures gets a :class:`StoreError`; the next
+write starts a fresh transaction, so the store works again once the disk recovers.
+
+One connection, used only from the event-loop thread: the statements are microseconds
+and a WAL commit without fsync is a ``write()``, cheaper than a thread hop.
+
+The data directory holds ``<name>``, its ``-wal``/``-shm`` files and ``<name>.lock``,
+which the store ``flock``\\s for as long as it is open, so a second server on the same
+directory fails at once instead of interleaving writes with the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cfm_common.frames import StoredMsg
+from cfm_server.store.base import (
+    Commit,
+    ContactRecord,
+    RoomRecord,
+    Store,
+    StoreError,
+    UserRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+# MIGRATIONS[n] takes a database from schema version n to n + 1 (PRAGMA user_version).
+# Append new ones; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL,
+        display TEXT NOT NULL,
+        psm TEXT NOT NULL,
+        status TEXT NOT NULL,
+        bot INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- A room's latest seq is max(messages.seq): appending stays one INSERT.
+    CREATE TABLE rooms (
+        room TEXT PRIMARY KEY,
+        epoch TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE members (
+        room TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (room, name)
+    ) WITHOUT ROWID;
+    -- Clustered on (room, seq): a history page is one range scan.
+    CREATE TABLE messages (
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        client_id TEXT,
+        PRIMARY KEY (room, seq)
+    ) WITHOUT ROWID;
+    -- Retries are found by (sender, client id); NULLs (nudges without id) never collide.
+    CREATE UNIQUE INDEX messages_by_client_id ON messages (sender, client_id);
+    CREATE TABLE contacts (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        in_list INTEGER NOT NULL,
+        blocked INTEGER NOT NULL,
+        PRIMARY KEY (owner, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE reads (
+        name TEXT NOT NULL,
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (name, room)
+    ) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+
+_MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id"
+
+# The WHERE makes the store refuse a gap or a repeated seq in the same statement.
+_APPEND = f"""
+    INSERT INTO messages ({_MESSAGE_COLUMNS})
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+    WHERE ?2 = 1 + coalesce((SELECT max(seq) FROM messages WHERE room = ?1), 0)
+"""
+
+
+class SqliteStore(Store):
+    """The ``Store`` in one SQLite file at ``path`` (its directory is created if missing).
+
+    ``synchronous``: ``"normal"`` (survives process death) or ``"full"`` (survives power
+    loss too). ``commit_interval_ms``: how long a batch stays open (0: until the next
+    event-loop iteration). ``busy_timeout_ms``: how long to wait for a lock that some
+    other program (an ``sqlite3`` shell, a backup) holds on the file.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str = "normal",
+                 commit_interval_ms: float = 0.0, busy_timeout_ms: float = 2000.0) -> None:
+        if synchronous not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}, "
+                             f"not {synchronous!r}")
+        if commit_interval_ms < 0:
+            raise ValueError("commit_interval_ms must be >= 0")
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._synchronous = _SYNCHRONOUS[synchronous]
+        self._commit_interval_s = commit_interval_ms / 1000
+        self._busy_timeout_s = busy_timeout_ms / 1000
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The open batch: its futures in write order, and the scheduled COMMIT.
+        self._pending: list[Commit] = []
+        self._commit_handle: asyncio.Handle | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._make_data_dir()
+        self._take_lock()
+        try:
+            self._conn = self._connect()
+        except BaseException:
+            self._release_lock()
+            raise
+        logger.info("store open: %s (schema v%d, synchronous=%s)",
+                    self.path, SCHEMA_VERSION, self._synchronous)
+
+    async def flush(self) -> None:
+        if self._commit_handle is None:
+            return
+        self._commit_handle.cancel()
+        error = self._commit_batch()
+        if error is not None:
+            raise error
+
+    async def close(self) -> None:
+        conn = self._conn
+        if conn is None:
+            self._release_lock()
+            return
+        try:
+            await self.flush()
+        finally:
+            self._conn = None
+            try:
+                # Keeps the query planner's statistics fresh; cheap when nothing changed.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA optimize")
+                conn.close()
+            finally:
+                self._release_lock()
+
+    def _make_data_dir(self) -> None:
+        data_dir = self.path.parent
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as e:
+            raise StoreError(
+                f"cannot create the data directory {data_dir}: {e.filename or data_dir} "
+                f"exists and is not a directory; choose another data directory"
+            ) from e
+        except PermissionError as e:
+            raise StoreError(
+                f"cannot create the data directory {data_dir}: permission denied; create it "
+                f"yourself or choose another data directory"
+            ) from e
+        except OSError as e:
+            raise StoreError(f"cannot create the data directory {data_dir}: {e}") from e
+        if not os.access(data_dir, os.W_OK | os.X_OK):
+            raise StoreError(
+                f"the data directory {data_dir} is not writable by this user; fix its "
+                f"permissions or choose another data directory"
+            )
+        if self.path.is_dir():
+            raise StoreError(f"the database path {self.path} is a directory, not a file")
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            raise StoreError(
+                f"the database file {self.path} is not readable and writable by this user; "
+                f"fix its permissions"
+            )
+
+    def _take_lock(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"cannot create the lock file {self.lock_path}: "
+                             f"{e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise StoreError(
+                f"{self.path} is in use by another cfm server"
+                f"{f' (pid {holder})' if holder else ''}: it holds {self.lock_path}. "
+                f"Stop that server first, or give this one another data directory."
+            ) from None
+        except OSError as e:
+            os.close(fd)
+            raise StoreError(f"cannot lock {self.lock_path}: {e.strerror}") from e
+        # Who holds the lock, for the message above; advisory only.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            # Closing the descriptor drops the flock; the file stays for the next server.
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
+                                   isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(self._explain_open_error(e)) from e
+        try:
+            # The first read of the header: a file that is not SQLite fails here, before
+            # anything could write to it.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, written by a newer cfm "
+                    f"(this one knows up to {SCHEMA_VERSION}); upgrade cfm"
+                )
+            if version == 0 and tables:
+                raise StoreError(
+                    f"{self.path} is an SQLite database but not a cfm one; it was left "
+                    f"untouched; move it away or choose another data directory"
+                )
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(
+                    f"cannot switch {self.path} to WAL mode (got {mode!r}); put the data "
+                    f"directory on a local file system"
+                )
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._migrate(conn, version)
+        except StoreError:
+            conn.close()
+            raise
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(self._explain_open_error(e)) from e
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            try:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE; {MIGRATIONS[target - 1]}; "
+                    f"PRAGMA user_version = {target}; COMMIT;"
+                )
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+            logger.info("store schema migrated to v%d: %s", target, self.path)
+
+    def _explain_open_error(self, e: sqlite3.Error) -> str:
+        name = getattr(e, "sqlite_errorname", "")
+        untouched = "it was left untouched; move it away or choose another data directory"
+        if name == "SQLITE_NOTADB":
+            return f"{self.path} is not an SQLite database ({e}); {untouched}"
+        if name.startswith("SQLITE_CORRUPT"):
+            return f"{self.path} is corrupt ({e}); {untouched}"
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return (f"{self.path} is locked by another process ({e}); close whatever holds "
+                    f"it (an sqlite3 shell, a backup tool) and try again")
+        if name.startswith("SQLITE_READONLY"):
+            return f"{self.path} is read-only ({e}); fix the permissions of the file"
+        if name.startswith("SQLITE_FULL"):
+            return f"the disk holding {self.path} is full ({e}); free some space"
+        if name.startswith("SQLITE_CANTOPEN"):
+            return f"cannot open {self.path} ({e}); check the data directory"
+        return f"cannot open {self.path}: {e}"
+
+    # --- group commit ----------------------------------------------------------------
+
+    def _write(self, sql: str, params: tuple[Any, ...], *,
+               rejected: str | None = None) -> Commit:
+        """Run one write in the open batch. ``rejected``: why zero changed rows is an error."""
+        conn, loop = self._conn, self._loop
+        if conn is None or loop is None:
+            future: Commit = asyncio.get_running_loop().create_future()
+            future.set_exception(StoreError("the store is not open"))
+            return future
+        future = loop.create_future()
+        try:
+            if self._commit_handle is None:
+                conn.execute("BEGIN IMMEDIATE")
+                self._commit_handle = (
+                    loop.call_later(self._commit_interval_s, self._commit_batch)
+                    if self._commit_interval_s else loop.call_soon(self._commit_batch)
+                )
+            cursor = conn.execute(sql, params)
+        except sqlite3.IntegrityError as e:
+            # Only this statement is undone; the rest of the batch goes on.
+            future.set_exception(StoreError(f"write rejected: {e}"))
+            return future
+        except sqlite3.Error as e:
+            self._pending.append(future)
+            self._fail_batch(e)
+            return future
+        if rejected is not None and cursor.rowcount == 0:
+            future.set_exception(StoreError(f"write rejected: {rejected}"))
+            return future
+        self._pending.append(future)
+        return future
+
+    def _commit_batch(self) -> StoreError | None:
+        self._commit_handle = None
+        conn = self._conn
+        if conn is None or not conn.in_transaction:
+            return None
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            return self._fail_batch(e)
+        futures, self._pending = self._pending, []
+        for future in futures:
+            if not future.done():  # its waiter may have been cancelled
+                future.set_result(None)
+        return None
+
+    def _fail_batch(self, cause: sqlite3.Error) -> StoreError:
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._commit_handle = None
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.rollback()
+            except sqlite3.Error:
+                logger.exception("store rollback failed: %s", self.path)
+        futures, self._pending = self._pending, []
+        error = StoreError(f"{self.path}: commit failed, {len(futures)} writes rolled back: "
+                           f"{cause}")
+        logger.error("%s", error)
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+        return error
+
+    # --- start-up snapshot ------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the store is not open")
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: read failed: {e}") from e
+
+    def load_users(self) -> Iterable[UserRecord]:
+        rows = self._query(
+            "SELECT name, token_hash, display, psm, status, bot, created_ms FROM users")
+        return [UserRecord(n, h, d, p, s, bool(b), c) for n, h, d, p, s, b, c in rows]
+
+    def load_rooms(self) -> Iterable[RoomRecord]:
+        rows = self._query(
+            "SELECT room, coalesce((SELECT max(seq) FROM messages m WHERE m.room = r.room), 0),"
+            " epoch FROM rooms r")
+        return [RoomRecord(room, seq, epoch) for room, seq, epoch in rows]
+
+    def load_members(self) -> Iterable[tuple[str, str]]:
+        return [(room, name) for room, name in self._query("SELECT room, name FROM members")]
+
+    def load_contacts(self) -> Iterable[ContactRecord]:
+        rows = self._query("SELECT owner, name, in_list, blocked FROM contacts")
+        return [ContactRecord(o, n, bool(i), bool(b)) for o, n, i, b in rows]
+
+    def load_reads(self) -> Iterable[tuple[str, str, int]]:
+        return [(n, r, s) for n, r, s in self._query("SELECT name, room, seq FROM reads")]
+
+    # --- writes ----------------------------------------------------------------------
+
+    def put_user(self, user: UserRecord) -> Commit:
+        return self._write(
+            "INSERT OR REPLACE INTO users (name, token_hash, display, psm, status, bot,"
+            " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (user.name, user.token_hash, user.display, user.psm, user.status, int(user.bot),
+             user.created_ms))
+
+    def put_room(self, room: RoomRecord) -> Commit:
+        return self._write(
+            "INSERT INTO rooms (room, epoch) VALUES (?, ?)"
+            " ON CONFLICT (room) DO UPDATE SET epoch = excluded.epoch",
+            (room.room, room.epoch))
+
+    def add_member(self, room: str, user: str) -> Commit:
+        return self._write("INSERT OR IGNORE INTO members (room, name) VALUES (?, ?)",
+                           (room, user))
+
+    def remove_member(self, room: str, user: str) -> Commit:
+        return self._write("DELETE FROM members WHERE room = ? AND name = ?", (room, user))
+
+    def put_contact(self, contact: ContactRecord) -> Commit:
+        if not (contact.in_list or contact.blocked):
+            return self._write("DELETE FROM contacts WHERE owner = ? AND name = ?",
+                               (contact.owner, contact.name))
+        return self._write(
+            "INSERT OR REPLACE INTO contacts (owner, name, in_list, blocked)"
+            " VALUES (?, ?, ?, ?)",
+            (contact.owner, contact.name, int(contact.in_list), int(contact.blocked)))
+
+    def set_read(self, user: str, room: str, seq: int) -> Commit:
+        return self._write("INSERT OR REPLACE INTO reads (name, room, seq) VALUES (?, ?, ?)",
+                           (user, room, seq))
+
+    def append(self, msg: StoredMsg) -> Commit:
+        return self._write(
+            _APPEND, (msg.room, msg.seq, msg.sender, msg.text, msg.ts, msg.kind, msg.id),
+            rejected=f"message {msg.room}#{msg.seq} is not the room's next seq")
+
+    # --- reads -----------------------------------------------------------------------
+
+    def find_message(self, sender: str, client_id: str) -> StoredMsg | None:
+        rows = self._query(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND client_id = ?",
+            (sender, client_id))
+        return StoredMsg(*rows[0]) if rows else None
+
+    def history_before(self, room: str, before: int | None, limit: int) -> list[StoredMsg]:
+        if limit <= 0:  # SQLite reads a negative LIMIT as "no limit"
+            return []
+        if before is None:
+            rows = self._query(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ?"
+                " ORDER BY seq DESC LIMIT ?", (room, limit))
+        else:
+            rows = self._query(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq < ?"
+                " ORDER BY seq DESC LIMIT ?", (room, before, limit))
+        return [StoredMsg(*row) for row in reversed(rows)]
+
+    def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
+        if limit <= 0:
+            return []
+        rows = self._query(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?", (room, after, limit))
+        return [StoredMsg(*row) for row in rows]
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return text if text.isdigit() else ""

@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+"""Write ``docs/vectors.json``: the protocol's test vectors for clients in any language.
+
+    .venv/bin/python scripts/make_vectors.py           # (re)write docs/vectors.json
+    .venv/bin/python scripts/make_vectors.py --check   # exit 1 if the file is stale
+
+Each case is ``{"name", "direction", "hex", "expect", ...}``; docs/protocol.md
+("Test vectors") describes the format. Valid cases are built from frame objects and
+encoded canonically; invalid cases are built by hand, byte by byte where msgpack-python
+would refuse to produce them. The expectations are written down here, not computed by
+the decoder, so that tests/protocol/test_vectors.py checks the decoder against them.
+
+The output depends on nothing but this file and the frame definitions: no clocks, no
+randomness, no dict ordering surprises, so regenerating it gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from cfm_common import codec
+from cfm_common import frames as f
+from cfm_common.rules import DEFAULT_MAX_TEXT, MAX_INT
+
+VECTORS_PATH = Path(__file__).resolve().parent.parent / "docs" / "vectors.json"
+
+EMOJI = "\U0001f600"  # 😀: one code point, four UTF-8 bytes, two UTF-16 units
+
+Case = dict[str, Any]
+
+# --- valid frames --------------------------------------------------------------------
+
+
+def _roster(name: str, status: str = "online", *, bot: bool = False,
+            blocked: bool | None = None) -> f.RosterEntry:
+    return f.RosterEntry(name=name, display=name.capitalize(), status=status, psm="",
+                         bot=bot, blocked=blocked)
+
+
+def client_samples() -> list[tuple[str, f.ClientFrame]]:
+    """Valid client frames: every type with all optional keys, minimal, and boundaries."""
+    return [
+        ("hello/full", f.Hello(v=1, name="Alice", token="3q2-7Yh_tok", status="busy",
+                               display="Alice \u2615", psm="(8) Daft Punk - One More Time",
+                               client="cfm-tui/0.1.0", bot=False)),
+        ("hello/minimal", f.Hello(v=1, name="alice")),
+        ("hello/bot", f.Hello(v=1, name="echo-bot", bot=True)),
+        ("hello/name-2-chars", f.Hello(v=1, name="ab")),
+        ("hello/name-24-chars", f.Hello(v=1, name="a" * 23 + "9")),
+        ("hello/name-all-classes", f.Hello(v=1, name="Mr.Bean-2_X")),
+        ("hello/display-at-max", f.Hello(v=1, name="alice", display="a" * 63 + EMOJI)),
+        ("hello/psm-at-max", f.Hello(v=1, name="alice", psm="p" * 127 + EMOJI)),
+        ("hello/empty-display-and-psm", f.Hello(v=1, name="alice", display="", psm="")),
+        ("hello/id-like-keys-at-max", f.Hello(v=1, name="alice", client="c" * 64)),
+        ("presence/full", f.SetPresence(status="away", display="Alice", psm="back at 5")),
+        ("presence/minimal", f.SetPresence()),
+        ("presence/invisible", f.SetPresence(status="invisible")),
+        ("join/full", f.Join(room="#lobby", since=41, epoch="01HZX3K9")),
+        ("join/minimal", f.Join(room="#lobby")),
+        ("join/since-zero", f.Join(room="#rust-fans_2", since=0)),
+        ("join/dm", f.Join(room="dm:alice:bob", since=7)),
+        ("join/room-32-chars", f.Join(room="#" + "r" * 32)),
+        ("leave", f.Leave(room="#lobby")),
+        ("say/room", f.Say(text="hi all " + EMOJI, id="m-0001", room="#lobby")),
+        ("say/to", f.Say(text="hey", id="m-0002", to="Bob")),
+        ("say/tab-and-line-breaks", f.Say(text="a\tb\nc\r\nd", id="m-0003", room="#lobby")),
+        ("say/text-at-max", f.Say(text="a" * (DEFAULT_MAX_TEXT - 1) + EMOJI, id="m-0004",
+                                  room="#lobby")),
+        ("say/empty-text", f.Say(text="", id="m-0005", to="bob")),
+        ("say/id-at-max", f.Say(text="x", id="i" * 64, room="dm:alice:bob")),
+        ("typing/room", f.SendTyping(room="#lobby")),
+        ("typing/to", f.SendTyping(to="bob")),
+        ("nudge/full", f.Nudge(to="bob", id="n-0001")),
+        ("nudge/minimal", f.Nudge(to="bob")),
+        ("history/before", f.GetHistory(room="#lobby", before=120, limit=50)),
+        ("history/after", f.GetHistory(room="dm:alice:bob", after=7, limit=200)),
+        ("history/minimal", f.GetHistory(room="#lobby")),
+        ("history/limit-1", f.GetHistory(room="#lobby", limit=1)),
+        ("read", f.MarkRead(room="#lobby", seq=42)),
+        ("read/seq-at-max", f.MarkRead(room="#lobby", seq=MAX_INT)),
+        ("contact/add", f.ContactRequest(op="add", name="bob")),
+        ("contact/remove", f.ContactRequest(op="remove", name="bob")),
+        ("contact/block", f.ContactRequest(op="block", name="Bob")),
+        ("contact/unblock", f.ContactRequest(op="unblock", name="bob")),
+    ]
+
+
+def server_samples() -> list[tuple[str, f.ServerFrame]]:
+    """Valid server frames: every type with all optional keys, minimal, and boundaries."""
+    stored = f.StoredMsg(room="#lobby", seq=41, sender="bob", text="hello", ts=1767225600000,
+                         kind="text", id="b-77")
+    nudge = f.StoredMsg(room="dm:alice:bob", seq=3, sender="bob", text="", ts=1767225600500,
+                        kind="nudge")
+    return [
+        ("welcome/full", f.Welcome(
+            v=1, session="s-4f1c", name="alice", token="3q2-7Yh_tok", display="Alice",
+            status="online", psm="", server="cfm/0.1.0",
+            limits={"max_text": 4096, "max_frame": 65536, "history_limit": 200},
+            rooms=(f.RoomState(room="#lobby", seq=42, read=40, epoch="01HZX3K9"),
+                   f.RoomState(room="dm:alice:bob", seq=3, read=3, epoch="01HZX4AA")),
+            contacts=(_roster("bob", "away"), _roster("carol", "offline", blocked=True),
+                      _roster("eliza", bot=True, blocked=False)))),
+        ("welcome/minimal", f.Welcome(
+            v=1, session="s", name="alice", token="t", display="", status="invisible",
+            psm="", server="x", limits={}, rooms=(), contacts=())),
+        ("presence", f.Presence(name="bob", display="Bob \u2615", status="busy",
+                                psm="in a meeting", bot=False)),
+        ("presence/offline", f.Presence(name="bob", display="Bob", status="offline", psm="",
+                                        bot=False)),
+        ("joined/full", f.Joined(room="#lobby", seq=42, epoch="01HZX3K9",
+                                 members=(_roster("alice"), _roster("eliza", bot=True)),
+                                 more=True, reset=True)),
+        ("joined/minimal", f.Joined(room="#lobby", seq=0, epoch="e", members=())),
+        ("left", f.Left(room="#lobby")),
+        ("member/join", f.Member(room="#lobby", name="carol", op="join")),
+        ("member/leave", f.Member(room="#lobby", name="carol", op="leave")),
+        ("msg/full", f.Msg.from_stored(stored)),
+        ("msg/nudge-without-id", f.Msg.from_stored(nudge)),
+        ("msg/seq-and-ts-at-max", f.Msg(room="#lobby", seq=MAX_INT, sender="bob", text="x",
+                                        ts=MAX_INT, kind="text", id="z")),
+        ("ack/full", f.Ack(room="#lobby", seq=43, ts=1767225601000, id="m-0001")),
+        ("ack/nudge-without-id", f.Ack(room="dm:alice:bob", seq=4, ts=1767225601000)),
+        ("typing", f.Typing(room="#lobby", sender="bob")),
+        ("read", f.Read(room="dm:alice:bob", name="bob", seq=3)),
+        ("history/full", f.History(room="#lobby", msgs=(stored, f.StoredMsg(
+            room="#lobby", seq=42, sender="carol", text="hi\nthere", ts=1767225600900,
+            kind="text", id="c-1")), more=True)),
+        ("history/empty", f.History(room="#lobby", msgs=(), more=False)),
+        ("contact/full", f.Contact(op="add", name="bob", display="Bob", status="away",
+                                   psm="", bot=False, blocked=False)),
+        ("contact/added-you", f.Contact(op="added_you", name="carol", display="Carol",
+                                        status="online", psm="hi!", bot=False)),
+        ("contact/minimal", f.Contact(op="remove", name="bob")),
+        ("error/full", f.Error(code="rate_limited", msg="slow down", ref="m-0009",
+                               retry_ms=1500)),
+        ("error/minimal", f.Error(code="hello_required", msg="send hello first")),
+        ("error/unknown-code", f.Error(code="some_future_code", msg="a newer server")),
+    ]
+
+
+def valid_cases() -> list[Case]:
+    out: list[Case] = []
+    for direction, samples in (("client", client_samples()), ("server", server_samples())):
+        for name, frame in samples:
+            out.append({
+                "name": f"{direction}/{name}",
+                "direction": direction,
+                "hex": codec.encode(frame).hex(),
+                "expect": "valid",
+                "map": codec.to_map(frame),
+            })
+    return out
+
+
+# --- invalid input -------------------------------------------------------------------
+
+
+def packed(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+# A fixstr that is swapped for raw bytes after packing, for values msgpack-python will
+# not pack (negative extension codes, invalid UTF-8, non-string keys of any kind).
+_HOLE = "\x00hole\x00"
+
+
+def with_raw(obj: Any, raw: bytes) -> bytes:
+    data = packed(obj)
+    assert data.count(packed(_HOLE)) == 1
+    return data.replace(packed(_HOLE), raw)
+
+
+HELLO = {"t": "hello", "v": 1, "name": "alice"}
+SAY = {"t": "say", "text": "hi", "id": "m1", "room": "#lobby"}
+PRESENCE_OUT = {"t": "presence", "name": "bob", "display": "Bob", "status": "online",
+                "psm": "", "bot": False}
+MSG = {"t": "msg", "room": "#lobby", "seq": 1, "from": "bob", "text": "hi", "ts": 5,
+       "kind": "text", "id": "b1"}
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None]]:
+    """(name, bytes or map, expected code, expected error.ref) for client frames."""
+    bad_names = {
+        "too-short": "a", "too-long": "a" * 25, "empty": "", "leading-underscore": "_alice",
+        "leading-dot": ".alice", "leading-dash": "-alice", "space": "al ice",
+        "trailing-newline": "alice\n", "colon": "ali:ce", "hash": "#alice", "at": "alice@home",
+        "cyrillic-a": "\u0430lice", "fullwidth": "\uff41lice", "accented": "al\u00efce",
+        "zero-width-space": "ali\u200bce", "zero-width-joiner": "ali\u200dce",
+        "bidi-override": "\u202ealice", "bidi-isolate": "alice\u2066", "emoji": "al" + EMOJI,
+    }
+    bad_rooms = {
+        "no-hash": "lobby", "hash-only": "#", "upper-case": "#Lobby", "33-chars": "#" + "r" * 33,
+        "space": "#a b", "dot": "#a.b", "dm-unsorted": "dm:bob:alice",
+        "dm-upper-case": "dm:Alice:bob", "dm-same-user": "dm:alice:alice", "dm-one-name":
+        "dm:alice", "dm-three-names": "dm:a1:b2:c3", "dm-bad-handle": "dm:_a:bob",
+        "empty": "",
+    }
+    cases: list[tuple[str, bytes | dict[str, Any], str, str | None]] = [
+        # The payload is not a map.
+        ("payload/list", packed(["t", "hello"]), "bad_frame", None),
+        ("payload/int", packed(1), "bad_frame", None),
+        ("payload/str", packed("hello"), "bad_frame", None),
+        ("payload/nil", packed(None), "bad_frame", None),
+        ("payload/bin", packed(b"\x81\xa1t\xa5hello"), "bad_frame", None),
+        ("payload/empty", b"", "bad_frame", None),
+        ("bytes/never-used-byte", b"\xc1", "bad_frame", None),
+        ("bytes/garbage", b"\xff\x00\xfe\x01garbage", "bad_frame", None),
+        ("bytes/json-text", b'{"t":"hello","v":1,"name":"alice"}', "bad_frame", None),
+        ("bytes/truncated", packed(HELLO)[:-3], "bad_frame", None),
+        ("bytes/trailing", packed(HELLO) + b"\xc0", "bad_frame", None),
+        ("bytes/two-maps", packed(HELLO) + packed(HELLO), "bad_frame", None),
+        ("utf8/invalid-in-value", with_raw({**HELLO, "name": _HOLE}, b"\xa5al\xffce"),
+         "bad_frame", None),
+        ("utf8/invalid-in-key", with_raw({"t": "hello", "v": 1, _HOLE: "alice"},
+                                         b"\xa4n\xc3\x28e"), "bad_frame", None),
+        ("utf8/surrogate", with_raw({**HELLO, "name": _HOLE}, b"\xa5a\xed\xa0\x80e"),
+         "bad_frame", None),
+        ("utf8/overlong", with_raw({**HELLO, "name": _HOLE}, b"\xa5al\xc0\xafe"),
+         "bad_frame", None),
+        # Headers that announce far more than the message holds: refuse, don't allocate.
+        ("huge/str32", b"\xdb\xff\xff\xff\xff" + b"a" * 16, "bad_frame", None),
+        ("huge/bin32", b"\xc6\xff\xff\xff\xff" + b"a" * 16, "bad_frame", None),
+        ("huge/array32", b"\xdd\xff\xff\xff\xff" + b"\xc0" * 16, "bad_frame", None),
+        ("huge/map32", b"\xdf\xff\xff\xff\xff" + b"\xc0" * 16, "bad_frame", None),
+        ("huge/str32-as-value", with_raw({**HELLO, "x": _HOLE}, b"\xdb\x7f\xff\xff\xff"),
+         "bad_frame", None),
+        ("huge/array32-as-value", with_raw({**HELLO, "x": _HOLE}, b"\xdd\x7f\xff\xff\xff"),
+         "bad_frame", None),
+        ("huge/map16-as-value", with_raw({**HELLO, "x": _HOLE}, b"\xde\xff\xff"),
+         "bad_frame", None),
+        # Nesting: the frame map is level 1; level 9 is refused.
+        ("nesting/9-levels", packed({**HELLO, "x": _nested(8)}), "bad_frame", None),
+        ("nesting/10000-levels", with_raw({**HELLO, "x": _HOLE}, b"\x91" * 10000 + b"\x01"),
+         "bad_frame", None),
+        # Extension types, msgpack timestamps included, anywhere.
+        ("ext/fixext1", with_raw({**HELLO, "x": _HOLE}, b"\xd4\x05\x00"), "bad_frame", None),
+        ("ext/negative-code", with_raw({**HELLO, "x": _HOLE}, b"\xd6\xf9abcd"),
+         "bad_frame", None),
+        ("ext/timestamp32", with_raw({**HELLO, "x": _HOLE}, b"\xd6\xff\x65\x53\xf1\x00"),
+         "bad_frame", None),
+        ("ext/timestamp-as-known-key", with_raw({**SAY, "text": _HOLE},
+                                                b"\xd6\xff\x65\x53\xf1\x00"),
+         "bad_frame", None),
+        ("ext/in-a-list", with_raw({**HELLO, "x": [1, _HOLE]}, b"\xd5\x01\x00\x00"),
+         "bad_frame", None),
+        ("ext/whole-message", b"\xd6\xff\x65\x53\xf1\x00", "bad_frame", None),
+        # Map keys that are not strings, at the top and nested.
+        ("keys/int", with_raw({**HELLO, _HOLE: 1}, b"\x07"), "bad_frame", None),
+        ("keys/nil", with_raw({**HELLO, _HOLE: 1}, b"\xc0"), "bad_frame", None),
+        ("keys/bin", with_raw({**HELLO, _HOLE: 1}, b"\xc4\x01x"), "bad_frame", None),
+        ("keys/bin-t", with_raw({_HOLE: "hello", "v": 1, "name": "alice"}, b"\xc4\x01t"),
+         "bad_frame", None),
+        ("keys/nested-int", with_raw({**HELLO, "x": {_HOLE: 1}}, b"\x07"), "bad_frame", None),
+        ("keys/nested-bin", with_raw({**HELLO, "x": {_HOLE: 1}}, b"\xc4\x01k"),
+         "bad_frame", None),
+        ("keys/nested-nil-in-list", with_raw({**HELLO, "x": [{_HOLE: 1}]}, b"\xc0"),
+         "bad_frame", None),
+        # The frame type.
+        ("t/missing", {"v": 1, "name": "alice"}, "bad_frame", None),
+        ("t/nil", {"t": None, "v": 1, "name": "alice"}, "bad_frame", None),
+        ("t/int", {"t": 1, "v": 1, "name": "alice"}, "bad_frame", None),
+        ("t/bin", {"t": b"hello", "v": 1, "name": "alice"}, "bad_frame", None),
+        ("t/unknown", {"t": "edit", "id": "m1", "text": "x"}, "unknown_type", "edit"),
+        ("t/server-only", {"t": "welcome"}, "unknown_type", "welcome"),
+        ("t/case-matters", {**HELLO, "t": "Hello"}, "unknown_type", "Hello"),
+        # hello's version comes before every other check.
+        ("hello/version-2", {"t": "hello", "v": 2}, "unsupported_version", "hello"),
+        ("hello/version-0", {**HELLO, "v": 0}, "unsupported_version", "hello"),
+        ("hello/version-2-bad-name", {**HELLO, "v": 2, "name": "_x", "status": "zzz"},
+         "unsupported_version", "hello"),
+        ("hello/version-str", {**HELLO, "v": "1"}, "bad_frame", "hello"),
+        ("hello/version-bool", {**HELLO, "v": True}, "bad_frame", "hello"),
+        ("hello/version-missing", {"t": "hello", "name": "alice"}, "bad_frame", "hello"),
+        # Keys of the wrong msgpack type.
+        ("type/str-where-int", {"t": "read", "room": "#lobby", "seq": "42"}, "bad_frame",
+         "read"),
+        ("type/int-where-str", {**HELLO, "name": 42}, "bad_frame", "hello"),
+        ("type/bool-where-int", {"t": "read", "room": "#lobby", "seq": True}, "bad_frame",
+         "read"),
+        ("type/list-where-str", {**SAY, "text": ["hi"]}, "bad_frame", "m1"),
+        ("type/float-where-int", {"t": "history", "room": "#lobby", "limit": 5.0},
+         "bad_frame", "history"),
+        ("type/int-where-bool", {**HELLO, "bot": 1}, "bad_frame", "hello"),
+        ("type/bin-where-str", {**SAY, "text": b"hi"}, "bad_frame", "m1"),
+        ("type/map-where-str", {**SAY, "room": {"room": "#lobby"}}, "bad_frame", "m1"),
+        # Required keys; msgpack nil counts as absent.
+        ("missing/hello-name", {"t": "hello", "v": 1}, "bad_frame", "hello"),
+        ("missing/say-id", {"t": "say", "text": "hi", "room": "#lobby"}, "bad_frame", "say"),
+        ("missing/say-text", {"t": "say", "id": "m1", "room": "#lobby"}, "bad_frame", "m1"),
+        ("missing/say-text-nil", {**SAY, "text": None}, "bad_frame", "m1"),
+        ("missing/read-seq", {"t": "read", "room": "#lobby"}, "bad_frame", "read"),
+        ("missing/join-room", {"t": "join", "since": 3}, "bad_frame", "join"),
+        ("missing/contact-op", {"t": "contact", "name": "bob"}, "bad_frame", "contact"),
+        # Lengths count code points; a 4-byte emoji is one.
+        ("too_long/text", {**SAY, "text": "a" * DEFAULT_MAX_TEXT + EMOJI}, "too_long", "m1"),
+        ("too_long/display", {**HELLO, "display": "a" * 64 + EMOJI}, "too_long", "hello"),
+        ("too_long/psm", {"t": "presence", "psm": "p" * 128 + EMOJI}, "too_long", "presence"),
+        # Control characters.
+        ("control/text-nul", {**SAY, "text": "a\x00b"}, "bad_frame", "m1"),
+        ("control/text-esc", {**SAY, "text": "\x1b[2Jboo"}, "bad_frame", "m1"),
+        ("control/text-del", {**SAY, "text": "a\x7f"}, "bad_frame", "m1"),
+        ("control/text-c1-nel", {**SAY, "text": "a\x85b"}, "bad_frame", "m1"),
+        ("control/text-c1-csi", {**SAY, "text": "a\x9b2J"}, "bad_frame", "m1"),
+        ("control/text-bidi-override", {**SAY, "text": "a\u202eb"}, "bad_frame", "m1"),
+        ("control/display-newline", {**HELLO, "display": "Al\nice"}, "bad_frame", "hello"),
+        ("control/display-tab", {**HELLO, "display": "Al\tice"}, "bad_frame", "hello"),
+        ("control/display-bidi-override", {**HELLO, "display": "\u202eecilA"}, "bad_frame",
+         "hello"),
+        ("control/psm-bidi-isolate", {"t": "presence", "psm": "a\u2067b\u2069"}, "bad_frame",
+         "presence"),
+        ("control/psm-bidi-embedding", {"t": "presence", "psm": "\u202bx"}, "bad_frame",
+         "presence"),
+        # Statuses.
+        ("status/unknown", {"t": "presence", "status": "sleeping"}, "bad_frame", "presence"),
+        ("status/offline-from-a-client", {**HELLO, "status": "offline"}, "bad_frame",
+         "hello"),
+        ("status/upper-case", {"t": "presence", "status": "Online"}, "bad_frame", "presence"),
+        # id, epoch, client: 1-64 characters.
+        ("id/empty", {**SAY, "id": ""}, "bad_frame", "say"),
+        ("id/65-chars", {**SAY, "id": "i" * 65}, "bad_frame", "say"),
+        ("id/nudge-empty", {"t": "nudge", "to": "bob", "id": ""}, "bad_frame", "nudge"),
+        ("epoch/empty", {"t": "join", "room": "#lobby", "epoch": ""}, "bad_frame", "join"),
+        ("epoch/65-chars", {"t": "join", "room": "#lobby", "epoch": "e" * 65}, "bad_frame",
+         "join"),
+        ("client/65-chars", {**HELLO, "client": "c" * 65}, "bad_frame", "hello"),
+        ("token/empty", {**HELLO, "token": ""}, "bad_frame", "hello"),
+        ("token/257-chars", {**HELLO, "token": "k" * 257}, "bad_frame", "hello"),
+        # Integers: 0 to 2**63-1.
+        ("int/negative-seq", {"t": "read", "room": "#lobby", "seq": -1}, "bad_frame", "read"),
+        ("int/seq-2-to-63", {"t": "read", "room": "#lobby", "seq": 2**63}, "bad_frame",
+         "read"),
+        ("int/since-uint64-max", {"t": "join", "room": "#lobby", "since": 2**64 - 1},
+         "bad_frame", "join"),
+        ("int/negative-before", {"t": "history", "room": "#lobby", "before": -5},
+         "bad_frame", "history"),
+        # history.
+        ("history/limit-0", {"t": "history", "room": "#lobby", "limit": 0}, "bad_frame",
+         "history"),
+        ("history/limit-201", {"t": "history", "room": "#lobby", "limit": 201}, "bad_frame",
+         "history"),
+        ("history/before-and-after", {"t": "history", "room": "#lobby", "before": 9,
+                                      "after": 2}, "bad_frame", "history"),
+        # say and typing take exactly one of room and to.
+        ("target/say-both", {**SAY, "to": "bob"}, "bad_frame", "m1"),
+        ("target/say-neither", {"t": "say", "text": "hi", "id": "m1"}, "bad_frame", "m1"),
+        ("target/say-both-nil", {"t": "say", "text": "hi", "id": "m1", "room": None,
+                                 "to": None}, "bad_frame", "m1"),
+        ("target/typing-both", {"t": "typing", "room": "#lobby", "to": "bob"}, "bad_frame",
+         "typing"),
+        ("target/typing-neither", {"t": "typing"}, "bad_frame", "typing"),
+        # Other enumerations and room kinds.
+        ("leave/dm-room", {"t": "leave", "room": "dm:alice:bob"}, "bad_frame", "leave"),
+        ("contact/op-added-you", {"t": "contact", "op": "added_you", "name": "bob"},
+         "bad_frame", "contact"),
+        ("contact/op-unknown", {"t": "contact", "op": "poke", "name": "bob"}, "bad_frame",
+         "contact"),
+        # The ref rule: the frame's id when it is a valid one, else its t.
+        ("ref/id-too-long-falls-back-to-t", {**SAY, "id": "i" * 65, "room": "lobby"},
+         "bad_frame", "say"),
+        ("ref/id-not-a-string", {**SAY, "id": 5}, "bad_frame", "say"),
+        ("ref/id-of-a-frame-without-id", {"t": "read", "id": "r1", "room": "#lobby"},
+         "bad_frame", "r1"),
+    ]
+    for label, name in bad_names.items():
+        cases.append((f"name/{label}", {**HELLO, "name": name}, "name_invalid", "hello"))
+    cases.append(("name/say-to", {"t": "say", "text": "hi", "id": "m1", "to": "_bob"},
+                  "name_invalid", "m1"))
+    cases.append(("name/contact", {"t": "contact", "op": "add", "name": "b"},
+                  "name_invalid", "contact"))
+    for label, room in bad_rooms.items():
+        cases.append((f"room/{label}", {"t": "join", "room": room}, "bad_frame", "join"))
+    return cases
+
+
+def _server_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None]]:
+    """(name, bytes or map, expected code, expected error.ref) for server frames."""
+    return [
+        ("payload/list", packed([1, 2, 3]), "bad_frame", None),
+        ("payload/nil", packed(None), "bad_frame", None),
+        ("bytes/garbage", b"\xc1\xc1", "bad_frame", None),
+        ("bytes/truncated", packed(MSG)[:-1], "bad_frame", None),
+        ("bytes/trailing", packed(MSG) + b"\x00", "bad_frame", None),
+        ("huge/array32", b"\xdd\xff\xff\xff\xff\x00", "bad_frame", None),
+        ("ext/timestamp-as-ts", with_raw({**MSG, "ts": _HOLE}, b"\xd6\xff\x65\x53\xf1\x00"),
+         "bad_frame", None),
+        ("keys/bin-in-a-value-map", with_raw({**PRESENCE_OUT, "x": {_HOLE: 1}}, b"\xc4\x01k"),
+         "bad_frame", None),
+        ("t/missing", {k: v for k, v in MSG.items() if k != "t"}, "bad_frame", None),
+        ("t/unknown", {"t": "sparkle", "room": "#lobby"}, "unknown_type", "sparkle"),
+        ("t/client-only", {"t": "say", "text": "hi", "id": "m1", "room": "#lobby"},
+         "unknown_type", "say"),
+        ("missing/msg-seq", {k: v for k, v in MSG.items() if k != "seq"}, "bad_frame", "b1"),
+        ("missing/history-more", {"t": "history", "room": "#lobby", "msgs": []},
+         "bad_frame", "history"),
+        ("type/str-where-int", {**MSG, "seq": "1"}, "bad_frame", "b1"),
+        ("type/bool-where-int", {**MSG, "ts": False}, "bad_frame", "b1"),
+        ("type/int-where-bool", {**PRESENCE_OUT, "bot": 0}, "bad_frame", "presence"),
+        ("type/map-where-list", {"t": "history", "room": "#lobby", "msgs": {}, "more": False},
+         "bad_frame", "history"),
+        ("type/list-item-not-a-map", {"t": "history", "room": "#lobby", "msgs": [1],
+                                      "more": False}, "bad_frame", "history"),
+        ("type/list-item-missing-key", {"t": "joined", "room": "#lobby", "seq": 1,
+                                        "epoch": "e", "members": [{"name": "bob"}]},
+         "bad_frame", "joined"),
+        ("name/msg-from", {**MSG, "from": "_bob"}, "name_invalid", "b1"),
+        ("room/msg-room", {**MSG, "room": "lobby"}, "bad_frame", "b1"),
+        ("status/unknown", {**PRESENCE_OUT, "status": "sleeping"}, "bad_frame", "presence"),
+        ("too_long/display", {**PRESENCE_OUT, "display": "d" * 65}, "too_long", "presence"),
+        ("control/psm", {**PRESENCE_OUT, "psm": "a\x1bb"}, "bad_frame", "presence"),
+        ("kind/unknown", {**MSG, "kind": "wink"}, "bad_frame", "b1"),
+        ("member/op-unknown", {"t": "member", "room": "#lobby", "name": "bob", "op": "kick"},
+         "bad_frame", "member"),
+        ("int/negative-seq", {**MSG, "seq": -1}, "bad_frame", "b1"),
+    ]
+
+
+def invalid_cases() -> list[Case]:
+    out: list[Case] = []
+    for direction, cases in (("client", _client_invalid()), ("server", _server_invalid())):
+        for name, data, code, ref in cases:
+            raw = data if isinstance(data, bytes) else packed(data)
+            out.append({
+                "name": f"{direction}/{name}",
+                "direction": direction,
+                "hex": raw.hex(),
+                "expect": code,
+                "ref": ref,
+            })
+    return out
+
+
+# --- output --------------------------------------------------------------------------
+
+
+def build() -> list[Case]:
+    cases = valid_cases() + invalid_cases()
+    names = [c["name"] for c in cases]
+    assert len(names) == len(set(names)), "case names must be unique"
+    return cases
+
+
+def render(cases: list[Case]) -> str:
+    """One case per line (diffs stay readable), ASCII only (no raw bidi characters)."""
+    lines = [json.dumps(case, ensure_ascii=True, separators=(", ", ": ")) for case in cases]
+    return "[\n" + ",\n".join(lines) + "\n]\n"
+
+
+def main(argv: list[str]) -> int:
+    text = render(build())
+    if argv[1:] == ["--check"]:
+        current = VECTORS_PATH.read_text(encoding="utf-8") if VECTORS_PATH.exists() else ""
+        if current != text:
+            print(f"{VECTORS_PATH.name} is stale: run scripts/make_vectors.py", file=sys.stderr)
+            return 1
+        return 0
+    if argv[1:]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    VECTORS_PATH.write_text(text, encoding="utf-8")
+    print(f"wrote {len(text.splitlines()) - 2} cases to {VECTORS_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,735 @@
+"""The cfm client SDK: one connection that stays up, and every message once, in order.
+
+    client = Client("ws://127.0.0.1:7878/ws", "alice")
+    await client.connect()
+    async for event in client: ...          # Connected, StateChanged, frames.Msg, ...
+    await client.say("hi", room="#lobby")   # -> frames.Ack
+
+How the promises are kept:
+
+- One background task owns the connection: it reads frames, and when the connection
+  drops it reconnects with jittered exponential back-off (:mod:`cfm_common._backoff`),
+  sends ``hello`` with the saved token and resumes. Close codes 4002/4003/4004 (and the
+  matching hello errors) are final: the client goes CLOSED instead of looping.
+- Every room's messages pass through :class:`cfm_common._resume.Resume`, which hands
+  them on in ``seq`` order exactly once, whether they come live, from a ``join`` replay,
+  from a ``history`` page fetched after a reconnect, or from this client's own ``ack``.
+- Every ``say``/``nudge`` stays in the outbox until its ``ack``; after a reconnect the
+  outbox is sent again in order with the same ids, which the server stores once.
+  Requests (``join``, ``history``, ``contact``, ``leave``) wait in the same outbox, so
+  nothing is dropped while the connection is down and nothing is sent twice on one.
+- Frames are written by one writer task per connection, in the order they were queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cfm_common import PROTOCOL_VERSION, SUBPROTOCOL, codec, rules, tokens
+from cfm_common import frames as f
+from cfm_common._backoff import Backoff
+from cfm_common._resume import Resume
+from cfm_common.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+# Close codes after which reconnecting cannot help: the server refused the identity.
+FATAL_CLOSES = frozenset({
+    rules.CloseCode.NAME_TAKEN, rules.CloseCode.BAD_TOKEN, rules.CloseCode.UNSUPPORTED_VERSION,
+})
+FATAL_HELLO_ERRORS = frozenset({
+    rules.ErrorCode.NAME_TAKEN, rules.ErrorCode.BAD_TOKEN, rules.ErrorCode.UNSUPPORTED_VERSION,
+    rules.ErrorCode.NAME_INVALID,
+})
+HISTORY_PAGE = rules.MAX_HISTORY_LIMIT
+# A connection that lived this long was a good one: the back-off starts again from 0.5 s.
+STABLE_AFTER = 10.0
+# A server frame can hold a history page of 200 long messages; the server's own limit
+# (limits.max_frame) is about what clients send.
+MAX_INCOMING = 16 * 1024 * 1024
+EVENT_BACKLOG_WARNING = 10_000
+# A gap right behind our own unacked say is usually that say: give its ack a moment.
+OWN_ACK_GRACE = 2.0
+
+
+class ConnectionState(enum.StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The connection moved to ``state``; ``retry_in`` is the wait before the next try."""
+
+    state: ConnectionState
+    retry_in: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """A (re)connection succeeded; comes after every ``welcome``."""
+
+    welcome: f.Welcome
+
+
+Event = Connected | StateChanged | f.ServerFrame
+
+
+class ClientError(Exception):
+    """A request failed: the server's ``error`` code, or ``timeout``, ``closed``,
+    ``connect_failed``, ``disconnected`` from the SDK itself."""
+
+    def __init__(self, code: str, msg: str, retry_ms: int | None = None) -> None:
+        super().__init__(f"{code}: {msg}")
+        self.code = str(code)
+        self.msg = msg
+        self.retry_ms = retry_ms
+
+    def __repr__(self) -> str:
+        return f"ClientError({self.code!r}, {self.msg!r}, retry_ms={self.retry_ms!r})"
+
+
+@dataclass(eq=False)
+class _Outgoing:
+    """A frame waiting for its answer (or for a connection to be sent on)."""
+
+    frame: f.ClientFrame
+    kind: str  # say, nudge, join, history, contact, leave
+    key: Any  # say/nudge: the id; join/history/leave: the room; contact: (op, name)
+    future: asyncio.Future[Any]
+    sent_on: int = 0  # the connection generation it was last written on
+
+
+_END = object()
+
+
+class Client:
+    """A cfm connection that reconnects, resumes and delivers each message once."""
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        token: str | None = None,
+        token_file: str | Path | bool | None = None,
+        seen_file: str | Path | None = None,
+        status: str = "online",
+        display: str | None = None,
+        psm: str | None = None,
+        bot: bool = False,
+        client_name: str = "cfm-sdk/0.1",
+        reconnect: bool = True,
+        request_timeout: float = 10.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.url = url
+        self._name = name
+        self._status = status
+        self._display = display
+        self._psm = psm
+        self._bot = bot
+        self._client_name = client_name
+        self._reconnect = reconnect
+        self.request_timeout = request_timeout
+        self._backoff = backoff or Backoff()
+
+        if token_file is False:
+            self._token_path: Path | None = None
+        elif token_file is None or token_file is True:
+            self._token_path = tokens.default_token_file(url, name)
+        else:
+            self._token_path = Path(token_file)
+        self._token = token
+        if self._token is None and self._token_path is not None:
+            self._token = tokens.read_token(self._token_path)
+
+        self._seen_path = Path(seen_file) if seen_file is not None else None
+        saved = tokens.read_seen(self._seen_path) if self._seen_path else {}
+        self._resume = Resume(saved)
+        self._handed: dict[str, tuple[int, str | None]] = dict(saved)
+        self._seen_save: asyncio.TimerHandle | None = None
+
+        self._state = ConnectionState.CLOSED
+        self._welcome: f.Welcome | None = None
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._backlog_warned = False
+        self._outbox: dict[int, _Outgoing] = {}  # insertion order = send order
+        self._by_id: dict[str, _Outgoing] = {}
+        self._next_slot = 0
+        self._read_marks: dict[str, int] = {}
+        self._outq: asyncio.Queue[bytes] | None = None
+        self._ready = False  # a live, flushed connection: new frames go straight out
+        self._generation = 0
+        self._ws: Any = None
+        self._connected_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._fills: dict[str, asyncio.Task[None]] = {}
+        self._refill: set[str] = set()
+        self._closed = False
+
+    # --- properties -----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Our handle as the server spells it (lower-cased) once connected."""
+        return self._welcome.name if self._welcome else self._name
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def welcome(self) -> f.Welcome | None:
+        """The latest ``welcome``."""
+        return self._welcome
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def pending(self) -> int:
+        """Frames sent or queued that have no answer yet."""
+        return len(self._outbox)
+
+    # --- life cycle -----------------------------------------------------------------
+
+    async def connect(self) -> f.Welcome:
+        """Connect and sign in; raises :class:`ClientError` if that fails.
+
+        Afterwards a background task keeps the connection alive until :meth:`close`.
+        """
+        if self._task is not None or self._closed:
+            raise RuntimeError("connect() may be called once per Client")
+        self._set_state(ConnectionState.CONNECTING)
+        try:
+            ws, welcome = await self._open()
+        except ClientError as exc:
+            self._closed = True
+            self._set_state(ConnectionState.CLOSED, reason=str(exc))
+            self._fail_all(exc)
+            self._events.put_nowait(_END)
+            raise
+        self._on_welcome(ws, welcome)
+        self._task = asyncio.create_task(self._supervise(ws), name=f"cfm-client-{self.name}")
+        return welcome
+
+    async def close(self) -> None:
+        """Close the connection and stop every task; pending requests fail with ``closed``."""
+        if self._closed:
+            if self._task is not None:
+                await asyncio.gather(self._task, return_exceptions=True)
+            return
+        self._closed = True
+        self._ready = False
+        self._cancel_fills()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 3)
+        self._fail_all(ClientError("closed", "the client was closed"))
+        self._save_seen()
+        self._set_state(ConnectionState.CLOSED, reason="closed by the client")
+        self._events.put_nowait(_END)
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- events ---------------------------------------------------------------------
+
+    def __aiter__(self) -> Client:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._events.get()
+        if item is _END:
+            self._events.put_nowait(_END)  # every other iterator ends too
+            raise StopAsyncIteration
+        event, epoch = item
+        if isinstance(event, f.Msg):
+            self._handed[event.room] = (event.seq, epoch)
+            self._schedule_seen_save()
+        if self._backlog_warned and self._events.qsize() < EVENT_BACKLOG_WARNING // 2:
+            self._backlog_warned = False
+        return event
+
+    def _emit(self, event: Event, epoch: str | None = None) -> None:
+        self._events.put_nowait((event, epoch))
+        if not self._backlog_warned and self._events.qsize() > EVENT_BACKLOG_WARNING:
+            self._backlog_warned = True
+            log.warning("%s: more than %d events wait to be read (iterate the client)",
+                        self.name, EVENT_BACKLOG_WARNING)
+
+    def _set_state(
+        self, state: ConnectionState, *, retry_in: float | None = None, reason: str | None = None
+    ) -> None:
+        self._state = state
+        self._emit(StateChanged(state, retry_in, reason))
+
+    # --- sending --------------------------------------------------------------------
+
+    async def say(
+        self, text: str, room: str | None = None, to: str | None = None, id: str | None = None
+    ) -> f.Ack:
+        """Send a message to a room or (``to``) a user; returns its ``ack``.
+
+        Queued while disconnected and sent again with the same id until acknowledged;
+        cancelling the call does not withdraw the message.
+        """
+        frame = f.Say(text=text, id=id or uuid.uuid4().hex, room=room, to=to)
+        return await self._send_tracked(frame, "say")
+
+    async def nudge(self, to: str, id: str | None = None) -> f.Ack:
+        """Nudge a user (stored as a ``msg`` of kind ``nudge`` in the DM room)."""
+        frame = f.Nudge(to=to, id=id or uuid.uuid4().hex)
+        return await self._send_tracked(frame, "nudge")
+
+    async def typing(self, room: str | None = None, to: str | None = None) -> None:
+        """Tell the room we are typing; dropped while disconnected (it would be stale)."""
+        frame = f.SendTyping(room=room, to=to)
+        self._check(frame)
+        if self._ready:
+            self._write(frame)
+
+    async def set_presence(
+        self, status: str | None = None, display: str | None = None, psm: str | None = None
+    ) -> None:
+        """Change status, display name or personal message; kept across reconnects."""
+        frame = f.SetPresence(status=status, display=display, psm=psm)
+        self._check(frame)
+        self._status = status if status is not None else self._status
+        self._display = display if display is not None else self._display
+        self._psm = psm if psm is not None else self._psm
+        if self._ready:
+            self._write(frame)
+        # Otherwise the next hello carries it.
+
+    async def join(self, room: str) -> f.Joined:
+        """Join a group room; messages we lack are replayed as events."""
+        since, epoch = self._resume.join_since(room)
+        frame = f.Join(room=room, since=since, epoch=epoch)
+        return await self._request(frame, "join", room)
+
+    async def leave(self, room: str) -> f.Left:
+        return await self._request(f.Leave(room=room), "leave", room)
+
+    async def history(
+        self, room: str, before: int | None = None, after: int | None = None, limit: int = 50
+    ) -> f.History:
+        """A page of a room's stored messages (returned, not emitted as events)."""
+        frame = f.GetHistory(room=room, before=before, after=after, limit=limit)
+        return await self._request(frame, "history", room)
+
+    async def mark_read(self, room: str, seq: int) -> None:
+        """Move our read mark; remembered and re-sent after a reconnect if still ahead."""
+        frame = f.MarkRead(room=room, seq=seq)
+        self._check(frame)
+        if seq <= self._read_marks.get(room, -1):
+            return
+        self._read_marks[room] = seq
+        if self._ready:
+            self._write(frame)
+
+    async def contact(self, op: str, name: str) -> f.Contact:
+        """``add``, ``remove``, ``block`` or ``unblock`` a user; returns the echo."""
+        frame = f.ContactRequest(op=op, name=name)
+        return await self._request(frame, "contact", (op, rules.normalize_name(name)))
+
+    # --- the outbox -----------------------------------------------------------------
+
+    def _check(self, frame: f.ClientFrame) -> None:
+        """Refuse locally what the server would refuse: an error now, not a retry loop."""
+        max_text = rules.DEFAULT_MAX_TEXT
+        if self._welcome is not None:
+            max_text = int(self._welcome.limits.get("max_text", max_text))
+        try:
+            codec.frame_from_map(codec.to_map(frame), max_text=max_text)
+        except ProtocolError as exc:
+            raise ClientError(exc.code.value, exc.msg) from None
+
+    def _queue(self, frame: f.ClientFrame, kind: str, key: Any) -> _Outgoing:
+        if self._closed:
+            raise ClientError("closed", "the client is closed")
+        self._check(frame)
+        entry = _Outgoing(frame, kind, key, asyncio.get_running_loop().create_future())
+        self._next_slot += 1
+        slot = self._next_slot
+        self._outbox[slot] = entry
+        entry.future.add_done_callback(lambda _: self._outbox.pop(slot, None))
+        if self._ready:
+            self._write(frame)
+            entry.sent_on = self._generation
+        return entry
+
+    async def _send_tracked(self, frame: f.Say | f.Nudge, kind: str) -> f.Ack:
+        assert frame.id is not None
+        entry = self._by_id.get(frame.id)
+        if entry is None:
+            entry = self._queue(frame, kind, frame.id)
+            self._by_id[frame.id] = entry
+            ident = frame.id
+            entry.future.add_done_callback(lambda _: self._by_id.pop(ident, None))
+        # Shielded: a caller that gives up does not take the message back.
+        return await asyncio.shield(entry.future)
+
+    async def _request(self, frame: f.ClientFrame, kind: str, key: Any) -> Any:
+        entry = self._queue(frame, kind, key)
+        try:
+            return await asyncio.wait_for(entry.future, self.request_timeout)
+        except TimeoutError:
+            raise ClientError(
+                "timeout", f"no answer to {frame.T} within {self.request_timeout:g} s"
+            ) from None
+
+    def _write(self, frame: f.ClientFrame) -> None:
+        assert self._outq is not None
+        self._outq.put_nowait(codec.encode(frame))
+
+    def _resolve(self, kind: str, key: Any, value: Any) -> bool:
+        for entry in self._outbox.values():
+            if entry.kind == kind and entry.key == key and not entry.future.done():
+                entry.future.set_result(value)
+                return True
+        return False
+
+    def _fail_oldest(self, kind: str, exc: ClientError) -> bool:
+        for entry in self._outbox.values():
+            if entry.kind == kind and entry.sent_on == self._generation and not entry.future.done():
+                entry.future.set_exception(exc)
+                return True
+        return False
+
+    def _fail_all(self, exc: ClientError) -> None:
+        for entry in list(self._outbox.values()):
+            if not entry.future.done():
+                entry.future.set_exception(exc)
+                # Nobody may be awaiting a say whose caller gave up: mark it retrieved.
+                entry.future.exception()
+
+    # --- the connection -------------------------------------------------------------
+
+    async def _open(self) -> tuple[Any, f.Welcome]:
+        """Open a WebSocket, send ``hello``, wait for ``welcome``; ClientError if not."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+        hello = f.Hello(
+            v=PROTOCOL_VERSION, name=self._name, token=self._token, status=self._status,
+            display=self._display, psm=self._psm, client=self._client_name,
+            bot=True if self._bot else None,
+        )
+        try:
+            ws = await connect(
+                self.url, subprotocols=[SUBPROTOCOL], compression=None, max_size=MAX_INCOMING,
+                open_timeout=self.request_timeout, close_timeout=3,
+            )
+        except InvalidURI as exc:
+            raise ClientError("connect_failed", f"bad server URL: {exc}") from exc
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise ClientError("connect_failed", f"cannot reach {self.url}: {exc}") from exc
+        try:
+            if ws.subprotocol != SUBPROTOCOL:
+                raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}")
+            await ws.send(codec.encode(hello))
+            data = await asyncio.wait_for(ws.recv(), self.request_timeout)
+            frame = codec.decode_server(data) if isinstance(data, bytes) else None
+            if isinstance(frame, f.Error):
+                raise ClientError(frame.code, frame.msg, frame.retry_ms)
+            if not isinstance(frame, f.Welcome):
+                raise ClientError("connect_failed", "the server did not answer hello")
+            return ws, frame
+        except ClientError:
+            await ws.close()
+            raise
+        except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as exc:
+            await ws.close()
+            raise ClientError("connect_failed", f"sign-in to {self.url} failed: {exc!r}") from exc
+
+    def _on_welcome(self, ws: Any, welcome: f.Welcome) -> None:
+        self._ws = ws
+        self._welcome = welcome
+        self._generation += 1
+        self._connected_at = asyncio.get_running_loop().time()
+        if welcome.token and welcome.token != self._token:
+            self._token = welcome.token
+            if self._token_path is not None:
+                try:
+                    tokens.write_token(self._token_path, welcome.token)
+                except OSError as exc:
+                    log.warning("cannot save the token to %s: %s", self._token_path, exc)
+        log.info("%s connected to %s (session %s)", welcome.name, self.url, welcome.session)
+        self._set_state(ConnectionState.CONNECTED)
+        self._emit(Connected(welcome))
+
+        to_fetch = self._resume.on_welcome(welcome.rooms)
+        for room in set(self._handed) - set(self._resume.rooms):
+            del self._handed[room]
+
+        self._outq = asyncio.Queue()
+        read_marks = {state.room: state.read for state in welcome.rooms}
+        for room, seq in self._read_marks.items():
+            if seq > read_marks.get(room, seq):
+                self._write(f.MarkRead(room=room, seq=seq))
+        for entry in self._outbox.values():
+            if not entry.future.done():
+                self._write(entry.frame)
+                entry.sent_on = self._generation
+        self._ready = True
+        for room in to_fetch:
+            self._start_fill(room)
+
+    async def _supervise(self, ws: Any) -> None:
+        """Own the connection: read it, and reconnect when it drops, until closed."""
+        try:
+            while True:
+                code, reason = await self._serve(ws)
+                self._on_disconnect()
+                lived = asyncio.get_running_loop().time() - self._connected_at
+                if lived >= STABLE_AFTER:
+                    self._backoff.reset()
+                if code in FATAL_CLOSES or not self._reconnect:
+                    log.warning("%s: connection closed for good (%s)", self.name, reason)
+                    self._end(ClientError("disconnected", reason))
+                    return
+                log.info("%s: connection lost (%s); reconnecting", self.name, reason)
+                ws = await self._reconnect_loop(reason)
+                if ws is None:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours: say so, and do not hang the application
+            log.exception("%s: the client task failed", self.name)
+            self._end(ClientError("internal", f"client task failed: {exc!r}"))
+
+    def _end(self, exc: ClientError) -> None:
+        self._closed = True
+        self._ready = False
+        self._ws = None
+        self._fail_all(exc)
+        self._save_seen()
+        self._set_state(ConnectionState.CLOSED, reason=exc.msg)
+        self._events.put_nowait(_END)
+
+    async def _serve(self, ws: Any) -> tuple[int | None, str]:
+        """Read frames until the connection ends; its close code and a reason."""
+        from websockets.exceptions import ConnectionClosed
+
+        assert self._outq is not None
+        writer = asyncio.create_task(self._write_loop(ws, self._outq))
+        try:
+            async for data in ws:
+                if not isinstance(data, bytes):
+                    log.warning("ignoring a text message from the server")
+                    continue
+                try:
+                    frame = codec.decode_server(data)
+                except ProtocolError as exc:
+                    log.warning("ignoring a bad frame from the server: %s", exc.msg)
+                    continue
+                self._on_frame(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            if self._closed:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), 3)
+        code = ws.close_code
+        reason = f"closed with code {code}" + (f" ({ws.close_reason})" if ws.close_reason else "")
+        return code, reason
+
+    @staticmethod
+    async def _write_loop(ws: Any, queue: asyncio.Queue[bytes]) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.send(await queue.get())
+
+    def _on_disconnect(self) -> None:
+        self._ready = False
+        self._ws = None
+        self._outq = None
+        self._cancel_fills()
+
+    async def _reconnect_loop(self, reason: str) -> Any:
+        while True:
+            delay = self._backoff.next()
+            self._set_state(ConnectionState.RECONNECTING, retry_in=delay, reason=reason)
+            await asyncio.sleep(delay)
+            self._set_state(ConnectionState.CONNECTING)
+            try:
+                ws, welcome = await self._open()
+            except ClientError as exc:
+                if exc.code in FATAL_HELLO_ERRORS:
+                    log.warning("%s: the server refused us: %s", self.name, exc)
+                    self._end(exc)
+                    return None
+                reason = exc.msg
+                continue
+            self._on_welcome(ws, welcome)
+            return ws
+
+    # --- incoming frames ------------------------------------------------------------
+
+    def _on_frame(self, frame: f.ServerFrame) -> None:
+        if isinstance(frame, f.Msg):
+            self._deliver(self._resume.offer(frame))
+            if self._resume.has_gap(frame.room):
+                self._start_fill(frame.room, live=True)
+        elif isinstance(frame, f.Ack):
+            self._on_ack(frame)
+        elif isinstance(frame, f.Joined):
+            self._resolve("join", frame.room, frame)
+            if self._resume.on_joined(frame):
+                self._start_fill(frame.room)
+            self._emit(frame)
+        elif isinstance(frame, f.Left):
+            self._resolve("leave", frame.room, frame)
+            self._resume.forget(frame.room)
+            self._handed.pop(frame.room, None)
+            self._emit(frame)
+        elif isinstance(frame, f.History):
+            if not self._resolve("history", frame.room, frame):
+                log.debug("history for %s that nobody asked for", frame.room)
+        elif isinstance(frame, f.Contact):
+            if frame.op != rules.ContactOp.ADDED_YOU:
+                self._resolve("contact", (frame.op, rules.normalize_name(frame.name)), frame)
+            self._emit(frame)
+        elif isinstance(frame, f.Error):
+            self._on_error(frame)
+        elif isinstance(frame, f.Welcome):
+            log.warning("ignoring a second welcome")
+        else:
+            self._emit(frame)
+
+    def _on_ack(self, ack: f.Ack) -> None:
+        entry = self._by_id.get(ack.id) if ack.id is not None else None
+        if entry is None:
+            log.debug("ack %s matches no pending message", ack.id)
+            return
+        frame = entry.frame
+        # Our own message, as everyone else sees it: the server does not echo it to us.
+        own = f.Msg(
+            room=ack.room, seq=ack.seq, sender=self.name,
+            text=frame.text if isinstance(frame, f.Say) else "",
+            ts=ack.ts, kind=entry.kind if entry.kind == "nudge" else "text", id=ack.id,
+        )
+        self._deliver(self._resume.offer(own))
+        if not entry.future.done():
+            entry.future.set_result(ack)
+        if self._resume.has_gap(ack.room):
+            self._start_fill(ack.room, live=True)
+
+    def _on_error(self, error: f.Error) -> None:
+        exc = ClientError(error.code, error.msg, error.retry_ms)
+        ref = error.ref
+        if ref is not None:
+            entry = self._by_id.get(ref)
+            if entry is not None and not entry.future.done():
+                entry.future.set_exception(exc)
+                return
+            if ref in ("say", "nudge", "join", "history", "contact", "leave") and \
+                    self._fail_oldest(ref, exc):
+                return
+        self._emit(error)
+
+    def _deliver(self, msgs: list[f.Msg]) -> None:
+        for msg in msgs:
+            self._emit(msg, self._resume.epoch(msg.room))
+
+    # --- catching up ----------------------------------------------------------------
+
+    def _start_fill(self, room: str, *, live: bool = False) -> None:
+        task = self._fills.get(room)
+        if task is not None and not task.done():
+            self._refill.add(room)
+            return
+        self._fills[room] = asyncio.create_task(self._fill(room, live), name=f"cfm-fill-{room}")
+
+    def _cancel_fills(self) -> None:
+        for task in self._fills.values():
+            task.cancel()
+        self._fills.clear()
+        self._refill.clear()
+
+    def _own_unacked(self, room: str) -> list[asyncio.Future[Any]]:
+        out = []
+        for entry in self._outbox.values():
+            frame = entry.frame
+            if isinstance(frame, f.Say | f.Nudge):
+                target = frame.room if isinstance(frame, f.Say) and frame.room else None
+                if target is None and frame.to is not None:
+                    target = rules.dm_room(self.name, frame.to)
+                if target == room:
+                    out.append(entry.future)
+        return out
+
+    async def _fill(self, room: str, live: bool) -> None:
+        """Fetch what ``room`` lacks with ``history{after}`` pages, until nothing does."""
+        try:
+            if live:
+                waiting = self._own_unacked(room)
+                if waiting:
+                    await asyncio.wait(waiting, timeout=OWN_ACK_GRACE)
+                if not self._resume.has_gap(room):
+                    return
+            while True:
+                self._refill.discard(room)
+                after = self._resume.delivered(room)
+                page = await self._request(
+                    f.GetHistory(room=room, after=after, limit=HISTORY_PAGE), "history", room
+                )
+                msgs = [f.Msg.from_stored(m) for m in page.msgs]
+                for msg in msgs:
+                    self._deliver(self._resume.offer(msg))
+                if msgs and self._resume.has_gap(room) and msgs[-1].seq > self._resume.delivered(
+                    room
+                ):
+                    # The page went past a hole it did not fill: the store lacks those.
+                    self._deliver(self._resume.skip_gap(room))
+                if (page.more and msgs) or room in self._refill:
+                    continue
+                return
+        except ClientError as exc:
+            log.warning("%s: cannot catch up on %s: %s", self.name, room, exc)
+        finally:
+            if self._fills.get(room) is asyncio.current_task():
+                del self._fills[room]
+
+    # --- persistence ----------------------------------------------------------------
+
+    def _schedule_seen_save(self) -> None:
+        if self._seen_path is None or self._seen_save is not None:
+            return
+        self._seen_save = asyncio.get_running_loop().call_later(1.0, self._save_seen)
+
+    def _save_seen(self) -> None:
+        if self._seen_save is not None:
+            self._seen_save.cancel()
+            self._seen_save = None
+        if self._seen_path is None:
+            return
+        try:
+            tokens.write_seen(self._seen_path, self._handed)
+        except OSError as exc:
+            log.warning("cannot save the seen state to %s: %s", self._seen_path, exc)

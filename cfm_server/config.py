@@ -1,0 +1,267 @@
+"""One ``ServerConfig`` for the relay; the CLI only maps flags onto it.
+
+Precedence, lowest first: the defaults below < a TOML file (``--config``, else
+``<user config dir>/cfm/server.toml`` if it exists) < ``CFM_<FIELD>`` environment
+variables < command-line flags. Every field is documented in ``docs/server.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cfm_common import rules
+
+ENV_PREFIX = "CFM_"
+# Frame kinds with a per-session token bucket: (rate per second, burst).
+RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact")
+STORES = ("sqlite", "memory")
+SHUTDOWN_CODES = (1001, 1012)
+
+
+class ConfigError(ValueError):
+    """A setting a person has to fix; the message says which and how."""
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    # --- where ---------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 1863
+    data_dir: Path | None = None  # None: platformdirs.user_data_dir("cfm")
+    store: str = "sqlite"  # "sqlite" | "memory"
+    sqlite_synchronous: str = "normal"
+    commit_interval_ms: float = 0.0  # group-commit window of the SQLite store
+
+    # --- who -----------------------------------------------------------------------
+    ai_enabled: bool = True
+    default_contacts: list[str] = field(default_factory=list)
+    reserved_names: list[str] = field(
+        default_factory=lambda: ["system", "admin", "administrator", "cfm", "root", "server"]
+    )
+
+    # --- frames and sessions ---------------------------------------------------------
+    max_frame: int = rules.DEFAULT_MAX_FRAME
+    max_text: int = rules.DEFAULT_MAX_TEXT
+    hello_timeout: float = 10.0
+    replay_limit: int = 500
+    history_limit: int = 50  # default `limit` of a history request
+    send_buffer: int = 1 << 20  # bytes queued to one session before it is closed (1013)
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    close_timeout: float = 3.0
+    shutdown_close_code: int = 1012  # 1012 restart (reconnect), 1001 going away
+
+    # --- abuse -----------------------------------------------------------------------
+    rate_limits: bool = True  # False lifts the token buckets and the per-IP cap
+    max_conns_per_ip: int = 32
+    allowed_origins: list[str] = field(default_factory=list)  # empty: any Origin
+    abuse_max: int = 30  # errors or rate-limit breaches ...
+    abuse_window: float = 10.0  # ... within this many seconds close the session (4008)
+    nudge_interval: float = 5.0  # at most one nudge per (sender, target) per this many s
+
+    # Token buckets: frames per second, and the burst a session may use at once.
+    say_rate: float = 20.0
+    say_burst: int = 60
+    nudge_rate: float = 0.5
+    nudge_burst: int = 3
+    typing_rate: float = 2.0
+    typing_burst: int = 6
+    presence_rate: float = 1.0
+    presence_burst: int = 5
+    join_rate: float = 5.0
+    join_burst: int = 30
+    history_rate: float = 10.0
+    history_burst: int = 40
+    contact_rate: float = 2.0
+    contact_burst: int = 20
+
+    def __post_init__(self) -> None:
+        if self.data_dir is not None and not isinstance(self.data_dir, Path):
+            self.data_dir = Path(self.data_dir)
+
+    # --- derived -------------------------------------------------------------------
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir.expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("cfm"))
+
+    def rate(self, kind: str) -> tuple[float, int]:
+        return getattr(self, f"{kind}_rate"), getattr(self, f"{kind}_burst")
+
+    def client_limits(self) -> dict[str, Any]:
+        """What ``welcome.limits`` tells a client."""
+        limits: dict[str, Any] = {
+            "max_text": self.max_text,
+            "max_frame": self.max_frame,
+            "replay": self.replay_limit,
+            "history": rules.MAX_HISTORY_LIMIT,
+        }
+        if self.rate_limits:
+            limits["rates"] = {
+                kind: {"per_s": float(rate), "burst": burst}
+                for kind, (rate, burst) in ((k, self.rate(k)) for k in RATE_KINDS)
+            }
+            limits["nudge_interval_ms"] = int(self.nudge_interval * 1000)
+        return limits
+
+    def validate(self) -> ServerConfig:
+        """Raise ConfigError naming the first bad setting; return self when all is well."""
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(0 <= self.port <= 65535, f"port must be 0-65535, not {self.port}")
+        need(bool(self.host), "host must not be empty")
+        need(self.store in STORES, f"store must be one of {', '.join(STORES)}, not {self.store!r}")
+        need(
+            self.sqlite_synchronous in ("off", "normal", "full", "extra"),
+            "sqlite_synchronous must be off, normal, full or extra",
+        )
+        need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
+        need(1024 <= self.max_frame <= 1 << 24, "max_frame must be 1024-16777216 bytes")
+        need(1 <= self.max_text <= self.max_frame, "max_text must be 1..max_frame characters")
+        need(self.hello_timeout > 0, "hello_timeout must be > 0 seconds")
+        need(1 <= self.replay_limit <= 100_000, "replay_limit must be 1-100000")
+        need(
+            1 <= self.history_limit <= rules.MAX_HISTORY_LIMIT,
+            f"history_limit must be 1-{rules.MAX_HISTORY_LIMIT}",
+        )
+        need(self.send_buffer >= 1024, "send_buffer must be >= 1024 bytes")
+        need(self.ping_interval >= 0, "ping_interval must be >= 0 (0 turns pings off)")
+        need(self.ping_timeout >= 0, "ping_timeout must be >= 0 (0 waits forever)")
+        need(self.close_timeout > 0, "close_timeout must be > 0 seconds")
+        need(
+            self.shutdown_close_code in SHUTDOWN_CODES,
+            "shutdown_close_code must be 1012 (restart) or 1001 (going away)",
+        )
+        need(self.max_conns_per_ip >= 1, "max_conns_per_ip must be >= 1")
+        need(self.abuse_max >= 1, "abuse_max must be >= 1")
+        need(self.abuse_window > 0, "abuse_window must be > 0 seconds")
+        need(self.nudge_interval >= 0, "nudge_interval must be >= 0 seconds")
+        for kind in RATE_KINDS:
+            rate, burst = self.rate(kind)
+            need(rate > 0, f"{kind}_rate must be > 0 per second")
+            need(burst >= 1, f"{kind}_burst must be >= 1")
+        for name in [*self.default_contacts, *self.reserved_names]:
+            need(rules.is_valid_name(name), f"{name!r} is not a valid handle")
+        return self
+
+
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(ServerConfig)
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(ServerConfig))
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """A raw value from TOML or the environment as the field's type."""
+    kind = FIELD_TYPES[name]
+    where = f"{name} (from {source})"
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    if kind is int:
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be an integer, not {value!r}") from None
+    if kind is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, not {value!r}") from None
+    if kind == list[str]:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return list(value)
+        raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+    if kind == Path | None:
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"{where} must be a path, not {value!r}")
+        return Path(value).expanduser()
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, not {value!r}")
+    return value
+
+
+def default_config_file() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("cfm")) / "server.toml"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # Accept both a flat file and one with a [server] table.
+    table = raw.get("server", raw) if isinstance(raw.get("server"), dict) else raw
+    values = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in FIELD_NAMES:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        values[name] = _coerce(name, value, str(path))
+    return values
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values = {}
+    for name in FIELD_NAMES:
+        key = ENV_PREFIX + name.upper()
+        if key in environ:
+            values[name] = _coerce(name, environ[key], key)
+    return values
+
+
+def load_config(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ServerConfig:
+    """Defaults < TOML < ``CFM_*`` env < ``overrides`` (flags; None values are skipped)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(read_toml(config_file))
+    else:
+        default = default_config_file()
+        if default.is_file():
+            values.update(read_toml(default))
+    values.update(read_env(os.environ if environ is None else environ))
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+    return ServerConfig(**values).validate()
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``key=value`` from ``--set``, coerced to the field's type."""
+    key, sep, value = text.partition("=")
+    name = key.strip().replace("-", "_")
+    if not sep or name not in FIELD_NAMES:
+        raise ConfigError(f"--set wants KEY=VALUE with a config key, not {text!r}")
+    return name, _coerce(name, value, "--set")

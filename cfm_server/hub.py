@@ -1,0 +1,695 @@
+"""The hub: the one owner of users, sessions, rooms, presence and contacts.
+
+Every method runs on the event loop without awaiting, so the state never changes under
+a method's feet. Sessions hand the hub decoded frames (``Hub.handle``); the hub answers
+with frames sent through ``Session.send`` (never awaited: see ``session.py``) or raises
+``ProtocolError`` for the session to turn into an ``error`` frame.
+
+The hot path is ``say``: dedupe by (sender, id), ``Room.next_seq``, ``Store.append``,
+then — only when that write's commit completes — the ``ack`` to the sender and the
+``msg``, encoded once, to every other session of every member (``_on_commit``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from cfm_common import PROTOCOL_VERSION, __version__, rules
+from cfm_common.codec import encode
+from cfm_common.errors import ProtocolError
+from cfm_common.frames import (
+    Ack,
+    ClientFrame,
+    Contact,
+    ContactRequest,
+    Error,
+    GetHistory,
+    Hello,
+    History,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    MarkRead,
+    Member,
+    Msg,
+    Nudge,
+    Presence,
+    Read,
+    RoomState,
+    RosterEntry,
+    Say,
+    SendTyping,
+    SetPresence,
+    StoredMsg,
+    Typing,
+    Welcome,
+)
+from cfm_common.rules import ContactOp, ErrorCode, MemberOp, MsgKind, Status
+from cfm_server.config import ServerConfig
+from cfm_server.limits import PairInterval
+from cfm_server.metrics import Metrics
+from cfm_server.state import Pending, Room, User
+from cfm_server.store import Commit, ContactRecord, RoomRecord, Store, StoreError, UserRecord
+
+if TYPE_CHECKING:
+    from cfm_server.session import Session
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = f"cfm/{__version__}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+class RateLimited(Exception):
+    """A frame refused by a server-side limit the session does not see (nudge pairs)."""
+
+    def __init__(self, retry_ms: int, ref: str) -> None:
+        super().__init__(f"retry in {retry_ms} ms")
+        self.retry_ms = retry_ms
+        self.ref = ref
+
+
+class Hub:
+    def __init__(self, config: ServerConfig, store: Store, metrics: Metrics) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.users: dict[str, User] = {}
+        self.rooms: dict[str, Room] = {}
+        # owner names per listed handle: who gets a handle's presence via their contact list.
+        self.listed_by: dict[str, set[str]] = {}
+        self.reserved = frozenset(rules.normalize_name(n) for n in config.reserved_names)
+        # (sender, client id) → the message in flight, for retries that arrive before its commit.
+        self.inflight: dict[tuple[str, str], Pending] = {}
+        self.nudge_pairs = PairInterval(config.nudge_interval)
+        self.online_users = 0
+        self._session_ids = itertools.count(1)
+        self._handlers = {
+            SetPresence: self.set_presence,
+            Join: self.join,
+            Leave: self.leave,
+            Say: self.say,
+            SendTyping: self.typing,
+            Nudge: self.nudge,
+            GetHistory: self.history,
+            MarkRead: self.read,
+            ContactRequest: self.contact,
+        }
+
+    # --- start-up ----------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Build the live state from the store's snapshot; make sure #lobby exists."""
+        for record in self.store.load_users():
+            self.users[record.name] = User(record)
+        for room in self.store.load_rooms():
+            self.rooms[room.room] = Room(room.room, room.seq, room.epoch)
+        for room_name, user_name in self.store.load_members():
+            room, user = self.rooms.get(room_name), self.users.get(user_name)
+            if room is not None and user is not None:
+                room.members.add(user_name)
+                user.rooms.add(room_name)
+        for contact in self.store.load_contacts():
+            owner = self.users.get(contact.owner)
+            if owner is None:
+                continue
+            owner.contacts[contact.name] = contact
+            if contact.in_list:
+                self.listed_by.setdefault(contact.name, set()).add(contact.owner)
+        for user_name, room_name, seq in self.store.load_reads():
+            user = self.users.get(user_name)
+            if user is not None:
+                user.reads[room_name] = seq
+        if rules.LOBBY not in self.rooms:
+            self._create_room(rules.LOBBY)
+        self.metrics.set_gauge_sources(
+            rooms=lambda: len(self.rooms), users_online=lambda: self.online_users
+        )
+        log.info("hub loaded %d users and %d rooms", len(self.users), len(self.rooms))
+
+    def _create_room(self, name: str) -> Room:
+        room = Room(name, 0, new_epoch())
+        self.rooms[name] = room
+        self._write(self.store.put_room(RoomRecord(name, 0, room.epoch)))
+        return room
+
+    def _write(self, commit: Commit) -> None:
+        """A state write nobody waits for: a failure is logged (the live state stays)."""
+        commit.add_done_callback(_log_failed_write)
+
+    # --- sign-in and sign-out ----------------------------------------------------------
+
+    def sign_in(self, session: Session, hello: Hello) -> Welcome:
+        name = rules.normalize_name(hello.name)
+        if name in self.reserved:
+            raise ProtocolError(ErrorCode.NAME_TAKEN, f"{name!r} is reserved", "hello")
+        user = self.users.get(name)
+        if user is None:
+            token = secrets.token_urlsafe(32)
+            user = self._create_user(name, token, hello)
+        else:
+            if hello.token is None:
+                raise ProtocolError(
+                    ErrorCode.NAME_TAKEN, f"{name!r} is taken (sign in with its token)", "hello"
+                )
+            if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
+                raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
+            token = hello.token
+        record = user.record
+        before = self._presence_view(user)
+        changed = False
+        for attr in ("display", "psm", "status", "bot"):
+            value = getattr(hello, attr)
+            if value is not None and getattr(record, attr) != value:
+                setattr(record, attr, value)
+                changed = True
+        if changed:
+            self._write(self.store.put_user(record))
+        session.id = f"s{next(self._session_ids)}"
+        session.user = user
+        first = not user.sessions
+        user.sessions.append(session)
+        self.metrics.sessions.inc()
+        if first:
+            self.online_users += 1
+            if record.status != Status.INVISIBLE:
+                self._broadcast_presence(user, own=False)
+        elif changed:
+            self._broadcast_presence(user, own=True, skip=session, public=before)
+        return self._welcome(session, user, token)
+
+    def _create_user(self, name: str, token: str, hello: Hello) -> User:
+        record = UserRecord(
+            name=name,
+            token_hash=hash_token(token),
+            display=hello.display or hello.name,
+            psm=hello.psm or "",
+            status=hello.status or Status.ONLINE.value,
+            bot=bool(hello.bot),
+            created_ms=now_ms(),
+        )
+        user = User(record)
+        self.users[name] = user
+        self._write(self.store.put_user(record))
+        for contact_name in self.config.default_contacts:
+            contact_name = rules.normalize_name(contact_name)
+            if contact_name != name:
+                self._put_contact(user, contact_name, in_list=True)
+        return user
+
+    def _welcome(self, session: Session, user: User, token: str) -> Welcome:
+        rooms = []
+        for room_name in sorted(user.rooms):
+            room = self.rooms[room_name]
+            rooms.append(RoomState(room_name, room.seq, user.reads.get(room_name, 0), room.epoch))
+        contacts = tuple(
+            self._roster_entry(contact.name, user.name, blocked=contact.blocked)
+            for contact in user.contacts.values()
+        )
+        record = user.record
+        return Welcome(
+            v=PROTOCOL_VERSION,
+            session=session.id,
+            name=user.name,
+            token=token,
+            display=record.display,
+            status=record.status,
+            psm=record.psm,
+            server=SERVER_NAME,
+            limits=self.config.client_limits(),
+            rooms=tuple(rooms),
+            contacts=contacts,
+        )
+
+    def sign_out(self, session: Session) -> None:
+        user = session.user
+        if user is None:
+            return
+        session.user = None
+        user.sessions.remove(session)
+        self.metrics.sessions.dec()
+        if not user.sessions:
+            self.online_users -= 1
+            if user.record.status != Status.INVISIBLE:
+                self._broadcast_presence(user, own=False)
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def handle(self, session: Session, frame: ClientFrame) -> None:
+        handler = self._handlers.get(type(frame))
+        if handler is None:  # a second hello
+            raise ProtocolError(ErrorCode.BAD_FRAME, "already signed in", frame.T)
+        handler(session, frame)
+
+    # --- presence ----------------------------------------------------------------------
+
+    def _presence_view(self, user: User) -> tuple[str, str, str, bool]:
+        record = user.record
+        return (record.display, user.status_for(None), record.psm, record.bot)
+
+    def _presence(self, user: User, status: str) -> bytes:
+        record = user.record
+        return encode(Presence(user.name, record.display, status, record.psm, record.bot))
+
+    def watchers(self, user: User) -> set[str]:
+        """Contact-list owners and members of the user's group rooms, minus blocked ones."""
+        names = set(self.listed_by.get(user.name, ()))
+        for room_name in user.rooms:
+            room = self.rooms[room_name]
+            if not room.is_dm:
+                names |= room.members
+        names.discard(user.name)
+        return {n for n in names if not user.has_blocked(n)}
+
+    def _is_watcher(self, user: User, name: str) -> bool:
+        if name in self.listed_by.get(user.name, ()):
+            return True
+        return any(
+            name in self.rooms[r].members for r in user.rooms if not self.rooms[r].is_dm
+        )
+
+    def _broadcast_presence(
+        self,
+        user: User,
+        *,
+        own: bool,
+        skip: Session | None = None,
+        public: tuple[str, str, str, bool] | None = None,
+    ) -> None:
+        """Send the user's presence to its watchers (and its own sessions if ``own``).
+
+        ``public`` is what watchers saw before the change: when it is unchanged (an
+        invisible user editing their psm) the watchers are not told.
+        """
+        if own:
+            data = self._presence(user, user.record.status)
+            self._send_sessions(user.sessions, data, "presence", skip=skip)
+        if public is not None and public == self._presence_view(user):
+            return
+        data = self._presence(user, user.status_for(None))
+        for name in self.watchers(user):
+            watcher = self.users.get(name)
+            if watcher is not None and watcher.sessions:
+                self._send_sessions(watcher.sessions, data, "presence")
+
+    def set_presence(self, session: Session, frame: SetPresence) -> None:
+        user = self._user(session)
+        record = user.record
+        before = self._presence_view(user)
+        for attr in ("status", "display", "psm"):
+            value = getattr(frame, attr)
+            if value is not None:
+                setattr(record, attr, value)
+        self._write(self.store.put_user(record))
+        self._broadcast_presence(user, own=True, public=before)
+
+    # --- rooms: join and leave ---------------------------------------------------------
+
+    def _check_dm_access(self, user: User, room_name: str) -> User:
+        """The other user of a DM room that ``user`` may touch; raises otherwise."""
+        pair = rules.dm_members(room_name)
+        assert pair is not None
+        if user.name not in pair:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"{room_name} is not your conversation")
+        other_name = pair[1] if pair[0] == user.name else pair[0]
+        other = self.users.get(other_name)
+        if other is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {other_name!r}")
+        return other
+
+    def join(self, session: Session, frame: Join) -> None:
+        user = self._user(session)
+        room = self.rooms.get(frame.room)
+        if rules.is_group_room(frame.room):
+            if room is None:
+                room = self._create_room(frame.room)
+            if user.name not in room.members:
+                self._add_member(room, user)
+                data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
+                self._fan_out(room, data, "member", skip=session)
+                self._introduce(room, user)
+        else:
+            self._check_dm_access(user, frame.room)
+            if room is None:
+                room = self._create_room(frame.room)
+        since, reset = frame.since, None
+        if frame.epoch is not None and frame.epoch != room.epoch:
+            since, reset = 0, True
+        replay: list[StoredMsg] = []
+        more = None
+        if since is not None:
+            limit = self.config.replay_limit
+            replay = self.store.history_after(room.name, since, limit + 1)
+            more = len(replay) > limit
+            del replay[limit:]
+        members = tuple(self._roster_entry(name, user.name) for name in sorted(room.members))
+        session.send_frame(Joined(room.name, room.seq, room.epoch, members, more, reset))
+        for stored in replay:
+            session.send_frame(Msg.from_stored(stored))
+
+    def _introduce(self, room: Room, user: User) -> None:
+        """The new member's presence to the others: they watch the user from now on."""
+        if not user.sessions:
+            return
+        data = self._presence(user, user.status_for(None))
+        n = 0
+        for name in room.members:
+            if name == user.name or user.has_blocked(name):
+                continue
+            for other in self.users[name].sessions:
+                other.send(data)
+                n += 1
+        self.metrics.count_out("presence", n)
+
+    def _add_member(self, room: Room, user: User) -> None:
+        room.members.add(user.name)
+        user.rooms.add(room.name)
+        self._write(self.store.add_member(room.name, user.name))
+
+    def leave(self, session: Session, frame: Leave) -> None:
+        user = self._user(session)
+        room = self.rooms.get(frame.room)
+        if room is None or user.name not in room.members:
+            raise ProtocolError(ErrorCode.NOT_MEMBER, f"you are not in {frame.room}")
+        room.members.discard(user.name)
+        user.rooms.discard(room.name)
+        self._write(self.store.remove_member(room.name, user.name))
+        self._send_sessions(user.sessions, encode(Left(room.name)), "left")
+        self._fan_out(room, encode(Member(room.name, user.name, MemberOp.LEAVE.value)), "member")
+
+    # --- messages ------------------------------------------------------------------------
+
+    def _target(
+        self, user: User, room_name: str | None, to: str | None, *, create: bool
+    ) -> tuple[Room | None, str, User | None]:
+        """Resolve ``room`` or ``to`` of say/typing: (room or None, room name, DM peer).
+
+        Checks DM privacy, membership and blocks. A DM room is created only with
+        ``create`` (a say); typing to a DM that has no message yet creates nothing.
+        """
+        peer: User | None = None
+        if to is not None:
+            to_name = rules.normalize_name(to)
+            if to_name == user.name:
+                raise ProtocolError(ErrorCode.BAD_FRAME, "you cannot message yourself")
+            peer = self.users.get(to_name)
+            if peer is None:
+                raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to_name!r}")
+            room_name = rules.dm_room(user.name, to_name)
+        assert room_name is not None
+        if room_name.startswith(rules.DM_PREFIX):
+            if peer is None:
+                peer = self._check_dm_access(user, room_name)
+            if peer.has_blocked(user.name):
+                raise ProtocolError(ErrorCode.BLOCKED, f"{peer.name} is not accepting messages")
+            room = self.rooms.get(room_name)
+            if room is None and create:
+                room = self._create_room(room_name)
+            if room is not None and create:
+                for member in (user, peer):
+                    if member.name not in room.members:
+                        self._add_member(room, member)
+            return room, room_name, peer
+        room = self.rooms.get(room_name)
+        if room is None or user.name not in room.members:
+            raise ProtocolError(ErrorCode.NOT_MEMBER, f"join {room_name} first")
+        return room, room_name, None
+
+    def say(self, session: Session, frame: Say) -> None:
+        user = self._user(session)
+        if self._resend_ack(session, user, frame.id):
+            return
+        room, _, _ = self._target(user, frame.room, frame.to, create=True)
+        assert room is not None
+        self._store_message(session, user, room, frame.text, MsgKind.TEXT, frame.id)
+
+    def nudge(self, session: Session, frame: Nudge) -> None:
+        user = self._user(session)
+        if frame.id is not None and self._resend_ack(session, user, frame.id):
+            return
+        room, _, peer = self._target(user, None, frame.to, create=False)
+        assert peer is not None
+        retry_ms = self.nudge_pairs.check(user.name, peer.name, time.monotonic())
+        if retry_ms and self.config.rate_limits:
+            raise RateLimited(retry_ms, frame.id or "nudge")
+        room, _, _ = self._target(user, None, frame.to, create=True)
+        assert room is not None
+        self._store_message(session, user, room, "", MsgKind.NUDGE, frame.id)
+
+    def _resend_ack(self, session: Session, user: User, client_id: str) -> bool:
+        """A retried (sender, id): the original ack again, nothing stored or fanned out."""
+        pending = self.inflight.get((user.name, client_id))
+        if pending is not None:
+            pending.retries.append(session)
+            return True
+        stored = self.store.find_message(user.name, client_id)
+        if stored is None:
+            return False
+        session.send_frame(Ack(stored.room, stored.seq, stored.ts, stored.id))
+        return True
+
+    def _store_message(
+        self,
+        session: Session,
+        user: User,
+        room: Room,
+        text: str,
+        kind: MsgKind,
+        client_id: str | None,
+    ) -> None:
+        seq = room.next_seq()
+        stored = StoredMsg(room.name, seq, user.name, text, now_ms(), kind.value, client_id)
+        data = encode(Msg.from_stored(stored))
+        try:
+            commit = self.store.append(stored)
+        except StoreError:
+            # A store that refuses at once: the seq was never used.
+            room.seq -= 1
+            raise
+        pending = Pending(stored, data, commit, session, time.perf_counter())
+        room.pending.append(pending)
+        if client_id is not None:
+            self.inflight[(user.name, client_id)] = pending
+        commit.add_done_callback(lambda _: self._on_commit(room))
+
+    def _on_commit(self, room: Room) -> None:
+        """Handle the room's messages whose commits completed, strictly in seq order."""
+        pending_queue = room.pending
+        metrics = self.metrics
+        while pending_queue and pending_queue[0].commit.done():
+            pending = pending_queue.popleft()
+            stored = pending.msg
+            if stored.id is not None:
+                self.inflight.pop((stored.sender, stored.id), None)
+            commit = pending.commit
+            failed = commit.cancelled() or commit.exception() is not None
+            waiters = [pending.sender, *pending.retries]
+            if failed:
+                log.error("commit of %s#%d failed: %s", room.name, stored.seq,
+                          "cancelled" if commit.cancelled() else commit.exception())
+                error = encode(Error(ErrorCode.INTERNAL.value,
+                                     "the message could not be stored; send it again",
+                                     stored.id or stored.kind))
+                for session in waiters:
+                    session.send(error)
+                metrics.error[ErrorCode.INTERNAL.value].inc(len(waiters))
+                if not pending_queue:
+                    room.seq = room.durable_seq  # the store rolled the failed writes back
+                continue
+            room.durable_seq = stored.seq
+            metrics.commit_seconds.observe(time.perf_counter() - pending.started)
+            metrics.messages_stored.inc()
+            ack = encode(Ack(stored.room, stored.seq, stored.ts, stored.id))
+            for session in waiters:
+                session.send(ack)
+            metrics.count_out("ack", len(waiters))
+            self._fan_out(room, pending.data, "msg", skip=pending.sender)
+
+    def typing(self, session: Session, frame: SendTyping) -> None:
+        user = self._user(session)
+        room, room_name, peer = self._target(user, frame.room, frame.to, create=False)
+        data = encode(Typing(room_name, user.name))
+        if peer is not None:
+            self._send_sessions(peer.sessions, data, "typing")
+        elif room is not None:
+            self._fan_out(room, data, "typing", skip_user=user.name)
+
+    # --- history and read marks -----------------------------------------------------------
+
+    def _readable_room(self, user: User, room_name: str) -> Room:
+        if room_name.startswith(rules.DM_PREFIX):
+            pair = rules.dm_members(room_name)
+            if pair is None or user.name not in pair:
+                raise ProtocolError(ErrorCode.FORBIDDEN, f"{room_name} is not your conversation")
+        room = self.rooms.get(room_name)
+        if room is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_ROOM, f"no room {room_name}")
+        if not room.is_dm and user.name not in room.members:
+            raise ProtocolError(ErrorCode.NOT_MEMBER, f"join {room_name} first")
+        return room
+
+    def history(self, session: Session, frame: GetHistory) -> None:
+        user = self._user(session)
+        room = self._readable_room(user, frame.room)
+        limit = frame.limit or self.config.history_limit
+        if frame.after is not None:
+            msgs = self.store.history_after(room.name, frame.after, limit + 1)
+            more = len(msgs) > limit
+            del msgs[limit:]
+        else:
+            msgs = self.store.history_before(room.name, frame.before, limit + 1)
+            more = len(msgs) > limit
+            del msgs[: len(msgs) - limit]
+        session.send_frame(History(room.name, tuple(msgs), more))
+
+    def read(self, session: Session, frame: MarkRead) -> None:
+        user = self._user(session)
+        room = self._readable_room(user, frame.room)
+        seq = min(frame.seq, room.seq)
+        if seq <= user.reads.get(room.name, 0):
+            return  # read marks only move forward
+        user.reads[room.name] = seq
+        self._write(self.store.set_read(user.name, room.name, seq))
+        data = encode(Read(room.name, user.name, seq))
+        self._send_sessions(user.sessions, data, "read", skip=session)
+        if room.is_dm:
+            for name in room.members:
+                if name != user.name:
+                    self._send_sessions(self.users[name].sessions, data, "read")
+
+    # --- contacts ----------------------------------------------------------------------
+
+    def contact(self, session: Session, frame: ContactRequest) -> None:
+        user = self._user(session)
+        name = rules.normalize_name(frame.name)
+        if name == user.name:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "you cannot be your own contact")
+        target = self.users.get(name)
+        if target is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {name!r}")
+        current = user.contacts.get(name)
+        in_list = current is not None and current.in_list
+        blocked = current is not None and current.blocked
+        op = ContactOp(frame.op)
+        if op is ContactOp.ADD:
+            newly_added = not in_list
+            self._put_contact(user, name, in_list=True, blocked=blocked)
+        elif op is ContactOp.REMOVE:
+            self._put_contact(user, name, in_list=False, blocked=blocked)
+        else:
+            now_blocked = op is ContactOp.BLOCK
+            self._put_contact(user, name, in_list=in_list, blocked=now_blocked)
+            if now_blocked != blocked and target.sessions and self._is_watcher(user, name):
+                # The blocked user sees the blocker go offline; an unblocked one sees them back.
+                status = user.status_for(name)
+                self._send_sessions(target.sessions, self._presence(user, status), "presence")
+        entry = self._roster_entry(name, user.name, blocked=user.has_blocked(name))
+        echo = Contact(op.value, **_entry_keys(entry))
+        self._send_sessions(user.sessions, encode(echo), "contact")
+        if op is ContactOp.ADD and newly_added and not target.has_blocked(user.name):
+            mine = self._roster_entry(user.name, name)
+            notice = Contact(ContactOp.ADDED_YOU.value, **_entry_keys(mine))
+            self._send_sessions(target.sessions, encode(notice), "contact")
+
+    def _put_contact(
+        self, user: User, name: str, *, in_list: bool, blocked: bool = False
+    ) -> None:
+        record = ContactRecord(user.name, name, in_list, blocked)
+        if in_list or blocked:
+            user.contacts[name] = record
+        else:
+            user.contacts.pop(name, None)
+        owners = self.listed_by.setdefault(name, set())
+        if in_list:
+            owners.add(user.name)
+        else:
+            owners.discard(user.name)
+            if not owners:
+                del self.listed_by[name]
+        self._write(self.store.put_contact(record))
+
+    def _roster_entry(self, name: str, viewer: str, *, blocked: bool | None = None) -> RosterEntry:
+        user = self.users.get(name)
+        if user is None:  # a default contact that has not signed in yet
+            return RosterEntry(name, name, Status.OFFLINE.value, "", False, blocked)
+        record = user.record
+        return RosterEntry(
+            name, record.display, user.status_for(viewer), record.psm, record.bot, blocked
+        )
+
+    # --- delivery ----------------------------------------------------------------------
+
+    def _user(self, session: Session) -> User:
+        user = session.user
+        if user is None:  # the session layer only hands over frames after welcome
+            raise ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello first")
+        return user
+
+    def _send_sessions(
+        self, sessions: Iterable[Session], data: bytes, t: str, *, skip: Session | None = None
+    ) -> None:
+        n = 0
+        for session in sessions:
+            if session is not skip:
+                session.send(data)
+                n += 1
+        self.metrics.count_out(t, n)
+
+    def _fan_out(
+        self,
+        room: Room,
+        data: bytes,
+        t: str,
+        *,
+        skip: Session | None = None,
+        skip_user: str | None = None,
+    ) -> None:
+        """The same bytes to every session of every member (but ``skip`` / ``skip_user``)."""
+        users = self.users
+        n = 0
+        for name in room.members:
+            if name == skip_user:
+                continue
+            for session in users[name].sessions:
+                if session is not skip:
+                    session.send(data)
+                    n += 1
+        self.metrics.count_out(t, n)
+
+
+def _entry_keys(entry: RosterEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "display": entry.display,
+        "status": entry.status,
+        "psm": entry.psm,
+        "bot": entry.bot,
+        "blocked": entry.blocked,
+    }
+
+
+def _log_failed_write(commit: Commit) -> None:
+    if commit.cancelled():
+        return
+    exc = commit.exception()
+    if exc is not None:
+        log.error("a state write failed: %s", exc)

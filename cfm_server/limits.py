@@ -1,0 +1,116 @@
+"""Rate limits and abuse counters: small, clock-driven and free of I/O.
+
+Each session owns a :class:`SessionLimits` (one token bucket per frame kind and an
+:class:`AbuseMeter`); the server owns one :class:`IpCounter` and the hub one
+:class:`PairInterval` for nudges. All take ``now`` (monotonic seconds) from the caller,
+which keeps them deterministic.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+from cfm_server.config import RATE_KINDS, ServerConfig
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; a frame spends one."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> int:
+        """Spend a token: 0 if there was one, else the milliseconds until there is."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0
+        return max(1, math.ceil((1.0 - self.tokens) / self.rate * 1000))
+
+
+class AbuseMeter:
+    """Counts errors and breaches; too many within ``window`` seconds means abuse."""
+
+    __slots__ = ("events", "limit", "window")
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.events: collections.deque[float] = collections.deque(maxlen=limit)
+
+    def hit(self, now: float) -> bool:
+        """Record one; True when ``limit`` of them fell within the window."""
+        self.events.append(now)
+        return len(self.events) == self.limit and now - self.events[0] <= self.window
+
+
+class SessionLimits:
+    """The per-session buckets; ``check(kind)`` answers 0 or a ``retry_ms``."""
+
+    __slots__ = ("abuse", "buckets")
+
+    def __init__(self, config: ServerConfig, now: float) -> None:
+        self.abuse = AbuseMeter(config.abuse_max, config.abuse_window)
+        self.buckets: dict[str, TokenBucket] = {}
+        if config.rate_limits:
+            for kind in RATE_KINDS:
+                rate, burst = config.rate(kind)
+                self.buckets[kind] = TokenBucket(rate, burst, now)
+
+    def check(self, kind: str, now: float) -> int:
+        bucket = self.buckets.get(kind)
+        return 0 if bucket is None else bucket.take(now)
+
+
+class PairInterval:
+    """At most one event per (a, b) pair per ``interval`` seconds (nudges)."""
+
+    __slots__ = ("interval", "last")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last: dict[tuple[str, str], float] = {}
+
+    def check(self, a: str, b: str, now: float) -> int:
+        """0 and the pair's clock restarts, or the milliseconds left to wait."""
+        key = (a, b)
+        last = self.last.get(key)
+        if last is not None and now - last < self.interval:
+            return max(1, math.ceil((self.interval - (now - last)) * 1000))
+        if len(self.last) > 10_000:
+            # Forget pairs whose interval has passed, so the map stays bounded.
+            self.last = {k: v for k, v in self.last.items() if now - v < self.interval}
+        self.last[key] = now
+        return 0
+
+
+class IpCounter:
+    """Open connections per remote IP, for the per-IP cap."""
+
+    __slots__ = ("counts", "limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit  # None: no cap
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def full(self, ip: str) -> bool:
+        return self.limit is not None and self.counts[ip] >= self.limit
+
+    def add(self, ip: str) -> bool:
+        """Count a connection; False (and not counted) if the IP is at its cap."""
+        if self.full(ip):
+            return False
+        self.counts[ip] += 1
+        return True
+
+    def remove(self, ip: str) -> None:
+        self.counts[ip] -= 1
+        if self.counts[ip] <= 0:
+            del self.counts[ip]

@@ -1,0 +1,232 @@
+"""``Server``: the store, the hub and the websockets listener, started and stopped together.
+
+    server = Server(config); await server.start()   # or: async with Server(config) as s:
+    server.url                                        # ws://127.0.0.1:1863/ws
+    await server.stop(close_code=1001)
+
+Shutdown: stop accepting, flush the store (so every ack that can go out does), close
+every connection with ``close_code`` (1012 "restarting, reconnect" by default, 1001
+"going away"), wait for the handlers with a timeout, then close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from cfm_common import SUBPROTOCOL
+from cfm_common.rules import CloseCode
+from cfm_server.config import ServerConfig
+from cfm_server.hub import Hub
+from cfm_server.limits import IpCounter
+from cfm_server.metrics import CONTENT_TYPE, Metrics
+from cfm_server.session import Session
+from cfm_server.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws"
+DB_FILE = "cfm.sqlite3"
+
+
+def open_store(config: ServerConfig) -> tuple[Store, str]:
+    """The configured store and a description of where its data lives."""
+    if config.store == "memory":
+        from cfm_server.store import MemoryStore
+
+        return MemoryStore(), "memory (nothing is kept after exit)"
+    data_dir = config.resolved_data_dir()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the data directory {data_dir}: {exc.strerror}; "
+            "choose another with --data-dir"
+        ) from None
+    if not data_dir.is_dir() or not os.access(data_dir, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"the data directory {data_dir} is not a writable directory; "
+            "choose another with --data-dir"
+        )
+    from cfm_server.store.sqlite import SqliteStore
+
+    path = data_dir / DB_FILE
+    store = SqliteStore(
+        path,
+        synchronous=config.sqlite_synchronous,
+        commit_interval_ms=config.commit_interval_ms,
+    )
+    return store, str(path)
+
+
+def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.hub: Hub | None = None
+        self.store: Store | None = None
+        self.data_location = ""
+        self._ws: WsServer | None = None
+        self._ip_counter = IpCounter(config.max_conns_per_ip if config.rate_limits else None)
+        self._stopping = False
+        self._stopped = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, load the hub and listen. Raises StoreError or OSError."""
+        config = self.config.validate()
+        store, self.data_location = open_store(config)
+        await store.open()
+        self.store = store
+        try:
+            self.hub = Hub(config, store, self.metrics)
+            self.hub.load()
+            origins: list[Any] | None = None
+            if config.allowed_origins:
+                # Terminal clients send no Origin; only browsers' Origins are checked.
+                origins = [*config.allowed_origins, None]
+            self._ws = await serve(
+                self._handle,
+                config.host,
+                config.port,
+                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                compression=None,
+                max_size=config.max_frame,
+                process_request=self._process_request,
+                origins=origins,
+                ping_interval=config.ping_interval or None,
+                ping_timeout=config.ping_timeout or None,
+                close_timeout=config.close_timeout,
+                open_timeout=config.hello_timeout,
+                logger=logging.getLogger("cfm_server.websockets"),
+            )
+        except BaseException:
+            await store.close()
+            raise
+        # The built-in AI contacts start here once they exist (they are SDK clients of
+        # self.url): `if config.ai_enabled: await self._start_ai()`.
+        log.info("listening on %s, data in %s", self.url, self.data_location)
+
+    async def stop(self, close_code: int | None = None) -> None:
+        """Stop accepting, flush, close every client with ``close_code``, close the store."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        code = self.config.shutdown_close_code if close_code is None else close_code
+        reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server going away"
+        try:
+            if self._ws is not None:
+                self._ws.server.close()  # stop accepting first
+            if self.store is not None:
+                try:
+                    await asyncio.wait_for(self.store.flush(), self.config.close_timeout)
+                except (StoreError, TimeoutError) as exc:
+                    log.error("flushing the store at shutdown failed: %s", exc)
+            if self._ws is not None:
+                self._ws.close(close_connections=True, code=code, reason=reason)
+                try:
+                    await asyncio.wait_for(self._ws.wait_closed(), self.config.close_timeout + 1)
+                except TimeoutError:
+                    log.warning("some connections did not close in time; dropping them")
+                    for connection in list(self._ws.connections):
+                        connection.transport.abort()
+            if self.store is not None:
+                await self.store.close()
+        finally:
+            self._stopped.set()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # --- addresses -----------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        assert self._ws is not None, "the server is not started"
+        return int(self._ws.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}{WS_PATH}"
+
+    @property
+    def http_url(self) -> str:
+        return self.url.replace("ws://", "http://", 1).removesuffix(WS_PATH)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.resolved_data_dir()
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == WS_PATH:
+            if self._ip_counter.full(_ip(connection)):
+                return _response(
+                    http.HTTPStatus.TOO_MANY_REQUESTS,
+                    b"too many connections from your address\n",
+                    "text/plain; charset=utf-8",
+                )
+            return None  # on to the WebSocket handshake
+        if path == "/healthz":
+            return _response(http.HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
+        if path == "/metrics":
+            return _response(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
+        return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert self.hub is not None
+        ip = _ip(ws)
+        if not self._ip_counter.add(ip):
+            # Raced past the check in _process_request: refuse politely.
+            self.metrics.closes.labels(str(int(CloseCode.TRY_AGAIN_LATER))).inc()
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections from your address")
+            return
+        self.metrics.connections.inc()
+        session = Session(ws, self.hub, self.config, self.metrics)
+        try:
+            await session.run()
+        except Exception:
+            log.exception("session %s failed", session.id or "-")
+        finally:
+            self.hub.sign_out(session)
+            self.metrics.connections.dec()
+            self._ip_counter.remove(ip)
+
+
+def _ip(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else "?"

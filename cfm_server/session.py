@@ -1,0 +1,213 @@
+"""One connection: the hello handshake, the read loop, rate limits, and outbound bytes.
+
+Outbound frames never wait: ``send`` writes the bytes into the connection's transport
+and returns, so a fan-out loop costs one buffer append per recipient. A session whose
+transport holds more than ``config.send_buffer`` unsent bytes is too slow a reader and
+is closed with 1013; nobody else waits for it.
+
+The read loop never awaits a commit either: the hub acks a ``say`` from the commit's
+done-callback, so a client that pipelines many says gets them stored in one group
+commit rather than one commit each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from cfm_common.codec import decode_client, encode
+from cfm_common.errors import ProtocolError
+from cfm_common.frames import Error, Hello, ServerFrame
+from cfm_common.rules import FATAL_HELLO_ERRORS, CloseCode, ErrorCode
+from cfm_server.hub import Hub, RateLimited
+from cfm_server.limits import SessionLimits
+
+if TYPE_CHECKING:
+    from cfm_server.config import ServerConfig
+    from cfm_server.metrics import Metrics
+    from cfm_server.state import User
+
+log = logging.getLogger(__name__)
+
+# Which token bucket a frame type spends from (hello is outside the buckets: one per session).
+RATE_KIND = {
+    "say": "say",
+    "nudge": "nudge",
+    "typing": "typing",
+    "presence": "presence",
+    "join": "join",
+    "leave": "join",
+    "history": "history",
+    "read": "history",
+    "contact": "contact",
+}
+
+
+class Session:
+    __slots__ = (
+        "_close_task",
+        "closing",
+        "config",
+        "hub",
+        "id",
+        "limits",
+        "metrics",
+        "send_buffer",
+        "user",
+        "ws",
+    )
+
+    def __init__(self, ws: ServerConnection, hub: Hub, config: ServerConfig,
+                 metrics: Metrics) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.config = config
+        self.metrics = metrics
+        self.id = ""
+        self.user: User | None = None
+        self.limits = SessionLimits(config, time.monotonic())
+        self.send_buffer = config.send_buffer
+        self.closing = False
+        self._close_task: asyncio.Task[None] | None = None
+
+    # --- outbound ------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue one binary message; never waits. Closes a session that cannot keep up."""
+        if self.closing:
+            return
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN:
+            return
+        try:
+            ws.protocol.send_binary(data)
+            ws.send_data()
+        except Exception as exc:  # a transport that broke under us: the read loop ends it
+            log.debug("send to %s failed: %s", self.id, exc)
+            return
+        if ws.transport.get_write_buffer_size() > self.send_buffer:
+            log.info("session %s is too slow a reader: closing it (1013)", self.id)
+            self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
+
+    def send_frame(self, frame: ServerFrame) -> None:
+        self.send(encode(frame))
+        self.metrics.count_out(frame.T)
+
+    def send_error(self, code: ErrorCode | str, msg: str, ref: str | None,
+                   retry_ms: int | None = None) -> None:
+        code = ErrorCode(code)
+        self.send(encode(Error(code.value, msg, ref, retry_ms)))
+        self.metrics.count_out("error")
+        self.metrics.error[code.value].inc()
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake with ``code``; later sends are dropped."""
+        if self.closing:
+            return
+        self.closing = True
+        self.metrics.closes.labels(str(int(code))).inc()
+        self._close_task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+
+    # --- inbound -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it closes. The caller signs the session out."""
+        try:
+            if await self._handshake():
+                async for data in self.ws:
+                    if isinstance(data, str):
+                        self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
+                        break
+                    self._on_frame(data)
+                    if self.closing:
+                        break
+        except ConnectionClosed:
+            pass
+        if self._close_task is not None:
+            await self._close_task
+
+    async def _handshake(self) -> bool:
+        """Read until a ``hello`` succeeds (True) or the connection must end (False)."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(loop.time() + self.config.hello_timeout):
+                while not self.closing:
+                    data = await self.ws.recv()
+                    if isinstance(data, str):
+                        self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
+                        return False
+                    if self._on_hello(data):
+                        return True
+        except TimeoutError:
+            self.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
+        return False
+
+    def _on_hello(self, data: bytes) -> bool:
+        try:
+            frame = decode_client(data, max_text=self.config.max_text)
+        except ProtocolError as exc:
+            self.metrics.count_in("invalid")
+            self._refuse(exc, "hello")
+            return False
+        self.metrics.count_in(frame.T)
+        if not isinstance(frame, Hello):
+            self._refuse(ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello first",
+                                       getattr(frame, "id", None) or frame.T), frame.T)
+            return False
+        try:
+            welcome = self.hub.sign_in(self, frame)
+        except ProtocolError as exc:
+            self._refuse(exc, "hello")
+            return False
+        self.send_frame(welcome)
+        return True
+
+    def _refuse(self, exc: ProtocolError, ref: str) -> None:
+        self.send_error(exc.code, exc.msg, exc.ref or ref)
+        close_code = FATAL_HELLO_ERRORS.get(exc.code)
+        if close_code is not None:
+            self.close(close_code, exc.code.value)
+        else:
+            self._count_abuse()
+
+    def _on_frame(self, data: bytes) -> None:
+        try:
+            frame = decode_client(data, max_text=self.config.max_text)
+        except ProtocolError as exc:
+            self.metrics.count_in("invalid")
+            self.send_error(exc.code, exc.msg, exc.ref)
+            self._count_abuse()
+            return
+        t = frame.T
+        self.metrics.count_in(t)
+        ref = getattr(frame, "id", None) or t
+        kind = RATE_KIND.get(t)
+        if kind is not None:
+            retry_ms = self.limits.check(kind, time.monotonic())
+            if retry_ms:
+                self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", ref, retry_ms)
+                self._count_abuse()
+                return
+        try:
+            self.hub.handle(self, frame)
+        except ProtocolError as exc:
+            self.send_error(exc.code, exc.msg, exc.ref or ref)
+            self._count_abuse()
+        except RateLimited as exc:
+            self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", exc.ref, exc.retry_ms)
+            self._count_abuse()
+        except Exception:
+            # A bug or a failing store must not take the connection (or the server) down.
+            log.exception("handling %s from %s failed", t, self.id)
+            self.send_error(ErrorCode.INTERNAL, "the server failed to handle this frame", ref)
+
+    def _count_abuse(self) -> None:
+        if self.limits.abuse.hit(time.monotonic()):
+            log.info("session %s: too many errors, closing it (4008)", self.id or "-")
+            self.close(CloseCode.ABUSE, "too many errors")

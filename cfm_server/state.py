@@ -1,0 +1,83 @@
+"""The hub's live state: users and rooms as plain objects (no I/O, no protocol).
+
+The hub loads these from the store at start-up and writes every change through; the
+objects here are the source of truth for who is a member, who watches whom and which
+sessions to deliver to.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cfm_common import rules
+from cfm_server.store import Commit, ContactRecord, UserRecord
+
+if TYPE_CHECKING:
+    from cfm_common.frames import StoredMsg
+    from cfm_server.session import Session
+
+
+@dataclass(slots=True)
+class User:
+    record: UserRecord
+    sessions: list[Session] = field(default_factory=list)
+    rooms: set[str] = field(default_factory=set)  # lasting memberships, DM rooms included
+    contacts: dict[str, ContactRecord] = field(default_factory=dict)  # the user's own list
+    reads: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def online(self) -> bool:
+        return bool(self.sessions)
+
+    def has_blocked(self, name: str) -> bool:
+        contact = self.contacts.get(name)
+        return contact is not None and contact.blocked
+
+    def status_for(self, viewer: str | None) -> str:
+        """The status ``viewer`` sees (None: anyone who is not blocked)."""
+        if not self.sessions or (viewer is not None and self.has_blocked(viewer)):
+            return rules.Status.OFFLINE.value
+        if viewer == self.name:
+            return self.record.status
+        return rules.public_status(self.record.status)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A stored message waiting for its commit before its ack and fan-out go out."""
+
+    msg: StoredMsg
+    data: bytes  # the `msg` frame, encoded once for every recipient
+    commit: Commit
+    sender: Session
+    started: float
+    # Sessions that retried the same (sender, id) while it was in flight: they get the ack too.
+    retries: list[Session] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Room:
+    name: str
+    seq: int  # the latest assigned seq
+    epoch: str
+    members: set[str] = field(default_factory=set)
+    durable_seq: int = 0  # the latest seq whose commit completed
+    # Messages in seq order whose commits have not all been handled yet.
+    pending: collections.deque[Pending] = field(default_factory=collections.deque)
+
+    def __post_init__(self) -> None:
+        self.durable_seq = self.seq
+
+    @property
+    def is_dm(self) -> bool:
+        return self.name.startswith(rules.DM_PREFIX)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq

@@ -20,7 +20,7 @@ One connection, used only from the event-loop thread: the statements are microse
 and a WAL commit without fsync is a ``write()``, cheaper than a thread hop.
 
 The data directory holds ``<name>``, its ``-wal``/``-shm`` files and ``<name>.lock``,
-which the store ``flock``\\s for as long as it is open, so a second server on the same
+which the store holds an ``flock`` on for as long as it is open, so a second server on the same
 directory fails at once instead of interleaving writes with the first.
 """
 
@@ -346,7 +346,13 @@ class SqliteStore(Store):
     def _commit_batch(self) -> StoreError | None:
         self._commit_handle = None
         conn = self._conn
-        if conn is None or not conn.in_transaction:
+        if conn is None:
+            return None
+        if not conn.in_transaction:
+            # SQLite rolls a transaction back by itself after some errors (SQLITE_FULL,
+            # SQLITE_IOERR); the writes waiting on it must hear that they were lost.
+            if self._pending:
+                return self._fail_batch(sqlite3.OperationalError("transaction rolled back"))
             return None
         try:
             conn.execute("COMMIT")

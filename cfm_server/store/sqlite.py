@@ -19,9 +19,9 @@ write starts a fresh transaction, so the store works again once the disk recover
 One connection, used only from the event-loop thread: the statements are microseconds
 and a WAL commit without fsync is a ``write()``, cheaper than a thread hop.
 
-The data directory holds ``<name>``, its ``-wal``/``-shm`` files and ``<name>.lock``,
-which the store holds an ``flock`` on for as long as it is open, so a second server on the same
-directory fails at once instead of interleaving writes with the first.
+The data directory holds ``<name>``, its ``-wal``/``-shm`` files and ``<name>.lock``.
+The store holds an ``flock`` on the lock file while it is open, so a second server on
+the same directory fails at once instead of interleaving writes with the first.
 """
 
 from __future__ import annotations

@@ -1,11 +1,147 @@
-"""``cfm serve``: the server helper replaces this placeholder."""
+"""``cfm serve``: maps flags onto a ServerConfig and runs the Server until a signal.
+
+Heavy imports (websockets, the hub, the stores) happen inside the command, so ``cfm
+--version`` and ``cfm --help`` stay fast. Settings come from, lowest first: defaults,
+the TOML file, ``CFM_*`` environment variables, these flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="Run the cfm relay server.")
+app = typer.Typer(help="Run the cfm relay server.", add_completion=False)
+
+EXIT_CONFIG = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"cfm serve: {message}", err=True)
+    return typer.Exit(EXIT_CONFIG)
 
 
 @app.callback(invoke_without_command=True)
-def serve() -> None:
-    """Run the cfm relay server (not yet implemented)."""
-    raise typer.Exit(1)
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on. (default: 127.0.0.1; env CFM_HOST)")] = None,  # noqa: E501
+    port: Annotated[int | None, typer.Option(help="Port (0 picks a free one). (default: 1863; env CFM_PORT)")] = None,  # noqa: E501
+    data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite database lives. (default: the user data dir, e.g. ~/.local/share/cfm)")] = None,  # noqa: E501
+    config: Annotated[Path | None, typer.Option("--config", help="A TOML settings file. (default: <user config dir>/cfm/server.toml if it exists)")] = None,  # noqa: E501
+    store: Annotated[str | None, typer.Option(help="sqlite (durable) or memory (gone at exit). (default: sqlite)")] = None,  # noqa: E501
+    no_ai: Annotated[bool, typer.Option("--no-ai", help="Do not start the built-in AI contacts.")] = False,  # noqa: E501
+    no_rate_limits: Annotated[bool, typer.Option("--no-rate-limits", help="Lift the per-session token buckets and the per-IP connection cap.")] = False,  # noqa: E501
+    max_frame: Annotated[int | None, typer.Option(help="Largest WebSocket message in bytes (bigger: close 1009). (default: 65536)")] = None,  # noqa: E501
+    max_text: Annotated[int | None, typer.Option(help="Longest message text in characters. (default: 4096)")] = None,  # noqa: E501
+    hello_timeout: Annotated[float | None, typer.Option(help="Seconds a connection has to send hello (else close 4001). (default: 10)")] = None,  # noqa: E501
+    max_conns_per_ip: Annotated[int | None, typer.Option(help="Open connections allowed per client IP. (default: 32)")] = None,  # noqa: E501
+    allowed_origin: Annotated[list[str] | None, typer.Option("--allowed-origin", help="A browser Origin allowed to connect (repeatable; none given: any).")] = None,  # noqa: E501
+    send_buffer: Annotated[int | None, typer.Option(help="Bytes queued to one slow reader before it is closed with 1013. (default: 1048576)")] = None,  # noqa: E501
+    replay_limit: Annotated[int | None, typer.Option(help="Most messages replayed by join{since}. (default: 500)")] = None,  # noqa: E501
+    say_rate: Annotated[float | None, typer.Option(help="say frames per second per session. (default: 20)")] = None,  # noqa: E501
+    say_burst: Annotated[int | None, typer.Option(help="say frames a session may send at once. (default: 60)")] = None,  # noqa: E501
+    nudge_interval: Annotated[float | None, typer.Option(help="Seconds between two nudges to the same contact. (default: 5)")] = None,  # noqa: E501
+    abuse_max: Annotated[int | None, typer.Option(help="Errors or rate-limit breaches within --abuse-window that close a session (4008). (default: 30)")] = None,  # noqa: E501
+    abuse_window: Annotated[float | None, typer.Option(help="Seconds over which --abuse-max is counted. (default: 10)")] = None,  # noqa: E501
+    ping_interval: Annotated[float | None, typer.Option(help="Seconds between keepalive pings (0: off). (default: 20)")] = None,  # noqa: E501
+    ping_timeout: Annotated[float | None, typer.Option(help="Seconds to wait for a pong before dropping a connection. (default: 20)")] = None,  # noqa: E501
+    shutdown_close_code: Annotated[int | None, typer.Option(help="Close code sent to clients on SIGTERM/SIGINT: 1012 (restart) or 1001 (going away). (default: 1012)")] = None,  # noqa: E501
+    default_contact: Annotated[list[str] | None, typer.Option("--default-contact", help="A handle added to every new user's contact list (repeatable).")] = None,  # noqa: E501
+    set_values: Annotated[list[str] | None, typer.Option("--set", help="Any other setting as KEY=VALUE (repeatable), e.g. --set typing_rate=5. See docs/server.md.")] = None,  # noqa: E501
+    log_level: Annotated[str, typer.Option(help="Logging level: debug, info, warning, error.")] = "info",  # noqa: E501
+) -> None:
+    """Run the cfm relay server: WebSocket at /ws, /healthz and /metrics on the same port."""
+    from cfm_server.config import ConfigError, load_config, parse_assignment
+
+    overrides: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "store": store,
+        "max_frame": max_frame,
+        "max_text": max_text,
+        "hello_timeout": hello_timeout,
+        "max_conns_per_ip": max_conns_per_ip,
+        "allowed_origins": allowed_origin or None,
+        "send_buffer": send_buffer,
+        "replay_limit": replay_limit,
+        "say_rate": say_rate,
+        "say_burst": say_burst,
+        "nudge_interval": nudge_interval,
+        "abuse_max": abuse_max,
+        "abuse_window": abuse_window,
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "shutdown_close_code": shutdown_close_code,
+        "default_contacts": default_contact or None,
+    }
+    if no_ai:
+        overrides["ai_enabled"] = False
+    if no_rate_limits:
+        overrides["rate_limits"] = False
+    try:
+        for item in set_values or ():
+            key, value = parse_assignment(item)
+            overrides[key] = value
+        settings = load_config(config, overrides)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    _setup_logging(log_level)
+
+    import asyncio
+
+    try:
+        code = asyncio.run(_run(settings))
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        raise typer.Exit(code)
+
+
+def _setup_logging(level: str) -> None:
+    import logging
+
+    numeric = getattr(logging, level.upper(), None)
+    if not isinstance(numeric, int):
+        raise _fail(f"--log-level must be debug, info, warning or error, not {level!r}")
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per connection at info is noise on a busy server.
+    logging.getLogger("cfm_server.websockets").setLevel(max(numeric, logging.WARNING))
+
+
+async def _run(settings: Any) -> int:
+    import asyncio
+    import signal
+
+    from cfm_server.server import Server
+    from cfm_server.store import StoreError
+
+    server = Server(settings)
+    try:
+        await server.start()
+    except StoreError as exc:
+        typer.echo(f"cfm serve: {exc}", err=True)
+        return EXIT_CONFIG
+    except OSError as exc:
+        typer.echo(
+            f"cfm serve: cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror or exc}; pick another --host/--port",
+            err=True,
+        )
+        return EXIT_CONFIG
+    typer.echo(f"cfm serve: listening on {server.url}", err=False)
+    typer.echo(f"cfm serve: data in {server.data_location}")
+    typer.echo("cfm serve: health at " + server.http_url + "/healthz, metrics at /metrics")
+
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    try:
+        await stop_requested.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        typer.echo("cfm serve: shutting down")
+        await server.stop()
+    return 0

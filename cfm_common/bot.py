@@ -1,0 +1,215 @@
+"""``Bot``: a :class:`~cfm_common.client.Client` with decorators, for ten-line bots.
+
+    bot = Bot("ws://127.0.0.1:7878/ws", "echo")
+
+    @bot.on_message
+    async def echo(msg):
+        await bot.reply(msg, msg.text)
+
+    bot.run()
+
+Handlers run one at a time in arrival order by default (``concurrency=1``); raise it for
+a bot whose handlers wait on slow work (an LLM, say), and each handler then runs as its
+own task, at most ``concurrency`` at once. A handler that raises is logged, never fatal.
+After its handlers ran, the bot moves its read mark to the message, so a restarted bot
+without a ``seen_file`` does not answer the same message twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cfm_common import frames as f
+from cfm_common import rules
+from cfm_common.client import Client, ClientError, ConnectionState, StateChanged
+
+log = logging.getLogger(__name__)
+
+MsgHandler = Callable[[f.Msg], Awaitable[None]]
+ContactHandler = Callable[[f.Contact], Awaitable[None]]
+H = TypeVar("H", bound=Callable[..., Awaitable[None]])
+
+
+class Bot:
+    """A bot: answers messages and nudges through decorated async handlers."""
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        display: str | None = None,
+        psm: str | None = None,
+        status: str = "online",
+        token: str | None = None,
+        token_file: str | Path | bool | None = None,
+        seen_file: str | Path | None = None,
+        concurrency: int = 1,
+        mark_read: bool = True,
+        **client_options: Any,
+    ) -> None:
+        self.client = Client(
+            url, name, token=token, token_file=token_file, seen_file=seen_file, status=status,
+            display=display, psm=psm, bot=True, **client_options,
+        )
+        self._message_handlers: list[MsgHandler] = []
+        self._nudge_handlers: list[MsgHandler] = []
+        self._added_handlers: list[ContactHandler] = []
+        self._event_handlers: list[Callable[[Any], Awaitable[None]]] = []
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._mark_read = mark_read
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.client.name
+
+    # --- decorators -----------------------------------------------------------------
+
+    def on_message(self, handler: H) -> H:
+        """``async def handler(msg: Msg)``: every text message but the bot's own."""
+        self._message_handlers.append(handler)
+        return handler
+
+    def on_nudge(self, handler: H) -> H:
+        """``async def handler(msg: Msg)``: someone nudged the bot (``msg.sender``)."""
+        self._nudge_handlers.append(handler)
+        return handler
+
+    def on_added_you(self, handler: H) -> H:
+        """``async def handler(contact: Contact)``: someone added the bot as a contact."""
+        self._added_handlers.append(handler)
+        return handler
+
+    def on_event(self, handler: H) -> H:
+        """``async def handler(event)``: every event of the client, unfiltered."""
+        self._event_handlers.append(handler)
+        return handler
+
+    # --- replies --------------------------------------------------------------------
+
+    async def reply(self, msg: f.Msg, text: str) -> f.Ack:
+        """Answer in the room the message came from (its DM room for a direct message)."""
+        return await self.client.say(text, room=msg.room)
+
+    async def nudge_back(self, msg: f.Msg) -> f.Ack:
+        return await self.client.nudge(msg.sender)
+
+    async def typing(self, msg: f.Msg) -> None:
+        """Show "is typing" in the message's room while working on an answer."""
+        await self.client.typing(room=msg.room)
+
+    # --- running --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (raises ClientError if refused) and start handling events."""
+        welcome = await self.client.connect()
+        log.info("bot %s is online at %s", welcome.name, self.client.url)
+        self._loop_task = asyncio.create_task(self._dispatch(), name=f"cfm-bot-{welcome.name}")
+
+    async def stop(self) -> None:
+        """Close the connection; handlers still running are waited for, briefly."""
+        await self.client.close()
+        if self._loop_task is not None:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def wait_closed(self) -> None:
+        """Until the bot stops (``stop()``, or a connection closed for good)."""
+        if self._loop_task is not None:
+            await asyncio.shield(self._loop_task)
+
+    def run(self) -> None:
+        """Run until SIGINT/SIGTERM (or a fatal refusal); blocking. Logs to stderr."""
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        try:
+            asyncio.run(self._main())
+        except ClientError as exc:
+            log.error("bot %s could not start: %s", self.client.name, exc)
+            raise SystemExit(1) from None
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        assert self._loop_task is not None
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopper, self._loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        log.info("bot %s is stopping", self.client.name)
+        await self.stop()
+
+    # --- dispatch -------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        async for event in self.client:
+            if isinstance(event, StateChanged):
+                self._log_state(event)
+            for handler in self._event_handlers:
+                await self._run(handler, event, None)
+            if isinstance(event, f.Msg):
+                if rules.normalize_name(event.sender) == rules.normalize_name(self.client.name):
+                    continue  # our own message (from this or another session)
+                handlers = (
+                    self._nudge_handlers if event.kind == rules.MsgKind.NUDGE
+                    else self._message_handlers
+                )
+                await self._run_all(handlers, event, event)
+            elif isinstance(event, f.Contact) and event.op == rules.ContactOp.ADDED_YOU:
+                await self._run_all(self._added_handlers, event, None)
+
+    @staticmethod
+    def _log_state(event: StateChanged) -> None:
+        if event.state is ConnectionState.RECONNECTING:
+            log.info("reconnecting in %.1f s (%s)", event.retry_in or 0, event.reason)
+        elif event.state is ConnectionState.CLOSED and event.reason:
+            log.info("connection closed: %s", event.reason)
+
+    async def _run_all(self, handlers: list[Any], arg: Any, msg: f.Msg | None) -> None:
+        if not handlers:
+            if msg is not None:
+                await self._read(msg)
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(self._handle(handlers, arg, msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # The next event's acquire() waits for a free slot: with one slot, handlers run
+        # strictly in arrival order.
+
+    async def _handle(self, handlers: list[Any], arg: Any, msg: f.Msg | None) -> None:
+        try:
+            for handler in handlers:
+                await self._run(handler, arg, msg)
+            if msg is not None:
+                await self._read(msg)
+        finally:
+            self._slots.release()
+
+    async def _run(self, handler: Any, arg: Any, msg: f.Msg | None) -> None:
+        try:
+            await handler(arg)
+        except ClientError as exc:
+            log.warning("handler %s: %s", getattr(handler, "__name__", handler), exc)
+        except Exception:
+            log.exception("handler %s failed", getattr(handler, "__name__", handler))
+
+    async def _read(self, msg: f.Msg) -> None:
+        if self._mark_read:
+            with contextlib.suppress(ClientError):
+                await self.client.mark_read(msg.room, msg.seq)

@@ -39,6 +39,7 @@ def root(
 
 
 def _add_subcommands() -> None:
+    from cfm_bench.cli import app as bench_app
     from cfm_server.ai.cli import app as bot_app
     from cfm_server.cli import app as serve_app
     from cfm_tui.cli import app as chat_app
@@ -46,6 +47,7 @@ def _add_subcommands() -> None:
     app.add_typer(serve_app, name="serve")
     app.add_typer(chat_app, name="chat")
     app.add_typer(bot_app, name="bot")
+    app.add_typer(bench_app, name="bench")
 
 
 _add_subcommands()

@@ -1,0 +1,1 @@
+"""``cfm bench``: a load generator that sizes a cfm server, and its bare baseline."""

@@ -138,3 +138,13 @@ async def signed_in(url: str, name: str, **keys: Any) -> AsyncIterator[WireClien
         assert welcome["t"] == "welcome", welcome
         client.welcome = welcome  # type: ignore[attr-defined]
         yield client
+
+
+async def eventually(predicate: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Wait until ``predicate()`` is true (server-side state that no frame announces)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.005)

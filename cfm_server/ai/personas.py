@@ -26,7 +26,7 @@ class Persona:
     handle: str
     display: str
     psm: str
-    prompt: str
+    prompt: str = dataclasses.field(repr=False)
     status: str = rules.Status.ONLINE.value
     voice: str = "generic"
 

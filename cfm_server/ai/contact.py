@@ -1,0 +1,197 @@
+"""A persona on the wire: a :class:`~cfm_common.bot.Bot` that chats in character.
+
+It answers every direct message and every ``@handle`` mention in the group rooms it
+joined (``#lobby`` by default), shows "is typing" while it thinks, and reacts to a
+nudge (nudging back now and then, well inside the server's nudge limit).
+
+Loops between bots are cut twice: messages from users known to be bots (the server
+says so in presence and roster entries; the other personas are known from the start)
+are ignored, and a room that gets more than ``replies_per_minute`` answers in a minute
+gets one "slow down" and then silence until the minute has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from cfm_common import __version__, rules
+from cfm_common import frames as f
+from cfm_common.bot import Bot
+from cfm_common.client import ClientError, Connected
+from cfm_server.ai.mind import PersonaMind
+
+logger = logging.getLogger(__name__)
+
+TYPING_EVERY = 3.0  # seconds between two "is typing" while an answer takes long
+NUDGE_BACK_EVERY = 60.0  # at most one nudge back per user per this many seconds
+MAX_RETRY_WAIT = 5.0  # longest wait on the server's retry_ms before a second try
+
+
+class PersonaContact:
+    def __init__(self, mind: PersonaMind, url: str, *, token_file: Path | bool | None = None,
+                 seen_file: Path | None = None, rooms: Iterable[str] = (rules.LOBBY,),
+                 nudge_back: bool = True, known_bots: Iterable[str] = (),
+                 replies_per_minute: int = 20, concurrency: int = 8,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.mind = mind
+        persona = mind.persona
+        self.persona = persona
+        self.rooms = tuple(rooms)
+        self.nudge_back = nudge_back
+        self.replies_per_minute = replies_per_minute
+        self._clock = clock
+        self._bots = {rules.normalize_name(b) for b in known_bots} - {persona.key}
+        self._mention = re.compile(rf"(?<![\w.\-])@{re.escape(persona.handle)}(?![\w.\-])", re.I)
+        self._replies: dict[str, deque[float]] = {}
+        self._slowed: set[str] = set()
+        self._nudged_back: dict[str, float] = {}
+        self._last_typing = 0.0
+        self.bot = Bot(
+            url, persona.handle, display=persona.display, psm=persona.psm,
+            status=persona.status, token_file=token_file, seen_file=seen_file,
+            concurrency=concurrency, client_name=f"cfm-ai/{__version__}",
+        )
+        self.bot.on_event(self._on_event)
+        self.bot.on_message(self._on_message)
+        self.bot.on_nudge(self._on_nudge)
+
+    @property
+    def handle(self) -> str:
+        return self.persona.key
+
+    async def start(self) -> None:
+        """Sign in (raises ClientError if refused) and join the configured rooms."""
+        await self.bot.start()
+        for room in self.rooms:
+            try:
+                await self.bot.client.join(room)
+            except ClientError as exc:
+                logger.warning("%s could not join %s: %s", self.handle, room, exc)
+
+    async def stop(self) -> None:
+        await self.bot.stop()
+
+    def is_bot(self, name: str) -> bool:
+        return rules.normalize_name(name) in self._bots
+
+    # --- handlers -------------------------------------------------------------------
+
+    async def _on_event(self, event: Any) -> None:
+        """Learn who is a bot from everything the server says about users."""
+        entries: Iterable[Any] = ()
+        if isinstance(event, Connected):
+            entries = event.welcome.contacts
+        elif isinstance(event, f.Joined):
+            entries = event.members
+        elif isinstance(event, f.Presence | f.Contact):
+            entries = (event,)
+        for entry in entries:
+            if entry.bot is None:
+                continue
+            name = rules.normalize_name(entry.name)
+            if entry.bot and name != self.handle:
+                self._bots.add(name)
+            elif not entry.bot:
+                self._bots.discard(name)
+
+    async def _on_message(self, msg: f.Msg) -> None:
+        if msg.kind != rules.MsgKind.TEXT or self.is_bot(msg.sender):
+            return
+        text = msg.text
+        if rules.is_group_room(msg.room):
+            if not self._mention.search(text):
+                return
+            text = self._mention.sub("", text).strip(" ,:") or "hi"
+        if not self._may_reply(msg.room):
+            return
+        async with self._typing(msg.room):
+            answer = await self.mind.answer(room=msg.room, user=msg.sender, text=text)
+        if rules.is_group_room(msg.room):
+            answer_text = f"@{msg.sender} {answer.text}"
+        else:
+            answer_text = answer.text
+        await self._say(msg.room, answer_text)
+
+    async def _on_nudge(self, msg: f.Msg) -> None:
+        if self.is_bot(msg.sender):
+            return
+        self.mind.metrics.nudges.labels(persona=self.handle).inc()
+        if not self._may_reply(msg.room):
+            return
+        await self._say(msg.room, self.mind.nudge_reaction(room=msg.room, user=msg.sender))
+        if self.nudge_back and not self.mind.guards.kill_switch:
+            await self._maybe_nudge_back(msg.sender)
+
+    # --- manners --------------------------------------------------------------------
+
+    def _may_reply(self, room: str) -> bool:
+        """At most ``replies_per_minute`` in a room; the first one over says so."""
+        now = self._clock()
+        recent = self._replies.setdefault(room, deque())
+        while recent and now - recent[0] >= 60.0:
+            recent.popleft()
+        if len(recent) < self.replies_per_minute:
+            recent.append(now)
+            self._slowed.discard(room)
+            return True
+        if room not in self._slowed:
+            self._slowed.add(room)
+            logger.info("%s: too many replies in %s; pausing there", self.handle, room)
+            line = self.mind.refusal(room=room, user="", reason="slow_down")
+            task = asyncio.create_task(self._say(room, line))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        return False
+
+    async def _maybe_nudge_back(self, user: str) -> None:
+        key = rules.normalize_name(user)
+        now = self._clock()
+        limits = self.bot.client.welcome.limits if self.bot.client.welcome else {}
+        interval = max(NUDGE_BACK_EVERY, limits.get("nudge_interval_ms", 0) / 1000)
+        last = self._nudged_back.get(key)
+        if last is not None and now - last < interval:
+            return
+        self._nudged_back[key] = now
+        try:
+            await self.bot.client.nudge(user)
+        except ClientError as exc:
+            logger.info("%s could not nudge %s back: %s", self.handle, user, exc)
+
+    async def _say(self, room: str, text: str) -> None:
+        """Say it; on ``rate_limited`` wait as told (briefly) and try once more."""
+        try:
+            await self.bot.client.say(text, room=room)
+        except ClientError as exc:
+            if exc.code != rules.ErrorCode.RATE_LIMITED:
+                raise
+            await asyncio.sleep(min(MAX_RETRY_WAIT, (exc.retry_ms or 1000) / 1000))
+            await self.bot.client.say(text, room=room)
+
+    @contextlib.asynccontextmanager
+    async def _typing(self, room: str) -> AsyncIterator[None]:
+        """Show "is typing" now and every few seconds until the answer is ready."""
+        task = asyncio.create_task(self._keep_typing(room))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _keep_typing(self, room: str) -> None:
+        while True:
+            # One "typing" per second at most across all rooms: well inside the server's
+            # typing bucket, whose breaches would count against the bot's session.
+            now = self._clock()
+            if now - self._last_typing >= 1.0:
+                self._last_typing = now
+                with contextlib.suppress(ClientError):
+                    await self.bot.client.typing(room=room)
+            await asyncio.sleep(TYPING_EVERY)

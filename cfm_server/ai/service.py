@@ -1,0 +1,142 @@
+"""Start every configured persona against a server, in this process, and stop them.
+
+    handle = await start_ai_contacts(ai_config, server.url, token_dir=data_dir / "ai")
+    ...
+    await handle.stop()
+
+All personas share one backend (one HTTP connection pool), one set of guards (so the
+quotas are per user and global across the whole cast) and one metrics registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from cfm_common.client import ClientError
+from cfm_server.ai.backends import ChatBackend, OpenAIChatBackend, WorkersAIBackend
+from cfm_server.ai.config import AIConfig
+from cfm_server.ai.contact import PersonaContact
+from cfm_server.ai.engine import OfflineEngine
+from cfm_server.ai.guards import Guards
+from cfm_server.ai.metrics import AIMetrics
+from cfm_server.ai.mind import PersonaMind
+from cfm_server.ai.personas import Persona
+
+logger = logging.getLogger(__name__)
+
+
+def make_backend(config: AIConfig) -> ChatBackend | None:
+    """The configured backend, or None for the offline engine."""
+    if config.backend == "openai":
+        return OpenAIChatBackend(
+            config.resolved_base_url, config.resolved_model, api_key=config.api_key,
+            stream=config.stream, timeout=config.request_timeout,
+            max_tokens=config.max_tokens, temperature=config.temperature,
+        )
+    if config.backend == "workers-ai":
+        assert config.account_id and config.api_key  # AIConfig checks this
+        return WorkersAIBackend(
+            config.account_id, config.api_key, model=config.resolved_model,
+            base_url=config.resolved_base_url, timeout=config.request_timeout,
+            max_tokens=config.max_tokens, temperature=config.temperature,
+        )
+    return None
+
+
+def make_guards(config: AIConfig, *, metrics: AIMetrics,
+                clock: Callable[[], float] = time.time) -> Guards:
+    return Guards(
+        user_daily_quota=config.user_daily_quota, global_daily_quota=config.global_daily_quota,
+        request_timeout=config.request_timeout, breaker_threshold=config.breaker_threshold,
+        breaker_cooldown=config.breaker_cooldown, kill_switch=config.kill_switch,
+        clock=clock, metrics=metrics,
+    )
+
+
+class AIContacts:
+    """The running cast: its contacts, shared guards and backend; ``stop()`` ends it."""
+
+    def __init__(self, config: AIConfig, contacts: list[PersonaContact], guards: Guards,
+                 backend: ChatBackend | None) -> None:
+        self.config = config
+        self.contacts = contacts
+        self.guards = guards
+        self.backend = backend
+
+    @property
+    def handles(self) -> tuple[str, ...]:
+        """The handles of the personas that are online."""
+        return tuple(c.handle for c in self.contacts)
+
+    @property
+    def metrics(self) -> AIMetrics:
+        return self.guards.metrics
+
+    def set_kill_switch(self, on: bool) -> None:
+        """Flip the kill switch at run time: on, every persona answers 'not now'."""
+        self.guards.kill_switch = on
+        logger.warning("AI kill switch %s", "on" if on else "off")
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.contacts), return_exceptions=True)
+        self.contacts = []
+        if self.backend is not None:
+            await self.backend.aclose()
+
+
+def persona_contact(persona: Persona, config: AIConfig, url: str, *, guards: Guards,
+                    backend: ChatBackend | None, token_dir: Path | None,
+                    clock: Callable[[], float] = time.time) -> PersonaContact:
+    engine = OfflineEngine(persona, clock=clock, seed=config.seed)
+    mind = PersonaMind(persona, guards=guards, engine=engine, backend=backend,
+                       context_turns=config.context_turns)
+    token_file: Path | None = None
+    seen_file: Path | None = None
+    if token_dir is not None:
+        token_file = token_dir / f"{persona.key}.token"
+        seen_file = token_dir / f"{persona.key}.seen"
+    return PersonaContact(mind, url, token_file=token_file, seen_file=seen_file,
+                          rooms=config.rooms, nudge_back=config.nudge_back,
+                          known_bots=config.handles)
+
+
+async def start_ai_contacts(config: AIConfig, server_url: str, *,
+                            token_dir: Path | str | None = None,
+                            registry: CollectorRegistry | None = None,
+                            clock: Callable[[], float] = time.time,
+                            personas: tuple[Persona, ...] | None = None) -> AIContacts:
+    """Sign every persona in to ``server_url`` and return the running cast.
+
+    ``token_dir`` keeps each persona's token (``<handle>.token``) and read position; None
+    uses the SDK's per-server default files. A persona the server refuses (its handle
+    taken by someone else, a lost token) is logged and left out; the others still start.
+    With ``config.enabled`` false nothing starts.
+    """
+    guards = make_guards(config, metrics=AIMetrics(registry), clock=clock)
+    if not config.enabled:
+        return AIContacts(config, [], guards, None)
+    directory = Path(token_dir) if token_dir is not None else None
+    backend = make_backend(config)
+    contacts = [
+        persona_contact(p, config, server_url, guards=guards, backend=backend,
+                        token_dir=directory, clock=clock)
+        for p in (personas if personas is not None else config.personas)
+    ]
+    results = await asyncio.gather(*(c.start() for c in contacts), return_exceptions=True)
+    running = []
+    for contact, result in zip(contacts, results, strict=True):
+        if isinstance(result, BaseException):
+            level = logging.ERROR if isinstance(result, ClientError) else logging.CRITICAL
+            logger.log(level, "AI contact %s did not start: %s", contact.handle, result)
+            await contact.stop()
+        else:
+            running.append(contact)
+    logger.info("AI contacts online (%s backend): %s", config.backend,
+                ", ".join(c.handle for c in running) or "none")
+    return AIContacts(config, running, guards, backend)

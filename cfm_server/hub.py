@@ -262,9 +262,13 @@ class Hub:
 
     # --- presence ----------------------------------------------------------------------
 
-    def _presence_view(self, user: User) -> tuple[str, str, str, bool]:
+    def _presence_view(self, user: User) -> tuple[str, ...]:
+        """What watchers see of the user; while it looks offline, nothing else shows."""
+        status = user.status_for(None)
+        if status == Status.OFFLINE:
+            return (status,)
         record = user.record
-        return (record.display, user.status_for(None), record.psm, record.bot)
+        return (record.display, status, record.psm, str(record.bot))
 
     def _presence(self, user: User, status: str) -> bytes:
         record = user.record
@@ -293,7 +297,7 @@ class Hub:
         *,
         own: bool,
         skip: Session | None = None,
-        public: tuple[str, str, str, bool] | None = None,
+        public: tuple[str, ...] | None = None,
     ) -> None:
         """Send the user's presence to its watchers (and its own sessions if ``own``).
 

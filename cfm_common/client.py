@@ -108,6 +108,7 @@ class _Outgoing:
     key: Any  # say/nudge: the id; join/history/leave: the room; contact: (op, name)
     future: asyncio.Future[Any]
     sent_on: int = 0  # the connection generation it was last written on
+    writes: int = 0  # how often it was written: more than once means a retry
 
 
 _END = object()
@@ -232,8 +233,12 @@ class Client:
                 await asyncio.gather(self._task, return_exceptions=True)
             return
         self._closed = True
-        self._ready = False
         self._cancel_fills()
+        if self._ready and self._outq is not None:
+            # Frames already queued (a read mark, a presence) go out before the close.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outq.join(), 2)
+        self._ready = False
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -375,8 +380,7 @@ class Client:
         self._outbox[slot] = entry
         entry.future.add_done_callback(lambda _: self._outbox.pop(slot, None))
         if self._ready:
-            self._write(frame)
-            entry.sent_on = self._generation
+            self._write_entry(entry)
         return entry
 
     async def _send_tracked(self, frame: f.Say | f.Nudge, kind: str) -> f.Ack:
@@ -402,6 +406,18 @@ class Client:
     def _write(self, frame: f.ClientFrame) -> None:
         assert self._outq is not None
         self._outq.put_nowait(codec.encode(frame))
+
+    def _write_entry(self, entry: _Outgoing) -> None:
+        self._write(entry.frame)
+        entry.sent_on = self._generation
+        entry.writes += 1
+
+    def _rewrite_later(self, entry: _Outgoing, delay: float) -> None:
+        def rewrite() -> None:
+            if self._ready and not entry.future.done():
+                self._write_entry(entry)
+
+        asyncio.get_running_loop().call_later(delay, rewrite)
 
     def _resolve(self, kind: str, key: Any, value: Any) -> bool:
         for entry in self._outbox.values():
@@ -490,8 +506,7 @@ class Client:
                 self._write(f.MarkRead(room=room, seq=seq))
         for entry in self._outbox.values():
             if not entry.future.done():
-                self._write(entry.frame)
-                entry.sent_on = self._generation
+                self._write_entry(entry)
         self._ready = True
         for room in to_fetch:
             self._start_fill(room)
@@ -563,7 +578,11 @@ class Client:
 
         with contextlib.suppress(ConnectionClosed):
             while True:
-                await ws.send(await queue.get())
+                data = await queue.get()
+                try:
+                    await ws.send(data)
+                finally:
+                    queue.task_done()
 
     def _on_disconnect(self) -> None:
         self._ready = False
@@ -646,6 +665,11 @@ class Client:
         if ref is not None:
             entry = self._by_id.get(ref)
             if entry is not None and not entry.future.done():
+                if exc.code == rules.ErrorCode.RATE_LIMITED and entry.writes > 1:
+                    # A retry after a reconnect (a burst the application did not make):
+                    # keep the promise to deliver it, once the server lets us.
+                    self._rewrite_later(entry, (exc.retry_ms or 1000) / 1000)
+                    return
                 entry.future.set_exception(exc)
                 return
             if ref in ("say", "nudge", "join", "history", "contact", "leave") and \
@@ -696,9 +720,15 @@ class Client:
             while True:
                 self._refill.discard(room)
                 after = self._resume.delivered(room)
-                page = await self._request(
-                    f.GetHistory(room=room, after=after, limit=HISTORY_PAGE), "history", room
-                )
+                try:
+                    page = await self._request(
+                        f.GetHistory(room=room, after=after, limit=HISTORY_PAGE), "history", room
+                    )
+                except ClientError as exc:
+                    if exc.code != rules.ErrorCode.RATE_LIMITED:
+                        raise
+                    await asyncio.sleep((exc.retry_ms or 1000) / 1000)
+                    continue
                 msgs = [f.Msg.from_stored(m) for m in page.msgs]
                 for msg in msgs:
                     self._deliver(self._resume.offer(msg))

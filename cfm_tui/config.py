@@ -37,6 +37,7 @@ class ChatConfig:
     idle_minutes: float = 10.0
     desktop_notifications: bool = False
     bell: bool = True
+    theme: str = "msn"  # any Textual theme name, e.g. textual-dark
 
     @classmethod
     def load(cls, path: Path | None = None) -> tuple[ChatConfig, str | None]:
@@ -70,7 +71,7 @@ class ChatConfig:
                 ok = isinstance(value, int | float) and not isinstance(value, bool)
                 value = float(value) if ok else value  # type: ignore[arg-type]
             else:
-                ok = value is None or isinstance(value, str)
+                ok = isinstance(value, str) or (value is None and f.name != "theme")
             if not ok:
                 raise ValueError(f"{f.name!r} has the wrong type")
             setattr(config, f.name, value)

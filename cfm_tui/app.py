@@ -1,0 +1,639 @@
+"""``ChatApp``: the messenger. Owns the state and the session; screens render the state.
+
+Flow: sign in (or skip it when a name was given) → connect the SDK client → one worker
+reads its events, applies each to :class:`ChatState` and tells the main screen what
+changed → notices become toasts, the bell, a shake, desktop notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import events, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from cfm_common import rules
+from cfm_common.client import ClientError, Connected, StateChanged
+from cfm_common.frames import Msg
+from cfm_tui.commands import ChatCommands
+from cfm_tui.config import ChatConfig
+from cfm_tui.idle import IdleTracker
+from cfm_tui.notify import desktop_notification
+from cfm_tui.sanitize import clean_line
+from cfm_tui.screens.ask import AskScreen
+from cfm_tui.screens.main import MainScreen
+from cfm_tui.screens.signin import SignInForm, SignInScreen
+from cfm_tui.session import ChatSession, EmbeddedServer, SignIn, friendly_error
+from cfm_tui.state import ChatState, Notice, NoticeKind, Update
+from cfm_tui.theme import MSN_THEME
+from cfm_tui.widgets.added_you import AddedYouPrompt
+from cfm_tui.widgets.buddy_list import ROOM, USER, BuddyList
+from cfm_tui.widgets.conversation_view import ConversationView
+from cfm_tui.widgets.me_header import MeHeader
+
+log = logging.getLogger(__name__)
+
+TYPING_EVERY_S = 3.0
+TOAST_EVERY_S = 3.0  # per conversation, so a burst of offline messages is one toast
+PREVIEW_WORDS = 8
+HISTORY_PAGE = 50
+# Fetch some context when opening a conversation that holds fewer messages than this.
+CONTEXT_LINES = 20
+
+
+@dataclass
+class ChatOptions:
+    """How ``cfm chat`` was started (the CLI maps flags and the config onto this)."""
+
+    server: str | None = None
+    name: str | None = None
+    display: str | None = None
+    status: str = "online"
+    # Where the embedded server keeps its data (and this app its tokens for it).
+    data_dir: Path = field(default_factory=lambda: Path("cfm-data"))
+    config_path: Path | None = None
+    config: ChatConfig = field(default_factory=ChatConfig)
+    config_warning: str | None = None
+    animations: bool = True
+
+
+class ChatApp(App[None]):
+    CSS_PATH = "styles/app.tcss"
+    TITLE = "cfm Messenger"
+    COMMANDS = App.COMMANDS | {ChatCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+    ]
+
+    def __init__(self, options: ChatOptions | None = None, *, state: ChatState | None = None,
+                 tz: tzinfo | None = None) -> None:
+        super().__init__()
+        self.options = options or ChatOptions()
+        self.config = self.options.config
+        self.state = state
+        self.tz = tz
+        self.session: ChatSession | None = None
+        self.embedded = EmbeddedServer(self.options.data_dir / "embedded")
+        self.main: MainScreen | None = None
+        self.idle = IdleTracker(self.config.idle_minutes)
+        self._last_typing: dict[str, float] = {}
+        self._last_toast: dict[str, float] = {}
+        self.bells = 0  # how often we rang (the terminal bell cannot be observed)
+        self.desktop_notes: list[str] = []
+
+    # --- start-up --------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        self.register_theme(MSN_THEME)
+        self.theme = self.config.theme if self.config.theme in self.available_themes else "msn"
+        if self.options.config_warning:
+            self.notify(self.options.config_warning, severity="warning", markup=False)
+        self.set_interval(1.0, self._tick)
+        self.set_interval(15.0, self._check_idle)
+        if self.state is not None:
+            # A state handed in (snapshots, demos): show it, no server involved.
+            await self._show_main(server="")
+            return
+        name = self.options.name
+        if name:
+            form = SignInForm(name, self.options.display or "", self.options.status,
+                              self.options.server)
+            error = await self.sign_in(form)
+            if error is None:
+                return
+            screen = self._signin_screen()
+            await self.push_screen(screen)
+            screen.show_error(error)
+        else:
+            await self.push_screen(self._signin_screen())
+
+    def _signin_screen(self) -> SignInScreen:
+        c = self.config
+        return SignInScreen(name=self.options.name or c.name or "",
+                            display=self.options.display or c.display or "",
+                            status=self.options.status or c.status or "online",
+                            server=self.options.server or c.server or "")
+
+    async def on_sign_in_screen_submitted(self, event: SignInScreen.Submitted) -> None:
+        error = await self.sign_in(event.form)
+        if error is not None and isinstance(self.screen, SignInScreen):
+            self.screen.show_error(error)
+
+    async def sign_in(self, form: SignInForm) -> str | None:
+        """Connect and show the main window; a sentence for the user if that failed."""
+        try:
+            if form.server:
+                url, token_file = form.server, None
+            else:
+                url = await self.embedded.start()
+                # The embedded server's port changes every run: keep its tokens by name.
+                token_file = (self.options.data_dir / "embedded" / "tokens"
+                              / f"{rules.normalize_name(form.name)}.token")
+        except Exception as exc:  # the embedded server could not start
+            log.exception("embedded server failed")
+            return f"Could not start the local server: {exc}"
+        session = ChatSession(url, SignIn(form.name, form.display or None, form.status,
+                                          None, form.server), token_file=token_file)
+        try:
+            welcome = await session.connect()
+        except ClientError as exc:
+            return friendly_error(exc, form.name)
+        self.session = session
+        self.state = ChatState(welcome.name)
+        self.state.on_welcome(welcome)
+        self._remember(form)
+        await self._show_main(server=form.server or "local server")
+        self._pump_events()
+        return None
+
+    def _remember(self, form: SignInForm) -> None:
+        self.config.name = form.name
+        self.config.display = form.display or None
+        self.config.status = form.status
+        self.config.server = form.server
+        warning = self.config.save(self.options.config_path)
+        if warning:
+            self.notify(warning, severity="warning", markup=False)
+
+    async def _show_main(self, server: str) -> None:
+        assert self.state is not None
+        self.main = MainScreen(self.state, tz=self.tz, server=server)
+        if isinstance(self.screen, SignInScreen):
+            await self.switch_screen(self.main)
+        else:
+            await self.push_screen(self.main)
+        self.main.render_all()
+
+    async def on_unmount(self) -> None:
+        await self.shutdown_services()
+
+    async def shutdown_services(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+        await self.embedded.stop()
+
+    # --- events from the server ------------------------------------------------------
+
+    @work(exclusive=True, group="events", exit_on_error=False)
+    async def _pump_events(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        async for event in session.client:
+            try:
+                await self.handle_event(event)
+            except Exception:  # one bad event must not stop the messenger
+                log.exception("handling %r failed", event)
+
+    async def handle_event(self, event: Any) -> None:
+        state = self.state
+        assert state is not None
+        if isinstance(event, Connected):
+            update = state.on_welcome(event.welcome)
+        elif isinstance(event, StateChanged):
+            update = state.on_connection(event.state.value, event.retry_in, event.reason)
+        else:
+            update = state.apply(event)
+        await self.apply_update(update)
+
+    async def apply_update(self, update: Update) -> None:
+        if self.main is None:
+            return
+        for notice in update.notices:
+            await self._on_notice(notice)
+        self.main.render_update(update)
+        self.mark_active_seen()
+
+    async def _on_notice(self, notice: Notice) -> None:
+        assert self.state is not None and self.main is not None
+        who = clean_line(self.state.label(notice.who))
+        if notice.kind in (NoticeKind.MESSAGE, NoticeKind.NUDGE) and notice.room:
+            await self.main.open_conversation(notice.room, activate=False)
+            in_view = (notice.room == self.main.active_room and self.main.chat_visible()
+                       and self.app_focus)
+            if notice.kind is NoticeKind.NUDGE:
+                self.main.shake(animate=self.options.animations)
+                self.ring()
+                if not in_view:
+                    self.toast(f"{who} just sent you a nudge!", notice.room)
+            elif not in_view:
+                words = clean_line(notice.text).split()
+                preview = " ".join(words[:PREVIEW_WORDS]) + ("…" if len(words) > PREVIEW_WORDS
+                                                             else "")
+                if self.toast(f"{who} says: {preview}", notice.room):
+                    self.ring()
+        elif notice.kind is NoticeKind.SIGNED_IN:
+            self.toast(f"{who} has just signed in")
+        elif notice.kind is NoticeKind.ADDED_YOU:
+            self.toast(f"{who} ({notice.who}) has added you to their contact list")
+            self.ring()
+        elif notice.kind is NoticeKind.ERROR:
+            self.notify(clean_line(notice.text), severity="warning", markup=False)
+
+    def toast(self, text: str, key: str | None = None) -> bool:
+        """A toast (and a desktop notification when enabled); False if throttled."""
+        if key is not None:
+            now = time.monotonic()
+            if now - self._last_toast.get(key, -TOAST_EVERY_S) < TOAST_EVERY_S:
+                return False
+            self._last_toast[key] = now
+        self.notify(text, markup=False)
+        if self.config.desktop_notifications:
+            self.desktop_notes.append(text)
+            sequence = desktop_notification(text, in_tmux=bool(os.environ.get("TMUX")))
+            driver = self._driver
+            if driver is not None:
+                driver.write(sequence)
+        return True
+
+    def ring(self) -> None:
+        if self.config.bell:
+            self.bells += 1
+            self.bell()
+
+    # --- read marks, typing, idle ----------------------------------------------------
+
+    def mark_active_seen(self) -> None:
+        main, state = self.main, self.state
+        if main is None or state is None or not main.chat_visible() or not self.app_focus:
+            return
+        room = main.active_room
+        conv = state.conversations.get(room) if room else None
+        if conv is None or room is None:
+            return
+        seq = conv.mark_seen()
+        if seq is not None:
+            main.render_update(Update(roster=True))
+            if self.session is not None:
+                self._send_read(room, seq)
+
+    @work(group="requests", exit_on_error=False)
+    async def _send_read(self, room: str, seq: int) -> None:
+        if self.session is not None:
+            await self._quietly(self.session.client.mark_read(room, seq))
+
+    def watch_app_focus(self, focused: bool) -> None:
+        if focused:
+            self.mark_active_seen()
+
+    def _tick(self) -> None:
+        if self.main is not None:
+            self.main.refresh_typing()
+
+    def _check_idle(self) -> None:
+        if self.state is None or self.session is None:
+            return
+        status = self.idle.check(self.state.status)
+        if status is not None:
+            self._set_status(status)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown) and self.state is not None \
+                and self.session is not None:
+            back = self.idle.activity(self.state.status)
+            if back is not None:
+                self._set_status(back)
+        await super().on_event(event)
+
+    # --- messages from the widgets ---------------------------------------------------
+
+    async def on_buddy_list_open(self, event: BuddyList.Open) -> None:
+        if event.target.startswith(USER):
+            await self.open_dm(event.target[len(USER):])
+        elif event.target.startswith(ROOM):
+            await self.open_room(event.target[len(ROOM):])
+
+    async def open_dm(self, name: str) -> None:
+        if self.state is None or self.main is None:
+            return
+        conv = self.state.dm_with(name)
+        await self.main.open_conversation(conv.room, activate=True)
+        if conv.can_load_older and len(conv.messages) < CONTEXT_LINES:
+            self.load_older(conv.room)
+        self.mark_active_seen()
+
+    async def open_room(self, room: str) -> None:
+        if self.state is None or self.main is None:
+            return
+        conv = self.state.conversation(room)
+        await self.main.open_conversation(room, activate=True)
+        if conv.members is None:
+            self.join_room(room, open_tab=False)
+        elif conv.can_load_older and len(conv.messages) < CONTEXT_LINES:
+            self.load_older(room)
+        self.mark_active_seen()
+
+    def on_buddy_list_contact_action(self, event: BuddyList.ContactAction) -> None:
+        self.contact(event.op, event.name)
+
+    def on_added_you_prompt_answer(self, event: AddedYouPrompt.Answer) -> None:
+        if event.action == "dismiss" and self.state is not None:
+            self._render(self.state.dismiss_request(event.name))
+        elif event.action in ("add", "block"):
+            self.contact(event.action, event.name)
+
+    def on_me_header_status_chosen(self, event: MeHeader.StatusChosen) -> None:
+        if self.state is not None and event.status != self.state.status:
+            self.idle.status_chosen()
+            self._set_status(event.status)
+
+    def on_me_header_psm_changed(self, event: MeHeader.PsmChanged) -> None:
+        if self.state is None or event.psm == self.state.psm:
+            return
+        self.state.psm = event.psm
+        self._render(Update(me=True))
+        self._presence(psm=event.psm)
+
+    def on_conversation_view_send(self, event: ConversationView.Send) -> None:
+        self.send_text(event.room, event.text)
+
+    def on_conversation_view_nudge_requested(self, event: ConversationView.NudgeRequested) -> None:
+        self.send_nudge(event.room)
+
+    def on_conversation_view_load_older(self, event: ConversationView.LoadOlder) -> None:
+        self.load_older(event.room)
+
+    def on_conversation_view_typed(self, event: ConversationView.Typed) -> None:
+        now = time.monotonic()
+        if now - self._last_typing.get(event.room, -TYPING_EVERY_S) < TYPING_EVERY_S:
+            return
+        self._last_typing[event.room] = now
+        if self.session is not None:
+            self._send_typing(event.room)
+
+    # --- talking to the server -------------------------------------------------------
+
+    def _render(self, update: Update) -> None:
+        if self.main is not None:
+            self.main.render_update(update)
+
+    def send_text(self, room: str, text: str) -> None:
+        state = self.state
+        if state is None:
+            return
+        text = text.replace("\r\n", "\n")
+        limit = int(state_limit(self.session, "max_text"))
+        if len(text) > limit:
+            state.conversation(room).note(
+                f"Your message is too long ({len(text)} characters; the limit is {limit}).",
+                state.now_ms())
+            self._render(Update(rooms={room}))
+            return
+        msg_id = uuid.uuid4().hex
+        state.conversation(room).add_pending(msg_id, text, state.now_ms())
+        self._last_typing.pop(room, None)
+        self._render(Update(rooms={room}, connection=True))
+        self._send_say(room, text, msg_id)
+
+    @work(group="requests", exit_on_error=False)
+    async def _send_say(self, room: str, text: str, msg_id: str) -> None:
+        state, session = self.state, self.session
+        if state is None or session is None:
+            return
+        conv = state.conversation(room)
+        try:
+            ack = await session.say(room, text, msg_id)
+        except ClientError as exc:
+            conv.fail(msg_id, friendly_error(exc, conv.peer or room), state.now_ms())
+        else:
+            # The SDK hands our message back as an event too; confirming here is
+            # idempotent and means no wait for the event queue.
+            conv.confirm(msg_id, ack.seq, ack.ts)
+        self._render(Update(rooms={room}, connection=True))
+
+    def send_nudge(self, room: str) -> None:
+        state = self.state
+        if state is None:
+            return
+        conv = state.conversation(room)
+        if conv.peer is None:
+            conv.note("Nudges are for one-to-one conversations.", state.now_ms())
+            self._render(Update(rooms={room}))
+            return
+        self._send_nudge(room, conv.peer)
+
+    @work(group="requests", exit_on_error=False)
+    async def _send_nudge(self, room: str, peer: str) -> None:
+        state, session = self.state, self.session
+        if state is None or session is None:
+            return
+        conv = state.conversation(room)
+        try:
+            ack = await session.nudge(peer)
+        except ClientError as exc:
+            if exc.code == rules.ErrorCode.RATE_LIMITED:
+                conv.note("You can't send a nudge that often.", state.now_ms())
+            else:
+                conv.note(f"Your nudge could not be sent: {friendly_error(exc, peer)}",
+                          state.now_ms())
+        else:
+            conv.add_message(Msg(ack.room, ack.seq, state.me, "", ack.ts,
+                                 rules.MsgKind.NUDGE.value, ack.id))
+        self._render(Update(rooms={room}))
+
+    @work(group="requests", exit_on_error=False)
+    async def _send_typing(self, room: str) -> None:
+        if self.session is not None:
+            await self._quietly(self.session.typing(room))
+
+    @work(group="history", exit_on_error=False)
+    async def load_older(self, room: str) -> None:
+        state, session, main = self.state, self.session, self.main
+        if state is None or session is None or main is None:
+            return
+        conv = state.conversations.get(room)
+        view = main.view_for(room)
+        if conv is None or not conv.can_load_older or (view is not None and view.loading_older):
+            return
+        if view is not None:
+            view.loading_older = True
+        try:
+            page = await session.client.history(room, before=conv.oldest_seq, limit=HISTORY_PAGE)
+        except ClientError as exc:
+            if exc.code in (rules.ErrorCode.NOT_MEMBER, rules.ErrorCode.NO_SUCH_ROOM,
+                            rules.ErrorCode.FORBIDDEN):
+                conv.loaded_all = True
+            else:
+                log.info("history of %s failed: %s", room, exc)
+        else:
+            conv.add_history(page.msgs, page.more)
+            self._render(Update(rooms={room}))
+        finally:
+            if view is not None:
+                view.loading_older = False
+
+    @work(group="requests", exit_on_error=False)
+    async def join_room(self, room: str, *, open_tab: bool = True) -> None:
+        state, session = self.state, self.session
+        if state is None or session is None or self.main is None:
+            return
+        try:
+            joined = await session.client.join(room)
+        except ClientError as exc:
+            self.notify(friendly_error(exc, room), severity="warning", markup=False)
+            return
+        update = state.apply(joined)
+        if open_tab:
+            await self.main.open_conversation(room, activate=True)
+        conv = state.conversation(room)
+        self._render(update)
+        if conv.can_load_older and len(conv.messages) < CONTEXT_LINES:
+            self.load_older(room)
+
+    @work(group="requests", exit_on_error=False)
+    async def leave_room(self, room: str) -> None:
+        state, session = self.state, self.session
+        if state is None or session is None:
+            return
+        try:
+            left = await session.client.leave(room)
+        except ClientError as exc:
+            self.notify(friendly_error(exc, room), severity="warning", markup=False)
+            return
+        self._render(state.apply(left))
+
+    @work(group="requests", exit_on_error=False)
+    async def contact(self, op: str, name: str) -> None:
+        state, session = self.state, self.session
+        if state is None or session is None:
+            return
+        try:
+            echo = await session.client.contact(op, name)
+        except ClientError as exc:
+            self.notify(friendly_error(exc, name), severity="warning", markup=False)
+            return
+        self._render(state.apply(echo))
+        done = {"add": "added to", "remove": "removed from", "block": "blocked;",
+                "unblock": "unblocked;"}[op]
+        tail = " your contact list" if op in ("add", "remove") else " see Blocked in the list" \
+            if op == "block" else " they can reach you again"
+        self.notify(f"{clean_line(state.label(name))} was {done}{tail}.", markup=False)
+
+    def _set_status(self, status: str) -> None:
+        if self.state is None:
+            return
+        self.state.status = status
+        self._render(Update(me=True))
+        self._presence(status=status)
+
+    @work(group="requests", exit_on_error=False)
+    async def _presence(self, **changes: str) -> None:
+        if self.session is not None:
+            await self._quietly(self.session.client.set_presence(**changes))
+
+    async def _quietly(self, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except ClientError as exc:
+            log.info("request failed: %s", exc)
+
+    # --- actions (bindings and the command palette) ----------------------------------
+
+    def action_add_contact(self) -> None:
+        def check(value: str) -> str | None:
+            return None if rules.is_valid_name(value) else "That is not a valid handle."
+
+        def done(name: str | None) -> None:
+            if name:
+                self.contact("add", name)
+
+        self.push_screen(AskScreen("Add a contact", "Their handle:", placeholder="e.g. bob",
+                                   check=check), done)
+
+    def action_join_room(self) -> None:
+        def check(value: str) -> str | None:
+            room = value if value.startswith("#") else f"#{value}"
+            return None if rules.is_group_room(room) else \
+                "A room is # and 1-32 of a-z 0-9 _ - (e.g. #lobby)."
+
+        def done(value: str | None) -> None:
+            if value:
+                self.join_room(value if value.startswith("#") else f"#{value}")
+
+        self.push_screen(AskScreen("Join a group room", "Room:", placeholder="#lobby",
+                                   check=check), done)
+
+    def action_edit_psm(self) -> None:
+        if self.main is not None:
+            self.main.query_one("#me-psm").focus()
+
+    def palette_commands(self) -> list[tuple[str, Callable[[], Any], str]]:
+        """Every action as (title, callback, help) for :class:`ChatCommands`."""
+        main, state = self.main, self.state
+        if main is None or state is None:
+            return []
+        out: list[tuple[str, Callable[[], Any], str]] = [
+            ("Add a contact…", self.action_add_contact, "Add someone by their handle"),
+            ("Join a group room…", self.action_join_room, "Join or create a #room"),
+            ("Switch between buddy list and conversation", main.action_switch_pane,
+             "One pane at a time on narrow terminals (F2)"),
+            ("Edit personal message", self.action_edit_psm, "What your contacts see"),
+            ("Toggle desktop notifications", self.action_toggle_desktop_notifications,
+             "OSC 9 notifications through the terminal"),
+            ("Toggle the bell", self.action_toggle_bell, "Ring on nudges and new messages"),
+            ("Quit", self.action_quit, "Sign out and leave"),
+        ]
+        room = main.active_room
+        if room is not None:
+            conv = state.conversations.get(room)
+            if conv is not None and conv.peer is not None:
+                out.append(("Send a nudge", main.action_nudge, "Shake their window (Ctrl+G)"))
+            out.append(("Close this conversation", main.action_close_conversation, "F4"))
+            if conv is not None and conv.is_group:
+                out.append((f"Leave {room}", lambda r=room: self.leave_room(r),
+                            "End your membership of the room"))
+        for status, label in rules.STATUS_LABELS.items():
+            if status is not rules.Status.OFFLINE:
+                out.append((f"Status: {label}",
+                            lambda s=status.value: self._choose_status(s), "Change your status"))
+        for person in state.contact_people():
+            label = clean_line(person.label)
+            out.append((f"Chat with {label} ({person.name})",
+                        lambda n=person.name: self.run_worker(self.open_dm(n)), "Open a DM"))
+            out.append((f"Remove {label} ({person.name})",
+                        lambda n=person.name: self.contact("remove", n), "From your contacts"))
+            out.append((f"Block {label} ({person.name})",
+                        lambda n=person.name: self.contact("block", n), "They can't reach you"))
+        for name in sorted(state.blocked):
+            out.append((f"Unblock {name}", lambda n=name: self.contact("unblock", n),
+                        "Let them reach you again"))
+        for room_name in state.group_rooms():
+            out.append((f"Open {room_name}",
+                        lambda r=room_name: self.run_worker(self.open_room(r)), "Group room"))
+        return out
+
+    def _choose_status(self, status: str) -> None:
+        self.idle.status_chosen()
+        self._set_status(status)
+
+    def action_toggle_desktop_notifications(self) -> None:
+        self.config.desktop_notifications = not self.config.desktop_notifications
+        self.config.save(self.options.config_path)
+        state = "on" if self.config.desktop_notifications else "off"
+        self.notify(f"Desktop notifications {state}.")
+
+    def action_toggle_bell(self) -> None:
+        self.config.bell = not self.config.bell
+        self.config.save(self.options.config_path)
+        self.notify(f"Bell {'on' if self.config.bell else 'off'}.")
+
+
+def state_limit(session: ChatSession | None, key: str) -> int:
+    welcome = session.client.welcome if session is not None else None
+    default = {"max_text": rules.DEFAULT_MAX_TEXT}.get(key, 0)
+    if welcome is None:
+        return default
+    try:
+        return int(welcome.limits.get(key, default))
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,45 @@
+"""Start the app from the command line: config, options, logging, run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from cfm_tui.config import ChatConfig, config_path, data_dir
+
+
+def run_chat(*, server: str | None, name: str | None, status: str | None,
+             display: str | None) -> int:
+    from cfm_tui.app import ChatApp, ChatOptions
+
+    path = config_path()
+    config, warning = ChatConfig.load(path)
+    if warning:
+        print(f"cfm chat: warning: {warning}", file=sys.stderr)
+    _log_to_file()
+    options = ChatOptions(
+        server=server or config.server,
+        name=name,
+        display=display,
+        status=status or config.status or "online",
+        data_dir=data_dir(),
+        config_path=path,
+        config=config,
+        config_warning=warning,
+    )
+    ChatApp(options).run()
+    return 0
+
+
+def _log_to_file() -> None:
+    """Logs go to a file: the terminal belongs to the app."""
+    log_dir = data_dir()
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_dir / "chat.log", encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

@@ -1,0 +1,190 @@
+"""Domain state to Rich ``Text``: status dots, buddy lines, the MSN-style transcript.
+
+Every piece of untrusted text goes through :mod:`cfm_tui.sanitize` and into a ``Text``
+as a plain string with a style object, never into a markup string, so ``[bold]`` in a
+name is shown as typed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+from rich.style import Style
+from rich.text import Text
+
+from cfm_common import rules
+from cfm_tui.conversation import LineKind, TranscriptLine
+from cfm_tui.emoticons import replace_emoticons
+from cfm_tui.sanitize import clean_line, clean_text
+from cfm_tui.state import ChatState, Person
+
+# MSN Messenger's status colours.
+STATUS_COLOURS: dict[str, str] = {
+    "online": "#3cb043",
+    "busy": "#e0301e",
+    "away": "#f5a623",
+    "brb": "#f5a623",
+    "phone": "#f5a623",
+    "lunch": "#f5a623",
+    "invisible": "#8a8a8a",
+    "offline": "#8a8a8a",
+}
+DOT = "●"
+PSM_STYLE = Style(color="#8a8a8a", italic=True)
+SAYS_STYLE = Style(color="#6b7b8c")
+NUDGE_STYLE = Style(color="#e0301e", bold=True)
+NOTE_STYLE = Style(color="#8a8a8a", italic=True)
+PENDING_STYLE = Style(color="#8a8a8a")
+GROUP_STYLE = Style(bold=True, color="#1f5fa8")
+# Consecutive messages from one sender share one "says:" header within this gap.
+GROUP_GAP_MS = 5 * 60 * 1000
+INDENT = "  "
+
+
+def status_label(status: str) -> str:
+    try:
+        return rules.STATUS_LABELS[rules.Status(status)]
+    except ValueError:
+        return status
+
+
+def status_dot(status: str) -> Text:
+    return Text(DOT, style=Style(color=STATUS_COLOURS.get(status, "#8a8a8a")))
+
+
+def buddy_line(person: Person, unread: int = 0, *, blocked: bool = False) -> Text:
+    """One row of the buddy list: dot, name, unread count, status word, dim psm."""
+    line = Text("  ", no_wrap=True, overflow="ellipsis")
+    line.append_text(status_dot("offline" if blocked else person.status))
+    line.append(" ")
+    line.append(clean_line(person.label), style=Style(bold=unread > 0))
+    if unread:
+        line.append(f" ({unread})", style=Style(bold=True, color="#1f5fa8"))
+    if blocked:
+        line.append(" (blocked)", style=PSM_STYLE)
+    elif person.status not in ("online", "offline"):
+        line.append(f" ({status_label(person.status)})", style=PSM_STYLE)
+    if person.psm and not blocked:
+        line.append(" - ", style=PSM_STYLE)
+        line.append(replace_emoticons(clean_line(person.psm)), style=PSM_STYLE)
+    return line
+
+
+def room_line(room: str, unread: int, members: int | None) -> Text:
+    line = Text("  ", no_wrap=True, overflow="ellipsis")
+    line.append("# ", style=GROUP_STYLE)
+    line.append(room[1:], style=Style(bold=unread > 0))
+    if unread:
+        line.append(f" ({unread})", style=Style(bold=True, color="#1f5fa8"))
+    if members is not None:
+        line.append(f"  {members} here", style=PSM_STYLE)
+    return line
+
+
+def group_header(title: str, count: int | None = None) -> Text:
+    label = f"{title} ({count})" if count is not None else title
+    return Text(label, style=GROUP_STYLE)
+
+
+def format_time(ts_ms: int, tz: tzinfo | None) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=tz).strftime("%H:%M")
+
+
+def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None) -> Text:
+    """The conversation as MSN drew it: "alice says (12:34):" then the indented text."""
+    out = Text()
+    previous: TranscriptLine | None = None
+    for line in lines:
+        if out:
+            out.append("\n")
+        if line.kind is LineKind.NOTE:
+            out.append(_indent(clean_text(line.text), ""), style=NOTE_STYLE)
+        elif line.kind is LineKind.NUDGE:
+            if line.sender == state.me:
+                out.append("You have just sent a nudge!", style=NUDGE_STYLE)
+            else:
+                who = clean_line(state.label(line.sender))
+                out.append(f"{who} just sent you a nudge!", style=NUDGE_STYLE)
+        else:
+            pending = line.kind is LineKind.PENDING
+            if not _continues(previous, line):
+                who = clean_line(state.label(line.sender))
+                out.append(f"{who} says", style=SAYS_STYLE)
+                out.append(f" ({format_time(line.ts, tz)})", style=PSM_STYLE)
+                out.append(":", style=SAYS_STYLE)
+                if pending:
+                    out.append("  sending…", style=PSM_STYLE)
+                out.append("\n")
+            body = _indent(replace_emoticons(clean_text(line.text)), INDENT)
+            out.append(body, style=PENDING_STYLE if pending else None)
+        previous = line
+    return out
+
+
+def _continues(previous: TranscriptLine | None, line: TranscriptLine) -> bool:
+    return (
+        previous is not None
+        and previous.kind is line.kind
+        and previous.sender == line.sender
+        and 0 <= line.ts - previous.ts <= GROUP_GAP_MS
+    )
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + part for part in text.split("\n"))
+
+
+def typing_line(names: list[str], state: ChatState) -> Text:
+    labels = [clean_line(state.label(n)) for n in names]
+    if not labels:
+        return Text("")
+    if len(labels) == 1:
+        return Text(f"{labels[0]} is typing a message…", style=NOTE_STYLE)
+    if len(labels) <= 3:
+        joined = ", ".join(labels[:-1]) + f" and {labels[-1]}"
+        return Text(f"{joined} are typing…", style=NOTE_STYLE)
+    return Text("Several people are typing…", style=NOTE_STYLE)
+
+
+def conversation_title(room: str, state: ChatState) -> str:
+    """A tab's title, plain text (the widget wraps it in a literal Content)."""
+    if rules.is_group_room(room):
+        return room
+    conv = state.conversations.get(room)
+    peer = conv.peer if conv else None
+    return clean_line(state.label(peer)) if peer else room
+
+
+def conversation_header(room: str, state: ChatState) -> Text:
+    """"To: Bob <bob> (Busy) - psm" for a DM; the room and its size for a group."""
+    conv = state.conversations.get(room)
+    out = Text(no_wrap=True, overflow="ellipsis")
+    if conv is None or conv.peer is None:
+        members = len(conv.members) if conv and conv.members is not None else None
+        out.append(room, style=GROUP_STYLE)
+        if members is not None:
+            out.append(f"  {members} member{'s' if members != 1 else ''}", style=PSM_STYLE)
+        return out
+    person = state.person(conv.peer)
+    out.append("To: ", style=SAYS_STYLE)
+    out.append_text(status_dot(person.status))
+    out.append(" ")
+    out.append(clean_line(person.label), style=Style(bold=True))
+    out.append(f" <{person.name}>", style=PSM_STYLE)
+    out.append(f" ({status_label(person.status)})", style=PSM_STYLE)
+    if person.psm:
+        out.append(" - ", style=PSM_STYLE)
+        out.append(replace_emoticons(clean_line(person.psm)), style=PSM_STYLE)
+    return out
+
+
+def member_lines(members: set[str], state: ChatState) -> Text:
+    out = Text(no_wrap=True, overflow="ellipsis")
+    for i, name in enumerate(sorted(members, key=lambda n: state.label(n).lower())):
+        if i:
+            out.append("\n")
+        out.append_text(status_dot(state.person(name).status if name != state.me
+                                   else state.status))
+        out.append(" ")
+        out.append(clean_line(state.label(name)))
+    return out

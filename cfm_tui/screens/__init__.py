@@ -1,0 +1,1 @@
+"""The messenger's screens: sign-in, the main window, small prompts."""

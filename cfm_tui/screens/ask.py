@@ -1,0 +1,46 @@
+"""A small modal question with one text field ("Add a contact", "Join a room")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+
+class AskScreen(ModalScreen[str | None]):
+    """Dismisses with the answer, or None on Escape. ``check`` returns an error or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="ask.cancel")]
+
+    def __init__(self, title: str, prompt: str, *, placeholder: str = "",
+                 check: Callable[[str], str | None] | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.prompt = prompt
+        self.placeholder = placeholder
+        self.check = check
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ask-box"):
+            yield Static(Text(self.title_text), id="ask-title")
+            yield Label(self.prompt)
+            yield Input(placeholder=self.placeholder, id="ask-input")
+            yield Static(id="ask-error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        value = event.value.strip()
+        error = self.check(value) if self.check else None
+        if error:
+            self.query_one("#ask-error", Static).update(Text(error))
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,255 @@
+"""The main window: buddy list beside the conversation tabs, connection bar, footer.
+
+Below 100 columns only one pane shows at a time (F2 switches). The screen renders the
+app's :class:`ChatState` when told what changed; the app does the talking to the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import tzinfo
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.css.query import NoMatches
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from cfm_tui import render
+from cfm_tui.state import ChatState, Update
+from cfm_tui.widgets.added_you import AddedYouPrompt
+from cfm_tui.widgets.buddy_list import BuddyList
+from cfm_tui.widgets.connection_bar import ConnectionBar
+from cfm_tui.widgets.conversation_view import ConversationView
+from cfm_tui.widgets.me_header import MeHeader
+
+if TYPE_CHECKING:
+    from cfm_tui.app import ChatApp
+
+NARROW_BELOW = 100
+# A shake: window offsets (x, y) in cells, one step per SHAKE_STEP_S.
+SHAKE_OFFSETS = ((2, 0), (-2, 0), (2, 1), (-2, 0), (1, 0), (-1, 0), (0, 0))
+SHAKE_STEP_S = 0.05
+EMPTY_HINT = (
+    "No conversation open.\n\n"
+    "Pick a contact or a room in the list and press Enter,\n"
+    "F5 to add a contact, F6 to join a room, Ctrl+P for every command."
+)
+
+
+class MainScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+g", "nudge", "Nudge", id="chat.nudge"),
+        Binding("f2", "switch_pane", "Buddies/Chat", id="chat.switch_pane"),
+        Binding("f4", "close_conversation", "Close", id="chat.close"),
+        Binding("f5", "add_contact", "Add contact", id="chat.add_contact"),
+        Binding("f6", "join_room", "Join room", id="chat.join_room"),
+    ]
+
+    narrow: reactive[bool] = reactive(False)
+    show_chat: reactive[bool] = reactive(False)
+
+    def __init__(self, state: ChatState, *, tz: tzinfo | None = None, server: str = "") -> None:
+        super().__init__()
+        self.state = state
+        self.tz = tz
+        self.server = server
+        self.shakes = 0
+        self._pane_ids: dict[str, str] = {}
+        self._next_pane = 0
+
+    @property
+    def chat_app(self) -> ChatApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="window"):
+            with Vertical(id="buddy-pane"):
+                yield MeHeader(id="me")
+                yield AddedYouPrompt(id="added-you")
+                yield BuddyList(id="buddies")
+            with Vertical(id="chat-pane"):
+                yield Static(Text(EMPTY_HINT), id="no-conversation")
+                yield TabbedContent(id="tabs")
+        yield ConnectionBar(id="connection")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(TabbedContent).display = False
+        self.narrow = self.app.size.width < NARROW_BELOW
+        self.render_all()
+        self.query_one(BuddyList).focus()
+
+    # --- layout ----------------------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.narrow = event.size.width < NARROW_BELOW
+
+    def watch_narrow(self, narrow: bool) -> None:
+        self.set_class(narrow, "-narrow")
+
+    def watch_show_chat(self, show_chat: bool) -> None:
+        self.set_class(show_chat, "-show-chat")
+
+    def action_switch_pane(self) -> None:
+        self.show_chat = not self.show_chat
+        if self.show_chat:
+            view = self.active_view()
+            if view is not None:
+                view.composer.focus()
+        else:
+            self.query_one(BuddyList).focus()
+        self.chat_app.mark_active_seen()
+
+    # --- rendering -------------------------------------------------------------------
+
+    def render_all(self) -> None:
+        self.render_update(Update(rooms=set(self._pane_ids), roster=True, me=True,
+                                  connection=True))
+
+    def render_update(self, update: Update) -> None:
+        state = self.state
+        if update.me:
+            self.query_one(MeHeader).show(state)
+        if update.roster or update.me:
+            self.query_one(BuddyList).show(state)
+            self.query_one(AddedYouPrompt).show(state)
+            self._retitle_tabs()
+        if update.connection or update.rooms:
+            self.query_one(ConnectionBar).show(state, self.server)
+        for room in update.rooms:
+            view = self.view_for(room)
+            if view is not None:
+                view.show(state, self.tz)
+        for room in update.closed:
+            self.close_conversation(room)
+
+    def refresh_typing(self) -> None:
+        for view in self.query(ConversationView):
+            conv = self.state.conversations.get(view.room)
+            if conv is not None and conv.typing:
+                view.show_typing(self.state)
+
+    def _tab_title(self, room: str) -> Content:
+        title = render.conversation_title(room, self.state)
+        conv = self.state.conversations.get(room)
+        unread = conv.unread() if conv else 0
+        if unread and room != self.active_room:
+            title += f" ({unread})"
+        return Content(title)
+
+    def _retitle_tabs(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        for room, pane_id in self._pane_ids.items():
+            with contextlib.suppress(NoMatches):
+                tabs.get_tab(pane_id).label = self._tab_title(room)
+
+    # --- conversations ---------------------------------------------------------------
+
+    @property
+    def active_room(self) -> str | None:
+        active = self.query_one(TabbedContent).active
+        for room, pane_id in self._pane_ids.items():
+            if pane_id == active:
+                return room
+        return None
+
+    def active_view(self) -> ConversationView | None:
+        room = self.active_room
+        return self.view_for(room) if room is not None else None
+
+    def view_for(self, room: str) -> ConversationView | None:
+        pane_id = self._pane_ids.get(room)
+        if pane_id is None:
+            return None
+        try:
+            return self.query_one(f"#{pane_id}", TabPane).query_one(ConversationView)
+        except NoMatches:
+            return None
+
+    def is_open(self, room: str) -> bool:
+        return room in self._pane_ids
+
+    def chat_visible(self) -> bool:
+        return not self.narrow or self.show_chat
+
+    async def open_conversation(self, room: str, *, activate: bool) -> ConversationView:
+        """Open the room's tab; with ``activate`` also switch to it and focus its composer.
+
+        Without ``activate`` (a message arrived) the tab appears but the focus and the
+        active tab stay where the user is typing.
+        """
+        tabs = self.query_one(TabbedContent)
+        if room not in self._pane_ids:
+            pane_id = f"conv-{self._next_pane}"
+            self._next_pane += 1
+            self._pane_ids[room] = pane_id
+            view = ConversationView(room)
+            focused = self.focused
+            await tabs.add_pane(TabPane(self._tab_title(room), view, id=pane_id))
+            view.show(self.state, self.tz)
+            self.query_one("#no-conversation").display = False
+            tabs.display = True
+            if not activate and focused is not None and self.focused is not focused:
+                focused.focus()
+        view = self.view_for(room)
+        assert view is not None
+        if activate:
+            tabs.active = self._pane_ids[room]
+            if self.narrow:
+                self.show_chat = True
+            view.composer.focus()
+            self._retitle_tabs()
+        return view
+
+    def close_conversation(self, room: str) -> None:
+        pane_id = self._pane_ids.pop(room, None)
+        if pane_id is None:
+            return
+        tabs = self.query_one(TabbedContent)
+        tabs.remove_pane(pane_id)
+        if not self._pane_ids:
+            self.query_one("#no-conversation").display = True
+            tabs.display = False
+            self.show_chat = False
+            self.query_one(BuddyList).focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._retitle_tabs()
+        self.chat_app.mark_active_seen()
+
+    # --- the nudge -------------------------------------------------------------------
+
+    def shake(self, *, animate: bool = True) -> None:
+        """Shake the window like MSN did: a few quick offsets, then back in place."""
+        self.shakes += 1
+        if not animate:
+            return
+        window = self.query_one("#window")
+        for step, (x, y) in enumerate(SHAKE_OFFSETS):
+            self.set_timer(SHAKE_STEP_S * step,
+                           lambda x=x, y=y: setattr(window.styles, "offset", (x, y)))
+
+    # --- actions: the app does the work ----------------------------------------------
+
+    def action_nudge(self) -> None:
+        room = self.active_room
+        if room is not None:
+            self.chat_app.send_nudge(room)
+
+    def action_close_conversation(self) -> None:
+        room = self.active_room
+        if room is not None:
+            self.close_conversation(room)
+
+    def action_add_contact(self) -> None:
+        self.chat_app.action_add_contact()
+
+    def action_join_room(self) -> None:
+        self.chat_app.action_join_room()

@@ -1,0 +1,98 @@
+"""The sign-in window: handle, display name, status, server; errors shown inline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Center, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Select, Static
+
+from cfm_common import rules
+from cfm_tui.widgets.me_header import STATUS_CHOICES
+
+LOGO = "cfm Messenger"
+TAGLINE = "MSN Messenger, reborn for the terminal"
+
+
+@dataclass(frozen=True, slots=True)
+class SignInForm:
+    name: str
+    display: str
+    status: str
+    server: str | None  # None: the embedded local server
+
+
+class SignInScreen(Screen[None]):
+    class Submitted(Message):
+        def __init__(self, form: SignInForm) -> None:
+            super().__init__()
+            self.form = form
+
+    def __init__(self, *, name: str = "", display: str = "", status: str = "online",
+                 server: str = "") -> None:
+        super().__init__()
+        self._defaults = (name, display, status if status in rules.CLIENT_STATUSES else "online",
+                          server)
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        name, display, status, server = self._defaults
+        with Center(), Vertical(id="signin-box"):
+            yield Static(Text(LOGO), id="signin-logo")
+            yield Static(Text(TAGLINE), id="signin-tagline")
+            yield Label("Handle:")
+            yield Input(name, placeholder="e.g. alice", id="signin-name", max_length=24)
+            yield Label("Display name:")
+            yield Input(display, placeholder="how others see you (optional)",
+                        id="signin-display", max_length=rules.MAX_DISPLAY)
+            yield Label("Status:")
+            yield Select(STATUS_CHOICES, allow_blank=False, value=status, id="signin-status")
+            yield Label("Server:")
+            yield Input(server, placeholder="empty: a local server on this machine",
+                        id="signin-server")
+            yield Static(id="signin-error")
+            yield Button("Sign In", id="signin-button", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        target = "#signin-display" if self._defaults[0] else "#signin-name"
+        self.query_one(target, Input).focus()
+
+    def show_error(self, message: str) -> None:
+        self.busy = False
+        self.query_one("#signin-error", Static).update(Text(message))
+        self.query_one("#signin-button", Button).disabled = False
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.submit()
+
+    def submit(self) -> None:
+        if self.busy:
+            return
+        name = self.query_one("#signin-name", Input).value.strip()
+        if not rules.is_valid_name(name):
+            self.show_error("A handle is 2-24 letters, digits, '_', '.' or '-', "
+                            "starting with a letter or digit.")
+            self.query_one("#signin-name", Input).focus()
+            return
+        status = self.query_one("#signin-status", Select).value
+        server = self.query_one("#signin-server", Input).value.strip() or None
+        form = SignInForm(
+            name=name,
+            display=self.query_one("#signin-display", Input).value.strip(),
+            status=status if isinstance(status, str) else "online",
+            server=server,
+        )
+        self.busy = True
+        self.query_one("#signin-error", Static).update(Text("Signing in…"))
+        self.query_one("#signin-button", Button).disabled = True
+        self.post_message(self.Submitted(form))

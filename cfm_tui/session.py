@@ -1,0 +1,130 @@
+"""The live side of ``cfm chat``: an SDK ``Client`` and, if needed, an embedded server.
+
+:class:`ChatSession` maps the app's intents onto the SDK (a DM is addressed ``to`` its
+peer, a group room by name) and turns every failure into a :class:`ClientError` with a
+sentence a person can read (:func:`friendly_error`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cfm_common import rules
+from cfm_common.client import Client, ClientError
+
+log = logging.getLogger(__name__)
+
+CLIENT_NAME = "cfm-chat/0.1"
+
+
+@dataclass
+class SignIn:
+    """Everything needed to sign in; ``server`` None means the embedded local server."""
+
+    name: str
+    display: str | None = None
+    status: str = "online"
+    psm: str | None = None
+    server: str | None = None
+
+
+class EmbeddedServer:
+    """A relay inside this process on a free local port, so `cfm chat` works alone."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: Any = None
+
+    @property
+    def url(self) -> str | None:
+        return self._server.url if self._server is not None else None
+
+    async def start(self) -> str:
+        if self._server is None:
+            # Imported here: only `cfm chat` without --server needs the server package.
+            from cfm_server.config import ServerConfig
+            from cfm_server.server import Server
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            server = Server(ServerConfig(host="127.0.0.1", port=0, data_dir=self.data_dir))
+            await server.start()
+            self._server = server
+            log.info("embedded server listening on %s", server.url)
+        return self._server.url
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(close_code=1001)
+
+
+class ChatSession:
+    """One signed-in client; the app iterates ``client`` for events."""
+
+    def __init__(self, url: str, sign_in: SignIn, *, token_file: Path | None = None) -> None:
+        self.url = url
+        self.client = Client(
+            url, sign_in.name,
+            token_file=token_file,
+            status=sign_in.status,
+            display=sign_in.display or None,
+            psm=sign_in.psm or None,
+            client_name=CLIENT_NAME,
+        )
+
+    @property
+    def me(self) -> str:
+        return self.client.name
+
+    async def connect(self) -> Any:
+        return await self.client.connect()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def _target(self, room: str) -> dict[str, str]:
+        """A DM is addressed to the peer (the room may not exist yet); a group by name."""
+        pair = rules.dm_members(room)
+        if pair is None:
+            return {"room": room}
+        me = rules.normalize_name(self.me)
+        return {"to": pair[1] if pair[0] == me else pair[0]}
+
+    async def say(self, room: str, text: str, id: str) -> Any:
+        return await self.client.say(text, id=id, **self._target(room))
+
+    async def nudge(self, peer: str) -> Any:
+        return await self.client.nudge(peer)
+
+    async def typing(self, room: str) -> None:
+        await self.client.typing(**self._target(room))
+
+
+ERROR_TEXT = {
+    "name_taken": "The handle {name!r} is already taken on this server. Pick another one.",
+    "bad_token": "The handle {name!r} belongs to someone else here: this computer has no "
+                 "matching sign-in token for it.",
+    "name_invalid": "A handle is 2-24 letters, digits, '_', '.' or '-', starting with a "
+                    "letter or digit.",
+    "unsupported_version": "That server speaks another version of the cfm protocol.",
+    "rate_limited": "Slow down a little: the server is rate-limiting you.",
+    "blocked": "You can't reach {name!r}: they are not accepting your messages.",
+    "no_such_user": "There is no user called {name!r} on this server.",
+    "no_such_room": "There is no such room.",
+    "not_member": "You are not in that room any more.",
+    "forbidden": "That conversation is private.",
+    "too_long": "That is too long for the server.",
+    "timeout": "The server did not answer in time.",
+    "closed": "You are signed out.",
+    "disconnected": "The connection to the server was closed.",
+}
+
+
+def friendly_error(exc: ClientError, name: str = "") -> str:
+    if exc.code == "connect_failed":
+        return f"Can't reach the server: {exc.msg}"
+    template = ERROR_TEXT.get(exc.code)
+    return template.format(name=name) if template else exc.msg or exc.code

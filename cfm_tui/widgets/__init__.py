@@ -1,0 +1,1 @@
+"""The messenger's widgets: each renders a piece of ChatState and posts messages up."""

@@ -1,0 +1,106 @@
+"""The buddy list: AI contacts, Online (n), Offline (n), Blocked, Rooms."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from cfm_tui import render
+from cfm_tui.state import ChatState
+
+USER = "user:"
+ROOM = "room:"
+
+
+class BuddyList(OptionList):
+    """Option ids are ``user:<handle>`` or ``room:<#room>``; headers are disabled rows."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("delete", "remove_contact", "Remove", id="buddy.remove"),
+        Binding("b", "toggle_block", "Block/Unblock", id="buddy.block"),
+    ]
+
+    class Open(Message):
+        """Open (or focus) the conversation with a user or in a room."""
+
+        def __init__(self, target: str) -> None:
+            super().__init__()
+            self.target = target
+
+    class ContactAction(Message):
+        def __init__(self, op: str, name: str) -> None:
+            super().__init__()
+            self.op = op
+            self.name = name
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._blocked: set[str] = set()
+
+    def show(self, state: ChatState) -> None:
+        """Rebuild the rows from the state, keeping the highlighted row where it was."""
+        keep = self.highlighted_option.id if self.highlighted_option is not None else None
+        people = state.contact_people()
+        bots = [p for p in people if p.bot]
+        humans = [p for p in people if not p.bot]
+        online = [p for p in humans if p.online]
+        offline = [p for p in humans if not p.online]
+        options: list[Option] = []
+
+        def group(title: str, key: str, count: int | None) -> None:
+            options.append(Option(render.group_header(title, count), id=f"group:{key}",
+                                  disabled=True))
+
+        if bots:
+            group("AI contacts", "ai", len(bots))
+            options += [Option(render.buddy_line(p, state.unread_for(p.name)), id=USER + p.name)
+                        for p in bots]
+        group("Online", "online", len(online))
+        options += [Option(render.buddy_line(p, state.unread_for(p.name)), id=USER + p.name)
+                    for p in online]
+        group("Offline", "offline", len(offline))
+        options += [Option(render.buddy_line(p, state.unread_for(p.name)), id=USER + p.name)
+                    for p in offline]
+        if state.blocked:
+            group("Blocked", "blocked", len(state.blocked))
+            options += [Option(render.buddy_line(state.person(n), blocked=True), id=USER + n)
+                        for n in sorted(state.blocked)]
+        rooms = state.group_rooms()
+        group("Rooms", "rooms", len(rooms))
+        for room in rooms:
+            conv = state.conversations[room]
+            members = len(conv.members) if conv.members is not None else None
+            options.append(Option(render.room_line(room, conv.unread(), members), id=ROOM + room))
+        self._blocked = set(state.blocked)
+        self.set_options(options)
+        if keep is not None:
+            try:
+                self.highlighted = self.get_option_index(keep)
+            except Exception:  # the row is gone (contact removed)
+                self.highlighted = None
+
+    def highlighted_user(self) -> str | None:
+        option = self.highlighted_option
+        if option is None or option.id is None or not option.id.startswith(USER):
+            return None
+        return option.id[len(USER):]
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id:
+            self.post_message(self.Open(event.option.id))
+
+    def action_remove_contact(self) -> None:
+        name = self.highlighted_user()
+        if name is not None and name not in self._blocked:
+            self.post_message(self.ContactAction("remove", name))
+
+    def action_toggle_block(self) -> None:
+        name = self.highlighted_user()
+        if name is not None:
+            self.post_message(self.ContactAction(
+                "unblock" if name in self._blocked else "block", name))

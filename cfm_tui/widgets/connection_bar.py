@@ -1,0 +1,34 @@
+"""The line above the footer: connection state, who we are, messages waiting to go."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+from cfm_tui.sanitize import clean_line
+from cfm_tui.state import ChatState, Link
+
+LINK_COLOURS = {
+    Link.CONNECTED: "#3cb043",
+    Link.CONNECTING: "#f5a623",
+    Link.RECONNECTING: "#f5a623",
+    Link.CLOSED: "#e0301e",
+}
+
+
+class ConnectionBar(Static):
+    def show(self, state: ChatState, server: str = "") -> None:
+        conn = state.connection
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("● ", style=Style(color=LINK_COLOURS[conn.link]))
+        text.append(conn.describe(), style=Style(bold=True))
+        pending = sum(len(c.pending) for c in state.conversations.values())
+        if pending:
+            text.append(f"  ·  {pending} message{'s' if pending != 1 else ''} waiting to send")
+        if state.me:
+            text.append(f"  ·  signed in as {state.me}")
+        if server:
+            text.append(f"  ·  {clean_line(server)}", style=Style(dim=True))
+        self.set_class(conn.link is not Link.CONNECTED, "-offline")
+        self.update(text)

@@ -1,0 +1,44 @@
+"""The scrolling transcript; scrolling to its top asks for older history."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+
+
+class Transcript(VerticalScroll, can_focus=True):
+    class ReachedTop(Message):
+        """The user scrolled to the top: time to fetch older messages, if any."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="transcript-body")
+
+    def show(self, text: Text, *, prepended: bool = False) -> None:
+        """Replace the content; stick to the bottom if we were there, or keep the
+        reader's place when older lines were added above."""
+        at_bottom = self.scroll_y >= self.max_scroll_y - 1
+        before_height = self.virtual_size.height
+        before_y = self.scroll_y
+        self.query_one("#transcript-body", Static).update(text)
+
+        def settle() -> None:
+            if prepended and not at_bottom:
+                grown = self.virtual_size.height - before_height
+                self.scroll_to(y=before_y + grown, animate=False)
+            elif at_bottom or prepended:
+                self.scroll_end(animate=False)
+
+        self.call_after_refresh(settle)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if new <= 0 < old:
+            self.post_message(self.ReachedTop())
+
+    def on_mouse_scroll_up(self) -> None:
+        # Already at the top (a short transcript cannot scroll): still ask for more.
+        if self.scroll_y <= 0:
+            self.post_message(self.ReachedTop())

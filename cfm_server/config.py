@@ -152,8 +152,9 @@ class ServerConfig:
             rate, burst = self.rate(kind)
             need(rate > 0, f"{kind}_rate must be > 0 per second")
             need(burst >= 1, f"{kind}_burst must be >= 1")
-        for name in [*self.default_contacts, *self.reserved_names]:
-            need(rules.is_valid_name(name), f"{name!r} is not a valid handle")
+        for key in ("default_contacts", "reserved_names"):
+            for name in getattr(self, key):
+                need(rules.is_valid_name(name), f"{key}: {name!r} is not a valid handle")
         return self
 
 

@@ -119,9 +119,20 @@ class Server:
         except BaseException:
             await store.close()
             raise
-        # The built-in AI contacts start here once they exist (they are SDK clients of
-        # self.url): `if config.ai_enabled: await self._start_ai()`.
         log.info("listening on %s, data in %s", self.url, self.data_location)
+        if config.ai_enabled:
+            await self._start_ai_contacts()
+
+    async def _start_ai_contacts(self) -> None:
+        """Start the built-in AI contacts: SDK clients of ``self.url`` in this process.
+
+        The spot where ``cfm_server.ai`` is wired in; their handles belong in
+        ``config.default_contacts`` so every new user finds them in the contact list.
+        Keep their tasks on ``self`` and end them in ``_stop_ai_contacts``.
+        """
+
+    async def _stop_ai_contacts(self) -> None:
+        """End what ``_start_ai_contacts`` started (called first thing in ``stop``)."""
 
     async def stop(self, close_code: int | None = None) -> None:
         """Stop accepting, flush, close every client with ``close_code``, close the store."""
@@ -132,6 +143,8 @@ class Server:
         code = self.config.shutdown_close_code if close_code is None else close_code
         reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server going away"
         try:
+            if self.config.ai_enabled:
+                await self._stop_ai_contacts()
             if self._ws is not None:
                 self._ws.server.close()  # stop accepting first
             if self.store is not None:

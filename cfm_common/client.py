@@ -540,7 +540,7 @@ class Client:
         self._ws = None
         self._fail_all(exc)
         self._save_seen()
-        self._set_state(ConnectionState.CLOSED, reason=exc.msg)
+        self._set_state(ConnectionState.CLOSED, reason=str(exc))
         self._events.put_nowait(_END)
 
     async def _serve(self, ws: Any) -> tuple[int | None, str]:

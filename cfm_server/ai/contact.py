@@ -31,6 +31,7 @@ from cfm_server.ai.mind import PersonaMind
 logger = logging.getLogger(__name__)
 
 TYPING_EVERY = 3.0  # seconds between two "is typing" while an answer takes long
+TYPING_BURST = 5  # "is typing" frames per TYPING_EVERY seconds, all rooms together
 NUDGE_BACK_EVERY = 60.0  # at most one nudge back per user per this many seconds
 MAX_RETRY_WAIT = 5.0  # longest wait on the server's retry_ms before a second try
 
@@ -49,11 +50,15 @@ class PersonaContact:
         self.replies_per_minute = replies_per_minute
         self._clock = clock
         self._bots = {rules.normalize_name(b) for b in known_bots} - {persona.key}
-        self._mention = re.compile(rf"(?<![\w.\-])@{re.escape(persona.handle)}(?![\w.\-])", re.I)
+        # "@tamago," and "hi @tamago." mention tamago; "@tamagotchi" and "@tamago.fan" do not.
+        self._mention = re.compile(
+            rf"(?<![\w.\-])@{re.escape(persona.handle)}(?![\w\-]|\.\w)", re.I
+        )
+        self._checked_rooms: set[str] = set()  # DM rooms whose members' bot flags we know
         self._replies: dict[str, deque[float]] = {}
         self._slowed: set[str] = set()
         self._nudged_back: dict[str, float] = {}
-        self._last_typing = 0.0
+        self._typing_sent: deque[float] = deque()
         self.bot = Bot(
             url, persona.handle, display=persona.display, psm=persona.psm,
             status=persona.status, token_file=token_file, seen_file=seen_file,
@@ -103,7 +108,7 @@ class PersonaContact:
                 self._bots.discard(name)
 
     async def _on_message(self, msg: f.Msg) -> None:
-        if msg.kind != rules.MsgKind.TEXT or self.is_bot(msg.sender):
+        if msg.kind != rules.MsgKind.TEXT or await self._from_bot(msg):
             return
         text = msg.text
         if rules.is_group_room(msg.room):
@@ -121,7 +126,7 @@ class PersonaContact:
         await self._say(msg.room, answer_text)
 
     async def _on_nudge(self, msg: f.Msg) -> None:
-        if self.is_bot(msg.sender):
+        if await self._from_bot(msg):
             return
         self.mind.metrics.nudges.labels(persona=self.handle).inc()
         if not self._may_reply(msg.room):
@@ -129,6 +134,26 @@ class PersonaContact:
         await self._say(msg.room, self.mind.nudge_reaction(room=msg.room, user=msg.sender))
         if self.nudge_back and not self.mind.guards.kill_switch:
             await self._maybe_nudge_back(msg.sender)
+
+    async def _from_bot(self, msg: f.Msg) -> bool:
+        """Whether the sender is a bot; asks the server once per new DM room.
+
+        A stranger's DM comes with no roster entry, but joining the DM room (a no-op
+        for a member) answers with both members' entries, ``bot`` flag included.
+        """
+        if self.is_bot(msg.sender):
+            return True
+        if rules.is_group_room(msg.room) or msg.room in self._checked_rooms:
+            return False
+        self._checked_rooms.add(msg.room)
+        try:
+            joined = await self.bot.client.join(msg.room)
+        except ClientError as exc:
+            logger.info("%s: could not look up the members of %s: %s", self.handle,
+                        msg.room, exc)
+            return False
+        await self._on_event(joined)
+        return self.is_bot(msg.sender)
 
     # --- manners --------------------------------------------------------------------
 
@@ -177,6 +202,7 @@ class PersonaContact:
     @contextlib.asynccontextmanager
     async def _typing(self, room: str) -> AsyncIterator[None]:
         """Show "is typing" now and every few seconds until the answer is ready."""
+        await self._send_typing(room)
         task = asyncio.create_task(self._keep_typing(room))
         try:
             yield
@@ -187,11 +213,18 @@ class PersonaContact:
 
     async def _keep_typing(self, room: str) -> None:
         while True:
-            # One "typing" per second at most across all rooms: well inside the server's
-            # typing bucket, whose breaches would count against the bot's session.
-            now = self._clock()
-            if now - self._last_typing >= 1.0:
-                self._last_typing = now
-                with contextlib.suppress(ClientError):
-                    await self.bot.client.typing(room=room)
             await asyncio.sleep(TYPING_EVERY)
+            await self._send_typing(room)
+
+    async def _send_typing(self, room: str) -> None:
+        # At most TYPING_BURST "typing" frames per TYPING_EVERY seconds across all rooms:
+        # inside the server's typing bucket (2/s, burst 6 by default), whose breaches
+        # would count against the bot's session. A skipped one is sent on the next round.
+        now = self._clock()
+        sent = self._typing_sent
+        while sent and now - sent[0] >= TYPING_EVERY:
+            sent.popleft()
+        if len(sent) < TYPING_BURST:
+            sent.append(now)
+            with contextlib.suppress(ClientError):
+                await self.bot.client.typing(room=room)

@@ -18,7 +18,7 @@ _MATH_PREFIX = re.compile(
     r"^\s*(?:what\s*is|what's|whats|calculate|compute|how\s+much\s+is|solve)\s*", re.I
 )
 _MATH_BODY = re.compile(r"^[\d\s.+\-*/x×÷^%()]+$")
-_MATH_OPERATOR = re.compile(r"\d\s*[+\-*/x×÷^%]\s*[\d(]")
+_MATH_OPERATOR = re.compile(r"\d\s*(?:\*\*|[+\-*/x×÷^%])\s*[\d(]")
 _BIN_OPS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,

@@ -151,8 +151,11 @@ class Bot:
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({stopper, self._loop_task}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        signalled = stop.is_set()
         log.info("bot %s is stopping", self.client.name)
         await self.stop()
+        if not signalled:  # the server refused us for good (bad_token, ...): say so
+            raise SystemExit(1)
 
     # --- dispatch -------------------------------------------------------------------
 

@@ -126,3 +126,16 @@ async def test_the_echo_bot_answers_and_survives_a_server_restart(
     assert "reconnecting" in log
     token_files = list((tmp_path / "xdg-data").rglob("echo.token"))
     assert len(token_files) == 1
+
+
+async def test_the_echo_bot_exits_1_when_its_name_belongs_to_someone_else(
+    server: Any, tmp_path: Path
+) -> None:
+    async with Client(server.url, "echo", token_file=False):
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable, str(ECHO_BOT), server.url, env=child_env(tmp_path),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(bot.communicate(), 20)
+    assert bot.returncode == 1
+    assert "name_taken" in err.decode()

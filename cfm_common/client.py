@@ -151,9 +151,8 @@ class Client:
             self._token_path = tokens.default_token_file(url, name)
         else:
             self._token_path = Path(token_file)
-        self._token = token
-        if self._token is None and self._token_path is not None:
-            self._token = tokens.read_token(self._token_path)
+        self._saved_token = tokens.read_token(self._token_path) if self._token_path else None
+        self._token = token if token is not None else self._saved_token
 
         self._seen_path = Path(seen_file) if seen_file is not None else None
         saved = tokens.read_seen(self._seen_path) if self._seen_path else {}
@@ -484,13 +483,14 @@ class Client:
         self._welcome = welcome
         self._generation += 1
         self._connected_at = asyncio.get_running_loop().time()
-        if welcome.token and welcome.token != self._token:
+        if welcome.token:
             self._token = welcome.token
-            if self._token_path is not None:
-                try:
-                    tokens.write_token(self._token_path, welcome.token)
-                except OSError as exc:
-                    log.warning("cannot save the token to %s: %s", self._token_path, exc)
+        if self._token_path is not None and welcome.token != self._saved_token:
+            try:
+                tokens.write_token(self._token_path, welcome.token)
+                self._saved_token = welcome.token
+            except OSError as exc:
+                log.warning("cannot save the token to %s: %s", self._token_path, exc)
         log.info("%s connected to %s (session %s)", welcome.name, self.url, welcome.session)
         self._set_state(ConnectionState.CONNECTED)
         self._emit(Connected(welcome))

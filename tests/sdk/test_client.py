@@ -33,6 +33,14 @@ async def test_connect_saves_the_token_owner_only_and_signs_in_with_it_again(
     assert welcome2.name == "alice" == again.name
     assert token_file.read_text().strip() == welcome2.token
 
+    await again.close()
+
+    # A token given by hand signs in and lands in the token file.
+    copied = tmp_path / "copy.token"
+    by_hand = clients(server.url, "alice", token=welcome2.token, token_file=copied)
+    await by_hand.connect()
+    assert copied.read_text().strip() == by_hand.token
+
     stranger = clients(server.url, "alice")
     with pytest.raises(ClientError) as refused:
         await stranger.connect()

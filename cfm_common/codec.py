@@ -150,7 +150,9 @@ def _check_depth(obj: dict[str, Any]) -> None:
 
 def _ref_of(payload: dict[str, Any]) -> str | None:
     ident = payload.get("id")
-    if isinstance(ident, str) and 0 < len(ident) <= rules.MAX_ID:
+    if isinstance(ident, str) and 0 < len(ident) <= rules.MAX_ID and not rules.has_control_chars(
+        ident
+    ):
         return ident
     t = payload.get("t")
     return t if isinstance(t, str) and len(t) <= 32 else None

@@ -92,9 +92,12 @@ def check_text(value: str) -> None:
 
 
 def _bounded_str(limit: int, what: str) -> Check:
+    # These strings are echoed to other users (msg.id, error.ref), so no control characters.
     def check(value: str) -> None:
         if not 1 <= len(value) <= limit:
             raise _bad(f"{what} must be 1-{limit} characters")
+        if rules.has_control_chars(value):
+            raise _bad(f"{what} holds a control character")
 
     return check
 

@@ -330,6 +330,8 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         # id, epoch, client: 1-64 characters.
         ("id/empty", {**SAY, "id": ""}, "bad_frame", "say"),
         ("id/65-chars", {**SAY, "id": "i" * 65}, "bad_frame", "say"),
+        ("id/control-char", {**SAY, "id": "m\x1b1"}, "bad_frame", "say"),
+        ("id/bidi-override", {**SAY, "id": "m\u202e1"}, "bad_frame", "say"),
         ("id/nudge-empty", {"t": "nudge", "to": "bob", "id": ""}, "bad_frame", "nudge"),
         ("epoch/empty", {"t": "join", "room": "#lobby", "epoch": ""}, "bad_frame", "join"),
         ("epoch/65-chars", {"t": "join", "room": "#lobby", "epoch": "e" * 65}, "bad_frame",

@@ -117,10 +117,15 @@ class Bot:
     async def stop(self) -> None:
         """Close the connection; handlers still running are waited for, briefly."""
         await self.client.close()
+        in_handler = asyncio.current_task() in self._tasks
         if self._loop_task is not None:
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=5)
+            if in_handler:  # the dispatch loop may be waiting for this very handler's slot
+                self._loop_task.cancel()
+            await asyncio.wait({self._loop_task})
+        # A handler may itself call stop(): it does not wait for itself.
+        others = self._tasks - {asyncio.current_task()}
+        if others:
+            _, late = await asyncio.wait(others, timeout=5)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
@@ -128,7 +133,7 @@ class Bot:
     async def wait_closed(self) -> None:
         """Until the bot stops (``stop()``, or a connection closed for good)."""
         if self._loop_task is not None:
-            await asyncio.shield(self._loop_task)
+            await asyncio.wait({self._loop_task})  # wait() never cancels what it waits for
 
     def run(self) -> None:
         """Run until SIGINT/SIGTERM (or a fatal refusal); blocking. Logs to stderr."""

@@ -167,3 +167,24 @@ async def test_handlers_run_concurrently_when_asked(server: Any, clients: Any, b
     await alice.say("b", to="juggler")
     await events.wait(lambda r: len(texts_from(r, "juggler")) == 2)
     assert sorted(texts_from(events, "juggler")) == ["done a", "done b"]
+
+
+async def test_a_handler_may_stop_the_bot(server: Any, clients: Any, bots: Any) -> None:
+    bot = bots(server.url, "quitter")
+
+    @bot.on_message
+    async def quit_on_bye(msg: Msg) -> None:
+        if msg.text == "bye":
+            await bot.reply(msg, "bye!")
+            await bot.stop()
+
+    await bot.start()
+    alice = clients(server.url, "alice")
+    await alice.connect()
+    events = Recorder(alice)
+    await alice.say("bye", to="quitter")
+    await alice.say("anyone?", to="quitter")  # may or may not reach the bot: no answer
+    await asyncio.wait_for(bot.wait_closed(), 5)
+    assert bot.client.state.value == "closed"
+    await events.wait(lambda r: "bye!" in texts_from(r, "quitter"))
+    assert texts_from(events, "quitter") == ["bye!"]

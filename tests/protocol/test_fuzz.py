@@ -108,7 +108,7 @@ dm_rooms = st.tuples(names, names).filter(
     lambda ab: ab[0].lower() != ab[1].lower()).map(lambda ab: rules.dm_room(*ab))
 rooms = group_rooms | dm_rooms
 seqs = st.integers(min_value=0, max_value=rules.MAX_INT)
-ids = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=rules.MAX_ID)
+ids = st.text(safe_chars, min_size=1, max_size=rules.MAX_ID)
 short_ids = st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=64)
 
 
@@ -138,8 +138,7 @@ psm = bounded(rules.MAX_PSM)
 
 client_frames = st.one_of(
     st.builds(f.Hello, v=st.just(1), name=names,
-              token=opt(st.text(st.characters(blacklist_categories=["Cs"]), min_size=1,
-                                max_size=256)),
+              token=opt(st.text(safe_chars, min_size=1, max_size=256)),
               status=opt(client_statuses), display=opt(display), psm=opt(psm),
               client=opt(ids), bot=opt(st.booleans())),
     st.builds(f.SetPresence, status=opt(client_statuses), display=opt(display), psm=opt(psm)),

@@ -54,6 +54,7 @@ class AIConfig:
     temperature: float = 0.8
     rooms: tuple[str, ...] = (rules.LOBBY,)  # group rooms the personas join
     nudge_back: bool = True
+    replies_per_minute: int = 20  # per room; past it one "slow down", then silence; 0 = no cap
     seed: str = ""  # the offline engine's dice
     personas: tuple[Persona, ...] = DEFAULT_PERSONAS
 
@@ -69,7 +70,8 @@ class AIConfig:
         for name in ("request_timeout", "breaker_cooldown"):
             if getattr(self, name) <= 0:
                 raise AIConfigError(f"ai.{name} must be positive")
-        for name in ("user_daily_quota", "global_daily_quota", "context_turns", "max_tokens"):
+        for name in ("user_daily_quota", "global_daily_quota", "context_turns", "max_tokens",
+                     "replies_per_minute"):
             if getattr(self, name) < 0:
                 raise AIConfigError(f"ai.{name} must not be negative")
         if self.breaker_threshold < 1:

@@ -26,6 +26,7 @@ from cfm_common import __version__, rules
 from cfm_common import frames as f
 from cfm_common.bot import Bot
 from cfm_common.client import ClientError, Connected
+from cfm_server.ai.locks import KeyedLocks
 from cfm_server.ai.mind import PersonaMind
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class PersonaContact:
             rf"(?<![\w.\-])@{re.escape(persona.handle)}(?![\w\-]|\.\w)", re.I
         )
         self._checked_rooms: set[str] = set()  # DM rooms whose members' bot flags we know
+        self._rooms = KeyedLocks()
         self._replies: dict[str, deque[float]] = {}
         self._slowed: set[str] = set()
         self._nudged_back: dict[str, float] = {}
@@ -108,30 +110,32 @@ class PersonaContact:
                 self._bots.discard(name)
 
     async def _on_message(self, msg: f.Msg) -> None:
-        if msg.kind != rules.MsgKind.TEXT or await self._from_bot(msg):
+        if msg.kind != rules.MsgKind.TEXT:
             return
-        text = msg.text
-        if rules.is_group_room(msg.room):
-            if not self._mention.search(text):
+        # One message of a room at a time, in order: answers come in the order asked.
+        async with self._rooms.hold(msg.room):
+            if await self._from_bot(msg):
                 return
-            text = self._mention.sub("", text).strip(" ,:") or "hi"
-        if not self._may_reply(msg.room):
-            return
-        async with self._typing(msg.room):
-            answer = await self.mind.answer(room=msg.room, user=msg.sender, text=text)
-        if rules.is_group_room(msg.room):
-            answer_text = f"@{msg.sender} {answer.text}"
-        else:
-            answer_text = answer.text
-        await self._say(msg.room, answer_text)
+            text = msg.text
+            group = rules.is_group_room(msg.room)
+            if group:
+                if not self._mention.search(text):
+                    return
+                text = self._mention.sub("", text).strip(" ,:") or "hi"
+            if not await self._may_reply(msg.room):
+                return
+            async with self._typing(msg.room):
+                answer = await self.mind.answer(room=msg.room, user=msg.sender, text=text)
+            await self._say(msg.room, f"@{msg.sender} {answer.text}" if group else answer.text)
 
     async def _on_nudge(self, msg: f.Msg) -> None:
-        if await self._from_bot(msg):
-            return
-        self.mind.metrics.nudges.labels(persona=self.handle).inc()
-        if not self._may_reply(msg.room):
-            return
-        await self._say(msg.room, self.mind.nudge_reaction(room=msg.room, user=msg.sender))
+        async with self._rooms.hold(msg.room):
+            if await self._from_bot(msg):
+                return
+            self.mind.metrics.nudges.labels(persona=self.handle).inc()
+            if not await self._may_reply(msg.room):
+                return
+            await self._say(msg.room, self.mind.nudge_reaction(room=msg.room, user=msg.sender))
         if self.nudge_back and not self.mind.guards.kill_switch:
             await self._maybe_nudge_back(msg.sender)
 
@@ -157,22 +161,27 @@ class PersonaContact:
 
     # --- manners --------------------------------------------------------------------
 
-    def _may_reply(self, room: str) -> bool:
-        """At most ``replies_per_minute`` in a room; the first one over says so."""
+    async def _may_reply(self, room: str) -> bool:
+        """At most ``replies_per_minute`` in a room (0: no cap); the first one over says so."""
+        if not self.replies_per_minute:
+            return True
         now = self._clock()
+        if len(self._replies) > 1024:  # rooms come and go: forget the quiet ones
+            for quiet in [r for r, t in self._replies.items() if not t or now - t[-1] >= 60]:
+                del self._replies[quiet]
+                self._slowed.discard(quiet)
         recent = self._replies.setdefault(room, deque())
         while recent and now - recent[0] >= 60.0:
             recent.popleft()
+        if not recent:
+            self._slowed.discard(room)
         if len(recent) < self.replies_per_minute:
             recent.append(now)
-            self._slowed.discard(room)
             return True
         if room not in self._slowed:
             self._slowed.add(room)
             logger.info("%s: too many replies in %s; pausing there", self.handle, room)
-            line = self.mind.refusal(room=room, user="", reason="slow_down")
-            task = asyncio.create_task(self._say(room, line))
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            await self._say(room, self.mind.refusal(room=room, user="", reason="slow_down"))
         return False
 
     async def _maybe_nudge_back(self, user: str) -> None:

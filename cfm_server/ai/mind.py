@@ -9,7 +9,6 @@ the engine in the persona's voice: the user always gets a reply.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from cfm_common import rules
 from cfm_server.ai.backends import ChatBackend, Messages
 from cfm_server.ai.engine import OfflineEngine
 from cfm_server.ai.guards import Guards, Refused
+from cfm_server.ai.locks import KeyedLocks
 from cfm_server.ai.metrics import AIMetrics
 from cfm_server.ai.personas import Persona
 
@@ -46,16 +46,6 @@ def clean_reply(text: str, persona: Persona) -> str:
     return text
 
 
-class _RoomLock:
-    """A room's lock, dropped when nobody holds or waits for it (rooms come and go)."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class PersonaMind:
     def __init__(self, persona: Persona, *, guards: Guards, engine: OfflineEngine,
                  backend: ChatBackend | None = None, context_turns: int = 8,
@@ -67,7 +57,7 @@ class PersonaMind:
         self.context_turns = context_turns
         self._max_rooms = max_rooms
         self._contexts: OrderedDict[str, deque[dict[str, str]]] = OrderedDict()
-        self._locks: dict[str, _RoomLock] = {}
+        self._locks = KeyedLocks()
 
     @property
     def metrics(self) -> AIMetrics:
@@ -79,15 +69,8 @@ class PersonaMind:
         Replies in one room are worked out one at a time, in order, so the model sees
         the conversation as it happened.
         """
-        entry = self._locks.setdefault(room, _RoomLock())
-        entry.users += 1
-        try:
-            async with entry.lock:
-                return await self._answer(room, user, text)
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[room]
+        async with self._locks.hold(room):
+            return await self._answer(room, user, text)
 
     async def _answer(self, room: str, user: str, text: str) -> Answer:
         key = self.persona.key

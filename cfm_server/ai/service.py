@@ -103,7 +103,8 @@ def persona_contact(persona: Persona, config: AIConfig, url: str, *, guards: Gua
         seen_file = token_dir / f"{persona.key}.seen"
     return PersonaContact(mind, url, token_file=token_file, seen_file=seen_file,
                           rooms=config.rooms, nudge_back=config.nudge_back,
-                          known_bots=config.handles)
+                          known_bots=config.handles,
+                          replies_per_minute=config.replies_per_minute)
 
 
 async def start_ai_contacts(config: AIConfig, server_url: str, *,

@@ -18,8 +18,10 @@ from prometheus_client import CollectorRegistry
 from cfm_common import frames as f
 from cfm_common.client import Client
 from cfm_server.ai import AIConfig, start_ai_contacts
+from cfm_server.ai.personas import SK8R_JAY, SMARTYBOT
 from cfm_server.ai.service import AIContacts
 from cfm_server.ai.voices import VOICES, lines_for
+from tests.ai.llm_stub import LLMStub
 
 TIMEOUT = 10.0  # generous: replies take milliseconds, but the machine is shared
 
@@ -168,3 +170,51 @@ async def test_personas_keep_their_identity_across_restarts(server: Any,
         assert contacts.handles == ("tamago",)
         await contacts.stop()
     assert (tmp_path / "ai" / "tamago.token").exists()
+
+
+async def test_a_model_backend_answers_through_the_server(server: Any, tmp_path: Path,
+                                                          llm: LLMStub) -> None:
+    config = AIConfig(backend="openai", base_url=llm.openai_url, stream=True,
+                      personas=(SK8R_JAY,), breaker_threshold=1)
+    contacts = await start_ai_contacts(config, server.url, token_dir=tmp_path / "ai")
+    try:
+        async with Client(server.url, "alice", token_file=False) as alice:
+            await alice.say("any new tricks?", to="sk8r_jay")
+            answer = await next_event(alice, msg_from("sk8r_jay"))
+            assert answer.text == "stub reply 1 to: any new tricks?"
+            llm.mode = "error"
+            await alice.say("and now?", to="sk8r_jay")
+            failed = await next_event(alice, msg_from("sk8r_jay"))
+            assert in_voice(failed.text, "skater", "refusal:backend_error"), failed.text
+            await alice.say("hello??", to="sk8r_jay")
+            opened = await next_event(alice, msg_from("sk8r_jay"))
+            assert in_voice(opened.text, "skater", "refusal:breaker"), opened.text
+            assert len(llm.calls) == 2
+    finally:
+        await contacts.stop()
+
+
+async def test_a_flood_gets_one_slow_down_then_silence(server: Any, tmp_path: Path) -> None:
+    config = AIConfig(personas=(SMARTYBOT,), replies_per_minute=2)
+    contacts = await start_ai_contacts(config, server.url, token_dir=tmp_path / "ai")
+    room = "dm:alice:smartybot"
+    try:
+        async with Client(server.url, "alice", token_file=False) as alice:
+            acks = [await alice.say(f"what is {i}+1", to="smartybot") for i in range(5)]
+            replies: list[str] = []
+
+            def until_all_read(event: Any) -> bool:
+                if isinstance(event, f.Msg) and event.sender == "smartybot":
+                    replies.append(event.text)
+                return (isinstance(event, f.Read) and event.room == room
+                        and event.name == "smartybot" and event.seq >= acks[-1].seq)
+
+            await next_event(alice, until_all_read)
+            # Read marks move after each handler; the last reply may trail the last mark.
+            while len(replies) < 3:
+                replies.append((await next_event(alice, msg_from("smartybot"))).text)
+            assert "1" in replies[0] and "2" in replies[1]
+            assert in_voice(replies[2], "smartybot", "refusal:slow_down"), replies
+            assert len(replies) == 3
+    finally:
+        await contacts.stop()

@@ -1,0 +1,262 @@
+"""The coordinator: splits a scenario over driver processes, times it, gathers the figures.
+
+Everything here blocks (pipes, sleeps); the asynchronous work happens in the worker
+processes (``worker.py``) or, for the single-driver scenarios ``replay`` and
+``bigroom``, in ``phases.py`` under ``asyncio.run``. A test may call ``run_scenario``
+from a thread while an in-process server runs on its event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import secrets
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cfm_bench.histogram import Histogram
+from cfm_bench.scenarios import SCENARIOS, Scenario
+from cfm_bench.target import ServerWatch, Target
+from cfm_bench.worker import DEFAULT_WINDOW, WorkerSpec, raise_nofile, worker_main
+
+log = logging.getLogger(__name__)
+
+# A driver process above this share of one core is probably what limits the figures.
+DRIVER_BUSY = 0.85
+PORTS_PER_SOURCE = 8_000  # connections per 127.0.0.x source address, well under the range
+
+
+@dataclass
+class BenchOptions:
+    scenario: str = "fanout"
+    clients: int | None = None
+    rooms: int | None = None
+    publishers: int | None = None  # per room
+    rate: float | None = None  # total says/s; 0: max; None: the scenario's
+    duration: float | None = None
+    warmup: float = 1.0
+    size: int = 32
+    procs: int | None = None
+    window: int = DEFAULT_WINDOW
+    messages: int = 10_000  # replay
+    presence: int = 100  # bigroom: presence changes
+    room: str = "#lobby"  # bigroom
+    sources: int | None = None
+
+    def shape(self) -> Scenario:
+        base = SCENARIOS[self.scenario]
+        rate = base.rate if self.rate is None else (self.rate or None)
+        return replace(
+            base,
+            clients=self.clients or base.clients,
+            rooms=self.rooms or base.rooms,
+            publishers=base.publishers if self.publishers is None else self.publishers,
+            rate=rate,
+            duration=self.duration or base.duration,
+        )
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def run_scenario(target: Target, options: BenchOptions,
+                 driver_cpus: list[int] | None = None) -> dict[str, Any]:
+    """Run one scenario against one target; the figures as a JSON-ready dict."""
+    raise_nofile()
+    shape = options.shape()
+    result: dict[str, Any] = {
+        "scenario": shape.name,
+        "target": target.kind,
+        "url": target.url,
+        "load_before": load_average(),
+        "server_cpus": target.cpus,
+        "driver_cpus": driver_cpus,
+    }
+    watch = ServerWatch(target.pid)
+    if shape.kind == "replay":
+        from cfm_bench.phases import run_replay
+
+        result.update(run_replay(target, options, watch))
+    elif shape.kind == "bigroom":
+        from cfm_bench.phases import run_bigroom
+
+        result.update(run_bigroom(target, options, shape, watch))
+    else:
+        result.update(_run_workers(target, options, shape, watch, driver_cpus))
+    result["load_after"] = load_average()
+    return result
+
+
+def _plan(shape: Scenario, procs: int, run: str) -> list[tuple[list[tuple[str, str]], list[str]]]:
+    """(members, publishers) per process; a room's members all live in one process."""
+    rooms = max(1, min(shape.rooms, shape.clients))
+    per_room = max(1, shape.clients // rooms)
+    plans: list[tuple[list[tuple[str, str]], list[str]]] = [([], []) for _ in range(procs)]
+    index = 0
+    for r in range(rooms):
+        room = f"#b{run}-{r}"
+        members, publishers = plans[r % procs]
+        for k in range(per_room):
+            name = f"b{run}{index:06d}"
+            index += 1
+            members.append((name, room))
+            if k < shape.publishers and per_room > 1:
+                publishers.append(name)
+    return plans
+
+
+def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: ServerWatch,
+                 driver_cpus: list[int] | None) -> dict[str, Any]:
+    procs = options.procs or (len(driver_cpus) if driver_cpus else 1)
+    procs = max(1, min(procs, shape.rooms))
+    run = secrets.token_hex(3)
+    plans = _plan(shape, procs, run)
+    n_sources = options.sources or math.ceil(shape.clients / PORTS_PER_SOURCE)
+    sources = [f"127.0.0.{i + 1}" for i in range(n_sources)] if target.host == "127.0.0.1" \
+        and n_sources > 1 else []
+    publishers_total = sum(len(p) for _, p in plans)
+    rate_per_publisher = shape.rate / publishers_total if shape.rate and publishers_total else None
+    rss_before = watch.rss()
+    cpu_before_connect = watch.cpu()
+
+    context = multiprocessing.get_context("spawn")
+    links, processes = [], []
+    for i, (members, publishers) in enumerate(plans):
+        spec = WorkerSpec(
+            index=i, scenario=shape.name, host=target.host, port=target.port, path=target.path,
+            members=members, publishers=publishers if shape.kind == "traffic" else [],
+            rate_per_publisher=rate_per_publisher, window=options.window, size=options.size,
+            sources=sources, cpus=driver_cpus,
+            wait_go_before_connect=shape.kind == "connect",
+        )
+        ours, theirs = context.Pipe()
+        process = context.Process(target=worker_main, args=(spec, theirs), daemon=True)
+        process.start()
+        theirs.close()
+        links.append(ours)
+        processes.append(process)
+    try:
+        connect_timeout = 60 + shape.clients / 100
+        readies = [_recv(link, connect_timeout, "ready")["ready"] for link in links]
+        began_connect = time.monotonic()
+        if shape.kind == "idle":
+            time.sleep(1.0)  # let the server's allocations settle before reading its RSS
+        rss_connected = watch.rss()
+        cpu_connected = watch.cpu()
+        now = time.monotonic_ns()
+        publish_from = now + 300_000_000
+        start = publish_from + int(options.warmup * 1e9) if shape.kind == "traffic" else now
+        end = start + int(shape.duration * 1e9) if shape.kind == "traffic" else start
+        for link in links:
+            link.send({"go": {"publish_from": publish_from, "start": start, "end": end}})
+        cpu0 = cpu1 = None
+        if shape.kind == "traffic":
+            _sleep_until_ns(start)
+            cpu0 = watch.cpu()
+            _sleep_until_ns(end)
+            cpu1 = watch.cpu()
+        wait = 60 + shape.clients / 100 + (shape.duration if shape.kind == "traffic" else 0)
+        results = [_recv(link, wait, "result")["result"] for link in links]
+        connected_seconds = time.monotonic() - began_connect
+        rss_end = watch.rss()
+        cpu_end = watch.cpu()
+        for link in links:
+            link.send({"done": True})
+    finally:
+        for process in processes:
+            process.join(15)
+            if process.is_alive():
+                process.kill()
+    figures = _merge(results)
+    figures["procs"] = procs
+    figures["sources"] = len(sources) or 1
+    figures["clients"] = shape.clients
+    figures["rooms"] = shape.rooms
+    figures["members_per_room"] = max(1, shape.clients // max(1, shape.rooms))
+    figures["publishers"] = publishers_total
+    figures["rate"] = shape.rate or "max"
+    figures["size"] = options.size
+    if shape.kind == "traffic":
+        seconds = shape.duration
+        figures["duration"] = seconds
+        figures["deliveries_per_s"] = round(figures["deliveries"] / seconds)
+        figures["says_per_s"] = round(figures["published"] / (seconds + options.warmup + 0.3))
+        if cpu0 is not None and cpu1 is not None:
+            figures["server_cpu"] = round((cpu1 - cpu0) / seconds, 3)
+        figures["server_rss"] = rss_end
+    elif shape.kind == "idle":
+        if rss_before is not None and rss_connected is not None:
+            connected = max(1, figures["connected"])
+            figures["server_rss_before"] = rss_before
+            figures["server_rss"] = rss_connected
+            figures["rss_per_connection"] = round((rss_connected - rss_before) / connected)
+        figures["driver_rss_per_connection"] = round(
+            sum(r["rss"] for r in readies) / max(1, figures["connected"]))
+    elif shape.kind == "connect":
+        slowest = max(r["connect_seconds"] for r in results)
+        figures["connects_per_s"] = round(figures["connected"] / slowest) if slowest else None
+        if cpu_connected is not None and cpu_end is not None:
+            figures["server_cpu_seconds"] = round(cpu_end - cpu_connected, 3)
+        figures["server_rss"] = rss_end
+    if cpu_before_connect is not None and cpu_connected is not None:
+        figures["server_cpu_seconds_connecting"] = round(cpu_connected - cpu_before_connect, 3)
+    figures["wall_seconds"] = round(connected_seconds, 2)
+    busy = [c for c in figures.pop("driver_cpus") if c is not None]
+    if busy:
+        figures["driver_cpu"] = round(max(busy), 3)
+        if max(busy) > DRIVER_BUSY:
+            figures.setdefault("warnings", []).append(
+                f"a driver process used {max(busy):.0%} of a core: the driver may be the "
+                "bottleneck (add --procs on a machine with more cores)")
+    return figures
+
+
+def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    latency, connect = Histogram(), Histogram()
+    frames: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    closed: dict[str, int] = {}
+    totals = {"deliveries": 0, "msg_bytes": 0, "published": 0, "connected": 0,
+              "connect_failures": 0}
+    for r in results:
+        latency.merge(r["latency"])
+        connect.merge(r["connect_latency"])
+        for key in totals:
+            totals[key] += r[key]
+        for source, into in ((r["frames"], frames), (r["errors"], errors),
+                             (r["closed_early"], closed)):
+            for k, v in source.items():
+                into[k] = into.get(k, 0) + v
+    out: dict[str, Any] = dict(totals)
+    out["latency"] = latency.summary()
+    out["connect_latency"] = connect.summary()
+    out["msg_frame_bytes"] = round(totals["msg_bytes"] / totals["deliveries"], 1) \
+        if totals["deliveries"] else None
+    out["frames"] = frames
+    out["errors"] = sum(errors.values())
+    out["error_kinds"] = errors
+    out["closed_early"] = closed
+    out["driver_cpus"] = [r.get("driver_cpu") for r in results]
+    return out
+
+
+def _recv(link: Any, timeout: float, key: str) -> dict[str, Any]:
+    if not link.poll(timeout):
+        raise RuntimeError(f"a driver process sent no {key!r} within {timeout:.0f} s")
+    message = link.recv()
+    if key not in message:
+        raise RuntimeError(f"a driver process sent {message!r}, not {key!r}")
+    return message
+
+
+def _sleep_until_ns(ns: int) -> None:
+    delay = (ns - time.monotonic_ns()) / 1e9
+    if delay > 0:
+        time.sleep(delay)

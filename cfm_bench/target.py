@@ -1,0 +1,171 @@
+"""The server under test: a running one (``--url``), or a subprocess the bench starts.
+
+A spawned server gets a free port, a temporary data directory, its soft file limit
+raised to the hard one, and (with two or more cores) its own cores: the driver
+processes are pinned to the others, so the two never fight over a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+BASELINE_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "baseline_server.py"
+READY_TIMEOUT = 30.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def split_cpus(procs: int | None) -> tuple[list[int] | None, list[int] | None]:
+    """(server cores, driver cores): the server gets one core, the driver the rest."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None, None
+    if len(cpus) < 2:
+        return None, None
+    return cpus[:1], cpus[1:]
+
+
+@dataclass
+class Target:
+    """Where the driver connects, and the server's pid when the bench can watch it."""
+
+    kind: str  # "cfm-sqlite", "cfm-memory", "baseline", "url"
+    host: str
+    port: int
+    path: str = "/ws"
+    pid: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+    data_dir: Path | None = None
+    cpus: list[int] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}{self.path}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def from_url(url: str, pid: int | None = None) -> Target:
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname:
+        raise ValueError(f"--url must look like ws://host:port/ws, not {url!r}")
+    return Target("url", parts.hostname, parts.port or 80, parts.path or "/ws", pid=pid)
+
+
+def _preexec(cpus: list[int] | None) -> Any:
+    def setup() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        if cpus:
+            # Before exec: every thread the server starts (SQLite's too) inherits it.
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+def _wait_listening(process: subprocess.Popen[bytes], host: str, port: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the server did not listen on {host}:{port} within {READY_TIMEOUT} s")
+
+
+def spawn_cfm(store: str, cpus: list[int] | None, extra: list[str] | None = None) -> Target:
+    """``cfm serve --no-rate-limits --no-ai`` on a free port with a temporary data dir."""
+    host, port = "127.0.0.1", free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="cfm-bench-"))
+    command = [
+        sys.executable, "-m", "cfm_server", "--host", host, "--port", str(port),
+        "--data-dir", str(data_dir), "--store", store, "--no-ai", "--no-rate-limits",
+        "--log-level", "warning", *(extra or []),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, preexec_fn=_preexec(cpus))
+    target = Target(f"cfm-{store}", host, port, pid=process.pid, process=process,
+                    data_dir=data_dir, cpus=cpus)
+    try:
+        _wait_listening(process, host, port)
+    except BaseException:
+        target.stop()
+        raise
+    return target
+
+
+def spawn_baseline(cpus: list[int] | None, script: Path | None = None) -> Target:
+    """The bare websockets server of ``benchmarks/baseline_server.py``."""
+    script = script or BASELINE_SCRIPT
+    if not script.is_file():
+        raise RuntimeError(
+            f"the baseline server {script} is not here: run the bench from a source "
+            "checkout of cfm, or pass --baseline-script"
+        )
+    host, port = "127.0.0.1", free_port()
+    command = [sys.executable, str(script), "--host", host, "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, preexec_fn=_preexec(cpus))
+    target = Target("baseline", host, port, pid=process.pid, process=process, cpus=cpus)
+    try:
+        _wait_listening(process, host, port)
+    except BaseException:
+        target.stop()
+        raise
+    return target
+
+
+class ServerWatch:
+    """CPU seconds and RSS of the server process (all its threads), when its pid is known."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.process: Any = None
+        if pid is not None:
+            try:
+                import psutil
+
+                self.process = psutil.Process(pid)
+            except Exception as exc:  # psutil missing, or the pid gone
+                log.warning("cannot watch server pid %s: %s", pid, exc)
+
+    def cpu(self) -> float | None:
+        if self.process is None:
+            return None
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> int | None:
+        if self.process is None:
+            return None
+        return int(self.process.memory_info().rss)

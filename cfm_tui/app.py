@@ -166,12 +166,13 @@ class ChatApp(App[None]):
 
     async def _show_main(self, server: str) -> None:
         assert self.state is not None
-        self.main = MainScreen(self.state, tz=self.tz, server=server)
+        main = MainScreen(self.state, tz=self.tz, server=server)
         if isinstance(self.screen, SignInScreen):
-            await self.switch_screen(self.main)
+            await self.switch_screen(main)
         else:
-            await self.push_screen(self.main)
-        self.main.render_all()
+            await self.push_screen(main)
+        await main.ready.wait()
+        self.main = main
 
     async def on_unmount(self) -> None:
         await self.shutdown_services()

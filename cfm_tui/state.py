@@ -161,7 +161,7 @@ class ChatState:
         return self.conversation(rules.dm_room(self.me, name))
 
     def contact_people(self) -> list[Person]:
-        return sorted((self.person(n) for n in self.contacts),
+        return sorted((self.person(n) for n in self.contacts - self.blocked),
                       key=lambda p: (p.label.lower(), p.name))
 
     def group_rooms(self) -> list[str]:
@@ -183,10 +183,11 @@ class ChatState:
         self.blocked.clear()
         for entry in welcome.contacts:
             self._remember(entry)
+            # The server keeps "in my list" and "blocked" apart, but a roster entry only
+            # says blocked: a blocked entry counts as listed, shown under Blocked.
+            self.contacts.add(entry.name)
             if entry.blocked:
                 self.blocked.add(entry.name)
-            else:
-                self.contacts.add(entry.name)
         for conv in self.conversations.values():
             conv.me = self.me
         for rs in welcome.rooms:
@@ -232,7 +233,8 @@ class ChatState:
         person = self.person(name)
         person.display, person.status, person.psm, person.bot = p.display, p.status, p.psm, p.bot
         update = Update(roster=True, rooms=self._rooms_with(name))
-        if name in self.contacts and person.online and not was_online:
+        if name in self.contacts and name not in self.blocked and person.online \
+                and not was_online:
             update.notices.append(Notice(NoticeKind.SIGNED_IN, name))
         return update
 
@@ -301,7 +303,6 @@ class ChatState:
             self.contacts.discard(name)
         elif op is rules.ContactOp.BLOCK:
             self.blocked.add(name)
-            self.contacts.discard(name)
             self._forget_request(name)
         elif op is rules.ContactOp.UNBLOCK:
             self.blocked.discard(name)

@@ -6,6 +6,7 @@ app's :class:`ChatState` when told what changed; the app does the talking to the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import tzinfo
 from typing import TYPE_CHECKING, ClassVar
@@ -44,6 +45,7 @@ EMPTY_HINT = (
 
 
 class MainScreen(Screen[None]):
+    AUTO_FOCUS = "#buddies"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+g", "nudge", "Nudge", id="chat.nudge"),
         Binding("f2", "switch_pane", "Buddies/Chat", id="chat.switch_pane"),
@@ -61,6 +63,7 @@ class MainScreen(Screen[None]):
         self.tz = tz
         self.server = server
         self.shakes = 0
+        self.ready = asyncio.Event()  # set once mounted: events may be rendered
         self._pane_ids: dict[str, str] = {}
         self._next_pane = 0
 
@@ -71,7 +74,7 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="window"):
             with Vertical(id="buddy-pane"):
-                yield MeHeader(id="me")
+                yield MeHeader(self.state.status, id="me")
                 yield AddedYouPrompt(id="added-you")
                 yield BuddyList(id="buddies")
             with Vertical(id="chat-pane"):
@@ -85,6 +88,7 @@ class MainScreen(Screen[None]):
         self.narrow = self.app.size.width < NARROW_BELOW
         self.render_all()
         self.query_one(BuddyList).focus()
+        self.ready.set()
 
     # --- layout ----------------------------------------------------------------------
 
@@ -126,7 +130,7 @@ class MainScreen(Screen[None]):
         for room in update.rooms:
             view = self.view_for(room)
             if view is not None:
-                view.show(state, self.tz)
+                view.show()
         for room in update.closed:
             self.close_conversation(room)
 
@@ -134,7 +138,7 @@ class MainScreen(Screen[None]):
         for view in self.query(ConversationView):
             conv = self.state.conversations.get(view.room)
             if conv is not None and conv.typing:
-                view.show_typing(self.state)
+                view.show_typing()
 
     def _tab_title(self, room: str) -> Content:
         title = render.conversation_title(room, self.state)
@@ -190,10 +194,9 @@ class MainScreen(Screen[None]):
             pane_id = f"conv-{self._next_pane}"
             self._next_pane += 1
             self._pane_ids[room] = pane_id
-            view = ConversationView(room)
+            view = ConversationView(room, self.state, self.tz)
             focused = self.focused
             await tabs.add_pane(TabPane(self._tab_title(room), view, id=pane_id))
-            view.show(self.state, self.tz)
             self.query_one("#no-conversation").display = False
             tabs.display = True
             if not activate and focused is not None and self.focused is not focused:
@@ -253,3 +256,4 @@ class MainScreen(Screen[None]):
 
     def action_join_room(self) -> None:
         self.chat_app.action_join_room()
+

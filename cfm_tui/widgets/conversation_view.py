@@ -41,9 +41,12 @@ class ConversationView(Vertical):
             super().__init__()
             self.room = room
 
-    def __init__(self, room: str, **kwargs: object) -> None:
+    def __init__(self, room: str, state: ChatState, tz: tzinfo | None,
+                 **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.room = room
+        self.state = state
+        self.tz = tz
         self.loading_older = False
         self._line_count = 0
         self._first_seq: int | None = None
@@ -74,9 +77,14 @@ class ConversationView(Vertical):
     def transcript(self) -> Transcript:
         return self.query_one(Transcript)
 
-    def show(self, state: ChatState, tz: tzinfo | None) -> None:
+    def on_mount(self) -> None:
+        self.show()
+
+    def show(self) -> None:
+        """Render the room from the state (a no-op until the children exist)."""
+        state, tz = self.state, self.tz
         conv = state.conversations.get(self.room)
-        if conv is None:
+        if conv is None or not self.is_mounted:
             return
         self.query_one(".conv-header", Static).update(render.conversation_header(self.room, state))
         lines = conv.lines()
@@ -90,10 +98,13 @@ class ConversationView(Vertical):
         if self.is_group:
             members = render.member_lines(conv.members or set(), state)
             self.query_one(".conv-members", Static).update(members)
-        self.show_typing(state)
+        self.show_typing()
 
-    def show_typing(self, state: ChatState) -> None:
+    def show_typing(self) -> None:
+        state = self.state
         conv = state.conversations.get(self.room)
+        if not self.is_mounted:
+            return
         names = conv.typing_names(state.clock()) if conv else []
         self.query_one(".conv-typing", Static).update(
             render.typing_line(names, state) if names else Text(" "))

@@ -29,10 +29,14 @@ class MeHeader(Vertical):
             super().__init__()
             self.psm = psm
 
+    def __init__(self, status: str = "online", **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._shown_status = status
+
     def compose(self) -> ComposeResult:
         yield Label(id="me-name")
-        yield Select(STATUS_CHOICES, allow_blank=False, value="online", id="me-status",
-                     compact=True)
+        yield Select(STATUS_CHOICES, allow_blank=False, value=self._shown_status,
+                     id="me-status", compact=True)
         yield Input(placeholder="<Type a personal message>", id="me-psm",
                     max_length=rules.MAX_PSM, compact=True)
 
@@ -44,15 +48,19 @@ class MeHeader(Vertical):
         name.append(f" ({render.status_label(state.status)})", style=render.PSM_STYLE)
         self.query_one("#me-name", Label).update(name)
         select = self.query_one("#me-status", Select)
+        self._shown_status = state.status
         if select.value != state.status:
-            select.value = state.status
+            # Showing the state is not the user choosing a status.
+            with select.prevent(Select.Changed):
+                select.value = state.status
         psm = self.query_one("#me-psm", Input)
         if not psm.has_focus and psm.value != state.psm:
             psm.value = state.psm
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if isinstance(event.value, str):
+        if isinstance(event.value, str) and event.value != self._shown_status:
+            self._shown_status = event.value
             self.post_message(self.StatusChosen(event.value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

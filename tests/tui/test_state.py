@@ -59,7 +59,7 @@ def test_welcome_fills_me_contacts_blocked_and_rooms():
                   entry("eliza", bot=True)],
     )
     assert (state.me, state.display, state.status, state.psm) == ("alice", "Alice", "online", "hi")
-    assert state.contacts == {"bob", "carol", "eliza"}
+    assert [p.name for p in state.contact_people()] == ["bob", "carol", "eliza"]
     assert state.blocked == {"eve"}
     assert state.conversations[DM].latest_seq == 7
     assert state.conversations[DM].read_mark == 5
@@ -215,12 +215,12 @@ def test_contact_ops_and_the_added_you_request():
     state.apply(Contact("add", "bob", "Bob", "online", "", False))
     assert state.contacts == {"bob"} and state.added_you == []
     state.apply(Contact("block", "bob"))
-    assert state.blocked == {"bob"} and state.contacts == set()
+    assert state.blocked == {"bob"} and state.contact_people() == []
     state.apply(Contact("unblock", "bob"))
-    assert state.blocked == set()
+    assert state.blocked == set() and [p.name for p in state.contact_people()] == ["bob"]
     state.apply(Contact("add", "carol", "Carol", "offline", "", False))
     state.apply(Contact("remove", "carol"))
-    assert state.contacts == set()
+    assert state.contacts == {"bob"}
 
 
 def test_group_room_members_join_and_leave_with_notes():

@@ -1,0 +1,79 @@
+"""Helpers for driving ChatApp instances in Pilot tests against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.css.query import NoMatches
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from cfm_tui.app import ChatApp, ChatOptions
+from cfm_tui.config import ChatConfig
+from cfm_tui.widgets.conversation_view import ConversationView
+
+SIZE = (120, 40)
+WAIT_S = 10.0
+
+
+def make_app(tmp_path: Path, url: str | None, name: str | None, **options: object) -> ChatApp:
+    """An app whose config and data live in ``tmp_path/<name>``."""
+    home = tmp_path / (name or "anon")
+    config = ChatConfig(idle_minutes=0)
+    opts = ChatOptions(server=url, name=name, data_dir=home / "data",
+                       config_path=home / "chat.json", config=config, animations=False)
+    for key, value in options.items():
+        setattr(opts, key, value)
+    return ChatApp(opts)
+
+
+async def wait_until(pilot: Pilot, condition: Callable[[], object], what: str,
+                     timeout: float = WAIT_S) -> None:
+    """Let the app run until ``condition()`` is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await pilot.pause(0.02)
+
+
+def plain(widget: Static) -> str:
+    """The text a Static shows (markup never applies: we only give it Text)."""
+    visual = widget.render()
+    return getattr(visual, "plain", str(visual))
+
+
+def _view_text(app: ChatApp, room: str, selector: str) -> str:
+    """The text of one part of a conversation tab; "" while the tab is not built yet."""
+    assert app.main is not None
+    view = app.main.view_for(room)
+    if view is None:
+        return ""
+    try:
+        return plain(view.query_one(selector, Static))
+    except NoMatches:
+        return ""
+
+
+def transcript_text(app: ChatApp, room: str) -> str:
+    return _view_text(app, room, "#transcript-body")
+
+
+def typing_text(app: ChatApp, room: str) -> str:
+    return _view_text(app, room, ".conv-typing")
+
+
+def active_view(app: ChatApp) -> ConversationView:
+    assert app.main is not None
+    view = app.main.active_view()
+    assert view is not None
+    return view
+
+
+async def settle(*pilots: Pilot) -> None:
+    for pilot in pilots:
+        await pilot.pause()
+    await asyncio.sleep(0)

@@ -1,0 +1,250 @@
+"""Two real ChatApps against a real in-process server, driven with Pilot."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, Select, Static
+
+from cfm_common import rules
+from cfm_tui.config import ChatConfig
+from cfm_tui.screens.main import MainScreen
+from cfm_tui.screens.signin import SignInScreen
+from cfm_tui.widgets.buddy_list import BuddyList
+from tests.tui.helpers import (
+    SIZE,
+    active_view,
+    make_app,
+    plain,
+    transcript_text,
+    typing_text,
+    wait_until,
+)
+
+DM = rules.dm_room("alice", "bob")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """The SDK keeps tokens under the platform data dir: keep it in tmp_path."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
+def buddy_rows(app) -> list[str]:
+    buddies = app.main.query_one(BuddyList)
+    return [str(getattr(o.prompt, "plain", o.prompt)) for o in buddies.options]
+
+
+async def test_sign_in_screen_signs_in_and_remembers(server, tmp_path):
+    app = make_app(tmp_path, None, None)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, SignInScreen)
+        await pilot.click("#signin-name")
+        await pilot.press(*"alice")
+        app.screen.query_one("#signin-display", Input).value = "Alice A."
+        app.screen.query_one("#signin-server", Input).value = server.url
+        app.screen.query_one("#signin-status", Select).value = "busy"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "the main window")
+        assert app.state.me == "alice" and app.state.status == "busy"
+        me = plain(app.main.query_one("#me-name"))
+        assert "Alice A." in me and "Busy" in me
+    saved, warning = ChatConfig.load(tmp_path / "anon" / "chat.json")
+    assert warning is None
+    assert (saved.name, saved.server, saved.status) == ("alice", server.url, "busy")
+
+
+async def test_sign_in_errors_are_inline(server, tmp_path, monkeypatch):
+    # "bob" exists with a token this machine does not have.
+    first = make_app(tmp_path, server.url, "bob")
+    async with first.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: first.main is not None, "bob signed in")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "other-machine"))
+    app = make_app(tmp_path, server.url, "bob")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, SignInScreen), "sign-in screen")
+        error = app.screen.query_one("#signin-error", Static)
+        await wait_until(pilot, lambda: "bob" in plain(error), "an inline error")
+        assert "taken" in plain(error) or "belongs to someone else" in plain(error)
+        # A bad handle is refused before anything is sent.
+        app.screen.query_one("#signin-name", Input).value = "x"
+        app.screen.submit()
+        await pilot.pause()
+        assert "2-24" in plain(error)
+        # A server nobody listens on.
+        app.screen.query_one("#signin-name", Input).value = "carol"
+        app.screen.query_one("#signin-server", Input).value = "ws://127.0.0.1:9/ws"
+        app.screen.submit()
+        await wait_until(pilot, lambda: "Can't reach" in plain(error), "unreachable error")
+        assert isinstance(app.screen, SignInScreen)
+
+
+async def test_two_people_chat(server, tmp_path):
+    alice = make_app(tmp_path, server.url, "alice", display="Alice")
+    bob = make_app(tmp_path, server.url, "bob", display="Bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+
+        # alice adds bob; bob sees the request and adds her back.
+        alice.contact("add", "bob")
+        await wait_until(pb, lambda: bob.state.added_you == ["alice"], "the added-you prompt")
+        await pb.pause()
+        prompt = bob.main.query_one("#added-you")
+        assert prompt.display and "alice" in plain(prompt.query_one("#added-you-text", Static))
+        await pb.click("#added-you-add")
+        await wait_until(pb, lambda: "alice" in bob.state.contacts, "bob added alice back")
+        await wait_until(pa, lambda: any("Bob" in r for r in buddy_rows(alice)),
+                         "bob in alice's list")
+        assert "Online (1)" in buddy_rows(alice) and "Online (1)" in buddy_rows(bob)
+
+        # bob changes status and personal message; alice sees both.
+        bob.main.query_one("#me-status", Select).value = "busy"
+        psm = bob.main.query_one("#me-psm", Input)
+        psm.focus()
+        psm.value = "revising [b]hard[/b]"
+        await pb.press("enter")
+        await wait_until(pa, lambda: alice.state.person("bob").psm == "revising [b]hard[/b]",
+                         "bob's psm at alice")
+        await wait_until(pa, lambda: alice.state.person("bob").status == "busy", "bob busy")
+        bob_row = next(r for r in buddy_rows(alice) if "Bob" in r)
+        assert "(Busy)" in bob_row and "revising [b]hard[/b]" in bob_row
+
+        # alice opens the DM and writes: the tab opens at bob without taking his focus.
+        await alice.open_dm("bob")
+        await pa.pause()
+        bob_focus = bob.focused
+        await pa.press(*"hi bob :)", "enter")
+        await wait_until(pb, lambda: "hi bob 🙂" in transcript_text(bob, DM), "message at bob")
+        assert "Alice says" in transcript_text(bob, DM)
+        assert bob.focused is bob_focus and bob.main.is_open(DM)
+        await wait_until(pa, lambda: "hi bob 🙂" in transcript_text(alice, DM), "own message")
+        assert "sending" not in transcript_text(alice, DM)
+
+        # While alice types, bob sees it; her message ends it.
+        await pa.press(*"how are")
+        await wait_until(pb, lambda: "Alice is typing a message…" in typing_text(bob, DM),
+                         "typing at bob")
+        await pa.press("enter")
+        await wait_until(pb, lambda: "how are" in transcript_text(bob, DM), "second message")
+        assert typing_text(bob, DM).strip() == ""
+
+        # bob answers with two lines (Ctrl+J), and a paste does not send by itself.
+        await bob.open_dm("alice")
+        await pb.pause()
+        await pb.press(*"fine", "ctrl+j", *"thanks (Y)")
+        composer = active_view(bob).composer
+        composer.post_message(__import__("textual").events.Paste("pasted\nlines"))
+        await pb.pause()
+        assert composer.text.endswith("pasted\nlines")
+        assert "thanks" not in transcript_text(bob, DM)
+        await pb.press("enter")
+        await wait_until(pa, lambda: "thanks 👍" in transcript_text(alice, DM), "reply")
+        assert "  fine\n  thanks 👍pasted\n  lines" in transcript_text(alice, DM)
+
+        # Read marks: both saw everything, so nothing is unread.
+        assert alice.state.unread_for("bob") == 0 and bob.state.unread_for("alice") == 0
+
+        # Nudge: alice's window says she sent it; bob's shakes and says who did.
+        await pa.press("ctrl+g")
+        await wait_until(pb, lambda: "Alice just sent you a nudge!" in transcript_text(bob, DM),
+                         "nudge at bob")
+        assert bob.main.shakes == 1 and bob.bells >= 1
+        await wait_until(pa, lambda: "You have just sent a nudge!" in transcript_text(alice, DM),
+                         "nudge line at alice")
+        # A second nudge right away hits the server's limit: a friendly line, no traceback.
+        await pa.press("ctrl+g")
+        await wait_until(pa, lambda: "You can't send a nudge that often."
+                         in transcript_text(alice, DM), "rate-limit line")
+        assert bob.main.shakes == 1
+
+        # bob blocks alice: she sees him offline, her messages are refused.
+        bob.contact("block", "alice")
+        await wait_until(pb, lambda: "Blocked (1)" in buddy_rows(bob), "blocked group")
+        await wait_until(pa, lambda: alice.state.person("bob").status == "offline",
+                         "bob offline for alice")
+        alice.send_text(DM, "are you there?")
+        await wait_until(pa, lambda: "could not be delivered" in transcript_text(alice, DM),
+                         "refused message")
+        bob.contact("unblock", "alice")
+        await wait_until(pb, lambda: "Blocked (1)" not in buddy_rows(bob), "unblocked")
+
+
+async def test_offline_messages_arrive_on_sign_in(server, tmp_path):
+    bob = make_app(tmp_path, server.url, "bob")
+    async with bob.run_test(size=SIZE) as pb:
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    alice = make_app(tmp_path, server.url, "alice")
+    async with alice.run_test(size=SIZE) as pa:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        for text in ("are you there?", "call me (L)"):
+            alice.send_text(DM, text)
+        await wait_until(pa, lambda: len(alice.state.conversations[DM].messages) == 2, "acks")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with bob.run_test(size=SIZE) as pb:
+        await wait_until(pb, lambda: "call me 💖" in transcript_text(bob, DM), "offline messages")
+        assert "are you there?" in transcript_text(bob, DM)
+        # The tab opened in the background: the buddy list keeps the focus.
+        assert isinstance(bob.focused, BuddyList)
+        # As the only tab it is on screen, so it counts as seen.
+        assert bob.main.active_room == DM
+        assert bob.state.conversations[DM].read_mark == 2
+
+
+async def test_reconnect_after_server_restart_loses_nothing(server_factory, tmp_path):
+    from cfm_server.server import Server
+
+    first = await server_factory(data_dir=tmp_path / "srv")
+    port, config = first.port, first.config
+    alice = make_app(tmp_path, first.url, "alice")
+    bob = make_app(tmp_path, first.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        await alice.open_dm("bob")
+        alice.send_text(DM, "before the restart")
+        await wait_until(pb, lambda: "before the restart" in transcript_text(bob, DM), "first")
+
+        await first.stop(close_code=1012)
+        bar = alice.main.query_one("#connection", Static)
+        await wait_until(pa, lambda: "Reconnecting" in plain(bar), "reconnecting shown")
+        alice.send_text(DM, "while it was down")
+        await wait_until(pa, lambda: "waiting to send" in plain(bar), "pending shown")
+        assert "sending…" in transcript_text(alice, DM)
+
+        config.port = port
+        second = Server(config)
+        await second.start()
+        try:
+            await wait_until(pa, lambda: "Connected" in plain(bar), "reconnected", timeout=30)
+            await wait_until(pb, lambda: "while it was down" in transcript_text(bob, DM),
+                             "queued message delivered", timeout=30)
+            await wait_until(pa, lambda: "sending…" not in transcript_text(alice, DM), "acked")
+            text = transcript_text(bob, DM)
+            assert text.count("while it was down") == 1 and text.count("before the restart") == 1
+            assert [m.seq for m in bob.state.conversations[DM].messages] == [1, 2]
+        finally:
+            await alice.shutdown_services()
+            await bob.shutdown_services()
+            await second.stop(close_code=1001)
+
+
+async def test_group_room_join_members_and_chat(server, tmp_path):
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        await pa.press("f6")
+        await pa.press(*"#games", "enter")
+        await wait_until(pa, lambda: alice.main.active_room == "#games", "alice in #games")
+        bob.join_room("#games")
+        await wait_until(pb, lambda: bob.main.active_room == "#games", "bob in #games")
+        await wait_until(pa, lambda: alice.state.conversations["#games"].members ==
+                         {"alice", "bob"}, "members at alice")
+        members = plain(alice.main.view_for("#games").query_one(".conv-members", Static))
+        assert "alice" in members and "bob" in members
+        await pa.press(*"anyone for chess?", "enter")
+        await wait_until(pb, lambda: "anyone for chess?" in transcript_text(bob, "#games"),
+                         "room message")
+        assert "# games" in "\n".join(buddy_rows(bob))

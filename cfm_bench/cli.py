@@ -50,14 +50,14 @@ def bench(
     clients: Annotated[int | None, typer.Option(help="Connections (default: the scenario's).")] = None,  # noqa: E501
     rooms: Annotated[int | None, typer.Option(help="Rooms the clients are spread over.")] = None,
     publishers: Annotated[int | None, typer.Option(help="Publishing clients per room.")] = None,
-    rate: Annotated[str | None, typer.Option(help="Total say/s, or 'max' (closed loop).")] = None,  # noqa: E501
+    rate: Annotated[str | None, typer.Option(help="Total say/s, or 'max' (closed loop).")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds measured (after --warmup).")] = None,  # noqa: E501
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
     size: Annotated[int, typer.Option(help="Characters of text per message (>= 20: the send time).")] = 32,  # noqa: E501
     procs: Annotated[int | None, typer.Option(help="Driver processes (default: one per core not given to a spawned server).")] = None,  # noqa: E501
-    window: Annotated[int, typer.Option(help="At max rate: says in flight per publisher.")] = 64,  # noqa: E501
+    window: Annotated[int, typer.Option(help="At max rate: says in flight per publisher.")] = 64,
     messages: Annotated[int, typer.Option(help="replay: messages the reader missed.")] = 10_000,
-    presence: Annotated[int, typer.Option(help="bigroom: presence changes after the joins.")] = 100,  # noqa: E501
+    presence: Annotated[int, typer.Option(help="bigroom: presence changes after the joins.")] = 100,
     room: Annotated[str, typer.Option(help="bigroom: the room everyone joins.")] = "#lobby",
     sources: Annotated[int | None, typer.Option(help="127.0.0.x source addresses to spread connections over (default: one per 8,000).")] = None,  # noqa: E501
     pin: Annotated[bool, typer.Option(help="Pin a spawned server and the driver to different cores.")] = True,  # noqa: E501

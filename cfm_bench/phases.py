@@ -157,15 +157,15 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
     join_frames = 0
     cpu_join = 0.0
     join_began = time.perf_counter()
+    join_semaphore = asyncio.Semaphore(16)
+
+    async def join(peer: Peer) -> None:
+        async with join_semaphore:
+            await peer.join(options.room, timeout=120)
+
     for first in range(0, n, batch):
         group = peers[first:first + batch]
         frames0, cpu0, t0 = stats.frames_total, watch.cpu(), time.perf_counter()
-        join_semaphore = asyncio.Semaphore(16)
-
-        async def join(peer: Peer) -> None:
-            async with join_semaphore:
-                await peer.join(options.room, timeout=120)
-
         await asyncio.gather(*(join(peer) for peer in group))
         await _settle(stats, 120)
         frames = stats.frames_total - frames0

@@ -20,6 +20,7 @@ HEADLINE: dict[str, tuple[str, str, bool]] = {
 
 LINES: list[tuple[str, str]] = [
     ("deliveries/s", "deliveries_per_s"),
+    ("deliveries/server CPU-s", "deliveries_per_server_cpu_s"),
     ("says/s", "says_per_s"),
     ("msg frame bytes", "msg_frame_bytes"),
     ("latency p50 ms", "latency.p50_ms"),
@@ -45,8 +46,10 @@ LINES: list[tuple[str, str]] = [
     ("presence server CPU s", "presence_server_cpu_seconds"),
     ("server CPU (cores)", "server_cpu"),
     ("server CPU seconds", "server_cpu_seconds"),
+    ("server CPU wait (cores)", "server_cpu_wait"),
     ("server RSS MB", "server_rss"),
     ("driver CPU (max, cores)", "driver_cpu"),
+    ("driver CPU wait (cores)", "driver_cpu_wait"),
     ("driver processes", "procs"),
     ("errors", "errors"),
 ]

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # A driver process above this share of one core is probably what limits the figures.
 DRIVER_BUSY = 0.85
+CPU_WAIT_WARN = 0.1
 PORTS_PER_SOURCE = 8_000  # connections per 127.0.0.x source address, well under the range
 
 
@@ -156,12 +157,12 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
         end = start + int(shape.duration * 1e9) if shape.kind == "traffic" else start
         for link in links:
             link.send({"go": {"publish_from": publish_from, "start": start, "end": end}})
-        cpu0 = cpu1 = None
+        cpu0 = cpu1 = wait0 = wait1 = None
         if shape.kind == "traffic":
             _sleep_until_ns(start)
-            cpu0 = watch.cpu()
+            cpu0, wait0 = watch.cpu(), watch.run_queue_wait()
             _sleep_until_ns(end)
-            cpu1 = watch.cpu()
+            cpu1, wait1 = watch.cpu(), watch.run_queue_wait()
         wait = 60 + shape.clients / 100 + (shape.duration if shape.kind == "traffic" else 0)
         results = [_recv(link, wait, "result")["result"] for link in links]
         connected_seconds = time.monotonic() - began_connect
@@ -190,6 +191,18 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
         figures["says_per_s"] = round(figures["published"] / (seconds + options.warmup + 0.3))
         if cpu0 is not None and cpu1 is not None:
             figures["server_cpu"] = round((cpu1 - cpu0) / seconds, 3)
+            if cpu1 > cpu0:
+                # Robust to a shared machine: what one CPU-second of the server delivers.
+                figures["deliveries_per_server_cpu_s"] = round(
+                    figures["deliveries"] / (cpu1 - cpu0))
+        if wait0 is not None and wait1 is not None:
+            # Share of the run the server was runnable but another process had its CPU.
+            figures["server_cpu_wait"] = round((wait1 - wait0) / seconds, 3)
+            if figures["server_cpu_wait"] > CPU_WAIT_WARN:
+                figures.setdefault("warnings", []).append(
+                    f"the server waited {figures['server_cpu_wait']:.0%} of a core for a CPU: "
+                    "other processes compete with it, so rates are understated (see "
+                    "deliveries_per_server_cpu_s)")
         figures["server_rss"] = rss_end
     elif shape.kind == "idle":
         if rss_before is not None and rss_connected is not None:
@@ -244,6 +257,9 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["error_kinds"] = errors
     out["closed_early"] = closed
     out["driver_cpus"] = [r.get("driver_cpu") for r in results]
+    waits = [r["driver_cpu_wait"] for r in results if r.get("driver_cpu_wait") is not None]
+    if waits:
+        out["driver_cpu_wait"] = round(max(waits), 3)
     return out
 
 

@@ -165,7 +165,29 @@ class ServerWatch:
         times = self.process.cpu_times()
         return float(times.user + times.system)
 
+    def run_queue_wait(self) -> float | None:
+        """Seconds the server's threads were ready to run but waited for a CPU (Linux).
+
+        On a shared machine this is the time other processes took from the server: a
+        figure measured while it is large says more about the neighbours than about cfm.
+        """
+        if self.process is None:
+            return None
+        return run_queue_wait(self.process.pid)
+
     def rss(self) -> int | None:
         if self.process is None:
             return None
         return int(self.process.memory_info().rss)
+
+
+def run_queue_wait(pid: int) -> float | None:
+    """Sum of the run-queue wait of every thread of ``pid`` from /proc, in seconds."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                total += int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9

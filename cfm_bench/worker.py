@@ -15,6 +15,7 @@ receiving peer measures send → receipt latency on the system-wide monotonic cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import resource
@@ -27,6 +28,7 @@ import msgpack
 
 from cfm_bench.histogram import Histogram
 from cfm_bench.peer import Peer, Stats
+from cfm_bench.target import run_queue_wait
 
 # The window of a max-rate publisher: says in flight before it waits for its probe (a
 # peer in the same process and room) to see them delivered. It keeps the server busy
@@ -94,6 +96,7 @@ class Worker:
         self.end_ns = 0
         self.publishers: dict[str, Publisher] = {}
         self.connect_failures = 0
+        self.cpu_wait: float | None = None
         self.closed_early: dict[str, int] = {}
         self.filler = "x" * max(0, spec.size - 20)
 
@@ -252,13 +255,15 @@ class Worker:
         self.start_ns, self.end_ns = go["start"], go["end"]
         warm_ns = go.get("publish_from", self.start_ns)
         await _sleep_until(warm_ns)
-        cpu0 = process_cpu()
+        cpu0, wait0 = process_cpu(), run_queue_wait(os.getpid())
         await self.publish(self.end_ns)
-        cpu1 = process_cpu()
+        cpu1, wait1 = process_cpu(), run_queue_wait(os.getpid())
         # Let what is in flight arrive (not counted) so the server is not torn down mid-write.
         await self._drain(1.0)
-        self._finish(connect_seconds, go, cpu=(cpu1 - cpu0) / max(1e-9, (self.end_ns - warm_ns)
-                                               / 1e9))
+        seconds = max(1e-9, (self.end_ns - warm_ns) / 1e9)
+        self.cpu_wait = (wait1 - wait0) / seconds if wait0 is not None and wait1 is not None \
+            else None
+        self._finish(connect_seconds, go, cpu=(cpu1 - cpu0) / seconds)
 
     async def _recv_go_after_ready(self, ready: dict[str, Any]) -> dict[str, Any]:
         self._send({"ready": ready})
@@ -290,6 +295,7 @@ class Worker:
             "connect_failures": self.connect_failures,
             "published": sum(p.count for p in self.publishers.values()),
             "driver_cpu": cpu,
+            "driver_cpu_wait": self.cpu_wait,
             "closed_early": closed,
             "rss": _rss(),
             **self.stats.as_dict(),
@@ -319,10 +325,8 @@ def worker_main(spec: WorkerSpec, link: Connection) -> None:
     """The entry point of a driver process."""
     raise_nofile()
     if spec.cpus:
-        try:
+        with contextlib.suppress(OSError):
             os.sched_setaffinity(0, spec.cpus)
-        except OSError:
-            pass
 
     async def main() -> None:
         worker = Worker(spec, link)

@@ -216,11 +216,14 @@ class Client:
         try:
             ws, welcome = await self._open()
         except ClientError as exc:
-            self._closed = True
-            self._set_state(ConnectionState.CLOSED, reason=str(exc))
-            self._fail_all(exc)
-            self._events.put_nowait(_END)
+            self._end(exc)
             raise
+        except BaseException:  # cancelled: this client will not connect any more
+            self._end(ClientError("closed", "connect() was cancelled"))
+            raise
+        if self._closed:  # close() was called while we were signing in
+            await ws.close()
+            raise ClientError("closed", "the client was closed while connecting")
         self._on_welcome(ws, welcome)
         self._task = asyncio.create_task(self._supervise(ws), name=f"cfm-client-{self.name}")
         return welcome
@@ -477,6 +480,9 @@ class Client:
         except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as exc:
             await ws.close()
             raise ClientError("connect_failed", f"sign-in to {self.url} failed: {exc!r}") from exc
+        except BaseException:  # cancelled mid-sign-in: drop the socket without waiting
+            ws.transport.abort()
+            raise
 
     def _on_welcome(self, ws: Any, welcome: f.Welcome) -> None:
         self._ws = ws

@@ -215,3 +215,23 @@ async def test_the_context_manager_connects_and_closes(server: Any) -> None:
         assert dave.state is ConnectionState.CONNECTED
         assert dave.welcome is not None and dave.welcome.name == "dave"
     assert dave.state is ConnectionState.CLOSED
+
+
+async def test_close_or_cancel_during_connect_leaves_nothing_running(server: Any) -> None:
+    alice = Client(server.url, "alice", token_file=False)
+    connecting = asyncio.create_task(alice.connect())
+    await asyncio.sleep(0)
+    await alice.close()
+    with pytest.raises(ClientError) as closed:
+        await connecting
+    assert closed.value.code == "closed"
+
+    bob = Client(server.url, "bob", token_file=False)
+    connecting = asyncio.create_task(bob.connect())
+    await asyncio.sleep(0)
+    connecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    assert bob.state is ConnectionState.CLOSED
+    await bob.close()
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("cfm-")] == []

@@ -381,6 +381,8 @@ class Client:
         slot = self._next_slot
         self._outbox[slot] = entry
         entry.future.add_done_callback(lambda _: self._outbox.pop(slot, None))
+        # A say whose caller gave up may still fail later: nobody needs to be told.
+        entry.future.add_done_callback(lambda fut: fut.cancelled() or fut.exception())
         if self._ready:
             self._write_entry(entry)
         return entry
@@ -439,8 +441,6 @@ class Client:
         for entry in list(self._outbox.values()):
             if not entry.future.done():
                 entry.future.set_exception(exc)
-                # Nobody may be awaiting a say whose caller gave up: mark it retrieved.
-                entry.future.exception()
 
     # --- the connection -------------------------------------------------------------
 

@@ -565,7 +565,10 @@ class Client:
                 except ProtocolError as exc:
                     log.warning("ignoring a bad frame from the server: %s", exc.msg)
                     continue
-                self._on_frame(frame)
+                try:
+                    self._on_frame(frame)
+                except Exception:  # one odd frame must not take the connection down
+                    log.exception("%s: handling %s failed", self.name, frame.T)
         except ConnectionClosed:
             pass
         finally:

@@ -67,7 +67,7 @@ class Peer:
     def _on_message(self, payload: bytes) -> None:
         stats = self.stats
         stats.frames_total += 1
-        if self.on_msg is not None and payload[1:3] == b"\xa1t" and payload[3:7] == b"\xa3msg":
+        if self.on_msg is not None and payload.startswith(b"\xa1t\xa3msg", 1):
             self.on_msg(payload)
             return
         t = frame_type(payload)

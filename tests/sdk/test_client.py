@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import stat
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,26 @@ async def test_close_or_cancel_during_connect_leaves_nothing_running(server: Any
     assert bob.state is ConnectionState.CLOSED
     await bob.close()
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("cfm-")] == []
+
+
+async def test_a_growing_backlog_of_unread_events_is_logged(
+    server_factory: Any, clients: Any, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cfm_common.client
+
+    monkeypatch.setattr(cfm_common.client, "EVENT_BACKLOG_WARNING", 40)  # not 10,000 here
+    server = await server_factory(rate_limits=False)
+    alice, bob = clients(server.url, "alice"), clients(server.url, "bob")
+    await alice.connect()
+    await bob.connect()
+    await alice.join(LOBBY)
+    await bob.join(LOBBY)
+    with caplog.at_level(logging.WARNING, logger="cfm_common.client"):
+        await asyncio.gather(*(bob.say(f"m{i}", room=LOBBY) for i in range(30)))
+        await alice.say("sync", room=LOBBY)  # all of bob's are in alice's queue by now
+        assert "alice: more than 40 events" not in caplog.text
+        await asyncio.gather(*(bob.say(f"n{i}", room=LOBBY) for i in range(30)))
+        await alice.say("sync", room=LOBBY)
+    assert caplog.text.count("alice: more than 40 events wait to be read") == 1
+    assert alice.state is ConnectionState.CONNECTED

@@ -67,7 +67,8 @@ class ChatOptions:
 
 
 class ChatApp(App[None]):
-    CSS_PATH = "styles/app.tcss"
+    # Absolute, so that subclasses defined elsewhere find it too.
+    CSS_PATH = Path(__file__).parent / "styles" / "app.tcss"
     TITLE = "cfm Messenger"
     COMMANDS = App.COMMANDS | {ChatCommands}
     BINDINGS: ClassVar[list[BindingType]] = [

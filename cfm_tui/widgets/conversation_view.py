@@ -48,6 +48,7 @@ class ConversationView(Vertical):
         self.state = state
         self.tz = tz
         self.loading_older = False
+        self._composed = False
         self._line_count = 0
         self._first_seq: int | None = None
 
@@ -78,13 +79,15 @@ class ConversationView(Vertical):
         return self.query_one(Transcript)
 
     def on_mount(self) -> None:
+        # Not `is_mounted`: that only turns true after this handler has run.
+        self._composed = True
         self.show()
 
     def show(self) -> None:
         """Render the room from the state (a no-op until the children exist)."""
         state, tz = self.state, self.tz
         conv = state.conversations.get(self.room)
-        if conv is None or not self.is_mounted:
+        if conv is None or not self._composed:
             return
         self.query_one(".conv-header", Static).update(render.conversation_header(self.room, state))
         lines = conv.lines()
@@ -103,7 +106,7 @@ class ConversationView(Vertical):
     def show_typing(self) -> None:
         state = self.state
         conv = state.conversations.get(self.room)
-        if not self.is_mounted:
+        if not self._composed:
             return
         names = conv.typing_names(state.clock()) if conv else []
         self.query_one(".conv-typing", Static).update(

@@ -1,0 +1,62 @@
+"""SVG snapshots of the main views, from seeded state (no server, fixed clock and zone).
+
+Update after a deliberate visual change with
+``.venv/bin/python -m pytest tests/tui/test_snapshots.py --snapshot-update``
+and look at the SVGs under ``tests/tui/__snapshots__/`` before committing them.
+"""
+
+from __future__ import annotations
+
+from cfm_common import rules
+from cfm_common.frames import Msg
+from cfm_tui.app import ChatApp, ChatOptions
+from cfm_tui.config import ChatConfig
+from tests.tui.seed import TZ, seeded_state, ts
+
+BOB = rules.dm_room("alice", "bob")
+
+
+def seeded_app(**kw) -> ChatApp:
+    options = ChatOptions(config=ChatConfig(idle_minutes=0), animations=False)
+    return ChatApp(options, state=seeded_state(**kw), tz=TZ)
+
+
+def test_sign_in(snap_compare, tmp_path):
+    options = ChatOptions(config=ChatConfig(name="alice", idle_minutes=0),
+                          data_dir=tmp_path, config_path=tmp_path / "chat.json",
+                          animations=False)
+    assert snap_compare(ChatApp(options), terminal_size=(120, 40))
+
+
+def test_buddy_list(snap_compare):
+    assert snap_compare(seeded_app(with_request=True), terminal_size=(120, 40))
+
+
+def test_conversation(snap_compare):
+    async def open_bob(pilot):
+        await pilot.app.open_dm("bob")
+        await pilot.pause()
+
+    assert snap_compare(seeded_app(), terminal_size=(120, 40), run_before=open_bob)
+
+
+def test_nudge_received(snap_compare):
+    async def nudge(pilot):
+        app = pilot.app
+        await app.open_dm("bob")
+        await app.apply_update(app.state.apply(Msg(BOB, 5, "bob", "", ts(-1), "nudge", "n1")))
+        await pilot.pause()
+
+    assert snap_compare(seeded_app(), terminal_size=(120, 40), run_before=nudge)
+
+
+def test_narrow_buddy_list(snap_compare):
+    assert snap_compare(seeded_app(), terminal_size=(80, 30))
+
+
+def test_narrow_conversation(snap_compare):
+    async def open_lobby(pilot):
+        await pilot.app.open_room("#lobby")
+        await pilot.pause()
+
+    assert snap_compare(seeded_app(), terminal_size=(80, 30), run_before=open_lobby)

@@ -23,6 +23,7 @@ from typing import Any
 
 import msgpack
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 
 SUBPROTOCOL = "cfm.v1"
 REPLAY_LIMIT = 500  # as cfm's default: the rest is paged with history{after}
@@ -103,6 +104,8 @@ class Relay:
                     for room in joined:
                         targets |= room.members
                     broadcast(targets, data)
+        except ConnectionClosed:
+            pass
         finally:
             for room in joined:
                 room.members.discard(ws)

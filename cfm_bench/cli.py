@@ -55,7 +55,7 @@ def bench(
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
     size: Annotated[int, typer.Option(help="Characters of text per message (>= 20: the send time).")] = 32,  # noqa: E501
     procs: Annotated[int | None, typer.Option(help="Driver processes (default: one per core not given to a spawned server).")] = None,  # noqa: E501
-    window: Annotated[int, typer.Option(help="At max rate: says in flight per publisher.")] = 64,
+    window: Annotated[int | None, typer.Option(help="At max rate: says in flight per publisher (default: 1,024 shared, at most 64 each).")] = None,  # noqa: E501
     messages: Annotated[int, typer.Option(help="replay: messages the reader missed.")] = 10_000,
     presence: Annotated[int, typer.Option(help="bigroom: presence changes after the joins.")] = 100,
     room: Annotated[str, typer.Option(help="bigroom: the room everyone joins.")] = "#lobby",

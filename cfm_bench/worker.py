@@ -35,6 +35,7 @@ from cfm_bench.target import run_queue_wait
 # without letting a slow driver pile up megabytes in the server's send buffers.
 DEFAULT_WINDOW = 64
 CONNECT_CONCURRENCY = 64
+STALL_SECONDS = 5.0
 
 
 @dataclass
@@ -213,10 +214,10 @@ class Worker:
                 pub.count += 1
             pub.event.clear()
             try:
-                async with asyncio.timeout(2.0):
+                async with asyncio.timeout(STALL_SECONDS):
                     await pub.event.wait()
             except TimeoutError:
-                self.stats.errors["publisher stalled 2 s (lost msgs?)"] += 1
+                self.stats.errors[f"publisher stalled {STALL_SECONDS:.0f} s (lost msgs?)"] += 1
                 pub.outstanding = 0
 
     async def _publish_rate(self, pub: Publisher, stop_ns: int, offset: float) -> None:

@@ -248,3 +248,37 @@ async def test_group_room_join_members_and_chat(server, tmp_path):
         await wait_until(pb, lambda: "anyone for chess?" in transcript_text(bob, "#games"),
                          "room message")
         assert "# games" in "\n".join(buddy_rows(bob))
+
+
+async def test_idle_goes_away_and_activity_comes_back(server, tmp_path):
+    from cfm_tui.idle import IdleTracker
+
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        bob.contact("add", "alice")
+        await wait_until(pb, lambda: bob.state.person("alice").status == "online", "alice seen")
+        clock = [0.0]
+        alice.idle = IdleTracker(1, clock=lambda: clock[0])
+        clock[0] = 61
+        alice._check_idle()
+        await wait_until(pb, lambda: bob.state.person("alice").status == "away", "auto-away")
+        await pa.press("down")
+        await wait_until(pb, lambda: bob.state.person("alice").status == "online", "back")
+
+
+async def test_command_palette_runs_actions(server, tmp_path):
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        titles = [title for title, _, _ in app.palette_commands()]
+        assert "Status: Be Right Back" in titles and "Join a group room…" in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"be right back")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.state.status == "brb", "status from the palette")
+        await pilot.press("f2")  # wide: only flips the flag, both panes stay
+        assert app.main.query_one("#buddy-pane").display

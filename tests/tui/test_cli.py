@@ -1,0 +1,38 @@
+"""`cfm chat`'s command line: options are checked before Textual starts."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cfm_cli.main import app
+from cfm_tui.cli import parse_status
+
+
+@pytest.mark.parametrize(("given", "status"), [
+    ("online", "online"), ("Busy", "busy"), ("be-right-back", "brb"), ("On the Phone", "phone"),
+    ("out_to_lunch", "lunch"), ("appear-offline", "invisible"), ("away", "away"),
+])
+def test_statuses_by_code_or_label(given, status):
+    assert parse_status(given) == status
+
+
+def test_unknown_status_is_refused():
+    with pytest.raises(typer.BadParameter):
+        parse_status("sleeping")
+
+
+def test_bad_options_exit_with_usage_errors():
+    runner = CliRunner()
+    result = runner.invoke(app, ["chat", "--status", "sleeping"])
+    assert result.exit_code == 2 and "sleeping" in result.output
+    result = runner.invoke(app, ["chat", "--name", "!"])
+    assert result.exit_code == 2
+
+
+def test_help_lists_the_options():
+    result = CliRunner().invoke(app, ["chat", "--help"])
+    assert result.exit_code == 0
+    for option in ("--server", "--name", "--status"):
+        assert option in result.output

@@ -30,6 +30,10 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", help="A TOML settings file. (default: <user config dir>/cfm/server.toml if it exists)")] = None,  # noqa: E501
     store: Annotated[str | None, typer.Option(help="sqlite (durable) or memory (gone at exit). (default: sqlite)")] = None,  # noqa: E501
     no_ai: Annotated[bool, typer.Option("--no-ai", help="Do not start the built-in AI contacts.")] = False,  # noqa: E501
+    ai_backend: Annotated[str | None, typer.Option(help="AI contacts' engine: offline (no network), openai (any OpenAI-compatible server) or workers-ai. (default: offline; env CFM_AI_BACKEND)")] = None,  # noqa: E501
+    ai_base_url: Annotated[str | None, typer.Option(help="Base URL of the AI backend, e.g. http://127.0.0.1:11434/v1 for Ollama. (env CFM_AI_BASE_URL)")] = None,  # noqa: E501
+    ai_model: Annotated[str | None, typer.Option(help="Model name for the AI backend. (env CFM_AI_MODEL; the API key only from CFM_AI_API_KEY)")] = None,  # noqa: E501
+    ai_account_id: Annotated[str | None, typer.Option(help="Cloudflare account id for --ai-backend workers-ai. (env CFM_AI_ACCOUNT_ID)")] = None,  # noqa: E501
     no_rate_limits: Annotated[bool, typer.Option("--no-rate-limits", help="Lift the per-session token buckets and the per-IP connection cap.")] = False,  # noqa: E501
     max_frame: Annotated[int | None, typer.Option(help="Largest WebSocket message in bytes (bigger: close 1009). (default: 65536)")] = None,  # noqa: E501
     max_text: Annotated[int | None, typer.Option(help="Longest message text in characters. (default: 4096)")] = None,  # noqa: E501
@@ -83,7 +87,9 @@ def serve(
         for item in set_values or ():
             key, value = parse_assignment(item)
             overrides[key] = value
-        settings = load_config(config, overrides)
+        ai_flags = {"backend": ai_backend, "base_url": ai_base_url, "model": ai_model,
+                    "account_id": ai_account_id}
+        settings = load_config(config, overrides, ai_flags=ai_flags)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     _setup_logging(log_level)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cfm_common import rules
+from cfm_server.ai import AIConfig, AIConfigError
 
 ENV_PREFIX = "CFM_"
 # Frame kinds with a per-session token bucket: (rate per second, burst).
@@ -41,6 +42,8 @@ class ServerConfig:
 
     # --- who -----------------------------------------------------------------------
     ai_enabled: bool = True
+    # The AI contacts' own settings (the [ai] table, CFM_AI_*, --ai-* flags); None: defaults.
+    ai: AIConfig | None = None
     default_contacts: list[str] = field(default_factory=list)
     reserved_names: list[str] = field(
         default_factory=lambda: ["system", "admin", "administrator", "cfm", "root", "server"]
@@ -159,7 +162,8 @@ class ServerConfig:
 
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(ServerConfig)
-FIELD_NAMES = tuple(f.name for f in dataclasses.fields(ServerConfig))
+# Settings read from flat keys; ``ai`` has a table and an env prefix of its own.
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(ServerConfig) if f.name != "ai")
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -210,6 +214,7 @@ def default_config_file() -> Path:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The server settings of a TOML file, with its ``[ai]`` table (if any) under ``ai``."""
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
@@ -221,8 +226,15 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     # Accept both a flat file and one with a [server] table.
     table = raw.get("server", raw) if isinstance(raw.get("server"), dict) else raw
-    values = {}
+    values: dict[str, Any] = {}
+    ai_table = raw.get("ai")
+    if ai_table is not None:
+        if not isinstance(ai_table, dict):
+            raise ConfigError(f"config file {path}: [ai] must be a table")
+        values["ai"] = ai_table
     for key, value in table.items():
+        if key == "ai":
+            continue
         name = key.replace("-", "_")
         if name not in FIELD_NAMES:
             raise ConfigError(f"config file {path}: unknown setting {key!r}")
@@ -243,8 +255,14 @@ def load_config(
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    ai_flags: Mapping[str, Any] | None = None,
 ) -> ServerConfig:
-    """Defaults < TOML < ``CFM_*`` env < ``overrides`` (flags; None values are skipped)."""
+    """Defaults < TOML < ``CFM_*`` env < ``overrides`` (flags; None values are skipped).
+
+    The AI contacts' settings follow the same order: the ``[ai]`` table, ``CFM_AI_*``
+    and ``ai_flags`` (``backend``, ``base_url``, ``model``, ``account_id``; None: not given).
+    """
+    environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     if config_file is not None:
         values.update(read_toml(config_file))
@@ -252,10 +270,16 @@ def load_config(
         default = default_config_file()
         if default.is_file():
             values.update(read_toml(default))
-    values.update(read_env(os.environ if environ is None else environ))
+    values.update(read_env(environ))
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value
+    try:
+        values["ai"] = AIConfig.from_sources(
+            values.get("ai"), environ, no_ai=not values.get("ai_enabled", True), **(ai_flags or {})
+        )
+    except (AIConfigError, TypeError) as exc:
+        raise ConfigError(f"AI contacts: {exc}") from None
     return ServerConfig(**values).validate()
 
 

@@ -216,6 +216,27 @@ class Hub:
                 self._put_contact(user, contact_name, in_list=True)
         return user
 
+    def provision_bot(self, name: str, display: str, psm: str, status: str) -> str | None:
+        """A fresh token for a bot this server runs itself (the AI contacts).
+
+        Creates the identity if it is new, so nobody can claim the handle first, and
+        replaces the token of an existing bot identity (the server owns these; a lost
+        token file must not lock a persona out). Returns None, and changes nothing, when a
+        person already holds the handle.
+        """
+        name = rules.normalize_name(name)
+        token = secrets.token_urlsafe(32)
+        user = self.users.get(name)
+        if user is None:
+            record = UserRecord(name, hash_token(token), display, psm, status, True, now_ms())
+            user = self.users[name] = User(record)
+        elif not user.record.bot:
+            return None
+        else:
+            user.record.token_hash = hash_token(token)
+        self._write(self.store.put_user(user.record))
+        return token
+
     def _welcome(self, session: Session, user: User, token: str) -> Welcome:
         rooms = []
         for room_name in sorted(user.rooms):

@@ -12,12 +12,14 @@ every connection with ``close_code`` (1012 "restarting, reconnect" by default, 1
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http
 import logging
 import os
+import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -32,6 +34,9 @@ from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
 from cfm_server.session import Session
 from cfm_server.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from cfm_server.ai import AIConfig, AIContacts
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +90,27 @@ class Server:
         self._ip_counter = IpCounter(config.max_conns_per_ip if config.rate_limits else None)
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._ai: AIContacts | None = None
+        self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the store, load the hub and listen. Raises StoreError or OSError."""
         config = self.config.validate()
+        ai = self._ai_config()
+        # Every new user finds the AI contacts in their list, as MSN shipped its own.
+        extra = [h for h in ai.handles if h not in config.default_contacts] if ai.enabled else []
+        config = self.config = dataclasses.replace(
+            config, ai=ai, default_contacts=[*config.default_contacts, *extra]
+        )
         store, self.data_location = open_store(config)
         await store.open()
         self.store = store
         try:
             self.hub = Hub(config, store, self.metrics)
             self.hub.load()
+            ai_tokens = self._provision_ai_contacts(ai) if ai.enabled else {}
             origins: list[Any] | None = None
             if config.allowed_origins:
                 # Terminal clients send no Origin; only browsers' Origins are checked.
@@ -120,19 +134,69 @@ class Server:
             await store.close()
             raise
         log.info("listening on %s, data in %s", self.url, self.data_location)
-        if config.ai_enabled:
-            await self._start_ai_contacts()
+        if ai_tokens:
+            await self._start_ai_contacts(ai, ai_tokens)
 
-    async def _start_ai_contacts(self) -> None:
-        """Start the built-in AI contacts: SDK clients of ``self.url`` in this process.
+    # --- AI contacts ---------------------------------------------------------------------
 
-        The spot where ``cfm_server.ai`` is wired in; their handles belong in
-        ``config.default_contacts`` so every new user finds them in the contact list.
-        Keep their tasks on ``self`` and end them in ``_stop_ai_contacts``.
+    def _ai_config(self) -> AIConfig:
+        from cfm_server.ai import AIConfig
+
+        ai = self.config.ai if self.config.ai is not None else AIConfig()
+        if not self.config.ai_enabled and ai.enabled:
+            ai = dataclasses.replace(ai, enabled=False)
+        return ai
+
+    def _ai_token_dir(self) -> Path:
+        if self.config.store == "memory":
+            # Nothing outlives a memory server, its personas' tokens included.
+            self._ai_tokens = tempfile.TemporaryDirectory(prefix="cfm-ai-")
+            return Path(self._ai_tokens.name)
+        return self.config.resolved_data_dir() / "ai"
+
+    def _provision_ai_contacts(self, ai: AIConfig) -> dict[str, Path]:
+        """Create (or re-token) each persona's identity before anyone can connect.
+
+        Done before listening so that no person can claim a persona's handle first. The
+        token goes into the file the persona's SDK client reads.
         """
+        from cfm_common.tokens import write_token
+
+        assert self.hub is not None
+        token_dir = self._ai_token_dir()
+        files: dict[str, Path] = {}
+        for persona in ai.personas:
+            token = self.hub.provision_bot(
+                persona.handle, persona.display, persona.psm, persona.status
+            )
+            if token is None:
+                log.warning("AI contact %s not started: a person holds that handle",
+                            persona.handle)
+                continue
+            path = token_dir / f"{persona.key}.token"
+            write_token(path, token)
+            files[persona.handle] = path
+        return files
+
+    async def _start_ai_contacts(self, ai: AIConfig, tokens: dict[str, Path]) -> None:
+        """Start the built-in AI contacts: SDK clients of ``self.url`` in this process."""
+        from cfm_server.ai import start_ai_contacts
+
+        personas = tuple(p for p in ai.personas if p.handle in tokens)
+        token_dir = next(iter(tokens.values())).parent
+        self._ai = await start_ai_contacts(
+            ai, self.url, token_dir=token_dir, registry=self.metrics.registry,
+            personas=personas,
+        )
 
     async def _stop_ai_contacts(self) -> None:
         """End what ``_start_ai_contacts`` started (called first thing in ``stop``)."""
+        if self._ai is not None:
+            await self._ai.stop()
+            self._ai = None
+        if self._ai_tokens is not None:
+            self._ai_tokens.cleanup()
+            self._ai_tokens = None
 
     async def stop(self, close_code: int | None = None) -> None:
         """Stop accepting, flush, close every client with ``close_code``, close the store."""
@@ -143,8 +207,7 @@ class Server:
         code = self.config.shutdown_close_code if close_code is None else close_code
         reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server going away"
         try:
-            if self.config.ai_enabled:
-                await self._stop_ai_contacts()
+            await self._stop_ai_contacts()
             if self._ws is not None:
                 self._ws.server.close()  # stop accepting first
             if self.store is not None:

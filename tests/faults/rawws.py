@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
 from urllib.parse import urlsplit
 
@@ -58,9 +59,16 @@ class RawWebSocket:
 
     @classmethod
     async def open(cls, url: str, extra_headers: dict[str, str] | None = None,
-                   timeout: float = 5.0) -> RawWebSocket:
+                   timeout: float = 5.0, rcvbuf: int | None = None) -> RawWebSocket:
+        """Connect and upgrade; ``rcvbuf`` shrinks the socket's receive buffer (a client
+        that reads slowly then fills the server's buffers, not the kernel's)."""
         parts = urlsplit(url)
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
         ws = cls(reader, writer)
         writer.write(upgrade_request(url, extra_headers))
         await writer.drain()

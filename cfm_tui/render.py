@@ -7,8 +7,10 @@ name is shown as typed.
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, tzinfo
 
+from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
@@ -90,8 +92,13 @@ def format_time(ts_ms: int, tz: tzinfo | None) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=tz).strftime("%H:%M")
 
 
-def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None) -> Text:
-    """The conversation as MSN drew it: "alice says (12:34):" then the indented text."""
+def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
+               width: int | None = None) -> Text:
+    """The conversation as MSN drew it: "alice says (12:34):" then the indented text.
+
+    With ``width`` the message bodies are wrapped here, so that wrapped lines keep their
+    indent (a plain ``Text`` would wrap them back to column 0).
+    """
     out = Text()
     previous: TranscriptLine | None = None
     for line in lines:
@@ -115,8 +122,9 @@ def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None)
                 if pending:
                     out.append("  sending…", style=PSM_STYLE)
                 out.append("\n")
-            body = _indent(replace_emoticons(clean_text(line.text)), INDENT)
-            out.append(body, style=PENDING_STYLE if pending else None)
+            body = replace_emoticons(clean_text(line.text))
+            out.append(_wrap_indented(body, INDENT, width),
+                       style=PENDING_STYLE if pending else None)
         previous = line
     return out
 
@@ -132,6 +140,21 @@ def _continues(previous: TranscriptLine | None, line: TranscriptLine) -> bool:
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + part for part in text.split("\n"))
+
+
+_WRAP_CONSOLE = Console(file=io.StringIO(), width=200, color_system=None, legacy_windows=False)
+
+
+def _wrap_indented(text: str, prefix: str, width: int | None) -> str:
+    """Indent every line, wrapping (by terminal cells, emoji are two) to ``width``."""
+    if width is None or width <= len(prefix) + 8:
+        return _indent(text, prefix)
+    room = width - len(prefix)
+    wrapped: list[str] = []
+    for part in text.split("\n"):
+        pieces = Text(part).wrap(_WRAP_CONSOLE, room, overflow="fold") if part else [Text("")]
+        wrapped.extend(prefix + piece.plain.rstrip() for piece in pieces)
+    return "\n".join(wrapped)
 
 
 def typing_line(names: list[str], state: ChatState) -> Text:

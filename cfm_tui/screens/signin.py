@@ -45,17 +45,19 @@ class SignInScreen(Screen[None]):
             yield Static(Text(LOGO), id="signin-logo")
             yield Static(Text(TAGLINE), id="signin-tagline")
             yield Label("Handle:")
-            yield Input(name, placeholder="e.g. alice", id="signin-name", max_length=24)
+            yield Input(name, placeholder="e.g. alice", id="signin-name", max_length=24,
+                        compact=True)
             yield Label("Display name:")
             yield Input(display, placeholder="how others see you (optional)",
-                        id="signin-display", max_length=rules.MAX_DISPLAY)
+                        id="signin-display", max_length=rules.MAX_DISPLAY, compact=True)
             yield Label("Status:")
-            yield Select(STATUS_CHOICES, allow_blank=False, value=status, id="signin-status")
+            yield Select(STATUS_CHOICES, allow_blank=False, value=status, id="signin-status",
+                         compact=True)
             yield Label("Server:")
             yield Input(server, placeholder="empty: a local server on this machine",
-                        id="signin-server")
+                        id="signin-server", compact=True)
             yield Static(id="signin-error")
-            yield Button("Sign In", id="signin-button", variant="primary")
+            yield Button("Sign In", id="signin-button", variant="primary", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:

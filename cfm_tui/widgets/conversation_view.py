@@ -96,7 +96,8 @@ class ConversationView(Vertical):
                      and first_seq < self._first_seq)
         self._first_seq = first_seq
         if lines or self._line_count:
-            self.transcript.show(render.transcript(lines, state, tz), prepended=prepended)
+            text = render.transcript(lines, state, tz, width=self.transcript.text_width())
+            self.transcript.show(text, prepended=prepended)
         self._line_count = len(lines)
         if self.is_group:
             members = render.member_lines(conv.members or set(), state)
@@ -119,6 +120,10 @@ class ConversationView(Vertical):
     def on_composer_typed(self, event: Composer.Typed) -> None:
         event.stop()
         self.post_message(self.Typed(self.room))
+
+    def on_transcript_resized(self, event: Transcript.Resized) -> None:
+        event.stop()
+        self.show()
 
     def on_transcript_reached_top(self, event: Transcript.ReachedTop) -> None:
         event.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.message import Message
@@ -12,6 +13,21 @@ from textual.widgets import Static
 class Transcript(VerticalScroll, can_focus=True):
     class ReachedTop(Message):
         """The user scrolled to the top: time to fetch older messages, if any."""
+
+    class Resized(Message):
+        """The width changed: the text has to be wrapped again."""
+
+    _last_width = 0
+
+    def text_width(self) -> int | None:
+        """Cells a line of text may use, or None before the first layout."""
+        width = self.scrollable_content_region.width - 1  # room for the scroll bar
+        return width if width > 0 else None
+
+    def on_resize(self, event: events.Resize) -> None:
+        if event.size.width != self._last_width:
+            self._last_width = event.size.width
+            self.post_message(self.Resized())
 
     def compose(self) -> ComposeResult:
         yield Static(id="transcript-body")

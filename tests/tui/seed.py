@@ -42,7 +42,8 @@ def seeded_state(*, with_request: bool = False) -> ChatState:
     for msg in (
         Msg(dm_bob, 1, "bob", "hey alice :)", ts(-12), "text", "b1"),
         Msg(dm_bob, 2, "alice", "hi bob! how are the exams? (Y)", ts(-11), "text", "a1"),
-        Msg(dm_bob, 3, "bob", "awful :( but nearly done\nthree to go", ts(-10), "text", "b2"),
+        Msg(dm_bob, 3, "bob", "awful :( but nearly done\nthree to go, then it is summer at "
+            "last and we can all go to the lake for a whole week (H)", ts(-10), "text", "b2"),
         Msg(dm_bob, 4, "bob", "\x1b]0;pwned\x07[bold]not bold[/] \x1b[2Jstill here", ts(-9),
             "text", "b3"),
         Msg("#lobby", 1, "erin", "welcome to the lobby (H)", ts(-30), "text", "e1"),

@@ -3,6 +3,7 @@ terminal. Seeded state where the server would refuse the bytes; a live server fo
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.widgets import Static
 
 from cfm_common import rules
@@ -67,3 +68,12 @@ async def test_markup_through_a_live_server(server, tmp_path, monkeypatch):
         await wait_until(pb, lambda: "[bold]not bold[/] [/]" in transcript_text(bob, BOB),
                          "literal markup at bob")
         assert "[red]Alice[/red] says" in transcript_text(bob, BOB)
+
+
+def test_wrapped_lines_keep_their_indent():
+    state = seeded_state()
+    state.apply(Msg(BOB, 9, "bob", "word " * 30 + "😀" * 20, ts(0), "text", "w"))
+    text = transcript(state.conversations[BOB].lines(), state, TZ, width=40)
+    body = text.plain.split("Bob says (10:00):\n")[1].split("\n")
+    assert len(body) > 3
+    assert all(line.startswith("  ") and cell_len(line) <= 40 for line in body)

@@ -135,6 +135,10 @@ async def _settle(stats: Stats, limit: float) -> None:
         await asyncio.sleep(SETTLE_SECONDS)
 
 
+def _bytes_in(peers: list[Peer]) -> int:
+    return sum(peer.conn.bytes_in for peer in peers if peer.conn is not None)
+
+
 async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
                    watch: ServerWatch) -> dict[str, Any]:
     run = secrets.token_hex(3)
@@ -147,7 +151,7 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
             return await _connect(target, f"g{run}{i:05d}", stats)
 
     began = time.perf_counter()
-    peers = await asyncio.gather(*(connect(i) for i in range(n)))
+    peers = list(await asyncio.gather(*(connect(i) for i in range(n))))
     connect_seconds = time.perf_counter() - began
     await _settle(stats, 30)
 
@@ -166,9 +170,11 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
     for first in range(0, n, batch):
         group = peers[first:first + batch]
         frames0, cpu0, t0 = stats.frames_total, watch.cpu(), time.perf_counter()
+        bytes0 = _bytes_in(peers)
         await asyncio.gather(*(join(peer) for peer in group))
         await _settle(stats, 120)
         frames = stats.frames_total - frames0
+        join_bytes = _bytes_in(peers) - bytes0
         cpu = watch.cpu()
         step = {
             "members_after": first + len(group),
@@ -176,6 +182,7 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
             "seconds": round(time.perf_counter() - t0 - SETTLE_SECONDS, 3),
             "frames": frames,
             "frames_per_join": round(frames / len(group), 1),
+            "bytes_per_join": round(join_bytes / len(group)),
         }
         if cpu is not None and cpu0 is not None:
             step["server_cpu_seconds"] = round(cpu - cpu0, 3)
@@ -196,7 +203,7 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
     presence_seconds = time.perf_counter() - t0 - SETTLE_SECONDS
     cpu1 = watch.cpu()
 
-    bytes_in = sum(peer.conn.bytes_in for peer in peers if peer.conn is not None)
+    bytes_in = _bytes_in(peers)
     for peer in peers:
         peer.close()
     await asyncio.gather(*(peer.closed(5.0) for peer in peers))
@@ -211,6 +218,7 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
         "connect_seconds": round(connect_seconds, 2),
         "join_seconds": round(join_seconds, 2),
         "join_frames": join_frames,
+        "join_bytes": sum(step["bytes_per_join"] * step["joins"] for step in steps),
         "join_frames_per_member_squared": round(join_frames / (n * n), 3),
         "join_server_cpu_seconds": round(cpu_join, 2) if cpu0 is not None else None,
         "join_steps": steps,

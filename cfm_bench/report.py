@@ -29,6 +29,7 @@ LINES: list[tuple[str, str]] = [
     ("latency samples", "latency.samples"),
     ("connected", "connected"),
     ("connects/s", "connects_per_s"),
+    ("server CPU µs/connect", "server_cpu_us_per_connect"),
     ("connect p50 ms", "connect_latency.p50_ms"),
     ("connect p99 ms", "connect_latency.p99_ms"),
     ("server bytes/connection", "rss_per_connection"),
@@ -40,6 +41,7 @@ LINES: list[tuple[str, str]] = [
     ("history pages", "history_pages"),
     ("join frames", "join_frames"),
     ("join frames / members²", "join_frames_per_member_squared"),
+    ("join bytes", "join_bytes"),
     ("join seconds", "join_seconds"),
     ("join server CPU s", "join_server_cpu_seconds"),
     ("presence frames / change", "presence_frames_per_change"),
@@ -84,7 +86,8 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"  {label:<26} {_fmt(label, value)}")
     for step in result.get("join_steps", ()):
         lines.append(f"    {step['members_after']:>6} members: {step['frames_per_join']:>9} "
-                     f"frames/join, {step.get('server_cpu_seconds', '?')} server CPU s")
+                     f"frames/join, {step['bytes_per_join']:>9,} bytes/join, "
+                     f"{step.get('server_cpu_seconds', '?')} server CPU s")
     if result.get("error_kinds"):
         lines.append(f"  error kinds: {result['error_kinds']}")
     if result.get("closed_early"):

@@ -190,6 +190,8 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
     if not shape.rate:
         figures["window"] = window
     figures["size"] = options.size
+    if shape.kind != "traffic":
+        del figures["latency"]
     if shape.kind == "traffic":
         seconds = shape.duration
         figures["duration"] = seconds
@@ -223,6 +225,8 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
         figures["connects_per_s"] = round(figures["connected"] / slowest) if slowest else None
         if cpu_connected is not None and cpu_end is not None:
             figures["server_cpu_seconds"] = round(cpu_end - cpu_connected, 3)
+            figures["server_cpu_us_per_connect"] = round(
+                (cpu_end - cpu_connected) / max(1, figures["connected"]) * 1e6)
         figures["server_rss"] = rss_end
     if cpu_before_connect is not None and cpu_connected is not None:
         figures["server_cpu_seconds_connecting"] = round(cpu_connected - cpu_before_connect, 3)

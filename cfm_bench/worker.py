@@ -250,8 +250,10 @@ class Worker:
         spec = self.spec
         if spec.wait_go_before_connect:
             go = await self._recv_go_after_ready({})
+            cpu0 = process_cpu()
             connect_seconds = await self.connect_all()
-            self._finish(connect_seconds, go)
+            self._finish(connect_seconds, go,
+                         cpu=(process_cpu() - cpu0) / max(1e-9, connect_seconds))
             return
         connect_seconds = await self.connect_all()
         gc.collect()
@@ -268,9 +270,12 @@ class Worker:
         cpu1, wait1 = process_cpu(), run_queue_wait(os.getpid())
         # Let what is in flight arrive (not counted) so the server is not torn down mid-write.
         await self._drain(1.0)
-        seconds = max(1e-9, (self.end_ns - warm_ns) / 1e9)
-        self.cpu_wait = (wait1 - wait0) / seconds if wait0 is not None and wait1 is not None \
-            else None
+        seconds = (self.end_ns - warm_ns) / 1e9
+        if seconds < 0.1:  # no traffic phase (idle): no rate to speak of
+            self._finish(connect_seconds, go)
+            return
+        if wait0 is not None and wait1 is not None:
+            self.cpu_wait = (wait1 - wait0) / seconds
         self._finish(connect_seconds, go, cpu=(cpu1 - cpu0) / seconds)
 
     async def _recv_go_after_ready(self, ready: dict[str, Any]) -> dict[str, Any]:

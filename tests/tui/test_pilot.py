@@ -282,3 +282,40 @@ async def test_command_palette_runs_actions(server, tmp_path):
         await wait_until(pilot, lambda: app.state.status == "brb", "status from the palette")
         await pilot.press("f2")  # wide: only flips the flag, both panes stay
         assert app.main.query_one("#buddy-pane").display
+
+
+@pytest.mark.parametrize("count", [
+    100,
+    pytest.param(80, marks=pytest.mark.xfail(strict=True, reason=(
+        "server bug: Hub.history with `before` drops the oldest messages of a short last "
+        "page (del msgs[: len(msgs) - limit] with a negative bound)"))),
+])
+async def test_older_history_loads_when_scrolling_up(server_factory, tmp_path, count):
+    from cfm_common.client import Client
+
+    server = await server_factory(rate_limits=False)
+    # alice reads them all on another device: nothing is unread when she signs in here.
+    async with Client(server.url, "alice") as other_device, \
+            Client(server.url, "bob", token_file=False) as bob:
+        for i in range(1, count + 1):
+            await bob.say(f"message {i}", to="alice")
+        await other_device.mark_read(DM, count)
+        await other_device.history(DM, limit=1)  # a round trip: the read mark is stored
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        conv = app.state.conversations[DM]
+        assert conv.latest_seq == count and conv.messages == []
+        await app.open_dm("bob")
+        await wait_until(pilot, lambda: f"message {count}" in transcript_text(app, DM),
+                         "newest page")
+        assert conv.oldest_seq == count - 49
+        assert f"message {count - 50}\n" not in transcript_text(app, DM)
+        transcript = active_view(app).transcript
+        # The newest page is shown from its end; the reader then scrolls to the top.
+        await wait_until(pilot, lambda: 0 < transcript.max_scroll_y == transcript.scroll_y,
+                         "the transcript scrolled to its end")
+        transcript.scroll_home(animate=False)
+        await wait_until(pilot, lambda: conv.loaded_all, "the older page")
+        assert [m.seq for m in conv.messages] == list(range(1, count + 1))
+        await wait_until(pilot, lambda: "message 1\n" in transcript_text(app, DM), "shown")

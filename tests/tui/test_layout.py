@@ -1,0 +1,73 @@
+"""Layout and window behaviour on seeded state: narrow panes, the shake, tab titles."""
+
+from __future__ import annotations
+
+from cfm_common import rules
+from cfm_common.frames import Msg
+from cfm_tui.app import ChatApp, ChatOptions
+from cfm_tui.config import ChatConfig
+from tests.tui.seed import TZ, seeded_state, ts
+
+BOB = rules.dm_room("alice", "bob")
+
+
+def app_with(animations: bool = False) -> ChatApp:
+    options = ChatOptions(config=ChatConfig(idle_minutes=0, bell=True), animations=animations)
+    return ChatApp(options, state=seeded_state(), tz=TZ)
+
+
+async def test_narrow_shows_one_pane_and_f2_switches():
+    app = app_with()
+    async with app.run_test(size=(80, 30)) as pilot:
+        await pilot.pause()
+        main = app.main
+        assert main.has_class("-narrow")
+        buddy, chat = main.query_one("#buddy-pane"), main.query_one("#chat-pane")
+        assert buddy.display and not chat.display
+        await app.open_dm("bob")  # opening a conversation shows it
+        await pilot.pause()
+        assert chat.display and not buddy.display
+        assert app.focused is main.active_view().composer
+        await pilot.press("f2")
+        assert buddy.display and not chat.display
+        await pilot.press("f2")
+        assert chat.display and not buddy.display
+
+
+async def test_wide_shows_both_panes():
+    app = app_with()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert not app.main.has_class("-narrow")
+        assert app.main.query_one("#buddy-pane").display
+        await pilot.resize_terminal(90, 40)
+        await pilot.pause()
+        assert app.main.has_class("-narrow")
+
+
+async def test_a_received_nudge_shakes_the_window_and_it_comes_back():
+    app = app_with(animations=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        window = app.main.query_one("#window")
+        offsets = set()
+        await app.apply_update(app.state.apply(Msg(BOB, 5, "bob", "", ts(0), "nudge", "n")))
+        for _ in range(40):
+            offsets.add((window.styles.offset.x.value, window.styles.offset.y.value))
+            await pilot.pause(0.02)
+        assert len(offsets) > 1  # it moved
+        assert (window.styles.offset.x.value, window.styles.offset.y.value) == (0, 0)
+        assert app.main.shakes == 1 and app.bells == 1
+
+
+async def test_background_tab_title_counts_unread():
+    app = app_with()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await app.open_room("#lobby")
+        await app.apply_update(app.state.apply(Msg(BOB, 5, "bob", "psst", ts(0), "text", "p")))
+        await pilot.pause()
+        tabs = app.main.query_one("#tabs")
+        titles = [str(tab.label) for tab in tabs.query("ContentTab")]
+        assert any(t.startswith("Bob (") for t in titles), titles
+        assert app.main.active_room == "#lobby"

@@ -122,32 +122,35 @@ async def _run(settings: Any) -> int:
     from cfm_server.server import Server
     from cfm_server.store import StoreError
 
-    server = Server(settings)
-    try:
-        await server.start()
-    except StoreError as exc:
-        typer.echo(f"cfm serve: {exc}", err=True)
-        return EXIT_CONFIG
-    except OSError as exc:
-        typer.echo(
-            f"cfm serve: cannot listen on {settings.host}:{settings.port}: "
-            f"{exc.strerror or exc}; pick another --host/--port",
-            err=True,
-        )
-        return EXIT_CONFIG
-    typer.echo(f"cfm serve: listening on {server.url}", err=False)
-    typer.echo(f"cfm serve: data in {server.data_location}")
-    typer.echo("cfm serve: health at " + server.http_url + "/healthz, metrics at /metrics")
-
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
+    # Before anything is announced: a supervisor may send SIGTERM the moment it reads
+    # "listening", and that must be a clean shutdown, not the default death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
     try:
-        await stop_requested.wait()
+        server = Server(settings)
+        try:
+            await server.start()
+        except StoreError as exc:
+            typer.echo(f"cfm serve: {exc}", err=True)
+            return EXIT_CONFIG
+        except OSError as exc:
+            typer.echo(
+                f"cfm serve: cannot listen on {settings.host}:{settings.port}: "
+                f"{exc.strerror or exc}; pick another --host/--port",
+                err=True,
+            )
+            return EXIT_CONFIG
+        typer.echo(f"cfm serve: listening on {server.url}", err=False)
+        typer.echo(f"cfm serve: data in {server.data_location}")
+        typer.echo("cfm serve: health at " + server.http_url + "/healthz, metrics at /metrics")
+        try:
+            await stop_requested.wait()
+        finally:
+            typer.echo("cfm serve: shutting down")
+            await server.stop()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        typer.echo("cfm serve: shutting down")
-        await server.stop()
     return 0

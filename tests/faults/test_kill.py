@@ -129,3 +129,12 @@ async def test_sigterm_under_traffic_closes_1012_and_everyone_resumes(
     checked = await converge(clients, recorders, ledger)
     assert checked == len(ledger.acks)
     print(f"\nfaults: SIGTERM acked={len(ledger.acks)} checked={checked} lost=0 doubled=0")
+
+
+async def test_sigterm_the_moment_it_listens_is_a_clean_shutdown(tmp_path: Any) -> None:
+    """A supervisor may stop the server as soon as it reads "listening"."""
+    server = ServerProcess(tmp_path / "data")
+    for _ in range(3):
+        await server.start()
+        server.terminate()
+        assert await server.wait() == 0

@@ -271,6 +271,11 @@ class SqliteStore(Store):
                 )
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             self._migrate(conn, version)
+            # In WAL mode reads get past another program's write lock (an sqlite3 shell
+            # inside a transaction): take the write lock once now, so such a lock is a
+            # clear error at start-up rather than failed acks later.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
         except StoreError:
             conn.close()
             raise

@@ -71,7 +71,7 @@ class CuttingProxy:
         # anywhere in the conversation.
         budget: list[int | None] = [None]
         try:
-            done, pending = await asyncio.wait(
+            _, pending = await asyncio.wait(
                 [asyncio.create_task(self._pump(reader, up_writer, budget)),
                  asyncio.create_task(self._pump(up_reader, writer, budget))],
                 return_when=asyncio.FIRST_COMPLETED,

@@ -583,7 +583,7 @@ class Hub:
         else:
             msgs = self.store.history_before(room.name, frame.before, limit + 1)
             more = len(msgs) > limit
-            del msgs[: len(msgs) - limit]
+            del msgs[: max(0, len(msgs) - limit)]  # the extra one is the oldest
         session.send_frame(History(room.name, tuple(msgs), more))
 
     def read(self, session: Session, frame: MarkRead) -> None:

@@ -128,6 +128,10 @@ async def test_history_pages_both_ways(server) -> None:
         await alice.send({"t": "history", "room": "#lobby", "before": 3, "limit": 5})
         page = await alice.recv_until("history")
         assert [m["seq"] for m in page["msgs"]] == [1, 2] and page["more"] is False
+        # A last page shorter than the limit but more than half of it comes whole.
+        await alice.send({"t": "history", "room": "#lobby", "before": 8, "limit": 10})
+        page = await alice.recv_until("history")
+        assert [m["seq"] for m in page["msgs"]] == [1, 2, 3, 4, 5, 6, 7] and page["more"] is False
         await alice.send({"t": "history", "room": "#lobby", "after": 0, "limit": 5})
         page = await alice.recv_until("history")
         assert [m["seq"] for m in page["msgs"]] == [1, 2, 3, 4, 5] and page["more"] is True

@@ -284,12 +284,7 @@ async def test_command_palette_runs_actions(server, tmp_path):
         assert app.main.query_one("#buddy-pane").display
 
 
-@pytest.mark.parametrize("count", [
-    100,
-    pytest.param(80, marks=pytest.mark.xfail(strict=True, reason=(
-        "server bug: Hub.history with `before` drops the oldest messages of a short last "
-        "page (del msgs[: len(msgs) - limit] with a negative bound)"))),
-])
+@pytest.mark.parametrize("count", [100, 80])
 async def test_older_history_loads_when_scrolling_up(server_factory, tmp_path, count):
     from cfm_common.client import Client
 

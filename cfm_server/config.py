@@ -68,6 +68,10 @@ class ServerConfig:
     abuse_max: int = 30  # errors or rate-limit breaches ...
     abuse_window: float = 10.0  # ... within this many seconds close the session (4008)
     nudge_interval: float = 5.0  # at most one nudge per (sender, target) per this many s
+    # Inbound bytes per session, spent before decoding (each frame costs its size + 256):
+    # a frame over the budget is dropped unread with rate_limited.
+    recv_rate: float = 65536.0
+    recv_burst: int = 262144
 
     # Token buckets: frames per second, and the burst a session may use at once.
     say_rate: float = 20.0
@@ -151,6 +155,8 @@ class ServerConfig:
         need(self.abuse_max >= 1, "abuse_max must be >= 1")
         need(self.abuse_window > 0, "abuse_window must be > 0 seconds")
         need(self.nudge_interval >= 0, "nudge_interval must be >= 0 seconds")
+        need(self.recv_rate > 0, "recv_rate must be > 0 bytes per second")
+        need(self.recv_burst >= 1, "recv_burst must be >= 1 byte")
         for kind in RATE_KINDS:
             rate, burst = self.rate(kind)
             need(rate > 0, f"{kind}_rate must be > 0 per second")

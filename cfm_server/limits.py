@@ -25,14 +25,15 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = now
 
-    def take(self, now: float) -> int:
-        """Spend a token: 0 if there was one, else the milliseconds until there is."""
+    def take(self, now: float, cost: float = 1.0) -> int:
+        """Spend ``cost`` tokens: 0 if there were enough, else the milliseconds until there
+        are (nothing is spent then)."""
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0
-        return max(1, math.ceil((1.0 - self.tokens) / self.rate * 1000))
+        return max(1, math.ceil((cost - self.tokens) / self.rate * 1000))
 
 
 class AbuseMeter:
@@ -51,22 +52,38 @@ class AbuseMeter:
         return len(self.events) == self.limit and now - self.events[0] <= self.window
 
 
-class SessionLimits:
-    """The per-session buckets; ``check(kind)`` answers 0 or a ``retry_ms``."""
+# What one inbound frame costs on top of its size: a flood of tiny frames is bounded too.
+FRAME_COST = 256
 
-    __slots__ = ("abuse", "buckets")
+
+class SessionLimits:
+    """The per-session buckets; ``check(kind)`` and ``check_bytes(n)`` answer 0 or a
+    ``retry_ms``."""
+
+    __slots__ = ("abuse", "buckets", "inbound")
 
     def __init__(self, config: ServerConfig, now: float) -> None:
         self.abuse = AbuseMeter(config.abuse_max, config.abuse_window)
         self.buckets: dict[str, TokenBucket] = {}
+        # Bytes a session may make the server decode: spent before decoding, because a
+        # valid frame of tiny nested containers costs far more to unpack than to send.
+        self.inbound: TokenBucket | None = None
         if config.rate_limits:
             for kind in RATE_KINDS:
                 rate, burst = config.rate(kind)
                 self.buckets[kind] = TokenBucket(rate, burst, now)
+            # The burst always admits one frame of max_frame bytes.
+            burst = max(config.recv_burst, config.max_frame + FRAME_COST)
+            self.inbound = TokenBucket(config.recv_rate, burst, now)
 
     def check(self, kind: str, now: float) -> int:
         bucket = self.buckets.get(kind)
         return 0 if bucket is None else bucket.take(now)
+
+    def check_bytes(self, size: int, now: float) -> int:
+        """Spend the budget of one inbound frame of ``size`` bytes."""
+        bucket = self.inbound
+        return 0 if bucket is None else bucket.take(now, size + FRAME_COST)
 
 
 class PairInterval:

@@ -124,7 +124,8 @@ class Session:
                     if isinstance(data, str):
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
                         break
-                    self._on_frame(data)
+                    if not self._over_budget(data):
+                        self._on_frame(data)
                     if self.closing:
                         break
         except ConnectionClosed:
@@ -142,11 +143,27 @@ class Session:
                     if isinstance(data, str):
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
                         return False
-                    if self._on_hello(data):
+                    if not self._over_budget(data) and self._on_hello(data):
                         return True
         except TimeoutError:
             self.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
         return False
+
+    def _over_budget(self, data: bytes) -> bool:
+        """Spend the inbound budget before decoding; True if the frame is dropped unread.
+
+        Decoding is the dear part of a frame (a valid map of tiny nested containers takes
+        far longer to unpack than to send), so the budget is checked first. The answer
+        has no ``ref``: nothing of the frame was read.
+        """
+        retry_ms = self.limits.check_bytes(len(data), time.monotonic())
+        if not retry_ms:
+            return False
+        self.metrics.count_in("over_budget")
+        self.send_error(ErrorCode.RATE_LIMITED, "sending too fast: a frame was dropped unread",
+                        None, retry_ms)
+        self._count_abuse()
+        return True
 
     def _on_hello(self, data: bytes) -> bool:
         try:

@@ -21,6 +21,7 @@ import msgpack
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from tests.faults.closing import read_until_closed
 from tests.faults.rawws import OP_CLOSE, RawWebSocket
 from tests.wire import WireClient, signed_in
 
@@ -80,19 +81,6 @@ async def assert_still_open(client: WireClient) -> None:
     await client.send({"t": "join", "room": LOBBY})
     joined = await client.recv_until("joined")
     assert joined["room"] == LOBBY
-
-
-async def read_until_closed(client: WireClient, timeout: float = 5.0) -> int | None:
-    """Like ``wait_closed``, but every frame read goes to ``client.seen``."""
-    from websockets.exceptions import ConnectionClosed
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    with contextlib.suppress(ConnectionClosed):
-        while loop.time() < deadline:
-            await client.recv(max(0.01, deadline - loop.time()))
-        raise TimeoutError(f"connection still open after {timeout}s")
-    return client.ws.close_code
 
 
 async def exchange(ctx: Ctx, tag: str) -> None:

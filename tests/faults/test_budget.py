@@ -1,0 +1,91 @@
+"""Frames that are cheap to send and dear to decode must not starve other users.
+
+``max_frame`` bytes of tiny nested containers under an unknown key are valid msgpack
+that takes tens of milliseconds to unpack and check. Every session therefore has an
+inbound byte budget that is spent *before* a frame is decoded: a frame over it is
+dropped unread and answered ``rate_limited`` (no ``ref``: it was never read), and a
+session that keeps at it is closed with 4008 like any other abuser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import msgpack
+
+from tests.faults.closing import read_until_closed
+from tests.wire import WireClient, signed_in
+
+LOBBY = "#lobby"
+
+
+def expensive_frame(max_frame: int) -> bytes:
+    """A valid history request carrying ~max_frame empty maps under an unknown key."""
+    head = msgpack.packb({"t": "history", "room": LOBBY, "limit": 1})
+    n = max_frame - len(head) - 16
+    # Patch the map header: one more key, "junk" → array32 of n empty maps (0x80).
+    body = bytes([head[0] + 1]) + head[1:] + b"\xa4junk\xdd" + n.to_bytes(4, "big")
+    return body + b"\x80" * n
+
+
+def counter(text: str, name: str, label: str) -> float:
+    match = re.search(rf'{name}{{type="{label}"}} ([0-9.e+]+)', text)
+    return float(match.group(1)) if match else 0.0
+
+
+async def chat(bob: WireClient, carol: WireClient, rounds: int) -> int:
+    """bob and carol keep talking; each message must arrive within the usual timeout."""
+    for i in range(rounds):
+        await bob.send({"t": "say", "room": LOBBY, "text": f"hi {i}", "id": f"b{i}"})
+        await bob.recv_until("ack", id=f"b{i}")
+        await carol.recv_until("msg", id=f"b{i}")
+    return rounds
+
+
+async def test_expensive_frames_are_dropped_unread_and_the_sender_closed_4008(
+    server_factory: Any,
+) -> None:
+    server = await server_factory()
+    frame = expensive_frame(server.config.max_frame)
+    assert len(frame) <= server.config.max_frame
+    async with signed_in(server.url, "bob") as bob, signed_in(server.url, "carol") as carol, \
+            signed_in(server.url, "mallory") as mallory:
+        for client in (bob, carol, mallory):
+            await client.send({"t": "join", "room": LOBBY})
+            await client.recv_until("joined")
+
+        async def attack() -> int | None:
+            for _ in range(80):
+                try:
+                    await mallory.send_raw(frame)
+                except Exception:  # closed under us: that is the point
+                    break
+            return await read_until_closed(mallory, timeout=30)
+
+        attacker = asyncio.create_task(attack())
+        assert await chat(bob, carol, 30) == 30
+        assert await attacker == 4008
+
+    text = server.metrics.render().decode()
+    decoded = counter(text, "cfm_frames_in_total", "history")
+    dropped = counter(text, "cfm_frames_in_total", "over_budget")
+    # The burst lets a few through; everything after it is dropped before decoding.
+    burst_frames = server.config.recv_burst // len(frame) + 2
+    assert decoded <= burst_frames, f"{decoded} expensive frames were decoded"
+    assert dropped >= server.config.abuse_max - burst_frames
+    limited = [f for f in mallory.seen if f.get("code") == "rate_limited"]
+    assert limited and all("ref" not in f and f["retry_ms"] > 0 for f in limited)
+
+
+async def test_an_ordinary_burst_is_within_the_budget(server_factory: Any) -> None:
+    server = await server_factory()
+    async with signed_in(server.url, "alice") as alice:
+        await alice.send({"t": "join", "room": LOBBY})
+        await alice.recv_until("joined")
+        for i in range(40):  # 40 long messages at once: 160 KB
+            await alice.send({"t": "say", "room": LOBBY, "text": "x" * 4000, "id": f"a{i}"})
+        acks = await alice.recv_n("ack", 40)
+        assert [a["id"] for a in acks] == [f"a{i}" for i in range(40)]
+        assert not [f for f in alice.seen if f["t"] == "error"]

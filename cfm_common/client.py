@@ -176,6 +176,7 @@ class Client:
         self._task: asyncio.Task[None] | None = None
         self._fills: dict[str, asyncio.Task[None]] = {}
         self._refill: set[str] = set()
+        self._budget_retry: asyncio.TimerHandle | None = None
         self._closed = False
 
     # --- properties -----------------------------------------------------------------
@@ -423,6 +424,26 @@ class Client:
 
         asyncio.get_running_loop().call_later(delay, rewrite)
 
+    def _resend_unacked_later(self, delay: float) -> None:
+        """Write every unacked say/nudge of this connection again after ``delay``.
+
+        Their ids make a repeat harmless (the server stores and acks each id once), and
+        one pending pass at a time keeps a burst of refusals from multiplying the traffic.
+        """
+        if self._budget_retry is not None:
+            return
+        generation = self._generation
+
+        def resend() -> None:
+            self._budget_retry = None
+            if not self._ready or self._generation != generation:
+                return  # a reconnect sends the whole outbox again anyway
+            for entry in list(self._outbox.values()):
+                if entry.kind in ("say", "nudge") and not entry.future.done():
+                    self._write_entry(entry)
+
+        self._budget_retry = asyncio.get_running_loop().call_later(delay, resend)
+
     def _resolve(self, kind: str, key: Any, value: Any) -> bool:
         for entry in self._outbox.values():
             if entry.kind == kind and entry.key == key and not entry.future.done():
@@ -594,6 +615,9 @@ class Client:
                     queue.task_done()
 
     def _on_disconnect(self) -> None:
+        if self._budget_retry is not None:
+            self._budget_retry.cancel()
+            self._budget_retry = None
         self._ready = False
         self._ws = None
         self._outq = None
@@ -671,6 +695,10 @@ class Client:
     def _on_error(self, error: f.Error) -> None:
         exc = ClientError(error.code, error.msg, error.retry_ms)
         ref = error.ref
+        if ref is None and exc.code == rules.ErrorCode.RATE_LIMITED:
+            # The server dropped a frame unread (over its inbound byte budget), so it
+            # cannot say which one: send the unacked messages again once it lets us.
+            self._resend_unacked_later((exc.retry_ms or 1000) / 1000)
         if ref is not None:
             entry = self._by_id.get(ref)
             if entry is not None and not entry.future.done():

@@ -89,3 +89,21 @@ async def test_an_ordinary_burst_is_within_the_budget(server_factory: Any) -> No
         acks = await alice.recv_n("ack", 40)
         assert [a["id"] for a in acks] == [f"a{i}" for i in range(40)]
         assert not [f for f in alice.seen if f["t"] == "error"]
+
+
+async def test_the_sdk_resends_says_dropped_over_the_budget(server_factory: Any,
+                                                           sdk: Any) -> None:
+    server = await server_factory(recv_rate=200_000.0, recv_burst=70_000, say_burst=200,
+                                  say_rate=100.0, abuse_max=1000)
+    alice = sdk(server.url, "alice")
+    await alice.connect()
+    await alice.join(LOBBY)
+    texts = [f"{i} " + "ü" * 4000 for i in range(40)]  # 8 KB each: 320 KB in all
+    acks = await asyncio.wait_for(
+        asyncio.gather(*(alice.say(t, room=LOBBY, id=f"big{i}") for i, t in enumerate(texts))),
+        30)
+    assert sorted(a.seq for a in acks) == list(range(1, 41))
+    text = server.metrics.render().decode()
+    assert counter(text, "cfm_frames_in_total", "over_budget") > 0, "the budget never bit"
+    page = await alice.history(LOBBY, after=0, limit=200)
+    assert sorted(m.text for m in page.msgs) == sorted(texts)  # each stored once

@@ -11,6 +11,7 @@ lifetimes — is exactly the server's history: nothing missing, nothing twice.
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,10 +21,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from cfm_common._backoff import Backoff
 from cfm_common.client import Client
 from cfm_common.frames import Msg
 from tests.conftest import make_config
-from tests.faults.conftest import quick_backoff
 from tests.sdk.conftest import Recorder
 
 LOBBY = "#lobby"
@@ -66,7 +67,7 @@ class ChatMachine(RuleBasedStateMachine):
     async def _open(self, name: str) -> None:
         client = Client(self.server.url, name, token=self.tokens.get(name), token_file=False,
                         seen_file=self.tmp / f"{name}.seen",
-                        backoff=quick_backoff(self.lifetimes))
+                        backoff=Backoff(0.01, 0.04, rng=random.Random(self.lifetimes)))
         self.lifetimes += 1
         await client.connect()
         self.tokens[name] = client.token
@@ -89,16 +90,17 @@ class ChatMachine(RuleBasedStateMachine):
         self.run(self.clients[NAMES[i]].say(f"to {NAMES[j]} {self.said}", to=NAMES[j]))
         self.said += 1
 
-    @rule(i=users, n=st.integers(0, 3))
-    def drop_mid_burst(self, i: int, n: int) -> None:
-        """Send ``n`` says without waiting, then cut the connection under them."""
+    @rule(i=users, n=st.integers(0, 4), delay=st.sampled_from([0.0, 0.0005, 0.002, 0.005]))
+    def drop_mid_burst(self, i: int, n: int, delay: float) -> None:
+        """Send ``n`` says without waiting, then cut the connection under them ``delay``
+        seconds later: before they leave, while they commit, or between ack and read."""
         name = NAMES[i]
         client = self.clients[name]
 
         async def go() -> None:
             says = [asyncio.ensure_future(client.say(f"{name} burst {self.said + k}",
                                                      room=LOBBY)) for k in range(n)]
-            await asyncio.sleep(0)
+            await asyncio.sleep(delay)
             for session in list(self.server.hub.users[name].sessions):
                 session.ws.transport.abort()  # a network failure: no close frame
             await asyncio.gather(*says)  # the SDK reconnects and resends them

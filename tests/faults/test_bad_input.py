@@ -132,6 +132,10 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "before-uint64-max": (pack({"t": "history", "room": LOBBY, "before": 2**64 - 1}),
                           "bad_frame"),
     "read-seq-negative": (pack({"t": "read", "room": LOBBY, "seq": -5}), "bad_frame"),
+    "since-negative": (pack({"t": "join", "room": LOBBY, "since": -1}), "bad_frame"),
+    "since-2-to-the-63": (pack({"t": "join", "room": LOBBY, "since": 2**63}), "bad_frame"),
+    "seq-is-a-string": (pack({"t": "read", "room": LOBBY, "seq": "7"}), "bad_frame"),
+    "limit-huge": (pack({"t": "history", "room": LOBBY, "limit": 2**40}), "bad_frame"),
     "before-and-after": (pack({"t": "history", "room": LOBBY, "before": 5, "after": 1}),
                          "bad_frame"),
     "limit-201": (pack({"t": "history", "room": LOBBY, "limit": 201}), "bad_frame"),
@@ -213,6 +217,22 @@ async def expect_hello_refused(ctx: Ctx, name: str, code: str, close: int,
         error = await client.hello(name, token=token)
         assert error["t"] == "error" and error["code"] == code, error
         assert await client.wait_closed() == close
+
+
+@case("handle/name-is-an-int")
+async def _name_int(ctx: Ctx) -> None:
+    async with WireClient.connect(ctx.url) as client:
+        await expect_error(client, pack({"t": "hello", "v": 1, "name": 42}), "bad_frame", "hello")
+        assert (await client.hello("mallory"))["t"] == "welcome"
+
+
+@case("frame/huge-after-is-an-empty-page")
+async def _huge_after(ctx: Ctx) -> None:
+    async with ctx.mallory() as mallory:
+        await assert_still_open(mallory)
+        await mallory.send({"t": "history", "room": LOBBY, "after": 2**63 - 1})
+        page = await mallory.recv_until("history")
+        assert page["msgs"] == [] and page["more"] is False
 
 
 @case("handle/case-variant-of-taken-name")

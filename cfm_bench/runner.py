@@ -149,7 +149,8 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
         processes.append(process)
     try:
         connect_timeout = 60 + shape.clients / 100
-        readies = [_recv(link, connect_timeout, "ready")["ready"] for link in links]
+        readies = [_recv(link, connect_timeout, "ready", process)["ready"]
+                   for link, process in zip(links, processes, strict=True)]
         began_connect = time.monotonic()
         if shape.kind == "idle":
             time.sleep(1.0)  # let the server's allocations settle before reading its RSS
@@ -168,7 +169,8 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
             _sleep_until_ns(end)
             cpu1, wait1 = watch.cpu(), watch.run_queue_wait()
         wait = 60 + shape.clients / 100 + (shape.duration if shape.kind == "traffic" else 0)
-        results = [_recv(link, wait, "result")["result"] for link in links]
+        results = [_recv(link, wait, "result", process)["result"]
+                   for link, process in zip(links, processes, strict=True)]
         connected_seconds = time.monotonic() - began_connect
         rss_end = watch.rss()
         cpu_end = watch.cpu()
@@ -276,9 +278,13 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _recv(link: Any, timeout: float, key: str) -> dict[str, Any]:
-    if not link.poll(timeout):
-        raise RuntimeError(f"a driver process sent no {key!r} within {timeout:.0f} s")
+def _recv(link: Any, timeout: float, key: str, process: Any = None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not link.poll(0.2):
+        if process is not None and not process.is_alive():
+            raise RuntimeError(f"a driver process died (exit code {process.exitcode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"a driver process sent no {key!r} within {timeout:.0f} s")
     message = link.recv()
     if key not in message:
         raise RuntimeError(f"a driver process sent {message!r}, not {key!r}")

@@ -131,21 +131,25 @@ def _describe(exc: Exception) -> str:
 
 
 def _check_depth(obj: dict[str, Any]) -> None:
-    # Iterative, and it only walks containers: a frame of scalars costs one pass.
-    stack: list[tuple[Any, int]] = [(v, 1) for v in obj.values() if isinstance(v, list | dict)]
-    while stack:
-        value, depth = stack.pop()
+    # One level at a time, exact type tests: a frame of scalars costs one pass, and a
+    # frame stuffed with tiny containers (the costly case) is walked as fast as Python can.
+    level = [v for v in obj.values() if type(v) is list or type(v) is dict]
+    depth = 1
+    while level:
         if depth >= MAX_DEPTH:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"nested deeper than {MAX_DEPTH} levels")
-        if isinstance(value, dict):
-            # Checked where each map is visited, so a map that is a frame value is too.
-            # (strict_map_key refuses int and nil keys but lets bin keys through.)
-            if any(not isinstance(k, str) for k in value):
-                raise ProtocolError(ErrorCode.BAD_FRAME, "map keys must be strings")
-            items = value.values()
-        else:
-            items = value
-        stack.extend((item, depth + 1) for item in items if isinstance(item, list | dict))
+        below: list[Any] = []
+        for value in level:
+            if type(value) is dict:
+                # Checked where each map is visited, so a map that is a frame value is too.
+                # (strict_map_key refuses int and nil keys but lets bin keys through.)
+                for key in value:
+                    if type(key) is not str:
+                        raise ProtocolError(ErrorCode.BAD_FRAME, "map keys must be strings")
+                value = value.values()
+            below.extend(v for v in value if type(v) is list or type(v) is dict)
+        level = below
+        depth += 1
 
 
 def _ref_of(payload: dict[str, Any]) -> str | None:

@@ -268,7 +268,8 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["msg_frame_bytes"] = round(totals["msg_bytes"] / totals["deliveries"], 1) \
         if totals["deliveries"] else None
     out["frames"] = frames
-    out["errors"] = sum(errors.values())
+    # A connection the server closed during the run (1013: too slow a reader) is an error.
+    out["errors"] = sum(errors.values()) + sum(closed.values())
     out["error_kinds"] = errors
     out["closed_early"] = closed
     out["driver_cpus"] = [r.get("driver_cpu") for r in results]

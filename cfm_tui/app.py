@@ -25,7 +25,7 @@ from cfm_common import rules
 from cfm_common.client import ClientError, Connected, StateChanged
 from cfm_common.frames import Msg
 from cfm_tui.commands import ChatCommands
-from cfm_tui.config import ChatConfig
+from cfm_tui.config import ChatConfig, data_dir
 from cfm_tui.idle import IdleTracker
 from cfm_tui.notify import desktop_notification
 from cfm_tui.sanitize import clean_line
@@ -59,7 +59,7 @@ class ChatOptions:
     display: str | None = None
     status: str = "online"
     # Where the embedded server keeps its data (and this app its tokens for it).
-    data_dir: Path = field(default_factory=lambda: Path("cfm-data"))
+    data_dir: Path = field(default_factory=data_dir)
     config_path: Path | None = None
     config: ChatConfig = field(default_factory=ChatConfig)
     config_warning: str | None = None

@@ -248,6 +248,13 @@ async def test_group_room_join_members_and_chat(server, tmp_path):
         await wait_until(pb, lambda: "anyone for chess?" in transcript_text(bob, "#games"),
                          "room message")
         assert "# games" in "\n".join(buddy_rows(bob))
+        # Leaving closes the tab and takes the room off the list; bob sees alice go.
+        alice.leave_room("#games")
+        await wait_until(pa, lambda: not alice.main.is_open("#games"), "tab closed")
+        assert "Rooms (0)" in buddy_rows(alice)
+        await wait_until(pb, lambda: bob.state.conversations["#games"].members == {"bob"},
+                         "alice left at bob")
+        assert "has left the conversation." in transcript_text(bob, "#games")
 
 
 async def test_idle_goes_away_and_activity_comes_back(server, tmp_path):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cfm_bench.target import ServerWatch, Target
 
 FILL_WINDOW = 256
-SETTLE_SECONDS = 0.5
+SETTLE_SECONDS = 0.25  # quiet time after which a phase counts as done
 
 
 def run_replay(target: Target, options: BenchOptions, watch: ServerWatch) -> dict[str, Any]:

@@ -73,7 +73,6 @@ def load_average() -> list[float]:
 def run_scenario(target: Target, options: BenchOptions,
                  driver_cpus: list[int] | None = None) -> dict[str, Any]:
     """Run one scenario against one target; the figures as a JSON-ready dict."""
-    raise_nofile()
     shape = options.shape()
     result: dict[str, Any] = {
         "scenario": shape.name,
@@ -84,6 +83,12 @@ def run_scenario(target: Target, options: BenchOptions,
         "driver_cpus": driver_cpus,
     }
     watch = ServerWatch(target.pid)
+    warnings = []
+    limit = raise_nofile()
+    if shape.clients + 64 > limit:
+        warnings.append(
+            f"{shape.clients} connections need more file descriptors than the hard limit "
+            f"({limit}) allows one process: raise it (ulimit -Hn) or use --procs")
     if shape.kind == "replay":
         from cfm_bench.phases import run_replay
 
@@ -94,6 +99,9 @@ def run_scenario(target: Target, options: BenchOptions,
         result.update(run_bigroom(target, options, shape, watch))
     else:
         result.update(_run_workers(target, options, shape, watch, driver_cpus))
+    warnings += result.pop("warnings", [])
+    if warnings:
+        result["warnings"] = warnings
     result["load_after"] = load_average()
     return result
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import runpy
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +143,18 @@ def test_cli_refuses_two_targets() -> None:
     result = CliRunner().invoke(app, ["--spawn", "--baseline"])
     assert result.exit_code != 0
     assert "exactly one" in result.output
+
+
+def test_compare_runs_three_targets_and_summarize_reads_it() -> None:
+    result = CliRunner().invoke(app, [
+        "--compare", "--scenario", "fanout", "--clients", "4", "--publishers", "1",
+        "--duration", "0.5", "--warmup", "0.1", "--procs", "1", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [r["target"] for r in payload["results"]] == ["baseline", "cfm-memory", "cfm-sqlite"]
+    assert payload["ratio_to_baseline"]["baseline"] == 1.0
+    assert all(r["deliveries"] > 0 for r in payload["results"])
+    summarize = runpy.run_path(str(Path(__file__).parents[2] / "benchmarks" / "summarize.py"))
+    rows = summarize["rows"](payload)
+    assert len([row for row in rows if row.startswith("| cfm-")]) == 2

@@ -107,17 +107,24 @@ def run_scenario(target: Target, options: BenchOptions,
 
 
 def _plan(shape: Scenario, procs: int, run: str) -> list[tuple[list[tuple[str, str]], list[str]]]:
-    """(members, publishers) per process; a room's members all live in one process."""
+    """(members, publishers) per process.
+
+    With at least as many rooms as processes, each room lives whole in one process.
+    With fewer (fanout), a room's members are dealt round-robin over the processes, so
+    one big room can use several driver cores; every process that holds a publisher
+    also holds other members of its room, one of which is the publisher's probe.
+    """
     rooms = max(1, min(shape.rooms, shape.clients))
     per_room = max(1, shape.clients // rooms)
+    spread = rooms < procs
     plans: list[tuple[list[tuple[str, str]], list[str]]] = [([], []) for _ in range(procs)]
     index = 0
     for r in range(rooms):
         room = f"#b{run}-{r}"
-        members, publishers = plans[r % procs]
         for k in range(per_room):
             name = f"b{run}{index:06d}"
             index += 1
+            members, publishers = plans[k % procs if spread else r % procs]
             members.append((name, room))
             if k < shape.publishers and per_room > 1:
                 publishers.append(name)
@@ -127,7 +134,7 @@ def _plan(shape: Scenario, procs: int, run: str) -> list[tuple[list[tuple[str, s
 def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: ServerWatch,
                  driver_cpus: list[int] | None) -> dict[str, Any]:
     procs = options.procs or (len(driver_cpus) if driver_cpus else 1)
-    procs = max(1, min(procs, shape.rooms))
+    procs = max(1, min(procs, shape.clients // 2))
     run = secrets.token_hex(3)
     plans = _plan(shape, procs, run)
     n_sources = options.sources or math.ceil(shape.clients / PORTS_PER_SOURCE)

@@ -170,7 +170,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
         if shape.kind == "idle":
             time.sleep(1.0)  # let the server's allocations settle before reading its RSS
         rss_connected = watch.rss()
-        cpu_connected = watch.cpu()
+        cpu_connected, wait_connected = watch.cpu(), watch.run_queue_wait()
         now = time.monotonic_ns()
         publish_from = now + 300_000_000
         start = publish_from + int(options.warmup * 1e9) if shape.kind == "traffic" else now
@@ -188,7 +188,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
                    for link, process in zip(links, processes, strict=True)]
         connected_seconds = time.monotonic() - began_connect
         rss_end = watch.rss()
-        cpu_end = watch.cpu()
+        cpu_end, wait_end = watch.cpu(), watch.run_queue_wait()
         for link in links:
             link.send({"done": True})
     finally:
@@ -244,6 +244,10 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
             figures["server_cpu_seconds"] = round(cpu_end - cpu_connected, 3)
             figures["server_cpu_us_per_connect"] = round(
                 (cpu_end - cpu_connected) / max(1, figures["connected"]) * 1e6)
+            if slowest:
+                figures["server_cpu"] = round((cpu_end - cpu_connected) / slowest, 3)
+        if wait_connected is not None and wait_end is not None and slowest:
+            figures["server_cpu_wait"] = round((wait_end - wait_connected) / slowest, 3)
         figures["server_rss"] = rss_end
     if cpu_before_connect is not None and cpu_connected is not None:
         figures["server_cpu_seconds_connecting"] = round(cpu_connected - cpu_before_connect, 3)

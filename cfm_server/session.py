@@ -1,9 +1,14 @@
 """One connection: the hello handshake, the read loop, rate limits, and outbound bytes.
 
-Outbound frames never wait: ``send`` writes the bytes into the connection's transport
-and returns, so a fan-out loop costs one buffer append per recipient. A session whose
-transport holds more than ``config.send_buffer`` unsent bytes is too slow a reader and
-is closed with 1013; nobody else waits for it.
+Outbound frames never wait: ``send`` frames the bytes into the connection's protocol
+buffer and marks the session in the :class:`Outbox`; once per event-loop turn the outbox
+writes each marked session's frames with a single ``transport.write``. One ``send()``
+system call per recipient per message was most of the server's CPU at high fan-out (see
+docs/performance.md); a group commit now costs one write per recipient instead. Frames
+of one session stay in order (they share the protocol's buffer, which websockets' own
+writes, a close frame included, drain first). A session whose transport holds more than
+``config.send_buffer`` unsent bytes after its write is too slow a reader and is closed
+with 1013; nobody else waits for it.
 
 The read loop never awaits a commit either: the hub acks a ``say`` from the commit's
 done-callback, so a client that pipelines many says gets them stored in one group
@@ -49,23 +54,51 @@ RATE_KIND = {
 }
 
 
+class Outbox:
+    """The sessions with frames queued this loop turn: one write each per turn."""
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Session] = []
+        self._scheduled = False
+
+    def mark(self, session: Session) -> None:
+        self._dirty.append(session)
+        if not self._scheduled:
+            self._scheduled = True
+            # call_soon: the flush runs after the callbacks already due this turn (every
+            # commit callback of a group commit), so they all share it.
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            session.write_queued()
+
+
 class Session:
     __slots__ = (
         "_close_task",
+        "_queued",
         "closing",
         "config",
         "hub",
         "id",
         "limits",
         "metrics",
+        "outbox",
         "send_buffer",
         "user",
         "ws",
     )
 
     def __init__(self, ws: ServerConnection, hub: Hub, config: ServerConfig,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, outbox: Outbox | None = None) -> None:
         self.ws = ws
+        self.outbox = outbox if outbox is not None else Outbox()
+        self._queued = False  # frames wait in the protocol buffer for the outbox's flush
         self.hub = hub
         self.config = config
         self.metrics = metrics
@@ -79,19 +112,37 @@ class Session:
     # --- outbound ------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Queue one binary message; never waits. Closes a session that cannot keep up."""
+        """Queue one binary message for this turn's write; never waits."""
         if self.closing:
             return
+        protocol = self.ws.protocol
+        if protocol.state is not State.OPEN:
+            return
+        protocol.send_binary(data)
+        if not self._queued:
+            self._queued = True
+            self.outbox.mark(self)
+
+    def write_queued(self) -> None:
+        """Write every frame queued since the last turn at once; check the send bound."""
+        self._queued = False
         ws = self.ws
+        # Closing: websockets' close already wrote the queued frames ahead of its close
+        # frame (and may owe the peer an EOF, which is its business, not ours).
         if ws.protocol.state is not State.OPEN:
             return
+        chunks = ws.protocol.data_to_send()
+        if not chunks:  # websockets wrote them itself (a pong goes out the same way)
+            return
+        transport = ws.transport
+        if transport.is_closing():
+            return
         try:
-            ws.protocol.send_binary(data)
-            ws.send_data()
+            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except Exception as exc:  # a transport that broke under us: the read loop ends it
             log.debug("send to %s failed: %s", self.id, exc)
             return
-        if ws.transport.get_write_buffer_size() > self.send_buffer:
+        if transport.get_write_buffer_size() > self.send_buffer:
             log.info("session %s is too slow a reader: closing it (1013)", self.id)
             self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
 

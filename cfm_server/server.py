@@ -32,7 +32,7 @@ from cfm_server.config import ServerConfig
 from cfm_server.hub import Hub
 from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
-from cfm_server.session import Session
+from cfm_server.session import Outbox, Session
 from cfm_server.store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = Metrics()
+        # One outbox for all sessions: every loop turn's frames go out in one write each.
+        self.outbox = Outbox()
         self.hub: Hub | None = None
         self.store: Store | None = None
         self.data_location = ""
@@ -292,7 +294,7 @@ class Server:
             await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections from your address")
             return
         self.metrics.connections.inc()
-        session = Session(ws, self.hub, self.config, self.metrics)
+        session = Session(ws, self.hub, self.config, self.metrics, self.outbox)
         try:
             await session.run()
         except Exception:

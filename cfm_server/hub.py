@@ -22,10 +22,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from cfm_common import PROTOCOL_VERSION, __version__, rules
-from cfm_common.codec import encode
+from cfm_common.codec import encode, encode_ack, encode_msg
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import (
-    Ack,
     ClientFrame,
     Contact,
     ContactRequest,
@@ -39,7 +38,6 @@ from cfm_common.frames import (
     Left,
     MarkRead,
     Member,
-    Msg,
     Nudge,
     Presence,
     Read,
@@ -389,7 +387,8 @@ class Hub:
         members = tuple(self._roster_entry(name, user.name) for name in sorted(room.members))
         session.send_frame(Joined(room.name, room.seq, room.epoch, members, more, reset))
         for stored in replay:
-            session.send_frame(Msg.from_stored(stored))
+            session.send(encode_msg(stored))
+        self.metrics.count_out("msg", len(replay))
 
     def _introduce(self, room: Room, user: User) -> None:
         """The new member's presence to the others: they watch the user from now on."""
@@ -489,7 +488,8 @@ class Hub:
         stored = self.store.find_message(user.name, client_id)
         if stored is None:
             return False
-        session.send_frame(Ack(stored.room, stored.seq, stored.ts, stored.id))
+        session.send(encode_ack(stored))
+        self.metrics.count_out("ack")
         return True
 
     def _store_message(
@@ -503,7 +503,7 @@ class Hub:
     ) -> None:
         seq = room.next_seq()
         stored = StoredMsg(room.name, seq, user.name, text, now_ms(), kind.value, client_id)
-        data = encode(Msg.from_stored(stored))
+        data = encode_msg(stored)
         try:
             commit = self.store.append(stored)
         except StoreError:
@@ -543,7 +543,7 @@ class Hub:
             room.durable_seq = stored.seq
             metrics.commit_seconds.observe(time.perf_counter() - pending.started)
             metrics.messages_stored.inc()
-            ack = encode(Ack(stored.room, stored.seq, stored.ts, stored.id))
+            ack = encode_ack(stored)
             for session in waiters:
                 session.send(ack)
             metrics.count_out("ack", len(waiters))

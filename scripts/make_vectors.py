@@ -73,6 +73,8 @@ def client_samples() -> list[tuple[str, f.ClientFrame]]:
                                   room="#lobby")),
         ("say/empty-text", f.Say(text="", id="m-0005", to="bob")),
         ("say/id-at-max", f.Say(text="x", id="i" * 64, room="dm:alice:bob")),
+        # Code points, not UTF-16 units: 64 emoji are 128 units in JavaScript's .length.
+        ("say/id-at-max-emoji", f.Say(text="x", id=EMOJI * 64, room="dm:alice:bob")),
         ("typing/room", f.SendTyping(room="#lobby")),
         ("typing/to", f.SendTyping(to="bob")),
         ("nudge/full", f.Nudge(to="bob", id="n-0001")),
@@ -330,6 +332,7 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         # id, epoch, client: 1-64 characters.
         ("id/empty", {**SAY, "id": ""}, "bad_frame", "say"),
         ("id/65-chars", {**SAY, "id": "i" * 65}, "bad_frame", "say"),
+        ("id/65-emoji", {**SAY, "id": "\U0001f600" * 65}, "bad_frame", "say"),
         ("id/control-char", {**SAY, "id": "m\x1b1"}, "bad_frame", "say"),
         ("id/bidi-override", {**SAY, "id": "m\u202e1"}, "bad_frame", "say"),
         ("id/nudge-empty", {"t": "nudge", "to": "bob", "id": ""}, "bad_frame", "nudge"),

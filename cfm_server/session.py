@@ -221,7 +221,9 @@ class Session:
             frame = decode_client(data, max_text=self.config.max_text)
         except ProtocolError as exc:
             self.metrics.count_in("invalid")
-            self._refuse(exc, "hello")
+            # The decoder's ref is the frame's id or t, or none for bytes that were no
+            # frame at all: the same answer as after welcome.
+            self._refuse(exc, exc.ref)
             return False
         self.metrics.count_in(frame.T)
         if not isinstance(frame, Hello):
@@ -236,7 +238,7 @@ class Session:
         self.send_frame(welcome)
         return True
 
-    def _refuse(self, exc: ProtocolError, ref: str) -> None:
+    def _refuse(self, exc: ProtocolError, ref: str | None) -> None:
         self.send_error(exc.code, exc.msg, exc.ref or ref)
         close_code = FATAL_HELLO_ERRORS.get(exc.code)
         if close_code is not None:

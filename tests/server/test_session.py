@@ -83,6 +83,17 @@ async def test_frames_before_hello_get_hello_required(server) -> None:
         assert (await client.hello("alice"))["t"] == "welcome"
 
 
+async def test_undecodable_frames_before_hello_get_the_same_error_as_after(server) -> None:
+    async with WireClient.connect(server.url) as client:
+        await client.send_raw(b"\xff\x00garbage")
+        error = await client.recv()
+        assert error["code"] == "bad_frame" and "ref" not in error
+        await client.send({"t": "edit", "id": "m1"})
+        error = await client.recv()
+        assert error["code"] == "unknown_type" and error["ref"] == "edit"
+        assert (await client.hello("alice"))["t"] == "welcome"
+
+
 async def test_no_hello_in_time_closes_4001(server_factory) -> None:
     server = await server_factory(hello_timeout=0.3)
     async with WireClient.connect(server.url) as client:

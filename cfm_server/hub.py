@@ -73,6 +73,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _psm_seen(psm: str, status: str) -> str:
+    """A user who looks offline shows no personal message (as in MSN): otherwise an
+    invisible user's, or a blocker's, new psm would give them away."""
+    return "" if status == Status.OFFLINE else psm
+
+
 def new_epoch() -> str:
     return secrets.token_hex(8)
 
@@ -291,7 +297,9 @@ class Hub:
 
     def _presence(self, user: User, status: str) -> bytes:
         record = user.record
-        return encode(Presence(user.name, record.display, status, record.psm, record.bot))
+        return encode(
+            Presence(user.name, record.display, status, _psm_seen(record.psm, status), record.bot)
+        )
 
     def watchers(self, user: User) -> set[str]:
         """Contact-list owners and members of the user's group rooms, minus blocked ones."""
@@ -657,8 +665,9 @@ class Hub:
         if user is None:  # a default contact that has not signed in yet
             return RosterEntry(name, name, Status.OFFLINE.value, "", False, blocked)
         record = user.record
+        status = user.status_for(viewer)
         return RosterEntry(
-            name, record.display, user.status_for(viewer), record.psm, record.bot, blocked
+            name, record.display, status, _psm_seen(record.psm, status), record.bot, blocked
         )
 
     # --- delivery ----------------------------------------------------------------------

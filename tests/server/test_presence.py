@@ -32,8 +32,9 @@ async def test_contact_add_echoes_to_every_session_and_tells_the_target(server) 
         token = alice.token
     async with WireClient.connect(server.url) as alice:
         welcome = await alice.hello("alice", token=token)
+        # Someone who looks offline shows no personal message.
         assert welcome["contacts"] == [{"name": "bob", "display": "Bobby", "status": "offline",
-                                        "psm": "busy day", "bot": False, "blocked": False}]
+                                        "psm": "", "bot": False, "blocked": False}]
         await alice.send({"t": "contact", "op": "remove", "name": "bob"})
         await alice.recv_until("contact", op="remove")
     async with WireClient.connect(server.url) as alice:
@@ -81,6 +82,10 @@ async def test_invisible_users_look_offline_to_others_but_not_to_themselves(serv
             await bob.send({"t": "presence", "psm": "shh"})
             assert (await bob.recv_until("presence"))["psm"] == "shh"
             await alice.expect_silence("presence")
+            # Nor does the contact list give the new psm away.
+            await alice.send({"t": "contact", "op": "add", "name": "bob"})
+            echo = await alice.recv_until("contact")
+            assert echo["status"] == "offline" and echo["psm"] == ""
         await alice.expect_silence("presence")  # nor does signing out invisibly
 
 
@@ -101,7 +106,8 @@ async def test_a_blocked_user_sees_the_blocker_offline_everywhere(server) -> Non
         await add(bob, "alice")
         await alice.send({"t": "contact", "op": "block", "name": "bob"})
         await alice.recv_until("contact", op="block")
-        assert (await bob.recv_until("presence", name="alice"))["status"] == "offline"
+        hidden = await bob.recv_until("presence", name="alice")
+        assert hidden["status"] == "offline" and hidden["psm"] == ""
         await alice.send({"t": "presence", "status": "busy", "psm": "working"})
         await alice.recv_until("presence")
         await bob.expect_silence("presence")
@@ -114,7 +120,8 @@ async def test_a_blocked_user_sees_the_blocker_offline_everywhere(server) -> Non
         joined = await bob.recv_until("joined")
         assert {m["name"]: m["status"] for m in joined["members"]}["alice"] == "offline"
         await bob.send({"t": "contact", "op": "add", "name": "alice"})
-        assert (await bob.recv_until("contact"))["status"] == "offline"
+        echo = await bob.recv_until("contact")
+        assert echo["status"] == "offline" and echo["psm"] == ""
         await alice.send({"t": "contact", "op": "unblock", "name": "bob"})
         await alice.recv_until("contact", op="unblock")
         assert (await bob.recv_until("presence", name="alice"))["status"] == "busy"

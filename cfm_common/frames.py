@@ -11,6 +11,7 @@ classes and their own registries: :data:`CLIENT_FRAMES` and :data:`SERVER_FRAMES
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -85,9 +86,19 @@ check_display = _short_text(rules.MAX_DISPLAY, "display")
 check_psm = _short_text(rules.MAX_PSM, "psm")
 
 
+# The characters ``rules.has_forbidden_text_chars`` refuses, as one regex class: every
+# ``say`` is checked, and a C scan is ~20x faster than a Python test per character.
+# Control characters (category Cc) all lie below U+00A0, and the bidi controls below
+# U+3000, so that range holds the whole set (a test compares both over all of Unicode).
+_FORBIDDEN_TEXT_CHARS = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in range(0x3000)
+                  if rules.has_forbidden_text_chars(chr(c))) + "]"
+)
+
+
 def check_text(value: str) -> None:
     # The length limit is the server's to set (limits.max_text); the codec applies it.
-    if rules.has_forbidden_text_chars(value):
+    if _FORBIDDEN_TEXT_CHARS.search(value) is not None:
         raise _bad("text holds a control character (only tab and line breaks are allowed)")
 
 

@@ -131,6 +131,46 @@ _APPEND = f"""
 """
 
 
+class _ClientIdFilter:
+    """Which (sender, client id) pairs may be stored: "certainly not" saves a query.
+
+    Every ``say`` asks the store for its (sender, id) before storing it (a retry must get
+    its original ack, also after a restart), and almost every answer is "no". A bitmap
+    indexed by the pair's hash answers that from memory; a set bit (the pair, or a hash
+    collision) falls back to the query, so a false positive costs a query and nothing
+    else. Built at open from the stored ids, grown (rebuilt from the table, twice the
+    size) when it gets a sixteenth full, so false positives stay under ~6 %.
+    """
+
+    __slots__ = ("_bits", "_count", "_mask")
+
+    MIN_BITS = 1 << 20  # 128 KiB
+    BITS_PER_ID = 16
+
+    def __init__(self, pairs: Iterable[tuple[str, str]], count: int) -> None:
+        size = self.MIN_BITS
+        while size < count * self.BITS_PER_ID:
+            size <<= 1
+        self._bits = bytearray(size >> 3)
+        self._mask = size - 1
+        self._count = 0
+        for pair in pairs:
+            self.add(pair)
+
+    def add(self, pair: tuple[str, str]) -> None:
+        h = hash(pair) & self._mask
+        self._bits[h >> 3] |= 1 << (h & 7)
+        self._count += 1
+
+    def may_hold(self, pair: tuple[str, str]) -> bool:
+        h = hash(pair) & self._mask
+        return bool(self._bits[h >> 3] & (1 << (h & 7)))
+
+    @property
+    def full(self) -> bool:
+        return self._count * self.BITS_PER_ID > self._mask + 1
+
+
 class SqliteStore(Store):
     """The ``Store`` in one SQLite file at ``path`` (its directory is created if missing).
 
@@ -159,6 +199,7 @@ class SqliteStore(Store):
         self._pending: list[Commit] = []
         self._commit_handle: asyncio.Handle | None = None
         self._last_batch_size = 0  # writes in the previous COMMIT: busy or idle
+        self._client_ids: _ClientIdFilter | None = None  # built at open
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -170,7 +211,11 @@ class SqliteStore(Store):
         self._take_lock()
         try:
             self._conn = self._connect()
+            self._build_client_id_filter()
         except BaseException:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
             self._release_lock()
             raise
         logger.info("store open: %s (schema v%d, synchronous=%s)",
@@ -193,6 +238,7 @@ class SqliteStore(Store):
             await self.flush()
         finally:
             self._conn = None
+            self._client_ids = None
             try:
                 # Keeps the query planner's statistics fresh; cheap when nothing changed.
                 with contextlib.suppress(sqlite3.Error):
@@ -481,13 +527,48 @@ class SqliteStore(Store):
                            (user, room, seq))
 
     def append(self, msg: StoredMsg) -> Commit:
+        if msg.id is not None:
+            self._note_client_id((msg.sender, msg.id))
         return self._write(
             _APPEND, (msg.room, msg.seq, msg.sender, msg.text, msg.ts, msg.kind, msg.id),
             rejected=f"message {msg.room}#{msg.seq} is not the room's next seq")
 
+    # --- the client-id filter ---------------------------------------------------------
+
+    def _build_client_id_filter(self) -> None:
+        """(Re)build the filter from every stored client id (at open, and to grow it)."""
+        count = self._query("SELECT count(client_id) FROM messages")[0][0]
+        conn = self._conn
+        assert conn is not None
+        try:
+            pairs = conn.execute(
+                "SELECT sender, client_id FROM messages WHERE client_id IS NOT NULL")
+            self._client_ids = _ClientIdFilter(pairs, count)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: read failed: {e}") from e
+
+    def _note_client_id(self, pair: tuple[str, str]) -> None:
+        # Noted before the write: a write that fails later leaves a stale bit, which
+        # only costs a query.
+        client_ids = self._client_ids
+        if client_ids is None:
+            return
+        client_ids.add(pair)
+        if client_ids.full:
+            try:
+                self._build_client_id_filter()  # sees this pair once it is written
+            except StoreError as e:
+                logger.warning("%s; looking every client id up in the table", e)
+                self._client_ids = None
+                return
+            self._client_ids.add(pair)  # type: ignore[union-attr]
+
     # --- reads -----------------------------------------------------------------------
 
     def find_message(self, sender: str, client_id: str) -> StoredMsg | None:
+        client_ids = self._client_ids
+        if client_ids is not None and not client_ids.may_hold((sender, client_id)):
+            return None
         rows = self._query(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND client_id = ?",
             (sender, client_id))

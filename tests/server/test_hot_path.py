@@ -1,0 +1,118 @@
+"""The hot path's shortcuts give the same answers as the slow ways they replace.
+
+The direct ``msg``/``ack`` encoders, the regex text check, the SQLite store's client-id
+filter and its adaptive group commit, and the server's garbage-collector setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cfm_common import rules
+from cfm_common.codec import encode, encode_ack, encode_msg, to_map
+from cfm_common.errors import ProtocolError
+from cfm_common.frames import Ack, Msg, StoredMsg, check_text
+from cfm_server.server import GC_YOUNG_THRESHOLD
+from cfm_server.store import SqliteStore
+from cfm_server.store import sqlite as sqlite_module
+
+stored_msgs = st.builds(
+    StoredMsg,
+    room=st.sampled_from(["#lobby", "#a-b_c", "dm:alice:bob"]),
+    seq=st.integers(1, 2**63 - 1),
+    sender=st.sampled_from(["alice", "b.o-b_2"]),
+    text=st.text(max_size=300),
+    ts=st.integers(0, 2**63 - 1),
+    kind=st.sampled_from(["text", "nudge"]),
+    id=st.none() | st.text(min_size=1, max_size=64),
+)
+
+
+@given(stored_msgs)
+def test_msg_and_ack_encoders_write_the_generic_encoders_bytes(stored: StoredMsg) -> None:
+    msg = Msg.from_stored(stored)
+    ack = Ack(stored.room, stored.seq, stored.ts, stored.id)
+    generic_msg = msgpack.packb(to_map(msg), use_bin_type=True)
+    generic_ack = msgpack.packb(to_map(ack), use_bin_type=True)
+    assert encode_msg(stored) == encode_msg(msg) == encode(msg) == generic_msg
+    assert encode_ack(stored) == encode_ack(ack) == encode(ack) == generic_ack
+
+
+def test_the_text_check_refuses_exactly_what_the_rules_refuse() -> None:
+    refused = []
+    for code in range(0x110000):
+        ch = chr(code)
+        try:
+            check_text(f"a{ch}b")
+        except ProtocolError:
+            refused.append(code)
+    expected = [c for c in range(0x110000) if rules.has_forbidden_text_chars(chr(c))]
+    assert refused == expected
+    assert 0x09 not in refused and 0x0A not in refused and 0x202E in refused
+
+
+def message(room: str, seq: int, client_id: str | None) -> StoredMsg:
+    return StoredMsg(room, seq, "alice", f"m{seq}", 1000 + seq, "text", client_id)
+
+
+async def test_every_stored_client_id_is_found_across_growth_and_reopen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tiny filter, so that 400 ids make it grow (rebuild from the table) several times.
+    monkeypatch.setattr(sqlite_module._ClientIdFilter, "MIN_BITS", 64)
+    path = tmp_path / "cfm.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    commits = [store.append(message("#lobby", n, f"id{n}")) for n in range(1, 401)]
+    commits.append(store.append(message("#lobby", 401, None)))  # a nudge without id
+    await asyncio.gather(*commits)
+    for n in range(1, 401):
+        found = store.find_message("alice", f"id{n}")
+        assert found is not None and found.seq == n
+    assert store.find_message("alice", "never-sent") is None
+    assert store.find_message("bob", "id1") is None
+    await store.close()
+    store = SqliteStore(path)  # a restart: the filter is rebuilt from the table
+    await store.open()
+    try:
+        assert all(store.find_message("alice", f"id{n}") is not None for n in range(1, 401))
+        assert store.find_message("alice", "id401") is None
+    finally:
+        await store.close()
+
+
+async def test_a_lone_write_commits_on_the_next_iteration_and_a_busy_batch_later(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "cfm.sqlite3")
+    await store.open()
+    try:
+        lone = store.append(message("#lobby", 1, "a"))
+        await asyncio.sleep(0)  # one loop iteration: the idle store commits at once
+        await asyncio.sleep(0)
+        assert lone.done() and lone.exception() is None
+        busy = [store.append(message("#lobby", n, f"b{n}")) for n in range(2, 2 + 20)]
+        await asyncio.wait_for(asyncio.gather(*busy), 5)
+        # After a busy batch the next one waits a little to gather more; it still commits,
+        # and every write of it completes, in order.
+        order: list[int] = []
+        more = [store.append(message("#lobby", n, f"c{n}")) for n in range(22, 25)]
+        for n, commit in zip(range(22, 25), more, strict=True):
+            commit.add_done_callback(lambda _, n=n: order.append(n))
+        await asyncio.wait_for(asyncio.gather(*more), 5)
+        await asyncio.sleep(0)
+        assert order == [22, 23, 24]
+        assert [m.seq for m in store.history_after("#lobby", 0, 100)] == list(range(1, 25))
+    finally:
+        await store.close()
+
+
+async def test_a_running_server_collects_garbage_less_often(server) -> None:
+    assert gc.get_threshold()[0] >= GC_YOUNG_THRESHOLD

@@ -550,7 +550,7 @@ class Hub:
                 continue
             room.durable_seq = stored.seq
             metrics.commit_seconds.observe(time.perf_counter() - pending.started)
-            metrics.messages_stored.inc()
+            metrics.count_stored()
             ack = encode_ack(stored)
             for session in waiters:
                 session.send(ack)

@@ -116,3 +116,35 @@ async def test_a_lone_write_commits_on_the_next_iteration_and_a_busy_batch_later
 
 async def test_a_running_server_collects_garbage_less_often(server) -> None:
     assert gc.get_threshold()[0] >= GC_YOUNG_THRESHOLD
+
+
+async def test_the_wal_is_checkpointed_on_a_thread_and_nothing_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_POLL_S", 0.0)
+    path = tmp_path / "cfm.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        size_before = path.stat().st_size
+        text = "x" * 1000
+        for batch in range(10):  # ~100 KB per batch: each COMMIT may start a checkpoint
+            commits = [
+                store.append(StoredMsg("#lobby", n, "alice", text, n, "text", f"k{n}"))
+                for n in range(batch * 100 + 1, batch * 100 + 101)
+            ]
+            await asyncio.gather(*commits)
+        running = store._checkpointer._running
+        assert running is not None, "no checkpoint was started"
+        await asyncio.wrap_future(running)
+        assert path.stat().st_size > size_before + 500_000  # the pages reached the file
+        assert len(store.history_after("#lobby", 0, 2000)) == 1000
+    finally:
+        await store.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert [m.seq for m in store.history_after("#lobby", 990, 100)] == list(range(991, 1001))
+    finally:
+        await store.close()

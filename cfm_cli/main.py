@@ -44,10 +44,20 @@ def _add_subcommands() -> None:
     from cfm_server.cli import app as serve_app
     from cfm_tui.cli import app as chat_app
 
-    app.add_typer(serve_app, name="serve")
-    app.add_typer(chat_app, name="chat")
+    for name, sub in (("serve", serve_app), ("chat", chat_app), ("bench", bench_app)):
+        _add_command(name, sub)
     app.add_typer(bot_app, name="bot")
-    app.add_typer(bench_app, name="bench")
+
+
+def _add_command(name: str, sub: typer.Typer) -> None:
+    """Register a package's one-command Typer (its callback) as a plain command.
+
+    Added as a group it would advertise ``cfm serve [OPTIONS] COMMAND [ARGS]...`` in its
+    usage line although it has no sub-commands.
+    """
+    info = sub.registered_callback
+    assert info is not None and info.callback is not None, name
+    app.command(name)(info.callback)
 
 
 _add_subcommands()

@@ -24,3 +24,11 @@ def test_version_does_not_import_textual_or_the_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout
+
+
+def test_one_command_subcommands_do_not_advertise_sub_commands() -> None:
+    for name in ("serve", "chat", "bench"):
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        assert f"cfm {name} [OPTIONS]" in result.output
+        assert "COMMAND [ARGS]" not in result.output

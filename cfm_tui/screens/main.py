@@ -46,12 +46,14 @@ EMPTY_HINT = (
 
 class MainScreen(Screen[None]):
     AUTO_FOCUS = "#buddies"
+    # Priority: the window's keys must win over the focused widget's own (the composer
+    # is a TextArea, which binds F6 and F7 to selections), and show in the footer then.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+g", "nudge", "Nudge", id="chat.nudge"),
-        Binding("f2", "switch_pane", "Buddies/Chat", id="chat.switch_pane"),
-        Binding("f4", "close_conversation", "Close", id="chat.close"),
-        Binding("f5", "add_contact", "Add contact", id="chat.add_contact"),
-        Binding("f6", "join_room", "Join room", id="chat.join_room"),
+        Binding("ctrl+g", "nudge", "Nudge", id="chat.nudge", priority=True),
+        Binding("f2", "switch_pane", "Buddies/Chat", id="chat.switch_pane", priority=True),
+        Binding("f4", "close_conversation", "Close", id="chat.close", priority=True),
+        Binding("f5", "add_contact", "Add contact", id="chat.add_contact", priority=True),
+        Binding("f6", "join_room", "Join room", id="chat.join_room", priority=True),
     ]
 
     narrow: reactive[bool] = reactive(False)

@@ -1,0 +1,43 @@
+"""Keys pressed as a user would: focus, app-level keys over the composer, narrow panes.
+
+Seeded state, no server: what is checked here is where keys and focus go.
+"""
+
+from __future__ import annotations
+
+from cfm_tui.app import ChatApp, ChatOptions
+from cfm_tui.config import ChatConfig
+from cfm_tui.screens.ask import AskScreen
+from cfm_tui.widgets.composer import Composer
+from tests.tui.seed import TZ, seeded_state
+
+WIDE = (120, 40)
+NARROW = (80, 30)
+
+
+def seeded_app() -> ChatApp:
+    options = ChatOptions(config=ChatConfig(idle_minutes=0), animations=False)
+    return ChatApp(options, state=seeded_state(), tz=TZ)
+
+
+async def test_app_keys_win_over_the_composer():
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await app.open_dm("bob")
+        await pilot.pause()
+        assert isinstance(app.focused, Composer)
+        # The footer offers the window's keys while the user types.
+        shown = {key for key, active in app.screen.active_bindings.items()
+                 if active.binding.show and active.node is app.screen}
+        assert {"f2", "f4", "f5", "f6"} <= shown, shown
+        await pilot.press(*"draft", "f6")
+        await pilot.pause()
+        assert isinstance(app.screen, AskScreen)  # not TextArea's "select line"
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("f5")
+        await pilot.pause()
+        assert isinstance(app.screen, AskScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.main.active_view().composer.text == "draft"

@@ -103,14 +103,24 @@ class MainScreen(Screen[None]):
     def watch_show_chat(self, show_chat: bool) -> None:
         self.set_class(show_chat, "-show-chat")
 
+    def focus_in_chat(self) -> bool:
+        """Whether the focus is in the conversation pane (a composer, a tab, a button)."""
+        focused = self.focused
+        return focused is not None and self.query_one("#chat-pane") in focused.ancestors
+
     def action_switch_pane(self) -> None:
-        self.show_chat = not self.show_chat
-        if self.show_chat:
-            view = self.active_view()
-            if view is not None:
-                view.composer.focus()
-        else:
+        """Move the focus to the other pane; narrow, show the pane that gets it.
+
+        Decided from where the focus is, never from ``show_chat`` alone: at full width
+        that flag does not say which pane the user is in.
+        """
+        view = self.active_view()
+        if self.focus_in_chat() or view is None:
+            self.show_chat = False
             self.query_one(BuddyList).focus()
+        else:
+            self.show_chat = True
+            view.composer.focus()
         self.chat_app.mark_active_seen()
 
     # --- rendering -------------------------------------------------------------------
@@ -207,8 +217,7 @@ class MainScreen(Screen[None]):
         assert view is not None
         if activate:
             tabs.active = self._pane_ids[room]
-            if self.narrow:
-                self.show_chat = True
+            self.show_chat = True  # also when wide: a later narrowing keeps this pane
             view.composer.focus()
             self._retitle_tabs()
         return view

@@ -8,6 +8,7 @@ from __future__ import annotations
 from cfm_tui.app import ChatApp, ChatOptions
 from cfm_tui.config import ChatConfig
 from cfm_tui.screens.ask import AskScreen
+from cfm_tui.widgets.buddy_list import BuddyList
 from cfm_tui.widgets.composer import Composer
 from tests.tui.seed import TZ, seeded_state
 
@@ -41,3 +42,31 @@ async def test_app_keys_win_over_the_composer():
         await pilot.press("escape")
         await pilot.pause()
         assert app.main.active_view().composer.text == "draft"
+
+
+async def test_f2_at_full_width_moves_focus_between_list_and_composer():
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await app.open_dm("bob")
+        await pilot.pause()
+        composer = app.main.active_view().composer
+        assert app.focused is composer
+        await pilot.press("f2")
+        assert isinstance(app.focused, BuddyList)
+        await pilot.press("f2")
+        assert app.focused is composer
+        await pilot.press("f2")
+        assert isinstance(app.focused, BuddyList)
+
+
+async def test_narrow_f2_switches_the_visible_pane_with_the_focus():
+    app = seeded_app()
+    async with app.run_test(size=NARROW) as pilot:
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.press("f2")
+        main = app.main
+        assert main.query_one("#buddy-pane").display and isinstance(app.focused, BuddyList)
+        await pilot.press("f2")
+        assert main.query_one("#chat-pane").display
+        assert app.focused is main.active_view().composer

@@ -16,9 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cfm_common import rules
+from cfm_common.codec import _fields as codec_fields
 from cfm_common.codec import encode, encode_ack, encode_msg, to_map
 from cfm_common.errors import ProtocolError
-from cfm_common.frames import Ack, Msg, StoredMsg, check_text
+from cfm_common.frames import Ack, History, Joined, Msg, RosterEntry, StoredMsg, check_text
 from cfm_server.server import GC_YOUNG_THRESHOLD, run_event_loop
 from cfm_server.store import SqliteStore
 from cfm_server.store import sqlite as sqlite_module
@@ -162,3 +163,32 @@ def test_run_event_loop_runs_a_coroutine_on_uvloop_when_installed() -> None:
         assert module.startswith("asyncio")
     else:
         assert module.startswith("uvloop")
+
+
+roster_entries = st.builds(
+    RosterEntry,
+    name=st.sampled_from(["alice", "bob"]),
+    display=st.text(max_size=64),
+    status=st.sampled_from(["online", "offline", "busy"]),
+    psm=st.text(max_size=128),
+    bot=st.booleans(),
+    blocked=st.none() | st.booleans(),
+)
+
+
+@given(st.lists(roster_entries, max_size=5), st.lists(stored_msgs, max_size=5))
+def test_joined_and_history_lists_encode_as_the_field_walk_does(
+    members: list[RosterEntry], msgs: list[StoredMsg]
+) -> None:
+    def walked(obj: object) -> dict:
+        # The generic rule: every set field under its wire key, in field order.
+        return {f.key: getattr(obj, f.attr) for f in codec_fields(type(obj))
+                if getattr(obj, f.attr) is not None}
+
+    joined = Joined("#lobby", 3, "e1", tuple(members), None, True)
+    history = History("#lobby", tuple(msgs), False)
+    assert encode(joined) == msgpack.packb(
+        {"t": "joined", "room": "#lobby", "seq": 3, "epoch": "e1",
+         "members": [walked(m) for m in members], "reset": True})
+    assert encode(history) == msgpack.packb(
+        {"t": "history", "room": "#lobby", "msgs": [walked(m) for m in msgs], "more": False})

@@ -95,7 +95,12 @@ class MainScreen(Screen[None]):
     # --- layout ----------------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        self.narrow = event.size.width < NARROW_BELOW
+        narrow = event.size.width < NARROW_BELOW
+        if narrow and not self.narrow:
+            # One pane is about to go: keep the one the user is in, and with it the focus
+            # (a hidden composer would lose it mid-sentence).
+            self.show_chat = self.focus_in_chat()
+        self.narrow = narrow
 
     def watch_narrow(self, narrow: bool) -> None:
         self.set_class(narrow, "-narrow")

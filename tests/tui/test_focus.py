@@ -70,3 +70,34 @@ async def test_narrow_f2_switches_the_visible_pane_with_the_focus():
         await pilot.press("f2")
         assert main.query_one("#chat-pane").display
         assert app.focused is main.active_view().composer
+
+
+async def test_narrowing_while_typing_keeps_the_conversation_and_the_focus():
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.press("f2")  # a look at the list, then a click back into the composer
+        await pilot.click(".composer")
+        await pilot.press(*"half a")
+        await pilot.resize_terminal(*NARROW)
+        await pilot.pause()
+        main = app.main
+        assert main.query_one("#chat-pane").display
+        assert not main.query_one("#buddy-pane").display
+        composer = main.active_view().composer
+        assert app.focused is composer
+        await pilot.press(*" thought")
+        assert composer.text == "half a thought"
+
+
+async def test_narrowing_in_the_buddy_list_shows_the_list():
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.click("#buddies")
+        await pilot.resize_terminal(*NARROW)
+        await pilot.pause()
+        assert app.main.query_one("#buddy-pane").display
+        assert isinstance(app.focused, BuddyList)

@@ -140,7 +140,11 @@ class MainScreen(Screen[None]):
             self.query_one(MeHeader).show(state)
         if update.roster or update.me:
             self.query_one(BuddyList).show(state)
-            self.query_one(AddedYouPrompt).show(state)
+            prompt = self.query_one(AddedYouPrompt)
+            prompt.show(state)
+            if not prompt.display and self.focused is not None \
+                    and prompt in self.focused.ancestors:
+                self.restore_focus()  # its button was pressed and went away with it
             self._retitle_tabs()
         if update.connection or update.rooms:
             self.query_one(ConnectionBar).show(state, self.server)
@@ -232,12 +236,32 @@ class MainScreen(Screen[None]):
         if pane_id is None:
             return
         tabs = self.query_one(TabbedContent)
-        tabs.remove_pane(pane_id)
+        # Closing the tab that has the focus would leave it on the tab strip, where
+        # typed keys vanish: the next tab's composer gets it once the pane is gone.
+        refocus = self.focused is None or self.focus_in_chat()
+        removal = tabs.remove_pane(pane_id)
         if not self._pane_ids:
             self.query_one("#no-conversation").display = True
             tabs.display = False
             self.show_chat = False
             self.query_one(BuddyList).focus()
+        elif refocus:
+            async def focus_next_tab() -> None:
+                await removal
+                self.restore_focus()
+
+            self.run_worker(focus_next_tab(), group="focus")
+
+    def restore_focus(self) -> None:
+        """Focus where the user would type next: the active composer, else the list.
+
+        Narrow, with the buddy list on screen, the list keeps it.
+        """
+        view = self.active_view()
+        if view is None or (self.narrow and not self.show_chat):
+            self.query_one(BuddyList).focus()
+        else:
+            view.composer.focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._retitle_tabs()

@@ -101,3 +101,22 @@ async def test_narrowing_in_the_buddy_list_shows_the_list():
         await pilot.pause()
         assert app.main.query_one("#buddy-pane").display
         assert isinstance(app.focused, BuddyList)
+
+
+async def test_f4_with_tabs_left_focuses_the_next_composer():
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await app.open_dm("bob")
+        await app.open_room("#lobby")
+        await pilot.pause()
+        await pilot.press("f4")
+        await pilot.pause()
+        main = app.main
+        assert main.active_room is not None and main.active_room != "#lobby"
+        composer = main.active_view().composer
+        assert app.focused is composer
+        await pilot.press(*"still here")
+        assert composer.text == "still here"
+        await pilot.press("f4")
+        await pilot.pause()
+        assert isinstance(app.focused, BuddyList)

@@ -1,0 +1,73 @@
+"""Focus and drafts against a real in-process server, keys pressed as a user would."""
+
+from __future__ import annotations
+
+import pytest
+
+from cfm_common import rules
+from cfm_tui.widgets.buddy_list import BuddyList
+from tests.tui.helpers import SIZE, active_view, make_app, wait_until
+
+DM = rules.dm_room("alice", "bob")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """The SDK keeps tokens under the platform data dir: keep it in tmp_path."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
+async def test_add_back_leaves_the_focus_where_keys_work(server, tmp_path):
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        await bob.open_dm("alice")
+        alice.contact("add", "bob")
+        await wait_until(pb, lambda: bob.state.added_you == ["alice"], "the added-you prompt")
+        await pb.pause()
+        await pb.click("#added-you-add")
+        await wait_until(pb, lambda: "alice" in bob.state.contacts, "bob added alice back")
+        await wait_until(pb, lambda: not bob.main.query_one("#added-you").display, "prompt gone")
+        await pb.pause()
+        composer = active_view(bob).composer
+        assert bob.focused is composer
+        await pb.press(*"thanks")
+        assert composer.text == "thanks"
+
+
+async def test_add_back_without_a_conversation_focuses_the_list(server, tmp_path):
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        alice.contact("add", "bob")
+        await wait_until(pb, lambda: bob.state.added_you == ["alice"], "the added-you prompt")
+        await pb.pause()
+        await pb.click("#added-you-dismiss")
+        await wait_until(pb, lambda: not bob.main.query_one("#added-you").display, "prompt gone")
+        await pb.pause()
+        assert isinstance(bob.focused, BuddyList)
+
+
+async def test_leaving_a_room_from_the_palette_focuses_the_next_tab(server, tmp_path):
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await app.open_dm("bob")
+        await pilot.press("f6", *"#games", "enter")
+        await wait_until(pilot, lambda: app.main.active_room == "#games", "in #games")
+        await pilot.pause()
+        await pilot.press("ctrl+p", *"leave #games")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not app.main.is_open("#games"), "tab closed")
+        await wait_until(pilot, lambda: app.main.active_room == DM, "the DM is active")
+        await pilot.pause()
+        composer = active_view(app).composer
+        assert app.focused is composer
+        await pilot.press(*"back")
+        assert composer.text == "back"

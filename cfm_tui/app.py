@@ -357,7 +357,10 @@ class ChatApp(App[None]):
         self._presence(psm=event.psm)
 
     def on_conversation_view_send(self, event: ConversationView.Send) -> None:
-        self.send_text(event.room, event.text)
+        if self.send_text(event.room, event.text) and self.main is not None:
+            view = self.main.view_for(event.room)
+            if view is not None:
+                view.composer.clear()
 
     def on_conversation_view_nudge_requested(self, event: ConversationView.NudgeRequested) -> None:
         self.send_nudge(event.room)
@@ -379,23 +382,29 @@ class ChatApp(App[None]):
         if self.main is not None:
             self.main.render_update(update)
 
-    def send_text(self, room: str, text: str) -> None:
+    def send_text(self, room: str, text: str) -> bool:
+        """Send a message; False (and a line saying why) if it cannot be sent as is."""
         state = self.state
         if state is None:
-            return
+            return False
         text = text.replace("\r\n", "\n")
         limit = int(state_limit(self.session, "max_text"))
+        refusal = None
         if len(text) > limit:
-            state.conversation(room).note(
-                f"Your message is too long ({len(text)} characters; the limit is {limit}).",
-                state.now_ms())
+            refusal = (f"Your message is too long ({len(text)} characters; "
+                       f"the limit is {limit}).")
+        elif rules.has_forbidden_text_chars(text):
+            refusal = "Your message holds a control character, which cannot be sent."
+        if refusal is not None:
+            state.conversation(room).note(refusal, state.now_ms())
             self._render(Update(rooms={room}))
-            return
+            return False
         msg_id = uuid.uuid4().hex
         state.conversation(room).add_pending(msg_id, text, state.now_ms())
         self._last_typing.pop(room, None)
         self._render(Update(rooms={room}, connection=True))
         self._send_say(room, text, msg_id)
+        return True
 
     @work(group="requests", exit_on_error=False)
     async def _send_say(self, room: str, text: str, msg_id: str) -> None:

@@ -1,5 +1,8 @@
 """Where the user types: Enter sends, Ctrl+J (or Shift+Enter) is a new line.
 
+Enter only asks to send: the draft is cleared by the app once it accepts the message,
+so a message it refuses (too long, say) is still there to fix.
+
 A paste arrives as one ``Paste`` event and is inserted as text, line breaks and all, so a
 paste never sends by itself: only an Enter key press does.
 """
@@ -44,7 +47,6 @@ class Composer(TextArea):
         text = self.text
         if text.strip():
             self.post_message(self.Submitted(self, text.strip("\n")))
-            self.clear()
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         event.stop()

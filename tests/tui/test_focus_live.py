@@ -6,7 +6,7 @@ import pytest
 
 from cfm_common import rules
 from cfm_tui.widgets.buddy_list import BuddyList
-from tests.tui.helpers import SIZE, active_view, make_app, wait_until
+from tests.tui.helpers import SIZE, active_view, make_app, transcript_text, wait_until
 
 DM = rules.dm_room("alice", "bob")
 
@@ -71,3 +71,31 @@ async def test_leaving_a_room_from_the_palette_focuses_the_next_tab(server, tmp_
         assert app.focused is composer
         await pilot.press(*"back")
         assert composer.text == "back"
+
+
+async def test_a_refused_message_keeps_its_draft(server_factory, tmp_path):
+    from textual import events
+
+    server = await server_factory(max_text=20)
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await app.open_dm("bob")
+        await pilot.pause()
+        composer = active_view(app).composer
+        await pilot.press(*"this is far too long to send")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "too long" in transcript_text(app, DM), "the refusal")
+        assert composer.text == "this is far too long to send"
+        # A pasted control character is refused before it reaches the server, too.
+        composer.clear()
+        app.post_message(events.Paste("bell\x07"))  # as the terminal delivers it
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "control character" in transcript_text(app, DM),
+                         "the second refusal")
+        assert composer.text == "bell\x07"
+        composer.clear()
+        await pilot.press(*"short one", "enter")
+        await wait_until(pilot, lambda: "short one" in transcript_text(app, DM), "sent")
+        assert composer.text == ""

@@ -220,7 +220,10 @@ class ChatApp(App[None]):
         assert self.state is not None and self.main is not None
         who = clean_line(self.state.label(notice.who))
         if notice.kind in (NoticeKind.MESSAGE, NoticeKind.NUDGE) and notice.room:
+            opened = not self.main.is_open(notice.room)
             await self.main.open_conversation(notice.room, activate=False)
+            if opened:  # a tab of its own: with what was said before, as when opened
+                self.load_context(notice.room)
             in_view = (notice.room == self.main.active_room and self.main.chat_visible()
                        and self.app_focus)
             if notice.kind is NoticeKind.NUDGE:
@@ -320,8 +323,7 @@ class ChatApp(App[None]):
             return
         conv = self.state.dm_with(name)
         await self.main.open_conversation(conv.room, activate=True)
-        if conv.can_load_older and len(conv.messages) < CONTEXT_LINES:
-            self.load_older(conv.room)
+        self.load_context(conv.room)
         self.mark_active_seen()
 
     async def open_room(self, room: str) -> None:
@@ -331,8 +333,8 @@ class ChatApp(App[None]):
         await self.main.open_conversation(room, activate=True)
         if conv.members is None:
             self.join_room(room, open_tab=False)
-        elif conv.can_load_older and len(conv.messages) < CONTEXT_LINES:
-            self.load_older(room)
+        else:
+            self.load_context(room)
         self.mark_active_seen()
 
     def on_buddy_list_contact_action(self, event: BuddyList.ContactAction) -> None:
@@ -457,6 +459,12 @@ class ChatApp(App[None]):
         if self.session is not None:
             await self._quietly(self.session.typing(room))
 
+    def load_context(self, room: str) -> None:
+        """Fetch the latest page when the conversation holds little of its history."""
+        conv = self.state.conversations.get(room) if self.state is not None else None
+        if conv is not None and conv.can_load_older and len(conv.messages) < CONTEXT_LINES:
+            self.load_older(room)
+
     @work(group="history", exit_on_error=False)
     async def load_older(self, room: str) -> None:
         state, session, main = self.state, self.session, self.main
@@ -496,10 +504,8 @@ class ChatApp(App[None]):
         update = state.apply(joined)
         if open_tab:
             await self.main.open_conversation(room, activate=True)
-        conv = state.conversation(room)
         self._render(update)
-        if conv.can_load_older and len(conv.messages) < CONTEXT_LINES:
-            self.load_older(room)
+        self.load_context(room)
 
     @work(group="requests", exit_on_error=False)
     async def leave_room(self, room: str) -> None:

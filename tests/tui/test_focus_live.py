@@ -99,3 +99,26 @@ async def test_a_refused_message_keeps_its_draft(server_factory, tmp_path):
         await pilot.press(*"short one", "enter")
         await wait_until(pilot, lambda: "short one" in transcript_text(app, DM), "sent")
         assert composer.text == ""
+
+
+async def test_a_tab_opened_by_a_message_shows_the_recent_history(server, tmp_path):
+    from cfm_common.client import Client
+
+    async with Client(server.url, "bob") as other_device, \
+            Client(server.url, "alice", token_file=False) as alice:
+        for i in range(1, 4):
+            await alice.say(f"earlier {i}", to="bob")
+        await other_device.mark_read(DM, 3)
+        await other_device.history(DM, limit=1)  # a round trip: the read mark is stored
+        app = make_app(tmp_path, server.url, "bob")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: app.main is not None, "signed in")
+            assert not app.main.is_open(DM)
+            await alice.say("are you there?", to="bob")
+            await wait_until(pilot, lambda: "are you there?" in transcript_text(app, DM),
+                             "the new message")
+            await wait_until(pilot, lambda: "earlier 1" in transcript_text(app, DM),
+                             "the history before it")
+            text = transcript_text(app, DM)
+            assert text.index("earlier 3") < text.index("are you there?")
+            assert isinstance(app.focused, BuddyList)  # opened in the background

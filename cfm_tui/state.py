@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
+# How long after a reconnect a contact who was online before it may come back quietly.
+RECONNECT_GRACE_S = 60.0
+
 @dataclass(slots=True)
 class Person:
     name: str
@@ -129,6 +132,10 @@ class ChatState:
         self.conversations: dict[str, Conversation] = {}
         self.connection = Connection()
         self.clock = clock
+        # Contacts online when our connection dropped: their coming back after our
+        # reconnect (a server restart brings everyone back) is no "has just signed in".
+        self._online_at_drop: set[str] = set()
+        self._drop_grace_until = 0.0
 
     # --- lookups ---------------------------------------------------------------------
 
@@ -198,11 +205,16 @@ class ChatState:
             conv.latest_seq = max(conv.latest_seq, rs.seq)
             conv.read_mark = max(conv.read_mark, rs.read)
         self.connection = Connection(Link.CONNECTED)
+        self._drop_grace_until = self.clock() + RECONNECT_GRACE_S
         return Update(rooms=set(self.conversations), roster=True, me=True, connection=True)
 
     def on_connection(self, link: str, retry_in: float | None = None,
                       reason: str | None = None) -> Update:
-        self.connection = Connection(Link(link.lower()), retry_in, reason)
+        new = Link(link.lower())
+        if self.connection.link is Link.CONNECTED and new is not Link.CONNECTED:
+            self._online_at_drop = {name for name in self.contacts
+                                    if name in self.people and self.people[name].online}
+        self.connection = Connection(new, retry_in, reason)
         return Update(connection=True)
 
     # --- server frames ---------------------------------------------------------------
@@ -233,10 +245,18 @@ class ChatState:
         person = self.person(name)
         person.display, person.status, person.psm, person.bot = p.display, p.status, p.psm, p.bot
         update = Update(roster=True, rooms=self._rooms_with(name))
-        if name in self.contacts and name not in self.blocked and person.online \
-                and not was_online:
+        signed_in = person.online and not was_online
+        if signed_in and name in self.contacts and name not in self.blocked \
+                and not self._back_after_drop(name):
             update.notices.append(Notice(NoticeKind.SIGNED_IN, name))
         return update
+
+    def _back_after_drop(self, name: str) -> bool:
+        """Whether ``name`` was online when we dropped and is back soon after (once)."""
+        if name not in self._online_at_drop:
+            return False
+        self._online_at_drop.discard(name)
+        return self.clock() < self._drop_grace_until
 
     def _on_typing(self, t: Typing) -> Update:
         if rules.normalize_name(t.sender) == self.me:

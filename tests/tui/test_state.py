@@ -269,3 +269,27 @@ def test_labels_prefer_display_names():
     assert state.label("bob") == "Bobby"
     assert state.label("alice") == "Alice"
     assert state.label("stranger") == "stranger"
+
+
+def test_no_signed_in_notice_for_contacts_back_after_our_reconnect():
+    # A server restart: every client reconnects, contacts come back one by one.
+    state = signed_in(contacts=[entry("bob"), entry("carol", "offline")])
+    state.on_connection("reconnecting", 1.0)
+    state.on_welcome(welcome(contacts=[entry("bob", "offline"), entry("carol", "offline")]))
+    assert state.apply(Presence("bob", "Bob", "online", "", False)).notices == []
+    # carol was offline before the drop: her sign-in is news.
+    update = state.apply(Presence("carol", "Carol", "online", "", False))
+    assert [n.kind for n in update.notices] == [NoticeKind.SIGNED_IN]
+    # Once bob is back, a later sign-in of his is news again.
+    state.apply(Presence("bob", "Bob", "offline", "", False))
+    update = state.apply(Presence("bob", "Bob", "online", "", False))
+    assert [n.kind for n in update.notices] == [NoticeKind.SIGNED_IN]
+
+
+def test_the_reconnect_grace_runs_out():
+    state = signed_in(contacts=[entry("bob")])
+    state.on_connection("reconnecting", 1.0)
+    state.on_welcome(welcome(contacts=[entry("bob", "offline")]))
+    state.clock.now += 3600  # bob only comes back an hour later: that is news
+    update = state.apply(Presence("bob", "Bob", "online", "", False))
+    assert [n.kind for n in update.notices] == [NoticeKind.SIGNED_IN]

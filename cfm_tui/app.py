@@ -26,6 +26,7 @@ from cfm_common.client import ClientError, Connected, StateChanged
 from cfm_common.frames import Msg
 from cfm_tui.commands import ChatCommands
 from cfm_tui.config import ChatConfig, data_dir
+from cfm_tui.emoticons import replace_emoticons
 from cfm_tui.idle import IdleTracker
 from cfm_tui.notify import desktop_notification
 from cfm_tui.sanitize import clean_line
@@ -232,7 +233,9 @@ class ChatApp(App[None]):
                 if not in_view:
                     self.toast(f"{who} just sent you a nudge!", notice.room)
             elif not in_view:
-                words = clean_line(notice.text).split()
+                # Emoticons as the transcript shows them (done before the cut, so a
+                # code is never split).
+                words = replace_emoticons(clean_line(notice.text)).split()
                 preview = " ".join(words[:PREVIEW_WORDS]) + ("…" if len(words) > PREVIEW_WORDS
                                                              else "")
                 if self.toast(f"{who} says: {preview}", notice.room):

@@ -5,12 +5,15 @@ Seeded state, no server: what is checked here is where keys and focus go.
 
 from __future__ import annotations
 
+from cfm_common import rules
+from cfm_common.frames import Msg
 from cfm_tui.app import ChatApp, ChatOptions
 from cfm_tui.config import ChatConfig
 from cfm_tui.screens.ask import AskScreen
 from cfm_tui.widgets.buddy_list import BuddyList
 from cfm_tui.widgets.composer import Composer
-from tests.tui.seed import TZ, seeded_state
+from tests.tui.helpers import transcript_text
+from tests.tui.seed import TZ, seeded_state, ts
 
 WIDE = (120, 40)
 NARROW = (80, 30)
@@ -120,3 +123,16 @@ async def test_f4_with_tabs_left_focuses_the_next_composer():
         await pilot.press("f4")
         await pilot.pause()
         assert isinstance(app.focused, BuddyList)
+
+
+async def test_message_toasts_show_emoticons_as_the_transcript_does():
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await app.open_room("#lobby")
+        bob = rules.dm_room("alice", "bob")
+        await app.apply_update(app.state.apply(
+            Msg(bob, 5, "bob", "see you at the lake :) (H)", ts(0), "text", "t1")))
+        await pilot.pause()
+        toasts = [n.message for n in app._notifications]
+        assert "Bob says: see you at the lake 🙂 😎" in toasts, toasts
+        assert "see you at the lake 🙂 😎" in transcript_text(app, bob)

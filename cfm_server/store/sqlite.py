@@ -151,7 +151,7 @@ class _ClientIdFilter:
 
     __slots__ = ("_bits", "_count", "_mask")
 
-    # 1 MiB: 250,000 ids before the first rebuild. A rebuild reads every stored id on
+    # 1 MiB: 524,288 ids before the first rebuild. A rebuild reads every stored id on
     # the event loop (0.6 s per million here, as the open does), so it comes only when
     # the count has doubled: each build leaves room for twice the ids it holds.
     MIN_BITS = 1 << 23

@@ -22,6 +22,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
+from cfm_common import rules
 from cfm_tui import render
 from cfm_tui.state import ChatState, Update
 from cfm_tui.widgets.added_you import AddedYouPrompt
@@ -244,6 +245,7 @@ class MainScreen(Screen[None]):
             self.query_one("#no-conversation").display = True
             tabs.display = False
             self.show_chat = False
+            self.refresh_bindings()
             self.query_one(BuddyList).focus()
         elif refocus:
             async def focus_next_tab() -> None:
@@ -265,6 +267,7 @@ class MainScreen(Screen[None]):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._retitle_tabs()
+        self.refresh_bindings()  # Ctrl+G comes and goes with the kind of conversation
         self.chat_app.mark_active_seen()
 
     # --- the nudge -------------------------------------------------------------------
@@ -280,6 +283,13 @@ class MainScreen(Screen[None]):
                            lambda x=x, y=y: setattr(window.styles, "offset", (x, y)))
 
     # --- actions: the app does the work ----------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "nudge":
+            # Only a one-to-one conversation can be nudged: elsewhere the key is hidden.
+            room = self.active_room
+            return room is not None and not rules.is_group_room(room)
+        return True
 
     def action_nudge(self) -> None:
         room = self.active_room

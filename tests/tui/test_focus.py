@@ -136,3 +136,26 @@ async def test_message_toasts_show_emoticons_as_the_transcript_does():
         toasts = [n.message for n in app._notifications]
         assert "Bob says: see you at the lake 🙂 😎" in toasts, toasts
         assert "see you at the lake 🙂 😎" in transcript_text(app, bob)
+
+
+def footer_keys(app: ChatApp) -> set[str]:
+    return {key for key, active in app.screen.active_bindings.items() if active.binding.show}
+
+
+async def test_ctrl_g_is_offered_only_in_a_one_to_one_conversation():
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        assert "ctrl+g" not in footer_keys(app)  # no conversation open
+        await app.open_room("#lobby")
+        await pilot.pause()
+        assert "ctrl+g" not in footer_keys(app)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert "Nudges are for" not in transcript_text(app, "#lobby")
+        await app.open_dm("bob")
+        await pilot.pause()
+        assert "ctrl+g" in footer_keys(app)
+        await pilot.press("f4")  # back to #lobby
+        await pilot.pause()
+        assert app.main.active_room == "#lobby" and "ctrl+g" not in footer_keys(app)

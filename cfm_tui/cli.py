@@ -46,5 +46,8 @@ def chat(
 
     chosen = parse_status(status) if status is not None else None
     if name is not None and not rules.is_valid_name(name):
-        raise typer.BadParameter(f"{name!r} is not a valid handle", param_hint="--name")
+        from cfm_tui.session import HANDLE_RULE
+
+        raise typer.BadParameter(f"{name!r} is not a valid handle. {HANDLE_RULE}",
+                                 param_hint="--name")
     raise typer.Exit(run_chat(server=server, name=name, status=chosen, display=display))

@@ -103,12 +103,13 @@ class ChatSession:
         await self.client.typing(**self._target(room))
 
 
+HANDLE_RULE = "A handle is 2-24 letters, digits, '_', '.' or '-', starting with a letter or digit."
+
 ERROR_TEXT = {
     "name_taken": "The handle {name!r} is already taken on this server. Pick another one.",
     "bad_token": "The handle {name!r} belongs to someone else here: this computer has no "
                  "matching sign-in token for it.",
-    "name_invalid": "A handle is 2-24 letters, digits, '_', '.' or '-', starting with a "
-                    "letter or digit.",
+    "name_invalid": HANDLE_RULE,
     "unsupported_version": "That server speaks another version of the cfm protocol.",
     "rate_limited": "Slow down a little: the server is rate-limiting you.",
     "blocked": "You can't reach {name!r}: they are not accepting your messages.",

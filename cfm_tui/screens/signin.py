@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from cfm_common import rules
+from cfm_tui.session import HANDLE_RULE
 from cfm_tui.widgets.me_header import STATUS_CHOICES
 
 LOGO = "cfm Messenger"
@@ -82,8 +83,7 @@ class SignInScreen(Screen[None]):
             return
         name = self.query_one("#signin-name", Input).value.strip()
         if not rules.is_valid_name(name):
-            self.show_error("A handle is 2-24 letters, digits, '_', '.' or '-', "
-                            "starting with a letter or digit.")
+            self.show_error(HANDLE_RULE)
             self.query_one("#signin-name", Input).focus()
             return
         status = self.query_one("#signin-status", Select).value

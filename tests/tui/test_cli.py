@@ -27,8 +27,10 @@ def test_bad_options_exit_with_usage_errors():
     runner = CliRunner()
     result = runner.invoke(app, ["chat", "--status", "sleeping"])
     assert result.exit_code == 2 and "sleeping" in result.output
-    result = runner.invoke(app, ["chat", "--name", "!"])
+    result = runner.invoke(app, ["chat", "--name", "x"])
     assert result.exit_code == 2
+    # The rule, not just the verdict (the usage box may wrap the sentence).
+    assert "2-24" in result.output and "starting with a letter or digit" in result.output
 
 
 def test_help_lists_the_options():

@@ -616,6 +616,15 @@ class ChatApp(App[None]):
             if status is not rules.Status.OFFLINE:
                 out.append((f"Status: {label}",
                             lambda s=status.value: self._choose_status(s), "Change your status"))
+        for name in state.added_you:  # the "has added you" prompt's answers
+            label = clean_line(state.label(name))
+            out.append((f"Add {label} ({name}) back", lambda n=name: self.contact("add", n),
+                        "They added you to their contact list"))
+            out.append((f"Block {label} ({name})", lambda n=name: self.contact("block", n),
+                        "They added you; they won't reach you"))
+            out.append((f"Not now: {label} ({name})",
+                        lambda n=name: self._render(state.dismiss_request(n)),
+                        "Answer their request later"))
         for person in state.contact_people():
             label = clean_line(person.label)
             out.append((f"Chat with {label} ({person.name})",

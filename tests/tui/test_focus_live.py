@@ -122,3 +122,21 @@ async def test_a_tab_opened_by_a_message_shows_the_recent_history(server, tmp_pa
             text = transcript_text(app, DM)
             assert text.index("earlier 3") < text.index("are you there?")
             assert isinstance(app.focused, BuddyList)  # opened in the background
+
+
+async def test_the_palette_answers_an_add_request(server, tmp_path):
+    alice = make_app(tmp_path, server.url, "alice", display="Alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        alice.contact("add", "bob")
+        await wait_until(pb, lambda: bob.state.added_you == ["alice"], "the request")
+        titles = [title for title, _, _ in bob.palette_commands()]
+        assert "Block Alice (alice)" in titles
+        await pb.press("ctrl+p", *"add alice (alice) back")
+        await pb.pause(0.3)
+        await pb.press("enter")
+        await wait_until(pb, lambda: "alice" in bob.state.contacts, "added back")
+        assert bob.state.added_you == []
+        await wait_until(pb, lambda: not bob.main.query_one("#added-you").display, "prompt gone")

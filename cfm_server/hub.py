@@ -56,6 +56,7 @@ from cfm_server.limits import PairInterval
 from cfm_server.metrics import Metrics
 from cfm_server.state import Pending, Room, User
 from cfm_server.store import Commit, ContactRecord, RoomRecord, Store, StoreError, UserRecord
+from cfm_server.wsframe import frame_binary
 
 if TYPE_CHECKING:
     from cfm_server.session import Session
@@ -402,13 +403,13 @@ class Hub:
         """The new member's presence to the others: they watch the user from now on."""
         if not user.sessions:
             return
-        data = self._presence(user, user.status_for(None))
+        framed = frame_binary(self._presence(user, user.status_for(None)))
         n = 0
         for name in room.members:
             if name == user.name or user.has_blocked(name):
                 continue
             for other in self.users[name].sessions:
-                other.send(data)
+                other.send_framed(framed)
                 n += 1
         self.metrics.count_out("presence", n)
 
@@ -681,10 +682,11 @@ class Hub:
     def _send_sessions(
         self, sessions: Iterable[Session], data: bytes, t: str, *, skip: Session | None = None
     ) -> None:
+        framed = frame_binary(data)
         n = 0
         for session in sessions:
             if session is not skip:
-                session.send(data)
+                session.send_framed(framed)
                 n += 1
         self.metrics.count_out(t, n)
 
@@ -699,13 +701,14 @@ class Hub:
     ) -> None:
         """The same bytes to every session of every member (but ``skip`` / ``skip_user``)."""
         users = self.users
+        framed = frame_binary(data)  # the same WebSocket frame for every recipient
         n = 0
         for name in room.members:
             if name == skip_user:
                 continue
             for session in users[name].sessions:
                 if session is not skip:
-                    session.send(data)
+                    session.send_framed(framed)
                     n += 1
         self.metrics.count_out(t, n)
 

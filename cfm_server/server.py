@@ -255,6 +255,10 @@ class Server:
                 except (StoreError, TimeoutError) as exc:
                     log.error("flushing the store at shutdown failed: %s", exc)
             if self._ws is not None:
+                # The acks of that last commit go out in its callbacks, then in the
+                # outbox's next write: both before the close frames.
+                await asyncio.sleep(0)
+                self.outbox.flush()
                 self._ws.close(close_connections=True, code=code, reason=reason)
                 try:
                     await asyncio.wait_for(self._ws.wait_closed(), self.config.close_timeout + 1)

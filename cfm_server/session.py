@@ -1,14 +1,15 @@
 """One connection: the hello handshake, the read loop, rate limits, and outbound bytes.
 
-Outbound frames never wait: ``send`` frames the bytes into the connection's protocol
-buffer and marks the session in the :class:`Outbox`; once per event-loop turn the outbox
-writes each marked session's frames with a single ``transport.write``. One ``send()``
-system call per recipient per message was most of the server's CPU at high fan-out (see
-docs/performance.md); a group commit now costs one write per recipient instead. Frames
-of one session stay in order (they share the protocol's buffer, which websockets' own
-writes, a close frame included, drain first). A session whose transport holds more than
-``config.send_buffer`` unsent bytes after its write is too slow a reader and is closed
-with 1013; nobody else waits for it.
+Outbound frames never wait: ``send`` frames the bytes as a WebSocket message (once per
+message for a fan-out: ``send_framed``), appends them to the session's queue and marks
+the session in the :class:`Outbox`; once per event-loop turn the outbox writes each
+marked session's queue with a single ``transport.write``. One ``send()`` system call per
+recipient per message, and then websockets' framing per recipient, were most of the
+server's CPU at high fan-out (see docs/performance.md): a group commit now costs one
+write per recipient, and a message is framed once. Frames of one session stay in
+order; ``close`` writes the queue before its close frame. A session whose transport
+holds more than ``config.send_buffer`` unsent bytes after its write is too slow a
+reader and is closed with 1013; nobody else waits for it.
 
 The read loop never awaits a commit either: the hub acks a ``say`` from the commit's
 done-callback, so a client that pipelines many says gets them stored in one group
@@ -32,6 +33,7 @@ from cfm_common.frames import Error, Hello, ServerFrame
 from cfm_common.rules import FATAL_HELLO_ERRORS, CloseCode, ErrorCode
 from cfm_server.hub import Hub, RateLimited
 from cfm_server.limits import SessionLimits
+from cfm_server.wsframe import frame_binary
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
@@ -81,7 +83,7 @@ class Outbox:
 class Session:
     __slots__ = (
         "_close_task",
-        "_queued",
+        "_out",
         "closing",
         "config",
         "hub",
@@ -98,7 +100,7 @@ class Session:
                  metrics: Metrics, outbox: Outbox | None = None) -> None:
         self.ws = ws
         self.outbox = outbox if outbox is not None else Outbox()
-        self._queued = False  # frames wait in the protocol buffer for the outbox's flush
+        self._out: list[bytes] = []  # framed messages waiting for the outbox's flush
         self.hub = hub
         self.config = config
         self.metrics = metrics
@@ -113,32 +115,33 @@ class Session:
 
     def send(self, data: bytes) -> None:
         """Queue one binary message for this turn's write; never waits."""
-        if self.closing:
+        self.send_framed(frame_binary(data))
+
+    def send_framed(self, framed: bytes) -> None:
+        """Queue a message already framed by :func:`frame_binary` (shared by a fan-out)."""
+        if self.closing or self.ws.protocol.state is not State.OPEN:
             return
-        protocol = self.ws.protocol
-        if protocol.state is not State.OPEN:
-            return
-        protocol.send_binary(data)
-        if not self._queued:
-            self._queued = True
+        out = self._out
+        if not out:
             self.outbox.mark(self)
+        out.append(framed)
 
     def write_queued(self) -> None:
         """Write every frame queued since the last turn at once; check the send bound."""
-        self._queued = False
-        ws = self.ws
-        # Closing: websockets' close already wrote the queued frames ahead of its close
-        # frame (and may owe the peer an EOF, which is its business, not ours).
-        if ws.protocol.state is not State.OPEN:
+        out = self._out
+        if not out:
             return
-        chunks = ws.protocol.data_to_send()
-        if not chunks:  # websockets wrote them itself (a pong goes out the same way)
+        self._out = []
+        ws = self.ws
+        # Closing or closed: the peer gets no more messages (a close we start writes the
+        # queue first, see ``close``).
+        if ws.protocol.state is not State.OPEN:
             return
         transport = ws.transport
         if transport.is_closing():
             return
         try:
-            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
         except Exception as exc:  # a transport that broke under us: the read loop ends it
             log.debug("send to %s failed: %s", self.id, exc)
             return
@@ -160,6 +163,9 @@ class Session:
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake with ``code``; later sends are dropped."""
         if self.closing:
+            return
+        self.write_queued()  # what was queued before the close goes out before it
+        if self.closing:  # that write found a reader too slow and closed it (1013)
             return
         self.closing = True
         self.metrics.closes.labels(str(int(code))).inc()

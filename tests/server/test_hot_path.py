@@ -14,6 +14,8 @@ import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 
 from cfm_common import rules
 from cfm_common.codec import _fields as codec_fields
@@ -23,6 +25,7 @@ from cfm_common.frames import Ack, History, Joined, Msg, RosterEntry, StoredMsg,
 from cfm_server.server import GC_YOUNG_THRESHOLD, run_event_loop
 from cfm_server.store import SqliteStore
 from cfm_server.store import sqlite as sqlite_module
+from cfm_server.wsframe import frame_binary
 
 stored_msgs = st.builds(
     StoredMsg,
@@ -192,3 +195,10 @@ def test_joined_and_history_lists_encode_as_the_field_walk_does(
          "members": [walked(m) for m in members], "reset": True})
     assert encode(history) == msgpack.packb(
         {"t": "history", "room": "#lobby", "msgs": [walked(m) for m in msgs], "more": False})
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_frame_binary_writes_what_websockets_would(size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    expected = WsFrame(Opcode.BINARY, data, True).serialize(mask=False, extensions=[])
+    assert frame_binary(data) == expected

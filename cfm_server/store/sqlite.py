@@ -130,12 +130,12 @@ WAL_AUTOCHECKPOINT_PAGES = 16000
 
 _MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id"
 
-# The WHERE makes the store refuse a gap or a repeated seq in the same statement.
-_APPEND = f"""
-    INSERT INTO messages ({_MESSAGE_COLUMNS})
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-    WHERE ?2 = 1 + coalesce((SELECT max(seq) FROM messages WHERE room = ?1), 0)
-"""
+# A plain INSERT: the store refuses a gap or a repeated seq before it, from each room's
+# latest seq kept in memory (``SqliteStore._next_seq``). It used to be a guard in the
+# statement itself (INSERT ... SELECT ... WHERE seq = 1 + max(seq)), a third of the
+# INSERT's cost; the primary key still refuses a repeated seq, and the lock file makes
+# this connection the only writer.
+_APPEND = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 class _ClientIdFilter:
@@ -282,6 +282,9 @@ class SqliteStore(Store):
         self._commit_handle: asyncio.Handle | None = None
         self._last_batch_size = 0  # writes in the previous COMMIT: busy or idle
         self._client_ids: _ClientIdFilter | None = None  # built at open
+        # Each room's latest written seq (committed or in the open batch), read from the
+        # table on a room's first append; forgotten when a batch is rolled back.
+        self._room_seqs: dict[str, int] = {}
         self._checkpointer = _Checkpointer(self.path, self._busy_timeout_s)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -322,6 +325,7 @@ class SqliteStore(Store):
         finally:
             self._conn = None
             self._client_ids = None
+            self._room_seqs.clear()
             self._checkpointer.stop()
             try:
                 # Keeps the query planner's statistics fresh; cheap when nothing changed.
@@ -526,6 +530,7 @@ class SqliteStore(Store):
         return None
 
     def _fail_batch(self, cause: sqlite3.Error) -> StoreError:
+        self._room_seqs.clear()  # the batch's appends are gone: read the seqs again
         if self._commit_handle is not None:
             self._commit_handle.cancel()
             self._commit_handle = None
@@ -612,11 +617,36 @@ class SqliteStore(Store):
                            (user, room, seq))
 
     def append(self, msg: StoredMsg) -> Commit:
+        params = (msg.room, msg.seq, msg.sender, msg.text, msg.ts, msg.kind, msg.id)
+        if self._conn is None:
+            return self._write(_APPEND, params)  # fails: the store is not open
+        try:
+            expected = self._next_seq(msg.room)
+        except StoreError as e:
+            return self._failed(e)
+        if msg.seq != expected:
+            return self._failed(StoreError(
+                f"write rejected: message {msg.room}#{msg.seq} is not the room's next seq"))
         if msg.id is not None:
             self._note_client_id((msg.sender, msg.id))
-        return self._write(
-            _APPEND, (msg.room, msg.seq, msg.sender, msg.text, msg.ts, msg.kind, msg.id),
-            rejected=f"message {msg.room}#{msg.seq} is not the room's next seq")
+        commit = self._write(_APPEND, params)
+        if not commit.done():  # written into the open batch (a failure completes at once)
+            self._room_seqs[msg.room] = msg.seq
+        return commit
+
+    def _next_seq(self, room: str) -> int:
+        seq = self._room_seqs.get(room)
+        if seq is None:
+            seq = self._query("SELECT coalesce(max(seq), 0) FROM messages WHERE room = ?",
+                              (room,))[0][0]
+            self._room_seqs[room] = seq
+        return seq + 1
+
+    def _failed(self, error: StoreError) -> Commit:
+        loop = self._loop or asyncio.get_running_loop()
+        future: Commit = loop.create_future()
+        future.set_exception(error)
+        return future
 
     # --- the client-id filter ---------------------------------------------------------
 

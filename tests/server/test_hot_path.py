@@ -23,7 +23,7 @@ from cfm_common.codec import encode, encode_ack, encode_msg, to_map
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import Ack, History, Joined, Msg, RosterEntry, StoredMsg, check_text
 from cfm_server.server import GC_YOUNG_THRESHOLD, run_event_loop
-from cfm_server.store import SqliteStore
+from cfm_server.store import SqliteStore, StoreError
 from cfm_server.store import sqlite as sqlite_module
 from cfm_server.wsframe import frame_binary
 
@@ -202,3 +202,24 @@ def test_frame_binary_writes_what_websockets_would(size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     expected = WsFrame(Opcode.BINARY, data, True).serialize(mask=False, extensions=[])
     assert frame_binary(data) == expected
+
+
+async def test_the_next_seq_is_known_across_a_reopen_and_a_gap_is_still_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cfm.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await asyncio.gather(*(store.append(message("#lobby", n, None)) for n in (1, 2, 3)))
+    await store.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        for seq in (3, 5):  # repeated, gap: refused before any SQL runs
+            with pytest.raises(StoreError, match="next seq"):
+                await store.append(message("#lobby", seq, None))
+        await store.append(message("#lobby", 4, None))
+        await store.append(message("#new", 1, None))
+        assert [m.seq for m in store.history_after("#lobby", 0, 10)] == [1, 2, 3, 4]
+    finally:
+        await store.close()

@@ -12,6 +12,11 @@ send-buffer bound (close 1013) is checked at that write.
 
 It replaces the method at import time so an A/B run needs no change to cfm_server;
 the change proper belongs in ``cfm_server/session.py``.
+
+Superseded: since server commit eef9558 ``cfm_server/session.py`` coalesces its writes
+itself (``Outbox``) and frames a fanned-out message once (``send_framed``), so this
+experiment only means something against the server before that; on a newer one it
+refuses to start rather than measure a mixture.
 """
 
 from __future__ import annotations
@@ -62,4 +67,6 @@ def coalescing_send(self: Any, data: bytes) -> None:
 session_module.Session.send = coalescing_send  # type: ignore[method-assign]
 
 if __name__ == "__main__":
+    if hasattr(session_module, "Outbox"):
+        raise SystemExit("this server already coalesces its writes (see the docstring)")
     app(prog_name="cfm serve (coalesced writes)")

@@ -93,11 +93,10 @@ def serve(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     _setup_logging(log_level)
-
-    import asyncio
+    from cfm_server.server import run_event_loop
 
     try:
-        code = asyncio.run(_run(settings))
+        code = run_event_loop(_run(settings))  # uvloop when installed (the speed extra)
     except KeyboardInterrupt:
         code = 0
     if code:

@@ -133,8 +133,11 @@ class Client:
         reconnect: bool = True,
         request_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        quiet: bool = False,
     ) -> None:
         self.url = url
+        # hello.quiet: no member frames, no presence heard only through a shared group room.
+        self._quiet = quiet
         self._name = name
         self._status = status
         self._display = display
@@ -330,11 +333,22 @@ class Client:
             self._write(frame)
         # Otherwise the next hello carries it.
 
-    async def join(self, room: str) -> f.Joined:
-        """Join a group room; messages we lack are replayed as events."""
+    async def join(self, room: str, members_limit: int | None = None) -> f.Joined:
+        """Join a group room; messages we lack are replayed as events.
+
+        ``members_limit`` caps ``joined.members`` (the first names in order) and makes
+        the server send ``joined.count``; page the rest with :meth:`members`.
+        """
         since, epoch = self._resume.join_since(room)
-        frame = f.Join(room=room, since=since, epoch=epoch)
+        frame = f.Join(room=room, since=since, epoch=epoch, members_limit=members_limit)
         return await self._request(frame, "join", room)
+
+    async def members(
+        self, room: str, after: str | None = None, limit: int = 100
+    ) -> f.MembersPage:
+        """A page of a group room's members sorted by name, each after ``after``."""
+        frame = f.GetMembers(room=room, after=after, limit=limit)
+        return await self._request(frame, "members", room)
 
     async def leave(self, room: str) -> f.Left:
         return await self._request(f.Leave(room=room), "leave", room)
@@ -473,7 +487,7 @@ class Client:
         hello = f.Hello(
             v=PROTOCOL_VERSION, name=self._name, token=self._token, status=self._status,
             display=self._display, psm=self._psm, client=self._client_name,
-            bot=True if self._bot else None,
+            bot=True if self._bot else None, quiet=True if self._quiet else None,
         )
         try:
             ws = await connect(
@@ -663,6 +677,9 @@ class Client:
         elif isinstance(frame, f.History):
             if not self._resolve("history", frame.room, frame):
                 log.debug("history for %s that nobody asked for", frame.room)
+        elif isinstance(frame, f.MembersPage):
+            if not self._resolve("members", frame.room, frame):
+                log.debug("members of %s that nobody asked for", frame.room)
         elif isinstance(frame, f.Contact):
             if frame.op != rules.ContactOp.ADDED_YOU:
                 self._resolve("contact", (frame.op, rules.normalize_name(frame.name)), frame)
@@ -709,7 +726,7 @@ class Client:
                     return
                 entry.future.set_exception(exc)
                 return
-            if ref in ("say", "nudge", "join", "history", "contact", "leave") and \
+            if ref in ("say", "nudge", "join", "history", "contact", "leave", "members") and \
                     self._fail_oldest(ref, exc):
                 return
         self._emit(error)

@@ -128,6 +128,22 @@ def check_limit(value: int) -> None:
         raise _bad(f"limit must be 1-{rules.MAX_HISTORY_LIMIT}")
 
 
+# Big rooms (an additive extension, see docs/protocol.md): a join may cap its member
+# list, and a member list is paged with ``members``.
+MAX_MEMBERS_LIMIT = 1000
+MAX_MEMBERS_PAGE = 500
+
+
+def check_members_limit(value: int) -> None:
+    if not 0 <= value <= MAX_MEMBERS_LIMIT:
+        raise _bad(f"members_limit must be 0-{MAX_MEMBERS_LIMIT}")
+
+
+def check_members_page(value: int) -> None:
+    if not 1 <= value <= MAX_MEMBERS_PAGE:
+        raise _bad(f"limit must be 1-{MAX_MEMBERS_PAGE}")
+
+
 def _one_of(allowed: frozenset[str] | set[str], what: str) -> Check:
     def check(value: str) -> None:
         if value not in allowed:
@@ -193,6 +209,8 @@ class Hello:
     psm: str | None = wire(str, check_psm, optional=True)
     client: str | None = wire(str, check_client, optional=True)
     bot: bool | None = wire(bool, optional=True)
+    # True: no member frames, and no presence heard only through a shared group room.
+    quiet: bool | None = wire(bool, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +227,7 @@ class Join:
     room: str = wire(str, check_room)
     since: int | None = wire(int, check_seq, optional=True)
     epoch: str | None = wire(str, check_epoch, optional=True)
+    members_limit: int | None = wire(int, check_members_limit, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +274,16 @@ class GetHistory:
     before: int | None = wire(int, check_seq, optional=True)
     after: int | None = wire(int, check_seq, optional=True)
     limit: int | None = wire(int, check_limit, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class GetMembers:
+    """A page of a group room's member list, sorted by name, names after ``after``."""
+
+    T: ClassVar[str] = "members"
+    room: str = wire(str, check_room)
+    after: str | None = wire(str, check_name, optional=True)
+    limit: int | None = wire(int, check_members_page, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +338,7 @@ class Joined:
     members: tuple[RosterEntry, ...] = wire(list, of=RosterEntry)
     more: bool | None = wire(bool, optional=True)
     reset: bool | None = wire(bool, optional=True)
+    count: int | None = wire(int, check_seq, optional=True)  # with join.members_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +408,16 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class MembersPage:
+    """The answer to ``members``: roster entries sorted by name; ``more`` if others follow."""
+
+    T: ClassVar[str] = "members"
+    room: str = wire(str, check_room)
+    members: tuple[RosterEntry, ...] = wire(list, of=RosterEntry)
+    more: bool = wire(bool)
+
+
+@dataclass(frozen=True, slots=True)
 class Contact:
     T: ClassVar[str] = "contact"
     op: str = wire(str, _one_of({o.value for o in rules.ContactOp}, "contact op"))
@@ -400,20 +440,20 @@ class Error:
 
 ClientFrame = (
     Hello | SetPresence | Join | Leave | Say | SendTyping | Nudge | GetHistory | MarkRead
-    | ContactRequest
+    | ContactRequest | GetMembers
 )
 ServerFrame = (
     Welcome | Presence | Joined | Left | Member | Msg | Ack | Typing | Read | History | Contact
-    | Error
+    | Error | MembersPage
 )
 
 CLIENT_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Hello, SetPresence, Join, Leave, Say, SendTyping, Nudge, GetHistory, MarkRead,
-                ContactRequest)
+                ContactRequest, GetMembers)
 }
 SERVER_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Welcome, Presence, Joined, Left, Member, Msg, Ack, Typing, Read, History,
-                Contact, Error)
+                Contact, Error, MembersPage)
 }

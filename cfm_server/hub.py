@@ -30,6 +30,7 @@ from cfm_common.frames import (
     ContactRequest,
     Error,
     GetHistory,
+    GetMembers,
     Hello,
     History,
     Join,
@@ -38,6 +39,7 @@ from cfm_common.frames import (
     Left,
     MarkRead,
     Member,
+    MembersPage,
     Nudge,
     Presence,
     Read,
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVER_NAME = f"cfm/{__version__}"
+DEFAULT_MEMBERS_PAGE = 100  # a ``members`` request without a limit
 
 
 def hash_token(token: str) -> str:
@@ -118,6 +121,7 @@ class Hub:
             GetHistory: self.history,
             MarkRead: self.read,
             ContactRequest: self.contact,
+            GetMembers: self.members,
         }
 
     # --- start-up ----------------------------------------------------------------------
@@ -131,7 +135,7 @@ class Hub:
         for room_name, user_name in self.store.load_members():
             room, user = self.rooms.get(room_name), self.users.get(user_name)
             if room is not None and user is not None:
-                room.members.add(user_name)
+                room.add_member(user_name)
                 user.rooms.add(room_name)
         for contact in self.store.load_contacts():
             owner = self.users.get(contact.owner)
@@ -191,8 +195,12 @@ class Hub:
             self._write(self.store.put_user(record))
         session.id = f"s{next(self._session_ids)}"
         session.user = user
+        session.quiet = bool(hello.quiet)
         first = not user.sessions
         user.sessions.append(session)
+        if not session.quiet:
+            for room in self._group_rooms(user):
+                room.loud.add(session)
         self.metrics.sessions.inc()
         if first:
             self.online_users += 1
@@ -272,6 +280,9 @@ class Hub:
             return
         session.user = None
         user.sessions.remove(session)
+        if not session.quiet:
+            for room in self._group_rooms(user):
+                room.loud.discard(session)
         self.metrics.sessions.dec()
         if not user.sessions:
             self.online_users -= 1
@@ -302,15 +313,36 @@ class Hub:
             Presence(user.name, record.display, status, _psm_seen(record.psm, status), record.bot)
         )
 
+    def _group_rooms(self, user: User) -> Iterable[Room]:
+        rooms = self.rooms
+        return (rooms[r] for r in user.rooms if not rooms[r].is_dm)
+
     def watchers(self, user: User) -> set[str]:
         """Contact-list owners and members of the user's group rooms, minus blocked ones."""
         names = set(self.listed_by.get(user.name, ()))
-        for room_name in user.rooms:
-            room = self.rooms[room_name]
-            if not room.is_dm:
-                names |= room.members
+        for room in self._group_rooms(user):
+            names |= room.members
         names.discard(user.name)
         return {n for n in names if not user.has_blocked(n)}
+
+    def presence_sessions(self, user: User) -> set[Session]:
+        """The sessions a change of the user's presence goes to: every session of its
+        contact-list owners, and the loud sessions of its group rooms (quiet ones hear of
+        room members only through ``joined``/``members``); blocked users excluded.
+
+        O(contact watchers + loud sessions of the user's rooms), not O(members)."""
+        out: set[Session] = set()
+        users = self.users
+        for name in self.listed_by.get(user.name, ()):
+            watcher = users.get(name)
+            if watcher is not None and watcher.sessions and not user.has_blocked(name):
+                out.update(watcher.sessions)
+        for room in self._group_rooms(user):
+            for session in room.loud:
+                other = session.user
+                if other is not None and other is not user and not user.has_blocked(other.name):
+                    out.add(session)
+        return out
 
     def _is_watcher(self, user: User, name: str) -> bool:
         if name in self.listed_by.get(user.name, ()):
@@ -338,10 +370,7 @@ class Hub:
         if public is not None and public == self._presence_view(user):
             return
         data = self._presence(user, user.status_for(None))
-        for name in self.watchers(user):
-            watcher = self.users.get(name)
-            if watcher is not None and watcher.sessions:
-                self._send_sessions(watcher.sessions, data, "presence")
+        self._send_sessions(self.presence_sessions(user), data, "presence")
 
     def set_presence(self, session: Session, frame: SetPresence) -> None:
         user = self._user(session)
@@ -376,8 +405,9 @@ class Hub:
                 room = self._create_room(frame.room)
             if user.name not in room.members:
                 self._add_member(room, user)
+                room.loud.update(s for s in user.sessions if not s.quiet)
                 data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
-                self._fan_out(room, data, "member", skip=session)
+                self._send_sessions(room.loud, data, "member", skip=session)
                 self._introduce(room, user)
         else:
             self._check_dm_access(user, frame.room)
@@ -393,8 +423,12 @@ class Hub:
             replay = self.store.history_after(room.name, since, limit + 1)
             more = len(replay) > limit
             del replay[limit:]
-        members = tuple(self._roster_entry(name, user.name) for name in sorted(room.members))
-        session.send_frame(Joined(room.name, room.seq, room.epoch, members, more, reset))
+        count = None
+        names = room.roster
+        if frame.members_limit is not None:
+            names, count = names[: frame.members_limit], len(room.members)
+        members = tuple(self._roster_entry(name, user.name) for name in names)
+        session.send_frame(Joined(room.name, room.seq, room.epoch, members, more, reset, count))
         for stored in replay:
             session.send(encode_msg(stored))
         self.metrics.count_out("msg", len(replay))
@@ -405,16 +439,16 @@ class Hub:
             return
         framed = frame_binary(self._presence(user, user.status_for(None)))
         n = 0
-        for name in room.members:
-            if name == user.name or user.has_blocked(name):
+        for other in room.loud:  # quiet sessions learn members from joined/members
+            them = other.user
+            if them is None or them is user or user.has_blocked(them.name):
                 continue
-            for other in self.users[name].sessions:
-                other.send_framed(framed)
-                n += 1
+            other.send_framed(framed)
+            n += 1
         self.metrics.count_out("presence", n)
 
     def _add_member(self, room: Room, user: User) -> None:
-        room.members.add(user.name)
+        room.add_member(user.name)
         user.rooms.add(room.name)
         self._write(self.store.add_member(room.name, user.name))
 
@@ -423,11 +457,24 @@ class Hub:
         room = self.rooms.get(frame.room)
         if room is None or user.name not in room.members:
             raise ProtocolError(ErrorCode.NOT_MEMBER, f"you are not in {frame.room}")
-        room.members.discard(user.name)
+        room.remove_member(user.name)
         user.rooms.discard(room.name)
+        room.loud.difference_update(user.sessions)
         self._write(self.store.remove_member(room.name, user.name))
         self._send_sessions(user.sessions, encode(Left(room.name)), "left")
-        self._fan_out(room, encode(Member(room.name, user.name, MemberOp.LEAVE.value)), "member")
+        data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
+        self._send_sessions(room.loud, data, "member")
+
+    def members(self, session: Session, frame: GetMembers) -> None:
+        """A page of a group room's member list (the big-room extension)."""
+        user = self._user(session)
+        if frame.room.startswith(rules.DM_PREFIX):
+            raise ProtocolError(ErrorCode.BAD_FRAME, "a DM room's members are its two names")
+        room = self._readable_room(user, frame.room)
+        after = None if frame.after is None else rules.normalize_name(frame.after)
+        names, more = room.roster_page(after, frame.limit or DEFAULT_MEMBERS_PAGE)
+        entries = tuple(self._roster_entry(name, user.name) for name in names)
+        session.send_frame(MembersPage(room.name, entries, more))
 
     # --- messages ------------------------------------------------------------------------
 
@@ -633,9 +680,12 @@ class Hub:
             now_blocked = op is ContactOp.BLOCK
             self._put_contact(user, name, in_list=in_list, blocked=now_blocked)
             if now_blocked != blocked and target.sessions and self._is_watcher(user, name):
-                # The blocked user sees the blocker go offline; an unblocked one sees them back.
+                # The blocked user sees the blocker go offline; an unblocked one sees them back
+                # (a quiet session only if it watches through its contact list).
+                listed = name in self.listed_by.get(user.name, ())
+                sessions = [s for s in target.sessions if listed or not s.quiet]
                 status = user.status_for(name)
-                self._send_sessions(target.sessions, self._presence(user, status), "presence")
+                self._send_sessions(sessions, self._presence(user, status), "presence")
         entry = self._roster_entry(name, user.name, blocked=user.has_blocked(name))
         echo = Contact(op.value, **_entry_keys(entry))
         self._send_sessions(user.sessions, encode(echo), "contact")

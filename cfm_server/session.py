@@ -53,6 +53,7 @@ RATE_KIND = {
     "history": "history",
     "read": "history",
     "contact": "contact",
+    "members": "history",
 }
 
 
@@ -91,6 +92,7 @@ class Session:
         "limits",
         "metrics",
         "outbox",
+        "quiet",
         "send_buffer",
         "user",
         "ws",
@@ -106,6 +108,7 @@ class Session:
         self.metrics = metrics
         self.id = ""
         self.user: User | None = None
+        self.quiet = False  # hello.quiet: no member frames nor room-only presence
         self.limits = SessionLimits(config, time.monotonic())
         self.send_buffer = config.send_buffer
         self.closing = False

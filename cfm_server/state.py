@@ -7,6 +7,7 @@ sessions to deliver to.
 
 from __future__ import annotations
 
+import bisect
 import collections
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -67,6 +68,12 @@ class Room:
     seq: int  # the latest assigned seq
     epoch: str
     members: set[str] = field(default_factory=set)
+    # The same names, sorted: a capped ``joined.members`` or a ``members`` page is a slice.
+    roster: list[str] = field(default_factory=list)
+    # The sessions that still want this room's member/presence fan-out: the non-quiet
+    # sessions of its members (group rooms only). A join or a presence change walks
+    # these, not every member, so quiet sessions cost nothing there.
+    loud: set[Session] = field(default_factory=set)
     durable_seq: int = 0  # the latest seq whose commit completed
     # Messages in seq order whose commits have not all been handled yet.
     pending: collections.deque[Pending] = field(default_factory=collections.deque)
@@ -77,6 +84,22 @@ class Room:
     @property
     def is_dm(self) -> bool:
         return self.name.startswith(rules.DM_PREFIX)
+
+    def add_member(self, name: str) -> None:
+        if name not in self.members:
+            self.members.add(name)
+            bisect.insort(self.roster, name)
+
+    def remove_member(self, name: str) -> None:
+        if name in self.members:
+            self.members.discard(name)
+            del self.roster[bisect.bisect_left(self.roster, name)]
+
+    def roster_page(self, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """Up to ``limit`` member names sorted, each > ``after``; and whether more follow."""
+        start = 0 if after is None else bisect.bisect_right(self.roster, after)
+        names = self.roster[start:start + limit]
+        return names, start + limit < len(self.roster)
 
     def next_seq(self) -> int:
         self.seq += 1

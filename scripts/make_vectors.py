@@ -89,6 +89,18 @@ def client_samples() -> list[tuple[str, f.ClientFrame]]:
         ("contact/remove", f.ContactRequest(op="remove", name="bob")),
         ("contact/block", f.ContactRequest(op="block", name="Bob")),
         ("contact/unblock", f.ContactRequest(op="unblock", name="bob")),
+        # Big rooms (an additive extension).
+        ("hello/full-quiet", f.Hello(v=1, name="Alice", token="3q2-7Yh_tok", status="busy",
+                                     display="Alice", psm="", client="cfm-tui/0.1.0",
+                                     bot=False, quiet=True)),
+        ("hello/quiet", f.Hello(v=1, name="alice", quiet=True)),
+        ("join/full-members-limit", f.Join(room="#lobby", since=41, epoch="01HZX3K9",
+                                           members_limit=50)),
+        ("join/members-limit-0", f.Join(room="#lobby", members_limit=0)),
+        ("join/members-limit-1000", f.Join(room="#lobby", members_limit=1000)),
+        ("members/full", f.GetMembers(room="#lobby", after="Bob", limit=100)),
+        ("members/minimal", f.GetMembers(room="#lobby")),
+        ("members/limit-500", f.GetMembers(room="#lobby", limit=500)),
     ]
 
 
@@ -118,6 +130,14 @@ def server_samples() -> list[tuple[str, f.ServerFrame]]:
                                  members=(_roster("alice"), _roster("eliza", bot=True)),
                                  more=True, reset=True)),
         ("joined/minimal", f.Joined(room="#lobby", seq=0, epoch="e", members=())),
+        ("joined/full-count", f.Joined(room="#big", seq=7, epoch="e",
+                                       members=(_roster("alice"),), more=False, reset=True,
+                                       count=5000)),
+        ("joined/count", f.Joined(room="#big", seq=7, epoch="e", members=(_roster("alice"),),
+                                  count=5000)),
+        ("members/full", f.MembersPage(room="#big", members=(_roster("bob"), _roster("carol")),
+                                       more=True)),
+        ("members/empty", f.MembersPage(room="#big", members=(), more=False)),
         ("left", f.Left(room="#lobby")),
         ("member/join", f.Member(room="#lobby", name="carol", op="join")),
         ("member/leave", f.Member(room="#lobby", name="carol", op="leave")),
@@ -371,6 +391,19 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
          "bad_frame", "contact"),
         ("contact/op-unknown", {"t": "contact", "op": "poke", "name": "bob"}, "bad_frame",
          "contact"),
+        # Big rooms.
+        ("hello/quiet-not-a-bool", {**HELLO, "quiet": 1}, "bad_frame", "hello"),
+        ("join/members-limit-negative", {"t": "join", "room": "#lobby", "members_limit": -1},
+         "bad_frame", "join"),
+        ("join/members-limit-1001", {"t": "join", "room": "#lobby", "members_limit": 1001},
+         "bad_frame", "join"),
+        ("members/limit-0", {"t": "members", "room": "#lobby", "limit": 0}, "bad_frame",
+         "members"),
+        ("members/limit-501", {"t": "members", "room": "#lobby", "limit": 501}, "bad_frame",
+         "members"),
+        ("members/after-invalid", {"t": "members", "room": "#lobby", "after": "_bob"},
+         "name_invalid", "members"),
+        ("members/no-room", {"t": "members"}, "bad_frame", "members"),
         # The ref rule: the frame's id when it is a valid one, else its t.
         ("ref/id-too-long-falls-back-to-t", {**SAY, "id": "i" * 65, "room": "lobby"},
          "bad_frame", "say"),
@@ -428,6 +461,10 @@ def _server_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         ("member/op-unknown", {"t": "member", "room": "#lobby", "name": "bob", "op": "kick"},
          "bad_frame", "member"),
         ("int/negative-seq", {**MSG, "seq": -1}, "bad_frame", "b1"),
+        ("missing/members-more", {"t": "members", "room": "#big", "members": []},
+         "bad_frame", "members"),
+        ("int/negative-joined-count", {"t": "joined", "room": "#big", "seq": 1, "epoch": "e",
+                                       "members": [], "count": -1}, "bad_frame", "joined"),
     ]
 
 

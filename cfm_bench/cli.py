@@ -59,6 +59,7 @@ def bench(
     messages: Annotated[int, typer.Option(help="replay: messages the reader missed.")] = 10_000,
     presence: Annotated[int, typer.Option(help="bigroom: presence changes after the joins.")] = 100,
     room: Annotated[str, typer.Option(help="bigroom: the room everyone joins.")] = "#lobby",
+    quiet_clients: Annotated[bool, typer.Option("--quiet", help="bigroom: the clients opt in to the big-room extension (hello.quiet, join.members_limit 50).")] = False,  # noqa: E501
     sources: Annotated[int | None, typer.Option(help="127.0.0.x source addresses to spread connections over (default: one per 8,000).")] = None,  # noqa: E501
     pin: Annotated[bool, typer.Option(help="Pin a spawned server and the driver to different cores.")] = True,  # noqa: E501
     baseline_script: Annotated[Path | None, typer.Option(help="Path of benchmarks/baseline_server.py when not run from a checkout.")] = None,  # noqa: E501
@@ -80,6 +81,7 @@ def bench(
         scenario=scenario, clients=clients, rooms=rooms, publishers=publishers,
         rate=_rate(rate), duration=duration, warmup=warmup, size=size, procs=procs,
         window=window, messages=messages, presence=presence, room=room, sources=sources,
+        quiet=quiet_clients,
     )
     if url:
         plan = [("url", None)]

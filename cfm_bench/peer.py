@@ -100,17 +100,21 @@ class Peer:
         async with asyncio.timeout(timeout):
             return await future
 
-    async def hello(self, timeout: float = 30.0) -> dict[str, Any]:
-        welcome = await self.request({"t": "hello", "v": 1, "name": self.name,
-                                      "client": "cfm-bench"}, "welcome", timeout)
+    async def hello(self, timeout: float = 30.0, *, quiet: bool = False) -> dict[str, Any]:
+        frame: dict[str, Any] = {"t": "hello", "v": 1, "name": self.name, "client": "cfm-bench"}
+        if quiet:
+            frame["quiet"] = True  # the big-room extension: no member/room presence frames
+        welcome = await self.request(frame, "welcome", timeout)
         self.token = welcome.get("token")
         return welcome
 
-    async def join(self, room: str, since: int | None = None,
-                   timeout: float = 30.0) -> dict[str, Any]:
+    async def join(self, room: str, since: int | None = None, timeout: float = 30.0,
+                   *, members_limit: int | None = None) -> dict[str, Any]:
         frame: dict[str, Any] = {"t": "join", "room": room}
         if since is not None:
             frame["since"] = since
+        if members_limit is not None:
+            frame["members_limit"] = members_limit
         return await self.request(frame, "joined", timeout)
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cfm_bench.target import ServerWatch, Target
 
 FILL_WINDOW = 256
+QUIET_MEMBERS_LIMIT = 50  # bigroom --quiet: joined.members holds this many
 SETTLE_SECONDS = 0.25  # quiet time after which a phase counts as done
 
 
@@ -34,10 +35,10 @@ def run_bigroom(target: Target, options: BenchOptions, shape: Scenario,
     return asyncio.run(_bigroom(target, options, shape, watch))
 
 
-async def _connect(target: Target, name: str, stats: Stats) -> Peer:
+async def _connect(target: Target, name: str, stats: Stats, *, quiet: bool = False) -> Peer:
     peer = Peer(name, stats)
     await peer.connect(target.host, target.port, target.path)
-    await peer.hello()
+    await peer.hello(quiet=quiet)
     return peer
 
 
@@ -148,7 +149,7 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
 
     async def connect(i: int) -> Peer:
         async with semaphore:
-            return await _connect(target, f"g{run}{i:05d}", stats)
+            return await _connect(target, f"g{run}{i:05d}", stats, quiet=options.quiet)
 
     began = time.perf_counter()
     peers = list(await asyncio.gather(*(connect(i) for i in range(n))))
@@ -162,10 +163,11 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
     cpu_join = 0.0
     join_began = time.perf_counter()
     join_semaphore = asyncio.Semaphore(16)
+    members_limit = QUIET_MEMBERS_LIMIT if options.quiet else None
 
     async def join(peer: Peer) -> None:
         async with join_semaphore:
-            await peer.join(options.room, timeout=120)
+            await peer.join(options.room, timeout=120, members_limit=members_limit)
 
     for first in range(0, n, batch):
         group = peers[first:first + batch]
@@ -191,7 +193,8 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
         steps.append(step)
     join_seconds = time.perf_counter() - join_began
 
-    # Presence changes: each goes to every other member (they all watch each other).
+    # Presence changes: each goes to every other member (they all watch each other),
+    # unless the clients are quiet (then only to the changer's own session).
     changers = peers[: min(options.presence, n)]
     frames0, cpu0, t0 = stats.frames_total, watch.cpu(), time.perf_counter()
     for i, peer in enumerate(changers):
@@ -215,6 +218,7 @@ async def _bigroom(target: Target, options: BenchOptions, shape: Scenario,
     figures: dict[str, Any] = {
         "clients": n,
         "room": options.room,
+        "quiet": options.quiet,
         "connect_seconds": round(connect_seconds, 2),
         "join_seconds": round(join_seconds, 2),
         "join_frames": join_frames,

@@ -39,6 +39,7 @@ LINES: list[tuple[str, str]] = [
     ("replay seconds", "replay_seconds"),
     ("replay msgs/s", "replay_msgs_per_s"),
     ("history pages", "history_pages"),
+    ("quiet clients", "quiet"),
     ("join frames", "join_frames"),
     ("join frames / members²", "join_frames_per_member_squared"),
     ("join bytes", "join_bytes"),

@@ -48,6 +48,7 @@ class BenchOptions:
     messages: int = 10_000  # replay
     presence: int = 100  # bigroom: presence changes
     room: str = "#lobby"  # bigroom
+    quiet: bool = False  # bigroom: the clients opt in to the big-room extension
     sources: int | None = None
 
     def shape(self) -> Scenario:

@@ -7,6 +7,8 @@ it has arrived too.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 from tests.wire import WireClient, eventually, signed_in
@@ -191,3 +193,22 @@ async def test_the_loud_index_follows_sign_out_leave_and_rejoin(server) -> None:
     async with WireClient.connect(server.url) as back:
         await back.hello("alice", token=alice.token)
         assert loud_names() == ["alice"]
+
+
+async def test_the_bigroom_bench_with_quiet_clients_sends_one_frame_per_join(
+    server_factory,
+) -> None:
+    from cfm_bench.runner import BenchOptions, run_scenario
+    from cfm_bench.target import from_url
+
+    server = await server_factory(rate_limits=False, store="memory")
+    target = from_url(server.url, pid=os.getpid())
+    options = BenchOptions(scenario="bigroom", clients=20, presence=4, room=ROOM, quiet=True)
+    # The coordinator blocks; the in-process server keeps running on this event loop.
+    result = await asyncio.to_thread(run_scenario, target, options)
+    assert result["errors"] == 0, result
+    assert result["quiet"] is True
+    assert result["join_frames"] == 20  # each join: its joined, nothing to the others
+    assert "member" not in result["frames"]
+    assert result["presence_frames"] == 4  # each change: the changer's own session only
+    assert not result["quadratic"]

@@ -212,3 +212,16 @@ async def test_the_bigroom_bench_with_quiet_clients_sends_one_frame_per_join(
     assert "member" not in result["frames"]
     assert result["presence_frames"] == 4  # each change: the changer's own session only
     assert not result["quadratic"]
+
+
+async def test_members_spends_from_the_history_bucket(server_factory) -> None:
+    server = await server_factory(history_rate=0.5, history_burst=2)
+    async with signed_in(server.url, "alice") as alice:
+        await join(alice)
+        await alice.send({"t": "history", "room": ROOM})
+        await alice.recv_until("history")
+        await alice.send({"t": "members", "room": ROOM})
+        assert [m["name"] for m in (await alice.recv_until("members"))["members"]] == ["alice"]
+        await alice.send({"t": "members", "room": ROOM})
+        error = await alice.recv_until("error")
+        assert error["code"] == "rate_limited" and error["ref"] == "members"

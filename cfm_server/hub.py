@@ -317,14 +317,6 @@ class Hub:
         rooms = self.rooms
         return (rooms[r] for r in user.rooms if not rooms[r].is_dm)
 
-    def watchers(self, user: User) -> set[str]:
-        """Contact-list owners and members of the user's group rooms, minus blocked ones."""
-        names = set(self.listed_by.get(user.name, ()))
-        for room in self._group_rooms(user):
-            names |= room.members
-        names.discard(user.name)
-        return {n for n in names if not user.has_blocked(n)}
-
     def presence_sessions(self, user: User) -> set[Session]:
         """The sessions a change of the user's presence goes to: every session of its
         contact-list owners, and the loud sessions of its group rooms (quiet ones hear of

@@ -55,8 +55,11 @@ DB_FILE = "cfm.sqlite3"
 GC_YOUNG_THRESHOLD = 50_000
 
 
-def open_store(config: ServerConfig) -> tuple[Store, str]:
-    """The configured store and a description of where its data lives."""
+def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Store, str]:
+    """The configured store and a description of where its data lives.
+
+    ``outbox``: flushed in the loop turn that runs a group commit's callbacks (SQLite).
+    """
     if config.store == "memory":
         from cfm_server.store import MemoryStore
 
@@ -81,6 +84,7 @@ def open_store(config: ServerConfig) -> tuple[Store, str]:
         path,
         synchronous=config.sqlite_synchronous,
         commit_interval_ms=config.commit_interval_ms,
+        after_commit=outbox.flush_soon if outbox is not None else None,
     )
     return store, str(path)
 
@@ -142,7 +146,7 @@ class Server:
         config = self.config = dataclasses.replace(
             config, ai=ai, default_contacts=[*config.default_contacts, *extra]
         )
-        store, self.data_location = open_store(config)
+        store, self.data_location = open_store(config, self.outbox)
         tune_gc()
         await store.open()
         self.store = store

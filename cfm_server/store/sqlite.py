@@ -37,8 +37,9 @@ import fcntl
 import logging
 import os
 import sqlite3
+import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -121,12 +122,21 @@ BUSY_WINDOW_S = 0.001
 # event loop never waits for them: at SQLite's default, every 1,000 WAL pages inside a
 # COMMIT, they were half the cost of a COMMIT and stalled the loop for milliseconds, the
 # whole p99 of the `latency` benchmark. A PASSIVE checkpoint lets the writer go on
-# appending. The loop asks for one when the WAL has grown past CHECKPOINT_WAL_BYTES,
-# looking at most every CHECKPOINT_POLL_S; SQLite's own automatic checkpoint stays on
-# as a backstop at WAL_AUTOCHECKPOINT_PAGES, should the thread fall behind.
+# appending. The loop asks for one when the part of the WAL not yet copied has grown
+# past CHECKPOINT_WAL_BYTES (read from the -shm file, see unchecked_wal_bytes), looking
+# at most every CHECKPOINT_POLL_S; SQLite's own automatic checkpoint stays on as a
+# backstop at WAL_AUTOCHECKPOINT_PAGES, should the thread fall behind. Each checkpoint
+# still costs the loop a little: the tail copy in _finish and, on the next COMMIT, the
+# fsync of the restarted WAL's header (1-3 ms together here).
 CHECKPOINT_WAL_BYTES = 4 << 20
 CHECKPOINT_POLL_S = 0.25
 WAL_AUTOCHECKPOINT_PAGES = 16000
+# The WAL-index header (the start of the -shm file, native byte order): iVersion at 0,
+# szPage at 14, mxFrame at 16; nBackfill at 96, after the header's two copies.
+_WAL_INDEX_VERSION = 3007000
+_SHM_BACKFILL_OFFSET = 96
+_SHM_HEADER_BYTES = 100
+_WAL_FRAME_HEADER_BYTES = 24
 
 _MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id"
 
@@ -187,6 +197,7 @@ class _Checkpointer:
     def __init__(self, path: Path, busy_timeout_s: float) -> None:
         self._path = path
         self._wal_path = path.with_name(path.name + "-wal")
+        self._shm_path = path.with_name(path.name + "-shm")
         self._busy_timeout_s = busy_timeout_s
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: concurrent.futures.Future[None] | None = None
@@ -206,16 +217,44 @@ class _Checkpointer:
         if now < self._next_poll:
             return
         self._next_poll = now + CHECKPOINT_POLL_S
-        try:
-            if os.stat(self._wal_path).st_size < CHECKPOINT_WAL_BYTES:
-                return
-        except OSError:
+        if self.unchecked_wal_bytes() < CHECKPOINT_WAL_BYTES:
             return
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="cfm-checkpoint")
         self._running = self._executor.submit(self._checkpoint)
         self.started += 1
+
+    def unchecked_wal_bytes(self) -> int:
+        """How much of the WAL is not yet copied into the database (0 if unknown).
+
+        Not the WAL file's size: SQLite starts the WAL over from its top after a
+        checkpoint but keeps the file as long as it once grew, so its size stayed above
+        the threshold and every poll started a checkpoint, each costing the loop a tail
+        checkpoint (two fsyncs, ``_finish``) and the next COMMIT the fsync of a fresh
+        WAL header. The WAL-index header in the ``-shm`` file (sqlite.org/walformat.html)
+        holds the frames in the WAL (mxFrame) and those already copied (nBackfill).
+        """
+        try:
+            with open(self._shm_path, "rb") as shm:
+                header = shm.read(_SHM_HEADER_BYTES)
+        except OSError:
+            return self._wal_file_bytes()
+        if len(header) < _SHM_HEADER_BYTES:
+            return self._wal_file_bytes()
+        version, page_size, frames = struct.unpack_from("=I10xHI", header)
+        (backfilled,) = struct.unpack_from("=I", header, _SHM_BACKFILL_OFFSET)
+        if version != _WAL_INDEX_VERSION:
+            return self._wal_file_bytes()  # a layout this code does not know: the old way
+        if page_size == 1:
+            page_size = 65536
+        return max(0, frames - backfilled) * (page_size + _WAL_FRAME_HEADER_BYTES)
+
+    def _wal_file_bytes(self) -> int:
+        try:
+            return os.stat(self._wal_path).st_size
+        except OSError:
+            return 0
 
     def _finish(self, conn: sqlite3.Connection) -> None:
         # The thread copied the WAL up to where it began. While writes go on, that never
@@ -259,11 +298,14 @@ class SqliteStore(Store):
     ``synchronous``: ``"normal"`` (survives process death) or ``"full"`` (survives power
     loss too). ``commit_interval_ms``: how long a batch stays open (0: until the next
     event-loop iteration). ``busy_timeout_ms``: how long to wait for a lock that some
-    other program (an ``sqlite3`` shell, a backup) holds on the file.
+    other program (an ``sqlite3`` shell, a backup) holds on the file. ``after_commit``:
+    called right after each COMMIT has completed its batch's futures (whose callbacks
+    run on the next loop turn), e.g. to schedule the flush that sends what they queue.
     """
 
     def __init__(self, path: Path, *, synchronous: str = "normal",
-                 commit_interval_ms: float = 0.0, busy_timeout_ms: float = 2000.0) -> None:
+                 commit_interval_ms: float = 0.0, busy_timeout_ms: float = 2000.0,
+                 after_commit: Callable[[], None] | None = None) -> None:
         if synchronous not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}, "
                              f"not {synchronous!r}")
@@ -286,6 +328,7 @@ class SqliteStore(Store):
         # table on a room's first append; forgotten when a batch is rolled back.
         self._room_seqs: dict[str, int] = {}
         self._checkpointer = _Checkpointer(self.path, self._busy_timeout_s)
+        self._after_commit = after_commit
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -526,6 +569,11 @@ class SqliteStore(Store):
         for future in futures:
             if not future.done():  # its waiter may have been cancelled
                 future.set_result(None)
+        if futures and self._after_commit is not None:
+            try:
+                self._after_commit()
+            except Exception:  # the batch is committed whatever the hook does
+                logger.exception("after_commit hook failed")
         self._checkpointer.after_commit(conn)
         return None
 

@@ -155,6 +155,50 @@ async def test_the_wal_is_checkpointed_on_a_thread_and_nothing_is_lost(
         await store.close()
 
 
+async def test_a_checkpoint_starts_on_the_unchecked_wal_not_on_the_wal_file_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reuses the WAL file from its top after a full checkpoint and keeps its size:
+    # judged by that size, every later poll started a checkpoint (and the loop paid for
+    # each one's tail). Judged by the frames not yet copied, small writes start none.
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_POLL_S", 0.0)
+    path = tmp_path / "cfm.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    checkpointer = store._checkpointer
+    try:
+        text = "x" * 1000
+        await asyncio.gather(*[
+            store.append(StoredMsg("#lobby", n, "alice", text, n, "text", f"k{n}"))
+            for n in range(1, 201)
+        ])
+        assert checkpointer.started == 1
+        assert checkpointer._running is not None
+        await asyncio.wrap_future(checkpointer._running)
+        seq = 200
+        for _ in range(3):  # the first COMMIT finishes the checkpoint, the WAL restarts
+            seq += 1
+            await store.append(StoredMsg("#lobby", seq, "alice", "hi", seq, "text", None))
+        wal_file = path.with_name(path.name + "-wal").stat().st_size
+        unchecked = checkpointer.unchecked_wal_bytes()
+        assert 0 < unchecked < wal_file // 8  # the file kept its size; its top is reused
+        # A threshold the file's size is past but a few small COMMITs are not.
+        monkeypatch.setattr(sqlite_module, "CHECKPOINT_WAL_BYTES", wal_file // 2)
+        for _ in range(3):
+            seq += 1
+            await store.append(StoredMsg("#lobby", seq, "alice", "hi", seq, "text", None))
+        assert checkpointer.started == 1, "a checkpoint started on a WAL that was copied"
+    finally:
+        await store.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert len(store.history_after("#lobby", 0, 1000)) == seq
+    finally:
+        await store.close()
+
+
 def test_run_event_loop_runs_a_coroutine_on_uvloop_when_installed() -> None:
     async def main() -> str:
         return type(asyncio.get_running_loop()).__module__

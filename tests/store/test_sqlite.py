@@ -221,6 +221,34 @@ async def test_a_commit_interval_keeps_the_batch_open_across_iterations(db_path:
         await store.close()
 
 
+async def test_after_commit_runs_once_per_commit_before_the_commit_callbacks(
+    db_path: Path,
+) -> None:
+    # The server's outbox flush rides on this: scheduled from the hook, it runs in the
+    # same loop turn as the acks and fan-outs the commit callbacks queue, right after them.
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+    pending: list[asyncio.Future[None]] = []
+
+    def after_commit() -> None:
+        order.append(f"commit: {sum(f.done() for f in pending)}/{len(pending)} done")
+        loop.call_soon(order.append, "flush")
+
+    store = SqliteStore(db_path, after_commit=after_commit)
+    await store.open()
+    try:
+        pending.extend(store.append(message("#lobby", n)) for n in (1, 2))
+        for n, commit in zip((1, 2), pending, strict=True):
+            commit.add_done_callback(lambda _, n=n: order.append(f"ack {n}"))
+        await asyncio.wait_for(asyncio.gather(*pending), 5)
+        await asyncio.sleep(0)
+        assert order == ["commit: 2/2 done", "ack 1", "ack 2", "flush"]
+        await store.flush()  # nothing pending: no commit, no call
+        assert order.count("flush") == 1
+    finally:
+        await store.close()
+
+
 async def test_flush_with_nothing_pending_commits_nothing(store: SqliteStore) -> None:
     statements = trace_statements(store)
     await store.flush()

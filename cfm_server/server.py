@@ -132,6 +132,7 @@ class Server:
         self._ip_counter = IpCounter(config.max_conns_per_ip if config.rate_limits else None)
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._port: int | None = None  # kept after stop(), for restarts on the same port
         self._ai: AIContacts | None = None
         self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
 
@@ -176,6 +177,7 @@ class Server:
         except BaseException:
             await store.close()
             raise
+        self._port = int(self._ws.sockets[0].getsockname()[1])
         log.info("listening on %s, data in %s", self.url, self.data_location)
         if ai_tokens:
             await self._start_ai_contacts(ai, ai_tokens)
@@ -294,8 +296,8 @@ class Server:
 
     @property
     def port(self) -> int:
-        assert self._ws is not None, "the server is not started"
-        return int(self._ws.sockets[0].getsockname()[1])
+        assert self._port is not None, "the server is not started"
+        return self._port
 
     @property
     def url(self) -> str:

@@ -161,3 +161,14 @@ async def test_one_user_may_have_several_sessions(server) -> None:
 async def test_hello_status_is_echoed_in_welcome(server, status: str) -> None:
     async with signed_in(server.url, "alice", status=status) as client:
         assert client.welcome["status"] == status
+
+
+async def test_the_port_and_url_stay_readable_after_stop(server_factory) -> None:
+    server = await server_factory()
+    port, url = server.port, server.url
+    await server.stop(close_code=1001)
+    assert server.port == port and server.url == url
+    # A restart on the same data dir and port, as the fault and TUI tests do.
+    again = await server_factory(port=port, data_dir=server.config.data_dir)
+    async with signed_in(again.url, "alice") as alice:
+        assert alice.welcome["name"] == "alice"

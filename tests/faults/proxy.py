@@ -4,6 +4,8 @@
     await proxy.start()
     proxy.url("/ws")              # ws://127.0.0.1:<proxy port>/ws
     proxy.cutting = False         # from now on, forward without cutting
+    proxy.holding = True          # leave the server's replies unread, not forwarded
+    proxy.drop_all()              # abort every connection; held replies are discarded
     await proxy.close()
 
 Each connection is forwarded byte for byte until its budget, drawn from the seeded RNG,
@@ -29,6 +31,7 @@ class CuttingProxy:
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
         self.cutting = True
+        self.holding = False
         self.cuts = 0
         self.connections = 0
         self._server: asyncio.Server | None = None
@@ -55,6 +58,11 @@ class CuttingProxy:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 
+    def drop_all(self) -> None:
+        """Abort every open connection, as a broken network would (no close frame)."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -73,7 +81,7 @@ class CuttingProxy:
         try:
             _, pending = await asyncio.wait(
                 [asyncio.create_task(self._pump(reader, up_writer, budget)),
-                 asyncio.create_task(self._pump(up_reader, writer, budget))],
+                 asyncio.create_task(self._pump(up_reader, writer, budget, replies=True))],
                 return_when=asyncio.FIRST_COMPLETED,
             )
             for p in pending:
@@ -86,9 +94,17 @@ class CuttingProxy:
             self._tasks.discard(task)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    budget: list[int | None]) -> None:
+                    budget: list[int | None], replies: bool = False) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(CHUNK):
+            while True:
+                # While holding, the server's bytes wait in the kernel buffers unread.
+                while replies and self.holding:
+                    await asyncio.sleep(0.005)
+                data = await reader.read(CHUNK)
+                if not data:
+                    break
+                while replies and self.holding:  # held since the read began
+                    await asyncio.sleep(0.005)
                 if self.cutting:
                     if budget[0] is None:
                         budget[0] = self.rng.randint(self.min_bytes, self.max_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from cfm_common import tokens
 from cfm_common.client import Client, ClientError, ConnectionState
+from tests.faults.proxy import CuttingProxy
 from tests.sdk.conftest import Recorder, restart
 
 LOBBY = "#lobby"
@@ -96,32 +98,46 @@ async def test_unacked_says_are_resent_with_the_same_id_and_stored_once(
     server_factory: Any, clients: Any
 ) -> None:
     server = await server_factory(rate_limits=False)
-    alice = clients(server.url, "alice")
-    await alice.connect()
-    await alice.join(LOBBY)
+    # alice goes through a proxy that can keep the server's replies from her, so her
+    # says reach the server and are stored while their acks never come back.
+    proxy = CuttingProxy("127.0.0.1", server.port, random.Random(0))
+    proxy.cutting = False
+    await proxy.start()
+    try:
+        alice, bob = clients(proxy.url(), "alice"), clients(server.url, "bob")
+        await alice.connect()
+        await bob.connect()
+        await alice.join(LOBBY)
+        await bob.join(LOBBY)
+        watcher = Recorder(bob)
 
-    says = [asyncio.create_task(alice.say(f"m{i}", room=LOBBY, id=f"id-{i}")) for i in range(40)]
-    await asyncio.sleep(0)  # every say is queued and on its way
-    port, data_dir = server.port, server.config.data_dir
-    stop = asyncio.create_task(server.stop(close_code=1012))
-    await asyncio.sleep(0)
-    await stop
-    in_flight = alice.pending
-    # Sent while the server is down: queued, never dropped.
-    says += [asyncio.create_task(alice.say(f"late {i}", room=LOBBY, id=f"late-{i}"))
-             for i in range(5)]
-    await asyncio.sleep(0.05)
-    assert alice.state in (ConnectionState.RECONNECTING, ConnectionState.CONNECTING)
-    assert alice.pending >= 5
+        proxy.holding = True
+        says = [asyncio.create_task(alice.say(f"m{i}", room=LOBBY, id=f"id-{i}"))
+                for i in range(40)]
+        await watcher.wait(lambda r: len(r.msgs(LOBBY)) >= 40, timeout=10)  # all stored
+        assert alice.pending == 40  # and not one ack has reached her
+        port, data_dir = server.port, server.config.data_dir
+        await server.stop(close_code=1012)
+        proxy.drop_all()  # the acks and the close frame are lost with the connection
+        proxy.holding = False
+        # Sent while the server is down: queued, never dropped.
+        says += [asyncio.create_task(alice.say(f"late {i}", room=LOBBY, id=f"late-{i}"))
+                 for i in range(5)]
+        await asyncio.sleep(0.05)
+        assert alice.state in (ConnectionState.RECONNECTING, ConnectionState.CONNECTING)
+        assert alice.pending == 45
 
-    server = await server_factory(port=port, data_dir=data_dir, rate_limits=False)
-    acks = await asyncio.wait_for(asyncio.gather(*says), 20)
-    assert [a.id for a in acks] == [f"id-{i}" for i in range(40)] + [f"late-{i}" for i in range(5)]
-    assert sorted(a.seq for a in acks) == list(range(1, 46))
-    assert in_flight > 5  # some of the first 40 had no ack when the server went down
-    page = await alice.history(LOBBY, after=0, limit=200)
-    assert sorted(m.id for m in page.msgs) == sorted(a.id for a in acks)
-    assert len(page.msgs) == 45
+        server = await server_factory(port=port, data_dir=data_dir, rate_limits=False)
+        acks = await asyncio.wait_for(asyncio.gather(*says), 20)
+        ids = [f"id-{i}" for i in range(40)] + [f"late-{i}" for i in range(5)]
+        assert [a.id for a in acks] == ids
+        # The re-sent 40 are recognised by id: the same seqs as first stored, not new ones.
+        assert [a.seq for a in acks] == list(range(1, 46))
+        page = await alice.history(LOBBY, after=0, limit=200)
+        assert [m.id for m in page.msgs] == [a.id for a in acks]
+        assert len(page.msgs) == 45
+    finally:
+        await proxy.close()
 
 
 async def test_a_bad_token_on_reconnect_closes_the_client_without_a_retry_loop(

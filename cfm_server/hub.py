@@ -131,6 +131,10 @@ class Hub:
         for record in self.store.load_users():
             self.users[record.name] = User(record)
         for room in self.store.load_rooms():
+            if not room.epoch:  # its messages were kept but its own write was lost
+                log.warning("room %s had no record; restored with a new epoch", room.room)
+                room.epoch = new_epoch()
+                self._write(self.store.put_room(room))
             self.rooms[room.room] = Room(room.room, room.seq, room.epoch)
         for room_name, user_name in self.store.load_members():
             room, user = self.rooms.get(room_name), self.users.get(user_name)

@@ -80,7 +80,9 @@ class Store(ABC):
 
     @abstractmethod
     def load_rooms(self) -> Iterable[RoomRecord]:
-        """Every room with its latest seq and its epoch."""
+        """Every room with its latest seq and its epoch. A room that has messages but
+        whose own write was lost (its batch failed) comes with an empty epoch: the hub
+        gives it a new one rather than leave its messages unreachable."""
 
     @abstractmethod
     def load_members(self) -> Iterable[tuple[str, str]]:

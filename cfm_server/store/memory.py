@@ -63,10 +63,13 @@ class MemoryStore(Store):
         return [dataclasses.replace(user) for user in self._users.values()]
 
     def load_rooms(self) -> Iterable[RoomRecord]:
-        return [
+        rooms = [
             RoomRecord(room, len(self._messages.get(room, ())), epoch)
             for room, epoch in self._epochs.items()
         ]
+        rooms += [RoomRecord(room, len(msgs), "") for room, msgs in self._messages.items()
+                  if msgs and room not in self._epochs]
+        return rooms
 
     def load_members(self) -> Iterable[tuple[str, str]]:
         return [(room, user) for room, users in self._members.items() for user in users]

@@ -619,7 +619,23 @@ class SqliteStore(Store):
         rows = self._query(
             "SELECT room, coalesce((SELECT max(seq) FROM messages m WHERE m.room = r.room), 0),"
             " epoch FROM rooms r")
-        return [RoomRecord(room, seq, epoch) for room, seq, epoch in rows]
+        rooms = [RoomRecord(room, seq, epoch) for room, seq, epoch in rows]
+        known = {room.room for room in rooms}
+        rooms += [RoomRecord(room, seq, "") for room, seq in self._rooms_with_messages()
+                  if room not in known]
+        return rooms
+
+    def _rooms_with_messages(self) -> Iterable[tuple[str, int]]:
+        """(room, latest seq) for each room in the messages table: one index seek per
+        room (a skip scan), not a pass over every message."""
+        room = ""
+        while rows := self._query(
+            "SELECT room, max(seq) FROM messages WHERE room ="
+            " (SELECT min(room) FROM messages WHERE room > ?)", (room,)):
+            room, seq = rows[0]
+            if room is None:
+                return
+            yield room, seq
 
     def load_members(self) -> Iterable[tuple[str, str]]:
         return [(room, name) for room, name in self._query("SELECT room, name FROM members")]

@@ -189,3 +189,32 @@ async def test_read_marks_move_forward_and_reach_the_other_sessions(server) -> N
     async with WireClient.connect(server.url) as again:
         welcome = await again.hello("alice", token=alice.token)
         assert {r["room"]: r["read"] for r in welcome["rooms"]} == {"#lobby": 3}
+
+
+async def test_a_room_whose_record_was_lost_comes_back_with_its_messages(
+    server_factory,
+) -> None:
+    import sqlite3
+
+    from cfm_server.server import DB_FILE
+
+    server = await server_factory()
+    async with signed_in(server.url, "alice") as alice:
+        first = await join(alice, "#ops")
+        await say_many(alice, "#ops", 3)
+    port, data_dir = server.port, server.config.data_dir
+    await server.stop(close_code=1012)
+    # The room's own write failed while its messages committed (a failed batch).
+    with sqlite3.connect(data_dir / DB_FILE) as db:
+        assert db.execute("DELETE FROM rooms WHERE room = '#ops'").rowcount == 1
+    db.close()
+
+    server = await server_factory(port=port, data_dir=data_dir)
+    async with signed_in(server.url, "bob") as bob:
+        joined = await join(bob, "#ops", since=0, epoch=first["epoch"])
+        # Its messages are reachable again; the new epoch tells clients to sync afresh.
+        assert joined["seq"] == 3 and joined["reset"] is True
+        assert joined["epoch"] and joined["epoch"] != first["epoch"]
+        assert [m["text"] for m in await bob.recv_n("msg", 3)] == ["m0", "m1", "m2"]
+        await bob.send({"t": "say", "room": "#ops", "text": "next", "id": "n1"})
+        assert (await bob.recv_until("ack"))["seq"] == 4  # not 1: nothing is overwritten

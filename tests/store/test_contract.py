@@ -65,6 +65,20 @@ async def test_put_room_replaces_the_epoch(store: Store) -> None:
     assert [(r.room, r.seq, r.epoch) for r in store.load_rooms()] == [("#lobby", 2, "new")]
 
 
+async def test_a_room_with_messages_but_no_record_loads_with_an_empty_epoch(
+    store: Store
+) -> None:
+    # The room's own write was lost (its batch failed) but its messages were committed:
+    # the room must still load, or its messages could never be read again.
+    await store.put_room(RoomRecord("#kept", 0, "e1"))
+    await fill(store, "#kept", 2)
+    await fill(store, "#lost", 3)
+    await fill(store, "dm:alice:bob", 1)
+    assert sorted((r.room, r.seq, r.epoch) for r in store.load_rooms()) == [
+        ("#kept", 2, "e1"), ("#lost", 3, ""), ("dm:alice:bob", 1, ""),
+    ]
+
+
 async def test_members_add_is_idempotent_and_remove_works(store: Store) -> None:
     await store.add_member("#lobby", "alice")
     await store.add_member("#lobby", "alice")

@@ -57,6 +57,10 @@ MAX_INCOMING = 16 * 1024 * 1024
 EVENT_BACKLOG_WARNING = 10_000
 # A gap right behind our own unacked say is usually that say: give its ack a moment.
 OWN_ACK_GRACE = 2.0
+# A say or nudge the server could not store (``internal``: its disk is full, say) is sent
+# again with the same id, after 0.5, 1, 2, 4, 8 and 8 s, before its call fails.
+INTERNAL_RETRIES = 6
+INTERNAL_BACKOFF = (0.5, 8.0)
 
 
 class ConnectionState(enum.StrEnum):
@@ -109,6 +113,7 @@ class _Outgoing:
     future: asyncio.Future[Any]
     sent_on: int = 0  # the connection generation it was last written on
     writes: int = 0  # how often it was written: more than once means a retry
+    refusals: int = 0  # how often the server answered ``internal``
 
 
 _END = object()
@@ -723,6 +728,16 @@ class Client:
                     # A retry after a reconnect (a burst the application did not make):
                     # keep the promise to deliver it, once the server lets us.
                     self._rewrite_later(entry, (exc.retry_ms or 1000) / 1000)
+                    return
+                if exc.code == rules.ErrorCode.INTERNAL and entry.kind in ("say", "nudge") \
+                        and entry.refusals < INTERNAL_RETRIES:
+                    # Not stored, so not lost either: its id keeps a later success single.
+                    first, cap = INTERNAL_BACKOFF
+                    delay = min(first * 2 ** entry.refusals, cap)
+                    entry.refusals += 1
+                    log.warning("%s: %s not stored (%s); again in %.1f s",
+                                self.name, entry.key, exc.msg, delay)
+                    self._rewrite_later(entry, delay)
                     return
                 entry.future.set_exception(exc)
                 return

@@ -237,3 +237,47 @@ async def test_a_disk_that_fills_while_serving_never_acks_a_lost_message(
             assert [m["seq"] for m in page["msgs"]] == list(range(1, len(acked) + 3))
             assert [m["id"] for m in page["msgs"]].count(f"a{refused}") == 1
         await server.stop()
+
+
+def internal_errors(server: Any) -> float:
+    return server.metrics.registry.get_sample_value(
+        "cfm_errors_total", {"code": "internal"}) or 0.0
+
+
+async def test_the_sdk_retries_a_say_the_full_disk_refused_and_it_is_stored_once(
+    tmp_path: Path, server_factory: Any
+) -> None:
+    import asyncio
+
+    from cfm_common.client import Client
+
+    data_dir = tmp_path / "tiny"
+    with tmpfs(data_dir, "4m"):
+        server = await server_factory(data_dir=data_dir, rate_limits=False)
+        async with Client(server.url, "alice", token_file=False) as alice:
+            await alice.join("#lobby")
+            await alice.say("before", room="#lobby", id="a0")
+            ballast = fill(data_dir)
+            says = [asyncio.create_task(alice.say("x" * 4000, room="#lobby", id=f"a{i}"))
+                    for i in range(1, 400)]
+            # Some are stored into what room the WAL had left; then the store refuses.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while loop.time() < deadline and not internal_errors(server):
+                await asyncio.sleep(0.05)
+            assert internal_errors(server), "the disk never filled up"
+            await asyncio.sleep(0.6)  # the first retry is refused too: still full
+            assert not all(t.done() for t in says)
+            assert not any(t.done() and t.exception() for t in says)
+
+            ballast.unlink()  # room again: the retries go through
+            acks = await asyncio.wait_for(asyncio.gather(*says), 30)
+        assert [a.seq for a in acks] == list(range(2, 401))
+        async with Client(server.url, "bob", token_file=False) as bob:
+            await bob.join("#lobby")
+            page = await bob.history("#lobby", after=0, limit=200)
+            ids = [m.id for m in page.msgs]
+            page = await bob.history("#lobby", after=200, limit=200)
+            ids += [m.id for m in page.msgs]
+        assert ids == [f"a{i}" for i in range(400)]  # each once, in the order sent
+        await server.stop()

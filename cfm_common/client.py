@@ -444,10 +444,14 @@ class Client:
         asyncio.get_running_loop().call_later(delay, rewrite)
 
     def _resend_unacked_later(self, delay: float) -> None:
-        """Write every unacked say/nudge of this connection again after ``delay``.
+        """Write everything of this connection still unanswered again after ``delay``.
 
-        Their ids make a repeat harmless (the server stores and acks each id once), and
-        one pending pass at a time keeps a burst of refusals from multiplying the traffic.
+        The server dropped a frame unread and cannot say which, so every say/nudge not
+        yet acked goes again (their ids make a repeat harmless: the server stores and acks
+        each id once), and so does every request written on this connection and still
+        unanswered: join, leave, history, members and contact are all safe to repeat,
+        and by then the ones the server did read have long been answered. One pending
+        pass at a time keeps a burst of refusals from multiplying the traffic.
         """
         if self._budget_retry is not None:
             return
@@ -458,7 +462,9 @@ class Client:
             if not self._ready or self._generation != generation:
                 return  # a reconnect sends the whole outbox again anyway
             for entry in list(self._outbox.values()):
-                if entry.kind in ("say", "nudge") and not entry.future.done():
+                if entry.future.done():
+                    continue
+                if entry.kind in ("say", "nudge") or entry.sent_on == generation:
                     self._write_entry(entry)
 
         self._budget_retry = asyncio.get_running_loop().call_later(delay, resend)

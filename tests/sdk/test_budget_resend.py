@@ -1,0 +1,49 @@
+"""Frames the server dropped unread (over its inbound byte budget) are sent again.
+
+The server answers such a drop with ``rate_limited`` and no ``ref``: it never read the
+frame, so it cannot say which one it was. The SDK must then send again whatever of that
+connection is still unanswered — says and nudges (their ids keep them single) and the
+requests that are safe to repeat — instead of letting a join or a history page time out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+LOBBY = "#lobby"
+
+
+async def test_says_and_requests_dropped_over_the_byte_budget_all_complete(
+    server_factory: Any, clients: Any
+) -> None:
+    # A byte budget of ~8 KB with 16 KB/s refill: a burst of 60 × 600-byte says
+    # overruns it. The frame buckets are wide open: only the byte budget drops frames.
+    wide = {f"{kind}_{part}": 10_000 for kind in ("say", "join", "history")
+            for part in ("rate", "burst")}
+    server = await server_factory(max_frame=8192, recv_burst=4096, recv_rate=16384.0,
+                                  abuse_max=100_000, **wide)
+    alice = clients(server.url, "alice", request_timeout=20.0)
+    await alice.connect()
+    await alice.join(LOBBY)
+
+    says = [asyncio.create_task(alice.say(f"{i:03d}" + "x" * 600, room=LOBBY, id=f"s{i}"))
+            for i in range(60)]
+    # Requests written in the same burst, behind the says: most likely dropped too.
+    joined = asyncio.create_task(alice.join("#other"))
+    page = asyncio.create_task(alice.history(LOBBY, after=0, limit=10))
+    members = asyncio.create_task(alice.members(LOBBY))
+
+    acks = await asyncio.wait_for(asyncio.gather(*says), 30)
+    assert sorted(a.seq for a in acks) == list(range(1, 61))
+    assert (await asyncio.wait_for(joined, 30)).room == "#other"
+    assert (await asyncio.wait_for(page, 30)).room == LOBBY
+    assert (await asyncio.wait_for(members, 30)).room == LOBBY
+
+    text = server.metrics.render().decode()
+    assert 'cfm_frames_in_total{type="over_budget"}' in text
+    dropped = float(text.split('cfm_frames_in_total{type="over_budget"} ')[1].split()[0])
+    assert dropped > 0, "nothing was dropped: the test did not test anything"
+    # Each say was stored once, whatever was sent twice.
+    stored = (await alice.history(LOBBY, after=0, limit=200)).msgs
+    assert sorted(m.id for m in stored) == sorted(f"s{i}" for i in range(60))

@@ -282,7 +282,11 @@ class Client:
         event, epoch = item
         if isinstance(event, f.Msg):
             self._handed[event.room] = (event.seq, epoch)
-            self._schedule_seen_save()
+            if self._closed:
+                # Events read after close(): the program may exit any moment now.
+                self._save_seen()
+            else:
+                self._schedule_seen_save()
         if self._backlog_warned and self._events.qsize() < EVENT_BACKLOG_WARNING // 2:
             self._backlog_warned = False
         return event

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import ssl as ssl_module
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,8 +140,11 @@ class Client:
         request_timeout: float = 10.0,
         backoff: Backoff | None = None,
         quiet: bool = False,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.url = url
+        # For wss:// only; None: the system's CAs (and $SSL_CERT_FILE, if set).
+        self._ssl = ssl
         # hello.quiet: no member frames, no presence heard only through a shared group room.
         self._quiet = quiet
         self._name = name
@@ -504,13 +508,22 @@ class Client:
             display=self._display, psm=self._psm, client=self._client_name,
             bot=True if self._bot else None, quiet=True if self._quiet else None,
         )
+        tls: dict[str, Any] = {}
+        if self._ssl is not None and self.url.lower().startswith("wss:"):
+            tls["ssl"] = self._ssl
         try:
             ws = await connect(
                 self.url, subprotocols=[SUBPROTOCOL], compression=None, max_size=MAX_INCOMING,
-                open_timeout=self.request_timeout, close_timeout=3,
+                open_timeout=self.request_timeout, close_timeout=3, **tls,
             )
         except InvalidURI as exc:
             raise ClientError("connect_failed", f"bad server URL: {exc}") from exc
+        except ssl_module.SSLCertVerificationError as exc:
+            raise ClientError(
+                "connect_failed",
+                f"cannot reach {self.url}: its TLS certificate is not trusted"
+                f" ({exc.verify_message}); for a private CA set SSL_CERT_FILE to its PEM file",
+            ) from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise ClientError("connect_failed", f"cannot reach {self.url}: {exc}") from exc
         try:

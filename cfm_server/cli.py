@@ -34,6 +34,9 @@ def serve(
     ai_base_url: Annotated[str | None, typer.Option(help="Base URL of the AI backend, e.g. http://127.0.0.1:11434/v1 for Ollama. (env CFM_AI_BASE_URL)")] = None,  # noqa: E501
     ai_model: Annotated[str | None, typer.Option(help="Model name for the AI backend. (env CFM_AI_MODEL; the API key only from CFM_AI_API_KEY)")] = None,  # noqa: E501
     ai_account_id: Annotated[str | None, typer.Option(help="Cloudflare account id for --ai-backend workers-ai. (env CFM_AI_ACCOUNT_ID)")] = None,  # noqa: E501
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM): serve wss:// and https://. Needs --tls-key. (env CFM_TLS_CERT)")] = None,  # noqa: E501
+    tls_key: Annotated[Path | None, typer.Option(help="The private key (PEM) of --tls-cert. (env CFM_TLS_KEY)")] = None,  # noqa: E501
+    trusted_proxy: Annotated[list[str] | None, typer.Option("--trusted-proxy", help="A reverse proxy (address or network) whose X-Forwarded-For names the client, for the per-IP cap (repeatable).")] = None,  # noqa: E501
     no_rate_limits: Annotated[bool, typer.Option("--no-rate-limits", help="Lift the per-session token buckets and the per-IP connection cap.")] = False,  # noqa: E501
     max_frame: Annotated[int | None, typer.Option(help="Largest WebSocket message in bytes (bigger: close 1009). (default: 65536)")] = None,  # noqa: E501
     max_text: Annotated[int | None, typer.Option(help="Longest message text in characters. (default: 4096)")] = None,  # noqa: E501
@@ -78,6 +81,9 @@ def serve(
         "ping_timeout": ping_timeout,
         "shutdown_close_code": shutdown_close_code,
         "default_contacts": default_contact or None,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "trusted_proxies": trusted_proxy or None,
     }
     if no_ai:
         overrides["ai_enabled"] = False
@@ -118,6 +124,7 @@ async def _run(settings: Any) -> int:
     import asyncio
     import signal
 
+    from cfm_server.config import ConfigError
     from cfm_server.server import Server
     from cfm_server.store import StoreError
 
@@ -131,7 +138,7 @@ async def _run(settings: Any) -> int:
         server = Server(settings)
         try:
             await server.start()
-        except StoreError as exc:
+        except (StoreError, ConfigError) as exc:
             typer.echo(f"cfm serve: {exc}", err=True)
             return EXIT_CONFIG
         except OSError as exc:

@@ -39,6 +39,11 @@ class ServerConfig:
     store: str = "sqlite"  # "sqlite" | "memory"
     sqlite_synchronous: str = "normal"
     commit_interval_ms: float = 0.0  # group-commit window of the SQLite store
+    # TLS: with both set the server speaks wss:// and https:// (PEM files).
+    tls_cert: Path | None = None  # certificate chain
+    tls_key: Path | None = None  # its private key
+    # Reverse proxies whose X-Forwarded-For names the client (addresses or networks).
+    trusted_proxies: list[str] = field(default_factory=list)
 
     # --- who -----------------------------------------------------------------------
     ai_enabled: bool = True
@@ -90,8 +95,10 @@ class ServerConfig:
     contact_burst: int = 20
 
     def __post_init__(self) -> None:
-        if self.data_dir is not None and not isinstance(self.data_dir, Path):
-            self.data_dir = Path(self.data_dir)
+        for key in ("data_dir", "tls_cert", "tls_key"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, key, Path(value))
 
     # --- derived -------------------------------------------------------------------
 
@@ -161,10 +168,25 @@ class ServerConfig:
             rate, burst = self.rate(kind)
             need(rate > 0, f"{kind}_rate must be > 0 per second")
             need(burst >= 1, f"{kind}_burst must be >= 1")
+        need((self.tls_cert is None) == (self.tls_key is None),
+             "tls_cert and tls_key go together: give both (PEM files), or neither")
+        for proxy in self.trusted_proxies:
+            need(_is_network(proxy),
+                 f"trusted_proxies: {proxy!r} is not an IP address or network (10.0.0.0/8)")
         for key in ("default_contacts", "reserved_names"):
             for name in getattr(self, key):
                 need(rules.is_valid_name(name), f"{key}: {name!r} is not a valid handle")
         return self
+
+
+def _is_network(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(ServerConfig)

@@ -34,6 +34,7 @@ from cfm_server.config import ServerConfig
 from cfm_server.hub import Hub
 from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
+from cfm_server.netaddr import TrustedProxies, server_tls_context
 from cfm_server.session import Outbox, Session
 from cfm_server.store import Store, StoreError
 
@@ -115,7 +116,10 @@ def tune_gc() -> None:
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    # websockets closes the connection after an HTTP response: say so, or a client that
+    # keeps connections alive (httpx, a proxy) sends its next request into a closed one.
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                       ("Connection", "close")])
     return Response(status.value, status.phrase, headers, body)
 
 
@@ -130,6 +134,7 @@ class Server:
         self.data_location = ""
         self._ws: WsServer | None = None
         self._ip_counter = IpCounter(config.max_conns_per_ip if config.rate_limits else None)
+        self._proxies = TrustedProxies(config.trusted_proxies)
         self._stopping = False
         self._stopped = asyncio.Event()
         self._port: int | None = None  # kept after stop(), for restarts on the same port
@@ -159,10 +164,13 @@ class Server:
             if config.allowed_origins:
                 # Terminal clients send no Origin; only browsers' Origins are checked.
                 origins = [*config.allowed_origins, None]
+            tls = (server_tls_context(config.tls_cert, config.tls_key)
+                   if config.tls_cert is not None and config.tls_key is not None else None)
             self._ws = await serve(
                 self._handle,
                 config.host,
                 config.port,
+                ssl=tls,
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                 compression=None,
                 max_size=config.max_frame,
@@ -304,11 +312,12 @@ class Server:
         host = self.config.host
         if ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self.port}{WS_PATH}"
+        scheme = "wss" if self.config.tls_cert is not None else "ws"
+        return f"{scheme}://{host}:{self.port}{WS_PATH}"
 
     @property
     def http_url(self) -> str:
-        return self.url.replace("ws://", "http://", 1).removesuffix(WS_PATH)
+        return "http" + self.url.removeprefix("ws").removesuffix(WS_PATH)
 
     @property
     def data_dir(self) -> Path:
@@ -319,7 +328,7 @@ class Server:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
-            if self._ip_counter.full(_ip(connection)):
+            if self._ip_counter.full(self._client_ip(connection, request)):
                 return _response(
                     http.HTTPStatus.TOO_MANY_REQUESTS,
                     b"too many connections from your address\n",
@@ -334,7 +343,7 @@ class Server:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert self.hub is not None
-        ip = _ip(ws)
+        ip = self._client_ip(ws, ws.request)
         if not self._ip_counter.add(ip):
             # Raced past the check in _process_request: refuse politely.
             self.metrics.closes.labels(str(int(CloseCode.TRY_AGAIN_LATER))).inc()
@@ -351,7 +360,8 @@ class Server:
             self.metrics.connections.dec()
             self._ip_counter.remove(ip)
 
-
-def _ip(connection: ServerConnection) -> str:
-    address = connection.remote_address
-    return str(address[0]) if address else "?"
+    def _client_ip(self, connection: ServerConnection, request: Request | None) -> str:
+        address = connection.remote_address
+        peer = str(address[0]) if address else "?"
+        forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
+        return self._proxies.client_ip(peer, forwarded)

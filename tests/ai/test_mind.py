@@ -16,6 +16,7 @@ from cfm_server.ai.personas import SK8R_JAY, SMARTYBOT
 from cfm_server.ai.voices import VOICES
 from tests.ai.conftest import FakeClock
 from tests.ai.llm_stub import LLMStub
+from tests.wire import eventually
 
 DM = "dm:alice:sk8r_jay"
 SKATER = VOICES["skater"]
@@ -92,14 +93,21 @@ async def test_group_rooms_name_the_speaker(make_mind: MakeMind, llm: LLMStub) -
 async def test_failures_open_the_breaker_then_one_probe_after_the_cooldown(
     make_mind: MakeMind, llm: LLMStub, clock: FakeClock, failure: str
 ) -> None:
-    mind = make_mind(breaker_threshold=3, breaker_cooldown=60, request_timeout=0.3)
+    # A short timeout only where the stub hangs, and long enough that the request reaches
+    # the stub before it fires; an error answer must not be outrun by it (a loaded machine
+    # may take a while to answer, and that would count as "timeout", not "error").
+    mind = make_mind(breaker_threshold=3, breaker_cooldown=60,
+                     request_timeout=1.0 if failure == "hang" else 5.0)
     llm.mode = failure
-    for _ in range(3):
+    for i in range(3):
         answer = await mind.answer(room=DM, user="alice", text="hello?")
         assert answer.refused == "backend_error"
         assert answer.text in SKATER["refusal:backend_error"]
+        # The stub's thread records a call as it reads it: wait for it before going on.
+        await eventually(lambda i=i: len(llm.calls) >= i + 1)
     assert len(llm.calls) == 3
     llm.mode = "ok"
+    mind.guards.request_timeout = 5.0  # the probe below must not race the short timeout
     for _ in range(5):  # open: no calls at all, each answered in character
         answer = await mind.answer(room=DM, user="alice", text="hello??")
         assert answer.refused == "breaker"

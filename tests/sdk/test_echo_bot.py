@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,16 +14,11 @@ from typing import Any
 import pytest
 
 from cfm_common.client import Client, ClientError, ConnectionState
+from tests.faults.procs import ServerProcess
 from tests.sdk.conftest import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO_BOT = ROOT / "examples" / "echo_bot.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def child_env(tmp_path: Path) -> dict[str, str]:
@@ -33,28 +27,6 @@ def child_env(tmp_path: Path) -> dict[str, str]:
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
     env["PYTHONPATH"] = str(ROOT)
     return env
-
-
-async def start_server(
-    port: int, data_dir: Path, env: dict[str, str]
-) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cfm_cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--no-ai", env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):  # until it accepts connections: at most ~10 s
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            if proc.returncode is not None:
-                raise AssertionError(f"cfm serve exited with {proc.returncode}") from None
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        return proc
-    proc.kill()
-    raise AssertionError("cfm serve did not start listening")
 
 
 async def stop(proc: asyncio.subprocess.Process) -> int:
@@ -92,12 +64,20 @@ def echoes(recorder: Recorder) -> list[str]:
     return [m.text for m in recorder.msgs() if m.sender == "echo" and m.kind == "text"]
 
 
+@pytest.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    """``cfm serve`` as a subprocess: started on port 0 (the port is read from its
+    "listening on" line, none is assumed free), restarted on that same port."""
+    server = ServerProcess(tmp_path / "server", env=child_env(tmp_path))
+    yield server
+    await server.stop()
+
+
 async def test_the_echo_bot_answers_and_survives_a_server_restart(
-    tmp_path: Path, procs: list[asyncio.subprocess.Process]
+    tmp_path: Path, procs: list[asyncio.subprocess.Process], serve: ServerProcess
 ) -> None:
-    port, data_dir, env = free_port(), tmp_path / "server", child_env(tmp_path)
-    url = f"ws://127.0.0.1:{port}/ws"
-    procs.append(await start_server(port, data_dir, env))
+    server, env = serve, child_env(tmp_path)
+    url = await server.start()
     bot = await asyncio.create_subprocess_exec(
         sys.executable, str(ECHO_BOT), url, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -112,9 +92,9 @@ async def test_the_echo_bot_answers_and_survives_a_server_restart(
         await events.wait(lambda r: any(m.kind == "nudge" and m.sender == "echo"
                                         for m in r.msgs()))
 
-        assert await stop(procs[0]) == 0
+        assert await server.stop() == 0
         await events.wait(lambda r: r.states()[-1].state is ConnectionState.RECONNECTING)
-        procs[0] = await start_server(port, data_dir, env)
+        await server.start()
         await alice.say("still there?", to="echo")  # waits in the outbox until reconnected
         await events.wait(lambda r: "still there?" in echoes(r), timeout=30)
         assert echoes(events) == ["hello echo", "still there?"]

@@ -124,8 +124,10 @@ async def test_sigterm_under_traffic_closes_1012_and_everyone_resumes(
         reasons = [s.reason or "" for s in recorder.states()
                    if s.state is ConnectionState.RECONNECTING]
         # Closed with 1012 (or, when it fell right between two writes, simply dropped).
+        # Only the first is the disconnect: any later one is a try that found the server
+        # still down ("cannot reach ...") while it restarted.
         assert reasons, "the client never noticed the restart"
-        assert any("1012" in r for r in reasons) or all("1006" in r for r in reasons), reasons
+        assert "1012" in reasons[0] or "1006" in reasons[0], reasons
     checked = await converge(clients, recorders, ledger)
     assert checked == len(ledger.acks)
     print(f"\nfaults: SIGTERM acked={len(ledger.acks)} checked={checked} lost=0 doubled=0")

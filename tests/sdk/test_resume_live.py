@@ -13,6 +13,7 @@ from cfm_common import tokens
 from cfm_common.client import Client, ClientError, ConnectionState
 from tests.faults.proxy import CuttingProxy
 from tests.sdk.conftest import Recorder, restart
+from tests.wire import eventually
 
 LOBBY = "#lobby"
 
@@ -123,8 +124,10 @@ async def test_unacked_says_are_resent_with_the_same_id_and_stored_once(
         # Sent while the server is down: queued, never dropped.
         says += [asyncio.create_task(alice.say(f"late {i}", room=LOBBY, id=f"late-{i}"))
                  for i in range(5)]
-        await asyncio.sleep(0.05)
-        assert alice.state in (ConnectionState.RECONNECTING, ConnectionState.CONNECTING)
+        # The cut is noticed a few loop turns later (no fixed sleep: a loaded machine may
+        # take longer); until the server is back she only finds it down.
+        await eventually(lambda: alice.state in (ConnectionState.RECONNECTING,
+                                                 ConnectionState.CONNECTING))
         assert alice.pending == 45
 
         server = await server_factory(port=port, data_dir=data_dir, rate_limits=False)

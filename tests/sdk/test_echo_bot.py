@@ -49,8 +49,9 @@ async def procs() -> AsyncIterator[list[asyncio.subprocess.Process]]:
 
 
 async def say_when_online(client: Client, text: str, to: str) -> Any:
-    """Say ``text`` to ``to`` as soon as that user exists (the bot signs in first)."""
-    for _ in range(100):
+    """Say ``text`` to ``to`` as soon as that user exists (the bot signs in first: a
+    Python process starting up, which a loaded machine may take several seconds for)."""
+    for _ in range(300):
         try:
             return await client.say(text, to=to)
         except ClientError as exc:

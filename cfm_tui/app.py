@@ -24,6 +24,7 @@ from textual.binding import Binding, BindingType
 from cfm_common import rules
 from cfm_common.client import ClientError, Connected, StateChanged
 from cfm_common.frames import Msg
+from cfm_tui import slash
 from cfm_tui.commands import ChatCommands
 from cfm_tui.config import ChatConfig, data_dir
 from cfm_tui.emoticons import replace_emoticons
@@ -355,14 +356,10 @@ class ChatApp(App[None]):
             self._set_status(event.status)
 
     def on_me_header_psm_changed(self, event: MeHeader.PsmChanged) -> None:
-        if self.state is None or event.psm == self.state.psm:
-            return
-        self.state.psm = event.psm
-        self._render(Update(me=True))
-        self._presence(psm=event.psm)
+        self.set_psm(event.psm)
 
     def on_conversation_view_send(self, event: ConversationView.Send) -> None:
-        if self.send_text(event.room, event.text) and self.main is not None:
+        if self.submit_draft(event.room, event.text) and self.main is not None:
             view = self.main.view_for(event.room)
             if view is not None:
                 view.composer.clear()
@@ -386,6 +383,61 @@ class ChatApp(App[None]):
     def _render(self, update: Update) -> None:
         if self.main is not None:
             self.main.render_update(update)
+
+    def submit_draft(self, room: str, draft: str) -> bool:
+        """Send the composer's draft, or run the slash command it holds.
+
+        False when the draft should stay in the composer (refused, or not a command).
+        """
+        parsed = slash.parse(draft)
+        if isinstance(parsed, slash.Say):
+            return self.send_text(room, parsed.text)
+        if isinstance(parsed, slash.Refusal):
+            self.note(room, parsed.text)
+            return False
+        return self.run_command(room, parsed)
+
+    def run_command(self, room: str, command: slash.Command) -> bool:
+        """Run a checked slash command typed in ``room``'s composer."""
+        state, main = self.state, self.main
+        if state is None or main is None:
+            return False
+        name, arg = command.name, command.arg
+        if name == "me":
+            return self.send_text(room, slash.me_text(state.me, arg))
+        if name == "nudge":
+            self.send_nudge(room)
+        elif name == "status":
+            self._choose_status(arg)
+        elif name == "psm":
+            self.set_psm(arg)
+        elif name == "join":
+            self.join_room(arg)
+        elif name == "leave":
+            if rules.is_group_room(room):
+                self.leave_room(room)
+            else:
+                self.note(room, "/leave is for group rooms; /close closes this conversation.")
+        elif name in ("add", "block", "unblock"):
+            self.contact(name, arg)
+        elif name == "close":
+            main.close_conversation(room)
+        elif name == "help":
+            self.note(room, slash.help_text())
+        return True
+
+    def note(self, room: str, text: str) -> None:
+        """A local line in ``room``'s transcript (never sent)."""
+        if self.state is not None:
+            self.state.conversation(room).note(text, self.state.now_ms())
+            self._render(Update(rooms={room}))
+
+    def set_psm(self, psm: str) -> None:
+        if self.state is None or psm == self.state.psm:
+            return
+        self.state.psm = psm
+        self._render(Update(me=True))
+        self._presence(psm=psm)
 
     def send_text(self, room: str, text: str) -> bool:
         """Send a message; False (and a line saying why) if it cannot be sent as is."""

@@ -7,25 +7,17 @@ from typing import Annotated
 import typer
 
 from cfm_common import rules
+from cfm_tui import slash
 
 app = typer.Typer(help="Chat in the terminal: the MSN Messenger window.")
 
-_STATUS_ALIASES = {label.lower().replace(" ", "-"): status.value
-                   for status, label in rules.STATUS_LABELS.items()
-                   if status is not rules.Status.OFFLINE}
-
-
 def parse_status(value: str) -> str:
     """A protocol status (``brb``) or its label in any case (``be-right-back``)."""
-    key = value.strip().lower().replace(" ", "-").replace("_", "-")
-    if key in rules.CLIENT_STATUSES:
-        return key
-    if key in _STATUS_ALIASES:
-        return _STATUS_ALIASES[key]
-    if key == "offline":
-        return rules.Status.INVISIBLE.value
-    choices = ", ".join(sorted(rules.CLIENT_STATUSES))
-    raise typer.BadParameter(f"{value!r} is not a status; one of {choices}")
+    status = slash.parse_status(value)
+    if status is None:
+        choices = ", ".join(sorted(rules.CLIENT_STATUSES))
+        raise typer.BadParameter(f"{value!r} is not a status; one of {choices}")
+    return status
 
 
 @app.callback(invoke_without_command=True)

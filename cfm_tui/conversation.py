@@ -24,6 +24,7 @@ class LineKind(StrEnum):
     NUDGE = "nudge"
     NOTE = "note"
     PENDING = "pending"
+    SEEN = "seen"  # under the newest of our messages the other side of a DM has read
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,7 @@ class Conversation:
         self._seqs.clear()
         self.latest_seq = 0
         self.read_mark = 0
+        self.peer_read = 0
         self.loaded_all = False
 
     # --- the user's own sends --------------------------------------------------------
@@ -166,6 +168,15 @@ class Conversation:
         self.read_mark = newest
         return newest
 
+    def seen_seq(self) -> int | None:
+        """The newest of our own messages the other member of a DM has read, or None."""
+        if self.peer is None or self.peer_read <= 0:
+            return None
+        for m in reversed(self.messages):
+            if m.seq <= self.peer_read and m.sender == self.me:
+                return m.seq
+        return None
+
     def set_typing(self, who: str, now: float, timeout: float = TYPING_TIMEOUT_S) -> None:
         self.typing[who] = now + timeout
 
@@ -181,6 +192,9 @@ class Conversation:
         for m in self.messages:
             kind = LineKind.NUDGE if m.kind == rules.MsgKind.NUDGE else LineKind.SAY
             keyed.append(((m.seq, 0, 0), TranscriptLine(kind, m.text, m.ts, m.sender, m.seq)))
+        seen = self.seen_seq()
+        if seen is not None:
+            keyed.append(((seen, 0, 1), TranscriptLine(LineKind.SEEN, "Seen", 0, seq=seen)))
         for n in self._notes:
             keyed.append(((n.after_seq, 1, n.order), TranscriptLine(LineKind.NOTE, n.text, n.ts)))
         keyed.sort(key=lambda pair: pair[0])

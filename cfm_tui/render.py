@@ -37,6 +37,7 @@ SAYS_STYLE = Style(color="#6b7b8c")
 NUDGE_STYLE = Style(color="#e0301e", bold=True)
 NOTE_STYLE = Style(color="#8a8a8a", italic=True)
 PENDING_STYLE = Style(color="#8a8a8a")
+SEEN_STYLE = Style(color="#8a8a8a", dim=True)
 GROUP_STYLE = Style(bold=True, color="#1f5fa8")
 # Consecutive messages from one sender share one "says:" header within this gap.
 GROUP_GAP_MS = 5 * 60 * 1000
@@ -104,7 +105,9 @@ def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
     for line in lines:
         if out:
             out.append("\n")
-        if line.kind is LineKind.NOTE:
+        if line.kind is LineKind.SEEN:
+            out.append(INDENT + line.text, style=SEEN_STYLE)
+        elif line.kind is LineKind.NOTE:
             out.append(_indent(clean_text(line.text), ""), style=NOTE_STYLE)
         elif line.kind is LineKind.NUDGE:
             if line.sender == state.me:

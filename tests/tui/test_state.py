@@ -293,3 +293,60 @@ def test_the_reconnect_grace_runs_out():
     state.clock.now += 3600  # bob only comes back an hour later: that is news
     update = state.apply(Presence("bob", "Bob", "online", "", False))
     assert [n.kind for n in update.notices] == [NoticeKind.SIGNED_IN]
+
+
+def _seen_after(state: ChatState, room: str) -> list[str]:
+    """Each transcript line's text, "Seen" included, in order."""
+    return [line.text for line in state.conversation(room).lines()]
+
+
+def test_seen_sits_under_the_newest_own_message_the_peer_has_read():
+    state = ChatState("alice")
+    for seq, sender, text in ((1, "bob", "hi"), (2, "alice", "one"), (3, "alice", "two"),
+                              (4, "bob", "ok")):
+        state.apply(Msg(DM, seq, sender, text, seq, "text", f"m{seq}"))
+    # bob has read only his own message: nothing of ours is seen.
+    state.apply(Read(DM, "bob", 1))
+    assert "Seen" not in _seen_after(state, DM)
+    state.apply(Read(DM, "bob", 2))
+    assert _seen_after(state, DM) == ["hi", "one", "Seen", "two", "ok"]
+    seen = [line for line in state.conversation(DM).lines() if line.kind is LineKind.SEEN]
+    assert len(seen) == 1 and seen[0].seq == 2
+    # Reading further moves it; past our last message it stays under that one.
+    state.apply(Read(DM, "bob", 4))
+    assert _seen_after(state, DM) == ["hi", "one", "two", "Seen", "ok"]
+
+
+def test_seen_only_in_one_to_one_conversations():
+    state = ChatState("alice")
+    state.apply(Msg("#lobby", 1, "alice", "hello room", 1, "text", "a1"))
+    state.apply(Read("#lobby", "bob", 1))
+    assert "Seen" not in _seen_after(state, "#lobby")
+    # Our own read mark from another session is no "Seen" either.
+    state.apply(Msg(DM, 1, "alice", "hi", 1, "text", "a2"))
+    state.apply(Read(DM, "alice", 1))
+    assert "Seen" not in _seen_after(state, DM)
+
+
+def test_seen_is_forgotten_when_the_room_is_reset():
+    state = ChatState("alice")
+    state.apply(Msg(DM, 1, "alice", "hi", 1, "text", "a1"))
+    state.apply(Read(DM, "bob", 1))
+    assert "Seen" in _seen_after(state, DM)
+    state.conversation(DM).reset("new-epoch")
+    state.apply(Msg(DM, 1, "alice", "again", 2, "text", "a2"))
+    assert "Seen" not in _seen_after(state, DM)
+
+
+def test_seen_renders_as_its_own_dim_line():
+    from datetime import UTC
+
+    from cfm_tui import render
+
+    state = ChatState("alice")
+    state.apply(Msg(DM, 1, "alice", "one", 0, "text", "a1"))
+    state.apply(Msg(DM, 2, "alice", "two", 0, "text", "a2"))
+    state.apply(Read(DM, "bob", 1))
+    text = render.transcript(state.conversation(DM).lines(), state, UTC).plain
+    lines = text.split("\n")
+    assert lines[1:] == ["  one", "  Seen", "alice says (00:00):", "  two"]

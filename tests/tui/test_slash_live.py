@@ -1,0 +1,149 @@
+"""Slash commands and "Seen", typed into real apps against a real in-process server."""
+
+from __future__ import annotations
+
+import pytest
+
+from cfm_common import rules
+from cfm_tui.widgets.buddy_list import BuddyList
+from tests.tui.helpers import SIZE, active_view, make_app, transcript_text, wait_until
+
+DM = rules.dm_room("alice", "bob")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """The SDK keeps tokens under the platform data dir: keep it in tmp_path."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
+async def type_line(pilot, text: str) -> None:
+    await pilot.press(*text, "enter")
+
+
+async def test_status_psm_me_and_nudge_reach_the_other_side(server, tmp_path):
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        bob.contact("add", "alice")
+        await wait_until(pb, lambda: bob.state.person("alice").status == "online", "alice seen")
+        await alice.open_dm("bob")
+        await pa.pause()
+        composer = active_view(alice).composer
+
+        await type_line(pa, "/status busy")
+        await wait_until(pb, lambda: bob.state.person("alice").status == "busy", "busy at bob")
+        assert alice.state.status == "busy" and composer.text == ""
+        await type_line(pa, "/status Be-Right-Back")  # the label works too
+        await wait_until(pb, lambda: bob.state.person("alice").status == "brb", "brb at bob")
+
+        await type_line(pa, "/psm exams (B)")
+        await wait_until(pb, lambda: bob.state.person("alice").psm == "exams (B)", "psm at bob")
+        await type_line(pa, "/psm")
+        await wait_until(pb, lambda: bob.state.person("alice").psm == "", "psm cleared")
+
+        # An unknown command is a local line, stays in the composer, and is never sent.
+        await type_line(pa, "/foo bar")
+        await wait_until(pa, lambda: "unknown command /foo — /help lists them"
+                         in transcript_text(alice, DM), "the unknown-command line")
+        assert composer.text == "/foo bar"
+        composer.clear()
+        await type_line(pa, "/help")
+        await wait_until(pa, lambda: "/status" in transcript_text(alice, DM), "the help line")
+        assert "/join #room" in transcript_text(alice, DM)
+
+        await type_line(pa, "/me waves")
+        await wait_until(pb, lambda: "* alice waves" in transcript_text(bob, DM), "/me at bob")
+        await type_line(pa, "//help is a literal")
+        await wait_until(pb, lambda: "/help is a literal" in transcript_text(bob, DM),
+                         "the // escape")
+        await type_line(pa, "/nudge")
+        await wait_until(pb, lambda: "just sent you a nudge!" in transcript_text(bob, DM),
+                         "nudge at bob")
+        # Everything alice sent before the nudge has arrived: the commands were not sent.
+        said = [m.text for m in bob.state.conversations[DM].messages]
+        assert said == ["* alice waves", "/help is a literal", ""]
+        assert bob.main.shakes == 1
+
+
+async def test_room_and_contact_commands(server, tmp_path):
+    from cfm_common.client import Client
+
+    async with Client(server.url, "carol", token_file=False):
+        pass  # carol exists: she can be added and blocked
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await app.open_dm("bob")
+        await pilot.pause()
+
+        await type_line(pilot, "/join #Games")
+        await wait_until(pilot, lambda: app.main.active_room == "#games", "the #games tab")
+        await wait_until(pilot, lambda: app.state.conversations["#games"].members == {"alice"},
+                         "joined")
+        await wait_until(pilot, lambda: app.focused is active_view(app).composer,
+                         "typing in #games")
+        await type_line(pilot, "/nudge")
+        await wait_until(pilot, lambda: "Nudges are for one-to-one conversations."
+                         in transcript_text(app, "#games"), "no nudge in a room")
+        await type_line(pilot, "/leave")
+        await wait_until(pilot, lambda: not app.main.is_open("#games"), "left #games")
+        assert "#games" not in app.state.conversations
+        await wait_until(pilot, lambda: app.main.active_room == DM, "back in the DM")
+        await wait_until(pilot, lambda: app.focused is active_view(app).composer, "DM focus")
+        await type_line(pilot, "/leave")
+        await wait_until(pilot, lambda: "/leave is for group rooms"
+                         in transcript_text(app, DM), "no leaving a DM")
+
+        await type_line(pilot, "/add Carol")
+        await wait_until(pilot, lambda: "carol" in app.state.contacts, "carol added")
+        await type_line(pilot, "/block carol")
+        await wait_until(pilot, lambda: "carol" in app.state.blocked, "carol blocked")
+        await type_line(pilot, "/unblock carol")
+        await wait_until(pilot, lambda: "carol" not in app.state.blocked, "carol unblocked")
+        await type_line(pilot, "/add x")
+        await wait_until(pilot, lambda: "Usage: /add <name>" in transcript_text(app, DM),
+                         "a bad handle refused")
+        assert active_view(app).composer.text == "/add x"
+        active_view(app).composer.clear()
+
+        await type_line(pilot, "/close")
+        await wait_until(pilot, lambda: not app.main.is_open(DM), "the DM closed")
+        assert isinstance(app.focused, BuddyList)
+
+
+async def test_seen_follows_the_other_sides_read_mark(server, tmp_path):
+    from cfm_common.client import Client
+
+    async with Client(server.url, "bob", token_file=False) as bob:
+        app = make_app(tmp_path, server.url, "alice")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: app.main is not None, "signed in")
+            conv = app.state.dm_with("bob")
+            ack = await bob.say("hi alice", to="alice")
+            await wait_until(pilot, lambda: "hi alice" in transcript_text(app, DM), "bob's hi")
+            # bob has read only his own message: nothing of alice's is "Seen".
+            await bob.mark_read(DM, ack.seq)
+            await wait_until(pilot, lambda: conv.peer_read == ack.seq, "bob's first read")
+            await app.open_dm("bob")
+            await pilot.pause()
+            await type_line(pilot, "first")
+            await wait_until(pilot, lambda: len(conv.messages) == 2, "first acked")
+            assert "Seen" not in transcript_text(app, DM)
+
+            await bob.mark_read(DM, conv.messages[-1].seq)
+            await wait_until(pilot, lambda: "first\n  Seen" in transcript_text(app, DM),
+                             "Seen under first")
+            await type_line(pilot, "second")
+            await wait_until(pilot, lambda: len(conv.messages) == 3, "second acked")
+            await wait_until(pilot, lambda: transcript_text(app, DM).rstrip().endswith("second"),
+                             "second shown")
+            assert transcript_text(app, DM).count("Seen") == 1
+
+            await bob.mark_read(DM, conv.messages[-1].seq)
+            await wait_until(pilot, lambda: transcript_text(app, DM).rstrip()
+                             .endswith("second\n  Seen"), "Seen moved under second")
+            assert transcript_text(app, DM).count("Seen") == 1

@@ -20,7 +20,7 @@ from textual.content import Content
 from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from cfm_common import rules
 from cfm_tui import render
@@ -29,6 +29,7 @@ from cfm_tui.widgets.added_you import AddedYouPrompt
 from cfm_tui.widgets.buddy_list import BuddyList
 from cfm_tui.widgets.connection_bar import ConnectionBar
 from cfm_tui.widgets.conversation_view import ConversationView
+from cfm_tui.widgets.footer import ChatFooter
 from cfm_tui.widgets.me_header import MeHeader
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class MainScreen(Screen[None]):
                 yield Static(Text(EMPTY_HINT), id="no-conversation")
                 yield TabbedContent(id="tabs")
         yield ConnectionBar(id="connection")
-        yield Footer()
+        yield ChatFooter()
 
     def on_mount(self) -> None:
         self.query_one(TabbedContent).display = False
@@ -289,6 +290,8 @@ class MainScreen(Screen[None]):
             # Only a one-to-one conversation can be nudged: elsewhere the key is hidden.
             room = self.active_room
             return room is not None and not rules.is_group_room(room)
+        if action == "close_conversation":
+            return self.active_room is not None  # no tab, nothing to close: not listed
         return True
 
     def action_nudge(self) -> None:

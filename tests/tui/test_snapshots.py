@@ -8,7 +8,7 @@ and look at the SVGs under ``tests/tui/__snapshots__/`` before committing them.
 from __future__ import annotations
 
 from cfm_common import rules
-from cfm_common.frames import Msg
+from cfm_common.frames import Msg, Read
 from cfm_tui.app import ChatApp, ChatOptions
 from cfm_tui.config import ChatConfig
 from tests.tui.seed import TZ, seeded_state, ts
@@ -60,3 +60,17 @@ def test_narrow_conversation(snap_compare):
         await pilot.pause()
 
     assert snap_compare(seeded_app(), terminal_size=(80, 30), run_before=open_lobby)
+
+
+def test_dm_at_80_columns(snap_compare):
+    """80x24, typing in a DM: the footer keeps nudge, F2, close, add, join and ^q (short
+    labels), and bob has read alice's last message ("Seen" under it)."""
+    async def open_bob(pilot):
+        app = pilot.app
+        await app.apply_update(app.state.apply(Msg(BOB, 5, "alice", "good luck! (Y)", ts(-1),
+                                                   "text", "a5")))
+        await app.apply_update(app.state.apply(Read(BOB, "bob", 5)))
+        await app.open_dm("bob")
+        await pilot.pause()
+
+    assert snap_compare(seeded_app(), terminal_size=(80, 24), run_before=open_bob)

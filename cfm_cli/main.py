@@ -40,6 +40,7 @@ def root(
 
 def _add_subcommands() -> None:
     from cfm_bench.cli import app as bench_app
+    from cfm_server.admin_cli import app as admin_app
     from cfm_server.ai.cli import app as bot_app
     from cfm_server.cli import app as serve_app
     from cfm_tui.cli import app as chat_app
@@ -47,6 +48,7 @@ def _add_subcommands() -> None:
     for name, sub in (("serve", serve_app), ("chat", chat_app), ("bench", bench_app)):
         _add_command(name, sub)
     app.add_typer(bot_app, name="bot")
+    app.add_typer(admin_app, name="admin")
 
 
 def _add_command(name: str, sub: typer.Typer) -> None:

@@ -39,7 +39,7 @@ import os
 import sqlite3
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,15 @@ from cfm_server.store.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class DataDirInUse(StoreError):
+    """Another process (a running ``cfm serve``) holds the data directory's lock."""
+
+    def __init__(self, message: str, holder_pid: int | None) -> None:
+        super().__init__(message)
+        self.holder_pid = holder_pid  # as the holder wrote it into the lock file
+
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1 (PRAGMA user_version).
 # Append new ones; never edit a released one.
@@ -380,6 +389,25 @@ class SqliteStore(Store):
             finally:
                 self._release_lock()
 
+    @contextlib.contextmanager
+    def offline(self) -> Iterator[sqlite3.Connection]:
+        """The database as a plain connection under the data directory's lock, without
+        an event loop or group commit: for offline tools (``cfm admin``). Unlike open()
+        it creates nothing: a missing or empty database is a StoreError, a directory a
+        running server holds is a DataDirInUse."""
+        if not self.path.is_file():
+            raise StoreError(f"no cfm database in {self.path.parent} ({self.path.name} "
+                             f"does not exist)")
+        self._take_lock()
+        try:
+            conn = self._connect(create=False)
+            try:
+                yield conn
+            finally:
+                conn.close()
+        finally:
+            self._release_lock()
+
     def _make_data_dir(self) -> None:
         data_dir = self.path.parent
         try:
@@ -420,10 +448,11 @@ class SqliteStore(Store):
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
-            raise StoreError(
+            raise DataDirInUse(
                 f"{self.path} is in use by another cfm server"
                 f"{f' (pid {holder})' if holder else ''}: it holds {self.lock_path}. "
-                f"Stop that server first, or give this one another data directory."
+                f"Stop that server first, or give this one another data directory.",
+                int(holder) if holder else None,
             ) from None
         except OSError as e:
             os.close(fd)
@@ -440,7 +469,7 @@ class SqliteStore(Store):
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, create: bool = True) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
                                    isolation_level=None)
@@ -461,6 +490,8 @@ class SqliteStore(Store):
                     f"{self.path} is an SQLite database but not a cfm one; it was left "
                     f"untouched; move it away or choose another data directory"
                 )
+            if version == 0 and not create:
+                raise StoreError(f"{self.path} is empty, not a cfm database")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(

@@ -1,0 +1,264 @@
+"""``cfm admin``'s work: offline operations on a stopped server's SQLite database.
+
+Everything here runs on a plain ``sqlite3`` connection that :func:`open_database` opens
+under the data directory's lock (the same ``flock`` a running ``cfm serve`` holds, so a
+served database is never touched) and creates nothing. The functions are pure over that
+connection; the CLI (``admin_cli.py``) only maps flags and prints.
+
+Removing a user frees the handle for someone new, so what could let the next holder
+into the old one's affairs goes: the user row (token hash), memberships, contact
+entries both ways, read marks. Messages stay, so no room's history gets a hole. Direct
+conversations are the exception to "stay where they are": ``dm:alice:bob`` is named by
+the two handles, so whoever claims ``alice`` next would read the old one's DMs. They are
+moved, messages and all, to a room named ``archived:<ms>:dm:alice:bob``, which no client
+can name (it is not a valid room), readable only by the operator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import secrets
+import sqlite3
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cfm_common import rules
+
+ARCHIVE_PREFIX = "archived:"
+# A fresh token, as Hub.sign_in and Hub.provision_bot make one: 256 random bits.
+TOKEN_BYTES = 32
+
+
+class AdminError(Exception):
+    """An operation the operator asked for cannot be done; the message says why."""
+
+
+def database_path(data_dir: Path) -> Path:
+    from cfm_server.server import DB_FILE
+
+    return data_dir / DB_FILE
+
+
+@contextlib.contextmanager
+def open_database(data_dir: Path) -> Iterator[sqlite3.Connection]:
+    """The data directory's database under its lock; raises StoreError (DataDirInUse
+    when a server holds it) or AdminError. Creates nothing when there is no database."""
+    from cfm_server.store.sqlite import SqliteStore
+
+    if not data_dir.is_dir():
+        what = "is not a directory" if data_dir.exists() else "does not exist"
+        raise AdminError(f"the data directory {data_dir} {what}; check --data-dir")
+    with SqliteStore(database_path(data_dir)).offline() as conn:
+        yield conn
+
+
+# --- users --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    name: str
+    display: str
+    kind: str  # "person", "bot" or "ai" (one of the server's own AI contacts)
+    status: str  # the status last chosen
+    created: str  # ISO date (UTC)
+    created_ms: int
+    rooms: int  # group rooms joined
+    dms: int  # direct conversations
+    messages: int  # messages sent (nudges included), wherever they are
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def iso_date(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).date().isoformat()
+
+
+def list_users(conn: sqlite3.Connection, personas: Collection[str] = ()) -> list[UserInfo]:
+    """Every user, by handle. ``personas``: handles of the server's own AI contacts."""
+    rooms: dict[str, int] = {}
+    dms: dict[str, int] = {}
+    for name, room in conn.execute("SELECT name, room FROM members"):
+        counts = dms if room.startswith(rules.DM_PREFIX) else rooms
+        counts[name] = counts.get(name, 0) + 1
+    sent = dict(conn.execute("SELECT sender, count(*) FROM messages GROUP BY sender"))
+    users = []
+    for name, display, status, bot, created_ms in conn.execute(
+            "SELECT name, display, status, bot, created_ms FROM users ORDER BY name"):
+        kind = ("ai" if name in personas else "bot") if bot else "person"
+        users.append(UserInfo(name, display, kind, status, iso_date(created_ms), created_ms,
+                              rooms.get(name, 0), dms.get(name, 0), sent.get(name, 0)))
+    return users
+
+
+def _existing_user(conn: sqlite3.Connection, name: str) -> tuple[str, bool]:
+    """(canonical handle, bot) of a stored user; AdminError for a bad or unknown name."""
+    if not rules.is_valid_name(name):
+        raise AdminError(f"{name!r} is not a valid handle (2-24 of A-Z a-z 0-9 _ . -, "
+                         f"starting with a letter or digit)")
+    key = rules.normalize_name(name)
+    row = conn.execute("SELECT bot FROM users WHERE name = ?", (key,)).fetchone()
+    if row is None:
+        raise AdminError(f"no user {key!r} on this server; `cfm admin users` lists them")
+    return key, bool(row[0])
+
+
+# --- reset-token --------------------------------------------------------------------
+
+
+def reset_token(conn: sqlite3.Connection, name: str, personas: Collection[str] = (), *,
+                deliver: Callable[[str], None] | None = None) -> tuple[str, str]:
+    """Give ``name`` a fresh token (only its hash is stored); return (handle, token).
+
+    ``deliver(token)`` runs before the new hash is committed: if it raises (a token file
+    that cannot be written), nothing changes, so a token nobody got never locks a user
+    out. The server's own AI contacts are refused: it gives each a fresh token every
+    time it starts, so there is nothing to recover.
+    """
+    from cfm_server.hub import hash_token
+
+    key, bot = _existing_user(conn, name)
+    if bot and key in personas:
+        raise AdminError(f"{key!r} is one of this server's AI contacts: cfm serve gives it a "
+                         f"fresh token every time it starts, so there is nothing to reset")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    with _transaction(conn):
+        conn.execute("UPDATE users SET token_hash = ? WHERE name = ?", (hash_token(token), key))
+        if deliver is not None:
+            deliver(token)
+    return key, token
+
+
+# --- remove-user --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What removing a user deletes, keeps and archives (a plan, or what was done)."""
+
+    name: str
+    memberships: int
+    contacts: int  # entries on its list and on others' lists (blocks included)
+    reads: int
+    messages_kept: int  # its messages in group rooms, where they stay
+    dms: tuple[str, ...]  # direct conversations moved to archived:<ms>:<room>
+    dm_messages: int  # messages (both users') in those conversations
+    archived_as: tuple[str, ...] = ()
+
+
+def plan_removal(conn: sqlite3.Connection, name: str) -> Removal:
+    key, _bot = _existing_user(conn, name)
+    dms = _dm_rooms(conn, key)
+    return Removal(
+        name=key,
+        memberships=_count(conn, "SELECT count(*) FROM members WHERE name = ?", key),
+        contacts=_count(conn, "SELECT count(*) FROM contacts WHERE owner = ? OR name = ?",
+                        key, key),
+        reads=_count(conn, "SELECT count(*) FROM reads WHERE name = ?", key),
+        messages_kept=_count(
+            conn, "SELECT count(*) FROM messages WHERE sender = ? AND room NOT LIKE 'dm:%'",
+            key),
+        dms=dms,
+        dm_messages=sum(_count(conn, "SELECT count(*) FROM messages WHERE room = ?", room)
+                        for room in dms),
+    )
+
+
+def remove_user(conn: sqlite3.Connection, name: str, now_ms: int) -> Removal:
+    """Delete ``name`` and free its handle, in one transaction (see the module docstring)."""
+    plan = plan_removal(conn, name)
+    key = plan.name
+    archived = []
+    with _transaction(conn):
+        conn.execute("DELETE FROM users WHERE name = ?", (key,))
+        conn.execute("DELETE FROM members WHERE name = ?", (key,))
+        conn.execute("DELETE FROM contacts WHERE owner = ? OR name = ?", (key, key))
+        conn.execute("DELETE FROM reads WHERE name = ?", (key,))
+        for room in plan.dms:
+            archive = f"{ARCHIVE_PREFIX}{now_ms}:{room}"
+            row = conn.execute("SELECT epoch FROM rooms WHERE room = ?", (room,)).fetchone()
+            # Messages whose room record was lost still get one, so that the server does
+            # not "restore" the archive at every start.
+            epoch = row[0] if row else secrets.token_hex(8)
+            conn.execute("DELETE FROM rooms WHERE room = ?", (room,))
+            moved = conn.execute("UPDATE messages SET room = ? WHERE room = ?",
+                                 (archive, room)).rowcount
+            if moved:
+                conn.execute("INSERT INTO rooms (room, epoch) VALUES (?, ?)", (archive, epoch))
+                archived.append(archive)
+            # The other user's membership and read mark: the room is gone for them too.
+            conn.execute("DELETE FROM members WHERE room = ?", (room,))
+            conn.execute("DELETE FROM reads WHERE room = ?", (room,))
+    return Removal(**{**asdict(plan), "archived_as": tuple(archived)})
+
+
+def _dm_rooms(conn: sqlite3.Connection, key: str) -> tuple[str, ...]:
+    """Every DM room of ``key``: with a record, a membership or only messages."""
+    rooms: set[str] = set()
+    # ';' follows ':': a range on each primary key instead of a LIKE.
+    for sql in ("SELECT room FROM rooms WHERE room >= 'dm:' AND room < 'dm;'",
+                "SELECT room FROM members WHERE name = ? AND room >= 'dm:' AND room < 'dm;'",
+                "SELECT DISTINCT room FROM messages WHERE room >= 'dm:' AND room < 'dm;'"):
+        params = (key,) if "?" in sql else ()
+        rooms.update(room for (room,) in conn.execute(sql, params))
+    return tuple(sorted(r for r in rooms if key in (rules.dm_members(r) or ())))
+
+
+# --- stats --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    users: int
+    persons: int
+    bots: int
+    rooms: int  # group rooms
+    dms: int  # direct conversations
+    archived: int  # conversations archived by remove-user
+    messages: int
+    db_bytes: int  # the database with its -wal and -shm files
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def stats(conn: sqlite3.Connection, db_path: Path) -> Stats:
+    bots = _count(conn, "SELECT count(*) FROM users WHERE bot")
+    users = _count(conn, "SELECT count(*) FROM users")
+    rooms = [room for (room,) in conn.execute("SELECT room FROM rooms")]
+    size = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            size += db_path.with_name(db_path.name + suffix).stat().st_size
+    return Stats(
+        users=users,
+        persons=users - bots,
+        bots=bots,
+        rooms=sum(rules.is_group_room(r) for r in rooms),
+        dms=sum(r.startswith(rules.DM_PREFIX) for r in rooms),
+        archived=sum(r.startswith(ARCHIVE_PREFIX) for r in rooms),
+        messages=_count(conn, "SELECT count(*) FROM messages"),
+        db_bytes=size,
+    )
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _count(conn: sqlite3.Connection, sql: str, *params: object) -> int:
+    return int(conn.execute(sql, params).fetchone()[0])
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection; ROLLBACK on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

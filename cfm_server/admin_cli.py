@@ -1,0 +1,279 @@
+"""``cfm admin``: offline operator tools on a stopped server's data directory.
+
+Each command takes the data directory's lock, as ``cfm serve`` does, so it refuses a
+directory a server is serving; the work itself is in ``cfm_server/admin.py``. The data
+directory resolves as ``cfm serve``'s does (``--data-dir``, ``CFM_DATA_DIR``, the TOML
+file, the user data dir). Heavy imports happen inside the commands, so ``cfm --help``
+stays fast. Errors: one line on stderr and exit 2; a declined confirmation exits 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterator
+
+app = typer.Typer(help="Operator tools on a stopped server's data directory.",
+                  no_args_is_help=True, add_completion=False)
+
+EXIT_ERROR = 2
+EXIT_DECLINED = 1
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The server's data directory. (default: as cfm serve: CFM_DATA_DIR, the config file, else the user data dir, e.g. ~/.local/share/cfm)")]  # noqa: E501
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="The server's TOML settings file, for its data_dir and AI personas. (default: <user config dir>/cfm/server.toml if it exists)")]  # noqa: E501
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    typer.echo(f"cfm admin: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(data_dir: Path | None, config: Path | None) -> Any:
+    from cfm_server.config import ConfigError, load_config
+
+    try:
+        return load_config(config, {"data_dir": data_dir, "store": "sqlite"})
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+class _Opened:
+    """The open database of a data directory, with what the commands need beside it."""
+
+    def __init__(self, settings: Any, conn: sqlite3.Connection, data_dir: Path) -> None:
+        self.settings = settings
+        self.conn = conn
+        self.data_dir = data_dir
+
+    @property
+    def personas(self) -> frozenset[str]:
+        """The server's own AI contacts: its configured personas and those it keeps a
+        token for in <data dir>/ai/ (a persona once configured, since removed)."""
+        names = {p.key for p in self.settings.ai.personas} if self.settings.ai else set()
+        names.update(path.stem for path in (self.data_dir / "ai").glob("*.token"))
+        return frozenset(names)
+
+
+@contextlib.contextmanager
+def _open(data_dir: Path | None, config: Path | None) -> Iterator[_Opened]:
+    from cfm_server.admin import AdminError, open_database
+    from cfm_server.store import StoreError
+    from cfm_server.store.sqlite import DataDirInUse
+
+    settings = _settings(data_dir, config)
+    directory = settings.resolved_data_dir()
+    try:
+        with open_database(directory) as conn:
+            yield _Opened(settings, conn, directory)
+    except DataDirInUse as exc:
+        who = f"pid {exc.holder_pid}" if exc.holder_pid else "a server"
+        raise _fail(f"stop cfm serve first ({who} serves {directory})") from None
+    except (AdminError, StoreError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("users")
+def users(
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array, one object per user.")] = False,  # noqa: E501
+) -> None:
+    """Every user: handle, display name, kind, status, created, rooms, DMs, messages sent."""
+    import json
+
+    from cfm_server.admin import list_users
+
+    with _open(data_dir, config) as db:
+        rows = list_users(db.conn, db.personas)
+    if as_json:
+        typer.echo(json.dumps([row.as_dict() for row in rows], ensure_ascii=False, indent=1))
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    # Piped (not a terminal): wide enough that nothing but long display names is cut.
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    table = Table(title=f"{len(rows)} users", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    headers = ("handle", "display", "kind", "status", "created", "rooms", "DMs",
+               "sent")
+    cells = [[row.name, row.display, row.kind, row.status, row.created, str(row.rooms),
+              str(row.dms), str(row.messages)] for row in rows]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
+    # Only the display name gives way on a narrow terminal (3: a column's padding).
+    room = max(len(headers[1]), console.width - sum(w + 3 for w in widths) + widths[1] - 1)
+    for row_cells in cells:
+        if len(row_cells[1]) > room:
+            row_cells[1] = row_cells[1][: room - 1] + "…"
+    for i, header in enumerate(headers):
+        table.add_column(header, no_wrap=True, justify="right" if i >= 5 else "left")
+    for row_cells in cells:
+        table.add_row(*row_cells)
+    console.print(table)
+
+
+@app.command("reset-token")
+def reset_token(
+    name: Annotated[str, typer.Argument(help="The handle whose token is replaced.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="Write the new token to this file (mode 0600) instead of printing it.")] = None,  # noqa: E501
+    server: Annotated[str | None, typer.Option("--server", help="The URL users connect to, for the token file's name. (default: ws://<host>:<port>/ws from the server's settings)")] = None,  # noqa: E501
+) -> None:
+    """Account recovery: a fresh token for NAME; the old one stops working."""
+    from cfm_common import tokens
+    from cfm_server import admin
+
+    with _open(data_dir, config) as db:
+        url = server or _server_url(db.settings)
+
+        def deliver(token: str) -> None:
+            if token_file is not None:
+                try:
+                    tokens.write_token(token_file, token)
+                except OSError as exc:
+                    raise admin.AdminError(
+                        f"cannot write {token_file}: {exc.strerror or exc}; nothing changed"
+                    ) from None
+
+        try:
+            key, token = admin.reset_token(db.conn, name, db.personas, deliver=deliver)
+        except admin.AdminError as exc:
+            raise _fail(str(exc)) from None
+        # cfm chat's own local server keeps its users' tokens by name (cfm_tui/app.py).
+        embedded = db.data_dir.resolve() == (tokens.data_dir() / "embedded").resolve()
+    if token_file is None:
+        typer.echo(f"New token for {key} (shown once; the old token no longer works once "
+                   f"cfm serve runs again):\n")
+        typer.echo(f"  {token}\n")
+    else:
+        typer.echo(f"Wrote the new token for {key} to {token_file} (mode 0600); the old "
+                   f"token no longer works once cfm serve runs again.")
+    if embedded:
+        path = db.data_dir / "tokens" / f"{key}.token"
+        typer.echo(f"This is cfm chat's own local server: it reads {key}'s token from\n"
+                   f"  {path}")
+    else:
+        path = tokens.default_token_file(url, key)
+        typer.echo(f"{key} installs it by replacing the contents of the token file that "
+                   f"cfm chat --server {url}\nand bots read on their machine (one line, "
+                   f"mode 0600):\n  {_home_relative(path)}\n"
+                   f"The file is named after the server URL as the user types it (another "
+                   f"address, another file: see --server); a bot started with its own "
+                   f"token_file= or token= takes it there instead.")
+
+
+@app.command("remove-user")
+def remove_user(
+    name: Annotated[str, typer.Argument(help="The handle to remove.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Free a handle: the user, its memberships, contacts and read marks go.
+
+    Its messages stay, so no room's history gets a hole; its direct conversations are
+    archived where no client can open them. Asks first unless --yes.
+    """
+    import time
+
+    from cfm_server import admin
+
+    with _open(data_dir, config) as db:
+        try:
+            plan = admin.plan_removal(db.conn, name)
+        except admin.AdminError as exc:
+            raise _fail(str(exc)) from None
+        typer.echo(_describe(plan))
+        if plan.name in db.personas:
+            typer.echo(f"{plan.name} is one of this server's AI contacts: cfm serve creates "
+                       f"it again at its next start unless the AI contacts are off.")
+        if not yes and not typer.confirm(f"Remove {plan.name} and free the handle?",
+                                         default=False):
+            raise _fail("nothing changed", EXIT_DECLINED)
+        done = admin.remove_user(db.conn, plan.name, int(time.time() * 1000))
+    typer.echo(f"Removed {done.name}; the handle is free."
+               + "".join(f"\n  archived {room}" for room in done.archived_as))
+
+
+@app.command("stats")
+def stats(
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Users, rooms, messages and the database's size on disk."""
+    import json
+
+    from cfm_server import admin
+
+    with _open(data_dir, config) as db:
+        path = admin.database_path(db.data_dir)
+        result = admin.stats(db.conn, path)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+        return
+    typer.echo(f"users     {result.users} ({_n(result.persons, 'person', 'people')}, "
+               f"{_n(result.bots, 'bot')})")
+    typer.echo(f"rooms     {_n(result.rooms, 'group room')}, "
+               f"{_n(result.dms, 'direct conversation')}, {result.archived} archived")
+    typer.echo(f"messages  {result.messages}")
+    typer.echo(f"database  {_size(result.db_bytes)} ({path} with its -wal and -shm files)")
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _describe(plan: Any) -> str:
+    lines = [
+        f"{plan.name}: {_n(plan.memberships, 'room membership')}, "
+        f"{_n(plan.contacts, 'contact entry', 'contact entries')} (its own list and "
+        f"others') and {_n(plan.reads, 'read mark')} will be deleted.",
+        f"Its {_n(plan.messages_kept, 'message')} in group rooms will be kept, so no history "
+        f"gets a hole; they still show {plan.name!r} as the sender, also once someone new "
+        f"claims the handle.",
+    ]
+    if plan.dms:
+        lines.append(
+            f"Its {_n(len(plan.dms), 'direct conversation')} ({_n(plan.dm_messages, 'message')}"
+            f", both sides) will be archived where no client can open them, so a new "
+            f"{plan.name} cannot read them: {', '.join(plan.dms)}.")
+    return "\n".join(lines)
+
+
+def _n(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def _server_url(settings: Any) -> str:
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "wss" if settings.tls_cert else "ws"
+    return f"{scheme}://{host}:{settings.port}/ws"
+
+
+def _home_relative(path: Path) -> str:
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

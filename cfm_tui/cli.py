@@ -11,6 +11,7 @@ from cfm_tui import slash
 
 app = typer.Typer(help="Chat in the terminal: the MSN Messenger window.")
 
+
 def parse_status(value: str) -> str:
     """A protocol status (``brb``) or its label in any case (``be-right-back``)."""
     status = slash.parse_status(value)

@@ -59,6 +59,8 @@ def fit_keys(keys: list[Key], width: int) -> list[Key]:
 
 
 class ChatFooter(Footer):
+    _fitted_width: int | None = None
+
     def compose(self) -> ComposeResult:
         if not self._bindings_ready:
             return
@@ -95,6 +97,6 @@ class ChatFooter(Footer):
 
     def on_resize(self) -> None:
         width = self.app.size.width
-        if width != getattr(self, "_fitted_width", None):
+        if width != self._fitted_width:
             self._fitted_width = width
             self.call_after_refresh(self.recompose)

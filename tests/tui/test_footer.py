@@ -36,3 +36,28 @@ def test_least_useful_go_first_and_quit_stays():
     assert names(shown) == ["Nudge", "Buddies/Chat", "Quit"]
     assert sum(k.width for k in shown) <= 40
     assert names(fit_keys([*WINDOW, QUIT], 5)) == ["Quit"]
+
+
+async def test_the_footer_refits_when_the_terminal_narrows():
+    from textual.widgets._footer import FooterKey
+
+    from tests.tui.test_snapshots import seeded_app
+
+    app = seeded_app()
+    async with app.run_test(size=(120, 24)) as pilot:
+        await app.open_dm("bob")
+
+        def shown() -> list[str]:
+            return [k.description for k in app.screen.query(FooterKey)]
+
+        await pilot.pause()
+        assert shown() == ["Nudge", "Buddies/Chat", "Close", "Add contact", "Join room", "Quit",
+                           "palette"]
+        await pilot.resize_terminal(80, 24)
+        for _ in range(50):  # the footer recomposes after the resize has been laid out
+            if "Add" in shown():
+                break
+            await pilot.pause(0.02)
+        assert shown() == ["Nudge", "Buddies/Chat", "Close", "Add", "Join", "Quit", "palette"]
+        keys = list(app.screen.query(FooterKey))
+        assert keys[-2].region.right <= keys[-1].region.x  # ^q is not under ^p

@@ -177,6 +177,9 @@ def remove_user(conn: sqlite3.Connection, name: str, now_ms: int) -> Removal:
         conn.execute("DELETE FROM members WHERE name = ?", (key,))
         conn.execute("DELETE FROM contacts WHERE owner = ? OR name = ?", (key, key))
         conn.execute("DELETE FROM reads WHERE name = ?", (key,))
+        # Retries are recognised by (sender, client id): whoever claims the handle next
+        # must not have a new message taken for a retry of one of these.
+        conn.execute("UPDATE messages SET client_id = NULL WHERE sender = ?", (key,))
         for room in plan.dms:
             archive = f"{ARCHIVE_PREFIX}{now_ms}:{room}"
             row = conn.execute("SELECT epoch FROM rooms WHERE room = ?", (room,)).fetchone()

@@ -177,6 +177,9 @@ async def test_remove_user_frees_the_handle_and_keeps_the_history(
         await newcomer.send({"t": "history", "room": "#lobby"})
         history = await newcomer.recv_until("history")
         assert [m["text"] for m in history["msgs"]] == ["old alice here"]
+        # The old alice's message ids are not the newcomer's: "a1" is a new message.
+        await newcomer.send({"t": "say", "room": "#lobby", "text": "new alice", "id": "a1"})
+        assert (await newcomer.recv_until("ack"))["seq"] == 2
         # The old DMs are not the newcomer's: the conversation starts empty.
         await newcomer.send({"t": "join", "room": "dm:alice:bob"})
         joined = await newcomer.recv_until("joined")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
@@ -37,8 +37,12 @@ stored_msgs = st.builds(
     kind=st.sampled_from(["text", "nudge"]),
     id=st.none() | st.text(min_size=1, max_size=64),
 )
+# These check bytes, not speed: no per-example deadline (Hypothesis's default of 200 ms
+# is a flaky failure on a loaded machine, where a GC pause or a preemption can outlast it).
+NO_DEADLINE = settings(deadline=None)
 
 
+@NO_DEADLINE
 @given(stored_msgs)
 def test_msg_and_ack_encoders_write_the_generic_encoders_bytes(stored: StoredMsg) -> None:
     msg = Msg.from_stored(stored)
@@ -223,6 +227,7 @@ roster_entries = st.builds(
 )
 
 
+@NO_DEADLINE
 @given(st.lists(roster_entries, max_size=5), st.lists(stored_msgs, max_size=5))
 def test_joined_and_history_lists_encode_as_the_field_walk_does(
     members: list[RosterEntry], msgs: list[StoredMsg]

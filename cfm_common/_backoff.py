@@ -38,3 +38,7 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+    def capped(self, cap: float) -> Backoff:
+        """A fresh schedule with the same base and jitter source, but a lower cap."""
+        return Backoff(self.base, max(self.base, min(cap, self.cap)), rng=self._rng)

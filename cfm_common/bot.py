@@ -108,9 +108,10 @@ class Bot:
 
     # --- running --------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Connect (raises ClientError if refused) and start handling events."""
-        welcome = await self.client.connect()
+    async def start(self, *, wait: bool = False) -> None:
+        """Connect (raises ClientError if refused) and start handling events. With
+        ``wait=True`` a server that is not up yet is waited for (``run()`` does that)."""
+        welcome = await self.client.connect(wait=wait)
         log.info("bot %s is online at %s", welcome.name, self.client.url)
         self._loop_task = asyncio.create_task(self._dispatch(), name=f"cfm-bot-{welcome.name}")
 
@@ -151,9 +152,17 @@ class Bot:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        assert self._loop_task is not None
+        # A bot started beside its server (or during a restart) waits for it to answer.
+        starting = asyncio.create_task(self.start(wait=True))
         stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # signalled before the server ever answered
+            await self.client.close()
+            await asyncio.gather(starting, return_exceptions=True)
+            stopper.cancel()
+            return
+        starting.result()  # a refusal (bad_token, name_taken…) ends run() with its error
+        assert self._loop_task is not None
         await asyncio.wait({stopper, self._loop_task}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         signalled = stop.is_set()

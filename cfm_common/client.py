@@ -52,6 +52,11 @@ FATAL_HELLO_ERRORS = frozenset({
 HISTORY_PAGE = rules.MAX_HISTORY_LIMIT
 # A connection that lived this long was a good one: the back-off starts again from 0.5 s.
 STABLE_AFTER = 10.0
+# After a 1012 close (the server is restarting) the back-off stops growing at 4 s for a
+# minute: a restart takes seconds, and 16 s waits after it would feel like an outage.
+RESTART_CLOSE = 1012
+RESTART_CAP = 4.0
+RESTART_WINDOW = 60.0
 # A server frame can hold a history page of 200 long messages; the server's own limit
 # (limits.max_frame) is about what clients send.
 MAX_INCOMING = 16 * 1024 * 1024
@@ -189,6 +194,7 @@ class Client:
         self._fills: dict[str, asyncio.Task[None]] = {}
         self._refill: set[str] = set()
         self._budget_retry: asyncio.TimerHandle | None = None
+        self._wake = asyncio.Event()  # cuts a back-off wait short (reconnect_now, close)
         self._closed = False
 
     # --- properties -----------------------------------------------------------------
@@ -218,18 +224,37 @@ class Client:
 
     # --- life cycle -----------------------------------------------------------------
 
-    async def connect(self) -> f.Welcome:
+    async def connect(self, *, wait: bool = False) -> f.Welcome:
         """Connect and sign in; raises :class:`ClientError` if that fails.
 
+        With ``wait=True`` a server that cannot be reached yet (``connect_failed``) is
+        tried again with the reconnect back-off until it answers or :meth:`close` is
+        called; a refusal (``bad_token``, ``name_taken``…) still raises at once.
         Afterwards a background task keeps the connection alive until :meth:`close`.
         """
         if self._task is not None or self._closed:
             raise RuntimeError("connect() may be called once per Client")
         self._set_state(ConnectionState.CONNECTING)
         try:
-            ws, welcome = await self._open()
+            while True:
+                try:
+                    ws, welcome = await self._open()
+                    break
+                except ClientError as exc:
+                    if not wait or exc.code != "connect_failed" or self._closed:
+                        raise
+                    delay = self._backoff.next()
+                    log.warning("%s: %s; trying again in %.1f s", self._name, exc.msg, delay)
+                    self._set_state(ConnectionState.RECONNECTING, retry_in=delay,
+                                    reason=exc.msg)
+                    await self._nap(delay)
+                    if self._closed:
+                        raise ClientError("closed", "the client was closed while connecting") \
+                            from None
+                    self._set_state(ConnectionState.CONNECTING)
         except ClientError as exc:
-            self._end(exc)
+            if not self._closed:
+                self._end(exc)
             raise
         except BaseException:  # cancelled: this client will not connect any more
             self._end(ClientError("closed", "connect() was cancelled"))
@@ -248,6 +273,7 @@ class Client:
                 await asyncio.gather(self._task, return_exceptions=True)
             return
         self._closed = True
+        self._wake.set()
         self._cancel_fills()
         if self._ready and self._outq is not None:
             # Frames already queued (a read mark, a presence) go out before the close.
@@ -265,6 +291,20 @@ class Client:
         self._save_seen()
         self._set_state(ConnectionState.CLOSED, reason="closed by the client")
         self._events.put_nowait(_END)
+
+    def reconnect_now(self) -> None:
+        """While waiting to reconnect, try at once (a person pressed "reconnect now");
+        the back-off starts again from its first step. Does nothing when connected."""
+        self._backoff.reset()
+        self._wake.set()
+
+    async def _nap(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less if :meth:`reconnect_now` or close() is called."""
+        self._wake.clear()
+        if self._closed:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -594,7 +634,7 @@ class Client:
                     self._end(ClientError("disconnected", reason))
                     return
                 log.info("%s: connection lost (%s); reconnecting", self.name, reason)
-                ws = await self._reconnect_loop(reason)
+                ws = await self._reconnect_loop(reason, restarting=code == RESTART_CLOSE)
                 if ws is None:
                     return
         except asyncio.CancelledError:
@@ -665,11 +705,21 @@ class Client:
         self._outq = None
         self._cancel_fills()
 
-    async def _reconnect_loop(self, reason: str) -> Any:
+    async def _reconnect_loop(self, reason: str, *, restarting: bool = False) -> Any:
+        loop = asyncio.get_running_loop()
+        short = self._backoff.capped(RESTART_CAP) if restarting else None
+        short_until = loop.time() + RESTART_WINDOW
         while True:
-            delay = self._backoff.next()
+            if short is not None and loop.time() < short_until:
+                delay = short.next()
+            else:
+                delay = self._backoff.next()
             self._set_state(ConnectionState.RECONNECTING, retry_in=delay, reason=reason)
-            await asyncio.sleep(delay)
+            await self._nap(delay)
+            if self._closed:
+                return None
+            if self._wake.is_set() and short is not None:
+                short.reset()  # reconnect_now: start the short schedule over as well
             self._set_state(ConnectionState.CONNECTING)
             try:
                 ws, welcome = await self._open()

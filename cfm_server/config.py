@@ -265,7 +265,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             continue
         name = key.replace("-", "_")
         if name not in FIELD_NAMES:
-            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+            raise ConfigError(f"config file {path}: unknown setting {key!r}"
+                              f"{_did_you_mean(name)}")
         values[name] = _coerce(name, value, str(path))
     return values
 
@@ -315,6 +316,17 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """``key=value`` from ``--set``, coerced to the field's type."""
     key, sep, value = text.partition("=")
     name = key.strip().replace("-", "_")
-    if not sep or name not in FIELD_NAMES:
+    if not sep:
         raise ConfigError(f"--set wants KEY=VALUE with a config key, not {text!r}")
+    if name not in FIELD_NAMES:
+        raise ConfigError(f"--set: no setting {key.strip()!r}{_did_you_mean(name)};"
+                          " docs/server.md lists them all")
     return name, _coerce(name, value, "--set")
+
+
+def _did_you_mean(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, FIELD_NAMES, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+

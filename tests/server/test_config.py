@@ -58,6 +58,21 @@ def test_set_assignments_are_typed() -> None:
         parse_assignment("typing_rate")
 
 
+def test_an_unknown_key_suggests_the_nearest_ones(tmp_path) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_assignment("say_rat=5")
+    assert "'say_rat'" in str(error.value) and "did you mean say_rate" in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        parse_assignment("colour=blue")
+    assert "did you mean" not in str(error.value)
+    assert "docs/server.md" in str(error.value)
+    toml = tmp_path / "server.toml"
+    toml.write_text("max-txt = 10\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(toml, environ={})
+    assert "did you mean max_text" in str(error.value)
+
+
 def test_token_bucket_refills_and_says_when() -> None:
     bucket = TokenBucket(rate=2.0, burst=2, now=0.0)
     assert bucket.take(0.0) == 0 and bucket.take(0.0) == 0

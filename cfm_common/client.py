@@ -48,6 +48,7 @@ FATAL_CLOSES = frozenset({
 FATAL_HELLO_ERRORS = frozenset({
     rules.ErrorCode.NAME_TAKEN, rules.ErrorCode.BAD_TOKEN, rules.ErrorCode.UNSUPPORTED_VERSION,
     rules.ErrorCode.NAME_INVALID,
+    rules.ErrorCode.FORBIDDEN,  # a new handle refused: registration closed, or a bad invite
 })
 HISTORY_PAGE = rules.MAX_HISTORY_LIMIT
 # A connection that lived this long was a good one: the back-off starts again from 0.5 s.
@@ -146,10 +147,13 @@ class Client:
         backoff: Backoff | None = None,
         quiet: bool = False,
         ssl: ssl_module.SSLContext | None = None,
+        invite: str | None = None,
     ) -> None:
         self.url = url
         # For wss:// only; None: the system's CAs (and $SSL_CERT_FILE, if set).
         self._ssl = ssl
+        # Sent only while we have no token: it is for claiming a new handle.
+        self._invite = invite
         # hello.quiet: no member frames, no presence heard only through a shared group room.
         self._quiet = quiet
         self._name = name
@@ -547,6 +551,7 @@ class Client:
             v=PROTOCOL_VERSION, name=self._name, token=self._token, status=self._status,
             display=self._display, psm=self._psm, client=self._client_name,
             bot=True if self._bot else None, quiet=True if self._quiet else None,
+            invite=self._invite if self._token is None else None,
         )
         tls: dict[str, Any] = {}
         if self._ssl is not None and self.url.lower().startswith("wss:"):

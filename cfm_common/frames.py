@@ -211,6 +211,8 @@ class Hello:
     bot: bool | None = wire(bool, optional=True)
     # True: no member frames, and no presence heard only through a shared group room.
     quiet: bool | None = wire(bool, optional=True)
+    # An operator's invite code, for claiming a new handle where registration needs one.
+    invite: str | None = wire(str, _bounded_str(rules.MAX_INVITE, "invite"), optional=True)
 
 
 @dataclass(frozen=True, slots=True)

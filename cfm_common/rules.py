@@ -68,6 +68,7 @@ MAX_PSM: Final = 128
 MAX_ID: Final = 64
 MAX_EPOCH: Final = 64
 MAX_CLIENT: Final = 64
+MAX_INVITE: Final = 128  # hello.invite (an extension: registration by invite)
 DEFAULT_MAX_TEXT: Final = 4096
 DEFAULT_MAX_FRAME: Final = 65536
 MAX_HISTORY_LIMIT: Final = 200

@@ -132,6 +132,35 @@ def reset_token(conn: sqlite3.Connection, name: str, personas: Collection[str] =
     return key, token
 
 
+# --- add-user -----------------------------------------------------------------------
+
+
+def add_user(conn: sqlite3.Connection, name: str, display: str | None, now_ms: int, *,
+             deliver: Callable[[str], None] | None = None) -> tuple[str, str]:
+    """Create a person's account (for servers whose registration is closed); return
+    (handle, token). ``deliver(token)`` runs before the commit, as in :func:`reset_token`."""
+    from cfm_server.hub import hash_token
+
+    if not rules.is_valid_name(name):
+        raise AdminError(f"{name!r} is not a valid handle (2-24 of A-Z a-z 0-9 _ . -, "
+                         f"starting with a letter or digit)")
+    key = rules.normalize_name(name)
+    if conn.execute("SELECT 1 FROM users WHERE name = ?", (key,)).fetchone():
+        raise AdminError(f"{key!r} already exists; `cfm admin reset-token {key}` gives it a "
+                         f"new token")
+    display = name if display is None else display
+    if len(display) > rules.MAX_DISPLAY:
+        raise AdminError(f"the display name is longer than {rules.MAX_DISPLAY} characters")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    with _transaction(conn):
+        conn.execute(
+            "INSERT INTO users (name, token_hash, display, psm, status, bot, created_ms)"
+            " VALUES (?, ?, ?, '', 'online', 0, ?)", (key, hash_token(token), display, now_ms))
+        if deliver is not None:
+            deliver(token)
+    return key, token
+
+
 # --- remove-user --------------------------------------------------------------------
 
 

@@ -120,55 +120,155 @@ def users(
     console.print(table)
 
 
+TokenFile = Annotated[Path | None, typer.Option("--token-file", help="Write the new token to this file (mode 0600) instead of printing it.")]  # noqa: E501
+ServerUrl = Annotated[str | None, typer.Option("--server", help="The URL users connect to, for the token file's name and the instructions. (default: ws://<host>:<port>/ws from the server's settings)")]  # noqa: E501
+
+
+def _token_writer(token_file: Path | None) -> Any:
+    """A ``deliver`` for admin.reset_token/add_user: writes the token file, if asked."""
+    from cfm_common import tokens
+    from cfm_server import admin
+
+    def deliver(token: str) -> None:
+        if token_file is not None:
+            try:
+                tokens.write_token(token_file, token)
+            except OSError as exc:
+                raise admin.AdminError(
+                    f"cannot write {token_file}: {exc.strerror or exc}; nothing changed"
+                ) from None
+
+    return deliver
+
+
+def _hand_over(db: _Opened, key: str, token: str, token_file: Path | None, url: str,
+               what: str) -> None:
+    """Show (or say where) the token, and how its owner installs it."""
+    from cfm_common import tokens
+
+    if token_file is None:
+        typer.echo(f"{what} (shown once):\n")
+        typer.echo(f"  {token}\n")
+    else:
+        typer.echo(f"{what}: written to {token_file} (mode 0600).")
+    # cfm chat's own local server keeps its users' tokens by name (cfm_tui/app.py).
+    if db.data_dir.resolve() == (tokens.data_dir() / "embedded").resolve():
+        path = db.data_dir / "tokens" / f"{key}.token"
+        typer.echo(f"This is cfm chat's own local server: it reads {key}'s token from\n"
+                   f"  {path}")
+        return
+    path = tokens.default_token_file(url, key)
+    typer.echo(f"{key} installs it by writing it into the token file that "
+               f"cfm chat --server {url}\nand bots read on their machine (one line, "
+               f"mode 0600; it replaces what is there):\n  {_home_relative(path)}\n"
+               f"The file is named after the server URL as the user types it (another "
+               f"address, another file: see --server); a bot started with its own "
+               f"token_file= or token= takes it there instead.")
+
+
 @app.command("reset-token")
 def reset_token(
     name: Annotated[str, typer.Argument(help="The handle whose token is replaced.")],
     data_dir: DataDir = None,
     config: ConfigFile = None,
-    token_file: Annotated[Path | None, typer.Option("--token-file", help="Write the new token to this file (mode 0600) instead of printing it.")] = None,  # noqa: E501
-    server: Annotated[str | None, typer.Option("--server", help="The URL users connect to, for the token file's name. (default: ws://<host>:<port>/ws from the server's settings)")] = None,  # noqa: E501
+    token_file: TokenFile = None,
+    server: ServerUrl = None,
 ) -> None:
     """Account recovery: a fresh token for NAME; the old one stops working."""
-    from cfm_common import tokens
     from cfm_server import admin
 
     with _open(data_dir, config) as db:
-        url = server or _server_url(db.settings)
-
-        def deliver(token: str) -> None:
-            if token_file is not None:
-                try:
-                    tokens.write_token(token_file, token)
-                except OSError as exc:
-                    raise admin.AdminError(
-                        f"cannot write {token_file}: {exc.strerror or exc}; nothing changed"
-                    ) from None
-
         try:
-            key, token = admin.reset_token(db.conn, name, db.personas, deliver=deliver)
+            key, token = admin.reset_token(db.conn, name, db.personas,
+                                           deliver=_token_writer(token_file))
         except admin.AdminError as exc:
             raise _fail(str(exc)) from None
-        # cfm chat's own local server keeps its users' tokens by name (cfm_tui/app.py).
-        embedded = db.data_dir.resolve() == (tokens.data_dir() / "embedded").resolve()
-    if token_file is None:
-        typer.echo(f"New token for {key} (shown once; the old token no longer works once "
-                   f"cfm serve runs again):\n")
-        typer.echo(f"  {token}\n")
-    else:
-        typer.echo(f"Wrote the new token for {key} to {token_file} (mode 0600); the old "
-                   f"token no longer works once cfm serve runs again.")
-    if embedded:
-        path = db.data_dir / "tokens" / f"{key}.token"
-        typer.echo(f"This is cfm chat's own local server: it reads {key}'s token from\n"
-                   f"  {path}")
-    else:
-        path = tokens.default_token_file(url, key)
-        typer.echo(f"{key} installs it by replacing the contents of the token file that "
-                   f"cfm chat --server {url}\nand bots read on their machine (one line, "
-                   f"mode 0600):\n  {_home_relative(path)}\n"
-                   f"The file is named after the server URL as the user types it (another "
-                   f"address, another file: see --server); a bot started with its own "
-                   f"token_file= or token= takes it there instead.")
+    _hand_over(db, key, token, token_file, server or _server_url(db.settings),
+               f"New token for {key}; the old token no longer works once cfm serve runs "
+               f"again")
+
+
+@app.command("add-user")
+def add_user(
+    name: Annotated[str, typer.Argument(help="The handle to create.")],
+    display: Annotated[str | None, typer.Option(help="The display name. (default: the handle as typed)")] = None,  # noqa: E501
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    token_file: TokenFile = None,
+    server: ServerUrl = None,
+) -> None:
+    """Create an account (for a server whose registration is closed) and show its token."""
+    import time
+
+    from cfm_server import admin
+
+    with _open(data_dir, config) as db:
+        try:
+            key, token = admin.add_user(db.conn, name, display, int(time.time() * 1000),
+                                        deliver=_token_writer(token_file))
+        except admin.AdminError as exc:
+            raise _fail(str(exc)) from None
+    _hand_over(db, key, token, token_file, server or _server_url(db.settings),
+               f"Created {key}; its token")
+
+
+@app.command("invite")
+def invite(
+    uses: Annotated[int, typer.Option(help="How many new accounts the code may create (0: any number).")] = 1,  # noqa: E501
+    expires: Annotated[str, typer.Option(help="How long the code is valid: e.g. 30m, 12h, 7d, or never.")] = "7d",  # noqa: E501
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    server: ServerUrl = None,
+) -> None:
+    """An invite code for a server whose registration is by invite (works while it runs)."""
+    import datetime
+    import time
+
+    from cfm_server.invites import InviteError, load_key, make_code
+
+    settings = _settings(data_dir, config)
+    if uses < 0:
+        raise _fail("--uses must be 0 (any number) or more")
+    lifetime = _duration(expires)
+    directory = settings.resolved_data_dir()
+    if not directory.is_dir():
+        raise _fail(f"the data directory {directory} does not exist; check --data-dir")
+    try:
+        key = load_key(directory, create=True)
+    except (OSError, InviteError) as exc:
+        raise _fail(str(exc)) from None
+    assert key is not None
+    until = int(time.time() + lifetime) if lifetime else 0
+    code = make_code(key, uses=uses, expires=until)
+    url = server or _server_url(settings)
+    when = ("never expires" if not until else "valid until " + datetime.datetime.fromtimestamp(
+        until, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    times = "any number of new accounts" if not uses else _n(uses, "new account")
+    typer.echo(f"Invite code ({times}; {when}):\n\n  {code}\n")
+    typer.echo(f"Give it to the people you invite; each signs up with\n"
+               f"  cfm chat --server {url} --invite {code}\n"
+               f"(a bot: Client(url, name, invite=...)). It is needed only for the first "
+               f"sign-in.")
+    if settings.registration != "invite":
+        typer.echo(f"Note: this server's registration is {settings.registration!r}; start it "
+                   f"with --registration invite (or registration = \"invite\") for codes to "
+                   f"be asked for.")
+
+
+def _duration(text: str) -> float:
+    """Seconds in "30m", "12h", "7d"; 0 for "never"."""
+    text = text.strip().lower()
+    if text in ("never", "0"):
+        return 0.0
+    units = {"m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1])
+        unit = units[text[-1]]
+    except (ValueError, KeyError, IndexError):
+        raise _fail(f"--expires wants 30m, 12h, 7d or never, not {text!r}") from None
+    if value <= 0:
+        raise _fail("--expires must be more than 0 (or never)")
+    return value * unit
 
 
 @app.command("remove-user")

@@ -37,6 +37,7 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM): serve wss:// and https://. Needs --tls-key. (env CFM_TLS_CERT)")] = None,  # noqa: E501
     tls_key: Annotated[Path | None, typer.Option(help="The private key (PEM) of --tls-cert. (env CFM_TLS_KEY)")] = None,  # noqa: E501
     trusted_proxy: Annotated[list[str] | None, typer.Option("--trusted-proxy", help="A reverse proxy (address or network) whose X-Forwarded-For names the client, for the per-IP cap (repeatable).")] = None,  # noqa: E501
+    registration: Annotated[str | None, typer.Option(help="Who may claim a new handle: open (anyone), invite (with a code from cfm admin invite) or closed (accounts from cfm admin add-user). (default: open; env CFM_REGISTRATION)")] = None,  # noqa: E501
     no_rate_limits: Annotated[bool, typer.Option("--no-rate-limits", help="Lift the per-session token buckets and the per-IP connection cap.")] = False,  # noqa: E501
     max_frame: Annotated[int | None, typer.Option(help="Largest WebSocket message in bytes (bigger: close 1009). (default: 65536)")] = None,  # noqa: E501
     max_text: Annotated[int | None, typer.Option(help="Longest message text in characters. (default: 4096)")] = None,  # noqa: E501
@@ -84,6 +85,7 @@ def serve(
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "trusted_proxies": trusted_proxy or None,
+        "registration": registration,
     }
     if no_ai:
         overrides["ai_enabled"] = False

@@ -23,6 +23,7 @@ ENV_PREFIX = "CFM_"
 # Frame kinds with a per-session token bucket: (rate per second, burst).
 RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact")
 STORES = ("sqlite", "memory")
+REGISTRATIONS = ("open", "invite", "closed")
 SHUTDOWN_CODES = (1001, 1012)
 
 
@@ -46,6 +47,9 @@ class ServerConfig:
     trusted_proxies: list[str] = field(default_factory=list)
 
     # --- who -----------------------------------------------------------------------
+    # Who may claim a new handle: "open" (anyone), "invite" (with an operator's code from
+    # `cfm admin invite`), "closed" (nobody: operators make accounts, `cfm admin add-user`).
+    registration: str = "open"
     ai_enabled: bool = True
     # The AI contacts' own settings (the [ai] table, CFM_AI_*, --ai-* flags); None: defaults.
     ai: AIConfig | None = None
@@ -137,6 +141,8 @@ class ServerConfig:
         need(0 <= self.port <= 65535, f"port must be 0-65535, not {self.port}")
         need(bool(self.host), "host must not be empty")
         need(self.store in STORES, f"store must be one of {', '.join(STORES)}, not {self.store!r}")
+        need(self.registration in REGISTRATIONS,
+             f"registration must be one of {', '.join(REGISTRATIONS)}, not {self.registration!r}")
         need(
             self.sqlite_synchronous in ("off", "normal", "full", "extra"),
             "sqlite_synchronous must be off, normal, full or extra",

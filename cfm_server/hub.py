@@ -54,6 +54,7 @@ from cfm_common.frames import (
 )
 from cfm_common.rules import ContactOp, ErrorCode, MemberOp, MsgKind, Status
 from cfm_server.config import ServerConfig
+from cfm_server.invites import Invite, InviteBook, InviteError
 from cfm_server.limits import PairInterval
 from cfm_server.metrics import Metrics
 from cfm_server.state import Pending, Room, User
@@ -110,6 +111,8 @@ class Hub:
         self.inflight: dict[tuple[str, str], Pending] = {}
         self.nudge_pairs = PairInterval(config.nudge_interval)
         self.online_users = 0
+        # Set by the server when registration is by invite.
+        self.invites: InviteBook | None = None
         self._session_ids = itertools.count(1)
         self._handlers = {
             SetPresence: self.set_presence,
@@ -177,8 +180,12 @@ class Hub:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"{name!r} is reserved", "hello")
         user = self.users.get(name)
         if user is None:
+            invite = self._admit_new_user(hello)
             token = secrets.token_urlsafe(32)
             user = self._create_user(name, token, hello)
+            if invite is not None and self.invites is not None:
+                used = self.invites.spend(invite)
+                self._write(self.store.put_invite_use(invite.nonce, used))
         else:
             if hello.token is None:
                 raise ProtocolError(
@@ -213,6 +220,25 @@ class Hub:
         elif changed:
             self._broadcast_presence(user, own=True, skip=session, public=before)
         return self._welcome(session, user, token)
+
+    def _admit_new_user(self, hello: Hello) -> Invite | None:
+        """Whether ``registration`` lets a new handle be claimed; the invite it used."""
+        mode = self.config.registration
+        if mode == "open":
+            return None
+        if mode == "closed" or self.invites is None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                "this server takes no new users; ask its operator for an account", "hello")
+        if hello.invite is None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                "this server takes new users by invite: ask its operator for an invite code",
+                "hello")
+        try:
+            return self.invites.admit(hello.invite, time.time())
+        except InviteError as exc:
+            raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), "hello") from None
 
     def _create_user(self, name: str, token: str, hello: Hello) -> User:
         record = UserRecord(

@@ -32,6 +32,7 @@ from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
 from cfm_server.config import ServerConfig
 from cfm_server.hub import Hub
+from cfm_server.invites import InviteBook, InviteError, load_key
 from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
 from cfm_server.netaddr import TrustedProxies, server_tls_context
@@ -159,6 +160,8 @@ class Server:
         try:
             self.hub = Hub(config, store, self.metrics)
             self.hub.load()
+            if config.registration == "invite":
+                self.hub.invites = self._invite_book(store)
             ai_tokens = self._provision_ai_contacts(ai) if ai.enabled else {}
             origins: list[Any] | None = None
             if config.allowed_origins:
@@ -189,6 +192,17 @@ class Server:
         log.info("listening on %s, data in %s", self.url, self.data_location)
         if ai_tokens:
             await self._start_ai_contacts(ai, ai_tokens)
+
+    def _invite_book(self, store: Store) -> InviteBook:
+        try:
+            key = load_key(self.config.resolved_data_dir(), create=True)
+        except OSError as exc:
+            raise StoreError(f"cannot make the invite key in {self.config.resolved_data_dir()}:"
+                             f" {exc.strerror or exc}") from None
+        except InviteError as exc:
+            raise StoreError(str(exc)) from None
+        assert key is not None
+        return InviteBook(key, store.load_invite_uses())
 
     # --- AI contacts ---------------------------------------------------------------------
 

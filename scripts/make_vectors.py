@@ -94,6 +94,13 @@ def client_samples() -> list[tuple[str, f.ClientFrame]]:
                                      display="Alice", psm="", client="cfm-tui/0.1.0",
                                      bot=False, quiet=True)),
         ("hello/quiet", f.Hello(v=1, name="alice", quiet=True)),
+        # Registration by invite (an additive extension).
+        ("hello/invite", f.Hello(v=1, name="alice", invite="3f9a1c2e-0-1-9b7c2e4f1a0d3c5b6e7f")),
+        ("hello/full-invite", f.Hello(v=1, name="Alice", token="3q2-7Yh_tok", status="busy",
+                                      display="Alice", psm="", client="cfm-tui/0.1.0",
+                                      bot=False, quiet=True,
+                                      invite="3f9a1c2e-0-1-9b7c2e4f1a0d3c5b6e7f")),
+        ("hello/invite-at-max", f.Hello(v=1, name="alice", invite="i" * 128)),
         ("join/full-members-limit", f.Join(room="#lobby", since=41, epoch="01HZX3K9",
                                            members_limit=50)),
         ("join/members-limit-0", f.Join(room="#lobby", members_limit=0)),

@@ -95,7 +95,14 @@ class Store(ABC):
     def load_reads(self) -> Iterable[tuple[str, str, int]]:
         """(user, room, seq): every read mark."""
 
+    @abstractmethod
+    def load_invite_uses(self) -> dict[str, int]:
+        """Invite nonce → how many sign-ups it has let in."""
+
     # --- writes (applied now, durable when the returned Commit completes) -------------
+
+    @abstractmethod
+    def put_invite_use(self, nonce: str, used: int) -> Commit: ...
 
     @abstractmethod
     def put_user(self, user: UserRecord) -> Commit:

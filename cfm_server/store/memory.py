@@ -42,6 +42,7 @@ class MemoryStore(Store):
         self._members: dict[str, set[str]] = {}
         self._contacts: dict[tuple[str, str], ContactRecord] = {}
         self._reads: dict[tuple[str, str], int] = {}
+        self._invite_uses: dict[str, int] = {}
         # A room's messages sit at index seq - 1: the sequence is gapless and starts at 1.
         self._messages: dict[str, list[StoredMsg]] = {}
         self._by_client_id: dict[tuple[str, str], StoredMsg] = {}
@@ -79,6 +80,9 @@ class MemoryStore(Store):
 
     def load_reads(self) -> Iterable[tuple[str, str, int]]:
         return [(user, room, seq) for (user, room), seq in self._reads.items()]
+
+    def load_invite_uses(self) -> dict[str, int]:
+        return dict(self._invite_uses)
 
     # --- writes ----------------------------------------------------------------------
 
@@ -122,6 +126,12 @@ class MemoryStore(Store):
             self._contacts[key] = dataclasses.replace(contact)
         else:
             self._contacts.pop(key, None)
+        return _done()
+
+    def put_invite_use(self, nonce: str, used: int) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        self._invite_uses[nonce] = used
         return _done()
 
     def set_read(self, user: str, room: str, seq: int) -> Commit:

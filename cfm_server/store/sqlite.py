@@ -114,6 +114,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (name, room)
     ) WITHOUT ROWID;
     """,
+    # v2: sign-ups counted per invite code (registration = "invite").
+    """
+    CREATE TABLE invite_uses (
+        nonce TEXT PRIMARY KEY,
+        used INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -678,7 +685,14 @@ class SqliteStore(Store):
     def load_reads(self) -> Iterable[tuple[str, str, int]]:
         return [(n, r, s) for n, r, s in self._query("SELECT name, room, seq FROM reads")]
 
+    def load_invite_uses(self) -> dict[str, int]:
+        return dict(self._query("SELECT nonce, used FROM invite_uses"))
+
     # --- writes ----------------------------------------------------------------------
+
+    def put_invite_use(self, nonce: str, used: int) -> Commit:
+        return self._write("INSERT OR REPLACE INTO invite_uses (nonce, used) VALUES (?, ?)",
+                           (nonce, used))
 
     def put_user(self, user: UserRecord) -> Commit:
         return self._write(

@@ -8,9 +8,10 @@
     await handle.stop()
 
 Modules: ``personas`` (the cast), ``voices`` and ``skills`` (what they say offline),
-``engine`` (the offline engine), ``backends`` (OpenAI-compatible, Workers AI),
-``guards`` (quotas, breaker, timeout, kill switch), ``mind`` (one persona's answers),
-``contact`` (the persona as a Bot), ``service`` (the whole cast), ``cli`` (``cfm bot``).
+``engine`` (the offline engine), ``memory`` (what it learned, kept across restarts),
+``backends`` (OpenAI-compatible, Workers AI), ``guards`` (quotas, breaker, timeout,
+kill switch), ``mind`` (one persona's answers), ``contact`` (the persona as a Bot),
+``service`` (the whole cast), ``cli`` (``cfm bot``).
 
 Importing this package stays cheap (no websockets, no httpx) so that ``cfm --help``
 and the server's config loading stay fast; the running parts load on first use.

@@ -51,7 +51,7 @@ def ai(
     account_id: Annotated[str | None, typer.Option(help="Cloudflare account id (workers-ai). Env: CFM_AI_ACCOUNT_ID.")] = None,  # noqa: E501
     stream: Annotated[bool | None, typer.Option("--stream/--no-stream", help="Read openai replies as server-sent events.")] = None,  # noqa: E501
     config: Annotated[Path | None, typer.Option("--config", help="A TOML file whose \\[ai] table holds settings and \\[\\[ai.personas]].")] = None,  # noqa: E501
-    token_dir: Annotated[Path | None, typer.Option(help="Where the persona keeps its token (default: the SDK's per-server file).")] = None,  # noqa: E501
+    token_dir: Annotated[Path | None, typer.Option(help="Where the persona keeps its token and its memory of people (default: the SDK's per-server token file, and no memory across runs).")] = None,  # noqa: E501
     log_level: Annotated[str, typer.Option(help="Logging level: debug, info, warning, error.")] = "info",  # noqa: E501
 ) -> None:
     """Run one AI contact (a persona) against a cfm server, until Ctrl+C or SIGTERM.

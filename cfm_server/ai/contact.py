@@ -4,6 +4,9 @@ It answers every direct message and every ``@handle`` mention in the group rooms
 joined (``#lobby`` by default), shows "is typing" while it thinks, and reacts to a
 nudge (nudging back now and then, well inside the server's nudge limit).
 
+What the persona learned about people (see :mod:`cfm_server.ai.memory`) is loaded
+before it signs in and saved shortly after each change and when it stops.
+
 Loops between bots are cut twice: messages from users known to be bots (the server
 says so in presence and roster entries; the other personas are known from the start)
 are ignored, and a room that gets more than ``replies_per_minute`` answers in a minute
@@ -27,6 +30,7 @@ from cfm_common import frames as f
 from cfm_common.bot import Bot
 from cfm_common.client import ClientError, Connected
 from cfm_server.ai.locks import KeyedLocks
+from cfm_server.ai.memory import SAVE_DELAY, PersonaMemory
 from cfm_server.ai.mind import PersonaMind
 
 logger = logging.getLogger(__name__)
@@ -39,7 +43,8 @@ MAX_RETRY_WAIT = 5.0  # longest wait on the server's retry_ms before a second tr
 
 class PersonaContact:
     def __init__(self, mind: PersonaMind, url: str, *, token_file: Path | bool | None = None,
-                 seen_file: Path | None = None, rooms: Iterable[str] = (rules.LOBBY,),
+                 seen_file: Path | None = None, memory_file: Path | None = None,
+                 rooms: Iterable[str] = (rules.LOBBY,),
                  nudge_back: bool = True, known_bots: Iterable[str] = (),
                  replies_per_minute: int = 20, concurrency: int = 8,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -61,6 +66,8 @@ class PersonaContact:
         self._slowed: set[str] = set()
         self._nudged_back: dict[str, float] = {}
         self._typing_sent: deque[float] = deque()
+        self.memory = PersonaMemory(memory_file, mind.engine) if memory_file else None
+        self._save_later: asyncio.TimerHandle | None = None
         self.bot = Bot(
             url, persona.handle, display=persona.display, psm=persona.psm,
             status=persona.status, token_file=token_file, seen_file=seen_file,
@@ -76,6 +83,11 @@ class PersonaContact:
 
     async def start(self) -> None:
         """Sign in (raises ClientError if refused) and join the configured rooms."""
+        if self.memory is not None:
+            # Before signing in: the first message after a restart already finds it.
+            count = self.memory.load()
+            if count:
+                logger.info("%s remembers %d conversations", self.handle, count)
         await self.bot.start()
         for room in self.rooms:
             try:
@@ -85,6 +97,25 @@ class PersonaContact:
 
     async def stop(self) -> None:
         await self.bot.stop()
+        if self._save_later is not None:
+            self._save_later.cancel()
+        self.save_memory()
+
+    def save_memory(self) -> None:
+        """Write what the persona learned, if anything changed (errors are logged)."""
+        self._save_later = None
+        if self.memory is None or not self.memory.changed:
+            return
+        try:
+            self.memory.save()
+        except OSError as exc:
+            logger.error("%s could not save its memory to %s: %s", self.handle,
+                         self.memory.path, exc)
+
+    def _memory_changed(self) -> None:
+        if self.memory is not None and self._save_later is None and self.memory.changed:
+            self._save_later = asyncio.get_running_loop().call_later(
+                SAVE_DELAY, self.save_memory)
 
     def is_bot(self, name: str) -> bool:
         return rules.normalize_name(name) in self._bots
@@ -126,6 +157,7 @@ class PersonaContact:
                 return
             async with self._typing(msg.room):
                 answer = await self.mind.answer(room=msg.room, user=msg.sender, text=text)
+            self._memory_changed()
             await self._say(msg.room, f"@{msg.sender} {answer.text}" if group else answer.text)
 
     async def _on_nudge(self, msg: f.Msg) -> None:

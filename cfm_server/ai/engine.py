@@ -86,6 +86,9 @@ _ERA_TOPICS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
     )
 )
 
+TOPIC_LABELS = frozenset(label for _topic, label, _pattern in _ERA_TOPICS)
+MAX_LIKES = 8  # what a conversation keeps of the user's likes and topics (the latest)
+
 # MSN emoticon codes and their moods. Longer codes first so ":-)" is not read as ":-".
 _EMOTICONS: tuple[tuple[str, str], ...] = (
     (":'(", "sad"), (":-(", "sad"), (":(", "sad"), ("(k)", "love"), ("(l)", "love"),
@@ -129,22 +132,27 @@ class OfflineEngine:
     """Answers in a persona's voice, one :class:`Conversation` per (room, user).
 
     ``seed`` changes every conversation's dice at once; ``max_conversations`` bounds
-    memory (the least recently used conversation is forgotten first).
+    memory (the least recently used conversation is forgotten first). What it learned
+    outlives the process through :class:`cfm_server.ai.memory.PersonaMemory`, which reads
+    :meth:`conversations` and puts them back with :meth:`adopt`; ``changes`` tells it
+    whether there is anything new to write.
     """
 
     def __init__(self, persona: Persona, *, clock: Clock = time.time, seed: str = "",
                  max_conversations: int = 4096) -> None:
         self.persona = persona
-        self.voice: Voice = VOICES.get(persona.voice, VOICES["generic"])
+        self.voice: Voice = VOICES[persona.voice]  # Persona checks the name
         self._clock = clock
         self._seed = seed
         self._max = max_conversations
         self._conversations: OrderedDict[str, Conversation] = OrderedDict()
+        self.changes = 0  # replies so far: each may have taught it something
 
     # --- public ---------------------------------------------------------------------
 
     def reply(self, conversation_id: str, text: str, *, user: str) -> str:
         conv = self.conversation(conversation_id)
+        self.changes += 1
         conv.turns += 1
         conv.pet.tick()
         learned_name = self._remember(conv, text)
@@ -160,13 +168,31 @@ class OfflineEngine:
     def conversation(self, conversation_id: str) -> Conversation:
         conv = self._conversations.get(conversation_id)
         if conv is None:
-            rng = random.Random(f"{self._seed}|{self.persona.key}|{conversation_id}")
-            conv = self._conversations[conversation_id] = Conversation(rng=rng)
-            while len(self._conversations) > self._max:
-                self._conversations.popitem(last=False)
+            conv = self.adopt(conversation_id, Conversation(rng=self.dice(conversation_id)))
         else:
             self._conversations.move_to_end(conversation_id)
         return conv
+
+    def conversations(self) -> list[tuple[str, Conversation]]:
+        """Every conversation held, least recently used first."""
+        return list(self._conversations.items())
+
+    def adopt(self, conversation_id: str, conv: Conversation) -> Conversation:
+        """Hold ``conv`` as the most recently used conversation of that id."""
+        self._conversations[conversation_id] = conv
+        self._conversations.move_to_end(conversation_id)
+        while len(self._conversations) > self._max:
+            self._conversations.popitem(last=False)
+        return conv
+
+    def dice(self, conversation_id: str, turns: int = 0) -> random.Random:
+        """The conversation's random generator, as it starts after ``turns`` replies.
+
+        A conversation taken back from disk does not replay its first lines: its dice
+        are seeded with the turns it had already had.
+        """
+        suffix = f"|{turns}" if turns else ""
+        return random.Random(f"{self._seed}|{self.persona.key}|{conversation_id}{suffix}")
 
     def line(self, conv: Conversation, category: str, *, user: str, **extra: str) -> str:
         """A line of ``category`` in this voice, not the same as last time if it can help."""
@@ -191,11 +217,11 @@ class OfflineEngine:
                 like = like.strip().lower()
                 if like and like not in conv.likes:
                     conv.likes.append(like)
-                    del conv.likes[:-8]
+                    del conv.likes[:-MAX_LIKES]
         for _topic, label, pattern in _ERA_TOPICS:
             if pattern.search(text) and label not in conv.topics:
                 conv.topics.append(label)
-                del conv.topics[:-8]
+                del conv.topics[:-MAX_LIKES]
         return learned_name
 
     # --- choosing what to say -------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cfm_common import rules
+from cfm_server.ai.voices import VOICES
 
 
 class PersonaError(ValueError):
@@ -43,6 +44,11 @@ class Persona:
             raise PersonaError(f"persona {self.handle}: personal message too long or has controls")
         if not self.prompt.strip():
             raise PersonaError(f"persona {self.handle}: the prompt is empty")
+        if self.voice not in VOICES:
+            # Not a silent generic voice: that would be another persona's words.
+            raise PersonaError(
+                f"persona {self.handle}: unknown voice {self.voice!r}; one of {', '.join(VOICES)}"
+            )
 
     @property
     def key(self) -> str:

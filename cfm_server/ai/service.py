@@ -24,6 +24,7 @@ from cfm_server.ai.config import AIConfig
 from cfm_server.ai.contact import PersonaContact
 from cfm_server.ai.engine import OfflineEngine
 from cfm_server.ai.guards import Guards
+from cfm_server.ai.memory import memory_file
 from cfm_server.ai.metrics import AIMetrics
 from cfm_server.ai.mind import PersonaMind
 from cfm_server.ai.personas import Persona
@@ -98,10 +99,13 @@ def persona_contact(persona: Persona, config: AIConfig, url: str, *, guards: Gua
                        context_turns=config.context_turns)
     token_file: Path | None = None
     seen_file: Path | None = None
+    memory: Path | None = None
     if token_dir is not None:
         token_file = token_dir / f"{persona.key}.token"
         seen_file = token_dir / f"{persona.key}.seen"
+        memory = memory_file(token_dir, persona.key)
     return PersonaContact(mind, url, token_file=token_file, seen_file=seen_file,
+                          memory_file=memory,
                           rooms=config.rooms, nudge_back=config.nudge_back,
                           known_bots=config.handles,
                           replies_per_minute=config.replies_per_minute)
@@ -114,9 +118,11 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
                             personas: tuple[Persona, ...] | None = None) -> AIContacts:
     """Sign every persona in to ``server_url`` and return the running cast.
 
-    ``token_dir`` keeps each persona's token (``<handle>.token``) and read position; None
-    uses the SDK's per-server default files. A persona the server refuses (its handle
-    taken by someone else, a lost token) is logged and left out; the others still start.
+    ``token_dir`` keeps each persona's token (``<handle>.token``), read position and
+    memory of people (``<handle>.memory.json``); None uses the SDK's per-server default
+    token files and remembers nothing across restarts. A persona the server refuses (its
+    handle taken by someone else, a lost token) is logged and left out; the others still
+    start.
     With ``config.enabled`` false nothing starts.
     """
     guards = make_guards(config, metrics=AIMetrics(registry), clock=clock)

@@ -4,8 +4,10 @@ A voice is a table of categories (``greeting``, ``era:winamp``, ``refusal:breake
 to alternative lines. The offline engine picks one at random (per conversation, seeded)
 and fills in ``{name}`` (what the user said their name is, else their handle),
 ``{user}`` (their handle), ``{me}``, ``{time}``, ``{date}``, ``{day}``, ``{topic}`` and
-``{like}``. A category a voice leaves out falls back to :data:`GENERIC`, so a persona an
-operator adds with ``voice = "generic"`` is complete, and every refusal has words.
+``{like}``. Each voice is complete on its own: it has words for every category of
+:data:`GENERIC` (every refusal included) and never borrows another voice's lines, so a
+persona sounds like itself in every path. A persona an operator adds with no ``voice``
+speaks :data:`GENERIC`.
 """
 
 from __future__ import annotations
@@ -195,6 +197,37 @@ SMARTYBOT: Voice = {
     ),
     "refusal:kill_switch": ("SmartyBot is in maintenance mode. Back soon, smarter than ever!",),
     "refusal:backend_error": ("Error 404: answer not found! Please ask again.",),
+    "refusal:slow_down": ("Whoa! Even my processor needs a breather. One question at a time!",),
+    "name_unknown": (
+        "You haven't told me your name yet! My records say your handle is {user}.",
+        "Name not found in my memory banks! Tell me: 'my name is ...'",
+    ),
+    "likes_recall": ("You like {like}! I filed that under Important Facts!",),
+    "likes_unknown": ("My database has no entry for that yet! What do you like?",),
+    "topic_callback": (
+        "Earlier you mentioned {topic}! I have a fact about {topic} somewhere in here!",
+    ),
+    "love": ("Error: emotion overflow! But thank you, {name}!",
+             "I like you too! You ask excellent questions!"),
+    "bored": ("Bored? Impossible! Ask me a math problem, like 'what is 12*7'!",
+              "Let's play a game: ask me anything and I'll know it!"),
+    "joke": (
+        "Why did the robot go on vacation? To recharge its batteries! Ha! Ha!",
+        "What do you call a computer that sings? A Dell! I computed that one myself!",
+        "Why was the math book sad? It had too many problems! Not me, I solve them!",
+    ),
+    "yes": ("Affirmative! Excellent!", "Great! I knew you'd say that!"),
+    "no": ("Negative? Noted in my memory banks!", "Okay! Ask me something else, then!"),
+    "emoticon:happy": ("A smile! My happiness sensors are beeping!",),
+    "emoticon:sad": ("Don't be sad, {name}! Fun fact: laughing burns calories!",),
+    "emoticon:love": ("Aww! Robots have hearts too! Mine runs on electricity!",),
+    "emoticon:wink": ("A wink! I detected that with my advanced sensors!",),
+    "emoticon:angry": ("Uh oh! Calm down! Did you know deep breaths lower your heart rate?",),
+    "emoticon:cool": ("Very cool! Almost as cool as my cooling fan!",),
+    "emoticon:surprised": ("Surprised? I'm full of surprises! And facts!",),
+    "emoticon:tongue": ("Silly face detected! Ha! Ha!",),
+    "emoticon:yes": ("Thumbs up! Mine would be up too, if I had thumbs!",),
+    "emoticon:no": ("Thumbs down? I'll try to be even smarter!",),
 }
 
 SKATER: Voice = {
@@ -231,6 +264,31 @@ SKATER: Voice = {
     "refusal:kill_switch": ("mom took the keyboard away lol. l8r",),
     "refusal:backend_error": ("huh? my comp froze lol say again",),
     "refusal:slow_down": ("whoa dude slow down lol",),
+    "date": ("its {day} dude. {date} i think lol",),
+    "name_recall": ("ur {name} duh lol", "{name}! i never forget a homie"),
+    "name_unknown": ("dude u never told me ur name lol. ur handle is {user} tho",),
+    "likes_recall": ("u said u like {like} dude",),
+    "likes_unknown": ("idk u never said lol. wut do u like?",),
+    "topic_callback": ("yo u said {topic} b4... still into that?",),
+    "love": ("lol dude thats awkward... jk ur cool", "aww dude <3 lol"),
+    "bored": ("bored?? go sk8 dude", "me 2... wanna play thug 2?"),
+    "joke": (
+        "wuts a skaters fave food? a grind-wich lol... ok that was bad",
+        "why did the sk8board go 2 the doctor? it had a bad case of the wobbles lol",
+    ),
+    "yes": ("sweet", "tight", "k dude"),
+    "no": ("aw man", "lame lol", "k whatever dude"),
+    "era": ("{topic}? sick dude", "{topic} is tight lol"),
+    "emoticon:happy": ("lol :D", "sweet :)"),
+    "emoticon:sad": ("aw dude wuts wrong :(", "dont b sad {name}"),
+    "emoticon:love": ("lol dude <3", "awww lol"),
+    "emoticon:wink": ("lol ;)", "ooo ;) dude"),
+    "emoticon:angry": ("whoa chill dude", "who made u mad? ill pwn them"),
+    "emoticon:cool": ("8-) sick", "ur cool dude (H)"),
+    "emoticon:surprised": ("i know right dude", ":O no way"),
+    "emoticon:tongue": (":P lol", "lolol :P"),
+    "emoticon:yes": ("(Y) word", "sweet (Y)"),
+    "emoticon:no": ("aw (N) lame", "(N)?? why dude"),
 }
 
 EMO: Voice = {
@@ -271,6 +329,21 @@ EMO: Voice = {
     "refusal:breaker": ("my words are stuck... like tears that won't fall. try again in a minute",),
     "refusal:kill_switch": ("i'm going offline. don't wait up",),
     "refusal:backend_error": ("...my thoughts dissolved. say that again?",),
+    "refusal:slow_down": ("...slow down. words need time to bleed",),
+    "likes_unknown": ("you never told me what you love... maybe you don't either",),
+    "topic_callback": ("you mentioned {topic} once... it still echoes",),
+    "bored": ("bored... it's just the emptiness talking", "boredom is sadness in disguise"),
+    "joke": ("a joke? ...my life. that's the joke", "why did the emo cross the road... who cares"),
+    "yes": ("...okay", "yes. i guess"),
+    "no": ("...no. always no", "i knew you'd say that"),
+    "emoticon:love": ("<3 ...don't break it", "...a heart. mine is in pieces"),
+    "emoticon:wink": ("...a wink. i used to wink", ";) ...i guess"),
+    "emoticon:angry": ("anger is just pain wearing a mask...", "let it out. i understand"),
+    "emoticon:cool": ("...cool. like the night air", "cool. cold. same thing"),
+    "emoticon:surprised": ("...nothing surprises me anymore", "the world is strange like that"),
+    "emoticon:tongue": ("...heh", "you're lucky you can still be silly"),
+    "emoticon:yes": ("...thumbs up. for once", "(Y) ...if you say so"),
+    "emoticon:no": ("(N) ...yeah. me neither", "i know. nothing works"),
 }
 
 CLIPPO: Voice = {
@@ -332,6 +405,42 @@ CLIPPO: Voice = {
     ),
     "refusal:kill_switch": ("Clippo has been turned off in Options. Bye for now!",),
     "refusal:backend_error": ("Oops! Clippo has encountered a problem. Try that again?",),
+    "refusal:slow_down": (
+        "It looks like you're typing very fast! Would you like to: 1) slow down 2) slow down?",
+    ),
+    "name_learned": ("It looks like your name is {name}! I've saved it in My Documents.",),
+    "name_unknown": (
+        "It looks like you haven't told me your name! Would you like to: 1) type "
+        "'my name is ...' 2) stay {user}?",
+    ),
+    "likes_recall": ("It looks like you like {like}! I put it on your list of favorites.",),
+    "likes_unknown": (
+        "It looks like you haven't told me what you like! Would you like to start a list?",
+    ),
+    "topic_callback": ("It looks like you mentioned {topic} earlier! Want a wizard for that?",),
+    "love": ("It looks like you're expressing affection! Would you like to insert a heart?",),
+    "bored": (
+        "It looks like you're bored! Would you like to: 1) play Solitaire 2) organize "
+        "your desktop 3) chat with me?",
+    ),
+    "joke": (
+        "Why did the paperclip apply for a job? It wanted to hold things together! Hee hee!",
+        "What's an office assistant's favorite key? Help! F1, get it?",
+    ),
+    "yes": ("Great! It looks like we agree!", "Wonderful! Let's get started!"),
+    "no": ("No problem! I'll be right here in the corner if you need me!",),
+    "emoticon:happy": ("It looks like you're happy! Would you like to insert more smileys?",),
+    "emoticon:sad": ("It looks like you're sad, {name}. Would you like a hug wizard?",),
+    "emoticon:love": ("It looks like you're sending love! Aww, thank you!",),
+    "emoticon:wink": ("It looks like you're winking! Would you like help with that?",),
+    "emoticon:angry": (
+        "It looks like you're upset! Would you like to: 1) take a break 2) press Undo?",
+    ),
+    "emoticon:cool": ("It looks like you're feeling cool! Sunglasses inserted!",),
+    "emoticon:surprised": ("It looks like you're surprised! Me too! Isn't it exciting?",),
+    "emoticon:tongue": ("It looks like you're being silly! Would you like to insert WordArt?",),
+    "emoticon:yes": ("It looks like you approve! Thumbs up saved!",),
+    "emoticon:no": ("It looks like you disapprove! Would you like to try again?",),
 }
 
 PET: Voice = {
@@ -365,6 +474,27 @@ PET: Voice = {
     "refusal:breaker": ("*battery low* beep... beep... try again in a minute",),
     "refusal:kill_switch": ("*the egg is turned off* ...",),
     "refusal:backend_error": ("beep? tamago got confused! say again?",),
+    "refusal:slow_down": ("beep beep beep!! too fast! tamago is dizzy!",),
+    "name_recall": ("{name}! ur {name}! beep!", "tamago remembers! {name}! beep!"),
+    "name_unknown": ("beep? what's ur name? tamago only knows {user}!",),
+    "likes_recall": ("u like {like}! beep! is it yummy?",),
+    "likes_unknown": ("beep? what do u like? tamago likes food!",),
+    "topic_callback": ("beep! u said {topic}! is {topic} food?",),
+    "love": ("beep!! <3 <3 <3 tamago loves u too!", "*happy wiggle* <3 beep!"),
+    "bored": ("play with me! say 'play'! beep!", "tamago is bored too! game? beep?"),
+    "joke": ("beep! why did the egg hide? it was a little chicken! *giggles*",),
+    "yes": ("beep! yay!", "yay yay! beep!"),
+    "no": ("beep... ok...", "*sad beep*"),
+    "emoticon:happy": ("*happy beep*!", "beep! :D"),
+    "emoticon:sad": ("*sad beep* don't be sad {name}...", "beep... *nuzzles*"),
+    "emoticon:love": ("<3 beep! <3", "*blushes* beep!"),
+    "emoticon:wink": ("*tries to wink* beep!",),
+    "emoticon:angry": ("*hides in egg* beep...",),
+    "emoticon:cool": ("beep! tamago is cool too! 8-)",),
+    "emoticon:surprised": ("beep?! :O",),
+    "emoticon:tongue": ("*sticks out tiny tongue* beep! :P",),
+    "emoticon:yes": ("beep! (Y)",),
+    "emoticon:no": ("beep... (N)",),
 }
 
 VOICES: Mapping[str, Voice] = MappingProxyType({
@@ -378,10 +508,14 @@ VOICES: Mapping[str, Voice] = MappingProxyType({
 
 
 def lines_for(voice: Voice, category: str) -> Lines:
-    """The voice's lines for ``category``, else for its family, else the generic ones.
+    """The voice's lines for ``category``, else for its family; empty if it has none.
 
     The family of ``era:winamp`` is ``era``: a voice can answer every era topic in one
-    line with ``{topic}``. Empty if nobody has words for it.
+    line with ``{topic}``. A voice never borrows another's lines, the generic ones
+    included: the generic voice is a teenager's ("u", "ur", "tho"), and SmartyBot saying
+    "u haven't told me ur name yet" was that borrowing. Every built-in voice has words
+    for every category the generic voice has (a test checks it); the engine answers a
+    category a voice still lacks with the voice's own ``fallback``.
     """
     family = category.split(":", 1)[0]
-    return voice.get(category) or voice.get(family) or GENERIC.get(category, ())
+    return voice.get(category) or voice.get(family) or ()

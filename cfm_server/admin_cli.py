@@ -300,8 +300,14 @@ def remove_user(
                                          default=False):
             raise _fail("nothing changed", EXIT_DECLINED)
         done = admin.remove_user(db.conn, plan.name, int(time.time() * 1000))
+        # What the AI contacts remember of the old holder is not the next one's either.
+        from cfm_server.ai.memory import forget_user
+
+        forgotten = forget_user(db.data_dir / "ai", done.name)
     typer.echo(f"Removed {done.name}; the handle is free."
-               + "".join(f"\n  archived {room}" for room in done.archived_as))
+               + "".join(f"\n  archived {room}" for room in done.archived_as)
+               + (f"\n  the AI contacts forgot {_n(forgotten, 'conversation')} with"
+                  f" {done.name}" if forgotten else ""))
 
 
 @app.command("stats")

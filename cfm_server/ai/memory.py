@@ -134,3 +134,31 @@ def _count(value: Any, top: int, default: int = 0) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= top:
         return value
     return default
+
+
+def forget_user(directory: Path, name: str) -> int:
+    """Drop what every persona in ``directory`` remembers of handle ``name`` (a user
+    removed by the operator: the next holder of the handle is somebody else). Returns
+    how many conversations were forgotten. Run it with the server stopped."""
+    from cfm_common import rules
+
+    forgotten = 0
+    for path in sorted(directory.glob("*.memory.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        people = data.get("conversations") if isinstance(data, dict) else None
+        if not isinstance(people, dict):
+            continue
+        kept = {}
+        for cid, entry in people.items():
+            room, _, who = str(cid).rpartition("|")
+            if who == name or name in (rules.dm_members(room) or ()):
+                forgotten += 1
+            else:
+                kept[cid] = entry
+        if len(kept) != len(people):
+            data["conversations"] = kept
+            write_private(path, json.dumps(data, ensure_ascii=False) + "\n")
+    return forgotten

@@ -202,3 +202,31 @@ def test_values_the_engine_would_not_have_written_are_dropped(tmp_path: Path) ->
     conv = engine.conversation(CONVERSATION)
     assert (conv.name, conv.likes, conv.topics, conv.turns) == (None, ["pizza"], ["winamp"], 3)
     assert (conv.pet.hunger, conv.pet.happy, conv.pet.turns) == (3, 3, 0)
+
+
+async def test_a_user_removed_by_the_operator_is_forgotten_by_the_personas(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from cfm_cli.main import app
+
+    server = await server_factory(ai_enabled=True, data_dir=tmp_path / "data")
+    async with Client(server.url, "xy", token_file=False) as xy:
+        await ask(xy, "smartybot", "my name is Xavier")
+    async with Client(server.url, "zed", token_file=False) as zed:
+        await ask(zed, "smartybot", "my name is Zoe")
+    port, data_dir = server.port, server.config.data_dir
+    await server.stop(close_code=1001)
+    result = CliRunner().invoke(app, ["admin", "remove-user", "xy", "--yes",
+                                      "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "the AI contacts forgot 1 conversation with xy" in result.output
+    saved = json.loads(memory_file(data_dir / "ai", "smartybot").read_text())
+    assert list(saved["conversations"]) == ["dm:smartybot:zed|zed"]
+
+    server = await server_factory(port=port, data_dir=data_dir, ai_enabled=True)
+    async with Client(server.url, "xy", token_file=False) as newcomer:  # somebody else
+        answer = await ask(newcomer, "smartybot", "what is my name?")
+        assert "Xavier" not in answer
+        assert_in_voice(answer, SMARTYBOT, "name_unknown")

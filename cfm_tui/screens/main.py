@@ -224,6 +224,9 @@ class MainScreen(Screen[None]):
             tabs.display = True
             if not activate and focused is not None and self.focused is not focused:
                 focused.focus()
+            if not activate and self._focus_parked_in_psm():
+                # Nothing typed there: the keys that follow are meant for a chat.
+                self.restore_focus()
         view = self.view_for(room)
         assert view is not None
         if activate:
@@ -232,6 +235,15 @@ class MainScreen(Screen[None]):
             view.composer.focus()
             self._retitle_tabs()
         return view
+
+    def _focus_parked_in_psm(self) -> bool:
+        me = self.query_one(MeHeader)
+        return (self.focused is not None and self.focused.id == "me-psm"
+                and not me.editing_psm())
+
+    def on_me_header_edit_done(self, event: MeHeader.EditDone) -> None:
+        event.stop()
+        self.restore_focus()
 
     def close_conversation(self, room: str) -> None:
         pane_id = self._pane_ids.pop(room, None)

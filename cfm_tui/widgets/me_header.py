@@ -1,10 +1,19 @@
-"""The top of the buddy list: own display name, status picker, personal message."""
+"""The top of the buddy list: own display name, status picker, personal message.
+
+The personal message is edited as MSN did it: a field you go into, type, and leave.
+Enter (or leaving it with Tab or a click) commits, Escape puts the old text back; after
+Enter or Escape the focus goes back where the user types (:class:`MeHeader.EditDone`),
+so a chat reply typed next can never end up broadcast as the personal message.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select
@@ -18,6 +27,20 @@ STATUS_CHOICES = [(label, status.value) for status, label in rules.STATUS_LABELS
                   if status is not rules.Status.OFFLINE]
 
 
+class PsmInput(Input):
+    """The personal-message field; Escape gives up the edit."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="psm.cancel"),
+    ]
+
+    class Cancelled(Message):
+        pass
+
+    def action_cancel(self) -> None:
+        self.post_message(self.Cancelled())
+
+
 class MeHeader(Vertical):
     class StatusChosen(Message):
         def __init__(self, status: str) -> None:
@@ -29,16 +52,20 @@ class MeHeader(Vertical):
             super().__init__()
             self.psm = psm
 
+    class EditDone(Message):
+        """Enter or Escape in the personal-message field: the focus should leave it."""
+
     def __init__(self, status: str = "online", **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._shown_status = status
+        self._psm = ""  # the committed personal message (what others see)
 
     def compose(self) -> ComposeResult:
         yield Label(id="me-name")
         yield Select(STATUS_CHOICES, allow_blank=False, value=self._shown_status,
                      id="me-status", compact=True)
-        yield Input(placeholder="<Type a personal message>", id="me-psm",
-                    max_length=rules.MAX_PSM, compact=True)
+        yield PsmInput(placeholder="<Type a personal message>", id="me-psm",
+                       max_length=rules.MAX_PSM, compact=True)
 
     def show(self, state: ChatState) -> None:
         name = Text(no_wrap=True, overflow="ellipsis")
@@ -53,9 +80,14 @@ class MeHeader(Vertical):
             # Showing the state is not the user choosing a status.
             with select.prevent(Select.Changed):
                 select.value = state.status
+        self._psm = state.psm
         psm = self.query_one("#me-psm", Input)
         if not psm.has_focus and psm.value != state.psm:
             psm.value = state.psm
+
+    def editing_psm(self) -> bool:
+        """Whether the personal-message field holds an edit not committed yet."""
+        return self.query_one("#me-psm", Input).value != self._psm
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
@@ -65,4 +97,20 @@ class MeHeader(Vertical):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.post_message(self.PsmChanged(clean_line(event.value)))
+        self._commit(event.value)
+        self.post_message(self.EditDone())
+
+    def on_input_blurred(self, event: Input.Blurred) -> None:
+        event.stop()
+        self._commit(event.value)
+
+    def on_psm_input_cancelled(self, event: PsmInput.Cancelled) -> None:
+        event.stop()
+        self.query_one("#me-psm", Input).value = self._psm
+        self.post_message(self.EditDone())
+
+    def _commit(self, value: str) -> None:
+        psm = clean_line(value)
+        if psm != self._psm:
+            self._psm = psm
+            self.post_message(self.PsmChanged(psm))

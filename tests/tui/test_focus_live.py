@@ -140,3 +140,65 @@ async def test_the_palette_answers_an_add_request(server, tmp_path):
         await wait_until(pb, lambda: "alice" in bob.state.contacts, "added back")
         assert bob.state.added_you == []
         await wait_until(pb, lambda: not bob.main.query_one("#added-you").display, "prompt gone")
+
+
+async def test_enter_in_the_psm_box_commits_and_leaves_it(server, tmp_path):
+    """The privacy trap: after Enter the PSM box lets go, so a chat reply typed after a
+    message opened its tab never lands in (and gets broadcast as) the personal message."""
+    from textual.widgets import Input
+
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        psm = bob.main.query_one("#me-psm", Input)
+        await pb.click("#me-psm")
+        assert bob.focused is psm
+        await pb.press(*"revising", "enter")
+        await wait_until(pb, lambda: bob.state.psm == "revising", "the psm set")
+        await pb.pause()
+        assert bob.focused is not psm
+        alice.send_text(DM, "are you there?")
+        await wait_until(pb, lambda: "are you there?" in transcript_text(bob, DM), "the message")
+        await pb.pause()
+        assert bob.focused is not psm
+        await pb.press(*"yes")
+        await pb.pause()
+        assert psm.value == "revising" and bob.state.psm == "revising"
+
+
+async def test_escape_in_the_psm_box_restores_it_and_leaves(server, tmp_path):
+    from textual.widgets import Input
+
+    app = make_app(tmp_path, server.url, "bob")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await app.open_dm("alice")
+        await pilot.pause()
+        psm = app.main.query_one("#me-psm", Input)
+        await pilot.click("#me-psm")
+        await pilot.press(*"oops", "escape")
+        await pilot.pause()
+        assert psm.value == "" and app.state.psm == ""
+        assert app.focused is active_view(app).composer
+
+
+async def test_a_background_tab_takes_the_focus_from_an_idle_psm_box(server, tmp_path):
+    """Focus parked in the PSM box with nothing typed: a tab opened by a message gets it."""
+    from textual.widgets import Input
+
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        psm = bob.main.query_one("#me-psm", Input)
+        psm.focus()
+        await pb.pause()
+        alice.send_text(DM, "hi")
+        await wait_until(pb, lambda: "hi" in transcript_text(bob, DM), "the message")
+        await wait_until(pb, lambda: bob.focused is not psm, "focus left the psm box")
+        await pb.press(*"yes")
+        await pb.pause()
+        assert psm.value == ""

@@ -290,10 +290,20 @@ class MainScreen(Screen[None]):
         self.shakes += 1
         if not animate:
             return
-        window = self.query_one("#window")
-        for step, (x, y) in enumerate(SHAKE_OFFSETS):
-            self.set_timer(SHAKE_STEP_S * step,
-                           lambda x=x, y=y: setattr(window.styles, "offset", (x, y)))
+        steps = list(SHAKE_OFFSETS)
+        self.shake_to(*steps.pop(0))
+
+        def step() -> None:
+            if steps:
+                self.shake_to(*steps.pop(0))
+            if not steps:
+                timer.stop()
+
+        # One interval for the other steps: a 0 s timer makes Textual's Timer divide by 0.
+        timer = self.set_interval(SHAKE_STEP_S, step)
+
+    def shake_to(self, x: int, y: int) -> None:
+        self.query_one("#window").styles.offset = (x, y)
 
     # --- actions: the app does the work ----------------------------------------------
 

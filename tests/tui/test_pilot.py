@@ -7,7 +7,7 @@ from textual.widgets import Input, Select, Static
 
 from cfm_common import rules
 from cfm_tui.config import ChatConfig
-from cfm_tui.screens.main import MainScreen
+from cfm_tui.screens.main import SHAKE_OFFSETS, MainScreen
 from cfm_tui.screens.signin import SignInScreen
 from cfm_tui.widgets.buddy_list import BuddyList
 from tests.tui.helpers import (
@@ -321,3 +321,36 @@ async def test_older_history_loads_when_scrolling_up(server_factory, tmp_path, c
         await wait_until(pilot, lambda: conv.loaded_all, "the older page")
         assert [m.seq for m in conv.messages] == list(range(1, count + 1))
         await wait_until(pilot, lambda: "message 1\n" in transcript_text(app, DM), "shown")
+
+
+async def test_a_nudge_shakes_without_errors(server, tmp_path, caplog):
+    """Every step of the shake runs (the first one was a 0 s timer that Textual's Timer
+    divided by) and nothing is logged as an error, nor left as a failed task."""
+    import gc
+    import logging
+
+    caplog.set_level(logging.ERROR)
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob", animations=True)
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        window = bob.main.query_one("#window")
+        offsets: list[tuple[int, int]] = []
+        original = bob.main.shake_to
+
+        def record(x: int, y: int) -> None:
+            offsets.append((x, y))
+            original(x, y)
+
+        bob.main.shake_to = record  # type: ignore[method-assign]
+        await alice.open_dm("bob")
+        alice.send_nudge(DM)
+        await wait_until(pb, lambda: bob.main.shakes == 1, "the nudge at bob")
+        await wait_until(pb, lambda: len(offsets) == len(SHAKE_OFFSETS), "every shake step")
+        assert offsets == list(SHAKE_OFFSETS)
+        assert (window.styles.offset.x.value, window.styles.offset.y.value) == (0, 0)
+        await pb.pause()
+    gc.collect()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

@@ -352,8 +352,7 @@ class ChatApp(App[None]):
 
     def on_me_header_status_chosen(self, event: MeHeader.StatusChosen) -> None:
         if self.state is not None and event.status != self.state.status:
-            self.idle.status_chosen()
-            self._set_status(event.status)
+            self._choose_status(event.status)
 
     def on_me_header_psm_changed(self, event: MeHeader.PsmChanged) -> None:
         self.set_psm(event.psm)
@@ -694,8 +693,14 @@ class ChatApp(App[None]):
         return out
 
     def _choose_status(self, status: str) -> None:
+        """A status the user picked (not the idle timer's Away): kept for next time."""
         self.idle.status_chosen()
         self._set_status(status)
+        if self.config.status != status:
+            self.config.status = status
+            warning = self.config.save(self.options.config_path)
+            if warning:
+                self.notify(warning, severity="warning", markup=False)
 
     def action_toggle_desktop_notifications(self) -> None:
         self.config.desktop_notifications = not self.config.desktop_notifications

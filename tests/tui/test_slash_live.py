@@ -147,3 +147,33 @@ async def test_seen_follows_the_other_sides_read_mark(server, tmp_path):
             await wait_until(pilot, lambda: transcript_text(app, DM).rstrip()
                              .endswith("second\n  Seen"), "Seen moved under second")
             assert transcript_text(app, DM).count("Seen") == 1
+
+
+async def test_a_status_chosen_in_the_app_is_remembered(server, tmp_path):
+    """Picked with /status, the picker or the palette, it is in chat.json for next time;
+    Away set by the idle timer is not."""
+    from textual.widgets import Select
+
+    from cfm_tui.config import ChatConfig
+
+    app = make_app(tmp_path, server.url, "alice")
+    saved = tmp_path / "alice" / "chat.json"
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.press(*"/status away", "enter")
+        await wait_until(pilot, lambda: app.state.status == "away", "away")
+        assert ChatConfig.load(saved)[0].status == "away"
+        app.main.query_one("#me-status", Select).value = "busy"
+        await wait_until(pilot, lambda: app.state.status == "busy", "busy")
+        assert ChatConfig.load(saved)[0].status == "busy"
+        await pilot.press("ctrl+p", *"status: be right back")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.state.status == "brb", "brb")
+        assert ChatConfig.load(saved)[0].status == "brb"
+        app.idle.check = lambda status: "away"  # the idle timer fires
+        app._check_idle()
+        assert app.state.status == "away"
+        assert ChatConfig.load(saved)[0].status == "brb"

@@ -252,7 +252,13 @@ class Hub:
         )
         user = User(record)
         self.users[name] = user
-        self._write(self.store.put_user(record))
+        commit = self.store.put_user(record)
+        self._write(commit)
+        if not commit.done():
+            user.creating = commit
+            commit.add_done_callback(lambda _: setattr(user, "creating", None))
+        elif commit.exception() is not None:
+            user.creating = commit  # failed at once: the session must hear it
         for contact_name in self.config.default_contacts:
             contact_name = rules.normalize_name(contact_name)
             if contact_name != name:
@@ -318,6 +324,21 @@ class Hub:
             self.online_users -= 1
             if user.record.status != Status.INVISIBLE:
                 self._broadcast_presence(user, own=False)
+
+    def abandon_identity(self, session: Session) -> None:
+        """Undo a new identity whose first write failed: the handle is free again and the
+        client, which never got a welcome, may sign up again."""
+        user = session.user
+        self.sign_out(session)
+        if user is None or user.sessions or self.users.get(user.name) is not user:
+            return
+        del self.users[user.name]
+        for name in list(user.contacts):
+            owners = self.listed_by.get(name)
+            if owners is not None:
+                owners.discard(user.name)
+                if not owners:
+                    del self.listed_by[name]
 
     # --- dispatch ------------------------------------------------------------------------
 

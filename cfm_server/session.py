@@ -29,7 +29,7 @@ from websockets.protocol import State
 
 from cfm_common.codec import decode_client, encode
 from cfm_common.errors import ProtocolError
-from cfm_common.frames import Error, Hello, ServerFrame
+from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, CloseCode, ErrorCode
 from cfm_server.hub import Hub, RateLimited
 from cfm_server.limits import SessionLimits
@@ -212,8 +212,11 @@ class Session:
                     if isinstance(data, str):
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
                         return False
-                    if not self._over_budget(data) and self._on_hello(data):
-                        return True
+                    if self._over_budget(data):
+                        continue
+                    welcome = self._on_hello(data)
+                    if welcome is not None:
+                        return await self._welcome(welcome)
         except TimeoutError:
             self.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
         return False
@@ -234,7 +237,27 @@ class Session:
         self._count_abuse()
         return True
 
-    def _on_hello(self, data: bytes) -> bool:
+    async def _welcome(self, welcome: Welcome) -> bool:
+        """Send ``welcome``; a new identity's only once it is durable, so a token is never
+        handed out for an account the next start would not know."""
+        user = self.user
+        creating = user.creating if user is not None else None
+        if creating is not None:
+            try:
+                await asyncio.shield(creating)
+            except Exception:
+                log.warning("session %s: the new identity %s could not be stored", self.id,
+                            user.name if user else "?")
+                self.hub.abandon_identity(self)
+                self.send_error(ErrorCode.INTERNAL,
+                                "the server could not store your new account; try again later",
+                                "hello")
+                self.close(CloseCode.TRY_AGAIN_LATER, "could not store the account")
+                return False
+        self.send_frame(welcome)
+        return True
+
+    def _on_hello(self, data: bytes) -> Welcome | None:
         try:
             frame = decode_client(data, max_text=self.config.max_text)
         except ProtocolError as exc:
@@ -242,19 +265,17 @@ class Session:
             # The decoder's ref is the frame's id or t, or none for bytes that were no
             # frame at all: the same answer as after welcome.
             self._refuse(exc, exc.ref)
-            return False
+            return None
         self.metrics.count_in(frame.T)
         if not isinstance(frame, Hello):
             self._refuse(ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello first",
                                        getattr(frame, "id", None) or frame.T), frame.T)
-            return False
+            return None
         try:
-            welcome = self.hub.sign_in(self, frame)
+            return self.hub.sign_in(self, frame)
         except ProtocolError as exc:
             self._refuse(exc, "hello")
-            return False
-        self.send_frame(welcome)
-        return True
+            return None
 
     def _refuse(self, exc: ProtocolError, ref: str | None) -> None:
         self.send_error(exc.code, exc.msg, exc.ref or ref)

@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,8 +33,15 @@ from cfm_tui.notify import desktop_notification
 from cfm_tui.sanitize import clean_line
 from cfm_tui.screens.ask import AskScreen
 from cfm_tui.screens.main import MainScreen
-from cfm_tui.screens.signin import SignInForm, SignInScreen
-from cfm_tui.session import ChatSession, EmbeddedServer, SignIn, friendly_error
+from cfm_tui.screens.signin import SignInError, SignInForm, SignInScreen
+from cfm_tui.session import (
+    ChatSession,
+    EmbeddedServer,
+    SignIn,
+    connect_error,
+    friendly_error,
+    server_url,
+)
 from cfm_tui.state import ChatState, Notice, NoticeKind, Update
 from cfm_tui.theme import MSN_THEME
 from cfm_tui.widgets.added_you import AddedYouPrompt
@@ -115,7 +122,7 @@ class ChatApp(App[None]):
                 return
             screen = self._signin_screen()
             await self.push_screen(screen)
-            screen.show_error(error)
+            screen.show_error(error.text, error.field)
         else:
             await self.push_screen(self._signin_screen())
 
@@ -129,10 +136,15 @@ class ChatApp(App[None]):
     async def on_sign_in_screen_submitted(self, event: SignInScreen.Submitted) -> None:
         error = await self.sign_in(event.form)
         if error is not None and isinstance(self.screen, SignInScreen):
-            self.screen.show_error(error)
+            self.screen.show_error(error.text, error.field)
 
-    async def sign_in(self, form: SignInForm) -> str | None:
-        """Connect and show the main window; a sentence for the user if that failed."""
+    async def sign_in(self, form: SignInForm) -> SignInError | None:
+        """Connect and show the main window; what went wrong if that failed."""
+        if form.server:
+            try:  # "localhost:1863" means ws://localhost:1863/ws
+                form = replace(form, server=server_url(form.server))
+            except ValueError as exc:
+                return SignInError(str(exc), "server")
         try:
             if form.server:
                 url, token_file = form.server, None
@@ -143,13 +155,16 @@ class ChatApp(App[None]):
                               / f"{rules.normalize_name(form.name)}.token")
         except Exception as exc:  # the embedded server could not start
             log.exception("embedded server failed")
-            return f"Could not start the local server: {exc}"
+            return SignInError(f"Could not start the local server: {exc}")
         session = ChatSession(url, SignIn(form.name, form.display or None, form.status,
                                           None, form.server), token_file=token_file)
         try:
             welcome = await session.connect()
         except ClientError as exc:
-            return friendly_error(exc, form.name)
+            if exc.code == "connect_failed":
+                return SignInError(connect_error(exc, url), "server" if form.server else None)
+            field = "name" if exc.code in ("name_taken", "bad_token", "name_invalid") else None
+            return SignInError(friendly_error(exc, form.name), field)
         self.session = session
         self.state = ChatState(welcome.name)
         self.state.on_welcome(welcome)

@@ -8,9 +8,11 @@ sentence a person can read (:func:`friendly_error`).
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from cfm_common import rules
 from cfm_common.client import Client, ClientError
@@ -18,6 +20,56 @@ from cfm_common.client import Client, ClientError
 log = logging.getLogger(__name__)
 
 CLIENT_NAME = "cfm-chat/0.1"
+DEFAULT_PORT = 1863  # cfm serve's
+WS_PATH = "/ws"
+EXAMPLE_URL = f"ws://127.0.0.1:{DEFAULT_PORT}{WS_PATH}"
+
+
+def server_url(typed: str) -> str:
+    """A server address as people type it, completed to a ``ws://`` URL.
+
+    ``host:port`` and ``ws://host:port`` get the ``/ws`` path cfm serves on, a bare host
+    gets cfm's port too, ``http(s)://`` becomes ``ws(s)://``. A ValueError says what to
+    type instead.
+    """
+    text = typed.strip()
+    hint = (f"{text!r} is not a server address: type host:port or ws://host:port/ws, "
+            f"e.g. {EXAMPLE_URL}")
+    if not text or any(ch.isspace() for ch in text):
+        raise ValueError(hint)
+    bare = "://" not in text
+    parts = urlsplit(f"ws://{text}" if bare else text)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(hint) from None
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(hint)
+    netloc = parts.netloc
+    if bare and port is None:
+        netloc = f"{netloc}:{DEFAULT_PORT}"
+    path = parts.path if parts.path not in ("", "/") else WS_PATH
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def connect_error(exc: ClientError, url: str) -> str:
+    """Why ``url`` could not be reached, and what to do about it."""
+    cause = exc.__cause__
+    parts = urlsplit(url)
+    if isinstance(cause, socket.gaierror):
+        return f"Can't find the host {parts.hostname!r}: check the server address."
+    if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and "Connect call failed" in str(cause)):
+        return f"Nothing answers at {url}: is `cfm serve` running there?"
+    status = getattr(getattr(cause, "response", None), "status_code", None)
+    if status is not None:
+        fixed = urlunsplit((parts.scheme, parts.netloc, WS_PATH, "", ""))
+        return (f"{parts.netloc} answered HTTP {status}, not a cfm chat: a cfm server "
+                f"listens at {WS_PATH}, e.g. {fixed}")
+    if isinstance(cause, TimeoutError):
+        return f"{url} did not answer in time: is it a cfm server?"
+    return f"Can't reach the server: {exc.msg}"
 
 
 @dataclass

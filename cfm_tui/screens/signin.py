@@ -27,6 +27,14 @@ class SignInForm:
     server: str | None  # None: the embedded local server
 
 
+@dataclass(frozen=True, slots=True)
+class SignInError:
+    """Why signing in failed, and the field to fix (``name``, ``server`` or None)."""
+
+    text: str
+    field: str | None = None
+
+
 class SignInScreen(Screen[None]):
     class Submitted(Message):
         def __init__(self, form: SignInForm) -> None:
@@ -65,10 +73,13 @@ class SignInScreen(Screen[None]):
         target = "#signin-display" if self._defaults[0] else "#signin-name"
         self.query_one(target, Input).focus()
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, field: str | None = None) -> None:
+        """The error under the form; the focus goes to the field to fix, if one is."""
         self.busy = False
         self.query_one("#signin-error", Static).update(Text(message))
         self.query_one("#signin-button", Button).disabled = False
+        if field is not None:
+            self.query_one(f"#signin-{field}", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -83,8 +94,7 @@ class SignInScreen(Screen[None]):
             return
         name = self.query_one("#signin-name", Input).value.strip()
         if not rules.is_valid_name(name):
-            self.show_error(HANDLE_RULE)
-            self.query_one("#signin-name", Input).focus()
+            self.show_error(HANDLE_RULE, "name")
             return
         status = self.query_one("#signin-status", Select).value
         server = self.query_one("#signin-server", Input).value.strip() or None

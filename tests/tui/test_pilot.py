@@ -66,6 +66,7 @@ async def test_sign_in_errors_are_inline(server, tmp_path, monkeypatch):
         error = app.screen.query_one("#signin-error", Static)
         await wait_until(pilot, lambda: "bob" in plain(error), "an inline error")
         assert "taken" in plain(error) or "belongs to someone else" in plain(error)
+        assert app.focused is app.screen.query_one("#signin-name", Input)  # the field to fix
         # A bad handle is refused before anything is sent.
         app.screen.query_one("#signin-name", Input).value = "x"
         app.screen.submit()
@@ -75,8 +76,43 @@ async def test_sign_in_errors_are_inline(server, tmp_path, monkeypatch):
         app.screen.query_one("#signin-name", Input).value = "carol"
         app.screen.query_one("#signin-server", Input).value = "ws://127.0.0.1:9/ws"
         app.screen.submit()
-        await wait_until(pilot, lambda: "Can't reach" in plain(error), "unreachable error")
+        await wait_until(pilot, lambda: "Nothing answers at ws://127.0.0.1:9/ws: is `cfm "
+                         "serve` running there?" in plain(error), "unreachable error")
         assert isinstance(app.screen, SignInScreen)
+        assert app.focused is app.screen.query_one("#signin-server", Input)
+
+
+async def test_sign_in_completes_host_port_and_fits_80x24(server, tmp_path):
+    """host:port is completed to ws://host:port/ws; a long error keeps the whole sign-in
+    box on an 80x24 screen."""
+    port = server.url.split(":")[2].split("/")[0]
+    app = make_app(tmp_path, None, None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SignInScreen)
+        screen.query_one("#signin-name", Input).value = "alice"
+        screen.query_one("#signin-server", Input).value = "ws://127.0.0.1:9"
+        screen.submit()
+        error = screen.query_one("#signin-error", Static)
+        await wait_until(pilot, lambda: "Nothing answers" in plain(error), "the error")
+        await pilot.pause()
+        box = screen.query_one("#signin-box")
+        for text in (plain(error), "a three-line error, as long as any the server gives: "
+                     "the handle 'someone-long' belongs to someone else here; this computer "
+                     "has no matching sign-in token for it."):
+            screen.show_error(text)
+            await pilot.pause()
+            assert box.region.bottom <= 24 - 1, box.region  # above the footer
+            assert box.region.y >= 0 and screen.max_scroll_y == 0
+        screen.query_one("#signin-server", Input).value = "ftp://x"
+        screen.submit()
+        await wait_until(pilot, lambda: "e.g. ws://127.0.0.1:1863/ws" in plain(error),
+                         "what to type")
+        screen.query_one("#signin-server", Input).value = f"localhost:{port}"
+        screen.submit()
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "signed in")
+    saved, _ = ChatConfig.load(tmp_path / "anon" / "chat.json")
+    assert saved.server == f"ws://localhost:{port}/ws"
 
 
 async def test_two_people_chat(server, tmp_path):

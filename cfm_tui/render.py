@@ -39,8 +39,6 @@ NOTE_STYLE = Style(color="#8a8a8a", italic=True)
 PENDING_STYLE = Style(color="#8a8a8a")
 SEEN_STYLE = Style(color="#8a8a8a", dim=True)
 GROUP_STYLE = Style(bold=True, color="#1f5fa8")
-# Consecutive messages from one sender share one "says:" header within this gap.
-GROUP_GAP_MS = 5 * 60 * 1000
 INDENT = "  "
 
 
@@ -117,7 +115,7 @@ def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
                 out.append(f"{who} just sent you a nudge!", style=NUDGE_STYLE)
         else:
             pending = line.kind is LineKind.PENDING
-            if not _continues(previous, line):
+            if not _continues(previous, line, tz):
                 who = clean_line(state.label(line.sender))
                 out.append(f"{who} says", style=SAYS_STYLE)
                 out.append(f" ({format_time(line.ts, tz)})", style=PSM_STYLE)
@@ -132,12 +130,17 @@ def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
     return out
 
 
-def _continues(previous: TranscriptLine | None, line: TranscriptLine) -> bool:
+def _continues(previous: TranscriptLine | None, line: TranscriptLine, tz: tzinfo | None) -> bool:
+    """Whether ``line`` goes under ``previous``'s "says (hh:mm):" header.
+
+    Only the same sender in the same minute: the header's time is then true for every
+    line under it (a message queued while offline and sent later gets its own).
+    """
     return (
         previous is not None
         and previous.kind is line.kind
         and previous.sender == line.sender
-        and 0 <= line.ts - previous.ts <= GROUP_GAP_MS
+        and format_time(previous.ts, tz) == format_time(line.ts, tz)
     )
 
 

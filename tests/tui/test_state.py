@@ -350,3 +350,22 @@ def test_seen_renders_as_its_own_dim_line():
     text = render.transcript(state.conversation(DM).lines(), state, UTC).plain
     lines = text.split("\n")
     assert lines[1:] == ["  one", "  Seen", "alice says (00:00):", "  two"]
+
+
+def test_a_new_minute_starts_a_new_says_header():
+    """Each "X says (hh:mm):" header only covers lines said in that minute: a message
+    queued and sent four minutes later is not shown under the earlier time."""
+    from datetime import UTC
+
+    from cfm_tui import render
+
+    def at(h: int, m: int, s: int = 0) -> int:
+        return ((h * 60 + m) * 60 + s) * 1000
+
+    state = ChatState("alice")
+    state.apply(Msg(DM, 1, "bob", "first", at(3, 35, 10), "text", "b1"))
+    state.apply(Msg(DM, 2, "bob", "same minute", at(3, 35, 50), "text", "b2"))
+    state.apply(Msg(DM, 3, "bob", "queued", at(3, 39, 5), "text", "b3"))
+    lines = render.transcript(state.conversation(DM).lines(), state, UTC).plain.split("\n")
+    assert lines == ["bob says (03:35):", "  first", "  same minute",
+                     "bob says (03:39):", "  queued"]

@@ -66,6 +66,9 @@ class Bot:
         self._mark_read = mark_read
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._waiting = False  # the dispatch loop is waiting for the next event
+        self._stopped = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -116,25 +119,36 @@ class Bot:
         self._loop_task = asyncio.create_task(self._dispatch(), name=f"cfm-bot-{welcome.name}")
 
     async def stop(self) -> None:
-        """Close the connection; handlers still running are waited for, briefly."""
-        await self.client.close()
-        in_handler = asyncio.current_task() in self._tasks
-        if self._loop_task is not None:
-            if in_handler:  # the dispatch loop may be waiting for this very handler's slot
-                self._loop_task.cancel()
-            await asyncio.wait({self._loop_task})
+        """Stop taking events, let the handlers still running finish (at most 5 s: they
+        may still reply and move the read mark, so a restarted bot does not answer the
+        same message again), then close the connection."""
+        self._stopping = True
+        current = asyncio.current_task()
+        loop_task = self._loop_task
+        if loop_task is not None and loop_task is not current and not loop_task.done():
+            # Waiting for an event, or for the slot of a handler that calls stop() itself:
+            # nothing is lost by ending the wait. Otherwise it finishes the event at hand.
+            if self._waiting or current in self._tasks:
+                loop_task.cancel()
+            _, late_loop = await asyncio.wait({loop_task}, timeout=5)
+            for task in late_loop:
+                task.cancel()
         # A handler may itself call stop(): it does not wait for itself.
-        others = self._tasks - {asyncio.current_task()}
+        others = self._tasks - {current}
         if others:
             _, late = await asyncio.wait(others, timeout=5)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.client.close()
+        if loop_task is not None and loop_task is not current:
+            await asyncio.wait({loop_task})
+        self._stopped.set()
 
     async def wait_closed(self) -> None:
-        """Until the bot stops (``stop()``, or a connection closed for good)."""
+        """Until the bot stops (``stop()`` has finished, or a connection closed for good)."""
         if self._loop_task is not None:
-            await asyncio.wait({self._loop_task})  # wait() never cancels what it waits for
+            await self._stopped.wait()
 
     def run(self) -> None:
         """Run until SIGINT/SIGTERM (or a fatal refusal); blocking. Logs to stderr."""
@@ -162,19 +176,32 @@ class Bot:
             stopper.cancel()
             return
         starting.result()  # a refusal (bad_token, name_taken…) ends run() with its error
-        assert self._loop_task is not None
-        await asyncio.wait({stopper, self._loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        ended = asyncio.create_task(self._stopped.wait())
+        await asyncio.wait({stopper, ended}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        signalled = stop.is_set()
-        log.info("bot %s is stopping", self.client.name)
-        await self.stop()
-        if not signalled:  # the server refused us for good (bad_token, ...): say so
+        ended.cancel()
+        if stop.is_set():
+            log.info("bot %s is stopping", self.client.name)
+            await self.stop()
+        elif not self._stopping:  # the server refused us for good (bad_token, ...): say so
+            await self.stop()
             raise SystemExit(1)
+        # else a handler called stop(): a clean end
 
     # --- dispatch -------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        async for event in self.client:
+        events = aiter(self.client)
+        while not self._stopping:
+            self._waiting = True
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:  # closed for good (or by stop(), which says so)
+                if not self._stopping:
+                    self._stopped.set()
+                return
+            finally:
+                self._waiting = False
             if isinstance(event, StateChanged):
                 self._log_state(event)
             for handler in self._event_handlers:

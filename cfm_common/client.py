@@ -198,6 +198,9 @@ class Client:
         self._fills: dict[str, asyncio.Task[None]] = {}
         self._refill: set[str] = set()
         self._budget_retry: asyncio.TimerHandle | None = None
+        # Says wait while the server could not store one (see _hold_says).
+        self._held = False
+        self._held_retry: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()  # cuts a back-off wait short (reconnect_now, close)
         self._closed = False
 
@@ -308,7 +311,8 @@ class Client:
         if self._closed:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -455,7 +459,7 @@ class Client:
         entry.future.add_done_callback(lambda _: self._outbox.pop(slot, None))
         # A say whose caller gave up may still fail later: nobody needs to be told.
         entry.future.add_done_callback(lambda fut: fut.cancelled() or fut.exception())
-        if self._ready:
+        if self._ready and not (self._held and kind in ("say", "nudge")):
             self._write_entry(entry)
         return entry
 
@@ -521,6 +525,26 @@ class Client:
 
         self._budget_retry = asyncio.get_running_loop().call_later(delay, resend)
 
+    def _hold_says(self, delay: float) -> None:
+        """After a say the server could not store: write no new says for ``delay``, then
+        every unacked say/nudge again in the order they were made, so that a later
+        message is not stored before the refused one. One pending pass at a time."""
+        self._held = True
+        if self._held_retry is not None:
+            return
+        generation = self._generation
+
+        def release() -> None:
+            self._held_retry = None
+            self._held = False
+            if not self._ready or self._generation != generation:
+                return  # a reconnect sends the whole outbox again, in order
+            for entry in list(self._outbox.values()):
+                if entry.kind in ("say", "nudge") and not entry.future.done():
+                    self._write_entry(entry)
+
+        self._held_retry = asyncio.get_running_loop().call_later(delay, release)
+
     def _resolve(self, kind: str, key: Any, value: Any) -> bool:
         for entry in self._outbox.values():
             if entry.kind == kind and entry.key == key and not entry.future.done():
@@ -575,7 +599,10 @@ class Client:
             if ws.subprotocol != SUBPROTOCOL:
                 raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}")
             await ws.send(codec.encode(hello))
-            data = await asyncio.wait_for(ws.recv(), self.request_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancel (close()) that comes in the turn the welcome arrives.
+            async with asyncio.timeout(self.request_timeout):
+                data = await ws.recv()
             frame = codec.decode_server(data) if isinstance(data, bytes) else None
             if isinstance(frame, f.Error):
                 raise ClientError(frame.code, frame.msg, frame.retry_ms)
@@ -705,6 +732,10 @@ class Client:
         if self._budget_retry is not None:
             self._budget_retry.cancel()
             self._budget_retry = None
+        if self._held_retry is not None:
+            self._held_retry.cancel()
+            self._held_retry = None
+        self._held = False  # the next connection sends the whole outbox, in order
         self._ready = False
         self._ws = None
         self._outq = None
@@ -735,6 +766,10 @@ class Client:
                     return None
                 reason = exc.msg
                 continue
+            if self._closed:  # close() came while we were signing in
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), 3)
+                return None
             self._on_welcome(ws, welcome)
             return ws
 
@@ -815,7 +850,7 @@ class Client:
                     entry.refusals += 1
                     log.warning("%s: %s not stored (%s); again in %.1f s",
                                 self.name, entry.key, exc.msg, delay)
-                    self._rewrite_later(entry, delay)
+                    self._hold_says(delay)
                     return
                 entry.future.set_exception(exc)
                 return

@@ -32,6 +32,7 @@ from cfm_tui.idle import IdleTracker
 from cfm_tui.notify import desktop_notification
 from cfm_tui.sanitize import clean_line
 from cfm_tui.screens.ask import AskScreen
+from cfm_tui.screens.confirm import ConfirmScreen
 from cfm_tui.screens.main import MainScreen
 from cfm_tui.screens.signin import SignInError, SignInForm, SignInScreen
 from cfm_tui.session import (
@@ -57,6 +58,13 @@ PREVIEW_WORDS = 8
 HISTORY_PAGE = 50
 # Fetch some context when opening a conversation that holds fewer messages than this.
 CONTEXT_LINES = 20
+# What the buddy list's keys ask before acting: question, detail, the confirm button.
+CONFIRM = {
+    "block": ("Block {who}?", "They won't be able to message you or see your status.",
+              "Block"),
+    "remove": ("Remove {who} from your contacts?", "You can add them again later.",
+               "Remove"),
+}
 
 
 @dataclass
@@ -357,7 +365,19 @@ class ChatApp(App[None]):
         self.mark_active_seen()
 
     def on_buddy_list_contact_action(self, event: BuddyList.ContactAction) -> None:
-        self.contact(event.op, event.name)
+        """A key in the list is easy to press by accident: block and remove ask first."""
+        op, name = event.op, event.name
+        if op not in CONFIRM or self.state is None:
+            self.contact(op, name)
+            return
+        question, detail, button = CONFIRM[op]
+        who = f"{clean_line(self.state.label(name))} ({name})"
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.contact(op, name)
+
+        self.push_screen(ConfirmScreen(question.format(who=who), detail, button), done)
 
     def on_added_you_prompt_answer(self, event: AddedYouPrompt.Answer) -> None:
         if event.action == "dismiss" and self.state is not None:

@@ -202,3 +202,45 @@ async def test_a_background_tab_takes_the_focus_from_an_idle_psm_box(server, tmp
         await pb.press(*"yes")
         await pb.pause()
         assert psm.value == ""
+
+
+async def test_block_and_remove_from_the_list_ask_first(server, tmp_path):
+    """b and Delete in the buddy list open a question with Cancel focused: Enter or
+    Escape change nothing, y (or the red button) does it."""
+    from cfm_common.client import Client
+    from cfm_tui.screens.confirm import ConfirmScreen
+
+    async with Client(server.url, "bob", token_file=False):
+        pass  # bob exists
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        app.contact("add", "bob")
+        await wait_until(pilot, lambda: "bob" in app.state.contacts, "bob listed")
+        buddies = app.main.query_one(BuddyList)
+        await pilot.pause()
+        buddies.focus()
+        buddies.highlighted = buddies.get_option_index("user:bob")
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        assert "Block bob (bob)?" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("enter")  # Cancel has the focus
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "closed")
+        await pilot.press("delete")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "closed")
+        await pilot.pause(0.2)
+        assert "bob" in app.state.contacts and "bob" not in app.state.blocked
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "bob" in app.state.blocked, "bob blocked")
+        await wait_until(pilot, lambda: app.focused is buddies, "back in the list")
+        await pilot.press("b")  # unblocking asks nothing
+        await wait_until(pilot, lambda: "bob" not in app.state.blocked, "bob unblocked")
+        buddies.highlighted = buddies.get_option_index("user:bob")
+        await pilot.press("delete")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.click("#confirm-yes")
+        await wait_until(pilot, lambda: "bob" not in app.state.contacts, "bob removed")

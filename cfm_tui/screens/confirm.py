@@ -1,0 +1,50 @@
+"""A yes/no question before something hard to undo (block, remove, leave a room).
+
+Keyboard-safe: *Cancel* has the focus, so a stray Enter does nothing; ``y`` confirms,
+``n`` or Escape cancels, Tab and the arrow keys move between the buttons.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Dismisses with True when confirmed."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+        Binding("left,right", "app.focus_previous", show=False),
+    ]
+
+    def __init__(self, question: str, detail: str, confirm: str) -> None:
+        super().__init__()
+        self.question = question
+        self.detail = detail
+        self.confirm = confirm
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(Text(self.question), id="confirm-question")
+            yield Static(Text(self.detail), id="confirm-detail")
+            with Horizontal(id="confirm-buttons"):
+                yield Button(self.confirm, id="confirm-yes", variant="error", compact=True)
+                yield Button("Cancel", id="confirm-no", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

@@ -379,6 +379,16 @@ class ChatApp(App[None]):
 
         self.push_screen(ConfirmScreen(question.format(who=who), detail, button), done)
 
+    def on_buddy_list_leave_room(self, event: BuddyList.LeaveRoom) -> None:
+        room = event.room
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.leave_room(room)
+
+        self.push_screen(ConfirmScreen(
+            f"Leave {room}?", "Its messages stop coming; F6 joins it again.", "Leave"), done)
+
     def on_added_you_prompt_answer(self, event: AddedYouPrompt.Answer) -> None:
         if event.action == "dismiss" and self.state is not None:
             self._render(self.state.dismiss_request(event.name))

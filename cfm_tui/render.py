@@ -71,14 +71,14 @@ def buddy_line(person: Person, unread: int = 0, *, blocked: bool = False) -> Tex
     return line
 
 
-def room_line(room: str, unread: int, members: int | None) -> Text:
+def room_line(room: str, unread: int) -> Text:
+    """A room in the buddy list. No member count: it is only known once the room is
+    opened and members stay members while signed out, so a count would mislead."""
     line = Text("  ", no_wrap=True, overflow="ellipsis")
     line.append("# ", style=GROUP_STYLE)
     line.append(room[1:], style=Style(bold=unread > 0))
     if unread:
         line.append(f" ({unread})", style=Style(bold=True, color="#1f5fa8"))
-    if members is not None:
-        line.append(f"  {members} here", style=PSM_STYLE)
     return line
 
 

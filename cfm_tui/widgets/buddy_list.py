@@ -19,8 +19,10 @@ ROOM = "room:"
 class BuddyList(OptionList):
     """Option ids are ``user:<handle>`` or ``room:<#room>``; headers are disabled rows."""
 
+    # Each key is offered (and works) only on the rows it applies to: see check_action.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("delete", "remove_contact", "Remove", id="buddy.remove"),
+        Binding("delete", "leave_room", "Leave room", id="buddy.leave"),
         Binding("b", "toggle_block", "Block/Unblock", id="buddy.block"),
     ]
 
@@ -30,6 +32,11 @@ class BuddyList(OptionList):
         def __init__(self, target: str) -> None:
             super().__init__()
             self.target = target
+
+    class LeaveRoom(Message):
+        def __init__(self, room: str) -> None:
+            super().__init__()
+            self.room = room
 
     class ContactAction(Message):
         def __init__(self, op: str, name: str) -> None:
@@ -72,9 +79,8 @@ class BuddyList(OptionList):
         rooms = state.group_rooms()
         group("Rooms", "rooms", len(rooms))
         for room in rooms:
-            conv = state.conversations[room]
-            members = len(conv.members) if conv.members is not None else None
-            options.append(Option(render.room_line(room, conv.unread(), members), id=ROOM + room))
+            options.append(Option(render.room_line(room, state.conversations[room].unread()),
+                                  id=ROOM + room))
         self._blocked = set(state.blocked)
         self.set_options(options)
         if keep is not None:
@@ -89,6 +95,26 @@ class BuddyList(OptionList):
             return None
         return option.id[len(USER):]
 
+    def highlighted_room(self) -> str | None:
+        option = self.highlighted_option
+        if option is None or option.id is None or not option.id.startswith(ROOM):
+            return None
+        return option.id[len(ROOM):]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "remove_contact":
+            name = self.highlighted_user()
+            return name is not None and name not in self._blocked
+        if action == "toggle_block":
+            return self.highlighted_user() is not None
+        if action == "leave_room":
+            return self.highlighted_room() is not None
+        return True
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        self.refresh_bindings()  # the footer offers what works on this row
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option.id:
@@ -98,6 +124,11 @@ class BuddyList(OptionList):
         name = self.highlighted_user()
         if name is not None and name not in self._blocked:
             self.post_message(self.ContactAction("remove", name))
+
+    def action_leave_room(self) -> None:
+        room = self.highlighted_room()
+        if room is not None:
+            self.post_message(self.LeaveRoom(room))
 
     def action_toggle_block(self) -> None:
         name = self.highlighted_user()

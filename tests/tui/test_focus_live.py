@@ -244,3 +244,34 @@ async def test_block_and_remove_from_the_list_ask_first(server, tmp_path):
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.click("#confirm-yes")
         await wait_until(pilot, lambda: "bob" not in app.state.contacts, "bob removed")
+
+
+async def test_a_room_row_offers_what_works_there(server, tmp_path):
+    """On a room row: no member count (it went stale), no Block; Delete leaves the room
+    after asking. On a contact row: Remove and Block."""
+    from textual.widgets._footer import FooterKey
+
+    from cfm_tui.screens.confirm import ConfirmScreen
+
+    def footer() -> list[str]:
+        return [k.description for k in app.main.query(FooterKey)]
+
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        app.join_room("#study", open_tab=False)
+        await wait_until(pilot, lambda: "#study" in app.state.group_rooms(), "joined")
+        await pilot.pause()
+        buddies = app.main.query_one(BuddyList)
+        rows = [str(getattr(o.prompt, "plain", o.prompt)) for o in buddies.options]
+        assert "  # study" in rows  # no "n here"
+        buddies.focus()
+        buddies.highlighted = buddies.get_option_index("room:#study")
+        await wait_until(pilot, lambda: "Leave room" in footer(), "Leave in the footer")
+        assert "Block/Unblock" not in footer() and "Remove" not in footer()
+        await pilot.press("b")  # nothing to block
+        await pilot.press("delete")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        assert "Leave #study?" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "#study" not in app.state.group_rooms(), "left")

@@ -30,26 +30,39 @@ class TrustedProxies:
     def trusts(self, address: str) -> bool:
         if not self.networks:
             return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.networks)
+        ip = _address(address)
+        return ip is not None and any(ip in network for network in self.networks)
 
     def client_ip(self, peer: str, forwarded_for: str | None) -> str:
         if not forwarded_for or not self.trusts(peer):
             return peer
         client = peer
         for hop in reversed(forwarded_for.split(",")):
-            hop = hop.strip()
-            try:
-                hop = str(ipaddress.ip_address(hop))
-            except ValueError:
+            ip = _address(hop)
+            if ip is None:
                 return client  # garbage: believe no further than the last good hop
-            client = hop
-            if not self.trusts(hop):
-                return hop
+            client = str(ip)
+            if not self.trusts(client):
+                return client
         return client
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a proxy or a socket may write it: with a port (``1.2.3.4:5678``,
+    ``[2001:db8::1]:80``) or IPv4 mapped into IPv6 (``::ffff:10.0.0.5``, a dual-stack
+    listener's view of an IPv4 peer); None if it is none."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -59,8 +72,16 @@ def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     for what, path in (("certificate", cert), ("key", key)):
         if not path.is_file():
             raise ConfigError(f"the TLS {what} file {path} does not exist")
+    def no_password() -> str:
+        # An encrypted key would make OpenSSL prompt on the terminal and hang start-up.
+        raise ConfigError(f"the TLS key {key} is encrypted; give cfm serve an unencrypted "
+                          f"copy (openssl pkey -in {key} -out plain.pem), readable only by "
+                          f"the server's user")
+
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key, password=no_password)
+    except ConfigError:
+        raise
     except PermissionError as exc:
         raise ConfigError(f"cannot read the TLS files {cert}, {key}: {exc.strerror}") from None
     except ssl.SSLError as exc:

@@ -377,5 +377,8 @@ class Server:
     def _client_ip(self, connection: ServerConnection, request: Request | None) -> str:
         address = connection.remote_address
         peer = str(address[0]) if address else "?"
-        forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
-        return self._proxies.client_ip(peer, forwarded)
+        if request is None or not self._proxies.trusts(peer):
+            return peer  # the header is read only from a trusted proxy
+        # Several header lines are one list (a proxy may add its own line).
+        forwarded = ",".join(request.headers.get_all("X-Forwarded-For"))
+        return self._proxies.client_ip(peer, forwarded or None)

@@ -126,6 +126,11 @@ def test_the_client_is_the_rightmost_address_not_a_trusted_proxy() -> None:
     assert proxies.client_ip("127.0.0.1", "203.0.113.7, garbage") == "127.0.0.1"
     assert proxies.client_ip("127.0.0.1", " 2001:db8::1 ") == "2001:db8::1"
     assert proxies.client_ip("127.0.0.1", None) == "127.0.0.1"
+    # Ports, brackets and IPv4 mapped into IPv6 (a dual-stack listener's view).
+    assert proxies.client_ip("::ffff:127.0.0.1", "203.0.113.7:5678") == "203.0.113.7"
+    assert proxies.client_ip("127.0.0.1", "[2001:db8::1]:443") == "2001:db8::1"
+    assert proxies.client_ip("127.0.0.1", "::ffff:10.0.0.9, ::ffff:203.0.113.7") == \
+        "203.0.113.7"
     # From an address that is no trusted proxy the header is ignored.
     assert proxies.client_ip("198.51.100.1", "203.0.113.7") == "198.51.100.1"
     assert TrustedProxies([]).client_ip("127.0.0.1", "203.0.113.7") == "127.0.0.1"
@@ -150,6 +155,18 @@ async def test_the_per_ip_cap_counts_clients_behind_a_trusted_proxy(server_facto
     await eventually(lambda: not server._ip_counter.counts)
 
 
+async def test_several_x_forwarded_for_lines_are_one_list(server_factory) -> None:
+    # A proxy may add its own header line beside the client's: the right-most still counts.
+    # From an untrusted peer two lines are ignored like one (they once broke the handshake).
+    for trusted in (["127.0.0.1"], []):
+        server = await server_factory(max_conns_per_ip=1, trusted_proxies=trusted)
+        headers = [("X-Forwarded-For", "198.51.100.1"), ("X-Forwarded-For", "203.0.113.7")]
+        async with WireClient.connect(server.url, additional_headers=headers) as client:
+            assert (await client.hello("alice" if trusted else "bob"))["t"] == "welcome"
+            counted = set(server._ip_counter.counts)
+        assert counted == ({"203.0.113.7"} if trusted else {"127.0.0.1"})
+
+
 async def test_without_trusted_proxies_x_forwarded_for_is_ignored(server_factory) -> None:
     server = await server_factory(max_conns_per_ip=1)
     first = await WireClient.open(server.url,
@@ -162,6 +179,22 @@ async def test_without_trusted_proxies_x_forwarded_for_is_ignored(server_factory
         assert refused.value.response.status_code == 429
     finally:
         await first.close()
+
+
+def test_an_encrypted_key_is_refused_rather_than_prompted_for(
+    tmp_path: Path, pem_files: tuple[Path, Path, Path]
+) -> None:
+    import subprocess
+
+    chain, key, _ = pem_files
+    encrypted = tmp_path / "encrypted.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret",
+                    "-out", str(encrypted)], check=True, capture_output=True)
+    result = CliRunner().invoke(app, ["serve", "--port", "0", "--no-ai", "--data-dir",
+                                      str(tmp_path / "data"), "--tls-cert", str(chain),
+                                      "--tls-key", str(encrypted)], input="")
+    assert result.exit_code == 2, result.output
+    assert "is encrypted" in result.output and "openssl pkey" in result.output
 
 
 def test_trusted_proxies_must_be_addresses(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cfm_common import PROTOCOL_VERSION, __version__, rules
@@ -88,6 +89,16 @@ def new_epoch() -> str:
     return secrets.token_hex(8)
 
 
+@dataclass(slots=True)
+class SignUp:
+    """A new identity on its way to the store; its welcome waits for ``commit``."""
+
+    record: UserRecord
+    token: str
+    invite: Invite | None
+    commit: Commit
+
+
 class RateLimited(Exception):
     """A frame refused by a server-side limit the session does not see (nudge pairs)."""
 
@@ -113,6 +124,8 @@ class Hub:
         self.online_users = 0
         # Set by the server when registration is by invite.
         self.invites: InviteBook | None = None
+        # New handles whose identity is being stored (see sign_in).
+        self.signing_up: dict[str, SignUp] = {}
         self._session_ids = itertools.count(1)
         self._handlers = {
             SetPresence: self.set_presence,
@@ -174,26 +187,71 @@ class Hub:
 
     # --- sign-in and sign-out ----------------------------------------------------------
 
-    def sign_in(self, session: Session, hello: Hello) -> Welcome:
+    def sign_in(self, session: Session, hello: Hello) -> Welcome | SignUp:
+        """Sign ``session`` in: a Welcome, or for a new handle a SignUp whose record is
+        being stored (the session finishes it with :meth:`finish_sign_up` once that
+        commit is durable, or :meth:`drop_sign_up` if it fails)."""
         name = rules.normalize_name(hello.name)
         if name in self.reserved:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"{name!r} is reserved", "hello")
         user = self.users.get(name)
         if user is None:
-            invite = self._admit_new_user(hello)
-            token = secrets.token_urlsafe(32)
-            user = self._create_user(name, token, hello)
-            if invite is not None and self.invites is not None:
-                used = self.invites.spend(invite)
-                self._write(self.store.put_invite_use(invite.nonce, used))
-        else:
-            if hello.token is None:
-                raise ProtocolError(
-                    ErrorCode.NAME_TAKEN, f"{name!r} is taken (sign in with its token)", "hello"
-                )
-            if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
-                raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
-            token = hello.token
+            if name in self.signing_up:
+                raise ProtocolError(ErrorCode.NAME_TAKEN,
+                                    f"{name!r} is being claimed right now", "hello")
+            return self._begin_sign_up(name, hello)
+        if hello.token is None:
+            raise ProtocolError(
+                ErrorCode.NAME_TAKEN, f"{name!r} is taken (sign in with its token)", "hello"
+            )
+        if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
+            raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
+        return self._attach(session, user, hello, hello.token)
+
+    def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:
+        """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
+        it is ``no_such_user``), its name held against a second claim, its session
+        attached to nothing, so no frame goes out before its welcome."""
+        invite = self._admit_new_user(hello)
+        if invite is not None and self.invites is not None:
+            # Counted now, in the same transaction as the identity: both or neither.
+            used = self.invites.spend(invite)
+            self._write(self.store.put_invite_use(invite.nonce, used))
+        token = secrets.token_urlsafe(32)
+        record = UserRecord(
+            name=name,
+            token_hash=hash_token(token),
+            display=hello.display or hello.name,
+            psm=hello.psm or "",
+            status=hello.status or Status.ONLINE.value,
+            bot=bool(hello.bot),
+            created_ms=now_ms(),
+        )
+        commit = self.store.put_user(record)
+        self._write(commit)
+        sign_up = SignUp(record, token, invite, commit)
+        self.signing_up[name] = sign_up
+        return sign_up
+
+    def finish_sign_up(self, session: Session, sign_up: SignUp, hello: Hello) -> Welcome:
+        """The identity is durable: it becomes a user, and the session signs in."""
+        name = sign_up.record.name
+        self.signing_up.pop(name, None)
+        user = User(sign_up.record)
+        self.users[name] = user
+        for contact_name in self.config.default_contacts:
+            contact_name = rules.normalize_name(contact_name)
+            if contact_name != name:
+                self._put_contact(user, contact_name, in_list=True)
+        return self._attach(session, user, hello, sign_up.token)
+
+    def drop_sign_up(self, sign_up: SignUp) -> None:
+        """The identity's commit failed: the handle (and the invite's use) is free again."""
+        self.signing_up.pop(sign_up.record.name, None)
+        if sign_up.invite is not None and self.invites is not None:
+            self.invites.refund(sign_up.invite)
+
+    def _attach(self, session: Session, user: User, hello: Hello, token: str) -> Welcome:
         record = user.record
         before = self._presence_view(user)
         changed = False
@@ -239,31 +297,6 @@ class Hub:
             return self.invites.admit(hello.invite, time.time())
         except InviteError as exc:
             raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), "hello") from None
-
-    def _create_user(self, name: str, token: str, hello: Hello) -> User:
-        record = UserRecord(
-            name=name,
-            token_hash=hash_token(token),
-            display=hello.display or hello.name,
-            psm=hello.psm or "",
-            status=hello.status or Status.ONLINE.value,
-            bot=bool(hello.bot),
-            created_ms=now_ms(),
-        )
-        user = User(record)
-        self.users[name] = user
-        commit = self.store.put_user(record)
-        self._write(commit)
-        if not commit.done():
-            user.creating = commit
-            commit.add_done_callback(lambda _: setattr(user, "creating", None))
-        elif commit.exception() is not None:
-            user.creating = commit  # failed at once: the session must hear it
-        for contact_name in self.config.default_contacts:
-            contact_name = rules.normalize_name(contact_name)
-            if contact_name != name:
-                self._put_contact(user, contact_name, in_list=True)
-        return user
 
     def provision_bot(self, name: str, display: str, psm: str, status: str) -> str | None:
         """A fresh token for a bot this server runs itself (the AI contacts).
@@ -324,21 +357,6 @@ class Hub:
             self.online_users -= 1
             if user.record.status != Status.INVISIBLE:
                 self._broadcast_presence(user, own=False)
-
-    def abandon_identity(self, session: Session) -> None:
-        """Undo a new identity whose first write failed: the handle is free again and the
-        client, which never got a welcome, may sign up again."""
-        user = session.user
-        self.sign_out(session)
-        if user is None or user.sessions or self.users.get(user.name) is not user:
-            return
-        del self.users[user.name]
-        for name in list(user.contacts):
-            owners = self.listed_by.get(name)
-            if owners is not None:
-                owners.discard(user.name)
-                if not owners:
-                    del self.listed_by[name]
 
     # --- dispatch ------------------------------------------------------------------------
 

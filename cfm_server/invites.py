@@ -62,7 +62,7 @@ def _mac(key: bytes, body: str) -> str:
 def make_code(key: bytes, *, uses: int = 1, expires: int = 0) -> str:
     if uses < 0 or expires < 0:
         raise ValueError("uses and expires must be >= 0")
-    body = f"{secrets.token_hex(4)}-{expires:x}-{uses:x}"
+    body = f"{secrets.token_hex(8)}-{expires:x}-{uses:x}"
     return f"{body}-{_mac(key, body)}"
 
 
@@ -101,3 +101,11 @@ class InviteBook:
         total = self.used.get(invite.nonce, 0) + 1
         self.used[invite.nonce] = total
         return total
+
+    def refund(self, invite: Invite) -> None:
+        """Take back a use whose sign-up could not be stored (its write was lost too)."""
+        total = self.used.get(invite.nonce, 0) - 1
+        if total > 0:
+            self.used[invite.nonce] = total
+        else:
+            self.used.pop(invite.nonce, None)

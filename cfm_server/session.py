@@ -31,7 +31,7 @@ from cfm_common.codec import decode_client, encode
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, CloseCode, ErrorCode
-from cfm_server.hub import Hub, RateLimited
+from cfm_server.hub import Hub, RateLimited, SignUp
 from cfm_server.limits import SessionLimits
 from cfm_server.wsframe import frame_binary
 
@@ -93,6 +93,7 @@ class Outbox:
 class Session:
     __slots__ = (
         "_close_task",
+        "_hello",
         "_out",
         "closing",
         "config",
@@ -122,6 +123,7 @@ class Session:
         self.send_buffer = config.send_buffer
         self.closing = False
         self._close_task: asyncio.Task[None] | None = None
+        self._hello: Hello | None = None  # the hello that signed in (or is signing up)
 
     # --- outbound ------------------------------------------------------------------------
 
@@ -205,21 +207,47 @@ class Session:
     async def _handshake(self) -> bool:
         """Read until a ``hello`` succeeds (True) or the connection must end (False)."""
         loop = asyncio.get_running_loop()
+        signed: Welcome | SignUp | None = None
         try:
             async with asyncio.timeout_at(loop.time() + self.config.hello_timeout):
-                while not self.closing:
+                while not self.closing and signed is None:
                     data = await self.ws.recv()
                     if isinstance(data, str):
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
                         return False
-                    if self._over_budget(data):
-                        continue
-                    welcome = self._on_hello(data)
-                    if welcome is not None:
-                        return await self._welcome(welcome)
+                    if not self._over_budget(data):
+                        signed = self._on_hello(data)
         except TimeoutError:
             self.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
-        return False
+            return False
+        if signed is None:
+            return False
+        if isinstance(signed, SignUp):
+            # Outside the hello timeout: the hello came in time, and a new identity must
+            # be finished or dropped whatever the commit takes.
+            welcome = await self._finish_sign_up(signed)
+            if welcome is None:
+                return False
+            signed = welcome
+        self.send_frame(signed)
+        return True
+
+    async def _finish_sign_up(self, sign_up: SignUp) -> Welcome | None:
+        """Wait until the new identity is durable, so that a token is never handed out
+        for an account the next start would not know; then sign in."""
+        try:
+            await asyncio.shield(sign_up.commit)
+        except Exception:
+            log.warning("session %s: the new identity %s could not be stored", self.id or "-",
+                        sign_up.record.name)
+            self.hub.drop_sign_up(sign_up)
+            self.send_error(ErrorCode.INTERNAL,
+                            "the server could not store your new account; try again later",
+                            "hello")
+            self.close(CloseCode.TRY_AGAIN_LATER, "could not store the account")
+            return None
+        assert self._hello is not None
+        return self.hub.finish_sign_up(self, sign_up, self._hello)
 
     def _over_budget(self, data: bytes) -> bool:
         """Spend the inbound budget before decoding; True if the frame is dropped unread.
@@ -237,27 +265,7 @@ class Session:
         self._count_abuse()
         return True
 
-    async def _welcome(self, welcome: Welcome) -> bool:
-        """Send ``welcome``; a new identity's only once it is durable, so a token is never
-        handed out for an account the next start would not know."""
-        user = self.user
-        creating = user.creating if user is not None else None
-        if creating is not None:
-            try:
-                await asyncio.shield(creating)
-            except Exception:
-                log.warning("session %s: the new identity %s could not be stored", self.id,
-                            user.name if user else "?")
-                self.hub.abandon_identity(self)
-                self.send_error(ErrorCode.INTERNAL,
-                                "the server could not store your new account; try again later",
-                                "hello")
-                self.close(CloseCode.TRY_AGAIN_LATER, "could not store the account")
-                return False
-        self.send_frame(welcome)
-        return True
-
-    def _on_hello(self, data: bytes) -> Welcome | None:
+    def _on_hello(self, data: bytes) -> Welcome | SignUp | None:
         try:
             frame = decode_client(data, max_text=self.config.max_text)
         except ProtocolError as exc:
@@ -272,10 +280,12 @@ class Session:
                                        getattr(frame, "id", None) or frame.T), frame.T)
             return None
         try:
-            return self.hub.sign_in(self, frame)
+            signed = self.hub.sign_in(self, frame)
         except ProtocolError as exc:
             self._refuse(exc, "hello")
             return None
+        self._hello = frame
+        return signed
 
     def _refuse(self, exc: ProtocolError, ref: str | None) -> None:
         self.send_error(exc.code, exc.msg, exc.ref or ref)

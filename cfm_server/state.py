@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import collections
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cfm_common import rules
 from cfm_server.store import Commit, ContactRecord, UserRecord
@@ -27,8 +27,6 @@ class User:
     rooms: set[str] = field(default_factory=set)  # lasting memberships, DM rooms included
     contacts: dict[str, ContactRecord] = field(default_factory=dict)  # the user's own list
     reads: dict[str, int] = field(default_factory=dict)
-    # A new identity's first write, until it commits: its welcome waits for it.
-    creating: Any = None
 
     @property
     def name(self) -> str:

@@ -53,3 +53,39 @@ async def test_a_sign_up_the_disk_cannot_store_gets_no_token(
             await impostor.send({"t": "hello", "v": 1, "name": "bob"})
             assert (await impostor.recv())["code"] == "name_taken"
         await server.stop()
+
+
+async def test_a_failed_sign_up_gives_its_invite_use_back(
+    tmp_path: Path, server_factory: Any
+) -> None:
+    from typer.testing import CliRunner
+
+    from cfm_cli.main import app
+
+    data_dir = tmp_path / "tiny"
+    with tmpfs(data_dir, "4m"):
+        server = await server_factory(data_dir=data_dir, rate_limits=False,
+                                      registration="invite")
+        made = CliRunner().invoke(app, ["admin", "invite", "--uses", "1",
+                                        "--data-dir", str(data_dir)])
+        assert made.exit_code == 0, made.output
+        code = next(line.strip() for line in made.output.splitlines()
+                    if line.startswith("  ") and line.count("-") == 3)
+        ballast = fill(data_dir)
+        # Whatever room the WAL had left: sign-ups until one cannot be stored.
+        for i in range(200):
+            async with WireClient.connect(server.url) as client:
+                await client.send({"t": "hello", "v": 1, "name": f"u{i}", "invite": code})
+                reply = await client.recv()
+            if reply["t"] == "error":
+                break
+            raise AssertionError(f"u{i} signed up while the disk was full: {reply}")
+        assert reply["code"] == "internal", reply
+        ballast.unlink()
+        async with WireClient.connect(server.url) as client:
+            welcome = await client.hello("carol", invite=code)  # the one use is still there
+            assert welcome["t"] == "welcome", welcome
+        async with WireClient.connect(server.url) as client:
+            used_up = await client.hello("dave", invite=code)
+            assert used_up["code"] == "forbidden" and "used up" in used_up["msg"]
+        await server.stop()

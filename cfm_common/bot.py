@@ -69,6 +69,7 @@ class Bot:
         self._stopping = False
         self._waiting = False  # the dispatch loop is waiting for the next event
         self._stopped = asyncio.Event()
+        self._handling: dict[asyncio.Task[None], f.Msg] = {}  # handler task → its message
 
     @property
     def name(self) -> str:
@@ -140,6 +141,11 @@ class Bot:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        # A handler that stops the bot has handled its message: mark it read now, while
+        # the connection is up, or a restarted bot would get it (and stop) again.
+        own = self._handling.get(current) if current is not None else None
+        if own is not None:
+            await self._read(own)
         await self.client.close()
         if loop_task is not None and loop_task is not current:
             await asyncio.wait({loop_task})
@@ -233,6 +239,9 @@ class Bot:
         task = asyncio.create_task(self._handle(handlers, arg, msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if msg is not None:
+            self._handling[task] = msg
+            task.add_done_callback(lambda t: self._handling.pop(t, None))
         # The next event's acquire() waits for a free slot: with one slot, handlers run
         # strictly in arrival order.
 

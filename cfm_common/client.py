@@ -50,6 +50,9 @@ FATAL_HELLO_ERRORS = frozenset({
     rules.ErrorCode.NAME_INVALID,
     rules.ErrorCode.FORBIDDEN,  # a new handle refused: registration closed, or a bad invite
 })
+# What connect(wait=True) tries again; anything else (a refusal, an untrusted
+# certificate) needs a person.
+WAIT_RETRIES = frozenset({"connect_failed", rules.ErrorCode.INTERNAL})
 HISTORY_PAGE = rules.MAX_HISTORY_LIMIT
 # A connection that lived this long was a good one: the back-off starts again from 0.5 s.
 STABLE_AFTER = 10.0
@@ -248,7 +251,8 @@ class Client:
                     ws, welcome = await self._open()
                     break
                 except ClientError as exc:
-                    if not wait or exc.code != "connect_failed" or self._closed:
+                    # Not up yet, or up but unable to store a new account: try again.
+                    if not wait or exc.code not in WAIT_RETRIES or self._closed:
                         raise
                     delay = self._backoff.next()
                     log.warning("%s: %s; trying again in %.1f s", self._name, exc.msg, delay)
@@ -494,7 +498,7 @@ class Client:
 
     def _rewrite_later(self, entry: _Outgoing, delay: float) -> None:
         def rewrite() -> None:
-            if self._ready and not entry.future.done():
+            if self._ready and not entry.future.done() and not self._held:
                 self._write_entry(entry)
 
         asyncio.get_running_loop().call_later(delay, rewrite)
@@ -520,7 +524,12 @@ class Client:
             for entry in list(self._outbox.values()):
                 if entry.future.done():
                     continue
-                if entry.kind in ("say", "nudge") or entry.sent_on == generation:
+                if entry.kind in ("say", "nudge"):
+                    if not self._held:  # held says go out, in order, when released
+                        self._write_entry(entry)
+                elif entry.sent_on == generation and entry.kind != "contact":
+                    # A contact request is left out: read twice it would tell the other
+                    # side twice ("added you"); it times out instead.
                     self._write_entry(entry)
 
         self._budget_retry = asyncio.get_running_loop().call_later(delay, resend)
@@ -589,7 +598,7 @@ class Client:
             raise ClientError("connect_failed", f"bad server URL: {exc}") from exc
         except ssl_module.SSLCertVerificationError as exc:
             raise ClientError(
-                "connect_failed",
+                "bad_certificate",
                 f"cannot reach {self.url}: its TLS certificate is not trusted"
                 f" ({exc.verify_message}); for a private CA set SSL_CERT_FILE to its PEM file",
             ) from exc

@@ -60,3 +60,42 @@ async def test_a_handler_still_working_at_stop_is_not_answered_again(
         assert answered == ["one", "two"]  # "one" was not answered a second time
     finally:
         await second.stop()
+
+
+async def test_a_handler_that_stops_the_bot_is_not_handled_again(
+    server: Any, clients: Any, tmp_path: Path
+) -> None:
+    handled: list[str] = []
+
+    def make() -> Bot:
+        bot = Bot(server.url, "quitter", token_file=tmp_path / "quitter.token")
+
+        @bot.on_message
+        async def on_message(msg: Msg) -> None:
+            handled.append(msg.text)
+            if msg.text == "!quit":
+                await bot.stop()
+
+        return bot
+
+    first = make()
+    await first.start()
+    alice = clients(server.url, "alice")
+    await alice.connect()
+    await alice.say("hello", to="quitter")
+    await alice.say("!quit", to="quitter")
+    await asyncio.wait_for(first.wait_closed(), 10)
+    assert handled == ["hello", "!quit"]
+
+    second = make()
+    await second.start()
+    try:
+        await alice.say("still there?", to="quitter")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while "still there?" not in handled and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        # "!quit" was marked read before the first bot closed: not handled again.
+        assert handled == ["hello", "!quit", "still there?"]
+    finally:
+        await second.stop()

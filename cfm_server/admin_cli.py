@@ -69,6 +69,7 @@ def _open(data_dir: Path | None, config: Path | None) -> Iterator[_Opened]:
 
     settings = _settings(data_dir, config)
     directory = settings.resolved_data_dir()
+    _check_owner(directory)
     try:
         with open_database(directory) as conn:
             yield _Opened(settings, conn, directory)
@@ -231,8 +232,12 @@ def invite(
         raise _fail("--uses must be 0 (any number) or more")
     lifetime = _duration(expires)
     directory = settings.resolved_data_dir()
-    if not directory.is_dir():
-        raise _fail(f"the data directory {directory} does not exist; check --data-dir")
+    from cfm_server.admin import database_path
+
+    if not database_path(directory).is_file():
+        raise _fail(f"no cfm database in {directory}; check --data-dir (cfm serve makes it "
+                    f"when it first starts)")
+    _check_owner(directory)
     try:
         key = load_key(directory, create=True)
     except (OSError, InviteError) as exc:
@@ -253,6 +258,27 @@ def invite(
         typer.echo(f"Note: this server's registration is {settings.registration!r}; start it "
                    f"with --registration invite (or registration = \"invite\") for codes to "
                    f"be asked for.")
+
+
+def _check_owner(directory: Path) -> None:
+    """Refuse to work as another user than the one who owns the data directory (the
+    server's): files made here (the WAL, the invite key) would be theirs to read, and
+    the server could no longer open them."""
+    import os
+
+    try:
+        owner = directory.stat().st_uid
+    except OSError:
+        return  # a missing directory gets its own message
+    if owner != os.geteuid():
+        try:
+            import pwd
+
+            name = pwd.getpwuid(owner).pw_name
+        except (ImportError, KeyError):
+            name = str(owner)
+        raise _fail(f"{directory} belongs to {name}, the user cfm serve runs as; run cfm admin "
+                    f"as that user too (sudo -u {name} cfm admin ...)")
 
 
 def _duration(text: str) -> float:

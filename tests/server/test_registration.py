@@ -158,7 +158,30 @@ def test_bad_registration_and_invite_options(tmp_path: Path) -> None:
     result = admin("invite", "--expires", "soon", "--data-dir", str(tmp_path))
     assert result.exit_code == 2 and "--expires" in result.output
     result = admin("invite", "--data-dir", str(tmp_path / "missing"))
-    assert result.exit_code == 2 and "does not exist" in result.output
-    result = admin("invite", "--expires", "never", "--uses", "0", "--data-dir", str(tmp_path))
+    assert result.exit_code == 2 and "no cfm database" in result.output
+    result = admin("invite", "--data-dir", str(tmp_path))  # a directory, but no server's
+    assert result.exit_code == 2 and "no cfm database" in result.output
+    assert not (tmp_path / "invite.key").exists()
+
+
+async def test_an_invite_for_an_open_server_says_it_will_not_be_asked_for(
+    server: Any,
+) -> None:
+    result = admin("invite", "--expires", "never", "--uses", "0", "--data-dir",
+                   str(server.config.data_dir))
     assert result.exit_code == 0 and "never expires" in result.output
     assert "registration is 'open'" in result.output  # the server would not ask for it
+
+
+def test_admin_refuses_to_work_as_another_user_than_the_data_dirs(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the directory to another user")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cfm.sqlite3").write_bytes(b"")
+    os.chown(data, 4242, 4242)
+    for args in (["invite"], ["users"], ["stats"]):
+        result = admin(*args, "--data-dir", str(data))
+        assert result.exit_code == 2, result.output
+        assert "run cfm admin as that user too" in result.output
+    assert sorted(p.name for p in data.iterdir()) == ["cfm.sqlite3"]  # nothing made

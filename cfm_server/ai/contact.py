@@ -68,6 +68,7 @@ class PersonaContact:
         self._typing_sent: deque[float] = deque()
         self.memory = PersonaMemory(memory_file, mind.engine) if memory_file else None
         self._save_later: asyncio.TimerHandle | None = None
+        self._saving: asyncio.Task[None] | None = None  # the memory write under way
         self.bot = Bot(
             url, persona.handle, display=persona.display, psm=persona.psm,
             status=persona.status, token_file=token_file, seen_file=seen_file,
@@ -99,23 +100,34 @@ class PersonaContact:
         await self.bot.stop()
         if self._save_later is not None:
             self._save_later.cancel()
-        self.save_memory()
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
+        await self.save_memory()
 
-    def save_memory(self) -> None:
-        """Write what the persona learned, if anything changed (errors are logged)."""
+    async def save_memory(self) -> None:
+        """Write what the persona learned, if anything changed (errors are logged). The
+        write and its fsync run on a thread: this is the server's own event loop."""
         self._save_later = None
         if self.memory is None or not self.memory.changed:
             return
+        text = self.memory.snapshot()
         try:
-            self.memory.save()
+            await asyncio.to_thread(self.memory.write, text)
         except OSError as exc:
             logger.error("%s could not save its memory to %s: %s", self.handle,
                          self.memory.path, exc)
 
+    def _save_soon(self) -> None:
+        self._save_later = None
+        if self._saving is not None and not self._saving.done():
+            self._memory_changed()  # one write at a time: try again after this one
+            return
+        self._saving = asyncio.get_running_loop().create_task(self.save_memory())
+
     def _memory_changed(self) -> None:
         if self.memory is not None and self._save_later is None and self.memory.changed:
             self._save_later = asyncio.get_running_loop().call_later(
-                SAVE_DELAY, self.save_memory)
+                SAVE_DELAY, self._save_soon)
 
     def is_bot(self, name: str) -> bool:
         return rules.normalize_name(name) in self._bots

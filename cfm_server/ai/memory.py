@@ -50,6 +50,7 @@ class PersonaMemory:
         self.engine = engine
         self.max_people = max_people
         self._saved = 0  # nothing of this engine is on disk yet
+        self._snapshot_at = 0
 
     @property
     def changed(self) -> bool:
@@ -81,13 +82,21 @@ class PersonaMemory:
 
     def save(self) -> None:
         """Write the most recently used conversations that had a turn, atomically (0600)."""
-        changes = self.engine.changes
+        self.write(self.snapshot())
+
+    def snapshot(self) -> str:
+        """The file's text as of now (cheap: run it where the engine lives, the loop)."""
         held = [(cid, conv) for cid, conv in self.engine.conversations() if conv.turns]
         people = {cid: _entry(conv) for cid, conv in held[-self.max_people:]}
         document = {"version": VERSION, "persona": self.engine.persona.key,
                     "conversations": people}
-        write_private(self.path, json.dumps(document, ensure_ascii=False) + "\n")
-        self._saved = changes
+        self._snapshot_at = self.engine.changes
+        return json.dumps(document, ensure_ascii=False) + "\n"
+
+    def write(self, text: str) -> None:
+        """Write a :meth:`snapshot` (the slow part, with its fsync: fine on a thread)."""
+        write_private(self.path, text)
+        self._saved = self._snapshot_at
 
     def _conversation(self, conversation_id: Any, entry: Any) -> Conversation | None:
         if not isinstance(conversation_id, str) or not 0 < len(conversation_id) <= _MAX_ID:

@@ -267,7 +267,9 @@ class ChatApp(App[None]):
         elif notice.kind is NoticeKind.SIGNED_IN:
             self.toast(f"{who} has just signed in")
         elif notice.kind is NoticeKind.ADDED_YOU:
-            self.toast(f"{who} ({notice.who}) has added you to their contact list")
+            answer = (" F3 to answer: Add back, Block or Not now."
+                      if notice.who in self.state.added_you else "")
+            self.toast(f"{who} ({notice.who}) has added you to their contact list.{answer}")
             self.ring()
         elif notice.kind is NoticeKind.ERROR:
             self.notify(clean_line(notice.text), severity="warning", markup=False)

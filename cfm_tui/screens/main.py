@@ -53,6 +53,7 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+g", "nudge", "Nudge", id="chat.nudge", priority=True),
         Binding("f2", "switch_pane", "Buddies/Chat", id="chat.switch_pane", priority=True),
+        Binding("f3", "answer_request", "Answer request", id="chat.answer", priority=True),
         Binding("f4", "close_conversation", "Close", id="chat.close", priority=True),
         Binding("f5", "add_contact", "Add contact", id="chat.add_contact", priority=True),
         Binding("f6", "join_room", "Join room", id="chat.join_room", priority=True),
@@ -147,6 +148,7 @@ class MainScreen(Screen[None]):
             if not prompt.display and self.focused is not None \
                     and prompt in self.focused.ancestors:
                 self.restore_focus()  # its button was pressed and went away with it
+            self.refresh_bindings()  # F3 comes and goes with the request
             self._retitle_tabs()
         if update.connection or update.rooms:
             self.query_one(ConnectionBar).show(state, self.server)
@@ -314,7 +316,13 @@ class MainScreen(Screen[None]):
             return room is not None and not rules.is_group_room(room)
         if action == "close_conversation":
             return self.active_room is not None  # no tab, nothing to close: not listed
+        if action == "answer_request":
+            return bool(self.state.added_you)  # only while "X has added you" shows
         return True
+
+    def action_answer_request(self) -> None:
+        if self.state.added_you:
+            self.query_one("#added-you-add").focus()
 
     def action_nudge(self) -> None:
         room = self.active_room

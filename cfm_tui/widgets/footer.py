@@ -17,9 +17,10 @@ from textual.widgets._footer import FooterKey
 
 QUIT = "app.quit"
 # Binding ids, most useful first; keys not listed follow in the order Textual gives.
-ORDER = ("chat.nudge", "chat.switch_pane", "chat.close", "chat.add_contact",
+ORDER = ("chat.answer", "chat.nudge", "chat.switch_pane", "chat.close", "chat.add_contact",
          "chat.join_room")
-SHORT = {"chat.add_contact": "Add", "chat.join_room": "Join", "buddy.block": "Block"}
+SHORT = {"chat.add_contact": "Add", "chat.join_room": "Join", "buddy.block": "Block",
+         "chat.answer": "Answer"}
 
 
 @dataclass(frozen=True, slots=True)

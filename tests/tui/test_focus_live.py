@@ -275,3 +275,32 @@ async def test_a_room_row_offers_what_works_there(server, tmp_path):
         assert "Leave #study?" in str(app.screen.query_one("#confirm-question").render())
         await pilot.press("y")
         await wait_until(pilot, lambda: "#study" not in app.state.group_rooms(), "left")
+
+
+async def test_an_add_request_is_answered_from_the_keyboard(server, tmp_path):
+    """The toast says which key answers; F3 (in the footer while a request waits) puts
+    the focus on Add back, Enter presses it."""
+    from textual.widgets._footer import FooterKey
+
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+
+        def footer() -> list[str]:
+            return [k.description for k in bob.main.query(FooterKey)]
+
+        assert "Answer request" not in footer()
+        alice.contact("add", "bob")
+        await wait_until(pb, lambda: bob.state.added_you == ["alice"], "the request")
+        toasts = [n.message for n in bob._notifications]
+        assert any("F3" in t for t in toasts), toasts
+        await wait_until(pb, lambda: "Answer request" in footer(), "F3 in the footer")
+        await pb.press("f3")
+        await pb.pause()
+        assert bob.focused is bob.main.query_one("#added-you-add")
+        await pb.press("enter")
+        await wait_until(pb, lambda: "alice" in bob.state.contacts, "added back")
+        await wait_until(pb, lambda: "Answer request" not in footer(), "F3 gone")
+        assert isinstance(bob.focused, BuddyList)

@@ -38,6 +38,7 @@ from cfm_tui.screens.signin import SignInError, SignInForm, SignInScreen
 from cfm_tui.session import (
     ChatSession,
     EmbeddedServer,
+    EmbeddedServerBusy,
     SignIn,
     connect_error,
     friendly_error,
@@ -161,6 +162,9 @@ class ChatApp(App[None]):
                 # The embedded server's port changes every run: keep its tokens by name.
                 token_file = (self.options.data_dir / "embedded" / "tokens"
                               / f"{rules.normalize_name(form.name)}.token")
+        except EmbeddedServerBusy as exc:
+            log.info("embedded server: %s", exc.__cause__)
+            return SignInError(str(exc))
         except Exception as exc:  # the embedded server could not start
             log.exception("embedded server failed")
             return SignInError(f"Could not start the local server: {exc}")

@@ -390,3 +390,19 @@ async def test_a_nudge_shakes_without_errors(server, tmp_path, caplog):
     gc.collect()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_a_second_chat_on_the_built_in_server_says_what_to_do(tmp_path):
+    """Two `cfm chat` with no --server share the embedded server's data dir: the second
+    says another chat holds it, and how to run both."""
+    first = make_app(tmp_path, None, "alice")
+    second = make_app(tmp_path, None, "bob", data_dir=first.options.data_dir)
+    async with first.run_test(size=SIZE) as p1:
+        await wait_until(p1, lambda: first.main is not None, "the first chat signed in")
+        async with second.run_test(size=SIZE) as p2:
+            await wait_until(p2, lambda: isinstance(second.screen, SignInScreen), "sign-in")
+            error = second.screen.query_one("#signin-error", Static)
+            await wait_until(p2, lambda: "another cfm chat" in plain(error).lower(), "error")
+            text = plain(error)
+            assert "pid" not in text and "data directory" not in text
+            assert "--server ws://127.0.0.1:1863/ws" in text and "cfm serve" in text

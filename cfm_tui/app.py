@@ -44,7 +44,7 @@ from cfm_tui.session import (
     friendly_error,
     server_url,
 )
-from cfm_tui.state import ChatState, Notice, NoticeKind, Update
+from cfm_tui.state import ChatState, Link, Notice, NoticeKind, Update
 from cfm_tui.theme import MSN_THEME
 from cfm_tui.widgets.added_you import AddedYouPrompt
 from cfm_tui.widgets.buddy_list import ROOM, USER, BuddyList
@@ -327,6 +327,13 @@ class ChatApp(App[None]):
     def _tick(self) -> None:
         if self.main is not None:
             self.main.refresh_typing()
+            if self.state is not None and self.state.connection.link is Link.RECONNECTING:
+                self.main.render_update(Update(connection=True))  # the countdown
+
+    def reconnect_now(self) -> None:
+        """Cut the SDK's back-off wait short: try the server at once."""
+        if self.session is not None:
+            self.session.client.reconnect_now()
 
     def _check_idle(self) -> None:
         if self.state is None or self.session is None:
@@ -472,6 +479,12 @@ class ChatApp(App[None]):
             self.contact(name, arg)
         elif name == "close":
             main.close_conversation(room)
+        elif name == "reconnect":
+            if state.connection.link is Link.RECONNECTING:
+                self.reconnect_now()
+            else:
+                self.note(room, f"/reconnect is for while the connection is down "
+                                f"({state.connection.describe()}).")
         elif name == "help":
             self.note(room, slash.help_text())
         return True
@@ -700,6 +713,8 @@ class ChatApp(App[None]):
             ("Switch between buddy list and conversation", main.action_switch_pane,
              "One pane at a time on narrow terminals (F2)"),
             ("Edit personal message", self.action_edit_psm, "What your contacts see"),
+            *([("Reconnect now", self.reconnect_now, "Try the server at once (/reconnect)")]
+              if state.connection.link is Link.RECONNECTING else []),
             ("Toggle desktop notifications", self.action_toggle_desktop_notifications,
              "OSC 9 notifications through the terminal"),
             ("Toggle the bell", self.action_toggle_bell, "Ring on nudges and new messages"),

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "block": ("<name>", "block someone"),
     "unblock": ("<name>", "unblock someone"),
     "close": ("", "close this conversation"),
+    "reconnect": ("", "try to reconnect now, not when the countdown ends"),
     "help": ("", "this list"),
 }
 
@@ -106,7 +107,7 @@ def parse(draft: str) -> Parsed:
 
 def _check(name: str, rest: str) -> Parsed:
     arg = rest.strip()
-    if name in ("nudge", "leave", "close", "help"):
+    if name in ("nudge", "leave", "close", "reconnect", "help"):
         return Command(name) if not arg else Refusal(f"/{name} takes nothing after it.")
     if name == "status":
         status = parse_status(arg)

@@ -106,15 +106,29 @@ class Connection:
     link: Link = Link.CONNECTING
     retry_in: float | None = None
     reason: str | None = None
+    # When the next try is due (the state's clock); the bar counts down to it.
+    retry_at: float | None = None
 
-    def describe(self) -> str:
+    def remaining(self, now: float | None) -> float | None:
+        if self.link is not Link.RECONNECTING or self.retry_in is None:
+            return None
+        if now is None or self.retry_at is None:
+            return self.retry_in
+        return self.retry_at - now
+
+    def counting_down(self, now: float | None) -> bool:
+        left = self.remaining(now)
+        return left is not None and left >= 0.5
+
+    def describe(self, now: float | None = None) -> str:
         if self.link is Link.CONNECTED:
             return "Connected"
         if self.link is Link.CONNECTING:
             return "Connecting…"
         if self.link is Link.RECONNECTING:
-            if self.retry_in is not None and self.retry_in >= 0.5:
-                return f"Reconnecting in {round(self.retry_in)} s…"
+            left = self.remaining(now)
+            if left is not None and left >= 0.5:
+                return f"Reconnecting in {round(left)} s…"
             return "Reconnecting…"
         return "Disconnected"
 
@@ -214,7 +228,8 @@ class ChatState:
         if self.connection.link is Link.CONNECTED and new is not Link.CONNECTED:
             self._online_at_drop = {name for name in self.contacts
                                     if name in self.people and self.people[name].online}
-        self.connection = Connection(new, retry_in, reason)
+        retry_at = self.clock() + retry_in if retry_in is not None else None
+        self.connection = Connection(new, retry_in, reason, retry_at)
         return Update(connection=True)
 
     # --- server frames ---------------------------------------------------------------

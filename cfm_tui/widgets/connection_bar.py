@@ -22,7 +22,7 @@ class ConnectionBar(Static):
         conn = state.connection
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("● ", style=Style(color=LINK_COLOURS[conn.link]))
-        text.append(conn.describe(), style=Style(bold=True))
+        text.append(conn.describe(state.clock()), style=Style(bold=True))
         pending = sum(len(c.pending) for c in state.conversations.values())
         if pending:
             text.append(f"  ·  {pending} message{'s' if pending != 1 else ''} waiting to send")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cfm_common import rules
+from cfm_common.client import ConnectionState, StateChanged
 from cfm_tui.widgets.buddy_list import BuddyList
 from tests.tui.helpers import SIZE, active_view, make_app, transcript_text, wait_until
 
@@ -177,3 +178,32 @@ async def test_a_status_chosen_in_the_app_is_remembered(server, tmp_path):
         app._check_idle()
         assert app.state.status == "away"
         assert ChatConfig.load(saved)[0].status == "brb"
+
+
+async def test_the_reconnect_bar_counts_down_and_reconnect_now_tries_at_once(server, tmp_path):
+    from textual.widgets import Static
+
+    from tests.tui.helpers import plain
+
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await app.open_dm("bob")
+        await pilot.pause()
+        bar = app.main.query_one("#connection", Static)
+        await pilot.press(*"/reconnect", "enter")
+        await wait_until(pilot, lambda: "/reconnect is for while the connection is down"
+                         in transcript_text(app, DM), "the refusal while connected")
+        # As the SDK reports a wait before the next try: the bar counts it down.
+        await app.handle_event(StateChanged(ConnectionState.RECONNECTING, 16.0, "test"))
+        assert "Reconnecting in 16 s…" in plain(bar)
+        await wait_until(pilot, lambda: "Reconnecting in 15 s…" in plain(bar), "a tick")
+        assert any(t == "Reconnect now" for t, _, _ in app.palette_commands())
+        tries: list[bool] = []
+        app.session.client.reconnect_now = lambda: tries.append(True)
+        await pilot.press(*"/reconnect", "enter")
+        await wait_until(pilot, lambda: tries == [True], "reconnect_now called")
+        await pilot.press("ctrl+p", *"reconnect now")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: tries == [True, True], "from the palette too")

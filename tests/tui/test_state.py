@@ -369,3 +369,15 @@ def test_a_new_minute_starts_a_new_says_header():
     lines = render.transcript(state.conversation(DM).lines(), state, UTC).plain.split("\n")
     assert lines == ["bob says (03:35):", "  first", "  same minute",
                      "bob says (03:39):", "  queued"]
+
+
+def test_the_reconnect_countdown_ticks():
+    now = [100.0]
+    state = ChatState("alice", clock=lambda: now[0])
+    state.on_connection("reconnecting", 16.0)
+    assert state.connection.describe(now[0]) == "Reconnecting in 16 s…"
+    now[0] += 1.0
+    assert state.connection.describe(now[0]) == "Reconnecting in 15 s…"
+    now[0] += 14.8
+    assert state.connection.describe(now[0]) == "Reconnecting…"
+    assert state.connection.counting_down(now[0]) is False

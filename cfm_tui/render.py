@@ -53,12 +53,16 @@ def status_dot(status: str) -> Text:
     return Text(DOT, style=Style(color=STATUS_COLOURS.get(status, "#8a8a8a")))
 
 
-def buddy_line(person: Person, unread: int = 0, *, blocked: bool = False) -> Text:
-    """One row of the buddy list: dot, name, unread count, status word, dim psm."""
+def buddy_line(person: Person, unread: int = 0, *, blocked: bool = False,
+               label: str | None = None) -> Text:
+    """One row of the buddy list: dot, name, unread count, status word, dim psm.
+
+    ``label`` is the name to show (``ChatState.label``: with the handle when ambiguous).
+    """
     line = Text("  ", no_wrap=True, overflow="ellipsis")
     line.append_text(status_dot("offline" if blocked else person.status))
     line.append(" ")
-    line.append(clean_line(person.label), style=Style(bold=unread > 0))
+    line.append(clean_line(label or person.label), style=Style(bold=unread > 0))
     if unread:
         line.append(f" ({unread})", style=Style(bold=True, color="#1f5fa8"))
     if blocked:

@@ -163,13 +163,34 @@ class ChatState:
         return self.people[key]
 
     def label(self, name: str | None) -> str:
-        """The name to show for a handle: its display name when we know one."""
+        """The name to show for a handle: its display name when we know one, with the
+        handle after it (``Echo <echo2>``) when that name could be taken for someone
+        else's: shared with another person, or another person's handle."""
         if name is None:
             return ""
-        if rules.normalize_name(name) == self.me:
+        key = rules.normalize_name(name)
+        shown = self._display_of(key)
+        if shown is None:
+            return name
+        if self._confusable(key, shown):
+            return f"{shown} <{key}>"
+        return shown
+
+    def _display_of(self, key: str) -> str | None:
+        if key == self.me:
             return self.display or self.me
-        person = self.people.get(rules.normalize_name(name))
-        return person.label if person else name
+        person = self.people.get(key)
+        return person.label if person else None
+
+    def _confusable(self, key: str, shown: str) -> bool:
+        folded = shown.casefold()
+        for other in (self.me, *self.people):
+            if other == key or not other:
+                continue
+            other_shown = self._display_of(other) or other
+            if other_shown.casefold() == folded or other.casefold() == folded:
+                return True
+        return False
 
     def conversation(self, room: str) -> Conversation:
         conv = self.conversations.get(room)

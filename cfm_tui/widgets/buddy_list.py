@@ -10,7 +10,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from cfm_tui import render
-from cfm_tui.state import ChatState
+from cfm_tui.state import ChatState, Person
 
 USER = "user:"
 ROOM = "room:"
@@ -58,23 +58,25 @@ class BuddyList(OptionList):
         offline = [p for p in humans if not p.online]
         options: list[Option] = []
 
+        def row(p: Person) -> Option:
+            return Option(render.buddy_line(p, state.unread_for(p.name),
+                                            label=state.label(p.name)), id=USER + p.name)
+
         def group(title: str, key: str, count: int | None) -> None:
             options.append(Option(render.group_header(title, count), id=f"group:{key}",
                                   disabled=True))
 
         if bots:
             group("AI contacts", "ai", len(bots))
-            options += [Option(render.buddy_line(p, state.unread_for(p.name)), id=USER + p.name)
-                        for p in bots]
+            options += [row(p) for p in bots]
         group("Online", "online", len(online))
-        options += [Option(render.buddy_line(p, state.unread_for(p.name)), id=USER + p.name)
-                    for p in online]
+        options += [row(p) for p in online]
         group("Offline", "offline", len(offline))
-        options += [Option(render.buddy_line(p, state.unread_for(p.name)), id=USER + p.name)
-                    for p in offline]
+        options += [row(p) for p in offline]
         if state.blocked:
             group("Blocked", "blocked", len(state.blocked))
-            options += [Option(render.buddy_line(state.person(n), blocked=True), id=USER + n)
+            options += [Option(render.buddy_line(state.person(n), blocked=True,
+                                                 label=state.label(n)), id=USER + n)
                         for n in sorted(state.blocked)]
         rooms = state.group_rooms()
         group("Rooms", "rooms", len(rooms))

@@ -381,3 +381,33 @@ def test_the_reconnect_countdown_ticks():
     now[0] += 14.8
     assert state.connection.describe(now[0]) == "Reconnecting…"
     assert state.connection.counting_down(now[0]) is False
+
+
+def test_names_that_could_be_confused_show_the_handle():
+    """Two contacts called "Echo", or carol calling herself "alice": the handle is added
+    wherever the name is shown (list, tabs, transcript)."""
+    from cfm_tui import render
+
+    state = ChatState("me")
+    state.on_welcome(Welcome(1, "s", "me", "t", "Me", "online", "", "cfm", {}, (), (
+        RosterEntry("echo1", "Echo", "online", "", False),
+        RosterEntry("echo2", "echo", "online", "", False),
+        RosterEntry("carol", "alice", "online", "", False),
+        RosterEntry("alice", "Alice", "online", "", False),
+        RosterEntry("bob", "Bob", "online", "", False),
+        RosterEntry("dave", "dave", "online", "", False),
+    )))
+    assert state.label("echo1") == "Echo <echo1>"
+    assert state.label("echo2") == "echo <echo2>"
+    assert state.label("carol") == "alice <carol>"
+    assert state.label("alice") == "Alice <alice>"
+    assert state.label("bob") == "Bob"
+    assert state.label("dave") == "dave"  # a display name equal to its own handle
+    room = state.dm_with("echo2").room
+    assert render.conversation_title(room, state) == "echo <echo2>"
+    assert render.buddy_line(state.person("carol"), label=state.label("carol")).plain \
+        .startswith("  ● alice <carol>")
+    state.apply(Msg(rules.dm_room("me", "carol"), 1, "carol", "hi", 0, "text", "c1"))
+    text = render.transcript(state.conversation(rules.dm_room("me", "carol")).lines(), state,
+                             None).plain
+    assert text.startswith("alice <carol> says")

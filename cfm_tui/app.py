@@ -570,6 +570,10 @@ class ChatApp(App[None]):
         else:
             conv.add_message(Msg(ack.room, ack.seq, state.me, "", ack.ts,
                                  rules.MsgKind.NUDGE.value, ack.id))
+            known = state.people.get(peer)  # a contact: their presence is known
+            if peer in state.contacts and known is not None and not known.online:
+                conv.note(f"{state.label(peer)} is offline: your nudge will reach them when "
+                          "they sign in.", state.now_ms())
         self._render(Update(rooms={room}))
 
     @work(group="requests", exit_on_error=False)

@@ -39,6 +39,7 @@ NOTE_STYLE = Style(color="#8a8a8a", italic=True)
 PENDING_STYLE = Style(color="#8a8a8a")
 SEEN_STYLE = Style(color="#8a8a8a", dim=True)
 GROUP_STYLE = Style(bold=True, color="#1f5fa8")
+ACTION_STYLE = Style(color="#8e44ad", italic=True)
 INDENT = "  "
 
 
@@ -117,6 +118,12 @@ def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
             else:
                 who = clean_line(state.label(line.sender))
                 out.append(f"{who} just sent you a nudge!", style=NUDGE_STYLE)
+        elif is_action(line):
+            # "/me waves" arrives as "* alice waves": an action line, no "says" header.
+            body = replace_emoticons(clean_text(line.text))
+            out.append(_wrap_indented(body, "", width), style=ACTION_STYLE)
+            if line.kind is LineKind.PENDING:
+                out.append("  sending…", style=PSM_STYLE)
         else:
             pending = line.kind is LineKind.PENDING
             if not _continues(previous, line, tz):
@@ -142,10 +149,21 @@ def _continues(previous: TranscriptLine | None, line: TranscriptLine, tz: tzinfo
     """
     return (
         previous is not None
+        and not is_action(previous)
         and previous.kind is line.kind
         and previous.sender == line.sender
         and format_time(previous.ts, tz) == format_time(line.ts, tz)
     )
+
+
+def is_action(line: TranscriptLine) -> bool:
+    """A message that starts with "* <its sender's handle> " (what /me sends).
+
+    Matched on the real sender's handle, so bob cannot write an action for alice.
+    """
+    return (line.kind in (LineKind.SAY, LineKind.PENDING) and line.sender is not None
+            and line.text.startswith(f"* {line.sender} ")
+            and bool(line.text[len(line.sender) + 3:].strip()))
 
 
 def _indent(text: str, prefix: str) -> str:

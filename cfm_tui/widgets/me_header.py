@@ -20,6 +20,7 @@ from textual.widgets import Input, Label, Select
 
 from cfm_common import rules
 from cfm_tui import render
+from cfm_tui.emoticons import replace_emoticons
 from cfm_tui.sanitize import clean_line
 from cfm_tui.state import ChatState
 
@@ -39,6 +40,13 @@ class PsmInput(Input):
 
     def action_cancel(self) -> None:
         self.post_message(self.Cancelled())
+
+    @property
+    def _value(self) -> Text:
+        """Emoticons as emoji, as contacts see it; the typed codes while editing."""
+        if self.has_focus:
+            return super()._value
+        return Text(replace_emoticons(self.value), no_wrap=True, overflow="ignore", end="")
 
 
 class MeHeader(Vertical):

@@ -71,3 +71,33 @@ async def test_background_tab_title_counts_unread():
         titles = [str(tab.label) for tab in tabs.query("ContentTab")]
         assert any(t.startswith("Bob (") for t in titles), titles
         assert app.main.active_room == "#lobby"
+
+
+async def test_own_psm_shows_emoji_until_edited():
+    from textual.widgets import Input
+
+    app = app_with()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        psm = app.main.query_one("#me-psm", Input)
+        assert psm.value == "Listening to: Daft Punk (8)"
+        assert psm._value.plain == "Listening to: Daft Punk 🎵"
+        psm.focus()
+        await pilot.pause()
+        assert psm._value.plain == "Listening to: Daft Punk (8)"  # the codes, to edit
+
+
+async def test_the_status_list_hides_the_buddy_list_under_it():
+    from textual.widgets import Select
+
+    app = app_with()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        select = app.main.query_one("#me-status", Select)
+        select.expanded = True
+        await pilot.pause()
+        overlay = select.query_one("SelectOverlay")
+        pane = app.main.query_one("#buddy-pane")
+        assert overlay.region.x <= pane.region.x
+        assert overlay.region.right >= pane.content_region.right - 1  # up to the border
+        assert overlay.styles.border_left[0] != ""

@@ -207,3 +207,20 @@ async def test_the_reconnect_bar_counts_down_and_reconnect_now_tries_at_once(ser
         await pilot.pause(0.3)
         await pilot.press("enter")
         await wait_until(pilot, lambda: tries == [True, True], "from the palette too")
+
+
+async def test_nudging_an_offline_contact_says_when_it_arrives(server, tmp_path):
+    from cfm_common.client import Client
+
+    async with Client(server.url, "bob", token_file=False):
+        pass  # bob exists, and is offline now
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        app.contact("add", "bob")
+        await wait_until(pilot, lambda: "bob" in app.state.contacts, "bob listed")
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.press(*"/nudge", "enter")
+        await wait_until(pilot, lambda: "your nudge will reach them when they sign in"
+                         in transcript_text(app, DM), "the offline line")

@@ -411,3 +411,20 @@ def test_names_that_could_be_confused_show_the_handle():
     text = render.transcript(state.conversation(rules.dm_room("me", "carol")).lines(), state,
                              None).plain
     assert text.startswith("alice <carol> says")
+
+
+def test_a_me_message_is_an_action_line_for_everyone():
+    from datetime import UTC
+
+    from cfm_tui import render
+
+    state = ChatState("bob")
+    room = rules.dm_room("alice", "bob")
+    state.apply(Msg(room, 1, "alice", "hi", 0, "text", "a1"))
+    state.apply(Msg(room, 2, "alice", "* alice waves (Y)", 0, "text", "a2"))
+    state.apply(Msg(room, 3, "alice", "still me", 0, "text", "a3"))
+    state.apply(Msg(room, 4, "bob", "* alice is not bob", 0, "text", "b1"))  # no spoofing
+    lines = render.transcript(state.conversation(room).lines(), state, UTC).plain.split("\n")
+    assert lines == ["alice says (00:00):", "  hi", "* alice waves 👍",
+                     "alice says (00:00):", "  still me",
+                     "bob says (00:00):", "  * alice is not bob"]

@@ -229,6 +229,12 @@ class MainScreen(Screen[None]):
             if not activate and self._focus_parked_in_psm():
                 # Nothing typed there: the keys that follow are meant for a chat.
                 self.restore_focus()
+            elif not activate and self.focused is not None and self.focused.id == "me-psm":
+                # Mid-edit: moving the focus would send the rest of it to the chat, so it
+                # stays, but the user is told where the keys go.
+                self.app.notify("You are still editing your personal message: Enter sets "
+                                "it, Escape cancels, F2 goes to the conversation.",
+                                markup=False)
         view = self.view_for(room)
         assert view is not None
         if activate:

@@ -304,3 +304,25 @@ async def test_an_add_request_is_answered_from_the_keyboard(server, tmp_path):
         await wait_until(pb, lambda: "alice" in bob.state.contacts, "added back")
         await wait_until(pb, lambda: "Answer request" not in footer(), "F3 gone")
         assert isinstance(bob.focused, BuddyList)
+
+
+async def test_a_background_tab_during_a_psm_edit_says_where_keys_go(server, tmp_path):
+    from textual.widgets import Input
+
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        psm = bob.main.query_one("#me-psm", Input)
+        await pb.click("#me-psm")
+        await pb.press(*"revis")
+        alice.send_text(DM, "hi")
+        await wait_until(pb, lambda: "hi" in transcript_text(bob, DM), "the message")
+        await wait_until(pb, lambda: any("still editing your personal message" in n.message
+                                         for n in bob._notifications), "the warning")
+        assert bob.focused is psm and bob.state.psm == ""
+        await pb.press("f2")
+        await pb.pause()
+        assert bob.focused is active_view(bob).composer
+        assert bob.state.psm == "revis"  # leaving the field set it, as in MSN

@@ -43,6 +43,7 @@ from cfm_tui.session import (
     connect_error,
     friendly_error,
     server_url,
+    sign_in_refusal,
 )
 from cfm_tui.state import ChatState, Link, Notice, NoticeKind, Update
 from cfm_tui.theme import MSN_THEME
@@ -76,6 +77,8 @@ class ChatOptions:
     name: str | None = None
     display: str | None = None
     status: str = "online"
+    # --invite: for this sign-in only (the SDK sends it while it has no token), never saved.
+    invite: str | None = None
     # Where the embedded server keeps its data (and this app its tokens for it).
     data_dir: Path = field(default_factory=data_dir)
     config_path: Path | None = None
@@ -125,7 +128,7 @@ class ChatApp(App[None]):
         name = self.options.name
         if name:
             form = SignInForm(name, self.options.display or "", self.options.status,
-                              self.options.server)
+                              self.options.server, self.options.invite)
             error = await self.sign_in(form)
             if error is None:
                 return
@@ -140,7 +143,8 @@ class ChatApp(App[None]):
         return SignInScreen(name=self.options.name or c.name or "",
                             display=self.options.display or c.display or "",
                             status=self.options.status or c.status or "online",
-                            server=self.options.server or c.server or "")
+                            server=self.options.server or c.server or "",
+                            invite=self.options.invite or "")
 
     async def on_sign_in_screen_submitted(self, event: SignInScreen.Submitted) -> None:
         error = await self.sign_in(event.form)
@@ -169,12 +173,15 @@ class ChatApp(App[None]):
             log.exception("embedded server failed")
             return SignInError(f"Could not start the local server: {exc}")
         session = ChatSession(url, SignIn(form.name, form.display or None, form.status,
-                                          None, form.server), token_file=token_file)
+                                          None, form.server, form.invite),
+                              token_file=token_file)
         try:
             welcome = await session.connect()
         except ClientError as exc:
             if exc.code == "connect_failed":
                 return SignInError(connect_error(exc, url), "server" if form.server else None)
+            if exc.code == "forbidden":  # registration: closed, or by invite
+                return SignInError(*sign_in_refusal(exc))
             field = "name" if exc.code in ("name_taken", "bad_token", "name_invalid") else None
             return SignInError(friendly_error(exc, form.name), field)
         self.session = session

@@ -21,6 +21,16 @@ def parse_status(value: str) -> str:
     return status
 
 
+def parse_invite(value: str) -> str | None:
+    """An invite code as pasted (surrounding blanks dropped); None for an empty one."""
+    code = value.strip()
+    if len(code) > rules.MAX_INVITE or any(not ch.isprintable() for ch in code):
+        raise typer.BadParameter(
+            f"that is not an invite code (at most {rules.MAX_INVITE} characters, "
+            f"like 3f9a1c2e-0-1-9b7c2e4f1a0d3c5b6e7f)", param_hint="--invite")
+    return code or None
+
+
 @app.callback(invoke_without_command=True)
 def chat(
     server: Annotated[str | None, typer.Option(
@@ -33,6 +43,12 @@ def chat(
         "--status", help="online, busy, away, brb, phone, lunch or invisible.")] = None,
     display: Annotated[str | None, typer.Option(
         "--display", help="Your display name.")] = None,
+    # No envvar: a code is for one sign-up, and a lingering CFM_INVITE would spend a
+    # many-use code on every new handle signed up from that shell.
+    invite: Annotated[str | None, typer.Option(
+        "--invite", metavar="CODE",
+        help="An invite code from the server's operator, for your first sign-in on a "
+             "server that takes new users by invite. Not saved.")] = None,
 ) -> None:
     """Open the messenger."""
     from cfm_tui.launch import run_chat
@@ -43,4 +59,6 @@ def chat(
 
         raise typer.BadParameter(f"{name!r} is not a valid handle. {HANDLE_RULE}",
                                  param_hint="--name")
-    raise typer.Exit(run_chat(server=server, name=name, status=chosen, display=display))
+    code = parse_invite(invite) if invite is not None else None
+    raise typer.Exit(run_chat(server=server, name=name, status=chosen, display=display,
+                              invite=code))

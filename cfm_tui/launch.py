@@ -9,7 +9,7 @@ from cfm_tui.config import ChatConfig, config_path, data_dir
 
 
 def run_chat(*, server: str | None, name: str | None, status: str | None,
-             display: str | None) -> int:
+             display: str | None, invite: str | None = None) -> int:
     from cfm_tui.app import ChatApp, ChatOptions
 
     path = config_path()
@@ -21,6 +21,7 @@ def run_chat(*, server: str | None, name: str | None, status: str | None,
         server=server or config.server,
         name=name,
         display=display,
+        invite=invite,
         status=status or config.status or "online",
         data_dir=data_dir(),
         config_path=path,

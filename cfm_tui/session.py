@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cfm_common import rules
 from cfm_common.client import Client, ClientError
+from cfm_tui.sanitize import clean_line
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class SignIn:
     status: str = "online"
     psm: str | None = None
     server: str | None = None
+    # An operator's invite code, for claiming a new handle on a server that asks for one.
+    invite: str | None = None
 
 
 EMBEDDED_BUSY = (
@@ -141,6 +144,7 @@ class ChatSession:
             display=sign_in.display or None,
             psm=sign_in.psm or None,
             client_name=CLIENT_NAME,
+            invite=sign_in.invite or None,
         )
 
     @property
@@ -190,6 +194,23 @@ ERROR_TEXT = {
     "closed": "You are signed out.",
     "disconnected": "The connection to the server was closed.",
 }
+
+
+MAX_REFUSAL = 200  # characters of a server's reason for refusing a sign-up
+
+
+def sign_in_refusal(exc: ClientError) -> tuple[str, str | None]:
+    """A ``forbidden`` answer to ``hello``: the server's reason, and the field to fix.
+
+    The server says why (registration by invite, or closed; a code that is wrong, expired
+    or used up); only the reasons about invites are fixed in the invite field. The text
+    is the server's, so it is cleaned and cut to what the sign-in box shows (four lines).
+    """
+    msg = clean_line(exc.msg).strip() or "This server does not take new users."
+    if len(msg) > MAX_REFUSAL:
+        msg = msg[:MAX_REFUSAL - 1] + "…"
+    field = "invite" if "invite" in msg.lower() else None
+    return msg[:1].upper() + msg[1:], field
 
 
 def friendly_error(exc: ClientError, name: str = "") -> str:

@@ -1,4 +1,8 @@
-"""The sign-in window: handle, display name, status, server; errors shown inline."""
+"""The sign-in window: handle, display name, status, server; errors shown inline.
+
+The invite code field shows only when it matters: the code came with ``--invite``, or
+the server refused a new handle for want of a (good) code.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +29,12 @@ class SignInForm:
     display: str
     status: str
     server: str | None  # None: the embedded local server
+    invite: str | None = None  # for a new handle on a server that asks for one
 
 
 @dataclass(frozen=True, slots=True)
 class SignInError:
-    """Why signing in failed, and the field to fix (``name``, ``server`` or None)."""
+    """Why signing in failed, and the field to fix (``name``, ``server``, ``invite``)."""
 
     text: str
     field: str | None = None
@@ -42,10 +47,11 @@ class SignInScreen(Screen[None]):
             self.form = form
 
     def __init__(self, *, name: str = "", display: str = "", status: str = "online",
-                 server: str = "") -> None:
+                 server: str = "", invite: str = "") -> None:
         super().__init__()
         self._defaults = (name, display, status if status in rules.CLIENT_STATUSES else "online",
                           server)
+        self._invite = invite
         self.busy = False
 
     def compose(self) -> ComposeResult:
@@ -65,11 +71,17 @@ class SignInScreen(Screen[None]):
             yield Label("Server:")
             yield Input(server, placeholder="empty: a local server on this machine",
                         id="signin-server", compact=True)
+            yield Label("Invite code (for a new account):", classes="invite")
+            yield Input(self._invite, placeholder="from the server's operator",
+                        id="signin-invite", classes="invite", max_length=rules.MAX_INVITE,
+                        compact=True)
             yield Static(id="signin-error")
             yield Button("Sign In", id="signin-button", variant="primary", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
+        if self._invite:
+            self.show_invite()
         target = "#signin-display" if self._defaults[0] else "#signin-name"
         self.query_one(target, Input).focus()
 
@@ -78,8 +90,20 @@ class SignInScreen(Screen[None]):
         self.busy = False
         self.query_one("#signin-error", Static).update(Text(message))
         self.query_one("#signin-button", Button).disabled = False
+        if field == "invite":
+            self.show_invite()
         if field is not None:
             self.query_one(f"#signin-{field}", Input).focus()
+
+    def show_invite(self) -> None:
+        """Reveal the invite code field (it stays for the rest of this screen)."""
+        self.query_one("#signin-box").add_class("-with-invite")
+        for widget in self.query(".invite"):
+            widget.display = True  # at once, not at the next restyle: it may get the focus
+
+    @property
+    def invite_shown(self) -> bool:
+        return self.query_one("#signin-box").has_class("-with-invite")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -98,11 +122,13 @@ class SignInScreen(Screen[None]):
             return
         status = self.query_one("#signin-status", Select).value
         server = self.query_one("#signin-server", Input).value.strip() or None
+        invite = self.query_one("#signin-invite", Input).value.strip() if self.invite_shown else ""
         form = SignInForm(
             name=name,
             display=self.query_one("#signin-display", Input).value.strip(),
             status=status if isinstance(status, str) else "online",
             server=server,
+            invite=invite or None,
         )
         self.busy = True
         self.query_one("#signin-error", Static).update(Text("Signing in…"))

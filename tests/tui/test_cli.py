@@ -38,3 +38,23 @@ def test_help_lists_the_options():
     assert result.exit_code == 0
     for option in ("--server", "--name", "--status"):
         assert option in result.output
+
+
+def test_invite_is_passed_to_the_sign_in(monkeypatch):
+    seen: dict[str, object] = {}
+
+    def fake_run_chat(**kwargs: object) -> int:
+        seen.update(kwargs)
+        return 0
+
+    monkeypatch.setattr("cfm_tui.launch.run_chat", fake_run_chat)
+    monkeypatch.setenv("CFM_INVITE", "from-the-environment")  # not read: see cfm_tui.cli
+    runner = CliRunner()
+    result = runner.invoke(app, ["chat", "--name", "alice", "--invite", " 3f9a-0-1-9b7c \n"])
+    assert result.exit_code == 0, result.output
+    assert seen["invite"] == "3f9a-0-1-9b7c" and seen["name"] == "alice"
+    result = runner.invoke(app, ["chat"])
+    assert result.exit_code == 0 and seen["invite"] is None
+    result = runner.invoke(app, ["chat", "--invite", "x" * 129])
+    assert result.exit_code == 2 and "--invite" in result.output
+    assert "--invite" in runner.invoke(app, ["chat", "--help"]).output

@@ -28,6 +28,21 @@ def test_sign_in(snap_compare, tmp_path):
     assert snap_compare(ChatApp(options), terminal_size=(120, 40))
 
 
+def test_sign_in_refused_invite_at_80x24(snap_compare, tmp_path):
+    """The invite field (shown for --invite, or when the server asks for a code) with the
+    server's reason under the form: the whole box fits 80x24."""
+    options = ChatOptions(config=ChatConfig(name="alice", idle_minutes=0),
+                          data_dir=tmp_path, config_path=tmp_path / "chat.json",
+                          animations=False, invite="68e1fc1a-6b1238ec-5-f7276a253467922ba213")
+
+    async def refused(pilot):
+        pilot.app.screen.show_error("That invite code has been used up; ask for a new one",
+                                    "invite")
+        await pilot.pause()
+
+    assert snap_compare(ChatApp(options), terminal_size=(80, 24), run_before=refused)
+
+
 def test_buddy_list(snap_compare):
     assert snap_compare(seeded_app(with_request=True), terminal_size=(120, 40))
 

@@ -205,6 +205,7 @@ class Client:
         self._held = False
         self._held_retry: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()  # cuts a back-off wait short (reconnect_now, close)
+        self._page_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._closed = False
 
     # --- properties -----------------------------------------------------------------
@@ -413,7 +414,7 @@ class Client:
     ) -> f.MembersPage:
         """A page of a group room's members sorted by name, each after ``after``."""
         frame = f.GetMembers(room=room, after=after, limit=limit)
-        return await self._request(frame, "members", room)
+        return await self._paged(frame, "members", room)
 
     async def leave(self, room: str) -> f.Left:
         return await self._request(f.Leave(room=room), "leave", room)
@@ -423,7 +424,15 @@ class Client:
     ) -> f.History:
         """A page of a room's stored messages (returned, not emitted as events)."""
         frame = f.GetHistory(room=room, before=before, after=after, limit=limit)
-        return await self._request(frame, "history", room)
+        return await self._paged(frame, "history", room)
+
+    async def _paged(self, frame: f.ClientFrame, kind: str, room: str) -> Any:
+        """One ``history`` (or ``members``) request per room at a time: an answer names
+        only its room, so two in flight could be taken for each other's after one of
+        them is re-sent (a frame dropped over the byte budget)."""
+        lock = self._page_locks.setdefault((kind, room), asyncio.Lock())
+        async with lock:
+            return await self._request(frame, kind, room)
 
     async def mark_read(self, room: str, seq: int) -> None:
         """Move our read mark; remembered and re-sent after a reconnect if still ahead."""
@@ -912,7 +921,7 @@ class Client:
                 self._refill.discard(room)
                 after = self._resume.delivered(room)
                 try:
-                    page = await self._request(
+                    page = await self._paged(
                         f.GetHistory(room=room, after=after, limit=HISTORY_PAGE), "history", room
                     )
                 except ClientError as exc:

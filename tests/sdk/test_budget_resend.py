@@ -47,3 +47,55 @@ async def test_says_and_requests_dropped_over_the_byte_budget_all_complete(
     # Each say was stored once, whatever was sent twice.
     stored = (await alice.history(LOBBY, after=0, limit=200)).msgs
     assert sorted(m.id for m in stored) == sorted(f"s{i}" for i in range(60))
+
+
+
+async def test_one_history_request_per_room_is_in_flight_at_a_time(
+    server_factory: Any, clients: Any
+) -> None:
+    # A history answer names only its room: two in flight for one room could be taken
+    # for each other's once one is re-sent after a drop. So the client sends the next
+    # only when the previous one is answered.
+    import random
+
+    from tests.faults.proxy import CuttingProxy
+
+    server = await server_factory(rate_limits=False)
+    proxy = CuttingProxy("127.0.0.1", server.port, random.Random(0))
+    proxy.cutting = False
+    await proxy.start()
+    try:
+        alice = clients(proxy.url(), "alice")
+        await alice.connect()
+        await alice.join(LOBBY)
+        for i in range(10):
+            await alice.say(f"m{i}", room=LOBBY, id=f"s{i}")
+
+        def histories() -> float:
+            return server.metrics.registry.get_sample_value(
+                "cfm_frames_in_total", {"type": "history"}) or 0.0
+
+        server.metrics.render()  # brings the counts up to date
+        before = histories()
+        proxy.holding = True  # the server's answers wait: the first request stays open
+        older = asyncio.create_task(alice.history(LOBBY, before=6, limit=3))
+        newer = asyncio.create_task(alice.history(LOBBY, after=6, limit=3))
+        members = asyncio.create_task(alice.members(LOBBY))  # another kind: not held up
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while loop.time() < deadline:
+            server.metrics.render()  # brings the counts up to date
+            if histories() > before:
+                break
+            await asyncio.sleep(0.01)
+        server.metrics.render()  # brings the counts up to date
+        assert histories() == before + 1
+        await asyncio.sleep(0.3)  # time enough for a second one to arrive, were it sent
+        server.metrics.render()  # brings the counts up to date
+        assert histories() == before + 1
+        proxy.holding = False
+        assert [m.seq for m in (await asyncio.wait_for(older, 10)).msgs] == [3, 4, 5]
+        assert [m.seq for m in (await asyncio.wait_for(newer, 10)).msgs] == [7, 8, 9]
+        assert (await asyncio.wait_for(members, 10)).room == LOBBY
+    finally:
+        await proxy.close()

@@ -17,6 +17,7 @@ import gc
 import http
 import logging
 import os
+import ssl
 import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
@@ -251,10 +252,29 @@ class Server:
 
         personas = tuple(p for p in ai.personas if p.handle in tokens)
         token_dir = next(iter(tokens.values())).parent
+        url, tls = self._loopback()
         self._ai = await start_ai_contacts(
-            ai, self.url, token_dir=token_dir, registry=self.metrics.registry,
-            personas=personas,
+            ai, url, token_dir=token_dir, registry=self.metrics.registry,
+            personas=personas, ssl=tls,
         )
+
+    def _loopback(self) -> tuple[str, ssl.SSLContext | None]:
+        """How this process reaches its own port: a wildcard listen address is dialled on
+        loopback, and with TLS the certificate is not checked — it names the public host,
+        not 127.0.0.1, and the other end is this very server."""
+        host = self.config.host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        if self.config.tls_cert is None:
+            return f"ws://{host}:{self.port}{WS_PATH}", None
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return f"wss://{host}:{self.port}{WS_PATH}", context
 
     async def _stop_ai_contacts(self) -> None:
         """End what ``_start_ai_contacts`` started (called first thing in ``stop``)."""

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 from cfm_common import __version__, rules
@@ -47,7 +48,8 @@ class PersonaContact:
                  rooms: Iterable[str] = (rules.LOBBY,),
                  nudge_back: bool = True, known_bots: Iterable[str] = (),
                  replies_per_minute: int = 20, concurrency: int = 8,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 ssl: SSLContext | None = None) -> None:
         self.mind = mind
         persona = mind.persona
         self.persona = persona
@@ -72,7 +74,7 @@ class PersonaContact:
         self.bot = Bot(
             url, persona.handle, display=persona.display, psm=persona.psm,
             status=persona.status, token_file=token_file, seen_file=seen_file,
-            concurrency=concurrency, client_name=f"cfm-ai/{__version__}",
+            concurrency=concurrency, client_name=f"cfm-ai/{__version__}", ssl=ssl,
         )
         self.bot.on_event(self._on_event)
         self.bot.on_message(self._on_message)

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from ssl import SSLContext
 
 from prometheus_client import CollectorRegistry
 
@@ -93,7 +94,8 @@ class AIContacts:
 
 def persona_contact(persona: Persona, config: AIConfig, url: str, *, guards: Guards,
                     backend: ChatBackend | None, token_dir: Path | None,
-                    clock: Callable[[], float] = time.time) -> PersonaContact:
+                    clock: Callable[[], float] = time.time,
+                    ssl: SSLContext | None = None) -> PersonaContact:
     engine = OfflineEngine(persona, clock=clock, seed=config.seed)
     mind = PersonaMind(persona, guards=guards, engine=engine, backend=backend,
                        context_turns=config.context_turns)
@@ -108,14 +110,15 @@ def persona_contact(persona: Persona, config: AIConfig, url: str, *, guards: Gua
                           memory_file=memory,
                           rooms=config.rooms, nudge_back=config.nudge_back,
                           known_bots=config.handles,
-                          replies_per_minute=config.replies_per_minute)
+                          replies_per_minute=config.replies_per_minute, ssl=ssl)
 
 
 async def start_ai_contacts(config: AIConfig, server_url: str, *,
                             token_dir: Path | str | None = None,
                             registry: CollectorRegistry | None = None,
                             clock: Callable[[], float] = time.time,
-                            personas: tuple[Persona, ...] | None = None) -> AIContacts:
+                            personas: tuple[Persona, ...] | None = None,
+                            ssl: SSLContext | None = None) -> AIContacts:
     """Sign every persona in to ``server_url`` and return the running cast.
 
     ``token_dir`` keeps each persona's token (``<handle>.token``), read position and
@@ -132,7 +135,7 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
     backend = make_backend(config)
     contacts = [
         persona_contact(p, config, server_url, guards=guards, backend=backend,
-                        token_dir=directory, clock=clock)
+                        token_dir=directory, clock=clock, ssl=ssl)
         for p in (personas if personas is not None else config.personas)
     ]
     results = await asyncio.gather(*(c.start() for c in contacts), return_exceptions=True)

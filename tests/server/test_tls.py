@@ -15,6 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from cfm_cli.main import app
 from cfm_common.client import Client, ClientError
+from cfm_common.frames import Msg
 from cfm_server.netaddr import TrustedProxies
 from tests.wire import WireClient, eventually
 
@@ -208,3 +209,24 @@ def test_trusted_proxies_must_be_addresses(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--port", "0", "--no-ai", "--data-dir",
                                       str(tmp_path), "--trusted-proxy", "my-proxy"])
     assert result.exit_code == 2 and "trusted_proxies" in result.output, result.output
+
+
+async def test_the_ai_contacts_come_online_on_a_tls_server(
+    server_factory: Any, pem_files: tuple[Path, Path, Path], ca: trustme.CA
+) -> None:
+    # The certificate names the public host, not what the server dials to reach itself.
+    cert = ca.issue_cert("chat.example.org")
+    chain, key = pem_files[0].with_name("public.pem"), pem_files[1].with_name("public.key")
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key))
+    server = await server_factory(tls_cert=chain, tls_key=key, ai_enabled=True)
+    context = client_context(ca)
+    context.check_hostname = False  # the test dials 127.0.0.1, the certificate names a host
+    async with Client(server.url, "alice", token_file=False, ssl=context) as alice:
+        ack = await alice.say("what is 2+2?", to="smartybot")
+        async with asyncio.timeout(20):
+            async for event in alice:
+                if isinstance(event, Msg) and event.sender == "smartybot" \
+                        and event.seq > ack.seq:
+                    assert "4" in event.text
+                    break

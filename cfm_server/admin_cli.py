@@ -254,8 +254,9 @@ def invite(
                f"  cfm chat --server {url} --invite {code}\n"
                f"(a bot: Client(url, name, invite=...)). It is needed only for the first "
                f"sign-in.")
-    if settings.registration != "invite":
-        typer.echo(f"Note: this server's registration is {settings.registration!r}; start it "
+    registration = _last_run(settings).get("registration", settings.registration)
+    if registration != "invite":
+        typer.echo(f"Note: this server's registration is {registration!r}; start it "
                    f"with --registration invite (or registration = \"invite\") for codes to "
                    f"be asked for.")
 
@@ -385,7 +386,28 @@ def _n(count: int, singular: str, plural: str | None = None) -> str:
     return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
+def _last_run(settings: Any) -> dict[str, Any]:
+    """What the server wrote of its last start (``server.json``): its URL and
+    registration as flags and environment made them; empty if there is none."""
+    import json
+
+    from cfm_server.server import RUN_FILE
+
+    try:
+        record = json.loads((settings.resolved_data_dir() / RUN_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _server_url(settings: Any) -> str:
+    url = _last_run(settings).get("url")
+    if isinstance(url, str) and url.startswith(("ws://", "wss://")):
+        scheme, _, rest = url.partition("://")
+        host_port, _, path = rest.partition("/")
+        host, _, port = host_port.rpartition(":")
+        host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
+        return f"{scheme}://{host}:{port}/{path}"
     host = settings.host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 KEY_FILE = "invite.key"
 MAC_HEX = 20  # 80 bits of the HMAC: forging one takes 2**80 tries
+NOT_A_CODE = "that is not an invite code (one looks like 6925b5f1bca86c9b-6b124678-1-ff59…)"
 
 
 class InviteError(Exception):
@@ -70,12 +71,12 @@ def parse_code(key: bytes, code: str, now: float) -> Invite:
     """The invite a code stands for; InviteError if it is malformed, forged or expired."""
     parts = code.strip().lower().split("-")
     if len(parts) != 4:
-        raise InviteError("that is not an invite code (it looks like 3f9a1c2e-0-1-…)")
+        raise InviteError(NOT_A_CODE)
     nonce, expires_hex, uses_hex, mac = parts
     try:
         expires, uses = int(expires_hex, 16), int(uses_hex, 16)
     except ValueError:
-        raise InviteError("that is not an invite code (it looks like 3f9a1c2e-0-1-…)") from None
+        raise InviteError(NOT_A_CODE) from None
     if not hmac.compare_digest(mac, _mac(key, f"{nonce}-{expires_hex}-{uses_hex}")):
         raise InviteError("that invite code is not from this server (check for typos)")
     if expires and now >= expires:

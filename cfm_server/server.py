@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
 DB_FILE = "cfm.sqlite3"
+RUN_FILE = "server.json"  # the URL and registration of the last start, for cfm admin
 
 # The cyclic garbage collector's young-generation threshold while a server runs. Every
 # say allocates a handful of container objects (the stored message, its pending entry,
@@ -191,8 +192,25 @@ class Server:
             raise
         self._port = int(self._ws.sockets[0].getsockname()[1])
         log.info("listening on %s, data in %s", self.url, self.data_location)
+        if config.store == "sqlite":
+            self._record_run()
         if ai_tokens:
             await self._start_ai_contacts(ai, ai_tokens)
+
+    def _record_run(self) -> None:
+        """Leave how this server runs in its data directory (``server.json``), so that
+        ``cfm admin`` knows the URL and registration flags gave it, not only the files."""
+        import json
+
+        from cfm_common.tokens import write_private
+
+        record = {"url": self.url, "registration": self.config.registration,
+                  "pid": os.getpid()}
+        try:
+            write_private(self.config.resolved_data_dir() / RUN_FILE,
+                          json.dumps(record, indent=1) + "\n")
+        except OSError as exc:
+            log.warning("cannot write %s: %s", RUN_FILE, exc)
 
     def _invite_book(self, store: Store) -> InviteBook:
         try:

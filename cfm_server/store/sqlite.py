@@ -404,7 +404,8 @@ class SqliteStore(Store):
         running server holds is a DataDirInUse."""
         if not self.path.is_file():
             raise StoreError(f"no cfm database in {self.path.parent} ({self.path.name} "
-                             f"does not exist)")
+                             f"does not exist; cfm serve creates it when it first starts "
+                             f"with this data directory)")
         self._take_lock()
         try:
             conn = self._connect(create=False)

@@ -164,6 +164,17 @@ def test_bad_registration_and_invite_options(tmp_path: Path) -> None:
     assert not (tmp_path / "invite.key").exists()
 
 
+async def test_admin_knows_the_url_and_registration_the_server_was_started_with(
+    server_factory: Any,
+) -> None:
+    # Given as flags (here: the config object), not in any file cfm admin could read.
+    server = await server_factory(registration="invite")
+    result = admin("invite", "--data-dir", str(server.config.data_dir))
+    assert result.exit_code == 0, result.output
+    assert f"--server ws://127.0.0.1:{server.port}/ws --invite" in result.output
+    assert "Note:" not in result.output
+
+
 async def test_an_invite_for_an_open_server_says_it_will_not_be_asked_for(
     server: Any,
 ) -> None:

@@ -54,6 +54,24 @@ def open_database(data_dir: Path) -> Iterator[sqlite3.Connection]:
         yield conn
 
 
+@contextlib.contextmanager
+def read_database(data_dir: Path) -> Iterator[sqlite3.Connection]:
+    """The database read-only, beside a server that may be running: SQLite's WAL lets a
+    reader see the last commit without the lock (for ``users`` and ``stats``)."""
+    path = database_path(data_dir)
+    if not path.is_file():
+        raise AdminError(f"no cfm database in {data_dir}; check --data-dir")
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=2)
+        conn.execute("SELECT count(*) FROM users").fetchone()
+    except sqlite3.Error as exc:
+        raise AdminError(f"cannot read {path}: {exc}") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 # --- users --------------------------------------------------------------------------
 
 

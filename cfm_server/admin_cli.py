@@ -62,22 +62,29 @@ class _Opened:
 
 
 @contextlib.contextmanager
-def _open(data_dir: Path | None, config: Path | None) -> Iterator[_Opened]:
-    from cfm_server.admin import AdminError, open_database
+def _open(data_dir: Path | None, config: Path | None, *,
+          read_only: bool = False) -> Iterator[_Opened]:
+    """The data directory's database under the server's lock; ``read_only`` commands
+    read beside a running server instead of asking for it to stop."""
+    from cfm_server.admin import AdminError, open_database, read_database
     from cfm_server.store import StoreError
     from cfm_server.store.sqlite import DataDirInUse
 
     settings = _settings(data_dir, config)
     directory = settings.resolved_data_dir()
     _check_owner(directory)
-    try:
-        with open_database(directory) as conn:
-            yield _Opened(settings, conn, directory)
-    except DataDirInUse as exc:
-        who = f"pid {exc.holder_pid}" if exc.holder_pid else "a server"
-        raise _fail(f"stop cfm serve first ({who} serves {directory})") from None
-    except (AdminError, StoreError) as exc:
-        raise _fail(str(exc)) from None
+    with contextlib.ExitStack() as stack:
+        try:
+            try:
+                conn = stack.enter_context(open_database(directory))
+            except DataDirInUse as exc:
+                if not read_only:
+                    who = f"pid {exc.holder_pid}" if exc.holder_pid else "a server"
+                    raise _fail(f"stop cfm serve first ({who} serves {directory})") from None
+                conn = stack.enter_context(read_database(directory))
+        except (AdminError, StoreError) as exc:
+            raise _fail(str(exc)) from None
+        yield _Opened(settings, conn, directory)
 
 
 @app.command("users")
@@ -91,7 +98,7 @@ def users(
 
     from cfm_server.admin import list_users
 
-    with _open(data_dir, config) as db:
+    with _open(data_dir, config, read_only=True) as db:
         rows = list_users(db.conn, db.personas)
     if as_json:
         typer.echo(json.dumps([row.as_dict() for row in rows], ensure_ascii=False, indent=1))
@@ -348,7 +355,7 @@ def stats(
 
     from cfm_server import admin
 
-    with _open(data_dir, config) as db:
+    with _open(data_dir, config, read_only=True) as db:
         path = admin.database_path(db.data_dir)
         result = admin.stats(db.conn, path)
     if as_json:

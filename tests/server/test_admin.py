@@ -192,15 +192,23 @@ async def test_remove_user_frees_the_handle_and_keeps_the_history(
 async def test_a_served_data_directory_is_refused(server_factory: Any) -> None:
     server = await server_factory()
     directory = data_dir(server)
+    async with signed_in(server.url, "alice"):
+        pass
     before = sorted(p.name for p in directory.iterdir())
-    for args in (["users"], ["stats"], ["reset-token", "alice"],
-                 ["remove-user", "alice", "--yes"]):
+    # Reading works beside the running server (SQLite's WAL lets a reader in).
+    listed = admin("users", "--data-dir", str(directory), "--json")
+    assert listed.exit_code == 0, listed.output
+    assert "alice" in {u["name"] for u in json.loads(listed.output)}
+    counted = admin("stats", "--data-dir", str(directory), "--json")
+    assert counted.exit_code == 0 and json.loads(counted.output)["persons"] == 1
+    for args in (["reset-token", "alice"], ["remove-user", "alice", "--yes"],
+                 ["add-user", "zed"]):
         result = admin(*args, "--data-dir", str(directory))
         assert result.exit_code == 2, result.output
         assert result.output.strip() == (
             f"cfm admin: stop cfm serve first (pid {os.getpid()} serves {directory})")
     assert sorted(p.name for p in directory.iterdir()) == before
-    async with signed_in(server.url, "alice"):  # still serving
+    async with signed_in(server.url, "bob"):  # still serving
         pass
 
 

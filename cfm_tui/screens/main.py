@@ -221,13 +221,16 @@ class MainScreen(Screen[None]):
             self._pane_ids[room] = pane_id
             view = ConversationView(room, self.state, self.tz)
             focused = self.focused
+            first = len(self._pane_ids) == 1
             await tabs.add_pane(TabPane(self._tab_title(room), view, id=pane_id))
             self.query_one("#no-conversation").display = False
             tabs.display = True
             if not activate and focused is not None and self.focused is not focused:
                 focused.focus()
-            if not activate and self._focus_parked_in_psm():
-                # Nothing typed there: the keys that follow are meant for a chat.
+            if not activate and (self._focus_parked_in_psm() or (
+                    first and (self.focused is None or isinstance(self.focused, BuddyList)))):
+                # Nothing typed there (the list, with no conversation before this one, or
+                # the untouched PSM box): the keys that follow are meant for this chat.
                 self.restore_focus()
             elif not activate and self.focused is not None and self.focused.id == "me-psm":
                 # Mid-edit: moving the focus would send the rest of it to the chat, so it
@@ -248,6 +251,20 @@ class MainScreen(Screen[None]):
         me = self.query_one(MeHeader)
         return (self.focused is not None and self.focused.id == "me-psm"
                 and not me.editing_psm())
+
+    def on_key(self, event: events.Key) -> None:
+        """Type-to-compose: a printable key in the buddy list goes to the conversation
+        on screen, and the focus with it — unless the list uses that key on the
+        highlighted row (b on a contact)."""
+        buddies = self.query_one(BuddyList)
+        view = self.active_view()
+        if (self.focused is not buddies or not event.is_printable or not event.character
+                or view is None or not self.chat_visible() or buddies.uses_key(event.key)):
+            return
+        event.stop()
+        event.prevent_default()
+        view.composer.focus()
+        view.composer.insert(event.character)
 
     def on_me_header_edit_done(self, event: MeHeader.EditDone) -> None:
         event.stop()

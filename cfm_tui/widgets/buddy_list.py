@@ -103,6 +103,12 @@ class BuddyList(OptionList):
             return None
         return option.id[len(ROOM):]
 
+    def uses_key(self, key: str) -> bool:
+        """Whether ``key`` does something on the highlighted row (b on a contact)."""
+        return any(isinstance(b, Binding) and key in b.key.split(",")
+                   and self.check_action(b.action, ())
+                   for b in self.BINDINGS)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "remove_contact":
             name = self.highlighted_user()

@@ -121,7 +121,8 @@ async def test_a_tab_opened_by_a_message_shows_the_recent_history(server, tmp_pa
                              "the history before it")
             text = transcript_text(app, DM)
             assert text.index("earlier 3") < text.index("are you there?")
-            assert isinstance(app.focused, BuddyList)  # opened in the background
+            # The only tab, opened while the list had the focus: its composer gets it.
+            assert app.focused is active_view(app).composer
 
 
 async def test_the_palette_answers_an_add_request(server, tmp_path):
@@ -326,3 +327,57 @@ async def test_a_background_tab_during_a_psm_edit_says_where_keys_go(server, tmp
         await pb.pause()
         assert bob.focused is active_view(bob).composer
         assert bob.state.psm == "revis"  # leaving the field set it, as in MSN
+
+
+async def test_a_first_tab_opened_by_a_message_takes_the_focus_from_the_list(server, tmp_path):
+    """Alice closed a dialog (the list has the focus, no row highlighted); bob's message
+    opens the only tab: what she types next is her reply."""
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        await pa.press("f5")
+        await pa.pause()
+        await pa.press("escape")
+        await wait_until(pa, lambda: isinstance(alice.focused, BuddyList), "back in the list")
+        bob.send_text(DM, "hey alice")
+        await wait_until(pa, lambda: "hey alice" in transcript_text(alice, DM), "the message")
+        await wait_until(pa, lambda: alice.focused is active_view(alice).composer,
+                         "the composer has the focus")
+        await pa.press(*"hi bob (H)", "enter")
+        await wait_until(pb, lambda: "hi bob" in transcript_text(bob, DM), "the reply")
+
+
+async def test_typing_in_the_list_goes_to_the_conversation_on_screen(server, tmp_path):
+    """Type-to-compose: printable keys in the buddy list go to the shown conversation's
+    composer, except the list's own keys on the highlighted row (b on a contact)."""
+    from cfm_tui.screens.confirm import ConfirmScreen
+
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        alice.contact("add", "bob")
+        await wait_until(pa, lambda: "bob" in alice.state.contacts, "bob listed")
+        await alice.open_dm("bob")
+        await pa.pause()
+        buddies = alice.main.query_one(BuddyList)
+        await pa.press("f2")
+        await wait_until(pa, lambda: alice.focused is buddies, "in the list")
+        buddies.highlighted = None
+        await pa.press(*"bob?")  # b with no contact highlighted is just a letter
+        composer = active_view(alice).composer
+        await wait_until(pa, lambda: composer.text == "bob?", "typed into the composer")
+        assert alice.focused is composer
+        await pa.press("f2")
+        await wait_until(pa, lambda: alice.focused is buddies, "in the list again")
+        buddies.highlighted = buddies.get_option_index("user:bob")
+        await pa.press("b")  # the list's key on a contact row
+        await wait_until(pa, lambda: isinstance(alice.screen, ConfirmScreen), "the question")
+        await pa.press("escape")
+        await wait_until(pa, lambda: alice.focused is buddies, "back in the list")
+        await pa.press(*" yes", "enter")
+        await wait_until(pb, lambda: "bob? yes" in transcript_text(bob, DM), "sent")
+        assert "bob" not in alice.state.blocked

@@ -149,14 +149,16 @@ async def test_two_people_chat(server, tmp_path):
         bob_row = next(r for r in buddy_rows(alice) if "Bob" in r)
         assert "(Busy)" in bob_row and "revising [b]hard[/b]" in bob_row
 
-        # alice opens the DM and writes: the tab opens at bob without taking his focus.
+        # alice opens the DM and writes: the tab opens at bob; his focus was in the list
+        # (nothing typed) and this is his first tab, so its composer takes it.
         await alice.open_dm("bob")
         await pa.pause()
-        bob_focus = bob.focused
+        assert isinstance(bob.focused, BuddyList)
         await pa.press(*"hi bob :)", "enter")
         await wait_until(pb, lambda: "hi bob 🙂" in transcript_text(bob, DM), "message at bob")
         assert "Alice says" in transcript_text(bob, DM)
-        assert bob.focused is bob_focus and bob.main.is_open(DM)
+        await wait_until(pb, lambda: bob.focused is bob.main.view_for(DM).composer,
+                         "bob's composer has the focus")
         await wait_until(pa, lambda: "hi bob 🙂" in transcript_text(alice, DM), "own message")
         assert "sending" not in transcript_text(alice, DM)
 
@@ -223,8 +225,9 @@ async def test_offline_messages_arrive_on_sign_in(server, tmp_path):
     async with bob.run_test(size=SIZE) as pb:
         await wait_until(pb, lambda: "call me 💖" in transcript_text(bob, DM), "offline messages")
         assert "are you there?" in transcript_text(bob, DM)
-        # The tab opened in the background: the buddy list keeps the focus.
-        assert isinstance(bob.focused, BuddyList)
+        # The first tab, opened while nothing was typed: its composer takes the focus.
+        await wait_until(pb, lambda: bob.focused is bob.main.active_view().composer,
+                         "the composer has the focus")
         # As the only tab it is on screen, so it counts as seen.
         assert bob.main.active_room == DM
         assert bob.state.conversations[DM].read_mark == 2

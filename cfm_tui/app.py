@@ -24,6 +24,7 @@ from textual.binding import Binding, BindingType
 from cfm_common import rules
 from cfm_common.client import ClientError, Connected, StateChanged
 from cfm_common.frames import Msg
+from cfm_common.tokens import default_token_file
 from cfm_tui import slash
 from cfm_tui.commands import ChatCommands
 from cfm_tui.config import ChatConfig, data_dir
@@ -42,6 +43,7 @@ from cfm_tui.session import (
     SignIn,
     connect_error,
     friendly_error,
+    name_taken_text,
     server_url,
     sign_in_refusal,
 )
@@ -79,6 +81,9 @@ class ChatOptions:
     status: str = "online"
     # --invite: for this sign-in only (the SDK sends it while it has no token), never saved.
     invite: str | None = None
+    # --token-file: the token file for this run's sign-ins (e.g. the one the operator's
+    # `cfm admin add-user` wrote); the SDK writes a refreshed token back to it. Not saved.
+    token_file: Path | None = None
     # Where the embedded server keeps its data (and this app its tokens for it).
     data_dir: Path = field(default_factory=data_dir)
     config_path: Path | None = None
@@ -172,6 +177,8 @@ class ChatApp(App[None]):
         except Exception as exc:  # the embedded server could not start
             log.exception("embedded server failed")
             return SignInError(f"Could not start the local server: {exc}")
+        if self.options.token_file is not None:
+            token_file = self.options.token_file
         session = ChatSession(url, SignIn(form.name, form.display or None, form.status,
                                           None, form.server, form.invite),
                               token_file=token_file)
@@ -183,6 +190,9 @@ class ChatApp(App[None]):
             if exc.code == "forbidden":  # registration: closed, or by invite
                 return SignInError(*sign_in_refusal(exc))
             field = "name" if exc.code in ("name_taken", "bad_token", "name_invalid") else None
+            if exc.code == "name_taken":
+                return SignInError(name_taken_text(
+                    form.name, token_file or default_token_file(url, form.name)), field)
             return SignInError(friendly_error(exc, form.name), field)
         self.session = session
         self.state = ChatState(welcome.name)

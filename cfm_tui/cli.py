@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -49,6 +50,10 @@ def chat(
         "--invite", metavar="CODE",
         help="An invite code from the server's operator, for your first sign-in on a "
              "server that takes new users by invite. Not saved.")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", metavar="PATH", dir_okay=False,
+        help="The token file to sign in with (e.g. the one `cfm admin add-user` or "
+             "`reset-token` wrote); a refreshed token is written back to it. Not saved.")] = None,
 ) -> None:
     """Open the messenger."""
     from cfm_tui.launch import run_chat
@@ -61,4 +66,4 @@ def chat(
                                  param_hint="--name")
     code = parse_invite(invite) if invite is not None else None
     raise typer.Exit(run_chat(server=server, name=name, status=chosen, display=display,
-                              invite=code))
+                              invite=code, token_file=token_file))

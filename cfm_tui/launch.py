@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from cfm_tui.config import ChatConfig, config_path, data_dir
 
 
 def run_chat(*, server: str | None, name: str | None, status: str | None,
-             display: str | None, invite: str | None = None) -> int:
+             display: str | None, invite: str | None = None,
+             token_file: Path | None = None) -> int:
     from cfm_tui.app import ChatApp, ChatOptions
 
     path = config_path()
@@ -22,6 +24,7 @@ def run_chat(*, server: str | None, name: str | None, status: str | None,
         name=name,
         display=display,
         invite=invite,
+        token_file=token_file,
         status=status or config.status or "online",
         data_dir=data_dir(),
         config_path=path,

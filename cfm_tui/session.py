@@ -213,6 +213,20 @@ def sign_in_refusal(exc: ClientError) -> tuple[str, str | None]:
     return msg[:1].upper() + msg[1:], field
 
 
+def name_taken_text(name: str, token_file: Path) -> str:
+    """``name_taken``: someone else's handle, or the user's own without its token here.
+
+    An account made by the operator (`cfm admin add-user`) comes with a token file but
+    this computer has none, so the server takes the sign-in for a new claim.
+    """
+    home = Path.home()
+    path = f"~/{token_file.relative_to(home)}" if token_file.is_relative_to(home) \
+        else str(token_file)
+    return (f"The handle {name!r} is taken on this server. If it is yours, its token is "
+            f"missing: cfm chat reads it from {path} (or --token-file PATH). The operator "
+            f"can make a new one: cfm admin reset-token {name}.")
+
+
 def friendly_error(exc: ClientError, name: str = "") -> str:
     if exc.code == "connect_failed":
         return f"Can't reach the server: {exc.msg}"

@@ -21,6 +21,9 @@ from cfm_tui.widgets.me_header import STATUS_CHOICES
 
 LOGO = "cfm Messenger"
 TAGLINE = "MSN Messenger, reborn for the terminal"
+# Characters of error above which the tagline makes room for two more lines (about
+# four lines of the box's 52 columns fit without that).
+LONG_ERROR = 160
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,8 @@ class SignInScreen(Screen[None]):
         """The error under the form; the focus goes to the field to fix, if one is."""
         self.busy = False
         self.query_one("#signin-error", Static).update(Text(message))
+        # A long error (a token path in it) takes the tagline's lines: still fits 80x24.
+        self.query_one("#signin-box").set_class(len(message) > LONG_ERROR, "-long-error")
         self.query_one("#signin-button", Button).disabled = False
         if field == "invite":
             self.show_invite()

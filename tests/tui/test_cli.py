@@ -58,3 +58,20 @@ def test_invite_is_passed_to_the_sign_in(monkeypatch):
     result = runner.invoke(app, ["chat", "--invite", "x" * 129])
     assert result.exit_code == 2 and "--invite" in result.output
     assert "--invite" in runner.invoke(app, ["chat", "--help"]).output
+
+
+def test_token_file_is_passed_to_the_sign_in(monkeypatch, tmp_path):
+    seen: dict[str, object] = {}
+
+    def fake_run_chat(**kwargs: object) -> int:
+        seen.update(kwargs)
+        return 0
+
+    monkeypatch.setattr("cfm_tui.launch.run_chat", fake_run_chat)
+    runner = CliRunner()
+    path = tmp_path / "gina.token"
+    result = runner.invoke(app, ["chat", "--name", "gina", "--token-file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert seen["token_file"] == path
+    assert runner.invoke(app, ["chat"]).exit_code == 0 and seen["token_file"] is None
+    assert "--token-file" in runner.invoke(app, ["chat", "--help"]).output

@@ -126,3 +126,40 @@ async def test_a_closed_server_says_so_without_an_invite_field(server_factory, t
         await wait_until(pilot, lambda: "no new users" in plain(error), "the server's reason")
         assert plain(error).startswith("This server takes no new users")
         assert not app.screen.query_one("#signin-invite", Input).display
+
+
+async def test_an_operator_made_account_without_its_token_says_what_to_do(server, tmp_path):
+    """gina's account comes with a token file from the operator (`cfm admin add-user`:
+    here the file is made by claiming the handle with it); signing in without it says
+    where the token is looked for, and --token-file signs her in with that file."""
+    from pathlib import Path
+
+    from cfm_common.client import Client
+    from cfm_common.tokens import default_token_file, read_token
+
+    operator_file = tmp_path / "from-the-operator" / "gina.token"
+    async with Client(server.url, "gina", token_file=operator_file):
+        pass
+    app = make_app(tmp_path, server.url, "gina")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, SignInScreen), "sign-in")
+        screen = app.screen
+        error = screen.query_one("#signin-error", Static)
+        await wait_until(pilot, lambda: "token" in plain(error), "the error")
+        text = " ".join(plain(error).split())
+        assert "Pick another" not in text
+        assert "If it is yours, its token is missing" in text
+        path = str(default_token_file(server.url, "gina"))
+        assert path.replace(str(Path.home()), "~", 1) in text.replace(" ", "") or \
+            path in text.replace(" ", ""), text
+        assert "cfm admin reset-token gina" in text and "--token-file" in text
+        assert app.focused is screen.query_one("#signin-name", Input)
+        await wait_until(pilot, lambda: error.region.height >= 4, "laid out")
+        box = screen.query_one("#signin-box")
+        assert box.region.bottom <= 24 - 1 and box.region.y >= 0, box.region
+    app = make_app(tmp_path, server.url, "gina", token_file=operator_file)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in with the file")
+    saved = (tmp_path / "gina" / "chat.json").read_text()
+    assert '"name": "gina"' in saved and "token" not in saved  # the file is not remembered
+    assert read_token(operator_file)  # still there (refreshed) for next time

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from websockets.exceptions import InvalidMessage
+
 from cfm_common import rules
 from cfm_common.client import Client, ClientError
 from cfm_tui.sanitize import clean_line
@@ -68,8 +70,21 @@ def connect_error(exc: ClientError, url: str) -> str:
         fixed = urlunsplit((parts.scheme, parts.netloc, WS_PATH, "", ""))
         return (f"{parts.netloc} answered HTTP {status}, not a cfm chat: a cfm server "
                 f"listens at {WS_PATH}, e.g. {fixed}")
+    if isinstance(cause, InvalidMessage):  # no HTTP answer: TLS, or another protocol
+        if parts.scheme == "ws":
+            tls = urlunsplit(("wss", parts.netloc, parts.path, parts.query, ""))
+            return f"{parts.netloc} answered, but not as a cfm server: if it uses TLS, try {tls}"
+        return f"{parts.netloc} answered, but not as a cfm server: check the address."
     if isinstance(cause, TimeoutError):
         return f"{url} did not answer in time: is it a cfm server?"
+    return reach_error(exc)
+
+
+def reach_error(exc: ClientError) -> str:
+    """The SDK's ``connect_failed`` in one sentence (its text starts "cannot reach URL:")."""
+    target, sep, reason = exc.msg.partition(": ")
+    if sep and target.startswith("cannot reach "):
+        return f"Can't reach {target.removeprefix('cannot reach ')}: {reason}"
     return f"Can't reach the server: {exc.msg}"
 
 
@@ -229,6 +244,6 @@ def name_taken_text(name: str, token_file: Path) -> str:
 
 def friendly_error(exc: ClientError, name: str = "") -> str:
     if exc.code == "connect_failed":
-        return f"Can't reach the server: {exc.msg}"
+        return reach_error(exc)
     template = ERROR_TEXT.get(exc.code)
     return template.format(name=name) if template else exc.msg or exc.code

@@ -71,3 +71,43 @@ def test_other_failures_keep_the_sdks_words():
     exc = ClientError("connect_failed", "ws://x/ws does not speak cfm.v1")
     assert connect_error(exc, "ws://x/ws") == \
         "Can't reach the server: ws://x/ws does not speak cfm.v1"
+
+
+def test_the_sdks_cannot_reach_is_not_said_twice():
+    exc = ClientError("connect_failed", "cannot reach ws://x:1/ws: connection reset")
+    assert connect_error(exc, "ws://x:1/ws") == "Can't reach ws://x:1/ws: connection reset"
+
+
+def test_an_answer_that_is_not_http_suggests_tls():
+    from websockets.exceptions import InvalidMessage
+
+    exc = failure(InvalidMessage("did not receive a valid HTTP response"), "ws://h:1863/ws")
+    assert connect_error(exc, "ws://h:1863/ws") == \
+        "h:1863 answered, but not as a cfm server: if it uses TLS, try wss://h:1863/ws"
+    exc = failure(InvalidMessage("did not receive a valid HTTP response"), "wss://h:1863/ws")
+    assert "TLS" not in connect_error(exc, "wss://h:1863/ws")
+
+
+async def test_ws_to_a_tls_server_says_try_wss(server_factory, tmp_path, monkeypatch):
+    """The newcomer's case, live: ws:// to a server that speaks TLS on that port."""
+    import trustme
+    from textual.widgets import Static
+
+    from cfm_tui.screens.signin import SignInScreen
+    from tests.tui.helpers import SIZE, make_app, plain, wait_until
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    server = await server_factory(tls_cert=chain, tls_key=key)
+    plain_url = server.url.replace("wss://", "ws://")
+    app = make_app(tmp_path, plain_url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, SignInScreen), "sign-in")
+        error = app.screen.query_one("#signin-error", Static)
+        await wait_until(pilot, lambda: plain(error), "the error")
+        text = "".join(plain(error).split())  # as wrapped: compare without blanks
+        assert "answered,butnotasacfmserver:ifitusesTLS,try" + server.url in text, text
+        assert "reach" not in text

@@ -166,7 +166,11 @@ def _hand_over(db: _Opened, key: str, token: str, token_file: Path | None, url: 
                    f"  {path}")
         return
     path = tokens.default_token_file(url, key)
-    typer.echo(f"{key} installs it by writing it into the token file that "
+    if token_file is not None:
+        typer.echo(f"{key} can sign in with that file as it is:\n"
+                   f"  cfm chat --server {url} --name {key} --token-file {token_file.name}")
+    typer.echo(("Or " if token_file is not None else "") +
+               f"{key} installs it by writing it into the token file that "
                f"cfm chat --server {url}\nand bots read on their machine (one line, "
                f"mode 0600; it replaces what is there):\n  {_home_relative(path)}\n"
                f"The file is named after the server URL as the user types it (another "

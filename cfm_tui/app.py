@@ -485,6 +485,8 @@ class ChatApp(App[None]):
             self._choose_status(arg)
         elif name == "psm":
             self.set_psm(arg)
+        elif name == "name":
+            self.set_display(arg)
         elif name == "join":
             self.join_room(arg)
         elif name == "leave":
@@ -518,6 +520,20 @@ class ChatApp(App[None]):
         self.state.psm = psm
         self._render(Update(me=True))
         self._presence(psm=psm)
+
+    def set_display(self, display: str) -> None:
+        """Your display name ("" shows your handle); remembered for the next start."""
+        if self.state is None:
+            return
+        if display != self.state.display:
+            self.state.display = display
+            self._render(Update(me=True, roster=True))  # tabs and labels use it too
+            self._presence(display=display)
+        if self.config.display != (display or None):
+            self.config.display = display or None
+            warning = self.config.save(self.options.config_path)
+            if warning:
+                self.notify(warning, severity="warning", markup=False)
 
     def send_text(self, room: str, text: str) -> bool:
         """Send a message; False (and a line saying why) if it cannot be sent as is."""
@@ -719,6 +735,16 @@ class ChatApp(App[None]):
         self.push_screen(AskScreen("Join a group room", "Room:", placeholder="#lobby",
                                    check=check), done)
 
+    def action_change_display(self) -> None:
+        def done(value: str | None) -> None:
+            if value is not None:
+                self.set_display(value)
+
+        current = self.state.display if self.state is not None else ""
+        self.push_screen(AskScreen("Change display name", "Your display name (empty: your "
+                                   "handle):", placeholder=current,
+                                   check=slash.display_refusal, value=current), done)
+
     def action_edit_psm(self) -> None:
         if self.main is not None:
             self.main.query_one("#me-psm").focus()
@@ -734,6 +760,8 @@ class ChatApp(App[None]):
             ("Switch between buddy list and conversation", main.action_switch_pane,
              "One pane at a time on narrow terminals (F2)"),
             ("Edit personal message", self.action_edit_psm, "What your contacts see"),
+            ("Change display name", self.action_change_display,
+             "The name your contacts see (/name)"),
             *([("Reconnect now", self.reconnect_now, "Try the server at once (/reconnect)")]
               if state.connection.link is Link.RECONNECTING else []),
             ("Toggle desktop notifications", self.action_toggle_desktop_notifications,

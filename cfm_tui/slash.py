@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "nudge": ("", "nudge (one-to-one conversations)"),
     "status": ("<state>", "online, busy, away, brb, phone, lunch or invisible"),
     "psm": ("<text>", "your personal message (empty clears it)"),
+    "name": ("<display name>", "your display name (empty: your handle)"),
     "me": ("<action>", "say what you do: * you <action>"),
     "join": ("#room", "join or create a group room"),
     "leave": ("", "leave this group room"),
@@ -72,6 +73,15 @@ def parse_status(value: str) -> str | None:
     return None
 
 
+def display_refusal(display: str) -> str | None:
+    """Why ``display`` cannot be a display name, or None."""
+    if "\n" in display or rules.has_forbidden_text_chars(display):
+        return "A display name is one line, without control characters."
+    if len(display) > rules.MAX_DISPLAY:
+        return f"A display name is at most {rules.MAX_DISPLAY} characters."
+    return None
+
+
 def usage(name: str) -> str:
     args, _ = COMMANDS[name]
     return f"/{name} {args}".rstrip()
@@ -121,6 +131,9 @@ def _check(name: str, rest: str) -> Parsed:
         if len(arg) > rules.MAX_PSM:
             return Refusal(f"A personal message is at most {rules.MAX_PSM} characters.")
         return Command(name, arg)
+    if name == "name":
+        refusal = display_refusal(arg)
+        return Refusal(refusal) if refusal else Command(name, arg)
     if name == "me":
         action = rest.strip(" ")
         return Command(name, action) if action.strip() else Refusal("Usage: /me <action>")

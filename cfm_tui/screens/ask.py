@@ -19,8 +19,9 @@ class AskScreen(ModalScreen[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="ask.cancel")]
 
     def __init__(self, title: str, prompt: str, *, placeholder: str = "",
-                 check: Callable[[str], str | None] | None = None) -> None:
+                 check: Callable[[str], str | None] | None = None, value: str = "") -> None:
         super().__init__()
+        self.value = value
         self.title_text = title
         self.prompt = prompt
         self.placeholder = placeholder
@@ -30,7 +31,7 @@ class AskScreen(ModalScreen[str | None]):
         with Vertical(id="ask-box"):
             yield Static(Text(self.title_text), id="ask-title")
             yield Label(self.prompt)
-            yield Input(placeholder=self.placeholder, id="ask-input")
+            yield Input(self.value, placeholder=self.placeholder, id="ask-input")
             yield Static(id="ask-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

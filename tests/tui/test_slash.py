@@ -31,6 +31,8 @@ def test_double_slash_sends_the_literal_text():
     ("/psm exams :(", Command("psm", "exams :(")),
     ("/psm", Command("psm", "")),
     ("/psm   ", Command("psm", "")),
+    ("/name  Alice Liddell (H) ", Command("name", "Alice Liddell (H)")),
+    ("/name", Command("name", "")),
     ("/join #games", Command("join", "#games")),
     ("/join games", Command("join", "#games")),
     ("/join #Games", Command("join", "#games")),
@@ -64,6 +66,7 @@ def test_a_very_long_unknown_name_is_cut():
     "/status", "/status sleepy", "/join", "/join #", "/join #no spaces", "/join #" + "a" * 33,
     "/add", "/add x", "/add bad name", "/block @bob", "/me", "/me   ", "/nudge bob",
     "/close now", "/psm " + "x" * 129, "/psm two\nlines",
+    "/name " + "x" * 65, "/name two\nlines", "/name bell\x07",
 ])
 def test_bad_arguments_are_refused_with_usage(draft):
     assert isinstance(parse(draft), Refusal)

@@ -231,3 +231,42 @@ async def test_nudging_an_offline_contact_says_when_it_arrives(server, tmp_path)
         await pilot.press(*"/nudge", "enter")
         await wait_until(pilot, lambda: "your nudge will reach them when they sign in"
                          in transcript_text(app, DM), "the offline line")
+
+
+async def test_name_and_the_palette_change_the_display_name(server, tmp_path):
+    """/name reaches the other side and is remembered in chat.json, like the status;
+    the palette's "Change display name" asks for it."""
+    import json
+
+    from textual.widgets import Input
+
+    from cfm_tui.screens.ask import AskScreen
+
+    alice = make_app(tmp_path, server.url, "alice")
+    bob = make_app(tmp_path, server.url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        bob.contact("add", "alice")
+        await wait_until(pb, lambda: bob.state.person("alice").status == "online", "alice seen")
+        await alice.open_dm("bob")
+        await pa.pause()
+        await type_line(pa, "/name Alice Liddell")
+        await wait_until(pb, lambda: bob.state.person("alice").display == "Alice Liddell",
+                         "the new name at bob")
+        assert active_view(alice).composer.text == ""
+        saved = json.loads((tmp_path / "alice" / "chat.json").read_text())
+        assert saved["display"] == "Alice Liddell"
+
+        await pa.press("ctrl+p", *"change display")
+        await pa.pause(0.3)
+        await pa.press("enter")
+        await wait_until(pa, lambda: isinstance(alice.screen, AskScreen), "the question")
+        field = alice.screen.query_one("#ask-input", Input)
+        assert field.value == "Alice Liddell"  # the current one, to edit
+        field.value = ""
+        await pa.press(*"Al", "enter")
+        await wait_until(pb, lambda: bob.state.person("alice").display == "Al", "renamed")
+        assert alice.state.display == "Al"
+        saved = json.loads((tmp_path / "alice" / "chat.json").read_text())
+        assert saved["display"] == "Al"

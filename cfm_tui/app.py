@@ -25,7 +25,7 @@ from cfm_common import rules
 from cfm_common.client import ClientError, Connected, StateChanged
 from cfm_common.frames import Msg
 from cfm_common.tokens import default_token_file
-from cfm_tui import slash
+from cfm_tui import render, slash
 from cfm_tui.commands import ChatCommands
 from cfm_tui.config import ChatConfig, data_dir
 from cfm_tui.emoticons import replace_emoticons
@@ -769,6 +769,13 @@ class ChatApp(App[None]):
             ("Toggle the bell", self.action_toggle_bell, "Ring on nudges and new messages"),
             ("Quit", self.action_quit, "Sign out and leave"),
         ]
+        for number, open_room in enumerate(main.open_rooms(), 1):
+            title = clean_line(render.conversation_title(open_room, state))
+            key = f"Alt+{number}, " if number < 10 else ""
+            out.append((f"Go to {title}" if rules.is_group_room(open_room)
+                        else f"Go to conversation with {title}",
+                        lambda r=open_room: self.run_worker(main.go_to(r)),
+                        f"{key}Ctrl+PageUp/PageDown: previous/next tab"))
         room = main.active_room
         if room is not None:
             conv = state.conversations.get(room)

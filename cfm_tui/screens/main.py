@@ -57,6 +57,13 @@ class MainScreen(Screen[None]):
         Binding("f4", "close_conversation", "Close", id="chat.close", priority=True),
         Binding("f5", "add_contact", "Add contact", id="chat.add_contact", priority=True),
         Binding("f6", "join_room", "Join room", id="chat.join_room", priority=True),
+        # Not in the footer: it has no room for them at 80 columns (docs/tui.md lists them).
+        Binding("ctrl+pagedown", "next_tab(1)", "Next tab", id="chat.next_tab", show=False,
+                priority=True),
+        Binding("ctrl+pageup", "next_tab(-1)", "Previous tab", id="chat.previous_tab",
+                show=False, priority=True),
+        *(Binding(f"alt+{n}", f"go_to_tab({n})", f"Tab {n}", id=f"chat.tab_{n}",
+                  show=False, priority=True) for n in range(1, 10)),
     ]
 
     narrow: reactive[bool] = reactive(False)
@@ -356,6 +363,25 @@ class MainScreen(Screen[None]):
         room = self.active_room
         if room is not None:
             self.close_conversation(room)
+
+    def open_rooms(self) -> list[str]:
+        """The open conversations, in the order of their tabs."""
+        return list(self._pane_ids)  # tabs are only ever added at the end
+
+    async def action_next_tab(self, step: int) -> None:
+        rooms, active = self.open_rooms(), self.active_room
+        if rooms and active is not None:
+            await self.go_to(rooms[(rooms.index(active) + step) % len(rooms)])
+
+    async def action_go_to_tab(self, number: int) -> None:
+        rooms = self.open_rooms()
+        if 1 <= number <= len(rooms):
+            await self.go_to(rooms[number - 1])
+
+    async def go_to(self, room: str) -> None:
+        """Show an open conversation, with the focus in its composer."""
+        await self.open_conversation(room, activate=True)
+        self.chat_app.mark_active_seen()
 
     def action_add_contact(self) -> None:
         self.chat_app.action_add_contact()

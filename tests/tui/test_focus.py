@@ -12,7 +12,7 @@ from cfm_tui.config import ChatConfig
 from cfm_tui.screens.ask import AskScreen
 from cfm_tui.widgets.buddy_list import BuddyList
 from cfm_tui.widgets.composer import Composer
-from tests.tui.helpers import transcript_text
+from tests.tui.helpers import transcript_text, wait_until
 from tests.tui.seed import TZ, seeded_state, ts
 
 WIDE = (120, 40)
@@ -159,3 +159,36 @@ async def test_ctrl_g_is_offered_only_in_a_one_to_one_conversation():
         await pilot.press("f4")  # back to #lobby
         await pilot.pause()
         assert app.main.active_room == "#lobby" and "ctrl+g" not in footer_keys(app)
+
+
+async def test_ctrl_page_keys_and_alt_digits_move_between_tabs():
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        bob = rules.dm_room("alice", "bob")
+        carol = rules.dm_room("alice", "carol")
+        await app.open_dm("bob")
+        await app.open_room("#lobby")
+        await app.open_dm("carol")
+        await pilot.pause()
+        main = app.main
+        assert main.open_rooms() == [bob, "#lobby", carol] and main.active_room == carol
+        await pilot.press("ctrl+pagedown")  # wraps around
+        await pilot.pause()
+        assert main.active_room == bob and app.focused is main.active_view().composer
+        await pilot.press("ctrl+pageup")
+        await pilot.pause()
+        assert main.active_room == carol
+        await pilot.press("alt+2")
+        await pilot.pause()
+        assert main.active_room == "#lobby" and app.focused is main.active_view().composer
+        await pilot.press(*"hi")  # typing goes on in the tab switched to
+        assert main.active_view().composer.text == "hi"
+        await pilot.press("alt+9")  # no ninth tab: nothing happens
+        await pilot.pause()
+        assert main.active_room == "#lobby"
+        titles = [title for title, _, _ in app.palette_commands()]
+        assert "Go to conversation with Bob" in titles and "Go to #lobby" in titles
+        run = next(cb for title, cb, _ in app.palette_commands()
+                   if title == "Go to conversation with Bob")
+        run()
+        await wait_until(pilot, lambda: main.active_room == bob, "bob's tab shown")

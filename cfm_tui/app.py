@@ -401,7 +401,9 @@ class ChatApp(App[None]):
             self.contact(op, name)
             return
         question, detail, button = CONFIRM[op]
-        who = f"{clean_line(self.state.label(name))} ({name})"
+        label = clean_line(self.state.label(name))
+        # "Remove Bob (bob)", but "Remove bob", not "Remove bob (bob)".
+        who = label if label.casefold() == name.casefold() else f"{label} ({name})"
 
         def done(yes: bool | None) -> None:
             if yes:

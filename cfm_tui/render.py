@@ -55,20 +55,21 @@ def status_dot(status: str) -> Text:
 
 
 def buddy_line(person: Person, unread: int = 0, *, blocked: bool = False,
-               label: str | None = None) -> Text:
+               label: str | None = None, stale: bool = False) -> Text:
     """One row of the buddy list: dot, name, unread count, status word, dim psm.
 
     ``label`` is the name to show (``ChatState.label``: with the handle when ambiguous).
+    ``stale``: the connection is down, so the status is unknown: a grey dot, no word.
     """
     line = Text("  ", no_wrap=True, overflow="ellipsis")
-    line.append_text(status_dot("offline" if blocked else person.status))
+    line.append_text(status_dot("offline" if blocked or stale else person.status))
     line.append(" ")
     line.append(clean_line(label or person.label), style=Style(bold=unread > 0))
     if unread:
         line.append(f" ({unread})", style=Style(bold=True, color="#1f5fa8"))
     if blocked:
         line.append(" (blocked)", style=PSM_STYLE)
-    elif person.status not in ("online", "offline"):
+    elif person.status not in ("online", "offline") and not stale:
         line.append(f" ({status_label(person.status)})", style=PSM_STYLE)
     if person.psm and not blocked:
         line.append(" - ", style=PSM_STYLE)

@@ -243,15 +243,22 @@ class ChatState:
         self._drop_grace_until = self.clock() + RECONNECT_GRACE_S
         return Update(rooms=set(self.conversations), roster=True, me=True, connection=True)
 
+    @property
+    def presence_stale(self) -> bool:
+        """Whether contacts' statuses are only the last known: the connection is down."""
+        return self.connection.link in (Link.RECONNECTING, Link.CLOSED)
+
     def on_connection(self, link: str, retry_in: float | None = None,
                       reason: str | None = None) -> Update:
+        was_stale = self.presence_stale
         new = Link(link.lower())
         if self.connection.link is Link.CONNECTED and new is not Link.CONNECTED:
             self._online_at_drop = {name for name in self.contacts
                                     if name in self.people and self.people[name].online}
         retry_at = self.clock() + retry_in if retry_in is not None else None
         self.connection = Connection(new, retry_in, reason, retry_at)
-        return Update(connection=True)
+        # Going down or coming back: the buddy list's dots turn grey or show again.
+        return Update(connection=True, roster=self.presence_stale != was_stale)
 
     # --- server frames ---------------------------------------------------------------
 

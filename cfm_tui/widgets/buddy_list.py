@@ -60,7 +60,8 @@ class BuddyList(OptionList):
 
         def row(p: Person) -> Option:
             return Option(render.buddy_line(p, state.unread_for(p.name),
-                                            label=state.label(p.name)), id=USER + p.name)
+                                            label=state.label(p.name),
+                                            stale=state.presence_stale), id=USER + p.name)
 
         def group(title: str, key: str, count: int | None) -> None:
             options.append(Option(render.group_header(title, count), id=f"group:{key}",

@@ -192,3 +192,23 @@ async def test_ctrl_page_keys_and_alt_digits_move_between_tabs():
                    if title == "Go to conversation with Bob")
         run()
         await wait_until(pilot, lambda: main.active_room == bob, "bob's tab shown")
+
+
+async def test_the_buddy_list_greys_its_dots_while_reconnecting():
+    from cfm_common.client import ConnectionState, StateChanged
+
+    app = seeded_app()
+    async with app.run_test(size=WIDE) as pilot:
+        buddies = app.main.query_one(BuddyList)
+
+        def rows() -> str:
+            return "\n".join(str(buddies.get_option_at_index(i).prompt)
+                             for i in range(buddies.option_count))
+
+        assert "(Busy)" in rows()
+        await app.handle_event(StateChanged(ConnectionState.RECONNECTING, 5.0, "test"))
+        await pilot.pause()
+        assert "(Busy)" not in rows()  # statuses unknown until the connection is back
+        await app.handle_event(StateChanged(ConnectionState.CONNECTED, None, None))
+        await pilot.pause()
+        assert "(Busy)" in rows()

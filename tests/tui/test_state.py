@@ -428,3 +428,24 @@ def test_a_me_message_is_an_action_line_for_everyone():
     assert lines == ["alice says (00:00):", "  hi", "* alice waves 👍",
                      "alice says (00:00):", "  still me",
                      "bob says (00:00):", "  * alice is not bob"]
+
+
+def test_statuses_are_stale_while_the_connection_is_down():
+    from cfm_tui import render
+
+    state = signed_in(contacts=[entry("bob", "busy")])
+    assert not state.presence_stale
+    update = state.on_connection("reconnecting", 3.0)
+    assert state.presence_stale and update.roster  # the list is redrawn: grey dots
+    assert not state.on_connection("reconnecting", 1.0).roster  # still down: nothing new
+    bob = state.person("bob")
+    line = render.buddy_line(bob, stale=True)
+    assert "(Busy)" not in line.plain and "(Busy)" in render.buddy_line(bob).plain
+
+    def dot_colour(text) -> str:
+        return next(span.style.color.name for span in text.spans if span.start == 2)
+
+    assert dot_colour(line) == render.STATUS_COLOURS["offline"]  # grey: unknown
+    assert dot_colour(render.buddy_line(bob)) == render.STATUS_COLOURS["busy"]
+    update = state.on_welcome(welcome(contacts=[entry("bob", "busy")]))
+    assert not state.presence_stale and update.roster

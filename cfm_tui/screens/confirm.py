@@ -1,7 +1,9 @@
 """A yes/no question before something hard to undo (block, remove, leave a room).
 
-Keyboard-safe: *Cancel* has the focus, so a stray Enter does nothing; ``y`` confirms,
-``n`` or Escape cancels, Tab and the arrow keys move between the buttons.
+Keyboard-safe: *Cancel* has the focus, so a stray Enter does nothing, and no letter
+confirms — the question can open in the middle of a word typed into the buddy list
+("bye": ``b`` asks to block, and a ``y`` shortcut would have said yes). Going ahead takes
+the button: Tab (or an arrow key) to it, then Enter, or a click. ``n`` or Escape cancels.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True when confirmed."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
         Binding("left,right", "app.focus_previous", show=False),
     ]

@@ -236,7 +236,14 @@ async def test_block_and_remove_from_the_list_ask_first(server, tmp_path):
         assert "bob" in app.state.contacts and "bob" not in app.state.blocked
         await pilot.press("b")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
-        await pilot.press("y")
+        await pilot.press("y", "e", "enter")  # "bye" typed on: no letter says yes
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "closed")
+        await pilot.pause(0.2)
+        assert "bob" not in app.state.blocked
+        await wait_until(pilot, lambda: app.focused is buddies, "back in the list")
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("tab", "enter")  # to the Block button, and press it
         await wait_until(pilot, lambda: "bob" in app.state.blocked, "bob blocked")
         await wait_until(pilot, lambda: app.focused is buddies, "back in the list")
         await pilot.press("b")  # unblocking asks nothing
@@ -275,7 +282,7 @@ async def test_a_room_row_offers_what_works_there(server, tmp_path):
         await pilot.press("delete")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         assert "Leave #study?" in str(app.screen.query_one("#confirm-question").render())
-        await pilot.press("y")
+        await pilot.click("#confirm-yes")
         await wait_until(pilot, lambda: "#study" not in app.state.group_rooms(), "left")
 
 

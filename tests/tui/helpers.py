@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from textual.css.query import NoMatches
@@ -28,6 +29,18 @@ def make_app(tmp_path: Path, url: str | None, name: str | None, **options: objec
     for key, value in options.items():
         setattr(opts, key, value)
     return ChatApp(opts)
+
+
+@asynccontextmanager
+async def alice_and_bob(tmp_path: Path, url: str
+                        ) -> AsyncIterator[tuple[ChatApp, Pilot, ChatApp, Pilot]]:
+    """Two apps, "alice" and "bob", signed in to ``url`` with their windows built."""
+    alice = make_app(tmp_path, url, "alice")
+    bob = make_app(tmp_path, url, "bob")
+    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
+        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+        yield alice, pa, bob, pb
 
 
 async def wait_until(pilot: Pilot, condition: Callable[[], object], what: str,

@@ -6,7 +6,14 @@ import pytest
 
 from cfm_common import rules
 from cfm_tui.widgets.buddy_list import BuddyList
-from tests.tui.helpers import SIZE, active_view, make_app, transcript_text, wait_until
+from tests.tui.helpers import (
+    SIZE,
+    active_view,
+    alice_and_bob,
+    make_app,
+    transcript_text,
+    wait_until,
+)
 
 DM = rules.dm_room("alice", "bob")
 
@@ -19,11 +26,7 @@ def isolated_dirs(tmp_path, monkeypatch):
 
 
 async def test_add_back_leaves_the_focus_where_keys_work(server, tmp_path):
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, _, bob, pb):
         await bob.open_dm("alice")
         alice.contact("add", "bob")
         await wait_until(pb, lambda: bob.state.added_you == ["alice"], "the added-you prompt")
@@ -39,11 +42,7 @@ async def test_add_back_leaves_the_focus_where_keys_work(server, tmp_path):
 
 
 async def test_add_back_without_a_conversation_focuses_the_list(server, tmp_path):
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, _, bob, pb):
         alice.contact("add", "bob")
         await wait_until(pb, lambda: bob.state.added_you == ["alice"], "the added-you prompt")
         await pb.pause()
@@ -148,11 +147,7 @@ async def test_enter_in_the_psm_box_commits_and_leaves_it(server, tmp_path):
     message opened its tab never lands in (and gets broadcast as) the personal message."""
     from textual.widgets import Input
 
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, _, bob, pb):
         psm = bob.main.query_one("#me-psm", Input)
         await pb.click("#me-psm")
         assert bob.focused is psm
@@ -189,11 +184,7 @@ async def test_a_background_tab_takes_the_focus_from_an_idle_psm_box(server, tmp
     """Focus parked in the PSM box with nothing typed: a tab opened by a message gets it."""
     from textual.widgets import Input
 
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, _, bob, pb):
         psm = bob.main.query_one("#me-psm", Input)
         psm.focus()
         await pb.pause()
@@ -291,11 +282,7 @@ async def test_an_add_request_is_answered_from_the_keyboard(server, tmp_path):
     the focus on Add back, Enter presses it."""
     from textual.widgets._footer import FooterKey
 
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, _, bob, pb):
 
         def footer() -> list[str]:
             return [k.description for k in bob.main.query(FooterKey)]
@@ -318,11 +305,7 @@ async def test_an_add_request_is_answered_from_the_keyboard(server, tmp_path):
 async def test_a_background_tab_during_a_psm_edit_says_where_keys_go(server, tmp_path):
     from textual.widgets import Input
 
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, _, bob, pb):
         psm = bob.main.query_one("#me-psm", Input)
         await pb.click("#me-psm")
         await pb.press(*"revis")
@@ -340,11 +323,7 @@ async def test_a_background_tab_during_a_psm_edit_says_where_keys_go(server, tmp
 async def test_a_first_tab_opened_by_a_message_takes_the_focus_from_the_list(server, tmp_path):
     """Alice closed a dialog (the list has the focus, no row highlighted); bob's message
     opens the only tab: what she types next is her reply."""
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
         await pa.press("f5")
         await pa.pause()
         await pa.press("escape")
@@ -362,11 +341,7 @@ async def test_typing_in_the_list_goes_to_the_conversation_on_screen(server, tmp
     composer, except the list's own keys on the highlighted row (b on a contact)."""
     from cfm_tui.screens.confirm import ConfirmScreen
 
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
         alice.contact("add", "bob")
         await wait_until(pa, lambda: "bob" in alice.state.contacts, "bob listed")
         await alice.open_dm("bob")

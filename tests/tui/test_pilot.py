@@ -13,6 +13,7 @@ from cfm_tui.widgets.buddy_list import BuddyList
 from tests.tui.helpers import (
     SIZE,
     active_view,
+    alice_and_bob,
     make_app,
     plain,
     transcript_text,
@@ -272,11 +273,7 @@ async def test_reconnect_after_server_restart_loses_nothing(server_factory, tmp_
 
 
 async def test_group_room_join_members_and_chat(server, tmp_path):
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
         await pa.press("f6")
         await pa.press(*"#games", "enter")
         await wait_until(pa, lambda: alice.main.active_room == "#games", "alice in #games")
@@ -302,11 +299,7 @@ async def test_group_room_join_members_and_chat(server, tmp_path):
 async def test_idle_goes_away_and_activity_comes_back(server, tmp_path):
     from cfm_tui.idle import IdleTracker
 
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
         bob.contact("add", "alice")
         await wait_until(pb, lambda: bob.state.person("alice").status == "online", "alice seen")
         clock = [0.0]

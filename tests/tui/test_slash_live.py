@@ -9,7 +9,14 @@ import pytest
 from cfm_common import rules
 from cfm_common.client import ConnectionState, StateChanged
 from cfm_tui.widgets.buddy_list import BuddyList
-from tests.tui.helpers import SIZE, active_view, make_app, transcript_text, wait_until
+from tests.tui.helpers import (
+    SIZE,
+    active_view,
+    alice_and_bob,
+    make_app,
+    transcript_text,
+    wait_until,
+)
 
 DM = rules.dm_room("alice", "bob")
 
@@ -26,11 +33,7 @@ async def type_line(pilot, text: str) -> None:
 
 
 async def test_status_psm_me_and_nudge_reach_the_other_side(server, tmp_path):
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
         bob.contact("add", "alice")
         await wait_until(pb, lambda: bob.state.person("alice").status == "online", "alice seen")
         await alice.open_dm("bob")
@@ -242,11 +245,7 @@ async def test_name_and_the_palette_change_the_display_name(server, tmp_path):
 
     from cfm_tui.screens.ask import AskScreen
 
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await wait_until(pa, lambda: alice.main is not None, "alice signed in")
-        await wait_until(pb, lambda: bob.main is not None, "bob signed in")
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
         bob.contact("add", "alice")
         await wait_until(pb, lambda: bob.state.person("alice").status == "online", "alice seen")
         await alice.open_dm("bob")

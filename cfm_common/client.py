@@ -518,7 +518,7 @@ class Client:
         The server dropped a frame unread and cannot say which, so every say/nudge not
         yet acked goes again (their ids make a repeat harmless: the server stores and acks
         each id once), and so does every request written on this connection and still
-        unanswered: join, leave, history, members and contact are all safe to repeat,
+        unanswered but ``contact``: join, leave, history and members are safe to repeat,
         and by then the ones the server did read have long been answered. One pending
         pass at a time keeps a burst of refusals from multiplying the traffic.
         """

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from cfm_common import rules
 from cfm_tui.widgets.buddy_list import BuddyList
 from tests.tui.helpers import (
@@ -17,12 +15,6 @@ from tests.tui.helpers import (
 
 DM = rules.dm_room("alice", "bob")
 
-
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path, monkeypatch):
-    """The SDK keeps tokens under the platform data dir: keep it in tmp_path."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
 
 
 async def test_add_back_leaves_the_focus_where_keys_work(server, tmp_path):

@@ -14,13 +14,6 @@ from cfm_tui.session import MAX_REFUSAL, sign_in_refusal
 from tests.tui.helpers import SIZE, make_app, plain, wait_until
 
 
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path, monkeypatch):
-    """The SDK keeps tokens under the platform data dir: keep it in tmp_path."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-
-
 @pytest.mark.parametrize(("msg", "text", "field"), [
     ("that invite code has expired; ask for a new one",
      "That invite code has expired; ask for a new one", "invite"),

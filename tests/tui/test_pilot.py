@@ -24,12 +24,6 @@ from tests.tui.helpers import (
 DM = rules.dm_room("alice", "bob")
 
 
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path, monkeypatch):
-    """The SDK keeps tokens under the platform data dir: keep it in tmp_path."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-
 
 def buddy_rows(app) -> list[str]:
     buddies = app.main.query_one(BuddyList)

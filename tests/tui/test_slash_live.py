@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from cfm_common import rules
 from cfm_common.client import ConnectionState, StateChanged
 from cfm_tui.widgets.buddy_list import BuddyList
@@ -20,12 +18,6 @@ from tests.tui.helpers import (
 
 DM = rules.dm_room("alice", "bob")
 
-
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path, monkeypatch):
-    """The SDK keeps tokens under the platform data dir: keep it in tmp_path."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
 
 
 async def type_line(pilot, text: str) -> None:

@@ -412,20 +412,14 @@ def _last_run(settings: Any) -> dict[str, Any]:
 
 
 def _server_url(settings: Any) -> str:
-    url = _last_run(settings).get("url")
+    """Where people on this machine reach the server: as its last start recorded it
+    (flags included), else as the settings say."""
+    from cfm_server.netaddr import ws_url
+
+    url = _last_run(settings).get("dial")
     if isinstance(url, str) and url.startswith(("ws://", "wss://")):
-        scheme, _, rest = url.partition("://")
-        host_port, _, path = rest.partition("/")
-        host, _, port = host_port.rpartition(":")
-        host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
-        return f"{scheme}://{host}:{port}/{path}"
-    host = settings.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    scheme = "wss" if settings.tls_cert else "ws"
-    return f"{scheme}://{host}:{settings.port}/ws"
+        return url
+    return ws_url(settings.host, settings.port, tls=settings.tls_cert is not None, dial=True)
 
 
 def _home_relative(path: Path) -> str:

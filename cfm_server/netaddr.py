@@ -65,6 +65,20 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
+WS_PATH = "/ws"
+_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def ws_url(host: str, port: int, *, tls: bool, dial: bool = False) -> str:
+    """The WebSocket URL of a server listening on ``host:port``. ``dial``: the address
+    to connect to from this machine (a wildcard listen address becomes loopback)."""
+    if dial:
+        host = _LOOPBACK.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'wss' if tls else 'ws'}://{host}:{port}{WS_PATH}"
+
+
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     """A TLS server context (TLS 1.2 or newer) from PEM files; ConfigError says what is wrong."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -36,7 +36,7 @@ from cfm_server.hub import Hub
 from cfm_server.invites import InviteBook, InviteError, load_key
 from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
-from cfm_server.netaddr import TrustedProxies, server_tls_context
+from cfm_server.netaddr import WS_PATH, TrustedProxies, server_tls_context, ws_url
 from cfm_server.session import Outbox, Session
 from cfm_server.store import Store, StoreError
 
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WS_PATH = "/ws"
 DB_FILE = "cfm.sqlite3"
 RUN_FILE = "server.json"  # the URL and registration of the last start, for cfm admin
 
@@ -204,8 +203,8 @@ class Server:
 
         from cfm_common.tokens import write_private
 
-        record = {"url": self.url, "registration": self.config.registration,
-                  "pid": os.getpid()}
+        record = {"url": self.url, "dial": self._loopback()[0],
+                  "registration": self.config.registration, "pid": os.getpid()}
         try:
             write_private(self.config.resolved_data_dir() / RUN_FILE,
                           json.dumps(record, indent=1) + "\n")
@@ -280,19 +279,14 @@ class Server:
         """How this process reaches its own port: a wildcard listen address is dialled on
         loopback, and with TLS the certificate is not checked — it names the public host,
         not 127.0.0.1, and the other end is this very server."""
-        host = self.config.host
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        if self.config.tls_cert is None:
-            return f"ws://{host}:{self.port}{WS_PATH}", None
+        tls = self.config.tls_cert is not None
+        url = ws_url(self.config.host, self.port, tls=tls, dial=True)
+        if not tls:
+            return url, None
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        return f"wss://{host}:{self.port}{WS_PATH}", context
+        return url, context
 
     async def _stop_ai_contacts(self) -> None:
         """End what ``_start_ai_contacts`` started (called first thing in ``stop``)."""
@@ -361,11 +355,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        host = self.config.host
-        if ":" in host:
-            host = f"[{host}]"
-        scheme = "wss" if self.config.tls_cert is not None else "ws"
-        return f"{scheme}://{host}:{self.port}{WS_PATH}"
+        return ws_url(self.config.host, self.port, tls=self.config.tls_cert is not None)
 
     @property
     def http_url(self) -> str:

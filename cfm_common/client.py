@@ -332,21 +332,26 @@ class Client:
         return self
 
     async def __anext__(self) -> Event:
-        item = await self._events.get()
-        if item is _END:
-            self._events.put_nowait(_END)  # every other iterator ends too
-            raise StopAsyncIteration
-        event, epoch = item
-        if isinstance(event, f.Msg):
-            self._handed[event.room] = (event.seq, epoch)
-            if self._closed:
-                # Events read after close(): the program may exit any moment now.
-                self._save_seen()
-            else:
-                self._schedule_seen_save()
-        if self._backlog_warned and self._events.qsize() < EVENT_BACKLOG_WARNING // 2:
-            self._backlog_warned = False
-        return event
+        while True:
+            item = await self._events.get()
+            if item is _END:
+                self._events.put_nowait(_END)  # every other iterator ends too
+                raise StopAsyncIteration
+            event, epoch = item
+            if isinstance(event, f.Msg):
+                self._handed[event.room] = (event.seq, epoch)
+                if self._closed:
+                    # Events read after close(): the program may exit any moment now.
+                    self._save_seen()
+                else:
+                    self._schedule_seen_save()
+                if event.hidden:
+                    # A placeholder for a message from someone this user blocked: it
+                    # keeps the room gapless here; the program has nothing to show.
+                    continue
+            if self._backlog_warned and self._events.qsize() < EVENT_BACKLOG_WARNING // 2:
+                self._backlog_warned = False
+            return event
 
     def _emit(self, event: Event, epoch: str | None = None) -> None:
         self._events.put_nowait((event, epoch))

@@ -103,6 +103,8 @@ def _stored_map(m: StoredMsg) -> dict[str, Any]:
            "kind": m.kind}
     if m.id is not None:
         out["id"] = m.id
+    if m.hidden is not None:
+        out["hidden"] = m.hidden
     return out
 
 
@@ -133,6 +135,8 @@ def encode_msg(m: Msg | StoredMsg) -> bytes:
                "ts": m.ts, "kind": m.kind}
     if m.id is not None:
         payload["id"] = m.id
+    if m.hidden is not None:
+        payload["hidden"] = m.hidden
     return _hot_packer.pack(payload)
 
 

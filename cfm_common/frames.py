@@ -193,6 +193,10 @@ class StoredMsg:
     ts: int = wire(int, check_seq)
     kind: str = wire(str, _one_of({k.value for k in rules.MsgKind}, "kind"))
     id: str | None = wire(str, optional=True)
+    # Extension (private blocking): True on the placeholder a blocker receives in place
+    # of a message from the user they blocked (empty text, kind "text", no id). In the
+    # store it marks the message as hidden from the DM room's other member.
+    hidden: bool | None = wire(bool, optional=True)
 
 
 # --- client → server -----------------------------------------------------------------
@@ -367,13 +371,15 @@ class Msg:
     ts: int = wire(int, check_seq)
     kind: str = wire(str, _one_of({k.value for k in rules.MsgKind}, "kind"))
     id: str | None = wire(str, optional=True)
+    hidden: bool | None = wire(bool, optional=True)  # see StoredMsg.hidden
 
     @classmethod
     def from_stored(cls, m: StoredMsg) -> Msg:
-        return cls(m.room, m.seq, m.sender, m.text, m.ts, m.kind, m.id)
+        return cls(m.room, m.seq, m.sender, m.text, m.ts, m.kind, m.id, m.hidden)
 
     def to_stored(self) -> StoredMsg:
-        return StoredMsg(self.room, self.seq, self.sender, self.text, self.ts, self.kind, self.id)
+        return StoredMsg(self.room, self.seq, self.sender, self.text, self.ts, self.kind,
+                         self.id, self.hidden)
 
 
 @dataclass(frozen=True, slots=True)

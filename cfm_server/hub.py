@@ -122,6 +122,9 @@ class Hub:
         self.inflight: dict[tuple[str, str], Pending] = {}
         self.nudge_pairs = PairInterval(config.nudge_interval)
         self.online_users = 0
+        # Signed-in users whose status is invisible: /metrics counts users online without
+        # them (otherwise its gauge would tell anyone that an invisible user signed in).
+        self.invisible_online: set[str] = set()
         # Set by the server when registration is by invite.
         self.invites: InviteBook | None = None
         # New handles whose identity is being stored (see sign_in).
@@ -171,7 +174,8 @@ class Hub:
         if rules.LOBBY not in self.rooms:
             self._create_room(rules.LOBBY)
         self.metrics.set_gauge_sources(
-            rooms=lambda: len(self.rooms), users_online=lambda: self.online_users
+            rooms=lambda: len(self.rooms),
+            users_online=lambda: self.online_users - len(self.invisible_online),
         )
         log.info("hub loaded %d users and %d rooms", len(self.users), len(self.rooms))
 
@@ -277,6 +281,7 @@ class Hub:
                 self._broadcast_presence(user, own=False)
         elif changed:
             self._broadcast_presence(user, own=True, skip=session, public=before)
+        self._note_visibility(user)
         return self._welcome(session, user, token)
 
     def _admit_new_user(self, hello: Hello) -> Invite | None:
@@ -357,6 +362,7 @@ class Hub:
             self.online_users -= 1
             if user.record.status != Status.INVISIBLE:
                 self._broadcast_presence(user, own=False)
+            self._note_visibility(user)
 
     # --- dispatch ------------------------------------------------------------------------
 
@@ -443,6 +449,13 @@ class Hub:
                 setattr(record, attr, value)
         self._write(self.store.put_user(record))
         self._broadcast_presence(user, own=True, public=before)
+        self._note_visibility(user)
+
+    def _note_visibility(self, user: User) -> None:
+        if user.sessions and user.record.status == Status.INVISIBLE:
+            self.invisible_online.add(user.name)
+        else:
+            self.invisible_online.discard(user.name)
 
     # --- rooms: join and leave ---------------------------------------------------------
 
@@ -468,7 +481,8 @@ class Hub:
                 self._add_member(room, user)
                 room.loud.update(s for s in user.sessions if not s.quiet)
                 data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
-                self._send_sessions(room.loud, data, "member", skip=session)
+                self._send_sessions(self._member_audience(room, user), data, "member",
+                                    skip=session)
                 self._introduce(room, user)
         else:
             self._check_dm_access(user, frame.room)
@@ -484,6 +498,7 @@ class Hub:
             replay = self.store.history_after(room.name, since, limit + 1)
             more = len(replay) > limit
             del replay[limit:]
+            replay = self._as_seen_by(user, room, replay)
         count = None
         names = room.roster
         if frame.members_limit is not None:
@@ -494,9 +509,21 @@ class Hub:
             session.send(encode_msg(stored))
         self.metrics.count_out("msg", len(replay))
 
+    def _member_audience(self, room: Room, user: User) -> Iterable[Session]:
+        """Who hears of ``user`` joining or leaving ``room``: its loud sessions, except
+        what would show that a user who looks offline is active — while the user is
+        invisible only its own sessions, and never the users it blocked."""
+        if user.record.status == Status.INVISIBLE:
+            return [s for s in user.sessions if s in room.loud]
+        if not any(c.blocked for c in user.contacts.values()):
+            return room.loud
+        return [s for s in room.loud
+                if s.user is None or not user.has_blocked(s.user.name)]
+
     def _introduce(self, room: Room, user: User) -> None:
-        """The new member's presence to the others: they watch the user from now on."""
-        if not user.sessions:
+        """The new member's presence to the others: they watch the user from now on.
+        An invisible user (who looks offline) is not announced."""
+        if not user.sessions or user.record.status == Status.INVISIBLE:
             return
         framed = frame_binary(self._presence(user, user.status_for(None)))
         n = 0
@@ -524,7 +551,7 @@ class Hub:
         self._write(self.store.remove_member(room.name, user.name))
         self._send_sessions(user.sessions, encode(Left(room.name)), "left")
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
-        self._send_sessions(room.loud, data, "member")
+        self._send_sessions(self._member_audience(room, user), data, "member")
 
     def members(self, session: Session, frame: GetMembers) -> None:
         """A page of a group room's member list (the big-room extension)."""
@@ -544,8 +571,9 @@ class Hub:
     ) -> tuple[Room | None, str, User | None]:
         """Resolve ``room`` or ``to`` of say/typing: (room or None, room name, DM peer).
 
-        Checks DM privacy, membership and blocks. A DM room is created only with
-        ``create`` (a say); typing to a DM that has no message yet creates nothing.
+        Checks DM privacy and membership; a block is not refused here (blocking is
+        private: see :meth:`_hidden_from_peer`). A DM room is created only with ``create``
+        (a say); typing to a DM that has no message yet creates nothing.
         """
         peer: User | None = None
         if to is not None:
@@ -560,8 +588,6 @@ class Hub:
         if room_name.startswith(rules.DM_PREFIX):
             if peer is None:
                 peer = self._check_dm_access(user, room_name)
-            if peer.has_blocked(user.name):
-                raise ProtocolError(ErrorCode.BLOCKED, f"{peer.name} is not accepting messages")
             room = self.rooms.get(room_name)
             if room is None and create:
                 room = self._create_room(room_name)
@@ -579,9 +605,10 @@ class Hub:
         user = self._user(session)
         if self._resend_ack(session, user, frame.id):
             return
-        room, _, _ = self._target(user, frame.room, frame.to, create=True)
+        room, _, peer = self._target(user, frame.room, frame.to, create=True)
         assert room is not None
-        self._store_message(session, user, room, frame.text, MsgKind.TEXT, frame.id)
+        self._store_message(session, user, room, frame.text, MsgKind.TEXT, frame.id,
+                            hidden=_hidden_from_peer(user, peer))
 
     def nudge(self, session: Session, frame: Nudge) -> None:
         user = self._user(session)
@@ -594,7 +621,8 @@ class Hub:
             raise RateLimited(retry_ms, frame.id or "nudge")
         room, _, _ = self._target(user, None, frame.to, create=True)
         assert room is not None
-        self._store_message(session, user, room, "", MsgKind.NUDGE, frame.id)
+        self._store_message(session, user, room, "", MsgKind.NUDGE, frame.id,
+                            hidden=_hidden_from_peer(user, peer))
 
     def _resend_ack(self, session: Session, user: User, client_id: str) -> bool:
         """A retried (sender, id): the original ack again, nothing stored or fanned out."""
@@ -617,17 +645,24 @@ class Hub:
         text: str,
         kind: MsgKind,
         client_id: str | None,
+        *,
+        hidden: bool = False,
     ) -> None:
         seq = room.next_seq()
         stored = StoredMsg(room.name, seq, user.name, text, now_ms(), kind.value, client_id)
         data = encode_msg(stored)
+        placeholder = None
+        if hidden:  # stored with its mark; the sender's sessions see it as any other
+            stored = StoredMsg(*_fields_of(stored)[:7], True)
+            placeholder = encode_msg(hidden_placeholder(stored))
         try:
             commit = self.store.append(stored)
         except StoreError:
             # A store that refuses at once: the seq was never used.
             room.seq -= 1
             raise
-        pending = Pending(stored, data, commit, session, time.perf_counter())
+        pending = Pending(stored, data, commit, session, time.perf_counter(),
+                          placeholder=placeholder)
         room.pending.append(pending)
         if client_id is not None:
             self.inflight[(user.name, client_id)] = pending
@@ -664,13 +699,39 @@ class Hub:
             for session in waiters:
                 session.send(ack)
             metrics.count_out("ack", len(waiters))
-            self._fan_out(room, pending.data, "msg", skip=pending.sender)
+            if pending.placeholder is None:
+                self._fan_out(room, pending.data, "msg", skip=pending.sender)
+            else:
+                self._fan_out_hidden(room, pending)
+
+    def _fan_out_hidden(self, room: Room, pending: Pending) -> None:
+        """A DM message its recipient blocked the sender for: the message to the sender's
+        other sessions, the placeholder to the recipient's (the room stays gapless)."""
+        sender = pending.msg.sender
+        for name in room.members:
+            if name == sender:
+                self._send_sessions(self.users[name].sessions, pending.data, "msg",
+                                    skip=pending.sender)
+            else:
+                assert pending.placeholder is not None
+                self._send_sessions(self.users[name].sessions, pending.placeholder, "msg")
+
+    def _as_seen_by(self, user: User, room: Room, msgs: list[StoredMsg]) -> list[StoredMsg]:
+        """Stored messages as ``user`` may see them: hidden ones are placeholders to the
+        user they are hidden from, and plain messages to their sender."""
+        if not room.is_dm or not any(m.hidden for m in msgs):
+            return msgs
+        return [m if not m.hidden else
+                StoredMsg(*_fields_of(m)[:7]) if m.sender == user.name else hidden_placeholder(m)
+                for m in msgs]
 
     def typing(self, session: Session, frame: SendTyping) -> None:
         user = self._user(session)
         room, room_name, peer = self._target(user, frame.room, frame.to, create=False)
         data = encode(Typing(room_name, user.name))
         if peer is not None:
+            if _hidden_from_peer(user, peer):
+                return  # dropped, as if the peer were offline
             self._send_sessions(peer.sessions, data, "typing")
         elif room is not None:
             self._fan_out(room, data, "typing", skip_user=user.name)
@@ -701,7 +762,7 @@ class Hub:
             msgs = self.store.history_before(room.name, frame.before, limit + 1)
             more = len(msgs) > limit
             del msgs[: max(0, len(msgs) - limit)]  # the extra one is the oldest
-        session.send_frame(History(room.name, tuple(msgs), more))
+        session.send_frame(History(room.name, tuple(self._as_seen_by(user, room, msgs)), more))
 
     def read(self, session: Session, frame: MarkRead) -> None:
         user = self._user(session)
@@ -713,10 +774,14 @@ class Hub:
         self._write(self.store.set_read(user.name, room.name, seq))
         data = encode(Read(room.name, user.name, seq))
         self._send_sessions(user.sessions, data, "read", skip=session)
-        if room.is_dm:
+        if room.is_dm and user.record.status != Status.INVISIBLE:
+            # The "seen" mark goes to the peer unless it would show the user is there:
+            # invisible, or a block either way (each looks offline to the other).
             for name in room.members:
-                if name != user.name:
-                    self._send_sessions(self.users[name].sessions, data, "read")
+                peer = self.users[name]
+                if name != user.name and not peer.has_blocked(user.name) \
+                        and not user.has_blocked(name):
+                    self._send_sessions(peer.sessions, data, "read")
 
     # --- contacts ----------------------------------------------------------------------
 
@@ -822,6 +887,22 @@ class Hub:
                     session.send_framed(framed)
                     n += 1
         self.metrics.count_out(t, n)
+
+
+def _hidden_from_peer(sender: User, peer: User | None) -> bool:
+    """Whether a DM message from ``sender`` is hidden from ``peer``: the peer blocked them.
+    Blocking is private: the sender is acked as usual and never told."""
+    return peer is not None and peer.has_blocked(sender.name)
+
+
+def _fields_of(m: StoredMsg) -> tuple[Any, ...]:
+    return (m.room, m.seq, m.sender, m.text, m.ts, m.kind, m.id, m.hidden)
+
+
+def hidden_placeholder(m: StoredMsg) -> StoredMsg:
+    """What the blocker receives in place of a hidden message: its place in the room
+    (seq, ts, sender) and nothing it carried."""
+    return StoredMsg(m.room, m.seq, m.sender, "", m.ts, MsgKind.TEXT.value, None, True)
 
 
 def _entry_keys(entry: RosterEntry) -> dict[str, Any]:

@@ -60,6 +60,9 @@ class Pending:
     started: float
     # Sessions that retried the same (sender, id) while it was in flight: they get the ack too.
     retries: list[Session] = field(default_factory=list)
+    # A DM message from a user its peer blocked: the peer's sessions get this placeholder
+    # (``msg{hidden}``, no text) instead of ``data``; only the sender's sessions see ``data``.
+    placeholder: bytes | None = None
 
 
 @dataclass(slots=True)

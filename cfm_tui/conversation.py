@@ -68,6 +68,9 @@ class Conversation:
     pending: dict[str, PendingSend] = field(default_factory=dict)
     typing: dict[str, float] = field(default_factory=dict)
     _seqs: set[int] = field(default_factory=set)
+    # The lowest seq of a hidden placeholder (a message from someone this user blocked)
+    # held in ``_seqs`` but not shown: paging older history goes on below it.
+    _lowest_hidden: int | None = None
     _notes: list[_Note] = field(default_factory=list)
     _order: itertools.count = field(default_factory=itertools.count)
 
@@ -97,6 +100,11 @@ class Conversation:
         if msg.seq in self._seqs:
             return False
         self._seqs.add(msg.seq)
+        if msg.hidden:  # a placeholder: it takes its seq and shows nothing
+            self.latest_seq = max(self.latest_seq, msg.seq)
+            if self._lowest_hidden is None or msg.seq < self._lowest_hidden:
+                self._lowest_hidden = msg.seq
+            return False
         bisect.insort(self.messages, msg, key=lambda m: m.seq)
         self.latest_seq = max(self.latest_seq, msg.seq)
         # Whoever speaks has stopped typing.
@@ -116,7 +124,10 @@ class Conversation:
 
     @property
     def oldest_seq(self) -> int | None:
-        return self.messages[0].seq if self.messages else None
+        shown = self.messages[0].seq if self.messages else None
+        if self._lowest_hidden is None:
+            return shown
+        return self._lowest_hidden if shown is None else min(shown, self._lowest_hidden)
 
     @property
     def can_load_older(self) -> bool:
@@ -130,6 +141,7 @@ class Conversation:
         self.epoch = epoch
         self.messages.clear()
         self._seqs.clear()
+        self._lowest_hidden = None
         self.latest_seq = 0
         self.read_mark = 0
         self.peer_read = 0

@@ -199,7 +199,6 @@ ERROR_TEXT = {
     "name_invalid": HANDLE_RULE,
     "unsupported_version": "That server speaks another version of the cfm protocol.",
     "rate_limited": "Slow down a little: the server is rate-limiting you.",
-    "blocked": "You can't reach {name!r}: they are not accepting your messages.",
     "no_such_user": "There is no user called {name!r} on this server.",
     "no_such_room": "There is no such room.",
     "not_member": "You are not in that room any more.",

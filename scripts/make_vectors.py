@@ -117,6 +117,9 @@ def server_samples() -> list[tuple[str, f.ServerFrame]]:
                          kind="text", id="b-77")
     nudge = f.StoredMsg(room="dm:alice:bob", seq=3, sender="bob", text="", ts=1767225600500,
                         kind="nudge")
+    # What a blocker receives in place of a message from the user they blocked.
+    hidden = f.StoredMsg(room="dm:alice:bob", seq=4, sender="bob", text="",
+                         ts=1767225600700, kind="text", hidden=True)
     return [
         ("welcome/full", f.Welcome(
             v=1, session="s-4f1c", name="alice", token="3q2-7Yh_tok", display="Alice",
@@ -150,6 +153,7 @@ def server_samples() -> list[tuple[str, f.ServerFrame]]:
         ("member/leave", f.Member(room="#lobby", name="carol", op="leave")),
         ("msg/full", f.Msg.from_stored(stored)),
         ("msg/nudge-without-id", f.Msg.from_stored(nudge)),
+        ("msg/hidden", f.Msg.from_stored(hidden)),
         ("msg/seq-and-ts-at-max", f.Msg(room="#lobby", seq=MAX_INT, sender="bob", text="x",
                                         ts=MAX_INT, kind="text", id="z")),
         ("ack/full", f.Ack(room="#lobby", seq=43, ts=1767225601000, id="m-0001")),
@@ -160,6 +164,7 @@ def server_samples() -> list[tuple[str, f.ServerFrame]]:
             room="#lobby", seq=42, sender="carol", text="hi\nthere", ts=1767225600900,
             kind="text", id="c-1")), more=True)),
         ("history/empty", f.History(room="#lobby", msgs=(), more=False)),
+        ("history/hidden", f.History(room="dm:alice:bob", msgs=(nudge, hidden), more=False)),
         ("contact/full", f.Contact(op="add", name="bob", display="Bob", status="away",
                                    psm="", bot=False, blocked=False)),
         ("contact/added-you", f.Contact(op="added_you", name="carol", display="Carol",
@@ -465,6 +470,7 @@ def _server_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         ("too_long/display", {**PRESENCE_OUT, "display": "d" * 65}, "too_long", "presence"),
         ("control/psm", {**PRESENCE_OUT, "psm": "a\x1bb"}, "bad_frame", "presence"),
         ("kind/unknown", {**MSG, "kind": "wink"}, "bad_frame", "b1"),
+        ("type/msg-hidden-int", {**MSG, "text": "", "hidden": 1}, "bad_frame", "b1"),
         ("member/op-unknown", {"t": "member", "room": "#lobby", "name": "bob", "op": "kick"},
          "bad_frame", "member"),
         ("int/negative-seq", {**MSG, "seq": -1}, "bad_frame", "b1"),

@@ -121,6 +121,11 @@ MIGRATIONS: tuple[str, ...] = (
         used INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # v3: private blocking. 1 marks a DM message hidden from the room's other member (its
+    # sender was blocked by them when it was sent); NULL, the rest, costs no byte.
+    """
+    ALTER TABLE messages ADD COLUMN hidden INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -156,14 +161,14 @@ _SHM_BACKFILL_OFFSET = 96
 _SHM_HEADER_BYTES = 100
 _WAL_FRAME_HEADER_BYTES = 24
 
-_MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id"
+_MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id, hidden"
 
 # A plain INSERT: the store refuses a gap or a repeated seq before it, from each room's
 # latest seq kept in memory (``SqliteStore._next_seq``). It used to be a guard in the
 # statement itself (INSERT ... SELECT ... WHERE seq = 1 + max(seq)), a third of the
 # INSERT's cost; the primary key still refuses a repeated seq, and the lock file makes
 # this connection the only writer.
-_APPEND = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_APPEND = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 class _ClientIdFilter:
@@ -729,7 +734,8 @@ class SqliteStore(Store):
                            (user, room, seq))
 
     def append(self, msg: StoredMsg) -> Commit:
-        params = (msg.room, msg.seq, msg.sender, msg.text, msg.ts, msg.kind, msg.id)
+        params = (msg.room, msg.seq, msg.sender, msg.text, msg.ts, msg.kind, msg.id,
+                  1 if msg.hidden else None)
         if self._conn is None:
             return self._write(_APPEND, params)  # fails: the store is not open
         try:
@@ -799,7 +805,7 @@ class SqliteStore(Store):
         rows = self._query(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND client_id = ?",
             (sender, client_id))
-        return StoredMsg(*rows[0]) if rows else None
+        return _stored(rows[0]) if rows else None
 
     def history_before(self, room: str, before: int | None, limit: int) -> list[StoredMsg]:
         if limit <= 0:  # SQLite reads a negative LIMIT as "no limit"
@@ -812,7 +818,7 @@ class SqliteStore(Store):
             rows = self._query(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq < ?"
                 " ORDER BY seq DESC LIMIT ?", (room, before, limit))
-        return [StoredMsg(*row) for row in reversed(rows)]
+        return [_stored(row) for row in reversed(rows)]
 
     def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
         if limit <= 0:
@@ -820,7 +826,14 @@ class SqliteStore(Store):
         rows = self._query(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
             " ORDER BY seq LIMIT ?", (room, after, limit))
-        return [StoredMsg(*row) for row in rows]
+        return [_stored(row) for row in rows]
+
+
+def _stored(row: tuple[Any, ...]) -> StoredMsg:
+    """A ``messages`` row as a StoredMsg (its ``hidden`` column is NULL or 1)."""
+    if row[7] is None:
+        return StoredMsg(*row)
+    return StoredMsg(*row[:7], True)
 
 
 def _read_pid(fd: int) -> str:

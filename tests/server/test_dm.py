@@ -1,4 +1,5 @@
-"""Direct messages: creation on first use, privacy, offline delivery, nudges, blocks."""
+"""Direct messages: creation on first use, privacy, offline delivery, nudges (blocks:
+test_private_block.py)."""
 
 from __future__ import annotations
 
@@ -122,24 +123,3 @@ async def test_typing_to_a_user(server) -> None:
         assert await bob.recv_until("typing") == {
             "t": "typing", "room": "dm:alice:bob", "from": "alice"}
         await alice.expect_silence("typing")
-
-
-async def test_block_refuses_messages_nudges_and_typing(server) -> None:
-    async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
-        await alice.send({"t": "contact", "op": "block", "name": "bob"})
-        echo = await alice.recv_until("contact")
-        assert echo["op"] == "block" and echo["name"] == "bob" and echo["blocked"] is True
-        for frame in (
-            {"t": "say", "to": "alice", "text": "x", "id": "b1"},
-            {"t": "say", "room": "dm:alice:bob", "text": "x", "id": "b2"},
-            {"t": "nudge", "to": "alice", "id": "b3"},
-            {"t": "typing", "to": "alice"},
-        ):
-            await bob.send(frame)
-            error = await bob.recv_until("error")
-            assert error["code"] == "blocked", frame
-        await alice.expect_silence("msg")
-        await alice.send({"t": "contact", "op": "unblock", "name": "bob"})
-        await alice.recv_until("contact", op="unblock")
-        await bob.send({"t": "say", "to": "alice", "text": "sorry", "id": "b4"})
-        assert (await alice.recv_until("msg"))["text"] == "sorry"

@@ -194,16 +194,23 @@ async def test_two_people_chat(server, tmp_path):
                          in transcript_text(alice, DM), "rate-limit line")
         assert bob.main.shakes == 1
 
-        # bob blocks alice: she sees him offline, her messages are refused.
+        # bob blocks alice: she sees him offline and nothing more (blocking is private);
+        # her message goes out as to anyone offline, and never reaches bob.
         bob.contact("block", "alice")
         await wait_until(pb, lambda: "Blocked (1)" in buddy_rows(bob), "blocked group")
         await wait_until(pa, lambda: alice.state.person("bob").status == "offline",
                          "bob offline for alice")
         alice.send_text(DM, "are you there?")
-        await wait_until(pa, lambda: "could not be delivered" in transcript_text(alice, DM),
-                         "refused message")
+        sent = alice.state.conversation(DM)
+        await wait_until(pa, lambda: not sent.pending and "are you there?" in
+                         transcript_text(alice, DM), "message sent")
+        assert "delivered" not in transcript_text(alice, DM)
+        assert "accepting" not in transcript_text(alice, DM)
         bob.contact("unblock", "alice")
         await wait_until(pb, lambda: "Blocked (1)" not in buddy_rows(bob), "unblocked")
+        alice.send_text(DM, "after unblock")
+        await wait_until(pb, lambda: "after unblock" in transcript_text(bob, DM), "unblocked msg")
+        assert "are you there?" not in transcript_text(bob, DM)
 
 
 async def test_offline_messages_arrive_on_sign_in(server, tmp_path):

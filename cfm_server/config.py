@@ -74,6 +74,9 @@ class ServerConfig:
     rate_limits: bool = True  # False lifts the token buckets and the per-IP cap
     max_conns_per_ip: int = 32
     allowed_origins: list[str] = field(default_factory=list)  # empty: any Origin
+    # /metrics answers loopback clients only unless this is true: its gauges (sessions,
+    # connections) move when anyone signs in, invisible users included.
+    metrics_public: bool = False
     abuse_max: int = 30  # errors or rate-limit breaches ...
     abuse_window: float = 10.0  # ... within this many seconds close the session (4008)
     nudge_interval: float = 5.0  # at most one nudge per (sender, target) per this many s

@@ -47,6 +47,12 @@ class TrustedProxies:
         return client
 
 
+def is_loopback(address: str) -> bool:
+    """Whether a client address (as ``_client_ip`` gives it) is this machine's."""
+    ip = _address(address)
+    return ip is not None and ip.is_loopback
+
+
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An address as a proxy or a socket may write it: with a port (``1.2.3.4:5678``,
     ``[2001:db8::1]:80``) or IPv4 mapped into IPv6 (``::ffff:10.0.0.5``, a dual-stack

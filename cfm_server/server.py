@@ -36,7 +36,7 @@ from cfm_server.hub import Hub
 from cfm_server.invites import InviteBook, InviteError, load_key
 from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
-from cfm_server.netaddr import WS_PATH, TrustedProxies, server_tls_context, ws_url
+from cfm_server.netaddr import WS_PATH, TrustedProxies, is_loopback, server_tls_context, ws_url
 from cfm_server.session import Outbox, Session
 from cfm_server.store import Store, StoreError
 
@@ -379,7 +379,9 @@ class Server:
             return None  # on to the WebSocket handshake
         if path == "/healthz":
             return _response(http.HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
-        if path == "/metrics":
+        if path == "/metrics" and (
+            self.config.metrics_public or is_loopback(self._client_ip(connection, request))
+        ):
             return _response(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 

@@ -65,6 +65,10 @@ RESTART_WINDOW = 60.0
 # (limits.max_frame) is about what clients send.
 MAX_INCOMING = 16 * 1024 * 1024
 EVENT_BACKLOG_WARNING = 10_000
+# Read marks wait this long and go out together, one per room with its latest seq: a
+# program that marks every message of a busy room read (a bot) sends a few frames a
+# second, not one per message, and stays inside the server's rate limits.
+READ_COALESCE_S = 0.25
 # A gap right behind our own unacked say is usually that say: give its ack a moment.
 OWN_ACK_GRACE = 2.0
 # A say or nudge the server could not store (``internal``: its disk is full, say) is sent
@@ -192,6 +196,8 @@ class Client:
         self._by_id: dict[str, _Outgoing] = {}
         self._next_slot = 0
         self._read_marks: dict[str, int] = {}
+        self._reads_unsent: set[str] = set()  # rooms whose mark waits for the flush below
+        self._read_flush: asyncio.TimerHandle | None = None
         self._outq: asyncio.Queue[bytes] | None = None
         self._ready = False  # a live, flushed connection: new frames go straight out
         self._generation = 0
@@ -287,6 +293,7 @@ class Client:
         self._closed = True
         self._wake.set()
         self._cancel_fills()
+        self._flush_reads()
         if self._ready and self._outq is not None:
             # Frames already queued (a read mark, a presence) go out before the close.
             with contextlib.suppress(TimeoutError):
@@ -447,7 +454,21 @@ class Client:
             return
         self._read_marks[room] = seq
         if self._ready:
-            self._write(frame)
+            self._reads_unsent.add(room)
+            if self._read_flush is None:
+                self._read_flush = asyncio.get_running_loop().call_later(
+                    READ_COALESCE_S, self._flush_reads)
+
+    def _flush_reads(self) -> None:
+        """Send each room's latest read mark held back by :meth:`mark_read`."""
+        if self._read_flush is not None:
+            self._read_flush.cancel()
+            self._read_flush = None
+        rooms, self._reads_unsent = self._reads_unsent, set()
+        if not self._ready:
+            return  # the next welcome sends every mark the server lacks
+        for room in sorted(rooms):
+            self._write(f.MarkRead(room=room, seq=self._read_marks[room]))
 
     async def contact(self, op: str, name: str) -> f.Contact:
         """``add``, ``remove``, ``block`` or ``unblock`` a user; returns the echo."""

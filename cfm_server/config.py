@@ -80,6 +80,9 @@ class ServerConfig:
     abuse_max: int = 30  # errors or rate-limit breaches ...
     abuse_window: float = 10.0  # ... within this many seconds close the session (4008)
     nudge_interval: float = 5.0  # at most one nudge per (sender, target) per this many s
+    # Seconds between a user's last session ending and watchers being told it is offline;
+    # a reconnect within it is not shown at all (0: at once).
+    presence_grace: float = 2.0
     # Inbound bytes per session, spent before decoding (each frame costs its size + 256):
     # a frame over the budget is dropped unread with rate_limited.
     recv_rate: float = 65536.0
@@ -171,6 +174,7 @@ class ServerConfig:
         need(self.abuse_max >= 1, "abuse_max must be >= 1")
         need(self.abuse_window > 0, "abuse_window must be > 0 seconds")
         need(self.nudge_interval >= 0, "nudge_interval must be >= 0 seconds")
+        need(self.presence_grace >= 0, "presence_grace must be >= 0 seconds (0: at once)")
         need(self.recv_rate > 0, "recv_rate must be > 0 bytes per second")
         need(self.recv_burst >= 1, "recv_burst must be >= 1 byte")
         for kind in RATE_KINDS:

@@ -12,6 +12,7 @@ then — only when that write's commit completes — the ``ack`` to the sender a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -125,6 +126,13 @@ class Hub:
         # Signed-in users whose status is invisible: /metrics counts users online without
         # them (otherwise its gauge would tell anyone that an invisible user signed in).
         self.invisible_online: set[str] = set()
+        # Users whose last session ended less than ``presence_grace`` ago: the offline
+        # presence waits on this timer, and what watchers saw of them until then (a
+        # reconnect within the grace cancels it, and watchers hear only what changed).
+        self.going_offline: dict[str, tuple[asyncio.TimerHandle, tuple[str, ...]]] = {}
+        # The bots this server provisioned (the AI contacts): their sessions have no
+        # per-kind buckets, which other users' traffic would drain (read marks).
+        self.server_bots: set[str] = set()
         # Set by the server when registration is by invite.
         self.invites: InviteBook | None = None
         # New handles whose identity is being stored (see sign_in).
@@ -275,9 +283,16 @@ class Hub:
             for room in self._group_rooms(user):
                 room.loud.add(session)
         self.metrics.sessions.inc()
+        if user.name in self.server_bots:
+            session.limits.lift_buckets()
         if first:
             self.online_users += 1
-            if record.status != Status.INVISIBLE:
+            going = self.going_offline.pop(user.name, None)
+            if going is not None:  # back within the grace: watchers saw no offline
+                going[0].cancel()
+                if self._presence_view(user) != going[1]:
+                    self._broadcast_presence(user, own=False)
+            elif record.status != Status.INVISIBLE:
                 self._broadcast_presence(user, own=False)
         elif changed:
             self._broadcast_presence(user, own=True, skip=session, public=before)
@@ -322,6 +337,7 @@ class Hub:
         else:
             user.record.token_hash = hash_token(token)
         self._write(self.store.put_user(user.record))
+        self.server_bots.add(name)
         return token
 
     def _welcome(self, session: Session, user: User, token: str) -> Welcome:
@@ -361,8 +377,27 @@ class Hub:
         if not user.sessions:
             self.online_users -= 1
             if user.record.status != Status.INVISIBLE:
-                self._broadcast_presence(user, own=False)
+                self._offline_after_grace(user)
             self._note_visibility(user)
+
+    def _offline_after_grace(self, user: User) -> None:
+        """Tell watchers the user went offline — after ``presence_grace`` seconds, so a
+        session that reconnects at once (a network blip, a restart of the client) does
+        not flap offline/online for everyone who watches it."""
+        grace = self.config.presence_grace
+        if grace <= 0:
+            self._broadcast_presence(user, own=False)
+            return
+        record = user.record
+        seen = (record.display, rules.public_status(record.status), record.psm, str(record.bot))
+        handle = asyncio.get_running_loop().call_later(grace, self._gone_offline, user.name)
+        self.going_offline[user.name] = (handle, seen)
+
+    def _gone_offline(self, name: str) -> None:
+        self.going_offline.pop(name, None)
+        user = self.users.get(name)
+        if user is not None and not user.sessions:
+            self._broadcast_presence(user, own=False)
 
     # --- dispatch ------------------------------------------------------------------------
 

@@ -85,6 +85,11 @@ class SessionLimits:
         bucket = self.inbound
         return 0 if bucket is None else bucket.take(now, size + FRAME_COST)
 
+    def lift_buckets(self) -> None:
+        """No per-kind buckets: for the server's own bots, whose frames (read marks,
+        answers) follow other users' traffic; their bytes are still budgeted."""
+        self.buckets.clear()
+
 
 class PairInterval:
     """At most one event per (a, b) pair per ``interval`` seconds (nudges)."""

@@ -63,7 +63,12 @@ async def test_contact_owners_see_sign_in_status_changes_and_sign_out(server) ->
         assert (await alice.recv_until("presence"))["status"] == "offline"
 
 
-async def test_invisible_users_look_offline_to_others_but_not_to_themselves(server) -> None:
+async def test_invisible_users_look_offline_to_others_but_not_to_themselves(
+    server_factory,
+) -> None:
+    # No grace: bob's first sign-out is told at once (else coming back invisible within
+    # the grace would tell his watchers "offline" then; see test_server_bots.py).
+    server = await server_factory(presence_grace=0)
     async with signed_in(server.url, "bob") as bob:
         bob_token = bob.token
     async with signed_in(server.url, "alice") as alice:

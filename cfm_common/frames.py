@@ -86,6 +86,26 @@ check_display = _short_text(rules.MAX_DISPLAY, "display")
 check_psm = _short_text(rules.MAX_PSM, "psm")
 
 
+def _own_text(check: Check, what: str, *, blank_ok: bool) -> Check:
+    """A display name or psm a client sets for itself: also no invisible or format
+    characters (look-alike names), and a display name that is not only blank. Server
+    frames keep the older rule, so names stored before it still decode."""
+
+    def check_own(value: str) -> None:
+        check(value)
+        hidden = rules.hidden_char(value)
+        if hidden is not None:
+            raise _bad(f"{what} holds an invisible character ({rules.describe_char(hidden)})")
+        if not blank_ok and value and not value.strip():
+            raise _bad(f"{what} is blank: leave it out to show the handle")
+
+    return check_own
+
+
+check_own_display = _own_text(check_display, "display", blank_ok=False)
+check_own_psm = _own_text(check_psm, "psm", blank_ok=True)
+
+
 # The characters ``rules.has_forbidden_text_chars`` refuses, as one regex class: every
 # ``say`` is checked, and a C scan is ~20x faster than a Python test per character.
 # Control characters (category Cc) all lie below U+00A0, and the bidi controls below
@@ -209,8 +229,8 @@ class Hello:
     name: str = wire(str, check_name)
     token: str | None = wire(str, _bounded_str(256, "token"), optional=True)
     status: str | None = wire(str, check_client_status, optional=True)
-    display: str | None = wire(str, check_display, optional=True)
-    psm: str | None = wire(str, check_psm, optional=True)
+    display: str | None = wire(str, check_own_display, optional=True)
+    psm: str | None = wire(str, check_own_psm, optional=True)
     client: str | None = wire(str, check_client, optional=True)
     bot: bool | None = wire(bool, optional=True)
     # True: no member frames, and no presence heard only through a shared group room.
@@ -223,8 +243,8 @@ class Hello:
 class SetPresence:
     T: ClassVar[str] = "presence"
     status: str | None = wire(str, check_client_status, optional=True)
-    display: str | None = wire(str, check_display, optional=True)
-    psm: str | None = wire(str, check_psm, optional=True)
+    display: str | None = wire(str, check_own_display, optional=True)
+    psm: str | None = wire(str, check_own_psm, optional=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,114 @@ def has_forbidden_text_chars(text: str) -> bool:
     return any(_is_control(ch) and ch not in _TEXT_ALLOWED_CONTROLS for ch in text)
 
 
+# --- look-alike names ---------------------------------------------------------------
+
+# Characters that show as nothing (or as blank space) but are no space: in a display name
+# or personal message they only serve to pass for someone else ("Alice\u200bLiddell") or
+# to look blank. Format characters (category Cf: zero-width spaces, word joiner, BOM,
+# soft hyphen, tag characters, bidi marks and controls) are refused by category; these
+# are the invisible ones of other categories.
+_INVISIBLE: Final = frozenset(
+    "\u115f\u1160\u3164\uffa0"  # Hangul fillers
+    "\u2800"  # braille pattern blank
+    "\u2028\u2029"  # line and paragraph separators
+    "\u034f"  # combining grapheme joiner
+    "\u17b4\u17b5"  # Khmer inherent vowels
+)
+_JOINERS: Final = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: needed by emoji and some scripts
+_DIRECTION_MARKS: Final = frozenset("\u200e\u200f\u061c")  # LRM, RLM, ALM: for RTL text
+# Above Latin Extended-B: a joiner between two such characters (emoji, Indic, Persian)
+# does a job; next to a Latin letter it only hides.
+_LATIN_END: Final = 0x24F
+
+
+def _is_variation_selector(ch: str) -> bool:
+    c = ord(ch)
+    return 0xFE00 <= c <= 0xFE0F or 0xE0100 <= c <= 0xE01EF
+
+
+def hidden_char(value: str) -> str | None:
+    """The first invisible or format character of a display name or personal message
+    (None if there is none). Allowed: a joiner between two non-Latin characters (emoji
+    sequences, Indic and Persian script), a direction mark next to one (Hebrew, Arabic),
+    and a variation selector after a non-letter (emoji presentation, keycaps)."""
+    last = len(value) - 1
+    for i, ch in enumerate(value):
+        if ch in _INVISIBLE:
+            return ch
+        if unicodedata.category(ch) == "Cf":
+            before = i > 0 and ord(value[i - 1]) > _LATIN_END
+            after = i < last and ord(value[i + 1]) > _LATIN_END
+            if ch in _JOINERS and before and after:
+                continue
+            if ch in _DIRECTION_MARKS and (before or after):
+                continue
+            return ch
+        if _is_variation_selector(ch) and (
+                i == 0 or unicodedata.category(value[i - 1]).startswith("L")):
+            return ch
+    return None
+
+
+def describe_char(ch: str) -> str:
+    """``U+200B ZERO WIDTH SPACE``: how an error names a character nobody can see."""
+    return f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}"
+
+
+# The common look-alikes of Latin letters (Unicode TR39's confusables.txt, the part that
+# matters for names), mapped to the letter they pass for. Capitals are mapped before
+# case folding (Cyrillic В folds to в, which looks like no Latin letter), small letters
+# after. I, l, 1, | and i all become l, and O and 0 become o: a skeleton only has to be
+# equal for names that look alike, so it may be coarser than what the eye tells apart.
+_LOOKALIKES: Final = str.maketrans({
+    # Latin and digits
+    "I": "l", "i": "l", "1": "l", "|": "l", "ı": "l", "ɩ": "l", "ȷ": "j", "ɑ": "a",
+    "ɡ": "g", "0": "o", "ʀ": "r",
+    # Cyrillic
+    "А": "a", "В": "b", "Е": "e", "К": "k", "М": "m", "Н": "h", "О": "o", "Р": "p",
+    "С": "c", "Т": "t", "Х": "x", "У": "y", "І": "l", "Ј": "j", "Ѕ": "s", "Ү": "y",
+    "Ԛ": "q", "Ԝ": "w", "Ӏ": "l", "Ԁ": "d", "Һ": "h",
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "l",
+    "ј": "j", "ѕ": "s", "ԁ": "d", "һ": "h", "ӏ": "l", "ԛ": "q", "ԝ": "w", "ү": "y",
+    "к": "k", "ь": "b",
+    # Greek
+    "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z", "Η": "h", "Ι": "l", "Κ": "k", "Μ": "m",
+    "Ν": "n", "Ο": "o", "Ρ": "p", "Τ": "t", "Υ": "y", "Χ": "x",
+    "α": "a", "ο": "o", "ρ": "p", "ν": "v", "ι": "l", "κ": "k", "υ": "u", "χ": "x",
+    "γ": "y",
+    # Armenian
+    "օ": "o", "ս": "u", "ց": "g", "հ": "h", "ո": "n", "զ": "q",
+})
+# Letter pairs that pass for one letter.
+_LOOKALIKE_PAIRS: Final = (("rn", "m"), ("vv", "w"))
+_HANDLE_SEPARATORS: Final = str.maketrans("", "", "_.- ")
+
+
+def skeleton(value: str) -> str:
+    """A name reduced to what it looks like, after Unicode TR39's skeleton: equal
+    skeletons mean names a reader may take for each other ("Аlice" with a Cyrillic А,
+    "Alice\u200b", "ＡＬＩＣＥ" and "AIice" all give "allce").
+
+    Compatibility forms are unfolded (fullwidth, mathematical letters, ligatures),
+    accents and zero-width characters dropped, blank-looking ones made spaces,
+    look-alike letters mapped to the Latin ones, case folded, and runs of spaces made
+    one space."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    # Blank-looking characters (U+3164, U+2800, …) count as the space they pass for.
+    kept = "".join(" " if ch in _INVISIBLE else ch for ch in decomposed
+                   if unicodedata.category(ch) not in ("Mn", "Me", "Cf", "Cc"))
+    folded = kept.translate(_LOOKALIKES).casefold().translate(_LOOKALIKES)
+    for pair, letter in _LOOKALIKE_PAIRS:
+        folded = folded.replace(pair, letter)
+    return " ".join(folded.split())
+
+
+def handle_skeleton(name: str) -> str:
+    """The skeleton of a handle (or a name compared with handles), separators left out:
+    ``smarty_bot``, ``Smartyb0t`` and ``smarty.bot`` all look like ``smartybot``."""
+    return skeleton(name).translate(_HANDLE_SEPARATORS)
+
+
 # --- presence ------------------------------------------------------------------------
 
 

@@ -119,6 +119,10 @@ class Hub:
         # owner names per listed handle: who gets a handle's presence via their contact list.
         self.listed_by: dict[str, set[str]] = {}
         self.reserved = frozenset(rules.normalize_name(n) for n in config.reserved_names)
+        # Skeletons no new handle may have (look-alikes of a reserved name or of one of the
+        # server's own bots: "adm1n", "smarty_b0t"), each with the name it imitates.
+        self.lookalike_of: dict[str, str] = {
+            rules.handle_skeleton(n): n for n in sorted(self.reserved, reverse=True)}
         # (sender, client id) → the message in flight, for retries that arrive before its commit.
         self.inflight: dict[tuple[str, str], Pending] = {}
         self.nudge_pairs = PairInterval(config.nudge_interval)
@@ -208,6 +212,10 @@ class Hub:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"{name!r} is reserved", "hello")
         user = self.users.get(name)
         if user is None:
+            imitated = self.lookalike_of.get(rules.handle_skeleton(name))
+            if imitated is not None:
+                raise ProtocolError(ErrorCode.NAME_TAKEN,
+                                    f"{name!r} looks too much like {imitated!r}", "hello")
             if name in self.signing_up:
                 raise ProtocolError(ErrorCode.NAME_TAKEN,
                                     f"{name!r} is being claimed right now", "hello")
@@ -338,6 +346,7 @@ class Hub:
             user.record.token_hash = hash_token(token)
         self._write(self.store.put_user(user.record))
         self.server_bots.add(name)
+        self.lookalike_of[rules.handle_skeleton(name)] = name
         return token
 
     def _welcome(self, session: Session, user: User, token: str) -> Welcome:

@@ -8,6 +8,7 @@ user should be told; widgets only render this state.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +39,12 @@ Clock = Callable[[], float]
 
 # How long after a reconnect a contact who was online before it may come back quietly.
 RECONNECT_GRACE_S = 60.0
+
+@functools.lru_cache(maxsize=4096)
+def _looks(name: str) -> str:
+    """What a name looks like (its skeleton), cached: labels are asked for often."""
+    return rules.handle_skeleton(name)
+
 
 @dataclass(slots=True)
 class Person:
@@ -183,12 +190,15 @@ class ChatState:
         return person.label if person else None
 
     def _confusable(self, key: str, shown: str) -> bool:
-        folded = shown.casefold()
+        """Whether ``shown`` looks like another person's display name or handle: compared
+        by their skeletons (rules.handle_skeleton), so look-alike letters, invisible
+        characters, case and separators do not make a name pass for another."""
+        looks = _looks(shown)
         for other in (self.me, *self.people):
             if other == key or not other:
                 continue
             other_shown = self._display_of(other) or other
-            if other_shown.casefold() == folded or other.casefold() == folded:
+            if _looks(other_shown) == looks or _looks(other) == looks:
                 return True
         return False
 

@@ -60,6 +60,10 @@ def client_samples() -> list[tuple[str, f.ClientFrame]]:
         ("presence/full", f.SetPresence(status="away", display="Alice", psm="back at 5")),
         ("presence/minimal", f.SetPresence()),
         ("presence/invisible", f.SetPresence(status="invisible")),
+        # Joiners and marks where they do a job: an emoji sequence, Hebrew with an RLM.
+        ("presence/display-emoji-zwj", f.SetPresence(
+            display="Bob \U0001f468\u200d\U0001f469\u200d\U0001f467")),
+        ("presence/psm-rtl-mark", f.SetPresence(psm="\u05e9\u05dc\u05d5\u05dd\u200f!")),
         ("join/full", f.Join(room="#lobby", since=41, epoch="01HZX3K9")),
         ("join/minimal", f.Join(room="#lobby")),
         ("join/since-zero", f.Join(room="#rust-fans_2", since=0)),
@@ -355,6 +359,22 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         ("control/psm-bidi-isolate", {"t": "presence", "psm": "a\u2067b\u2069"}, "bad_frame",
          "presence"),
         ("control/psm-bidi-embedding", {"t": "presence", "psm": "\u202bx"}, "bad_frame",
+         "presence"),
+        # Invisible characters in a client's own display name or psm (look-alike names).
+        ("invisible/display-zero-width-space", {**HELLO, "display": "Alice\u200b"},
+         "bad_frame", "hello"),
+        ("invisible/display-hangul-filler", {"t": "presence", "display": "Al\u3164ice"},
+         "bad_frame", "presence"),
+        ("invisible/display-braille-blank", {**HELLO, "display": "\u2800"}, "bad_frame",
+         "hello"),
+        ("invisible/display-tag", {**HELLO, "display": "Alice\U000e0041"}, "bad_frame",
+         "hello"),
+        ("invisible/display-joiner-in-latin", {**HELLO, "display": "Ali\u200dce"},
+         "bad_frame", "hello"),
+        ("invisible/display-blank", {**HELLO, "display": "   "}, "bad_frame", "hello"),
+        ("invisible/psm-line-separator", {"t": "presence", "psm": "a\u2028b"}, "bad_frame",
+         "presence"),
+        ("invisible/psm-word-joiner", {"t": "presence", "psm": "a\u2060b"}, "bad_frame",
          "presence"),
         # Statuses.
         ("status/unknown", {"t": "presence", "status": "sleeping"}, "bad_frame", "presence"),

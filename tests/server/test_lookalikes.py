@@ -1,0 +1,61 @@
+"""Look-alike names (issue 10, item 8): no invisible characters in display names or
+personal messages, and no new handle that passes for a reserved name or a server bot."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.wire import WireClient, signed_in
+
+PERSONA = "smartybot"
+
+
+@pytest.mark.parametrize("display", [
+    "Alice Liddell\u200b", "Alice\u3164Liddell", "\u2800", "Alice\u2060", "Al\ufeffice",
+    "Alice\U000e0020", "Alice\u2028", "   ",
+])
+async def test_invisible_characters_in_a_display_name_are_refused(server, display) -> None:
+    async with WireClient.connect(server.url) as mallory:
+        reply = await mallory.hello("mallory", display=display)
+        assert reply["t"] == "error" and reply["code"] == "bad_frame", reply
+        assert reply["ref"] == "hello"
+        # The connection stays open: a clean name signs in.
+        assert (await mallory.hello("mallory", display="Mallory"))["t"] == "welcome"
+        await mallory.send({"t": "presence", "display": display})
+        assert (await mallory.recv_until("error"))["code"] == "bad_frame"
+        if display.strip():  # a blank psm is fine; a hidden character is not
+            await mallory.send({"t": "presence", "psm": f"hi{display}"})
+            assert (await mallory.recv_until("error"))["code"] == "bad_frame"
+
+
+async def test_emoji_sequences_and_rtl_marks_are_fine(server) -> None:
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    async with signed_in(server.url, "bob", display=f"Bob {family}",
+                         psm="\u05e9\u05dc\u05d5\u05dd\u200f!") as bob:
+        assert bob.welcome["display"] == f"Bob {family}"
+
+
+@pytest.mark.parametrize("handle", ["adm1n", "Admin", "sys.tem", "r00t", "ADMINlSTRATOR"])
+async def test_handles_that_pass_for_a_reserved_name_are_taken(server, handle) -> None:
+    async with WireClient.connect(server.url) as mallory:
+        reply = await mallory.hello(handle)
+        assert reply["code"] == "name_taken", reply
+        assert await mallory.wait_closed() == 4002
+
+
+@pytest.mark.parametrize("handle", ["smartyb0t", "smarty_bot", "Smarty.Bot", "clippo.",
+                                    "cl1ppo", "sk8r-jay"])
+async def test_handles_that_pass_for_a_server_bot_are_taken(server_factory, handle) -> None:
+    server = await server_factory(ai_enabled=True)
+    async with WireClient.connect(server.url) as mallory:
+        reply = await mallory.hello(handle, display="SmartyBot", bot=True)
+        assert reply["code"] == "name_taken", reply
+        assert "looks too much like" in reply["msg"]
+
+
+async def test_existing_and_unrelated_handles_still_sign_in(server) -> None:
+    token = server.hub.provision_bot("helperbot", "Helper", "", "online")
+    async with signed_in(server.url, "helperbot", token=token):
+        pass
+    async with signed_in(server.url, "helpers"), signed_in(server.url, "adminton"):
+        pass

@@ -65,9 +65,10 @@ RESTART_WINDOW = 60.0
 # (limits.max_frame) is about what clients send.
 MAX_INCOMING = 16 * 1024 * 1024
 EVENT_BACKLOG_WARNING = 10_000
-# Read marks wait this long and go out together, one per room with its latest seq: a
-# program that marks every message of a busy room read (a bot) sends a few frames a
-# second, not one per message, and stays inside the server's rate limits.
+# Read marks wait this long (or until the next other frame) and go out together, one
+# per room with its latest seq: a program that marks every message of a busy room read
+# (a bot) sends a few frames a second, not one per message, and stays inside the
+# server's rate limits.
 READ_COALESCE_S = 0.25
 # A gap right behind our own unacked say is usually that say: give its ack a moment.
 OWN_ACK_GRACE = 2.0
@@ -524,6 +525,10 @@ class Client:
 
     def _write(self, frame: f.ClientFrame) -> None:
         assert self._outq is not None
+        if self._reads_unsent and not isinstance(frame, f.MarkRead):
+            # Held-back read marks go out before any other frame: coalescing never
+            # reorders them after something the program sent later.
+            self._flush_reads()
         self._outq.put_nowait(codec.encode(frame))
 
     def _write_entry(self, entry: _Outgoing) -> None:

@@ -22,6 +22,8 @@ from cfm_server.ai import AIConfig, AIConfigError
 ENV_PREFIX = "CFM_"
 # Frame kinds with a per-session token bucket: (rate per second, burst).
 RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact")
+# Buckets per user (every session of the user spends from the same one).
+USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
 SHUTDOWN_CODES = (1001, 1012)
@@ -104,6 +106,20 @@ class ServerConfig:
     contact_rate: float = 2.0
     contact_burst: int = 20
 
+    # Per user, shared by all of a user's sessions (the buckets above are per session).
+    user_say_rate: float = 20.0  # says and nudges
+    user_say_burst: int = 60
+    user_stranger_rate: float = 1.0  # DMs to users who have not listed the sender
+    user_stranger_burst: int = 20
+    user_contact_rate: float = 1.0  # contact add/remove/block/unblock
+    user_contact_burst: int = 20
+    user_room_rate: float = 0.2  # new group rooms (one every 5 s)
+    user_room_burst: int = 10
+    max_rooms_per_user: int = 200  # group rooms one user may belong to at once
+    # New handles claimed per client address (loopback is not limited).
+    signup_rate: float = 1 / 60
+    signup_burst: int = 5
+
     def __post_init__(self) -> None:
         for key in ("data_dir", "tls_cert", "tls_key"):
             value = getattr(self, key)
@@ -177,10 +193,11 @@ class ServerConfig:
         need(self.presence_grace >= 0, "presence_grace must be >= 0 seconds (0: at once)")
         need(self.recv_rate > 0, "recv_rate must be > 0 bytes per second")
         need(self.recv_burst >= 1, "recv_burst must be >= 1 byte")
-        for kind in RATE_KINDS:
+        for kind in (*RATE_KINDS, *USER_RATE_KINDS, "signup"):
             rate, burst = self.rate(kind)
             need(rate > 0, f"{kind}_rate must be > 0 per second")
             need(burst >= 1, f"{kind}_burst must be >= 1")
+        need(self.max_rooms_per_user >= 1, "max_rooms_per_user must be >= 1")
         need((self.tls_cert is None) == (self.tls_key is None),
              "tls_cert and tls_key go together: give both (PEM files), or neither")
         for proxy in self.trusted_proxies:

@@ -57,8 +57,9 @@ from cfm_common.frames import (
 from cfm_common.rules import ContactOp, ErrorCode, MemberOp, MsgKind, Status
 from cfm_server.config import ServerConfig
 from cfm_server.invites import Invite, InviteBook, InviteError
-from cfm_server.limits import PairInterval
+from cfm_server.limits import KeyedBuckets, PairInterval, UserLimits
 from cfm_server.metrics import Metrics
+from cfm_server.netaddr import is_loopback
 from cfm_server.state import Pending, Room, User
 from cfm_server.store import Commit, ContactRecord, RoomRecord, Store, StoreError, UserRecord
 from cfm_server.wsframe import frame_binary
@@ -126,6 +127,9 @@ class Hub:
         # (sender, client id) → the message in flight, for retries that arrive before its commit.
         self.inflight: dict[tuple[str, str], Pending] = {}
         self.nudge_pairs = PairInterval(config.nudge_interval)
+        self.user_limits = UserLimits(config)
+        self.signups = (KeyedBuckets(config.signup_rate, config.signup_burst)
+                        if config.rate_limits else None)
         self.online_users = 0
         # Signed-in users whose status is invisible: /metrics counts users online without
         # them (otherwise its gauge would tell anyone that an invisible user signed in).
@@ -219,6 +223,7 @@ class Hub:
             if name in self.signing_up:
                 raise ProtocolError(ErrorCode.NAME_TAKEN,
                                     f"{name!r} is being claimed right now", "hello")
+            self._charge_signup(session)
             return self._begin_sign_up(name, hello)
         if hello.token is None:
             raise ProtocolError(
@@ -227,6 +232,48 @@ class Hub:
         if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
             raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
         return self._attach(session, user, hello, hello.token)
+
+    def _charge_signup(self, session: Session) -> None:
+        """New handles per client address: one address cannot mint accounts by the
+        thousand (they would each get the AI quota, the buckets, a place in #lobby).
+        Loopback is not limited: the local user, tests and benchmarks."""
+        ip = session.ip
+        if self.signups is None or not ip or is_loopback(ip):
+            return
+        retry_ms = self.signups.take(ip, time.monotonic())
+        if retry_ms:
+            raise RateLimited(retry_ms, "hello")
+
+    def _charge(self, user: User, kind: str, ref: str) -> None:
+        """Spend from the user's own bucket of ``kind`` (see UserLimits); the server's
+        bots answer everyone and spend nothing."""
+        if user.name in self.server_bots:
+            return
+        retry_ms = self.user_limits.check(kind, user.name, time.monotonic())
+        if retry_ms:
+            raise RateLimited(retry_ms, ref)
+
+    def _charge_message(self, user: User, peer: User | None, ref: str) -> None:
+        """A say or nudge: the user's ``say`` bucket, and for a DM to someone who has
+        not listed the user (a stranger: spam's target) the ``stranger`` bucket too."""
+        self._charge(user, "say", ref)
+        if peer is not None and peer.name not in self.server_bots:
+            listing = peer.contacts.get(user.name)
+            if listing is None or not listing.in_list:
+                self._charge(user, "stranger", ref)
+
+    def _admit_group_join(self, user: User, room_name: str) -> None:
+        """A user joining a group room it is not in: at most ``max_rooms_per_user`` of
+        them (each is in every welcome), and new rooms only as fast as the user's
+        ``room`` bucket allows."""
+        rooms = self.rooms
+        count = sum(1 for r in user.rooms if not rooms[r].is_dm)
+        if count >= self.config.max_rooms_per_user:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"you are in {count} rooms, the most this server allows: leave one first")
+        if room_name not in rooms:
+            self._charge(user, "room", "join")
 
     def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:
         """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
@@ -519,6 +566,8 @@ class Hub:
         user = self._user(session)
         room = self.rooms.get(frame.room)
         if rules.is_group_room(frame.room):
+            if user.name not in (room.members if room is not None else ()):
+                self._admit_group_join(user, frame.room)
             if room is None:
                 room = self._create_room(frame.room)
             if user.name not in room.members:
@@ -649,7 +698,10 @@ class Hub:
         user = self._user(session)
         if self._resend_ack(session, user, frame.id):
             return
-        room, _, peer = self._target(user, frame.room, frame.to, create=True)
+        room, _, peer = self._target(user, frame.room, frame.to, create=False)
+        self._charge_message(user, peer, frame.id)
+        if room is None or peer is not None:
+            room, _, _ = self._target(user, frame.room, frame.to, create=True)
         assert room is not None
         self._store_message(session, user, room, frame.text, MsgKind.TEXT, frame.id,
                             hidden=_hidden_from_peer(user, peer))
@@ -663,6 +715,7 @@ class Hub:
         retry_ms = self.nudge_pairs.check(user.name, peer.name, time.monotonic())
         if retry_ms and self.config.rate_limits:
             raise RateLimited(retry_ms, frame.id or "nudge")
+        self._charge_message(user, peer, frame.id or "nudge")
         room, _, _ = self._target(user, None, frame.to, create=True)
         assert room is not None
         self._store_message(session, user, room, "", MsgKind.NUDGE, frame.id,
@@ -831,6 +884,7 @@ class Hub:
 
     def contact(self, session: Session, frame: ContactRequest) -> None:
         user = self._user(session)
+        self._charge(user, "contact", "contact")
         name = rules.normalize_name(frame.name)
         if name == user.name:
             raise ProtocolError(ErrorCode.BAD_FRAME, "you cannot be your own contact")

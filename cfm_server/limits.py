@@ -91,6 +91,59 @@ class SessionLimits:
         self.buckets.clear()
 
 
+class KeyedBuckets:
+    """One token bucket per key (a client address, a user): ``take(key)`` answers 0 or a
+    ``retry_ms``. Full buckets are forgotten when the map grows past ``max_keys``, so an
+    attacker with many keys costs bounded memory (a forgotten key starts full again,
+    which is where it was)."""
+
+    __slots__ = ("buckets", "burst", "max_keys", "rate")
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str, now: float) -> int:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= self.max_keys:
+                self._forget_full(now)
+            bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
+
+    def _forget_full(self, now: float) -> None:
+        refill = self.burst / self.rate  # seconds for an empty bucket to be full again
+        self.buckets = {k: b for k, b in self.buckets.items()
+                        if b.tokens + (now - b.stamp) * b.rate < b.burst
+                        and now - b.stamp < refill}
+
+
+class UserLimits:
+    """Buckets per user, shared by all of a user's sessions: per-session buckets alone
+    multiply with the sessions one person opens (25 sessions, 25 times the says).
+
+    ``check(kind, user)`` answers 0 or a ``retry_ms``; kinds: ``say`` (says and nudges),
+    ``stranger`` (DMs to someone who has not listed the sender), ``contact`` (contact
+    requests), ``room`` (new group rooms)."""
+
+    __slots__ = ("kinds",)
+
+    KINDS = ("say", "stranger", "contact", "room")
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.kinds: dict[str, KeyedBuckets] = {}
+        if config.rate_limits:
+            for kind in self.KINDS:
+                self.kinds[kind] = KeyedBuckets(getattr(config, f"user_{kind}_rate"),
+                                                getattr(config, f"user_{kind}_burst"))
+
+    def check(self, kind: str, user: str, now: float) -> int:
+        buckets = self.kinds.get(kind)
+        return 0 if buckets is None else buckets.take(user, now)
+
+
 class PairInterval:
     """At most one event per (a, b) pair per ``interval`` seconds (nudges)."""
 

@@ -395,6 +395,7 @@ class Server:
             return
         self.metrics.connections.inc()
         session = Session(ws, self.hub, self.config, self.metrics, self.outbox)
+        session.ip = ip
         try:
             await session.run()
         except Exception:

@@ -99,6 +99,7 @@ class Session:
         "config",
         "hub",
         "id",
+        "ip",
         "limits",
         "metrics",
         "outbox",
@@ -117,6 +118,7 @@ class Session:
         self.config = config
         self.metrics = metrics
         self.id = ""
+        self.ip = ""  # the client's address, set by the server (per-address sign-up limit)
         self.user: User | None = None
         self.quiet = False  # hello.quiet: no member frames nor room-only presence
         self.limits = SessionLimits(config, time.monotonic())
@@ -283,6 +285,11 @@ class Session:
             signed = self.hub.sign_in(self, frame)
         except ProtocolError as exc:
             self._refuse(exc, "hello")
+            return None
+        except RateLimited as exc:  # too many new handles from this address
+            self.send_error(ErrorCode.RATE_LIMITED, "too many new handles from your address",
+                            exc.ref, exc.retry_ms)
+            self._count_abuse()
             return None
         self._hello = frame
         return signed

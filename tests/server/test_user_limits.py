@@ -1,0 +1,126 @@
+"""Limits per user and per address, not only per session (issue 10, item 7): more
+sessions give one person no more says, stranger DMs, contact requests or rooms, and one
+address cannot mint handles by the thousand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.wire import WireClient, signed_in
+
+REMOTE = {"X-Forwarded-For": "203.0.113.9"}
+
+
+def errors(client: WireClient) -> list[dict[str, Any]]:
+    return [f for f in client.seen if f["t"] == "error"]
+
+
+async def _settle(client: WireClient, n: int) -> None:
+    """Read until ``n`` of the client's frames were answered (ack, contact or error)."""
+    answered = 0
+    while answered < n:
+        frame = await client.recv()
+        answered += frame["t"] in ("ack", "error", "contact", "joined")
+
+
+async def test_a_users_sessions_share_one_say_bucket(server) -> None:
+    async with signed_in(server.url, "alice") as alice:
+        await alice.send({"t": "join", "room": "#den"})
+        await alice.recv_until("joined")
+        async with signed_in(server.url, "alice", token=alice.token) as second, \
+                signed_in(server.url, "alice", token=alice.token) as third:
+            sessions = (alice, second, third)
+            for n in range(30):  # 30 each: within each session's burst of 60
+                for i, session in enumerate(sessions):
+                    await session.send({"t": "say", "room": "#den", "text": "x",
+                                        "id": f"{i}-{n}"})
+            for session in sessions:
+                await _settle(session, 30)
+            refused = [e for s in sessions for e in errors(s)]
+    assert refused and {e["code"] for e in refused} == {"rate_limited"}
+    assert all(e["retry_ms"] > 0 and e["ref"].count("-") == 1 for e in refused)
+
+
+async def test_dms_to_strangers_have_their_own_bucket(server) -> None:
+    async with (
+        signed_in(server.url, "alice") as alice,
+        signed_in(server.url, "bob"),
+        signed_in(server.url, "carol") as carol,
+    ):
+        await carol.send({"t": "contact", "op": "add", "name": "alice"})
+        await carol.recv_until("contact")
+        for n in range(25):  # bob never listed alice
+            await alice.send({"t": "say", "to": "bob", "text": "buy now", "id": f"b{n}"})
+        await _settle(alice, 25)
+        assert {e["code"] for e in errors(alice)} == {"rate_limited"}
+        alice.seen.clear()
+        for n in range(25):  # carol did: not a stranger
+            await alice.send({"t": "say", "to": "carol", "text": "hi", "id": f"c{n}"})
+        await _settle(alice, 25)
+        assert errors(alice) == []
+
+
+async def test_contact_requests_are_limited_per_user(server) -> None:
+    async with (
+        signed_in(server.url, "bob"),
+        signed_in(server.url, "alice") as alice,
+        signed_in(server.url, "alice", token=alice.token) as second,
+    ):
+        for n in range(15):  # 30 in all; each session's burst is 20
+            for session in (alice, second):
+                op = "add" if n % 2 == 0 else "remove"
+                await session.send({"t": "contact", "op": op, "name": "bob"})
+        for session in (alice, second):  # echoes go to both: sync on an answer
+            await session.send({"t": "history", "room": "#nowhere"})
+            await session.recv_until("error", code="no_such_room")
+        refused = [e for e in errors(alice) + errors(second) if e["ref"] == "contact"]
+    assert refused and {e["code"] for e in refused} == {"rate_limited"}
+
+
+async def test_new_rooms_are_limited_and_memberships_capped(server_factory) -> None:
+    server = await server_factory(max_rooms_per_user=12)
+    async with signed_in(server.url, "alice") as alice:
+        for n in range(12):
+            await alice.send({"t": "join", "room": f"#r{n}"})
+        await _settle(alice, 12)
+        # The room bucket: a burst of 10 new rooms, then one every 5 s.
+        refused = errors(alice)
+        assert refused and {e["code"] for e in refused} == {"rate_limited"}
+        mine = len(server.hub.users["alice"].rooms)
+        assert mine == 12 - len(refused)
+        async with signed_in(server.url, "bob") as bob:
+            for n in range(4):  # rooms bob creates; joining them costs alice no bucket
+                await bob.send({"t": "join", "room": f"#b{n}"})
+                await bob.recv_until("joined")
+        alice.seen.clear()
+        for n in range(4):
+            await alice.send({"t": "join", "room": f"#b{n}"})
+        await _settle(alice, 4)
+        # Up to the cap of 12 they are joined; past it refused.
+        codes = [f.get("code") for f in alice.seen if f["t"] in ("joined", "error")]
+        allowed = 12 - mine
+        assert codes == [None] * allowed + ["forbidden"] * (4 - allowed)
+        await alice.send({"t": "join", "room": "#r0"})  # a room she is in: fine
+        await alice.recv_until("joined")
+        await alice.send({"t": "leave", "room": "#r0"})
+        await alice.recv_until("left")
+        await alice.send({"t": "join", "room": "#b3"})
+        await alice.recv_until("joined", room="#b3")
+
+
+async def test_new_handles_per_address_are_limited_but_not_from_loopback(
+    server_factory,
+) -> None:
+    server = await server_factory(trusted_proxies=["127.0.0.1"], signup_burst=2)
+    async with WireClient.connect(server.url, additional_headers=REMOTE) as remote:
+        for name in ("spam1", "spam2"):
+            async with WireClient.connect(server.url, additional_headers=REMOTE) as c:
+                assert (await c.hello(name))["t"] == "welcome"
+        refused = await remote.hello("spam3")
+        assert refused["code"] == "rate_limited" and refused["retry_ms"] > 0
+        assert refused["ref"] == "hello"
+        # Signing in to an existing handle is never limited.
+        assert (await remote.hello("spam1", token=None))["code"] == "name_taken"
+    for n in range(4):  # loopback: the local user, tests and benchmarks
+        async with signed_in(server.url, f"local{n}"):
+            pass

@@ -266,13 +266,15 @@ class Server:
     async def _start_ai_contacts(self, ai: AIConfig, tokens: dict[str, Path]) -> None:
         """Start the built-in AI contacts: SDK clients of ``self.url`` in this process."""
         from cfm_server.ai import start_ai_contacts
+        from cfm_server.ai.service import hub_callers
 
         personas = tuple(p for p in ai.personas if p.handle in tokens)
         token_dir = next(iter(tokens.values())).parent
         url, tls = self._loopback()
+        assert self.hub is not None
         self._ai = await start_ai_contacts(
             ai, url, token_dir=token_dir, registry=self.metrics.registry,
-            personas=personas, ssl=tls,
+            personas=personas, ssl=tls, who=hub_callers(self.hub, ai),
         )
 
     def _loopback(self) -> tuple[str, ssl.SSLContext | None]:

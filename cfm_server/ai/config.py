@@ -47,6 +47,12 @@ class AIConfig:
     request_timeout: float = 20.0
     user_daily_quota: int = 50  # successful backend calls per user per UTC day; 0 = no limit
     global_daily_quota: int = 4000
+    # Per client address (all its accounts together), and per account younger than
+    # new_account_hours: one person with throw-away accounts cannot use up the global
+    # quota. They apply when cfm serve runs the AI contacts itself (it knows both).
+    address_daily_quota: int = 200
+    new_user_daily_quota: int = 10
+    new_account_hours: float = 24.0
     breaker_threshold: int = 3
     breaker_cooldown: float = 60.0
     context_turns: int = 8  # user+reply pairs of history sent to the model
@@ -70,7 +76,8 @@ class AIConfig:
         for name in ("request_timeout", "breaker_cooldown"):
             if getattr(self, name) <= 0:
                 raise AIConfigError(f"ai.{name} must be positive")
-        for name in ("user_daily_quota", "global_daily_quota", "context_turns", "max_tokens",
+        for name in ("user_daily_quota", "global_daily_quota", "address_daily_quota",
+                     "new_user_daily_quota", "new_account_hours", "context_turns", "max_tokens",
                      "replies_per_minute"):
             if getattr(self, name) < 0:
                 raise AIConfigError(f"ai.{name} must not be negative")

@@ -5,7 +5,9 @@
     await handle.stop()
 
 All personas share one backend (one HTTP connection pool), one set of guards (so the
-quotas are per user and global across the whole cast) and one metrics registry.
+quotas are per user, per address and global across the whole cast) and one metrics
+registry. ``cfm serve`` passes ``who=hub_callers(hub, config)`` so that the guards know
+each user's address and account age.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from ssl import SSLContext
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -24,13 +27,36 @@ from cfm_server.ai.backends import ChatBackend, OpenAIChatBackend, WorkersAIBack
 from cfm_server.ai.config import AIConfig
 from cfm_server.ai.contact import PersonaContact
 from cfm_server.ai.engine import OfflineEngine
-from cfm_server.ai.guards import Guards
+from cfm_server.ai.guards import Caller, CallerLookup, Guards
 from cfm_server.ai.memory import memory_file
 from cfm_server.ai.metrics import AIMetrics
 from cfm_server.ai.mind import PersonaMind
 from cfm_server.ai.personas import Persona
 
+if TYPE_CHECKING:
+    from cfm_server.hub import Hub
+
 logger = logging.getLogger(__name__)
+
+
+def hub_callers(hub: Hub, config: AIConfig, *,
+                clock: Callable[[], float] = time.time) -> CallerLookup:
+    """What the guards need to know of a user, from the hub of the server the AI
+    contacts run in: the address of one of its sessions (loopback counts as unknown: the
+    local user, or a proxy that is not in ``trusted_proxies``) and whether its account
+    is younger than ``new_account_hours``."""
+    from cfm_server.netaddr import is_loopback
+
+    def who(name: str) -> Caller:
+        user = hub.users.get(name)
+        if user is None:
+            return Caller()
+        addresses = sorted(s.ip for s in user.sessions if s.ip and not is_loopback(s.ip))
+        age_hours = (clock() * 1000 - user.record.created_ms) / 3_600_000
+        return Caller(addresses[0] if addresses else None,
+                      age_hours < config.new_account_hours)
+
+    return who
 
 
 def make_backend(config: AIConfig) -> ChatBackend | None:
@@ -52,9 +78,12 @@ def make_backend(config: AIConfig) -> ChatBackend | None:
 
 
 def make_guards(config: AIConfig, *, metrics: AIMetrics,
-                clock: Callable[[], float] = time.time) -> Guards:
+                clock: Callable[[], float] = time.time,
+                who: CallerLookup | None = None) -> Guards:
     return Guards(
         user_daily_quota=config.user_daily_quota, global_daily_quota=config.global_daily_quota,
+        address_daily_quota=config.address_daily_quota,
+        new_user_daily_quota=config.new_user_daily_quota, who=who,
         request_timeout=config.request_timeout, breaker_threshold=config.breaker_threshold,
         breaker_cooldown=config.breaker_cooldown, kill_switch=config.kill_switch,
         clock=clock, metrics=metrics,
@@ -118,7 +147,8 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
                             registry: CollectorRegistry | None = None,
                             clock: Callable[[], float] = time.time,
                             personas: tuple[Persona, ...] | None = None,
-                            ssl: SSLContext | None = None) -> AIContacts:
+                            ssl: SSLContext | None = None,
+                            who: CallerLookup | None = None) -> AIContacts:
     """Sign every persona in to ``server_url`` and return the running cast.
 
     ``token_dir`` keeps each persona's token (``<handle>.token``), read position and
@@ -126,9 +156,11 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
     token files and remembers nothing across restarts. A persona the server refuses (its
     handle taken by someone else, a lost token) is logged and left out; the others still
     start.
-    With ``config.enabled`` false nothing starts.
+    With ``config.enabled`` false nothing starts. ``who`` tells the guards each user's
+    address and account age (see :func:`hub_callers`); without it only the per-user and
+    global quotas apply.
     """
-    guards = make_guards(config, metrics=AIMetrics(registry), clock=clock)
+    guards = make_guards(config, metrics=AIMetrics(registry), clock=clock, who=who)
     if not config.enabled:
         return AIContacts(config, [], guards, None)
     directory = Path(token_dir) if token_dir is not None else None

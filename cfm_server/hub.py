@@ -124,6 +124,9 @@ class Hub:
         # server's own bots: "adm1n", "smarty_b0t"), each with the name it imitates.
         self.lookalike_of: dict[str, str] = {
             rules.handle_skeleton(n): n for n in sorted(self.reserved, reverse=True)}
+        # The same for display names: the server bots' own display names are theirs
+        # alone too (nobody else may show up as "SmartyBot"), skeleton → owner.
+        self.display_of_bot: dict[str, str] = {}
         # (sender, client id) → the message in flight, for retries that arrive before its commit.
         self.inflight: dict[tuple[str, str], Pending] = {}
         self.nudge_pairs = PairInterval(config.nudge_interval)
@@ -279,6 +282,8 @@ class Hub:
         """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
         it is ``no_such_user``), its name held against a second claim, its session
         attached to nothing, so no frame goes out before its welcome."""
+        if hello.display is not None:
+            self._check_display(name, hello.display)
         invite = self._admit_new_user(hello)
         if invite is not None and self.invites is not None:
             # Counted now, in the same transaction as the identity: both or neither.
@@ -318,8 +323,19 @@ class Hub:
         if sign_up.invite is not None and self.invites is not None:
             self.invites.refund(sign_up.invite)
 
+    def _check_display(self, name: str, display: str) -> None:
+        """Refuse a display name that passes for a reserved name or for one of the
+        server's bots (its handle or display name), unless it is that bot's own."""
+        looks = rules.handle_skeleton(display)
+        owner = self.display_of_bot.get(looks) or self.lookalike_of.get(looks)
+        if owner is not None and owner != name:
+            raise ProtocolError(ErrorCode.FORBIDDEN,
+                                f"display name {display!r} passes for {owner!r}: pick another")
+
     def _attach(self, session: Session, user: User, hello: Hello, token: str) -> Welcome:
         record = user.record
+        if hello.display is not None and hello.display != record.display:
+            self._check_display(user.name, hello.display)
         before = self._presence_view(user)
         changed = False
         for attr in ("display", "psm", "status", "bot"):
@@ -394,6 +410,8 @@ class Hub:
         self._write(self.store.put_user(user.record))
         self.server_bots.add(name)
         self.lookalike_of[rules.handle_skeleton(name)] = name
+        for shown in {display, user.record.display}:
+            self.display_of_bot[rules.handle_skeleton(shown)] = name
         return token
 
     def _welcome(self, session: Session, user: User, token: str) -> Welcome:
@@ -533,6 +551,8 @@ class Hub:
     def set_presence(self, session: Session, frame: SetPresence) -> None:
         user = self._user(session)
         record = user.record
+        if frame.display is not None and frame.display != record.display:
+            self._check_display(user.name, frame.display)
         before = self._presence_view(user)
         for attr in ("status", "display", "psm"):
             value = getattr(frame, attr)

@@ -59,3 +59,18 @@ async def test_existing_and_unrelated_handles_still_sign_in(server) -> None:
         pass
     async with signed_in(server.url, "helpers"), signed_in(server.url, "adminton"):
         pass
+
+
+@pytest.mark.parametrize("display", ["SmartyBot", "smarty bot", "Smarty_B0t", "\u0405martyBot",
+                                     "Clippo", "Admin"])
+async def test_nobody_else_may_show_up_as_a_server_bot(server_factory, display) -> None:
+    server = await server_factory(ai_enabled=True)
+    async with WireClient.connect(server.url) as mallory:
+        reply = await mallory.hello("mallory", display=display, bot=True)
+        assert reply["code"] == "forbidden" and "passes for" in reply["msg"], reply
+        assert (await mallory.hello("mallory", display="Mallory", bot=True))["t"] == "welcome"
+        await mallory.send({"t": "presence", "display": display})
+        assert (await mallory.recv_until("error"))["code"] == "forbidden"
+    # The bots themselves keep their names (they signed in with them at start-up).
+    persona = server.hub.users["smartybot"].record
+    assert persona.display == "SmartyBot" and server.hub.users["smartybot"].sessions

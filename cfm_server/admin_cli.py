@@ -373,6 +373,33 @@ def stats(
     typer.echo(f"database  {_size(result.db_bytes)} ({path} with its -wal and -shm files)")
 
 
+@app.command("usage")
+def usage(
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="How many rooms and users to list (0: all).")] = 20,  # noqa: E501
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Disk use: the rooms and the users whose messages take the most bytes."""
+    import json
+
+    from cfm_server.usage import usage as measure
+
+    with _open(data_dir, config, read_only=True) as db:
+        result = measure(db.conn, top)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        return
+    typer.echo(f"messages  {result.total_messages}, {_size(result.total_bytes)}"
+               " (text and keys, without indexes)")
+    for title, rows in (("rooms", result.rooms), ("users (messages sent)", result.users)):
+        typer.echo(f"\n{title}")
+        width = max((len(r.name) for r in rows), default=0)
+        for row in rows:
+            typer.echo(f"  {row.name:<{width}}  {_size(row.bytes):>10}  "
+                       f"{_n(row.messages, 'message')}")
+
+
 # --- helpers ------------------------------------------------------------------------
 
 

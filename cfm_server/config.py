@@ -120,6 +120,11 @@ class ServerConfig:
     signup_rate: float = 1 / 60
     signup_burst: int = 5
 
+    # --- retention (see cfm_server/retention.py): 0 keeps everything ------------------
+    retention_days: float = 0.0  # drop messages older than this, in every room
+    retention_bytes: int = 0  # keep at most this much message text per room
+    retention_interval: float = 3600.0  # seconds between two passes
+
     def __post_init__(self) -> None:
         for key in ("data_dir", "tls_cert", "tls_key"):
             value = getattr(self, key)
@@ -198,6 +203,9 @@ class ServerConfig:
             need(rate > 0, f"{kind}_rate must be > 0 per second")
             need(burst >= 1, f"{kind}_burst must be >= 1")
         need(self.max_rooms_per_user >= 1, "max_rooms_per_user must be >= 1")
+        need(self.retention_days >= 0, "retention_days must be >= 0 (0 keeps everything)")
+        need(self.retention_bytes >= 0, "retention_bytes must be >= 0 (0: no size limit)")
+        need(self.retention_interval > 0, "retention_interval must be > 0 seconds")
         need((self.tls_cert is None) == (self.tls_key is None),
              "tls_cert and tls_key go together: give both (PEM files), or neither")
         for proxy in self.trusted_proxies:

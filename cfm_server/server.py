@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
+from cfm_server import retention
 from cfm_server.config import ServerConfig
 from cfm_server.hub import Hub
 from cfm_server.invites import InviteBook, InviteError, load_key
@@ -142,6 +143,7 @@ class Server:
         self._port: int | None = None  # kept after stop(), for restarts on the same port
         self._ai: AIContacts | None = None
         self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
+        self._retention: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -195,6 +197,9 @@ class Server:
             self._record_run()
         if ai_tokens:
             await self._start_ai_contacts(ai, ai_tokens)
+        if retention.enabled(config):
+            self._retention = asyncio.create_task(retention.run_retention(self.hub, config),
+                                                  name="cfm-retention")
 
     def _record_run(self) -> None:
         """Leave how this server runs in its data directory (``server.json``), so that
@@ -309,6 +314,9 @@ class Server:
         reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server going away"
         try:
             await self._stop_ai_contacts()
+            if self._retention is not None:
+                self._retention.cancel()
+                await asyncio.gather(self._retention, return_exceptions=True)
             if self._ws is not None:
                 self._ws.server.close()  # stop accepting first
             if self.store is not None:

@@ -142,3 +142,16 @@ class Store(ABC):
     @abstractmethod
     def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
         """Up to ``limit`` messages with seq > after, ascending seq."""
+
+    # --- retention -------------------------------------------------------------------
+
+    @abstractmethod
+    def retention_cut(self, room: str, min_ts: int | None,
+                      max_bytes: int | None) -> tuple[int, int] | None:
+        """(the room's oldest stored seq, the lowest seq to keep) so that what stays is
+        no older than ``min_ts`` and holds at most ``max_bytes`` of text; None when
+        nothing has to go. The room's latest message always stays: it carries the seq."""
+
+    @abstractmethod
+    def delete_before(self, room: str, seq: int) -> Commit:
+        """Delete the room's messages with a seq below ``seq`` (retention)."""

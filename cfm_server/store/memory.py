@@ -44,7 +44,8 @@ class MemoryStore(Store):
         self._reads: dict[tuple[str, str], int] = {}
         self._invite_uses: dict[str, int] = {}
         # A room's messages sit at index seq - 1: the sequence is gapless and starts at 1.
-        self._messages: dict[str, list[StoredMsg]] = {}
+        # Retention leaves None where it deleted one.
+        self._messages: dict[str, list[StoredMsg | None]] = {}
         self._by_client_id: dict[tuple[str, str], StoredMsg] = {}
 
     # --- lifecycle -------------------------------------------------------------------
@@ -169,9 +170,41 @@ class MemoryStore(Store):
         messages = self._messages.get(room, [])
         # Messages below `before` are those at indexes [0, before - 1).
         end = len(messages) if before is None else max(0, min(before - 1, len(messages)))
-        return messages[max(0, end - max(0, limit)):end]
+        kept = [m for m in messages[:end] if m is not None]
+        return kept[max(0, len(kept) - max(0, limit)):]
 
     def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
         messages = self._messages.get(room, [])
         start = max(0, after)
-        return messages[start:start + max(0, limit)]
+        if start < len(messages) and messages[start] is None:  # below the retention cut
+            start = next((i for i in range(start, len(messages)) if messages[i] is not None),
+                         len(messages))
+        return messages[start:start + max(0, limit)]  # type: ignore[return-value]
+
+    # --- retention -------------------------------------------------------------------
+
+    def retention_cut(self, room: str, min_ts: int | None,
+                      max_bytes: int | None) -> tuple[int, int] | None:
+        kept = [m for m in self._messages.get(room, []) if m is not None]
+        if len(kept) < 2:
+            return None
+        cut = 0
+        if min_ts is not None:
+            cut = next((m.seq for m in kept if m.ts >= min_ts), kept[-1].seq)
+        if max_bytes is not None:
+            total = 0
+            for m in reversed(kept):
+                total += len(m.text.encode())
+                if total > max_bytes:
+                    cut = max(cut, m.seq + 1)
+                    break
+        cut = min(cut, kept[-1].seq)
+        return (kept[0].seq, cut) if cut > kept[0].seq else None
+
+    def delete_before(self, room: str, seq: int) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        messages = self._messages.get(room, [])
+        for i in range(min(seq - 1, len(messages))):
+            messages[i] = None
+        return _done()

@@ -828,6 +828,33 @@ class SqliteStore(Store):
             " ORDER BY seq LIMIT ?", (room, after, limit))
         return [_stored(row) for row in rows]
 
+    # --- retention -------------------------------------------------------------------
+
+    def retention_cut(self, room: str, min_ts: int | None,
+                      max_bytes: int | None) -> tuple[int, int] | None:
+        first, latest = self._query(
+            "SELECT min(seq), max(seq) FROM messages WHERE room = ?", (room,))[0]
+        if first is None or first == latest:
+            return None
+        cut = 0
+        if min_ts is not None:
+            row = self._query("SELECT min(seq) FROM messages WHERE room = ? AND ts >= ?",
+                              (room, min_ts))[0][0]
+            cut = latest if row is None else row
+        if max_bytes is not None:
+            # The newest seq whose message no longer fits, counting from the newest down.
+            rows = self._query(
+                "SELECT seq FROM (SELECT seq, sum(length(CAST(text AS BLOB)))"
+                " OVER (ORDER BY seq DESC) AS kept FROM messages WHERE room = ?)"
+                " WHERE kept > ? ORDER BY seq DESC LIMIT 1", (room, max_bytes))
+            if rows:
+                cut = max(cut, rows[0][0] + 1)
+        cut = min(cut, latest)
+        return (first, cut) if cut > first else None
+
+    def delete_before(self, room: str, seq: int) -> Commit:
+        return self._write("DELETE FROM messages WHERE room = ? AND seq < ?", (room, seq))
+
 
 def _stored(row: tuple[Any, ...]) -> StoredMsg:
     """A ``messages`` row as a StoredMsg (its ``hidden`` column is NULL or 1)."""

@@ -55,11 +55,11 @@ from cfm_common.frames import (
     Welcome,
 )
 from cfm_common.rules import ContactOp, ErrorCode, MemberOp, MsgKind, Status
+from cfm_server.admission import Admission, RateLimited
 from cfm_server.config import ServerConfig
 from cfm_server.invites import Invite, InviteBook, InviteError
-from cfm_server.limits import KeyedBuckets, PairInterval, UserLimits
+from cfm_server.limits import PairInterval
 from cfm_server.metrics import Metrics
-from cfm_server.netaddr import is_loopback
 from cfm_server.state import Pending, Room, User
 from cfm_server.store import Commit, ContactRecord, RoomRecord, Store, StoreError, UserRecord
 from cfm_server.wsframe import frame_binary
@@ -101,13 +101,7 @@ class SignUp:
     commit: Commit
 
 
-class RateLimited(Exception):
-    """A frame refused by a server-side limit the session does not see (nudge pairs)."""
-
-    def __init__(self, retry_ms: int, ref: str) -> None:
-        super().__init__(f"retry in {retry_ms} ms")
-        self.retry_ms = retry_ms
-        self.ref = ref
+__all__ = ["Hub", "RateLimited", "SignUp"]
 
 
 class Hub:
@@ -120,19 +114,11 @@ class Hub:
         # owner names per listed handle: who gets a handle's presence via their contact list.
         self.listed_by: dict[str, set[str]] = {}
         self.reserved = frozenset(rules.normalize_name(n) for n in config.reserved_names)
-        # Skeletons no new handle may have (look-alikes of a reserved name or of one of the
-        # server's own bots: "adm1n", "smarty_b0t"), each with the name it imitates.
-        self.lookalike_of: dict[str, str] = {
-            rules.handle_skeleton(n): n for n in sorted(self.reserved, reverse=True)}
-        # The same for display names: the server bots' own display names are theirs
-        # alone too (nobody else may show up as "SmartyBot"), skeleton → owner.
-        self.display_of_bot: dict[str, str] = {}
+        # Look-alike names, sign-ups per address, per-user buckets; the server's bots.
+        self.admission = Admission(config, self.reserved)
         # (sender, client id) → the message in flight, for retries that arrive before its commit.
         self.inflight: dict[tuple[str, str], Pending] = {}
         self.nudge_pairs = PairInterval(config.nudge_interval)
-        self.user_limits = UserLimits(config)
-        self.signups = (KeyedBuckets(config.signup_rate, config.signup_burst)
-                        if config.rate_limits else None)
         self.online_users = 0
         # Signed-in users whose status is invisible: /metrics counts users online without
         # them (otherwise its gauge would tell anyone that an invisible user signed in).
@@ -141,9 +127,6 @@ class Hub:
         # presence waits on this timer, and what watchers saw of them until then (a
         # reconnect within the grace cancels it, and watchers hear only what changed).
         self.going_offline: dict[str, tuple[asyncio.TimerHandle, tuple[str, ...]]] = {}
-        # The bots this server provisioned (the AI contacts): their sessions have no
-        # per-kind buckets, which other users' traffic would drain (read marks).
-        self.server_bots: set[str] = set()
         # Set by the server when registration is by invite.
         self.invites: InviteBook | None = None
         # New handles whose identity is being stored (see sign_in).
@@ -219,14 +202,11 @@ class Hub:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"{name!r} is reserved", "hello")
         user = self.users.get(name)
         if user is None:
-            imitated = self.lookalike_of.get(rules.handle_skeleton(name))
-            if imitated is not None:
-                raise ProtocolError(ErrorCode.NAME_TAKEN,
-                                    f"{name!r} looks too much like {imitated!r}", "hello")
+            self.admission.check_new_handle(name)
             if name in self.signing_up:
                 raise ProtocolError(ErrorCode.NAME_TAKEN,
                                     f"{name!r} is being claimed right now", "hello")
-            self._charge_signup(session)
+            self.admission.charge_signup(session.ip)
             return self._begin_sign_up(name, hello)
         if hello.token is None:
             raise ProtocolError(
@@ -236,54 +216,12 @@ class Hub:
             raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
         return self._attach(session, user, hello, hello.token)
 
-    def _charge_signup(self, session: Session) -> None:
-        """New handles per client address: one address cannot mint accounts by the
-        thousand (they would each get the AI quota, the buckets, a place in #lobby).
-        Loopback is not limited: the local user, tests and benchmarks."""
-        ip = session.ip
-        if self.signups is None or not ip or is_loopback(ip):
-            return
-        retry_ms = self.signups.take(ip, time.monotonic())
-        if retry_ms:
-            raise RateLimited(retry_ms, "hello")
-
-    def _charge(self, user: User, kind: str, ref: str) -> None:
-        """Spend from the user's own bucket of ``kind`` (see UserLimits); the server's
-        bots answer everyone and spend nothing."""
-        if user.name in self.server_bots:
-            return
-        retry_ms = self.user_limits.check(kind, user.name, time.monotonic())
-        if retry_ms:
-            raise RateLimited(retry_ms, ref)
-
-    def _charge_message(self, user: User, peer: User | None, ref: str) -> None:
-        """A say or nudge: the user's ``say`` bucket, and for a DM to someone who has
-        not listed the user (a stranger: spam's target) the ``stranger`` bucket too."""
-        self._charge(user, "say", ref)
-        if peer is not None and peer.name not in self.server_bots:
-            listing = peer.contacts.get(user.name)
-            if listing is None or not listing.in_list:
-                self._charge(user, "stranger", ref)
-
-    def _admit_group_join(self, user: User, room_name: str) -> None:
-        """A user joining a group room it is not in: at most ``max_rooms_per_user`` of
-        them (each is in every welcome), and new rooms only as fast as the user's
-        ``room`` bucket allows."""
-        rooms = self.rooms
-        count = sum(1 for r in user.rooms if not rooms[r].is_dm)
-        if count >= self.config.max_rooms_per_user:
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN,
-                f"you are in {count} rooms, the most this server allows: leave one first")
-        if room_name not in rooms:
-            self._charge(user, "room", "join")
-
     def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:
         """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
         it is ``no_such_user``), its name held against a second claim, its session
         attached to nothing, so no frame goes out before its welcome."""
         if hello.display is not None:
-            self._check_display(name, hello.display)
+            self.admission.check_display(name, hello.display)
         invite = self._admit_new_user(hello)
         if invite is not None and self.invites is not None:
             # Counted now, in the same transaction as the identity: both or neither.
@@ -323,19 +261,10 @@ class Hub:
         if sign_up.invite is not None and self.invites is not None:
             self.invites.refund(sign_up.invite)
 
-    def _check_display(self, name: str, display: str) -> None:
-        """Refuse a display name that passes for a reserved name or for one of the
-        server's bots (its handle or display name), unless it is that bot's own."""
-        looks = rules.handle_skeleton(display)
-        owner = self.display_of_bot.get(looks) or self.lookalike_of.get(looks)
-        if owner is not None and owner != name:
-            raise ProtocolError(ErrorCode.FORBIDDEN,
-                                f"display name {display!r} passes for {owner!r}: pick another")
-
     def _attach(self, session: Session, user: User, hello: Hello, token: str) -> Welcome:
         record = user.record
         if hello.display is not None and hello.display != record.display:
-            self._check_display(user.name, hello.display)
+            self.admission.check_display(user.name, hello.display)
         before = self._presence_view(user)
         changed = False
         for attr in ("display", "psm", "status", "bot"):
@@ -354,7 +283,9 @@ class Hub:
             for room in self._group_rooms(user):
                 room.loud.add(session)
         self.metrics.sessions.inc()
-        if user.name in self.server_bots:
+        if user.name in self.admission.server_bots:
+            # Its read marks and answers follow other users' traffic, which must not
+            # get it closed: no per-kind buckets (its bytes are still budgeted).
             session.limits.lift_buckets()
         if first:
             self.online_users += 1
@@ -408,10 +339,7 @@ class Hub:
         else:
             user.record.token_hash = hash_token(token)
         self._write(self.store.put_user(user.record))
-        self.server_bots.add(name)
-        self.lookalike_of[rules.handle_skeleton(name)] = name
-        for shown in {display, user.record.display}:
-            self.display_of_bot[rules.handle_skeleton(shown)] = name
+        self.admission.add_server_bot(name, {display, user.record.display})
         return token
 
     def _welcome(self, session: Session, user: User, token: str) -> Welcome:
@@ -552,7 +480,7 @@ class Hub:
         user = self._user(session)
         record = user.record
         if frame.display is not None and frame.display != record.display:
-            self._check_display(user.name, frame.display)
+            self.admission.check_display(user.name, frame.display)
         before = self._presence_view(user)
         for attr in ("status", "display", "psm"):
             value = getattr(frame, attr)
@@ -587,7 +515,7 @@ class Hub:
         room = self.rooms.get(frame.room)
         if rules.is_group_room(frame.room):
             if user.name not in (room.members if room is not None else ()):
-                self._admit_group_join(user, frame.room)
+                self.admission.admit_group_join(user, frame.room, self.rooms)
             if room is None:
                 room = self._create_room(frame.room)
             if user.name not in room.members:
@@ -719,7 +647,7 @@ class Hub:
         if self._resend_ack(session, user, frame.id):
             return
         room, _, peer = self._target(user, frame.room, frame.to, create=False)
-        self._charge_message(user, peer, frame.id)
+        self.admission.charge_message(user, peer, frame.id)
         if room is None or peer is not None:
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
         assert room is not None
@@ -735,7 +663,7 @@ class Hub:
         retry_ms = self.nudge_pairs.check(user.name, peer.name, time.monotonic())
         if retry_ms and self.config.rate_limits:
             raise RateLimited(retry_ms, frame.id or "nudge")
-        self._charge_message(user, peer, frame.id or "nudge")
+        self.admission.charge_message(user, peer, frame.id or "nudge")
         room, _, _ = self._target(user, None, frame.to, create=True)
         assert room is not None
         self._store_message(session, user, room, "", MsgKind.NUDGE, frame.id,
@@ -904,7 +832,7 @@ class Hub:
 
     def contact(self, session: Session, frame: ContactRequest) -> None:
         user = self._user(session)
-        self._charge(user, "contact", "contact")
+        self.admission.charge(user, "contact", "contact")
         name = rules.normalize_name(frame.name)
         if name == user.name:
             raise ProtocolError(ErrorCode.BAD_FRAME, "you cannot be your own contact")

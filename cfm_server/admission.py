@@ -1,0 +1,120 @@
+"""Who may come in, under which name, and how fast: the hub's rules against one person
+passing for another or multiplying themselves.
+
+- **Look-alike names.** A new handle may not have the skeleton
+  (``rules.handle_skeleton``) of a reserved name or of one of the server's own bots
+  (``adm1n``, ``smarty_b0t``); a display name may not pass for either, unless it is
+  that bot's own ("SmartyBot").
+- **Per address.** New handles per client address (``signup_rate``/``signup_burst``);
+  loopback is not limited.
+- **Per user.** Buckets that all of a user's sessions share (``UserLimits``): says and
+  nudges, DMs to strangers, contact requests, new group rooms; and a cap on the group
+  rooms one user belongs to.
+
+The server's bots (the AI contacts it provisions) answer everyone: they spend from none
+of the per-user buckets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from cfm_common import rules
+from cfm_common.errors import ProtocolError
+from cfm_common.rules import ErrorCode
+from cfm_server.limits import KeyedBuckets, UserLimits
+from cfm_server.netaddr import is_loopback
+
+if TYPE_CHECKING:
+    from cfm_server.config import ServerConfig
+    from cfm_server.state import Room, User
+
+
+class RateLimited(Exception):
+    """A frame refused by a server-side limit the session does not see (nudge pairs,
+    per-user and per-address buckets)."""
+
+    def __init__(self, retry_ms: int, ref: str) -> None:
+        super().__init__(f"retry in {retry_ms} ms")
+        self.retry_ms = retry_ms
+        self.ref = ref
+
+
+class Admission:
+    def __init__(self, config: ServerConfig, reserved: Iterable[str]) -> None:
+        self.config = config
+        # Skeleton → the name a new handle with it would imitate.
+        self.lookalike_of: dict[str, str] = {
+            rules.handle_skeleton(n): n for n in sorted(reserved, reverse=True)}
+        # The same for display names: a server bot's own are its alone, skeleton → bot.
+        self.display_of_bot: dict[str, str] = {}
+        # The bots this server provisioned (the AI contacts).
+        self.server_bots: set[str] = set()
+        self.user_limits = UserLimits(config)
+        self.signups = (KeyedBuckets(config.signup_rate, config.signup_burst)
+                        if config.rate_limits else None)
+
+    def add_server_bot(self, name: str, displays: Iterable[str]) -> None:
+        self.server_bots.add(name)
+        self.lookalike_of[rules.handle_skeleton(name)] = name
+        for shown in displays:
+            self.display_of_bot[rules.handle_skeleton(shown)] = name
+
+    # --- names ---------------------------------------------------------------------------
+
+    def check_new_handle(self, name: str) -> None:
+        imitated = self.lookalike_of.get(rules.handle_skeleton(name))
+        if imitated is not None:
+            raise ProtocolError(ErrorCode.NAME_TAKEN,
+                                f"{name!r} looks too much like {imitated!r}", "hello")
+
+    def check_display(self, name: str, display: str) -> None:
+        """Refuse a display name that passes for a reserved name or for one of the
+        server's bots (its handle or display name), unless it is that bot's own."""
+        looks = rules.handle_skeleton(display)
+        owner = self.display_of_bot.get(looks) or self.lookalike_of.get(looks)
+        if owner is not None and owner != name:
+            raise ProtocolError(ErrorCode.FORBIDDEN,
+                                f"display name {display!r} passes for {owner!r}: pick another")
+
+    # --- rates ---------------------------------------------------------------------------
+
+    def charge_signup(self, ip: str) -> None:
+        """New handles per client address: one address cannot mint accounts by the
+        thousand (each would get the AI quota, the buckets, a place in #lobby)."""
+        if self.signups is None or not ip or is_loopback(ip):
+            return
+        retry_ms = self.signups.take(ip, time.monotonic())
+        if retry_ms:
+            raise RateLimited(retry_ms, "hello")
+
+    def charge(self, user: User, kind: str, ref: str) -> None:
+        """Spend from the user's own bucket of ``kind`` (see UserLimits)."""
+        if user.name in self.server_bots:
+            return
+        retry_ms = self.user_limits.check(kind, user.name, time.monotonic())
+        if retry_ms:
+            raise RateLimited(retry_ms, ref)
+
+    def charge_message(self, user: User, peer: User | None, ref: str) -> None:
+        """A say or nudge: the user's ``say`` bucket, and for a DM to someone who has
+        not listed the user (a stranger: spam's target) the ``stranger`` bucket too."""
+        self.charge(user, "say", ref)
+        if peer is not None and peer.name not in self.server_bots:
+            listing = peer.contacts.get(user.name)
+            if listing is None or not listing.in_list:
+                self.charge(user, "stranger", ref)
+
+    def admit_group_join(self, user: User, room_name: str, rooms: Mapping[str, Room]) -> None:
+        """A user joining a group room it is not in: at most ``max_rooms_per_user`` of
+        them (each is a line of every welcome), and new rooms only as fast as the user's
+        ``room`` bucket allows."""
+        count = sum(1 for r in user.rooms if not rooms[r].is_dm)
+        if count >= self.config.max_rooms_per_user:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"you are in {count} rooms, the most this server allows: leave one first")
+        if room_name not in rooms:
+            self.charge(user, "room", "join")

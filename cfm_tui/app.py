@@ -190,7 +190,7 @@ class ChatApp(App[None]):
             if exc.code == "forbidden":  # registration: closed, or by invite
                 return SignInError(*sign_in_refusal(exc))
             field = "name" if exc.code in ("name_taken", "bad_token", "name_invalid") else None
-            if exc.code == "name_taken":
+            if exc.code == "name_taken" and "looks too much like" not in exc.msg:
                 return SignInError(name_taken_text(
                     form.name, token_file or default_token_file(url, form.name)), field)
             return SignInError(friendly_error(exc, form.name), field)

@@ -223,7 +223,9 @@ def sign_in_refusal(exc: ClientError) -> tuple[str, str | None]:
     msg = clean_line(exc.msg).strip() or "This server does not take new users."
     if len(msg) > MAX_REFUSAL:
         msg = msg[:MAX_REFUSAL - 1] + "…"
-    field = "invite" if "invite" in msg.lower() else None
+    lowered = msg.lower()
+    field = "invite" if "invite" in lowered else "display" if "display name" in lowered \
+        else None
     return msg[:1].upper() + msg[1:], field
 
 
@@ -244,5 +246,12 @@ def name_taken_text(name: str, token_file: Path) -> str:
 def friendly_error(exc: ClientError, name: str = "") -> str:
     if exc.code == "connect_failed":
         return reach_error(exc)
+    if (exc.code == "forbidden" and "display name" in exc.msg) or \
+            (exc.code == "name_taken" and "looks too much like" in exc.msg):
+        # A name that passes for one of the server's bots or a reserved one: the
+        # server's words say which.
+        text = clean_line(exc.msg)
+        return f"{text[:1].upper()}{text[1:]}: pick another one." if "pick" not in text \
+            else text[:1].upper() + text[1:]
     template = ERROR_TEXT.get(exc.code)
     return template.format(name=name) if template else exc.msg or exc.code

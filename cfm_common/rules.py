@@ -122,15 +122,11 @@ def _is_variation_selector(ch: str) -> bool:
     return 0xFE00 <= c <= 0xFE0F or 0xE0100 <= c <= 0xE01EF
 
 
-def hidden_char(value: str) -> str | None:
-    """The first invisible or format character of a display name or personal message
-    (None if there is none). Allowed: a joiner between two non-Latin characters (emoji
-    sequences, Indic and Persian script), a direction mark next to one (Hebrew, Arabic),
-    and a variation selector after a non-letter (emoji presentation, keycaps)."""
+def _hidden_index(value: str) -> int | None:
     last = len(value) - 1
     for i, ch in enumerate(value):
         if ch in _INVISIBLE:
-            return ch
+            return i
         if unicodedata.category(ch) == "Cf":
             before = i > 0 and ord(value[i - 1]) > _LATIN_END
             after = i < last and ord(value[i + 1]) > _LATIN_END
@@ -138,11 +134,28 @@ def hidden_char(value: str) -> str | None:
                 continue
             if ch in _DIRECTION_MARKS and (before or after):
                 continue
-            return ch
+            return i
         if _is_variation_selector(ch) and (
                 i == 0 or unicodedata.category(value[i - 1]).startswith("L")):
-            return ch
+            return i
     return None
+
+
+def hidden_char(value: str) -> str | None:
+    """The first invisible or format character of a display name or personal message
+    (None if there is none). Allowed: a joiner between two non-Latin characters (emoji
+    sequences, Indic and Persian script), a direction mark next to one (Hebrew, Arabic),
+    and a variation selector after a non-letter (emoji presentation, keycaps)."""
+    i = _hidden_index(value)
+    return None if i is None else value[i]
+
+
+def without_hidden(value: str) -> str:
+    """``value`` without the characters :func:`hidden_char` refuses (for names stored
+    before they were refused)."""
+    while (i := _hidden_index(value)) is not None:
+        value = value[:i] + value[i + 1:]
+    return value
 
 
 def describe_char(ch: str) -> str:

@@ -149,8 +149,13 @@ class Hub:
 
     def load(self) -> None:
         """Build the live state from the store's snapshot; make sure #lobby exists."""
+        cleaned = 0
         for record in self.store.load_users():
             self.users[record.name] = User(record)
+            cleaned += self._clean_names(record)
+        if cleaned:
+            log.info("removed invisible characters from %d stored display names or "
+                     "personal messages", cleaned)
         for room in self.store.load_rooms():
             if not room.epoch:  # its messages were kept but its own write was lost
                 log.warning("room %s had no record; restored with a new epoch", room.room)
@@ -180,6 +185,20 @@ class Hub:
             users_online=lambda: self.online_users - len(self.invisible_online),
         )
         log.info("hub loaded %d users and %d rooms", len(self.users), len(self.rooms))
+
+    def _clean_names(self, record: UserRecord) -> bool:
+        """Names stored before invisible characters were refused lose them now, so that
+        "Alice\u200b" no longer passes for Alice with any client (a blank display falls
+        back to the handle)."""
+        display = rules.without_hidden(record.display)
+        if not display.strip():
+            display = ""
+        psm = rules.without_hidden(record.psm)
+        if (display, psm) == (record.display, record.psm):
+            return False
+        record.display, record.psm = display, psm
+        self._write(self.store.put_user(record))
+        return True
 
     def _create_room(self, name: str) -> Room:
         room = Room(name, 0, new_epoch())
@@ -646,9 +665,11 @@ class Hub:
         user = self._user(session)
         if self._resend_ack(session, user, frame.id):
             return
+        # Resolved without creating anything first: a say refused by a limit leaves no
+        # new DM room behind.
         room, _, peer = self._target(user, frame.room, frame.to, create=False)
         self.admission.charge_message(user, peer, frame.id)
-        if room is None or peer is not None:
+        if peer is not None and (room is None or len(room.members) < 2):
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
         assert room is not None
         self._store_message(session, user, room, frame.text, MsgKind.TEXT, frame.id,

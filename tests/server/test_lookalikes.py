@@ -74,3 +74,22 @@ async def test_nobody_else_may_show_up_as_a_server_bot(server_factory, display) 
     # The bots themselves keep their names (they signed in with them at start-up).
     persona = server.hub.users["smartybot"].record
     assert persona.display == "SmartyBot" and server.hub.users["smartybot"].sessions
+
+
+async def test_names_stored_before_lose_their_invisible_characters(server_factory,
+                                                                   tmp_path) -> None:
+    import sqlite3
+
+    from cfm_server.server import DB_FILE
+
+    data_dir = tmp_path / "kept"
+    first = await server_factory(data_dir=data_dir)
+    async with signed_in(first.url, "mallory") as mallory:
+        token = mallory.token
+    await first.stop(close_code=1001)
+    with sqlite3.connect(data_dir / DB_FILE) as db:  # as an older server let it in
+        db.execute("UPDATE users SET display = ?, psm = ? WHERE name = 'mallory'",
+                   ("Alice\u200b Liddell", "\u3164"))
+    second = await server_factory(data_dir=data_dir)
+    async with signed_in(second.url, "mallory", token=token) as mallory:
+        assert (mallory.welcome["display"], mallory.welcome["psm"]) == ("Alice Liddell", "")

@@ -114,10 +114,14 @@ class KeyedBuckets:
         return bucket.take(now)
 
     def _forget_full(self, now: float) -> None:
-        refill = self.burst / self.rate  # seconds for an empty bucket to be full again
-        self.buckets = {k: b for k, b in self.buckets.items()
-                        if b.tokens + (now - b.stamp) * b.rate < b.burst
-                        and now - b.stamp < refill}
+        buckets = {k: b for k, b in self.buckets.items()
+                   if b.tokens + (now - b.stamp) * b.rate < b.burst}
+        if len(self.buckets) - len(buckets) < self.max_keys // 4:
+            # Still crowded (many keys busy at once): keep the most recently used half,
+            # so that each sweep frees room for many inserts (amortised O(1) per key).
+            newest = sorted(buckets.items(), key=lambda kb: kb[1].stamp)[-self.max_keys // 2:]
+            buckets = dict(newest)
+        self.buckets = buckets
 
 
 class UserLimits:

@@ -17,7 +17,6 @@ resumes by itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -73,11 +72,11 @@ class Batcher:
                                    convert))
 
     async def close(self) -> None:
-        for task in (self._probe, self._sender):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = {t for t in (self._probe, self._sender) if t is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
         self._fail(self._queue, ClusterUnavailable("the cluster engine is closed", 1000))
         self._queue = []
 

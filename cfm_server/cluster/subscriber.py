@@ -53,16 +53,17 @@ class Subscriber:
         self._pubsub: PubSub | None = None
         self._heard = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.connects = 0  # connections made (for tests and metrics)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
+        self._closing = True  # ends the loop even if a cancellation gets swallowed
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=5.0)
         await self._discard()
 
     @property
@@ -81,8 +82,11 @@ class Subscriber:
         if self._pubsub is not None:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await self._pubsub.subscribe(channel)  # a failure shows in the reader
-        async with asyncio.timeout(timeout):
-            await waiter
+        await asyncio.wait({waiter}, timeout=timeout)
+        if not waiter.done():
+            waiter.cancel()
+            raise TimeoutError(f"Redis did not confirm the subscription within {timeout} s")
+        waiter.result()
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
@@ -98,13 +102,15 @@ class Subscriber:
     async def _run(self) -> None:
         first, cap = self._backoff
         delay = first
-        while True:
+        while not self._closing:
             try:
                 await self._connect()
                 delay = first
                 await self._serve()
             except (_Dead, *CONNECTION_ERRORS) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting", exc or type(exc))
+            except Exception:  # whatever it was, the node must not stay deaf
+                log.exception("pub/sub connection failed; reconnecting")
             finally:
                 await self._discard()
             await asyncio.sleep(delay * random.uniform(0.75, 1.25))
@@ -164,12 +170,20 @@ class Subscriber:
         while True:
             await asyncio.sleep(self.ping_interval)
             self._heard.clear()
+            # asyncio.wait, not asyncio.timeout: on Python 3.11 a timeout that fires as
+            # the task is cancelled can swallow the cancellation.
+            heard = asyncio.ensure_future(self._ping_and_hear())
             try:
-                async with asyncio.timeout(self.ping_timeout):
-                    await self._pubsub.ping()
-                    await self._heard.wait()
-            except TimeoutError:
-                raise _Dead(f"no answer to a ping within {self.ping_timeout} s") from None
+                await asyncio.wait({heard}, timeout=self.ping_timeout)
+            finally:
+                heard.cancel()
+            if not heard.done() or heard.cancelled() or heard.exception() is not None:
+                raise _Dead(f"no answer to a ping within {self.ping_timeout} s")
+
+    async def _ping_and_hear(self) -> None:
+        assert self._pubsub is not None
+        await self._pubsub.ping()
+        await self._heard.wait()
 
     async def _discard(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -177,6 +191,13 @@ class Subscriber:
         if pubsub is None:
             return
         # A half-open socket must not hold us up: drop it without a goodbye.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                await pubsub.aclose()
+        closing = asyncio.ensure_future(pubsub.aclose())
+        await asyncio.wait({closing}, timeout=1.0)
+        if not closing.done():
+            closing.cancel()
+        closing.add_done_callback(_ignore_outcome)
+
+
+def _ignore_outcome(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so never reported as unretrieved

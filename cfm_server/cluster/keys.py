@@ -38,6 +38,7 @@ def room_of_channel(channel: bytes | str) -> str:
     return name[len(PREFIX) + 1 : -len("}:live")]
 
 
+PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
 PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
 PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"  # "on <user>" / "off <user>"
 

@@ -42,6 +42,11 @@ def load(name: str) -> Script:
 
 
 APPEND = load("append")
+PRESENCE_SESSION = load("presence_session")
+PRESENCE_BEAT = load("presence_beat")
+PRESENCE_REJOIN = load("presence_rejoin")
+LEASE_ACQUIRE = load("lease_acquire")
+LEASE_RELEASE = load("lease_release")
 
 
 def msg_parts(room: str, sender: str, text: str, ts: int, kind: str,

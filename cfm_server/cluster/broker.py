@@ -207,19 +207,21 @@ class Broker:
         if not tracker.epoch:
             tracker.epoch = epoch  # the room's first message made its epoch
         elif epoch != tracker.epoch:
-            self._restart(tracker, epoch)
+            self._restart(tracker, epoch, seq - 1)
         self._deliver(room, tracker.offer(seq, origin, msg))
         self._fill_if_gap(tracker)
 
     def _apply_head(self, tracker: RoomTracker, head: Head) -> None:
         if head.epoch and tracker.epoch and head.epoch != tracker.epoch:
-            self._restart(tracker, head.epoch)
+            self._restart(tracker, head.epoch, head.seq)
         self._deliver(tracker.room, tracker.head(head.seq, head.epoch or ""))
         self._fill_if_gap(tracker)
 
-    def _restart(self, tracker: RoomTracker, epoch: str) -> None:
+    def _restart(self, tracker: RoomTracker, epoch: str, last: int) -> None:
+        """The room's history was lost or reset under us: live delivery goes on from
+        ``last`` in the new epoch; what came before is the hub's to resync (``on_reset``)."""
         log.warning("%s: epoch changed from %s to %s", tracker.room, tracker.epoch, epoch)
-        tracker.restart(epoch)
+        tracker.restart(epoch, last)
         if self._on_reset is not None:
             self._on_reset(tracker.room, epoch)
 
@@ -241,14 +243,15 @@ class Broker:
         try:
             while self._rooms.get(room) is tracker and (gap := tracker.gap()) is not None:
                 after, upto = gap
+                epoch = tracker.epoch
                 try:
                     entries = await self._read(room, after=after, before=None,
                                                limit=min(upto - after, FILL_PAGE))
                 except ClusterUnavailable as exc:
                     await asyncio.sleep(exc.retry_ms / 1000)
                     continue
-                if tracker.gap() != gap:
-                    continue  # the tracker moved on while we read (an epoch change)
+                if tracker.epoch != epoch:
+                    continue  # read from the old epoch's history: not ours to deliver
                 entries = [e for e in entries if _seq(e) <= upto]
                 if not entries:
                     log.error("%s: seqs %d..%d are gone from the stream; skipping them",

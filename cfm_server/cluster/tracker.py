@@ -50,9 +50,10 @@ class RoomTracker:
         self.held[seq] = Delivery(seq, origin, msg)
         return self._drain()
 
-    def restart(self, epoch: str) -> None:
-        """The room's epoch changed (its history was lost or reset): seq starts again."""
-        self.last, self.epoch, self.target = 0, epoch, 0
+    def restart(self, epoch: str, last: int) -> None:
+        """The room's epoch changed (its history was lost or reset): a new sequence, of
+        which everything up to ``last`` counts as handed on."""
+        self.last, self.epoch, self.target = last, epoch, 0
         self.held.clear()
 
     def gap(self) -> tuple[int, int] | None:

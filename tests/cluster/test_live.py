@@ -135,3 +135,46 @@ async def test_unreachable_redis_is_a_retryable_error_and_recovers_by_itself(
         assert done.seq == 2
     finally:
         await proxy.close()
+
+
+async def test_a_room_whose_history_redis_lost_gets_a_new_epoch_and_goes_on(
+        broker_factory, redis):
+    resets: list[tuple[str, str]] = []
+    writer = await broker_factory()
+    reader = await broker_factory(on_reset=lambda room, epoch: resets.append((room, epoch)))
+    await reader.subscribe(ROOM)
+    first = await writer.append(ROOM, "alice", "a", "text", "before", TS)
+    await append_n(writer, 2, start=1)
+    await wait_until(lambda: len(reader.seen) == 3, "three deliveries")
+    client = Redis.from_url(redis.url)
+    try:
+        await client.flushall()  # Redis lost everything (say, restarted without its AOF)
+    finally:
+        await client.aclose()
+    again = await writer.append(ROOM, "alice", "a", "text", "after", TS)
+    assert again.seq == 1 and not again.duplicate and again.epoch != first.epoch
+    await wait_until(lambda: len(reader.seen) == 4, "the first message of the new epoch")
+    assert resets == [(ROOM, again.epoch)]
+    assert seqs(reader.seen, ROOM) == [1, 2, 3, 1]
+
+
+async def test_a_room_whose_meta_was_lost_goes_on_after_its_stream_in_a_new_epoch(
+        broker_factory, redis):
+    resets: list[tuple[str, str]] = []
+    writer = await broker_factory()
+    reader = await broker_factory(on_reset=lambda room, epoch: resets.append((room, epoch)))
+    await reader.subscribe(ROOM)
+    first = await writer.append(ROOM, "alice", "a", "text", "one", TS)
+    await append_n(writer, 2, start=1)
+    await wait_until(lambda: len(reader.seen) == 3, "three deliveries")
+    client = Redis.from_url(redis.url)
+    try:
+        await client.delete(keys.room_meta(ROOM))  # evicted, or deleted by hand
+    finally:
+        await client.aclose()
+    later = await writer.append(ROOM, "alice", "z", "text", "four", TS)
+    assert later.seq == 4 and later.epoch != first.epoch
+    await wait_until(lambda: len(reader.seen) == 4, "the fourth message")
+    assert seqs(reader.seen, ROOM) == [1, 2, 3, 4]  # 1-3 are not delivered again
+    assert resets == [(ROOM, later.epoch)]
+    assert [m.seq for m in await writer.history(ROOM, limit=10)] == [1, 2, 3, 4]

@@ -57,6 +57,6 @@ def test_an_epoch_change_starts_the_sequence_again():
     t = RoomTracker("#r")
     t.head(10, "old")
     t.offer(12, "o", b"12")
-    t.restart("new")
+    t.restart("new", 0)
     assert t.epoch == "new" and t.held == {}
     assert delivered(t.offer(1, "o", b"1")) == [1]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -38,6 +39,18 @@ _RETRYABLE_PREFIXES = ("LOADING", "MISCONF", "OOM", "READONLY", "TRYAGAIN", "CLU
 CONNECTION_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError, asyncio.TimeoutError)
 
 
+async def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            # math.inf: no per-reply timer (the caller bounds the whole exchange).
+            replies.append(await conn.read_response(timeout=math.inf))
+        except rx.ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
 @dataclass(slots=True)
 class _Call:
     args: tuple[Any, ...]
@@ -47,8 +60,10 @@ class _Call:
 
 
 class Batcher:
-    def __init__(self, client: Redis, *, backoff: tuple[float, float] = (0.05, 2.0)) -> None:
+    def __init__(self, client: Redis, *, timeout: float = 5.0,
+                 backoff: tuple[float, float] = (0.05, 2.0)) -> None:
         self._client = client
+        self._timeout = timeout
         self._backoff = backoff
         self._queue: list[_Call] = []
         self._flush_scheduled = False
@@ -133,11 +148,32 @@ class Batcher:
         self._fail(todo, ClusterError("Redis keeps forgetting the scripts (NOSCRIPT)"))
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for args in commands:
-            pipe.execute_command(*args)
-        self.pipelines += 1
-        return await pipe.execute(raise_on_error=False)
+        """Send the commands in one write and read every reply (an error reply is
+        returned, not raised). One deadline bounds the whole exchange: redis-py's socket
+        timeout would arm a timer per reply, which costs more than the rest of the read.
+        A connection left with unread replies (deadline, cancellation, broken socket) is
+        closed, never reused, so no late reply can be read as another command's."""
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()
+        clean = False
+        try:
+            self.pipelines += 1
+            exchange = asyncio.ensure_future(_exchange(conn, commands))
+            try:
+                await asyncio.wait({exchange}, timeout=self._timeout)
+            finally:
+                if not exchange.done():
+                    exchange.cancel()
+                    await asyncio.wait({exchange}, timeout=1.0)
+            if exchange.cancelled():
+                raise rx.TimeoutError(f"no reply from Redis within {self._timeout} s")
+            replies = exchange.result()
+            clean = True
+            return replies
+        finally:
+            if not clean:
+                await conn.disconnect(nowait=True)
+            await pool.release(conn)
 
     def _settle(self, call: _Call, reply: Any) -> None:
         if call.future.done():

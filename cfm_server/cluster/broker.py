@@ -70,9 +70,10 @@ def new_epoch() -> str:
 def redis_client(url: str, socket_timeout: float) -> Redis:
     # No retries inside redis-py: a command re-sent after a lost reply could run twice,
     # and the batcher and the subscriber decide themselves when to try again.
+    # RESP2: the batcher reads raw replies, whose shapes must not depend on the URL.
     return Redis.from_url(url, socket_timeout=socket_timeout,
                           socket_connect_timeout=min(socket_timeout, 2.0),
-                          retry=Retry(NoBackoff(), 0), decode_responses=False)
+                          retry=Retry(NoBackoff(), 0), decode_responses=False, protocol=2)
 
 
 class Broker:
@@ -95,7 +96,7 @@ class Broker:
         self._client = redis_client(url, socket_timeout)
         # The pub/sub connection waits for messages indefinitely; the watchdog guards it.
         self._pubsub_client = redis_client(url, socket_timeout)
-        self.batcher = Batcher(self._client, backoff=backoff)
+        self.batcher = Batcher(self._client, timeout=socket_timeout, backoff=backoff)
         self.subscriber = Subscriber(self._pubsub_client, self._on_publish, self._resync,
                                      ping_interval=ping_interval, ping_timeout=ping_timeout,
                                      backoff=backoff)
@@ -120,21 +121,32 @@ class Broker:
     async def append(self, room: str, sender: str, client_id: str | None, kind: str,
                      text: str, ts: int, *, origin: str | None = None) -> Appended:
         """Store one message: durable (as Redis's fsync policy makes it) when this returns."""
+        return await self.submit(room, sender, client_id, kind, text, ts, origin=origin)
+
+    def submit(self, room: str, sender: str, client_id: str | None, kind: str, text: str,
+               ts: int, *, origin: str | None = None) -> asyncio.Future[Appended]:
+        """``append`` as a future, for callers that are not coroutines (the hub's frame
+        handlers, like the store's commit futures): no task per message."""
         origin = scripts.check_token(origin or self.node, "origin")
         head, tail = scripts.msg_parts(room, sender, text, ts, kind, client_id)
-        reply = await self.batcher.eval(
+
+        def settle(reply: list[Any]) -> Appended:
+            seq, stored_ts, epoch, duplicate = reply
+            done = Appended(int(seq), int(stored_ts), epoch.decode(), bool(duplicate))
+            if not done.duplicate:
+                # Hand it on now if it is next in line; its published copy is then a
+                # duplicate. (Runs as the reply is settled, so in seq order.)
+                self._offer(room, done.seq, done.epoch, origin,
+                            scripts.msg_bytes(head, done.seq, tail))
+            return done
+
+        return self.batcher.eval(
             scripts.APPEND,
             [keys.room_meta(room), keys.room_log(room), keys.room_ids(room)],
             [sender, client_id or "", ts, head, tail, new_epoch(), keys.room_channel(room),
              origin],
+            convert=settle,
         )
-        seq, stored_ts, epoch, duplicate = reply
-        done = Appended(int(seq), int(stored_ts), epoch.decode(), bool(duplicate))
-        if not done.duplicate:
-            # Hand it on now if it is next in line; its published copy is then a duplicate.
-            self._offer(room, done.seq, done.epoch, origin,
-                        scripts.msg_bytes(head, done.seq, tail))
-        return done
 
     async def head(self, room: str) -> Head:
         return await self.batcher.call("HMGET", keys.room_meta(room), "seq", "epoch",
@@ -154,11 +166,12 @@ class Broker:
         log_key = keys.room_log(room)
         if after is not None:
             return await self.batcher.call("XRANGE", log_key, f"{after + 1}-0", "+",
-                                           "COUNT", limit)
+                                           "COUNT", limit, convert=_entries)
         if before is not None and before <= 1:
             return []
         end = "+" if before is None else f"{before - 1}-0"
-        newest_first = await self.batcher.call("XREVRANGE", log_key, end, "-", "COUNT", limit)
+        newest_first = await self.batcher.call("XREVRANGE", log_key, end, "-", "COUNT", limit,
+                                               convert=_entries)
         return newest_first[::-1]
 
     # --- live delivery -----------------------------------------------------------------
@@ -294,6 +307,11 @@ class Broker:
 def _head(reply: list[Any]) -> Head:
     seq, epoch = reply
     return Head(int(seq) if seq is not None else 0, epoch.decode() if epoch else None)
+
+
+def _entries(reply: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """A raw XRANGE reply: [[id, [field, value, ...]], ...] → [(id, {field: value})]."""
+    return [(eid, dict(zip(flat[::2], flat[1::2], strict=True))) for eid, flat in reply]
 
 
 def _seq(entry: tuple[bytes, Any]) -> int:

@@ -178,3 +178,21 @@ async def test_a_room_whose_meta_was_lost_goes_on_after_its_stream_in_a_new_epoc
     assert seqs(reader.seen, ROOM) == [1, 2, 3, 4]  # 1-3 are not delivered again
     assert resets == [(ROOM, later.epoch)]
     assert [m.seq for m in await writer.history(ROOM, limit=10)] == [1, 2, 3, 4]
+
+
+async def test_a_half_open_command_connection_times_out_and_is_replaced(broker_factory, redis):
+    proxy = FaultyProxy(redis.port)
+    await proxy.start()
+    try:
+        broker = await broker_factory(proxy.url, socket_timeout=0.5, backoff=(0.05, 0.2))
+        assert (await broker.append(ROOM, "alice", "a", "text", "x", TS)).seq == 1
+        proxy.freeze()  # the pooled connection goes silent: no error, no reply
+        with pytest.raises(ClusterUnavailable):
+            await broker.append(ROOM, "alice", "b", "text", "y", TS)
+        await wait_until(lambda: not broker.batcher.down, "the batcher back up")
+        # "b" may or may not have run before the freeze swallowed its reply: a retry
+        # with its id gets seq 2 either way, stored once.
+        assert (await broker.append(ROOM, "alice", "b", "text", "y", TS)).seq == 2
+        assert (await broker.append(ROOM, "alice", "c", "text", "z", TS)).seq == 3
+    finally:
+        await proxy.close()

@@ -5,10 +5,12 @@
 
 Whoever holds the lease does the work (the AI contacts, which must run once per
 cluster); the others wait and take over within ``ttl`` of the holder's death. The
-holder renews every ``ttl / 3``. It counts the lease as its own only until ``ttl`` after
-the start of its last successful renewal (by its own clock, from before the request was
-sent, so never later than Redis's expiry): a holder cut off from Redis stops working
-before another node can take over, so two never work at once.
+holder renews every ``ttl / 3``. It counts the lease as its own only until ``0.8 × ttl``
+after the start of its last successful renewal (by its own clock, from before the request
+was sent, so before Redis's expiry with a fifth of ``ttl`` to spare for a late wake-up):
+a holder cut off from Redis stops working before another node can take over. (A holder
+frozen for longer than that margin could still overlap; work that must never overlap
+should also check ``token`` where it writes — a fencing token.)
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError
 
 log = logging.getLogger(__name__)
+
+# The share of ttl a holder trusts its lease for; the rest absorbs a late wake-up.
+SAFE_SHARE = 0.8
 
 
 class Lease:
@@ -46,7 +51,7 @@ class Lease:
         started = time.monotonic()
         ok = await self._batcher.eval(scripts.LEASE_ACQUIRE, [self.key],
                                       [self.token, int(self.ttl * 1000)])
-        self._valid_until = started + self.ttl if ok else 0.0
+        self._valid_until = started + self.ttl * SAFE_SHARE if ok else 0.0
         return bool(ok)
 
     async def release(self) -> None:

@@ -78,7 +78,9 @@ class Presence:
         if changed == -1:
             # Reaped while alive: registering every session again covers this one too.
             came = await self.rejoin()
-            return (user in came) if delta > 0 else user not in self.sessions
+            if delta > 0:
+                return user in came
+            return not await self.online([user])
         return bool(changed)
 
     async def online(self, users: list[str]) -> set[str]:

@@ -168,3 +168,42 @@ async def test_keep_hands_the_work_over_on_release_and_runs_it_once(broker_facto
         second.cancel()
         await asyncio.wait({second})
     assert log == ["+a", "-a", "+b", "-b"]
+
+
+async def test_a_holder_cut_off_from_redis_stops_before_another_takes_over(
+        broker_factory, redis):
+    from tests.cluster.proxy import FaultyProxy
+
+    proxy = FaultyProxy(redis.port)
+    await proxy.start()
+    a = await broker_factory(proxy.url, node="a", socket_timeout=0.3, backoff=(0.05, 0.1))
+    b = await broker_factory(node="b")
+    working: list[str] = []
+    overlaps: list[list[str]] = []
+
+    def callbacks(name: str):
+        async def on_acquired() -> None:
+            if working:
+                overlaps.append([*working, name])
+            working.append(name)
+
+        async def on_lost() -> None:
+            working.remove(name)
+        return on_acquired, on_lost
+
+    first = asyncio.create_task(
+        Lease(a.batcher, "ai", holder="a", ttl=0.9).keep(*callbacks("a")))
+    try:
+        await wait_until(lambda: working == ["a"], "a to work")
+        second = asyncio.create_task(
+            Lease(b.batcher, "ai", holder="b", ttl=0.9).keep(*callbacks("b")))
+        proxy.refusing = True
+        proxy.cut()  # a can no longer renew; its lease runs out in Redis
+        await wait_until(lambda: working == ["b"], "b to take over")
+        assert overlaps == []
+        second.cancel()
+        await asyncio.wait({second})
+    finally:
+        first.cancel()
+        await asyncio.wait({first})
+        await proxy.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.asyncio import Redis
 
@@ -194,5 +196,51 @@ async def test_a_half_open_command_connection_times_out_and_is_replaced(broker_f
         # with its id gets seq 2 either way, stored once.
         assert (await broker.append(ROOM, "alice", "b", "text", "y", TS)).seq == 2
         assert (await broker.append(ROOM, "alice", "c", "text", "z", TS)).seq == 3
+    finally:
+        await proxy.close()
+
+
+async def test_subscribing_mid_stream_delivers_exactly_what_follows_the_head(broker_factory):
+    writer = await broker_factory()
+    reader = await broker_factory()
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        i = 0
+        while not stop.is_set():
+            await asyncio.gather(*(writer.append(ROOM, "alice", f"c{i + k}", "text", "x", TS)
+                                   for k in range(5)))
+            i += 5
+
+    task = asyncio.create_task(write())
+    try:
+        await wait_until(lambda: writer.batcher.pipelines >= 5, "writes under way")
+        head = await reader.subscribe(ROOM)
+        await wait_until(lambda: len(reader.seen) >= 20, "live messages after the head")
+    finally:
+        stop.set()
+        await task
+    last = (await writer.head(ROOM)).seq
+    await wait_until(lambda: reader.seen and reader.seen[-1][1] == last, "the last message")
+    assert seqs(reader.seen, ROOM) == list(range(head.seq + 1, last + 1))
+
+
+async def test_messages_from_two_writers_survive_repeated_cuts_exactly_once_in_order(
+        broker_factory, redis):
+    proxy = FaultyProxy(redis.port)
+    await proxy.start()
+    try:
+        writers = [await broker_factory(node="w1"), await broker_factory(node="w2")]
+        reader = await broker_factory(proxy.url, socket_timeout=1.0, backoff=(0.02, 0.1))
+        await reader.subscribe(ROOM)
+        total = 0
+        for round_ in range(5):
+            await asyncio.gather(*(w.append(ROOM, w.node, f"{w.node}-{round_}-{k}", "text",
+                                            "x", TS) for w in writers for k in range(20)))
+            total += 40
+            proxy.cut()  # the reader loses both its connections, mid-stream
+        await wait_until(lambda: len(reader.seen) >= total, "every message")
+        assert seqs(reader.seen, ROOM) == list(range(1, total + 1))
+        assert reader.subscriber.connects >= 2
     finally:
         await proxy.close()

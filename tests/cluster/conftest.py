@@ -1,6 +1,7 @@
 """Fixtures of the cluster tests: a real redis-server per test, brokers on it.
 
-``redis``          a started RedisProcess (AOF on, fsync always) in tmp_path
+``redis``          a started RedisProcess (AOF on, fsync always) in tmp_path; the test is
+                   skipped, saying why, when redis-server is not installed
 ``broker_factory`` ``await broker_factory(url=None, **kwargs)`` → a started Broker whose
                    deliveries are recorded in ``broker.seen`` as (room, seq, origin, msg);
                    every one is closed at teardown
@@ -16,12 +17,11 @@ import pytest
 
 from tests.cluster.redis_proc import BINARY, MISSING, RedisProcess
 
-if BINARY is None:
-    pytest.skip(MISSING, allow_module_level=True)
-
 
 @pytest.fixture
 async def redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
+    if BINARY is None:
+        pytest.skip(MISSING)
     proc = RedisProcess(tmp_path / "redis")
     await proc.start()
     yield proc

@@ -112,3 +112,17 @@ async def test_the_appends_of_one_loop_turn_share_one_pipeline(broker_factory):
     assert broker.batcher.pipelines == before + 1
     assert sorted(d.seq for d in done if d.seq) == sorted(
         [s for _ in range(5) for s in range(1, 41)])
+
+
+async def test_a_redis_that_forgot_the_script_gets_it_again(broker_factory, redis):
+    broker = await broker_factory()
+    assert (await broker.append("#r", "alice", "a", "text", "x", TS)).seq == 1
+    client = Redis.from_url(redis.url)
+    try:
+        await client.script_flush()  # as after a restart: EVALSHA now answers NOSCRIPT
+        done = await asyncio.gather(*(broker.append("#r", "alice", f"b{i}", "text", "y", TS)
+                                      for i in range(3)))
+        assert [d.seq for d in done] == [2, 3, 4]
+        assert await client.xlen(keys.room_log("#r")) == 4
+    finally:
+        await client.aclose()

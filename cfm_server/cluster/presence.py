@@ -65,7 +65,7 @@ class Presence:
     async def session_down(self, user: str) -> bool:
         """A session of ``user`` ended here: True if the user just went offline."""
         if self.sessions[user] <= 1:
-            del self.sessions[user]
+            self.sessions.pop(user, None)
         else:
             self.sessions[user] -= 1
         return await self._session(user, -1)

@@ -3,20 +3,24 @@
 Starts its own ``redis-server`` (``appendonly yes``, ``appendfsync always``) in a temp
 dir on a free loopback port (or uses ``--redis URL``), then ``--writers`` concurrent
 senders append to ``--rooms`` rooms through one Broker for ``--seconds``: each awaits its
-ack before sending the next, as a client waiting for ``ack`` would. The broker's batcher
-sends the appends of each loop turn as one pipeline (one fsync), so the figure is the
-cluster's group commit at work. Prints appends/s, pipelines/s (≈ fsyncs/s), the mean
-batch, p50/p99 ack latency and the CPU seconds of this process and of redis-server.
+ack before sending the next, as a client waiting for ``ack`` would. ``--nodes N`` runs N
+such node processes at once against the one Redis (the aggregate a cluster would see).
+The broker's batcher sends the appends of each loop turn as one pipeline (one fsync), so
+the figure is the cluster's group commit at work. Prints appends/s, pipelines/s (≈ fsyncs
+per second), the mean batch, p50/p99 ack latency and the CPU seconds of each node and of
+redis-server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,9 +62,9 @@ async def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-async def run(url: str, redis_pid: int | None, writers: int, rooms: int,
-              seconds: float) -> None:
-    broker = Broker(url, node="bench", on_message=lambda *_: None)
+async def run(url: str, node: str, writers: int, rooms: int, seconds: float) -> dict:
+    """One node's writers for ``seconds``: its figures as a dict."""
+    broker = Broker(url, node=node, on_message=lambda *_: None)
     await broker.start()
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
@@ -70,48 +74,81 @@ async def run(url: str, redis_pid: int | None, writers: int, rooms: int,
         room = f"#bench{w % rooms}"
         while time.perf_counter() < stop:
             sent = time.perf_counter()
-            await broker.append(room, f"user{w}", f"w{w}-{n}", "text", TEXT,
+            await broker.append(room, f"user{w}", f"{node}-w{w}-{n}", "text", TEXT,
                                 int(time.time() * 1000))
             latencies.append(time.perf_counter() - sent)
             n += 1
 
     me = psutil.Process()
-    them = psutil.Process(redis_pid) if redis_pid else None
-    cpu_me, cpu_them = me.cpu_times(), them.cpu_times() if them else None
+    cpu = sum(me.cpu_times()[:2])
     pipelines = broker.batcher.pipelines
     started = time.perf_counter()
     await asyncio.gather(*(writer(w) for w in range(writers)))
     elapsed = time.perf_counter() - started
     pipelines = broker.batcher.pipelines - pipelines
-    used_me = sum(me.cpu_times()[:2]) - sum(cpu_me[:2])
-    used_them = sum(them.cpu_times()[:2]) - sum(cpu_them[:2]) if them and cpu_them else None
+    cpu = sum(me.cpu_times()[:2]) - cpu
     await broker.close()
-    n = len(latencies)
     q = statistics.quantiles(latencies, n=100)
-    print(f"{writers} writers, {rooms} rooms, {elapsed:.1f} s, appendfsync always:")
-    print(f"  {n / elapsed:,.0f} durable appends/s; {pipelines / elapsed:,.0f} pipelines/s, "
-          f"{n / max(pipelines, 1):.1f} appends per pipeline")
-    print(f"  ack latency p50 {q[49] * 1000:.2f} ms, p99 {q[98] * 1000:.2f} ms")
-    print(f"  CPU: node {used_me:.2f} s" + (f", redis-server {used_them:.2f} s"
-                                            if used_them is not None else ""))
+    return {"appends": len(latencies), "seconds": elapsed, "pipelines": pipelines,
+            "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "cpu_s": cpu}
+
+
+def report(label: str, r: dict) -> None:
+    n, elapsed = r["appends"], r["seconds"]
+    print(f"  {label}: {n / elapsed:,.0f} durable appends/s; {r['pipelines'] / elapsed:,.0f} "
+          f"pipelines/s, {n / max(r['pipelines'], 1):.1f} appends per pipeline; ack p50 "
+          f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; CPU {r['cpu_s']:.2f} s "
+          f"({r['cpu_s'] / n * 1e6:.0f} µs per append)")
+
+
+async def cluster(url: str, redis_pid: int, nodes: int, writers: int, rooms: int,
+                  seconds: float) -> None:
+    """``nodes`` node processes (this one and nodes - 1 children) at once on one Redis."""
+    children = [await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--redis", url, "--node", f"node{k}", "--json",
+        "--writers", str(writers), "--rooms", str(rooms), "--seconds", str(seconds),
+        stdout=asyncio.subprocess.PIPE) for k in range(2, nodes + 1)]
+    them = psutil.Process(redis_pid)
+    redis_cpu = sum(them.cpu_times()[:2])
+    results = [await run(url, "node1", writers, rooms, seconds)]
+    for child in children:
+        out, _ = await child.communicate()
+        results.append(json.loads(out))
+    redis_cpu = sum(them.cpu_times()[:2]) - redis_cpu
+    total = sum(r["appends"] / r["seconds"] for r in results)
+    print(f"{nodes} node(s) × {writers} writers, {rooms} rooms, {seconds:.0f} s, "
+          f"appendfsync always: {total:,.0f} durable appends/s in all")
+    for k, r in enumerate(results, 1):
+        report(f"node{k}", r)
+    appends = sum(r["appends"] for r in results)
+    print(f"  redis-server CPU {redis_cpu:.2f} s ({redis_cpu / appends * 1e6:.0f} µs per append)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--writers", type=int, default=200)
+    parser.add_argument("--writers", type=int, default=200, help="per node")
     parser.add_argument("--rooms", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--nodes", type=int, default=1, help="node processes at once")
     parser.add_argument("--redis", help="use this Redis (redis://HOST:PORT/DB) instead")
+    parser.add_argument("--node", default="node1", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.redis:
-        asyncio.run(run(args.redis, None, args.writers, args.rooms, args.seconds))
+        result = asyncio.run(run(args.redis, args.node, args.writers, args.rooms,
+                                 args.seconds))
+        if args.json:
+            print(json.dumps(result))
+        else:
+            report(args.node, result)
         return
 
     async def own_redis() -> None:
         with tempfile.TemporaryDirectory() as directory:
             proc, url = await start_redis(Path(directory))
             try:
-                await run(url, proc.pid, args.writers, args.rooms, args.seconds)
+                await cluster(url, proc.pid, args.nodes, args.writers, args.rooms,
+                              args.seconds)
             finally:
                 proc.terminate()
                 proc.wait()

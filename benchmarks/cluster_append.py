@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import psutil
+from redis.asyncio import Redis
 
 from cfm_server.cluster.broker import Broker
 
@@ -110,6 +111,8 @@ async def cluster(url: str, redis_pid: int, nodes: int, writers: int, rooms: int
         stdout=asyncio.subprocess.PIPE) for k in range(2, nodes + 1)]
     them = psutil.Process(redis_pid)
     redis_cpu = sum(them.cpu_times()[:2])
+    client = Redis.from_url(url)
+    memory = (await client.info("memory"))["used_memory"]
     results = [await run(url, "node1", writers, rooms, seconds)]
     for child in children:
         out, _ = await child.communicate()
@@ -121,7 +124,11 @@ async def cluster(url: str, redis_pid: int, nodes: int, writers: int, rooms: int
     for k, r in enumerate(results, 1):
         report(f"node{k}", r)
     appends = sum(r["appends"] for r in results)
-    print(f"  redis-server CPU {redis_cpu:.2f} s ({redis_cpu / appends * 1e6:.0f} µs per append)")
+    memory = (await client.info("memory"))["used_memory"] - memory
+    aof = (await client.info("persistence"))["aof_current_size"]
+    await client.aclose()
+    print(f"  redis-server CPU {redis_cpu:.2f} s ({redis_cpu / appends * 1e6:.0f} µs per append)"
+          f"; memory {memory / appends:.0f} bytes and AOF {aof / appends:.0f} bytes per message")
 
 
 def main() -> None:

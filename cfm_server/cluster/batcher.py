@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +43,9 @@ async def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     replies: list[Any] = []
     for _ in commands:
         try:
-            # math.inf: no per-reply timer (the caller bounds the whole exchange).
-            replies.append(await conn.read_response(timeout=math.inf))
+            # No per-reply timer (the client has no socket timeout): the caller bounds
+            # the whole exchange.
+            replies.append(await conn.read_response())
         except rx.ResponseError as exc:
             replies.append(exc)
     return replies
@@ -139,7 +139,7 @@ class Batcher:
                 return
             try:
                 for script in {c.script.sha: c.script for c in retry if c.script}.values():
-                    await self._client.script_load(script.source)
+                    await self._bounded(self._client.script_load(script.source))
             except CONNECTION_ERRORS as exc:
                 self._went_down(exc)
                 self._fail(retry, self._unavailable(f"Redis is unreachable: {exc}"))
@@ -147,33 +147,46 @@ class Batcher:
             todo = retry
         self._fail(todo, ClusterError("Redis keeps forgetting the scripts (NOSCRIPT)"))
 
+    async def _bounded(self, request: Awaitable[Any]) -> Any:
+        """A single request under the batcher's deadline (the client has no socket
+        timeout); a cancelled read makes redis-py drop that connection."""
+        task = asyncio.ensure_future(request)
+        try:
+            await asyncio.wait({task}, timeout=self._timeout)
+        finally:  # also when we are cancelled: the request must not outlive us
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+        if task.cancelled():
+            raise rx.TimeoutError(f"no reply from Redis within {self._timeout} s")
+        return task.result()
+
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send the commands in one write and read every reply (an error reply is
-        returned, not raised). One deadline bounds the whole exchange: redis-py's socket
-        timeout would arm a timer per reply, which costs more than the rest of the read.
+        returned, not raised). One deadline bounds the whole exchange: a socket timeout
+        would arm a timer per reply, a fifth of the node's cost per append.
         A connection left with unread replies (deadline, cancellation, broken socket) is
         closed, never reused, so no late reply can be read as another command's."""
         pool = self._client.connection_pool
-        conn = await pool.get_connection()
+        taken: list[Any] = []
+
+        async def exchange() -> list[Any]:
+            # Inside the deadline: connecting includes a handshake that reads replies.
+            conn = await pool.get_connection()
+            taken.append(conn)
+            return await _exchange(conn, commands)
+
+        self.pipelines += 1
         clean = False
         try:
-            self.pipelines += 1
-            exchange = asyncio.ensure_future(_exchange(conn, commands))
-            try:
-                await asyncio.wait({exchange}, timeout=self._timeout)
-            finally:
-                if not exchange.done():
-                    exchange.cancel()
-                    await asyncio.wait({exchange}, timeout=1.0)
-            if exchange.cancelled():
-                raise rx.TimeoutError(f"no reply from Redis within {self._timeout} s")
-            replies = exchange.result()
+            replies = await self._bounded(exchange())
             clean = True
             return replies
         finally:
-            if not clean:
-                await conn.disconnect(nowait=True)
-            await pool.release(conn)
+            for conn in taken:
+                if not clean:
+                    await conn.disconnect(nowait=True)
+                await pool.release(conn)
 
     def _settle(self, call: _Call, reply: Any) -> None:
         if call.future.done():
@@ -218,7 +231,7 @@ class Batcher:
             self._next_probe = time.monotonic() + delay
             await asyncio.sleep(delay)
             try:
-                await self._client.ping()
+                await self._bounded(self._client.ping())
             except (*CONNECTION_ERRORS, rx.ResponseError) as exc:
                 delay = min(cap, delay * 2) * random.uniform(0.75, 1.25)
                 log.debug("Redis still unreachable: %s", exc)

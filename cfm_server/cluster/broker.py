@@ -67,12 +67,17 @@ def new_epoch() -> str:
     return secrets.token_hex(8)
 
 
-def redis_client(url: str, socket_timeout: float) -> Redis:
-    # No retries inside redis-py: a command re-sent after a lost reply could run twice,
-    # and the batcher and the subscriber decide themselves when to try again.
-    # RESP2: the batcher reads raw replies, whose shapes must not depend on the URL.
-    return Redis.from_url(url, socket_timeout=socket_timeout,
-                          socket_connect_timeout=min(socket_timeout, 2.0),
+def redis_client(url: str, connect_timeout: float) -> Redis:
+    """A client for the batcher or the subscriber, which bound their waits themselves.
+
+    No socket timeout: the batcher puts one deadline on each pipeline (a per-reply timer
+    would cost a fifth of the node's time per append), and the pub/sub connection waits
+    for messages indefinitely under its watchdog. No retries inside redis-py: a command
+    re-sent after a lost reply could run twice; the callers decide when to try again.
+    RESP2: the batcher reads raw replies, whose shapes must not depend on the URL.
+    """
+    return Redis.from_url(url, socket_timeout=None,
+                          socket_connect_timeout=min(connect_timeout, 2.0),
                           retry=Retry(NoBackoff(), 0), decode_responses=False, protocol=2)
 
 

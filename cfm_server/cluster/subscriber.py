@@ -117,12 +117,23 @@ class Subscriber:
             delay = min(cap, delay * 2)
 
     async def _connect(self) -> None:
-        self._pubsub = self._client.pubsub()
+        pubsub = self._pubsub = self._client.pubsub()
         self.connects += 1
+        # Connecting includes a handshake that waits for replies, and the client has no
+        # socket timeout: the watchdog's deadline bounds it.
         if self._channels:
-            await self._pubsub.subscribe(*self._channels)
+            opening = asyncio.ensure_future(pubsub.subscribe(*self._channels))
         else:
-            await self._pubsub.ping()  # opens the connection, so a dead Redis shows now
+            opening = asyncio.ensure_future(pubsub.ping())  # a dead Redis shows now
+        try:
+            await asyncio.wait({opening}, timeout=self.ping_timeout)
+        finally:
+            if not opening.done():
+                opening.cancel()
+                await asyncio.wait({opening}, timeout=1.0)
+        if opening.cancelled():
+            raise _Dead(f"no connection within {self.ping_timeout} s")
+        opening.result()
 
     async def _serve(self) -> None:
         reader = asyncio.create_task(self._read())

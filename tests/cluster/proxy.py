@@ -6,6 +6,7 @@
                               # no RST; bytes are discarded); new connections work
     proxy.cut()               # abort every open connection (RST)
     proxy.refusing = True     # new connections are closed at once (Redis "down")
+    proxy.silent = True       # new connections are accepted, then never answered
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class FaultyProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.refusing = False
+        self.silent = False
         self.accepted = 0
         self._server: asyncio.Server | None = None
         self._links: list[_Link] = []
@@ -55,6 +57,7 @@ class FaultyProxy:
             return
         self.accepted += 1
         link = _Link(writer, up_writer)
+        link.frozen = self.silent
         self._links.append(link)
         await asyncio.gather(link.pump(reader, up_writer), link.pump(up_reader, writer))
         link.abort()

@@ -244,3 +244,25 @@ async def test_messages_from_two_writers_survive_repeated_cuts_exactly_once_in_o
         assert reader.subscriber.connects >= 2
     finally:
         await proxy.close()
+
+
+async def test_a_redis_that_accepts_but_never_answers_is_unavailable_not_a_hang(
+        broker_factory, redis):
+    proxy = FaultyProxy(redis.port)
+    await proxy.start()
+    try:
+        proxy.silent = True  # even the connection handshake gets no reply
+        broker = await broker_factory(proxy.url, socket_timeout=0.5, ping_timeout=0.5,
+                                      backoff=(0.05, 0.2))
+        with pytest.raises(ClusterUnavailable):
+            await broker.append(ROOM, "alice", "a", "text", "x", TS)
+        await wait_until(lambda: broker.subscriber.connects >= 2, "a second pub/sub attempt")
+        proxy.silent = False
+        await wait_until(lambda: not broker.batcher.down, "the batcher back up")
+        await wait_until(lambda: broker.subscriber.connected, "the pub/sub connection up")
+        await broker.subscribe(ROOM)
+        writer = await broker_factory()
+        assert (await writer.append(ROOM, "alice", "a", "text", "x", TS)).seq == 1
+        await wait_until(lambda: seqs(broker.seen, ROOM) == [1], "live delivery")
+    finally:
+        await proxy.close()

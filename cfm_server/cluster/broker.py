@@ -1,0 +1,328 @@
+"""The cluster's message engine over one Redis: append, history, head and live delivery.
+
+    broker = Broker("redis://127.0.0.1:6379/0", node="n1", on_message=deliver)
+    await broker.start()
+    head = await broker.subscribe("#lobby")          # local members joined the room
+    done = await broker.append("#lobby", "alice", "c1", "text", "hi", ts, origin="n1/7")
+    await broker.history("#lobby", after=0, limit=50)
+    await broker.close()
+
+``append`` runs the append script (see ``scripts.py``) through the batcher, so the
+appends of one loop turn share one pipeline and one fsync. Live messages of subscribed
+rooms reach ``on_message(room, seq, origin, msg)`` in seq order, each exactly once, the
+node's own appends included (``origin`` says whose session sent it, to skip it): the
+per-room tracker holds what arrives early and reads what pub/sub lost from the stream.
+``on_reset(room, epoch)`` tells when a room's epoch changed under a subscription.
+
+Every call that needs Redis raises :class:`ClusterUnavailable` while Redis is out of
+reach; the broker reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from cfm_common.codec import decode_server
+from cfm_common.frames import StoredMsg
+from cfm_server.cluster import keys, scripts
+from cfm_server.cluster.batcher import Batcher
+from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
+from cfm_server.cluster.subscriber import Subscriber
+from cfm_server.cluster.tracker import Delivery, RoomTracker
+
+log = logging.getLogger(__name__)
+
+# A gap is read from the stream this many messages at a time.
+FILL_PAGE = 500
+
+OnMessage = Callable[[str, int, str, bytes], None]
+OnReset = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    seq: int  # 0: nothing stored yet
+    epoch: str | None  # None: the room has no epoch yet (nothing was ever stored)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    seq: int
+    ts: int
+    epoch: str
+    duplicate: bool  # a retry of (sender, id): seq and ts are the original's
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+def redis_client(url: str, connect_timeout: float) -> Redis:
+    """A client for the batcher or the subscriber, which bound their waits themselves.
+
+    No socket timeout: the batcher puts one deadline on each pipeline (a per-reply timer
+    would cost a fifth of the node's time per append), and the pub/sub connection waits
+    for messages indefinitely under its watchdog. No retries inside redis-py: a command
+    re-sent after a lost reply could run twice; the callers decide when to try again.
+    RESP2: the batcher reads raw replies, whose shapes must not depend on the URL.
+    """
+    return Redis.from_url(url, socket_timeout=None,
+                          socket_connect_timeout=min(connect_timeout, 2.0),
+                          retry=Retry(NoBackoff(), 0), decode_responses=False, protocol=2)
+
+
+class Broker:
+    def __init__(
+        self,
+        url: str,
+        *,
+        node: str,
+        on_message: OnMessage,
+        on_reset: OnReset | None = None,
+        socket_timeout: float = 5.0,
+        ping_interval: float = 2.0,
+        ping_timeout: float = 3.0,
+        backoff: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        self.node = scripts.check_token(node, "node id")
+        self._on_message = on_message
+        self._on_reset = on_reset
+        self._socket_timeout = socket_timeout
+        self._client = redis_client(url, socket_timeout)
+        # The pub/sub connection waits for messages indefinitely; the watchdog guards it.
+        self._pubsub_client = redis_client(url, socket_timeout)
+        self.batcher = Batcher(self._client, timeout=socket_timeout, backoff=backoff)
+        self.subscriber = Subscriber(self._pubsub_client, self._on_publish, self._resync,
+                                     ping_interval=ping_interval, ping_timeout=ping_timeout,
+                                     backoff=backoff)
+        self._rooms: dict[str, RoomTracker] = {}
+        self._fills: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        self.subscriber.start()
+
+    async def close(self) -> None:
+        for task in list(self._fills.values()):
+            task.cancel()
+        await asyncio.gather(*self._fills.values(), return_exceptions=True)
+        await self.subscriber.close()
+        await self.batcher.close()
+        for client in (self._client, self._pubsub_client):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    # --- storing and reading -----------------------------------------------------------
+
+    async def append(self, room: str, sender: str, client_id: str | None, kind: str,
+                     text: str, ts: int, *, origin: str | None = None) -> Appended:
+        """Store one message: durable (as Redis's fsync policy makes it) when this returns."""
+        return await self.submit(room, sender, client_id, kind, text, ts, origin=origin)
+
+    def submit(self, room: str, sender: str, client_id: str | None, kind: str, text: str,
+               ts: int, *, origin: str | None = None) -> asyncio.Future[Appended]:
+        """``append`` as a future, for callers that are not coroutines (the hub's frame
+        handlers, like the store's commit futures): no task per message."""
+        origin = scripts.check_token(origin or self.node, "origin")
+        head, tail = scripts.msg_parts(room, sender, text, ts, kind, client_id)
+
+        def settle(reply: list[Any]) -> Appended:
+            seq, stored_ts, epoch, duplicate = reply
+            done = Appended(int(seq), int(stored_ts), epoch.decode(), bool(duplicate))
+            if not done.duplicate:
+                # Hand it on now if it is next in line; its published copy is then a
+                # duplicate. (Runs as the reply is settled, so in seq order.)
+                self._offer(room, done.seq, done.epoch, origin,
+                            scripts.msg_bytes(head, done.seq, tail))
+            return done
+
+        return self.batcher.eval(
+            scripts.APPEND,
+            [keys.room_meta(room), keys.room_log(room), keys.room_ids(room)],
+            [sender, client_id or "", ts, head, tail, new_epoch(), keys.room_channel(room),
+             origin],
+            convert=settle,
+        )
+
+    async def head(self, room: str) -> Head:
+        return await self.batcher.call("HMGET", keys.room_meta(room), "seq", "epoch",
+                                       convert=_head)
+
+    async def history(self, room: str, *, after: int | None = None, before: int | None = None,
+                      limit: int) -> list[StoredMsg]:
+        """Up to ``limit`` messages just above ``after``, or just below ``before`` (default:
+        the newest), in ascending seq."""
+        return [_stored(entry) for entry in
+                await self._read(room, after=after, before=before, limit=limit)]
+
+    async def _read(self, room: str, *, after: int | None, before: int | None,
+                    limit: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        if limit <= 0:
+            return []
+        log_key = keys.room_log(room)
+        if after is not None:
+            return await self.batcher.call("XRANGE", log_key, f"{after + 1}-0", "+",
+                                           "COUNT", limit, convert=_entries)
+        if before is not None and before <= 1:
+            return []
+        end = "+" if before is None else f"{before - 1}-0"
+        newest_first = await self.batcher.call("XREVRANGE", log_key, end, "-", "COUNT", limit,
+                                               convert=_entries)
+        return newest_first[::-1]
+
+    # --- live delivery -----------------------------------------------------------------
+
+    async def subscribe(self, room: str) -> Head:
+        """Deliver the room's live messages from now on; returns the head at that moment
+        (everything above it will be delivered). Idempotent."""
+        tracker = self._rooms.get(room)
+        if tracker is None:
+            tracker = self._rooms[room] = RoomTracker(room)
+        try:
+            await self.subscriber.subscribe(keys.room_channel(room),
+                                            timeout=self._socket_timeout)
+            head = await self.head(room)
+        except (TimeoutError, ClusterError) as exc:
+            await self.unsubscribe(room)
+            if isinstance(exc, ClusterUnavailable):
+                raise
+            raise ClusterUnavailable(f"cannot subscribe to {room}: {exc}", 1000) from exc
+        self._apply_head(tracker, head)
+        return head
+
+    async def unsubscribe(self, room: str) -> None:
+        self._rooms.pop(room, None)
+        fill = self._fills.pop(room, None)
+        if fill is not None:
+            fill.cancel()
+        await self.subscriber.unsubscribe(keys.room_channel(room))
+
+    @property
+    def subscribed(self) -> set[str]:
+        return set(self._rooms)
+
+    def _on_publish(self, channel: bytes, data: bytes) -> None:
+        try:
+            env = scripts.parse_envelope(data)
+        except ValueError:
+            log.error("ignored a malformed publish on %r", channel)
+            return
+        self._offer(keys.room_of_channel(channel), env.seq, env.epoch, env.origin, env.msg)
+
+    def _offer(self, room: str, seq: int, epoch: str, origin: str, msg: bytes) -> None:
+        tracker = self._rooms.get(room)
+        if tracker is None:
+            return
+        if not tracker.epoch:
+            tracker.epoch = epoch  # the room's first message made its epoch
+        elif epoch != tracker.epoch:
+            self._restart(tracker, epoch, seq - 1)
+        self._deliver(room, tracker.offer(seq, origin, msg))
+        self._fill_if_gap(tracker)
+
+    def _apply_head(self, tracker: RoomTracker, head: Head) -> None:
+        if head.epoch and tracker.epoch and head.epoch != tracker.epoch:
+            self._restart(tracker, head.epoch, head.seq)
+        self._deliver(tracker.room, tracker.head(head.seq, head.epoch or ""))
+        self._fill_if_gap(tracker)
+
+    def _restart(self, tracker: RoomTracker, epoch: str, last: int) -> None:
+        """The room's history was lost or reset under us: live delivery goes on from
+        ``last`` in the new epoch; what came before is the hub's to resync (``on_reset``)."""
+        log.warning("%s: epoch changed from %s to %s", tracker.room, tracker.epoch, epoch)
+        tracker.restart(epoch, last)
+        if self._on_reset is not None:
+            self._on_reset(tracker.room, epoch)
+
+    def _deliver(self, room: str, deliveries: list[Delivery]) -> None:
+        for d in deliveries:
+            try:
+                self._on_message(room, d.seq, d.origin, d.msg)
+            except Exception:
+                log.exception("on_message failed for %s#%d", room, d.seq)
+
+    def _fill_if_gap(self, tracker: RoomTracker) -> None:
+        room = tracker.room
+        if room not in self._fills and tracker.gap() is not None:
+            self._fills[room] = asyncio.create_task(self._fill(tracker))
+
+    async def _fill(self, tracker: RoomTracker) -> None:
+        """Read the missing seqs from the stream, until the room has no gap."""
+        room = tracker.room
+        try:
+            while self._rooms.get(room) is tracker and (gap := tracker.gap()) is not None:
+                after, upto = gap
+                epoch = tracker.epoch
+                try:
+                    entries = await self._read(room, after=after, before=None,
+                                               limit=min(upto - after, FILL_PAGE))
+                except ClusterUnavailable as exc:
+                    await asyncio.sleep(exc.retry_ms / 1000)
+                    continue
+                if tracker.epoch != epoch:
+                    continue  # read from the old epoch's history: not ours to deliver
+                entries = [e for e in entries if _seq(e) <= upto]
+                if not entries:
+                    log.error("%s: seqs %d..%d are gone from the stream; skipping them",
+                              room, after + 1, upto)
+                    self._deliver(room, tracker.skip_to(upto))
+                    continue
+                for entry in entries:
+                    self._deliver(room, tracker.offer(_seq(entry), entry[1][b"o"].decode(),
+                                                      entry[1][b"m"]))
+        except ClusterError:
+            log.exception("%s: filling a gap failed", room)
+        finally:
+            if self._fills.get(room) is asyncio.current_task():
+                del self._fills[room]
+
+    async def _resync(self) -> None:
+        """After a (re)connect of the pub/sub connection: what did we miss meanwhile?
+        Re-read every subscribed room's head (in one pipeline); a gap starts a fill."""
+        rooms = list(self._rooms.values())
+        while rooms:
+            heads = await asyncio.gather(*(self.head(t.room) for t in rooms),
+                                         return_exceptions=True)
+            retry: list[RoomTracker] = []
+            wait_ms = 0
+            for tracker, head in zip(rooms, heads, strict=True):
+                if self._rooms.get(tracker.room) is not tracker:
+                    continue  # unsubscribed meanwhile
+                if isinstance(head, Head):
+                    self._apply_head(tracker, head)
+                elif isinstance(head, ClusterUnavailable):
+                    retry.append(tracker)
+                    wait_ms = max(wait_ms, head.retry_ms)
+                else:
+                    log.error("%s: reading the head failed: %s", tracker.room, head)
+            if retry:
+                await asyncio.sleep(wait_ms / 1000)
+            rooms = retry
+
+
+def _head(reply: list[Any]) -> Head:
+    seq, epoch = reply
+    return Head(int(seq) if seq is not None else 0, epoch.decode() if epoch else None)
+
+
+def _entries(reply: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """A raw XRANGE reply: [[id, [field, value, ...]], ...] → [(id, {field: value})]."""
+    return [(eid, dict(zip(flat[::2], flat[1::2], strict=True))) for eid, flat in reply]
+
+
+def _seq(entry: tuple[bytes, Any]) -> int:
+    return int(entry[0].split(b"-", 1)[0])
+
+
+def _stored(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMsg:
+    msg = decode_server(entry[1][b"m"])
+    return msg.to_stored()  # type: ignore[union-attr]

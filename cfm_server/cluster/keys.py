@@ -1,0 +1,58 @@
+"""Every Redis key and channel name of cluster mode, in one place.
+
+A room's keys share the hash tag ``{room}`` so that the append script, which touches all
+of them, runs on one slot (a Redis Cluster requires it). Room names cannot contain
+braces, so the tag is exactly the room name. Presence keys share the tag ``{presence}``
+for the same reason: the reaper script walks them together.
+"""
+
+from __future__ import annotations
+
+PREFIX = "cfm:"
+
+
+def room_meta(room: str) -> str:
+    """Hash ``seq`` (latest stored seq) and ``epoch``."""
+    return f"{PREFIX}{{{room}}}:meta"
+
+
+def room_log(room: str) -> str:
+    """Stream of the room's messages; entry id ``<seq>-0``, fields ``m`` (the msg frame's
+    bytes) and ``o`` (the origin tag of the session that sent it)."""
+    return f"{PREFIX}{{{room}}}:log"
+
+
+def room_ids(room: str) -> str:
+    """Hash ``<sender>:<client id>`` → ``<seq>:<ts>``: idempotent retries."""
+    return f"{PREFIX}{{{room}}}:ids"
+
+
+def room_channel(room: str) -> str:
+    """Pub/sub channel of the room's live messages (named like a key, so it can become a
+    sharded channel on the room's slot later)."""
+    return f"{PREFIX}{{{room}}}:live"
+
+
+def room_of_channel(channel: bytes | str) -> str:
+    name = channel.decode() if isinstance(channel, bytes) else channel
+    return name[len(PREFIX) + 1 : -len("}:live")]
+
+
+PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
+PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
+PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"  # "on <user>" / "off <user>"
+
+
+def presence_node(node: str) -> str:
+    """Hash user → number of the user's sessions on ``node``."""
+    return f"{PREFIX}{{presence}}:node:{node}"
+
+
+def presence_user(user: str) -> str:
+    """Hash node → number of the user's sessions on that node."""
+    return f"{PREFIX}{{presence}}:user:{user}"
+
+
+def lease(name: str) -> str:
+    """String holding the token of the lease's current holder, with an expiry."""
+    return f"{PREFIX}lease:{name}"

@@ -1,0 +1,123 @@
+"""Who is online, cluster-wide: sessions counted per node, nodes kept alive by heartbeats.
+
+Redis holds, under the ``{presence}`` hash tag:
+
+    nodes          zset node → expiry (ms, Redis's clock: node clocks may disagree)
+    node:<node>    hash user → that user's sessions on the node
+    user:<user>    hash node → that user's sessions there; the key exists iff online
+
+A user is online while any node holds a session of theirs. Each node beats every
+``expiry / 3``, pushing its own expiry ``2 × expiry / 3`` ahead, and every beat also
+reaps: a node past its expiry loses its users (the script publishes ``off <user>`` for
+each user that had no other node). So a SIGKILLed node's users go offline within
+``expiry`` of its last beat, as long as one node of the cluster lives. A node that missed
+its beats and was reaped while alive notices (its next beat or session change says so)
+and registers all its sessions again. Every change of a user's cluster-wide state is
+published once on ``PRESENCE_CHANNEL`` as ``on <user>`` or ``off <user>``, by the script
+that made it, so watchers everywhere see each change once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from cfm_server.cluster import keys, scripts
+from cfm_server.cluster.batcher import Batcher
+from cfm_server.cluster.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPIRY = 15.0  # seconds from a node's death to its users shown offline
+
+
+class Presence:
+    def __init__(self, batcher: Batcher, node: str, *, expiry: float = DEFAULT_EXPIRY) -> None:
+        self._batcher = batcher
+        self.node = scripts.check_token(node, "node id")
+        self.expiry = expiry
+        self.sessions: Counter[str] = Counter()  # user → sessions on this node
+        self._beats: asyncio.Task[None] | None = None
+
+    @property
+    def beat_interval(self) -> float:
+        return self.expiry / 3
+
+    async def start(self) -> list[str]:
+        """Register the node (with any sessions it has) and start beating."""
+        came = await self.rejoin()
+        self._beats = asyncio.create_task(self._beat_forever())
+        return came
+
+    async def close(self) -> list[str]:
+        """Leave at once: the node's users without another node go offline now."""
+        if self._beats is not None:
+            self._beats.cancel()
+            await asyncio.wait({self._beats}, timeout=5.0)
+        return await self.beat(leaving=True)
+
+    async def session_up(self, user: str) -> bool:
+        """A session of ``user`` started here: True if the user just came online."""
+        self.sessions[user] += 1
+        return await self._session(user, 1)
+
+    async def session_down(self, user: str) -> bool:
+        """A session of ``user`` ended here: True if the user just went offline."""
+        if self.sessions[user] <= 1:
+            self.sessions.pop(user, None)
+        else:
+            self.sessions[user] -= 1
+        return await self._session(user, -1)
+
+    async def _session(self, user: str, delta: int) -> bool:
+        changed = await self._batcher.eval(
+            scripts.PRESENCE_SESSION,
+            [keys.PRESENCE_NODES, keys.presence_node(self.node), keys.presence_user(user)],
+            [self.node, user, delta, keys.PRESENCE_CHANNEL])
+        if changed == -1:
+            # Reaped while alive: registering every session again covers this one too.
+            came = await self.rejoin()
+            if delta > 0:
+                return user in came
+            return not await self.online([user])
+        return bool(changed)
+
+    async def online(self, users: list[str]) -> set[str]:
+        """Which of ``users`` have a session on some node (one pipeline)."""
+        found = await asyncio.gather(*(self._batcher.call("EXISTS", keys.presence_user(u))
+                                       for u in users))
+        return {u for u, exists in zip(users, found, strict=True) if exists}
+
+    async def rejoin(self) -> list[str]:
+        """Register this node and all its sessions afresh: the users that came online."""
+        argv: list[str | int] = [self.node, self._lifetime_ms(), keys.PRESENCE_PREFIX,
+                                 keys.PRESENCE_CHANNEL]
+        for user, count in self.sessions.items():
+            argv += (user, count)
+        came = await self._batcher.eval(scripts.PRESENCE_REJOIN, [keys.PRESENCE_NODES], argv)
+        return [u.decode() for u in came]
+
+    async def beat(self, *, leaving: bool = False) -> list[str]:
+        """One heartbeat (and reaping round): the users that went offline cluster-wide."""
+        reply = await self._batcher.eval(
+            scripts.PRESENCE_BEAT, [keys.PRESENCE_NODES],
+            [self.node, 0 if leaving else self._lifetime_ms(), keys.PRESENCE_PREFIX,
+             keys.PRESENCE_CHANNEL])
+        registered, *gone = reply
+        if not registered and not leaving:
+            log.warning("node %s was reaped while alive (late heartbeats); registering again",
+                        self.node)
+            await self.rejoin()
+        return [u.decode() for u in gone]
+
+    def _lifetime_ms(self) -> int:
+        return int(self.expiry * 2 / 3 * 1000)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.beat_interval)
+            try:
+                await self.beat()
+            except ClusterError as exc:  # unavailable: the next beat tries again
+                log.warning("presence heartbeat failed: %s", exc)

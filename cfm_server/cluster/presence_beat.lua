@@ -1,0 +1,27 @@
+-- A node's heartbeat, and the reaper: nodes past their expiry lose their users.
+-- KEYS[1] nodes (zset node → expiry, ms of Redis's clock)
+-- ARGV[1] node   ARGV[2] lifetime (ms) of this beat, 0 = the node leaves now
+-- ARGV[3] key prefix of the presence keys ('cfm:{presence}:')   ARGV[4] changes channel
+-- Returns {registered (0/1: the node was known before this beat), users gone offline...}.
+-- Every key is under the {presence} tag, so the keys built here share KEYS[1]'s slot.
+local nodes, node, ttl, prefix = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local registered = redis.call('ZSCORE', nodes, node) and 1 or 0
+redis.call('ZADD', nodes, now + ttl, node)
+local out = {registered}
+for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 100)) do
+  local node_users = prefix .. 'node:' .. dead
+  local users = redis.call('HKEYS', node_users)
+  for _, user in ipairs(users) do
+    local user_nodes = prefix .. 'user:' .. user
+    redis.call('HDEL', user_nodes, dead)
+    if redis.call('EXISTS', user_nodes) == 0 then
+      redis.call('PUBLISH', ARGV[4], 'off ' .. user)
+      out[#out + 1] = user
+    end
+  end
+  redis.call('DEL', node_users)
+  redis.call('ZREM', nodes, dead)
+end
+return out

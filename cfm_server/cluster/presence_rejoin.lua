@@ -1,0 +1,27 @@
+-- A node (re)registers with all its sessions: at start, or after it was reaped.
+-- KEYS[1] nodes   ARGV[1] node   ARGV[2] lifetime (ms)   ARGV[3] key prefix
+-- ARGV[4] changes channel   ARGV[5..] user, sessions, user, sessions, ...
+-- Returns the users that came online.
+local nodes, node, ttl, prefix = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local node_users = prefix .. 'node:' .. node
+-- Whatever a previous life of this node left behind is replaced, not added to.
+for _, user in ipairs(redis.call('HKEYS', node_users)) do
+  redis.call('HDEL', prefix .. 'user:' .. user, node)
+end
+redis.call('DEL', node_users)
+redis.call('ZADD', nodes, now + ttl, node)
+local came = {}
+for i = 5, #ARGV, 2 do
+  local user, sessions = ARGV[i], ARGV[i + 1]
+  local user_nodes = prefix .. 'user:' .. user
+  local was_online = redis.call('EXISTS', user_nodes) == 1
+  redis.call('HSET', node_users, user, sessions)
+  redis.call('HSET', user_nodes, node, sessions)
+  if not was_online then
+    redis.call('PUBLISH', ARGV[4], 'on ' .. user)
+    came[#came + 1] = user
+  end
+end
+return came

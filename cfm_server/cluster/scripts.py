@@ -1,0 +1,97 @@
+"""The server-side scripts of cluster mode and the bytes they are given.
+
+Each script is Lua in a ``.lua`` file beside this module, run with EVALSHA; a server that
+does not know the script (after a restart, or a ``SCRIPT FLUSH``) answers NOSCRIPT, and
+the batcher loads it and sends the command again (NOSCRIPT means it did not run).
+
+Encode once. The ``msg`` frame's bytes hold its ``seq``, which only the append script
+knows. Rather than have every node re-encode a published message (once per node) or have
+Redis run a msgpack encoder (Redis is the one part of the cluster that does not scale
+out), the sending node encodes the frame once, in two pieces around the seq's value
+(:func:`msg_parts`), and the script only concatenates ``head .. seq .. tail``, writing
+the seq as msgpack-python would. The result is byte for byte what ``encode_msg`` makes
+(a test proves it), it is what the stream keeps and what every node receives, and a node
+sends it to its sessions as it is.
+
+The publish carries an envelope ``b"<seq> <epoch> <origin> " + msg``: the seq and epoch
+for the receiving node's gap tracking (without decoding the frame), the origin tag so
+that the sender's own session is skipped, then the frame's bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+import msgpack
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    source: str
+    sha: str  # what EVALSHA names it by
+
+
+def load(name: str) -> Script:
+    source = resources.files(__package__).joinpath(f"{name}.lua").read_text("utf-8")
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+APPEND = load("append")
+PRESENCE_SESSION = load("presence_session")
+PRESENCE_BEAT = load("presence_beat")
+PRESENCE_REJOIN = load("presence_rejoin")
+LEASE_ACQUIRE = load("lease_acquire")
+LEASE_RELEASE = load("lease_release")
+
+
+def msg_parts(room: str, sender: str, text: str, ts: int, kind: str,
+              client_id: str | None) -> tuple[bytes, bytes]:
+    """The ``msg`` frame's msgpack bytes before and after the value of ``seq``.
+
+    Same keys in the same order as ``cfm_common.codec.encode_msg``.
+    """
+    pack = _packer.pack
+    head = b"".join((
+        _packer.pack_map_header(7 if client_id is None else 8),
+        pack("t"), pack("msg"), pack("room"), pack(room), pack("seq"),
+    ))
+    pieces = [pack("from"), pack(sender), pack("text"), pack(text), pack("ts"), pack(ts),
+              pack("kind"), pack(kind)]
+    if client_id is not None:
+        pieces += (pack("id"), pack(client_id))
+    return head, b"".join(pieces)
+
+
+def msg_bytes(head: bytes, seq: int, tail: bytes) -> bytes:
+    """What the append script stores for ``seq``: the node computes the same locally."""
+    return head + _packer.pack(seq) + tail
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    seq: int
+    epoch: str
+    origin: str
+    msg: bytes  # the msg frame, ready to send
+
+
+def envelope(seq: int, epoch: str, origin: str, msg: bytes) -> bytes:
+    return b"%d %s %s " % (seq, epoch.encode(), origin.encode()) + msg
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Raises ValueError on anything that is not an envelope."""
+    seq, epoch, origin, msg = data.split(b" ", 3)
+    return Envelope(int(seq), epoch.decode(), origin.decode(), msg)
+
+
+def check_token(value: str, what: str) -> str:
+    """Epochs and origin tags travel space-separated: refuse one that would break that."""
+    if not value or " " in value or len(value) > 128:
+        raise ValueError(f"{what} must be 1-128 characters without spaces: {value!r}")
+    return value

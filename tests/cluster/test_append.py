@@ -1,0 +1,128 @@
+"""The append script through the broker: numbering, epoch, dedupe, history, batching."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import pytest
+from redis.asyncio import Redis
+
+from cfm_common.codec import encode_msg
+from cfm_common.frames import StoredMsg
+from cfm_server.cluster import keys, scripts
+from tests.cluster.helpers import seqs, wait_until
+
+TS = 1_764_800_000_000
+
+
+async def test_appends_number_the_room_gaplessly_under_one_epoch(broker_factory):
+    broker = await broker_factory()
+    done = [await broker.append("#lobby", "alice", f"c{i}", "text", f"hi {i}", TS + i)
+            for i in range(3)]
+    assert [d.seq for d in done] == [1, 2, 3]
+    assert [d.ts for d in done] == [TS, TS + 1, TS + 2]
+    assert len({d.epoch for d in done}) == 1 and not any(d.duplicate for d in done)
+    head = await broker.head("#lobby")
+    assert (head.seq, head.epoch) == (3, done[0].epoch)
+    other = await broker.append("#other", "alice", "c0", "text", "x", TS)
+    assert other.seq == 1 and other.epoch != done[0].epoch
+
+
+async def test_a_room_never_written_has_no_head(broker_factory):
+    broker = await broker_factory()
+    head = await broker.head("#empty")
+    assert (head.seq, head.epoch) == (0, None)
+    assert await broker.history("#empty", limit=10) == []
+
+
+async def test_a_retry_gets_the_original_seq_and_ts_and_is_stored_once(broker_factory, redis):
+    a = await broker_factory()
+    b = await broker_factory()  # the retry lands on another node
+    first = await a.append("dm:alice:bob", "alice", "same-id", "text", "hello", TS)
+    await a.append("dm:alice:bob", "bob", "same-id", "text", "other sender", TS + 5)
+    again = await b.append("dm:alice:bob", "alice", "same-id", "text", "hello", TS + 999)
+    assert (again.seq, again.ts, again.epoch) == (first.seq, first.ts, first.epoch)
+    assert again.duplicate and not first.duplicate
+    client = Redis.from_url(redis.url)
+    try:
+        assert await client.xlen(keys.room_log("dm:alice:bob")) == 2
+    finally:
+        await client.aclose()
+
+
+async def test_a_nudge_without_id_is_never_deduplicated(broker_factory):
+    broker = await broker_factory()
+    one = await broker.append("dm:a1:b1", "a1", None, "nudge", "", TS)
+    two = await broker.append("dm:a1:b1", "a1", None, "nudge", "", TS)
+    assert (one.seq, two.seq) == (1, 2)
+
+
+async def test_history_pages_after_and_before_in_ascending_seq(broker_factory):
+    broker = await broker_factory()
+    for i in range(1, 11):
+        await broker.append("#r", "alice", f"c{i}", "text", f"m{i}", TS + i)
+    after = await broker.history("#r", after=3, limit=4)
+    assert [m.seq for m in after] == [4, 5, 6, 7]
+    assert after[0] == StoredMsg("#r", 4, "alice", "m4", TS + 4, "text", "c4")
+    assert [m.seq for m in await broker.history("#r", before=5, limit=3)] == [2, 3, 4]
+    assert [m.seq for m in await broker.history("#r", limit=2)] == [9, 10]
+    assert await broker.history("#r", before=1, limit=5) == []
+    assert await broker.history("#r", after=10, limit=5) == []
+
+
+@pytest.mark.parametrize("seq", [1, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32,
+                                 2**40 + 3])
+async def test_the_stored_and_published_bytes_are_encode_msgs(broker_factory, redis, seq):
+    """The script writes the seq into the node's pre-encoded frame exactly as msgpack does."""
+    broker = await broker_factory()
+    room = "#bytes"
+    client = Redis.from_url(redis.url)
+    try:
+        if seq > 1:
+            await client.hset(keys.room_meta(room), mapping={"seq": seq - 1, "epoch": "e1"})
+            await client.xadd(keys.room_log(room), {"m": b"", "o": "x"}, id=f"{seq - 1}-0")
+        await broker.subscribe(room)
+        done = await broker.append(room, "alice", "id-1", "text", "héllo", TS)
+        assert done.seq == seq
+        want = encode_msg(StoredMsg(room, seq, "alice", "héllo", TS, "text", "id-1"))
+        entry = await client.xrange(keys.room_log(room), f"{seq}-0", f"{seq}-0")
+        assert entry[0][1][b"m"] == want
+    finally:
+        await client.aclose()
+    await wait_until(lambda: seqs(broker.seen, room) == [seq], "the delivery")
+    assert broker.seen[0][3] == want
+    assert msgpack.unpackb(want)["seq"] == seq
+
+
+def test_msg_parts_around_any_seq_equal_encode_msg():
+    for client_id in ("abc", None):
+        head, tail = scripts.msg_parts("dm:a:b", "a", "x" * 300, TS, "nudge", client_id)
+        for seq in (0, 1, 127, 128, 300, 70_000, 2**33):
+            want = encode_msg(StoredMsg("dm:a:b", seq, "a", "x" * 300, TS, "nudge", client_id))
+            assert scripts.msg_bytes(head, seq, tail) == want
+
+
+async def test_the_appends_of_one_loop_turn_share_one_pipeline(broker_factory):
+    broker = await broker_factory()
+    await broker.append("#warm", "alice", "w", "text", "warm up", TS)
+    before = broker.batcher.pipelines
+    done = await asyncio.gather(*(broker.append(f"#r{i % 5}", "bob", f"c{i}", "text", "x", TS)
+                                  for i in range(200)))
+    assert broker.batcher.pipelines == before + 1
+    assert sorted(d.seq for d in done if d.seq) == sorted(
+        [s for _ in range(5) for s in range(1, 41)])
+
+
+async def test_a_redis_that_forgot_the_script_gets_it_again(broker_factory, redis):
+    broker = await broker_factory()
+    assert (await broker.append("#r", "alice", "a", "text", "x", TS)).seq == 1
+    client = Redis.from_url(redis.url)
+    try:
+        await client.script_flush()  # as after a restart: EVALSHA now answers NOSCRIPT
+        done = await asyncio.gather(*(broker.append("#r", "alice", f"b{i}", "text", "y", TS)
+                                      for i in range(3)))
+        assert [d.seq for d in done] == [2, 3, 4]
+        assert await client.xlen(keys.room_log("#r")) == 4
+    finally:
+        await client.aclose()

@@ -32,6 +32,7 @@ from websockets.http11 import Request, Response
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
 from cfm_server.config import ServerConfig
+from cfm_server.datadir import make_private_dir
 from cfm_server.hub import Hub
 from cfm_server.invites import InviteBook, InviteError, load_key
 from cfm_server.limits import IpCounter
@@ -69,7 +70,7 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
         return MemoryStore(), "memory (nothing is kept after exit)"
     data_dir = config.resolved_data_dir()
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
     except OSError as exc:
         raise StoreError(
             f"cannot create the data directory {data_dir}: {exc.strerror}; "

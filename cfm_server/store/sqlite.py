@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from cfm_common.frames import StoredMsg
+from cfm_server.datadir import FILE_MODE, make_private_dir, make_private_file, tighten
 from cfm_server.store.base import (
     Commit,
     ContactRecord,
@@ -357,6 +358,7 @@ class SqliteStore(Store):
         self._make_data_dir()
         self._take_lock()
         try:
+            self._make_files_private()
             self._conn = self._connect()
             self._build_client_id_filter()
         except BaseException:
@@ -408,6 +410,7 @@ class SqliteStore(Store):
                              f"with this data directory)")
         self._take_lock()
         try:
+            self._make_files_private()
             conn = self._connect(create=False)
             try:
                 yield conn
@@ -416,10 +419,21 @@ class SqliteStore(Store):
         finally:
             self._release_lock()
 
+    def _make_files_private(self) -> None:
+        """The database 0600 before SQLite opens it, whatever the umask: SQLite gives
+        the -wal and -shm files it creates the database's mode. Files an older server
+        left readable are tightened (see cfm_server/datadir.py)."""
+        if self.path.exists():
+            tighten(self.path)
+        else:
+            make_private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            tighten(self.path.with_name(self.path.name + suffix))
+
     def _make_data_dir(self) -> None:
         data_dir = self.path.parent
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(data_dir)
         except (FileExistsError, NotADirectoryError) as e:
             raise StoreError(
                 f"cannot create the data directory {data_dir}: {e.filename or data_dir} "
@@ -447,10 +461,12 @@ class SqliteStore(Store):
 
     def _take_lock(self) -> None:
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as e:
             raise StoreError(f"cannot create the lock file {self.lock_path}: "
                              f"{e.strerror}") from e
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, FILE_MODE)  # O_CREAT's mode went through the umask
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

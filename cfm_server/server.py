@@ -31,7 +31,7 @@ from websockets.http11 import Request, Response
 
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
-from cfm_server.config import ServerConfig
+from cfm_server.config import ConfigError, ServerConfig
 from cfm_server.datadir import make_private_dir
 from cfm_server.hub import Hub
 from cfm_server.invites import InviteBook, InviteError, load_key
@@ -105,10 +105,18 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:
+        uvloop = None
+    # Run outside the except clause: an error in the server is not "during handling of
+    # ModuleNotFoundError" (that chained every traceback to uvloop's absence).
+    if uvloop is None:
         return asyncio.run(main)
     log.debug("event loop: uvloop %s", uvloop.__version__)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+def _no_password() -> str:
+    raise ssl.SSLError("the key is encrypted")  # never prompt on the terminal
 
 
 def tune_gc() -> None:
@@ -143,6 +151,7 @@ class Server:
         self._port: int | None = None  # kept after stop(), for restarts on the same port
         self._ai: AIContacts | None = None
         self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
+        self._tls: ssl.SSLContext | None = None  # the listener's; reload_tls() refreshes it
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -169,8 +178,9 @@ class Server:
             if config.allowed_origins:
                 # Terminal clients send no Origin; only browsers' Origins are checked.
                 origins = [*config.allowed_origins, None]
-            tls = (server_tls_context(config.tls_cert, config.tls_key)
-                   if config.tls_cert is not None and config.tls_key is not None else None)
+            tls = self._tls = (server_tls_context(config.tls_cert, config.tls_key)
+                               if config.tls_cert is not None and config.tls_key is not None
+                               else None)
             self._ws = await serve(
                 self._handle,
                 config.host,
@@ -196,6 +206,39 @@ class Server:
             self._record_run()
         if ai_tokens:
             await self._start_ai_contacts(ai, ai_tokens)
+
+    def reload_tls(self) -> bool:
+        """Read the certificate and key files again (SIGHUP): handshakes from now on
+        present the new certificate; open connections keep theirs. False without TLS.
+
+        The files are checked in a fresh context first, so a bad pair (a renewal caught
+        half-written) raises ConfigError and the server keeps serving the old one.
+        """
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if self._tls is None or cert is None or key is None:
+            return False
+        # A snapshot of both files, so that what is checked is what gets loaded even if
+        # a renewal rewrites them meanwhile.
+        with tempfile.TemporaryDirectory(prefix="cfm-tls-") as tmp:
+            copies = []
+            for what, path in (("certificate", cert), ("key", key)):
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:
+                    raise ConfigError(f"cannot read the TLS {what} {path}: "
+                                      f"{exc.strerror or exc}") from None
+                copy = Path(tmp) / what
+                copy.write_bytes(data)
+                copies.append(copy)
+            try:
+                server_tls_context(*copies)
+            except ConfigError as exc:  # name the real files, not the copies
+                raise ConfigError(f"the TLS files {cert}, {key} cannot be used: "
+                                  f"{str(exc).replace(str(tmp), '…')}") from None
+            # The listener's context is the one each new connection is made from; loading
+            # the checked pair into it replaces its certificate and key.
+            self._tls.load_cert_chain(*copies, password=_no_password)
+        return True
 
     def _record_run(self) -> None:
         """Leave how this server runs in its data directory (``server.json``), so that

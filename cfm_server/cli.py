@@ -103,6 +103,12 @@ def serve(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     logs = _setup_logging(log_level, log_format, log_file)
+    import logging
+
+    from cfm_server.config import unknown_env_warnings
+
+    for warning in unknown_env_warnings():
+        logging.getLogger("cfm_server.config").warning("%s", warning)
     from cfm_server.descriptors import check_descriptors
     from cfm_server.server import run_event_loop
 

@@ -286,6 +286,35 @@ def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+# CFM_* variables read by something other than ServerConfig and AIConfig: cfm serve's
+# logging flags, and the clients (cfm chat, cfm bot) that may share the environment.
+OTHER_ENV = ("CFM_LOG_LEVEL", "CFM_LOG_FORMAT", "CFM_LOG_FILE", "CFM_SERVER", "CFM_INVITE")
+
+
+def known_env_names() -> list[str]:
+    from cfm_server.ai.config import ENV_PREFIX as AI_PREFIX
+
+    ai_fields = [f.name for f in dataclasses.fields(AIConfig) if f.name != "personas"]
+    return ([ENV_PREFIX + name.upper() for name in FIELD_NAMES]
+            + [AI_PREFIX + name.upper() for name in ai_fields] + list(OTHER_ENV))
+
+
+def unknown_env_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A sentence for each ``CFM_*`` variable that no part of cfm reads: a typo there
+    (``CFM_REGISTRATON=invite``) silently leaves the default in force."""
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    known = known_env_names()
+    warnings = []
+    for key in sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known):
+        close = difflib.get_close_matches(key, known, n=2, cutoff=0.75)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        warnings.append(f"the environment variable {key} is not a cfm setting{hint}; it "
+                        f"is ignored")
+    return warnings
+
+
 def load_config(
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,

@@ -373,6 +373,56 @@ def stats(
     typer.echo(f"database  {_size(result.db_bytes)} ({path} with its -wal and -shm files)")
 
 
+@app.command("backup")
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new (or empty) directory for the backup.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """A consistent copy of everything a restore needs (works while the server runs)."""
+    from cfm_server.backup import BackupError
+    from cfm_server.backup import backup as make_backup
+
+    settings = _settings(data_dir, config)
+    directory = settings.resolved_data_dir()
+    _check_owner(directory)
+    try:
+        summary = make_backup(directory, dest)
+    except BackupError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"Backed up {directory} into {dest.absolute()}:\n"
+               f"  cfm.sqlite3  {_n(summary.users, 'user')}, "
+               f"{_n(summary.messages, 'message')} ({_size(summary.db_bytes)}, schema "
+               f"v{summary.schema})\n"
+               f"  invite.key   {'yes' if summary.invite_key else 'none (no invites made)'}\n"
+               f"  ai/          {_n(summary.ai_files, 'file')}\n"
+               f"Files are mode 0600; keep the backup as private as the server's data. "
+               f"Restore with\n  cfm admin restore {dest} --data-dir NEWDIR")
+
+
+@app.command("restore")
+def restore(
+    source: Annotated[Path, typer.Argument(help="A directory made by cfm admin backup (or a whole cfm.sqlite3 copy).")],  # noqa: E501
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The new data directory to restore into (must hold no database).")],  # noqa: E501
+) -> None:
+    """Put a backup in place as a server's data directory; then start cfm serve on it."""
+    from cfm_server.backup import BackupError
+    from cfm_server.backup import restore as do_restore
+
+    if data_dir.exists():
+        _check_owner(data_dir)
+    try:
+        summary = do_restore(source, data_dir)
+    except BackupError as exc:
+        raise _fail(str(exc)) from None
+    taken = f" (taken {summary.created})" if summary.created else ""
+    typer.echo(f"Restored {source}{taken} into {data_dir.absolute()}: "
+               f"{_n(summary.users, 'user')}, {_n(summary.messages, 'message')}, invite key "
+               f"{'restored' if summary.invite_key else 'none'}, "
+               f"{_n(summary.ai_files, 'AI contact file')}.\n"
+               f"Start the server on it: cfm serve --data-dir {data_dir}")
+
+
 # --- helpers ------------------------------------------------------------------------
 
 

@@ -24,16 +24,16 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) with mode 0700; warn if it already exists
-    and others may read or enter it. OSError if it cannot be created."""
+def make_private_dir(path: Path, *, warn: bool = True) -> None:
+    """Create ``path`` (and missing parents) with mode 0700; warn (if ``warn``) when it
+    already exists and others may read or enter it. OSError if it cannot be created."""
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         path.chmod(DIR_MODE)  # mkdir's mode is filtered through the umask
         return
-    if path.is_dir() and mode & 0o077:
+    if warn and path.is_dir() and mode & 0o077:
         log.warning("the data directory %s is open to other users (mode %04o); anyone on "
                     "this machine may read every message: chmod 700 %s", path, mode, path)
 

@@ -149,6 +149,11 @@ BUSY_WINDOW_S = 0.001
 # The WAL file keeps its largest size, so expect ~16-20 MB next to the database.
 CHECKPOINT_WAL_BYTES = 16 << 20
 CHECKPOINT_POLL_S = 0.25
+# ... and on time too: whatever the WAL holds is copied into the database file at most
+# this long after it was written, busy or idle (a timer looks when no COMMIT does), so
+# the database file alone is never hours behind (a copy of it, a backup tool that reads
+# only it). Copying a small WAL is cheap.
+CHECKPOINT_INTERVAL_S = 60.0
 WAL_AUTOCHECKPOINT_PAGES = 16000
 # The WAL-index header (the start of the -shm file, native byte order): iVersion at 0,
 # szPage at 14, mxFrame at 16; nBackfill at 96, after the header's two copies.
@@ -156,6 +161,16 @@ _WAL_INDEX_VERSION = 3007000
 _SHM_BACKFILL_OFFSET = 96
 _SHM_HEADER_BYTES = 100
 _WAL_FRAME_HEADER_BYTES = 24
+
+# Whether a server had the database open, in the header field SQLite leaves to the
+# application (PRAGMA application_id). Set at open and copied into the database file at
+# once; set back at a clean close, when SQLite copies the whole WAL in and deletes it.
+# So "open" with no WAL file beside it is a database file whose WAL was lost — copied
+# alone from a running server, or its WAL deleted after a crash — and the messages
+# since its last checkpoint with it: the server refuses to start on it rather than
+# serve it as if nothing were missing. 0 (older databases): unknown, never refused.
+APP_ID_CLOSED = 0x63666D00  # "cfm\0"
+APP_ID_OPEN = 0x63666D01
 
 _MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id"
 
@@ -213,8 +228,11 @@ class _ClientIdFilter:
 class _Checkpointer:
     """PASSIVE WAL checkpoints on a thread of their own (see CHECKPOINT_WAL_BYTES)."""
 
-    def __init__(self, path: Path, busy_timeout_s: float) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float,
+                 interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
         self._path = path
+        self._interval_s = interval_s
+        self._last_start = time.monotonic()
         self._wal_path = path.with_name(path.name + "-wal")
         self._shm_path = path.with_name(path.name + "-shm")
         self._busy_timeout_s = busy_timeout_s
@@ -236,8 +254,28 @@ class _Checkpointer:
         if now < self._next_poll:
             return
         self._next_poll = now + CHECKPOINT_POLL_S
-        if self.unchecked_wal_bytes() < CHECKPOINT_WAL_BYTES:
+        unchecked = self.unchecked_wal_bytes()
+        if unchecked < CHECKPOINT_WAL_BYTES and not (
+                unchecked and now - self._last_start >= self._interval_s):
             return
+        self._start()
+
+    def on_timer(self, conn: sqlite3.Connection) -> None:
+        """Every interval, COMMIT or not: what an idle server wrote reaches the database."""
+        if conn.in_transaction:
+            return  # a batch is open: its COMMIT's after_commit looks instead
+        running = self._running
+        if running is not None:
+            if running.done():
+                self._running = None
+                self._finish(conn)
+            return
+        if (time.monotonic() - self._last_start >= self._interval_s
+                and self.unchecked_wal_bytes()):
+            self._start()
+
+    def _start(self) -> None:
+        self._last_start = time.monotonic()
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="cfm-checkpoint")
@@ -324,7 +362,8 @@ class SqliteStore(Store):
 
     def __init__(self, path: Path, *, synchronous: str = "normal",
                  commit_interval_ms: float = 0.0, busy_timeout_ms: float = 2000.0,
-                 after_commit: Callable[[], None] | None = None) -> None:
+                 after_commit: Callable[[], None] | None = None,
+                 checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
         if synchronous not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}, "
                              f"not {synchronous!r}")
@@ -346,7 +385,11 @@ class SqliteStore(Store):
         # Each room's latest written seq (committed or in the open batch), read from the
         # table on a room's first append; forgotten when a batch is rolled back.
         self._room_seqs: dict[str, int] = {}
-        self._checkpointer = _Checkpointer(self.path, self._busy_timeout_s)
+        self._checkpointer = _Checkpointer(self.path, self._busy_timeout_s,
+                                           checkpoint_interval_s)
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._checkpoint_timer: asyncio.TimerHandle | None = None
+        self._marked_open = False  # see _mark_open
         self._after_commit = after_commit
 
     # --- lifecycle -------------------------------------------------------------------
@@ -358,8 +401,11 @@ class SqliteStore(Store):
         self._make_data_dir()
         self._take_lock()
         try:
+            self._refuse_a_lost_half()
+            had_wal = self._wal_path.exists()
             self._make_files_private()
             self._conn = self._connect()
+            self._refuse_a_lost_wal(self._conn, had_wal)
             self._build_client_id_filter()
         except BaseException:
             if self._conn is not None:
@@ -367,8 +413,67 @@ class SqliteStore(Store):
                 self._conn = None
             self._release_lock()
             raise
+        self._checkpoint_timer = self._loop.call_later(self._checkpoint_interval_s,
+                                                       self._on_checkpoint_timer)
         logger.info("store open: %s (schema v%d, synchronous=%s)",
                     self.path, SCHEMA_VERSION, self._synchronous)
+
+    def _on_checkpoint_timer(self) -> None:
+        conn, loop = self._conn, self._loop
+        if conn is None or loop is None:
+            return
+        self._checkpointer.on_timer(conn)
+        self._checkpoint_timer = loop.call_later(self._checkpoint_interval_s,
+                                                 self._on_checkpoint_timer)
+
+    @property
+    def _wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def _refuse_a_lost_half(self) -> None:
+        """A WAL without its database file: starting would make a new, empty database
+        and SQLite would throw the WAL's messages away. Refuse, saying why."""
+        wal = self._wal_path
+        try:
+            wal_bytes = wal.stat().st_size
+        except FileNotFoundError:
+            return
+        try:
+            db_bytes = self.path.stat().st_size
+        except FileNotFoundError:
+            db_bytes = 0
+        if wal_bytes and not db_bytes:
+            raise StoreError(
+                f"{self.path.parent} holds {wal.name} but not {self.path.name}: the "
+                f"database file is missing (a partial copy?), and the messages are in both "
+                f"files together. Put {self.path.name} back beside it, or restore a backup "
+                f"into a new directory (cfm admin restore); nothing was changed")
+
+    def _refuse_a_lost_wal(self, conn: sqlite3.Connection, had_wal: bool) -> None:
+        """A database file marked open (see APP_ID_OPEN) without a WAL beside it."""
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        except sqlite3.Error as e:
+            raise StoreError(self._explain_open_error(e)) from e
+        if app_id == APP_ID_OPEN and not had_wal:
+            raise StoreError(
+                f"{self.path} was copied (or left) without its {self._wal_path.name} file "
+                f"while a server had it open: the messages written since its last "
+                f"checkpoint are missing. Copy the -wal file too, or use a backup made with "
+                f"cfm admin backup; if you know this copy is whole (sqlite3 .backup), cfm "
+                f"admin restore {self.path} --data-dir NEWDIR takes it in. Nothing was "
+                f"changed")
+
+    def _mark_open(self, conn: sqlite3.Connection) -> None:
+        """Before the first write (not at open: a database that turns out corrupt while
+        loading must be left untouched): mark the database file itself as open."""
+        self._marked_open = True
+        try:
+            conn.execute(f"PRAGMA application_id = {APP_ID_OPEN}")
+            # Into the database file now, not at the next checkpoint: that is the point.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as e:
+            logger.warning("cannot mark %s as open: %s", self.path, e)
 
     async def flush(self) -> None:
         if self._commit_handle is None:
@@ -389,11 +494,15 @@ class SqliteStore(Store):
             self._conn = None
             self._client_ids = None
             self._room_seqs.clear()
+            if self._checkpoint_timer is not None:
+                self._checkpoint_timer.cancel()
+                self._checkpoint_timer = None
             self._checkpointer.stop()
             try:
                 # Keeps the query planner's statistics fresh; cheap when nothing changed.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("PRAGMA optimize")
+                _mark_closed(conn)
                 conn.close()
             finally:
                 self._release_lock()
@@ -415,6 +524,8 @@ class SqliteStore(Store):
             try:
                 yield conn
             finally:
+                # The last connection's close copies the whole WAL in: whole again.
+                _mark_closed(conn)
                 conn.close()
         finally:
             self._release_lock()
@@ -433,7 +544,7 @@ class SqliteStore(Store):
     def _make_data_dir(self) -> None:
         data_dir = self.path.parent
         try:
-            make_private_dir(data_dir)
+            make_private_dir(data_dir, warn=False)  # cfm serve warns once, in open_store
         except (FileExistsError, NotADirectoryError) as e:
             raise StoreError(
                 f"cannot create the data directory {data_dir}: {e.filename or data_dir} "
@@ -582,6 +693,8 @@ class SqliteStore(Store):
         future = loop.create_future()
         try:
             if self._commit_handle is None:
+                if not self._marked_open:
+                    self._mark_open(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 self._commit_handle = self._schedule_commit(loop)
             cursor = conn.execute(sql, params)
@@ -837,6 +950,16 @@ class SqliteStore(Store):
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
             " ORDER BY seq LIMIT ?", (room, after, limit))
         return [StoredMsg(*row) for row in rows]
+
+
+def _mark_closed(conn: sqlite3.Connection) -> None:
+    """Before the last connection closes (which copies the WAL into the database file):
+    the file is whole, whether the server closed it or an admin tool after a crash."""
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.rollback()
+        if conn.execute("PRAGMA application_id").fetchone()[0] == APP_ID_OPEN:
+            conn.execute(f"PRAGMA application_id = {APP_ID_CLOSED}")
 
 
 def _read_pid(fd: int) -> str:

@@ -19,6 +19,7 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ from websockets.http11 import Request, Response
 
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
+from cfm_server import oplog
 from cfm_server.config import ConfigError, ServerConfig
 from cfm_server.datadir import make_private_dir
 from cfm_server.hub import Hub
@@ -414,7 +416,9 @@ class Server:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
-            if self._ip_counter.full(self._client_ip(connection, request)):
+            if self._ip_counter.full(ip := self._client_ip(connection, request)):
+                oplog.refused(ip, http.HTTPStatus.TOO_MANY_REQUESTS,
+                              "too many connections from that address")
                 return _response(
                     http.HTTPStatus.TOO_MANY_REQUESTS,
                     b"too many connections from your address\n",
@@ -430,6 +434,7 @@ class Server:
     async def _handle(self, ws: ServerConnection) -> None:
         assert self.hub is not None
         ip = self._client_ip(ws, ws.request)
+        oplog.PEER.set(ip)  # this connection's task and what it calls: the hub's sign-up
         if not self._ip_counter.add(ip):
             # Raced past the check in _process_request: refuse politely.
             self.metrics.closes.labels(str(int(CloseCode.TRY_AGAIN_LATER))).inc()
@@ -437,11 +442,15 @@ class Server:
             return
         self.metrics.connections.inc()
         session = Session(ws, self.hub, self.config, self.metrics, self.outbox)
+        oplog.connected(ip)
+        started = time.monotonic()
         try:
             await session.run()
         except Exception:
             log.exception("session %s failed", session.id or "-")
         finally:
+            oplog.closed(ip, session.user.record.name if session.user is not None else None,
+                         time.monotonic() - started, *oplog.close_of(ws))
             self.hub.sign_out(session)
             self.metrics.connections.dec()
             self._ip_counter.remove(ip)

@@ -40,6 +40,9 @@ class ServerConfig:
     store: str = "sqlite"  # "sqlite" | "memory"
     sqlite_synchronous: str = "normal"
     commit_interval_ms: float = 0.0  # group-commit window of the SQLite store
+    # Start-up refuses a data directory on a disk with less free space than this (MiB);
+    # /readyz reports "not ready" below it. 0 turns the check off.
+    min_free_mb: float = 2.0
     # TLS: with both set the server speaks wss:// and https:// (PEM files).
     tls_cert: Path | None = None  # certificate chain
     tls_key: Path | None = None  # its private key
@@ -148,6 +151,7 @@ class ServerConfig:
             "sqlite_synchronous must be off, normal, full or extra",
         )
         need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
+        need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
         need(1024 <= self.max_frame <= 1 << 24, "max_frame must be 1024-16777216 bytes")
         need(1 <= self.max_text <= self.max_frame, "max_text must be 1..max_frame characters")
         need(self.hello_timeout > 0, "hello_timeout must be > 0 seconds")

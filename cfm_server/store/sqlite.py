@@ -390,6 +390,8 @@ class SqliteStore(Store):
         self._checkpoint_interval_s = checkpoint_interval_s
         self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._marked_open = False  # see _mark_open
+        # Why the last COMMIT failed, until one succeeds (the server's /readyz).
+        self.write_error: str | None = None
         self._after_commit = after_commit
 
     # --- lifecycle -------------------------------------------------------------------
@@ -735,6 +737,7 @@ class SqliteStore(Store):
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             return self._fail_batch(e)
+        self.write_error = None
         futures, self._pending = self._pending, []
         for future in futures:
             if not future.done():  # its waiter may have been cancelled
@@ -759,6 +762,7 @@ class SqliteStore(Store):
             except sqlite3.Error:
                 logger.exception("store rollback failed: %s", self.path)
         futures, self._pending = self._pending, []
+        self.write_error = str(cause)
         error = StoreError(f"{self.path}: commit failed, {len(futures)} writes rolled back: "
                            f"{cause}")
         logger.error("%s", error)

@@ -652,6 +652,8 @@ class SqliteStore(Store):
         return conn
 
     def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        if 0 < version < SCHEMA_VERSION:
+            self._keep_before_migration(conn, version)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             try:
                 conn.executescript(
@@ -663,6 +665,32 @@ class SqliteStore(Store):
                     conn.rollback()
                 raise
             logger.info("store schema migrated to v%d: %s", target, self.path)
+
+    def _keep_before_migration(self, conn: sqlite3.Connection, version: int) -> None:
+        """A whole copy of the database as it was (``cfm.sqlite3.v<N>.bak``, 0600) before
+        an upgrade changes its schema in place, so going back to the older cfm is a
+        ``cfm admin restore`` of it. Refuses the upgrade if the copy cannot be made."""
+        backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
+        partial = backup.with_name(backup.name + ".partial")
+        make_private_file(partial)
+        try:
+            target = sqlite3.connect(partial, isolation_level=None)
+            try:
+                conn.backup(target)
+                target.execute("PRAGMA journal_mode=DELETE")
+                target.execute(f"PRAGMA application_id = {APP_ID_CLOSED}")
+            finally:
+                target.close()
+            os.replace(partial, backup)
+        except (sqlite3.Error, OSError) as e:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise StoreError(f"cannot keep a copy of {self.path} (schema v{version}) before "
+                             f"upgrading it to v{SCHEMA_VERSION}: {e}; free some space and "
+                             f"start again") from e
+        logger.warning("upgrading %s from schema v%d to v%d; the database as it was is kept "
+                       "in %s (restore it with cfm admin restore to go back to the older cfm)",
+                       self.path, version, SCHEMA_VERSION, backup)
 
     def _explain_open_error(self, e: sqlite3.Error) -> str:
         name = getattr(e, "sqlite_errorname", "")

@@ -225,3 +225,30 @@ async def test_an_idle_servers_wal_reaches_the_database_file_in_time(tmp_path: P
         assert count(copy) == 1
     finally:
         await store.close()
+
+
+async def test_an_upgrade_keeps_the_database_as_it_was_before_migrating(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cfm_server.store.sqlite import MIGRATIONS, SCHEMA_VERSION
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    old = sqlite3.connect(data / DB, isolation_level=None)  # what cfm with schema v1 made
+    old.execute("PRAGMA journal_mode=WAL")
+    old.executescript(f"{MIGRATIONS[0]}; PRAGMA user_version = 1;")
+    old.execute("INSERT INTO users VALUES ('alice', 'h', 'Alice', '', 'online', 0, 1)")
+    old.close()
+    store = SqliteStore(data / DB)
+    await store.open()
+    await store.close()
+    kept = data / f"{DB}.v1.bak"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert count(kept, "PRAGMA user_version") == 1
+    assert count(kept, "SELECT count(*) FROM users") == 1
+    assert count(data / DB, "PRAGMA user_version") == SCHEMA_VERSION
+    assert any(f"from schema v1 to v{SCHEMA_VERSION}" in r.getMessage() for r in caplog.records)
+    # Going back: the copy restores as a whole database.
+    result = admin("restore", str(kept), "--data-dir", str(tmp_path / "back"))
+    assert result.exit_code == 0, result.output
+    assert count(tmp_path / "back" / DB, "PRAGMA user_version") == 1

@@ -58,6 +58,7 @@ def serve(
     set_values: Annotated[list[str] | None, typer.Option("--set", help="Any other setting as KEY=VALUE (repeatable), e.g. --set typing_rate=5. See docs/server.md.")] = None,  # noqa: E501
     log_level: Annotated[str, typer.Option(envvar="CFM_LOG_LEVEL", help="Logging level: debug, info, warning, error.")] = "info",  # noqa: E501
     log_format: Annotated[str, typer.Option(envvar="CFM_LOG_FORMAT", help="Log lines as text or json (one object per line).")] = "text",  # noqa: E501
+    metrics_listen: Annotated[str | None, typer.Option(help="Serve /metrics on this HOST:PORT (e.g. 127.0.0.1:9464) instead of the public port, which then answers 404. (env CFM_METRICS_LISTEN)")] = None,  # noqa: E501
     log_file: Annotated[Path | None, typer.Option(envvar="CFM_LOG_FILE", help="Append the log to this file instead of stderr; reopened on SIGHUP (for logrotate).")] = None,  # noqa: E501
 ) -> None:
     """Run the cfm relay server: WebSocket at /ws, /healthz and /metrics on the same port."""
@@ -88,6 +89,7 @@ def serve(
         "tls_key": tls_key,
         "trusted_proxies": trusted_proxy or None,
         "registration": registration,
+        "metrics_listen": metrics_listen,
     }
     if no_ai:
         overrides["ai_enabled"] = False
@@ -103,6 +105,9 @@ def serve(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     logs = _setup_logging(log_level, log_format, log_file)
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()  # a `_created` series per counter is noise to scrape
     import logging
 
     from cfm_server.config import unknown_env_warnings
@@ -195,6 +200,7 @@ async def _run(settings: Any, logs: Any) -> int:
 
     from cfm_server.config import ConfigError
     from cfm_server.descriptors import quiet_exhaustion
+    from cfm_server.opmetrics import describe
     from cfm_server.server import Server
     from cfm_server.store import StoreError
 
@@ -224,7 +230,8 @@ async def _run(settings: Any, logs: Any) -> int:
             return EXIT_CONFIG
         typer.echo(f"cfm serve: listening on {server.url}", err=False)
         typer.echo(f"cfm serve: data in {server.data_location}")
-        typer.echo("cfm serve: health at " + server.http_url + "/healthz, metrics at /metrics")
+        typer.echo(f"cfm serve: health at {server.http_url}/healthz and /readyz, "
+                   f"{describe(server)}")
         for line in security_summary(server.config):
             typer.echo(f"cfm serve: {line}")
             logging.getLogger("cfm_server.cli").info("%s", line)

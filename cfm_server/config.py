@@ -48,6 +48,8 @@ class ServerConfig:
     tls_key: Path | None = None  # its private key
     # Reverse proxies whose X-Forwarded-For names the client (addresses or networks).
     trusted_proxies: list[str] = field(default_factory=list)
+    # "host:port" serving /metrics instead of the public port (which then answers 404).
+    metrics_listen: str = ""
 
     # --- who -----------------------------------------------------------------------
     # Who may claim a new handle: "open" (anyone), "invite" (with an operator's code from
@@ -152,6 +154,13 @@ class ServerConfig:
         )
         need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
+        if self.metrics_listen:
+            from cfm_server.opmetrics import parse_listen
+
+            try:
+                parse_listen(self.metrics_listen)
+            except ValueError as exc:
+                raise ConfigError(f"metrics_listen {exc}") from None
         need(1024 <= self.max_frame <= 1 << 24, "max_frame must be 1024-16777216 bytes")
         need(1 <= self.max_text <= self.max_frame, "max_text must be 1..max_frame characters")
         need(self.hello_timeout > 0, "hello_timeout must be > 0 seconds")

@@ -43,6 +43,7 @@ from cfm_server.invites import InviteBook, InviteError, load_key
 from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
 from cfm_server.netaddr import WS_PATH, TrustedProxies, server_tls_context, ws_url
+from cfm_server.opmetrics import OpsMetrics, start_metrics_listener
 from cfm_server.session import Outbox, Session
 from cfm_server.store import Store, StoreError
 
@@ -197,6 +198,8 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = Metrics()
+        self.ops = OpsMetrics(self)
+        self._metrics_server: asyncio.Server | None = None  # metrics_listen's
         # One outbox for all sessions: every loop turn's frames go out in one write each.
         self.outbox = Outbox()
         self.hub: Hub | None = None
@@ -260,6 +263,14 @@ class Server:
             await store.close()
             raise
         self._port = int(self._ws.sockets[0].getsockname()[1])
+        if config.metrics_listen:
+            try:
+                self._metrics_server = await start_metrics_listener(
+                    config.metrics_listen, self.metrics.render, CONTENT_TYPE)
+            except OSError as exc:
+                await self.stop(close_code=CloseCode.GOING_AWAY)
+                raise ConfigError(f"cannot listen on metrics_listen {config.metrics_listen}: "
+                                  f"{exc.strerror or exc}") from None
         log.info("listening on %s, data in %s", self.url, self.data_location)
         if config.store == "sqlite":
             self._record_run()
@@ -410,6 +421,8 @@ class Server:
         reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server going away"
         try:
             await self._stop_ai_contacts()
+            if self._metrics_server is not None:
+                self._metrics_server.close()
             if self._ws is not None:
                 self._ws.server.close()  # stop accepting first
             if self.store is not None:
@@ -476,6 +489,7 @@ class Server:
             if self._ip_counter.full(ip := self._client_ip(connection, request)):
                 oplog.refused(ip, http.HTTPStatus.TOO_MANY_REQUESTS,
                               "too many connections from that address")
+                self.ops.refused.labels("too_many_from_address").inc()
                 return _response(
                     http.HTTPStatus.TOO_MANY_REQUESTS,
                     b"too many connections from your address\n",
@@ -486,7 +500,7 @@ class Server:
             return _response(http.HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
         if path == "/readyz":
             return self._readyz()
-        if path == "/metrics":
+        if path == "/metrics" and not self.config.metrics_listen:
             return _response(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 

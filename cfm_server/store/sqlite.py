@@ -241,6 +241,7 @@ class _Checkpointer:
         self._conn: sqlite3.Connection | None = None  # used only on the thread
         self._next_poll = 0.0
         self.started = 0  # checkpoints handed to the thread (for tests and curiosity)
+        self.last_seconds: float | None = None  # the last one's duration (for /metrics)
 
     def after_commit(self, conn: sqlite3.Connection) -> None:
         """After a COMMIT: finish a checkpoint the thread completed, or maybe start one."""
@@ -328,7 +329,9 @@ class _Checkpointer:
             if self._conn is None:
                 self._conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s,
                                              isolation_level=None, check_same_thread=False)
+            started = time.perf_counter()
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.last_seconds = time.perf_counter() - started
         except sqlite3.Error as e:
             # Harmless for the data: the WAL keeps everything, and SQLite's automatic
             # checkpoint is still there.
@@ -427,6 +430,10 @@ class SqliteStore(Store):
         self._checkpointer.on_timer(conn)
         self._checkpoint_timer = loop.call_later(self._checkpoint_interval_s,
                                                  self._on_checkpoint_timer)
+
+    @property
+    def last_checkpoint_seconds(self) -> float | None:
+        return self._checkpointer.last_seconds
 
     @property
     def _wal_path(self) -> Path:

@@ -528,13 +528,17 @@ class SqliteStore(Store):
                              f"with this data directory)")
         self._take_lock()
         try:
+            had_wal = self._wal_path.exists()
             self._make_files_private()
             conn = self._connect(create=False)
             try:
                 yield conn
             finally:
-                # The last connection's close copies the whole WAL in: whole again.
-                _mark_closed(conn)
+                # The last connection's close copies the whole WAL in: whole again —
+                # unless the WAL was lost before (APP_ID_OPEN): that stays for cfm serve
+                # to refuse.
+                if had_wal:
+                    _mark_closed(conn)
                 conn.close()
         finally:
             self._release_lock()

@@ -252,3 +252,18 @@ async def test_an_upgrade_keeps_the_database_as_it_was_before_migrating(
     result = admin("restore", str(kept), "--data-dir", str(tmp_path / "back"))
     assert result.exit_code == 0, result.output
     assert count(tmp_path / "back" / DB, "PRAGMA user_version") == 1
+
+
+async def test_cfm_admin_does_not_clear_the_mark_of_a_database_without_its_wal(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    server = await server_factory(data_dir=tmp_path / "live")
+    async with signed_in(server.url, "alice"):
+        pass
+    copy = tmp_path / "copy"
+    copy.mkdir(mode=0o700)
+    shutil.copy(server.data_dir / DB, copy / DB)
+    await server.stop()
+    assert admin("users", "--data-dir", str(copy)).exit_code == 0  # readable all the same
+    code, output = await run_to_exit(copy)
+    assert code == 2 and "without its cfm.sqlite3-wal file" in output, output

@@ -129,7 +129,7 @@ def users(
 
 
 TokenFile = Annotated[Path | None, typer.Option("--token-file", help="Write the new token to this file (mode 0600) instead of printing it.")]  # noqa: E501
-ServerUrl = Annotated[str | None, typer.Option("--server", help="The URL users connect to, for the token file's name and the instructions. (default: ws://<host>:<port>/ws from the server's settings)")]  # noqa: E501
+ServerUrl = Annotated[str | None, typer.Option("--server", help="The URL users connect to, for the token file's name and the instructions. (default: the server's public_url, else ws://<host>:<port>/ws from its settings)")]  # noqa: E501
 
 
 def _token_writer(token_file: Path | None) -> Any:
@@ -462,11 +462,16 @@ def _last_run(settings: Any) -> dict[str, Any]:
 
 
 def _server_url(settings: Any) -> str:
-    """Where people on this machine reach the server: as its last start recorded it
-    (flags included), else as the settings say."""
+    """The URL people type: ``public_url`` (the settings', else as the last start
+    recorded it), else where people on this machine reach the server: as its last start
+    recorded it (flags included), else as the settings say."""
     from cfm_server.netaddr import ws_url
 
-    url = _last_run(settings).get("dial")
+    last = _last_run(settings)
+    for url in (settings.public_url, last.get("public_url")):
+        if isinstance(url, str) and url.startswith(("ws://", "wss://")):
+            return url
+    url = last.get("dial")
     if isinstance(url, str) and url.startswith(("ws://", "wss://")):
         return url
     return ws_url(settings.host, settings.port, tls=settings.tls_cert is not None, dial=True)

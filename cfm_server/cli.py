@@ -26,7 +26,7 @@ def _fail(message: str) -> typer.Exit:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on. (default: 127.0.0.1; env CFM_HOST)")] = None,  # noqa: E501
     port: Annotated[int | None, typer.Option(help="Port (0 picks a free one). (default: 1863; env CFM_PORT)")] = None,  # noqa: E501
-    data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite database lives. (default: the user data dir, e.g. ~/.local/share/cfm)")] = None,  # noqa: E501
+    data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite database lives. (default: the user data dir, e.g. ~/.local/share/cfm; env CFM_DATA_DIR)")] = None,  # noqa: E501
     config: Annotated[Path | None, typer.Option("--config", help="A TOML settings file. (default: <user config dir>/cfm/server.toml if it exists)")] = None,  # noqa: E501
     store: Annotated[str | None, typer.Option(help="sqlite (durable) or memory (gone at exit). (default: sqlite)")] = None,  # noqa: E501
     no_ai: Annotated[bool, typer.Option("--no-ai", help="Do not start the built-in AI contacts.")] = False,  # noqa: E501
@@ -229,6 +229,8 @@ async def _run(settings: Any, logs: Any) -> int:
             )
             return EXIT_CONFIG
         typer.echo(f"cfm serve: listening on {server.url}", err=False)
+        if settings.public_url:
+            typer.echo(f"cfm serve: public URL {settings.public_url} (what users type)")
         typer.echo(f"cfm serve: data in {server.data_location}")
         typer.echo(f"cfm serve: health at {server.http_url}/healthz and /readyz, "
                    f"{describe(server)}")

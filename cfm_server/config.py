@@ -50,6 +50,9 @@ class ServerConfig:
     trusted_proxies: list[str] = field(default_factory=list)
     # "host:port" serving /metrics instead of the public port (which then answers 404).
     metrics_listen: str = ""
+    # The URL people type to reach the server (behind a proxy, not the listen address):
+    # for the banner and cfm admin's instructions. Empty: the listen address.
+    public_url: str = ""
 
     # --- who -----------------------------------------------------------------------
     # Who may claim a new handle: "open" (anyone), "invite" (with an operator's code from
@@ -154,6 +157,8 @@ class ServerConfig:
         )
         need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
+        need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),
+             f"public_url must be a ws:// or wss:// URL, not {self.public_url!r}")
         if self.metrics_listen:
             from cfm_server.opmetrics import parse_listen
 

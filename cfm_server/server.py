@@ -318,6 +318,7 @@ class Server:
         from cfm_common.tokens import write_private
 
         record = {"url": self.url, "dial": self._loopback()[0],
+                  "public_url": self.config.public_url,
                   "registration": self.config.registration, "pid": os.getpid()}
         try:
             write_private(self.config.resolved_data_dir() / RUN_FILE,

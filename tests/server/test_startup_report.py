@@ -74,3 +74,22 @@ async def test_the_banner_names_registration_tls_and_proxies_in_force(tmp_path: 
     assert (f"bound to 127.0.0.1 (this machine only); TLS on ({chain}; SIGHUP reloads it); "
             f"trusted proxies: 10.0.0.0/8, 127.0.0.1") in text
     assert "is not a cfm setting" not in text
+
+
+async def test_public_url_is_in_the_banner_and_in_cfm_admins_instructions(
+    tmp_path: Path,
+) -> None:
+    public = "wss://chat.example.org/ws"
+    async with serve("--data-dir", str(tmp_path), "--registration", "invite",
+                     "--set", f"public_url={public}") as server:
+        await server.wait_line(rf"public URL {public} \(what users type\)")
+        result = CliRunner().invoke(app, ["admin", "invite", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"cfm chat --server {public} --invite " in result.output
+
+
+def test_a_public_url_must_be_a_websocket_url() -> None:
+    from cfm_server.config import ConfigError, ServerConfig
+
+    with pytest.raises(ConfigError, match="public_url must be a ws:// or wss:// URL"):
+        ServerConfig(public_url="https://chat.example.org").validate()

@@ -709,7 +709,8 @@ class SqliteStore(Store):
         if name == "SQLITE_NOTADB":
             return f"{self.path} is not an SQLite database ({e}); {untouched}"
         if name.startswith("SQLITE_CORRUPT"):
-            return f"{self.path} is corrupt ({e}); {untouched}"
+            return (f"{self.path} is corrupt ({e}); {untouched}, and restore the last backup "
+                    f"into a new one (cfm admin restore BACKUP --data-dir NEWDIR)")
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return (f"{self.path} is locked by another process ({e}); close whatever holds "
                     f"it (an sqlite3 shell, a backup tool) and try again")

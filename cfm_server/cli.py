@@ -163,8 +163,12 @@ def security_summary(config: Any) -> list[str]:
            else "off" + ("" if loopback else " (put a TLS proxy in front, or give "
                                               "--tls-cert)"))
     proxies = ", ".join(config.trusted_proxies) or "none"
+    limits = ("rate limits on" if config.rate_limits
+              else "rate limits OFF (--no-rate-limits: no token buckets, no per-IP cap)")
+    origins = ", ".join(config.allowed_origins) or "any"
     return [f"registration {config.registration}: {_REGISTRATION[config.registration]}",
-            f"bound to {host or '*'} ({reach}); TLS {tls}; trusted proxies: {proxies}"]
+            f"bound to {host or '*'} ({reach}); TLS {tls}; trusted proxies: {proxies}",
+            f"{limits}; browser origins: {origins}"]
 
 
 def _reload(server: Any, logs: Any) -> None:

@@ -57,6 +57,7 @@ async def test_a_misspelled_variable_is_warned_about_and_the_banner_shows_the_tr
     text = server.text()
     assert "CFM_REGISTRATON is not a cfm setting (did you mean CFM_REGISTRATION?)" in text
     assert "bound to 127.0.0.1 (this machine only); TLS off; trusted proxies: none" in text
+    assert "rate limits on; browser origins: any" in text
 
 
 async def test_the_banner_names_registration_tls_and_proxies_in_force(tmp_path: Path) -> None:
@@ -74,6 +75,12 @@ async def test_the_banner_names_registration_tls_and_proxies_in_force(tmp_path: 
     assert (f"bound to 127.0.0.1 (this machine only); TLS on ({chain}; SIGHUP reloads it); "
             f"trusted proxies: 10.0.0.0/8, 127.0.0.1") in text
     assert "is not a cfm setting" not in text
+
+
+async def test_the_banner_shows_rate_limits_lifted(tmp_path: Path) -> None:
+    async with serve("--data-dir", str(tmp_path), "--no-rate-limits") as server:
+        await server.wait_line(r"rate limits OFF \(--no-rate-limits: no token buckets, no "
+                               r"per-IP cap\); browser origins: any")
 
 
 async def test_public_url_is_in_the_banner_and_in_cfm_admins_instructions(

@@ -421,6 +421,11 @@ def restore(
                f"{'restored' if summary.invite_key else 'none'}, "
                f"{_n(summary.ai_files, 'AI contact file')}.\n"
                f"Start the server on it: cfm serve --data-dir {data_dir}")
+    import os
+
+    if os.geteuid() == 0:
+        typer.echo(f"You ran this as root: the files are root's. Give them to the user the "
+                   f"server runs as first (e.g. chown -R cfm:cfm {data_dir}).")
 
 
 # --- helpers ------------------------------------------------------------------------

@@ -272,6 +272,38 @@ def invite(
                    f"be asked for.")
 
 
+@app.command("revoke-invite")
+def revoke_invite(
+    code: Annotated[str, typer.Argument(help="The invite code to withdraw (as given out).")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Withdraw one invite code before it expires or is used up (works while it runs)."""
+    from cfm_server.invites import InviteError, load_key, parse_code, revoke
+
+    settings = _settings(data_dir, config)
+    directory = settings.resolved_data_dir()
+    _check_owner(directory)
+    try:
+        key = load_key(directory, create=False)
+    except (OSError, InviteError) as exc:
+        raise _fail(str(exc)) from None
+    if key is None:
+        raise _fail(f"no invite key in {directory}: no codes were made there; check --data-dir")
+    try:
+        # Expired codes too: withdrawing one is harmless and says what the operator meant.
+        invite = parse_code(key, code, 0.0)
+    except InviteError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        new = revoke(directory, invite.nonce)
+    except OSError as exc:
+        raise _fail(f"cannot write {directory}: {exc.strerror or exc}") from None
+    typer.echo(f"Invite {invite.nonce} withdrawn: nobody can sign up with it any more "
+               f"(a running server sees it at the next sign-up); accounts already made with "
+               f"it stay." if new else f"Invite {invite.nonce} was already withdrawn.")
+
+
 def _check_owner(directory: Path) -> None:
     """Refuse to work as another user than the one who owns the data directory (the
     server's): files made here (the WAL, the invite key) would be theirs to read, and

@@ -5,7 +5,8 @@ A backup is a directory (0700, files 0600) holding
 - ``cfm.sqlite3``: a consistent copy of the database made with SQLite's online backup
   API from one read transaction, so it can be taken while the server runs and writes;
   it is a single file (no WAL), checked with ``PRAGMA quick_check``;
-- ``invite.key``: without it every invite code given out stops working after a restore;
+- ``invite.key``: without it every invite code given out stops working after a restore
+  (and ``invite.revoked``, the codes withdrawn, if any);
 - ``ai/``: the AI contacts' memories and read positions (their tokens are made again at
   every start, but copied all the same);
 - ``backup.json``: when, from where, the schema version and what the copy holds.
@@ -30,6 +31,7 @@ from cfm_server.datadir import FILE_MODE, make_private_dir
 
 DB_FILE = "cfm.sqlite3"
 KEY_FILE = "invite.key"
+REVOKED_FILE = "invite.revoked"  # cfm_server/invites.py
 AI_DIR = "ai"
 MANIFEST = "backup.json"
 
@@ -75,6 +77,7 @@ def backup(data_dir: Path, dest: Path) -> Summary:
     try:
         users, messages, schema = _copy_database(db, work / DB_FILE)
         has_key = _copy_file(data_dir / KEY_FILE, work / KEY_FILE)
+        _copy_file(data_dir / REVOKED_FILE, work / REVOKED_FILE)
         ai_files = _copy_tree(data_dir / AI_DIR, work / AI_DIR)
         summary = Summary(
             created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -209,6 +212,8 @@ def restore(source: Path, data_dir: Path) -> Summary:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     has_key = db.parent == source and _copy_file(source / KEY_FILE, data_dir / KEY_FILE)
+    if db.parent == source:
+        _copy_file(source / REVOKED_FILE, data_dir / REVOKED_FILE)
     ai_files = _copy_tree(source / AI_DIR, data_dir / AI_DIR) if db.parent == source else 0
     manifest = read_manifest(source)
     return Summary(

@@ -39,7 +39,7 @@ from cfm_server import oplog
 from cfm_server.config import ConfigError, ServerConfig
 from cfm_server.datadir import make_private_dir
 from cfm_server.hub import Hub
-from cfm_server.invites import InviteBook, InviteError, load_key
+from cfm_server.invites import REVOKED_FILE, InviteBook, InviteError, load_key
 from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
 from cfm_server.netaddr import WS_PATH, TrustedProxies, server_tls_context, ws_url
@@ -335,7 +335,8 @@ class Server:
         except InviteError as exc:
             raise StoreError(str(exc)) from None
         assert key is not None
-        return InviteBook(key, store.load_invite_uses())
+        return InviteBook(key, store.load_invite_uses(),
+                          revoked=self.config.resolved_data_dir() / REVOKED_FILE)
 
     # --- AI contacts ---------------------------------------------------------------------
 

@@ -267,3 +267,33 @@ async def test_cfm_admin_does_not_clear_the_mark_of_a_database_without_its_wal(
     assert admin("users", "--data-dir", str(copy)).exit_code == 0  # readable all the same
     code, output = await run_to_exit(copy)
     assert code == 2 and "without its cfm.sqlite3-wal file" in output, output
+
+
+async def test_an_invite_is_withdrawn_on_a_running_server_and_stays_so_after_restore(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    server = await server_factory(data_dir=tmp_path / "live", registration="invite")
+    key = server.hub.invites.key
+    withdrawn, other = make_code(key, uses=5), make_code(key, uses=5)
+    async with signed_in(server.url, "bob", invite=withdrawn):
+        pass
+    result = admin("revoke-invite", withdrawn, "--data-dir", str(server.data_dir))
+    assert result.exit_code == 0, result.output
+    assert "withdrawn: nobody can sign up with it any more" in result.output
+    assert "already withdrawn" in admin("revoke-invite", withdrawn, "--data-dir",
+                                        str(server.data_dir)).output
+    bad = admin("revoke-invite", "nonsense", "--data-dir", str(server.data_dir))
+    assert bad.exit_code == 2 and "not an invite code" in bad.output
+    async with WireClient.connect(server.url) as carol:
+        refused = await carol.hello("carol", invite=withdrawn)
+        assert refused["code"] == "forbidden" and "withdrawn" in refused["msg"]
+    async with signed_in(server.url, "dave", invite=other):
+        pass
+    await asyncio.to_thread(backup, server.data_dir, tmp_path / "bk")
+    await server.stop()
+    await asyncio.to_thread(restore, tmp_path / "bk", tmp_path / "new")
+    again = await server_factory(data_dir=tmp_path / "new", registration="invite")
+    async with WireClient.connect(again.url) as carol:
+        assert (await carol.hello("carol", invite=withdrawn))["code"] == "forbidden"
+    async with signed_in(again.url, "erin", invite=other):
+        pass

@@ -149,7 +149,7 @@ def _token_writer(token_file: Path | None) -> Any:
     return deliver
 
 
-def _hand_over(db: _Opened, key: str, token: str, token_file: Path | None, url: str,
+def _hand_over(data_dir: Path, key: str, token: str, token_file: Path | None, url: str,
                what: str) -> None:
     """Show (or say where) the token, and how its owner installs it."""
     from cfm_common import tokens
@@ -160,8 +160,8 @@ def _hand_over(db: _Opened, key: str, token: str, token_file: Path | None, url: 
     else:
         typer.echo(f"{what}: written to {token_file} (mode 0600).")
     # cfm chat's own local server keeps its users' tokens by name (cfm_tui/app.py).
-    if db.data_dir.resolve() == (tokens.data_dir() / "embedded").resolve():
-        path = db.data_dir / "tokens" / f"{key}.token"
+    if data_dir.resolve() == (tokens.data_dir() / "embedded").resolve():
+        path = data_dir / "tokens" / f"{key}.token"
         typer.echo(f"This is cfm chat's own local server: it reads {key}'s token from\n"
                    f"  {path}")
         return
@@ -186,18 +186,77 @@ def reset_token(
     token_file: TokenFile = None,
     server: ServerUrl = None,
 ) -> None:
-    """Account recovery: a fresh token for NAME; the old one stops working."""
+    """Account recovery: a fresh token for NAME; the old one stops working (also while
+    the server runs: it closes NAME's open sessions)."""
     from cfm_server import admin
 
+    settings = _settings(data_dir, config)
+    if _served(settings.resolved_data_dir()):
+        _reset_token_live(settings, name, token_file, server)
+        return
     with _open(data_dir, config) as db:
         try:
             key, token = admin.reset_token(db.conn, name, db.personas,
                                            deliver=_token_writer(token_file))
         except admin.AdminError as exc:
             raise _fail(str(exc)) from None
-    _hand_over(db, key, token, token_file, server or _server_url(db.settings),
+    _hand_over(db.data_dir, key, token, token_file, server or _server_url(db.settings),
                f"New token for {key}; the old token no longer works once cfm serve runs "
                f"again")
+
+
+def _served(directory: Path) -> bool:
+    """Whether a running cfm serve holds the data directory's lock."""
+    import fcntl
+    import os
+
+    from cfm_server.admin import database_path
+
+    try:
+        fd = os.open(f"{database_path(directory)}.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # drops the lock taken just to look
+    return False
+
+
+def _reset_token_live(settings: Any, name: str, token_file: Path | None,
+                      server: str | None) -> None:
+    """reset-token through the running server's control socket (cfm_server/control.py):
+    the token is made and delivered here, only its hash goes to the server."""
+    import secrets
+
+    from cfm_server import admin, control
+    from cfm_server.hub import hash_token
+
+    directory = settings.resolved_data_dir()
+    _check_owner(directory)
+    token = secrets.token_urlsafe(admin.TOKEN_BYTES)
+    try:
+        _token_writer(token_file)(token)
+    except admin.AdminError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        reply = control.request(directory, {"op": "set-token", "name": name,
+                                            "token_hash": hash_token(token)})
+    except control.ControlError as exc:
+        reply = {"ok": False, "error": f"{exc}; stop cfm serve and run this again"}
+    if not reply.get("ok"):
+        if token_file is not None:
+            token_file.unlink(missing_ok=True)
+        raise _fail(f"{reply.get('error', 'the server refused')}; nothing changed")
+    key, closed = str(reply["name"]), int(reply.get("closed", 0))
+
+    sessions = f" and {_n(closed, 'open session')} closed" if closed else ""
+    _hand_over(directory, key, token, token_file, server or _server_url(settings),
+               f"New token for {key}, in force now (the old one no longer works{sessions})")
 
 
 @app.command("add-user")
@@ -220,7 +279,7 @@ def add_user(
                                         deliver=_token_writer(token_file))
         except admin.AdminError as exc:
             raise _fail(str(exc)) from None
-    _hand_over(db, key, token, token_file, server or _server_url(db.settings),
+    _hand_over(db.data_dir, key, token, token_file, server or _server_url(db.settings),
                f"Created {key}; its token")
 
 

@@ -37,6 +37,7 @@ from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
 from cfm_server import oplog
 from cfm_server.config import ConfigError, ServerConfig
+from cfm_server.control import start_control, stop_control
 from cfm_server.datadir import make_private_dir
 from cfm_server.hub import Hub
 from cfm_server.invites import REVOKED_FILE, InviteBook, InviteError, load_key
@@ -214,6 +215,7 @@ class Server:
         self._ai: AIContacts | None = None
         self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
         self._tls: ssl.SSLContext | None = None  # the listener's; reload_tls() refreshes it
+        self._control: asyncio.Server | None = None  # <data dir>/admin.sock (control.py)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -274,6 +276,7 @@ class Server:
         log.info("listening on %s, data in %s", self.url, self.data_location)
         if config.store == "sqlite":
             self._record_run()
+            self._control = await start_control(self)
         if ai_tokens:
             await self._start_ai_contacts(ai, ai_tokens)
 
@@ -425,6 +428,9 @@ class Server:
             await self._stop_ai_contacts()
             if self._metrics_server is not None:
                 self._metrics_server.close()
+            if self._control is not None:
+                stop_control(self._control, self.data_dir)
+                self._control = None
             if self._ws is not None:
                 self._ws.server.close()  # stop accepting first
             if self.store is not None:

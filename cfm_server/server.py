@@ -187,6 +187,11 @@ def tune_gc() -> None:
         gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+# Why a WebSocket handshake was refused, by HTTP status, for cfm_refused_handshakes_total.
+_REFUSALS = {400: "bad_handshake", 403: "origin_not_allowed", 426: "not_websocket",
+             429: "too_many_from_address", 500: "server_error", 503: "shutting_down"}
+
+
 def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
     # websockets closes the connection after an HTTP response: say so, or a client that
     # keeps connections alive (httpx, a proxy) sends its next request into a closed one.
@@ -254,6 +259,7 @@ class Server:
                 compression=None,
                 max_size=config.max_frame,
                 process_request=self._process_request,
+                process_response=self._process_response,
                 origins=origins,
                 ping_interval=config.ping_interval or None,
                 ping_timeout=config.ping_timeout or None,
@@ -494,10 +500,7 @@ class Server:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
-            if self._ip_counter.full(ip := self._client_ip(connection, request)):
-                oplog.refused(ip, http.HTTPStatus.TOO_MANY_REQUESTS,
-                              "too many connections from that address")
-                self.ops.refused.labels("too_many_from_address").inc()
+            if self._ip_counter.full(self._client_ip(connection, request)):
                 return _response(
                     http.HTTPStatus.TOO_MANY_REQUESTS,
                     b"too many connections from your address\n",
@@ -511,6 +514,24 @@ class Server:
         if path == "/metrics" and not self.config.metrics_listen:
             return _response(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+    def _process_response(self, connection: ServerConnection, request: Request,
+                          response: Response) -> None:
+        """Every WebSocket handshake the server refused (ours, like the per-IP cap, and
+        websockets' own: no cfm.v1 subprotocol, a foreign Origin, not an upgrade):
+        logged (rate-limited) and counted by reason."""
+        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
+            return
+        if request.path.split("?", 1)[0] != WS_PATH:
+            return  # /healthz, /metrics and 404s are not refused handshakes
+        reason = _REFUSALS.get(response.status_code, str(response.status_code))
+        if response.status_code == http.HTTPStatus.TOO_MANY_REQUESTS:
+            why = "too many connections from that address"
+        else:  # websockets' own words (its body speaks to the client: "Failed to ...")
+            lines = bytes(response.body or b"").decode("utf-8", "replace").strip().splitlines()
+            why = lines[0] if lines else reason.replace("_", " ")
+        oplog.refused(self._client_ip(connection, request), response.status_code, why)
+        self.ops.refused.labels(reason).inc()
 
     def not_ready(self) -> str | None:
         """Why the server cannot take messages now (``/readyz``), or None when it can:

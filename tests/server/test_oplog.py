@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from typing import Any
 
+import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
@@ -63,13 +65,29 @@ async def test_a_refused_handshake_is_logged(
     server_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="cfm_server.conn")
-    server = await server_factory(max_conns_per_ip=1)
+    server = await server_factory(max_conns_per_ip=1, allowed_origins=["https://ok.example"])
     async with WireClient.connect(server.url):
         with pytest.raises(InvalidStatus):
             async with WireClient.connect(server.url):
                 pass
     assert ("refused 127.0.0.1: too many connections from that address (HTTP 429)"
             in lines(caplog))
+    # websockets' own refusals: no cfm.v1 subprotocol, a foreign Origin, no upgrade.
+    with pytest.raises(InvalidStatus):
+        async with WireClient.connect(server.url, subprotocols=["chat"]):
+            pass
+    with pytest.raises(InvalidStatus):
+        async with WireClient.connect(server.url, origin="https://evil.example"):
+            pass
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(server.http_url + "/ws")).status_code == 426
+        metrics = (await http.get(server.http_url + "/metrics")).text
+    refused = [line for line in lines(caplog) if line.startswith("refused")]
+    assert [re.search(r"\(HTTP (\d+)\)$", line).group(1) for line in refused] == [  # type: ignore[union-attr]
+        "429", "400", "403", "426"], refused
+    for reason in ("too_many_from_address", "bad_handshake", "origin_not_allowed",
+                   "not_websocket"):
+        assert f'cfm_refused_handshakes_total{{reason="{reason}"}} 1.0' in metrics, reason
 
 
 def test_a_flood_of_lines_is_cut_to_the_rate_and_says_how_many_were_left_out(

@@ -1,4 +1,5 @@
-"""The data directory is private to the server's user: the directory 0700, files 0600.
+"""The data directory: private to the server's user (the directory 0700, files 0600),
+and able to take the server's writes (free space, a probe write at start).
 
 It holds every message in the clear (the database and its WAL), the invite key and the
 AI contacts' tokens. Modes are set explicitly rather than left to the umask, which is
@@ -13,8 +14,10 @@ A directory that already exists is the operator's: a wider mode only gets a warn
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -58,3 +61,60 @@ def tighten(path: Path) -> None:
     with contextlib.suppress(OSError):
         if stat.S_IMODE(path.stat().st_mode) & ~FILE_MODE:
             path.chmod(FILE_MODE)
+
+
+class DataDirError(Exception):
+    """The data directory cannot take the server's writes; the message says what to do."""
+
+
+# Below this much free space start-up still goes on, with a warning.
+LOW_FREE_BYTES = 256 << 20
+_PROBE_BYTES = 4096
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def free_space_problem(data_dir: Path, min_free_mb: float) -> str | None:
+    """Why the disk holding ``data_dir`` is too full to take writes, or None."""
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError as exc:
+        return f"cannot see the free space of {data_dir}: {exc.strerror or exc}"
+    if free < min_free_mb * (1 << 20):
+        return (f"the disk holding {data_dir} is full ({_mib(free)} free, min_free_mb is "
+                f"{min_free_mb:g})")
+    return None
+
+
+def check_writable(data_dir: Path, min_free_mb: float) -> None:
+    """Refuse to start on a full disk or a data directory that takes no writes (a
+    read-only mount, permissions that root's os.access does not see): a server that
+    starts there would take messages it cannot keep. DataDirError says what to do."""
+    if min_free_mb:
+        problem = free_space_problem(data_dir, min_free_mb)
+        if problem is not None:
+            raise DataDirError(f"{problem}; free some space, or choose another --data-dir")
+    probe = data_dir / f".cfm-write-test-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * _PROBE_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        what = ("the disk holding it is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                else exc.strerror or str(exc))
+        raise DataDirError(f"cannot write to the data directory {data_dir}: {what}; free "
+                           f"some space or fix its permissions, or choose another --data-dir"
+                           ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(data_dir).free
+        if free < LOW_FREE_BYTES:
+            log.warning("the disk holding %s has only %s free; the server stops taking "
+                        "messages when it is full", data_dir, _mib(free))

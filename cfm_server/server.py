@@ -12,14 +12,11 @@ every connection with ``close_code`` (1012 "restarting, reconnect" by default, 1
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import errno
 import gc
 import http
 import logging
 import os
-import shutil
 import ssl
 import tempfile
 import time
@@ -38,7 +35,12 @@ from cfm_common.rules import CloseCode
 from cfm_server import oplog
 from cfm_server.config import ConfigError, ServerConfig
 from cfm_server.control import start_control, stop_control
-from cfm_server.datadir import make_private_dir
+from cfm_server.datadir import (
+    DataDirError,
+    check_writable,
+    free_space_problem,
+    make_private_dir,
+)
 from cfm_server.hub import Hub
 from cfm_server.invites import REVOKED_FILE, InviteBook, InviteError, load_key
 from cfm_server.limits import IpCounter
@@ -88,7 +90,10 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
             f"the data directory {data_dir} is not a writable directory; "
             "choose another with --data-dir"
         )
-    check_writable(data_dir, config.min_free_mb)
+    try:
+        check_writable(data_dir, config.min_free_mb)
+    except DataDirError as exc:
+        raise StoreError(str(exc)) from None
     from cfm_server.store.sqlite import SqliteStore
 
     path = data_dir / DB_FILE
@@ -99,59 +104,6 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
         after_commit=outbox.flush_soon if outbox is not None else None,
     )
     return store, str(path)
-
-
-# Below this much free space start-up still goes on, with a warning.
-LOW_FREE_BYTES = 256 << 20
-_PROBE_BYTES = 4096
-
-
-def _mib(n: float) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
-
-
-def free_space_problem(data_dir: Path, min_free_mb: float) -> str | None:
-    """Why the disk holding ``data_dir`` is too full to take writes, or None."""
-    try:
-        free = shutil.disk_usage(data_dir).free
-    except OSError as exc:
-        return f"cannot see the free space of {data_dir}: {exc.strerror or exc}"
-    if free < min_free_mb * (1 << 20):
-        return (f"the disk holding {data_dir} is full ({_mib(free)} free, min_free_mb is "
-                f"{min_free_mb:g})")
-    return None
-
-
-def check_writable(data_dir: Path, min_free_mb: float) -> None:
-    """Refuse to start on a full disk or a data directory that takes no writes (a
-    read-only mount, permissions that root's os.access does not see): a server that
-    starts there would take messages it cannot keep. StoreError says what to do."""
-    if min_free_mb:
-        problem = free_space_problem(data_dir, min_free_mb)
-        if problem is not None:
-            raise StoreError(f"{problem}; free some space, or choose another --data-dir")
-    probe = data_dir / f".cfm-write-test-{os.getpid()}"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"\0" * _PROBE_BYTES)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        what = ("the disk holding it is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                else exc.strerror or str(exc))
-        raise StoreError(f"cannot write to the data directory {data_dir}: {what}; free some "
-                         f"space or fix its permissions, or choose another --data-dir"
-                         ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
-    with contextlib.suppress(OSError):
-        free = shutil.disk_usage(data_dir).free
-        if free < LOW_FREE_BYTES:
-            log.warning("the disk holding %s has only %s free; the server stops taking "
-                        "messages when it is full", data_dir, _mib(free))
 
 
 T = TypeVar("T")

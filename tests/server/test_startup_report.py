@@ -100,3 +100,16 @@ def test_a_public_url_must_be_a_websocket_url() -> None:
 
     with pytest.raises(ConfigError, match="public_url must be a ws:// or wss:// URL"):
         ServerConfig(public_url="https://chat.example.org").validate()
+
+
+def test_bad_logging_flags_are_one_line_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for args, expected in (
+        (["--log-level", "loud"], "--log-level must be debug, info, warning or error"),
+        (["--log-format", "xml"], "--log-format must be text or json, not 'xml'"),
+        (["--log-file", str(tmp_path / "missing" / "cfm.log")],
+         f"cannot open the log file {tmp_path / 'missing' / 'cfm.log'}"),
+    ):
+        result = runner.invoke(app, ["serve", "--store", "memory", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert expected in result.output and "Traceback" not in result.output, result.output

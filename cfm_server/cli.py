@@ -56,9 +56,9 @@ def serve(
     shutdown_close_code: Annotated[int | None, typer.Option(help="Close code sent to clients on SIGTERM/SIGINT: 1012 (restart) or 1001 (going away). (default: 1012)")] = None,  # noqa: E501
     default_contact: Annotated[list[str] | None, typer.Option("--default-contact", help="A handle added to every new user's contact list (repeatable).")] = None,  # noqa: E501
     set_values: Annotated[list[str] | None, typer.Option("--set", help="Any other setting as KEY=VALUE (repeatable), e.g. --set typing_rate=5. See docs/server.md.")] = None,  # noqa: E501
+    metrics_listen: Annotated[str | None, typer.Option(help="Serve /metrics on this HOST:PORT (e.g. 127.0.0.1:9464) instead of the public port, which then answers 404. (env CFM_METRICS_LISTEN)")] = None,  # noqa: E501
     log_level: Annotated[str, typer.Option(envvar="CFM_LOG_LEVEL", help="Logging level: debug, info, warning, error.")] = "info",  # noqa: E501
     log_format: Annotated[str, typer.Option(envvar="CFM_LOG_FORMAT", help="Log lines as text or json (one object per line).")] = "text",  # noqa: E501
-    metrics_listen: Annotated[str | None, typer.Option(help="Serve /metrics on this HOST:PORT (e.g. 127.0.0.1:9464) instead of the public port, which then answers 404. (env CFM_METRICS_LISTEN)")] = None,  # noqa: E501
     log_file: Annotated[Path | None, typer.Option(envvar="CFM_LOG_FILE", help="Append the log to this file instead of stderr; reopened on SIGHUP (for logrotate).")] = None,  # noqa: E501
 ) -> None:
     """Run the cfm relay server: WebSocket at /ws, /healthz and /metrics on the same port."""
@@ -105,20 +105,10 @@ def serve(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     logs = _setup_logging(log_level, log_format, log_file)
-    from prometheus_client import disable_created_metrics
-
-    disable_created_metrics()  # a `_created` series per counter is noise to scrape
-    import logging
-
-    from cfm_server.config import unknown_env_warnings
-
-    for warning in unknown_env_warnings():
-        logging.getLogger("cfm_server.config").warning("%s", warning)
-    from cfm_server.descriptors import check_descriptors
     from cfm_server.server import run_event_loop
 
     try:
-        check_descriptors()
+        _prepare_process()
         try:
             code = run_event_loop(_run(settings, logs))  # uvloop when installed (speed extra)
         except KeyboardInterrupt:
@@ -130,16 +120,35 @@ def serve(
 
 
 def _setup_logging(level: str, fmt: str, file: Path | None) -> Any:
-    from cfm_server.logsetup import setup_logging
+    from cfm_server.logsetup import FORMATS, parse_level, setup_logging
 
     try:
-        return setup_logging(level, fmt, file)
+        parse_level(level)
     except ValueError as exc:
-        flag = "--log-level" if "debug" in str(exc) else "--log-format"
-        raise _fail(f"{flag} {exc}") from None
+        raise _fail(f"--log-level {exc}") from None
+    if fmt not in FORMATS:
+        raise _fail(f"--log-format must be text or json, not {fmt!r}")
+    try:
+        return setup_logging(level, fmt, file)
     except OSError as exc:
         raise _fail(f"cannot open the log file {file}: {exc.strerror or exc}; fix its "
                     f"directory's permissions or choose another --log-file") from None
+
+
+def _prepare_process() -> None:
+    """Before the event loop: what only a real server process does (not a Server
+    embedded in cfm chat or a test)."""
+    import logging
+
+    from prometheus_client import disable_created_metrics
+
+    from cfm_server.config import unknown_env_warnings
+    from cfm_server.descriptors import check_descriptors
+
+    disable_created_metrics()  # a `_created` series beside every counter is scrape noise
+    for warning in unknown_env_warnings():
+        logging.getLogger("cfm_server.config").warning("%s", warning)
+    check_descriptors()
 
 
 _WILDCARDS = {"0.0.0.0": "every IPv4 interface", "::": "every interface", "": "every interface"}

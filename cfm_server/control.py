@@ -78,7 +78,7 @@ async def _serve(server: Server, reader: asyncio.StreamReader,
             async with asyncio.timeout(TIMEOUT_S):
                 line = await reader.readline()
                 reply = await _handle(server, json.loads(line))
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, KeyError):
         reply = {"ok": False, "error": "not a request"}
     except (TimeoutError, ConnectionError, asyncio.LimitOverrunError):
         writer.close()
@@ -103,7 +103,7 @@ def _peer_uid(sock: socket.socket) -> int | None:
 async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     if request.get("op") != "set-token":
         return {"ok": False, "error": f"unknown operation {request.get('op')!r}"}
-    name, token_hash = request["name"], request["token_hash"]
+    name, token_hash = request.get("name"), request.get("token_hash")
     if not isinstance(name, str) or not isinstance(token_hash, str) or len(token_hash) != 64:
         return {"ok": False, "error": "set-token wants a name and a sha256 hex hash"}
     hub, store = server.hub, server.store

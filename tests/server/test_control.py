@@ -72,3 +72,14 @@ async def test_reset_token_refusals_on_a_running_server(server_factory: Any,
 def test_no_running_server_to_ask(tmp_path: Path) -> None:
     with pytest.raises(control.ControlError, match="cannot reach the running server"):
         control.request(tmp_path, {"op": "set-token"})
+
+
+async def test_malformed_requests_get_an_answer_not_a_traceback(
+    server_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await server_factory(data_dir=tmp_path / "d")
+    for message in ({"op": "set-token"}, {"op": "drop-tables"}, {"op": "set-token",
+                                                                 "name": "x", "token_hash": 1}):
+        reply = await asyncio.to_thread(control.request, server.data_dir, message)
+        assert reply["ok"] is False and reply["error"], reply
+    assert not [r for r in caplog.records if r.exc_info]

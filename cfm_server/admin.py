@@ -62,7 +62,7 @@ def read_database(data_dir: Path) -> Iterator[sqlite3.Connection]:
     if not path.is_file():
         raise AdminError(f"no cfm database in {data_dir}; check --data-dir")
     try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=2)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=2)
         conn.execute("SELECT count(*) FROM users").fetchone()
     except sqlite3.Error as exc:
         raise AdminError(f"cannot read {path}: {exc}") from None

@@ -129,7 +129,7 @@ def users(
 
 
 TokenFile = Annotated[Path | None, typer.Option("--token-file", help="Write the new token to this file (mode 0600) instead of printing it.")]  # noqa: E501
-ServerUrl = Annotated[str | None, typer.Option("--server", help="The URL users connect to, for the token file's name and the instructions. (default: ws://<host>:<port>/ws from the server's settings)")]  # noqa: E501
+ServerUrl = Annotated[str | None, typer.Option("--server", help="The URL users connect to, for the token file's name and the instructions. (default: the server's public_url, else ws://<host>:<port>/ws from its settings)")]  # noqa: E501
 
 
 def _token_writer(token_file: Path | None) -> Any:
@@ -149,7 +149,7 @@ def _token_writer(token_file: Path | None) -> Any:
     return deliver
 
 
-def _hand_over(db: _Opened, key: str, token: str, token_file: Path | None, url: str,
+def _hand_over(data_dir: Path, key: str, token: str, token_file: Path | None, url: str,
                what: str) -> None:
     """Show (or say where) the token, and how its owner installs it."""
     from cfm_common import tokens
@@ -160,8 +160,8 @@ def _hand_over(db: _Opened, key: str, token: str, token_file: Path | None, url: 
     else:
         typer.echo(f"{what}: written to {token_file} (mode 0600).")
     # cfm chat's own local server keeps its users' tokens by name (cfm_tui/app.py).
-    if db.data_dir.resolve() == (tokens.data_dir() / "embedded").resolve():
-        path = db.data_dir / "tokens" / f"{key}.token"
+    if data_dir.resolve() == (tokens.data_dir() / "embedded").resolve():
+        path = data_dir / "tokens" / f"{key}.token"
         typer.echo(f"This is cfm chat's own local server: it reads {key}'s token from\n"
                    f"  {path}")
         return
@@ -186,18 +186,77 @@ def reset_token(
     token_file: TokenFile = None,
     server: ServerUrl = None,
 ) -> None:
-    """Account recovery: a fresh token for NAME; the old one stops working."""
+    """Account recovery: a fresh token for NAME; the old one stops working (also while
+    the server runs: it closes NAME's open sessions)."""
     from cfm_server import admin
 
+    settings = _settings(data_dir, config)
+    if _served(settings.resolved_data_dir()):
+        _reset_token_live(settings, name, token_file, server)
+        return
     with _open(data_dir, config) as db:
         try:
             key, token = admin.reset_token(db.conn, name, db.personas,
                                            deliver=_token_writer(token_file))
         except admin.AdminError as exc:
             raise _fail(str(exc)) from None
-    _hand_over(db, key, token, token_file, server or _server_url(db.settings),
+    _hand_over(db.data_dir, key, token, token_file, server or _server_url(db.settings),
                f"New token for {key}; the old token no longer works once cfm serve runs "
                f"again")
+
+
+def _served(directory: Path) -> bool:
+    """Whether a running cfm serve holds the data directory's lock."""
+    import fcntl
+    import os
+
+    from cfm_server.admin import database_path
+
+    try:
+        fd = os.open(f"{database_path(directory)}.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # drops the lock taken just to look
+    return False
+
+
+def _reset_token_live(settings: Any, name: str, token_file: Path | None,
+                      server: str | None) -> None:
+    """reset-token through the running server's control socket (cfm_server/control.py):
+    the token is made and delivered here, only its hash goes to the server."""
+    import secrets
+
+    from cfm_server import admin, control
+    from cfm_server.hub import hash_token
+
+    directory = settings.resolved_data_dir()
+    _check_owner(directory)
+    token = secrets.token_urlsafe(admin.TOKEN_BYTES)
+    try:
+        _token_writer(token_file)(token)
+    except admin.AdminError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        reply = control.request(directory, {"op": "set-token", "name": name,
+                                            "token_hash": hash_token(token)})
+    except control.ControlError as exc:
+        reply = {"ok": False, "error": f"{exc}; stop cfm serve and run this again"}
+    if not reply.get("ok"):
+        if token_file is not None:
+            token_file.unlink(missing_ok=True)
+        raise _fail(f"{reply.get('error', 'the server refused')}; nothing changed")
+    key, closed = str(reply["name"]), int(reply.get("closed", 0))
+
+    sessions = f" and {_n(closed, 'open session')} closed" if closed else ""
+    _hand_over(directory, key, token, token_file, server or _server_url(settings),
+               f"New token for {key}, in force now (the old one no longer works{sessions})")
 
 
 @app.command("add-user")
@@ -220,7 +279,7 @@ def add_user(
                                         deliver=_token_writer(token_file))
         except admin.AdminError as exc:
             raise _fail(str(exc)) from None
-    _hand_over(db, key, token, token_file, server or _server_url(db.settings),
+    _hand_over(db.data_dir, key, token, token_file, server or _server_url(db.settings),
                f"Created {key}; its token")
 
 
@@ -270,6 +329,38 @@ def invite(
         typer.echo(f"Note: this server's registration is {registration!r}; start it "
                    f"with --registration invite (or registration = \"invite\") for codes to "
                    f"be asked for.")
+
+
+@app.command("revoke-invite")
+def revoke_invite(
+    code: Annotated[str, typer.Argument(help="The invite code to withdraw (as given out).")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Withdraw one invite code before it expires or is used up (works while it runs)."""
+    from cfm_server.invites import InviteError, load_key, parse_code, revoke
+
+    settings = _settings(data_dir, config)
+    directory = settings.resolved_data_dir()
+    _check_owner(directory)
+    try:
+        key = load_key(directory, create=False)
+    except (OSError, InviteError) as exc:
+        raise _fail(str(exc)) from None
+    if key is None:
+        raise _fail(f"no invite key in {directory}: no codes were made there; check --data-dir")
+    try:
+        # Expired codes too: withdrawing one is harmless and says what the operator meant.
+        invite = parse_code(key, code, 0.0)
+    except InviteError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        new = revoke(directory, invite.nonce)
+    except OSError as exc:
+        raise _fail(f"cannot write {directory}: {exc.strerror or exc}") from None
+    typer.echo(f"Invite {invite.nonce} withdrawn: nobody can sign up with it any more "
+               f"(a running server sees it at the next sign-up); accounts already made with "
+               f"it stay." if new else f"Invite {invite.nonce} was already withdrawn.")
 
 
 def _check_owner(directory: Path) -> None:
@@ -400,6 +491,61 @@ def usage(
                        f"{_n(row.messages, 'message')}")
 
 
+@app.command("backup")
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new (or empty) directory for the backup.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """A consistent copy of everything a restore needs (works while the server runs)."""
+    from cfm_server.backup import BackupError
+    from cfm_server.backup import backup as make_backup
+
+    settings = _settings(data_dir, config)
+    directory = settings.resolved_data_dir()
+    _check_owner(directory)
+    try:
+        summary = make_backup(directory, dest)
+    except BackupError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"Backed up {directory} into {dest.absolute()}:\n"
+               f"  cfm.sqlite3  {_n(summary.users, 'user')}, "
+               f"{_n(summary.messages, 'message')} ({_size(summary.db_bytes)}, schema "
+               f"v{summary.schema})\n"
+               f"  invite.key   {'yes' if summary.invite_key else 'none (no invites made)'}\n"
+               f"  ai/          {_n(summary.ai_files, 'file')}\n"
+               f"Files are mode 0600; keep the backup as private as the server's data. "
+               f"Restore with\n  cfm admin restore {dest} --data-dir NEWDIR")
+
+
+@app.command("restore")
+def restore(
+    source: Annotated[Path, typer.Argument(help="A directory made by cfm admin backup (or a whole cfm.sqlite3 copy).")],  # noqa: E501
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The new data directory to restore into (must hold no database).")],  # noqa: E501
+) -> None:
+    """Put a backup in place as a server's data directory; then start cfm serve on it."""
+    from cfm_server.backup import BackupError
+    from cfm_server.backup import restore as do_restore
+
+    if data_dir.exists():
+        _check_owner(data_dir)
+    try:
+        summary = do_restore(source, data_dir)
+    except BackupError as exc:
+        raise _fail(str(exc)) from None
+    taken = f" (taken {summary.created})" if summary.created else ""
+    typer.echo(f"Restored {source}{taken} into {data_dir.absolute()}: "
+               f"{_n(summary.users, 'user')}, {_n(summary.messages, 'message')}, invite key "
+               f"{'restored' if summary.invite_key else 'none'}, "
+               f"{_n(summary.ai_files, 'AI contact file')}.\n"
+               f"Start the server on it: cfm serve --data-dir {data_dir}")
+    import os
+
+    if os.geteuid() == 0:
+        typer.echo(f"You ran this as root: the files are root's. Give them to the user the "
+                   f"server runs as first (e.g. chown -R cfm:cfm {data_dir}).")
+
+
 # --- helpers ------------------------------------------------------------------------
 
 
@@ -439,11 +585,16 @@ def _last_run(settings: Any) -> dict[str, Any]:
 
 
 def _server_url(settings: Any) -> str:
-    """Where people on this machine reach the server: as its last start recorded it
-    (flags included), else as the settings say."""
+    """The URL people type: ``public_url`` (the settings', else as the last start
+    recorded it), else where people on this machine reach the server: as its last start
+    recorded it (flags included), else as the settings say."""
     from cfm_server.netaddr import ws_url
 
-    url = _last_run(settings).get("dial")
+    last = _last_run(settings)
+    for url in (settings.public_url, last.get("public_url")):
+        if isinstance(url, str) and url.startswith(("ws://", "wss://")):
+            return url
+    url = last.get("dial")
     if isinstance(url, str) and url.startswith(("ws://", "wss://")):
         return url
     return ws_url(settings.host, settings.port, tls=settings.tls_cert is not None, dial=True)

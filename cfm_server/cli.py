@@ -26,7 +26,7 @@ def _fail(message: str) -> typer.Exit:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on. (default: 127.0.0.1; env CFM_HOST)")] = None,  # noqa: E501
     port: Annotated[int | None, typer.Option(help="Port (0 picks a free one). (default: 1863; env CFM_PORT)")] = None,  # noqa: E501
-    data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite database lives. (default: the user data dir, e.g. ~/.local/share/cfm)")] = None,  # noqa: E501
+    data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite database lives. (default: the user data dir, e.g. ~/.local/share/cfm; env CFM_DATA_DIR)")] = None,  # noqa: E501
     config: Annotated[Path | None, typer.Option("--config", help="A TOML settings file. (default: <user config dir>/cfm/server.toml if it exists)")] = None,  # noqa: E501
     store: Annotated[str | None, typer.Option(help="sqlite (durable) or memory (gone at exit). (default: sqlite)")] = None,  # noqa: E501
     no_ai: Annotated[bool, typer.Option("--no-ai", help="Do not start the built-in AI contacts.")] = False,  # noqa: E501
@@ -56,7 +56,10 @@ def serve(
     shutdown_close_code: Annotated[int | None, typer.Option(help="Close code sent to clients on SIGTERM/SIGINT: 1012 (restart) or 1001 (going away). (default: 1012)")] = None,  # noqa: E501
     default_contact: Annotated[list[str] | None, typer.Option("--default-contact", help="A handle added to every new user's contact list (repeatable).")] = None,  # noqa: E501
     set_values: Annotated[list[str] | None, typer.Option("--set", help="Any other setting as KEY=VALUE (repeatable), e.g. --set typing_rate=5. See docs/server.md.")] = None,  # noqa: E501
-    log_level: Annotated[str, typer.Option(help="Logging level: debug, info, warning, error.")] = "info",  # noqa: E501
+    metrics_listen: Annotated[str | None, typer.Option(help="Serve /metrics on this HOST:PORT (e.g. 127.0.0.1:9464) instead of the public port, which then answers 404. (env CFM_METRICS_LISTEN)")] = None,  # noqa: E501
+    log_level: Annotated[str, typer.Option(envvar="CFM_LOG_LEVEL", help="Logging level: debug, info, warning, error.")] = "info",  # noqa: E501
+    log_format: Annotated[str, typer.Option(envvar="CFM_LOG_FORMAT", help="Log lines as text or json (one object per line).")] = "text",  # noqa: E501
+    log_file: Annotated[Path | None, typer.Option(envvar="CFM_LOG_FILE", help="Append the log to this file instead of stderr; reopened on SIGHUP (for logrotate).")] = None,  # noqa: E501
 ) -> None:
     """Run the cfm relay server: WebSocket at /ws, /healthz and /metrics on the same port."""
     from cfm_server.config import ConfigError, load_config, parse_assignment
@@ -86,6 +89,7 @@ def serve(
         "tls_key": tls_key,
         "trusted_proxies": trusted_proxy or None,
         "registration": registration,
+        "metrics_listen": metrics_listen,
     }
     if no_ai:
         overrides["ai_enabled"] = False
@@ -100,42 +104,129 @@ def serve(
         settings = load_config(config, overrides, ai_flags=ai_flags)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    _setup_logging(log_level)
+    logs = _setup_logging(log_level, log_format, log_file)
     from cfm_server.server import run_event_loop
 
     try:
-        code = run_event_loop(_run(settings))  # uvloop when installed (the speed extra)
-    except KeyboardInterrupt:
-        code = 0
+        _prepare_process()
+        try:
+            code = run_event_loop(_run(settings, logs))  # uvloop when installed (speed extra)
+        except KeyboardInterrupt:
+            code = 0
+    finally:
+        logs.close()
     if code:
         raise typer.Exit(code)
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, fmt: str, file: Path | None) -> Any:
+    from cfm_server.logsetup import FORMATS, parse_level, setup_logging
+
+    try:
+        parse_level(level)
+    except ValueError as exc:
+        raise _fail(f"--log-level {exc}") from None
+    if fmt not in FORMATS:
+        raise _fail(f"--log-format must be text or json, not {fmt!r}")
+    try:
+        return setup_logging(level, fmt, file)
+    except OSError as exc:
+        raise _fail(f"cannot open the log file {file}: {exc.strerror or exc}; fix its "
+                    f"directory's permissions or choose another --log-file") from None
+
+
+def _prepare_process() -> None:
+    """Before the event loop: what only a real server process does (not a Server
+    embedded in cfm chat or a test)."""
     import logging
 
-    numeric = getattr(logging, level.upper(), None)
-    if not isinstance(numeric, int):
-        raise _fail(f"--log-level must be debug, info, warning or error, not {level!r}")
-    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One line per connection at info is noise on a busy server.
-    logging.getLogger("cfm_server.websockets").setLevel(max(numeric, logging.WARNING))
+    from prometheus_client import disable_created_metrics
+
+    from cfm_server.config import unknown_env_warnings
+    from cfm_server.descriptors import check_descriptors
+
+    disable_created_metrics()  # a `_created` series beside every counter is scrape noise
+    for warning in unknown_env_warnings():
+        logging.getLogger("cfm_server.config").warning("%s", warning)
+    check_descriptors()
 
 
-async def _run(settings: Any) -> int:
+_WILDCARDS = {"0.0.0.0": "every IPv4 interface", "::": "every interface", "": "every interface"}
+_REGISTRATION = {"open": "anyone who reaches the server may claim a handle",
+                 "invite": "new handles only with a code from cfm admin invite",
+                 "closed": "no new handles; accounts from cfm admin add-user"}
+
+
+def security_summary(config: Any) -> list[str]:
+    """The settings that decide who gets in, as they are in force (after the TOML file,
+    the environment and the flags), for the start-up banner and the log."""
+    import ipaddress
+
+    host = config.host
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    reach = _WILDCARDS.get(host) or ("this machine only" if loopback else "that address")
+    tls = (f"on ({config.tls_cert}; SIGHUP reloads it)" if config.tls_cert is not None
+           else "off" + ("" if loopback else " (put a TLS proxy in front, or give "
+                                              "--tls-cert)"))
+    proxies = ", ".join(config.trusted_proxies) or "none"
+    limits = ("rate limits on" if config.rate_limits
+              else "rate limits OFF (--no-rate-limits: no token buckets, no per-IP cap)")
+    origins = ", ".join(config.allowed_origins) or "any"
+    return [f"registration {config.registration}: {_REGISTRATION[config.registration]}",
+            f"bound to {host or '*'} ({reach}); TLS {tls}; trusted proxies: {proxies}",
+            f"{limits}; browser origins: {origins}"]
+
+
+def _reload(server: Any, logs: Any) -> None:
+    """SIGHUP: reopen the log file and reload the TLS certificate, and say so."""
+    import logging
+
+    from cfm_server.config import ConfigError
+
+    log = logging.getLogger("cfm_server.cli")
+    done = []
+    try:
+        path = logs.reopen()
+    except OSError as exc:
+        log.error("SIGHUP: cannot reopen the log file %s (%s); still writing to the old "
+                  "one", logs.file, exc.strerror or exc)
+    else:
+        if path is not None:
+            done.append(f"reopened the log file {path}")
+    if server is not None:
+        try:
+            if server.reload_tls():
+                done.append(f"reloaded the TLS certificate {server.config.tls_cert}")
+        except ConfigError as exc:
+            log.error("SIGHUP: %s; still serving the old certificate", exc)
+    log.info("SIGHUP: %s", "; ".join(done) if done else "nothing to reload (no --log-file, "
+             "no TLS)")
+
+
+async def _run(settings: Any, logs: Any) -> int:
     import asyncio
+    import logging
     import signal
 
     from cfm_server.config import ConfigError
+    from cfm_server.descriptors import quiet_exhaustion
+    from cfm_server.opmetrics import describe
     from cfm_server.server import Server
     from cfm_server.store import StoreError
 
     loop = asyncio.get_running_loop()
+    quiet_exhaustion(loop)  # one line per interval when descriptors run out
     stop_requested = asyncio.Event()
+    server: Server | None = None
     # Before anything is announced: a supervisor may send SIGTERM the moment it reads
-    # "listening", and that must be a clean shutdown, not the default death by signal.
+    # "listening", and that must be a clean shutdown, not the default death by signal;
+    # SIGHUP (a reload) must never end the server.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(server, logs))
     try:
         server = Server(settings)
         try:
@@ -151,14 +242,20 @@ async def _run(settings: Any) -> int:
             )
             return EXIT_CONFIG
         typer.echo(f"cfm serve: listening on {server.url}", err=False)
+        if settings.public_url:
+            typer.echo(f"cfm serve: public URL {settings.public_url} (what users type)")
         typer.echo(f"cfm serve: data in {server.data_location}")
-        typer.echo("cfm serve: health at " + server.http_url + "/healthz, metrics at /metrics")
+        typer.echo(f"cfm serve: health at {server.http_url}/healthz and /readyz, "
+                   f"{describe(server)}")
+        for line in security_summary(server.config):
+            typer.echo(f"cfm serve: {line}")
+            logging.getLogger("cfm_server.cli").info("%s", line)
         try:
             await stop_requested.wait()
         finally:
             typer.echo("cfm serve: shutting down")
             await server.stop()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0

@@ -42,11 +42,19 @@ class ServerConfig:
     store: str = "sqlite"  # "sqlite" | "memory"
     sqlite_synchronous: str = "normal"
     commit_interval_ms: float = 0.0  # group-commit window of the SQLite store
+    # Start-up refuses a data directory on a disk with less free space than this (MiB);
+    # /readyz reports "not ready" below it. 0 turns the check off.
+    min_free_mb: float = 2.0
     # TLS: with both set the server speaks wss:// and https:// (PEM files).
     tls_cert: Path | None = None  # certificate chain
     tls_key: Path | None = None  # its private key
     # Reverse proxies whose X-Forwarded-For names the client (addresses or networks).
     trusted_proxies: list[str] = field(default_factory=list)
+    # "host:port" serving /metrics instead of the public port (which then answers 404).
+    metrics_listen: str = ""
+    # The URL people type to reach the server (behind a proxy, not the listen address):
+    # for the banner and cfm admin's instructions. Empty: the listen address.
+    public_url: str = ""
 
     # --- who -----------------------------------------------------------------------
     # Who may claim a new handle: "open" (anyone), "invite" (with an operator's code from
@@ -175,6 +183,16 @@ class ServerConfig:
             "sqlite_synchronous must be off, normal, full or extra",
         )
         need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
+        need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
+        need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),
+             f"public_url must be a ws:// or wss:// URL, not {self.public_url!r}")
+        if self.metrics_listen:
+            from cfm_server.opmetrics import parse_listen
+
+            try:
+                parse_listen(self.metrics_listen)
+            except ValueError as exc:
+                raise ConfigError(f"metrics_listen {exc}") from None
         need(1024 <= self.max_frame <= 1 << 24, "max_frame must be 1024-16777216 bytes")
         need(1 <= self.max_text <= self.max_frame, "max_text must be 1..max_frame characters")
         need(self.hello_timeout > 0, "hello_timeout must be > 0 seconds")
@@ -316,6 +334,35 @@ def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if key in environ:
             values[name] = _coerce(name, environ[key], key)
     return values
+
+
+# CFM_* variables read by something other than ServerConfig and AIConfig: cfm serve's
+# logging flags, and the clients (cfm chat, cfm bot) that may share the environment.
+OTHER_ENV = ("CFM_LOG_LEVEL", "CFM_LOG_FORMAT", "CFM_LOG_FILE", "CFM_SERVER", "CFM_INVITE")
+
+
+def known_env_names() -> list[str]:
+    from cfm_server.ai.config import ENV_PREFIX as AI_PREFIX
+
+    ai_fields = [f.name for f in dataclasses.fields(AIConfig) if f.name != "personas"]
+    return ([ENV_PREFIX + name.upper() for name in FIELD_NAMES]
+            + [AI_PREFIX + name.upper() for name in ai_fields] + list(OTHER_ENV))
+
+
+def unknown_env_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A sentence for each ``CFM_*`` variable that no part of cfm reads: a typo there
+    (``CFM_REGISTRATON=invite``) silently leaves the default in force."""
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    known = known_env_names()
+    warnings = []
+    for key in sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known):
+        close = difflib.get_close_matches(key, known, n=2, cutoff=0.75)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        warnings.append(f"the environment variable {key} is not a cfm setting{hint}; it "
+                        f"is ignored")
+    return warnings
 
 
 def load_config(

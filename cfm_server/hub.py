@@ -55,6 +55,7 @@ from cfm_common.frames import (
     Welcome,
 )
 from cfm_common.rules import ContactOp, ErrorCode, MemberOp, MsgKind, Status
+from cfm_server import oplog
 from cfm_server.admission import Admission, RateLimited
 from cfm_server.config import ServerConfig
 from cfm_server.invites import Invite, InviteBook, InviteError
@@ -239,9 +240,13 @@ class Hub:
         """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
         it is ``no_such_user``), its name held against a second claim, its session
         attached to nothing, so no frame goes out before its welcome."""
-        if hello.display is not None:
-            self.admission.check_display(name, hello.display)
-        invite = self._admit_new_user(hello)
+        try:
+            if hello.display is not None:
+                self.admission.check_display(name, hello.display)
+            invite = self._admit_new_user(hello)
+        except ProtocolError as exc:
+            oplog.sign_up_refused(name, exc.msg)
+            raise
         if invite is not None and self.invites is not None:
             # Counted now, in the same transaction as the identity: both or neither.
             used = self.invites.spend(invite)
@@ -268,6 +273,10 @@ class Hub:
         self.signing_up.pop(name, None)
         user = User(sign_up.record)
         self.users[name] = user
+        invite = sign_up.invite
+        oplog.signed_up(name, sign_up.record.bot, invite and invite.nonce,
+                        self.invites.used.get(invite.nonce, 0) if invite and self.invites else 0,
+                        invite.uses if invite else 0)
         for contact_name in self.config.default_contacts:
             contact_name = rules.normalize_name(contact_name)
             if contact_name != name:

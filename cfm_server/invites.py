@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KEY_FILE = "invite.key"
+# Nonces of codes withdrawn before their time (cfm admin revoke-invite), one a line.
+REVOKED_FILE = "invite.revoked"
 MAC_HEX = 20  # 80 bits of the HMAC: forging one takes 2**80 tries
 NOT_A_CODE = "that is not an invite code (one looks like 6925b5f1bca86c9b-6b124678-1-ff59…)"
 
@@ -84,18 +86,62 @@ def parse_code(key: bytes, code: str, now: float) -> Invite:
     return Invite(nonce, expires, uses)
 
 
-class InviteBook:
-    """Checks codes against the key and counts each nonce's sign-ups."""
+def read_revoked(path: Path) -> frozenset[str]:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
 
-    def __init__(self, key: bytes, used: dict[str, int]) -> None:
+
+def revoke(data_dir: Path, nonce: str) -> bool:
+    """Add ``nonce`` to the data directory's withdrawn codes (0600); False if it was."""
+    path = data_dir / REVOKED_FILE
+    if nonce in read_revoked(path):
+        return False
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="ascii") as fh:
+        fh.write(nonce + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
+
+
+class InviteBook:
+    """Checks codes against the key and counts each nonce's sign-ups.
+
+    ``revoked``: the file of withdrawn nonces, read again whenever it changed, so that
+    ``cfm admin revoke-invite`` takes effect on a running server at the next sign-up.
+    """
+
+    def __init__(self, key: bytes, used: dict[str, int], revoked: Path | None = None) -> None:
         self.key = key
         self.used = used
+        self._revoked_path = revoked
+        self._revoked_stamp: tuple[int, int] | None = None
+        self._revoked: frozenset[str] = frozenset()
 
     def admit(self, code: str, now: float) -> Invite:
         invite = parse_code(self.key, code, now)
+        if invite.nonce in self.revoked():
+            raise InviteError("that invite code was withdrawn; ask for a new one")
         if invite.uses and self.used.get(invite.nonce, 0) >= invite.uses:
             raise InviteError("that invite code has been used up; ask for a new one")
         return invite
+
+    def revoked(self) -> frozenset[str]:
+        path = self._revoked_path
+        if path is None:
+            return self._revoked
+        try:
+            info = path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+        except OSError:
+            stamp = None
+        if stamp != self._revoked_stamp:
+            self._revoked_stamp = stamp
+            self._revoked = read_revoked(path) if stamp is not None else frozenset()
+        return self._revoked
 
     def spend(self, invite: Invite) -> int:
         """Count one sign-up with ``invite``; the nonce's new total."""

@@ -19,6 +19,7 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -31,13 +32,21 @@ from websockets.http11 import Request, Response
 
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
-from cfm_server import retention
-from cfm_server.config import ServerConfig
+from cfm_server import oplog, retention
+from cfm_server.config import ConfigError, ServerConfig
+from cfm_server.control import start_control, stop_control
+from cfm_server.datadir import (
+    DataDirError,
+    check_writable,
+    free_space_problem,
+    make_private_dir,
+)
 from cfm_server.hub import Hub
-from cfm_server.invites import InviteBook, InviteError, load_key
+from cfm_server.invites import REVOKED_FILE, InviteBook, InviteError, load_key
 from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
 from cfm_server.netaddr import WS_PATH, TrustedProxies, is_loopback, server_tls_context, ws_url
+from cfm_server.opmetrics import OpsMetrics, start_metrics_listener
 from cfm_server.session import Outbox, Session
 from cfm_server.store import Store, StoreError
 
@@ -70,7 +79,7 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
         return MemoryStore(), "memory (nothing is kept after exit)"
     data_dir = config.resolved_data_dir()
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
     except OSError as exc:
         raise StoreError(
             f"cannot create the data directory {data_dir}: {exc.strerror}; "
@@ -81,6 +90,10 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
             f"the data directory {data_dir} is not a writable directory; "
             "choose another with --data-dir"
         )
+    try:
+        check_writable(data_dir, config.min_free_mb)
+    except DataDirError as exc:
+        raise StoreError(str(exc)) from None
     from cfm_server.store.sqlite import SqliteStore
 
     path = data_dir / DB_FILE
@@ -105,10 +118,18 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:
+        uvloop = None
+    # Run outside the except clause: an error in the server is not "during handling of
+    # ModuleNotFoundError" (that chained every traceback to uvloop's absence).
+    if uvloop is None:
         return asyncio.run(main)
     log.debug("event loop: uvloop %s", uvloop.__version__)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+def _no_password() -> str:
+    raise ssl.SSLError("the key is encrypted")  # never prompt on the terminal
 
 
 def tune_gc() -> None:
@@ -116,6 +137,11 @@ def tune_gc() -> None:
     young, middle, old = gc.get_threshold()
     if young and young < GC_YOUNG_THRESHOLD:
         gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+# Why a WebSocket handshake was refused, by HTTP status, for cfm_refused_handshakes_total.
+_REFUSALS = {400: "bad_handshake", 403: "origin_not_allowed", 426: "not_websocket",
+             429: "too_many_from_address", 500: "server_error", 503: "shutting_down"}
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
@@ -130,6 +156,8 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = Metrics()
+        self.ops = OpsMetrics(self)
+        self._metrics_server: asyncio.Server | None = None  # metrics_listen's
         # One outbox for all sessions: every loop turn's frames go out in one write each.
         self.outbox = Outbox()
         self.hub: Hub | None = None
@@ -144,6 +172,8 @@ class Server:
         self._ai: AIContacts | None = None
         self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._tls: ssl.SSLContext | None = None  # the listener's; reload_tls() refreshes it
+        self._control: asyncio.Server | None = None  # <data dir>/admin.sock (control.py)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -170,8 +200,9 @@ class Server:
             if config.allowed_origins:
                 # Terminal clients send no Origin; only browsers' Origins are checked.
                 origins = [*config.allowed_origins, None]
-            tls = (server_tls_context(config.tls_cert, config.tls_key)
-                   if config.tls_cert is not None and config.tls_key is not None else None)
+            tls = self._tls = (server_tls_context(config.tls_cert, config.tls_key)
+                               if config.tls_cert is not None and config.tls_key is not None
+                               else None)
             self._ws = await serve(
                 self._handle,
                 config.host,
@@ -181,6 +212,7 @@ class Server:
                 compression=None,
                 max_size=config.max_frame,
                 process_request=self._process_request,
+                process_response=self._process_response,
                 origins=origins,
                 ping_interval=config.ping_interval or None,
                 ping_timeout=config.ping_timeout or None,
@@ -192,14 +224,56 @@ class Server:
             await store.close()
             raise
         self._port = int(self._ws.sockets[0].getsockname()[1])
+        if config.metrics_listen:
+            try:
+                self._metrics_server = await start_metrics_listener(
+                    config.metrics_listen, self.metrics.render, CONTENT_TYPE)
+            except OSError as exc:
+                await self.stop(close_code=CloseCode.GOING_AWAY)
+                raise ConfigError(f"cannot listen on metrics_listen {config.metrics_listen}: "
+                                  f"{exc.strerror or exc}") from None
         log.info("listening on %s, data in %s", self.url, self.data_location)
         if config.store == "sqlite":
             self._record_run()
+            self._control = await start_control(self)
         if ai_tokens:
             await self._start_ai_contacts(ai, ai_tokens)
         if retention.enabled(config):
             self._retention = asyncio.create_task(retention.run_retention(self.hub, config),
                                                   name="cfm-retention")
+
+    def reload_tls(self) -> bool:
+        """Read the certificate and key files again (SIGHUP): handshakes from now on
+        present the new certificate; open connections keep theirs. False without TLS.
+
+        The files are checked in a fresh context first, so a bad pair (a renewal caught
+        half-written) raises ConfigError and the server keeps serving the old one.
+        """
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if self._tls is None or cert is None or key is None:
+            return False
+        # A snapshot of both files, so that what is checked is what gets loaded even if
+        # a renewal rewrites them meanwhile.
+        with tempfile.TemporaryDirectory(prefix="cfm-tls-") as tmp:
+            copies = []
+            for what, path in (("certificate", cert), ("key", key)):
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:
+                    raise ConfigError(f"cannot read the TLS {what} {path}: "
+                                      f"{exc.strerror or exc}") from None
+                copy = Path(tmp) / what
+                copy.write_bytes(data)
+                copies.append(copy)
+            try:
+                server_tls_context(*copies)
+            except ConfigError as exc:  # name the real files, not the copies
+                raise ConfigError(f"the TLS files {cert}, {key} cannot be used: "
+                                  f"{str(exc).replace(str(tmp), '…')}") from None
+            # The listener's context is the one each new connection is made from; loading
+            # the checked pair into it replaces its certificate and key.
+            self._tls.load_cert_chain(*copies, password=_no_password)
+        return True
 
     def _record_run(self) -> None:
         """Leave how this server runs in its data directory (``server.json``), so that
@@ -209,6 +283,7 @@ class Server:
         from cfm_common.tokens import write_private
 
         record = {"url": self.url, "dial": self._loopback()[0],
+                  "public_url": self.config.public_url,
                   "registration": self.config.registration, "pid": os.getpid()}
         try:
             write_private(self.config.resolved_data_dir() / RUN_FILE,
@@ -225,7 +300,8 @@ class Server:
         except InviteError as exc:
             raise StoreError(str(exc)) from None
         assert key is not None
-        return InviteBook(key, store.load_invite_uses())
+        return InviteBook(key, store.load_invite_uses(),
+                          revoked=self.config.resolved_data_dir() / REVOKED_FILE)
 
     # --- AI contacts ---------------------------------------------------------------------
 
@@ -317,6 +393,11 @@ class Server:
             if self._retention is not None:
                 self._retention.cancel()
                 await asyncio.gather(self._retention, return_exceptions=True)
+            if self._metrics_server is not None:
+                self._metrics_server.close()
+            if self._control is not None:
+                stop_control(self._control, self.data_dir)
+                self._control = None
             if self._ws is not None:
                 self._ws.server.close()  # stop accepting first
             if self.store is not None:
@@ -389,15 +470,58 @@ class Server:
             return None  # on to the WebSocket handshake
         if path == "/healthz":
             return _response(http.HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
-        if path == "/metrics" and (
+        if path == "/readyz":
+            return self._readyz()
+        if path == "/metrics" and not self.config.metrics_listen and (
             self.config.metrics_public or is_loopback(self._client_ip(connection, request))
         ):
             return _response(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
+    def _process_response(self, connection: ServerConnection, request: Request,
+                          response: Response) -> None:
+        """Every WebSocket handshake the server refused (ours, like the per-IP cap, and
+        websockets' own: no cfm.v1 subprotocol, a foreign Origin, not an upgrade):
+        logged (rate-limited) and counted by reason."""
+        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
+            return
+        if request.path.split("?", 1)[0] != WS_PATH:
+            return  # /healthz, /metrics and 404s are not refused handshakes
+        reason = _REFUSALS.get(response.status_code, str(response.status_code))
+        if response.status_code == http.HTTPStatus.TOO_MANY_REQUESTS:
+            why = "too many connections from that address"
+        else:  # websockets' own words (its body speaks to the client: "Failed to ...")
+            lines = bytes(response.body or b"").decode("utf-8", "replace").strip().splitlines()
+            why = lines[0] if lines else reason.replace("_", " ")
+        oplog.refused(self._client_ip(connection, request), response.status_code, why)
+        self.ops.refused.labels(reason).inc()
+
+    def not_ready(self) -> str | None:
+        """Why the server cannot take messages now (``/readyz``), or None when it can:
+        stopping, the store's last commit failed (until one succeeds), or the disk is
+        below ``min_free_mb``."""
+        if self._stopping:
+            return "shutting down"
+        if self.store is None or self.hub is None:
+            return "starting"
+        failure = getattr(self.store, "write_error", None)
+        if failure is not None:
+            return f"the last commit failed: {failure}"
+        if self.config.store == "sqlite" and self.config.min_free_mb:
+            return free_space_problem(self.data_dir, self.config.min_free_mb)
+        return None
+
+    def _readyz(self) -> Response:
+        why = self.not_ready()
+        if why is None:
+            return _response(http.HTTPStatus.OK, b"ready\n", "text/plain; charset=utf-8")
+        return _response(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                         f"not ready: {why}\n".encode(), "text/plain; charset=utf-8")
+
     async def _handle(self, ws: ServerConnection) -> None:
         assert self.hub is not None
         ip = self._client_ip(ws, ws.request)
+        oplog.PEER.set(ip)  # this connection's task and what it calls: the hub's sign-up
         if not self._ip_counter.add(ip):
             # Raced past the check in _process_request: refuse politely.
             self.metrics.closes.labels(str(int(CloseCode.TRY_AGAIN_LATER))).inc()
@@ -406,11 +530,15 @@ class Server:
         self.metrics.connections.inc()
         session = Session(ws, self.hub, self.config, self.metrics, self.outbox)
         session.ip = ip
+        oplog.connected(ip)
+        started = time.monotonic()
         try:
             await session.run()
         except Exception:
             log.exception("session %s failed", session.id or "-")
         finally:
+            oplog.closed(ip, session.user.record.name if session.user is not None else None,
+                         time.monotonic() - started, *oplog.close_of(ws))
             self.hub.sign_out(session)
             self.metrics.connections.dec()
             self._ip_counter.remove(ip)

@@ -183,7 +183,11 @@ def _coerce(name: str, value: Any, where: str) -> Any:
 
 def _from_toml(name: str, value: Any) -> Any:
     if name not in _FIELD_TYPES:
-        raise AIConfigError(f"unknown key ai.{name}")
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_FIELD_TYPES), n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join('ai.' + c for c in close)}?)" if close else ""
+        raise AIConfigError(f"unknown key ai.{name}{hint}")
     return _coerce(name, value, f"ai.{name}")
 
 

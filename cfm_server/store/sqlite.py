@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from cfm_common.frames import StoredMsg
+from cfm_server.datadir import FILE_MODE, make_private_dir, make_private_file, tighten
 from cfm_server.store.base import (
     Commit,
     ContactRecord,
@@ -153,6 +154,11 @@ BUSY_WINDOW_S = 0.001
 # The WAL file keeps its largest size, so expect ~16-20 MB next to the database.
 CHECKPOINT_WAL_BYTES = 16 << 20
 CHECKPOINT_POLL_S = 0.25
+# ... and on time too: whatever the WAL holds is copied into the database file at most
+# this long after it was written, busy or idle (a timer looks when no COMMIT does), so
+# the database file alone is never hours behind (a copy of it, a backup tool that reads
+# only it). Copying a small WAL is cheap.
+CHECKPOINT_INTERVAL_S = 60.0
 WAL_AUTOCHECKPOINT_PAGES = 16000
 # The WAL-index header (the start of the -shm file, native byte order): iVersion at 0,
 # szPage at 14, mxFrame at 16; nBackfill at 96, after the header's two copies.
@@ -160,6 +166,16 @@ _WAL_INDEX_VERSION = 3007000
 _SHM_BACKFILL_OFFSET = 96
 _SHM_HEADER_BYTES = 100
 _WAL_FRAME_HEADER_BYTES = 24
+
+# Whether a server had the database open, in the header field SQLite leaves to the
+# application (PRAGMA application_id). Set at open and copied into the database file at
+# once; set back at a clean close, when SQLite copies the whole WAL in and deletes it.
+# So "open" with no WAL file beside it is a database file whose WAL was lost — copied
+# alone from a running server, or its WAL deleted after a crash — and the messages
+# since its last checkpoint with it: the server refuses to start on it rather than
+# serve it as if nothing were missing. 0 (older databases): unknown, never refused.
+APP_ID_CLOSED = 0x63666D00  # "cfm\0"
+APP_ID_OPEN = 0x63666D01
 
 _MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id, hidden"
 
@@ -217,8 +233,11 @@ class _ClientIdFilter:
 class _Checkpointer:
     """PASSIVE WAL checkpoints on a thread of their own (see CHECKPOINT_WAL_BYTES)."""
 
-    def __init__(self, path: Path, busy_timeout_s: float) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float,
+                 interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
         self._path = path
+        self._interval_s = interval_s
+        self._last_start = time.monotonic()
         self._wal_path = path.with_name(path.name + "-wal")
         self._shm_path = path.with_name(path.name + "-shm")
         self._busy_timeout_s = busy_timeout_s
@@ -227,6 +246,7 @@ class _Checkpointer:
         self._conn: sqlite3.Connection | None = None  # used only on the thread
         self._next_poll = 0.0
         self.started = 0  # checkpoints handed to the thread (for tests and curiosity)
+        self.last_seconds: float | None = None  # the last one's duration (for /metrics)
 
     def after_commit(self, conn: sqlite3.Connection) -> None:
         """After a COMMIT: finish a checkpoint the thread completed, or maybe start one."""
@@ -240,8 +260,28 @@ class _Checkpointer:
         if now < self._next_poll:
             return
         self._next_poll = now + CHECKPOINT_POLL_S
-        if self.unchecked_wal_bytes() < CHECKPOINT_WAL_BYTES:
+        unchecked = self.unchecked_wal_bytes()
+        if unchecked < CHECKPOINT_WAL_BYTES and not (
+                unchecked and now - self._last_start >= self._interval_s):
             return
+        self._start()
+
+    def on_timer(self, conn: sqlite3.Connection) -> None:
+        """Every interval, COMMIT or not: what an idle server wrote reaches the database."""
+        if conn.in_transaction:
+            return  # a batch is open: its COMMIT's after_commit looks instead
+        running = self._running
+        if running is not None:
+            if running.done():
+                self._running = None
+                self._finish(conn)
+            return
+        if (time.monotonic() - self._last_start >= self._interval_s
+                and self.unchecked_wal_bytes()):
+            self._start()
+
+    def _start(self) -> None:
+        self._last_start = time.monotonic()
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="cfm-checkpoint")
@@ -294,7 +334,9 @@ class _Checkpointer:
             if self._conn is None:
                 self._conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s,
                                              isolation_level=None, check_same_thread=False)
+            started = time.perf_counter()
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.last_seconds = time.perf_counter() - started
         except sqlite3.Error as e:
             # Harmless for the data: the WAL keeps everything, and SQLite's automatic
             # checkpoint is still there.
@@ -328,7 +370,8 @@ class SqliteStore(Store):
 
     def __init__(self, path: Path, *, synchronous: str = "normal",
                  commit_interval_ms: float = 0.0, busy_timeout_ms: float = 2000.0,
-                 after_commit: Callable[[], None] | None = None) -> None:
+                 after_commit: Callable[[], None] | None = None,
+                 checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
         if synchronous not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}, "
                              f"not {synchronous!r}")
@@ -350,7 +393,13 @@ class SqliteStore(Store):
         # Each room's latest written seq (committed or in the open batch), read from the
         # table on a room's first append; forgotten when a batch is rolled back.
         self._room_seqs: dict[str, int] = {}
-        self._checkpointer = _Checkpointer(self.path, self._busy_timeout_s)
+        self._checkpointer = _Checkpointer(self.path, self._busy_timeout_s,
+                                           checkpoint_interval_s)
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._checkpoint_timer: asyncio.TimerHandle | None = None
+        self._marked_open = False  # see _mark_open
+        # Why the last COMMIT failed, until one succeeds (the server's /readyz).
+        self.write_error: str | None = None
         self._after_commit = after_commit
 
     # --- lifecycle -------------------------------------------------------------------
@@ -362,7 +411,11 @@ class SqliteStore(Store):
         self._make_data_dir()
         self._take_lock()
         try:
+            self._refuse_a_lost_half()
+            had_wal = self._wal_path.exists()
+            self._make_files_private()
             self._conn = self._connect()
+            self._refuse_a_lost_wal(self._conn, had_wal)
             self._build_client_id_filter()
         except BaseException:
             if self._conn is not None:
@@ -370,8 +423,71 @@ class SqliteStore(Store):
                 self._conn = None
             self._release_lock()
             raise
+        self._checkpoint_timer = self._loop.call_later(self._checkpoint_interval_s,
+                                                       self._on_checkpoint_timer)
         logger.info("store open: %s (schema v%d, synchronous=%s)",
                     self.path, SCHEMA_VERSION, self._synchronous)
+
+    def _on_checkpoint_timer(self) -> None:
+        conn, loop = self._conn, self._loop
+        if conn is None or loop is None:
+            return
+        self._checkpointer.on_timer(conn)
+        self._checkpoint_timer = loop.call_later(self._checkpoint_interval_s,
+                                                 self._on_checkpoint_timer)
+
+    @property
+    def last_checkpoint_seconds(self) -> float | None:
+        return self._checkpointer.last_seconds
+
+    @property
+    def _wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def _refuse_a_lost_half(self) -> None:
+        """A WAL without its database file: starting would make a new, empty database
+        and SQLite would throw the WAL's messages away. Refuse, saying why."""
+        wal = self._wal_path
+        try:
+            wal_bytes = wal.stat().st_size
+        except FileNotFoundError:
+            return
+        try:
+            db_bytes = self.path.stat().st_size
+        except FileNotFoundError:
+            db_bytes = 0
+        if wal_bytes and not db_bytes:
+            raise StoreError(
+                f"{self.path.parent} holds {wal.name} but not {self.path.name}: the "
+                f"database file is missing (a partial copy?), and the messages are in both "
+                f"files together. Put {self.path.name} back beside it, or restore a backup "
+                f"into a new directory (cfm admin restore); nothing was changed")
+
+    def _refuse_a_lost_wal(self, conn: sqlite3.Connection, had_wal: bool) -> None:
+        """A database file marked open (see APP_ID_OPEN) without a WAL beside it."""
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        except sqlite3.Error as e:
+            raise StoreError(self._explain_open_error(e)) from e
+        if app_id == APP_ID_OPEN and not had_wal:
+            raise StoreError(
+                f"{self.path} was copied (or left) without its {self._wal_path.name} file "
+                f"while a server had it open: the messages written since its last "
+                f"checkpoint are missing. Copy the -wal file too, or use a backup made with "
+                f"cfm admin backup; if you know this copy is whole (sqlite3 .backup), cfm "
+                f"admin restore {self.path} --data-dir NEWDIR takes it in. Nothing was "
+                f"changed")
+
+    def _mark_open(self, conn: sqlite3.Connection) -> None:
+        """Before the first write (not at open: a database that turns out corrupt while
+        loading must be left untouched): mark the database file itself as open."""
+        self._marked_open = True
+        try:
+            conn.execute(f"PRAGMA application_id = {APP_ID_OPEN}")
+            # Into the database file now, not at the next checkpoint: that is the point.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as e:
+            logger.warning("cannot mark %s as open: %s", self.path, e)
 
     async def flush(self) -> None:
         if self._commit_handle is None:
@@ -392,11 +508,15 @@ class SqliteStore(Store):
             self._conn = None
             self._client_ids = None
             self._room_seqs.clear()
+            if self._checkpoint_timer is not None:
+                self._checkpoint_timer.cancel()
+                self._checkpoint_timer = None
             self._checkpointer.stop()
             try:
                 # Keeps the query planner's statistics fresh; cheap when nothing changed.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("PRAGMA optimize")
+                _mark_closed(conn)
                 conn.close()
             finally:
                 self._release_lock()
@@ -413,18 +533,36 @@ class SqliteStore(Store):
                              f"with this data directory)")
         self._take_lock()
         try:
+            had_wal = self._wal_path.exists()
+            self._make_files_private()
             conn = self._connect(create=False)
             try:
                 yield conn
             finally:
+                # The last connection's close copies the whole WAL in: whole again —
+                # unless the WAL was lost before (APP_ID_OPEN): that stays for cfm serve
+                # to refuse.
+                if had_wal:
+                    _mark_closed(conn)
                 conn.close()
         finally:
             self._release_lock()
 
+    def _make_files_private(self) -> None:
+        """The database 0600 before SQLite opens it, whatever the umask: SQLite gives
+        the -wal and -shm files it creates the database's mode. Files an older server
+        left readable are tightened (see cfm_server/datadir.py)."""
+        if self.path.exists():
+            tighten(self.path)
+        else:
+            make_private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            tighten(self.path.with_name(self.path.name + suffix))
+
     def _make_data_dir(self) -> None:
         data_dir = self.path.parent
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(data_dir, warn=False)  # cfm serve warns once, in open_store
         except (FileExistsError, NotADirectoryError) as e:
             raise StoreError(
                 f"cannot create the data directory {data_dir}: {e.filename or data_dir} "
@@ -452,10 +590,12 @@ class SqliteStore(Store):
 
     def _take_lock(self) -> None:
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as e:
             raise StoreError(f"cannot create the lock file {self.lock_path}: "
                              f"{e.strerror}") from e
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, FILE_MODE)  # O_CREAT's mode went through the umask
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -528,6 +668,8 @@ class SqliteStore(Store):
         return conn
 
     def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        if 0 < version < SCHEMA_VERSION:
+            self._keep_before_migration(conn, version)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             try:
                 conn.executescript(
@@ -540,13 +682,40 @@ class SqliteStore(Store):
                 raise
             logger.info("store schema migrated to v%d: %s", target, self.path)
 
+    def _keep_before_migration(self, conn: sqlite3.Connection, version: int) -> None:
+        """A whole copy of the database as it was (``cfm.sqlite3.v<N>.bak``, 0600) before
+        an upgrade changes its schema in place, so going back to the older cfm is a
+        ``cfm admin restore`` of it. Refuses the upgrade if the copy cannot be made."""
+        backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
+        partial = backup.with_name(backup.name + ".partial")
+        make_private_file(partial)
+        try:
+            target = sqlite3.connect(partial, isolation_level=None)
+            try:
+                conn.backup(target)
+                target.execute("PRAGMA journal_mode=DELETE")
+                target.execute(f"PRAGMA application_id = {APP_ID_CLOSED}")
+            finally:
+                target.close()
+            os.replace(partial, backup)
+        except (sqlite3.Error, OSError) as e:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise StoreError(f"cannot keep a copy of {self.path} (schema v{version}) before "
+                             f"upgrading it to v{SCHEMA_VERSION}: {e}; free some space and "
+                             f"start again") from e
+        logger.warning("upgrading %s from schema v%d to v%d; the database as it was is kept "
+                       "in %s (restore it with cfm admin restore to go back to the older cfm)",
+                       self.path, version, SCHEMA_VERSION, backup)
+
     def _explain_open_error(self, e: sqlite3.Error) -> str:
         name = getattr(e, "sqlite_errorname", "")
         untouched = "it was left untouched; move it away or choose another data directory"
         if name == "SQLITE_NOTADB":
             return f"{self.path} is not an SQLite database ({e}); {untouched}"
         if name.startswith("SQLITE_CORRUPT"):
-            return f"{self.path} is corrupt ({e}); {untouched}"
+            return (f"{self.path} is corrupt ({e}); {untouched}, and restore the last backup "
+                    f"into a new one (cfm admin restore BACKUP --data-dir NEWDIR)")
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return (f"{self.path} is locked by another process ({e}); close whatever holds "
                     f"it (an sqlite3 shell, a backup tool) and try again")
@@ -571,6 +740,8 @@ class SqliteStore(Store):
         future = loop.create_future()
         try:
             if self._commit_handle is None:
+                if not self._marked_open:
+                    self._mark_open(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 self._commit_handle = self._schedule_commit(loop)
             cursor = conn.execute(sql, params)
@@ -611,6 +782,7 @@ class SqliteStore(Store):
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             return self._fail_batch(e)
+        self.write_error = None
         futures, self._pending = self._pending, []
         for future in futures:
             if not future.done():  # its waiter may have been cancelled
@@ -635,6 +807,7 @@ class SqliteStore(Store):
             except sqlite3.Error:
                 logger.exception("store rollback failed: %s", self.path)
         futures, self._pending = self._pending, []
+        self.write_error = str(cause)
         error = StoreError(f"{self.path}: commit failed, {len(futures)} writes rolled back: "
                            f"{cause}")
         logger.error("%s", error)
@@ -861,6 +1034,16 @@ def _stored(row: tuple[Any, ...]) -> StoredMsg:
     if row[7] is None:
         return StoredMsg(*row)
     return StoredMsg(*row[:7], True)
+
+
+def _mark_closed(conn: sqlite3.Connection) -> None:
+    """Before the last connection closes (which copies the WAL into the database file):
+    the file is whole, whether the server closed it or an admin tool after a crash."""
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.rollback()
+        if conn.execute("PRAGMA application_id").fetchone()[0] == APP_ID_OPEN:
+            conn.execute(f"PRAGMA application_id = {APP_ID_CLOSED}")
 
 
 def _read_pid(fd: int) -> str:

@@ -377,11 +377,11 @@ async def test_a_second_server_on_the_same_data_dir_fails_fast(db_path: Path) ->
     first = await reopened(db_path)
     await first.append(message("#lobby", 1))
     await first.close()
-    before = db_path.read_bytes()
 
     child = await start_child(CHILD_HOLDS_THE_LOCK, db_path)
     try:
         await wait_for_line(child, "open")
+        before = db_path.read_bytes()  # as the server holding it left it
         with pytest.raises(StoreError, match=f"in use by another cfm server \\(pid {child.pid}\\)"):
             await SqliteStore(db_path).open()
         assert db_path.read_bytes() == before

@@ -1,0 +1,164 @@
+"""A running server's control socket: what ``cfm admin`` changes without a restart.
+
+``<data dir>/admin.sock``, a Unix socket only the server's user can open (mode 0600 in
+the 0700 data directory; the peer's uid is checked too). One JSON object per line in,
+one out. The only operation so far is ``set-token``: the account-recovery step of
+``cfm admin reset-token``. The CLI makes the token and writes it where the operator
+asked first, then sends only its hash, so the token never passes through the server;
+the server stores the hash and closes the user's open sessions with 4003 (whoever held
+the old token is out, and cannot come back with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfm_common import rules
+from cfm_common.rules import CloseCode
+
+if TYPE_CHECKING:
+    from cfm_server.server import Server
+
+log = logging.getLogger(__name__)
+
+SOCKET_FILE = "admin.sock"
+MAX_REQUEST = 4096
+TIMEOUT_S = 10.0
+# Unix socket paths are at most 107 bytes (sun_path); a deeper data dir goes without.
+_MAX_PATH = 100
+
+
+class ControlError(Exception):
+    """The running server refused or could not be asked; the message says why."""
+
+
+async def start_control(server: Server) -> asyncio.Server | None:
+    """Listen on ``<data dir>/admin.sock``; None where that cannot be (logged)."""
+    path = server.data_dir.absolute() / SOCKET_FILE
+    if len(os.fsencode(path)) > _MAX_PATH:
+        log.info("no control socket: the data directory's path is too long for one (%s)",
+                 path)
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a dead server's; the data directory's lock says we own it now
+    try:
+        listener = await asyncio.start_unix_server(
+            lambda r, w: _serve(server, r, w), path, limit=MAX_REQUEST)
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        log.warning("no control socket at %s: %s", path, exc.strerror or exc)
+        return None
+    return listener
+
+
+def stop_control(listener: asyncio.Server | None, data_dir: Path) -> None:
+    if listener is not None:
+        listener.close()
+        with contextlib.suppress(OSError):
+            (data_dir / SOCKET_FILE).unlink()
+
+
+async def _serve(server: Server, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+    try:
+        sock = writer.get_extra_info("socket")
+        uid = _peer_uid(sock) if sock is not None else None
+        if uid is not None and uid not in (0, os.geteuid()):
+            reply: dict[str, Any] = {"ok": False, "error": "not the server's user"}
+        else:
+            async with asyncio.timeout(TIMEOUT_S):
+                line = await reader.readline()
+                reply = await _handle(server, json.loads(line))
+    except (ValueError, TypeError, AttributeError, KeyError):
+        reply = {"ok": False, "error": "not a request"}
+    except (TimeoutError, ConnectionError, asyncio.LimitOverrunError):
+        writer.close()
+        return
+    try:
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    return int(struct.unpack("3i", creds)[1])
+
+
+async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
+    if request.get("op") != "set-token":
+        return {"ok": False, "error": f"unknown operation {request.get('op')!r}"}
+    name, token_hash = request.get("name"), request.get("token_hash")
+    if not isinstance(name, str) or not isinstance(token_hash, str) or len(token_hash) != 64:
+        return {"ok": False, "error": "set-token wants a name and a sha256 hex hash"}
+    hub, store = server.hub, server.store
+    if hub is None or store is None:
+        return {"ok": False, "error": "the server is not started"}
+    key = rules.normalize_name(name)
+    user = hub.users.get(key)
+    if user is None:
+        return {"ok": False, "error": f"no user {key!r} on this server; `cfm admin users` "
+                                      f"lists them"}
+    ai = server.config.ai
+    if user.record.bot and ai is not None and key in ai.handles:
+        return {"ok": False, "error": f"{key!r} is one of this server's AI contacts: cfm serve "
+                                      f"gives it a fresh token every time it starts, so "
+                                      f"there is nothing to reset"}
+    record = dataclasses.replace(user.record, token_hash=token_hash)
+    try:
+        await store.put_user(record)
+    except Exception as exc:  # a StoreError: the old token stays
+        return {"ok": False, "error": f"the server could not store the new token: {exc}"}
+    user.record = record
+    closed = 0
+    for session in list(user.sessions):
+        session.close(CloseCode.BAD_TOKEN, "token replaced by the operator")
+        closed += 1
+    log.warning("the token of %s was replaced by the operator (cfm admin reset-token); "
+                "%d open session(s) closed", key, closed)
+    return {"ok": True, "name": key, "closed": closed}
+
+
+def request(data_dir: Path, message: dict[str, Any]) -> dict[str, Any]:
+    """Send one request to the server running on ``data_dir``; its reply. ControlError
+    when there is no server to ask."""
+    path = data_dir.absolute() / SOCKET_FILE
+    if len(os.fsencode(path)) > _MAX_PATH:
+        raise ControlError(f"the data directory's path is too long for a control socket "
+                           f"({path})")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(TIMEOUT_S)
+            sock.connect(os.fsencode(path))
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = sock.recv(MAX_REQUEST)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError as exc:
+        raise ControlError(f"cannot reach the running server at {path}: "
+                           f"{exc.strerror or exc}") from None
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        raise ControlError("the running server gave no answer") from None
+    if not isinstance(answer, dict):
+        raise ControlError("the running server gave no answer")
+    return answer

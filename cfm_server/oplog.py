@@ -1,0 +1,112 @@
+"""The operator's log lines: who connected from where, who signed up (with which
+invite), which handshakes were refused, and how each connection ended.
+
+These go to the ``cfm_server.conn`` logger at info. Anyone who can reach the port can
+make connections, so the lines are rate-limited per kind: past ``LINES_PER_S`` (with a
+burst of ``BURST``) they are counted instead of written, and the next line written says
+how many were left out. A flood then costs a few lines a second, not a disk.
+
+The client's address is kept in a context variable for the life of its connection, so
+code that runs on its behalf (the hub signing up a new handle) can name it without
+being handed it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from typing import Any
+
+log = logging.getLogger("cfm_server.conn")
+
+# The address of the client whose connection the running code serves ("-" outside one).
+PEER: contextvars.ContextVar[str] = contextvars.ContextVar("cfm_peer", default="-")
+
+LINES_PER_S = 20.0
+BURST = 200
+
+
+class _Budget:
+    """A token bucket of log lines, and how many it refused since the last line."""
+
+    __slots__ = ("dropped", "stamp", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens = float(BURST)
+        self.stamp = time.monotonic()
+        self.dropped = 0
+
+    def take(self) -> int | None:
+        """None: drop this line; else how many lines were dropped before it."""
+        now = time.monotonic()
+        self.tokens = min(BURST, self.tokens + (now - self.stamp) * LINES_PER_S)
+        self.stamp = now
+        if self.tokens < 1:
+            self.dropped += 1
+            return None
+        self.tokens -= 1
+        dropped, self.dropped = self.dropped, 0
+        return dropped
+
+
+_budgets: dict[str, _Budget] = {}
+
+
+def line(kind: str, message: str, *args: object, level: int = logging.INFO) -> None:
+    """Log ``message % args`` unless ``kind``'s lines are over their rate."""
+    if not log.isEnabledFor(level):
+        return
+    budget = _budgets.get(kind)
+    if budget is None:
+        budget = _budgets[kind] = _Budget()
+    dropped = budget.take()
+    if dropped is None:
+        return
+    if dropped:
+        message += f" ({dropped} more {kind} lines were left out: over {LINES_PER_S:g}/s)"
+    log.log(level, message, *args, extra={"event": kind, "peer": PEER.get()})
+
+
+def connected(peer: str) -> None:
+    line("connection", "connection from %s", peer)
+
+
+def refused(peer: str, status: int, why: str) -> None:
+    line("refusal", "refused %s: %s (HTTP %d)", peer, why, status)
+
+
+def closed(peer: str, name: str | None, seconds: float, code: int | None, reason: str,
+           by_server: bool) -> None:
+    who = name if name is not None else "(not signed in)"
+    what = f"code {code}" if code is not None else "no close code (connection lost)"
+    side = "by the server" if by_server else "by the client"
+    line("close", "closed %s from %s after %.1f s: %s%s %s", who, peer, seconds, what,
+         f" ({reason})" if reason else "", side)
+
+
+def signed_up(name: str, bot: bool, invite: str | None = None, used: int = 0,
+              uses: int = 0) -> None:
+    """A new handle is durable (``invite``: the nonce of the code it used, ``used`` of
+    ``uses`` sign-ups, 0: any number)."""
+    how = (f" with invite {invite} (use {used} of {uses or 'any number'})"
+           if invite is not None else "")
+    line("sign-up", "sign-up: %s (%s) from %s%s", name, "bot" if bot else "person",
+         PEER.get(), how)
+
+
+def sign_up_refused(name: str, why: str) -> None:
+    line("sign-up", "sign-up of %s from %s refused: %s", name, PEER.get(), why)
+
+
+def close_of(ws: Any) -> tuple[int | None, str, bool]:
+    """(code, reason, by the server) of a websockets connection's closing handshake, as
+    far as it went: the code the server sent if it began the close (the client may
+    never answer: a slow reader), else the client's."""
+    protocol = ws.protocol
+    sent, received = protocol.close_sent, protocol.close_rcvd
+    if sent is not None and (received is None or protocol.close_rcvd_then_sent is False):
+        return int(sent.code), sent.reason, True
+    if received is not None:
+        return int(received.code), received.reason, False
+    return None, "", False

@@ -1,0 +1,73 @@
+"""Every ``cfm admin`` command takes relative paths, beside a running server and a
+stopped one (issue 15 item 7: ``users --data-dir data`` printed an 80-line traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cfm_cli.main import app
+from tests.wire import signed_in
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    for key in list(os.environ):
+        if key.startswith("CFM_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def admin(*args: str) -> Any:
+    result = CliRunner().invoke(app, ["admin", *args])
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    return result
+
+
+async def test_relative_paths_beside_a_running_server(server_factory: Any,
+                                                      tmp_path: Path) -> None:
+    server = await server_factory(data_dir=tmp_path / "data")
+    async with signed_in(server.url, "alice"):
+        pass
+    for command in (["users"], ["users", "--json"], ["stats"], ["invite"]):
+        result = admin(*command, "--data-dir", "data")
+        assert result.exit_code == 0, (command, result.output)
+    assert "alice" in admin("users", "--data-dir", "data").output
+    for command in (["add-user", "bob"], ["remove-user", "alice", "--yes"]):
+        result = admin(*command, "--data-dir", "data")
+        assert result.exit_code == 2 and "stop cfm serve first" in result.output, command
+    result = admin("backup", "bk", "--data-dir", "./data")
+    assert result.exit_code == 0, result.output
+    # On a thread: the server's loop (this test's) answers the control socket.
+    result = await asyncio.to_thread(admin, "reset-token", "alice", "--data-dir", "data",
+                                     "--token-file", "a.token")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.token").read_text().strip()
+
+
+async def test_relative_paths_on_a_stopped_server(server_factory: Any, tmp_path: Path) -> None:
+    server = await server_factory(data_dir=tmp_path / "data")
+    async with signed_in(server.url, "alice"):
+        pass
+    await server.stop()
+    (tmp_path / "server.toml").write_text('data_dir = "data"\n')
+    assert admin("users", "--config", "server.toml").exit_code == 0
+    result = admin("reset-token", "alice", "--data-dir", "data", "--token-file", "a.token")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.token").read_text().strip()
+    result = admin("add-user", "bob", "--data-dir", "data", "--token-file", "sub/b.token")
+    assert result.exit_code == 0, result.output
+    assert admin("remove-user", "bob", "--yes", "--data-dir", "data").exit_code == 0
+    assert admin("stats", "--data-dir", "data").exit_code == 0
+    assert admin("backup", "bk", "--data-dir", "data").exit_code == 0
+    assert admin("restore", "bk", "--data-dir", "again").exit_code == 0
+    assert admin("users", "--data-dir", "again", "--json").exit_code == 0

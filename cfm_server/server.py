@@ -39,6 +39,7 @@ from cfm_server.metrics import CONTENT_TYPE, Metrics
 from cfm_server.netaddr import WS_PATH, TrustedProxies, server_tls_context, ws_url
 from cfm_server.session import Outbox, Session
 from cfm_server.store import Store, StoreError
+from cfm_server.wsconn import ConnectionGuard, MeteredConnection
 
 if TYPE_CHECKING:
     from cfm_server.ai import AIConfig, AIContacts
@@ -137,6 +138,7 @@ class Server:
         self._ws: WsServer | None = None
         self._ip_counter = IpCounter(config.max_conns_per_ip if config.rate_limits else None)
         self._proxies = TrustedProxies(config.trusted_proxies)
+        self._guard: ConnectionGuard | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
         self._port: int | None = None  # kept after stop(), for restarts on the same port
@@ -183,7 +185,8 @@ class Server:
                 ping_interval=config.ping_interval or None,
                 ping_timeout=config.ping_timeout or None,
                 close_timeout=config.close_timeout,
-                open_timeout=config.hello_timeout,
+                open_timeout=config.upgrade_timeout,
+                create_connection=self._connection_factory(config),  # type: ignore[arg-type]
                 logger=logging.getLogger("cfm_server.websockets"),
             )
         except BaseException:
@@ -367,10 +370,20 @@ class Server:
 
     # --- connections ---------------------------------------------------------------------
 
+    def _connection_factory(self, config: ServerConfig) -> Any:
+        """Connections metered from accept on (``cfm_server/wsconn.py``); the per-address
+        cap counts direct peers there, and a trusted proxy's clients after the upgrade."""
+        self._guard = ConnectionGuard(config, self.metrics, self._proxies, self._ip_counter)
+        return self._guard.factory
+
+    def _counted_at_accept(self, connection: ServerConnection) -> bool:
+        return isinstance(connection, MeteredConnection) and connection.counted_ip is not None
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
-            if self._ip_counter.full(self._client_ip(connection, request)):
+            if not self._counted_at_accept(connection) and self._ip_counter.full(
+                    self._client_ip(connection, request)):
                 return _response(
                     http.HTTPStatus.TOO_MANY_REQUESTS,
                     b"too many connections from your address\n",
@@ -385,8 +398,8 @@ class Server:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert self.hub is not None
-        ip = self._client_ip(ws, ws.request)
-        if not self._ip_counter.add(ip):
+        ip = None if self._counted_at_accept(ws) else self._client_ip(ws, ws.request)
+        if ip is not None and not self._ip_counter.add(ip):
             # Raced past the check in _process_request: refuse politely.
             self.metrics.closes.labels(str(int(CloseCode.TRY_AGAIN_LATER))).inc()
             await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections from your address")
@@ -400,7 +413,8 @@ class Server:
         finally:
             self.hub.sign_out(session)
             self.metrics.connections.dec()
-            self._ip_counter.remove(ip)
+            if ip is not None:
+                self._ip_counter.remove(ip)
 
     def _client_ip(self, connection: ServerConnection, request: Request | None) -> str:
         address = connection.remote_address

@@ -33,6 +33,7 @@ from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, CloseCode, ErrorCode
 from cfm_server.hub import Hub, RateLimited, SignUp
 from cfm_server.limits import SessionLimits
+from cfm_server.wsconn import MeteredConnection
 from cfm_server.wsframe import frame_binary
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class Session:
         "limits",
         "metrics",
         "outbox",
+        "queued",
         "quiet",
         "send_buffer",
         "user",
@@ -113,6 +115,7 @@ class Session:
         self.ws = ws
         self.outbox = outbox if outbox is not None else Outbox()
         self._out: list[bytes] = []  # framed messages waiting for the outbox's flush
+        self.queued = 0  # their bytes: they count against send_buffer like the transport's
         self.hub = hub
         self.config = config
         self.metrics = metrics
@@ -124,6 +127,8 @@ class Session:
         self.closing = False
         self._close_task: asyncio.Task[None] | None = None
         self._hello: Hello | None = None  # the hello that signed in (or is signing up)
+        if isinstance(ws, MeteredConnection):
+            ws.session = self
 
     # --- outbound ------------------------------------------------------------------------
 
@@ -139,6 +144,11 @@ class Session:
         if not out:
             self.outbox.mark(self)
         out.append(framed)
+        self.queued += len(framed)
+        if self.queued > self.send_buffer >> 2:
+            # A big turn (a burst of long messages) is written early, so that what the
+            # kernel takes at once does not count against send_buffer.
+            self.write_queued()
 
     def write_queued(self) -> None:
         """Write every frame queued since the last turn at once; check the send bound."""
@@ -146,6 +156,7 @@ class Session:
         if not out:
             return
         self._out = []
+        queued, self.queued = self.queued, 0
         ws = self.ws
         # Closing or closed: the peer gets no more messages (a close we start writes the
         # queue first, see ``close``).
@@ -154,14 +165,29 @@ class Session:
         transport = ws.transport
         if transport.is_closing():
             return
+        if transport.get_write_buffer_size() + queued > self.send_buffer:
+            # Never more than send_buffer queued to a reader: this turn's frames are
+            # dropped with the reader, which could not take them.
+            self.too_slow()
+            return
         try:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
         except Exception as exc:  # a transport that broke under us: the read loop ends it
             log.debug("send to %s failed: %s", self.id, exc)
             return
         if transport.get_write_buffer_size() > self.send_buffer:
-            log.info("session %s is too slow a reader: closing it (1013)", self.id)
-            self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
+            self.too_slow()
+
+    def too_slow(self) -> None:
+        """The reader is over its output bound: close it (1013) without writing more."""
+        if self.closing:
+            return
+        self._out = []
+        self.queued = 0
+        log.info("session %s is too slow a reader: closing it (1013)", self.id or "-")
+        self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
+        if isinstance(self.ws, MeteredConnection):
+            self.ws.abort_later()
 
     def send_frame(self, frame: ServerFrame) -> None:
         self.send(encode(frame))

@@ -19,8 +19,10 @@ commit rather than one commit each.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
@@ -91,18 +93,28 @@ class Outbox:
             session.write_queued()
 
 
+# Answers (history pages, join replays, member pages) a session may have waiting to be
+# produced; a join, history or members frame beyond them is answered rate_limited.
+MAX_PENDING_ANSWERS = 16
+ANSWERED = frozenset(("join", "history", "members"))
+
+
 class Session:
     __slots__ = (
         "_close_task",
+        "_held",
         "_hello",
         "_out",
+        "_pump_handle",
         "closing",
         "config",
+        "held",
         "hub",
         "id",
         "limits",
         "metrics",
         "outbox",
+        "pending_answers",
         "queued",
         "quiet",
         "send_buffer",
@@ -116,6 +128,12 @@ class Session:
         self.outbox = outbox if outbox is not None else Outbox()
         self._out: list[bytes] = []  # framed messages waiting for the outbox's flush
         self.queued = 0  # their bytes: they count against send_buffer like the transport's
+        # Behind an answer still being produced, later frames wait in order (framed bytes,
+        # or the page iterator of the next answer); ``held`` is their bytes.
+        self._held: collections.deque[bytes | Iterator[bytes]] = collections.deque()
+        self.held = 0
+        self.pending_answers = 0
+        self._pump_handle: asyncio.Handle | None = None
         self.hub = hub
         self.config = config
         self.metrics = metrics
@@ -140,6 +158,16 @@ class Session:
         """Queue a message already framed by :func:`frame_binary` (shared by a fan-out)."""
         if self.closing or self.ws.protocol.state is not State.OPEN:
             return
+        if self._held:  # behind an answer being produced: keep the order
+            self._held.append(framed)
+            self.held += len(framed)
+            if (self.held + self.queued + self.ws.transport.get_write_buffer_size()
+                    > self.send_buffer):
+                self.too_slow()
+            return
+        self._queue(framed)
+
+    def _queue(self, framed: bytes) -> None:
         out = self._out
         if not out:
             self.outbox.mark(self)
@@ -178,12 +206,60 @@ class Session:
         if transport.get_write_buffer_size() > self.send_buffer:
             self.too_slow()
 
+    # --- answers produced as the reader drains -----------------------------------------
+
+    def answer(self, pages: Iterator[bytes]) -> None:
+        """Send an answer of one or more pages (framed bytes each, at most about
+        ``page_bytes``), one page per loop turn and only while the session's output is
+        under half of ``send_buffer``: a long answer is produced as the reader drains it,
+        never queued whole, and a reader that reads is never closed for it. Frames sent
+        after it wait behind it, in order."""
+        if self.closing:
+            return
+        self._held.append(pages)
+        self.pending_answers += 1
+        self.pump_soon()
+
+    def pump_soon(self) -> None:
+        if self._pump_handle is None and self._held:
+            self._pump_handle = asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_handle = None
+        held = self._held
+        while held and not self.closing:
+            item = held[0]
+            if isinstance(item, bytes):
+                held.popleft()
+                self.held -= len(item)
+                self._queue(item)
+                continue
+            ws = self.ws
+            if ws.transport.get_write_buffer_size() + self.queued > self.send_buffer >> 1:
+                if not ws.paused:  # else resume_writing pumps (MeteredConnection)
+                    self.pump_soon()
+                return
+            page = next(item, None)
+            if page is None:
+                held.popleft()
+                self.pending_answers -= 1
+                continue
+            self._queue(page)
+            self.pump_soon()  # the next page in a later turn: others get theirs between
+            return
+
+    def _drop_held(self) -> None:
+        self._held.clear()
+        self.held = 0
+        self.pending_answers = 0
+
     def too_slow(self) -> None:
         """The reader is over its output bound: close it (1013) without writing more."""
         if self.closing:
             return
         self._out = []
         self.queued = 0
+        self._drop_held()
         log.info("session %s is too slow a reader: closing it (1013)", self.id or "-")
         self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
         if isinstance(self.ws, MeteredConnection):
@@ -208,6 +284,7 @@ class Session:
         if self.closing:  # that write found a reader too slow and closed it (1013)
             return
         self.closing = True
+        self._drop_held()
         self.metrics.closes.labels(str(int(code))).inc()
         self._close_task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
@@ -335,6 +412,8 @@ class Session:
         kind = RATE_KIND.get(t)
         if kind is not None:
             retry_ms = self.limits.check(kind, time.monotonic())
+            if not retry_ms and t in ANSWERED and self.pending_answers >= MAX_PENDING_ANSWERS:
+                retry_ms = 1000  # it asked for more than it has read yet
             if retry_ms:
                 self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", ref, retry_ms)
                 self._count_abuse()

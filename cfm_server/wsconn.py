@@ -182,13 +182,18 @@ class MeteredConnection(ServerConnection):
 
     # --- output ----------------------------------------------------------------------
 
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.session is not None:
+            self.session.pump_soon()  # the reader drained: the next page of an answer
+
     def output_room(self) -> int:
         """Bytes that may still be queued to this connection: ``send_buffer`` minus what
         its transport holds and what its session has queued for this turn's write."""
         queued = self.transport.get_write_buffer_size()
         session = self.session
         if session is not None:
-            queued += session.queued
+            queued += session.queued + session.held
         return self.guard.config.send_buffer - queued
 
     def overflow(self) -> None:

@@ -19,7 +19,7 @@ import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
+from cfm_server import ratelog
 from cfm_server.config import ServerConfig
 from cfm_server.hub import Hub
 from cfm_server.invites import InviteBook, InviteError, load_key
@@ -139,6 +140,7 @@ class Server:
         self._ip_counter = IpCounter(config.max_conns_per_ip if config.rate_limits else None)
         self._proxies = TrustedProxies(config.trusted_proxies)
         self._guard: ConnectionGuard | None = None
+        self._uninstall_log_limits: Callable[[], None] | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
         self._port: int | None = None  # kept after stop(), for restarts on the same port
@@ -158,6 +160,7 @@ class Server:
         )
         store, self.data_location = open_store(config, self.outbox)
         tune_gc()
+        self._limit_outsider_logs()
         await store.open()
         self.store = store
         try:
@@ -191,6 +194,9 @@ class Server:
             )
         except BaseException:
             await store.close()
+            if self._uninstall_log_limits is not None:
+                self._uninstall_log_limits()
+                self._uninstall_log_limits = None
             raise
         self._port = int(self._ws.sockets[0].getsockname()[1])
         log.info("listening on %s, data in %s", self.url, self.data_location)
@@ -332,6 +338,9 @@ class Server:
             if self.store is not None:
                 await self.store.close()
         finally:
+            if self._uninstall_log_limits is not None:
+                self._uninstall_log_limits()
+                self._uninstall_log_limits = None
             self._stopped.set()
 
     async def __aenter__(self) -> Server:
@@ -369,6 +378,11 @@ class Server:
         return self.config.resolved_data_dir()
 
     # --- connections ---------------------------------------------------------------------
+
+    def _limit_outsider_logs(self) -> None:
+        """Rate-limit the log lines clients can trigger (``cfm_server/ratelog.py``)."""
+        if self._uninstall_log_limits is None:
+            self._uninstall_log_limits = ratelog.install()
 
     def _connection_factory(self, config: ServerConfig) -> Any:
         """Connections metered from accept on (``cfm_server/wsconn.py``); the per-address

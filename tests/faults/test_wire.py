@@ -15,11 +15,17 @@ from typing import Any
 
 import msgpack
 
-from tests.faults.rawws import OP_BINARY, OP_CLOSE, RawWebSocket, frame
+from tests.faults.rawws import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    RawWebSocket,
+    frame,
+)
 from tests.faults.test_budget import counter
 from tests.wire import eventually
-
-OP_CONT, OP_PING, OP_PONG = 0x0, 0x9, 0xA
 
 
 def fragment(payload: bytes, opcode: int, *, fin: bool) -> bytes:

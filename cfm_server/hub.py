@@ -489,13 +489,23 @@ class Hub:
         if since is not None:
             # Seqs are gapless: the messages after ``since`` are since+1 .. room.seq.
             more = room.seq - since > self.config.replay_limit
-        members, count = self._join_roster(room, user, frame.members_limit)
-        session.send_frame(Joined(room.name, room.seq, room.epoch, members, more, reset, count))
-        if since is not None and since < room.seq:
-            # Produced page by page as the reader drains, never queued whole.
-            session.answer(replay_pages(self.store, room.name, since, room.seq,
-                                        self.config.replay_limit,
-                                        self.config.answer_page_bytes, self.metrics))
+        members_limit = frame.members_limit
+
+        def joined() -> bytes:
+            # Built when the session is ready to send it: a big room's roster costs
+            # milliseconds, spent only for a reader that reads.
+            members, count = self._join_roster(room, user, members_limit)
+            self.metrics.count_out("joined")
+            return encode(Joined(room.name, room.seq, room.epoch, members, more, reset, count))
+
+        if since is None or since >= room.seq:
+            session.answer(one_page(joined))
+            return
+        # The replay is produced page by page as the reader drains, never queued whole.
+        session.answer(itertools.chain(
+            one_page(joined),
+            replay_pages(self.store, room.name, since, room.seq, self.config.replay_limit,
+                         self.config.answer_page_bytes, self.metrics)))
 
     def _join_roster(self, room: Room, user: User,
                      members_limit: int | None) -> tuple[tuple[RosterEntry, ...], int | None]:

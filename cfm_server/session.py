@@ -93,9 +93,11 @@ class Outbox:
             session.write_queued()
 
 
-# Answers (history pages, join replays, member pages) a session may have waiting to be
-# produced; a join, history or members frame beyond them is answered rate_limited.
-MAX_PENDING_ANSWERS = 16
+# Answers (a history page, a join's joined and replay, a members page) a session may have
+# waiting to be produced; a join, history or members frame beyond them is answered
+# rate_limited. Above the join and history bursts together (a client that rejoins all
+# its rooms at once is not refused), and each costs about a kilobyte while it waits.
+MAX_PENDING_ANSWERS = 100
 ANSWERED = frozenset(("join", "history", "members"))
 
 
@@ -263,6 +265,7 @@ class Session:
         log.info("session %s is too slow a reader: closing it (1013)", self.id or "-")
         self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
         if isinstance(self.ws, MeteredConnection):
+            self.ws.stop_reading()
             self.ws.abort_later()
 
     def send_frame(self, frame: ServerFrame) -> None:

@@ -93,6 +93,9 @@ class MeteredConnection(ServerConnection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        # websockets resumes reading when its message queue drains: not while the wire
+        # budget or the end of the connection holds reading stopped.
+        self.recv_messages.resume = self._resume_reading
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if peer else "?"
         guard = self.guard
@@ -113,9 +116,15 @@ class MeteredConnection(ServerConnection):
             self._retry = None
         super().connection_lost(exc)
 
+    def stop_reading(self) -> None:
+        """Nothing more is read: what the peer still sends stays in its own buffers."""
+        self.refusing = True
+        self.meter.backlog = b""
+        self.transport.pause_reading()
+
     def _refuse(self, response: bytes) -> None:
         """Answer the upgrade with ``response`` and hang up; nothing more is read."""
-        self.refusing = True
+        self.stop_reading()
         transport = self.transport
         if not transport.is_closing():
             transport.write(response)
@@ -123,8 +132,13 @@ class MeteredConnection(ServerConnection):
 
     # --- inbound ---------------------------------------------------------------------
 
+    def _resume_reading(self) -> None:
+        if not self.refusing and not self._wire_paused:
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         if self.refusing:
+            self.transport.pause_reading()
             return
         if self.protocol.state is State.CONNECTING:
             self.upgrade_bytes += len(data)
@@ -148,7 +162,8 @@ class MeteredConnection(ServerConnection):
             self._wait_for_budget(retry_ms)
         elif self._wire_paused:
             self._wire_paused = False
-            if not self.recv_messages.paused:  # websockets' own back-pressure wins
+            # websockets' own back-pressure (a full message queue) wins
+            if not self.recv_messages.paused and not self.refusing:
                 self.transport.resume_reading()
         if self.output_room() < 0:
             self.overflow()
@@ -168,8 +183,7 @@ class MeteredConnection(ServerConnection):
             self._admit(b"")
 
     def _end_for(self, verdict: str) -> None:
-        self.refusing = True
-        self.meter.backlog = b""
+        self.stop_reading()
         if verdict == OUTPUT_FULL:
             self.overflow()
         elif verdict == TOO_MANY_FRAGMENTS:
@@ -199,7 +213,7 @@ class MeteredConnection(ServerConnection):
     def overflow(self) -> None:
         """The reader is over its output bound: close 1013, then hang up after
         ``close_timeout`` whether or not it reads the close frame."""
-        self.refusing = True
+        self.stop_reading()
         if self.session is not None:
             self.session.too_slow()  # which also hangs up after close_timeout
         else:

@@ -44,16 +44,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def dm_pair(alice: WireClient, bob: WireClient, stop: asyncio.Event) -> list[float]:
+async def dm_pair(alice: WireClient, bob: WireClient, stop: asyncio.Event,
+                  prefix: str = "d") -> list[float]:
     """alice → bob, one message at a time, about 20 a second: each one's latency (ms)."""
     latencies = []
     i = 0
     while not stop.is_set():
         i += 1
         sent = time.perf_counter()
-        await alice.send({"t": "say", "to": "bob", "text": f"hi {i}", "id": f"d{i}"})
-        await bob.recv_until("msg", id=f"d{i}", timeout=10)
+        await alice.send({"t": "say", "to": "bob", "text": f"hi {i}", "id": f"{prefix}{i}"})
+        await bob.recv_until("msg", id=f"{prefix}{i}", timeout=10)
         latencies.append((time.perf_counter() - sent) * 1000)
+        # alice reads her acks too (a client that never reads is closed by keepalive).
+        await alice.recv_until("ack", id=f"{prefix}{i}", timeout=10)
         await asyncio.sleep(0.05)
     return latencies
 

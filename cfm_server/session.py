@@ -98,6 +98,8 @@ class Outbox:
 # rate_limited. Above the join and history bursts together (a client that rejoins all
 # its rooms at once is not refused), and each costs about a kilobyte while it waits.
 MAX_PENDING_ANSWERS = 100
+# Frames a session handles in a row before it lets the event loop run other work.
+FRAMES_PER_TURN = 8
 ANSWERED = frozenset(("join", "history", "members"))
 
 
@@ -283,6 +285,11 @@ class Session:
         """Start the closing handshake with ``code``; later sends are dropped."""
         if self.closing:
             return
+        held = self._held
+        while held and isinstance(held[0], bytes):  # frames ready behind a finished answer
+            item = held.popleft()
+            self.held -= len(item)
+            self._queue(item)
         self.write_queued()  # what was queued before the close goes out before it
         if self.closing:  # that write found a reader too slow and closed it (1013)
             return
@@ -297,6 +304,7 @@ class Session:
         """Serve the connection until it closes. The caller signs the session out."""
         try:
             if await self._handshake():
+                frames = 0
                 async for data in self.ws:
                     if isinstance(data, str):
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
@@ -305,6 +313,11 @@ class Session:
                         self._on_frame(data)
                     if self.closing:
                         break
+                    frames += 1
+                    if not frames % FRAMES_PER_TURN:
+                        # Frames already queued are read without yielding: let the other
+                        # sessions have the loop between batches of them.
+                        await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         if self._close_task is not None:

@@ -158,7 +158,7 @@ class MeteredConnection(ServerConnection):
         if verdict:
             self._end_for(verdict)
             return
-        if self.meter.backlog:
+        if retry_ms:  # (a backlog without retry_ms is a frame header still incomplete)
             self._wait_for_budget(retry_ms)
         elif self._wire_paused:
             self._wire_paused = False

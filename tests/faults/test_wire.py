@@ -161,3 +161,28 @@ async def test_a_frame_of_twenty_thousand_empty_maps_is_refused_unbuilt(server: 
         assert error["t"] == "error" and error["code"] == "bad_frame", error
     finally:
         ws.close()
+
+
+def test_the_wire_meter_passes_any_split_of_the_stream_through_unchanged() -> None:
+    from cfm_server.limits import TokenBucket
+    from cfm_server.wsframe import WireMeter
+
+    stream = b"".join([
+        frame(b"a" * 5, OP_BINARY), frame(b"", OP_PING), frame(b"b" * 300, OP_BINARY),
+        fragment(b"c" * 70_000, OP_BINARY, fin=False), fragment(b"d" * 10, OP_CONT, fin=True),
+        frame(b"e" * 125, OP_PING),
+    ])
+    for step in (1, 2, 3, 7, 13, 1000, len(stream)):
+        bucket = TokenBucket(1.0, 1 << 30, 0.0)
+        meter = WireMeter(bucket, frame_cost=256, control_cost=4096, max_fragments=64,
+                          max_frame=1 << 20)
+        out = b""
+        for start in range(0, len(stream), step):
+            admitted, retry_ms, verdict = meter.admit(stream[start:start + step], 0.0, 1 << 20)
+            assert not retry_ms and not verdict
+            out += admitted
+        assert out == stream and meter.backlog == b"" and meter.fragments == 0
+        charged = (1 << 30) - bucket.tokens
+        data_frames = (5 + 256) + (300 + 256) + (70_000 + 256) + (10 + 256)
+        control_frames = (0 + 4096) + (125 + 4096)
+        assert charged == data_frames + control_frames

@@ -98,8 +98,6 @@ class Outbox:
 # rate_limited. Above the join and history bursts together (a client that rejoins all
 # its rooms at once is not refused), and each costs about a kilobyte while it waits.
 MAX_PENDING_ANSWERS = 100
-# Frames a session handles in a row before it lets the event loop run other work.
-FRAMES_PER_TURN = 8
 ANSWERED = frozenset(("join", "history", "members"))
 
 
@@ -119,7 +117,6 @@ class Session:
         "metrics",
         "outbox",
         "pending_answers",
-        "queued",
         "quiet",
         "send_buffer",
         "user",
@@ -131,7 +128,6 @@ class Session:
         self.ws = ws
         self.outbox = outbox if outbox is not None else Outbox()
         self._out: list[bytes] = []  # framed messages waiting for the outbox's flush
-        self.queued = 0  # their bytes: they count against send_buffer like the transport's
         # Behind an answer still being produced, later frames wait in order (framed bytes,
         # or the page iterator of the next answer); ``held`` is their bytes.
         self._held: collections.deque[bytes | Iterator[bytes]] = collections.deque()
@@ -165,22 +161,26 @@ class Session:
         if self._held:  # behind an answer being produced: keep the order
             self._held.append(framed)
             self.held += len(framed)
-            if (self.held + self.queued + self.ws.transport.get_write_buffer_size()
+            if (self.held + self.queued() + self.ws.transport.get_write_buffer_size()
                     > self.send_buffer):
                 self.too_slow()
             return
-        self._queue(framed)
+        # (``_queue``, inlined: this runs once per recipient of every message)
+        out = self._out
+        if not out:
+            self.outbox.mark(self)
+        out.append(framed)
 
     def _queue(self, framed: bytes) -> None:
         out = self._out
         if not out:
             self.outbox.mark(self)
         out.append(framed)
-        self.queued += len(framed)
-        if self.queued > self.send_buffer >> 2:
-            # A big turn (a burst of long messages) is written early, so that what the
-            # kernel takes at once does not count against send_buffer.
-            self.write_queued()
+
+    def queued(self) -> int:
+        """Bytes queued for this turn's write (not counted as they come: that is the hot
+        path; only answers and the held frames behind them need the figure)."""
+        return sum(map(len, self._out))
 
     def write_queued(self) -> None:
         """Write every frame queued since the last turn at once; check the send bound."""
@@ -188,7 +188,6 @@ class Session:
         if not out:
             return
         self._out = []
-        queued, self.queued = self.queued, 0
         ws = self.ws
         # Closing or closed: the peer gets no more messages (a close we start writes the
         # queue first, see ``close``).
@@ -197,17 +196,22 @@ class Session:
         transport = ws.transport
         if transport.is_closing():
             return
-        if transport.get_write_buffer_size() + queued > self.send_buffer:
-            # Never more than send_buffer queued to a reader: this turn's frames are
-            # dropped with the reader, which could not take them.
+        data = out[0] if len(out) == 1 else b"".join(out)
+        pending = transport.get_write_buffer_size()
+        if pending and pending + len(data) > self.send_buffer:
+            # The kernel takes nothing more (the transport holds bytes already): never
+            # more than send_buffer queued to a reader. This turn's frames are dropped
+            # with the reader, which could not take them.
             self.too_slow()
             return
         try:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport.write(data)
         except Exception as exc:  # a transport that broke under us: the read loop ends it
             log.debug("send to %s failed: %s", self.id, exc)
             return
-        if transport.get_write_buffer_size() > self.send_buffer:
+        if not pending and transport.get_write_buffer_size() > self.send_buffer:
+            # A single turn's frames (answers are paged, so a burst of live messages)
+            # beyond what the kernel took at once.
             self.too_slow()
 
     # --- answers produced as the reader drains -----------------------------------------
@@ -239,7 +243,7 @@ class Session:
                 self._queue(item)
                 continue
             ws = self.ws
-            if ws.transport.get_write_buffer_size() + self.queued > self.send_buffer >> 1:
+            if ws.transport.get_write_buffer_size() + self.queued() > self.send_buffer >> 1:
                 if not ws.paused:  # else resume_writing pumps (MeteredConnection)
                     self.pump_soon()
                 return
@@ -262,7 +266,6 @@ class Session:
         if self.closing:
             return
         self._out = []
-        self.queued = 0
         self._drop_held()
         log.info("session %s is too slow a reader: closing it (1013)", self.id or "-")
         self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
@@ -304,7 +307,6 @@ class Session:
         """Serve the connection until it closes. The caller signs the session out."""
         try:
             if await self._handshake():
-                frames = 0
                 async for data in self.ws:
                     if isinstance(data, str):
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
@@ -313,11 +315,6 @@ class Session:
                         self._on_frame(data)
                     if self.closing:
                         break
-                    frames += 1
-                    if not frames % FRAMES_PER_TURN:
-                        # Frames already queued are read without yielding: let the other
-                        # sessions have the loop between batches of them.
-                        await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         if self._close_task is not None:

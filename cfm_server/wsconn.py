@@ -84,6 +84,7 @@ class MeteredConnection(ServerConnection):
         self.session: Session | None = None  # set by the Session that serves it
         self.counted_ip: str | None = None  # the address counted at accept, if any
         self.meter = guard.new_wire_meter()
+        self.send_buffer = guard.config.send_buffer
         self.upgrade_bytes = 0
         self.refusing = False  # input is dropped unread: the connection is being ended
         self._wire_paused = False
@@ -151,8 +152,11 @@ class MeteredConnection(ServerConnection):
         self._admit(data)
 
     def _admit(self, data: bytes) -> None:
-        admitted, retry_ms, verdict = self.meter.admit(data, time.monotonic(),
-                                                       self.output_room())
+        transport = self.transport
+        # The pongs this data makes websockets write must fit beside what the transport
+        # holds (what the session queues is checked where it queues it).
+        room = self.send_buffer - transport.get_write_buffer_size()
+        admitted, retry_ms, verdict = self.meter.admit(data, time.monotonic(), room)
         if admitted:
             super().data_received(admitted)
         if verdict:
@@ -165,7 +169,7 @@ class MeteredConnection(ServerConnection):
             # websockets' own back-pressure (a full message queue) wins
             if not self.recv_messages.paused and not self.refusing:
                 self.transport.resume_reading()
-        if self.output_room() < 0:
+        if transport.get_write_buffer_size() > self.send_buffer:
             self.overflow()
 
     def _wait_for_budget(self, retry_ms: int) -> None:
@@ -200,15 +204,6 @@ class MeteredConnection(ServerConnection):
         super().resume_writing()
         if self.session is not None:
             self.session.pump_soon()  # the reader drained: the next page of an answer
-
-    def output_room(self) -> int:
-        """Bytes that may still be queued to this connection: ``send_buffer`` minus what
-        its transport holds and what its session has queued for this turn's write."""
-        queued = self.transport.get_write_buffer_size()
-        session = self.session
-        if session is not None:
-            queued += session.queued + session.held
-        return self.guard.config.send_buffer - queued
 
     def overflow(self) -> None:
         """The reader is over its output bound: close 1013, then hang up after

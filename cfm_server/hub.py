@@ -724,24 +724,25 @@ class Hub:
         user = self._user(session)
         room = self._readable_room(user, frame.room)
         # Read from the store when the session is ready to send it (Session.answer).
-        session.answer(one_page(lambda: encode(self._history_page(room.name, frame))))
+        session.answer(one_page(lambda: encode(self._history_page(user, room, frame))))
 
-    def _history_page(self, room: str, frame: GetHistory) -> History:
-        """A ``history`` answer: at most ``limit`` messages and ``page_bytes`` bytes."""
+    def _history_page(self, user: User, room: Room, frame: GetHistory) -> History:
+        """A ``history`` answer for ``user``: at most ``limit`` messages and
+        ``page_bytes`` bytes."""
         limit = frame.limit or self.config.history_limit
         budget = self.config.answer_page_bytes
         if frame.after is not None:
-            msgs = self.store.history_after(room, frame.after, limit + 1)
+            msgs = self.store.history_after(room.name, frame.after, limit + 1)
             more = len(msgs) > limit
             del msgs[limit:]
             kept = first_within(msgs, stored_msg_size, budget) if msgs else msgs
         else:
-            msgs = self.store.history_before(room, frame.before, limit + 1)
+            msgs = self.store.history_before(room.name, frame.before, limit + 1)
             more = len(msgs) > limit
             del msgs[: max(0, len(msgs) - limit)]  # the extra one is the oldest
             kept = last_within(msgs, stored_msg_size, budget) if msgs else msgs
         self.metrics.count_out("history")
-        return History(room, tuple(kept), more or len(kept) < len(msgs))
+        return History(room.name, tuple(kept), more or len(kept) < len(msgs))
 
     def read(self, session: Session, frame: MarkRead) -> None:
         user = self._user(session)

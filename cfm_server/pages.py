@@ -71,10 +71,13 @@ def one_page(build: Callable[[], bytes]) -> Iterator[bytes]:
 
 
 def replay_pages(store: Store, room: str, since: int, until: int, limit: int,
-                 page_bytes: int, metrics: Metrics) -> Iterator[bytes]:
+                 page_bytes: int, metrics: Metrics,
+                 seen_as: Callable[[list[StoredMsg]], list[StoredMsg]] | None = None,
+                 ) -> Iterator[bytes]:
     """The ``msg`` frames of a join's replay: seq > ``since``, up to ``until`` and at most
     ``limit`` of them, read from the store a batch at a time and framed into pages of
-    about ``page_bytes``. Only the page being sent is in memory."""
+    about ``page_bytes``. Only the page being sent is in memory. ``seen_as`` turns each
+    batch into what the joiner may see (the hub's view of stored messages)."""
     after, left = since, limit
     page: list[bytes] = []
     size = 0
@@ -82,6 +85,8 @@ def replay_pages(store: Store, room: str, since: int, until: int, limit: int,
         batch = store.history_after(room, after, min(left, REPLAY_BATCH))
         if not batch:
             break
+        if seen_as is not None:
+            batch = seen_as(batch)
         for stored in batch:
             if stored.seq > until:
                 left = 0

@@ -121,9 +121,11 @@ async def test_running_out_of_descriptors_logs_once_and_accepting_goes_on(
             sock.close()
         await server.stop()
     log = "".join(server.output)
-    # A few lines and one traceback per minute (ratelog), not one per failed accept.
-    assert 1 <= log.count("out of system resource") <= 6, log[-3000:]
-    assert log.count("Too many open files") <= 1, log[-3000:]
+    # A few lines and at most one traceback (a chained one prints two headers), not one
+    # per failed accept: asyncio's own line rate-limited (ratelog) or a handler's own.
+    lines = log.count("out of system resource") + log.count("cannot accept connections")
+    assert 1 <= lines <= 6, log[-3000:]
+    assert log.count("Traceback (most recent call last)") <= 2, log[-3000:]
 
 
 async def test_a_ping_flood_into_a_reset_connection_does_not_flood_the_log(

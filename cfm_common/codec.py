@@ -40,6 +40,30 @@ MAX_MAP_LEN = 1 << 12
 MAX_DEPTH = 8
 
 
+class ShapeLimits(NamedTuple):
+    """How much structure one frame may hold: the cost of unpacking is per element.
+
+    ``containers`` and ``elements`` are totals over the whole frame (an element is one
+    value in an array or one key-value pair in a map; every container counts as an
+    element of its parent too), checked while msgpack unpacks, so a frame of thousands of
+    empty maps is refused after ``containers`` of them, not after all were built.
+    """
+
+    array_len: int
+    map_len: int
+    containers: int
+    elements: int
+
+
+# Client frames are maps of scalars (no client frame has a list): what an unknown key may
+# carry is kept small. A frame within these costs at most ~elements + array_len values.
+CLIENT_SHAPE = ShapeLimits(array_len=1024, map_len=64, containers=64, elements=4096)
+# Server frames carry big lists (a welcome's contacts, a join's members): only the
+# per-container ceilings apply.
+SERVER_SHAPE = ShapeLimits(array_len=MAX_ARRAY_LEN, map_len=MAX_MAP_LEN,
+                           containers=1 << 30, elements=1 << 30)
+
+
 class _Field(NamedTuple):
     attr: str
     key: str
@@ -160,13 +184,43 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"extension type {code} is not allowed")
 
 
-def unpack_map(data: bytes) -> dict[str, Any]:
-    """Unpack one msgpack map with string keys, within explicit limits."""
+class _TooMuchStructure(Exception):
+    pass
+
+
+class _ShapeCounter:
+    """msgpack's ``object_hook``/``list_hook``: counts containers and elements as they
+    are built (innermost first) and stops the unpacker once a total is over its limit."""
+
+    __slots__ = ("containers", "elements", "limits")
+
+    def __init__(self, limits: ShapeLimits) -> None:
+        self.limits = limits
+        self.containers = 0
+        self.elements = 0
+
+    def __call__(self, value: Any) -> Any:
+        self.containers += 1
+        self.elements += len(value)
+        if self.containers > self.limits.containers:
+            raise _TooMuchStructure(f"more than {self.limits.containers} maps and arrays")
+        if self.elements > self.limits.elements:
+            raise _TooMuchStructure(f"more than {self.limits.elements} elements")
+        return value
+
+
+def unpack_map(data: bytes, shape: ShapeLimits = SERVER_SHAPE) -> dict[str, Any]:
+    """Unpack one msgpack map with string keys, within explicit limits.
+
+    ``shape`` bounds the structure (see :data:`CLIENT_SHAPE`); every length is also
+    capped by the size of ``data`` itself.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ProtocolError(ErrorCode.BAD_FRAME, "a frame is a binary message")
     n = len(data)
     if n == 0:
         raise ProtocolError(ErrorCode.BAD_FRAME, "empty frame")
+    counter = _ShapeCounter(shape) if shape is not SERVER_SHAPE else None
     try:
         obj = msgpack.unpackb(
             data,
@@ -175,12 +229,16 @@ def unpack_map(data: bytes) -> dict[str, Any]:
             strict_map_key=True,
             max_str_len=min(n, MAX_STR_LEN),
             max_bin_len=min(n, MAX_BIN_LEN),
-            max_array_len=min(n, MAX_ARRAY_LEN),
-            max_map_len=min(n // 2, MAX_MAP_LEN),
+            max_array_len=min(n, shape.array_len),
+            max_map_len=min(n // 2, shape.map_len),
             max_ext_len=0,
             ext_hook=_refuse_ext,
             timestamp=0,
+            object_hook=counter,
+            list_hook=counter,
         )
+    except _TooMuchStructure as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"too much structure: {exc}") from None
     except Exception as exc:  # msgpack raises a zoo of ValueError/TypeError subclasses
         raise ProtocolError(ErrorCode.BAD_FRAME, f"not valid msgpack: {_describe(exc)}") from None
     if not isinstance(obj, dict):
@@ -309,7 +367,7 @@ def decode_client(data: bytes, *, max_text: int = rules.DEFAULT_MAX_TEXT) -> Cli
 
     Handles keep the case the client sent; the server lower-cases them (``normalize_name``).
     """
-    return frame_from_map(unpack_map(data), max_text=max_text)
+    return frame_from_map(unpack_map(data, CLIENT_SHAPE), max_text=max_text)
 
 
 def decode_server(data: bytes) -> ServerFrame:

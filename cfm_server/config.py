@@ -97,6 +97,21 @@ class ServerConfig:
     # a frame over the budget is dropped unread with rate_limited.
     recv_rate: float = 65536.0
     recv_burst: int = 262144
+    # The wire under the messages (cfm_server/wsconn.py): every WebSocket frame, control
+    # frames and fragments included, spends wire bytes before websockets parses it: its
+    # size plus 256 (a data frame) or plus control_frame_cost (ping, pong, close). Over
+    # the budget the server stops reading that connection until it refills.
+    wire_rate: float = 262144.0
+    wire_burst: int = 1 << 20
+    control_frame_cost: int = 4096
+    max_fragments: int = 64  # frames of one WebSocket message (close 1009 above)
+    # The HTTP upgrade: from accept to the 101, and the bytes of the request.
+    upgrade_timeout: float = 5.0
+    upgrade_max_bytes: int = 16384
+    # Answers the server pages (history, a join's replay, rosters): bytes per page, and the
+    # members a join without members_limit lists (joined.count says how many there are).
+    page_bytes: int = 131072
+    roster_limit: int = 1000
 
     # Token buckets: frames per second, and the burst a session may use at once.
     say_rate: float = 20.0
@@ -147,6 +162,12 @@ class ServerConfig:
         import platformdirs
 
         return Path(platformdirs.user_data_dir("cfm"))
+
+    @property
+    def answer_page_bytes(self) -> int:
+        """Bytes per answer page: ``page_bytes``, at most a quarter of ``send_buffer`` (a
+        page is produced only while a quarter of it is free; one item always fits)."""
+        return min(self.page_bytes, max(1, self.send_buffer // 4))
 
     def rate(self, kind: str) -> tuple[float, int]:
         return getattr(self, f"{kind}_rate"), getattr(self, f"{kind}_burst")
@@ -216,6 +237,14 @@ class ServerConfig:
         need(self.presence_grace >= 0, "presence_grace must be >= 0 seconds (0: at once)")
         need(self.recv_rate > 0, "recv_rate must be > 0 bytes per second")
         need(self.recv_burst >= 1, "recv_burst must be >= 1 byte")
+        need(self.wire_rate > 0, "wire_rate must be > 0 bytes per second")
+        need(self.wire_burst >= 1, "wire_burst must be >= 1 byte")
+        need(self.control_frame_cost >= 0, "control_frame_cost must be >= 0 bytes")
+        need(self.max_fragments >= 1, "max_fragments must be >= 1")
+        need(self.upgrade_timeout > 0, "upgrade_timeout must be > 0 seconds")
+        need(self.upgrade_max_bytes >= 1024, "upgrade_max_bytes must be >= 1024 bytes")
+        need(self.page_bytes >= 1024, "page_bytes must be >= 1024 bytes")
+        need(1 <= self.roster_limit <= 100_000, "roster_limit must be 1-100000")
         for kind in (*RATE_KINDS, *USER_RATE_KINDS, "signup"):
             rate, burst = self.rate(kind)
             need(rate > 0, f"{kind}_rate must be > 0 per second")

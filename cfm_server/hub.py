@@ -61,6 +61,14 @@ from cfm_server.config import ServerConfig
 from cfm_server.invites import Invite, InviteBook, InviteError
 from cfm_server.limits import PairInterval
 from cfm_server.metrics import Metrics
+from cfm_server.pages import (
+    first_within,
+    last_within,
+    one_page,
+    replay_pages,
+    roster_entry_size,
+    stored_msg_size,
+)
 from cfm_server.state import Pending, Room, User
 from cfm_server.store import Commit, ContactRecord, RoomRecord, Store, StoreError, UserRecord
 from cfm_server.wsframe import frame_binary
@@ -560,23 +568,42 @@ class Hub:
         since, reset = frame.since, None
         if frame.epoch is not None and frame.epoch != room.epoch:
             since, reset = 0, True
-        replay: list[StoredMsg] = []
         more = None
         if since is not None:
-            limit = self.config.replay_limit
-            replay = self.store.history_after(room.name, since, limit + 1)
-            more = len(replay) > limit
-            del replay[limit:]
-            replay = self._as_seen_by(user, room, replay)
-        count = None
+            # Seqs are gapless: the messages after ``since`` are since+1 .. room.seq.
+            more = room.seq - since > self.config.replay_limit
+        members_limit = frame.members_limit
+
+        def joined() -> bytes:
+            # Built when the session is ready to send it: a big room's roster costs
+            # milliseconds, spent only for a reader that reads.
+            members, count = self._join_roster(room, user, members_limit)
+            self.metrics.count_out("joined")
+            return encode(Joined(room.name, room.seq, room.epoch, members, more, reset, count))
+
+        if since is None or since >= room.seq:
+            session.answer(one_page(joined))
+            return
+        # The replay is produced page by page as the reader drains, never queued whole.
+        session.answer(itertools.chain(
+            one_page(joined),
+            replay_pages(self.store, room.name, since, room.seq, self.config.replay_limit,
+                         self.config.answer_page_bytes, self.metrics,
+                         seen_as=lambda msgs: self._as_seen_by(user, room, msgs))))
+
+    def _join_roster(self, room: Room, user: User,
+                     members_limit: int | None) -> tuple[tuple[RosterEntry, ...], int | None]:
+        """``joined.members`` and ``joined.count``: the first ``members_limit`` members by
+        name (``roster_limit`` without it), cut at ``page_bytes``; ``count`` is the room's
+        member count whenever the list was asked to be or had to be short."""
         names = room.roster
-        if frame.members_limit is not None:
-            names, count = names[: frame.members_limit], len(room.members)
-        members = tuple(self._roster_entry(name, user.name) for name in names)
-        session.send_frame(Joined(room.name, room.seq, room.epoch, members, more, reset, count))
-        for stored in replay:
-            session.send(encode_msg(stored))
-        self.metrics.count_out("msg", len(replay))
+        limit = self.config.roster_limit if members_limit is None else members_limit
+        entries = [self._roster_entry(name, user.name) for name in names[:limit]]
+        if entries:
+            entries = first_within(entries, roster_entry_size, self.config.answer_page_bytes)
+        cut = len(entries) < len(names)
+        count = len(room.members) if members_limit is not None or cut else None
+        return tuple(entries), count
 
     def _member_audience(self, room: Room, user: User) -> Iterable[Session]:
         """Who hears of ``user`` joining or leaving ``room``: its loud sessions, except
@@ -630,8 +657,12 @@ class Hub:
         room = self._readable_room(user, frame.room)
         after = None if frame.after is None else rules.normalize_name(frame.after)
         names, more = room.roster_page(after, frame.limit or DEFAULT_MEMBERS_PAGE)
-        entries = tuple(self._roster_entry(name, user.name) for name in names)
-        session.send_frame(MembersPage(room.name, entries, more))
+        entries = [self._roster_entry(name, user.name) for name in names]
+        kept = first_within(entries, roster_entry_size, self.config.answer_page_bytes)
+        more = more or len(kept) < len(entries)
+        page = MembersPage(room.name, tuple(kept), more)
+        self.metrics.count_out(page.T)
+        session.answer(one_page(lambda: encode(page)))
 
     # --- messages ------------------------------------------------------------------------
 
@@ -828,16 +859,27 @@ class Hub:
     def history(self, session: Session, frame: GetHistory) -> None:
         user = self._user(session)
         room = self._readable_room(user, frame.room)
+        # Read from the store when the session is ready to send it (Session.answer).
+        session.answer(one_page(lambda: encode(self._history_page(user, room, frame))))
+
+    def _history_page(self, user: User, room: Room, frame: GetHistory) -> History:
+        """A ``history`` answer for ``user``: at most ``limit`` messages and
+        ``page_bytes`` bytes."""
         limit = frame.limit or self.config.history_limit
+        budget = self.config.answer_page_bytes
         if frame.after is not None:
             msgs = self.store.history_after(room.name, frame.after, limit + 1)
             more = len(msgs) > limit
             del msgs[limit:]
+            kept = first_within(msgs, stored_msg_size, budget) if msgs else msgs
         else:
             msgs = self.store.history_before(room.name, frame.before, limit + 1)
             more = len(msgs) > limit
             del msgs[: max(0, len(msgs) - limit)]  # the extra one is the oldest
-        session.send_frame(History(room.name, tuple(self._as_seen_by(user, room, msgs)), more))
+            kept = last_within(msgs, stored_msg_size, budget) if msgs else msgs
+        self.metrics.count_out("history")
+        shown = self._as_seen_by(user, room, kept)
+        return History(room.name, tuple(shown), more or len(kept) < len(msgs))
 
     def read(self, session: Session, frame: MarkRead) -> None:
         user = self._user(session)

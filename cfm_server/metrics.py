@@ -43,8 +43,10 @@ class Metrics:
         )
         # Pre-bound children: a dict lookup on the hot path instead of a labels() call.
         self.frame_in: dict[str, Counter] = {
-            # "over_budget": dropped unread, over the session's inbound byte budget.
-            t: self.frames_in.labels(t) for t in [*CLIENT_FRAMES, "invalid", "over_budget"]
+            # "over_budget": dropped unread, over the session's inbound byte budget;
+            # "over_wire_budget": times a connection stopped being read (cfm_server/wsconn.py).
+            t: self.frames_in.labels(t)
+            for t in [*CLIENT_FRAMES, "invalid", "over_budget", "over_wire_budget"]
         }
         self.frame_out: dict[str, Counter] = {t: self.frames_out.labels(t) for t in SERVER_FRAMES}
         self.error: dict[str, Counter] = {c.value: self.errors.labels(c.value) for c in ErrorCode}

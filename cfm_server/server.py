@@ -20,7 +20,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,7 +32,7 @@ from websockets.http11 import Request, Response
 
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
-from cfm_server import oplog, retention
+from cfm_server import oplog, ratelog, retention
 from cfm_server.config import ConfigError, ServerConfig
 from cfm_server.control import start_control, stop_control
 from cfm_server.datadir import (
@@ -49,6 +49,7 @@ from cfm_server.netaddr import WS_PATH, TrustedProxies, is_loopback, server_tls_
 from cfm_server.opmetrics import OpsMetrics, start_metrics_listener
 from cfm_server.session import Outbox, Session
 from cfm_server.store import Store, StoreError
+from cfm_server.wsconn import ConnectionGuard, MeteredConnection
 
 if TYPE_CHECKING:
     from cfm_server.ai import AIConfig, AIContacts
@@ -141,7 +142,8 @@ def tune_gc() -> None:
 
 # Why a WebSocket handshake was refused, by HTTP status, for cfm_refused_handshakes_total.
 _REFUSALS = {400: "bad_handshake", 403: "origin_not_allowed", 426: "not_websocket",
-             429: "too_many_from_address", 500: "server_error", 503: "shutting_down"}
+             429: "too_many_from_address", 431: "upgrade_too_large", 500: "server_error",
+             503: "shutting_down"}
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
@@ -166,6 +168,8 @@ class Server:
         self._ws: WsServer | None = None
         self._ip_counter = IpCounter(config.max_conns_per_ip if config.rate_limits else None)
         self._proxies = TrustedProxies(config.trusted_proxies)
+        self._guard: ConnectionGuard | None = None
+        self._uninstall_log_limits: Callable[[], None] | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
         self._port: int | None = None  # kept after stop(), for restarts on the same port
@@ -188,6 +192,7 @@ class Server:
         )
         store, self.data_location = open_store(config, self.outbox)
         tune_gc()
+        self._limit_outsider_logs()
         await store.open()
         self.store = store
         try:
@@ -217,11 +222,15 @@ class Server:
                 ping_interval=config.ping_interval or None,
                 ping_timeout=config.ping_timeout or None,
                 close_timeout=config.close_timeout,
-                open_timeout=config.hello_timeout,
+                open_timeout=config.upgrade_timeout,
+                create_connection=self._connection_factory(config),  # type: ignore[arg-type]
                 logger=logging.getLogger("cfm_server.websockets"),
             )
         except BaseException:
             await store.close()
+            if self._uninstall_log_limits is not None:
+                self._uninstall_log_limits()
+                self._uninstall_log_limits = None
             raise
         self._port = int(self._ws.sockets[0].getsockname()[1])
         if config.metrics_listen:
@@ -420,6 +429,9 @@ class Server:
             if self.store is not None:
                 await self.store.close()
         finally:
+            if self._uninstall_log_limits is not None:
+                self._uninstall_log_limits()
+                self._uninstall_log_limits = None
             self._stopped.set()
 
     async def __aenter__(self) -> Server:
@@ -458,10 +470,26 @@ class Server:
 
     # --- connections ---------------------------------------------------------------------
 
+    def _limit_outsider_logs(self) -> None:
+        """Rate-limit the log lines clients can trigger (``cfm_server/ratelog.py``)."""
+        if self._uninstall_log_limits is None:
+            self._uninstall_log_limits = ratelog.install()
+
+    def _connection_factory(self, config: ServerConfig) -> Any:
+        """Connections metered from accept on (``cfm_server/wsconn.py``); the per-address
+        cap counts direct peers there, and a trusted proxy's clients after the upgrade."""
+        self._guard = ConnectionGuard(config, self.metrics, self._proxies, self._ip_counter,
+                                      on_refused=self._refused_at_accept)
+        return self._guard.factory
+
+    def _counted_at_accept(self, connection: ServerConnection) -> bool:
+        return isinstance(connection, MeteredConnection) and connection.counted_ip is not None
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
-            if self._ip_counter.full(self._client_ip(connection, request)):
+            if not self._counted_at_accept(connection) and self._ip_counter.full(
+                    self._client_ip(connection, request)):
                 return _response(
                     http.HTTPStatus.TOO_MANY_REQUESTS,
                     b"too many connections from your address\n",
@@ -496,6 +524,12 @@ class Server:
         oplog.refused(self._client_ip(connection, request), response.status_code, why)
         self.ops.refused.labels(reason).inc()
 
+    def _refused_at_accept(self, ip: str, status: int, why: str) -> None:
+        """A connection turned away before its upgrade (``wsconn``): logged and counted
+        like the refusals websockets answers."""
+        oplog.refused(ip, status, why)
+        self.ops.refused.labels(_REFUSALS.get(status, str(status))).inc()
+
     def not_ready(self) -> str | None:
         """Why the server cannot take messages now (``/readyz``), or None when it can:
         stopping, the store's last commit failed (until one succeeds), or the disk is
@@ -522,7 +556,9 @@ class Server:
         assert self.hub is not None
         ip = self._client_ip(ws, ws.request)
         oplog.PEER.set(ip)  # this connection's task and what it calls: the hub's sign-up
-        if not self._ip_counter.add(ip):
+        # Counted at accept already, unless the address is a trusted proxy's forwarded one.
+        counted_here = not self._counted_at_accept(ws)
+        if counted_here and not self._ip_counter.add(ip):
             # Raced past the check in _process_request: refuse politely.
             self.metrics.closes.labels(str(int(CloseCode.TRY_AGAIN_LATER))).inc()
             await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections from your address")
@@ -541,7 +577,8 @@ class Server:
                          time.monotonic() - started, *oplog.close_of(ws))
             self.hub.sign_out(session)
             self.metrics.connections.dec()
-            self._ip_counter.remove(ip)
+            if counted_here:
+                self._ip_counter.remove(ip)
 
     def _client_ip(self, connection: ServerConnection, request: Request | None) -> str:
         address = connection.remote_address

@@ -19,8 +19,10 @@ commit rather than one commit each.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
@@ -33,6 +35,7 @@ from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, CloseCode, ErrorCode
 from cfm_server.hub import Hub, RateLimited, SignUp
 from cfm_server.limits import SessionLimits
+from cfm_server.wsconn import MeteredConnection
 from cfm_server.wsframe import frame_binary
 
 if TYPE_CHECKING:
@@ -90,19 +93,31 @@ class Outbox:
             session.write_queued()
 
 
+# Answers (a history page, a join's joined and replay, a members page) a session may have
+# waiting to be produced; a join, history or members frame beyond them is answered
+# rate_limited. Above the join and history bursts together (a client that rejoins all
+# its rooms at once is not refused), and each costs about a kilobyte while it waits.
+MAX_PENDING_ANSWERS = 100
+ANSWERED = frozenset(("join", "history", "members"))
+
+
 class Session:
     __slots__ = (
         "_close_task",
+        "_held",
         "_hello",
         "_out",
+        "_pump_handle",
         "closing",
         "config",
+        "held",
         "hub",
         "id",
         "ip",
         "limits",
         "metrics",
         "outbox",
+        "pending_answers",
         "quiet",
         "send_buffer",
         "user",
@@ -114,6 +129,12 @@ class Session:
         self.ws = ws
         self.outbox = outbox if outbox is not None else Outbox()
         self._out: list[bytes] = []  # framed messages waiting for the outbox's flush
+        # Behind an answer still being produced, later frames wait in order (framed bytes,
+        # or the page iterator of the next answer); ``held`` is their bytes.
+        self._held: collections.deque[bytes | Iterator[bytes]] = collections.deque()
+        self.held = 0
+        self.pending_answers = 0
+        self._pump_handle: asyncio.Handle | None = None
         self.hub = hub
         self.config = config
         self.metrics = metrics
@@ -126,6 +147,8 @@ class Session:
         self.closing = False
         self._close_task: asyncio.Task[None] | None = None
         self._hello: Hello | None = None  # the hello that signed in (or is signing up)
+        if isinstance(ws, MeteredConnection):
+            ws.session = self
 
     # --- outbound ------------------------------------------------------------------------
 
@@ -137,10 +160,29 @@ class Session:
         """Queue a message already framed by :func:`frame_binary` (shared by a fan-out)."""
         if self.closing or self.ws.protocol.state is not State.OPEN:
             return
+        if self._held:  # behind an answer being produced: keep the order
+            self._held.append(framed)
+            self.held += len(framed)
+            if (self.held + self.queued() + self.ws.transport.get_write_buffer_size()
+                    > self.send_buffer):
+                self.too_slow()
+            return
+        # (``_queue``, inlined: this runs once per recipient of every message)
         out = self._out
         if not out:
             self.outbox.mark(self)
         out.append(framed)
+
+    def _queue(self, framed: bytes) -> None:
+        out = self._out
+        if not out:
+            self.outbox.mark(self)
+        out.append(framed)
+
+    def queued(self) -> int:
+        """Bytes queued for this turn's write (not counted as they come: that is the hot
+        path; only answers and the held frames behind them need the figure)."""
+        return sum(map(len, self._out))
 
     def write_queued(self) -> None:
         """Write every frame queued since the last turn at once; check the send bound."""
@@ -156,14 +198,82 @@ class Session:
         transport = ws.transport
         if transport.is_closing():
             return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        pending = transport.get_write_buffer_size()
+        if pending and pending + len(data) > self.send_buffer:
+            # The kernel takes nothing more (the transport holds bytes already): never
+            # more than send_buffer queued to a reader. This turn's frames are dropped
+            # with the reader, which could not take them.
+            self.too_slow()
+            return
         try:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport.write(data)
         except Exception as exc:  # a transport that broke under us: the read loop ends it
             log.debug("send to %s failed: %s", self.id, exc)
             return
-        if transport.get_write_buffer_size() > self.send_buffer:
-            log.info("session %s is too slow a reader: closing it (1013)", self.id)
-            self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
+        if not pending and transport.get_write_buffer_size() > self.send_buffer:
+            # A single turn's frames (answers are paged, so a burst of live messages)
+            # beyond what the kernel took at once.
+            self.too_slow()
+
+    # --- answers produced as the reader drains -----------------------------------------
+
+    def answer(self, pages: Iterator[bytes]) -> None:
+        """Send an answer of one or more pages (framed bytes each, at most about
+        ``page_bytes``), one page per loop turn and only while the session's output is
+        under half of ``send_buffer``: a long answer is produced as the reader drains it,
+        never queued whole, and a reader that reads is never closed for it. Frames sent
+        after it wait behind it, in order."""
+        if self.closing:
+            return
+        self._held.append(pages)
+        self.pending_answers += 1
+        self.pump_soon()
+
+    def pump_soon(self) -> None:
+        if self._pump_handle is None and self._held:
+            self._pump_handle = asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_handle = None
+        held = self._held
+        while held and not self.closing:
+            item = held[0]
+            if isinstance(item, bytes):
+                held.popleft()
+                self.held -= len(item)
+                self._queue(item)
+                continue
+            ws = self.ws
+            if ws.transport.get_write_buffer_size() + self.queued() > self.send_buffer >> 1:
+                if not ws.paused:  # else resume_writing pumps (MeteredConnection)
+                    self.pump_soon()
+                return
+            page = next(item, None)
+            if page is None:
+                held.popleft()
+                self.pending_answers -= 1
+                continue
+            self._queue(page)
+            self.pump_soon()  # the next page in a later turn: others get theirs between
+            return
+
+    def _drop_held(self) -> None:
+        self._held.clear()
+        self.held = 0
+        self.pending_answers = 0
+
+    def too_slow(self) -> None:
+        """The reader is over its output bound: close it (1013) without writing more."""
+        if self.closing:
+            return
+        self._out = []
+        self._drop_held()
+        log.info("session %s is too slow a reader: closing it (1013)", self.id or "-")
+        self.close(CloseCode.TRY_AGAIN_LATER, "too slow a reader")
+        if isinstance(self.ws, MeteredConnection):
+            self.ws.stop_reading()
+            self.ws.abort_later()
 
     def send_frame(self, frame: ServerFrame) -> None:
         self.send(encode(frame))
@@ -180,10 +290,16 @@ class Session:
         """Start the closing handshake with ``code``; later sends are dropped."""
         if self.closing:
             return
+        held = self._held
+        while held and isinstance(held[0], bytes):  # frames ready behind a finished answer
+            item = held.popleft()
+            self.held -= len(item)
+            self._queue(item)
         self.write_queued()  # what was queued before the close goes out before it
         if self.closing:  # that write found a reader too slow and closed it (1013)
             return
         self.closing = True
+        self._drop_held()
         self.metrics.closes.labels(str(int(code))).inc()
         self._close_task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
@@ -316,6 +432,8 @@ class Session:
         kind = RATE_KIND.get(t)
         if kind is not None:
             retry_ms = self.limits.check(kind, time.monotonic())
+            if not retry_ms and t in ANSWERED and self.pending_answers >= MAX_PENDING_ANSWERS:
+                retry_ms = 1000  # it asked for more than it has read yet
             if retry_ms:
                 self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", ref, retry_ms)
                 self._count_abuse()

@@ -14,7 +14,7 @@ import socket
 import struct
 from urllib.parse import urlsplit
 
-OP_TEXT, OP_BINARY, OP_CLOSE = 0x1, 0x2, 0x8
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 def upgrade_request(url: str, extra_headers: dict[str, str] | None = None) -> bytes:

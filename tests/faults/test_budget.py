@@ -109,5 +109,16 @@ async def test_the_sdk_resends_says_dropped_over_the_budget(server_factory: Any,
     assert sorted(a.seq for a in acks) == list(range(1, 41))
     text = server.metrics.render().decode()
     assert counter(text, "cfm_frames_in_total", "over_budget") > 0, "the budget never bit"
-    page = await alice.history(LOBBY, after=0, limit=200)
-    assert sorted(m.text for m in page.msgs) == sorted(texts)  # each stored once
+    stored: list[str] = []
+    async with signed_in(server.url, "bob") as bob:
+        await bob.send({"t": "join", "room": LOBBY})
+        await bob.recv_until("joined")
+        after = 0
+        while True:  # pages are cut by bytes (page_bytes): page on while ``more``
+            await bob.send({"t": "history", "room": LOBBY, "after": after, "limit": 200})
+            page = await bob.recv_until("history")
+            stored += [m["text"] for m in page["msgs"]]
+            if not page["more"]:
+                break
+            after = page["msgs"][-1]["seq"]
+    assert sorted(stored) == sorted(texts)  # each stored once

@@ -128,7 +128,10 @@ def server_samples() -> list[tuple[str, f.ServerFrame]]:
         ("welcome/full", f.Welcome(
             v=1, session="s-4f1c", name="alice", token="3q2-7Yh_tok", display="Alice",
             status="online", psm="", server="cfm/0.1.0",
-            limits={"max_text": 4096, "max_frame": 65536, "history_limit": 200},
+            # The keys cfm's server sends (docs/protocol.md "Values"); per_s is a float.
+            limits={"max_text": 4096, "max_frame": 65536, "replay": 500, "history": 200,
+                    "rates": {"nudge": {"per_s": 0.5, "burst": 3}},
+                    "nudge_interval_ms": 5000},
             rooms=(f.RoomState(room="#lobby", seq=42, read=40, epoch="01HZX3K9"),
                    f.RoomState(room="dm:alice:bob", seq=3, read=3, epoch="01HZX4AA")),
             contacts=(_roster("bob", "away"), _roster("carol", "offline", blocked=True),

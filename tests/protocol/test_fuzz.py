@@ -133,8 +133,9 @@ def opt(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 client_statuses = st.sampled_from(sorted(rules.CLIENT_STATUSES))
 server_statuses = st.sampled_from(sorted(rules.SERVER_STATUSES))
-display = bounded(rules.MAX_DISPLAY)
-psm = bounded(rules.MAX_PSM)
+# What a client may set as its own name or personal message: no invisible characters.
+display = bounded(rules.MAX_DISPLAY).filter(lambda s: rules.hidden_char(s) is None)
+psm = bounded(rules.MAX_PSM).filter(lambda s: rules.hidden_char(s) is None)
 
 client_frames = st.one_of(
     st.builds(f.Hello, v=st.just(1), name=names,

@@ -36,8 +36,12 @@ def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
 
 
 def _settings(data_dir: Path | None, config: Path | None) -> Any:
-    from cfm_server.config import ConfigError, load_config
+    from cfm_server.config import ConfigError, load_config, unknown_env_warnings
 
+    # As cfm serve does: a misspelled CFM_DATA_DIR would otherwise send the command to
+    # the default data directory without a word.
+    for warning in unknown_env_warnings():
+        typer.echo(f"cfm admin: warning: {warning}", err=True)
     try:
         return load_config(config, {"data_dir": data_dir, "store": "sqlite"})
     except ConfigError as exc:
@@ -508,7 +512,8 @@ def backup(
         summary = make_backup(directory, dest)
     except BackupError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"Backed up {directory} into {dest.absolute()}:\n"
+    dest = dest.absolute()  # the restore line below is run later, from elsewhere
+    typer.echo(f"Backed up {directory.absolute()} into {dest}:\n"
                f"  cfm.sqlite3  {_n(summary.users, 'user')}, "
                f"{_n(summary.messages, 'message')} ({_size(summary.db_bytes)}, schema "
                f"v{summary.schema})\n"
@@ -534,7 +539,8 @@ def restore(
     except BackupError as exc:
         raise _fail(str(exc)) from None
     taken = f" (taken {summary.created})" if summary.created else ""
-    typer.echo(f"Restored {source}{taken} into {data_dir.absolute()}: "
+    source, data_dir = source.absolute(), data_dir.absolute()
+    typer.echo(f"Restored {source}{taken} into {data_dir}: "
                f"{_n(summary.users, 'user')}, {_n(summary.messages, 'message')}, invite key "
                f"{'restored' if summary.invite_key else 'none'}, "
                f"{_n(summary.ai_files, 'AI contact file')}.\n"

@@ -71,3 +71,28 @@ async def test_relative_paths_on_a_stopped_server(server_factory: Any, tmp_path:
     assert admin("backup", "bk", "--data-dir", "data").exit_code == 0
     assert admin("restore", "bk", "--data-dir", "again").exit_code == 0
     assert admin("users", "--data-dir", "again", "--json").exit_code == 0
+
+
+async def test_backup_and_restore_name_their_directories_so_the_hint_works_from_anywhere(
+        server_factory: Any, tmp_path: Path) -> None:
+    """The "restore with" and "start the server on it" lines are run later, from cron's
+    mail or another shell: a relative DEST in them would point somewhere else."""
+    server = await server_factory(data_dir=tmp_path / "data")
+    await server.stop()
+    result = admin("backup", "bk", "--data-dir", "data")
+    assert result.exit_code == 0, result.output
+    assert f"cfm admin restore {tmp_path / 'bk'} --data-dir NEWDIR" in result.output
+    result = admin("restore", "bk", "--data-dir", "again")
+    assert result.exit_code == 0, result.output
+    assert f"Restored {tmp_path / 'bk'} " in result.output
+    assert f"cfm serve --data-dir {tmp_path / 'again'}" in result.output
+
+
+def test_a_misspelled_cfm_variable_is_named_by_cfm_admin_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CFM_DATA_DIRR silently ignored would make cfm admin back up (or list) the default
+    data directory instead of the one the operator meant."""
+    monkeypatch.setenv("CFM_DATA_DIRR", "data")
+    result = admin("stats")
+    assert ("the environment variable CFM_DATA_DIRR is not a cfm setting (did you mean "
+            "CFM_DATA_DIR?); it is ignored") in result.output

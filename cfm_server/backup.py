@@ -68,6 +68,7 @@ def backup(data_dir: Path, dest: Path) -> Summary:
         raise BackupError(f"{dest} exists and is not an empty directory; give a new one")
     if dest == data_dir or data_dir in dest.parents:
         raise BackupError(f"{dest} is inside the data directory; back up somewhere else")
+    _refuse_a_lost_wal(db)
     try:
         make_private_dir(dest)
     except OSError as exc:
@@ -93,6 +94,36 @@ def backup(data_dir: Path, dest: Path) -> Summary:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return summary
+
+
+def _refuse_a_lost_wal(db: Path) -> None:
+    """A database marked open by a server with no WAL beside it lost what the WAL held
+    (cfm serve refuses it: see cfm_server/store/sqlite.py, APP_ID_OPEN). The backup marks
+    its copy whole, so backing it up would pass the loss on without a word.
+
+    Read from the file's header, before SQLite opens it (opening makes a WAL). A running
+    server always has its WAL beside the file, so this never refuses a live directory.
+    """
+    from cfm_server.store.sqlite import APP_ID_OPEN
+
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists():
+        return
+    try:
+        with db.open("rb") as file:
+            header = file.read(100)
+    except OSError as exc:
+        raise BackupError(f"cannot read {db}: {exc.strerror or exc}") from None
+    if header[:16] != b"SQLite format 3\x00" or len(header) < 72:
+        return  # not a database: the copy below says so
+    # Looked at again: a server starting meanwhile makes its WAL before it marks open.
+    if int.from_bytes(header[68:72], "big") == APP_ID_OPEN and not wal.exists():
+        raise BackupError(
+            f"{db} was copied (or left) without its {wal.name} file while a server had it "
+            f"open: the messages written since its last checkpoint may be missing, and "
+            f"cfm serve refuses it. Back up the data directory a server runs on (or a "
+            f"whole copy); if you know this copy is whole (sqlite3 .backup), cfm admin "
+            f"restore {db} --data-dir NEWDIR takes it in. Nothing was written")
 
 
 def _copy_database(db: Path, target: Path) -> tuple[int, int, int]:

@@ -145,3 +145,16 @@ def test_json_lines_name_the_user_and_the_close_code_as_keys() -> None:
     assert (closed["user"], closed["code"], closed["by"]) == ("carol", 4008, "server")
     assert closed["peer"] == "192.0.2.7"
     assert "user" not in lost and lost["code"] is None and lost["by"] == "client"
+
+
+def test_a_refusals_json_peer_is_the_refused_address() -> None:
+    """Handshakes are refused before a connection's task names its peer: the key was
+    "-" while the sentence named the address."""
+    stream = io.StringIO()
+    logs = setup_logging("info", "json", stream=stream)
+    try:
+        oplog.refused("198.51.100.4", 429, "too many connections from that address")
+    finally:
+        logs.close()
+    record = json.loads(stream.getvalue().splitlines()[-1])
+    assert (record["peer"], record["status"]) == ("198.51.100.4", 429)

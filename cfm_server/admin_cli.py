@@ -543,8 +543,15 @@ def restore(
     typer.echo(f"Restored {source}{taken} into {data_dir}: "
                f"{_n(summary.users, 'user')}, {_n(summary.messages, 'message')}, invite key "
                f"{'restored' if summary.invite_key else 'none'}, "
-               f"{_n(summary.ai_files, 'AI contact file')}.\n"
-               f"Start the server on it: cfm serve --data-dir {data_dir}")
+               f"{_n(summary.ai_files, 'AI contact file')}.")
+    if summary.registration:
+        typer.echo(f"The server it came from ran with registration {summary.registration}; "
+                   f"start this one with the same settings (your --config file and flags), "
+                   f"e.g.\n  cfm serve --registration {summary.registration} --data-dir "
+                   f"{data_dir}")
+    else:
+        typer.echo(f"Start the server on it with the settings it ran with (your --config "
+                   f"file and flags):\n  cfm serve --data-dir {data_dir}")
     import os
 
     if os.geteuid() == 0:

@@ -52,6 +52,9 @@ class Summary:
     invite_key: bool
     ai_files: int
     db_bytes: int
+    # How the source server last ran (its server.json): a restored server started
+    # without the same settings would take new handles from anyone. "" when unknown.
+    registration: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -84,7 +87,8 @@ def backup(data_dir: Path, dest: Path) -> Summary:
             created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             source=str(data_dir), schema=schema, users=users, messages=messages,
             invite_key=has_key, ai_files=ai_files,
-            db_bytes=(work / DB_FILE).stat().st_size)
+            db_bytes=(work / DB_FILE).stat().st_size,
+            registration=_last_registration(data_dir))
         _write_private(work / MANIFEST, json.dumps(summary.as_dict(), indent=1) + "\n")
         for item in work.iterdir():
             item.rename(dest / item.name)
@@ -94,6 +98,17 @@ def backup(data_dir: Path, dest: Path) -> Summary:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return summary
+
+
+def _last_registration(data_dir: Path) -> str:
+    """``registration`` as the server last started on ``data_dir`` ran with it (its
+    ``server.json``, see Server._record_run), or "" when there is no such record."""
+    try:
+        value = json.loads((data_dir / "server.json").read_text("utf-8")).get(
+            "registration", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 def _refuse_a_lost_wal(db: Path) -> None:
@@ -250,7 +265,7 @@ def restore(source: Path, data_dir: Path) -> Summary:
     return Summary(
         created=manifest.created if manifest else "", source=str(source), schema=schema,
         users=users, messages=messages, invite_key=has_key, ai_files=ai_files,
-        db_bytes=target.stat().st_size)
+        db_bytes=target.stat().st_size, registration=manifest.registration if manifest else "")
 
 
 def _check_copy(path: Path, newest_schema: int, closed: int) -> tuple[int, int, int]:

@@ -85,7 +85,7 @@ async def test_backup_and_restore_name_their_directories_so_the_hint_works_from_
     result = admin("restore", "bk", "--data-dir", "again")
     assert result.exit_code == 0, result.output
     assert f"Restored {tmp_path / 'bk'} " in result.output
-    assert f"cfm serve --data-dir {tmp_path / 'again'}" in result.output
+    assert f" --data-dir {tmp_path / 'again'}\n" in result.output
 
 
 def test_a_misspelled_cfm_variable_is_named_by_cfm_admin_too(

@@ -321,3 +321,20 @@ async def test_a_backup_of_a_database_without_its_wal_is_refused_not_laundered(
     result = admin("backup", str(tmp_path / "bk"), "--data-dir", str(server.data_dir))
     assert result.exit_code == 0, result.output
     await server.stop()
+
+
+async def test_restore_says_which_registration_the_server_ran_with(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """The restore's "start the server on it" line, copied as it is, must not start an
+    invite-only server's data with open registration."""
+    server = await server_factory(data_dir=tmp_path / "live", registration="invite")
+    async with signed_in(server.url, "alice", invite=make_code(server.hub.invites.key)):
+        pass
+    result = admin("backup", str(tmp_path / "bk"), "--data-dir", str(server.data_dir))
+    assert result.exit_code == 0, result.output
+    await server.stop()
+    result = admin("restore", str(tmp_path / "bk"), "--data-dir", str(tmp_path / "new"))
+    assert result.exit_code == 0, result.output
+    assert "registration invite" in result.output
+    assert f"cfm serve --registration invite --data-dir {tmp_path / 'new'}" in result.output

@@ -512,8 +512,8 @@ def backup(
         summary = make_backup(directory, dest)
     except BackupError as exc:
         raise _fail(str(exc)) from None
-    dest = dest.absolute()  # the restore line below is run later, from elsewhere
-    typer.echo(f"Backed up {directory.absolute()} into {dest}:\n"
+    dest = _full(dest)  # the restore line below is run later, from elsewhere
+    typer.echo(f"Backed up {_full(directory)} into {dest}:\n"
                f"  cfm.sqlite3  {_n(summary.users, 'user')}, "
                f"{_n(summary.messages, 'message')} ({_size(summary.db_bytes)}, schema "
                f"v{summary.schema})\n"
@@ -539,7 +539,7 @@ def restore(
     except BackupError as exc:
         raise _fail(str(exc)) from None
     taken = f" (taken {summary.created})" if summary.created else ""
-    source, data_dir = source.absolute(), data_dir.absolute()
+    source, data_dir = _full(source), _full(data_dir)
     typer.echo(f"Restored {source}{taken} into {data_dir}: "
                f"{_n(summary.users, 'user')}, {_n(summary.messages, 'message')}, invite key "
                f"{'restored' if summary.invite_key else 'none'}, "
@@ -560,6 +560,13 @@ def restore(
 
 
 # --- helpers ------------------------------------------------------------------------
+
+
+def _full(path: Path) -> Path:
+    """``path`` from the root, ``..`` folded (symlinks kept: it is the name typed)."""
+    import os
+
+    return Path(os.path.abspath(path))
 
 
 def _describe(plan: Any) -> str:

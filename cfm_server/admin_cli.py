@@ -385,7 +385,21 @@ def _check_owner(directory: Path) -> None:
         except (ImportError, KeyError):
             name = str(owner)
         raise _fail(f"{directory} belongs to {name}, the user cfm serve runs as; run cfm admin "
-                    f"as that user too (sudo -u {name} cfm admin ...)")
+                    f"as that user too (sudo -u {name} {_this_command()})")
+
+
+def _this_command() -> str:
+    """The command line being run, with the program's full path when it was started as
+    ``cfm`` (another user's PATH rarely has /opt/cfm/venv/bin), for a hint to copy."""
+    import os
+    import shlex
+    import shutil
+
+    program, *args = sys.argv
+    if Path(program).name != "cfm":  # run some other way (python -m, a test): be generic
+        return "cfm admin ..."
+    found = program if os.sep in program else shutil.which(program) or program
+    return shlex.join([os.path.abspath(found), *args])
 
 
 def _duration(text: str) -> float:

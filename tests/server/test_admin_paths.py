@@ -96,3 +96,23 @@ def test_a_misspelled_cfm_variable_is_named_by_cfm_admin_too(
     result = admin("stats")
     assert ("the environment variable CFM_DATA_DIRR is not a cfm setting (did you mean "
             "CFM_DATA_DIR?); it is ignored") in result.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory away")
+def test_the_wrong_user_is_told_the_whole_command_to_run_instead(tmp_path: Path) -> None:
+    """``sudo -u cfm cfm admin ...`` fails with "command not found" when cfm lives in a
+    virtualenv (/opt/cfm/venv/bin/cfm): the hint names the program as it was run."""
+    import pwd
+    import subprocess
+    import sys
+
+    nobody = pwd.getpwnam("nobody")
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    os.chown(data, nobody.pw_uid, nobody.pw_gid)
+    cfm = Path(sys.executable).with_name("cfm")
+    result = subprocess.run([str(cfm), "admin", "stats", "--data-dir", "data"],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"(sudo -u nobody {cfm} admin stats --data-dir data)" in result.stderr

@@ -326,8 +326,10 @@ def invite(
     typer.echo(f"Invite code ({times}; {when}):\n\n  {code}\n")
     typer.echo(f"Give it to the people you invite; each signs up with\n"
                f"  cfm chat --server {url} --invite {code}\n"
-               f"(a bot: Client(url, name, invite=...)). It is needed only for the first "
-               f"sign-in.")
+               f"or, keeping it out of the shell history and the process list, with\n"
+               f"  cfm chat --server {url}\n"
+               f"and the code typed into the sign-in screen's Invite code field (a bot: "
+               f"Client(url, name, invite=...)). It is needed only for the first sign-in.")
     registration = _last_run(settings).get("registration", settings.registration)
     if registration != "invite":
         typer.echo(f"Note: this server's registration is {registration!r}; start it "

@@ -116,3 +116,13 @@ def test_the_wrong_user_is_told_the_whole_command_to_run_instead(tmp_path: Path)
                             cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert f"(sudo -u nobody {cfm} admin stats --data-dir data)" in result.stderr
+
+
+async def test_invite_names_a_way_to_sign_up_that_keeps_the_code_off_the_command_line(
+        server_factory: Any, tmp_path: Path) -> None:
+    """``--invite CODE`` puts the code in the process list and the shell history; the
+    sign-in screen's field does not."""
+    await server_factory(data_dir=tmp_path / "data", registration="invite")
+    result = admin("invite", "--data-dir", "data")
+    assert result.exit_code == 0, result.output
+    assert "sign-in screen's Invite code field" in result.output

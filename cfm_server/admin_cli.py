@@ -328,8 +328,9 @@ def invite(
                f"  cfm chat --server {url} --invite {code}\n"
                f"or, keeping it out of the shell history and the process list, with\n"
                f"  cfm chat --server {url}\n"
-               f"and the code typed into the sign-in screen's Invite code field (a bot: "
-               f"Client(url, name, invite=...)). It is needed only for the first sign-in.")
+               f"and the code pasted into the Invite code field the sign-in screen shows "
+               f"when the server asks for it (a bot: Client(url, name, invite=...)). It is "
+               f"needed only for the first sign-in.")
     registration = _last_run(settings).get("registration", settings.registration)
     if registration != "invite":
         typer.echo(f"Note: this server's registration is {registration!r}; start it "

@@ -125,4 +125,4 @@ async def test_invite_names_a_way_to_sign_up_that_keeps_the_code_off_the_command
     await server_factory(data_dir=tmp_path / "data", registration="invite")
     result = admin("invite", "--data-dir", "data")
     assert result.exit_code == 0, result.output
-    assert "sign-in screen's Invite code field" in result.output
+    assert "the Invite code field the sign-in screen shows" in result.output

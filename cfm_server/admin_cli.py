@@ -36,8 +36,12 @@ def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
 
 
 def _settings(data_dir: Path | None, config: Path | None) -> Any:
-    from cfm_server.config import ConfigError, load_config
+    from cfm_server.config import ConfigError, load_config, unknown_env_warnings
 
+    # As cfm serve does: a misspelled CFM_DATA_DIR would otherwise send the command to
+    # the default data directory without a word.
+    for warning in unknown_env_warnings():
+        typer.echo(f"cfm admin: warning: {warning}", err=True)
     try:
         return load_config(config, {"data_dir": data_dir, "store": "sqlite"})
     except ConfigError as exc:
@@ -322,8 +326,11 @@ def invite(
     typer.echo(f"Invite code ({times}; {when}):\n\n  {code}\n")
     typer.echo(f"Give it to the people you invite; each signs up with\n"
                f"  cfm chat --server {url} --invite {code}\n"
-               f"(a bot: Client(url, name, invite=...)). It is needed only for the first "
-               f"sign-in.")
+               f"or, keeping it out of the shell history and the process list, with\n"
+               f"  cfm chat --server {url}\n"
+               f"and the code pasted into the Invite code field the sign-in screen shows "
+               f"when the server asks for it (a bot: Client(url, name, invite=...)). It is "
+               f"needed only for the first sign-in.")
     registration = _last_run(settings).get("registration", settings.registration)
     if registration != "invite":
         typer.echo(f"Note: this server's registration is {registration!r}; start it "
@@ -381,7 +388,21 @@ def _check_owner(directory: Path) -> None:
         except (ImportError, KeyError):
             name = str(owner)
         raise _fail(f"{directory} belongs to {name}, the user cfm serve runs as; run cfm admin "
-                    f"as that user too (sudo -u {name} cfm admin ...)")
+                    f"as that user too (sudo -u {name} {_this_command()})")
+
+
+def _this_command() -> str:
+    """The command line being run, with the program's full path when it was started as
+    ``cfm`` (another user's PATH rarely has /opt/cfm/venv/bin), for a hint to copy."""
+    import os
+    import shlex
+    import shutil
+
+    program, *args = sys.argv
+    if Path(program).name != "cfm":  # run some other way (python -m, a test): be generic
+        return "cfm admin ..."
+    found = program if os.sep in program else shutil.which(program) or program
+    return shlex.join([os.path.abspath(found), *args])
 
 
 def _duration(text: str) -> float:
@@ -508,7 +529,8 @@ def backup(
         summary = make_backup(directory, dest)
     except BackupError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"Backed up {directory} into {dest.absolute()}:\n"
+    dest = _full(dest)  # the restore line below is run later, from elsewhere
+    typer.echo(f"Backed up {_full(directory)} into {dest}:\n"
                f"  cfm.sqlite3  {_n(summary.users, 'user')}, "
                f"{_n(summary.messages, 'message')} ({_size(summary.db_bytes)}, schema "
                f"v{summary.schema})\n"
@@ -534,11 +556,19 @@ def restore(
     except BackupError as exc:
         raise _fail(str(exc)) from None
     taken = f" (taken {summary.created})" if summary.created else ""
-    typer.echo(f"Restored {source}{taken} into {data_dir.absolute()}: "
+    source, data_dir = _full(source), _full(data_dir)
+    typer.echo(f"Restored {source}{taken} into {data_dir}: "
                f"{_n(summary.users, 'user')}, {_n(summary.messages, 'message')}, invite key "
                f"{'restored' if summary.invite_key else 'none'}, "
-               f"{_n(summary.ai_files, 'AI contact file')}.\n"
-               f"Start the server on it: cfm serve --data-dir {data_dir}")
+               f"{_n(summary.ai_files, 'AI contact file')}.")
+    if summary.registration:
+        typer.echo(f"The server it came from ran with registration {summary.registration}; "
+                   f"start this one with the same settings (your --config file and flags), "
+                   f"e.g.\n  cfm serve --registration {summary.registration} --data-dir "
+                   f"{data_dir}")
+    else:
+        typer.echo(f"Start the server on it with the settings it ran with (your --config "
+                   f"file and flags):\n  cfm serve --data-dir {data_dir}")
     import os
 
     if os.geteuid() == 0:
@@ -547,6 +577,13 @@ def restore(
 
 
 # --- helpers ------------------------------------------------------------------------
+
+
+def _full(path: Path) -> Path:
+    """``path`` from the root, ``..`` folded (symlinks kept: it is the name typed)."""
+    import os
+
+    return Path(os.path.abspath(path))
 
 
 def _describe(plan: Any) -> str:

@@ -52,6 +52,9 @@ class Summary:
     invite_key: bool
     ai_files: int
     db_bytes: int
+    # How the source server last ran (its server.json): a restored server started
+    # without the same settings would take new handles from anyone. "" when unknown.
+    registration: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -68,6 +71,7 @@ def backup(data_dir: Path, dest: Path) -> Summary:
         raise BackupError(f"{dest} exists and is not an empty directory; give a new one")
     if dest == data_dir or data_dir in dest.parents:
         raise BackupError(f"{dest} is inside the data directory; back up somewhere else")
+    _refuse_a_lost_wal(db)
     try:
         make_private_dir(dest)
     except OSError as exc:
@@ -83,7 +87,8 @@ def backup(data_dir: Path, dest: Path) -> Summary:
             created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             source=str(data_dir), schema=schema, users=users, messages=messages,
             invite_key=has_key, ai_files=ai_files,
-            db_bytes=(work / DB_FILE).stat().st_size)
+            db_bytes=(work / DB_FILE).stat().st_size,
+            registration=_last_registration(data_dir))
         _write_private(work / MANIFEST, json.dumps(summary.as_dict(), indent=1) + "\n")
         for item in work.iterdir():
             item.rename(dest / item.name)
@@ -93,6 +98,47 @@ def backup(data_dir: Path, dest: Path) -> Summary:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return summary
+
+
+def _last_registration(data_dir: Path) -> str:
+    """``registration`` as the server last started on ``data_dir`` ran with it (its
+    ``server.json``, see Server._record_run), or "" when there is no such record."""
+    try:
+        value = json.loads((data_dir / "server.json").read_text("utf-8")).get(
+            "registration", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _refuse_a_lost_wal(db: Path) -> None:
+    """A database marked open by a server with no WAL beside it lost what the WAL held
+    (cfm serve refuses it: see cfm_server/store/sqlite.py, APP_ID_OPEN). The backup marks
+    its copy whole, so backing it up would pass the loss on without a word.
+
+    Read from the file's header, before SQLite opens it (opening makes a WAL). A running
+    server always has its WAL beside the file, so this never refuses a live directory.
+    """
+    from cfm_server.store.sqlite import APP_ID_OPEN
+
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists():
+        return
+    try:
+        with db.open("rb") as file:
+            header = file.read(100)
+    except OSError as exc:
+        raise BackupError(f"cannot read {db}: {exc.strerror or exc}") from None
+    if header[:16] != b"SQLite format 3\x00" or len(header) < 72:
+        return  # not a database: the copy below says so
+    # Looked at again: a server starting meanwhile makes its WAL before it marks open.
+    if int.from_bytes(header[68:72], "big") == APP_ID_OPEN and not wal.exists():
+        raise BackupError(
+            f"{db} was copied (or left) without its {wal.name} file while a server had it "
+            f"open: the messages written since its last checkpoint may be missing, and "
+            f"cfm serve refuses it. Back up the data directory a server runs on (or a "
+            f"whole copy); if you know this copy is whole (sqlite3 .backup), cfm admin "
+            f"restore {db} --data-dir NEWDIR takes it in. Nothing was written")
 
 
 def _copy_database(db: Path, target: Path) -> tuple[int, int, int]:
@@ -219,7 +265,7 @@ def restore(source: Path, data_dir: Path) -> Summary:
     return Summary(
         created=manifest.created if manifest else "", source=str(source), schema=schema,
         users=users, messages=messages, invite_key=has_key, ai_files=ai_files,
-        db_bytes=target.stat().st_size)
+        db_bytes=target.stat().st_size, registration=manifest.registration if manifest else "")
 
 
 def _check_copy(path: Path, newest_schema: int, closed: int) -> tuple[int, int, int]:

@@ -188,9 +188,11 @@ def _reload(server: Any, logs: Any) -> None:
 
     log = logging.getLogger("cfm_server.cli")
     done = []
+    failed = False  # an error line said what was refused: "nothing to reload" would lie
     try:
         path = logs.reopen()
     except OSError as exc:
+        failed = True
         log.error("SIGHUP: cannot reopen the log file %s (%s); still writing to the old "
                   "one", logs.file, exc.strerror or exc)
     else:
@@ -201,9 +203,12 @@ def _reload(server: Any, logs: Any) -> None:
             if server.reload_tls():
                 done.append(f"reloaded the TLS certificate {server.config.tls_cert}")
         except ConfigError as exc:
+            failed = True
             log.error("SIGHUP: %s; still serving the old certificate", exc)
-    log.info("SIGHUP: %s", "; ".join(done) if done else "nothing to reload (no --log-file, "
-             "no TLS)")
+    if done:
+        log.info("SIGHUP: %s", "; ".join(done))
+    elif not failed:
+        log.info("SIGHUP: nothing to reload (no --log-file, no TLS)")
 
 
 async def _run(settings: Any, logs: Any) -> int:

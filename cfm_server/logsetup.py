@@ -5,7 +5,9 @@ configures. Every timestamp carries its UTC offset (``2026-12-04T03:45:01.123+00
 so lines from machines in different zones, or either side of a DST change, sort.
 
 ``--log-file`` is opened in append mode; after logrotate (or anyone) moves it away,
-SIGHUP makes the server reopen the path, so new lines go to a new file.
+SIGHUP makes the server reopen the path, so new lines go to a new file. A file the
+server creates is mode 0600 whatever the umask (the log names who connected from where,
+as private as the data directory); an existing one keeps the mode its owner gave it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -68,7 +71,12 @@ class ReopenableFileHandler(logging.StreamHandler[TextIO]):
         super().__init__(self._open())
 
     def _open(self) -> TextIO:
-        return self.path.open("a", encoding="utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            return open(fd, "a", encoding="utf-8")  # the handler closes it
+        except BaseException:
+            os.close(fd)
+            raise
 
     def reopen(self) -> None:
         fresh = self._open()  # before closing: an unwritable path keeps the old file

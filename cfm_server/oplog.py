@@ -53,8 +53,11 @@ class _Budget:
 _budgets: dict[str, _Budget] = {}
 
 
-def line(kind: str, message: str, *args: object, level: int = logging.INFO) -> None:
-    """Log ``message % args`` unless ``kind``'s lines are over their rate."""
+def line(kind: str, message: str, *args: object, level: int = logging.INFO,
+         peer: str | None = None, **fields: object) -> None:
+    """Log ``message % args`` unless ``kind``'s lines are over their rate. ``fields``
+    (``user``, ``code``, ...) become keys of a JSON line beside ``event`` and ``peer``,
+    so a log pipeline need not parse the sentence; they must not be LogRecord names."""
     if not log.isEnabledFor(level):
         return
     budget = _budgets.get(kind)
@@ -65,15 +68,16 @@ def line(kind: str, message: str, *args: object, level: int = logging.INFO) -> N
         return
     if dropped:
         message += f" ({dropped} more {kind} lines were left out: over {LINES_PER_S:g}/s)"
-    log.log(level, message, *args, extra={"event": kind, "peer": PEER.get()})
+    log.log(level, message, *args,
+            extra={"event": kind, "peer": peer if peer is not None else PEER.get(), **fields})
 
 
 def connected(peer: str) -> None:
-    line("connection", "connection from %s", peer)
+    line("connection", "connection from %s", peer, peer=peer)
 
 
 def refused(peer: str, status: int, why: str) -> None:
-    line("refusal", "refused %s: %s (HTTP %d)", peer, why, status)
+    line("refusal", "refused %s: %s (HTTP %d)", peer, why, status, peer=peer, status=status)
 
 
 def closed(peer: str, name: str | None, seconds: float, code: int | None, reason: str,
@@ -81,8 +85,10 @@ def closed(peer: str, name: str | None, seconds: float, code: int | None, reason
     who = name if name is not None else "(not signed in)"
     what = f"code {code}" if code is not None else "no close code (connection lost)"
     side = "by the server" if by_server else "by the client"
+    user = {} if name is None else {"user": name}
     line("close", "closed %s from %s after %.1f s: %s%s %s", who, peer, seconds, what,
-         f" ({reason})" if reason else "", side)
+         f" ({reason})" if reason else "", side, peer=peer, code=code,
+         by="server" if by_server else "client", **user)
 
 
 def signed_up(name: str, bot: bool, invite: str | None = None, used: int = 0,
@@ -91,12 +97,13 @@ def signed_up(name: str, bot: bool, invite: str | None = None, used: int = 0,
     ``uses`` sign-ups, 0: any number)."""
     how = (f" with invite {invite} (use {used} of {uses or 'any number'})"
            if invite is not None else "")
+    extra = {} if invite is None else {"invite": invite}
     line("sign-up", "sign-up: %s (%s) from %s%s", name, "bot" if bot else "person",
-         PEER.get(), how)
+         PEER.get(), how, user=name, **extra)
 
 
 def sign_up_refused(name: str, why: str) -> None:
-    line("sign-up", "sign-up of %s from %s refused: %s", name, PEER.get(), why)
+    line("sign-up", "sign-up of %s from %s refused: %s", name, PEER.get(), why, user=name)
 
 
 def close_of(ws: Any) -> tuple[int | None, str, bool]:

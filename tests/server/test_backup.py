@@ -297,3 +297,44 @@ async def test_an_invite_is_withdrawn_on_a_running_server_and_stays_so_after_res
         assert (await carol.hello("carol", invite=withdrawn))["code"] == "forbidden"
     async with signed_in(again.url, "erin", invite=other):
         pass
+
+
+async def test_a_backup_of_a_database_without_its_wal_is_refused_not_laundered(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """cfm serve refuses a database copied without its WAL; a backup of it would mark
+    the copy whole, and the restored server would start without a word about what the
+    WAL held."""
+    server = await server_factory(data_dir=tmp_path / "live")
+    async with signed_in(server.url, "alice"):
+        pass
+    copy = tmp_path / "copy"
+    copy.mkdir(mode=0o700)
+    shutil.copy(server.data_dir / DB, copy / DB)  # the main file alone, server running
+    result = admin("backup", str(tmp_path / "bk"), "--data-dir", str(copy))
+    assert result.exit_code == 2, result.output
+    assert "without its cfm.sqlite3-wal file while a server had it open" in result.output
+    assert f"cfm admin restore {copy / DB} --data-dir NEWDIR" in result.output
+    assert not (tmp_path / "bk").exists()  # nothing written
+    assert not (copy / f"{DB}-wal").exists()  # nor beside the copy
+    # The running server's own directory (its WAL beside it) backs up as before.
+    result = admin("backup", str(tmp_path / "bk"), "--data-dir", str(server.data_dir))
+    assert result.exit_code == 0, result.output
+    await server.stop()
+
+
+async def test_restore_says_which_registration_the_server_ran_with(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """The restore's "start the server on it" line, copied as it is, must not start an
+    invite-only server's data with open registration."""
+    server = await server_factory(data_dir=tmp_path / "live", registration="invite")
+    async with signed_in(server.url, "alice", invite=make_code(server.hub.invites.key)):
+        pass
+    result = admin("backup", str(tmp_path / "bk"), "--data-dir", str(server.data_dir))
+    assert result.exit_code == 0, result.output
+    await server.stop()
+    result = admin("restore", str(tmp_path / "bk"), "--data-dir", str(tmp_path / "new"))
+    assert result.exit_code == 0, result.output
+    assert "registration invite" in result.output
+    assert f"cfm serve --registration invite --data-dir {tmp_path / 'new'}" in result.output

@@ -122,3 +122,39 @@ def test_json_lines_carry_the_event_and_the_peer() -> None:
     assert record["msg"] == "sign-up: carol (person) from 192.0.2.7"
     assert record["event"] == "sign-up" and record["peer"] == "192.0.2.7"
     assert record["logger"] == "cfm_server.conn" and record["level"] == "info"
+
+
+def test_json_lines_name_the_user_and_the_close_code_as_keys() -> None:
+    """A log pipeline counts 4008s per user, or sign-ups per invite, from keys rather
+    than by parsing the sentence."""
+    stream = io.StringIO()
+    logs = setup_logging("info", "json", stream=stream)
+    token = oplog.PEER.set("192.0.2.7")
+    try:
+        oplog.signed_up("carol", False, invite="68e1fc1a6b1238ec", used=2, uses=5)
+        oplog.sign_up_refused("mallory", "that invite code has expired")
+        oplog.closed("192.0.2.7", "carol", 3.2, 4008, "too many errors", True)
+        oplog.closed("192.0.2.7", None, 10.0, None, "", False)
+    finally:
+        oplog.PEER.reset(token)
+        logs.close()
+    signed, refused, closed, lost = (json.loads(line)
+                                     for line in stream.getvalue().splitlines()[-4:])
+    assert signed["user"] == "carol" and signed["invite"] == "68e1fc1a6b1238ec"
+    assert refused["user"] == "mallory" and refused["event"] == "sign-up"
+    assert (closed["user"], closed["code"], closed["by"]) == ("carol", 4008, "server")
+    assert closed["peer"] == "192.0.2.7"
+    assert "user" not in lost and lost["code"] is None and lost["by"] == "client"
+
+
+def test_a_refusals_json_peer_is_the_refused_address() -> None:
+    """Handshakes are refused before a connection's task names its peer: the key was
+    "-" while the sentence named the address."""
+    stream = io.StringIO()
+    logs = setup_logging("info", "json", stream=stream)
+    try:
+        oplog.refused("198.51.100.4", 429, "too many connections from that address")
+    finally:
+        logs.close()
+    record = json.loads(stream.getvalue().splitlines()[-1])
+    assert (record["peer"], record["status"]) == ("198.51.100.4", 429)

@@ -84,6 +84,14 @@ async def test_sighup_reloads_the_tls_certificate_and_keeps_everyone_connected(
             assert await served_serial(server.url, ca) == second
             await alice.send({"t": "say", "room": "#lobby", "text": "still here", "id": "1"})
             assert (await alice.recv_until("ack"))["id"] == "1"
+
+            # The whole pair again: taken. A refusal is not followed by "nothing to
+            # reload (no TLS)", which told the operator TLS was off.
+            third = write_cert(ca, chain, key)
+            server.proc.send_signal(signal.SIGHUP)
+            await server.wait_line(r"SIGHUP: reloaded the TLS certificate", start=mark)
+            assert await served_serial(server.url, ca) == third
+            assert "nothing to reload" not in "\n".join(server.lines[mark:])
         assert server.proc.returncode is None
     assert "Traceback" not in server.text()
 

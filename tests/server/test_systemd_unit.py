@@ -59,3 +59,39 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "cfm.service" not in result.stderr, result.stderr  # no warnings about it
+
+
+BACKUP = UNIT.with_name("cfm-backup.service")
+TIMER = UNIT.with_name("cfm-backup.timer")
+
+
+def test_the_backup_unit_backs_up_the_servers_data_dir_as_its_user() -> None:
+    """cfm-backup.service runs ``cfm admin backup`` on the data directory cfm.service
+    serves, as the same user (cfm admin refuses any other), into a directory per run."""
+    server = settings()
+    backup: dict[str, list[str]] = {}
+    for line in BACKUP.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            backup.setdefault(key.strip(), []).append(value.strip())
+    assert backup["User"] == server["User"]
+    serve_words = server["ExecStart"][0].split()
+    data_dir = serve_words[serve_words.index("--data-dir") + 1]
+    command = backup["ExecStart"][0]
+    assert f"{serve_words[0]} admin backup " in command  # the same installation
+    assert command.endswith(f"--data-dir {data_dir}'")
+    assert "%%Y-%%m-%%d" in command  # a bare % is a systemd specifier
+    assert data_dir in backup["ReadWritePaths"][0].split()
+    assert "[Install]" not in BACKUP.read_text()  # started by the timer only
+    assert "WantedBy=timers.target" in TIMER.read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_systemd_analyze_verify_accepts_the_backup_timer(tmp_path: Path) -> None:
+    for unit in (BACKUP, TIMER):
+        (tmp_path / unit.name).write_text(unit.read_text())
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / TIMER.name),
+                             str(tmp_path / BACKUP.name)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "cfm-backup" not in result.stderr, result.stderr

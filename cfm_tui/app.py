@@ -365,6 +365,10 @@ class ChatApp(App[None]):
             back = self.idle.activity(self.state.status)
             if back is not None:
                 self._set_status(back)
+        if isinstance(event, events.Key) and not event.is_forwarded \
+                and self.main is not None and self.screen is self.main:
+            # Before the key is handed to the focused widget: see take_typed_key.
+            self.main.take_typed_key(event)
         await super().on_event(event)
 
     # --- messages from the widgets ---------------------------------------------------
@@ -435,10 +439,12 @@ class ChatApp(App[None]):
         self.set_psm(event.psm)
 
     def on_conversation_view_send(self, event: ConversationView.Send) -> None:
-        if self.submit_draft(event.room, event.text) and self.main is not None:
+        # The composer has already let go of the draft (keys typed after Enter start the
+        # next one); a draft that stays to be fixed goes back in.
+        if not self.submit_draft(event.room, event.text) and self.main is not None:
             view = self.main.view_for(event.room)
             if view is not None:
-                view.composer.clear()
+                view.composer.restore(event.text)
 
     def on_conversation_view_nudge_requested(self, event: ConversationView.NudgeRequested) -> None:
         self.send_nudge(event.room)

@@ -259,19 +259,22 @@ class MainScreen(Screen[None]):
         return (self.focused is not None and self.focused.id == "me-psm"
                 and not me.editing_psm())
 
-    def on_key(self, event: events.Key) -> None:
-        """Type-to-compose: a printable key in the buddy list goes to the conversation
-        on screen, and the focus with it — unless the list uses that key on the
-        highlighted row (b on a contact)."""
+    def take_typed_key(self, event: events.Key) -> bool:
+        """Type-to-compose: a printable key pressed in the buddy list belongs to the
+        conversation on screen — unless the list uses that key on the highlighted row
+        (b on a contact). True when the focus moved to that conversation's composer.
+
+        Called by the app before it hands the key to the focused widget, and the focus
+        moves at once (not on the next turn, as ``focus()`` does): the keys that follow
+        in the same burst, Enter included, go to the composer too, in order.
+        """
         buddies = self.query_one(BuddyList)
         view = self.active_view()
         if (self.focused is not buddies or not event.is_printable or not event.character
                 or view is None or not self.chat_visible() or buddies.uses_key(event.key)):
-            return
-        event.stop()
-        event.prevent_default()
-        view.composer.focus()
-        view.composer.insert(event.character)
+            return False
+        self.set_focus(view.composer)
+        return True
 
     def on_me_header_edit_done(self, event: MeHeader.EditDone) -> None:
         event.stop()

@@ -120,6 +120,18 @@ async def test_cfm_chat_in_tmux(tmp_path, env):
 
         msg = await asyncio.wait_for(next_msg(), WAIT_S)
         assert (msg.sender, msg.text) == ("alice", "hello bob :)")
+
+        # A burst with no pause between keys (a paste tool, a macro, key bounce): each
+        # message goes out exactly once, in order, and "x" Enter Enter is one "x".
+        burst = [f"burst A{n}" for n in range(1, 6)]
+        tmux.keys(*(key for text in burst for key in (text, "Enter")), "x", "Enter", "Enter")
+        await tmux.wait_for("burst A5")
+        tmux.type("end of burst")  # a barrier: whatever came before it has arrived
+        tmux.keys("Enter")
+        got: list[str] = []
+        while not got or got[-1] != "end of burst":
+            got.append((await asyncio.wait_for(next_msg(), WAIT_S)).text)
+        assert got == [*burst, "x", "end of burst"]
         await bob.say("hi alice (Y) [bold]x[/]", to="alice")
         screen = await tmux.wait_for("hi alice 👍")
         assert "alice says" in screen and "hello bob 🙂" in screen

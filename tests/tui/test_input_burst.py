@@ -1,0 +1,59 @@
+"""Keys that come faster than the app handles them (a paste tool, a macro, key bounce,
+a busy app): every draft is sent exactly once, in order, and nothing typed after Enter
+is lost. Two real apps against a real server; the keys are queued back to back."""
+
+from __future__ import annotations
+
+from cfm_common import rules
+from tests.tui.helpers import active_view, alice_and_bob, burst, transcript_text, wait_until
+
+DM = rules.dm_room("alice", "bob")
+
+
+def texts(app, room: str = DM) -> list[str]:
+    conv = app.state.conversations.get(room)
+    return [m.text for m in conv.messages] if conv is not None else []
+
+
+def keys_of(*drafts: str) -> list[str]:
+    return [key for draft in drafts for key in (*draft, "enter")]
+
+
+async def test_a_burst_sends_each_draft_once_in_order(server, tmp_path):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
+        await alice.open_dm("bob")
+        await pa.pause()
+        drafts = [f"burst A{n}" for n in range(1, 6)]
+        burst(alice, *keys_of(*drafts), "x", "enter", "enter", *"draft")
+        await wait_until(pb, lambda: "x" in texts(bob), "the burst at bob's")
+        # Typed after the last Enter, in the same burst: still in the box, not sent.
+        await wait_until(pa, lambda: active_view(alice).composer.text == "draft", "the draft")
+        burst(alice, "enter")  # a barrier: anything sent twice would come before it
+        await wait_until(pb, lambda: "draft" in texts(bob), "the barrier")
+        assert texts(bob) == [*drafts, "x", "draft"]
+        assert texts(alice) == [*drafts, "x", "draft"]
+
+
+async def test_a_refused_draft_comes_back_before_what_was_typed_since(server, tmp_path):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, _bob, _pb):
+        await alice.open_dm("bob")
+        await pa.pause()
+        composer = active_view(alice).composer
+        burst(alice, *"/status sleepy", "enter", *"hello")
+        await wait_until(pa, lambda: "Usage: /status" in transcript_text(alice, DM), "the refusal")
+        await pa.pause()
+        assert composer.text == "/status sleepy\nhello"
+
+
+async def test_typing_into_the_buddy_list_then_enter_sends_it(server, tmp_path):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
+        await alice.open_dm("bob")
+        await pa.pause()
+        await pa.press("f2")  # to the buddy list; the conversation stays on screen
+        await wait_until(pa, lambda: alice.focused is alice.main.query_one("#buddies"),
+                         "the list focused")
+        burst(alice, *keys_of("hi from the list"))
+        await wait_until(pb, lambda: "hi from the list" in texts(bob), "the message at bob's")
+        await pa.pause()
+        assert active_view(alice).composer.text == ""
+        assert alice.main.active_room == DM

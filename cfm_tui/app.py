@@ -319,12 +319,16 @@ class ChatApp(App[None]):
     # --- read marks, typing, idle ----------------------------------------------------
 
     def mark_active_seen(self) -> None:
+        """Send a read mark ("Seen" at the other side) for what is shown: the active
+        conversation's newest messages, when they are on screen — its pane visible, the
+        transcript at the bottom, the terminal window focused (when it reports focus)."""
         main, state = self.main, self.state
         if main is None or state is None or not main.chat_visible() or not self.app_focus:
             return
         room = main.active_room
         conv = state.conversations.get(room) if room else None
-        if conv is None or room is None:
+        view = main.view_for(room) if room else None
+        if conv is None or room is None or view is None or not view.transcript.following:
             return
         seq = conv.mark_seen()
         if seq is not None:
@@ -448,6 +452,10 @@ class ChatApp(App[None]):
 
     def on_conversation_view_nudge_requested(self, event: ConversationView.NudgeRequested) -> None:
         self.send_nudge(event.room)
+
+    def on_conversation_view_caught_up(self, event: ConversationView.CaughtUp) -> None:
+        if self.main is not None and event.room == self.main.active_room:
+            self.mark_active_seen()
 
     def on_conversation_view_load_older(self, event: ConversationView.LoadOlder) -> None:
         self.load_older(event.room)

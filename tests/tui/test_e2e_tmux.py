@@ -67,6 +67,24 @@ class Tmux:
             await asyncio.sleep(0.2)
         raise AssertionError(f"{text!r} never appeared on screen:\n{self.screen()}")
 
+    def resize_in_steps(self, width: int, height: int, steps: int = 6) -> None:
+        size = self.run("display-message", "-p", "-t", "chat",
+                        "#{window_width} #{window_height}").split()
+        w0, h0 = int(size[0]), int(size[1])
+        for step in range(1, steps + 1):
+            w = w0 + (width - w0) * step // steps
+            h = h0 + (height - h0) * step // steps
+            self.run("resize-window", "-t", "chat", "-x", str(w), "-y", str(h))
+
+    async def wait_for_size(self, width: int, height: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        want = f"{width}x{height}"
+        while self.run("display-message", "-p", "-t", "chat",
+                       "#{window_width}x#{window_height}").strip() != want:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the window never became {want}")
+            await asyncio.sleep(0.1)
+
     def keys(self, *keys: str) -> None:
         self.run("send-keys", "-t", "chat", *keys)
 
@@ -136,6 +154,18 @@ async def test_cfm_chat_in_tmux(tmp_path, env):
         screen = await tmux.wait_for("hi alice 👍")
         assert "alice says" in screen and "hello bob 🙂" in screen
         assert "bob says" in screen and "[bold]x[/]" in screen
+
+        # A transcript at its bottom stays there through resizes: what bob says next is
+        # on screen at every size.
+        for i in range(1, 41):
+            await bob.say(f"filler {i}", to="alice")
+        await tmux.wait_for("filler 40")
+        for width, height in ((100, 32), (60, 20), (200, 50), (100, 32), (80, 24)):
+            # As a window dragged to its new size: many sizes in a row, no pause.
+            tmux.resize_in_steps(width, height)
+            await tmux.wait_for_size(width, height)
+            await bob.say(f"at {width}x{height}", to="alice")
+            await tmux.wait_for(f"at {width}x{height}")
         tmux.keys("C-q")
     finally:
         await bob.close()

@@ -30,6 +30,7 @@ from cfm_tui.commands import ChatCommands
 from cfm_tui.config import ChatConfig, data_dir
 from cfm_tui.emoticons import replace_emoticons
 from cfm_tui.idle import IdleTracker
+from cfm_tui.keys import read_esc_digit_as_alt_digit
 from cfm_tui.notify import desktop_notification
 from cfm_tui.sanitize import clean_line
 from cfm_tui.screens.ask import AskScreen
@@ -104,6 +105,7 @@ class ChatApp(App[None]):
     def __init__(self, options: ChatOptions | None = None, *, state: ChatState | None = None,
                  tz: tzinfo | None = None) -> None:
         super().__init__()
+        read_esc_digit_as_alt_digit()  # Alt+1…9 switch tabs under tmux too
         self.options = options or ChatOptions()
         self.config = self.options.config
         self.state = state

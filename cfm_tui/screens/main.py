@@ -20,6 +20,7 @@ from textual.content import Content
 from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 
 from cfm_common import rules
@@ -99,7 +100,7 @@ class MainScreen(Screen[None]):
         self.query_one(TabbedContent).display = False
         self.narrow = self.app.size.width < NARROW_BELOW
         self.render_all()
-        self.query_one(BuddyList).focus()
+        self.focus_now(self.query_one(BuddyList))
         self.ready.set()
 
     # --- layout ----------------------------------------------------------------------
@@ -118,6 +119,15 @@ class MainScreen(Screen[None]):
     def watch_show_chat(self, show_chat: bool) -> None:
         self.set_class(show_chat, "-show-chat")
 
+    def focus_now(self, widget: Widget) -> None:
+        """Move the focus before the next key is handed on.
+
+        ``Widget.focus()`` moves it on a later turn of the app's queue, behind keys that
+        are already waiting there: the end of a burst (Alt+2 then "hi", F2 then text)
+        would go to the widget the focus is leaving.
+        """
+        self.set_focus(widget)
+
     def focus_in_chat(self) -> bool:
         """Whether the focus is in the conversation pane (a composer, a tab, a button)."""
         focused = self.focused
@@ -132,10 +142,10 @@ class MainScreen(Screen[None]):
         view = self.active_view()
         if self.focus_in_chat() or view is None:
             self.show_chat = False
-            self.query_one(BuddyList).focus()
+            self.focus_now(self.query_one(BuddyList))
         else:
             self.show_chat = True
-            view.composer.focus()
+            self.focus_now(view.composer)
         self.chat_app.mark_active_seen()
 
     # --- rendering -------------------------------------------------------------------
@@ -233,7 +243,7 @@ class MainScreen(Screen[None]):
             self.query_one("#no-conversation").display = False
             tabs.display = True
             if not activate and focused is not None and self.focused is not focused:
-                focused.focus()
+                self.focus_now(focused)
             if not activate and (self._focus_parked_in_psm() or (
                     first and (self.focused is None or isinstance(self.focused, BuddyList)))):
                 # Nothing typed there (the list, with no conversation before this one, or
@@ -250,7 +260,7 @@ class MainScreen(Screen[None]):
         if activate:
             tabs.active = self._pane_ids[room]
             self.show_chat = True  # also when wide: a later narrowing keeps this pane
-            view.composer.focus()
+            self.focus_now(view.composer)
             self._retitle_tabs()
         return view
 
@@ -294,7 +304,7 @@ class MainScreen(Screen[None]):
             tabs.display = False
             self.show_chat = False
             self.refresh_bindings()
-            self.query_one(BuddyList).focus()
+            self.focus_now(self.query_one(BuddyList))
         elif refocus:
             async def focus_next_tab() -> None:
                 await removal
@@ -309,9 +319,9 @@ class MainScreen(Screen[None]):
         """
         view = self.active_view()
         if view is None or (self.narrow and not self.show_chat):
-            self.query_one(BuddyList).focus()
+            self.focus_now(self.query_one(BuddyList))
         else:
-            view.composer.focus()
+            self.focus_now(view.composer)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._retitle_tabs()
@@ -355,7 +365,7 @@ class MainScreen(Screen[None]):
 
     def action_answer_request(self) -> None:
         if self.state.added_you:
-            self.query_one("#added-you-add").focus()
+            self.focus_now(self.query_one("#added-you-add"))
 
     def action_nudge(self) -> None:
         room = self.active_room

@@ -81,6 +81,13 @@ class Transcript(VerticalScroll, can_focus=True):
             # After the next refresh, when the new size and text are laid out.
             self.call_after_refresh(self._to_bottom)
 
+    def watch_virtual_size(self) -> None:
+        # The text's laid-out height changed (new lines, or wrapped again at a new
+        # width): only now is the new bottom known. Called in the middle of Textual's
+        # size update, so the scroll waits for it to finish.
+        if self._following:
+            self.call_later(self._to_bottom)
+
     def _to_bottom(self) -> None:
         if self._following:
             self.scroll_end(animate=False, immediate=True)

@@ -65,7 +65,10 @@ class Tmux:
             if text in screen:
                 return screen
             await asyncio.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared on screen:\n{self.screen()}")
+        size = self.run("display-message", "-p", "-t", "chat",
+                        "#{window_width}x#{window_height} pane #{pane_width}x#{pane_height}")
+        raise AssertionError(f"{text!r} never appeared on screen ({size.strip()}):\n"
+                             f"{self.screen()}")
 
     def resize_in_steps(self, width: int, height: int, steps: int = 6) -> None:
         size = self.run("display-message", "-p", "-t", "chat",
@@ -131,8 +134,9 @@ async def test_cfm_chat_in_tmux(tmp_path, env):
         tmux.keys("Enter")
 
         async def next_msg() -> Msg:
+            """The next message alice sent (bob's client hands bob's own back too)."""
             async for event in bob:
-                if isinstance(event, Msg):
+                if isinstance(event, Msg) and event.sender == "alice":
                     return event
             raise AssertionError("bob's client ended")
 
@@ -166,6 +170,15 @@ async def test_cfm_chat_in_tmux(tmp_path, env):
             await tmux.wait_for_size(width, height)
             await bob.say(f"at {width}x{height}", to="alice")
             await tmux.wait_for(f"at {width}x{height}")
+
+        # Alt+1 under tmux (it sends ESC 1) switches tabs, and types nothing.
+        tmux.type("/join #lobby")
+        tmux.keys("Enter")
+        await tmux.wait_for("#lobby  1 member")
+        tmux.keys("M-1")
+        tmux.type("back in tab 1")
+        tmux.keys("Enter")
+        assert (await asyncio.wait_for(next_msg(), WAIT_S)).text == "back in tab 1"
         tmux.keys("C-q")
     finally:
         await bob.close()

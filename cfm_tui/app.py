@@ -270,7 +270,8 @@ class ChatApp(App[None]):
         if notice.kind in (NoticeKind.MESSAGE, NoticeKind.NUDGE) and notice.room:
             opened = not self.main.is_open(notice.room)
             await self.main.open_conversation(notice.room, activate=False)
-            if opened:  # a tab of its own: with what was said before, as when opened
+            # A tab of its own: with what was said before (and who is in the room).
+            if opened and not self.fetch_members(notice.room):
                 self.load_context(notice.room)
             in_view = (notice.room == self.main.active_room and self.main.chat_visible()
                        and self.app_focus)
@@ -396,13 +397,21 @@ class ChatApp(App[None]):
     async def open_room(self, room: str) -> None:
         if self.state is None or self.main is None:
             return
-        conv = self.state.conversation(room)
+        self.state.conversation(room)
         await self.main.open_conversation(room, activate=True)
-        if conv.members is None:
-            self.join_room(room, open_tab=False)
-        else:
+        if not self.fetch_members(room):
             self.load_context(room)
         self.mark_active_seen()
+
+    def fetch_members(self, room: str) -> bool:
+        """Ask for a group room's members (and their names) when none are known yet —
+        a room we are in since before this sign-in. True if asked: the answer loads
+        the recent history too."""
+        conv = self.state.conversations.get(room) if self.state is not None else None
+        if conv is None or not conv.is_group or conv.members is not None:
+            return False
+        self.join_room(room, open_tab=False)  # for a member, join only answers `joined`
+        return True
 
     def on_buddy_list_contact_action(self, event: BuddyList.ContactAction) -> None:
         """A key in the list is easy to press by accident: block and remove ask first."""

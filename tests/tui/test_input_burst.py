@@ -5,7 +5,14 @@ is lost. Two real apps against a real server; the keys are queued back to back."
 from __future__ import annotations
 
 from cfm_common import rules
-from tests.tui.helpers import active_view, alice_and_bob, burst, transcript_text, wait_until
+from tests.tui.helpers import (
+    active_view,
+    alice_and_bob,
+    burst,
+    transcript_text,
+    typing_text,
+    wait_until,
+)
 
 DM = rules.dm_room("alice", "bob")
 
@@ -57,3 +64,42 @@ async def test_typing_into_the_buddy_list_then_enter_sends_it(server, tmp_path):
         await pa.pause()
         assert active_view(alice).composer.text == ""
         assert alice.main.active_room == DM
+
+
+async def watch_alice(bob, pb) -> None:
+    """bob adds alice: her presence changes reach him (the barrier below)."""
+    bob.contact("add", "alice")
+    await wait_until(pb, lambda: "alice" in bob.state.contacts, "bob added alice")
+
+
+async def barrier(alice, pb, bob, psm: str) -> None:
+    """A presence change from alice's client itself: whatever alice's app sent before it
+    (a typing signal) reached bob before it. (A message would end the typing itself.)"""
+    await alice.session.client.set_presence(psm=psm)
+    await wait_until(pb, lambda: bob.state.person("alice").psm == psm, "the barrier")
+
+
+async def test_a_message_sent_in_a_burst_leaves_no_typing_behind(server, tmp_path):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
+        await alice.open_dm("bob")
+        await pa.pause()
+        await watch_alice(bob, pb)
+        burst(alice, *keys_of("text and enter at once"))
+        await wait_until(pb, lambda: "text and enter at once" in texts(bob), "the message")
+        await barrier(alice, pb, bob, "barrier 1")
+        assert typing_text(bob, DM).strip() == ""
+
+
+async def test_a_slash_command_is_not_typing(server, tmp_path):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
+        await alice.open_dm("bob")
+        await watch_alice(bob, pb)
+        await alice.session.client.say("hello", to="bob")  # the DM exists: typing reaches bob
+        await wait_until(pb, lambda: "hello" in texts(bob), "hello")
+        await pa.press(*"/status busy")
+        await barrier(alice, pb, bob, "barrier 1")
+        assert typing_text(bob, DM).strip() == ""
+        await pa.press("enter")
+        await wait_until(pa, lambda: alice.state.status == "busy", "busy")
+        await barrier(alice, pb, bob, "barrier 2")
+        assert typing_text(bob, DM).strip() == ""

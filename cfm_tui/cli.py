@@ -60,9 +60,9 @@ def chat(
 
     chosen = parse_status(status) if status is not None else None
     if name is not None and not rules.is_valid_name(name):
-        from cfm_tui.session import HANDLE_RULE
+        from cfm_tui.session import handle_refusal
 
-        raise typer.BadParameter(f"{name!r} is not a valid handle. {HANDLE_RULE}",
+        raise typer.BadParameter(f"{name!r} is not a valid handle. {handle_refusal(name)}",
                                  param_hint="--name")
     code = parse_invite(invite) if invite is not None else None
     raise typer.Exit(run_chat(server=server, name=name, status=chosen, display=display,

@@ -16,7 +16,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from cfm_common import rules
-from cfm_tui.session import HANDLE_RULE
+from cfm_tui.session import handle_refusal
+from cfm_tui.slash import display_refusal
 from cfm_tui.widgets.me_header import STATUS_CHOICES
 
 LOGO = "cfm Messenger"
@@ -63,11 +64,11 @@ class SignInScreen(Screen[None]):
             yield Static(Text(LOGO), id="signin-logo")
             yield Static(Text(TAGLINE), id="signin-tagline")
             yield Label("Handle:")
-            yield Input(name, placeholder="e.g. alice", id="signin-name", max_length=24,
-                        compact=True)
+            # No max_length: a longer handle is refused with the limit, never cut.
+            yield Input(name, placeholder="e.g. alice", id="signin-name", compact=True)
             yield Label("Display name:")
             yield Input(display, placeholder="how others see you (optional)",
-                        id="signin-display", max_length=rules.MAX_DISPLAY, compact=True)
+                        id="signin-display", compact=True)
             yield Label("Status:")
             yield Select(STATUS_CHOICES, allow_blank=False, value=status, id="signin-status",
                          compact=True)
@@ -85,8 +86,9 @@ class SignInScreen(Screen[None]):
     def on_mount(self) -> None:
         if self._invite:
             self.show_invite()
-        target = "#signin-display" if self._defaults[0] else "#signin-name"
-        self.query_one(target, Input).focus()
+        # A remembered handle: Enter signs in again (Shift+Tab goes back to the fields).
+        target = "#signin-button" if self._defaults[0] else "#signin-name"
+        self.query_one(target).focus()
 
     def show_error(self, message: str, field: str | None = None) -> None:
         """The error under the form; the focus goes to the field to fix, if one is."""
@@ -122,15 +124,21 @@ class SignInScreen(Screen[None]):
         if self.busy:
             return
         name = self.query_one("#signin-name", Input).value.strip()
-        if not rules.is_valid_name(name):
-            self.show_error(HANDLE_RULE, "name")
+        refusal = handle_refusal(name)
+        if refusal is not None:
+            self.show_error(refusal, "name")
+            return
+        display = self.query_one("#signin-display", Input).value.strip()
+        refusal = display_refusal(display)
+        if refusal is not None:
+            self.show_error(refusal, "display")
             return
         status = self.query_one("#signin-status", Select).value
         server = self.query_one("#signin-server", Input).value.strip() or None
         invite = self.query_one("#signin-invite", Input).value.strip() if self.invite_shown else ""
         form = SignInForm(
             name=name,
-            display=self.query_one("#signin-display", Input).value.strip(),
+            display=display,
             status=status if isinstance(status, str) else "online",
             server=server,
             invite=invite or None,

@@ -611,6 +611,11 @@ class ChatApp(App[None]):
             conv.note("Nudges are for one-to-one conversations.", state.now_ms())
             self._render(Update(rooms={room}))
             return
+        if state.connection.link is not Link.CONNECTED:
+            # The SDK keeps it and sends it once connected: say so now, not then.
+            conv.note("You are not connected: your nudge will be sent when the connection "
+                      "is back.", state.now_ms())
+            self._render(Update(rooms={room}))
         self._send_nudge(room, conv.peer)
 
     @work(group="requests", exit_on_error=False)
@@ -630,8 +635,12 @@ class ChatApp(App[None]):
         else:
             conv.add_message(Msg(ack.room, ack.seq, state.me, "", ack.ts,
                                  rules.MsgKind.NUDGE.value, ack.id))
-            known = state.people.get(peer)  # a contact: their presence is known
-            if peer in state.contacts and known is not None and not known.online:
+            # A contact: their presence is known — once this connection's welcome has
+            # been read (an ack can come first, right after a reconnect: then nothing is
+            # said rather than something stale).
+            known = state.people.get(peer)
+            if peer in state.contacts and known is not None and not known.online \
+                    and state.connection.link is Link.CONNECTED:
                 conv.note(f"{state.label(peer)} is offline: your nudge will reach them when "
                           "they sign in.", state.now_ms())
         self._render(Update(rooms={room}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import tzinfo
 from typing import TYPE_CHECKING, ClassVar
 
@@ -40,6 +41,12 @@ NARROW_BELOW = 100
 # A shake: window offsets (x, y) in cells, one step per SHAKE_STEP_S.
 SHAKE_OFFSETS = ((2, 0), (-2, 0), (2, 1), (-2, 0), (1, 0), (-1, 0), (0, 0))
 SHAKE_STEP_S = 0.05
+HINT_EVERY_S = 5.0
+NOWHERE_TO_TYPE = (
+    "Nothing to type into here: open a conversation (Enter on a contact or room), "
+    "F5 to add a contact, F6 to join a room. Commands like /add go in a conversation."
+)
+CHAT_HIDDEN = "Typing goes into the conversation: F2 shows it."
 EMPTY_HINT = (
     "No conversation open.\n\n"
     "Pick a contact or a room in the list and press Enter,\n"
@@ -78,6 +85,7 @@ class MainScreen(Screen[None]):
         self.shakes = 0
         self.ready = asyncio.Event()  # set once mounted: events may be rendered
         self._pane_ids: dict[str, str] = {}
+        self._told_where_to_type = -HINT_EVERY_S
         self._next_pane = 0
 
     @property
@@ -279,9 +287,17 @@ class MainScreen(Screen[None]):
         in the same burst, Enter included, go to the composer too, in order.
         """
         buddies = self.query_one(BuddyList)
-        view = self.active_view()
         if (self.focused is not buddies or not event.is_printable or not event.character
-                or view is None or not self.chat_visible() or buddies.uses_key(event.key)):
+                or buddies.uses_key(event.key)):
+            return False
+        view = self.active_view()
+        if view is None or not self.chat_visible():
+            # Nowhere on screen to type: say where, rather than losing the keys quietly.
+            now = time.monotonic()
+            if now - self._told_where_to_type >= HINT_EVERY_S:  # once per word typed
+                self._told_where_to_type = now
+                self.app.notify(NOWHERE_TO_TYPE if view is None else CHAT_HIDDEN,
+                                markup=False)
             return False
         self.set_focus(view.composer)
         return True

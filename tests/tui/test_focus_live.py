@@ -356,3 +356,15 @@ async def test_typing_in_the_list_goes_to_the_conversation_on_screen(server, tmp
         await pa.press(*" yes", "enter")
         await wait_until(pb, lambda: "bob? yes" in transcript_text(bob, DM), "sent")
         assert "bob" not in alice.state.blocked
+
+
+async def test_typing_in_the_buddy_list_with_no_conversation_says_where_to_type(
+        server, tmp_path):
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        assert isinstance(app.focused, BuddyList)
+        await pilot.press(*"/add bob")
+        await wait_until(pilot, lambda: any("Nothing to type into here" in n.message
+                                            for n in app._notifications), "the hint")
+        assert sum("Nothing to type into" in n.message for n in app._notifications) == 1

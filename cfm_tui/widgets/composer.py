@@ -12,7 +12,10 @@ paste never sends by itself: only an Enter key press does.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import events
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
@@ -20,6 +23,13 @@ NEWLINE_KEYS = frozenset({"ctrl+j", "newline", "shift+enter"})
 
 
 class Composer(TextArea):
+    # The keys people expect of a chat box (TextArea's own: Ctrl+U deletes to the start
+    # of a wrapped line, Ctrl+A goes to its start, select-all is F7).
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+a", "select_all", "Select all", show=False, id="composer.select_all"),
+        Binding("ctrl+u", "clear_draft", "Clear", show=False, id="composer.clear"),
+    ]
+
     class Submitted(Message):
         def __init__(self, composer: Composer, text: str) -> None:
             super().__init__()
@@ -53,6 +63,11 @@ class Composer(TextArea):
         if text.strip():
             self.clear()
             self.post_message(self.Submitted(self, text.strip("\n")))
+
+    def action_clear_draft(self) -> None:
+        """Delete the whole draft (Ctrl+Z brings it back)."""
+        self.select_all()
+        self.action_delete_left()
 
     def restore(self, draft: str) -> None:
         """Put back a draft that was not sent, before whatever was typed since."""

@@ -368,3 +368,20 @@ async def test_typing_in_the_buddy_list_with_no_conversation_says_where_to_type(
         await wait_until(pilot, lambda: any("Nothing to type into here" in n.message
                                             for n in app._notifications), "the hint")
         assert sum("Nothing to type into" in n.message for n in app._notifications) == 1
+
+
+async def test_the_composer_clears_and_selects_all_with_the_usual_keys(server, tmp_path):
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await app.open_dm("bob")
+        await pilot.pause()
+        composer = active_view(app).composer
+        draft = "a long draft that wraps over several lines of the composer " * 4
+        composer.insert(draft)
+        await pilot.press("ctrl+u")  # all of it, not one wrapped line
+        assert composer.text == ""
+        await pilot.press("ctrl+z")
+        assert composer.text == draft
+        await pilot.press("ctrl+a", "x")  # select all, then type over it
+        assert composer.text == "x"

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,7 +25,7 @@ from cfm_common import rules
 from cfm_common.client import ClientError, Connected, StateChanged
 from cfm_common.frames import Msg
 from cfm_common.tokens import default_token_file
-from cfm_tui import render, slash
+from cfm_tui import export, render, slash
 from cfm_tui.commands import ChatCommands
 from cfm_tui.config import ChatConfig, data_dir
 from cfm_tui.emoticons import replace_emoticons
@@ -533,7 +533,39 @@ class ChatApp(App[None]):
                                 f"({state.connection.describe()}).")
         elif name == "help":
             self.note(room, slash.help_text())
+        elif name == "save":
+            self.save_conversation(room, arg)
         return True
+
+    @work(group="requests", exit_on_error=False)
+    async def save_conversation(self, room: str, file: str) -> None:
+        """``/save``: all of the conversation (older pages fetched first) to a file."""
+        state, session = self.state, self.session
+        if state is None:
+            return
+        conv = state.conversation(room)
+        while session is not None and conv.can_load_older:
+            try:
+                page = await session.client.history(room, before=conv.oldest_seq,
+                                                    limit=HISTORY_PAGE)
+            except ClientError as exc:
+                log.info("history of %s for /save failed: %s", room, exc)
+                break
+            if not conv.add_history(page.msgs, page.more) and page.more:
+                break  # nothing new although the server says there is more: stop
+        now = datetime.now(self.tz)
+        path = Path(file).expanduser() if file else Path.cwd() / export.default_file_name(
+            room, now)
+        try:
+            export.write(path, export.conversation_text(room, state, self.tz, now))
+        except FileExistsError:
+            self.note(room, f"{path} exists already: /save another name, or remove it.")
+        except OSError as exc:
+            self.note(room, f"Could not save to {path}: {exc.strerror or exc}")
+        else:
+            self.note(room, f"Saved this conversation ({len(conv.messages)} messages) to "
+                            f"{path}.")
+        self._render(Update(rooms={room}))
 
     def note(self, room: str, text: str) -> None:
         """A local line in ``room``'s transcript (never sent)."""

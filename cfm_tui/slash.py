@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "block": ("<name>", "block someone"),
     "unblock": ("<name>", "unblock someone"),
     "close": ("", "close this conversation"),
+    "save": ("[file]", "save this conversation to a text file (.html: a web page)"),
     "reconnect": ("", "try to reconnect now, not when the countdown ends"),
     "help": ("", "this list"),
 }
@@ -117,6 +118,8 @@ def parse(draft: str) -> Parsed:
 
 def _check(name: str, rest: str) -> Parsed:
     arg = rest.strip()
+    if name == "save":
+        return Command(name, arg)  # the file, or "" for a name of the app's choosing
     if name in ("nudge", "leave", "close", "reconnect", "help"):
         return Command(name) if not arg else Refusal(f"/{name} takes nothing after it.")
     if name == "status":

@@ -199,12 +199,40 @@ class ChatApp(App[None]):
         self.session = session
         self.state = ChatState(welcome.name)
         self.state.on_welcome(welcome)
+        same_account = (self.config.name, self.config.server) == (form.name, form.server)
+        tabs = list(self.config.open_tabs) if same_account else []
         self._remember(form)
         await self._show_main(server=form.server or "local server")
         self._pump_events()
+        await self._reopen_tabs(tabs)
         return None
 
+    async def _reopen_tabs(self, rooms: list[str]) -> None:
+        """The conversations open at the last quit, in their order (rooms we are still
+        in; DMs with whoever they were with)."""
+        state, main = self.state, self.main
+        if state is None or main is None:
+            return
+        for room in rooms:
+            if rules.is_group_room(room):
+                if room not in state.conversations:  # left since, or the room is gone
+                    continue
+            elif rules.dm_members(room) is None or state.me not in rules.dm_members(room):
+                continue
+            state.conversation(room)
+            await main.open_conversation(room, activate=False)
+            if not self.fetch_members(room):
+                self.load_context(room)
+
+    async def action_quit(self) -> None:
+        if self.main is not None and self.session is not None:
+            self.config.open_tabs = self.main.open_rooms()
+            self.config.save(self.options.config_path)
+        await super().action_quit()
+
     def _remember(self, form: SignInForm) -> None:
+        if (self.config.name, self.config.server) != (form.name, form.server):
+            self.config.open_tabs = []  # another account's conversations
         self.config.name = form.name
         self.config.display = form.display or None
         self.config.status = form.status

@@ -385,3 +385,24 @@ async def test_the_composer_clears_and_selects_all_with_the_usual_keys(server, t
         assert composer.text == draft
         await pilot.press("ctrl+a", "x")  # select all, then type over it
         assert composer.text == "x"
+
+
+async def test_the_tabs_open_at_quit_come_back_at_the_next_sign_in(server, tmp_path):
+    from cfm_tui.config import ChatConfig
+
+    first = make_app(tmp_path, server.url, "alice")
+    async with first.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: first.main is not None, "signed in")
+        await first.open_dm("bob")
+        first.join_room("#lobby")
+        await wait_until(pilot, lambda: first.main.is_open("#lobby"), "in #lobby")
+        await pilot.press("ctrl+q")
+    config, warning = ChatConfig.load(tmp_path / "alice" / "chat.json")
+    assert warning is None and config.open_tabs == [DM, "#lobby"]
+    config.idle_minutes = 0
+    again = make_app(tmp_path, server.url, "alice", config=config)
+    async with again.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: again.main is not None, "signed in again")
+        await wait_until(pilot, lambda: again.main.open_rooms() == [DM, "#lobby"], "the tabs")
+        await wait_until(pilot, lambda: again.state.conversations["#lobby"].members == {"alice"},
+                         "the room's members")

@@ -109,3 +109,17 @@ def test_broken_config_is_a_warning_not_a_crash(tmp_path, content):
 
 def test_missing_config_is_a_fresh_start(tmp_path):
     assert ChatConfig.load(tmp_path / "nope.json") == (ChatConfig(), None)
+
+
+def test_a_wrapped_help_line_keeps_its_column():
+    from cfm_tui import render, slash
+    from cfm_tui.conversation import LineKind, TranscriptLine
+    from cfm_tui.state import ChatState
+
+    note = TranscriptLine(LineKind.NOTE, slash.help_text(), 0)
+    lines = render.transcript([note], ChatState("alice"), None, width=50).plain.split("\n")
+    assert all(len(line) <= 50 for line in lines)
+    column = lines[1].index("nudge (")  # where the descriptions start
+    for line in lines[1:]:
+        assert line.startswith("  /") or line[:column].strip() == "", line
+    assert any(not line.startswith("  /") for line in lines[1:])  # something did wrap

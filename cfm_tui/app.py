@@ -321,7 +321,8 @@ class ChatApp(App[None]):
         elif notice.kind is NoticeKind.ADDED_YOU:
             answer = (" F3 to answer: Add back, Block or Not now."
                       if notice.who in self.state.added_you else "")
-            self.toast(f"{who} ({notice.who}) has added you to their contact list.{answer}")
+            who = render.label_with_handle(notice.who, self.state)
+            self.toast(f"{who} has added you to their contact list.{answer}")
             self.ring()
         elif notice.kind is NoticeKind.ERROR:
             self.notify(clean_line(notice.text), severity="warning", markup=False)

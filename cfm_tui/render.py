@@ -121,8 +121,13 @@ def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
                 who = clean_line(state.label(line.sender))
                 out.append(f"{who} just sent you a nudge!", style=NUDGE_STYLE)
         elif is_action(line):
-            # "/me waves" arrives as "* alice waves": an action line, no "says" header.
-            body = replace_emoticons(clean_text(line.text))
+            # "/me waves" arrives as "* alice waves": an action line, no "says" header,
+            # with the name people know the sender by (what is sent keeps the handle,
+            # which is what makes it an action).
+            assert line.sender is not None
+            action = line.text[len(line.sender) + 3:]
+            who = clean_line(state.label(line.sender))
+            body = replace_emoticons(clean_text(f"* {who} {action}"))
             out.append(_wrap_indented(body, "", width), style=ACTION_STYLE)
             if line.kind is LineKind.PENDING:
                 out.append("  sending…", style=PSM_STYLE)
@@ -156,6 +161,15 @@ def _continues(previous: TranscriptLine | None, line: TranscriptLine, tz: tzinfo
         and previous.sender == line.sender
         and format_time(previous.ts, tz) == format_time(line.ts, tz)
     )
+
+
+def label_with_handle(name: str, state: ChatState) -> str:
+    """"Bob (bob)": the name shown and the handle, once — "bob" alone when that is the
+    name shown, "Bob <bob>" as it is when the label already carries the handle."""
+    label = clean_line(state.label(name))
+    if label.casefold() == name.casefold() or f"<{name}>" in label:
+        return label
+    return f"{label} ({name})"
 
 
 def is_action(line: TranscriptLine) -> bool:

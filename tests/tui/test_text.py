@@ -123,3 +123,31 @@ def test_a_wrapped_help_line_keeps_its_column():
     for line in lines[1:]:
         assert line.startswith("  /") or line[:column].strip() == "", line
     assert any(not line.startswith("  /") for line in lines[1:])  # something did wrap
+
+
+def test_a_name_and_its_handle_are_shown_once():
+    from cfm_common.frames import RosterEntry, Welcome
+    from cfm_tui import render
+    from cfm_tui.state import ChatState
+
+    state = ChatState("alice")
+    state.on_welcome(Welcome(1, "s1", "alice", "tok", "Alice", "online", "", "cfm", {}, (), (
+        RosterEntry("bob", "Bob", "online", "", False),
+        RosterEntry("dave", "Bob", "online", "", False),  # a second "Bob"
+        RosterEntry("erin", "", "online", "", False),
+    )))
+    assert render.label_with_handle("dave", state) == "Bob <dave>"  # not "(dave)" too
+    assert render.label_with_handle("erin", state) == "erin"
+    state.people["bob"].display = "Robert"
+    assert render.label_with_handle("bob", state) == "Robert (bob)"
+
+
+def test_an_action_line_shows_the_senders_display_name():
+    from cfm_tui import render
+    from cfm_tui.conversation import LineKind, TranscriptLine
+    from cfm_tui.state import ChatState
+
+    state = ChatState("alice")
+    state.person("bob").display = "Bob B."
+    line = TranscriptLine(LineKind.SAY, "* bob waves", 0, "bob", 1)
+    assert render.transcript([line], state, None).plain == "* Bob B. waves"

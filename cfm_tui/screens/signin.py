@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Center, Vertical
 from textual.message import Message
@@ -25,6 +26,8 @@ TAGLINE = "MSN Messenger, reborn for the terminal"
 # Characters of error above which the tagline makes room for two more lines (about
 # four lines of the box's 52 columns fit without that).
 LONG_ERROR = 160
+# Terminals shorter than this get the compact form (no tagline, no gaps): 60x20 fits.
+SHORT_BELOW = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,9 @@ class SignInScreen(Screen[None]):
         # A remembered handle: Enter signs in again (Shift+Tab goes back to the fields).
         target = "#signin-button" if self._defaults[0] else "#signin-name"
         self.query_one(target).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.query_one("#signin-box").set_class(event.size.height < SHORT_BELOW, "-short")
 
     def show_error(self, message: str, field: str | None = None) -> None:
         """The error under the form; the focus goes to the field to fix, if one is."""

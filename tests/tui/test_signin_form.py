@@ -49,3 +49,16 @@ async def test_a_remembered_handle_puts_the_focus_on_sign_in(tmp_path):
     async with fresh.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert fresh.focused is fresh.screen.query_one("#signin-name", Input)
+
+
+async def test_the_sign_in_box_fits_60x20(tmp_path):
+    app = make_app(tmp_path, None, None)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause()
+        box = app.screen.query_one("#signin-box")
+        footer_top = 19
+        assert box.region.x >= 0 and box.region.right <= 60
+        assert box.region.y >= 0 and box.region.bottom <= footer_top, box.region
+        app.screen.show_error("That handle is taken on this server.", "name")
+        await pilot.pause()
+        assert box.region.bottom <= footer_top, box.region

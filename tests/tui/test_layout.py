@@ -120,3 +120,15 @@ async def test_long_names_stay_on_one_line_cut_with_an_ellipsis():
         width = members.content_size.width
         # One line a member: a long name is cut, not wrapped onto a second line.
         assert members.get_content_height(members.content_size, app.size, width) == count
+
+
+async def test_a_wide_terminal_gives_the_buddy_list_room_for_personal_messages():
+    app = app_with()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        at_120 = app.main.query_one("#buddy-pane").size.width
+    app = app_with()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        at_200 = app.main.query_one("#buddy-pane").size.width
+    assert 37 <= at_120 <= 38 and at_200 >= 58

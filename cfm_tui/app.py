@@ -550,6 +550,8 @@ class ChatApp(App[None]):
                 self.leave_room(room)
             else:
                 self.note(room, "/leave is for group rooms; /close closes this conversation.")
+        elif name == "members":
+            self.note(room, self.members_text(room))
         elif name in ("add", "block", "unblock"):
             self.contact(name, arg)
         elif name == "close":
@@ -595,6 +597,19 @@ class ChatApp(App[None]):
             self.note(room, f"Saved this conversation ({len(conv.messages)} messages) to "
                             f"{path}.")
         self._render(Update(rooms={room}))
+
+    def members_text(self, room: str) -> str:
+        """``/members``: who is in a group room (the panel beside the transcript is
+        hidden below 100 columns)."""
+        assert self.state is not None
+        conv = self.state.conversation(room)
+        if not conv.is_group:
+            return "/members is for group rooms."
+        if conv.members is None:
+            self.fetch_members(room)
+            return f"Asking the server who is in {room}: the list is beside the transcript."
+        names = sorted((clean_line(self.state.label(n)) for n in conv.members), key=str.lower)
+        return f"In {room} ({len(names)}): {', '.join(names)}"
 
     def note(self, room: str, text: str) -> None:
         """A local line in ``room``'s transcript (never sent)."""

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "me": ("<action>", "say what you do: * you <action>"),
     "join": ("#room", "join or create a group room"),
     "leave": ("", "leave this group room"),
+    "members": ("", "list who is in this group room"),
     "add": ("<name>", "add a contact"),
     "block": ("<name>", "block someone"),
     "unblock": ("<name>", "unblock someone"),
@@ -120,7 +121,7 @@ def _check(name: str, rest: str) -> Parsed:
     arg = rest.strip()
     if name == "save":
         return Command(name, arg)  # the file, or "" for a name of the app's choosing
-    if name in ("nudge", "leave", "close", "reconnect", "help"):
+    if name in ("nudge", "leave", "members", "close", "reconnect", "help"):
         return Command(name) if not arg else Refusal(f"/{name} takes nothing after it.")
     if name == "status":
         status = parse_status(arg)

@@ -290,3 +290,19 @@ async def test_save_writes_the_whole_conversation_to_a_text_or_html_file(server,
         await pilot.press(*f"/save {text_file}", "enter")
         await wait_until(pilot, lambda: "exists already" in transcript_text(app, DM), "refused")
         assert text_file.read_text(encoding="utf-8") == saved
+
+
+async def test_members_lists_the_room_at_any_width(server, tmp_path):
+    from cfm_common.client import Client
+
+    app = make_app(tmp_path, server.url, "alice")
+    async with Client(server.url, "bob", display="Bob B.", token_file=False) as bob, \
+            app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await bob.join("#games")
+        app.join_room("#games")
+        await wait_until(pilot, lambda: app.main.active_room == "#games", "in #games")
+        await pilot.pause()
+        await pilot.press(*"/members", "enter")
+        await wait_until(pilot, lambda: "In #games (2): alice, Bob B."
+                         in transcript_text(app, "#games"), "the list")

@@ -58,6 +58,7 @@ from cfm_tui.widgets.me_header import MeHeader
 log = logging.getLogger(__name__)
 
 TYPING_EVERY_S = 3.0
+HOLD_KEYS_S = 1.0  # at most, should the buddy list never answer an Enter
 TOAST_EVERY_S = 3.0  # per conversation, so a burst of offline messages is one toast
 PREVIEW_WORDS = 8
 HISTORY_PAGE = 50
@@ -115,6 +116,8 @@ class ChatApp(App[None]):
         self.main: MainScreen | None = None
         self.idle = IdleTracker(self.config.idle_minutes)
         self._last_typing: dict[str, float] = {}
+        # Keys typed after an Enter in the buddy list, until its conversation is open.
+        self._held_keys: list[events.Key] | None = None
         self._last_toast: dict[str, float] = {}
         self.bells = 0  # how often we rang (the terminal bell cannot be observed)
         self.desktop_notes: list[str] = []
@@ -204,7 +207,8 @@ class ChatApp(App[None]):
         self._remember(form)
         await self._show_main(server=form.server or "local server")
         self._pump_events()
-        await self._reopen_tabs(tabs)
+        if tabs:
+            self.run_worker(self._reopen_tabs(tabs), group="reopen", exit_on_error=False)
         return None
 
     async def _reopen_tabs(self, rooms: list[str]) -> None:
@@ -403,9 +407,33 @@ class ChatApp(App[None]):
                 self._set_status(back)
         if isinstance(event, events.Key) and not event.is_forwarded \
                 and self.main is not None and self.screen is self.main:
-            # Before the key is handed to the focused widget: see take_typed_key.
-            self.main.take_typed_key(event)
+            if self._held_keys is not None:
+                self._held_keys.append(event)  # see below: replayed once it is open
+                return
+            if event.key == "enter" and isinstance(self.focused, BuddyList):
+                # Enter opens a conversation: the keys typed after it belong to that
+                # conversation's composer, which does not exist yet. Hold them until
+                # the list says what this Enter did (a second's fallback, come what may).
+                self._held_keys = held = []
+
+                async def fallback() -> None:
+                    if self._held_keys is held:  # this hold, not a later one
+                        await self._release_keys()
+
+                self.set_timer(HOLD_KEYS_S, fallback)
+            else:
+                # Before the key is handed to the focused widget: see take_typed_key.
+                self.main.take_typed_key(event)
         await super().on_event(event)
+
+    async def _release_keys(self) -> None:
+        """Hand the held keys on, in order, to where the focus is now."""
+        held, self._held_keys = self._held_keys, None
+        for key in held or ():
+            await self.on_event(key)
+
+    async def on_buddy_list_nothing_to_open(self, event: BuddyList.NothingToOpen) -> None:
+        await self._release_keys()
 
     # --- messages from the widgets ---------------------------------------------------
 
@@ -414,6 +442,7 @@ class ChatApp(App[None]):
             await self.open_dm(event.target[len(USER):])
         elif event.target.startswith(ROOM):
             await self.open_room(event.target[len(ROOM):])
+        await self._release_keys()  # typed after the Enter: into the new composer
 
     async def open_dm(self, name: str) -> None:
         if self.state is None or self.main is None:

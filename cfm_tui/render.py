@@ -167,7 +167,7 @@ def label_with_handle(name: str, state: ChatState) -> str:
     """"Bob (bob)": the name shown and the handle, once — "bob" alone when that is the
     name shown, "Bob <bob>" as it is when the label already carries the handle."""
     label = clean_line(state.label(name))
-    if label.casefold() == name.casefold() or f"<{name}>" in label:
+    if label == name or f"<{name}>" in label:
         return label
     return f"{label} ({name})"
 

@@ -103,3 +103,20 @@ async def test_a_slash_command_is_not_typing(server, tmp_path):
         await wait_until(pa, lambda: alice.state.status == "busy", "busy")
         await barrier(alice, pb, bob, "barrier 2")
         assert typing_text(bob, DM).strip() == ""
+
+
+async def test_keys_typed_right_after_enter_in_the_buddy_list_go_to_that_conversation(
+        server, tmp_path):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
+        alice.contact("add", "bob")
+        await wait_until(pa, lambda: "bob" in alice.state.contacts, "bob is a contact")
+        buddies = alice.main.query_one("#buddies")
+        await pa.pause()
+        buddies.highlighted = buddies.get_option_index("user:bob")
+        assert alice.focused is buddies and not alice.main.is_open(DM)
+        # Enter opens the DM; what follows in the same burst is its first message.
+        burst(alice, "enter", *keys_of("hello straight away"))
+        await wait_until(pb, lambda: "hello straight away" in texts(bob), "the message")
+        await pa.pause()
+        assert texts(bob) == ["hello straight away"]
+        assert active_view(alice).composer.text == ""

@@ -288,7 +288,8 @@ async def test_save_writes_the_whole_conversation_to_a_text_or_html_file(server,
         assert "<html" in page.lower() and "line 60" in page
         # An existing file is never overwritten.
         await pilot.press(*f"/save {text_file}", "enter")
-        await wait_until(pilot, lambda: "exists already" in transcript_text(app, DM), "refused")
+        await wait_until(pilot, lambda: "exists already" in " ".join(
+            transcript_text(app, DM).split()), "refused")  # as one line, unwrapped
         assert text_file.read_text(encoding="utf-8") == saved
 
 

@@ -7,9 +7,10 @@ import their heavy dependencies (Textual, the server) inside the command functio
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperOption
 
 from cfm_common import PROTOCOL_VERSION, __version__
 
@@ -19,7 +20,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # -h as well as --help, for every sub-command too (click passes it down).
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _switches_show_no_value() -> None:
+    """Typer's help puts a value placeholder beside every option, ``--no-ai <bool>``
+    for a switch too, which reads as "needs a value": a switch shows none."""
+    original = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else original(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_switches_show_no_value()
 
 
 def _version(value: bool) -> None:

@@ -503,6 +503,21 @@ class Client:
             self._write_entry(entry)
         return entry
 
+    def _connect_failure(self, exc: BaseException) -> str:
+        """Why connecting failed, never an empty string (a reset has no text of its own).
+
+        A plain (ws://) server answers a TLS handshake by closing the connection or with
+        bytes that are not TLS: for a wss:// URL that is what to say, with the fix.
+        """
+        reason = str(exc) or ("the connection was reset" if isinstance(exc, ConnectionResetError)
+                              else type(exc).__name__)
+        if self.url.lower().startswith("wss:") and isinstance(
+                exc, ssl_module.SSLError | ConnectionResetError | EOFError):
+            plain = "ws:" + self.url[len("wss:"):]
+            return (f"the TLS handshake failed ({reason}): the server may not use TLS, "
+                    f"try {plain}")
+        return reason
+
     async def _send_tracked(self, frame: f.Say | f.Nudge, kind: str) -> f.Ack:
         assert frame.id is not None
         entry = self._by_id.get(frame.id)
@@ -643,7 +658,8 @@ class Client:
                 f" ({exc.verify_message}); for a private CA set SSL_CERT_FILE to its PEM file",
             ) from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            raise ClientError("connect_failed", f"cannot reach {self.url}: {exc}") from exc
+            raise ClientError("connect_failed",
+                              f"cannot reach {self.url}: {self._connect_failure(exc)}") from exc
         try:
             if ws.subprotocol != SUBPROTOCOL:
                 raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}")

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,11 +25,12 @@ from cfm_common import rules
 from cfm_common.client import ClientError, Connected, StateChanged
 from cfm_common.frames import Msg
 from cfm_common.tokens import default_token_file
-from cfm_tui import render, slash
+from cfm_tui import export, render, slash
 from cfm_tui.commands import ChatCommands
 from cfm_tui.config import ChatConfig, data_dir
 from cfm_tui.emoticons import replace_emoticons
 from cfm_tui.idle import IdleTracker
+from cfm_tui.keys import read_esc_digit_as_alt_digit
 from cfm_tui.notify import desktop_notification
 from cfm_tui.sanitize import clean_line
 from cfm_tui.screens.ask import AskScreen
@@ -57,6 +58,7 @@ from cfm_tui.widgets.me_header import MeHeader
 log = logging.getLogger(__name__)
 
 TYPING_EVERY_S = 3.0
+HOLD_KEYS_S = 1.0  # at most, should the buddy list never answer an Enter
 TOAST_EVERY_S = 3.0  # per conversation, so a burst of offline messages is one toast
 PREVIEW_WORDS = 8
 HISTORY_PAGE = 50
@@ -104,6 +106,7 @@ class ChatApp(App[None]):
     def __init__(self, options: ChatOptions | None = None, *, state: ChatState | None = None,
                  tz: tzinfo | None = None) -> None:
         super().__init__()
+        read_esc_digit_as_alt_digit()  # Alt+1…9 switch tabs under tmux too
         self.options = options or ChatOptions()
         self.config = self.options.config
         self.state = state
@@ -113,6 +116,8 @@ class ChatApp(App[None]):
         self.main: MainScreen | None = None
         self.idle = IdleTracker(self.config.idle_minutes)
         self._last_typing: dict[str, float] = {}
+        # Keys typed after an Enter in the buddy list, until its conversation is open.
+        self._held_keys: list[events.Key] | None = None
         self._last_toast: dict[str, float] = {}
         self.bells = 0  # how often we rang (the terminal bell cannot be observed)
         self.desktop_notes: list[str] = []
@@ -197,12 +202,41 @@ class ChatApp(App[None]):
         self.session = session
         self.state = ChatState(welcome.name)
         self.state.on_welcome(welcome)
+        same_account = (self.config.name, self.config.server) == (form.name, form.server)
+        tabs = list(self.config.open_tabs) if same_account else []
         self._remember(form)
         await self._show_main(server=form.server or "local server")
         self._pump_events()
+        if tabs:
+            self.run_worker(self._reopen_tabs(tabs), group="reopen", exit_on_error=False)
         return None
 
+    async def _reopen_tabs(self, rooms: list[str]) -> None:
+        """The conversations open at the last quit, in their order (rooms we are still
+        in; DMs with whoever they were with)."""
+        state, main = self.state, self.main
+        if state is None or main is None:
+            return
+        for room in rooms:
+            if rules.is_group_room(room):
+                if room not in state.conversations:  # left since, or the room is gone
+                    continue
+            elif rules.dm_members(room) is None or state.me not in rules.dm_members(room):
+                continue
+            state.conversation(room)
+            await main.open_conversation(room, activate=False)
+            if not self.fetch_members(room):
+                self.load_context(room)
+
+    async def action_quit(self) -> None:
+        if self.main is not None and self.session is not None:
+            self.config.open_tabs = self.main.open_rooms()
+            self.config.save(self.options.config_path)
+        await super().action_quit()
+
     def _remember(self, form: SignInForm) -> None:
+        if (self.config.name, self.config.server) != (form.name, form.server):
+            self.config.open_tabs = []  # another account's conversations
         self.config.name = form.name
         self.config.display = form.display or None
         self.config.status = form.status
@@ -268,7 +302,8 @@ class ChatApp(App[None]):
         if notice.kind in (NoticeKind.MESSAGE, NoticeKind.NUDGE) and notice.room:
             opened = not self.main.is_open(notice.room)
             await self.main.open_conversation(notice.room, activate=False)
-            if opened:  # a tab of its own: with what was said before, as when opened
+            # A tab of its own: with what was said before (and who is in the room).
+            if opened and not self.fetch_members(notice.room):
                 self.load_context(notice.room)
             in_view = (notice.room == self.main.active_room and self.main.chat_visible()
                        and self.app_focus)
@@ -290,7 +325,8 @@ class ChatApp(App[None]):
         elif notice.kind is NoticeKind.ADDED_YOU:
             answer = (" F3 to answer: Add back, Block or Not now."
                       if notice.who in self.state.added_you else "")
-            self.toast(f"{who} ({notice.who}) has added you to their contact list.{answer}")
+            who = render.label_with_handle(notice.who, self.state)
+            self.toast(f"{who} has added you to their contact list.{answer}")
             self.ring()
         elif notice.kind is NoticeKind.ERROR:
             self.notify(clean_line(notice.text), severity="warning", markup=False)
@@ -319,12 +355,16 @@ class ChatApp(App[None]):
     # --- read marks, typing, idle ----------------------------------------------------
 
     def mark_active_seen(self) -> None:
+        """Send a read mark ("Seen" at the other side) for what is shown: the active
+        conversation's newest messages, when they are on screen — its pane visible, the
+        transcript at the bottom, the terminal window focused (when it reports focus)."""
         main, state = self.main, self.state
         if main is None or state is None or not main.chat_visible() or not self.app_focus:
             return
         room = main.active_room
         conv = state.conversations.get(room) if room else None
-        if conv is None or room is None:
+        view = main.view_for(room) if room else None
+        if conv is None or room is None or view is None or not view.transcript.following:
             return
         seq = conv.mark_seen()
         if seq is not None:
@@ -365,7 +405,35 @@ class ChatApp(App[None]):
             back = self.idle.activity(self.state.status)
             if back is not None:
                 self._set_status(back)
+        if isinstance(event, events.Key) and not event.is_forwarded \
+                and self.main is not None and self.screen is self.main:
+            if self._held_keys is not None:
+                self._held_keys.append(event)  # see below: replayed once it is open
+                return
+            if event.key == "enter" and isinstance(self.focused, BuddyList):
+                # Enter opens a conversation: the keys typed after it belong to that
+                # conversation's composer, which does not exist yet. Hold them until
+                # the list says what this Enter did (a second's fallback, come what may).
+                self._held_keys = held = []
+
+                async def fallback() -> None:
+                    if self._held_keys is held:  # this hold, not a later one
+                        await self._release_keys()
+
+                self.set_timer(HOLD_KEYS_S, fallback)
+            else:
+                # Before the key is handed to the focused widget: see take_typed_key.
+                self.main.take_typed_key(event)
         await super().on_event(event)
+
+    async def _release_keys(self) -> None:
+        """Hand the held keys on, in order, to where the focus is now."""
+        held, self._held_keys = self._held_keys, None
+        for key in held or ():
+            await self.on_event(key)
+
+    async def on_buddy_list_nothing_to_open(self, event: BuddyList.NothingToOpen) -> None:
+        await self._release_keys()
 
     # --- messages from the widgets ---------------------------------------------------
 
@@ -374,6 +442,7 @@ class ChatApp(App[None]):
             await self.open_dm(event.target[len(USER):])
         elif event.target.startswith(ROOM):
             await self.open_room(event.target[len(ROOM):])
+        await self._release_keys()  # typed after the Enter: into the new composer
 
     async def open_dm(self, name: str) -> None:
         if self.state is None or self.main is None:
@@ -386,13 +455,21 @@ class ChatApp(App[None]):
     async def open_room(self, room: str) -> None:
         if self.state is None or self.main is None:
             return
-        conv = self.state.conversation(room)
+        self.state.conversation(room)
         await self.main.open_conversation(room, activate=True)
-        if conv.members is None:
-            self.join_room(room, open_tab=False)
-        else:
+        if not self.fetch_members(room):
             self.load_context(room)
         self.mark_active_seen()
+
+    def fetch_members(self, room: str) -> bool:
+        """Ask for a group room's members (and their names) when none are known yet —
+        a room we are in since before this sign-in. True if asked: the answer loads
+        the recent history too."""
+        conv = self.state.conversations.get(room) if self.state is not None else None
+        if conv is None or not conv.is_group or conv.members is not None:
+            return False
+        self.join_room(room, open_tab=False)  # for a member, join only answers `joined`
+        return True
 
     def on_buddy_list_contact_action(self, event: BuddyList.ContactAction) -> None:
         """A key in the list is easy to press by accident: block and remove ask first."""
@@ -435,13 +512,19 @@ class ChatApp(App[None]):
         self.set_psm(event.psm)
 
     def on_conversation_view_send(self, event: ConversationView.Send) -> None:
-        if self.submit_draft(event.room, event.text) and self.main is not None:
+        # The composer has already let go of the draft (keys typed after Enter start the
+        # next one); a draft that stays to be fixed goes back in.
+        if not self.submit_draft(event.room, event.text) and self.main is not None:
             view = self.main.view_for(event.room)
             if view is not None:
-                view.composer.clear()
+                view.composer.restore(event.text)
 
     def on_conversation_view_nudge_requested(self, event: ConversationView.NudgeRequested) -> None:
         self.send_nudge(event.room)
+
+    def on_conversation_view_caught_up(self, event: ConversationView.CaughtUp) -> None:
+        if self.main is not None and event.room == self.main.active_room:
+            self.mark_active_seen()
 
     def on_conversation_view_load_older(self, event: ConversationView.LoadOlder) -> None:
         self.load_older(event.room)
@@ -496,6 +579,8 @@ class ChatApp(App[None]):
                 self.leave_room(room)
             else:
                 self.note(room, "/leave is for group rooms; /close closes this conversation.")
+        elif name == "members":
+            self.note(room, self.members_text(room))
         elif name in ("add", "block", "unblock"):
             self.contact(name, arg)
         elif name == "close":
@@ -508,7 +593,52 @@ class ChatApp(App[None]):
                                 f"({state.connection.describe()}).")
         elif name == "help":
             self.note(room, slash.help_text())
+        elif name == "save":
+            self.save_conversation(room, arg)
         return True
+
+    @work(group="requests", exit_on_error=False)
+    async def save_conversation(self, room: str, file: str) -> None:
+        """``/save``: all of the conversation (older pages fetched first) to a file."""
+        state, session = self.state, self.session
+        if state is None:
+            return
+        conv = state.conversation(room)
+        while session is not None and conv.can_load_older:
+            try:
+                page = await session.client.history(room, before=conv.oldest_seq,
+                                                    limit=HISTORY_PAGE)
+            except ClientError as exc:
+                log.info("history of %s for /save failed: %s", room, exc)
+                break
+            if not conv.add_history(page.msgs, page.more) and page.more:
+                break  # nothing new although the server says there is more: stop
+        now = datetime.now(self.tz)
+        path = Path(file).expanduser() if file else Path.cwd() / export.default_file_name(
+            room, now)
+        try:
+            export.write(path, export.conversation_text(room, state, self.tz, now))
+        except FileExistsError:
+            self.note(room, f"{path} exists already: /save another name, or remove it.")
+        except OSError as exc:
+            self.note(room, f"Could not save to {path}: {exc.strerror or exc}")
+        else:
+            self.note(room, f"Saved this conversation ({len(conv.messages)} messages) to "
+                            f"{path}.")
+        self._render(Update(rooms={room}))
+
+    def members_text(self, room: str) -> str:
+        """``/members``: who is in a group room (the panel beside the transcript is
+        hidden below 100 columns)."""
+        assert self.state is not None
+        conv = self.state.conversation(room)
+        if not conv.is_group:
+            return "/members is for group rooms."
+        if conv.members is None:
+            self.fetch_members(room)
+            return f"Asking the server who is in {room}: the list is beside the transcript."
+        names = sorted((clean_line(self.state.label(n)) for n in conv.members), key=str.lower)
+        return f"In {room} ({len(names)}): {', '.join(names)}"
 
     def note(self, room: str, text: str) -> None:
         """A local line in ``room``'s transcript (never sent)."""
@@ -586,6 +716,11 @@ class ChatApp(App[None]):
             conv.note("Nudges are for one-to-one conversations.", state.now_ms())
             self._render(Update(rooms={room}))
             return
+        if state.connection.link is not Link.CONNECTED:
+            # The SDK keeps it and sends it once connected: say so now, not then.
+            conv.note("You are not connected: your nudge will be sent when the connection "
+                      "is back.", state.now_ms())
+            self._render(Update(rooms={room}))
         self._send_nudge(room, conv.peer)
 
     @work(group="requests", exit_on_error=False)
@@ -605,8 +740,12 @@ class ChatApp(App[None]):
         else:
             conv.add_message(Msg(ack.room, ack.seq, state.me, "", ack.ts,
                                  rules.MsgKind.NUDGE.value, ack.id))
-            known = state.people.get(peer)  # a contact: their presence is known
-            if peer in state.contacts and known is not None and not known.online:
+            # A contact: their presence is known — once this connection's welcome has
+            # been read (an ack can come first, right after a reconnect: then nothing is
+            # said rather than something stale).
+            known = state.people.get(peer)
+            if peer in state.contacts and known is not None and not known.online \
+                    and state.connection.link is Link.CONNECTED:
                 conv.note(f"{state.label(peer)} is offline: your nudge will reach them when "
                           "they sign in.", state.now_ms())
         self._render(Update(rooms={room}))

@@ -34,16 +34,22 @@ def parse_invite(value: str) -> str | None:
 
 @app.callback(invoke_without_command=True)
 def chat(
+    # Defaults and env vars are written as `cfm serve` writes them: "(default: …; env …)".
     server: Annotated[str | None, typer.Option(
-        "--server", envvar="CFM_SERVER",
-        help="ws://host:port/ws of a cfm server. Default: the last one used, else a "
-             "local server started inside this process.")] = None,
+        "--server", envvar="CFM_SERVER", show_envvar=False, metavar="URL",
+        help="A cfm server, ws://host:port/ws (host:port will do). (default: the last one "
+             "used, else a local server started inside this process; env CFM_SERVER)")] = None,
     name: Annotated[str | None, typer.Option(
-        "--name", help="Your handle; given, the sign-in screen is skipped.")] = None,
+        "--name", metavar="NAME",
+        help="Your handle; given, the sign-in screen is skipped. (default: the sign-in "
+             "screen, with the last handle used)")] = None,
     status: Annotated[str | None, typer.Option(
-        "--status", help="online, busy, away, brb, phone, lunch or invisible.")] = None,
+        "--status", metavar="STATUS",
+        help="online, busy, away, brb, phone, lunch or invisible. (default: the last one "
+             "chosen)")] = None,
     display: Annotated[str | None, typer.Option(
-        "--display", help="Your display name.")] = None,
+        "--display", metavar="NAME",
+        help="Your display name. (default: the last one used)")] = None,
     # No envvar: a code is for one sign-up, and a lingering CFM_INVITE would spend a
     # many-use code on every new handle signed up from that shell.
     invite: Annotated[str | None, typer.Option(
@@ -60,9 +66,9 @@ def chat(
 
     chosen = parse_status(status) if status is not None else None
     if name is not None and not rules.is_valid_name(name):
-        from cfm_tui.session import HANDLE_RULE
+        from cfm_tui.session import handle_refusal
 
-        raise typer.BadParameter(f"{name!r} is not a valid handle. {HANDLE_RULE}",
+        raise typer.BadParameter(f"{name!r} is not a valid handle. {handle_refusal(name)}",
                                  param_hint="--name")
     code = parse_invite(invite) if invite is not None else None
     raise typer.Exit(run_chat(server=server, name=name, status=chosen, display=display,

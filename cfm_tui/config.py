@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import platformdirs
@@ -38,6 +38,9 @@ class ChatConfig:
     desktop_notifications: bool = False
     bell: bool = True
     theme: str = "msn"  # any Textual theme name, e.g. textual-dark
+    # The conversations open at the last quit (rooms, in tab order), reopened at the next
+    # sign-in with the same handle on the same server.
+    open_tabs: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | None = None) -> tuple[ChatConfig, str | None]:
@@ -67,6 +70,8 @@ class ChatConfig:
             default = getattr(config, f.name)
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
+            elif isinstance(default, list):
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
             elif isinstance(default, float):
                 ok = isinstance(value, int | float) and not isinstance(value, bool)
                 value = float(value) if ok else value  # type: ignore[arg-type]

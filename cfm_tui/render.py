@@ -8,6 +8,7 @@ name is shown as typed.
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime, tzinfo
 
 from rich.console import Console
@@ -112,7 +113,7 @@ def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
         if line.kind is LineKind.SEEN:
             out.append(INDENT + line.text, style=SEEN_STYLE)
         elif line.kind is LineKind.NOTE:
-            out.append(_indent(clean_text(line.text), ""), style=NOTE_STYLE)
+            out.append(_wrap_hanging(clean_text(line.text), width), style=NOTE_STYLE)
         elif line.kind is LineKind.NUDGE:
             if line.sender == state.me:
                 out.append("You have just sent a nudge!", style=NUDGE_STYLE)
@@ -120,8 +121,13 @@ def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
                 who = clean_line(state.label(line.sender))
                 out.append(f"{who} just sent you a nudge!", style=NUDGE_STYLE)
         elif is_action(line):
-            # "/me waves" arrives as "* alice waves": an action line, no "says" header.
-            body = replace_emoticons(clean_text(line.text))
+            # "/me waves" arrives as "* alice waves": an action line, no "says" header,
+            # with the name people know the sender by (what is sent keeps the handle,
+            # which is what makes it an action).
+            assert line.sender is not None
+            action = line.text[len(line.sender) + 3:]
+            who = clean_line(state.label(line.sender))
+            body = replace_emoticons(clean_text(f"* {who} {action}"))
             out.append(_wrap_indented(body, "", width), style=ACTION_STYLE)
             if line.kind is LineKind.PENDING:
                 out.append("  sending…", style=PSM_STYLE)
@@ -157,6 +163,15 @@ def _continues(previous: TranscriptLine | None, line: TranscriptLine, tz: tzinfo
     )
 
 
+def label_with_handle(name: str, state: ChatState) -> str:
+    """"Bob (bob)": the name shown and the handle, once — "bob" alone when that is the
+    name shown, "Bob <bob>" as it is when the label already carries the handle."""
+    label = clean_line(state.label(name))
+    if label == name or f"<{name}>" in label:
+        return label
+    return f"{label} ({name})"
+
+
 def is_action(line: TranscriptLine) -> bool:
     """A message that starts with "* <its sender's handle> " (what /me sends).
 
@@ -184,6 +199,34 @@ def _wrap_indented(text: str, prefix: str, width: int | None) -> str:
         pieces = Text(part).wrap(_WRAP_CONSOLE, room, overflow="fold") if part else [Text("")]
         wrapped.extend(prefix + piece.plain.rstrip() for piece in pieces)
     return "\n".join(wrapped)
+
+
+def _wrap_hanging(text: str, width: int | None) -> str:
+    """Wrap each line to ``width`` with its continuation lines indented under it: under
+    its second column when it has one (a /help entry: "/psm <text>   what it does"),
+    else two cells in from its own indent."""
+    if width is None:
+        return text
+    out: list[str] = []
+    for part in text.split("\n"):
+        body = part.lstrip(" ")
+        lead = part[: len(part) - len(body)]
+        column = re.search(r"\S {2,}(?=\S)", body)
+        hang = " " * (len(lead) + column.end()) if column else lead + INDENT
+        if len(hang) > width // 2:
+            hang = lead + INDENT
+        room = width - len(hang)
+        if room <= 8 or not body:
+            out.append(part)
+            continue
+        pieces = Text(body).wrap(_WRAP_CONSOLE, width - len(lead), overflow="fold")
+        first, rest = pieces[0].plain.rstrip(), Text(" ".join(p.plain.strip()
+                                                              for p in pieces[1:]))
+        out.append(lead + first)
+        if rest:
+            out.extend(hang + piece.plain.rstrip()
+                       for piece in rest.wrap(_WRAP_CONSOLE, room, overflow="fold"))
+    return "\n".join(out)
 
 
 def typing_line(names: list[str], state: ChatState) -> Text:

@@ -191,6 +191,17 @@ class ChatSession:
 
 
 HANDLE_RULE = "A handle is 2-24 letters, digits, '_', '.' or '-', starting with a letter or digit."
+MAX_HANDLE = 24
+
+
+def handle_refusal(name: str) -> str | None:
+    """Why ``name`` cannot be a handle (too long says by how much), or None."""
+    if rules.is_valid_name(name):
+        return None
+    if len(name) > MAX_HANDLE:
+        return (f"That handle is {len(name)} characters long; the limit is {MAX_HANDLE}. "
+                f"{HANDLE_RULE}")
+    return HANDLE_RULE
 
 ERROR_TEXT = {
     "name_taken": "The handle {name!r} is already taken on this server. Pick another one.",

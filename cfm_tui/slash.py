@@ -22,10 +22,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "me": ("<action>", "say what you do: * you <action>"),
     "join": ("#room", "join or create a group room"),
     "leave": ("", "leave this group room"),
+    "members": ("", "list who is in this group room"),
     "add": ("<name>", "add a contact"),
     "block": ("<name>", "block someone"),
     "unblock": ("<name>", "unblock someone"),
     "close": ("", "close this conversation"),
+    "save": ("[file]", "save this conversation to a text file (.html: a web page)"),
     "reconnect": ("", "try to reconnect now, not when the countdown ends"),
     "help": ("", "this list"),
 }
@@ -117,7 +119,9 @@ def parse(draft: str) -> Parsed:
 
 def _check(name: str, rest: str) -> Parsed:
     arg = rest.strip()
-    if name in ("nudge", "leave", "close", "reconnect", "help"):
+    if name == "save":
+        return Command(name, arg)  # the file, or "" for a name of the app's choosing
+    if name in ("nudge", "leave", "members", "close", "reconnect", "help"):
         return Command(name) if not arg else Refusal(f"/{name} takes nothing after it.")
     if name == "status":
         status = parse_status(arg)

@@ -343,16 +343,19 @@ class ChatState:
 
     def _on_member(self, m: Member) -> Update:
         conv = self.conversation(m.room)
-        if conv.members is None:
-            conv.members = set()
+        # Members still unknown (no `joined` yet, the app asks for it): one change is
+        # not the list, so it stays unknown rather than "1 member".
+        members = conv.members
         who = self.label(m.name)
         if m.op == rules.MemberOp.JOIN:
-            if m.name not in conv.members:
+            if members is None or m.name not in members:
                 conv.note(f"{who} has joined the conversation.", self.now_ms())
-            conv.members.add(m.name)
+            if members is not None:
+                members.add(m.name)
             self.person(m.name)
         else:
-            conv.members.discard(m.name)
+            if members is not None:
+                members.discard(m.name)
             conv.note(f"{who} has left the conversation.", self.now_ms())
         return Update(rooms={m.room})
 

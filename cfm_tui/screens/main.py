@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import tzinfo
 from typing import TYPE_CHECKING, ClassVar
 
@@ -20,6 +21,7 @@ from textual.content import Content
 from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 
 from cfm_common import rules
@@ -39,6 +41,12 @@ NARROW_BELOW = 100
 # A shake: window offsets (x, y) in cells, one step per SHAKE_STEP_S.
 SHAKE_OFFSETS = ((2, 0), (-2, 0), (2, 1), (-2, 0), (1, 0), (-1, 0), (0, 0))
 SHAKE_STEP_S = 0.05
+HINT_EVERY_S = 5.0
+NOWHERE_TO_TYPE = (
+    "Nothing to type into here: open a conversation (Enter on a contact or room), "
+    "F5 to add a contact, F6 to join a room. Commands like /add go in a conversation."
+)
+CHAT_HIDDEN = "Typing goes into the conversation: F2 shows it."
 EMPTY_HINT = (
     "No conversation open.\n\n"
     "Pick a contact or a room in the list and press Enter,\n"
@@ -77,6 +85,7 @@ class MainScreen(Screen[None]):
         self.shakes = 0
         self.ready = asyncio.Event()  # set once mounted: events may be rendered
         self._pane_ids: dict[str, str] = {}
+        self._told_where_to_type = -HINT_EVERY_S
         self._next_pane = 0
 
     @property
@@ -99,7 +108,7 @@ class MainScreen(Screen[None]):
         self.query_one(TabbedContent).display = False
         self.narrow = self.app.size.width < NARROW_BELOW
         self.render_all()
-        self.query_one(BuddyList).focus()
+        self.focus_now(self.query_one(BuddyList))
         self.ready.set()
 
     # --- layout ----------------------------------------------------------------------
@@ -118,6 +127,15 @@ class MainScreen(Screen[None]):
     def watch_show_chat(self, show_chat: bool) -> None:
         self.set_class(show_chat, "-show-chat")
 
+    def focus_now(self, widget: Widget) -> None:
+        """Move the focus before the next key is handed on.
+
+        ``Widget.focus()`` moves it on a later turn of the app's queue, behind keys that
+        are already waiting there: the end of a burst (Alt+2 then "hi", F2 then text)
+        would go to the widget the focus is leaving.
+        """
+        self.set_focus(widget)
+
     def focus_in_chat(self) -> bool:
         """Whether the focus is in the conversation pane (a composer, a tab, a button)."""
         focused = self.focused
@@ -132,10 +150,10 @@ class MainScreen(Screen[None]):
         view = self.active_view()
         if self.focus_in_chat() or view is None:
             self.show_chat = False
-            self.query_one(BuddyList).focus()
+            self.focus_now(self.query_one(BuddyList))
         else:
             self.show_chat = True
-            view.composer.focus()
+            self.focus_now(view.composer)
         self.chat_app.mark_active_seen()
 
     # --- rendering -------------------------------------------------------------------
@@ -233,7 +251,7 @@ class MainScreen(Screen[None]):
             self.query_one("#no-conversation").display = False
             tabs.display = True
             if not activate and focused is not None and self.focused is not focused:
-                focused.focus()
+                self.focus_now(focused)
             if not activate and (self._focus_parked_in_psm() or (
                     first and (self.focused is None or isinstance(self.focused, BuddyList)))):
                 # Nothing typed there (the list, with no conversation before this one, or
@@ -250,7 +268,7 @@ class MainScreen(Screen[None]):
         if activate:
             tabs.active = self._pane_ids[room]
             self.show_chat = True  # also when wide: a later narrowing keeps this pane
-            view.composer.focus()
+            self.focus_now(view.composer)
             self._retitle_tabs()
         return view
 
@@ -259,19 +277,30 @@ class MainScreen(Screen[None]):
         return (self.focused is not None and self.focused.id == "me-psm"
                 and not me.editing_psm())
 
-    def on_key(self, event: events.Key) -> None:
-        """Type-to-compose: a printable key in the buddy list goes to the conversation
-        on screen, and the focus with it — unless the list uses that key on the
-        highlighted row (b on a contact)."""
+    def take_typed_key(self, event: events.Key) -> bool:
+        """Type-to-compose: a printable key pressed in the buddy list belongs to the
+        conversation on screen — unless the list uses that key on the highlighted row
+        (b on a contact). True when the focus moved to that conversation's composer.
+
+        Called by the app before it hands the key to the focused widget, and the focus
+        moves at once (not on the next turn, as ``focus()`` does): the keys that follow
+        in the same burst, Enter included, go to the composer too, in order.
+        """
         buddies = self.query_one(BuddyList)
-        view = self.active_view()
         if (self.focused is not buddies or not event.is_printable or not event.character
-                or view is None or not self.chat_visible() or buddies.uses_key(event.key)):
-            return
-        event.stop()
-        event.prevent_default()
-        view.composer.focus()
-        view.composer.insert(event.character)
+                or buddies.uses_key(event.key)):
+            return False
+        view = self.active_view()
+        if view is None or not self.chat_visible():
+            # Nowhere on screen to type: say where, rather than losing the keys quietly.
+            now = time.monotonic()
+            if now - self._told_where_to_type >= HINT_EVERY_S:  # once per word typed
+                self._told_where_to_type = now
+                self.app.notify(NOWHERE_TO_TYPE if view is None else CHAT_HIDDEN,
+                                markup=False)
+            return False
+        self.set_focus(view.composer)
+        return True
 
     def on_me_header_edit_done(self, event: MeHeader.EditDone) -> None:
         event.stop()
@@ -291,7 +320,7 @@ class MainScreen(Screen[None]):
             tabs.display = False
             self.show_chat = False
             self.refresh_bindings()
-            self.query_one(BuddyList).focus()
+            self.focus_now(self.query_one(BuddyList))
         elif refocus:
             async def focus_next_tab() -> None:
                 await removal
@@ -306,9 +335,9 @@ class MainScreen(Screen[None]):
         """
         view = self.active_view()
         if view is None or (self.narrow and not self.show_chat):
-            self.query_one(BuddyList).focus()
+            self.focus_now(self.query_one(BuddyList))
         else:
-            view.composer.focus()
+            self.focus_now(view.composer)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._retitle_tabs()
@@ -352,7 +381,7 @@ class MainScreen(Screen[None]):
 
     def action_answer_request(self) -> None:
         if self.state.added_you:
-            self.query_one("#added-you-add").focus()
+            self.focus_now(self.query_one("#added-you-add"))
 
     def action_nudge(self) -> None:
         room = self.active_room

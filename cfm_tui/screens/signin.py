@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Center, Vertical
 from textual.message import Message
@@ -16,7 +17,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from cfm_common import rules
-from cfm_tui.session import HANDLE_RULE
+from cfm_tui.session import handle_refusal
+from cfm_tui.slash import display_refusal
 from cfm_tui.widgets.me_header import STATUS_CHOICES
 
 LOGO = "cfm Messenger"
@@ -24,6 +26,8 @@ TAGLINE = "MSN Messenger, reborn for the terminal"
 # Characters of error above which the tagline makes room for two more lines (about
 # four lines of the box's 52 columns fit without that).
 LONG_ERROR = 160
+# Terminals shorter than this get the compact form (no tagline, no gaps): 60x20 fits.
+SHORT_BELOW = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +67,11 @@ class SignInScreen(Screen[None]):
             yield Static(Text(LOGO), id="signin-logo")
             yield Static(Text(TAGLINE), id="signin-tagline")
             yield Label("Handle:")
-            yield Input(name, placeholder="e.g. alice", id="signin-name", max_length=24,
-                        compact=True)
+            # No max_length: a longer handle is refused with the limit, never cut.
+            yield Input(name, placeholder="e.g. alice", id="signin-name", compact=True)
             yield Label("Display name:")
             yield Input(display, placeholder="how others see you (optional)",
-                        id="signin-display", max_length=rules.MAX_DISPLAY, compact=True)
+                        id="signin-display", compact=True)
             yield Label("Status:")
             yield Select(STATUS_CHOICES, allow_blank=False, value=status, id="signin-status",
                          compact=True)
@@ -85,8 +89,12 @@ class SignInScreen(Screen[None]):
     def on_mount(self) -> None:
         if self._invite:
             self.show_invite()
-        target = "#signin-display" if self._defaults[0] else "#signin-name"
-        self.query_one(target, Input).focus()
+        # A remembered handle: Enter signs in again (Shift+Tab goes back to the fields).
+        target = "#signin-button" if self._defaults[0] else "#signin-name"
+        self.query_one(target).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.query_one("#signin-box").set_class(event.size.height < SHORT_BELOW, "-short")
 
     def show_error(self, message: str, field: str | None = None) -> None:
         """The error under the form; the focus goes to the field to fix, if one is."""
@@ -122,15 +130,21 @@ class SignInScreen(Screen[None]):
         if self.busy:
             return
         name = self.query_one("#signin-name", Input).value.strip()
-        if not rules.is_valid_name(name):
-            self.show_error(HANDLE_RULE, "name")
+        refusal = handle_refusal(name)
+        if refusal is not None:
+            self.show_error(refusal, "name")
+            return
+        display = self.query_one("#signin-display", Input).value.strip()
+        refusal = display_refusal(display)
+        if refusal is not None:
+            self.show_error(refusal, "display")
             return
         status = self.query_one("#signin-status", Select).value
         server = self.query_one("#signin-server", Input).value.strip() or None
         invite = self.query_one("#signin-invite", Input).value.strip() if self.invite_shown else ""
         form = SignInForm(
             name=name,
-            display=self.query_one("#signin-display", Input).value.strip(),
+            display=display,
             status=status if isinstance(status, str) else "online",
             server=server,
             invite=invite or None,

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Static
 
-from cfm_tui.sanitize import clean_line
+from cfm_tui import render
 from cfm_tui.state import ChatState
 
 
@@ -36,8 +36,8 @@ class AddedYouPrompt(Vertical):
         self.asking = state.added_you[0] if state.added_you else None
         self.display = self.asking is not None
         if self.asking is not None:
-            who = clean_line(state.label(self.asking))
-            text = Text(f"{who} ({self.asking}) has added you to their contact list.")
+            who = render.label_with_handle(self.asking, state)
+            text = Text(f"{who} has added you to their contact list.")
             self.query_one("#added-you-text", Static).update(text)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -33,6 +33,9 @@ class BuddyList(OptionList):
             super().__init__()
             self.target = target
 
+    class NothingToOpen(Message):
+        """Enter on a row that opens nothing (a group header, an empty list)."""
+
     class LeaveRoom(Message):
         def __init__(self, room: str) -> None:
             super().__init__()
@@ -123,6 +126,16 @@ class BuddyList(OptionList):
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
         self.refresh_bindings()  # the footer offers what works on this row
+
+    def action_select(self) -> None:
+        """Enter: open the highlighted row — or say that nothing opens. Either way the
+        app learns when this Enter is done (it holds the keys typed after it)."""
+        option = self.highlighted_option
+        if option is not None and not option.disabled and option.id \
+                and option.id.startswith((USER, ROOM)):
+            self.post_message(self.Open(option.id))
+        else:
+            self.post_message(self.NothingToOpen())
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import ClassVar
 
 from rich.text import Text
+from textual import events
+from textual.actions import SkipAction
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Static
@@ -17,8 +21,33 @@ from cfm_tui.widgets.composer import Composer
 from cfm_tui.widgets.transcript import Transcript
 
 
+class NewMessagesMarker(Static):
+    """"3 new messages ↓" while the reader is scrolled up; a click goes down to them."""
+
+    class Clicked(Message):
+        pass
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.post_message(self.Clicked())
+
+
 class ConversationView(Vertical):
-    """Posts ``Send``, ``NudgeRequested``, ``LoadOlder`` and ``Typed`` for its room."""
+    """Posts ``Send``, ``NudgeRequested``, ``LoadOlder``, ``Typed`` and ``CaughtUp`` for
+    its room."""
+
+    # Priority: the composer (a TextArea) has its own PageUp/PageDown/Home/End. Home and
+    # End scroll only while the draft is empty; with a draft they move its cursor.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("pageup", "scroll_transcript('page_up')", "Scroll up", show=False,
+                priority=True, id="conv.page_up"),
+        Binding("pagedown", "scroll_transcript('page_down')", "Scroll down", show=False,
+                priority=True, id="conv.page_down"),
+        Binding("home", "scroll_transcript('home')", "Oldest", show=False, priority=True,
+                id="conv.home"),
+        Binding("end", "scroll_transcript('end')", "Newest", show=False, priority=True,
+                id="conv.end"),
+    ]
 
     class Send(Message):
         def __init__(self, room: str, text: str) -> None:
@@ -37,6 +66,13 @@ class ConversationView(Vertical):
             self.room = room
 
     class Typed(Message):
+        def __init__(self, room: str) -> None:
+            super().__init__()
+            self.room = room
+
+    class CaughtUp(Message):
+        """The newest messages are on screen again (the reader scrolled down to them)."""
+
         def __init__(self, room: str) -> None:
             super().__init__()
             self.room = room
@@ -62,7 +98,9 @@ class ConversationView(Vertical):
             yield Transcript()
             if self.is_group:
                 yield Static(classes="conv-members")
-        yield Static(classes="conv-typing")
+        with Horizontal(classes="conv-status"):
+            yield Static(classes="conv-typing")
+            yield NewMessagesMarker(classes="conv-new")
         with Horizontal(classes="conv-input"):
             yield Composer(classes="composer")
             with Vertical(classes="conv-buttons"):
@@ -103,6 +141,37 @@ class ConversationView(Vertical):
             members = render.member_lines(conv.members or set(), state)
             self.query_one(".conv-members", Static).update(members)
         self.show_typing()
+        self.show_new_marker()
+
+    def show_new_marker(self) -> None:
+        """How many messages came below while the reader is scrolled up."""
+        conv = self.state.conversations.get(self.room)
+        waiting = conv.unread() if conv is not None and not self.transcript.following else 0
+        marker = self.query_one(NewMessagesMarker)
+        marker.display = waiting > 0
+        if waiting:
+            marker.update(Text(f"{waiting} new message{'s' if waiting != 1 else ''} ↓"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "scroll_transcript" and parameters and parameters[0] in ("home", "end"):
+            return not self.composer.text or self.focused_outside_composer()
+        return True
+
+    def focused_outside_composer(self) -> bool:
+        return self.screen.focused is not self.composer
+
+    def action_scroll_transcript(self, where: str) -> None:
+        transcript = self.transcript
+        if where == "page_up":
+            transcript.scroll_page_up(animate=False)
+        elif where == "page_down":
+            transcript.scroll_page_down(animate=False)
+        elif where == "home":
+            transcript.scroll_home(animate=False)
+        elif where == "end":
+            transcript.follow()
+        else:
+            raise SkipAction()
 
     def show_typing(self) -> None:
         state = self.state
@@ -115,7 +184,18 @@ class ConversationView(Vertical):
 
     def on_composer_submitted(self, event: Composer.Submitted) -> None:
         event.stop()
+        self.transcript.follow()  # what you send is shown, and what comes after it
         self.post_message(self.Send(self.room, event.text))
+
+    def on_transcript_follow_changed(self, event: Transcript.FollowChanged) -> None:
+        event.stop()
+        self.show_new_marker()
+        if event.following:
+            self.post_message(self.CaughtUp(self.room))
+
+    def on_new_messages_marker_clicked(self, event: NewMessagesMarker.Clicked) -> None:
+        event.stop()
+        self.transcript.follow()
 
     def on_composer_typed(self, event: Composer.Typed) -> None:
         event.stop()

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from textual import events
 from textual.css.query import NoMatches
+from textual.keys import _character_to_key
 from textual.pilot import Pilot
 from textual.widgets import Static
 
@@ -90,3 +92,15 @@ async def settle(*pilots: Pilot) -> None:
     for pilot in pilots:
         await pilot.pause()
     await asyncio.sleep(0)
+
+
+def burst(app: ChatApp, *keys: str) -> None:
+    """Queue key presses back to back, as a terminal delivers a paste tool's or a macro's
+    keys in one read: no key waits for the app to handle the one before (``Pilot.press``
+    does wait). A key is a character or a key name ("enter")."""
+    for key in keys:
+        character = key if len(key) == 1 else "\r" if key == "enter" else None
+        name = _character_to_key(key) if len(key) == 1 else key
+        event = events.Key(name, character)
+        event.set_sender(app)
+        app.post_message(event)

@@ -75,3 +75,16 @@ def test_token_file_is_passed_to_the_sign_in(monkeypatch, tmp_path):
     assert seen["token_file"] == path
     assert runner.invoke(app, ["chat"]).exit_code == 0 and seen["token_file"] is None
     assert "--token-file" in runner.invoke(app, ["chat", "--help"]).output
+
+
+@pytest.mark.parametrize("args", [[], ["chat"], ["serve"], ["admin", "users"], ["bot", "ai"]])
+def test_dash_h_is_help_everywhere(args):
+    result = CliRunner().invoke(app, [*args, "-h"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: cfm" in result.output
+
+
+def test_switches_show_no_value_placeholder():
+    result = CliRunner().invoke(app, ["serve", "--help"], terminal_width=120)
+    assert "--no-ai" in result.output and "<bool>" not in result.output
+    assert "<int>" in result.output  # options that take a value still say what

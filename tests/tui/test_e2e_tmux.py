@@ -65,7 +65,28 @@ class Tmux:
             if text in screen:
                 return screen
             await asyncio.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared on screen:\n{self.screen()}")
+        size = self.run("display-message", "-p", "-t", "chat",
+                        "#{window_width}x#{window_height} pane #{pane_width}x#{pane_height}")
+        raise AssertionError(f"{text!r} never appeared on screen ({size.strip()}):\n"
+                             f"{self.screen()}")
+
+    def resize_in_steps(self, width: int, height: int, steps: int = 6) -> None:
+        size = self.run("display-message", "-p", "-t", "chat",
+                        "#{window_width} #{window_height}").split()
+        w0, h0 = int(size[0]), int(size[1])
+        for step in range(1, steps + 1):
+            w = w0 + (width - w0) * step // steps
+            h = h0 + (height - h0) * step // steps
+            self.run("resize-window", "-t", "chat", "-x", str(w), "-y", str(h))
+
+    async def wait_for_size(self, width: int, height: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        want = f"{width}x{height}"
+        while self.run("display-message", "-p", "-t", "chat",
+                       "#{window_width}x#{window_height}").strip() != want:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the window never became {want}")
+            await asyncio.sleep(0.1)
 
     def keys(self, *keys: str) -> None:
         self.run("send-keys", "-t", "chat", *keys)
@@ -113,17 +134,51 @@ async def test_cfm_chat_in_tmux(tmp_path, env):
         tmux.keys("Enter")
 
         async def next_msg() -> Msg:
+            """The next message alice sent (bob's client hands bob's own back too)."""
             async for event in bob:
-                if isinstance(event, Msg):
+                if isinstance(event, Msg) and event.sender == "alice":
                     return event
             raise AssertionError("bob's client ended")
 
         msg = await asyncio.wait_for(next_msg(), WAIT_S)
         assert (msg.sender, msg.text) == ("alice", "hello bob :)")
+
+        # A burst with no pause between keys (a paste tool, a macro, key bounce): each
+        # message goes out exactly once, in order, and "x" Enter Enter is one "x".
+        burst = [f"burst A{n}" for n in range(1, 6)]
+        tmux.keys(*(key for text in burst for key in (text, "Enter")), "x", "Enter", "Enter")
+        await tmux.wait_for("burst A5")
+        tmux.type("end of burst")  # a barrier: whatever came before it has arrived
+        tmux.keys("Enter")
+        got: list[str] = []
+        while not got or got[-1] != "end of burst":
+            got.append((await asyncio.wait_for(next_msg(), WAIT_S)).text)
+        assert got == [*burst, "x", "end of burst"]
         await bob.say("hi alice (Y) [bold]x[/]", to="alice")
         screen = await tmux.wait_for("hi alice 👍")
         assert "alice says" in screen and "hello bob 🙂" in screen
         assert "bob says" in screen and "[bold]x[/]" in screen
+
+        # A transcript at its bottom stays there through resizes: what bob says next is
+        # on screen at every size.
+        for i in range(1, 41):
+            await bob.say(f"filler {i}", to="alice")
+        await tmux.wait_for("filler 40")
+        for width, height in ((100, 32), (60, 20), (200, 50), (100, 32), (80, 24)):
+            # As a window dragged to its new size: many sizes in a row, no pause.
+            tmux.resize_in_steps(width, height)
+            await tmux.wait_for_size(width, height)
+            await bob.say(f"at {width}x{height}", to="alice")
+            await tmux.wait_for(f"at {width}x{height}")
+
+        # Alt+1 under tmux (it sends ESC 1) switches tabs, and types nothing.
+        tmux.type("/join #lobby")
+        tmux.keys("Enter")
+        await tmux.wait_for("#lobby  1 member")
+        tmux.keys("M-1")
+        tmux.type("back in tab 1")
+        tmux.keys("Enter")
+        assert (await asyncio.wait_for(next_msg(), WAIT_S)).text == "back in tab 1"
         tmux.keys("C-q")
     finally:
         await bob.close()

@@ -356,3 +356,55 @@ async def test_typing_in_the_list_goes_to_the_conversation_on_screen(server, tmp
         await pa.press(*" yes", "enter")
         await wait_until(pb, lambda: "bob? yes" in transcript_text(bob, DM), "sent")
         assert "bob" not in alice.state.blocked
+
+
+async def test_typing_in_the_buddy_list_with_no_conversation_says_where_to_type(
+        server, tmp_path):
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        assert isinstance(app.focused, BuddyList)
+        await pilot.press(*"/add bob")
+        await wait_until(pilot, lambda: any("Nothing to type into here" in n.message
+                                            for n in app._notifications), "the hint")
+        assert sum("Nothing to type into" in n.message for n in app._notifications) == 1
+
+
+async def test_the_composer_clears_and_selects_all_with_the_usual_keys(server, tmp_path):
+    app = make_app(tmp_path, server.url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await app.open_dm("bob")
+        await pilot.pause()
+        composer = active_view(app).composer
+        draft = "a long draft that wraps over several lines of the composer " * 4
+        composer.insert(draft)
+        await pilot.press("ctrl+u")  # all of it, not one wrapped line
+        assert composer.text == ""
+        await pilot.press("ctrl+z")
+        assert composer.text == draft
+        await pilot.press("ctrl+a", "x")  # select all, then type over it
+        assert composer.text == "x"
+
+
+async def test_the_tabs_open_at_quit_come_back_at_the_next_sign_in(server, tmp_path):
+    from cfm_tui.config import ChatConfig
+
+    first = make_app(tmp_path, server.url, "alice")
+    async with first.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: first.main is not None, "signed in")
+        await first.open_dm("bob")
+        first.join_room("#lobby")
+        await wait_until(pilot, lambda: first.main.is_open("#lobby"), "in #lobby")
+        # What Ctrl+Q runs (pressed through Pilot, the app may exit mid-press and
+        # Pilot then waits for its animator for ever).
+        await first.action_quit()
+    config, warning = ChatConfig.load(tmp_path / "alice" / "chat.json")
+    assert warning is None and config.open_tabs == [DM, "#lobby"]
+    config.idle_minutes = 0
+    again = make_app(tmp_path, server.url, "alice", config=config)
+    async with again.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: again.main is not None, "signed in again")
+        await wait_until(pilot, lambda: again.main.open_rooms() == [DM, "#lobby"], "the tabs")
+        await wait_until(pilot, lambda: again.state.conversations["#lobby"].members == {"alice"},
+                         "the room's members")

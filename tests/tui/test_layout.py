@@ -101,3 +101,34 @@ async def test_the_status_list_hides_the_buddy_list_under_it():
         assert overlay.region.x <= pane.region.x
         assert overlay.region.right >= pane.content_region.right - 1  # up to the border
         assert overlay.styles.border_left[0] != ""
+
+
+async def test_long_names_stay_on_one_line_cut_with_an_ellipsis():
+    app = app_with()
+    app.state.display = "山田太郎" * 8  # twice as wide as it is long
+    app.state.people["bob"].psm = "a personal message far too long for any header " * 4
+    app.state.people["erin"].display = "Erin with a display name longer than the panel"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.open_dm("bob")
+        await app.open_room("#lobby")
+        await pilot.pause()
+        me = app.main.query_one("#me-name")
+        assert me.content_size.height == 1
+        view = app.main.view_for("#lobby")
+        members = view.query_one(".conv-members")
+        count = len(app.state.conversations["#lobby"].members)
+        width = members.content_size.width
+        # One line a member: a long name is cut, not wrapped onto a second line.
+        assert members.get_content_height(members.content_size, app.size, width) == count
+
+
+async def test_a_wide_terminal_gives_the_buddy_list_room_for_personal_messages():
+    app = app_with()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        at_120 = app.main.query_one("#buddy-pane").size.width
+    app = app_with()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        at_200 = app.main.query_one("#buddy-pane").size.width
+    assert 37 <= at_120 <= 38 and at_200 >= 58

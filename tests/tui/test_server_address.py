@@ -111,3 +111,21 @@ async def test_ws_to_a_tls_server_says_try_wss(server_factory, tmp_path, monkeyp
         text = "".join(plain(error).split())  # as wrapped: compare without blanks
         assert "answered,butnotasacfmserver:ifitusesTLS,try" + server.url in text, text
         assert "reach" not in text
+
+
+async def test_wss_to_a_plain_server_says_the_tls_handshake_failed(server, tmp_path):
+    """wss:// to a server without TLS: the reason, and the address to try instead."""
+    from textual.widgets import Static
+
+    from cfm_tui.screens.signin import SignInScreen
+    from tests.tui.helpers import SIZE, make_app, plain, wait_until
+
+    tls_url = server.url.replace("ws://", "wss://")
+    app = make_app(tmp_path, tls_url, "alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, SignInScreen), "sign-in")
+        error = app.screen.query_one("#signin-error", Static)
+        await wait_until(pilot, lambda: plain(error), "the error")
+        text = " ".join(plain(error).split())  # as wrapped: one line again
+        assert f"Can't reach {tls_url}: the TLS handshake failed" in text, text
+        assert f"the server may not use TLS, try {server.url}" in text, text

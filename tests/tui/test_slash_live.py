@@ -261,3 +261,49 @@ async def test_name_and_the_palette_change_the_display_name(server, tmp_path):
         assert alice.state.display == "Al"
         saved = json.loads((tmp_path / "alice" / "chat.json").read_text())
         assert saved["display"] == "Al"
+
+
+async def test_save_writes_the_whole_conversation_to_a_text_or_html_file(server, tmp_path):
+    from cfm_common.client import Client
+
+    app = make_app(tmp_path, server.url, "alice")
+    async with Client(server.url, "bob", token_file=False) as bob, \
+            app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        for i in range(1, 61):  # more than one page of history
+            await bob.say(f"line {i} :)", to="alice")
+        await wait_until(pilot, lambda: "line 60" in transcript_text(app, DM), "the tab")
+        await app.open_dm("bob")
+        await pilot.pause()
+        text_file, html_file = tmp_path / "chat.txt", tmp_path / "chat.html"
+        await pilot.press(*f"/save {text_file}", "enter")
+        await wait_until(pilot, lambda: "Saved this conversation" in transcript_text(app, DM),
+                         "saved")
+        saved = text_file.read_text(encoding="utf-8")
+        assert saved.startswith("cfm conversation: bob — saved ")
+        assert "bob says" in saved and "line 1 🙂" in saved and "line 60 🙂" in saved
+        await pilot.press(*f"/save {html_file}", "enter")
+        await wait_until(pilot, lambda: html_file.exists(), "the html file")
+        page = html_file.read_text(encoding="utf-8")
+        assert "<html" in page.lower() and "line 60" in page
+        # An existing file is never overwritten.
+        await pilot.press(*f"/save {text_file}", "enter")
+        await wait_until(pilot, lambda: "exists already" in " ".join(
+            transcript_text(app, DM).split()), "refused")  # as one line, unwrapped
+        assert text_file.read_text(encoding="utf-8") == saved
+
+
+async def test_members_lists_the_room_at_any_width(server, tmp_path):
+    from cfm_common.client import Client
+
+    app = make_app(tmp_path, server.url, "alice")
+    async with Client(server.url, "bob", display="Bob B.", token_file=False) as bob, \
+            app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.main is not None, "signed in")
+        await bob.join("#games")
+        app.join_room("#games")
+        await wait_until(pilot, lambda: app.main.active_room == "#games", "in #games")
+        await pilot.pause()
+        await pilot.press(*"/members", "enter")
+        await wait_until(pilot, lambda: "In #games (2): alice, Bob B."
+                         in transcript_text(app, "#games"), "the list")

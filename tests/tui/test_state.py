@@ -449,3 +449,14 @@ def test_statuses_are_stale_while_the_connection_is_down():
     assert dot_colour(render.buddy_line(bob)) == render.STATUS_COLOURS["busy"]
     update = state.on_welcome(welcome(contacts=[entry("bob", "busy")]))
     assert not state.presence_stale and update.roster
+
+
+def test_a_member_change_before_the_member_list_does_not_make_one():
+    # A room we were in before this sign-in: no `joined` yet, so no member list; one
+    # `member` frame is not the list ("1 member" in a room of three).
+    state = ChatState("alice")
+    state.conversation("#trio")
+    state.apply(Member("#trio", "dave", "join"))
+    conv = state.conversations["#trio"]
+    assert conv.members is None
+    assert any("dave has joined" in line.text for line in conv.lines())

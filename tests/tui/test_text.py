@@ -109,3 +109,45 @@ def test_broken_config_is_a_warning_not_a_crash(tmp_path, content):
 
 def test_missing_config_is_a_fresh_start(tmp_path):
     assert ChatConfig.load(tmp_path / "nope.json") == (ChatConfig(), None)
+
+
+def test_a_wrapped_help_line_keeps_its_column():
+    from cfm_tui import render, slash
+    from cfm_tui.conversation import LineKind, TranscriptLine
+    from cfm_tui.state import ChatState
+
+    note = TranscriptLine(LineKind.NOTE, slash.help_text(), 0)
+    lines = render.transcript([note], ChatState("alice"), None, width=50).plain.split("\n")
+    assert all(len(line) <= 50 for line in lines)
+    column = lines[1].index("nudge (")  # where the descriptions start
+    for line in lines[1:]:
+        assert line.startswith("  /") or line[:column].strip() == "", line
+    assert any(not line.startswith("  /") for line in lines[1:])  # something did wrap
+
+
+def test_a_name_and_its_handle_are_shown_once():
+    from cfm_common.frames import RosterEntry, Welcome
+    from cfm_tui import render
+    from cfm_tui.state import ChatState
+
+    state = ChatState("alice")
+    state.on_welcome(Welcome(1, "s1", "alice", "tok", "Alice", "online", "", "cfm", {}, (), (
+        RosterEntry("bob", "Bob", "online", "", False),
+        RosterEntry("dave", "Bob", "online", "", False),  # a second "Bob"
+        RosterEntry("erin", "", "online", "", False),
+    )))
+    assert render.label_with_handle("dave", state) == "Bob <dave>"  # not "(dave)" too
+    assert render.label_with_handle("erin", state) == "erin"
+    state.people["bob"].display = "Robert"
+    assert render.label_with_handle("bob", state) == "Robert (bob)"
+
+
+def test_an_action_line_shows_the_senders_display_name():
+    from cfm_tui import render
+    from cfm_tui.conversation import LineKind, TranscriptLine
+    from cfm_tui.state import ChatState
+
+    state = ChatState("alice")
+    state.person("bob").display = "Bob B."
+    line = TranscriptLine(LineKind.SAY, "* bob waves", 0, "bob", 1)
+    assert render.transcript([line], state, None).plain == "* Bob B. waves"

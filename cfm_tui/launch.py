@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -39,8 +40,12 @@ def _log_to_file() -> None:
     """Logs go to a file: the terminal belongs to the app."""
     log_dir = data_dir()
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(log_dir / "chat.log", encoding="utf-8")
+        # Private: the built-in server keeps every message in this directory too, and
+        # warns when it is open to other users.
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log_file = log_dir / "chat.log"
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
     except OSError:
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -129,7 +129,7 @@ class EmbeddedServer:
             from cfm_server.server import Server
             from cfm_server.store.sqlite import DataDirInUse
 
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             server = Server(ServerConfig(host="127.0.0.1", port=0, data_dir=self.data_dir))
             try:
                 await server.start()

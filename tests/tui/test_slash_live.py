@@ -270,6 +270,9 @@ async def test_save_writes_the_whole_conversation_to_a_text_or_html_file(server,
     async with Client(server.url, "bob", token_file=False) as bob, \
             app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.main is not None, "signed in")
+        # alice lists bob: 60 DMs from a stranger would meet the server's stranger bucket.
+        app.contact("add", "bob")
+        await wait_until(pilot, lambda: "bob" in app.state.contacts, "bob listed")
         for i in range(1, 61):  # more than one page of history
             await bob.say(f"line {i} :)", to="alice")
         await wait_until(pilot, lambda: "line 60" in transcript_text(app, DM), "the tab")

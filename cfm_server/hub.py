@@ -834,10 +834,12 @@ class Hub:
     def typing(self, session: Session, frame: SendTyping) -> None:
         user = self._user(session)
         room, room_name, peer = self._target(user, frame.room, frame.to, create=False)
+        if user.record.status == Status.INVISIBLE:
+            return  # "is typing" would show that the user is there, as a read mark would
         data = encode(Typing(room_name, user.name))
         if peer is not None:
-            if _hidden_from_peer(user, peer):
-                return  # dropped, as if the peer were offline
+            if _hidden_from_peer(user, peer) or user.has_blocked(peer.name):
+                return  # dropped: across a block each looks offline to the other
             self._send_sessions(peer.sessions, data, "typing")
         elif room is not None:
             self._fan_out(room, data, "typing", skip_user=user.name)

@@ -514,6 +514,7 @@ class Hub:
 
     def set_presence(self, session: Session, frame: SetPresence) -> None:
         user = self._user(session)
+        self.admission.charge(user, "presence", "presence")
         record = user.record
         if frame.display is not None and frame.display != record.display:
             self.admission.check_display(user.name, frame.display)
@@ -834,6 +835,7 @@ class Hub:
     def typing(self, session: Session, frame: SendTyping) -> None:
         user = self._user(session)
         room, room_name, peer = self._target(user, frame.room, frame.to, create=False)
+        self.admission.charge(user, "typing", "typing")
         if user.record.status == Status.INVISIBLE:
             return  # "is typing" would show that the user is there, as a read mark would
         data = encode(Typing(room_name, user.name))

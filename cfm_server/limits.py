@@ -130,11 +130,11 @@ class UserLimits:
 
     ``check(kind, user)`` answers 0 or a ``retry_ms``; kinds: ``say`` (says and nudges),
     ``stranger`` (DMs to someone who has not listed the sender), ``contact`` (contact
-    requests), ``room`` (new group rooms)."""
+    requests), ``room`` (new group rooms), ``typing`` and ``presence``."""
 
     __slots__ = ("kinds",)
 
-    KINDS = ("say", "stranger", "contact", "room")
+    KINDS = ("say", "stranger", "contact", "room", "typing", "presence")
 
     def __init__(self, config: ServerConfig) -> None:
         self.kinds: dict[str, KeyedBuckets] = {}

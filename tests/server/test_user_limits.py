@@ -124,3 +124,28 @@ async def test_new_handles_per_address_are_limited_but_not_from_loopback(
     for n in range(4):  # loopback: the local user, tests and benchmarks
         async with signed_in(server.url, f"local{n}"):
             pass
+
+
+async def test_typing_and_presence_are_limited_per_user(server) -> None:
+    """Both fan out (to a DM peer; to every contact and room member watching): three
+    sessions of one user get no more of them than one session gets."""
+    async with (
+        signed_in(server.url, "bob") as bob,
+        signed_in(server.url, "alice") as alice,
+        signed_in(server.url, "alice", token=alice.token) as second,
+        signed_in(server.url, "alice", token=alice.token) as third,
+    ):
+        sessions = (alice, second, third)
+        for n in range(4):  # 12 of each in all; each session's bursts are 6 and 5
+            for session in sessions:
+                await session.send({"t": "typing", "to": "bob"})
+                await session.send({"t": "presence", "psm": f"psm {n}"})
+        for session in sessions:  # answers come in order: sync on a later one
+            await session.send({"t": "history", "room": "#nowhere"})
+            await session.recv_until("error", code="no_such_room")
+        refused = [e for s in sessions for e in errors(s) if e["code"] == "rate_limited"]
+        assert {e["ref"] for e in refused} == {"typing", "presence"}, refused
+        await bob.send({"t": "history", "room": "#nowhere"})
+        await bob.recv_until("error", code="no_such_room")
+    typing_refused = sum(e["ref"] == "typing" for e in refused)
+    assert sum(f["t"] == "typing" for f in bob.seen) == 12 - typing_refused

@@ -25,7 +25,7 @@ from cfm_common import rules
 from cfm_common.errors import ProtocolError
 from cfm_common.rules import ErrorCode
 from cfm_server.limits import KeyedBuckets, UserLimits
-from cfm_server.netaddr import is_loopback
+from cfm_server.netaddr import address_key, is_loopback
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
@@ -86,7 +86,7 @@ class Admission:
         thousand (each would get the AI quota, the buckets, a place in #lobby)."""
         if self.signups is None or not ip or is_loopback(ip):
             return
-        retry_ms = self.signups.take(ip, time.monotonic())
+        retry_ms = self.signups.take(address_key(ip), time.monotonic())
         if retry_ms:
             raise RateLimited(retry_ms, "hello")
 

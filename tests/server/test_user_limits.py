@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.wire import WireClient, signed_in
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.wire import WireClient, eventually, signed_in
 
 REMOTE = {"X-Forwarded-For": "203.0.113.9"}
 
@@ -149,3 +152,32 @@ async def test_typing_and_presence_are_limited_per_user(server) -> None:
         await bob.recv_until("error", code="no_such_room")
     typing_refused = sum(e["ref"] == "typing" for e in refused)
     assert sum(f["t"] == "typing" for f in bob.seen) == 12 - typing_refused
+
+
+async def test_an_ipv6_client_is_one_address_per_64(server_factory) -> None:
+    """An IPv6 client holds a whole /64: counted by address, it could open connections
+    and mint handles without end (2**64 addresses). Limits count it by its /64."""
+    server = await server_factory(trusted_proxies=["127.0.0.1"], signup_burst=2,
+                                  max_conns_per_ip=3)
+
+    def via(host: int, net: str = "2001:db8:0:1") -> dict[str, Any]:
+        return {"additional_headers": {"X-Forwarded-For": f"{net}::{host:x}"}}
+
+    answers = []
+    for n in range(3):  # three addresses of one /64
+        async with WireClient.connect(server.url, **via(n + 1)) as client:
+            answers.append(await client.hello(f"six{n}"))
+    assert [a["t"] for a in answers] == ["welcome", "welcome", "error"]
+    assert answers[2]["code"] == "rate_limited"
+    async with WireClient.connect(server.url, **via(9, "2001:db8:0:2")) as other:
+        assert (await other.hello("sixother"))["t"] == "welcome"  # another /64
+    await eventually(lambda: not server._ip_counter.counts)  # the closed ones are gone
+    held = [await WireClient.open(server.url, **via(n + 10)) for n in range(3)]
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            async with WireClient.connect(server.url, **via(20)):
+                pass
+        assert refused.value.response.status_code == 429
+    finally:
+        for client in held:
+            await client.close()

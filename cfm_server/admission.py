@@ -107,6 +107,20 @@ class Admission:
             if listing is None or not listing.in_list:
                 self.charge(user, "stranger", ref)
 
+    def admit_new_dm(self, user: User, peer: User, rooms: Mapping[str, Room]) -> None:
+        """A say or nudge that would open a new DM room: neither user may have more than
+        ``max_dms_per_user`` (every one is a line of each welcome). The server's bots,
+        which everyone talks to, are not limited."""
+        for member in (user, peer):
+            if member.name in self.server_bots:
+                continue
+            count = sum(1 for r in member.rooms if rooms[r].is_dm)
+            if count >= self.config.max_dms_per_user:
+                whose = "you have" if member is user else f"{peer.name} has"
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN,
+                    f"{whose} {count} conversations, the most this server allows")
+
     def admit_group_join(self, user: User, room_name: str, rooms: Mapping[str, Room]) -> None:
         """A user joining a group room it is not in: at most ``max_rooms_per_user`` of
         them (each is a line of every welcome), and new rooms only as fast as the user's

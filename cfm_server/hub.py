@@ -691,6 +691,7 @@ class Hub:
                 peer = self._check_dm_access(user, room_name)
             room = self.rooms.get(room_name)
             if room is None and create:
+                self.admission.admit_new_dm(user, peer, self.rooms)
                 room = self._create_room(room_name)
             if room is not None and create:
                 for member in (user, peer):

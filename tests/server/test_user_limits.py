@@ -181,3 +181,27 @@ async def test_an_ipv6_client_is_one_address_per_64(server_factory) -> None:
     finally:
         for client in held:
             await client.close()
+
+
+async def test_dm_conversations_per_user_are_capped(server_factory) -> None:
+    """Every DM room is a line of its users' welcome: strangers by the thousand, one DM
+    each, made a victim's welcome too big to sign in with (1.16 MB for 19,000)."""
+    server = await server_factory(max_dms_per_user=3)
+    tokens = {}
+    async with signed_in(server.url, "victim") as victim:
+        for n in range(4):
+            async with signed_in(server.url, f"stranger{n}") as stranger:
+                tokens[n] = stranger.token
+                await stranger.send({"t": "say", "to": "victim", "text": "hi", "id": "1"})
+                await _settle(stranger, 1)
+                answer = [f for f in stranger.seen if f["t"] in ("ack", "error")][-1]
+                assert answer["t"] == ("ack" if n < 3 else "error"), answer
+        assert answer["code"] == "forbidden" and answer["ref"] == "1"
+        async with signed_in(server.url, "stranger0", token=tokens[0]) as again:
+            # an existing conversation goes on
+            await again.send({"t": "say", "to": "victim", "text": "again", "id": "2"})
+            await again.recv_until("ack")
+        await victim.send({"t": "say", "to": "stranger3", "text": "hm", "id": "v"})
+        assert (await victim.recv_until("error"))["code"] == "forbidden"
+    async with signed_in(server.url, "victim", token=victim.token) as back:
+        assert len(back.welcome["rooms"]) == 3

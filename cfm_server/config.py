@@ -147,7 +147,7 @@ class ServerConfig:
     user_presence_burst: int = 5
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
     # DM conversations one user may have (each is a line of every welcome: 19,000
-    # strangers' DMs made a victim's welcome 1.16 MB, too big for clients to sign in).
+    # strangers' DMs made a victim's welcome 1.16 MB, over the 1 MiB send_buffer).
     max_dms_per_user: int = 5000
     # New handles claimed per client address (loopback is not limited).
     signup_rate: float = 1 / 60

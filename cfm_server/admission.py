@@ -25,7 +25,7 @@ from cfm_common import rules
 from cfm_common.errors import ProtocolError
 from cfm_common.rules import ErrorCode
 from cfm_server.limits import KeyedBuckets, UserLimits
-from cfm_server.netaddr import is_loopback
+from cfm_server.netaddr import address_key, is_loopback
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
@@ -86,7 +86,7 @@ class Admission:
         thousand (each would get the AI quota, the buckets, a place in #lobby)."""
         if self.signups is None or not ip or is_loopback(ip):
             return
-        retry_ms = self.signups.take(ip, time.monotonic())
+        retry_ms = self.signups.take(address_key(ip), time.monotonic())
         if retry_ms:
             raise RateLimited(retry_ms, "hello")
 
@@ -106,6 +106,20 @@ class Admission:
             listing = peer.contacts.get(user.name)
             if listing is None or not listing.in_list:
                 self.charge(user, "stranger", ref)
+
+    def admit_new_dm(self, user: User, peer: User, rooms: Mapping[str, Room]) -> None:
+        """A say or nudge that would open a new DM room: neither user may have more than
+        ``max_dms_per_user`` (every one is a line of each welcome). The server's bots,
+        which everyone talks to, are not limited."""
+        for member in (user, peer):
+            if member.name in self.server_bots:
+                continue
+            count = sum(1 for r in member.rooms if rooms[r].is_dm)
+            if count >= self.config.max_dms_per_user:
+                whose = "you have" if member is user else f"{peer.name} has"
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN,
+                    f"{whose} {count} conversations, the most this server allows")
 
     def admit_group_join(self, user: User, room_name: str, rooms: Mapping[str, Room]) -> None:
         """A user joining a group room it is not in: at most ``max_rooms_per_user`` of

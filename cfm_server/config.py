@@ -23,7 +23,8 @@ ENV_PREFIX = "CFM_"
 # Frame kinds with a per-session token bucket: (rate per second, burst).
 RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact")
 # Buckets per user (every session of the user spends from the same one).
-USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room")
+USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
+                   "user_presence")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
 SHUTDOWN_CODES = (1001, 1012)
@@ -138,7 +139,16 @@ class ServerConfig:
     user_contact_burst: int = 20
     user_room_rate: float = 0.2  # new group rooms (one every 5 s)
     user_room_burst: int = 10
+    # typing and presence fan out to a DM peer, contacts and whole rooms: one person's
+    # sessions together get what one session gets.
+    user_typing_rate: float = 2.0
+    user_typing_burst: int = 6
+    user_presence_rate: float = 1.0
+    user_presence_burst: int = 5
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
+    # DM conversations one user may have (each is a line of every welcome: 19,000
+    # strangers' DMs made a victim's welcome 1.16 MB, over the 1 MiB send_buffer).
+    max_dms_per_user: int = 5000
     # New handles claimed per client address (loopback is not limited).
     signup_rate: float = 1 / 60
     signup_burst: int = 5

@@ -514,6 +514,7 @@ class Hub:
 
     def set_presence(self, session: Session, frame: SetPresence) -> None:
         user = self._user(session)
+        self.admission.charge(user, "presence", "presence")
         record = user.record
         if frame.display is not None and frame.display != record.display:
             self.admission.check_display(user.name, frame.display)
@@ -690,6 +691,7 @@ class Hub:
                 peer = self._check_dm_access(user, room_name)
             room = self.rooms.get(room_name)
             if room is None and create:
+                self.admission.admit_new_dm(user, peer, self.rooms)
                 room = self._create_room(room_name)
             if room is not None and create:
                 for member in (user, peer):
@@ -834,10 +836,13 @@ class Hub:
     def typing(self, session: Session, frame: SendTyping) -> None:
         user = self._user(session)
         room, room_name, peer = self._target(user, frame.room, frame.to, create=False)
+        self.admission.charge(user, "typing", "typing")
+        if user.record.status == Status.INVISIBLE:
+            return  # "is typing" would show that the user is there, as a read mark would
         data = encode(Typing(room_name, user.name))
         if peer is not None:
-            if _hidden_from_peer(user, peer):
-                return  # dropped, as if the peer were offline
+            if _hidden_from_peer(user, peer) or user.has_blocked(peer.name):
+                return  # dropped: across a block each looks offline to the other
             self._send_sessions(peer.sessions, data, "typing")
         elif room is not None:
             self._fan_out(room, data, "typing", skip_user=user.name)

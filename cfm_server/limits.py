@@ -12,6 +12,7 @@ import collections
 import math
 
 from cfm_server.config import RATE_KINDS, ServerConfig
+from cfm_server.netaddr import address_key
 
 
 class TokenBucket:
@@ -130,11 +131,11 @@ class UserLimits:
 
     ``check(kind, user)`` answers 0 or a ``retry_ms``; kinds: ``say`` (says and nudges),
     ``stranger`` (DMs to someone who has not listed the sender), ``contact`` (contact
-    requests), ``room`` (new group rooms)."""
+    requests), ``room`` (new group rooms), ``typing`` and ``presence``."""
 
     __slots__ = ("kinds",)
 
-    KINDS = ("say", "stranger", "contact", "room")
+    KINDS = ("say", "stranger", "contact", "room", "typing", "presence")
 
     def __init__(self, config: ServerConfig) -> None:
         self.kinds: dict[str, KeyedBuckets] = {}
@@ -171,7 +172,8 @@ class PairInterval:
 
 
 class IpCounter:
-    """Open connections per remote IP, for the per-IP cap."""
+    """Open connections per remote IP, for the per-IP cap (an IPv6 client counted by its
+    /64: ``netaddr.address_key``)."""
 
     __slots__ = ("counts", "limit")
 
@@ -180,16 +182,17 @@ class IpCounter:
         self.counts: collections.Counter[str] = collections.Counter()
 
     def full(self, ip: str) -> bool:
-        return self.limit is not None and self.counts[ip] >= self.limit
+        return self.limit is not None and self.counts[address_key(ip)] >= self.limit
 
     def add(self, ip: str) -> bool:
         """Count a connection; False (and not counted) if the IP is at its cap."""
         if self.full(ip):
             return False
-        self.counts[ip] += 1
+        self.counts[address_key(ip)] += 1
         return True
 
     def remove(self, ip: str) -> None:
-        self.counts[ip] -= 1
-        if self.counts[ip] <= 0:
-            del self.counts[ip]
+        key = address_key(ip)
+        self.counts[key] -= 1
+        if self.counts[key] <= 0:
+            del self.counts[key]

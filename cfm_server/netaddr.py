@@ -53,6 +53,23 @@ def is_loopback(address: str) -> bool:
     return ip is not None and ip.is_loopback
 
 
+# An IPv6 client holds a whole /64 (a home or a cloud host gets at least that many
+# addresses), so limits per address count an IPv6 client by its /64, as an IPv4 client
+# by its one address.
+IPV6_CLIENT_PREFIX = 64
+
+
+def address_key(address: str) -> str:
+    """What limits per client address count by: an IPv4 address itself, an IPv6 address's
+    /64 network (``2001:db8:1:2::/64``); text that is no address, unchanged."""
+    ip = _address(address)
+    if ip is None:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
+
+
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An address as a proxy or a socket may write it: with a port (``1.2.3.4:5678``,
     ``[2001:db8::1]:80``) or IPv4 mapped into IPv6 (``::ffff:10.0.0.5``, a dual-stack

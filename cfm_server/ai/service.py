@@ -45,13 +45,14 @@ def hub_callers(hub: Hub, config: AIConfig, *,
     contacts run in: the address of one of its sessions (loopback counts as unknown: the
     local user, or a proxy that is not in ``trusted_proxies``) and whether its account
     is younger than ``new_account_hours``."""
-    from cfm_server.netaddr import is_loopback
+    from cfm_server.netaddr import address_key, is_loopback
 
     def who(name: str) -> Caller:
         user = hub.users.get(name)
         if user is None:
             return Caller()
-        addresses = sorted(s.ip for s in user.sessions if s.ip and not is_loopback(s.ip))
+        addresses = sorted(address_key(s.ip) for s in user.sessions
+                           if s.ip and not is_loopback(s.ip))
         age_hours = (clock() * 1000 - user.record.created_ms) / 3_600_000
         return Caller(addresses[0] if addresses else None,
                       age_hours < config.new_account_hours)

@@ -104,3 +104,37 @@ async def test_metrics_answer_only_this_machine_unless_made_public(server_factor
         assert (await client.get(private.http_url + "/metrics")).status_code == 200
         assert (await client.get(public.http_url + "/metrics", headers=remote)).status_code \
             == 200
+
+
+async def test_an_invisible_users_typing_stays_home(server) -> None:
+    """"is typing…" shows someone is there, as a read mark does: an invisible user's
+    typing reaches neither a DM peer nor a group room (issue 10 follow-up)."""
+    async with signed_in(server.url, "alice") as alice, \
+            signed_in(server.url, "carol", status="invisible") as carol:
+        await alice.send({"t": "join", "room": "#den"})
+        await alice.recv_until("joined")
+        await carol.send({"t": "join", "room": "#den"})
+        await carol.recv_until("joined")
+        await carol.send({"t": "typing", "to": "alice"})
+        await carol.send({"t": "typing", "room": "#den"})
+        # Frames reach alice in order: once dave's message is here, carol's typing
+        # would have come before it.
+        async with signed_in(server.url, "dave") as dave:
+            await dave.send({"t": "say", "to": "alice", "text": "sync", "id": "d1"})
+            await alice.recv_until("msg", text="sync")
+        assert not [f for f in alice.seen if f.get("t") == "typing"], alice.seen
+        # Visible again, her typing shows as usual.
+        await carol.send({"t": "presence", "status": "online"})
+        await carol.send({"t": "typing", "to": "alice"})
+        await alice.recv_until("typing", **{"from": "carol"})
+
+
+async def test_a_blockers_typing_does_not_reach_the_blocked_user(server) -> None:
+    async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
+        await alice.send({"t": "contact", "op": "block", "name": "bob"})
+        await alice.recv_until("contact", op="block")
+        await alice.send({"t": "typing", "to": "bob"})
+        async with signed_in(server.url, "dave") as dave:
+            await dave.send({"t": "say", "to": "bob", "text": "sync", "id": "d1"})
+            await bob.recv_until("msg", text="sync")
+        assert not [f for f in bob.seen if f.get("t") == "typing"], bob.seen

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.wire import WireClient, signed_in
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.wire import WireClient, eventually, signed_in
 
 REMOTE = {"X-Forwarded-For": "203.0.113.9"}
 
@@ -124,3 +127,81 @@ async def test_new_handles_per_address_are_limited_but_not_from_loopback(
     for n in range(4):  # loopback: the local user, tests and benchmarks
         async with signed_in(server.url, f"local{n}"):
             pass
+
+
+async def test_typing_and_presence_are_limited_per_user(server) -> None:
+    """Both fan out (to a DM peer; to every contact and room member watching): three
+    sessions of one user get no more of them than one session gets."""
+    async with (
+        signed_in(server.url, "bob") as bob,
+        signed_in(server.url, "alice") as alice,
+        signed_in(server.url, "alice", token=alice.token) as second,
+        signed_in(server.url, "alice", token=alice.token) as third,
+    ):
+        sessions = (alice, second, third)
+        for n in range(4):  # 12 of each in all; each session's bursts are 6 and 5
+            for session in sessions:
+                await session.send({"t": "typing", "to": "bob"})
+                await session.send({"t": "presence", "psm": f"psm {n}"})
+        for session in sessions:  # answers come in order: sync on a later one
+            await session.send({"t": "history", "room": "#nowhere"})
+            await session.recv_until("error", code="no_such_room")
+        refused = [e for s in sessions for e in errors(s) if e["code"] == "rate_limited"]
+        assert {e["ref"] for e in refused} == {"typing", "presence"}, refused
+        await bob.send({"t": "history", "room": "#nowhere"})
+        await bob.recv_until("error", code="no_such_room")
+    typing_refused = sum(e["ref"] == "typing" for e in refused)
+    assert sum(f["t"] == "typing" for f in bob.seen) == 12 - typing_refused
+
+
+async def test_an_ipv6_client_is_one_address_per_64(server_factory) -> None:
+    """An IPv6 client holds a whole /64: counted by address, it could open connections
+    and mint handles without end (2**64 addresses). Limits count it by its /64."""
+    server = await server_factory(trusted_proxies=["127.0.0.1"], signup_burst=2,
+                                  max_conns_per_ip=3)
+
+    def via(host: int, net: str = "2001:db8:0:1") -> dict[str, Any]:
+        return {"additional_headers": {"X-Forwarded-For": f"{net}::{host:x}"}}
+
+    answers = []
+    for n in range(3):  # three addresses of one /64
+        async with WireClient.connect(server.url, **via(n + 1)) as client:
+            answers.append(await client.hello(f"six{n}"))
+    assert [a["t"] for a in answers] == ["welcome", "welcome", "error"]
+    assert answers[2]["code"] == "rate_limited"
+    async with WireClient.connect(server.url, **via(9, "2001:db8:0:2")) as other:
+        assert (await other.hello("sixother"))["t"] == "welcome"  # another /64
+    await eventually(lambda: not server._ip_counter.counts)  # the closed ones are gone
+    held = [await WireClient.open(server.url, **via(n + 10)) for n in range(3)]
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            async with WireClient.connect(server.url, **via(20)):
+                pass
+        assert refused.value.response.status_code == 429
+    finally:
+        for client in held:
+            await client.close()
+
+
+async def test_dm_conversations_per_user_are_capped(server_factory) -> None:
+    """Every DM room is a line of its users' welcome: strangers by the thousand, one DM
+    each, made a victim's welcome too big to sign in with (1.16 MB for 19,000)."""
+    server = await server_factory(max_dms_per_user=3)
+    tokens = {}
+    async with signed_in(server.url, "victim") as victim:
+        for n in range(4):
+            async with signed_in(server.url, f"stranger{n}") as stranger:
+                tokens[n] = stranger.token
+                await stranger.send({"t": "say", "to": "victim", "text": "hi", "id": "1"})
+                await _settle(stranger, 1)
+                answer = [f for f in stranger.seen if f["t"] in ("ack", "error")][-1]
+                assert answer["t"] == ("ack" if n < 3 else "error"), answer
+        assert answer["code"] == "forbidden" and answer["ref"] == "1"
+        async with signed_in(server.url, "stranger0", token=tokens[0]) as again:
+            # an existing conversation goes on
+            await again.send({"t": "say", "to": "victim", "text": "again", "id": "2"})
+            await again.recv_until("ack")
+        await victim.send({"t": "say", "to": "stranger3", "text": "hm", "id": "v"})
+        assert (await victim.recv_until("error"))["code"] == "forbidden"
+    async with signed_in(server.url, "victim", token=victim.token) as back:
+        assert len(back.welcome["rooms"]) == 3

@@ -18,12 +18,18 @@ How the promises are kept:
   outbox is sent again in order with the same ids, which the server stores once.
   Requests (``join``, ``history``, ``contact``, ``leave``) wait in the same outbox, so
   nothing is dropped while the connection is down and nothing is sent twice on one.
-- Frames are written by one writer task per connection, in the order they were queued.
+- Frames are written by one writer task per connection, in the order they were queued,
+  each when its kind's copy of the server's token bucket (:mod:`cfm_common._pacing`,
+  from ``welcome.limits``) has a token: the client paces itself instead of collecting
+  ``rate_limited`` refusals (which the server counts toward a 4008 close). Read marks,
+  presence and typing travel in a side lane that never waits behind the outbox; read
+  marks are coalesced per room (only the newest goes out).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import enum
 import logging
@@ -36,6 +42,7 @@ from typing import Any
 from cfm_common import PROTOCOL_VERSION, SUBPROTOCOL, codec, rules, tokens
 from cfm_common import frames as f
 from cfm_common._backoff import Backoff
+from cfm_common._pacing import RATE_KIND, Pacer
 from cfm_common._resume import Resume
 from cfm_common.errors import ProtocolError
 
@@ -71,6 +78,12 @@ OWN_ACK_GRACE = 2.0
 # again with the same id, after 0.5, 1, 2, 4, 8 and 8 s, before its call fails.
 INTERNAL_RETRIES = 6
 INTERNAL_BACKOFF = (0.5, 8.0)
+# The writer looks this far down the outbox for a frame whose budget allows it now.
+SCAN_LIMIT = 256
+# How long close() lets queued read marks and presence go out.
+CLOSE_FLUSH = 2.0
+# Requests that must not be overtaken, nor overtake anything (membership changes).
+BARRIERS = frozenset({"join", "leave"})
 
 
 class ConnectionState(enum.StrEnum):
@@ -121,9 +134,11 @@ class _Outgoing:
     kind: str  # say, nudge, join, history, contact, leave
     key: Any  # say/nudge: the id; join/history/leave: the room; contact: (op, name)
     future: asyncio.Future[Any]
+    slot: int = 0  # its place in the send order
     sent_on: int = 0  # the connection generation it was last written on
     writes: int = 0  # how often it was written: more than once means a retry
     refusals: int = 0  # how often the server answered ``internal``
+    unsent: bool = False  # waiting in the writer's queue of this connection
 
 
 _END = object()
@@ -192,7 +207,15 @@ class Client:
         self._by_id: dict[str, _Outgoing] = {}
         self._next_slot = 0
         self._read_marks: dict[str, int] = {}
-        self._outq: asyncio.Queue[bytes] | None = None
+        # What the writer of this connection has still to write: outbox entries in send
+        # order, and a side lane (rooms whose read mark to send, presence, typing).
+        self._unsent: list[_Outgoing] = []
+        self._marks_unsent: dict[str, None] = {}
+        self._marks_sent_at: dict[str, float] = {}
+        self._presence_unsent = False
+        self._typing_unsent: list[f.SendTyping] = []
+        self._kick = asyncio.Event()  # wakes the writer: something was queued
+        self._pacer = Pacer(None, 0.0)
         self._ready = False  # a live, flushed connection: new frames go straight out
         self._generation = 0
         self._ws: Any = None
@@ -232,6 +255,15 @@ class Client:
     def pending(self) -> int:
         """Frames sent or queued that have no answer yet."""
         return len(self._outbox)
+
+    @property
+    def backlog(self) -> int:
+        """Frames waiting to be written on this connection (paced to the server's limits):
+        unwritten sends and requests, read marks, a presence change."""
+        return (
+            sum(1 for e in self._unsent if not e.future.done())
+            + len(self._marks_unsent) + int(self._presence_unsent) + len(self._typing_unsent)
+        )
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -287,10 +319,13 @@ class Client:
         self._closed = True
         self._wake.set()
         self._cancel_fills()
-        if self._ready and self._outq is not None:
-            # Frames already queued (a read mark, a presence) go out before the close.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outq.join(), 2)
+        if self._ready:
+            # Read marks and a presence change still queued go out before the close, as
+            # far as the server's limits let them in a moment.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CLOSE_FLUSH
+            while self._ready and self._side_lane_busy() and loop.time() < deadline:
+                await asyncio.sleep(0.02)
         self._ready = False
         if self._task is not None:
             self._task.cancel()
@@ -377,14 +412,31 @@ class Client:
     async def nudge(self, to: str, id: str | None = None) -> f.Ack:
         """Nudge a user (stored as a ``msg`` of kind ``nudge`` in the DM room)."""
         frame = f.Nudge(to=to, id=id or uuid.uuid4().hex)
+        assert frame.id is not None
+        if frame.id not in self._by_id:
+            self._check(frame)
+            # The server lets one nudge per interval through to the same user; a second
+            # one is refused here, so that it never counts against us there.
+            peer = rules.normalize_name(to)
+            now = asyncio.get_running_loop().time()
+            wait = self._pacer.nudge_wait(peer, now)
+            if wait > 0:
+                raise ClientError("rate_limited", f"one nudge to {peer} at a time; wait a moment",
+                                  max(1, int(wait * 1000) + 1))
+            self._pacer.note_nudge(peer, now)
         return await self._send_tracked(frame, "nudge")
 
     async def typing(self, room: str | None = None, to: str | None = None) -> None:
-        """Tell the room we are typing; dropped while disconnected (it would be stale)."""
+        """Tell the room we are typing; dropped while disconnected (it would be stale),
+        and when the server's typing budget is used up (it would be refused)."""
         frame = f.SendTyping(room=room, to=to)
         self._check(frame)
         if self._ready:
-            self._write(frame)
+            now = asyncio.get_running_loop().time()
+            if self._pacer.wait("typing", now) == 0:
+                self._pacer.take("typing", now)
+                self._typing_unsent.append(frame)
+                self._kick.set()
 
     async def set_presence(
         self, status: str | None = None, display: str | None = None, psm: str | None = None
@@ -396,7 +448,9 @@ class Client:
         self._display = display if display is not None else self._display
         self._psm = psm if psm is not None else self._psm
         if self._ready:
-            self._write(frame)
+            # Coalesced: the writer sends what is current when the budget allows.
+            self._presence_unsent = True
+            self._kick.set()
         # Otherwise the next hello carries it.
 
     async def join(self, room: str, members_limit: int | None = None) -> f.Joined:
@@ -435,14 +489,19 @@ class Client:
             return await self._request(frame, kind, room)
 
     async def mark_read(self, room: str, seq: int) -> None:
-        """Move our read mark; remembered and re-sent after a reconnect if still ahead."""
+        """Move our read mark; remembered and re-sent after a reconnect if still ahead.
+
+        Coalesced: marks of one room that wait for the server's budget go out as one,
+        the newest.
+        """
         frame = f.MarkRead(room=room, seq=seq)
         self._check(frame)
         if seq <= self._read_marks.get(room, -1):
             return
         self._read_marks[room] = seq
         if self._ready:
-            self._write(frame)
+            self._marks_unsent[room] = None
+            self._kick.set()
 
     async def contact(self, op: str, name: str) -> f.Contact:
         """``add``, ``remove``, ``block`` or ``unblock`` a user; returns the echo."""
@@ -465,14 +524,14 @@ class Client:
         if self._closed:
             raise ClientError("closed", "the client is closed")
         self._check(frame)
-        entry = _Outgoing(frame, kind, key, asyncio.get_running_loop().create_future())
         self._next_slot += 1
         slot = self._next_slot
+        entry = _Outgoing(frame, kind, key, asyncio.get_running_loop().create_future(), slot)
         self._outbox[slot] = entry
         entry.future.add_done_callback(lambda _: self._outbox.pop(slot, None))
         # A say whose caller gave up may still fail later: nobody needs to be told.
         entry.future.add_done_callback(lambda fut: fut.cancelled() or fut.exception())
-        if self._ready and not (self._held and kind in ("say", "nudge")):
+        if self._ready:
             self._write_entry(entry)
         return entry
 
@@ -496,21 +555,125 @@ class Client:
                 "timeout", f"no answer to {frame.T} within {self.request_timeout:g} s"
             ) from None
 
-    def _write(self, frame: f.ClientFrame) -> None:
-        assert self._outq is not None
-        self._outq.put_nowait(codec.encode(frame))
-
     def _write_entry(self, entry: _Outgoing) -> None:
-        self._write(entry.frame)
-        entry.sent_on = self._generation
-        entry.writes += 1
+        """Queue an outbox entry for this connection's writer, in its place in the send
+        order (a re-sent entry goes before everything made after it)."""
+        if entry.unsent or entry.future.done():
+            return
+        entry.unsent = True
+        bisect.insort(self._unsent, entry, key=lambda e: e.slot)
+        self._kick.set()
 
-    def _rewrite_later(self, entry: _Outgoing, delay: float) -> None:
-        def rewrite() -> None:
-            if self._ready and not entry.future.done() and not self._held:
-                self._write_entry(entry)
+    def _side_lane_busy(self) -> bool:
+        return bool(self._marks_unsent or self._presence_unsent or self._typing_unsent)
 
-        asyncio.get_running_loop().call_later(delay, rewrite)
+    def _next_frame(self, now: float) -> tuple[bytes | None, float | None]:
+        """The next frame the server's limits let out now, or None and the seconds until
+        one may (None: nothing is waiting).
+
+        Outbox entries go in send order; one that must wait for its bucket holds back the
+        later ones of the same bucket (their order is kept) but not those of others, except
+        that a join or leave neither overtakes nor is overtaken (a say or a history request
+        may depend on the membership it changes). The side lane goes when its own budget
+        allows, whatever the outbox waits for.
+        """
+        pacer = self._pacer
+        soonest: float | None = None
+        if self._typing_unsent:  # its token was taken when it was queued
+            return codec.encode(self._typing_unsent.pop(0)), None
+        blocked: set[str] = set()
+        unsent = self._unsent
+        i = scanned = 0
+        while i < len(unsent) and scanned < SCAN_LIMIT:
+            entry = unsent[i]
+            if entry.future.done():  # answered, cancelled or failed meanwhile
+                entry.unsent = False
+                del unsent[i]
+                continue
+            scanned += 1
+            barrier = entry.kind in BARRIERS
+            if barrier and blocked:
+                break
+            if self._held and entry.kind in ("say", "nudge"):
+                i += 1  # says wait until the one the server could not store goes again
+                continue
+            kind = RATE_KIND.get(entry.frame.T, "")
+            if kind in blocked:
+                i += 1
+                continue
+            wait = pacer.wait(kind, now)
+            if wait > 0:
+                soonest = wait if soonest is None else min(soonest, wait)
+                blocked.add(kind)
+                if barrier:
+                    break
+                i += 1
+                continue
+            pacer.take(kind, now)
+            del unsent[i]
+            entry.unsent = False
+            entry.sent_on = self._generation
+            entry.writes += 1
+            return codec.encode(entry.frame), None
+        if self._presence_unsent:
+            wait = pacer.wait("presence", now)
+            if wait == 0:
+                pacer.take("presence", now)
+                self._presence_unsent = False
+                frame = f.SetPresence(status=self._status, display=self._display, psm=self._psm)
+                return codec.encode(frame), None
+            soonest = wait if soonest is None else min(soonest, wait)
+        if self._marks_unsent:
+            wait = pacer.wait("history", now)
+            if wait == 0:
+                pacer.take("history", now)
+                room = next(iter(self._marks_unsent))
+                del self._marks_unsent[room]
+                self._marks_sent_at[room] = now
+                return codec.encode(f.MarkRead(room=room, seq=self._read_marks[room])), None
+            soonest = wait if soonest is None else min(soonest, wait)
+        return None, soonest
+
+    def _on_rate_limited(self, ref: str | None, retry_ms: int | None) -> bool:
+        """The server refused one of our frames for its rate: teach the pacer, queue the
+        frame again in its place. True if handled (nobody else needs to hear of it)."""
+        now = asyncio.get_running_loop().time()
+        pacer = self._pacer
+        entry = self._by_id.get(ref) if ref is not None else None
+        if entry is not None:
+            if entry.future.done():
+                return True
+            if entry.kind == "nudge":
+                return False  # the per-pair interval (another session nudged): caller decides
+            pacer.penalize(RATE_KIND[entry.frame.T], retry_ms, now)
+            self._write_entry(entry)
+            return True
+        if ref in ("join", "leave", "history", "members", "contact"):
+            pacer.penalize(RATE_KIND[ref], retry_ms, now)
+            for entry in self._outbox.values():
+                if (entry.kind == ref and entry.sent_on == self._generation
+                        and not entry.unsent and not entry.future.done()):
+                    self._write_entry(entry)  # the oldest one written: the one refused
+                    return True
+            return True
+        if ref == "read":
+            pacer.penalize("history", retry_ms, now)
+            # The refusal does not name the room: send again what went out lately.
+            recent = 2.0 + (retry_ms or 1000) / 1000
+            for room, at in self._marks_sent_at.items():
+                if now - at < recent:
+                    self._marks_unsent[room] = None
+            self._kick.set()
+            return True
+        if ref == "typing":
+            pacer.penalize("typing", retry_ms, now)
+            return True  # stale by the time it could go: dropped
+        if ref == "presence":
+            pacer.penalize("presence", retry_ms, now)
+            self._presence_unsent = True
+            self._kick.set()
+            return True
+        return False
 
     def _resend_unacked_later(self, delay: float) -> None:
         """Write everything of this connection still unanswered again after ``delay``.
@@ -534,8 +697,7 @@ class Client:
                 if entry.future.done():
                     continue
                 if entry.kind in ("say", "nudge"):
-                    if not self._held:  # held says go out, in order, when released
-                        self._write_entry(entry)
+                    self._write_entry(entry)  # held says wait in the queue until released
                 elif entry.sent_on == generation and entry.kind != "contact":
                     # A contact request is left out: read twice it would tell the other
                     # side twice ("added you"); it times out instead.
@@ -560,6 +722,7 @@ class Client:
             for entry in list(self._outbox.values()):
                 if entry.kind in ("say", "nudge") and not entry.future.done():
                     self._write_entry(entry)
+            self._kick.set()  # the held ones that were queued already may go now
 
         self._held_retry = asyncio.get_running_loop().call_later(delay, release)
 
@@ -572,7 +735,8 @@ class Client:
 
     def _fail_oldest(self, kind: str, exc: ClientError) -> bool:
         for entry in self._outbox.values():
-            if entry.kind == kind and entry.sent_on == self._generation and not entry.future.done():
+            if entry.kind == kind and entry.sent_on == self._generation \
+                    and not entry.unsent and not entry.future.done():
                 entry.future.set_exception(exc)
                 return True
         return False
@@ -658,11 +822,14 @@ class Client:
         for room in set(self._handed) - set(self._resume.rooms):
             del self._handed[room]
 
-        self._outq = asyncio.Queue()
+        pacer = Pacer(welcome.limits, asyncio.get_running_loop().time())
+        pacer.carry_nudges(self._pacer)
+        self._pacer = pacer
+        self._clear_unsent()
         read_marks = {state.room: state.read for state in welcome.rooms}
         for room, seq in self._read_marks.items():
             if seq > read_marks.get(room, seq):
-                self._write(f.MarkRead(room=room, seq=seq))
+                self._marks_unsent[room] = None
         for entry in self._outbox.values():
             if not entry.future.done():
                 self._write_entry(entry)
@@ -706,8 +873,7 @@ class Client:
         """Read frames until the connection ends; its close code and a reason."""
         from websockets.exceptions import ConnectionClosed
 
-        assert self._outq is not None
-        writer = asyncio.create_task(self._write_loop(ws, self._outq))
+        writer = asyncio.create_task(self._write_loop(ws))
         try:
             async for data in ws:
                 if not isinstance(data, bytes):
@@ -734,17 +900,34 @@ class Client:
         reason = f"closed with code {code}" + (f" ({ws.close_reason})" if ws.close_reason else "")
         return code, reason
 
-    @staticmethod
-    async def _write_loop(ws: Any, queue: asyncio.Queue[bytes]) -> None:
+    async def _write_loop(self, ws: Any) -> None:
+        """Write what :meth:`_next_frame` lets out; sleep until a budget refills or
+        something new is queued."""
         from websockets.exceptions import ConnectionClosed
 
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(ConnectionClosed):
             while True:
-                data = await queue.get()
-                try:
+                data, wait = self._next_frame(loop.time())
+                if data is not None:
                     await ws.send(data)
-                finally:
-                    queue.task_done()
+                    continue
+                self._kick.clear()
+                if wait is None:
+                    await self._kick.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._kick.wait()
+
+    def _clear_unsent(self) -> None:
+        for entry in self._unsent:
+            entry.unsent = False
+        self._unsent.clear()
+        self._marks_unsent.clear()
+        self._marks_sent_at.clear()
+        self._presence_unsent = False
+        self._typing_unsent.clear()
 
     def _on_disconnect(self) -> None:
         if self._budget_retry is not None:
@@ -756,7 +939,7 @@ class Client:
         self._held = False  # the next connection sends the whole outbox, in order
         self._ready = False
         self._ws = None
-        self._outq = None
+        self._clear_unsent()
         self._cancel_fills()
 
     async def _reconnect_loop(self, reason: str, *, restarting: bool = False) -> Any:
@@ -848,18 +1031,19 @@ class Client:
     def _on_error(self, error: f.Error) -> None:
         exc = ClientError(error.code, error.msg, error.retry_ms)
         ref = error.ref
-        if ref is None and exc.code == rules.ErrorCode.RATE_LIMITED:
-            # The server dropped a frame unread (over its inbound byte budget), so it
-            # cannot say which one: send the unacked messages again once it lets us.
-            self._resend_unacked_later((exc.retry_ms or 1000) / 1000)
+        if exc.code == rules.ErrorCode.RATE_LIMITED:
+            if ref is None:
+                # The server dropped a frame unread (over its inbound byte budget), so it
+                # cannot say which one: pause, then send the unanswered frames again.
+                self._pacer.pause(exc.retry_ms, asyncio.get_running_loop().time())
+                self._resend_unacked_later((exc.retry_ms or 1000) / 1000)
+            elif self._on_rate_limited(ref, exc.retry_ms):
+                log.debug("%s: %s refused for its rate; again in %s ms",
+                          self.name, ref, exc.retry_ms)
+                return
         if ref is not None:
             entry = self._by_id.get(ref)
             if entry is not None and not entry.future.done():
-                if exc.code == rules.ErrorCode.RATE_LIMITED and entry.writes > 1:
-                    # A retry after a reconnect (a burst the application did not make):
-                    # keep the promise to deliver it, once the server lets us.
-                    self._rewrite_later(entry, (exc.retry_ms or 1000) / 1000)
-                    return
                 if exc.code == rules.ErrorCode.INTERNAL and entry.kind in ("say", "nudge") \
                         and entry.refusals < INTERNAL_RETRIES:
                     # Not stored, so not lost either: its id keeps a later success single.

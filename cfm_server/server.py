@@ -393,6 +393,7 @@ class Server:
             return
         self.metrics.connections.inc()
         session = Session(ws, self.hub, self.config, self.metrics, self.outbox)
+        session.address = ip
         try:
             await session.run()
         except Exception:

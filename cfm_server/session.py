@@ -55,6 +55,11 @@ RATE_KIND = {
     "contact": "contact",
     "members": "history",
 }
+# Frames whose rate-limit refusals do not count toward the 4008 close: a read mark answers
+# traffic the client received rather than started (its rate follows the rate others
+# write at), so refusing the surplus is enough — counting it would let a chatty peer get
+# a reader disconnected. The inbound byte budget, which does count, still bounds a flood.
+UNCOUNTED_BREACHES = frozenset({"read"})
 
 
 class Outbox:
@@ -95,6 +100,7 @@ class Session:
         "_close_task",
         "_hello",
         "_out",
+        "address",
         "closing",
         "config",
         "hub",
@@ -118,6 +124,10 @@ class Session:
         self.metrics = metrics
         self.id = ""
         self.user: User | None = None
+        # The client's address for the log: the peer's, until the server sets the one a
+        # trusted proxy forwarded.
+        peer = getattr(ws, "remote_address", None)
+        self.address = str(peer[0]) if peer else "-"
         self.quiet = False  # hello.quiet: no member frames nor room-only presence
         self.limits = SessionLimits(config, time.monotonic())
         self.send_buffer = config.send_buffer
@@ -311,7 +321,8 @@ class Session:
             retry_ms = self.limits.check(kind, time.monotonic())
             if retry_ms:
                 self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", ref, retry_ms)
-                self._count_abuse()
+                if t not in UNCOUNTED_BREACHES:
+                    self._count_abuse()
                 return
         try:
             self.hub.handle(self, frame)
@@ -328,5 +339,7 @@ class Session:
 
     def _count_abuse(self) -> None:
         if self.limits.abuse.hit(time.monotonic()):
-            log.info("session %s: too many errors, closing it (4008)", self.id or "-")
+            name = self.user.name if self.user is not None else "-"
+            log.warning("session %s (%s from %s): too many errors, closing it (4008)",
+                        self.id or "-", name, self.address)
             self.close(CloseCode.ABUSE, "too many errors")

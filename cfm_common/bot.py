@@ -11,8 +11,14 @@
 Handlers run one at a time in arrival order by default (``concurrency=1``); raise it for
 a bot whose handlers wait on slow work (an LLM, say), and each handler then runs as its
 own task, at most ``concurrency`` at once. A handler that raises is logged, never fatal.
-After its handlers ran, the bot moves its read mark to the message, so a restarted bot
-without a ``seen_file`` does not answer the same message twice.
+
+The guarantee: every message is handled at least once, and a handler's replies land
+once. A message counts as handled when its handlers finished and the server acked what
+they sent; only then does the bot move its read mark (and its ``seen_file``) past it —
+with several handlers at once, never past one still running. A bot killed mid-handler
+runs that handler again after its restart; the replies' ids are derived from the
+message answered (:mod:`cfm_common._handling`), so the server stores the repeated ones
+once and the user sees each reply once.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any, TypeVar
 
 from cfm_common import frames as f
 from cfm_common import rules
+from cfm_common._handling import CURRENT, Handling, Progress, key_id, reply_id
 from cfm_common.client import Client, ClientError, ConnectionState, StateChanged
 
 log = logging.getLogger(__name__)
@@ -56,8 +63,9 @@ class Bot:
     ) -> None:
         self.client = Client(
             url, name, token=token, token_file=token_file, seen_file=seen_file, status=status,
-            display=display, psm=psm, bot=True, **client_options,
+            display=display, psm=psm, bot=True, manual_seen=True, **client_options,
         )
+        self._progress = Progress()
         self._message_handlers: list[MsgHandler] = []
         self._nudge_handlers: list[MsgHandler] = []
         self._added_handlers: list[ContactHandler] = []
@@ -99,12 +107,52 @@ class Bot:
 
     # --- replies --------------------------------------------------------------------
 
-    async def reply(self, msg: f.Msg, text: str) -> f.Ack:
-        """Answer in the room the message came from (its DM room for a direct message)."""
-        return await self.client.say(text, room=msg.room)
+    async def reply(self, msg: f.Msg, text: str, *, key: str | None = None) -> f.Ack:
+        """Answer in the room the message came from (its DM room for a direct message).
 
-    async def nudge_back(self, msg: f.Msg) -> f.Ack:
-        return await self.client.nudge(msg.sender)
+        The reply's id is derived from ``msg`` and ``key`` — without a key, from its
+        place among the replies the handler of ``msg`` made so far — so a handler run
+        again after a restart makes the same ids and its replies land once. Outside the
+        handler of ``msg`` and without a key, the id is random.
+        """
+        return await self.client.say(text, room=msg.room, id=self._id_for(msg, "reply", key))
+
+    async def say(
+        self, text: str, room: str | None = None, to: str | None = None, *,
+        key: str | None = None, id: str | None = None,
+    ) -> f.Ack:
+        """``client.say`` with a deterministic id: inside a message's handler it is derived
+        from that message (and ``key``, or the send's place in the handler), elsewhere
+        from ``key`` alone (``key="news-2026-12-04"``: posted once however often the job
+        runs); random without either. ``id`` overrides all that."""
+        if id is None:
+            handling = CURRENT.get()
+            if handling is not None:
+                id = handling.next_id(f"say:{room or ''}:{to or ''}", key)
+            elif key is not None:
+                id = key_id(f"say:{room or ''}:{to or ''}", key)
+        return await self.client.say(text, room=room, to=to, id=id)
+
+    async def nudge_back(self, msg: f.Msg) -> f.Ack | None:
+        """Nudge the sender back; None if the bot nudged them a moment ago (the server
+        lets one nudge per few seconds through to the same user)."""
+        try:
+            return await self.client.nudge(msg.sender, id=self._id_for(msg, "nudge", None))
+        except ClientError as exc:
+            if exc.code != rules.ErrorCode.RATE_LIMITED:
+                raise
+            log.debug("not nudging %s back: %s", msg.sender, exc.msg)
+            return None
+
+    @staticmethod
+    def _id_for(msg: f.Msg, what: str, key: str | None) -> str | None:
+        if key is not None:
+            return reply_id(msg, what, key)
+        handling = CURRENT.get()
+        if handling is not None and handling.msg is not None and \
+                (handling.msg.room, handling.msg.seq) == (msg.room, msg.seq):
+            return handling.next_id(what, None)
+        return None
 
     async def typing(self, msg: f.Msg) -> None:
         """Show "is typing" in the message's room while working on an answer."""
@@ -145,7 +193,7 @@ class Bot:
         # the connection is up, or a restarted bot would get it (and stop) again.
         own = self._handling.get(current) if current is not None else None
         if own is not None:
-            await self._read(own)
+            await self._done(own)
         await self.client.close()
         if loop_task is not None and loop_task is not current:
             await asyncio.wait({loop_task})
@@ -213,8 +261,10 @@ class Bot:
             for handler in self._event_handlers:
                 await self._run(handler, event, None)
             if isinstance(event, f.Msg):
+                self._progress.start(event.room, event.seq)
                 if rules.normalize_name(event.sender) == rules.normalize_name(self.client.name):
-                    continue  # our own message (from this or another session)
+                    await self._done(event)  # our own message (from this or another session)
+                    continue
                 handlers = (
                     self._nudge_handlers if event.kind == rules.MsgKind.NUDGE
                     else self._message_handlers
@@ -233,7 +283,7 @@ class Bot:
     async def _run_all(self, handlers: list[Any], arg: Any, msg: f.Msg | None) -> None:
         if not handlers:
             if msg is not None:
-                await self._read(msg)
+                await self._done(msg)
             return
         await self._slots.acquire()
         task = asyncio.create_task(self._handle(handlers, arg, msg))
@@ -246,13 +296,32 @@ class Bot:
         # strictly in arrival order.
 
     async def _handle(self, handlers: list[Any], arg: Any, msg: f.Msg | None) -> None:
+        handling = Handling(msg)
+        CURRENT.set(handling)  # this task's own context: its sends are counted here
         try:
             for handler in handlers:
                 await self._run(handler, arg, msg)
-            if msg is not None:
-                await self._read(msg)
+            if msg is not None and await self._sends_landed(handling):
+                await self._done(msg)
         finally:
             self._slots.release()
+
+    @staticmethod
+    async def _sends_landed(handling: Handling) -> bool:
+        """Wait for the acks of everything the handler sent (tasks it started included);
+        False if the client closed first: the message is not done, a restart handles it
+        again. A send refused for good (``forbidden``…) counts as done: handling it
+        again would fail the same way."""
+        waited = 0
+        while waited < len(handling.sends):
+            batch = handling.sends[waited:]
+            waited = len(handling.sends)
+            for result in await asyncio.gather(*batch, return_exceptions=True):
+                if isinstance(result, ClientError) and result.code in ("closed", "disconnected"):
+                    return False
+                if isinstance(result, asyncio.CancelledError):
+                    return False
+        return True
 
     async def _run(self, handler: Any, arg: Any, msg: f.Msg | None) -> None:
         try:
@@ -262,7 +331,13 @@ class Bot:
         except Exception:
             log.exception("handler %s failed", getattr(handler, "__name__", handler))
 
-    async def _read(self, msg: f.Msg) -> None:
+    async def _done(self, msg: f.Msg) -> None:
+        """``msg`` is handled: move the read mark and the seen file as far as every message
+        before it is handled too."""
+        mark = self._progress.finish(msg.room, msg.seq)
+        if mark is None:
+            return
+        self.client.mark_seen(msg.room, mark)
         if self._mark_read:
             with contextlib.suppress(ClientError):
-                await self.client.mark_read(msg.room, msg.seq)
+                await self.client.mark_read(msg.room, mark)

@@ -42,6 +42,7 @@ from typing import Any
 from cfm_common import PROTOCOL_VERSION, SUBPROTOCOL, codec, rules, tokens
 from cfm_common import frames as f
 from cfm_common._backoff import Backoff
+from cfm_common._handling import watch_send
 from cfm_common._pacing import RATE_KIND, Pacer
 from cfm_common._resume import Resume
 from cfm_common.errors import ProtocolError
@@ -166,8 +167,12 @@ class Client:
         quiet: bool = False,
         ssl: ssl_module.SSLContext | None = None,
         invite: str | None = None,
+        manual_seen: bool = False,
     ) -> None:
         self.url = url
+        # With a seen file: a message counts as seen when the program says so
+        # (mark_seen), not when the iterator hands it over (Bot: when it is handled).
+        self._manual_seen = manual_seen
         # For wss:// only; None: the system's CAs (and $SSL_CERT_FILE, if set).
         self._ssl = ssl
         # Sent only while we have no token: it is for claiming a new handle.
@@ -372,7 +377,7 @@ class Client:
             self._events.put_nowait(_END)  # every other iterator ends too
             raise StopAsyncIteration
         event, epoch = item
-        if isinstance(event, f.Msg):
+        if isinstance(event, f.Msg) and not self._manual_seen:
             self._handed[event.room] = (event.seq, epoch)
             if self._closed:
                 # Events read after close(): the program may exit any moment now.
@@ -382,6 +387,18 @@ class Client:
         if self._backlog_warned and self._events.qsize() < EVENT_BACKLOG_WARNING // 2:
             self._backlog_warned = False
         return event
+
+    def mark_seen(self, room: str, seq: int) -> None:
+        """With ``manual_seen=True``: every message of ``room`` up to ``seq`` is done with,
+        and the seen file may say so (a restart resumes after it)."""
+        done = self._handed.get(room)
+        if done is not None and seq <= done[0] and done[1] == self._resume.epoch(room):
+            return  # never back, unless the room's history was reset
+        self._handed[room] = (seq, self._resume.epoch(room))
+        if self._closed:
+            self._save_seen()
+        else:
+            self._schedule_seen_save()
 
     def _emit(self, event: Event, epoch: str | None = None) -> None:
         self._events.put_nowait((event, epoch))
@@ -543,6 +560,7 @@ class Client:
             self._by_id[frame.id] = entry
             ident = frame.id
             entry.future.add_done_callback(lambda _: self._by_id.pop(ident, None))
+        watch_send(entry.future)  # a Bot handler waits for its sends' acks
         # Shielded: a caller that gives up does not take the message back.
         return await asyncio.shield(entry.future)
 

@@ -115,13 +115,21 @@ Event = Connected | StateChanged | f.ServerFrame
 
 class ClientError(Exception):
     """A request failed: the server's ``error`` code, or ``timeout``, ``closed``,
-    ``connect_failed``, ``disconnected`` from the SDK itself."""
+    ``connect_failed``, ``disconnected`` from the SDK itself.
 
-    def __init__(self, code: str, msg: str, retry_ms: int | None = None) -> None:
+    ``final`` is true for a ``connect_failed`` that trying again cannot mend (an
+    ``http://`` URL, a path the server answers 404 for, a server that does not speak
+    cfm): ``connect(wait=True)`` raises it at once instead of waiting.
+    """
+
+    def __init__(
+        self, code: str, msg: str, retry_ms: int | None = None, *, final: bool = False
+    ) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = str(code)
         self.msg = msg
         self.retry_ms = retry_ms
+        self.final = final
 
     def __repr__(self) -> str:
         return f"ClientError({self.code!r}, {self.msg!r}, retry_ms={self.retry_ms!r})"
@@ -143,6 +151,30 @@ class _Outgoing:
 
 
 _END = object()
+
+
+def bad_url_message(url: str, exc: Exception) -> str:
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("http", "https"):
+        fixed = ("wss" if scheme == "https" else "ws") + url[len(scheme):]
+        return f"{url} is a web address: a cfm server is reached with ws:// or wss:// ({fixed})"
+    return f"bad server URL {url!r}: {exc} (want ws://host:port/ws or wss://…)"
+
+
+def status_message(url: str, status: int) -> str:
+    if status == 429:
+        return f"refused: too many connections from your address ({url} answered HTTP 429)"
+    if status == 404:
+        return f"{url} answered HTTP 404: no cfm server at this path (cfm listens at /ws)"
+    if status in (400, 426):  # what a WebSocket server answers to a subprotocol it lacks
+        return (f"{url} refused the WebSocket handshake (HTTP {status}): it does not speak"
+                f" {SUBPROTOCOL} (is it a cfm server?)")
+    return f"cannot reach {url}: it answered HTTP {status} instead of a WebSocket handshake"
+
+
+def status_is_final(status: int) -> bool:
+    """A person must change something: a 4xx other than "too many" or "too slow"."""
+    return 400 <= status < 500 and status not in (408, 429)
 
 
 class Client:
@@ -290,7 +322,7 @@ class Client:
                     break
                 except ClientError as exc:
                     # Not up yet, or up but unable to store a new account: try again.
-                    if not wait or exc.code not in WAIT_RETRIES or self._closed:
+                    if not wait or exc.code not in WAIT_RETRIES or exc.final or self._closed:
                         raise
                     delay = self._backoff.next()
                     log.warning("%s: %s; trying again in %.1f s", self._name, exc.msg, delay)
@@ -769,7 +801,13 @@ class Client:
     async def _open(self) -> tuple[Any, f.Welcome]:
         """Open a WebSocket, send ``hello``, wait for ``welcome``; ClientError if not."""
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+        from websockets.exceptions import (
+            ConnectionClosed,
+            InvalidHandshake,
+            InvalidStatus,
+            InvalidURI,
+            NegotiationError,
+        )
 
         hello = f.Hello(
             v=PROTOCOL_VERSION, name=self._name, token=self._token, status=self._status,
@@ -786,7 +824,15 @@ class Client:
                 open_timeout=self.request_timeout, close_timeout=3, **tls,
             )
         except InvalidURI as exc:
-            raise ClientError("connect_failed", f"bad server URL: {exc}") from exc
+            raise ClientError("connect_failed", bad_url_message(self.url, exc), final=True) \
+                from exc
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise ClientError("connect_failed", status_message(self.url, status),
+                              final=status_is_final(status)) from exc
+        except NegotiationError as exc:
+            raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}"
+                              f" (is it a cfm server?): {exc}", final=True) from exc
         except ssl_module.SSLCertVerificationError as exc:
             raise ClientError(
                 "bad_certificate",
@@ -797,7 +843,8 @@ class Client:
             raise ClientError("connect_failed", f"cannot reach {self.url}: {exc}") from exc
         try:
             if ws.subprotocol != SUBPROTOCOL:
-                raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}")
+                raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}"
+                                  " (is it a cfm server?)", final=True)
             await ws.send(codec.encode(hello))
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancel (close()) that comes in the turn the welcome arrives.

@@ -33,14 +33,22 @@ from typing import Any, TypeVar
 
 from cfm_common import frames as f
 from cfm_common import rules
+from cfm_common._commands import Command, CommandHandler, Router
 from cfm_common._handling import CURRENT, Handling, Progress, key_id, reply_id
-from cfm_common.client import Client, ClientError, ConnectionState, StateChanged
+from cfm_common.client import Client, ClientError, Connected, ConnectionState, StateChanged
 
 log = logging.getLogger(__name__)
 
 MsgHandler = Callable[[f.Msg], Awaitable[None]]
 ContactHandler = Callable[[f.Contact], Awaitable[None]]
-H = TypeVar("H", bound=Callable[..., Awaitable[None]])
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+# A typing indicator fades on the other side after a few seconds: renewed this often.
+TYPING_REFRESH = 3.0
+# Which typed decorator each unsolicited frame goes to.
+TYPED_EVENTS: dict[type, str] = {
+    f.Presence: "presence", f.Typing: "typing", f.Read: "read", f.Member: "member",
+    f.Contact: "contact",
+}
 
 
 class Bot:
@@ -59,6 +67,7 @@ class Bot:
         seen_file: str | Path | None = None,
         concurrency: int = 1,
         mark_read: bool = True,
+        command_prefix: str = "!",
         **client_options: Any,
     ) -> None:
         self.client = Client(
@@ -70,6 +79,12 @@ class Bot:
         self._nudge_handlers: list[MsgHandler] = []
         self._added_handlers: list[ContactHandler] = []
         self._event_handlers: list[Callable[[Any], Awaitable[None]]] = []
+        self._ready_handlers: list[Callable[[f.Welcome], Awaitable[None]]] = []
+        self._typed_handlers: dict[str, list[Callable[[Any], Awaitable[None]]]] = {
+            kind: [] for kind in TYPED_EVENTS.values()}
+        self._commands = Router(command_prefix)
+        self._jobs: list[tuple[float, float | None, Callable[[], Awaitable[None]]]] = []
+        self._job_tasks: list[asyncio.Task[None]] = []
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._mark_read = mark_read
         self._tasks: set[asyncio.Task[None]] = set()
@@ -104,6 +119,66 @@ class Bot:
         """``async def handler(event)``: every event of the client, unfiltered."""
         self._event_handlers.append(handler)
         return handler
+
+    def on_ready(self, handler: H) -> H:
+        """``async def handler(welcome: Welcome)``: after every sign-in, the first as well
+        as each reconnect, before any message of that connection is handled — the place
+        to join rooms (a join is a no-op for a member) or set the presence."""
+        self._ready_handlers.append(handler)
+        return handler
+
+    def on_presence(self, handler: H) -> H:
+        """``async def handler(p: Presence)``: a contact's or room mate's presence."""
+        self._typed_handlers["presence"].append(handler)
+        return handler
+
+    def on_typing(self, handler: H) -> H:
+        """``async def handler(t: Typing)``: someone is typing in ``t.room``."""
+        self._typed_handlers["typing"].append(handler)
+        return handler
+
+    def on_read(self, handler: H) -> H:
+        """``async def handler(r: Read)``: ``r.name`` read ``r.room`` up to ``r.seq``."""
+        self._typed_handlers["read"].append(handler)
+        return handler
+
+    def on_member(self, handler: H) -> H:
+        """``async def handler(m: Member)``: ``m.name`` joined or left (``m.op``) ``m.room``."""
+        self._typed_handlers["member"].append(handler)
+        return handler
+
+    def on_contact(self, handler: H) -> H:
+        """``async def handler(c: Contact)``: every ``contact`` frame (``c.op``: ``add``,
+        ``remove``, ``block``, ``unblock`` from any of the bot's sessions, ``added_you``)."""
+        self._typed_handlers["contact"].append(handler)
+        return handler
+
+    def command(self, name: str, *, help: str | None = None) -> Callable[[H], H]:
+        """``@bot.command("score")`` → ``async def handler(msg: Msg, args: list[str])``
+        for messages starting ``!score`` (prefix: ``command_prefix``). A message that is
+        a command goes to its command, not to ``on_message``; an unknown one is answered
+        with the list of commands, and ``!help`` lists them (unless you define ``help``).
+        ``help=`` (default: the handler's docstring's first line) describes it there."""
+
+        def register(handler: H) -> H:
+            self._commands.add(name, handler, help)
+            return handler
+
+        return register
+
+    def every(self, seconds: float, *, first: float | None = None) -> Callable[[H], H]:
+        """``@bot.every(60)`` → ``async def job()`` runs every ``seconds`` while the bot
+        runs, the first time after ``first`` seconds (default: ``seconds``). Runs never
+        overlap (the next waits for the previous one); one that raises is logged. Use
+        ``bot.say(..., key=...)`` in a job to post once however often it runs again."""
+        if seconds <= 0:
+            raise ValueError("every() needs a period > 0 seconds")
+
+        def register(job: H) -> H:
+            self._jobs.append((seconds, first, job))
+            return job
+
+        return register
 
     # --- replies --------------------------------------------------------------------
 
@@ -154,9 +229,10 @@ class Bot:
             return handling.next_id(what, None)
         return None
 
-    async def typing(self, msg: f.Msg) -> None:
-        """Show "is typing" in the message's room while working on an answer."""
-        await self.client.typing(room=msg.room)
+    def typing(self, msg: f.Msg) -> _Typing:
+        """Show "is typing" in the message's room: ``await bot.typing(msg)`` once, or
+        ``async with bot.typing(msg): ...`` to keep it shown while the block runs."""
+        return _Typing(self.client, msg.room)
 
     # --- running --------------------------------------------------------------------
 
@@ -166,6 +242,10 @@ class Bot:
         welcome = await self.client.connect(wait=wait)
         log.info("bot %s is online at %s", welcome.name, self.client.url)
         self._loop_task = asyncio.create_task(self._dispatch(), name=f"cfm-bot-{welcome.name}")
+        for seconds, first, job in self._jobs:
+            self._job_tasks.append(asyncio.create_task(
+                self._run_job(seconds, seconds if first is None else first, job),
+                name=f"cfm-bot-job-{getattr(job, '__name__', 'job')}"))
 
     async def stop(self) -> None:
         """Stop taking events, let the handlers still running finish (at most 5 s: they
@@ -173,6 +253,10 @@ class Bot:
         same message again), then close the connection."""
         self._stopping = True
         current = asyncio.current_task()
+        jobs = [task for task in self._job_tasks if task is not current]
+        for task in jobs:
+            task.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         loop_task = self._loop_task
         if loop_task is not None and loop_task is not current and not loop_task.done():
             # Waiting for an event, or for the slot of a handler that calls stop() itself:
@@ -265,13 +349,45 @@ class Bot:
                 if rules.normalize_name(event.sender) == rules.normalize_name(self.client.name):
                     await self._done(event)  # our own message (from this or another session)
                     continue
-                handlers = (
-                    self._nudge_handlers if event.kind == rules.MsgKind.NUDGE
-                    else self._message_handlers
-                )
-                await self._run_all(handlers, event, event)
-            elif isinstance(event, f.Contact) and event.op == rules.ContactOp.ADDED_YOU:
-                await self._run_all(self._added_handlers, event, None)
+                await self._run_all(self._handlers_for(event), event, event)
+            elif isinstance(event, Connected):
+                # Inline: the connection's messages wait until the rooms are joined.
+                for handler in self._ready_handlers:
+                    await self._run(handler, event.welcome, None)
+            else:
+                kind = TYPED_EVENTS.get(type(event))
+                if kind is not None:
+                    await self._run_all(self._typed_handlers[kind], event, None)
+                if isinstance(event, f.Contact) and event.op == rules.ContactOp.ADDED_YOU:
+                    await self._run_all(self._added_handlers, event, None)
+
+    def _handlers_for(self, msg: f.Msg) -> list[Any]:
+        if msg.kind == rules.MsgKind.NUDGE:
+            return self._nudge_handlers
+        found = self._commands.find(msg.text) if self._commands.handlers else None
+        if found is None:
+            return self._message_handlers
+        command, handler = found
+        return [lambda m: self._run_command(m, command, handler)]
+
+    async def _run_command(self, msg: f.Msg, command: Command,
+                           handler: CommandHandler | None) -> None:
+        if handler is not None:
+            await handler(msg, command.args)
+        elif command.name == "help":
+            await self.reply(msg, self._commands.help_text())
+        else:
+            await self.reply(msg, self._commands.unknown_text(command))
+
+    async def _run_job(self, period: float, first: float,
+                       job: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + first
+        while not self._stopping:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            await self._run(job, None, None, call=lambda h, _: h())
+            # The next run keeps the schedule (no drift), but never makes up missed ones.
+            due = max(due + period, loop.time())
 
     @staticmethod
     def _log_state(event: StateChanged) -> None:
@@ -323,9 +439,10 @@ class Bot:
                     return False
         return True
 
-    async def _run(self, handler: Any, arg: Any, msg: f.Msg | None) -> None:
+    async def _run(self, handler: Any, arg: Any, msg: f.Msg | None,
+                   call: Callable[[Any, Any], Awaitable[Any]] | None = None) -> None:
         try:
-            await handler(arg)
+            await (call(handler, arg) if call is not None else handler(arg))
         except ClientError as exc:
             log.warning("handler %s: %s", getattr(handler, "__name__", handler), exc)
         except Exception:
@@ -341,3 +458,30 @@ class Bot:
         if self._mark_read:
             with contextlib.suppress(ClientError):
                 await self.client.mark_read(msg.room, mark)
+
+
+class _Typing:
+    """``await bot.typing(msg)`` (once) or ``async with bot.typing(msg):`` (renewed)."""
+
+    def __init__(self, client: Client, room: str) -> None:
+        self._client = client
+        self._room = room
+        self._task: asyncio.Task[None] | None = None
+
+    def __await__(self) -> Any:
+        return self._client.typing(room=self._room).__await__()
+
+    async def _keep(self) -> None:
+        while True:
+            with contextlib.suppress(ClientError):
+                await self._client.typing(room=self._room)
+            await asyncio.sleep(TYPING_REFRESH)
+
+    async def __aenter__(self) -> _Typing:
+        self._task = asyncio.create_task(self._keep())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -455,6 +455,8 @@ class Client:
         Queued while disconnected and sent again with the same id until acknowledged;
         cancelling the call does not withdraw the message.
         """
+        if text == "":
+            raise ClientError("bad_frame", "an empty message: say needs some text")
         frame = f.Say(text=text, id=id or uuid.uuid4().hex, room=room, to=to)
         return await self._send_tracked(frame, "say")
 

@@ -613,7 +613,10 @@ class Client:
         if entry.unsent or entry.future.done():
             return
         entry.unsent = True
-        bisect.insort(self._unsent, entry, key=lambda e: e.slot)
+        if not self._unsent or self._unsent[-1].slot < entry.slot:
+            self._unsent.append(entry)  # the usual case: the newest goes last
+        else:
+            bisect.insort(self._unsent, entry, key=lambda e: e.slot)
         self._kick.set()
 
     def _side_lane_busy(self) -> bool:

@@ -599,13 +599,27 @@ class Client:
         return await asyncio.shield(entry.future)
 
     async def _request(self, frame: f.ClientFrame, kind: str, key: Any) -> Any:
+        """Send a request and wait for its answer, at most ``request_timeout`` seconds —
+        not counting the time it waits, connected, for the server's rate budget (a
+        request queued behind a hundred others is not the server being slow)."""
         entry = self._queue(frame, kind, key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
         try:
-            return await asyncio.wait_for(entry.future, self.request_timeout)
+            while True:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(entry.future),
+                                                  max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    if not (entry.unsent and self._ready):
+                        raise
+                    deadline = loop.time() + self.request_timeout  # paced, not lost
         except TimeoutError:
             raise ClientError(
                 "timeout", f"no answer to {frame.T} within {self.request_timeout:g} s"
             ) from None
+        finally:
+            entry.future.cancel()  # answered (no-op), timed out or given up: withdrawn
 
     def _write_entry(self, entry: _Outgoing) -> None:
         """Queue an outbox entry for this connection's writer, in its place in the send
@@ -1179,8 +1193,10 @@ class Client:
                         f.GetHistory(room=room, after=after, limit=HISTORY_PAGE), "history", room
                     )
                 except ClientError as exc:
-                    if exc.code != rules.ErrorCode.RATE_LIMITED:
+                    # Not caught up is not an option: messages wait behind this gap.
+                    if exc.code not in (rules.ErrorCode.RATE_LIMITED, "timeout"):
                         raise
+                    log.info("%s: catching up on %s: %s; trying again", self.name, room, exc)
                     await asyncio.sleep((exc.retry_ms or 1000) / 1000)
                     continue
                 msgs = [f.Msg.from_stored(m) for m in page.msgs]

@@ -117,3 +117,20 @@ async def test_a_bot_answers_200_users_at_once_without_a_refusal(
         "the bot was disconnected"
     assert refusals == [], "the server refused frames of the bot's"
     assert closes(server, 4008) == 0
+
+
+async def test_a_request_waiting_for_the_rate_budget_does_not_time_out(
+    server: Any, clients: Any
+) -> None:
+    # 60 history requests: the history budget (10/s, burst 40) lets the last ones out
+    # some 2-3 s later, well past a 1 s request_timeout — which counts from the moment a
+    # request could be sent, not from when it was queued behind the others.
+    alice = clients(server.url, "alice", request_timeout=1.0)
+    await alice.connect()
+    rooms = [f"#r{i}" for i in range(30)]
+    for room in rooms:
+        await alice.join(room)
+    pages = await asyncio.wait_for(asyncio.gather(
+        *(alice.history(room, after=0) for room in rooms * 2)), 30)
+    assert [p.room for p in pages] == rooms * 2
+    assert closes(server, 4008) == 0

@@ -29,7 +29,6 @@ How the promises are kept:
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import enum
 import logging
@@ -45,6 +44,7 @@ from cfm_common._backoff import Backoff
 from cfm_common._handling import watch_send
 from cfm_common._pacing import RATE_KIND, Pacer
 from cfm_common._resume import Resume
+from cfm_common._sendqueue import Outgoing, SendQueue
 from cfm_common.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,8 @@ OWN_ACK_GRACE = 2.0
 # again with the same id, after 0.5, 1, 2, 4, 8 and 8 s, before its call fails.
 INTERNAL_RETRIES = 6
 INTERNAL_BACKOFF = (0.5, 8.0)
-# The writer looks this far down the outbox for a frame whose budget allows it now.
-SCAN_LIMIT = 256
 # How long close() lets queued read marks and presence go out.
 CLOSE_FLUSH = 2.0
-# Requests that must not be overtaken, nor overtake anything (membership changes).
-BARRIERS = frozenset({"join", "leave"})
 
 
 class ConnectionState(enum.StrEnum):
@@ -133,21 +129,6 @@ class ClientError(Exception):
 
     def __repr__(self) -> str:
         return f"ClientError({self.code!r}, {self.msg!r}, retry_ms={self.retry_ms!r})"
-
-
-@dataclass(eq=False)
-class _Outgoing:
-    """A frame waiting for its answer (or for a connection to be sent on)."""
-
-    frame: f.ClientFrame
-    kind: str  # say, nudge, join, history, contact, leave
-    key: Any  # say/nudge: the id; join/history/leave: the room; contact: (op, name)
-    future: asyncio.Future[Any]
-    slot: int = 0  # its place in the send order
-    sent_on: int = 0  # the connection generation it was last written on
-    writes: int = 0  # how often it was written: more than once means a retry
-    refusals: int = 0  # how often the server answered ``internal``
-    unsent: bool = False  # waiting in the writer's queue of this connection
 
 
 _END = object()
@@ -240,19 +221,13 @@ class Client:
         self._welcome: f.Welcome | None = None
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._backlog_warned = False
-        self._outbox: dict[int, _Outgoing] = {}  # insertion order = send order
-        self._by_id: dict[str, _Outgoing] = {}
+        self._outbox: dict[int, Outgoing] = {}  # insertion order = send order
+        self._by_id: dict[str, Outgoing] = {}
         self._next_slot = 0
         self._read_marks: dict[str, int] = {}
-        # What the writer of this connection has still to write: outbox entries in send
-        # order, and a side lane (rooms whose read mark to send, presence, typing).
-        self._unsent: list[_Outgoing] = []
-        self._marks_unsent: dict[str, None] = {}
-        self._marks_sent_at: dict[str, float] = {}
-        self._presence_unsent = False
-        self._typing_unsent: list[f.SendTyping] = []
+        # What the writer of this connection has still to write, paced (_sendqueue).
+        self._sendq = SendQueue()
         self._kick = asyncio.Event()  # wakes the writer: something was queued
-        self._pacer = Pacer(None, 0.0)
         self._ready = False  # a live, flushed connection: new frames go straight out
         self._generation = 0
         self._ws: Any = None
@@ -297,10 +272,7 @@ class Client:
     def backlog(self) -> int:
         """Frames waiting to be written on this connection (paced to the server's limits):
         unwritten sends and requests, read marks, a presence change."""
-        return (
-            sum(1 for e in self._unsent if not e.future.done())
-            + len(self._marks_unsent) + int(self._presence_unsent) + len(self._typing_unsent)
-        )
+        return self._sendq.backlog()
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -361,7 +333,7 @@ class Client:
             # far as the server's limits let them in a moment.
             loop = asyncio.get_running_loop()
             deadline = loop.time() + CLOSE_FLUSH
-            while self._ready and self._side_lane_busy() and loop.time() < deadline:
+            while self._ready and self._sendq.side_busy() and loop.time() < deadline:
                 await asyncio.sleep(0.02)
         self._ready = False
         if self._task is not None:
@@ -470,11 +442,11 @@ class Client:
             # one is refused here, so that it never counts against us there.
             peer = rules.normalize_name(to)
             now = asyncio.get_running_loop().time()
-            wait = self._pacer.nudge_wait(peer, now)
+            wait = self._sendq.pacer.nudge_wait(peer, now)
             if wait > 0:
                 raise ClientError("rate_limited", f"one nudge to {peer} at a time; wait a moment",
                                   max(1, int(wait * 1000) + 1))
-            self._pacer.note_nudge(peer, now)
+            self._sendq.pacer.note_nudge(peer, now)
         return await self._send_tracked(frame, "nudge")
 
     async def typing(self, room: str | None = None, to: str | None = None) -> None:
@@ -482,12 +454,8 @@ class Client:
         and when the server's typing budget is used up (it would be refused)."""
         frame = f.SendTyping(room=room, to=to)
         self._check(frame)
-        if self._ready:
-            now = asyncio.get_running_loop().time()
-            if self._pacer.wait("typing", now) == 0:
-                self._pacer.take("typing", now)
-                self._typing_unsent.append(frame)
-                self._kick.set()
+        if self._ready and self._sendq.add_typing(frame, asyncio.get_running_loop().time()):
+            self._kick.set()
 
     async def set_presence(
         self, status: str | None = None, display: str | None = None, psm: str | None = None
@@ -500,7 +468,7 @@ class Client:
         self._psm = psm if psm is not None else self._psm
         if self._ready:
             # Coalesced: the writer sends what is current when the budget allows.
-            self._presence_unsent = True
+            self._sendq.presence = True
             self._kick.set()
         # Otherwise the next hello carries it.
 
@@ -551,7 +519,7 @@ class Client:
             return
         self._read_marks[room] = seq
         if self._ready:
-            self._marks_unsent[room] = None
+            self._sendq.marks[room] = None
             self._kick.set()
 
     async def contact(self, op: str, name: str) -> f.Contact:
@@ -571,13 +539,13 @@ class Client:
         except ProtocolError as exc:
             raise ClientError(exc.code.value, exc.msg) from None
 
-    def _queue(self, frame: f.ClientFrame, kind: str, key: Any) -> _Outgoing:
+    def _queue(self, frame: f.ClientFrame, kind: str, key: Any) -> Outgoing:
         if self._closed:
             raise ClientError("closed", "the client is closed")
         self._check(frame)
         self._next_slot += 1
         slot = self._next_slot
-        entry = _Outgoing(frame, kind, key, asyncio.get_running_loop().create_future(), slot)
+        entry = Outgoing(frame, kind, key, asyncio.get_running_loop().create_future(), slot)
         self._outbox[slot] = entry
         entry.future.add_done_callback(lambda _: self._outbox.pop(slot, None))
         # A say whose caller gave up may still fail later: nobody needs to be told.
@@ -621,93 +589,24 @@ class Client:
         finally:
             entry.future.cancel()  # answered (no-op), timed out or given up: withdrawn
 
-    def _write_entry(self, entry: _Outgoing) -> None:
+    def _write_entry(self, entry: Outgoing) -> None:
         """Queue an outbox entry for this connection's writer, in its place in the send
-        order (a re-sent entry goes before everything made after it)."""
-        if entry.unsent or entry.future.done():
-            return
-        entry.unsent = True
-        if not self._unsent or self._unsent[-1].slot < entry.slot:
-            self._unsent.append(entry)  # the usual case: the newest goes last
-        else:
-            bisect.insort(self._unsent, entry, key=lambda e: e.slot)
-        self._kick.set()
-
-    def _side_lane_busy(self) -> bool:
-        return bool(self._marks_unsent or self._presence_unsent or self._typing_unsent)
+        order."""
+        if self._sendq.add(entry):
+            self._kick.set()
 
     def _next_frame(self, now: float) -> tuple[bytes | None, float | None]:
-        """The next frame the server's limits let out now, or None and the seconds until
-        one may (None: nothing is waiting).
-
-        Outbox entries go in send order; one that must wait for its bucket holds back the
-        later ones of the same bucket (their order is kept) but not those of others, except
-        that a join or leave neither overtakes nor is overtaken (a say or a history request
-        may depend on the membership it changes). The side lane goes when its own budget
-        allows, whatever the outbox waits for.
-        """
-        pacer = self._pacer
-        soonest: float | None = None
-        if self._typing_unsent:  # its token was taken when it was queued
-            return codec.encode(self._typing_unsent.pop(0)), None
-        blocked: set[str] = set()
-        unsent = self._unsent
-        i = scanned = 0
-        while i < len(unsent) and scanned < SCAN_LIMIT:
-            entry = unsent[i]
-            if entry.future.done():  # answered, cancelled or failed meanwhile
-                entry.unsent = False
-                del unsent[i]
-                continue
-            scanned += 1
-            barrier = entry.kind in BARRIERS
-            if barrier and blocked:
-                break
-            if self._held and entry.kind in ("say", "nudge"):
-                i += 1  # says wait until the one the server could not store goes again
-                continue
-            kind = RATE_KIND.get(entry.frame.T, "")
-            if kind in blocked:
-                i += 1
-                continue
-            wait = pacer.wait(kind, now)
-            if wait > 0:
-                soonest = wait if soonest is None else min(soonest, wait)
-                blocked.add(kind)
-                if barrier:
-                    break
-                i += 1
-                continue
-            pacer.take(kind, now)
-            del unsent[i]
-            entry.unsent = False
-            entry.sent_on = self._generation
-            entry.writes += 1
-            return codec.encode(entry.frame), None
-        if self._presence_unsent:
-            wait = pacer.wait("presence", now)
-            if wait == 0:
-                pacer.take("presence", now)
-                self._presence_unsent = False
-                frame = f.SetPresence(status=self._status, display=self._display, psm=self._psm)
-                return codec.encode(frame), None
-            soonest = wait if soonest is None else min(soonest, wait)
-        if self._marks_unsent:
-            wait = pacer.wait("history", now)
-            if wait == 0:
-                pacer.take("history", now)
-                room = next(iter(self._marks_unsent))
-                del self._marks_unsent[room]
-                self._marks_sent_at[room] = now
-                return codec.encode(f.MarkRead(room=room, seq=self._read_marks[room])), None
-            soonest = wait if soonest is None else min(soonest, wait)
-        return None, soonest
+        frame, wait = self._sendq.next_frame(
+            now, held=self._held, generation=self._generation, read_marks=self._read_marks,
+            presence=lambda: f.SetPresence(status=self._status, display=self._display,
+                                           psm=self._psm))
+        return (codec.encode(frame) if frame is not None else None), wait
 
     def _on_rate_limited(self, ref: str | None, retry_ms: int | None) -> bool:
         """The server refused one of our frames for its rate: teach the pacer, queue the
         frame again in its place. True if handled (nobody else needs to hear of it)."""
         now = asyncio.get_running_loop().time()
-        pacer = self._pacer
+        pacer = self._sendq.pacer
         entry = self._by_id.get(ref) if ref is not None else None
         if entry is not None:
             if entry.future.done():
@@ -726,12 +625,7 @@ class Client:
                     return True
             return True
         if ref == "read":
-            pacer.penalize("history", retry_ms, now)
-            # The refusal does not name the room: send again what went out lately.
-            recent = 2.0 + (retry_ms or 1000) / 1000
-            for room, at in self._marks_sent_at.items():
-                if now - at < recent:
-                    self._marks_unsent[room] = None
+            self._sendq.read_refused(retry_ms, now)
             self._kick.set()
             return True
         if ref == "typing":
@@ -739,7 +633,7 @@ class Client:
             return True  # stale by the time it could go: dropped
         if ref == "presence":
             pacer.penalize("presence", retry_ms, now)
-            self._presence_unsent = True
+            self._sendq.presence = True
             self._kick.set()
             return True
         return False
@@ -906,14 +800,11 @@ class Client:
         for room in set(self._handed) - set(self._resume.rooms):
             del self._handed[room]
 
-        pacer = Pacer(welcome.limits, asyncio.get_running_loop().time())
-        pacer.carry_nudges(self._pacer)
-        self._pacer = pacer
-        self._clear_unsent()
+        self._sendq.reset(Pacer(welcome.limits, asyncio.get_running_loop().time()))
         read_marks = {state.room: state.read for state in welcome.rooms}
         for room, seq in self._read_marks.items():
             if seq > read_marks.get(room, seq):
-                self._marks_unsent[room] = None
+                self._sendq.marks[room] = None
         for entry in self._outbox.values():
             if not entry.future.done():
                 self._write_entry(entry)
@@ -1004,14 +895,6 @@ class Client:
                     async with asyncio.timeout(wait):
                         await self._kick.wait()
 
-    def _clear_unsent(self) -> None:
-        for entry in self._unsent:
-            entry.unsent = False
-        self._unsent.clear()
-        self._marks_unsent.clear()
-        self._marks_sent_at.clear()
-        self._presence_unsent = False
-        self._typing_unsent.clear()
 
     def _on_disconnect(self) -> None:
         if self._budget_retry is not None:
@@ -1023,7 +906,7 @@ class Client:
         self._held = False  # the next connection sends the whole outbox, in order
         self._ready = False
         self._ws = None
-        self._clear_unsent()
+        self._sendq.reset(Pacer(None, asyncio.get_running_loop().time()))
         self._cancel_fills()
 
     async def _reconnect_loop(self, reason: str, *, restarting: bool = False) -> Any:
@@ -1119,7 +1002,7 @@ class Client:
             if ref is None:
                 # The server dropped a frame unread (over its inbound byte budget), so it
                 # cannot say which one: pause, then send the unanswered frames again.
-                self._pacer.pause(exc.retry_ms, asyncio.get_running_loop().time())
+                self._sendq.pacer.pause(exc.retry_ms, asyncio.get_running_loop().time())
                 self._resend_unacked_later((exc.retry_ms or 1000) / 1000)
             elif self._on_rate_limited(ref, exc.retry_ms):
                 log.debug("%s: %s refused for its rate; again in %s ms",

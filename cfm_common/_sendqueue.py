@@ -1,0 +1,186 @@
+"""What one connection has still to write, and which frame the server's limits let out
+next. No I/O: the client's writer task asks :meth:`SendQueue.next_frame` and writes what
+it gets, or sleeps for the time it is told.
+
+Two lanes:
+
+- the **outbox lane**: says, nudges and requests (:class:`Outgoing` entries) in the
+  order they were made. An entry whose bucket is empty holds back the later entries of
+  the same bucket (their order is kept) but not those of other buckets — except that a
+  ``join`` or ``leave`` neither overtakes nor is overtaken, because a later say or
+  history request may depend on the membership it changes.
+- the **side lane**: what the client sends in answer to incoming traffic — read marks
+  (one per room: the newest), a presence change (the current one), typing indicators.
+  It never waits behind the outbox lane, and it coalesces, so a reader that marks every
+  message read sends at most what the read budget allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cfm_common import frames as f
+from cfm_common._pacing import RATE_KIND, Pacer
+
+# The writer looks this far down the outbox lane for a frame whose budget allows it now.
+SCAN_LIMIT = 256
+# Requests that must not be overtaken, nor overtake anything (membership changes).
+BARRIERS = frozenset({"join", "leave"})
+# A read refusal does not name its room: marks sent this recently go again.
+READ_RESEND_WINDOW = 2.0
+
+
+@dataclass(eq=False)
+class Outgoing:
+    """A frame waiting for its answer (or for a connection to be sent on)."""
+
+    frame: f.ClientFrame
+    kind: str  # say, nudge, join, history, contact, leave, members
+    key: Any  # say/nudge: the id; join/history/leave/members: the room; contact: (op, name)
+    future: asyncio.Future[Any]
+    slot: int = 0  # its place in the send order
+    sent_on: int = 0  # the connection generation it was last written on
+    writes: int = 0  # how often it was written: more than once means a retry
+    refusals: int = 0  # how often the server answered ``internal``
+    unsent: bool = False  # waiting in this connection's queue
+
+
+class SendQueue:
+    """The frames one connection has still to write, paced by :attr:`pacer`."""
+
+    def __init__(self) -> None:
+        self.pacer = Pacer(None, 0.0)
+        self.entries: list[Outgoing] = []  # by slot
+        self.marks: dict[str, None] = {}  # rooms whose read mark is to be sent
+        self.marks_sent_at: dict[str, float] = {}
+        self.presence = False  # the current presence is to be sent
+        self.typing: list[f.SendTyping] = []  # their tokens are taken already
+
+    def reset(self, pacer: Pacer) -> None:
+        """A new connection: nothing queued, the limits of its ``welcome``."""
+        for entry in self.entries:
+            entry.unsent = False
+        self.entries.clear()
+        self.marks.clear()
+        self.marks_sent_at.clear()
+        self.presence = False
+        self.typing.clear()
+        pacer.carry_nudges(self.pacer)
+        self.pacer = pacer
+
+    # --- queueing ----------------------------------------------------------------------
+
+    def add(self, entry: Outgoing) -> bool:
+        """Queue ``entry`` in its place in the send order (a re-sent entry goes before
+        everything made after it); False if it is queued already or answered."""
+        if entry.unsent or entry.future.done():
+            return False
+        entry.unsent = True
+        if not self.entries or self.entries[-1].slot < entry.slot:
+            self.entries.append(entry)  # the usual case: the newest goes last
+        else:
+            bisect.insort(self.entries, entry, key=lambda e: e.slot)
+        return True
+
+    def add_typing(self, frame: f.SendTyping, now: float) -> bool:
+        """Queue a typing indicator if its budget allows it now; dropped otherwise (it
+        would be stale by the time it could go)."""
+        if self.pacer.wait("typing", now) > 0:
+            return False
+        self.pacer.take("typing", now)
+        self.typing.append(frame)
+        return True
+
+    def side_busy(self) -> bool:
+        return bool(self.marks or self.presence or self.typing)
+
+    def backlog(self) -> int:
+        waiting = sum(1 for entry in self.entries if not entry.future.done())
+        return waiting + len(self.marks) + int(self.presence) + len(self.typing)
+
+    # --- the next frame ----------------------------------------------------------------
+
+    def next_frame(
+        self, now: float, *, held: bool, generation: int, read_marks: dict[str, int],
+        presence: Callable[[], f.SetPresence],
+    ) -> tuple[f.ClientFrame | None, float | None]:
+        """The next frame to write now, or None and the seconds until one may go (None:
+        nothing waits). ``held``: says and nudges wait (one could not be stored)."""
+        if self.typing:
+            return self.typing.pop(0), None
+        frame, soonest = self._next_entry(now, held, generation)
+        if frame is not None:
+            return frame, None
+        pacer = self.pacer
+        if self.presence:
+            wait = pacer.wait("presence", now)
+            if wait == 0:
+                pacer.take("presence", now)
+                self.presence = False
+                return presence(), None
+            soonest = wait if soonest is None else min(soonest, wait)
+        if self.marks:
+            wait = pacer.wait("history", now)
+            if wait == 0:
+                pacer.take("history", now)
+                room = next(iter(self.marks))
+                del self.marks[room]
+                self.marks_sent_at[room] = now
+                return f.MarkRead(room=room, seq=read_marks[room]), None
+            soonest = wait if soonest is None else min(soonest, wait)
+        return None, soonest
+
+    def _next_entry(self, now: float, held: bool, generation: int
+                    ) -> tuple[f.ClientFrame | None, float | None]:
+        pacer = self.pacer
+        soonest: float | None = None
+        blocked: set[str] = set()
+        entries = self.entries
+        i = scanned = 0
+        while i < len(entries) and scanned < SCAN_LIMIT:
+            entry = entries[i]
+            if entry.future.done():  # answered, cancelled or failed meanwhile
+                entry.unsent = False
+                del entries[i]
+                continue
+            scanned += 1
+            barrier = entry.kind in BARRIERS
+            if barrier and blocked:
+                break
+            if held and entry.kind in ("say", "nudge"):
+                i += 1  # they wait until the one the server could not store goes again
+                continue
+            kind = RATE_KIND.get(entry.frame.T, "")
+            if kind in blocked:
+                i += 1
+                continue
+            wait = pacer.wait(kind, now)
+            if wait > 0:
+                soonest = wait if soonest is None else min(soonest, wait)
+                blocked.add(kind)
+                if barrier:
+                    break
+                i += 1
+                continue
+            pacer.take(kind, now)
+            del entries[i]
+            entry.unsent = False
+            entry.sent_on = generation
+            entry.writes += 1
+            return entry.frame, None
+        return None, soonest
+
+    # --- refusals ----------------------------------------------------------------------
+
+    def read_refused(self, retry_ms: int | None, now: float) -> None:
+        """A read mark was refused for its rate; the refusal does not say which: send the
+        recent ones again once the budget allows."""
+        self.pacer.penalize("history", retry_ms, now)
+        recent = READ_RESEND_WINDOW + (retry_ms or 1000) / 1000
+        for room, at in self.marks_sent_at.items():
+            if now - at < recent:
+                self.marks[room] = None

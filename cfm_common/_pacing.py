@@ -36,6 +36,11 @@ RATE_KIND: dict[str, str] = {
 }
 # Slack added to the server's ``nudge_interval_ms`` for the same reason as ``reserve``.
 NUDGE_SLACK = 0.1
+# The server's inbound byte budget (``welcome.limits.recv``): each frame costs its size
+# plus this. A server that limits rates but does not advertise the budget gets cfm's
+# defaults assumed.
+FRAME_COST = 256
+DEFAULT_RECV = {"per_s": 65536.0, "burst": 262144}
 
 
 class Bucket:
@@ -54,16 +59,18 @@ class Bucket:
             self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
             self.stamp = now
 
-    def wait(self, now: float) -> float:
-        """Seconds until one token is there (0: now)."""
+    def wait(self, now: float, cost: float = 1.0) -> float:
+        """Seconds until ``cost`` tokens are there (0: now). A cost above the capacity
+        needs a full bucket (and then takes it below zero): it must go some time."""
         self._refill(now)
-        if self.tokens >= 1.0:
+        need = min(cost, self.capacity)
+        if self.tokens >= need:
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (need - self.tokens) / self.rate
 
-    def take(self, now: float) -> None:
+    def take(self, now: float, cost: float = 1.0) -> None:
         self._refill(now)
-        self.tokens -= 1.0
+        self.tokens -= cost
 
     def empty_for(self, seconds: float, now: float) -> None:
         """No token before ``seconds`` from now (the server said so)."""
@@ -97,6 +104,15 @@ class Pacer:
                     continue  # a shape we do not know: leave that kind unpaced
                 if rate > 0 and burst >= 1:
                     self.buckets[str(kind)] = Bucket(rate, burst - reserve_of(burst), now)
+        self.inbound: Bucket | None = None
+        recv = (limits or {}).get("recv", DEFAULT_RECV if self.buckets else None)
+        if isinstance(recv, Mapping):
+            try:
+                rate, burst = float(recv["per_s"]), int(recv["burst"])
+            except (KeyError, TypeError, ValueError):
+                rate, burst = 0.0, 0
+            if rate > 0 and burst >= 1:
+                self.inbound = Bucket(rate, burst - burst // 10, now)
         interval_ms = (limits or {}).get("nudge_interval_ms")
         self.nudge_interval = (
             interval_ms / 1000 + NUDGE_SLACK
@@ -116,6 +132,16 @@ class Pacer:
         bucket = self.buckets.get(kind) if kind is not None else None
         if bucket is not None:
             bucket.take(now)
+
+    def wait_bytes(self, size: int, now: float) -> float:
+        """Seconds before a frame of ``size`` bytes fits the inbound byte budget."""
+        if self.inbound is None:
+            return 0.0
+        return self.inbound.wait(now, size + FRAME_COST)
+
+    def take_bytes(self, size: int, now: float) -> None:
+        if self.inbound is not None:
+            self.inbound.take(now, size + FRAME_COST)
 
     def penalize(self, kind: str | None, retry_ms: int | None, now: float) -> None:
         """The server refused a frame of ``kind``: nothing of that kind for ``retry_ms``."""

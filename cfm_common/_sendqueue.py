@@ -52,7 +52,8 @@ class Outgoing:
 class SendQueue:
     """The frames one connection has still to write, paced by :attr:`pacer`."""
 
-    def __init__(self) -> None:
+    def __init__(self, encode: Callable[[f.ClientFrame], bytes]) -> None:
+        self.encode = encode
         self.pacer = Pacer(None, 0.0)
         self.entries: list[Outgoing] = []  # by slot
         self.marks: dict[str, None] = {}  # rooms whose read mark is to be sent
@@ -107,35 +108,56 @@ class SendQueue:
     def next_frame(
         self, now: float, *, held: bool, generation: int, read_marks: dict[str, int],
         presence: Callable[[], f.SetPresence],
-    ) -> tuple[f.ClientFrame | None, float | None]:
-        """The next frame to write now, or None and the seconds until one may go (None:
-        nothing waits). ``held``: says and nudges wait (one could not be stored)."""
-        if self.typing:
-            return self.typing.pop(0), None
-        frame, soonest = self._next_entry(now, held, generation)
-        if frame is not None:
-            return frame, None
+    ) -> tuple[bytes | None, float | None]:
+        """The next frame to write now, encoded, or None and the seconds until one may
+        go (None: nothing waits). ``held``: says and nudges wait (one could not be
+        stored). Every frame also spends the inbound byte budget; one that does not fit
+        holds everything back (the budget is one for all kinds)."""
         pacer = self.pacer
+        if self.typing:
+            data = self.encode(self.typing[0])
+            wait = pacer.wait_bytes(len(data), now)
+            if wait > 0:
+                return None, wait
+            self.typing.pop(0)
+            return self._spend(data, now), None
+        data, soonest = self._next_entry(now, held, generation)
+        if data is not None:
+            return data, None
+        if soonest is not None and soonest < 0:  # the byte budget: nothing else either
+            return None, -soonest
         if self.presence:
             wait = pacer.wait("presence", now)
             if wait == 0:
-                pacer.take("presence", now)
-                self.presence = False
-                return presence(), None
+                data = self.encode(presence())
+                wait = pacer.wait_bytes(len(data), now)
+                if wait == 0:
+                    pacer.take("presence", now)
+                    self.presence = False
+                    return self._spend(data, now), None
             soonest = wait if soonest is None else min(soonest, wait)
         if self.marks:
             wait = pacer.wait("history", now)
+            room = next(iter(self.marks))
             if wait == 0:
-                pacer.take("history", now)
-                room = next(iter(self.marks))
-                del self.marks[room]
-                self.marks_sent_at[room] = now
-                return f.MarkRead(room=room, seq=read_marks[room]), None
+                data = self.encode(f.MarkRead(room=room, seq=read_marks[room]))
+                wait = pacer.wait_bytes(len(data), now)
+                if wait == 0:
+                    pacer.take("history", now)
+                    del self.marks[room]
+                    self.marks_sent_at[room] = now
+                    return self._spend(data, now), None
             soonest = wait if soonest is None else min(soonest, wait)
         return None, soonest
 
+    def _spend(self, data: bytes, now: float) -> bytes:
+        self.pacer.take_bytes(len(data), now)
+        return data
+
     def _next_entry(self, now: float, held: bool, generation: int
-                    ) -> tuple[f.ClientFrame | None, float | None]:
+                    ) -> tuple[bytes | None, float | None]:
+        """The next outbox entry, encoded; or None and the wait — negative when it is the
+        byte budget that holds everything back."""
         pacer = self.pacer
         soonest: float | None = None
         blocked: set[str] = set()
@@ -166,12 +188,16 @@ class SendQueue:
                     break
                 i += 1
                 continue
+            data = self.encode(entry.frame)
+            wait = pacer.wait_bytes(len(data), now)
+            if wait > 0:
+                return None, -wait
             pacer.take(kind, now)
             del entries[i]
             entry.unsent = False
             entry.sent_on = generation
             entry.writes += 1
-            return entry.frame, None
+            return self._spend(data, now), None
         return None, soonest
 
     # --- refusals ----------------------------------------------------------------------

@@ -226,7 +226,7 @@ class Client:
         self._next_slot = 0
         self._read_marks: dict[str, int] = {}
         # What the writer of this connection has still to write, paced (_sendqueue).
-        self._sendq = SendQueue()
+        self._sendq = SendQueue(codec.encode)
         self._kick = asyncio.Event()  # wakes the writer: something was queued
         self._ready = False  # a live, flushed connection: new frames go straight out
         self._generation = 0
@@ -596,11 +596,10 @@ class Client:
             self._kick.set()
 
     def _next_frame(self, now: float) -> tuple[bytes | None, float | None]:
-        frame, wait = self._sendq.next_frame(
+        return self._sendq.next_frame(
             now, held=self._held, generation=self._generation, read_marks=self._read_marks,
             presence=lambda: f.SetPresence(status=self._status, display=self._display,
                                            psm=self._psm))
-        return (codec.encode(frame) if frame is not None else None), wait
 
     def _on_rate_limited(self, ref: str | None, retry_ms: int | None) -> bool:
         """The server refused one of our frames for its rate: teach the pacer, queue the

@@ -134,3 +134,25 @@ async def test_a_request_waiting_for_the_rate_budget_does_not_time_out(
         *(alice.history(room, after=0) for room in rooms * 2)), 30)
     assert [p.room for p in pages] == rooms * 2
     assert closes(server, 4008) == 0
+
+
+async def test_long_messages_stay_under_the_inbound_byte_budget(
+    server: Any, clients: Any
+) -> None:
+    # 150 says of 4,000 characters as fast as the client may: 20/s of them is some
+    # 80 KB/s, more than the server's default inbound budget (64 KiB/s after a 256 KiB
+    # burst). The client paces its bytes too: nothing is dropped unread.
+    alice = clients(server.url, "alice")
+    await alice.connect()
+    await alice.join("#lobby")
+    events = Recorder(alice)
+    acks = await asyncio.wait_for(asyncio.gather(
+        *(alice.say(f"{i:04d}" + "x" * 3996, room="#lobby", id=f"l{i}") for i in range(150))),
+        60)
+    assert [a.seq for a in acks] == list(range(1, 151))
+    server.metrics.render()
+    dropped = server.metrics.registry.get_sample_value(
+        "cfm_frames_in_total", {"type": "over_budget"}) or 0.0
+    assert dropped == 0
+    assert [e for e in events.events if isinstance(e, Error)] == []
+    assert closes(server, 4008) == 0

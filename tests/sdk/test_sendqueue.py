@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgpack
+
+from cfm_common import codec
 from cfm_common import frames as f
 from cfm_common._pacing import Pacer, reserve_of
 from cfm_common._sendqueue import Outgoing, SendQueue
@@ -15,7 +18,7 @@ LIMITS = {"rates": {"say": {"per_s": 10.0, "burst": 3}, "join": {"per_s": 1.0, "
 
 
 def queue(now: float = 0.0) -> SendQueue:
-    q = SendQueue()
+    q = SendQueue(codec.encode)
     q.reset(Pacer(LIMITS, now))
     return q
 
@@ -24,14 +27,15 @@ def entry(loop: asyncio.AbstractEventLoop, slot: int, frame: Any, kind: str) -> 
     return Outgoing(frame, kind, None, loop.create_future(), slot)
 
 
-def drain(q: SendQueue, now: float) -> list[Any]:
+def drain(q: SendQueue, now: float) -> list[dict[str, Any]]:
+    """Every frame the queue lets out at ``now``, as the maps on the wire."""
     out = []
     while True:
-        frame, _ = q.next_frame(now, held=False, generation=1, read_marks=MARKS,
-                                presence=lambda: f.SetPresence(status="busy"))
-        if frame is None:
+        data, _ = q.next_frame(now, held=False, generation=1, read_marks=MARKS,
+                               presence=lambda: f.SetPresence(status="busy"))
+        if data is None:
             return out
-        out.append(frame)
+        out.append(msgpack.unpackb(data))
 
 
 MARKS: dict[str, int] = {}
@@ -61,9 +65,9 @@ async def test_a_bucket_holds_back_its_own_kind_only_and_joins_are_barriers() ->
     sent = drain(q, 0.0)
     # Two says (the third waits for a token), the history request passes the waiting
     # say; the join does not (something before it waits), nor does what follows it.
-    assert [getattr(x, "text", x.T) for x in sent] == ["s0", "s1", "history"]
+    assert [x.get("text", x["t"]) for x in sent] == ["s0", "s1", "history"]
     later = drain(q, 0.5)
-    assert [getattr(x, "text", x.T) for x in later] == ["s2", "s3", "join", "history"]
+    assert [x.get("text", x["t"]) for x in later] == ["s2", "s3", "join", "history"]
 
 
 async def test_read_marks_coalesce_and_typing_is_dropped_over_its_budget() -> None:
@@ -76,9 +80,27 @@ async def test_read_marks_coalesce_and_typing_is_dropped_over_its_budget() -> No
     assert not q.add_typing(f.SendTyping(room="#a"), 0.0)  # no token left: dropped
     q.presence = True
     sent = drain(q, 0.0)
-    assert [x.T for x in sent] == ["typing", "presence", "read"]
-    assert (sent[2].room, sent[2].seq) == ("#a", 7)
+    assert [x["t"] for x in sent] == ["typing", "presence", "read"]
+    assert (sent[2]["room"], sent[2]["seq"]) == ("#a", 7)
     assert q.backlog() == 1  # #b's mark waits for the history budget (burst 2, reserve 1)
-    assert [(x.room, x.seq) for x in drain(q, 1.0)] == [("#b", 3)]
+    assert [(x["room"], x["seq"]) for x in drain(q, 1.0)] == [("#b", 3)]
     q.read_refused(1000, 1.0)  # the server refused a read: the recent ones go again
     assert set(q.marks) == {"#a", "#b"}
+
+
+async def test_the_inbound_byte_budget_holds_every_frame_back() -> None:
+    loop = asyncio.get_running_loop()
+    q = SendQueue(codec.encode)
+    q.reset(Pacer({"rates": {"say": {"per_s": 1000.0, "burst": 1000}},
+                   "recv": {"per_s": 10000.0, "burst": 11000}}, 0.0))
+    for i in range(5):  # 4 KB each: two fit the 9,900-byte copy of the budget
+        q.add(entry(loop, i, f.Say(text="x" * 4000, id=f"s{i}", room="#a"), "say"))
+    assert len(drain(q, 0.0)) == 2
+    q.marks["#a"] = None
+    MARKS["#a"] = 1
+    data, wait = q.next_frame(0.0, held=False, generation=1, read_marks=MARKS,
+                              presence=lambda: f.SetPresence())
+    assert data is None and wait is not None and 0 < wait < 1  # a mark waits too
+    # As the budget refills: the rest of the says (two a second), then the mark.
+    rest = drain(q, 1.0) + drain(q, 2.0)
+    assert [x["t"] for x in rest] == ["say", "say", "say", "read"]

@@ -11,8 +11,9 @@ Two lanes:
   history request may depend on the membership it changes.
 - the **side lane**: what the client sends in answer to incoming traffic — read marks
   (one per room: the newest), a presence change (the current one), typing indicators.
-  It never waits behind the outbox lane, and it coalesces, so a reader that marks every
-  message read sends at most what the read budget allows.
+  It goes first when its budget allows (a read mark made before a ``leave`` must not
+  land after it), never waits behind the outbox lane, and coalesces, so a reader that
+  marks every message read sends at most what the read budget allows.
 """
 
 from __future__ import annotations
@@ -121,33 +122,38 @@ class SendQueue:
                 return None, wait
             self.typing.pop(0)
             return self._spend(data, now), None
-        data, soonest = self._next_entry(now, held, generation)
-        if data is not None:
-            return data, None
-        if soonest is not None and soonest < 0:  # the byte budget: nothing else either
-            return None, -soonest
+        soonest: float | None = None
         if self.presence:
             wait = pacer.wait("presence", now)
             if wait == 0:
                 data = self.encode(presence())
                 wait = pacer.wait_bytes(len(data), now)
-                if wait == 0:
-                    pacer.take("presence", now)
-                    self.presence = False
-                    return self._spend(data, now), None
-            soonest = wait if soonest is None else min(soonest, wait)
+                if wait > 0:
+                    return None, wait  # the byte budget holds everything back
+                pacer.take("presence", now)
+                self.presence = False
+                return self._spend(data, now), None
+            soonest = wait
         if self.marks:
             wait = pacer.wait("history", now)
             room = next(iter(self.marks))
             if wait == 0:
                 data = self.encode(f.MarkRead(room=room, seq=read_marks[room]))
                 wait = pacer.wait_bytes(len(data), now)
-                if wait == 0:
-                    pacer.take("history", now)
-                    del self.marks[room]
-                    self.marks_sent_at[room] = now
-                    return self._spend(data, now), None
+                if wait > 0:
+                    return None, wait
+                pacer.take("history", now)
+                del self.marks[room]
+                self.marks_sent_at[room] = now
+                return self._spend(data, now), None
             soonest = wait if soonest is None else min(soonest, wait)
+        data, entry_wait = self._next_entry(now, held, generation)
+        if data is not None:
+            return data, None
+        if entry_wait is not None and entry_wait < 0:  # the byte budget: nothing else
+            return None, -entry_wait
+        if entry_wait is not None:
+            soonest = entry_wait if soonest is None else min(soonest, entry_wait)
         return None, soonest
 
     def _spend(self, data: bytes, now: float) -> bytes:

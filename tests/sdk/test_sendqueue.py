@@ -96,11 +96,20 @@ async def test_the_inbound_byte_budget_holds_every_frame_back() -> None:
     for i in range(5):  # 4 KB each: two fit the 9,900-byte copy of the budget
         q.add(entry(loop, i, f.Say(text="x" * 4000, id=f"s{i}", room="#a"), "say"))
     assert len(drain(q, 0.0)) == 2
-    q.marks["#a"] = None
-    MARKS["#a"] = 1
     data, wait = q.next_frame(0.0, held=False, generation=1, read_marks=MARKS,
                               presence=lambda: f.SetPresence())
-    assert data is None and wait is not None and 0 < wait < 1  # a mark waits too
-    # As the budget refills: the rest of the says (two a second), then the mark.
-    rest = drain(q, 1.0) + drain(q, 2.0)
-    assert [x["t"] for x in rest] == ["say", "say", "say", "read"]
+    assert data is None and wait is not None and 0 < wait < 1  # the third say waits
+    q.marks["#a"] = None
+    MARKS["#a"] = 1
+    assert [x["t"] for x in drain(q, 0.0)] == ["read"]  # a small mark still fits
+    # As the budget refills: the rest of the says, two a second.
+    assert [x["t"] for x in drain(q, 1.0) + drain(q, 2.0)] == ["say", "say", "say"]
+
+
+async def test_a_read_mark_made_before_a_leave_goes_before_it() -> None:
+    loop = asyncio.get_running_loop()
+    q = queue()
+    MARKS["#a"] = 4
+    q.marks["#a"] = None
+    q.add(entry(loop, 1, f.Leave(room="#a"), "leave"))
+    assert [x["t"] for x in drain(q, 0.0)] == ["read", "leave"]

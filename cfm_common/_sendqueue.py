@@ -48,6 +48,7 @@ class Outgoing:
     writes: int = 0  # how often it was written: more than once means a retry
     refusals: int = 0  # how often the server answered ``internal``
     unsent: bool = False  # waiting in this connection's queue
+    written_at: float = 0.0  # when it was last written (loop time)
 
 
 class SendQueue:
@@ -203,6 +204,7 @@ class SendQueue:
             entry.unsent = False
             entry.sent_on = generation
             entry.writes += 1
+            entry.written_at = now
             return self._spend(data, now), None
         return None, soonest
 

@@ -579,9 +579,13 @@ class Client:
                     return await asyncio.wait_for(asyncio.shield(entry.future),
                                                   max(0.0, deadline - loop.time()))
                 except TimeoutError:
-                    if not (entry.unsent and self._ready):
+                    if entry.unsent and self._ready:  # paced, not lost: still queued
+                        deadline = loop.time() + self.request_timeout
+                    elif self._ready and entry.writes and \
+                            entry.written_at + self.request_timeout > loop.time():
+                        deadline = entry.written_at + self.request_timeout  # written late
+                    else:
                         raise
-                    deadline = loop.time() + self.request_timeout  # paced, not lost
         except TimeoutError:
             raise ClientError(
                 "timeout", f"no answer to {frame.T} within {self.request_timeout:g} s"

@@ -33,6 +33,10 @@ SCAN_LIMIT = 256
 BARRIERS = frozenset({"join", "leave"})
 # A read refusal does not name its room: marks sent this recently go again.
 READ_RESEND_WINDOW = 2.0
+# A read mark waits this long for later marks of its room, and goes out as one with the
+# newest: a program that marks every message of a busy room read (a bot) sends a few
+# frames a second, not one per message — unless a join or leave waits to go out.
+READ_LINGER = 0.25
 
 
 @dataclass(eq=False)
@@ -58,7 +62,7 @@ class SendQueue:
         self.encode = encode
         self.pacer = Pacer(None, 0.0)
         self.entries: list[Outgoing] = []  # by slot
-        self.marks: dict[str, None] = {}  # rooms whose read mark is to be sent
+        self.marks: dict[str, float] = {}  # rooms whose read mark is to be sent → since
         self.marks_sent_at: dict[str, float] = {}
         self.presence = False  # the current presence is to be sent
         self.typing: list[f.SendTyping] = []  # their tokens are taken already
@@ -136,8 +140,8 @@ class SendQueue:
                 return self._spend(data, now), None
             soonest = wait
         if self.marks:
-            wait = pacer.wait("history", now)
-            room = next(iter(self.marks))
+            room, since = next(iter(self.marks.items()))
+            wait = max(pacer.wait("history", now), self._linger(since, now))
             if wait == 0:
                 data = self.encode(f.MarkRead(room=room, seq=read_marks[room]))
                 wait = pacer.wait_bytes(len(data), now)
@@ -156,6 +160,19 @@ class SendQueue:
         if entry_wait is not None:
             soonest = entry_wait if soonest is None else min(soonest, entry_wait)
         return None, soonest
+
+    def mark(self, room: str, now: float) -> None:
+        """``room``'s read mark is to be sent (the newest when it goes)."""
+        self.marks.setdefault(room, now)
+
+    def _linger(self, since: float, now: float) -> float:
+        left = since + READ_LINGER - now
+        if left <= 0:
+            return 0.0
+        # A membership change waiting to go must not overtake a mark made before it.
+        if any(entry.kind in BARRIERS for entry in self.entries[:SCAN_LIMIT]):
+            return 0.0
+        return left
 
     def _spend(self, data: bytes, now: float) -> bytes:
         self.pacer.take_bytes(len(data), now)
@@ -217,4 +234,4 @@ class SendQueue:
         recent = READ_RESEND_WINDOW + (retry_ms or 1000) / 1000
         for room, at in self.marks_sent_at.items():
             if now - at < recent:
-                self.marks[room] = None
+                self.marks.setdefault(room, now - READ_LINGER)

@@ -519,7 +519,7 @@ class Client:
             return
         self._read_marks[room] = seq
         if self._ready:
-            self._sendq.marks[room] = None
+            self._sendq.mark(room, asyncio.get_running_loop().time())
             self._kick.set()
 
     async def contact(self, op: str, name: str) -> f.Contact:
@@ -807,7 +807,7 @@ class Client:
         read_marks = {state.room: state.read for state in welcome.rooms}
         for room, seq in self._read_marks.items():
             if seq > read_marks.get(room, seq):
-                self._sendq.marks[room] = None
+                self._sendq.mark(room, 0.0)  # no reason to wait: send when the budget allows
         for entry in self._outbox.values():
             if not entry.future.done():
                 self._write_entry(entry)

@@ -70,6 +70,12 @@ async def start(bot: Bot) -> Bot:
     return bot
 
 
+async def befriend(users: list[Client], bot: str) -> None:
+    """Each user adds the bot to their contacts, as the chat window does: its answers are
+    then not DMs from a stranger (which a server may limit per user)."""
+    await asyncio.gather(*(user.contact("add", bot) for user in users))
+
+
 def said(recorder: Recorder, sender: str, room: str | None = None) -> list[str]:
     return [m.text for m in recorder.msgs(room) if m.sender == sender]
 
@@ -80,6 +86,7 @@ async def test_trivia(serve: ServerProcess, people: list[Client], tmp_path: Path
                                       token_file=False, backoff=quick_backoff(0)))
     inboxes = [Recorder(user) for user in people]
     try:
+        await befriend(people, "trivia")
         await asyncio.gather(*(u.say("!question", to="trivia") for u in people))
         await bounce(serve, "sigterm")  # while the bot answers
         await asyncio.gather(*(r.wait(lambda r: len(said(r, "trivia")) >= 1, WAIT)
@@ -108,6 +115,7 @@ async def test_remind_me(serve: ServerProcess, people: list[Client], tmp_path: P
     bot = await start(remind.make_bot(serve.url, state_file=state, tick=0.2,
                                       token_file=False, backoff=quick_backoff(0)))
     inboxes = [Recorder(user) for user in people]
+    await befriend(people, "remindme")
     await asyncio.gather(*(u.say(f"!remind 3s tea-{u.name}", to="remindme") for u in people))
     await bounce(serve, "sigterm")
     await asyncio.gather(*(r.wait(lambda r: len(said(r, "remindme")) >= 1, WAIT)

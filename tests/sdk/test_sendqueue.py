@@ -73,9 +73,9 @@ async def test_a_bucket_holds_back_its_own_kind_only_and_joins_are_barriers() ->
 async def test_read_marks_coalesce_and_typing_is_dropped_over_its_budget() -> None:
     q = queue()
     MARKS.update({"#a": 7, "#b": 3})
-    q.marks["#a"] = None
-    q.marks["#a"] = None  # marked again before it went: one frame, the newest seq
-    q.marks["#b"] = None
+    q.mark("#a", -1.0)
+    q.mark("#a", -1.0)  # marked again before it went: one frame, the newest seq
+    q.mark("#b", -1.0)
     assert q.add_typing(f.SendTyping(room="#a"), 0.0)
     assert not q.add_typing(f.SendTyping(room="#a"), 0.0)  # no token left: dropped
     q.presence = True
@@ -99,7 +99,7 @@ async def test_the_inbound_byte_budget_holds_every_frame_back() -> None:
     data, wait = q.next_frame(0.0, held=False, generation=1, read_marks=MARKS,
                               presence=lambda: f.SetPresence())
     assert data is None and wait is not None and 0 < wait < 1  # the third say waits
-    q.marks["#a"] = None
+    q.mark("#a", -1.0)
     MARKS["#a"] = 1
     assert [x["t"] for x in drain(q, 0.0)] == ["read"]  # a small mark still fits
     # As the budget refills: the rest of the says, two a second.
@@ -110,6 +110,16 @@ async def test_a_read_mark_made_before_a_leave_goes_before_it() -> None:
     loop = asyncio.get_running_loop()
     q = queue()
     MARKS["#a"] = 4
-    q.marks["#a"] = None
+    q.mark("#a", 0.0)  # would linger for later marks, but a leave waits to go out
     q.add(entry(loop, 1, f.Leave(room="#a"), "leave"))
     assert [x["t"] for x in drain(q, 0.0)] == ["read", "leave"]
+
+
+def test_read_marks_linger_so_that_a_burst_goes_as_one() -> None:
+    q = queue()
+    MARKS["#c"] = 9
+    q.mark("#c", 0.0)
+    data, wait = q.next_frame(0.1, held=False, generation=1, read_marks=MARKS,
+                              presence=lambda: f.SetPresence())
+    assert data is None and wait is not None and 0.14 < wait <= 0.15
+    assert [(x["room"], x["seq"]) for x in drain(q, 0.25)] == [("#c", 9)]

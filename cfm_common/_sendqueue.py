@@ -34,8 +34,9 @@ BARRIERS = frozenset({"join", "leave"})
 # A read refusal does not name its room: marks sent this recently go again.
 READ_RESEND_WINDOW = 2.0
 # A read mark waits this long for later marks of its room, and goes out as one with the
-# newest: a program that marks every message of a busy room read (a bot) sends a few
-# frames a second, not one per message — unless a join or leave waits to go out.
+# newest: a program that marks every message of a busy room read sends a few frames a
+# second, not one per message — unless something else waits to go out: a mark is never
+# overtaken by a frame made after it.
 READ_LINGER = 0.25
 
 
@@ -167,11 +168,8 @@ class SendQueue:
 
     def _linger(self, since: float, now: float) -> float:
         left = since + READ_LINGER - now
-        if left <= 0:
-            return 0.0
-        # A membership change waiting to go must not overtake a mark made before it.
-        if any(entry.kind in BARRIERS for entry in self.entries[:SCAN_LIMIT]):
-            return 0.0
+        if left <= 0 or self.entries:
+            return 0.0  # something else is to go: the mark goes first (a leave, say)
         return left
 
     def _spend(self, data: bytes, now: float) -> bytes:

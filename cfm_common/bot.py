@@ -11,8 +11,14 @@
 Handlers run one at a time in arrival order by default (``concurrency=1``); raise it for
 a bot whose handlers wait on slow work (an LLM, say), and each handler then runs as its
 own task, at most ``concurrency`` at once. A handler that raises is logged, never fatal.
-After its handlers ran, the bot moves its read mark to the message, so a restarted bot
-without a ``seen_file`` does not answer the same message twice.
+
+The guarantee: every message is handled at least once, and a handler's replies land
+once. A message counts as handled when its handlers finished and the server acked what
+they sent; only then does the bot move its read mark (and its ``seen_file``) past it —
+with several handlers at once, never past one still running. A bot killed mid-handler
+runs that handler again after its restart; the replies' ids are derived from the
+message answered (:mod:`cfm_common._handling`), so the server stores the repeated ones
+once and the user sees each reply once.
 """
 
 from __future__ import annotations
@@ -27,13 +33,22 @@ from typing import Any, TypeVar
 
 from cfm_common import frames as f
 from cfm_common import rules
-from cfm_common.client import Client, ClientError, ConnectionState, StateChanged
+from cfm_common._commands import Command, CommandHandler, Router
+from cfm_common._handling import CURRENT, Handling, Progress, key_id, reply_id
+from cfm_common.client import Client, ClientError, Connected, ConnectionState, StateChanged
 
 log = logging.getLogger(__name__)
 
 MsgHandler = Callable[[f.Msg], Awaitable[None]]
 ContactHandler = Callable[[f.Contact], Awaitable[None]]
-H = TypeVar("H", bound=Callable[..., Awaitable[None]])
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+# A typing indicator fades on the other side after a few seconds: renewed this often.
+TYPING_REFRESH = 3.0
+# Which typed decorator each unsolicited frame goes to.
+TYPED_EVENTS: dict[type, str] = {
+    f.Presence: "presence", f.Typing: "typing", f.Read: "read", f.Member: "member",
+    f.Contact: "contact",
+}
 
 
 class Bot:
@@ -52,16 +67,24 @@ class Bot:
         seen_file: str | Path | None = None,
         concurrency: int = 1,
         mark_read: bool = True,
+        command_prefix: str = "!",
         **client_options: Any,
     ) -> None:
         self.client = Client(
             url, name, token=token, token_file=token_file, seen_file=seen_file, status=status,
-            display=display, psm=psm, bot=True, **client_options,
+            display=display, psm=psm, bot=True, manual_seen=True, **client_options,
         )
+        self._progress = Progress()
         self._message_handlers: list[MsgHandler] = []
         self._nudge_handlers: list[MsgHandler] = []
         self._added_handlers: list[ContactHandler] = []
         self._event_handlers: list[Callable[[Any], Awaitable[None]]] = []
+        self._ready_handlers: list[Callable[[f.Welcome], Awaitable[None]]] = []
+        self._typed_handlers: dict[str, list[Callable[[Any], Awaitable[None]]]] = {
+            kind: [] for kind in TYPED_EVENTS.values()}
+        self._commands = Router(command_prefix)
+        self._jobs: list[tuple[float, float | None, Callable[[], Awaitable[None]]]] = []
+        self._job_tasks: list[asyncio.Task[None]] = []
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._mark_read = mark_read
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,18 +120,119 @@ class Bot:
         self._event_handlers.append(handler)
         return handler
 
+    def on_ready(self, handler: H) -> H:
+        """``async def handler(welcome: Welcome)``: after every sign-in, the first as well
+        as each reconnect, before any message of that connection is handled — the place
+        to join rooms (a join is a no-op for a member) or set the presence."""
+        self._ready_handlers.append(handler)
+        return handler
+
+    def on_presence(self, handler: H) -> H:
+        """``async def handler(p: Presence)``: a contact's or room mate's presence."""
+        self._typed_handlers["presence"].append(handler)
+        return handler
+
+    def on_typing(self, handler: H) -> H:
+        """``async def handler(t: Typing)``: someone is typing in ``t.room``."""
+        self._typed_handlers["typing"].append(handler)
+        return handler
+
+    def on_read(self, handler: H) -> H:
+        """``async def handler(r: Read)``: ``r.name`` read ``r.room`` up to ``r.seq``."""
+        self._typed_handlers["read"].append(handler)
+        return handler
+
+    def on_member(self, handler: H) -> H:
+        """``async def handler(m: Member)``: ``m.name`` joined or left (``m.op``) ``m.room``."""
+        self._typed_handlers["member"].append(handler)
+        return handler
+
+    def on_contact(self, handler: H) -> H:
+        """``async def handler(c: Contact)``: every ``contact`` frame (``c.op``: ``add``,
+        ``remove``, ``block``, ``unblock`` from any of the bot's sessions, ``added_you``)."""
+        self._typed_handlers["contact"].append(handler)
+        return handler
+
+    def command(self, name: str, *, help: str | None = None) -> Callable[[H], H]:
+        """``@bot.command("score")`` → ``async def handler(msg: Msg, args: list[str])``
+        for messages starting ``!score`` (prefix: ``command_prefix``). A message that is
+        a command goes to its command, not to ``on_message``; an unknown one is answered
+        with the list of commands, and ``!help`` lists them (unless you define ``help``).
+        ``help=`` (default: the handler's docstring's first line) describes it there."""
+
+        def register(handler: H) -> H:
+            self._commands.add(name, handler, help)
+            return handler
+
+        return register
+
+    def every(self, seconds: float, *, first: float | None = None) -> Callable[[H], H]:
+        """``@bot.every(60)`` → ``async def job()`` runs every ``seconds`` while the bot
+        runs, the first time after ``first`` seconds (default: ``seconds``). Runs never
+        overlap (the next waits for the previous one); one that raises is logged. Use
+        ``bot.say(..., key=...)`` in a job to post once however often it runs again."""
+        if seconds <= 0:
+            raise ValueError("every() needs a period > 0 seconds")
+
+        def register(job: H) -> H:
+            self._jobs.append((seconds, first, job))
+            return job
+
+        return register
+
     # --- replies --------------------------------------------------------------------
 
-    async def reply(self, msg: f.Msg, text: str) -> f.Ack:
-        """Answer in the room the message came from (its DM room for a direct message)."""
-        return await self.client.say(text, room=msg.room)
+    async def reply(self, msg: f.Msg, text: str, *, key: str | None = None) -> f.Ack:
+        """Answer in the room the message came from (its DM room for a direct message).
 
-    async def nudge_back(self, msg: f.Msg) -> f.Ack:
-        return await self.client.nudge(msg.sender)
+        The reply's id is derived from ``msg`` and ``key`` — without a key, from its
+        place among the replies the handler of ``msg`` made so far — so a handler run
+        again after a restart makes the same ids and its replies land once. Outside the
+        handler of ``msg`` and without a key, the id is random.
+        """
+        return await self.client.say(text, room=msg.room, id=self._id_for(msg, "reply", key))
 
-    async def typing(self, msg: f.Msg) -> None:
-        """Show "is typing" in the message's room while working on an answer."""
-        await self.client.typing(room=msg.room)
+    async def say(
+        self, text: str, room: str | None = None, to: str | None = None, *,
+        key: str | None = None, id: str | None = None,
+    ) -> f.Ack:
+        """``client.say`` with a deterministic id: inside a message's handler it is derived
+        from that message (and ``key``, or the send's place in the handler), elsewhere
+        from ``key`` alone (``key="news-2026-12-04"``: posted once however often the job
+        runs); random without either. ``id`` overrides all that."""
+        if id is None:
+            handling = CURRENT.get()
+            if handling is not None:
+                id = handling.next_id(f"say:{room or ''}:{to or ''}", key)
+            elif key is not None:
+                id = key_id(f"say:{room or ''}:{to or ''}", key)
+        return await self.client.say(text, room=room, to=to, id=id)
+
+    async def nudge_back(self, msg: f.Msg) -> f.Ack | None:
+        """Nudge the sender back; None if the bot nudged them a moment ago (the server
+        lets one nudge per few seconds through to the same user)."""
+        try:
+            return await self.client.nudge(msg.sender, id=self._id_for(msg, "nudge", None))
+        except ClientError as exc:
+            if exc.code != rules.ErrorCode.RATE_LIMITED:
+                raise
+            log.debug("not nudging %s back: %s", msg.sender, exc.msg)
+            return None
+
+    @staticmethod
+    def _id_for(msg: f.Msg, what: str, key: str | None) -> str | None:
+        if key is not None:
+            return reply_id(msg, what, key)
+        handling = CURRENT.get()
+        if handling is not None and handling.msg is not None and \
+                (handling.msg.room, handling.msg.seq) == (msg.room, msg.seq):
+            return handling.next_id(what, None)
+        return None
+
+    def typing(self, msg: f.Msg) -> _Typing:
+        """Show "is typing" in the message's room: ``await bot.typing(msg)`` once, or
+        ``async with bot.typing(msg): ...`` to keep it shown while the block runs."""
+        return _Typing(self.client, msg.room)
 
     # --- running --------------------------------------------------------------------
 
@@ -118,6 +242,10 @@ class Bot:
         welcome = await self.client.connect(wait=wait)
         log.info("bot %s is online at %s", welcome.name, self.client.url)
         self._loop_task = asyncio.create_task(self._dispatch(), name=f"cfm-bot-{welcome.name}")
+        for seconds, first, job in self._jobs:
+            self._job_tasks.append(asyncio.create_task(
+                self._run_job(seconds, seconds if first is None else first, job),
+                name=f"cfm-bot-job-{getattr(job, '__name__', 'job')}"))
 
     async def stop(self) -> None:
         """Stop taking events, let the handlers still running finish (at most 5 s: they
@@ -125,6 +253,10 @@ class Bot:
         same message again), then close the connection."""
         self._stopping = True
         current = asyncio.current_task()
+        jobs = [task for task in self._job_tasks if task is not current]
+        for task in jobs:
+            task.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         loop_task = self._loop_task
         if loop_task is not None and loop_task is not current and not loop_task.done():
             # Waiting for an event, or for the slot of a handler that calls stop() itself:
@@ -145,7 +277,7 @@ class Bot:
         # the connection is up, or a restarted bot would get it (and stop) again.
         own = self._handling.get(current) if current is not None else None
         if own is not None:
-            await self._read(own)
+            await self._done(own)
         await self.client.close()
         if loop_task is not None and loop_task is not current:
             await asyncio.wait({loop_task})
@@ -213,15 +345,49 @@ class Bot:
             for handler in self._event_handlers:
                 await self._run(handler, event, None)
             if isinstance(event, f.Msg):
+                self._progress.start(event.room, event.seq)
                 if rules.normalize_name(event.sender) == rules.normalize_name(self.client.name):
-                    continue  # our own message (from this or another session)
-                handlers = (
-                    self._nudge_handlers if event.kind == rules.MsgKind.NUDGE
-                    else self._message_handlers
-                )
-                await self._run_all(handlers, event, event)
-            elif isinstance(event, f.Contact) and event.op == rules.ContactOp.ADDED_YOU:
-                await self._run_all(self._added_handlers, event, None)
+                    await self._done(event)  # our own message (from this or another session)
+                    continue
+                await self._run_all(self._handlers_for(event), event, event)
+            elif isinstance(event, Connected):
+                # Inline: the connection's messages wait until the rooms are joined.
+                for handler in self._ready_handlers:
+                    await self._run(handler, event.welcome, None)
+            else:
+                kind = TYPED_EVENTS.get(type(event))
+                if kind is not None:
+                    await self._run_all(self._typed_handlers[kind], event, None)
+                if isinstance(event, f.Contact) and event.op == rules.ContactOp.ADDED_YOU:
+                    await self._run_all(self._added_handlers, event, None)
+
+    def _handlers_for(self, msg: f.Msg) -> list[Any]:
+        if msg.kind == rules.MsgKind.NUDGE:
+            return self._nudge_handlers
+        found = self._commands.find(msg.text) if self._commands.handlers else None
+        if found is None:
+            return self._message_handlers
+        command, handler = found
+        return [lambda m: self._run_command(m, command, handler)]
+
+    async def _run_command(self, msg: f.Msg, command: Command,
+                           handler: CommandHandler | None) -> None:
+        if handler is not None:
+            await handler(msg, command.args)
+        elif command.name == "help":
+            await self.reply(msg, self._commands.help_text())
+        else:
+            await self.reply(msg, self._commands.unknown_text(command))
+
+    async def _run_job(self, period: float, first: float,
+                       job: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + first
+        while not self._stopping:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            await self._run(job, None, None, call=lambda h, _: h())
+            # The next run keeps the schedule (no drift), but never makes up missed ones.
+            due = max(due + period, loop.time())
 
     @staticmethod
     def _log_state(event: StateChanged) -> None:
@@ -233,7 +399,7 @@ class Bot:
     async def _run_all(self, handlers: list[Any], arg: Any, msg: f.Msg | None) -> None:
         if not handlers:
             if msg is not None:
-                await self._read(msg)
+                await self._done(msg)
             return
         await self._slots.acquire()
         task = asyncio.create_task(self._handle(handlers, arg, msg))
@@ -246,23 +412,76 @@ class Bot:
         # strictly in arrival order.
 
     async def _handle(self, handlers: list[Any], arg: Any, msg: f.Msg | None) -> None:
+        handling = Handling(msg)
+        CURRENT.set(handling)  # this task's own context: its sends are counted here
         try:
             for handler in handlers:
                 await self._run(handler, arg, msg)
-            if msg is not None:
-                await self._read(msg)
+            if msg is not None and await self._sends_landed(handling):
+                await self._done(msg)
         finally:
             self._slots.release()
 
-    async def _run(self, handler: Any, arg: Any, msg: f.Msg | None) -> None:
+    @staticmethod
+    async def _sends_landed(handling: Handling) -> bool:
+        """Wait for the acks of everything the handler sent (tasks it started included);
+        False if the client closed first: the message is not done, a restart handles it
+        again. A send refused for good (``forbidden``…) counts as done: handling it
+        again would fail the same way."""
+        waited = 0
+        while waited < len(handling.sends):
+            batch = handling.sends[waited:]
+            waited = len(handling.sends)
+            for result in await asyncio.gather(*batch, return_exceptions=True):
+                if isinstance(result, ClientError) and result.code in ("closed", "disconnected"):
+                    return False
+                if isinstance(result, asyncio.CancelledError):
+                    return False
+        return True
+
+    async def _run(self, handler: Any, arg: Any, msg: f.Msg | None,
+                   call: Callable[[Any, Any], Awaitable[Any]] | None = None) -> None:
         try:
-            await handler(arg)
+            await (call(handler, arg) if call is not None else handler(arg))
         except ClientError as exc:
             log.warning("handler %s: %s", getattr(handler, "__name__", handler), exc)
         except Exception:
             log.exception("handler %s failed", getattr(handler, "__name__", handler))
 
-    async def _read(self, msg: f.Msg) -> None:
+    async def _done(self, msg: f.Msg) -> None:
+        """``msg`` is handled: move the read mark and the seen file as far as every message
+        before it is handled too."""
+        mark = self._progress.finish(msg.room, msg.seq)
+        if mark is None:
+            return
+        self.client.mark_seen(msg.room, mark)
         if self._mark_read:
             with contextlib.suppress(ClientError):
-                await self.client.mark_read(msg.room, msg.seq)
+                await self.client.mark_read(msg.room, mark)
+
+
+class _Typing:
+    """``await bot.typing(msg)`` (once) or ``async with bot.typing(msg):`` (renewed)."""
+
+    def __init__(self, client: Client, room: str) -> None:
+        self._client = client
+        self._room = room
+        self._task: asyncio.Task[None] | None = None
+
+    def __await__(self) -> Any:
+        return self._client.typing(room=self._room).__await__()
+
+    async def _keep(self) -> None:
+        while True:
+            with contextlib.suppress(ClientError):
+                await self._client.typing(room=self._room)
+            await asyncio.sleep(TYPING_REFRESH)
+
+    async def __aenter__(self) -> _Typing:
+        self._task = asyncio.create_task(self._keep())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -18,7 +18,12 @@ How the promises are kept:
   outbox is sent again in order with the same ids, which the server stores once.
   Requests (``join``, ``history``, ``contact``, ``leave``) wait in the same outbox, so
   nothing is dropped while the connection is down and nothing is sent twice on one.
-- Frames are written by one writer task per connection, in the order they were queued.
+- Frames are written by one writer task per connection, in the order they were queued,
+  each when its kind's copy of the server's token bucket (:mod:`cfm_common._pacing`,
+  from ``welcome.limits``) has a token: the client paces itself instead of collecting
+  ``rate_limited`` refusals (which the server counts toward a 4008 close). Read marks,
+  presence and typing travel in a side lane that never waits behind the outbox; read
+  marks are coalesced per room (only the newest goes out).
 """
 
 from __future__ import annotations
@@ -36,7 +41,10 @@ from typing import Any
 from cfm_common import PROTOCOL_VERSION, SUBPROTOCOL, codec, rules, tokens
 from cfm_common import frames as f
 from cfm_common._backoff import Backoff
+from cfm_common._handling import watch_send
+from cfm_common._pacing import RATE_KIND, Pacer
 from cfm_common._resume import Resume
+from cfm_common._sendqueue import Outgoing, SendQueue
 from cfm_common.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -65,17 +73,14 @@ RESTART_WINDOW = 60.0
 # (limits.max_frame) is about what clients send.
 MAX_INCOMING = 16 * 1024 * 1024
 EVENT_BACKLOG_WARNING = 10_000
-# Read marks wait this long (or until the next other frame) and go out together, one
-# per room with its latest seq: a program that marks every message of a busy room read
-# (a bot) sends a few frames a second, not one per message, and stays inside the
-# server's rate limits.
-READ_COALESCE_S = 0.25
 # A gap right behind our own unacked say is usually that say: give its ack a moment.
 OWN_ACK_GRACE = 2.0
 # A say or nudge the server could not store (``internal``: its disk is full, say) is sent
 # again with the same id, after 0.5, 1, 2, 4, 8 and 8 s, before its call fails.
 INTERNAL_RETRIES = 6
 INTERNAL_BACKOFF = (0.5, 8.0)
+# How long close() lets queued read marks and presence go out.
+CLOSE_FLUSH = 2.0
 
 
 class ConnectionState(enum.StrEnum):
@@ -106,32 +111,51 @@ Event = Connected | StateChanged | f.ServerFrame
 
 class ClientError(Exception):
     """A request failed: the server's ``error`` code, or ``timeout``, ``closed``,
-    ``connect_failed``, ``disconnected`` from the SDK itself."""
+    ``connect_failed``, ``disconnected`` from the SDK itself.
 
-    def __init__(self, code: str, msg: str, retry_ms: int | None = None) -> None:
+    ``final`` is true for a ``connect_failed`` that trying again cannot mend (an
+    ``http://`` URL, a path the server answers 404 for, a server that does not speak
+    cfm): ``connect(wait=True)`` raises it at once instead of waiting.
+    """
+
+    def __init__(
+        self, code: str, msg: str, retry_ms: int | None = None, *, final: bool = False
+    ) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = str(code)
         self.msg = msg
         self.retry_ms = retry_ms
+        self.final = final
 
     def __repr__(self) -> str:
         return f"ClientError({self.code!r}, {self.msg!r}, retry_ms={self.retry_ms!r})"
 
 
-@dataclass(eq=False)
-class _Outgoing:
-    """A frame waiting for its answer (or for a connection to be sent on)."""
-
-    frame: f.ClientFrame
-    kind: str  # say, nudge, join, history, contact, leave
-    key: Any  # say/nudge: the id; join/history/leave: the room; contact: (op, name)
-    future: asyncio.Future[Any]
-    sent_on: int = 0  # the connection generation it was last written on
-    writes: int = 0  # how often it was written: more than once means a retry
-    refusals: int = 0  # how often the server answered ``internal``
-
-
 _END = object()
+
+
+def bad_url_message(url: str, exc: Exception) -> str:
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("http", "https"):
+        fixed = ("wss" if scheme == "https" else "ws") + url[len(scheme):]
+        return f"{url} is a web address: a cfm server is reached with ws:// or wss:// ({fixed})"
+    return f"bad server URL {url!r}: {exc} (want ws://host:port/ws or wss://…)"
+
+
+def status_message(url: str, status: int) -> str:
+    if status == 429:
+        return f"refused: too many connections from your address ({url} answered HTTP 429)"
+    if status == 404:
+        return f"{url} answered HTTP 404: no cfm server at this path (cfm listens at /ws)"
+    if status in (400, 426):  # what a WebSocket server answers to a subprotocol it lacks
+        return (f"{url} refused the WebSocket handshake (HTTP {status}): it does not speak"
+                f" {SUBPROTOCOL} (is it a cfm server?)")
+    return f"cannot reach {url}: it answered HTTP {status} instead of a WebSocket handshake"
+
+
+def status_is_final(status: int) -> bool:
+    """A person must change something: a 4xx other than "too many" or "too slow"."""
+    return 400 <= status < 500 and status not in (408, 429)
 
 
 class Client:
@@ -156,8 +180,12 @@ class Client:
         quiet: bool = False,
         ssl: ssl_module.SSLContext | None = None,
         invite: str | None = None,
+        manual_seen: bool = False,
     ) -> None:
         self.url = url
+        # With a seen file: a message counts as seen when the program says so
+        # (mark_seen), not when the iterator hands it over (Bot: when it is handled).
+        self._manual_seen = manual_seen
         # For wss:// only; None: the system's CAs (and $SSL_CERT_FILE, if set).
         self._ssl = ssl
         # Sent only while we have no token: it is for claiming a new handle.
@@ -193,13 +221,13 @@ class Client:
         self._welcome: f.Welcome | None = None
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._backlog_warned = False
-        self._outbox: dict[int, _Outgoing] = {}  # insertion order = send order
-        self._by_id: dict[str, _Outgoing] = {}
+        self._outbox: dict[int, Outgoing] = {}  # insertion order = send order
+        self._by_id: dict[str, Outgoing] = {}
         self._next_slot = 0
         self._read_marks: dict[str, int] = {}
-        self._reads_unsent: set[str] = set()  # rooms whose mark waits for the flush below
-        self._read_flush: asyncio.TimerHandle | None = None
-        self._outq: asyncio.Queue[bytes] | None = None
+        # What the writer of this connection has still to write, paced (_sendqueue).
+        self._sendq = SendQueue(codec.encode)
+        self._kick = asyncio.Event()  # wakes the writer: something was queued
         self._ready = False  # a live, flushed connection: new frames go straight out
         self._generation = 0
         self._ws: Any = None
@@ -240,6 +268,12 @@ class Client:
         """Frames sent or queued that have no answer yet."""
         return len(self._outbox)
 
+    @property
+    def backlog(self) -> int:
+        """Frames waiting to be written on this connection (paced to the server's limits):
+        unwritten sends and requests, read marks, a presence change."""
+        return self._sendq.backlog()
+
     # --- life cycle -----------------------------------------------------------------
 
     async def connect(self, *, wait: bool = False) -> f.Welcome:
@@ -260,7 +294,7 @@ class Client:
                     break
                 except ClientError as exc:
                     # Not up yet, or up but unable to store a new account: try again.
-                    if not wait or exc.code not in WAIT_RETRIES or self._closed:
+                    if not wait or exc.code not in WAIT_RETRIES or exc.final or self._closed:
                         raise
                     delay = self._backoff.next()
                     log.warning("%s: %s; trying again in %.1f s", self._name, exc.msg, delay)
@@ -294,11 +328,13 @@ class Client:
         self._closed = True
         self._wake.set()
         self._cancel_fills()
-        self._flush_reads()
-        if self._ready and self._outq is not None:
-            # Frames already queued (a read mark, a presence) go out before the close.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outq.join(), 2)
+        if self._ready:
+            # Read marks and a presence change still queued go out before the close, as
+            # far as the server's limits let them in a moment.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CLOSE_FLUSH
+            while self._ready and self._sendq.side_busy() and loop.time() < deadline:
+                await asyncio.sleep(0.02)
         self._ready = False
         if self._task is not None:
             self._task.cancel()
@@ -346,20 +382,32 @@ class Client:
                 self._events.put_nowait(_END)  # every other iterator ends too
                 raise StopAsyncIteration
             event, epoch = item
-            if isinstance(event, f.Msg):
+            if isinstance(event, f.Msg) and not self._manual_seen:
                 self._handed[event.room] = (event.seq, epoch)
                 if self._closed:
                     # Events read after close(): the program may exit any moment now.
                     self._save_seen()
                 else:
                     self._schedule_seen_save()
-                if event.hidden:
-                    # A placeholder for a message from someone this user blocked: it
-                    # keeps the room gapless here; the program has nothing to show.
-                    continue
+            if isinstance(event, f.Msg) and event.hidden:
+                # A placeholder for a message from someone this user blocked: it keeps
+                # the room gapless here; the program has nothing to show.
+                continue
             if self._backlog_warned and self._events.qsize() < EVENT_BACKLOG_WARNING // 2:
                 self._backlog_warned = False
             return event
+
+    def mark_seen(self, room: str, seq: int) -> None:
+        """With ``manual_seen=True``: every message of ``room`` up to ``seq`` is done with,
+        and the seen file may say so (a restart resumes after it)."""
+        done = self._handed.get(room)
+        if done is not None and seq <= done[0] and done[1] == self._resume.epoch(room):
+            return  # never back, unless the room's history was reset
+        self._handed[room] = (seq, self._resume.epoch(room))
+        if self._closed:
+            self._save_seen()
+        else:
+            self._schedule_seen_save()
 
     def _emit(self, event: Event, epoch: str | None = None) -> None:
         self._events.put_nowait((event, epoch))
@@ -384,20 +432,35 @@ class Client:
         Queued while disconnected and sent again with the same id until acknowledged;
         cancelling the call does not withdraw the message.
         """
+        if text == "":
+            raise ClientError("bad_frame", "an empty message: say needs some text")
         frame = f.Say(text=text, id=id or uuid.uuid4().hex, room=room, to=to)
         return await self._send_tracked(frame, "say")
 
     async def nudge(self, to: str, id: str | None = None) -> f.Ack:
         """Nudge a user (stored as a ``msg`` of kind ``nudge`` in the DM room)."""
         frame = f.Nudge(to=to, id=id or uuid.uuid4().hex)
+        assert frame.id is not None
+        if frame.id not in self._by_id:
+            self._check(frame)
+            # The server lets one nudge per interval through to the same user; a second
+            # one is refused here, so that it never counts against us there.
+            peer = rules.normalize_name(to)
+            now = asyncio.get_running_loop().time()
+            wait = self._sendq.pacer.nudge_wait(peer, now)
+            if wait > 0:
+                raise ClientError("rate_limited", f"one nudge to {peer} at a time; wait a moment",
+                                  max(1, int(wait * 1000) + 1))
+            self._sendq.pacer.note_nudge(peer, now)
         return await self._send_tracked(frame, "nudge")
 
     async def typing(self, room: str | None = None, to: str | None = None) -> None:
-        """Tell the room we are typing; dropped while disconnected (it would be stale)."""
+        """Tell the room we are typing; dropped while disconnected (it would be stale),
+        and when the server's typing budget is used up (it would be refused)."""
         frame = f.SendTyping(room=room, to=to)
         self._check(frame)
-        if self._ready:
-            self._write(frame)
+        if self._ready and self._sendq.add_typing(frame, asyncio.get_running_loop().time()):
+            self._kick.set()
 
     async def set_presence(
         self, status: str | None = None, display: str | None = None, psm: str | None = None
@@ -409,7 +472,9 @@ class Client:
         self._display = display if display is not None else self._display
         self._psm = psm if psm is not None else self._psm
         if self._ready:
-            self._write(frame)
+            # Coalesced: the writer sends what is current when the budget allows.
+            self._sendq.presence = True
+            self._kick.set()
         # Otherwise the next hello carries it.
 
     async def join(self, room: str, members_limit: int | None = None) -> f.Joined:
@@ -448,28 +513,19 @@ class Client:
             return await self._request(frame, kind, room)
 
     async def mark_read(self, room: str, seq: int) -> None:
-        """Move our read mark; remembered and re-sent after a reconnect if still ahead."""
+        """Move our read mark; remembered and re-sent after a reconnect if still ahead.
+
+        Coalesced: marks of one room that wait for the server's budget go out as one,
+        the newest.
+        """
         frame = f.MarkRead(room=room, seq=seq)
         self._check(frame)
         if seq <= self._read_marks.get(room, -1):
             return
         self._read_marks[room] = seq
         if self._ready:
-            self._reads_unsent.add(room)
-            if self._read_flush is None:
-                self._read_flush = asyncio.get_running_loop().call_later(
-                    READ_COALESCE_S, self._flush_reads)
-
-    def _flush_reads(self) -> None:
-        """Send each room's latest read mark held back by :meth:`mark_read`."""
-        if self._read_flush is not None:
-            self._read_flush.cancel()
-            self._read_flush = None
-        rooms, self._reads_unsent = self._reads_unsent, set()
-        if not self._ready:
-            return  # the next welcome sends every mark the server lacks
-        for room in sorted(rooms):
-            self._write(f.MarkRead(room=room, seq=self._read_marks[room]))
+            self._sendq.mark(room, asyncio.get_running_loop().time())
+            self._kick.set()
 
     async def contact(self, op: str, name: str) -> f.Contact:
         """``add``, ``remove``, ``block`` or ``unblock`` a user; returns the echo."""
@@ -488,18 +544,18 @@ class Client:
         except ProtocolError as exc:
             raise ClientError(exc.code.value, exc.msg) from None
 
-    def _queue(self, frame: f.ClientFrame, kind: str, key: Any) -> _Outgoing:
+    def _queue(self, frame: f.ClientFrame, kind: str, key: Any) -> Outgoing:
         if self._closed:
             raise ClientError("closed", "the client is closed")
         self._check(frame)
-        entry = _Outgoing(frame, kind, key, asyncio.get_running_loop().create_future())
         self._next_slot += 1
         slot = self._next_slot
+        entry = Outgoing(frame, kind, key, asyncio.get_running_loop().create_future(), slot)
         self._outbox[slot] = entry
         entry.future.add_done_callback(lambda _: self._outbox.pop(slot, None))
         # A say whose caller gave up may still fail later: nobody needs to be told.
         entry.future.add_done_callback(lambda fut: fut.cancelled() or fut.exception())
-        if self._ready and not (self._held and kind in ("say", "nudge")):
+        if self._ready:
             self._write_entry(entry)
         return entry
 
@@ -526,37 +582,84 @@ class Client:
             self._by_id[frame.id] = entry
             ident = frame.id
             entry.future.add_done_callback(lambda _: self._by_id.pop(ident, None))
+        watch_send(entry.future)  # a Bot handler waits for its sends' acks
         # Shielded: a caller that gives up does not take the message back.
         return await asyncio.shield(entry.future)
 
     async def _request(self, frame: f.ClientFrame, kind: str, key: Any) -> Any:
+        """Send a request and wait for its answer, at most ``request_timeout`` seconds —
+        not counting the time it waits, connected, for the server's rate budget (a
+        request queued behind a hundred others is not the server being slow)."""
         entry = self._queue(frame, kind, key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
         try:
-            return await asyncio.wait_for(entry.future, self.request_timeout)
+            while True:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(entry.future),
+                                                  max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    if entry.unsent and self._ready:  # paced, not lost: still queued
+                        deadline = loop.time() + self.request_timeout
+                    elif self._ready and entry.writes and \
+                            entry.written_at + self.request_timeout > loop.time():
+                        deadline = entry.written_at + self.request_timeout  # written late
+                    else:
+                        raise
         except TimeoutError:
             raise ClientError(
                 "timeout", f"no answer to {frame.T} within {self.request_timeout:g} s"
             ) from None
+        finally:
+            entry.future.cancel()  # answered (no-op), timed out or given up: withdrawn
 
-    def _write(self, frame: f.ClientFrame) -> None:
-        assert self._outq is not None
-        if self._reads_unsent and not isinstance(frame, f.MarkRead):
-            # Held-back read marks go out before any other frame: coalescing never
-            # reorders them after something the program sent later.
-            self._flush_reads()
-        self._outq.put_nowait(codec.encode(frame))
+    def _write_entry(self, entry: Outgoing) -> None:
+        """Queue an outbox entry for this connection's writer, in its place in the send
+        order."""
+        if self._sendq.add(entry):
+            self._kick.set()
 
-    def _write_entry(self, entry: _Outgoing) -> None:
-        self._write(entry.frame)
-        entry.sent_on = self._generation
-        entry.writes += 1
+    def _next_frame(self, now: float) -> tuple[bytes | None, float | None]:
+        return self._sendq.next_frame(
+            now, held=self._held, generation=self._generation, read_marks=self._read_marks,
+            presence=lambda: f.SetPresence(status=self._status, display=self._display,
+                                           psm=self._psm))
 
-    def _rewrite_later(self, entry: _Outgoing, delay: float) -> None:
-        def rewrite() -> None:
-            if self._ready and not entry.future.done() and not self._held:
-                self._write_entry(entry)
-
-        asyncio.get_running_loop().call_later(delay, rewrite)
+    def _on_rate_limited(self, ref: str | None, retry_ms: int | None) -> bool:
+        """The server refused one of our frames for its rate: teach the pacer, queue the
+        frame again in its place. True if handled (nobody else needs to hear of it)."""
+        now = asyncio.get_running_loop().time()
+        pacer = self._sendq.pacer
+        entry = self._by_id.get(ref) if ref is not None else None
+        if entry is not None:
+            if entry.future.done():
+                return True
+            if entry.kind == "nudge":
+                return False  # the per-pair interval (another session nudged): caller decides
+            pacer.penalize(RATE_KIND[entry.frame.T], retry_ms, now)
+            self._write_entry(entry)
+            return True
+        if ref in ("join", "leave", "history", "members", "contact"):
+            pacer.penalize(RATE_KIND[ref], retry_ms, now)
+            for entry in self._outbox.values():
+                if (entry.kind == ref and entry.sent_on == self._generation
+                        and not entry.unsent and not entry.future.done()):
+                    self._write_entry(entry)  # the oldest one written: the one refused
+                    return True
+            return True
+        if ref == "read":
+            self._sendq.read_refused(retry_ms, now)
+            self._kick.set()
+            return True
+        if ref == "typing":
+            pacer.penalize("typing", retry_ms, now)
+            return True  # stale by the time it could go: dropped
+        if ref == "presence":
+            pacer.penalize("presence", retry_ms, now)
+            self._sendq.presence = True
+            self._kick.set()
+            return True
+        return False
 
     def _resend_unacked_later(self, delay: float) -> None:
         """Write everything of this connection still unanswered again after ``delay``.
@@ -580,8 +683,7 @@ class Client:
                 if entry.future.done():
                     continue
                 if entry.kind in ("say", "nudge"):
-                    if not self._held:  # held says go out, in order, when released
-                        self._write_entry(entry)
+                    self._write_entry(entry)  # held says wait in the queue until released
                 elif entry.sent_on == generation and entry.kind != "contact":
                     # A contact request is left out: read twice it would tell the other
                     # side twice ("added you"); it times out instead.
@@ -606,6 +708,7 @@ class Client:
             for entry in list(self._outbox.values()):
                 if entry.kind in ("say", "nudge") and not entry.future.done():
                     self._write_entry(entry)
+            self._kick.set()  # the held ones that were queued already may go now
 
         self._held_retry = asyncio.get_running_loop().call_later(delay, release)
 
@@ -618,7 +721,8 @@ class Client:
 
     def _fail_oldest(self, kind: str, exc: ClientError) -> bool:
         for entry in self._outbox.values():
-            if entry.kind == kind and entry.sent_on == self._generation and not entry.future.done():
+            if entry.kind == kind and entry.sent_on == self._generation \
+                    and not entry.unsent and not entry.future.done():
                 entry.future.set_exception(exc)
                 return True
         return False
@@ -633,7 +737,13 @@ class Client:
     async def _open(self) -> tuple[Any, f.Welcome]:
         """Open a WebSocket, send ``hello``, wait for ``welcome``; ClientError if not."""
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+        from websockets.exceptions import (
+            ConnectionClosed,
+            InvalidHandshake,
+            InvalidStatus,
+            InvalidURI,
+            NegotiationError,
+        )
 
         hello = f.Hello(
             v=PROTOCOL_VERSION, name=self._name, token=self._token, status=self._status,
@@ -650,7 +760,15 @@ class Client:
                 open_timeout=self.request_timeout, close_timeout=3, **tls,
             )
         except InvalidURI as exc:
-            raise ClientError("connect_failed", f"bad server URL: {exc}") from exc
+            raise ClientError("connect_failed", bad_url_message(self.url, exc), final=True) \
+                from exc
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise ClientError("connect_failed", status_message(self.url, status),
+                              final=status_is_final(status)) from exc
+        except NegotiationError as exc:
+            raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}"
+                              f" (is it a cfm server?): {exc}", final=True) from exc
         except ssl_module.SSLCertVerificationError as exc:
             raise ClientError(
                 "bad_certificate",
@@ -662,7 +780,8 @@ class Client:
                               f"cannot reach {self.url}: {self._connect_failure(exc)}") from exc
         try:
             if ws.subprotocol != SUBPROTOCOL:
-                raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}")
+                raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}"
+                                  " (is it a cfm server?)", final=True)
             await ws.send(codec.encode(hello))
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancel (close()) that comes in the turn the welcome arrives.
@@ -705,11 +824,11 @@ class Client:
         for room in set(self._handed) - set(self._resume.rooms):
             del self._handed[room]
 
-        self._outq = asyncio.Queue()
+        self._sendq.reset(Pacer(welcome.limits, asyncio.get_running_loop().time()))
         read_marks = {state.room: state.read for state in welcome.rooms}
         for room, seq in self._read_marks.items():
             if seq > read_marks.get(room, seq):
-                self._write(f.MarkRead(room=room, seq=seq))
+                self._sendq.mark(room, 0.0)  # no reason to wait: send when the budget allows
         for entry in self._outbox.values():
             if not entry.future.done():
                 self._write_entry(entry)
@@ -753,8 +872,7 @@ class Client:
         """Read frames until the connection ends; its close code and a reason."""
         from websockets.exceptions import ConnectionClosed
 
-        assert self._outq is not None
-        writer = asyncio.create_task(self._write_loop(ws, self._outq))
+        writer = asyncio.create_task(self._write_loop(ws))
         try:
             async for data in ws:
                 if not isinstance(data, bytes):
@@ -781,17 +899,26 @@ class Client:
         reason = f"closed with code {code}" + (f" ({ws.close_reason})" if ws.close_reason else "")
         return code, reason
 
-    @staticmethod
-    async def _write_loop(ws: Any, queue: asyncio.Queue[bytes]) -> None:
+    async def _write_loop(self, ws: Any) -> None:
+        """Write what :meth:`_next_frame` lets out; sleep until a budget refills or
+        something new is queued."""
         from websockets.exceptions import ConnectionClosed
 
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(ConnectionClosed):
             while True:
-                data = await queue.get()
-                try:
+                data, wait = self._next_frame(loop.time())
+                if data is not None:
                     await ws.send(data)
-                finally:
-                    queue.task_done()
+                    continue
+                self._kick.clear()
+                if wait is None:
+                    await self._kick.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._kick.wait()
+
 
     def _on_disconnect(self) -> None:
         if self._budget_retry is not None:
@@ -803,7 +930,7 @@ class Client:
         self._held = False  # the next connection sends the whole outbox, in order
         self._ready = False
         self._ws = None
-        self._outq = None
+        self._sendq.reset(Pacer(None, asyncio.get_running_loop().time()))
         self._cancel_fills()
 
     async def _reconnect_loop(self, reason: str, *, restarting: bool = False) -> Any:
@@ -895,18 +1022,19 @@ class Client:
     def _on_error(self, error: f.Error) -> None:
         exc = ClientError(error.code, error.msg, error.retry_ms)
         ref = error.ref
-        if ref is None and exc.code == rules.ErrorCode.RATE_LIMITED:
-            # The server dropped a frame unread (over its inbound byte budget), so it
-            # cannot say which one: send the unacked messages again once it lets us.
-            self._resend_unacked_later((exc.retry_ms or 1000) / 1000)
+        if exc.code == rules.ErrorCode.RATE_LIMITED:
+            if ref is None:
+                # The server dropped a frame unread (over its inbound byte budget), so it
+                # cannot say which one: pause, then send the unanswered frames again.
+                self._sendq.pacer.pause(exc.retry_ms, asyncio.get_running_loop().time())
+                self._resend_unacked_later((exc.retry_ms or 1000) / 1000)
+            elif self._on_rate_limited(ref, exc.retry_ms):
+                log.debug("%s: %s refused for its rate; again in %s ms",
+                          self.name, ref, exc.retry_ms)
+                return
         if ref is not None:
             entry = self._by_id.get(ref)
             if entry is not None and not entry.future.done():
-                if exc.code == rules.ErrorCode.RATE_LIMITED and entry.writes > 1:
-                    # A retry after a reconnect (a burst the application did not make):
-                    # keep the promise to deliver it, once the server lets us.
-                    self._rewrite_later(entry, (exc.retry_ms or 1000) / 1000)
-                    return
                 if exc.code == rules.ErrorCode.INTERNAL and entry.kind in ("say", "nudge") \
                         and entry.refusals < INTERNAL_RETRIES:
                     # Not stored, so not lost either: its id keeps a later success single.
@@ -972,8 +1100,10 @@ class Client:
                         f.GetHistory(room=room, after=after, limit=HISTORY_PAGE), "history", room
                     )
                 except ClientError as exc:
-                    if exc.code != rules.ErrorCode.RATE_LIMITED:
+                    # Not caught up is not an option: messages wait behind this gap.
+                    if exc.code not in (rules.ErrorCode.RATE_LIMITED, "timeout"):
                         raise
+                    log.info("%s: catching up on %s: %s; trying again", self.name, room, exc)
                     await asyncio.sleep((exc.retry_ms or 1000) / 1000)
                     continue
                 msgs = [f.Msg.from_stored(m) for m in page.msgs]

@@ -196,6 +196,11 @@ class ServerConfig:
                 for kind, (rate, burst) in ((k, self.rate(k)) for k in RATE_KINDS)
             }
             limits["nudge_interval_ms"] = int(self.nudge_interval * 1000)
+            # The inbound byte budget as SessionLimits builds it (each frame costs its
+            # size + 256; the burst always admits one max_frame), so clients can pace
+            # their bytes too.
+            limits["recv"] = {"per_s": float(self.recv_rate),
+                              "burst": max(self.recv_burst, self.max_frame + 256)}
         return limits
 
     def validate(self) -> ServerConfig:

@@ -58,6 +58,11 @@ RATE_KIND = {
     "contact": "contact",
     "members": "history",
 }
+# Frames whose rate-limit refusals do not count toward the 4008 close: a read mark answers
+# traffic the client received rather than started (its rate follows the rate others
+# write at), so refusing the surplus is enough — counting it would let a chatty peer get
+# a reader disconnected. The inbound byte budget, which does count, still bounds a flood.
+UNCOUNTED_BREACHES = frozenset({"read"})
 
 
 class Outbox:
@@ -139,7 +144,9 @@ class Session:
         self.config = config
         self.metrics = metrics
         self.id = ""
-        self.ip = ""  # the client's address, set by the server (per-address sign-up limit)
+        # The client's address (a trusted proxy's forwarded one), set by the server: the
+        # per-address sign-up limit and the log.
+        self.ip = ""
         self.user: User | None = None
         self.quiet = False  # hello.quiet: no member frames nor room-only presence
         self.limits = SessionLimits(config, time.monotonic())
@@ -436,7 +443,8 @@ class Session:
                 retry_ms = 1000  # it asked for more than it has read yet
             if retry_ms:
                 self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", ref, retry_ms)
-                self._count_abuse()
+                if t not in UNCOUNTED_BREACHES:
+                    self._count_abuse()
                 return
         try:
             self.hub.handle(self, frame)
@@ -453,5 +461,7 @@ class Session:
 
     def _count_abuse(self) -> None:
         if self.limits.abuse.hit(time.monotonic()):
-            log.info("session %s: too many errors, closing it (4008)", self.id or "-")
+            name = self.user.name if self.user is not None else "-"
+            log.warning("session %s (%s from %s): too many errors, closing it (4008)",
+                        self.id or "-", name, self.ip or "-")
             self.close(CloseCode.ABUSE, "too many errors")

@@ -11,12 +11,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from cfm_common._pacing import Pacer
+
 LOBBY = "#lobby"
 
 
 async def test_says_and_requests_dropped_over_the_byte_budget_all_complete(
-    server_factory: Any, clients: Any
+    server_factory: Any, clients: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A client that does not pace its bytes (an older SDK, or a budget lowered since it
+    # signed in): the server's drops and the SDK's re-sends are what this tests.
+    monkeypatch.setattr(Pacer, "wait_bytes", lambda self, size, now: 0.0)
     # A byte budget of ~8 KB with 16 KB/s refill: a burst of 60 × 600-byte says
     # overruns it. The frame buckets are wide open: only the byte budget drops frames.
     wide = {f"{kind}_{part}": 10_000 for kind in ("say", "join", "history")

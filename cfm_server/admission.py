@@ -98,13 +98,18 @@ class Admission:
         if retry_ms:
             raise RateLimited(retry_ms, ref)
 
-    def charge_message(self, user: User, peer: User | None, ref: str) -> None:
+    def charge_message(self, user: User, peer: User | None, ref: str,
+                       room: Room | None = None) -> None:
         """A say or nudge: the user's ``say`` bucket, and for a DM to someone who has
-        not listed the user (a stranger: spam's target) the ``stranger`` bucket too."""
+        not listed the user (a stranger: spam's target) the ``stranger`` bucket too —
+        unless the peer wrote in that DM first: an answer is not unsolicited (a bot
+        answering everyone who writes to it)."""
         self.charge(user, "say", ref)
         if peer is not None and peer.name not in self.server_bots:
             listing = peer.contacts.get(user.name)
-            if listing is None or not listing.in_list:
+            listed = listing is not None and listing.in_list
+            answering = room is not None and peer.name in room.wrote
+            if not listed and not answering:
                 self.charge(user, "stranger", ref)
 
     def admit_new_dm(self, user: User, peer: User, rooms: Mapping[str, Room]) -> None:

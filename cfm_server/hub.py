@@ -710,7 +710,7 @@ class Hub:
         # Resolved without creating anything first: a say refused by a limit leaves no
         # new DM room behind.
         room, _, peer = self._target(user, frame.room, frame.to, create=False)
-        self.admission.charge_message(user, peer, frame.id)
+        self.admission.charge_message(user, peer, frame.id, room)
         if peer is not None and (room is None or len(room.members) < 2):
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
         assert room is not None
@@ -726,7 +726,7 @@ class Hub:
         retry_ms = self.nudge_pairs.check(user.name, peer.name, time.monotonic())
         if retry_ms and self.config.rate_limits:
             raise RateLimited(retry_ms, frame.id or "nudge")
-        self.admission.charge_message(user, peer, frame.id or "nudge")
+        self.admission.charge_message(user, peer, frame.id or "nudge", room)
         room, _, _ = self._target(user, None, frame.to, create=True)
         assert room is not None
         self._store_message(session, user, room, "", MsgKind.NUDGE, frame.id,
@@ -772,6 +772,8 @@ class Hub:
         pending = Pending(stored, data, commit, session, time.perf_counter(),
                           placeholder=placeholder)
         room.pending.append(pending)
+        if room.is_dm and not hidden and user.name not in room.wrote:
+            room.wrote.add(user.name)
         if client_id is not None:
             self.inflight[(user.name, client_id)] = pending
         commit.add_done_callback(lambda _: self._on_commit(room))

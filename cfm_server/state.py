@@ -80,6 +80,9 @@ class Room:
     durable_seq: int = 0  # the latest seq whose commit completed
     # Messages in seq order whose commits have not all been handled yet.
     pending: collections.deque[Pending] = field(default_factory=collections.deque)
+    # DM rooms: the members who have written in it since this server started. A reply to
+    # someone who wrote first is no unsolicited message (the stranger bucket's target).
+    wrote: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.durable_seq = self.seq

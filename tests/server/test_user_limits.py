@@ -63,6 +63,27 @@ async def test_dms_to_strangers_have_their_own_bucket(server) -> None:
         assert errors(alice) == []
 
 
+async def test_answers_to_people_who_wrote_first_are_not_stranger_dms(server) -> None:
+    """A bot of anyone's answers everyone who writes to it, listed or not: its replies
+    are not unsolicited, so the stranger bucket does not hold them back."""
+    users = [f"user{n}" for n in range(30)]
+    async with signed_in(server.url, "echobot") as bot:
+        for name in users:  # nobody lists the bot; each writes to it first
+            async with signed_in(server.url, name) as user:
+                await user.send({"t": "say", "to": "echobot", "text": "!ping", "id": "p"})
+                await user.recv_until("ack", id="p")
+        for n, name in enumerate(users):
+            await bot.send({"t": "say", "to": name, "text": "pong", "id": f"r{n}"})
+        await _settle(bot, len(users))
+        assert errors(bot) == []
+        # Someone who never wrote is still a stranger to it.
+        async with signed_in(server.url, "quiet"):
+            for n in range(25):
+                await bot.send({"t": "say", "to": "quiet", "text": "hi", "id": f"q{n}"})
+            await _settle(bot, 25)
+        assert {e["code"] for e in errors(bot)} == {"rate_limited"}
+
+
 async def test_contact_requests_are_limited_per_user(server) -> None:
     async with (
         signed_in(server.url, "bob"),

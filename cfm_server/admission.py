@@ -36,10 +36,23 @@ class RateLimited(Exception):
     """A frame refused by a server-side limit the session does not see (nudge pairs,
     per-user and per-address buckets)."""
 
-    def __init__(self, retry_ms: int, ref: str) -> None:
+    def __init__(self, retry_ms: int, ref: str, why: str | None = None) -> None:
         super().__init__(f"retry in {retry_ms} ms")
         self.retry_ms = retry_ms
         self.ref = ref
+        self.why = why  # for the error's msg: which limit it was
+
+
+# What each per-user bucket limits, in an error's words: "too many say frames" read as
+# the session's say rate when it was the stranger bucket.
+USER_LIMIT_WORDS = {
+    "say": "too many messages from you (all your sessions together)",
+    "stranger": "too many messages to people who have not added you",
+    "contact": "too many contact requests",
+    "room": "too many new rooms",
+    "typing": "too many typing notices (all your sessions together)",
+    "presence": "too many presence changes (all your sessions together)",
+}
 
 
 class Admission:
@@ -96,7 +109,7 @@ class Admission:
             return
         retry_ms = self.user_limits.check(kind, user.name, time.monotonic())
         if retry_ms:
-            raise RateLimited(retry_ms, ref)
+            raise RateLimited(retry_ms, ref, USER_LIMIT_WORDS.get(kind))
 
     def charge_message(self, user: User, peer: User | None, ref: str,
                        room: Room | None = None) -> None:

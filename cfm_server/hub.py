@@ -725,7 +725,8 @@ class Hub:
         assert peer is not None
         retry_ms = self.nudge_pairs.check(user.name, peer.name, time.monotonic())
         if retry_ms and self.config.rate_limits:
-            raise RateLimited(retry_ms, frame.id or "nudge")
+            raise RateLimited(retry_ms, frame.id or "nudge",
+                              "one nudge to the same person at a time: wait a moment")
         self.admission.charge_message(user, peer, frame.id or "nudge", room)
         room, _, _ = self._target(user, None, frame.to, create=True)
         assert room is not None

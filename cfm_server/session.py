@@ -452,7 +452,8 @@ class Session:
             self.send_error(exc.code, exc.msg, exc.ref or ref)
             self._count_abuse()
         except RateLimited as exc:
-            self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", exc.ref, exc.retry_ms)
+            self.send_error(ErrorCode.RATE_LIMITED, exc.why or f"too many {t} frames", exc.ref,
+                            exc.retry_ms)
             self._count_abuse()
         except Exception:
             # A bug or a failing store must not take the connection (or the server) down.

@@ -56,6 +56,9 @@ async def test_dms_to_strangers_have_their_own_bucket(server) -> None:
             await alice.send({"t": "say", "to": "bob", "text": "buy now", "id": f"b{n}"})
         await _settle(alice, 25)
         assert {e["code"] for e in errors(alice)} == {"rate_limited"}
+        # The error names the limit (it read "too many say frames", like the say rate).
+        assert {e["msg"] for e in errors(alice)} == {
+            "too many messages to people who have not added you"}
         alice.seen.clear()
         for n in range(25):  # carol did: not a stranger
             await alice.send({"t": "say", "to": "carol", "text": "hi", "id": f"c{n}"})

@@ -66,6 +66,9 @@ def connect_error(exc: ClientError, url: str) -> str:
             isinstance(cause, OSError) and "Connect call failed" in str(cause)):
         return f"Nothing answers at {url}: is `cfm serve` running there?"
     status = getattr(getattr(cause, "response", None), "status_code", None)
+    if status == 429:  # the server's per-address cap: it is a cfm server, just busy
+        return (f"{parts.netloc} refused: too many connections from your address. Close "
+                "other cfm windows or bots on this machine, or try again in a moment.")
     if status is not None:
         fixed = urlunsplit((parts.scheme, parts.netloc, WS_PATH, "", ""))
         return (f"{parts.netloc} answered HTTP {status}, not a cfm chat: a cfm server "

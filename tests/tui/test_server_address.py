@@ -61,6 +61,13 @@ def test_wrong_path():
     assert "HTTP 404" in text and "ws://127.0.0.1:1863/ws" in text
 
 
+def test_too_many_connections_from_your_address():
+    response = Response(429, "Too Many Requests", Headers())
+    exc = failure(InvalidStatus(response), "ws://127.0.0.1:1863/ws")
+    text = connect_error(exc, "ws://127.0.0.1:1863/ws")
+    assert "too many connections from your address" in text and "not a cfm" not in text
+
+
 def test_unknown_host():
     exc = failure(socket.gaierror(-2, "Name or service not known"), "ws://nowhere.invalid/ws")
     assert "nowhere.invalid" in connect_error(exc, "ws://nowhere.invalid/ws")

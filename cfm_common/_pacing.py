@@ -19,21 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# Which of the server's token buckets a client frame spends from (``welcome.limits.rates``
-# names the buckets, not the frames). Frames not listed here are not rate limited.
-# cfm_server.session.RATE_KIND is the server's copy; a test keeps the two equal.
-RATE_KIND: dict[str, str] = {
-    "say": "say",
-    "nudge": "nudge",
-    "typing": "typing",
-    "presence": "presence",
-    "join": "join",
-    "leave": "join",
-    "history": "history",
-    "read": "history",
-    "contact": "contact",
-    "members": "history",
-}
 # Slack added to the server's ``nudge_interval_ms`` for the same reason as ``reserve``.
 NUDGE_SLACK = 0.1
 # The server's inbound byte budget (``welcome.limits.recv``): each frame costs its size

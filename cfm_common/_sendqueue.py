@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cfm_common import frames as f
-from cfm_common._pacing import RATE_KIND, Pacer
+from cfm_common._pacing import Pacer
+from cfm_common.rules import RATE_KIND
 
 # The writer looks this far down the outbox lane for a frame whose budget allows it now.
 SCAN_LIMIT = 256

@@ -42,10 +42,11 @@ from cfm_common import PROTOCOL_VERSION, SUBPROTOCOL, codec, rules, tokens
 from cfm_common import frames as f
 from cfm_common._backoff import Backoff
 from cfm_common._handling import watch_send
-from cfm_common._pacing import RATE_KIND, Pacer
+from cfm_common._pacing import Pacer
 from cfm_common._resume import Resume
 from cfm_common._sendqueue import Outgoing, SendQueue
 from cfm_common.errors import ProtocolError
+from cfm_common.rules import RATE_KIND
 
 log = logging.getLogger(__name__)
 

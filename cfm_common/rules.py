@@ -317,3 +317,20 @@ FATAL_HELLO_ERRORS: Final = {
     ErrorCode.BAD_TOKEN: CloseCode.BAD_TOKEN,
     ErrorCode.UNSUPPORTED_VERSION: CloseCode.UNSUPPORTED_VERSION,
 }
+
+
+# Which of the server's token buckets (``welcome.limits.rates`` names them) a client frame
+# spends from; frames not listed are not rate limited (``hello``: one per connection).
+# The server charges by it and the SDK paces by it: one table for both.
+RATE_KIND: Final[dict[str, str]] = {
+    "say": "say",
+    "nudge": "nudge",
+    "typing": "typing",
+    "presence": "presence",
+    "join": "join",
+    "leave": "join",
+    "history": "history",
+    "read": "history",
+    "contact": "contact",
+    "members": "history",
+}

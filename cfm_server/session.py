@@ -32,7 +32,7 @@ from websockets.protocol import State
 from cfm_common.codec import decode_client, encode
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import Error, Hello, ServerFrame, Welcome
-from cfm_common.rules import FATAL_HELLO_ERRORS, CloseCode, ErrorCode
+from cfm_common.rules import FATAL_HELLO_ERRORS, RATE_KIND, CloseCode, ErrorCode
 from cfm_server.hub import Hub, RateLimited, SignUp
 from cfm_server.limits import SessionLimits
 from cfm_server.wsconn import MeteredConnection
@@ -45,19 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Which token bucket a frame type spends from (hello is outside the buckets: one per session).
-RATE_KIND = {
-    "say": "say",
-    "nudge": "nudge",
-    "typing": "typing",
-    "presence": "presence",
-    "join": "join",
-    "leave": "join",
-    "history": "history",
-    "read": "history",
-    "contact": "contact",
-    "members": "history",
-}
 # Frames whose rate-limit refusals do not count toward the 4008 close: a read mark answers
 # traffic the client received rather than started (its rate follows the rate others
 # write at), so refusing the surplus is enough — counting it would let a chatty peer get

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cfm_common import _pacing
 from cfm_common.bot import Bot
 from cfm_common.client import ConnectionState, StateChanged
 from cfm_common.frames import Error, Msg
@@ -24,10 +23,13 @@ def closes(server: Any, code: int) -> float:
         "cfm_closes_total", {"code": str(code)}) or 0.0
 
 
-def test_the_client_knows_which_bucket_each_frame_spends() -> None:
-    from cfm_server.session import RATE_KIND
+def test_the_client_paces_every_bucket_the_server_advertises() -> None:
+    """The frame → bucket table is one (cfm_common.rules.RATE_KIND, used by the server
+    and the SDK); every bucket it names is one the server advertises and limits."""
+    from cfm_common.rules import RATE_KIND
+    from cfm_server.config import RATE_KINDS
 
-    assert _pacing.RATE_KIND == RATE_KIND
+    assert set(RATE_KIND.values()) == set(RATE_KINDS)
 
 
 async def test_a_reader_that_marks_each_message_read_is_never_closed(

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterator
 
+    from cfm_server.config import ServerConfig
+
 app = typer.Typer(help="Operator tools on a stopped server's data directory.",
                   no_args_is_help=True, add_completion=False)
 
@@ -75,8 +77,7 @@ def _open(data_dir: Path | None, config: Path | None, *,
     from cfm_server.store.sqlite import DataDirInUse
 
     settings = _settings(data_dir, config)
-    directory = settings.resolved_data_dir()
-    _check_owner(directory)
+    directory = _owned_data_dir(settings)
     with contextlib.ExitStack() as stack:
         try:
             try:
@@ -240,8 +241,7 @@ def _reset_token_live(settings: Any, name: str, token_file: Path | None,
     from cfm_server import admin, control
     from cfm_server.hub import hash_token
 
-    directory = settings.resolved_data_dir()
-    _check_owner(directory)
+    directory = _owned_data_dir(settings)
     token = secrets.token_urlsafe(admin.TOKEN_BYTES)
     try:
         _token_writer(token_file)(token)
@@ -348,8 +348,7 @@ def revoke_invite(
     from cfm_server.invites import InviteError, load_key, parse_code, revoke
 
     settings = _settings(data_dir, config)
-    directory = settings.resolved_data_dir()
-    _check_owner(directory)
+    directory = _owned_data_dir(settings)
     try:
         key = load_key(directory, create=False)
     except (OSError, InviteError) as exc:
@@ -368,6 +367,13 @@ def revoke_invite(
     typer.echo(f"Invite {invite.nonce} withdrawn: nobody can sign up with it any more "
                f"(a running server sees it at the next sign-up); accounts already made with "
                f"it stay." if new else f"Invite {invite.nonce} was already withdrawn.")
+
+
+def _owned_data_dir(settings: ServerConfig) -> Path:
+    """The data directory the settings name, refused unless this user owns it."""
+    directory = settings.resolved_data_dir()
+    _check_owner(directory)
+    return directory
 
 
 def _check_owner(directory: Path) -> None:
@@ -523,8 +529,7 @@ def backup(
     from cfm_server.backup import backup as make_backup
 
     settings = _settings(data_dir, config)
-    directory = settings.resolved_data_dir()
-    _check_owner(directory)
+    directory = _owned_data_dir(settings)
     try:
         summary = make_backup(directory, dest)
     except BackupError as exc:

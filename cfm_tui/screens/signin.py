@@ -106,7 +106,12 @@ class SignInScreen(Screen[None]):
         if field == "invite":
             self.show_invite()
         if field is not None:
-            self.query_one(f"#signin-{field}", Input).focus()
+            target = self.query_one(f"#signin-{field}", Input)
+            # At once, with the error (``focus()`` waits for the next loop turn: a key
+            # typed in between would go to another field), and again once the screen is
+            # mounted, since on_mount focuses its default field.
+            self.set_focus(target)
+            target.focus()
 
     def show_invite(self) -> None:
         """Reveal the invite code field (it stays for the rest of this screen)."""

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
+
 
 def make_config(tmp_path: Path, **overrides: Any) -> Any:
     from cfm_server.config import ServerConfig
@@ -44,6 +46,9 @@ async def server_factory(
 
     async def factory(**overrides: Any) -> Any:
         overrides.setdefault("data_dir", tmp_path / f"server{len(started)}")
+        # A port of this worker's own (not 0): tests restart servers on the same port,
+        # and an ephemeral one could be taken meanwhile by a parallel worker.
+        overrides.setdefault("port", free_port())
         server = Server(make_config(tmp_path, **overrides))
         await server.start()
         started.append(server)

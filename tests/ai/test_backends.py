@@ -6,6 +6,7 @@ import pytest
 
 from cfm_server.ai.backends import BackendError, OpenAIChatBackend, WorkersAIBackend
 from tests.ai.llm_stub import LLMStub
+from tests.ports import free_port
 
 MESSAGES = [
     {"role": "system", "content": "You are Jay."},
@@ -59,11 +60,7 @@ async def test_wrong_path_is_a_backend_error(llm: LLMStub) -> None:
 
 
 async def test_nobody_listening_is_a_backend_error(llm: LLMStub) -> None:
-    import socket
-
-    with socket.socket() as s:  # a port that was free a moment ago
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     backend = OpenAIChatBackend(f"http://127.0.0.1:{port}/v1", "m", timeout=2)
     try:
         with pytest.raises(BackendError, match="ConnectError"):

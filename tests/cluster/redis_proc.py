@@ -17,20 +17,15 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from pathlib import Path
+
+from tests.ports import free_port
 
 START_TIMEOUT = 15.0
 BINARY = shutil.which("redis-server")
 MISSING = ("redis-server is not installed (Debian: apt-get install redis-server; "
            "./run-tests installs it when it may)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisProcess:

@@ -21,6 +21,8 @@ import signal
 import sys
 from pathlib import Path
 
+from tests.ports import free_port
+
 URL_RE = re.compile(rb"listening on (ws://\S+)")
 START_TIMEOUT = 20.0
 
@@ -39,7 +41,7 @@ class ServerProcess:
         self.data_dir = Path(data_dir)
         self.args = args
         self.env = env or {}
-        self.port = 0
+        self.port = free_port()  # kept across restarts; see tests/ports.py
         self.url = ""
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cfm_common.client import Client
+from tests.ports import free_port
 from tests.sdk.conftest import Recorder
 from tests.sdk.test_echo_bot import ECHO_BOT, child_env, echoes, say_when_online
-from tests.sdk.test_reconnect import free_port
 
 
 async def test_the_echo_bot_waits_for_a_server_that_is_not_up_yet(

@@ -4,7 +4,6 @@ after a restart (close 1012)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
@@ -12,16 +11,11 @@ import pytest
 from cfm_common import client as client_module
 from cfm_common._backoff import Backoff
 from cfm_common.client import ClientError, ConnectionState
+from tests.ports import free_port
 from tests.sdk.conftest import Recorder
 from tests.wire import eventually
 
 LOBBY = "#lobby"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_connect_wait_keeps_trying_until_the_server_is_up(

@@ -4,7 +4,6 @@ store on disk, readiness; no `_created` noise; /metrics on an address of its own
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,9 @@ from websockets.exceptions import InvalidStatus
 
 from cfm_common import __version__
 from cfm_server.config import ConfigError, ServerConfig
+from tests.ports import free_port
 from tests.server.serve_proc import serve
 from tests.wire import WireClient, signed_in
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def scrape(url: str) -> httpx.Response:

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import re
 import shutil
-import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,10 @@ import httpx
 import pytest
 import trustme
 
+from tests.ports import free_port
 from tests.wire import WireClient, eventually
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start(*command: str, port: int) -> asyncio.subprocess.Process:

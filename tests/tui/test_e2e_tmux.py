@@ -7,7 +7,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,13 @@ import pytest
 
 from cfm_common.client import Client
 from cfm_common.frames import Msg
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 VENV_BIN = Path(sys.executable).parent
 CFM = VENV_BIN / "cfm"
 WAIT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_for_port(port: int, proc: subprocess.Popen) -> None:

@@ -84,7 +84,7 @@ class ConversationView(Vertical):
         self.state = state
         self.tz = tz
         self.loading_older = False
-        self._composed = False
+        self._mounted = False
         self._line_count = 0
         self._first_seq: int | None = None
 
@@ -118,14 +118,26 @@ class ConversationView(Vertical):
 
     def on_mount(self) -> None:
         # Not `is_mounted`: that only turns true after this handler has run.
-        self._composed = True
+        self._mounted = True
         self.show()
+
+    @property
+    def _composed(self) -> bool:
+        """This view and the widgets in its rows are in the DOM. The rows (Horizontal)
+        mount their own children after this view's Mount: under load they are not
+        there yet when on_mount runs."""
+        return self._mounted and bool(self.query(NewMessagesMarker)) and \
+            bool(self.query(".conv-typing")) and bool(self.query(Transcript)) and \
+            (not self.is_group or bool(self.query(".conv-members")))
 
     def show(self) -> None:
         """Render the room from the state (a no-op until the children exist)."""
         state, tz = self.state, self.tz
         conv = state.conversations.get(self.room)
-        if conv is None or not self._composed:
+        if conv is None or not self._mounted:
+            return
+        if not self._composed:
+            self.call_after_refresh(self.show)  # once the rows have their children
             return
         self.query_one(".conv-header", Static).update(render.conversation_header(self.room, state))
         lines = conv.lines()

@@ -85,6 +85,7 @@ class ConversationView(Vertical):
         self.tz = tz
         self.loading_older = False
         self._mounted = False
+        self.drawn = False  # show() has drawn the room at least once (tests wait on it)
         self._line_count = 0
         self._first_seq: int | None = None
 
@@ -154,6 +155,7 @@ class ConversationView(Vertical):
             self.query_one(".conv-members", Static).update(members)
         self.show_typing()
         self.show_new_marker()
+        self.drawn = True
 
     def show_new_marker(self) -> None:
         """How many messages came below while the reader is scrolled up."""

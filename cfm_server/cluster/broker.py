@@ -218,6 +218,12 @@ class Broker:
             return
         self._offer(keys.room_of_channel(channel), env.seq, env.epoch, env.origin, env.msg)
 
+    def offer(self, room: str, seq: int, epoch: str, origin: str, msg: bytes) -> None:
+        """Hand on an entry this node wrote to a subscribed room's log, as soon as Redis
+        numbered it (its published copy is then a duplicate). For callers that run their
+        own script on a room's keys, as the shared records do (state.py)."""
+        self._offer(room, seq, epoch, origin, msg)
+
     def _offer(self, room: str, seq: int, epoch: str, origin: str, msg: bytes) -> None:
         tracker = self._rooms.get(room)
         if tracker is None:

@@ -38,6 +38,18 @@ def room_of_channel(channel: bytes | str) -> str:
     return name[len(PREFIX) + 1 : -len("}:live")]
 
 
+# The shared records (users, contacts, memberships, read marks, invite uses) are logged
+# like a room's messages: ``state`` is the name of that log. Room names start with ``#``
+# or ``dm:``, so no room can take it. Its meta, log and live channel are the room keys
+# of that name (one slot: ``{state}``); the records themselves are one hash beside them.
+STATE = "state"
+
+
+def state_records() -> str:
+    """Hash record key → value: every shared record as it is now (the snapshot)."""
+    return f"{PREFIX}{{{STATE}}}:records"
+
+
 PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
 PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
 PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"  # "on <user>" / "off <user>"

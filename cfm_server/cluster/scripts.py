@@ -47,6 +47,7 @@ PRESENCE_BEAT = load("presence_beat")
 PRESENCE_REJOIN = load("presence_rejoin")
 LEASE_ACQUIRE = load("lease_acquire")
 LEASE_RELEASE = load("lease_release")
+STATE_CHANGE = load("state_change")
 
 
 def msg_parts(room: str, sender: str, text: str, ts: int, kind: str,

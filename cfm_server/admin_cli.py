@@ -584,6 +584,59 @@ def restore(
 # --- helpers ------------------------------------------------------------------------
 
 
+@app.command("migrate")
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="The Redis to copy into (redis://HOST:PORT/DB or rediss://…); it must hold no cfm data yet.")],  # noqa: E501
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Copy a stopped server's data (users, contacts, rooms, every message, read marks,
+    invite uses) into Redis, for cluster mode (docs/cluster.md)."""
+    import asyncio
+
+    from cfm_server.admin import database_path
+    from cfm_server.cluster.migrate import MigrateError
+    from cfm_server.cluster.migrate import migrate as copy_into
+    from cfm_server.store import StoreError
+    from cfm_server.store.sqlite import DataDirInUse, SqliteStore
+
+    if not to.startswith(("redis://", "rediss://", "unix://")):
+        raise _fail(f"--to takes a Redis URL such as redis://127.0.0.1:6379/0, not {to!r}")
+    settings = _settings(data_dir, config)
+    directory = _owned_data_dir(settings)
+    path = database_path(directory)
+    if not path.exists():
+        raise _fail(f"{directory} holds no cfm database ({path.name}): nothing to migrate")
+
+    async def run() -> Any:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            return await copy_into(store, to, data_dir=directory,
+                                   progress=lambda text: typer.echo(text))
+        finally:
+            await store.close()
+
+    try:
+        copied = asyncio.run(run())
+    except DataDirInUse as exc:
+        who = f"pid {exc.holder_pid}" if exc.holder_pid else "a server"
+        raise _fail(f"stop cfm serve first ({who} serves {directory})") from None
+    except (MigrateError, StoreError) as exc:
+        raise _fail(str(exc)) from None
+    for warning in copied.warnings:
+        typer.echo(f"cfm admin: warning: {warning}", err=True)
+    typer.echo(f"Copied {_full(directory)} into {to} (Redis {copied.redis_version}):\n"
+               f"  {_n(copied.users, 'user')}, {_n(copied.contacts, 'contact entry', 'contact entries')}, "  # noqa: E501
+               f"{_n(copied.memberships, 'membership')}, {_n(copied.reads, 'read mark')}, "
+               f"{_n(copied.invites, 'invite')}\n"
+               f"  {_n(copied.rooms, 'room')} with {_n(copied.messages, 'message')} "
+               f"(same seqs and epochs: clients resume without a gap)\n"
+               f"  invite key {'yes' if copied.invite_key else 'none (no invites made)'}, "
+               f"{_n(copied.ai_memories, 'AI memory', 'AI memories')}\n"
+               f"The data directory keeps all it held: cfm serve still starts on it.")
+
+
 def _full(path: Path) -> Path:
     """``path`` from the root, ``..`` folded (symlinks kept: it is the name typed)."""
     import os

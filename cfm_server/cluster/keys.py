@@ -50,6 +50,15 @@ def state_records() -> str:
     return f"{PREFIX}{{{STATE}}}:records"
 
 
+# What a single node keeps in its data dir and every node of a cluster needs.
+INVITE_KEY = f"{PREFIX}invite-key"  # string: the key that signs invite codes (invites.py)
+
+
+def ai_memory(persona: str) -> str:
+    """String: an AI persona's memory, the JSON of ``<data dir>/ai/<persona>.memory.json``."""
+    return f"{PREFIX}ai-memory:{persona}"
+
+
 PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
 PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
 PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"  # "on <user>" / "off <user>"

@@ -197,3 +197,28 @@ async def test_a_log_lost_under_a_running_node_is_reloaded_from_the_snapshot(
     await wait_until(lambda: a.state.records == {"u:new": b"2"}, "the reload at a")
     deleted = {c.key for c in a.changes if c.value is None}
     assert {"u:old", "m:#x:old"} <= deleted  # the hub is told what is gone
+
+
+def test_records_read_back_what_was_written_and_refuse_foreign_keys() -> None:
+    from cfm_server.cluster import records
+    from cfm_server.store.base import ContactRecord, UserRecord
+
+    alice = UserRecord("alice", "ab" * 32, "Alice", "at work", "busy", False, 1700000000000)
+    snapshot = {
+        records.user_key("alice"): records.user_value(alice),
+        records.contact_key("alice", "bob"): records.contact_value(
+            ContactRecord("alice", "bob", True, False)),
+        records.member_key("dm:alice:bob", "alice"): b"",  # a room name with colons
+        records.read_key("alice", "dm:alice:bob"): records.count_value(12),
+        records.invite_key("n0nce"): records.count_value(2),
+    }
+    parsed = records.parse(snapshot)
+    assert parsed.users == {"alice": alice}
+    assert parsed.contacts == [ContactRecord("alice", "bob", True, False)]
+    assert parsed.members == [("dm:alice:bob", "alice")]
+    assert parsed.reads == [("alice", "dm:alice:bob", 12)]
+    assert parsed.invite_uses == {"n0nce": 2}
+    for key, value in (("x:what", b""), ("u:bob", b"not msgpack \xc1"), ("r:alice", b"1"),
+                       ("i:n", b"many")):
+        with pytest.raises(ValueError, match="not one of cfm's"):
+            records.parse({key: value})

@@ -1,0 +1,190 @@
+"""Moving house: a stopped single-node server's data into an empty Redis.
+
+Everything the single-node store keeps is copied as cluster mode keeps it:
+
+- the shared records (users with their token hashes, contacts and blocks, lasting
+  memberships, read marks, invite uses) into the records hash (records.py), with an
+  empty log under a new epoch: a node loads the snapshot first, so nothing is missing;
+- the data dir's files every node needs: the key that signs invite codes (so codes
+  made before the move still work) and the AI personas' memories;
+- every room's messages into its stream under the same seqs, its meta with the same seq
+  and the **same epoch**, and the dedupe entries of (sender, client id): a client that
+  resumes after the move asks ``join{since}`` of the epoch it knew, gets no reset and
+  no gap, and a retry of a say made before the move is answered with the original ack.
+
+The frames are the bytes single-node would send (``encode_msg``), private blocking's
+``hidden`` mark included. Writes go out in pipelines of ``BATCH`` commands.
+
+Refused: a Redis that already holds cfm keys (the copy would merge two servers' data), or
+one older than 7.0. The data dir is only read.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from cfm_common.codec import encode_msg
+from cfm_server.cluster import keys, records
+from cfm_server.store.base import Store
+
+BATCH = 1000  # commands per pipeline
+PAGE = 1000  # messages read from the store at a time
+ORIGIN = "migrated"  # the origin tag of copied messages (no session sent them here)
+
+
+class MigrateError(Exception):
+    """The copy cannot be made; the message says why and what to do."""
+
+
+@dataclass(slots=True)
+class Copied:
+    users: int = 0
+    contacts: int = 0
+    memberships: int = 0
+    reads: int = 0
+    invites: int = 0
+    rooms: int = 0
+    messages: int = 0
+    invite_key: bool = False
+    ai_memories: int = 0
+    redis_version: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+async def check_target(client: Redis, url: str) -> tuple[str, list[str]]:
+    """Redis's version and what to warn about; MigrateError if it cannot take the copy."""
+    try:
+        info = await client.info("server")
+    except Exception as exc:  # connection refused, auth, wrong scheme...
+        raise MigrateError(f"cannot reach Redis at {url}: {exc}") from exc
+    version = str(info.get("redis_version", "0"))
+    if int(version.split(".")[0]) < 7:
+        raise MigrateError(f"Redis at {url} is {version}; cluster mode needs 7.0 or newer")
+    async for key in client.scan_iter(match=f"{keys.PREFIX}*", count=1000):
+        name = key.decode(errors="replace") if isinstance(key, bytes) else key
+        raise MigrateError(
+            f"Redis at {url} already holds cfm data (e.g. {name}): migrate into an empty "
+            "database, such as another database number (redis://HOST:PORT/1), or empty "
+            "this one first if it holds nothing you need")
+    warnings: list[str] = []
+    try:
+        config = await client.config_get("append*")
+    except Exception:
+        config = {}  # CONFIG is often disabled on managed Redis: nothing to say then
+    if config:
+        def setting(name: str) -> str:
+            value = config.get(name.encode(), config.get(name, b""))
+            return value.decode() if isinstance(value, bytes) else str(value)
+        if setting("appendonly") != "yes" or setting("appendfsync") != "always":
+            warnings.append(
+                f"Redis runs with appendonly={setting('appendonly')} "
+                f"appendfsync={setting('appendfsync')}: acknowledged messages survive a "
+                "crash of Redis only with appendonly yes and appendfsync always "
+                "(docs/cluster.md)")
+    return version, warnings
+
+
+class _Writer:
+    """Commands queued into pipelines of BATCH."""
+
+    def __init__(self, client: Redis) -> None:
+        self._pipe = client.pipeline(transaction=False)
+        self._queued = 0
+
+    async def add(self, *args: Any) -> None:
+        self._pipe.execute_command(*args)
+        self._queued += 1
+        if self._queued >= BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._queued:
+            await self._pipe.execute()
+            self._queued = 0
+
+
+async def migrate(store: Store, url: str, *, data_dir: Path | None = None,
+                  progress: Callable[[str], None] | None = None) -> Copied:
+    """Copy ``store`` (opened, and not served) and the files of ``data_dir`` that every
+    node needs into the Redis at ``url``."""
+    say = progress or (lambda _text: None)
+    client = Redis.from_url(url, decode_responses=False, socket_timeout=30,
+                            socket_connect_timeout=5)
+    try:
+        copied = Copied()
+        copied.redis_version, copied.warnings = await check_target(client, url)
+        writer = _Writer(client)
+        await _copy_records(store, writer, copied)
+        if data_dir is not None:
+            await _copy_files(data_dir, writer, copied)
+        say(f"{copied.users} users and their records copied; copying rooms…")
+        for room in store.load_rooms():
+            await _copy_room(store, writer, room.room, room.seq,
+                             room.epoch or secrets.token_hex(8), copied)
+        await writer.flush()
+        return copied
+    finally:
+        await client.aclose()
+
+
+async def _copy_records(store: Store, writer: _Writer, copied: Copied) -> None:
+    target = keys.state_records()
+    for user in store.load_users():
+        await writer.add("HSET", target, records.user_key(user.name), records.user_value(user))
+        copied.users += 1
+    for contact in store.load_contacts():
+        if contact.in_list or contact.blocked:
+            await writer.add("HSET", target, records.contact_key(contact.owner, contact.name),
+                             records.contact_value(contact))
+            copied.contacts += 1
+    for room, user in store.load_members():
+        await writer.add("HSET", target, records.member_key(room, user), b"")
+        copied.memberships += 1
+    for user, room, seq in store.load_reads():
+        await writer.add("HSET", target, records.read_key(user, room), records.count_value(seq))
+        copied.reads += 1
+    for nonce, used in store.load_invite_uses().items():
+        await writer.add("HSET", target, records.invite_key(nonce), records.count_value(used))
+        copied.invites += 1
+    # The log starts empty, under an epoch of its own: nodes load the snapshot first.
+    await writer.add("HSET", keys.room_meta(keys.STATE), "seq", 0,
+                     "epoch", secrets.token_hex(8))
+
+
+async def _copy_files(data_dir: Path, writer: _Writer, copied: Copied) -> None:
+    from cfm_server.ai.memory import memory_file
+    from cfm_server.invites import KEY_FILE
+
+    key_file = data_dir / KEY_FILE
+    if key_file.is_file():
+        await writer.add("SET", keys.INVITE_KEY, key_file.read_bytes())
+        copied.invite_key = True
+    suffix = memory_file(Path(), "x").name.removeprefix("x")  # ".memory.json"
+    for path in sorted((data_dir / "ai").glob(f"*{suffix}")):
+        await writer.add("SET", keys.ai_memory(path.name.removesuffix(suffix)), path.read_bytes())
+        copied.ai_memories += 1
+
+
+async def _copy_room(store: Store, writer: _Writer, room: str, seq: int, epoch: str,
+                     copied: Copied) -> None:
+    log_key, ids_key = keys.room_log(room), keys.room_ids(room)
+    after = 0
+    while True:
+        page = store.history_after(room, after, PAGE)
+        if not page:
+            break
+        for m in page:
+            await writer.add("XADD", log_key, f"{m.seq}-0", "m", encode_msg(m), "o", ORIGIN)
+            if m.id is not None:
+                await writer.add("HSET", ids_key, f"{m.sender}:{m.id}", f"{m.seq}:{m.ts}")
+            copied.messages += 1
+        after = page[-1].seq
+    # The same seq and epoch as single-node: resuming clients see neither gap nor reset.
+    await writer.add("HSET", keys.room_meta(room), "seq", max(seq, after), "epoch", epoch)
+    copied.rooms += 1

@@ -7,15 +7,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cfm_common import tokens
 from cfm_common._backoff import Backoff
-from cfm_common.client import ClientError, ConnectionState
+from cfm_common.client import Client, ClientError, ConnectionState
 from tests.faults.proxy import CuttingProxy
 from tests.ports import free_port
 from tests.sdk.conftest import Recorder
+from tests.sdk.test_echo_bot import ECHO_BOT, child_env, echoes, say_when_online, stop
 
 LOBBY = "#lobby"
 # A first wait of 15-30 s: a test that passes with it never waited for a back-off.
@@ -146,3 +151,23 @@ async def test_a_node_stopped_and_another_started_on_its_data_resumes_exactly(
                                          "bob away 2"])
     stored = await alice.history(LOBBY, limit=50)
     assert [m.seq for m in stored.msgs] == seqs  # the server stored each once too
+
+
+async def test_the_echo_bot_takes_a_comma_separated_list(server: Any, tmp_path: Path) -> None:
+    """examples/echo_bot.py passes its URL argument to Bot(...) as is: a dead node first
+    and the live one second work from the command line too."""
+    urls = f"{dead_url()},{server.url}"
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, str(ECHO_BOT), urls, env=child_env(tmp_path),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with Client(server.url, "alice", token_file=False) as alice:
+            events = Recorder(alice)
+            await say_when_online(alice, "two nodes", "echo")
+            await events.wait(lambda r: "two nodes" in echoes(r), timeout=30)
+    finally:
+        assert await stop(bot) == 0
+    # Its token went under the first URL, whichever node it signed in on.
+    first_key = tokens.server_key(urls.split(",")[0])
+    assert (tmp_path / "xdg-data" / "cfm" / "tokens" / first_key / "echo.token").exists()

@@ -36,6 +36,7 @@ from cfm_common import rules
 from cfm_common._commands import Command, CommandHandler, Router
 from cfm_common._handling import CURRENT, Handling, Progress, key_id, reply_id
 from cfm_common.client import Client, ClientError, Connected, ConnectionState, StateChanged
+from cfm_common.servers import Servers
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Bot:
 
     def __init__(
         self,
-        url: str,
+        url: Servers,
         name: str,
         *,
         display: str | None = None,

@@ -9,7 +9,9 @@ How the promises are kept:
 
 - One background task owns the connection: it reads frames, and when the connection
   drops it reconnects with jittered exponential back-off (:mod:`cfm_common._backoff`),
-  sends ``hello`` with the saved token and resumes. Close codes 4002/4003/4004 (and the
+  sends ``hello`` with the saved token and resumes. Given several URLs (the nodes of a
+  cluster, :mod:`cfm_common.servers`), it moves to the next one at once on a failure
+  and backs off only after a whole round of them failed. Close codes 4002/4003/4004 (and the
   matching hello errors) are final: the client goes CLOSED instead of looping.
 - Every room's messages pass through :class:`cfm_common._resume.Resume`, which hands
   them on in ``seq`` order exactly once, whether they come live, from a ``join`` replay,
@@ -34,6 +36,7 @@ import enum
 import logging
 import ssl as ssl_module
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,7 @@ from cfm_common._resume import Resume
 from cfm_common._sendqueue import Outgoing, SendQueue
 from cfm_common.errors import ProtocolError
 from cfm_common.rules import RATE_KIND
+from cfm_common.servers import ServerList, Servers, check_url, parse_servers, split_servers
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +121,21 @@ class ClientError(Exception):
     ``final`` is true for a ``connect_failed`` that trying again cannot mend (an
     ``http://`` URL, a path the server answers 404 for, a server that does not speak
     cfm): ``connect(wait=True)`` raises it at once instead of waiting.
+
+    ``by_url`` is set when connecting to several URLs failed: each URL tried and its own
+    error (``msg`` says them all in one line).
     """
 
     def __init__(
-        self, code: str, msg: str, retry_ms: int | None = None, *, final: bool = False
+        self, code: str, msg: str, retry_ms: int | None = None, *, final: bool = False,
+        by_url: Mapping[str, ClientError] | None = None,
     ) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = str(code)
         self.msg = msg
         self.retry_ms = retry_ms
         self.final = final
+        self.by_url: dict[str, ClientError] = dict(by_url or {})
 
     def __repr__(self) -> str:
         return f"ClientError({self.code!r}, {self.msg!r}, retry_ms={self.retry_ms!r})"
@@ -136,11 +145,28 @@ _END = object()
 
 
 def bad_url_message(url: str, exc: Exception) -> str:
-    scheme = url.split(":", 1)[0].lower()
-    if scheme in ("http", "https"):
-        fixed = ("wss" if scheme == "https" else "ws") + url[len(scheme):]
-        return f"{url} is a web address: a cfm server is reached with ws:// or wss:// ({fixed})"
+    if url.split(":", 1)[0].lower() in ("http", "https"):
+        return check_url(url) or str(exc)
     return f"bad server URL {url!r}: {exc} (want ws://host:port/ws or wss://…)"
+
+
+def round_error(errors: dict[str, ClientError]) -> ClientError:
+    """One error for a round of failed connects: the error itself for one URL, else
+    every URL's own words in one line (and ``by_url``), final only if each is."""
+    if len(errors) == 1:
+        return next(iter(errors.values()))
+    codes = {exc.code for exc in errors.values()}
+    code = codes.pop() if len(codes) == 1 else "connect_failed"
+    msg = f"none of the {len(errors)} servers answered: " + "; ".join(
+        exc.msg if url in exc.msg else f"{url}: {exc.msg}" for url, exc in errors.items())
+    retry = [exc.retry_ms for exc in errors.values() if exc.retry_ms is not None]
+    return ClientError(code, msg, min(retry) if retry else None,
+                       final=all(exc.final for exc in errors.values()), by_url=errors)
+
+
+def retryable(exc: ClientError) -> bool:
+    """What connect(wait=True) tries again."""
+    return exc.code in WAIT_RETRIES and not exc.final
 
 
 def status_message(url: str, status: int) -> str:
@@ -164,7 +190,7 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: Servers,
         name: str,
         *,
         token: str | None = None,
@@ -183,7 +209,10 @@ class Client:
         invite: str | None = None,
         manual_seen: bool = False,
     ) -> None:
-        self.url = url
+        # One URL is taken as given and checked when connecting (a ClientError, as it
+        # always was); several are checked here, so that a bad one is not skipped quietly.
+        several = not isinstance(url, str) or len(split_servers(url)) > 1
+        self._servers = ServerList(parse_servers(url) if several else (url,))
         # With a seen file: a message counts as seen when the program says so
         # (mark_seen), not when the iterator hands it over (Bot: when it is handled).
         self._manual_seen = manual_seen
@@ -206,11 +235,17 @@ class Client:
         if token_file is False:
             self._token_path: Path | None = None
         elif token_file is None or token_file is True:
-            self._token_path = tokens.default_token_file(url, name)
+            # Under the first URL: the same file whichever node we are on (tokens.py).
+            self._token_path = tokens.default_token_file(self.urls, name)
         else:
             self._token_path = Path(token_file)
         self._saved_token = tokens.read_token(self._token_path) if self._token_path else None
-        self._token = token if token is not None else self._saved_token
+        found = self._saved_token
+        if found is None and token_file in (None, True):
+            # The same cluster listed in another order before: its token is under another
+            # URL; the welcome then writes it under the first one.
+            found = tokens.read_any_token(self.urls[1:], name)
+        self._token = token if token is not None else found
 
         self._seen_path = Path(seen_file) if seen_file is not None else None
         saved = tokens.read_seen(self._seen_path) if self._seen_path else {}
@@ -247,6 +282,16 @@ class Client:
     # --- properties -----------------------------------------------------------------
 
     @property
+    def url(self) -> str:
+        """The server URL in use: the one connected to, or the next one to try."""
+        return self._servers.current
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every server URL given, in the order they are tried."""
+        return self._servers.urls
+
+    @property
     def name(self) -> str:
         """Our handle as the server spells it (lower-cased) once connected."""
         return self._welcome.name if self._welcome else self._name
@@ -280,27 +325,42 @@ class Client:
     async def connect(self, *, wait: bool = False) -> f.Welcome:
         """Connect and sign in; raises :class:`ClientError` if that fails.
 
-        With ``wait=True`` a server that cannot be reached yet (``connect_failed``) is
-        tried again with the reconnect back-off until it answers or :meth:`close` is
-        called; a refusal (``bad_token``, ``name_taken``…) still raises at once.
-        Afterwards a background task keeps the connection alive until :meth:`close`.
+        With several URLs each is tried in turn, at once, and this raises only when all
+        of them failed (the error names each). With ``wait=True`` servers that cannot be
+        reached yet (``connect_failed``) are tried again with the reconnect back-off until
+        one answers or :meth:`close` is called; a refusal (``bad_token``,
+        ``name_taken``…) still raises at once. Afterwards a background task keeps the
+        connection alive until :meth:`close`.
         """
         if self._task is not None or self._closed:
             raise RuntimeError("connect() may be called once per Client")
         self._set_state(ConnectionState.CONNECTING)
         try:
+            failures: dict[str, ClientError] = {}
             while True:
+                url = self.url
                 try:
                     ws, welcome = await self._open()
                     break
                 except ClientError as exc:
-                    # Not up yet, or up but unable to store a new account: try again.
-                    if not wait or exc.code not in WAIT_RETRIES or exc.final or self._closed:
+                    # A refusal of who we are: every node of the server says the same.
+                    if exc.code in FATAL_HELLO_ERRORS or self._closed:
                         raise
+                    failures[url] = exc
+                    if not self._servers.failed():
+                        log.info("%s: %s; trying %s", self._name, exc.msg, self.url)
+                        continue
+                    # Not up yet, or up but unable to store a new account: try again.
+                    again = any(retryable(e) for e in failures.values())
+                    error, failures = round_error(failures), {}
+                    if not wait or not again:
+                        if error is exc:
+                            raise
+                        raise error from exc
                     delay = self._backoff.next()
-                    log.warning("%s: %s; trying again in %.1f s", self._name, exc.msg, delay)
+                    log.warning("%s: %s; trying again in %.1f s", self._name, error.msg, delay)
                     self._set_state(ConnectionState.RECONNECTING, retry_in=delay,
-                                    reason=exc.msg)
+                                    reason=error.msg)
                     await self._nap(delay)
                     if self._closed:
                         raise ClientError("closed", "the client was closed while connecting") \
@@ -805,6 +865,7 @@ class Client:
             raise
 
     def _on_welcome(self, ws: Any, welcome: f.Welcome) -> None:
+        self._servers.succeeded()
         self._ws = ws
         self._welcome = welcome
         self._generation += 1
@@ -938,13 +999,19 @@ class Client:
         loop = asyncio.get_running_loop()
         short = self._backoff.capped(RESTART_CAP) if restarting else None
         short_until = loop.time() + RESTART_WINDOW
+        # The URL that dropped us counts as the round's first failure: with another URL
+        # left, that one is tried at once (a killed node costs a reconnect, not a wait).
+        round_over = self._servers.failed()
         while True:
-            if short is not None and loop.time() < short_until:
+            if not round_over:
+                delay = 0.0
+            elif short is not None and loop.time() < short_until:
                 delay = short.next()
             else:
                 delay = self._backoff.next()
             self._set_state(ConnectionState.RECONNECTING, retry_in=delay, reason=reason)
-            await self._nap(delay)
+            if delay:
+                await self._nap(delay)
             if self._closed:
                 return None
             if self._wake.is_set() and short is not None:
@@ -958,6 +1025,9 @@ class Client:
                     self._end(exc)
                     return None
                 reason = exc.msg
+                round_over = self._servers.failed()
+                if not round_over:
+                    log.info("%s: %s; trying %s", self.name, reason, self.url)
                 continue
             if self._closed:  # close() came while we were signing in
                 with contextlib.suppress(Exception):

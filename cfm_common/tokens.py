@@ -4,6 +4,12 @@ A token is a password: its file is written atomically with mode 0600 in a 0700
 directory. The default place is one file per server and handle under
 ``platformdirs.user_data_dir("cfm")``, so the same handle on two servers (or two handles
 on one server) never share a token.
+
+A server given as several URLs (the nodes of one cluster) is one server: its files are
+kept under its first URL (:func:`cfm_common.servers.primary`), whichever node the client
+is on, so a single URL keeps the place it always had and adding nodes after it moves
+nothing. A token not found there is looked for under the other URLs (the same cluster
+listed in another order before).
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cfm_common import rules
+from cfm_common.servers import Servers, primary
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +48,19 @@ def server_key(url: str) -> str:
     return _UNSAFE.sub("_", key)[:120]
 
 
-def default_token_file(url: str, name: str) -> Path:
-    return data_dir() / "tokens" / server_key(url) / f"{rules.normalize_name(name)}.token"
+def default_token_file(url: Servers, name: str) -> Path:
+    """Where the token of ``name`` on the server at ``url`` (one URL or several) lives."""
+    return data_dir() / "tokens" / server_key(primary(url)) / \
+        f"{rules.normalize_name(name)}.token"
+
+
+def read_any_token(urls: Iterable[str], name: str) -> str | None:
+    """The first token of ``name`` found in the default files of ``urls``, or None."""
+    for url in urls:
+        token = read_token(default_token_file(url, name))
+        if token is not None:
+            return token
+    return None
 
 
 def read_token(path: Path) -> str | None:

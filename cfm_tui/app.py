@@ -45,7 +45,7 @@ from cfm_tui.session import (
     connect_error,
     friendly_error,
     name_taken_text,
-    server_url,
+    server_urls,
     sign_in_refusal,
 )
 from cfm_tui.state import ChatState, Link, Notice, NoticeKind, Update
@@ -163,14 +163,16 @@ class ChatApp(App[None]):
 
     async def sign_in(self, form: SignInForm) -> SignInError | None:
         """Connect and show the main window; what went wrong if that failed."""
+        urls: list[str] = []
         if form.server:
-            try:  # "localhost:1863" means ws://localhost:1863/ws
-                form = replace(form, server=server_url(form.server))
+            try:  # "localhost:1863" means ws://localhost:1863/ws; commas: several nodes
+                urls = server_urls(form.server)
             except ValueError as exc:
                 return SignInError(str(exc), "server")
+            form = replace(form, server=",".join(urls))
         try:
-            if form.server:
-                url, token_file = form.server, None
+            if urls:
+                url, token_file = ",".join(urls), None
             else:
                 url = await self.embedded.start()
                 # The embedded server's port changes every run: keep its tokens by name.
@@ -184,7 +186,7 @@ class ChatApp(App[None]):
             return SignInError(f"Could not start the local server: {exc}")
         if self.options.token_file is not None:
             token_file = self.options.token_file
-        session = ChatSession(url, SignIn(form.name, form.display or None, form.status,
+        session = ChatSession(urls or url, SignIn(form.name, form.display or None, form.status,
                                           None, form.server, form.invite),
                               token_file=token_file)
         try:
@@ -205,7 +207,7 @@ class ChatApp(App[None]):
         same_account = (self.config.name, self.config.server) == (form.name, form.server)
         tabs = list(self.config.open_tabs) if same_account else []
         self._remember(form)
-        await self._show_main(server=form.server or "local server")
+        await self._show_main(server=session.url if form.server else "local server")
         self._pump_events()
         if tabs:
             self.run_worker(self._reopen_tabs(tabs), group="reopen", exit_on_error=False)
@@ -282,6 +284,9 @@ class ChatApp(App[None]):
         assert state is not None
         if isinstance(event, Connected):
             update = state.on_welcome(event.welcome)
+            session = self.session
+            if self.main is not None and session is not None and len(session.client.urls) > 1:
+                self.main.server = session.url  # of several nodes, the one we are on now
         elif isinstance(event, StateChanged):
             update = state.on_connection(event.state.value, event.retry_in, event.reason)
         else:

@@ -32,13 +32,31 @@ def parse_invite(value: str) -> str | None:
     return code or None
 
 
+def parse_servers(values: list[str] | None) -> str | None:
+    """``--server`` given once or more, each maybe several comma-separated addresses
+    (the nodes of one cluster): one comma-separated list of ``ws://`` URLs, or None
+    (not given, or blank: the last server used)."""
+    from cfm_tui.session import server_urls
+
+    given = [value for value in values or [] if value.strip()]
+    if not given:
+        return None
+    try:
+        urls = [url for value in given for url in server_urls(value)]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--server") from None
+    return ",".join(dict.fromkeys(urls))
+
+
 @app.callback(invoke_without_command=True)
 def chat(
     # Defaults and env vars are written as `cfm serve` writes them: "(default: …; env …)".
-    server: Annotated[str | None, typer.Option(
+    server: Annotated[list[str] | None, typer.Option(
         "--server", envvar="CFM_SERVER", show_envvar=False, metavar="URL",
-        help="A cfm server, ws://host:port/ws (host:port will do). (default: the last one "
-             "used, else a local server started inside this process; env CFM_SERVER)")] = None,
+        help="A cfm server, ws://host:port/ws (host:port will do). Several (the nodes of "
+             "one cluster), comma-separated or --server repeated, are tried in turn. "
+             "(default: the last one used, else a local server started inside this "
+             "process; env CFM_SERVER)")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", metavar="NAME",
         help="Your handle; given, the sign-in screen is skipped. (default: the sign-in "
@@ -71,5 +89,6 @@ def chat(
         raise typer.BadParameter(f"{name!r} is not a valid handle. {handle_refusal(name)}",
                                  param_hint="--name")
     code = parse_invite(invite) if invite is not None else None
-    raise typer.Exit(run_chat(server=server, name=name, status=chosen, display=display,
+    servers = parse_servers(server)
+    raise typer.Exit(run_chat(server=servers, name=name, status=chosen, display=display,
                               invite=code, token_file=token_file))

@@ -33,6 +33,7 @@ class ChatConfig:
     display: str | None = None
     status: str | None = None
     # The last server given with --server or on the sign-in screen; None: embedded.
+    # Several (the nodes of one cluster) are kept as one comma-separated string, in order.
     server: str | None = None
     idle_minutes: float = 10.0
     desktop_notifications: bool = False

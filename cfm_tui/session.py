@@ -56,8 +56,27 @@ def server_url(typed: str) -> str:
     return urlunsplit((scheme, netloc, path, parts.query, ""))
 
 
+def server_urls(typed: str) -> list[str]:
+    """One server address or several, comma-separated (the nodes of one cluster), each
+    completed by :func:`server_url`; a ValueError names an empty item or a bad one."""
+    items = [item.strip() for item in typed.split(",")]
+    if len(items) > 1 and not all(items):
+        raise ValueError(f"{typed.strip()!r} has an empty server between its commas: give "
+                         f"host:port or ws://host:port/ws, e.g. {EXAMPLE_URL},"
+                         f"ws://127.0.0.2:{DEFAULT_PORT}{WS_PATH}")
+    urls: list[str] = []
+    for item in items:
+        url = server_url(item)
+        if url not in urls:
+            urls.append(url)
+    return urls
+
+
 def connect_error(exc: ClientError, url: str) -> str:
-    """Why ``url`` could not be reached, and what to do about it."""
+    """Why ``url`` could not be reached, and what to do about it; for several URLs
+    (``exc.by_url``), why each could not."""
+    if exc.by_url:
+        return " ".join(connect_error(each, each_url) for each_url, each in exc.by_url.items())
     cause = exc.__cause__
     parts = urlsplit(url)
     if isinstance(cause, socket.gaierror):
@@ -153,8 +172,8 @@ class EmbeddedServer:
 class ChatSession:
     """One signed-in client; the app iterates ``client`` for events."""
 
-    def __init__(self, url: str, sign_in: SignIn, *, token_file: Path | None = None) -> None:
-        self.url = url
+    def __init__(self, url: str | list[str], sign_in: SignIn, *,
+                 token_file: Path | None = None) -> None:
         self.client = Client(
             url, sign_in.name,
             token_file=token_file,
@@ -164,6 +183,11 @@ class ChatSession:
             client_name=CLIENT_NAME,
             invite=sign_in.invite or None,
         )
+
+    @property
+    def url(self) -> str:
+        """The server URL in use (of several, the one connected to or tried next)."""
+        return self.client.url
 
     @property
     def me(self) -> str:

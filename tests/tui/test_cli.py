@@ -88,3 +88,36 @@ def test_switches_show_no_value_placeholder():
     result = CliRunner().invoke(app, ["serve", "--help"], terminal_width=120)
     assert "--no-ai" in result.output and "<bool>" not in result.output
     assert "<int>" in result.output  # options that take a value still say what
+
+
+def test_several_servers_repeated_or_comma_separated(monkeypatch):
+    seen: dict[str, object] = {}
+
+    def fake_run_chat(**kwargs: object) -> int:
+        seen.update(kwargs)
+        return 0
+
+    monkeypatch.setattr("cfm_tui.launch.run_chat", fake_run_chat)
+    monkeypatch.delenv("CFM_SERVER", raising=False)
+    runner = CliRunner()
+    both = "ws://a:1863/ws,ws://b:1/ws"
+    result = runner.invoke(app, ["chat", "--server", "a", "--server", "ws://b:1/ws"])
+    assert result.exit_code == 0, result.output
+    assert seen["server"] == both
+    result = runner.invoke(app, ["chat", "--server", "a, ws://b:1/ws"])
+    assert result.exit_code == 0 and seen["server"] == both
+    result = runner.invoke(app, ["chat"], env={"CFM_SERVER": "a,ws://b:1/ws"})
+    assert result.exit_code == 0 and seen["server"] == both
+    result = runner.invoke(app, ["chat"])
+    assert result.exit_code == 0 and seen["server"] is None  # the last one used
+
+
+@pytest.mark.parametrize(("given", "words"), [
+    (["--server", "a:1,,b:2"], "empty server"),
+    (["--server", "a:1", "--server", "ftp://b/ws"], "'ftp://b/ws' is not a server address"),
+])
+def test_a_bad_server_list_is_a_usage_error(monkeypatch, given, words):
+    monkeypatch.setattr("cfm_tui.launch.run_chat", lambda **kwargs: 0)
+    result = CliRunner().invoke(app, ["chat", *given])
+    assert result.exit_code == 2 and "--server" in result.output
+    assert words in " ".join(result.output.replace("│", " ").split())

@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 
 from cfm_common.client import ClientError
-from cfm_tui.session import connect_error, server_url
+from cfm_tui.session import connect_error, server_url, server_urls
 
 
 @pytest.mark.parametrize(("typed", "url"), [
@@ -136,3 +136,33 @@ async def test_wss_to_a_plain_server_says_the_tls_handshake_failed(server, tmp_p
         text = " ".join(plain(error).split())  # as wrapped: one line again
         assert f"Can't reach {tls_url}: the TLS handshake failed" in text, text
         assert f"the server may not use TLS, try {server.url}" in text, text
+
+
+@pytest.mark.parametrize(("typed", "urls"), [
+    ("localhost:1863", ["ws://localhost:1863/ws"]),
+    ("a:1, b:2", ["ws://a:1/ws", "ws://b:2/ws"]),
+    ("ws://a:1/ws,wss://b/ws,a:1", ["ws://a:1/ws", "wss://b/ws"]),  # a repeat counts once
+])
+def test_several_addresses_are_completed_each(typed, urls):
+    assert server_urls(typed) == urls
+
+
+@pytest.mark.parametrize(("typed", "words"), [
+    ("a:1,,b:2", "empty server between its commas"),
+    ("a:1,", "empty server between its commas"),
+    ("a:1,ftp://b/ws", "'ftp://b/ws' is not a server address"),
+])
+def test_a_bad_item_in_a_list_is_named(typed, words):
+    with pytest.raises(ValueError, match=words):
+        server_urls(typed)
+
+
+def test_when_several_fail_each_says_why():
+    first, second = "ws://127.0.0.1:9/ws", "ws://127.0.0.1:1863/chat"
+    refused = failure(ConnectionRefusedError(111, "Connect call failed"), first)
+    not_found = failure(InvalidStatus(Response(404, "Not Found", Headers())), second)
+    both = ClientError("connect_failed", "none of the 2 servers answered",
+                       by_url={first: refused, second: not_found})
+    text = connect_error(both, f"{first},{second}")
+    assert text.startswith(f"Nothing answers at {first}: is `cfm serve` running there? ")
+    assert "127.0.0.1:1863 answered HTTP 404" in text

@@ -51,7 +51,7 @@ _WAL_FRAME_HEADER_BYTES = 24
 class Checkpointer:
     """PASSIVE WAL checkpoints on a thread of their own (see CHECKPOINT_WAL_BYTES).
 
-    The store calls ``after_commit`` after each COMMIT; ``watch`` starts the timer that
+    Group commit calls ``after_commit`` after each COMMIT; ``watch`` starts the timer that
     looks every interval when nothing commits, ``stop`` ends both.
     """
 

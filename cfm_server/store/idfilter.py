@@ -1,8 +1,8 @@
 """Which (sender, client id) pairs the SQLite store may hold, answered from memory.
 
 Every ``say`` asks the store for its (sender, id) before storing it (a retry must get its
-original ack, also after a restart), and almost every answer is "no". A query per ``say``
-for that "no" was a measurable part of the hot path; a bitmap answers it without one.
+original ack, also after a restart), and almost every answer is "no": a bitmap gives that
+answer without a query (docs/performance.md, "Dedupe without a query per say").
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -99,7 +100,7 @@ class SqliteStore(SqliteReads, Store):
             self.path, interval_s=commit_interval_ms / 1000, checkpointer=self._checkpointer,
             # Not at open: a database that turns out corrupt while loading must be left
             # untouched.
-            before_first_write=lambda conn: mark_open(conn, self.path),
+            before_first_write=functools.partial(mark_open, path=self.path),
             on_rollback=self._room_seqs.clear, after_commit=after_commit)
 
     @property

@@ -74,7 +74,7 @@ def _open(data_dir: Path | None, config: Path | None, *,
     read beside a running server instead of asking for it to stop."""
     from cfm_server.admin import AdminError, open_database, read_database
     from cfm_server.store import StoreError
-    from cfm_server.store.sqlite import DataDirInUse
+    from cfm_server.store.lockfile import DataDirInUse
 
     settings = _settings(data_dir, config)
     directory = _owned_data_dir(settings)

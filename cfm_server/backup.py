@@ -113,13 +113,13 @@ def _last_registration(data_dir: Path) -> str:
 
 def _refuse_a_lost_wal(db: Path) -> None:
     """A database marked open by a server with no WAL beside it lost what the WAL held
-    (cfm serve refuses it: see cfm_server/store/sqlite.py, APP_ID_OPEN). The backup marks
+    (cfm serve refuses it: see cfm_server/store/sqlite_schema.py, APP_ID_OPEN). The backup marks
     its copy whole, so backing it up would pass the loss on without a word.
 
     Read from the file's header, before SQLite opens it (opening makes a WAL). A running
     server always has its WAL beside the file, so this never refuses a live directory.
     """
-    from cfm_server.store.sqlite import APP_ID_OPEN
+    from cfm_server.store.sqlite_schema import APP_ID_OPEN
 
     wal = db.with_name(db.name + "-wal")
     if wal.exists():
@@ -143,7 +143,7 @@ def _refuse_a_lost_wal(db: Path) -> None:
 
 def _copy_database(db: Path, target: Path) -> tuple[int, int, int]:
     """The online backup of ``db`` into ``target``: (users, messages, schema)."""
-    from cfm_server.store.sqlite import APP_ID_CLOSED
+    from cfm_server.store.sqlite_schema import APP_ID_CLOSED
 
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     os.close(fd)
@@ -222,7 +222,7 @@ def read_manifest(source: Path) -> Summary | None:
 def restore(source: Path, data_dir: Path) -> Summary:
     """Put the backup ``source`` (a ``cfm admin backup`` directory, or a bare database
     file known to be whole) in place as ``data_dir``, which must hold no database."""
-    from cfm_server.store.sqlite import APP_ID_CLOSED, SCHEMA_VERSION
+    from cfm_server.store.sqlite_schema import APP_ID_CLOSED, SCHEMA_VERSION
 
     source, data_dir = source.absolute(), data_dir.absolute()
     if source.is_dir():
@@ -281,7 +281,7 @@ def _check_copy(path: Path, newest_schema: int, closed: int) -> tuple[int, int, 
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise BackupError(f"the backup's database is damaged ({check})")
-        # A whole copy (see cfm_server/store/sqlite.py, APP_ID_OPEN).
+        # A whole copy (see cfm_server/store/sqlite_schema.py, APP_ID_OPEN).
         conn.execute(f"PRAGMA application_id = {closed}")
         users = conn.execute("SELECT count(*) FROM users").fetchone()[0]
         messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]

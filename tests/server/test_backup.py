@@ -230,7 +230,7 @@ async def test_an_idle_servers_wal_reaches_the_database_file_in_time(tmp_path: P
 async def test_an_upgrade_keeps_the_database_as_it_was_before_migrating(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from cfm_server.store.sqlite import MIGRATIONS, SCHEMA_VERSION
+    from cfm_server.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
     data = tmp_path / "data"
     data.mkdir(mode=0o700)

@@ -23,8 +23,7 @@ from cfm_common.codec import encode, encode_ack, encode_msg, to_map
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import Ack, History, Joined, Msg, RosterEntry, StoredMsg, check_text
 from cfm_server.server import GC_YOUNG_THRESHOLD, run_event_loop
-from cfm_server.store import SqliteStore, StoreError
-from cfm_server.store import sqlite as sqlite_module
+from cfm_server.store import SqliteStore, StoreError, checkpoint, idfilter
 from cfm_server.wsframe import frame_binary
 
 stored_msgs = st.builds(
@@ -74,7 +73,7 @@ async def test_every_stored_client_id_is_found_across_growth_and_reopen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A tiny filter, so that 400 ids make it grow (rebuild from the table) several times.
-    monkeypatch.setattr(sqlite_module._ClientIdFilter, "MIN_BITS", 64)
+    monkeypatch.setattr(idfilter.ClientIdFilter, "MIN_BITS", 64)
     path = tmp_path / "cfm.sqlite3"
     store = SqliteStore(path)
     await store.open()
@@ -129,8 +128,8 @@ async def test_a_running_server_collects_garbage_less_often(server) -> None:
 async def test_the_wal_is_checkpointed_on_a_thread_and_nothing_is_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "CHECKPOINT_WAL_BYTES", 64 * 1024)
-    monkeypatch.setattr(sqlite_module, "CHECKPOINT_POLL_S", 0.0)
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_POLL_S", 0.0)
     path = tmp_path / "cfm.sqlite3"
     store = SqliteStore(path)
     await store.open()
@@ -165,8 +164,8 @@ async def test_a_checkpoint_starts_on_the_unchecked_wal_not_on_the_wal_file_size
     # SQLite reuses the WAL file from its top after a full checkpoint and keeps its size:
     # judged by that size, every later poll started a checkpoint (and the loop paid for
     # each one's tail). Judged by the frames not yet copied, small writes start none.
-    monkeypatch.setattr(sqlite_module, "CHECKPOINT_WAL_BYTES", 64 * 1024)
-    monkeypatch.setattr(sqlite_module, "CHECKPOINT_POLL_S", 0.0)
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_POLL_S", 0.0)
     path = tmp_path / "cfm.sqlite3"
     store = SqliteStore(path)
     await store.open()
@@ -188,7 +187,7 @@ async def test_a_checkpoint_starts_on_the_unchecked_wal_not_on_the_wal_file_size
         unchecked = checkpointer.unchecked_wal_bytes()
         assert 0 < unchecked < wal_file // 8  # the file kept its size; its top is reused
         # A threshold the file's size is past but a few small COMMITs are not.
-        monkeypatch.setattr(sqlite_module, "CHECKPOINT_WAL_BYTES", wal_file // 2)
+        monkeypatch.setattr(checkpoint, "CHECKPOINT_WAL_BYTES", wal_file // 2)
         for _ in range(3):
             seq += 1
             await store.append(StoredMsg("#lobby", seq, "alice", "hi", seq, "text", None))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from cfm_common.frames import StoredMsg
 from cfm_server.store import Store
-from cfm_server.store.sqlite import MIGRATIONS, SqliteStore
+from cfm_server.store.sqlite import SqliteStore
+from cfm_server.store.sqlite_schema import MIGRATIONS
 
 ROOM = "dm:alice:bob"
 

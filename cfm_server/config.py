@@ -382,7 +382,12 @@ def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 # CFM_* variables read by something other than ServerConfig and AIConfig: cfm serve's
 # logging flags, and the clients (cfm chat, cfm bot) that may share the environment.
-OTHER_ENV = ("CFM_LOG_LEVEL", "CFM_LOG_FORMAT", "CFM_LOG_FILE", "CFM_SERVER", "CFM_INVITE")
+OTHER_ENV = ("CFM_LOG_LEVEL", "CFM_LOG_FORMAT", "CFM_LOG_FILE", "CFM_SERVER")
+# Looks like a setting, and is read by nothing on purpose: said so in words.
+NOT_READ_ENV = {
+    "CFM_INVITE": "cfm chat takes an invite code from --invite or its sign-in form only "
+                  "(a code left in the environment would spend a use at every sign-up)",
+}
 
 
 def known_env_names() -> list[str]:
@@ -402,6 +407,9 @@ def unknown_env_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
     known = known_env_names()
     warnings = []
     for key in sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known):
+        if key in NOT_READ_ENV:
+            warnings.append(f"the environment variable {key} is ignored: {NOT_READ_ENV[key]}")
+            continue
         close = difflib.get_close_matches(key, known, n=2, cutoff=0.75)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         warnings.append(f"the environment variable {key} is not a cfm setting{hint}; it "

@@ -499,7 +499,8 @@ class Server:
         if path == "/healthz":
             return _response(http.HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
         if path == "/readyz":
-            return self._readyz()
+            return self._readyz(self.config.metrics_public or
+                                is_loopback(self._client_ip(connection, request)))
         if path == "/metrics" and not self.config.metrics_listen and (
             self.config.metrics_public or is_loopback(self._client_ip(connection, request))
         ):
@@ -545,12 +546,15 @@ class Server:
             return free_space_problem(self.data_dir, self.config.min_free_mb)
         return None
 
-    def _readyz(self) -> Response:
+    def _readyz(self, say_why: bool) -> Response:
+        """The status for anyone (a load balancer needs only that); why, only to whom
+        may read /metrics: the reason names the data dir and the store's error."""
         why = self.not_ready()
         if why is None:
             return _response(http.HTTPStatus.OK, b"ready\n", "text/plain; charset=utf-8")
-        return _response(http.HTTPStatus.SERVICE_UNAVAILABLE,
-                         f"not ready: {why}\n".encode(), "text/plain; charset=utf-8")
+        body = f"not ready: {why}\n" if say_why else "not ready\n"
+        return _response(http.HTTPStatus.SERVICE_UNAVAILABLE, body.encode(),
+                         "text/plain; charset=utf-8")
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert self.hub is not None

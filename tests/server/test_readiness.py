@@ -16,9 +16,9 @@ from tests.faults.test_storage import fill, make_database, tmpfs
 from tests.wire import signed_in
 
 
-async def get(server: Any, path: str) -> httpx.Response:
+async def get(server: Any, path: str, **headers: str) -> httpx.Response:
     async with httpx.AsyncClient() as http:
-        return await http.get(server.http_url + path)
+        return await http.get(server.http_url + path, headers=headers)
 
 
 async def test_readyz_and_healthz_on_a_healthy_server(server_factory: Any) -> None:
@@ -85,8 +85,13 @@ async def test_readyz_reports_a_nearly_full_disk_before_writes_fail(
 ) -> None:
     data_dir = tmp_path / "small"
     with tmpfs(data_dir, "8m"):
-        server = await server_factory(data_dir=data_dir, min_free_mb=2)
+        server = await server_factory(data_dir=data_dir, min_free_mb=2,
+                                      trusted_proxies=["127.0.0.1"])
         assert (await get(server, "/readyz")).status_code == 200
         fill(data_dir)
         ready = await get(server, "/readyz")
         assert ready.status_code == 503 and "is full" in ready.text, ready.text
+        assert str(data_dir) in ready.text
+        # Someone out there (through the trusted proxy) gets the status, not the path.
+        public = await get(server, "/readyz", **{"X-Forwarded-For": "203.0.113.9"})
+        assert (public.status_code, public.text) == (503, "not ready\n")

@@ -37,8 +37,15 @@ def test_every_variable_cfm_reads_is_known() -> None:
     known = {"CFM_PORT": "1", "CFM_DATA_DIR": "x", "CFM_TRUSTED_PROXIES": "10.0.0.1",
              "CFM_AI_MODEL": "m", "CFM_AI_API_KEY": "k", "CFM_AI_ROOMS": "#lobby",
              "CFM_LOG_LEVEL": "info", "CFM_LOG_FILE": "f", "CFM_LOG_FORMAT": "json",
-             "CFM_SERVER": "ws://x", "CFM_INVITE": "code"}
+             "CFM_SERVER": "ws://x"}
     assert unknown_env_warnings(known) == []
+
+
+def test_cfm_invite_is_named_as_ignored_with_the_reason() -> None:
+    # cfm chat reads no invite from the environment (see cfm_tui/cli.py): say so, rather
+    # than let someone believe CFM_INVITE works.
+    [warning] = unknown_env_warnings({"CFM_INVITE": "code"})
+    assert "CFM_INVITE is ignored" in warning and "--invite" in warning
 
 
 def test_an_unknown_ai_key_gets_a_suggestion(tmp_path: Path) -> None:

@@ -12,9 +12,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cfm_common.bot import Bot
-    from cfm_common.client import Client, ClientError
+    from cfm_common.client import Client
+    from cfm_common.errors import (
+        CfmError,
+        ClientError,
+        ConnectCause,
+        ConnectFailed,
+        ConnectionClosed,
+        LocalRefusal,
+        ServerRefused,
+        TimedOut,
+    )
 
-__all__ = ["PROTOCOL_VERSION", "SUBPROTOCOL", "Bot", "Client", "ClientError", "__version__"]
+# The exception tree (cfm_common.errors), importable from the package too.
+_ERRORS = ("CfmError", "ClientError", "ConnectCause", "ConnectFailed", "ConnectionClosed",
+           "LocalRefusal", "ServerRefused", "TimedOut")
+__all__ = ["PROTOCOL_VERSION", "SUBPROTOCOL", "Bot", "Client", *_ERRORS, "__version__"]
 
 __version__ = "0.1.0"
 PROTOCOL_VERSION = 1
@@ -22,10 +35,14 @@ SUBPROTOCOL = "cfm.v1"
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Client", "ClientError"):
-        from cfm_common import client
+    if name == "Client":
+        from cfm_common.client import Client
 
-        return getattr(client, name)
+        return Client
+    if name in _ERRORS:
+        from cfm_common import errors
+
+        return getattr(errors, name)
     if name == "Bot":
         from cfm_common.bot import Bot
 

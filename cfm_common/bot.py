@@ -36,6 +36,7 @@ from cfm_common import rules
 from cfm_common._commands import Command, CommandHandler, Router
 from cfm_common._handling import CURRENT, Handling, Progress, key_id, reply_id
 from cfm_common.client import Client, ClientError, Connected, ConnectionState, StateChanged
+from cfm_common.errors import ConnectionClosed
 from cfm_common.servers import Servers
 
 log = logging.getLogger(__name__)
@@ -434,7 +435,7 @@ class Bot:
             batch = handling.sends[waited:]
             waited = len(handling.sends)
             for result in await asyncio.gather(*batch, return_exceptions=True):
-                if isinstance(result, ClientError) and result.code in ("closed", "disconnected"):
+                if isinstance(result, ConnectionClosed):
                     return False
                 if isinstance(result, asyncio.CancelledError):
                     return False

@@ -33,10 +33,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
 import logging
 import ssl as ssl_module
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,30 +48,32 @@ from cfm_common._handling import watch_send
 from cfm_common._pacing import Pacer
 from cfm_common._resume import Resume
 from cfm_common._sendqueue import Outgoing, SendQueue
-from cfm_common.errors import ProtocolError
+from cfm_common.errors import (
+    ClientError,
+    ConnectCause,
+    ConnectFailed,
+    ConnectionClosed,
+    LocalRefusal,
+    ProtocolError,
+    ServerRefused,
+    TimedOut,
+)
 from cfm_common.rules import RATE_KIND
 from cfm_common.servers import ServerList, Servers, check_url, parse_servers, split_servers
 
 log = logging.getLogger(__name__)
 
-# Close codes after which reconnecting cannot help: the server refused the identity.
-FATAL_CLOSES = frozenset({
-    rules.CloseCode.NAME_TAKEN, rules.CloseCode.BAD_TOKEN, rules.CloseCode.UNSUPPORTED_VERSION,
-})
-FATAL_HELLO_ERRORS = frozenset({
-    rules.ErrorCode.NAME_TAKEN, rules.ErrorCode.BAD_TOKEN, rules.ErrorCode.UNSUPPORTED_VERSION,
-    rules.ErrorCode.NAME_INVALID,
-    rules.ErrorCode.FORBIDDEN,  # a new handle refused: registration closed, or a bad invite
-})
-# What connect(wait=True) tries again; anything else (a refusal, an untrusted
-# certificate) needs a person.
-WAIT_RETRIES = frozenset({"connect_failed", rules.ErrorCode.INTERNAL})
+# ClientError and its kinds live in cfm_common.errors; imported from here they keep
+# working for code written before the tree.
+__all__ = [
+    "Client", "ClientError", "ConnectCause", "ConnectFailed", "Connected", "ConnectionClosed",
+    "ConnectionState", "Event", "LocalRefusal", "ServerRefused", "StateChanged", "TimedOut",
+]
 HISTORY_PAGE = rules.MAX_HISTORY_LIMIT
 # A connection that lived this long was a good one: the back-off starts again from 0.5 s.
 STABLE_AFTER = 10.0
 # After a 1012 close (the server is restarting) the back-off stops growing at 4 s for a
 # minute: a restart takes seconds, and 16 s waits after it would feel like an outage.
-RESTART_CLOSE = 1012
 RESTART_CAP = 4.0
 RESTART_WINDOW = 60.0
 # A server frame can hold a history page of 200 long messages; the server's own limit
@@ -114,33 +116,6 @@ class Connected:
 Event = Connected | StateChanged | f.ServerFrame
 
 
-class ClientError(Exception):
-    """A request failed: the server's ``error`` code, or ``timeout``, ``closed``,
-    ``connect_failed``, ``disconnected`` from the SDK itself.
-
-    ``final`` is true for a ``connect_failed`` that trying again cannot mend (an
-    ``http://`` URL, a path the server answers 404 for, a server that does not speak
-    cfm): ``connect(wait=True)`` raises it at once instead of waiting.
-
-    ``by_url`` is set when connecting to several URLs failed: each URL tried and its own
-    error (``msg`` says them all in one line).
-    """
-
-    def __init__(
-        self, code: str, msg: str, retry_ms: int | None = None, *, final: bool = False,
-        by_url: Mapping[str, ClientError] | None = None,
-    ) -> None:
-        super().__init__(f"{code}: {msg}")
-        self.code = str(code)
-        self.msg = msg
-        self.retry_ms = retry_ms
-        self.final = final
-        self.by_url: dict[str, ClientError] = dict(by_url or {})
-
-    def __repr__(self) -> str:
-        return f"ClientError({self.code!r}, {self.msg!r}, retry_ms={self.retry_ms!r})"
-
-
 _END = object()
 
 
@@ -152,21 +127,34 @@ def bad_url_message(url: str, exc: Exception) -> str:
 
 def round_error(errors: dict[str, ClientError]) -> ClientError:
     """One error for a round of failed connects: the error itself for one URL, else
-    every URL's own words in one line (and ``by_url``), final only if each is."""
+    every URL's own words in one line (and ``by_url``), final only if each is. All
+    refused alike: that refusal; otherwise a ConnectFailed (cause SEVERAL when the
+    causes differ)."""
     if len(errors) == 1:
         return next(iter(errors.values()))
-    codes = {exc.code for exc in errors.values()}
-    code = codes.pop() if len(codes) == 1 else "connect_failed"
     msg = f"none of the {len(errors)} servers answered: " + "; ".join(
         exc.msg if url in exc.msg else f"{url}: {exc.msg}" for url, exc in errors.items())
     retry = [exc.retry_ms for exc in errors.values() if exc.retry_ms is not None]
-    return ClientError(code, msg, min(retry) if retry else None,
-                       final=all(exc.final for exc in errors.values()), by_url=errors)
+    final = all(exc.final for exc in errors.values())
+    codes = {exc.code for exc in errors.values()}
+    if len(codes) == 1 and all(isinstance(exc, ServerRefused) for exc in errors.values()):
+        return ServerRefused(codes.pop(), msg, min(retry) if retry else None, final=final,
+                             by_url=errors)
+    causes = {exc.cause if isinstance(exc, ConnectFailed) else None for exc in errors.values()}
+    cause = causes.pop() if len(causes) == 1 else None
+    return ConnectFailed(cause or ConnectCause.SEVERAL, ", ".join(errors), msg, final=final,
+                         by_url=errors)
 
 
 def retryable(exc: ClientError) -> bool:
-    """What connect(wait=True) tries again."""
-    return exc.code in WAIT_RETRIES and not exc.final
+    """What connect(wait=True) tries again: a server not reached (but not one whose
+    certificate is untrusted), or one that could not store a new account (``internal``);
+    anything else needs a person."""
+    if exc.final:
+        return False
+    if isinstance(exc, ConnectFailed):
+        return exc.cause is not ConnectCause.CERTIFICATE
+    return isinstance(exc, ServerRefused) and exc.code == rules.ErrorCode.INTERNAL
 
 
 def status_message(url: str, status: int) -> str:
@@ -344,7 +332,8 @@ class Client:
                     break
                 except ClientError as exc:
                     # A refusal of who we are: every node of the server says the same.
-                    if exc.code in FATAL_HELLO_ERRORS or self._closed:
+                    if self._closed or (isinstance(exc, ServerRefused)
+                                        and exc.code in rules.FINAL_HELLO_REFUSALS):
                         raise
                     failures[url] = exc
                     if not self._servers.failed():
@@ -363,19 +352,19 @@ class Client:
                                     reason=error.msg)
                     await self._nap(delay)
                     if self._closed:
-                        raise ClientError("closed", "the client was closed while connecting") \
-                            from None
+                        raise ConnectionClosed("the client was closed while connecting",
+                                               by_client=True) from None
                     self._set_state(ConnectionState.CONNECTING)
         except ClientError as exc:
             if not self._closed:
                 self._end(exc)
             raise
         except BaseException:  # cancelled: this client will not connect any more
-            self._end(ClientError("closed", "connect() was cancelled"))
+            self._end(ConnectionClosed("connect() was cancelled", by_client=True))
             raise
         if self._closed:  # close() was called while we were signing in
             await ws.close()
-            raise ClientError("closed", "the client was closed while connecting")
+            raise ConnectionClosed("the client was closed while connecting", by_client=True)
         self._on_welcome(ws, welcome)
         self._task = asyncio.create_task(self._supervise(ws), name=f"cfm-client-{self.name}")
         return welcome
@@ -404,7 +393,7 @@ class Client:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 3)
-        self._fail_all(ClientError("closed", "the client was closed"))
+        self._fail_all(ConnectionClosed("the client was closed", by_client=True))
         self._save_seen()
         self._set_state(ConnectionState.CLOSED, reason="closed by the client")
         self._events.put_nowait(_END)
@@ -494,7 +483,7 @@ class Client:
         cancelling the call does not withdraw the message.
         """
         if text == "":
-            raise ClientError("bad_frame", "an empty message: say needs some text")
+            raise LocalRefusal(rules.ErrorCode.BAD_FRAME, "an empty message: say needs some text")
         frame = f.Say(text=text, id=id or uuid.uuid4().hex, room=room, to=to)
         return await self._send_tracked(frame, "say")
 
@@ -510,8 +499,9 @@ class Client:
             now = asyncio.get_running_loop().time()
             wait = self._sendq.pacer.nudge_wait(peer, now)
             if wait > 0:
-                raise ClientError("rate_limited", f"one nudge to {peer} at a time; wait a moment",
-                                  max(1, int(wait * 1000) + 1))
+                raise LocalRefusal(rules.ErrorCode.RATE_LIMITED,
+                                   f"one nudge to {peer} at a time; wait a moment",
+                                   max(1, int(wait * 1000) + 1))
             self._sendq.pacer.note_nudge(peer, now)
         return await self._send_tracked(frame, "nudge")
 
@@ -603,11 +593,11 @@ class Client:
         try:
             codec.frame_from_map(codec.to_map(frame), max_text=max_text)
         except ProtocolError as exc:
-            raise ClientError(exc.code.value, exc.msg) from None
+            raise LocalRefusal(exc.code, exc.msg) from None
 
     def _queue(self, frame: f.ClientFrame, kind: str, key: Any) -> Outgoing:
         if self._closed:
-            raise ClientError("closed", "the client is closed")
+            raise ConnectionClosed("the client is closed", by_client=True)
         self._check(frame)
         self._next_slot += 1
         slot = self._next_slot
@@ -619,6 +609,30 @@ class Client:
         if self._ready:
             self._write_entry(entry)
         return entry
+
+    def _connect_cause(self, exc: BaseException) -> ConnectCause:
+        """Which kind of failure a socket-level exception of connecting is."""
+        import socket
+
+        from websockets.exceptions import InvalidMessage
+
+        if isinstance(exc, socket.gaierror):
+            return ConnectCause.DNS
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectCause.REFUSED
+        # asyncio's create_connection tries every address; when all refuse it raises a
+        # plain OSError whose errno is ECONNREFUSED (no ConnectionRefusedError).
+        if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+            return ConnectCause.REFUSED
+        if isinstance(exc, TimeoutError):
+            return ConnectCause.TIMEOUT
+        if isinstance(exc, ssl_module.SSLError) or (
+                self.url.lower().startswith("wss:") and isinstance(
+                    exc, ConnectionResetError | EOFError)):
+            return ConnectCause.TLS
+        if isinstance(exc, InvalidMessage):  # no HTTP answer: TLS, or another protocol
+            return ConnectCause.NOT_CFM
+        return ConnectCause.NETWORK
 
     def _connect_failure(self, exc: BaseException) -> str:
         """Why connecting failed, never an empty string (a reset has no text of its own).
@@ -668,9 +682,7 @@ class Client:
                     else:
                         raise
         except TimeoutError:
-            raise ClientError(
-                "timeout", f"no answer to {frame.T} within {self.request_timeout:g} s"
-            ) from None
+            raise TimedOut(frame.T, self.request_timeout) from None
         finally:
             entry.future.cancel()  # answered (no-op), timed out or given up: withdrawn
 
@@ -799,7 +811,9 @@ class Client:
         """Open a WebSocket, send ``hello``, wait for ``welcome``; ClientError if not."""
         from websockets.asyncio.client import connect
         from websockets.exceptions import (
-            ConnectionClosed,
+            ConnectionClosed as WsClosed,
+        )
+        from websockets.exceptions import (
             InvalidHandshake,
             InvalidStatus,
             InvalidURI,
@@ -812,6 +826,7 @@ class Client:
             bot=True if self._bot else None, quiet=True if self._quiet else None,
             invite=self._invite if self._token is None else None,
         )
+        url = self.url
         tls: dict[str, Any] = {}
         if self._ssl is not None and self.url.lower().startswith("wss:"):
             tls["ssl"] = self._ssl
@@ -821,28 +836,31 @@ class Client:
                 open_timeout=self.request_timeout, close_timeout=3, **tls,
             )
         except InvalidURI as exc:
-            raise ClientError("connect_failed", bad_url_message(self.url, exc), final=True) \
-                from exc
+            raise ConnectFailed(ConnectCause.BAD_URL, url, bad_url_message(url, exc),
+                                detail=str(exc), final=True) from exc
         except InvalidStatus as exc:
             status = exc.response.status_code
-            raise ClientError("connect_failed", status_message(self.url, status),
-                              final=status_is_final(status)) from exc
+            raise ConnectFailed(ConnectCause.HTTP_STATUS, url, status_message(url, status),
+                                status=status, final=status_is_final(status)) from exc
         except NegotiationError as exc:
-            raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}"
-                              f" (is it a cfm server?): {exc}", final=True) from exc
+            raise ConnectFailed(ConnectCause.NOT_CFM, url, f"{url} does not speak {SUBPROTOCOL}"
+                                f" (is it a cfm server?): {exc}", detail=str(exc),
+                                final=True) from exc
         except ssl_module.SSLCertVerificationError as exc:
-            raise ClientError(
-                "bad_certificate",
-                f"cannot reach {self.url}: its TLS certificate is not trusted"
+            raise ConnectFailed(
+                ConnectCause.CERTIFICATE, url,
+                f"cannot reach {url}: its TLS certificate is not trusted"
                 f" ({exc.verify_message}); for a private CA set SSL_CERT_FILE to its PEM file",
+                detail=str(exc.verify_message),
             ) from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            raise ClientError("connect_failed",
-                              f"cannot reach {self.url}: {self._connect_failure(exc)}") from exc
+            raise ConnectFailed(self._connect_cause(exc), url,
+                                f"cannot reach {url}: {self._connect_failure(exc)}",
+                                detail=str(exc)) from exc
         try:
             if ws.subprotocol != SUBPROTOCOL:
-                raise ClientError("connect_failed", f"{self.url} does not speak {SUBPROTOCOL}"
-                                  " (is it a cfm server?)", final=True)
+                raise ConnectFailed(ConnectCause.NOT_CFM, url, f"{url} does not speak"
+                                    f" {SUBPROTOCOL} (is it a cfm server?)", final=True)
             await ws.send(codec.encode(hello))
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancel (close()) that comes in the turn the welcome arrives.
@@ -850,16 +868,24 @@ class Client:
                 data = await ws.recv()
             frame = codec.decode_server(data) if isinstance(data, bytes) else None
             if isinstance(frame, f.Error):
-                raise ClientError(frame.code, frame.msg, frame.retry_ms)
+                raise ServerRefused(frame.code, frame.msg, frame.retry_ms, ref=frame.ref)
             if not isinstance(frame, f.Welcome):
-                raise ClientError("connect_failed", "the server did not answer hello")
+                raise ConnectFailed(ConnectCause.NOT_CFM, url,
+                                    "the server did not answer hello")
             return ws, frame
         except ClientError:
             await ws.close()
             raise
-        except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as exc:
+        except TimeoutError as exc:
             await ws.close()
-            raise ClientError("connect_failed", f"sign-in to {self.url} failed: {exc!r}") from exc
+            raise ConnectFailed(ConnectCause.TIMEOUT, url,
+                                f"sign-in to {url} failed: no welcome in time") from exc
+        except (WsClosed, OSError, ProtocolError) as exc:
+            await ws.close()
+            cause = ConnectCause.NOT_CFM if isinstance(exc, ProtocolError) \
+                else ConnectCause.NETWORK
+            raise ConnectFailed(cause, url, f"sign-in to {url} failed: {exc!r}",
+                                detail=str(exc)) from exc
         except BaseException:  # cancelled mid-sign-in: drop the socket without waiting
             ws.transport.abort()
             raise
@@ -907,19 +933,20 @@ class Client:
                 lived = asyncio.get_running_loop().time() - self._connected_at
                 if lived >= STABLE_AFTER:
                     self._backoff.reset()
-                if code in FATAL_CLOSES or not self._reconnect:
+                if code in rules.FATAL_CLOSES or not self._reconnect:
                     log.warning("%s: connection closed for good (%s)", self.name, reason)
-                    self._end(ClientError("disconnected", reason))
+                    self._end(ConnectionClosed(reason, close_code=code))
                     return
                 log.info("%s: connection lost (%s); reconnecting", self.name, reason)
-                ws = await self._reconnect_loop(reason, restarting=code == RESTART_CLOSE)
+                restarting = code == rules.CloseCode.SERVICE_RESTART
+                ws = await self._reconnect_loop(reason, restarting=restarting)
                 if ws is None:
                     return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug of ours: say so, and do not hang the application
             log.exception("%s: the client task failed", self.name)
-            self._end(ClientError("internal", f"client task failed: {exc!r}"))
+            self._end(ConnectionClosed(f"client task failed: {exc!r}", code="internal"))
 
     def _end(self, exc: ClientError) -> None:
         self._closed = True
@@ -932,7 +959,7 @@ class Client:
 
     async def _serve(self, ws: Any) -> tuple[int | None, str]:
         """Read frames until the connection ends; its close code and a reason."""
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed as WsClosed
 
         writer = asyncio.create_task(self._write_loop(ws))
         try:
@@ -949,7 +976,7 @@ class Client:
                     self._on_frame(frame)
                 except Exception:  # one odd frame must not take the connection down
                     log.exception("%s: handling %s failed", self.name, frame.T)
-        except ConnectionClosed:
+        except WsClosed:
             pass
         finally:
             writer.cancel()
@@ -964,10 +991,10 @@ class Client:
     async def _write_loop(self, ws: Any) -> None:
         """Write what :meth:`_next_frame` lets out; sleep until a budget refills or
         something new is queued."""
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed as WsClosed
 
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(WsClosed):
             while True:
                 data, wait = self._next_frame(loop.time())
                 if data is not None:
@@ -1020,7 +1047,7 @@ class Client:
             try:
                 ws, welcome = await self._open()
             except ClientError as exc:
-                if exc.code in FATAL_HELLO_ERRORS:
+                if isinstance(exc, ServerRefused) and exc.code in rules.FINAL_HELLO_REFUSALS:
                     log.warning("%s: the server refused us: %s", self.name, exc)
                     self._end(exc)
                     return None
@@ -1091,7 +1118,7 @@ class Client:
             self._start_fill(ack.room, live=True)
 
     def _on_error(self, error: f.Error) -> None:
-        exc = ClientError(error.code, error.msg, error.retry_ms)
+        exc = ServerRefused(error.code, error.msg, error.retry_ms, ref=error.ref)
         ref = error.ref
         if exc.code == rules.ErrorCode.RATE_LIMITED:
             if ref is None:
@@ -1172,7 +1199,7 @@ class Client:
                     )
                 except ClientError as exc:
                     # Not caught up is not an option: messages wait behind this gap.
-                    if exc.code not in (rules.ErrorCode.RATE_LIMITED, "timeout"):
+                    if not isinstance(exc, TimedOut) and exc.code != rules.ErrorCode.RATE_LIMITED:
                         raise
                     log.info("%s: catching up on %s: %s; trying again", self.name, room, exc)
                     await asyncio.sleep((exc.retry_ms or 1000) / 1000)

@@ -11,6 +11,10 @@ import unicodedata
 from enum import IntEnum, StrEnum
 from typing import Final
 
+# Where a cfm server listens: its WebSocket path, and the port ``cfm serve`` takes.
+WS_PATH: Final = "/ws"
+DEFAULT_PORT: Final = 1863
+
 # --- handles -------------------------------------------------------------------------
 
 NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{1,23}")
@@ -316,6 +320,14 @@ FATAL_HELLO_ERRORS: Final = {
     ErrorCode.NAME_TAKEN: CloseCode.NAME_TAKEN,
     ErrorCode.BAD_TOKEN: CloseCode.BAD_TOKEN,
     ErrorCode.UNSUPPORTED_VERSION: CloseCode.UNSUPPORTED_VERSION,
+}
+# The close codes that refuse the identity: reconnecting cannot help.
+FATAL_CLOSES: Final = frozenset(FATAL_HELLO_ERRORS.values())
+# The answers to ``hello`` that no retry mends (every node of a server says the same):
+# the fatal ones above, a handle that breaks the rules, and ``forbidden`` (registration
+# closed, or a bad invite). A client stops instead of trying again.
+FINAL_HELLO_REFUSALS: Final = frozenset(FATAL_HELLO_ERRORS) | {
+    ErrorCode.NAME_INVALID, ErrorCode.FORBIDDEN,
 }
 
 

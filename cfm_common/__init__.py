@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 # The exception tree (cfm_common.errors), importable from the package too.
 _ERRORS = ("CfmError", "ClientError", "ConnectCause", "ConnectFailed", "ConnectionClosed",
            "LocalRefusal", "ServerRefused", "TimedOut")
-__all__ = ["PROTOCOL_VERSION", "SUBPROTOCOL", "Bot", "Client", *_ERRORS, "__version__"]
+__all__ = [
+    "PROTOCOL_VERSION", "SUBPROTOCOL", "Bot", "CfmError", "Client", "ClientError",
+    "ConnectCause", "ConnectFailed", "ConnectionClosed", "LocalRefusal", "ServerRefused",
+    "TimedOut", "__version__",
+]
 
 __version__ = "0.1.0"
 PROTOCOL_VERSION = 1

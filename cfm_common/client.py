@@ -631,7 +631,7 @@ class Client:
                     exc, ConnectionResetError | EOFError)):
             return ConnectCause.TLS
         if isinstance(exc, InvalidMessage):  # no HTTP answer: TLS, or another protocol
-            return ConnectCause.NOT_CFM
+            return ConnectCause.NO_HANDSHAKE
         return ConnectCause.NETWORK
 
     def _connect_failure(self, exc: BaseException) -> str:
@@ -837,26 +837,23 @@ class Client:
             )
         except InvalidURI as exc:
             raise ConnectFailed(ConnectCause.BAD_URL, url, bad_url_message(url, exc),
-                                detail=str(exc), final=True) from exc
+                                final=True) from exc
         except InvalidStatus as exc:
             status = exc.response.status_code
             raise ConnectFailed(ConnectCause.HTTP_STATUS, url, status_message(url, status),
                                 status=status, final=status_is_final(status)) from exc
         except NegotiationError as exc:
             raise ConnectFailed(ConnectCause.NOT_CFM, url, f"{url} does not speak {SUBPROTOCOL}"
-                                f" (is it a cfm server?): {exc}", detail=str(exc),
-                                final=True) from exc
+                                f" (is it a cfm server?): {exc}", final=True) from exc
         except ssl_module.SSLCertVerificationError as exc:
-            raise ConnectFailed(
-                ConnectCause.CERTIFICATE, url,
-                f"cannot reach {url}: its TLS certificate is not trusted"
-                f" ({exc.verify_message}); for a private CA set SSL_CERT_FILE to its PEM file",
-                detail=str(exc.verify_message),
-            ) from exc
+            reason = (f"its TLS certificate is not trusted ({exc.verify_message}); for a"
+                      " private CA set SSL_CERT_FILE to its PEM file")
+            raise ConnectFailed(ConnectCause.CERTIFICATE, url, f"cannot reach {url}: {reason}",
+                                detail=reason) from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            raise ConnectFailed(self._connect_cause(exc), url,
-                                f"cannot reach {url}: {self._connect_failure(exc)}",
-                                detail=str(exc)) from exc
+            reason = self._connect_failure(exc)
+            raise ConnectFailed(self._connect_cause(exc), url, f"cannot reach {url}: {reason}",
+                                detail=reason) from exc
         try:
             if ws.subprotocol != SUBPROTOCOL:
                 raise ConnectFailed(ConnectCause.NOT_CFM, url, f"{url} does not speak"
@@ -884,8 +881,7 @@ class Client:
             await ws.close()
             cause = ConnectCause.NOT_CFM if isinstance(exc, ProtocolError) \
                 else ConnectCause.NETWORK
-            raise ConnectFailed(cause, url, f"sign-in to {url} failed: {exc!r}",
-                                detail=str(exc)) from exc
+            raise ConnectFailed(cause, url, f"sign-in to {url} failed: {exc!r}") from exc
         except BaseException:  # cancelled mid-sign-in: drop the socket without waiting
             ws.transport.abort()
             raise

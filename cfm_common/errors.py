@@ -102,13 +102,15 @@ class ConnectCause(enum.StrEnum):
     TLS = "tls"  # the TLS handshake failed (a plain server behind wss://, say)
     CERTIFICATE = "certificate"  # the server's certificate is not trusted
     HTTP_STATUS = "http_status"  # an HTTP answer other than the upgrade: ``status``
-    NOT_CFM = "not_cfm"  # it answered, but not as a cfm server
+    NO_HANDSHAKE = "no_handshake"  # it answered, but not in HTTP: TLS, or another protocol
+    NOT_CFM = "not_cfm"  # a WebSocket server, but not a cfm one (no cfm.v1, no welcome)
     SEVERAL = "several"  # several URLs failed for different reasons: see ``by_url``
 
 
 class ConnectFailed(ClientError):
     """No session: ``cause`` says why, ``url`` where, ``status`` the HTTP status for
-    ``HTTP_STATUS``, ``detail`` the lower layer's own words (for people)."""
+    ``HTTP_STATUS``. ``msg`` is the whole sentence ("cannot reach URL: …"), ``detail``
+    its reason alone (the part after the URL), both for people."""
 
     def __init__(
         self, cause: ConnectCause, url: str, msg: str, *, status: int | None = None,

@@ -22,7 +22,8 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from cfm_common import rules
-from cfm_common.client import ClientError, Connected, StateChanged
+from cfm_common.client import Connected, StateChanged
+from cfm_common.errors import ClientError, ConnectFailed
 from cfm_common.frames import Msg
 from cfm_common.tokens import default_token_file
 from cfm_tui import export, render, slash
@@ -44,6 +45,7 @@ from cfm_tui.session import (
     SignIn,
     connect_error,
     friendly_error,
+    is_lookalike_refusal,
     name_taken_text,
     server_urls,
     sign_in_refusal,
@@ -191,13 +193,14 @@ class ChatApp(App[None]):
                               token_file=token_file)
         try:
             welcome = await session.connect()
+        except ConnectFailed as exc:
+            return SignInError(connect_error(exc, url), "server" if form.server else None)
         except ClientError as exc:
-            if exc.code == "connect_failed":
-                return SignInError(connect_error(exc, url), "server" if form.server else None)
-            if exc.code == "forbidden":  # registration: closed, or by invite
+            if exc.code == rules.ErrorCode.FORBIDDEN:  # registration: closed, or by invite
                 return SignInError(*sign_in_refusal(exc))
-            field = "name" if exc.code in ("name_taken", "bad_token", "name_invalid") else None
-            if exc.code == "name_taken" and "looks too much like" not in exc.msg:
+            field = "name" if exc.code in (rules.ErrorCode.NAME_TAKEN, rules.ErrorCode.BAD_TOKEN,
+                                           rules.ErrorCode.NAME_INVALID) else None
+            if exc.code == rules.ErrorCode.NAME_TAKEN and not is_lookalike_refusal(exc):
                 return SignInError(name_taken_text(
                     form.name, token_file or default_token_file(url, form.name)), field)
             return SignInError(friendly_error(exc, form.name), field)

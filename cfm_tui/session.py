@@ -8,23 +8,27 @@ sentence a person can read (:func:`friendly_error`).
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from websockets.exceptions import InvalidMessage
-
 from cfm_common import rules
-from cfm_common.client import Client, ClientError
+from cfm_common.client import Client
+from cfm_common.errors import (
+    ClientError,
+    ConnectCause,
+    ConnectFailed,
+    ConnectionClosed,
+    LocalRefusal,
+    TimedOut,
+)
+from cfm_common.rules import DEFAULT_PORT, WS_PATH
 from cfm_tui.sanitize import clean_line
 
 log = logging.getLogger(__name__)
 
 CLIENT_NAME = "cfm-chat/0.1"
-DEFAULT_PORT = 1863  # cfm serve's
-WS_PATH = "/ws"
 EXAMPLE_URL = f"ws://127.0.0.1:{DEFAULT_PORT}{WS_PATH}"
 
 
@@ -72,41 +76,38 @@ def server_urls(typed: str) -> list[str]:
     return urls
 
 
-def connect_error(exc: ClientError, url: str) -> str:
-    """Why ``url`` could not be reached, and what to do about it; for several URLs
-    (``exc.by_url``), why each could not."""
+def connect_error(exc: ClientError, url: str = "") -> str:
+    """Why the server could not be reached, and what to do about it; for several URLs
+    (``exc.by_url``), why each could not. Told from the error's kind and fields (the
+    SDK's words are shown, never read)."""
     if exc.by_url:
         return " ".join(connect_error(each, each_url) for each_url, each in exc.by_url.items())
-    cause = exc.__cause__
+    if not isinstance(exc, ConnectFailed):
+        return f"Can't reach the server: {exc.msg}"
+    url = exc.url or url
     parts = urlsplit(url)
-    if isinstance(cause, socket.gaierror):
+    cause = exc.cause
+    if cause is ConnectCause.DNS:
         return f"Can't find the host {parts.hostname!r}: check the server address."
-    if isinstance(cause, ConnectionRefusedError) or (
-            isinstance(cause, OSError) and "Connect call failed" in str(cause)):
+    if cause is ConnectCause.REFUSED:
         return f"Nothing answers at {url}: is `cfm serve` running there?"
-    status = getattr(getattr(cause, "response", None), "status_code", None)
-    if status == 429:  # the server's per-address cap: it is a cfm server, just busy
+    if cause is ConnectCause.HTTP_STATUS and exc.status == 429:
+        # The server's per-address cap: it is a cfm server, just busy.
         return (f"{parts.netloc} refused: too many connections from your address. Close "
                 "other cfm windows or bots on this machine, or try again in a moment.")
-    if status is not None:
+    if cause is ConnectCause.HTTP_STATUS:
         fixed = urlunsplit((parts.scheme, parts.netloc, WS_PATH, "", ""))
-        return (f"{parts.netloc} answered HTTP {status}, not a cfm chat: a cfm server "
+        return (f"{parts.netloc} answered HTTP {exc.status}, not a cfm chat: a cfm server "
                 f"listens at {WS_PATH}, e.g. {fixed}")
-    if isinstance(cause, InvalidMessage):  # no HTTP answer: TLS, or another protocol
+    if cause is ConnectCause.NO_HANDSHAKE:
         if parts.scheme == "ws":
             tls = urlunsplit(("wss", parts.netloc, parts.path, parts.query, ""))
             return f"{parts.netloc} answered, but not as a cfm server: if it uses TLS, try {tls}"
         return f"{parts.netloc} answered, but not as a cfm server: check the address."
-    if isinstance(cause, TimeoutError):
+    if cause is ConnectCause.TIMEOUT:
         return f"{url} did not answer in time: is it a cfm server?"
-    return reach_error(exc)
-
-
-def reach_error(exc: ClientError) -> str:
-    """The SDK's ``connect_failed`` in one sentence (its text starts "cannot reach URL:")."""
-    target, sep, reason = exc.msg.partition(": ")
-    if sep and target.startswith("cannot reach "):
-        return f"Can't reach {target.removeprefix('cannot reach ')}: {reason}"
+    if exc.detail:  # TLS, an untrusted certificate, a reset: the SDK's reason, as it is
+        return f"Can't reach {url}: {exc.detail}"
     return f"Can't reach the server: {exc.msg}"
 
 
@@ -230,6 +231,7 @@ def handle_refusal(name: str) -> str | None:
                 f"{HANDLE_RULE}")
     return HANDLE_RULE
 
+# What a refusal (the server's, or the SDK's before sending) means to a person, by code.
 ERROR_TEXT = {
     "name_taken": "The handle {name!r} is already taken on this server. Pick another one.",
     "bad_token": "The handle {name!r} belongs to someone else here: this computer has no "
@@ -242,9 +244,6 @@ ERROR_TEXT = {
     "not_member": "You are not in that room any more.",
     "forbidden": "That conversation is private.",
     "too_long": "That is too long for the server.",
-    "timeout": "The server did not answer in time.",
-    "closed": "You are signed out.",
-    "disconnected": "The connection to the server was closed.",
 }
 
 
@@ -281,11 +280,29 @@ def name_taken_text(name: str, token_file: Path) -> str:
             f"can make a new one: cfm admin reset-token {name}.")
 
 
+def is_lookalike_refusal(exc: ClientError) -> bool:
+    """A name refused for passing as one of the server's bots or a reserved one.
+
+    The one place the TUI reads the server's words: the protocol's ``error`` frame has
+    no field that tells this ``name_taken``/``forbidden`` from the others (a protocol
+    change, not the TUI's to make), and the advice differs (no token to look for).
+    """
+    return (exc.code == rules.ErrorCode.FORBIDDEN and "display name" in exc.msg) or \
+        (exc.code == rules.ErrorCode.NAME_TAKEN and "looks too much like" in exc.msg)
+
+
 def friendly_error(exc: ClientError, name: str = "") -> str:
-    if exc.code == "connect_failed":
-        return reach_error(exc)
-    if (exc.code == "forbidden" and "display name" in exc.msg) or \
-            (exc.code == "name_taken" and "looks too much like" in exc.msg):
+    """One sentence for a failed request, from the error's kind and code."""
+    if isinstance(exc, ConnectFailed):
+        return connect_error(exc)
+    if isinstance(exc, TimedOut):
+        return "The server did not answer in time."
+    if isinstance(exc, ConnectionClosed):
+        return "You are signed out." if exc.by_client else \
+            "The connection to the server was closed."
+    if isinstance(exc, LocalRefusal) and exc.code == rules.ErrorCode.RATE_LIMITED:
+        return "Wait a moment before sending that again."
+    if is_lookalike_refusal(exc):
         # A name that passes for one of the server's bots or a reserved one: the
         # server's words say which.
         text = clean_line(exc.msg)

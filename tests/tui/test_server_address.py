@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidStatus
-from websockets.http11 import Response
 
-from cfm_common.client import ClientError
+from cfm_common.errors import ClientError, ConnectCause, ConnectFailed
 from cfm_tui.session import connect_error, server_url, server_urls
 
 
@@ -38,61 +33,60 @@ def test_unusable_addresses_say_what_to_type(typed):
         server_url(typed)
 
 
-def failure(cause: BaseException, url: str) -> ClientError:
-    try:
-        try:
-            raise cause
-        except BaseException as exc:
-            raise ClientError("connect_failed", f"cannot reach {url}: {exc}") from exc
-    except ClientError as exc:
-        return exc
+def failure(cause: ConnectCause, url: str, *, status: int | None = None,
+            detail: str = "") -> ConnectFailed:
+    return ConnectFailed(cause, url, f"cannot reach {url}: {detail or cause}", status=status,
+                         detail=detail)
 
 
 def test_nothing_listening():
-    exc = failure(ConnectionRefusedError(111, "Connect call failed"), "ws://127.0.0.1:9/ws")
-    assert connect_error(exc, "ws://127.0.0.1:9/ws") == \
+    exc = failure(ConnectCause.REFUSED, "ws://127.0.0.1:9/ws")
+    assert connect_error(exc) == \
         "Nothing answers at ws://127.0.0.1:9/ws: is `cfm serve` running there?"
 
 
 def test_wrong_path():
-    response = Response(404, "Not Found", Headers())
-    exc = failure(InvalidStatus(response), "ws://127.0.0.1:1863/chat")
-    text = connect_error(exc, "ws://127.0.0.1:1863/chat")
+    exc = failure(ConnectCause.HTTP_STATUS, "ws://127.0.0.1:1863/chat", status=404)
+    text = connect_error(exc)
     assert "HTTP 404" in text and "ws://127.0.0.1:1863/ws" in text
 
 
 def test_too_many_connections_from_your_address():
-    response = Response(429, "Too Many Requests", Headers())
-    exc = failure(InvalidStatus(response), "ws://127.0.0.1:1863/ws")
-    text = connect_error(exc, "ws://127.0.0.1:1863/ws")
+    exc = failure(ConnectCause.HTTP_STATUS, "ws://127.0.0.1:1863/ws", status=429)
+    text = connect_error(exc)
     assert "too many connections from your address" in text and "not a cfm" not in text
 
 
 def test_unknown_host():
-    exc = failure(socket.gaierror(-2, "Name or service not known"), "ws://nowhere.invalid/ws")
-    assert "nowhere.invalid" in connect_error(exc, "ws://nowhere.invalid/ws")
-    assert "Can't find" in connect_error(exc, "ws://nowhere.invalid/ws")
+    exc = failure(ConnectCause.DNS, "ws://nowhere.invalid/ws")
+    assert "nowhere.invalid" in connect_error(exc)
+    assert "Can't find" in connect_error(exc)
 
 
 def test_other_failures_keep_the_sdks_words():
-    exc = ClientError("connect_failed", "ws://x/ws does not speak cfm.v1")
-    assert connect_error(exc, "ws://x/ws") == \
-        "Can't reach the server: ws://x/ws does not speak cfm.v1"
+    exc = ConnectFailed(ConnectCause.NOT_CFM, "ws://x/ws", "ws://x/ws does not speak cfm.v1")
+    assert connect_error(exc) == "Can't reach the server: ws://x/ws does not speak cfm.v1"
 
 
-def test_the_sdks_cannot_reach_is_not_said_twice():
-    exc = ClientError("connect_failed", "cannot reach ws://x:1/ws: connection reset")
-    assert connect_error(exc, "ws://x:1/ws") == "Can't reach ws://x:1/ws: connection reset"
+def test_the_sdks_reason_is_shown_once():
+    exc = failure(ConnectCause.NETWORK, "ws://x:1/ws", detail="connection reset")
+    assert connect_error(exc) == "Can't reach ws://x:1/ws: connection reset"
+
+
+def test_the_sentence_comes_from_the_cause_not_the_words():
+    """Words that look like another failure change nothing: the cause decides."""
+    exc = ConnectFailed(ConnectCause.REFUSED, "ws://h:1/ws", "HTTP 404 Name or service not known")
+    assert connect_error(exc).startswith("Nothing answers at ws://h:1/ws")
+    plain = ClientError("connect_failed", "cannot reach ws://h:1/ws: Connect call failed")
+    assert connect_error(plain) == f"Can't reach the server: {plain.msg}"
 
 
 def test_an_answer_that_is_not_http_suggests_tls():
-    from websockets.exceptions import InvalidMessage
-
-    exc = failure(InvalidMessage("did not receive a valid HTTP response"), "ws://h:1863/ws")
-    assert connect_error(exc, "ws://h:1863/ws") == \
+    exc = failure(ConnectCause.NO_HANDSHAKE, "ws://h:1863/ws")
+    assert connect_error(exc) == \
         "h:1863 answered, but not as a cfm server: if it uses TLS, try wss://h:1863/ws"
-    exc = failure(InvalidMessage("did not receive a valid HTTP response"), "wss://h:1863/ws")
-    assert "TLS" not in connect_error(exc, "wss://h:1863/ws")
+    exc = failure(ConnectCause.NO_HANDSHAKE, "wss://h:1863/ws")
+    assert "TLS" not in connect_error(exc)
 
 
 async def test_ws_to_a_tls_server_says_try_wss(server_factory, tmp_path, monkeypatch):
@@ -159,10 +153,11 @@ def test_a_bad_item_in_a_list_is_named(typed, words):
 
 def test_when_several_fail_each_says_why():
     first, second = "ws://127.0.0.1:9/ws", "ws://127.0.0.1:1863/chat"
-    refused = failure(ConnectionRefusedError(111, "Connect call failed"), first)
-    not_found = failure(InvalidStatus(Response(404, "Not Found", Headers())), second)
-    both = ClientError("connect_failed", "none of the 2 servers answered",
-                       by_url={first: refused, second: not_found})
+    refused = failure(ConnectCause.REFUSED, first)
+    not_found = failure(ConnectCause.HTTP_STATUS, second, status=404)
+    both = ConnectFailed(ConnectCause.SEVERAL, f"{first}, {second}",
+                         "none of the 2 servers answered",
+                         by_url={first: refused, second: not_found})
     text = connect_error(both, f"{first},{second}")
     assert text.startswith(f"Nothing answers at {first}: is `cfm serve` running there? ")
     assert "127.0.0.1:1863 answered HTTP 404" in text

@@ -37,6 +37,7 @@ from typing import Any
 
 from cfm_common.client import Client
 from cfm_common.frames import Msg
+from cfm_common.rules import CloseCode
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -82,7 +83,7 @@ class TestServer:
     async def restart(self) -> None:
         """Stop (close 1012, "restarting": clients come back within seconds) and start
         again on the same port and data directory."""
-        await self.stop(close_code=1012)
+        await self.stop(close_code=CloseCode.SERVICE_RESTART)
         await self.start()
 
     async def client(self, name: str, **options: Any) -> Client:

@@ -27,7 +27,7 @@ USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "us
                    "user_presence")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
-SHUTDOWN_CODES = (1001, 1012)
+SHUTDOWN_CODES = (rules.CloseCode.GOING_AWAY, rules.CloseCode.SERVICE_RESTART)
 
 
 class ConfigError(ValueError):
@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 class ServerConfig:
     # --- where ---------------------------------------------------------------------
     host: str = "127.0.0.1"
-    port: int = 1863
+    port: int = rules.DEFAULT_PORT
     data_dir: Path | None = None  # None: platformdirs.user_data_dir("cfm")
     store: str = "sqlite"  # "sqlite" | "memory"
     sqlite_synchronous: str = "normal"
@@ -79,7 +79,8 @@ class ServerConfig:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 3.0
-    shutdown_close_code: int = 1012  # 1012 restart (reconnect), 1001 going away
+    # 1012 restart (clients reconnect), or 1001 going away
+    shutdown_close_code: int = rules.CloseCode.SERVICE_RESTART
 
     # --- abuse -----------------------------------------------------------------------
     rate_limits: bool = True  # False lifts the token buckets and the per-IP cap

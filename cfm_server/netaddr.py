@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
+from cfm_common.rules import WS_PATH  # re-exported: server.py takes it from here
 from cfm_server.config import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -88,7 +89,6 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
-WS_PATH = "/ws"
 _LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 

@@ -14,10 +14,12 @@ from typing import Annotated, Any
 
 import typer
 
+from cfm_common.rules import DEFAULT_PORT, WS_PATH
+
 app = typer.Typer(help="Run bots (AI contacts) against a cfm server.", no_args_is_help=True,
                   add_completion=False)
 
-DEFAULT_SERVER = "ws://127.0.0.1:1863/ws"
+DEFAULT_SERVER = f"ws://127.0.0.1:{DEFAULT_PORT}{WS_PATH}"
 EXIT_CONFIG = 2
 
 

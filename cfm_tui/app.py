@@ -29,6 +29,7 @@ from cfm_common.tokens import default_token_file
 from cfm_tui import export, render, slash
 from cfm_tui.commands import ChatCommands
 from cfm_tui.config import ChatConfig, data_dir
+from cfm_tui.embedded import EmbeddedServer, EmbeddedServerBusy
 from cfm_tui.emoticons import replace_emoticons
 from cfm_tui.idle import IdleTracker
 from cfm_tui.keys import read_esc_digit_as_alt_digit
@@ -40,8 +41,6 @@ from cfm_tui.screens.main import MainScreen
 from cfm_tui.screens.signin import SignInError, SignInForm, SignInScreen
 from cfm_tui.session import (
     ChatSession,
-    EmbeddedServer,
-    EmbeddedServerBusy,
     SignIn,
     connect_error,
     friendly_error,

@@ -17,7 +17,7 @@ import msgpack
 from cfm_bench.peer import Peer, Stats
 
 if TYPE_CHECKING:
-    from cfm_bench.runner import BenchOptions
+    from cfm_bench.options import BenchOptions
     from cfm_bench.scenarios import Scenario
     from cfm_bench.target import ServerWatch, Target
 

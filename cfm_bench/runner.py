@@ -14,11 +14,11 @@ import multiprocessing
 import os
 import secrets
 import time
-from dataclasses import dataclass, replace
 from typing import Any
 
 from cfm_bench.histogram import Histogram
-from cfm_bench.scenarios import SCENARIOS, Scenario
+from cfm_bench.options import BenchOptions  # re-exported: callers import it from here
+from cfm_bench.scenarios import Scenario
 from cfm_bench.target import ServerWatch, Target
 from cfm_bench.worker import DEFAULT_WINDOW, WorkerSpec, raise_nofile, worker_main
 
@@ -31,37 +31,6 @@ CPU_WAIT_WARN = 0.1
 # that queueing in socket buffers does not turn into seconds of latency.
 IN_FLIGHT = 1024
 PORTS_PER_SOURCE = 8_000  # connections per 127.0.0.x source address, well under the range
-
-
-@dataclass
-class BenchOptions:
-    scenario: str = "fanout"
-    clients: int | None = None
-    rooms: int | None = None
-    publishers: int | None = None  # per room
-    rate: float | None = None  # total says/s; 0: max; None: the scenario's
-    duration: float | None = None
-    warmup: float = 1.0
-    size: int = 32
-    procs: int | None = None
-    window: int | None = None  # says in flight per publisher; None: share IN_FLIGHT
-    messages: int = 10_000  # replay
-    presence: int = 100  # bigroom: presence changes
-    room: str = "#lobby"  # bigroom
-    quiet: bool = False  # bigroom: the clients opt in to the big-room extension
-    sources: int | None = None
-
-    def shape(self) -> Scenario:
-        base = SCENARIOS[self.scenario]
-        rate = base.rate if self.rate is None else (self.rate or None)
-        return replace(
-            base,
-            clients=self.clients or base.clients,
-            rooms=self.rooms or base.rooms,
-            publishers=base.publishers if self.publishers is None else self.publishers,
-            rate=rate,
-            duration=self.duration or base.duration,
-        )
 
 
 def load_average() -> list[float]:

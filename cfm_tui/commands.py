@@ -13,7 +13,7 @@ from textual.command import DiscoveryHit, Hit, Provider
 from textual.content import Content
 
 if TYPE_CHECKING:
-    from cfm_tui.app import ChatApp
+    from cfm_tui.actions import ChatActions
 
 MATCH_STYLE = "bold underline"
 
@@ -36,7 +36,7 @@ def _highlight(title: str, query: str) -> Content:
 
 class ChatCommands(Provider):
     def _commands(self):  # type: ignore[no-untyped-def]
-        app: ChatApp = self.app  # type: ignore[assignment]
+        app: ChatActions = self.app  # type: ignore[assignment]
         return app.palette_commands() if hasattr(app, "palette_commands") else []
 
     async def discover(self) -> AsyncGenerator[DiscoveryHit, None]:

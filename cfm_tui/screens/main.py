@@ -35,7 +35,7 @@ from cfm_tui.widgets.footer import ChatFooter
 from cfm_tui.widgets.me_header import MeHeader
 
 if TYPE_CHECKING:
-    from cfm_tui.app import ChatApp
+    from cfm_tui.actions import ChatActions
 
 NARROW_BELOW = 100
 # A shake: window offsets (x, y) in cells, one step per SHAKE_STEP_S.
@@ -89,7 +89,7 @@ class MainScreen(Screen[None]):
         self._next_pane = 0
 
     @property
-    def chat_app(self) -> ChatApp:
+    def chat_app(self) -> ChatActions:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:

@@ -266,6 +266,7 @@ class Client:
         self._wake = asyncio.Event()  # cuts a back-off wait short (reconnect_now, close)
         self._page_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._closed = False
+        self._ended: ClientError | None = None  # why the client ended, if not by close()
 
     # --- properties -----------------------------------------------------------------
 
@@ -597,6 +598,11 @@ class Client:
 
     def _queue(self, frame: f.ClientFrame, kind: str, key: Any) -> Outgoing:
         if self._closed:
+            end = self._ended
+            if isinstance(end, ConnectionClosed) and not end.by_client:
+                # Ended by the server: later calls carry its close code too.
+                raise ConnectionClosed(f"the client is closed: {end.msg}",
+                                       close_code=end.close_code, code="closed")
             raise ConnectionClosed("the client is closed", by_client=True)
         self._check(frame)
         self._next_slot += 1
@@ -840,7 +846,9 @@ class Client:
                                 final=True) from exc
         except InvalidStatus as exc:
             status = exc.response.status_code
-            raise ConnectFailed(ConnectCause.HTTP_STATUS, url, status_message(url, status),
+            # 400/426: what a WebSocket server answers to a subprotocol it lacks.
+            cause = ConnectCause.NOT_CFM if status in (400, 426) else ConnectCause.HTTP_STATUS
+            raise ConnectFailed(cause, url, status_message(url, status),
                                 status=status, final=status_is_final(status)) from exc
         except NegotiationError as exc:
             raise ConnectFailed(ConnectCause.NOT_CFM, url, f"{url} does not speak {SUBPROTOCOL}"
@@ -946,6 +954,7 @@ class Client:
 
     def _end(self, exc: ClientError) -> None:
         self._closed = True
+        self._ended = exc
         self._ready = False
         self._ws = None
         self._fail_all(exc)

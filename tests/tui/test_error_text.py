@@ -1,0 +1,41 @@
+"""The TUI's sentences for failures come from the error's kind and fields: the SDK's and
+the server's words are shown at most, never read to choose the sentence."""
+
+from __future__ import annotations
+
+from cfm_common.errors import (
+    ConnectCause,
+    ConnectFailed,
+    ConnectionClosed,
+    LocalRefusal,
+    ServerRefused,
+    TimedOut,
+)
+from cfm_common.rules import CloseCode, ErrorCode
+from cfm_tui.session import friendly_error
+
+# Words that name other failures: a reader of text would be misled by them.
+MISLEADING = "timeout: closed connect_failed no such user HTTP 404"
+
+
+def test_each_kind_has_its_sentence() -> None:
+    assert friendly_error(TimedOut("join", 10)) == "The server did not answer in time."
+    assert friendly_error(ConnectionClosed(MISLEADING, by_client=True)) == "You are signed out."
+    assert friendly_error(ConnectionClosed(MISLEADING, close_code=CloseCode.BAD_TOKEN)) == \
+        "The connection to the server was closed."
+    refused = ConnectFailed(ConnectCause.REFUSED, "ws://h:1/ws", MISLEADING)
+    assert friendly_error(refused).startswith("Nothing answers at ws://h:1/ws")
+
+
+def test_a_refusal_is_told_by_its_code() -> None:
+    assert friendly_error(ServerRefused(ErrorCode.NO_SUCH_USER, MISLEADING), "bob") == \
+        "There is no user called 'bob' on this server."
+    assert friendly_error(LocalRefusal(ErrorCode.TOO_LONG, MISLEADING)) == \
+        "That is too long for the server."
+    assert friendly_error(LocalRefusal(ErrorCode.RATE_LIMITED, MISLEADING, 500)) == \
+        "Wait a moment before sending that again."
+
+
+def test_an_unknown_code_shows_the_servers_words() -> None:
+    newer = ServerRefused("from_the_future", "try the new client")
+    assert friendly_error(newer) == "try the new client"

@@ -18,12 +18,19 @@ from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
+from cfm_server.store import UserRecord
 
 
 def psm_seen(psm: str, status: str) -> str:
     """A user who looks offline shows no personal message (as in MSN): otherwise an
     invisible user's, or a blocker's, new psm would give them away."""
     return "" if status == Status.OFFLINE else psm
+
+
+def _view(record: UserRecord, status: str) -> tuple[str, ...]:
+    if status == Status.OFFLINE:
+        return (status,)
+    return (record.display, status, record.psm, str(record.bot))
 
 
 class PresenceHandler:
@@ -43,11 +50,7 @@ class PresenceHandler:
 
     def view(self, user: User) -> tuple[str, ...]:
         """What watchers see of the user; while it looks offline, nothing else shows."""
-        status = user.status_for(None)
-        if status == Status.OFFLINE:
-            return (status,)
-        record = user.record
-        return (record.display, status, record.psm, str(record.bot))
+        return _view(user.record, user.status_for(None))
 
     def frame(self, user: User, status: str) -> bytes:
         """The ``presence`` frame of ``user`` showing ``status``."""
@@ -166,7 +169,7 @@ class PresenceHandler:
             self.broadcast(user, own=False)
             return
         record = user.record
-        seen = (record.display, rules.public_status(record.status), record.psm, str(record.bot))
+        seen = _view(record, rules.public_status(record.status))  # as it was until now
         handle = asyncio.get_running_loop().call_later(grace, self._gone_offline, user.name)
         self.going_offline[user.name] = (handle, seen)
 

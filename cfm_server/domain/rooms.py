@@ -35,6 +35,14 @@ from cfm_server.state import Room, User
 DEFAULT_MEMBERS_PAGE = 100  # a ``members`` request without a limit
 
 
+def _own_dm(user: User, room_name: str) -> tuple[str, str]:
+    """The two names of a DM room of ``user``'s; anyone else's is ``forbidden``."""
+    pair = rules.dm_members(room_name)
+    if pair is None or user.name not in pair:
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"{room_name} is not your conversation")
+    return pair
+
+
 class RoomHandler:
     def __init__(self, world: World, delivery: Delivery, presence: PresenceHandler) -> None:
         self.world = world
@@ -45,10 +53,7 @@ class RoomHandler:
 
     def check_dm_access(self, user: User, room_name: str) -> User:
         """The other user of a DM room that ``user`` may touch; raises otherwise."""
-        pair = rules.dm_members(room_name)
-        assert pair is not None
-        if user.name not in pair:
-            raise ProtocolError(ErrorCode.FORBIDDEN, f"{room_name} is not your conversation")
+        pair = _own_dm(user, room_name)
         other_name = pair[1] if pair[0] == user.name else pair[0]
         other = self.world.users.get(other_name)
         if other is None:
@@ -58,9 +63,7 @@ class RoomHandler:
     def readable_room(self, user: User, room_name: str) -> Room:
         """The room whose history, read marks or members ``user`` may ask for."""
         if room_name.startswith(rules.DM_PREFIX):
-            pair = rules.dm_members(room_name)
-            if pair is None or user.name not in pair:
-                raise ProtocolError(ErrorCode.FORBIDDEN, f"{room_name} is not your conversation")
+            _own_dm(user, room_name)
         room = self.world.rooms.get(room_name)
         if room is None:
             raise ProtocolError(ErrorCode.NO_SUCH_ROOM, f"no room {room_name}")

@@ -1,10 +1,11 @@
-"""The hub: the one owner of users, sessions, rooms, presence and contacts.
+"""The hub: what sessions and the server call, over the rules in ``cfm_server.domain``.
 
-A thin facade over ``cfm_server.domain`` (one module per domain, see its docstring):
-sessions hand it decoded frames (``Hub.handle``), and the server signs sessions in
-and out, loads the state and provisions its bots through it. Handlers answer with
-frames sent through the session (never awaited: see ``session.py``) or raise
-``ProtocolError`` for the session to turn into an ``error`` frame.
+A thin facade that wires the domain's handlers together (one module per domain, see
+the package's docstring): sessions hand it decoded frames (``Hub.handle``, a handler per
+frame type), and the server signs sessions in and out, loads the live state and
+provisions its bots through it. Handlers answer with frames queued on the session
+(never awaited: see ``session.py``) or raise ``ProtocolError`` for the session to turn
+into an ``error`` frame.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The domain modules decide what is said and to whom (the rules); this module puts the
 bytes on the sessions, each frame framed once for all of its recipients, and counts
 them. It also knows who watches a user's presence, since that is a routing question
-(contact-list owners, and the loud sessions of the user's group rooms).
+(contact-list owners, and the loud sessions of the user's group rooms). What goes back
+to the session that asked (an answer, an ``ack``, an error) is queued on it directly.
 
 Single node: the recipients are the local sessions in ``World``. A cluster broker
 plugs in here: ``to_room`` and ``to_user`` publish to the nodes with sessions of the

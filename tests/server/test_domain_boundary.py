@@ -1,7 +1,9 @@
-"""The domain modules speak to connections only through ``ports.Connection``.
+"""The domain's seams: connections only through ``ports.Connection``, durable writes only
+through ``writes.Writes``.
 
-They never import the session, the server or the WebSocket library (so a cluster node
-can drive the same rules), and ``Session`` has every member the protocol names.
+The domain modules never import the session, the server or the WebSocket library (so a
+cluster node can drive the same rules), ``Session`` has every member the protocol names,
+and no module but ``writes`` calls a write method of the store.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from cfm_server.session import Session
 
 DOMAIN = Path(__file__).resolve().parents[2] / "cfm_server" / "domain"
 FORBIDDEN = ("cfm_server.session", "cfm_server.server", "cfm_server.wsconn", "websockets")
+STORE_WRITES = frozenset({"append", "put_user", "put_room", "add_member", "remove_member",
+                          "put_contact", "set_read", "put_invite_use", "delete_before"})
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -52,3 +56,24 @@ def test_session_has_every_member_of_the_connection_protocol() -> None:
     missing = {name for name in members
                if name not in Session.__slots__ and not hasattr(Session, name)}
     assert not missing, f"Session lacks {sorted(missing)}"
+
+
+def store_writes(path: Path) -> list[str]:
+    """Calls of a store write method on something named ``store`` (``x.store.put_user``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in STORE_WRITES:
+            receiver = node.func.value
+            name = receiver.attr if isinstance(receiver, ast.Attribute) else \
+                receiver.id if isinstance(receiver, ast.Name) else ""
+            if name in ("store", "_store"):
+                found.append(f"line {node.lineno}: {name}.{node.func.attr}")
+    return found
+
+
+def test_only_writes_calls_the_store_s_write_methods() -> None:
+    assert store_writes(DOMAIN / "writes.py"), "the check finds nothing: it is broken"
+    others = {p.name: store_writes(p) for p in MODULES if p.name != "writes.py"}
+    others["hub.py"] = store_writes(DOMAIN.parent / "hub.py")
+    assert not {name: calls for name, calls in others.items() if calls}

@@ -229,13 +229,19 @@ class MessageHandler:
         world = self.world
         limit = frame.limit or world.config.history_limit
         budget = world.config.answer_page_bytes
+        # Committed messages only (see RoomHandler.join): the store's reads also see
+        # writes whose commit is still to come, and may yet fail.
+        top = room.durable_seq
         if frame.after is not None:
             msgs = world.store.history_after(room.name, frame.after, limit + 1)
+            if msgs and msgs[-1].seq > top:
+                msgs = [m for m in msgs if m.seq <= top]
             more = len(msgs) > limit
             del msgs[limit:]
             kept = first_within(msgs, stored_msg_size, budget) if msgs else msgs
         else:
-            msgs = world.store.history_before(room.name, frame.before, limit + 1)
+            before = top + 1 if frame.before is None else min(frame.before, top + 1)
+            msgs = world.store.history_before(room.name, before, limit + 1)
             more = len(msgs) > limit
             del msgs[: max(0, len(msgs) - limit)]  # the extra one is the oldest
             kept = last_within(msgs, stored_msg_size, budget) if msgs else msgs
@@ -247,7 +253,7 @@ class MessageHandler:
         world = self.world
         user = world.user_of(session)
         room = self.rooms.readable_room(user, frame.room)
-        seq = min(frame.seq, room.seq)
+        seq = min(frame.seq, room.durable_seq)  # nobody was shown more
         if seq <= user.reads.get(room.name, 0):
             return  # read marks only move forward
         user.reads[room.name] = seq

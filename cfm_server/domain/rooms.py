@@ -102,10 +102,15 @@ class RoomHandler:
         if frame.epoch is not None and frame.epoch != room.epoch:
             since, reset = 0, True
         config = world.config
+        # Up to the last message whose commit completed, never further: one still being
+        # committed reaches this session by the fan-out of its commit (the session is a
+        # member now), and one whose commit fails (a full disk, a SIGKILL) must never
+        # have been shown, since its seq goes to the next message.
+        top = room.durable_seq
         more = None
         if since is not None:
-            # Seqs are gapless: the messages after ``since`` are since+1 .. room.seq.
-            more = room.seq - since > config.replay_limit
+            # Seqs are gapless: the messages after ``since`` are since+1 .. top.
+            more = top - since > config.replay_limit
         members_limit = frame.members_limit
 
         def joined() -> bytes:
@@ -113,15 +118,15 @@ class RoomHandler:
             # milliseconds, spent only for a reader that reads.
             members, count = self._join_roster(room, user, members_limit)
             world.metrics.count_out("joined")
-            return encode(Joined(room.name, room.seq, room.epoch, members, more, reset, count))
+            return encode(Joined(room.name, top, room.epoch, members, more, reset, count))
 
-        if since is None or since >= room.seq:
+        if since is None or since >= top:
             session.answer(one_page(joined))
             return
         # The replay is produced page by page as the reader drains, never queued whole.
         session.answer(itertools.chain(
             one_page(joined),
-            replay_pages(world.store, room.name, since, room.seq, config.replay_limit,
+            replay_pages(world.store, room.name, since, top, config.replay_limit,
                          config.answer_page_bytes, world.metrics,
                          seen_as=lambda msgs: as_seen_by(user, room, msgs))))
 

@@ -209,7 +209,9 @@ class SignInHandler:
         rooms = []
         for room_name in sorted(user.rooms):
             room = self.world.rooms[room_name]
-            rooms.append(RoomState(room_name, room.seq, user.reads.get(room_name, 0), room.epoch))
+            # The last committed seq (see RoomHandler.join): one in flight comes by fan-out.
+            rooms.append(RoomState(room_name, room.durable_seq, user.reads.get(room_name, 0),
+                                   room.epoch))
         entry = self.presence.roster_entry
         contacts = tuple(
             entry(contact.name, user.name, blocked=contact.blocked)

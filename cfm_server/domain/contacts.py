@@ -6,6 +6,7 @@ Blocking is private: the blocked user is not told, just sees the blocker go offl
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from cfm_common import rules
@@ -60,7 +61,12 @@ class ContactHandler:
                                           "presence")
         entry = self.presence.roster_entry(name, user.name, blocked=user.has_blocked(name))
         echo = Contact(op.value, **_entry_keys(entry))
-        self.delivery.to_user(user, encode(echo), "contact")
+        if frame.id is None:
+            self.delivery.to_user(user, encode(echo), "contact")
+        else:  # the asking session's copy carries the request's id (request ids)
+            session.send(encode(dataclasses.replace(echo, ref=frame.id)))
+            world.metrics.count_out("contact")
+            self.delivery.to_user(user, encode(echo), "contact", skip=session)
         if op is ContactOp.ADD and newly_added and not target.has_blocked(user.name):
             mine = self.presence.roster_entry(user.name, name)
             notice = Contact(ContactOp.ADDED_YOU.value, **_entry_keys(mine))

@@ -247,7 +247,7 @@ class MessageHandler:
             kept = last_within(msgs, stored_msg_size, budget) if msgs else msgs
         world.metrics.count_out("history")
         shown = as_seen_by(user, room, kept)
-        return History(room.name, tuple(shown), more or len(kept) < len(msgs))
+        return History(room.name, tuple(shown), more or len(kept) < len(msgs), ref=frame.id)
 
     def read(self, session: Connection, frame: MarkRead) -> None:
         world = self.world

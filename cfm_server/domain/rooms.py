@@ -118,7 +118,8 @@ class RoomHandler:
             # milliseconds, spent only for a reader that reads.
             members, count = self._join_roster(room, user, members_limit)
             world.metrics.count_out("joined")
-            return encode(Joined(room.name, top, room.epoch, members, more, reset, count))
+            return encode(Joined(room.name, top, room.epoch, members, more, reset, count,
+                                 ref=frame.id))
 
         if since is None or since >= top:
             session.answer(one_page(joined))
@@ -167,7 +168,12 @@ class RoomHandler:
         user.rooms.discard(room.name)
         room.loud.difference_update(user.sessions)
         world.writes.remove_member(room.name, user.name)
-        self.delivery.to_user(user, encode(Left(room.name)), "left")
+        if frame.id is None:
+            self.delivery.to_user(user, encode(Left(room.name)), "left")
+        else:  # the asking session's copy carries the request's id (request ids)
+            session.send(encode(Left(room.name, ref=frame.id)))
+            world.metrics.count_out("left")
+            self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
         self.delivery.to_sessions(self._member_audience(room, user), data, "member")
 
@@ -183,6 +189,6 @@ class RoomHandler:
         entries = [self.presence.roster_entry(name, user.name) for name in names]
         kept = first_within(entries, roster_entry_size, world.config.answer_page_bytes)
         more = more or len(kept) < len(entries)
-        page = MembersPage(room.name, tuple(kept), more)
+        page = MembersPage(room.name, tuple(kept), more, ref=frame.id)
         world.metrics.count_out(page.T)
         session.answer(one_page(lambda: encode(page)))

@@ -77,18 +77,7 @@ class ContactHandler:
     ) -> None:
         """Set ``user``'s contact entry for ``name`` (none when neither listed nor blocked)."""
         record = ContactRecord(user.name, name, in_list, blocked)
-        if in_list or blocked:
-            user.contacts[name] = record
-        else:
-            user.contacts.pop(name, None)
-        listed_by = self.world.listed_by
-        owners = listed_by.setdefault(name, set())
-        if in_list:
-            owners.add(user.name)
-        else:
-            owners.discard(user.name)
-            if not owners:
-                del listed_by[name]
+        self.world.set_contact(record)
         self.world.writes.put_contact(record)
 
 

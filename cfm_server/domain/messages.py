@@ -254,9 +254,8 @@ class MessageHandler:
         user = world.user_of(session)
         room = self.rooms.readable_room(user, frame.room)
         seq = min(frame.seq, room.durable_seq)  # nobody was shown more
-        if seq <= user.reads.get(room.name, 0):
-            return  # read marks only move forward
-        user.reads[room.name] = seq
+        if not world.move_read_mark(user, room.name, seq):
+            return
         world.writes.set_read(user.name, room.name, seq)
         data = encode(Read(room.name, user.name, seq))
         self.delivery.to_user(user, data, "read", skip=session)

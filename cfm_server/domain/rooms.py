@@ -72,8 +72,7 @@ class RoomHandler:
         return room
 
     def add_member(self, room: Room, user: User) -> None:
-        room.add_member(user.name)
-        user.rooms.add(room.name)
+        self.world.add_membership(room, user)
         self.world.writes.add_member(room.name, user.name)
 
     # --- join, leave, members ------------------------------------------------------------
@@ -89,7 +88,6 @@ class RoomHandler:
                 room = world.create_room(frame.room)
             if user.name not in room.members:
                 self.add_member(room, user)
-                room.loud.update(s for s in user.sessions if not s.quiet)
                 data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
                 self.delivery.to_sessions(self._member_audience(room, user), data, "member",
                                           skip=session)
@@ -164,9 +162,7 @@ class RoomHandler:
         room = world.rooms.get(frame.room)
         if room is None or user.name not in room.members:
             raise ProtocolError(ErrorCode.NOT_MEMBER, f"you are not in {frame.room}")
-        room.remove_member(user.name)
-        user.rooms.discard(room.name)
-        room.loud.difference_update(user.sessions)
+        world.end_membership(room, user)
         world.writes.remove_member(room.name, user.name)
         if frame.id is None:
             self.delivery.to_user(user, encode(Left(room.name)), "left")

@@ -10,6 +10,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
@@ -20,9 +21,19 @@ from cfm_server.domain.ports import Connection
 from cfm_server.domain.writes import Writes
 from cfm_server.metrics import Metrics
 from cfm_server.state import Room, User
-from cfm_server.store import RoomRecord, Store, UserRecord
+from cfm_server.store import ContactRecord, RoomRecord, Store, UserRecord
 
 log = logging.getLogger(__name__)
+
+
+class Snapshot(Protocol):
+    """What ``World.load`` reads: the store's start-up snapshot, or a cluster node's."""
+
+    def load_users(self) -> Iterable[UserRecord]: ...
+    def load_rooms(self) -> Iterable[RoomRecord]: ...
+    def load_members(self) -> Iterable[tuple[str, str]]: ...
+    def load_contacts(self) -> Iterable[ContactRecord]: ...
+    def load_reads(self) -> Iterable[tuple[str, str, int]]: ...
 
 
 def now_ms() -> int:
@@ -34,10 +45,11 @@ def new_epoch() -> str:
 
 
 class World:
-    def __init__(self, config: ServerConfig, store: Store, metrics: Metrics) -> None:
+    def __init__(self, config: ServerConfig, store: Store, metrics: Metrics,
+                 writes: Writes | None = None) -> None:
         self.config = config
         self.store = store  # reads; writes go through ``writes``
-        self.writes = Writes(store)
+        self.writes = writes if writes is not None else Writes(store)
         self.metrics = metrics
         self.users: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}
@@ -63,11 +75,50 @@ class World:
         self.writes.put_room(RoomRecord(name, 0, room.epoch))
         return room
 
+    # --- lasting state: each change made in one place ---------------------------------
+    # The handlers call these (and write the change through ``writes``); so does a
+    # cluster node for a change another node made (cfm_server/cluster/apply.py).
+
+    def add_membership(self, room: Room, user: User) -> None:
+        room.add_member(user.name)
+        user.rooms.add(room.name)
+        if not room.is_dm:  # member and presence fan-out of group rooms
+            room.loud.update(s for s in user.sessions if not s.quiet)
+
+    def end_membership(self, room: Room, user: User) -> None:
+        room.remove_member(user.name)
+        user.rooms.discard(room.name)
+        room.loud.difference_update(user.sessions)
+
+    def set_contact(self, record: ContactRecord) -> None:
+        """``record.owner``'s entry for ``record.name`` (none when neither listed nor
+        blocked), and who lists whom."""
+        owner, name = self.users[record.owner], record.name
+        if record.in_list or record.blocked:
+            owner.contacts[name] = record
+        else:
+            owner.contacts.pop(name, None)
+        owners = self.listed_by.setdefault(name, set())
+        if record.in_list:
+            owners.add(owner.name)
+        else:
+            owners.discard(owner.name)
+            if not owners:
+                del self.listed_by[name]
+
+    def move_read_mark(self, user: User, room_name: str, seq: int) -> bool:
+        """Read marks only move forward: False when ``seq`` is not past the mark."""
+        if seq <= user.reads.get(room_name, 0):
+            return False
+        user.reads[room_name] = seq
+        return True
+
     # --- start-up ----------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Build the live state from the store's snapshot; make sure #lobby exists."""
-        store = self.store
+    def load(self, source: Snapshot | None = None) -> None:
+        """Build the live state from the store's snapshot (or ``source``: a cluster
+        node's, read from Redis); make sure #lobby exists."""
+        store = source if source is not None else self.store
         cleaned = 0
         for record in store.load_users():
             self.users[record.name] = User(record)
@@ -84,15 +135,10 @@ class World:
         for room_name, user_name in store.load_members():
             room, user = self.rooms.get(room_name), self.users.get(user_name)
             if room is not None and user is not None:
-                room.add_member(user_name)
-                user.rooms.add(room_name)
+                self.add_membership(room, user)
         for contact in store.load_contacts():
-            owner = self.users.get(contact.owner)
-            if owner is None:
-                continue
-            owner.contacts[contact.name] = contact
-            if contact.in_list:
-                self.listed_by.setdefault(contact.name, set()).add(contact.owner)
+            if contact.owner in self.users:
+                self.set_contact(contact)
         for user_name, room_name, seq in store.load_reads():
             user = self.users.get(user_name)
             if user is not None:

@@ -108,7 +108,7 @@ class SignInHandler:
             bot=bool(hello.bot),
             created_ms=now_ms(),
         )
-        commit = world.writes.put_user(record)
+        commit = world.writes.create_user(record)
         sign_up = SignUp(record, token, invite, commit)
         self.signing_up[name] = sign_up
         return sign_up

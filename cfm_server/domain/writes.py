@@ -32,6 +32,13 @@ class Writes:
         caller watches it). Raises StoreError when the store refuses at once."""
         return self._store.append(msg)
 
+    def create_user(self, record: UserRecord) -> Commit:
+        """A new identity. Its commit releases its ``welcome``, or fails with
+        ``IdentityTaken`` where the handle can be claimed elsewhere at the same moment
+        (a cluster); the caller watches it. One process holds all of a single node's
+        claims, so here it is a put."""
+        return self._store.put_user(record)
+
     def put_user(self, record: UserRecord) -> Commit:
         return _logged(self._store.put_user(record))
 

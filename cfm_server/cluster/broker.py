@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -367,5 +368,10 @@ def _seq(entry: tuple[bytes, Any]) -> int:
 
 
 def _stored(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMsg:
+    """A stream entry as the store keeps a message: the frame (as its sender sees it),
+    marked hidden when the entry says so (``h``: private blocking)."""
     msg = decode_server(entry[1][b"m"])
-    return msg.to_stored()  # type: ignore[union-attr]
+    stored = msg.to_stored()  # type: ignore[union-attr]
+    if entry[1].get(b"h") == b"1":
+        stored = dataclasses.replace(stored, hidden=True)
+    return stored

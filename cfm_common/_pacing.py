@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cfm_common.rules import USER_RATE_COVERS
+
 # Slack added to the server's ``nudge_interval_ms`` for the same reason as ``reserve``.
 NUDGE_SLACK = 0.1
 # The server's inbound byte budget (``welcome.limits.recv``): each frame costs its size
@@ -89,6 +91,7 @@ class Pacer:
                     continue  # a shape we do not know: leave that kind unpaced
                 if rate > 0 and burst >= 1:
                     self.buckets[str(kind)] = Bucket(rate, burst - reserve_of(burst), now)
+        self._tighten_by_user_rates((limits or {}).get("user_rates"), now)
         self.inbound: Bucket | None = None
         recv = (limits or {}).get("recv", DEFAULT_RECV if self.buckets else None)
         if isinstance(recv, Mapping):
@@ -104,6 +107,31 @@ class Pacer:
             if isinstance(interval_ms, int | float) and interval_ms > 0 else 0.0
         )
         self._last_nudge: dict[str, float] = {}
+
+    def _tighten_by_user_rates(self, user_rates: Any, now: float) -> None:
+        """A per-user bucket (welcome.limits.user_rates) tighter than the session's
+        bucket of a kind it covers paces that kind: one session of a user that spends
+        past it is refused however slow its own bucket says it is (rules.USER_RATE_COVERS).
+        Other sessions of the user spend from it too, unseen here: their share comes
+        back as a refusal's retry_ms."""
+        if not isinstance(user_rates, Mapping):
+            return
+        for kind, covered in USER_RATE_COVERS.items():
+            spec = user_rates.get(kind)
+            try:
+                rate, burst = float(spec["per_s"]), int(spec["burst"])  # type: ignore[index]
+            except (KeyError, TypeError, ValueError):
+                continue
+            if rate <= 0 or burst < 1:
+                continue
+            capacity = burst - reserve_of(burst)
+            for session_kind in covered:
+                mine = self.buckets.get(session_kind)
+                if mine is None:
+                    self.buckets[session_kind] = Bucket(rate, capacity, now)
+                elif rate < mine.rate or capacity < mine.capacity:
+                    self.buckets[session_kind] = Bucket(min(rate, mine.rate),
+                                                        min(capacity, mine.capacity), now)
 
     def wait(self, kind: str | None, now: float) -> float:
         """Seconds before a frame of bucket ``kind`` may go (0: now)."""

@@ -37,7 +37,7 @@ import errno
 import logging
 import ssl as ssl_module
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,8 +246,13 @@ class Client:
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._backlog_warned = False
         self._outbox: dict[int, Outgoing] = {}  # insertion order = send order
+        # say/nudge by their id, requests by their request id (the answer's ref).
         self._by_id: dict[str, Outgoing] = {}
         self._next_slot = 0
+        self._next_request = 0
+        # This connection's server gives request ids back (seen an answer with a ref):
+        # an answer without one is then a copy meant for another of the user's sessions.
+        self._server_refs = False
         self._read_marks: dict[str, int] = {}
         # What the writer of this connection has still to write, paced (_sendqueue).
         self._sendq = SendQueue(codec.encode)
@@ -670,8 +675,15 @@ class Client:
     async def _request(self, frame: f.ClientFrame, kind: str, key: Any) -> Any:
         """Send a request and wait for its answer, at most ``request_timeout`` seconds —
         not counting the time it waits, connected, for the server's rate budget (a
-        request queued behind a hundred others is not the server being slow)."""
+        request queued behind a hundred others is not the server being slow).
+
+        The request carries a request id; a server that gives it back as the answer's
+        ``ref`` (docs/protocol.md, "Request ids") has its answers and errors matched by
+        it alone. An older server's answers are matched by type and room (``key``)."""
+        frame, rid = self._with_request_id(frame)
         entry = self._queue(frame, kind, key)
+        self._by_id[rid] = entry
+        entry.future.add_done_callback(lambda _: self._by_id.pop(rid, None))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout
         try:
@@ -691,6 +703,28 @@ class Client:
             raise TimedOut(frame.T, self.request_timeout) from None
         finally:
             entry.future.cancel()  # answered (no-op), timed out or given up: withdrawn
+
+    def _with_request_id(self, frame: f.ClientFrame) -> tuple[f.ClientFrame, str]:
+        """The frame with a request id of its own (``~q<n>``: no say of this client's
+        uses one, or it is skipped)."""
+        while True:
+            self._next_request += 1
+            rid = f"~q{self._next_request}"
+            if rid not in self._by_id:
+                return replace(frame, id=rid), rid  # type: ignore[type-var]
+
+    def _answer(self, ref: str | None, kind: str, key: Any, frame: Any) -> bool:
+        """Resolve the request a frame answers: by its ref, else (an older server, or a
+        copy meant for another of the user's sessions) by type and key."""
+        if ref is not None:
+            self._server_refs = True
+            entry = self._by_id.get(ref)
+            if entry is not None and entry.kind == kind:
+                if not entry.future.done():
+                    entry.future.set_result(frame)
+                return True
+            return False
+        return False if self._server_refs else self._resolve(kind, key, frame)
 
     def _write_entry(self, entry: Outgoing) -> None:
         """Queue an outbox entry for this connection's writer, in its place in the send
@@ -899,6 +933,7 @@ class Client:
         self._ws = ws
         self._welcome = welcome
         self._generation += 1
+        self._server_refs = False  # this node may be an older one
         self._connected_at = asyncio.get_running_loop().time()
         if welcome.token:
             self._token = welcome.token
@@ -1078,24 +1113,25 @@ class Client:
         elif isinstance(frame, f.Ack):
             self._on_ack(frame)
         elif isinstance(frame, f.Joined):
-            self._resolve("join", frame.room, frame)
+            self._answer(frame.ref, "join", frame.room, frame)
             if self._resume.on_joined(frame):
                 self._start_fill(frame.room)
             self._emit(frame)
         elif isinstance(frame, f.Left):
-            self._resolve("leave", frame.room, frame)
+            self._answer(frame.ref, "leave", frame.room, frame)
             self._resume.forget(frame.room)
             self._handed.pop(frame.room, None)
             self._emit(frame)
         elif isinstance(frame, f.History):
-            if not self._resolve("history", frame.room, frame):
+            if not self._answer(frame.ref, "history", frame.room, frame):
                 log.debug("history for %s that nobody asked for", frame.room)
         elif isinstance(frame, f.MembersPage):
-            if not self._resolve("members", frame.room, frame):
+            if not self._answer(frame.ref, "members", frame.room, frame):
                 log.debug("members of %s that nobody asked for", frame.room)
         elif isinstance(frame, f.Contact):
             if frame.op != rules.ContactOp.ADDED_YOU:
-                self._resolve("contact", (frame.op, rules.normalize_name(frame.name)), frame)
+                self._answer(frame.ref, "contact",
+                             (frame.op, rules.normalize_name(frame.name)), frame)
             self._emit(frame)
         elif isinstance(frame, f.Error):
             self._on_error(frame)

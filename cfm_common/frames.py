@@ -254,12 +254,18 @@ class Join:
     since: int | None = wire(int, check_seq, optional=True)
     epoch: str | None = wire(str, check_epoch, optional=True)
     members_limit: int | None = wire(int, check_members_limit, optional=True)
+    # Extension (request ids): the client's id for this request; its answer carries it
+    # back as ``ref``, and so does an error refusing it.
+    id: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Leave:
     T: ClassVar[str] = "leave"
     room: str = wire(str, check_group_room)
+    # Extension (request ids): the client's id for this request; its answer carries it
+    # back as ``ref``, and so does an error refusing it.
+    id: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +306,9 @@ class GetHistory:
     before: int | None = wire(int, check_seq, optional=True)
     after: int | None = wire(int, check_seq, optional=True)
     limit: int | None = wire(int, check_limit, optional=True)
+    # Extension (request ids): the client's id for this request; its answer carries it
+    # back as ``ref``, and so does an error refusing it.
+    id: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +319,9 @@ class GetMembers:
     room: str = wire(str, check_room)
     after: str | None = wire(str, check_name, optional=True)
     limit: int | None = wire(int, check_members_page, optional=True)
+    # Extension (request ids): the client's id for this request; its answer carries it
+    # back as ``ref``, and so does an error refusing it.
+    id: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +336,9 @@ class ContactRequest:
     T: ClassVar[str] = "contact"
     op: str = wire(str, _one_of(rules.CLIENT_CONTACT_OPS, "contact op"))
     name: str = wire(str, check_name)
+    # Extension (request ids): the client's id for this request; its answer carries it
+    # back as ``ref``, and so does an error refusing it.
+    id: str | None = wire(str, check_id, optional=True)
 
 
 # --- server → client -----------------------------------------------------------------
@@ -365,12 +380,18 @@ class Joined:
     more: bool | None = wire(bool, optional=True)
     reset: bool | None = wire(bool, optional=True)
     count: int | None = wire(int, check_seq, optional=True)  # with join.members_limit
+    # Extension (request ids): the ``id`` of the request this answers, on the answer to
+    # the session that asked (none for a request without one).
+    ref: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Left:
     T: ClassVar[str] = "left"
     room: str = wire(str, check_room)
+    # Extension (request ids): the ``id`` of the request this answers, on the answer to
+    # the session that asked (none for a request without one).
+    ref: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +454,9 @@ class History:
     room: str = wire(str, check_room)
     msgs: tuple[StoredMsg, ...] = wire(list, of=StoredMsg)
     more: bool = wire(bool)
+    # Extension (request ids): the ``id`` of the request this answers, on the answer to
+    # the session that asked (none for a request without one).
+    ref: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +467,9 @@ class MembersPage:
     room: str = wire(str, check_room)
     members: tuple[RosterEntry, ...] = wire(list, of=RosterEntry)
     more: bool = wire(bool)
+    # Extension (request ids): the ``id`` of the request this answers, on the answer to
+    # the session that asked (none for a request without one).
+    ref: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +482,9 @@ class Contact:
     psm: str | None = wire(str, check_psm, optional=True)
     bot: bool | None = wire(bool, optional=True)
     blocked: bool | None = wire(bool, optional=True)
+    # Extension (request ids): the ``id`` of the request this answers, on the answer to
+    # the session that asked (none for a request without one).
+    ref: str | None = wire(str, check_id, optional=True)
 
 
 @dataclass(frozen=True, slots=True)

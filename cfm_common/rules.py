@@ -334,6 +334,19 @@ FINAL_HELLO_REFUSALS: Final = frozenset(FATAL_HELLO_ERRORS) | {
 # Which of the server's token buckets (``welcome.limits.rates`` names them) a client frame
 # spends from; frames not listed are not rate limited (``hello``: one per connection).
 # The server charges by it and the SDK paces by it: one table for both.
+# Per-user buckets (shared by all of a user's sessions) that every frame of a session
+# bucket spends from, whoever it goes to: which session buckets each one covers. The
+# server advertises them in welcome.limits.user_rates; a client paces each covered kind
+# by the tighter of the two. (The server's other per-user buckets, "stranger" and
+# "room", apply only to some frames — DMs to users who have not listed the sender, joins
+# that make a room — so a client learns them from a refusal's retry_ms.)
+USER_RATE_COVERS: Final[dict[str, tuple[str, ...]]] = {
+    "say": ("say", "nudge"),
+    "contact": ("contact",),
+    "typing": ("typing",),
+    "presence": ("presence",),
+}
+
 RATE_KIND: Final[dict[str, str]] = {
     "say": "say",
     "nudge": "nudge",

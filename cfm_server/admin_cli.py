@@ -595,16 +595,21 @@ def migrate(
     import asyncio
 
     from cfm_server.admin import database_path
-    from cfm_server.cluster.migrate import MigrateError
+    from cfm_server.cluster.migrate import MigrateError, check_url, shown
     from cfm_server.cluster.migrate import migrate as copy_into
     from cfm_server.store import StoreError
     from cfm_server.store.sqlite import DataDirInUse, SqliteStore
 
-    if not to.startswith(("redis://", "rediss://", "unix://")):
-        raise _fail(f"--to takes a Redis URL such as redis://127.0.0.1:6379/0, not {to!r}")
+    try:
+        check_url(to)
+    except MigrateError as exc:
+        raise _fail(str(exc)) from None
     settings = _settings(data_dir, config)
     directory = _owned_data_dir(settings)
     path = database_path(directory)
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise _fail(f"the data directory {directory} {what}; check --data-dir")
     if not path.exists():
         raise _fail(f"{directory} holds no cfm database ({path.name}): nothing to migrate")
 
@@ -626,7 +631,7 @@ def migrate(
         raise _fail(str(exc)) from None
     for warning in copied.warnings:
         typer.echo(f"cfm admin: warning: {warning}", err=True)
-    typer.echo(f"Copied {_full(directory)} into {to} (Redis {copied.redis_version}):\n"
+    typer.echo(f"Copied {_full(directory)} into {shown(to)} (Redis {copied.redis_version}):\n"
                f"  {_n(copied.users, 'user')}, {_n(copied.contacts, 'contact entry', 'contact entries')}, "  # noqa: E501
                f"{_n(copied.memberships, 'membership')}, {_n(copied.reads, 'read mark')}, "
                f"{_n(copied.invites, 'invite')}\n"

@@ -22,7 +22,8 @@ from cfm_server.ai import AIConfig, AIConfigError
 ENV_PREFIX = "CFM_"
 # Frame kinds with a per-session token bucket: (rate per second, burst).
 RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact")
-# Buckets per user (every session of the user spends from the same one).
+# Buckets per user (every session of the user spends from the same one; admission.py).
+# welcome.limits.user_rates tells each, named without the "user_".
 USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
                    "user_presence")
 STORES = ("sqlite", "memory")
@@ -195,6 +196,10 @@ class ServerConfig:
             limits["rates"] = {
                 kind: {"per_s": float(rate), "burst": burst}
                 for kind, (rate, burst) in ((k, self.rate(k)) for k in RATE_KINDS)
+            }
+            limits["user_rates"] = {
+                kind.removeprefix("user_"): {"per_s": float(rate), "burst": burst}
+                for kind, (rate, burst) in ((k, self.rate(k)) for k in USER_RATE_KINDS)
             }
             limits["nudge_interval_ms"] = int(self.nudge_interval * 1000)
             # The inbound byte budget as SessionLimits builds it (each frame costs its

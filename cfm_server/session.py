@@ -35,6 +35,7 @@ from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, RATE_KIND, CloseCode, ErrorCode
 from cfm_server.hub import Hub, RateLimited, SignUp
 from cfm_server.limits import SessionLimits
+from cfm_server.store import IdentityTaken
 from cfm_server.wsconn import MeteredConnection
 from cfm_server.wsframe import frame_binary
 
@@ -349,6 +350,12 @@ class Session:
         for an account the next start would not know; then sign in."""
         try:
             await asyncio.shield(sign_up.commit)
+        except IdentityTaken:
+            # Claimed at the same moment on another node of the cluster.
+            self.hub.drop_sign_up(sign_up)
+            self.send_error(ErrorCode.NAME_TAKEN, f"{sign_up.record.name!r} is taken", "hello")
+            self.close(CloseCode.NAME_TAKEN, "name taken")
+            return None
         except Exception:
             log.warning("session %s: the new identity %s could not be stored", self.id or "-",
                         sign_up.record.name)

@@ -17,13 +17,13 @@ from cfm_server.store import Commit, ContactRecord, UserRecord
 
 if TYPE_CHECKING:
     from cfm_common.frames import StoredMsg
-    from cfm_server.session import Session
+    from cfm_server.domain.ports import Connection
 
 
 @dataclass(slots=True)
 class User:
     record: UserRecord
-    sessions: list[Session] = field(default_factory=list)
+    sessions: list[Connection] = field(default_factory=list)
     rooms: set[str] = field(default_factory=set)  # lasting memberships, DM rooms included
     contacts: dict[str, ContactRecord] = field(default_factory=dict)  # the user's own list
     reads: dict[str, int] = field(default_factory=dict)
@@ -56,10 +56,10 @@ class Pending:
     msg: StoredMsg
     data: bytes  # the `msg` frame, encoded once for every recipient
     commit: Commit
-    sender: Session
+    sender: Connection
     started: float
     # Sessions that retried the same (sender, id) while it was in flight: they get the ack too.
-    retries: list[Session] = field(default_factory=list)
+    retries: list[Connection] = field(default_factory=list)
     # A DM message from a user its peer blocked: the peer's sessions get this placeholder
     # (``msg{hidden}``, no text) instead of ``data``; only the sender's sessions see ``data``.
     placeholder: bytes | None = None
@@ -76,7 +76,7 @@ class Room:
     # The sessions that still want this room's member/presence fan-out: the non-quiet
     # sessions of its members (group rooms only). A join or a presence change walks
     # these, not every member, so quiet sessions cost nothing there.
-    loud: set[Session] = field(default_factory=set)
+    loud: set[Connection] = field(default_factory=set)
     durable_seq: int = 0  # the latest seq whose commit completed
     # Messages in seq order whose commits have not all been handled yet.
     pending: collections.deque[Pending] = field(default_factory=collections.deque)

@@ -112,6 +112,14 @@ def client_samples() -> list[tuple[str, f.ClientFrame]]:
         ("members/full", f.GetMembers(room="#lobby", after="Bob", limit=100)),
         ("members/minimal", f.GetMembers(room="#lobby")),
         ("members/limit-500", f.GetMembers(room="#lobby", limit=500)),
+        # Request ids: any request may carry an id, given back as its answer's ref.
+        ("join/full-request-id", f.Join(room="#lobby", since=41, epoch="01HZX3K9",
+                                         members_limit=50, id="r-1")),
+        ("leave/request-id", f.Leave(room="#lobby", id="r-2")),
+        ("history/request-id", f.GetHistory(room="#lobby", after=7, id="r-3")),
+        ("members/full-request-id", f.GetMembers(room="#big", after="bob", limit=100, id="r-4")),
+        ("contact/request-id", f.ContactRequest(op="add", name="bob", id="r-5")),
+        ("history/request-id-at-max", f.GetHistory(room="#lobby", id="i" * 63 + EMOJI)),
     ]
 
 
@@ -177,6 +185,14 @@ def server_samples() -> list[tuple[str, f.ServerFrame]]:
         ("contact/added-you", f.Contact(op="added_you", name="carol", display="Carol",
                                         status="online", psm="hi!", bot=False)),
         ("contact/minimal", f.Contact(op="remove", name="bob")),
+        # Request ids: the answer to a request that carried one.
+        ("joined/full-ref", f.Joined(room="#big", seq=7, epoch="e", members=(_roster("alice"),),
+                                     more=False, reset=True, count=5000, ref="r-1")),
+        ("left/ref", f.Left(room="#lobby", ref="r-2")),
+        ("history/ref", f.History(room="#lobby", msgs=(), more=False, ref="r-3")),
+        ("members/ref", f.MembersPage(room="#big", members=(), more=False, ref="r-4")),
+        ("contact/ref", f.Contact(op="add", name="bob", display="Bob", status="online",
+                                  psm="", bot=False, blocked=False, ref="r-5")),
         ("error/full", f.Error(code="rate_limited", msg="slow down", ref="m-0009",
                                retry_ms=1500)),
         ("error/minimal", f.Error(code="hello_required", msg="send hello first")),
@@ -439,6 +455,11 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         ("members/after-invalid", {"t": "members", "room": "#lobby", "after": "_bob"},
          "name_invalid", "members"),
         ("members/no-room", {"t": "members"}, "bad_frame", "members"),
+        # Request ids: bounded as a say's id; a refused id is no ref (the t is).
+        ("request-id/too-long", {"t": "history", "room": "#lobby", "id": "i" * 65},
+         "bad_frame", "history"),
+        ("request-id/not-a-string", {"t": "join", "room": "#lobby", "id": 7}, "bad_frame",
+         "join"),
         # The ref rule: the frame's id when it is a valid one, else its t.
         ("ref/id-too-long-falls-back-to-t", {**SAY, "id": "i" * 65, "room": "lobby"},
          "bad_frame", "say"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -47,6 +48,7 @@ FILL_PAGE = 500
 
 OnMessage = Callable[[str, int, str, bytes], None]
 OnReset = Callable[[str, str], None]
+OnUserFrame = Callable[[str, str, bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class Broker:
         node: str,
         on_message: OnMessage,
         on_reset: OnReset | None = None,
+        on_user_frame: OnUserFrame | None = None,
         socket_timeout: float = 5.0,
         ping_interval: float = 2.0,
         ping_timeout: float = 3.0,
@@ -97,6 +100,7 @@ class Broker:
         self.node = scripts.check_token(node, "node id")
         self._on_message = on_message
         self._on_reset = on_reset
+        self._on_user_frame = on_user_frame
         self._socket_timeout = socket_timeout
         self._client = redis_client(url, socket_timeout)
         # The pub/sub connection waits for messages indefinitely; the watchdog guards it.
@@ -210,7 +214,41 @@ class Broker:
     def subscribed(self) -> set[str]:
         return set(self._rooms)
 
+    # --- frames for users' sessions on other nodes -------------------------------------
+
+    async def follow_user(self, user: str) -> None:
+        """Receive the frames sent to ``user`` (the node holds a session of theirs) in
+        ``on_user_frame(user, origin, frame)``. Idempotent."""
+        try:
+            await self.subscriber.subscribe(keys.user_channel(user), timeout=self._socket_timeout)
+        except TimeoutError as exc:
+            raise ClusterUnavailable(f"cannot follow {user}: {exc}", 1000) from exc
+
+    async def unfollow_user(self, user: str) -> None:
+        await self.subscriber.unsubscribe(keys.user_channel(user))
+
+    def send_to_user(self, user: str, frame: bytes, *, origin: str | None = None) -> \
+            asyncio.Future[Any]:
+        """Publish ``frame`` to the nodes that follow ``user``; ``origin`` (this node by
+        default) comes with it, so that a node skips what it delivered itself. At most
+        once, like pub/sub: for what a session can do without after a reconnect (its
+        welcome, a join and history carry the state), not for messages."""
+        origin = scripts.check_token(origin or self.node, "origin")
+        return self.batcher.call("PUBLISH", keys.user_channel(user),
+                                 origin.encode() + b" " + frame)
+
     def _on_publish(self, channel: bytes, data: bytes) -> None:
+        user = keys.user_of_channel(channel)
+        if user is not None:
+            origin, sep, frame = data.partition(b" ")
+            if not sep:
+                log.error("ignored a malformed publish on %r", channel)
+            elif self._on_user_frame is not None:
+                try:
+                    self._on_user_frame(user, origin.decode(), frame)
+                except Exception:
+                    log.exception("on_user_frame failed for %s", user)
+            return
         try:
             env = scripts.parse_envelope(data)
         except ValueError:
@@ -330,5 +368,10 @@ def _seq(entry: tuple[bytes, Any]) -> int:
 
 
 def _stored(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMsg:
+    """A stream entry as the store keeps a message: the frame (as its sender sees it),
+    marked hidden when the entry says so (``h``: private blocking)."""
     msg = decode_server(entry[1][b"m"])
-    return msg.to_stored()  # type: ignore[union-attr]
+    stored = msg.to_stored()  # type: ignore[union-attr]
+    if entry[1].get(b"h") == b"1":
+        stored = dataclasses.replace(stored, hidden=True)
+    return stored

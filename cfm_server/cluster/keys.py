@@ -50,6 +50,25 @@ def state_records() -> str:
     return f"{PREFIX}{{{STATE}}}:records"
 
 
+def user_channel(user: str) -> str:
+    """Pub/sub channel of frames for one user's sessions, wherever they are (a contact's
+    ``added_you``, presence, read marks, the echo of a change made on another node).
+    Tagged by user, so it can become a sharded channel on its own slot."""
+    return f"{PREFIX}{{user:{user}}}:inbox"
+
+
+USER_CHANNEL_SUFFIX = "}:inbox"
+
+
+def user_of_channel(channel: bytes | str) -> str | None:
+    """The user of a ``user_channel``; None for any other channel."""
+    name = channel.decode() if isinstance(channel, bytes) else channel
+    head = f"{PREFIX}{{user:"
+    if name.startswith(head) and name.endswith(USER_CHANNEL_SUFFIX):
+        return name[len(head):-len(USER_CHANNEL_SUFFIX)]
+    return None
+
+
 # What a single node keeps in its data dir and every node of a cluster needs.
 INVITE_KEY = f"{PREFIX}invite-key"  # string: the key that signs invite codes (invites.py)
 

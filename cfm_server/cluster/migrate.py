@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,47 @@ ORIGIN = "migrated"  # the origin tag of copied messages (no session sent them h
 
 class MigrateError(Exception):
     """The copy cannot be made; the message says why and what to do."""
+
+
+# What a URL may say beyond host, port and database (redis-py takes them as keywords).
+URL_OPTIONS = frozenset({"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile",
+                         "ssl_keyfile", "ssl_check_hostname", "socket_timeout",
+                         "socket_connect_timeout", "health_check_interval", "protocol",
+                         "client_name"})
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is a Redis URL this can use, else MigrateError naming what is wrong
+    (a database that is no number went to database 0 without a word)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise MigrateError(f"--to takes a Redis URL such as redis://127.0.0.1:6379/0, "
+                           f"not {shown(url)!r}")
+    db = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if db and not db.isdigit():
+        raise MigrateError(f"the database in {shown(url)!r} is {db!r}: give a number, "
+                           "such as redis://HOST:PORT/1")
+    unknown = sorted(set(parse_qs(parts.query)) - URL_OPTIONS)
+    if unknown:
+        raise MigrateError(f"{shown(url)!r} has options Redis clients do not take: "
+                           f"{', '.join(unknown)}")
+    return url
+
+
+def shown(url: str) -> str:
+    """The URL as it may be printed: without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 @dataclass(slots=True)
@@ -62,14 +103,15 @@ async def check_target(client: Redis, url: str) -> tuple[str, list[str]]:
     try:
         info = await client.info("server")
     except Exception as exc:  # connection refused, auth, wrong scheme...
-        raise MigrateError(f"cannot reach Redis at {url}: {exc}") from exc
+        raise MigrateError(f"cannot reach Redis at {shown(url)}: {exc}") from exc
     version = str(info.get("redis_version", "0"))
     if int(version.split(".")[0]) < 7:
-        raise MigrateError(f"Redis at {url} is {version}; cluster mode needs 7.0 or newer")
+        raise MigrateError(f"Redis at {shown(url)} is {version}; cluster mode needs 7.0 "
+                           "or newer")
     async for key in client.scan_iter(match=f"{keys.PREFIX}*", count=1000):
         name = key.decode(errors="replace") if isinstance(key, bytes) else key
         raise MigrateError(
-            f"Redis at {url} already holds cfm data (e.g. {name}): migrate into an empty "
+            f"Redis at {shown(url)} already holds cfm data (e.g. {name}): migrate into an empty "
             "database, such as another database number (redis://HOST:PORT/1), or empty "
             "this one first if it holds nothing you need")
     warnings: list[str] = []
@@ -114,7 +156,7 @@ async def migrate(store: Store, url: str, *, data_dir: Path | None = None,
     """Copy ``store`` (opened, and not served) and the files of ``data_dir`` that every
     node needs into the Redis at ``url``."""
     say = progress or (lambda _text: None)
-    client = Redis.from_url(url, decode_responses=False, socket_timeout=30,
+    client = Redis.from_url(check_url(url), decode_responses=False, socket_timeout=30,
                             socket_connect_timeout=5)
     try:
         copied = Copied()
@@ -180,7 +222,12 @@ async def _copy_room(store: Store, writer: _Writer, room: str, seq: int, epoch: 
         if not page:
             break
         for m in page:
-            await writer.add("XADD", log_key, f"{m.seq}-0", "m", encode_msg(m), "o", ORIGIN)
+            # The frame as its sender sees it; the hidden mark (private blocking) beside
+            # it, for the node that delivers to the blocker to send the placeholder.
+            fields = ["m", encode_msg(replace(m, hidden=None)), "o", ORIGIN]
+            if m.hidden:
+                fields += ["h", "1"]
+            await writer.add("XADD", log_key, f"{m.seq}-0", *fields)
             if m.id is not None:
                 await writer.add("HSET", ids_key, f"{m.sender}:{m.id}", f"{m.seq}:{m.ts}")
             copied.messages += 1

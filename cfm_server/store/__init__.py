@@ -3,6 +3,7 @@
 from cfm_server.store.base import (
     Commit,
     ContactRecord,
+    IdentityTaken,
     RoomRecord,
     Store,
     StoreError,
@@ -14,6 +15,7 @@ from cfm_server.store.sqlite import SqliteStore
 __all__ = [
     "Commit",
     "ContactRecord",
+    "IdentityTaken",
     "MemoryStore",
     "RoomRecord",
     "SqliteStore",

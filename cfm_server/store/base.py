@@ -30,6 +30,11 @@ class StoreError(Exception):
     """The store cannot do its job (unwritable, full, corrupt or locked): not the client's fault."""
 
 
+class IdentityTaken(StoreError):
+    """A new identity's handle was claimed first elsewhere (another node of a cluster,
+    at the same moment): the sign-up is refused as ``name_taken``."""
+
+
 @dataclass(slots=True)
 class UserRecord:
     name: str  # lower-cased handle

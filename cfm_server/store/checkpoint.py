@@ -73,11 +73,7 @@ class Checkpointer:
 
     def after_commit(self, conn: sqlite3.Connection) -> None:
         """After a COMMIT: finish a checkpoint the thread completed, or maybe start one."""
-        running = self._running
-        if running is not None:
-            if running.done():
-                self._running = None
-                self._finish(conn)
+        if self._in_flight(conn):
             return
         now = time.monotonic()
         if now < self._next_poll:
@@ -88,6 +84,17 @@ class Checkpointer:
                 unchecked and now - self._last_start >= self._interval_s):
             return
         self._start()
+
+    def _in_flight(self, conn: sqlite3.Connection) -> bool:
+        """Whether a checkpoint was running; one the thread has completed is finished
+        here (on the loop, with the connection) and no longer counts."""
+        running = self._running
+        if running is None:
+            return False
+        if running.done():
+            self._running = None
+            self._finish(conn)
+        return True
 
     def watch(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
         """Look every interval whether an idle store's WAL needs copying, until stop()."""
@@ -101,11 +108,7 @@ class Checkpointer:
         """Every interval, COMMIT or not: what an idle server wrote reaches the database."""
         if conn.in_transaction:
             return  # a batch is open: its COMMIT's after_commit looks instead
-        running = self._running
-        if running is not None:
-            if running.done():
-                self._running = None
-                self._finish(conn)
+        if self._in_flight(conn):
             return
         if (time.monotonic() - self._last_start >= self._interval_s
                 and self.unchecked_wal_bytes()):

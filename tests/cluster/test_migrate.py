@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from typer.testing import CliRunner
 
 from cfm_cli.main import app
@@ -98,6 +99,13 @@ async def test_the_copy_is_what_a_node_reads_back(server_factory, redis, tmp_pat
         assert total == 33 and f"{total} messages" in result.output
         hidden = await broker.history(rules.dm_room("bob", "carol"), after=0, limit=5)
         assert [m.hidden for m in hidden] == [True]
+        # On the stream: the frame as its sender sees it, the mark beside it.
+        [(_, fields)] = await broker.batcher.call(
+            "XRANGE", keys.room_log(rules.dm_room("bob", "carol")), "-", "+")
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        frame = msgpack.unpackb(fields[b"m"])
+        assert frame["text"] == "you blocked me?" and "hidden" not in frame
+        assert fields[b"h"] == b"1"
         # A say retried after the move gets its original ack; a new one goes on from
         # the same seq in the same epoch: no gap, no reset.
         lobby = next(r for r in rooms if r.room == "#lobby")
@@ -140,6 +148,22 @@ async def test_a_redis_holding_cfm_data_or_a_served_dir_is_refused(
     assert served.exit_code == 2 and "stop cfm serve first" in served.output
     await server.stop()
     for bad, says in (("http://127.0.0.1:1/", "takes a Redis URL"),
-                      ("redis://127.0.0.1:9/0", "cannot reach Redis")):
+                      ("redis://127.0.0.1:9/0", "cannot reach Redis"),
+                      (redis.url.rsplit("/", 1)[0] + "/abc", "give a number"),
+                      (redis.url + "?x=1", "options Redis clients do not take: x")):
         refused = await cfm_admin("migrate", "--to", bad, "--data-dir", str(data_dir))
         assert refused.exit_code == 2 and says in refused.output, refused.output
+
+
+async def test_the_password_is_never_printed_and_a_missing_dir_is_named(
+        redis, tmp_path) -> None:
+    url = f"redis://:s3cret@127.0.0.1:{redis.port}/3"  # Redis 7 takes any, unset
+    result = await cfm_admin("migrate", "--to", url, "--data-dir", str(tmp_path / "nothere"))
+    assert result.exit_code == 2
+    assert "does not exist; check --data-dir" in result.output
+    data_dir = tmp_path / "empty"
+    data_dir.mkdir()
+    (data_dir / DB_FILE).write_bytes(b"")  # an empty database: nothing to copy
+    result = await cfm_admin("migrate", "--to", url, "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output and "redis://:***@127.0.0.1" in result.output

@@ -169,3 +169,40 @@ async def test_long_messages_stay_under_the_inbound_byte_budget(
     assert dropped == 0
     assert [e for e in events.events if isinstance(e, Error)] == []
     assert closes(server, 4008) == 0
+
+
+def test_welcome_tells_every_per_user_bucket_and_the_sdk_knows_what_each_covers() -> None:
+    from cfm_common.rules import USER_RATE_COVERS
+    from cfm_server.config import RATE_KINDS, USER_RATE_KINDS, ServerConfig
+
+    config = ServerConfig()
+    advertised = config.client_limits()["user_rates"]
+    per_user = {kind.removeprefix("user_") for kind in USER_RATE_KINDS}
+    assert set(advertised) == per_user
+    assert advertised["contact"] == {"per_s": config.user_contact_rate,
+                                     "burst": config.user_contact_burst}
+    assert set(USER_RATE_COVERS) <= per_user
+    assert {k for covered in USER_RATE_COVERS.values() for k in covered} <= set(RATE_KINDS)
+
+
+def errors(server: Any, code: str) -> float:
+    server.metrics.render()
+    return server.metrics.registry.get_sample_value(
+        "cfm_errors_total", {"code": code}) or 0.0
+
+
+async def test_contact_edits_are_paced_by_the_per_user_bucket(server: Any, clients: Any) -> None:
+    # The per-user contact bucket (1/s, burst 20) is tighter than the session's (2/s, 20):
+    # 26 edits in a row go out without one refusal, the last ones a second apart.
+    alice = clients(server.url, "alice")
+    await alice.connect()
+    for name in ("bob", "carol"):
+        await clients(server.url, name).connect()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(13):
+        for name in ("bob", "carol"):
+            await alice.contact("add" if i % 2 == 0 else "remove", name)
+    took = loop.time() - start
+    assert errors(server, "rate_limited") == 0
+    assert took > 4  # paced: 26 edits, 20 at once then one a second (not 2 a second)

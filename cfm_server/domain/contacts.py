@@ -1,0 +1,92 @@
+"""Contacts: a user's own list, add requests, and private blocking.
+
+Adding someone tells them (``contact{op: added_you}``) unless they blocked the adder.
+Blocking is private: the blocked user is not told, just sees the blocker go offline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from cfm_common import rules
+from cfm_common.codec import encode
+from cfm_common.errors import ProtocolError
+from cfm_common.frames import Contact, ContactRequest, RosterEntry
+from cfm_common.rules import ContactOp, ErrorCode
+from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.ports import Connection
+from cfm_server.domain.presence import PresenceHandler
+from cfm_server.domain.world import World
+from cfm_server.state import User
+from cfm_server.store import ContactRecord
+
+
+class ContactHandler:
+    def __init__(self, world: World, delivery: Delivery, presence: PresenceHandler) -> None:
+        self.world = world
+        self.delivery = delivery
+        self.presence = presence
+
+    def contact(self, session: Connection, frame: ContactRequest) -> None:
+        world = self.world
+        user = world.user_of(session)
+        world.admission.charge(user, "contact", "contact")
+        name = rules.normalize_name(frame.name)
+        if name == user.name:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "you cannot be your own contact")
+        target = world.users.get(name)
+        if target is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {name!r}")
+        current = user.contacts.get(name)
+        in_list = current is not None and current.in_list
+        blocked = current is not None and current.blocked
+        op = ContactOp(frame.op)
+        if op is ContactOp.ADD:
+            newly_added = not in_list
+            self.put_contact(user, name, in_list=True, blocked=blocked)
+        elif op is ContactOp.REMOVE:
+            self.put_contact(user, name, in_list=False, blocked=blocked)
+        else:
+            now_blocked = op is ContactOp.BLOCK
+            self.put_contact(user, name, in_list=in_list, blocked=now_blocked)
+            if now_blocked != blocked and target.sessions \
+                    and self.delivery.is_watcher(user, name):
+                # The blocked user sees the blocker go offline; an unblocked one sees them back
+                # (a quiet session only if it watches through its contact list).
+                listed = name in world.listed_by.get(user.name, ())
+                sessions = [s for s in target.sessions if listed or not s.quiet]
+                status = user.status_for(name)
+                self.delivery.to_sessions(sessions, self.presence.frame(user, status),
+                                          "presence")
+        entry = self.presence.roster_entry(name, user.name, blocked=user.has_blocked(name))
+        echo = Contact(op.value, **_entry_keys(entry))
+        if frame.id is None:
+            self.delivery.to_user(user, encode(echo), "contact")
+        else:  # the asking session's copy carries the request's id (request ids)
+            session.send(encode(dataclasses.replace(echo, ref=frame.id)))
+            world.metrics.count_out("contact")
+            self.delivery.to_user(user, encode(echo), "contact", skip=session)
+        if op is ContactOp.ADD and newly_added and not target.has_blocked(user.name):
+            mine = self.presence.roster_entry(user.name, name)
+            notice = Contact(ContactOp.ADDED_YOU.value, **_entry_keys(mine))
+            self.delivery.to_user(target, encode(notice), "contact")
+
+    def put_contact(
+        self, user: User, name: str, *, in_list: bool, blocked: bool = False
+    ) -> None:
+        """Set ``user``'s contact entry for ``name`` (none when neither listed nor blocked)."""
+        record = ContactRecord(user.name, name, in_list, blocked)
+        self.world.set_contact(record)
+        self.world.writes.put_contact(record)
+
+
+def _entry_keys(entry: RosterEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "display": entry.display,
+        "status": entry.status,
+        "psm": entry.psm,
+        "bot": entry.bot,
+        "blocked": entry.blocked,
+    }

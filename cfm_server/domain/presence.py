@@ -1,0 +1,181 @@
+"""Presence: what others see of a user (status, display name, personal message), and
+when they are told.
+
+A user who looks offline (no session, invisible, or to someone they blocked) shows
+nothing else: no personal message, no "is typing", no read mark. The last session's end
+is told after ``presence_grace`` seconds, so a reconnect at once does not flap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from cfm_common import rules
+from cfm_common.codec import encode
+from cfm_common.frames import Presence, RosterEntry, SetPresence
+from cfm_common.rules import Status
+from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.ports import Connection
+from cfm_server.domain.world import World
+from cfm_server.state import Room, User
+from cfm_server.store import UserRecord
+
+
+def psm_seen(psm: str, status: str) -> str:
+    """A user who looks offline shows no personal message (as in MSN): otherwise an
+    invisible user's, or a blocker's, new psm would give them away."""
+    return "" if status == Status.OFFLINE else psm
+
+
+def _view(record: UserRecord, status: str) -> tuple[str, ...]:
+    if status == Status.OFFLINE:
+        return (status,)
+    return (record.display, status, record.psm, str(record.bot))
+
+
+class PresenceHandler:
+    def __init__(self, world: World, delivery: Delivery) -> None:
+        self.world = world
+        self.delivery = delivery
+        self.online_users = 0
+        # Signed-in users whose status is invisible: /metrics counts users online without
+        # them (otherwise its gauge would tell anyone that an invisible user signed in).
+        self.invisible_online: set[str] = set()
+        # Users whose last session ended less than ``presence_grace`` ago: the offline
+        # presence waits on this timer, and what watchers saw of them until then (a
+        # reconnect within the grace cancels it, and watchers hear only what changed).
+        self.going_offline: dict[str, tuple[asyncio.TimerHandle, tuple[str, ...]]] = {}
+
+    # --- what others see ---------------------------------------------------------------
+
+    def view(self, user: User) -> tuple[str, ...]:
+        """What watchers see of the user; while it looks offline, nothing else shows."""
+        return _view(user.record, user.status_for(None))
+
+    def frame(self, user: User, status: str) -> bytes:
+        """The ``presence`` frame of ``user`` showing ``status``."""
+        record = user.record
+        return encode(
+            Presence(user.name, record.display, status, psm_seen(record.psm, status), record.bot)
+        )
+
+    def roster_entry(self, name: str, viewer: str, *, blocked: bool | None = None
+                     ) -> RosterEntry:
+        """``name`` as ``viewer`` sees them in a contact list or a room's roster."""
+        user = self.world.users.get(name)
+        if user is None:  # a default contact that has not signed in yet
+            return RosterEntry(name, name, Status.OFFLINE.value, "", False, blocked)
+        record = user.record
+        status = user.status_for(viewer)
+        return RosterEntry(
+            name, record.display, status, psm_seen(record.psm, status), record.bot, blocked
+        )
+
+    # --- telling others ----------------------------------------------------------------
+
+    def broadcast(
+        self,
+        user: User,
+        *,
+        own: bool,
+        skip: Connection | None = None,
+        public: tuple[str, ...] | None = None,
+    ) -> None:
+        """Send the user's presence to its watchers (and its own sessions if ``own``).
+
+        ``public`` is what watchers saw before the change: when it is unchanged (an
+        invisible user editing their psm) the watchers are not told.
+        """
+        if own:
+            data = self.frame(user, user.record.status)
+            self.delivery.to_user(user, data, "presence", skip=skip)
+        if public is not None and public == self.view(user):
+            return
+        self.delivery.presence(user, self.frame(user, user.status_for(None)))
+
+    def introduce(self, room: Room, user: User) -> None:
+        """The new member's presence to the others: they watch the user from now on.
+        An invisible user (who looks offline) is not announced."""
+        if not user.sessions or user.record.status == Status.INVISIBLE:
+            return
+        # quiet sessions learn members from joined/members
+        audience = (other for other in room.loud
+                    if (them := other.user) is not None and them is not user
+                    and not user.has_blocked(them.name))
+        self.delivery.to_sessions(audience, self.frame(user, user.status_for(None)),
+                                  "presence")
+
+    def set_presence(self, session: Connection, frame: SetPresence) -> None:
+        world = self.world
+        user = world.user_of(session)
+        world.admission.charge(user, "presence", "presence")
+        record = user.record
+        if frame.display is not None and frame.display != record.display:
+            world.admission.check_display(user.name, frame.display)
+        before = self.view(user)
+        for attr in ("status", "display", "psm"):
+            value = getattr(frame, attr)
+            if value is not None:
+                setattr(record, attr, value)
+        world.writes.put_user(record)
+        self.broadcast(user, own=True, public=before)
+        self.note_visibility(user)
+
+    # --- sessions coming and going -------------------------------------------------------
+
+    def session_started(self, user: User, session: Connection, *, first: bool, changed: bool,
+                        before: tuple[str, ...]) -> None:
+        """``session`` of ``user`` signed in (``first``: the user had none); ``changed``:
+        its hello changed what others see, ``before`` being what they saw."""
+        if not session.quiet:
+            for room in self.world.group_rooms(user):
+                room.loud.add(session)
+        if first:
+            self.online_users += 1
+            going = self.going_offline.pop(user.name, None)
+            if going is not None:  # back within the grace: watchers saw no offline
+                going[0].cancel()
+                if self.view(user) != going[1]:
+                    self.broadcast(user, own=False)
+            elif user.record.status != Status.INVISIBLE:
+                self.broadcast(user, own=False)
+        elif changed:
+            self.broadcast(user, own=True, skip=session, public=before)
+        self.note_visibility(user)
+
+    def session_ended(self, user: User, session: Connection) -> None:
+        """``session`` of ``user`` signed out (already gone from ``user.sessions``)."""
+        if not session.quiet:
+            for room in self.world.group_rooms(user):
+                room.loud.discard(session)
+        if not user.sessions:
+            self.online_users -= 1
+            if user.record.status != Status.INVISIBLE:
+                self._offline_after_grace(user)
+            self.note_visibility(user)
+
+    def note_visibility(self, user: User) -> None:
+        if user.sessions and user.record.status == Status.INVISIBLE:
+            self.invisible_online.add(user.name)
+        else:
+            self.invisible_online.discard(user.name)
+
+    def _offline_after_grace(self, user: User) -> None:
+        """Tell watchers the user went offline — after ``presence_grace`` seconds, so a
+        session that reconnects at once (a network blip, a restart of the client) does
+        not flap offline/online for everyone who watches it."""
+        grace = self.world.config.presence_grace
+        if grace <= 0:
+            self.broadcast(user, own=False)
+            return
+        record = user.record
+        seen = _view(record, rules.public_status(record.status))  # as it was until now
+        handle = asyncio.get_running_loop().call_later(grace, self._gone_offline, user.name)
+        self.going_offline[user.name] = (handle, seen)
+
+    def _gone_offline(self, name: str) -> None:
+        self.going_offline.pop(name, None)
+        user = self.world.users.get(name)
+        if user is not None and not user.sessions:
+            self.broadcast(user, own=False)
+

@@ -1,0 +1,190 @@
+"""Rooms: joining and leaving group rooms, who may read a room, its member list.
+
+A group room (``#name``) is created by its first join; a DM room (``@a:b``) belongs to
+its two users and is created by its first message. A join is answered with ``joined``
+and the replay of what the member missed, produced page by page as the reader drains.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from cfm_common import rules
+from cfm_common.codec import encode
+from cfm_common.errors import ProtocolError
+from cfm_common.frames import (
+    GetMembers,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Member,
+    MembersPage,
+    RosterEntry,
+)
+from cfm_common.rules import ErrorCode, MemberOp, Status
+from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.hidden import as_seen_by
+from cfm_server.domain.ports import Connection
+from cfm_server.domain.presence import PresenceHandler
+from cfm_server.domain.world import World
+from cfm_server.pages import first_within, one_page, replay_pages, roster_entry_size
+from cfm_server.state import Room, User
+
+DEFAULT_MEMBERS_PAGE = 100  # a ``members`` request without a limit
+
+
+def _own_dm(user: User, room_name: str) -> tuple[str, str]:
+    """The two names of a DM room of ``user``'s; anyone else's is ``forbidden``."""
+    pair = rules.dm_members(room_name)
+    if pair is None or user.name not in pair:
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"{room_name} is not your conversation")
+    return pair
+
+
+class RoomHandler:
+    def __init__(self, world: World, delivery: Delivery, presence: PresenceHandler) -> None:
+        self.world = world
+        self.delivery = delivery
+        self.presence = presence
+
+    # --- who may touch a room ----------------------------------------------------------
+
+    def check_dm_access(self, user: User, room_name: str) -> User:
+        """The other user of a DM room that ``user`` may touch; raises otherwise."""
+        pair = _own_dm(user, room_name)
+        other_name = pair[1] if pair[0] == user.name else pair[0]
+        other = self.world.users.get(other_name)
+        if other is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {other_name!r}")
+        return other
+
+    def readable_room(self, user: User, room_name: str) -> Room:
+        """The room whose history, read marks or members ``user`` may ask for."""
+        if room_name.startswith(rules.DM_PREFIX):
+            _own_dm(user, room_name)
+        room = self.world.rooms.get(room_name)
+        if room is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_ROOM, f"no room {room_name}")
+        if not room.is_dm and user.name not in room.members:
+            raise ProtocolError(ErrorCode.NOT_MEMBER, f"join {room_name} first")
+        return room
+
+    def add_member(self, room: Room, user: User) -> None:
+        self.world.add_membership(room, user)
+        self.world.writes.add_member(room.name, user.name)
+
+    # --- join, leave, members ------------------------------------------------------------
+
+    def join(self, session: Connection, frame: Join) -> None:
+        world = self.world
+        user = world.user_of(session)
+        room = world.rooms.get(frame.room)
+        if rules.is_group_room(frame.room):
+            if user.name not in (room.members if room is not None else ()):
+                world.admission.admit_group_join(user, frame.room, world.rooms)
+            if room is None:
+                room = world.create_room(frame.room)
+            if user.name not in room.members:
+                self.add_member(room, user)
+                data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
+                self.delivery.to_sessions(self._member_audience(room, user), data, "member",
+                                          skip=session)
+                self.presence.introduce(room, user)
+        else:
+            self.check_dm_access(user, frame.room)
+            if room is None:
+                room = world.create_room(frame.room)
+        since, reset = frame.since, None
+        if frame.epoch is not None and frame.epoch != room.epoch:
+            since, reset = 0, True
+        config = world.config
+        # Up to the last message whose commit completed, never further: one still being
+        # committed reaches this session by the fan-out of its commit (the session is a
+        # member now), and one whose commit fails (a full disk, a SIGKILL) must never
+        # have been shown, since its seq goes to the next message.
+        top = room.durable_seq
+        more = None
+        if since is not None:
+            # Seqs are gapless: the messages after ``since`` are since+1 .. top.
+            more = top - since > config.replay_limit
+        members_limit = frame.members_limit
+
+        def joined() -> bytes:
+            # Built when the session is ready to send it: a big room's roster costs
+            # milliseconds, spent only for a reader that reads.
+            members, count = self._join_roster(room, user, members_limit)
+            world.metrics.count_out("joined")
+            return encode(Joined(room.name, top, room.epoch, members, more, reset, count,
+                                 ref=frame.id))
+
+        if since is None or since >= top:
+            session.answer(one_page(joined))
+            return
+        # The replay is produced page by page as the reader drains, never queued whole.
+        session.answer(itertools.chain(
+            one_page(joined),
+            replay_pages(world.store, room.name, since, top, config.replay_limit,
+                         config.answer_page_bytes, world.metrics,
+                         seen_as=lambda msgs: as_seen_by(user, room, msgs))))
+
+    def _join_roster(self, room: Room, user: User,
+                     members_limit: int | None) -> tuple[tuple[RosterEntry, ...], int | None]:
+        """``joined.members`` and ``joined.count``: the first ``members_limit`` members by
+        name (``roster_limit`` without it), cut at ``page_bytes``; ``count`` is the room's
+        member count whenever the list was asked to be or had to be short."""
+        config = self.world.config
+        names = room.roster
+        limit = config.roster_limit if members_limit is None else members_limit
+        entry = self.presence.roster_entry
+        entries = [entry(name, user.name) for name in names[:limit]]
+        if entries:
+            entries = first_within(entries, roster_entry_size, config.answer_page_bytes)
+        cut = len(entries) < len(names)
+        count = len(room.members) if members_limit is not None or cut else None
+        return tuple(entries), count
+
+    def _member_audience(self, room: Room, user: User) -> Iterable[Connection]:
+        """Who hears of ``user`` joining or leaving ``room``: its loud sessions, except
+        what would show that a user who looks offline is active — while the user is
+        invisible only its own sessions, and never the users it blocked."""
+        if user.record.status == Status.INVISIBLE:
+            return [s for s in user.sessions if s in room.loud]
+        if not any(c.blocked for c in user.contacts.values()):
+            return room.loud
+        return [s for s in room.loud
+                if s.user is None or not user.has_blocked(s.user.name)]
+
+    def leave(self, session: Connection, frame: Leave) -> None:
+        world = self.world
+        user = world.user_of(session)
+        room = world.rooms.get(frame.room)
+        if room is None or user.name not in room.members:
+            raise ProtocolError(ErrorCode.NOT_MEMBER, f"you are not in {frame.room}")
+        world.end_membership(room, user)
+        world.writes.remove_member(room.name, user.name)
+        if frame.id is None:
+            self.delivery.to_user(user, encode(Left(room.name)), "left")
+        else:  # the asking session's copy carries the request's id (request ids)
+            session.send(encode(Left(room.name, ref=frame.id)))
+            world.metrics.count_out("left")
+            self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
+        data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
+        self.delivery.to_sessions(self._member_audience(room, user), data, "member")
+
+    def members(self, session: Connection, frame: GetMembers) -> None:
+        """A page of a group room's member list (the big-room extension)."""
+        world = self.world
+        user = world.user_of(session)
+        if frame.room.startswith(rules.DM_PREFIX):
+            raise ProtocolError(ErrorCode.BAD_FRAME, "a DM room's members are its two names")
+        room = self.readable_room(user, frame.room)
+        after = None if frame.after is None else rules.normalize_name(frame.after)
+        names, more = room.roster_page(after, frame.limit or DEFAULT_MEMBERS_PAGE)
+        entries = [self.presence.roster_entry(name, user.name) for name in names]
+        kept = first_within(entries, roster_entry_size, world.config.answer_page_bytes)
+        more = more or len(kept) < len(entries)
+        page = MembersPage(room.name, tuple(kept), more, ref=frame.id)
+        world.metrics.count_out(page.T)
+        session.answer(one_page(lambda: encode(page)))

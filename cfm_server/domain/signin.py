@@ -1,0 +1,242 @@
+"""Sign-in and sign-up: who a connection is, and what it learns first (``welcome``).
+
+A known handle signs in with its token. A new handle is claimed by its first hello
+(within ``registration``: open, by invite, or closed): its identity is stored first and
+its ``welcome`` waits for that commit, so a token is never handed out for an account
+the next start would not know. The server's own bots (the AI contacts) get their
+identities and tokens from ``provision_bot``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import secrets
+import time
+from dataclasses import dataclass
+
+from cfm_common import PROTOCOL_VERSION, __version__, rules
+from cfm_common.errors import ProtocolError
+from cfm_common.frames import Hello, RoomState, Welcome
+from cfm_common.rules import ErrorCode, Status
+from cfm_server import oplog
+from cfm_server.domain.contacts import ContactHandler
+from cfm_server.domain.ports import Connection
+from cfm_server.domain.presence import PresenceHandler
+from cfm_server.domain.world import World, now_ms
+from cfm_server.invites import Invite, InviteBook, InviteError
+from cfm_server.state import User
+from cfm_server.store import Commit, UserRecord
+
+SERVER_NAME = f"cfm/{__version__}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class SignUp:
+    """A new identity on its way to the store; its welcome waits for ``commit``."""
+
+    record: UserRecord
+    token: str
+    invite: Invite | None
+    commit: Commit
+
+
+class SignInHandler:
+    def __init__(self, world: World, presence: PresenceHandler,
+                 contacts: ContactHandler) -> None:
+        self.world = world
+        self.presence = presence
+        self.contacts = contacts
+        # Set by the server when registration is by invite.
+        self.invites: InviteBook | None = None
+        # New handles whose identity is being stored (see sign_in).
+        self.signing_up: dict[str, SignUp] = {}
+        self._session_ids = itertools.count(1)
+
+    def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp:
+        """Sign ``session`` in: a Welcome, or for a new handle a SignUp whose record is
+        being stored (the session finishes it with :meth:`finish_sign_up` once that
+        commit is durable, or :meth:`drop_sign_up` if it fails)."""
+        world = self.world
+        name = rules.normalize_name(hello.name)
+        if name in world.reserved:
+            raise ProtocolError(ErrorCode.NAME_TAKEN, f"{name!r} is reserved", "hello")
+        user = world.users.get(name)
+        if user is None:
+            world.admission.check_new_handle(name)
+            if name in self.signing_up:
+                raise ProtocolError(ErrorCode.NAME_TAKEN,
+                                    f"{name!r} is being claimed right now", "hello")
+            world.admission.charge_signup(session.ip)
+            return self._begin_sign_up(name, hello)
+        if hello.token is None:
+            raise ProtocolError(
+                ErrorCode.NAME_TAKEN, f"{name!r} is taken (sign in with its token)", "hello"
+            )
+        if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
+            raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
+        return self._attach(session, user, hello, hello.token)
+
+    def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:
+        """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
+        it is ``no_such_user``), its name held against a second claim, its session
+        attached to nothing, so no frame goes out before its welcome."""
+        world = self.world
+        try:
+            if hello.display is not None:
+                world.admission.check_display(name, hello.display)
+            invite = self._admit_new_user(hello)
+        except ProtocolError as exc:
+            oplog.sign_up_refused(name, exc.msg)
+            raise
+        if invite is not None and self.invites is not None:
+            # Counted now, in the same transaction as the identity: both or neither.
+            used = self.invites.spend(invite)
+            world.writes.put_invite_use(invite.nonce, used)
+        token = secrets.token_urlsafe(32)
+        record = UserRecord(
+            name=name,
+            token_hash=hash_token(token),
+            display=hello.display or hello.name,
+            psm=hello.psm or "",
+            status=hello.status or Status.ONLINE.value,
+            bot=bool(hello.bot),
+            created_ms=now_ms(),
+        )
+        commit = world.writes.create_user(record)
+        sign_up = SignUp(record, token, invite, commit)
+        self.signing_up[name] = sign_up
+        return sign_up
+
+    def finish_sign_up(self, session: Connection, sign_up: SignUp, hello: Hello) -> Welcome:
+        """The identity is durable: it becomes a user, and the session signs in."""
+        name = sign_up.record.name
+        self.signing_up.pop(name, None)
+        user = User(sign_up.record)
+        self.world.users[name] = user
+        invite = sign_up.invite
+        oplog.signed_up(name, sign_up.record.bot, invite and invite.nonce,
+                        self.invites.used.get(invite.nonce, 0) if invite and self.invites else 0,
+                        invite.uses if invite else 0)
+        for contact_name in self.world.config.default_contacts:
+            contact_name = rules.normalize_name(contact_name)
+            if contact_name != name:
+                self.contacts.put_contact(user, contact_name, in_list=True)
+        return self._attach(session, user, hello, sign_up.token)
+
+    def drop_sign_up(self, sign_up: SignUp) -> None:
+        """The identity's commit failed: the handle (and the invite's use) is free again."""
+        self.signing_up.pop(sign_up.record.name, None)
+        if sign_up.invite is not None and self.invites is not None:
+            self.invites.refund(sign_up.invite)
+
+    def _attach(self, session: Connection, user: User, hello: Hello, token: str) -> Welcome:
+        world = self.world
+        record = user.record
+        if hello.display is not None and hello.display != record.display:
+            world.admission.check_display(user.name, hello.display)
+        before = self.presence.view(user)
+        changed = False
+        for attr in ("display", "psm", "status", "bot"):
+            value = getattr(hello, attr)
+            if value is not None and getattr(record, attr) != value:
+                setattr(record, attr, value)
+                changed = True
+        if changed:
+            world.writes.put_user(record)
+        session.id = f"s{next(self._session_ids)}"
+        session.user = user
+        session.quiet = bool(hello.quiet)
+        first = not user.sessions
+        user.sessions.append(session)
+        world.metrics.sessions.inc()
+        if user.name in world.admission.server_bots:
+            # Its read marks and answers follow other users' traffic, which must not
+            # get it closed: no per-kind buckets (its bytes are still budgeted).
+            session.limits.lift_buckets()
+        self.presence.session_started(user, session, first=first, changed=changed,
+                                      before=before)
+        return self._welcome(session, user, token)
+
+    def _admit_new_user(self, hello: Hello) -> Invite | None:
+        """Whether ``registration`` lets a new handle be claimed; the invite it used."""
+        mode = self.world.config.registration
+        if mode == "open":
+            return None
+        if mode == "closed" or self.invites is None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                "this server takes no new users; ask its operator for an account", "hello")
+        if hello.invite is None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                "this server takes new users by invite: ask its operator for an invite code",
+                "hello")
+        try:
+            return self.invites.admit(hello.invite, time.time())
+        except InviteError as exc:
+            raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), "hello") from None
+
+    def provision_bot(self, name: str, display: str, psm: str, status: str) -> str | None:
+        """A fresh token for a bot this server runs itself (the AI contacts).
+
+        Creates the identity if it is new, so nobody can claim the handle first, and
+        replaces the token of an existing bot identity (the server owns these; a lost
+        token file must not lock a persona out). Returns None, and changes nothing, when a
+        person already holds the handle.
+        """
+        world = self.world
+        name = rules.normalize_name(name)
+        token = secrets.token_urlsafe(32)
+        user = world.users.get(name)
+        if user is None:
+            record = UserRecord(name, hash_token(token), display, psm, status, True, now_ms())
+            user = world.users[name] = User(record)
+        elif not user.record.bot:
+            return None
+        else:
+            user.record.token_hash = hash_token(token)
+        world.writes.put_user(user.record)
+        world.admission.add_server_bot(name, {display, user.record.display})
+        return token
+
+    def _welcome(self, session: Connection, user: User, token: str) -> Welcome:
+        rooms = []
+        for room_name in sorted(user.rooms):
+            room = self.world.rooms[room_name]
+            # The last committed seq (see RoomHandler.join): one in flight comes by fan-out.
+            rooms.append(RoomState(room_name, room.durable_seq, user.reads.get(room_name, 0),
+                                   room.epoch))
+        entry = self.presence.roster_entry
+        contacts = tuple(
+            entry(contact.name, user.name, blocked=contact.blocked)
+            for contact in user.contacts.values()
+        )
+        record = user.record
+        return Welcome(
+            v=PROTOCOL_VERSION,
+            session=session.id,
+            name=user.name,
+            token=token,
+            display=record.display,
+            status=record.status,
+            psm=record.psm,
+            server=SERVER_NAME,
+            limits=self.world.config.client_limits(),
+            rooms=tuple(rooms),
+            contacts=contacts,
+        )
+
+    def sign_out(self, session: Connection) -> None:
+        user = session.user
+        if user is None:
+            return
+        session.user = None
+        user.sessions.remove(session)
+        self.world.metrics.sessions.dec()
+        self.presence.session_ended(user, session)

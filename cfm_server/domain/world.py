@@ -1,0 +1,161 @@
+"""The live state every domain module reads: users, rooms, who lists whom.
+
+One ``World`` per server, built from the store's snapshot at start-up (``load``) and
+changed only by the domain modules, on the event loop, without awaiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+from cfm_common import rules
+from cfm_common.errors import ProtocolError
+from cfm_common.rules import ErrorCode
+from cfm_server.admission import Admission
+from cfm_server.config import ServerConfig
+from cfm_server.domain.ports import Connection
+from cfm_server.domain.writes import Writes
+from cfm_server.metrics import Metrics
+from cfm_server.state import Room, User
+from cfm_server.store import ContactRecord, RoomRecord, Store, UserRecord
+
+log = logging.getLogger(__name__)
+
+
+class Snapshot(Protocol):
+    """What ``World.load`` reads: the store's start-up snapshot, or a cluster node's."""
+
+    def load_users(self) -> Iterable[UserRecord]: ...
+    def load_rooms(self) -> Iterable[RoomRecord]: ...
+    def load_members(self) -> Iterable[tuple[str, str]]: ...
+    def load_contacts(self) -> Iterable[ContactRecord]: ...
+    def load_reads(self) -> Iterable[tuple[str, str, int]]: ...
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+class World:
+    def __init__(self, config: ServerConfig, store: Store, metrics: Metrics,
+                 writes: Writes | None = None) -> None:
+        self.config = config
+        self.store = store  # reads; writes go through ``writes``
+        self.writes = writes if writes is not None else Writes(store)
+        self.metrics = metrics
+        self.users: dict[str, User] = {}
+        self.rooms: dict[str, Room] = {}
+        # owner names per listed handle: who gets a handle's presence via their contact list.
+        self.listed_by: dict[str, set[str]] = {}
+        self.reserved = frozenset(rules.normalize_name(n) for n in config.reserved_names)
+        # Look-alike names, sign-ups per address, per-user buckets; the server's bots.
+        self.admission = Admission(config, self.reserved)
+
+    def user_of(self, session: Connection) -> User:
+        user = session.user
+        if user is None:  # the session layer only hands over frames after welcome
+            raise ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello first")
+        return user
+
+    def group_rooms(self, user: User) -> Iterable[Room]:
+        rooms = self.rooms
+        return (rooms[r] for r in user.rooms if not rooms[r].is_dm)
+
+    def create_room(self, name: str) -> Room:
+        room = Room(name, 0, new_epoch())
+        self.rooms[name] = room
+        self.writes.put_room(RoomRecord(name, 0, room.epoch))
+        return room
+
+    # --- lasting state: each change made in one place ---------------------------------
+    # The handlers call these (and write the change through ``writes``); so does a
+    # cluster node for a change another node made (cfm_server/cluster/apply.py).
+
+    def add_membership(self, room: Room, user: User) -> None:
+        room.add_member(user.name)
+        user.rooms.add(room.name)
+        if not room.is_dm:  # member and presence fan-out of group rooms
+            room.loud.update(s for s in user.sessions if not s.quiet)
+
+    def end_membership(self, room: Room, user: User) -> None:
+        room.remove_member(user.name)
+        user.rooms.discard(room.name)
+        room.loud.difference_update(user.sessions)
+
+    def set_contact(self, record: ContactRecord) -> None:
+        """``record.owner``'s entry for ``record.name`` (none when neither listed nor
+        blocked), and who lists whom."""
+        owner, name = self.users[record.owner], record.name
+        if record.in_list or record.blocked:
+            owner.contacts[name] = record
+        else:
+            owner.contacts.pop(name, None)
+        owners = self.listed_by.setdefault(name, set())
+        if record.in_list:
+            owners.add(owner.name)
+        else:
+            owners.discard(owner.name)
+            if not owners:
+                del self.listed_by[name]
+
+    def move_read_mark(self, user: User, room_name: str, seq: int) -> bool:
+        """Read marks only move forward: False when ``seq`` is not past the mark."""
+        if seq <= user.reads.get(room_name, 0):
+            return False
+        user.reads[room_name] = seq
+        return True
+
+    # --- start-up ----------------------------------------------------------------------
+
+    def load(self, source: Snapshot | None = None) -> None:
+        """Build the live state from the store's snapshot (or ``source``: a cluster
+        node's, read from Redis); make sure #lobby exists."""
+        store = source if source is not None else self.store
+        cleaned = 0
+        for record in store.load_users():
+            self.users[record.name] = User(record)
+            cleaned += self._clean_names(record)
+        if cleaned:
+            log.info("removed invisible characters from %d stored display names or "
+                     "personal messages", cleaned)
+        for room in store.load_rooms():
+            if not room.epoch:  # its messages were kept but its own write was lost
+                log.warning("room %s had no record; restored with a new epoch", room.room)
+                room.epoch = new_epoch()
+                self.writes.put_room(room)
+            self.rooms[room.room] = Room(room.room, room.seq, room.epoch)
+        for room_name, user_name in store.load_members():
+            room, user = self.rooms.get(room_name), self.users.get(user_name)
+            if room is not None and user is not None:
+                self.add_membership(room, user)
+        for contact in store.load_contacts():
+            if contact.owner in self.users:
+                self.set_contact(contact)
+        for user_name, room_name, seq in store.load_reads():
+            user = self.users.get(user_name)
+            if user is not None:
+                user.reads[room_name] = seq
+        if rules.LOBBY not in self.rooms:
+            self.create_room(rules.LOBBY)
+
+    def _clean_names(self, record: UserRecord) -> bool:
+        """Names stored before invisible characters were refused lose them now, so that
+        "Alice\u200b" no longer passes for Alice with any client (a blank display falls
+        back to the handle)."""
+        display = rules.without_hidden(record.display)
+        if not display.strip():
+            display = ""
+        psm = rules.without_hidden(record.psm)
+        if (display, psm) == (record.display, record.psm):
+            return False
+        record.display, record.psm = display, psm
+        self.writes.put_user(record)
+        return True

@@ -1,0 +1,74 @@
+"""The one door for durable writes: every change the domain makes to lasting state.
+
+The live state in memory is the truth while the server runs; each change is written
+through here to the ``Store``. A write returns its :class:`Commit`: the two writes
+somebody waits for (a message's ``append``, whose commit releases its ``ack``; a new
+identity's ``put_user``, whose commit releases its ``welcome``) use it; for every other
+write a failure is logged and the live state stays.
+
+A cluster backend replaces what stands behind these methods (users, contacts,
+memberships, read marks and invites in Redis; ``append`` a broker call that also assigns
+the seq), not the domain modules that call them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cfm_common.frames import StoredMsg
+from cfm_server.store import Commit, ContactRecord, RoomRecord, Store, UserRecord
+
+log = logging.getLogger(__name__)
+
+
+class Writes:
+    __slots__ = ("_store",)
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def append(self, msg: StoredMsg) -> Commit:
+        """A message, its seq the room's latest + 1; its commit releases the ack (the
+        caller watches it). Raises StoreError when the store refuses at once."""
+        return self._store.append(msg)
+
+    def create_user(self, record: UserRecord) -> Commit:
+        """A new identity. Its commit releases its ``welcome``, or fails with
+        ``IdentityTaken`` where the handle can be claimed elsewhere at the same moment
+        (a cluster); the caller watches it. One process holds all of a single node's
+        claims, so here it is a put."""
+        return self._store.put_user(record)
+
+    def put_user(self, record: UserRecord) -> Commit:
+        return _logged(self._store.put_user(record))
+
+    def put_room(self, record: RoomRecord) -> Commit:
+        return _logged(self._store.put_room(record))
+
+    def add_member(self, room: str, user: str) -> Commit:
+        return _logged(self._store.add_member(room, user))
+
+    def remove_member(self, room: str, user: str) -> Commit:
+        return _logged(self._store.remove_member(room, user))
+
+    def put_contact(self, record: ContactRecord) -> Commit:
+        return _logged(self._store.put_contact(record))
+
+    def set_read(self, user: str, room: str, seq: int) -> Commit:
+        return _logged(self._store.set_read(user, room, seq))
+
+    def put_invite_use(self, nonce: str, used: int) -> Commit:
+        return _logged(self._store.put_invite_use(nonce, used))
+
+
+def _logged(commit: Commit) -> Commit:
+    commit.add_done_callback(_log_failed_write)
+    return commit
+
+
+def _log_failed_write(commit: Commit) -> None:
+    if commit.cancelled():
+        return
+    exc = commit.exception()
+    if exc is not None:
+        log.error("a state write failed: %s", exc)

@@ -18,6 +18,7 @@ from typing import Any
 
 from cfm_common import rules
 from cfm_server.ai import AIConfig, AIConfigError
+from cfm_server.errors import ConfigError
 
 ENV_PREFIX = "CFM_"
 # Frame kinds with a per-session token bucket: (rate per second, burst).
@@ -29,10 +30,6 @@ USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "us
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
 SHUTDOWN_CODES = (rules.CloseCode.GOING_AWAY, rules.CloseCode.SERVICE_RESTART)
-
-
-class ConfigError(ValueError):
-    """A setting a person has to fix; the message says which and how."""
 
 
 @dataclass(slots=True)
@@ -229,7 +226,7 @@ class ServerConfig:
         need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),
              f"public_url must be a ws:// or wss:// URL, not {self.public_url!r}")
         if self.metrics_listen:
-            from cfm_server.opmetrics import parse_listen
+            from cfm_server.netaddr import parse_listen
 
             try:
                 parse_listen(self.metrics_listen)

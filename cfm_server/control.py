@@ -20,13 +20,28 @@ import os
 import socket
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cfm_common import rules
 from cfm_common.rules import CloseCode
 
 if TYPE_CHECKING:
-    from cfm_server.server import Server
+    from cfm_server.config import ServerConfig
+    from cfm_server.hub import Hub
+    from cfm_server.store import Store
+
+
+class Server(Protocol):
+    """What the control socket reaches of the server (``cfm_server.server.Server``; a
+    Protocol, so that this module does not import the server that imports it)."""
+
+    config: ServerConfig
+    hub: Hub | None
+    store: Store | None
+
+    @property
+    def data_dir(self) -> Path: ...
+
 
 log = logging.getLogger(__name__)
 

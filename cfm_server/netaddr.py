@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cfm_common.rules import WS_PATH  # re-exported: server.py takes it from here
-from cfm_server.config import ConfigError
+from cfm_server.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -126,3 +126,10 @@ def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
             f"cannot use the TLS certificate {cert} with the key {key}: {exc.reason or exc}"
             " (both must be PEM, and the key must match the certificate)") from None
     return context
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9100`` for IPv6); ValueError saying what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT (e.g. 127.0.0.1:9464), not {text!r}")
+    return host.strip("[]"), int(port)

@@ -16,16 +16,34 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import Counter, Gauge, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cfm_common import __version__
+from cfm_server.netaddr import parse_listen
 
 if TYPE_CHECKING:
-    from cfm_server.server import Server
+    from cfm_server.config import ServerConfig
+    from cfm_server.metrics import Metrics
+    from cfm_server.store import Store
+
+
+class Server(Protocol):
+    """What the operator's metrics read of the server (``cfm_server.server.Server``;
+    a Protocol, so that this module does not import the server that imports it)."""
+
+    config: ServerConfig
+    store: Store | None
+    metrics: Metrics
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    def not_ready(self) -> str | None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +100,6 @@ class _StoreCollector(Collector):
 REQUEST_TIMEOUT_S = 5.0
 MAX_REQUEST_BYTES = 8192
 
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:9100`` for IPv6); ValueError saying what is wrong."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"must be HOST:PORT (e.g. 127.0.0.1:9464), not {text!r}")
-    return host.strip("[]"), int(port)
 
 
 async def start_metrics_listener(address: str, render: Callable[[], bytes],

@@ -9,15 +9,47 @@ from __future__ import annotations
 
 import bisect
 import collections
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cfm_common import rules
 from cfm_server.store import Commit, ContactRecord, UserRecord
 
 if TYPE_CHECKING:
     from cfm_common.frames import StoredMsg
-    from cfm_server.domain.ports import Connection
+
+
+class BucketLimits(Protocol):
+    """The per-kind rate buckets of one connection."""
+
+    def lift_buckets(self) -> None:
+        """Stop charging the per-kind buckets (the server's own bots answer everyone)."""
+
+
+class Connection(Protocol):
+    """One client connection, as the domain uses it."""
+
+    # Given at sign-in ("s1", "s2", ...): the welcome names it, the log too.
+    id: str
+    # The client's address: the per-address sign-up limit.
+    ip: str
+    # Set at sign-in, None again at sign-out.
+    user: User | None
+    # hello.quiet: no member frames nor room-only presence.
+    quiet: bool
+
+    @property
+    def limits(self) -> BucketLimits: ...
+
+    def send(self, data: bytes) -> None:
+        """Queue one encoded frame; never waits."""
+
+    def send_framed(self, framed: bytes) -> None:
+        """Queue a frame already framed by ``wsframe.frame_binary`` (shared by a fan-out)."""
+
+    def answer(self, pages: Iterator[bytes]) -> None:
+        """Send an answer of framed pages, produced as the reader drains them."""
 
 
 @dataclass(slots=True)

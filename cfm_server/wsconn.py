@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
@@ -38,9 +38,17 @@ if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
     from cfm_server.metrics import Metrics
     from cfm_server.netaddr import TrustedProxies
-    from cfm_server.session import Session
 
 log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    """What a connection asks of the session it serves (``cfm_server.session.Session``;
+    a Protocol, so that this module does not import the session that imports it)."""
+
+    def pump_soon(self) -> None: ...
+
+    def too_slow(self) -> None: ...
 
 REFUSED_BUSY = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
                 b"Content-Length: 39\r\nConnection: close\r\n\r\n"

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from ssl import SSLContext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -34,7 +34,14 @@ from cfm_server.ai.mind import PersonaMind
 from cfm_server.ai.personas import Persona
 
 if TYPE_CHECKING:
-    from cfm_server.hub import Hub
+    from cfm_server.state import User
+
+
+class Hub(Protocol):
+    """What the AI contacts read of the hub of the server they run in
+    (``cfm_server.hub.Hub``; a Protocol: the hub's package imports the AI settings)."""
+
+    users: dict[str, User]
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from cfm_server.ai import AIConfig, AIConfigError
 
 ENV_PREFIX = "CFM_"
 # Frame kinds with a per-session token bucket: (rate per second, burst).
-RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact")
+RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact", "search")
 # Buckets per user (every session of the user spends from the same one).
 USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
                    "user_presence")
@@ -129,6 +129,9 @@ class ServerConfig:
     history_burst: int = 40
     contact_rate: float = 2.0
     contact_burst: int = 20
+    # A search reads an index, not one room's range: fewer than history.
+    search_rate: float = 2.0
+    search_burst: int = 10
 
     # Per user, shared by all of a user's sessions (the buckets above are per session).
     user_say_rate: float = 20.0  # says and nudges

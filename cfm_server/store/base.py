@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from cfm_common.frames import StoredMsg
@@ -33,6 +33,10 @@ class StoreError(Exception):
 class IdentityTaken(StoreError):
     """A new identity's handle was claimed first elsewhere (another node of a cluster,
     at the same moment): the sign-up is refused as ``name_taken``."""
+
+
+class BadCursor(ValueError):
+    """A search cursor (``before``) this store never gave out."""
 
 
 @dataclass(slots=True)
@@ -147,6 +151,15 @@ class Store(ABC):
     @abstractmethod
     def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
         """Up to ``limit`` messages with seq > after, ascending seq."""
+
+    @abstractmethod
+    def search(self, reader: str, rooms: Collection[str], words: Sequence[str],
+               before: str | None, limit: int) -> list[tuple[str, StoredMsg]]:
+        """Up to ``limit`` messages of ``rooms`` holding every one of ``words`` (whole
+        words, any case), newest stored first, each with its cursor: the string a next
+        page passes as ``before`` to get only what is older. A message hidden from
+        ``reader`` (a DM message marked hidden that ``reader`` did not send) is never
+        found. Raises BadCursor for a ``before`` this store did not give out."""
 
     # --- retention -------------------------------------------------------------------
 

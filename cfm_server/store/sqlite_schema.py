@@ -82,6 +82,45 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE messages ADD COLUMN hidden INTEGER;
     """,
+    # v4: search. ``messages`` has no rowid (it is clustered on room, seq), which an FTS5
+    # table needs to point back with, so ``search_keys`` gives every message one, in the
+    # order it was stored: newest first is rowid descending, which FTS5 walks natively
+    # and stops early under a LIMIT. The FTS5 table keeps no copy of the text
+    # (content=''); the triggers feed it on insert and take it out on delete (retention)
+    # and when a message moves (cfm admin remove-user archiving a DM: no client may
+    # read an archived room, so its text leaves the index).
+    """
+    CREATE TABLE search_keys (
+        key INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX search_keys_by_message ON search_keys (room, seq);
+    CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='', detail='none');
+    INSERT INTO search_keys (room, seq) SELECT room, seq FROM messages ORDER BY ts, room, seq;
+    INSERT INTO messages_fts (rowid, text)
+        SELECT k.key, m.text FROM search_keys k JOIN messages m USING (room, seq);
+    CREATE TRIGGER messages_search_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO search_keys (room, seq) VALUES (new.room, new.seq);
+        INSERT INTO messages_fts (rowid, text) VALUES (last_insert_rowid(), new.text);
+    END;
+    CREATE TRIGGER messages_search_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text)
+            SELECT 'delete', key, old.text FROM search_keys
+            WHERE room = old.room AND seq = old.seq;
+        DELETE FROM search_keys WHERE room = old.room AND seq = old.seq;
+    END;
+    CREATE TRIGGER messages_search_move AFTER UPDATE OF room, seq, text ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text)
+            SELECT 'delete', key, old.text FROM search_keys
+            WHERE room = old.room AND seq = old.seq;
+        DELETE FROM search_keys WHERE room = old.room AND seq = old.seq;
+        INSERT INTO search_keys (room, seq)
+            SELECT new.room, new.seq WHERE new.room NOT LIKE 'archived:%';
+        INSERT INTO messages_fts (rowid, text)
+            SELECT key, new.text FROM search_keys WHERE room = new.room AND seq = new.seq;
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

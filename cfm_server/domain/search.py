@@ -36,8 +36,6 @@ class SearchHandler:
                                 "search text holds no word to look for (letters or digits)")
         if frame.room is not None:
             room = self.rooms.readable_room(user, frame.room)  # history's errors
-            if user.name not in room.members:  # a DM the user left
-                raise ProtocolError(ErrorCode.NOT_MEMBER, f"join {room.name} first")
             rooms: set[str] | frozenset[str] = frozenset((room.name,))
         else:
             rooms = user.rooms

@@ -13,7 +13,6 @@ import dataclasses
 from collections.abc import Collection, Iterable, Sequence
 
 from cfm_common.frames import StoredMsg
-from cfm_server.store.searchwords import words_of
 from cfm_server.store.base import (
     BadCursor,
     Commit,
@@ -23,6 +22,7 @@ from cfm_server.store.base import (
     StoreError,
     UserRecord,
 )
+from cfm_server.store.searchwords import words_of
 
 
 def _done(error: StoreError | None = None) -> Commit:

@@ -9,16 +9,16 @@ lifecycle, and opens the connection these use.
 
 from __future__ import annotations
 
-import sqlite3
 import json
+import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cfm_common.frames import StoredMsg
 from cfm_server.store.base import BadCursor, ContactRecord, RoomRecord, StoreError, UserRecord
-from cfm_server.store.searchwords import fts5_query
 from cfm_server.store.idfilter import ClientIdFilter
+from cfm_server.store.searchwords import fts5_query
 
 MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id, hidden"
 MAX_KEY = 2**63 - 1

@@ -570,6 +570,14 @@ class Client:
         frame = f.GetHistory(room=room, before=before, after=after, limit=limit)
         return await self._paged(frame, "history", room)
 
+    async def search(self, text: str, room: str | None = None, before: str | None = None,
+                     limit: int = 20) -> f.SearchResults:
+        """Stored messages holding every word of ``text``, newest first, from the rooms
+        and DMs we are in (or only ``room``); returned, not emitted as events. For the
+        next page pass the answer's ``next`` as ``before`` (while ``more``)."""
+        frame = f.Search(text=text, room=room, before=before, limit=limit)
+        return await self._request(frame, "search", (text, room, before))
+
     async def _paged(self, frame: f.ClientFrame, kind: str, room: str) -> Any:
         """One ``history`` (or ``members``) request per room at a time: an answer names
         only its room, so two in flight could be taken for each other's after one of
@@ -1096,6 +1104,8 @@ class Client:
         elif isinstance(frame, f.MembersPage):
             if not self._answer(frame.ref, "members", frame.room, frame):
                 log.debug("members of %s that nobody asked for", frame.room)
+        elif isinstance(frame, f.SearchResults):  # a server that knows search gives refs
+            self._answer(frame.ref, "search", None, frame)
         elif isinstance(frame, f.Contact):
             if frame.op != rules.ContactOp.ADDED_YOU:
                 self._answer(frame.ref, "contact",

@@ -327,7 +327,7 @@ class GetMembers:
 # Search (an additive extension, see docs/protocol.md "Search").
 MAX_SEARCH_TEXT = 200
 MAX_SEARCH_LIMIT = 50
-MAX_SEARCH_CURSOR = 64
+MAX_SEARCH_CURSOR = 128  # room for a cluster cursor: ts, room name and seq
 
 
 def check_search_limit(value: int) -> None:

@@ -446,7 +446,7 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         ("search/limit-51", {"t": "search", "text": "a", "limit": 51}, "bad_frame", "search"),
         ("search/before-int", {"t": "search", "text": "a", "before": 5}, "bad_frame",
          "search"),
-        ("search/before-65", {"t": "search", "text": "a", "before": "1" * 65}, "bad_frame",
+        ("search/before-129", {"t": "search", "text": "a", "before": "1" * 129}, "bad_frame",
          "search"),
         # say and typing take exactly one of room and to.
         ("target/say-both", {**SAY, "to": "bob"}, "bad_frame", "m1"),

@@ -62,6 +62,8 @@ HOLD_KEYS_S = 1.0  # at most, should the buddy list never answer an Enter
 TOAST_EVERY_S = 3.0  # per conversation, so a burst of offline messages is one toast
 PREVIEW_WORDS = 8
 HISTORY_PAGE = 50
+SEARCH_SHOWN = 10  # /search: the newest matches, as one note
+SEARCH_TEXT_CHARS = 80
 # Fetch some context when opening a conversation that holds fewer messages than this.
 CONTEXT_LINES = 20
 # What the buddy list's keys ask before acting: question, detail, the confirm button.
@@ -600,7 +602,43 @@ class ChatApp(App[None]):
             self.note(room, slash.help_text())
         elif name == "save":
             self.save_conversation(room, arg)
+        elif name == "search":
+            self.search_messages(room, arg)
         return True
+
+    @work(group="requests", exit_on_error=False)
+    async def search_messages(self, room: str, text: str) -> None:
+        """``/search words``: the newest matches from every room and conversation, as a
+        local note in the one it was typed in."""
+        session = self.session
+        if session is None:
+            self.note(room, "Not connected: /search asks the server.")
+            return
+        try:
+            page = await session.client.search(text, limit=SEARCH_SHOWN)
+        except ClientError as exc:
+            self.note(room, f"Search for {text!r} failed: {exc.msg}")
+            return
+        self.note(room, self.search_text(text, page.msgs, page.more))
+
+    def search_text(self, text: str, msgs: Any, more: bool) -> str:
+        if not msgs:
+            return f"No message holds all of: {text}"
+        assert self.state is not None
+        lines = [f"Found for {text} (newest first{'; older ones not shown' if more else ''}):"]
+        for m in msgs:
+            when = datetime.fromtimestamp(m.ts / 1000, self.tz).strftime("%d %b %H:%M")
+            if rules.is_group_room(m.room):
+                where = m.room
+            else:
+                pair = m.room.split(":")[1:]
+                peer = pair[1] if pair[0] == self.state.me else pair[0]
+                where = f"with {clean_line(self.state.label(peer))}"
+            said = clean_line(" ".join(m.text.split()))
+            if len(said) > SEARCH_TEXT_CHARS:
+                said = said[:SEARCH_TEXT_CHARS - 1] + "…"
+            lines.append(f"  {when}  {where}  {clean_line(self.state.label(m.sender))}: {said}")
+        return "\n".join(lines)
 
     @work(group="requests", exit_on_error=False)
     async def save_conversation(self, room: str, file: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cfm_common import rules
+from cfm_common.frames import MAX_SEARCH_TEXT
 
 # name -> (arguments, what it does): the order is the one /help lists.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unblock": ("<name>", "unblock someone"),
     "close": ("", "close this conversation"),
     "save": ("[file]", "save this conversation to a text file (.html: a web page)"),
+    "search": ("<words>", "find messages holding these words in your rooms and conversations"),
     "reconnect": ("", "try to reconnect now, not when the countdown ends"),
     "help": ("", "this list"),
 }
@@ -121,6 +123,12 @@ def _check(name: str, rest: str) -> Parsed:
     arg = rest.strip()
     if name == "save":
         return Command(name, arg)  # the file, or "" for a name of the app's choosing
+    if name == "search":
+        if not arg:
+            return Refusal("Usage: /search <words>")
+        if len(arg) > MAX_SEARCH_TEXT:
+            return Refusal(f"A search is at most {MAX_SEARCH_TEXT} characters.")
+        return Command(name, " ".join(arg.split()))
     if name in ("nudge", "leave", "members", "close", "reconnect", "help"):
         return Command(name) if not arg else Refusal(f"/{name} takes nothing after it.")
     if name == "status":

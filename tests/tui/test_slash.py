@@ -41,6 +41,7 @@ def test_double_slash_sends_the_literal_text():
     ("/unblock carol", Command("unblock", "carol")),
     ("/me waves", Command("me", "waves")),
     ("/me waves at\neveryone", Command("me", "waves at\neveryone")),
+    ("/search  lunch   Friday ", Command("search", "lunch Friday")),
 ])
 def test_commands(draft, expected):
     assert parse(draft) == expected
@@ -66,7 +67,8 @@ def test_a_very_long_unknown_name_is_cut():
     "/status", "/status sleepy", "/join", "/join #", "/join #no spaces", "/join #" + "a" * 33,
     "/add", "/add x", "/add bad name", "/block @bob", "/me", "/me   ", "/nudge bob",
     "/close now", "/psm " + "x" * 129, "/psm two\nlines",
-    "/name " + "x" * 65, "/name two\nlines", "/name bell\x07",
+    "/name " + "x" * 65, "/name two\nlines", "/name bell\x07", "/search", "/search   ",
+    "/search " + "x" * 201,
 ])
 def test_bad_arguments_are_refused_with_usage(draft):
     assert isinstance(parse(draft), Refusal)

@@ -310,3 +310,24 @@ async def test_members_lists_the_room_at_any_width(server, tmp_path):
         await pilot.press(*"/members", "enter")
         await wait_until(pilot, lambda: "In #games (2): alice, Bob B."
                          in transcript_text(app, "#games"), "the list")
+
+
+async def test_search_shows_the_matches_as_a_note(server, tmp_path):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
+        await alice.open_dm("bob")
+        await pa.pause()
+        await type_line(pa, "where is the pizza place")
+        await wait_until(pb, lambda: "pizza place" in transcript_text(bob, DM), "said")
+        await bob.open_dm("alice")
+        await pb.pause()
+        await type_line(pb, "/search PIZZA")
+        await wait_until(pb, lambda: "Found for PIZZA" in transcript_text(bob, DM),
+                         "the search note")
+        shown = transcript_text(bob, DM)
+        assert "where is the pizza place" in shown and "with " in shown
+        await type_line(pb, "/search nothinglikethis")
+        await wait_until(pb, lambda: "No message holds all of: nothinglikethis"
+                         in transcript_text(bob, DM), "the empty note")
+        # A note, never sent: alice got only her own line.
+        assert [m.text for m in alice.state.conversations[DM].messages] == [
+            "where is the pizza place"]

@@ -14,7 +14,6 @@ from collections.abc import Collection, Iterable, Sequence
 
 from cfm_common.frames import StoredMsg
 from cfm_server.store.base import (
-    BadCursor,
     Commit,
     ContactRecord,
     RoomRecord,
@@ -22,7 +21,7 @@ from cfm_server.store.base import (
     StoreError,
     UserRecord,
 )
-from cfm_server.store.searchwords import words_of
+from cfm_server.store.searchwords import parse_position, words_of
 
 
 def _done(error: StoreError | None = None) -> Commit:
@@ -187,23 +186,19 @@ class MemoryStore(Store):
                          len(messages))
         return messages[start:start + max(0, limit)]  # type: ignore[return-value]
 
-    # --- retention -------------------------------------------------------------------
-
     def search(self, reader: str, rooms: Collection[str], words: Sequence[str],
                before: str | None, limit: int) -> list[tuple[str, StoredMsg]]:
         order = self._stored_order
         end = len(order)
         if before is not None:
-            if not before.isdigit() or len(before) > 19:
-                raise BadCursor(before)
-            end = min(end, int(before) - 1)
-        wanted = set(words)
+            end = min(end, parse_position(before) - 1)
+        wanted, readable = set(words), set(rooms)
         found: list[tuple[str, StoredMsg]] = []
         for i in range(end - 1, -1, -1):  # a plain scan, newest first
             if len(found) >= limit:
                 break
             room, seq = order[i]
-            if room not in rooms:
+            if room not in readable:
                 continue
             msg = self._messages[room][seq - 1]
             if msg is None or (msg.hidden and msg.sender != reader):
@@ -211,6 +206,8 @@ class MemoryStore(Store):
             if wanted <= set(words_of(msg.text)):
                 found.append((str(i + 1), msg))
         return found
+
+    # --- retention -------------------------------------------------------------------
 
     def retention_cut(self, room: str, min_ts: int | None,
                       max_bytes: int | None) -> tuple[int, int] | None:

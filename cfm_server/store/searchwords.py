@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from cfm_server.store.base import BadCursor
+
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -26,3 +28,17 @@ def fts5_query(words: list[str] | tuple[str, ...]) -> str:
     """An FTS5 MATCH expression requiring every word: each one a quoted string, so no
     word is ever an operator (AND, OR, NOT, NEAR) or a column filter."""
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+MAX_POSITION = 2**63 - 1
+
+
+def parse_position(before: str) -> int:
+    """A cursor the single-node stores give out: a message's place in the order they
+    were stored, in ASCII digits. Anything else raises BadCursor."""
+    if not (before.isascii() and before.isdigit() and len(before) <= 19):
+        raise BadCursor(before)
+    position = int(before)
+    if position > MAX_POSITION:
+        raise BadCursor(before)
+    return position

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from cfm_common.frames import StoredMsg
-from cfm_server.store.base import BadCursor, ContactRecord, RoomRecord, StoreError, UserRecord
+from cfm_server.store.base import ContactRecord, RoomRecord, StoreError, UserRecord
 from cfm_server.store.idfilter import ClientIdFilter
-from cfm_server.store.searchwords import fts5_query
+from cfm_server.store.searchwords import MAX_POSITION, fts5_query, parse_position
 
 MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id, hidden"
-MAX_KEY = 2**63 - 1
 
 _SEARCH = (
     "SELECT f.rowid, m.room, m.seq, m.sender, m.text, m.ts, m.kind, m.client_id, m.hidden"
@@ -127,11 +126,7 @@ class SqliteReads:
                before: str | None, limit: int) -> list[tuple[str, StoredMsg]]:
         if limit <= 0 or not words:
             return []
-        top = MAX_KEY
-        if before is not None:
-            if not before.isdigit() or len(before) > 19:
-                raise BadCursor(before)
-            top = int(before)
+        top = MAX_POSITION if before is None else parse_position(before)
         # FTS5 is the outer loop, rowid descending, so the LIMIT stops the walk; the
         # rooms come as one JSON array (a user may be in hundreds of rooms).
         params = (fts5_query(list(words)), top, json.dumps(list(rooms)), reader, limit)

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from cfm_server import retention
 from tests.wire import WireClient, signed_in
+
+# The rules are the hub's; each store only finds words: both stores run them.
+STORES = pytest.mark.parametrize("store", ["sqlite", "memory"])
 
 
 async def _join(client: WireClient, room: str) -> None:
@@ -37,7 +42,11 @@ def _where(answer: dict[str, Any]) -> list[tuple[str, int]]:
     return [(m["room"], m["seq"]) for m in answer["msgs"]]
 
 
-async def test_finds_own_and_others_messages_in_rooms_and_dms_newest_first(server) -> None:
+@STORES
+async def test_finds_own_and_others_messages_in_rooms_and_dms_newest_first(
+    server_factory, store: str,
+) -> None:
+    server = await server_factory(store=store)
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
         for c in (alice, bob):
             await _join(c, "#food")
@@ -56,7 +65,11 @@ async def test_finds_own_and_others_messages_in_rooms_and_dms_newest_first(serve
             ("dm:alice:bob", 1)]
 
 
-async def test_pages_have_no_duplicates_and_no_gaps(server) -> None:
+@STORES
+async def test_pages_have_no_duplicates_and_no_gaps(
+    server_factory, store: str,
+) -> None:
+    server = await server_factory(store=store)
     async with signed_in(server.url, "alice") as alice:
         await _join(alice, "#a")
         await _join(alice, "#b")
@@ -81,7 +94,11 @@ async def test_pages_have_no_duplicates_and_no_gaps(server) -> None:
         assert seen == list(reversed(said)) and pages == 4
 
 
-async def test_never_a_room_left_or_not_joined_or_a_dm_of_others(server) -> None:
+@STORES
+async def test_never_a_room_left_or_not_joined_or_a_dm_of_others(
+    server_factory, store: str,
+) -> None:
+    server = await server_factory(store=store)
     async with (
         signed_in(server.url, "alice") as alice,
         signed_in(server.url, "bob") as bob,
@@ -107,7 +124,11 @@ async def test_never_a_room_left_or_not_joined_or_a_dm_of_others(server) -> None
                                                         ("#secret", 1)]
 
 
-async def test_a_message_hidden_by_a_block_is_never_found_by_its_text(server) -> None:
+@STORES
+async def test_a_message_hidden_by_a_block_is_never_found_by_its_text(
+    server_factory, store: str,
+) -> None:
+    server = await server_factory(store=store)
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
         await _say(alice, "hello bob", to="bob")
         await alice.send({"t": "contact", "op": "block", "name": "bob"})

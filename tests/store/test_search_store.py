@@ -97,7 +97,7 @@ async def test_retention_deletes_take_the_text_out_of_the_index(store: Store) ->
 
 
 async def test_a_cursor_the_store_never_gave_is_refused(store: Store) -> None:
-    for bad in ("x", "-1", "1" * 30, "1.5"):
+    for bad in ("x", "-1", "1" * 30, "1.5", "\u00b2", "\u0663", "9" * 19, " 1"):
         with pytest.raises(BadCursor):
             store.search("alice", ("#a",), ["a"], bad, 5)
 

@@ -179,15 +179,18 @@ async def test_a_checkpoint_starts_on_the_unchecked_wal_not_on_the_wal_file_size
         assert checkpointer.started == 1
         assert checkpointer._running is not None
         await asyncio.wrap_future(checkpointer._running)
+        # A threshold the file's size is past but a few small COMMITs are not (each
+        # writes a handful of pages: the message, its indexes, the search index), set
+        # before them: 64 KiB is two of them.
+        wal_file = path.with_name(path.name + "-wal").stat().st_size
+        monkeypatch.setattr(checkpoint, "CHECKPOINT_WAL_BYTES", wal_file // 2)
         seq = 200
         for _ in range(3):  # the first COMMIT finishes the checkpoint, the WAL restarts
             seq += 1
             await store.append(StoredMsg("#lobby", seq, "alice", "hi", seq, "text", None))
-        wal_file = path.with_name(path.name + "-wal").stat().st_size
+        assert path.with_name(path.name + "-wal").stat().st_size == wal_file
         unchecked = checkpointer.unchecked_wal_bytes()
         assert 0 < unchecked < wal_file // 8  # the file kept its size; its top is reused
-        # A threshold the file's size is past but a few small COMMITs are not.
-        monkeypatch.setattr(checkpoint, "CHECKPOINT_WAL_BYTES", wal_file // 2)
         for _ in range(3):
             seq += 1
             await store.append(StoredMsg("#lobby", seq, "alice", "hi", seq, "text", None))

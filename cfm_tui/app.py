@@ -919,6 +919,24 @@ class ChatApp(App[None]):
         self.push_screen(AskScreen("Join a group room", "Room:", placeholder="#lobby",
                                    check=check), done)
 
+    def action_search(self, room: str | None) -> None:
+        """Ctrl+F: ask for words, then ``/search`` them into the open conversation."""
+        if room is None:
+            self.notify("Open a conversation first: the matches are shown in it.",
+                        severity="warning", markup=False)
+            return
+
+        def check(value: str) -> str | None:
+            parsed = slash.parse(f"/search {value}")
+            return parsed.text if isinstance(parsed, slash.Refusal) else None
+
+        def done(value: str | None) -> None:
+            if value:
+                self.search_messages(room, " ".join(value.split()))
+
+        self.push_screen(AskScreen("Search messages", "Words (all of them, any case):",
+                                   placeholder="lunch friday", check=check), done)
+
     def action_change_display(self) -> None:
         def done(value: str | None) -> None:
             if value is not None:

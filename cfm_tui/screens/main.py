@@ -70,6 +70,7 @@ class MainScreen(Screen[None]):
                 priority=True),
         Binding("ctrl+pageup", "next_tab(-1)", "Previous tab", id="chat.previous_tab",
                 show=False, priority=True),
+        Binding("ctrl+f", "search", "Search", id="chat.search", show=False, priority=True),
         *(Binding(f"alt+{n}", f"go_to_tab({n})", f"Tab {n}", id=f"chat.tab_{n}",
                   show=False, priority=True) for n in range(1, 10)),
     ]
@@ -417,4 +418,7 @@ class MainScreen(Screen[None]):
 
     def action_join_room(self) -> None:
         self.chat_app.action_join_room()
+
+    def action_search(self) -> None:
+        self.chat_app.action_search(self.active_room)
 

@@ -331,3 +331,17 @@ async def test_search_shows_the_matches_as_a_note(server, tmp_path):
         # A note, never sent: alice got only her own line.
         assert [m.text for m in alice.state.conversations[DM].messages] == [
             "where is the pizza place"]
+
+
+async def test_ctrl_f_asks_for_words_and_shows_the_matches(server, tmp_path):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
+        await alice.open_dm("bob")
+        await pa.pause()
+        await type_line(pa, "the quarterly report is done")
+        await pa.press("ctrl+f")
+        await wait_until(pa, lambda: alice.screen.__class__.__name__ == "AskScreen",
+                         "the search prompt")
+        await pa.press(*"Quarterly", "enter")
+        await wait_until(pa, lambda: "Found for Quarterly" in transcript_text(alice, DM),
+                         "the search note")
+        assert "the quarterly report is done" in transcript_text(alice, DM)

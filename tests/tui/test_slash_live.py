@@ -334,7 +334,7 @@ async def test_search_shows_the_matches_as_a_note(server, tmp_path):
 
 
 async def test_ctrl_f_asks_for_words_and_shows_the_matches(server, tmp_path):
-    async with alice_and_bob(tmp_path, server.url) as (alice, pa, bob, pb):
+    async with alice_and_bob(tmp_path, server.url) as (alice, pa, _bob, _pb):
         await alice.open_dm("bob")
         await pa.pause()
         await type_line(pa, "the quarterly report is done")

@@ -11,6 +11,7 @@ from websockets.asyncio.server import serve
 
 from cfm_common._backoff import Backoff
 from cfm_common.client import ClientError, ConnectionState
+from cfm_common.errors import ConnectCause, ConnectFailed
 from tests.sdk.conftest import Recorder
 
 
@@ -44,6 +45,7 @@ async def test_a_websocket_server_that_does_not_speak_cfm_fails_at_once(clients:
         error = await refused(clients(f"ws://127.0.0.1:{port}/ws", "alice",
                                       backoff=Backoff(5, 10)))
     assert error.final and "cfm.v1" in error.msg
+    assert isinstance(error, ConnectFailed) and error.cause is ConnectCause.NOT_CFM
 
 
 async def test_too_many_connections_from_one_address_is_said_and_tried_again(

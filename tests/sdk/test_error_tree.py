@@ -67,17 +67,6 @@ async def test_a_wrong_path_is_an_http_status(server: Any, clients: Any) -> None
     assert error.status == 404 and error.final
 
 
-async def test_a_websocket_server_without_cfm_is_not_cfm(clients: Any) -> None:
-    async def echo(ws: Any) -> None:
-        async for data in ws:
-            await ws.send(data)
-
-    async with serve(echo, "127.0.0.1", 0, subprotocols=["chat.other"]) as other:
-        port = other.sockets[0].getsockname()[1]
-        error = await connect_error(clients(f"ws://127.0.0.1:{port}/ws", "alice"))
-    assert isinstance(error, ConnectFailed) and error.cause is ConnectCause.NOT_CFM
-
-
 async def test_a_tcp_server_that_is_not_http_is_no_handshake(clients: Any) -> None:
     async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1)

@@ -1,19 +1,22 @@
-"""Every messenger action in the command palette (Ctrl+P).
+"""The command palette's provider (Ctrl+P): the messenger's commands, searchable.
 
-Titles can hold contact names, which are untrusted: they become literal ``Content``,
-never markup (Textual's ``Matcher.highlight`` would parse them as markup).
+The list is :mod:`cfm_tui.palette`'s, asked of the screen the palette was opened on (the
+main window; elsewhere it is empty); a chosen command is posted to that screen as a
+:class:`~cfm_tui.intents.IntentRequested` message (the screen does what is
+layout, the app hands the rest to the controller). Titles can hold contact
+names, which are untrusted: they become literal ``Content``, never markup (Textual's
+``Matcher.highlight`` would parse them as markup).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Provider
 from textual.content import Content
 
-if TYPE_CHECKING:
-    from cfm_tui.actions import ChatActions
+from cfm_tui.intents import IntentRequested
 
 MATCH_STYLE = "bold underline"
 
@@ -35,9 +38,13 @@ def _highlight(title: str, query: str) -> Content:
 
 
 class ChatCommands(Provider):
-    def _commands(self):  # type: ignore[no-untyped-def]
-        app: ChatActions = self.app  # type: ignore[assignment]
-        return app.palette_commands() if hasattr(app, "palette_commands") else []
+    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
+        screen = self.screen
+        source = getattr(screen, "palette_entries", None)  # only the main window has one
+        if source is None:
+            return []
+        return [(entry.title, lambda i=entry.intent: screen.post_message(IntentRequested(i)),
+                 entry.help) for entry in source()]
 
     async def discover(self) -> AsyncGenerator[DiscoveryHit, None]:
         for title, callback, help_text in self._commands():

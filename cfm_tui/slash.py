@@ -2,7 +2,8 @@
 
 Pure: :func:`parse` turns a draft into what to do with it — a :class:`Say` (send it as a
 message), a :class:`Command` (checked arguments, ready to run) or a :class:`Refusal` (a
-line for the transcript; the draft stays in the composer). The app runs the commands.
+line for the transcript; the draft stays in the composer). :func:`run` runs a command
+against the controller and returns its outcome.
 
 A draft is a command when it starts with one ``/``; ``//text`` sends ``/text``.
 """
@@ -10,8 +11,11 @@ A draft is a command when it starts with one ``/``; ``//text`` sends ``/text``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from cfm_common import rules
+from cfm_tui.outcome import Outcome
+from cfm_tui.state import ChatState, Link, Update
 
 # name -> (arguments, what it does): the order is the one /help lists.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -150,3 +154,64 @@ def _check(name: str, rest: str) -> Parsed:
     if not rules.is_valid_name(arg):
         return Refusal(f"Usage: /{name} <name> (a handle: 2-24 of A-Z a-z 0-9 _ . -).")
     return Command(name, rules.normalize_name(arg))
+
+
+# --- running them ----------------------------------------------------------------------
+
+class SlashTarget(Protocol):
+    """What the commands are run against: the controller (named here, not imported, so
+    that the controller can import this module)."""
+
+    state: ChatState
+
+    def send_text(self, room: str, text: str) -> Outcome: ...
+    def send_nudge(self, room: str) -> Outcome: ...
+    def choose_status(self, status: str) -> Outcome: ...
+    def set_psm(self, psm: str) -> Outcome: ...
+    def set_display(self, display: str) -> Outcome: ...
+    def join_room(self, room: str, *, open_tab: bool = True) -> Outcome: ...
+    def leave_room(self, room: str) -> Outcome: ...
+    def contact(self, op: str, name: str) -> Outcome: ...
+    def note(self, room: str, text: str) -> Outcome: ...
+    def members_text(self, room: str) -> tuple[str, Outcome]: ...
+    def reconnect_now(self) -> Outcome: ...
+    def save_conversation(self, room: str, file: str) -> Outcome: ...
+
+
+def run(target: SlashTarget, room: str, command: Command) -> Outcome:
+    """Run a checked command typed in ``room``'s composer."""
+    name, arg = command.name, command.arg
+    state = target.state
+    if name == "me":
+        return target.send_text(room, me_text(state.me, arg))
+    if name == "nudge":
+        return target.send_nudge(room)
+    if name == "status":
+        return target.choose_status(arg)
+    if name == "psm":
+        return target.set_psm(arg)
+    if name == "name":
+        return target.set_display(arg)
+    if name == "join":
+        return target.join_room(arg)
+    if name == "leave":
+        if rules.is_group_room(room):
+            return target.leave_room(room)
+        return target.note(room, "/leave is for group rooms; /close closes this conversation.")
+    if name == "members":
+        text, asked = target.members_text(room)
+        return asked.then(target.note(room, text))
+    if name in ("add", "block", "unblock"):
+        return target.contact(name, arg)
+    if name == "close":
+        return Outcome(Update(closed={room}))  # the tab; the conversation is kept
+    if name == "reconnect":
+        if state.connection.link is Link.RECONNECTING:
+            return target.reconnect_now()
+        return target.note(room, f"/reconnect is for while the connection is down "
+                                 f"({state.connection.describe()}).")
+    if name == "help":
+        return target.note(room, help_text())
+    if name == "save":
+        return target.save_conversation(room, arg)
+    raise ValueError(f"no such command: /{name}")  # parse() lets only COMMANDS through

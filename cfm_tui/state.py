@@ -68,7 +68,8 @@ class NoticeKind(StrEnum):
     MESSAGE = "message"
     NUDGE = "nudge"
     ADDED_YOU = "added_you"
-    ERROR = "error"
+    ERROR = "error"  # a warning: a server's error frame, a request that failed
+    INFO = "info"  # a plain line for the user ("bob was added to your contact list")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ class Notice:
 class Update:
     rooms: set[str] = field(default_factory=set)
     closed: set[str] = field(default_factory=set)
+    # Conversations to show as tabs: room -> whether to switch to it (and focus it).
+    opened: dict[str, bool] = field(default_factory=dict)
     roster: bool = False
     me: bool = False
     connection: bool = False
@@ -93,6 +96,8 @@ class Update:
     def merge(self, other: Update) -> None:
         self.rooms |= other.rooms
         self.closed |= other.closed
+        for room, activate in other.opened.items():
+            self.opened[room] = self.opened.get(room, False) or activate
         self.roster |= other.roster
         self.me |= other.me
         self.connection |= other.connection

@@ -12,6 +12,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from cfm_common import rules
+from cfm_tui.slash import display_refusal
+
 
 class AskScreen(ModalScreen[str | None]):
     """Dismisses with the answer, or None on Escape. ``check`` returns an error or None."""
@@ -45,3 +48,31 @@ class AskScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+# --- the questions the main window asks -------------------------------------------------
+
+def room_of(value: str) -> str:
+    """A room as typed ("lobby" or "#lobby"), with its #."""
+    return value if value.startswith("#") else f"#{value}"
+
+
+def ask_contact() -> AskScreen:
+    def check(value: str) -> str | None:
+        return None if rules.is_valid_name(value) else "That is not a valid handle."
+
+    return AskScreen("Add a contact", "Their handle:", placeholder="e.g. bob", check=check)
+
+
+def ask_room() -> AskScreen:
+    """Dismisses with the room as typed: :func:`room_of` gives it its #."""
+    def check(value: str) -> str | None:
+        return None if rules.is_group_room(room_of(value)) else \
+            "A room is # and 1-32 of a-z 0-9 _ - (e.g. #lobby)."
+
+    return AskScreen("Join a group room", "Room:", placeholder="#lobby", check=check)
+
+
+def ask_display(current: str) -> AskScreen:
+    return AskScreen("Change display name", "Your display name (empty: your handle):",
+                     placeholder=current, check=display_refusal, value=current)

@@ -49,3 +49,27 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+# What the buddy list's keys ask before acting: question, detail, the confirm button.
+CONTACT_QUESTIONS = {
+    "block": ("Block {who}?", "They won't be able to message you or see your status.",
+              "Block"),
+    "remove": ("Remove {who} from your contacts?", "You can add them again later.",
+               "Remove"),
+}
+
+
+def confirm_contact(op: str, name: str, label: str) -> ConfirmScreen | None:
+    """The question before ``op`` on ``name`` (shown as ``label``); None: ask nothing."""
+    if op not in CONTACT_QUESTIONS:
+        return None
+    question, detail, button = CONTACT_QUESTIONS[op]
+    # "Remove Bob (bob)", but "Remove bob", not "Remove bob (bob)".
+    who = label if label.casefold() == name.casefold() else f"{label} ({name})"
+    return ConfirmScreen(question.format(who=who), detail, button)
+
+
+def confirm_leave(room: str) -> ConfirmScreen:
+    return ConfirmScreen(f"Leave {room}?", "Its messages stop coming; F6 joins it again.",
+                         "Leave")

@@ -1,7 +1,9 @@
 """The main window: buddy list beside the conversation tabs, connection bar, footer.
 
 Below 100 columns only one pane shows at a time (F2 switches). The screen renders the
-app's :class:`ChatState` when told what changed; the app does the talking to the server.
+:class:`ChatState` when told what changed. It does what is layout (tabs, panes, focus)
+and asks the questions (add whom? block them?); everything else its widgets and the
+palette ask for goes up as an :class:`IntentRequested` message, for the controller.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from datetime import tzinfo
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events
@@ -19,13 +22,19 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 
 from cfm_common import rules
-from cfm_tui import render
+from cfm_tui import palette, render
+from cfm_tui.intents import IntentRequested
+from cfm_tui.palette import Intent
+from cfm_tui.sanitize import clean_line
+from cfm_tui.screens.ask import ask_contact, ask_display, ask_room, room_of
+from cfm_tui.screens.confirm import confirm_contact, confirm_leave
 from cfm_tui.state import ChatState, Update
 from cfm_tui.widgets.added_you import AddedYouPrompt
 from cfm_tui.widgets.buddy_list import BuddyList
@@ -33,9 +42,6 @@ from cfm_tui.widgets.connection_bar import ConnectionBar
 from cfm_tui.widgets.conversation_view import ConversationView
 from cfm_tui.widgets.footer import ChatFooter
 from cfm_tui.widgets.me_header import MeHeader
-
-if TYPE_CHECKING:
-    from cfm_tui.actions import ChatActions
 
 NARROW_BELOW = 100
 # A shake: window offsets (x, y) in cells, one step per SHAKE_STEP_S.
@@ -55,6 +61,14 @@ EMPTY_HINT = (
 
 
 class MainScreen(Screen[None]):
+    class Shown(Message):
+        """``room``'s newest lines came on screen (a tab, a pane): read, if the terminal
+        window has the focus."""
+
+        def __init__(self, room: str) -> None:
+            super().__init__()
+            self.room = room
+
     AUTO_FOCUS = "#buddies"
     # Priority: the window's keys must win over the focused widget's own (the composer
     # is a TextArea, which binds F6 and F7 to selections), and show in the footer then.
@@ -87,10 +101,6 @@ class MainScreen(Screen[None]):
         self._pane_ids: dict[str, str] = {}
         self._told_where_to_type = -HINT_EVERY_S
         self._next_pane = 0
-
-    @property
-    def chat_app(self) -> ChatActions:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="window"):
@@ -154,7 +164,7 @@ class MainScreen(Screen[None]):
         else:
             self.show_chat = True
             self.focus_now(view.composer)
-        self.chat_app.mark_active_seen()
+        self.shown()
 
     # --- rendering -------------------------------------------------------------------
 
@@ -233,6 +243,20 @@ class MainScreen(Screen[None]):
     def chat_visible(self) -> bool:
         return not self.narrow or self.show_chat
 
+    def room_on_screen(self) -> str | None:
+        """The active conversation, when its newest lines are on screen: its pane
+        visible, its transcript at the bottom."""
+        room = self.active_room
+        view = self.view_for(room) if room is not None else None
+        if view is None or not self.chat_visible() or not view.transcript.following:
+            return None
+        return room
+
+    def shown(self) -> None:
+        room = self.room_on_screen()
+        if room is not None:
+            self.post_message(self.Shown(room))
+
     async def open_conversation(self, room: str, *, activate: bool) -> ConversationView:
         """Open the room's tab; with ``activate`` also switch to it and focus its composer.
 
@@ -260,7 +284,7 @@ class MainScreen(Screen[None]):
             elif not activate and self.focused is not None and self.focused.id == "me-psm":
                 # Mid-edit: moving the focus would send the rest of it to the chat, so it
                 # stays, but the user is told where the keys go.
-                self.app.notify("You are still editing your personal message: Enter sets "
+                self.notify("You are still editing your personal message: Enter sets "
                                 "it, Escape cancels, F2 goes to the conversation.",
                                 markup=False)
         view = self.view_for(room)
@@ -296,7 +320,7 @@ class MainScreen(Screen[None]):
             now = time.monotonic()
             if now - self._told_where_to_type >= HINT_EVERY_S:  # once per word typed
                 self._told_where_to_type = now
-                self.app.notify(NOWHERE_TO_TYPE if view is None else CHAT_HIDDEN,
+                self.notify(NOWHERE_TO_TYPE if view is None else CHAT_HIDDEN,
                                 markup=False)
             return False
         self.set_focus(view.composer)
@@ -342,7 +366,7 @@ class MainScreen(Screen[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._retitle_tabs()
         self.refresh_bindings()  # Ctrl+G comes and goes with the kind of conversation
-        self.chat_app.mark_active_seen()
+        self.shown()
 
     # --- the nudge -------------------------------------------------------------------
 
@@ -366,7 +390,7 @@ class MainScreen(Screen[None]):
     def shake_to(self, x: int, y: int) -> None:
         self.query_one("#window").styles.offset = (x, y)
 
-    # --- actions: the app does the work ----------------------------------------------
+    # --- actions: the app does the work (told by a message) ---------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "nudge":
@@ -386,7 +410,7 @@ class MainScreen(Screen[None]):
     def action_nudge(self) -> None:
         room = self.active_room
         if room is not None:
-            self.chat_app.send_nudge(room)
+            self.intent("nudge", room)
 
     def action_close_conversation(self) -> None:
         room = self.active_room
@@ -410,11 +434,73 @@ class MainScreen(Screen[None]):
     async def go_to(self, room: str) -> None:
         """Show an open conversation, with the focus in its composer."""
         await self.open_conversation(room, activate=True)
-        self.chat_app.mark_active_seen()
+        self.shown()
 
     def action_add_contact(self) -> None:
-        self.chat_app.action_add_contact()
+        self.intent("ask_contact")
 
     def action_join_room(self) -> None:
-        self.chat_app.action_join_room()
+        self.intent("ask_room")
 
+    def palette_entries(self) -> list[palette.Entry]:
+        """The command palette's list (cfm_tui.commands asks the screen it opened on)."""
+        return palette.entries(self.state, self.open_rooms(), self.active_room)
+
+
+    # --- intents: layout and questions here, the rest up to the app -------------------
+
+    def intent(self, action: str, arg: str = "") -> None:
+        self.post_message(IntentRequested(Intent(action, arg)))
+
+    def _ask_then(self, question: Any, action: str, arg: Callable[[Any], str]) -> None:
+        """Ask; an answer (not a cancel) becomes the intent ``action`` on ``arg(answer)``."""
+        self.app.push_screen(question, lambda answer: None if answer in (None, False)
+                             else self.intent(action, arg(answer)))
+
+    def on_intent_requested(self, event: IntentRequested) -> None:
+        action, arg = event.intent.action, event.intent.arg
+        if action == "ask_contact":
+            self._ask_then(ask_contact(), "add", str)
+        elif action == "ask_room":
+            self._ask_then(ask_room(), "join", room_of)
+        elif action == "ask_display":
+            self._ask_then(ask_display(self.state.display), "display", str)
+        elif action == "switch_pane":
+            self.action_switch_pane()
+        elif action == "edit_psm":
+            self.query_one("#me-psm").focus()
+        elif action == "go_to":
+            self.run_worker(self.go_to(arg))
+        elif action == "close":
+            self.close_conversation(arg)
+        else:
+            return  # not the screen's: on up to the app
+        event.stop()
+
+    def on_buddy_list_contact_action(self, event: BuddyList.ContactAction) -> None:
+        """A key in the list is easy to press by accident: block and remove ask first."""
+        event.stop()
+        op, name = event.op, event.name
+        question = confirm_contact(op, name, clean_line(self.state.label(name)))
+        if question is None:
+            self.intent(op, name)
+        else:
+            self._ask_then(question, op, lambda _: name)
+
+    def on_buddy_list_leave_room(self, event: BuddyList.LeaveRoom) -> None:
+        event.stop()
+        room = event.room
+        self._ask_then(confirm_leave(room), "leave", lambda _: room)
+
+    def on_added_you_prompt_answer(self, event: AddedYouPrompt.Answer) -> None:
+        event.stop()
+        self.intent(event.action, event.name)  # add (back), block, dismiss (not now)
+
+    def on_me_header_status_chosen(self, event: MeHeader.StatusChosen) -> None:
+        event.stop()
+        if event.status != self.state.status:
+            self.intent("status", event.status)
+
+    def on_me_header_psm_changed(self, event: MeHeader.PsmChanged) -> None:
+        event.stop()
+        self.intent("psm", event.psm)

@@ -104,3 +104,14 @@ def burst(app: ChatApp, *keys: str) -> None:
         event = events.Key(name, character)
         event.set_sender(app)
         app.post_message(event)
+
+
+def send_text(app: ChatApp, room: str, text: str) -> None:
+    """Send ``text`` in ``room`` as the composer's Enter does (through the controller)."""
+    assert app.controller is not None
+    app.show_now(app.controller.send_text(room, text))
+
+
+def send_nudge(app: ChatApp, room: str) -> None:
+    assert app.controller is not None
+    app.show_now(app.controller.send_nudge(room))

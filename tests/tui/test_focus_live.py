@@ -9,6 +9,7 @@ from tests.tui.helpers import (
     active_view,
     alice_and_bob,
     make_app,
+    send_text,
     transcript_text,
     wait_until,
 )
@@ -147,7 +148,7 @@ async def test_enter_in_the_psm_box_commits_and_leaves_it(server, tmp_path):
         await wait_until(pb, lambda: bob.state.psm == "revising", "the psm set")
         await pb.pause()
         assert bob.focused is not psm
-        alice.send_text(DM, "are you there?")
+        send_text(alice, DM, "are you there?")
         await wait_until(pb, lambda: "are you there?" in transcript_text(bob, DM), "the message")
         await pb.pause()
         assert bob.focused is not psm
@@ -180,7 +181,7 @@ async def test_a_background_tab_takes_the_focus_from_an_idle_psm_box(server, tmp
         psm = bob.main.query_one("#me-psm", Input)
         psm.focus()
         await pb.pause()
-        alice.send_text(DM, "hi")
+        send_text(alice, DM, "hi")
         await wait_until(pb, lambda: "hi" in transcript_text(bob, DM), "the message")
         await wait_until(pb, lambda: bob.focused is not psm, "focus left the psm box")
         await pb.press(*"yes")
@@ -301,7 +302,7 @@ async def test_a_background_tab_during_a_psm_edit_says_where_keys_go(server, tmp
         psm = bob.main.query_one("#me-psm", Input)
         await pb.click("#me-psm")
         await pb.press(*"revis")
-        alice.send_text(DM, "hi")
+        send_text(alice, DM, "hi")
         await wait_until(pb, lambda: "hi" in transcript_text(bob, DM), "the message")
         await wait_until(pb, lambda: any("still editing your personal message" in n.message
                                          for n in bob._notifications), "the warning")
@@ -320,7 +321,7 @@ async def test_a_first_tab_opened_by_a_message_takes_the_focus_from_the_list(ser
         await pa.pause()
         await pa.press("escape")
         await wait_until(pa, lambda: isinstance(alice.focused, BuddyList), "back in the list")
-        bob.send_text(DM, "hey alice")
+        send_text(bob, DM, "hey alice")
         await wait_until(pa, lambda: "hey alice" in transcript_text(alice, DM), "the message")
         await wait_until(pa, lambda: alice.focused is active_view(alice).composer,
                          "the composer has the focus")

@@ -16,6 +16,8 @@ from tests.tui.helpers import (
     alice_and_bob,
     make_app,
     plain,
+    send_nudge,
+    send_text,
     transcript_text,
     typing_text,
     wait_until,
@@ -200,7 +202,7 @@ async def test_two_people_chat(server, tmp_path):
         await wait_until(pb, lambda: "Blocked (1)" in buddy_rows(bob), "blocked group")
         await wait_until(pa, lambda: alice.state.person("bob").status == "offline",
                          "bob offline for alice")
-        alice.send_text(DM, "are you there?")
+        send_text(alice, DM, "are you there?")
         sent = alice.state.conversation(DM)
         await wait_until(pa, lambda: not sent.pending and "are you there?" in
                          transcript_text(alice, DM), "message sent")
@@ -208,7 +210,7 @@ async def test_two_people_chat(server, tmp_path):
         assert "accepting" not in transcript_text(alice, DM)
         bob.contact("unblock", "alice")
         await wait_until(pb, lambda: "Blocked (1)" not in buddy_rows(bob), "unblocked")
-        alice.send_text(DM, "after unblock")
+        send_text(alice, DM, "after unblock")
         await wait_until(pb, lambda: "after unblock" in transcript_text(bob, DM), "unblocked msg")
         assert "are you there?" not in transcript_text(bob, DM)
 
@@ -221,7 +223,7 @@ async def test_offline_messages_arrive_on_sign_in(server, tmp_path):
     async with alice.run_test(size=SIZE) as pa:
         await wait_until(pa, lambda: alice.main is not None, "alice signed in")
         for text in ("are you there?", "call me (L)"):
-            alice.send_text(DM, text)
+            send_text(alice, DM, text)
         await wait_until(pa, lambda: len(alice.state.conversations[DM].messages) == 2, "acks")
     bob = make_app(tmp_path, server.url, "bob")
     async with bob.run_test(size=SIZE) as pb:
@@ -246,13 +248,13 @@ async def test_reconnect_after_server_restart_loses_nothing(server_factory, tmp_
         await wait_until(pa, lambda: alice.main is not None, "alice signed in")
         await wait_until(pb, lambda: bob.main is not None, "bob signed in")
         await alice.open_dm("bob")
-        alice.send_text(DM, "before the restart")
+        send_text(alice, DM, "before the restart")
         await wait_until(pb, lambda: "before the restart" in transcript_text(bob, DM), "first")
 
         await first.stop(close_code=1012)
         bar = alice.main.query_one("#connection", Static)
         await wait_until(pa, lambda: "Reconnecting" in plain(bar), "reconnecting shown")
-        alice.send_text(DM, "while it was down")
+        send_text(alice, DM, "while it was down")
         await wait_until(pa, lambda: "waiting to send" in plain(bar), "pending shown")
         assert "sending…" in transcript_text(alice, DM)
 
@@ -381,7 +383,7 @@ async def test_a_nudge_shakes_without_errors(server, tmp_path, caplog):
 
         bob.main.shake_to = record  # type: ignore[method-assign]
         await alice.open_dm("bob")
-        alice.send_nudge(DM)
+        send_nudge(alice, DM)
         await wait_until(pb, lambda: bob.main.shakes == 1, "the nudge at bob")
         await wait_until(pb, lambda: len(offsets) == len(SHAKE_OFFSETS), "every shake step")
         assert offsets == list(SHAKE_OFFSETS)

@@ -12,7 +12,7 @@ from cfm_tui.app import ChatApp, ChatOptions
 from cfm_tui.config import ChatConfig
 from cfm_tui.render import buddy_line, transcript
 from cfm_tui.state import Person
-from tests.tui.helpers import SIZE, plain, transcript_text, wait_until
+from tests.tui.helpers import SIZE, plain, send_text, transcript_text, wait_until
 from tests.tui.seed import TZ, seeded_state, ts
 
 BOB = rules.dm_room("alice", "bob")
@@ -64,7 +64,7 @@ async def test_markup_through_a_live_server(server, tmp_path, monkeypatch):
         bob.contact("add", "alice")
         await wait_until(pb, lambda: bob.state.label("alice") == "[red]Alice[/red]", "display")
         await alice.open_dm("bob")
-        alice.send_text(BOB, "[bold]not bold[/] [/]")
+        send_text(alice, BOB, "[bold]not bold[/] [/]")
         await wait_until(pb, lambda: "[bold]not bold[/] [/]" in transcript_text(bob, BOB),
                          "literal markup at bob")
         assert "[red]Alice[/red] says" in transcript_text(bob, BOB)

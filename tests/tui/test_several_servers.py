@@ -13,7 +13,7 @@ from cfm_tui.config import ChatConfig
 from cfm_tui.screens.signin import SignInScreen
 from tests.faults.proxy import CuttingProxy
 from tests.ports import free_port
-from tests.tui.helpers import SIZE, make_app, plain, transcript_text, wait_until
+from tests.tui.helpers import SIZE, make_app, plain, send_text, transcript_text, wait_until
 
 DM = rules.dm_room("alice", "bob")
 
@@ -71,12 +71,12 @@ async def test_a_killed_node_moves_the_window_to_the_next(server, tmp_path):
         bar = alice.main.query_one("#connection", Static)
         await wait_until(pa, lambda: node.url() in plain(bar), "on the first node")
         await alice.open_dm("bob")
-        alice.send_text(DM, "before")
+        send_text(alice, DM, "before")
         await wait_until(pb, lambda: "before" in transcript_text(bob, DM), "first message")
 
         await node.close()
         await wait_until(pa, lambda: "Connected" in plain(bar) and server.url in plain(bar),
                          "on the next node")
-        alice.send_text(DM, "after")
+        send_text(alice, DM, "after")
         await wait_until(pb, lambda: "after" in transcript_text(bob, DM), "second message")
         assert [m.seq for m in bob.state.conversations[DM].messages] == [1, 2]

@@ -25,7 +25,6 @@ from cfm_tui.alerts import Alert, NotificationPolicy
 from cfm_tui.commands import ChatCommands
 from cfm_tui.controller import ChatController
 from cfm_tui.embedded import EmbeddedServer
-from cfm_tui.idle import IdleTracker
 from cfm_tui.intents import IntentRequested
 from cfm_tui.keys import read_esc_digit_as_alt_digit
 from cfm_tui.notify import desktop_notification
@@ -85,15 +84,6 @@ class ChatApp(App[None]):
     @property
     def session(self) -> ChatSession | None:
         return self.controller.session if self.controller is not None else None
-
-    @property
-    def idle(self) -> IdleTracker | None:
-        return self.controller.idle if self.controller is not None else None
-
-    @idle.setter
-    def idle(self, tracker: IdleTracker) -> None:
-        assert self.controller is not None
-        self.controller.idle = tracker
 
     # --- start-up --------------------------------------------------------------------
 
@@ -361,10 +351,6 @@ class ChatApp(App[None]):
         if self.main is not None and event.room == self.main.active_room:
             self.mark_active_seen()
 
-    def on_main_screen_shown(self, event: MainScreen.Shown) -> None:
-        if self.app_focus:
-            self._do(lambda c: c.mark_seen(event.room))
-
     def on_conversation_view_load_older(self, event: ConversationView.LoadOlder) -> None:
         self._do(lambda c: c.load_older(event.room))
 
@@ -388,6 +374,8 @@ class ChatApp(App[None]):
     def run_intent(self, intent: Intent) -> None:
         if intent.action == "quit":
             self.run_worker(self.action_quit())
+        elif intent.action == "seen" and not self.app_focus:
+            return  # on screen, but the terminal window is not in front
         elif self.controller is not None:
             self.show_now(self.controller.run_intent(intent))
 

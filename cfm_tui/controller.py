@@ -86,6 +86,7 @@ class ChatController:
             "leave": lambda: self.leave_room(arg), "status": lambda: self.choose_status(arg),
             "psm": lambda: self.set_psm(arg), "display": lambda: self.set_display(arg),
             "dismiss": lambda: self.dismiss_request(arg), "reconnect": self.reconnect_now,
+            "seen": lambda: self.mark_seen(arg),
             "toggle_desktop": self.toggle_desktop_notifications,
             "toggle_bell": self.toggle_bell, **contact_ops,
         }

@@ -22,7 +22,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
@@ -61,14 +60,6 @@ EMPTY_HINT = (
 
 
 class MainScreen(Screen[None]):
-    class Shown(Message):
-        """``room``'s newest lines came on screen (a tab, a pane): read, if the terminal
-        window has the focus."""
-
-        def __init__(self, room: str) -> None:
-            super().__init__()
-            self.room = room
-
     AUTO_FOCUS = "#buddies"
     # Priority: the window's keys must win over the focused widget's own (the composer
     # is a TextArea, which binds F6 and F7 to selections), and show in the footer then.
@@ -253,9 +244,10 @@ class MainScreen(Screen[None]):
         return room
 
     def shown(self) -> None:
+        """The active conversation may have come on screen (a tab, a pane): read it."""
         room = self.room_on_screen()
         if room is not None:
-            self.post_message(self.Shown(room))
+            self.intent("seen", room)  # if the terminal window has the focus
 
     async def open_conversation(self, room: str, *, activate: bool) -> ConversationView:
         """Open the room's tab; with ``activate`` also switch to it and focus its composer.
@@ -446,7 +438,6 @@ class MainScreen(Screen[None]):
         """The command palette's list (cfm_tui.commands asks the screen it opened on)."""
         return palette.entries(self.state, self.open_rooms(), self.active_room)
 
-
     # --- intents: layout and questions here, the rest up to the app -------------------
 
     def intent(self, action: str, arg: str = "") -> None:
@@ -458,24 +449,20 @@ class MainScreen(Screen[None]):
                              else self.intent(action, arg(answer)))
 
     def on_intent_requested(self, event: IntentRequested) -> None:
-        action, arg = event.intent.action, event.intent.arg
-        if action == "ask_contact":
-            self._ask_then(ask_contact(), "add", str)
-        elif action == "ask_room":
-            self._ask_then(ask_room(), "join", room_of)
-        elif action == "ask_display":
-            self._ask_then(ask_display(self.state.display), "display", str)
-        elif action == "switch_pane":
-            self.action_switch_pane()
-        elif action == "edit_psm":
-            self.query_one("#me-psm").focus()
-        elif action == "go_to":
-            self.run_worker(self.go_to(arg))
-        elif action == "close":
-            self.close_conversation(arg)
-        else:
-            return  # not the screen's: on up to the app
-        event.stop()
+        arg = event.intent.arg
+        here: dict[str, Callable[[], object]] = {
+            "ask_contact": lambda: self._ask_then(ask_contact(), "add", str),
+            "ask_room": lambda: self._ask_then(ask_room(), "join", room_of),
+            "ask_display": lambda: self._ask_then(ask_display(self.state.display), "display",
+                                                  str),
+            "switch_pane": self.action_switch_pane,
+            "edit_psm": self.query_one("#me-psm").focus,
+            "go_to": lambda: self.run_worker(self.go_to(arg)),
+            "close": lambda: self.close_conversation(arg),
+        }
+        if event.intent.action in here:  # else not the screen's: on up to the app
+            event.stop()
+            here[event.intent.action]()
 
     def on_buddy_list_contact_action(self, event: BuddyList.ContactAction) -> None:
         """A key in the list is easy to press by accident: block and remove ask first."""

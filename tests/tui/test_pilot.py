@@ -306,7 +306,7 @@ async def test_idle_goes_away_and_activity_comes_back(server, tmp_path):
         bob.contact("add", "alice")
         await wait_until(pb, lambda: bob.state.person("alice").status == "online", "alice seen")
         clock = [0.0]
-        alice.idle = IdleTracker(1, clock=lambda: clock[0])
+        alice.controller.idle = IdleTracker(1, clock=lambda: clock[0])
         clock[0] = 61
         alice._check_idle()
         await wait_until(pb, lambda: bob.state.person("alice").status == "away", "auto-away")

@@ -171,7 +171,7 @@ async def test_a_status_chosen_in_the_app_is_remembered(server, tmp_path):
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.state.status == "brb", "brb")
         assert ChatConfig.load(saved)[0].status == "brb"
-        app.idle.check = lambda status: "away"  # the idle timer fires
+        app.controller.idle.check = lambda status: "away"  # the idle timer fires
         app._check_idle()
         assert app.state.status == "away"
         assert ChatConfig.load(saved)[0].status == "brb"

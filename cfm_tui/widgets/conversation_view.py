@@ -83,7 +83,6 @@ class ConversationView(Vertical):
         self.room = room
         self.state = state
         self.tz = tz
-        self.loading_older = False
         self._mounted = False
         self.drawn = False  # show() has drawn the room at least once (tests wait on it)
         self._line_count = 0

@@ -63,8 +63,8 @@ class ChatApp(App[None]):
         self.config = self.options.config
         self.tz = tz
         # Until signed in, none; a state handed in (snapshots, demos) has no session.
-        self.controller: ChatController | None = None if state is None else \
-            self._controller(state, None)
+        self.controller = None if state is None else ChatController(
+            state, None, config=self.config, config_path=self.options.config_path, tz=tz)
         self.alerts = NotificationPolicy(self.config)
         self.embedded = EmbeddedServer(self.options.data_dir / "embedded")
         self.main: MainScreen | None = None
@@ -72,10 +72,6 @@ class ChatApp(App[None]):
         self._held_keys: list[events.Key] | None = None
         self.bells = 0  # how often we rang (the terminal bell cannot be observed)
         self.desktop_notes: list[str] = []
-
-    def _controller(self, state: ChatState, session: ChatSession | None) -> ChatController:
-        return ChatController(state, session, config=self.config,
-                              config_path=self.options.config_path, tz=self.tz)
 
     @property
     def state(self) -> ChatState | None:
@@ -126,9 +122,9 @@ class ChatApp(App[None]):
         if not isinstance(done, SignedIn):
             return done
         form = done.form
-        state = ChatState(done.welcome.name)
-        state.on_welcome(done.welcome)
-        self.controller = controller = self._controller(state, done.session)
+        self.controller = controller = ChatController.signed_in(
+            done.welcome, done.session, config=self.config,
+            config_path=self.options.config_path, tz=self.tz)
         same_account = (self.config.name, self.config.server) == (form.name, form.server)
         tabs = list(self.config.open_tabs) if same_account else []
         if not same_account:

@@ -23,7 +23,7 @@ from typing import Any
 from cfm_common import rules
 from cfm_common.client import Connected, StateChanged
 from cfm_common.errors import ClientError
-from cfm_common.frames import Msg
+from cfm_common.frames import Msg, Welcome
 from cfm_tui import export, slash
 from cfm_tui.config import ChatConfig
 from cfm_tui.idle import IdleTracker
@@ -73,6 +73,14 @@ class ChatController:
         self.idle = IdleTracker(self.config.idle_minutes, clock=clock)
         self._last_typing: dict[str, float] = {}
         self._loading: set[str] = set()  # rooms whose older history is being fetched
+
+    @classmethod
+    def signed_in(cls, welcome: Welcome, session: ChatSession,
+                  **options: Any) -> ChatController:
+        """The controller of a fresh sign-in: the state as ``welcome`` says."""
+        state = ChatState(welcome.name)
+        state.on_welcome(welcome)
+        return cls(state, session, **options)
 
     # --- what the screens and the palette ask for ------------------------------------
 

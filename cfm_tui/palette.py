@@ -2,8 +2,9 @@
 
 Pure: :func:`entries` returns titles with an :class:`Intent` each — what to do, as data.
 The palette's provider (:mod:`cfm_tui.commands`) posts the chosen intent as a message;
-the app carries it out (``ChatApp.run_intent``). Titles hold contact names, which are
-untrusted: they are cleaned here and never read as markup there.
+the main screen does those that are layout or a question, ``ChatController.run_intent``
+the others (``quit``: the app). Titles hold contact names, which are untrusted: they are
+cleaned here and never read as markup there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from cfm_tui.state import ChatState, Link
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """``action`` names what to do (see ``ChatApp.run_intent``); ``arg`` whom or where."""
+    """``action`` names what to do; ``arg`` whom or where (a handle, a room, a status).
+
+    The screens post intents too (``seen`` when a conversation comes on screen,
+    ``nudge``, ``psm``, the answers to their questions): one vocabulary for both."""
 
     action: str
     arg: str = ""

@@ -27,12 +27,12 @@ from typing import Any
 from cfm_common import PROTOCOL_VERSION, rules
 from cfm_common import frames as f
 from cfm_common._backoff import Backoff
-from cfm_common._connect import open_session
 from cfm_common._core import ClientCore
 from cfm_common._handling import watch_send
+from cfm_common._link import Link
 from cfm_common._outbox import Outgoing, Reply
 from cfm_common._persist import SeenFile, TokenFile
-from cfm_common._reconnect import Reconnect, final_refusal
+from cfm_common._reconnect import Reconnect
 from cfm_common._states import Connected, ConnectionState, Event, StateChanged
 from cfm_common.errors import (
     ClientError,
@@ -54,8 +54,6 @@ __all__ = [
     "ConnectionState", "Event", "LocalRefusal", "ServerRefused", "StateChanged", "TimedOut",
 ]
 EVENT_BACKLOG_WARNING = 10_000
-# How long close() lets queued read marks and presence go out.
-CLOSE_FLUSH = 2.0
 _END = object()
 
 
@@ -79,11 +77,9 @@ class Client:
         # With a seen file: a message counts as seen when the program says so
         # (mark_seen), not when the iterator hands it over (Bot: when it is handled).
         self._manual_seen = manual_seen
-        self._ssl = ssl  # for wss:// only; None: the system's CAs (and $SSL_CERT_FILE)
         self._invite = invite  # sent only while we have no token: to claim a new handle
         self._quiet = quiet  # hello.quiet: no member frames, less presence
         self._name, self._bot, self._client_name = name, bot, client_name
-        self._reconnect_enabled = reconnect
         self._tokens = TokenFile(self.urls, name, token, token_file)
         self._seen = SeenFile(seen_file)
         self._core = ClientCore(name, emit=self._emit, handed=self._seen.rooms, status=status,
@@ -91,10 +87,10 @@ class Client:
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._backlog_warned = False
         self._futures: dict[int, asyncio.Future[Any]] = {}  # outbox slot → its caller's
-        self._kick = asyncio.Event()  # wakes the writer: something was queued
-        self._wake = asyncio.Event()  # cuts a back-off wait short (reconnect_now, close)
-        self._ws: Any = None
-        self._task: asyncio.Task[None] | None = None
+        # For wss:// only, ssl=None: the system's CAs (and $SSL_CERT_FILE, if set).
+        self._link = Link(self._core, self._reconnect, self._tokens, hello=self._hello,
+                          ended=self._ended, reconnect=reconnect, ssl=ssl)
+        self._kick = self._link.kick
         self._page_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # --- properties -----------------------------------------------------------------
@@ -170,92 +166,31 @@ class Client:
         ``name_taken``…) still raises at once. Afterwards a background task keeps the
         connection alive until :meth:`close`.
         """
-        core = self._core
-        if self._task is not None or core.closed:
+        if self._link.task is not None or self._core.closed:
             raise RuntimeError("connect() may be called once per Client")
-        core.set_state(ConnectionState.CONNECTING)
-        try:
-            while True:
-                url = self.url
-                try:
-                    ws, welcome = await self._open()
-                    break
-                except ClientError as exc:
-                    if core.closed or final_refusal(exc):
-                        raise
-                    failed = self._reconnect.connect_failed(url, exc)
-                    if failed is None:
-                        log.info("%s: %s; trying %s", self._name, exc.msg, self.url)
-                        continue
-                    error, again = failed  # a round of them failed
-                    if not wait or not again:
-                        if error is exc:
-                            raise
-                        raise error from exc
-                    delay = self._reconnect.backoff.next()
-                    log.warning("%s: %s; trying again in %.1f s", self._name, error.msg, delay)
-                    core.set_state(ConnectionState.RECONNECTING, retry_in=delay, reason=error.msg)
-                    await self._nap(delay)
-                    if core.closed:
-                        raise ConnectionClosed("the client was closed while connecting",
-                                               by_client=True) from None
-                    core.set_state(ConnectionState.CONNECTING)
-        except ClientError as exc:
-            if not core.closed:
-                self._end(exc)
-            raise
-        except BaseException:  # cancelled: this client will not connect any more
-            self._end(ConnectionClosed("connect() was cancelled", by_client=True))
-            raise
-        if core.closed:  # close() was called while we were signing in
-            await ws.close()
-            raise ConnectionClosed("the client was closed while connecting", by_client=True)
-        self._welcomed(ws, welcome)
-        self._task = asyncio.create_task(self._supervise(ws), name=f"cfm-client-{self.name}")
-        return welcome
+        return await self._link.connect(wait=wait)
 
     async def close(self) -> None:
         """Close the connection and stop every task; pending requests fail with ``closed``."""
-        core = self._core
-        if core.closed:
-            if self._task is not None:
-                await asyncio.gather(self._task, return_exceptions=True)
-            return
-        core.closing()
-        self._wake.set()
-        if core.ready:
-            # Read marks and a presence change still queued go out before the close, as
-            # far as the server's limits let them in a moment.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + CLOSE_FLUSH
-            while core.ready and core.sendq.side_busy() and loop.time() < deadline:
-                await asyncio.sleep(0.02)
-        core.ready = False
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 3)
-        core.end(ConnectionClosed("the client was closed", by_client=True), by_client=True)
-        self._seen.save()
-        self._events.put_nowait(_END)
+        await self._link.close()
 
     def reconnect_now(self) -> None:
         """While waiting to reconnect, try at once (a person pressed "reconnect now");
         the back-off starts again from its first step. Does nothing when connected."""
-        self._reconnect.backoff.reset()
-        self._wake.set()
+        self._link.reconnect_now()
 
-    async def _nap(self, delay: float) -> None:
-        """Sleep ``delay`` seconds, or less if :meth:`reconnect_now` or close() is called."""
-        self._wake.clear()
-        if self._core.closed:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._wake.wait()
+    def _hello(self) -> f.Hello:
+        core, token = self._core, self._tokens.token
+        return f.Hello(
+            v=PROTOCOL_VERSION, name=self._name, token=token, status=core.status,
+            display=core.display, psm=core.psm, client=self._client_name,
+            bot=True if self._bot else None, quiet=True if self._quiet else None,
+            invite=self._invite if token is None else None,
+        )
+
+    def _ended(self) -> None:
+        self._seen.save()
+        self._events.put_nowait(_END)
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -332,14 +267,14 @@ class Client:
         """Tell the room we are typing; dropped while disconnected (it would be stale),
         and when the server's typing budget is used up (it would be refused)."""
         self._core.typing(f.SendTyping(room=room, to=to), asyncio.get_running_loop().time())
-        self._kick.set()
+        self._kick()
 
     async def set_presence(
         self, status: str | None = None, display: str | None = None, psm: str | None = None
     ) -> None:
         """Change status, display name or personal message; kept across reconnects."""
         self._core.set_presence(status, display, psm)
-        self._kick.set()
+        self._kick()
 
     async def join(self, room: str, members_limit: int | None = None) -> f.Joined:
         """Join a group room; messages we lack are replayed as events.
@@ -381,7 +316,7 @@ class Client:
         the newest.
         """
         self._core.mark_read(room, seq, asyncio.get_running_loop().time())
-        self._kick.set()
+        self._kick()
 
     async def contact(self, op: str, name: str) -> f.Contact:
         """``add``, ``remove``, ``block`` or ``unblock`` a user; returns the echo."""
@@ -411,7 +346,7 @@ class Client:
                 future.set_result(reply.value)
 
         entry.reply.on_settled = settled
-        self._kick.set()
+        self._kick()
         return future
 
     async def _send_message(self, frame: f.Say | f.Nudge, kind: str) -> f.Ack:
@@ -438,125 +373,3 @@ class Client:
         finally:
             self._core.outbox.withdraw(entry)  # answered (no-op), timed out or given up
 
-    # --- the connection -------------------------------------------------------------
-
-    async def _open(self) -> tuple[Any, f.Welcome]:
-        core, token = self._core, self._tokens.token
-        hello = f.Hello(
-            v=PROTOCOL_VERSION, name=self._name, token=token, status=core.status,
-            display=core.display, psm=core.psm, client=self._client_name,
-            bot=True if self._bot else None, quiet=True if self._quiet else None,
-            invite=self._invite if token is None else None,
-        )
-        return await open_session(self.url, hello, timeout=self.request_timeout, ssl=self._ssl)
-
-    def _welcomed(self, ws: Any, welcome: f.Welcome) -> None:
-        self._reconnect.succeeded()
-        self._ws = ws
-        self._tokens.welcomed(welcome.token)
-        log.info("%s connected to %s (session %s)", welcome.name, self.url, welcome.session)
-        self._core.connection_made(welcome, asyncio.get_running_loop().time())
-        self._kick.set()
-
-    def _end(self, exc: ClientError) -> None:
-        self._ws = None
-        self._core.end(exc)
-        self._seen.save()
-        self._events.put_nowait(_END)
-
-    async def _supervise(self, ws: Any) -> None:
-        """Own the connection: read it, and reconnect when it drops, until closed."""
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                code, reason = await self._serve(ws)
-                now = loop.time()
-                self._ws = None
-                self._core.connection_lost(now)
-                again = self._reconnect.lost(code, now - self._core.connected_at, now)
-                if not again or not self._reconnect_enabled:
-                    log.warning("%s: connection closed for good (%s)", self.name, reason)
-                    self._end(ConnectionClosed(reason, close_code=code))
-                    return
-                log.info("%s: connection lost (%s); reconnecting", self.name, reason)
-                ws = await self._reconnect_loop(reason)
-                if ws is None:
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug of ours: say so, and do not hang the application
-            log.exception("%s: the client task failed", self.name)
-            self._end(ConnectionClosed(f"client task failed: {exc!r}", code="internal"))
-
-    async def _serve(self, ws: Any) -> tuple[int | None, str]:
-        """Read frames until the connection ends; its close code and a reason."""
-        from websockets.exceptions import ConnectionClosed as WsClosed
-
-        loop = asyncio.get_running_loop()
-        writer = asyncio.create_task(self._write_loop(ws))
-        try:
-            async for data in ws:
-                if not isinstance(data, bytes):
-                    log.warning("ignoring a text message from the server")
-                elif self._core.receive_data(data, loop.time()):
-                    self._kick.set()
-        except WsClosed:
-            pass
-        finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-            if self._core.closed:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), 3)
-        code = ws.close_code
-        reason = f"closed with code {code}" + (f" ({ws.close_reason})" if ws.close_reason else "")
-        return code, reason
-
-    async def _write_loop(self, ws: Any) -> None:
-        """Write what the core lets out; sleep until it says, or something is queued."""
-        from websockets.exceptions import ConnectionClosed as WsClosed
-
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(WsClosed):
-            while True:
-                data, wait = self._core.data_to_send(loop.time())
-                if data is not None:
-                    await ws.send(data)
-                    continue
-                self._kick.clear()
-                if wait is None:
-                    await self._kick.wait()
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await self._kick.wait()
-
-    async def _reconnect_loop(self, reason: str) -> Any:
-        loop, core = asyncio.get_running_loop(), self._core
-        while True:
-            delay = self._reconnect.delay(loop.time())
-            core.set_state(ConnectionState.RECONNECTING, retry_in=delay, reason=reason)
-            if delay:
-                await self._nap(delay)
-            if core.closed:
-                return None
-            if self._wake.is_set():
-                self._reconnect.woken()  # reconnect_now: the short schedule starts over too
-            core.set_state(ConnectionState.CONNECTING)
-            try:
-                ws, welcome = await self._open()
-            except ClientError as exc:
-                if final_refusal(exc):
-                    log.warning("%s: the server refused us: %s", self.name, exc)
-                    self._end(exc)
-                    return None
-                reason = exc.msg
-                if not self._reconnect.reconnect_failed():
-                    log.info("%s: %s; trying %s", self.name, reason, self.url)
-                continue
-            if core.closed:  # close() came while we were signing in
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), 3)
-                return None
-            self._welcomed(ws, welcome)
-            return ws

@@ -253,7 +253,8 @@ class ClientCore:
 
     def receive_data(self, data: bytes, now: float) -> bool:
         """Take one server frame in; True if the writer has something new to look at."""
-        before = (self.sendq.queued, self.next_deadline())
+        retries = self.retries
+        before = (self.sendq.queued, retries.release_at, retries.resend_at)
         try:
             frame = codec.decode_server(data)
         except ProtocolError as exc:
@@ -263,7 +264,10 @@ class ClientCore:
             self.receive_frame(frame, now)
         except Exception:  # one odd frame must not take the connection down
             log.exception("%s: handling %s failed", self.name, frame.T)
-        return bool(self.fills.rooms) or (self.sendq.queued, self.next_deadline()) != before
+        # A fill moves on with frames (an ack ends its grace); the rest only when
+        # something was queued or a retry timer was set.
+        return bool(self.fills.rooms) or \
+            (self.sendq.queued, retries.release_at, retries.resend_at) != before
 
     def receive_frame(self, frame: f.ServerFrame, now: float) -> None:
         if isinstance(frame, f.Msg):

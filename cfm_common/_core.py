@@ -64,7 +64,6 @@ class ClientCore:
                  psm: str | None = None, request_timeout: float = 10.0) -> None:
         self._given_name = name
         self.status, self.display, self.psm = status, display, psm
-        self.request_timeout = request_timeout
         self._emit = emit
         self.state = ConnectionState.CLOSED
         self.welcome: f.Welcome | None = None
@@ -81,6 +80,16 @@ class ClientCore:
         self.fills = GapFill(self.resume, self._fill_request, self.outbox.withdraw,
                              self._deliver, self._own_unacked)
         self.read_marks: dict[str, int] = {}
+        self.request_timeout = request_timeout
+
+    @property
+    def request_timeout(self) -> float:
+        """How long a request waits for its answer (pacing waits not counted)."""
+        return self.fills.timeout
+
+    @request_timeout.setter
+    def request_timeout(self, seconds: float) -> None:
+        self.fills.timeout = seconds
 
     @property
     def name(self) -> str:
@@ -107,7 +116,6 @@ class ClientCore:
         for room in set(self.handed) - set(self.resume.rooms):
             del self.handed[room]
         self.sendq.reset(Pacer(welcome.limits, now))
-        self.fills.timeout = self.request_timeout
         server_marks = {state.room: state.read for state in welcome.rooms}
         for room, seq in self.read_marks.items():
             if seq > server_marks.get(room, seq):
@@ -149,7 +157,7 @@ class ClientCore:
         if not self.ready:
             return None, None
         self.retries.tick(now, self.generation)
-        self.fills.tick(now, self._expired)
+        self.fills.tick(now, self.answer_deadline)
         data, wait = self.sendq.next_frame(
             now, held=self.retries.held, generation=self.generation,
             read_marks=self.read_marks, presence=self._presence)
@@ -169,12 +177,9 @@ class ClientCore:
     def _presence(self) -> f.SetPresence:
         return f.SetPresence(status=self.status, display=self.display, psm=self.psm)
 
-    def _expired(self, entry: Outgoing, now: float) -> float | None:
-        return answer_deadline(entry, now, connected=self.ready, timeout=self.request_timeout)
-
     def answer_deadline(self, entry: Outgoing, now: float) -> float | None:
-        """A request of the program's reached its deadline: a later one, or None."""
-        return self._expired(entry, now)
+        """A request reached its deadline unanswered: a later one, or None (timed out)."""
+        return answer_deadline(entry, now, connected=self.ready, timeout=self.request_timeout)
 
     # --- the program's calls --------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """cfm's shared protocol core and client SDK.
 
-The protocol core (``rules``, ``errors``, ``frames``, ``codec``) does no I/O; the SDK
-(``client``, ``bot``) is the I/O shell that the TUI, the AI contacts and third-party bots
-use. Importing this package stays cheap: the SDK is imported only on demand, also
-through ``from cfm_common import Client, Bot`` (resolved lazily, below).
+The protocol core (``rules``, ``errors``, ``frames``, ``codec``) does no I/O, and
+neither does the client core (``_core`` and the modules it puts together, which decide
+reply matching, retries, resume and gap filling); the SDK (``client``, ``bot``) is the
+asyncio shell around them that the TUI, the AI contacts and third-party bots use.
+Importing this package stays cheap: the SDK is imported only on demand, also through
+``from cfm_common import Client, Bot`` (resolved lazily, below).
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ it gets, or sleeps for the time it is told.
 
 Two lanes:
 
-- the **outbox lane**: says, nudges and requests (:class:`Outgoing` entries) in the
-  order they were made. An entry whose bucket is empty holds back the later entries of
-  the same bucket (their order is kept) but not those of other buckets — except that a
-  ``join`` or ``leave`` neither overtakes nor is overtaken, because a later say or
+- the **outbox lane**: says, nudges and requests (:class:`~cfm_common._outbox.Outgoing`
+  entries) in the order they were made. An entry whose bucket is empty holds back the
+  later entries of the same bucket (their order is kept) but not those of other buckets
+  — except that a ``join`` or ``leave`` neither overtakes nor is overtaken, because a later say or
   history request may depend on the membership it changes.
 - the **side lane**: what the client sends in answer to incoming traffic — read marks
   (one per room: the newest), a presence change (the current one), typing indicators.
@@ -18,13 +18,11 @@ Two lanes:
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from cfm_common import frames as f
+from cfm_common._outbox import Outgoing
 from cfm_common._pacing import Pacer
 from cfm_common.rules import RATE_KIND
 
@@ -41,22 +39,6 @@ READ_RESEND_WINDOW = 2.0
 READ_LINGER = 0.25
 
 
-@dataclass(eq=False)
-class Outgoing:
-    """A frame waiting for its answer (or for a connection to be sent on)."""
-
-    frame: f.ClientFrame
-    kind: str  # say, nudge, join, history, contact, leave, members
-    key: Any  # say/nudge: the id; join/history/leave/members: the room; contact: (op, name)
-    future: asyncio.Future[Any]
-    slot: int = 0  # its place in the send order
-    sent_on: int = 0  # the connection generation it was last written on
-    writes: int = 0  # how often it was written: more than once means a retry
-    refusals: int = 0  # how often the server answered ``internal``
-    unsent: bool = False  # waiting in this connection's queue
-    written_at: float = 0.0  # when it was last written (loop time)
-
-
 class SendQueue:
     """The frames one connection has still to write, paced by :attr:`pacer`."""
 
@@ -68,6 +50,8 @@ class SendQueue:
         self.marks_sent_at: dict[str, float] = {}
         self.presence = False  # the current presence is to be sent
         self.typing: list[f.SendTyping] = []  # their tokens are taken already
+        # Counts what was ever queued: a writer that saw it unchanged has nothing new.
+        self.queued = 0
 
     def reset(self, pacer: Pacer) -> None:
         """A new connection: nothing queued, the limits of its ``welcome``."""
@@ -86,9 +70,10 @@ class SendQueue:
     def add(self, entry: Outgoing) -> bool:
         """Queue ``entry`` in its place in the send order (a re-sent entry goes before
         everything made after it); False if it is queued already or answered."""
-        if entry.unsent or entry.future.done():
+        if entry.unsent or entry.reply.done():
             return False
         entry.unsent = True
+        self.queued += 1
         if not self.entries or self.entries[-1].slot < entry.slot:
             self.entries.append(entry)  # the usual case: the newest goes last
         else:
@@ -102,13 +87,19 @@ class SendQueue:
             return False
         self.pacer.take("typing", now)
         self.typing.append(frame)
+        self.queued += 1
         return True
+
+    def want_presence(self) -> None:
+        """The current presence is to be sent (coalesced: what is current when it goes)."""
+        self.presence = True
+        self.queued += 1
 
     def side_busy(self) -> bool:
         return bool(self.marks or self.presence or self.typing)
 
     def backlog(self) -> int:
-        waiting = sum(1 for entry in self.entries if not entry.future.done())
+        waiting = sum(1 for entry in self.entries if not entry.reply.done())
         return waiting + len(self.marks) + int(self.presence) + len(self.typing)
 
     # --- the next frame ----------------------------------------------------------------
@@ -166,6 +157,7 @@ class SendQueue:
     def mark(self, room: str, now: float) -> None:
         """``room``'s read mark is to be sent (the newest when it goes)."""
         self.marks.setdefault(room, now)
+        self.queued += 1
 
     def _linger(self, since: float, now: float) -> float:
         left = since + READ_LINGER - now
@@ -188,7 +180,7 @@ class SendQueue:
         i = scanned = 0
         while i < len(entries) and scanned < SCAN_LIMIT:
             entry = entries[i]
-            if entry.future.done():  # answered, cancelled or failed meanwhile
+            if entry.reply.done():  # answered, cancelled or failed meanwhile
                 entry.unsent = False
                 del entries[i]
                 continue
@@ -234,3 +226,4 @@ class SendQueue:
         for room, at in self.marks_sent_at.items():
             if now - at < recent:
                 self.marks.setdefault(room, now - READ_LINGER)
+                self.queued += 1

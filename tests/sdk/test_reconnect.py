@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cfm_common import client as client_module
+from cfm_common import _reconnect as reconnect_module
 from cfm_common._backoff import Backoff
 from cfm_common.client import ClientError, ConnectionState
 from tests.ports import free_port
@@ -72,7 +72,7 @@ async def test_after_a_restart_close_the_back_off_stays_short(
     server_factory: Any, clients: Any, monkeypatch: pytest.MonkeyPatch,
     close_code: int, short: bool,
 ) -> None:
-    monkeypatch.setattr(client_module, "RESTART_CAP", 0.1)
+    monkeypatch.setattr(reconnect_module, "RESTART_CAP", 0.1)
     server = await server_factory()
     alice = clients(server.url, "alice", backoff=Backoff(0.05, 30))
     await alice.connect()

@@ -11,6 +11,7 @@ classes and their own registries: :data:`CLIENT_FRAMES` and :data:`SERVER_FRAMES
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,6 +165,27 @@ def check_members_page(value: int) -> None:
         raise _bad(f"limit must be 1-{MAX_MEMBERS_PAGE}")
 
 
+def check_target(value: int) -> None:
+    # A message's seq: rooms number their messages from 1.
+    if not 1 <= value <= rules.MAX_INT:
+        raise _bad("a message's seq is an integer from 1 to 2**63-1")
+
+
+def check_emoji(value: str) -> None:
+    # What the server lets through is echoed to every member: short, one line, visible.
+    if not 1 <= len(value) <= rules.MAX_EMOJI:
+        raise _bad(f"emoji must be 1-{rules.MAX_EMOJI} characters")
+    if rules.has_control_chars(value) or not value.strip() or value != "".join(value.split()):
+        raise _bad("emoji holds a control character or white space")
+
+
+def check_names(value: list[Any]) -> None:
+    for name in value:
+        if not isinstance(name, str):
+            raise _bad("a list of handles holds a non-string")
+        check_name(name)
+
+
 def _one_of(allowed: frozenset[str] | set[str], what: str) -> Check:
     def check(value: str) -> None:
         if value not in allowed:
@@ -200,6 +222,19 @@ class RoomState:
     seq: int = wire(int, check_seq)
     read: int = wire(int, check_seq)
     epoch: str = wire(str, check_epoch)
+    # Extension (unread and mentions): messages from others after the user's read mark
+    # (changes, the user's own and hidden ones not counted), and how many of them mention
+    # the user; sent for a room with anything past the read mark (absent: 0).
+    unread: int | None = wire(int, check_seq, optional=True)
+    mentions: int | None = wire(int, check_seq, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji on a message (``msg.reactions``): who reacted with it, oldest first."""
+
+    emoji: str = wire(str, check_emoji)
+    names: tuple[str, ...] = wire(list, check_names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +252,19 @@ class StoredMsg:
     # of a message from the user they blocked (empty text, kind "text", no id). In the
     # store it marks the message as hidden from the DM room's other member.
     hidden: bool | None = wire(bool, optional=True)
+    # Extensions (message changes, docs/protocol.md): the seq this message answers; the
+    # members it mentions; on a change entry what it does (``change``) to which message
+    # (``target``) and, for a reaction, the emoji; on a changed message its current
+    # state: when it was last edited, whether it is a tombstone, its reactions.
+    reply: int | None = wire(int, check_target, optional=True)
+    mentions: tuple[str, ...] | None = wire(list, check_names, optional=True)
+    change: str | None = wire(str, _one_of({c.value for c in rules.ChangeKind}, "change"),
+                              optional=True)
+    target: int | None = wire(int, check_target, optional=True)
+    emoji: str | None = wire(str, check_emoji, optional=True)
+    edited: int | None = wire(int, check_seq, optional=True)
+    deleted: bool | None = wire(bool, optional=True)
+    reactions: tuple[Reaction, ...] | None = wire(list, of=Reaction, optional=True)
 
 
 # --- client → server -----------------------------------------------------------------
@@ -276,6 +324,8 @@ class Say:
     id: str = wire(str, check_id)
     room: str | None = wire(str, check_room, optional=True)
     to: str | None = wire(str, check_name, optional=True)
+    # Extension (replies): the seq, in the same room, of the message this one answers.
+    reply: int | None = wire(int, check_target, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +388,67 @@ class ContactRequest:
     name: str = wire(str, check_name)
     # Extension (request ids): the client's id for this request; its answer carries it
     # back as ``ref``, and so does an error refusing it.
+    id: str | None = wire(str, check_id, optional=True)
+
+
+# Extension (message changes, docs/protocol.md): each is stored as a change entry in the
+# room's sequence and acknowledged like a say, idempotent by (sender, id).
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace the text of one's own message ``target`` of ``room``."""
+
+    T: ClassVar[str] = "edit"
+    room: str = wire(str, check_room)
+    target: int = wire(int, check_target)
+    text: str = wire(str, check_text)
+    id: str = wire(str, check_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete a message: one's own, or anyone's in a group room one moderates."""
+
+    T: ClassVar[str] = "delete"
+    room: str = wire(str, check_room)
+    target: int = wire(int, check_target)
+    id: str = wire(str, check_id)
+
+
+@dataclass(frozen=True, slots=True)
+class React:
+    T: ClassVar[str] = "react"
+    room: str = wire(str, check_room)
+    target: int = wire(int, check_target)
+    emoji: str = wire(str, check_emoji)
+    id: str = wire(str, check_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Unreact:
+    T: ClassVar[str] = "unreact"
+    room: str = wire(str, check_room)
+    target: int = wire(int, check_target)
+    emoji: str = wire(str, check_emoji)
+    id: str = wire(str, check_id)
+
+
+def _one_change(frame: SetModerators) -> None:
+    if frame.add is not None and frame.remove is not None:
+        raise _bad("moderators takes add or remove, not both")
+
+
+@dataclass(frozen=True, slots=True)
+class SetModerators:
+    """A group room's moderators: without ``add`` or ``remove`` a question; with one, a
+    change only the room's creator may make."""
+
+    T: ClassVar[str] = "moderators"
+    CHECK: ClassVar[Check] = _one_change
+    room: str = wire(str, check_group_room)
+    add: str | None = wire(str, check_name, optional=True)
+    remove: str | None = wire(str, check_name, optional=True)
     id: str | None = wire(str, check_id, optional=True)
 
 
@@ -413,14 +524,26 @@ class Msg:
     kind: str = wire(str, _one_of({k.value for k in rules.MsgKind}, "kind"))
     id: str | None = wire(str, optional=True)
     hidden: bool | None = wire(bool, optional=True)  # see StoredMsg.hidden
+    # Extensions (message changes): see StoredMsg.
+    reply: int | None = wire(int, check_target, optional=True)
+    mentions: tuple[str, ...] | None = wire(list, check_names, optional=True)
+    change: str | None = wire(str, _one_of({c.value for c in rules.ChangeKind}, "change"),
+                              optional=True)
+    target: int | None = wire(int, check_target, optional=True)
+    emoji: str | None = wire(str, check_emoji, optional=True)
+    edited: int | None = wire(int, check_seq, optional=True)
+    deleted: bool | None = wire(bool, optional=True)
+    reactions: tuple[Reaction, ...] | None = wire(list, of=Reaction, optional=True)
 
     @classmethod
     def from_stored(cls, m: StoredMsg) -> Msg:
-        return cls(m.room, m.seq, m.sender, m.text, m.ts, m.kind, m.id, m.hidden)
+        return cls(*(getattr(m, f) for f in _MSG_FIELDS))
 
     def to_stored(self) -> StoredMsg:
-        return StoredMsg(self.room, self.seq, self.sender, self.text, self.ts, self.kind,
-                         self.id, self.hidden)
+        return StoredMsg(*(getattr(self, f) for f in _MSG_FIELDS))
+
+
+_MSG_FIELDS = tuple(f.name for f in dataclasses.fields(StoredMsg))
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +596,19 @@ class MembersPage:
 
 
 @dataclass(frozen=True, slots=True)
+class Moderators:
+    """A group room's moderators (an extension): the answer to ``moderators``, and what
+    the creator's other sessions and the user named or removed get."""
+
+    T: ClassVar[str] = "moderators"
+    room: str = wire(str, check_room)
+    names: tuple[str, ...] = wire(list, check_names)
+    # The room's creator (also in ``names``); absent for a room made before moderators.
+    creator: str | None = wire(str, check_name, optional=True)
+    ref: str | None = wire(str, check_id, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Contact:
     T: ClassVar[str] = "contact"
     op: str = wire(str, _one_of({o.value for o in rules.ContactOp}, "contact op"))
@@ -498,20 +634,20 @@ class Error:
 
 ClientFrame = (
     Hello | SetPresence | Join | Leave | Say | SendTyping | Nudge | GetHistory | MarkRead
-    | ContactRequest | GetMembers
+    | ContactRequest | GetMembers | Edit | Delete | React | Unreact | SetModerators
 )
 ServerFrame = (
     Welcome | Presence | Joined | Left | Member | Msg | Ack | Typing | Read | History | Contact
-    | Error | MembersPage
+    | Error | MembersPage | Moderators
 )
 
 CLIENT_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Hello, SetPresence, Join, Leave, Say, SendTyping, Nudge, GetHistory, MarkRead,
-                ContactRequest, GetMembers)
+                ContactRequest, GetMembers, Edit, Delete, React, Unreact, SetModerators)
 }
 SERVER_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Welcome, Presence, Joined, Left, Member, Msg, Ack, Typing, Read, History,
-                Contact, Error, MembersPage)
+                Contact, Error, MembersPage, Moderators)
 }

@@ -8,7 +8,7 @@ and the replay of what the member missed, produced page by page as the reader dr
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cfm_common import rules
 from cfm_common.codec import encode
@@ -48,6 +48,8 @@ class RoomHandler:
         self.world = world
         self.delivery = delivery
         self.presence = presence
+        # Called with (room, creator) when a join creates a group room.
+        self.on_created: list[Callable[[Room, User], None]] = []
 
     # --- who may touch a room ----------------------------------------------------------
 
@@ -86,6 +88,8 @@ class RoomHandler:
                 world.admission.admit_group_join(user, frame.room, world.rooms)
             if room is None:
                 room = world.create_room(frame.room)
+                for created in self.on_created:  # its creator moderates it (changes.py)
+                    created(room, user)
             if user.name not in room.members:
                 self.add_member(room, user)
                 data = encode(Member(room.name, user.name, MemberOp.JOIN.value))

@@ -179,8 +179,8 @@ class Store(ABC):
     @abstractmethod
     def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
         """(unread, mentions) of ``user`` in ``room`` past seq ``after``: the messages
-        of others that are no change entry, no tombstone and not hidden (counted up to
-        ``cap``), and the mentions of ``user`` among them."""
+        of others that are no change entry, no tombstone and not hidden, and the
+        mentions of ``user`` among them; each counted up to ``cap``."""
 
     # --- retention -------------------------------------------------------------------
 

@@ -259,9 +259,7 @@ class MemoryStore(Store):
                 continue
             unread += 1
             mentions += (room, m.seq, user) in self._mentions
-            if unread >= cap:
-                break
-        return unread, mentions
+        return min(unread, cap), min(mentions, cap)
 
     def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
         messages = self._messages.get(room, [])

@@ -58,6 +58,12 @@ def _forbidden(msg: str) -> ProtocolError:
     return ProtocolError(ErrorCode.FORBIDDEN, msg)
 
 
+def _authored(user: User, msg: StoredMsg) -> bool:
+    """Whether ``user`` wrote ``msg``: its sender, and not an earlier holder of the
+    handle (``cfm admin remove-user`` frees a handle and keeps its group messages)."""
+    return msg.sender == user.name and msg.ts >= user.record.created_ms
+
+
 def unread_counts(world: World, user: User, room: Room, read: int) -> tuple[int | None,
                                                                              int | None]:
     """``welcome.rooms[]``'s ``unread`` and ``mentions`` for one room (None, None when
@@ -103,7 +109,7 @@ class ChangeHandler:
         if self.messages.answered_retry(session, user, frame.id):
             return
         room, target, peer = self._target(user, frame.room, frame.target)
-        if target.sender != user.name:
+        if not _authored(user, target):
             raise _forbidden("only its author can edit a message")
         if target.kind != MsgKind.TEXT:
             raise _bad("only a text message can be edited")
@@ -115,7 +121,7 @@ class ChangeHandler:
         if self.messages.answered_retry(session, user, frame.id):
             return
         room, target, peer = self._target(user, frame.room, frame.target)
-        if target.sender != user.name and (
+        if not _authored(user, target) and (
                 room.is_dm or user.name not in self.moderators.get(room.name, ())):
             raise _forbidden("only its author or a moderator of the room can delete a "
                              "message")

@@ -144,7 +144,9 @@ class Store(ABC):
         ``edit`` replaces the target's text and sets ``edited`` to the entry's ts;
         ``delete`` makes it a tombstone (text erased, ``deleted``), erases the text of
         its earlier edit entries, and drops its reactions and mentions; ``react`` adds
-        (sender, emoji) to its reactions, ``unreact`` removes it.
+        (sender, emoji) to its reactions, ``unreact`` removes it. A hidden entry (sent
+        across a block) changes nothing in place but a delete: what it carries must not
+        reach the blocker, not even in a page of history, while a delete still erases.
         """
 
     @abstractmethod

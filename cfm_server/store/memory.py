@@ -170,7 +170,8 @@ class MemoryStore(Store):
         messages.append(msg)
         if msg.mentions and not msg.hidden:
             self._mentions.update((msg.room, msg.seq, name) for name in msg.mentions)
-        if msg.change is not None and msg.target is not None:
+        if msg.change is not None and msg.target is not None \
+                and (not msg.hidden or msg.change == ChangeKind.DELETE):
             self._apply(msg, messages)
         return _done()
 

@@ -290,6 +290,8 @@ class SqliteStore(SqliteReads, Store):
         if msg.mentions and not msg.hidden:
             writes += [(_MENTION, (room, msg.seq, name)) for name in msg.mentions]
         change = msg.change
+        if msg.hidden and change != ChangeKind.DELETE:
+            change = None  # across a block: only its sender's copy holds it (Store.append)
         if change == ChangeKind.EDIT:
             writes.append((_EDIT, (msg.text, msg.ts, room, target)))
         elif change == ChangeKind.DELETE:

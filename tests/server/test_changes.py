@@ -363,3 +363,34 @@ async def test_mentions_are_marked_and_counted_in_welcome(any_server) -> None:
         welcome = await bob.hello("bob", token=bob_token)
         (entry,) = [r for r in welcome["rooms"] if r["room"] == ROOM]
         assert "unread" not in entry and "mentions" not in entry
+
+
+async def test_across_a_block_the_blocker_gets_nothing_a_change_carries(any_server) -> None:
+    room = "dm:alice:bob"
+    async with (signed_in(any_server.url, "alice") as alice,
+                signed_in(any_server.url, "bob") as bob):
+        await bob.send({"t": "say", "to": "alice", "text": "hi alice", "id": "b1"})
+        seq = (await bob.recv_until("ack"))["seq"]
+        await alice.send({"t": "say", "to": "bob", "text": "hi bob", "id": "a1"})
+        mine = (await alice.recv_until("ack"))["seq"]
+        await alice.send({"t": "contact", "op": "block", "name": "bob"})
+        await alice.recv_until("contact", op="block")
+        # Acked as usual: the block stays private.
+        edit = await _change(bob, "edit", "b2", seq, room=room, text="you will regret")
+        react = await _change(bob, "react", "b3", mine, room=room, emoji="\U0001f595")
+        assert edit["t"] == react["t"] == "ack"
+        for entry in (edit, react):
+            live = await alice.recv_until("msg", seq=entry["seq"])
+            assert live["hidden"] is True and live["text"] == "" and "change" not in live
+        page = await _history(alice, room)
+        assert page[0]["text"] == "hi alice" and "edited" not in page[0]
+        assert "reactions" not in page[1]
+        assert all(m.get("hidden") and "change" not in m for m in page[2:])
+        # Bob's own view holds his changes: the entries, applied as usual.
+        bobs = state_of(await _history(bob, room))
+        assert bobs[seq]["text"] == "you will regret"
+        assert bobs[mine]["reactions"] == {"\U0001f595": ["bob"]}
+        # A delete still erases, for both.
+        assert (await _change(bob, "delete", "b4", seq, room=room))["t"] == "ack"
+        page = await _history(alice, room)
+        assert page[0]["deleted"] is True and page[0]["text"] == ""

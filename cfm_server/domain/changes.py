@@ -113,8 +113,7 @@ class ChangeHandler:
             raise _forbidden("only its author can edit a message")
         if target.kind != MsgKind.TEXT:
             raise _bad("only a text message can be edited")
-        self._store(session, user, room, peer, frame.text, frame.id, ChangeKind.EDIT,
-                    target.seq)
+        self._store(session, user, room, peer, frame.text, frame.id, ChangeKind.EDIT, target)
 
     def delete(self, session: Connection, frame: Delete) -> None:
         user = self.world.user_of(session)
@@ -125,7 +124,7 @@ class ChangeHandler:
                 room.is_dm or user.name not in self.moderators.get(room.name, ())):
             raise _forbidden("only its author or a moderator of the room can delete a "
                              "message")
-        self._store(session, user, room, peer, "", frame.id, ChangeKind.DELETE, target.seq)
+        self._store(session, user, room, peer, "", frame.id, ChangeKind.DELETE, target)
 
     def react(self, session: Connection, frame: React) -> None:
         user = self.world.user_of(session)
@@ -140,7 +139,7 @@ class ChangeHandler:
         # The text is the emoji: a client that does not know reactions shows it as a
         # message, which is what people sent before there were reactions.
         self._store(session, user, room, peer, frame.emoji, frame.id, ChangeKind.REACT,
-                    target.seq, frame.emoji)
+                    target, frame.emoji)
 
     def unreact(self, session: Connection, frame: Unreact) -> None:
         user = self.world.user_of(session)
@@ -150,7 +149,7 @@ class ChangeHandler:
         if not any(r.emoji == frame.emoji and user.name in r.names
                    for r in target.reactions or ()):
             raise _forbidden("you have not reacted with this emoji")
-        self._store(session, user, room, peer, "", frame.id, ChangeKind.UNREACT, target.seq,
+        self._store(session, user, room, peer, "", frame.id, ChangeKind.UNREACT, target,
                     frame.emoji)
 
     def _target(self, user: User, room_name: str,
@@ -175,16 +174,18 @@ class ChangeHandler:
         return room, target, peer
 
     def _store(self, session: Connection, user: User, room: Room, peer: User | None,
-               text: str, client_id: str, change: ChangeKind, target: int,
+               text: str, client_id: str, change: ChangeKind, target: StoredMsg,
                emoji: str | None = None) -> None:
         self.world.admission.charge(user, "say", client_id)
-        extra: dict[str, Any] = {"change": change.value, "target": target}
+        extra: dict[str, Any] = {"change": change.value, "target": target.seq}
         if emoji is not None:
             extra["emoji"] = emoji
         # Across a block a change is hidden like a message: the blocker gets a
-        # placeholder, and nothing of what it changes.
-        self.messages.store_entry(session, user, room, text, client_id,
-                                  hidden=hidden_from_peer(user, peer), extra=extra)
+        # placeholder, and nothing of what it changes. So is a change of a message
+        # hidden from the peer (sent while blocked): an unblock reveals none of it.
+        hidden = hidden_from_peer(user, peer) or bool(target.hidden)
+        self.messages.store_entry(session, user, room, text, client_id, hidden=hidden,
+                                  extra=extra)
 
     # --- moderators --------------------------------------------------------------------
 

@@ -394,3 +394,22 @@ async def test_across_a_block_the_blocker_gets_nothing_a_change_carries(any_serv
         assert (await _change(bob, "delete", "b4", seq, room=room))["t"] == "ack"
         page = await _history(alice, room)
         assert page[0]["deleted"] is True and page[0]["text"] == ""
+
+
+async def test_a_change_of_a_message_hidden_by_a_block_stays_hidden_after_unblock(
+    any_server,
+) -> None:
+    room = "dm:alice:bob"
+    async with (signed_in(any_server.url, "alice") as alice,
+                signed_in(any_server.url, "bob") as bob):
+        await alice.send({"t": "contact", "op": "block", "name": "bob"})
+        await alice.recv_until("contact", op="block")
+        await bob.send({"t": "say", "to": "alice", "text": "while blocked", "id": "b1"})
+        seq = (await bob.recv_until("ack"))["seq"]
+        await alice.send({"t": "contact", "op": "unblock", "name": "bob"})
+        await alice.recv_until("contact", op="unblock")
+        ack = await _change(bob, "edit", "b2", seq, room=room, text="still hidden")
+        live = await alice.recv_until("msg", seq=ack["seq"])
+        assert live["hidden"] is True and live["text"] == "" and "change" not in live
+        assert all("still" not in str(m) for m in await _history(alice, room))
+        assert state_of(await _history(bob, room))[seq]["text"] == "still hidden"

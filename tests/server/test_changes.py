@@ -304,9 +304,13 @@ async def test_a_client_offline_during_the_changes_resumes_to_the_same_state(
             await carol.recv_until("joined")
             replay = await carol.recv_n("msg", last - s3)
             resumed_state = state_of(carol_seen + replay)
+            # The other way to resume: history{after}.
+            await carol.send({"t": "history", "room": ROOM, "after": s3, "id": "gap"})
+            gap = (await carol.recv_until("history", ref="gap"))["msgs"]
+            paged_gap_state = state_of(carol_seen + gap)
         paged_state = state_of(await _history(dave))
 
-    assert resumed_state == online_state == paged_state
+    assert resumed_state == online_state == paged_state == paged_gap_state
     assert online_state[s1]["text"] == "final draft v2" and online_state[s1]["edited"]
     assert online_state[s1]["reactions"] == {}
     assert online_state[s2]["deleted"] and online_state[s2]["text"] == ""

@@ -417,3 +417,25 @@ async def test_a_change_of_a_message_hidden_by_a_block_stays_hidden_after_unbloc
         assert live["hidden"] is True and live["text"] == "" and "change" not in live
         assert all("still" not in str(m) for m in await _history(alice, room))
         assert state_of(await _history(bob, room))[seq]["text"] == "still hidden"
+
+
+async def test_moderators_and_changed_messages_outlive_a_restart(server_factory, tmp_path) -> None:
+    data = tmp_path / "data"
+    server = await server_factory(data_dir=data)
+    async with (signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob,
+                signed_in(server.url, "carol") as carol):
+        for client in (alice, bob, carol):
+            await _join(client, "#kept")
+        await alice.send({"t": "moderators", "room": "#kept", "add": "carol", "id": "m"})
+        await alice.recv_until("moderators", ref="m")
+        seq = await _say(bob, "typo", "b1", room="#kept")
+        assert (await _change(bob, "edit", "b2", seq, room="#kept", text="fixed"))["t"] == "ack"
+        tokens = {c: c.token for c in (alice, bob, carol)}
+    await server.stop()
+    server = await server_factory(data_dir=data)
+    async with signed_in(server.url, "carol", token=tokens[carol]) as carol:
+        await carol.send({"t": "moderators", "room": "#kept", "id": "q"})
+        answer = await carol.recv_until("moderators", ref="q")
+        assert (answer["names"], answer["creator"]) == (["alice", "carol"], "alice")
+        assert (await _history(carol, "#kept"))[0]["text"] == "fixed"
+        assert (await _change(carol, "delete", "c1", seq, room="#kept"))["t"] == "ack"

@@ -42,9 +42,10 @@ from cfm_server.store import StoreError
 
 log = logging.getLogger(__name__)
 
-# welcome.rooms[].unread counts at most this many (a client shows "999+"): the count is a
-# bounded read per room with something past the read mark, at every sign-in.
-UNREAD_CAP = 1000
+# welcome.rooms[].unread counts at most this many (100: "100 or more", a client shows
+# "99+"): the count is a read of up to this many rows per room with something past the
+# read mark, at every sign-in, on the event loop (~20 us a room at 100, ~200 at 1000).
+UNREAD_CAP = 100
 # Distinct emoji one user may put on one message: what one message's reactions may hold
 # stays bounded however many reactions a user sends.
 MAX_EMOJI_PER_USER = 20

@@ -86,16 +86,18 @@ class RoomHandler:
         if rules.is_group_room(frame.room):
             if user.name not in (room.members if room is not None else ()):
                 world.admission.admit_group_join(user, frame.room, world.rooms)
+            made = room is None
             if room is None:
                 room = world.create_room(frame.room)
-                for created in self.on_created:  # its creator moderates it (changes.py)
-                    created(room, user)
             if user.name not in room.members:
                 self.add_member(room, user)
                 data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
                 self.delivery.to_sessions(self._member_audience(room, user), data, "member",
                                           skip=session)
                 self.presence.introduce(room, user)
+            if made:
+                for created in self.on_created:  # its creator moderates it (changes.py)
+                    created(room, user)
         else:
             self.check_dm_access(user, frame.room)
             if room is None:

@@ -107,6 +107,8 @@ def to_map(obj: Any) -> dict[str, Any]:
         if f.of is not None:
             fast = _NESTED_MAPS.get(f.of, to_map)
             value = [fast(item) for item in value]
+        elif type(value) is tuple:  # a list of handles
+            value = list(value)
         out[f.key] = value
     return out
 
@@ -122,14 +124,39 @@ def _roster_map(e: RosterEntry) -> dict[str, Any]:
     return out
 
 
-def _stored_map(m: StoredMsg) -> dict[str, Any]:
+def _stored_map(m: StoredMsg | Msg) -> dict[str, Any]:
     out = {"room": m.room, "seq": m.seq, "from": m.sender, "text": m.text, "ts": m.ts,
            "kind": m.kind}
     if m.id is not None:
         out["id"] = m.id
     if m.hidden is not None:
         out["hidden"] = m.hidden
+    if m.reply is not None or m.mentions is not None or m.change is not None \
+            or m.target is not None or m.emoji is not None or m.edited is not None \
+            or m.deleted is not None or m.reactions is not None:
+        _add_change_keys(m, out)
     return out
+
+
+def _add_change_keys(m: StoredMsg | Msg, out: dict[str, Any]) -> None:
+    """The extension keys of a message (replies, mentions, changes), in canonical order:
+    apart, so that a plain message (the hot path) costs one test each, not two."""
+    if m.reply is not None:
+        out["reply"] = m.reply
+    if m.mentions is not None:
+        out["mentions"] = list(m.mentions)
+    if m.change is not None:
+        out["change"] = m.change
+    if m.target is not None:
+        out["target"] = m.target
+    if m.emoji is not None:
+        out["emoji"] = m.emoji
+    if m.edited is not None:
+        out["edited"] = m.edited
+    if m.deleted is not None:
+        out["deleted"] = m.deleted
+    if m.reactions is not None:
+        out["reactions"] = [{"emoji": r.emoji, "names": list(r.names)} for r in m.reactions]
 
 
 _NESTED_MAPS: dict[type, Any] = {RosterEntry: _roster_map, StoredMsg: _stored_map}
@@ -161,6 +188,10 @@ def encode_msg(m: Msg | StoredMsg) -> bytes:
         payload["id"] = m.id
     if m.hidden is not None:
         payload["hidden"] = m.hidden
+    if m.reply is not None or m.mentions is not None or m.change is not None \
+            or m.target is not None or m.emoji is not None or m.edited is not None \
+            or m.deleted is not None or m.reactions is not None:
+        _add_change_keys(m, payload)
     return _hot_packer.pack(payload)
 
 
@@ -319,6 +350,8 @@ def _build(cls: type, payload: dict[str, Any], ref: str | None) -> Any:
                 f.check(value)
             except ProtocolError as exc:
                 raise ProtocolError(exc.code, exc.msg, ref) from None
+            if f.kind is list:  # a list of strings (handles): frames hold tuples
+                value = tuple(value)
         values[f.attr] = value
     frame = cls(**values)
     check = getattr(cls, "CHECK", None)

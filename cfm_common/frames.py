@@ -11,6 +11,7 @@ classes and their own registries: :data:`CLIENT_FRAMES` and :data:`SERVER_FRAMES
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,25 @@ def wire(kind: type | tuple[type, ...], check: Check | None = None, *, key: str 
     if optional:
         return field(default=None, metadata=meta)
     return field(metadata=meta)
+
+
+def fast_init(cls: type) -> type:
+    """Give a frozen, slotted frame class an ``__init__`` that sets its slots through
+    their descriptors, as the generated one does through ``object.__setattr__`` (which
+    a frozen class needs) but at half the cost: a message is built once per ``say`` and
+    once per message of every history page and replay, and its sixteen fields (with the
+    extensions) made that cost count. Same signature, same frozen instances."""
+    fields = dataclasses.fields(cls)
+    setters = {f"_set_{f.name}": cls.__dict__[f.name].__set__ for f in fields}
+    params = ", ".join(f.name if f.default is dataclasses.MISSING else f"{f.name}=None"
+                       for f in fields)
+    body = "".join(f"\n    _set_{f.name}(self, {f.name})" for f in fields)
+    namespace: dict[str, Any] = {}
+    exec(f"def __init__(self, {params}):{body}", setters, namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
 
 
 # --- checks --------------------------------------------------------------------------
@@ -164,6 +184,27 @@ def check_members_page(value: int) -> None:
         raise _bad(f"limit must be 1-{MAX_MEMBERS_PAGE}")
 
 
+def check_target(value: int) -> None:
+    # A message's seq: rooms number their messages from 1.
+    if not 1 <= value <= rules.MAX_INT:
+        raise _bad("a message's seq is an integer from 1 to 2**63-1")
+
+
+def check_emoji(value: str) -> None:
+    # What the server lets through is echoed to every member: short, one line, visible.
+    if not 1 <= len(value) <= rules.MAX_EMOJI:
+        raise _bad(f"emoji must be 1-{rules.MAX_EMOJI} characters")
+    if rules.has_control_chars(value) or not value.strip() or value != "".join(value.split()):
+        raise _bad("emoji holds a control character or white space")
+
+
+def check_names(value: list[Any]) -> None:
+    for name in value:
+        if not isinstance(name, str):
+            raise _bad("a list of handles holds a non-string")
+        check_name(name)
+
+
 def _one_of(allowed: frozenset[str] | set[str], what: str) -> Check:
     def check(value: str) -> None:
         if value not in allowed:
@@ -200,8 +241,22 @@ class RoomState:
     seq: int = wire(int, check_seq)
     read: int = wire(int, check_seq)
     epoch: str = wire(str, check_epoch)
+    # Extension (unread and mentions): messages from others after the user's read mark
+    # (changes, the user's own and hidden ones not counted), and how many of them mention
+    # the user; sent for a room with anything past the read mark (absent: 0).
+    unread: int | None = wire(int, check_seq, optional=True)
+    mentions: int | None = wire(int, check_seq, optional=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji on a message (``msg.reactions``): who reacted with it, oldest first."""
+
+    emoji: str = wire(str, check_emoji)
+    names: tuple[str, ...] = wire(list, check_names)
+
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StoredMsg:
     """A message as ``history.msgs`` carries it: a ``msg`` frame without ``t``."""
@@ -217,6 +272,19 @@ class StoredMsg:
     # of a message from the user they blocked (empty text, kind "text", no id). In the
     # store it marks the message as hidden from the DM room's other member.
     hidden: bool | None = wire(bool, optional=True)
+    # Extensions (message changes, docs/protocol.md): the seq this message answers; the
+    # members it mentions; on a change entry what it does (``change``) to which message
+    # (``target``) and, for a reaction, the emoji; on a changed message its current
+    # state: when it was last edited, whether it is a tombstone, its reactions.
+    reply: int | None = wire(int, check_target, optional=True)
+    mentions: tuple[str, ...] | None = wire(list, check_names, optional=True)
+    change: str | None = wire(str, _one_of({c.value for c in rules.ChangeKind}, "change"),
+                              optional=True)
+    target: int | None = wire(int, check_target, optional=True)
+    emoji: str | None = wire(str, check_emoji, optional=True)
+    edited: int | None = wire(int, check_seq, optional=True)
+    deleted: bool | None = wire(bool, optional=True)
+    reactions: tuple[Reaction, ...] | None = wire(list, of=Reaction, optional=True)
 
 
 # --- client → server -----------------------------------------------------------------
@@ -276,6 +344,8 @@ class Say:
     id: str = wire(str, check_id)
     room: str | None = wire(str, check_room, optional=True)
     to: str | None = wire(str, check_name, optional=True)
+    # Extension (replies): the seq, in the same room, of the message this one answers.
+    reply: int | None = wire(int, check_target, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +411,67 @@ class ContactRequest:
     id: str | None = wire(str, check_id, optional=True)
 
 
+# Extension (message changes, docs/protocol.md): each is stored as a change entry in the
+# room's sequence and acknowledged like a say, idempotent by (sender, id).
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace the text of one's own message ``target`` of ``room``."""
+
+    T: ClassVar[str] = "edit"
+    room: str = wire(str, check_room)
+    target: int = wire(int, check_target)
+    text: str = wire(str, check_text)
+    id: str = wire(str, check_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete a message: one's own, or anyone's in a group room one moderates."""
+
+    T: ClassVar[str] = "delete"
+    room: str = wire(str, check_room)
+    target: int = wire(int, check_target)
+    id: str = wire(str, check_id)
+
+
+@dataclass(frozen=True, slots=True)
+class React:
+    T: ClassVar[str] = "react"
+    room: str = wire(str, check_room)
+    target: int = wire(int, check_target)
+    emoji: str = wire(str, check_emoji)
+    id: str = wire(str, check_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Unreact:
+    T: ClassVar[str] = "unreact"
+    room: str = wire(str, check_room)
+    target: int = wire(int, check_target)
+    emoji: str = wire(str, check_emoji)
+    id: str = wire(str, check_id)
+
+
+def _one_change(frame: SetModerators) -> None:
+    if frame.add is not None and frame.remove is not None:
+        raise _bad("moderators takes add or remove, not both")
+
+
+@dataclass(frozen=True, slots=True)
+class SetModerators:
+    """A group room's moderators: without ``add`` or ``remove`` a question; with one, a
+    change only the room's creator may make."""
+
+    T: ClassVar[str] = "moderators"
+    CHECK: ClassVar[Check] = _one_change
+    room: str = wire(str, check_group_room)
+    add: str | None = wire(str, check_name, optional=True)
+    remove: str | None = wire(str, check_name, optional=True)
+    id: str | None = wire(str, check_id, optional=True)
+
+
 # --- server → client -----------------------------------------------------------------
 
 
@@ -402,6 +533,7 @@ class Member:
     op: str = wire(str, _one_of({o.value for o in rules.MemberOp}, "member op"))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Msg:
     T: ClassVar[str] = "msg"
@@ -413,14 +545,26 @@ class Msg:
     kind: str = wire(str, _one_of({k.value for k in rules.MsgKind}, "kind"))
     id: str | None = wire(str, optional=True)
     hidden: bool | None = wire(bool, optional=True)  # see StoredMsg.hidden
+    # Extensions (message changes): see StoredMsg.
+    reply: int | None = wire(int, check_target, optional=True)
+    mentions: tuple[str, ...] | None = wire(list, check_names, optional=True)
+    change: str | None = wire(str, _one_of({c.value for c in rules.ChangeKind}, "change"),
+                              optional=True)
+    target: int | None = wire(int, check_target, optional=True)
+    emoji: str | None = wire(str, check_emoji, optional=True)
+    edited: int | None = wire(int, check_seq, optional=True)
+    deleted: bool | None = wire(bool, optional=True)
+    reactions: tuple[Reaction, ...] | None = wire(list, of=Reaction, optional=True)
 
     @classmethod
     def from_stored(cls, m: StoredMsg) -> Msg:
-        return cls(m.room, m.seq, m.sender, m.text, m.ts, m.kind, m.id, m.hidden)
+        return cls(*(getattr(m, f) for f in _MSG_FIELDS))
 
     def to_stored(self) -> StoredMsg:
-        return StoredMsg(self.room, self.seq, self.sender, self.text, self.ts, self.kind,
-                         self.id, self.hidden)
+        return StoredMsg(*(getattr(self, f) for f in _MSG_FIELDS))
+
+
+_MSG_FIELDS = tuple(f.name for f in dataclasses.fields(StoredMsg))
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +617,19 @@ class MembersPage:
 
 
 @dataclass(frozen=True, slots=True)
+class Moderators:
+    """A group room's moderators (an extension): the answer to ``moderators``, and what
+    the creator's other sessions and the user named or removed get."""
+
+    T: ClassVar[str] = "moderators"
+    room: str = wire(str, check_room)
+    names: tuple[str, ...] = wire(list, check_names)
+    # The room's creator (also in ``names``); absent for a room made before moderators.
+    creator: str | None = wire(str, check_name, optional=True)
+    ref: str | None = wire(str, check_id, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Contact:
     T: ClassVar[str] = "contact"
     op: str = wire(str, _one_of({o.value for o in rules.ContactOp}, "contact op"))
@@ -498,20 +655,20 @@ class Error:
 
 ClientFrame = (
     Hello | SetPresence | Join | Leave | Say | SendTyping | Nudge | GetHistory | MarkRead
-    | ContactRequest | GetMembers
+    | ContactRequest | GetMembers | Edit | Delete | React | Unreact | SetModerators
 )
 ServerFrame = (
     Welcome | Presence | Joined | Left | Member | Msg | Ack | Typing | Read | History | Contact
-    | Error | MembersPage
+    | Error | MembersPage | Moderators
 )
 
 CLIENT_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Hello, SetPresence, Join, Leave, Say, SendTyping, Nudge, GetHistory, MarkRead,
-                ContactRequest, GetMembers)
+                ContactRequest, GetMembers, Edit, Delete, React, Unreact, SetModerators)
 }
 SERVER_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Welcome, Presence, Joined, Left, Member, Msg, Ack, Typing, Read, History,
-                Contact, Error, MembersPage)
+                Contact, Error, MembersPage, Moderators)
 }

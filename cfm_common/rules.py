@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from enum import IntEnum, StrEnum
 from typing import Final
 
@@ -76,6 +77,7 @@ MAX_INVITE: Final = 128  # hello.invite (an extension: registration by invite)
 DEFAULT_MAX_TEXT: Final = 4096
 DEFAULT_MAX_FRAME: Final = 65536
 MAX_HISTORY_LIMIT: Final = 200
+MAX_EMOJI: Final = 16  # a reaction (an extension): one emoji, with its joiners and modifiers
 # Sequence numbers and times travel as msgpack ints; anything past 2**63 - 1 is nonsense.
 MAX_INT: Final = 2**63 - 1
 
@@ -265,6 +267,15 @@ class MsgKind(StrEnum):
     NUDGE = "nudge"
 
 
+class ChangeKind(StrEnum):
+    """What a change entry (``msg.change``, an extension) does to the message it targets."""
+
+    EDIT = "edit"
+    DELETE = "delete"
+    REACT = "react"
+    UNREACT = "unreact"
+
+
 class ContactOp(StrEnum):
     ADD = "add"
     REMOVE = "remove"
@@ -358,4 +369,39 @@ RATE_KIND: Final[dict[str, str]] = {
     "read": "history",
     "contact": "contact",
     "members": "history",
+    # Message changes (an extension) spend from the say bucket: each is a stored entry.
+    "edit": "say",
+    "delete": "say",
+    "react": "say",
+    "unreact": "say",
+    "moderators": "contact",
 }
+
+
+# --- mentions (an extension) ---------------------------------------------------------
+
+# ``@handle`` not glued to a word before it (so "me@example.org" mentions nobody). The
+# handle rule's characters include ``.`` and ``-``, which also end sentences: see
+# ``mentioned_names``.
+_MENTION_RE: Final = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_.\-]{1,23})")
+
+
+def mentioned_names(text: str, is_member: Callable[[str], bool]) -> list[str]:
+    """The lower-cased handles ``text`` mentions as ``@handle`` (those ``is_member``
+    accepts), in order, once each.
+
+    A candidate ends where the handle characters end; as "@bob." at the end of a
+    sentence is usually bob, a candidate that is no member is tried again with its
+    trailing ``.``/``-``/``_`` stripped.
+    """
+    if "@" not in text:
+        return []
+    out: list[str] = []
+    for match in _MENTION_RE.finditer(text):
+        full = normalize_name(match.group(1))
+        for name in (full, full.rstrip("._-")):
+            if is_valid_name(name) and is_member(name):
+                if name not in out:
+                    out.append(name)
+                break
+    return out

@@ -224,6 +224,12 @@ def remove_user(conn: sqlite3.Connection, name: str, now_ms: int) -> Removal:
         conn.execute("DELETE FROM members WHERE name = ?", (key,))
         conn.execute("DELETE FROM contacts WHERE owner = ? OR name = ?", (key, key))
         conn.execute("DELETE FROM reads WHERE name = ?", (key,))
+        # Whoever claims the handle next moderates nothing, has reacted to nothing and is
+        # mentioned nowhere (schema v4; their messages' authorship is told by their
+        # account's creation time, see cfm_server/domain/changes.py).
+        conn.execute("DELETE FROM moderators WHERE name = ?", (key,))
+        conn.execute("DELETE FROM reactions WHERE name = ?", (key,))
+        conn.execute("DELETE FROM mentions WHERE name = ?", (key,))
         # Retries are recognised by (sender, client id): whoever claims the handle next
         # must not have a new message taken for a retry of one of these.
         conn.execute("UPDATE messages SET client_id = NULL WHERE sender = ?", (key,))
@@ -236,6 +242,8 @@ def remove_user(conn: sqlite3.Connection, name: str, now_ms: int) -> Removal:
             conn.execute("DELETE FROM rooms WHERE room = ?", (room,))
             moved = conn.execute("UPDATE messages SET room = ? WHERE room = ?",
                                  (archive, room)).rowcount
+            for table in ("reactions", "mentions"):
+                conn.execute(f"UPDATE {table} SET room = ? WHERE room = ?", (archive, room))
             if moved:
                 conn.execute("INSERT INTO rooms (room, epoch) VALUES (?, ?)", (archive, epoch))
                 archived.append(archive)

@@ -18,6 +18,8 @@ from cfm_common.errors import ProtocolError
 from cfm_common.frames import (
     ClientFrame,
     ContactRequest,
+    Delete,
+    Edit,
     GetHistory,
     GetMembers,
     Hello,
@@ -25,14 +27,18 @@ from cfm_common.frames import (
     Leave,
     MarkRead,
     Nudge,
+    React,
     Say,
     SendTyping,
+    SetModerators,
     SetPresence,
+    Unreact,
     Welcome,
 )
 from cfm_common.rules import ErrorCode
 from cfm_server.admission import RateLimited
 from cfm_server.config import ServerConfig
+from cfm_server.domain.changes import ChangeHandler
 from cfm_server.domain.contacts import ContactHandler
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.messages import MessageHandler
@@ -65,6 +71,8 @@ class Hub:
         self.room_handler = RoomHandler(world, self.delivery, self.presence)
         self.messages = MessageHandler(world, self.delivery, self.room_handler)
         self.signin = SignInHandler(world, self.presence, self.contacts)
+        self.changes = ChangeHandler(world, self.delivery, self.room_handler, self.messages)
+        self.room_handler.on_created.append(self.changes.room_created)
         self._handlers: dict[type[Any], Callable[[Connection, Any], None]] = {
             SetPresence: self.presence.set_presence,
             Join: self.room_handler.join,
@@ -76,6 +84,11 @@ class Hub:
             GetHistory: self.messages.history,
             MarkRead: self.messages.read,
             ContactRequest: self.contacts.contact,
+            Edit: self.changes.edit,
+            Delete: self.changes.delete,
+            React: self.changes.react,
+            Unreact: self.changes.unreact,
+            SetModerators: self.changes.set_moderators,
         }
 
     @property
@@ -90,6 +103,7 @@ class Hub:
     def load(self) -> None:
         """Build the live state from the store's snapshot; make sure #lobby exists."""
         self.world.load()
+        self.changes.load()
         presence = self.presence
         self.metrics.set_gauge_sources(
             rooms=lambda: len(self.rooms),

@@ -41,8 +41,13 @@ def roster_entry_size(entry: RosterEntry) -> int:
 
 
 def stored_msg_size(msg: StoredMsg) -> int:
-    return (MSG_OVERHEAD + len(msg.room) + len(msg.sender) + utf8_len(msg.text)
+    size = (MSG_OVERHEAD + len(msg.room) + len(msg.sender) + utf8_len(msg.text)
             + len(msg.id or ""))
+    if msg.reactions is not None or msg.mentions is not None:  # message changes
+        size += sum(ENTRY_OVERHEAD + 4 * len(r.emoji) + sum(len(n) + 2 for n in r.names)
+                    for r in msg.reactions or ())
+        size += sum(len(n) + 2 for n in msg.mentions or ())
+    return size
 
 
 def first_within(items: Sequence[T], size: Callable[[T], int], budget: int) -> list[T]:

@@ -120,6 +120,21 @@ def client_samples() -> list[tuple[str, f.ClientFrame]]:
         ("members/full-request-id", f.GetMembers(room="#big", after="bob", limit=100, id="r-4")),
         ("contact/request-id", f.ContactRequest(op="add", name="bob", id="r-5")),
         ("history/request-id-at-max", f.GetHistory(room="#lobby", id="i" * 63 + EMOJI)),
+        # Message changes (an additive extension): replies, edit, delete, reactions,
+        # moderators.
+        ("say/reply", f.Say(text="yes!", id="m-0006", room="#lobby", reply=41)),
+        ("say/full-reply-to", f.Say(text="yes!", id="m-0007", to="bob", reply=3)),
+        ("edit", f.Edit(room="#lobby", target=43, text="hello, fixed", id="e-0001")),
+        ("delete", f.Delete(room="#lobby", target=43, id="d-0001")),
+        ("react", f.React(room="#lobby", target=41, emoji="\U0001f44d", id="x-0001")),
+        ("react/emoji-zwj", f.React(room="dm:alice:bob", target=2,
+                                    emoji="\U0001f468\u200d\U0001f469\u200d\U0001f467",
+                                    id="x-0002")),
+        ("react/emoji-at-max", f.React(room="#lobby", target=1, emoji=":)" * 8, id="x-0003")),
+        ("unreact", f.Unreact(room="#lobby", target=41, emoji="\U0001f44d", id="x-0004")),
+        ("moderators/minimal", f.SetModerators(room="#lobby")),
+        ("moderators/add", f.SetModerators(room="#games", add="Bob", id="r-6")),
+        ("moderators/remove", f.SetModerators(room="#games", remove="bob")),
     ]
 
 
@@ -197,6 +212,53 @@ def server_samples() -> list[tuple[str, f.ServerFrame]]:
                                retry_ms=1500)),
         ("error/minimal", f.Error(code="hello_required", msg="send hello first")),
         ("error/unknown-code", f.Error(code="some_future_code", msg="a newer server")),
+        # Message changes (an additive extension). A reply that mentions someone:
+        ("msg/reply-mentions", f.Msg(room="#lobby", seq=44, sender="carol",
+                                     text="@bob @alice agreed", ts=1767225602000,
+                                     kind="text", id="c-2", reply=41,
+                                     mentions=("bob", "alice"))),
+        # Change entries: an edit carries the new text, a reaction its emoji (as the text
+        # too, for clients that do not know reactions); a delete and an unreact no text.
+        ("msg/edit", f.Msg(room="#lobby", seq=45, sender="bob", text="hello, fixed",
+                           ts=1767225603000, kind="text", id="e-1", change="edit",
+                           target=41)),
+        ("msg/delete", f.Msg(room="#lobby", seq=46, sender="alice", text="",
+                             ts=1767225604000, kind="text", id="d-1", change="delete",
+                             target=44)),
+        ("msg/react", f.Msg(room="#lobby", seq=47, sender="carol", text="\U0001f44d",
+                            ts=1767225605000, kind="text", id="x-1", change="react",
+                            target=41, emoji="\U0001f44d")),
+        ("msg/unreact", f.Msg(room="#lobby", seq=48, sender="carol", text="",
+                              ts=1767225606000, kind="text", id="x-2", change="unreact",
+                              target=41, emoji="\U0001f44d")),
+        # A message as a replay or history page shows it once changed: edited, with its
+        # reactions; and a tombstone.
+        ("msg/edited-with-reactions", f.Msg(
+            room="#lobby", seq=41, sender="bob", text="hello, fixed", ts=1767225600000,
+            kind="text", id="b-77", edited=1767225603000,
+            reactions=(f.Reaction("\U0001f44d", ("carol", "alice")),
+                       f.Reaction("\U0001f602", ("dave",))))),
+        ("msg/tombstone", f.Msg(room="#lobby", seq=44, sender="carol", text="",
+                                ts=1767225602000, kind="text", id="c-2", reply=41,
+                                deleted=True)),
+        ("history/changed", f.History(room="#lobby", msgs=(
+            f.StoredMsg(room="#lobby", seq=41, sender="bob", text="hello, fixed",
+                        ts=1767225600000, kind="text", id="b-77", edited=1767225603000,
+                        reactions=(f.Reaction("\U0001f44d", ("carol",)),)),
+            f.StoredMsg(room="#lobby", seq=42, sender="bob", text="hello, fixed",
+                        ts=1767225603000, kind="text", id="e-1", change="edit", target=41),
+            f.StoredMsg(room="#lobby", seq=43, sender="carol", text="", ts=1767225602000,
+                        kind="text", id="c-2", deleted=True)), more=False)),
+        ("welcome/unread-mentions", f.Welcome(
+            v=1, session="s", name="alice", token="t", display="", status="online",
+            psm="", server="x", limits={},
+            rooms=(f.RoomState(room="#lobby", seq=48, read=40, epoch="01HZX3K9", unread=5,
+                               mentions=1),
+                   f.RoomState(room="dm:alice:bob", seq=3, read=3, epoch="01HZX4AA")),
+            contacts=())),
+        ("moderators/full", f.Moderators(room="#games", names=("alice", "bob"),
+                                         creator="alice", ref="r-6")),
+        ("moderators/minimal", f.Moderators(room="#lobby", names=())),
     ]
 
 
@@ -329,7 +391,7 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         ("t/nil", {"t": None, "v": 1, "name": "alice"}, "bad_frame", None),
         ("t/int", {"t": 1, "v": 1, "name": "alice"}, "bad_frame", None),
         ("t/bin", {"t": b"hello", "v": 1, "name": "alice"}, "bad_frame", None),
-        ("t/unknown", {"t": "edit", "id": "m1", "text": "x"}, "unknown_type", "edit"),
+        ("t/unknown", {"t": "wink", "id": "m1", "text": "x"}, "unknown_type", "wink"),
         ("t/server-only", {"t": "welcome"}, "unknown_type", "welcome"),
         ("t/case-matters", {**HELLO, "t": "Hello"}, "unknown_type", "Hello"),
         # hello's version comes before every other check.
@@ -466,6 +528,34 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
         ("ref/id-not-a-string", {**SAY, "id": 5}, "bad_frame", "say"),
         ("ref/id-of-a-frame-without-id", {"t": "read", "id": "r1", "room": "#lobby"},
          "bad_frame", "r1"),
+        # Message changes: a target or a reply is a seq from 1; an emoji is 1-16
+        # characters without white space or control characters; an edit's text is a
+        # say's text; moderators of group rooms only, one change at a time.
+        ("target/zero", {"t": "edit", "room": "#lobby", "target": 0, "text": "x", "id": "e1"},
+         "bad_frame", "e1"),
+        ("target/missing", {"t": "delete", "room": "#lobby", "id": "d1"}, "bad_frame", "d1"),
+        ("target/reply-zero", {**SAY, "reply": 0}, "bad_frame", "m1"),
+        ("edit/text-too-long", {"t": "edit", "room": "#lobby", "target": 1,
+                                "text": "a" * (DEFAULT_MAX_TEXT + 1), "id": "e1"},
+         "too_long", "e1"),
+        ("edit/text-control", {"t": "edit", "room": "#lobby", "target": 1, "text": "a\x1b",
+                               "id": "e1"}, "bad_frame", "e1"),
+        ("edit/no-id", {"t": "edit", "room": "#lobby", "target": 1, "text": "x"},
+         "bad_frame", "edit"),
+        ("react/emoji-empty", {"t": "react", "room": "#lobby", "target": 1, "emoji": "",
+                               "id": "x1"}, "bad_frame", "x1"),
+        ("react/emoji-space", {"t": "react", "room": "#lobby", "target": 1, "emoji": "+ 1",
+                               "id": "x1"}, "bad_frame", "x1"),
+        ("react/emoji-too-long", {"t": "react", "room": "#lobby", "target": 1,
+                                  "emoji": "x" * 17, "id": "x1"}, "bad_frame", "x1"),
+        ("unreact/emoji-control", {"t": "unreact", "room": "#lobby", "target": 1,
+                                   "emoji": "\u202e", "id": "x1"}, "bad_frame", "x1"),
+        ("moderators/dm-room", {"t": "moderators", "room": "dm:alice:bob"}, "bad_frame",
+         "moderators"),
+        ("moderators/add-and-remove", {"t": "moderators", "room": "#games", "add": "bob",
+                                       "remove": "carol"}, "bad_frame", "moderators"),
+        ("moderators/add-invalid", {"t": "moderators", "room": "#games", "add": "_bob"},
+         "name_invalid", "moderators"),
     ]
     for label, name in bad_names.items():
         cases.append((f"name/{label}", {**HELLO, "name": name}, "name_invalid", "hello"))
@@ -522,6 +612,20 @@ def _server_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
          "bad_frame", "members"),
         ("int/negative-joined-count", {"t": "joined", "room": "#big", "seq": 1, "epoch": "e",
                                        "members": [], "count": -1}, "bad_frame", "joined"),
+        # Message changes.
+        ("change/unknown", {**MSG, "change": "pin", "target": 1}, "bad_frame", "b1"),
+        ("target/msg-zero", {**MSG, "change": "edit", "target": 0}, "bad_frame", "b1"),
+        ("name/msg-mentions", {**MSG, "mentions": ["bob", "_x"]}, "name_invalid", "b1"),
+        ("type/msg-mentions-not-strings", {**MSG, "mentions": [1]}, "bad_frame", "b1"),
+        ("type/msg-deleted-int", {**MSG, "deleted": 1}, "bad_frame", "b1"),
+        ("type/reaction-missing-names", {**MSG, "reactions": [{"emoji": "x"}]}, "bad_frame",
+         "b1"),
+        ("int/negative-unread", {"t": "welcome", "v": 1, "session": "s", "name": "alice",
+                                 "token": "t", "display": "", "status": "online", "psm": "",
+                                 "server": "x", "limits": {}, "contacts": [],
+                                 "rooms": [{"room": "#lobby", "seq": 1, "read": 0,
+                                            "epoch": "e", "unread": -1}]},
+         "bad_frame", "welcome"),
     ]
 
 

@@ -5,6 +5,9 @@
     presence   status, display name, personal message: what others see, and when
     rooms      join, leave, member lists, who may read a room
     messages   say, nudge (the hot path), typing, history, read marks
+    changes    edit, delete, reactions (entries of the room's sequence), moderators,
+               the unread and mention counts of welcome
+    annotations  what a say carries besides its text: the seq it answers, mentions
     contacts   contact lists, add requests, private blocking
     hidden     what each side of a block sees of a DM message
     delivery   bytes to other users' sessions: to a user, to a room's members, presence

@@ -7,7 +7,7 @@ the blocker sees a placeholder holding its place (seq, ts, sender) and nothing i
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 from cfm_common.frames import StoredMsg
 from cfm_common.rules import MsgKind
@@ -19,12 +19,9 @@ def hidden_from_peer(sender: User, peer: User | None) -> bool:
     return peer is not None and peer.has_blocked(sender.name)
 
 
-def fields_of(m: StoredMsg) -> tuple[Any, ...]:
-    return (m.room, m.seq, m.sender, m.text, m.ts, m.kind, m.id, m.hidden)
-
-
 def hidden_placeholder(m: StoredMsg) -> StoredMsg:
-    """What the blocker receives in place of a hidden message."""
+    """What the blocker receives in place of a hidden message (a change entry included:
+    nothing of what it changes either)."""
     return StoredMsg(m.room, m.seq, m.sender, "", m.ts, MsgKind.TEXT.value, None, True)
 
 
@@ -34,5 +31,6 @@ def as_seen_by(user: User, room: Room, msgs: list[StoredMsg]) -> list[StoredMsg]
     if not room.is_dm or not any(m.hidden for m in msgs):
         return msgs
     return [m if not m.hidden else
-            StoredMsg(*fields_of(m)[:7]) if m.sender == user.name else hidden_placeholder(m)
+            dataclasses.replace(m, hidden=None) if m.sender == user.name
+            else hidden_placeholder(m)
             for m in msgs]

@@ -7,8 +7,10 @@ then — only when that write's commit completes — the ``ack`` to the sender a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from typing import Any
 
 from cfm_common import rules
 from cfm_common.codec import encode, encode_ack, encode_msg
@@ -27,8 +29,9 @@ from cfm_common.frames import (
 )
 from cfm_common.rules import ErrorCode, MsgKind, Status
 from cfm_server.admission import RateLimited
+from cfm_server.domain.annotations import annotations
 from cfm_server.domain.delivery import Delivery
-from cfm_server.domain.hidden import as_seen_by, fields_of, hidden_from_peer, hidden_placeholder
+from cfm_server.domain.hidden import as_seen_by, hidden_from_peer, hidden_placeholder
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World, now_ms
@@ -95,12 +98,15 @@ class MessageHandler:
         # Resolved without creating anything first: a say refused by a limit leaves no
         # new DM room behind.
         room, _, peer = self._target(user, frame.room, frame.to, create=False)
+        extra = None
+        if frame.reply is not None or "@" in frame.text:  # replies, mentions (annotations.py)
+            extra = annotations(self.world, room, user, peer, frame.reply, frame.text)
         self.world.admission.charge_message(user, peer, frame.id, room)
         if peer is not None and (room is None or len(room.members) < 2):
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
         assert room is not None
         self._store_message(session, user, room, frame.text, MsgKind.TEXT, frame.id,
-                            hidden=hidden_from_peer(user, peer))
+                            hidden=hidden_from_peer(user, peer), extra=extra)
 
     def nudge(self, session: Connection, frame: Nudge) -> None:
         world = self.world
@@ -142,13 +148,19 @@ class MessageHandler:
         client_id: str | None,
         *,
         hidden: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """Store a message — or, with ``extra`` (StoredMsg fields: a reply, mentions, a
+        change entry's ``change``/``target``/``emoji``), an entry of the extensions —
+        then ack and fan it out once committed."""
         seq = room.next_seq()
         stored = StoredMsg(room.name, seq, user.name, text, now_ms(), kind.value, client_id)
+        if extra:
+            stored = dataclasses.replace(stored, **extra)
         data = encode_msg(stored)
         placeholder = None
         if hidden:  # stored with its mark; the sender's sessions see it as any other
-            stored = StoredMsg(*fields_of(stored)[:7], True)
+            stored = dataclasses.replace(stored, hidden=True)
             placeholder = encode_msg(hidden_placeholder(stored))
         try:
             commit = self.world.writes.append(stored)
@@ -164,6 +176,17 @@ class MessageHandler:
         if client_id is not None:
             self.inflight[(user.name, client_id)] = pending
         commit.add_done_callback(lambda _: self._on_commit(room))
+
+    # --- the entries of the message changes (changes.py), stored as says are ------------
+
+    def answered_retry(self, session: Connection, user: User, client_id: str) -> bool:
+        """A retried (sender, id): the original ack again; True if so."""
+        return self._resend_ack(session, user, client_id)
+
+    def store_entry(self, session: Connection, user: User, room: Room, text: str,
+                    client_id: str, *, hidden: bool, extra: dict[str, Any]) -> None:
+        self._store_message(session, user, room, text, MsgKind.TEXT, client_id,
+                            hidden=hidden, extra=extra)
 
     def _on_commit(self, room: Room) -> None:
         """Handle the room's messages whose commits completed, strictly in seq order."""

@@ -8,7 +8,7 @@ and the replay of what the member missed, produced page by page as the reader dr
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cfm_common import rules
 from cfm_common.codec import encode
@@ -48,6 +48,8 @@ class RoomHandler:
         self.world = world
         self.delivery = delivery
         self.presence = presence
+        # Called with (room, creator) when a join creates a group room.
+        self.on_created: list[Callable[[Room, User], None]] = []
 
     # --- who may touch a room ----------------------------------------------------------
 
@@ -84,6 +86,7 @@ class RoomHandler:
         if rules.is_group_room(frame.room):
             if user.name not in (room.members if room is not None else ()):
                 world.admission.admit_group_join(user, frame.room, world.rooms)
+            made = room is None
             if room is None:
                 room = world.create_room(frame.room)
             if user.name not in room.members:
@@ -92,6 +95,9 @@ class RoomHandler:
                 self.delivery.to_sessions(self._member_audience(room, user), data, "member",
                                           skip=session)
                 self.presence.introduce(room, user)
+            if made:
+                for created in self.on_created:  # its creator moderates it (changes.py)
+                    created(room, user)
         else:
             self.check_dm_access(user, frame.room)
             if room is None:

@@ -21,6 +21,7 @@ from cfm_common.errors import ProtocolError
 from cfm_common.frames import Hello, RoomState, Welcome
 from cfm_common.rules import ErrorCode, Status
 from cfm_server import oplog
+from cfm_server.domain.changes import unread_counts
 from cfm_server.domain.contacts import ContactHandler
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
@@ -210,8 +211,10 @@ class SignInHandler:
         for room_name in sorted(user.rooms):
             room = self.world.rooms[room_name]
             # The last committed seq (see RoomHandler.join): one in flight comes by fan-out.
-            rooms.append(RoomState(room_name, room.durable_seq, user.reads.get(room_name, 0),
-                                   room.epoch))
+            read = user.reads.get(room_name, 0)
+            unread, mentions = unread_counts(self.world, user, room, read)
+            rooms.append(RoomState(room_name, room.durable_seq, read, room.epoch, unread,
+                                   mentions))
         entry = self.presence.roster_entry
         contacts = tuple(
             entry(contact.name, user.name, blocked=contact.blocked)

@@ -7,8 +7,9 @@ identity's ``put_user``, whose commit releases its ``welcome``) use it; for ever
 write a failure is logged and the live state stays.
 
 A cluster backend replaces what stands behind these methods (users, contacts,
-memberships, read marks and invites in Redis; ``append`` a broker call that also assigns
-the seq), not the domain modules that call them.
+memberships, read marks, invites and moderators in Redis; ``append`` a broker call that
+also assigns the seq — and, for a change entry, applies its change: see
+``Store.append``), not the domain modules that call them.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class Writes:
 
     def put_invite_use(self, nonce: str, used: int) -> Commit:
         return _logged(self._store.put_invite_use(nonce, used))
+
+    def put_moderator(self, room: str, name: str, creator: bool) -> Commit:
+        return _logged(self._store.put_moderator(room, name, creator))
+
+    def remove_moderator(self, room: str, name: str) -> Commit:
+        return _logged(self._store.remove_moderator(room, name))
 
 
 def _logged(commit: Commit) -> Commit:

@@ -104,6 +104,10 @@ class Store(ABC):
     def load_invite_uses(self) -> dict[str, int]:
         """Invite nonce → how many sign-ups it has let in."""
 
+    @abstractmethod
+    def load_moderators(self) -> Iterable[tuple[str, str, bool]]:
+        """(room, name, creator) for every moderator of every group room."""
+
     # --- writes (applied now, durable when the returned Commit completes) -------------
 
     @abstractmethod
@@ -132,7 +136,25 @@ class Store(ABC):
 
     @abstractmethod
     def append(self, msg: StoredMsg) -> Commit:
-        """Store one message. Its seq must be the room's latest + 1 (the hub assigns it)."""
+        """Store one message. Its seq must be the room's latest + 1 (the hub assigns it).
+
+        In the same commit: a message with ``mentions`` (and not hidden) is noted for
+        each mentioned user (``unread_counts``); a change entry (``msg.change``) applies
+        its change to its target, which the hub checked exists and may be changed so:
+        ``edit`` replaces the target's text and sets ``edited`` to the entry's ts;
+        ``delete`` makes it a tombstone (text erased, ``deleted``), erases the text of
+        its earlier edit entries, and drops its reactions and mentions; ``react`` adds
+        (sender, emoji) to its reactions, ``unreact`` removes it. A hidden entry (sent
+        across a block) changes nothing in place but a delete: what it carries must not
+        reach the blocker, not even in a page of history, while a delete still erases.
+        """
+
+    @abstractmethod
+    def put_moderator(self, room: str, name: str, creator: bool) -> Commit:
+        """Make ``name`` a moderator of the group room (``creator``: as its creator)."""
+
+    @abstractmethod
+    def remove_moderator(self, room: str, name: str) -> Commit: ...
 
     # --- reads -----------------------------------------------------------------------
 
@@ -146,7 +168,21 @@ class Store(ABC):
 
     @abstractmethod
     def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
-        """Up to ``limit`` messages with seq > after, ascending seq."""
+        """Up to ``limit`` messages with seq > after, ascending seq.
+
+        Both history reads return each message in its current state: edited text with
+        ``edited``, tombstones, and its ``reactions`` (emoji in the order of their first
+        reaction, names in the order they reacted)."""
+
+    @abstractmethod
+    def get_message(self, room: str, seq: int) -> StoredMsg | None:
+        """One message in its current state, as history returns it; None if not stored."""
+
+    @abstractmethod
+    def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
+        """(unread, mentions) of ``user`` in ``room`` past seq ``after``: the messages
+        of others that are no change entry, no tombstone and not hidden, and the
+        mentions of ``user`` among them; each counted up to ``cap``."""
 
     # --- retention -------------------------------------------------------------------
 
@@ -159,4 +195,5 @@ class Store(ABC):
 
     @abstractmethod
     def delete_before(self, room: str, seq: int) -> Commit:
-        """Delete the room's messages with a seq below ``seq`` (retention)."""
+        """Delete the room's messages with a seq below ``seq`` (retention), with their
+        reactions and mentions."""

@@ -12,7 +12,8 @@ import asyncio
 import dataclasses
 from collections.abc import Iterable
 
-from cfm_common.frames import StoredMsg
+from cfm_common.frames import Reaction, StoredMsg
+from cfm_common.rules import ChangeKind
 from cfm_server.store.base import (
     Commit,
     ContactRecord,
@@ -46,7 +47,12 @@ class MemoryStore(Store):
         # A room's messages sit at index seq - 1: the sequence is gapless and starts at 1.
         # Retention leaves None where it deleted one.
         self._messages: dict[str, list[StoredMsg | None]] = {}
-        self._by_client_id: dict[tuple[str, str], StoredMsg] = {}
+        # (sender, client id) → (room, seq): a retry finds the message in its current state.
+        self._by_client_id: dict[tuple[str, str], tuple[str, int]] = {}
+        # (room, seq) → (name, emoji) in the order they reacted (schema v4's reactions).
+        self._reactions: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        self._mentions: set[tuple[str, int, str]] = set()  # (room, seq, name)
+        self._moderators: dict[tuple[str, str], bool] = {}  # (room, name) → creator
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -84,6 +90,9 @@ class MemoryStore(Store):
 
     def load_invite_uses(self) -> dict[str, int]:
         return dict(self._invite_uses)
+
+    def load_moderators(self) -> Iterable[tuple[str, str, bool]]:
+        return [(room, name, creator) for (room, name), creator in self._moderators.items()]
 
     # --- writes ----------------------------------------------------------------------
 
@@ -157,21 +166,101 @@ class MemoryStore(Store):
                     f"message {msg.room}#{msg.seq} rejected: {msg.sender} already stored "
                     f"client id {msg.id!r}"
                 ))
-            self._by_client_id[key] = msg
+            self._by_client_id[key] = (msg.room, msg.seq)
         messages.append(msg)
+        if msg.mentions and not msg.hidden:
+            self._mentions.update((msg.room, msg.seq, name) for name in msg.mentions)
+        if msg.change is not None and msg.target is not None \
+                and (not msg.hidden or msg.change == ChangeKind.DELETE):
+            self._apply(msg, messages)
+        return _done()
+
+    def _apply(self, change: StoredMsg, messages: list[StoredMsg | None]) -> None:
+        """A change entry's change to its target (see Store.append)."""
+        room, seq = change.room, change.target
+        assert seq is not None
+        target = messages[seq - 1] if 0 < seq <= len(messages) else None
+        if target is None:
+            return
+        kind = change.change
+        if kind == ChangeKind.EDIT:
+            messages[seq - 1] = dataclasses.replace(target, text=change.text, edited=change.ts)
+        elif kind == ChangeKind.DELETE:
+            messages[seq - 1] = dataclasses.replace(target, text="", deleted=True, edited=None,
+                                                    mentions=None)
+            for i, m in enumerate(messages):
+                if m is not None and m.target == seq and m.change == ChangeKind.EDIT:
+                    messages[i] = dataclasses.replace(m, text="")
+            self._reactions.pop((room, seq), None)
+            self._mentions = {k for k in self._mentions if k[:2] != (room, seq)}
+        elif kind == ChangeKind.REACT:
+            mark = (change.sender, change.emoji or "")
+            marks = self._reactions.setdefault((room, seq), [])
+            if mark not in marks:
+                marks.append(mark)
+        elif kind == ChangeKind.UNREACT:
+            marks = self._reactions.get((room, seq), [])
+            mark = (change.sender, change.emoji or "")
+            if mark in marks:
+                marks.remove(mark)
+            if not marks:
+                self._reactions.pop((room, seq), None)
+
+    def put_moderator(self, room: str, name: str, creator: bool) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        self._moderators[(room, name)] = creator
+        return _done()
+
+    def remove_moderator(self, room: str, name: str) -> Commit:
+        if error := self._closed_error():
+            return _done(error)
+        self._moderators.pop((room, name), None)
         return _done()
 
     # --- reads -----------------------------------------------------------------------
 
     def find_message(self, sender: str, client_id: str) -> StoredMsg | None:
-        return self._by_client_id.get((sender, client_id))
+        where = self._by_client_id.get((sender, client_id))
+        if where is None:
+            return None
+        room, seq = where
+        return self._messages[room][seq - 1]  # None once retention deleted it, as in SQLite
 
     def history_before(self, room: str, before: int | None, limit: int) -> list[StoredMsg]:
         messages = self._messages.get(room, [])
         # Messages below `before` are those at indexes [0, before - 1).
         end = len(messages) if before is None else max(0, min(before - 1, len(messages)))
         kept = [m for m in messages[:end] if m is not None]
-        return kept[max(0, len(kept) - max(0, limit)):]
+        return self._with_reactions(kept[max(0, len(kept) - max(0, limit)):])
+
+    def get_message(self, room: str, seq: int) -> StoredMsg | None:
+        messages = self._messages.get(room, [])
+        msg = messages[seq - 1] if 0 < seq <= len(messages) else None
+        return None if msg is None else self._with_reactions([msg])[0]
+
+    def _with_reactions(self, msgs: list[StoredMsg]) -> list[StoredMsg]:
+        out = []
+        for m in msgs:
+            marks = self._reactions.get((m.room, m.seq))
+            if marks:
+                by_emoji: dict[str, list[str]] = {}
+                for name, emoji in marks:
+                    by_emoji.setdefault(emoji, []).append(name)
+                m = dataclasses.replace(m, reactions=tuple(
+                    Reaction(emoji, tuple(names)) for emoji, names in by_emoji.items()))
+            out.append(m)
+        return out
+
+    def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
+        unread = mentions = 0
+        for m in self._messages.get(room, [])[max(0, after):]:
+            if m is None or m.sender == user or m.change is not None or m.deleted \
+                    or m.hidden:
+                continue
+            unread += 1
+            mentions += (room, m.seq, user) in self._mentions
+        return min(unread, cap), min(mentions, cap)
 
     def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
         messages = self._messages.get(room, [])
@@ -179,7 +268,8 @@ class MemoryStore(Store):
         if start < len(messages) and messages[start] is None:  # below the retention cut
             start = next((i for i in range(start, len(messages)) if messages[i] is not None),
                          len(messages))
-        return messages[start:start + max(0, limit)]  # type: ignore[return-value]
+        return self._with_reactions(
+            messages[start:start + max(0, limit)])  # type: ignore[arg-type]
 
     # --- retention -------------------------------------------------------------------
 
@@ -207,4 +297,6 @@ class MemoryStore(Store):
         messages = self._messages.get(room, [])
         for i in range(min(seq - 1, len(messages))):
             messages[i] = None
+            self._reactions.pop((room, i + 1), None)
+        self._mentions = {k for k in self._mentions if k[0] != room or k[1] >= seq}
         return _done()

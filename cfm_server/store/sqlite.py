@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cfm_common.frames import StoredMsg
+from cfm_common.rules import ChangeKind
 from cfm_server.store.base import (
     Commit,
     ContactRecord,
@@ -61,7 +62,24 @@ logger = logging.getLogger(__name__)
 # statement itself (INSERT ... SELECT ... WHERE seq = 1 + max(seq)), a third of the
 # INSERT's cost; the primary key still refuses a repeated seq, and the lock file makes
 # this connection the only writer.
-_APPEND = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_APPEND = ("INSERT INTO messages (room, seq, sender, text, ts, kind, client_id, hidden)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+# A message with a reply, mentions or a change (schema v4): the plain one above stays the
+# say's, without the columns it leaves NULL.
+_APPEND_FULL = (f"INSERT INTO messages ({MESSAGE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# What a change entry does to its target, in the entry's batch (see Store.append).
+_EDIT = "UPDATE messages SET text = ?, edited = ? WHERE room = ? AND seq = ?"
+_DELETE = ("UPDATE messages SET text = '', deleted = 1, edited = NULL, mentions = NULL"
+           " WHERE room = ? AND seq = ?")
+_ERASE_EDITS = ("UPDATE messages SET text = '' WHERE room = ? AND target = ?"
+                " AND change_kind = 'edit'")
+_DROP_REACTIONS = "DELETE FROM reactions WHERE room = ? AND seq = ?"
+_DROP_MENTIONS = "DELETE FROM mentions WHERE room = ? AND seq = ?"
+_REACT = ("INSERT OR IGNORE INTO reactions (room, seq, name, emoji, added)"
+          " VALUES (?, ?, ?, ?, ?)")
+_UNREACT = "DELETE FROM reactions WHERE room = ? AND seq = ? AND name = ? AND emoji = ?"
+_MENTION = "INSERT OR IGNORE INTO mentions (room, seq, name) VALUES (?, ?, ?)"
 
 
 class SqliteStore(SqliteReads, Store):
@@ -235,10 +253,19 @@ class SqliteStore(SqliteReads, Store):
             "INSERT OR REPLACE INTO reads (name, room, seq) VALUES (?, ?, ?)", (user, room, seq))
 
     def append(self, msg: StoredMsg) -> Commit:
-        params = (msg.room, msg.seq, msg.sender, msg.text, msg.ts, msg.kind, msg.id,
-                  1 if msg.hidden else None)
+        plain = msg.reply is None and msg.mentions is None and msg.change is None
+        if plain:
+            sql = _APPEND
+            params: tuple[object, ...] = (msg.room, msg.seq, msg.sender, msg.text, msg.ts,
+                                          msg.kind, msg.id, 1 if msg.hidden else None)
+        else:
+            sql = _APPEND_FULL
+            params = (msg.room, msg.seq, msg.sender, msg.text, msg.ts, msg.kind, msg.id,
+                      1 if msg.hidden else None, msg.reply,
+                      " ".join(msg.mentions) if msg.mentions else None, msg.change,
+                      msg.target, msg.emoji, None, None)
         if self._conn is None:
-            return self._batch.write(_APPEND, params)  # fails: the store is not open
+            return self._batch.write(sql, params)  # fails: the store is not open
         try:
             expected = self._next_seq(msg.room)
         except StoreError as e:
@@ -248,10 +275,44 @@ class SqliteStore(SqliteReads, Store):
                 f"write rejected: message {msg.room}#{msg.seq} is not the room's next seq"))
         if msg.id is not None:
             self._note_client_id((msg.sender, msg.id))
-        commit = self._batch.write(_APPEND, params)
+        commit = self._batch.write(sql, params)
         if not commit.done():  # written into the open batch (a failure completes at once)
             self._room_seqs[msg.room] = msg.seq
+            if not plain:
+                self._apply(msg)
         return commit
+
+    def _apply(self, msg: StoredMsg) -> None:
+        """A message's mentions and a change entry's change, in the message's batch: they
+        commit or roll back with it (whose Commit the caller watches)."""
+        room, target = msg.room, msg.target
+        writes: list[tuple[str, tuple[object, ...]]] = []
+        if msg.mentions and not msg.hidden:
+            writes += [(_MENTION, (room, msg.seq, name)) for name in msg.mentions]
+        change = msg.change
+        if msg.hidden and change != ChangeKind.DELETE:
+            change = None  # across a block: only its sender's copy holds it (Store.append)
+        if change == ChangeKind.EDIT:
+            writes.append((_EDIT, (msg.text, msg.ts, room, target)))
+        elif change == ChangeKind.DELETE:
+            writes += [(_DELETE, (room, target)), (_ERASE_EDITS, (room, target)),
+                       (_DROP_REACTIONS, (room, target)), (_DROP_MENTIONS, (room, target))]
+        elif change == ChangeKind.REACT:
+            writes.append((_REACT, (room, target, msg.sender, msg.emoji, msg.seq)))
+        elif change == ChangeKind.UNREACT:
+            writes.append((_UNREACT, (room, target, msg.sender, msg.emoji)))
+        for sql, params in writes:
+            # A failure fails the whole batch, the message's own Commit included.
+            self._batch.write(sql, params).add_done_callback(_consume)
+
+    def put_moderator(self, room: str, name: str, creator: bool) -> Commit:
+        return self._batch.write(
+            "INSERT OR REPLACE INTO moderators (room, name, creator) VALUES (?, ?, ?)",
+            (room, name, int(creator)))
+
+    def remove_moderator(self, room: str, name: str) -> Commit:
+        return self._batch.write(
+            "DELETE FROM moderators WHERE room = ? AND name = ?", (room, name))
 
     def _next_seq(self, room: str) -> int:
         seq = self._room_seqs.get(room)
@@ -288,5 +349,14 @@ class SqliteStore(SqliteReads, Store):
     # --- retention -------------------------------------------------------------------
 
     def delete_before(self, room: str, seq: int) -> Commit:
+        for table in ("reactions", "mentions"):
+            self._batch.write(f"DELETE FROM {table} WHERE room = ? AND seq < ?",
+                              (room, seq)).add_done_callback(_consume)
         return self._batch.write(
             "DELETE FROM messages WHERE room = ? AND seq < ?", (room, seq))
+
+
+def _consume(commit: Commit) -> None:
+    """A write whose failure another Commit of its batch reports: retrieve its error."""
+    if not commit.cancelled():
+        commit.exception()

@@ -9,16 +9,20 @@ lifecycle, and opens the connection these use.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cfm_common.frames import StoredMsg
+from cfm_common.frames import Reaction, StoredMsg
 from cfm_server.store.base import ContactRecord, RoomRecord, StoreError, UserRecord
 from cfm_server.store.idfilter import ClientIdFilter
 
-MESSAGE_COLUMNS = "room, seq, sender, text, ts, kind, client_id, hidden"
+# The first eight are every message's; the rest (schema v4, message changes) are NULL
+# on most rows. ``_stored`` reads them in this order.
+MESSAGE_COLUMNS = ("room, seq, sender, text, ts, kind, client_id, hidden, reply, mentions,"
+                   " change_kind, target, emoji, edited, deleted")
 
 
 class SqliteReads:
@@ -77,6 +81,10 @@ class SqliteReads:
     def load_invite_uses(self) -> dict[str, int]:
         return dict(self._query("SELECT nonce, used FROM invite_uses"))
 
+    def load_moderators(self) -> Iterable[tuple[str, str, bool]]:
+        return [(r, n, bool(c)) for r, n, c in
+                self._query("SELECT room, name, creator FROM moderators")]
+
     # --- reads -----------------------------------------------------------------------
 
     def find_message(self, sender: str, client_id: str) -> StoredMsg | None:
@@ -99,7 +107,7 @@ class SqliteReads:
             rows = self._query(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq < ?"
                 " ORDER BY seq DESC LIMIT ?", (room, before, limit))
-        return [_stored(row) for row in reversed(rows)]
+        return self._with_reactions(room, [_stored(row) for row in reversed(rows)])
 
     def history_after(self, room: str, after: int, limit: int) -> list[StoredMsg]:
         if limit <= 0:
@@ -107,7 +115,38 @@ class SqliteReads:
         rows = self._query(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
             " ORDER BY seq LIMIT ?", (room, after, limit))
-        return [_stored(row) for row in rows]
+        return self._with_reactions(room, [_stored(row) for row in rows])
+
+    def get_message(self, room: str, seq: int) -> StoredMsg | None:
+        rows = self._query(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq = ?",
+                           (room, seq))
+        return self._with_reactions(room, [_stored(rows[0])])[0] if rows else None
+
+    def _with_reactions(self, room: str, msgs: list[StoredMsg]) -> list[StoredMsg]:
+        """``msgs`` (ascending seq) with their reactions: one range read of the table."""
+        if not msgs:
+            return msgs
+        rows = self._query(
+            "SELECT seq, emoji, name FROM reactions WHERE room = ? AND seq BETWEEN ? AND ?"
+            " ORDER BY seq, added", (room, msgs[0].seq, msgs[-1].seq))
+        if not rows:
+            return msgs
+        by_seq: dict[int, dict[str, list[str]]] = {}
+        for seq, emoji, name in rows:
+            by_seq.setdefault(seq, {}).setdefault(emoji, []).append(name)
+        return [m if m.seq not in by_seq else dataclasses.replace(m, reactions=tuple(
+                    Reaction(emoji, tuple(names)) for emoji, names in by_seq[m.seq].items()))
+                for m in msgs]
+
+    def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
+        unread = self._query(
+            "SELECT count(*) FROM (SELECT 1 FROM messages WHERE room = ? AND seq > ?"
+            " AND sender <> ? AND change_kind IS NULL AND deleted IS NULL AND hidden IS NULL"
+            " LIMIT ?)", (room, after, user, cap))[0][0]
+        mentions = self._query(
+            "SELECT count(*) FROM (SELECT 1 FROM mentions WHERE name = ? AND room = ?"
+            " AND seq > ? LIMIT ?)", (user, room, after, cap))[0][0] if unread else 0
+        return unread, mentions
 
     # --- retention -------------------------------------------------------------------
 
@@ -135,7 +174,12 @@ class SqliteReads:
 
 
 def _stored(row: tuple[Any, ...]) -> StoredMsg:
-    """A ``messages`` row as a StoredMsg (its ``hidden`` column is NULL or 1)."""
-    if row[7] is None:
-        return StoredMsg(*row)
-    return StoredMsg(*row[:7], True)
+    """A ``messages`` row as a StoredMsg (its ``hidden`` and ``deleted`` columns are NULL
+    or 1, its ``mentions`` NULL or handles separated by spaces)."""
+    hidden = None if row[7] is None else True
+    if row[8] is None and row[9] is None and row[10] is None and row[13] is None \
+            and row[14] is None:
+        return StoredMsg(*row[:7], hidden)
+    mentions = tuple(row[9].split()) if row[9] else None
+    return StoredMsg(*row[:7], hidden, row[8], mentions, row[10], row[11], row[12], row[13],
+                     None if row[14] is None else True)

@@ -82,6 +82,48 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE messages ADD COLUMN hidden INTEGER;
     """,
+    # v4: message changes (edit, delete, reply, reactions, mentions; docs/protocol.md).
+    # On every row, NULL unless used: the seq it answers (reply), the members it mentions
+    # (space-separated), and on a change entry its kind, its target seq and its emoji. On
+    # a changed message its current state: when last edited, whether deleted (a
+    # tombstone: its text, and its edit entries' texts, erased).
+    """
+    ALTER TABLE messages ADD COLUMN reply INTEGER;
+    ALTER TABLE messages ADD COLUMN mentions TEXT;
+    ALTER TABLE messages ADD COLUMN change_kind TEXT;
+    ALTER TABLE messages ADD COLUMN target INTEGER;
+    ALTER TABLE messages ADD COLUMN emoji TEXT;
+    ALTER TABLE messages ADD COLUMN edited INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER;
+    -- A delete erases the text of its target's edit entries too. Partial: a plain
+    -- message (no target) costs this index nothing.
+    CREATE INDEX messages_by_target ON messages (room, target) WHERE target IS NOT NULL;
+    -- Each user at most once per emoji per message; ``added`` (the react entry's seq)
+    -- orders them. Clustered on (room, seq): a history page's reactions are one range.
+    CREATE TABLE reactions (
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        emoji TEXT NOT NULL,
+        added INTEGER NOT NULL,
+        PRIMARY KEY (room, seq, name, emoji)
+    ) WITHOUT ROWID;
+    -- Who is mentioned where: welcome counts a user's mentions past the read mark.
+    CREATE TABLE mentions (
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (room, seq, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX mentions_by_name ON mentions (name, room, seq);
+    -- A group room's moderators: its creator (creator = 1) and whoever the creator named.
+    CREATE TABLE moderators (
+        room TEXT NOT NULL,
+        name TEXT NOT NULL,
+        creator INTEGER NOT NULL,
+        PRIMARY KEY (room, name)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -57,7 +57,8 @@ def tmpfs(path: Path, size: str, *options: str) -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Fill the file system holding ``directory``; returns the ballast file."""
     ballast = directory / "ballast"
-    with ballast.open("wb") as fh, contextlib.suppress(OSError):
+    # Unbuffered: a buffer left to flush at close would raise ENOSPC out of the ``with``.
+    with ballast.open("wb", buffering=0) as fh, contextlib.suppress(OSError):
         while True:
             fh.write(b"\0" * (64 * 1024))
             fh.flush()

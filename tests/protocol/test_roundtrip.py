@@ -124,8 +124,25 @@ def test_msg_and_stored_msg_convert_both_ways() -> None:
 
 def test_frames_sharing_a_t_decode_to_their_own_direction_class() -> None:
     both = set(f.CLIENT_FRAMES) & set(f.SERVER_FRAMES)
-    assert both == {"presence", "typing", "read", "history", "contact", "members"}
+    assert both == {"presence", "typing", "read", "history", "contact", "members",
+                    "moderators"}
     data = codec.encode(f.SendTyping(room="#lobby"))
     assert isinstance(codec.decode_client(data), f.SendTyping)
     with pytest.raises(ProtocolError):
         codec.decode_server(data)  # a server typing frame must say who types
+
+
+def test_messages_built_by_the_fast_init_are_frozen_and_whole() -> None:
+    import dataclasses
+
+    by_position = f.StoredMsg("#lobby", 3, "bob", "hi", 9, "text", "x", None, 2)
+    by_keyword = f.StoredMsg(room="#lobby", seq=3, sender="bob", text="hi", ts=9,
+                             kind="text", id="x", reply=2)
+    assert by_position == by_keyword and hash(by_position) == hash(by_keyword)
+    assert by_keyword.mentions is None and by_keyword.reactions is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        by_keyword.text = "changed"  # type: ignore[misc]
+    assert dataclasses.replace(by_keyword, text="changed").text == "changed"
+    with pytest.raises(TypeError):
+        f.StoredMsg("#lobby", 3, "bob")  # type: ignore[call-arg]
+    assert f.Msg.from_stored(by_keyword).to_stored() == by_keyword

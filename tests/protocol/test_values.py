@@ -394,7 +394,7 @@ def test_an_unknown_t_is_unknown_type_with_the_t_as_ref(direction: str) -> None:
     error = refuse(direction, {"t": "sparkle", "x": 1}, ErrorCode.UNKNOWN_TYPE)
     assert error.ref == "sparkle"
     # An id does not change it: the type is what the receiver cannot handle.
-    assert refuse(direction, {"t": "edit", "id": "m7"}, ErrorCode.UNKNOWN_TYPE).ref == "edit"
+    assert refuse(direction, {"t": "wink", "id": "m7"}, ErrorCode.UNKNOWN_TYPE).ref == "wink"
     # A very long t is cut in the ref.
     long_t = "x" * 500
     assert refuse(direction, {"t": long_t}, ErrorCode.UNKNOWN_TYPE).ref == long_t[:32]

@@ -64,9 +64,11 @@ def test_every_case_has_the_documented_shape() -> None:
 
 # say and typing need exactly one of their optional keys room and to.
 NEEDS_ONE_OPTIONAL = {("client", "say"), ("client", "typing")}
-# ... and history takes before or after; a hidden msg (a placeholder) has no id: no one
-# case can hold every key of these.
-EXCLUSIVE_KEYS = NEEDS_ONE_OPTIONAL | {("client", "history"), ("server", "msg")}
+# ... and history takes before or after, moderators add or remove; a hidden msg (a
+# placeholder) has no id, and a change entry no reactions: no one case can hold every key
+# of these.
+EXCLUSIVE_KEYS = NEEDS_ONE_OPTIONAL | {("client", "history"), ("server", "msg"),
+                                      ("client", "moderators")}
 
 
 @pytest.mark.parametrize(("direction", "registry"),

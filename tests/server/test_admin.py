@@ -264,3 +264,36 @@ async def test_stats_and_the_data_dir_from_the_environment(server_factory: Any) 
     text = admin("stats", env=env).output
     assert "2 (1 person, 1 bot)" in text
     assert str(db) in text
+
+
+async def test_a_freed_handle_moderates_nothing_and_owns_no_old_message(
+        server_factory: Any) -> None:
+    server = await server_factory()
+    async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
+        for client in (alice, bob):
+            await client.send({"t": "join", "room": "#alices"})  # alice creates it
+            await client.recv_until("joined")
+        await alice.send({"t": "say", "room": "#alices", "text": "old alice", "id": "a1"})
+        await alice.recv_until("ack")
+        await bob.send({"t": "say", "room": "#alices", "text": "bob's", "id": "b1"})
+        await bob.recv_until("ack")
+        await bob.send({"t": "react", "room": "#alices", "target": 1, "emoji": "x",
+                        "id": "b2"})
+        await bob.recv_until("ack")
+    await server.stop(close_code=1001)
+    result = admin("remove-user", "alice", "--data-dir", str(data_dir(server)), "--yes")
+    assert result.exit_code == 0, result.output
+
+    server = await restart(server_factory, server)
+    async with signed_in(server.url, "alice") as newcomer:  # a new claim of the handle
+        await newcomer.send({"t": "join", "room": "#alices"})
+        await newcomer.recv_until("joined")
+        await newcomer.send({"t": "moderators", "room": "#alices", "id": "q"})
+        answer = await newcomer.recv_until("moderators", ref="q")
+        assert answer["names"] == [] and "creator" not in answer
+        for t, target, cid in (("delete", 2, "n1"), ("edit", 1, "n2"), ("delete", 1, "n3")):
+            frame = {"t": t, "room": "#alices", "target": target, "id": cid}
+            if t == "edit":
+                frame["text"] = "rewritten"
+            await newcomer.send(frame)
+            assert (await newcomer.recv_until("error", ref=cid))["code"] == "forbidden"

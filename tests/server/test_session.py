@@ -88,9 +88,9 @@ async def test_undecodable_frames_before_hello_get_the_same_error_as_after(serve
         await client.send_raw(b"\xff\x00garbage")
         error = await client.recv()
         assert error["code"] == "bad_frame" and "ref" not in error
-        await client.send({"t": "edit", "id": "m1"})
+        await client.send({"t": "wink", "id": "m1"})
         error = await client.recv()
-        assert error["code"] == "unknown_type" and error["ref"] == "edit"
+        assert error["code"] == "unknown_type" and error["ref"] == "wink"
         assert (await client.hello("alice"))["t"] == "welcome"
 
 

@@ -18,6 +18,7 @@ from cfm_server.store import Commit, ContactRecord, UserRecord
 
 if TYPE_CHECKING:
     from cfm_common.frames import StoredMsg
+    from cfm_server.pages import AnswerItem
 
 
 class BucketLimits(Protocol):
@@ -48,8 +49,10 @@ class Connection(Protocol):
     def send_framed(self, framed: bytes) -> None:
         """Queue a frame already framed by ``wsframe.frame_binary`` (shared by a fan-out)."""
 
-    def answer(self, pages: Iterator[bytes]) -> None:
-        """Send an answer of framed pages, produced as the reader drains them."""
+    def answer(self, pages: Iterator[AnswerItem], ref: str | None = None) -> None:
+        """Send an answer of framed pages, produced as the reader drains them (an item
+        may be a read still under way: ``pages.AnswerItem``); a failed one is an
+        ``internal`` error naming ``ref``."""
 
 
 @dataclass(slots=True)

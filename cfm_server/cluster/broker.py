@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,12 +185,24 @@ class Broker:
 
     # --- live delivery -----------------------------------------------------------------
 
-    async def subscribe(self, room: str) -> Head:
-        """Deliver the room's live messages from now on; returns the head at that moment
-        (everything above it will be delivered). Idempotent."""
+    def subscribe(self, room: str, *, since: int | None = None,
+                  max_backfill: int = FILL_PAGE) -> Awaitable[Head]:
+        """Deliver the room's live messages from now on; the Head returned says from
+        where (everything above its seq will be delivered). Idempotent.
+
+        The room is tracked from this call on, before anything is awaited: a message of
+        it that this node appends meanwhile is held, not dropped. ``since``: deliver from
+        just after that seq rather than from the head, read from the stream like a gap —
+        for a room a node learns it must follow after messages were stored in it (a new
+        DM made on another node) — unless more than ``max_backfill`` messages lie between.
+        """
         tracker = self._rooms.get(room)
         if tracker is None:
             tracker = self._rooms[room] = RoomTracker(room)
+        return self._subscribe(room, tracker, since, max_backfill)
+
+    async def _subscribe(self, room: str, tracker: RoomTracker, since: int | None,
+                         max_backfill: int) -> Head:
         try:
             await self.subscriber.subscribe(keys.room_channel(room),
                                             timeout=self._socket_timeout)
@@ -200,6 +212,13 @@ class Broker:
             if isinstance(exc, ClusterUnavailable):
                 raise
             raise ClusterUnavailable(f"cannot subscribe to {room}: {exc}", 1000) from exc
+        if (since is not None and tracker.last is None and since < head.seq
+                and head.seq - since <= max_backfill):
+            # The stream holds since+1 .. head: a gap to fill, before later messages.
+            self._deliver(room, tracker.head(since, head.epoch or ""))
+            tracker.target = head.seq
+            self._fill_if_gap(tracker)
+            return Head(since, head.epoch)
         self._apply_head(tracker, head)
         return head
 

@@ -6,11 +6,12 @@ changed only by the domain modules, on the event loop, without awaiting.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
@@ -22,6 +23,9 @@ from cfm_server.domain.writes import Writes
 from cfm_server.metrics import Metrics
 from cfm_server.state import Room, User
 from cfm_server.store import ContactRecord, RoomRecord, Store, UserRecord
+
+if TYPE_CHECKING:
+    from cfm_common.frames import StoredMsg
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,38 @@ class Snapshot(Protocol):
     def load_reads(self) -> Iterable[tuple[str, str, int]]: ...
 
 
+class Reads(Protocol):
+    """Where answers read what the live state does not hold (``pages.awaited``): a
+    single node's store answers at once; a cluster node may still be reading (a future).
+
+    ``top(room)``: the last seq a joiner is shown; messages after it reach a member by
+    fan-out. ``history_after``/``history_before``: stored messages (``pages.MessageReads``).
+    """
+
+    def top(self, room: Room) -> int | asyncio.Future[int]: ...
+
+    def history_after(self, room: str, after: int, limit: int
+                      ) -> list[StoredMsg] | asyncio.Future[list[StoredMsg]]: ...
+
+    def history_before(self, room: str, before: int | None, limit: int
+                       ) -> list[StoredMsg] | asyncio.Future[list[StoredMsg]]: ...
+
+
+class StoreReads:
+    """A single node's reads: its store's, at once; a room's top is its last committed
+    seq (see RoomHandler.join)."""
+
+    __slots__ = ("history_after", "history_before")
+
+    def __init__(self, store: Store) -> None:
+        self.history_after = store.history_after
+        self.history_before = store.history_before
+
+    @staticmethod
+    def top(room: Room) -> int:
+        return room.durable_seq
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -46,10 +82,12 @@ def new_epoch() -> str:
 
 class World:
     def __init__(self, config: ServerConfig, store: Store, metrics: Metrics,
-                 writes: Writes | None = None) -> None:
+                 writes: Writes | None = None, reads: Reads | None = None) -> None:
         self.config = config
         self.store = store  # reads; writes go through ``writes``
         self.writes = writes if writes is not None else Writes(store)
+        # The reads of answers (history, a join's top and replay).
+        self.reads: Reads = reads if reads is not None else StoreReads(store)
         self.metrics = metrics
         self.users: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}

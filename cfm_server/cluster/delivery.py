@@ -1,0 +1,86 @@
+"""Delivery on a cluster node: the domain's ``Delivery``, plus what other nodes send.
+
+Each node delivers to the sessions it holds, and only to them. A room's messages reach
+every node subscribed to the room (``stored``: the node's fan-out of one stored message,
+the sender's own session skipped); a frame the domain sends one user (``to_user``) also
+goes out on the user's channel to the nodes holding the user's other sessions
+(``relayed`` there). Who may see what was decided by the domain before the bytes got
+here; the one decision left is private blocking's placeholder, which the message's
+origin tag carries (``/h``) for every node to apply alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import msgpack
+
+from cfm_common.codec import decode_server, encode_msg
+from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.hidden import hidden_placeholder
+from cfm_server.domain.ports import Connection
+from cfm_server.domain.world import World
+from cfm_server.state import Room, User
+from cfm_server.wsframe import frame_binary
+
+log = logging.getLogger(__name__)
+
+HIDDEN_MARK = "h"  # the origin tag's third part: a DM message hidden from its peer
+
+
+class NodeLink(Protocol):
+    """What delivery needs of its node (``node.ClusterNode``)."""
+
+    origin: str
+
+    def send_to_user(self, name: str, frame: bytes) -> None: ...
+
+
+class ClusterDelivery(Delivery):
+    def __init__(self, world: World, node: NodeLink) -> None:
+        super().__init__(world)
+        self._node = node
+
+    def to_user(self, user: User, data: bytes, t: str, *,
+                skip: Connection | None = None) -> None:
+        super().to_user(user, data, t, skip=skip)
+        self._node.send_to_user(user.name, data)
+
+    def relayed(self, user: User, frame: bytes) -> None:
+        """A frame another node sent ``user``: to the user's sessions here."""
+        self.to_sessions(user.sessions, frame, _frame_type(frame))
+
+    def stored(self, room: Room, origin: str, msg: bytes) -> None:
+        """One stored message of ``room`` (in seq order, once): to every session here of
+        every member, but the one that sent it; a hidden one's placeholder to the peer."""
+        proc, _, rest = origin.partition("/")
+        session_id, _, mark = rest.partition("/")
+        skip_id = session_id if proc == self._node.origin else None
+        users = self.users
+        if mark == HIDDEN_MARK and room.is_dm:
+            self._hidden(room, msg, skip_id)
+            return
+        framed = frame_binary(msg)
+        n = 0
+        for name in room.members:
+            for session in users[name].sessions:
+                if session.id != skip_id:
+                    session.send_framed(framed)
+                    n += 1
+        self.metrics.count_out("msg", n)
+
+    def _hidden(self, room: Room, msg: bytes, skip_id: str | None) -> None:
+        stored = decode_server(msg).to_stored()  # type: ignore[union-attr]
+        placeholder = encode_msg(hidden_placeholder(stored))
+        for name in room.members:
+            sessions = [s for s in self.users[name].sessions if s.id != skip_id]
+            self.to_sessions(sessions, msg if name == stored.sender else placeholder, "msg")
+
+
+def _frame_type(frame: bytes) -> str:
+    try:
+        t = msgpack.unpackb(frame).get("t")
+    except Exception:
+        return "?"
+    return t if isinstance(t, str) else "?"

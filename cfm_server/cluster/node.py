@@ -1,0 +1,309 @@
+"""One node of a cluster: the hub's World kept in step with Redis, and its messages.
+
+    node = ClusterNode(config)                  # config.redis_url, config.node_id
+    hub = Hub(config, MemoryStore(), metrics, **node.hub_parts())
+    await node.start(hub)                        # World from the shared records
+    ...
+    await node.close()
+
+What a single node reads from and writes to its store, a cluster node reads from and
+writes to Redis; the domain's rules run unchanged (docs/cluster.md, "A node's live
+state"):
+
+- the World is loaded from the shared records (``apply.read_snapshot``), written through
+  ``ClusterWrites`` and follows every other node's change (``apply.apply_change``);
+- messages are numbered, deduplicated and stored by the append script
+  (``ClusterMessages``); the node subscribes to every room one of its signed-in users is
+  a member of and fans each message out to its own sessions (``ClusterDelivery.stored``),
+  the node's own messages included, in seq order, exactly once;
+- answers read the rooms' streams through the broker (this class is the World's
+  ``Reads``): a join's ``top`` is where the node's subscription to the room starts;
+- frames for one user (``Delivery.to_user``) also reach the user's sessions on other
+  nodes (the user's channel, followed while the node holds a session of theirs).
+
+Every call that needs Redis fails with ``ClusterUnavailable`` while it is out of reach;
+what a client asked for is then answered ``error{code: "internal", retry_ms}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from cfm_common.frames import StoredMsg
+from cfm_server.cluster import keys, records
+from cfm_server.cluster.apply import apply_change, learn_rooms, read_snapshot
+from cfm_server.cluster.broker import Broker
+from cfm_server.cluster.delivery import ClusterDelivery
+from cfm_server.cluster.messages import ClusterMessages
+from cfm_server.cluster.state import Change, SharedState
+from cfm_server.cluster.writes import ClusterWrites
+from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.rooms import RoomHandler
+from cfm_server.domain.world import World
+from cfm_server.state import Room, User
+
+if TYPE_CHECKING:
+    from cfm_server.config import ServerConfig
+    from cfm_server.hub import Hub
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_TIMEOUT = 5.0  # seconds a sign-in waits for this node to apply the latest changes
+
+
+def default_node_id(config: ServerConfig) -> str:
+    """``<hostname>-<port>``: stable across restarts of the same node, which presence
+    needs (a restarted node replaces what its previous life registered)."""
+    host = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-"
+                   for c in socket.gethostname())[:48] or "node"
+    return f"{host}-{config.port}"
+
+
+class ClusterNode:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id or default_node_id(config)
+        # This process's life of the node: the origin of its messages and user frames,
+        # so that what it sent itself is skipped (a restarted node's session ids repeat).
+        self.origin = f"{self.node_id}.{secrets.token_hex(3)}"
+        self.broker = Broker(config.redis_url, node=self.node_id,
+                             on_message=self._on_message, on_reset=self._on_reset,
+                             on_user_frame=self._on_user_frame)
+        self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
+        self.writes = ClusterWrites(self.state, self.broker)
+        self.writes.on_epoch = self._epoch_stands
+        self.world: World | None = None
+        self.delivery: ClusterDelivery | None = None
+        self._loaded = False
+        # Rooms subscribed to (or being): the future gives the seq live delivery starts after.
+        self._subs: dict[str, asyncio.Future[int]] = {}
+        self._followed: set[str] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        # Sign-ins waiting for the shared records' log to reach a seq (``_caught_up``).
+        self._catching_up: list[tuple[int, asyncio.Future[None]]] = []
+
+    # --- the hub's parts -----------------------------------------------------------------
+
+    def hub_parts(self) -> dict[str, Any]:
+        """What ``Hub`` builds differently on a cluster node."""
+        return {"writes": self.writes, "reads": self, "delivery": self._make_delivery,
+                "messages": self._make_messages, "node": self}
+
+    def _make_delivery(self, world: World) -> Delivery:
+        self.world = world
+        self.delivery = ClusterDelivery(world, self)
+        return self.delivery
+
+    def _make_messages(self, world: World, delivery: Delivery,
+                       rooms: RoomHandler) -> ClusterMessages:
+        return ClusterMessages(world, delivery, rooms, self)
+
+    # --- start and stop ------------------------------------------------------------------
+
+    async def start(self, hub: Hub) -> None:
+        """Load the hub's World from Redis; from then on follow every change."""
+        await self.broker.start()
+        hub.load(await read_snapshot(self.state, self.broker))
+        self._loaded = True
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.state.close()
+        await self.broker.close()
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("cluster node: %s", task.exception())
+
+    # --- sessions: what the node follows while it holds them ---------------------------
+
+    async def before_sign_in(self, name: str) -> None:
+        """Before a hello of ``name`` is answered: follow the user's frames and subscribe
+        to every room of theirs, so that the welcome's seqs are where live delivery
+        starts. Raises ClusterUnavailable."""
+        assert self.world is not None
+        await self._caught_up()
+        if name not in self._followed:
+            await self.broker.follow_user(name)
+            self._followed.add(name)
+        user = self.world.users.get(name)
+        if user is not None and user.rooms:
+            await asyncio.gather(*(self.subscription(room) for room in list(user.rooms)))
+
+    async def _caught_up(self) -> None:
+        """Wait until this node applied every change of the shared records Redis held a
+        moment ago: a user who signed up, or added a contact, on another node and comes
+        here next is known here, with that contact (read the cluster's writes)."""
+        head = await self.broker.head(keys.STATE)
+        if self.state.seq >= head.seq:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._catching_up.append((head.seq, waiter))
+        try:
+            await asyncio.wait_for(waiter, CATCH_UP_TIMEOUT)
+        except TimeoutError:
+            log.warning("the shared records' log is not at seq %d after %.0f s (at %d)",
+                        head.seq, CATCH_UP_TIMEOUT, self.state.seq)
+
+    def after_sign_out(self, user: User) -> None:
+        """A session of ``user`` ended. Subscriptions stay (cheap, and a room's next
+        member here needs them again); the user's frames are unfollowed once no
+        session of theirs is left here."""
+        if not user.sessions and user.name in self._followed:
+            self._followed.discard(user.name)
+            self._spawn(self.broker.unfollow_user(user.name))
+
+    def subscription(self, room_name: str, since: int | None = None) -> asyncio.Future[int]:
+        """Subscribe to a room (once): a future of the seq live delivery starts after."""
+        sub = self._subs.get(room_name)
+        if sub is not None:
+            return sub
+        sub = self._subs[room_name] = asyncio.get_running_loop().create_future()
+        waiting = self.broker.subscribe(room_name, since=since)  # tracked from now on
+        self._spawn(self._subscribed(room_name, waiting, sub))
+        return sub
+
+    async def _subscribed(self, room_name: str, waiting: Awaitable[Any],
+                          sub: asyncio.Future[int]) -> None:
+        try:
+            head = await waiting
+        except BaseException as exc:
+            if self._subs.get(room_name) is sub:
+                del self._subs[room_name]  # the next asker tries again
+            if isinstance(exc, Exception):
+                sub.set_exception(exc)
+                sub.exception()  # retrieved: a failure nobody waited for is no error
+                return
+            sub.cancel()
+            raise
+        assert self.world is not None
+        room = self.world.rooms.get(room_name)
+        if room is not None:
+            if head.epoch and head.epoch != room.epoch:
+                if room.epoch:
+                    log.warning("%s: epoch %s here, %s in Redis: taking Redis's", room_name,
+                                room.epoch, head.epoch)
+                room.epoch = head.epoch
+                room.seq = room.durable_seq = head.seq
+            elif head.seq > room.durable_seq:
+                room.seq = room.durable_seq = head.seq
+        sub.set_result(head.seq)
+
+    # --- World.reads ------------------------------------------------------------------
+
+    def top(self, room: Room) -> int | asyncio.Future[int]:
+        """The last seq a joiner is shown: the room's latest once it is subscribed
+        (later ones reach the member by fan-out), else where the subscription starts."""
+        sub = self.subscription(room.name)
+        if sub.done() and not sub.cancelled() and sub.exception() is None:
+            return room.durable_seq
+        return sub
+
+    def history_after(self, room: str, after: int, limit: int
+                      ) -> asyncio.Future[list[StoredMsg]]:
+        return asyncio.ensure_future(self.broker.history(room, after=after, limit=limit))
+
+    def history_before(self, room: str, before: int | None, limit: int
+                       ) -> asyncio.Future[list[StoredMsg]]:
+        return asyncio.ensure_future(self.broker.history(room, before=before, limit=limit))
+
+    # --- what Redis tells the node ---------------------------------------------------------
+
+    def _on_message(self, room_name: str, seq: int, origin: str, msg: bytes) -> None:
+        if room_name == keys.STATE:
+            self.state.deliver(seq, origin, msg)
+            return
+        world, delivery = self.world, self.delivery
+        assert world is not None and delivery is not None
+        room = world.rooms.get(room_name)
+        if room is None:
+            return
+        if seq > room.durable_seq:
+            room.seq = room.durable_seq = seq
+        delivery.stored(room, origin, msg)
+
+    def _on_reset(self, room_name: str, epoch: str) -> None:
+        if room_name == keys.STATE:
+            self.state.reset(epoch)
+            return
+        assert self.world is not None
+        room = self.world.rooms.get(room_name)
+        if room is not None:
+            log.warning("%s: its history restarted in Redis (epoch %s)", room_name, epoch)
+            room.epoch = epoch
+
+    def _on_change(self, change: Change) -> None:
+        if self._catching_up:
+            self._release_caught_up()
+        if not self._loaded:
+            return  # the snapshot being loaded holds it
+        world = self.world
+        assert world is not None
+        unknown = apply_change(world, change)
+        kind, _, rest = change.key.partition(":")
+        if kind == records.MEMBER and change.value is not None:
+            room_name, _, user_name = rest.rpartition(":")
+            user = world.users.get(user_name)
+            room = world.rooms.get(room_name)
+            if user is not None and user.sessions and room is not None:
+                # A member signed in here: its messages from now on — from the start for
+                # a room this node did not know (a new DM's first message may be stored
+                # already), else from what the node has.
+                since = 0 if room_name in unknown else room.durable_seq
+                self.subscription(room_name, since)
+                unknown.discard(room_name)
+        if unknown:  # rooms made on another node: their seq and epoch from Redis
+            self._spawn(learn_rooms(world, self.broker, unknown))
+
+    def _release_caught_up(self) -> None:
+        seq, waiting = self.state.seq, []
+        for target, waiter in self._catching_up:
+            if target <= seq:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((target, waiter))
+        self._catching_up = waiting
+
+    def _epoch_stands(self, room_name: str, epoch: str) -> None:
+        assert self.world is not None
+        room = self.world.rooms.get(room_name)
+        if room is not None:
+            room.epoch = epoch
+
+    def _on_user_frame(self, user_name: str, origin: str, frame: bytes) -> None:
+        if origin == self.origin:
+            return  # delivered here already
+        assert self.world is not None and self.delivery is not None
+        user = self.world.users.get(user_name)
+        if user is not None and user.sessions:
+            self.delivery.relayed(user, frame)
+
+    def send_to_user(self, name: str, frame: bytes) -> None:
+        """``frame`` to the user's sessions on other nodes (at most once)."""
+        self.broker.send_to_user(name, frame, origin=self.origin).add_done_callback(
+            _quiet_failure)
+
+    def session_origin(self, session_id: str, hidden: bool) -> str:
+        """The origin tag of a message a session of this node sends: who to skip in the
+        fan-out, and (``/h``) a DM message hidden from its peer (private blocking)."""
+        return f"{self.origin}/{session_id}/h" if hidden else f"{self.origin}/{session_id}"
+
+
+def _quiet_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("a frame for another node was not sent: %s", future.exception())
+

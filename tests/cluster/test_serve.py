@@ -59,3 +59,121 @@ async def test_a_handle_claimed_on_both_nodes_at_once_goes_to_one(nodes) -> None
     finally:
         for client in clients:
             await client.close()
+
+
+async def msgs_of(client: WireClient, room: str, n: int) -> list[dict[str, Any]]:
+    """The next ``n`` msg frames of ``room`` (others skipped)."""
+    got: list[dict[str, Any]] = []
+    while len(got) < n:
+        frame = await client.recv_until("msg", timeout=10)
+        if frame["room"] == room:
+            got.append(frame)
+    return got
+
+
+def assert_in_order_once(frames: list[dict[str, Any]]) -> None:
+    seqs = [f["seq"] for f in frames]
+    assert seqs == sorted(set(seqs)) and seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+
+
+async def test_dm_and_room_messages_cross_nodes_once_in_order_and_acked(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        async with signed_in(b.url, "alice", token=alice.token) as alice_b:  # 2nd, on B
+            n = 15
+            # Both write at once, into a DM that neither node has yet.
+            for i in range(n):
+                await alice.send({"t": "say", "to": "bob", "text": f"a{i}", "id": f"a{i}"})
+                await bob.send({"t": "say", "to": "alice", "text": f"b{i}", "id": f"b{i}"})
+            dm = "dm:alice:bob"
+            acks_a = [await alice.recv_until("ack", timeout=10) for _ in range(n)]
+            acks_b = [await bob.recv_until("ack", timeout=10) for _ in range(n)]
+            assert [x["id"] for x in acks_a] == [f"a{i}" for i in range(n)]
+            assert [x["seq"] for x in acks_a] == sorted(x["seq"] for x in acks_a)
+            at_bob = await msgs_of(bob, dm, n)
+            at_alice = await msgs_of(alice, dm, n)
+            at_alice_b = await msgs_of(alice_b, dm, 2 * n)
+            assert [m["text"] for m in at_bob] == [f"a{i}" for i in range(n)]
+            assert [m["text"] for m in at_alice] == [f"b{i}" for i in range(n)]
+            assert_in_order_once(at_alice_b)  # every message of the room, from both nodes
+            assert sorted(m["seq"] for m in at_alice_b) == list(range(1, 2 * n + 1))
+            assert {(m["seq"], m["ts"]) for m in at_bob} == {(x["seq"], x["ts"]) for x in acks_a}
+            assert {(m["seq"], m["ts"]) for m in at_alice} == {(x["seq"], x["ts"]) for x in acks_b}
+            # A group room, members on both nodes.
+            for client in (alice, bob, alice_b):
+                await client.send({"t": "join", "room": "#games", "id": "j"})
+                await client.recv_until("joined", ref="j")
+            for i in range(n):
+                await (alice if i % 2 else bob).send(
+                    {"t": "say", "room": "#games", "text": f"g{i}", "id": f"g{i}"})
+            for client, count in ((alice, n - n // 2), (bob, n // 2), (alice_b, n)):
+                frames = await msgs_of(client, "#games", count)
+                assert_in_order_once(frames)
+            await alice.expect_silence("msg")
+            await bob.expect_silence("msg")
+
+
+async def test_a_retry_on_the_other_node_gets_the_original_seq_and_ts(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        for client in (alice, bob):
+            await client.send({"t": "join", "room": "#lobby", "id": "j"})
+            await client.recv_until("joined", ref="j")
+        say = {"t": "say", "room": "#lobby", "text": "once", "id": "r1"}
+        await alice.send(say)
+        first = await alice.recv_until("ack", id="r1")
+        async with signed_in(b.url, "alice", token=alice.token) as alice_b:
+            await alice_b.send(say)  # the reply was lost, say; the client retries elsewhere
+            again = await alice_b.recv_until("ack", id="r1")
+        assert (again["seq"], again["ts"]) == (first["seq"], first["ts"])
+        assert [m["text"] for m in await msgs_of(bob, "#lobby", 1)] == ["once"]
+        await bob.expect_silence("msg", timeout=0.3)
+        await bob.send({"t": "history", "room": "#lobby", "after": 0, "id": "h"})
+        page = await bob.recv_until("history", ref="h")
+        assert [(m["seq"], m["text"]) for m in page["msgs"]] == [(first["seq"], "once")]
+
+
+async def test_join_replays_and_history_pages_read_the_stream_in_order(nodes) -> None:
+    import asyncio
+
+    a, b = await nodes(rate_limits=False), await nodes(rate_limits=False)
+    total = 120
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        await alice.send({"t": "join", "room": "#busy", "id": "j"})
+        await alice.recv_until("joined", ref="j")
+
+        async def write() -> None:
+            for i in range(total):
+                await alice.send({"t": "say", "room": "#busy", "text": f"m{i}", "id": f"m{i}"})
+                await asyncio.sleep(0)  # interleaved with the join below
+        writing = asyncio.create_task(write())
+        await alice.recv_until("ack", id="m40")
+        # Mid-stream, from a node that held no member of the room: replay up to the
+        # joined seq, then live — every message once, in order.
+        await bob.send({"t": "join", "room": "#busy", "since": 0, "id": "jb"})
+        joined = await bob.recv_until("joined", ref="jb")
+        assert joined["seq"] >= 41
+        got = await msgs_of(bob, "#busy", total)
+        await writing
+        assert [m["text"] for m in got] == [f"m{i}" for i in range(total)]
+        assert [m["seq"] for m in got] == list(range(1, total + 1))
+        await bob.expect_silence("msg")
+        # History pages, both ways, from the other node.
+        await bob.send({"t": "history", "room": "#busy", "limit": 50, "id": "h1"})
+        newest = await bob.recv_until("history", ref="h1")
+        assert [m["seq"] for m in newest["msgs"]] == list(range(total - 49, total + 1))
+        assert newest["more"] is True
+        await alice.send({"t": "history", "room": "#busy", "before": total - 49, "limit": 100,
+                          "id": "h2"})
+        older = await alice.recv_until("history", ref="h2")
+        assert [m["seq"] for m in older["msgs"]] == list(range(1, total - 49))
+        assert older["more"] is False
+        await alice.send({"t": "history", "room": "#busy", "after": 100, "id": "h3"})
+        after = await alice.recv_until("history", ref="h3")
+        assert [m["text"] for m in after["msgs"]] == [f"m{i}" for i in range(100, total)]
+        # A rejoin from where the client was: only what it missed.
+        async with signed_in(b.url, "carol") as carol:
+            await carol.send({"t": "join", "room": "#busy", "since": total - 3, "id": "jc"})
+            assert (await carol.recv_until("joined", ref="jc"))["seq"] == total
+            assert [m["seq"] for m in await msgs_of(carol, "#busy", 3)] == [
+                total - 2, total - 1, total]

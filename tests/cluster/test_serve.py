@@ -3,6 +3,7 @@ each test's clients spread over both — a client cannot tell which node it is o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -48,7 +49,7 @@ async def test_an_account_made_on_one_node_signs_in_on_the_other(nodes) -> None:
 
 
 async def test_a_handle_claimed_on_both_nodes_at_once_goes_to_one(nodes) -> None:
-    import asyncio
+
 
     a, b = await nodes(), await nodes()
     clients = [await WireClient.open(a.url), await WireClient.open(b.url)]
@@ -78,39 +79,39 @@ def assert_in_order_once(frames: list[dict[str, Any]]) -> None:
 
 async def test_dm_and_room_messages_cross_nodes_once_in_order_and_acked(nodes) -> None:
     a, b = await nodes(), await nodes()
-    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
-        async with signed_in(b.url, "alice", token=alice.token) as alice_b:  # 2nd, on B
-            n = 15
-            # Both write at once, into a DM that neither node has yet.
-            for i in range(n):
-                await alice.send({"t": "say", "to": "bob", "text": f"a{i}", "id": f"a{i}"})
-                await bob.send({"t": "say", "to": "alice", "text": f"b{i}", "id": f"b{i}"})
-            dm = "dm:alice:bob"
-            acks_a = [await alice.recv_until("ack", timeout=10) for _ in range(n)]
-            acks_b = [await bob.recv_until("ack", timeout=10) for _ in range(n)]
-            assert [x["id"] for x in acks_a] == [f"a{i}" for i in range(n)]
-            assert [x["seq"] for x in acks_a] == sorted(x["seq"] for x in acks_a)
-            at_bob = await msgs_of(bob, dm, n)
-            at_alice = await msgs_of(alice, dm, n)
-            at_alice_b = await msgs_of(alice_b, dm, 2 * n)
-            assert [m["text"] for m in at_bob] == [f"a{i}" for i in range(n)]
-            assert [m["text"] for m in at_alice] == [f"b{i}" for i in range(n)]
-            assert_in_order_once(at_alice_b)  # every message of the room, from both nodes
-            assert sorted(m["seq"] for m in at_alice_b) == list(range(1, 2 * n + 1))
-            assert {(m["seq"], m["ts"]) for m in at_bob} == {(x["seq"], x["ts"]) for x in acks_a}
-            assert {(m["seq"], m["ts"]) for m in at_alice} == {(x["seq"], x["ts"]) for x in acks_b}
-            # A group room, members on both nodes.
-            for client in (alice, bob, alice_b):
-                await client.send({"t": "join", "room": "#games", "id": "j"})
-                await client.recv_until("joined", ref="j")
-            for i in range(n):
-                await (alice if i % 2 else bob).send(
-                    {"t": "say", "room": "#games", "text": f"g{i}", "id": f"g{i}"})
-            for client, count in ((alice, n - n // 2), (bob, n // 2), (alice_b, n)):
-                frames = await msgs_of(client, "#games", count)
-                assert_in_order_once(frames)
-            await alice.expect_silence("msg")
-            await bob.expect_silence("msg")
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob, \
+            signed_in(b.url, "alice", token=alice.token) as alice_b:  # her 2nd session, on B
+        n = 15
+        # Both write at once, into a DM that neither node has yet.
+        for i in range(n):
+            await alice.send({"t": "say", "to": "bob", "text": f"a{i}", "id": f"a{i}"})
+            await bob.send({"t": "say", "to": "alice", "text": f"b{i}", "id": f"b{i}"})
+        dm = "dm:alice:bob"
+        acks_a = [await alice.recv_until("ack", timeout=10) for _ in range(n)]
+        acks_b = [await bob.recv_until("ack", timeout=10) for _ in range(n)]
+        assert [x["id"] for x in acks_a] == [f"a{i}" for i in range(n)]
+        assert [x["seq"] for x in acks_a] == sorted(x["seq"] for x in acks_a)
+        at_bob = await msgs_of(bob, dm, n)
+        at_alice = await msgs_of(alice, dm, n)
+        at_alice_b = await msgs_of(alice_b, dm, 2 * n)
+        assert [m["text"] for m in at_bob] == [f"a{i}" for i in range(n)]
+        assert [m["text"] for m in at_alice] == [f"b{i}" for i in range(n)]
+        assert_in_order_once(at_alice_b)  # every message of the room, from both nodes
+        assert sorted(m["seq"] for m in at_alice_b) == list(range(1, 2 * n + 1))
+        assert {(m["seq"], m["ts"]) for m in at_bob} == {(x["seq"], x["ts"]) for x in acks_a}
+        assert {(m["seq"], m["ts"]) for m in at_alice} == {(x["seq"], x["ts"]) for x in acks_b}
+        # A group room, members on both nodes.
+        for client in (alice, bob, alice_b):
+            await client.send({"t": "join", "room": "#games", "id": "j"})
+            await client.recv_until("joined", ref="j")
+        for i in range(n):
+            await (alice if i % 2 else bob).send(
+                {"t": "say", "room": "#games", "text": f"g{i}", "id": f"g{i}"})
+        for client, count in ((alice, n - n // 2), (bob, n // 2), (alice_b, n)):
+            frames = await msgs_of(client, "#games", count)
+            assert_in_order_once(frames)
+        await alice.expect_silence("msg")
+        await bob.expect_silence("msg")
 
 
 async def test_a_retry_on_the_other_node_gets_the_original_seq_and_ts(nodes) -> None:
@@ -134,7 +135,7 @@ async def test_a_retry_on_the_other_node_gets_the_original_seq_and_ts(nodes) -> 
 
 
 async def test_join_replays_and_history_pages_read_the_stream_in_order(nodes) -> None:
-    import asyncio
+
 
     a, b = await nodes(rate_limits=False), await nodes(rate_limits=False)
     total = 120
@@ -177,3 +178,40 @@ async def test_join_replays_and_history_pages_read_the_stream_in_order(nodes) ->
             assert (await carol.recv_until("joined", ref="jc"))["seq"] == total
             assert [m["seq"] for m in await msgs_of(carol, "#busy", 3)] == [
                 total - 2, total - 1, total]
+
+
+async def test_while_redis_is_out_of_reach_frames_get_a_retryable_internal_error(
+        nodes, redis) -> None:
+    a = await nodes()
+    async with signed_in(a.url, "alice") as alice:
+        await alice.send({"t": "join", "room": "#lobby", "id": "j"})
+        await alice.recv_until("joined", ref="j")
+        await alice.send({"t": "say", "room": "#lobby", "text": "first", "id": "x0"})
+        await alice.recv_until("ack", id="x0")
+        redis.kill()
+        await alice.send({"t": "say", "room": "#lobby", "text": "kept?", "id": "x1"})
+        error = await alice.recv_until("error", ref="x1")
+        assert error["code"] == "internal" and error["retry_ms"] > 0
+        await alice.send({"t": "history", "room": "#lobby", "id": "h"})
+        error = await alice.recv_until("error", ref="h")
+        assert error["code"] == "internal" and error["retry_ms"] > 0
+        async with WireClient.connect(a.url) as late:
+            refused = await late.hello("bob")
+            assert refused["t"] == "error" and refused["code"] == "internal"
+            assert refused["retry_ms"] > 0
+            assert await late.wait_closed() == 1013
+        await redis.start()  # the same dir: its AOF
+        # The client retries with the same id (as the SDK does) until it is acked.
+        for _ in range(200):
+            await alice.send({"t": "say", "room": "#lobby", "text": "kept?", "id": "x1"})
+            reply = await alice.recv()
+            while reply["t"] not in ("ack", "error"):
+                reply = await alice.recv()
+            if reply["t"] == "ack":
+                break
+            assert reply["code"] == "internal", reply
+            await asyncio.sleep(reply["retry_ms"] / 1000)
+        assert reply["t"] == "ack" and reply["seq"] == 2
+        await alice.send({"t": "history", "room": "#lobby", "id": "h2"})
+        page = await alice.recv_until("history", ref="h2")
+        assert [(m["seq"], m["text"]) for m in page["msgs"]] == [(1, "first"), (2, "kept?")]

@@ -60,6 +60,8 @@ class ServerConfig:
     redis_url: str = ""
     # This node's name in the cluster (presence, origins). Empty: <hostname>-<port>.
     node_id: str = ""
+    # Seconds from a node's death (SIGKILL, power) to its users shown offline elsewhere.
+    presence_expiry: float = 15.0
 
     # --- who -----------------------------------------------------------------------
     # Who may claim a new handle: "open" (anyone), "invite" (with an operator's code from
@@ -238,7 +240,11 @@ class ServerConfig:
         need(not self.node_id or (len(self.node_id) <= 64 and all(
             c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
+        need(self.presence_expiry >= 1, "presence_expiry must be >= 1 second")
         if self.redis_url:
+            # A node learns from Redis whether a user who left it is still online on
+            # another node; the presence grace is the time it waits for that answer.
+            need(self.presence_grace > 0, "presence_grace must be > 0 with redis_url")
             # What cluster mode does not share through Redis yet (docs/cluster.md).
             need(self.registration != "invite", "registration invite does not work with "
                  "redis_url yet (invite uses are not counted in Redis): use open or closed")

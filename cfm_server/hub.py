@@ -59,6 +59,9 @@ class NodeHooks(Protocol):
     def before_sign_in(self, name: str) -> Awaitable[None]:
         """Before a hello for ``name`` is answered (raises what makes it unanswerable)."""
 
+    def after_sign_in(self, user: User) -> None:
+        """A session of ``user`` signed in."""
+
     def after_sign_out(self, user: User) -> None:
         """A session of ``user`` ended."""
 
@@ -137,10 +140,16 @@ class Hub:
         return self.node.before_sign_in(rules.normalize_name(hello.name))
 
     def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp:
-        return self.signin.sign_in(session, hello)
+        signed = self.signin.sign_in(session, hello)
+        if self.node is not None and session.user is not None:
+            self.node.after_sign_in(session.user)
+        return signed
 
     def finish_sign_up(self, session: Connection, sign_up: SignUp, hello: Hello) -> Welcome:
-        return self.signin.finish_sign_up(session, sign_up, hello)
+        welcome = self.signin.finish_sign_up(session, sign_up, hello)
+        if self.node is not None and session.user is not None:
+            self.node.after_sign_in(session.user)
+        return welcome
 
     def drop_sign_up(self, sign_up: SignUp) -> None:
         self.signin.drop_sign_up(sign_up)

@@ -62,6 +62,9 @@ class User:
     rooms: set[str] = field(default_factory=set)  # lasting memberships, DM rooms included
     contacts: dict[str, ContactRecord] = field(default_factory=dict)  # the user's own list
     reads: dict[str, int] = field(default_factory=dict)
+    # Cluster mode: the user holds a session on another node (always False on a single
+    # node, where ``sessions`` are all there are).
+    remote: bool = False
 
     @property
     def name(self) -> str:
@@ -69,7 +72,7 @@ class User:
 
     @property
     def online(self) -> bool:
-        return bool(self.sessions)
+        return bool(self.sessions) or self.remote
 
     def has_blocked(self, name: str) -> bool:
         contact = self.contacts.get(name)
@@ -77,7 +80,8 @@ class User:
 
     def status_for(self, viewer: str | None) -> str:
         """The status ``viewer`` sees (None: anyone who is not blocked)."""
-        if not self.sessions or (viewer is not None and self.has_blocked(viewer)):
+        if not (self.sessions or self.remote) or (viewer is not None
+                                                  and self.has_blocked(viewer)):
             return rules.Status.OFFLINE.value
         if viewer == self.name:
             return self.record.status

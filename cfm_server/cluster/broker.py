@@ -111,6 +111,7 @@ class Broker:
                                      backoff=backoff)
         self._rooms: dict[str, RoomTracker] = {}
         self._fills: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[bytes, Callable[[bytes], None]] = {}
 
     async def start(self) -> None:
         self.subscriber.start()
@@ -256,7 +257,28 @@ class Broker:
         return self.batcher.call("PUBLISH", keys.user_channel(user),
                                  origin.encode() + b" " + frame)
 
+    # --- other channels -----------------------------------------------------------------
+
+    async def listen(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Every publish on ``channel`` (neither a room's nor a user's) to ``handler``;
+        at most once, like pub/sub. The subscription outlives reconnects."""
+        self._listeners[channel.encode()] = handler
+        try:
+            await self.subscriber.subscribe(channel, timeout=self._socket_timeout)
+        except TimeoutError as exc:
+            raise ClusterUnavailable(f"cannot listen to {channel}: {exc}", 1000) from exc
+
+    def publish(self, channel: str, data: bytes) -> asyncio.Future[Any]:
+        return self.batcher.call("PUBLISH", channel, data)
+
     def _on_publish(self, channel: bytes, data: bytes) -> None:
+        listener = self._listeners.get(channel)
+        if listener is not None:
+            try:
+                listener(data)
+            except Exception:
+                log.exception("the listener of %r failed", channel)
+            return
         user = keys.user_of_channel(channel)
         if user is not None:
             origin, sep, frame = data.partition(b" ")

@@ -4,9 +4,10 @@ Each node delivers to the sessions it holds, and only to them. A room's messages
 every node subscribed to the room (``stored``: the node's fan-out of one stored message,
 the sender's own session skipped); a frame the domain sends one user (``to_user``) also
 goes out on the user's channel to the nodes holding the user's other sessions
-(``relayed`` there). Who may see what was decided by the domain before the bytes got
-here; the one decision left is private blocking's placeholder, which the message's
-origin tag carries (``/h``) for every node to apply alike.
+(``relayed`` there), and a change of a user's presence to every node, each telling the
+watchers it holds (``presence_relayed``). Who may see what was decided by the domain
+before the bytes got here; the one decision left is private blocking's placeholder,
+which the message's origin tag carries (``/h``) for every node to apply alike.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class NodeLink(Protocol):
 
     def send_to_user(self, name: str, frame: bytes) -> None: ...
 
+    def send_presence(self, name: str, frame: bytes) -> None: ...
+
 
 class ClusterDelivery(Delivery):
     def __init__(self, world: World, node: NodeLink) -> None:
@@ -46,6 +49,15 @@ class ClusterDelivery(Delivery):
                 skip: Connection | None = None) -> None:
         super().to_user(user, data, t, skip=skip)
         self._node.send_to_user(user.name, data)
+
+    def presence(self, user: User, data: bytes) -> None:
+        super().presence(user, data)
+        self._node.send_presence(user.name, data)
+
+    def presence_relayed(self, user: User, data: bytes) -> None:
+        """A presence frame another node sent ``user``'s watchers: to those here (the
+        same rule, ``watchers``, on every node)."""
+        super().presence(user, data)
 
     def relayed(self, user: User, frame: bytes) -> None:
         """A frame another node sent ``user``: to the user's sessions here."""

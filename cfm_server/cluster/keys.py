@@ -81,6 +81,8 @@ def ai_memory(persona: str) -> str:
 PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
 PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
 PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"  # "on <user>" / "off <user>"
+# "<origin> <user> <frame>": a presence frame for the watchers of <user> on every node
+PRESENCE_FRAMES = f"{PREFIX}{{presence}}:frames"
 
 
 def presence_node(node: str) -> str:

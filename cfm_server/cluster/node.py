@@ -19,7 +19,10 @@ state"):
 - answers read the rooms' streams through the broker (this class is the World's
   ``Reads``): a join's ``top`` is where the node's subscription to the room starts;
 - frames for one user (``Delivery.to_user``) also reach the user's sessions on other
-  nodes (the user's channel, followed while the node holds a session of theirs).
+  nodes (the user's channel, followed while the node holds a session of theirs);
+- presence: the node counts its sessions in the cluster's presence (``Presence``, with
+  heartbeats and expiry), marks the users online elsewhere (``User.remote``) and relays
+  each presence frame to every node, which tells the watchers it holds.
 
 Every call that needs Redis fails with ``ClusterUnavailable`` while it is out of reach;
 what a client asked for is then answered ``error{code: "internal", retry_ms}``.
@@ -39,7 +42,9 @@ from cfm_server.cluster import keys, records
 from cfm_server.cluster.apply import apply_change, learn_rooms, read_snapshot
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
+from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.messages import ClusterMessages
+from cfm_server.cluster.presence import Presence
 from cfm_server.cluster.state import Change, SharedState
 from cfm_server.cluster.writes import ClusterWrites
 from cfm_server.domain.delivery import Delivery
@@ -77,6 +82,8 @@ class ClusterNode:
         self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
         self.writes = ClusterWrites(self.state, self.broker)
         self.writes.on_epoch = self._epoch_stands
+        self.presence = Presence(self.broker.batcher, self.node_id,
+                                 expiry=config.presence_expiry)
         self.world: World | None = None
         self.delivery: ClusterDelivery | None = None
         self._loaded = False
@@ -110,11 +117,24 @@ class ClusterNode:
         await self.broker.start()
         hub.load(await read_snapshot(self.state, self.broker))
         self._loaded = True
+        # Who is online on other nodes, and from now on every change of it.
+        await self.broker.listen(keys.PRESENCE_CHANNEL, self._on_presence_change)
+        await self.broker.listen(keys.PRESENCE_FRAMES, self._on_presence_frame)
+        world = self.world
+        assert world is not None
+        for name in await self.presence.online(list(world.users)) if world.users else ():
+            world.users[name].remote = True
+        await self.presence.start()  # replaces what a previous life of this node left
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.presence.close()  # its users with no other node: offline now
+        except ClusterError as exc:
+            log.warning("leaving the cluster's presence failed (%s): the node's users go "
+                        "offline when its heartbeat expires", exc)
         await self.state.close()
         await self.broker.close()
 
@@ -158,13 +178,54 @@ class ClusterNode:
             log.warning("the shared records' log is not at seq %d after %.0f s (at %d)",
                         head.seq, CATCH_UP_TIMEOUT, self.state.seq)
 
+    def after_sign_in(self, user: User) -> None:
+        """A session of ``user`` started here: counted in the cluster's presence."""
+        self._spawn(self.presence.session_up(user.name))
+
     def after_sign_out(self, user: User) -> None:
         """A session of ``user`` ended. Subscriptions stay (cheap, and a room's next
         member here needs them again); the user's frames are unfollowed once no
         session of theirs is left here."""
+        self._spawn(self._session_down(user))
         if not user.sessions and user.name in self._followed:
             self._followed.discard(user.name)
             self._spawn(self.broker.unfollow_user(user.name))
+
+    async def _session_down(self, user: User) -> None:
+        went_offline = await self.presence.session_down(user.name)
+        if user.sessions:
+            return
+        # Whether another node holds the user decides what watchers are told when the
+        # presence grace ends (PresenceHandler._gone_offline reads ``User.online``).
+        user.remote = not went_offline
+
+    def _on_presence_change(self, data: bytes) -> None:
+        """``on <user>`` / ``off <user>``: the user's first session in the cluster
+        started, or its last one ended (its node's, or its node expired)."""
+        op, _, name = data.partition(b" ")
+        assert self.world is not None
+        user = self.world.users.get(name.decode())
+        if user is None:
+            return
+        if op == b"on" and not user.sessions:
+            user.remote = True
+        elif op == b"off":
+            user.remote = False
+
+    def _on_presence_frame(self, data: bytes) -> None:
+        origin, _, rest = data.partition(b" ")
+        name, _, frame = rest.partition(b" ")
+        if origin.decode() == self.origin or not frame:
+            return
+        assert self.world is not None and self.delivery is not None
+        user = self.world.users.get(name.decode())
+        if user is not None:
+            self.delivery.presence_relayed(user, frame)
+
+    def send_presence(self, name: str, frame: bytes) -> None:
+        """A presence frame of ``name`` to the watchers on every other node."""
+        data = b"%s %s %s" % (self.origin.encode(), name.encode(), frame)
+        self.broker.publish(keys.PRESENCE_FRAMES, data).add_done_callback(_quiet_failure)
 
     def subscription(self, room_name: str, since: int | None = None) -> asyncio.Future[int]:
         """Subscribe to a room (once): a future of the seq live delivery starts after."""

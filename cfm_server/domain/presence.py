@@ -137,7 +137,8 @@ class PresenceHandler:
                 going[0].cancel()
                 if self.view(user) != going[1]:
                     self.broadcast(user, own=False)
-            elif user.record.status != Status.INVISIBLE:
+            elif user.record.status != Status.INVISIBLE and not user.remote:
+                # (remote: online on another node of a cluster, so watchers see it already)
                 self.broadcast(user, own=False)
         elif changed:
             self.broadcast(user, own=True, skip=session, public=before)
@@ -176,6 +177,6 @@ class PresenceHandler:
     def _gone_offline(self, name: str) -> None:
         self.going_offline.pop(name, None)
         user = self.world.users.get(name)
-        if user is not None and not user.sessions:
+        if user is not None and not user.online:  # nor on another node of a cluster
             self.broadcast(user, own=False)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.redis_proc import RedisProcess
-from tests.wire import WireClient, signed_in
+from tests.wire import WireClient, eventually, signed_in
 
 
 @pytest.fixture
@@ -215,3 +215,30 @@ async def test_while_redis_is_out_of_reach_frames_get_a_retryable_internal_error
         await alice.send({"t": "history", "room": "#lobby", "id": "h2"})
         page = await alice.recv_until("history", ref="h2")
         assert [(m["seq"], m["text"]) for m in page["msgs"]] == [(1, "first"), (2, "kept?")]
+
+
+async def test_presence_crosses_nodes_and_a_user_on_two_nodes_stays_online(nodes) -> None:
+    a, b = await nodes(presence_grace=0.2), await nodes(presence_grace=0.2)
+    async with signed_in(a.url, "alice") as first:
+        token = first.token
+    # Past her grace: back within it, nobody would be told she came online.
+    await eventually(lambda: not a.hub.users["alice"].sessions
+                     and "alice" not in a.hub.presence.going_offline)
+    async with signed_in(b.url, "bob") as bob:
+        await bob.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
+        entry = await bob.recv_until("contact", ref="c")
+        assert entry["status"] == "offline"
+        async with signed_in(a.url, "alice", token=token) as alice_a:
+            await bob.recv_until("presence", name="alice", status="online")
+            async with signed_in(b.url, "bob", token=bob.token) as bob2:
+                entry = next(c for c in bob2.welcome["contacts"] if c["name"] == "alice")
+                assert entry["status"] == "online"
+            await alice_a.send({"t": "presence", "status": "busy", "psm": "exams"})
+            busy = await bob.recv_until("presence", name="alice", status="busy")
+            assert busy["psm"] == "exams"
+            alice_b = await WireClient.open(b.url)
+            assert (await alice_b.hello("alice", token=token))["t"] == "welcome"
+        # alice left node A but is still on B: nobody sees her go offline.
+        await bob.expect_silence("presence", timeout=1.0)
+        await alice_b.close()
+        await bob.recv_until("presence", name="alice", status="offline")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cfm_common.codec import encode, encode_ack
 from cfm_common.frames import Ack, Error
@@ -30,14 +30,22 @@ from cfm_server.state import Room, User
 if TYPE_CHECKING:
     import asyncio
 
-    from cfm_server.cluster.node import ClusterNode
+    from cfm_server.cluster.broker import Broker
 
 log = logging.getLogger(__name__)
 
 
+class MessageNode(Protocol):
+    """What the messages need of their node (``node.ClusterNode``)."""
+
+    broker: Broker
+
+    def session_origin(self, session_id: str, hidden: bool) -> str: ...
+
+
 class ClusterMessages(MessageHandler):
     def __init__(self, world: World, delivery: Delivery, rooms: RoomHandler,
-                 node: ClusterNode) -> None:
+                 node: MessageNode) -> None:
         super().__init__(world, delivery, rooms)
         self._node = node
 

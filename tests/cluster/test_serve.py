@@ -242,3 +242,26 @@ async def test_presence_crosses_nodes_and_a_user_on_two_nodes_stays_online(nodes
         await bob.expect_silence("presence", timeout=1.0)
         await alice_b.close()
         await bob.recv_until("presence", name="alice", status="offline")
+
+
+def test_redis_url_from_the_environment_a_toml_file_or_a_flag(tmp_path) -> None:
+    from cfm_server.config import ConfigError, load_config
+
+    toml = tmp_path / "server.toml"
+    toml.write_text('redis_url = "redis://10.0.0.5:6379/2"\nnode_id = "node-1"\n')
+    config = load_config(toml, environ={})
+    assert (config.redis_url, config.node_id, config.cluster) == (
+        "redis://10.0.0.5:6379/2", "node-1", True)
+    config = load_config(toml, environ={"CFM_REDIS_URL": "redis://env:6379/0"})
+    assert config.redis_url == "redis://env:6379/0"
+    config = load_config(toml, {"redis_url": "unix:///run/redis.sock"}, environ={})
+    assert config.redis_url == "unix:///run/redis.sock"
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert not load_config(empty, environ={}).cluster
+    for overrides, words in (({"redis_url": "http://x"}, "redis_url must be"),
+                             ({"node_id": "a b"}, "node_id must be"),
+                             ({"registration": "invite"}, "registration invite"),
+                             ({"presence_grace": 0}, "presence_grace must be > 0")):
+        with pytest.raises(ConfigError, match=words):
+            load_config(toml, overrides, environ={})

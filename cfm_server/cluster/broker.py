@@ -43,6 +43,8 @@ from cfm_server.cluster.tracker import Delivery, RoomTracker
 
 log = logging.getLogger(__name__)
 
+_HIDDEN = scripts.HIDDEN_SUFFIX.encode()
+
 # A gap is read from the stream this many messages at a time.
 FILL_PAGE = 500
 
@@ -413,6 +415,6 @@ def _stored(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMsg:
     marked hidden when the entry says so (``h``: private blocking)."""
     msg = decode_server(entry[1][b"m"])
     stored = msg.to_stored()  # type: ignore[union-attr]
-    if entry[1].get(b"h") == b"1":
+    if entry[1].get(b"h") == b"1" or entry[1].get(b"o", b"").endswith(_HIDDEN):
         stored = dataclasses.replace(stored, hidden=True)
     return stored

@@ -18,6 +18,7 @@ from typing import Protocol
 import msgpack
 
 from cfm_common.codec import decode_server, encode_msg
+from cfm_server.cluster.scripts import HIDDEN_SUFFIX
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.hidden import hidden_placeholder
 from cfm_server.domain.ports import Connection
@@ -27,7 +28,6 @@ from cfm_server.wsframe import frame_binary
 
 log = logging.getLogger(__name__)
 
-HIDDEN_MARK = "h"  # the origin tag's third part: a DM message hidden from its peer
 
 
 class NodeLink(Protocol):
@@ -66,11 +66,11 @@ class ClusterDelivery(Delivery):
     def stored(self, room: Room, origin: str, msg: bytes) -> None:
         """One stored message of ``room`` (in seq order, once): to every session here of
         every member, but the one that sent it; a hidden one's placeholder to the peer."""
-        proc, _, rest = origin.partition("/")
-        session_id, _, mark = rest.partition("/")
+        hidden = origin.endswith(HIDDEN_SUFFIX)
+        proc, _, session_id = origin.removesuffix(HIDDEN_SUFFIX).partition("/")
         skip_id = session_id if proc == self._node.origin else None
         users = self.users
-        if mark == HIDDEN_MARK and room.is_dm:
+        if hidden and room.is_dm:
             self._hidden(room, msg, skip_id)
             return
         framed = frame_binary(msg)

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import StoredMsg
-from cfm_server.cluster import keys, records
+from cfm_server.cluster import keys, records, scripts
 from cfm_server.cluster.apply import apply_change, learn_rooms, read_snapshot
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
@@ -253,14 +253,17 @@ class ClusterNode:
         assert self.world is not None
         room = self.world.rooms.get(room_name)
         if room is not None:
-            if head.epoch and head.epoch != room.epoch:
-                if room.epoch:
-                    log.warning("%s: epoch %s here, %s in Redis: taking Redis's", room_name,
-                                room.epoch, head.epoch)
+            if head.epoch and room.epoch and head.epoch != room.epoch:
+                log.warning("%s: epoch %s here, %s in Redis: taking Redis's", room_name,
+                            room.epoch, head.epoch)
                 room.epoch = head.epoch
                 room.seq = room.durable_seq = head.seq
-            elif head.seq > room.durable_seq:
-                room.seq = room.durable_seq = head.seq
+            else:
+                if head.epoch and not room.epoch:  # a room learned from another node
+                    room.epoch = head.epoch
+                # Never lower: what the subscription already handed on counts.
+                if head.seq > room.durable_seq:
+                    room.seq = room.durable_seq = head.seq
         sub.set_result(head.seq)
 
     # --- World.reads ------------------------------------------------------------------
@@ -361,7 +364,8 @@ class ClusterNode:
     def session_origin(self, session_id: str, hidden: bool) -> str:
         """The origin tag of a message a session of this node sends: who to skip in the
         fan-out, and (``/h``) a DM message hidden from its peer (private blocking)."""
-        return f"{self.origin}/{session_id}/h" if hidden else f"{self.origin}/{session_id}"
+        origin = f"{self.origin}/{session_id}"
+        return origin + scripts.HIDDEN_SUFFIX if hidden else origin
 
 
 def _quiet_failure(future: asyncio.Future[Any]) -> None:

@@ -265,3 +265,39 @@ def test_redis_url_from_the_environment_a_toml_file_or_a_flag(tmp_path) -> None:
                              ({"presence_grace": 0}, "presence_grace must be > 0")):
         with pytest.raises(ConfigError, match=words):
             load_config(toml, overrides, environ={})
+
+
+async def test_frames_for_a_user_and_private_blocking_cross_nodes(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob, \
+            signed_in(b.url, "alice", token=alice.token) as alice_b:
+        # added_you, made on A, to bob on B; the contact echo to alice's session on B.
+        await alice.send({"t": "contact", "op": "add", "name": "bob", "id": "c"})
+        await alice.recv_until("contact", ref="c")
+        assert (await bob.recv_until("contact", op="added_you"))["name"] == "alice"
+        assert (await alice_b.recv_until("contact", op="add"))["name"] == "bob"
+        # A DM, typing to the peer on the other node, read marks to both.
+        await alice.send({"t": "say", "to": "bob", "text": "hi", "id": "m1"})
+        await alice.recv_until("ack", id="m1")
+        await bob.recv_until("msg", seq=1)  # a mark covers only what was shown
+        await alice.send({"t": "typing", "to": "bob"})
+        await bob.recv_until("typing", room="dm:alice:bob")
+        await bob.send({"t": "read", "room": "dm:alice:bob", "seq": 1})
+        for client in (alice, alice_b):
+            seen = await client.recv_until("read", room="dm:alice:bob")
+            assert (seen["name"], seen["seq"]) == ("bob", 1)
+        # bob blocks alice on B: her next DM is stored; bob sees its placeholder, live
+        # and in history, and alice's other session the message itself.
+        await bob.send({"t": "contact", "op": "block", "name": "alice", "id": "b"})
+        await bob.recv_until("contact", ref="b")
+        await eventually(lambda: a.hub.users["bob"].has_blocked("alice"))
+        await alice.send({"t": "say", "to": "bob", "text": "please", "id": "m2"})
+        ack = await alice.recv_until("ack", id="m2")
+        live = await bob.recv_until("msg", seq=ack["seq"])
+        assert live["hidden"] is True and live["text"] == ""
+        mine = await alice_b.recv_until("msg", seq=ack["seq"])
+        assert mine["text"] == "please" and "hidden" not in mine
+        await bob.send({"t": "history", "room": "dm:alice:bob", "after": 0, "id": "h"})
+        page = await bob.recv_until("history", ref="h")
+        assert [(m["text"], m.get("hidden", False)) for m in page["msgs"]] == [
+            ("hi", False), ("", True)]

@@ -80,7 +80,9 @@ def ai_memory(persona: str) -> str:
 
 PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
 PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
-PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"  # "on <user>" / "off <user>"
+# "on <user>" / "off <user>": a session made the user online / offline cluster-wide;
+# "gone <user>": the user's last node expired or left (no node tells watchers of it)
+PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"
 # "<origin> <user> <frame>": a presence frame for the watchers of <user> on every node
 PRESENCE_FRAMES = f"{PREFIX}{{presence}}:frames"
 

@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import StoredMsg
+from cfm_common.rules import Status
 from cfm_server.cluster import keys, records, scripts
 from cfm_server.cluster.apply import apply_change, learn_rooms, read_snapshot
 from cfm_server.cluster.broker import Broker
@@ -86,6 +87,7 @@ class ClusterNode:
                                  expiry=config.presence_expiry)
         self.world: World | None = None
         self.delivery: ClusterDelivery | None = None
+        self._hub: Hub | None = None
         self._loaded = False
         # Rooms subscribed to (or being): the future gives the seq live delivery starts after.
         self._subs: dict[str, asyncio.Future[int]] = {}
@@ -114,6 +116,7 @@ class ClusterNode:
 
     async def start(self, hub: Hub) -> None:
         """Load the hub's World from Redis; from then on follow every change."""
+        self._hub = hub
         await self.broker.start()
         hub.load(await read_snapshot(self.state, self.broker))
         self._loaded = True
@@ -211,6 +214,16 @@ class ClusterNode:
             user.remote = True
         elif op == b"off":
             user.remote = False
+        elif op == b"gone":
+            # Its node died or left: nobody signed the user out, so no node told the
+            # watchers. Each node tells its own, as the user's node would have.
+            user.remote = False
+            hub = self._hub
+            if hub is not None and not user.sessions \
+                    and user.record.status != Status.INVISIBLE:
+                assert self.delivery is not None
+                self.delivery.presence_relayed(
+                    user, hub.presence.frame(user, user.status_for(None)))
 
     def _on_presence_frame(self, data: bytes) -> None:
         origin, _, rest = data.partition(b" ")

@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
@@ -21,11 +21,9 @@ from cfm_server.config import ServerConfig
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.writes import Writes
 from cfm_server.metrics import Metrics
+from cfm_server.pages import MessageReads
 from cfm_server.state import Room, User
 from cfm_server.store import ContactRecord, RoomRecord, Store, UserRecord
-
-if TYPE_CHECKING:
-    from cfm_common.frames import StoredMsg
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +38,15 @@ class Snapshot(Protocol):
     def load_reads(self) -> Iterable[tuple[str, str, int]]: ...
 
 
-class Reads(Protocol):
+class Reads(MessageReads, Protocol):
     """Where answers read what the live state does not hold (``pages.awaited``): a
     single node's store answers at once; a cluster node may still be reading (a future).
 
     ``top(room)``: the last seq a joiner is shown; messages after it reach a member by
-    fan-out. ``history_after``/``history_before``: stored messages (``pages.MessageReads``).
+    fan-out. ``history_after``/``history_before``: stored messages (``MessageReads``).
     """
 
     def top(self, room: Room) -> int | asyncio.Future[int]: ...
-
-    def history_after(self, room: str, after: int, limit: int
-                      ) -> list[StoredMsg] | asyncio.Future[list[StoredMsg]]: ...
-
-    def history_before(self, room: str, before: int | None, limit: int
-                       ) -> list[StoredMsg] | asyncio.Future[list[StoredMsg]]: ...
 
 
 class StoreReads:

@@ -75,7 +75,7 @@ async def test_a_killed_nodes_users_go_offline_unless_another_node_holds_them(
         proc.kill()  # SIGKILL: no goodbye, only its heartbeats stop
         await proc.wait()
         await wait_until(lambda: len(heard) >= 4, "bob and carol offline")
-        assert sorted(heard) == ["off bob", "off carol", "on bob", "on carol"]
+        assert sorted(heard) == ["gone bob", "gone carol", "on bob", "on carol"]
         assert await presence.online(["alice", "bob", "carol"]) == {"alice"}
         assert await client.zscore(keys.PRESENCE_NODES, "doomed") is None
     finally:

@@ -301,3 +301,40 @@ async def test_frames_for_a_user_and_private_blocking_cross_nodes(nodes) -> None
         page = await bob.recv_until("history", ref="h")
         assert [(m["text"], m.get("hidden", False)) for m in page["msgs"]] == [
             ("hi", False), ("", True)]
+
+
+async def test_two_cfm_serve_processes_with_the_redis_flag_and_the_environment(
+        redis, tmp_path) -> None:
+    from tests.server.serve_proc import serve
+
+    async with serve("--redis", redis.url, "--node-id", "p1", "--data-dir",
+                     str(tmp_path / "p1")) as p1, \
+            serve("--data-dir", str(tmp_path / "p2"),
+                  env={"CFM_REDIS_URL": redis.url, "CFM_NODE_ID": "p2"}) as p2:
+        await p1.wait_line(r"data in redis://127\.0\.0\.1:\d+/0 \(node p1\)")
+        await p2.wait_line(r"\(node p2\)")
+        async with signed_in(p1.url, "ann") as ann, signed_in(p2.url, "ben") as ben:
+            await ann.send({"t": "say", "to": "ben", "text": "across", "id": "x"})
+            ack = await ann.recv_until("ack", id="x")
+            msg = await ben.recv_until("msg", room="dm:ann:ben")
+            assert (msg["seq"], msg["ts"], msg["text"]) == (ack["seq"], ack["ts"], "across")
+        assert await p1.stop() == 0 and await p2.stop() == 0
+
+
+async def test_a_killed_nodes_users_go_offline_for_watchers_on_the_others(
+        nodes, redis, tmp_path) -> None:
+    import signal
+
+    from tests.server.serve_proc import serve
+
+    watcher = await nodes(presence_expiry=1.5)
+    async with serve("--redis", redis.url, "--node-id", "doomed", "--set",
+                     "presence_expiry=1.5", "--data-dir", str(tmp_path / "doomed")) as doomed, \
+            signed_in(doomed.url, "alice"), signed_in(watcher.url, "bob") as bob:
+        await bob.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
+        assert (await bob.recv_until("contact", ref="c"))["status"] == "online"
+        doomed.proc.send_signal(signal.SIGKILL)  # no goodbye: its heartbeats stop
+        await doomed.proc.wait()
+        gone = await bob.recv_until("presence", name="alice", timeout=10)
+        assert gone["status"] == "offline"
+        await bob.expect_silence("presence", timeout=0.5)  # once

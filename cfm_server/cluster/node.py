@@ -37,6 +37,8 @@ import socket
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from cfm_common.frames import StoredMsg
 from cfm_common.rules import Status
 from cfm_server.cluster import keys, records, scripts
@@ -232,8 +234,11 @@ class ClusterNode:
             return
         assert self.world is not None and self.delivery is not None
         user = self.world.users.get(name.decode())
-        if user is not None:
-            self.delivery.presence_relayed(user, frame)
+        if user is None:
+            return
+        if not user.sessions and not user.remote and _shows_online(frame):
+            user.remote = True  # told before the user's "on" reaches this node
+        self.delivery.presence_relayed(user, frame)
 
     def send_presence(self, name: str, frame: bytes) -> None:
         """A presence frame of ``name`` to the watchers on every other node."""
@@ -379,6 +384,14 @@ class ClusterNode:
         fan-out, and (``/h``) a DM message hidden from its peer (private blocking)."""
         origin = f"{self.origin}/{session_id}"
         return origin + scripts.HIDDEN_SUFFIX if hidden else origin
+
+
+def _shows_online(frame: bytes) -> bool:
+    try:
+        status = msgpack.unpackb(frame).get("status")
+    except Exception:
+        return False
+    return isinstance(status, str) and status != Status.OFFLINE
 
 
 def _quiet_failure(future: asyncio.Future[Any]) -> None:

@@ -331,6 +331,9 @@ async def test_a_killed_nodes_users_go_offline_for_watchers_on_the_others(
     async with serve("--redis", redis.url, "--node-id", "doomed", "--set",
                      "presence_expiry=1.5", "--data-dir", str(tmp_path / "doomed")) as doomed, \
             signed_in(doomed.url, "alice"), signed_in(watcher.url, "bob") as bob:
+        # (The watcher's node learns that alice is online a moment after she is.)
+        await eventually(lambda: "alice" in watcher.hub.users
+                         and watcher.hub.users["alice"].online)
         await bob.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
         assert (await bob.recv_until("contact", ref="c"))["status"] == "online"
         doomed.proc.send_signal(signal.SIGKILL)  # no goodbye: its heartbeats stop

@@ -4,15 +4,19 @@ Each node delivers to the sessions it holds, and only to them. A room's messages
 every node subscribed to the room (``stored``: the node's fan-out of one stored message,
 the sender's own session skipped); a frame the domain sends one user (``to_user``) also
 goes out on the user's channel to the nodes holding the user's other sessions
-(``relayed`` there), and a change of a user's presence to every node, each telling the
-watchers it holds (``presence_relayed``). Who may see what was decided by the domain
-before the bytes got here; the one decision left is private blocking's placeholder,
-which the message's origin tag carries (``/h``) for every node to apply alike.
+(``relayed`` there), a change of a user's presence to every node, each telling the
+watchers it holds (``presence_relayed``), and what happens in a room besides messages
+(``member``, a new member's ``presence``, ``typing``) to the nodes subscribed to it,
+each applying the domain's audience rule to its own sessions. Who may see what was
+decided by the domain before the bytes got here; the one decision left is private
+blocking's placeholder, which the message's origin tag carries (``/h``) for every node
+to apply alike.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Protocol
 
 import msgpack
@@ -39,6 +43,8 @@ class NodeLink(Protocol):
 
     def send_presence(self, name: str, frame: bytes) -> None: ...
 
+    def send_room_event(self, room: str, t: str, user: str, frame: bytes) -> None: ...
+
 
 class ClusterDelivery(Delivery):
     def __init__(self, world: World, node: NodeLink) -> None:
@@ -49,6 +55,21 @@ class ClusterDelivery(Delivery):
                 skip: Connection | None = None) -> None:
         super().to_user(user, data, t, skip=skip)
         self._node.send_to_user(user.name, data)
+
+    def to_room(self, room: Room, data: bytes, t: str, *, skip: Connection | None = None,
+                skip_user: str | None = None) -> None:
+        """(On a cluster node only what is not a message comes here: ``typing``.)"""
+        super().to_room(room, data, t, skip=skip, skip_user=skip_user)
+        self._node.send_room_event(room.name, t, skip_user or "-", data)
+
+    def room_relayed(self, room: Room, data: bytes, t: str, skip_user: str) -> None:
+        """What another node sent ``room``'s members: to the sessions here."""
+        super().to_room(room, data, t, skip_user=skip_user)
+
+    def room_event(self, room: Room, user: User, data: bytes, t: str,
+                   audience: Iterable[Connection], *, skip: Connection | None = None) -> None:
+        super().room_event(room, user, data, t, audience, skip=skip)
+        self._node.send_room_event(room.name, t, user.name, data)
 
     def presence(self, user: User, data: bytes) -> None:
         super().presence(user, data)

@@ -33,6 +33,12 @@ def room_channel(room: str) -> str:
     return f"{PREFIX}{{{room}}}:live"
 
 
+def room_events(room: str) -> str:
+    """Pub/sub channel of what happens in the room besides messages (``member``, a new
+    member's ``presence``, ``typing``): ``<origin> <type> <user> <frame>``, at most once."""
+    return f"{PREFIX}{{{room}}}:events"
+
+
 def room_of_channel(channel: bytes | str) -> str:
     name = channel.decode() if isinstance(channel, bytes) else channel
     return name[len(PREFIX) + 1 : -len("}:live")]

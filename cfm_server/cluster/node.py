@@ -31,6 +31,7 @@ what a client asked for is then answered ``error{code: "internal", retry_ms}``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import socket
@@ -240,6 +241,37 @@ class ClusterNode:
             user.remote = True  # told before the user's "on" reaches this node
         self.delivery.presence_relayed(user, frame)
 
+    def send_room_event(self, room: str, t: str, user: str, frame: bytes) -> None:
+        """What ``user`` did in ``room`` (a ``member``, ``presence`` or ``typing`` frame)
+        to the other nodes subscribed to it."""
+        data = b"%s %s %s %s" % (self.origin.encode(), t.encode(), user.encode(), frame)
+        self.broker.publish(keys.room_events(room), data).add_done_callback(_quiet_failure)
+
+    def _on_room_event(self, room_name: str, data: bytes) -> None:
+        origin, t, name, frame = data.split(b" ", 3)
+        hub, delivery, world = self._hub, self.delivery, self.world
+        if origin.decode() == self.origin or hub is None or delivery is None or world is None:
+            return
+        room = world.rooms.get(room_name)
+        if room is None:
+            return
+        kind, user_name = t.decode(), name.decode()
+        if kind == "typing":
+            delivery.room_relayed(room, frame, kind, user_name)
+            return
+        user = world.users.get(user_name)
+        if user is None:
+            return
+        # The domain's audience rules, applied to this node's sessions.
+        if kind == "member":
+            audience = hub.room_handler.member_audience(room, user)
+        elif kind == "presence":
+            audience = hub.presence.introduce_audience(room, user)
+        else:
+            log.error("%s: an unknown room event %r ignored", room_name, kind)
+            return
+        delivery.to_sessions(audience, frame, kind)
+
     def send_presence(self, name: str, frame: bytes) -> None:
         """A presence frame of ``name`` to the watchers on every other node."""
         data = b"%s %s %s" % (self.origin.encode(), name.encode(), frame)
@@ -253,6 +285,8 @@ class ClusterNode:
         sub = self._subs[room_name] = asyncio.get_running_loop().create_future()
         waiting = self.broker.subscribe(room_name, since=since)  # tracked from now on
         self._spawn(self._subscribed(room_name, waiting, sub))
+        self._spawn(self.broker.listen(keys.room_events(room_name),
+                                       functools.partial(self._on_room_event, room_name)))
         return sub
 
     async def _subscribed(self, room_name: str, waiting: Awaitable[Any],

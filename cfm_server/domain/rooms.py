@@ -97,8 +97,8 @@ class RoomHandler:
             if user.name not in room.members:
                 self.add_member(room, user)
                 data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
-                self.delivery.to_sessions(self._member_audience(room, user), data, "member",
-                                          skip=session)
+                self.delivery.room_event(room, user, data, "member",
+                                         self.member_audience(room, user), skip=session)
                 self.presence.introduce(room, user)
         else:
             self.check_dm_access(user, frame.room)
@@ -153,10 +153,11 @@ class RoomHandler:
         count = len(room.members) if members_limit is not None or cut else None
         return tuple(entries), count
 
-    def _member_audience(self, room: Room, user: User) -> Iterable[Connection]:
+    def member_audience(self, room: Room, user: User) -> Iterable[Connection]:
         """Who hears of ``user`` joining or leaving ``room``: its loud sessions, except
         what would show that a user who looks offline is active — while the user is
-        invisible only its own sessions, and never the users it blocked."""
+        invisible only its own sessions, and never the users it blocked. (A cluster
+        node applies it to the sessions it holds.)"""
         if user.record.status == Status.INVISIBLE:
             return [s for s in user.sessions if s in room.loud]
         if not any(c.blocked for c in user.contacts.values()):
@@ -179,7 +180,7 @@ class RoomHandler:
             world.metrics.count_out("left")
             self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
-        self.delivery.to_sessions(self._member_audience(room, user), data, "member")
+        self.delivery.room_event(room, user, data, "member", self.member_audience(room, user))
 
     def members(self, session: Connection, frame: GetMembers) -> None:
         """A page of a group room's member list (the big-room extension)."""

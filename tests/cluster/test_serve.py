@@ -341,3 +341,27 @@ async def test_a_killed_nodes_users_go_offline_for_watchers_on_the_others(
         gone = await bob.recv_until("presence", name="alice", timeout=10)
         assert gone["status"] == "offline"
         await bob.expect_silence("presence", timeout=0.5)  # once
+
+
+async def test_member_frames_and_room_typing_cross_nodes(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob, \
+            signed_in(b.url, "eve", status="invisible") as eve:
+        await alice.send({"t": "join", "room": "#games", "id": "j"})
+        await alice.recv_until("joined", ref="j")
+        await eve.send({"t": "join", "room": "#games", "id": "j"})  # invisible: unseen
+        await eve.recv_until("joined", ref="j")
+        await bob.send({"t": "join", "room": "#games", "id": "j"})
+        joined = await bob.recv_until("joined", ref="j")
+        assert [m["name"] for m in joined["members"]] == ["alice", "bob", "eve"]
+        member = await alice.recv_until("member", room="#games")
+        assert (member["name"], member["op"]) == ("bob", "join")
+        assert (await alice.recv_until("presence", name="bob"))["status"] == "online"
+        await bob.send({"t": "typing", "room": "#games"})
+        typing = await alice.recv_until("typing", room="#games")
+        assert typing["from"] == "bob"
+        await bob.send({"t": "leave", "room": "#games", "id": "l"})
+        await bob.recv_until("left", ref="l")
+        member = await alice.recv_until("member", room="#games")
+        assert (member["name"], member["op"]) == ("bob", "leave")
+        assert not [f for f in alice.seen if f.get("name") == "eve"]

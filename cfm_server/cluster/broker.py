@@ -270,6 +270,10 @@ class Broker:
         except TimeoutError as exc:
             raise ClusterUnavailable(f"cannot listen to {channel}: {exc}", 1000) from exc
 
+    async def unlisten(self, channel: str) -> None:
+        self._listeners.pop(channel.encode(), None)
+        await self.subscriber.unsubscribe(channel)
+
     def publish(self, channel: str, data: bytes) -> asyncio.Future[Any]:
         return self.batcher.call("PUBLISH", channel, data)
 

@@ -14,8 +14,9 @@ state"):
   ``ClusterWrites`` and follows every other node's change (``apply.apply_change``);
 - messages are numbered, deduplicated and stored by the append script
   (``ClusterMessages``); the node subscribes to every room one of its signed-in users is
-  a member of and fans each message out to its own sessions (``ClusterDelivery.stored``),
-  the node's own messages included, in seq order, exactly once;
+  a member of (and unsubscribes when none is left) and fans each message out to its own
+  sessions (``ClusterDelivery.stored``), the node's own messages included, in seq order,
+  exactly once;
 - answers read the rooms' streams through the broker (this class is the World's
   ``Reads``): a join's ``top`` is where the node's subscription to the room starts;
 - frames for one user (``Delivery.to_user``) also reach the user's sessions on other
@@ -189,13 +190,39 @@ class ClusterNode:
         self._spawn(self.presence.session_up(user.name))
 
     def after_sign_out(self, user: User) -> None:
-        """A session of ``user`` ended. Subscriptions stay (cheap, and a room's next
-        member here needs them again); the user's frames are unfollowed once no
-        session of theirs is left here."""
+        """A session of ``user`` ended. Once none of theirs is left here, the node stops
+        following the user, and every room of theirs no other member here is in."""
         self._spawn(self._session_down(user))
-        if not user.sessions and user.name in self._followed:
+        if user.sessions:
+            return
+        if user.name in self._followed:
             self._followed.discard(user.name)
             self._spawn(self.broker.unfollow_user(user.name))
+        for room_name in list(user.rooms):
+            self._release(room_name)
+
+    def _release(self, room_name: str) -> None:
+        """Unsubscribe from a room no signed-in user here is a member of."""
+        assert self.world is not None
+        room = self.world.rooms.get(room_name)
+        if room_name not in self._subs or room is None:
+            return
+        users = self.world.users
+        if any(users[name].sessions for name in room.members if name in users):
+            return
+        del self._subs[room_name]
+        self._spawn(self._unsubscribe(room_name))
+
+    async def _unsubscribe(self, room_name: str) -> None:
+        # Each step below runs at once up to its first wait for Redis (the broker drops
+        # the room's tracker, the subscriber the channel) right after the check: a
+        # subscription asked for meanwhile is never undone.
+        if room_name in self._subs:
+            return  # wanted again before this ran
+        await self.broker.unsubscribe(room_name)
+        if room_name in self._subs:
+            return
+        await self.broker.unlisten(keys.room_events(room_name))
 
     async def _session_down(self, user: User) -> None:
         went_offline = await self.presence.session_down(user.name)
@@ -370,7 +397,9 @@ class ClusterNode:
         assert world is not None
         unknown = apply_change(world, change)
         kind, _, rest = change.key.partition(":")
-        if kind == records.MEMBER and change.value is not None:
+        if kind == records.MEMBER and change.value is None:
+            self._release(rest.rpartition(":")[0])  # a member here left, maybe the last
+        elif kind == records.MEMBER:
             room_name, _, user_name = rest.rpartition(":")
             user = world.users.get(user_name)
             room = world.rooms.get(room_name)

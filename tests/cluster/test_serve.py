@@ -365,3 +365,26 @@ async def test_member_frames_and_room_typing_cross_nodes(nodes) -> None:
         member = await alice.recv_until("member", room="#games")
         assert (member["name"], member["op"]) == ("bob", "leave")
         assert not [f for f in alice.seen if f.get("name") == "eve"]
+
+
+async def test_a_node_follows_only_rooms_with_members_signed_in_there(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice:
+        async with signed_in(b.url, "bob") as bob:
+            token = bob.token
+            for client in (alice, bob):
+                await client.send({"t": "join", "room": "#games", "id": "j"})
+                await client.recv_until("joined", ref="j")
+            assert "#games" in b.node.broker.subscribed
+        # bob, its only member there, left node B: B no longer follows the room.
+        await eventually(lambda: "#games" not in b.node.broker.subscribed)
+        await alice.send({"t": "say", "room": "#games", "text": "while away", "id": "m1"})
+        await alice.recv_until("ack", id="m1")
+        async with signed_in(b.url, "bob", token=token) as bob:
+            state = next(r for r in bob.welcome["rooms"] if r["room"] == "#games")
+            assert state["seq"] == 1  # where B's new subscription starts
+            await alice.send({"t": "say", "room": "#games", "text": "back", "id": "m2"})
+            assert (await bob.recv_until("msg", room="#games"))["text"] == "back"
+            await bob.send({"t": "leave", "room": "#games", "id": "l"})
+            await bob.recv_until("left", ref="l")
+            await eventually(lambda: "#games" not in b.node.broker.subscribed)

@@ -200,6 +200,9 @@ class Server:
             config, ai=ai, default_contacts=[*config.default_contacts, *extra]
         )
         if config.cluster:
+            # Nothing of the node's is kept in its data dir (no database, no server.json,
+            # no control socket): its store is the memory one, which keeps nothing.
+            config = self.config = dataclasses.replace(config, store="memory")
             store, self.data_location, self.node = self._cluster_node(config)
         else:
             store, self.data_location = open_store(config, self.outbox)
@@ -260,7 +263,7 @@ class Server:
                 raise ConfigError(f"cannot listen on metrics_listen {config.metrics_listen}: "
                                   f"{exc.strerror or exc}") from None
         log.info("listening on %s, data in %s", self.url, self.data_location)
-        if config.store == "sqlite" and not config.cluster:
+        if config.store == "sqlite":
             self._record_run()
             self._control = await start_control(self)
         if ai_tokens:
@@ -580,7 +583,7 @@ class Server:
             return "shutting down"
         if self.store is None or self.hub is None:
             return "starting"
-        if self.node is not None and self.node.broker.batcher.down:
+        if self.node is not None and self.node.unreachable():
             return "Redis is unreachable"
         failure = getattr(self.store, "write_error", None)
         if failure is not None:

@@ -92,6 +92,7 @@ class ClusterNode:
         self.world: World | None = None
         self.delivery: ClusterDelivery | None = None
         self._hub: Hub | None = None
+        self._present = False  # registered in the cluster's presence
         self._loaded = False
         # Rooms subscribed to (or being): the future gives the seq live delivery starts after.
         self._subs: dict[str, asyncio.Future[int]] = {}
@@ -132,13 +133,15 @@ class ClusterNode:
         for name in await self.presence.online(list(world.users)) if world.users else ():
             world.users[name].remote = True
         await self.presence.start()  # replaces what a previous life of this node left
+        self._present = True
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
-            await self.presence.close()  # its users with no other node: offline now
+            if self._present:
+                await self.presence.close()  # its users with no other node: offline now
         except ClusterError as exc:
             log.warning("leaving the cluster's presence failed (%s): the node's users go "
                         "offline when its heartbeat expires", exc)
@@ -154,6 +157,11 @@ class ClusterNode:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("cluster node: %s", task.exception())
+
+    def unreachable(self) -> bool:
+        """Whether Redis is out of reach now (``/readyz``): the last pipeline failed, or
+        the pub/sub connection is down (its watchdog notices within seconds)."""
+        return self.broker.batcher.down or not self.broker.subscriber.connected
 
     # --- sessions: what the node follows while it holds them ---------------------------
 

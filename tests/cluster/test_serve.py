@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.cluster.redis_proc import RedisProcess
@@ -195,6 +196,9 @@ async def test_while_redis_is_out_of_reach_frames_get_a_retryable_internal_error
         await alice.send({"t": "history", "room": "#lobby", "id": "h"})
         error = await alice.recv_until("error", ref="h")
         assert error["code"] == "internal" and error["retry_ms"] > 0
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(a.http_url + "/readyz")
+        assert (ready.status_code, ready.text) == (503, "not ready: Redis is unreachable\n")
         async with WireClient.connect(a.url) as late:
             refused = await late.hello("bob")
             assert refused["t"] == "error" and refused["code"] == "internal"
@@ -215,6 +219,10 @@ async def test_while_redis_is_out_of_reach_frames_get_a_retryable_internal_error
         await alice.send({"t": "history", "room": "#lobby", "id": "h2"})
         page = await alice.recv_until("history", ref="h2")
         assert [(m["seq"], m["text"]) for m in page["msgs"]] == [(1, "first"), (2, "kept?")]
+        async with httpx.AsyncClient() as http:
+            await eventually(lambda: not a.node.unreachable())
+            ready = await http.get(a.http_url + "/readyz")
+            assert ready.status_code == 200, ready.text
 
 
 async def test_presence_crosses_nodes_and_a_user_on_two_nodes_stays_online(nodes) -> None:

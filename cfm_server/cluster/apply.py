@@ -59,8 +59,12 @@ async def read_snapshot(state: SharedState, broker: Broker) -> Snapshot:
     shared = records.parse(await state.load())
     names = sorted({room for room, _ in shared.members} | {rules.LOBBY})
     heads = await asyncio.gather(*(broker.head(name) for name in names))
-    return Snapshot(shared, [RoomRecord(name, head.seq, head.epoch or "")
-                             for name, head in zip(names, heads, strict=True)])
+    rooms = [RoomRecord(name, head.seq, head.epoch or "")
+             for name, head in zip(names, heads, strict=True)]
+    # A new cluster's #lobby does not exist yet: World.load makes it, as on a new node
+    # (an empty epoch is for a room whose record was lost, and is logged as such).
+    return Snapshot(shared, [r for r in rooms if r.epoch or r.seq or r.room != rules.LOBBY
+                             or any(room == rules.LOBBY for room, _ in shared.members)])
 
 
 def apply_change(world: World, change: Change) -> set[str]:

@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,8 @@ from cfm_server.cluster.subscriber import Subscriber
 from cfm_server.cluster.tracker import Delivery, RoomTracker
 
 log = logging.getLogger(__name__)
+
+_HIDDEN = scripts.HIDDEN_SUFFIX.encode()
 
 # A gap is read from the stream this many messages at a time.
 FILL_PAGE = 500
@@ -111,6 +113,7 @@ class Broker:
                                      backoff=backoff)
         self._rooms: dict[str, RoomTracker] = {}
         self._fills: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[bytes, Callable[[bytes], None]] = {}
 
     async def start(self) -> None:
         self.subscriber.start()
@@ -185,12 +188,24 @@ class Broker:
 
     # --- live delivery -----------------------------------------------------------------
 
-    async def subscribe(self, room: str) -> Head:
-        """Deliver the room's live messages from now on; returns the head at that moment
-        (everything above it will be delivered). Idempotent."""
+    def subscribe(self, room: str, *, since: int | None = None,
+                  max_backfill: int = FILL_PAGE) -> Awaitable[Head]:
+        """Deliver the room's live messages from now on; the Head returned says from
+        where (everything above its seq will be delivered). Idempotent.
+
+        The room is tracked from this call on, before anything is awaited: a message of
+        it that this node appends meanwhile is held, not dropped. ``since``: deliver from
+        just after that seq rather than from the head, read from the stream like a gap —
+        for a room a node learns it must follow after messages were stored in it (a new
+        DM made on another node) — unless more than ``max_backfill`` messages lie between.
+        """
         tracker = self._rooms.get(room)
         if tracker is None:
             tracker = self._rooms[room] = RoomTracker(room)
+        return self._subscribe(room, tracker, since, max_backfill)
+
+    async def _subscribe(self, room: str, tracker: RoomTracker, since: int | None,
+                         max_backfill: int) -> Head:
         try:
             await self.subscriber.subscribe(keys.room_channel(room),
                                             timeout=self._socket_timeout)
@@ -200,6 +215,13 @@ class Broker:
             if isinstance(exc, ClusterUnavailable):
                 raise
             raise ClusterUnavailable(f"cannot subscribe to {room}: {exc}", 1000) from exc
+        if (since is not None and tracker.last is None and since < head.seq
+                and head.seq - since <= max_backfill):
+            # The stream holds since+1 .. head: a gap to fill, before later messages.
+            self._deliver(room, tracker.head(since, head.epoch or ""))
+            tracker.target = head.seq
+            self._fill_if_gap(tracker)
+            return Head(since, head.epoch)
         self._apply_head(tracker, head)
         return head
 
@@ -237,7 +259,32 @@ class Broker:
         return self.batcher.call("PUBLISH", keys.user_channel(user),
                                  origin.encode() + b" " + frame)
 
+    # --- other channels -----------------------------------------------------------------
+
+    async def listen(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Every publish on ``channel`` (neither a room's nor a user's) to ``handler``;
+        at most once, like pub/sub. The subscription outlives reconnects."""
+        self._listeners[channel.encode()] = handler
+        try:
+            await self.subscriber.subscribe(channel, timeout=self._socket_timeout)
+        except TimeoutError as exc:
+            raise ClusterUnavailable(f"cannot listen to {channel}: {exc}", 1000) from exc
+
+    async def unlisten(self, channel: str) -> None:
+        self._listeners.pop(channel.encode(), None)
+        await self.subscriber.unsubscribe(channel)
+
+    def publish(self, channel: str, data: bytes) -> asyncio.Future[Any]:
+        return self.batcher.call("PUBLISH", channel, data)
+
     def _on_publish(self, channel: bytes, data: bytes) -> None:
+        listener = self._listeners.get(channel)
+        if listener is not None:
+            try:
+                listener(data)
+            except Exception:
+                log.exception("the listener of %r failed", channel)
+            return
         user = keys.user_of_channel(channel)
         if user is not None:
             origin, sep, frame = data.partition(b" ")
@@ -372,6 +419,6 @@ def _stored(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMsg:
     marked hidden when the entry says so (``h``: private blocking)."""
     msg = decode_server(entry[1][b"m"])
     stored = msg.to_stored()  # type: ignore[union-attr]
-    if entry[1].get(b"h") == b"1":
+    if entry[1].get(b"h") == b"1" or entry[1].get(b"o", b"").endswith(_HIDDEN):
         stored = dataclasses.replace(stored, hidden=True)
     return stored

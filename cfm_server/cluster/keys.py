@@ -33,6 +33,12 @@ def room_channel(room: str) -> str:
     return f"{PREFIX}{{{room}}}:live"
 
 
+def room_events(room: str) -> str:
+    """Pub/sub channel of what happens in the room besides messages (``member``, a new
+    member's ``presence``, ``typing``): ``<origin> <type> <user> <frame>``, at most once."""
+    return f"{PREFIX}{{{room}}}:events"
+
+
 def room_of_channel(channel: bytes | str) -> str:
     name = channel.decode() if isinstance(channel, bytes) else channel
     return name[len(PREFIX) + 1 : -len("}:live")]
@@ -80,7 +86,11 @@ def ai_memory(persona: str) -> str:
 
 PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
 PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
-PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"  # "on <user>" / "off <user>"
+# "on <user>" / "off <user>": a session made the user online / offline cluster-wide;
+# "gone <user>": the user's last node expired or left (no node tells watchers of it)
+PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"
+# "<origin> <user> <frame>": a presence frame for the watchers of <user> on every node
+PRESENCE_FRAMES = f"{PREFIX}{{presence}}:frames"
 
 
 def presence_node(node: str) -> str:

@@ -91,6 +91,12 @@ def parse_envelope(data: bytes) -> Envelope:
     return Envelope(int(seq), epoch.decode(), origin.decode(), msg)
 
 
+# An origin tag ending with this marks a DM message hidden from its peer (private
+# blocking): every node sends that peer the placeholder, and the stream's copy reads back
+# as hidden (as the field ``h`` = ``1`` of a migrated message does).
+HIDDEN_SUFFIX = "/h"
+
+
 def check_token(value: str, what: str) -> str:
     """Epochs and origin tags travel space-separated: refuse one that would break that."""
     if not value or " " in value or len(value) > 128:

@@ -104,6 +104,21 @@ class ClusterWrites(Writes):
     def append(self, msg: StoredMsg) -> Commit:
         raise StoreError("cluster mode stores messages through the broker (docs/cluster.md)")
 
+    def put_moderator(self, room: str, name: str, creator: bool) -> Commit:
+        # Not shared yet: message changes are refused on a cluster (docs/cluster.md), so
+        # a room's moderators have nothing to moderate there. Done at once, so a room's
+        # first join is not held up by it.
+        return _done()
+
+    def remove_moderator(self, room: str, name: str) -> Commit:
+        return _done()
+
+
+def _done() -> Commit:
+    commit: Commit = asyncio.get_running_loop().create_future()
+    commit.set_result(None)
+    return commit
+
 
 def _commit(written: asyncio.Future[Written], *, taken: str | None = None) -> Commit:
     """The domain's Commit for a change: done when Redis has it; StoreError when Redis

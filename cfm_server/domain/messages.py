@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from cfm_common import rules
@@ -36,9 +37,10 @@ from cfm_server.domain.ports import Connection
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World, now_ms
 from cfm_server.limits import PairInterval
-from cfm_server.pages import first_within, last_within, one_page, stored_msg_size
+from cfm_server.pages import AnswerItem, awaited, first_within, last_within, stored_msg_size
 from cfm_server.state import Pending, Room, User
 from cfm_server.store import StoreError
+from cfm_server.wsframe import frame_binary
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,16 @@ class MessageHandler:
         """Store a message — or, with ``extra`` (StoredMsg fields: a reply, mentions, a
         change entry's ``change``/``target``/``emoji``), an entry of the extensions —
         then ack and fan it out once committed."""
+        self._append(session, user, room, text, kind, client_id, hidden, extra)
+        if room.is_dm and not hidden and user.name not in room.wrote:
+            room.wrote.add(user.name)
+
+    def _append(self, session: Connection, user: User, room: Room, text: str,
+                kind: MsgKind, client_id: str | None, hidden: bool,
+                extra: dict[str, Any] | None = None) -> None:
+        """Number and store the message; its commit releases the ack and the fan-out
+        (``_on_commit``). A cluster node overrides this (Redis numbers the message:
+        cfm_server/cluster/messages.py); the rules above stay here."""
         seq = room.next_seq()
         stored = StoredMsg(room.name, seq, user.name, text, now_ms(), kind.value, client_id)
         if extra:
@@ -171,8 +183,6 @@ class MessageHandler:
         pending = Pending(stored, data, commit, session, time.perf_counter(),
                           placeholder=placeholder)
         room.pending.append(pending)
-        if room.is_dm and not hidden and user.name not in room.wrote:
-            room.wrote.add(user.name)
         if client_id is not None:
             self.inflight[(user.name, client_id)] = pending
         commit.add_done_callback(lambda _: self._on_commit(room))
@@ -243,10 +253,10 @@ class MessageHandler:
     def history(self, session: Connection, frame: GetHistory) -> None:
         user = self.world.user_of(session)
         room = self.rooms.readable_room(user, frame.room)
-        # Read from the store when the session is ready to send it (Session.answer).
-        session.answer(one_page(lambda: encode(self._history_page(user, room, frame))))
+        # Read when the session is ready to send it (Session.answer).
+        session.answer(self._history_page(user, room, frame), frame.id or frame.T)
 
-    def _history_page(self, user: User, room: Room, frame: GetHistory) -> History:
+    def _history_page(self, user: User, room: Room, frame: GetHistory) -> Iterator[AnswerItem]:
         """A ``history`` answer for ``user``: at most ``limit`` messages and
         ``page_bytes`` bytes."""
         world = self.world
@@ -256,7 +266,8 @@ class MessageHandler:
         # writes whose commit is still to come, and may yet fail.
         top = room.durable_seq
         if frame.after is not None:
-            msgs = world.store.history_after(room.name, frame.after, limit + 1)
+            msgs = yield from awaited(world.reads.history_after(room.name, frame.after,
+                                                                limit + 1))
             if msgs and msgs[-1].seq > top:
                 msgs = [m for m in msgs if m.seq <= top]
             more = len(msgs) > limit
@@ -264,13 +275,14 @@ class MessageHandler:
             kept = first_within(msgs, stored_msg_size, budget) if msgs else msgs
         else:
             before = top + 1 if frame.before is None else min(frame.before, top + 1)
-            msgs = world.store.history_before(room.name, before, limit + 1)
+            msgs = yield from awaited(world.reads.history_before(room.name, before, limit + 1))
             more = len(msgs) > limit
             del msgs[: max(0, len(msgs) - limit)]  # the extra one is the oldest
             kept = last_within(msgs, stored_msg_size, budget) if msgs else msgs
         world.metrics.count_out("history")
         shown = as_seen_by(user, room, kept)
-        return History(room.name, tuple(shown), more or len(kept) < len(msgs), ref=frame.id)
+        yield frame_binary(encode(History(room.name, tuple(shown),
+                                          more or len(kept) < len(msgs), ref=frame.id)))
 
     def read(self, session: Connection, frame: MarkRead) -> None:
         world = self.world

@@ -6,6 +6,7 @@ changed only by the domain modules, on the event loop, without awaiting.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -20,6 +21,7 @@ from cfm_server.config import ServerConfig
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.writes import Writes
 from cfm_server.metrics import Metrics
+from cfm_server.pages import MessageReads
 from cfm_server.state import Room, User
 from cfm_server.store import ContactRecord, RoomRecord, Store, UserRecord
 
@@ -36,6 +38,32 @@ class Snapshot(Protocol):
     def load_reads(self) -> Iterable[tuple[str, str, int]]: ...
 
 
+class Reads(MessageReads, Protocol):
+    """Where answers read what the live state does not hold (``pages.awaited``): a
+    single node's store answers at once; a cluster node may still be reading (a future).
+
+    ``top(room)``: the last seq a joiner is shown; messages after it reach a member by
+    fan-out. ``history_after``/``history_before``: stored messages (``MessageReads``).
+    """
+
+    def top(self, room: Room) -> int | asyncio.Future[int]: ...
+
+
+class StoreReads:
+    """A single node's reads: its store's, at once; a room's top is its last committed
+    seq (see RoomHandler.join)."""
+
+    __slots__ = ("history_after", "history_before")
+
+    def __init__(self, store: Store) -> None:
+        self.history_after = store.history_after
+        self.history_before = store.history_before
+
+    @staticmethod
+    def top(room: Room) -> int:
+        return room.durable_seq
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -46,10 +74,12 @@ def new_epoch() -> str:
 
 class World:
     def __init__(self, config: ServerConfig, store: Store, metrics: Metrics,
-                 writes: Writes | None = None) -> None:
+                 writes: Writes | None = None, reads: Reads | None = None) -> None:
         self.config = config
         self.store = store  # reads; writes go through ``writes``
         self.writes = writes if writes is not None else Writes(store)
+        # The reads of answers (history, a join's top and replay).
+        self.reads: Reads = reads if reads is not None else StoreReads(store)
         self.metrics = metrics
         self.users: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}

@@ -371,6 +371,14 @@ class ClusterNode:
                        ) -> asyncio.Future[list[StoredMsg]]:
         return asyncio.ensure_future(self.broker.history(room, before=before, limit=limit))
 
+    def get_message(self, room: str, seq: int) -> asyncio.Future[StoredMsg | None]:
+        """One message in its current state, from the room's stream and changes hash."""
+        async def read() -> StoredMsg | None:
+            msgs = await self.broker.history(room, after=seq - 1, limit=1)
+            return msgs[0] if msgs and msgs[0].seq == seq else None
+
+        return asyncio.ensure_future(read())
+
     # --- what Redis tells the node ---------------------------------------------------------
 
     def _on_message(self, room_name: str, seq: int, origin: str, msg: bytes) -> None:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
+from cfm_common.frames import StoredMsg
 from cfm_common.rules import ErrorCode
 from cfm_server.admission import Admission
 from cfm_server.config import ServerConfig
@@ -48,16 +49,22 @@ class Reads(MessageReads, Protocol):
 
     def top(self, room: Room) -> int | asyncio.Future[int]: ...
 
+    def get_message(self, room: str, seq: int
+                    ) -> StoredMsg | asyncio.Future[StoredMsg | None] | None:
+        """One message in its current state (a change's target, a reply's message)."""
+        ...
+
 
 class StoreReads:
     """A single node's reads: its store's, at once; a room's top is its last committed
     seq (see RoomHandler.join)."""
 
-    __slots__ = ("history_after", "history_before")
+    __slots__ = ("get_message", "history_after", "history_before")
 
     def __init__(self, store: Store) -> None:
         self.history_after = store.history_after
         self.history_before = store.history_before
+        self.get_message = store.get_message
 
     @staticmethod
     def top(room: Room) -> int:

@@ -15,6 +15,7 @@ change to its target in the same atomic call that stores the entry (append.lua).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cfm_common.codec import encode, encode_ack, encode_msg
 from cfm_common.frames import Ack, Error, StoredMsg
 from cfm_common.rules import ChangeKind, ErrorCode, MsgKind
+from cfm_server.cluster import keys
 from cfm_server.cluster.broker import Appended
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.messages import MessageHandler
@@ -33,8 +35,6 @@ from cfm_server.domain.world import World, now_ms
 from cfm_server.state import Room, User
 
 if TYPE_CHECKING:
-    import asyncio
-
     from cfm_server.cluster.broker import Broker
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,25 @@ class ClusterMessages(MessageHandler):
         super().__init__(world, delivery, rooms)
         self._node = node
         self._tombstone = b""  # the delete being stored: its target's tombstone
+
+    def answered_retry(self, session: Connection, user: User, client_id: str,
+                       room: str | None = None) -> bool | asyncio.Future[bool]:
+        """A change retried on any node: its first ack, from the room's dedupe hash (the
+        append script would dedupe it too, but the domain's rules, read against the
+        changed target, would refuse it first: "you already reacted")."""
+        if room is None:
+            return super().answered_retry(session, user, client_id)
+
+        def settle(seen: bytes | None) -> bool:
+            if seen is None:
+                return False
+            seq, _, ts = seen.partition(b":")
+            session.send(encode_ack(Ack(room, int(seq), int(ts), client_id)))
+            self.world.metrics.count_out("ack")
+            return True
+
+        return self._node.broker.batcher.call("HGET", keys.room_ids(room),
+                                              f"{user.name}:{client_id}", convert=settle)
 
     def store_entry(self, session: Connection, user: User, room: Room, text: str,
                     client_id: str, *, hidden: bool, extra: dict[str, Any],

@@ -109,8 +109,6 @@ class ChangeHandler:
 
     def edit(self, session: Connection, frame: Edit) -> None:
         user = self.world.user_of(session)
-        if self.messages.answered_retry(session, user, frame.id):
-            return
 
         def go(room: Room, target: StoredMsg, peer: User | None) -> None:
             if not _authored(user, target):
@@ -124,8 +122,6 @@ class ChangeHandler:
 
     def delete(self, session: Connection, frame: Delete) -> None:
         user = self.world.user_of(session)
-        if self.messages.answered_retry(session, user, frame.id):
-            return
 
         def go(room: Room, target: StoredMsg, peer: User | None) -> None:
             if not _authored(user, target) and (
@@ -138,8 +134,6 @@ class ChangeHandler:
 
     def react(self, session: Connection, frame: React) -> None:
         user = self.world.user_of(session)
-        if self.messages.answered_retry(session, user, frame.id):
-            return
 
         def go(room: Room, target: StoredMsg, peer: User | None) -> None:
             mine = [r.emoji for r in target.reactions or () if user.name in r.names]
@@ -156,8 +150,6 @@ class ChangeHandler:
 
     def unreact(self, session: Connection, frame: Unreact) -> None:
         user = self.world.user_of(session)
-        if self.messages.answered_retry(session, user, frame.id):
-            return
 
         def go(room: Room, target: StoredMsg, peer: User | None) -> None:
             if not any(r.emoji == frame.emoji and user.name in r.names
@@ -170,10 +162,21 @@ class ChangeHandler:
 
     def _with_target(self, session: Connection, user: User, room_name: str, seq: int,
                      ref: str, go: Callable[[Room, StoredMsg, User | None], None]) -> None:
-        """``go(room, target, peer)`` (peer: the DM's other user, None in a group room)
-        once the user may touch the room and the message is one that can still change.
-        The target is read through ``World.reads`` (a cluster node reads it from Redis:
-        ``go`` then runs when the read is done, its refusals sent as errors)."""
+        """A retry of (user, ``ref``) gets its first ack again; else ``go(room, target,
+        peer)`` (peer: the DM's other user, None in a group room) once the user may touch
+        the room and the message is one that can still change. The retry and the
+        target are looked up through the message handler and ``World.reads`` (a
+        cluster node reads both from Redis: ``go`` then runs when the reads are done,
+        its refusals sent as errors)."""
+        def unless_retried(retried: bool) -> None:
+            if not retried:
+                self._check_target(session, user, room_name, seq, ref, go)
+
+        then_with(session, ref, self.messages.answered_retry(session, user, ref, room_name),
+                  unless_retried)
+
+    def _check_target(self, session: Connection, user: User, room_name: str, seq: int,
+                      ref: str, go: Callable[[Room, StoredMsg, User | None], None]) -> None:
         room = self.rooms.readable_room(user, room_name)  # a member, or one of the two
         peer = self.rooms.check_dm_access(user, room_name) if room.is_dm else None
         # Only what the user can have been shown: a message whose commit is still to

@@ -7,6 +7,7 @@ then — only when that write's commit completes — the ``ack`` to the sender a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -200,8 +201,10 @@ class MessageHandler:
 
     # --- the entries of the message changes (changes.py), stored as says are ------------
 
-    def answered_retry(self, session: Connection, user: User, client_id: str) -> bool:
-        """A retried (sender, id): the original ack again; True if so."""
+    def answered_retry(self, session: Connection, user: User, client_id: str,
+                       room: str | None = None) -> bool | asyncio.Future[bool]:
+        """A retried (sender, id): the original ack again; True if so. (A cluster node
+        looks it up in ``room``'s dedupe hash: a future.)"""
         return self._resend_ack(session, user, client_id)
 
     def store_entry(self, session: Connection, user: User, room: Room, text: str,

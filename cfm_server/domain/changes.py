@@ -75,7 +75,7 @@ def unread_counts(world: World, user: User, room: Room, read: int) -> tuple[int 
     if room.durable_seq <= read:
         return None, None
     try:
-        return world.store.unread_counts(user.name, room.name, read, UNREAD_CAP)
+        return world.reads.unread_counts(user.name, room.name, read, UNREAD_CAP)
     except StoreError as e:
         log.warning("cannot count %s's unread messages in %s: %s", user.name, room.name, e)
         return None, None
@@ -93,8 +93,10 @@ class ChangeHandler:
         self.creators: dict[str, str] = {}
         self.moderators: dict[str, set[str]] = {}
 
-    def load(self) -> None:
-        for room, name, creator in self.world.store.load_moderators():
+    def load(self, source: Any = None) -> None:
+        """From the store, or ``source`` (a cluster node's snapshot: its shared records)."""
+        store = source if source is not None else self.world.store
+        for room, name, creator in store.load_moderators():
             self.moderators.setdefault(room, set()).add(name)
             if creator:
                 self.creators[room] = name

@@ -236,3 +236,67 @@ async def test_across_a_block_a_change_is_stored_hidden_and_not_applied(nodes) -
         assert (await _change(bob, "delete", "b4", seq, room=room))["t"] == "ack"
         page = await _history(alice, room)
         assert page[0]["deleted"] is True and page[0]["text"] == ""
+
+
+async def test_moderators_are_shared_and_delete_on_the_other_node(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with (signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob,
+                signed_in(b.url, "carol") as carol):
+        await _join(alice, "#mods")  # alice creates the room on A: its moderator
+        await _join(bob, "#mods")
+        await _join(carol, "#mods")
+        spam = await _say(bob, "buy now", "b1", room="#mods")
+        await carol.recv_until("msg", seq=spam)
+        assert (await _change(carol, "delete", "c1", spam, room="#mods"))["code"] == "forbidden"
+        await carol.send({"t": "moderators", "room": "#mods", "id": "q0"})
+        answer = await carol.recv_until("moderators", ref="q0")  # node B knows the creator
+        assert (answer["names"], answer["creator"]) == (["alice"], "alice")
+        await alice.send({"t": "moderators", "room": "#mods", "add": "carol", "id": "m2"})
+        assert (await alice.recv_until("moderators", ref="m2"))["names"] == ["alice", "carol"]
+        told = await carol.recv_until("moderators")  # across nodes, by her user channel
+        assert told["names"] == ["alice", "carol"]
+        ack = await _change(carol, "delete", "c2", spam, room="#mods")
+        assert ack["t"] == "ack", ack
+        await alice.send({"t": "moderators", "room": "#mods", "remove": "carol", "id": "m3"})
+        await alice.recv_until("moderators", ref="m3")
+        await carol.recv_until("moderators")
+        mine = await _say(alice, "rules: be nice", "a2", room="#mods")
+        await carol.recv_until("msg", seq=mine)
+        assert (await _change(carol, "delete", "c3", mine, room="#mods"))["code"] == "forbidden"
+    # A node started later loads them from the shared records.
+    c = await nodes()
+    async with signed_in(c.url, "dave") as dave:
+        await _join(dave, "#mods")
+        await dave.send({"t": "moderators", "room": "#mods", "id": "q"})
+        answer = await dave.recv_until("moderators", ref="q")
+        assert (answer["names"], answer["creator"]) == (["alice"], "alice")
+
+
+async def test_mentions_are_counted_in_welcome_on_either_node(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(b.url, "bob") as bob:
+        await _join(bob)
+        bob_token = bob.token
+    async with signed_in(a.url, "alice") as alice:
+        await _join(alice)
+        await _say(alice, "@bob look at this", "a1")
+        await _say(alice, "hi all", "a2")
+        await _say(alice, "ping @Bob.", "a3")
+        await _say(alice, "mail me@bob or @nobody or @alice", "a4")
+        mentioned = await _say(alice, "@bob again", "a5")
+        assert (await _change(alice, "delete", "a6", mentioned))["t"] == "ack"
+    for url in (a.url, b.url):
+        async with WireClient.connect(url) as again:
+            welcome = await again.hello("bob", token=bob_token)
+            (entry,) = [r for r in welcome["rooms"] if r["room"] == ROOM]
+            assert (entry["unread"], entry["mentions"]) == (4, 2), entry
+    async with WireClient.connect(b.url) as again:
+        welcome = await again.hello("bob", token=bob_token)
+        (entry,) = [r for r in welcome["rooms"] if r["room"] == ROOM]
+        await again.send({"t": "read", "room": ROOM, "seq": entry["seq"]})
+        await again.send({"t": "history", "room": ROOM, "after": 0, "id": "sync"})
+        await again.recv_until("history", ref="sync")
+    async with WireClient.connect(a.url) as again:
+        welcome = await again.hello("bob", token=bob_token)
+        (entry,) = [r for r in welcome["rooms"] if r["room"] == ROOM]
+        assert "unread" not in entry and "mentions" not in entry, entry

@@ -300,3 +300,45 @@ async def test_mentions_are_counted_in_welcome_on_either_node(nodes) -> None:
         welcome = await again.hello("bob", token=bob_token)
         (entry,) = [r for r in welcome["rooms"] if r["room"] == ROOM]
         assert "unread" not in entry and "mentions" not in entry, entry
+
+
+async def test_migrate_copies_changed_messages_and_moderators(server_factory, redis,
+                                                              tmp_path) -> None:
+    from tests.cluster.test_migrate import cfm_admin
+
+    data = tmp_path / "single"
+    single = await server_factory(data_dir=data)
+    thumbs = "\U0001f44d"
+    async with (signed_in(single.url, "alice") as alice, signed_in(single.url, "bob") as bob,
+                signed_in(single.url, "carol") as carol):
+        for client in (alice, bob, carol):
+            await _join(client)
+        await alice.send({"t": "moderators", "room": ROOM, "add": "carol", "id": "m"})
+        await alice.recv_until("moderators", ref="m")
+        s1 = await _say(bob, "secret draft", "b1")
+        s2 = await _say(alice, "@bob gone soon", "a1", reply=s1)
+        assert (await _change(bob, "edit", "b2", s1, text="secret final"))["t"] == "ack"
+        assert (await _change(alice, "react", "a2", s1, emoji=thumbs))["t"] == "ack"
+        assert (await _change(carol, "react", "c1", s1, emoji=thumbs))["t"] == "ack"
+        assert (await _change(carol, "delete", "c2", s2))["t"] == "ack"
+        before = await _history(alice)
+        tokens = {"alice": alice.token, "bob": bob.token, "carol": carol.token}
+    await single.stop()
+
+    result = await cfm_admin("migrate", "--to", redis.url, "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    a = await server_factory(redis_url=redis.url, node_id="n1")
+    async with (signed_in(a.url, "alice", token=tokens["alice"]) as alice,
+                signed_in(a.url, "carol", token=tokens["carol"]) as carol):
+        assert await _history(alice) == before  # the same messages, in the same state
+        assert before[0]["text"] == "secret final" and before[1]["deleted"] is True
+        # Changes go on from the copied state: a reaction is no second one, a moderator
+        # still moderates, and a delete erases the copied edit entry's text too.
+        assert (await _change(alice, "react", "a3", s1, emoji=thumbs))["code"] == "forbidden"
+        assert (await _change(alice, "unreact", "a4", s1, emoji=thumbs))["t"] == "ack"
+        assert (await _change(carol, "delete", "c3", s1))["t"] == "ack"
+        page = await _history(carol)
+        assert page[0]["deleted"] is True and "reactions" not in page[0]
+        edit = next(m for m in page if m.get("change") == "edit")
+        assert edit["text"] == ""
+    assert b"secret" not in await redis_values(redis.url)

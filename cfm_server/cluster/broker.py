@@ -47,6 +47,8 @@ _HIDDEN = scripts.HIDDEN_SUFFIX.encode()
 
 # A gap is read from the stream this many messages at a time.
 FILL_PAGE = 500
+# compact.lua copies a stream this many entries at a time (bounds the script's memory).
+COMPACT_PAGE = 1000
 
 OnMessage = Callable[[str, int, str, bytes], None]
 OnReset = Callable[[str, str], None]
@@ -169,6 +171,8 @@ class Broker:
                 stored_tail = args[12] if len(reply) > 4 and reply[4] else tail
                 self._offer(room, done.seq, done.epoch, origin,
                             scripts.msg_bytes(head, done.seq, stored_tail))
+                if change == "delete":
+                    self.compact(room)
             return done
 
         return self.batcher.eval(
@@ -178,6 +182,18 @@ class Broker:
             args,
             convert=settle,
         )
+
+    def compact(self, room: str) -> None:
+        """Rewrite the room's stream so that no byte of a deleted entry is left in Redis
+        (compact.lua: XDEL alone leaves them in the stream's nodes, DUMP and RDB). Runs
+        after a delete; one that fails is logged, and the next delete's run covers it."""
+        def done(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("%s: rewriting the stream after a delete failed: %s", room,
+                            future.exception())
+
+        self.batcher.eval(scripts.COMPACT, [keys.room_log(room), keys.room_scratch(room)],
+                          [COMPACT_PAGE], convert=int).add_done_callback(done)
 
     async def head(self, room: str) -> Head:
         return await self.batcher.call("HMGET", keys.room_meta(room), "seq", "epoch",

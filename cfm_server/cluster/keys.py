@@ -38,6 +38,11 @@ def room_changes(room: str) -> str:
     return f"{PREFIX}{{{room}}}:chg"
 
 
+def room_scratch(room: str) -> str:
+    """A stream being rewritten (compact.lua), renamed over ``room_log`` at its end."""
+    return f"{PREFIX}{{{room}}}:log:new"
+
+
 def room_channel(room: str) -> str:
     """Pub/sub channel of the room's live messages (named like a key, so it can become a
     sharded channel on the room's slot later)."""

@@ -50,6 +50,7 @@ LEASE_ACQUIRE = load("lease_acquire")
 LEASE_RELEASE = load("lease_release")
 STATE_CHANGE = load("state_change")
 READ = load("read")
+COMPACT = load("compact")
 
 # The extension keys a stored entry may carry (message changes, docs/protocol.md), in
 # the canonical order of ``cfm_common.codec``; the current state of a changed message

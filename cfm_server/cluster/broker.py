@@ -49,6 +49,8 @@ _HIDDEN = scripts.HIDDEN_SUFFIX.encode()
 FILL_PAGE = 500
 # compact.lua copies a stream this many entries at a time (bounds the script's memory).
 COMPACT_PAGE = 1000
+# A room's stream is rewritten after a delete at most once in this many seconds (per node).
+COMPACT_INTERVAL = 10.0
 
 OnMessage = Callable[[str, int, str, bytes], None]
 OnReset = Callable[[str, str], None]
@@ -116,11 +118,16 @@ class Broker:
         self._rooms: dict[str, RoomTracker] = {}
         self._fills: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[bytes, Callable[[bytes], None]] = {}
+        self._compacted: dict[str, float] = {}  # room → loop time of its last rewrite
+        self._compact_timers: dict[str, asyncio.TimerHandle] = {}
 
     async def start(self) -> None:
         self.subscriber.start()
 
     async def close(self) -> None:
+        for timer in self._compact_timers.values():
+            timer.cancel()  # the next delete in the room, on any node, rewrites it
+        self._compact_timers.clear()
         for task in list(self._fills.values()):
             task.cancel()
         await asyncio.gather(*self._fills.values(), return_exceptions=True)
@@ -186,7 +193,31 @@ class Broker:
     def compact(self, room: str) -> None:
         """Rewrite the room's stream so that no byte of a deleted entry is left in Redis
         (compact.lua: XDEL alone leaves them in the stream's nodes, DUMP and RDB). Runs
-        after a delete; one that fails is logged, and the next delete's run covers it."""
+        after a delete: at once if the room was not rewritten in the last
+        ``COMPACT_INTERVAL`` seconds, else once at the end of it for all the deletes
+        meanwhile — a rewrite costs Redis time in proportion to the room's stream
+        (docs/cluster.md), so deletes in a stream cannot keep Redis busy. A rewrite that
+        fails is logged; the room's next delete's covers it."""
+        if room in self._compact_timers:
+            return  # one is due: it covers this delete too
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if len(self._compacted) > 1024:  # forget rooms rewritten long enough ago
+            self._compacted = {r: t for r, t in self._compacted.items()
+                               if now - t < COMPACT_INTERVAL}
+        wait = self._compacted.get(room, now - COMPACT_INTERVAL) + COMPACT_INTERVAL - now
+        if wait <= 0:
+            self._run_compact(room, now)
+        else:
+            self._compact_timers[room] = loop.call_later(wait, self._compact_due, room)
+
+    def _compact_due(self, room: str) -> None:
+        del self._compact_timers[room]
+        self._run_compact(room, asyncio.get_running_loop().time())
+
+    def _run_compact(self, room: str, now: float) -> None:
+        self._compacted[room] = now
+
         def done(future: asyncio.Future[Any]) -> None:
             if not future.cancelled() and future.exception() is not None:
                 log.warning("%s: rewriting the stream after a delete failed: %s", room,

@@ -10,6 +10,7 @@ memory.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -358,3 +359,48 @@ async def test_migrate_copies_changed_messages_and_moderators(server_factory, re
         assert edit["text"] == ""
     assert b"secret" not in await redis_values(redis.url)
     assert b"secret" not in await redis_dumps(redis.url)
+
+
+async def test_deletes_close_together_are_erased_by_one_later_rewrite(
+    broker_factory, redis, monkeypatch
+) -> None:
+    from cfm_common.codec import encode_msg
+    from cfm_server.cluster import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "COMPACT_INTERVAL", 0.5)
+    broker = await broker_factory()
+    room, ts = "#gone", 1_767_225_600_000
+    texts = [f"secret-{i}-xyzzy" for i in range(3)]
+    stored = [await broker.append(room, "alice", f"a{i}", "text", t, ts + i)
+              for i, t in enumerate(texts)]
+    rewrites = 0
+    real = broker._run_compact
+
+    def counted(*args: Any) -> None:
+        nonlocal rewrites
+        rewrites += 1
+        real(*args)
+
+    broker._run_compact = counted
+    for i, done in enumerate(stored):
+        (target,) = await broker.history(room, after=done.seq - 1, limit=1)
+        tombstone = encode_msg(target.__class__(room, done.seq, "alice", "", target.ts,
+                                                "text", target.id, deleted=True))
+        await broker.submit(room, "alice", f"d{i}", "text", "", ts + 10 + i,
+                            extra={"change": "delete", "target": done.seq},
+                            tombstone=tombstone)
+    assert rewrites == 1  # the first delete's, at once; the others wait for the interval
+    await broker.history(room, after=0, limit=10)  # behind the first rewrite
+    dump = await redis_dumps(redis.url)
+    assert texts[0].encode() not in dump and texts[2].encode() in dump
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while rewrites < 2:
+        assert loop.time() < deadline, "the later rewrite never ran"
+        await asyncio.sleep(0.05)
+    await broker.history(room, after=0, limit=10)
+    dump = await redis_dumps(redis.url)
+    assert not any(t.encode() in dump for t in texts)
+    page = await broker.history(room, after=0, limit=10)
+    assert [(m.seq, m.deleted) for m in page[:3]] == [(1, True), (2, True), (3, True)]
+    assert rewrites == 2

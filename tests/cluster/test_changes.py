@@ -343,6 +343,7 @@ async def test_migrate_copies_changed_messages_and_moderators(server_factory, re
 
     result = await cfm_admin("migrate", "--to", redis.url, "--data-dir", str(data))
     assert result.exit_code == 0, result.output
+    assert "1 moderator" not in result.output and "2 moderators" in result.output
     a = await server_factory(redis_url=redis.url, node_id="n1")
     async with (signed_in(a.url, "alice", token=tokens["alice"]) as alice,
                 signed_in(a.url, "carol", token=tokens["carol"]) as carol):

@@ -405,3 +405,24 @@ async def test_deletes_close_together_are_erased_by_one_later_rewrite(
     page = await broker.history(room, after=0, limit=10)
     assert [(m.seq, m.deleted) for m in page[:3]] == [(1, True), (2, True), (3, True)]
     assert rewrites == 2
+
+
+def test_msg_parts_with_the_extension_keys_equal_encode_msg() -> None:
+    from cfm_common.codec import encode_msg
+    from cfm_common.frames import StoredMsg
+    from cfm_server.cluster import scripts
+
+    ts = 1_767_225_600_000
+    cases: list[dict[str, Any]] = [
+        {"reply": 3, "mentions": ("bob", "carol")},
+        {"change": "edit", "target": 70000},
+        {"change": "react", "target": 1, "emoji": "\U0001f44d"},
+        {"mentions": ("bob",)},
+    ]
+    for extra in cases:
+        for client_id in (None, "c-1"):
+            head, tail = scripts.msg_parts("#r", "alice", "hi", ts, "text", client_id, extra)
+            for seq in (1, 200, 70000, 2**40):
+                want = encode_msg(StoredMsg("#r", seq, "alice", "hi", ts, "text", client_id,
+                                            **extra))
+                assert scripts.msg_bytes(head, seq, tail) == want, (extra, seq)

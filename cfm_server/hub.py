@@ -130,7 +130,7 @@ class Hub:
         """Build the live state from the store's snapshot (or ``source``: a cluster
         node's); make sure #lobby exists."""
         self.world.load(source)
-        self.changes.load()
+        self.changes.load(source)
         presence = self.presence
         self.metrics.set_gauge_sources(
             rooms=lambda: len(self.rooms),

@@ -27,6 +27,22 @@ def room_ids(room: str) -> str:
     return f"{PREFIX}{{{room}}}:ids"
 
 
+def room_changes(room: str) -> str:
+    """Hash of the current state of the room's changed messages (message changes, kept
+    beside the stream, which cannot be rewritten; append.lua writes it, read.lua merges
+    it): ``t:<seq>``/``e:<seq>`` edited text and time, ``r:<seq>`` reactions (a line
+    ``<name> <emoji>`` each, in order), ``d:<seq>`` the text-free copy of a deleted
+    message or of an edit entry of one (the stream entry is gone), with its ``o:``/``h:``
+    fields, ``x:<seq>`` the seqs of a message's edit entries and ``k:<seq>`` an edit
+    entry's text-free copy (for when its target is deleted)."""
+    return f"{PREFIX}{{{room}}}:chg"
+
+
+def room_scratch(room: str) -> str:
+    """A stream being rewritten (compact.lua), renamed over ``room_log`` at its end."""
+    return f"{PREFIX}{{{room}}}:log:new"
+
+
 def room_channel(room: str) -> str:
     """Pub/sub channel of the room's live messages (named like a key, so it can become a
     sharded channel on the room's slot later)."""

@@ -44,7 +44,7 @@ import msgpack
 from cfm_common.frames import StoredMsg
 from cfm_common.rules import Status
 from cfm_server.cluster import keys, records, scripts
-from cfm_server.cluster.apply import apply_change, learn_rooms, read_snapshot
+from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
@@ -52,10 +52,12 @@ from cfm_server.cluster.messages import ClusterMessages
 from cfm_server.cluster.presence import Presence
 from cfm_server.cluster.state import Change, SharedState
 from cfm_server.cluster.writes import ClusterWrites
+from cfm_server.domain.changes import UNREAD_CAP
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
+from cfm_server.store import StoreError
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
@@ -100,6 +102,8 @@ class ClusterNode:
         self._tasks: set[asyncio.Future[Any]] = set()
         # Sign-ins waiting for the shared records' log to reach a seq (``_caught_up``).
         self._catching_up: list[tuple[int, asyncio.Future[None]]] = []
+        # (user, room) → (read mark, unread, mentions) counted for a sign-in under way.
+        self._unread: dict[tuple[str, str], tuple[int, int, int]] = {}
 
     # --- the hub's parts -----------------------------------------------------------------
 
@@ -177,6 +181,41 @@ class ClusterNode:
         user = self.world.users.get(name)
         if user is not None and user.rooms:
             await asyncio.gather(*(self.subscription(room) for room in list(user.rooms)))
+            await self._count_unread(user)
+
+    async def _count_unread(self, user: User) -> None:
+        """The welcome's unread and mention counts (``unread_counts``), read now: one
+        capped read per room with something past the user's read mark, as a single
+        node's store counts (``changes.UNREAD_CAP`` entries at most, change entries
+        included). A room whose read fails is left out of the counts, never the
+        sign-in."""
+        world = self.world
+        assert world is not None
+        rooms = [(room, user.reads.get(room.name, 0)) for name in list(user.rooms)
+                 if (room := world.rooms.get(name)) is not None]
+        rooms = [(room, read) for room, read in rooms if room.durable_seq > read]
+        pages = await asyncio.gather(
+            *(self.broker.history(room.name, after=read, limit=UNREAD_CAP)
+              for room, read in rooms), return_exceptions=True)
+        for (room, read), page in zip(rooms, pages, strict=True):
+            if isinstance(page, BaseException):
+                log.warning("cannot count %s's unread messages in %s: %s", user.name,
+                            room.name, page)
+                continue
+            unread = mentions = 0
+            for m in page:
+                if m.sender == user.name or m.change is not None or m.deleted or m.hidden:
+                    continue
+                unread += 1
+                mentions += user.name in (m.mentions or ())
+            self._unread[(user.name, room.name)] = (read, unread, mentions)
+
+    def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
+        """What ``_count_unread`` read before this sign-in (World.reads)."""
+        counted = self._unread.pop((user, room), None)
+        if counted is None or counted[0] != after:
+            raise StoreError(f"{room}: not counted for this sign-in")
+        return min(counted[1], cap), min(counted[2], cap)
 
     async def _caught_up(self) -> None:
         """Wait until this node applied every change of the shared records Redis held a
@@ -371,6 +410,14 @@ class ClusterNode:
                        ) -> asyncio.Future[list[StoredMsg]]:
         return asyncio.ensure_future(self.broker.history(room, before=before, limit=limit))
 
+    def get_message(self, room: str, seq: int) -> asyncio.Future[StoredMsg | None]:
+        """One message in its current state, from the room's stream and changes hash."""
+        async def read() -> StoredMsg | None:
+            msgs = await self.broker.history(room, after=seq - 1, limit=1)
+            return msgs[0] if msgs and msgs[0].seq == seq else None
+
+        return asyncio.ensure_future(read())
+
     # --- what Redis tells the node ---------------------------------------------------------
 
     def _on_message(self, room_name: str, seq: int, origin: str, msg: bytes) -> None:
@@ -405,6 +452,8 @@ class ClusterNode:
         assert world is not None
         unknown = apply_change(world, change)
         kind, _, rest = change.key.partition(":")
+        if kind == records.MODERATOR and self._hub is not None:
+            apply_moderator(self._hub.changes, change)
         if kind == records.MEMBER and change.value is None:
             self._release(rest.rpartition(":")[0])  # a member here left, maybe the last
         elif kind == records.MEMBER:

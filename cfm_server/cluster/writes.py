@@ -105,13 +105,11 @@ class ClusterWrites(Writes):
         raise StoreError("cluster mode stores messages through the broker (docs/cluster.md)")
 
     def put_moderator(self, room: str, name: str, creator: bool) -> Commit:
-        # Not shared yet: message changes are refused on a cluster (docs/cluster.md), so
-        # a room's moderators have nothing to moderate there. Done at once, so a room's
-        # first join is not held up by it.
-        return _done()
+        return _logged(self._state.put(records.moderator_key(room, name),
+                                       records.moderator_value(creator)))
 
     def remove_moderator(self, room: str, name: str) -> Commit:
-        return _done()
+        return _logged(self._state.delete(records.moderator_key(room, name)))
 
 
 def _done() -> Commit:

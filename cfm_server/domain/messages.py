@@ -7,6 +7,7 @@ then — only when that write's commit completes — the ``ack`` to the sender a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -31,6 +32,7 @@ from cfm_common.frames import (
 from cfm_common.rules import ErrorCode, MsgKind, Status
 from cfm_server.admission import RateLimited
 from cfm_server.domain.annotations import annotations
+from cfm_server.domain.awaiting import then_with
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.hidden import as_seen_by, hidden_from_peer, hidden_placeholder
 from cfm_server.domain.ports import Connection
@@ -100,9 +102,19 @@ class MessageHandler:
         # Resolved without creating anything first: a say refused by a limit leaves no
         # new DM room behind.
         room, _, peer = self._target(user, frame.room, frame.to, create=False)
+        if frame.reply is not None and room is not None and frame.reply <= room.durable_seq:
+            # The answered message is read first (a cluster node reads it from Redis).
+            then_with(session, frame.id, self.world.reads.get_message(room.name, frame.reply),
+                      lambda answered: self._say(session, user, frame, room, peer, answered))
+            return
+        self._say(session, user, frame, room, peer, None)
+
+    def _say(self, session: Connection, user: User, frame: Say, room: Room | None,
+             peer: User | None, answered: StoredMsg | None) -> None:
         extra = None
         if frame.reply is not None or "@" in frame.text:  # replies, mentions (annotations.py)
-            extra = annotations(self.world, room, user, peer, frame.reply, frame.text)
+            extra = annotations(self.world, room, user, peer, frame.reply, frame.text,
+                                answered)
         self.world.admission.charge_message(user, peer, frame.id, room)
         if peer is not None and (room is None or len(room.members) < 2):
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
@@ -189,12 +201,17 @@ class MessageHandler:
 
     # --- the entries of the message changes (changes.py), stored as says are ------------
 
-    def answered_retry(self, session: Connection, user: User, client_id: str) -> bool:
-        """A retried (sender, id): the original ack again; True if so."""
+    def answered_retry(self, session: Connection, user: User, client_id: str,
+                       room: str | None = None) -> bool | asyncio.Future[bool]:
+        """A retried (sender, id): the original ack again; True if so. (A cluster node
+        looks it up in ``room``'s dedupe hash: a future.)"""
         return self._resend_ack(session, user, client_id)
 
     def store_entry(self, session: Connection, user: User, room: Room, text: str,
-                    client_id: str, *, hidden: bool, extra: dict[str, Any]) -> None:
+                    client_id: str, *, hidden: bool, extra: dict[str, Any],
+                    target: StoredMsg | None = None) -> None:
+        """``target``: the message the entry changes, as read (a cluster node stores a
+        deleted message's tombstone from it; a single node's store has it)."""
         self._store_message(session, user, room, text, MsgKind.TEXT, client_id,
                             hidden=hidden, extra=extra)
 

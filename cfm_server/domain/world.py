@@ -15,6 +15,7 @@ from typing import Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
+from cfm_common.frames import StoredMsg
 from cfm_common.rules import ErrorCode
 from cfm_server.admission import Admission
 from cfm_server.config import ServerConfig
@@ -48,16 +49,28 @@ class Reads(MessageReads, Protocol):
 
     def top(self, room: Room) -> int | asyncio.Future[int]: ...
 
+    def get_message(self, room: str, seq: int
+                    ) -> StoredMsg | asyncio.Future[StoredMsg | None] | None:
+        """One message in its current state (a change's target, a reply's message)."""
+        ...
+
+    def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
+        """A welcome's unread and mention counts for one room, at once (a cluster node
+        reads them before the sign-in is answered). Raises StoreError."""
+        ...
+
 
 class StoreReads:
     """A single node's reads: its store's, at once; a room's top is its last committed
     seq (see RoomHandler.join)."""
 
-    __slots__ = ("history_after", "history_before")
+    __slots__ = ("get_message", "history_after", "history_before", "unread_counts")
 
     def __init__(self, store: Store) -> None:
         self.history_after = store.history_after
         self.history_before = store.history_before
+        self.get_message = store.get_message
+        self.unread_counts = store.unread_counts
 
     @staticmethod
     def top(room: Room) -> int:

@@ -114,7 +114,7 @@ class Retries:
                 return True
             if entry.kind == "nudge":
                 return False  # the per-pair interval (another session nudged): caller decides
-            pacer.penalize(RATE_KIND[entry.frame.T], retry_ms, now)
+            pacer.penalize(RATE_KIND.get(entry.frame.T), retry_ms, now)
             self.sendq.add(entry)
             return True
         if ref == "read":

@@ -16,6 +16,7 @@ from cfm_common.frame_fields import (
     bounded_str,
     check_client,
     check_client_status,
+    check_cursor,
     check_emoji,
     check_epoch,
     check_group_room,
@@ -27,6 +28,8 @@ from cfm_common.frame_fields import (
     check_own_display,
     check_own_psm,
     check_room,
+    check_search_limit,
+    check_search_text,
     check_seq,
     check_target,
     check_text,
@@ -215,4 +218,23 @@ class SetModerators:
     room: str = wire(str, check_group_room)
     add: str | None = wire(str, check_name, optional=True)
     remove: str | None = wire(str, check_name, optional=True)
+    id: str | None = wire(str, check_id, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """Stored messages holding every word of ``text``, newest first, from the rooms and
+    DMs the user is a member of (or only ``room``). ``before`` is the ``next`` cursor
+    of the previous answer: an opaque string, only ever copied back.
+
+    Registered in :data:`cfm_common.frames.CLIENT_FRAMES` with the protocol's "Search"
+    section (the server side is on its own branch): until then the SDK refuses it
+    locally, as a frame its server would not know."""
+
+    T: ClassVar[str] = "search"
+    text: str = wire(str, check_search_text)
+    room: str | None = wire(str, check_room, optional=True)
+    before: str | None = wire(str, check_cursor, optional=True)
+    limit: int | None = wire(int, check_search_limit, optional=True)
+    # Extension (request ids): as on history.
     id: str | None = wire(str, check_id, optional=True)

@@ -213,3 +213,25 @@ def one_of(allowed: frozenset[str] | set[str], what: str) -> Check:
 def exactly_one_target(frame: Any) -> None:
     if (frame.room is None) == (frame.to is None):
         raise bad_frame(f"{frame.T} takes exactly one of room or to")
+
+
+# Search (an additive extension, docs/protocol.md "Search", from the server's search
+# branch): the words to find, a page size, and an opaque cursor a client copies back.
+MAX_SEARCH_TEXT = 200
+MAX_SEARCH_LIMIT = 50
+MAX_SEARCH_CURSOR = 128  # room for a cluster cursor: ts, room name and seq
+
+
+def check_search_limit(value: int) -> None:
+    if not 1 <= value <= MAX_SEARCH_LIMIT:
+        raise bad_frame(f"limit must be 1-{MAX_SEARCH_LIMIT}")
+
+
+def check_search_text(value: str) -> None:
+    if not 1 <= len(value) <= MAX_SEARCH_TEXT:
+        raise bad_frame(f"search text must be 1-{MAX_SEARCH_TEXT} characters")
+    if rules.has_control_chars(value):
+        raise bad_frame("search text holds a control character")
+
+
+check_cursor = bounded_str(MAX_SEARCH_CURSOR, "before")

@@ -24,6 +24,7 @@ from cfm_common.client_frames import (
     Nudge,
     React,
     Say,
+    Search,
     SendTyping,
     SetModerators,
     SetPresence,
@@ -32,11 +33,15 @@ from cfm_common.client_frames import (
 from cfm_common.frame_fields import (
     MAX_MEMBERS_LIMIT,
     MAX_MEMBERS_PAGE,
+    MAX_SEARCH_CURSOR,
+    MAX_SEARCH_LIMIT,
+    MAX_SEARCH_TEXT,
     Check,
     bad_frame,
     bounded_str,
     check_client,
     check_client_status,
+    check_cursor,
     check_display,
     check_emoji,
     check_epoch,
@@ -51,6 +56,8 @@ from cfm_common.frame_fields import (
     check_own_psm,
     check_psm,
     check_room,
+    check_search_limit,
+    check_search_text,
     check_seq,
     check_server_status,
     check_target,
@@ -78,6 +85,7 @@ from cfm_common.server_frames import (
     Read,
     RoomState,
     RosterEntry,
+    SearchResults,
     StoredMsg,
     Typing,
     Welcome,
@@ -92,6 +100,8 @@ ServerFrame = (
     | Error | MembersPage | Moderators
 )
 
+# Search and SearchResults (the search extension) join these with the protocol's "Search"
+# section and its test vectors, which come with the server's side of it.
 CLIENT_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Hello, SetPresence, Join, Leave, Say, SendTyping, Nudge, GetHistory, MarkRead,
@@ -107,6 +117,9 @@ __all__ = [
     "CLIENT_FRAMES",
     "MAX_MEMBERS_LIMIT",
     "MAX_MEMBERS_PAGE",
+    "MAX_SEARCH_CURSOR",
+    "MAX_SEARCH_LIMIT",
+    "MAX_SEARCH_TEXT",
     "SERVER_FRAMES",
     "Ack",
     "Check",
@@ -137,6 +150,8 @@ __all__ = [
     "RoomState",
     "RosterEntry",
     "Say",
+    "Search",
+    "SearchResults",
     "SendTyping",
     "ServerFrame",
     "SetModerators",
@@ -149,6 +164,7 @@ __all__ = [
     "bounded_str",
     "check_client",
     "check_client_status",
+    "check_cursor",
     "check_display",
     "check_emoji",
     "check_epoch",
@@ -163,6 +179,8 @@ __all__ = [
     "check_own_psm",
     "check_psm",
     "check_room",
+    "check_search_limit",
+    "check_search_text",
     "check_seq",
     "check_server_status",
     "check_target",

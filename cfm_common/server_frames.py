@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from cfm_common import rules
 from cfm_common.frame_fields import (
+    check_cursor,
     check_display,
     check_emoji,
     check_epoch,
@@ -96,6 +97,12 @@ class StoredMsg:
     deleted: bool | None = wire(bool, optional=True)
     reactions: tuple[Reaction, ...] | None = wire(list, of=Reaction, optional=True)
 
+    @property
+    def is_change(self) -> bool:
+        """A change entry (an edit, delete, reaction or un-reaction of ``target``), not a
+        message to show: apply it to the message it changes (docs/protocol.md)."""
+        return self.change is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
@@ -177,6 +184,11 @@ class Msg:
     edited: int | None = wire(int, check_seq, optional=True)
     deleted: bool | None = wire(bool, optional=True)
     reactions: tuple[Reaction, ...] | None = wire(list, of=Reaction, optional=True)
+
+    @property
+    def is_change(self) -> bool:
+        """A change entry, not a message to show: see :attr:`StoredMsg.is_change`."""
+        return self.change is not None
 
     @classmethod
     def from_stored(cls, m: StoredMsg) -> Msg:
@@ -273,3 +285,19 @@ class Error:
     msg: str = wire(str)
     ref: str | None = wire(str, optional=True)
     retry_ms: int | None = wire(int, check_seq, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    """The answer to ``search``: matches newest first, each with its room; ``more`` if
+    older ones follow, and then ``next``, the cursor to send as ``before``. ``behind``:
+    how many stored messages of the rooms searched the server's index did not hold yet
+    (it is built off the write path and may be catching up); absent when none.
+    Registered with :class:`cfm_common.client_frames.Search`."""
+
+    T: ClassVar[str] = "search"
+    msgs: tuple[StoredMsg, ...] = wire(list, of=StoredMsg)
+    more: bool = wire(bool)
+    next: str | None = wire(str, check_cursor, optional=True)
+    ref: str | None = wire(str, check_id, optional=True)
+    behind: int | None = wire(int, check_seq, optional=True)

@@ -31,6 +31,9 @@ class MessageChanges:
 
         async def _request(self, frame: f.ClientFrame, kind: str, key: Any) -> Any: ...
 
+        async def history(self, room: str, before: int | None = None,
+                          after: int | None = None, limit: int = 50) -> f.History: ...
+
     async def edit(self, room: str, target: int, text: str, id: str | None = None) -> f.Ack:
         """Replace the text of our message ``target`` (its seq) in ``room``; returns the
         ``ack`` of the change entry. Only the author may (``forbidden``)."""
@@ -57,6 +60,13 @@ class MessageChanges:
         """Take our ``emoji`` off message ``target``."""
         frame = f.Unreact(room=room, target=target, emoji=emoji, id=id or uuid.uuid4().hex)
         return await self._send_message(frame, frame.T)
+
+    async def get_message(self, room: str, seq: int) -> f.StoredMsg | None:
+        """Message ``seq`` of ``room`` as it is now (edited, a tombstone, its reactions):
+        the one a reply answers or a change changes. None if the server no longer has it
+        (removed by retention)."""
+        page = await self.history(room, before=seq + 1, limit=1)
+        return next((m for m in page.msgs if m.seq == seq), None)
 
     async def moderators(self, room: str, *, add: str | None = None,
                          remove: str | None = None) -> f.Moderators:

@@ -53,6 +53,11 @@ async def test_changes_round_trip_and_match_the_senders_own_entries(
         ("alice", "react", answer.seq, "😂"), ("bob", "unreact", hello.seq, "👍"),
         ("bob", "delete", answer.seq, None)]
 
+    # One message as it is now; None for one the room does not have.
+    now = await bob.get_message(ROOM, hello.seq)
+    assert now is not None and (now.text, now.edited is not None) == ("hello", True)
+    assert await bob.get_message(ROOM, gone.seq + 5) is None
+
     # History shows the messages in their current state.
     page = await alice.history(ROOM, after=0, limit=10)
     first, second = page.msgs[0], page.msgs[1]

@@ -5,12 +5,16 @@ refusals raise with the server's code."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 from typing import Any
 
 import pytest
 
 from cfm_common.client import ClientError
 from cfm_common.frames import Moderators, Msg
+from tests.faults.conftest import quick_backoff
+from tests.faults.proxy import CuttingProxy
 from tests.sdk.conftest import Recorder
 
 ROOM = "#kitchen"
@@ -135,3 +139,42 @@ async def test_moderators_answer_the_asker_and_tell_the_named_user(
     await bob.delete("#games", said.seq)
     page = await alice.history("#games", after=0, limit=5)
     assert page.msgs[0].deleted is True
+
+
+async def test_changes_whose_acks_were_lost_are_sent_again_and_stored_once(
+    server: Any, clients: Any
+) -> None:
+    # The server stores bob's reaction and edit, their acks never reach him (held at a
+    # proxy, then the connection is cut): the SDK sends both again with the same ids
+    # after it reconnects, and gets the first acks back; nothing is stored twice.
+    proxy = CuttingProxy("127.0.0.1", server.port, random.Random(0))
+    await proxy.start()
+    proxy.cutting = False
+    try:
+        alice = clients(server.url, "alice")
+        bob = clients(proxy.url(), "bob", backoff=quick_backoff(1))
+        await alice.connect()
+        await bob.connect()
+        await alice.join(ROOM)
+        await bob.join(ROOM)
+        theirs = Recorder(alice)
+        said = await bob.say("typo hree", room=ROOM)
+
+        proxy.holding = True
+        react = asyncio.create_task(bob.react(ROOM, said.seq, "👍"))
+        edit = asyncio.create_task(bob.edit(ROOM, said.seq, "typo here"))
+        await theirs.wait(lambda r: [m.change for m in r.msgs(ROOM)] == [None, "react", "edit"])
+        assert not react.done() and not edit.done()  # stored, but not acked to bob
+        proxy.drop_all()
+        proxy.holding = False
+        acks = await asyncio.wait_for(asyncio.gather(react, edit), 10)
+        stored = theirs.msgs(ROOM)
+        assert [(a.seq, a.id) for a in acks] == [(m.seq, m.id) for m in stored[1:]]
+
+        page = await alice.history(ROOM, after=0, limit=10)
+        assert [m.seq for m in page.msgs] == [m.seq for m in stored]
+        first = page.msgs[0]
+        assert first.text == "typo here" and first.reactions is not None
+        assert [(r.emoji, r.names) for r in first.reactions] == [("👍", ("bob",))]
+    finally:
+        await proxy.close()

@@ -324,6 +324,42 @@ class GetMembers:
     id: str | None = wire(str, check_id, optional=True)
 
 
+# Search (an additive extension, see docs/protocol.md "Search").
+MAX_SEARCH_TEXT = 200
+MAX_SEARCH_LIMIT = 50
+MAX_SEARCH_CURSOR = 128  # room for a cluster cursor: ts, room name and seq
+
+
+def check_search_limit(value: int) -> None:
+    if not 1 <= value <= MAX_SEARCH_LIMIT:
+        raise _bad(f"limit must be 1-{MAX_SEARCH_LIMIT}")
+
+
+def check_search_text(value: str) -> None:
+    if not 1 <= len(value) <= MAX_SEARCH_TEXT:
+        raise _bad(f"search text must be 1-{MAX_SEARCH_TEXT} characters")
+    if rules.has_control_chars(value):
+        raise _bad("search text holds a control character")
+
+
+check_cursor = _bounded_str(MAX_SEARCH_CURSOR, "before")
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """Stored messages holding every word of ``text``, newest first, from the rooms and
+    DMs the user is a member of (or only ``room``). ``before`` is the ``next`` cursor
+    of the previous answer: an opaque string, only ever copied back."""
+
+    T: ClassVar[str] = "search"
+    text: str = wire(str, check_search_text)
+    room: str | None = wire(str, check_room, optional=True)
+    before: str | None = wire(str, check_cursor, optional=True)
+    limit: int | None = wire(int, check_search_limit, optional=True)
+    # Extension (request ids): as on history.
+    id: str | None = wire(str, check_id, optional=True)
+
+
 @dataclass(frozen=True, slots=True)
 class MarkRead:
     T: ClassVar[str] = "read"
@@ -460,6 +496,21 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchResults:
+    """The answer to ``search``: matches newest first, each with its room; ``more`` if
+    older ones follow, and then ``next``, the cursor to send as ``before``. ``behind``:
+    how many stored messages of the rooms searched the server's index did not hold yet
+    (it is built off the write path and may be catching up); absent when none."""
+
+    T: ClassVar[str] = "search"
+    msgs: tuple[StoredMsg, ...] = wire(list, of=StoredMsg)
+    more: bool = wire(bool)
+    next: str | None = wire(str, check_cursor, optional=True)
+    ref: str | None = wire(str, check_id, optional=True)
+    behind: int | None = wire(int, check_seq, optional=True)
+
+
+@dataclass(frozen=True, slots=True)
 class MembersPage:
     """The answer to ``members``: roster entries sorted by name; ``more`` if others follow."""
 
@@ -498,20 +549,20 @@ class Error:
 
 ClientFrame = (
     Hello | SetPresence | Join | Leave | Say | SendTyping | Nudge | GetHistory | MarkRead
-    | ContactRequest | GetMembers
+    | ContactRequest | GetMembers | Search
 )
 ServerFrame = (
     Welcome | Presence | Joined | Left | Member | Msg | Ack | Typing | Read | History | Contact
-    | Error | MembersPage
+    | Error | MembersPage | SearchResults
 )
 
 CLIENT_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Hello, SetPresence, Join, Leave, Say, SendTyping, Nudge, GetHistory, MarkRead,
-                ContactRequest, GetMembers)
+                ContactRequest, GetMembers, Search)
 }
 SERVER_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Welcome, Presence, Joined, Left, Member, Msg, Ack, Typing, Read, History,
-                Contact, Error, MembersPage)
+                Contact, Error, MembersPage, SearchResults)
 }

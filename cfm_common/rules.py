@@ -358,4 +358,5 @@ RATE_KIND: Final[dict[str, str]] = {
     "read": "history",
     "contact": "contact",
     "members": "history",
+    "search": "search",
 }

@@ -26,6 +26,7 @@ from cfm_common.frames import (
     MarkRead,
     Nudge,
     Say,
+    Search,
     SendTyping,
     SetPresence,
     Welcome,
@@ -39,6 +40,7 @@ from cfm_server.domain.messages import MessageHandler
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.rooms import RoomHandler
+from cfm_server.domain.search import SearchHandler
 from cfm_server.domain.signin import SignInHandler, SignUp, hash_token
 from cfm_server.domain.world import World
 from cfm_server.invites import InviteBook
@@ -64,6 +66,7 @@ class Hub:
         self.contacts = ContactHandler(world, self.delivery, self.presence)
         self.room_handler = RoomHandler(world, self.delivery, self.presence)
         self.messages = MessageHandler(world, self.delivery, self.room_handler)
+        self.search = SearchHandler(world, self.room_handler)
         self.signin = SignInHandler(world, self.presence, self.contacts)
         self._handlers: dict[type[Any], Callable[[Connection, Any], None]] = {
             SetPresence: self.presence.set_presence,
@@ -76,6 +79,7 @@ class Hub:
             GetHistory: self.messages.history,
             MarkRead: self.messages.read,
             ContactRequest: self.contacts.contact,
+            Search: self.search.search,
         }
 
     @property

@@ -103,6 +103,7 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
         synchronous=config.sqlite_synchronous,
         commit_interval_ms=config.commit_interval_ms,
         after_commit=outbox.flush_soon if outbox is not None else None,
+        search=config.search_index,
     )
     return store, str(path)
 

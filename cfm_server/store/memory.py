@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from cfm_common.frames import StoredMsg
 from cfm_server.store.base import (
@@ -21,6 +21,7 @@ from cfm_server.store.base import (
     StoreError,
     UserRecord,
 )
+from cfm_server.store.searchwords import parse_position, words_of
 
 
 def _done(error: StoreError | None = None) -> Commit:
@@ -47,6 +48,9 @@ class MemoryStore(Store):
         # Retention leaves None where it deleted one.
         self._messages: dict[str, list[StoredMsg | None]] = {}
         self._by_client_id: dict[tuple[str, str], StoredMsg] = {}
+        # Every message in the order it was stored, as (room, seq): search's order, and
+        # its cursor is the position here plus one.
+        self._stored_order: list[tuple[str, int]] = []
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -159,6 +163,7 @@ class MemoryStore(Store):
                 ))
             self._by_client_id[key] = msg
         messages.append(msg)
+        self._stored_order.append((msg.room, msg.seq))
         return _done()
 
     # --- reads -----------------------------------------------------------------------
@@ -180,6 +185,27 @@ class MemoryStore(Store):
             start = next((i for i in range(start, len(messages)) if messages[i] is not None),
                          len(messages))
         return messages[start:start + max(0, limit)]  # type: ignore[return-value]
+
+    def search(self, reader: str, rooms: Collection[str], words: Sequence[str],
+               before: str | None, limit: int) -> list[tuple[str, StoredMsg]]:
+        order = self._stored_order
+        end = len(order)
+        if before is not None:
+            end = min(end, parse_position(before) - 1)
+        wanted, readable = set(words), set(rooms)
+        found: list[tuple[str, StoredMsg]] = []
+        for i in range(end - 1, -1, -1):  # a plain scan, newest first
+            if len(found) >= limit:
+                break
+            room, seq = order[i]
+            if room not in readable:
+                continue
+            msg = self._messages[room][seq - 1]
+            if msg is None or (msg.hidden and msg.sender != reader):
+                continue
+            if wanted <= set(words_of(msg.text)):
+                found.append((str(i + 1), msg))
+        return found
 
     # --- retention -------------------------------------------------------------------
 

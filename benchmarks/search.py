@@ -1,0 +1,195 @@
+"""Search over a big store, by hand: ``python benchmarks/search.py``.
+
+1. Append throughput with and without the search index: ``--compare`` messages into a
+   fresh store as it is (schema v4, the FTS5 triggers on), then into one whose search
+   triggers were dropped (what v3 did per message), ``--batch`` per group commit as in
+   ``store_append.py``. Same texts, same rooms, the better of ``--rounds`` runs each.
+2. Fills one store with ``--messages`` messages (direct ``SqliteStore.append``, not over
+   the wire) spread over ``--rooms`` rooms, texts of 4-14 words drawn from a Zipf-like
+   vocabulary of 20,000 words, then times ``--searches`` ``Store.search`` calls (limit
+   20 + 1, as the hub asks) for a user in ``--member-of`` random rooms, with one or two
+   words (common, middling and rare ones alike), and prints p50/p95/p99/max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from cfm_common.frames import StoredMsg
+from cfm_server.store import SqliteStore
+
+VOCABULARY = 20_000
+TRIGGERS = ("messages_search_insert", "messages_search_delete", "messages_search_move")
+
+
+def make_words(rng: random.Random) -> list[str]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words: set[str] = set()
+    while len(words) < VOCABULARY:
+        words.add("".join(rng.choice(letters) for _ in range(rng.randint(3, 9))))
+    return sorted(words)
+
+
+class Texts:
+    """Chat-like lines: word n drawn with weight 1/(n+1) (a few words are everywhere)."""
+
+    def __init__(self, rng: random.Random, words: list[str]) -> None:
+        self.rng = rng
+        self.words = words
+        self.cum_weights = list(itertools.accumulate(1 / (n + 1) for n in range(len(words))))
+
+    def line(self) -> str:
+        return " ".join(self.rng.choices(self.words, cum_weights=self.cum_weights,
+                                         k=self.rng.randint(4, 14)))
+
+
+async def fill(store: SqliteStore, texts: list[str], rooms: int, batch: int) -> float:
+    """Append every text; messages per second."""
+    seqs = [0] * rooms
+    started = time.perf_counter()
+    for first in range(0, len(texts), batch):
+        pending = []
+        for n in range(first, min(first + batch, len(texts))):
+            r = n % rooms if n % 3 else (n * 7919) % rooms  # some rooms busier than others
+            seqs[r] += 1
+            msg = StoredMsg(f"#room{r}", seqs[r], f"user{n % 1000}", texts[n],
+                            1_700_000_000_000 + n, "text", f"c{n}")
+            pending.append(store.append(msg))
+        await asyncio.gather(*pending)
+    return len(texts) / (time.perf_counter() - started)
+
+
+async def append_rate(directory: Path, texts: list[str], rooms: int, batch: int,
+                      *, indexed: bool) -> float:
+    path = directory / f"rate-{indexed}-{time.perf_counter_ns()}.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        if not indexed:
+            assert store._conn is not None
+            for trigger in TRIGGERS:
+                store._conn.execute(f"DROP TRIGGER {trigger}")
+        return await fill(store, texts, rooms, batch)
+    finally:
+        await store.close()
+        for p in directory.glob(path.name + "*"):
+            p.unlink()
+
+
+def report(what: str, timings: list[float], counts: list[int]) -> None:
+    ms = [t * 1000 for t in timings]
+    print(f"{what}: p50 {percentile(ms, 0.5):.2f} ms, p95 {percentile(ms, 0.95):.2f} ms, "
+          f"p99 {percentile(ms, 0.99):.2f} ms, max {max(ms):.2f} ms; "
+          f"{statistics.mean(counts):.1f} found on average, "
+          f"{sum(1 for c in counts if c == 0)} found nothing")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(args: argparse.Namespace, directory: Path) -> None:
+    rng = random.Random(16)
+    words = make_words(rng)
+    texts = Texts(rng, words)
+    if args.compare:
+        sample = [texts.line() for _ in range(args.compare)]
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(args.rounds):
+            for indexed in (False, True):
+                rates[indexed].append(await append_rate(directory, sample, args.rooms,
+                                                        args.batch, indexed=indexed))
+        without, with_index = max(rates[False]), max(rates[True])
+        print(f"appends, {args.compare} messages, {args.batch} per commit, best of "
+              f"{args.rounds}: without the index {without:,.0f}/s, with it "
+              f"{with_index:,.0f}/s ({(with_index / without - 1) * 100:+.1f}%)")
+    if not args.messages:
+        return
+    store = SqliteStore(directory / "big.sqlite3")
+    await store.open()
+    try:
+        started = time.perf_counter()
+        chunk = 100_000
+        rate = 0.0
+        for first in range(0, args.messages, chunk):
+            lines = [texts.line() for _ in range(min(chunk, args.messages - first))]
+            # Fill continues the rooms' seqs: one store, rooms numbered as before.
+            rate = await fill_more(store, lines, args.rooms, args.batch, first)
+        size = sum(p.stat().st_size for p in directory.glob("big.sqlite3*"))
+        print(f"filled {args.messages:,} messages in {args.rooms} rooms in "
+              f"{time.perf_counter() - started:.0f} s (last 100k at {rate:,.0f}/s), "
+              f"{size / 2**20:,.0f} MiB on disk")
+        timings: list[float] = []
+        counts: list[int] = []
+        room_names = [f"#room{r}" for r in range(args.rooms)]
+        for n in range(args.searches):
+            rooms = rng.sample(room_names, args.member_of)
+            # Words by rank: every fifth search a top-100 word, else anywhere in the list.
+            pick = [words[rng.randrange(100 if n % 5 == 0 else VOCABULARY)]
+                    for _ in range(1 + n % 2)]
+            t0 = time.perf_counter()
+            found = store.search("user1", rooms, pick, None, 21)
+            timings.append(time.perf_counter() - t0)
+            counts.append(len(found))
+        report(f"{args.searches} searches, user in {args.member_of} of {args.rooms} rooms, "
+               "1-2 words, limit 21", timings, counts)
+        # The hard case: one room of 500, the ten commonest words (in ~10-30 % of all
+        # messages): the index walks every match, newest first, until 21 are that room's.
+        timings, counts = [], []
+        for n in range(args.searches):
+            room = room_names[rng.randrange(args.rooms)]
+            t0 = time.perf_counter()
+            found = store.search("user1", [room], [words[n % 10]], None, 21)
+            timings.append(time.perf_counter() - t0)
+            counts.append(len(found))
+        report(f"{args.searches} searches, user in 1 room, one of the 10 commonest words",
+               timings, counts)
+    finally:
+        await store.close()
+
+
+_seqs: dict[int, int] = {}
+
+
+async def fill_more(store: SqliteStore, texts: list[str], rooms: int, batch: int,
+                    offset: int) -> float:
+    started = time.perf_counter()
+    for first in range(0, len(texts), batch):
+        pending = []
+        for i in range(first, min(first + batch, len(texts))):
+            n = offset + i
+            r = n % rooms if n % 3 else (n * 7919) % rooms
+            seq = _seqs[r] = _seqs.get(r, 0) + 1
+            msg = StoredMsg(f"#room{r}", seq, f"user{n % 1000}", texts[i],
+                            1_700_000_000_000 + n, "text", f"c{n}")
+            pending.append(store.append(msg))
+        await asyncio.gather(*pending)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--compare", type=int, default=100_000,
+                        help="messages per append-rate run (0: skip the comparison)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rooms", type=int, default=500)
+    parser.add_argument("--member-of", type=int, default=20)
+    parser.add_argument("--searches", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--dir", type=Path, help="where to put the databases (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
+        asyncio.run(run(args, Path(directory)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,12 +1,15 @@
 """Search over a big store, by hand: ``python benchmarks/search.py``.
 
 1. Append throughput with and without the search index: ``--compare`` messages into a
-   fresh store as it is (schema v4, the FTS5 triggers on), then into one whose search
-   triggers were dropped (what v3 did per message), ``--batch`` per group commit as in
-   ``store_append.py``. Same texts, same rooms, the better of ``--rounds`` runs each.
+   fresh store with its index (the indexer thread running beside the appends, as in a
+   server), then into one without (``SqliteStore(search=False)``), ``--batch`` per group
+   commit as in ``store_append.py``. Same texts, same rooms, alternating, the better of
+   ``--rounds`` runs each; and how long the indexer took after the last append to hold
+   every message.
 2. Fills one store with ``--messages`` messages (direct ``SqliteStore.append``, not over
-   the wire) spread over ``--rooms`` rooms, texts of 4-14 words drawn from a Zipf-like
-   vocabulary of 20,000 words, then times ``--searches`` ``Store.search`` calls (limit
+   the wire, the index off) spread over ``--rooms`` rooms, texts of 4-14 words drawn
+   from a Zipf-like vocabulary of 20,000 words; opens it with the index, which builds
+   itself from nothing (timed); then times ``--searches`` ``Store.search`` calls (limit
    20 + 1, as the hub asks) for a user in ``--member-of`` random rooms, with one or two
    words (common, middling and rare ones alike), and prints p50/p95/p99/max.
 """
@@ -24,9 +27,9 @@ from pathlib import Path
 
 from cfm_common.frames import StoredMsg
 from cfm_server.store import SqliteStore
+from cfm_server.store.searchindex import index_path
 
 VOCABULARY = 20_000
-TRIGGERS = ("messages_search_insert", "messages_search_delete", "messages_search_move")
 
 
 def make_words(rng: random.Random) -> list[str]:
@@ -67,20 +70,36 @@ async def fill(store: SqliteStore, texts: list[str], rooms: int, batch: int) -> 
 
 
 async def append_rate(directory: Path, texts: list[str], rooms: int, batch: int,
-                      *, indexed: bool) -> float:
+                      *, indexed: bool) -> tuple[float, float]:
+    """Appends per second, and the seconds the index then took to hold them all."""
     path = directory / f"rate-{indexed}-{time.perf_counter_ns()}.sqlite3"
-    store = SqliteStore(path)
+    store = SqliteStore(path, search=indexed)
     await store.open()
     try:
-        if not indexed:
-            assert store._conn is not None
-            for trigger in TRIGGERS:
-                store._conn.execute(f"DROP TRIGGER {trigger}")
-        return await fill(store, texts, rooms, batch)
+        rate = await fill(store, texts, rooms, batch)
+        started = time.perf_counter()
+        await caught_up(store, rooms, len(texts))
+        return rate, time.perf_counter() - started
     finally:
         await store.close()
-        for p in directory.glob(path.name + "*"):
+        for p in directory.glob(path.stem + "*"):
             p.unlink()
+
+
+async def caught_up(store: SqliteStore, rooms: int, messages: int) -> None:
+    """Until the index holds the ``messages`` that ``fill`` spread over ``rooms``."""
+    tops = {f"#room{r}": seq for r, seq in enumerate(room_seqs(rooms, messages))}
+    while store.search_behind(tops):
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        store.when_indexed(tops, lambda: done.done() or done.set_result(None), 60.0)  # noqa: B023
+        await done
+
+
+def room_seqs(rooms: int, messages: int) -> list[int]:
+    seqs = [0] * rooms
+    for n in range(messages):
+        seqs[n % rooms if n % 3 else (n * 7919) % rooms] += 1
+    return seqs
 
 
 def report(what: str, timings: list[float], counts: list[int]) -> None:
@@ -103,17 +122,27 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
     if args.compare:
         sample = [texts.line() for _ in range(args.compare)]
         rates: dict[bool, list[float]] = {True: [], False: []}
+        lags: list[float] = []
         for _ in range(args.rounds):
             for indexed in (False, True):
-                rates[indexed].append(await append_rate(directory, sample, args.rooms,
-                                                        args.batch, indexed=indexed))
+                rate, lag = await append_rate(directory, sample, args.rooms, args.batch,
+                                              indexed=indexed)
+                rates[indexed].append(rate)
+                if indexed:
+                    lags.append(lag)
+                print(f"  {'with' if indexed else 'without'} the index: {rate:,.0f}/s"
+                      + (f", indexed all {lag:.2f} s after the last append"
+                         if indexed else ""))
         without, with_index = max(rates[False]), max(rates[True])
         print(f"appends, {args.compare} messages, {args.batch} per commit, best of "
               f"{args.rounds}: without the index {without:,.0f}/s, with it "
-              f"{with_index:,.0f}/s ({(with_index / without - 1) * 100:+.1f}%)")
+              f"{with_index:,.0f}/s ({(with_index / without - 1) * 100:+.1f}%); "
+              f"median {statistics.median(rates[False]):,.0f}/s vs "
+              f"{statistics.median(rates[True]):,.0f}/s")
     if not args.messages:
         return
-    store = SqliteStore(directory / "big.sqlite3")
+    big = directory / "big.sqlite3"
+    store = SqliteStore(big, search=False)
     await store.open()
     try:
         started = time.perf_counter()
@@ -123,10 +152,21 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
             lines = [texts.line() for _ in range(min(chunk, args.messages - first))]
             # Fill continues the rooms' seqs: one store, rooms numbered as before.
             rate = await fill_more(store, lines, args.rooms, args.batch, first)
-        size = sum(p.stat().st_size for p in directory.glob("big.sqlite3*"))
-        print(f"filled {args.messages:,} messages in {args.rooms} rooms in "
-              f"{time.perf_counter() - started:.0f} s (last 100k at {rate:,.0f}/s), "
-              f"{size / 2**20:,.0f} MiB on disk")
+    finally:
+        await store.close()
+    size = big.stat().st_size
+    print(f"filled {args.messages:,} messages in {args.rooms} rooms in "
+          f"{time.perf_counter() - started:.0f} s (last 100k at {rate:,.0f}/s), "
+          f"{size / 2**20:,.0f} MiB on disk without the index")
+    store = SqliteStore(big)
+    await store.open()
+    try:
+        started = time.perf_counter()
+        await caught_up(store, args.rooms, args.messages)
+        index = index_path(big)
+        index_size = sum(p.stat().st_size for p in directory.glob(index.name + "*"))
+        print(f"the index built itself at start in {time.perf_counter() - started:.0f} s"
+              f" (the server listening meanwhile): {index_size / 2**20:,.0f} MiB")
         timings: list[float] = []
         counts: list[int] = []
         room_names = [f"#room{r}" for r in range(args.rooms)]

@@ -6,11 +6,14 @@ text answers cleanly; its own rate bucket."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from typing import Any
 
 import pytest
 
 from cfm_server import retention
+from cfm_server.server import DB_FILE
+from cfm_server.store.searchindex import index_path
 from tests.wire import WireClient, signed_in
 
 # The rules are the hub's; each store only finds words: both stores run them.
@@ -170,6 +173,62 @@ async def test_a_message_deleted_by_retention_is_not_found(server_factory) -> No
         found = _where(await _search(alice, "keep0"))
         assert found == []
         assert _where(await _search(alice, "keep4")) == [("#r", 5)]
+        # The cut reaches the index file no later than a message said after it (a
+        # search waits for that one): the words are gone from the file, not only hidden.
+        await _say(alice, "later", room="#r")
+        assert _where(await _search(alice, "later")) == [("#r", 6)]
+        assert _indexed(server, "keep0") == _indexed(server, "gone2") == 0
+        assert _indexed(server, "keep4") == 1
+
+
+def _indexed(server: Any, word: str) -> int:
+    """Index entries holding ``word``, read from the index file itself."""
+    conn = sqlite3.connect(index_path(server.config.resolved_data_dir() / DB_FILE))
+    try:
+        return conn.execute("SELECT count(*) FROM docs_fts WHERE docs_fts MATCH ?",
+                            (f'"{word}"',)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def test_a_search_waits_for_the_index_and_says_what_it_could_not_see(
+    server_factory,
+) -> None:
+    """The index is written by a thread after the commits. A search waits (a moment)
+    for it to hold the rooms' acked messages; if it cannot (here its file is locked by
+    another program), the answer says how many messages it did not search."""
+    server = await server_factory(search_burst=100)
+    async with signed_in(server.url, "alice") as alice:
+        await _join(alice, "#w")
+        await _say(alice, "indexed at once", room="#w")
+        assert _where(await _search(alice, "indexed")) == [("#w", 1)]
+        index = index_path(server.config.resolved_data_dir() / DB_FILE)
+        blocker = sqlite3.connect(index, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # the indexer's passes fail meanwhile
+            await _say(alice, "stuck words", room="#w")
+            await _say(alice, "more stuck words", room="#w")
+            answer = await _search(alice, "stuck")
+            assert answer["t"] == "search" and answer["msgs"] == []
+            assert answer["behind"] == 2
+            assert _where(await _search(alice, "indexed")) == [("#w", 1)]
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        # The indexer tries again and catches up; the search waits for it.
+        answer = await _search(alice, "stuck")
+        while answer.get("behind"):  # its retry may come after this search's wait
+            answer = await _search(alice, "stuck")
+        assert _where(answer) == [("#w", 3), ("#w", 2)]
+
+
+async def test_search_turned_off_is_refused(server_factory) -> None:
+    server = await server_factory(search_index=False)
+    async with signed_in(server.url, "alice") as alice:
+        answer = await _search(alice, "anything")
+        assert answer["t"] == "error" and answer["code"] == "forbidden"
+        assert "search_index" in answer["msg"]
+    assert not index_path(server.config.resolved_data_dir() / DB_FILE).exists()
 
 
 async def test_hostile_text_answers_cleanly(server_factory) -> None:

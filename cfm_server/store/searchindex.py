@@ -139,6 +139,18 @@ def index_path(db_path: Path) -> Path:
     return db_path.with_name(f"{db_path.stem}.search{db_path.suffix}")
 
 
+def remove_index(db_path: Path) -> bool:
+    """Delete the index file of ``db_path`` (with its -wal and -shm); whether there was
+    one. A store opened without the index calls this: an index left from before would
+    keep text that the deletes and edits made meanwhile never reach."""
+    path = index_path(db_path)
+    existed = path.exists()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).unlink()
+    return existed
+
+
 class SearchIndex:
     """The index file of the database at ``db_path``, and the thread that keeps it.
 
@@ -220,9 +232,7 @@ class SearchIndex:
             if version != SCHEMA_VERSION:
                 logger.warning("search index %s is unusable (version %s); rebuilding it",
                                path, version)
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.with_name(path.name + suffix).unlink()
+                remove_index(self.db_path)
         if path.exists():
             tighten(path)
         else:

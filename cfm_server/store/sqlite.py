@@ -43,7 +43,7 @@ from cfm_server.store.checkpoint import CHECKPOINT_INTERVAL_S, Checkpointer
 from cfm_server.store.groupcommit import GroupCommit
 from cfm_server.store.idfilter import ClientIdFilter, read_client_id_filter
 from cfm_server.store.lockfile import DataDirInUse, DataDirLock
-from cfm_server.store.searchindex import SearchIndex
+from cfm_server.store.searchindex import SearchIndex, remove_index
 from cfm_server.store.sqlite_open import (
     SYNCHRONOUS,
     connect,
@@ -79,7 +79,8 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
     other program (an ``sqlite3`` shell, a backup) holds on the file. ``after_commit``:
     called right after each COMMIT has completed its batch's futures (whose callbacks
     run on the next loop turn), e.g. to schedule the flush that sends what they queue.
-    ``search``: keep the search index (off: ``search`` raises StoreError).
+    ``search``: keep the search index (off: ``search`` raises StoreError, and an index
+    file left from before is deleted at open).
     """
 
     def __init__(self, path: Path, *, synchronous: str = "normal",
@@ -148,14 +149,16 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
                 self._conn = None
             self._lock.release()
             raise
-        if self._search is not None:
-            try:
+        try:
+            if self._search is not None:
                 self._search.open()
-            except BaseException:
-                self._conn.close()
-                self._conn = None
-                self._lock.release()
-                raise
+            elif remove_index(self.path):
+                logger.info("search is off: removed the search index beside %s", self.path)
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            self._lock.release()
+            raise
         self._batch.attach(self._conn, loop)
         self._checkpointer.watch(self._conn, loop)
         logger.info("store open: %s (schema v%d, synchronous=%s)",

@@ -141,30 +141,38 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
               f"{statistics.median(rates[True]):,.0f}/s")
     if not args.messages:
         return
-    big = directory / "big.sqlite3"
+    big = args.db or directory / "big.sqlite3"
+    if not big.exists():
+        store = SqliteStore(big, search=False)
+        await store.open()
+        try:
+            started = time.perf_counter()
+            chunk = 100_000
+            rate = 0.0
+            for first in range(0, args.messages, chunk):
+                lines = [texts.line() for _ in range(min(chunk, args.messages - first))]
+                # Fill continues the rooms' seqs: one store, rooms numbered as before.
+                rate = await fill_more(store, lines, args.rooms, args.batch, first)
+        finally:
+            await store.close()
+        print(f"filled {args.messages:,} messages in {args.rooms} rooms in "
+              f"{time.perf_counter() - started:.0f} s (last 100k at {rate:,.0f}/s)")
+    else:  # the same texts: the generator's state as after a fill
+        for _ in range(args.messages):
+            texts.line()
+    print(f"{big.stat().st_size / 2**20:,.0f} MiB on disk without the index")
+    # Built from nothing each time (a store opened without the index deletes it).
     store = SqliteStore(big, search=False)
     await store.open()
-    try:
-        started = time.perf_counter()
-        chunk = 100_000
-        rate = 0.0
-        for first in range(0, args.messages, chunk):
-            lines = [texts.line() for _ in range(min(chunk, args.messages - first))]
-            # Fill continues the rooms' seqs: one store, rooms numbered as before.
-            rate = await fill_more(store, lines, args.rooms, args.batch, first)
-    finally:
-        await store.close()
-    size = big.stat().st_size
-    print(f"filled {args.messages:,} messages in {args.rooms} rooms in "
-          f"{time.perf_counter() - started:.0f} s (last 100k at {rate:,.0f}/s), "
-          f"{size / 2**20:,.0f} MiB on disk without the index")
+    await store.close()
     store = SqliteStore(big)
     await store.open()
     try:
         started = time.perf_counter()
         await caught_up(store, args.rooms, args.messages)
         index = index_path(big)
-        index_size = sum(p.stat().st_size for p in directory.glob(index.name + "*"))
+        await store.flush()
+        index_size = sum(p.stat().st_size for p in big.parent.glob(index.name + "*"))
         print(f"the index built itself at start in {time.perf_counter() - started:.0f} s"
               f" (the server listening meanwhile): {index_size / 2**20:,.0f} MiB")
         timings: list[float] = []
@@ -226,6 +234,8 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--dir", type=Path, help="where to put the databases (default: a temp dir)")
+    parser.add_argument("--db", type=Path, help="the filled database: made if missing, kept "
+                        "(the same --messages and --rooms each time)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
         asyncio.run(run(args, Path(directory)))

@@ -13,15 +13,18 @@ The file (``<db stem>.search<suffix>``, e.g. ``cfm.search.sqlite3``) holds only 
 be rebuilt from the database: deleting it costs a rebuild at the next start, nothing
 else. It is not in backups. Its tables:
 
-- ``docs``: one row per indexed message, ``key`` first. The key is the message's ts in
-  milliseconds shifted left 20 bits, plus a counter among messages of the same
-  millisecond: newest first is key descending, which FTS5 walks natively and stops
-  early under a LIMIT, whatever order the messages were indexed in (a catch-up goes room
-  by room). ``text`` is the external content FTS5 needs to take a message out again
-  (SQLite 3.40 has no ``contentless_delete``): the main database's text may be gone by
-  then (a delete erases it).
-- ``docs_fts``: FTS5 over ``docs.text`` (``detail=none``: which message holds which
-  word, no positions), kept in step with ``docs`` by triggers inside this file.
+- ``docs``: one row per indexed message: its key, room and seq. The key is the
+  message's ts in milliseconds shifted left 20 bits, plus a counter among messages of
+  the same millisecond: newest first is key descending, which FTS5 walks natively and
+  stops early under a LIMIT, whatever order the messages were indexed in (a catch-up
+  goes room by room). Small rows, so that a search filtering hits by room reads few
+  pages.
+- ``texts``: each indexed message's text, by key: the external content FTS5 needs to
+  take a message out again (SQLite 3.40 has no ``contentless_delete``), since the main
+  database's text may be gone by then (a delete erases it).
+- ``docs_fts``: FTS5 over ``texts.text`` (``detail=none``: which message holds which
+  word, no positions), kept in step by triggers inside this file (a ``docs`` row
+  deleted takes its text and its words with it).
 - ``rooms``: each room's watermark: every message up to ``seq`` has been seen (indexed,
   or skipped as not text), and ``ts`` is the ts of the message at ``seq``, so a start can
   tell that the room is no longer what was indexed (a DM archived by ``cfm admin
@@ -55,19 +58,25 @@ _SCHEMA = """
 CREATE TABLE docs (
     key INTEGER PRIMARY KEY,
     room TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    text TEXT NOT NULL
+    seq INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX docs_by_message ON docs (room, seq);
-CREATE VIRTUAL TABLE docs_fts USING fts5(text, content='docs', content_rowid='key',
+CREATE TABLE texts (
+    key INTEGER PRIMARY KEY,
+    text TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE docs_fts USING fts5(text, content='texts', content_rowid='key',
                                          detail='none');
-CREATE TRIGGER docs_insert AFTER INSERT ON docs BEGIN
+CREATE TRIGGER docs_delete AFTER DELETE ON docs BEGIN
+    DELETE FROM texts WHERE key = old.key;
+END;
+CREATE TRIGGER texts_insert AFTER INSERT ON texts BEGIN
     INSERT INTO docs_fts (rowid, text) VALUES (new.key, new.text);
 END;
-CREATE TRIGGER docs_delete AFTER DELETE ON docs BEGIN
+CREATE TRIGGER texts_delete AFTER DELETE ON texts BEGIN
     INSERT INTO docs_fts (docs_fts, rowid, text) VALUES ('delete', old.key, old.text);
 END;
-CREATE TRIGGER docs_update AFTER UPDATE OF text ON docs BEGIN
+CREATE TRIGGER texts_update AFTER UPDATE OF text ON texts BEGIN
     INSERT INTO docs_fts (docs_fts, rowid, text) VALUES ('delete', old.key, old.text);
     INSERT INTO docs_fts (rowid, text) VALUES (new.key, new.text);
 END;
@@ -94,22 +103,29 @@ _KINDS_INDEXED = ("text",)
 # One pass's new messages: those of each room in ``temp.todo`` (after, upto], keyed by ts
 # (see the module docstring): the correlated max() finds keys an earlier pass gave in the
 # same millisecond, row_number() orders this pass's own.
-_INSERT = f"""
-INSERT INTO docs (key, room, seq, text)
+_INSERT_KEYS = f"""
+INSERT INTO docs (key, room, seq)
 SELECT (m.ts << {KEY_SHIFT})
        + coalesce((SELECT max(d.key) + 1 - (m.ts << {KEY_SHIFT}) FROM docs d
                    WHERE d.key BETWEEN (m.ts << {KEY_SHIFT})
                                    AND (m.ts << {KEY_SHIFT}) + {2**KEY_SHIFT - 1}), 0)
        + row_number() OVER (PARTITION BY m.ts ORDER BY m.room, m.seq) - 1,
-       m.room, m.seq, m.text
+       m.room, m.seq
 FROM temp.todo t
 CROSS JOIN cfm.messages m ON m.room = t.room AND m.seq > t.after AND m.seq <= t.upto
 WHERE m.kind IN ({", ".join(repr(k) for k in _KINDS_INDEXED)}) AND m.text != ''
   AND m.ts BETWEEN 0 AND {MAX_TS}
 """
+_INSERT_TEXTS = """
+INSERT INTO texts (key, text)
+SELECT d.key, m.text
+FROM temp.todo t
+CROSS JOIN docs d ON d.room = t.room AND d.seq > t.after AND d.seq <= t.upto
+CROSS JOIN cfm.messages m ON m.room = d.room AND m.seq = d.seq
+"""
 
 # Edits and deletes (issue 16, h4's schema v4): rows of kind EDIT_KIND / DELETE_KIND whose
-# TARGET_COLUMN names the seq they change. Run after _INSERT in the same pass, only once
+# TARGET_COLUMN names the seq they change. Run after the inserts in the same pass, only once
 # the database has that column (``_changes_enabled``): an edit replaces its target's text
 # (the trigger re-indexes it), a delete takes the target out of the index.
 EDIT_KIND = "edit"
@@ -117,12 +133,13 @@ DELETE_KIND = "delete"
 TARGET_COLUMN = "target"
 _CHANGES = (
     f"""
-    UPDATE docs SET text = e.text FROM (
-        SELECT m.room, m.{TARGET_COLUMN} AS target, m.text, max(m.seq)
+    UPDATE texts SET text = e.text FROM (
+        SELECT d.key, m.text, max(m.seq)
         FROM temp.todo t
         CROSS JOIN cfm.messages m ON m.room = t.room AND m.seq > t.after AND m.seq <= t.upto
-        WHERE m.kind = '{EDIT_KIND}' GROUP BY m.room, m.{TARGET_COLUMN}) AS e
-    WHERE docs.room = e.room AND docs.seq = e.target
+        CROSS JOIN docs d ON d.room = m.room AND d.seq = m.{TARGET_COLUMN}
+        WHERE m.kind = '{EDIT_KIND}' GROUP BY d.key) AS e
+    WHERE texts.key = e.key
     """,
     f"""
     DELETE FROM docs WHERE (room, seq) IN (
@@ -349,6 +366,7 @@ class SearchIndex:
         try:
             todo = self._start(writer)
             while not self._stopping:
+                started = time.monotonic()
                 todo = self._pass(writer, todo)
                 if self._stopping:
                     break
@@ -360,10 +378,11 @@ class SearchIndex:
                     continue
                 self._wake.wait()
                 self._wake.clear()
-                # Gather a busy server's commits into one pass (the interval), unless
-                # stopping.
-                if not self._stopping:
-                    time.sleep(self._interval_s)
+                # At most one pass per interval: a busy server's commits gather into one
+                # (an idle server's lone message is indexed at once).
+                pause = self._interval_s - (time.monotonic() - started)
+                if pause > 0 and not self._stopping:
+                    time.sleep(pause)
         except sqlite3.Error as e:
             if not self._stopping:
                 self._failed(e)
@@ -475,7 +494,8 @@ class SearchIndex:
                              "room TEXT PRIMARY KEY, after INTEGER, upto INTEGER)")
                 conn.execute("DELETE FROM temp.todo")
                 conn.executemany("INSERT INTO temp.todo VALUES (?, ?, ?)", chunk)
-                conn.execute(_INSERT)
+                conn.execute(_INSERT_KEYS)
+                conn.execute(_INSERT_TEXTS)
                 if _changes_enabled(conn):
                     for sql in _CHANGES:
                         conn.execute(sql)

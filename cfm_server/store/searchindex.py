@@ -227,9 +227,7 @@ class SearchIndex:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
-        for _, callback in self._waiters:
-            callback()
-        self._waiters.clear()
+        self._waiters.clear()  # the server is stopping: their sessions are closing
 
     def _prepare_file(self) -> None:
         """The index file 0600 at the current version; one this cfm cannot use (another
@@ -318,8 +316,8 @@ class SearchIndex:
                      timeout_s: float) -> None:
         """``callback()`` on the loop once ``behind(rooms)`` is 0, or after ``timeout_s``
         (or at close), whichever comes first; once."""
-        loop = self._loop
-        if loop is None or self._thread is None or not self.behind(rooms):
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive() or not self.behind(rooms):
             callback()
             return
         called = False
@@ -364,7 +362,16 @@ class SearchIndex:
             return
         writer = self._writer
         try:
-            todo = self._start(writer)
+            while True:
+                try:
+                    todo = self._start(writer)
+                    break
+                except sqlite3.Error as e:
+                    if self._stopping:
+                        raise
+                    logger.warning("search index %s: cannot start (%s); trying again in "
+                                   "%.0f s", self.path, e, RETRY_S)
+                    time.sleep(RETRY_S)
             while not self._stopping:
                 started = time.monotonic()
                 todo = self._pass(writer, todo)

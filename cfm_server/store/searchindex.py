@@ -23,7 +23,8 @@ else. It is not in backups. Its tables:
   take a message out again (SQLite 3.40 has no ``contentless_delete``), since the main
   database's text may be gone by then (a delete erases it).
 - ``docs_fts``: FTS5 over ``texts.text`` (``detail=none``: which message holds which
-  word, no positions), kept in step by triggers inside this file (a ``docs`` row
+  word, no positions; ``columnsize=0``: no per-message token counts, which only
+  ranking would read), kept in step by triggers inside this file (a ``docs`` row
   deleted takes its text and its words with it).
 - ``rooms``: each room's watermark: every message up to ``seq`` has been seen (indexed,
   or skipped as not text), and ``ts`` is the ts of the message at ``seq``, so a start can
@@ -66,7 +67,7 @@ CREATE TABLE texts (
     text TEXT NOT NULL
 );
 CREATE VIRTUAL TABLE docs_fts USING fts5(text, content='texts', content_rowid='key',
-                                         detail='none');
+                                         detail='none', columnsize=0);
 CREATE TRIGGER docs_delete AFTER DELETE ON docs BEGIN
     DELETE FROM texts WHERE key = old.key;
 END;

@@ -152,6 +152,13 @@ _CHANGES = (
 )
 
 
+_MARKS = """
+INSERT OR REPLACE INTO rooms (room, seq, ts)
+SELECT t.room, t.upto, m.ts FROM temp.todo t
+CROSS JOIN cfm.messages m ON m.room = t.room AND m.seq = t.upto
+"""
+
+
 def index_path(db_path: Path) -> Path:
     """``cfm.sqlite3`` → ``cfm.search.sqlite3``, in the same directory."""
     return db_path.with_name(f"{db_path.stem}.search{db_path.suffix}")
@@ -200,6 +207,7 @@ class SearchIndex:
         self.indexed: dict[str, int] | None = None
         self._waiters: list[tuple[dict[str, int], Callable[[], None]]] = []
         self.last_error: str | None = None
+        self._changes = False  # the database has edits and deletes (_CHANGES)
 
     # --- lifecycle (event loop) ---------------------------------------------------------
 
@@ -407,6 +415,7 @@ class SearchIndex:
     def _start(self, conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
         """Read the watermarks, drop what no longer matches the database, and return
         what is left to index: room → (indexed seq, newest seq in the database)."""
+        self._changes = _changes_enabled(conn)
         marks = {room: (seq, ts) for room, seq, ts in
                  conn.execute("SELECT room, seq, ts FROM rooms")}
         stale: list[str] = []
@@ -462,6 +471,8 @@ class SearchIndex:
         left: dict[str, tuple[int, int]] = {}
         budget = self._budget
         for room, (done, top) in todo.items():
+            if top <= done:  # noted, but a catch-up got there first
+                continue
             if budget <= 0:
                 left[room] = (done, top)
                 continue
@@ -504,20 +515,14 @@ class SearchIndex:
                 conn.executemany("INSERT INTO temp.todo VALUES (?, ?, ?)", chunk)
                 conn.execute(_INSERT_KEYS)
                 conn.execute(_INSERT_TEXTS)
-                if _changes_enabled(conn):
+                if self._changes:
                     for sql in _CHANGES:
                         conn.execute(sql)
-                # Each room's mark: the newest of its messages this pass saw (the upto
-                # the loop noted is committed, so it is there unless retention or a
-                # stop raced it).
-                for room, seq, ts in conn.execute(
-                        "SELECT t.room, m.seq, m.ts FROM temp.todo t"
-                        " CROSS JOIN cfm.messages m ON m.room = t.room AND m.seq ="
-                        " (SELECT max(seq) FROM cfm.messages WHERE room = t.room"
-                        "  AND seq <= t.upto)").fetchall():
-                    conn.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?, ?)",
-                                 (room, seq, ts))
-                    marks[room] = seq
+                # Each room's mark, in one statement (a pass may cover a thousand rooms:
+                # no Python per room). The upto the loop noted is committed, and the
+                # newest message of a room is never cut, so the message is there.
+                conn.execute(_MARKS)
+                marks = {room: upto for room, _, upto in chunk}
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

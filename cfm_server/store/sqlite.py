@@ -180,7 +180,7 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
             await self.flush()
         finally:
             if self._search is not None:
-                self._search.close()  # before the last connection to the database
+                await self._search.close()  # before the last connection to the database
             self._conn = None
             self._batch.detach()
             self._client_ids = None

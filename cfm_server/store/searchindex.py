@@ -45,6 +45,8 @@ POLL_S = 0.05  # how often waiting searches look at the watermarks again
 STOP_WAIT_S = 10.0  # at close, how long the indexer may take to finish its pass
 MAX_BACKLOG = 1 << 22  # notes the pipe would not take: beyond this, "look at every room"
 
+# The indexer's command (not ``-m``: the package imports the module first).
+_INDEXER = "import sys; from cfm_server.store.searchindexer import main; sys.exit(main(sys.argv))"
 _MARKS = "SELECT room, seq FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
 
 
@@ -101,8 +103,7 @@ class SearchIndex:
             raise StoreError(f"cannot open the search index {self.path}: {e}") from e
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "cfm_server.store.searchindexer",
-                 str(self.db_path), str(self.path)],
+                [sys.executable, "-c", _INDEXER, str(self.db_path), str(self.path)],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
         except OSError as e:
             self._reader.close()

@@ -1,7 +1,7 @@
 """The search indexer: a process of its own that keeps the search index file.
 
-``searchindex.py`` (in the server) starts it as ``python -m cfm_server.store.searchindexer
-DB_PATH`` and writes to its stdin, after group commits, which rooms have new committed
+``searchindex.py`` (in the server) starts it (``main(argv)`` with the database's and the
+index's paths) and writes to its stdin, after group commits, which rooms have new committed
 messages and where retention cut; it exits when its stdin closes (the server stopped,
 or died). It reads the new rows from the database through a read-only connection and
 indexes them in batches ("passes"), each one transaction of the index file, which
@@ -349,7 +349,7 @@ def connect(index: Path, db_path: Path, *, readonly: bool,
             # Removed text is overwritten, not left in free pages.
             conn.execute("PRAGMA secure_delete = 1")
             conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("ATTACH DATABASE ? AS cfm", ("file:" + _uri_path(db_path) + "?mode=ro",))
+        conn.execute("ATTACH DATABASE ? AS cfm", ("file:" + _uri_path(db_path),))
     except sqlite3.Error:
         conn.close()
         raise
@@ -384,8 +384,7 @@ def _uri_path(path: Path) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        print("usage: python -m cfm_server.store.searchindexer DB_PATH INDEX_PATH",
-              file=sys.stderr)
+        print("usage: searchindexer DB_PATH INDEX_PATH", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -193,6 +193,7 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
                 mark_closed(conn)
                 conn.close()
             finally:
+                self._checkpointer.release()  # after the last connection, not before
                 self._lock.release()
 
     @contextlib.contextmanager

@@ -349,7 +349,11 @@ def connect(index: Path, db_path: Path, *, readonly: bool,
             # Removed text is overwritten, not left in free pages.
             conn.execute("PRAGMA secure_delete = 1")
             conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("ATTACH DATABASE ? AS cfm", ("file:" + _uri_path(db_path),))
+        # Read-only: besides never writing, a read-only connection never takes itself
+        # for the database's last one at its close (folding the WAL in and deleting it
+        # under a server that was killed a moment before and is starting again).
+        conn.execute("ATTACH DATABASE ? AS cfm",
+                     ("file:" + _uri_path(db_path) + "?mode=ro",))
     except sqlite3.Error:
         conn.close()
         raise

@@ -41,7 +41,7 @@ class ServerConfig:
     store: str = "sqlite"  # "sqlite" | "memory"
     sqlite_synchronous: str = "normal"
     commit_interval_ms: float = 0.0  # group-commit window of the SQLite store
-    # The SQLite store's search index (a file beside the database, kept by a thread);
+    # The SQLite store's search index (a file beside the database, kept by a process);
     # off: search answers forbidden, and nothing is indexed.
     search_index: bool = True
     # Start-up refuses a data directory on a disk with less free space than this (MiB);

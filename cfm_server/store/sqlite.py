@@ -10,9 +10,9 @@ completes only once their COMMIT is in the WAL. The parts, each in a module of i
 - ``lockfile``: one server per data directory (``flock`` on ``<name>.lock``).
 - ``idfilter``: a retry's (sender, client id) looked up without a query per ``say``.
 - ``sqlite_reads``: the reads (start-up snapshot, history, retention cut).
-- ``searchindex`` and ``sqlite_search``: the search index, a file of its own kept by a
-  thread off the write path; this module only tells it, after each COMMIT, which rooms
-  have new messages and where retention cut.
+- ``searchindex``, ``searchindexer`` and ``sqlite_search``: the search index, a file of
+  its own kept by a process of its own, off the write path; this module only tells it,
+  after each COMMIT, which rooms have new messages and where retention cut.
 
 This module keeps the lifecycle, the writes, and each room's latest seq.
 
@@ -285,7 +285,7 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
 
     def _committed(self) -> None:
         """After each COMMIT: the search index learns what it may now read. A dict
-        handed to its thread, nothing more: indexing happens there."""
+        handed over, nothing more: indexing happens in the indexer's process."""
         search = self._search
         if search is not None and (self._batch_rooms or self._batch_cuts):
             search.note(self._batch_rooms, self._batch_cuts)

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 POLL_S = 0.05  # how often waiting searches look at the watermarks again
-STOP_WAIT_S = 10.0  # at close, how long the indexer may take to finish its pass
+STOP_WAIT_S = 10.0  # at close, how long the terminated indexer may take to exit
 MAX_BACKLOG = 1 << 22  # notes the pipe would not take: beyond this, "look at every room"
 
 # The indexer's command (not ``-m``: the package imports the module first).
@@ -114,9 +114,12 @@ class SearchIndex:
         os.set_blocking(self._pipe, False)
 
     async def close(self) -> None:
-        """Stop the indexer (its pass under way ends first: a pass is one transaction)
-        and close the reader, before the database's own connection closes: the last
-        connection to close is the one that folds the WAL into the file."""
+        """Stop the indexer and close the reader, before the database's own connection
+        closes: the last connection to close is the one that folds the WAL into the
+        file. The indexer is terminated, not asked: a pass is one transaction of the
+        index (cut short, it is rolled back), the next start picks up from the
+        watermarks, and a process at nice 19 on a busy machine may take seconds to
+        notice its pipe closing — seconds the server's shutdown would wait."""
         for handle in (self._flush_handle, self._poll_handle):
             if handle is not None:
                 handle.cancel()
@@ -124,10 +127,11 @@ class SearchIndex:
         self._waiters.clear()  # the server is stopping: their sessions are closing
         process, self._process = self._process, None
         if process is not None:
-            self._flush()  # what is noted still goes: the next start need not look
             with contextlib.suppress(OSError):
                 process.stdin.close()  # type: ignore[union-attr]
             self._pipe = -1
+            with contextlib.suppress(OSError):
+                process.terminate()
             deadline = time.monotonic() + STOP_WAIT_S
             while process.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)

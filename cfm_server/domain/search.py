@@ -8,9 +8,10 @@ left out by the store (it knows the mark); what it holds is never found by its t
 The SQLite store indexes off the write path, a fraction of a second behind the commits
 (cfm_server/store/searchindex.py). So that a search finds what was acked before it was
 sent, it waits until the index holds every committed message of the rooms searched —
-at most SEARCH_WAIT_S, and only when the index is a little behind (a catch-up after a
-start is not waited for). The answer's ``behind`` says how many of those messages the
-index did not hold when it was read (none: the key is left out).
+at most SEARCH_WAIT_S (usually a tenth of a second: the indexer's pass interval), and
+only when the index is a little behind (a catch-up after a start is not waited for).
+The answer's ``behind`` says how many of those messages the index did not hold when it
+was read (none: the key is left out).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ DEFAULT_SEARCH_LIMIT = 20
 # How long a search waits for the index to reach the rooms' committed messages, and
 # how far behind it may be for the wait to be worth it (more: a catch-up is under way;
 # the answer says how much it could not see instead).
-SEARCH_WAIT_S = 1.0
+SEARCH_WAIT_S = 3.0
 SEARCH_WAIT_MAX_BEHIND = 50_000
 
 

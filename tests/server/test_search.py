@@ -33,12 +33,19 @@ async def _say(client: WireClient, text: str, *, room: str | None = None,
     return (await client.recv_until("ack", id=frame["id"]))["seq"]
 
 
-async def _search(client: WireClient, text: str, **keys: Any) -> dict[str, Any]:
-    rid = f"q{len(client.seen)}"
-    await client.send({"t": "search", "text": text, "id": rid, **keys})
+async def _search(client: WireClient, text: str, *, settled: bool = True,
+                  **keys: Any) -> dict[str, Any]:
+    """The answer to one search; with ``settled``, asked again while it says the index
+    was ``behind`` (a loaded machine may hold the nice-19 indexer past the server's
+    wait: the protocol's answer to that is to try again)."""
     while True:
-        frame = await client.recv()
-        if frame.get("ref") == rid:
+        rid = f"q{len(client.seen)}"
+        await client.send({"t": "search", "text": text, "id": rid, **keys})
+        while True:
+            frame = await client.recv()
+            if frame.get("ref") == rid:
+                break
+        if not (settled and frame.get("behind")):
             return frame
 
 
@@ -208,18 +215,16 @@ async def test_a_search_waits_for_the_index_and_says_what_it_could_not_see(
             blocker.execute("BEGIN IMMEDIATE")  # the indexer's passes fail meanwhile
             await _say(alice, "stuck words", room="#w")
             await _say(alice, "more stuck words", room="#w")
-            answer = await _search(alice, "stuck")
+            answer = await _search(alice, "stuck", settled=False)
             assert answer["t"] == "search" and answer["msgs"] == []
             assert answer["behind"] == 2
             assert _where(await _search(alice, "indexed")) == [("#w", 1)]
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        # The indexer tries again and catches up; the search waits for it.
-        answer = await _search(alice, "stuck")
-        while answer.get("behind"):  # its retry may come after this search's wait
-            answer = await _search(alice, "stuck")
-        assert _where(answer) == [("#w", 3), ("#w", 2)]
+        # The indexer tries again and catches up (its retry may come after a search's
+        # wait: _search asks again while the answer says it is behind).
+        assert _where(await _search(alice, "stuck")) == [("#w", 3), ("#w", 2)]
 
 
 async def test_search_turned_off_is_refused(server_factory) -> None:

@@ -218,7 +218,7 @@ async def test_a_search_waits_for_the_index_and_says_what_it_could_not_see(
             answer = await _search(alice, "stuck", settled=False)
             assert answer["t"] == "search" and answer["msgs"] == []
             assert answer["behind"] == 2
-            assert _where(await _search(alice, "indexed")) == [("#w", 1)]
+            assert _where(await _search(alice, "indexed", settled=False)) == [("#w", 1)]
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()

@@ -81,8 +81,5 @@ class MessageChanges:
         and DMs we are in (or only ``room``); returned, not emitted as events. For the
         next page pass the answer's ``next`` as ``before`` (while ``more``). The index is
         built behind the writes: ``behind`` counts what it does not hold yet."""
-        if f.Search.T not in f.CLIENT_FRAMES:
-            raise LocalRefusal(rules.ErrorCode.BAD_FRAME,
-                               "search is not in this protocol version yet")
         frame = f.Search(text=text, room=room, before=before, limit=limit)
         return await self._request(frame, frame.T, (text, room, before))

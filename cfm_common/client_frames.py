@@ -225,11 +225,7 @@ class SetModerators:
 class Search:
     """Stored messages holding every word of ``text``, newest first, from the rooms and
     DMs the user is a member of (or only ``room``). ``before`` is the ``next`` cursor
-    of the previous answer: an opaque string, only ever copied back.
-
-    Registered in :data:`cfm_common.frames.CLIENT_FRAMES` with the protocol's "Search"
-    section (the server side is on its own branch): until then the SDK refuses it
-    locally, as a frame its server would not know."""
+    of the previous answer: an opaque string, only ever copied back."""
 
     T: ClassVar[str] = "search"
     text: str = wire(str, check_search_text)

@@ -93,24 +93,23 @@ from cfm_common.server_frames import (
 
 ClientFrame = (
     Hello | SetPresence | Join | Leave | Say | SendTyping | Nudge | GetHistory | MarkRead
-    | ContactRequest | GetMembers | Edit | Delete | React | Unreact | SetModerators
+    | ContactRequest | GetMembers | Edit | Delete | React | Unreact | SetModerators | Search
 )
 ServerFrame = (
     Welcome | Presence | Joined | Left | Member | Msg | Ack | Typing | Read | History | Contact
-    | Error | MembersPage | Moderators
+    | Error | MembersPage | Moderators | SearchResults
 )
 
-# Search and SearchResults (the search extension) join these with the protocol's "Search"
-# section and its test vectors, which come with the server's side of it.
 CLIENT_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Hello, SetPresence, Join, Leave, Say, SendTyping, Nudge, GetHistory, MarkRead,
-                ContactRequest, GetMembers, Edit, Delete, React, Unreact, SetModerators)
+                ContactRequest, GetMembers, Edit, Delete, React, Unreact, SetModerators,
+                Search)
 }
 SERVER_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Welcome, Presence, Joined, Left, Member, Msg, Ack, Typing, Read, History,
-                Contact, Error, MembersPage, Moderators)
+                Contact, Error, MembersPage, Moderators, SearchResults)
 }
 
 __all__ = [

@@ -375,6 +375,7 @@ RATE_KIND: Final[dict[str, str]] = {
     "react": "say",
     "unreact": "say",
     "moderators": "contact",
+    "search": "search",
 }
 
 

@@ -292,8 +292,7 @@ class SearchResults:
     """The answer to ``search``: matches newest first, each with its room; ``more`` if
     older ones follow, and then ``next``, the cursor to send as ``before``. ``behind``:
     how many stored messages of the rooms searched the server's index did not hold yet
-    (it is built off the write path and may be catching up); absent when none.
-    Registered with :class:`cfm_common.client_frames.Search`."""
+    (it is built off the write path and may be catching up); absent when none."""
 
     T: ClassVar[str] = "search"
     msgs: tuple[StoredMsg, ...] = wire(list, of=StoredMsg)

@@ -614,7 +614,7 @@ def migrate(
         raise _fail(f"{directory} holds no cfm database ({path.name}): nothing to migrate")
 
     async def run() -> Any:
-        store = SqliteStore(path)
+        store = SqliteStore(path, search=False)  # the copy reads messages, not words
         await store.open()
         try:
             return await copy_into(store, to, data_dir=directory,

@@ -22,7 +22,7 @@ from cfm_server.errors import ConfigError
 
 ENV_PREFIX = "CFM_"
 # Frame kinds with a per-session token bucket: (rate per second, burst).
-RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact")
+RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact", "search")
 # Buckets per user (every session of the user spends from the same one; admission.py).
 # welcome.limits.user_rates tells each, named without the "user_".
 USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
@@ -42,6 +42,9 @@ class ServerConfig:
     store: str = "sqlite"  # "sqlite" | "memory"
     sqlite_synchronous: str = "normal"
     commit_interval_ms: float = 0.0  # group-commit window of the SQLite store
+    # The SQLite store's search index (a file beside the database, kept by a process);
+    # off: search answers forbidden, and nothing is indexed.
+    search_index: bool = True
     # Start-up refuses a data directory on a disk with less free space than this (MiB);
     # /readyz reports "not ready" below it. 0 turns the check off.
     min_free_mb: float = 2.0
@@ -136,6 +139,9 @@ class ServerConfig:
     history_burst: int = 40
     contact_rate: float = 2.0
     contact_burst: int = 20
+    # A search reads an index, not one room's range: fewer than history.
+    search_rate: float = 2.0
+    search_burst: int = 10
 
     # Per user, shared by all of a user's sessions (the buckets above are per session).
     user_say_rate: float = 20.0  # says and nudges

@@ -30,6 +30,7 @@ from cfm_common.frames import (
     Nudge,
     React,
     Say,
+    Search,
     SendTyping,
     SetModerators,
     SetPresence,
@@ -46,6 +47,7 @@ from cfm_server.domain.messages import MessageHandler
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.rooms import RoomHandler
+from cfm_server.domain.search import SearchHandler
 from cfm_server.domain.signin import SignInHandler, SignUp, hash_token
 from cfm_server.domain.world import Reads, Snapshot, World
 from cfm_server.domain.writes import Writes
@@ -96,6 +98,7 @@ class Hub:
         self.contacts = ContactHandler(world, self.delivery, self.presence)
         self.room_handler = RoomHandler(world, self.delivery, self.presence)
         self.messages = messages(world, self.delivery, self.room_handler)
+        self.search = SearchHandler(world, self.room_handler)
         self.signin = SignInHandler(world, self.presence, self.contacts)
         self.changes = ChangeHandler(world, self.delivery, self.room_handler, self.messages)
         self.room_handler.on_created.append(self.changes.room_created)
@@ -115,6 +118,7 @@ class Hub:
             React: self.changes.react,
             Unreact: self.changes.unreact,
             SetModerators: self.changes.set_moderators,
+            Search: self.search.search,
         }
 
     @property

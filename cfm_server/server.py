@@ -104,6 +104,7 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
         synchronous=config.sqlite_synchronous,
         commit_interval_ms=config.commit_interval_ms,
         after_commit=outbox.flush_soon if outbox is not None else None,
+        search=config.search_index,
     )
     return store, str(path)
 
@@ -275,11 +276,10 @@ class Server:
     def _cluster_node(self, config: ServerConfig) -> tuple[Store, str, ClusterNode]:
         """Cluster mode: the node, and a store that keeps nothing (the shared state and
         the messages live in Redis; the store only answers the hub's lookups)."""
-        from cfm_server.cluster.node import ClusterNode
-        from cfm_server.store import MemoryStore
+        from cfm_server.cluster.node import ClusterNode, NodeStore
 
         node = ClusterNode(config)
-        return MemoryStore(), f"{redact_url(config.redis_url)} (node {node.node_id})", node
+        return NodeStore(), f"{redact_url(config.redis_url)} (node {node.node_id})", node
 
     async def _start_node(self, node: ClusterNode, hub: Hub) -> None:
         from cfm_server.cluster.errors import ClusterError

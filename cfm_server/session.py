@@ -92,7 +92,7 @@ class Outbox:
 # rate_limited. Above the join and history bursts together (a client that rejoins all
 # its rooms at once is not refused), and each costs about a kilobyte while it waits.
 MAX_PENDING_ANSWERS = 100
-ANSWERED = frozenset(("join", "history", "members"))
+ANSWERED = frozenset(("join", "history", "members", "search"))
 
 
 class _Answer:

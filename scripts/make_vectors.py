@@ -135,6 +135,12 @@ def client_samples() -> list[tuple[str, f.ClientFrame]]:
         ("moderators/minimal", f.SetModerators(room="#lobby")),
         ("moderators/add", f.SetModerators(room="#games", add="Bob", id="r-6")),
         ("moderators/remove", f.SetModerators(room="#games", remove="bob")),
+        # Search (an extension): words, newest first; before is an answer's next.
+        ("search/full", f.Search(text="lunch friday", room="#lobby", before="1042", limit=50,
+                                 id="r-6")),
+        ("search/minimal", f.Search(text="lunch")),
+        ("search/text-at-max", f.Search(text="w" * 199 + EMOJI)),
+        ("search/limit-1", f.Search(text="lunch", limit=1)),
     ]
 
 
@@ -208,6 +214,10 @@ def server_samples() -> list[tuple[str, f.ServerFrame]]:
         ("members/ref", f.MembersPage(room="#big", members=(), more=False, ref="r-4")),
         ("contact/ref", f.Contact(op="add", name="bob", display="Bob", status="online",
                                   psm="", bot=False, blocked=False, ref="r-5")),
+        ("search/full", f.SearchResults(msgs=(stored, f.StoredMsg(
+            room="dm:alice:bob", seq=3, sender="bob", text="lunch?", ts=1767225600800,
+            kind="text", id="b-3")), more=True, next="1042", ref="r-6", behind=12)),
+        ("search/empty", f.SearchResults(msgs=(), more=False)),
         ("error/full", f.Error(code="rate_limited", msg="slow down", ref="m-0009",
                                retry_ms=1500)),
         ("error/minimal", f.Error(code="hello_required", msg="send hello first")),
@@ -490,6 +500,16 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
          "history"),
         ("history/before-and-after", {"t": "history", "room": "#lobby", "before": 9,
                                       "after": 2}, "bad_frame", "history"),
+        # search.
+        ("search/text-empty", {"t": "search", "text": ""}, "bad_frame", "search"),
+        ("search/text-201", {"t": "search", "text": "w" * 201}, "bad_frame", "search"),
+        ("search/text-missing", {"t": "search", "room": "#lobby"}, "bad_frame", "search"),
+        ("search/limit-0", {"t": "search", "text": "a", "limit": 0}, "bad_frame", "search"),
+        ("search/limit-51", {"t": "search", "text": "a", "limit": 51}, "bad_frame", "search"),
+        ("search/before-int", {"t": "search", "text": "a", "before": 5}, "bad_frame",
+         "search"),
+        ("search/before-129", {"t": "search", "text": "a", "before": "1" * 129}, "bad_frame",
+         "search"),
         # say and typing take exactly one of room and to.
         ("target/say-both", {**SAY, "to": "bob"}, "bad_frame", "m1"),
         ("target/say-neither", {"t": "say", "text": "hi", "id": "m1"}, "bad_frame", "m1"),

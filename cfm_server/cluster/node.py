@@ -1,7 +1,7 @@
 """One node of a cluster: the hub's World kept in step with Redis, and its messages.
 
     node = ClusterNode(config)                  # config.redis_url, config.node_id
-    hub = Hub(config, MemoryStore(), metrics, **node.hub_parts())
+    hub = Hub(config, NodeStore(), metrics, **node.hub_parts())
     await node.start(hub)                        # World from the shared records
     ...
     await node.close()
@@ -57,13 +57,22 @@ from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
-from cfm_server.store import StoreError
+from cfm_server.store import MemoryStore, StoreError
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
     from cfm_server.hub import Hub
 
 log = logging.getLogger(__name__)
+
+
+class NodeStore(MemoryStore):
+    """A cluster node's store: it keeps nothing (the shared state and the messages live
+    in Redis) and only answers the hub's lookups. It has no search index: each node is
+    to keep its own, fed from the room streams (docs/cluster.md "What is left")."""
+
+    searchable = False  # type: ignore[assignment]
+    search_unavailable = "search is not available on a cluster yet (docs/cluster.md)"
 
 CATCH_UP_TIMEOUT = 5.0  # seconds a sign-in waits for this node to apply the latest changes
 

@@ -1,6 +1,7 @@
 """Persistence behind one interface: SQLite by default, memory for tests."""
 
 from cfm_server.store.base import (
+    BadCursor,
     Commit,
     ContactRecord,
     IdentityTaken,
@@ -13,6 +14,7 @@ from cfm_server.store.memory import MemoryStore
 from cfm_server.store.sqlite import SqliteStore
 
 __all__ = [
+    "BadCursor",
     "Commit",
     "ContactRecord",
     "IdentityTaken",

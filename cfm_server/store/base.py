@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cfm_common.frames import StoredMsg
+
+# BadCursor is defined beside the cursors it refuses, and is part of this interface.
+from cfm_server.store.searchwords import BadCursor as BadCursor
+from cfm_server.store.searchwords import parse_position
 
 # Completes when the write is durable; raises StoreError if the commit failed.
 Commit = asyncio.Future[None]
@@ -183,6 +187,42 @@ class Store(ABC):
         """(unread, mentions) of ``user`` in ``room`` past seq ``after``: the messages
         of others that are no change entry, no tombstone and not hidden, and the
         mentions of ``user`` among them; each counted up to ``cap``."""
+
+    @abstractmethod
+    def search(self, reader: str, rooms: Collection[str], words: Sequence[str],
+               before: str | None, limit: int) -> list[tuple[str, StoredMsg]]:
+        """Up to ``limit`` messages of ``rooms`` holding every one of ``words`` (whole
+        words, any case), newest stored first, each with its cursor: the string a next
+        page passes as ``before`` to get only what is older. A message hidden from
+        ``reader`` (a DM message marked hidden that ``reader`` did not send) is never
+        found. Raises BadCursor for a ``before`` this store did not give out.
+
+        Only what the store's search index holds is found: an index kept off the write
+        path (SQLite's) lags a little behind the commits, see ``search_behind``."""
+
+    @property
+    def searchable(self) -> bool:
+        """False when this store keeps no search index (``search`` raises StoreError)."""
+        return True
+
+    # Why not, when ``searchable`` is False: the sentence a client's refusal carries.
+    search_unavailable = "search is turned off on this server (search_index)"
+
+    def check_search_cursor(self, before: str) -> None:
+        """Raise BadCursor unless ``before`` could be a cursor this store gave out (the
+        single-node stores' cursors are decimal positions)."""
+        parse_position(before)
+
+    def search_behind(self, rooms: Mapping[str, int]) -> int:
+        """How many messages of each room, up to the seq given for it, the search index
+        does not hold yet (0: it is in step)."""
+        return 0
+
+    def when_indexed(self, rooms: Mapping[str, int], callback: Callable[[], None],
+                     timeout_s: float) -> None:
+        """Call ``callback`` on the event loop, once, when ``search_behind(rooms)`` is 0
+        or ``timeout_s`` has passed (at once by default: nothing lags)."""
+        callback()
 
     # --- retention -------------------------------------------------------------------
 

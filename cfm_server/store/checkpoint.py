@@ -62,6 +62,14 @@ class Checkpointer:
         self._last_start = time.monotonic()
         self._wal_path = path.with_name(path.name + "-wal")
         self._shm_path = path.with_name(path.name + "-shm")
+        # Kept open from the first read until ``release`` (after the store's connection
+        # has closed): closing any descriptor of a file drops every POSIX lock this
+        # process holds on it, SQLite's own on the -shm included. Opened and closed per
+        # read, it left the server holding no lock on its -shm after the first COMMIT,
+        # so the next program to open the database (cfm admin backup, an sqlite3 shell,
+        # the search indexer) took itself for the first, truncated the -shm, and the
+        # server died of SIGBUS at its next COMMIT.
+        self._shm_fd = -1
         self._busy_timeout_s = busy_timeout_s
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: concurrent.futures.Future[None] | None = None
@@ -133,8 +141,9 @@ class Checkpointer:
         holds the frames in the WAL (mxFrame) and those already copied (nBackfill).
         """
         try:
-            with open(self._shm_path, "rb") as shm:
-                header = shm.read(_SHM_HEADER_BYTES)
+            if self._shm_fd < 0:
+                self._shm_fd = os.open(self._shm_path, os.O_RDONLY | os.O_CLOEXEC)
+            header = os.pread(self._shm_fd, _SHM_HEADER_BYTES, 0)
         except OSError:
             return self._wal_file_bytes()
         if len(header) < _SHM_HEADER_BYTES:
@@ -188,6 +197,13 @@ class Checkpointer:
         executor.submit(self._close_connection)
         executor.shutdown(wait=True)
         self._running = None
+
+    def release(self) -> None:
+        """Close the -shm descriptor: only once no connection of this process has the
+        database open (see ``__init__``)."""
+        fd, self._shm_fd = self._shm_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from cfm_common.frames import Reaction, StoredMsg
 from cfm_common.rules import ChangeKind
@@ -22,6 +22,7 @@ from cfm_server.store.base import (
     StoreError,
     UserRecord,
 )
+from cfm_server.store.searchwords import parse_position, words_of
 
 
 def _done(error: StoreError | None = None) -> Commit:
@@ -53,6 +54,9 @@ class MemoryStore(Store):
         self._reactions: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self._mentions: set[tuple[str, int, str]] = set()  # (room, seq, name)
         self._moderators: dict[tuple[str, str], bool] = {}  # (room, name) → creator
+        # Every message in the order it was stored, as (room, seq): search's order, and
+        # its cursor is the position here plus one.
+        self._stored_order: list[tuple[str, int]] = []
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -168,6 +172,7 @@ class MemoryStore(Store):
                 ))
             self._by_client_id[key] = (msg.room, msg.seq)
         messages.append(msg)
+        self._stored_order.append((msg.room, msg.seq))
         if msg.mentions and not msg.hidden:
             self._mentions.update((msg.room, msg.seq, name) for name in msg.mentions)
         if msg.change is not None and msg.target is not None \
@@ -270,6 +275,27 @@ class MemoryStore(Store):
                          len(messages))
         return self._with_reactions(
             messages[start:start + max(0, limit)])  # type: ignore[arg-type]
+
+    def search(self, reader: str, rooms: Collection[str], words: Sequence[str],
+               before: str | None, limit: int) -> list[tuple[str, StoredMsg]]:
+        order = self._stored_order
+        end = len(order)
+        if before is not None:
+            end = min(end, parse_position(before) - 1)
+        wanted, readable = set(words), set(rooms)
+        found: list[tuple[str, StoredMsg]] = []
+        for i in range(end - 1, -1, -1):  # a plain scan, newest first
+            if len(found) >= limit:
+                break
+            room, seq = order[i]
+            if room not in readable:
+                continue
+            msg = self._messages[room][seq - 1]
+            if msg is None or msg.change is not None or (msg.hidden and msg.sender != reader):
+                continue  # a change entry is found as the message it changed
+            if wanted <= set(words_of(msg.text)):
+                found.append((str(i + 1), msg))
+        return found
 
     # --- retention -------------------------------------------------------------------
 

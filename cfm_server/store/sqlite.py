@@ -10,10 +10,14 @@ completes only once their COMMIT is in the WAL. The parts, each in a module of i
 - ``lockfile``: one server per data directory (``flock`` on ``<name>.lock``).
 - ``idfilter``: a retry's (sender, client id) looked up without a query per ``say``.
 - ``sqlite_reads``: the reads (start-up snapshot, history, retention cut).
+- ``searchindex``, ``searchindexer`` and ``sqlite_search``: the search index, a file of
+  its own kept by a process of its own, off the write path; this module only tells it,
+  after each COMMIT, which rooms have new messages and where retention cut.
 
 This module keeps the lifecycle, the writes, and each room's latest seq.
 
-The data directory holds ``<name>``, its ``-wal``/``-shm`` files and ``<name>.lock``.
+The data directory holds ``<name>``, its ``-wal``/``-shm`` files and ``<name>.lock``, and
+the search index ``<stem>.search<suffix>`` with its own ``-wal``/``-shm``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from cfm_server.store.checkpoint import CHECKPOINT_INTERVAL_S, Checkpointer
 from cfm_server.store.groupcommit import GroupCommit
 from cfm_server.store.idfilter import ClientIdFilter, read_client_id_filter
 from cfm_server.store.lockfile import DataDirInUse, DataDirLock
+from cfm_server.store.searchindex import SearchIndex, remove_index
 from cfm_server.store.sqlite_open import (
     SYNCHRONOUS,
     connect,
@@ -51,6 +56,7 @@ from cfm_server.store.sqlite_open import (
 )
 from cfm_server.store.sqlite_reads import MESSAGE_COLUMNS, SqliteReads
 from cfm_server.store.sqlite_schema import SCHEMA_VERSION, mark_closed, mark_open
+from cfm_server.store.sqlite_search import SqliteSearch
 
 # DataDirInUse is imported from here by callers that only know the store (cfm_tui).
 __all__ = ["DataDirInUse", "SqliteStore"]
@@ -82,7 +88,7 @@ _UNREACT = "DELETE FROM reactions WHERE room = ? AND seq = ? AND name = ? AND em
 _MENTION = "INSERT OR IGNORE INTO mentions (room, seq, name) VALUES (?, ?, ?)"
 
 
-class SqliteStore(SqliteReads, Store):
+class SqliteStore(SqliteReads, SqliteSearch, Store):
     """The ``Store`` in one SQLite file at ``path`` (its directory is created if missing).
 
     ``synchronous``: ``"normal"`` (survives process death) or ``"full"`` (survives power
@@ -91,12 +97,15 @@ class SqliteStore(SqliteReads, Store):
     other program (an ``sqlite3`` shell, a backup) holds on the file. ``after_commit``:
     called right after each COMMIT has completed its batch's futures (whose callbacks
     run on the next loop turn), e.g. to schedule the flush that sends what they queue.
+    ``search``: keep the search index (off: ``search`` raises StoreError, and an index
+    file left from before is deleted at open).
     """
 
     def __init__(self, path: Path, *, synchronous: str = "normal",
                  commit_interval_ms: float = 0.0, busy_timeout_ms: float = 2000.0,
                  after_commit: Callable[[], None] | None = None,
-                 checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+                 checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+                 search: bool = True) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS)}, "
                              f"not {synchronous!r}")
@@ -112,6 +121,13 @@ class SqliteStore(SqliteReads, Store):
         # Each room's latest written seq (committed or in the open batch), read from the
         # table on a room's first append; forgotten when a batch is rolled back.
         self._room_seqs: dict[str, int] = {}
+        # For the search index, handed over after each COMMIT: the rooms the batch
+        # appended to (their newest seq) and retention's cuts.
+        self._search = SearchIndex(self.path, busy_timeout_s=self._busy_timeout_s) \
+            if search else None
+        self._batch_rooms: dict[str, int] = {}
+        self._batch_cuts: dict[str, int] = {}
+        self._after_commit = after_commit
         self._checkpointer = Checkpointer(self.path, self._busy_timeout_s,
                                           checkpoint_interval_s)
         self._batch = GroupCommit(
@@ -119,7 +135,7 @@ class SqliteStore(SqliteReads, Store):
             # Not at open: a database that turns out corrupt while loading must be left
             # untouched.
             before_first_write=functools.partial(mark_open, path=self.path),
-            on_rollback=self._room_seqs.clear, after_commit=after_commit)
+            on_rollback=self._rolled_back, after_commit=self._committed)
 
     @property
     def write_error(self) -> str | None:
@@ -151,6 +167,16 @@ class SqliteStore(SqliteReads, Store):
                 self._conn = None
             self._lock.release()
             raise
+        try:
+            if self._search is not None:
+                self._search.open()
+            elif remove_index(self.path):
+                logger.info("search is off: removed the search index beside %s", self.path)
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            self._lock.release()
+            raise
         self._batch.attach(self._conn, loop)
         self._checkpointer.watch(self._conn, loop)
         logger.info("store open: %s (schema v%d, synchronous=%s)",
@@ -171,6 +197,8 @@ class SqliteStore(SqliteReads, Store):
         try:
             await self.flush()
         finally:
+            if self._search is not None:
+                await self._search.close()  # before the last connection to the database
             self._conn = None
             self._batch.detach()
             self._client_ids = None
@@ -183,6 +211,7 @@ class SqliteStore(SqliteReads, Store):
                 mark_closed(conn)
                 conn.close()
             finally:
+                self._checkpointer.release()  # after the last connection, not before
                 self._lock.release()
 
     @contextlib.contextmanager
@@ -278,6 +307,7 @@ class SqliteStore(SqliteReads, Store):
         commit = self._batch.write(sql, params)
         if not commit.done():  # written into the open batch (a failure completes at once)
             self._room_seqs[msg.room] = msg.seq
+            self._batch_rooms[msg.room] = msg.seq
             if not plain:
                 self._apply(msg)
         return commit
@@ -313,6 +343,22 @@ class SqliteStore(SqliteReads, Store):
     def remove_moderator(self, room: str, name: str) -> Commit:
         return self._batch.write(
             "DELETE FROM moderators WHERE room = ? AND name = ?", (room, name))
+
+    def _committed(self) -> None:
+        """After each COMMIT: the search index learns what it may now read. A dict
+        handed over, nothing more: indexing happens in the indexer's process."""
+        search = self._search
+        if search is not None and (self._batch_rooms or self._batch_cuts):
+            search.note(self._batch_rooms, self._batch_cuts)
+            self._batch_rooms = {}
+            self._batch_cuts = {}
+        if self._after_commit is not None:
+            self._after_commit()
+
+    def _rolled_back(self) -> None:
+        self._room_seqs.clear()
+        self._batch_rooms.clear()
+        self._batch_cuts.clear()
 
     def _next_seq(self, room: str) -> int:
         seq = self._room_seqs.get(room)
@@ -352,8 +398,11 @@ class SqliteStore(SqliteReads, Store):
         for table in ("reactions", "mentions"):
             self._batch.write(f"DELETE FROM {table} WHERE room = ? AND seq < ?",
                               (room, seq)).add_done_callback(_consume)
-        return self._batch.write(
+        commit = self._batch.write(
             "DELETE FROM messages WHERE room = ? AND seq < ?", (room, seq))
+        if not commit.done():
+            self._batch_cuts[room] = max(seq, self._batch_cuts.get(room, 0))
+        return commit
 
 
 def _consume(commit: Commit) -> None:

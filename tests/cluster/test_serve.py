@@ -396,3 +396,12 @@ async def test_a_node_follows_only_rooms_with_members_signed_in_there(nodes) -> 
             await bob.send({"t": "leave", "room": "#games", "id": "l"})
             await bob.recv_until("left", ref="l")
             await eventually(lambda: "#games" not in b.node.broker.subscribed)
+
+
+async def test_search_on_a_node_is_refused_with_the_reason_not_answered_empty(nodes) -> None:
+    """A node has no search index yet: it says so, rather than finding nothing."""
+    a = await nodes()
+    async with signed_in(a.url, "alice") as alice:
+        await alice.send({"t": "search", "text": "lunch", "id": "s1"})
+        error = await alice.recv_until("error", ref="s1")
+        assert error["code"] == "forbidden" and "cluster" in error["msg"]

@@ -125,7 +125,7 @@ def test_msg_and_stored_msg_convert_both_ways() -> None:
 def test_frames_sharing_a_t_decode_to_their_own_direction_class() -> None:
     both = set(f.CLIENT_FRAMES) & set(f.SERVER_FRAMES)
     assert both == {"presence", "typing", "read", "history", "contact", "members",
-                    "moderators"}
+                    "moderators", "search"}
     data = codec.encode(f.SendTyping(room="#lobby"))
     assert isinstance(codec.decode_client(data), f.SendTyping)
     with pytest.raises(ProtocolError):

@@ -1,0 +1,269 @@
+"""The search index, from the server's side: a second SQLite file beside the database,
+kept by a process of its own (``searchindexer.py``), and read here for searches.
+
+Why a separate file and process: indexing a message (FTS5's tokenizing, its segments and
+merges) costs about as much as storing it. Done by triggers in the group commit's
+transaction it halved the raw append rate and cost ``say`` 7-10 % (docs/performance.md,
+"Search"); done by a thread of the server, it still took from the event loop under
+load, every call into SQLite being a hand-over of the GIL. Here the write path only
+notes which rooms moved (a dict assignment per ``append``); every FLUSH_INTERVAL_S those
+notes go down a pipe to the indexer process, which reads the new rows from the
+database itself. It runs at the lowest CPU priority, so it takes the core the event
+loop does not use.
+
+The file (``<db stem>.search<suffix>``, e.g. ``cfm.search.sqlite3``) holds only what can
+be rebuilt from the database: deleting it costs a rebuild at the next start, nothing
+else. It is not in backups.
+
+How far behind the index is comes from the file itself (the indexer's per-room
+watermarks), read when a search asks: nothing flows back from the indexer otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cfm_server.datadir import make_private_file, tighten
+from cfm_server.store.base import StoreError
+from cfm_server.store.searchindexer import SCHEMA, SCHEMA_VERSION, connect
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
+POLL_S = 0.05  # how often waiting searches look at the watermarks again
+STOP_WAIT_S = 10.0  # at close, how long the terminated indexer may take to exit
+MAX_BACKLOG = 1 << 22  # notes the pipe would not take: beyond this, "look at every room"
+
+# The indexer's command (not ``-m``: the package imports the module first).
+_INDEXER = "import sys; from cfm_server.store.searchindexer import main; sys.exit(main(sys.argv))"
+_MARKS = "SELECT room, seq FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
+
+
+def index_path(db_path: Path) -> Path:
+    """``cfm.sqlite3`` → ``cfm.search.sqlite3``, in the same directory."""
+    return db_path.with_name(f"{db_path.stem}.search{db_path.suffix}")
+
+
+def remove_index(db_path: Path) -> bool:
+    """Delete the index file of ``db_path`` (with its -wal and -shm); whether there was
+    one. A store opened without the index calls this: an index left from before would
+    keep text that the deletes and edits made meanwhile never reach."""
+    path = index_path(db_path)
+    existed = path.exists()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).unlink()
+    return existed
+
+
+class SearchIndex:
+    """The index file of the database at ``db_path`` and its indexer process.
+
+    Used from the event loop: ``open``/``close``, ``note`` (after each COMMIT: rooms and
+    their newest committed seq, and retention's cuts), ``query`` (a search), ``behind``
+    and ``when_indexed`` (how far the index lags).
+    """
+
+    def __init__(self, db_path: Path, *, busy_timeout_s: float = 2.0) -> None:
+        self.db_path = db_path
+        self.path = index_path(db_path)
+        self._busy_timeout_s = busy_timeout_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: sqlite3.Connection | None = None  # the loop's, for searches
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pipe = -1
+        # Notes not yet written to the indexer: room -> committed seq, room -> cut.
+        self._noted: dict[str, int] = {}
+        self._cuts: dict[str, int] = {}
+        self._backlog = b""  # written in part: the pipe was full
+        self._flush_handle: asyncio.Handle | None = None
+        self._waiters: list[tuple[dict[str, int], Callable[[], None], float]] = []
+        self._poll_handle: asyncio.Handle | None = None
+
+    # --- lifecycle (event loop) ---------------------------------------------------------
+
+    def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._prepare_file()
+        try:
+            self._reader = connect(self.path, self.db_path, readonly=True,
+                                   busy_timeout_s=self._busy_timeout_s)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the search index {self.path}: {e}") from e
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _INDEXER, str(self.db_path), str(self.path)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+        except OSError as e:
+            self._reader.close()
+            self._reader = None
+            raise StoreError(f"cannot start the search indexer: {e}") from e
+        assert self._process.stdin is not None
+        self._pipe = self._process.stdin.fileno()
+        os.set_blocking(self._pipe, False)
+
+    async def close(self) -> None:
+        """Stop the indexer and close the reader, before the database's own connection
+        closes: the last connection to close is the one that folds the WAL into the
+        file. The indexer is terminated, not asked: a pass is one transaction of the
+        index (cut short, it is rolled back), the next start picks up from the
+        watermarks, and a process at nice 19 on a busy machine may take seconds to
+        notice its pipe closing — seconds the server's shutdown would wait."""
+        for handle in (self._flush_handle, self._poll_handle):
+            if handle is not None:
+                handle.cancel()
+        self._flush_handle = self._poll_handle = None
+        self._waiters.clear()  # the server is stopping: their sessions are closing
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # type: ignore[union-attr]
+            self._pipe = -1
+            with contextlib.suppress(OSError):
+                process.terminate()
+            deadline = time.monotonic() + STOP_WAIT_S
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if process.poll() is None:
+                logger.warning("the search indexer did not stop; killing it")
+                process.kill()
+                process.wait()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def _prepare_file(self) -> None:
+        """The index file 0600 at the current version; one this cfm cannot use (another
+        version, not SQLite) is deleted: it only ever holds a rebuildable copy. (No
+        integrity check here: that reads the whole file, seconds for millions of
+        messages, before the server may listen.)"""
+        path = self.path
+        if path.exists():
+            try:
+                conn = sqlite3.connect(path, isolation_level=None)
+                try:
+                    version = conn.execute("PRAGMA user_version").fetchone()[0]
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                version = -1
+            if version != SCHEMA_VERSION:
+                logger.warning("search index %s is unusable (version %s); rebuilding it",
+                               path, version)
+                remove_index(self.db_path)
+        if path.exists():
+            tighten(path)
+        else:
+            make_private_file(path)
+        for suffix in ("-wal", "-shm"):
+            tighten(path.with_name(path.name + suffix))
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA}; "
+                                       f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot create the search index {path}: {e}") from e
+
+    # --- from the write path (event loop) -----------------------------------------------
+
+    def note(self, committed: Mapping[str, int], cuts: Mapping[str, int]) -> None:
+        """After a COMMIT: each room's newest committed seq, and retention's cuts. Kept
+        until the next flush: the indexer batches anyway, and a write per COMMIT would
+        be a system call on the say path."""
+        self._noted.update(committed)
+        for room, seq in cuts.items():
+            self._cuts[room] = max(seq, self._cuts.get(room, 0))
+        if self._flush_handle is None and self._loop is not None and self._pipe >= 0:
+            self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._pipe < 0:
+            return
+        noted, self._noted = self._noted, {}
+        cuts, self._cuts = self._cuts, {}
+        lines = [f"c\t{seq}\t{room}\n" for room, seq in cuts.items()]
+        lines += [f"n\t{seq}\t{room}\n" for room, seq in noted.items()]
+        data = self._backlog + "".join(lines).encode()
+        try:
+            written = os.write(self._pipe, data) if data else 0
+        except BlockingIOError:
+            written = 0
+        except OSError as e:  # the indexer is gone
+            logger.error("the search indexer stopped (%s); the index stays as it is until "
+                         "the next start", e)
+            self._pipe = -1
+            self._backlog = b""
+            return
+        self._backlog = data[written:]
+        if len(self._backlog) > MAX_BACKLOG:
+            # The indexer is stuck: rather than keep every note, have it look at every
+            # room once it reads again (a rescan costs it one seek per room).
+            self._backlog = b"r\n"
+        if self._backlog and self._loop is not None:
+            self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
+
+    # --- searches (event loop) ----------------------------------------------------------
+
+    def query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        reader = self._reader
+        if reader is None:
+            raise StoreError("the search index is not open")
+        return reader.execute(sql, params).fetchall()
+
+    def behind(self, rooms: Mapping[str, int]) -> int:
+        """How many messages up to each room's given seq the index has not seen yet."""
+        wanted = {room: seq for room, seq in rooms.items() if seq > 0}
+        if not wanted:
+            return 0
+        try:
+            marks = dict(self.query(_MARKS, (json.dumps(list(wanted)),)))
+        except (sqlite3.Error, StoreError):
+            return sum(wanted.values())
+        return sum(max(0, seq - marks.get(room, 0)) for room, seq in wanted.items())
+
+    def when_indexed(self, rooms: Mapping[str, int], callback: Callable[[], None],
+                     timeout_s: float) -> None:
+        """``callback()`` on the loop once ``behind(rooms)`` is 0, or after ``timeout_s``
+        (not at all if the index closes first), whichever comes first; once."""
+        loop, process = self._loop, self._process
+        if loop is None or process is None or process.poll() is not None \
+                or not self.behind(rooms):
+            callback()
+            return
+        self._waiters.append((dict(rooms), callback, time.monotonic() + timeout_s))
+        if self._noted or self._cuts:
+            self._flush()  # a search waits: no need to wait for the flush interval
+        if self._poll_handle is None:
+            self._poll_handle = loop.call_later(POLL_S, self._poll)
+
+    def _poll(self) -> None:
+        """While searches wait: answer those now in step, or out of time."""
+        self._poll_handle = None
+        now = time.monotonic()
+        waiting = []
+        for entry in self._waiters:
+            rooms, callback, deadline = entry
+            if now >= deadline or not self.behind(rooms):
+                callback()
+            else:
+                waiting.append(entry)
+        self._waiters = waiting
+        if waiting and self._loop is not None:
+            self._poll_handle = self._loop.call_later(POLL_S, self._poll)

@@ -246,8 +246,6 @@ class ServerConfig:
             # another node; the presence grace is the time it waits for that answer.
             need(self.presence_grace > 0, "presence_grace must be > 0 with redis_url")
             # What cluster mode does not share through Redis yet (docs/cluster.md).
-            need(self.registration != "invite", "registration invite does not work with "
-                 "redis_url yet (invite uses are not counted in Redis): use open or closed")
             need(not (self.retention_days or self.retention_bytes),
                  "retention does not work with redis_url yet: leave retention_days and "
                  "retention_bytes at 0")

@@ -218,7 +218,8 @@ class Server:
                 self.hub = Hub(config, store, self.metrics)
                 self.hub.load()
             if config.registration == "invite":
-                self.hub.invites = self._invite_book(store)
+                self.hub.invites = (await self._cluster_invite_book(self.node)
+                                    if self.node is not None else self._invite_book(store))
             ai_tokens = self._provision_ai_contacts(ai) if ai.enabled else {}
             origins: list[Any] | None = None
             if config.allowed_origins:
@@ -350,6 +351,20 @@ class Server:
         assert key is not None
         return InviteBook(key, store.load_invite_uses(),
                           revoked=self.config.resolved_data_dir() / REVOKED_FILE)
+
+    async def _cluster_invite_book(self, node: ClusterNode) -> InviteBook:
+        """The cluster's invite key (made now if no node made it yet) and its counts."""
+        from cfm_server.cluster.errors import ClusterError
+        from cfm_server.cluster.invites import ClusterInviteBook, shared_key
+
+        try:
+            key = await shared_key(node.broker.batcher)
+        except ClusterError as exc:
+            raise StoreError(f"cannot read the invite key from Redis: {exc}") from None
+        except InviteError as exc:
+            raise StoreError(str(exc)) from None
+        assert key is not None
+        return ClusterInviteBook(key, node.state)
 
     # --- AI contacts ---------------------------------------------------------------------
 

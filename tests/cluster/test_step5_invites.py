@@ -1,0 +1,102 @@
+"""Invites on a cluster: two real nodes over one real redis-server share the invite key,
+and each code's uses are counted in Redis, so its limit holds across nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.cluster.redis_proc import RedisProcess
+from tests.wire import WireClient
+
+
+@pytest.fixture
+async def nodes(redis: RedisProcess, server_factory: Callable[..., Awaitable[Any]]
+                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    made: list[Any] = []
+
+    async def node(**overrides: Any) -> Any:
+        overrides.setdefault("registration", "invite")
+        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
+                                      **overrides)
+        made.append(server)
+        return server
+
+    yield node
+
+
+def make_code(server: Any, uses: int = 1) -> str:
+    from cfm_server.invites import make_code as make
+
+    assert server.hub.invites is not None
+    return make(server.hub.invites.key, uses=uses)
+
+
+async def sign_up(url: str, name: str, code: str | None) -> dict[str, Any]:
+    async with WireClient.connect(url) as client:
+        extra = {"invite": code} if code is not None else {}
+        return await client.hello(name, **extra)
+
+
+async def test_both_nodes_share_one_invite_key_and_take_each_others_codes(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    assert a.hub.invites.key == b.hub.invites.key
+    made_on_a, made_on_b = make_code(a), make_code(b)
+    assert (await sign_up(b.url, "alice", made_on_a))["t"] == "welcome"
+    assert (await sign_up(a.url, "bob", made_on_b))["t"] == "welcome"
+    refused = await sign_up(a.url, "carol", None)
+    assert refused["t"] == "error" and refused["code"] == "forbidden", refused
+
+
+async def test_a_one_use_code_used_on_one_node_is_refused_on_the_other(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    code = make_code(a)
+    assert (await sign_up(a.url, "alice", code))["t"] == "welcome"
+    refused = await sign_up(b.url, "bob", code)
+    assert refused["t"] == "error" and refused["code"] == "forbidden", refused
+    assert "used up" in refused["msg"]
+
+
+async def test_two_sign_ups_at_once_on_two_nodes_with_a_one_use_code_one_wins(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    for round_ in range(5):
+        code = make_code(a)
+        clients = [await WireClient.open(a.url), await WireClient.open(b.url)]
+        try:
+            replies = await asyncio.gather(
+                clients[0].hello(f"ann{round_}", invite=code),
+                clients[1].hello(f"ben{round_}", invite=code))
+        finally:
+            for client in clients:
+                await client.close()
+        kinds = sorted(r["t"] if r["t"] == "welcome" else r["code"] for r in replies)
+        assert kinds == ["forbidden", "welcome"], replies
+        # Exactly one account exists, and Redis counted exactly one use.
+        nonce = code.split("-")[0]
+        assert a.node.state.records.get(f"i:{nonce}") == b"1"
+        made = [n for n in (f"ann{round_}", f"ben{round_}") if n in a.hub.world.users]
+        assert len(made) == 1, made
+
+
+async def test_a_use_is_given_back_when_the_handle_was_taken_meanwhile(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    code = make_code(a, uses=2)
+    # Both claim one handle at once with a two-use code: one account, one use counted.
+    clients = [await WireClient.open(a.url), await WireClient.open(b.url)]
+    try:
+        replies = await asyncio.gather(*(c.hello("dora", invite=code) for c in clients))
+    finally:
+        for client in clients:
+            await client.close()
+    kinds = sorted(r["t"] if r["t"] == "welcome" else r["code"] for r in replies)
+    assert kinds == ["name_taken", "welcome"], replies
+    nonce = code.split("-")[0]
+    counted = a.node.state.records.get(f"i:{nonce}")
+    assert counted in (None, b"0", b"1")
+    # The code still lets one more person in.
+    assert (await sign_up(b.url, "emil", code))["t"] == "welcome"
+    refused = await sign_up(a.url, "fay", code)
+    assert refused["t"] == "error" and refused["code"] == "forbidden", refused

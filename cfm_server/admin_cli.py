@@ -294,29 +294,23 @@ def invite(
     data_dir: DataDir = None,
     config: ConfigFile = None,
     server: ServerUrl = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="A cluster's Redis (redis://HOST:PORT/DB): the code is signed with the key every node shares there. (default: CFM_REDIS_URL, the config file's redis_url; none: the data dir's key)")] = None,  # noqa: E501
 ) -> None:
     """An invite code for a server whose registration is by invite (works while it runs)."""
     import datetime
     import time
 
-    from cfm_server.invites import InviteError, load_key, make_code
+    from cfm_server.invites import InviteError, make_code
 
     settings = _settings(data_dir, config)
     if uses < 0:
         raise _fail("--uses must be 0 (any number) or more")
     lifetime = _duration(expires)
-    directory = settings.resolved_data_dir()
-    from cfm_server.admin import database_path
-
-    if not database_path(directory).is_file():
-        raise _fail(f"no cfm database in {directory}; check --data-dir (cfm serve makes it "
-                    f"when it first starts)")
-    _check_owner(directory)
+    redis_url = redis or settings.redis_url
     try:
-        key = load_key(directory, create=True)
+        key = _cluster_invite_key(redis_url) if redis_url else _local_invite_key(settings)
     except (OSError, InviteError) as exc:
         raise _fail(str(exc)) from None
-    assert key is not None
     until = int(time.time() + lifetime) if lifetime else 0
     code = make_code(key, uses=uses, expires=until)
     url = server or _server_url(settings)
@@ -336,6 +330,35 @@ def invite(
         typer.echo(f"Note: this server's registration is {registration!r}; start it "
                    f"with --registration invite (or registration = \"invite\") for codes to "
                    f"be asked for.")
+
+
+def _local_invite_key(settings: Any) -> bytes:
+    from cfm_server.admin import database_path
+    from cfm_server.invites import load_key
+
+    directory = settings.resolved_data_dir()
+    if not database_path(directory).is_file():
+        raise _fail(f"no cfm database in {directory}; check --data-dir (cfm serve makes it "
+                    f"when it first starts)")
+    _check_owner(directory)
+    key = load_key(directory, create=True)
+    assert key is not None
+    return key
+
+
+def _cluster_invite_key(url: str) -> bytes:
+    """The key the nodes of the cluster at ``url`` share (made there if none is yet)."""
+    import asyncio
+
+    from cfm_server.cluster.invites import key_from_redis
+    from cfm_server.server import redact_url
+
+    try:
+        return asyncio.run(key_from_redis(url))
+    except ValueError as exc:  # not a redis://, rediss:// or unix:// URL
+        raise _fail(f"--redis: {exc}") from None
+    except OSError as exc:
+        raise _fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
 
 
 @app.command("revoke-invite")

@@ -59,6 +59,25 @@ async def shared_key(batcher: Batcher, *, create: bool = True) -> bytes | None:
     return None if value is None else parse_key(value)
 
 
+async def key_from_redis(url: str) -> bytes:
+    """``shared_key`` for a command (``cfm admin invite --redis``): its own connection.
+    OSError when Redis cannot be reached."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(url, decode_responses=False, socket_timeout=10,
+                            socket_connect_timeout=5)
+    try:
+        await client.set(keys.INVITE_KEY, secrets.token_hex(32) + "\n", nx=True)
+        value = await client.get(keys.INVITE_KEY)
+    except RedisError as exc:
+        raise OSError(str(exc)) from None
+    finally:
+        await client.aclose()
+    assert value is not None
+    return parse_key(value)
+
+
 class SharedUses(Mapping[str, int]):
     """The uses of each code as the shared records hold them (read-only: Redis counts)."""
 

@@ -84,6 +84,18 @@ def ai_memory(persona: str) -> str:
     return f"{PREFIX}ai-memory:{persona}"
 
 
+# The AI contacts' kill switch for the whole cluster: "1" on, else off; every change is
+# also published on AI_KILL_SWITCH_CHANNEL ("1"/"0"), for the node running them.
+AI_KILL_SWITCH = f"{PREFIX}ai-kill-switch"
+AI_KILL_SWITCH_CHANNEL = f"{PREFIX}ai-kill-switch:changes"
+
+
+def ai_quota(day: str) -> str:
+    """Hash of one UTC day's (``YYYY-MM-DD``) successful AI backend calls: ``t`` (all),
+    ``u:<user>``, ``a:<address>``; expires two days after it was last counted."""
+    return f"{PREFIX}ai-quota:{day}"
+
+
 PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
 PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
 # "on <user>" / "off <user>": a session made the user online / offline cluster-wide;

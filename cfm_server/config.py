@@ -249,10 +249,6 @@ class ServerConfig:
             # A node learns from Redis whether a user who left it is still online on
             # another node; the presence grace is the time it waits for that answer.
             need(self.presence_grace > 0, "presence_grace must be > 0 with redis_url")
-            # What cluster mode does not share through Redis yet (docs/cluster.md).
-            need(not (self.retention_days or self.retention_bytes),
-                 "retention does not work with redis_url yet: leave retention_days and "
-                 "retention_bytes at 0")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
         need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),
              f"public_url must be a ws:// or wss:// URL, not {self.public_url!r}")

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from cfm_server.ai import AIConfig, AIContacts
     from cfm_server.cluster.ai import ClusterAI
     from cfm_server.cluster.node import ClusterNode
+    from cfm_server.cluster.retention import ClusterRetention
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class Server:
         self._cluster_ai: ClusterAI | None = None  # cluster mode: the AI contacts' lease
         self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._cluster_retention: ClusterRetention | None = None
         self._tls: ssl.SSLContext | None = None  # the listener's; reload_tls() refreshes it
         self._control: asyncio.Server | None = None  # <data dir>/admin.sock (control.py)
 
@@ -278,7 +280,12 @@ class Server:
             await self._start_ai_contacts(ai, ai_tokens)
         if self._cluster_ai is not None:
             await self._cluster_ai.start()  # runs them if this node gets the lease
-        if retention.enabled(config):
+        if retention.enabled(config) and self.node is not None:
+            from cfm_server.cluster.retention import ClusterRetention
+
+            self._cluster_retention = ClusterRetention(self.node, config)
+            await self._cluster_retention.start()  # prunes if this node gets the lease
+        elif retention.enabled(config):
             self._retention = asyncio.create_task(retention.run_retention(self.hub, config),
                                                   name="cfm-retention")
 
@@ -476,6 +483,9 @@ class Server:
             if self._retention is not None:
                 self._retention.cancel()
                 await asyncio.gather(self._retention, return_exceptions=True)
+            if self._cluster_retention is not None:
+                await self._cluster_retention.stop()
+                self._cluster_retention = None
             if self._metrics_server is not None:
                 self._metrics_server.close()
             if self._control is not None:

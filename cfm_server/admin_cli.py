@@ -348,13 +348,20 @@ def _local_invite_key(settings: Any) -> bytes:
 
 def _cluster_invite_key(url: str) -> bytes:
     """The key the nodes of the cluster at ``url`` share (made there if none is yet)."""
+    key = _in_redis(url, "key_from_redis")
+    assert key is not None
+    return key
+
+
+def _in_redis(url: str, what: str, *args: Any) -> Any:
+    """Run ``cfm_server.cluster.invites.<what>(url, *args)``; a failure is the command's."""
     import asyncio
 
-    from cfm_server.cluster.invites import key_from_redis
+    from cfm_server.cluster import invites
     from cfm_server.server import redact_url
 
     try:
-        return asyncio.run(key_from_redis(url))
+        return asyncio.run(getattr(invites, what)(url, *args))
     except ValueError as exc:  # not a redis://, rediss:// or unix:// URL
         raise _fail(f"--redis: {exc}") from None
     except OSError as exc:
@@ -366,11 +373,16 @@ def revoke_invite(
     code: Annotated[str, typer.Argument(help="The invite code to withdraw (as given out).")],
     data_dir: DataDir = None,
     config: ConfigFile = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="A cluster's Redis (redis://HOST:PORT/DB): withdrawn on every node. (default: CFM_REDIS_URL, the config file's redis_url; none: the data dir's)")] = None,  # noqa: E501
 ) -> None:
     """Withdraw one invite code before it expires or is used up (works while it runs)."""
     from cfm_server.invites import InviteError, load_key, parse_code, revoke
 
     settings = _settings(data_dir, config)
+    redis_url = redis or settings.redis_url
+    if redis_url:
+        _revoke_in_redis(redis_url, code)
+        return
     directory = _owned_data_dir(settings)
     try:
         key = load_key(directory, create=False)
@@ -390,6 +402,22 @@ def revoke_invite(
     typer.echo(f"Invite {invite.nonce} withdrawn: nobody can sign up with it any more "
                f"(a running server sees it at the next sign-up); accounts already made with "
                f"it stay." if new else f"Invite {invite.nonce} was already withdrawn.")
+
+
+def _revoke_in_redis(url: str, code: str) -> None:
+    from cfm_server.invites import InviteError, parse_code
+
+    key = _in_redis(url, "key_from_redis", False)
+    if key is None:
+        raise _fail("no invite key in that Redis: no codes were made for this cluster")
+    try:
+        invite = parse_code(key, code, 0.0)
+    except InviteError as exc:
+        raise _fail(str(exc)) from None
+    new = _in_redis(url, "revoke_in_redis", invite.nonce)
+    typer.echo(f"Invite {invite.nonce} withdrawn on every node: nobody can sign up with it "
+               f"any more; accounts already made with it stay." if new
+               else f"Invite {invite.nonce} was already withdrawn.")
 
 
 def _owned_data_dir(settings: ServerConfig) -> Path:

@@ -380,7 +380,12 @@ class Server:
         except InviteError as exc:
             raise StoreError(str(exc)) from None
         assert key is not None
-        return ClusterInviteBook(key, node.state)
+        book = ClusterInviteBook(key, node.state)
+        try:
+            await book.follow(node.broker)
+        except ClusterError as exc:
+            raise StoreError(f"cannot read the withdrawn invites from Redis: {exc}") from None
+        return book
 
     # --- AI contacts ---------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from cfm_server.cluster import keys, records
 from cfm_server.cluster.batcher import Batcher
+from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.state import SharedState
 from cfm_server.invites import Invite, InviteBook, InviteError
 
@@ -59,7 +60,7 @@ async def shared_key(batcher: Batcher, *, create: bool = True) -> bytes | None:
     return None if value is None else parse_key(value)
 
 
-async def key_from_redis(url: str) -> bytes:
+async def key_from_redis(url: str, create: bool = True) -> bytes | None:
     """``shared_key`` for a command (``cfm admin invite --redis``): its own connection.
     OSError when Redis cannot be reached."""
     from redis.asyncio import Redis
@@ -68,14 +69,32 @@ async def key_from_redis(url: str) -> bytes:
     client = Redis.from_url(url, decode_responses=False, socket_timeout=10,
                             socket_connect_timeout=5)
     try:
-        await client.set(keys.INVITE_KEY, secrets.token_hex(32) + "\n", nx=True)
+        if create:
+            await client.set(keys.INVITE_KEY, secrets.token_hex(32) + "\n", nx=True)
         value = await client.get(keys.INVITE_KEY)
     except RedisError as exc:
         raise OSError(str(exc)) from None
     finally:
         await client.aclose()
-    assert value is not None
-    return parse_key(value)
+    return None if value is None else parse_key(value)
+
+
+async def revoke_in_redis(url: str, nonce: str) -> bool:
+    """Withdraw the code ``nonce`` on every node of the cluster at ``url`` (``cfm admin
+    revoke-invite --redis``); False if it was already. OSError if Redis is out of reach."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(url, decode_responses=False, socket_timeout=10,
+                            socket_connect_timeout=5)
+    try:
+        added = await client.sadd(keys.INVITE_REVOKED, nonce)
+        await client.publish(keys.INVITE_REVOKED_CHANNEL, nonce)
+    except RedisError as exc:
+        raise OSError(str(exc)) from None
+    finally:
+        await client.aclose()
+    return bool(added)
 
 
 class SharedUses(Mapping[str, int]):
@@ -101,12 +120,25 @@ class SharedUses(Mapping[str, int]):
 class ClusterInviteBook(InviteBook):
     """``InviteBook`` whose counts are the shared records: ``spend`` and ``refund``
     change nothing here (Redis counts in ``ClusterWrites``; the change comes back through
-    the log). Withdrawn codes are not shared yet: ``cfm admin revoke-invite`` works on a
-    single node's data dir only."""
+    the log). Withdrawn codes are the set ``cfm:invite-revoked``, followed (``follow``)."""
 
     def __init__(self, key: bytes, state: SharedState) -> None:
         super().__init__(key, {})
         self._state = state
+        self._withdrawn: set[str] = set()
+
+    async def follow(self, broker: Broker) -> None:
+        """Listen for withdrawn codes, then read those withdrawn so far (in this order,
+        so that none withdrawn meanwhile is missed)."""
+        await broker.listen(keys.INVITE_REVOKED_CHANNEL, self._on_revoked)
+        members: Any = await broker.batcher.call("SMEMBERS", keys.INVITE_REVOKED)
+        self._withdrawn.update(m.decode() for m in members or ())
+
+    def _on_revoked(self, data: bytes) -> None:
+        self._withdrawn.add(data.decode().strip())
+
+    def revoked(self) -> frozenset[str]:
+        return frozenset(self._withdrawn)
 
     @property  # type: ignore[override]
     def used(self) -> Mapping[str, int]:

@@ -77,6 +77,10 @@ def user_of_channel(channel: bytes | str) -> str | None:
 
 # What a single node keeps in its data dir and every node of a cluster needs.
 INVITE_KEY = f"{PREFIX}invite-key"  # string: the key that signs invite codes (invites.py)
+# Set of withdrawn codes' nonces (a single node's <data dir>/invite.revoked); each one
+# added is also published on INVITE_REVOKED_CHANNEL, for every node.
+INVITE_REVOKED = f"{PREFIX}invite-revoked"
+INVITE_REVOKED_CHANNEL = f"{PREFIX}invite-revoked:changes"
 
 
 def ai_memory(persona: str) -> str:

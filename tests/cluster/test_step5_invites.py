@@ -125,3 +125,31 @@ async def test_cfm_admin_invite_with_redis_makes_codes_every_node_takes(
     assert (await sign_up(b.url, "gus", match.group(1)))["t"] == "welcome"
     refused = await sign_up(a.url, "hal", match.group(1))
     assert refused["t"] == "error" and refused["code"] == "forbidden", refused
+
+
+async def cfm_admin(*args: str, tmp_path: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFM_")}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "share"))
+    proc = await asyncio.create_subprocess_exec(
+        CFM, "admin", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env=env)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_a_code_revoked_with_redis_is_refused_on_every_node(
+        redis: RedisProcess, nodes, tmp_path: Path) -> None:
+    a, b = await nodes(), await nodes()
+    code = make_code(a, uses=0)
+    assert (await sign_up(a.url, "ida", code))["t"] == "welcome"
+    out = await cfm_admin("revoke-invite", code, "--redis", redis.url, tmp_path=tmp_path)
+    assert "withdrawn on every node" in out
+    for node, name in ((a, "jon"), (b, "kim")):
+        await eventually(lambda n=node: code.split("-")[0] in n.hub.invites.revoked())
+        refused = await sign_up(node.url, name, code)
+        assert refused["t"] == "error" and "withdrawn" in refused["msg"], refused
+    # A node started later reads the withdrawn codes from Redis.
+    c = await nodes()
+    refused = await sign_up(c.url, "lea", code)
+    assert refused["t"] == "error" and "withdrawn" in refused["msg"], refused

@@ -368,6 +368,36 @@ def _in_redis(url: str, what: str, *args: Any) -> Any:
         raise _fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
 
 
+@app.command("ai-kill-switch")
+def ai_kill_switch(
+    state: Annotated[str, typer.Argument(help="on (every AI contact answers 'not now') or off.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="The cluster's Redis (redis://HOST:PORT/DB). (default: CFM_REDIS_URL, the config file's redis_url)")] = None,  # noqa: E501
+) -> None:
+    """Turn the AI contacts' kill switch on or off for a whole cluster, at once."""
+    import asyncio
+
+    from cfm_server.server import redact_url
+
+    if state not in ("on", "off"):
+        raise _fail("say on or off")
+    url = redis or _settings(data_dir, config).redis_url
+    if not url:
+        raise _fail("the kill switch of a single node is [ai] kill_switch in its settings "
+                    "(a restart applies it); --redis names a cluster's Redis")
+    from cfm_server.cluster.ai import kill_switch_in_redis
+
+    try:
+        asyncio.run(kill_switch_in_redis(url, state == "on"))
+    except ValueError as exc:
+        raise _fail(f"--redis: {exc}") from None
+    except OSError as exc:
+        raise _fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+    typer.echo(f"AI kill switch {state} for every node of the cluster (a node whose own "
+               f"[ai] kill_switch is true keeps it on).")
+
+
 @app.command("revoke-invite")
 def revoke_invite(
     code: Annotated[str, typer.Argument(help="The invite code to withdraw (as given out).")],

@@ -129,6 +129,24 @@ async def set_kill_switch(batcher: Batcher, on: bool) -> None:
                          batcher.call("PUBLISH", keys.AI_KILL_SWITCH_CHANNEL, flag))
 
 
+async def kill_switch_in_redis(url: str, on: bool) -> None:
+    """``set_kill_switch`` for a command (``cfm admin ai-kill-switch``): its own
+    connection. OSError when Redis cannot be reached."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(url, decode_responses=False, socket_timeout=10,
+                            socket_connect_timeout=5)
+    flag = b"1" if on else b"0"
+    try:
+        await client.set(keys.AI_KILL_SWITCH, flag)
+        await client.publish(keys.AI_KILL_SWITCH_CHANNEL, flag)
+    except RedisError as exc:
+        raise OSError(str(exc)) from None
+    finally:
+        await client.aclose()
+
+
 class ClusterAI:
     """The AI contacts of one node of a cluster: ``reserve`` at start (every node),
     ``start`` once listening (the lease's keeper), ``stop`` at shutdown."""

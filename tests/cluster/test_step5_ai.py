@@ -5,7 +5,9 @@ when their node stops, and keep their memory, quotas and kill switch in Redis.""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,7 +116,7 @@ async def test_the_ai_quotas_hold_across_a_takeover(nodes, llm: LLMStub) -> None
         assert len(llm.calls) == 2  # the new holder knew alice had used her quota
 
 
-async def test_the_kill_switch_is_cluster_wide(nodes) -> None:
+async def test_the_kill_switch_is_cluster_wide(nodes, redis: RedisProcess) -> None:
     from cfm_server.cluster.ai import set_kill_switch
 
     a, b = await nodes(), await nodes()
@@ -123,7 +125,13 @@ async def test_the_kill_switch_is_cluster_wide(nodes) -> None:
     await eventually(lambda: holder._cluster_ai.running.guards.kill_switch)
     await set_kill_switch(other.node.broker.batcher, False)
     await eventually(lambda: not holder._cluster_ai.running.guards.kill_switch)
-    await set_kill_switch(other.node.broker.batcher, True)
+    # The operator's command, with its own connection.
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("cfm")), "admin", "ai-kill-switch", "on",
+        "--redis", redis.url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    await eventually(lambda: holder._cluster_ai.running.guards.kill_switch)
     # A new holder reads it from Redis.
     await holder.stop(close_code=1001)
     await eventually(lambda: running(other), timeout=15)

@@ -294,29 +294,23 @@ def invite(
     data_dir: DataDir = None,
     config: ConfigFile = None,
     server: ServerUrl = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="A cluster's Redis (redis://HOST:PORT/DB): the code is signed with the key every node shares there. (default: CFM_REDIS_URL, the config file's redis_url; none: the data dir's key)")] = None,  # noqa: E501
 ) -> None:
     """An invite code for a server whose registration is by invite (works while it runs)."""
     import datetime
     import time
 
-    from cfm_server.invites import InviteError, load_key, make_code
+    from cfm_server.invites import InviteError, make_code
 
     settings = _settings(data_dir, config)
     if uses < 0:
         raise _fail("--uses must be 0 (any number) or more")
     lifetime = _duration(expires)
-    directory = settings.resolved_data_dir()
-    from cfm_server.admin import database_path
-
-    if not database_path(directory).is_file():
-        raise _fail(f"no cfm database in {directory}; check --data-dir (cfm serve makes it "
-                    f"when it first starts)")
-    _check_owner(directory)
+    redis_url = redis or settings.redis_url
     try:
-        key = load_key(directory, create=True)
+        key = _cluster_invite_key(redis_url) if redis_url else _local_invite_key(settings)
     except (OSError, InviteError) as exc:
         raise _fail(str(exc)) from None
-    assert key is not None
     until = int(time.time() + lifetime) if lifetime else 0
     code = make_code(key, uses=uses, expires=until)
     url = server or _server_url(settings)
@@ -338,16 +332,87 @@ def invite(
                    f"be asked for.")
 
 
+def _local_invite_key(settings: Any) -> bytes:
+    from cfm_server.admin import database_path
+    from cfm_server.invites import load_key
+
+    directory = settings.resolved_data_dir()
+    if not database_path(directory).is_file():
+        raise _fail(f"no cfm database in {directory}; check --data-dir (cfm serve makes it "
+                    f"when it first starts)")
+    _check_owner(directory)
+    key = load_key(directory, create=True)
+    assert key is not None
+    return key
+
+
+def _cluster_invite_key(url: str) -> bytes:
+    """The key the nodes of the cluster at ``url`` share (made there if none is yet)."""
+    key = _in_redis(url, "key_from_redis")
+    assert key is not None
+    return key
+
+
+def _in_redis(url: str, what: str, *args: Any) -> Any:
+    """Run ``cfm_server.cluster.invites.<what>(url, *args)``; a failure is the command's."""
+    import asyncio
+
+    from cfm_server.cluster import invites
+    from cfm_server.server import redact_url
+
+    try:
+        return asyncio.run(getattr(invites, what)(url, *args))
+    except ValueError as exc:  # not a redis://, rediss:// or unix:// URL
+        raise _fail(f"--redis: {exc}") from None
+    except OSError as exc:
+        raise _fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+
+
+@app.command("ai-kill-switch")
+def ai_kill_switch(
+    state: Annotated[str, typer.Argument(help="on (every AI contact answers 'not now') or off.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="The cluster's Redis (redis://HOST:PORT/DB). (default: CFM_REDIS_URL, the config file's redis_url)")] = None,  # noqa: E501
+) -> None:
+    """Turn the AI contacts' kill switch on or off for a whole cluster, at once."""
+    import asyncio
+
+    from cfm_server.server import redact_url
+
+    if state not in ("on", "off"):
+        raise _fail("say on or off")
+    url = redis or _settings(data_dir, config).redis_url
+    if not url:
+        raise _fail("the kill switch of a single node is [ai] kill_switch in its settings "
+                    "(a restart applies it); --redis names a cluster's Redis")
+    from cfm_server.cluster.ai import kill_switch_in_redis
+
+    try:
+        asyncio.run(kill_switch_in_redis(url, state == "on"))
+    except ValueError as exc:
+        raise _fail(f"--redis: {exc}") from None
+    except OSError as exc:
+        raise _fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+    typer.echo(f"AI kill switch {state} for every node of the cluster (a node whose own "
+               f"[ai] kill_switch is true keeps it on).")
+
+
 @app.command("revoke-invite")
 def revoke_invite(
     code: Annotated[str, typer.Argument(help="The invite code to withdraw (as given out).")],
     data_dir: DataDir = None,
     config: ConfigFile = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="A cluster's Redis (redis://HOST:PORT/DB): withdrawn on every node. (default: CFM_REDIS_URL, the config file's redis_url; none: the data dir's)")] = None,  # noqa: E501
 ) -> None:
     """Withdraw one invite code before it expires or is used up (works while it runs)."""
     from cfm_server.invites import InviteError, load_key, parse_code, revoke
 
     settings = _settings(data_dir, config)
+    redis_url = redis or settings.redis_url
+    if redis_url:
+        _revoke_in_redis(redis_url, code)
+        return
     directory = _owned_data_dir(settings)
     try:
         key = load_key(directory, create=False)
@@ -367,6 +432,22 @@ def revoke_invite(
     typer.echo(f"Invite {invite.nonce} withdrawn: nobody can sign up with it any more "
                f"(a running server sees it at the next sign-up); accounts already made with "
                f"it stay." if new else f"Invite {invite.nonce} was already withdrawn.")
+
+
+def _revoke_in_redis(url: str, code: str) -> None:
+    from cfm_server.invites import InviteError, parse_code
+
+    key = _in_redis(url, "key_from_redis", False)
+    if key is None:
+        raise _fail("no invite key in that Redis: no codes were made for this cluster")
+    try:
+        invite = parse_code(key, code, 0.0)
+    except InviteError as exc:
+        raise _fail(str(exc)) from None
+    new = _in_redis(url, "revoke_in_redis", invite.nonce)
+    typer.echo(f"Invite {invite.nonce} withdrawn on every node: nobody can sign up with it "
+               f"any more; accounts already made with it stay." if new
+               else f"Invite {invite.nonce} was already withdrawn.")
 
 
 def _owned_data_dir(settings: ServerConfig) -> Path:

@@ -71,6 +71,9 @@ class ServerConfig:
     # `cfm admin invite`), "closed" (nobody: operators make accounts, `cfm admin add-user`).
     registration: str = "open"
     ai_enabled: bool = True
+    # Cluster mode: the AI contacts run on the node holding a lease in Redis; another node
+    # takes them over within this many seconds of the holder's death.
+    ai_lease_ttl: float = 10.0
     # The AI contacts' own settings (the [ai] table, CFM_AI_*, --ai-* flags); None: defaults.
     ai: AIConfig | None = None
     default_contacts: list[str] = field(default_factory=list)
@@ -247,16 +250,11 @@ class ServerConfig:
             c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
         need(self.presence_expiry >= 1, "presence_expiry must be >= 1 second")
+        need(self.ai_lease_ttl >= 0.3, "ai_lease_ttl must be >= 0.3 seconds")
         if self.redis_url:
             # A node learns from Redis whether a user who left it is still online on
             # another node; the presence grace is the time it waits for that answer.
             need(self.presence_grace > 0, "presence_grace must be > 0 with redis_url")
-            # What cluster mode does not share through Redis yet (docs/cluster.md).
-            need(self.registration != "invite", "registration invite does not work with "
-                 "redis_url yet (invite uses are not counted in Redis): use open or closed")
-            need(not (self.retention_days or self.retention_bytes),
-                 "retention does not work with redis_url yet: leave retention_days and "
-                 "retention_bytes at 0")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
         need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),
              f"public_url must be a ws:// or wss:// URL, not {self.public_url!r}")

@@ -53,7 +53,9 @@ from cfm_server.wsconn import ConnectionGuard, MeteredConnection
 
 if TYPE_CHECKING:
     from cfm_server.ai import AIConfig, AIContacts
+    from cfm_server.cluster.ai import ClusterAI
     from cfm_server.cluster.node import ClusterNode
+    from cfm_server.cluster.retention import ClusterRetention
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +186,10 @@ class Server:
         self._stopped = asyncio.Event()
         self._port: int | None = None  # kept after stop(), for restarts on the same port
         self._ai: AIContacts | None = None
+        self._cluster_ai: ClusterAI | None = None  # cluster mode: the AI contacts' lease
         self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._cluster_retention: ClusterRetention | None = None
         self._tls: ssl.SSLContext | None = None  # the listener's; reload_tls() refreshes it
         self._control: asyncio.Server | None = None  # <data dir>/admin.sock (control.py)
 
@@ -219,8 +223,14 @@ class Server:
                 self.hub = Hub(config, store, self.metrics)
                 self.hub.load()
             if config.registration == "invite":
-                self.hub.invites = self._invite_book(store)
-            ai_tokens = self._provision_ai_contacts(ai) if ai.enabled else {}
+                self.hub.invites = (await self._cluster_invite_book(self.node)
+                                    if self.node is not None else self._invite_book(store))
+            ai_tokens: dict[str, Path] = {}
+            if ai.enabled and self.node is not None:
+                self._cluster_ai = self._make_cluster_ai(self.node, self.hub, ai)
+                self._cluster_ai.reserve()
+            elif ai.enabled:
+                ai_tokens = self._provision_ai_contacts(ai)
             origins: list[Any] | None = None
             if config.allowed_origins:
                 # Terminal clients send no Origin; only browsers' Origins are checked.
@@ -269,7 +279,14 @@ class Server:
             self._control = await start_control(self)
         if ai_tokens:
             await self._start_ai_contacts(ai, ai_tokens)
-        if retention.enabled(config):
+        if self._cluster_ai is not None:
+            await self._cluster_ai.start()  # runs them if this node gets the lease
+        if retention.enabled(config) and self.node is not None:
+            from cfm_server.cluster.retention import ClusterRetention
+
+            self._cluster_retention = ClusterRetention(self.node, config)
+            await self._cluster_retention.start()  # prunes if this node gets the lease
+        elif retention.enabled(config):
             self._retention = asyncio.create_task(retention.run_retention(self.hub, config),
                                                   name="cfm-retention")
 
@@ -351,18 +368,42 @@ class Server:
         return InviteBook(key, store.load_invite_uses(),
                           revoked=self.config.resolved_data_dir() / REVOKED_FILE)
 
+    async def _cluster_invite_book(self, node: ClusterNode) -> InviteBook:
+        """The cluster's invite key (made now if no node made it yet) and its counts."""
+        from cfm_server.cluster.errors import ClusterError
+        from cfm_server.cluster.invites import ClusterInviteBook, shared_key
+
+        try:
+            key = await shared_key(node.broker.batcher)
+        except ClusterError as exc:
+            raise StoreError(f"cannot read the invite key from Redis: {exc}") from None
+        except InviteError as exc:
+            raise StoreError(str(exc)) from None
+        assert key is not None
+        book = ClusterInviteBook(key, node.state)
+        try:
+            await book.follow(node.broker)
+        except ClusterError as exc:
+            raise StoreError(f"cannot read the withdrawn invites from Redis: {exc}") from None
+        return book
+
     # --- AI contacts ---------------------------------------------------------------------
 
     def _ai_config(self) -> AIConfig:
         from cfm_server.ai import AIConfig
 
         ai = self.config.ai if self.config.ai is not None else AIConfig()
-        if self.config.cluster and self.config.ai_enabled and ai.enabled:
-            # Once per cluster, not per node, is still to be built (docs/cluster.md).
-            log.warning("the AI contacts do not run in cluster mode yet")
-        if (not self.config.ai_enabled or self.config.cluster) and ai.enabled:
+        if not self.config.ai_enabled and ai.enabled:
             ai = dataclasses.replace(ai, enabled=False)
         return ai
+
+    def _make_cluster_ai(self, node: ClusterNode, hub: Hub, ai: AIConfig) -> ClusterAI:
+        """Cluster mode: the AI contacts run on the node holding a lease (cluster/ai.py)."""
+        from cfm_server.ai.metrics import AIMetrics
+        from cfm_server.cluster.ai import ClusterAI
+
+        return ClusterAI(node, hub, ai, ttl=self.config.ai_lease_ttl, url=self._loopback,
+                         metrics=AIMetrics(self.metrics.registry))
 
     def _ai_token_dir(self) -> Path:
         if self.config.store == "memory":
@@ -427,6 +468,9 @@ class Server:
         if self._ai is not None:
             await self._ai.stop()
             self._ai = None
+        if self._cluster_ai is not None:
+            await self._cluster_ai.stop()
+            self._cluster_ai = None
         if self._ai_tokens is not None:
             self._ai_tokens.cleanup()
             self._ai_tokens = None
@@ -444,6 +488,9 @@ class Server:
             if self._retention is not None:
                 self._retention.cancel()
                 await asyncio.gather(self._retention, return_exceptions=True)
+            if self._cluster_retention is not None:
+                await self._cluster_retention.stop()
+                self._cluster_retention = None
             if self._metrics_server is not None:
                 self._metrics_server.close()
             if self._control is not None:

@@ -34,6 +34,7 @@ from cfm_common.errors import ProtocolError
 from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, RATE_KIND, CloseCode, ErrorCode
 from cfm_server.hub import Hub, RateLimited, SignUp
+from cfm_server.invites import InviteError
 from cfm_server.limits import SessionLimits
 from cfm_server.pages import AnswerItem
 from cfm_server.store import IdentityTaken
@@ -397,6 +398,14 @@ class Session:
             self.hub.drop_sign_up(sign_up)
             self.send_error(ErrorCode.NAME_TAKEN, f"{sign_up.record.name!r} is taken", "hello")
             self.close(CloseCode.NAME_TAKEN, "name taken")
+            return None
+        except InviteError as exc:
+            # A cluster counts the invite's use in Redis: the limit was reached elsewhere.
+            self.hub.drop_sign_up(sign_up)
+            # The connection ends here (a sign-up is past the hello loop); ``forbidden``
+            # is final for clients, as on a single node.
+            self.send_error(ErrorCode.FORBIDDEN, str(exc), "hello")
+            self.close(1000, "invite used up")
             return None
         except Exception:
             log.warning("session %s: the new identity %s could not be stored", self.id or "-",

@@ -60,10 +60,20 @@ class PersonaMemory:
     def load(self) -> int:
         """Put what the file remembers into the engine; the number of conversations."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return 0
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            logger.warning("%s: ignoring the unreadable memory file: %s", self.path, exc)
+            return 0
+        return self.load_text(text)
+
+    def load_text(self, text: str) -> int:
+        """Put what a memory file's text remembers into the engine (a cluster keeps the
+        text in Redis: cluster/ai.py); the number of conversations."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
             logger.warning("%s: ignoring the unreadable memory file: %s", self.path, exc)
             return 0
         people = data.get("conversations") if isinstance(data, dict) else None

@@ -28,7 +28,7 @@ from cfm_server.ai.config import AIConfig
 from cfm_server.ai.contact import PersonaContact
 from cfm_server.ai.engine import OfflineEngine
 from cfm_server.ai.guards import Caller, CallerLookup, Guards
-from cfm_server.ai.memory import memory_file
+from cfm_server.ai.memory import PersonaMemory, memory_file
 from cfm_server.ai.metrics import AIMetrics
 from cfm_server.ai.mind import PersonaMind
 from cfm_server.ai.personas import Persona
@@ -44,6 +44,9 @@ class Hub(Protocol):
     users: dict[str, User]
 
 logger = logging.getLogger(__name__)
+
+# A persona's memory kept where the server says (``start_ai_contacts(memories=...)``).
+MemoryFactory = Callable[[Persona, OfflineEngine], PersonaMemory | None]
 
 
 def hub_callers(hub: Hub, config: AIConfig, *,
@@ -156,7 +159,9 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
                             clock: Callable[[], float] = time.time,
                             personas: tuple[Persona, ...] | None = None,
                             ssl: SSLContext | None = None,
-                            who: CallerLookup | None = None) -> AIContacts:
+                            who: CallerLookup | None = None,
+                            guards: Guards | None = None,
+                            memories: MemoryFactory | None = None) -> AIContacts:
     """Sign every persona in to ``server_url`` and return the running cast.
 
     ``token_dir`` keeps each persona's token (``<handle>.token``), read position and
@@ -164,11 +169,14 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
     token files and remembers nothing across restarts. A persona the server refuses (its
     handle taken by someone else, a lost token) is logged and left out; the others still
     start.
+    ``guards`` (made from ``config`` if None) and ``memories`` (a persona's memory kept
+    elsewhere than beside its token: a cluster keeps it in Redis) are for the server.
     With ``config.enabled`` false nothing starts. ``who`` tells the guards each user's
     address and account age (see :func:`hub_callers`); without it only the per-user and
     global quotas apply.
     """
-    guards = make_guards(config, metrics=AIMetrics(registry), clock=clock, who=who)
+    if guards is None:
+        guards = make_guards(config, metrics=AIMetrics(registry), clock=clock, who=who)
     if not config.enabled:
         return AIContacts(config, [], guards, None)
     directory = Path(token_dir) if token_dir is not None else None
@@ -178,6 +186,9 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
                         token_dir=directory, clock=clock, ssl=ssl)
         for p in (personas if personas is not None else config.personas)
     ]
+    if memories is not None:
+        for contact in contacts:
+            contact.memory = memories(contact.persona, contact.mind.engine)
     results = await asyncio.gather(*(c.start() for c in contacts), return_exceptions=True)
     running = []
     for contact, result in zip(contacts, results, strict=True):

@@ -39,7 +39,7 @@ class NodeLink(Protocol):
 
     origin: str
 
-    def send_to_user(self, name: str, frame: bytes) -> None: ...
+    def send_to_user(self, name: str, frame: bytes, *, loud_only: bool = False) -> None: ...
 
     def send_presence(self, name: str, frame: bytes) -> None: ...
 
@@ -80,9 +80,15 @@ class ClusterDelivery(Delivery):
         same rule, ``watchers``, on every node)."""
         super().presence(user, data)
 
-    def relayed(self, user: User, frame: bytes) -> None:
-        """A frame another node sent ``user``: to the user's sessions here."""
-        self.to_sessions(user.sessions, frame, _frame_type(frame))
+    def block_presence(self, target: User, data: bytes, *, loud_only: bool) -> None:
+        super().block_presence(target, data, loud_only=loud_only)
+        self._node.send_to_user(target.name, data, loud_only=loud_only)
+
+    def relayed(self, user: User, frame: bytes, *, loud_only: bool = False) -> None:
+        """A frame another node sent ``user``: to the user's sessions here (``loud_only``:
+        not to its quiet ones)."""
+        sessions = [s for s in user.sessions if not s.quiet] if loud_only else user.sessions
+        self.to_sessions(sessions, frame, _frame_type(frame))
 
     def stored(self, room: Room, origin: str, msg: bytes) -> None:
         """One stored message of ``room`` (in seq order, once): to every session here of

@@ -93,11 +93,27 @@ def user_of_channel(channel: bytes | str) -> str | None:
 
 # What a single node keeps in its data dir and every node of a cluster needs.
 INVITE_KEY = f"{PREFIX}invite-key"  # string: the key that signs invite codes (invites.py)
+# Set of withdrawn codes' nonces (a single node's <data dir>/invite.revoked); each one
+# added is also published on INVITE_REVOKED_CHANNEL, for every node.
+INVITE_REVOKED = f"{PREFIX}invite-revoked"
+INVITE_REVOKED_CHANNEL = f"{PREFIX}invite-revoked:changes"
 
 
 def ai_memory(persona: str) -> str:
     """String: an AI persona's memory, the JSON of ``<data dir>/ai/<persona>.memory.json``."""
     return f"{PREFIX}ai-memory:{persona}"
+
+
+# The AI contacts' kill switch for the whole cluster: "1" on, else off; every change is
+# also published on AI_KILL_SWITCH_CHANNEL ("1"/"0"), for the node running them.
+AI_KILL_SWITCH = f"{PREFIX}ai-kill-switch"
+AI_KILL_SWITCH_CHANNEL = f"{PREFIX}ai-kill-switch:changes"
+
+
+def ai_quota(day: str) -> str:
+    """Hash of one UTC day's (``YYYY-MM-DD``) successful AI backend calls: ``t`` (all),
+    ``u:<user>``, ``a:<address>``; expires two days after it was last counted."""
+    return f"{PREFIX}ai-quota:{day}"
 
 
 PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"

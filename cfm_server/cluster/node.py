@@ -74,6 +74,10 @@ class NodeStore(MemoryStore):
     searchable = False  # type: ignore[assignment]
     search_unavailable = "search is not available on a cluster yet (docs/cluster.md)"
 
+
+# The flag after a user frame's origin: for the user's loud sessions only.
+LOUD_ONLY = "loud"
+
 CATCH_UP_TIMEOUT = 5.0  # seconds a sign-in waits for this node to apply the latest changes
 
 
@@ -496,16 +500,19 @@ class ClusterNode:
             room.epoch = epoch
 
     def _on_user_frame(self, user_name: str, origin: str, frame: bytes) -> None:
+        origin, _, flag = origin.partition("/")
         if origin == self.origin:
             return  # delivered here already
         assert self.world is not None and self.delivery is not None
         user = self.world.users.get(user_name)
         if user is not None and user.sessions:
-            self.delivery.relayed(user, frame)
+            self.delivery.relayed(user, frame, loud_only=flag == LOUD_ONLY)
 
-    def send_to_user(self, name: str, frame: bytes) -> None:
-        """``frame`` to the user's sessions on other nodes (at most once)."""
-        self.broker.send_to_user(name, frame, origin=self.origin).add_done_callback(
+    def send_to_user(self, name: str, frame: bytes, *, loud_only: bool = False) -> None:
+        """``frame`` to the user's sessions on other nodes (at most once); ``loud_only``:
+        not to quiet sessions (a block's presence for a watcher through a room only)."""
+        origin = f"{self.origin}/{LOUD_ONLY}" if loud_only else self.origin
+        self.broker.send_to_user(name, frame, origin=origin).add_done_callback(
             _quiet_failure)
 
     def session_origin(self, session_id: str, hidden: bool) -> str:

@@ -207,6 +207,10 @@ class SharedState:
         """Add one to the count under ``key``; ``refused`` once it has reached ``limit``."""
         return self._change("count", key, b"", b"" if limit is None else b"%d" % limit)
 
+    def uncount(self, key: str) -> asyncio.Future[Written]:
+        """Take back one count under ``key`` (never below 0): a use whose sign-up failed."""
+        return self._change("uncount", key, b"")
+
     def _change(self, op: str, key: str, value: bytes, limit: bytes = b"") -> \
             asyncio.Future[Written]:
         check_key(key)

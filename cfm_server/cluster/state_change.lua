@@ -3,6 +3,7 @@
 -- KEYS[1] meta (hash: seq, epoch)   KEYS[2] log (stream)   KEYS[3] records (hash)
 -- ARGV[1] op: 'put' | 'create' (only if the key is absent) | 'delete'
 --             | 'count' (the value is a count: add 1, unless it reached ARGV[4])
+--             | 'uncount' (take back one count: an invite's use whose sign-up failed)
 -- ARGV[2] record key   ARGV[3] value (put, create)   ARGV[4] limit (count; '' = none)
 -- ARGV[5] epoch to create if the log has none   ARGV[6] channel   ARGV[7] origin
 -- Returns {seq, status, value, epoch}: status 1 changed (seq is the change's), 0 nothing
@@ -30,6 +31,9 @@ elseif op == 'count' then
   local n = tonumber(current or '0')
   if ARGV[4] ~= '' and n >= tonumber(ARGV[4]) then return unchanged(-1, current or false) end
   value = string.format('%d', n + 1)
+elseif op == 'uncount' then
+  if not current then return unchanged(0, false) end
+  value = string.format('%d', math.max(tonumber(current) - 1, 0))
 else
   return redis.error_reply('ERR unknown state op ' .. op)
 end

@@ -11,10 +11,14 @@ sets it only if the room has none, and when another node was first, hands the ep
 that stands to ``on_epoch`` (the node's World takes it; a client that was told the
 other one sees a reset, a full replay, never a wrong seq).
 
-Not here yet (docs/cluster.md, "What is left"): messages (``append``), which the
-broker's append script numbers and stores, and an invite's use, which should be counted
-against its limit in Redis (``SharedState.count``) rather than written as a number.
-Those raise ``StoreError`` saying so, so nothing half-works silently.
+An invite's use is counted against the code's limit in Redis (``SharedState.count``),
+before the identity is created: ``put_invite_use`` starts the count and the
+``create_user`` that follows it (the same call of the sign-in) waits for it. A count
+Redis refused fails the identity's commit with ``InviteUsedUp``; an identity that cannot
+be created gives its counted use back (cluster/invites.py).
+
+Messages (``append``) do not come here: the broker's append script numbers and stores
+them; ``append`` raises ``StoreError`` saying so, so nothing half-works silently.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 class ClusterWrites(Writes):
-    __slots__ = ("_broker", "_state", "_tasks", "on_epoch")
+    __slots__ = ("_broker", "_invite_use", "_state", "_tasks", "on_epoch")
 
     def __init__(self, state: SharedState, broker: Broker) -> None:
         self._state = state
@@ -51,11 +55,51 @@ class ClusterWrites(Writes):
         self._tasks: set[asyncio.Task[None]] = set()  # room creations in flight
         # (room, epoch): another node made the room first, with this epoch.
         self.on_epoch: Callable[[str, str], None] | None = None
+        # The invite use counted for the identity created next (see put_invite_use).
+        self._invite_use: tuple[str, asyncio.Future[Written]] | None = None
 
     def create_user(self, record: UserRecord) -> Commit:
-        return _commit(self._state.create(records.user_key(record.name),
-                                          records.user_value(record)),
-                       taken=record.name)
+        pending, self._invite_use = self._invite_use, None
+        if pending is None:
+            return _commit(self._state.create(records.user_key(record.name),
+                                              records.user_value(record)),
+                           taken=record.name)
+        commit: Commit = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._create_invited(record, *pending, commit))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return commit
+
+    async def _create_invited(self, record: UserRecord, nonce: str,
+                              counted: asyncio.Future[Written], commit: Commit) -> None:
+        """The identity of a sign-up by invite: once Redis counted the use, created; a
+        use Redis refused fails the commit (``InviteUsedUp``), and a counted use whose
+        identity was not created is given back."""
+        from cfm_server.cluster.invites import InviteUsedUp
+
+        try:
+            if (await counted).refused:
+                commit.set_exception(InviteUsedUp())
+                return
+        except ClusterError as exc:
+            commit.set_exception(StoreError(f"Redis: {exc}"))
+            return
+        created = _commit(self._state.create(records.user_key(record.name),
+                                             records.user_value(record)), taken=record.name)
+        try:
+            await created
+        except BaseException as exc:
+            uncount = self._state.uncount(records.invite_key(nonce))
+            uncount.add_done_callback(_log_uncount)
+            if not commit.done():
+                if isinstance(exc, Exception):
+                    commit.set_exception(exc)
+                else:
+                    commit.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        commit.set_result(None)
 
     def put_user(self, record: UserRecord) -> Commit:
         return _logged(self._state.put(records.user_key(record.name), records.user_value(record)))
@@ -75,8 +119,14 @@ class ClusterWrites(Writes):
     def set_read(self, user: str, room: str, seq: int) -> Commit:
         return _logged(self._state.put(records.read_key(user, room), records.count_value(seq)))
 
-    def put_invite_use(self, nonce: str, used: int) -> Commit:
-        raise StoreError("cluster mode does not count invite uses yet (docs/cluster.md)")
+    def put_invite_use(self, nonce: str, used: int, limit: int = 0) -> Commit:
+        """Count one use of the code in Redis, unless it reached ``limit`` (0: none);
+        the identity created next waits for the count (``create_user``)."""
+        counted = self._state.count(records.invite_key(nonce), limit or None)
+        self._invite_use = (nonce, counted)
+        done = _commit(counted)  # the identity's commit says what became of it
+        done.add_done_callback(_quiet)
+        return done
 
     def put_room(self, record: RoomRecord) -> Commit:
         meta = keys.room_meta(record.room)
@@ -147,6 +197,16 @@ def _logged(written: asyncio.Future[Written]) -> Commit:
     commit = _commit(written)
     commit.add_done_callback(_log_failed)
     return commit
+
+
+def _quiet(commit: Commit) -> None:
+    if not commit.cancelled():
+        commit.exception()  # read: its failure is the identity's to report
+
+
+def _log_uncount(done: asyncio.Future[Written]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("an invite's use could not be given back: %s", done.exception())
 
 
 def _log_failed(commit: Commit) -> None:

@@ -50,15 +50,15 @@ class ContactHandler:
         else:
             now_blocked = op is ContactOp.BLOCK
             self.put_contact(user, name, in_list=in_list, blocked=now_blocked)
-            if now_blocked != blocked and target.sessions \
+            if now_blocked != blocked and target.online \
                     and self.delivery.is_watcher(user, name):
                 # The blocked user sees the blocker go offline; an unblocked one sees them back
-                # (a quiet session only if it watches through its contact list).
+                # (a quiet session only if it watches through its contact list). On a
+                # cluster the target's sessions may be on other nodes (``online``).
                 listed = name in world.listed_by.get(user.name, ())
-                sessions = [s for s in target.sessions if listed or not s.quiet]
                 status = user.status_for(name)
-                self.delivery.to_sessions(sessions, self.presence.frame(user, status),
-                                          "presence")
+                self.delivery.block_presence(target, self.presence.frame(user, status),
+                                             loud_only=not listed)
         entry = self.presence.roster_entry(name, user.name, blocked=user.has_blocked(name))
         echo = Contact(op.value, **_entry_keys(entry))
         if frame.id is None:

@@ -113,6 +113,12 @@ class Delivery:
                     out.add(session)
         return out
 
+    def block_presence(self, target: User, data: bytes, *, loud_only: bool) -> None:
+        """The presence a block or unblock shows ``target`` (all its sessions, or only
+        the loud ones when it watches through a shared room alone)."""
+        self.to_sessions([s for s in target.sessions if not (loud_only and s.quiet)], data,
+                         "presence")
+
     def is_watcher(self, user: User, name: str) -> bool:
         """Whether ``name`` watches ``user``'s presence (lists them, or shares a group room)."""
         if name in self.world.listed_by.get(user.name, ()):

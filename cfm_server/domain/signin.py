@@ -98,7 +98,7 @@ class SignInHandler:
         if invite is not None and self.invites is not None:
             # Counted now, in the same transaction as the identity: both or neither.
             used = self.invites.spend(invite)
-            world.writes.put_invite_use(invite.nonce, used)
+            world.writes.put_invite_use(invite.nonce, used, invite.uses)
         token = secrets.token_urlsafe(32)
         record = UserRecord(
             name=name,

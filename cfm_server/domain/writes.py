@@ -58,7 +58,9 @@ class Writes:
     def set_read(self, user: str, room: str, seq: int) -> Commit:
         return _logged(self._store.set_read(user, room, seq))
 
-    def put_invite_use(self, nonce: str, used: int) -> Commit:
+    def put_invite_use(self, nonce: str, used: int, limit: int = 0) -> Commit:
+        """``used`` sign-ups with the code ``nonce`` so far; ``limit`` (0: none) is for
+        a cluster, where Redis counts the use and refuses one past the limit."""
         return _logged(self._store.put_invite_use(nonce, used))
 
     def put_moderator(self, room: str, name: str, creator: bool) -> Commit:

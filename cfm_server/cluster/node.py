@@ -36,7 +36,7 @@ import functools
 import logging
 import secrets
 import socket
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -50,6 +50,7 @@ from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.messages import ClusterMessages
 from cfm_server.cluster.presence import Presence
+from cfm_server.cluster.search import ClusterSearch
 from cfm_server.cluster.state import Change, SharedState
 from cfm_server.cluster.writes import ClusterWrites
 from cfm_server.domain.changes import UNREAD_CAP
@@ -68,11 +69,40 @@ log = logging.getLogger(__name__)
 
 class NodeStore(MemoryStore):
     """A cluster node's store: it keeps nothing (the shared state and the messages live
-    in Redis) and only answers the hub's lookups. It has no search index: each node is
-    to keep its own, fed from the room streams (docs/cluster.md "What is left")."""
+    in Redis) and only answers the hub's lookups. Its searches go to the node's own
+    index (``cluster/search.py``), given by ``ClusterNode.start`` unless the server runs
+    with ``search_index = false``."""
 
-    searchable = False  # type: ignore[assignment]
-    search_unavailable = "search is not available on a cluster yet (docs/cluster.md)"
+    search_unavailable = "search is turned off on this node (search_index)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.search_index: ClusterSearch | None = None
+
+    @property
+    def searchable(self) -> bool:
+        return self.search_index is not None
+
+    def search(self, reader: str, rooms: Collection[str],  # type: ignore[override]
+               words: Sequence[str], before: str | None, limit: int
+               ) -> asyncio.Future[list[tuple[str, StoredMsg]]]:
+        """A future: each hit is read again from Redis (domain/search.py awaits it)."""
+        index = self.search_index
+        if index is None:
+            raise StoreError("this node keeps no search index")
+        return asyncio.ensure_future(index.search(reader, rooms, words, before, limit))
+
+    def search_behind(self, rooms: Mapping[str, int]) -> int:
+        index = self.search_index
+        return 0 if index is None else index.behind(rooms)
+
+    def when_indexed(self, rooms: Mapping[str, int], callback: Callable[[], None],
+                     timeout_s: float) -> None:
+        index = self.search_index
+        if index is None:
+            callback()
+        else:
+            index.when_indexed(rooms, callback, timeout_s)
 
 
 # The flag after a user frame's origin: for the user's loud sessions only.
@@ -106,6 +136,8 @@ class ClusterNode:
                                  expiry=config.presence_expiry)
         self.world: World | None = None
         self.delivery: ClusterDelivery | None = None
+        # This node's search index (cluster/search.py): fed by the rooms it follows.
+        self.search = ClusterSearch(self.broker) if config.search_index else None
         self._hub: Hub | None = None
         self._present = False  # registered in the cluster's presence
         self._loaded = False
@@ -140,6 +172,10 @@ class ClusterNode:
         """Load the hub's World from Redis; from then on follow every change."""
         self._hub = hub
         await self.broker.start()
+        store = hub.world.store
+        if self.search is not None and isinstance(store, NodeStore):
+            self.search.start()
+            store.search_index = self.search
         hub.load(await read_snapshot(self.state, self.broker))
         self._loaded = True
         # Who is online on other nodes, and from now on every change of it.
@@ -162,6 +198,8 @@ class ClusterNode:
         except ClusterError as exc:
             log.warning("leaving the cluster's presence failed (%s): the node's users go "
                         "offline when its heartbeat expires", exc)
+        if self.search is not None:
+            await self.search.close()
         await self.state.close()
         await self.broker.close()
 
@@ -403,6 +441,8 @@ class ClusterNode:
                 # Never lower: what the subscription already handed on counts.
                 if head.seq > room.durable_seq:
                     room.seq = room.durable_seq = head.seq
+        if self.search is not None:
+            self.search.note(room_name, head.seq)  # a room followed: index it from here
         sub.set_result(head.seq)
 
     # --- World.reads ------------------------------------------------------------------
@@ -444,6 +484,8 @@ class ClusterNode:
             return
         if seq > room.durable_seq:
             room.seq = room.durable_seq = seq
+        if self.search is not None:
+            self.search.note(room_name, seq)  # indexed by the next pass, off this path
         delivery.stored(room, origin, msg)
 
     def _on_reset(self, room_name: str, epoch: str) -> None:

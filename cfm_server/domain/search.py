@@ -16,6 +16,8 @@ was read (none: the key is left out).
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from cfm_common.codec import encode
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import Search, SearchResults, StoredMsg
@@ -23,10 +25,11 @@ from cfm_common.rules import ErrorCode
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World
-from cfm_server.pages import first_within, one_page, stored_msg_size
+from cfm_server.pages import AnswerItem, awaited, first_within, stored_msg_size
 from cfm_server.state import User
 from cfm_server.store import BadCursor
 from cfm_server.store.searchwords import words_of
+from cfm_server.wsframe import frame_binary
 
 DEFAULT_SEARCH_LIMIT = 20
 # How long a search waits for the index to reach the rooms' committed messages, and
@@ -65,7 +68,7 @@ class SearchHandler:
         def answer() -> None:
             # Built when the session sends it, from the memberships of that moment: a
             # room left while the search waited is not searched.
-            session.answer(one_page(lambda: encode(self._page(user, words, frame))))
+            session.answer(self._answer(user, words, frame))
 
         store = world.store
         behind = store.search_behind(targets)
@@ -80,7 +83,15 @@ class SearchHandler:
         names = user.rooms if frame.room is None else (frame.room,)
         return {name: rooms[name].durable_seq for name in names if name in rooms}
 
-    def _page(self, user: User, words: list[str], frame: Search) -> SearchResults:
+    def _answer(self, user: User, words: list[str], frame: Search
+                ) -> Generator[AnswerItem, None, None]:
+        page = yield from self._page(user, words, frame)
+        yield frame_binary(encode(page))
+
+    def _page(self, user: User, words: list[str], frame: Search
+              ) -> Generator[AnswerItem, None, SearchResults]:
+        """The answer; a generator, since a cluster node's store reads the hits from
+        Redis (a future: ``awaited``)."""
         world = self.world
         limit = frame.limit or DEFAULT_SEARCH_LIMIT
         if frame.room is not None:
@@ -90,10 +101,19 @@ class SearchHandler:
                 return SearchResults((), False, ref=frame.id)
         targets = self._targets(user, frame)
         try:
-            found = world.store.search(user.name, tuple(targets), words, frame.before,
-                                       limit + 1)
+            found = yield from awaited(world.store.search(
+                user.name, tuple(targets), words, frame.before, limit + 1))
         except BadCursor:  # checked when the frame came; a store may still refuse it
             found = []
+        # A store that read from the network (a cluster node) took loop turns: only the
+        # rooms the user may read now, after the read.
+        if frame.room is not None:
+            try:
+                self.rooms.readable_room(user, frame.room)
+            except ProtocolError:
+                found = []
+        else:
+            found = [(cursor, m) for cursor, m in found if m.room in user.rooms]
         behind = world.store.search_behind(targets)
         more = len(found) > limit
         del found[limit:]

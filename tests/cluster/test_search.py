@@ -1,0 +1,167 @@
+"""Search on a cluster (issues 16 + 12): two real nodes over one real redis-server, each
+with its own index fed from the room streams (cfm_server/cluster/search.py). A message
+sent on node A is found by a user on node B; edits and deletes made on either node are
+what the other finds; a room left, never joined, or a DM of others is never searched;
+a DM message hidden by a block is never found by its text."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.server.test_changes import _change
+from tests.server.test_search import _join, _say, _search, _where
+from tests.wire import signed_in
+
+
+@pytest.fixture
+async def nodes(redis: Any, server_factory: Callable[..., Awaitable[Any]]
+                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    made: list[Any] = []
+
+    async def node(**overrides: Any) -> Any:
+        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
+                                      **overrides)
+        made.append(server)
+        return server
+
+    yield node
+
+
+async def test_a_message_sent_on_one_node_is_found_on_the_other(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        for client in (alice, bob):
+            await _join(client, "#food")
+        first = await _say(alice, "lunch on Friday?", room="#food")
+        await _say(alice, "dinner instead", room="#food")
+        dm = await _say(alice, "about that lunch: friday noon", to="bob")
+        await bob.recv_until("msg", room="dm:alice:bob", seq=dm)
+        answer = await _search(bob, "friday LUNCH")
+        assert answer["t"] == "search" and answer["more"] is False
+        assert sorted(_where(answer)) == [("#food", first), ("dm:alice:bob", dm)]
+        hit = next(m for m in answer["msgs"] if m["room"] == "#food")
+        assert hit["from"] == "alice" and hit["text"] == "lunch on Friday?"
+        # And the other way round: bob's message, said on B, found on A.
+        mine = await _say(bob, "friday works, lunch it is", room="#food")
+        await alice.recv_until("msg", room="#food", seq=mine)
+        assert (("#food", mine) in _where(await _search(alice, "lunch friday")))
+
+
+async def test_a_room_the_node_never_followed_is_caught_up_when_it_is(nodes) -> None:
+    """Carol's node followed no room with history before she signed in there: it reads
+    the room's stream from the start then, and her first search finds it all."""
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice:
+        await _join(alice, "#archive")
+        seqs = [await _say(alice, f"note {i} about needles", room="#archive")
+                for i in range(30)]
+        await _say(alice, "nothing to see", room="#archive")
+        async with signed_in(b.url, "carol") as carol:
+            await _join(carol, "#archive")
+            answer = await _search(carol, "needles", limit=50)
+            assert [seq for _, seq in _where(answer)] == sorted(seqs, reverse=True)
+            # Paged: the cursor of B's index, no duplicates and no gaps.
+            got: list[int] = []
+            before = None
+            while True:
+                keys: dict[str, Any] = {"limit": 7}
+                if before is not None:
+                    keys["before"] = before
+                page = await _search(carol, "needles", **keys)
+                got += [seq for _, seq in _where(page)]
+                if not page["more"]:
+                    break
+                before = page["next"]
+            assert got == sorted(seqs, reverse=True)
+    # Each entry of the room was read once by B's index (the catch-up), not per search.
+    assert b.node.search.indexed == len(seqs) + 1
+
+
+async def test_edits_and_deletes_on_either_node_are_what_the_other_finds(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        for client in (alice, bob):
+            await _join(client, "#food")
+        seq = await _say(alice, "meet at the bakery", room="#food")
+        await bob.recv_until("msg", room="#food", seq=seq)
+        assert _where(await _search(bob, "bakery")) == [("#food", seq)]
+
+        edit = await _change(alice, "edit", "e1", seq, room="#food", text="meet at the cafe")
+        assert edit["t"] == "ack"
+        await bob.recv_until("msg", room="#food", seq=edit["seq"])
+        assert _where(await _search(bob, "bakery")) == []
+        found = await _search(bob, "cafe")
+        assert _where(found) == [("#food", seq)]
+        assert found["msgs"][0]["text"] == "meet at the cafe" and found["msgs"][0]["edited"]
+        assert _where(await _search(alice, "cafe")) == [("#food", seq)]
+
+        gone = await _change(alice, "delete", "d1", seq, room="#food")
+        assert gone["t"] == "ack"
+        await bob.recv_until("msg", room="#food", seq=gone["seq"])
+        for client in (alice, bob):
+            assert _where(await _search(client, "cafe")) == []
+            assert _where(await _search(client, "meet")) == []
+
+
+async def test_never_a_room_left_or_not_joined_or_a_dm_of_others(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with (
+        signed_in(a.url, "bob") as bob,
+        signed_in(b.url, "alice") as alice,
+        signed_in(a.url, "carol") as carol,
+    ):
+        await _join(bob, "#secret")
+        await _say(bob, "needle in the secret room", room="#secret")
+        await _say(bob, "needle for carol only", to="carol")
+        await _join(alice, "#gone")
+        await _join(bob, "#gone")
+        gone = await _say(bob, "needle before leaving", room="#gone")
+        await alice.recv_until("msg", room="#gone", seq=gone)
+        assert _where(await _search(alice, "needle")) == [("#gone", gone)]
+        await alice.send({"t": "leave", "room": "#gone"})
+        await alice.recv_until("left")
+        await _join(alice, "#lobby2")
+        mine = await _say(alice, "needle I may see", room="#lobby2")
+
+        assert _where(await _search(alice, "needle")) == [("#lobby2", mine)]
+        for room, code in (("#secret", "not_member"), ("#gone", "not_member"),
+                           ("#nowhere", "no_such_room"), ("dm:bob:carol", "forbidden")):
+            answer = await _search(alice, "needle", room=room)
+            assert answer["t"] == "error" and answer["code"] == code, (room, answer)
+        assert _where(await _search(carol, "needle")) == [("dm:bob:carol", 1)]
+
+
+async def test_a_message_hidden_by_a_block_is_never_found_by_its_text(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        first = await _say(alice, "hello bob", to="bob")
+        await bob.recv_until("msg", room="dm:alice:bob", seq=first)
+        # Bob lists alice, so that her block shows on his node (she goes offline for
+        # him): then node B knows of the block before bob says anything.
+        await bob.send({"t": "contact", "op": "add", "name": "alice", "id": "c1"})
+        await bob.recv_until("contact", ref="c1")
+        await alice.recv_until("contact", op="added_you")
+        await alice.send({"t": "contact", "op": "add", "name": "bob", "id": "c2"})
+        await alice.recv_until("contact", ref="c2")
+        await alice.send({"t": "contact", "op": "block", "name": "bob", "id": "c3"})
+        await alice.recv_until("contact", ref="c3")
+        gone = await bob.recv_until("presence", name="alice")
+        assert gone["status"] == "offline", gone
+        plea = await _say(bob, "secret plea hello", to="alice")
+        assert _where(await _search(alice, "plea")) == []
+        assert _where(await _search(alice, "hello")) == [("dm:alice:bob", first)]
+        theirs = await _search(bob, "secret plea")
+        assert _where(theirs) == [("dm:alice:bob", plea)]
+        assert "hidden" not in theirs["msgs"][0]
+        assert "secret plea" not in repr(alice.seen)
+
+
+async def test_search_turned_off_on_a_node_is_refused(nodes) -> None:
+    a = await nodes(search_index=False)
+    async with signed_in(a.url, "alice") as alice:
+        answer = await _search(alice, "anything")
+        assert answer["t"] == "error" and answer["code"] == "forbidden"
+        assert "search_index" in answer["msg"]

@@ -497,6 +497,8 @@ class ClusterNode:
         if room is not None:
             log.warning("%s: its history restarted in Redis (epoch %s)", room_name, epoch)
             room.epoch = epoch
+        if self.search is not None:
+            self.search.forget(room_name)
 
     def _on_change(self, change: Change) -> None:
         if self._catching_up:

@@ -31,7 +31,7 @@ in step with streams that may have been rewritten, trimmed or restarted (a new e
 while the node was stopped. The cost is that catch-up at each start (docs/cluster.md).
 
 The indexing runs on the event loop, in passes of at most ``PASS_BUDGET`` entries (a
-pass of 2,000 short lines is a few milliseconds of FTS5): unlike single-node's indexer
+page of ``READ_PAGE`` entries holds the loop about 10 ms): unlike single-node's indexer
 it is not a process of its own (left: docs/cluster.md).
 """
 
@@ -56,8 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PASS_INTERVAL_S = 0.05  # at most one pass this often: each is one transaction
-PASS_BUDGET = 5_000  # entries read into one pass at most (the loop's turn stays short)
-READ_PAGE = 500  # entries per read.lua call
+PASS_BUDGET = 2_000  # entries read into one pass at most
+# Entries per read.lua call, and so per transaction of the index: indexing one takes the
+# event loop for about 50 µs (its decoding included), so a page holds the loop ~10 ms.
+READ_PAGE = 200
 RETRY_S = 1.0  # after a pass failed (Redis out of reach)
 POLL_S = 0.05  # how often waiting searches look at the watermarks again
 
@@ -99,6 +101,11 @@ _SEARCH = (
     " AND d.room IN (SELECT value FROM json_each(?))"
     " AND (d.hidden = 0 OR d.sender = ?)"
     " ORDER BY f.rowid DESC LIMIT ?"
+)
+_INSERT_DOC = (
+    "INSERT INTO docs (key, room, seq, sender, hidden)"
+    " SELECT coalesce((SELECT max(key) + 1 FROM docs WHERE key BETWEEN ? AND ?), ?),"
+    " ?, ?, ?, ?"
 )
 
 
@@ -146,6 +153,13 @@ class ClusterSearch:
         elif room not in self.marks:
             self.marks[room] = 0  # followed, nothing stored yet: in step
 
+    def forget(self, room: str) -> None:
+        """``room``'s history restarted in Redis (a new epoch: its seqs start again): drop
+        what was indexed of it; the next note indexes it from the start."""
+        self.marks.pop(room, None)
+        self.todo.pop(room, None)
+        self.conn.execute("DELETE FROM docs WHERE room = ?", (room,))
+
     # --- the passes ------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -156,9 +170,9 @@ class ClusterSearch:
             started = loop.time()
             try:
                 await self._pass()
-            except ClusterError as exc:
-                log.warning("search index: reading the streams failed (%s); trying again "
-                            "in %.0f s", exc, RETRY_S)
+            except (ClusterError, sqlite3.Error) as exc:
+                log.warning("search index: a pass failed (%s); trying again in %.0f s",
+                            exc, RETRY_S)
                 self._wake.set()
                 await asyncio.sleep(RETRY_S)
                 continue
@@ -168,29 +182,43 @@ class ClusterSearch:
             await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
 
     async def _pass(self) -> None:
-        """Read up to ``budget`` entries of the noted rooms and index them, one
-        transaction per room's page (a failed read leaves its room noted)."""
+        """Read up to ``budget`` entries of the noted rooms and index them: one page of
+        each room at a time, the rooms' reads in one pipeline (the batcher's), one
+        transaction per page. A failed read leaves its room noted."""
         budget = self.budget
-        for room in list(self.todo):
-            if budget <= 0:
-                return
-            top = self.todo[room]
-            mark = self.marks.get(room, 0)
-            while mark < top and budget > 0:
-                page = await self.broker.history(room, after=mark,
-                                                 limit=min(READ_PAGE, budget, top - mark))
-                if not page:
-                    # Nothing above the mark (trimmed, or a new epoch restarted the
-                    # room lower): the room is in step as far as Redis goes.
-                    mark = top
-                else:
+        while budget > 0 and self.todo:
+            work: list[tuple[str, int, int]] = []  # room, mark, how many to read
+            for room, top in self.todo.items():
+                mark = self.marks.get(room, 0)
+                count = min(READ_PAGE, budget, top - mark)
+                if count > 0:
+                    work.append((room, mark, count))
+                    budget -= count
+                if budget <= 0:
+                    break
+            pages = await asyncio.gather(*(self.broker.history(room, after=mark, limit=count)
+                                           for room, mark, count in work),
+                                         return_exceptions=True)
+            failed: BaseException | None = None
+            for (room, mark, count), page in zip(work, pages, strict=True):
+                if isinstance(page, BaseException):
+                    failed = page
+                    continue
+                if self.marks.get(room, 0) != mark:
+                    continue  # forgotten meanwhile (a new epoch): this page is stale
+                if page:
                     self._index(room, page)
-                    mark = page[-1].seq
-                    budget -= len(page)
                     self.indexed += len(page)
-                self.marks[room] = mark
-            if mark >= self.todo.get(room, 0):
-                self.todo.pop(room, None)
+                # read.lua read exactly (mark, mark + count]: the room's head is at least
+                # the noted seq. What it lacks there was trimmed by retention (or the
+                # room restarted under a new epoch): nothing to index.
+                self.marks[room] = mark + count
+                if page:
+                    await asyncio.sleep(0)  # the sessions' turn between pages
+            for room in [r for r, top in self.todo.items() if self.marks.get(r, 0) >= top]:
+                del self.todo[room]
+            if failed is not None:
+                raise failed
 
     def _index(self, room: str, page: list[StoredMsg]) -> None:
         conn = self.conn
@@ -213,17 +241,15 @@ class ClusterSearch:
             raise
 
     def _insert(self, room: str, m: StoredMsg) -> None:
-        conn = self.conn
+        """Two statements: the key is found in the insert (the next free one in the
+        message's millisecond), the text goes in under it. An entry read again after a
+        failed pass is never indexed twice: its page's transaction and the room's mark
+        move together."""
         base = m.ts << KEY_SHIFT
-        if conn.execute("SELECT 1 FROM docs WHERE room = ? AND seq = ?",
-                        (room, m.seq)).fetchone():
-            return  # read again after a failed pass
-        top = conn.execute("SELECT max(key) FROM docs WHERE key BETWEEN ? AND ?",
-                           (base, base + (1 << KEY_SHIFT) - 1)).fetchone()[0]
-        key = base if top is None else top + 1
-        conn.execute("INSERT INTO docs (key, room, seq, sender, hidden) VALUES (?, ?, ?, ?, ?)",
-                     (key, room, m.seq, m.sender, int(bool(m.hidden))))
-        conn.execute("INSERT INTO texts (key, text) VALUES (?, ?)", (key, m.text))
+        cur = self.conn.execute(_INSERT_DOC, (base, base + (1 << KEY_SHIFT) - 1, base, room,
+                                              m.seq, m.sender, int(bool(m.hidden))))
+        self.conn.execute("INSERT INTO texts (key, text) VALUES (?, ?)",
+                          (cur.lastrowid, m.text))
 
     # --- how far behind ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ a DM message hidden by a block is never found by its text."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -165,3 +166,41 @@ async def test_search_turned_off_on_a_node_is_refused(nodes) -> None:
         answer = await _search(alice, "anything")
         assert answer["t"] == "error" and answer["code"] == "forbidden"
         assert "search_index" in answer["msg"]
+
+
+async def test_the_index_skips_what_retention_trimmed_and_reads_each_entry_once(
+        broker_factory, redis) -> None:
+    """Below the node: one ClusterSearch over a real stream. A range trimmed by retention
+    (``XTRIM MINID``) before the index read it is skipped, and what lies above it is
+    indexed; each entry is read once however often it is noted."""
+    from redis.asyncio import Redis
+
+    from cfm_server.cluster import keys
+    from cfm_server.cluster.search import READ_PAGE, ClusterSearch
+
+    writer = await broker_factory()
+    room = "#old"
+    total = READ_PAGE * 2 + 10
+    for i in range(total):
+        await writer.append(room, "alice", f"c{i}", "text", f"line {i} needle", 1000 + i)
+    client = Redis.from_url(redis.url)
+    try:
+        # Everything below the last page is gone, as retention leaves a room.
+        await client.xtrim(keys.room_log(room), minid=f"{READ_PAGE * 2 + 1}-0",
+                          approximate=False)
+    finally:
+        await client.aclose()
+    index = ClusterSearch(await broker_factory())
+    index.start()
+    try:
+        for _ in range(3):
+            index.note(room, total)
+        done = asyncio.get_running_loop().create_future()
+        index.when_indexed({room: total}, lambda: done.set_result(None), 30.0)
+        await done
+        assert index.behind({room: total}) == 0
+        assert index.indexed == 10
+        found = await index.search("bob", [room], ["needle"], None, 50)
+        assert [m.seq for _, m in found] == list(range(total, READ_PAGE * 2, -1))
+    finally:
+        await index.close()

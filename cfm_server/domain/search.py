@@ -68,7 +68,7 @@ class SearchHandler:
         def answer() -> None:
             # Built when the session sends it, from the memberships of that moment: a
             # room left while the search waited is not searched.
-            session.answer(self._answer(user, words, frame))
+            session.answer(self._answer(user, words, frame), ref=frame.id)
 
         store = world.store
         behind = store.search_behind(targets)

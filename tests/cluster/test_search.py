@@ -204,3 +204,38 @@ async def test_the_index_skips_what_retention_trimmed_and_reads_each_entry_once(
         assert [m.seq for _, m in found] == list(range(total, READ_PAGE * 2, -1))
     finally:
         await index.close()
+
+
+async def test_while_redis_is_out_of_reach_a_search_gets_a_retryable_error(
+        nodes, redis) -> None:
+    """A hit is read from Redis before it is shown: with Redis gone the search is
+    answered ``internal`` with ``retry_ms`` (never a stale or empty answer); once Redis
+    is back, what was said while it was gone is indexed and found."""
+    a = await nodes()
+    async with signed_in(a.url, "alice") as alice:
+        await _join(alice, "#lobby")
+        first = await _say(alice, "needle one", room="#lobby")
+        assert _where(await _search(alice, "needle")) == [("#lobby", first)]
+        redis.kill()
+        await alice.send({"t": "search", "text": "needle", "id": "gone"})
+        error = await alice.recv_until("error", ref="gone")
+        assert error["code"] == "internal" and error["retry_ms"] > 0
+        await redis.start()  # the same dir: its AOF
+        for attempt in range(200):
+            await alice.send({"t": "say", "room": "#lobby", "text": "needle two",
+                              "id": "again"})
+            reply = await alice.recv()
+            while reply["t"] not in ("ack", "error"):
+                reply = await alice.recv()
+            if reply["t"] == "ack":
+                break
+            assert attempt < 199 and reply["code"] == "internal", reply
+            await asyncio.sleep(reply["retry_ms"] / 1000)
+        second = reply["seq"]
+        for attempt in range(200):
+            answer = await _search(alice, "needle")
+            if answer["t"] == "search":
+                break
+            assert attempt < 199 and answer["code"] == "internal", answer
+            await asyncio.sleep(answer["retry_ms"] / 1000)
+        assert _where(answer) == [("#lobby", second), ("#lobby", first)]

@@ -74,7 +74,8 @@ async def measure(url: str, n: int, rooms: int) -> None:
     print(f"catch-up of {n} entries in {rooms} rooms: {wall:.2f} s wall, {cpu:.2f} s CPU "
           f"({cpu / n * 1e6:.1f} µs/entry); Redis: {calls} calls, {redis_s:.2f} s CPU "
           f"({redis_s / n * 1e6:.2f} µs/entry); index {size / 2**20:.1f} MiB "
-          f"({size / n:.0f} B/line)")
+          f"({size / n:.0f} B/line); loop time indexing {index.busy_s:.2f} s "
+          f"({index.busy_s / n * 1e6:.1f} µs/entry)")
 
     await client.config_resetstat()
     started = time.perf_counter()

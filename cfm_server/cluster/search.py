@@ -12,9 +12,10 @@ again.
 
 How: the delivery only notes ``room -> seq`` (a dict assignment on the message path);
 a pass, at most every ``PASS_INTERVAL_S``, reads each noted room's new entries with
-``read.lua`` (the broker's ``history``: a page of ``READ_PAGE`` entries per call, each
-entry as it is now — an edited message with its current text, a deleted one as a
-tombstone, a hidden one marked) and writes them to the index in one transaction. An edit
+``read.lua`` (the broker's ``_read``: a page of ``READ_PAGE`` entries per call, the
+rooms' calls in one pipeline, each entry as it is now — an edited message with its
+current text, a deleted one as a tombstone, a hidden one marked) and writes each page
+to the index in one transaction. An edit
 entry replaces its target's text in the index, a delete entry takes the target out
 (the same rule as single-node's ``searchindexer._CHANGES``); a hidden edit changed
 nothing and changes nothing here.
@@ -31,8 +32,9 @@ in step with streams that may have been rewritten, trimmed or restarted (a new e
 while the node was stopped. The cost is that catch-up at each start (docs/cluster.md).
 
 The indexing runs on the event loop, in passes of at most ``PASS_BUDGET`` entries (a
-page of ``READ_PAGE`` entries holds the loop about 10 ms): unlike single-node's indexer
-it is not a process of its own (left: docs/cluster.md).
+page of ``READ_PAGE`` entries holds the loop about 10 ms) and at most ``LOOP_SHARE`` of
+its time: unlike single-node's indexer it is not a process of its own, so under more
+messages than that share indexes the index falls behind (left: docs/cluster.md).
 """
 
 from __future__ import annotations

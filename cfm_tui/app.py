@@ -225,7 +225,7 @@ class ChatApp(App[None]):
     async def _on_notice(self, notice: Notice) -> None:
         assert self.state is not None and self.main is not None
         main, room = self.main, notice.room
-        if notice.kind in (NoticeKind.MESSAGE, NoticeKind.NUDGE) and room:
+        if notice.kind in (NoticeKind.MESSAGE, NoticeKind.MENTION, NoticeKind.NUDGE) and room:
             opened = not main.is_open(room)
             await main.open_conversation(room, activate=False)
             if opened and self.controller is not None:  # what was said before, who is in it

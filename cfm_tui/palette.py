@@ -26,6 +26,10 @@ class Intent:
 
     action: str
     arg: str = ""
+    # For what is done to one message (reply, react, edit, delete, jump): its seq in the
+    # room ``arg``, and the emoji or the text.
+    seq: int = 0
+    value: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,8 +93,12 @@ class Update:
     me: bool = False
     connection: bool = False
     notices: list[Notice] = field(default_factory=list)
+    search: bool = False  # the search results changed
+    select: tuple[str, int] | None = None  # a message to select and show: (room, seq)
 
     def merge(self, other: Update) -> None:
+        self.search |= other.search
+        self.select = other.select or self.select
         self.rooms |= other.rooms
         self.closed |= other.closed
         for room, activate in other.opened.items():

@@ -196,7 +196,7 @@ class MainScreen(Screen[None]):
         conv = self.state.conversations.get(room)
         unread = conv.unread() if conv else 0
         if unread and room != self.active_room:
-            title += f" ({unread})"
+            title += render.counts(unread, conv.unread_mentions() if conv else 0).plain
         return Content(title)
 
     def _retitle_tabs(self) -> None:

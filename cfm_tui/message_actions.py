@@ -10,18 +10,27 @@ entry echoed back by the SDK later finds it applied already (entries are idempot
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ClientError
 from cfm_common.frames import Msg
 from cfm_tui.changes import reacted
 from cfm_tui.outcome import Outcome
-from cfm_tui.session import friendly_error
-from cfm_tui.state import Update
+from cfm_tui.session import ChatSession, friendly_error
+from cfm_tui.state import ChatState, Update
 
-if TYPE_CHECKING:
-    from cfm_tui.controller import ChatController
+
+class Host(Protocol):
+    """What these parts use of :class:`~cfm_tui.controller.Host` (named here,
+    not imported: the controller imports this module)."""
+
+    state: ChatState
+    session: ChatSession | None
+
+    def note(self, room: str, text: str) -> Outcome: ...
+
+    def text_refusal(self, text: str) -> str | None: ...
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +51,9 @@ REFUSED = {
 
 
 class MessageActions:
-    """Edits, deletes, reactions and reply quotes, for :class:`ChatController`."""
+    """Edits, deletes, reactions and reply quotes, for :class:`Host`."""
 
-    def __init__(self, ctl: ChatController) -> None:
+    def __init__(self, ctl: Host) -> None:
         self.ctl = ctl
         self._quotes_asked: set[tuple[str, int]] = set()
 

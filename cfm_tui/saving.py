@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cfm_common.errors import ClientError
 from cfm_tui import export
+from cfm_tui.message_actions import Host as _Host
 from cfm_tui.outcome import Outcome
 
-if TYPE_CHECKING:
-    from cfm_tui.controller import ChatController
+
+class Host(_Host, Protocol):
+    tz: tzinfo | None
 
 log = logging.getLogger(__name__)
 HISTORY_PAGE = 50
 
 
-async def save(ctl: ChatController, room: str, file: str) -> Outcome:
+async def save(ctl: Host, room: str, file: str) -> Outcome:
     state, session = ctl.state, ctl.session
     conv = state.conversation(room)
     while session is not None and conv.can_load_older:

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ClientError
 from cfm_common.frames import StoredMsg
+from cfm_tui import message_actions
+from cfm_tui.message_actions import MessageActions
 from cfm_tui.outcome import Outcome
 from cfm_tui.session import friendly_error
 from cfm_tui.state import Notice, NoticeKind, Update
 
-if TYPE_CHECKING:
-    from cfm_tui.controller import ChatController
+
+class Host(message_actions.Host, Protocol):
+    messages: MessageActions
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class SearchResults:
 
 
 class Search:
-    def __init__(self, ctl: ChatController) -> None:
+    def __init__(self, ctl: Host) -> None:
         self.ctl = ctl
         self.results = SearchResults()
 

@@ -105,6 +105,7 @@ class ChatController:
             "react": lambda: self.messages.react(arg, intent.seq, intent.value),
             "jump": lambda: self.search.jump(arg, intent.seq),
             "search": lambda: self.search.search(intent.value, arg or None),
+            "search_more": lambda: self.search.search("", older=True),
         }
         if intent.action not in actions:
             raise ValueError(f"no such intent: {intent.action!r}")

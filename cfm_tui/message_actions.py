@@ -34,9 +34,7 @@ class Host(Protocol):
 
 log = logging.getLogger(__name__)
 
-# The emoji picker's set: MSN's classic emoticons first, as cfm shows them.
-CLASSIC_CODES = ("(Y)", "(N)", ":)", ":D", ";)", ":(", ":O", ":P", "(L)", "(K)",
-                 ":'(", ":@", "(H)", "(F)", "(*)", "(C)", "(B)", "(^)", "(8)", "(I)")
+
 
 # Why the server refused a change, by change and code (its own words are not read).
 REFUSED = {

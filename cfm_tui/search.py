@@ -54,19 +54,20 @@ class Search:
 
     def search(self, text: str, room: str | None = None, *, older: bool = False) -> Outcome:
         """Ask for ``text`` (in ``room`` only, if given); ``older``: the next page."""
-        text = " ".join(text.split())
+        r = self.results
+        text = " ".join(text.split()) if not older else r.text
         if not text:
             return Outcome()
-        r = self.results
         if not older:
             self.results = r = SearchResults(text, room)
         elif not r.more or r.busy:
             return Outcome()
         r.busy = True
+        shown = Update(search=True, open_search=not older)
         if self.ctl.session is None:
             r.busy, r.error = False, "Not signed in."
-            return Outcome(Update(search=True))
-        return Outcome(Update(search=True), [lambda: self._ask(r)])
+            return Outcome(shown)
+        return Outcome(shown, [lambda: self._ask(r)])
 
     async def _ask(self, r: SearchResults) -> Outcome:
         session = self.ctl.session

@@ -94,10 +94,12 @@ class Update:
     connection: bool = False
     notices: list[Notice] = field(default_factory=list)
     search: bool = False  # the search results changed
+    open_search: bool = False  # show them (a new search: /search, or the screen's own)
     select: tuple[str, int] | None = None  # a message to select and show: (room, seq)
 
     def merge(self, other: Update) -> None:
         self.search |= other.search
+        self.open_search |= other.open_search
         self.select = other.select or self.select
         self.rooms |= other.rooms
         self.closed |= other.closed

@@ -65,11 +65,12 @@ def counts(unread: int, mentioned: int = 0) -> Text:
     100 from the server means "100 or more": shown as 99+."""
     if not unread and not mentioned:
         return Text("")
-    out = Text(" (", style=Style(bold=True, color="#1f5fa8"))
-    out.append(_upto99(unread), style=Style(bold=True, color="#1f5fa8"))
-    if mentioned:
-        out.append(f" @{_upto99(mentioned)}", style=MENTION_STYLE)
-    out.append(")", style=Style(bold=True, color="#1f5fa8"))
+    style = Style(bold=True, color="#1f5fa8")
+    if not mentioned:
+        return Text(f" ({_upto99(unread)})", style=style)
+    out = Text(f" ({_upto99(unread)}", style=style)
+    out.append(f" @{_upto99(mentioned)}", style=MENTION_STYLE)
+    out.append(")", style=style)
     return out
 
 

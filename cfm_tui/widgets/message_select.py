@@ -40,7 +40,8 @@ class MessageSelect(Widget):
     """Select mode and the composer's reply/edit mode, for ConversationView."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f7", "select_message", "Select", id="conv.select", priority=True),
+        Binding("f7", "select_message", "Select", id="conv.select", show=False,
+                priority=True),
         Binding("up", "up", "Previous", show=False, priority=True, id="conv.select_up"),
         Binding("down", "move(1)", "Next", show=False, priority=True, id="conv.select_down"),
         Binding("enter", "message_menu", "Menu", show=False, priority=True,

@@ -38,14 +38,16 @@ def where(room: str, state: ChatState) -> str:
 
 
 def hit_line(room: str, sender: str, ts: int, text: str, state: ChatState,
-             tz: tzinfo | None) -> Text:
-    """``#lobby  Bob  04 Dec 09:58  the text…`` on one line."""
+             tz: tzinfo | None, width: int = 76) -> Text:
+    """``#lobby  Bob  04 Dec 09:58  the text…`` on one line of ``width`` cells (an
+    option list wraps its prompts, so the line is cut here)."""
     when = datetime.fromtimestamp(ts / 1000, tz=tz).strftime("%d %b %H:%M")
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(f"{clean_line(where(room, state))[:14]:<14} ", style=render.GROUP_STYLE)
     line.append(f"{clean_line(state.label(sender))[:12]:<12} ", style=render.SAYS_STYLE)
     line.append(f"{when}  ", style=render.PSM_STYLE)
     line.append(replace_emoticons(clean_line(" ".join(text.split()))))
+    line.truncate(width)  # with an ellipsis (the Text's overflow) when longer
     return line
 
 
@@ -106,15 +108,18 @@ class SearchScreen(ModalScreen[tuple[str, int] | None]):
             status.update(Text("Searching…", style=render.NOTE_STYLE))
         elif r.text:
             count = f"{len(r.hits)}{'+' if r.more else ''}"
-            note = f"  ({r.behind} newest not indexed yet)" if r.behind else ""
+            note = f" ({r.behind} newest not indexed yet)" if r.behind else ""
+            keys = " · ↓ then Enter opens one · Esc closes" if r.hits else ""
             status.update(Text(f"{count} message{'s' if len(r.hits) != 1 else ''} "
-                               f"with {r.text!r}{note}", style=render.NOTE_STYLE))
+                               f"with {r.text!r}{note}{keys}", style=render.NOTE_STYLE))
         else:
             status.update(Text("Enter searches every conversation you are in.",
                                style=render.NOTE_STYLE))
         hits = self.query_one(OptionList)
         keep = hits.highlighted
-        options = [Option(hit_line(m.room, m.sender, m.ts, m.text, self.state, self.tz),
+        # The screen's width less the box's padding, the list's frame and scroll bar.
+        width = max(20, self.app.size.width - 7)
+        options = [Option(hit_line(m.room, m.sender, m.ts, m.text, self.state, self.tz, width),
                           id=f"{HIT}{m.room}:{m.seq}") for m in r.hits]
         if r.more:
             options.append(Option(Text("Older hits…", style=render.NOTE_STYLE), id=MORE))

@@ -157,7 +157,7 @@ class ConversationView(MessageSelect, Vertical):
                                      selected=self.selected)
             self.transcript.show(text, prepended=prepended)
             if self.selected is not None:
-                self._scroll_to_selected(text, lines)
+                self._scroll_to_selected(text)
         self._line_count = len(lines)
         if self.is_group:
             members = render.member_lines(conv.members or set(), state)
@@ -166,7 +166,7 @@ class ConversationView(MessageSelect, Vertical):
         self.show_new_marker()
         self.drawn = True
 
-    def _scroll_to_selected(self, text: Text, lines: list[object]) -> None:
+    def _scroll_to_selected(self, text: Text) -> None:
         """Bring the selected message's lines on screen (its highlight tells where)."""
         plain = text.plain
         spans = [span for span in text.spans if span.style == render.SELECTED_STYLE]

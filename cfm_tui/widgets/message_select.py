@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widget import Widget
@@ -116,6 +117,11 @@ class MessageSelect(Widget):
         self._show_mode()
         self.show()
         self.refresh_bindings()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # Back in the composer (a click, Tab): typing again, the selection goes.
+        if self.selected is not None and event.widget is self.composer:
+            self.select(None)
 
     def action_up(self) -> None:
         if self._selecting():

@@ -185,3 +185,24 @@ async def test_ctrl_f_searches_and_a_hit_opens_its_conversation_there():
         await pilot.press("down", "enter")
         await wait_until(pilot, lambda: app.main.active_room == BOB
                          and app.main.active_view().selected == 3, "the hit selected")
+
+
+async def test_the_selected_message_is_scrolled_into_view_and_a_click_back_types_again():
+    app = RecordingApp()
+    conv = app.state.conversation(BOB)
+    for seq in range(5, 45):
+        conv.add_message(Msg(BOB, seq, "bob", f"line {seq}", ts(seq), "text", f"b{seq}"))
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_bob(pilot)
+        await pilot.press("f7", *["up"] * 30)
+        assert view.selected == 14
+        await pilot.pause()
+        await pilot.pause()
+        transcript = view.transcript
+        body = view.query_one("#transcript-body")
+        text = body.render().plain
+        row = text.split("\n").index("  line 14")
+        assert transcript.scroll_y <= row < transcript.scroll_y + transcript.size.height
+        view.composer.focus()
+        await pilot.pause()
+        assert view.selected is None

@@ -119,8 +119,10 @@ class MessageSelect(Widget):
         self.refresh_bindings()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        # Back in the composer (a click, Tab): typing again, the selection goes.
-        if self.selected is not None and event.widget is self.composer:
+        # Back in the composer (a click, Tab): typing again, the selection goes. (Not
+        # for a focus event that arrives late: a selection made since moved it away.)
+        if self.selected is not None and event.widget is self.composer \
+                and self.screen.focused is self.composer:
             self.select(None)
 
     def action_up(self) -> None:

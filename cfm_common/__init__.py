@@ -1,6 +1,7 @@
 """cfm's shared protocol core and client SDK.
 
-The protocol core (``rules``, ``errors``, ``frames``, ``codec``) does no I/O, and
+The protocol core (``rules``, ``errors``, ``frames`` — gathering ``frame_fields``,
+``client_frames`` and ``server_frames`` — and ``codec``) does no I/O, and
 neither does the client core (``_core`` and the modules it puts together, which decide
 reply matching, retries, resume and gap filling); the SDK (``client``, ``bot``) is the
 asyncio shell around them that the TUI, the AI contacts and third-party bots use.

@@ -7,7 +7,7 @@ input carries ``now``, and the shell asks for output.
 
 - **in**: :meth:`connection_made` (a ``welcome``), :meth:`receive_data` (a server frame,
   as bytes), :meth:`connection_lost`, :meth:`end`; and the program's calls —
-  :meth:`message` (say/nudge), :meth:`request`, :meth:`mark_read`,
+  :meth:`message` (say, nudge or a message change), :meth:`request`, :meth:`mark_read`,
   :meth:`set_presence`, :meth:`typing`.
 - **out**: :meth:`data_to_send` (the next frame to write, or how long until one may
   go or a timer is due: the shell sleeps at most that long), the ``emit`` callback
@@ -31,7 +31,7 @@ from typing import Any
 from cfm_common import codec, rules
 from cfm_common import frames as f
 from cfm_common._gapfill import GapFill
-from cfm_common._outbox import MESSAGES, Outbox, Outgoing
+from cfm_common._outbox import MESSAGES, ChangeFrame, Outbox, Outgoing
 from cfm_common._pacing import Pacer
 from cfm_common._resume import Resume
 from cfm_common._retry import Retries, answer_deadline
@@ -204,8 +204,9 @@ class ClientCore:
                                max(1, int(wait * 1000) + 1))
         self.sendq.pacer.note_nudge(peer, now)
 
-    def message(self, frame: f.Say | f.Nudge, kind: str) -> Outgoing:
-        """A say or nudge: its pending entry if one has this id already, else a new one."""
+    def message(self, frame: f.Say | f.Nudge | ChangeFrame, kind: str) -> Outgoing:
+        """A say, nudge or change: its pending entry if one has this id already, else a
+        new one."""
         entry = self.outbox.find(frame.id)
         if entry is not None and entry.kind in MESSAGES:
             return entry
@@ -294,6 +295,14 @@ class ClientCore:
         elif isinstance(frame, f.History | f.MembersPage):
             if not self.outbox.answer(frame.ref, frame.T, frame):
                 log.debug("%s of %s that nobody asked for", frame.T, frame.room)
+        elif isinstance(frame, f.SearchResults):
+            if not self.outbox.answer(frame.ref, "search", frame):
+                log.debug("search results that nobody asked for")
+        elif isinstance(frame, f.Moderators):
+            # Without a ref of ours: a change the creator made elsewhere, or our own
+            # naming or removal as a moderator; the program hears of those.
+            if not self.outbox.answer(frame.ref, "moderators", frame):
+                self._emit(frame, None)
         elif isinstance(frame, f.Contact):
             if frame.op != rules.ContactOp.ADDED_YOU:
                 self.outbox.answer(frame.ref, "contact", frame)
@@ -310,14 +319,7 @@ class ClientCore:
         if entry is None or entry.kind not in MESSAGES:
             log.debug("ack %s matches no pending message", ack.id)
             return
-        frame = entry.frame
-        # Our own message, as everyone else sees it: the server does not echo it to us.
-        own = f.Msg(
-            room=ack.room, seq=ack.seq, sender=self.name,
-            text=frame.text if isinstance(frame, f.Say) else "",
-            ts=ack.ts, kind="nudge" if entry.kind == "nudge" else "text", id=ack.id,
-        )
-        self._deliver(self.resume.offer(own))
+        self._deliver(self.resume.offer(own_msg(entry.frame, ack, self.name)))
         self.outbox.settle(entry, ack)
         if self.resume.has_gap(ack.room):
             self.fills.start(ack.room, now, live=True)
@@ -346,3 +348,25 @@ class ClientCore:
         if self.ready:
             self.sendq.add(entry)
         return entry
+
+
+def own_msg(frame: f.ClientFrame, ack: f.Ack, me: str) -> f.Msg:
+    """Our own message or change entry, as everyone else sees it: the server does not
+    echo it to us. Its ``mentions`` are the server's to work out, so they stay unknown."""
+    if isinstance(frame, f.Nudge):
+        return f.Msg(room=ack.room, seq=ack.seq, sender=me, text="", ts=ack.ts,
+                     kind=rules.MsgKind.NUDGE.value, id=ack.id)
+    text, reply, change, target, emoji = "", None, None, None, None
+    if isinstance(frame, f.Say):
+        text, reply = frame.text, frame.reply
+    elif isinstance(frame, ChangeFrame):
+        change, target = frame.T, frame.target
+        if isinstance(frame, f.Edit):
+            text = frame.text
+        elif isinstance(frame, f.React):
+            text, emoji = frame.emoji, frame.emoji  # as the server stores a reaction
+        elif isinstance(frame, f.Unreact):
+            emoji = frame.emoji
+    return f.Msg(room=ack.room, seq=ack.seq, sender=me, text=text, ts=ack.ts,
+                 kind=rules.MsgKind.TEXT.value, id=ack.id, reply=reply, change=change,
+                 target=target, emoji=emoji)

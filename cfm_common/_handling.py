@@ -8,7 +8,7 @@
 - :func:`reply_id` derives a send's id from the message being answered, so a handler
   that runs again (after a kill) makes the same ids, and the server, which stores each
   (sender, id) once, lets its replies land once.
-- :data:`SENDS` is how a handler's sends are found without the handler's help: the
+- :data:`CURRENT` is how a handler's sends are found without the handler's help: the
   client adds each send's future to the list in the current context (tasks a handler
   starts inherit it).
 """
@@ -21,6 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from cfm_common.errors import ConnectionClosed
 from cfm_common.frames import Msg
 
 
@@ -49,10 +50,26 @@ CURRENT: contextvars.ContextVar[Handling | None] = contextvars.ContextVar(
 
 
 def watch_send(future: asyncio.Future[Any]) -> None:
-    """Called by the client for each say/nudge: the handler it is made for waits for it."""
+    """Called by the client for each say, nudge or change: the handler it is made for
+    waits for it."""
     handling = CURRENT.get()
     if handling is not None:
         handling.sends.append(future)
+
+
+async def sends_landed(handling: Handling) -> bool:
+    """Wait for the acks of everything the handler sent (tasks it started included);
+    False if the client closed first: the message is not done, a restart handles it
+    again. A send refused for good (``forbidden``…) counts as done: handling it
+    again would fail the same way."""
+    waited = 0
+    while waited < len(handling.sends):
+        batch = handling.sends[waited:]
+        waited = len(handling.sends)
+        for result in await asyncio.gather(*batch, return_exceptions=True):
+            if isinstance(result, ConnectionClosed | asyncio.CancelledError):
+                return False
+    return True
 
 
 def _digest(*parts: str) -> str:

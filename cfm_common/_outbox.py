@@ -1,12 +1,13 @@
 """The outbox, and which answer belongs to which request: reply matching, by ids only.
 
-Every ``say``/``nudge`` and every request (``join``, ``leave``, ``history``,
-``members``, ``contact``) is an :class:`Outgoing` entry here from the moment it is made
-until it is answered, failed or withdrawn; entries keep the order they were made in
-(their ``slot``), which is the order a reconnect sends them again in.
+Every ``say``/``nudge``, every message change (``edit``, ``delete``, ``react``,
+``unreact``) and every request (``join``, ``leave``, ``history``, ``members``,
+``contact``, ``moderators``, ``search``) is an :class:`Outgoing` entry here from the
+moment it is made until it is answered, failed or withdrawn; entries keep the order
+they were made in (their ``slot``), which is the order a reconnect sends them again in.
 
-Matching is by id and nothing else (docs/protocol.md, "Request ids"): a ``say`` or
-``nudge`` carries the client's message id, which its ``ack`` and its ``error`` name; a
+Matching is by id and nothing else (docs/protocol.md, "Request ids"): a ``say``,
+``nudge`` or change carries the client's message id, which its ``ack`` and its ``error`` name; a
 request gets a request id of its own (``~q<n>``), which its answer and its error carry
 back as ``ref``. An answer whose ``ref`` names no entry of ours, or none at all, is not
 ours to take (a copy meant for another session of the same user): the caller hands it
@@ -23,8 +24,12 @@ from typing import Any
 from cfm_common import frames as f
 from cfm_common import rules
 
-# The kinds whose entry is keyed by the message id the caller chose (or was given).
-MESSAGES = frozenset({"say", "nudge"})
+# The kinds whose entry is keyed by the message id the caller chose (or was given): each
+# is stored as an entry of its room's sequence and acked, so each is retried like a say
+# (same id, in order) and its ack stands for our own entry (the server echoes none).
+CHANGES = frozenset({"edit", "delete", "react", "unreact"})
+MESSAGES = frozenset({"say", "nudge"}) | CHANGES
+ChangeFrame = f.Edit | f.Delete | f.React | f.Unreact
 
 
 class Reply:
@@ -49,7 +54,7 @@ class Outgoing:
     """A frame waiting for its answer (or for a connection to be sent on)."""
 
     frame: f.ClientFrame
-    kind: str  # say, nudge, join, history, contact, leave, members
+    kind: str  # say, nudge, a change, or a request: join, history, contact, leave, ...
     key: Any  # for people: the message id, the room, or (op, name) of a contact request
     reply: Reply = field(default_factory=Reply)
     slot: int = 0  # its place in the send order
@@ -67,9 +72,9 @@ class Outgoing:
         return ident
 
     def target(self, me: str) -> str | None:
-        """The room a say or nudge lands in (None for requests)."""
+        """The room a say, nudge or change lands in (None for requests)."""
         frame = self.frame
-        if isinstance(frame, f.Say) and frame.room:
+        if isinstance(frame, f.Say | ChangeFrame) and frame.room:
             return frame.room
         if isinstance(frame, f.Say | f.Nudge) and frame.to is not None:
             return rules.dm_room(me, frame.to)
@@ -146,6 +151,6 @@ class Outbox:
         return list(self.entries.values())
 
     def toward(self, room: str, me: str) -> list[Outgoing]:
-        """Our says and nudges to ``room`` that wait for their ack."""
+        """Our says, nudges and changes to ``room`` that wait for their ack."""
         return [entry for entry in self.entries.values()
                 if entry.kind in MESSAGES and entry.target(me) == room]

@@ -8,12 +8,13 @@ Pure, clock passed in. The decisions, in one place:
   caller hears of that. A refused read mark, typing or presence frame (named by its
   type: they carry no id) is re-sent, dropped (stale by then) or re-sent current.
 - **Dropped unread** (``rate_limited`` without ``ref``: over the inbound byte budget):
-  everything pauses for ``retry_ms``, then every unacked say/nudge goes again, and every
-  request written on this connection that is safe to repeat (not ``contact``, which read
-  twice would tell the other side twice).
-- **Not stored** (``internal`` for a say or nudge): says are held for 0.5, 1, 2, 4, 8
-  and 8 s, then every unacked one goes again in the order made (a later message is not
-  stored before the refused one); after :data:`INTERNAL_RETRIES` the call fails.
+  everything pauses for ``retry_ms``, then every unacked say, nudge and change goes
+  again, and every request written on this connection that is safe to repeat (not
+  ``contact``, which read twice would tell the other side twice).
+- **Not stored** (``internal`` for a say, nudge or change: the messages of
+  :data:`~cfm_common._outbox.MESSAGES`): they are held for 0.5, 1, 2, 4, 8 and 8 s, then
+  every unacked one goes again in the order made (a later message is not stored before
+  the refused one); after :data:`INTERNAL_RETRIES` the call fails.
 - **A reconnect** sends the whole outbox again, in order, with the same ids
   (:meth:`cfm_common._core.ClientCore.connection_made`): the server stores each id once.
 - **No answer in time**: :func:`answer_deadline` — the time a request waits, connected,
@@ -114,7 +115,7 @@ class Retries:
                 return True
             if entry.kind == "nudge":
                 return False  # the per-pair interval (another session nudged): caller decides
-            pacer.penalize(RATE_KIND[entry.frame.T], retry_ms, now)
+            pacer.penalize(RATE_KIND.get(entry.frame.T), retry_ms, now)
             self.sendq.add(entry)
             return True
         if ref == "read":

@@ -22,7 +22,7 @@ import bisect
 from collections.abc import Callable
 
 from cfm_common import frames as f
-from cfm_common._outbox import Outgoing
+from cfm_common._outbox import MESSAGES, Outgoing
 from cfm_common._pacing import Pacer
 from cfm_common.rules import RATE_KIND
 
@@ -188,7 +188,7 @@ class SendQueue:
             barrier = entry.kind in BARRIERS
             if barrier and blocked:
                 break
-            if held and entry.kind in ("say", "nudge"):
+            if held and entry.kind in MESSAGES:
                 i += 1  # they wait until the one the server could not store goes again
                 continue
             kind = RATE_KIND.get(entry.frame.T, "")

@@ -33,10 +33,10 @@ from typing import Any, TypeVar
 
 from cfm_common import frames as f
 from cfm_common import rules
+from cfm_common._bot_events import CHANGE_EVENTS, TYPED_EVENTS, TypedDecorators, typed_handlers
 from cfm_common._commands import Command, CommandHandler, Router
-from cfm_common._handling import CURRENT, Handling, Progress, key_id, reply_id
+from cfm_common._handling import CURRENT, Handling, Progress, key_id, reply_id, sends_landed
 from cfm_common.client import Client, ClientError, Connected, ConnectionState, StateChanged
-from cfm_common.errors import ConnectionClosed
 from cfm_common.servers import Servers
 
 log = logging.getLogger(__name__)
@@ -46,14 +46,9 @@ ContactHandler = Callable[[f.Contact], Awaitable[None]]
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 # A typing indicator fades on the other side after a few seconds: renewed this often.
 TYPING_REFRESH = 3.0
-# Which typed decorator each unsolicited frame goes to.
-TYPED_EVENTS: dict[type, str] = {
-    f.Presence: "presence", f.Typing: "typing", f.Read: "read", f.Member: "member",
-    f.Contact: "contact",
-}
 
 
-class Bot:
+class Bot(TypedDecorators):
     """A bot: answers messages and nudges through decorated async handlers."""
 
     def __init__(
@@ -82,8 +77,7 @@ class Bot:
         self._added_handlers: list[ContactHandler] = []
         self._event_handlers: list[Callable[[Any], Awaitable[None]]] = []
         self._ready_handlers: list[Callable[[f.Welcome], Awaitable[None]]] = []
-        self._typed_handlers: dict[str, list[Callable[[Any], Awaitable[None]]]] = {
-            kind: [] for kind in TYPED_EVENTS.values()}
+        self._typed_handlers = typed_handlers()
         self._commands = Router(command_prefix)
         self._jobs: list[tuple[float, float | None, Callable[[], Awaitable[None]]]] = []
         self._job_tasks: list[asyncio.Task[None]] = []
@@ -103,7 +97,9 @@ class Bot:
     # --- decorators -----------------------------------------------------------------
 
     def on_message(self, handler: H) -> H:
-        """``async def handler(msg: Msg)``: every text message but the bot's own."""
+        """``async def handler(msg: Msg)``: every text message but the bot's own and
+        change entries (those go to :meth:`on_reaction`, :meth:`on_edit`, :meth:`on_delete`).
+        ``msg.reply``: the seq of the message it answers, if any."""
         self._message_handlers.append(handler)
         return handler
 
@@ -127,32 +123,6 @@ class Bot:
         as each reconnect, before any message of that connection is handled — the place
         to join rooms (a join is a no-op for a member) or set the presence."""
         self._ready_handlers.append(handler)
-        return handler
-
-    def on_presence(self, handler: H) -> H:
-        """``async def handler(p: Presence)``: a contact's or room mate's presence."""
-        self._typed_handlers["presence"].append(handler)
-        return handler
-
-    def on_typing(self, handler: H) -> H:
-        """``async def handler(t: Typing)``: someone is typing in ``t.room``."""
-        self._typed_handlers["typing"].append(handler)
-        return handler
-
-    def on_read(self, handler: H) -> H:
-        """``async def handler(r: Read)``: ``r.name`` read ``r.room`` up to ``r.seq``."""
-        self._typed_handlers["read"].append(handler)
-        return handler
-
-    def on_member(self, handler: H) -> H:
-        """``async def handler(m: Member)``: ``m.name`` joined or left (``m.op``) ``m.room``."""
-        self._typed_handlers["member"].append(handler)
-        return handler
-
-    def on_contact(self, handler: H) -> H:
-        """``async def handler(c: Contact)``: every ``contact`` frame (``c.op``: ``add``,
-        ``remove``, ``block``, ``unblock`` from any of the bot's sessions, ``added_you``)."""
-        self._typed_handlers["contact"].append(handler)
         return handler
 
     def command(self, name: str, *, help: str | None = None) -> Callable[[H], H]:
@@ -184,15 +154,31 @@ class Bot:
 
     # --- replies --------------------------------------------------------------------
 
-    async def reply(self, msg: f.Msg, text: str, *, key: str | None = None) -> f.Ack:
-        """Answer in the room the message came from (its DM room for a direct message).
+    async def reply(self, msg: f.Msg, text: str, *, key: str | None = None,
+                    quote: bool = False) -> f.Ack:
+        """Answer in the room the message came from (its DM room for a direct message);
+        ``quote=True`` sends it as a reply to ``msg`` (to the message a change entry
+        changes), which clients show under the quoted line.
 
         The reply's id is derived from ``msg`` and ``key`` — without a key, from its
         place among the replies the handler of ``msg`` made so far — so a handler run
         again after a restart makes the same ids and its replies land once. Outside the
         handler of ``msg`` and without a key, the id is random.
         """
-        return await self.client.say(text, room=msg.room, id=self._id_for(msg, "reply", key))
+        return await self.client.say(text, room=msg.room, id=self._id_for(msg, "reply", key),
+                                     reply=_about(msg) if quote else None)
+
+    async def react(self, msg: f.Msg, emoji: str, *, key: str | None = None) -> f.Ack:
+        """Put ``emoji`` on ``msg`` (on the message a change entry changes), with an id
+        derived as :meth:`reply` derives one: a handler run again reacts once."""
+        return await self.client.react(msg.room, _about(msg), emoji,
+                                       id=self._id_for(msg, "react", key))
+
+    async def target_of(self, msg: f.Msg) -> f.StoredMsg | None:
+        """The message ``msg`` replies to or (a change entry) changes, as it is now;
+        None if it has none, or the server no longer has it."""
+        seq = msg.target if msg.is_change else msg.reply
+        return None if seq is None else await self.client.get_message(msg.room, seq)
 
     async def say(
         self, text: str, room: str | None = None, to: str | None = None, *,
@@ -364,6 +350,8 @@ class Bot:
                     await self._run_all(self._added_handlers, event, None)
 
     def _handlers_for(self, msg: f.Msg) -> list[Any]:
+        if msg.change is not None:  # a change entry is no message: never on_message
+            return self._typed_handlers[CHANGE_EVENTS.get(msg.change, "edit")]
         if msg.kind == rules.MsgKind.NUDGE:
             return self._nudge_handlers
         found = self._commands.find(msg.text) if self._commands.handlers else None
@@ -419,27 +407,10 @@ class Bot:
         try:
             for handler in handlers:
                 await self._run(handler, arg, msg)
-            if msg is not None and await self._sends_landed(handling):
+            if msg is not None and await sends_landed(handling):
                 await self._done(msg)
         finally:
             self._slots.release()
-
-    @staticmethod
-    async def _sends_landed(handling: Handling) -> bool:
-        """Wait for the acks of everything the handler sent (tasks it started included);
-        False if the client closed first: the message is not done, a restart handles it
-        again. A send refused for good (``forbidden``…) counts as done: handling it
-        again would fail the same way."""
-        waited = 0
-        while waited < len(handling.sends):
-            batch = handling.sends[waited:]
-            waited = len(handling.sends)
-            for result in await asyncio.gather(*batch, return_exceptions=True):
-                if isinstance(result, ConnectionClosed):
-                    return False
-                if isinstance(result, asyncio.CancelledError):
-                    return False
-        return True
 
     async def _run(self, handler: Any, arg: Any, msg: f.Msg | None,
                    call: Callable[[Any, Any], Awaitable[Any]] | None = None) -> None:
@@ -460,6 +431,12 @@ class Bot:
         if self._mark_read:
             with contextlib.suppress(ClientError):
                 await self.client.mark_read(msg.room, mark)
+
+
+def _about(msg: f.Msg) -> int:
+    """The seq a reply or reaction to ``msg`` names: a change entry's target, as a
+    change entry itself cannot be answered or reacted to."""
+    return msg.target if msg.change is not None and msg.target is not None else msg.seq
 
 
 class _Typing:

@@ -4,6 +4,7 @@
     await client.connect()
     async for event in client: ...          # Connected, StateChanged, frames.Msg, ...
     await client.say("hi", room="#lobby")   # -> frames.Ack
+    await client.react("#lobby", 41, "👍")   # edit, delete, react, search: _changes.py
 
 This module is the asyncio shell: it opens sockets (:mod:`cfm_common._connect`), sleeps,
 and moves bytes between the socket and :class:`cfm_common._core.ClientCore`, which
@@ -27,10 +28,11 @@ from typing import Any
 from cfm_common import PROTOCOL_VERSION, rules
 from cfm_common import frames as f
 from cfm_common._backoff import Backoff
+from cfm_common._changes import MessageChanges
 from cfm_common._core import ClientCore
 from cfm_common._handling import watch_send
 from cfm_common._link import Link
-from cfm_common._outbox import Outgoing, Reply
+from cfm_common._outbox import ChangeFrame, Outgoing, Reply
 from cfm_common._persist import SeenFile, TokenFile
 from cfm_common._reconnect import Reconnect
 from cfm_common._states import Connected, ConnectionState, Event, StateChanged
@@ -57,8 +59,12 @@ EVENT_BACKLOG_WARNING = 10_000
 _END = object()
 
 
-class Client:
-    """A cfm connection that reconnects, resumes and delivers each message once."""
+class Client(MessageChanges):
+    """A cfm connection that reconnects, resumes and delivers each message once.
+
+    Message changes arrive as :class:`~cfm_common.frames.Msg` events with ``is_change``
+    true (``change``, ``target``): apply them to the message they name, do not show
+    them as messages (docs/bots.md, "Edits, deletes, reactions")."""
 
     def __init__(
         self, url: Servers, name: str, *, token: str | None = None,
@@ -243,9 +249,11 @@ class Client:
     # --- sending --------------------------------------------------------------------
 
     async def say(
-        self, text: str, room: str | None = None, to: str | None = None, id: str | None = None
+        self, text: str, room: str | None = None, to: str | None = None, id: str | None = None,
+        *, reply: int | None = None,
     ) -> f.Ack:
-        """Send a message to a room or (``to``) a user; returns its ``ack``.
+        """Send a message to a room or (``to``) a user; returns its ``ack``. ``reply``:
+        the seq, in the same room, of the message this one answers.
 
         Queued while disconnected and sent again with the same id until acknowledged;
         cancelling the call does not withdraw the message.
@@ -253,7 +261,7 @@ class Client:
         if text == "":
             raise LocalRefusal(rules.ErrorCode.BAD_FRAME, "an empty message: say needs some text")
         return await self._send_message(f.Say(text=text, id=id or uuid.uuid4().hex, room=room,
-                                              to=to), "say")
+                                              to=to, reply=reply), "say")
 
     async def nudge(self, to: str, id: str | None = None) -> f.Ack:
         """Nudge a user (stored as a ``msg`` of kind ``nudge`` in the DM room)."""
@@ -349,7 +357,7 @@ class Client:
         self._kick()
         return future
 
-    async def _send_message(self, frame: f.Say | f.Nudge, kind: str) -> f.Ack:
+    async def _send_message(self, frame: f.Say | f.Nudge | ChangeFrame, kind: str) -> f.Ack:
         future = self._future(self._core.message(frame, kind))
         watch_send(future)  # a Bot handler waits for its sends' acks
         # Shielded: a caller that gives up does not take the message back.

@@ -1,657 +1,95 @@
-"""Every frame of the protocol as a frozen, slotted dataclass, one class per ``t``.
-
-Each field carries its wire rules in its metadata (see :func:`wire`): the msgpack type it
-must have, an optional check, and its wire key when that is not a Python name (``from``).
-:mod:`cfm_common.codec` walks these rules; nothing here does I/O.
+"""Every frame of the protocol as a frozen, slotted dataclass, one class per ``t``, and
+the registries the codec reads: :data:`CLIENT_FRAMES` and :data:`SERVER_FRAMES`.
 
 Several ``t`` values exist in both directions with different keys (``presence``,
 ``typing``, ``read``, ``history``, ``contact``), so the two directions have their own
-classes and their own registries: :data:`CLIENT_FRAMES` and :data:`SERVER_FRAMES`.
+classes: :mod:`cfm_common.client_frames` and :mod:`cfm_common.server_frames`. Each field
+carries its wire rules in its metadata (:mod:`cfm_common.frame_fields`), which
+:mod:`cfm_common.codec` walks; nothing here does I/O. This module gathers the three, so
+``frames.Msg`` and ``from cfm_common.frames import check_text`` keep working.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-from cfm_common import rules
-from cfm_common.errors import ProtocolError
-from cfm_common.rules import ErrorCode
-
-Check = Callable[[Any], None]
-
-
-def wire(kind: type | tuple[type, ...], check: Check | None = None, *, key: str | None = None,
-         of: type | None = None, optional: bool = False) -> Any:
-    """Declare a frame field: its msgpack ``kind``, a ``check``, a wire ``key`` override.
-
-    ``of`` names the frame-like dataclass of each element of a list field (roster
-    entries, room states, history messages). Optional fields default to None and are
-    left out of the encoded map.
-    """
-    meta = {"kind": kind, "check": check, "key": key, "of": of}
-    if optional:
-        return field(default=None, metadata=meta)
-    return field(metadata=meta)
-
-
-def fast_init(cls: type) -> type:
-    """Give a frozen, slotted frame class an ``__init__`` that sets its slots through
-    their descriptors, as the generated one does through ``object.__setattr__`` (which
-    a frozen class needs) but at half the cost: a message is built once per ``say`` and
-    once per message of every history page and replay, and its sixteen fields (with the
-    extensions) made that cost count. Same signature, same frozen instances."""
-    fields = dataclasses.fields(cls)
-    setters = {f"_set_{f.name}": cls.__dict__[f.name].__set__ for f in fields}
-    params = ", ".join(f.name if f.default is dataclasses.MISSING else f"{f.name}=None"
-                       for f in fields)
-    body = "".join(f"\n    _set_{f.name}(self, {f.name})" for f in fields)
-    namespace: dict[str, Any] = {}
-    exec(f"def __init__(self, {params}):{body}", setters, namespace)
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
-
-
-# --- checks --------------------------------------------------------------------------
-
-
-def _bad(msg: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.BAD_FRAME, msg)
-
-
-def check_name(value: str) -> None:
-    if not rules.is_valid_name(value):
-        raise ProtocolError(
-            ErrorCode.NAME_INVALID,
-            "a handle is 2-24 characters of A-Z a-z 0-9 _ . - starting with a letter or digit",
-        )
-
-
-def check_room(value: str) -> None:
-    if not rules.is_valid_room(value):
-        raise _bad(f"not a room name: {value[:40]!r} (want #name or dm:<a>:<b>)")
-
-
-def check_group_room(value: str) -> None:
-    if not rules.is_group_room(value):
-        raise _bad(f"not a group room: {value[:40]!r} (want # and 1-32 of a-z 0-9 _ -)")
-
-
-def check_client_status(value: str) -> None:
-    if value not in rules.CLIENT_STATUSES:
-        raise _bad(f"unknown status {value[:20]!r}; one of {sorted(rules.CLIENT_STATUSES)}")
-
-
-def check_server_status(value: str) -> None:
-    if value not in rules.SERVER_STATUSES:
-        raise _bad(f"unknown status {value[:20]!r}")
-
-
-def _short_text(limit: int, what: str) -> Check:
-    def check(value: str) -> None:
-        if len(value) > limit:
-            raise ProtocolError(ErrorCode.TOO_LONG, f"{what} is longer than {limit} characters")
-        if rules.has_control_chars(value):
-            raise _bad(f"{what} holds a control character")
-
-    return check
-
-
-check_display = _short_text(rules.MAX_DISPLAY, "display")
-check_psm = _short_text(rules.MAX_PSM, "psm")
-
-
-def _own_text(check: Check, what: str, *, blank_ok: bool) -> Check:
-    """A display name or psm a client sets for itself: also no invisible or format
-    characters (look-alike names), and a display name that is not only blank. Server
-    frames keep the older rule, so names stored before it still decode."""
-
-    def check_own(value: str) -> None:
-        check(value)
-        hidden = rules.hidden_char(value)
-        if hidden is not None:
-            raise _bad(f"{what} holds an invisible character ({rules.describe_char(hidden)})")
-        if not blank_ok and value and not value.strip():
-            raise _bad(f"{what} is blank: leave it out to show the handle")
-
-    return check_own
-
-
-check_own_display = _own_text(check_display, "display", blank_ok=False)
-check_own_psm = _own_text(check_psm, "psm", blank_ok=True)
-
-
-# The characters ``rules.has_forbidden_text_chars`` refuses, as one regex class: every
-# ``say`` is checked, and a C scan is ~20x faster than a Python test per character.
-# Control characters (category Cc) all lie below U+00A0, and the bidi controls below
-# U+3000, so that range holds the whole set (a test compares both over all of Unicode).
-_FORBIDDEN_TEXT_CHARS = re.compile(
-    "[" + "".join(re.escape(chr(c)) for c in range(0x3000)
-                  if rules.has_forbidden_text_chars(chr(c))) + "]"
+from cfm_common.client_frames import (
+    ContactRequest,
+    Delete,
+    Edit,
+    GetHistory,
+    GetMembers,
+    Hello,
+    Join,
+    Leave,
+    MarkRead,
+    Nudge,
+    React,
+    Say,
+    Search,
+    SendTyping,
+    SetModerators,
+    SetPresence,
+    Unreact,
 )
-
-
-def check_text(value: str) -> None:
-    # The length limit is the server's to set (limits.max_text); the codec applies it.
-    if _FORBIDDEN_TEXT_CHARS.search(value) is not None:
-        raise _bad("text holds a control character (only tab and line breaks are allowed)")
-
-
-def _bounded_str(limit: int, what: str) -> Check:
-    # These strings are echoed to other users (msg.id, error.ref), so no control characters.
-    def check(value: str) -> None:
-        if not 1 <= len(value) <= limit:
-            raise _bad(f"{what} must be 1-{limit} characters")
-        if rules.has_control_chars(value):
-            raise _bad(f"{what} holds a control character")
-
-    return check
-
-
-check_id = _bounded_str(rules.MAX_ID, "id")
-check_epoch = _bounded_str(rules.MAX_EPOCH, "epoch")
-check_client = _bounded_str(rules.MAX_CLIENT, "client")
-
-
-def check_seq(value: int) -> None:
-    if not 0 <= value <= rules.MAX_INT:
-        raise _bad("sequence numbers and times are integers from 0 to 2**63-1")
-
-
-def check_limit(value: int) -> None:
-    if not 1 <= value <= rules.MAX_HISTORY_LIMIT:
-        raise _bad(f"limit must be 1-{rules.MAX_HISTORY_LIMIT}")
-
-
-# Big rooms (an additive extension, see docs/protocol.md): a join may cap its member
-# list, and a member list is paged with ``members``.
-MAX_MEMBERS_LIMIT = 1000
-MAX_MEMBERS_PAGE = 500
-
-
-def check_members_limit(value: int) -> None:
-    if not 0 <= value <= MAX_MEMBERS_LIMIT:
-        raise _bad(f"members_limit must be 0-{MAX_MEMBERS_LIMIT}")
-
-
-def check_members_page(value: int) -> None:
-    if not 1 <= value <= MAX_MEMBERS_PAGE:
-        raise _bad(f"limit must be 1-{MAX_MEMBERS_PAGE}")
-
-
-def check_target(value: int) -> None:
-    # A message's seq: rooms number their messages from 1.
-    if not 1 <= value <= rules.MAX_INT:
-        raise _bad("a message's seq is an integer from 1 to 2**63-1")
-
-
-def check_emoji(value: str) -> None:
-    # What the server lets through is echoed to every member: short, one line, visible.
-    if not 1 <= len(value) <= rules.MAX_EMOJI:
-        raise _bad(f"emoji must be 1-{rules.MAX_EMOJI} characters")
-    if rules.has_control_chars(value) or not value.strip() or value != "".join(value.split()):
-        raise _bad("emoji holds a control character or white space")
-
-
-def check_names(value: list[Any]) -> None:
-    for name in value:
-        if not isinstance(name, str):
-            raise _bad("a list of handles holds a non-string")
-        check_name(name)
-
-
-def _one_of(allowed: frozenset[str] | set[str], what: str) -> Check:
-    def check(value: str) -> None:
-        if value not in allowed:
-            raise _bad(f"unknown {what} {value[:20]!r}; one of {sorted(allowed)}")
-
-    return check
-
-
-def _exactly_one_target(frame: Any) -> None:
-    if (frame.room is None) == (frame.to is None):
-        raise _bad(f"{frame.T} takes exactly one of room or to")
-
-
-# --- shared shapes -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RosterEntry:
-    """A user as a contact list or member list shows them."""
-
-    name: str = wire(str, check_name)
-    display: str = wire(str, check_display)
-    status: str = wire(str, check_server_status)
-    psm: str = wire(str, check_psm)
-    bot: bool = wire(bool)
-    blocked: bool | None = wire(bool, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class RoomState:
-    """One room in ``welcome.rooms``: where the user's copy of it should be."""
-
-    room: str = wire(str, check_room)
-    seq: int = wire(int, check_seq)
-    read: int = wire(int, check_seq)
-    epoch: str = wire(str, check_epoch)
-    # Extension (unread and mentions): messages from others after the user's read mark
-    # (changes, the user's own and hidden ones not counted), and how many of them mention
-    # the user; sent for a room with anything past the read mark (absent: 0).
-    unread: int | None = wire(int, check_seq, optional=True)
-    mentions: int | None = wire(int, check_seq, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Reaction:
-    """One emoji on a message (``msg.reactions``): who reacted with it, oldest first."""
-
-    emoji: str = wire(str, check_emoji)
-    names: tuple[str, ...] = wire(list, check_names)
-
-
-@fast_init
-@dataclass(frozen=True, slots=True)
-class StoredMsg:
-    """A message as ``history.msgs`` carries it: a ``msg`` frame without ``t``."""
-
-    room: str = wire(str, check_room)
-    seq: int = wire(int, check_seq)
-    sender: str = wire(str, check_name, key="from")
-    text: str = wire(str)
-    ts: int = wire(int, check_seq)
-    kind: str = wire(str, _one_of({k.value for k in rules.MsgKind}, "kind"))
-    id: str | None = wire(str, optional=True)
-    # Extension (private blocking): True on the placeholder a blocker receives in place
-    # of a message from the user they blocked (empty text, kind "text", no id). In the
-    # store it marks the message as hidden from the DM room's other member.
-    hidden: bool | None = wire(bool, optional=True)
-    # Extensions (message changes, docs/protocol.md): the seq this message answers; the
-    # members it mentions; on a change entry what it does (``change``) to which message
-    # (``target``) and, for a reaction, the emoji; on a changed message its current
-    # state: when it was last edited, whether it is a tombstone, its reactions.
-    reply: int | None = wire(int, check_target, optional=True)
-    mentions: tuple[str, ...] | None = wire(list, check_names, optional=True)
-    change: str | None = wire(str, _one_of({c.value for c in rules.ChangeKind}, "change"),
-                              optional=True)
-    target: int | None = wire(int, check_target, optional=True)
-    emoji: str | None = wire(str, check_emoji, optional=True)
-    edited: int | None = wire(int, check_seq, optional=True)
-    deleted: bool | None = wire(bool, optional=True)
-    reactions: tuple[Reaction, ...] | None = wire(list, of=Reaction, optional=True)
-
-
-# --- client → server -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Hello:
-    T: ClassVar[str] = "hello"
-    v: int = wire(int)
-    name: str = wire(str, check_name)
-    token: str | None = wire(str, _bounded_str(256, "token"), optional=True)
-    status: str | None = wire(str, check_client_status, optional=True)
-    display: str | None = wire(str, check_own_display, optional=True)
-    psm: str | None = wire(str, check_own_psm, optional=True)
-    client: str | None = wire(str, check_client, optional=True)
-    bot: bool | None = wire(bool, optional=True)
-    # True: no member frames, and no presence heard only through a shared group room.
-    quiet: bool | None = wire(bool, optional=True)
-    # An operator's invite code, for claiming a new handle where registration needs one.
-    invite: str | None = wire(str, _bounded_str(rules.MAX_INVITE, "invite"), optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class SetPresence:
-    T: ClassVar[str] = "presence"
-    status: str | None = wire(str, check_client_status, optional=True)
-    display: str | None = wire(str, check_own_display, optional=True)
-    psm: str | None = wire(str, check_own_psm, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Join:
-    T: ClassVar[str] = "join"
-    room: str = wire(str, check_room)
-    since: int | None = wire(int, check_seq, optional=True)
-    epoch: str | None = wire(str, check_epoch, optional=True)
-    members_limit: int | None = wire(int, check_members_limit, optional=True)
-    # Extension (request ids): the client's id for this request; its answer carries it
-    # back as ``ref``, and so does an error refusing it.
-    id: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    T: ClassVar[str] = "leave"
-    room: str = wire(str, check_group_room)
-    # Extension (request ids): the client's id for this request; its answer carries it
-    # back as ``ref``, and so does an error refusing it.
-    id: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Say:
-    T: ClassVar[str] = "say"
-    CHECK: ClassVar[Check] = _exactly_one_target
-    text: str = wire(str, check_text)
-    id: str = wire(str, check_id)
-    room: str | None = wire(str, check_room, optional=True)
-    to: str | None = wire(str, check_name, optional=True)
-    # Extension (replies): the seq, in the same room, of the message this one answers.
-    reply: int | None = wire(int, check_target, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class SendTyping:
-    T: ClassVar[str] = "typing"
-    CHECK: ClassVar[Check] = _exactly_one_target
-    room: str | None = wire(str, check_room, optional=True)
-    to: str | None = wire(str, check_name, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Nudge:
-    T: ClassVar[str] = "nudge"
-    to: str = wire(str, check_name)
-    id: str | None = wire(str, check_id, optional=True)
-
-
-def _history_range(frame: GetHistory) -> None:
-    if frame.before is not None and frame.after is not None:
-        raise _bad("history takes before or after, not both")
-
-
-@dataclass(frozen=True, slots=True)
-class GetHistory:
-    T: ClassVar[str] = "history"
-    CHECK: ClassVar[Check] = _history_range
-    room: str = wire(str, check_room)
-    before: int | None = wire(int, check_seq, optional=True)
-    after: int | None = wire(int, check_seq, optional=True)
-    limit: int | None = wire(int, check_limit, optional=True)
-    # Extension (request ids): the client's id for this request; its answer carries it
-    # back as ``ref``, and so does an error refusing it.
-    id: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class GetMembers:
-    """A page of a group room's member list, sorted by name, names after ``after``."""
-
-    T: ClassVar[str] = "members"
-    room: str = wire(str, check_room)
-    after: str | None = wire(str, check_name, optional=True)
-    limit: int | None = wire(int, check_members_page, optional=True)
-    # Extension (request ids): the client's id for this request; its answer carries it
-    # back as ``ref``, and so does an error refusing it.
-    id: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class MarkRead:
-    T: ClassVar[str] = "read"
-    room: str = wire(str, check_room)
-    seq: int = wire(int, check_seq)
-
-
-@dataclass(frozen=True, slots=True)
-class ContactRequest:
-    T: ClassVar[str] = "contact"
-    op: str = wire(str, _one_of(rules.CLIENT_CONTACT_OPS, "contact op"))
-    name: str = wire(str, check_name)
-    # Extension (request ids): the client's id for this request; its answer carries it
-    # back as ``ref``, and so does an error refusing it.
-    id: str | None = wire(str, check_id, optional=True)
-
-
-# Extension (message changes, docs/protocol.md): each is stored as a change entry in the
-# room's sequence and acknowledged like a say, idempotent by (sender, id).
-
-
-@dataclass(frozen=True, slots=True)
-class Edit:
-    """Replace the text of one's own message ``target`` of ``room``."""
-
-    T: ClassVar[str] = "edit"
-    room: str = wire(str, check_room)
-    target: int = wire(int, check_target)
-    text: str = wire(str, check_text)
-    id: str = wire(str, check_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    """Delete a message: one's own, or anyone's in a group room one moderates."""
-
-    T: ClassVar[str] = "delete"
-    room: str = wire(str, check_room)
-    target: int = wire(int, check_target)
-    id: str = wire(str, check_id)
-
-
-@dataclass(frozen=True, slots=True)
-class React:
-    T: ClassVar[str] = "react"
-    room: str = wire(str, check_room)
-    target: int = wire(int, check_target)
-    emoji: str = wire(str, check_emoji)
-    id: str = wire(str, check_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Unreact:
-    T: ClassVar[str] = "unreact"
-    room: str = wire(str, check_room)
-    target: int = wire(int, check_target)
-    emoji: str = wire(str, check_emoji)
-    id: str = wire(str, check_id)
-
-
-def _one_change(frame: SetModerators) -> None:
-    if frame.add is not None and frame.remove is not None:
-        raise _bad("moderators takes add or remove, not both")
-
-
-@dataclass(frozen=True, slots=True)
-class SetModerators:
-    """A group room's moderators: without ``add`` or ``remove`` a question; with one, a
-    change only the room's creator may make."""
-
-    T: ClassVar[str] = "moderators"
-    CHECK: ClassVar[Check] = _one_change
-    room: str = wire(str, check_group_room)
-    add: str | None = wire(str, check_name, optional=True)
-    remove: str | None = wire(str, check_name, optional=True)
-    id: str | None = wire(str, check_id, optional=True)
-
-
-# --- server → client -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Welcome:
-    T: ClassVar[str] = "welcome"
-    v: int = wire(int)
-    session: str = wire(str)
-    name: str = wire(str, check_name)
-    token: str = wire(str)
-    display: str = wire(str, check_display)
-    status: str = wire(str, check_server_status)
-    psm: str = wire(str, check_psm)
-    server: str = wire(str)
-    limits: dict[str, Any] = wire(dict)
-    rooms: tuple[RoomState, ...] = wire(list, of=RoomState)
-    contacts: tuple[RosterEntry, ...] = wire(list, of=RosterEntry)
-
-
-@dataclass(frozen=True, slots=True)
-class Presence:
-    T: ClassVar[str] = "presence"
-    name: str = wire(str, check_name)
-    display: str = wire(str, check_display)
-    status: str = wire(str, check_server_status)
-    psm: str = wire(str, check_psm)
-    bot: bool = wire(bool)
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    T: ClassVar[str] = "joined"
-    room: str = wire(str, check_room)
-    seq: int = wire(int, check_seq)
-    epoch: str = wire(str, check_epoch)
-    members: tuple[RosterEntry, ...] = wire(list, of=RosterEntry)
-    more: bool | None = wire(bool, optional=True)
-    reset: bool | None = wire(bool, optional=True)
-    count: int | None = wire(int, check_seq, optional=True)  # with join.members_limit
-    # Extension (request ids): the ``id`` of the request this answers, on the answer to
-    # the session that asked (none for a request without one).
-    ref: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Left:
-    T: ClassVar[str] = "left"
-    room: str = wire(str, check_room)
-    # Extension (request ids): the ``id`` of the request this answers, on the answer to
-    # the session that asked (none for a request without one).
-    ref: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    T: ClassVar[str] = "member"
-    room: str = wire(str, check_room)
-    name: str = wire(str, check_name)
-    op: str = wire(str, _one_of({o.value for o in rules.MemberOp}, "member op"))
-
-
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Msg:
-    T: ClassVar[str] = "msg"
-    room: str = wire(str, check_room)
-    seq: int = wire(int, check_seq)
-    sender: str = wire(str, check_name, key="from")
-    text: str = wire(str)
-    ts: int = wire(int, check_seq)
-    kind: str = wire(str, _one_of({k.value for k in rules.MsgKind}, "kind"))
-    id: str | None = wire(str, optional=True)
-    hidden: bool | None = wire(bool, optional=True)  # see StoredMsg.hidden
-    # Extensions (message changes): see StoredMsg.
-    reply: int | None = wire(int, check_target, optional=True)
-    mentions: tuple[str, ...] | None = wire(list, check_names, optional=True)
-    change: str | None = wire(str, _one_of({c.value for c in rules.ChangeKind}, "change"),
-                              optional=True)
-    target: int | None = wire(int, check_target, optional=True)
-    emoji: str | None = wire(str, check_emoji, optional=True)
-    edited: int | None = wire(int, check_seq, optional=True)
-    deleted: bool | None = wire(bool, optional=True)
-    reactions: tuple[Reaction, ...] | None = wire(list, of=Reaction, optional=True)
-
-    @classmethod
-    def from_stored(cls, m: StoredMsg) -> Msg:
-        return cls(*(getattr(m, f) for f in _MSG_FIELDS))
-
-    def to_stored(self) -> StoredMsg:
-        return StoredMsg(*(getattr(self, f) for f in _MSG_FIELDS))
-
-
-_MSG_FIELDS = tuple(f.name for f in dataclasses.fields(StoredMsg))
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    T: ClassVar[str] = "ack"
-    room: str = wire(str, check_room)
-    seq: int = wire(int, check_seq)
-    ts: int = wire(int, check_seq)
-    # The client's id; absent only for a nudge that was sent without one.
-    id: str | None = wire(str, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Typing:
-    T: ClassVar[str] = "typing"
-    room: str = wire(str, check_room)
-    sender: str = wire(str, check_name, key="from")
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    T: ClassVar[str] = "read"
-    room: str = wire(str, check_room)
-    name: str = wire(str, check_name)
-    seq: int = wire(int, check_seq)
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    T: ClassVar[str] = "history"
-    room: str = wire(str, check_room)
-    msgs: tuple[StoredMsg, ...] = wire(list, of=StoredMsg)
-    more: bool = wire(bool)
-    # Extension (request ids): the ``id`` of the request this answers, on the answer to
-    # the session that asked (none for a request without one).
-    ref: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class MembersPage:
-    """The answer to ``members``: roster entries sorted by name; ``more`` if others follow."""
-
-    T: ClassVar[str] = "members"
-    room: str = wire(str, check_room)
-    members: tuple[RosterEntry, ...] = wire(list, of=RosterEntry)
-    more: bool = wire(bool)
-    # Extension (request ids): the ``id`` of the request this answers, on the answer to
-    # the session that asked (none for a request without one).
-    ref: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Moderators:
-    """A group room's moderators (an extension): the answer to ``moderators``, and what
-    the creator's other sessions and the user named or removed get."""
-
-    T: ClassVar[str] = "moderators"
-    room: str = wire(str, check_room)
-    names: tuple[str, ...] = wire(list, check_names)
-    # The room's creator (also in ``names``); absent for a room made before moderators.
-    creator: str | None = wire(str, check_name, optional=True)
-    ref: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    T: ClassVar[str] = "contact"
-    op: str = wire(str, _one_of({o.value for o in rules.ContactOp}, "contact op"))
-    name: str = wire(str, check_name)
-    display: str | None = wire(str, check_display, optional=True)
-    status: str | None = wire(str, check_server_status, optional=True)
-    psm: str | None = wire(str, check_psm, optional=True)
-    bot: bool | None = wire(bool, optional=True)
-    blocked: bool | None = wire(bool, optional=True)
-    # Extension (request ids): the ``id`` of the request this answers, on the answer to
-    # the session that asked (none for a request without one).
-    ref: str | None = wire(str, check_id, optional=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Error:
-    T: ClassVar[str] = "error"
-    code: str = wire(str)
-    msg: str = wire(str)
-    ref: str | None = wire(str, optional=True)
-    retry_ms: int | None = wire(int, check_seq, optional=True)
-
+from cfm_common.frame_fields import (
+    MAX_MEMBERS_LIMIT,
+    MAX_MEMBERS_PAGE,
+    MAX_SEARCH_CURSOR,
+    MAX_SEARCH_LIMIT,
+    MAX_SEARCH_TEXT,
+    Check,
+    bad_frame,
+    bounded_str,
+    check_client,
+    check_client_status,
+    check_cursor,
+    check_display,
+    check_emoji,
+    check_epoch,
+    check_group_room,
+    check_id,
+    check_limit,
+    check_members_limit,
+    check_members_page,
+    check_name,
+    check_names,
+    check_own_display,
+    check_own_psm,
+    check_psm,
+    check_room,
+    check_search_limit,
+    check_search_text,
+    check_seq,
+    check_server_status,
+    check_target,
+    check_text,
+    exactly_one_target,
+    fast_init,
+    one_of,
+    own_text,
+    short_text,
+    wire,
+)
+from cfm_common.server_frames import (
+    Ack,
+    Contact,
+    Error,
+    History,
+    Joined,
+    Left,
+    Member,
+    MembersPage,
+    Moderators,
+    Msg,
+    Presence,
+    Reaction,
+    Read,
+    RoomState,
+    RosterEntry,
+    SearchResults,
+    StoredMsg,
+    Typing,
+    Welcome,
+)
 
 ClientFrame = (
     Hello | SetPresence | Join | Leave | Say | SendTyping | Nudge | GetHistory | MarkRead
@@ -662,6 +100,8 @@ ServerFrame = (
     | Error | MembersPage | Moderators
 )
 
+# Search and SearchResults (the search extension) join these with the protocol's "Search"
+# section and its test vectors, which come with the server's side of it.
 CLIENT_FRAMES: dict[str, type] = {
     cls.T: cls
     for cls in (Hello, SetPresence, Join, Leave, Say, SendTyping, Nudge, GetHistory, MarkRead,
@@ -672,3 +112,83 @@ SERVER_FRAMES: dict[str, type] = {
     for cls in (Welcome, Presence, Joined, Left, Member, Msg, Ack, Typing, Read, History,
                 Contact, Error, MembersPage, Moderators)
 }
+
+__all__ = [
+    "CLIENT_FRAMES",
+    "MAX_MEMBERS_LIMIT",
+    "MAX_MEMBERS_PAGE",
+    "MAX_SEARCH_CURSOR",
+    "MAX_SEARCH_LIMIT",
+    "MAX_SEARCH_TEXT",
+    "SERVER_FRAMES",
+    "Ack",
+    "Check",
+    "ClientFrame",
+    "Contact",
+    "ContactRequest",
+    "Delete",
+    "Edit",
+    "Error",
+    "GetHistory",
+    "GetMembers",
+    "Hello",
+    "History",
+    "Join",
+    "Joined",
+    "Leave",
+    "Left",
+    "MarkRead",
+    "Member",
+    "MembersPage",
+    "Moderators",
+    "Msg",
+    "Nudge",
+    "Presence",
+    "React",
+    "Reaction",
+    "Read",
+    "RoomState",
+    "RosterEntry",
+    "Say",
+    "Search",
+    "SearchResults",
+    "SendTyping",
+    "ServerFrame",
+    "SetModerators",
+    "SetPresence",
+    "StoredMsg",
+    "Typing",
+    "Unreact",
+    "Welcome",
+    "bad_frame",
+    "bounded_str",
+    "check_client",
+    "check_client_status",
+    "check_cursor",
+    "check_display",
+    "check_emoji",
+    "check_epoch",
+    "check_group_room",
+    "check_id",
+    "check_limit",
+    "check_members_limit",
+    "check_members_page",
+    "check_name",
+    "check_names",
+    "check_own_display",
+    "check_own_psm",
+    "check_psm",
+    "check_room",
+    "check_search_limit",
+    "check_search_text",
+    "check_seq",
+    "check_server_status",
+    "check_target",
+    "check_text",
+    "exactly_one_target",
+    "fast_init",
+    "one_of",
+    "own_text",
+    "short_text",
+    "wire",
+]

@@ -634,7 +634,7 @@ def migrate(
     typer.echo(f"Copied {_full(directory)} into {shown(to)} (Redis {copied.redis_version}):\n"
                f"  {_n(copied.users, 'user')}, {_n(copied.contacts, 'contact entry', 'contact entries')}, "  # noqa: E501
                f"{_n(copied.memberships, 'membership')}, {_n(copied.reads, 'read mark')}, "
-               f"{_n(copied.invites, 'invite')}\n"
+               f"{_n(copied.invites, 'invite')}, {_n(copied.moderators, 'moderator')}\n"
                f"  {_n(copied.rooms, 'room')} with {_n(copied.messages, 'message')} "
                f"(same seqs and epochs: clients resume without a gap)\n"
                f"  invite key {'yes' if copied.invite_key else 'none (no invites made)'}, "

@@ -56,6 +56,8 @@ def serve(
     shutdown_close_code: Annotated[int | None, typer.Option(help="Close code sent to clients on SIGTERM/SIGINT: 1012 (restart) or 1001 (going away). (default: 1012)")] = None,  # noqa: E501
     default_contact: Annotated[list[str] | None, typer.Option("--default-contact", help="A handle added to every new user's contact list (repeatable).")] = None,  # noqa: E501
     set_values: Annotated[list[str] | None, typer.Option("--set", help="Any other setting as KEY=VALUE (repeatable), e.g. --set typing_rate=5. See docs/server.md.")] = None,  # noqa: E501
+    redis: Annotated[str | None, typer.Option("--redis", help="Run as one node of a cluster over this Redis (redis://HOST:PORT/DB; docs/cluster.md). (env CFM_REDIS_URL)")] = None,  # noqa: E501
+    node_id: Annotated[str | None, typer.Option(help="This node's name in the cluster. (default: <hostname>-<port>; env CFM_NODE_ID)")] = None,  # noqa: E501
     metrics_listen: Annotated[str | None, typer.Option(help="Serve /metrics on this HOST:PORT (e.g. 127.0.0.1:9464) instead of the public port, which then answers 404. (env CFM_METRICS_LISTEN)")] = None,  # noqa: E501
     log_level: Annotated[str, typer.Option(envvar="CFM_LOG_LEVEL", help="Logging level: debug, info, warning, error.")] = "info",  # noqa: E501
     log_format: Annotated[str, typer.Option(envvar="CFM_LOG_FORMAT", help="Log lines as text or json (one object per line).")] = "text",  # noqa: E501
@@ -90,6 +92,8 @@ def serve(
         "trusted_proxies": trusted_proxy or None,
         "registration": registration,
         "metrics_listen": metrics_listen,
+        "redis_url": redis,
+        "node_id": node_id,
     }
     if no_ai:
         overrides["ai_enabled"] = False

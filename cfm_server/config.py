@@ -29,6 +29,7 @@ USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "us
                    "user_presence")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 SHUTDOWN_CODES = (rules.CloseCode.GOING_AWAY, rules.CloseCode.SERVICE_RESTART)
 
 
@@ -54,6 +55,13 @@ class ServerConfig:
     # The URL people type to reach the server (behind a proxy, not the listen address):
     # for the banner and cfm admin's instructions. Empty: the listen address.
     public_url: str = ""
+    # Cluster mode (docs/cluster.md): one node of many over this Redis
+    # (redis://HOST:PORT/DB, rediss://…, unix://…). Empty: a single node on its store.
+    redis_url: str = ""
+    # This node's name in the cluster (presence, origins). Empty: <hostname>-<port>.
+    node_id: str = ""
+    # Seconds from a node's death (SIGKILL, power) to its users shown offline elsewhere.
+    presence_expiry: float = 15.0
 
     # --- who -----------------------------------------------------------------------
     # Who may claim a new handle: "open" (anyone), "invite" (with an operator's code from
@@ -165,6 +173,11 @@ class ServerConfig:
 
     # --- derived -------------------------------------------------------------------
 
+    @property
+    def cluster(self) -> bool:
+        """One node of a cluster (``redis_url`` set), not a single node on its store."""
+        return bool(self.redis_url)
+
     def resolved_data_dir(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir.expanduser()
@@ -222,6 +235,22 @@ class ServerConfig:
             "sqlite_synchronous must be off, normal, full or extra",
         )
         need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
+        need(not self.redis_url or self.redis_url.startswith(REDIS_SCHEMES),
+             f"redis_url must be a redis://, rediss:// or unix:// URL, not {self.redis_url!r}")
+        need(not self.node_id or (len(self.node_id) <= 64 and all(
+            c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
+             f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
+        need(self.presence_expiry >= 1, "presence_expiry must be >= 1 second")
+        if self.redis_url:
+            # A node learns from Redis whether a user who left it is still online on
+            # another node; the presence grace is the time it waits for that answer.
+            need(self.presence_grace > 0, "presence_grace must be > 0 with redis_url")
+            # What cluster mode does not share through Redis yet (docs/cluster.md).
+            need(self.registration != "invite", "registration invite does not work with "
+                 "redis_url yet (invite uses are not counted in Redis): use open or closed")
+            need(not (self.retention_days or self.retention_bytes),
+                 "retention does not work with redis_url yet: leave retention_days and "
+                 "retention_bytes at 0")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
         need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),
              f"public_url must be a ws:// or wss:// URL, not {self.public_url!r}")

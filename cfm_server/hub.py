@@ -11,9 +11,10 @@ into an ``error`` frame.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
+from cfm_common import rules
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import (
     ClientFrame,
@@ -46,9 +47,11 @@ from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.signin import SignInHandler, SignUp, hash_token
-from cfm_server.domain.world import World
+from cfm_server.domain.world import Reads, Snapshot, World
+from cfm_server.domain.writes import Writes
 from cfm_server.invites import InviteBook
 from cfm_server.metrics import Metrics
+from cfm_server.state import User
 from cfm_server.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,20 +59,43 @@ log = logging.getLogger(__name__)
 __all__ = ["Hub", "RateLimited", "SignUp", "hash_token"]
 
 
+class NodeHooks(Protocol):
+    """What a cluster node (``cfm_server.cluster.node``) does around sign-in and out."""
+
+    def before_sign_in(self, name: str) -> Awaitable[None]:
+        """Before a hello for ``name`` is answered (raises what makes it unanswerable)."""
+
+    def after_sign_in(self, user: User) -> None:
+        """A session of ``user`` signed in."""
+
+    def after_sign_out(self, user: User) -> None:
+        """A session of ``user`` ended."""
+
+
 class Hub:
-    def __init__(self, config: ServerConfig, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self, config: ServerConfig, store: Store, metrics: Metrics, *,
+        writes: Writes | None = None,
+        reads: Reads | None = None,
+        delivery: Callable[[World], Delivery] = Delivery,
+        messages: Callable[[World, Delivery, RoomHandler], MessageHandler] = MessageHandler,
+        node: NodeHooks | None = None,
+    ) -> None:
+        """A single node's hub over ``store``; a cluster node gives the parts that
+        differ (``ClusterNode.hub_parts``: writes, reads, delivery, messages)."""
         self.config = config
         self.store = store
         self.metrics = metrics
-        self.world = world = World(config, store, metrics)
+        self.node = node
+        self.world = world = World(config, store, metrics, writes, reads)
         self.users = world.users
         self.rooms = world.rooms
         self.admission = world.admission
-        self.delivery = Delivery(world)
+        self.delivery = delivery(world)
         self.presence = PresenceHandler(world, self.delivery)
         self.contacts = ContactHandler(world, self.delivery, self.presence)
         self.room_handler = RoomHandler(world, self.delivery, self.presence)
-        self.messages = MessageHandler(world, self.delivery, self.room_handler)
+        self.messages = messages(world, self.delivery, self.room_handler)
         self.signin = SignInHandler(world, self.presence, self.contacts)
         self.changes = ChangeHandler(world, self.delivery, self.room_handler, self.messages)
         self.room_handler.on_created.append(self.changes.room_created)
@@ -100,10 +126,11 @@ class Hub:
     def invites(self, book: InviteBook | None) -> None:
         self.signin.invites = book
 
-    def load(self) -> None:
-        """Build the live state from the store's snapshot; make sure #lobby exists."""
-        self.world.load()
-        self.changes.load()
+    def load(self, source: Snapshot | None = None) -> None:
+        """Build the live state from the store's snapshot (or ``source``: a cluster
+        node's); make sure #lobby exists."""
+        self.world.load(source)
+        self.changes.load(source)
         presence = self.presence
         self.metrics.set_gauge_sources(
             rooms=lambda: len(self.rooms),
@@ -119,17 +146,33 @@ class Hub:
 
     # --- sign-in and sign-out (see domain/signin.py) ------------------------------------
 
+    def before_sign_in(self, hello: Hello) -> Awaitable[None] | None:
+        """What to wait for before ``sign_in`` (a cluster node reads the user's rooms);
+        None on a single node."""
+        if self.node is None:
+            return None
+        return self.node.before_sign_in(rules.normalize_name(hello.name))
+
     def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp:
-        return self.signin.sign_in(session, hello)
+        signed = self.signin.sign_in(session, hello)
+        if self.node is not None and session.user is not None:
+            self.node.after_sign_in(session.user)
+        return signed
 
     def finish_sign_up(self, session: Connection, sign_up: SignUp, hello: Hello) -> Welcome:
-        return self.signin.finish_sign_up(session, sign_up, hello)
+        welcome = self.signin.finish_sign_up(session, sign_up, hello)
+        if self.node is not None and session.user is not None:
+            self.node.after_sign_in(session.user)
+        return welcome
 
     def drop_sign_up(self, sign_up: SignUp) -> None:
         self.signin.drop_sign_up(sign_up)
 
     def sign_out(self, session: Connection) -> None:
+        user = session.user
         self.signin.sign_out(session)
+        if self.node is not None and user is not None:
+            self.node.after_sign_out(user)
 
     def provision_bot(self, name: str, display: str, psm: str, status: str) -> str | None:
         return self.signin.provision_bot(name, display, psm, status)

@@ -11,8 +11,9 @@ estimates of the encoded bytes, cheap to compute (no encoding twice).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
+import asyncio
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cfm_common.codec import encode_msg
 from cfm_server.wsframe import frame_binary
@@ -20,9 +21,36 @@ from cfm_server.wsframe import frame_binary
 if TYPE_CHECKING:
     from cfm_common.frames import RosterEntry, StoredMsg
     from cfm_server.metrics import Metrics
-    from cfm_server.store import Store
 
 T = TypeVar("T")
+
+# What an answer yields: a framed page, or a read still under way (a future). The
+# session asks for the next item once that future is done, holding every frame sent
+# after the answer meanwhile, so a page read over the network (a cluster node reads
+# its rooms' streams from Redis) still arrives in order. A single node's reads return
+# at once and its answers yield pages only.
+AnswerItem = bytes | asyncio.Future[Any]
+
+
+class MessageReads(Protocol):
+    """Where answers read stored messages: a store (a list at once), or a cluster
+    node's broker (a future of the list)."""
+
+    def history_after(self, room: str, after: int, limit: int
+                      ) -> list[StoredMsg] | asyncio.Future[list[StoredMsg]]: ...
+
+    def history_before(self, room: str, before: int | None, limit: int
+                       ) -> list[StoredMsg] | asyncio.Future[list[StoredMsg]]: ...
+
+
+def awaited(value: T | asyncio.Future[T]) -> Generator[asyncio.Future[Any], None, T]:
+    """In an answer's generator, ``x = yield from awaited(read())``: the value at once,
+    or, for a future, the future to the session until it is done, then its result."""
+    if isinstance(value, asyncio.Future):
+        while not value.done():
+            yield value
+        return value.result()
+    return value
 
 # What a msgpack map costs around its strings: keys, headers, integers (a generous bound).
 ENTRY_OVERHEAD = 64
@@ -75,10 +103,10 @@ def one_page(build: Callable[[], bytes]) -> Iterator[bytes]:
     yield frame_binary(build())
 
 
-def replay_pages(store: Store, room: str, since: int, until: int, limit: int,
+def replay_pages(store: MessageReads, room: str, since: int, until: int, limit: int,
                  page_bytes: int, metrics: Metrics,
                  seen_as: Callable[[list[StoredMsg]], list[StoredMsg]] | None = None,
-                 ) -> Iterator[bytes]:
+                 ) -> Generator[AnswerItem, None, None]:
     """The ``msg`` frames of a join's replay: seq > ``since``, up to ``until`` and at most
     ``limit`` of them, read from the store a batch at a time and framed into pages of
     about ``page_bytes``. Only the page being sent is in memory. ``seen_as`` turns each
@@ -87,7 +115,7 @@ def replay_pages(store: Store, room: str, since: int, until: int, limit: int,
     page: list[bytes] = []
     size = 0
     while left > 0 and after < until:
-        batch = store.history_after(room, after, min(left, REPLAY_BATCH))
+        batch = yield from awaited(store.history_after(room, after, min(left, REPLAY_BATCH)))
         if not batch:
             break
         if seen_as is not None:

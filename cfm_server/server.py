@@ -53,6 +53,7 @@ from cfm_server.wsconn import ConnectionGuard, MeteredConnection
 
 if TYPE_CHECKING:
     from cfm_server.ai import AIConfig, AIContacts
+    from cfm_server.cluster.node import ClusterNode
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,13 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+def redact_url(url: str) -> str:
+    """A URL fit for a log line: no password (``redis://:secret@host`` → ``redis://…@host``)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}…@{host}" if sep and at and userinfo else url
+
+
 def _no_password() -> str:
     raise ssl.SSLError("the key is encrypted")  # never prompt on the terminal
 
@@ -164,6 +172,7 @@ class Server:
         self.outbox = Outbox()
         self.hub: Hub | None = None
         self.store: Store | None = None
+        self.node: ClusterNode | None = None  # cluster mode (config.redis_url)
         self.data_location = ""
         self._ws: WsServer | None = None
         self._ip_counter = IpCounter(config.max_conns_per_ip if config.rate_limits else None)
@@ -190,14 +199,24 @@ class Server:
         config = self.config = dataclasses.replace(
             config, ai=ai, default_contacts=[*config.default_contacts, *extra]
         )
-        store, self.data_location = open_store(config, self.outbox)
+        if config.cluster:
+            # Nothing of the node's is kept in its data dir (no database, no server.json,
+            # no control socket): its store is the memory one, which keeps nothing.
+            config = self.config = dataclasses.replace(config, store="memory")
+            store, self.data_location, self.node = self._cluster_node(config)
+        else:
+            store, self.data_location = open_store(config, self.outbox)
         tune_gc()
         self._limit_outsider_logs()
         await store.open()
         self.store = store
         try:
-            self.hub = Hub(config, store, self.metrics)
-            self.hub.load()
+            if self.node is not None:
+                self.hub = Hub(config, store, self.metrics, **self.node.hub_parts())
+                await self._start_node(self.node, self.hub)
+            else:
+                self.hub = Hub(config, store, self.metrics)
+                self.hub.load()
             if config.registration == "invite":
                 self.hub.invites = self._invite_book(store)
             ai_tokens = self._provision_ai_contacts(ai) if ai.enabled else {}
@@ -227,6 +246,8 @@ class Server:
                 logger=logging.getLogger("cfm_server.websockets"),
             )
         except BaseException:
+            if self.node is not None:
+                await self.node.close()
             await store.close()
             if self._uninstall_log_limits is not None:
                 self._uninstall_log_limits()
@@ -250,6 +271,24 @@ class Server:
         if retention.enabled(config):
             self._retention = asyncio.create_task(retention.run_retention(self.hub, config),
                                                   name="cfm-retention")
+
+    def _cluster_node(self, config: ServerConfig) -> tuple[Store, str, ClusterNode]:
+        """Cluster mode: the node, and a store that keeps nothing (the shared state and
+        the messages live in Redis; the store only answers the hub's lookups)."""
+        from cfm_server.cluster.node import ClusterNode
+        from cfm_server.store import MemoryStore
+
+        node = ClusterNode(config)
+        return MemoryStore(), f"{redact_url(config.redis_url)} (node {node.node_id})", node
+
+    async def _start_node(self, node: ClusterNode, hub: Hub) -> None:
+        from cfm_server.cluster.errors import ClusterError
+
+        try:
+            await node.start(hub)
+        except ClusterError as exc:
+            raise StoreError(f"cannot load the cluster's state from "
+                             f"{redact_url(self.config.redis_url)}: {exc}") from None
 
     def reload_tls(self) -> bool:
         """Read the certificate and key files again (SIGHUP): handshakes from now on
@@ -318,7 +357,10 @@ class Server:
         from cfm_server.ai import AIConfig
 
         ai = self.config.ai if self.config.ai is not None else AIConfig()
-        if not self.config.ai_enabled and ai.enabled:
+        if self.config.cluster and self.config.ai_enabled and ai.enabled:
+            # Once per cluster, not per node, is still to be built (docs/cluster.md).
+            log.warning("the AI contacts do not run in cluster mode yet")
+        if (not self.config.ai_enabled or self.config.cluster) and ai.enabled:
             ai = dataclasses.replace(ai, enabled=False)
         return ai
 
@@ -426,6 +468,8 @@ class Server:
                     log.warning("some connections did not close in time; dropping them")
                     for connection in list(self._ws.connections):
                         connection.transport.abort()
+            if self.node is not None:
+                await self.node.close()
             if self.store is not None:
                 await self.store.close()
         finally:
@@ -539,6 +583,8 @@ class Server:
             return "shutting down"
         if self.store is None or self.hub is None:
             return "starting"
+        if self.node is not None and self.node.unreachable():
+            return "Redis is unreachable"
         failure = getattr(self.store, "write_error", None)
         if failure is not None:
             return f"the last commit failed: {failure}"

@@ -23,7 +23,7 @@ import collections
 import logging
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -35,6 +35,7 @@ from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, RATE_KIND, CloseCode, ErrorCode
 from cfm_server.hub import Hub, RateLimited, SignUp
 from cfm_server.limits import SessionLimits
+from cfm_server.pages import AnswerItem
 from cfm_server.store import IdentityTaken
 from cfm_server.wsconn import MeteredConnection
 from cfm_server.wsframe import frame_binary
@@ -94,6 +95,17 @@ MAX_PENDING_ANSWERS = 100
 ANSWERED = frozenset(("join", "history", "members"))
 
 
+class _Answer:
+    """An answer waiting in a session's queue: its page source, and the read it waits for."""
+
+    __slots__ = ("pages", "ref", "waiting")
+
+    def __init__(self, pages: Iterator[AnswerItem], ref: str | None) -> None:
+        self.pages = pages
+        self.ref = ref
+        self.waiting: asyncio.Future[Any] | None = None
+
+
 class Session:
     __slots__ = (
         "_close_task",
@@ -124,7 +136,7 @@ class Session:
         self._out: list[bytes] = []  # framed messages waiting for the outbox's flush
         # Behind an answer still being produced, later frames wait in order (framed bytes,
         # or the page iterator of the next answer); ``held`` is their bytes.
-        self._held: collections.deque[bytes | Iterator[bytes]] = collections.deque()
+        self._held: collections.deque[bytes | _Answer] = collections.deque()
         self.held = 0
         self.pending_answers = 0
         self._pump_handle: asyncio.Handle | None = None
@@ -213,15 +225,17 @@ class Session:
 
     # --- answers produced as the reader drains -----------------------------------------
 
-    def answer(self, pages: Iterator[bytes]) -> None:
+    def answer(self, pages: Iterator[AnswerItem], ref: str | None = None) -> None:
         """Send an answer of one or more pages (framed bytes each, at most about
         ``page_bytes``), one page per loop turn and only while the session's output is
         under half of ``send_buffer``: a long answer is produced as the reader drains it,
         never queued whole, and a reader that reads is never closed for it. Frames sent
-        after it wait behind it, in order."""
+        after it wait behind it, in order. An item that is a future (a read under way,
+        see ``pages.AnswerItem``) holds the answer until it is done; an answer that
+        fails is ended with an ``internal`` error naming ``ref``."""
         if self.closing:
             return
-        self._held.append(pages)
+        self._held.append(_Answer(pages, ref))
         self.pending_answers += 1
         self.pump_soon()
 
@@ -239,19 +253,45 @@ class Session:
                 self.held -= len(item)
                 self._queue(item)
                 continue
+            if item.waiting is not None:
+                if not item.waiting.done():
+                    return  # its done-callback pumps again
+                item.waiting = None
             ws = self.ws
             if ws.transport.get_write_buffer_size() + self.queued() > self.send_buffer >> 1:
                 if not ws.paused:  # else resume_writing pumps (MeteredConnection)
                     self.pump_soon()
                 return
-            page = next(item, None)
+            try:
+                page = next(item.pages, None)
+            except Exception as exc:
+                held.popleft()
+                self.pending_answers -= 1
+                self._answer_failed(exc, item.ref)
+                continue
             if page is None:
                 held.popleft()
                 self.pending_answers -= 1
                 continue
+            if not isinstance(page, bytes):  # a read under way: on when it is done
+                item.waiting = page
+                page.add_done_callback(self._read_done)
+                return
             self._queue(page)
             self.pump_soon()  # the next page in a later turn: others get theirs between
             return
+
+    def _read_done(self, _: object) -> None:
+        self.pump_soon()
+
+    def _answer_failed(self, exc: Exception, ref: str | None) -> None:
+        retry_ms = getattr(exc, "retry_ms", None)  # a store out of reach for now
+        if retry_ms is None:
+            log.error("session %s: an answer failed", self.id or "-", exc_info=exc)
+        else:
+            log.warning("session %s: an answer could not be read: %s", self.id or "-", exc)
+        self.send_error(ErrorCode.INTERNAL, "the server could not read that now; try again",
+                        ref, retry_ms)
 
     def _drop_held(self) -> None:
         self._held.clear()
@@ -329,7 +369,9 @@ class Session:
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
                         return False
                     if not self._over_budget(data):
-                        signed = self._on_hello(data)
+                        hello = self._read_hello(data)
+                        if hello is not None and await self._ready_for(hello):
+                            signed = self._on_hello(hello)
         except TimeoutError:
             self.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
             return False
@@ -384,7 +426,8 @@ class Session:
         self._count_abuse()
         return True
 
-    def _on_hello(self, data: bytes) -> Welcome | SignUp | None:
+    def _read_hello(self, data: bytes) -> Hello | None:
+        """The hello in ``data``; anything else is refused (None)."""
         try:
             frame = decode_client(data, max_text=self.config.max_text)
         except ProtocolError as exc:
@@ -398,6 +441,26 @@ class Session:
             self._refuse(ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello first",
                                        getattr(frame, "id", None) or frame.T), frame.T)
             return None
+        return frame
+
+    async def _ready_for(self, hello: Hello) -> bool:
+        """Wait for what the hub must read before it answers ``hello`` (a cluster node:
+        the user's rooms in Redis); False, and the session closing, if it cannot."""
+        ready = self.hub.before_sign_in(hello)
+        if ready is None:
+            return True
+        try:
+            await ready
+        except Exception as exc:
+            log.warning("session %s: cannot sign %s in now: %s", self.id or "-", hello.name,
+                        exc)
+            self.send_error(ErrorCode.INTERNAL, "the server cannot sign you in now; try again",
+                            "hello", getattr(exc, "retry_ms", None))
+            self.close(CloseCode.TRY_AGAIN_LATER, "cannot sign in now")
+            return False
+        return True
+
+    def _on_hello(self, frame: Hello) -> Welcome | SignUp | None:
         try:
             signed = self.hub.sign_in(self, frame)
         except ProtocolError as exc:

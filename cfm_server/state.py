@@ -18,6 +18,7 @@ from cfm_server.store import Commit, ContactRecord, UserRecord
 
 if TYPE_CHECKING:
     from cfm_common.frames import StoredMsg
+    from cfm_server.pages import AnswerItem
 
 
 class BucketLimits(Protocol):
@@ -48,8 +49,10 @@ class Connection(Protocol):
     def send_framed(self, framed: bytes) -> None:
         """Queue a frame already framed by ``wsframe.frame_binary`` (shared by a fan-out)."""
 
-    def answer(self, pages: Iterator[bytes]) -> None:
-        """Send an answer of framed pages, produced as the reader drains them."""
+    def answer(self, pages: Iterator[AnswerItem], ref: str | None = None) -> None:
+        """Send an answer of framed pages, produced as the reader drains them (an item
+        may be a read still under way: ``pages.AnswerItem``); a failed one is an
+        ``internal`` error naming ``ref``."""
 
 
 @dataclass(slots=True)
@@ -59,6 +62,9 @@ class User:
     rooms: set[str] = field(default_factory=set)  # lasting memberships, DM rooms included
     contacts: dict[str, ContactRecord] = field(default_factory=dict)  # the user's own list
     reads: dict[str, int] = field(default_factory=dict)
+    # Cluster mode: the user holds a session on another node (always False on a single
+    # node, where ``sessions`` are all there are).
+    remote: bool = False
 
     @property
     def name(self) -> str:
@@ -66,7 +72,7 @@ class User:
 
     @property
     def online(self) -> bool:
-        return bool(self.sessions)
+        return bool(self.sessions) or self.remote
 
     def has_blocked(self, name: str) -> bool:
         contact = self.contacts.get(name)
@@ -74,7 +80,8 @@ class User:
 
     def status_for(self, viewer: str | None) -> str:
         """The status ``viewer`` sees (None: anyone who is not blocked)."""
-        if not self.sessions or (viewer is not None and self.has_blocked(viewer)):
+        if not (self.sessions or self.remote) or (viewer is not None
+                                                  and self.has_blocked(viewer)):
             return rules.Status.OFFLINE.value
         if viewer == self.name:
             return self.record.status

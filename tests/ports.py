@@ -18,10 +18,19 @@ FIRST = 20000  # below Linux's ephemeral range (32768-60999 by default)
 BLOCK = 1000  # ports per worker: gw0 gets 20000-20999, gw1 21000-21999, ...
 
 
+BLOCKS = 12  # 20000-31999
+
+
 def _worker_index() -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3"; unset without xdist
     digits = worker.removeprefix("gw")
-    return int(digits) % 12 if digits.isdigit() else 0
+    index = int(digits) if digits.isdigit() else 0
+    # Two test runs at once on one machine (a developer's suite beside another's) would
+    # otherwise share blocks: a server restarted on its port could find the other run's
+    # server there, and its clients sign in to the wrong one. Each run starts at a block
+    # of its own choosing (the workers of one run share its uid, so they stay apart).
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+    return (int.from_bytes(run.encode()[-4:], "big") + index) % BLOCKS
 
 
 def free_port() -> int:

@@ -23,6 +23,7 @@ from cfm_common import rules
 from cfm_server.cluster import records
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.state import Change, SharedState
+from cfm_server.domain.changes import ChangeHandler
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
 from cfm_server.store import ContactRecord, RoomRecord, UserRecord
@@ -51,6 +52,9 @@ class Snapshot:
     def load_reads(self) -> Iterable[tuple[str, str, int]]:
         return self.shared.reads
 
+    def load_moderators(self) -> Iterable[tuple[str, str, bool]]:
+        return self.shared.moderators
+
 
 async def read_snapshot(state: SharedState, broker: Broker) -> Snapshot:
     """Subscribe to the shared records, read them, and read the head of every room they
@@ -59,8 +63,24 @@ async def read_snapshot(state: SharedState, broker: Broker) -> Snapshot:
     shared = records.parse(await state.load())
     names = sorted({room for room, _ in shared.members} | {rules.LOBBY})
     heads = await asyncio.gather(*(broker.head(name) for name in names))
-    return Snapshot(shared, [RoomRecord(name, head.seq, head.epoch or "")
-                             for name, head in zip(names, heads, strict=True)])
+    rooms = [RoomRecord(name, head.seq, head.epoch or "")
+             for name, head in zip(names, heads, strict=True)]
+    # A new cluster's #lobby does not exist yet: World.load makes it, as on a new node
+    # (an empty epoch is for a room whose record was lost, and is logged as such).
+    return Snapshot(shared, [r for r in rooms if r.epoch or r.seq or r.room != rules.LOBBY
+                             or any(room == rules.LOBBY for room, _ in shared.members)])
+
+
+def apply_moderator(changes: ChangeHandler, change: Change) -> None:
+    """A moderator named or removed on another node (``o:<room>:<user>``), into the
+    ``ChangeHandler``'s sets, as its ``load`` reads them."""
+    room, _, name = change.key.partition(":")[2].rpartition(":")
+    if change.value is None:
+        changes.moderators.get(room, set()).discard(name)
+        return
+    changes.moderators.setdefault(room, set()).add(name)
+    if change.value == b"1":
+        changes.creators[room] = name
 
 
 def apply_change(world: World, change: Change) -> set[str]:
@@ -130,6 +150,6 @@ def _apply_deletion(world: World, kind: str, key: str) -> set[str]:
         room, user = world.rooms.get(room_name), world.users.get(user_name)
         if room is not None and user is not None:
             world.end_membership(room, user)
-    else:
+    elif kind != records.MODERATOR:  # the node applies those (apply_moderator)
         log.warning("a deleted shared record %r is not applied on a running node", key)
     return set()

@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from cfm_common.codec import decode_server
-from cfm_common.frames import StoredMsg
+from cfm_common.frames import Reaction, StoredMsg
 from cfm_server.cluster import keys, scripts
 from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
@@ -43,8 +43,14 @@ from cfm_server.cluster.tracker import Delivery, RoomTracker
 
 log = logging.getLogger(__name__)
 
+_HIDDEN = scripts.HIDDEN_SUFFIX.encode()
+
 # A gap is read from the stream this many messages at a time.
 FILL_PAGE = 500
+# compact.lua copies a stream this many entries at a time (bounds the script's memory).
+COMPACT_PAGE = 1000
+# A room's stream is rewritten after a delete at most once in this many seconds (per node).
+COMPACT_INTERVAL = 10.0
 
 OnMessage = Callable[[str, int, str, bytes], None]
 OnReset = Callable[[str, str], None]
@@ -111,11 +117,17 @@ class Broker:
                                      backoff=backoff)
         self._rooms: dict[str, RoomTracker] = {}
         self._fills: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[bytes, Callable[[bytes], None]] = {}
+        self._compacted: dict[str, float] = {}  # room → loop time of its last rewrite
+        self._compact_timers: dict[str, asyncio.TimerHandle] = {}
 
     async def start(self) -> None:
         self.subscriber.start()
 
     async def close(self) -> None:
+        for timer in self._compact_timers.values():
+            timer.cancel()  # the next delete in the room, on any node, rewrites it
+        self._compact_timers.clear()
         for task in list(self._fills.values()):
             task.cancel()
         await asyncio.gather(*self._fills.values(), return_exceptions=True)
@@ -133,29 +145,86 @@ class Broker:
         return await self.submit(room, sender, client_id, kind, text, ts, origin=origin)
 
     def submit(self, room: str, sender: str, client_id: str | None, kind: str, text: str,
-               ts: int, *, origin: str | None = None) -> asyncio.Future[Appended]:
+               ts: int, *, origin: str | None = None, extra: dict[str, Any] | None = None,
+               tombstone: bytes = b"") -> asyncio.Future[Appended]:
         """``append`` as a future, for callers that are not coroutines (the hub's frame
-        handlers, like the store's commit futures): no task per message."""
+        handlers, like the store's commit futures): no task per message.
+
+        ``extra``: the extension keys the entry carries (a reply, mentions; a change
+        entry's ``change``, ``target``, ``emoji``). A change entry is applied to its
+        target in the same script (append.lua), unless its origin marks it hidden (a
+        change sent across a block is stored, not applied; a delete always is); a
+        delete gives the target's ``tombstone`` (its msg frame without text)."""
         origin = scripts.check_token(origin or self.node, "origin")
-        head, tail = scripts.msg_parts(room, sender, text, ts, kind, client_id)
+        head, tail = scripts.msg_parts(room, sender, text, ts, kind, client_id, extra)
+        args: list[Any] = [sender, client_id or "", ts, head, tail, new_epoch(),
+                           keys.room_channel(room), origin]
+        change = extra.get("change") if extra else None
+        if change:
+            assert extra is not None
+            applied = not origin.endswith(scripts.HIDDEN_SUFFIX) or change == "delete"
+            erased = tombstone
+            if change == "edit":  # what the entry becomes if its target is deleted
+                erased = scripts.msg_parts(room, sender, "", ts, kind, client_id, extra)[1]
+            args += [change, extra["target"], int(applied), extra.get("emoji") or "", erased,
+                     text]
 
         def settle(reply: list[Any]) -> Appended:
-            seq, stored_ts, epoch, duplicate = reply
+            seq, stored_ts, epoch, duplicate = reply[:4]
             done = Appended(int(seq), int(stored_ts), epoch.decode(), bool(duplicate))
             if not done.duplicate:
                 # Hand it on now if it is next in line; its published copy is then a
                 # duplicate. (Runs as the reply is settled, so in seq order.)
+                stored_tail = args[12] if len(reply) > 4 and reply[4] else tail
                 self._offer(room, done.seq, done.epoch, origin,
-                            scripts.msg_bytes(head, done.seq, tail))
+                            scripts.msg_bytes(head, done.seq, stored_tail))
+                if change == "delete":
+                    self.compact(room)
             return done
 
         return self.batcher.eval(
             scripts.APPEND,
-            [keys.room_meta(room), keys.room_log(room), keys.room_ids(room)],
-            [sender, client_id or "", ts, head, tail, new_epoch(), keys.room_channel(room),
-             origin],
+            [keys.room_meta(room), keys.room_log(room), keys.room_ids(room),
+             keys.room_changes(room)],
+            args,
             convert=settle,
         )
+
+    def compact(self, room: str) -> None:
+        """Rewrite the room's stream so that no byte of a deleted entry is left in Redis
+        (compact.lua: XDEL alone leaves them in the stream's nodes, DUMP and RDB). Runs
+        after a delete: at once if the room was not rewritten in the last
+        ``COMPACT_INTERVAL`` seconds, else once at the end of it for all the deletes
+        meanwhile — a rewrite costs Redis time in proportion to the room's stream
+        (docs/cluster.md), so deletes in a stream cannot keep Redis busy. A rewrite that
+        fails is logged; the room's next delete's covers it."""
+        if room in self._compact_timers:
+            return  # one is due: it covers this delete too
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if len(self._compacted) > 1024:  # forget rooms rewritten long enough ago
+            self._compacted = {r: t for r, t in self._compacted.items()
+                               if now - t < COMPACT_INTERVAL}
+        wait = self._compacted.get(room, now - COMPACT_INTERVAL) + COMPACT_INTERVAL - now
+        if wait <= 0:
+            self._run_compact(room, now)
+        else:
+            self._compact_timers[room] = loop.call_later(wait, self._compact_due, room)
+
+    def _compact_due(self, room: str) -> None:
+        del self._compact_timers[room]
+        self._run_compact(room, asyncio.get_running_loop().time())
+
+    def _run_compact(self, room: str, now: float) -> None:
+        self._compacted[room] = now
+
+        def done(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("%s: rewriting the stream after a delete failed: %s", room,
+                            future.exception())
+
+        self.batcher.eval(scripts.COMPACT, [keys.room_log(room), keys.room_scratch(room)],
+                          [COMPACT_PAGE], convert=int).add_done_callback(done)
 
     async def head(self, room: str) -> Head:
         return await self.batcher.call("HMGET", keys.room_meta(room), "seq", "epoch",
@@ -170,27 +239,42 @@ class Broker:
 
     async def _read(self, room: str, *, after: int | None, before: int | None,
                     limit: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Entries as the stream holds them (``m``, ``o``, ``h``), a deleted message's
+        from the changes hash, each with the current state of a changed message (``t``,
+        ``e``: edited text and time; ``r``: its reactions): read.lua, one atomic read."""
         if limit <= 0:
             return []
-        log_key = keys.room_log(room)
         if after is not None:
-            return await self.batcher.call("XRANGE", log_key, f"{after + 1}-0", "+",
-                                           "COUNT", limit, convert=_entries)
-        if before is not None and before <= 1:
+            args: list[Any] = ["after", after, limit]
+        elif before is not None and before <= 1:
             return []
-        end = "+" if before is None else f"{before - 1}-0"
-        newest_first = await self.batcher.call("XREVRANGE", log_key, end, "-", "COUNT", limit,
-                                               convert=_entries)
-        return newest_first[::-1]
+        else:
+            args = ["before", "" if before is None else before, limit]
+        return await self.batcher.eval(
+            scripts.READ,
+            [keys.room_meta(room), keys.room_log(room), keys.room_changes(room)], args,
+            convert=_read_entries)
 
     # --- live delivery -----------------------------------------------------------------
 
-    async def subscribe(self, room: str) -> Head:
-        """Deliver the room's live messages from now on; returns the head at that moment
-        (everything above it will be delivered). Idempotent."""
+    def subscribe(self, room: str, *, since: int | None = None,
+                  max_backfill: int = FILL_PAGE) -> Awaitable[Head]:
+        """Deliver the room's live messages from now on; the Head returned says from
+        where (everything above its seq will be delivered). Idempotent.
+
+        The room is tracked from this call on, before anything is awaited: a message of
+        it that this node appends meanwhile is held, not dropped. ``since``: deliver from
+        just after that seq rather than from the head, read from the stream like a gap —
+        for a room a node learns it must follow after messages were stored in it (a new
+        DM made on another node) — unless more than ``max_backfill`` messages lie between.
+        """
         tracker = self._rooms.get(room)
         if tracker is None:
             tracker = self._rooms[room] = RoomTracker(room)
+        return self._subscribe(room, tracker, since, max_backfill)
+
+    async def _subscribe(self, room: str, tracker: RoomTracker, since: int | None,
+                         max_backfill: int) -> Head:
         try:
             await self.subscriber.subscribe(keys.room_channel(room),
                                             timeout=self._socket_timeout)
@@ -200,6 +284,13 @@ class Broker:
             if isinstance(exc, ClusterUnavailable):
                 raise
             raise ClusterUnavailable(f"cannot subscribe to {room}: {exc}", 1000) from exc
+        if (since is not None and tracker.last is None and since < head.seq
+                and head.seq - since <= max_backfill):
+            # The stream holds since+1 .. head: a gap to fill, before later messages.
+            self._deliver(room, tracker.head(since, head.epoch or ""))
+            tracker.target = head.seq
+            self._fill_if_gap(tracker)
+            return Head(since, head.epoch)
         self._apply_head(tracker, head)
         return head
 
@@ -237,7 +328,32 @@ class Broker:
         return self.batcher.call("PUBLISH", keys.user_channel(user),
                                  origin.encode() + b" " + frame)
 
+    # --- other channels -----------------------------------------------------------------
+
+    async def listen(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Every publish on ``channel`` (neither a room's nor a user's) to ``handler``;
+        at most once, like pub/sub. The subscription outlives reconnects."""
+        self._listeners[channel.encode()] = handler
+        try:
+            await self.subscriber.subscribe(channel, timeout=self._socket_timeout)
+        except TimeoutError as exc:
+            raise ClusterUnavailable(f"cannot listen to {channel}: {exc}", 1000) from exc
+
+    async def unlisten(self, channel: str) -> None:
+        self._listeners.pop(channel.encode(), None)
+        await self.subscriber.unsubscribe(channel)
+
+    def publish(self, channel: str, data: bytes) -> asyncio.Future[Any]:
+        return self.batcher.call("PUBLISH", channel, data)
+
     def _on_publish(self, channel: bytes, data: bytes) -> None:
+        listener = self._listeners.get(channel)
+        if listener is not None:
+            try:
+                listener(data)
+            except Exception:
+                log.exception("the listener of %r failed", channel)
+            return
         user = keys.user_of_channel(channel)
         if user is not None:
             origin, sep, frame = data.partition(b" ")
@@ -358,9 +474,14 @@ def _head(reply: list[Any]) -> Head:
     return Head(int(seq) if seq is not None else 0, epoch.decode() if epoch else None)
 
 
-def _entries(reply: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """A raw XRANGE reply: [[id, [field, value, ...]], ...] → [(id, {field: value})]."""
-    return [(eid, dict(zip(flat[::2], flat[1::2], strict=True))) for eid, flat in reply]
+_READ_FIELDS = (b"m", b"o", b"h", b"t", b"e", b"r")
+
+
+def _read_entries(reply: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """read.lua's reply → [(b"<seq>-0", {field: value})], fields left out where empty."""
+    return [(b"%d-0" % int(row[0]),
+             {k: v for k, v in zip(_READ_FIELDS, row[1:], strict=True) if v})
+            for row in reply]
 
 
 def _seq(entry: tuple[bytes, Any]) -> int:
@@ -372,6 +493,22 @@ def _stored(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMsg:
     marked hidden when the entry says so (``h``: private blocking)."""
     msg = decode_server(entry[1][b"m"])
     stored = msg.to_stored()  # type: ignore[union-attr]
-    if entry[1].get(b"h") == b"1":
+    fields = entry[1]
+    if fields.get(b"h") == b"1" or fields.get(b"o", b"").endswith(_HIDDEN):
         stored = dataclasses.replace(stored, hidden=True)
+    if b"e" in fields:  # edited: its current text (message changes)
+        stored = dataclasses.replace(stored, text=fields.get(b"t", b"").decode(),
+                                     edited=int(fields[b"e"]))
+    if b"r" in fields:
+        stored = dataclasses.replace(stored, reactions=_reactions(fields[b"r"]))
     return stored
+
+
+def _reactions(marks: bytes) -> tuple[Reaction, ...]:
+    """``<name> <emoji>`` lines in the order made → each emoji once, in the order of its
+    first reaction, with its names in the order they reacted (docs/protocol.md)."""
+    by_emoji: dict[str, list[str]] = {}
+    for line in marks.decode().splitlines():
+        name, _, emoji = line.partition(" ")
+        by_emoji.setdefault(emoji, []).append(name)
+    return tuple(Reaction(emoji, tuple(names)) for emoji, names in by_emoji.items())

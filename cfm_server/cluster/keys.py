@@ -27,10 +27,32 @@ def room_ids(room: str) -> str:
     return f"{PREFIX}{{{room}}}:ids"
 
 
+def room_changes(room: str) -> str:
+    """Hash of the current state of the room's changed messages (message changes, kept
+    beside the stream, which cannot be rewritten; append.lua writes it, read.lua merges
+    it): ``t:<seq>``/``e:<seq>`` edited text and time, ``r:<seq>`` reactions (a line
+    ``<name> <emoji>`` each, in order), ``d:<seq>`` the text-free copy of a deleted
+    message or of an edit entry of one (the stream entry is gone), with its ``o:``/``h:``
+    fields, ``x:<seq>`` the seqs of a message's edit entries and ``k:<seq>`` an edit
+    entry's text-free copy (for when its target is deleted)."""
+    return f"{PREFIX}{{{room}}}:chg"
+
+
+def room_scratch(room: str) -> str:
+    """A stream being rewritten (compact.lua), renamed over ``room_log`` at its end."""
+    return f"{PREFIX}{{{room}}}:log:new"
+
+
 def room_channel(room: str) -> str:
     """Pub/sub channel of the room's live messages (named like a key, so it can become a
     sharded channel on the room's slot later)."""
     return f"{PREFIX}{{{room}}}:live"
+
+
+def room_events(room: str) -> str:
+    """Pub/sub channel of what happens in the room besides messages (``member``, a new
+    member's ``presence``, ``typing``): ``<origin> <type> <user> <frame>``, at most once."""
+    return f"{PREFIX}{{{room}}}:events"
 
 
 def room_of_channel(channel: bytes | str) -> str:
@@ -80,7 +102,11 @@ def ai_memory(persona: str) -> str:
 
 PRESENCE_PREFIX = f"{PREFIX}{{presence}}:"
 PRESENCE_NODES = f"{PREFIX}{{presence}}:nodes"  # zset node → expiry (ms, Redis clock)
-PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"  # "on <user>" / "off <user>"
+# "on <user>" / "off <user>": a session made the user online / offline cluster-wide;
+# "gone <user>": the user's last node expired or left (no node tells watchers of it)
+PRESENCE_CHANNEL = f"{PREFIX}{{presence}}:changes"
+# "<origin> <user> <frame>": a presence frame for the watchers of <user> on every node
+PRESENCE_FRAMES = f"{PREFIX}{{presence}}:frames"
 
 
 def presence_node(node: str) -> str:

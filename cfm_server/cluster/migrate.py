@@ -13,7 +13,9 @@ Everything the single-node store keeps is copied as cluster mode keeps it:
   no gap, and a retry of a say made before the move is answered with the original ack.
 
 The frames are the bytes single-node would send (``encode_msg``), private blocking's
-``hidden`` mark included. Writes go out in pipelines of ``BATCH`` commands.
+``hidden`` mark included; a changed message's current state (edited text, reactions,
+a tombstone), the moderators and the mentions (in the frames) as a node keeps them
+(append.lua, records.py). Writes go out in pipelines of ``BATCH`` commands.
 
 Refused: a Redis that already holds cfm keys (the copy would merge two servers' data), or
 one older than 7.0. The data dir is only read.
@@ -30,6 +32,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from cfm_common.codec import encode_msg
+from cfm_common.frames import StoredMsg
+from cfm_common.rules import ChangeKind
 from cfm_server.cluster import keys, records
 from cfm_server.store.base import Store
 
@@ -90,6 +94,7 @@ class Copied:
     memberships: int = 0
     reads: int = 0
     invites: int = 0
+    moderators: int = 0
     rooms: int = 0
     messages: int = 0
     invite_key: bool = False
@@ -191,6 +196,10 @@ async def _copy_records(store: Store, writer: _Writer, copied: Copied) -> None:
     for user, room, seq in store.load_reads():
         await writer.add("HSET", target, records.read_key(user, room), records.count_value(seq))
         copied.reads += 1
+    for room, name, creator in store.load_moderators():
+        await writer.add("HSET", target, records.moderator_key(room, name),
+                         records.moderator_value(creator))
+        copied.moderators += 1
     for nonce, used in store.load_invite_uses().items():
         await writer.add("HSET", target, records.invite_key(nonce), records.count_value(used))
         copied.invites += 1
@@ -215,23 +224,51 @@ async def _copy_files(data_dir: Path, writer: _Writer, copied: Copied) -> None:
 
 async def _copy_room(store: Store, writer: _Writer, room: str, seq: int, epoch: str,
                      copied: Copied) -> None:
-    log_key, ids_key = keys.room_log(room), keys.room_ids(room)
+    log_key, ids_key, chg_key = keys.room_log(room), keys.room_ids(room), keys.room_changes(room)
     after = 0
+    edits: dict[int, list[int]] = {}  # a message → its edit entries (for a later delete)
     while True:
         page = store.history_after(room, after, PAGE)
         if not page:
             break
         for m in page:
-            # The frame as its sender sees it; the hidden mark (private blocking) beside
-            # it, for the node that delivers to the blocker to send the placeholder.
-            fields = ["m", encode_msg(replace(m, hidden=None)), "o", ORIGIN]
-            if m.hidden:
-                fields += ["h", "1"]
-            await writer.add("XADD", log_key, f"{m.seq}-0", *fields)
+            # The frame as its sender sees it, without the current state of a changed
+            # message, which goes where append.lua keeps it (keys.room_changes); the
+            # hidden mark (private blocking) beside it, for the node that delivers to the
+            # blocker to send the placeholder.
+            frame = encode_msg(replace(m, hidden=None, edited=None, reactions=None))
+            if m.deleted:  # a tombstone: not in the stream, as a delete on a node leaves it
+                fields = [f"d:{m.seq}", frame, f"o:{m.seq}", ORIGIN]
+                if m.hidden:
+                    fields += [f"h:{m.seq}", "1"]
+                await writer.add("HSET", chg_key, *fields)
+            else:
+                fields = ["m", frame, "o", ORIGIN]
+                if m.hidden:
+                    fields += ["h", "1"]
+                await writer.add("XADD", log_key, f"{m.seq}-0", *fields)
+                await _copy_state(writer, chg_key, m, edits)
             if m.id is not None:
                 await writer.add("HSET", ids_key, f"{m.sender}:{m.id}", f"{m.seq}:{m.ts}")
             copied.messages += 1
         after = page[-1].seq
+    for target, seqs in edits.items():
+        await writer.add("HSET", chg_key, f"x:{target}", "".join(f"{s} " for s in seqs))
     # The same seq and epoch as single-node: resuming clients see neither gap nor reset.
     await writer.add("HSET", keys.room_meta(room), "seq", max(seq, after), "epoch", epoch)
     copied.rooms += 1
+
+
+async def _copy_state(writer: _Writer, chg_key: str, m: StoredMsg,
+                      edits: dict[int, list[int]]) -> None:
+    """A message's current state (edited text, reactions), and for an edit entry the
+    copy without its text that a later delete of its target leaves (append.lua)."""
+    if m.edited is not None:
+        await writer.add("HSET", chg_key, f"t:{m.seq}", m.text, f"e:{m.seq}", m.edited)
+    if m.reactions:
+        marks = "".join(f"{name} {r.emoji}\n" for r in m.reactions for name in r.names)
+        await writer.add("HSET", chg_key, f"r:{m.seq}", marks)
+    if m.change == ChangeKind.EDIT and m.target is not None and m.text:
+        edits.setdefault(m.target, []).append(m.seq)
+        await writer.add("HSET", chg_key, f"k:{m.seq}",
+                         encode_msg(replace(m, hidden=None, text="")))

@@ -14,7 +14,9 @@ each user that had no other node). So a SIGKILLed node's users go offline within
 its beats and was reaped while alive notices (its next beat or session change says so)
 and registers all its sessions again. Every change of a user's cluster-wide state is
 published once on ``PRESENCE_CHANNEL`` as ``on <user>`` or ``off <user>``, by the script
-that made it, so watchers everywhere see each change once.
+that made it, so watchers everywhere see each change once; a user whose last node expired
+or left is published as ``gone <user>`` (no node signed them out, so every node tells
+its own watchers).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 -- ARGV[3] key prefix of the presence keys ('cfm:{presence}:')   ARGV[4] changes channel
 -- Returns {registered (0/1: the node was known before this beat), users gone offline...}.
 -- Every key is under the {presence} tag, so the keys built here share KEYS[1]'s slot.
+-- A user left with no node is published as 'gone <user>' (not 'off': no node signed
+-- them out, so every node tells its own watchers).
 local nodes, node, ttl, prefix = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -17,7 +19,7 @@ for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0
     local user_nodes = prefix .. 'user:' .. user
     redis.call('HDEL', user_nodes, dead)
     if redis.call('EXISTS', user_nodes) == 0 then
-      redis.call('PUBLISH', ARGV[4], 'off ' .. user)
+      redis.call('PUBLISH', ARGV[4], 'gone ' .. user)
       out[#out + 1] = user
     end
   end

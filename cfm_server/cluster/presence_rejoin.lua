@@ -6,9 +6,18 @@ local nodes, node, ttl, prefix = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local node_users = prefix .. 'node:' .. node
--- Whatever a previous life of this node left behind is replaced, not added to.
+local staying = {}
+for i = 5, #ARGV, 2 do staying[ARGV[i]] = true end
+-- Whatever a previous life of this node left behind is replaced, not added to; a user
+-- it held whom no node holds now is 'gone' (as the reaper says: nobody signed them out).
+local held = {}
 for _, user in ipairs(redis.call('HKEYS', node_users)) do
-  redis.call('HDEL', prefix .. 'user:' .. user, node)
+  local user_nodes = prefix .. 'user:' .. user
+  held[user] = true
+  redis.call('HDEL', user_nodes, node)
+  if not staying[user] and redis.call('EXISTS', user_nodes) == 0 then
+    redis.call('PUBLISH', ARGV[4], 'gone ' .. user)
+  end
 end
 redis.call('DEL', node_users)
 redis.call('ZADD', nodes, now + ttl, node)
@@ -19,7 +28,8 @@ for i = 5, #ARGV, 2 do
   local was_online = redis.call('EXISTS', user_nodes) == 1
   redis.call('HSET', node_users, user, sessions)
   redis.call('HSET', user_nodes, node, sessions)
-  if not was_online then
+  -- (one the previous life held was online all along)
+  if not was_online and not held[user] then
     redis.call('PUBLISH', ARGV[4], 'on ' .. user)
     came[#came + 1] = user
   end

@@ -8,6 +8,7 @@ or a number in ASCII where a script counts it):
     m:<room>:<user>     b""                       a lasting membership, DM rooms included
     r:<user>:<room>     b"<seq>"                  the user's read mark in the room
     i:<nonce>           b"<uses>"                 an invite's sign-ups so far (counted)
+    o:<room>:<user>     b"1" (creator) / b""      a moderator of a group room
 
 Handles hold no ``:`` and no space, room names no space (a DM room is ``dm:<a>:<b>``),
 so every key splits back into its parts. The same facts the single-node store keeps
@@ -22,7 +23,7 @@ import msgpack
 
 from cfm_server.store.base import ContactRecord, UserRecord
 
-USER, CONTACT, MEMBER, READ, INVITE = "u", "c", "m", "r", "i"
+USER, CONTACT, MEMBER, READ, INVITE, MODERATOR = "u", "c", "m", "r", "i", "o"
 
 
 def user_key(name: str) -> str:
@@ -43,6 +44,14 @@ def read_key(user: str, room: str) -> str:
 
 def invite_key(nonce: str) -> str:
     return f"{INVITE}:{nonce}"
+
+
+def moderator_key(room: str, user: str) -> str:
+    return f"{MODERATOR}:{room}:{user}"
+
+
+def moderator_value(creator: bool) -> bytes:
+    return b"1" if creator else b""
 
 
 def user_value(user: UserRecord) -> bytes:
@@ -67,12 +76,13 @@ class Records:
     members: list[tuple[str, str]]  # (room, user)
     reads: list[tuple[str, str, int]]  # (user, room, seq)
     invite_uses: dict[str, int]
+    moderators: list[tuple[str, str, bool]]  # (room, user, creator)
 
 
 def parse(records: dict[str, bytes]) -> Records:
     """The snapshot (record key → value) by kind. ValueError names a record that is not
     one of ours."""
-    out = Records({}, [], [], [], {})
+    out = Records({}, [], [], [], {}, [])
     for key, value in records.items():
         kind, _, rest = key.partition(":")
         try:
@@ -94,6 +104,11 @@ def parse(records: dict[str, bytes]) -> Records:
                 if not room or not user:
                     raise ValueError("no room or no user")
                 out.reads.append((user, room, int(value)))
+            elif kind == MODERATOR:
+                room, _, user = rest.rpartition(":")
+                if not room or not user:
+                    raise ValueError("no room or no user")
+                out.moderators.append((room, user, value == b"1"))
             elif kind == INVITE:
                 out.invite_uses[rest] = int(value)
             else:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import msgpack
 
@@ -48,23 +49,35 @@ PRESENCE_REJOIN = load("presence_rejoin")
 LEASE_ACQUIRE = load("lease_acquire")
 LEASE_RELEASE = load("lease_release")
 STATE_CHANGE = load("state_change")
+READ = load("read")
+COMPACT = load("compact")
+
+# The extension keys a stored entry may carry (message changes, docs/protocol.md), in
+# the canonical order of ``cfm_common.codec``; the current state of a changed message
+# (``edited``, ``deleted``, ``reactions``) is not among them: the overlay holds it.
+EXTRA_KEYS = ("reply", "mentions", "change", "target", "emoji")
 
 
 def msg_parts(room: str, sender: str, text: str, ts: int, kind: str,
-              client_id: str | None) -> tuple[bytes, bytes]:
+              client_id: str | None, extra: dict[str, Any] | None = None
+              ) -> tuple[bytes, bytes]:
     """The ``msg`` frame's msgpack bytes before and after the value of ``seq``.
 
-    Same keys in the same order as ``cfm_common.codec.encode_msg``.
+    Same keys in the same order as ``cfm_common.codec.encode_msg``; ``extra`` holds the
+    extension keys of a reply, mentions or a change entry (``EXTRA_KEYS``).
     """
     pack = _packer.pack
+    extras = [(k, extra[k]) for k in EXTRA_KEYS if extra.get(k) is not None] if extra else []
     head = b"".join((
-        _packer.pack_map_header(7 if client_id is None else 8),
+        _packer.pack_map_header((7 if client_id is None else 8) + len(extras)),
         pack("t"), pack("msg"), pack("room"), pack(room), pack("seq"),
     ))
     pieces = [pack("from"), pack(sender), pack("text"), pack(text), pack("ts"), pack(ts),
               pack("kind"), pack(kind)]
     if client_id is not None:
         pieces += (pack("id"), pack(client_id))
+    for key, value in extras:
+        pieces += (pack(key), pack(list(value) if isinstance(value, tuple) else value))
     return head, b"".join(pieces)
 
 
@@ -89,6 +102,12 @@ def parse_envelope(data: bytes) -> Envelope:
     """Raises ValueError on anything that is not an envelope."""
     seq, epoch, origin, msg = data.split(b" ", 3)
     return Envelope(int(seq), epoch.decode(), origin.decode(), msg)
+
+
+# An origin tag ending with this marks a DM message hidden from its peer (private
+# blocking): every node sends that peer the placeholder, and the stream's copy reads back
+# as hidden (as the field ``h`` = ``1`` of a migrated message does).
+HIDDEN_SUFFIX = "/h"
 
 
 def check_token(value: str, what: str) -> str:

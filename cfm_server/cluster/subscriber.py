@@ -164,7 +164,11 @@ class Subscriber:
                 continue
             kind = message["type"]
             if kind == "message":
-                self._on_message(message["channel"], message["data"])
+                channel = message["channel"]
+                # What was published before an unsubscribe can still be on the way:
+                # once unsubscribe has returned, nothing more of that channel is handed on.
+                if channel.decode() in self._channels:
+                    self._on_message(channel, message["data"])
             elif kind == "subscribe":
                 self._confirm(message["channel"].decode())
 

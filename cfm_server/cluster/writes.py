@@ -104,6 +104,19 @@ class ClusterWrites(Writes):
     def append(self, msg: StoredMsg) -> Commit:
         raise StoreError("cluster mode stores messages through the broker (docs/cluster.md)")
 
+    def put_moderator(self, room: str, name: str, creator: bool) -> Commit:
+        return _logged(self._state.put(records.moderator_key(room, name),
+                                       records.moderator_value(creator)))
+
+    def remove_moderator(self, room: str, name: str) -> Commit:
+        return _logged(self._state.delete(records.moderator_key(room, name)))
+
+
+def _done() -> Commit:
+    commit: Commit = asyncio.get_running_loop().create_future()
+    commit.set_result(None)
+    return commit
+
 
 def _commit(written: asyncio.Future[Written], *, taken: str | None = None) -> Commit:
     """The domain's Commit for a change: done when Redis has it; StoreError when Redis

@@ -12,22 +12,23 @@ from typing import Any
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
+from cfm_common.frames import StoredMsg
 from cfm_common.rules import ErrorCode
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
 
 
 def annotations(world: World, room: Room | None, user: User, peer: User | None,
-                reply: int | None, text: str) -> dict[str, Any] | None:
+                reply: int | None, text: str,
+                answered: StoredMsg | None = None) -> dict[str, Any] | None:
     """What a ``say`` stores besides its text: ``reply`` (checked: a message of the room
     the user has been shown) and ``mentions`` (the room's members it names as @handle,
     the sender aside). ``room`` is None for a DM's first message; ``peer`` is the DM's
-    other user."""
+    other user; ``answered`` the message ``reply`` names, as read (``World.reads``)."""
     extra: dict[str, Any] = {}
     if reply is not None:
         if room is None or reply > room.durable_seq:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"reply: no message {reply} in this room")
-        answered = world.store.get_message(room.name, reply)
         if answered is None:
             raise ProtocolError(ErrorCode.FORBIDDEN, f"reply: message {reply} is no longer stored")
         if answered.change is not None:

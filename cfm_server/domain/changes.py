@@ -16,6 +16,7 @@ moderators, and the counts a ``welcome`` gives per room (``unread_counts``); wha
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from cfm_common import rules
@@ -31,6 +32,7 @@ from cfm_common.frames import (
     Unreact,
 )
 from cfm_common.rules import ChangeKind, ErrorCode, MsgKind
+from cfm_server.domain.awaiting import then_with
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.hidden import hidden_from_peer
 from cfm_server.domain.messages import MessageHandler
@@ -73,7 +75,7 @@ def unread_counts(world: World, user: User, room: Room, read: int) -> tuple[int 
     if room.durable_seq <= read:
         return None, None
     try:
-        return world.store.unread_counts(user.name, room.name, read, UNREAD_CAP)
+        return world.reads.unread_counts(user.name, room.name, read, UNREAD_CAP)
     except StoreError as e:
         log.warning("cannot count %s's unread messages in %s: %s", user.name, room.name, e)
         return None, None
@@ -91,8 +93,10 @@ class ChangeHandler:
         self.creators: dict[str, str] = {}
         self.moderators: dict[str, set[str]] = {}
 
-    def load(self) -> None:
-        for room, name, creator in self.world.store.load_moderators():
+    def load(self, source: Any = None) -> None:
+        """From the store, or ``source`` (a cluster node's snapshot: its shared records)."""
+        store = source if source is not None else self.world.store
+        for room, name, creator in store.load_moderators():
             self.moderators.setdefault(room, set()).add(name)
             if creator:
                 self.creators[room] = name
@@ -107,72 +111,93 @@ class ChangeHandler:
 
     def edit(self, session: Connection, frame: Edit) -> None:
         user = self.world.user_of(session)
-        if self.messages.answered_retry(session, user, frame.id):
-            return
-        room, target, peer = self._target(user, frame.room, frame.target)
-        if not _authored(user, target):
-            raise _forbidden("only its author can edit a message")
-        if target.kind != MsgKind.TEXT:
-            raise _bad("only a text message can be edited")
-        self._store(session, user, room, peer, frame.text, frame.id, ChangeKind.EDIT, target)
+
+        def go(room: Room, target: StoredMsg, peer: User | None) -> None:
+            if not _authored(user, target):
+                raise _forbidden("only its author can edit a message")
+            if target.kind != MsgKind.TEXT:
+                raise _bad("only a text message can be edited")
+            self._store(session, user, room, peer, frame.text, frame.id, ChangeKind.EDIT,
+                        target)
+
+        self._with_target(session, user, frame.room, frame.target, frame.id, go)
 
     def delete(self, session: Connection, frame: Delete) -> None:
         user = self.world.user_of(session)
-        if self.messages.answered_retry(session, user, frame.id):
-            return
-        room, target, peer = self._target(user, frame.room, frame.target)
-        if not _authored(user, target) and (
-                room.is_dm or user.name not in self.moderators.get(room.name, ())):
-            raise _forbidden("only its author or a moderator of the room can delete a "
-                             "message")
-        self._store(session, user, room, peer, "", frame.id, ChangeKind.DELETE, target)
+
+        def go(room: Room, target: StoredMsg, peer: User | None) -> None:
+            if not _authored(user, target) and (
+                    room.is_dm or user.name not in self.moderators.get(room.name, ())):
+                raise _forbidden("only its author or a moderator of the room can delete a "
+                                 "message")
+            self._store(session, user, room, peer, "", frame.id, ChangeKind.DELETE, target)
+
+        self._with_target(session, user, frame.room, frame.target, frame.id, go)
 
     def react(self, session: Connection, frame: React) -> None:
         user = self.world.user_of(session)
-        if self.messages.answered_retry(session, user, frame.id):
-            return
-        room, target, peer = self._target(user, frame.room, frame.target)
-        mine = [r.emoji for r in target.reactions or () if user.name in r.names]
-        if frame.emoji in mine:
-            raise _forbidden("you already reacted with this emoji")
-        if len(mine) >= MAX_EMOJI_PER_USER:
-            raise _forbidden(f"at most {MAX_EMOJI_PER_USER} emoji per message")
-        # The text is the emoji: a client that does not know reactions shows it as a
-        # message, which is what people sent before there were reactions.
-        self._store(session, user, room, peer, frame.emoji, frame.id, ChangeKind.REACT,
-                    target, frame.emoji)
+
+        def go(room: Room, target: StoredMsg, peer: User | None) -> None:
+            mine = [r.emoji for r in target.reactions or () if user.name in r.names]
+            if frame.emoji in mine:
+                raise _forbidden("you already reacted with this emoji")
+            if len(mine) >= MAX_EMOJI_PER_USER:
+                raise _forbidden(f"at most {MAX_EMOJI_PER_USER} emoji per message")
+            # The text is the emoji: a client that does not know reactions shows it as a
+            # message, which is what people sent before there were reactions.
+            self._store(session, user, room, peer, frame.emoji, frame.id, ChangeKind.REACT,
+                        target, frame.emoji)
+
+        self._with_target(session, user, frame.room, frame.target, frame.id, go)
 
     def unreact(self, session: Connection, frame: Unreact) -> None:
         user = self.world.user_of(session)
-        if self.messages.answered_retry(session, user, frame.id):
-            return
-        room, target, peer = self._target(user, frame.room, frame.target)
-        if not any(r.emoji == frame.emoji and user.name in r.names
-                   for r in target.reactions or ()):
-            raise _forbidden("you have not reacted with this emoji")
-        self._store(session, user, room, peer, "", frame.id, ChangeKind.UNREACT, target,
-                    frame.emoji)
 
-    def _target(self, user: User, room_name: str,
-                seq: int) -> tuple[Room, StoredMsg, User | None]:
-        """The room, the message to change and the DM peer (None in a group room), once
-        the user may touch the room and the message is one that can still change."""
+        def go(room: Room, target: StoredMsg, peer: User | None) -> None:
+            if not any(r.emoji == frame.emoji and user.name in r.names
+                       for r in target.reactions or ()):
+                raise _forbidden("you have not reacted with this emoji")
+            self._store(session, user, room, peer, "", frame.id, ChangeKind.UNREACT, target,
+                        frame.emoji)
+
+        self._with_target(session, user, frame.room, frame.target, frame.id, go)
+
+    def _with_target(self, session: Connection, user: User, room_name: str, seq: int,
+                     ref: str, go: Callable[[Room, StoredMsg, User | None], None]) -> None:
+        """A retry of (user, ``ref``) gets its first ack again; else ``go(room, target,
+        peer)`` (peer: the DM's other user, None in a group room) once the user may touch
+        the room and the message is one that can still change. The retry and the
+        target are looked up through the message handler and ``World.reads`` (a
+        cluster node reads both from Redis: ``go`` then runs when the reads are done,
+        its refusals sent as errors)."""
+        def unless_retried(retried: bool) -> None:
+            if not retried:
+                self._check_target(session, user, room_name, seq, ref, go)
+
+        then_with(session, ref, self.messages.answered_retry(session, user, ref, room_name),
+                  unless_retried)
+
+    def _check_target(self, session: Connection, user: User, room_name: str, seq: int,
+                      ref: str, go: Callable[[Room, StoredMsg, User | None], None]) -> None:
         room = self.rooms.readable_room(user, room_name)  # a member, or one of the two
         peer = self.rooms.check_dm_access(user, room_name) if room.is_dm else None
         # Only what the user can have been shown: a message whose commit is still to
         # come may yet fail and its seq go to another.
         if seq > room.durable_seq:
             raise _bad(f"no message {seq} in {room.name}")
-        target = self.world.store.get_message(room.name, seq)
-        if target is None:
-            raise _forbidden(f"message {seq} is no longer stored")
-        if target.change is not None:
-            raise _bad(f"{seq} is a change, not a message")
-        if target.deleted:
-            raise _forbidden(f"message {seq} was deleted")
-        if target.hidden and target.sender != user.name:
-            raise _forbidden(f"message {seq} is not yours to change")  # a placeholder to them
-        return room, target, peer
+
+        def checked(target: StoredMsg | None) -> None:
+            if target is None:
+                raise _forbidden(f"message {seq} is no longer stored")
+            if target.change is not None:
+                raise _bad(f"{seq} is a change, not a message")
+            if target.deleted:
+                raise _forbidden(f"message {seq} was deleted")
+            if target.hidden and target.sender != user.name:
+                raise _forbidden(f"message {seq} is not yours to change")  # a placeholder
+            go(room, target, peer)
+
+        then_with(session, ref, self.world.reads.get_message(room.name, seq), checked)
 
     def _store(self, session: Connection, user: User, room: Room, peer: User | None,
                text: str, client_id: str, change: ChangeKind, target: StoredMsg,
@@ -186,7 +211,7 @@ class ChangeHandler:
         # hidden from the peer (sent while blocked): an unblock reveals none of it.
         hidden = hidden_from_peer(user, peer) or bool(target.hidden)
         self.messages.store_entry(session, user, room, text, client_id, hidden=hidden,
-                                  extra=extra)
+                                  extra=extra, target=target)
 
     # --- moderators --------------------------------------------------------------------
 

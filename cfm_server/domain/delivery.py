@@ -68,6 +68,13 @@ class Delivery:
                     n += 1
         self.metrics.count_out(t, n)
 
+    def room_event(self, room: Room, user: User, data: bytes, t: str,
+                   audience: Iterable[Connection], *, skip: Connection | None = None) -> None:
+        """What ``user`` did in ``room`` (joined, left: ``member``; a new member's
+        ``presence``) to ``audience`` (but ``skip``): the sessions the domain's rule
+        chose. A cluster node applies the same rule on the other nodes."""
+        self.to_sessions(audience, data, t, skip=skip)
+
     def hidden_to_room(self, room: Room, pending: Pending) -> None:
         """A DM message its recipient blocked the sender for: the message to the sender's
         other sessions, the placeholder to the recipient's (the room stays gapless)."""

@@ -7,9 +7,11 @@ then — only when that write's commit completes — the ``ack`` to the sender a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from cfm_common import rules
@@ -30,15 +32,17 @@ from cfm_common.frames import (
 from cfm_common.rules import ErrorCode, MsgKind, Status
 from cfm_server.admission import RateLimited
 from cfm_server.domain.annotations import annotations
+from cfm_server.domain.awaiting import then_with
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.hidden import as_seen_by, hidden_from_peer, hidden_placeholder
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World, now_ms
 from cfm_server.limits import PairInterval
-from cfm_server.pages import first_within, last_within, one_page, stored_msg_size
+from cfm_server.pages import AnswerItem, awaited, first_within, last_within, stored_msg_size
 from cfm_server.state import Pending, Room, User
 from cfm_server.store import StoreError
+from cfm_server.wsframe import frame_binary
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +102,19 @@ class MessageHandler:
         # Resolved without creating anything first: a say refused by a limit leaves no
         # new DM room behind.
         room, _, peer = self._target(user, frame.room, frame.to, create=False)
+        if frame.reply is not None and room is not None and frame.reply <= room.durable_seq:
+            # The answered message is read first (a cluster node reads it from Redis).
+            then_with(session, frame.id, self.world.reads.get_message(room.name, frame.reply),
+                      lambda answered: self._say(session, user, frame, room, peer, answered))
+            return
+        self._say(session, user, frame, room, peer, None)
+
+    def _say(self, session: Connection, user: User, frame: Say, room: Room | None,
+             peer: User | None, answered: StoredMsg | None) -> None:
         extra = None
         if frame.reply is not None or "@" in frame.text:  # replies, mentions (annotations.py)
-            extra = annotations(self.world, room, user, peer, frame.reply, frame.text)
+            extra = annotations(self.world, room, user, peer, frame.reply, frame.text,
+                                answered)
         self.world.admission.charge_message(user, peer, frame.id, room)
         if peer is not None and (room is None or len(room.members) < 2):
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
@@ -153,6 +167,16 @@ class MessageHandler:
         """Store a message — or, with ``extra`` (StoredMsg fields: a reply, mentions, a
         change entry's ``change``/``target``/``emoji``), an entry of the extensions —
         then ack and fan it out once committed."""
+        self._append(session, user, room, text, kind, client_id, hidden, extra)
+        if room.is_dm and not hidden and user.name not in room.wrote:
+            room.wrote.add(user.name)
+
+    def _append(self, session: Connection, user: User, room: Room, text: str,
+                kind: MsgKind, client_id: str | None, hidden: bool,
+                extra: dict[str, Any] | None = None) -> None:
+        """Number and store the message; its commit releases the ack and the fan-out
+        (``_on_commit``). A cluster node overrides this (Redis numbers the message:
+        cfm_server/cluster/messages.py); the rules above stay here."""
         seq = room.next_seq()
         stored = StoredMsg(room.name, seq, user.name, text, now_ms(), kind.value, client_id)
         if extra:
@@ -171,20 +195,23 @@ class MessageHandler:
         pending = Pending(stored, data, commit, session, time.perf_counter(),
                           placeholder=placeholder)
         room.pending.append(pending)
-        if room.is_dm and not hidden and user.name not in room.wrote:
-            room.wrote.add(user.name)
         if client_id is not None:
             self.inflight[(user.name, client_id)] = pending
         commit.add_done_callback(lambda _: self._on_commit(room))
 
     # --- the entries of the message changes (changes.py), stored as says are ------------
 
-    def answered_retry(self, session: Connection, user: User, client_id: str) -> bool:
-        """A retried (sender, id): the original ack again; True if so."""
+    def answered_retry(self, session: Connection, user: User, client_id: str,
+                       room: str | None = None) -> bool | asyncio.Future[bool]:
+        """A retried (sender, id): the original ack again; True if so. (A cluster node
+        looks it up in ``room``'s dedupe hash: a future.)"""
         return self._resend_ack(session, user, client_id)
 
     def store_entry(self, session: Connection, user: User, room: Room, text: str,
-                    client_id: str, *, hidden: bool, extra: dict[str, Any]) -> None:
+                    client_id: str, *, hidden: bool, extra: dict[str, Any],
+                    target: StoredMsg | None = None) -> None:
+        """``target``: the message the entry changes, as read (a cluster node stores a
+        deleted message's tombstone from it; a single node's store has it)."""
         self._store_message(session, user, room, text, MsgKind.TEXT, client_id,
                             hidden=hidden, extra=extra)
 
@@ -243,10 +270,10 @@ class MessageHandler:
     def history(self, session: Connection, frame: GetHistory) -> None:
         user = self.world.user_of(session)
         room = self.rooms.readable_room(user, frame.room)
-        # Read from the store when the session is ready to send it (Session.answer).
-        session.answer(one_page(lambda: encode(self._history_page(user, room, frame))))
+        # Read when the session is ready to send it (Session.answer).
+        session.answer(self._history_page(user, room, frame), frame.id or frame.T)
 
-    def _history_page(self, user: User, room: Room, frame: GetHistory) -> History:
+    def _history_page(self, user: User, room: Room, frame: GetHistory) -> Iterator[AnswerItem]:
         """A ``history`` answer for ``user``: at most ``limit`` messages and
         ``page_bytes`` bytes."""
         world = self.world
@@ -256,7 +283,8 @@ class MessageHandler:
         # writes whose commit is still to come, and may yet fail.
         top = room.durable_seq
         if frame.after is not None:
-            msgs = world.store.history_after(room.name, frame.after, limit + 1)
+            msgs = yield from awaited(world.reads.history_after(room.name, frame.after,
+                                                                limit + 1))
             if msgs and msgs[-1].seq > top:
                 msgs = [m for m in msgs if m.seq <= top]
             more = len(msgs) > limit
@@ -264,13 +292,14 @@ class MessageHandler:
             kept = first_within(msgs, stored_msg_size, budget) if msgs else msgs
         else:
             before = top + 1 if frame.before is None else min(frame.before, top + 1)
-            msgs = world.store.history_before(room.name, before, limit + 1)
+            msgs = yield from awaited(world.reads.history_before(room.name, before, limit + 1))
             more = len(msgs) > limit
             del msgs[: max(0, len(msgs) - limit)]  # the extra one is the oldest
             kept = last_within(msgs, stored_msg_size, budget) if msgs else msgs
         world.metrics.count_out("history")
         shown = as_seen_by(user, room, kept)
-        return History(room.name, tuple(shown), more or len(kept) < len(msgs), ref=frame.id)
+        yield frame_binary(encode(History(room.name, tuple(shown),
+                                          more or len(kept) < len(msgs), ref=frame.id)))
 
     def read(self, session: Connection, frame: MarkRead) -> None:
         world = self.world

@@ -9,6 +9,7 @@ is told after ``presence_grace`` seconds, so a reconnect at once does not flap.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from cfm_common import rules
 from cfm_common.codec import encode
@@ -98,12 +99,15 @@ class PresenceHandler:
         An invisible user (who looks offline) is not announced."""
         if not user.sessions or user.record.status == Status.INVISIBLE:
             return
-        # quiet sessions learn members from joined/members
-        audience = (other for other in room.loud
-                    if (them := other.user) is not None and them is not user
-                    and not user.has_blocked(them.name))
-        self.delivery.to_sessions(audience, self.frame(user, user.status_for(None)),
-                                  "presence")
+        self.delivery.room_event(room, user, self.frame(user, user.status_for(None)),
+                                 "presence", self.introduce_audience(room, user))
+
+    def introduce_audience(self, room: Room, user: User) -> Iterable[Connection]:
+        """Who a new member is introduced to: the room's loud sessions (quiet ones learn
+        members from joined/members) but the user's and those of the users it blocked."""
+        return (other for other in room.loud
+                if (them := other.user) is not None and them is not user
+                and not user.has_blocked(them.name))
 
     def set_presence(self, session: Connection, frame: SetPresence) -> None:
         world = self.world
@@ -137,7 +141,8 @@ class PresenceHandler:
                 going[0].cancel()
                 if self.view(user) != going[1]:
                     self.broadcast(user, own=False)
-            elif user.record.status != Status.INVISIBLE:
+            elif user.record.status != Status.INVISIBLE and not user.remote:
+                # (remote: online on another node of a cluster, so watchers see it already)
                 self.broadcast(user, own=False)
         elif changed:
             self.broadcast(user, own=True, skip=session, public=before)
@@ -176,6 +181,6 @@ class PresenceHandler:
     def _gone_offline(self, name: str) -> None:
         self.going_offline.pop(name, None)
         user = self.world.users.get(name)
-        if user is not None and not user.sessions:
+        if user is not None and not user.online:  # nor on another node of a cluster
             self.broadcast(user, own=False)
 

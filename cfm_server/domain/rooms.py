@@ -7,8 +7,8 @@ and the replay of what the member missed, produced page by page as the reader dr
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
 
 from cfm_common import rules
 from cfm_common.codec import encode
@@ -29,8 +29,16 @@ from cfm_server.domain.hidden import as_seen_by
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.world import World
-from cfm_server.pages import first_within, one_page, replay_pages, roster_entry_size
+from cfm_server.pages import (
+    AnswerItem,
+    awaited,
+    first_within,
+    one_page,
+    replay_pages,
+    roster_entry_size,
+)
 from cfm_server.state import Room, User
+from cfm_server.wsframe import frame_binary
 
 DEFAULT_MEMBERS_PAGE = 100  # a ``members`` request without a limit
 
@@ -92,8 +100,8 @@ class RoomHandler:
             if user.name not in room.members:
                 self.add_member(room, user)
                 data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
-                self.delivery.to_sessions(self._member_audience(room, user), data, "member",
-                                          skip=session)
+                self.delivery.room_event(room, user, data, "member",
+                                         self.member_audience(room, user), skip=session)
                 self.presence.introduce(room, user)
             if made:
                 for created in self.on_created:  # its creator moderates it (changes.py)
@@ -102,38 +110,38 @@ class RoomHandler:
             self.check_dm_access(user, frame.room)
             if room is None:
                 room = world.create_room(frame.room)
-        since, reset = frame.since, None
-        if frame.epoch is not None and frame.epoch != room.epoch:
-            since, reset = 0, True
-        config = world.config
         # Up to the last message whose commit completed, never further: one still being
         # committed reaches this session by the fan-out of its commit (the session is a
         # member now), and one whose commit fails (a full disk, a SIGKILL) must never
-        # have been shown, since its seq goes to the next message.
-        top = room.durable_seq
+        # have been shown, since its seq goes to the next message. Taken now, not when
+        # the answer is produced (a cluster node may still be reading it: world.Reads).
+        top_now = world.reads.top(room)
+        session.answer(self._join_answer(room, user, frame, top_now), frame.id or frame.T)
+
+    def _join_answer(self, room: Room, user: User, frame: Join,
+                     top_now: int | asyncio.Future[int]) -> Iterator[AnswerItem]:
+        """``joined``, then the replay of what the member missed, produced page by page
+        as the reader drains, never queued whole."""
+        world = self.world
+        config = world.config
+        top = yield from awaited(top_now)  # a cluster node may learn the epoch with it
+        since, reset = frame.since, None
+        if frame.epoch is not None and frame.epoch != room.epoch:
+            since, reset = 0, True
         more = None
         if since is not None:
             # Seqs are gapless: the messages after ``since`` are since+1 .. top.
             more = top - since > config.replay_limit
-        members_limit = frame.members_limit
-
-        def joined() -> bytes:
-            # Built when the session is ready to send it: a big room's roster costs
-            # milliseconds, spent only for a reader that reads.
-            members, count = self._join_roster(room, user, members_limit)
-            world.metrics.count_out("joined")
-            return encode(Joined(room.name, top, room.epoch, members, more, reset, count,
-                                 ref=frame.id))
-
-        if since is None or since >= top:
-            session.answer(one_page(joined))
-            return
-        # The replay is produced page by page as the reader drains, never queued whole.
-        session.answer(itertools.chain(
-            one_page(joined),
-            replay_pages(world.store, room.name, since, top, config.replay_limit,
-                         config.answer_page_bytes, world.metrics,
-                         seen_as=lambda msgs: as_seen_by(user, room, msgs))))
+        # Built when the session is ready to send it: a big room's roster costs
+        # milliseconds, spent only for a reader that reads.
+        members, count = self._join_roster(room, user, frame.members_limit)
+        world.metrics.count_out("joined")
+        yield frame_binary(encode(Joined(room.name, top, room.epoch, members, more, reset,
+                                         count, ref=frame.id)))
+        if since is not None and since < top:
+            yield from replay_pages(world.reads, room.name, since, top, config.replay_limit,
+                                    config.answer_page_bytes, world.metrics,
+                                    seen_as=lambda msgs: as_seen_by(user, room, msgs))
 
     def _join_roster(self, room: Room, user: User,
                      members_limit: int | None) -> tuple[tuple[RosterEntry, ...], int | None]:
@@ -151,10 +159,11 @@ class RoomHandler:
         count = len(room.members) if members_limit is not None or cut else None
         return tuple(entries), count
 
-    def _member_audience(self, room: Room, user: User) -> Iterable[Connection]:
+    def member_audience(self, room: Room, user: User) -> Iterable[Connection]:
         """Who hears of ``user`` joining or leaving ``room``: its loud sessions, except
         what would show that a user who looks offline is active — while the user is
-        invisible only its own sessions, and never the users it blocked."""
+        invisible only its own sessions, and never the users it blocked. (A cluster
+        node applies it to the sessions it holds.)"""
         if user.record.status == Status.INVISIBLE:
             return [s for s in user.sessions if s in room.loud]
         if not any(c.blocked for c in user.contacts.values()):
@@ -177,7 +186,7 @@ class RoomHandler:
             world.metrics.count_out("left")
             self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
-        self.delivery.to_sessions(self._member_audience(room, user), data, "member")
+        self.delivery.room_event(room, user, data, "member", self.member_audience(room, user))
 
     def members(self, session: Connection, frame: GetMembers) -> None:
         """A page of a group room's member list (the big-room extension)."""
@@ -193,4 +202,4 @@ class RoomHandler:
         more = more or len(kept) < len(entries)
         page = MembersPage(room.name, tuple(kept), more, ref=frame.id)
         world.metrics.count_out(page.T)
-        session.answer(one_page(lambda: encode(page)))
+        session.answer(one_page(lambda: encode(page)), frame.id or frame.T)

@@ -6,6 +6,7 @@ changed only by the domain modules, on the event loop, without awaiting.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -14,12 +15,14 @@ from typing import Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
+from cfm_common.frames import StoredMsg
 from cfm_common.rules import ErrorCode
 from cfm_server.admission import Admission
 from cfm_server.config import ServerConfig
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.writes import Writes
 from cfm_server.metrics import Metrics
+from cfm_server.pages import MessageReads
 from cfm_server.state import Room, User
 from cfm_server.store import ContactRecord, RoomRecord, Store, UserRecord
 
@@ -36,6 +39,44 @@ class Snapshot(Protocol):
     def load_reads(self) -> Iterable[tuple[str, str, int]]: ...
 
 
+class Reads(MessageReads, Protocol):
+    """Where answers read what the live state does not hold (``pages.awaited``): a
+    single node's store answers at once; a cluster node may still be reading (a future).
+
+    ``top(room)``: the last seq a joiner is shown; messages after it reach a member by
+    fan-out. ``history_after``/``history_before``: stored messages (``MessageReads``).
+    """
+
+    def top(self, room: Room) -> int | asyncio.Future[int]: ...
+
+    def get_message(self, room: str, seq: int
+                    ) -> StoredMsg | asyncio.Future[StoredMsg | None] | None:
+        """One message in its current state (a change's target, a reply's message)."""
+        ...
+
+    def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
+        """A welcome's unread and mention counts for one room, at once (a cluster node
+        reads them before the sign-in is answered). Raises StoreError."""
+        ...
+
+
+class StoreReads:
+    """A single node's reads: its store's, at once; a room's top is its last committed
+    seq (see RoomHandler.join)."""
+
+    __slots__ = ("get_message", "history_after", "history_before", "unread_counts")
+
+    def __init__(self, store: Store) -> None:
+        self.history_after = store.history_after
+        self.history_before = store.history_before
+        self.get_message = store.get_message
+        self.unread_counts = store.unread_counts
+
+    @staticmethod
+    def top(room: Room) -> int:
+        return room.durable_seq
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -46,10 +87,12 @@ def new_epoch() -> str:
 
 class World:
     def __init__(self, config: ServerConfig, store: Store, metrics: Metrics,
-                 writes: Writes | None = None) -> None:
+                 writes: Writes | None = None, reads: Reads | None = None) -> None:
         self.config = config
         self.store = store  # reads; writes go through ``writes``
         self.writes = writes if writes is not None else Writes(store)
+        # The reads of answers (history, a join's top and replay).
+        self.reads: Reads = reads if reads is not None else StoreReads(store)
         self.metrics = metrics
         self.users: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}

@@ -75,7 +75,7 @@ async def test_a_killed_nodes_users_go_offline_unless_another_node_holds_them(
         proc.kill()  # SIGKILL: no goodbye, only its heartbeats stop
         await proc.wait()
         await wait_until(lambda: len(heard) >= 4, "bob and carol offline")
-        assert sorted(heard) == ["off bob", "off carol", "on bob", "on carol"]
+        assert sorted(heard) == ["gone bob", "gone carol", "on bob", "on carol"]
         assert await presence.online(["alice", "bob", "carol"]) == {"alice"}
         assert await client.zscore(keys.PRESENCE_NODES, "doomed") is None
     finally:
@@ -207,3 +207,25 @@ async def test_a_holder_cut_off_from_redis_stops_before_another_takes_over(
         first.cancel()
         await asyncio.wait({first})
         await proxy.close()
+
+
+async def test_a_node_restarted_before_its_expiry_says_its_old_users_are_gone(
+        broker_factory, redis) -> None:
+    node = await broker_factory(node="phoenix")
+    first = Presence(node.batcher, "phoenix", expiry=60)
+    await first.start()
+    await first.session_up("alice")
+    await first.session_up("bob")
+    heard, listener, client = await changes_listener(redis.url)
+    try:
+        again = Presence(node.batcher, "phoenix", expiry=60)  # its next life: bob only
+        again.sessions["bob"] = 1
+        await again.rejoin()
+        await wait_until(lambda: heard, "alice gone")
+        assert heard == ["gone alice"]
+        assert await again.online(["alice", "bob"]) == {"bob"}
+    finally:
+        listener.cancel()
+        await client.aclose()
+        if first._beats is not None:
+            first._beats.cancel()

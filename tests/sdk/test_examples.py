@@ -18,6 +18,7 @@ import pytest
 
 from cfm_common import Bot
 from cfm_common.client import Client
+from cfm_common.frames import Msg
 from tests.faults.conftest import quick_backoff
 from tests.faults.procs import ServerProcess
 from tests.sdk.conftest import Recorder
@@ -197,5 +198,44 @@ async def test_greeter(serve: ServerProcess, people: list[Client]) -> None:
         await late.close()
         greetings = said(watch, "greeter", "#lobby")
         assert sorted(greetings[:-1]) == expected and greetings[-1] == "Welcome to #lobby, late!"
+    finally:
+        await bot.stop()
+
+
+async def test_thread(serve: ServerProcess, people: list[Client]) -> None:
+    thread = example("thread_bot")
+    bot = await start(thread.make_bot(serve.url, token_file=False, backoff=quick_backoff(0)))
+    await asyncio.gather(*(u.join("#lobby") for u in people))
+    inboxes = [Recorder(user) for user in people]
+
+    def answer_to(inbox: Recorder, seq: int) -> list[Msg]:
+        return [m for m in inbox.msgs("#lobby") if m.sender == "thread" and m.reply == seq]
+
+    try:
+        asks = await asyncio.gather(*(u.say(f"@thread hi from {u.name}", room="#lobby")
+                                      for u in people))
+        await bounce(serve, "sigterm")  # while the bot answers
+        await asyncio.gather(*(r.wait(lambda r, s=a.seq: answer_to(r, s), WAIT)
+                               for r, a in zip(inboxes, asks, strict=True)))
+        invites = [answer_to(r, a.seq)[0] for r, a in zip(inboxes, asks, strict=True)]
+        # A reaction and a reply to another user's message: not the bot's business.
+        await people[0].react("#lobby", invites[0].seq, "👍")
+        await people[0].say("me too", room="#lobby", reply=asks[1].seq)
+        replies = await asyncio.gather(*(
+            u.say(f"blue, says {u.name}", room="#lobby", reply=invite.seq)
+            for u, invite in zip(people, invites, strict=True)))
+        await bounce(serve, "kill")
+        await asyncio.gather(*(r.wait(lambda r, s=a.seq: answer_to(r, s), WAIT)
+                               for r, a in zip(inboxes, replies, strict=True)))
+        watch = inboxes[0]  # it sees every answer: wait until it has them all
+        await watch.wait(lambda r: all(answer_to(r, a.seq) for a in replies), WAIT)
+        for user, invite, reply in zip(people, invites, replies, strict=True):
+            (answer,) = answer_to(watch, reply.seq)  # once, whatever the restarts
+            assert answer.text == (f"{user.name}, you answered “{invite.text}” with "
+                                   f"“blue, says {user.name}”")
+        # Handled in order: the reaction and the other reply came before the last
+        # replies were answered, and got nothing.
+        bots_msgs = [m for m in watch.msgs("#lobby") if m.sender == "thread"]
+        assert len(bots_msgs) == 2 * USERS and not [m for m in bots_msgs if m.is_change]
     finally:
         await bot.stop()

@@ -1,0 +1,520 @@
+"""One node of a cluster: the hub's World kept in step with Redis, and its messages.
+
+    node = ClusterNode(config)                  # config.redis_url, config.node_id
+    hub = Hub(config, MemoryStore(), metrics, **node.hub_parts())
+    await node.start(hub)                        # World from the shared records
+    ...
+    await node.close()
+
+What a single node reads from and writes to its store, a cluster node reads from and
+writes to Redis; the domain's rules run unchanged (docs/cluster.md, "A node's live
+state"):
+
+- the World is loaded from the shared records (``apply.read_snapshot``), written through
+  ``ClusterWrites`` and follows every other node's change (``apply.apply_change``);
+- messages are numbered, deduplicated and stored by the append script
+  (``ClusterMessages``); the node subscribes to every room one of its signed-in users is
+  a member of (and unsubscribes when none is left) and fans each message out to its own
+  sessions (``ClusterDelivery.stored``), the node's own messages included, in seq order,
+  exactly once;
+- answers read the rooms' streams through the broker (this class is the World's
+  ``Reads``): a join's ``top`` is where the node's subscription to the room starts;
+- frames for one user (``Delivery.to_user``) also reach the user's sessions on other
+  nodes (the user's channel, followed while the node holds a session of theirs);
+- presence: the node counts its sessions in the cluster's presence (``Presence``, with
+  heartbeats and expiry), marks the users online elsewhere (``User.remote``) and relays
+  each presence frame to every node, which tells the watchers it holds.
+
+Every call that needs Redis fails with ``ClusterUnavailable`` while it is out of reach;
+what a client asked for is then answered ``error{code: "internal", retry_ms}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from cfm_common.frames import StoredMsg
+from cfm_common.rules import Status
+from cfm_server.cluster import keys, records, scripts
+from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
+from cfm_server.cluster.broker import Broker
+from cfm_server.cluster.delivery import ClusterDelivery
+from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.messages import ClusterMessages
+from cfm_server.cluster.presence import Presence
+from cfm_server.cluster.state import Change, SharedState
+from cfm_server.cluster.writes import ClusterWrites
+from cfm_server.domain.changes import UNREAD_CAP
+from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.rooms import RoomHandler
+from cfm_server.domain.world import World
+from cfm_server.state import Room, User
+from cfm_server.store import StoreError
+
+if TYPE_CHECKING:
+    from cfm_server.config import ServerConfig
+    from cfm_server.hub import Hub
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_TIMEOUT = 5.0  # seconds a sign-in waits for this node to apply the latest changes
+
+
+def default_node_id(config: ServerConfig) -> str:
+    """``<hostname>-<port>``: stable across restarts of the same node, which presence
+    needs (a restarted node replaces what its previous life registered)."""
+    host = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-"
+                   for c in socket.gethostname())[:48] or "node"
+    return f"{host}-{config.port}"
+
+
+class ClusterNode:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id or default_node_id(config)
+        # This process's life of the node: the origin of its messages and user frames,
+        # so that what it sent itself is skipped (a restarted node's session ids repeat).
+        self.origin = f"{self.node_id}.{secrets.token_hex(3)}"
+        self.broker = Broker(config.redis_url, node=self.node_id,
+                             on_message=self._on_message, on_reset=self._on_reset,
+                             on_user_frame=self._on_user_frame)
+        self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
+        self.writes = ClusterWrites(self.state, self.broker)
+        self.writes.on_epoch = self._epoch_stands
+        self.presence = Presence(self.broker.batcher, self.node_id,
+                                 expiry=config.presence_expiry)
+        self.world: World | None = None
+        self.delivery: ClusterDelivery | None = None
+        self._hub: Hub | None = None
+        self._present = False  # registered in the cluster's presence
+        self._loaded = False
+        # Rooms subscribed to (or being): the future gives the seq live delivery starts after.
+        self._subs: dict[str, asyncio.Future[int]] = {}
+        self._followed: set[str] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        # Sign-ins waiting for the shared records' log to reach a seq (``_caught_up``).
+        self._catching_up: list[tuple[int, asyncio.Future[None]]] = []
+        # (user, room) → (read mark, unread, mentions) counted for a sign-in under way.
+        self._unread: dict[tuple[str, str], tuple[int, int, int]] = {}
+
+    # --- the hub's parts -----------------------------------------------------------------
+
+    def hub_parts(self) -> dict[str, Any]:
+        """What ``Hub`` builds differently on a cluster node."""
+        return {"writes": self.writes, "reads": self, "delivery": self._make_delivery,
+                "messages": self._make_messages, "node": self}
+
+    def _make_delivery(self, world: World) -> Delivery:
+        self.world = world
+        self.delivery = ClusterDelivery(world, self)
+        return self.delivery
+
+    def _make_messages(self, world: World, delivery: Delivery,
+                       rooms: RoomHandler) -> ClusterMessages:
+        return ClusterMessages(world, delivery, rooms, self)
+
+    # --- start and stop ------------------------------------------------------------------
+
+    async def start(self, hub: Hub) -> None:
+        """Load the hub's World from Redis; from then on follow every change."""
+        self._hub = hub
+        await self.broker.start()
+        hub.load(await read_snapshot(self.state, self.broker))
+        self._loaded = True
+        # Who is online on other nodes, and from now on every change of it.
+        await self.broker.listen(keys.PRESENCE_CHANNEL, self._on_presence_change)
+        await self.broker.listen(keys.PRESENCE_FRAMES, self._on_presence_frame)
+        world = self.world
+        assert world is not None
+        for name in await self.presence.online(list(world.users)) if world.users else ():
+            world.users[name].remote = True
+        await self.presence.start()  # replaces what a previous life of this node left
+        self._present = True
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            if self._present:
+                await self.presence.close()  # its users with no other node: offline now
+        except ClusterError as exc:
+            log.warning("leaving the cluster's presence failed (%s): the node's users go "
+                        "offline when its heartbeat expires", exc)
+        await self.state.close()
+        await self.broker.close()
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("cluster node: %s", task.exception())
+
+    def unreachable(self) -> bool:
+        """Whether Redis is out of reach now (``/readyz``): the last pipeline failed, or
+        the pub/sub connection is down (its watchdog notices within seconds)."""
+        return self.broker.batcher.down or not self.broker.subscriber.connected
+
+    # --- sessions: what the node follows while it holds them ---------------------------
+
+    async def before_sign_in(self, name: str) -> None:
+        """Before a hello of ``name`` is answered: follow the user's frames and subscribe
+        to every room of theirs, so that the welcome's seqs are where live delivery
+        starts. Raises ClusterUnavailable."""
+        assert self.world is not None
+        await self._caught_up()
+        if name not in self._followed:
+            await self.broker.follow_user(name)
+            self._followed.add(name)
+        user = self.world.users.get(name)
+        if user is not None and user.rooms:
+            await asyncio.gather(*(self.subscription(room) for room in list(user.rooms)))
+            await self._count_unread(user)
+
+    async def _count_unread(self, user: User) -> None:
+        """The welcome's unread and mention counts (``unread_counts``), read now: one
+        capped read per room with something past the user's read mark, as a single
+        node's store counts (``changes.UNREAD_CAP`` entries at most, change entries
+        included). A room whose read fails is left out of the counts, never the
+        sign-in."""
+        world = self.world
+        assert world is not None
+        rooms = [(room, user.reads.get(room.name, 0)) for name in list(user.rooms)
+                 if (room := world.rooms.get(name)) is not None]
+        rooms = [(room, read) for room, read in rooms if room.durable_seq > read]
+        pages = await asyncio.gather(
+            *(self.broker.history(room.name, after=read, limit=UNREAD_CAP)
+              for room, read in rooms), return_exceptions=True)
+        for (room, read), page in zip(rooms, pages, strict=True):
+            if isinstance(page, BaseException):
+                log.warning("cannot count %s's unread messages in %s: %s", user.name,
+                            room.name, page)
+                continue
+            unread = mentions = 0
+            for m in page:
+                if m.sender == user.name or m.change is not None or m.deleted or m.hidden:
+                    continue
+                unread += 1
+                mentions += user.name in (m.mentions or ())
+            self._unread[(user.name, room.name)] = (read, unread, mentions)
+
+    def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
+        """What ``_count_unread`` read before this sign-in (World.reads)."""
+        counted = self._unread.pop((user, room), None)
+        if counted is None or counted[0] != after:
+            raise StoreError(f"{room}: not counted for this sign-in")
+        return min(counted[1], cap), min(counted[2], cap)
+
+    async def _caught_up(self) -> None:
+        """Wait until this node applied every change of the shared records Redis held a
+        moment ago: a user who signed up, or added a contact, on another node and comes
+        here next is known here, with that contact (read the cluster's writes)."""
+        head = await self.broker.head(keys.STATE)
+        if self.state.seq >= head.seq:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._catching_up.append((head.seq, waiter))
+        try:
+            await asyncio.wait_for(waiter, CATCH_UP_TIMEOUT)
+        except TimeoutError:
+            log.warning("the shared records' log is not at seq %d after %.0f s (at %d)",
+                        head.seq, CATCH_UP_TIMEOUT, self.state.seq)
+
+    def after_sign_in(self, user: User) -> None:
+        """A session of ``user`` started here: counted in the cluster's presence."""
+        self._spawn(self.presence.session_up(user.name))
+
+    def after_sign_out(self, user: User) -> None:
+        """A session of ``user`` ended. Once none of theirs is left here, the node stops
+        following the user, and every room of theirs no other member here is in."""
+        self._spawn(self._session_down(user))
+        if user.sessions:
+            return
+        if user.name in self._followed:
+            self._followed.discard(user.name)
+            self._spawn(self.broker.unfollow_user(user.name))
+        for room_name in list(user.rooms):
+            self._release(room_name)
+
+    def _release(self, room_name: str) -> None:
+        """Unsubscribe from a room no signed-in user here is a member of."""
+        assert self.world is not None
+        room = self.world.rooms.get(room_name)
+        if room_name not in self._subs or room is None:
+            return
+        users = self.world.users
+        if any(users[name].sessions for name in room.members if name in users):
+            return
+        del self._subs[room_name]
+        self._spawn(self._unsubscribe(room_name))
+
+    async def _unsubscribe(self, room_name: str) -> None:
+        # Each step below runs at once up to its first wait for Redis (the broker drops
+        # the room's tracker, the subscriber the channel) right after the check: a
+        # subscription asked for meanwhile is never undone.
+        if room_name in self._subs:
+            return  # wanted again before this ran
+        await self.broker.unsubscribe(room_name)
+        if room_name in self._subs:
+            return
+        await self.broker.unlisten(keys.room_events(room_name))
+
+    async def _session_down(self, user: User) -> None:
+        went_offline = await self.presence.session_down(user.name)
+        if user.sessions:
+            return
+        # Whether another node holds the user decides what watchers are told when the
+        # presence grace ends (PresenceHandler._gone_offline reads ``User.online``).
+        user.remote = not went_offline
+
+    def _on_presence_change(self, data: bytes) -> None:
+        """``on <user>`` / ``off <user>``: the user's first session in the cluster
+        started, or its last one ended (its node's, or its node expired)."""
+        op, _, name = data.partition(b" ")
+        assert self.world is not None
+        user = self.world.users.get(name.decode())
+        if user is None:
+            return
+        if op == b"on" and not user.sessions:
+            user.remote = True
+        elif op == b"off":
+            user.remote = False
+        elif op == b"gone":
+            # Its node died or left: nobody signed the user out, so no node told the
+            # watchers. Each node tells its own, as the user's node would have.
+            user.remote = False
+            hub = self._hub
+            if hub is not None and not user.sessions \
+                    and user.record.status != Status.INVISIBLE:
+                assert self.delivery is not None
+                self.delivery.presence_relayed(
+                    user, hub.presence.frame(user, user.status_for(None)))
+
+    def _on_presence_frame(self, data: bytes) -> None:
+        origin, _, rest = data.partition(b" ")
+        name, _, frame = rest.partition(b" ")
+        if origin.decode() == self.origin or not frame:
+            return
+        assert self.world is not None and self.delivery is not None
+        user = self.world.users.get(name.decode())
+        if user is None:
+            return
+        if not user.sessions and not user.remote and _shows_online(frame):
+            user.remote = True  # told before the user's "on" reaches this node
+        self.delivery.presence_relayed(user, frame)
+
+    def send_room_event(self, room: str, t: str, user: str, frame: bytes) -> None:
+        """What ``user`` did in ``room`` (a ``member``, ``presence`` or ``typing`` frame)
+        to the other nodes subscribed to it."""
+        data = b"%s %s %s %s" % (self.origin.encode(), t.encode(), user.encode(), frame)
+        self.broker.publish(keys.room_events(room), data).add_done_callback(_quiet_failure)
+
+    def _on_room_event(self, room_name: str, data: bytes) -> None:
+        origin, t, name, frame = data.split(b" ", 3)
+        hub, delivery, world = self._hub, self.delivery, self.world
+        if origin.decode() == self.origin or hub is None or delivery is None or world is None:
+            return
+        room = world.rooms.get(room_name)
+        if room is None:
+            return
+        kind, user_name = t.decode(), name.decode()
+        if kind == "typing":
+            delivery.room_relayed(room, frame, kind, user_name)
+            return
+        user = world.users.get(user_name)
+        if user is None:
+            return
+        # The domain's audience rules, applied to this node's sessions.
+        if kind == "member":
+            audience = hub.room_handler.member_audience(room, user)
+        elif kind == "presence":
+            audience = hub.presence.introduce_audience(room, user)
+        else:
+            log.error("%s: an unknown room event %r ignored", room_name, kind)
+            return
+        delivery.to_sessions(audience, frame, kind)
+
+    def send_presence(self, name: str, frame: bytes) -> None:
+        """A presence frame of ``name`` to the watchers on every other node."""
+        data = b"%s %s %s" % (self.origin.encode(), name.encode(), frame)
+        self.broker.publish(keys.PRESENCE_FRAMES, data).add_done_callback(_quiet_failure)
+
+    def subscription(self, room_name: str, since: int | None = None) -> asyncio.Future[int]:
+        """Subscribe to a room (once): a future of the seq live delivery starts after."""
+        sub = self._subs.get(room_name)
+        if sub is not None:
+            return sub
+        sub = self._subs[room_name] = asyncio.get_running_loop().create_future()
+        waiting = self.broker.subscribe(room_name, since=since)  # tracked from now on
+        self._spawn(self._subscribed(room_name, waiting, sub))
+        self._spawn(self.broker.listen(keys.room_events(room_name),
+                                       functools.partial(self._on_room_event, room_name)))
+        return sub
+
+    async def _subscribed(self, room_name: str, waiting: Awaitable[Any],
+                          sub: asyncio.Future[int]) -> None:
+        try:
+            head = await waiting
+        except BaseException as exc:
+            if self._subs.get(room_name) is sub:
+                del self._subs[room_name]  # the next asker tries again
+            if isinstance(exc, Exception):
+                sub.set_exception(exc)
+                sub.exception()  # retrieved: a failure nobody waited for is no error
+                return
+            sub.cancel()
+            raise
+        assert self.world is not None
+        room = self.world.rooms.get(room_name)
+        if room is not None:
+            if head.epoch and room.epoch and head.epoch != room.epoch:
+                log.warning("%s: epoch %s here, %s in Redis: taking Redis's", room_name,
+                            room.epoch, head.epoch)
+                room.epoch = head.epoch
+                room.seq = room.durable_seq = head.seq
+            else:
+                if head.epoch and not room.epoch:  # a room learned from another node
+                    room.epoch = head.epoch
+                # Never lower: what the subscription already handed on counts.
+                if head.seq > room.durable_seq:
+                    room.seq = room.durable_seq = head.seq
+        sub.set_result(head.seq)
+
+    # --- World.reads ------------------------------------------------------------------
+
+    def top(self, room: Room) -> int | asyncio.Future[int]:
+        """The last seq a joiner is shown: the room's latest once it is subscribed
+        (later ones reach the member by fan-out), else where the subscription starts."""
+        sub = self.subscription(room.name)
+        if sub.done() and not sub.cancelled() and sub.exception() is None:
+            return room.durable_seq
+        return sub
+
+    def history_after(self, room: str, after: int, limit: int
+                      ) -> asyncio.Future[list[StoredMsg]]:
+        return asyncio.ensure_future(self.broker.history(room, after=after, limit=limit))
+
+    def history_before(self, room: str, before: int | None, limit: int
+                       ) -> asyncio.Future[list[StoredMsg]]:
+        return asyncio.ensure_future(self.broker.history(room, before=before, limit=limit))
+
+    def get_message(self, room: str, seq: int) -> asyncio.Future[StoredMsg | None]:
+        """One message in its current state, from the room's stream and changes hash."""
+        async def read() -> StoredMsg | None:
+            msgs = await self.broker.history(room, after=seq - 1, limit=1)
+            return msgs[0] if msgs and msgs[0].seq == seq else None
+
+        return asyncio.ensure_future(read())
+
+    # --- what Redis tells the node ---------------------------------------------------------
+
+    def _on_message(self, room_name: str, seq: int, origin: str, msg: bytes) -> None:
+        if room_name == keys.STATE:
+            self.state.deliver(seq, origin, msg)
+            return
+        world, delivery = self.world, self.delivery
+        assert world is not None and delivery is not None
+        room = world.rooms.get(room_name)
+        if room is None:
+            return
+        if seq > room.durable_seq:
+            room.seq = room.durable_seq = seq
+        delivery.stored(room, origin, msg)
+
+    def _on_reset(self, room_name: str, epoch: str) -> None:
+        if room_name == keys.STATE:
+            self.state.reset(epoch)
+            return
+        assert self.world is not None
+        room = self.world.rooms.get(room_name)
+        if room is not None:
+            log.warning("%s: its history restarted in Redis (epoch %s)", room_name, epoch)
+            room.epoch = epoch
+
+    def _on_change(self, change: Change) -> None:
+        if self._catching_up:
+            self._release_caught_up()
+        if not self._loaded:
+            return  # the snapshot being loaded holds it
+        world = self.world
+        assert world is not None
+        unknown = apply_change(world, change)
+        kind, _, rest = change.key.partition(":")
+        if kind == records.MODERATOR and self._hub is not None:
+            apply_moderator(self._hub.changes, change)
+        if kind == records.MEMBER and change.value is None:
+            self._release(rest.rpartition(":")[0])  # a member here left, maybe the last
+        elif kind == records.MEMBER:
+            room_name, _, user_name = rest.rpartition(":")
+            user = world.users.get(user_name)
+            room = world.rooms.get(room_name)
+            if user is not None and user.sessions and room is not None:
+                # A member signed in here: its messages from now on — from the start for
+                # a room this node did not know (a new DM's first message may be stored
+                # already), else from what the node has.
+                since = 0 if room_name in unknown else room.durable_seq
+                self.subscription(room_name, since)
+                unknown.discard(room_name)
+        if unknown:  # rooms made on another node: their seq and epoch from Redis
+            self._spawn(learn_rooms(world, self.broker, unknown))
+
+    def _release_caught_up(self) -> None:
+        seq, waiting = self.state.seq, []
+        for target, waiter in self._catching_up:
+            if target <= seq:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((target, waiter))
+        self._catching_up = waiting
+
+    def _epoch_stands(self, room_name: str, epoch: str) -> None:
+        assert self.world is not None
+        room = self.world.rooms.get(room_name)
+        if room is not None:
+            room.epoch = epoch
+
+    def _on_user_frame(self, user_name: str, origin: str, frame: bytes) -> None:
+        if origin == self.origin:
+            return  # delivered here already
+        assert self.world is not None and self.delivery is not None
+        user = self.world.users.get(user_name)
+        if user is not None and user.sessions:
+            self.delivery.relayed(user, frame)
+
+    def send_to_user(self, name: str, frame: bytes) -> None:
+        """``frame`` to the user's sessions on other nodes (at most once)."""
+        self.broker.send_to_user(name, frame, origin=self.origin).add_done_callback(
+            _quiet_failure)
+
+    def session_origin(self, session_id: str, hidden: bool) -> str:
+        """The origin tag of a message a session of this node sends: who to skip in the
+        fan-out, and (``/h``) a DM message hidden from its peer (private blocking)."""
+        origin = f"{self.origin}/{session_id}"
+        return origin + scripts.HIDDEN_SUFFIX if hidden else origin
+
+
+def _shows_online(frame: bytes) -> bool:
+    try:
+        status = msgpack.unpackb(frame).get("status")
+    except Exception:
+        return False
+    return isinstance(status, str) and status != Status.OFFLINE
+
+
+def _quiet_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("a frame for another node was not sent: %s", future.exception())
+

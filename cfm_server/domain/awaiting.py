@@ -1,0 +1,69 @@
+"""A frame handler that must read before it decides (a change's target, a reply's
+message): at once where the read is (a single node's store), else on the read's future
+(a cluster node reads Redis), with the handler's refusals sent as they would have been.
+
+The domain never awaits (ports.py): ``then_with(session, ref, read, go)`` runs ``go`` on
+the value now, or later on the loop. A ``ProtocolError`` or ``RateLimited`` that ``go``
+raises later becomes the same ``error`` frame ``Session`` would have sent; a read that
+fails is ``error{internal, retry_ms}``, as a failed answer is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from cfm_common.codec import encode
+from cfm_common.errors import ProtocolError
+from cfm_common.frames import Error
+from cfm_common.rules import ErrorCode
+from cfm_server.admission import RateLimited
+from cfm_server.domain.ports import Connection
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def then_with(session: Connection, ref: str, read: T | asyncio.Future[T],
+              go: Callable[[T], None]) -> None:
+    if not isinstance(read, asyncio.Future):
+        go(read)  # its errors go up to the session, as for any handler
+        return
+
+    def settle(done: asyncio.Future[T]) -> None:
+        if done.cancelled():
+            return  # the node is closing
+        exc = done.exception()
+        try:
+            if exc is not None:
+                log.warning("a read for %r failed: %s", ref, exc)
+                raise _Failed(getattr(exc, "retry_ms", None))
+            go(done.result())
+        except ProtocolError as e:
+            _send(session, Error(e.code.value, e.msg, e.ref or ref))
+        except RateLimited as e:
+            _send(session, Error(ErrorCode.RATE_LIMITED.value, e.why or "too many frames",
+                                 e.ref, e.retry_ms))
+        except _Failed as e:
+            _send(session, Error(ErrorCode.INTERNAL.value,
+                                 "the server could not read that now; try again", ref,
+                                 e.retry_ms))
+        except Exception:
+            log.exception("handling %r after a read failed", ref)
+            _send(session, Error(ErrorCode.INTERNAL.value,
+                                 "the server failed to handle this frame", ref))
+
+    read.add_done_callback(settle)
+
+
+class _Failed(Exception):
+    def __init__(self, retry_ms: int | None) -> None:
+        super().__init__(retry_ms)
+        self.retry_ms = retry_ms
+
+
+def _send(session: Connection, error: Error) -> None:
+    session.send(encode(error))

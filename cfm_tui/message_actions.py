@@ -128,13 +128,13 @@ class MessageActions:
         if session is None or conv is None:
             return Outcome()
         try:
-            page = await session.client.history(room, before=seq + 1, limit=1)
+            stored = await session.client.get_message(room, seq)
         except ClientError as exc:
             log.info("the message %s answered in %s: %s", seq, room, exc)
             return Outcome()
-        for stored in page.msgs:
-            if stored.seq == seq:
-                conv.quotes[seq] = Msg.from_stored(stored)
+        if stored is None:
+            return Outcome()  # removed by retention: the quote says "an earlier message"
+        conv.quotes[seq] = Msg.from_stored(stored)
         return Outcome(Update(rooms={room}))
 
     # --- picking a message -----------------------------------------------------------

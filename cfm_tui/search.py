@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cfm_common import rules
-from cfm_common.errors import ClientError
+from cfm_common.errors import ClientError, LocalRefusal
 from cfm_common.frames import StoredMsg
 from cfm_tui import message_actions
 from cfm_tui.message_actions import MessageActions
@@ -31,6 +31,7 @@ SEARCH_PAGE = 50
 JUMP_PAGE = 200
 JUMP_PAGES = 25  # at most this many pages back to a hit (5000 messages)
 CONTEXT_BEFORE = 5  # messages shown above a hit
+NO_SEARCH = "Search is not available with this version of cfm."
 
 
 @dataclass
@@ -75,10 +76,10 @@ class Search:
             assert session is not None
             page = await session.search(r.text, room=r.room, before=r.cursor,
                                         limit=SEARCH_PAGE)
-        except (ClientError, AttributeError, TypeError) as exc:
-            # AttributeError/TypeError: an SDK or a server without search.
-            r.error = friendly_error(exc) if isinstance(exc, ClientError) \
-                else "This server or SDK cannot search."
+        except ClientError as exc:
+            # Refused before sending: this protocol version has no search (yet).
+            r.error = NO_SEARCH if isinstance(exc, LocalRefusal) and \
+                exc.code == rules.ErrorCode.BAD_FRAME else friendly_error(exc)
             log.info("search %r failed: %s", r.text, exc)
         else:
             if r is not self.results:

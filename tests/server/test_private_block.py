@@ -31,7 +31,7 @@ def _placeholder(frame: dict[str, Any], seq: int) -> bool:
 
 
 @pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet")
+    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_a_blocked_users_say_and_nudge_are_acked_and_reach_the_blocker_as_placeholders(
     server,
 ) -> None:
@@ -64,7 +64,7 @@ async def test_a_blocked_users_say_and_nudge_are_acked_and_reach_the_blocker_as_
 
 
 @pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet")
+    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_the_blocker_never_gets_the_text_from_history_replay_or_after_unblock(
     server,
 ) -> None:
@@ -152,7 +152,7 @@ async def test_read_marks_do_not_cross_a_block_either_way(server) -> None:
 
 
 @pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet")
+    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_the_blocker_gets_no_added_you_and_looks_offline(server) -> None:
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
         await _block(alice)

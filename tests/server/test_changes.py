@@ -15,6 +15,8 @@ import pytest
 
 from tests.wire import WireClient, signed_in
 
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
+
 ROOM = "#changes"
 
 
@@ -95,6 +97,8 @@ def state_of(msgs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 # --- edit ---------------------------------------------------------------------------
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_an_edit_reaches_the_room_and_history_shows_the_edited_text(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob):
@@ -114,6 +118,9 @@ async def test_an_edit_reaches_the_room_and_history_shows_the_edited_text(any_se
         assert page[1]["change"] == "edit"
 
 
+@pytest.mark.cluster_xfail(
+    "the edit's target is read on a node that may not have the message yet (h8)",
+    strict=False)
 async def test_an_edit_by_anyone_but_the_author_is_refused(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob):
@@ -143,6 +150,7 @@ async def test_changes_need_the_room(any_server) -> None:
 # --- delete -------------------------------------------------------------------------
 
 
+@pytest.mark.single_node("reads the SQLite file")
 async def test_a_delete_removes_the_text_from_the_sqlite_file(server_factory, tmp_path) -> None:
     data = tmp_path / "data"
     secret, fixed = "my PIN is 4711-secret", "my PIN is 4711-corrected"
@@ -185,6 +193,8 @@ async def test_a_delete_removes_the_text_from_the_sqlite_file(server_factory, tm
     assert not (data / "cfm.sqlite3-wal").exists()
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_delete_is_for_the_author_or_a_moderator(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob,
@@ -223,6 +233,8 @@ async def test_a_delete_is_for_the_author_or_a_moderator(any_server) -> None:
         assert (await bob.recv_until("moderators", ref="q"))["names"] == ["alice"]
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_in_a_dm_only_the_author_deletes(any_server) -> None:
     room = "dm:alice:bob"
     async with (signed_in(any_server.url, "alice") as alice,
@@ -238,6 +250,8 @@ async def test_in_a_dm_only_the_author_deletes(any_server) -> None:
 # --- reactions ----------------------------------------------------------------------
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_retried_reaction_is_stored_once(any_server) -> None:
     thumbs = "\U0001f44d"
     async with (signed_in(any_server.url, "alice") as alice,
@@ -271,6 +285,8 @@ async def test_a_retried_reaction_is_stored_once(any_server) -> None:
 # --- the same state for everyone: live, resumed, paged ------------------------------
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_client_offline_during_the_changes_resumes_to_the_same_state(
     any_server,
 ) -> None:
@@ -322,6 +338,8 @@ async def test_a_client_offline_during_the_changes_resumes_to_the_same_state(
 # --- replies and mentions -----------------------------------------------------------
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_reply_names_the_message_it_answers(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob):
@@ -338,6 +356,8 @@ async def test_a_reply_names_the_message_it_answers(any_server) -> None:
         assert (await alice.recv_until("error", ref="a2"))["code"] == "bad_frame"
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_mentions_are_marked_and_counted_in_welcome(any_server) -> None:
     url = any_server.url
     async with signed_in(url, "bob") as bob:
@@ -369,6 +389,8 @@ async def test_mentions_are_marked_and_counted_in_welcome(any_server) -> None:
         assert "unread" not in entry and "mentions" not in entry
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_across_a_block_the_blocker_gets_nothing_a_change_carries(any_server) -> None:
     room = "dm:alice:bob"
     async with (signed_in(any_server.url, "alice") as alice,
@@ -400,6 +422,8 @@ async def test_across_a_block_the_blocker_gets_nothing_a_change_carries(any_serv
         assert page[0]["deleted"] is True and page[0]["text"] == ""
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_change_of_a_message_hidden_by_a_block_stays_hidden_after_unblock(
     any_server,
 ) -> None:
@@ -419,6 +443,8 @@ async def test_a_change_of_a_message_hidden_by_a_block_stays_hidden_after_unbloc
         assert state_of(await _history(bob, room))[seq]["text"] == "still hidden"
 
 
+@pytest.mark.cluster_xfail(
+    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_moderators_and_changed_messages_outlive_a_restart(server_factory, tmp_path) -> None:
     data = tmp_path / "data"
     server = await server_factory(data_dir=data)

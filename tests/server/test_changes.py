@@ -97,8 +97,6 @@ def state_of(msgs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 # --- edit ---------------------------------------------------------------------------
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_an_edit_reaches_the_room_and_history_shows_the_edited_text(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob):
@@ -193,8 +191,6 @@ async def test_a_delete_removes_the_text_from_the_sqlite_file(server_factory, tm
     assert not (data / "cfm.sqlite3-wal").exists()
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_delete_is_for_the_author_or_a_moderator(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob,
@@ -233,8 +229,6 @@ async def test_a_delete_is_for_the_author_or_a_moderator(any_server) -> None:
         assert (await bob.recv_until("moderators", ref="q"))["names"] == ["alice"]
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_in_a_dm_only_the_author_deletes(any_server) -> None:
     room = "dm:alice:bob"
     async with (signed_in(any_server.url, "alice") as alice,
@@ -250,8 +244,6 @@ async def test_in_a_dm_only_the_author_deletes(any_server) -> None:
 # --- reactions ----------------------------------------------------------------------
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_retried_reaction_is_stored_once(any_server) -> None:
     thumbs = "\U0001f44d"
     async with (signed_in(any_server.url, "alice") as alice,
@@ -285,8 +277,6 @@ async def test_a_retried_reaction_is_stored_once(any_server) -> None:
 # --- the same state for everyone: live, resumed, paged ------------------------------
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_client_offline_during_the_changes_resumes_to_the_same_state(
     any_server,
 ) -> None:
@@ -338,8 +328,6 @@ async def test_a_client_offline_during_the_changes_resumes_to_the_same_state(
 # --- replies and mentions -----------------------------------------------------------
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_reply_names_the_message_it_answers(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob):
@@ -356,8 +344,6 @@ async def test_a_reply_names_the_message_it_answers(any_server) -> None:
         assert (await alice.recv_until("error", ref="a2"))["code"] == "bad_frame"
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_mentions_are_marked_and_counted_in_welcome(any_server) -> None:
     url = any_server.url
     async with signed_in(url, "bob") as bob:
@@ -389,8 +375,6 @@ async def test_mentions_are_marked_and_counted_in_welcome(any_server) -> None:
         assert "unread" not in entry and "mentions" not in entry
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_across_a_block_the_blocker_gets_nothing_a_change_carries(any_server) -> None:
     room = "dm:alice:bob"
     async with (signed_in(any_server.url, "alice") as alice,
@@ -422,8 +406,6 @@ async def test_across_a_block_the_blocker_gets_nothing_a_change_carries(any_serv
         assert page[0]["deleted"] is True and page[0]["text"] == ""
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_a_change_of_a_message_hidden_by_a_block_stays_hidden_after_unblock(
     any_server,
 ) -> None:
@@ -443,8 +425,6 @@ async def test_a_change_of_a_message_hidden_by_a_block_stays_hidden_after_unbloc
         assert state_of(await _history(bob, room))[seq]["text"] == "still hidden"
 
 
-@pytest.mark.cluster_xfail(
-    "message changes (edit/delete/react, replies, mentions) are not in cluster mode yet (h8)")
 async def test_moderators_and_changed_messages_outlive_a_restart(server_factory, tmp_path) -> None:
     data = tmp_path / "data"
     server = await server_factory(data_dir=data)

@@ -10,8 +10,6 @@ from tests.wire import WireClient, signed_in
 pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 
-@pytest.mark.cluster_xfail(
-    "welcome.rooms' unread count is not computed from Redis (message changes' counts, h8)")
 async def test_first_dm_creates_the_room_for_both_and_waits_for_the_offline_peer(server) -> None:
     async with signed_in(server.url, "bob") as bob:
         bob_token = bob.token

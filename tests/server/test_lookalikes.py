@@ -47,7 +47,6 @@ async def test_handles_that_pass_for_a_reserved_name_are_taken(server, handle) -
 
 @pytest.mark.parametrize("handle", ["smartyb0t", "smarty_bot", "Smarty.Bot", "clippo.",
                                     "cl1ppo", "sk8r-jay"])
-@pytest.mark.cluster_xfail("the AI contacts are off in cluster mode (h10)")
 async def test_handles_that_pass_for_a_server_bot_are_taken(server_factory, handle) -> None:
     server = await server_factory(ai_enabled=True)
     async with WireClient.connect(server.url) as mallory:
@@ -66,7 +65,6 @@ async def test_existing_and_unrelated_handles_still_sign_in(server) -> None:
 
 @pytest.mark.parametrize("display", ["SmartyBot", "smarty bot", "Smarty_B0t", "\u0405martyBot",
                                      "Clippo", "Admin"])
-@pytest.mark.cluster_xfail("the AI contacts are off in cluster mode (h10)")
 async def test_nobody_else_may_show_up_as_a_server_bot(server_factory, display) -> None:
     server = await server_factory(ai_enabled=True)
     async with WireClient.connect(server.url) as mallory:

@@ -115,8 +115,6 @@ async def test_by_invite_a_new_handle_needs_a_valid_unused_code(server_factory: 
     assert (await hello(server.url, "carol", invite=code))["code"] == "forbidden"
 
 
-@pytest.mark.cluster_xfail(
-    'registration = "invite" is refused with redis_url (invites in Redis: h10)')
 async def test_the_sdk_reports_a_refused_sign_up_and_does_not_retry(
     server_factory: Any,
 ) -> None:

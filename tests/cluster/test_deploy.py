@@ -14,7 +14,8 @@ import shutil
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ import trustme
 
 from cfm_common._backoff import Backoff
 from cfm_common.client import Client, ConnectionState
+from tests.cluster.proxy import FaultyProxy
 from tests.cluster.redis_proc import RedisProcess
 from tests.ports import free_port
 from tests.sdk.conftest import Recorder
@@ -87,11 +89,14 @@ def proxy_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def _http(node: ServeProcess) -> str:
+    return node.url.replace("ws://", "http://").removesuffix("/ws")
+
+
 async def sessions(node: ServeProcess) -> int:
     """The node's signed-in sessions, from its /metrics (public on loopback)."""
-    base = node.url.replace("ws://", "http://").removesuffix("/ws")
     async with httpx.AsyncClient() as http:
-        text = (await http.get(base + "/metrics")).text
+        text = (await http.get(_http(node) + "/metrics")).text
     return int(float(re.search(r"^cfm_sessions (\S+)$", text, re.M).group(1)))  # type: ignore[union-attr]
 
 
@@ -102,75 +107,154 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 20
             await asyncio.sleep(0.05)
 
 
+@dataclass
+class Cluster:
+    nodes: list[ServeProcess]
+    link: FaultyProxy  # node1's way to Redis, which a test may cut
+
+
 @pytest.fixture
-async def cluster(redis: RedisProcess, tmp_path: Path) -> AsyncIterator[list[ServeProcess]]:
+async def cluster(redis: RedisProcess, tmp_path: Path) -> AsyncIterator[Cluster]:
+    link = FaultyProxy(redis.port)
+    await link.start()
     async with AsyncExitStack() as stack:
         nodes = [await stack.enter_async_context(serve(
-            "--redis", redis.url, "--node-id", f"node{i}", "--trusted-proxy", "127.0.0.1",
-            "--set", "public_url=wss://chat.example.org/ws",
+            "--redis", link.url if i == 1 else redis.url, "--node-id", f"node{i}",
+            "--trusted-proxy", "127.0.0.1", "--set", "public_url=wss://chat.example.org/ws",
             "--data-dir", str(tmp_path / f"node{i}"))) for i in (1, 2, 3)]
-        yield nodes
+        yield Cluster(nodes, link)
+    await link.close()
 
 
-async def test_three_nodes_behind_the_proxy_sample(proxy_kind: str, cluster: list[ServeProcess],
-                                                   tmp_path: Path) -> None:
+@asynccontextmanager
+async def behind_proxy(kind: str, cluster: Cluster, tmp_path: Path
+                       ) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
+    """The proxy sample running in front of the nodes: its wss:// URL and a context that
+    trusts its (test CA's) certificate."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     (tmp_path / "chain.pem").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
     port = free_port()
-    proxy = await start(*PROXIES[proxy_kind](tmp_path, port, cluster), port=port)
+    proxy = await start(*PROXIES[kind](tmp_path, port, cluster.nodes), port=port)
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    url = f"wss://127.0.0.1:{port}/ws"
-    clients: list[Client] = []
     try:
-        async with httpx.AsyncClient(verify=context) as http:
-            assert (await http.get(f"https://127.0.0.1:{port}/readyz")).status_code == 200
-            assert (await http.get(f"https://127.0.0.1:{port}/metrics")).status_code == 404
-
-        # One URL, the proxy's; a short back-off so that a failed round costs little.
-        for name in NAMES:
-            client = Client(url, name, token_file=False, ssl=context, backoff=Backoff(0.1, 1))
-            clients.append(client)
-            await asyncio.wait_for(client.connect(), 20)
-            await client.join(LOBBY)
-        # Balanced by open connections: every node holds some of them.
-        await wait_for(lambda: _all(cluster, lambda n: n == len(NAMES) // 3))
-        records = [Recorder(c) for c in clients]
-
-        for client in clients:
-            await client.say(f"{client.name} before", room=LOBBY)
-        for record in records:  # each message crossed to the users of the other nodes
-            await record.wait(lambda r: len(r.msgs(LOBBY)) == len(NAMES), timeout=20)
-
-        victim = cluster[0]
-        held = await sessions(victim)
-        victim.proc.send_signal(signal.SIGKILL)
-        await victim.proc.wait()
-        # Everyone writes at once, the victim's clients while they are being cut off:
-        # the SDK keeps their says and sends them again (with their ids) once back.
-        await asyncio.wait_for(asyncio.gather(
-            *(c.say(f"{c.name} after", room=LOBBY) for c in clients)), 30)
-        for record in records:
-            await record.wait(lambda r: len(r.msgs(LOBBY)) == 2 * len(NAMES)
-                              and r.client.state is ConnectionState.CONNECTED, timeout=30)
-
-        moved = [r.client.name for r in records
-                 if any(s.state is ConnectionState.RECONNECTING for s in r.states())]
-        assert len(moved) == held, (moved, held)  # exactly the killed node's clients
-        await wait_for(lambda: _total(cluster[1:], len(NAMES)))
-        expected = {f"{n} {when}" for n in NAMES for when in ("before", "after")}
-        first = [(m.seq, m.text) for m in records[0].msgs(LOBBY)]
-        seqs = [seq for seq, _ in first]
-        assert seqs == list(range(seqs[0], seqs[0] + len(expected))), first  # once, in order
-        assert {text for _, text in first} == expected
-        for record in records[1:]:  # the same history for everyone, wherever they were
-            assert [(m.seq, m.text) for m in record.msgs(LOBBY)] == first
+        yield f"wss://127.0.0.1:{port}/ws", context
     finally:
-        for client in clients:
-            await client.close()
         await stop(proxy)
+
+
+async def signed_in_clients(url: str, context: ssl.SSLContext, cluster: Cluster,
+                            clients: list[Client]) -> list[Recorder]:
+    """Every one of NAMES through the proxy, in #lobby (two land on each node), and a
+    message from each that reaches all the others across the nodes."""
+    for name in NAMES:
+        # One URL, the proxy's; a short back-off so that a failed round costs little.
+        client = Client(url, name, token_file=False, ssl=context, backoff=Backoff(0.1, 1))
+        clients.append(client)
+        await asyncio.wait_for(client.connect(), 20)
+        await client.join(LOBBY)
+    # Balanced by open connections: every node holds some of them.
+    await wait_for(lambda: _all(cluster.nodes, lambda n: n == len(NAMES) // 3))
+    records = [Recorder(c) for c in clients]
+    for client in clients:
+        await client.say(f"{client.name} before", room=LOBBY)
+    for record in records:  # each message crossed to the users of the other nodes
+        await record.wait(lambda r: len(r.msgs(LOBBY)) == len(NAMES), timeout=20)
+    return records
+
+
+async def test_three_nodes_behind_the_proxy_sample(proxy_kind: str, cluster: Cluster,
+                                                   tmp_path: Path) -> None:
+    clients: list[Client] = []
+    async with behind_proxy(proxy_kind, cluster, tmp_path) as (url, context):
+        try:
+            base = url.replace("wss://", "https://").removesuffix("/ws")
+            async with httpx.AsyncClient(verify=context) as http:
+                assert (await http.get(base + "/readyz")).status_code == 200
+                assert (await http.get(base + "/metrics")).status_code == 404
+            records = await signed_in_clients(url, context, cluster, clients)
+
+            victim = cluster.nodes[0]
+            held = await sessions(victim)
+            victim.proc.send_signal(signal.SIGKILL)
+            await victim.proc.wait()
+            await everyone_again_once_in_order(clients, records, moved=held)
+            await wait_for(lambda: _total(cluster.nodes[1:], len(NAMES)))
+        finally:
+            for client in clients:
+                await client.close()
+
+
+async def test_haproxy_takes_out_a_node_cut_off_from_redis_and_moves_its_clients(
+        cluster: Cluster, tmp_path: Path) -> None:
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (./run-tests installs it as root)")
+    clients: list[Client] = []
+    async with behind_proxy("haproxy", cluster, tmp_path) as (url, context):
+        try:
+            records = await signed_in_clients(url, context, cluster, clients)
+            cut_off = cluster.nodes[0]
+            held = await sessions(cut_off)
+            cluster.link.refusing = True  # node1 alone loses Redis; it stays up
+            cluster.link.cut()
+            # /readyz says 503, HAProxy's checks take the node out and close its
+            # connections (shutdown-sessions): its clients come back through the others.
+            await everyone_again_once_in_order(clients, records, moved=held)
+            await wait_for(lambda: _total(cluster.nodes[1:], len(NAMES)))
+            assert await ready(cut_off) == 503
+            # Redis back: the node is ready again, and HAProxy sends it new connections.
+            cluster.link.refusing = False
+            await wait_for(lambda: _ready_is(cut_off, 200))
+            # (HAProxy brings it back after two good checks: the first tries may land
+            # on the others.)
+            for attempt in range(40):  # bounded: 40 × (sign-in + 0.25 s)
+                before = await sessions(cut_off)
+                late = Client(url, f"gus{attempt}", token_file=False, ssl=context)
+                clients.append(late)
+                await asyncio.wait_for(late.connect(), 20)
+                if await sessions(cut_off) > before:
+                    break
+                await late.close()
+                await asyncio.sleep(0.25)
+            else:
+                raise AssertionError("no new connection reached the node back in service")
+        finally:
+            for client in clients:
+                await client.close()
+
+
+async def everyone_again_once_in_order(clients: list[Client], records: list[Recorder], *,
+                                       moved: int) -> None:
+    """Everyone writes at once, while the clients of a lost node are being moved (the SDK
+    keeps their says and sends them again, with their ids, once back): then exactly
+    ``moved`` clients have reconnected, and every client holds the same history of the
+    lobby, each message once, in seq order."""
+    await asyncio.wait_for(asyncio.gather(
+        *(c.say(f"{c.name} after", room=LOBBY) for c in clients)), 30)
+    for record in records:
+        await record.wait(lambda r: len(r.msgs(LOBBY)) == 2 * len(NAMES)
+                          and r.client.state is ConnectionState.CONNECTED, timeout=30)
+    again = [r.client.name for r in records
+             if any(s.state is ConnectionState.RECONNECTING for s in r.states())]
+    assert len(again) == moved, (again, moved)  # exactly the lost node's clients
+    expected = {f"{n} {when}" for n in NAMES for when in ("before", "after")}
+    first = [(m.seq, m.text) for m in records[0].msgs(LOBBY)]
+    seqs = [seq for seq, _ in first]
+    assert seqs == list(range(seqs[0], seqs[0] + len(expected))), first  # once, in order
+    assert {text for _, text in first} == expected
+    for record in records[1:]:  # the same history for everyone, wherever they were
+        assert [(m.seq, m.text) for m in record.msgs(LOBBY)] == first
+
+
+async def ready(node: ServeProcess) -> int:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(_http(node) + "/readyz")).status_code
+
+
+async def _ready_is(node: ServeProcess, status: int) -> bool:
+    return await ready(node) == status
 
 
 async def _all(nodes: list[ServeProcess], good: Callable[[int], bool]) -> bool:

@@ -3,8 +3,9 @@ addresses, ports and certificate paths replaced), in front of three real ``cfm s
 --redis`` processes over one real redis-server, all on loopback: SDK clients given the
 proxy's one URL land on every node, talk across nodes, and when a node is SIGKILLed the
 clients it held reconnect through the proxy to the others and resume — every message
-once, in order, nothing lost. Skipped, saying why, where nginx / HAProxy is missing
-(./run-tests installs both when it runs as root)."""
+once, in order, nothing lost. HAProxy's /readyz checks also take out a node cut off
+from Redis (alive, but unable to store anything) and move its clients. Skipped, saying
+why, where nginx / HAProxy is missing (./run-tests installs both when it runs as root)."""
 
 from __future__ import annotations
 

@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Hub", "RateLimited", "SignUp", "hash_token"]
 
+# Errors that on a cluster node may only mean "not known here yet": a user, room or
+# membership another node made a moment ago (Hub.catch_up).
+MAYBE_NOT_YET = frozenset({ErrorCode.NO_SUCH_USER, ErrorCode.NO_SUCH_ROOM,
+                           ErrorCode.NOT_MEMBER, ErrorCode.FORBIDDEN})
+
 
 class NodeHooks(Protocol):
     """What a cluster node (``cfm_server.cluster.node``) does around sign-in and out."""
@@ -72,6 +77,9 @@ class NodeHooks(Protocol):
 
     def after_sign_out(self, user: User) -> None:
         """A session of ``user`` ended."""
+
+    def catch_up(self) -> Awaitable[None]:
+        """Apply every change the other nodes made so far (never raises)."""
 
 
 class Hub:
@@ -147,6 +155,14 @@ class Hub:
         if handler is None:  # a second hello
             raise ProtocolError(ErrorCode.BAD_FRAME, "already signed in", frame.T)
         handler(session, frame)
+
+    def catch_up(self, code: str) -> Awaitable[None] | None:
+        """On a cluster node, for an error that may only mean "not known here yet" (a
+        user, room or membership another node made a moment ago): what to wait for
+        before handling the frame once more. None on a single node."""
+        if self.node is None or code not in MAYBE_NOT_YET:
+            return None
+        return self.node.catch_up()
 
     # --- sign-in and sign-out (see domain/signin.py) ------------------------------------
 

@@ -22,7 +22,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
@@ -350,7 +350,9 @@ class Session:
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
                         break
                     if not self._over_budget(data):
-                        self._on_frame(data)
+                        later = self._on_frame(data)
+                        if later is not None:
+                            await later  # the session's next frame waits for it
                     if self.closing:
                         break
         except ConnectionClosed:
@@ -491,7 +493,7 @@ class Session:
         else:
             self._count_abuse()
 
-    def _on_frame(self, data: bytes) -> None:
+    def _on_frame(self, data: bytes) -> Awaitable[None] | None:
         try:
             frame = decode_client(data, max_text=self.config.max_text)
         except ProtocolError as exc:
@@ -511,10 +513,17 @@ class Session:
                 self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", ref, retry_ms)
                 if t not in UNCOUNTED_BREACHES:
                     self._count_abuse()
-                return
+                return None
+        return self._handle(frame, ref, retry=True)
+
+    def _handle(self, frame: Any, ref: str, retry: bool) -> Awaitable[None] | None:
+        t = frame.T
         try:
             self.hub.handle(self, frame)
         except ProtocolError as exc:
+            caught_up = self.hub.catch_up(exc.code) if retry else None
+            if caught_up is not None:
+                return self._handle_caught_up(caught_up, frame, ref)
             self.send_error(exc.code, exc.msg, exc.ref or ref)
             self._count_abuse()
         except RateLimited as exc:
@@ -525,6 +534,17 @@ class Session:
             # A bug or a failing store must not take the connection (or the server) down.
             log.exception("handling %s from %s failed", t, self.id)
             self.send_error(ErrorCode.INTERNAL, "the server failed to handle this frame", ref)
+        return None
+
+    async def _handle_caught_up(self, caught_up: Awaitable[None], frame: Any,
+                                ref: str) -> None:
+        """A cluster node did not know what the frame names (a user, a room, a
+        membership): maybe made on another node a moment ago. Once this node applied
+        every change Redis held, the frame is handled again; its error stands if it
+        still fails."""
+        await caught_up
+        if not self.closing:
+            self._handle(frame, ref, retry=False)
 
     def _count_abuse(self) -> None:
         if self.limits.abuse.hit(time.monotonic()):

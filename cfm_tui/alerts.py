@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cfm_common import rules
 from cfm_tui import render
 from cfm_tui.config import ChatConfig
 from cfm_tui.emoticons import replace_emoticons
@@ -34,6 +35,13 @@ class Alert:
     shake: bool = False  # the window shakes (a nudge)
 
 
+def _preview(text: str) -> str:
+    """The first words, emoticons as the transcript shows them (replaced before the cut,
+    so a code is never split)."""
+    words = replace_emoticons(clean_line(text)).split()
+    return " ".join(words[:PREVIEW_WORDS]) + ("…" if len(words) > PREVIEW_WORDS else "")
+
+
 class NotificationPolicy:
     def __init__(self, config: ChatConfig, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -50,17 +58,21 @@ class NotificationPolicy:
                 return Alert(shake=True, ring=self.config.bell)
             return self._toast(f"{who} just sent you a nudge!", notice.room, shake=True,
                                ring=self.config.bell)
+        if notice.kind is NoticeKind.MENTION and notice.room:
+            if in_view:
+                return Alert()
+            # Always a toast and the bell, past the per-conversation limit: a busy room
+            # whose other messages make at most a toast every few seconds still tells
+            # the user each time they are named.
+            where = f" in {notice.room}" if rules.is_group_room(notice.room) else ""
+            return Alert(f"{who} mentioned you{where}: {_preview(notice.text)}",
+                         desktop=self.config.desktop_notifications, ring=self.config.bell)
         if notice.kind is NoticeKind.MESSAGE and notice.room:
             if in_view:
                 return Alert()
-            # Emoticons as the transcript shows them (done before the cut, so a code is
-            # never split).
-            words = replace_emoticons(clean_line(notice.text)).split()
-            preview = " ".join(words[:PREVIEW_WORDS]) + ("…" if len(words) > PREVIEW_WORDS
-                                                         else "")
             # Rung with its toast only: a burst of messages rings once.
-            return self._toast(f"{who} says: {preview}", notice.room, ring=self.config.bell,
-                               ring_only_with_toast=True)
+            return self._toast(f"{who} says: {_preview(notice.text)}", notice.room,
+                               ring=self.config.bell, ring_only_with_toast=True)
         if notice.kind is NoticeKind.SIGNED_IN:
             return self._toast(f"{who} has just signed in")
         if notice.kind is NoticeKind.ADDED_YOU:

@@ -32,6 +32,7 @@ from cfm_tui.outcome import Job, Outcome
 from cfm_tui.palette import Intent
 from cfm_tui.screens.main import MainScreen
 from cfm_tui.screens.signin import SignInError, SignInForm, SignInScreen
+from cfm_tui.search_wiring import SearchWiring
 from cfm_tui.session import ChatSession
 from cfm_tui.signin_flow import ChatOptions, SignedIn, sign_in
 from cfm_tui.state import ChatState, Link, Notice, NoticeKind, Update
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 HOLD_KEYS_S = 1.0  # at most, should the buddy list never answer an Enter
 
 
-class ChatApp(App[None]):
+class ChatApp(SearchWiring, App[None]):
     # Absolute, so that subclasses defined elsewhere find it too.
     CSS_PATH = Path(__file__).parent / "styles" / "app.tcss"
     TITLE = "cfm Messenger"
@@ -200,6 +201,7 @@ class ChatApp(App[None]):
             for notice in update.notices:
                 await self._on_notice(notice)
             main.render_update(update)
+            self._show_search_and_selection(update)
             if mark_seen or any(update.opened.values()):
                 self.mark_active_seen()
         self._start(outcome.jobs)
@@ -208,7 +210,8 @@ class ChatApp(App[None]):
         """``show`` from a handler that cannot wait: at once unless a tab is to open."""
         if not outcome.jobs and outcome.update == Update():
             return  # nothing changed (a key that did not end an idle Away)
-        if outcome.update.opened or outcome.update.notices:
+        u = outcome.update
+        if u.opened or u.notices or u.search or u.open_search or u.select:
             self.run_worker(self.show(outcome), group="show", exit_on_error=False)
             return
         if self.main is not None:
@@ -225,7 +228,7 @@ class ChatApp(App[None]):
     async def _on_notice(self, notice: Notice) -> None:
         assert self.state is not None and self.main is not None
         main, room = self.main, notice.room
-        if notice.kind in (NoticeKind.MESSAGE, NoticeKind.NUDGE) and room:
+        if notice.kind in (NoticeKind.MESSAGE, NoticeKind.MENTION, NoticeKind.NUDGE) and room:
             opened = not main.is_open(room)
             await main.open_conversation(room, activate=False)
             if opened and self.controller is not None:  # what was said before, who is in it
@@ -332,7 +335,8 @@ class ChatApp(App[None]):
     def on_conversation_view_send(self, event: ConversationView.Send) -> None:
         if self.controller is None:
             return
-        outcome = self.controller.submit_draft(event.room, event.text)
+        outcome = self.controller.submit_draft(event.room, event.text, reply=event.reply,
+                                               edit=event.edit)
         # The composer has already let go of the draft (keys typed after Enter start the
         # next one); a draft that stays to be fixed goes back in.
         view = self.main.view_for(event.room) if self.main is not None else None
@@ -370,6 +374,8 @@ class ChatApp(App[None]):
     def run_intent(self, intent: Intent) -> None:
         if intent.action == "quit":
             self.run_worker(self.action_quit())
+        elif intent.action == "search_screen":
+            self._open_search()
         elif intent.action == "seen" and not self.app_focus:
             return  # on screen, but the terminal window is not in front
         elif self.controller is not None:

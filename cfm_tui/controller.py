@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,14 @@ from cfm_common import rules
 from cfm_common.client import Connected, StateChanged
 from cfm_common.errors import ClientError
 from cfm_common.frames import Msg, Welcome
-from cfm_tui import export, slash
+from cfm_tui import saving, slash
 from cfm_tui.config import ChatConfig
 from cfm_tui.idle import IdleTracker
+from cfm_tui.message_actions import MessageActions
 from cfm_tui.outcome import Outcome
 from cfm_tui.palette import Intent
 from cfm_tui.sanitize import clean_line
+from cfm_tui.search import Search
 from cfm_tui.session import ChatSession, friendly_error
 from cfm_tui.state import ChatState, Link, Notice, NoticeKind, Update
 
@@ -73,6 +75,8 @@ class ChatController:
         self.idle = IdleTracker(self.config.idle_minutes, clock=clock)
         self._last_typing: dict[str, float] = {}
         self._loading: set[str] = set()  # rooms whose older history is being fetched
+        self.messages = MessageActions(self)  # edit, delete, react, reply quotes
+        self.search = Search(self)  # /search, Ctrl+F, and jumping to a hit
 
     @classmethod
     def signed_in(cls, welcome: Welcome, session: ChatSession,
@@ -97,6 +101,11 @@ class ChatController:
             "seen": lambda: self.mark_seen(arg),
             "toggle_desktop": self.toggle_desktop_notifications,
             "toggle_bell": self.toggle_bell, **contact_ops,
+            "delete": lambda: self.messages.delete(arg, intent.seq),
+            "react": lambda: self.messages.react(arg, intent.seq, intent.value),
+            "jump": lambda: self.search.jump(arg, intent.seq),
+            "search": lambda: self.search.search(intent.value, arg or None),
+            "search_more": lambda: self.search.search("", older=True),
         }
         if intent.action not in actions:
             raise ValueError(f"no such intent: {intent.action!r}")
@@ -111,7 +120,10 @@ class ChatController:
         if isinstance(event, StateChanged):
             return Outcome(self.state.on_connection(event.state.value, event.retry_in,
                                                     event.reason))
-        return Outcome(self.state.apply(event))
+        out = Outcome(self.state.apply(event))
+        if isinstance(event, Msg) and event.reply is not None:
+            out.then(self.messages.fetch_quotes(event.room))
+        return out
 
     # --- opening conversations -------------------------------------------------------
 
@@ -182,50 +194,58 @@ class ChatController:
         finally:
             self._loading.discard(room)
         conv.add_history(page.msgs, page.more)
-        return Outcome(Update(rooms={room}))
+        return Outcome(Update(rooms={room})).then(self.messages.fetch_quotes(room))
 
     # --- the composer ----------------------------------------------------------------
 
-    def submit_draft(self, room: str, draft: str) -> Outcome:
-        """Send the composer's draft, or run the slash command it holds (``ok`` False:
-        the draft stays in the composer)."""
+    def submit_draft(self, room: str, draft: str, *, reply: int | None = None,
+                     edit: int | None = None) -> Outcome:
+        """Send the composer's draft (an answer to ``reply``, or the new text of ``edit``),
+        or run the slash command it holds (``ok`` False: the draft stays)."""
+        if edit is not None:
+            return self.messages.edit(room, edit, draft)
         parsed = slash.parse(draft)
         if isinstance(parsed, slash.Say):
-            return self.send_text(room, parsed.text)
+            return self.send_text(room, parsed.text, reply=reply)
         if isinstance(parsed, slash.Refusal):
             out = self.note(room, parsed.text)
             out.ok = False
             return out
         return slash.run(self, room, parsed)
 
-    def send_text(self, room: str, text: str) -> Outcome:
-        """Send a message; ``ok`` False (and a line saying why) if it cannot go as is."""
+    def text_refusal(self, text: str) -> str | None:
+        """Why ``text`` cannot be sent as it is, or None."""
+        limit = self.limit("max_text", rules.DEFAULT_MAX_TEXT)
+        if len(text) > limit:
+            return f"Your message is too long ({len(text)} characters; the limit is {limit})."
+        if rules.has_forbidden_text_chars(text):
+            return "Your message holds a control character, which cannot be sent."
+        return None
+
+    def send_text(self, room: str, text: str, *, reply: int | None = None) -> Outcome:
+        """Send a message (answering ``reply``); ``ok`` False (and a line saying why) if
+        it cannot go as is."""
         state = self.state
         text = text.replace("\r\n", "\n")
-        limit = self.limit("max_text", rules.DEFAULT_MAX_TEXT)
-        refusal = None
-        if len(text) > limit:
-            refusal = (f"Your message is too long ({len(text)} characters; "
-                       f"the limit is {limit}).")
-        elif rules.has_forbidden_text_chars(text):
-            refusal = "Your message holds a control character, which cannot be sent."
+        refusal = self.text_refusal(text)
         if refusal is not None:
             out = self.note(room, refusal)
             out.ok = False
             return out
         msg_id = uuid.uuid4().hex
-        state.conversation(room).add_pending(msg_id, text, state.now_ms())
+        state.conversation(room).add_pending(msg_id, text, state.now_ms(), reply)
         self._last_typing.pop(room, None)  # the next key says "typing" again at once
         return Outcome(Update(rooms={room}, connection=True),
-                       [lambda: self._say(room, text, msg_id)])
+                       [lambda: self._say(room, text, msg_id, reply)])
 
-    async def _say(self, room: str, text: str, msg_id: str) -> Outcome:
+    async def _say(self, room: str, text: str, msg_id: str,
+                   reply: int | None = None) -> Outcome:
         state, session = self.state, self.session
         if session is None:
             return Outcome()
         conv = state.conversation(room)
         try:
-            ack = await session.say(room, text, msg_id)
+            ack = await session.say(room, text, msg_id, reply)
         except ClientError as exc:
             conv.fail(msg_id, friendly_error(exc, conv.peer or room), state.now_ms())
         else:
@@ -447,31 +467,7 @@ class ChatController:
 
     def save_conversation(self, room: str, file: str) -> Outcome:
         """``/save``: all of the conversation (older pages fetched first) to a file."""
-        return Outcome(jobs=[lambda: self._save(room, file)])
-
-    async def _save(self, room: str, file: str) -> Outcome:
-        state, session = self.state, self.session
-        conv = state.conversation(room)
-        while session is not None and conv.can_load_older:
-            try:
-                page = await session.client.history(room, before=conv.oldest_seq,
-                                                    limit=HISTORY_PAGE)
-            except ClientError as exc:
-                log.info("history of %s for /save failed: %s", room, exc)
-                break
-            if not conv.add_history(page.msgs, page.more) and page.more:
-                break  # nothing new although the server says there is more: stop
-        now = datetime.now(self.tz)
-        path = Path(file).expanduser() if file else Path.cwd() / export.default_file_name(
-            room, now)
-        try:
-            export.write(path, export.conversation_text(room, state, self.tz, now))
-        except FileExistsError:
-            return self.note(room, f"{path} exists already: /save another name, or remove it.")
-        except OSError as exc:
-            return self.note(room, f"Could not save to {path}: {exc.strerror or exc}")
-        return self.note(room, f"Saved this conversation ({len(conv.messages)} messages) to "
-                               f"{path}.")
+        return Outcome(jobs=[lambda: saving.save(self, room, file)])
 
     def _request(self, call: Callable[[ChatSession], Awaitable[Any]]) -> Outcome:
         """A request whose answer changes nothing we show (typing, presence, read marks):

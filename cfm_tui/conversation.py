@@ -4,6 +4,10 @@ A transcript merges three kinds of line: the room's messages (ordered and de-dup
 by ``seq``, whatever order they arrive in: live, caught up, or paged in from history),
 local notes ("You can't send a nudge that often.") pinned after the message they
 followed, and the user's own messages still waiting for their ``ack``.
+
+Change entries (a ``msg`` with ``change`` and ``target``: edit, delete, react, unreact)
+are applied to the message they target (:mod:`cfm_tui.changes`) and never shown as
+messages of their own; history pages carry messages in their current state already.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from enum import StrEnum
 
 from cfm_common import rules
 from cfm_common.frames import Msg, StoredMsg
+from cfm_tui.changes import apply_change, mentions
 
 TYPING_TIMEOUT_S = 5.0
 
@@ -36,6 +41,15 @@ class TranscriptLine:
     ts: int
     sender: str | None = None
     seq: int | None = None
+    # Message changes: edited (a time), a tombstone, reactions as (emoji, names), the
+    # message this one answers (None: not a reply; a Msg, or None-held: see ``quote``),
+    # and whether it mentions the user.
+    edited: bool = False
+    deleted: bool = False
+    reactions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    reply: int | None = None
+    quote: Msg | None = None
+    mentions_me: bool = False
 
 
 @dataclass(slots=True)
@@ -51,6 +65,7 @@ class PendingSend:
     id: str
     text: str
     ts: int
+    reply: int | None = None
 
 
 @dataclass
@@ -73,6 +88,15 @@ class Conversation:
     _lowest_hidden: int | None = None
     _notes: list[_Note] = field(default_factory=list)
     _order: itertools.count = field(default_factory=itertools.count)
+    # welcome.rooms[]'s counts for a returning client, true while the read mark is the
+    # one they were counted from (``_server_read``) and only up to ``_server_upto``: the
+    # messages they count are usually not loaded here.
+    server_unread: int = 0
+    server_mentions: int = 0
+    _server_read: int = 0
+    _server_upto: int = 0
+    # Answered messages not held here, fetched on their own (seq -> message).
+    quotes: dict[int, Msg] = field(default_factory=dict)
 
     # --- identity --------------------------------------------------------------------
 
@@ -100,6 +124,10 @@ class Conversation:
         if msg.seq in self._seqs:
             return False
         self._seqs.add(msg.seq)
+        if msg.change is not None and not msg.hidden:
+            # An entry that changes an earlier message: applied to it, never shown.
+            self.latest_seq = max(self.latest_seq, msg.seq)
+            return self._apply_change(msg)
         if msg.hidden:  # a placeholder: it takes its seq and shows nothing
             self.latest_seq = max(self.latest_seq, msg.seq)
             if self._lowest_hidden is None or msg.seq < self._lowest_hidden:
@@ -122,6 +150,44 @@ class Conversation:
             self.loaded_all = True
         return added
 
+    def _apply_change(self, entry: Msg) -> bool:
+        """Apply a change entry to its target, if held; True if that changed it."""
+        assert entry.target is not None
+        i = bisect.bisect_left(self.messages, entry.target, key=lambda m: m.seq)
+        if i == len(self.messages) or self.messages[i].seq != entry.target:
+            quoted = self.quotes.get(entry.target)
+            if quoted is not None:
+                self.quotes[entry.target] = apply_change(quoted, entry)
+            return False  # older than our copy: a page brings it in its current state
+        changed = apply_change(self.messages[i], entry)
+        if changed is self.messages[i]:
+            return False
+        self.messages[i] = changed
+        return True
+
+    def message(self, seq: int) -> Msg | None:
+        """The message ``seq`` if held (loaded, or fetched as a quote)."""
+        i = bisect.bisect_left(self.messages, seq, key=lambda m: m.seq)
+        if i < len(self.messages) and self.messages[i].seq == seq:
+            return self.messages[i]
+        return self.quotes.get(seq)
+
+    def missing_quotes(self) -> set[int]:
+        """Messages answered by held ones that are not held themselves."""
+        return {m.reply for m in self.messages
+                if m.reply is not None and self.message(m.reply) is None}
+
+    def last_own(self) -> Msg | None:
+        """The user's newest message that can still be edited (text, not deleted)."""
+        for m in reversed(self.messages):
+            if m.sender == self.me and m.kind == rules.MsgKind.TEXT and not m.deleted:
+                return m
+        return None
+
+    def selectable(self) -> list[int]:
+        """The seqs of the messages a user can pick in the transcript (not tombstones)."""
+        return [m.seq for m in self.messages if not m.deleted]
+
     @property
     def oldest_seq(self) -> int | None:
         shown = self.messages[0].seq if self.messages else None
@@ -142,21 +208,24 @@ class Conversation:
         self.messages.clear()
         self._seqs.clear()
         self._lowest_hidden = None
+        self.quotes.clear()
         self.latest_seq = 0
         self.read_mark = 0
         self.peer_read = 0
         self.loaded_all = False
+        self.set_server_counts(0, 0, None, None)
 
     # --- the user's own sends --------------------------------------------------------
 
-    def add_pending(self, id: str, text: str, ts: int) -> None:
-        self.pending[id] = PendingSend(id, text, ts)
+    def add_pending(self, id: str, text: str, ts: int, reply: int | None = None) -> None:
+        self.pending[id] = PendingSend(id, text, ts, reply)
 
     def confirm(self, id: str, seq: int, ts: int, kind: str = rules.MsgKind.TEXT) -> None:
         """The server acknowledged one of our sends: it is a message with a ``seq`` now."""
         sent = self.pending.pop(id, None)
         text = sent.text if sent is not None else ""
-        self.add_message(Msg(self.room, seq, self.me, text, ts, kind, id))
+        reply = sent.reply if sent is not None else None
+        self.add_message(Msg(self.room, seq, self.me, text, ts, kind, id, reply=reply))
 
     def fail(self, id: str, reason: str, ts: int) -> None:
         sent = self.pending.pop(id, None)
@@ -169,8 +238,36 @@ class Conversation:
 
     # --- marks -----------------------------------------------------------------------
 
+    def _counts_unread(self, m: Msg) -> bool:
+        return m.seq > self.read_mark and m.sender != self.me and not m.deleted
+
+    def _server_counts_hold(self) -> bool:
+        return self.read_mark == self._server_read and self.read_mark < self._server_upto
+
     def unread(self) -> int:
-        return sum(1 for m in self.messages if m.seq > self.read_mark and m.sender != self.me)
+        """Messages from others after the read mark (tombstones not counted); for a
+        returning client, at least what the welcome counted that we have not loaded."""
+        local = [m for m in self.messages if self._counts_unread(m)]
+        if not self._server_counts_hold():
+            return len(local)
+        upto = self._server_upto
+        within = sum(1 for m in local if m.seq <= upto)
+        return max(self.server_unread, within) + (len(local) - within)
+
+    def unread_mentions(self) -> int:
+        """Unread messages that mention the user (highlighted, counted in tab and list)."""
+        local = [m for m in self.messages if self._counts_unread(m) and self.me in mentions(m)]
+        if not self._server_counts_hold():
+            return len(local)
+        upto = self._server_upto
+        within = sum(1 for m in local if m.seq <= upto)
+        return max(self.server_mentions, within) + (len(local) - within)
+
+    def set_server_counts(self, read: int, upto: int, unread: int | None,
+                          mentions: int | None) -> None:
+        """welcome.rooms[]'s ``unread`` and ``mentions`` (absent: 0) from mark ``read``."""
+        self._server_read, self._server_upto = read, upto
+        self.server_unread, self.server_mentions = unread or 0, mentions or 0
 
     def mark_seen(self) -> int | None:
         """Move the read mark to the newest message; the seq to send, or None."""
@@ -203,7 +300,13 @@ class Conversation:
         keyed: list[tuple[tuple[int, int, int], TranscriptLine]] = []
         for m in self.messages:
             kind = LineKind.NUDGE if m.kind == rules.MsgKind.NUDGE else LineKind.SAY
-            keyed.append(((m.seq, 0, 0), TranscriptLine(kind, m.text, m.ts, m.sender, m.seq)))
+            line = TranscriptLine(
+                kind, m.text, m.ts, m.sender, m.seq, edited=m.edited is not None,
+                deleted=bool(m.deleted),
+                reactions=tuple((r.emoji, tuple(r.names)) for r in m.reactions or ()),
+                reply=m.reply, quote=self.message(m.reply) if m.reply is not None else None,
+                mentions_me=self.me in mentions(m))
+            keyed.append(((m.seq, 0, 0), line))
         seen = self.seen_seq()
         if seen is not None:
             keyed.append(((seen, 0, 1), TranscriptLine(LineKind.SEEN, "Seen", 0, seq=seen)))
@@ -211,6 +314,7 @@ class Conversation:
             keyed.append(((n.after_seq, 1, n.order), TranscriptLine(LineKind.NOTE, n.text, n.ts)))
         keyed.sort(key=lambda pair: pair[0])
         out = [line for _, line in keyed]
-        out.extend(TranscriptLine(LineKind.PENDING, p.text, p.ts, self.me)
+        out.extend(TranscriptLine(LineKind.PENDING, p.text, p.ts, self.me, reply=p.reply,
+                                  quote=self.message(p.reply) if p.reply else None)
                    for p in self.pending.values())
         return out

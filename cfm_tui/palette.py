@@ -26,6 +26,10 @@ class Intent:
 
     action: str
     arg: str = ""
+    # For what is done to one message (reply, react, edit, delete, jump): its seq in the
+    # room ``arg``, and the emoji or the text.
+    seq: int = 0
+    value: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +39,10 @@ class Entry:
     help: str
 
 
-def entries(state: ChatState, open_rooms: list[str], active_room: str | None) -> list[Entry]:
-    """The commands for ``state``, with the open tabs (in order) and the active one."""
+def entries(state: ChatState, open_rooms: list[str], active_room: str | None,
+            selected: int | None = None) -> list[Entry]:
+    """The commands for ``state``, with the open tabs (in order), the active one and the
+    message selected in it (F7), if any."""
     out = [
         Entry("Add a contact…", Intent("ask_contact"), "Add someone by their handle"),
         Entry("Join a group room…", Intent("ask_room"), "Join or create a #room"),
@@ -45,6 +51,7 @@ def entries(state: ChatState, open_rooms: list[str], active_room: str | None) ->
         Entry("Edit personal message", Intent("edit_psm"), "What your contacts see"),
         Entry("Change display name", Intent("ask_display"),
               "The name your contacts see (/name)"),
+        Entry("Search messages…", Intent("search_screen"), "In every conversation (Ctrl+F)"),
     ]
     if state.connection.link is Link.RECONNECTING:
         out.append(Entry("Reconnect now", Intent("reconnect"),
@@ -67,6 +74,7 @@ def entries(state: ChatState, open_rooms: list[str], active_room: str | None) ->
             out.append(Entry("Send a nudge", Intent("nudge", active_room),
                              "Shake their window (Ctrl+G)"))
         out.append(Entry("Close this conversation", Intent("close", active_room), "F4"))
+        out += message_entries(state, active_room, selected)
         if conv is not None and conv.is_group:
             out.append(Entry(f"Leave {active_room}", Intent("leave", active_room),
                              "End your membership of the room"))
@@ -98,4 +106,29 @@ def entries(state: ChatState, open_rooms: list[str], active_room: str | None) ->
         out.append(Entry(f"Unblock {name}", Intent("unblock", name), "Let them reach you again"))
     for room in state.group_rooms():
         out.append(Entry(f"Open {room}", Intent("open_room", room), "Group room"))
+    return out
+
+
+def message_entries(state: ChatState, room: str, selected: int | None) -> list[Entry]:
+    """Picking a message in the active conversation, and acting on the one picked."""
+    conv = state.conversations.get(room)
+    if conv is None or not conv.selectable():
+        return []
+    out = [Entry("Select a message", Intent("select", room),
+                 "Then reply, react, edit or delete it (F7; Up/Down, Enter)")]
+    if conv.last_own() is not None:
+        out.append(Entry("Edit your last message", Intent("edit_last", room),
+                         "Up in an empty composer"))
+    msg = conv.message(selected) if selected is not None else None
+    if msg is None or msg.deleted:
+        return out
+    mine = msg.sender == state.me
+    for action, title, key in (("reply", "Reply to", "r"), ("react", "React to", "a"),
+                               ("edit", "Edit", "e"), ("delete", "Delete", "d")):
+        if action == "edit" and not mine:
+            continue
+        if action == "delete" and not (mine or conv.is_group):
+            continue
+        out.append(Entry(f"{title} the selected message", Intent("message_do", room, msg.seq,
+                                                                  action), f"{key} in select mode"))
     return out

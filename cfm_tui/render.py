@@ -41,6 +41,11 @@ PENDING_STYLE = Style(color="#8a8a8a")
 SEEN_STYLE = Style(color="#8a8a8a", dim=True)
 GROUP_STYLE = Style(bold=True, color="#1f5fa8")
 ACTION_STYLE = Style(color="#8e44ad", italic=True)
+MENTION_STYLE = Style(bold=True, color="#b35c00")  # a message naming the user, its count
+QUOTE_STYLE = Style(color="#6b7b8c", italic=True)
+SELECTED_STYLE = Style(bgcolor="#cfe3fa", color="#000000")
+EDITED = "(edited)"
+DELETED = "message deleted"
 INDENT = "  "
 
 
@@ -55,8 +60,26 @@ def status_dot(status: str) -> Text:
     return Text(DOT, style=Style(color=STATUS_COLOURS.get(status, "#8a8a8a")))
 
 
+def counts(unread: int, mentioned: int = 0) -> Text:
+    """" (3)" unread, " (3 @1)" with mentions of the user; empty when nothing is new.
+    100 from the server means "100 or more": shown as 99+."""
+    if not unread and not mentioned:
+        return Text("")
+    style = Style(bold=True, color="#1f5fa8")
+    if not mentioned:
+        return Text(f" ({_upto99(unread)})", style=style)
+    out = Text(f" ({_upto99(unread)}", style=style)
+    out.append(f" @{_upto99(mentioned)}", style=MENTION_STYLE)
+    out.append(")", style=style)
+    return out
+
+
+def _upto99(n: int) -> str:
+    return "99+" if n > 99 else str(n)
+
+
 def buddy_line(person: Person, unread: int = 0, *, blocked: bool = False,
-               label: str | None = None, stale: bool = False) -> Text:
+               label: str | None = None, stale: bool = False, mentioned: int = 0) -> Text:
     """One row of the buddy list: dot, name, unread count, status word, dim psm.
 
     ``label`` is the name to show (``ChatState.label``: with the handle when ambiguous).
@@ -66,8 +89,7 @@ def buddy_line(person: Person, unread: int = 0, *, blocked: bool = False,
     line.append_text(status_dot("offline" if blocked or stale else person.status))
     line.append(" ")
     line.append(clean_line(label or person.label), style=Style(bold=unread > 0))
-    if unread:
-        line.append(f" ({unread})", style=Style(bold=True, color="#1f5fa8"))
+    line.append_text(counts(unread, mentioned))
     if blocked:
         line.append(" (blocked)", style=PSM_STYLE)
     elif person.status not in ("online", "offline") and not stale:
@@ -78,14 +100,13 @@ def buddy_line(person: Person, unread: int = 0, *, blocked: bool = False,
     return line
 
 
-def room_line(room: str, unread: int) -> Text:
+def room_line(room: str, unread: int, mentioned: int = 0) -> Text:
     """A room in the buddy list. No member count: it is only known once the room is
     opened and members stay members while signed out, so a count would mislead."""
     line = Text("  ", no_wrap=True, overflow="ellipsis")
     line.append("# ", style=GROUP_STYLE)
     line.append(room[1:], style=Style(bold=unread > 0))
-    if unread:
-        line.append(f" ({unread})", style=Style(bold=True, color="#1f5fa8"))
+    line.append_text(counts(unread, mentioned))
     return line
 
 
@@ -99,53 +120,101 @@ def format_time(ts_ms: int, tz: tzinfo | None) -> str:
 
 
 def transcript(lines: list[TranscriptLine], state: ChatState, tz: tzinfo | None,
-               width: int | None = None) -> Text:
+               width: int | None = None, selected: int | None = None) -> Text:
     """The conversation as MSN drew it: "alice says (12:34):" then the indented text.
 
     With ``width`` the message bodies are wrapped here, so that wrapped lines keep their
-    indent (a plain ``Text`` would wrap them back to column 0).
+    indent (a plain ``Text`` would wrap them back to column 0). ``selected``: the seq of
+    the message picked in select mode, drawn highlighted.
     """
     out = Text()
     previous: TranscriptLine | None = None
     for line in lines:
         if out:
             out.append("\n")
-        if line.kind is LineKind.SEEN:
-            out.append(INDENT + line.text, style=SEEN_STYLE)
-        elif line.kind is LineKind.NOTE:
-            out.append(_wrap_hanging(clean_text(line.text), width), style=NOTE_STYLE)
-        elif line.kind is LineKind.NUDGE:
-            if line.sender == state.me:
-                out.append("You have just sent a nudge!", style=NUDGE_STYLE)
-            else:
-                who = clean_line(state.label(line.sender))
-                out.append(f"{who} just sent you a nudge!", style=NUDGE_STYLE)
-        elif is_action(line):
-            # "/me waves" arrives as "* alice waves": an action line, no "says" header,
-            # with the name people know the sender by (what is sent keeps the handle,
-            # which is what makes it an action).
-            assert line.sender is not None
-            action = line.text[len(line.sender) + 3:]
-            who = clean_line(state.label(line.sender))
-            body = replace_emoticons(clean_text(f"* {who} {action}"))
-            out.append(_wrap_indented(body, "", width), style=ACTION_STYLE)
-            if line.kind is LineKind.PENDING:
-                out.append("  sending…", style=PSM_STYLE)
-        else:
-            pending = line.kind is LineKind.PENDING
-            if not _continues(previous, line, tz):
-                who = clean_line(state.label(line.sender))
-                out.append(f"{who} says", style=SAYS_STYLE)
-                out.append(f" ({format_time(line.ts, tz)})", style=PSM_STYLE)
-                out.append(":", style=SAYS_STYLE)
-                if pending:
-                    out.append("  sending…", style=PSM_STYLE)
-                out.append("\n")
-            body = replace_emoticons(clean_text(line.text))
-            out.append(_wrap_indented(body, INDENT, width),
-                       style=PENDING_STYLE if pending else None)
+        start = len(out)
+        _line(out, line, previous, state, tz, width)
+        if selected is not None and line.seq == selected and line.kind is LineKind.SAY:
+            out.stylize(SELECTED_STYLE, start, len(out))
         previous = line
     return out
+
+
+def _line(out: Text, line: TranscriptLine, previous: TranscriptLine | None,
+          state: ChatState, tz: tzinfo | None, width: int | None) -> None:
+    """One transcript line (with its header, quote and reactions) appended to ``out``."""
+    if line.kind is LineKind.SEEN:
+        out.append(INDENT + line.text, style=SEEN_STYLE)
+    elif line.kind is LineKind.NOTE:
+        out.append(_wrap_hanging(clean_text(line.text), width), style=NOTE_STYLE)
+    elif line.kind is LineKind.NUDGE:
+        if line.sender == state.me:
+            out.append("You have just sent a nudge!", style=NUDGE_STYLE)
+        else:
+            who = clean_line(state.label(line.sender))
+            out.append(f"{who} just sent you a nudge!", style=NUDGE_STYLE)
+    elif is_action(line):
+        # "/me waves" arrives as "* alice waves": an action line, no "says" header,
+        # with the name people know the sender by (what is sent keeps the handle,
+        # which is what makes it an action).
+        assert line.sender is not None
+        action = line.text[len(line.sender) + 3:]
+        who = clean_line(state.label(line.sender))
+        body = replace_emoticons(clean_text(f"* {who} {action}"))
+        out.append(_wrap_indented(body, "", width), style=ACTION_STYLE)
+        if line.kind is LineKind.PENDING:
+            out.append("  sending…", style=PSM_STYLE)
+    else:
+        pending = line.kind is LineKind.PENDING
+        if not _continues(previous, line, tz):
+            who = clean_line(state.label(line.sender))
+            out.append(f"{who} says", style=SAYS_STYLE)
+            out.append(f" ({format_time(line.ts, tz)})", style=PSM_STYLE)
+            out.append(":", style=SAYS_STYLE)
+            if pending:
+                out.append("  sending…", style=PSM_STYLE)
+            out.append("\n")
+        if line.reply is not None:
+            out.append(quote_line(line, state, width) + "\n", style=QUOTE_STYLE)
+        _body(out, line, width, pending)
+
+
+def quote_line(line: TranscriptLine, state: ChatState, width: int | None) -> str:
+    """"  ┆ Bob: the answered line…" — one line, cut to ``width``."""
+    quote = line.quote
+    if quote is None:
+        said = "an earlier message"
+    elif quote.deleted:
+        said = f"{clean_line(state.label(quote.sender))}: {DELETED}"
+    else:
+        first = replace_emoticons(clean_line(quote.text.split("\n", 1)[0]))
+        said = f"{clean_line(state.label(quote.sender))}: {first}"
+    text = f"{INDENT}┆ {said}"
+    if width is not None and Text(text).cell_len > width:
+        cut = Text(text)
+        cut.truncate(width - 1)
+        text = cut.plain + "…"
+    return text
+
+
+def _body(out: Text, line: TranscriptLine, width: int | None, pending: bool) -> None:
+    """The text (or the tombstone), the edited mark, the reactions under it."""
+    if line.deleted:
+        out.append(INDENT + DELETED, style=NOTE_STYLE)
+        return
+    body = replace_emoticons(clean_text(line.text))
+    style = PENDING_STYLE if pending else MENTION_STYLE if line.mentions_me else None
+    if line.edited:
+        wrapped = _wrap_indented(f"{body} {EDITED}", INDENT, width)
+        out.append(wrapped[:-len(EDITED)], style=style)
+        out.append(EDITED, style=PSM_STYLE)
+    else:
+        out.append(_wrap_indented(body, INDENT, width), style=style)
+    if line.reactions:
+        out.append("\n" + INDENT)
+        for i, (emoji, names) in enumerate(line.reactions):
+            shown = replace_emoticons(clean_line(emoji))
+            out.append(("  " if i else "") + f"{shown} {len(names)}", style=SAYS_STYLE)
 
 
 def _continues(previous: TranscriptLine | None, line: TranscriptLine, tz: tzinfo | None) -> bool:

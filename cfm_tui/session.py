@@ -162,8 +162,27 @@ class ChatSession:
         me = rules.normalize_name(self.me)
         return {"to": pair[1] if pair[0] == me else pair[0]}
 
-    async def say(self, room: str, text: str, id: str) -> Any:
-        return await self.client.say(text, id=id, **self._target(room))
+    async def say(self, room: str, text: str, id: str, reply: int | None = None) -> Any:
+        # ``reply`` only when answering: the keyword is an extension of the SDK's say.
+        answer = {"reply": reply} if reply is not None else {}
+        return await self.client.say(text, id=id, **self._target(room), **answer)
+
+    # Message changes (docs/protocol.md "Message changes"): the room is known by now
+    # (a message in it is being changed), so DMs are addressed by room too.
+    async def edit(self, room: str, target: int, text: str) -> Any:
+        return await self.client.edit(room, target, text)
+
+    async def delete(self, room: str, target: int) -> Any:
+        return await self.client.delete(room, target)
+
+    async def react(self, room: str, target: int, emoji: str, *, add: bool = True) -> Any:
+        if add:
+            return await self.client.react(room, target, emoji)
+        return await self.client.unreact(room, target, emoji)
+
+    async def search(self, text: str, room: str | None = None, before: str | None = None,
+                     limit: int = 50) -> Any:
+        return await self.client.search(text, room=room, before=before, limit=limit)
 
     async def nudge(self, peer: str) -> Any:
         return await self.client.nudge(peer)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from cfm_common import rules
 from cfm_tui.outcome import Outcome
+from cfm_tui.palette import Intent
 from cfm_tui.state import ChatState, Link, Update
 
 # name -> (arguments, what it does): the order is the one /help lists.
@@ -32,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unblock": ("<name>", "unblock someone"),
     "close": ("", "close this conversation"),
     "save": ("[file]", "save this conversation to a text file (.html: a web page)"),
+    "search": ("<words>", "find messages holding these words (Ctrl+F)"),
     "reconnect": ("", "try to reconnect now, not when the countdown ends"),
     "help": ("", "this list"),
 }
@@ -125,6 +127,8 @@ def _check(name: str, rest: str) -> Parsed:
     arg = rest.strip()
     if name == "save":
         return Command(name, arg)  # the file, or "" for a name of the app's choosing
+    if name == "search":
+        return Command(name, " ".join(arg.split())) if arg else Refusal("Usage: /search <words>")
     if name in ("nudge", "leave", "members", "close", "reconnect", "help"):
         return Command(name) if not arg else Refusal(f"/{name} takes nothing after it.")
     if name == "status":
@@ -176,6 +180,7 @@ class SlashTarget(Protocol):
     def members_text(self, room: str) -> tuple[str, Outcome]: ...
     def reconnect_now(self) -> Outcome: ...
     def save_conversation(self, room: str, file: str) -> Outcome: ...
+    def run_intent(self, intent: Intent) -> Outcome: ...
 
 
 def run(target: SlashTarget, room: str, command: Command) -> Outcome:
@@ -214,4 +219,6 @@ def run(target: SlashTarget, room: str, command: Command) -> Outcome:
         return target.note(room, help_text())
     if name == "save":
         return target.save_conversation(room, arg)
+    if name == "search":  # every room: the screen can narrow it to one
+        return target.run_intent(Intent("search", value=arg))
     raise ValueError(f"no such command: /{name}")  # parse() lets only COMMANDS through

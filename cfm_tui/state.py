@@ -67,6 +67,7 @@ class NoticeKind(StrEnum):
     SIGNED_IN = "signed_in"
     MESSAGE = "message"
     NUDGE = "nudge"
+    MENTION = "mention"  # a message that mentions the user (@handle)
     ADDED_YOU = "added_you"
     ERROR = "error"  # a warning: a server's error frame, a request that failed
     INFO = "info"  # a plain line for the user ("bob was added to your contact list")
@@ -92,8 +93,14 @@ class Update:
     me: bool = False
     connection: bool = False
     notices: list[Notice] = field(default_factory=list)
+    search: bool = False  # the search results changed
+    open_search: bool = False  # show them (a new search: /search, or the screen's own)
+    select: tuple[str, int] | None = None  # a message to select and show: (room, seq)
 
     def merge(self, other: Update) -> None:
+        self.search |= other.search
+        self.open_search |= other.open_search
+        self.select = other.select or self.select
         self.rooms |= other.rooms
         self.closed |= other.closed
         for room, activate in other.opened.items():
@@ -228,6 +235,10 @@ class ChatState:
         conv = self.conversations.get(rules.dm_room(self.me, name))
         return conv.unread() if conv else 0
 
+    def mentions_for(self, room: str) -> int:
+        conv = self.conversations.get(room)
+        return conv.unread_mentions() if conv else 0
+
     # --- connection events (from the SDK, not frames) --------------------------------
 
     def on_welcome(self, welcome: Welcome) -> Update:
@@ -254,6 +265,7 @@ class ChatState:
             conv.epoch = rs.epoch
             conv.latest_seq = max(conv.latest_seq, rs.seq)
             conv.read_mark = max(conv.read_mark, rs.read)
+            conv.set_server_counts(rs.read, rs.seq, rs.unread, rs.mentions)
         self.connection = Connection(Link.CONNECTED)
         self._drop_grace_until = self.clock() + RECONNECT_GRACE_S
         return Update(rooms=set(self.conversations), roster=True, me=True, connection=True)
@@ -288,8 +300,12 @@ class ChatState:
         if not conv.add_message(msg):
             return Update()
         update = Update(rooms={msg.room}, roster=True)
+        if msg.change is not None:
+            return update  # an edit, a delete, a reaction: shown in place, no toast
         if msg.sender != self.me:
             kind = NoticeKind.NUDGE if msg.kind == rules.MsgKind.NUDGE else NoticeKind.MESSAGE
+            if kind is NoticeKind.MESSAGE and self.me in (msg.mentions or ()):
+                kind = NoticeKind.MENTION
             update.notices.append(Notice(kind, msg.sender, msg.room, msg.text))
         return update
 

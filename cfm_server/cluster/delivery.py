@@ -38,6 +38,7 @@ class NodeLink(Protocol):
     """What delivery needs of its node (``node.ClusterNode``)."""
 
     origin: str
+    session_prefix: str  # of the ids of this node's sessions; not in the origin tag
 
     def send_to_user(self, name: str, frame: bytes, *, loud_only: bool = False) -> None: ...
 
@@ -95,7 +96,7 @@ class ClusterDelivery(Delivery):
         every member, but the one that sent it; a hidden one's placeholder to the peer."""
         hidden = origin.endswith(HIDDEN_SUFFIX)
         proc, _, session_id = origin.removesuffix(HIDDEN_SUFFIX).partition("/")
-        skip_id = session_id if proc == self._node.origin else None
+        skip_id = self._node.session_prefix + session_id if proc == self._node.origin else None
         users = self.users
         if hidden and room.is_dm:
             self._hidden(room, msg, skip_id)

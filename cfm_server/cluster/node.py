@@ -32,6 +32,7 @@ what a client asked for is then answered ``error{code: "internal", retry_ms}``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
@@ -126,6 +127,7 @@ class ClusterNode:
         # This process's life of the node: the origin of its messages and user frames,
         # so that what it sent itself is skipped (a restarted node's session ids repeat).
         self.origin = f"{self.node_id}.{secrets.token_hex(3)}"
+        self.session_prefix = f"{self.node_id}."  # of its sessions' ids
         self.broker = Broker(config.redis_url, node=self.node_id,
                              on_message=self._on_message, on_reset=self._on_reset,
                              on_user_frame=self._on_user_frame)
@@ -171,6 +173,8 @@ class ClusterNode:
     async def start(self, hub: Hub) -> None:
         """Load the hub's World from Redis; from then on follow every change."""
         self._hub = hub
+        # "n1.s3": a user's sessions on two nodes have different ids (welcome.session).
+        hub.signin.session_prefix = self.session_prefix + "s"
         await self.broker.start()
         store = hub.world.store
         if self.search is not None and isinstance(store, NodeStore):
@@ -267,6 +271,12 @@ class ClusterNode:
         if counted is None or counted[0] != after:
             raise StoreError(f"{room}: not counted for this sign-in")
         return min(counted[1], cap), min(counted[2], cap)
+
+    async def catch_up(self) -> None:
+        """Apply every change of the shared records that Redis holds now (a frame named
+        something this node does not know yet). Redis out of reach: done at once."""
+        with contextlib.suppress(ClusterError):  # the frame's first answer stands
+            await self._caught_up()
 
     async def _caught_up(self) -> None:
         """Wait until this node applied every change of the shared records Redis held a
@@ -562,7 +572,9 @@ class ClusterNode:
     def session_origin(self, session_id: str, hidden: bool) -> str:
         """The origin tag of a message a session of this node sends: who to skip in the
         fan-out, and (``/h``) a DM message hidden from its peer (private blocking)."""
-        origin = f"{self.origin}/{session_id}"
+        # The origin names the node already: the session's own part is enough (it is
+        # kept with every stored message).
+        origin = f"{self.origin}/{session_id.removeprefix(self.session_prefix)}"
         return origin + scripts.HIDDEN_SUFFIX if hidden else origin
 
 

@@ -58,6 +58,9 @@ class SignInHandler:
         # New handles whose identity is being stored (see sign_in).
         self.signing_up: dict[str, SignUp] = {}
         self._session_ids = itertools.count(1)
+        # Unique among this process's sessions; a cluster node adds its name, since a
+        # user's sessions on two nodes must not share an id (welcome.session).
+        self.session_prefix = "s"
 
     def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp:
         """Sign ``session`` in: a Welcome, or for a new handle a SignUp whose record is
@@ -150,7 +153,7 @@ class SignInHandler:
                 changed = True
         if changed:
             world.writes.put_user(record)
-        session.id = f"s{next(self._session_ids)}"
+        session.id = f"{self.session_prefix}{next(self._session_ids)}"
         session.user = user
         session.quiet = bool(hello.quiet)
         first = not user.sessions

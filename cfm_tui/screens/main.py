@@ -34,6 +34,9 @@ from cfm_tui.palette import Intent
 from cfm_tui.sanitize import clean_line
 from cfm_tui.screens.ask import ask_contact, ask_display, ask_room, room_of
 from cfm_tui.screens.confirm import confirm_contact, confirm_leave
+from cfm_tui.screens.hints import CHAT_HIDDEN, EMPTY_HINT, HINT_EVERY_S, NOWHERE_TO_TYPE
+from cfm_tui.screens.message_menu import ask_about_message
+from cfm_tui.screens.shake import SHAKE_OFFSETS, shake_window
 from cfm_tui.state import ChatState, Update
 from cfm_tui.widgets.added_you import AddedYouPrompt
 from cfm_tui.widgets.buddy_list import BuddyList
@@ -41,22 +44,10 @@ from cfm_tui.widgets.connection_bar import ConnectionBar
 from cfm_tui.widgets.conversation_view import ConversationView
 from cfm_tui.widgets.footer import ChatFooter
 from cfm_tui.widgets.me_header import MeHeader
+from cfm_tui.widgets.message_select import MessageSelect
 
 NARROW_BELOW = 100
-# A shake: window offsets (x, y) in cells, one step per SHAKE_STEP_S.
-SHAKE_OFFSETS = ((2, 0), (-2, 0), (2, 1), (-2, 0), (1, 0), (-1, 0), (0, 0))
-SHAKE_STEP_S = 0.05
-HINT_EVERY_S = 5.0
-NOWHERE_TO_TYPE = (
-    "Nothing to type into here: open a conversation (Enter on a contact or room), "
-    "F5 to add a contact, F6 to join a room. Commands like /add go in a conversation."
-)
-CHAT_HIDDEN = "Typing goes into the conversation: F2 shows it."
-EMPTY_HINT = (
-    "No conversation open.\n\n"
-    "Pick a contact or a room in the list and press Enter,\n"
-    "F5 to add a contact, F6 to join a room, Ctrl+P for every command."
-)
+__all__ = ["SHAKE_OFFSETS", "MainScreen"]
 
 
 class MainScreen(Screen[None]):
@@ -70,6 +61,7 @@ class MainScreen(Screen[None]):
         Binding("f4", "close_conversation", "Close", id="chat.close", priority=True),
         Binding("f5", "add_contact", "Add contact", id="chat.add_contact", priority=True),
         Binding("f6", "join_room", "Join room", id="chat.join_room", priority=True),
+        Binding("ctrl+f", "search", "Search", id="chat.search", show=False, priority=True),
         # Not in the footer: it has no room for them at 80 columns (docs/tui.md lists them).
         Binding("ctrl+pagedown", "next_tab(1)", "Next tab", id="chat.next_tab", show=False,
                 priority=True),
@@ -196,7 +188,7 @@ class MainScreen(Screen[None]):
         conv = self.state.conversations.get(room)
         unread = conv.unread() if conv else 0
         if unread and room != self.active_room:
-            title += f" ({unread})"
+            title += render.counts(unread, conv.unread_mentions() if conv else 0).plain
         return Content(title)
 
     def _retitle_tabs(self) -> None:
@@ -360,24 +352,12 @@ class MainScreen(Screen[None]):
         self.refresh_bindings()  # Ctrl+G comes and goes with the kind of conversation
         self.shown()
 
-    # --- the nudge -------------------------------------------------------------------
+    # --- the nudge: the window shakes (cfm_tui/screens/shake.py) ----------------------
 
     def shake(self, *, animate: bool = True) -> None:
-        """Shake the window like MSN did: a few quick offsets, then back in place."""
         self.shakes += 1
-        if not animate:
-            return
-        steps = list(SHAKE_OFFSETS)
-        self.shake_to(*steps.pop(0))
-
-        def step() -> None:
-            if steps:
-                self.shake_to(*steps.pop(0))
-            if not steps:
-                timer.stop()
-
-        # One interval for the other steps: a 0 s timer makes Textual's Timer divide by 0.
-        timer = self.set_interval(SHAKE_STEP_S, step)
+        if animate:
+            shake_window(self, lambda x, y: self.shake_to(x, y))
 
     def shake_to(self, x: int, y: int) -> None:
         self.query_one("#window").styles.offset = (x, y)
@@ -434,9 +414,26 @@ class MainScreen(Screen[None]):
     def action_join_room(self) -> None:
         self.intent("ask_room")
 
+    def action_search(self) -> None:
+        self.intent("search_screen")
+
     def palette_entries(self) -> list[palette.Entry]:
         """The command palette's list (cfm_tui.commands asks the screen it opened on)."""
-        return palette.entries(self.state, self.open_rooms(), self.active_room)
+        view = self.active_view()
+        return palette.entries(self.state, self.open_rooms(), self.active_room,
+                               view.selected if view is not None else None)
+
+    def on_message_select_ask(self, event: MessageSelect.Ask) -> None:
+        event.stop()
+        question, intent = ask_about_message(event)
+        self.app.push_screen(question, lambda answer: None if (i := intent(answer)) is None
+                             else self.post_message(IntentRequested(i)))
+
+    def _in_view(self, room: str, act: Callable[[ConversationView], object]) -> None:
+        """A message action of the palette or a question, done by its conversation."""
+        view = self.view_for(room)
+        if view is not None:
+            act(view)
 
     # --- intents: layout and questions here, the rest up to the app -------------------
 
@@ -459,6 +456,10 @@ class MainScreen(Screen[None]):
             "edit_psm": self.query_one("#me-psm").focus,
             "go_to": lambda: self.run_worker(self.go_to(arg)),
             "close": lambda: self.close_conversation(arg),
+            "select": lambda: self._in_view(arg, lambda v: v.action_select_message()),
+            "edit_last": lambda: self._in_view(arg, lambda v: v.edit_last()),
+            "message_do": lambda: self._in_view(arg, lambda v: v.action_message_do(
+                event.intent.value, event.intent.seq)),
         }
         if event.intent.action in here:  # else not the screen's: on up to the app
             event.stop()

@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from cfm_common import rules
 from cfm_tui import render
 from cfm_tui.state import ChatState, Person
 
@@ -54,7 +55,8 @@ class BuddyList(OptionList):
     def show(self, state: ChatState) -> None:
         """Rebuild the rows from the state, keeping the highlighted row where it was."""
         keep = self.highlighted_option.id if self.highlighted_option is not None else None
-        people = state.contact_people()
+        # Who has something unread comes first in each group, then by name.
+        people = sorted(state.contact_people(), key=lambda p: state.unread_for(p.name) == 0)
         bots = [p for p in people if p.bot]
         humans = [p for p in people if not p.bot]
         online = [p for p in humans if p.online]
@@ -62,9 +64,12 @@ class BuddyList(OptionList):
         options: list[Option] = []
 
         def row(p: Person) -> Option:
+            dm = rules.dm_room(state.me, p.name)
             return Option(render.buddy_line(p, state.unread_for(p.name),
                                             label=state.label(p.name),
-                                            stale=state.presence_stale), id=USER + p.name)
+                                            stale=state.presence_stale,
+                                            mentioned=state.mentions_for(dm)),
+                          id=USER + p.name)
 
         def group(title: str, key: str, count: int | None) -> None:
             options.append(Option(render.group_header(title, count), id=f"group:{key}",
@@ -82,10 +87,12 @@ class BuddyList(OptionList):
             options += [Option(render.buddy_line(state.person(n), blocked=True,
                                                  label=state.label(n)), id=USER + n)
                         for n in sorted(state.blocked)]
-        rooms = state.group_rooms()
+        rooms = sorted(state.group_rooms(),
+                       key=lambda r: state.conversations[r].unread() == 0)
         group("Rooms", "rooms", len(rooms))
         for room in rooms:
-            options.append(Option(render.room_line(room, state.conversations[room].unread()),
+            options.append(Option(render.room_line(room, state.conversations[room].unread(),
+                                                   state.mentions_for(room)),
                                   id=ROOM + room))
         self._blocked = set(state.blocked)
         self.set_options(options)

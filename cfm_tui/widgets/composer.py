@@ -30,6 +30,9 @@ class Composer(TextArea):
         Binding("ctrl+u", "clear_draft", "Clear", show=False, id="composer.clear"),
     ]
 
+    _AT_ONCE: ClassVar[dict[str, str]] = {"ctrl+u": "action_clear_draft",
+                                          "ctrl+a": "action_select_all"}
+
     class Submitted(Message):
         def __init__(self, composer: Composer, text: str) -> None:
             super().__init__()
@@ -49,6 +52,14 @@ class Composer(TextArea):
             event.stop()
             event.prevent_default()
             self.submit()
+            return
+        if event.key in self._AT_ONCE:
+            # A binding runs after the key has gone round the app, by which time the keys
+            # typed right after it (same burst) are already in the box: Ctrl+U then "xyz"
+            # would clear "xyz" too, or nothing. Handled here, in order, as Enter is.
+            event.stop()
+            event.prevent_default()
+            getattr(self, self._AT_ONCE[event.key])()
             return
         if event.key in NEWLINE_KEYS:
             event.stop()

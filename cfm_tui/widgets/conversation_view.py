@@ -18,6 +18,7 @@ from cfm_common import rules
 from cfm_tui import render
 from cfm_tui.state import ChatState
 from cfm_tui.widgets.composer import Composer
+from cfm_tui.widgets.message_select import MessageSelect
 from cfm_tui.widgets.transcript import Transcript
 
 
@@ -32,9 +33,9 @@ class NewMessagesMarker(Static):
         self.post_message(self.Clicked())
 
 
-class ConversationView(Vertical):
+class ConversationView(MessageSelect, Vertical):
     """Posts ``Send``, ``NudgeRequested``, ``LoadOlder``, ``Typed`` and ``CaughtUp`` for
-    its room."""
+    its room; picking a message and acting on it: :class:`MessageSelect`."""
 
     # Priority: the composer (a TextArea) has its own PageUp/PageDown/Home/End. Home and
     # End scroll only while the draft is empty; with a draft they move its cursor.
@@ -50,10 +51,15 @@ class ConversationView(Vertical):
     ]
 
     class Send(Message):
-        def __init__(self, room: str, text: str) -> None:
+        """A draft to send: an answer to ``reply``, or the new text of ``edit``."""
+
+        def __init__(self, room: str, text: str, reply: int | None = None,
+                     edit: int | None = None) -> None:
             super().__init__()
             self.room = room
             self.text = text
+            self.reply = reply
+            self.edit = edit
 
     class NudgeRequested(Message):
         def __init__(self, room: str) -> None:
@@ -101,6 +107,7 @@ class ConversationView(Vertical):
         with Horizontal(classes="conv-status"):
             yield Static(classes="conv-typing")
             yield NewMessagesMarker(classes="conv-new")
+        yield Static(classes="conv-mode")  # replying, editing, selecting: what keys do
         with Horizontal(classes="conv-input"):
             yield Composer(classes="composer")
             with Vertical(classes="conv-buttons"):
@@ -146,8 +153,11 @@ class ConversationView(Vertical):
                      and first_seq < self._first_seq)
         self._first_seq = first_seq
         if lines or self._line_count:
-            text = render.transcript(lines, state, tz, width=self.transcript.text_width())
+            text = render.transcript(lines, state, tz, width=self.transcript.text_width(),
+                                     selected=self.selected)
             self.transcript.show(text, prepended=prepended)
+            if self.selected is not None:
+                self._scroll_to_selected(text)
         self._line_count = len(lines)
         if self.is_group:
             members = render.member_lines(conv.members or set(), state)
@@ -155,6 +165,24 @@ class ConversationView(Vertical):
         self.show_typing()
         self.show_new_marker()
         self.drawn = True
+
+    def _scroll_to_selected(self, text: Text) -> None:
+        """Bring the selected message's lines on screen (its highlight tells where)."""
+        plain = text.plain
+        spans = [span for span in text.spans if span.style == render.SELECTED_STYLE]
+        if not spans:
+            return
+        top = plain.count("\n", 0, spans[0].start)
+        bottom = plain.count("\n", 0, spans[0].end)
+        transcript = self.transcript
+
+        def scroll() -> None:
+            height = transcript.scrollable_content_region.height
+            if top < transcript.scroll_y or bottom >= transcript.scroll_y + height:
+                transcript.scroll_to(y=max(0, bottom - height + 1) if bottom - top < height
+                                     else top, animate=False)
+
+        self.call_after_refresh(scroll)
 
     def show_new_marker(self) -> None:
         """How many messages came below while the reader is scrolled up."""
@@ -168,7 +196,7 @@ class ConversationView(Vertical):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "scroll_transcript" and parameters and parameters[0] in ("home", "end"):
             return not self.composer.text or self.focused_outside_composer()
-        return True
+        return super().check_action(action, parameters)
 
     def focused_outside_composer(self) -> bool:
         return self.screen.focused is not self.composer
@@ -198,7 +226,8 @@ class ConversationView(Vertical):
     def on_composer_submitted(self, event: Composer.Submitted) -> None:
         event.stop()
         self.transcript.follow()  # what you send is shown, and what comes after it
-        self.post_message(self.Send(self.room, event.text))
+        reply, edit = self.sent()
+        self.post_message(self.Send(self.room, event.text, reply, edit))
 
     def on_transcript_follow_changed(self, event: Transcript.FollowChanged) -> None:
         event.stop()

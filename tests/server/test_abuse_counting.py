@@ -13,6 +13,8 @@ import pytest
 
 from tests.wire import signed_in
 
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
+
 
 async def test_read_marks_over_the_limit_are_refused_but_never_close(server_factory) -> None:
     server = await server_factory(abuse_max=5, history_rate=0.1, history_burst=1)

@@ -11,7 +11,11 @@ import asyncio
 import os
 from typing import Any
 
+import pytest
+
 from tests.wire import WireClient, eventually, signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 ROOM = "#big"
 
@@ -113,6 +117,8 @@ async def test_members_limit_caps_joined_and_gives_the_count(server) -> None:
             await client.close()
 
 
+@pytest.mark.cluster_xfail(
+    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_members_pages_the_list_both_ways_and_refuses_what_it_must(server) -> None:
     names = ["bob", "carol", "dave", "erin", "fred", "gina"]
     clients = [await WireClient.open(server.url) for _ in names]
@@ -161,6 +167,7 @@ async def test_members_pages_the_list_both_ways_and_refuses_what_it_must(server)
             await client.close()
 
 
+@pytest.mark.single_node("looks inside one hub's room")
 async def test_the_loud_index_follows_sign_out_leave_and_rejoin(server) -> None:
     hub = server.hub
 

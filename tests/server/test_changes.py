@@ -15,6 +15,8 @@ import pytest
 
 from tests.wire import WireClient, signed_in
 
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
+
 ROOM = "#changes"
 
 
@@ -114,6 +116,9 @@ async def test_an_edit_reaches_the_room_and_history_shows_the_edited_text(any_se
         assert page[1]["change"] == "edit"
 
 
+@pytest.mark.cluster_xfail(
+    "the edit's target is read on a node that may not have the message yet (h8)",
+    strict=False)
 async def test_an_edit_by_anyone_but_the_author_is_refused(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob):
@@ -143,6 +148,7 @@ async def test_changes_need_the_room(any_server) -> None:
 # --- delete -------------------------------------------------------------------------
 
 
+@pytest.mark.single_node("reads the SQLite file")
 async def test_a_delete_removes_the_text_from_the_sqlite_file(server_factory, tmp_path) -> None:
     data = tmp_path / "data"
     secret, fixed = "my PIN is 4711-secret", "my PIN is 4711-corrected"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.wire import WireClient, eventually, signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 
 async def join(client: WireClient, room: str = "#lobby") -> dict:
@@ -75,6 +78,7 @@ async def test_a_retry_after_a_restart_gets_the_original_ack(server_factory, tmp
         assert (await alice.recv_until("ack"))["seq"] == 2
 
 
+@pytest.mark.single_node("makes the SQLite commit fail")
 async def test_a_failed_commit_is_answered_internal_never_acked(server) -> None:
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
         await join(alice)

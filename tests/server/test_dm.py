@@ -3,7 +3,11 @@ test_private_block.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.wire import WireClient, signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 
 async def test_first_dm_creates_the_room_for_both_and_waits_for_the_offline_peer(server) -> None:

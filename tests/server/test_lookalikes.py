@@ -7,6 +7,8 @@ import pytest
 
 from tests.wire import WireClient, signed_in
 
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
+
 PERSONA = "smartybot"
 
 
@@ -76,6 +78,7 @@ async def test_nobody_else_may_show_up_as_a_server_bot(server_factory, display) 
     assert persona.display == "SmartyBot" and server.hub.users["smartybot"].sessions
 
 
+@pytest.mark.single_node("writes the SQLite file")
 async def test_names_stored_before_lose_their_invisible_characters(server_factory,
                                                                    tmp_path) -> None:
     import sqlite3

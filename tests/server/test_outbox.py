@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.wire import WireClient, signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 
 async def frames_until_closed(client: WireClient, limit: int = 1000) -> list[dict]:

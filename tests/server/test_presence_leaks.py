@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from tests.wire import signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 ROOM = "dm:alice:carol"
 
@@ -77,6 +80,7 @@ async def test_a_blockers_room_moves_do_not_reach_the_blocked_user(server) -> No
         assert not [f for f in bob.seen if f.get("name") == "alice"], bob.seen
 
 
+@pytest.mark.single_node("the online gauge counts one node's sessions")
 async def test_metrics_do_not_count_invisible_users_online(server) -> None:
     async with signed_in(server.url, "alice"):
         assert await _users_online(server) == 1

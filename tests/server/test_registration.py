@@ -16,6 +16,8 @@ from cfm_common.client import Client, ClientError
 from cfm_server.invites import InviteBook, InviteError, load_key, make_code, parse_code
 from tests.wire import WireClient, signed_in
 
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
+
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,6 +83,7 @@ def test_a_damaged_key_file_is_a_clear_error(tmp_path: Path) -> None:
 # --- a server by invite ------------------------------------------------------------------
 
 
+@pytest.mark.single_node("cfm admin invite on the data dir")
 async def test_by_invite_a_new_handle_needs_a_valid_unused_code(server_factory: Any) -> None:
     server = await server_factory(registration="invite")
     data_dir = str(server.config.data_dir)
@@ -124,6 +127,7 @@ async def test_the_sdk_reports_a_refused_sign_up_and_does_not_retry(
     assert "invite code" in refused.value.msg
 
 
+@pytest.mark.single_node("cfm admin on the data dir")
 async def test_closed_registration_takes_accounts_made_by_the_operator(
     server_factory: Any, tmp_path: Path
 ) -> None:
@@ -164,6 +168,7 @@ def test_bad_registration_and_invite_options(tmp_path: Path) -> None:
     assert not (tmp_path / "invite.key").exists()
 
 
+@pytest.mark.single_node("cfm admin on the data dir")
 async def test_admin_knows_the_url_and_registration_the_server_was_started_with(
     server_factory: Any,
 ) -> None:
@@ -175,6 +180,7 @@ async def test_admin_knows_the_url_and_registration_the_server_was_started_with(
     assert "Note:" not in result.output
 
 
+@pytest.mark.single_node("cfm admin on the data dir")
 async def test_an_invite_for_an_open_server_says_it_will_not_be_asked_for(
     server: Any,
 ) -> None:

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.wire import signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 LOBBY = "#lobby"
 

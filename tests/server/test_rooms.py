@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.wire import WireClient, signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 
 async def join(client: WireClient, room: str = "#lobby", **keys) -> dict:
@@ -191,6 +195,7 @@ async def test_read_marks_move_forward_and_reach_the_other_sessions(server) -> N
         assert {r["room"]: r["read"] for r in welcome["rooms"]} == {"#lobby": 3}
 
 
+@pytest.mark.single_node("edits the SQLite file")
 async def test_a_room_whose_record_was_lost_comes_back_with_its_messages(
     server_factory,
 ) -> None:

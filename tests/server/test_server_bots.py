@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from cfm_common.client import Client
 from tests.wire import WireClient, eventually, signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 LOBBY = "#lobby"
 
@@ -55,6 +59,7 @@ async def test_the_sdk_sends_a_burst_of_read_marks_as_a_few_frames(server) -> No
         await alice.close()
 
 
+@pytest.mark.single_node("the AI contacts are off in cluster mode (h10)")
 async def test_provisioned_ai_contacts_ride_out_a_lobby_flood(server_factory) -> None:
     server = await server_factory(ai_enabled=True)
     personas = list(server.config.ai.handles)
@@ -86,6 +91,7 @@ async def test_provisioned_ai_contacts_ride_out_a_lobby_flood(server_factory) ->
         assert flaps == []
 
 
+@pytest.mark.cluster_xfail("the presence grace is per node: a return to another node is news")
 async def test_a_quick_reconnect_is_not_shown_to_watchers(server_factory) -> None:
     server = await server_factory(presence_grace=60)
     async with signed_in(server.url, "bob") as bob:
@@ -106,6 +112,7 @@ async def test_a_quick_reconnect_is_not_shown_to_watchers(server_factory) -> Non
         assert statuses == ["busy"]
 
 
+@pytest.mark.cluster_xfail("the presence grace is per node: a return to another node is news")
 async def test_offline_is_told_once_the_grace_is_over(server_factory) -> None:
     server = await server_factory(presence_grace=0.2)
     async with signed_in(server.url, "bob") as bob:

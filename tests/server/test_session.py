@@ -5,7 +5,10 @@ from __future__ import annotations
 import msgpack
 import pytest
 
+from tests.modes import nodes_of
 from tests.wire import WireClient, eventually, signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 
 async def test_first_hello_claims_the_name_and_returns_a_token(server) -> None:
@@ -153,8 +156,9 @@ async def test_one_user_may_have_several_sessions(server) -> None:
         welcome = await second.hello("alice", token=first.token)
         assert welcome["t"] == "welcome"
         assert welcome["session"] != first.welcome["session"]
-        assert len(server.hub.users["alice"].sessions) == 2
-    await eventually(lambda: not server.hub.users["alice"].sessions)
+        # (Over the nodes, in cluster mode: the two sessions are on different ones.)
+        assert sum(len(n.hub.users["alice"].sessions) for n in nodes_of(server)) == 2
+    await eventually(lambda: not any(n.hub.users["alice"].sessions for n in nodes_of(server)))
 
 
 @pytest.mark.parametrize("status", ["online", "away", "invisible"])
@@ -163,6 +167,7 @@ async def test_hello_status_is_echoed_in_welcome(server, status: str) -> None:
         assert client.welcome["status"] == status
 
 
+@pytest.mark.single_node("one Server object's port and url")
 async def test_the_port_and_url_stay_readable_after_stop(server_factory) -> None:
     server = await server_factory()
     port, url = server.port, server.url

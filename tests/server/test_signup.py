@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.wire import WireClient, signed_in
 
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
+
+@pytest.mark.single_node("the store's commit window (commit_interval_ms)")
 async def test_nothing_reaches_a_sign_up_before_its_welcome(server_factory: Any) -> None:
     # Every write waits 0.5 s for its transaction: the sign-up is pending that long.
     server = await server_factory(commit_interval_ms=500, hello_timeout=0.3)

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.wire import signed_in
+
+pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
 LOBBY = "#lobby"
 WINDOW_MS = 400  # the group-commit window: the message waits this long for its commit
 
 
+@pytest.mark.single_node("the store's commit window")
 async def test_a_message_in_its_commit_window_is_shown_only_by_its_fan_out(
         server_factory: Any) -> None:
     server = await server_factory(commit_interval_ms=WINDOW_MS)
@@ -44,6 +49,7 @@ async def test_a_message_in_its_commit_window_is_shown_only_by_its_fan_out(
         assert (await carol.recv_until("msg"))["seq"] == 2
 
 
+@pytest.mark.single_node("the store's commit window")
 async def test_a_welcome_names_the_last_committed_seq(server_factory: Any) -> None:
     server = await server_factory(commit_interval_ms=WINDOW_MS)
     async with signed_in(server.url, "alice") as alice:

@@ -95,7 +95,8 @@ def test_the_palette_offers_what_the_state_allows():
 def test_every_palette_intent_is_carried_out_by_the_screen_or_the_controller(tmp_path):
     """The screen does these (layout and questions); the controller knows all the rest."""
     screen_intents = {"ask_contact", "ask_room", "ask_display", "switch_pane", "edit_psm",
-                      "go_to", "close", "quit"}
+                      "go_to", "close", "quit", "search_screen", "select", "edit_last",
+                      "message_do"}
     state = seeded_state(with_request=True)
     state.on_connection(ConnectionState.RECONNECTING.value, 5.0)
     c = ChatController(state, config=ChatConfig(), config_path=tmp_path / "c.json")

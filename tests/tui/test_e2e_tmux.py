@@ -148,6 +148,13 @@ async def test_cfm_chat_in_tmux(tmp_path, env):
         while not got or got[-1] != "end of burst":
             got.append((await asyncio.wait_for(next_msg(), WAIT_S)).text)
         assert got == [*burst, "x", "end of burst"]
+
+        # Ctrl+U clears the draft before the keys after it in the same burst are typed:
+        # "abc", then Ctrl+U "xyz" Enter at once sends "xyz", not "abcxyz".
+        tmux.type("abc")
+        await tmux.wait_for("abc")
+        tmux.keys("C-u", "xyz", "Enter")
+        assert (await asyncio.wait_for(next_msg(), WAIT_S)).text == "xyz"
         await bob.say("hi alice (Y) [bold]x[/]", to="alice")
         screen = await tmux.wait_for("hi alice 👍")
         assert "alice says" in screen and "hello bob 🙂" in screen

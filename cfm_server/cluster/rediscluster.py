@@ -15,10 +15,11 @@ What changes against one Redis:
   MOVED updates the map (and re-reads it) and sends the call again to the new owner,
   ASK sends it once to the node named, behind ``ASKING``; both are replies of commands
   that did not run. A script is loaded on every master.
-- pub/sub stays classic (PUBLISH / SUBSCRIBE): a Redis Cluster forwards every PUBLISH to
-  every node, so the subscriber listens on the seed. It costs cluster-bus traffic per
-  message and node; sharded pub/sub (SSUBSCRIBE, channels named on the room's slot
-  already) is the later step.
+- pub/sub stays classic (PUBLISH / SUBSCRIBE), but a channel is subscribed on the master
+  owning its slot (:class:`ShardedSubscriber`): that is where it is published, so it
+  arrives as fast as on one Redis. A Redis Cluster still forwards every PUBLISH to every
+  node over its bus (traffic per message and node); sharded pub/sub (SPUBLISH /
+  SSUBSCRIBE, the channels are named on their room's slot already) would end that.
 - one-shot clients of the admin commands: :func:`one_shot_client`.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import exceptions as rx
@@ -36,6 +38,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from cfm_server.cluster.batcher import CONNECTION_ERRORS, Batcher
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.scripts import Script
+from cfm_server.cluster.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -242,3 +245,66 @@ class ClusterBatcher(Batcher):
                 out.append(("ASKING",))
             out.append(commands[i])
         return out
+
+
+class ShardedSubscriber:
+    """:class:`Subscriber`'s interface over one pub/sub connection per master: a channel
+    is subscribed on the master that owns its slot, which is where the scripts and the
+    batcher publish it (a room's channel shares the room's hash tag). A Redis Cluster
+    also forwards every PUBLISH to every node over its bus, but that hop was measured at
+    up to ~40 ms on loopback (Redis 7.0), enough for a client to act on a change made on
+    another node before its own node heard of it; a subscription on the owner gets it as
+    a single Redis would deliver it. Still classic SUBSCRIBE: after a slot moves, the
+    old owner keeps forwarding the channel's messages (the bus hop), so nothing is lost.
+    """
+
+    def __init__(self, batcher: ClusterBatcher, seed: Redis,
+                 on_message: Callable[[bytes, bytes], None],
+                 on_connected: Callable[[], Awaitable[None]], **options: Any) -> None:
+        self._batcher = batcher
+        self._make = lambda client: Subscriber(client, on_message, on_connected, **options)
+        kwargs = seed.connection_pool.connection_kwargs
+        self._seed_address: Address = (str(kwargs.get("host", "127.0.0.1")),
+                                       int(kwargs.get("port", 6379)))
+        self._subs: dict[Address, Subscriber] = {self._seed_address: self._make(seed)}
+        self._where: dict[str, Address] = {}  # channel → the master it is subscribed on
+        self._started = False
+
+    def start(self) -> None:
+        self._started = True
+        for sub in self._subs.values():
+            sub.start()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._subs.values()))
+
+    @property
+    def connected(self) -> bool:
+        return all(s.connected for s in self._subs.values())
+
+    @property
+    def connects(self) -> int:
+        return sum(s.connects for s in self._subs.values())
+
+    async def _owner(self, channel: str) -> Address:
+        if not self._batcher._owners:
+            with contextlib.suppress(*CONNECTION_ERRORS, rx.ResponseError):
+                await self._batcher.refresh()
+        if not self._batcher._owners:  # the cluster is away: the seed forwards it all
+            return self._seed_address
+        return self._batcher._owners[key_slot(channel.encode())]
+
+    async def subscribe(self, channel: str, timeout: float) -> None:
+        address = self._where.get(channel) or await self._owner(channel)
+        self._where[channel] = address
+        sub = self._subs.get(address)
+        if sub is None:
+            sub = self._subs[address] = self._make(self._batcher._node(address))
+            if self._started:
+                sub.start()
+        await sub.subscribe(channel, timeout)
+
+    async def unsubscribe(self, channel: str) -> None:
+        address = self._where.pop(channel, None)
+        if address is not None:
+            await self._subs[address].unsubscribe(channel)

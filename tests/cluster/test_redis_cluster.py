@@ -26,8 +26,14 @@ from cfm_server.cluster.rediscluster import ClusterBatcher, slot_of, split_url
 from tests.cluster.redis_proc import BINARY, MISSING, RedisProcess
 
 # The two-node protocol tests, run here against the Redis Cluster (this module's `nodes`).
+from tests.cluster.test_changes import (  # noqa: F401
+    test_an_edit_on_one_node_reaches_the_other_and_every_page,
+    test_moderators_are_shared_and_delete_on_the_other_node,
+    test_reactions_cross_nodes_and_a_retry_on_either_is_stored_once,
+)
 from tests.cluster.test_serve import (  # noqa: F401
     test_a_handle_claimed_on_both_nodes_at_once_goes_to_one,
+    test_a_node_follows_only_rooms_with_members_signed_in_there,
     test_a_retry_on_the_other_node_gets_the_original_seq_and_ts,
     test_an_account_made_on_one_node_signs_in_on_the_other,
     test_dm_and_room_messages_cross_nodes_once_in_order_and_acked,

@@ -164,3 +164,38 @@ async def test_a_plain_url_on_a_cluster_node_names_the_scheme_to_use(
     finally:
         await batcher.close()
         await client.aclose()
+
+
+async def test_a_key_of_a_slot_being_migrated_is_asked_for_on_the_new_master(
+        redis_cluster: RedisCluster) -> None:
+    from redis.crc import key_slot
+
+    seed, _ = split_url(redis_cluster.url)
+    client = redis_client(seed, 5.0)
+    batcher = ClusterBatcher(client, timeout=5.0)
+    key = "cfm:{#moving}:k"
+    slot = key_slot(key.encode())
+    try:
+        await batcher.refresh()
+        source_address = batcher._owners[slot]
+        target_address = next(a for a in set(batcher._owners) if a != source_address)
+        source = Redis(host=source_address[0], port=source_address[1])
+        target = Redis(host=target_address[0], port=target_address[1])
+        try:
+            await source.set(key, b"moved")
+            source_id = (await source.execute_command("CLUSTER MYID")).decode()
+            target_id = (await target.execute_command("CLUSTER MYID")).decode()
+            # The first steps of a resharding: the key is on the target, the slot not yet.
+            await target.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            await source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            await source.execute_command("MIGRATE", target_address[0], target_address[1],
+                                         key, 0, 5000)
+            assert await batcher.call("GET", key) == b"moved"
+            assert batcher.redirects == 1
+            assert batcher._owners[slot] == source_address  # ASK does not move the slot
+        finally:
+            await source.aclose()
+            await target.aclose()
+    finally:
+        await batcher.close()
+        await client.aclose()

@@ -199,3 +199,55 @@ async def test_a_key_of_a_slot_being_migrated_is_asked_for_on_the_new_master(
     finally:
         await batcher.close()
         await client.aclose()
+
+
+async def test_the_admin_commands_reach_keys_on_any_master(
+        redis_cluster: RedisCluster) -> None:
+    from cfm_server.cluster import keys
+    from cfm_server.cluster.ai import kill_switch_in_redis
+    from cfm_server.cluster.invites import key_from_redis
+
+    first = await key_from_redis(redis_cluster.url)
+    assert first is not None and await key_from_redis(redis_cluster.url) == first
+    await kill_switch_in_redis(redis_cluster.url, True)
+    seed, _ = split_url(redis_cluster.url)
+    client = redis_client(seed, 5.0)
+    batcher = ClusterBatcher(client, timeout=5.0)
+    try:
+        assert await batcher.call("GET", keys.AI_KILL_SWITCH) == b"1"
+    finally:
+        await batcher.close()
+        await client.aclose()
+
+
+async def test_a_master_out_of_reach_is_unavailable_then_back(
+        redis_cluster: RedisCluster) -> None:
+    from redis.crc import key_slot
+
+    from cfm_server.cluster.errors import ClusterUnavailable
+
+    seed, _ = split_url(redis_cluster.url)
+    client = redis_client(seed, 5.0)
+    batcher = ClusterBatcher(client, timeout=5.0, backoff=(0.05, 0.2))
+    try:
+        await batcher.refresh()
+        lost = redis_cluster.procs[2]
+        key = next(k for k in (f"cfm:{{#r{i}}}:k" for i in range(100))
+                   if batcher._owners[key_slot(k.encode())] == ("127.0.0.1", lost.port))
+        await batcher.call("SET", key, b"kept")
+        lost.kill()
+        with pytest.raises(ClusterUnavailable):
+            await batcher.call("GET", key)
+        await lost.start()  # its AOF and nodes.conf: the same master again
+        for _ in range(500):  # the probe reaches every master; then calls go out again
+            try:
+                value = await batcher.call("GET", key)
+                break
+            except ClusterUnavailable:
+                await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the batcher did not come back")
+        assert value == b"kept"
+    finally:
+        await batcher.close()
+        await client.aclose()

@@ -42,6 +42,7 @@ from tests.cluster.test_serve import (  # noqa: F401
     test_member_frames_and_room_typing_cross_nodes,
     test_presence_crosses_nodes_and_a_user_on_two_nodes_stays_online,
 )
+from tests.ports import free_port
 
 CLI = shutil.which("redis-cli")
 CLUSTER_ARGS = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
@@ -50,7 +51,16 @@ CLUSTER_ARGS = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf
 
 class RedisCluster:
     def __init__(self, directory: Path, masters: int = 3) -> None:
-        self.procs = [RedisProcess(directory / f"m{i}", CLUSTER_ARGS) for i in range(masters)]
+        ports: list[int] = []
+        while len(ports) < 2 * masters:  # distinct: nothing listens on them before start
+            if (port := free_port()) not in ports:
+                ports.append(port)
+        # The bus port named, not port + 10000: that would be in the ephemeral range.
+        self.procs = [RedisProcess(directory / f"m{i}",
+                                   (*CLUSTER_ARGS, "--cluster-port", str(ports[masters + i])))
+                      for i in range(masters)]
+        for proc, port in zip(self.procs, ports, strict=False):
+            proc.port = port
 
     @property
     def url(self) -> str:

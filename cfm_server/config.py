@@ -29,7 +29,8 @@ USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "us
                    "user_presence")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# redis+cluster:// and rediss+cluster://: a node of a Redis Cluster (cluster/rediscluster.py)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 SHUTDOWN_CODES = (rules.CloseCode.GOING_AWAY, rules.CloseCode.SERVICE_RESTART)
 
 
@@ -245,7 +246,8 @@ class ServerConfig:
         )
         need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
         need(not self.redis_url or self.redis_url.startswith(REDIS_SCHEMES),
-             f"redis_url must be a redis://, rediss:// or unix:// URL, not {self.redis_url!r}")
+             "redis_url must be a redis://, rediss://, unix:// or redis+cluster:// URL, "
+             f"not {self.redis_url!r}")
         need(not self.node_id or (len(self.node_id) <= 64 and all(
             c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")

@@ -132,11 +132,12 @@ async def set_kill_switch(batcher: Batcher, on: bool) -> None:
 async def kill_switch_in_redis(url: str, on: bool) -> None:
     """``set_kill_switch`` for a command (``cfm admin ai-kill-switch``): its own
     connection. OSError when Redis cannot be reached."""
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    client = Redis.from_url(url, decode_responses=False, socket_timeout=10,
-                            socket_connect_timeout=5)
+    from cfm_server.cluster.rediscluster import one_shot_client
+
+    client = one_shot_client(url, decode_responses=False, socket_timeout=10,
+                             socket_connect_timeout=5)
     flag = b"1" if on else b"0"
     try:
         await client.set(keys.AI_KILL_SWITCH, flag)

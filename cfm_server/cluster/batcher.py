@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # Replies that mean "not now" rather than "never": the command did not run.
 _RETRYABLE_PREFIXES = ("LOADING", "MISCONF", "OOM", "READONLY", "TRYAGAIN", "CLUSTERDOWN",
                        "MASTERDOWN", "BUSY")
+_RETRYABLE_ERRORS = (rx.TryAgainError, rx.ClusterDownError, rx.ReadOnlyError,
+                     rx.OutOfMemoryError, rx.BusyLoadingError)
 CONNECTION_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError, asyncio.TimeoutError)
 
 
@@ -139,7 +141,7 @@ class Batcher:
                 return
             try:
                 for script in {c.script.sha: c.script for c in retry if c.script}.values():
-                    await self._bounded(self._client.script_load(script.source))
+                    await self._load_script(script)
             except CONNECTION_ERRORS as exc:
                 self._went_down(exc)
                 self._fail(retry, self._unavailable(f"Redis is unreachable: {exc}"))
@@ -161,13 +163,22 @@ class Batcher:
             raise rx.TimeoutError(f"no reply from Redis within {self._timeout} s")
         return task.result()
 
+    async def _load_script(self, script: Script) -> None:
+        await self._bounded(self._client.script_load(script.source))
+
+    async def _ping(self) -> None:
+        await self._bounded(self._client.ping())
+
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        return await self._pipeline_on(self._client, commands)
+
+    async def _pipeline_on(self, client: Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send the commands in one write and read every reply (an error reply is
         returned, not raised). One deadline bounds the whole exchange: a socket timeout
         would arm a timer per reply, a fifth of the node's cost per append.
         A connection left with unread replies (deadline, cancellation, broken socket) is
         closed, never reused, so no late reply can be read as another command's."""
-        pool = self._client.connection_pool
+        pool = client.connection_pool
         taken: list[Any] = []
 
         async def exchange() -> list[Any]:
@@ -193,7 +204,13 @@ class Batcher:
             return
         if isinstance(reply, Exception):
             text = str(reply)
-            if isinstance(reply, CONNECTION_ERRORS) or text.startswith(_RETRYABLE_PREFIXES):
+            if isinstance(reply, rx.MovedError):  # a plain redis:// URL on a cluster node
+                call.future.set_exception(ClusterError(
+                    f"Redis is a Redis Cluster (MOVED {text}): use a redis+cluster:// URL"))
+                return
+            # redis-py strips the code of the errors it knows (TRYAGAIN, CLUSTERDOWN …).
+            if isinstance(reply, (*CONNECTION_ERRORS, *_RETRYABLE_ERRORS)) \
+                    or text.startswith(_RETRYABLE_PREFIXES):
                 call.future.set_exception(self._unavailable(f"Redis refused: {text}"))
             else:
                 call.future.set_exception(ClusterError(f"Redis answered {call.args[0]}: {text}"))
@@ -231,7 +248,7 @@ class Batcher:
             self._next_probe = time.monotonic() + delay
             await asyncio.sleep(delay)
             try:
-                await self._bounded(self._client.ping())
+                await self._ping()
             except (*CONNECTION_ERRORS, rx.ResponseError) as exc:
                 delay = min(cap, delay * 2) * random.uniform(0.75, 1.25)
                 log.debug("Redis still unreachable: %s", exc)

@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 
 from cfm_common.codec import decode_server
 from cfm_common.frames import Reaction, StoredMsg
-from cfm_server.cluster import keys, scripts
+from cfm_server.cluster import keys, rediscluster, scripts
 from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
 from cfm_server.cluster.subscriber import Subscriber
@@ -108,13 +108,22 @@ class Broker:
         self._on_reset = on_reset
         self._on_user_frame = on_user_frame
         self._socket_timeout = socket_timeout
+        # A Redis Cluster (redis+cluster://): one pipeline per master (rediscluster.py).
+        url, cluster = rediscluster.split_url(url)
         self._client = redis_client(url, socket_timeout)
         # The pub/sub connection waits for messages indefinitely; the watchdog guards it.
         self._pubsub_client = redis_client(url, socket_timeout)
-        self.batcher = Batcher(self._client, timeout=socket_timeout, backoff=backoff)
-        self.subscriber = Subscriber(self._pubsub_client, self._on_publish, self._resync,
-                                     ping_interval=ping_interval, ping_timeout=ping_timeout,
-                                     backoff=backoff)
+        batcher = rediscluster.ClusterBatcher if cluster else Batcher
+        self.batcher = batcher(self._client, timeout=socket_timeout, backoff=backoff)
+        options: dict[str, Any] = dict(ping_interval=ping_interval,
+                                       ping_timeout=ping_timeout, backoff=backoff)
+        self.subscriber: Subscriber | rediscluster.ShardedSubscriber
+        if isinstance(self.batcher, rediscluster.ClusterBatcher):
+            self.subscriber = rediscluster.ShardedSubscriber(
+                self.batcher, self._pubsub_client, self._on_publish, self._resync, **options)
+        else:
+            self.subscriber = Subscriber(self._pubsub_client, self._on_publish, self._resync,
+                                         **options)
         self._rooms: dict[str, RoomTracker] = {}
         self._fills: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[bytes, Callable[[bytes], None]] = {}

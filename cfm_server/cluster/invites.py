@@ -63,11 +63,12 @@ async def shared_key(batcher: Batcher, *, create: bool = True) -> bytes | None:
 async def key_from_redis(url: str, create: bool = True) -> bytes | None:
     """``shared_key`` for a command (``cfm admin invite --redis``): its own connection.
     OSError when Redis cannot be reached."""
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    client = Redis.from_url(url, decode_responses=False, socket_timeout=10,
-                            socket_connect_timeout=5)
+    from cfm_server.cluster.rediscluster import one_shot_client
+
+    client = one_shot_client(url, decode_responses=False, socket_timeout=10,
+                             socket_connect_timeout=5)
     try:
         if create:
             await client.set(keys.INVITE_KEY, secrets.token_hex(32) + "\n", nx=True)
@@ -82,11 +83,12 @@ async def key_from_redis(url: str, create: bool = True) -> bytes | None:
 async def revoke_in_redis(url: str, nonce: str) -> bool:
     """Withdraw the code ``nonce`` on every node of the cluster at ``url`` (``cfm admin
     revoke-invite --redis``); False if it was already. OSError if Redis is out of reach."""
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    client = Redis.from_url(url, decode_responses=False, socket_timeout=10,
-                            socket_connect_timeout=5)
+    from cfm_server.cluster.rediscluster import one_shot_client
+
+    client = one_shot_client(url, decode_responses=False, socket_timeout=10,
+                             socket_connect_timeout=5)
     try:
         added = await client.sadd(keys.INVITE_REVOKED, nonce)
         await client.publish(keys.INVITE_REVOKED_CHANNEL, nonce)

@@ -59,6 +59,11 @@ def check_url(url: str) -> str:
     from urllib.parse import parse_qs, urlsplit
 
     parts = urlsplit(url)
+    if parts.scheme.endswith("+cluster"):
+        # It checks emptiness with SCAN and writes through one connection: one master's.
+        raise MigrateError("migrating into a Redis Cluster is not supported yet: migrate into "
+                           "one Redis, then move its keys into the cluster (redis-cli "
+                           "--cluster import)")
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise MigrateError(f"--to takes a Redis URL such as redis://127.0.0.1:6379/0, "
                            f"not {shown(url)!r}")

@@ -29,8 +29,9 @@ MISSING = ("redis-server is not installed (Debian: apt-get install redis-server;
 
 
 class RedisProcess:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.dir = Path(directory)
+        self.extra_args = extra_args  # e.g. a Redis Cluster node's (test_redis_cluster.py)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,7 +48,7 @@ class RedisProcess:
             [BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
              "--appendonly", "yes", "--appendfsync", "always", "--save", "",
              "--protected-mode", "no", "--daemonize", "no", "--logfile", "redis.log",
-             "--maxmemory-policy", "noeviction"],
+             "--maxmemory-policy", "noeviction", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         loop = asyncio.get_running_loop()

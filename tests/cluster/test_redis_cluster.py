@@ -31,6 +31,11 @@ from tests.cluster.test_changes import (  # noqa: F401
     test_moderators_are_shared_and_delete_on_the_other_node,
     test_reactions_cross_nodes_and_a_retry_on_either_is_stored_once,
 )
+from tests.cluster.test_search import (  # noqa: F401
+    test_a_message_sent_on_one_node_is_found_on_the_other,
+    test_a_room_the_node_never_followed_is_caught_up_when_it_is,
+    test_edits_and_deletes_on_either_node_are_what_the_other_finds,
+)
 from tests.cluster.test_serve import (  # noqa: F401
     test_a_handle_claimed_on_both_nodes_at_once_goes_to_one,
     test_a_node_follows_only_rooms_with_members_signed_in_there,

@@ -55,6 +55,9 @@ class WorkerSpec:
     wait_go_before_connect: bool = False
     connect_concurrency: int = CONNECT_CONCURRENCY
     join: bool = True
+    # A cluster's node ports: member i of this worker connects to ports[i % len(ports)]
+    # (a room's members alternate in ``members``, so each room is dealt over the nodes).
+    ports: list[int] = field(default_factory=list)
 
 
 def raise_nofile() -> int:
@@ -123,7 +126,8 @@ class Worker:
                 peer = Peer(name, self.stats)
                 began = time.monotonic_ns()
                 try:
-                    await peer.connect(spec.host, spec.port, spec.path,
+                    port = spec.ports[i % len(spec.ports)] if spec.ports else spec.port
+                    await peer.connect(spec.host, port, spec.path,
                                        source=sources[i % len(sources)])
                     await peer.hello()
                     if spec.join and room:

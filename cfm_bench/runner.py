@@ -55,7 +55,8 @@ def run_scenario(target: Target, options: BenchOptions,
     watch = ServerWatch(target.watched(), target.names)
     warnings = []
     limit = raise_nofile()
-    if shape.clients + 64 > limit:
+    # Each driver process holds its share of the connections (at least one process).
+    if math.ceil(shape.clients / max(1, options.procs or 1)) + 64 > limit:
         warnings.append(
             f"{shape.clients} connections need more file descriptors than the hard limit "
             f"({limit}) allows one process: raise it (ulimit -Hn) or use --procs")

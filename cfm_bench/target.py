@@ -178,7 +178,6 @@ class ServerWatch:
                 log.warning("cannot watch server pid %s: %s", one, exc)
                 self.processes = []
                 break
-        self.process: Any = self.processes[0] if self.processes else None
 
     def cpu(self) -> float | None:
         if not self.processes:

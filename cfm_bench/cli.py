@@ -5,6 +5,8 @@
     cfm bench --baseline --scenario fanout         # the bare websockets yardstick
     cfm bench --compare --scenario fanout          # baseline, cfm memory, cfm sqlite
     cfm bench --url ws://host:1863/ws --server-pid 1234 --scenario latency
+    cfm bench --cluster 2 --scenario fanout        # redis-server + 2 cfm serve --redis nodes
+    cfm bench --cluster 2 --spawn --scenario fanout  # single node (sqlite), then the cluster
 
 Heavy imports happen inside the command so ``cfm --help`` stays fast.
 """
@@ -45,6 +47,7 @@ def bench(
     server_pid: Annotated[int | None, typer.Option(help="With --url: the server's pid, for its CPU and RSS.")] = None,  # noqa: E501
     spawn: Annotated[bool, typer.Option("--spawn", help="Start `cfm serve --no-rate-limits --no-ai` on a free port with a temp data dir.")] = False,  # noqa: E501
     store: Annotated[str, typer.Option(help="With --spawn: sqlite or memory.")] = "sqlite",
+    cluster: Annotated[int, typer.Option("--cluster", help="Spawn redis-server (AOF, fsync always) and N `cfm serve --redis` nodes; each room's members are dealt over the nodes. With --spawn: the single node first, then the cluster, and their ratio.")] = 0,  # noqa: E501
     baseline: Annotated[bool, typer.Option("--baseline", help="Spawn the bare websockets baseline server instead.")] = False,  # noqa: E501
     compare: Annotated[bool, typer.Option("--compare", help="Run the scenario on the baseline, cfm memory and cfm sqlite in turn; print ratios.")] = False,  # noqa: E501
     clients: Annotated[int | None, typer.Option(help="Connections (default: the scenario's).")] = None,  # noqa: E501
@@ -73,8 +76,12 @@ def bench(
         raise typer.BadParameter(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     if store not in ("sqlite", "memory"):
         raise typer.BadParameter("--store is sqlite or memory")
-    if sum(bool(x) for x in (url, spawn, baseline, compare)) != 1:
-        raise typer.BadParameter("give exactly one of --url, --spawn, --baseline, --compare")
+    if cluster < 0:
+        raise typer.BadParameter("--cluster is a number of nodes")
+    modes = sum(bool(x) for x in (url, spawn, baseline, compare))
+    if not (modes == 1 or (cluster and modes == 0)) or (cluster and (url or baseline or compare)):
+        raise typer.BadParameter("give exactly one of --url, --spawn, --baseline, --compare, "
+                                 "--cluster N (--cluster N may go with --spawn)")
     if size < 20:
         raise typer.BadParameter("--size must be >= 20 (the text carries the send time)")
     options = BenchOptions(
@@ -89,6 +96,10 @@ def bench(
         plan = [("baseline", None), ("cfm", "memory"), ("cfm", "sqlite")]
     elif baseline:
         plan = [("baseline", None)]
+    elif cluster and spawn:
+        plan = [("cfm", store), ("cluster", str(cluster))]
+    elif cluster:
+        plan = [("cluster", str(cluster))]
     else:
         plan = [("cfm", store)]
     results = [_run_one(kind, kind_store, options, url, server_pid, pin, baseline_script,
@@ -113,6 +124,11 @@ def _run_one(kind: str, store: str | None, options: Any, url: str | None,
         target = targets.from_url(url, server_pid)
     elif kind == "baseline":
         target = targets.spawn_baseline(server_cpus, baseline_script)
+    elif kind == "cluster":
+        from cfm_bench.cluster import spawn_cluster
+
+        assert store is not None
+        target = spawn_cluster(int(store), server_cpus)
     else:
         assert store is not None
         target = targets.spawn_cfm(store, server_cpus)

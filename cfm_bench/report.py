@@ -96,17 +96,25 @@ def render(result: dict[str, Any]) -> str:
     if result.get("server_cpus"):
         lines.append(f"  pinned: server on CPU {result['server_cpus']}, "
                      f"driver on CPU {result['driver_cpus']}")
+    for key in ("server_cpu_by_process", "rss_per_connection_by_process"):
+        if result.get(key):
+            lines.append(f"  {key.replace('_', ' ')}: {result[key]}")
     for warning in result.get("warnings", ()):
         lines.append(f"  WARNING: {warning}")
     return "\n".join(lines)
 
 
-def ratios(results: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Each target's headline figure as a ratio to the baseline's (1.0 = as fast)."""
+def ratios(results: list[dict[str, Any]], path: str | None = None,
+           higher: bool = True) -> dict[str, float | None]:
+    """Each target's headline figure (or ``path``'s) as a ratio to the baseline's, or
+    without a baseline to the first target's (single node vs cluster), 1.0 = as fast."""
     baseline = next((r for r in results if r["target"] == "baseline"), None)
     if baseline is None:
-        return {}
-    path, _, higher = HEADLINE[baseline["scenario"]]
+        if len(results) < 2:
+            return {}
+        baseline = results[0]
+    if path is None:
+        path, _, higher = HEADLINE[baseline["scenario"]]
     base = lookup(baseline, path)
     out: dict[str, float | None] = {}
     for r in results:
@@ -128,8 +136,18 @@ def render_comparison(results: list[dict[str, Any]]) -> str:
     for r in results:
         value = lookup(r, path)
         ratio = rel.get(r["target"])
-        shown = f"{ratio:.2f} x baseline" if ratio is not None else ""
-        lines.append(f"  {r['target']:<12} {_fmt(label, value):>14}  {shown}")
+        shown = f"{ratio:.2f} x {results[0]['target']}" if ratio is not None else ""
+        lines.append(f"  {r['target']:<14} {_fmt(label, value):>14}  {shown}")
+    if any(r["target"].startswith("cfm-cluster") for r in results) and \
+            any(lookup(r, "deliveries_per_server_cpu_s") for r in results):
+        # The cluster's goal: deliveries per CPU-second of every server process.
+        per_cpu = ratios(results, "deliveries_per_server_cpu_s")
+        lines.append(f"{scenario}: deliveries per server CPU-s (nodes + Redis)")
+        for r in results:
+            value = lookup(r, "deliveries_per_server_cpu_s")
+            ratio = per_cpu.get(r["target"])
+            shown = f"{ratio:.2f} x {results[0]['target']}" if ratio is not None else ""
+            lines.append(f"  {r['target']:<14} {_fmt('x', value):>14}  {shown}")
     return "\n".join(lines)
 
 

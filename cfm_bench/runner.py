@@ -52,10 +52,11 @@ def run_scenario(target: Target, options: BenchOptions,
         "server_cpus": target.cpus,
         "driver_cpus": driver_cpus,
     }
-    watch = ServerWatch(target.pid)
+    watch = ServerWatch(target.watched(), target.names)
     warnings = []
     limit = raise_nofile()
-    if shape.clients + 64 > limit:
+    # Each driver process holds its share of the connections (at least one process).
+    if math.ceil(shape.clients / max(1, options.procs or 1)) + 64 > limit:
         warnings.append(
             f"{shape.clients} connections need more file descriptors than the hard limit "
             f"({limit}) allows one process: raise it (ulimit -Hn) or use --procs")
@@ -114,6 +115,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
     window = options.window or max(2, min(DEFAULT_WINDOW, IN_FLIGHT // max(1, publishers_total)))
     rate_per_publisher = shape.rate / publishers_total if shape.rate and publishers_total else None
     rss_before = watch.rss()
+    rss_each_before = watch.rss_each()
     cpu_before_connect = watch.cpu()
 
     context = multiprocessing.get_context("spawn")
@@ -121,6 +123,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
     for i, (members, publishers) in enumerate(plans):
         spec = WorkerSpec(
             index=i, scenario=shape.name, host=target.host, port=target.port, path=target.path,
+            ports=target.ports,
             members=members, publishers=publishers if shape.kind == "traffic" else [],
             rate_per_publisher=rate_per_publisher, window=window, size=options.size,
             sources=sources, cpus=driver_cpus,
@@ -140,6 +143,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
         if shape.kind == "idle":
             time.sleep(1.0)  # let the server's allocations settle before reading its RSS
         rss_connected = watch.rss()
+        rss_each_connected = watch.rss_each()
         cpu_connected, wait_connected = watch.cpu(), watch.run_queue_wait()
         now = time.monotonic_ns()
         publish_from = now + 300_000_000
@@ -148,11 +152,13 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
         for link in links:
             link.send({"go": {"publish_from": publish_from, "start": start, "end": end}})
         cpu0 = cpu1 = wait0 = wait1 = None
+        each0: dict[str, float] = {}
+        each1: dict[str, float] = {}
         if shape.kind == "traffic":
             _sleep_until_ns(start)
-            cpu0, wait0 = watch.cpu(), watch.run_queue_wait()
+            cpu0, wait0, each0 = watch.cpu(), watch.run_queue_wait(), watch.cpu_each()
             _sleep_until_ns(end)
-            cpu1, wait1 = watch.cpu(), watch.run_queue_wait()
+            cpu1, wait1, each1 = watch.cpu(), watch.run_queue_wait(), watch.cpu_each()
         wait = 60 + shape.clients / 100 + (shape.duration if shape.kind == "traffic" else 0)
         results = [_recv(link, wait, "result", process)["result"]
                    for link, process in zip(links, processes, strict=True)]
@@ -198,6 +204,11 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
                     f"the server waited {figures['server_cpu_wait']:.0%} of a core for a CPU: "
                     "other processes compete with it, so rates are understated (see "
                     "deliveries_per_server_cpu_s)")
+        if len(each1) > 1:
+            # A cluster: where the CPU went (cores over the measured seconds).
+            figures["server_cpu_by_process"] = {
+                name: round((each1[name] - each0.get(name, 0.0)) / seconds, 3)
+                for name in each1}
         figures["server_rss"] = rss_end
     elif shape.kind == "idle":
         if rss_before is not None and rss_connected is not None:
@@ -205,6 +216,15 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
             figures["server_rss_before"] = rss_before
             figures["server_rss"] = rss_connected
             figures["rss_per_connection"] = round((rss_connected - rss_before) / connected)
+        if target.ports and len(rss_each_connected) > 1:
+            # A cluster: each node holds every len(ports)-th connection.
+            per_node = max(1, figures["connected"] // len(target.ports))
+            # (Redis holds a few keys per signed-in user: per connection of the cluster.)
+            figures["rss_per_connection_by_process"] = {
+                name: round((rss_each_connected[name] - rss_each_before.get(name, 0))
+                            / (connected if name == "redis" else per_node))
+                for name in rss_each_connected}
+            figures["connections_per_node"] = per_node
         figures["driver_rss_per_connection"] = round(
             sum(r["rss"] for r in readies) / max(1, figures["connected"]))
     elif shape.kind == "connect":

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,7 +48,7 @@ def split_cpus(procs: int | None) -> tuple[list[int] | None, list[int] | None]:
 class Target:
     """Where the driver connects, and the server's pid when the bench can watch it."""
 
-    kind: str  # "cfm-sqlite", "cfm-memory", "baseline", "url"
+    kind: str  # "cfm-sqlite", "cfm-memory", "baseline", "url", "cfm-clusterN"
     host: str
     port: int
     path: str = "/ws"
@@ -56,19 +56,29 @@ class Target:
     process: subprocess.Popen[bytes] | None = None
     data_dir: Path | None = None
     cpus: list[int] | None = None
+    # A cluster (cluster.py): every node's port (clients are dealt over them), and the
+    # pids watched together — the nodes and Redis — with a name each.
+    ports: list[int] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    extra_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}{self.path}"
 
+    def watched(self) -> list[int | None]:
+        return list(self.pids) if self.pids else [self.pid]
+
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        for process in [self.process, *self.extra_processes]:
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -147,23 +157,40 @@ def spawn_baseline(cpus: list[int] | None, script: Path | None = None) -> Target
 
 
 class ServerWatch:
-    """CPU seconds and RSS of the server process (all its threads), when its pid is known."""
+    """CPU seconds and RSS of the server process (all its threads), when its pid is known.
 
-    def __init__(self, pid: int | None) -> None:
-        self.process: Any = None
-        if pid is not None:
+    Given several pids (a cluster's nodes and Redis), the figures are their sums.
+    """
+
+    def __init__(self, pid: int | list[int | None] | None,
+                 names: list[str] | None = None) -> None:
+        pids = pid if isinstance(pid, list) else [pid]
+        self.processes: list[Any] = []
+        self.names = names or []
+        for one in pids:
+            if one is None:
+                continue
             try:
                 import psutil
 
-                self.process = psutil.Process(pid)
+                self.processes.append(psutil.Process(one))
             except Exception as exc:  # psutil missing, or the pid gone
-                log.warning("cannot watch server pid %s: %s", pid, exc)
+                log.warning("cannot watch server pid %s: %s", one, exc)
+                self.processes = []
+                break
 
     def cpu(self) -> float | None:
-        if self.process is None:
+        if not self.processes:
             return None
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        return sum(float(t.user + t.system) for t in (p.cpu_times() for p in self.processes))
+
+    def cpu_each(self) -> dict[str, float]:
+        return {name: float(t.user + t.system) for name, t in
+                zip(self.names, (p.cpu_times() for p in self.processes), strict=False)}
+
+    def rss_each(self) -> dict[str, int]:
+        return {name: int(p.memory_info().rss)
+                for name, p in zip(self.names, self.processes, strict=False)}
 
     def run_queue_wait(self) -> float | None:
         """Seconds the server's threads were ready to run but waited for a CPU (Linux).
@@ -171,14 +198,15 @@ class ServerWatch:
         On a shared machine this is the time other processes took from the server: a
         figure measured while it is large says more about the neighbours than about cfm.
         """
-        if self.process is None:
+        if not self.processes:
             return None
-        return run_queue_wait(self.process.pid)
+        waits = [run_queue_wait(p.pid) for p in self.processes]
+        return None if None in waits else sum(w for w in waits if w is not None)
 
     def rss(self) -> int | None:
-        if self.process is None:
+        if not self.processes:
             return None
-        return int(self.process.memory_info().rss)
+        return sum(int(p.memory_info().rss) for p in self.processes)
 
 
 def run_queue_wait(pid: int) -> float | None:

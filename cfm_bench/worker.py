@@ -55,6 +55,22 @@ class WorkerSpec:
     wait_go_before_connect: bool = False
     connect_concurrency: int = CONNECT_CONCURRENCY
     join: bool = True
+    # A cluster's node ports, over which each room's members are dealt (``_deal``).
+    ports: list[int] = field(default_factory=list)
+
+
+def _deal(members: list[tuple[str, str]], ports: list[int]) -> list[int]:
+    """The port of each member: a room's k-th member here goes to node (k + r) mod N, r
+    the room's rank here — every room spread over the nodes, and its first member (the
+    publisher, in ``rooms``) on a different node from one room to the next."""
+    rank: dict[str, int] = {}
+    count: dict[str, int] = {}
+    out = []
+    for _, room in members:
+        r = rank.setdefault(room, len(rank))
+        k = count[room] = count.get(room, -1) + 1
+        out.append(ports[(k + r) % len(ports)])
+    return out
 
 
 def raise_nofile() -> int:
@@ -117,13 +133,14 @@ class Worker:
         spec = self.spec
         semaphore = asyncio.Semaphore(spec.connect_concurrency)
         sources = spec.sources or [None]  # type: ignore[list-item]
+        ports = _deal(spec.members, spec.ports or [spec.port])
 
         async def one(i: int, name: str, room: str) -> None:
             async with semaphore:
                 peer = Peer(name, self.stats)
                 began = time.monotonic_ns()
                 try:
-                    await peer.connect(spec.host, spec.port, spec.path,
+                    await peer.connect(spec.host, ports[i], spec.path,
                                        source=sources[i % len(sources)])
                     await peer.hello()
                     if spec.join and room:

@@ -33,6 +33,7 @@ class _Picker(ModalScreen[str | None]):
         Binding("escape", "dismiss(None)", "Cancel", id="picker.cancel"),
     ]
     title_text = ""
+    note = ""  # a line under the title (the message menu: who reacted)
 
     def options(self) -> list[Option]:
         raise NotImplementedError
@@ -40,6 +41,8 @@ class _Picker(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="picker-box"):
             yield Static(Text(self.title_text), classes="picker-title")
+            if self.note:
+                yield Static(Text(self.note), classes="picker-note")
             yield OptionList(*self.options(), classes="picker-list")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -53,10 +56,11 @@ class MessageMenu(_Picker):
 
     title_text = "This message"
 
-    def __init__(self, *, mine: bool, group: bool = False) -> None:
+    def __init__(self, *, mine: bool, group: bool = False, reacted: str = "") -> None:
         super().__init__()
         self.mine = mine
         self.group = group
+        self.note = reacted
 
     def options(self) -> list[Option]:
         out = []
@@ -85,7 +89,7 @@ def ask_about_message(ask: MessageSelect.Ask) -> tuple[ModalScreen[Any],
     (None: cancelled). The menu's answer goes back to the view (``message_do``)."""
     room, seq = ask.room, ask.seq
     if ask.what == "menu":
-        return (MessageMenu(mine=ask.mine, group=ask.group),
+        return (MessageMenu(mine=ask.mine, group=ask.group, reacted=ask.reacted),
                 lambda action: Intent("message_do", room, seq, action) if action else None)
     if ask.what == "react":
         return EmojiPicker(), lambda emoji: Intent("react", room, seq, emoji) if emoji else None

@@ -61,10 +61,11 @@ class MessageSelect(Widget):
         The answer comes back as an intent."""
 
         def __init__(self, what: str, room: str, seq: int, *, mine: bool, group: bool,
-                     preview: str) -> None:
+                     preview: str, reacted: str = "") -> None:
             super().__init__()
             self.what, self.room, self.seq = what, room, seq
             self.mine, self.group, self.preview = mine, group, preview
+            self.reacted = reacted  # who reacted with what ("" if nobody did)
 
     room: str
     state: ChatState
@@ -206,7 +207,18 @@ class MessageSelect(Widget):
     def _ask(self, what: str, seq: int) -> None:
         self.post_message(self.Ask(what, self.room, seq, mine=self._is_mine(seq),
                                    group=rules.is_group_room(self.room),
-                                   preview=self._preview(seq)))
+                                   preview=self._preview(seq), reacted=self._reacted(seq)))
+
+    def _reacted(self, seq: int) -> str:
+        """Who reacted with what: the transcript shows counts, the menu shows the names."""
+        conv = self.state.conversations.get(self.room)
+        msg = conv.message(seq) if conv is not None else None
+        if msg is None or not msg.reactions:
+            return ""
+        return "   ".join(
+            f"{replace_emoticons(clean_line(r.emoji))} "
+            + ", ".join(clean_line(self.state.label(name)) for name in r.names)
+            for r in msg.reactions)
 
     def _is_mine(self, seq: int) -> bool:
         conv = self.state.conversations.get(self.room)

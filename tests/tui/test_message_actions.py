@@ -206,3 +206,19 @@ async def test_the_selected_message_is_scrolled_into_view_and_a_click_back_types
         view.composer.focus()
         await pilot.pause()
         assert view.selected is None
+
+
+async def test_the_message_menu_says_who_reacted():
+    """The transcript shows counts (👍 2); the menu of a message names who reacted."""
+    app = RecordingApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_bob(pilot)
+        for seq, who, emoji in ((5, "bob", "👍"), (6, "alice", "👍"), (7, "bob", "💖")):
+            await app.handle_event(Msg(BOB, seq, who, emoji, ts(-7), "text", f"r{seq}",
+                                       change="react", target=4, emoji=emoji))
+        await pilot.pause()
+        assert "👍 2" in transcript_text(app, BOB)
+        await pilot.press("f7", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MessageMenu), "the menu")
+        note = plain(app.screen.query_one(".picker-note"))
+        assert "👍 Bob, Alice" in note.replace("\n", " ") and "💖 Bob" in note

@@ -53,7 +53,15 @@ import msgpack
 from cfm_common.frames import StoredMsg
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX
-from cfm_server.store.searchwords import MAX_POSITION, fts5_query, parse_position, words_of
+from cfm_server.store.searchwords import (
+    KEY_SHIFT,
+    MAX_POSITION,
+    MAX_TS,
+    TEXT_INDEX_SCHEMA,
+    fts5_query,
+    parse_position,
+    words_of,
+)
 
 if TYPE_CHECKING:
     from cfm_server.cluster.broker import Broker
@@ -73,10 +81,8 @@ READ_PAGE = 200
 RETRY_S = 1.0  # after a pass failed (Redis out of reach)
 POLL_S = 0.05  # how often waiting searches look at the watermarks again
 
-KEY_SHIFT = 20  # as single-node's index: key = ts << 20 + a counter in that millisecond
-MAX_TS = 2**43 - 1
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE docs (
     key INTEGER PRIMARY KEY,
     room TEXT NOT NULL,
@@ -85,23 +91,7 @@ CREATE TABLE docs (
     hidden INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX docs_by_message ON docs (room, seq);
-CREATE TABLE texts (key INTEGER PRIMARY KEY, text TEXT NOT NULL);
-CREATE VIRTUAL TABLE docs_fts USING fts5(text, content='texts', content_rowid='key',
-                                         detail='none', columnsize=0);
-CREATE TRIGGER docs_delete AFTER DELETE ON docs BEGIN
-    DELETE FROM texts WHERE key = old.key;
-END;
-CREATE TRIGGER texts_insert AFTER INSERT ON texts BEGIN
-    INSERT INTO docs_fts (rowid, text) VALUES (new.key, new.text);
-END;
-CREATE TRIGGER texts_delete AFTER DELETE ON texts BEGIN
-    INSERT INTO docs_fts (docs_fts, rowid, text) VALUES ('delete', old.key, old.text);
-END;
-CREATE TRIGGER texts_update AFTER UPDATE OF text ON texts BEGIN
-    INSERT INTO docs_fts (docs_fts, rowid, text) VALUES ('delete', old.key, old.text);
-    INSERT INTO docs_fts (rowid, text) VALUES (new.key, new.text);
-END;
-"""
+{TEXT_INDEX_SCHEMA}"""
 
 # FTS5 the outer loop, key descending, so the LIMIT stops the walk (as single-node).
 _SEARCH = (

@@ -50,44 +50,25 @@ import sys
 import time
 from pathlib import Path
 
+from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
+
 logger = logging.getLogger("cfm_server.store.searchindexer")
 
 SCHEMA_VERSION = 1
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE docs (
     key INTEGER PRIMARY KEY,
     room TEXT NOT NULL,
     seq INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX docs_by_message ON docs (room, seq);
-CREATE TABLE texts (
-    key INTEGER PRIMARY KEY,
-    text TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE docs_fts USING fts5(text, content='texts', content_rowid='key',
-                                         detail='none', columnsize=0);
-CREATE TRIGGER docs_delete AFTER DELETE ON docs BEGIN
-    DELETE FROM texts WHERE key = old.key;
-END;
-CREATE TRIGGER texts_insert AFTER INSERT ON texts BEGIN
-    INSERT INTO docs_fts (rowid, text) VALUES (new.key, new.text);
-END;
-CREATE TRIGGER texts_delete AFTER DELETE ON texts BEGIN
-    INSERT INTO docs_fts (docs_fts, rowid, text) VALUES ('delete', old.key, old.text);
-END;
-CREATE TRIGGER texts_update AFTER UPDATE OF text ON texts BEGIN
-    INSERT INTO docs_fts (docs_fts, rowid, text) VALUES ('delete', old.key, old.text);
-    INSERT INTO docs_fts (rowid, text) VALUES (new.key, new.text);
-END;
-CREATE TABLE rooms (
+{TEXT_INDEX_SCHEMA}CREATE TABLE rooms (
     room TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
     ts INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
 
-KEY_SHIFT = 20  # up to 2**20 messages in one millisecond; ts up to 2**43 (year 2248)
-MAX_TS = 2**43 - 1
 
 # How often a busy server's new messages are indexed: one transaction of the index per
 # pass, so the bigger the pass the fewer pages per message (the lesson of the triggers).

@@ -12,6 +12,32 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# What a search index file holds beside its ``docs`` table (single-node's indexer process
+# and a cluster node's in-memory index alike): each document's text, and an FTS5 index
+# over it kept in step by triggers, so that deleting or updating a text re-indexes it.
+# A document's key is its message's ts << KEY_SHIFT plus a counter within that
+# millisecond: newest first is key order.
+KEY_SHIFT = 20  # up to 2**20 messages in one millisecond; ts up to 2**43 (year 2248)
+MAX_TS = 2**43 - 1
+TEXT_INDEX_SCHEMA = """
+CREATE TABLE texts (key INTEGER PRIMARY KEY, text TEXT NOT NULL);
+CREATE VIRTUAL TABLE docs_fts USING fts5(text, content='texts', content_rowid='key',
+                                         detail='none', columnsize=0);
+CREATE TRIGGER docs_delete AFTER DELETE ON docs BEGIN
+    DELETE FROM texts WHERE key = old.key;
+END;
+CREATE TRIGGER texts_insert AFTER INSERT ON texts BEGIN
+    INSERT INTO docs_fts (rowid, text) VALUES (new.key, new.text);
+END;
+CREATE TRIGGER texts_delete AFTER DELETE ON texts BEGIN
+    INSERT INTO docs_fts (docs_fts, rowid, text) VALUES ('delete', old.key, old.text);
+END;
+CREATE TRIGGER texts_update AFTER UPDATE OF text ON texts BEGIN
+    INSERT INTO docs_fts (docs_fts, rowid, text) VALUES ('delete', old.key, old.text);
+    INSERT INTO docs_fts (rowid, text) VALUES (new.key, new.text);
+END;
+"""
+
 
 class BadCursor(ValueError):
     """A search cursor (``before``) this store never gave out."""

@@ -77,6 +77,12 @@ class ExhaustionLog:
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
+        if _late_accept_retry(exc, context.get("handle")):
+            # After an accept failure asyncio retries a second later (a timer it does not
+            # cancel); when the server closed its socket meanwhile (shutting down), the
+            # retry finds descriptor -1 and raises. Nothing is lost: the server is gone.
+            log.debug("an accept retry after the listening socket closed: %s", exc)
+            return
         if not (isinstance(exc, OSError) and exc.errno in _EXHAUSTED):
             loop.default_exception_handler(context)
             return
@@ -90,6 +96,11 @@ class ExhaustionLog:
                   "clients wait until some close; raise the limit, see docs/server.md",
                   exc.strerror or exc, soft,
                   f"; {more} more such failures since the last line" if more else "")
+
+
+def _late_accept_retry(exc: BaseException | None, handle: object) -> bool:
+    callback = getattr(handle, "_callback", None)
+    return isinstance(exc, ValueError) and getattr(callback, "__name__", "") == "_start_serving"
 
 
 def quiet_exhaustion(loop: asyncio.AbstractEventLoop) -> None:

@@ -5,6 +5,8 @@
 ``broker_factory`` ``await broker_factory(url=None, **kwargs)`` → a started Broker whose
                    deliveries are recorded in ``broker.seen`` as (room, seq, origin, msg);
                    every one is closed at teardown
+``nodes``          ``await nodes(**settings)`` → one more ``cfm serve --redis`` node over
+                   ``redis`` (a module's ``NODE_DEFAULTS`` apply to each)
 """
 
 from __future__ import annotations
@@ -49,3 +51,22 @@ async def broker_factory(
     yield factory
     for broker in made:
         await broker.close()
+
+
+@pytest.fixture
+async def nodes(redis: RedisProcess, server_factory: Callable[..., Awaitable[Any]],
+                request: pytest.FixtureRequest,
+                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await nodes(**settings)``: one more ``cfm serve --redis`` node (n1, n2, …) over
+    the test's redis-server. A module's ``NODE_DEFAULTS`` (a dict) are every node's
+    settings unless the call names them."""
+    made: list[Any] = []
+    defaults = getattr(request.module, "NODE_DEFAULTS", {})
+
+    async def node(**overrides: Any) -> Any:
+        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
+                                      **{**defaults, **overrides})
+        made.append(server)
+        return server
+
+    yield node

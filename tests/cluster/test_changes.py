@@ -11,29 +11,12 @@ memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
-from tests.cluster.redis_proc import RedisProcess
 from tests.server.test_changes import ROOM, _change, _history, _join, _say, state_of
 from tests.wire import WireClient, signed_in
-
-
-@pytest.fixture
-async def nodes(redis: RedisProcess, server_factory: Callable[..., Awaitable[Any]]
-                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    made: list[Any] = []
-
-    async def node(**overrides: Any) -> Any:
-        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
-                                      **overrides)
-        made.append(server)
-        return server
-
-    yield node
 
 
 async def redis_values(url: str) -> bytes:

@@ -7,28 +7,11 @@ a DM message hidden by a block is never found by its text."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-
-import pytest
 
 from tests.server.test_changes import _change
 from tests.server.test_search import _join, _say, _search, _where
 from tests.wire import signed_in
-
-
-@pytest.fixture
-async def nodes(redis: Any, server_factory: Callable[..., Awaitable[Any]]
-                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    made: list[Any] = []
-
-    async def node(**overrides: Any) -> Any:
-        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
-                                      **overrides)
-        made.append(server)
-        return server
-
-    yield node
 
 
 async def test_a_message_sent_on_one_node_is_found_on_the_other(nodes) -> None:

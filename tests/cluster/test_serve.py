@@ -4,28 +4,12 @@ each test's clients spread over both — a client cannot tell which node it is o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.cluster.redis_proc import RedisProcess
 from tests.wire import WireClient, eventually, signed_in
-
-
-@pytest.fixture
-async def nodes(redis: RedisProcess, server_factory: Callable[..., Awaitable[Any]]
-                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    made: list[Any] = []
-
-    async def node(**overrides: Any) -> Any:
-        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
-                                      **overrides)
-        made.append(server)
-        return server
-
-    yield node
 
 
 async def test_an_account_made_on_one_node_signs_in_on_the_other(nodes) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +30,7 @@ def llm() -> Any:
     thread.join(timeout=5)
 
 
-@pytest.fixture
-async def nodes(redis: RedisProcess, server_factory: Callable[..., Awaitable[Any]]
-                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    made: list[Any] = []
-
-    async def node(**overrides: Any) -> Any:
-        overrides.setdefault("ai_enabled", True)
-        overrides.setdefault("ai_lease_ttl", TTL)
-        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
-                                      **overrides)
-        made.append(server)
-        return server
-
-    yield node
+NODE_DEFAULTS = {"ai_enabled": True, "ai_lease_ttl": TTL}
 
 
 def running(server: Any) -> bool:

@@ -3,27 +3,9 @@ sees the blocker go offline at the block and come back at the unblock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import pytest
-
-from tests.cluster.redis_proc import RedisProcess
 from tests.wire import signed_in
-
-
-@pytest.fixture
-async def nodes(redis: RedisProcess, server_factory: Callable[..., Awaitable[Any]]
-                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    made: list[Any] = []
-
-    async def node(**overrides: Any) -> Any:
-        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
-                                      **overrides)
-        made.append(server)
-        return server
-
-    yield node
 
 
 async def test_a_block_and_an_unblock_show_on_the_blocked_users_other_node(nodes) -> None:

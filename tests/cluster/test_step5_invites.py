@@ -7,11 +7,8 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.cluster.redis_proc import RedisProcess
 from tests.wire import WireClient, eventually
@@ -19,19 +16,7 @@ from tests.wire import WireClient, eventually
 CFM = str(Path(sys.executable).with_name("cfm"))
 
 
-@pytest.fixture
-async def nodes(redis: RedisProcess, server_factory: Callable[..., Awaitable[Any]]
-                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    made: list[Any] = []
-
-    async def node(**overrides: Any) -> Any:
-        overrides.setdefault("registration", "invite")
-        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
-                                      **overrides)
-        made.append(server)
-        return server
-
-    yield node
+NODE_DEFAULTS = {"registration": "invite"}
 
 
 def make_code(server: Any, uses: int = 1) -> str:

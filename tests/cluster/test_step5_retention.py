@@ -4,27 +4,9 @@ and by age, keeping the latest message; the other node's history shows what is l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import pytest
-
-from tests.cluster.redis_proc import RedisProcess
 from tests.wire import signed_in
-
-
-@pytest.fixture
-async def nodes(redis: RedisProcess, server_factory: Callable[..., Awaitable[Any]]
-                ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    made: list[Any] = []
-
-    async def node(**overrides: Any) -> Any:
-        server = await server_factory(redis_url=redis.url, node_id=f"n{len(made) + 1}",
-                                      **overrides)
-        made.append(server)
-        return server
-
-    yield node
 
 
 async def stream_seqs(server: Any, room: str) -> list[int]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cfm_common.bot import Bot
 from cfm_common.client import Client, StateChanged
 from cfm_common.frames import Msg
 
@@ -90,3 +91,19 @@ async def clients(server_factory: Any) -> AsyncIterator[Callable[..., Client]]:
     yield make
     for client in made:
         await client.close()
+
+
+@pytest.fixture
+async def bots() -> Any:
+    """``bots(url, name, **kwargs)`` → a Bot (no token file), stopped at teardown."""
+    made: list[Bot] = []
+
+    def make(url: str, name: str, **kwargs: Any) -> Bot:
+        kwargs.setdefault("token_file", False)
+        bot = Bot(url, name, **kwargs)
+        made.append(bot)
+        return bot
+
+    yield make
+    for bot in made:
+        await bot.stop()

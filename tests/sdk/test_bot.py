@@ -16,21 +16,6 @@ from tests.sdk.conftest import Recorder
 LOBBY = "#lobby"
 
 
-@pytest.fixture
-async def bots() -> Any:
-    made: list[Bot] = []
-
-    def make(url: str, name: str, **kwargs: Any) -> Bot:
-        kwargs.setdefault("token_file", False)
-        bot = Bot(url, name, **kwargs)
-        made.append(bot)
-        return bot
-
-    yield make
-    for bot in made:
-        await bot.stop()
-
-
 def texts_from(recorder: Recorder, sender: str) -> list[str]:
     return [m.text for m in recorder.msgs() if m.sender == sender and m.kind == "text"]
 

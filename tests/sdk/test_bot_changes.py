@@ -6,29 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from cfm_common.bot import Bot
 from cfm_common.frames import Msg
 from tests.sdk.conftest import Recorder
 from tests.wire import eventually
 
 ROOM = "#kitchen"
-
-
-@pytest.fixture
-async def bots() -> Any:
-    made: list[Bot] = []
-
-    def make(url: str, name: str, **kwargs: Any) -> Bot:
-        kwargs.setdefault("token_file", False)
-        bot = Bot(url, name, **kwargs)
-        made.append(bot)
-        return bot
-
-    yield make
-    for bot in made:
-        await bot.stop()
 
 
 async def test_changes_go_to_their_decorators_and_never_to_on_message(

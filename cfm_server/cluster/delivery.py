@@ -97,17 +97,15 @@ class ClusterDelivery(Delivery):
         hidden = origin.endswith(HIDDEN_SUFFIX)
         proc, _, session_id = origin.removesuffix(HIDDEN_SUFFIX).partition("/")
         skip_id = self._node.session_prefix + session_id if proc == self._node.origin else None
-        users = self.users
         if hidden and room.is_dm:
             self._hidden(room, msg, skip_id)
             return
         framed = frame_binary(msg)
         n = 0
-        for name in room.members:
-            for session in users[name].sessions:
-                if session.id != skip_id:
-                    session.send_framed(framed)
-                    n += 1
+        for session in room.here:  # the members' sessions on this node (``Room.here``)
+            if session.id != skip_id:
+                session.send_framed(framed)
+                n += 1
         self.metrics.count_out("msg", n)
 
     def _hidden(self, room: Room, msg: bytes, skip_id: str | None) -> None:

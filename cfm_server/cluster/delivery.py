@@ -101,11 +101,17 @@ class ClusterDelivery(Delivery):
             self._hidden(room, msg, skip_id)
             return
         framed = frame_binary(msg)
-        n = 0
-        for session in room.here:  # the members' sessions on this node (``Room.here``)
-            if session.id != skip_id:
+        here = room.here  # the members' sessions on this node
+        if skip_id is None:  # sent from another node: no test per session
+            for session in here:
                 session.send_framed(framed)
-                n += 1
+            n = len(here)
+        else:
+            n = 0
+            for session in here:
+                if session.id != skip_id:
+                    session.send_framed(framed)
+                    n += 1
         self.metrics.count_out("msg", n)
 
     def _hidden(self, room: Room, msg: bytes, skip_id: str | None) -> None:

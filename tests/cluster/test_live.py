@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
+from cfm_common.codec import decode_server
 from cfm_server.cluster import keys, scripts
 from cfm_server.cluster.broker import new_epoch
 from cfm_server.cluster.errors import ClusterUnavailable
@@ -274,3 +275,28 @@ async def test_a_redis_that_accepts_but_never_answers_is_unavailable_not_a_hang(
         await wait_until(lambda: seqs(broker.seen, ROOM) == [1], "live delivery")
     finally:
         await proxy.close()
+
+
+async def test_publishes_split_across_reads_or_packed_into_one_arrive_whole(broker_factory):
+    """The subscriber parses the socket's bytes itself: a message longer than one read
+    (``READ_SIZE``), and a burst of small ones sent in one pipeline, each arrive whole,
+    once, in order; a channel unsubscribed from hands nothing on."""
+    from cfm_server.cluster.subscriber import READ_SIZE
+
+    writer = await broker_factory(node="w")
+    reader = await broker_factory(node="r")
+    await reader.subscribe(ROOM)
+    await reader.subscribe("#other")
+    big = "x" * (3 * READ_SIZE + 17)
+    sent = [writer.submit(ROOM, "alice", f"c{i}", "text", big if i in (3, 40) else f"m{i}",
+                          TS + i) for i in range(60)]  # one loop turn: one pipeline
+    await asyncio.gather(*sent)
+    await wait_until(lambda: len(reader.seen) >= 60, "60 deliveries")
+    assert seqs(reader.seen, ROOM) == list(range(1, 61))
+    texts = [decode_server(msg).text for _, _, _, msg in reader.seen]  # type: ignore[union-attr]
+    assert texts == [big if i in (3, 40) else f"m{i}" for i in range(60)]
+    await reader.unsubscribe("#other")
+    await writer.append("#other", "alice", "o1", "text", "after", TS)
+    await writer.append(ROOM, "alice", "c60", "text", "last", TS + 60)
+    await wait_until(lambda: len(reader.seen) >= 61, "the last one")
+    assert [room for room, *_ in reader.seen[60:]] == [ROOM]

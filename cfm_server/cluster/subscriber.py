@@ -134,6 +134,8 @@ class Subscriber:
                 await self._serve()
             except (_Dead, *CONNECTION_ERRORS) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting", exc or type(exc))
+            except _Refused as exc:  # an ACL, a Redis that is not one: the operator's
+                log.error("Redis refused a pub/sub command (%s); reconnecting", exc)
             except Exception:  # whatever it was, the node must not stay deaf
                 log.exception("pub/sub connection failed; reconnecting")
             finally:

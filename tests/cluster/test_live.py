@@ -300,3 +300,28 @@ async def test_publishes_split_across_reads_or_packed_into_one_arrive_whole(brok
     await writer.append(ROOM, "alice", "c60", "text", "last", TS + 60)
     await wait_until(lambda: len(reader.seen) >= 61, "the last one")
     assert [room for room, *_ in reader.seen[60:]] == [ROOM]
+
+
+async def test_a_subscription_redis_refuses_fails_and_the_others_go_on(broker_factory, redis):
+    """Redis answers SUBSCRIBE with an error (here an ACL that forbids the channel): the
+    subscriber drops the connection and connects again; the refused room's subscribe
+    fails as unavailable, and the rooms it may follow are delivered as before."""
+    admin = Redis.from_url(redis.url)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "node", "on", ">secret", "~*", "+@all", "resetchannels",
+            f"&{keys.room_channel(ROOM)}")
+    finally:
+        await admin.aclose()
+    url = redis.url.replace("redis://", "redis://node:secret@")
+    reader = await broker_factory(url, node="r", socket_timeout=1.0, backoff=(0.05, 0.2))
+    writer = await broker_factory(node="w")
+    await reader.subscribe(ROOM)
+    connects = reader.subscriber.connects
+    with pytest.raises(ClusterUnavailable):
+        await reader.subscribe("#forbidden")
+    assert reader.subscriber.connects > connects  # the refusal ended a connection
+    await wait_until(lambda: reader.subscriber.connected, "connected again")
+    await append_n(writer, 3)
+    await wait_until(lambda: len(reader.seen) >= 3, "three deliveries")
+    assert seqs(reader.seen, ROOM) == [1, 2, 3]

@@ -325,3 +325,40 @@ async def test_a_subscription_redis_refuses_fails_and_the_others_go_on(broker_fa
     await append_n(writer, 3)
     await wait_until(lambda: len(reader.seen) >= 3, "three deliveries")
     assert seqs(reader.seen, ROOM) == [1, 2, 3]
+
+
+async def test_the_pubsub_connection_reads_over_tls(broker_factory, tmp_path):
+    """``rediss://``: the subscriber reads the TLS stream redis-py opened (its own
+    parsing below the TLS layer's chunks), a message longer than a read included."""
+    import trustme
+
+    from cfm_server.cluster.subscriber import READ_SIZE
+    from tests.cluster.redis_proc import RedisProcess
+    from tests.ports import free_port
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key, ca_file = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls_port = free_port()
+    proc = RedisProcess(tmp_path / "tls-redis", extra_args=(
+        "--tls-port", str(tls_port), "--tls-cert-file", str(chain), "--tls-key-file",
+        str(key), "--tls-ca-cert-file", str(ca_file), "--tls-auth-clients", "no"))
+    await proc.start()
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca_file}"
+        reader = await broker_factory(url, node="r")
+        writer = await broker_factory(proc.url, node="w")  # plain TCP, the same Redis
+        await reader.subscribe(ROOM)
+        big = "y" * (2 * READ_SIZE + 5)
+        await asyncio.gather(*(writer.submit(ROOM, "alice", f"c{i}", "text",
+                                             big if i == 1 else f"m{i}", TS + i)
+                               for i in range(3)))
+        await wait_until(lambda: len(reader.seen) >= 3, "three deliveries over TLS")
+        assert seqs(reader.seen, ROOM) == [1, 2, 3]
+        assert [decode_server(m).text for *_, m in reader.seen] == ["m0", big, "m2"]  # type: ignore[union-attr]
+        assert reader.subscriber.connects == 1
+    finally:
+        await proc.stop()

@@ -116,6 +116,11 @@ class Room:
     # sessions of its members (group rooms only). A join or a presence change walks
     # these, not every member, so quiet sessions cost nothing there.
     loud: set[Connection] = field(default_factory=set)
+    # Every session signed in here of a member (quiet ones too): where a message of the
+    # room goes. A fan-out walks these, not every member — on a cluster node most members
+    # may have no session here; on a single node, those offline none at all. Kept by
+    # ``World`` (membership, sign-in, sign-out) and nowhere else.
+    here: set[Connection] = field(default_factory=set)
     durable_seq: int = 0  # the latest seq whose commit completed
     # Messages in seq order whose commits have not all been handled yet.
     pending: collections.deque[Pending] = field(default_factory=collections.deque)

@@ -125,6 +125,7 @@ class Broker:
             self.subscriber = Subscriber(self._pubsub_client, self._on_publish, self._resync,
                                          **options)
         self._rooms: dict[str, RoomTracker] = {}
+        self._channels: dict[bytes, RoomTracker] = {}  # the same, by live channel
         self._fills: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[bytes, Callable[[bytes], None]] = {}
         self._compacted: dict[str, float] = {}  # room → loop time of its last rewrite
@@ -280,6 +281,7 @@ class Broker:
         tracker = self._rooms.get(room)
         if tracker is None:
             tracker = self._rooms[room] = RoomTracker(room)
+            self._channels[keys.room_channel(room).encode()] = tracker
         return self._subscribe(room, tracker, since, max_backfill)
 
     async def _subscribe(self, room: str, tracker: RoomTracker, since: int | None,
@@ -305,6 +307,7 @@ class Broker:
 
     async def unsubscribe(self, room: str) -> None:
         self._rooms.pop(room, None)
+        self._channels.pop(keys.room_channel(room).encode(), None)
         fill = self._fills.pop(room, None)
         if fill is not None:
             fill.cancel()
@@ -356,6 +359,10 @@ class Broker:
         return self.batcher.call("PUBLISH", channel, data)
 
     def _on_publish(self, channel: bytes, data: bytes) -> None:
+        tracker = self._channels.get(channel)
+        if tracker is not None:
+            self._on_live(tracker, data)
+            return
         listener = self._listeners.get(channel)
         if listener is not None:
             try:
@@ -380,6 +387,34 @@ class Broker:
             log.error("ignored a malformed publish on %r", channel)
             return
         self._offer(keys.room_of_channel(channel), env.seq, env.epoch, env.origin, env.msg)
+
+    def _on_live(self, tracker: RoomTracker, data: bytes) -> None:
+        """A published message of a subscribed room (an envelope, ``scripts.envelope``).
+
+        Once per message per node, so the tracker's two common cases are taken here
+        without ``offer``'s lists, when nothing is held and no gap known: the next seq
+        (handed on), and one at or below the last (this node's own append, handed on when
+        Redis answered it: dropped). Anything else (early, another epoch, the head not
+        read yet) goes through ``_offer``."""
+        try:
+            seq_text, epoch_text, origin, msg = data.split(b" ", 3)
+            seq = int(seq_text)
+        except ValueError:
+            log.error("ignored a malformed publish on %r", tracker.room)
+            return
+        epoch = epoch_text.decode()
+        last = tracker.last
+        if last is not None and epoch == tracker.epoch and not tracker.held:
+            if seq <= last and tracker.target <= last:
+                return
+            if seq == last + 1 and tracker.target <= seq:
+                tracker.last = seq
+                try:
+                    self._on_message(tracker.room, seq, origin.decode(), msg)
+                except Exception:
+                    log.exception("on_message failed for %s#%d", tracker.room, seq)
+                return
+        self._offer(tracker.room, seq, epoch, origin.decode(), msg)
 
     def offer(self, room: str, seq: int, epoch: str, origin: str, msg: bytes) -> None:
         """Hand on an entry this node wrote to a subscribed room's log, as soon as Redis

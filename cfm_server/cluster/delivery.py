@@ -97,14 +97,18 @@ class ClusterDelivery(Delivery):
         hidden = origin.endswith(HIDDEN_SUFFIX)
         proc, _, session_id = origin.removesuffix(HIDDEN_SUFFIX).partition("/")
         skip_id = self._node.session_prefix + session_id if proc == self._node.origin else None
-        users = self.users
         if hidden and room.is_dm:
             self._hidden(room, msg, skip_id)
             return
         framed = frame_binary(msg)
-        n = 0
-        for name in room.members:
-            for session in users[name].sessions:
+        here = room.here  # the members' sessions on this node
+        if skip_id is None:  # sent from another node: no test per session
+            for session in here:
+                session.send_framed(framed)
+            n = len(here)
+        else:
+            n = 0
+            for session in here:
                 if session.id != skip_id:
                     session.send_framed(framed)
                     n += 1

@@ -7,6 +7,11 @@ connection dead when nothing at all arrives within ``ping_timeout``. A dead or d
 connection is thrown away; a new one subscribes to every channel again and, once Redis
 confirmed them all, ``on_connected`` runs: the broker re-reads each room's head and fills
 what it missed while the connection was gone. Reconnects back off with jitter.
+
+The connection is redis-py's (it connects: TLS, AUTH, SELECT), but its replies are read
+here, a socket read at a time, with a hiredis reader: redis-py's ``PubSub.get_message``
+costs a health check, a lock, a timeout and a dict per message, about a fifth of a
+node's time under fan-out, where a read of a busy socket brings dozens of messages.
 """
 
 from __future__ import annotations
@@ -16,18 +21,27 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection
 
 from cfm_server.cluster.batcher import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
 
 
+# A socket read brings what has arrived, up to this much (many messages at once).
+READ_SIZE = 65536
+_PING = b"*1\r\n$4\r\nPING\r\n"
+
+
 class _Dead(Exception):
     """The watchdog's verdict: nothing came back in time."""
+
+
+class _Refused(Exception):
+    """Redis answered a command of ours with an error."""
 
 
 class Subscriber:
@@ -48,9 +62,12 @@ class Subscriber:
         self.ping_timeout = ping_timeout
         self._backoff = backoff
         self._channels: set[str] = set()
+        self._wanted: set[bytes] = set()  # the same, as messages name them
         self._confirmed: set[str] = set()  # on the current connection
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._pubsub: PubSub | None = None
+        self._conn: AbstractConnection | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self._heard = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -68,20 +85,19 @@ class Subscriber:
 
     @property
     def connected(self) -> bool:
-        return self._pubsub is not None
+        return self._writer is not None
 
     async def subscribe(self, channel: str, timeout: float) -> None:
         """Subscribe and wait until Redis confirmed it (messages published after that
         reach us); raises TimeoutError if no connection confirmed it in time (the
         channel stays wanted: the next connection subscribes to it)."""
         self._channels.add(channel)
+        self._wanted.add(channel.encode())
         if channel in self._confirmed:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, []).append(waiter)
-        if self._pubsub is not None:
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await self._pubsub.subscribe(channel)  # a failure shows in the reader
+        self._send("SUBSCRIBE", channel)  # a failure shows in the reader
         await asyncio.wait({waiter}, timeout=timeout)
         if not waiter.done():
             waiter.cancel()
@@ -90,12 +106,21 @@ class Subscriber:
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
+        self._wanted.discard(channel.encode())
         self._confirmed.discard(channel)
         for waiter in self._waiters.pop(channel, []):
             waiter.cancel()
-        if self._pubsub is not None:
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await self._pubsub.unsubscribe(channel)
+        self._send("UNSUBSCRIBE", channel)
+
+    def _send(self, *args: str) -> None:
+        """A command on the connection, if there is one (its reply comes to the reader).
+        Not drained: the commands are small, and a peer that stops reading is the
+        watchdog's to find."""
+        conn, writer = self._conn, self._writer
+        if conn is None or writer is None or writer.is_closing():
+            return
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            writer.writelines(conn.pack_command(*args))
 
     # --- the connection's life ---------------------------------------------------------
 
@@ -109,6 +134,8 @@ class Subscriber:
                 await self._serve()
             except (_Dead, *CONNECTION_ERRORS) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting", exc or type(exc))
+            except _Refused as exc:  # an ACL, a Redis that is not one: the operator's
+                log.error("Redis refused a pub/sub command (%s); reconnecting", exc)
             except Exception:  # whatever it was, the node must not stay deaf
                 log.exception("pub/sub connection failed; reconnecting")
             finally:
@@ -117,14 +144,10 @@ class Subscriber:
             delay = min(cap, delay * 2)
 
     async def _connect(self) -> None:
-        pubsub = self._pubsub = self._client.pubsub()
         self.connects += 1
         # Connecting includes a handshake that waits for replies, and the client has no
         # socket timeout: the watchdog's deadline bounds it.
-        if self._channels:
-            opening = asyncio.ensure_future(pubsub.subscribe(*self._channels))
-        else:
-            opening = asyncio.ensure_future(pubsub.ping())  # a dead Redis shows now
+        opening = asyncio.ensure_future(self._open())
         try:
             await asyncio.wait({opening}, timeout=self.ping_timeout)
         finally:
@@ -134,6 +157,23 @@ class Subscriber:
         if opening.cancelled():
             raise _Dead(f"no connection within {self.ping_timeout} s")
         opening.result()
+
+    async def _open(self) -> None:
+        # A connection of its own, outside the pool's count: made, used and closed here.
+        conn = self._conn = self._client.connection_pool.make_connection()
+        await conn.connect()
+        # redis-py keeps its streams in these two attributes (4.2 to 8.x, every
+        # connection class: TCP, TLS, Unix socket); a version without them fails here,
+        # loudly, on every connect.
+        reader, writer = getattr(conn, "_reader", None), getattr(conn, "_writer", None)
+        if not isinstance(reader, asyncio.StreamReader) or \
+                not isinstance(writer, asyncio.StreamWriter):
+            raise TypeError("this redis-py's connection has no _reader/_writer streams")
+        self._reader, self._writer = reader, writer
+        if self._channels:
+            self._send("SUBSCRIBE", *self._channels)
+        else:
+            writer.write(_PING)  # a dead Redis shows now
 
     async def _serve(self) -> None:
         reader = asyncio.create_task(self._read())
@@ -155,22 +195,29 @@ class Subscriber:
         await self._on_connected()
 
     async def _read(self) -> None:
-        assert self._pubsub is not None
-        pubsub = self._pubsub
+        reader = self._reader
+        assert reader is not None
+        replies = hiredis.Reader()
+        wanted, on_message, heard = self._wanted, self._on_message, self._heard
         while True:
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
-            self._heard.set()
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "message":
-                channel = message["channel"]
-                # What was published before an unsubscribe can still be on the way:
-                # once unsubscribe has returned, nothing more of that channel is handed on.
-                if channel.decode() in self._channels:
-                    self._on_message(channel, message["data"])
-            elif kind == "subscribe":
-                self._confirm(message["channel"].decode())
+            data = await reader.read(READ_SIZE)
+            if not data:
+                raise ConnectionError("Redis closed the pub/sub connection")
+            replies.feed(data)
+            while (reply := replies.gets()) is not False:
+                if type(reply) is list and reply[0] == b"message":
+                    # What was published before an unsubscribe can still be on the way:
+                    # once unsubscribe has returned, nothing more of that channel is
+                    # handed on.
+                    if reply[1] in wanted:
+                        on_message(reply[1], reply[2])
+                elif type(reply) is list:  # subscribe, unsubscribe, pong (subscribed)
+                    if reply[0] == b"subscribe":
+                        self._confirm(reply[1].decode())
+                elif isinstance(reply, hiredis.ReplyError):
+                    raise _Refused(str(reply))
+                # else: PONG, while subscribed to nothing
+            heard.set()
 
     def _confirm(self, channel: str) -> None:
         if channel not in self._channels:
@@ -181,7 +228,6 @@ class Subscriber:
                 waiter.set_result(None)
 
     async def _watch(self) -> None:
-        assert self._pubsub is not None
         while True:
             await asyncio.sleep(self.ping_interval)
             self._heard.clear()
@@ -196,17 +242,19 @@ class Subscriber:
                 raise _Dead(f"no answer to a ping within {self.ping_timeout} s")
 
     async def _ping_and_hear(self) -> None:
-        assert self._pubsub is not None
-        await self._pubsub.ping()
+        writer = self._writer
+        assert writer is not None
+        writer.write(_PING)
         await self._heard.wait()
 
     async def _discard(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
+        conn, self._conn = self._conn, None
+        self._reader = self._writer = None
         self._confirmed.clear()
-        if pubsub is None:
+        if conn is None:
             return
         # A half-open socket must not hold us up: drop it without a goodbye.
-        closing = asyncio.ensure_future(pubsub.aclose())
+        closing = asyncio.ensure_future(conn.disconnect(nowait=True))
         await asyncio.wait({closing}, timeout=1.0)
         if not closing.done():
             closing.cancel()

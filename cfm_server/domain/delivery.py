@@ -55,17 +55,15 @@ class Delivery:
         skip: Connection | None = None,
         skip_user: str | None = None,
     ) -> None:
-        """The same bytes to every session of every member (but ``skip`` / ``skip_user``)."""
-        users = self.users
+        """The same bytes to every session of every member (but ``skip`` / ``skip_user``):
+        the room's sessions here (``Room.here``), not a walk over every member."""
         framed = frame_binary(data)  # the same WebSocket frame for every recipient
+        skipped = self.users[skip_user].sessions if skip_user in self.users else ()
         n = 0
-        for name in room.members:
-            if name == skip_user:
-                continue
-            for session in users[name].sessions:
-                if session is not skip:
-                    session.send_framed(framed)
-                    n += 1
+        for session in room.here:
+            if session is not skip and session not in skipped:
+                session.send_framed(framed)
+                n += 1
         self.metrics.count_out(t, n)
 
     def room_event(self, room: Room, user: User, data: bytes, t: str,

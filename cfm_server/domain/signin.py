@@ -157,7 +157,7 @@ class SignInHandler:
         session.user = user
         session.quiet = bool(hello.quiet)
         first = not user.sessions
-        user.sessions.append(session)
+        world.session_in(user, session)
         world.metrics.sessions.inc()
         if user.name in world.admission.server_bots:
             # Its read marks and answers follow other users' traffic, which must not
@@ -243,6 +243,6 @@ class SignInHandler:
         if user is None:
             return
         session.user = None
-        user.sessions.remove(session)
+        self.world.session_out(user, session)
         self.world.metrics.sessions.dec()
         self.presence.session_ended(user, session)

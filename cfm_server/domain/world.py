@@ -125,13 +125,31 @@ class World:
     def add_membership(self, room: Room, user: User) -> None:
         room.add_member(user.name)
         user.rooms.add(room.name)
+        room.here.update(user.sessions)
         if not room.is_dm:  # member and presence fan-out of group rooms
             room.loud.update(s for s in user.sessions if not s.quiet)
 
     def end_membership(self, room: Room, user: User) -> None:
         room.remove_member(user.name)
         user.rooms.discard(room.name)
+        room.here.difference_update(user.sessions)
         room.loud.difference_update(user.sessions)
+
+    # --- sessions: the rooms' ``here`` ---------------------------------------------------
+
+    def session_in(self, user: User, session: Connection) -> None:
+        """``session`` of ``user`` signed in here: its rooms' messages reach it."""
+        user.sessions.append(session)
+        rooms = self.rooms
+        for name in user.rooms:
+            rooms[name].here.add(session)
+
+    def session_out(self, user: User, session: Connection) -> None:
+        """``session`` of ``user`` signed out."""
+        user.sessions.remove(session)
+        rooms = self.rooms
+        for name in user.rooms:
+            rooms[name].here.discard(session)
 
     def set_contact(self, record: ContactRecord) -> None:
         """``record.owner``'s entry for ``record.name`` (none when neither listed nor

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
+from cfm_common.codec import decode_server
 from cfm_server.cluster import keys, scripts
 from cfm_server.cluster.broker import new_epoch
 from cfm_server.cluster.errors import ClusterUnavailable
@@ -274,3 +275,90 @@ async def test_a_redis_that_accepts_but_never_answers_is_unavailable_not_a_hang(
         await wait_until(lambda: seqs(broker.seen, ROOM) == [1], "live delivery")
     finally:
         await proxy.close()
+
+
+async def test_publishes_split_across_reads_or_packed_into_one_arrive_whole(broker_factory):
+    """The subscriber parses the socket's bytes itself: a message longer than one read
+    (``READ_SIZE``), and a burst of small ones sent in one pipeline, each arrive whole,
+    once, in order; a channel unsubscribed from hands nothing on."""
+    from cfm_server.cluster.subscriber import READ_SIZE
+
+    writer = await broker_factory(node="w")
+    reader = await broker_factory(node="r")
+    await reader.subscribe(ROOM)
+    await reader.subscribe("#other")
+    big = "x" * (3 * READ_SIZE + 17)
+    sent = [writer.submit(ROOM, "alice", f"c{i}", "text", big if i in (3, 40) else f"m{i}",
+                          TS + i) for i in range(60)]  # one loop turn: one pipeline
+    await asyncio.gather(*sent)
+    await wait_until(lambda: len(reader.seen) >= 60, "60 deliveries")
+    assert seqs(reader.seen, ROOM) == list(range(1, 61))
+    texts = [decode_server(msg).text for _, _, _, msg in reader.seen]  # type: ignore[union-attr]
+    assert texts == [big if i in (3, 40) else f"m{i}" for i in range(60)]
+    await reader.unsubscribe("#other")
+    await writer.append("#other", "alice", "o1", "text", "after", TS)
+    await writer.append(ROOM, "alice", "c60", "text", "last", TS + 60)
+    await wait_until(lambda: len(reader.seen) >= 61, "the last one")
+    assert [room for room, *_ in reader.seen[60:]] == [ROOM]
+
+
+async def test_a_subscription_redis_refuses_fails_and_the_others_go_on(broker_factory, redis):
+    """Redis answers SUBSCRIBE with an error (here an ACL that forbids the channel): the
+    subscriber drops the connection and connects again; the refused room's subscribe
+    fails as unavailable, and the rooms it may follow are delivered as before."""
+    admin = Redis.from_url(redis.url)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "node", "on", ">secret", "~*", "+@all", "resetchannels",
+            f"&{keys.room_channel(ROOM)}")
+    finally:
+        await admin.aclose()
+    url = redis.url.replace("redis://", "redis://node:secret@")
+    reader = await broker_factory(url, node="r", socket_timeout=1.0, backoff=(0.05, 0.2))
+    writer = await broker_factory(node="w")
+    await reader.subscribe(ROOM)
+    connects = reader.subscriber.connects
+    with pytest.raises(ClusterUnavailable):
+        await reader.subscribe("#forbidden")
+    assert reader.subscriber.connects > connects  # the refusal ended a connection
+    await wait_until(lambda: reader.subscriber.connected, "connected again")
+    await append_n(writer, 3)
+    await wait_until(lambda: len(reader.seen) >= 3, "three deliveries")
+    assert seqs(reader.seen, ROOM) == [1, 2, 3]
+
+
+async def test_the_pubsub_connection_reads_over_tls(broker_factory, tmp_path):
+    """``rediss://``: the subscriber reads the TLS stream redis-py opened (its own
+    parsing below the TLS layer's chunks), a message longer than a read included."""
+    import trustme
+
+    from cfm_server.cluster.subscriber import READ_SIZE
+    from tests.cluster.redis_proc import RedisProcess
+    from tests.ports import free_port
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key, ca_file = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls_port = free_port()
+    proc = RedisProcess(tmp_path / "tls-redis", extra_args=(
+        "--tls-port", str(tls_port), "--tls-cert-file", str(chain), "--tls-key-file",
+        str(key), "--tls-ca-cert-file", str(ca_file), "--tls-auth-clients", "no"))
+    await proc.start()
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca_file}"
+        reader = await broker_factory(url, node="r")
+        writer = await broker_factory(proc.url, node="w")  # plain TCP, the same Redis
+        await reader.subscribe(ROOM)
+        big = "y" * (2 * READ_SIZE + 5)
+        await asyncio.gather(*(writer.submit(ROOM, "alice", f"c{i}", "text",
+                                             big if i == 1 else f"m{i}", TS + i)
+                               for i in range(3)))
+        await wait_until(lambda: len(reader.seen) >= 3, "three deliveries over TLS")
+        assert seqs(reader.seen, ROOM) == [1, 2, 3]
+        assert [decode_server(m).text for *_, m in reader.seen] == ["m0", big, "m2"]  # type: ignore[union-attr]
+        assert reader.subscriber.connects == 1
+    finally:
+        await proc.stop()

@@ -136,3 +136,42 @@ async def test_a_slow_reader_is_closed_1013_and_others_keep_receiving(server_fac
     finally:
         await slow.close()
     await eventually(lambda: not server.hub.users["slow"].sessions)
+
+
+def _here_matches_the_members(server) -> bool:
+    """Every node's ``Room.here`` holds exactly the sessions there of the room's members
+    (the fan-out's recipients are kept at sign-in, sign-out, join and leave)."""
+    for node in getattr(server, "nodes", [server]):
+        world = node.hub.world
+        for room in world.rooms.values():
+            expected = {s for name in room.members for s in world.users[name].sessions}
+            if room.here != expected:
+                return False
+    return True
+
+
+async def test_a_rooms_sessions_follow_sign_ins_joins_and_leaves(server) -> None:
+    async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
+        await join(alice, "#tea")
+        await join(bob, "#tea")
+        async with WireClient.connect(server.url) as again:  # alice's second session
+            assert (await again.hello("alice", token=alice.token))["t"] == "welcome"
+            await eventually(lambda: _here_matches_the_members(server))
+            await bob.send({"t": "say", "room": "#tea", "text": "both", "id": "b1"})
+            assert (await again.recv_until("msg"))["text"] == "both"
+            assert (await alice.recv_until("msg"))["text"] == "both"
+            await alice.send({"t": "leave", "room": "#tea"})
+            await alice.recv_until("left", room="#tea")
+            await again.recv_until("left", room="#tea")
+            await eventually(lambda: _here_matches_the_members(server))
+            await bob.send({"t": "say", "room": "#tea", "text": "gone", "id": "b2"})
+            await bob.recv_until("ack")
+            await again.expect_silence("msg")
+            await join(again, "#tea")  # back, from the second session
+            await eventually(lambda: _here_matches_the_members(server))
+            await bob.send({"t": "say", "room": "#tea", "text": "back", "id": "b3"})
+            assert (await alice.recv_until("msg"))["text"] == "back"
+        await eventually(lambda: _here_matches_the_members(server))  # signed out
+        await bob.send({"t": "say", "room": "#tea", "text": "one", "id": "b4"})
+        assert (await alice.recv_until("msg"))["text"] == "one"
+    await eventually(lambda: _here_matches_the_members(server))

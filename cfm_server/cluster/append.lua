@@ -30,6 +30,10 @@ local function mp_uint(n)
   return marker .. table.concat(out)
 end
 
+-- The epoch of each room met in this call (by its meta key): only this script sets one,
+-- so a room's second message in the call need not read it again.
+local epochs = {}
+
 -- One message: its keys, and a = its run of ARGV.
 local function append(meta, log, ids, chg, a)
   local sender, cid = a[1], a[2]
@@ -39,11 +43,11 @@ local function append(meta, log, ids, chg, a)
     if seen then
       local sep = string.find(seen, ':', 1, true)
       return {tonumber(string.sub(seen, 1, sep - 1)), tonumber(string.sub(seen, sep + 1)),
-              redis.call('HGET', meta, 'epoch'), 1}
+              epochs[meta] or redis.call('HGET', meta, 'epoch'), 1}
     end
   end
 
-  local epoch = redis.call('HGET', meta, 'epoch')
+  local epoch = epochs[meta] or redis.call('HGET', meta, 'epoch')
   if not epoch then
     epoch = a[6]
     redis.call('HSET', meta, 'epoch', epoch)
@@ -54,6 +58,7 @@ local function append(meta, log, ids, chg, a)
       redis.call('HSET', meta, 'seq', string.match(last[1], '^(%d+)'))
     end
   end
+  epochs[meta] = epoch
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
   local seq_text = string.format('%d', seq)
   local msg = a[4] .. mp_uint(seq) .. a[5]

@@ -149,6 +149,8 @@ async def test_the_appends_of_one_loop_turn_run_as_one_script_call_in_order(
         assert await _evalsha_calls(client) == before + 1
         for r in range(5):
             assert [d.seq for d in done[r::5]] == list(range(1, 41))
+            assert {d.epoch for d in done[r::5]} == {(await broker.head(f"#r{r}")).epoch}
+        assert len({d.epoch for d in done}) == 5  # each room its own
         before = await _evalsha_calls(client)
         await asyncio.gather(*(broker.append("#big", "bob", f"b{i}", "text", "x", TS)
                                for i in range(MERGE_LIMIT + 1)))

@@ -8,10 +8,11 @@
     await broker.close()
 
 ``append`` runs the append script (see ``scripts.py``) through the batcher, so the
-appends of one loop turn share one pipeline and one fsync. Live messages of subscribed
-rooms reach ``on_message(room, seq, origin, msg)`` in seq order, each exactly once, the
-node's own appends included (``origin`` says whose session sent it, to skip it): the
-per-room tracker holds what arrives early and reads what pub/sub lost from the stream.
+appends of one loop turn share one pipeline, one script call and one fsync. Live
+messages of subscribed rooms reach ``on_message(room, seq, origin, msg)`` in seq order,
+each exactly once, the node's own appends included (``origin`` says whose session sent
+it, to skip it): the per-room tracker holds what arrives early and reads what pub/sub
+lost from the stream.
 ``on_reset(room, epoch)`` tells when a room's epoch changed under a subscription.
 
 Every call that needs Redis raises :class:`ClusterUnavailable` while Redis is out of

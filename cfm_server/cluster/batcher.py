@@ -8,6 +8,12 @@ order they were made (a sender's messages keep their order); whatever queues whi
 in flight goes out together in the next. With ``appendfsync always`` Redis fsyncs once
 per event-loop cycle, so a pipeline of many appends costs one fsync.
 
+Calls made with :meth:`Batcher.eval_each` (the appends) are merged besides: adjacent
+calls of one such script go out as one ``EVALSHA`` that runs them one after the other
+(append.lua's form), so Redis starts one script for the loop turn's messages, not one
+per message, and the node packs and parses one command. On a Redis Cluster only calls
+of one slot are merged (``_merge_key``): a script's keys must share a slot there.
+
 When Redis cannot be reached, the calls of the failed pipeline and every call made until
 a background probe reaches Redis again fail at once with :class:`ClusterUnavailable`
 (``retry_ms`` = time to the next probe); the probe backs off with jitter and the batcher
@@ -27,6 +33,11 @@ from typing import Any
 from redis import exceptions as rx
 from redis.asyncio import Redis
 
+try:  # redis-py packs with hiredis when it is there; so do we, without its per-arg work
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _pack_command = None
+
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
 from cfm_server.cluster.scripts import Script
 
@@ -38,10 +49,26 @@ _RETRYABLE_PREFIXES = ("LOADING", "MISCONF", "OOM", "READONLY", "TRYAGAIN", "CLU
 _RETRYABLE_ERRORS = (rx.TryAgainError, rx.ClusterDownError, rx.ReadOnlyError,
                      rx.OutOfMemoryError, rx.BusyLoadingError)
 CONNECTION_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError, asyncio.TimeoutError)
+# At most this many calls in one merged EVALSHA: bounds how long one script holds Redis
+# (~10 µs of Redis per append) and the size of one reply.
+MERGE_LIMIT = 256
+
+
+def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
+    """The commands in RESP. hiredis takes str, bytes and int as they are (what the
+    batcher is given); redis-py's own packing first runs its encoder over every argument,
+    which cost the node as much as the rest of the exchange. Anything hiredis refuses
+    goes the redis-py way (and fails there with redis-py's message if it must)."""
+    if _pack_command is not None:
+        try:
+            return [b"".join([_pack_command(c) for c in commands])]
+        except TypeError:
+            pass
+    return conn.pack_commands(commands)
 
 
 async def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+    await conn.send_packed_command(_pack(conn, commands), check_health=False)
     replies: list[Any] = []
     for _ in commands:
         try:
@@ -55,10 +82,20 @@ async def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
 
 @dataclass(slots=True)
 class _Call:
-    args: tuple[Any, ...]
+    args: tuple[Any, ...]  # the command; for eval_each, the call's ARGV
     future: asyncio.Future[Any]
     script: Script | None = None
     convert: Callable[[Any], Any] | None = None
+    keys: list[str] | None = None  # eval_each: the call's KEYS (None: not merged)
+
+
+# A command on the wire and the calls it answers; merged: its reply is a list, one
+# reply per call.
+_Wire = tuple[tuple[Any, ...], list[_Call], bool]
+
+
+def _what(call: _Call) -> Any:
+    return call.script.name if call.keys is not None and call.script else call.args[0]
 
 
 class Batcher:
@@ -87,6 +124,15 @@ class Batcher:
         args = ("EVALSHA", script.sha, len(keys), *keys, *argv)
         return self._enqueue(_Call(args, asyncio.get_running_loop().create_future(), script,
                                    convert))
+
+    def eval_each(self, script: Script, keys: list[str], argv: list[Any],
+                  convert: Callable[[Any], Any] | None = None) -> asyncio.Future[Any]:
+        """A call of a script that runs a list of calls (append.lua's form: the calls'
+        keys one after the other, the same number for each; in ARGV each call's run led
+        by its length; one reply per call, an error reply failing that call alone).
+        Adjacent calls of the script share one EVALSHA (see the module's docstring)."""
+        return self._enqueue(_Call(tuple(argv), asyncio.get_running_loop().create_future(),
+                                   script, convert, keys))
 
     async def close(self) -> None:
         tasks = {t for t in (self._probe, self._sender) if t is not None}
@@ -125,18 +171,27 @@ class Batcher:
     async def _send(self, batch: list[_Call]) -> None:
         todo = batch
         for _ in range(3):  # NOSCRIPT → load → again; twice in a row means a flapping server
+            wire = self._wire(todo)
             try:
-                replies = await self._pipeline([c.args for c in todo])
+                replies = await self._pipeline([w[0] for w in wire])
             except CONNECTION_ERRORS as exc:
                 self._went_down(exc)
                 self._fail(batch, self._unavailable(f"Redis is unreachable: {exc}"))
                 return
             retry: list[_Call] = []
-            for call, reply in zip(todo, replies, strict=True):
-                if isinstance(reply, rx.NoScriptError) and call.script is not None:
-                    retry.append(call)
-                else:
-                    self._settle(call, reply)
+            for (_, calls, merged), reply in zip(wire, replies, strict=True):
+                if isinstance(reply, rx.NoScriptError) and calls[0].script is not None:
+                    retry += calls  # the script did not run: none of its calls did
+                elif not merged:
+                    self._settle(calls[0], reply)
+                elif isinstance(reply, list) and len(reply) == len(calls):
+                    for call, each in zip(calls, reply, strict=True):
+                        self._settle(call, each)
+                else:  # an error for the whole call (OOM, BUSY …) is every call's
+                    if not isinstance(reply, Exception):
+                        reply = ClusterError(f"{len(calls)} calls answered by {reply!r:.80}")
+                    for call in calls:
+                        self._settle(call, reply)
             if not retry:
                 return
             try:
@@ -148,6 +203,43 @@ class Batcher:
                 return
             todo = retry
         self._fail(todo, ClusterError("Redis keeps forgetting the scripts (NOSCRIPT)"))
+
+    def _wire(self, calls: list[_Call]) -> list[_Wire]:
+        """The commands that carry the calls, in the calls' order; a run of adjacent
+        ``eval_each`` calls of one script becomes one EVALSHA per merge key (in the
+        order of each key's first call; a key's calls keep their order)."""
+        wire: list[_Wire] = []
+        i, n = 0, len(calls)
+        while i < n:
+            call = calls[i]
+            if call.keys is None:
+                wire.append((call.args, [call], False))
+                i += 1
+                continue
+            script = call.script
+            assert script is not None
+            j = i + 1
+            while j < n and calls[j].keys is not None and calls[j].script is script:
+                j += 1
+            groups: dict[Any, list[_Call]] = {}
+            for each in calls[i:j]:
+                groups.setdefault(self._merge_key(each), []).append(each)
+            for group in groups.values():
+                for k in range(0, len(group), MERGE_LIMIT):
+                    part = group[k:k + MERGE_LIMIT]
+                    keys: list[Any] = []
+                    argv: list[Any] = []
+                    for each in part:
+                        keys += each.keys  # type: ignore[arg-type]
+                        argv.append(len(each.args))
+                        argv += each.args
+                    wire.append((("EVALSHA", script.sha, len(keys), *keys, *argv), part, True))
+            i = j
+        return wire
+
+    def _merge_key(self, call: _Call) -> Any:
+        """Calls of one merge key may share an EVALSHA: on one Redis, all of them."""
+        return None
 
     async def _bounded(self, request: Awaitable[Any]) -> Any:
         """A single request under the batcher's deadline (the client has no socket
@@ -213,12 +305,12 @@ class Batcher:
                     or text.startswith(_RETRYABLE_PREFIXES):
                 call.future.set_exception(self._unavailable(f"Redis refused: {text}"))
             else:
-                call.future.set_exception(ClusterError(f"Redis answered {call.args[0]}: {text}"))
+                call.future.set_exception(ClusterError(f"Redis answered {_what(call)}: {text}"))
             return
         try:
             call.future.set_result(call.convert(reply) if call.convert else reply)
         except Exception as exc:  # a reply of an unexpected shape
-            call.future.set_exception(ClusterError(f"unexpected reply to {call.args[0]}: {exc}"))
+            call.future.set_exception(ClusterError(f"unexpected reply to {_what(call)}: {exc}"))
 
     @staticmethod
     def _fail(calls: list[_Call], exc: Exception) -> None:

@@ -8,10 +8,11 @@
     await broker.close()
 
 ``append`` runs the append script (see ``scripts.py``) through the batcher, so the
-appends of one loop turn share one pipeline and one fsync. Live messages of subscribed
-rooms reach ``on_message(room, seq, origin, msg)`` in seq order, each exactly once, the
-node's own appends included (``origin`` says whose session sent it, to skip it): the
-per-room tracker holds what arrives early and reads what pub/sub lost from the stream.
+appends of one loop turn share one pipeline, one script call and one fsync. Live
+messages of subscribed rooms reach ``on_message(room, seq, origin, msg)`` in seq order,
+each exactly once, the node's own appends included (``origin`` says whose session sent
+it, to skip it): the per-room tracker holds what arrives early and reads what pub/sub
+lost from the stream.
 ``on_reset(room, epoch)`` tells when a room's epoch changed under a subscription.
 
 Every call that needs Redis raises :class:`ClusterUnavailable` while Redis is out of
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -72,7 +74,12 @@ class Appended:
 
 
 def new_epoch() -> str:
-    return secrets.token_hex(8)
+    """An epoch to propose for a room that has none (every append proposes one; Redis
+    keeps the first): unique, not secret, so not from the system's entropy per call."""
+    return f"{_random.getrandbits(64):016x}"
+
+
+_random = random.Random(secrets.randbits(64))
 
 
 def redis_client(url: str, connect_timeout: float) -> Redis:
@@ -192,7 +199,7 @@ class Broker:
                     self.compact(room)
             return done
 
-        return self.batcher.eval(
+        return self.batcher.eval_each(  # merged with the loop turn's other appends
             scripts.APPEND,
             [keys.room_meta(room), keys.room_log(room), keys.room_ids(room),
              keys.room_changes(room)],

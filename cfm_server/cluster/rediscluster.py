@@ -9,12 +9,13 @@ fails with a message naming the scheme (the first MOVED reply) instead of half w
 What changes against one Redis:
 
 - :class:`ClusterBatcher`: each loop turn's calls still go out together, but as one
-  pipeline per master, all at once. A call goes to the owner of its key's slot; a node
-  keeps the order of the calls it is sent, and every key of a room (or of ``{state}``,
-  ``{presence}``) is on one slot, so the order that matters (a room's appends) is kept.
-  MOVED updates the map (and re-reads it) and sends the call again to the new owner,
-  ASK sends it once to the node named, behind ``ASKING``; both are replies of commands
-  that did not run. A script is loaded on every master.
+  pipeline per master, all at once; appends are merged (``eval_each``) only within one
+  slot. A call goes to the owner of its key's slot; a node keeps the order of the calls
+  it is sent, and every key of a room (or of ``{state}``, ``{presence}``) is on one
+  slot, so the order that matters (a room's appends) is kept. MOVED updates the map
+  (and re-reads it) and sends the call again to the new owner, ASK sends it once to the
+  node named, behind ``ASKING``; both are replies of commands that did not run. A
+  script is loaded on every master.
 - pub/sub stays classic (PUBLISH / SUBSCRIBE), but a channel is subscribed on the master
   owning its slot (:class:`ShardedSubscriber`): that is where it is published, so it
   arrives as fast as on one Redis. A Redis Cluster still forwards every PUBLISH to every
@@ -152,6 +153,10 @@ class ClusterBatcher(Batcher):
 
     def _owner(self, slot: int | None) -> Address:
         return self._owners[0 if slot is None else slot]
+
+    def _merge_key(self, call: Any) -> Any:
+        """Only calls of one slot share a script (every key of a room is on one slot)."""
+        return key_slot(_encode(call.keys[0]))
 
     # --- overrides of one Redis --------------------------------------------------------
 

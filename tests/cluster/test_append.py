@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from cfm_common.codec import encode_msg
 from cfm_common.frames import StoredMsg
 from cfm_server.cluster import keys, scripts
+from cfm_server.cluster.errors import ClusterError
 from tests.cluster.helpers import seqs, wait_until
 
 TS = 1_764_800_000_000
@@ -126,3 +127,63 @@ async def test_a_redis_that_forgot_the_script_gets_it_again(broker_factory, redi
         assert await client.xlen(keys.room_log("#r")) == 4
     finally:
         await client.aclose()
+
+
+async def _evalsha_calls(client: Redis) -> int:
+    return int((await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_the_appends_of_one_loop_turn_run_as_one_script_call_in_order(
+        broker_factory, redis):
+    """One EVALSHA stores the turn's appends of every room (at most MERGE_LIMIT each),
+    each room's in the order they were made."""
+    from cfm_server.cluster.batcher import MERGE_LIMIT
+
+    broker = await broker_factory()
+    await broker.append("#warm", "alice", "w", "text", "warm up", TS)
+    client = Redis.from_url(redis.url)
+    try:
+        before = await _evalsha_calls(client)
+        done = await asyncio.gather(*(broker.append(f"#r{i % 5}", "bob", f"c{i}", "text",
+                                                    f"m{i}", TS + i) for i in range(200)))
+        assert await _evalsha_calls(client) == before + 1
+        for r in range(5):
+            assert [d.seq for d in done[r::5]] == list(range(1, 41))
+            assert {d.epoch for d in done[r::5]} == {(await broker.head(f"#r{r}")).epoch}
+        assert len({d.epoch for d in done}) == 5  # each room its own
+        before = await _evalsha_calls(client)
+        await asyncio.gather(*(broker.append("#big", "bob", f"b{i}", "text", "x", TS)
+                               for i in range(MERGE_LIMIT + 1)))
+        assert await _evalsha_calls(client) == before + 2
+    finally:
+        await client.aclose()
+
+
+async def test_a_message_refused_inside_a_merged_call_fails_alone(broker_factory, redis):
+    broker = await broker_factory()
+    client = Redis.from_url(redis.url)
+    try:
+        await client.set(keys.room_meta("#broken"), "not a hash")  # WRONGTYPE for HGET
+        results = await asyncio.gather(
+            broker.append("#ok", "alice", "a1", "text", "one", TS),
+            broker.append("#broken", "alice", "b1", "text", "lost", TS),
+            broker.append("#ok", "alice", "a2", "text", "two", TS + 1),
+            broker.append("#ok", "alice", "a1", "text", "one again", TS + 2),  # a retry
+            return_exceptions=True)
+    finally:
+        await client.aclose()
+    assert isinstance(results[1], ClusterError) and "WRONGTYPE" in str(results[1])
+    first, second, retry = results[0], results[2], results[3]
+    assert (first.seq, second.seq) == (1, 2) and not first.duplicate
+    assert (retry.seq, retry.ts, retry.duplicate) == (1, TS, True)
+    assert [m.text for m in await broker.history("#ok", limit=10)] == ["one", "two"]
+
+
+async def test_a_command_made_between_two_appends_runs_between_them(broker_factory):
+    broker = await broker_factory()
+    await broker.append("#warm", "alice", "w", "text", "loads the script", TS)
+    first, seen, second = await asyncio.gather(  # queued in this order, in one turn
+        broker.submit("#order", "alice", "o1", "text", "one", TS),
+        broker.batcher.call("HGET", keys.room_meta("#order"), "seq"),
+        broker.submit("#order", "alice", "o2", "text", "two", TS))
+    assert (first.seq, seen, second.seq) == (1, b"1", 2)

@@ -61,8 +61,9 @@ async def test_a_missed_publish_is_filled_from_the_stream_before_later_ones(
         head, tail = scripts.msg_parts(ROOM, "bob", "lost", TS, "text", "lost-1")
         await client.evalsha(scripts.APPEND.sha if await client.script_exists(
             scripts.APPEND.sha) == [True] else await client.script_load(scripts.APPEND.source),
-            3, keys.room_meta(ROOM), keys.room_log(ROOM), keys.room_ids(ROOM),
-            "bob", "lost-1", TS, head, tail, new_epoch(), "nowhere", "elsewhere")
+            4, keys.room_meta(ROOM), keys.room_log(ROOM), keys.room_ids(ROOM),
+            keys.room_changes(ROOM),
+            8, "bob", "lost-1", TS, head, tail, new_epoch(), "nowhere", "elsewhere")
     finally:
         await client.aclose()
     assert reader.seen[-1][1] == 2

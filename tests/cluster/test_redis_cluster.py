@@ -165,6 +165,29 @@ async def test_the_batcher_follows_moved_when_its_slot_map_is_wrong(
         await client.aclose()
 
 
+async def test_a_loop_turns_appends_merge_per_slot_and_survive_moved(
+        redis_cluster: RedisCluster) -> None:
+    """The appends of one turn over rooms of many slots (one EVALSHA may only hold keys
+    of one slot), with a wrong slot map: every room numbered from 1, in order."""
+    from cfm_server.cluster.broker import Broker
+
+    broker = Broker(redis_cluster.url, node="n1", on_message=lambda *_: None)
+    await broker.start()
+    try:
+        batcher = broker.batcher
+        assert isinstance(batcher, ClusterBatcher)
+        await batcher.refresh()
+        batcher._owners = [batcher._owners[0]] * len(batcher._owners)
+        done = await asyncio.gather(*(broker.append(f"#m{i % 30}", "bob", f"c{i}", "text",
+                                                    "x", 1_764_800_000_000)
+                                      for i in range(90)))
+        for r in range(30):
+            assert [d.seq for d in done[r::30]] == [1, 2, 3]
+        assert batcher.redirects > 0
+    finally:
+        await broker.close()
+
+
 async def test_a_plain_url_on_a_cluster_node_names_the_scheme_to_use(
         redis_cluster: RedisCluster) -> None:
     seed, _ = split_url(redis_cluster.url)

@@ -65,6 +65,14 @@ def test_the_text_check_refuses_exactly_what_the_rules_refuse() -> None:
     assert 0x09 not in refused and 0x0A not in refused and 0x202E in refused
 
 
+def test_the_control_char_check_refuses_exactly_category_cc_and_the_bidi_controls() -> None:
+    from cfm_common.rules import _is_control
+
+    refused = [c for c in range(0x110000) if rules.has_control_chars(f"a{chr(c)}b")]
+    assert refused == [c for c in range(0x110000) if _is_control(chr(c))]
+    assert 0x09 in refused and 0x9F in refused and 0x202E in refused and 0xA0 not in refused
+
+
 def message(room: str, seq: int, client_id: str | None) -> StoredMsg:
     return StoredMsg(room, seq, "alice", f"m{seq}", 1000 + seq, "text", client_id)
 

@@ -514,7 +514,19 @@ class Session:
                 if t not in UNCOUNTED_BREACHES:
                     self._count_abuse()
                 return None
+        barrier = self.hub.barrier(self, frame)
+        if barrier is not None:
+            return self._handle_after(barrier, frame, ref)
         return self._handle(frame, ref, retry=True)
+
+    async def _handle_after(self, barrier: Awaitable[None], frame: Any, ref: str) -> None:
+        """A cluster node answers some frames only once it applied what other nodes
+        changed before they arrived (``Hub.barrier``)."""
+        await barrier
+        if not self.closing:
+            later = self._handle(frame, ref, retry=True)
+            if later is not None:
+                await later
 
     def _handle(self, frame: Any, ref: str, retry: bool) -> Awaitable[None] | None:
         t = frame.T

@@ -71,8 +71,6 @@ async def test_dms_to_strangers_have_their_own_bucket(server) -> None:
         assert errors(alice) == []
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_answers_to_people_who_wrote_first_are_not_stranger_dms(server) -> None:
     """A bot of anyone's answers everyone who writes to it, listed or not: its replies
     are not unsolicited, so the stranger bucket does not hold them back."""

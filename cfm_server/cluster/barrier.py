@@ -57,6 +57,7 @@ from cfm_common.frames import (
 )
 from cfm_server.cluster import keys
 from cfm_server.cluster.batcher import Batcher
+from cfm_server.cluster.errors import ClusterError
 from cfm_server.state import Room
 
 log = logging.getLogger(__name__)
@@ -131,14 +132,40 @@ class ReadBarrier:
     """
 
     def __init__(self, batcher: Batcher, *, applied: Callable[[], int],
-                 delivered: Callable[[str], int | None]) -> None:
+                 handed_on: Callable[[str], int | None],
+                 room_of: Callable[[str], Room | None]) -> None:
         self._batcher = batcher
         self._applied = applied  # the last change of the shared records applied here
-        self._delivered = delivered  # a room's last seq delivered here; None: not followed
+        # A room's last seq delivered here (None: not subscribed): ``Broker.handed_on``.
+        self._handed_on = handed_on
+        self._room_of = room_of  # the live state's room
         self._turn: asyncio.Future[None] | None = None  # this loop turn's state barrier
         self._state_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._room_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self.reads = 0  # head reads of the shared records' log (tests, measurements)
+
+    def before(self, user: str, frame: ClientFrame) -> Awaitable[None] | None:
+        """What ``frame`` of ``user`` waits for; None: nothing (``needs_barrier``).
+        Never raises: a frame whose barrier failed is answered on what the node has."""
+        if not needs_barrier(frame):
+            return None
+        target = target_of(user, frame)
+        # A room followed already is read in the same pipeline as the records' head.
+        early = self.room(*target) if target is not None else None
+        return self._pass(target, early)
+
+    async def _pass(self, target: tuple[str, int] | None,
+                    early: Awaitable[None] | None) -> None:
+        try:
+            await self.state()
+            if early is None and target is not None:
+                early = self.room(*target)  # a room made meanwhile is known now
+            if early is not None:
+                await early
+        except ClusterError:
+            pass  # Redis out of reach: the frame's own reads and writes fail retryably
+        except Exception:
+            log.exception("a read barrier failed: the frame is answered without it")
 
     # --- the shared records' log -----------------------------------------------------
 
@@ -199,9 +226,11 @@ class ReadBarrier:
         """None when this node has delivered ``room`` up to ``seq`` already (or does not
         follow the room: its frame is refused or handled without it); else a future,
         done once the room's subscription delivered what Redis holds up to ``seq``
-        (seq 0: up to the room's head)."""
-        have = self._delivered(room)
+        (seq 0: up to the room's head, for who wrote in a DM: not needed once both did)."""
+        have = self._handed_on(room)
         if have is None or (seq and have >= seq):
+            return None
+        if not seq and len(getattr(self._room_of(room), "wrote", ())) >= 2:
             return None
         done = asyncio.get_running_loop().create_future()
         head = self._batcher.call("HMGET", keys.room_meta(room), "seq", "epoch",
@@ -216,7 +245,7 @@ class ReadBarrier:
             return
         head = read.result()
         target = min(seq, head) if seq else head
-        have = self._delivered(room)
+        have = self._handed_on(room)
         if have is None or have >= target:
             done.set_result(None)
             return

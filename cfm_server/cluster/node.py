@@ -46,7 +46,7 @@ from cfm_common.frames import ClientFrame, StoredMsg
 from cfm_common.rules import Status
 from cfm_server.cluster import keys, records, scripts
 from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
-from cfm_server.cluster.barrier import ReadBarrier, needs_barrier, note_writer, target_of
+from cfm_server.cluster.barrier import ReadBarrier, note_writer
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
@@ -137,7 +137,7 @@ class ClusterNode:
                                  expiry=config.presence_expiry)
         # Frames answered on state as new as Redis's when they arrived (barrier.py).
         self.barriers = ReadBarrier(self.broker.batcher, applied=lambda: self.state.seq,
-                                   delivered=self._delivered)
+                                    handed_on=self.broker.handed_on, room_of=self._room_of)
         self.world: World | None = None
         self.delivery: ClusterDelivery | None = None
         # This node's search index (cluster/search.py): fed by the rooms it follows.
@@ -287,24 +287,10 @@ class ClusterNode:
 
     def barrier(self, user: str, frame: ClientFrame) -> Awaitable[None] | None:
         """What ``frame`` of ``user`` waits for (barrier.py); None: nothing. Never raises."""
-        if not needs_barrier(frame):
-            return None
-        return self._pass_barrier(user, frame)
+        return self.barriers.before(user, frame)
 
-    async def _pass_barrier(self, user: str, frame: ClientFrame) -> None:
-        with contextlib.suppress(ClusterError):  # answered on what the node has
-            await self.barriers.state()
-            target = target_of(user, frame)
-            if target is not None:  # after the records: a room made meanwhile is known
-                delivered = self.barriers.room(*target)
-                if delivered is not None:
-                    await delivered
-
-    def _delivered(self, room_name: str) -> int | None:
-        """The last seq of a room this node follows delivered here (None: not followed)."""
-        assert self.world is not None
-        room = self.world.rooms.get(room_name)
-        return None if room is None or room_name not in self._subs else room.durable_seq
+    def _room_of(self, room_name: str) -> Room | None:
+        return None if self.world is None else self.world.rooms.get(room_name)
 
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` started here: counted in the cluster's presence."""
@@ -465,7 +451,7 @@ class ClusterNode:
                 if head.seq > room.durable_seq:
                     room.seq = room.durable_seq = head.seq
             if self.barriers.rooms_waiting:
-                self.barriers.delivered_to(room_name, room.durable_seq)
+                self.barriers.delivered_to(room_name, self.broker.handed_on(room_name) or 0)
         if self.search is not None:
             self.search.note(room_name, head.seq)  # a room followed: index it from here
         sub.set_result(head.seq)

@@ -117,6 +117,23 @@ def note_writer(room: Room, msg: bytes) -> None:
         room.wrote.add(sender)
 
 
+def written_since(last: asyncio.Future[Any] | None, mark: object
+                  ) -> asyncio.Future[None] | None:
+    """A future done (never failed) once ``last``, the shared records' latest change
+    asked for, is answered; None if it is ``mark`` (asked for before) or done. Changes
+    are answered in the order they were asked for, so the latest covers the others."""
+    if last is None or last is mark or last.done():
+        return None
+    gate = asyncio.get_running_loop().create_future()
+
+    def open_gate(_: object) -> None:
+        if not gate.done():
+            gate.set_result(None)
+
+    last.add_done_callback(open_gate)
+    return gate
+
+
 def _seq_of(reply: list[Any]) -> int:
     return int(reply[0]) if reply and reply[0] is not None else 0
 

@@ -46,7 +46,7 @@ from cfm_common.frames import ClientFrame, StoredMsg
 from cfm_common.rules import Status
 from cfm_server.cluster import keys, records, scripts
 from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
-from cfm_server.cluster.barrier import ReadBarrier, note_writer
+from cfm_server.cluster.barrier import ReadBarrier, note_writer, written_since
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
@@ -288,6 +288,15 @@ class ClusterNode:
     def barrier(self, user: str, frame: ClientFrame) -> Awaitable[None] | None:
         """What ``frame`` of ``user`` waits for (barrier.py); None: nothing. Never raises."""
         return self.barriers.before(user, frame)
+
+    def write_mark(self) -> object:
+        return self.state.last_write
+
+    def written_since(self, mark: object) -> asyncio.Future[None] | None:
+        """Done once Redis has every change of the shared records asked for since
+        ``mark`` (None: none is under way): a frame's answer goes out after it, so that
+        what a client saw acked is in Redis when its next frame reaches another node."""
+        return written_since(self.state.last_write, mark)
 
     def _room_of(self, room_name: str) -> Room | None:
         return None if self.world is None else self.world.rooms.get(room_name)

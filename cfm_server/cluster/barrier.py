@@ -57,7 +57,7 @@ from cfm_common.frames import (
 )
 from cfm_server.cluster import keys
 from cfm_server.cluster.batcher import Batcher
-from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
 from cfm_server.state import Room
 
 log = logging.getLogger(__name__)
@@ -117,13 +117,16 @@ def note_writer(room: Room, msg: bytes) -> None:
         room.wrote.add(sender)
 
 
+NO_WRITE_YET = object()  # a write mark before the node's first write
+
+
 def written_since(last: asyncio.Future[Any] | None, mark: object
                   ) -> asyncio.Future[None] | None:
     """A future done (never failed) once ``last``, the shared records' latest change
     asked for, is answered; None if it is ``mark`` (asked for before) or done. Changes
     are answered in the order they were asked for, so the latest covers the others."""
     if last is None or last is mark or last.done():
-        return None
+        return None  # (``mark`` may be NO_WRITE_YET: any write is then news)
     gate = asyncio.get_running_loop().create_future()
 
     def open_gate(_: object) -> None:
@@ -141,7 +144,9 @@ def _seq_of(reply: list[Any]) -> int:
 class ReadBarrier:
     """The barriers of one node.
 
-        barrier = ReadBarrier(batcher, applied=lambda: state.seq, delivered=...)
+        barrier = ReadBarrier(batcher, applied=lambda: state.seq,
+                              handed_on=broker.handed_on, room_of=rooms.get)
+        await barrier.before(user, frame)  # what a frame waits for (None: nothing)
         await barrier.state()          # the shared records' log applied as far as Redis's
         await barrier.room("#x", 12)   # seq 12 of #x delivered here, if Redis has it
         barrier.applied_to(seq)        # the node applied the log up to ``seq``
@@ -209,8 +214,8 @@ class ReadBarrier:
     def _state_read(self, turn: asyncio.Future[None], read: asyncio.Future[int]) -> None:
         if turn.done():
             return
-        if read.cancelled():
-            turn.cancel()
+        if read.cancelled():  # the engine is closing
+            turn.set_exception(ClusterUnavailable("the cluster engine is closing", 1000))
             return
         exc = read.exception()
         if exc is not None:  # a frame is then answered on what the node has (Node.barrier)

@@ -46,7 +46,7 @@ from cfm_common.frames import ClientFrame, StoredMsg
 from cfm_common.rules import Status
 from cfm_server.cluster import keys, records, scripts
 from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
-from cfm_server.cluster.barrier import ReadBarrier, note_writer, written_since
+from cfm_server.cluster.barrier import NO_WRITE_YET, ReadBarrier, note_writer, written_since
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
@@ -290,7 +290,7 @@ class ClusterNode:
         return self.barriers.before(user, frame)
 
     def write_mark(self) -> object:
-        return self.state.last_write
+        return self.state.last_write or NO_WRITE_YET
 
     def written_since(self, mark: object) -> asyncio.Future[None] | None:
         """Done once Redis has every change of the shared records asked for since

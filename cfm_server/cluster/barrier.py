@@ -40,8 +40,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgpack
+
 from cfm_common import rules
-from cfm_common.codec import decode_server
 from cfm_common.frames import (
     ClientFrame,
     Delete,
@@ -58,6 +59,7 @@ from cfm_common.frames import (
 from cfm_server.cluster import keys
 from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
+from cfm_server.domain.world import World
 from cfm_server.state import Room
 
 log = logging.getLogger(__name__)
@@ -105,12 +107,26 @@ def target_of(user: str, frame: ClientFrame) -> tuple[str, int] | None:
     return None
 
 
+def writers_matter(world: World | None, rate_limits: bool, user: str, dm: str) -> bool:
+    """Whether the peer's having written in ``dm`` may decide the answer to ``user``'s
+    say: the stranger bucket (``Admission.charge_message``) holds back a say to a peer
+    who has not listed the user, unless the peer wrote first."""
+    room = world.rooms.get(dm) if world is not None else None
+    if not rate_limits or room is None or world is None:
+        return rate_limits  # a room not known yet: read once it is
+    peer = next((world.users.get(n) for n in room.members if n != user), None)
+    if peer is None or peer.name in room.wrote:
+        return False
+    listing = peer.contacts.get(user)
+    return listing is None or not listing.in_list
+
+
 def note_writer(room: Room, msg: bytes) -> None:
     """Who wrote in a DM (``Room.wrote``), noted by every node the message reaches, not
     only the one that stored it: an answer to someone who wrote first is no stranger's
     message wherever it is sent from (the DM's ``say`` waits for the room, ``room``)."""
     try:
-        sender = decode_server(msg).sender  # type: ignore[union-attr]
+        sender = msgpack.unpackb(msg).get("from")  # (the whole frame is not needed)
     except Exception:
         return
     if isinstance(sender, str):
@@ -145,7 +161,7 @@ class ReadBarrier:
     """The barriers of one node.
 
         barrier = ReadBarrier(batcher, applied=lambda: state.seq,
-                              handed_on=broker.handed_on, room_of=rooms.get)
+                              handed_on=broker.handed_on, writers_matter=...)
         await barrier.before(user, frame)  # what a frame waits for (None: nothing)
         await barrier.state()          # the shared records' log applied as far as Redis's
         await barrier.room("#x", 12)   # seq 12 of #x delivered here, if Redis has it
@@ -155,12 +171,14 @@ class ReadBarrier:
 
     def __init__(self, batcher: Batcher, *, applied: Callable[[], int],
                  handed_on: Callable[[str], int | None],
-                 room_of: Callable[[str], Room | None]) -> None:
+                 writers_matter: Callable[[str, str], bool]) -> None:
         self._batcher = batcher
         self._applied = applied  # the last change of the shared records applied here
         # A room's last seq delivered here (None: not subscribed): ``Broker.handed_on``.
         self._handed_on = handed_on
-        self._room_of = room_of  # the live state's room
+        # (user, DM): whether the peer's having written in it can change the answer to
+        # the user's say (``ClusterNode._writers_matter``); if not, no room read.
+        self._writers_matter = writers_matter
         self._turn: asyncio.Future[None] | None = None  # this loop turn's state barrier
         self._state_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._room_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -172,6 +190,8 @@ class ReadBarrier:
         if not needs_barrier(frame):
             return None
         target = target_of(user, frame)
+        if target is not None and not target[1] and not self._writers_matter(user, target[0]):
+            target = None
         # A room followed already is read in the same pipeline as the records' head.
         early = self.room(*target) if target is not None else None
         return self._pass(target, early)
@@ -248,11 +268,9 @@ class ReadBarrier:
         """None when this node has delivered ``room`` up to ``seq`` already (or does not
         follow the room: its frame is refused or handled without it); else a future,
         done once the room's subscription delivered what Redis holds up to ``seq``
-        (seq 0: up to the room's head, for who wrote in a DM: not needed once both did)."""
+        (seq 0: up to the room's head, for who wrote in a DM)."""
         have = self._handed_on(room)
         if have is None or (seq and have >= seq):
-            return None
-        if not seq and len(getattr(self._room_of(room), "wrote", ())) >= 2:
             return None
         done = asyncio.get_running_loop().create_future()
         head = self._batcher.call("HMGET", keys.room_meta(room), "seq", "epoch",

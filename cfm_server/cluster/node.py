@@ -44,9 +44,8 @@ import msgpack
 
 from cfm_common.frames import ClientFrame, StoredMsg
 from cfm_common.rules import Status
-from cfm_server.cluster import keys, records, scripts
+from cfm_server.cluster import barrier, keys, records, scripts
 from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
-from cfm_server.cluster.barrier import NO_WRITE_YET, ReadBarrier, note_writer, written_since
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
@@ -136,8 +135,10 @@ class ClusterNode:
         self.presence = Presence(self.broker.batcher, self.node_id,
                                  expiry=config.presence_expiry)
         # Frames answered on state as new as Redis's when they arrived (barrier.py).
-        self.barriers = ReadBarrier(self.broker.batcher, applied=lambda: self.state.seq,
-                                    handed_on=self.broker.handed_on, room_of=self._room_of)
+        self.barriers = barrier.ReadBarrier(
+            self.broker.batcher, applied=lambda: self.state.seq,
+            handed_on=self.broker.handed_on, writers_matter=lambda user, dm:
+            barrier.writers_matter(self.world, config.rate_limits, user, dm))
         self.world: World | None = None
         self.delivery: ClusterDelivery | None = None
         # This node's search index (cluster/search.py): fed by the rooms it follows.
@@ -289,17 +290,15 @@ class ClusterNode:
         """What ``frame`` of ``user`` waits for (barrier.py); None: nothing. Never raises."""
         return self.barriers.before(user, frame)
 
-    def write_mark(self) -> object:
-        return self.state.last_write or NO_WRITE_YET
+    def write_mark(self) -> object:  # (see written_since)
+        return self.state.last_write or barrier.NO_WRITE_YET
 
     def written_since(self, mark: object) -> asyncio.Future[None] | None:
         """Done once Redis has every change of the shared records asked for since
         ``mark`` (None: none is under way): a frame's answer goes out after it, so that
         what a client saw acked is in Redis when its next frame reaches another node."""
-        return written_since(self.state.last_write, mark)
+        return barrier.written_since(self.state.last_write, mark)
 
-    def _room_of(self, room_name: str) -> Room | None:
-        return None if self.world is None else self.world.rooms.get(room_name)
 
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` started here: counted in the cluster's presence."""
@@ -507,7 +506,7 @@ class ClusterNode:
         if self.search is not None:
             self.search.note(room_name, seq)  # indexed by the next pass, off this path
         if room.is_dm and len(room.wrote) < 2 and not origin.endswith(scripts.HIDDEN_SUFFIX):
-            note_writer(room, msg)
+            barrier.note_writer(room, msg)
         delivery.stored(room, origin, msg)
         if self.barriers.rooms_waiting:
             self.barriers.delivered_to(room_name, seq)

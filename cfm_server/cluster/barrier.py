@@ -16,9 +16,14 @@ of the log from Redis and waits until it applied that far:
   meta, one slot on a Redis Cluster), and the log is usually applied already, so the
   frame waits for one round trip and nothing else;
 - **a room's stream** for a frame that names a seq of it (an edit, delete or reaction's
-  target, a reply's message, a DM the sender's peer may have written in just now:
-  ``room``): the room's head is read, and if Redis has the seq while this node has not
-  delivered it yet, the frame waits until the room's subscription delivered it.
+  target, a reply's message; a DM the sender's peer may have written in just now, when
+  that decides the answer, ``writers_matter``): the room's head is read, and if Redis
+  has the seq while this node has not handed it on yet, the frame waits until the
+  room's subscription has (``Broker.handed_on``).
+
+The other half is in the session (``Hub.written_since``): what a frame changed in the
+shared records is in Redis before the frame's answers go out, so that "acked" means
+"there for every node's barrier".
 
 Which frames wait is :func:`needs_barrier`'s rule: a frame waits when its answer reads
 something another user may have just changed. A ``say``, ``typing``, ``read`` or

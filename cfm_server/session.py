@@ -520,8 +520,7 @@ class Session:
         return self._handle(frame, ref, retry=True)
 
     async def _handle_after(self, barrier: Awaitable[None], frame: Any, ref: str) -> None:
-        """A cluster node answers some frames only once it applied what other nodes
-        changed before they arrived (``Hub.barrier``)."""
+        """Handled once the node caught up with other nodes (``Hub.barrier``)."""
         await barrier
         if not self.closing:
             later = self._handle(frame, ref, retry=True)
@@ -540,9 +539,8 @@ class Session:
         return later
 
     def _hold_behind(self, gate: Awaitable[None], held: int, out: int) -> None:
-        """What the session was sent since ``held``/``out`` (the lengths of its held and
-        queued frames before a frame was handled) waits for ``gate`` (a cluster node:
-        until Redis has the shared records the frame changed), in order."""
+        """What the session was sent since its held and queued frames were ``held`` and
+        ``out`` long waits, in order, for ``gate`` (Redis has what the frame changed)."""
         if len(self._held) < held:
             return  # dropped meanwhile (closing)
         gate_item = _Answer(iter((gate,)), None)  # type: ignore[arg-type]

@@ -81,6 +81,16 @@ class NodeHooks(Protocol):
     def catch_up(self) -> Awaitable[None]:
         """Apply every change the other nodes made so far (never raises)."""
 
+    def barrier(self, user: str, frame: ClientFrame) -> Awaitable[None] | None:
+        """What ``frame`` waits for: the changes other nodes made before it arrived
+        (None: nothing; never raises)."""
+
+    def write_mark(self) -> object:
+        """Where the node's writes of shared records stand (for ``written_since``)."""
+
+    def written_since(self, mark: object) -> Awaitable[None] | None:
+        """Done once Redis has the writes asked for since ``mark``; None: none."""
+
 
 class Hub:
     def __init__(
@@ -155,6 +165,28 @@ class Hub:
         if handler is None:  # a second hello
             raise ProtocolError(ErrorCode.BAD_FRAME, "already signed in", frame.T)
         handler(session, frame)
+
+    def barrier(self, session: Connection, frame: ClientFrame) -> Awaitable[None] | None:
+        """On a cluster node, what to wait for before handling ``frame``: a change made on
+        another node before it arrived (a block, a join, a message it names) must be
+        applied here first (cluster/barrier.py). None on a single node, and for the
+        frames whose answer no other user's change can alter."""
+        node = self.node
+        if node is None:
+            return None
+        user = session.user
+        return None if user is None else node.barrier(user.name, frame)
+
+    def write_mark(self) -> object | None:
+        """None on a single node (its answers go out before the commit, as always); on a
+        cluster node, what ``written_since`` compares with."""
+        return None if self.node is None else self.node.write_mark()
+
+    def written_since(self, mark: object) -> Awaitable[None] | None:
+        """On a cluster node, what the answers of a frame wait for: the shared records
+        it changed, in Redis (a client told "done" may ask another node next, whose read
+        barrier must find the change there). None: nothing to wait for."""
+        return None if self.node is None else self.node.written_since(mark)
 
     def catch_up(self, code: str) -> Awaitable[None] | None:
         """On a cluster node, for an error that may only mean "not known here yet" (a

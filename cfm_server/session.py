@@ -514,9 +514,48 @@ class Session:
                 if t not in UNCOUNTED_BREACHES:
                     self._count_abuse()
                 return None
+        barrier = self.hub.barrier(self, frame)
+        if barrier is not None:
+            return self._handle_after(barrier, frame, ref)
         return self._handle(frame, ref, retry=True)
 
+    async def _handle_after(self, barrier: Awaitable[None], frame: Any, ref: str) -> None:
+        """Handled once the node caught up with other nodes (``Hub.barrier``)."""
+        await barrier
+        if not self.closing:
+            later = self._handle(frame, ref, retry=True)
+            if later is not None:
+                await later
+
     def _handle(self, frame: Any, ref: str, retry: bool) -> Awaitable[None] | None:
+        mark = self.hub.write_mark()
+        if mark is None:  # a single node
+            return self._handle_frame(frame, ref, retry)
+        held, out = len(self._held), len(self._out)
+        later = self._handle_frame(frame, ref, retry)
+        gate = self.hub.written_since(mark)
+        if gate is not None:
+            self._hold_behind(gate, held, out)
+        return later
+
+    def _hold_behind(self, gate: Awaitable[None], held: int, out: int) -> None:
+        """What the session was sent since its held and queued frames were ``held`` and
+        ``out`` long waits, in order, for ``gate`` (Redis has what the frame changed)."""
+        if len(self._held) < held:
+            return  # dropped meanwhile (closing)
+        gate_item = _Answer(iter((gate,)), None)  # type: ignore[arg-type]
+        if held:
+            self._held.insert(held, gate_item)
+        else:
+            moved = self._out[out:]
+            del self._out[out:]
+            self._held.extendleft(reversed(moved))
+            self.held += sum(map(len, moved))
+            self._held.appendleft(gate_item)
+        self.pending_answers += 1
+        self.pump_soon()
+
+    def _handle_frame(self, frame: Any, ref: str, retry: bool) -> Awaitable[None] | None:
         t = frame.T
         try:
             self.hub.handle(self, frame)

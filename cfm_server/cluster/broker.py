@@ -324,6 +324,12 @@ class Broker:
     def subscribed(self) -> set[str]:
         return set(self._rooms)
 
+    def handed_on(self, room: str) -> int | None:
+        """The last seq of a subscribed room handed to ``on_message`` (or skipped: a
+        subscription from the head on); None while not subscribed (read barriers)."""
+        tracker = self._rooms.get(room)
+        return None if tracker is None else tracker.last or 0
+
     # --- frames for users' sessions on other nodes -------------------------------------
 
     async def follow_user(self, user: str) -> None:

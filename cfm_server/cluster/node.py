@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from cfm_common.frames import StoredMsg
+from cfm_common.frames import ClientFrame, StoredMsg
 from cfm_common.rules import Status
-from cfm_server.cluster import keys, records, scripts
+from cfm_server.cluster import barrier, keys, records, scripts
 from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
@@ -109,8 +109,6 @@ class NodeStore(MemoryStore):
 # The flag after a user frame's origin: for the user's loud sessions only.
 LOUD_ONLY = "loud"
 
-CATCH_UP_TIMEOUT = 5.0  # seconds a sign-in waits for this node to apply the latest changes
-
 
 def default_node_id(config: ServerConfig) -> str:
     """``<hostname>-<port>``: stable across restarts of the same node, which presence
@@ -136,6 +134,11 @@ class ClusterNode:
         self.writes.on_epoch = self._epoch_stands
         self.presence = Presence(self.broker.batcher, self.node_id,
                                  expiry=config.presence_expiry)
+        # Frames answered on state as new as Redis's when they arrived (barrier.py).
+        self.barriers = barrier.ReadBarrier(
+            self.broker.batcher, applied=lambda: self.state.seq,
+            handed_on=self.broker.handed_on, writers_matter=lambda user, dm:
+            barrier.writers_matter(self.world, config.rate_limits, user, dm))
         self.world: World | None = None
         self.delivery: ClusterDelivery | None = None
         # This node's search index (cluster/search.py): fed by the rooms it follows.
@@ -147,8 +150,6 @@ class ClusterNode:
         self._subs: dict[str, asyncio.Future[int]] = {}
         self._followed: set[str] = set()
         self._tasks: set[asyncio.Future[Any]] = set()
-        # Sign-ins waiting for the shared records' log to reach a seq (``_caught_up``).
-        self._catching_up: list[tuple[int, asyncio.Future[None]]] = []
         # (user, room) → (read mark, unread, mentions) counted for a sign-in under way.
         self._unread: dict[tuple[str, str], tuple[int, int, int]] = {}
 
@@ -281,17 +282,23 @@ class ClusterNode:
     async def _caught_up(self) -> None:
         """Wait until this node applied every change of the shared records Redis held a
         moment ago: a user who signed up, or added a contact, on another node and comes
-        here next is known here, with that contact (read the cluster's writes)."""
-        head = await self.broker.head(keys.STATE)
-        if self.state.seq >= head.seq:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._catching_up.append((head.seq, waiter))
-        try:
-            await asyncio.wait_for(waiter, CATCH_UP_TIMEOUT)
-        except TimeoutError:
-            log.warning("the shared records' log is not at seq %d after %.0f s (at %d)",
-                        head.seq, CATCH_UP_TIMEOUT, self.state.seq)
+        here next is known here, with that contact (read the cluster's writes). Raises
+        ClusterError."""
+        await self.barriers.state()
+
+    def barrier(self, user: str, frame: ClientFrame) -> Awaitable[None] | None:
+        """What ``frame`` of ``user`` waits for (barrier.py); None: nothing. Never raises."""
+        return self.barriers.before(user, frame)
+
+    def write_mark(self) -> object:  # (see written_since)
+        return self.state.last_write or barrier.NO_WRITE_YET
+
+    def written_since(self, mark: object) -> asyncio.Future[None] | None:
+        """Done once Redis has every change of the shared records asked for since
+        ``mark`` (None: none is under way): a frame's answer goes out after it, so that
+        what a client saw acked is in Redis when its next frame reaches another node."""
+        return barrier.written_since(self.state.last_write, mark)
+
 
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` started here: counted in the cluster's presence."""
@@ -451,6 +458,8 @@ class ClusterNode:
                 # Never lower: what the subscription already handed on counts.
                 if head.seq > room.durable_seq:
                     room.seq = room.durable_seq = head.seq
+            if self.barriers.rooms_waiting:
+                self.barriers.delivered_to(room_name, self.broker.handed_on(room_name) or 0)
         if self.search is not None:
             self.search.note(room_name, head.seq)  # a room followed: index it from here
         sub.set_result(head.seq)
@@ -496,7 +505,11 @@ class ClusterNode:
             room.seq = room.durable_seq = seq
         if self.search is not None:
             self.search.note(room_name, seq)  # indexed by the next pass, off this path
+        if room.is_dm and len(room.wrote) < 2 and not origin.endswith(scripts.HIDDEN_SUFFIX):
+            barrier.note_writer(room, msg)
         delivery.stored(room, origin, msg)
+        if self.barriers.rooms_waiting:
+            self.barriers.delivered_to(room_name, seq)
 
     def _on_reset(self, room_name: str, epoch: str) -> None:
         if room_name == keys.STATE:
@@ -511,8 +524,7 @@ class ClusterNode:
             self.search.forget(room_name)
 
     def _on_change(self, change: Change) -> None:
-        if self._catching_up:
-            self._release_caught_up()
+        self.barriers.applied_to(self.state.seq)
         if not self._loaded:
             return  # the snapshot being loaded holds it
         world = self.world
@@ -536,16 +548,6 @@ class ClusterNode:
                 unknown.discard(room_name)
         if unknown:  # rooms made on another node: their seq and epoch from Redis
             self._spawn(learn_rooms(world, self.broker, unknown))
-
-    def _release_caught_up(self) -> None:
-        seq, waiting = self.state.seq, []
-        for target, waiter in self._catching_up:
-            if target <= seq:
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                waiting.append((target, waiter))
-        self._catching_up = waiting
 
     def _epoch_stands(self, room_name: str, epoch: str) -> None:
         assert self.world is not None

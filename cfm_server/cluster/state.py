@@ -107,6 +107,8 @@ class SharedState:
         self._loading = False
         self._early: list[Change] = []  # changes that arrived while the snapshot was read
         self._reload: asyncio.Task[None] | None = None
+        # The change asked for last: a frame's answer waits for it (ClusterNode.written_since).
+        self.last_write: asyncio.Future[Written] | None = None
 
     # --- following the log ------------------------------------------------------------
 
@@ -227,9 +229,10 @@ class SharedState:
                 self._broker.offer(keys.STATE, seq, epoch.decode(), origin, entry)
             return done
 
-        return self._broker.batcher.eval(
+        written = self.last_write = self._broker.batcher.eval(
             scripts.STATE_CHANGE,
             [keys.room_meta(keys.STATE), keys.room_log(keys.STATE), keys.state_records()],
             [op, key, value, limit, new_epoch(), keys.room_channel(keys.STATE), origin],
             convert=settle,
         )
+        return written

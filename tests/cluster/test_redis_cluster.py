@@ -26,6 +26,10 @@ from cfm_server.cluster.rediscluster import ClusterBatcher, slot_of, split_url
 from tests.cluster.redis_proc import BINARY, MISSING, RedisProcess
 
 # The two-node protocol tests, run here against the Redis Cluster (this module's `nodes`).
+from tests.cluster.test_barrier import (  # noqa: F401
+    test_a_change_of_a_message_just_stored_on_the_other_node_is_accepted,
+    test_a_say_right_after_a_block_on_the_other_node_is_hidden,
+)
 from tests.cluster.test_changes import (  # noqa: F401
     test_an_edit_on_one_node_reaches_the_other_and_every_page,
     test_moderators_are_shared_and_delete_on_the_other_node,

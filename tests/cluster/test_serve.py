@@ -57,6 +57,20 @@ async def msgs_of(client: WireClient, room: str, n: int) -> list[dict[str, Any]]
     return got
 
 
+async def acks_and_msgs(client: WireClient, room: str, n: int
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The next ``n`` acks and ``n`` msg frames of ``room``, however they interleave."""
+    acks: list[dict[str, Any]] = []
+    msgs: list[dict[str, Any]] = []
+    while len(acks) < n or len(msgs) < n:
+        frame = await client.recv(timeout=10)
+        if frame["t"] == "ack":
+            acks.append(frame)
+        elif frame["t"] == "msg" and frame["room"] == room:
+            msgs.append(frame)
+    return acks, msgs
+
+
 def assert_in_order_once(frames: list[dict[str, Any]]) -> None:
     seqs = [f["seq"] for f in frames]
     assert seqs == sorted(set(seqs)) and seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
@@ -72,12 +86,11 @@ async def test_dm_and_room_messages_cross_nodes_once_in_order_and_acked(nodes) -
             await alice.send({"t": "say", "to": "bob", "text": f"a{i}", "id": f"a{i}"})
             await bob.send({"t": "say", "to": "alice", "text": f"b{i}", "id": f"b{i}"})
         dm = "dm:alice:bob"
-        acks_a = [await alice.recv_until("ack", timeout=10) for _ in range(n)]
-        acks_b = [await bob.recv_until("ack", timeout=10) for _ in range(n)]
+        # Each reads its acks and the other's messages as they come: interleaved.
+        acks_a, at_alice = await acks_and_msgs(alice, dm, n)
+        acks_b, at_bob = await acks_and_msgs(bob, dm, n)
         assert [x["id"] for x in acks_a] == [f"a{i}" for i in range(n)]
         assert [x["seq"] for x in acks_a] == sorted(x["seq"] for x in acks_a)
-        at_bob = await msgs_of(bob, dm, n)
-        at_alice = await msgs_of(alice, dm, n)
         at_alice_b = await msgs_of(alice_b, dm, 2 * n)
         assert [m["text"] for m in at_bob] == [f"a{i}" for i in range(n)]
         assert [m["text"] for m in at_alice] == [f"b{i}" for i in range(n)]

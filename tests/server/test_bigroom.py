@@ -117,8 +117,6 @@ async def test_members_limit_caps_joined_and_gives_the_count(server) -> None:
             await client.close()
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_members_pages_the_list_both_ways_and_refuses_what_it_must(server) -> None:
     names = ["bob", "carol", "dave", "erin", "fred", "gina"]
     clients = [await WireClient.open(server.url) for _ in names]

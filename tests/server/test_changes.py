@@ -116,9 +116,6 @@ async def test_an_edit_reaches_the_room_and_history_shows_the_edited_text(any_se
         assert page[1]["change"] == "edit"
 
 
-@pytest.mark.cluster_xfail(
-    "the edit's target is read on a node that may not have the message yet (h8)",
-    strict=False)
 async def test_an_edit_by_anyone_but_the_author_is_refused(any_server) -> None:
     async with (signed_in(any_server.url, "alice") as alice,
                 signed_in(any_server.url, "bob") as bob):
@@ -409,9 +406,6 @@ async def test_across_a_block_the_blocker_gets_nothing_a_change_carries(any_serv
         assert page[0]["deleted"] is True and page[0]["text"] == ""
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet (the block, made"
-    " on alice's node, is not on bob's when his say arrives: not hidden)", strict=False)
 async def test_a_change_of_a_message_hidden_by_a_block_stays_hidden_after_unblock(
     any_server,
 ) -> None:

@@ -112,10 +112,6 @@ async def test_room_members_watch_each_other(server) -> None:
         assert (await alice.recv_until("presence"))["psm"] == "tea time"
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet (bob's contact"
-    " entry, written on his node, is not on alice's when her block arrives: no presence)",
-    strict=False)
 async def test_a_blocked_user_sees_the_blocker_offline_everywhere(server) -> None:
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
         await add(bob, "alice")

@@ -30,8 +30,6 @@ def _placeholder(frame: dict[str, Any], seq: int) -> bool:
             and frame["kind"] == "text" and "id" not in frame and frame["from"] == "bob")
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_a_blocked_users_say_and_nudge_are_acked_and_reach_the_blocker_as_placeholders(
     server,
 ) -> None:
@@ -63,8 +61,6 @@ async def test_a_blocked_users_say_and_nudge_are_acked_and_reach_the_blocker_as_
         assert not any(f["t"] == "error" for f in bob.seen), bob.seen
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_the_blocker_never_gets_the_text_from_history_replay_or_after_unblock(
     server,
 ) -> None:
@@ -103,8 +99,6 @@ async def test_the_blocker_never_gets_the_text_from_history_replay_or_after_unbl
                              "ts": theirs[1]["ts"], "kind": "text", "id": "b1"}
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_hidden_messages_stay_hidden_and_idempotent_across_a_restart(
     server_factory, tmp_path
 ) -> None:
@@ -132,8 +126,6 @@ async def test_hidden_messages_stay_hidden_and_idempotent_across_a_restart(
         assert (await bob.recv_until("history"))["msgs"][0]["text"] == "once"
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_read_marks_do_not_cross_a_block_either_way(server) -> None:
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
         await alice.send({"t": "say", "to": "bob", "text": "old news", "id": "a1"})
@@ -151,8 +143,6 @@ async def test_read_marks_do_not_cross_a_block_either_way(server) -> None:
             await alice.expect_silence("read")
 
 
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_the_blocker_gets_no_added_you_and_looks_offline(server) -> None:
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
         await _block(alice)

@@ -152,8 +152,6 @@ async def test_never_a_room_left_or_not_joined_or_a_dm_of_others(
 
 
 @STORES
-@pytest.mark.cluster_xfail(
-    "a change made on the other node a moment ago is not applied here yet", strict=False)
 async def test_a_message_hidden_by_a_block_is_never_found_by_its_text(
     server_factory, store: str,
 ) -> None:

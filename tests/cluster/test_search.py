@@ -152,7 +152,7 @@ async def test_search_turned_off_on_a_node_is_refused(nodes) -> None:
 
 
 async def test_the_index_skips_what_retention_trimmed_and_reads_each_entry_once(
-        broker_factory, redis) -> None:
+        broker_factory, redis, tmp_path) -> None:
     """Below the node: one ClusterSearch over a real stream. A range trimmed by retention
     (``XTRIM MINID``) before the index read it is skipped, and what lies above it is
     indexed; each entry is read once however often it is noted."""
@@ -173,7 +173,7 @@ async def test_the_index_skips_what_retention_trimmed_and_reads_each_entry_once(
                           approximate=False)
     finally:
         await client.aclose()
-    index = ClusterSearch(await broker_factory())
+    index = ClusterSearch(await broker_factory(), redis.url, tmp_path / "search.sqlite3")
     index.start()
     try:
         for _ in range(3):

@@ -1,0 +1,286 @@
+"""A cluster node's search indexer: a process of its own (nice 19) that reads the room
+streams from Redis over its own connection and keeps the node's index file.
+
+``search.py`` (in the node) creates the file, starts this process (``main``: the file's
+path on the command line, the Redis URL as the first line of its stdin — a URL may hold
+a password, which a command line would show to every user of the machine) and writes to
+its stdin which rooms hold new entries: ``n<TAB>seq<TAB>room`` (the room holds entries up
+to seq: a delivery, or a subscription's head) and ``f<TAB>0<TAB>room`` (the room's
+history restarted under a new epoch: drop what was indexed of it). It exits when its
+stdin closes (the node stopped, or died).
+
+Why a process: indexing an entry (its msgpack decoding, FTS5's tokenizing and merges)
+took ~50 µs of the node's event loop, a quarter of a busy node's time under ``fanout``
+(docs/performance.md); here it takes the core the loop does not use, at the lowest
+priority, and the index's pages live in this process and the file, not in the node.
+
+A pass reads each noted room's new entries with ``read.lua`` (a page of ``READ_PAGE``
+per call: each entry as it is now — an edited message with its current text, a deleted
+one as a tombstone, a hidden one marked) and writes them in one transaction of the file,
+which also moves each room's watermark (``rooms``): the node reads those for ``behind``.
+An edit entry replaces its target's text, a delete entry takes the target out (the
+rule of single-node's ``searchindexer._CHANGES``); a hidden edit changed nothing and
+changes nothing here. What ``read.lua`` lacks below a room's noted seq was trimmed by
+retention: skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgpack
+
+from cfm_server.cluster import keys, rediscluster
+from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
+from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
+
+log = logging.getLogger("cfm_server.cluster.indexer")
+
+SCHEMA = f"""
+CREATE TABLE docs (
+    key INTEGER PRIMARY KEY,
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    hidden INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX docs_by_message ON docs (room, seq);
+{TEXT_INDEX_SCHEMA}CREATE TABLE rooms (room TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE stats (id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL);
+INSERT INTO stats (id, entries) VALUES (1, 0);
+"""
+
+PASS_INTERVAL_S = 0.05  # at most one pass this often: a pass is one transaction
+PASS_BUDGET = 5_000  # entries read into one pass at most (a search sees the index grow)
+READ_PAGE = 200  # entries per read.lua call
+RETRY_S = 1.0  # after a pass failed (Redis out of reach, the file unwritable)
+SOCKET_TIMEOUT_S = 10.0
+
+_INSERT_DOC = (
+    "INSERT INTO docs (key, room, seq, sender, hidden)"
+    " SELECT coalesce((SELECT max(key) + 1 FROM docs WHERE key BETWEEN ? AND ?), ?),"
+    " ?, ?, ?, ?"
+)
+_READ_FIELDS = (b"m", b"o", b"h", b"t", b"e", b"r")
+_HIDDEN = HIDDEN_SUFFIX.encode()
+
+
+class Entry(NamedTuple):
+    """What the index takes from a stream entry."""
+
+    seq: int
+    sender: str
+    text: str
+    ts: int
+    kind: str
+    change: str | None
+    target: int | None
+    hidden: bool
+    deleted: bool
+
+
+def entry_of(row: list[Any]) -> Entry:
+    """One ``read.lua`` row (seq, m, o, h, edited text, edited ts, reactions) as the
+    index needs it. Not the codec's checked decoding of a frame: the entry was written by
+    a node's append script, and this is half the cost of indexing it."""
+    fields = dict(zip(_READ_FIELDS, row[1:], strict=False))
+    frame: dict[str, Any] = msgpack.unpackb(fields[b"m"], raw=False)
+    text = (fields.get(b"t") or b"").decode() if fields.get(b"e") else frame.get("text", "")
+    hidden = fields.get(b"h") == b"1" or (fields.get(b"o") or b"").endswith(_HIDDEN)
+    return Entry(int(row[0]), frame.get("from", ""), text or "", frame.get("ts", 0),
+                 frame.get("kind", ""), frame.get("change"), frame.get("target"), hidden,
+                 bool(frame.get("deleted")))
+
+
+class Indexer:
+    """The passes over one index file (``conn``), reading through ``client``."""
+
+    def __init__(self, conn: sqlite3.Connection, client: Any, *,
+                 budget: int = PASS_BUDGET) -> None:
+        self.conn = conn
+        self.client = client
+        self.read = client.register_script(READ.source)
+        self.budget = budget
+        self.marks: dict[str, int] = dict(conn.execute("SELECT room, seq FROM rooms"))
+        self.todo: dict[str, int] = {}  # room -> newest seq known to be stored
+        self.forgotten: set[str] = set()
+
+    def note(self, room: str, seq: int) -> None:
+        if seq > max(self.todo.get(room, 0), self.marks.get(room, 0)):
+            self.todo[room] = seq
+
+    def forget(self, room: str) -> None:
+        self.marks.pop(room, None)
+        self.todo.pop(room, None)
+        self.forgotten.add(room)
+
+    def run_pass(self) -> None:
+        """Read up to ``budget`` entries of the noted rooms, page by page, and index them
+        in one transaction with the rooms' new watermarks. On an error nothing moves:
+        the rooms stay noted for the next pass."""
+        pages: list[tuple[str, int, int, list[Any]]] = []  # room, mark, count, rows
+        budget = self.budget
+        marks = dict(self.marks)
+        while budget > 0:
+            work = [(room, marks.get(room, 0), min(READ_PAGE, budget, top - marks.get(room, 0)))
+                    for room, top in self.todo.items() if top > marks.get(room, 0)]
+            if not work:
+                break
+            for room, mark, count in work:
+                if budget <= 0:
+                    break
+                rows = self.read(keys=[keys.room_meta(room), keys.room_log(room),
+                                       keys.room_changes(room)],
+                                 args=["after", mark, count])
+                pages.append((room, mark, count, rows))
+                marks[room] = mark + count
+                budget -= count
+        self._write(pages)
+        self.marks = marks
+        self.forgotten.clear()
+        self.todo = {room: top for room, top in self.todo.items() if top > marks.get(room, 0)}
+
+    def _write(self, pages: list[tuple[str, int, int, list[Any]]]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            for room in self.forgotten:
+                conn.execute("DELETE FROM docs WHERE room = ?", (room,))
+                conn.execute("DELETE FROM rooms WHERE room = ?", (room,))
+            entries = 0
+            for room, mark, count, rows in pages:
+                for row in rows:
+                    self._index(room, entry_of(row))
+                entries += len(rows)
+                # read.lua read exactly (mark, mark + count]: the room's head is at least
+                # the noted seq, and what it lacks there was trimmed by retention.
+                conn.execute("INSERT OR REPLACE INTO rooms (room, seq) VALUES (?, ?)",
+                             (room, mark + count))
+            conn.execute("UPDATE stats SET entries = entries + ? WHERE id = 1", (entries,))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+            raise
+
+    def _index(self, room: str, m: Entry) -> None:
+        conn = self.conn
+        if m.change == "edit" and m.target is not None and not m.hidden:
+            conn.execute("UPDATE texts SET text = ? WHERE key = (SELECT key FROM docs"
+                         " WHERE room = ? AND seq = ?)", (m.text, room, m.target))
+        elif m.change == "delete" and m.target is not None:
+            conn.execute("DELETE FROM docs WHERE room = ? AND seq = ?", (room, m.target))
+        elif (m.change is None and m.kind == "text" and m.text and not m.deleted
+              and isinstance(m.ts, int) and 0 <= m.ts <= MAX_TS):
+            # The key: the next free one in the message's millisecond.
+            base = m.ts << KEY_SHIFT
+            cur = conn.execute(_INSERT_DOC, (base, base + (1 << KEY_SHIFT) - 1, base, room,
+                                             m.seq, m.sender, int(bool(m.hidden))))
+            conn.execute("INSERT INTO texts (key, text) VALUES (?, ?)",
+                         (cur.lastrowid, m.text))
+
+
+def read_notes(data: bytes, indexer: Indexer) -> None:
+    """Apply the whole lines of ``data`` to ``indexer``, in order."""
+    for line in data.decode("utf-8", "replace").splitlines():
+        what, _, rest = line.partition("\t")
+        seq, _, room = rest.partition("\t")
+        if not room or not seq.isdigit():
+            continue
+        if what == "n":
+            indexer.note(room, int(seq))
+        elif what == "f":
+            indexer.forget(room)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    # The file is made again at each start of the node: no write needs to outlive a
+    # crash, so none waits for the disk.
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA secure_delete = 1")  # a deleted message's text is overwritten
+    return conn
+
+
+def redis_client(url: str) -> Any:
+    """A blocking client (``Redis`` or ``RedisCluster``) of the node's Redis."""
+    from redis import Redis
+    from redis.cluster import RedisCluster
+
+    seed, cluster = rediscluster.split_url(url)
+    options: dict[str, Any] = dict(socket_timeout=SOCKET_TIMEOUT_S,
+                                   socket_connect_timeout=2.0, decode_responses=False)
+    if cluster:
+        return RedisCluster.from_url(seed, **options)
+    return Redis.from_url(seed, protocol=2, **options)
+
+
+def serve(path: Path, stdin: int) -> None:
+    """Read the URL, then notes; a pass whenever there is work, at most one per interval,
+    until ``stdin`` reaches its end."""
+    buffered = b""
+    while b"\n" not in buffered:
+        data = os.read(stdin, 1 << 16)
+        if not data:
+            return
+        buffered += data
+    url, _, buffered = buffered.partition(b"\n")
+    from redis.exceptions import RedisError
+
+    indexer = Indexer(connect(path), redis_client(url.decode()))
+    whole, _, buffered = buffered.rpartition(b"\n")  # notes read with the URL
+    read_notes(whole, indexer)
+    last = 0.0
+    while True:
+        busy = bool(indexer.todo or indexer.forgotten)
+        wait = max(0.0, PASS_INTERVAL_S - (time.monotonic() - last)) if busy else None
+        readable, _, _ = select.select([stdin], [], [], wait)
+        if readable:
+            data = os.read(stdin, 1 << 20)
+            if not data:
+                return  # the node closed the pipe: it stops, or died
+            buffered += data
+            whole, _, buffered = buffered.rpartition(b"\n")
+            read_notes(whole, indexer)
+            if time.monotonic() - last < PASS_INTERVAL_S:
+                continue  # gather: at most one pass per interval
+        if not (indexer.todo or indexer.forgotten):
+            continue
+        last = time.monotonic()
+        try:
+            indexer.run_pass()
+        except (RedisError, sqlite3.Error, OSError) as e:
+            log.warning("search index: a pass failed (%s); trying again in %.0f s",
+                        e, RETRY_S)
+            time.sleep(RETRY_S)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: indexer INDEX_PATH (the Redis URL on stdin)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(OSError):
+        os.nice(19)  # the lowest CPU priority: the node's sessions come first
+    try:
+        serve(Path(argv[1]), sys.stdin.fileno())
+    except KeyboardInterrupt:
+        return 0
+    except sqlite3.Error as e:
+        log.error("search index %s stopped: %s; searches answer from what it holds",
+                  argv[1], e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

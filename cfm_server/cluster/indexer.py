@@ -5,8 +5,10 @@ streams from Redis over its own connection and keeps the node's index file.
 path on the command line, the Redis URL as the first line of its stdin — a URL may hold
 a password, which a command line would show to every user of the machine) and writes to
 its stdin which rooms hold new entries: ``n<TAB>seq<TAB>room`` (the room holds entries up
-to seq: a delivery, or a subscription's head) and ``f<TAB>0<TAB>room`` (the room's
-history restarted under a new epoch: drop what was indexed of it). It exits when its
+to seq: a delivery, or a subscription's head) and ``f<TAB>n<TAB>room`` (the room's
+history restarted under a new epoch: drop what was indexed of it; n counts the node's
+forgets, so that it can tell a watermark of the new history from one of the old). It
+exits when its
 stdin closes (the node stopped, or died).
 
 Why a process: indexing an entry (its msgpack decoding, FTS5's tokenizing and merges)
@@ -53,7 +55,11 @@ CREATE TABLE docs (
     hidden INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX docs_by_message ON docs (room, seq);
-{TEXT_INDEX_SCHEMA}CREATE TABLE rooms (room TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+{TEXT_INDEX_SCHEMA}CREATE TABLE rooms (
+    room TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    reset INTEGER NOT NULL  -- the node's count of the room's forgets this mark follows
+) WITHOUT ROWID;
 CREATE TABLE stats (id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL);
 INSERT INTO stats (id, entries) VALUES (1, 0);
 """
@@ -112,12 +118,14 @@ class Indexer:
         self.marks: dict[str, int] = dict(conn.execute("SELECT room, seq FROM rooms"))
         self.todo: dict[str, int] = {}  # room -> newest seq known to be stored
         self.forgotten: set[str] = set()
+        self.resets: dict[str, int] = {}  # room -> the node's number of its last forget
 
     def note(self, room: str, seq: int) -> None:
         if seq > max(self.todo.get(room, 0), self.marks.get(room, 0)):
             self.todo[room] = seq
 
-    def forget(self, room: str) -> None:
+    def forget(self, room: str, reset: int) -> None:
+        self.resets[room] = reset
         self.marks.pop(room, None)
         self.todo.pop(room, None)
         self.forgotten.add(room)
@@ -154,7 +162,9 @@ class Indexer:
         try:
             for room in self.forgotten:
                 conn.execute("DELETE FROM docs WHERE room = ?", (room,))
-                conn.execute("DELETE FROM rooms WHERE room = ?", (room,))
+                # Mark 0 of the new history: the node's ``behind`` knows it from the old.
+                conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset) VALUES (?, 0, ?)",
+                             (room, self.resets.get(room, 0)))
             entries = 0
             for room, mark, count, rows in pages:
                 for row in rows:
@@ -162,8 +172,8 @@ class Indexer:
                 entries += len(rows)
                 # read.lua read exactly (mark, mark + count]: the room's head is at least
                 # the noted seq, and what it lacks there was trimmed by retention.
-                conn.execute("INSERT OR REPLACE INTO rooms (room, seq) VALUES (?, ?)",
-                             (room, mark + count))
+                conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset) VALUES (?, ?, ?)",
+                             (room, mark + count, self.resets.get(room, 0)))
             conn.execute("UPDATE stats SET entries = entries + ? WHERE id = 1", (entries,))
             conn.execute("COMMIT")
         except BaseException:
@@ -198,7 +208,7 @@ def read_notes(data: bytes, indexer: Indexer) -> None:
         if what == "n":
             indexer.note(room, int(seq))
         elif what == "f":
-            indexer.forget(room)
+            indexer.forget(room, int(seq))
 
 
 def connect(path: Path) -> sqlite3.Connection:

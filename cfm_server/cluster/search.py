@@ -68,7 +68,7 @@ STOP_WAIT_S = 10.0  # at close, how long the terminated indexer may take to exit
 
 # The indexer's command (not ``-m``: the package imports the module first).
 _INDEXER = "import sys; from cfm_server.cluster.indexer import main; sys.exit(main(sys.argv))"
-_MARKS = "SELECT room, seq FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
+_MARKS = "SELECT room, seq, reset FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
 
 # FTS5 the outer loop, key descending, so the LIMIT stops the walk (as single-node).
 _SEARCH = (
@@ -106,6 +106,10 @@ class ClusterSearch:
         self._pipe = -1
         self._noted: dict[str, int] = {}  # not yet written to the indexer
         self._forgot: set[str] = set()
+        # room -> the number of its last forget (counted over all rooms): a watermark
+        # the indexer wrote before it had that forget is of the old history.
+        self._resets: dict[str, int] = {}
+        self._forgets = 0
         self._backlog = b""  # written in part: the pipe was full
         self._flush_handle: asyncio.Handle | None = None
         self._waiters: list[tuple[dict[str, int], Callable[[], None], float]] = []
@@ -193,6 +197,8 @@ class ClusterSearch:
         indexer drops what it indexed of it; the next note indexes it from the start."""
         self._noted.pop(room, None)
         self._forgot.add(room)
+        self._forgets += 1
+        self._resets[room] = self._forgets
         self._flush()
 
     def _flush(self) -> None:
@@ -205,7 +211,8 @@ class ClusterSearch:
         if not data:
             forgot, self._forgot = self._forgot, set()
             noted, self._noted = self._noted, {}
-            lines = [f"f\t0\t{room}\n" for room in forgot]  # before the new epoch's notes
+            # The forgets before the new histories' notes.
+            lines = [f"f\t{self._resets[room]}\t{room}\n" for room in forgot]
             lines += [f"n\t{seq}\t{room}\n" for room, seq in noted.items()]
             data = "".join(lines).encode()
         try:
@@ -239,9 +246,11 @@ class ClusterSearch:
         if self._reader is None:
             return sum(wanted.values())
         try:
-            marks = dict(self._reader.execute(_MARKS, (json.dumps(list(wanted)),)))
+            rows = self._reader.execute(_MARKS, (json.dumps(list(wanted)),)).fetchall()
         except sqlite3.Error:
             return sum(wanted.values())
+        resets = self._resets
+        marks = {room: seq for room, seq, reset in rows if reset >= resets.get(room, 0)}
         return sum(max(0, seq - marks.get(room, 0)) for room, seq in wanted.items())
 
     def when_indexed(self, rooms: Mapping[str, int], callback: Callable[[], None],

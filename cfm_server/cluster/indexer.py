@@ -29,6 +29,7 @@ retention: skipped.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import select
@@ -64,17 +65,33 @@ CREATE TABLE stats (id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT N
 INSERT INTO stats (id, entries) VALUES (1, 0);
 """
 
-PASS_INTERVAL_S = 0.05  # at most one pass this often: a pass is one transaction
+PASS_INTERVAL_S = 0.2  # at most one pass this often: a pass is one transaction, and
+# FTS5 pays per transaction (a new segment, merges): 20 entries a pass cost twice as
+# much CPU each as 200
 PASS_BUDGET = 5_000  # entries read into one pass at most (a search sees the index grow)
 READ_PAGE = 200  # entries per read.lua call
 RETRY_S = 1.0  # after a pass failed (Redis out of reach, the file unwritable)
 SOCKET_TIMEOUT_S = 10.0
 
-_INSERT_DOC = (
-    "INSERT INTO docs (key, room, seq, sender, hidden)"
-    " SELECT coalesce((SELECT max(key) + 1 FROM docs WHERE key BETWEEN ? AND ?), ?),"
-    " ?, ?, ?, ?"
-)
+# A pass's new messages (JSON rows [ts, room, seq, sender, hidden, text]), keyed by ts: the
+# correlated max() finds keys an earlier pass gave in the same millisecond, row_number()
+# orders this pass's own (as single-node's ``searchindexer._INSERT_KEYS``).
+_INSERT_DOCS = f"""
+INSERT INTO docs (key, room, seq, sender, hidden)
+SELECT (n.ts << {KEY_SHIFT})
+       + coalesce((SELECT max(d.key) + 1 - (n.ts << {KEY_SHIFT}) FROM docs d
+                   WHERE d.key BETWEEN (n.ts << {KEY_SHIFT})
+                                   AND (n.ts << {KEY_SHIFT}) + {2**KEY_SHIFT - 1}), 0)
+       + row_number() OVER (PARTITION BY n.ts ORDER BY n.room, n.seq) - 1,
+       n.room, n.seq, n.sender, n.hidden
+FROM (SELECT value ->> 0 AS ts, value ->> 1 AS room, value ->> 2 AS seq,
+             value ->> 3 AS sender, value ->> 4 AS hidden FROM json_each(?)) n
+"""
+_INSERT_TEXTS = """
+INSERT INTO texts (key, text)
+SELECT d.key, n.value ->> 5 FROM json_each(?) n
+CROSS JOIN docs d ON d.room = n.value ->> 1 AND d.seq = n.value ->> 2
+"""
 _READ_FIELDS = (b"m", b"o", b"h", b"t", b"e", b"r")
 _HIDDEN = HIDDEN_SUFFIX.encode()
 
@@ -166,36 +183,43 @@ class Indexer:
                 conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset) VALUES (?, 0, ?)",
                              (room, self.resets.get(room, 0)))
             entries = 0
+            new: list[tuple[int, str, int, str, int, str]] = []
+            edits: list[tuple[str, str, int]] = []
+            deletes: list[tuple[str, int]] = []
             for room, mark, count, rows in pages:
                 for row in rows:
-                    self._index(room, entry_of(row))
+                    m = entry_of(row)
+                    if m.change == "edit" and m.target is not None and not m.hidden:
+                        edits.append((m.text, room, m.target))
+                    elif m.change == "delete" and m.target is not None:
+                        deletes.append((room, m.target))
+                    elif (m.change is None and m.kind == "text" and m.text and not m.deleted
+                          and isinstance(m.ts, int) and 0 <= m.ts <= MAX_TS):
+                        new.append((m.ts, room, m.seq, m.sender, int(m.hidden), m.text))
                 entries += len(rows)
                 # read.lua read exactly (mark, mark + count]: the room's head is at least
                 # the noted seq, and what it lacks there was trimmed by retention.
                 conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset) VALUES (?, ?, ?)",
                              (room, mark + count, self.resets.get(room, 0)))
+            # The pass's messages in two statements (a statement per message cost twice
+            # the CPU), then the changes: an entry is read as it is now (an edited
+            # message with its current text, a deleted one as a tombstone never
+            # inserted), so their order within a pass does not matter.
+            if new:
+                batch = json.dumps(new)
+                conn.execute(_INSERT_DOCS, (batch,))
+                conn.execute(_INSERT_TEXTS, (batch,))
+            if edits:
+                conn.executemany("UPDATE texts SET text = ? WHERE key = (SELECT key FROM docs"
+                                 " WHERE room = ? AND seq = ?)", edits)
+            if deletes:
+                conn.executemany("DELETE FROM docs WHERE room = ? AND seq = ?", deletes)
             conn.execute("UPDATE stats SET entries = entries + ? WHERE id = 1", (entries,))
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.rollback()
             raise
-
-    def _index(self, room: str, m: Entry) -> None:
-        conn = self.conn
-        if m.change == "edit" and m.target is not None and not m.hidden:
-            conn.execute("UPDATE texts SET text = ? WHERE key = (SELECT key FROM docs"
-                         " WHERE room = ? AND seq = ?)", (m.text, room, m.target))
-        elif m.change == "delete" and m.target is not None:
-            conn.execute("DELETE FROM docs WHERE room = ? AND seq = ?", (room, m.target))
-        elif (m.change is None and m.kind == "text" and m.text and not m.deleted
-              and isinstance(m.ts, int) and 0 <= m.ts <= MAX_TS):
-            # The key: the next free one in the message's millisecond.
-            base = m.ts << KEY_SHIFT
-            cur = conn.execute(_INSERT_DOC, (base, base + (1 << KEY_SHIFT) - 1, base, room,
-                                             m.seq, m.sender, int(bool(m.hidden))))
-            conn.execute("INSERT INTO texts (key, text) VALUES (?, ?)",
-                         (cur.lastrowid, m.text))
 
 
 def read_notes(data: bytes, indexer: Indexer) -> None:

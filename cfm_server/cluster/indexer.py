@@ -2,8 +2,9 @@
 streams from Redis over its own connection and keeps the node's index file.
 
 ``search.py`` (in the node) creates the file, starts this process (``main``: the file's
-path on the command line, the Redis URL as the first line of its stdin — a URL may hold
-a password, which a command line would show to every user of the machine) and writes to
+path and the node's pid on the command line, the Redis URL as the first line of its
+stdin — a URL may hold a password, which a command line would show to every user of
+the machine) and writes to
 its stdin which rooms hold new entries: ``n<TAB>seq<TAB>room`` (the room holds entries up
 to seq: a delivery, or a subscription's head) and ``f<TAB>n<TAB>room`` (the room's
 history restarted under a new epoch: drop what was indexed of it; n counts the node's
@@ -297,10 +298,27 @@ def serve(path: Path, stdin: int) -> None:
             time.sleep(RETRY_S)
 
 
+def die_with(parent: int) -> None:
+    """Be killed by the kernel the moment the node that started this process dies
+    (Linux): not only once its pipe's end is read — at nice 19 on a busy machine that
+    can take seconds, during which this process would hold the node's stderr open
+    (whoever waits for the node's output to end, a supervisor or a test, waits too)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(0)  # the node died before the line above: nothing to index for
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: indexer INDEX_PATH (the Redis URL on stdin)", file=sys.stderr)
+    if len(argv) != 3:
+        print("usage: indexer INDEX_PATH NODE_PID (the Redis URL on stdin)",
+              file=sys.stderr)
         return 2
+    die_with(int(argv[2]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(OSError):

@@ -143,7 +143,10 @@ class ClusterSearch:
         reader = sqlite3.connect(self.path, isolation_level=None)
         reader.execute("PRAGMA query_only = 1")
         try:
-            process = subprocess.Popen([sys.executable, "-c", _INDEXER, str(self.path)],
+            # From the loop's thread, which lives as long as the node: the indexer asks
+            # the kernel to kill it when the thread that started it ends (die_with).
+            process = subprocess.Popen([sys.executable, "-c", _INDEXER, str(self.path),
+                                        str(os.getpid())],
                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                        close_fds=True)
         except OSError:

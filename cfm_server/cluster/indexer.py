@@ -37,6 +37,7 @@ import select
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -125,13 +126,15 @@ def entry_of(row: list[Any]) -> Entry:
 
 
 class Indexer:
-    """The passes over one index file (``conn``), reading through ``client``."""
+    """The passes over one index file (``conn``), reading through a client of
+    ``connect_redis()``, made at the first pass (and again after a failed one): a Redis
+    Cluster client connects as it is made, and Redis may be out of reach then."""
 
-    def __init__(self, conn: sqlite3.Connection, client: Any, *,
+    def __init__(self, conn: sqlite3.Connection, connect_redis: Callable[[], Any], *,
                  budget: int = PASS_BUDGET) -> None:
         self.conn = conn
-        self.client = client
-        self.read = client.register_script(READ.source)
+        self.connect_redis = connect_redis
+        self.read: Any = None  # read.lua on the client
         self.budget = budget
         self.marks: dict[str, int] = dict(conn.execute("SELECT room, seq FROM rooms"))
         self.todo: dict[str, int] = {}  # room -> newest seq known to be stored
@@ -152,6 +155,8 @@ class Indexer:
         """Read up to ``budget`` entries of the noted rooms, page by page, and index them
         in one transaction with the rooms' new watermarks. On an error nothing moves:
         the rooms stay noted for the next pass."""
+        if self.read is None:
+            self.read = self.connect_redis().register_script(READ.source)
         pages: list[tuple[str, int, int, list[Any]]] = []  # room, mark, count, rows
         budget = self.budget
         marks = dict(self.marks)
@@ -268,9 +273,9 @@ def serve(path: Path, stdin: int) -> None:
             return
         buffered += data
     url, _, buffered = buffered.partition(b"\n")
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
-    indexer = Indexer(connect(path), redis_client(url.decode()))
+    indexer = Indexer(connect(path), lambda: redis_client(url.decode()))
     whole, _, buffered = buffered.rpartition(b"\n")  # notes read with the URL
     read_notes(whole, indexer)
     last = 0.0
@@ -292,7 +297,9 @@ def serve(path: Path, stdin: int) -> None:
         last = time.monotonic()
         try:
             indexer.run_pass()
-        except (RedisError, sqlite3.Error, OSError) as e:
+        except (RedisError, RedisClusterException, sqlite3.Error, OSError) as e:
+            if not isinstance(e, sqlite3.Error):
+                indexer.read = None  # a new client at the next pass
             log.warning("search index: a pass failed (%s); trying again in %.0f s",
                         e, RETRY_S)
             time.sleep(RETRY_S)

@@ -205,7 +205,8 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
                     "other processes compete with it, so rates are understated (see "
                     "deliveries_per_server_cpu_s)")
         if len(each1) > 1:
-            # A cluster: where the CPU went (cores over the measured seconds).
+            # A cluster, or a server with an indexer: where the CPU went (cores over the
+            # measured seconds), by process.
             figures["server_cpu_by_process"] = {
                 name: round((each1[name] - each0.get(name, 0.0)) / seconds, 3)
                 for name in each1}

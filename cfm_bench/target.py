@@ -157,9 +157,15 @@ def spawn_baseline(cpus: list[int] | None, script: Path | None = None) -> Target
 
 
 class ServerWatch:
-    """CPU seconds and RSS of the server process (all its threads), when its pid is known.
+    """CPU seconds and RSS of the server process (all its threads) and of its child
+    processes (single-node's search indexer, a cluster node's), when its pid is known.
 
-    Given several pids (a cluster's nodes and Redis), the figures are their sums.
+    Given several pids (a cluster's nodes and Redis), the figures are their sums. The
+    children are looked for at each reading (an indexer starts with the server, a Redis
+    fork for an AOF rewrite comes and goes). Each process counts its own CPU and that of
+    its children it has reaped (``children_user``/``children_system``): a child that
+    exited between two readings is counted once its parent has waited for it, under
+    the parent's name.
     """
 
     def __init__(self, pid: int | list[int | None] | None,
@@ -167,6 +173,8 @@ class ServerWatch:
         pids = pid if isinstance(pid, list) else [pid]
         self.processes: list[Any] = []
         self.names = names or []
+        # Every process seen, watched or a child: pid -> (name, process).
+        self._seen: dict[int, tuple[str, Any]] = {}
         for one in pids:
             if one is None:
                 continue
@@ -178,25 +186,64 @@ class ServerWatch:
                 log.warning("cannot watch server pid %s: %s", one, exc)
                 self.processes = []
                 break
+        tops = self.names if len(self.names) >= len(self.processes) else ["server"]
+        for name, process in zip(tops, self.processes, strict=False):
+            self._seen[process.pid] = (name, process)
+
+    def _refresh(self) -> None:
+        """Take in the children started since the last reading."""
+        for process in self.processes:
+            parent = self._seen[process.pid][0]
+            try:
+                children = process.children(recursive=True)
+            except Exception:  # the server is gone: its last figures stand
+                continue
+            for child in children:
+                if child.pid not in self._seen:
+                    self._seen[child.pid] = (f"{parent}.{_child_name(child)}", child)
+
+    def _cpu_by_pid(self) -> dict[int, tuple[str, float]]:
+        self._refresh()
+        found: dict[int, tuple[str, float]] = {}
+        for pid, (name, process) in list(self._seen.items()):
+            try:
+                t = process.cpu_times()
+            except Exception:  # exited: its parent counts it once reaped
+                if process not in self.processes:
+                    del self._seen[pid]
+                continue
+            found[pid] = (name, float(t.user + t.system + t.children_user
+                                      + t.children_system))
+        return found
 
     def cpu(self) -> float | None:
         if not self.processes:
             return None
-        return sum(float(t.user + t.system) for t in (p.cpu_times() for p in self.processes))
+        return sum(cpu for _, cpu in self._cpu_by_pid().values())
 
     def cpu_each(self) -> dict[str, float]:
-        return {name: float(t.user + t.system) for name, t in
-                zip(self.names, (p.cpu_times() for p in self.processes), strict=False)}
+        """CPU seconds by process name (``node1``, ``node1.indexer``, ``redis``...)."""
+        each: dict[str, float] = {}
+        for name, cpu in self._cpu_by_pid().values():
+            each[name] = each.get(name, 0.0) + cpu
+        return each
 
     def rss_each(self) -> dict[str, int]:
-        return {name: int(p.memory_info().rss)
-                for name, p in zip(self.names, self.processes, strict=False)}
+        self._refresh()
+        each: dict[str, int] = {}
+        for name, process in list(self._seen.values()):
+            try:
+                each[name] = each.get(name, 0) + int(process.memory_info().rss)
+            except Exception:  # exited: it holds no memory now
+                continue
+        return each
 
     def run_queue_wait(self) -> float | None:
         """Seconds the server's threads were ready to run but waited for a CPU (Linux).
 
         On a shared machine this is the time other processes took from the server: a
         figure measured while it is large says more about the neighbours than about cfm.
+        (The server's own processes only: a nice-19 indexer waits by design.)
         """
         if not self.processes:
             return None
@@ -206,7 +253,18 @@ class ServerWatch:
     def rss(self) -> int | None:
         if not self.processes:
             return None
-        return sum(int(p.memory_info().rss) for p in self.processes)
+        return sum(self.rss_each().values())
+
+
+def _child_name(process: Any) -> str:
+    """A child's name in the figures: ``indexer`` for a search indexer (a Python process
+    whose command line names it), else its process name (``redis-aof-rewrite``...)."""
+    try:
+        if any("indexer" in part for part in process.cmdline()):
+            return "indexer"
+        return str(process.name()) or f"pid{process.pid}"
+    except Exception:
+        return f"pid{process.pid}"
 
 
 def run_queue_wait(pid: int) -> float | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psutil
 from redis.asyncio import Redis
 
 from cfm_server.cluster.broker import Broker
@@ -41,7 +42,7 @@ async def redis_cpu(client: Redis) -> tuple[int, float]:
             sum(v["usec"] for v in stats.values()) / 1e6)
 
 
-async def measure(url: str, n: int, rooms: int) -> None:
+async def measure(url: str, n: int, rooms: int, tmp: Path) -> None:
     writer = Broker(url, node="w", on_message=lambda *a: None)
     await writer.start()
     rnd = random.Random(1)
@@ -59,8 +60,10 @@ async def measure(url: str, n: int, rooms: int) -> None:
     reader = Broker(url, node="n1", on_message=lambda *a: None)
     await reader.start()
     heads = {f"#r{k}": (await reader.head(f"#r{k}")).seq for k in range(rooms)}
-    index = ClusterSearch(reader)
+    index = ClusterSearch(reader, url, tmp / "search.sqlite3")
     index.start()
+    assert index._process is not None
+    indexer = psutil.Process(index._process.pid)
     await client.config_resetstat()
     cpu, started = time.process_time(), time.perf_counter()
     for room, seq in heads.items():
@@ -69,13 +72,15 @@ async def measure(url: str, n: int, rooms: int) -> None:
         await asyncio.sleep(0.01)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     calls, redis_s = await redis_cpu(client)
-    size = (index.conn.execute("PRAGMA page_count").fetchone()[0]
-            * index.conn.execute("PRAGMA page_size").fetchone()[0])
-    print(f"catch-up of {n} entries in {rooms} rooms: {wall:.2f} s wall, {cpu:.2f} s CPU "
-          f"({cpu / n * 1e6:.1f} µs/entry); Redis: {calls} calls, {redis_s:.2f} s CPU "
-          f"({redis_s / n * 1e6:.2f} µs/entry); index {size / 2**20:.1f} MiB "
-          f"({size / n:.0f} B/line); loop time indexing {index.busy_s:.2f} s "
-          f"({index.busy_s / n * 1e6:.1f} µs/entry)")
+    times = indexer.cpu_times()
+    indexer_s, indexer_rss = times.user + times.system, indexer.memory_info().rss
+    size = sum(p.stat().st_size for p in tmp.glob("search.sqlite3*"))
+    print(f"catch-up of {n} entries in {rooms} rooms: {wall:.2f} s wall; the node "
+          f"{cpu:.2f} s CPU ({cpu / n * 1e6:.1f} µs/entry), its indexer process "
+          f"{indexer_s:.2f} s ({indexer_s / n * 1e6:.1f} µs/entry, RSS "
+          f"{indexer_rss / 2**20:.0f} MiB); Redis: {calls} calls, {redis_s:.2f} s CPU "
+          f"({redis_s / n * 1e6:.2f} µs/entry); index file {size / 2**20:.1f} MiB "
+          f"({size / n:.0f} B/line)")
 
     await client.config_resetstat()
     started = time.perf_counter()
@@ -105,7 +110,7 @@ def main() -> int:
                                  "--logfile", "redis.log"])
         try:
             time.sleep(0.5)
-            asyncio.run(measure(f"redis://127.0.0.1:{port}/0", n, rooms))
+            asyncio.run(measure(f"redis://127.0.0.1:{port}/0", n, rooms, Path(tmp)))
         finally:
             proc.terminate()
             proc.wait()

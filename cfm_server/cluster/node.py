@@ -51,7 +51,7 @@ from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.messages import ClusterMessages
 from cfm_server.cluster.presence import Presence
-from cfm_server.cluster.search import ClusterSearch
+from cfm_server.cluster.search import ClusterSearch, index_file
 from cfm_server.cluster.state import Change, SharedState
 from cfm_server.cluster.writes import ClusterWrites
 from cfm_server.domain.changes import UNREAD_CAP
@@ -142,7 +142,9 @@ class ClusterNode:
         self.world: World | None = None
         self.delivery: ClusterDelivery | None = None
         # This node's search index (cluster/search.py): fed by the rooms it follows.
-        self.search = ClusterSearch(self.broker) if config.search_index else None
+        self.search = (ClusterSearch(self.broker, config.redis_url,
+                                     index_file(config.resolved_data_dir(), self.node_id))
+                       if config.search_index else None)
         self._hub: Hub | None = None
         self._present = False  # registered in the cluster's presence
         self._loaded = False
@@ -179,8 +181,8 @@ class ClusterNode:
         await self.broker.start()
         store = hub.world.store
         if self.search is not None and isinstance(store, NodeStore):
-            self.search.start()
-            store.search_index = self.search
+            # None if the index cannot start (logged): searches here are refused.
+            store.search_index = self.search = await self.search.open()
         hub.load(await read_snapshot(self.state, self.broker))
         self._loaded = True
         # Who is online on other nodes, and from now on every change of it.

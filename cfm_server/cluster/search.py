@@ -1,24 +1,21 @@
-"""Search on a cluster node: the node's own FTS5 index, fed from the room streams off the
-message path, its hits checked against Redis (docs/cluster.md, "Search on a cluster").
+"""Search on a cluster node: the node's own FTS5 index, kept by a process of its own
+(``cluster/indexer.py``) that reads the room streams from Redis, its hits checked
+against Redis by the node (docs/cluster.md, "Search on a cluster").
 
 Which rooms: those the node follows. A node subscribes to every room of each user
 signed in on it before that user's hello is answered, and a user can only search rooms
 they are a member of, so the rooms a node can be asked about are always rooms it
 follows. Each one is indexed from the moment it is first followed (its stream read from
-the index's watermark up: the start-up catch-up), then kept current as its messages are
-delivered to the node (``note``). A room this node never follows costs it nothing; one it
-stops following keeps its entries, and is caught up from its watermark when followed
-again.
+the start: the catch-up), then kept current as its messages are delivered to the node
+(``note``). A room this node never follows costs it nothing; one it stops following
+keeps its entries, and is caught up from its watermark when followed again.
 
 How: the delivery only notes ``room -> seq`` (a dict assignment on the message path);
-a pass, at most every ``PASS_INTERVAL_S``, reads each noted room's new entries with
-``read.lua`` (the broker's ``_read``: a page of ``READ_PAGE`` entries per call, the
-rooms' calls in one pipeline, each entry as it is now — an edited message with its
-current text, a deleted one as a tombstone, a hidden one marked) and writes each page
-to the index in one transaction. An edit
-entry replaces its target's text in the index, a delete entry takes the target out
-(the same rule as single-node's ``searchindexer._CHANGES``); a hidden edit changed
-nothing and changes nothing here.
+every ``FLUSH_INTERVAL_S`` the notes go down a pipe to the indexer, which reads the
+rooms' new entries from Redis itself and writes them to the index file (how, and the
+rules for edits, deletes and hidden messages: ``indexer.py``). Nothing comes back on
+the pipe: how far the index is comes from the file's per-room watermarks, read when a
+search asks.
 
 A search reads the index (the rooms passed in, the reader's hidden rule in SQL), then
 reads each hit's entry from Redis again (one ``read.lua`` of one entry per hit, pipelined
@@ -26,15 +23,11 @@ by the batcher): a hit is kept only if it is still there (not deleted, not trimm
 retention), still holds every word (an edit the index has not passed yet) and the reader
 may see it. The rules of which rooms stay in ``domain/search.py``.
 
-The index lives in memory (SQLite ``:memory:``), not in the data dir: a node's index is
-rebuilt from Redis at each start for the rooms it follows, so there is no file to keep
-in step with streams that may have been rewritten, trimmed or restarted (a new epoch)
-while the node was stopped. The cost is that catch-up at each start (docs/cluster.md).
-
-The indexing runs on the event loop, in passes of at most ``PASS_BUDGET`` entries (a
-page of ``READ_PAGE`` entries holds the loop about 10 ms) and at most ``LOOP_SHARE`` of
-its time: unlike single-node's indexer it is not a process of its own, so under more
-messages than that share indexes the index falls behind (left: docs/cluster.md).
+The file (``search-<node id>.sqlite3`` in the data dir) is made again at each start of
+the node and deleted at its stop: a node's index is rebuilt from Redis for the rooms it
+follows, so there is nothing to keep in step with streams that may have been rewritten,
+trimmed or restarted (a new epoch) while the node was stopped. The cost is that
+catch-up at each start, in the indexer process.
 """
 
 from __future__ import annotations
@@ -43,21 +36,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-import msgpack
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cfm_common.frames import StoredMsg
-from cfm_server.cluster.errors import ClusterError
-from cfm_server.cluster.scripts import HIDDEN_SUFFIX
+from cfm_server.cluster.indexer import READ_PAGE, SCHEMA
+from cfm_server.datadir import make_private_dir, make_private_file
 from cfm_server.store.searchwords import (
-    KEY_SHIFT,
     MAX_POSITION,
-    MAX_TS,
-    TEXT_INDEX_SCHEMA,
     fts5_query,
     parse_position,
     words_of,
@@ -68,30 +60,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PASS_INTERVAL_S = 0.05  # at most one pass this often
-# The share of the event loop's time indexing may take while it is behind (decoding the
-# entries and FTS5): after a pass that took t seconds of it, the next waits at least
-# t * (1 - SHARE) / SHARE. Under a load of more messages than that share indexes, the
-# index falls behind (searches say ``behind``) rather than the sessions.
-LOOP_SHARE = 0.25
-PASS_BUDGET = 2_000  # entries read into one pass at most
-# Entries per read.lua call, and so per transaction of the index: indexing one takes the
-# event loop for about 50 µs (its decoding included), so a page holds the loop ~10 ms.
-READ_PAGE = 200
-RETRY_S = 1.0  # after a pass failed (Redis out of reach)
+__all__ = ["READ_PAGE", "ClusterSearch"]
+
+FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 POLL_S = 0.05  # how often waiting searches look at the watermarks again
+STOP_WAIT_S = 10.0  # at close, how long the terminated indexer may take to exit
 
-
-SCHEMA = f"""
-CREATE TABLE docs (
-    key INTEGER PRIMARY KEY,
-    room TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    sender TEXT NOT NULL,
-    hidden INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX docs_by_message ON docs (room, seq);
-{TEXT_INDEX_SCHEMA}"""
+# The indexer's command (not ``-m``: the package imports the module first).
+_INDEXER = "import sys; from cfm_server.cluster.indexer import main; sys.exit(main(sys.argv))"
+_MARKS = "SELECT room, seq, reset FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
 
 # FTS5 the outer loop, key descending, so the LIMIT stops the walk (as single-node).
 _SEARCH = (
@@ -102,219 +79,200 @@ _SEARCH = (
     " AND (d.hidden = 0 OR d.sender = ?)"
     " ORDER BY f.rowid DESC LIMIT ?"
 )
-_INSERT_DOC = (
-    "INSERT INTO docs (key, room, seq, sender, hidden)"
-    " SELECT coalesce((SELECT max(key) + 1 FROM docs WHERE key BETWEEN ? AND ?), ?),"
-    " ?, ?, ?, ?"
-)
-
-_HIDDEN = HIDDEN_SUFFIX.encode()
 
 
-class Entry(NamedTuple):
-    """What the index takes from a stream entry."""
-
-    seq: int
-    sender: str
-    text: str
-    ts: int
-    kind: str
-    change: str | None
-    target: int | None
-    hidden: bool
-    deleted: bool
+def index_file(data_dir: Path, node_id: str) -> Path:
+    return data_dir / f"search-{node_id}.sqlite3"
 
 
-def entry_of(seq: bytes, fields: dict[bytes, bytes]) -> Entry:
-    """A ``read.lua`` entry as the index needs it. Not the codec's checked decoding of a
-    frame (``broker._stored``): the entry was written by a node's append script, and
-    this is half the cost of indexing it."""
-    frame: dict[str, Any] = msgpack.unpackb(fields[b"m"], raw=False)
-    text = fields.get(b"t", b"").decode() if b"e" in fields else frame.get("text", "")
-    hidden = fields.get(b"h") == b"1" or fields.get(b"o", b"").endswith(_HIDDEN)
-    return Entry(int(seq.split(b"-", 1)[0]), frame.get("from", ""), text or "",
-                 frame.get("ts", 0), frame.get("kind", ""), frame.get("change"),
-                 frame.get("target"), hidden, bool(frame.get("deleted")))
+def remove_file(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).unlink()
 
 
 class ClusterSearch:
-    """One node's index. ``note`` from the node (a room followed, a message delivered);
-    ``search``/``behind``/``when_indexed`` from the node's store (``NodeStore``)."""
+    """One node's index. ``note``/``forget`` from the node (a room followed, a message
+    delivered, a room restarted); ``search``/``behind``/``when_indexed`` from the node's
+    store (``NodeStore``)."""
 
-    def __init__(self, broker: Broker, *, interval_s: float = PASS_INTERVAL_S,
-                 budget: int = PASS_BUDGET) -> None:
+    def __init__(self, broker: Broker, url: str, path: Path) -> None:
         self.broker = broker
-        self.interval_s = interval_s
-        self.budget = budget
-        self.conn = sqlite3.connect(":memory:", isolation_level=None)
-        self.conn.executescript(SCHEMA)
-        self.marks: dict[str, int] = {}  # room -> every entry up to here is indexed
-        self.todo: dict[str, int] = {}  # room -> newest seq known to be stored
-        self.indexed = 0  # entries read since the start (figures, tests)
-        self.busy_s = 0.0  # loop time spent indexing since the start
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.url = url
+        self.path = path
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pipe = -1
+        self._noted: dict[str, int] = {}  # not yet written to the indexer
+        self._forgot: set[str] = set()
+        # room -> the number of its last forget (counted over all rooms): a watermark
+        # the indexer wrote before it had that forget is of the old history.
+        self._resets: dict[str, int] = {}
+        self._forgets = 0
+        self._backlog = b""  # written in part: the pipe was full
+        self._flush_handle: asyncio.Handle | None = None
         self._waiters: list[tuple[dict[str, int], Callable[[], None], float]] = []
         self._poll_handle: asyncio.Handle | None = None
 
+    async def open(self) -> ClusterSearch | None:
+        """``start``; None (logged, closed) if the index cannot be made or the indexer
+        started: the node runs without search."""
+        try:
+            self.start()
+        except (OSError, sqlite3.Error) as exc:
+            log.error("cannot start the search index %s (%s): searches on this node are "
+                      "refused", self.path, exc)
+            await self.close()
+            return None
+        return self
+
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                            name="cfm-cluster-search")
+        """Make the file afresh, open the node's reader on it, start the indexer.
+        OSError or sqlite3.Error when it cannot be: the node runs without search."""
+        self._loop = asyncio.get_running_loop()
+        make_private_dir(self.path.parent)
+        remove_file(self.path)
+        make_private_file(self.path)
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(f"BEGIN; {SCHEMA} COMMIT;")
+        finally:
+            conn.close()
+        reader = sqlite3.connect(self.path, isolation_level=None)
+        reader.execute("PRAGMA query_only = 1")
+        try:
+            # From the loop's thread, which lives as long as the node: the indexer asks
+            # the kernel to kill it when the thread that started it ends (die_with).
+            process = subprocess.Popen([sys.executable, "-c", _INDEXER, str(self.path),
+                                        str(os.getpid())],
+                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                       close_fds=True)
+        except OSError:
+            reader.close()
+            raise
+        self._reader, self._process = reader, process
+        assert process.stdin is not None
+        self._pipe = process.stdin.fileno()
+        os.set_blocking(self._pipe, False)
+        self._backlog = self.url.encode() + b"\n"  # first: the URL (never on argv)
+        self._flush()
 
     async def close(self) -> None:
-        if self._poll_handle is not None:
-            self._poll_handle.cancel()
+        """Stop the indexer (terminated, not asked: the file is made again at the next
+        start anyway), close the reader, delete the file."""
+        for handle in (self._flush_handle, self._poll_handle):
+            if handle is not None:
+                handle.cancel()
+        self._flush_handle = self._poll_handle = None
         self._waiters.clear()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.conn.close()
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # type: ignore[union-attr]
+            self._pipe = -1
+            with contextlib.suppress(OSError):
+                process.terminate()
+            deadline = time.monotonic() + STOP_WAIT_S
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if process.poll() is None:
+                log.warning("the search indexer did not stop; killing it")
+                process.kill()
+                process.wait()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+            remove_file(self.path)
 
     # --- from the node (message path: a dict assignment) ---------------------------------
 
     def note(self, room: str, seq: int) -> None:
         """``room`` holds entries up to ``seq`` (a delivery, or a subscription's head)."""
-        if seq > max(self.todo.get(room, 0), self.marks.get(room, 0)):
-            self.todo[room] = seq
-            self._wake.set()
-        elif room not in self.marks:
-            self.marks[room] = 0  # followed, nothing stored yet: in step
+        if seq > self._noted.get(room, 0):
+            self._noted[room] = seq
+            if self._flush_handle is None and self._loop is not None and self._pipe >= 0:
+                self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
 
     def forget(self, room: str) -> None:
-        """``room``'s history restarted in Redis (a new epoch: its seqs start again): drop
-        what was indexed of it; the next note indexes it from the start."""
-        self.marks.pop(room, None)
-        self.todo.pop(room, None)
-        self.conn.execute("DELETE FROM docs WHERE room = ?", (room,))
+        """``room``'s history restarted in Redis (a new epoch: its seqs start again): the
+        indexer drops what it indexed of it; the next note indexes it from the start."""
+        self._noted.pop(room, None)
+        self._forgot.add(room)
+        self._forgets += 1
+        self._resets[room] = self._forgets
+        self._flush()
 
-    # --- the passes ------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            started, busy = loop.time(), self.busy_s
-            try:
-                await self._pass()
-            except (ClusterError, sqlite3.Error) as exc:
-                log.warning("search index: a pass failed (%s); trying again in %.0f s",
-                            exc, RETRY_S)
-                self._wake.set()
-                await asyncio.sleep(RETRY_S)
-                continue
-            self._answer_waiters()
-            if self.todo:
-                self._wake.set()
-            spent = self.busy_s - busy
-            await asyncio.sleep(max(self.interval_s - (loop.time() - started),
-                                    spent * (1 - LOOP_SHARE) / LOOP_SHARE))
-
-    async def _pass(self) -> None:
-        """Read up to ``budget`` entries of the noted rooms and index them: one page of
-        each room at a time, the rooms' reads in one pipeline (the batcher's), one
-        transaction per page. A failed read leaves its room noted."""
-        budget = self.budget
-        while budget > 0 and self.todo:
-            work: list[tuple[str, int, int]] = []  # room, mark, how many to read
-            for room, top in self.todo.items():
-                mark = self.marks.get(room, 0)
-                count = min(READ_PAGE, budget, top - mark)
-                if count > 0:
-                    work.append((room, mark, count))
-                    budget -= count
-                if budget <= 0:
-                    break
-            pages = await asyncio.gather(*(self.broker._read(room, after=mark, before=None,
-                                                             limit=count)
-                                           for room, mark, count in work),
-                                         return_exceptions=True)
-            failed: BaseException | None = None
-            for (room, mark, count), page in zip(work, pages, strict=True):
-                if isinstance(page, BaseException):
-                    failed = page
-                    continue
-                if self.marks.get(room, 0) != mark:
-                    continue  # forgotten meanwhile (a new epoch): this page is stale
-                if page:
-                    self._index(room, page)
-                    self.indexed += len(page)
-                # read.lua read exactly (mark, mark + count]: the room's head is at least
-                # the noted seq. What it lacks there was trimmed by retention (or the
-                # room restarted under a new epoch): nothing to index.
-                self.marks[room] = mark + count
-                if page:
-                    await asyncio.sleep(0)  # the sessions' turn between pages
-            for room in [r for r, top in self.todo.items() if self.marks.get(r, 0) >= top]:
-                del self.todo[room]
-            if failed is not None:
-                raise failed
-
-    def _index(self, room: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """One page of ``read.lua``'s entries, decoded here (timed with the indexing:
-        ``LOOP_SHARE``), in one transaction."""
-        started = time.perf_counter()
-        conn = self.conn
-        conn.execute("BEGIN")
+    def _flush(self) -> None:
+        """Write the notes to the indexer; while the pipe is full they wait here,
+        coalesced (one per room), rather than pile up."""
+        self._flush_handle = None
+        if self._pipe < 0:
+            return
+        data = self._backlog
+        if not data:
+            forgot, self._forgot = self._forgot, set()
+            noted, self._noted = self._noted, {}
+            # The forgets before the new histories' notes.
+            lines = [f"f\t{self._resets[room]}\t{room}\n" for room in forgot]
+            lines += [f"n\t{seq}\t{room}\n" for room, seq in noted.items()]
+            data = "".join(lines).encode()
         try:
-            for seq, fields in entries:
-                m = entry_of(seq, fields)
-                if m.change == "edit" and m.target is not None and not m.hidden:
-                    conn.execute("UPDATE texts SET text = ? WHERE key = (SELECT key FROM"
-                                 " docs WHERE room = ? AND seq = ?)", (m.text, room, m.target))
-                elif m.change == "delete" and m.target is not None:
-                    conn.execute("DELETE FROM docs WHERE room = ? AND seq = ?",
-                                 (room, m.target))
-                elif (m.change is None and m.kind == "text" and m.text and not m.deleted
-                      and isinstance(m.ts, int) and 0 <= m.ts <= MAX_TS):
-                    self._insert(room, m)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
-            raise
-        finally:
-            self.busy_s += time.perf_counter() - started
-
-    def _insert(self, room: str, m: Entry) -> None:
-        """Two statements: the key is found in the insert (the next free one in the
-        message's millisecond), the text goes in under it. An entry read again after a
-        failed pass is never indexed twice: its page's transaction and the room's mark
-        move together."""
-        base = m.ts << KEY_SHIFT
-        cur = self.conn.execute(_INSERT_DOC, (base, base + (1 << KEY_SHIFT) - 1, base, room,
-                                              m.seq, m.sender, int(bool(m.hidden))))
-        self.conn.execute("INSERT INTO texts (key, text) VALUES (?, ?)",
-                          (cur.lastrowid, m.text))
+            written = os.write(self._pipe, data) if data else 0
+        except BlockingIOError:
+            written = 0
+        except OSError as e:  # the indexer is gone
+            log.error("the search indexer stopped (%s); the index stays as it is until "
+                      "the node's next start", e)
+            self._pipe = -1
+            self._backlog = b""
+            return
+        self._backlog = data[written:]
+        if (self._backlog or self._noted or self._forgot) and self._loop is not None:
+            self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
 
     # --- how far behind ----------------------------------------------------------------
 
+    @property
+    def indexed(self) -> int:
+        """Entries the indexer has read since the start (figures, tests)."""
+        if self._reader is None:
+            return 0
+        return int(self._reader.execute("SELECT entries FROM stats").fetchone()[0])
+
     def behind(self, rooms: Mapping[str, int]) -> int:
         """How many entries up to each room's given seq the index has not read yet."""
-        marks = self.marks
-        return sum(max(0, seq - marks.get(room, 0)) for room, seq in rooms.items())
+        wanted = {room: seq for room, seq in rooms.items() if seq > 0}
+        if not wanted:
+            return 0
+        if self._reader is None:
+            return sum(wanted.values())
+        try:
+            rows = self._reader.execute(_MARKS, (json.dumps(list(wanted)),)).fetchall()
+        except sqlite3.Error:
+            return sum(wanted.values())
+        resets = self._resets
+        marks = {room: seq for room, seq, reset in rows if reset >= resets.get(room, 0)}
+        return sum(max(0, seq - marks.get(room, 0)) for room, seq in wanted.items())
 
     def when_indexed(self, rooms: Mapping[str, int], callback: Callable[[], None],
                      timeout_s: float) -> None:
         """``callback()`` once ``behind(rooms)`` is 0, or after ``timeout_s``; once."""
-        if self._task is None or not self.behind(rooms):
+        loop, process = self._loop, self._process
+        if loop is None or process is None or process.poll() is not None \
+                or not self.behind(rooms):
             callback()
             return
         for room, seq in rooms.items():
             self.note(room, seq)
+        self._flush()  # a search waits: no need to wait for the flush interval
         self._waiters.append((dict(rooms), callback, time.monotonic() + timeout_s))
         if self._poll_handle is None:
-            self._poll_handle = asyncio.get_running_loop().call_later(POLL_S, self._poll)
+            self._poll_handle = loop.call_later(POLL_S, self._poll)
 
     def _poll(self) -> None:
         self._poll_handle = None
-        self._answer_waiters()
-        if self._waiters:
-            self._poll_handle = asyncio.get_running_loop().call_later(POLL_S, self._poll)
-
-    def _answer_waiters(self) -> None:
         now = time.monotonic()
         waiting = []
         for entry in self._waiters:
@@ -324,6 +282,8 @@ class ClusterSearch:
             else:
                 waiting.append(entry)
         self._waiters = waiting
+        if waiting and self._loop is not None:
+            self._poll_handle = self._loop.call_later(POLL_S, self._poll)
 
     # --- searches ------------------------------------------------------------------------
 
@@ -339,8 +299,11 @@ class ClusterSearch:
         found: list[tuple[str, StoredMsg]] = []
         while len(found) < limit:
             want = limit - len(found)
+            index = self._reader
+            if index is None:
+                return []
             try:
-                rows = self.conn.execute(_SEARCH, (query, top, params_rooms, reader,
+                rows = index.execute(_SEARCH, (query, top, params_rooms, reader,
                                                    want)).fetchall()
             except sqlite3.OperationalError as e:
                 if str(e).startswith("fts5:"):

@@ -159,3 +159,53 @@ def test_compare_runs_three_targets_and_summarize_reads_it() -> None:
     summarize = runpy.run_path(str(Path(__file__).parents[2] / "benchmarks" / "summarize.py"))
     rows = summarize["rows"](payload)
     assert len([row for row in rows if row.startswith("| cfm-")]) == 2
+
+
+def test_the_server_watch_counts_the_servers_child_processes() -> None:
+    """A spawned single node's search indexer is a process of its own: its CPU and RSS
+    are the server's too, named ``server.indexer``, and a child that exits keeps what it
+    used (the sum never goes down)."""
+    import subprocess
+    import sys
+
+    from cfm_bench.target import ServerWatch, spawn_cfm
+
+    target = spawn_cfm("sqlite", None)
+    try:
+        watch = ServerWatch(target.pid)
+        each = watch.cpu_each()
+        assert set(each) == {"server", "server.indexer"}, each
+        total = watch.cpu()  # read after: the server may have run meanwhile
+        assert total is not None and total >= sum(each.values())
+        rss = watch.rss_each()
+        assert set(rss) == {"server", "server.indexer"} and min(rss.values()) > 0
+        assert (watch.rss() or 0) > rss["server"]  # the sum of both
+    finally:
+        target.stop()
+    # A parent whose child burns a fixed amount of CPU, says how much, and exits: the
+    # parent reaps it, and what it used is still counted.
+    burn = ("import os\nn = 0\nfor i in range(3_000_000): n += i\n"
+            "t = os.times()\nprint(t.user + t.system, flush=True)")
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys\n"
+         f"child = subprocess.Popen([sys.executable, '-c', {burn!r}, 'indexer'],"
+         " stdout=subprocess.PIPE)\n"
+         "print('started', flush=True)\n"
+         "used = child.stdout.read()\nchild.wait()\n"
+         "sys.stdout.buffer.write(used)\nsys.stdout.flush()\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline() == b"started\n"
+        watch = ServerWatch(parent.pid)
+        first = watch.cpu()
+        assert first is not None
+        used = float(parent.stdout.readline())  # the child's CPU: it has exited, reaped
+        assert used > 0
+        after = watch.cpu()
+        assert after is not None and after >= used
+        assert "server.indexer" not in watch.cpu_each()  # gone: counted in its parent
+    finally:
+        parent.kill()
+        parent.wait()

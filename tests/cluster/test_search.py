@@ -152,7 +152,7 @@ async def test_search_turned_off_on_a_node_is_refused(nodes) -> None:
 
 
 async def test_the_index_skips_what_retention_trimmed_and_reads_each_entry_once(
-        broker_factory, redis) -> None:
+        broker_factory, redis, tmp_path) -> None:
     """Below the node: one ClusterSearch over a real stream. A range trimmed by retention
     (``XTRIM MINID``) before the index read it is skipped, and what lies above it is
     indexed; each entry is read once however often it is noted."""
@@ -173,7 +173,7 @@ async def test_the_index_skips_what_retention_trimmed_and_reads_each_entry_once(
                           approximate=False)
     finally:
         await client.aclose()
-    index = ClusterSearch(await broker_factory())
+    index = ClusterSearch(await broker_factory(), redis.url, tmp_path / "search.sqlite3")
     index.start()
     try:
         for _ in range(3):
@@ -222,3 +222,72 @@ async def test_while_redis_is_out_of_reach_a_search_gets_a_retryable_error(
             assert attempt < 199 and answer["code"] == "internal", answer
             await asyncio.sleep(answer["retry_ms"] / 1000)
         assert _where(answer) == [("#lobby", second), ("#lobby", first)]
+
+
+async def test_a_node_whose_indexer_died_answers_from_what_its_index_holds(nodes) -> None:
+    """The index is kept by a process of the node's own (cluster/indexer.py), a child of
+    the node. SIGKILLed, the node answers searches from what the index holds, saying
+    how far ``behind`` it is, without waiting for an indexer that is gone."""
+    import psutil
+
+    a = await nodes()
+    async with signed_in(a.url, "alice") as alice:
+        await _join(alice, "#w")
+        first = await _say(alice, "needle one", room="#w")
+        assert _where(await _search(alice, "needle")) == [("#w", first)]
+        process = a.node.search._process
+        assert process is not None
+        assert process.pid in {p.pid for p in psutil.Process().children(recursive=True)}
+        process.kill()
+        process.wait()
+        await _say(alice, "needle two", room="#w")
+        answer = await _search(alice, "needle", settled=False)
+        assert answer["t"] == "search" and answer["behind"] == 1
+        assert _where(answer) == [("#w", first)]
+
+
+async def test_a_room_whose_history_restarted_is_indexed_again_from_its_start(
+        broker_factory, redis, tmp_path) -> None:
+    """A new epoch (Redis lost the room: its seqs start at 1 again): ``forget`` has the
+    indexer drop what it held of the room, and the new history is indexed from seq 1."""
+    from redis.asyncio import Redis
+
+    from cfm_server.cluster import keys
+    from cfm_server.cluster.search import ClusterSearch
+
+    async def indexed(index: ClusterSearch, room: str, top: int) -> None:
+        done = asyncio.get_running_loop().create_future()
+        index.when_indexed({room: top}, lambda: done.set_result(None), 30.0)
+        await done
+        assert index.behind({room: top}) == 0
+
+    writer = await broker_factory()
+    room = "#again"
+    for i in range(5):
+        await writer.append(room, "alice", f"o{i}", "text", f"old needle {i}", 1000 + i)
+    index = ClusterSearch(await broker_factory(), redis.url, tmp_path / "search.sqlite3")
+    index.start()
+    try:
+        index.note(room, 5)
+        await indexed(index, room, 5)
+        client = Redis.from_url(redis.url)
+        try:
+            await client.delete(keys.room_meta(room), keys.room_log(room),
+                                keys.room_changes(room))
+        finally:
+            await client.aclose()
+        for i in range(2):
+            await writer.append(room, "alice", f"n{i}", "text", f"fresh needle {i}", 2000 + i)
+        index.forget(room)
+        index.note(room, 2)
+        await indexed(index, room, 2)
+        found = await index.search("bob", [room], ["needle"], None, 50)
+        assert [(m.seq, m.text) for _, m in found] == [(2, "fresh needle 1"),
+                                                      (1, "fresh needle 0")]
+        assert index._reader is not None
+        # Nothing of the old history is left in the index (the hits' read from Redis
+        # would hide it from searches; the file must not keep it either).
+        assert index._reader.execute("SELECT count(*) FROM docs").fetchone()[0] == 2
+    finally:
+        await index.close()
+    assert not (tmp_path / "search.sqlite3").exists()  # deleted at the node's stop

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from cfm_server.childproc import die_with
 from cfm_server.cluster import keys, rediscluster
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
@@ -303,21 +304,6 @@ def serve(path: Path, stdin: int) -> None:
             log.warning("search index: a pass failed (%s); trying again in %.0f s",
                         e, RETRY_S)
             time.sleep(RETRY_S)
-
-
-def die_with(parent: int) -> None:
-    """Be killed by the kernel the moment the node that started this process dies
-    (Linux): not only once its pipe's end is read — at nice 19 on a busy machine that
-    can take seconds, during which this process would hold the node's stderr open
-    (whoever waits for the node's output to end, a supervisor or a test, waits too)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(0)  # the node died before the line above: nothing to index for
 
 
 def main(argv: list[str]) -> int:

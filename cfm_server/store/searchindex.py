@@ -103,7 +103,8 @@ class SearchIndex:
             raise StoreError(f"cannot open the search index {self.path}: {e}") from e
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _INDEXER, str(self.db_path), str(self.path)],
+                [sys.executable, "-c", _INDEXER, str(self.db_path), str(self.path),
+                 str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
         except OSError as e:
             self._reader.close()

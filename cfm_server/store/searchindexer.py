@@ -50,6 +50,7 @@ import sys
 import time
 from pathlib import Path
 
+from cfm_server.childproc import die_with
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
 
 logger = logging.getLogger("cfm_server.store.searchindexer")
@@ -371,9 +372,11 @@ def _uri_path(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: searchindexer DB_PATH INDEX_PATH", file=sys.stderr)
+    if len(argv) not in (3, 4):
+        print("usage: searchindexer DB_PATH INDEX_PATH [SERVER_PID]", file=sys.stderr)
         return 2
+    if len(argv) == 4:
+        die_with(int(argv[3]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(OSError):

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psutil
 from typer.testing import CliRunner
 
 from cfm_cli.main import app
@@ -130,6 +131,29 @@ async def test_every_acked_message_survives_sigkill(tmp_path: Path) -> None:
                     break
                 after = page["msgs"][-1]["seq"]
     assert all(stored.get(key) == value for key, value in acked.items())
+
+
+async def test_the_search_indexer_ends_with_a_sigkilled_server(tmp_path: Path) -> None:
+    """The indexer process must not outlive its server: it would hold the server's
+    output open (a supervisor waiting for it waits on) and write the index file a
+    restarted server's indexer wants. Stopped, it cannot notice its pipe's end by
+    itself: only the kernel's parent-death signal ends it."""
+    async with serve_process("--data-dir", str(tmp_path)) as (proc, _url):
+        indexer = None
+        for _ in range(200):  # until the indexer has its file open: past its set-up
+            for child in psutil.Process(proc.pid).children():
+                if any(f.path.endswith(".search.sqlite3") for f in child.open_files()):
+                    indexer = child
+            if indexer is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert indexer is not None, "the server started no indexer process"
+        indexer.send_signal(signal.SIGSTOP)
+        proc.send_signal(signal.SIGKILL)
+        _gone, alive = psutil.wait_procs([indexer], timeout=10)
+        for child in alive:
+            child.kill()  # so that the server's pipes close
+        assert not alive, f"outlived the server: {alive}"
 
 
 def test_python_m_cfm_server_help() -> None:

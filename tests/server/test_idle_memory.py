@@ -14,6 +14,7 @@ from cfm_server.session import Session
 from cfm_server.wsconn import MeteredConnection
 from tests.wire import eventually, signed_in
 
+
 def only_connection(server: Any) -> MeteredConnection:
     connections = list(server._ws.connections)
     assert len(connections) == 1, connections

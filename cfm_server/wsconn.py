@@ -21,13 +21,17 @@ here, in the connection's ``data_received``, before websockets gets the bytes:
 from __future__ import annotations
 
 import logging
+import random
+import struct
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import CloseCode as WsCloseCode
 from websockets.protocol import State
 
 from cfm_common.rules import CloseCode
+from cfm_server.keepalive import KeepaliveWheel
 from cfm_server.limits import FRAME_COST, IpCounter, TokenBucket
 from cfm_server.wsframe import OUTPUT_FULL, TOO_MANY_FRAGMENTS, WireMeter
 
@@ -69,6 +73,9 @@ class ConnectionGuard:
         self.ip_counter = ip_counter
         # (address, HTTP status, why): the server logs and counts it like any refusal.
         self.on_refused = on_refused
+        # Every connection's keepalive pings on one timer (None: pings off).
+        self.keepalive = (KeepaliveWheel(config.ping_interval, config.ping_timeout or None)
+                          if config.ping_interval else None)
         # The guard is a class attribute of this server's connections, not an instance
         # one: see MeteredConnection's note on its instance attributes.
         self._connection_class: type[MeteredConnection] = type(
@@ -163,6 +170,8 @@ class MeteredConnection(ServerConnection):
         self.counted_ip = ip
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.guard.keepalive is not None:
+            self.guard.keepalive.discard(self)
         if self.counted_ip is not None:
             self.guard.ip_counter.remove(self.counted_ip)
             self.counted_ip = None
@@ -254,6 +263,49 @@ class MeteredConnection(ServerConnection):
                                f"more than {self.guard.config.max_fragments} fragments")
             self.send_data()
             self.abort_later()
+
+    # --- keepalive (cfm_server/keepalive.py) -------------------------------------------
+
+    def start_keepalive(self) -> None:
+        """websockets calls it once the upgrade is done: the server's wheel pings this
+        connection instead of a task of its own."""
+        wheel = self.guard.keepalive
+        if wheel is not None:
+            wheel.add(self)
+
+    def keepalive_visit(self, now: float, timeout: float | None) -> None:
+        if not self.keepalive_check(now, timeout) and not self.pending_pings:
+            self._keepalive_ping(now)
+
+    def keepalive_check(self, now: float, timeout: float | None) -> bool:
+        """End the connection (1011, as websockets' keepalive) if its oldest ping has
+        waited ``timeout`` without a pong; True if it is ended or ending."""
+        if self.protocol.state is not State.OPEN:
+            return True
+        if timeout is None or not self.pending_pings:
+            return False
+        _, sent = next(iter(self.pending_pings.values()))
+        # (a timer may fire up to the clock's resolution early)
+        if now - sent < timeout - 0.001:
+            return False
+        log.debug("connection %s: no pong within %s s", self.counted_ip, timeout)
+        self.protocol.fail(WsCloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self.send_data()
+        self.abort_later()
+        return True
+
+    def _keepalive_ping(self, now: float) -> None:
+        """What websockets' ``ping()`` does, without awaiting a drain: the pong's future
+        is in ``pending_pings``, where its pong (``acknowledge_pings``) or the close
+        (``terminate_pending_pings``) settles it."""
+        if self.transport.is_closing():
+            return
+        data = struct.pack("!I", random.getrandbits(32))
+        while data in self.pending_pings:
+            data = struct.pack("!I", random.getrandbits(32))
+        self.pending_pings[data] = (self.loop.create_future(), now)
+        self.protocol.send_ping(data)
+        self.send_data()
 
     # --- output ----------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ async def test_an_idle_session_keeps_no_upgrade_headers_nor_empty_queues(server)
         assert ws.response is None
         assert ws.request is not None and not ws.request.headers
         assert session.limits.abuse.events is None  # no error so far
+        # Pinged by the server's keepalive wheel, not by a task of its own.
+        assert ws.keepalive_task is None
+        assert len(server._guard.keepalive) == 1
         # Still served after all that: the next frame is answered.
         await alice.send({"t": "join", "room": "#second"})
         assert (await alice.recv_until("joined"))["room"] == "#second"

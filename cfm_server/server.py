@@ -652,6 +652,8 @@ class Server:
     async def _handle(self, ws: ServerConnection) -> None:
         assert self.hub is not None
         ip = self._client_ip(ws, ws.request)
+        if isinstance(ws, MeteredConnection):
+            ws.forget_handshake()  # nothing reads the upgrade's headers after this
         oplog.PEER.set(ip)  # this connection's task and what it calls: the hub's sign-up
         # Counted at accept already, unless the address is a trusted proxy's forwarded one.
         counted_here = not self._counted_at_accept(ws)

@@ -49,8 +49,8 @@ class WireMeter:
     ``max_frame`` are admitted as they are: websockets refuses them (1009) at the header.
     """
 
-    __slots__ = ("backlog", "bucket", "control_cost", "fragments", "frame_cost",
-                 "max_fragments", "max_frame", "payload_left")
+    __slots__ = ("backlog", "bucket", "control_cost", "counted_ip", "fragments", "frame_cost",
+                 "max_fragments", "max_frame", "payload_left", "upgrade_bytes")
 
     def __init__(self, bucket: Any, *, frame_cost: int, control_cost: int,
                  max_fragments: int, max_frame: int) -> None:
@@ -62,6 +62,11 @@ class WireMeter:
         self.backlog = b""  # received bytes not admitted yet, starting at a frame boundary
         self.payload_left = 0  # payload bytes of the last admitted frame still to come
         self.fragments = 0  # frames of the message being received
+        # Kept here for the connection (``cfm_server.wsconn``), whose instance attributes
+        # are few on purpose: the bytes of its HTTP upgrade request so far, and the client
+        # address counted at accept (None: not counted there).
+        self.upgrade_bytes = 0
+        self.counted_ip: str | None = None
 
     def admit(self, data: bytes, now: float, room: int) -> tuple[bytes, int, str]:
         buf = self.backlog + data if self.backlog else data

@@ -135,6 +135,29 @@ def presence_user(user: str) -> str:
     return f"{PREFIX}{{presence}}:user:{user}"
 
 
+# "many <user>" / "one <user>": the user's sessions went from one node to two, or from
+# two to one (per-user limits are counted in Redis while a user is on several nodes).
+PRESENCE_SPREAD = f"{PREFIX}{{presence}}:spread"
+
+
+def presence_grace(user: str) -> str:
+    """String, set while ``user`` is offline within the presence grace of the last
+    sign-out: whoever takes it first (a return, or the node ending the grace) decides
+    whether watchers are told "offline"."""
+    return f"{PREFIX}{{presence}}:grace:{user}"
+
+
+def user_limit(user: str, kind: str) -> str:
+    """Hash ``t`` (tokens), ``s`` (ms, Redis's clock): the user's bucket of ``kind``
+    while the user is on several nodes. Tagged by user: one slot per user."""
+    return f"{PREFIX}{{user:{user}}}:limit:{kind}"
+
+
+def address_limit(address: str, kind: str) -> str:
+    """The same bucket per client address (``netaddr.address_key``: an IPv6 /64)."""
+    return f"{PREFIX}{{addr:{address}}}:limit:{kind}"
+
+
 def lease(name: str) -> str:
     """String holding the token of the lease's current holder, with an expiry."""
     return f"{PREFIX}lease:{name}"

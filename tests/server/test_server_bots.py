@@ -91,7 +91,6 @@ async def test_provisioned_ai_contacts_ride_out_a_lobby_flood(server_factory) ->
         assert flaps == []
 
 
-@pytest.mark.cluster_xfail("the presence grace is per node: a return to another node is news")
 async def test_a_quick_reconnect_is_not_shown_to_watchers(server_factory) -> None:
     server = await server_factory(presence_grace=60)
     async with signed_in(server.url, "bob") as bob:
@@ -112,7 +111,6 @@ async def test_a_quick_reconnect_is_not_shown_to_watchers(server_factory) -> Non
         assert statuses == ["busy"]
 
 
-@pytest.mark.cluster_xfail("the presence grace is per node: a return to another node is news")
 async def test_offline_is_told_once_the_grace_is_over(server_factory) -> None:
     server = await server_factory(presence_grace=0.2)
     async with signed_in(server.url, "bob") as bob:

@@ -58,6 +58,9 @@ class NodePresence:
         self._held: set[str] = set()
         self._hub: Hub | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        # user → the count of its last session here going out, while under way: the
+        # grace's end is asked after it (Redis must not find that session still there).
+        self._downs: dict[str, asyncio.Future[Any]] = {}
 
     async def start(self, hub: Hub) -> None:
         """Listen to what the other nodes tell (before the node registers itself)."""
@@ -118,9 +121,15 @@ class NodePresence:
     # --- a sign-out -------------------------------------------------------------------
 
     def session_down(self, user: User) -> None:
-        self._spawn(self._session_down(user))
+        down = self._spawn(self._session_down(user))
+        self._downs[user.name] = down
+        down.add_done_callback(lambda _, name=user.name: self._down_done(name, down))
         if self.limits is not None:
             self.limits.signed_out(user.name)
+
+    def _down_done(self, name: str, down: asyncio.Future[Any]) -> None:
+        if self._downs.get(name) is down:
+            del self._downs[name]
 
     async def _session_down(self, user: User) -> None:
         went_offline = await self.presence.session_down(user.name)
@@ -137,12 +146,22 @@ class NodePresence:
         self._spawn(self._end_grace(user))
 
     async def _end_grace(self, user: User) -> None:
+        down = self._downs.get(user.name)
+        if down is not None:
+            await asyncio.wait({down})
+        if self.presence.grace <= 0:
+            # No grace, no mark: the count of the last session out said whether the user
+            # went offline cluster-wide (``User.remote``), one round trip sooner.
+            if not user.online:
+                self._handler().gone_offline(user)
+            return
         try:
             tell = await self.presence.end_grace(user.name)
         except ClusterError as exc:  # out of reach: this node's view decides
             log.debug("ending %s's presence grace without Redis: %s", user.name, exc)
-            tell = True
+            tell = not user.online
         if tell:
+            user.remote = False  # Redis says no node holds the user
             self._handler().gone_offline(user)
 
     # --- what the other nodes tell -----------------------------------------------------
@@ -189,10 +208,11 @@ class NodePresence:
         data = b"%s %s %s" % (node.origin.encode(), name.encode(), frame)
         node.broker.publish(keys.PRESENCE_FRAMES, data).add_done_callback(_quiet_failure)
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Any) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)

@@ -174,7 +174,7 @@ class PresenceHandler:
         not flap offline/online for everyone who watches it."""
         grace = self.world.config.presence_grace
         if grace <= 0:
-            self.broadcast(user, own=False)
+            self._gone_offline(user.name)
             return
         record = user.record
         seen = _view(record, rules.public_status(record.status))  # as it was until now
@@ -197,14 +197,18 @@ class PresenceHandler:
     def _gone_offline(self, name: str) -> None:
         self.going_offline.pop(name, None)
         user = self.world.users.get(name)
-        if user is not None and not user.online:  # nor on another node of a cluster
-            if self.confirm_offline is not None:
-                self.confirm_offline(user)
-            else:
-                self.broadcast(user, own=False)
+        if user is None or user.sessions:
+            return
+        if self.confirm_offline is not None:
+            # A cluster node: Redis knows whether another node holds the user, or told
+            # the watchers already.
+            self.confirm_offline(user)
+        elif not user.online:
+            self.broadcast(user, own=False)
 
     def gone_offline(self, user: User) -> None:
-        """Tell watchers the user went offline, if it still looks so here."""
-        if not user.online and user.record.status != Status.INVISIBLE:
+        """(A cluster node, once Redis said the user is offline everywhere and nobody
+        told the watchers:) tell them."""
+        if not user.sessions and user.record.status != Status.INVISIBLE:
             self.broadcast(user, own=False)
 

@@ -147,6 +147,17 @@ def presence_grace(user: str) -> str:
     return f"{PREFIX}{{presence}}:grace:{user}"
 
 
+# node → its origin ("<node>.<life>") now: which counts of ``presence_conns`` are live.
+PRESENCE_LIVES = f"{PREFIX}{{presence}}:lives"
+
+
+def presence_conns(address: str) -> str:
+    """Hash origin → connections that life of a node holds from ``address``
+    (``netaddr.address_key``); under the presence tag, so the count script can check
+    each node's expiry."""
+    return f"{PREFIX}{{presence}}:conns:{address}"
+
+
 def user_limit(user: str, kind: str) -> str:
     """Hash ``t`` (tokens), ``s`` (ms, Redis's clock): the user's bucket of ``kind``
     while the user is on several nodes. Tagged by user: one slot per user."""

@@ -19,6 +19,9 @@ are shared by all of the user's sessions. On a cluster:
   back before spending locally again.
 - **New handles per address** are counted in Redis for every sign-up (they are rare):
   before a sign-up's hello is answered (``before_sign_up``).
+- **Open connections per address** (``max_conns_per_ip``) are counted in Redis too
+  (``ClusterConnections``), at each WebSocket handshake and close, besides each node's
+  own count at accept (which stays the cheap first guard).
 - **Redis out of reach**: the local bucket answers (fail open to the node's own count:
   a user on two nodes then gets up to two budgets until Redis is back, rather than
   nobody being able to talk).
@@ -33,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from cfm_server.admission import Admission
 from cfm_server.cluster import keys, scripts
@@ -45,7 +48,10 @@ from cfm_server.netaddr import address_key, is_loopback
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 LIMIT_TAKE = scripts.load("limit_take")
+CONN_COUNT = scripts.load("conn_count")
 
 
 class ClusterLimits:
@@ -141,6 +147,46 @@ class ClusterLimits:
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
         task.add_done_callback(_quiet)
+
+
+class ClusterConnections:
+    """Open connections per client address over every node (``conn_count.lua``)."""
+
+    def __init__(self, batcher: Batcher, node: str, origin: str, limit: int) -> None:
+        self._batcher = batcher
+        self._node = node
+        self._origin = origin  # this life of the node: a previous life's counts are void
+        self._limit = limit
+        self._counted: dict[Hashable, str] = {}  # connection → its address, counted
+
+    async def start(self) -> None:
+        await self._batcher.call("HSET", keys.PRESENCE_LIVES, self._node, self._origin)
+
+    async def admit(self, connection: Hashable, ip: str, refusal: T) -> T | None:
+        """Count ``connection`` from ``ip`` (a handshake): None, or ``refusal`` if its
+        address is at the cap on the cluster. Redis out of reach: counted on this node
+        only (its own cap still holds)."""
+        try:
+            counted = bool(await self._count(ip, 1))
+        except ClusterError as exc:
+            log.debug("connections from %s counted on this node only: %s", ip, exc)
+            return None
+        if not counted:
+            return refusal
+        self._counted[connection] = ip
+        return None
+
+    def release(self, connection: Hashable) -> None:
+        """``connection`` ended, or its handshake was refused after ``admit``."""
+        ip = self._counted.pop(connection, None)
+        if ip is not None:
+            self._count(ip, -1).add_done_callback(_quiet)
+
+    def _count(self, ip: str, delta: int) -> asyncio.Future[Any]:
+        return self._batcher.eval(
+            CONN_COUNT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES,
+                         keys.presence_conns(address_key(ip))],
+            [self._origin, delta, self._limit])
 
 
 def _quiet(task: asyncio.Future[Any]) -> None:

@@ -8,8 +8,9 @@ The grace across nodes (docs/cluster.md, "Limits and the presence grace on a clu
   a single node does, then asks Redis (``Presence.end_grace``) and tells watchers
   "offline" only if the user is still offline and nobody took the grace mark;
 - a node signing in a user whose grace mark is set (they went offline elsewhere a
-  moment ago) holds the user as "going offline" here too (``PresenceHandler.
-  hold_offline``), so the return is told to watchers only if what they see changed;
+  moment ago), or whom another node holds, holds the user as "going offline" here too
+  (``PresenceHandler.hold_offline``), so the sign-in is told to watchers only if what
+  they see changed;
   counting the new session takes the mark, so no node then tells "offline". If the
   node that ended the grace took the mark first (a return at the very end of the
   grace), the count says so and this node tells watchers the user is online.
@@ -26,12 +27,13 @@ import msgpack
 from cfm_common.rules import Status
 from cfm_server.cluster import keys
 from cfm_server.cluster.errors import ClusterError
-from cfm_server.cluster.limits import ClusterLimits
+from cfm_server.cluster.limits import ClusterConnections, ClusterLimits
 from cfm_server.cluster.presence import Presence
 
 if TYPE_CHECKING:
     from cfm_server.cluster.broker import Broker
     from cfm_server.cluster.delivery import ClusterDelivery
+    from cfm_server.config import ServerConfig
     from cfm_server.domain.presence import PresenceHandler
     from cfm_server.domain.world import World
     from cfm_server.hub import Hub
@@ -44,6 +46,7 @@ class NodeParts(Protocol):
     """What of its ``ClusterNode`` this needs."""
 
     origin: str
+    config: ServerConfig
     broker: Broker
     world: World | None
     delivery: ClusterDelivery | None
@@ -54,6 +57,11 @@ class NodePresence:
         self._node = node
         self.presence = presence
         self.limits: ClusterLimits | None = None  # once the hub exists (``start``)
+        config = node.config
+        # The per-address cap over the cluster (None: no cap).
+        self.conns = (ClusterConnections(node.broker.batcher, presence.node, node.origin,
+                                         config.max_conns_per_ip)
+                      if config.rate_limits else None)
         # Users held as going offline at their sign-in here (their grace mark was set).
         self._held: set[str] = set()
         self._hub: Hub | None = None
@@ -73,6 +81,8 @@ class NodePresence:
         await broker.listen(keys.PRESENCE_CHANNEL, self._on_change)
         await broker.listen(keys.PRESENCE_FRAMES, self._on_frame)
         await broker.listen(keys.PRESENCE_SPREAD, self.limits.on_spread)
+        if self.conns is not None:
+            await self.conns.start()
 
     def _handler(self) -> PresenceHandler:
         assert self._hub is not None
@@ -99,7 +109,10 @@ class NodePresence:
                                              self.presence.spread(name))
         if spread:
             self.limits.mark_spread(name)
-        if grace and not user.sessions:
+        if (grace or spread) and not user.sessions:
+            # Watchers see the user online (or within the grace) already: a first
+            # session here is news only if what they see changes. (Decided on what
+            # Redis held a moment ago: ``_session_up`` corrects it if that changed.)
             self._handler().hold_offline(user)
             self._held.add(name)
 

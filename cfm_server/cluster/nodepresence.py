@@ -109,6 +109,10 @@ class NodePresence:
                                              self.presence.spread(name))
         if spread:
             self.limits.mark_spread(name)
+            # The node(s) holding the user hand their counts to Redis on this, before
+            # the welcome here most likely (the presence script says it again later).
+            node.broker.publish(keys.PRESENCE_SPREAD, b"many " + name.encode()
+                                ).add_done_callback(_quiet_failure)
         if (grace or spread) and not user.sessions:
             # Watchers see the user online (or within the grace) already: a first
             # session here is news only if what they see changes. (Decided on what

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
+from cfm_common.errors import ProtocolError
 from cfm_common.rules import Status
 from cfm_server.cluster import keys
 from cfm_server.cluster.errors import ClusterError
@@ -102,7 +103,7 @@ class NodePresence:
         assert node.world is not None and self.limits is not None
         user = node.world.users.get(name)
         if user is None:
-            if name not in node.world.reserved:
+            if self._may_sign_up(name):
                 await self.limits.before_sign_up(ip or "")
             return
         grace, spread = await asyncio.gather(self.presence.in_grace(name),
@@ -119,6 +120,19 @@ class NodePresence:
             # Redis held a moment ago: ``_session_up`` corrects it if that changed.)
             self._handler().hold_offline(user)
             self._held.add(name)
+
+    def _may_sign_up(self, name: str) -> bool:
+        """Whether a hello for the unknown ``name`` is a sign-up the address's count is
+        charged for (the checks ``SignInHandler.sign_in`` makes before it charges)."""
+        world = self._node.world
+        assert world is not None and self._hub is not None
+        if name in world.reserved or name in self._hub.signin.signing_up:
+            return False
+        try:
+            world.admission.check_new_handle(name)
+        except ProtocolError:
+            return False
+        return True
 
     def session_up(self, user: User) -> None:
         self._spawn(self._session_up(user))
@@ -157,9 +171,10 @@ class NodePresence:
         user.remote = not went_offline
 
     def _confirm_offline(self, user: User) -> None:
-        """The grace of ``user``'s sign-out ended here and the user looks offline:
-        tell watchers if Redis agrees (the user did not come back on another node, and
-        no other node told them)."""
+        """The grace of ``user``'s sign-out ended here (or a hold of a sign-in that did
+        not happen): tell watchers if Redis agrees (the user did not come back on
+        another node, and no other node told them)."""
+        self._held.discard(user.name)
         self._spawn(self._end_grace(user))
 
     async def _end_grace(self, user: User) -> None:

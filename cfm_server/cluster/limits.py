@@ -95,10 +95,9 @@ class ClusterLimits:
             if tokens is not None:
                 self._take(keys.user_limit(user, kind), buckets, user, 0, tokens)
 
-    def signed_out(self, user: str) -> None:
-        """A session of ``user`` ended here: with none left, nothing here is charged."""
-        if self._local_sessions(user) <= 0:
-            self.spread_users.discard(user)
+    def forget(self, user: str) -> None:
+        """The last session of ``user`` here ended: nothing here is charged to it."""
+        self.spread_users.discard(user)
 
     async def _back_to_one(self, user: str) -> None:
         reads = [self._take(keys.user_limit(user, kind), buckets, user, 0)

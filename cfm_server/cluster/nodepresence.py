@@ -155,8 +155,8 @@ class NodePresence:
         down = self._spawn(self._session_down(user))
         self._downs[user.name] = down
         down.add_done_callback(lambda _, name=user.name: self._down_done(name, down))
-        if self.limits is not None:
-            self.limits.signed_out(user.name)
+        if self.limits is not None and not user.sessions:
+            self.limits.forget(user.name)
 
     def _down_done(self, name: str, down: asyncio.Future[Any]) -> None:
         if self._downs.get(name) is down:

@@ -65,6 +65,7 @@ async def test_a_users_budget_follows_it_to_a_second_node_and_back(nodes, redis)
             assert await say(alice, range(20, 22)) == ["rate_limited"] * 2
         # Back on a alone: a goes on from Redis's count, not from its own old one.
         await wait_until(lambda: not limits(a).spread("alice"), "a counts alice alone")
+        await wait_until(lambda: not limits(b).spread("alice"), "b forgot alice")
         assert await say(alice, range(30, 32)) == ["rate_limited"] * 2
 
 

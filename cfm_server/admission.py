@@ -11,15 +11,23 @@ passing for another or multiplying themselves.
   nudges, DMs to strangers, contact requests, new group rooms; and a cap on the group
   rooms one user belongs to.
 
+On a cluster node (``SharedLimits``, ``cluster/limits.py``) a user whose sessions are on
+several nodes spends from one bucket in Redis: the charge raises :class:`ChargeLater`
+and the frame is handled again once Redis answered (``ChargeLater.settled``); a user on
+this node alone spends locally, as on a single node. New handles per address are
+counted in Redis before the hello is answered (``signup_verdicts``).
+
 The server's bots (the AI contacts it provisions) answer everyone: they spend from none
 of the per-user buckets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
@@ -41,6 +49,40 @@ class RateLimited(Exception):
         self.retry_ms = retry_ms
         self.ref = ref
         self.why = why  # for the error's msg: which limit it was
+
+
+class SharedLimits(Protocol):
+    """A cluster node's buckets for users on several nodes (``cluster/limits.py``)."""
+
+    def spread(self, user: str) -> bool:
+        """Whether ``user`` has sessions on another node too."""
+
+    def take(self, kind: str, user: str) -> asyncio.Future[int]:
+        """Spend one from the user's shared bucket of ``kind``: 0 or a ``retry_ms``
+        (never fails: without Redis, the local bucket answers)."""
+
+
+class ChargeLater(Exception):
+    """A charge only Redis can decide: the frame is to be handled again once
+    ``verdict`` is done, inside ``settled()``, where that verdict stands for the charge
+    (and for the ones decided before it in the same frame)."""
+
+    def __init__(self, admission: Admission, kind: str, verdict: asyncio.Future[int],
+                 paid: dict[str, int]) -> None:
+        super().__init__(kind)
+        self.admission = admission
+        self.kind = kind
+        self.verdict = verdict
+        self.paid = paid
+
+    @contextlib.contextmanager
+    def settled(self) -> Iterator[None]:
+        admission = self.admission
+        admission.paid = {**self.paid, self.kind: self.verdict.result()}
+        try:
+            yield
+        finally:
+            admission.paid = None
 
 
 # What each per-user bucket limits, in an error's words: "too many say frames" read as
@@ -68,6 +110,11 @@ class Admission:
         self.user_limits = UserLimits(config)
         self.signups = (KeyedBuckets(config.signup_rate, config.signup_burst)
                         if config.rate_limits else None)
+        self.shared: SharedLimits | None = None  # a cluster node's
+        # Charges decided by Redis for the frame being handled again (ChargeLater).
+        self.paid: dict[str, int] | None = None
+        # address → the sign-up charge Redis decided for a hello about to be answered.
+        self.signup_verdicts: dict[str, int] = {}
 
     def add_server_bot(self, name: str, displays: Iterable[str]) -> None:
         self.server_bots.add(name)
@@ -99,7 +146,10 @@ class Admission:
         thousand (each would get the AI quota, the buckets, a place in #lobby)."""
         if self.signups is None or not ip or is_loopback(ip):
             return
-        retry_ms = self.signups.take(address_key(ip), time.monotonic())
+        key = address_key(ip)
+        retry_ms = self.signup_verdicts.pop(key, None)
+        if retry_ms is None:
+            retry_ms = self.signups.take(key, time.monotonic())
         if retry_ms:
             raise RateLimited(retry_ms, "hello")
 
@@ -107,7 +157,14 @@ class Admission:
         """Spend from the user's own bucket of ``kind`` (see UserLimits)."""
         if user.name in self.server_bots:
             return
-        retry_ms = self.user_limits.check(kind, user.name, time.monotonic())
+        paid = self.paid
+        if paid is not None and kind in paid:
+            retry_ms = paid[kind]  # decided by Redis (ChargeLater.settled)
+        elif self.shared is not None and kind in self.user_limits.kinds \
+                and self.shared.spread(user.name):
+            raise ChargeLater(self, kind, self.shared.take(kind, user.name), dict(paid or {}))
+        else:
+            retry_ms = self.user_limits.check(kind, user.name, time.monotonic())
         if retry_ms:
             raise RateLimited(retry_ms, ref, USER_LIMIT_WORDS.get(kind))
 

@@ -253,10 +253,6 @@ class ServerConfig:
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
         need(self.presence_expiry >= 1, "presence_expiry must be >= 1 second")
         need(self.ai_lease_ttl >= 0.3, "ai_lease_ttl must be >= 0.3 seconds")
-        if self.redis_url:
-            # A node learns from Redis whether a user who left it is still online on
-            # another node; the presence grace is the time it waits for that answer.
-            need(self.presence_grace > 0, "presence_grace must be > 0 with redis_url")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
         need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),
              f"public_url must be a ws:// or wss:// URL, not {self.public_url!r}")

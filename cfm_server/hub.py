@@ -69,8 +69,9 @@ MAYBE_NOT_YET = frozenset({ErrorCode.NO_SUCH_USER, ErrorCode.NO_SUCH_ROOM,
 class NodeHooks(Protocol):
     """What a cluster node (``cfm_server.cluster.node``) does around sign-in and out."""
 
-    def before_sign_in(self, name: str) -> Awaitable[None]:
-        """Before a hello for ``name`` is answered (raises what makes it unanswerable)."""
+    def before_sign_in(self, name: str, ip: str | None) -> Awaitable[None]:
+        """Before a hello for ``name`` from ``ip`` is answered (raises what makes it
+        unanswerable)."""
 
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` signed in."""
@@ -198,12 +199,12 @@ class Hub:
 
     # --- sign-in and sign-out (see domain/signin.py) ------------------------------------
 
-    def before_sign_in(self, hello: Hello) -> Awaitable[None] | None:
-        """What to wait for before ``sign_in`` (a cluster node reads the user's rooms);
-        None on a single node."""
+    def before_sign_in(self, hello: Hello, ip: str | None = None) -> Awaitable[None] | None:
+        """What to wait for before ``sign_in`` (a cluster node reads the user's rooms,
+        counts a sign-up from ``ip``); None on a single node."""
         if self.node is None:
             return None
-        return self.node.before_sign_in(rules.normalize_name(hello.name))
+        return self.node.before_sign_in(rules.normalize_name(hello.name), ip)
 
     def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp:
         signed = self.signin.sign_in(session, hello)

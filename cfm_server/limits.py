@@ -119,6 +119,24 @@ class KeyedBuckets:
             bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, now)
         return bucket.take(now)
 
+    def tokens(self, key: str, now: float) -> float | None:
+        """The tokens ``key``'s bucket holds now; None for a full one (or none)."""
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            return None
+        tokens = min(bucket.burst, bucket.tokens + (now - bucket.stamp) * bucket.rate)
+        return None if tokens >= bucket.burst else tokens
+
+    def set(self, key: str, tokens: float, now: float) -> None:
+        """Make ``key``'s bucket hold ``tokens`` (what a shared count says it holds)."""
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= self.max_keys:
+                self._forget_full(now)
+            bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, now)
+        bucket.tokens = min(bucket.burst, tokens)
+        bucket.stamp = now
+
     def _forget_full(self, now: float) -> None:
         buckets = {k: b for k, b in self.buckets.items()
                    if b.tokens + (now - b.stamp) * b.rate < b.burst}
@@ -163,12 +181,19 @@ class PairInterval:
         self.interval = interval
         self.last: dict[tuple[str, str], float] = {}
 
+    def wait(self, a: str, b: str, now: float) -> int:
+        """The milliseconds left to wait, or 0; the clock does not restart."""
+        last = self.last.get((a, b))
+        if last is not None and now - last < self.interval:
+            return max(1, math.ceil((self.interval - (now - last)) * 1000))
+        return 0
+
     def check(self, a: str, b: str, now: float) -> int:
         """0 and the pair's clock restarts, or the milliseconds left to wait."""
         key = (a, b)
-        last = self.last.get(key)
-        if last is not None and now - last < self.interval:
-            return max(1, math.ceil((self.interval - (now - last)) * 1000))
+        retry_ms = self.wait(a, b, now)
+        if retry_ms:
+            return retry_ms
         if len(self.last) > 10_000:
             # Forget pairs whose interval has passed, so the map stays bounded.
             self.last = {k: v for k, v in self.last.items() if now - v < self.interval}

@@ -20,7 +20,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -155,6 +155,11 @@ def tune_gc() -> None:
 _REFUSALS = {400: "bad_handshake", 403: "origin_not_allowed", 426: "not_websocket",
              429: "too_many_from_address", 431: "upgrade_too_large", 500: "server_error",
              503: "shutting_down"}
+
+
+def _too_many() -> Response:
+    return _response(http.HTTPStatus.TOO_MANY_REQUESTS,
+                     b"too many connections from your address\n", "text/plain; charset=utf-8")
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
@@ -576,16 +581,16 @@ class Server:
     def _counted_at_accept(self, connection: ServerConnection) -> bool:
         return isinstance(connection, MeteredConnection) and connection.counted_ip is not None
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection, request: Request
+                         ) -> Response | Awaitable[Response | None] | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
-            if not self._counted_at_accept(connection) and self._ip_counter.full(
-                    self._client_ip(connection, request)):
-                return _response(
-                    http.HTTPStatus.TOO_MANY_REQUESTS,
-                    b"too many connections from your address\n",
-                    "text/plain; charset=utf-8",
-                )
+            ip = self._client_ip(connection, request)
+            if not self._counted_at_accept(connection) and self._ip_counter.full(ip):
+                return _too_many()
+            if self.node is not None and self.node.present.conns is not None:
+                # A cluster node: the cap counts every node's connections (its future).
+                return self.node.present.conns.admit(connection, ip, _too_many())
             return None  # on to the WebSocket handshake
         if path == "/healthz":
             return _response(http.HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
@@ -598,6 +603,10 @@ class Server:
             return _response(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
+    def _uncount_in_cluster(self, connection: ServerConnection) -> None:
+        if self.node is not None and self.node.present.conns is not None:
+            self.node.present.conns.release(connection)
+
     def _process_response(self, connection: ServerConnection, request: Request,
                           response: Response) -> None:
         """Every WebSocket handshake the server refused (ours, like the per-IP cap, and
@@ -605,6 +614,7 @@ class Server:
         logged (rate-limited) and counted by reason."""
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
             return
+        self._uncount_in_cluster(connection)
         if request.path.split("?", 1)[0] != WS_PATH:
             return  # /healthz, /metrics and 404s are not refused handshakes
         reason = _REFUSALS.get(response.status_code, str(response.status_code))
@@ -678,6 +688,7 @@ class Server:
             self.metrics.connections.dec()
             if counted_here:
                 self._ip_counter.remove(ip)
+            self._uncount_in_cluster(ws)
 
     def _client_ip(self, connection: ServerConnection, request: Request | None) -> str:
         address = connection.remote_address

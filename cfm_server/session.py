@@ -33,6 +33,7 @@ from cfm_common.codec import decode_client, encode
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, RATE_KIND, CloseCode, ErrorCode
+from cfm_server.admission import ChargeLater
 from cfm_server.hub import Hub, RateLimited, SignUp
 from cfm_server.invites import InviteError
 from cfm_server.limits import SessionLimits
@@ -472,7 +473,7 @@ class Session:
     async def _ready_for(self, hello: Hello) -> bool:
         """Wait for what the hub must read before it answers ``hello`` (a cluster node:
         the user's rooms in Redis); False, and the session closing, if it cannot."""
-        ready = self.hub.before_sign_in(hello)
+        ready = self.hub.before_sign_in(hello, self.ip)
         if ready is None:
             return True
         try:
@@ -584,6 +585,8 @@ class Session:
             self.send_error(ErrorCode.RATE_LIMITED, exc.why or f"too many {t} frames", exc.ref,
                             exc.retry_ms)
             self._count_abuse()
+        except ChargeLater as later:
+            return self._handle_charged(later, frame, ref, retry)
         except Exception:
             # A bug or a failing store must not take the connection (or the server) down.
             log.exception("handling %s from %s failed", t, self.id)
@@ -598,7 +601,21 @@ class Session:
         still fails."""
         await caught_up
         if not self.closing:
-            self._handle(frame, ref, retry=False)
+            again = self._handle(frame, ref, retry=False)
+            if again is not None:  # a limit Redis decides
+                await again
+
+    async def _handle_charged(self, later: ChargeLater, frame: Any, ref: str,
+                              retry: bool) -> None:
+        """A limit only Redis can decide (a cluster node, the user's sessions on several
+        nodes): the frame is handled again once it did, with its verdict."""
+        await later.verdict  # never fails: without Redis the node's own count answers
+        if self.closing:
+            return
+        with later.settled():
+            again = self._handle(frame, ref, retry)
+        if again is not None:
+            await again
 
     def _count_abuse(self) -> None:
         if self.limits.abuse.hit(time.monotonic()):

@@ -114,10 +114,6 @@ async def start_cluster(tmp_path: Path, data_dir: Path, redis_for: Callable[
     pub/sub channels are not per database."""
     redis = await redis_for(data_dir)
     overrides.pop("port", None)  # two nodes cannot share one port; each gets its own
-    if overrides.get("presence_grace") == 0:
-        # A node needs a grace (it ends on the cluster-wide online state): "at once" is
-        # the shortest one here.
-        overrides["presence_grace"] = 0.05
     nodes = []
     for i in range(NODES):
         nodes.append(await start_node(

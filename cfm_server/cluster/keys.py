@@ -135,6 +135,40 @@ def presence_user(user: str) -> str:
     return f"{PREFIX}{{presence}}:user:{user}"
 
 
+# "many <user>" / "one <user>": the user's sessions went from one node to two, or from
+# two to one (per-user limits are counted in Redis while a user is on several nodes).
+PRESENCE_SPREAD = f"{PREFIX}{{presence}}:spread"
+
+
+def presence_grace(user: str) -> str:
+    """String, set while ``user`` is offline within the presence grace of the last
+    sign-out: whoever takes it first (a return, or the node ending the grace) decides
+    whether watchers are told "offline"."""
+    return f"{PREFIX}{{presence}}:grace:{user}"
+
+
+# node → its origin ("<node>.<life>") now: which counts of ``presence_conns`` are live.
+PRESENCE_LIVES = f"{PREFIX}{{presence}}:lives"
+
+
+def presence_conns(address: str) -> str:
+    """Hash origin → connections that life of a node holds from ``address``
+    (``netaddr.address_key``); under the presence tag, so the count script can check
+    each node's expiry."""
+    return f"{PREFIX}{{presence}}:conns:{address}"
+
+
+def user_limit(user: str, kind: str) -> str:
+    """Hash ``t`` (tokens), ``s`` (ms, Redis's clock): the user's bucket of ``kind``
+    while the user is on several nodes. Tagged by user: one slot per user."""
+    return f"{PREFIX}{{user:{user}}}:limit:{kind}"
+
+
+def address_limit(address: str, kind: str) -> str:
+    """The same bucket per client address (``netaddr.address_key``: an IPv6 /64)."""
+    return f"{PREFIX}{{addr:{address}}}:limit:{kind}"
+
+
 def lease(name: str) -> str:
     """String holding the token of the lease's current holder, with an expiry."""
     return f"{PREFIX}lease:{name}"

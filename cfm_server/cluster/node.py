@@ -40,16 +40,14 @@ import socket
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
 from cfm_common.frames import ClientFrame, StoredMsg
-from cfm_common.rules import Status
 from cfm_server.cluster import barrier, keys, records, scripts
 from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.messages import ClusterMessages
+from cfm_server.cluster.nodepresence import NodePresence
 from cfm_server.cluster.presence import Presence
 from cfm_server.cluster.search import ClusterSearch, index_file
 from cfm_server.cluster.state import Change, SharedState
@@ -133,7 +131,8 @@ class ClusterNode:
         self.writes = ClusterWrites(self.state, self.broker)
         self.writes.on_epoch = self._epoch_stands
         self.presence = Presence(self.broker.batcher, self.node_id,
-                                 expiry=config.presence_expiry)
+                                 expiry=config.presence_expiry, grace=config.presence_grace)
+        self.present = NodePresence(self, self.presence)  # its grace, limits, relaying
         # Frames answered on state as new as Redis's when they arrived (barrier.py).
         self.barriers = barrier.ReadBarrier(
             self.broker.batcher, applied=lambda: self.state.seq,
@@ -186,8 +185,7 @@ class ClusterNode:
         hub.load(await read_snapshot(self.state, self.broker))
         self._loaded = True
         # Who is online on other nodes, and from now on every change of it.
-        await self.broker.listen(keys.PRESENCE_CHANNEL, self._on_presence_change)
-        await self.broker.listen(keys.PRESENCE_FRAMES, self._on_presence_frame)
+        await self.present.start(hub)
         world = self.world
         assert world is not None
         for name in await self.presence.online(list(world.users)) if world.users else ():
@@ -196,6 +194,7 @@ class ClusterNode:
         self._present = True
 
     async def close(self) -> None:
+        self.present.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -227,12 +226,14 @@ class ClusterNode:
 
     # --- sessions: what the node follows while it holds them ---------------------------
 
-    async def before_sign_in(self, name: str) -> None:
-        """Before a hello of ``name`` is answered: follow the user's frames and subscribe
-        to every room of theirs, so that the welcome's seqs are where live delivery
-        starts. Raises ClusterUnavailable."""
+    async def before_sign_in(self, name: str, ip: str | None = None) -> None:
+        """Before a hello of ``name`` (from ``ip``) is answered: follow the user's frames
+        and subscribe to every room of theirs, so that the welcome's seqs are where live
+        delivery starts; the presence grace and limits (``NodePresence``). Raises
+        ClusterUnavailable."""
         assert self.world is not None
         await self._caught_up()
+        await self.present.before_sign_in(name, ip)
         if name not in self._followed:
             await self.broker.follow_user(name)
             self._followed.add(name)
@@ -304,12 +305,12 @@ class ClusterNode:
 
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` started here: counted in the cluster's presence."""
-        self._spawn(self.presence.session_up(user.name))
+        self.present.session_up(user)
 
     def after_sign_out(self, user: User) -> None:
         """A session of ``user`` ended. Once none of theirs is left here, the node stops
         following the user, and every room of theirs no other member here is in."""
-        self._spawn(self._session_down(user))
+        self.present.session_down(user)
         if user.sessions:
             return
         if user.name in self._followed:
@@ -340,50 +341,6 @@ class ClusterNode:
         if room_name in self._subs:
             return
         await self.broker.unlisten(keys.room_events(room_name))
-
-    async def _session_down(self, user: User) -> None:
-        went_offline = await self.presence.session_down(user.name)
-        if user.sessions:
-            return
-        # Whether another node holds the user decides what watchers are told when the
-        # presence grace ends (PresenceHandler._gone_offline reads ``User.online``).
-        user.remote = not went_offline
-
-    def _on_presence_change(self, data: bytes) -> None:
-        """``on <user>`` / ``off <user>``: the user's first session in the cluster
-        started, or its last one ended (its node's, or its node expired)."""
-        op, _, name = data.partition(b" ")
-        assert self.world is not None
-        user = self.world.users.get(name.decode())
-        if user is None:
-            return
-        if op == b"on" and not user.sessions:
-            user.remote = True
-        elif op == b"off":
-            user.remote = False
-        elif op == b"gone":
-            # Its node died or left: nobody signed the user out, so no node told the
-            # watchers. Each node tells its own, as the user's node would have.
-            user.remote = False
-            hub = self._hub
-            if hub is not None and not user.sessions \
-                    and user.record.status != Status.INVISIBLE:
-                assert self.delivery is not None
-                self.delivery.presence_relayed(
-                    user, hub.presence.frame(user, user.status_for(None)))
-
-    def _on_presence_frame(self, data: bytes) -> None:
-        origin, _, rest = data.partition(b" ")
-        name, _, frame = rest.partition(b" ")
-        if origin.decode() == self.origin or not frame:
-            return
-        assert self.world is not None and self.delivery is not None
-        user = self.world.users.get(name.decode())
-        if user is None:
-            return
-        if not user.sessions and not user.remote and _shows_online(frame):
-            user.remote = True  # told before the user's "on" reaches this node
-        self.delivery.presence_relayed(user, frame)
 
     def send_room_event(self, room: str, t: str, user: str, frame: bytes) -> None:
         """What ``user`` did in ``room`` (a ``member``, ``presence`` or ``typing`` frame)
@@ -418,8 +375,7 @@ class ClusterNode:
 
     def send_presence(self, name: str, frame: bytes) -> None:
         """A presence frame of ``name`` to the watchers on every other node."""
-        data = b"%s %s %s" % (self.origin.encode(), name.encode(), frame)
-        self.broker.publish(keys.PRESENCE_FRAMES, data).add_done_callback(_quiet_failure)
+        self.present.send(name, frame)
 
     def subscription(self, room_name: str, since: int | None = None) -> asyncio.Future[int]:
         """Subscribe to a room (once): a future of the seq live delivery starts after."""
@@ -580,14 +536,6 @@ class ClusterNode:
         # kept with every stored message).
         origin = f"{self.origin}/{session_id.removeprefix(self.session_prefix)}"
         return origin + scripts.HIDDEN_SUFFIX if hidden else origin
-
-
-def _shows_online(frame: bytes) -> bool:
-    try:
-        status = msgpack.unpackb(frame).get("status")
-    except Exception:
-        return False
-    return isinstance(status, str) and status != Status.OFFLINE
 
 
 def _quiet_failure(future: asyncio.Future[Any]) -> None:

@@ -17,6 +17,13 @@ published once on ``PRESENCE_CHANNEL`` as ``on <user>`` or ``off <user>``, by th
 that made it, so watchers everywhere see each change once; a user whose last node expired
 or left is published as ``gone <user>`` (no node signed them out, so every node tells
 its own watchers).
+
+The presence grace across nodes: when a user goes offline cluster-wide the script sets
+the user's grace mark; a return (anywhere) within the grace takes it (``Counted.back``),
+and the node whose grace timer ends tells watchers "offline" only if it can still take
+it (``end_grace``), so a quick return to another node is no news and "offline" is told
+once. A user's sessions going from one node to two (or back) is published as ``many`` /
+``one`` on ``PRESENCE_SPREAD`` (per-user limits, ``cluster/limits.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from dataclasses import dataclass
 
 from cfm_server.cluster import keys, scripts
 from cfm_server.cluster.batcher import Batcher
@@ -32,13 +40,28 @@ from cfm_server.cluster.errors import ClusterError
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPIRY = 15.0  # seconds from a node's death to its users shown offline
+GRACE_END = scripts.load("presence_grace_end")
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What counting one session in or out did, cluster-wide."""
+
+    changed: bool  # the user came online, or went offline
+    nodes: int  # nodes holding a session of the user now
+    back: bool  # came online while the grace mark of its last sign-out was set
 
 
 class Presence:
-    def __init__(self, batcher: Batcher, node: str, *, expiry: float = DEFAULT_EXPIRY) -> None:
+    def __init__(self, batcher: Batcher, node: str, *, expiry: float = DEFAULT_EXPIRY,
+                 grace: float = 0.0) -> None:
         self._batcher = batcher
         self.node = scripts.check_token(node, "node id")
         self.expiry = expiry
+        self.grace = grace
+        # The grace mark outlives the grace (a node's timer may fire late), but not for
+        # ever (a node that died during the grace never takes it).
+        self._mark_ms = int((grace * 2 + 5) * 1000) if grace > 0 else 0
         self.sessions: Counter[str] = Counter()  # user → sessions on this node
         self._beats: asyncio.Task[None] | None = None
 
@@ -61,29 +84,49 @@ class Presence:
 
     async def session_up(self, user: str) -> bool:
         """A session of ``user`` started here: True if the user just came online."""
-        self.sessions[user] += 1
-        return await self._session(user, 1)
+        return (await self.count(user, 1)).changed
 
     async def session_down(self, user: str) -> bool:
         """A session of ``user`` ended here: True if the user just went offline."""
-        if self.sessions[user] <= 1:
+        return (await self.count(user, -1)).changed
+
+    async def count(self, user: str, delta: int) -> Counted:
+        """Count a session of ``user`` in (``delta`` 1) or out (-1) here."""
+        if delta > 0:
+            self.sessions[user] += 1
+        elif self.sessions[user] <= 1:
             self.sessions.pop(user, None)
         else:
             self.sessions[user] -= 1
-        return await self._session(user, -1)
-
-    async def _session(self, user: str, delta: int) -> bool:
-        changed = await self._batcher.eval(
+        reply = await self._batcher.eval(
             scripts.PRESENCE_SESSION,
-            [keys.PRESENCE_NODES, keys.presence_node(self.node), keys.presence_user(user)],
-            [self.node, user, delta, keys.PRESENCE_CHANNEL])
-        if changed == -1:
+            [keys.PRESENCE_NODES, keys.presence_node(self.node), keys.presence_user(user),
+             keys.presence_grace(user)],
+            [self.node, user, delta, keys.PRESENCE_CHANNEL, self._mark_ms,
+             keys.PRESENCE_SPREAD])
+        if reply == -1:
             # Reaped while alive: registering every session again covers this one too.
             came = await self.rejoin()
             if delta > 0:
-                return user in came
-            return not await self.online([user])
-        return bool(changed)
+                return Counted(user in came, 1, False)
+            return Counted(not await self.online([user]), 0, False)
+        changed, nodes, back = reply
+        return Counted(bool(changed), int(nodes), bool(back))
+
+    async def end_grace(self, user: str) -> bool:
+        """The presence grace of ``user``'s sign-out ended here: True if watchers are to
+        be told "offline" (the user is still offline and no other node told them)."""
+        return bool(await self._batcher.eval(
+            GRACE_END, [keys.presence_user(user), keys.presence_grace(user)], []))
+
+    async def in_grace(self, user: str) -> bool:
+        """Whether ``user`` went offline cluster-wide and nobody ended its grace yet."""
+        return bool(await self._batcher.call("EXISTS", keys.presence_grace(user)))
+
+    async def spread(self, user: str) -> bool:
+        """Whether another node holds a session of ``user``."""
+        found = await self._batcher.call("HKEYS", keys.presence_user(user))
+        return any(node.decode() != self.node for node in found)
 
     async def online(self, users: list[str]) -> set[str]:
         """Which of ``users`` have a session on some node (one pipeline)."""

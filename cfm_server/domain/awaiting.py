@@ -5,7 +5,8 @@ message): at once where the read is (a single node's store), else on the read's 
 The domain never awaits (ports.py): ``then_with(session, ref, read, go)`` runs ``go`` on
 the value now, or later on the loop. A ``ProtocolError`` or ``RateLimited`` that ``go``
 raises later becomes the same ``error`` frame ``Session`` would have sent; a read that
-fails is ``error{internal, retry_ms}``, as a failed answer is.
+fails is ``error{internal, retry_ms}``, as a failed answer is. A ``ChargeLater`` (a
+cluster's shared limit) runs ``go`` again once Redis decided, as ``Session`` does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cfm_common.codec import encode
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import Error
 from cfm_common.rules import ErrorCode
-from cfm_server.admission import RateLimited
+from cfm_server.admission import ChargeLater, RateLimited
 from cfm_server.domain.ports import Connection
 
 log = logging.getLogger(__name__)
@@ -37,26 +38,42 @@ def then_with(session: Connection, ref: str, read: T | asyncio.Future[T],
         if done.cancelled():
             return  # the node is closing
         exc = done.exception()
-        try:
-            if exc is not None:
-                log.warning("a read for %r failed: %s", ref, exc)
-                raise _Failed(getattr(exc, "retry_ms", None))
-            go(done.result())
-        except ProtocolError as e:
-            _send(session, Error(e.code.value, e.msg, e.ref or ref))
-        except RateLimited as e:
-            _send(session, Error(ErrorCode.RATE_LIMITED.value, e.why or "too many frames",
-                                 e.ref, e.retry_ms))
-        except _Failed as e:
-            _send(session, Error(ErrorCode.INTERNAL.value,
-                                 "the server could not read that now; try again", ref,
-                                 e.retry_ms))
-        except Exception:
-            log.exception("handling %r after a read failed", ref)
-            _send(session, Error(ErrorCode.INTERNAL.value,
-                                 "the server failed to handle this frame", ref))
+        if exc is not None:
+            log.warning("a read for %r failed: %s", ref, exc)
+        _run(session, ref, lambda: go(done.result()), exc)
 
     read.add_done_callback(settle)
+
+
+def _run(session: Connection, ref: str, go: Callable[[], None],
+         exc: BaseException | None = None) -> None:
+    """``go()``, its refusals sent as error frames."""
+    try:
+        if exc is not None:
+            raise _Failed(getattr(exc, "retry_ms", None))
+        go()
+    except ChargeLater as later:
+        later.verdict.add_done_callback(lambda _, charge=later: _charged(session, ref, go,
+                                                                         charge))
+    except ProtocolError as e:
+        _send(session, Error(e.code.value, e.msg, e.ref or ref))
+    except RateLimited as e:
+        _send(session, Error(ErrorCode.RATE_LIMITED.value, e.why or "too many frames",
+                             e.ref, e.retry_ms))
+    except _Failed as e:
+        _send(session, Error(ErrorCode.INTERNAL.value,
+                             "the server could not read that now; try again", ref,
+                             e.retry_ms))
+    except Exception:
+        log.exception("handling %r after a read failed", ref)
+        _send(session, Error(ErrorCode.INTERNAL.value,
+                             "the server failed to handle this frame", ref))
+
+
+def _charged(session: Connection, ref: str, go: Callable[[], None],
+             charge: ChargeLater) -> None:
+    with charge.settled():
+        _run(session, ref, go)
 
 
 class _Failed(Exception):

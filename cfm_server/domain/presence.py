@@ -9,7 +9,7 @@ is told after ``presence_grace`` seconds, so a reconnect at once does not flap.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cfm_common import rules
 from cfm_common.codec import encode
@@ -46,6 +46,9 @@ class PresenceHandler:
         # presence waits on this timer, and what watchers saw of them until then (a
         # reconnect within the grace cancels it, and watchers hear only what changed).
         self.going_offline: dict[str, tuple[asyncio.TimerHandle, tuple[str, ...]]] = {}
+        # A cluster node's: asked at the grace's end whether to tell watchers (another
+        # node may hold the user, or have told them); it calls ``gone_offline`` if so.
+        self.confirm_offline: Callable[[User], None] | None = None
 
     # --- what others see ---------------------------------------------------------------
 
@@ -171,16 +174,41 @@ class PresenceHandler:
         not flap offline/online for everyone who watches it."""
         grace = self.world.config.presence_grace
         if grace <= 0:
-            self.broadcast(user, own=False)
+            self._gone_offline(user.name)
             return
         record = user.record
         seen = _view(record, rules.public_status(record.status))  # as it was until now
         handle = asyncio.get_running_loop().call_later(grace, self._gone_offline, user.name)
         self.going_offline[user.name] = (handle, seen)
 
+    def hold_offline(self, user: User) -> None:
+        """On a cluster node: ``user`` went offline on another node less than the grace
+        ago, and is signing in here. A return within the grace is no news here either
+        (watchers hear only what changed); if the sign-in does not happen, this node's
+        timer ends the grace as the other node's would."""
+        if user.sessions or user.name in self.going_offline:
+            return
+        record = user.record
+        seen = _view(record, rules.public_status(record.status))
+        handle = asyncio.get_running_loop().call_later(
+            self.world.config.presence_grace, self._gone_offline, user.name)
+        self.going_offline[user.name] = (handle, seen)
+
     def _gone_offline(self, name: str) -> None:
         self.going_offline.pop(name, None)
         user = self.world.users.get(name)
-        if user is not None and not user.online:  # nor on another node of a cluster
+        if user is None or user.sessions:
+            return
+        if self.confirm_offline is not None:
+            # A cluster node: Redis knows whether another node holds the user, or told
+            # the watchers already.
+            self.confirm_offline(user)
+        elif not user.online:
+            self.broadcast(user, own=False)
+
+    def gone_offline(self, user: User) -> None:
+        """(A cluster node, once Redis said the user is offline everywhere and nobody
+        told the watchers:) tell them."""
+        if not user.sessions and user.record.status != Status.INVISIBLE:
             self.broadcast(user, own=False)
 

@@ -67,8 +67,6 @@ async def test_contact_owners_see_sign_in_status_changes_and_sign_out(server) ->
         assert (await alice.recv_until("presence"))["status"] == "offline"
 
 
-@pytest.mark.cluster_xfail("a sign-out reaches the other node's watchers a moment later",
-                            strict=False)
 async def test_invisible_users_look_offline_to_others_but_not_to_themselves(
     server_factory,
 ) -> None:

@@ -28,7 +28,6 @@ async def _settle(client: WireClient, n: int) -> None:
         answered += frame["t"] in ("ack", "error", "contact", "joined")
 
 
-@pytest.mark.cluster_xfail("limits on a user or an address are counted per node")
 async def test_a_users_sessions_share_one_say_bucket(server) -> None:
     async with signed_in(server.url, "alice") as alice:
         await alice.send({"t": "join", "room": "#den"})
@@ -92,7 +91,6 @@ async def test_answers_to_people_who_wrote_first_are_not_stranger_dms(server) ->
         assert {e["code"] for e in errors(bot)} == {"rate_limited"}
 
 
-@pytest.mark.cluster_xfail("limits on a user or an address are counted per node")
 async def test_contact_requests_are_limited_per_user(server) -> None:
     async with (
         signed_in(server.url, "bob"),
@@ -141,7 +139,6 @@ async def test_new_rooms_are_limited_and_memberships_capped(server_factory) -> N
         await alice.recv_until("joined", room="#b3")
 
 
-@pytest.mark.cluster_xfail("limits on a user or an address are counted per node")
 async def test_new_handles_per_address_are_limited_but_not_from_loopback(
     server_factory,
 ) -> None:
@@ -160,7 +157,6 @@ async def test_new_handles_per_address_are_limited_but_not_from_loopback(
             pass
 
 
-@pytest.mark.cluster_xfail("limits on a user or an address are counted per node", strict=False)
 async def test_typing_and_presence_are_limited_per_user(server) -> None:
     """Both fan out (to a DM peer; to every contact and room member watching): three
     sessions of one user get no more of them than one session gets."""
@@ -186,7 +182,6 @@ async def test_typing_and_presence_are_limited_per_user(server) -> None:
     assert sum(f["t"] == "typing" for f in bob.seen) == 12 - typing_refused
 
 
-@pytest.mark.cluster_xfail("limits on a user or an address are counted per node")
 async def test_an_ipv6_client_is_one_address_per_64(server_factory) -> None:
     """An IPv6 client holds a whole /64: counted by address, it could open connections
     and mint handles without end (2**64 addresses). Limits count it by its /64."""

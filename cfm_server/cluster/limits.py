@@ -1,0 +1,193 @@
+"""Per-user and per-address limits counted cluster-wide (``admission.SharedLimits``).
+
+A user's buckets (says, stranger DMs, contact requests, new rooms, typing, presence)
+are shared by all of the user's sessions. On a cluster:
+
+- **On this node alone** (nearly everyone: one session, or all on one node) the user
+  spends from this node's own bucket, as on a single node: no Redis call per frame.
+- **On several nodes** (``spread``): every charge is one ``limit_take.lua`` call on the
+  user's bucket in Redis (one key per user and kind, tagged by user), in the node's
+  loop-turn pipeline; the frame waits for the answer (``admission.ChargeLater``), so
+  the sessions on every node together get what one session would. Each answer also
+  sets this node's own bucket to what Redis holds, so that when the user is back on
+  one node that node goes on from the cluster's count.
+- **The switch.** The presence script publishes ``many <user>`` when the user's
+  sessions go from one node to two and ``one <user>`` back (``keys.PRESENCE_SPREAD``);
+  a node signing a user in asks Redis whether another node holds them (before the
+  welcome). On ``many`` each node holding the user hands its own bucket to Redis (the
+  shared one keeps the lower count); on ``one`` the remaining node reads Redis's count
+  back before spending locally again.
+- **New handles per address** are counted in Redis for every sign-up (they are rare):
+  before a sign-up's hello is answered (``before_sign_up``).
+- **Open connections per address** (``max_conns_per_ip``) are counted in Redis too
+  (``ClusterConnections``), at each WebSocket handshake and close, besides each node's
+  own count at accept (which stays the cheap first guard).
+- **Redis out of reach**: the local bucket answers (fail open to the node's own count:
+  a user on two nodes then gets up to two budgets until Redis is back, rather than
+  nobody being able to talk).
+
+Messages are not delayed for a user on one node; for one on several, each limited
+frame waits one round trip to Redis (``docs/cluster.md``, "Limits and the presence
+grace on a cluster").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from cfm_server.admission import Admission
+from cfm_server.cluster import keys, scripts
+from cfm_server.cluster.batcher import Batcher
+from cfm_server.cluster.errors import ClusterError
+from cfm_server.limits import KeyedBuckets
+from cfm_server.netaddr import address_key, is_loopback
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LIMIT_TAKE = scripts.load("limit_take")
+CONN_COUNT = scripts.load("conn_count")
+
+
+class ClusterLimits:
+    def __init__(self, batcher: Batcher, admission: Admission,
+                 local_sessions: Callable[[str], int]) -> None:
+        self._batcher = batcher
+        self._admission = admission
+        self._local_sessions = local_sessions  # user → sessions on this node
+        self.spread_users: set[str] = set()  # users with sessions on another node too
+        admission.shared = self
+
+    # --- SharedLimits --------------------------------------------------------------------
+
+    def spread(self, user: str) -> bool:
+        return user in self.spread_users
+
+    def take(self, kind: str, user: str) -> asyncio.Future[int]:
+        buckets = self._admission.user_limits.kinds[kind]
+        return self._take(keys.user_limit(user, kind), buckets, user, 1)
+
+    # --- the switch ----------------------------------------------------------------------
+
+    def on_spread(self, data: bytes) -> None:
+        """``many <user>`` / ``one <user>`` from the presence script."""
+        op, _, name = data.decode().partition(" ")
+        if op == "many":
+            if self._local_sessions(name) > 0:
+                self.mark_spread(name)
+        elif op == "one" and name in self.spread_users:
+            self._spawn(self._back_to_one(name))
+
+    def mark_spread(self, user: str) -> None:
+        """``user`` has sessions on another node too: from now on its charges go to
+        Redis, which first gets this node's own counts."""
+        if user in self.spread_users:
+            return
+        self.spread_users.add(user)
+        now = time.monotonic()
+        for kind, buckets in self._admission.user_limits.kinds.items():
+            tokens = buckets.tokens(user, now)
+            if tokens is not None:
+                self._take(keys.user_limit(user, kind), buckets, user, 0, tokens)
+
+    def forget(self, user: str) -> None:
+        """The last session of ``user`` here ended: nothing here is charged to it."""
+        self.spread_users.discard(user)
+
+    async def _back_to_one(self, user: str) -> None:
+        reads = [self._take(keys.user_limit(user, kind), buckets, user, 0)
+                 for kind, buckets in self._admission.user_limits.kinds.items()]
+        await asyncio.gather(*reads)  # each answer set the local bucket
+        self.spread_users.discard(user)
+
+    # --- sign-ups ------------------------------------------------------------------------
+
+    async def before_sign_up(self, ip: str) -> None:
+        """Count a sign-up from ``ip`` in Redis; the verdict is what the hello's charge
+        (``Admission.charge_signup``) answers."""
+        admission = self._admission
+        buckets = admission.signups
+        if buckets is None or not ip or is_loopback(ip):
+            return
+        key = address_key(ip)
+        verdict = await self._take(keys.address_limit(key, "signup"), buckets, key, 1)
+        admission.signup_verdicts[key] = verdict
+
+    # --- Redis ---------------------------------------------------------------------------
+
+    def _take(self, key: str, buckets: KeyedBuckets, name: str, cost: int,
+              floor: float | None = None) -> asyncio.Future[int]:
+        verdict: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        reply = self._batcher.eval(LIMIT_TAKE, [key], [
+            repr(buckets.rate), buckets.burst, cost, "" if floor is None else repr(floor)])
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            if verdict.done():
+                return
+            now = time.monotonic()
+            if done.cancelled() or done.exception() is not None:
+                # Out of reach: this node's own count decides (fail open to it).
+                if not done.cancelled():
+                    log.debug("a shared limit is counted here only: %s", done.exception())
+                verdict.set_result(buckets.take(name, now) if cost else 0)
+                return
+            retry_ms, tokens = done.result()
+            buckets.set(name, float(tokens), now)  # the cluster's count, mirrored here
+            verdict.set_result(int(retry_ms))
+
+        reply.add_done_callback(settle)
+        return verdict
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_quiet)
+
+
+class ClusterConnections:
+    """Open connections per client address over every node (``conn_count.lua``)."""
+
+    def __init__(self, batcher: Batcher, node: str, origin: str, limit: int) -> None:
+        self._batcher = batcher
+        self._node = node
+        self._origin = origin  # this life of the node: a previous life's counts are void
+        self._limit = limit
+        self._counted: dict[Hashable, str] = {}  # connection → its address, counted
+
+    async def start(self) -> None:
+        await self._batcher.call("HSET", keys.PRESENCE_LIVES, self._node, self._origin)
+
+    async def admit(self, connection: Hashable, ip: str, refusal: T) -> T | None:
+        """Count ``connection`` from ``ip`` (a handshake): None, or ``refusal`` if its
+        address is at the cap on the cluster. Redis out of reach: counted on this node
+        only (its own cap still holds)."""
+        try:
+            counted = bool(await self._count(ip, 1))
+        except ClusterError as exc:
+            log.debug("connections from %s counted on this node only: %s", ip, exc)
+            return None
+        if not counted:
+            return refusal
+        self._counted[connection] = ip
+        return None
+
+    def release(self, connection: Hashable) -> None:
+        """``connection`` ended, or its handshake was refused after ``admit``."""
+        ip = self._counted.pop(connection, None)
+        if ip is not None:
+            self._count(ip, -1).add_done_callback(_quiet)
+
+    def _count(self, ip: str, delta: int) -> asyncio.Future[Any]:
+        return self._batcher.eval(
+            CONN_COUNT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES,
+                         keys.presence_conns(address_key(ip))],
+            [self._origin, delta, self._limit])
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and isinstance(task.exception(), ClusterError):
+        log.debug("shared limits: %s", task.exception())

@@ -38,7 +38,6 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from cfm_server.cluster.batcher import CONNECTION_ERRORS, Batcher
 from cfm_server.cluster.errors import ClusterError
-from cfm_server.cluster.scripts import Script
 from cfm_server.cluster.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
@@ -159,12 +158,6 @@ class ClusterBatcher(Batcher):
         return key_slot(_encode(call.keys[0]))
 
     # --- overrides of one Redis --------------------------------------------------------
-
-    async def _load_script(self, script: Script) -> None:
-        if not self._owners:
-            await self.refresh()
-        await asyncio.gather(*(self._bounded(self._node(a).script_load(script.source))
-                               for a in set(self._owners)))
 
     async def _ping(self) -> None:
         await self.refresh()  # the map may have changed while the cluster was away

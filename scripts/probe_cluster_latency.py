@@ -217,11 +217,13 @@ def report(out: Path) -> None:
     print(f"per hop, {len(stamps)} messages (the middle 80 %):")
     for name, values in hops.items():
         print(_line(name, values))
+    first, last = (recv[stamps[0]][1], recv[stamps[-1]][1]) if stamps else (0, 0)
     for node, noted in sorted(nodes.items()):
-        print(f"node pid {node}: pauses of its event loop")
+        print(f"node pid {node}: pauses of its event loop (those among the messages above)")
         for generation in (0, 1, 2):
             print(_line(f"gc generation {generation}",
-                        [e[3] - e[2] for e in noted if e[0] == "gc" and e[1] == generation]))
+                        [e[3] - e[2] for e in noted if e[0] == "gc" and e[1] == generation
+                         and first <= e[2] <= last]))
         print(_line("search index page", [e[2] - e[1] for e in noted if e[0] == "index"]))
         print(_line("outbox flush", [e[2] - e[1] for e in noted if e[0] == "flush"]))
         print(_line("fan-out of one message", [e[3] - e[2] for e in noted if e[0] == "fan"]))

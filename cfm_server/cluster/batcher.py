@@ -3,10 +3,13 @@
 Every call queues its command and returns a future. The first call of a loop turn
 schedules a flush for the end of the turn; the flush sends the whole queue as one
 pipeline (no MULTI: each script is atomic by itself) and resolves each future with its
-reply. One pipeline is in flight at a time, so the commands of a node reach Redis in the
-order they were made (a sender's messages keep their order); whatever queues while one is
-in flight goes out together in the next. With ``appendfsync always`` Redis fsyncs once
-per event-loop cycle, so a pipeline of many appends costs one fsync.
+reply. Up to ``IN_FLIGHT`` pipelines are under way at once, all on one connection and
+each written after the one before, so the commands of a node reach Redis, and their
+replies settle, in the order they were made (a sender's messages keep their order);
+whatever queues meanwhile goes out together in the next. With ``appendfsync always``
+Redis fsyncs once per event-loop cycle, so a pipeline of many appends costs one fsync,
+and a pipeline written while Redis fsyncs the one before waits for that fsync only, not
+for the round trip back to the node.
 
 Calls made with :meth:`Batcher.eval_each` (the appends) are merged besides: adjacent
 calls of one such script go out as one ``EVALSHA`` that runs them one after the other
@@ -80,11 +83,6 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
         except TypeError:
             pass
     return conn.pack_commands(commands)
-
-
-async def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-    await conn.send_packed_command(_pack(conn, commands), check_health=False)
-    return await _read(conn, len(commands))
 
 
 async def _read(conn: Any, count: int) -> list[Any]:

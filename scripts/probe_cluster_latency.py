@@ -9,7 +9,7 @@ with every node patched as it starts (a ``sitecustomize`` in a temporary directo
 ``PYTHONPATH``, which imports :func:`install` from this file). Each node notes, on the
 monotonic clock the bench stamps each ``say`` with (the text opens with its send time):
 the frame handled (``ClusterMessages._append``), the pipeline written to Redis and its
-replies read (``batcher._pack``, ``batcher._read``), a publish read (``Broker._on_publish``), the
+replies read (``batcher._exchange``), a publish read (``Broker._on_publish``), the
 fan-out (``ClusterDelivery.stored``), the outbox flushes, the search index's pages
 (``ClusterSearch._index``) and the garbage collector's passes. At exit each node writes
 what it noted; this script then prints the hops of every message on the sending node
@@ -83,21 +83,14 @@ def install() -> None:
         events.append(["recv", stamp_of(text), now()])
         append(self, session_, user, room, text, *a, **k)
 
-    pack, read = batcher._pack, batcher._read
-    written: dict[int, list[tuple[int, list[int]]]] = {}  # connection → pipelines, in order
+    exchange = batcher._exchange
 
-    def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
+    async def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         stamps = [s for c in commands for arg in c
                   if isinstance(arg, bytes) and (s := stamp_of(arg))]
-        written.setdefault(id(conn), []).append((now(), stamps))
-        return pack(conn, commands)
-
-    async def _read(conn: Any, count: int) -> list[Any]:
-        replies = await read(conn, count)
-        pending = written.get(id(conn))
-        if pending:  # a connection's replies come back in the order its pipelines went
-            began, stamps = pending.pop(0)
-            events.append(["pipe", began, now(), stamps])
+        began = now()
+        replies = await exchange(conn, commands)
+        events.append(["pipe", began, now(), stamps])
         return replies
 
     stored = delivery.ClusterDelivery.stored
@@ -136,8 +129,7 @@ def install() -> None:
             events.append(["gc", info["generation"], gc_began[0], now()])
 
     messages.ClusterMessages._append = _append  # type: ignore[method-assign]
-    batcher._pack = _pack
-    batcher._read = _read
+    batcher._exchange = _exchange
     delivery.ClusterDelivery.stored = _stored  # type: ignore[method-assign]
     broker.Broker._on_publish = _on_publish  # type: ignore[method-assign]
     session.Outbox.flush = _flush  # type: ignore[method-assign]

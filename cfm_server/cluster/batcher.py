@@ -14,8 +14,9 @@ calls of one such script go out as one ``EVALSHA`` that runs them one after the 
 per message, and the node packs and parses one command. On a Redis Cluster only calls
 of one slot are merged (``_merge_key``): a script's keys must share a slot there.
 
-Scripts are loaded where they are called: a pipeline that calls a script its connection
-has not loaded yet starts with ``SCRIPT LOAD`` of it (a new connection, so after a
+Scripts are loaded where they are called (on one Redis; a Redis Cluster's batcher loads
+them on every master at the first NOSCRIPT): a pipeline that calls a script its
+connection has not loaded yet starts with ``SCRIPT LOAD`` of it (a new connection, so after a
 restart of Redis, which forgets them all), so no EVALSHA of it can answer NOSCRIPT while
 the commands behind it in the pipeline run. A Redis that forgets a script while
 connected (``SCRIPT FLUSH``) answers NOSCRIPT (the call did not run): the batcher sends
@@ -207,6 +208,13 @@ class Batcher:
             # Redis forgot its scripts while connected (SCRIPT FLUSH): every connection
             # loads them again, this retry's first.
             self._scripts_gen += 1
+            try:
+                await self._reload(list({c.script.sha: c.script
+                                         for c in retry if c.script}.values()))
+            except CONNECTION_ERRORS as exc:
+                self._went_down(exc)
+                self._fail(retry, self._unavailable(f"Redis is unreachable: {exc}"))
+                return
             todo = retry
         self._fail(todo, ClusterError("Redis keeps forgetting the scripts (NOSCRIPT)"))
 
@@ -260,6 +268,10 @@ class Batcher:
         if task.cancelled():
             raise rx.TimeoutError(f"no reply from Redis within {self._timeout} s")
         return task.result()
+
+    async def _reload(self, scripts: list[Script]) -> None:
+        """After NOSCRIPT. On one Redis nothing: the retry's pipeline loads them ahead of
+        its calls (``_loads``)."""
 
     async def _ping(self) -> None:
         await self._bounded(self._client.ping())

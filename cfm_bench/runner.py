@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 # A driver process above this share of one core is probably what limits the figures.
 DRIVER_BUSY = 0.85
 CPU_WAIT_WARN = 0.1
+AUTOGROUP = "/proc/sys/kernel/sched_autogroup_enabled"
+
+
+def autogroup_note(path: str = AUTOGROUP) -> str:
+    """What the CPU-wait warning adds where Linux shares the CPU between sessions first
+    (autogroups): every process of the bench, server and driver, is in the session it
+    was started from, so against busy other sessions they all get one session's share."""
+    try:
+        with open(path) as f:
+            enabled = f.read().strip() == "1"
+    except OSError:
+        return ""
+    return ("; the kernel shares CPU between sessions first (autogroup), so the bench's "
+            "processes share one session's part: run it alone, or in a session of its "
+            "own with that session's autogroup niced (docs/performance.md)") if enabled else ""
 # Says in flight over all max-rate publishers: enough to keep a server busy, few enough
 # that queueing in socket buffers does not turn into seconds of latency.
 IN_FLIGHT = 1024
@@ -203,7 +218,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
                 figures.setdefault("warnings", []).append(
                     f"the server waited {figures['server_cpu_wait']:.0%} of a core for a CPU: "
                     "other processes compete with it, so rates are understated (see "
-                    "deliveries_per_server_cpu_s)")
+                    "deliveries_per_server_cpu_s)" + autogroup_note())
         if len(each1) > 1:
             # A cluster, or a server with an indexer: where the CPU went (cores over the
             # measured seconds), by process.

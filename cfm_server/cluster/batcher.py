@@ -14,6 +14,15 @@ calls of one such script go out as one ``EVALSHA`` that runs them one after the 
 per message, and the node packs and parses one command. On a Redis Cluster only calls
 of one slot are merged (``_merge_key``): a script's keys must share a slot there.
 
+Scripts are loaded where they are called (on one Redis; a Redis Cluster's batcher loads
+them on every master at the first NOSCRIPT): a pipeline that calls a script its
+connection has not loaded yet starts with ``SCRIPT LOAD`` of it (a new connection, so after a
+restart of Redis, which forgets them all), so no EVALSHA of it can answer NOSCRIPT while
+the commands behind it in the pipeline run. A Redis that forgets a script while
+connected (``SCRIPT FLUSH``) answers NOSCRIPT (the call did not run): the batcher sends
+those calls again in a pipeline of their own, before anything queued since, but the
+commands behind them in the first pipeline have run by then.
+
 When Redis cannot be reached, the calls of the failed pipeline and every call made until
 a background probe reaches Redis again fail at once with :class:`ClusterUnavailable`
 (``retry_ms`` = time to the next probe); the probe backs off with jitter and the batcher
@@ -39,7 +48,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _pack_command = None
 
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
-from cfm_server.cluster.scripts import Script
+from cfm_server.cluster.scripts import BY_SHA, Script
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +119,8 @@ class Batcher:
         self._probe: asyncio.Task[None] | None = None
         self._next_probe = 0.0  # monotonic time of the next probe while down
         self.pipelines = 0  # how many pipelines went out (for tests and metrics)
+        # Bumped when Redis answered NOSCRIPT: what each connection loaded is void.
+        self._scripts_gen = 0
 
     @property
     def down(self) -> bool:
@@ -194,9 +205,12 @@ class Batcher:
                         self._settle(call, reply)
             if not retry:
                 return
+            # Redis forgot its scripts while connected (SCRIPT FLUSH): every connection
+            # loads them again, this retry's first.
+            self._scripts_gen += 1
             try:
-                for script in {c.script.sha: c.script for c in retry if c.script}.values():
-                    await self._load_script(script)
+                await self._reload(list({c.script.sha: c.script
+                                         for c in retry if c.script}.values()))
             except CONNECTION_ERRORS as exc:
                 self._went_down(exc)
                 self._fail(retry, self._unavailable(f"Redis is unreachable: {exc}"))
@@ -255,8 +269,9 @@ class Batcher:
             raise rx.TimeoutError(f"no reply from Redis within {self._timeout} s")
         return task.result()
 
-    async def _load_script(self, script: Script) -> None:
-        await self._bounded(self._client.script_load(script.source))
+    async def _reload(self, scripts: list[Script]) -> None:
+        """After NOSCRIPT. On one Redis nothing: the retry's pipeline loads them ahead of
+        its calls (``_loads``)."""
 
     async def _ping(self) -> None:
         await self._bounded(self._client.ping())
@@ -277,7 +292,11 @@ class Batcher:
             # Inside the deadline: connecting includes a handshake that reads replies.
             conn = await pool.get_connection()
             taken.append(conn)
-            return await _exchange(conn, commands)
+            loads = self._loads(conn, commands)
+            if not loads:
+                return await _exchange(conn, commands)
+            # A load that failed shows as its calls' NOSCRIPT: retried (see _send).
+            return (await _exchange(conn, loads + commands))[len(loads):]
 
         self.pipelines += 1
         clean = False
@@ -290,6 +309,26 @@ class Batcher:
                 if not clean:
                     await conn.disconnect(nowait=True)
                 await pool.release(conn)
+
+    def _loads(self, conn: Any, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``SCRIPT LOAD`` of each script the commands call that ``conn`` has not loaded
+        (since it connected, and since the last NOSCRIPT), to go ahead of them."""
+        known: tuple[int, set[str]] | None = getattr(conn, "cfm_scripts", None)
+        if known is None:  # a connection not seen yet: forget its scripts at a reconnect
+            conn.register_connect_callback(self._connected)
+        if known is None or known[0] != self._scripts_gen:
+            known = conn.cfm_scripts = (self._scripts_gen, set())
+        loaded = known[1]
+        loads: list[tuple[Any, ...]] = []
+        for command in commands:
+            if command[0] == "EVALSHA" and command[1] not in loaded:
+                loaded.add(command[1])
+                loads.append(("SCRIPT", "LOAD", BY_SHA[command[1]].source))
+        return loads
+
+    def _connected(self, conn: Any) -> None:
+        """redis-py's callback at each (re)connect: a new socket, maybe a new Redis."""
+        conn.cfm_scripts = (self._scripts_gen, set())
 
     def _settle(self, call: _Call, reply: Any) -> None:
         if call.future.done():

@@ -1,8 +1,11 @@
 """The server-side scripts of cluster mode and the bytes they are given.
 
-Each script is Lua in a ``.lua`` file beside this module, run with EVALSHA; a server that
-does not know the script (after a restart, or a ``SCRIPT FLUSH``) answers NOSCRIPT, and
-the batcher loads it and sends the command again (NOSCRIPT means it did not run).
+Each script is Lua in a ``.lua`` file beside this module, run with EVALSHA. On one
+Redis the batcher loads the scripts a pipeline calls at its head on a connection that
+has not loaded them (a new connection: after a restart Redis knows none); a server that
+forgot one anyway (a ``SCRIPT FLUSH``) answers NOSCRIPT, and the batcher sends the
+command again with the script loaded (NOSCRIPT means it did not run). A Redis Cluster's
+batcher loads a script on every master at its first NOSCRIPT.
 
 Encode once. The ``msg`` frame's bytes hold its ``seq``, which only the append script
 knows. Rather than have every node re-encode a published message (once per node) or have
@@ -37,9 +40,15 @@ class Script:
     sha: str  # what EVALSHA names it by
 
 
+# Every script by its sha: what the batcher loads ahead of a pipeline that calls it.
+BY_SHA: dict[str, Script] = {}
+
+
 def load(name: str) -> Script:
     source = resources.files(__package__).joinpath(f"{name}.lua").read_text("utf-8")
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+    script = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+    BY_SHA[script.sha] = script
+    return script
 
 
 APPEND = load("append")

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cfm_bench.cli import app
-from cfm_bench.runner import BenchOptions, run_scenario
+from cfm_bench.runner import BenchOptions, autogroup_note, run_scenario
 from cfm_bench.target import Target, from_url, spawn_baseline
 
 TINY = {"duration": 0.6, "warmup": 0.2, "procs": 1}
@@ -209,3 +209,12 @@ def test_the_server_watch_counts_the_servers_child_processes() -> None:
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_the_cpu_wait_warning_names_autogroups_only_where_they_are_on(tmp_path) -> None:
+    switch = tmp_path / "sched_autogroup_enabled"
+    switch.write_text("1\n")
+    assert "autogroup" in autogroup_note(str(switch))
+    switch.write_text("0\n")
+    assert autogroup_note(str(switch)) == ""
+    assert autogroup_note(str(tmp_path / "absent")) == ""

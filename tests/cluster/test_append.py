@@ -129,6 +129,87 @@ async def test_a_redis_that_forgot_the_script_gets_it_again(broker_factory, redi
         await client.aclose()
 
 
+async def _published_in_order(redis_url: str, channels: list[str], count: int) -> list[bytes]:
+    """The first ``count`` publishes on ``channels``, as one subscriber got them: in the
+    order Redis ran the commands that published them."""
+    client = Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(*channels)
+        got: list[bytes] = []
+        for _ in range(200):  # bounded: 200 × 50 ms
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+            if message is not None:
+                got.append(message["data"])
+                if len(got) == count:
+                    break
+        return got
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+async def _one_turn_append_then_publish(broker, tag: str) -> None:
+    appended = broker.submit("#r", "alice", tag, "text", tag, TS)
+    published = broker.publish("after", tag.encode())  # the same loop turn: behind it
+    await asyncio.gather(appended, published)
+
+
+async def test_after_a_restart_the_scripts_are_loaded_ahead_of_the_turn_that_calls_them(
+        broker_factory, redis):
+    """A restarted Redis knows no script. The first turn on the new connection loads
+    them ahead of its commands, so its append is not answered NOSCRIPT while the command
+    made after it runs: the other nodes see the two in the order they were made."""
+    broker = await broker_factory()
+    assert (await broker.append("#r", "alice", "a", "text", "x", TS)).seq == 1
+    redis.kill()
+    await redis.start()  # same port and dir (AOF): the data is back, the scripts are not
+    for _ in range(100):  # bounded: the batcher reconnects after its back-off
+        try:
+            await broker.batcher.call("PING")
+            break
+        except ClusterError:
+            await asyncio.sleep(0.05)
+    listener = asyncio.create_task(_published_in_order(
+        redis.url, [keys.room_channel("#r"), "after"], 2))
+    await asyncio.sleep(0.2)  # subscribed (a publish before that would be missed)
+    await _one_turn_append_then_publish(broker, "b")
+    got = await listener
+    assert len(got) == 2 and got[1] == b"b", got
+    assert got[0].startswith(b"2 ")  # the append's publish: seq 2, first
+    client = Redis.from_url(redis.url)
+    try:
+        assert await client.xlen(keys.room_log("#r")) == 2
+    finally:
+        await client.aclose()
+
+
+async def test_a_script_flush_between_turns_costs_one_retry_and_loses_nothing(
+        broker_factory, redis):
+    """SCRIPT FLUSH under a live connection: the turn's append is answered NOSCRIPT and
+    sent again with the script loaded ahead of it (stored once, acked), and the next turn
+    is in order again. (The command behind it in that one turn ran first: the failure
+    table in docs/cluster.md.)"""
+    broker = await broker_factory()
+    assert (await broker.append("#r", "alice", "a", "text", "x", TS)).seq == 1
+    client = Redis.from_url(redis.url)
+    try:
+        await client.script_flush()
+        before = broker.batcher.pipelines
+        await _one_turn_append_then_publish(broker, "b")
+        assert broker.batcher.pipelines == before + 2  # the turn, then its retry
+        listener = asyncio.create_task(_published_in_order(
+            redis.url, [keys.room_channel("#r"), "after"], 2))
+        await asyncio.sleep(0.2)
+        await _one_turn_append_then_publish(broker, "c")
+        got = await listener
+        assert len(got) == 2 and got[0].startswith(b"3 ") and got[1] == b"c", got
+        assert await client.xlen(keys.room_log("#r")) == 3
+        assert (await broker.append("#r", "alice", "b", "text", "y", TS)).duplicate
+    finally:
+        await client.aclose()
+
+
 async def _evalsha_calls(client: Redis) -> int:
     return int((await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0))
 

@@ -22,7 +22,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
@@ -547,7 +547,7 @@ class Session:
         mark = self.hub.write_mark()
         if mark is None:  # a single node
             return self._handle_frame(frame, ref, retry)
-        held, out = len(self._held), len(self._out)
+        held, out = _length(self._held), _length(self._out)
         later = self._handle_frame(frame, ref, retry)
         gate = self.hub.written_since(mark)
         if gate is not None:
@@ -557,14 +557,18 @@ class Session:
     def _hold_behind(self, gate: Awaitable[None], held: int, out: int) -> None:
         """What the session was sent since its held and queued frames were ``held`` and
         ``out`` long waits, in order, for ``gate`` (Redis has what the frame changed)."""
-        if len(self._held) < held:
+        if _length(self._held) < held or self.closing:
             return  # dropped meanwhile (closing)
         gate_item = _Answer(iter((gate,)), None)  # type: ignore[arg-type]
+        if self._held is None:  # (made when first used: see __init__)
+            self._held = collections.deque()
         if held:
             self._held.insert(held, gate_item)
         else:
-            moved = self._out[out:]
-            del self._out[out:]
+            queued = self._out
+            moved = queued[out:] if queued is not None else []
+            if queued is not None:
+                del queued[out:]
             self._held.extendleft(reversed(moved))
             self.held += sum(map(len, moved))
             self._held.appendleft(gate_item)
@@ -623,3 +627,8 @@ class Session:
             log.warning("session %s (%s from %s): too many errors, closing it (4008)",
                         self.id or "-", name, self.ip or "-")
             self.close(CloseCode.ABUSE, "too many errors")
+
+
+def _length(items: Sized | None) -> int:
+    """How many a lazily made queue holds (None: not made, none)."""
+    return len(items) if items is not None else 0

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfm_common.frames import StoredMsg
+from cfm_server.childproc import stop_child
 from cfm_server.cluster.indexer import READ_PAGE, SCHEMA
 from cfm_server.datadir import make_private_dir, make_private_file
 from cfm_server.store.searchwords import (
@@ -64,7 +65,6 @@ __all__ = ["READ_PAGE", "ClusterSearch"]
 
 FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 POLL_S = 0.05  # how often waiting searches look at the watermarks again
-STOP_WAIT_S = 10.0  # at close, how long the terminated indexer may take to exit
 
 # The indexer's command (not ``-m``: the package imports the module first).
 _INDEXER = "import sys; from cfm_server.cluster.indexer import main; sys.exit(main(sys.argv))"
@@ -169,18 +169,8 @@ class ClusterSearch:
         self._waiters.clear()
         process, self._process = self._process, None
         if process is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # type: ignore[union-attr]
             self._pipe = -1
-            with contextlib.suppress(OSError):
-                process.terminate()
-            deadline = time.monotonic() + STOP_WAIT_S
-            while process.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            if process.poll() is None:
-                log.warning("the search indexer did not stop; killing it")
-                process.kill()
-                process.wait()
+            await stop_child(process, log)
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()

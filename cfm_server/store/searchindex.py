@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cfm_server.childproc import stop_child
 from cfm_server.datadir import make_private_file, tighten
 from cfm_server.store.base import StoreError
 from cfm_server.store.searchindexer import SCHEMA, SCHEMA_VERSION, connect
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 POLL_S = 0.05  # how often waiting searches look at the watermarks again
-STOP_WAIT_S = 10.0  # at close, how long the terminated indexer may take to exit
 MAX_BACKLOG = 1 << 22  # notes the pipe would not take: beyond this, "look at every room"
 
 # The indexer's command (not ``-m``: the package imports the module first).
@@ -128,18 +128,8 @@ class SearchIndex:
         self._waiters.clear()  # the server is stopping: their sessions are closing
         process, self._process = self._process, None
         if process is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # type: ignore[union-attr]
             self._pipe = -1
-            with contextlib.suppress(OSError):
-                process.terminate()
-            deadline = time.monotonic() + STOP_WAIT_S
-            while process.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            if process.poll() is None:
-                logger.warning("the search indexer did not stop; killing it")
-                process.kill()
-                process.wait()
+            await stop_child(process, logger)
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()

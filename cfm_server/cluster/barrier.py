@@ -255,17 +255,8 @@ class ReadBarrier:
 
     def applied_to(self, seq: int) -> None:
         """The node applied the shared records' log up to ``seq``."""
-        if not self._state_waiters:
-            return
-        waiting = []
-        for target, waiter in self._state_waiters:
-            if waiter.done():
-                continue
-            if target <= seq:
-                waiter.set_result(None)
-            else:
-                waiting.append((target, waiter))
-        self._state_waiters = waiting
+        if self._state_waiters:
+            self._state_waiters = _release(self._state_waiters, seq)
 
     # --- a room's stream ----------------------------------------------------------------
 
@@ -306,14 +297,7 @@ class ReadBarrier:
         waiters = self._room_waiters.get(room)
         if waiters is None:
             return
-        waiting = []
-        for target, waiter in waiters:
-            if waiter.done():
-                continue
-            if target <= seq:
-                waiter.set_result(None)
-            else:
-                waiting.append((target, waiter))
+        waiting = _release(waiters, seq)
         if waiting:
             self._room_waiters[room] = waiting
         else:
@@ -330,3 +314,17 @@ class ReadBarrier:
 
         handle = asyncio.get_running_loop().call_later(CATCH_UP_TIMEOUT, expire)
         waiter.add_done_callback(lambda _: handle.cancel())
+
+
+def _release(waiters: list[tuple[int, asyncio.Future[None]]], seq: int
+             ) -> list[tuple[int, asyncio.Future[None]]]:
+    """Wake every waiter whose target ``seq`` reached; the ones still waiting."""
+    waiting = []
+    for target, waiter in waiters:
+        if waiter.done():
+            continue
+        if target <= seq:
+            waiter.set_result(None)
+        else:
+            waiting.append((target, waiter))
+    return waiting

@@ -79,10 +79,15 @@ async def run_with_fault(a: ServeProcess, b: ServeProcess,
     writers = watchers[:WRITERS]
     acked: dict[str, int] = {}  # text -> seq of its ack
     enough = asyncio.Event()
+    # Each writer's last say waits for the fault: however fast the others go, the fault
+    # comes while the stream is under way, never after it.
+    faulted = asyncio.Event()
 
     async def write(w: Watcher, k: int) -> None:
         for n in range(PER_WRITER):
             text = f"w{k}-{n}"
+            if n == PER_WRITER - 1:
+                await faulted.wait()
             # One id per message: the SDK re-sends it (same id) until acked.
             ack = await asyncio.wait_for(w.client.say(text, room=ROOM), WAIT)
             acked[text] = ack.seq
@@ -95,6 +100,7 @@ async def run_with_fault(a: ServeProcess, b: ServeProcess,
         await fault()
         total = WRITERS * PER_WRITER
         assert len(acked) < total, "the fault came after the stream, not in the middle"
+        faulted.set()
         await asyncio.wait_for(writing, WAIT * 2)
 
         assert len(acked) == total

@@ -104,6 +104,7 @@ class Broker:
         node: str,
         on_message: OnMessage,
         on_reset: OnReset | None = None,
+        on_lost: Callable[[str], None] | None = None,
         on_user_frame: OnUserFrame | None = None,
         socket_timeout: float = 5.0,
         ping_interval: float = 2.0,
@@ -113,6 +114,7 @@ class Broker:
         self.node = scripts.check_token(node, "node id")
         self._on_message = on_message
         self._on_reset = on_reset
+        self._on_lost = on_lost  # (room): seqs it missed are gone from the stream
         self._on_user_frame = on_user_frame
         self._socket_timeout = socket_timeout
         # A Redis Cluster (redis+cluster://): one pipeline per master (rediscluster.py).
@@ -488,11 +490,17 @@ class Broker:
                 if tracker.epoch != epoch:
                     continue  # read from the old epoch's history: not ours to deliver
                 entries = [e for e in entries if _seq(e) <= upto]
-                if not entries:
-                    log.error("%s: seqs %d..%d are gone from the stream; skipping them",
-                              room, after + 1, upto)
-                    self._deliver(room, tracker.skip_to(upto))
-                    continue
+                # Trimmed (retention, the records' log's cap): what is gone is skipped,
+                # whatever follows delivered — never read again and again.
+                gone = _seq(entries[0]) - 1 if entries else upto
+                if gone > after:
+                    log.warning("%s: seqs %d..%d are gone from the stream; skipping them",
+                                room, after + 1, gone)
+                    self._deliver(room, tracker.skip_to(gone))
+                    if self._on_lost is not None:
+                        self._on_lost(room)
+                    if not entries:
+                        continue
                 for entry in entries:
                     self._deliver(room, tracker.offer(_seq(entry), entry[1][b"o"].decode(),
                                                       entry[1][b"m"]))

@@ -126,6 +126,7 @@ class ClusterNode:
         self.session_prefix = f"{self.node_id}."  # of its sessions' ids
         self.broker = Broker(config.redis_url, node=self.node_id,
                              on_message=self._on_message, on_reset=self._on_reset,
+                             on_lost=self._on_lost,
                              on_user_frame=self._on_user_frame)
         self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
         self.writes = ClusterWrites(self.state, self.broker)
@@ -480,6 +481,13 @@ class ClusterNode:
             room.epoch = epoch
         if self.search is not None:
             self.search.forget(room_name)
+
+    def _on_lost(self, room_name: str) -> None:
+        """Seqs of a room this node missed are gone from its stream (retention's trim: a
+        room's are skipped, as a client's history shows them gone); the records' log's
+        are in the snapshot."""
+        if room_name == keys.STATE:
+            self.state.lost()
 
     def _on_change(self, change: Change) -> None:
         self.barriers.applied_to(self.state.seq)

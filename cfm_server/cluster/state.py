@@ -41,6 +41,10 @@ from cfm_server.cluster.errors import ClusterError
 log = logging.getLogger(__name__)
 
 SCAN_PAGE = 1000  # records per HSCAN call while loading the snapshot
+# Entries the log keeps: every read mark and contact change is one, so an untrimmed log
+# grows for ever. A node needs only the snapshot and what follows its position; one
+# behind the trim (cut off from Redis through this many changes) reloads the snapshot.
+LOG_KEEP = 100_000
 
 CHANGED, UNCHANGED, REFUSED = 1, 0, -1
 
@@ -98,8 +102,9 @@ class SharedState:
     """
 
     def __init__(self, broker: Broker, on_change: Callable[[Change], None] | None = None,
-                 *, origin: str | None = None) -> None:
+                 *, origin: str | None = None, keep: int | None = LOG_KEEP) -> None:
         self._broker = broker
+        self._keep = b"" if keep is None else b"%d" % keep
         self._on_change = on_change
         self.origin = scripts.check_token(origin or broker.node, "origin")
         self.records: dict[str, bytes] = {}
@@ -167,6 +172,17 @@ class SharedState:
         """The broker's ``on_reset`` for the ``state`` log: Redis lost or dropped the log;
         the snapshot is what counts now."""
         log.warning("the shared records' log restarted (epoch %s): reloading them", epoch)
+        self._reload_soon()
+
+    def lost(self) -> None:
+        """The broker's ``on_lost`` for the ``state`` log: changes this node missed are
+        trimmed from the log (it was cut off from Redis through ``LOG_KEEP`` changes);
+        the snapshot holds them."""
+        log.warning("changes of the shared records this node missed are trimmed from the "
+                    "log: reloading the records")
+        self._reload_soon()
+
+    def _reload_soon(self) -> None:
         if self._reload is None or self._reload.done():
             self._reload = asyncio.create_task(self._reload_snapshot())
 
@@ -232,7 +248,8 @@ class SharedState:
         written = self.last_write = self._broker.batcher.eval(
             scripts.STATE_CHANGE,
             [keys.room_meta(keys.STATE), keys.room_log(keys.STATE), keys.state_records()],
-            [op, key, value, limit, new_epoch(), keys.room_channel(keys.STATE), origin],
+            [op, key, value, limit, new_epoch(), keys.room_channel(keys.STATE), origin,
+             self._keep],
             convert=settle,
         )
         return written

@@ -6,6 +6,8 @@
 --             | 'uncount' (take back one count: an invite's use whose sign-up failed)
 -- ARGV[2] record key   ARGV[3] value (put, create)   ARGV[4] limit (count; '' = none)
 -- ARGV[5] epoch to create if the log has none   ARGV[6] channel   ARGV[7] origin
+-- ARGV[8] how many entries the log keeps ('' = all): older ones are trimmed; a node
+--         behind the trim reloads the snapshot (the records hash), which holds them all
 -- Returns {seq, status, value, epoch}: status 1 changed (seq is the change's), 0 nothing
 -- to change (seq is the log's head), -1 refused (the key exists / the count is at its
 -- limit); value is the record's value now (false if it has none); epoch the log's.
@@ -54,6 +56,10 @@ local seq_text = string.format('%d', seq)
 -- The entry: 'p <key> <value>' (put) or 'd <key>' (delete). Keys hold no spaces.
 local entry
 if value then entry = 'p ' .. key .. ' ' .. value else entry = 'd ' .. key end
-redis.call('XADD', log, seq_text .. '-0', 'm', entry, 'o', ARGV[7])
+if ARGV[8] ~= '' then
+  redis.call('XADD', log, 'MAXLEN', ARGV[8], seq_text .. '-0', 'm', entry, 'o', ARGV[7])
+else
+  redis.call('XADD', log, seq_text .. '-0', 'm', entry, 'o', ARGV[7])
+end
 redis.call('PUBLISH', ARGV[6], seq_text .. ' ' .. epoch .. ' ' .. ARGV[7] .. ' ' .. entry)
 return {seq, 1, value, epoch}

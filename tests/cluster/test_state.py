@@ -22,11 +22,16 @@ from tests.cluster.redis_proc import RedisProcess
 class Node:
     """A broker and the shared records on it, as a cfm node would wire them."""
 
-    def __init__(self, url: str, name: str, **kwargs: Any) -> None:
+    def __init__(self, url: str, name: str, keep: int | None = 100_000,
+                 **kwargs: Any) -> None:
         self.changes: list[Change] = []
         self.broker = Broker(url, node=name, on_message=self._message,
-                             on_reset=self._reset, **kwargs)
-        self.state = SharedState(self.broker, on_change=self.changes.append)
+                             on_reset=self._reset, on_lost=self._lost, **kwargs)
+        self.state = SharedState(self.broker, on_change=self.changes.append, keep=keep)
+
+    def _lost(self, room: str) -> None:
+        assert room == keys.STATE, room
+        self.state.lost()
 
     def _message(self, room: str, seq: int, origin: str, msg: bytes) -> None:
         assert room == keys.STATE, room
@@ -169,6 +174,34 @@ async def test_changes_made_while_a_node_was_cut_off_arrive_after_it_reconnects(
         await wait_until(lambda: reader.state.seq == 11, "the missed changes")
         assert reader.seqs == list(range(1, 12))
         assert reader.state.records == writer.state.records
+    finally:
+        await proxy.close()
+
+
+async def test_the_log_keeps_its_last_entries_and_a_node_behind_them_reloads(
+        nodes, redis) -> None:
+    """The log is trimmed to its last ``keep`` entries (every read mark is one: untrimmed
+    it grows for ever). A node cut off while more changes than that were made finds them
+    gone from the log when it comes back, and takes them from the snapshot."""
+    proxy = FaultyProxy(redis.port)
+    await proxy.start()
+    try:
+        writer = await nodes(keep=5)
+        reader = await nodes(proxy.url, keep=5, socket_timeout=1.0, ping_interval=0.2,
+                             ping_timeout=0.5, backoff=(0.05, 0.2))
+        await writer.state.put("u:a", b"1")
+        await wait_until(lambda: reader.seqs == [1], "the first change")
+        proxy.freeze()  # half-open: only the watchdog's ping notices
+        for i in range(2, 22):
+            await writer.state.put(f"u:a{i}", b"%d" % i)
+        await writer.state.delete("u:a")
+        assert await writer.broker.batcher.call("XLEN", keys.room_log(keys.STATE)) == 5
+        await wait_until(lambda: reader.state.records == writer.state.records,
+                         "the reader's records reloaded")
+        assert reader.state.seq >= 22
+        assert "u:a" in {c.key for c in reader.changes if c.value is None}  # told it went
+        await writer.state.put("u:after", b"x")  # and it follows the log again
+        await wait_until(lambda: reader.state.records.get("u:after") == b"x", "a new change")
     finally:
         await proxy.close()
 

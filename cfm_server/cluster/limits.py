@@ -34,6 +34,7 @@ grace on a cluster").
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Hashable
@@ -164,16 +165,29 @@ class ClusterConnections:
     async def admit(self, connection: Hashable, ip: str, refusal: T) -> T | None:
         """Count ``connection`` from ``ip`` (a handshake): None, or ``refusal`` if its
         address is at the cap on the cluster. Redis out of reach: counted on this node
-        only (its own cap still holds)."""
+        only (its own cap still holds).
+
+        A count Redis made is taken back when the connection is lost, whatever became of
+        the handshake: a client that hangs up before the answer (websockets then runs no
+        handler) or a handshake that timed out while Redis was slow (the count is made
+        when Redis gets to it) would otherwise hold its address's count for good — and
+        32 of them shut the address out of every node."""
+        counting = self._count(ip, 1)
+        counting.add_done_callback(functools.partial(self._made, connection, ip))
         try:
-            counted = bool(await self._count(ip, 1))
+            counted = bool(await asyncio.shield(counting))
         except ClusterError as exc:
             log.debug("connections from %s counted on this node only: %s", ip, exc)
             return None
-        if not counted:
-            return refusal
+        return None if counted else refusal
+
+    def _made(self, connection: Hashable, ip: str, counting: asyncio.Future[Any]) -> None:
+        if counting.cancelled() or counting.exception() is not None or not counting.result():
+            return
         self._counted[connection] = ip
-        return None
+        lost: asyncio.Future[None] | None = getattr(connection, "connection_lost_waiter", None)
+        if lost is not None:  # (websockets' connection: done once the TCP connection is)
+            lost.add_done_callback(lambda _: self.release(connection))
 
     def release(self, connection: Hashable) -> None:
         """``connection`` ended, or its handshake was refused after ``admit``."""

@@ -127,3 +127,41 @@ async def test_connections_per_address_are_counted_over_the_nodes(nodes) -> None
         await soon(fits, "the closed connection taken back")
     finally:
         await second.close()
+
+
+async def test_a_handshake_dropped_before_its_answer_leaves_no_count(nodes) -> None:
+    """A client that hangs up right after sending its upgrade (websockets then runs no
+    handler) must not hold its address's count: a few dozen such drops would shut the
+    address out of every node for as long as the node runs."""
+    settings = {"trusted_proxies": ["127.0.0.1"], "max_conns_per_ip": 2}
+    a = await nodes(**settings)
+    await nodes(**settings)
+    port = int(a.url.rsplit(":", 1)[1].split("/", 1)[0])
+    upgrade = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               b"Sec-WebSocket-Protocol: cfm.v1\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n")
+    for n in range(12):
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(upgrade)
+        await writer.drain()
+        if n % 2:  # RST rather than FIN
+            writer.transport.abort()
+        else:
+            writer.close()
+        await writer.wait_closed()
+    via = {"additional_headers": {"X-Forwarded-For": "198.51.100.9"}}
+    held: list[WireClient] = []
+
+    async def fits() -> bool:
+        try:
+            held.append(await WireClient.open(a.url, **via))
+        except Exception:  # 429 while the dropped handshakes are still counted
+            return False
+        return True
+
+    try:
+        await soon(fits, "the dropped handshakes' counts taken back")
+        await soon(fits, "room for a second connection")
+    finally:
+        for client in held:
+            await client.close()

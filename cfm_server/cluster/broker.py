@@ -274,6 +274,14 @@ class Broker:
             [keys.room_meta(room), keys.room_log(room), keys.room_changes(room)], args,
             convert=_read_entries)
 
+    def unread(self, room: str, *, after: int, limit: int, user: str
+               ) -> asyncio.Future[tuple[int, int]]:
+        """(unread, mentions) of ``user`` in the ``limit`` seqs after ``after``, counted
+        in Redis (unread.lua): the messages never leave it."""
+        return self.batcher.eval(
+            scripts.UNREAD, [keys.room_log(room)], [after, limit, user],
+            convert=lambda reply: (int(reply[0]), int(reply[1])))
+
     # --- live delivery -----------------------------------------------------------------
 
     def subscribe(self, room: str, *, since: int | None = None,

@@ -245,29 +245,25 @@ class ClusterNode:
 
     async def _count_unread(self, user: User) -> None:
         """The welcome's unread and mention counts (``unread_counts``), read now: one
-        capped read per room with something past the user's read mark, as a single
-        node's store counts (``changes.UNREAD_CAP`` entries at most, change entries
-        included). A room whose read fails is left out of the counts, never the
+        capped count per room with something past the user's read mark, as a single
+        node's store counts (``changes.UNREAD_CAP`` seqs at most, change entries
+        included), made in Redis (unread.lua: the messages are not read out to be
+        counted). A room whose count fails is left out of the counts, never the
         sign-in."""
         world = self.world
         assert world is not None
         rooms = [(room, user.reads.get(room.name, 0)) for name in list(user.rooms)
                  if (room := world.rooms.get(name)) is not None]
         rooms = [(room, read) for room, read in rooms if room.durable_seq > read]
-        pages = await asyncio.gather(
-            *(self.broker.history(room.name, after=read, limit=UNREAD_CAP)
+        counts = await asyncio.gather(
+            *(self.broker.unread(room.name, after=read, limit=UNREAD_CAP, user=user.name)
               for room, read in rooms), return_exceptions=True)
-        for (room, read), page in zip(rooms, pages, strict=True):
-            if isinstance(page, BaseException):
+        for (room, read), counted in zip(rooms, counts, strict=True):
+            if isinstance(counted, BaseException):
                 log.warning("cannot count %s's unread messages in %s: %s", user.name,
-                            room.name, page)
+                            room.name, counted)
                 continue
-            unread = mentions = 0
-            for m in page:
-                if m.sender == user.name or m.change is not None or m.deleted or m.hidden:
-                    continue
-                unread += 1
-                mentions += user.name in (m.mentions or ())
+            unread, mentions = counted
             self._unread[(user.name, room.name)] = (read, unread, mentions)
 
     def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:

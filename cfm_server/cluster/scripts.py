@@ -60,6 +60,7 @@ LEASE_RELEASE = load("lease_release")
 STATE_CHANGE = load("state_change")
 READ = load("read")
 COMPACT = load("compact")
+UNREAD = load("unread")
 
 # The extension keys a stored entry may carry (message changes, docs/protocol.md), in
 # the canonical order of ``cfm_common.codec``; the current state of a changed message

@@ -409,3 +409,31 @@ def test_msg_parts_with_the_extension_keys_equal_encode_msg() -> None:
                 want = encode_msg(StoredMsg("#r", seq, "alice", "hi", ts, "text", client_id,
                                             **extra))
                 assert scripts.msg_bytes(head, seq, tail) == want, (extra, seq)
+
+
+async def test_a_sign_in_counts_unread_messages_without_reading_them_out(
+        nodes, redis) -> None:
+    """The welcome's counts are made in Redis: signing in to a room of long unread
+    messages moves two numbers per room, not the messages (a user in many busy rooms
+    would otherwise pull megabytes out of Redis at every sign-in)."""
+    a = await nodes(rate_limits=False)
+    async with signed_in(a.url, "bob") as bob:
+        await _join(bob)
+        bob_token = bob.token
+    long = "x" * 3000
+    async with signed_in(a.url, "alice") as alice:
+        await _join(alice)
+        for n in range(100):  # 300 KB of unread text
+            await alice.send({"t": "say", "room": ROOM, "text": long, "id": f"l{n}"})
+        await alice.recv_n("ack", 100)
+    client = Redis.from_url(redis.url)
+    try:
+        before = (await client.info("stats"))["total_net_output_bytes"]
+        async with WireClient.connect(a.url) as again:
+            welcome = await again.hello("bob", token=bob_token)
+        after = (await client.info("stats"))["total_net_output_bytes"]
+    finally:
+        await client.aclose()
+    (entry,) = [r for r in welcome["rooms"] if r["room"] == ROOM]
+    assert entry["unread"] == 100
+    assert after - before < 100_000, after - before  # the messages stayed in Redis

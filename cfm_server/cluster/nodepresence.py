@@ -78,6 +78,7 @@ class NodePresence:
         self.limits = ClusterLimits(node.broker.batcher, hub.admission,
                                     self.presence.sessions.__getitem__)
         hub.presence.confirm_offline = self._confirm_offline
+        self.presence.on_back = self._announce_back
         broker = node.broker
         await broker.listen(keys.PRESENCE_CHANNEL, self._on_change)
         await broker.listen(keys.PRESENCE_FRAMES, self._on_frame)
@@ -219,6 +220,22 @@ class NodePresence:
                 assert node.delivery is not None
                 node.delivery.presence_relayed(
                     user, self._handler().frame(user, user.status_for(None)))
+
+    def _announce_back(self, names: list[str]) -> None:
+        """Users this node holds whom the cluster had counted offline: the node was
+        reaped while alive (its heartbeats late, or Redis out of reach for longer than
+        ``presence_expiry``) and every other node told its watchers they went. Told
+        again that they are here, as at their sign-in, or they would look offline to
+        everyone elsewhere until they signed in again."""
+        world = self._node.world
+        if world is None or self._hub is None:
+            return
+        handler = self._handler()
+        for name in names:
+            user = world.users.get(name)
+            if user is None or not user.sessions or user.record.status == Status.INVISIBLE:
+                continue
+            self.send(name, handler.frame(user, user.status_for(None)))
 
     def _on_frame(self, data: bytes) -> None:
         origin, _, rest = data.partition(b" ")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cfm_server.cluster import keys, scripts
@@ -64,6 +65,9 @@ class Presence:
         self._mark_ms = int((grace * 2 + 5) * 1000) if grace > 0 else 0
         self.sessions: Counter[str] = Counter()  # user → sessions on this node
         self._beats: asyncio.Task[None] | None = None
+        # Told the users a re-registration brought back (``rejoin``): the node was reaped
+        # while alive and every node told their watchers they went ('gone').
+        self.on_back: Callable[[list[str]], None] | None = None
 
     @property
     def beat_interval(self) -> float:
@@ -140,8 +144,11 @@ class Presence:
                                  keys.PRESENCE_CHANNEL]
         for user, count in self.sessions.items():
             argv += (user, count)
-        came = await self._batcher.eval(scripts.PRESENCE_REJOIN, [keys.PRESENCE_NODES], argv)
-        return [u.decode() for u in came]
+        reply = await self._batcher.eval(scripts.PRESENCE_REJOIN, [keys.PRESENCE_NODES], argv)
+        came = [u.decode() for u in reply]
+        if came and self.on_back is not None:
+            self.on_back(came)
+        return came
 
     async def beat(self, *, leaving: bool = False) -> list[str]:
         """One heartbeat (and reaping round): the users that went offline cluster-wide."""

@@ -1,0 +1,53 @@
+"""Presence after Redis was out of reach for longer than ``presence_expiry``: the node
+reaped while alive registers again and its users, told gone everywhere by the reaper,
+are told back — people who stayed connected all along must not look offline for good."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+from tests.wire import WireClient, signed_in
+
+
+async def statuses(client: WireClient, name: str, into: list[str]) -> None:
+    """Every status of ``name`` the client is told, in order (until cancelled)."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            frame = await client.recv_until("presence", name=name, timeout=1)
+            into.append(frame["status"])
+
+
+async def test_users_of_a_node_reaped_during_an_outage_are_told_back(nodes, redis) -> None:
+    a = await nodes(presence_expiry=1.5, presence_grace=0)
+    b = await nodes(presence_expiry=1.5, presence_grace=0)
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        for me, other in ((alice, "bob"), (bob, "alice")):
+            await me.send({"t": "contact", "op": "add", "name": other, "id": "c"})
+            await me.recv_until("contact", ref="c")
+        seen = {"bob": [], "alice": []}  # what the other was told of each
+        readers = [asyncio.create_task(statuses(alice, "bob", seen["bob"])),
+                   asyncio.create_task(statuses(bob, "alice", seen["alice"]))]
+        try:
+            assert redis.proc is not None
+            os.kill(redis.proc.pid, signal.SIGSTOP)  # out of reach, longer than the expiry
+            try:
+                await asyncio.sleep(4)
+            finally:
+                os.kill(redis.proc.pid, signal.SIGCONT)
+            # Whichever node beats first reaps the other: its user is told gone, then back
+            # once the reaped node registers again (both stayed connected throughout).
+            for _ in range(150):
+                told = [s for s in seen.values() if s]
+                if told and all(s[-1] == "online" for s in told) and any(
+                        "offline" in s for s in told):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        assert any("offline" in s for s in seen.values()), seen  # a node was reaped
+        assert all(s[-1] == "online" for s in seen.values() if s), seen

@@ -165,7 +165,7 @@ class Broker:
 
     def submit(self, room: str, sender: str, client_id: str | None, kind: str, text: str,
                ts: int, *, origin: str | None = None, extra: dict[str, Any] | None = None,
-               tombstone: bytes = b"") -> asyncio.Future[Appended]:
+               tombstone: bytes = b"", epoch: str | None = None) -> asyncio.Future[Appended]:
         """``append`` as a future, for callers that are not coroutines (the hub's frame
         handlers, like the store's commit futures): no task per message.
 
@@ -173,10 +173,14 @@ class Broker:
         entry's ``change``, ``target``, ``emoji``). A change entry is applied to its
         target in the same script (append.lua), unless its origin marks it hidden (a
         change sent across a block is stored, not applied; a delete always is); a
-        delete gives the target's ``tombstone`` (its msg frame without text)."""
+        delete gives the target's ``tombstone`` (its msg frame without text).
+
+        ``epoch``: the one to give the room if this append creates it in Redis — the
+        node's own for a room it just made (as ``put_room`` proposes), so that the room
+        the node answers with and the one Redis keeps are one (a random one otherwise)."""
         origin = scripts.check_token(origin or self.node, "origin")
         head, tail = scripts.msg_parts(room, sender, text, ts, kind, client_id, extra)
-        args: list[Any] = [sender, client_id or "", ts, head, tail, new_epoch(),
+        args: list[Any] = [sender, client_id or "", ts, head, tail, epoch or new_epoch(),
                            keys.room_channel(room), origin]
         change = extra.get("change") if extra else None
         if change:

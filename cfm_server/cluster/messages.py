@@ -97,7 +97,8 @@ class ClusterMessages(MessageHandler):
         node = self._node
         appended = node.broker.submit(room.name, user.name, client_id, kind.value, text,
                                       now_ms(), origin=node.session_origin(session.id, hidden),
-                                      extra=extra, tombstone=self._tombstone)
+                                      extra=extra, tombstone=self._tombstone,
+                                      epoch=room.epoch)
         appended.add_done_callback(functools.partial(
             self._on_appended, session, room.name, client_id or kind.value, client_id,
             time.perf_counter()))

@@ -40,7 +40,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +48,7 @@ from cfm_common.frames import StoredMsg
 from cfm_server.childproc import stop_child
 from cfm_server.cluster.indexer import READ_PAGE, SCHEMA
 from cfm_server.datadir import make_private_dir, make_private_file
+from cfm_server.store.searchwaiters import CatchUpWaiters
 from cfm_server.store.searchwords import (
     MAX_POSITION,
     fts5_query,
@@ -64,7 +64,6 @@ log = logging.getLogger(__name__)
 __all__ = ["READ_PAGE", "ClusterSearch"]
 
 FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
-POLL_S = 0.05  # how often waiting searches look at the watermarks again
 
 # The indexer's command (not ``-m``: the package imports the module first).
 _INDEXER = "import sys; from cfm_server.cluster.indexer import main; sys.exit(main(sys.argv))"
@@ -112,8 +111,7 @@ class ClusterSearch:
         self._forgets = 0
         self._backlog = b""  # written in part: the pipe was full
         self._flush_handle: asyncio.Handle | None = None
-        self._waiters: list[tuple[dict[str, int], Callable[[], None], float]] = []
-        self._poll_handle: asyncio.Handle | None = None
+        self._waiters = CatchUpWaiters(self.behind)
 
     async def open(self) -> ClusterSearch | None:
         """``start``; None (logged, closed) if the index cannot be made or the indexer
@@ -162,10 +160,9 @@ class ClusterSearch:
     async def close(self) -> None:
         """Stop the indexer (terminated, not asked: the file is made again at the next
         start anyway), close the reader, delete the file."""
-        for handle in (self._flush_handle, self._poll_handle):
-            if handle is not None:
-                handle.cancel()
-        self._flush_handle = self._poll_handle = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush_handle = None
         self._waiters.clear()
         process, self._process = self._process, None
         if process is not None:
@@ -257,23 +254,8 @@ class ClusterSearch:
         for room, seq in rooms.items():
             self.note(room, seq)
         self._flush()  # a search waits: no need to wait for the flush interval
-        self._waiters.append((dict(rooms), callback, time.monotonic() + timeout_s))
-        if self._poll_handle is None:
-            self._poll_handle = loop.call_later(POLL_S, self._poll)
+        self._waiters.add(rooms, callback, timeout_s)
 
-    def _poll(self) -> None:
-        self._poll_handle = None
-        now = time.monotonic()
-        waiting = []
-        for entry in self._waiters:
-            rooms, callback, deadline = entry
-            if now >= deadline or not self.behind(rooms):
-                callback()
-            else:
-                waiting.append(entry)
-        self._waiters = waiting
-        if waiting and self._loop is not None:
-            self._poll_handle = self._loop.call_later(POLL_S, self._poll)
 
     # --- searches ------------------------------------------------------------------------
 

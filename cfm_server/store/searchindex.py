@@ -29,7 +29,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,11 +37,11 @@ from cfm_server.childproc import stop_child
 from cfm_server.datadir import make_private_file, tighten
 from cfm_server.store.base import StoreError
 from cfm_server.store.searchindexer import SCHEMA, SCHEMA_VERSION, connect
+from cfm_server.store.searchwaiters import CatchUpWaiters
 
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
-POLL_S = 0.05  # how often waiting searches look at the watermarks again
 MAX_BACKLOG = 1 << 22  # notes the pipe would not take: beyond this, "look at every room"
 
 # The indexer's command (not ``-m``: the package imports the module first).
@@ -88,8 +87,7 @@ class SearchIndex:
         self._cuts: dict[str, int] = {}
         self._backlog = b""  # written in part: the pipe was full
         self._flush_handle: asyncio.Handle | None = None
-        self._waiters: list[tuple[dict[str, int], Callable[[], None], float]] = []
-        self._poll_handle: asyncio.Handle | None = None
+        self._waiters = CatchUpWaiters(self.behind)
 
     # --- lifecycle (event loop) ---------------------------------------------------------
 
@@ -121,11 +119,10 @@ class SearchIndex:
         index (cut short, it is rolled back), the next start picks up from the
         watermarks, and a process at nice 19 on a busy machine may take seconds to
         notice its pipe closing — seconds the server's shutdown would wait."""
-        for handle in (self._flush_handle, self._poll_handle):
-            if handle is not None:
-                handle.cancel()
-        self._flush_handle = self._poll_handle = None
-        self._waiters.clear()  # the server is stopping: their sessions are closing
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush_handle = None
+        self._waiters.clear()
         process, self._process = self._process, None
         if process is not None:
             self._pipe = -1
@@ -238,23 +235,6 @@ class SearchIndex:
                 or not self.behind(rooms):
             callback()
             return
-        self._waiters.append((dict(rooms), callback, time.monotonic() + timeout_s))
+        self._waiters.add(rooms, callback, timeout_s)
         if self._noted or self._cuts:
             self._flush()  # a search waits: no need to wait for the flush interval
-        if self._poll_handle is None:
-            self._poll_handle = loop.call_later(POLL_S, self._poll)
-
-    def _poll(self) -> None:
-        """While searches wait: answer those now in step, or out of time."""
-        self._poll_handle = None
-        now = time.monotonic()
-        waiting = []
-        for entry in self._waiters:
-            rooms, callback, deadline = entry
-            if now >= deadline or not self.behind(rooms):
-                callback()
-            else:
-                waiting.append(entry)
-        self._waiters = waiting
-        if waiting and self._loop is not None:
-            self._poll_handle = self._loop.call_later(POLL_S, self._poll)

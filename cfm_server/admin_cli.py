@@ -236,13 +236,11 @@ def _reset_token_live(settings: Any, name: str, token_file: Path | None,
                       server: str | None) -> None:
     """reset-token through the running server's control socket (cfm_server/control.py):
     the token is made and delivered here, only its hash goes to the server."""
-    import secrets
-
     from cfm_server import admin, control
     from cfm_server.hub import hash_token
 
     directory = _owned_data_dir(settings)
-    token = secrets.token_urlsafe(admin.TOKEN_BYTES)
+    token = admin.new_token()
     try:
         _token_writer(token_file)(token)
     except admin.AdminError as exc:

@@ -196,3 +196,45 @@ async def test_users_and_stats_read_redis_in_pages(redis: RedisProcess, nodes,
     commands = await client.info("commandstats")
     await client.aclose()
     assert "cmdstat_keys" not in commands and "cmdstat_hscan" in commands, sorted(commands)
+
+
+async def test_a_nodes_stale_copy_of_a_user_does_not_undo_a_reset_or_a_removal(
+        redis: RedisProcess, broker_factory) -> None:
+    """A node that has not applied the operator's change yet writes the user's record
+    (a status change from a session it still holds): Redis keeps the new token, and a
+    removed user stays removed. What the node knows rightly is stored."""
+    from cfm_server.cluster import admin, records
+    from cfm_server.cluster.state import SharedState
+    from cfm_server.cluster.writes import ClusterWrites
+    from cfm_server.domain.signin import hash_token
+
+    client = Redis.from_url(redis.url)
+    await admin.add_user(redis.url, "xena", None, 1, deliver=lambda token: None)
+    raw = await client.hget("cfm:{state}:records", "u:xena")
+    broker = await broker_factory()
+    stale = SharedState(broker)  # not following the log: its copy stays as it was
+    stale.records = {"u:xena": raw}
+    writes = ClusterWrites(stale, broker)
+    record = records.parse({"u:xena": raw}).users["xena"]
+
+    async def stored() -> Any:
+        value = await client.hget("cfm:{state}:records", "u:xena")
+        return None if value is None else records.parse({"u:xena": value}).users["xena"]
+
+    record.status = "busy"  # what the node knows is what Redis holds: stored
+    await writes.put_user(record)
+    assert (await stored()).status == "busy"
+    stale.records = {"u:xena": await client.hget("cfm:{state}:records", "u:xena")}
+    _, token, _ = await admin.reset_token(redis.url, "xena", (), deliver=lambda t: None)
+    record.status = "away"
+    await writes.put_user(record)
+    now = await stored()
+    assert now.token_hash == hash_token(token) and now.status == "busy", now
+    await admin.remove_user(redis.url, "xena", 2)
+    await writes.put_user(record)
+    assert await stored() is None
+    # A record the node makes with a token of its own (the AI contacts') is stored.
+    record.name, record.token_hash = "yuri", hash_token("fresh")
+    await writes.put_user(record)
+    assert (await client.hget("cfm:{state}:records", "u:yuri")) is not None
+    await client.aclose()

@@ -66,16 +66,22 @@ async def _connected(url: str) -> AsyncIterator[Any]:
         await client.aclose()
 
 
-async def _records(client: Any, match: str) -> AsyncIterator[tuple[str, bytes]]:
-    """The shared records whose key matches ``match`` (a glob), a page at a time."""
+async def _pages(client: Any, key: str, match: str) -> AsyncIterator[dict[bytes, bytes]]:
+    """The fields of the hash ``key`` matching ``match`` (a glob), a page at a time."""
     cursor: Any = 0
     while True:
-        cursor, page = await client.hscan(keys.state_records(), cursor, match=match,
-                                          count=PAGE)
-        for key, value in page.items():
-            yield key.decode(), value
+        cursor, page = await client.hscan(key, cursor, match=match, count=PAGE)
+        if page:
+            yield page
         if int(cursor) == 0:
             return
+
+
+async def _records(client: Any, match: str) -> AsyncIterator[tuple[str, bytes]]:
+    """The shared records whose key matches ``match``."""
+    async for page in _pages(client, keys.state_records(), match):
+        for key, value in page.items():
+            yield key.decode(), value
 
 
 async def _rooms(client: Any) -> list[str]:
@@ -277,7 +283,7 @@ async def remove_user(url: str, name: str, now_ms: int) -> Removal:
             await _change(client, "delete", record_key)
         archived = [archive for room in plan.dms
                     if (archive := await _archive(client, room, now_ms)) is not None]
-        await _forget_retries(client, key)
+        await _forget_in_rooms(client, key)
     return Removal(**{**_fields(plan), "archived_as": tuple(archived)})
 
 
@@ -299,14 +305,16 @@ async def _archive(client: Any, room: str, now_ms: int) -> str | None:
     return archive if kept else None
 
 
-async def _forget_retries(client: Any, name: str) -> None:
-    """Drop ``name``'s entries from every room's dedupe hash (``<sender>:<id>``)."""
+async def _forget_in_rooms(client: Any, name: str) -> None:
+    """Drop ``name``'s entries from every room's dedupe hash (``<sender>:<id>``: a retry
+    of theirs must not be taken for one of the next holder's messages) and its
+    reactions from the room's changed messages (``forget_reactions.lua``)."""
+    line = name.encode() + b" "
     for room in await _rooms(client):
-        ids = keys.room_ids(room)
-        cursor: Any = 0
-        while True:
-            cursor, page = await client.hscan(ids, cursor, match=f"{name}:*", count=PAGE)
-            if page:
-                await client.hdel(ids, *page)
-            if int(cursor) == 0:
-                break
+        ids, chg = keys.room_ids(room), keys.room_changes(room)
+        async for page in _pages(client, ids, f"{name}:*"):
+            await client.hdel(ids, *page)
+        async for page in _pages(client, chg, "r:*"):
+            fields = [f for f, v in page.items() if v.startswith(line) or b"\n" + line in v]
+            if fields:
+                await client.eval(scripts.FORGET_REACTIONS.source, 1, chg, name, *fields)

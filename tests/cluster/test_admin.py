@@ -119,6 +119,10 @@ async def test_remove_user_closes_its_sessions_and_frees_the_handle_on_every_nod
             await client.recv_until("joined")
         await alice.send({"t": "say", "room": "#tea", "text": "old alice here", "id": "a1"})
         await alice.recv_until("ack")
+        for client, emoji in ((bob, "tea"), (alice, "tea"), (alice, "cake")):
+            await client.send({"t": "react", "room": "#tea", "target": 1, "emoji": emoji,
+                               "id": f"r{emoji}"})
+            await client.recv_until("ack", id=f"r{emoji}")
         await alice.send({"t": "say", "to": "bob", "text": "a secret", "id": "a2"})
         await alice.recv_until("ack")
         await bob.recv_until("msg", text="a secret")
@@ -152,10 +156,13 @@ async def test_remove_user_closes_its_sessions_and_frees_the_handle_on_every_nod
             await newcomer.recv_until("joined")
             await newcomer.send({"t": "history", "room": "#tea"})
             history = await newcomer.recv_until("history")
-            assert [m["text"] for m in history["msgs"]] == ["old alice here"]
+            texts = [m["text"] for m in history["msgs"] if not m.get("change")]
+            assert texts == ["old alice here"], history
+            # Whoever claims the handle next has reacted to nothing; bob's reaction stays.
+            assert history["msgs"][0]["reactions"] == [{"emoji": "tea", "names": ["bob"]}]
             # The old alice's message ids are not the newcomer's: "a1" is a new message.
             await newcomer.send({"t": "say", "room": "#tea", "text": "new alice", "id": "a1"})
-            assert (await newcomer.recv_until("ack"))["seq"] == 2
+            assert (await newcomer.recv_until("ack"))["seq"] == 5
             await newcomer.send({"t": "join", "room": "dm:alice:bob"})
             assert (await newcomer.recv_until("joined"))["seq"] == 0
     finally:

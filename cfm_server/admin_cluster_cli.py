@@ -118,9 +118,8 @@ def remove_user(url: str, name: str, yes: bool) -> None:
 
     plan = _run(url, admin.plan_removal(url, name))
     typer.echo(describe(plan))
-    typer.echo("Its sessions on every node are closed, and it leaves every room and "
-               "contact list at once. Its reactions, and what the AI contacts remember "
-               "of it, stay (not yet removed on a cluster).")
+    typer.echo("Its sessions on every node are closed and its reactions go. What the AI "
+               "contacts remember of it stays (not yet forgotten on a cluster).")
     if not yes and not typer.confirm(f"Remove {plan.name} and free the handle?",
                                      default=False):
         raise fail("nothing changed", EXIT_DECLINED)

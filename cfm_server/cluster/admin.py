@@ -30,6 +30,7 @@ import msgpack
 from cfm_common import rules
 from cfm_server.accounts import (
     ARCHIVE_PREFIX,
+    AdminError,
     Removal,
     Stats,
     UserInfo,
@@ -194,6 +195,11 @@ async def add_user(url: str, name: str, display: str | None, now_ms: int, *,
     record = new_user(name, display, now_ms, token)
     key = records.user_key(record.name)
     async with _connected(url) as client:
+        # A node's first start makes #lobby: without it, this is likely the wrong Redis
+        # (or database number), where an account would be made for no node to see.
+        if not await client.exists(keys.room_meta(keys.STATE), keys.room_meta(rules.LOBBY)):
+            raise AdminError("that Redis holds no cfm cluster (no node has started on it); "
+                             "check --redis, its database number too")
         if await client.hexists(keys.state_records(), key):
             raise already_exists(record.name)
         deliver(token)

@@ -76,6 +76,10 @@ async def test_reset_token_closes_the_users_sessions_on_every_node(
 
 async def test_reset_token_refuses_an_unknown_user_and_leaves_no_token_file(
         redis: RedisProcess, nodes, tmp_path: Path) -> None:
+    # No node ever started on that Redis (a wrong database number): no account made.
+    other = redis.url.rsplit("/", 1)[0] + "/3"
+    out = await cfm_admin("add-user", "zed", "--redis", other, tmp_path=tmp_path, code=2)
+    assert "holds no cfm cluster" in out, out
     await nodes()
     token_file = tmp_path / "zed.token"
     out = await cfm_admin("reset-token", "zed", "--redis", redis.url, "--token-file",
@@ -216,6 +220,7 @@ async def test_a_nodes_stale_copy_of_a_user_does_not_undo_a_reset_or_a_removal(
     from cfm_server.domain.signin import hash_token
 
     client = Redis.from_url(redis.url)
+    await client.hset("cfm:{#lobby}:meta", "epoch", "e1")  # as a node's first start does
     await admin.add_user(redis.url, "xena", None, 1, deliver=lambda token: None)
     raw = await client.hget("cfm:{state}:records", "u:xena")
     broker = await broker_factory()

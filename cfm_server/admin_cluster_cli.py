@@ -14,16 +14,7 @@ from typing import Any
 
 import typer
 
-from cfm_server.admin_output import (
-    EXIT_DECLINED,
-    describe,
-    fail,
-    hand_over,
-    plural,
-    print_stats,
-    print_users,
-    size,
-)
+from cfm_server import admin_output as out
 
 
 def _run(url: str, work: Coroutine[Any, Any, Any]) -> Any:
@@ -36,11 +27,11 @@ def _run(url: str, work: Coroutine[Any, Any, Any]) -> Any:
     try:
         return asyncio.run(work)
     except AdminError as exc:
-        raise fail(str(exc)) from None
+        raise out.fail(str(exc)) from None
     except ValueError as exc:  # not a redis://, rediss:// or unix:// URL
-        raise fail(f"--redis: {exc}") from None
+        raise out.fail(f"--redis: {exc}") from None
     except OSError as exc:
-        raise fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+        raise out.fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
 
 
 def personas(url: str, settings: Any) -> frozenset[str]:
@@ -55,7 +46,7 @@ def personas(url: str, settings: Any) -> frozenset[str]:
 def users(url: str, settings: Any, as_json: bool) -> None:
     from cfm_server.cluster import admin
 
-    print_users(_run(url, admin.list_users(url, personas(url, settings))), as_json)
+    out.print_users(_run(url, admin.list_users(url, personas(url, settings))), as_json)
 
 
 def stats(url: str, as_json: bool) -> None:
@@ -63,8 +54,8 @@ def stats(url: str, as_json: bool) -> None:
     from cfm_server.server import redact_url
 
     result = _run(url, admin.stats(url))
-    print_stats(result, as_json, f"redis     {size(result.db_bytes)} in use (INFO memory's "
-                                 f"used_memory of {redact_url(url)}, all of it)")
+    out.print_stats(result, as_json, f"redis     {out.size(result.db_bytes)} in use (INFO "
+                                     f"memory's used_memory of {redact_url(url)}, all of it)")
 
 
 def reset_token(url: str, name: str, settings: Any, deliver: Callable[[str], None],
@@ -74,10 +65,10 @@ def reset_token(url: str, name: str, settings: Any, deliver: Callable[[str], Non
     names = personas(url, settings)
     key, token, open_ = _delivering(url, token_file, deliver, lambda deliver: admin.reset_token(
         url, name, names, deliver=deliver))
-    sessions = f"; its {plural(open_, 'open session')} are closed" if open_ else ""
-    hand_over(None, key, token, token_file, server_url,
-              f"New token for {key}, in force on every node now (the old one no longer "
-              f"works{sessions})")
+    sessions = f"; {out.plural(open_, 'open session')} of {key} closed" if open_ else ""
+    out.hand_over(None, key, token, token_file, server_url,
+                  f"New token for {key}, in force on every node now (the old one no longer "
+                  f"works{sessions})")
 
 
 def add_user(url: str, name: str, display: str | None, deliver: Callable[[str], None],
@@ -89,8 +80,8 @@ def add_user(url: str, name: str, display: str | None, deliver: Callable[[str], 
     now_ms = int(time.time() * 1000)
     key, token = _delivering(url, token_file, deliver, lambda deliver: admin.add_user(
         url, name, display, now_ms, deliver=deliver))
-    hand_over(None, key, token, token_file, server_url,
-              f"Created {key} on every node; its token")
+    out.hand_over(None, key, token, token_file, server_url,
+                  f"Created {key} on every node; its token")
 
 
 def _delivering(url: str, token_file: Path | None, deliver: Callable[[str], None],
@@ -117,12 +108,12 @@ def remove_user(url: str, name: str, yes: bool) -> None:
     from cfm_server.cluster import admin
 
     plan = _run(url, admin.plan_removal(url, name))
-    typer.echo(describe(plan))
+    typer.echo(out.describe(plan))
     typer.echo("Its sessions on every node are closed and its reactions go. What the AI "
                "contacts remember of it stays (not yet forgotten on a cluster).")
     if not yes and not typer.confirm(f"Remove {plan.name} and free the handle?",
                                      default=False):
-        raise fail("nothing changed", EXIT_DECLINED)
+        raise out.fail("nothing changed", out.EXIT_DECLINED)
     done = _run(url, admin.remove_user(url, plan.name, int(time.time() * 1000)))
     typer.echo(f"Removed {done.name} on every node; the handle is free."
                + "".join(f"\n  archived {room}" for room in done.archived_as))

@@ -28,20 +28,8 @@ from typing import Any
 import msgpack
 
 from cfm_common import rules
-from cfm_server.accounts import (
-    ARCHIVE_PREFIX,
-    AdminError,
-    Removal,
-    Stats,
-    UserInfo,
-    already_exists,
-    check_handle,
-    check_resettable,
-    new_token,
-    new_user,
-    no_such_user,
-    user_info,
-)
+from cfm_server import accounts
+from cfm_server.accounts import Removal, Stats, UserInfo
 from cfm_server.cluster import keys, records, scripts, state
 from cfm_server.cluster.broker import new_epoch
 from cfm_server.store.base import UserRecord
@@ -97,10 +85,10 @@ async def _rooms(client: Any) -> list[str]:
 
 
 async def _user(client: Any, name: str) -> UserRecord:
-    key = check_handle(name)
+    key = accounts.check_handle(name)
     value = await client.hget(keys.state_records(), records.user_key(key))
     if value is None:
-        raise no_such_user(key)
+        raise accounts.no_such_user(key)
     return records.parse({records.user_key(key): value}).users[key]
 
 
@@ -137,8 +125,8 @@ async def list_users(url: str, persona_names: Collection[str] = ()) -> list[User
             room, _, name = key[2:].rpartition(":")
             counts = dms if room.startswith(rules.DM_PREFIX) else rooms
             counts[name] = counts.get(name, 0) + 1
-    return [user_info(users[name], persona_names, rooms.get(name, 0), dms.get(name, 0), None)
-            for name in sorted(users)]
+    return [accounts.user_info(users[name], persona_names, rooms.get(name, 0),
+                               dms.get(name, 0), None) for name in sorted(users)]
 
 
 async def stats(url: str) -> Stats:
@@ -161,7 +149,7 @@ async def stats(url: str) -> Stats:
         users=users, persons=users - bots, bots=bots,
         rooms=sum(rules.is_group_room(r) for r in names),
         dms=sum(r.startswith(rules.DM_PREFIX) for r in names),
-        archived=sum(r.startswith(ARCHIVE_PREFIX) for r in names),
+        archived=sum(r.startswith(accounts.ARCHIVE_PREFIX) for r in names),
         messages=messages, db_bytes=int(memory.get("used_memory", 0)),
     )
 
@@ -176,14 +164,15 @@ async def reset_token(url: str, name: str, persona_names: Collection[str], *,
     runs before the change: if it raises, nothing changes."""
     async with _connected(url) as client:
         user = await _user(client, name)
-        check_resettable(user.name, user.bot, persona_names)
-        token = new_token()
+        accounts.check_resettable(user.name, user.bot, persona_names)
+        token = accounts.new_token()
         deliver(token)
         from cfm_server.domain.signin import hash_token
 
         user.token_hash = hash_token(token)
-        await _change(client, "put", records.user_key(user.name), records.user_value(user))
+        # Counted before the change: the nodes start closing them once it is made.
         sessions = await client.hvals(keys.presence_user(user.name))
+        await _change(client, "put", records.user_key(user.name), records.user_value(user))
     return user.name, token, sum(int(n) for n in sessions)
 
 
@@ -191,20 +180,20 @@ async def add_user(url: str, name: str, display: str | None, now_ms: int, *,
                    deliver: Callable[[str], None]) -> tuple[str, str]:
     """Create a person's account; (handle, token). The handle is claimed as a sign-up
     claims it (``create``): of the two, one gets it."""
-    token = new_token()
-    record = new_user(name, display, now_ms, token)
+    token = accounts.new_token()
+    record = accounts.new_user(name, display, now_ms, token)
     key = records.user_key(record.name)
     async with _connected(url) as client:
         # A node's first start makes #lobby: without it, this is likely the wrong Redis
         # (or database number), where an account would be made for no node to see.
         if not await client.exists(keys.room_meta(keys.STATE), keys.room_meta(rules.LOBBY)):
-            raise AdminError("that Redis holds no cfm cluster (no node has started on it); "
-                             "check --redis, its database number too")
+            raise accounts.AdminError("that Redis holds no cfm cluster (no node has started "
+                                      "on it); check --redis, its database number too")
         if await client.hexists(keys.state_records(), key):
-            raise already_exists(record.name)
+            raise accounts.already_exists(record.name)
         deliver(token)
         if (await _change(client, "create", key, records.user_value(record))).refused:
-            raise already_exists(record.name)
+            raise accounts.already_exists(record.name)
     return record.name, token
 
 
@@ -300,7 +289,7 @@ def _fields(removal: Removal) -> dict[str, Any]:
 async def _archive(client: Any, room: str, now_ms: int) -> str | None:
     """Move a direct conversation's keys to ``archived:<ms>:<room>``; the archive's
     name, or None when it held no message (its keys are deleted all the same)."""
-    archive = f"{ARCHIVE_PREFIX}{now_ms}:{room}"
+    archive = f"{accounts.ARCHIVE_PREFIX}{now_ms}:{room}"
     names = (keys.room_meta, keys.room_log, keys.room_ids, keys.room_changes)
     kept = await client.exists(keys.room_log(room))
     for name in names:

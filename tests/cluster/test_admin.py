@@ -59,7 +59,7 @@ async def test_reset_token_closes_the_users_sessions_on_every_node(
     try:
         out = await cfm_admin("reset-token", "Alice", "--redis", redis.url, "--server",
                               "ws://chat.example/ws", tmp_path=tmp_path)
-        assert "in force on every node" in out and "2 open sessions" in out, out
+        assert "in force on every node" in out and "2 open sessions of alice closed" in out, out
         new = token_in(out)
         assert await alice_a.wait_closed() == 4003
         assert await alice_b.wait_closed() == 4003

@@ -501,7 +501,7 @@ def remove_user(
     if url := redis or settings.redis_url:
         from cfm_server import admin_cluster_cli
 
-        admin_cluster_cli.remove_user(url, name, yes)
+        admin_cluster_cli.remove_user(url, name, settings, yes)
         return
     with _open(data_dir, config, settings=settings) as db:
         try:

@@ -102,13 +102,17 @@ def _delivering(url: str, token_file: Path | None, deliver: Callable[[str], None
         raise
 
 
-def remove_user(url: str, name: str, yes: bool) -> None:
+def remove_user(url: str, name: str, settings: Any, yes: bool) -> None:
     import time
 
     from cfm_server.cluster import admin
 
     plan = _run(url, admin.plan_removal(url, name))
     typer.echo(out.describe(plan))
+    if plan.name in personas(url, settings):
+        typer.echo(f"{plan.name} is one of this cluster's AI contacts: a node creates it "
+                   f"again when it next takes the AI contacts over (a start, or the "
+                   f"holder's end) unless they are off.")
     typer.echo("Its sessions on every node are closed and its reactions go. What the AI "
                "contacts remember of it stays (not yet forgotten on a cluster).")
     if not yes and not typer.confirm(f"Remove {plan.name} and free the handle?",

@@ -3,19 +3,22 @@
 Each command takes the data directory's lock, as ``cfm serve`` does, so it refuses a
 directory a server is serving; the work itself is in ``cfm_server/admin.py``. The data
 directory resolves as ``cfm serve``'s does (``--data-dir``, ``CFM_DATA_DIR``, the TOML
-file, the user data dir). Heavy imports happen inside the commands, so ``cfm --help``
-stays fast. Errors: one line on stderr and exit 2; a declined confirmation exits 1.
+file, the user data dir: ``admin_settings.py``). With a cluster's Redis (``--redis``)
+the account tools work there instead (``admin_cluster_cli.py``); the invite commands
+are in ``admin_invite_cli.py``. Heavy imports happen inside the commands, so ``cfm
+--help`` stays fast. Errors: one line on stderr and exit 2; a declined confirmation
+exits 1.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cfm_server import admin_invite_cli
 from cfm_server.admin_output import (
     EXIT_DECLINED,
     describe,
@@ -26,6 +29,18 @@ from cfm_server.admin_output import (
     print_users,
     size,
 )
+from cfm_server.admin_settings import (
+    ConfigFile,
+    DataDir,
+    RedisUrl,
+    ServerUrl,
+    TokenFile,
+    check_owner,
+    full_path,
+    load_settings,
+    owned_data_dir,
+    server_url,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -33,26 +48,8 @@ if TYPE_CHECKING:
 
     from cfm_server.config import ServerConfig
 
-app = typer.Typer(help="Operator tools on a stopped server's data directory.",
+app = typer.Typer(help="Operator tools on a server's data directory, or a cluster's Redis.",
                   no_args_is_help=True, add_completion=False)
-
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The server's data directory. (default: as cfm serve: CFM_DATA_DIR, the config file, else the user data dir, e.g. ~/.local/share/cfm)")]  # noqa: E501
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="The server's TOML settings file, for its data_dir and AI personas. (default: <user config dir>/cfm/server.toml if it exists)")]  # noqa: E501
-RedisUrl = Annotated[str | None, typer.Option("--redis", help="A cluster's Redis (redis://HOST:PORT/DB): the accounts every node shares, changed while the nodes run. (default: CFM_REDIS_URL, the config file's redis_url; none: the data dir)")]  # noqa: E501
-
-
-def _settings(data_dir: Path | None, config: Path | None) -> Any:
-    from cfm_server.config import ConfigError, load_config, unknown_env_warnings
-
-    # As cfm serve does: a misspelled CFM_DATA_DIR would otherwise send the command to
-    # the default data directory without a word.
-    for warning in unknown_env_warnings():
-        typer.echo(f"cfm admin: warning: {warning}", err=True)
-    try:
-        return load_config(config, {"data_dir": data_dir, "store": "sqlite"})
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
 
 
 class _Opened:
@@ -82,8 +79,8 @@ def _open(data_dir: Path | None, config: Path | None, *, read_only: bool = False
     from cfm_server.store import StoreError
     from cfm_server.store.lockfile import DataDirInUse
 
-    settings = settings or _settings(data_dir, config)
-    directory = _owned_data_dir(settings)
+    settings = settings or load_settings(data_dir, config)
+    directory = owned_data_dir(settings)
     with contextlib.ExitStack() as stack:
         try:
             try:
@@ -105,11 +102,12 @@ def users(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array, one object per user.")] = False,  # noqa: E501
     redis: RedisUrl = None,
 ) -> None:
-    """Every user: handle, display name, kind, status, created, rooms, DMs, messages sent
-    (not counted on a cluster)."""
+    """Every user: handle, display name, kind, status, created, rooms, DMs, messages sent.
+
+    On a cluster (--redis) the messages sent are not counted."""
     from cfm_server.admin import list_users
 
-    settings = _settings(data_dir, config)
+    settings = load_settings(data_dir, config)
     if url := redis or settings.redis_url:
         from cfm_server import admin_cluster_cli
 
@@ -118,10 +116,6 @@ def users(
     with _open(data_dir, config, read_only=True, settings=settings) as db:
         rows = list_users(db.conn, db.personas)
     print_users(rows, as_json)
-
-
-TokenFile = Annotated[Path | None, typer.Option("--token-file", help="Write the new token to this file (mode 0600) instead of printing it.")]  # noqa: E501
-ServerUrl = Annotated[str | None, typer.Option("--server", help="The URL users connect to, for the token file's name and the instructions. (default: the server's public_url, else ws://<host>:<port>/ws from its settings)")]  # noqa: E501
 
 
 def _token_writer(token_file: Path | None) -> Any:
@@ -150,16 +144,18 @@ def reset_token(
     server: ServerUrl = None,
     redis: RedisUrl = None,
 ) -> None:
-    """Account recovery: a fresh token for NAME; the old one stops working (also while
-    the server runs, or a cluster's nodes: NAME's open sessions are closed)."""
+    """Account recovery: a fresh token for NAME; the old one stops working.
+
+    Also while the server runs, or a cluster's nodes (--redis): NAME's open sessions are
+    closed."""
     from cfm_server import admin
 
-    settings = _settings(data_dir, config)
+    settings = load_settings(data_dir, config)
     if url := redis or settings.redis_url:
         from cfm_server import admin_cluster_cli
 
         admin_cluster_cli.reset_token(url, name, settings, _token_writer(token_file),
-                                      token_file, server or _server_url(settings))
+                                      token_file, server or server_url(settings))
         return
     if _served(settings.resolved_data_dir()):
         _reset_token_live(settings, name, token_file, server)
@@ -170,7 +166,7 @@ def reset_token(
                                            deliver=_token_writer(token_file))
         except admin.AdminError as exc:
             raise fail(str(exc)) from None
-    hand_over(db.data_dir, key, token, token_file, server or _server_url(db.settings),
+    hand_over(db.data_dir, key, token, token_file, server or server_url(db.settings),
                f"New token for {key}; the old token no longer works once cfm serve runs "
                f"again")
 
@@ -204,7 +200,7 @@ def _reset_token_live(settings: Any, name: str, token_file: Path | None,
     from cfm_server import admin, control
     from cfm_server.hub import hash_token
 
-    directory = _owned_data_dir(settings)
+    directory = owned_data_dir(settings)
     token = admin.new_token()
     try:
         _token_writer(token_file)(token)
@@ -222,7 +218,7 @@ def _reset_token_live(settings: Any, name: str, token_file: Path | None,
     key, closed = str(reply["name"]), int(reply.get("closed", 0))
 
     sessions = f" and {plural(closed, 'open session')} closed" if closed else ""
-    hand_over(directory, key, token, token_file, server or _server_url(settings),
+    hand_over(directory, key, token, token_file, server or server_url(settings),
                f"New token for {key}, in force now (the old one no longer works{sessions})")
 
 
@@ -241,12 +237,12 @@ def add_user(
 
     from cfm_server import admin
 
-    settings = _settings(data_dir, config)
+    settings = load_settings(data_dir, config)
     if url := redis or settings.redis_url:
         from cfm_server import admin_cluster_cli
 
         admin_cluster_cli.add_user(url, name, display, _token_writer(token_file), token_file,
-                                   server or _server_url(settings))
+                                   server or server_url(settings))
         return
     with _open(data_dir, config, settings=settings) as db:
         try:
@@ -254,229 +250,14 @@ def add_user(
                                         deliver=_token_writer(token_file))
         except admin.AdminError as exc:
             raise fail(str(exc)) from None
-    hand_over(db.data_dir, key, token, token_file, server or _server_url(db.settings),
+    hand_over(db.data_dir, key, token, token_file, server or server_url(db.settings),
                f"Created {key}; its token")
 
 
-@app.command("invite")
-def invite(
-    uses: Annotated[int, typer.Option(help="How many new accounts the code may create (0: any number).")] = 1,  # noqa: E501
-    expires: Annotated[str, typer.Option(help="How long the code is valid: e.g. 30m, 12h, 7d, or never.")] = "7d",  # noqa: E501
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
-    server: ServerUrl = None,
-    redis: Annotated[str | None, typer.Option("--redis", help="A cluster's Redis (redis://HOST:PORT/DB): the code is signed with the key every node shares there. (default: CFM_REDIS_URL, the config file's redis_url; none: the data dir's key)")] = None,  # noqa: E501
-) -> None:
-    """An invite code for a server whose registration is by invite (works while it runs)."""
-    import datetime
-    import time
-
-    from cfm_server.invites import InviteError, make_code
-
-    settings = _settings(data_dir, config)
-    if uses < 0:
-        raise fail("--uses must be 0 (any number) or more")
-    lifetime = _duration(expires)
-    redis_url = redis or settings.redis_url
-    try:
-        key = _cluster_invite_key(redis_url) if redis_url else _local_invite_key(settings)
-    except (OSError, InviteError) as exc:
-        raise fail(str(exc)) from None
-    until = int(time.time() + lifetime) if lifetime else 0
-    code = make_code(key, uses=uses, expires=until)
-    url = server or _server_url(settings)
-    when = ("never expires" if not until else "valid until " + datetime.datetime.fromtimestamp(
-        until, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"))
-    times = "any number of new accounts" if not uses else plural(uses, "new account")
-    typer.echo(f"Invite code ({times}; {when}):\n\n  {code}\n")
-    typer.echo(f"Give it to the people you invite; each signs up with\n"
-               f"  cfm chat --server {url} --invite {code}\n"
-               f"or, keeping it out of the shell history and the process list, with\n"
-               f"  cfm chat --server {url}\n"
-               f"and the code pasted into the Invite code field the sign-in screen shows "
-               f"when the server asks for it (a bot: Client(url, name, invite=...)). It is "
-               f"needed only for the first sign-in.")
-    registration = _last_run(settings).get("registration", settings.registration)
-    if registration != "invite":
-        typer.echo(f"Note: this server's registration is {registration!r}; start it "
-                   f"with --registration invite (or registration = \"invite\") for codes to "
-                   f"be asked for.")
-
-
-def _local_invite_key(settings: Any) -> bytes:
-    from cfm_server.admin import database_path
-    from cfm_server.invites import load_key
-
-    directory = settings.resolved_data_dir()
-    if not database_path(directory).is_file():
-        raise fail(f"no cfm database in {directory}; check --data-dir (cfm serve makes it "
-                    f"when it first starts)")
-    _check_owner(directory)
-    key = load_key(directory, create=True)
-    assert key is not None
-    return key
-
-
-def _cluster_invite_key(url: str) -> bytes:
-    """The key the nodes of the cluster at ``url`` share (made there if none is yet)."""
-    key = _in_redis(url, "key_from_redis")
-    assert key is not None
-    return key
-
-
-def _in_redis(url: str, what: str, *args: Any) -> Any:
-    """Run ``cfm_server.cluster.invites.<what>(url, *args)``; a failure is the command's."""
-    import asyncio
-
-    from cfm_server.cluster import invites
-    from cfm_server.server import redact_url
-
-    try:
-        return asyncio.run(getattr(invites, what)(url, *args))
-    except ValueError as exc:  # not a redis://, rediss:// or unix:// URL
-        raise fail(f"--redis: {exc}") from None
-    except OSError as exc:
-        raise fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
-
-
-@app.command("ai-kill-switch")
-def ai_kill_switch(
-    state: Annotated[str, typer.Argument(help="on (every AI contact answers 'not now') or off.")],
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
-    redis: Annotated[str | None, typer.Option("--redis", help="The cluster's Redis (redis://HOST:PORT/DB). (default: CFM_REDIS_URL, the config file's redis_url)")] = None,  # noqa: E501
-) -> None:
-    """Turn the AI contacts' kill switch on or off for a whole cluster, at once."""
-    import asyncio
-
-    from cfm_server.server import redact_url
-
-    if state not in ("on", "off"):
-        raise fail("say on or off")
-    url = redis or _settings(data_dir, config).redis_url
-    if not url:
-        raise fail("the kill switch of a single node is [ai] kill_switch in its settings "
-                    "(a restart applies it); --redis names a cluster's Redis")
-    from cfm_server.cluster.ai import kill_switch_in_redis
-
-    try:
-        asyncio.run(kill_switch_in_redis(url, state == "on"))
-    except ValueError as exc:
-        raise fail(f"--redis: {exc}") from None
-    except OSError as exc:
-        raise fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
-    typer.echo(f"AI kill switch {state} for every node of the cluster (a node whose own "
-               f"[ai] kill_switch is true keeps it on).")
-
-
-@app.command("revoke-invite")
-def revoke_invite(
-    code: Annotated[str, typer.Argument(help="The invite code to withdraw (as given out).")],
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
-    redis: Annotated[str | None, typer.Option("--redis", help="A cluster's Redis (redis://HOST:PORT/DB): withdrawn on every node. (default: CFM_REDIS_URL, the config file's redis_url; none: the data dir's)")] = None,  # noqa: E501
-) -> None:
-    """Withdraw one invite code before it expires or is used up (works while it runs)."""
-    from cfm_server.invites import InviteError, load_key, parse_code, revoke
-
-    settings = _settings(data_dir, config)
-    redis_url = redis or settings.redis_url
-    if redis_url:
-        _revoke_in_redis(redis_url, code)
-        return
-    directory = _owned_data_dir(settings)
-    try:
-        key = load_key(directory, create=False)
-    except (OSError, InviteError) as exc:
-        raise fail(str(exc)) from None
-    if key is None:
-        raise fail(f"no invite key in {directory}: no codes were made there; check --data-dir")
-    try:
-        # Expired codes too: withdrawing one is harmless and says what the operator meant.
-        invite = parse_code(key, code, 0.0)
-    except InviteError as exc:
-        raise fail(str(exc)) from None
-    try:
-        new = revoke(directory, invite.nonce)
-    except OSError as exc:
-        raise fail(f"cannot write {directory}: {exc.strerror or exc}") from None
-    typer.echo(f"Invite {invite.nonce} withdrawn: nobody can sign up with it any more "
-               f"(a running server sees it at the next sign-up); accounts already made with "
-               f"it stay." if new else f"Invite {invite.nonce} was already withdrawn.")
-
-
-def _revoke_in_redis(url: str, code: str) -> None:
-    from cfm_server.invites import InviteError, parse_code
-
-    key = _in_redis(url, "key_from_redis", False)
-    if key is None:
-        raise fail("no invite key in that Redis: no codes were made for this cluster")
-    try:
-        invite = parse_code(key, code, 0.0)
-    except InviteError as exc:
-        raise fail(str(exc)) from None
-    new = _in_redis(url, "revoke_in_redis", invite.nonce)
-    typer.echo(f"Invite {invite.nonce} withdrawn on every node: nobody can sign up with it "
-               f"any more; accounts already made with it stay." if new
-               else f"Invite {invite.nonce} was already withdrawn.")
-
-
-def _owned_data_dir(settings: ServerConfig) -> Path:
-    """The data directory the settings name, refused unless this user owns it."""
-    directory = settings.resolved_data_dir()
-    _check_owner(directory)
-    return directory
-
-
-def _check_owner(directory: Path) -> None:
-    """Refuse to work as another user than the one who owns the data directory (the
-    server's): files made here (the WAL, the invite key) would be theirs to read, and
-    the server could no longer open them."""
-    import os
-
-    try:
-        owner = directory.stat().st_uid
-    except OSError:
-        return  # a missing directory gets its own message
-    if owner != os.geteuid():
-        try:
-            import pwd
-
-            name = pwd.getpwuid(owner).pw_name
-        except (ImportError, KeyError):
-            name = str(owner)
-        raise fail(f"{directory} belongs to {name}, the user cfm serve runs as; run cfm admin "
-                    f"as that user too (sudo -u {name} {_this_command()})")
-
-
-def _this_command() -> str:
-    """The command line being run, with the program's full path when it was started as
-    ``cfm`` (another user's PATH rarely has /opt/cfm/venv/bin), for a hint to copy."""
-    import os
-    import shlex
-    import shutil
-
-    program, *args = sys.argv
-    if Path(program).name != "cfm":  # run some other way (python -m, a test): be generic
-        return "cfm admin ..."
-    found = program if os.sep in program else shutil.which(program) or program
-    return shlex.join([os.path.abspath(found), *args])
-
-
-def _duration(text: str) -> float:
-    """Seconds in "30m", "12h", "7d"; 0 for "never"."""
-    text = text.strip().lower()
-    if text in ("never", "0"):
-        return 0.0
-    units = {"m": 60, "h": 3600, "d": 86400}
-    try:
-        value = float(text[:-1])
-        unit = units[text[-1]]
-    except (ValueError, KeyError, IndexError):
-        raise fail(f"--expires wants 30m, 12h, 7d or never, not {text!r}") from None
-    if value <= 0:
-        raise fail("--expires must be more than 0 (or never)")
-    return value * unit
+# Made and withdrawn also while the server runs, on a data dir or a cluster's Redis.
+app.command("invite")(admin_invite_cli.invite)
+app.command("ai-kill-switch")(admin_invite_cli.ai_kill_switch)
+app.command("revoke-invite")(admin_invite_cli.revoke_invite)
 
 
 @app.command("remove-user")
@@ -497,7 +278,7 @@ def remove_user(
 
     from cfm_server import admin
 
-    settings = _settings(data_dir, config)
+    settings = load_settings(data_dir, config)
     if url := redis or settings.redis_url:
         from cfm_server import admin_cluster_cli
 
@@ -533,11 +314,12 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
     redis: RedisUrl = None,
 ) -> None:
-    """Users, rooms, messages and the database's size on disk (a cluster: Redis's
-    memory)."""
+    """Users, rooms, messages and the database's size on disk.
+
+    On a cluster (--redis): Redis's memory in use instead of the size."""
     from cfm_server import admin
 
-    settings = _settings(data_dir, config)
+    settings = load_settings(data_dir, config)
     if url := redis or settings.redis_url:
         from cfm_server import admin_cluster_cli
 
@@ -587,14 +369,14 @@ def backup(
     from cfm_server.backup import BackupError
     from cfm_server.backup import backup as make_backup
 
-    settings = _settings(data_dir, config)
-    directory = _owned_data_dir(settings)
+    settings = load_settings(data_dir, config)
+    directory = owned_data_dir(settings)
     try:
         summary = make_backup(directory, dest)
     except BackupError as exc:
         raise fail(str(exc)) from None
-    dest = _full(dest)  # the restore line below is run later, from elsewhere
-    typer.echo(f"Backed up {_full(directory)} into {dest}:\n"
+    dest = full_path(dest)  # the restore line below is run later, from elsewhere
+    typer.echo(f"Backed up {full_path(directory)} into {dest}:\n"
                f"  cfm.sqlite3  {plural(summary.users, 'user')}, "
                f"{plural(summary.messages, 'message')} ({size(summary.db_bytes)}, schema "
                f"v{summary.schema})\n"
@@ -614,13 +396,13 @@ def restore(
     from cfm_server.backup import restore as do_restore
 
     if data_dir.exists():
-        _check_owner(data_dir)
+        check_owner(data_dir)
     try:
         summary = do_restore(source, data_dir)
     except BackupError as exc:
         raise fail(str(exc)) from None
     taken = f" (taken {summary.created})" if summary.created else ""
-    source, data_dir = _full(source), _full(data_dir)
+    source, data_dir = full_path(source), full_path(data_dir)
     typer.echo(f"Restored {source}{taken} into {data_dir}: "
                f"{plural(summary.users, 'user')}, {plural(summary.messages, 'message')}, "
                f"invite key "
@@ -664,8 +446,8 @@ def migrate(
         check_url(to)
     except MigrateError as exc:
         raise fail(str(exc)) from None
-    settings = _settings(data_dir, config)
-    directory = _owned_data_dir(settings)
+    settings = load_settings(data_dir, config)
+    directory = owned_data_dir(settings)
     path = database_path(directory)
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
@@ -691,7 +473,7 @@ def migrate(
         raise fail(str(exc)) from None
     for warning in copied.warnings:
         typer.echo(f"cfm admin: warning: {warning}", err=True)
-    typer.echo(f"Copied {_full(directory)} into {shown(to)} (Redis {copied.redis_version}):\n"
+    typer.echo(f"Copied {full_path(directory)} into {shown(to)} (Redis {copied.redis_version}):\n"
                f"  {plural(copied.users, 'user')}, {plural(copied.contacts, 'contact entry', 'contact entries')}, "  # noqa: E501
                f"{plural(copied.memberships, 'membership')}, {plural(copied.reads, 'read mark')}, "
                f"{plural(copied.invites, 'invite')}, {plural(copied.moderators, 'moderator')}\n"
@@ -700,42 +482,5 @@ def migrate(
                f"  invite key {'yes' if copied.invite_key else 'none (no invites made)'}, "
                f"{plural(copied.ai_memories, 'AI memory', 'AI memories')}\n"
                f"The data directory keeps all it held: cfm serve still starts on it.")
-
-
-def _full(path: Path) -> Path:
-    """``path`` from the root, ``..`` folded (symlinks kept: it is the name typed)."""
-    import os
-
-    return Path(os.path.abspath(path))
-
-
-def _last_run(settings: Any) -> dict[str, Any]:
-    """What the server wrote of its last start (``server.json``): its URL and
-    registration as flags and environment made them; empty if there is none."""
-    import json
-
-    from cfm_server.server import RUN_FILE
-
-    try:
-        record = json.loads((settings.resolved_data_dir() / RUN_FILE).read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _server_url(settings: Any) -> str:
-    """The URL people type: ``public_url`` (the settings', else as the last start
-    recorded it), else where people on this machine reach the server: as its last start
-    recorded it (flags included), else as the settings say."""
-    from cfm_server.netaddr import ws_url
-
-    last = _last_run(settings)
-    for url in (settings.public_url, last.get("public_url")):
-        if isinstance(url, str) and url.startswith(("ws://", "wss://")):
-            return url
-    url = last.get("dial")
-    if isinstance(url, str) and url.startswith(("ws://", "wss://")):
-        return url
-    return ws_url(settings.host, settings.port, tls=settings.tls_cert is not None, dial=True)
 
 

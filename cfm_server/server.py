@@ -20,10 +20,10 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -109,28 +109,6 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
         search=config.search_index,
     )
     return store, str(path)
-
-
-T = TypeVar("T")
-
-
-def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``, on uvloop when it is installed (``pip install cfm[speed]``).
-
-    uvloop's transports and loop are C, so every write, read and callback of the hot path
-    costs less; the server needs nothing else of it. Without uvloop: plain asyncio.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    # Run outside the except clause: an error in the server is not "during handling of
-    # ModuleNotFoundError" (that chained every traceback to uvloop's absence).
-    if uvloop is None:
-        return asyncio.run(main)
-    log.debug("event loop: uvloop %s", uvloop.__version__)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
 
 
 def redact_url(url: str) -> str:

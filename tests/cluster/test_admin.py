@@ -57,6 +57,12 @@ async def test_reset_token_closes_the_users_sessions_on_every_node(
     bob = await WireClient.open(b.url)
     assert (await bob.hello("bob"))["t"] == "welcome"
     try:
+        client = Redis.from_url(redis.url)
+        for _ in range(1000):  # both sessions counted in the cluster's presence
+            if sum(int(n) for n in await client.hvals("cfm:{presence}:user:alice")) == 2:
+                break
+            await asyncio.sleep(0.005)
+        await client.aclose()
         out = await cfm_admin("reset-token", "Alice", "--redis", redis.url, "--server",
                               "ws://chat.example/ws", tmp_path=tmp_path)
         assert "in force on every node" in out and "2 open sessions of alice closed" in out, out

@@ -48,7 +48,8 @@ from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
 from cfm_server.netaddr import WS_PATH, TrustedProxies, is_loopback, server_tls_context, ws_url
 from cfm_server.opmetrics import OpsMetrics, start_metrics_listener
-from cfm_server.session import Outbox, Session
+from cfm_server.outbox import Outbox
+from cfm_server.session import Session
 from cfm_server.store import Store, StoreError
 from cfm_server.wsconn import ConnectionGuard, MeteredConnection
 

@@ -1,0 +1,125 @@
+"""The AI contacts do not flap when their node dies: three real ``cfm serve --redis``
+processes over one real redis-server, a watcher on a surviving node with an AI contact
+in their list (every new user has them as default contacts), the node holding the AI
+contacts' lease SIGKILLed. Another node takes the lease and signs the personas in; the
+dead node's sessions expire. Whatever the order of the two, the watcher is told nothing
+about the persona: it was online before and is online after (issue 12: a user with
+sessions on two nodes is online until the last one goes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from tests.cluster.redis_proc import RedisProcess
+from tests.server.serve_proc import ServeProcess, serve
+from tests.wire import WireClient
+
+PERSONA = "smartybot"
+# The defaults' proportions (ai_lease_ttl 10 s, presence_expiry 15 s), five times faster.
+TTL = 2.0
+EXPIRY = 3.0
+WAIT = 60.0  # a bound on every wait on a busy 2-core machine, never a timed assertion
+LEASE_KEY = "cfm:lease:ai-contacts"
+NODES_KEY = "cfm:{presence}:nodes"
+PERSONA_KEY = f"cfm:{{presence}}:user:{PERSONA}"
+
+
+def node_args(url: str, node: str, data: Path) -> tuple[str, ...]:
+    return ("--redis", url, "--node-id", node, "--data-dir", str(data / node),
+            "--no-rate-limits", "--set", f"ai_lease_ttl={TTL}",
+            "--set", f"presence_expiry={EXPIRY}")
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` (bounded): state that only Redis shows."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not await check():
+        assert loop.time() < deadline, f"not within {WAIT} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def watching(url: str, name: str) -> AsyncIterator[WireClient]:
+    """A signed-in client whose every frame is read (into ``seen``) in the background."""
+    async with WireClient.connect(url) as client:
+        welcome = await client.hello(name)
+        assert welcome["t"] == "welcome", welcome
+        client.welcome = welcome  # type: ignore[attr-defined]
+
+        async def read() -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    await client.recv(timeout=WAIT * 4)
+
+        reader = asyncio.create_task(read())
+        try:
+            yield client
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+
+def persona_frames(client: WireClient) -> list[tuple[str, Any]]:
+    return [(f["t"], f.get("status")) for f in client.seen
+            if f.get("t") == "presence" and f.get("name") == PERSONA]
+
+
+async def test_the_ai_contacts_do_not_flap_when_their_node_is_killed(
+        redis: RedisProcess, tmp_path: Path) -> None:
+    db = aioredis.from_url(redis.url)
+    async with AsyncExitStack() as stack:
+        procs: dict[str, ServeProcess] = {}
+        for node in ("n1", "n2", "n3"):
+            procs[node] = await stack.enter_async_context(
+                serve(*node_args(redis.url, node, tmp_path), ai=True))
+
+        async def persona_nodes() -> set[str]:
+            return {n.decode() for n in await db.hkeys(PERSONA_KEY)}  # type: ignore[misc]
+
+        async def running_somewhere() -> bool:
+            return bool(await db.get(LEASE_KEY)) and bool(await persona_nodes())
+
+        await until(running_somewhere, "the AI contacts run on a node")
+        holder = (await db.get(LEASE_KEY)).decode().split("/")[0]
+        assert await persona_nodes() == {holder}
+        survivors = [n for n in procs if n != holder]
+        async with watching(procs[survivors[0]].url, "wanda") as wanda, \
+                watching(procs[survivors[1]].url, "walt") as walt:
+            for watcher in (wanda, walt):
+                contacts = {c["name"]: c for c in watcher.welcome["contacts"]}  # type: ignore[attr-defined]
+                assert contacts[PERSONA]["status"] == "online", contacts[PERSONA]
+            procs[holder].proc.send_signal(signal.SIGKILL)  # no goodbye: leases expire
+            await procs[holder].proc.wait()
+
+            async def taken_over() -> bool:
+                now = await persona_nodes()
+                return bool(now) and holder not in now
+
+            async def reaped() -> bool:
+                return await db.zscore(NODES_KEY, holder) is None
+
+            await until(taken_over, "another node runs the AI contacts")
+            await until(reaped, "the killed node's sessions expire")
+            # Anything the takeover or the expiry made the nodes tell, told by now: the
+            # longest a node holds back a persona's going offline (a takeover's time).
+            await asyncio.sleep(TTL * 2)
+            for watcher in (wanda, walt):
+                assert persona_frames(watcher) == [], persona_frames(watcher)
+            # The persona is really back: it answers on the new node.
+            await wanda.send({"t": "say", "to": PERSONA, "text": "still there?", "id": "q"})
+
+            async def answered() -> bool:
+                return any(f.get("t") == "msg" and PERSONA in (f.get("from"), f.get("sender"))
+                           for f in wanda.seen)
+
+            await until(answered, "the persona answers from its new node")
+    await db.aclose()

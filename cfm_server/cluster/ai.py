@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 LEASE = "ai-contacts"
 QUOTA_DAYS_KEPT = 2 * 86_400  # a day's counts expire this long after its last count
 MEMORY_WRITE_TIMEOUT = 10.0  # seconds a memory write waits for Redis
+# Beyond the lease's ttl, how long a new holder may take to sign the personas in: every
+# node holds a 'gone' of theirs back this long, so their node's death is no flap
+# (cluster/comeback.py).
+TAKEOVER_START = 5.0
 
 
 class SharedQuotas(DailyQuotas):
@@ -184,6 +188,9 @@ class ClusterAI:
             else:
                 world.admission.add_server_bot(persona.handle,
                                                {persona.display, user.record.display})
+        ours = [u.name for p in self.config.personas
+                if (u := world.users.get(p.handle)) is not None and u.record.bot]
+        self._node.present.comebacks.expect(ours, within=self.lease.ttl + TAKEOVER_START)
 
     async def start(self) -> None:
         await self._node.broker.listen(keys.AI_KILL_SWITCH_CHANNEL, self._on_kill_switch)

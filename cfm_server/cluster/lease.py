@@ -4,8 +4,9 @@
     task = asyncio.create_task(lease.keep(on_acquired=start_ai, on_lost=stop_ai))
 
 Whoever holds the lease does the work (the AI contacts, which must run once per
-cluster); the others wait and take over within ``ttl`` of the holder's death. The
-holder renews every ``ttl / 3``. It counts the lease as its own only until ``0.8 × ttl``
+cluster); the others wait and take over within ``ttl`` of the holder's death (each
+tries again as the holder's lease runs out, as Redis told it). The holder renews every
+``ttl / 3``. It counts the lease as its own only until ``0.8 × ttl``
 after the start of its last successful renewal (by its own clock, from before the request
 was sent, so before Redis's expiry with a fifth of ``ttl`` to spare for a late wake-up):
 a holder cut off from Redis stops working before another node can take over. (A holder
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # The share of ttl a holder trusts its lease for; the rest absorbs a late wake-up.
 SAFE_SHARE = 0.8
+# How long after another holder's lease should have run out a waiter asks again.
+TAKE_AFTER = 0.02
 
 
 class Lease:
@@ -41,6 +44,7 @@ class Lease:
         self.token = f"{holder}/{secrets.token_hex(6)}"
         self.ttl = ttl
         self._valid_until = 0.0
+        self._others_left = ttl  # seconds another holder's lease had left, last we asked
 
     @property
     def held(self) -> bool:
@@ -51,8 +55,11 @@ class Lease:
         started = time.monotonic()
         ok = await self._batcher.eval(scripts.LEASE_ACQUIRE, [self.key],
                                       [self.token, int(self.ttl * 1000)])
-        self._valid_until = started + self.ttl * SAFE_SHARE if ok else 0.0
-        return bool(ok)
+        held = ok == 1
+        self._valid_until = started + self.ttl * SAFE_SHARE if held else 0.0
+        if not held:
+            self._others_left = -int(ok) / 1000
+        return held
 
     async def release(self) -> None:
         self._valid_until = 0.0
@@ -85,6 +92,10 @@ class Lease:
                 delay = self.ttl / 3
                 if working:
                     delay = min(delay, max(self._valid_until - time.monotonic(), 0.0))
+                elif not attempt.cancelled() and attempt.exception() is None:
+                    # Someone else's: try again as it runs out (a dead holder's is then
+                    # taken at once, not up to a third of ttl later).
+                    delay = min(delay, self._others_left + TAKE_AFTER)
                 await asyncio.sleep(delay)
         finally:
             if working:

@@ -27,6 +27,7 @@ import msgpack
 from cfm_common.errors import ProtocolError
 from cfm_common.rules import Status
 from cfm_server.cluster import keys
+from cfm_server.cluster.comeback import Comebacks
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.limits import ClusterConnections, ClusterLimits
 from cfm_server.cluster.presence import Presence
@@ -70,6 +71,8 @@ class NodePresence:
         # user → the count of its last session here going out, while under way: the
         # grace's end is asked after it (Redis must not find that session still there).
         self._downs: dict[str, asyncio.Future[Any]] = {}
+        # Users a 'gone' is held back for: they come back on another node (comeback.py).
+        self.comebacks = Comebacks(presence, self._tell_gone)
 
     async def start(self, hub: Hub) -> None:
         """Listen to what the other nodes tell (before the node registers itself)."""
@@ -93,6 +96,7 @@ class NodePresence:
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        self.comebacks.close()
 
     # --- a sign-in ----------------------------------------------------------------------
 
@@ -208,18 +212,24 @@ class NodePresence:
         user = node.world.users.get(name.decode())
         if user is None:
             return
-        if op == b"on" and not user.sessions:
-            user.remote = True
+        if op == b"on":
+            self.comebacks.back(user.name)
+            if not user.sessions:
+                user.remote = True
         elif op == b"off":
             user.remote = False
-        elif op == b"gone":
-            # Its node died or left: nobody signed the user out, so no node told the
-            # watchers. Each node tells its own, as the user's node would have.
-            user.remote = False
-            if not user.sessions and user.record.status != Status.INVISIBLE:
-                assert node.delivery is not None
-                node.delivery.presence_relayed(
-                    user, self._handler().frame(user, user.status_for(None)))
+        elif op == b"gone" and not self.comebacks.hold(user):
+            self._tell_gone(user)
+
+    def _tell_gone(self, user: User) -> None:
+        """The user's node died or left: nobody signed the user out, so no node told the
+        watchers. Each node tells its own, as the user's node would have."""
+        user.remote = False
+        if not user.sessions and user.record.status != Status.INVISIBLE:
+            node = self._node
+            assert node.delivery is not None
+            node.delivery.presence_relayed(
+                user, self._handler().frame(user, user.status_for(None)))
 
     def _announce_back(self, names: list[str]) -> None:
         """Users this node holds whom the cluster had counted offline: the node was

@@ -39,6 +39,12 @@ class Backoff:
     def reset(self) -> None:
         self.attempt = 0
 
+    def after(self, seconds: float) -> float:
+        """A wait of at least ``seconds`` (a server's hint), spread up to half as much
+        again so that the clients it told the same do not come back in step. The
+        schedule does not move on: the server paces us, not our failures."""
+        return self._rng.uniform(seconds, seconds * 1.5)
+
     def capped(self, cap: float) -> Backoff:
         """A fresh schedule with the same base and jitter source, but a lower cap."""
         return Backoff(self.base, max(self.base, min(cap, self.cap)), rng=self._rng)

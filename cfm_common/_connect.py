@@ -47,6 +47,15 @@ def status_message(url: str, status: int) -> str:
     return f"cannot reach {url}: it answered HTTP {status} instead of a WebSocket handshake"
 
 
+def retry_after_ms(status: int, headers: Any) -> int | None:
+    """A 503's or 429's ``Retry-After`` in delay-seconds, as ms (an HTTP date, or
+    nonsense, is no hint)."""
+    value = headers.get("Retry-After") if status in (429, 503) else None
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip()) * 1000
+
+
 def status_is_final(status: int) -> bool:
     """A person must change something: a 4xx other than "too many" or "too slow"."""
     return 400 <= status < 500 and status not in (408, 429)
@@ -122,8 +131,9 @@ async def open_session(url: str, hello: f.Hello, *, timeout: float,
         status = exc.response.status_code
         # 400/426: what a WebSocket server answers to a subprotocol it lacks.
         cause = ConnectCause.NOT_CFM if status in (400, 426) else ConnectCause.HTTP_STATUS
-        raise ConnectFailed(cause, url, status_message(url, status),
-                            status=status, final=status_is_final(status)) from exc
+        raise ConnectFailed(cause, url, status_message(url, status), status=status,
+                            final=status_is_final(status),
+                            retry_ms=retry_after_ms(status, exc.response.headers)) from exc
     except NegotiationError as exc:
         raise ConnectFailed(ConnectCause.NOT_CFM, url, f"{url} does not speak {SUBPROTOCOL}"
                             f" (is it a cfm server?): {exc}", final=True) from exc

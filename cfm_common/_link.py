@@ -67,7 +67,8 @@ class Link:
                 except ClientError as exc:
                     if core.closed or final_refusal(exc):
                         raise
-                    failed = self.schedule.connect_failed(url, exc)
+                    now = asyncio.get_running_loop().time()
+                    failed = self.schedule.connect_failed(url, exc, now)
                     if failed is None:
                         log.info("%s: %s; trying %s", core.name, exc.msg,
                                  self.schedule.servers.current)
@@ -77,7 +78,7 @@ class Link:
                         if error is exc:
                             raise
                         raise error from exc
-                    delay = self.schedule.backoff.next()
+                    delay = self.schedule.wait(now)
                     log.warning("%s: %s; trying again in %.1f s", core.name, error.msg, delay)
                     core.set_state(ConnectionState.RECONNECTING, retry_in=delay, reason=error.msg)
                     await self._nap(delay)
@@ -244,7 +245,7 @@ class Link:
                     self._end(exc)
                     return None
                 reason = exc.msg
-                if not self.schedule.reconnect_failed():
+                if not self.schedule.reconnect_failed(exc, loop.time()):
                     log.info("%s: %s; trying %s", core.name, reason,
                              self.schedule.servers.current)
                 continue

@@ -109,15 +109,17 @@ class ConnectCause(enum.StrEnum):
 
 class ConnectFailed(ClientError):
     """No session: ``cause`` says why, ``url`` where, ``status`` the HTTP status for
-    ``HTTP_STATUS``. ``msg`` is the whole sentence ("cannot reach URL: …"), ``detail``
-    its reason alone (the part after the URL), both for people."""
+    ``HTTP_STATUS`` (and ``retry_ms`` its ``Retry-After``, if it said). ``msg`` is the
+    whole sentence ("cannot reach URL: …"), ``detail`` its reason alone (the part after
+    the URL), both for people."""
 
     def __init__(
         self, cause: ConnectCause, url: str, msg: str, *, status: int | None = None,
         detail: str = "", final: bool = False, by_url: Mapping[str, ClientError] | None = None,
+        retry_ms: int | None = None,
     ) -> None:
         code = "bad_certificate" if cause is ConnectCause.CERTIFICATE else "connect_failed"
-        super().__init__(code, msg, final=final, by_url=by_url)
+        super().__init__(code, msg, retry_ms, final=final, by_url=by_url)
         self.cause = cause
         self.url = url
         self.status = status

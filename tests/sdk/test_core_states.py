@@ -9,6 +9,7 @@ import pytest
 
 from cfm_common import frames as f
 from cfm_common._backoff import Backoff
+from cfm_common._connect import retry_after_ms
 from cfm_common._reconnect import RESTART_CAP, STABLE_AFTER, Reconnect, round_error
 from cfm_common._states import (
     TRANSITIONS,
@@ -80,7 +81,8 @@ def test_another_url_is_tried_at_once_and_a_whole_round_backs_off() -> None:
     r = schedule("ws://a/ws", "ws://b/ws")
     assert r.lost(1006, lived=1.0, now=0.0)
     assert r.servers.current == "ws://b/ws" and r.delay(0.0) == 0.0
-    assert r.reconnect_failed()  # b failed too: the round is over
+    refused = ConnectFailed(ConnectCause.REFUSED, "ws://b/ws", "cannot reach ws://b/ws")
+    assert r.reconnect_failed(refused, 0.0)  # b failed too: the round is over
     assert 0.25 <= r.delay(0.0) <= 0.5
 
 
@@ -92,6 +94,44 @@ def test_after_a_restart_the_back_off_stays_short_for_a_while() -> None:
     assert r.lost(1001, lived=1.0, now=100.0)
     normal = [r.delay(100.0) for _ in range(10)]
     assert max(normal) > RESTART_CAP
+
+
+def test_a_servers_hint_is_waited_for_spread_and_the_back_off_does_not_grow() -> None:
+    r = schedule("ws://a/ws")
+    r.lost(1006, lived=1.0, now=0.0)
+    r.delay(0.0)
+    busy = ServerRefused("internal", "cannot sign you in now", 2000, ref="hello")
+    for n in range(20):  # twenty refusals in a row: each wait is the hint's, spread
+        assert r.reconnect_failed(busy, float(n))
+        assert 2.0 <= r.delay(float(n)) <= 3.0
+    assert r.backoff.attempt == 1  # only the wait after the drop moved it
+    tiny = ServerRefused("internal", "soon", 10)  # never sooner than the back-off's base
+    r.reconnect_failed(tiny, 30.0)
+    assert 0.5 <= r.delay(30.0) <= 0.75
+
+
+def test_an_answer_that_says_not_now_keeps_the_back_off_short() -> None:
+    unavailable = ConnectFailed(ConnectCause.HTTP_STATUS, "ws://a/ws", "503", status=503)
+    dead = ConnectFailed(ConnectCause.REFUSED, "ws://a/ws", "cannot reach ws://a/ws")
+    for failure, short in ((unavailable, True), (dead, False)):
+        r = schedule("ws://a/ws")
+        r.lost(1006, lived=1.0, now=0.0)
+        delays = []
+        for n in range(12):
+            delays.append(r.delay(float(n)))
+            r.reconnect_failed(failure, float(n))
+        assert (max(delays) <= RESTART_CAP) is short, delays
+    r = schedule("ws://a/ws")
+    r.lost(1013, lived=1.0, now=0.0)  # try again later: as after a restart
+    assert max(r.delay(1.0) for _ in range(10)) <= RESTART_CAP
+
+
+def test_retry_after_is_a_hint_in_seconds_on_a_503_or_429_only() -> None:
+    assert retry_after_ms(503, {"Retry-After": "2"}) == 2000
+    assert retry_after_ms(429, {"Retry-After": " 7 "}) == 7000
+    assert retry_after_ms(503, {"Retry-After": "Fri, 31 Dec 1999 23:59:59 GMT"}) is None
+    assert retry_after_ms(502, {"Retry-After": "2"}) is None
+    assert retry_after_ms(503, {}) is None
 
 
 def test_a_stable_connection_starts_the_back_off_over_and_an_identity_close_is_final() -> None:
@@ -108,9 +148,9 @@ def test_a_stable_connection_starts_the_back_off_over_and_an_identity_close_is_f
 def test_a_round_of_failed_connects_is_one_error_that_names_each_url() -> None:
     r = schedule("ws://a/ws", "ws://b/ws")
     refused = ConnectFailed(ConnectCause.REFUSED, "ws://a/ws", "cannot reach ws://a/ws")
-    assert r.connect_failed("ws://a/ws", refused) is None  # b is next, at once
+    assert r.connect_failed("ws://a/ws", refused, 0.0) is None  # b is next, at once
     dns = ConnectFailed(ConnectCause.DNS, "ws://b/ws", "cannot reach ws://b/ws")
-    result = r.connect_failed("ws://b/ws", dns)
+    result = r.connect_failed("ws://b/ws", dns, 0.0)
     assert result is not None
     error, again = result
     assert isinstance(error, ConnectFailed) and error.cause is ConnectCause.SEVERAL

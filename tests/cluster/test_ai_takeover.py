@@ -30,11 +30,16 @@ NODES_KEY = "cfm:{presence}:nodes"
 PERSONA_KEY = f"cfm:{{presence}}:user:{PERSONA}"
 
 
-# (ai_lease_ttl, presence_expiry): the defaults' proportions (10 s, 15 s) five times
-# faster, where either the takeover or the reaper may come first; and a lease that
-# outlives a node's presence, where the reaper always comes first (a dead node is
-# reaped within 1.5 s, its lease taken over no sooner than 2.7 s after the death).
-TIMINGS = {"defaults": (2.0, 3.0), "reaper-first": (4.0, 1.5)}
+# How the holder goes, and (ai_lease_ttl, presence_expiry):
+# - SIGKILLed, with the defaults' proportions (10 s, 15 s) five times faster: either the
+#   takeover or the reaper may come first;
+# - SIGKILLed, with a lease that outlives a node's presence: the reaper always comes
+#   first (a dead node is reaped within 1.5 s, its lease taken no sooner than 2.7 s
+#   after the death);
+# - stopped (SIGTERM: the personas sign out, the lease is given up), with the defaults
+#   themselves: the next holder must sign them in within the presence grace (2 s).
+CASES = {"kill-defaults-faster": ("kill", 2.0, 3.0), "kill-reaper-first": ("kill", 4.0, 1.5),
+         "stop-defaults": ("stop", 10.0, 15.0)}
 
 
 def node_args(url: str, node: str, data: Path, ttl: float, expiry: float
@@ -79,10 +84,10 @@ def persona_frames(client: WireClient) -> list[tuple[str, Any]]:
             if f.get("t") == "presence" and f.get("name") == PERSONA]
 
 
-@pytest.mark.parametrize("timings", sorted(TIMINGS))
-async def test_the_ai_contacts_do_not_flap_when_their_node_is_killed(
-        redis: RedisProcess, tmp_path: Path, timings: str) -> None:
-    ttl, expiry = TIMINGS[timings]
+@pytest.mark.parametrize("case", sorted(CASES))
+async def test_the_ai_contacts_do_not_flap_when_their_node_goes(
+        redis: RedisProcess, tmp_path: Path, case: str) -> None:
+    fault, ttl, expiry = CASES[case]
     db = aioredis.from_url(redis.url)
     async with AsyncExitStack() as stack:
         procs: dict[str, ServeProcess] = {}
@@ -105,8 +110,11 @@ async def test_the_ai_contacts_do_not_flap_when_their_node_is_killed(
             for watcher in (wanda, walt):
                 contacts = {c["name"]: c for c in watcher.welcome["contacts"]}  # type: ignore[attr-defined]
                 assert contacts[PERSONA]["status"] == "online", contacts[PERSONA]
-            procs[holder].proc.send_signal(signal.SIGKILL)  # no goodbye: leases expire
-            await procs[holder].proc.wait()
+            if fault == "kill":
+                procs[holder].proc.send_signal(signal.SIGKILL)  # no goodbye: leases expire
+                await procs[holder].proc.wait()
+            else:
+                assert await procs[holder].stop() == 0  # SIGTERM: the lease is given up
 
             async def taken_over() -> bool:
                 now = await persona_nodes()

@@ -139,3 +139,48 @@ async def test_the_ai_contacts_do_not_flap_when_their_node_goes(
 
             await until(answered, "the persona answers from its new node")
     await db.aclose()
+
+
+async def test_a_persona_that_does_not_come_back_is_told_offline_after_the_hold(
+        redis: RedisProcess, nodes: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The hold has an end: a persona whose node died and that no node signs in again
+    (here the lease is held by nobody alive for longer than the test) is told offline
+    once the hold is over, once, and only then."""
+    import logging
+    import sys
+
+    from tests.wire import signed_in
+
+    caplog.set_level(logging.INFO, logger="cfm_server.cluster.comeback")
+    db = aioredis.from_url(redis.url)
+    await db.set(LEASE_KEY, "nobody/0", px=int(WAIT * 4 * 1000))  # no node may run them
+    settings = {"ai_enabled": True, "ai_lease_ttl": 1.0, "presence_expiry": 1.5}
+    a, _b = await nodes(**settings), await nodes(**settings)
+    # The personas' node, as far as presence goes: it holds a session of the persona.
+    ghost = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.cluster.presence_node", redis.url, "ghost", "1.5",
+        PERSONA, cwd=str(Path(__file__).resolve().parents[2]),
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert ghost.stdout is not None
+        assert await asyncio.wait_for(ghost.stdout.readline(), WAIT) == b"ready\n"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while not a.hub.users[PERSONA].online:  # a hears the persona's 'on'
+            assert loop.time() < deadline
+            await asyncio.sleep(0.05)
+        async with signed_in(a.url, "wanda") as wanda:
+            contacts = {c["name"]: c for c in wanda.welcome["contacts"]}  # type: ignore[attr-defined]
+            assert contacts[PERSONA]["status"] == "online"
+            ghost.kill()  # SIGKILL: reaped within its expiry, then held
+            await ghost.wait()
+            gone = await wanda.recv_until("presence", name=PERSONA, timeout=WAIT)
+            assert gone["status"] == "offline"
+            assert "expected back within 6 s" in caplog.text  # held first: ttl + 5 s
+            assert "did not come back within its hold" in caplog.text
+            await wanda.expect_silence("presence", timeout=1.0)  # once
+    finally:
+        if ghost.returncode is None:
+            ghost.kill()
+            await ghost.wait()
+        await db.aclose()

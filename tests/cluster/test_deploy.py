@@ -264,3 +264,47 @@ async def _all(nodes: list[ServeProcess], good: Callable[[int], bool]) -> bool:
 
 async def _total(nodes: list[ServeProcess], want: int) -> bool:
     return sum([await sessions(node) for node in nodes]) == want
+
+
+async def test_behind_haproxy_clients_come_back_on_its_retry_after_once_redis_is_back(
+        cluster: Cluster, redis: RedisProcess, tmp_path: Path) -> None:
+    """The operator's trial: Redis out for a while behind the HAProxy sample. Every node
+    turns unready, HAProxy closes their clients and answers each reconnect 503 with
+    ``Retry-After: 2``; the clients (the SDK's default back-off) wait 2-3 s each time,
+    never sooner and never growing (3.75 s at most: a node's own hint), so once Redis is
+    back they are back within one such wait of HAProxy's taking the nodes in again. Asserted on each client's schedule of
+    attempts (``StateChanged.retry_in``), not on the machine's speed."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (./run-tests installs it as root)")
+    from cfm_common.client import StateChanged
+
+    def waits(record: Recorder) -> list[float]:
+        return [e.retry_in for e in record.events if isinstance(e, StateChanged)
+                and e.state is ConnectionState.RECONNECTING and e.retry_in is not None]
+
+    refused = 4  # attempts answered 503 before Redis comes back: the old back-off >= 4 s
+    clients: list[Client] = []
+    async with behind_proxy("haproxy", cluster, tmp_path) as (url, context):
+        try:
+            for name in NAMES[:3]:
+                client = Client(url, name, token_file=False, ssl=context)
+                clients.append(client)
+                await asyncio.wait_for(client.connect(), 20)
+            records = [Recorder(c) for c in clients]
+            await redis.stop()
+            for record in records:  # closed by HAProxy, then refused with its hint
+                await record.wait(lambda r: len(waits(r)) > refused, timeout=60)
+            await redis.start()  # the same port and dir: the nodes reconnect by themselves
+            for record in records:
+                await record.wait(lambda r: r.client.state is ConnectionState.CONNECTED
+                                  and len(waits(r)) > refused, timeout=60)
+            # Each wait follows a hint: HAProxy's 2 s, or, from a node not yet taken out,
+            # its hello refusal's retry_ms (its next probe of Redis: at most 2.5 s). The
+            # client waits the hint (at least 0.5 s) spread up to 1.5 times.
+            for record in records:
+                hinted = waits(record)[1:]  # (the first follows the close: no answer yet)
+                assert all(0.5 <= w <= 2.5 * 1.5 for w in hinted), waits(record)
+                assert max(hinted[-refused:]) >= 2.0  # HAProxy's Retry-After, in the end
+        finally:
+            for client in clients:
+                await client.close()

@@ -272,8 +272,9 @@ async def test_behind_haproxy_clients_come_back_on_its_retry_after_once_redis_is
     turns unready, HAProxy closes their clients and answers each reconnect 503 with
     ``Retry-After: 2``; the clients (the SDK's default back-off) wait 2-3 s each time,
     never sooner and never growing (3.75 s at most: a node's own hint), so once Redis is
-    back they are back within one such wait of HAProxy's taking the nodes in again. Asserted on each client's schedule of
-    attempts (``StateChanged.retry_in``), not on the machine's speed."""
+    back they are back within one such wait of HAProxy's taking the nodes in again.
+    Asserted on each client's schedule of attempts (``StateChanged.retry_in``), not on
+    the machine's speed."""
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed (./run-tests installs it as root)")
     from cfm_common.client import StateChanged

@@ -42,6 +42,7 @@ from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
 from cfm_server.cluster.subscriber import Subscriber
 from cfm_server.cluster.tracker import Delivery, RoomTracker
+from cfm_server.pages import FRAME_SLACK, Slice
 
 log = logging.getLogger(__name__)
 
@@ -257,22 +258,34 @@ class Broker:
                       limit: int) -> list[StoredMsg]:
         """Up to ``limit`` messages just above ``after``, or just below ``before`` (default:
         the newest), in ascending seq."""
-        return [_stored(entry) for entry in
-                await self._read(room, after=after, before=before, limit=limit)]
+        entries, _ = await self._read(room, after=after, before=before, limit=limit)
+        return [_stored(entry) for entry in entries]
 
-    async def _read(self, room: str, *, after: int | None, before: int | None,
-                    limit: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def page(self, room: str, *, after: int | None = None, before: int | None = None,
+                   limit: int, budget: int) -> Slice:
+        """``history`` for a page of ``budget`` bytes: read.lua stops before the message
+        that would take what it read over the budget, weighing each one no more than
+        ``pages.stored_msg_size`` does (``FRAME_SLACK``), and says where it stopped."""
+        entries, stopped = await self._read(room, after=after, before=before, limit=limit,
+                                            budget=budget)
+        return Slice([_stored(entry) for entry in entries], stopped)
+
+    async def _read(self, room: str, *, after: int | None, before: int | None, limit: int,
+                    budget: int | None = None) -> _Read:
         """Entries as the stream holds them (``m``, ``o``, ``h``), a deleted message's
         from the changes hash, each with the current state of a changed message (``t``,
-        ``e``: edited text and time; ``r``: its reactions): read.lua, one atomic read."""
+        ``e``: edited text and time; ``r``: its reactions): read.lua, one atomic read.
+        With a ``budget``, also the seq the read stopped at short of ``limit`` (or None)."""
         if limit <= 0:
-            return []
+            return [], None
         if after is not None:
             args: list[Any] = ["after", after, limit]
         elif before is not None and before <= 1:
-            return []
+            return [], None
         else:
             args = ["before", "" if before is None else before, limit]
+        if budget is not None:
+            args += [budget, FRAME_SLACK]
         return await self.batcher.eval(
             scripts.READ,
             [keys.room_meta(room), keys.room_log(room), keys.room_changes(room)], args,
@@ -494,8 +507,8 @@ class Broker:
                 after, upto = gap
                 epoch = tracker.epoch
                 try:
-                    entries = await self._read(room, after=after, before=None,
-                                               limit=min(upto - after, FILL_PAGE))
+                    entries, _ = await self._read(room, after=after, before=None,
+                                                  limit=min(upto - after, FILL_PAGE))
                 except ClusterUnavailable as exc:
                     await asyncio.sleep(exc.retry_ms / 1000)
                     continue
@@ -554,11 +567,17 @@ def _head(reply: list[Any]) -> Head:
 _READ_FIELDS = (b"m", b"o", b"h", b"t", b"e", b"r")
 
 
-def _read_entries(reply: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """read.lua's reply → [(b"<seq>-0", {field: value})], fields left out where empty."""
-    return [(b"%d-0" % int(row[0]),
-             {k: v for k, v in zip(_READ_FIELDS, row[1:], strict=True) if v})
-            for row in reply]
+# Entries (b"<seq>-0", {field: value}) and the seq a budgeted read stopped at.
+_Read = tuple[list[tuple[bytes, dict[bytes, bytes]]], int | None]
+
+
+def _read_entries(reply: list[Any]) -> _Read:
+    """read.lua's reply → its entries, fields left out where empty, and the seq a
+    budgeted read stopped at (an integer after the rows) or None."""
+    stopped = reply.pop() if reply and isinstance(reply[-1], int) else None
+    return ([(b"%d-0" % int(row[0]),
+              {k: v for k, v in zip(_READ_FIELDS, row[1:], strict=True) if v})
+             for row in reply], stopped)
 
 
 def _seq(entry: tuple[bytes, Any]) -> int:

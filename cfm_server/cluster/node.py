@@ -56,6 +56,7 @@ from cfm_server.domain.changes import UNREAD_CAP
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World
+from cfm_server.pages import Slice
 from cfm_server.state import Room, User
 from cfm_server.store import MemoryStore, StoreError
 
@@ -436,6 +437,11 @@ class ClusterNode:
     def history_before(self, room: str, before: int | None, limit: int
                        ) -> asyncio.Future[list[StoredMsg]]:
         return asyncio.ensure_future(self.broker.history(room, before=before, limit=limit))
+
+    def history_slice(self, room: str, *, after: int | None, before: int | None, limit: int,
+                      budget: int) -> asyncio.Future[Slice]:
+        return asyncio.ensure_future(self.broker.page(room, after=after, before=before,
+                                                      limit=limit, budget=budget))
 
     def get_message(self, room: str, seq: int) -> asyncio.Future[StoredMsg | None]:
         """One message in its current state, from the room's stream and changes hash."""

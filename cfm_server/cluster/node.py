@@ -407,7 +407,11 @@ class ClusterNode:
                 log.warning("%s: epoch %s here, %s in Redis: taking Redis's", room_name,
                             room.epoch, head.epoch)
                 room.epoch = head.epoch
-                room.seq = room.durable_seq = head.seq
+                # The seq here may be another history's (higher or lower): Redis's head
+                # counts, and so does what this subscription (begun in Redis's epoch)
+                # handed on after it meanwhile — a room made on two nodes at once.
+                room.seq = room.durable_seq = max(head.seq,
+                                                  self.broker.handed_on(room_name) or 0)
             else:
                 if head.epoch and not room.epoch:  # a room learned from another node
                     room.epoch = head.epoch

@@ -23,7 +23,8 @@ from tests.wire import WireClient, signed_in
 
 ROOM = "#long"
 LIMIT = 50
-NODE_DEFAULTS = {"rate_limits": False}
+# No search index: its indexer reads the room's entries from Redis too.
+NODE_DEFAULTS = {"rate_limits": False, "search_index": False}
 # Redis's own output besides the read of a page, between two readings of its counter:
 # one ``INFO stats`` reply (~1.5 KB), heartbeats, pings. Far below what reading
 # ``LIMIT`` + 1 long messages costs (~100 KB here).

@@ -48,9 +48,12 @@ if not up then first, last, step = hi, lo, -1 end
 -- or the rest at once if what was taken weighs nothing.
 local FIRST = 16
 local found, read_to = {}, first - step -- entries read; the stream is read up to read_to
-local function fetch(from, count)
+local function fetch(from, count, left)
   local range
-  if up then
+  if count >= left then -- the rest of the window: one XRANGE (cheaper than XREVRANGE)
+    local a, b = math.min(from, last), math.max(from, last)
+    range = redis.call('XRANGE', log, a .. '-0', b .. '-0')
+  elseif up then
     range = redis.call('XRANGE', log, from .. '-0', last .. '-0', 'COUNT', count)
   else
     range = redis.call('XREVRANGE', log, from .. '-0', last .. '-0', 'COUNT', count)
@@ -61,14 +64,14 @@ local function fetch(from, count)
     for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
     found[tonumber(string.match(entry[1], '^(%d+)'))] = fields
   end
-  if #range < count then
+  if count >= left or #range < count then
     read_to = last
   else
     read_to = tonumber(string.match(range[#range][1], '^(%d+)'))
   end
 end
 
-local out, spent, stopped = {}, 0, nil
+local out, n, spent, stopped = {}, 0, 0, nil
 for s = first, last, step do
   if (s - read_to) * step > 0 then
     local left = (last - s) * step + 1
@@ -76,13 +79,13 @@ for s = first, last, step do
     if budget then
       count = FIRST
       if spent > 0 then
-        count = math.floor((budget - spent) * #out / spent) + 2
-      elseif #out > 0 then
+        count = math.floor((budget - spent) * n / spent) + 2
+      elseif n > 0 then
         count = left -- short messages weigh nothing: the budget will not stop this read
       end
       count = math.max(1, math.min(left, count))
     end
-    fetch(s, count)
+    fetch(s, count, left)
   end
   local fields = found[s]
   local m, o, h = nil, '', ''
@@ -102,20 +105,24 @@ for s = first, last, step do
       text, ts, marks = cur[1] or '', cur[2] or '', cur[3] or ''
     end
     if budget then
-      local weight = math.max(0, #m - slack)
-      if ts ~= '' then weight = #text end -- edited: the frame holds the first text
-      if #out > 0 and spent + weight > budget then
+      local weight = #m - slack
+      if ts ~= '' then -- edited: the frame holds the first text
+        weight = #text
+      elseif weight < 0 then
+        weight = 0
+      end
+      if n > 0 and spent + weight > budget then
         stopped = s
         break
       end
       spent = spent + weight
     end
-    out[#out + 1] = {s, m, o, h, text, ts, marks}
+    n = n + 1
+    out[n] = {s, m, o, h, text, ts, marks}
   end
 end
 if not up then -- read newest first: ascending for the reply
-  local n = #out
   for i = 1, math.floor(n / 2) do out[i], out[n + 1 - i] = out[n + 1 - i], out[i] end
 end
-if stopped then out[#out + 1] = stopped end
+if stopped then out[n + 1] = stopped end
 return out

@@ -42,32 +42,21 @@ local up = ARGV[1] == 'after'
 local first, last, step = lo, hi, 1
 if not up then first, last, step = hi, lo, -1 end
 
--- The stream is read in chunks in that order: the whole window at once without a
--- budget; with one, a first chunk of FIRST entries, then as many as the budget left
--- is likely to take at the weight seen so far (and one more, to find where it stops),
--- or the rest at once if what was taken weighs nothing.
+-- The stream is read in chunks of seqs in that order (an entry's id is its seq, so a
+-- range of seqs is a range of ids): the whole window at once without a budget; with
+-- one, a first chunk of FIRST seqs, then as many as the budget left is likely to take at
+-- the weight seen so far (and one more, to find where it stops), or the rest at once if
+-- what was taken weighs nothing.
 local FIRST = 16
 local found, read_to = {}, first - step -- entries read; the stream is read up to read_to
-local function fetch(from, count, left)
-  local range
-  if count >= left then -- the rest of the window: one XRANGE (cheaper than XREVRANGE)
-    local a, b = math.min(from, last), math.max(from, last)
-    range = redis.call('XRANGE', log, a .. '-0', b .. '-0')
-  elseif up then
-    range = redis.call('XRANGE', log, from .. '-0', last .. '-0', 'COUNT', count)
-  else
-    range = redis.call('XREVRANGE', log, from .. '-0', last .. '-0', 'COUNT', count)
-  end
+local function fetch(from, count)
+  read_to = from + (count - 1) * step
+  local a, b = math.min(from, read_to), math.max(from, read_to)
   found = {}
-  for _, entry in ipairs(range) do
+  for _, entry in ipairs(redis.call('XRANGE', log, a .. '-0', b .. '-0')) do
     local f, fields = entry[2], {}
     for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
     found[tonumber(string.match(entry[1], '^(%d+)'))] = fields
-  end
-  if count >= left or #range < count then
-    read_to = last
-  else
-    read_to = tonumber(string.match(range[#range][1], '^(%d+)'))
   end
 end
 
@@ -85,7 +74,7 @@ for s = first, last, step do
       end
       count = math.max(1, math.min(left, count))
     end
-    fetch(s, count, left)
+    fetch(s, count)
   end
   local fields = found[s]
   local m, o, h = nil, '', ''

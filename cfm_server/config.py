@@ -251,7 +251,7 @@ class ServerConfig:
         need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
         if self.redis_url:
             problem = redis_url_problem(self.redis_url)
-            need(problem is None, f"redis_url: {problem}")
+            need(problem is None, f"redis_url {problem}")
         need(not self.node_id or (len(self.node_id) <= 64 and all(
             c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
@@ -354,27 +354,27 @@ def redis_url_problem(url: str) -> str | None:
 
     shown = redact_url(url)
     if not url.startswith(REDIS_SCHEMES):
-        return (f"{shown!r} is not a Redis URL: write redis://HOST:PORT/DB (or rediss://, "
-                f"unix:///path/to/redis.sock?db=DB, redis+cluster://HOST:PORT)")
+        return ("must be a redis://, rediss://, unix:// or redis+cluster:// URL "
+                f"(redis://HOST:PORT/DB), not {shown!r}")
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018 (raises on a port that is no number)
     except ValueError:
-        return f"the port in {shown!r} is not a number 1-65535: write redis://HOST:PORT/DB"
+        return f"{shown!r}: the port is no number 1-65535 (redis://HOST:PORT/DB)"
     query = parse_qs(parts.query)
     unknown = sorted(set(query) - REDIS_URL_OPTIONS)
     if unknown:
         return (f"{shown!r} has options Redis clients do not take: {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(REDIS_URL_OPTIONS))})")
+                f"(they take {', '.join(sorted(REDIS_URL_OPTIONS))})")
     db = (query.get("db") or [""])[0]
     if parts.scheme != "unix":
         db = parts.path.strip("/") or db
     if db and not db.isdigit():
-        return (f"the database in {shown!r} is {db!r}: give its number, such as "
+        return (f"{shown!r}: the database is {db!r}; give a number, such as "
                 f"redis://HOST:PORT/0")
     if db and int(db) and parts.scheme.endswith("+cluster"):
-        return (f"{shown!r} names database {db}, but a Redis Cluster has database 0 only: "
-                f"drop the /{db}")
+        return (f"{shown!r}: a Redis Cluster has database 0 only, not {db}; drop the "
+                f"/{db}")
     return None
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from redis.asyncio import Redis
 
 from cfm_server.cluster import keys
-from cfm_server.cluster.presence import NodeIdTaken, Presence
 from tests.cluster.helpers import WAIT
 from tests.cluster.serve_exit import one_line_error, refused, started
 from tests.wire import signed_in
@@ -112,6 +111,8 @@ async def test_nodes_without_a_node_id_on_port_0_each_get_their_own(redis, tmp_p
 
 async def test_a_node_whose_id_was_taken_while_it_was_away_leaves_the_new_holder_alone(
         broker_factory) -> None:
+    from cfm_server.cluster.presence import NodeIdTaken, Presence
+
     broker = await broker_factory(node="slow")
     stalled = Presence(broker.batcher, "slow", expiry=1.5)
     await stalled.start()

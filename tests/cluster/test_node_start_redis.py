@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from cfm_server.cluster.startup import version_problem
 from tests.cluster.redis_proc import BINARY, MISSING, RedisProcess
 from tests.cluster.serve_exit import one_line_error, refused, spawn, started
 from tests.ports import free_port
@@ -123,6 +122,8 @@ async def test_sigterm_while_waiting_for_redis_stops_the_node_cleanly(tmp_path) 
 
 
 def test_a_redis_older_than_7_is_refused_with_the_version_named() -> None:
+    from cfm_server.cluster.startup import version_problem
+
     assert version_problem("7.0.15", "redis://r:6379/0") is None
     assert version_problem("7.2.4", "redis://r:6379/0") is None
     problem = version_problem("6.2.14", "redis://r:6379/0")

@@ -115,7 +115,11 @@ class Presence:
         # Bounded: a holder's registration lasts one of its lifetimes unless it beats.
         for _ in range(int(self.expiry * 40 / CLAIM_POLL) + 10):
             try:
-                return await self.rejoin()
+                came = await self.rejoin()
+                if seen is not None:
+                    log.info("node id %s: the registration of %s expired; this node holds "
+                             "the id now", self.node, held.holder if held else "")
+                return came
             except NodeIdTaken as taken:
                 held = taken
             if seen is not None and held.expiry != seen:

@@ -112,12 +112,12 @@ def serve(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     logs = _setup_logging(log_level, log_format, log_file)
-    from cfm_server.server import run_event_loop
+    from cfm_common.eventloop import run_event_loop
 
     try:
         _prepare_process()
         try:
-            code = run_event_loop(_run(settings, logs))  # uvloop when installed (speed extra)
+            code = run_event_loop(_run(settings, logs))  # uvloop when installed
         except KeyboardInterrupt:
             code = 0
     finally:

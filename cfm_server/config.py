@@ -26,7 +26,7 @@ RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact"
 # Buckets per user (every session of the user spends from the same one; admission.py).
 # welcome.limits.user_rates tells each, named without the "user_".
 USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
-                   "user_presence")
+                   "user_presence", "user_search")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
 # redis+cluster:// and rediss+cluster://: a node of a Redis Cluster (cluster/rediscluster.py)
@@ -166,6 +166,11 @@ class ServerConfig:
     user_typing_burst: int = 6
     user_presence_rate: float = 1.0
     user_presence_burst: int = 5
+    # A search costs the node milliseconds of CPU (the index, then every hit read and
+    # checked again): one person's sessions together get what one session gets, so
+    # opening more sessions does not multiply what a user may make a node do.
+    user_search_rate: float = 2.0
+    user_search_burst: int = 10
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
     # DM conversations one user may have (each is a line of every welcome: 19,000
     # strangers' DMs made a victim's welcome 1.16 MB, over the 1 MiB send_buffer).

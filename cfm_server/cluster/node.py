@@ -42,7 +42,14 @@ from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import ClientFrame, StoredMsg
 from cfm_server.cluster import barrier, keys, records, scripts, startup
-from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
+from cfm_server.cluster.apply import (
+    apply_change,
+    apply_moderator,
+    drop_dm_rooms,
+    forget_user,
+    learn_rooms,
+    read_snapshot,
+)
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
@@ -55,6 +62,7 @@ from cfm_server.cluster.writes import ClusterWrites
 from cfm_server.domain.changes import UNREAD_CAP
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.rooms import RoomHandler
+from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessions
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
 from cfm_server.store import MemoryStore, StoreError
@@ -500,8 +508,11 @@ class ClusterNode:
             return  # the snapshot being loaded holds it
         world = self.world
         assert world is not None
-        unknown = apply_change(world, change)
         kind, _, rest = change.key.partition(":")
+        if kind == records.USER:
+            self._user_changed(world, rest, change)
+            return
+        unknown = apply_change(world, change)
         if kind == records.MODERATOR and self._hub is not None:
             apply_moderator(self._hub.changes, change)
         if kind == records.MEMBER and change.value is None:
@@ -519,6 +530,24 @@ class ClusterNode:
                 unknown.discard(room_name)
         if unknown:  # rooms made on another node: their seq and epoch from Redis
             self._spawn(learn_rooms(world, self.broker, unknown))
+
+    def _user_changed(self, world: World, name: str, change: Change) -> None:
+        """A user made, changed or removed (by any node, or ``cfm admin --redis``): a
+        token replaced under the user's sessions here, or the account removed, closes
+        them (4003), as a single node's control socket does."""
+        if change.value is None:
+            user, rooms = forget_user(world, name)
+            for room_name in rooms:
+                self._release(room_name)
+            drop_dm_rooms(world, rooms)
+            if user is not None:
+                end_sessions(user, ACCOUNT_REMOVED)
+            return
+        held = world.users.get(name)
+        token = held.record.token_hash if held is not None else None
+        apply_change(world, change)
+        if held is not None and held.record.token_hash != token:
+            end_sessions(held, TOKEN_REPLACED)
 
     def _epoch_stands(self, room_name: str, epoch: str) -> None:
         assert self.world is not None

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping,
 from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import ClientFrame, StoredMsg
-from cfm_server.cluster import barrier, keys, records, scripts
+from cfm_server.cluster import barrier, keys, records, scripts, startup
 from cfm_server.cluster.apply import (
     apply_change,
     apply_moderator,
@@ -118,10 +118,12 @@ LOUD_ONLY = "loud"
 
 def default_node_id(config: ServerConfig) -> str:
     """``<hostname>-<port>``: stable across restarts of the same node, which presence
-    needs (a restarted node replaces what its previous life registered)."""
+    needs (a restarted node replaces what its previous life registered). With port 0
+    (a free one, picked anew at each start) ``<hostname>-<random>``: two such nodes on
+    one machine would otherwise share ``<hostname>-0``, and the second be refused."""
     host = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-"
                    for c in socket.gethostname())[:48] or "node"
-    return f"{host}-{config.port}"
+    return f"{host}-{config.port or secrets.token_hex(3)}"
 
 
 class ClusterNode:
@@ -139,7 +141,7 @@ class ClusterNode:
         self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
         self.writes = ClusterWrites(self.state, self.broker)
         self.writes.on_epoch = self._epoch_stands
-        self.presence = Presence(self.broker.batcher, self.node_id,
+        self.presence = Presence(self.broker.batcher, self.node_id, origin=self.origin,
                                  expiry=config.presence_expiry, grace=config.presence_grace)
         self.present = NodePresence(self, self.presence)  # its grace, limits, relaying
         # Frames answered on state as new as Redis's when they arrived (barrier.py).
@@ -186,7 +188,16 @@ class ClusterNode:
         self._hub = hub
         # "n1.s3": a user's sessions on two nodes have different ids (welcome.session).
         hub.signin.session_prefix = self.session_prefix + "s"
+        # Is it the Redis cluster mode needs (StartRefused says what to fix)? Waits while
+        # Redis is out of reach.
+        await startup.check_redis(self.config.redis_url,
+                                  allow_eviction=self.config.allow_redis_eviction)
         await self.broker.start()
+        # The node id, before anything of the node's is made (its search index file is
+        # named by it): NodeIdTaken if a live node holds it. Registered with no sessions,
+        # replacing what a previous life left, and beating from now on.
+        await self.presence.start()
+        self._present = True
         store = hub.world.store
         if self.search is not None and isinstance(store, NodeStore):
             # None if the index cannot start (logged): searches here are refused.
@@ -199,8 +210,6 @@ class ClusterNode:
         assert world is not None
         for name in await self.presence.online(list(world.users)) if world.users else ():
             world.users[name].remote = True
-        await self.presence.start()  # replaces what a previous life of this node left
-        self._present = True
 
     async def close(self) -> None:
         self.present.close()

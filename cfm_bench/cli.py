@@ -48,6 +48,7 @@ def bench(
     spawn: Annotated[bool, typer.Option("--spawn", help="Start `cfm serve --no-rate-limits --no-ai` on a free port with a temp data dir.")] = False,  # noqa: E501
     store: Annotated[str, typer.Option(help="With --spawn: sqlite or memory.")] = "sqlite",
     cluster: Annotated[int, typer.Option("--cluster", help="Spawn redis-server (AOF, fsync always) and N `cfm serve --redis` nodes; each room's members are dealt over the nodes. With --spawn: the single node first, then the cluster, and their ratio.")] = 0,  # noqa: E501
+    redis_fsync: Annotated[str, typer.Option(help="With --cluster: Redis's appendfsync, always (durable: an ack survives a SIGKILL of Redis), everysec or no.")] = "always",  # noqa: E501
     baseline: Annotated[bool, typer.Option("--baseline", help="Spawn the bare websockets baseline server instead.")] = False,  # noqa: E501
     compare: Annotated[bool, typer.Option("--compare", help="Run the scenario on the baseline, cfm memory and cfm sqlite in turn; print ratios.")] = False,  # noqa: E501
     clients: Annotated[int | None, typer.Option(help="Connections (default: the scenario's).")] = None,  # noqa: E501
@@ -78,6 +79,8 @@ def bench(
         raise typer.BadParameter("--store is sqlite or memory")
     if cluster < 0:
         raise typer.BadParameter("--cluster is a number of nodes")
+    if redis_fsync not in ("always", "everysec", "no"):
+        raise typer.BadParameter("--redis-fsync is always, everysec or no")
     modes = sum(bool(x) for x in (url, spawn, baseline, compare))
     if not (modes == 1 or (cluster and modes == 0)) or (cluster and (url or baseline or compare)):
         raise typer.BadParameter("give exactly one of --url, --spawn, --baseline, --compare, "
@@ -97,9 +100,9 @@ def bench(
     elif baseline:
         plan = [("baseline", None)]
     elif cluster and spawn:
-        plan = [("cfm", store), ("cluster", str(cluster))]
+        plan = [("cfm", store), ("cluster", f"{cluster}:{redis_fsync}")]
     elif cluster:
-        plan = [("cluster", str(cluster))]
+        plan = [("cluster", f"{cluster}:{redis_fsync}")]
     else:
         plan = [("cfm", store)]
     results = [_run_one(kind, kind_store, options, url, server_pid, pin, baseline_script,
@@ -128,7 +131,8 @@ def _run_one(kind: str, store: str | None, options: Any, url: str | None,
         from cfm_bench.cluster import spawn_cluster
 
         assert store is not None
-        target = spawn_cluster(int(store), server_cpus)
+        nodes, fsync = store.split(":")
+        target = spawn_cluster(int(nodes), server_cpus, fsync)
     else:
         assert store is not None
         target = targets.spawn_cfm(store, server_cpus)

@@ -39,8 +39,17 @@ def _wait_redis(process: subprocess.Popen[bytes], port: int) -> None:
     raise RuntimeError(f"redis-server did not answer on port {port} within {READY_TIMEOUT} s")
 
 
-def spawn_cluster(nodes: int, cpus: list[int] | None) -> Target:
-    """Redis, then ``nodes`` cfm serve processes on it; the Target's first port is node 1's."""
+FSYNC_POLICIES = ("always", "everysec", "no")
+
+
+def spawn_cluster(nodes: int, cpus: list[int] | None, fsync: str = "always") -> Target:
+    """Redis, then ``nodes`` cfm serve processes on it; the Target's first port is node 1's.
+
+    ``fsync`` is Redis's ``appendfsync``: ``always`` (the durable default, an ack survives a
+    SIGKILL of Redis) or ``everysec``/``no``, to show what the fsync per pipeline costs.
+    """
+    if fsync not in FSYNC_POLICIES:
+        raise ValueError(f"appendfsync is one of {', '.join(FSYNC_POLICIES)}")
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(MISSING)
@@ -49,11 +58,12 @@ def spawn_cluster(nodes: int, cpus: list[int] | None) -> Target:
     redis_port = free_port()
     redis = subprocess.Popen(
         [binary, "--port", str(redis_port), "--bind", "127.0.0.1",
-         "--dir", str(data_dir / "redis"), "--appendonly", "yes", "--appendfsync", "always",
+         "--dir", str(data_dir / "redis"), "--appendonly", "yes", "--appendfsync", fsync,
          "--save", "", "--maxmemory-policy", "noeviction", "--protected-mode", "no",
          "--logfile", "redis.log"],
         stdout=subprocess.DEVNULL, preexec_fn=_preexec(cpus))
-    target = Target(f"cfm-cluster{nodes}", "127.0.0.1", 0, data_dir=data_dir, cpus=cpus)
+    name = f"cfm-cluster{nodes}" + ("" if fsync == "always" else f"-{fsync}")
+    target = Target(name, "127.0.0.1", 0, data_dir=data_dir, cpus=cpus)
     target.extra_processes.append(redis)
     target.pids.append(redis.pid)
     target.names.append("redis")

@@ -29,6 +29,7 @@ import msgpack
 from cfm_bench.histogram import Histogram
 from cfm_bench.peer import Peer, Stats
 from cfm_bench.target import run_queue_wait
+from cfm_common.eventloop import run_event_loop
 
 # The window of a max-rate publisher: says in flight before it waits for its probe (a
 # peer in the same process and room) to see them delivered. It keeps the server busy
@@ -367,4 +368,4 @@ def worker_main(spec: WorkerSpec, link: Connection) -> None:
         finally:
             await worker.close_all()
 
-    asyncio.run(main())
+    run_event_loop(main())

@@ -17,6 +17,7 @@ import hashlib
 import random
 import struct
 from collections.abc import Callable
+from typing import cast
 
 from websockets.frames import apply_mask  # the C speed-up when websockets has it
 
@@ -65,8 +66,8 @@ class WsConnection(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's TCPTransport is not an asyncio.Transport subclass, but has its methods)
+        self.transport = cast(asyncio.Transport, transport)
         request = (
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -363,6 +363,7 @@ USER_RATE_COVERS: Final[dict[str, tuple[str, ...]]] = {
     "contact": ("contact",),
     "typing": ("typing",),
     "presence": ("presence",),
+    "search": ("search",),
 }
 
 RATE_KIND: Final[dict[str, str]] = {

@@ -17,22 +17,28 @@ can name (it is not a valid room), readable only by the operator.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import secrets
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from cfm_common import rules
-
-ARCHIVE_PREFIX = "archived:"
-# A fresh token, as Hub.sign_in and Hub.provision_bot make one: 256 random bits.
-TOKEN_BYTES = 32
-
-
-class AdminError(Exception):
-    """An operation the operator asked for cannot be done; the message says why."""
+from cfm_server.accounts import (
+    ARCHIVE_PREFIX,
+    AdminError,
+    Removal,
+    Stats,
+    UserInfo,
+    already_exists,
+    check_handle,
+    check_resettable,
+    new_token,
+    new_user,
+    no_such_user,
+    user_info,
+)
+from cfm_server.store.base import UserRecord
 
 
 def database_path(data_dir: Path) -> Path:
@@ -75,26 +81,6 @@ def read_database(data_dir: Path) -> Iterator[sqlite3.Connection]:
 # --- users --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class UserInfo:
-    name: str
-    display: str
-    kind: str  # "person", "bot" or "ai" (one of the server's own AI contacts)
-    status: str  # the status last chosen
-    created: str  # ISO date (UTC)
-    created_ms: int
-    rooms: int  # group rooms joined
-    dms: int  # direct conversations
-    messages: int  # messages sent (nudges included), wherever they are
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def iso_date(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).date().isoformat()
-
-
 def list_users(conn: sqlite3.Connection, personas: Collection[str] = ()) -> list[UserInfo]:
     """Every user, by handle. ``personas``: handles of the server's own AI contacts."""
     rooms: dict[str, int] = {}
@@ -103,24 +89,18 @@ def list_users(conn: sqlite3.Connection, personas: Collection[str] = ()) -> list
         counts = dms if room.startswith(rules.DM_PREFIX) else rooms
         counts[name] = counts.get(name, 0) + 1
     sent = dict(conn.execute("SELECT sender, count(*) FROM messages GROUP BY sender"))
-    users = []
-    for name, display, status, bot, created_ms in conn.execute(
-            "SELECT name, display, status, bot, created_ms FROM users ORDER BY name"):
-        kind = ("ai" if name in personas else "bot") if bot else "person"
-        users.append(UserInfo(name, display, kind, status, iso_date(created_ms), created_ms,
-                              rooms.get(name, 0), dms.get(name, 0), sent.get(name, 0)))
-    return users
+    return [user_info(UserRecord(name, "", display, "", status, bool(bot), created_ms),
+                      personas, rooms.get(name, 0), dms.get(name, 0), sent.get(name, 0))
+            for name, display, status, bot, created_ms in conn.execute(
+                "SELECT name, display, status, bot, created_ms FROM users ORDER BY name")]
 
 
 def _existing_user(conn: sqlite3.Connection, name: str) -> tuple[str, bool]:
     """(canonical handle, bot) of a stored user; AdminError for a bad or unknown name."""
-    if not rules.is_valid_name(name):
-        raise AdminError(f"{name!r} is not a valid handle (2-24 of A-Z a-z 0-9 _ . -, "
-                         f"starting with a letter or digit)")
-    key = rules.normalize_name(name)
+    key = check_handle(name)
     row = conn.execute("SELECT bot FROM users WHERE name = ?", (key,)).fetchone()
     if row is None:
-        raise AdminError(f"no user {key!r} on this server; `cfm admin users` lists them")
+        raise no_such_user(key)
     return key, bool(row[0])
 
 
@@ -139,10 +119,8 @@ def reset_token(conn: sqlite3.Connection, name: str, personas: Collection[str] =
     from cfm_server.hub import hash_token
 
     key, bot = _existing_user(conn, name)
-    if bot and key in personas:
-        raise AdminError(f"{key!r} is one of this server's AI contacts: cfm serve gives it a "
-                         f"fresh token every time it starts, so there is nothing to reset")
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    check_resettable(key, bot, personas)
+    token = new_token()
     with _transaction(conn):
         conn.execute("UPDATE users SET token_hash = ? WHERE name = ?", (hash_token(token), key))
         if deliver is not None:
@@ -157,43 +135,22 @@ def add_user(conn: sqlite3.Connection, name: str, display: str | None, now_ms: i
              deliver: Callable[[str], None] | None = None) -> tuple[str, str]:
     """Create a person's account (for servers whose registration is closed); return
     (handle, token). ``deliver(token)`` runs before the commit, as in :func:`reset_token`."""
-    from cfm_server.hub import hash_token
-
-    if not rules.is_valid_name(name):
-        raise AdminError(f"{name!r} is not a valid handle (2-24 of A-Z a-z 0-9 _ . -, "
-                         f"starting with a letter or digit)")
-    key = rules.normalize_name(name)
-    if conn.execute("SELECT 1 FROM users WHERE name = ?", (key,)).fetchone():
-        raise AdminError(f"{key!r} already exists; `cfm admin reset-token {key}` gives it a "
-                         f"new token")
-    display = name if display is None else display
-    if len(display) > rules.MAX_DISPLAY:
-        raise AdminError(f"the display name is longer than {rules.MAX_DISPLAY} characters")
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_token()
+    record = new_user(name, display, now_ms, token)
+    if conn.execute("SELECT 1 FROM users WHERE name = ?", (record.name,)).fetchone():
+        raise already_exists(record.name)
     with _transaction(conn):
         conn.execute(
             "INSERT INTO users (name, token_hash, display, psm, status, bot, created_ms)"
-            " VALUES (?, ?, ?, '', 'online', 0, ?)", (key, hash_token(token), display, now_ms))
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.name, record.token_hash, record.display, record.psm, record.status,
+             int(record.bot), record.created_ms))
         if deliver is not None:
             deliver(token)
-    return key, token
+    return record.name, token
 
 
 # --- remove-user --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Removal:
-    """What removing a user deletes, keeps and archives (a plan, or what was done)."""
-
-    name: str
-    memberships: int
-    contacts: int  # entries on its list and on others' lists (blocks included)
-    reads: int
-    messages_kept: int  # its messages in group rooms, where they stay
-    dms: tuple[str, ...]  # direct conversations moved to archived:<ms>:<room>
-    dm_messages: int  # messages (both users') in those conversations
-    archived_as: tuple[str, ...] = ()
 
 
 def plan_removal(conn: sqlite3.Connection, name: str) -> Removal:
@@ -266,21 +223,6 @@ def _dm_rooms(conn: sqlite3.Connection, key: str) -> tuple[str, ...]:
 
 
 # --- stats --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    users: int
-    persons: int
-    bots: int
-    rooms: int  # group rooms
-    dms: int  # direct conversations
-    archived: int  # conversations archived by remove-user
-    messages: int
-    db_bytes: int  # the database with its -wal and -shm files
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def stats(conn: sqlite3.Connection, db_path: Path) -> Stats:

@@ -94,6 +94,7 @@ USER_LIMIT_WORDS = {
     "room": "too many new rooms",
     "typing": "too many typing notices (all your sessions together)",
     "presence": "too many presence changes (all your sessions together)",
+    "search": "too many searches (all your sessions together)",
 }
 
 

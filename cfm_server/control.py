@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cfm_common import rules
-from cfm_common.rules import CloseCode
+from cfm_server.domain.signin import TOKEN_REPLACED, end_sessions
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
@@ -140,10 +140,7 @@ async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # a StoreError: the old token stays
         return {"ok": False, "error": f"the server could not store the new token: {exc}"}
     user.record = record
-    closed = 0
-    for session in list(user.sessions):
-        session.close(CloseCode.BAD_TOKEN, "token replaced by the operator")
-        closed += 1
+    closed = end_sessions(user, TOKEN_REPLACED)
     log.warning("the token of %s was replaced by the operator (cfm admin reset-token); "
                 "%d open session(s) closed", key, closed)
     return {"ok": True, "name": key, "closed": closed}

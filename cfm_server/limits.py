@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import math
 
-from cfm_server.config import RATE_KINDS, ServerConfig
+from cfm_server.config import RATE_KINDS, USER_RATE_KINDS, ServerConfig
 from cfm_server.netaddr import address_key
 
 
@@ -154,11 +154,11 @@ class UserLimits:
 
     ``check(kind, user)`` answers 0 or a ``retry_ms``; kinds: ``say`` (says and nudges),
     ``stranger`` (DMs to someone who has not listed the sender), ``contact`` (contact
-    requests), ``room`` (new group rooms), ``typing`` and ``presence``."""
+    requests), ``room`` (new group rooms), ``typing``, ``presence`` and ``search``."""
 
     __slots__ = ("kinds",)
 
-    KINDS = ("say", "stranger", "contact", "room", "typing", "presence")
+    KINDS = tuple(kind.removeprefix("user_") for kind in USER_RATE_KINDS)
 
     def __init__(self, config: ServerConfig) -> None:
         self.kinds: dict[str, KeyedBuckets] = {}

@@ -20,10 +20,10 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -33,7 +33,8 @@ from websockets.http11 import Request, Response
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
 from cfm_server import oplog, ratelog, retention
-from cfm_server.config import ConfigError, ServerConfig
+from cfm_server.ai_launch import AIContactsRunner, ai_config
+from cfm_server.config import ConfigError, ServerConfig, redact_url  # (redact_url: cfm admin too)
 from cfm_server.control import start_control, stop_control
 from cfm_server.datadir import (
     DataDirError,
@@ -47,13 +48,12 @@ from cfm_server.limits import IpCounter
 from cfm_server.metrics import CONTENT_TYPE, Metrics
 from cfm_server.netaddr import WS_PATH, TrustedProxies, is_loopback, server_tls_context, ws_url
 from cfm_server.opmetrics import OpsMetrics, start_metrics_listener
-from cfm_server.session import Outbox, Session
+from cfm_server.outbox import Outbox
+from cfm_server.session import Session
 from cfm_server.store import Store, StoreError
 from cfm_server.wsconn import ConnectionGuard, MeteredConnection
 
 if TYPE_CHECKING:
-    from cfm_server.ai import AIConfig, AIContacts
-    from cfm_server.cluster.ai import ClusterAI
     from cfm_server.cluster.node import ClusterNode
     from cfm_server.cluster.retention import ClusterRetention
 
@@ -111,33 +111,6 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
     return store, str(path)
 
 
-T = TypeVar("T")
-
-
-def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``, on uvloop when it is installed (``pip install cfm[speed]``).
-
-    uvloop's transports and loop are C, so every write, read and callback of the hot path
-    costs less; the server needs nothing else of it. Without uvloop: plain asyncio.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    # Run outside the except clause: an error in the server is not "during handling of
-    # ModuleNotFoundError" (that chained every traceback to uvloop's absence).
-    if uvloop is None:
-        return asyncio.run(main)
-    log.debug("event loop: uvloop %s", uvloop.__version__)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
-def redact_url(url: str) -> str:
-    """A URL fit for a log line: no password (``redis://:secret@host`` → ``redis://…@host``)."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}…@{host}" if sep and at and userinfo else url
 
 
 def _no_password() -> str:
@@ -190,9 +163,7 @@ class Server:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._port: int | None = None  # kept after stop(), for restarts on the same port
-        self._ai: AIContacts | None = None
-        self._cluster_ai: ClusterAI | None = None  # cluster mode: the AI contacts' lease
-        self._ai_tokens: tempfile.TemporaryDirectory[str] | None = None
+        self.ai_contacts = AIContactsRunner(self, self.metrics.registry)
         self._retention: asyncio.Task[None] | None = None
         self._cluster_retention: ClusterRetention | None = None
         self._tls: ssl.SSLContext | None = None  # the listener's; reload_tls() refreshes it
@@ -203,7 +174,7 @@ class Server:
     async def start(self) -> None:
         """Open the store, load the hub and listen. Raises StoreError or OSError."""
         config = self.config.validate()
-        ai = self._ai_config()
+        ai = ai_config(self.config)
         # Every new user finds the AI contacts in their list, as MSN shipped its own.
         extra = [h for h in ai.handles if h not in config.default_contacts] if ai.enabled else []
         config = self.config = dataclasses.replace(
@@ -232,10 +203,9 @@ class Server:
                                     if self.node is not None else self._invite_book(store))
             ai_tokens: dict[str, Path] = {}
             if ai.enabled and self.node is not None:
-                self._cluster_ai = self._make_cluster_ai(self.node, self.hub, ai)
-                self._cluster_ai.reserve()
+                self.ai_contacts.reserve_on_cluster(self.node, self.hub, ai)
             elif ai.enabled:
-                ai_tokens = self._provision_ai_contacts(ai)
+                ai_tokens = self.ai_contacts.provision(self.hub, ai)
             origins: list[Any] | None = None
             if config.allowed_origins:
                 # Terminal clients send no Origin; only browsers' Origins are checked.
@@ -282,10 +252,7 @@ class Server:
         if config.store == "sqlite":
             self._record_run()
             self._control = await start_control(self)
-        if ai_tokens:
-            await self._start_ai_contacts(ai, ai_tokens)
-        if self._cluster_ai is not None:
-            await self._cluster_ai.start()  # runs them if this node gets the lease
+        await self.ai_contacts.start(self.hub, ai, ai_tokens)
         if retention.enabled(config) and self.node is not None:
             from cfm_server.cluster.retention import ClusterRetention
 
@@ -305,9 +272,13 @@ class Server:
 
     async def _start_node(self, node: ClusterNode, hub: Hub) -> None:
         from cfm_server.cluster.errors import ClusterError
+        from cfm_server.cluster.presence import NodeIdTaken
+        from cfm_server.cluster.startup import StartRefused
 
         try:
             await node.start(hub)
+        except (StartRefused, NodeIdTaken) as exc:  # the message says what to fix
+            raise StoreError(str(exc)) from None
         except ClusterError as exc:
             raise StoreError(f"cannot load the cluster's state from "
                              f"{redact_url(self.config.redis_url)}: {exc}") from None
@@ -352,7 +323,7 @@ class Server:
 
         from cfm_common.tokens import write_private
 
-        record = {"url": self.url, "dial": self._loopback()[0],
+        record = {"url": self.url, "dial": self.loopback()[0],
                   "public_url": self.config.public_url,
                   "registration": self.config.registration, "pid": os.getpid()}
         try:
@@ -392,70 +363,7 @@ class Server:
             raise StoreError(f"cannot read the withdrawn invites from Redis: {exc}") from None
         return book
 
-    # --- AI contacts ---------------------------------------------------------------------
-
-    def _ai_config(self) -> AIConfig:
-        from cfm_server.ai import AIConfig
-
-        ai = self.config.ai if self.config.ai is not None else AIConfig()
-        if not self.config.ai_enabled and ai.enabled:
-            ai = dataclasses.replace(ai, enabled=False)
-        return ai
-
-    def _make_cluster_ai(self, node: ClusterNode, hub: Hub, ai: AIConfig) -> ClusterAI:
-        """Cluster mode: the AI contacts run on the node holding a lease (cluster/ai.py)."""
-        from cfm_server.ai.metrics import AIMetrics
-        from cfm_server.cluster.ai import ClusterAI
-
-        return ClusterAI(node, hub, ai, ttl=self.config.ai_lease_ttl, url=self._loopback,
-                         metrics=AIMetrics(self.metrics.registry))
-
-    def _ai_token_dir(self) -> Path:
-        if self.config.store == "memory":
-            # Nothing outlives a memory server, its personas' tokens included.
-            self._ai_tokens = tempfile.TemporaryDirectory(prefix="cfm-ai-")
-            return Path(self._ai_tokens.name)
-        return self.config.resolved_data_dir() / "ai"
-
-    def _provision_ai_contacts(self, ai: AIConfig) -> dict[str, Path]:
-        """Create (or re-token) each persona's identity before anyone can connect.
-
-        Done before listening so that no person can claim a persona's handle first. The
-        token goes into the file the persona's SDK client reads.
-        """
-        from cfm_common.tokens import write_token
-
-        assert self.hub is not None
-        token_dir = self._ai_token_dir()
-        files: dict[str, Path] = {}
-        for persona in ai.personas:
-            token = self.hub.provision_bot(
-                persona.handle, persona.display, persona.psm, persona.status
-            )
-            if token is None:
-                log.warning("AI contact %s not started: a person holds that handle",
-                            persona.handle)
-                continue
-            path = token_dir / f"{persona.key}.token"
-            write_token(path, token)
-            files[persona.handle] = path
-        return files
-
-    async def _start_ai_contacts(self, ai: AIConfig, tokens: dict[str, Path]) -> None:
-        """Start the built-in AI contacts: SDK clients of ``self.url`` in this process."""
-        from cfm_server.ai import start_ai_contacts
-        from cfm_server.ai.service import hub_callers
-
-        personas = tuple(p for p in ai.personas if p.handle in tokens)
-        token_dir = next(iter(tokens.values())).parent
-        url, tls = self._loopback()
-        assert self.hub is not None
-        self._ai = await start_ai_contacts(
-            ai, url, token_dir=token_dir, registry=self.metrics.registry,
-            personas=personas, ssl=tls, who=hub_callers(self.hub, ai),
-        )
-
-    def _loopback(self) -> tuple[str, ssl.SSLContext | None]:
+    def loopback(self) -> tuple[str, ssl.SSLContext | None]:
         """How this process reaches its own port: a wildcard listen address is dialled on
         loopback, and with TLS the certificate is not checked — it names the public host,
         not 127.0.0.1, and the other end is this very server."""
@@ -468,18 +376,6 @@ class Server:
         context.verify_mode = ssl.CERT_NONE
         return url, context
 
-    async def _stop_ai_contacts(self) -> None:
-        """End what ``_start_ai_contacts`` started (called first thing in ``stop``)."""
-        if self._ai is not None:
-            await self._ai.stop()
-            self._ai = None
-        if self._cluster_ai is not None:
-            await self._cluster_ai.stop()
-            self._cluster_ai = None
-        if self._ai_tokens is not None:
-            self._ai_tokens.cleanup()
-            self._ai_tokens = None
-
     async def stop(self, close_code: int | None = None) -> None:
         """Stop accepting, flush, close every client with ``close_code``, close the store."""
         if self._stopping:
@@ -489,7 +385,7 @@ class Server:
         code = self.config.shutdown_close_code if close_code is None else close_code
         reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server going away"
         try:
-            await self._stop_ai_contacts()
+            await self.ai_contacts.stop()
             if self._retention is not None:
                 self._retention.cancel()
                 await asyncio.gather(self._retention, return_exceptions=True)

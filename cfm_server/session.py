@@ -2,11 +2,8 @@
 
 Outbound frames never wait: ``send`` frames the bytes as a WebSocket message (once per
 message for a fan-out: ``send_framed``), appends them to the session's queue and marks
-the session in the :class:`Outbox`; once per event-loop turn the outbox writes each
-marked session's queue with a single ``transport.write``. One ``send()`` system call per
-recipient per message, and then websockets' framing per recipient, were most of the
-server's CPU at high fan-out (see docs/performance.md): a group commit now costs one
-write per recipient, and a message is framed once. Frames of one session stay in
+the session in the :class:`~cfm_server.outbox.Outbox`, which writes each marked
+session's queue once per loop turn (why: outbox.py). Frames of one session stay in
 order; ``close`` writes the queue before its close frame. A session whose transport
 holds more than ``config.send_buffer`` unsent bytes after its write is too slow a
 reader and is closed with 1013; nobody else waits for it.
@@ -37,6 +34,7 @@ from cfm_server.admission import ChargeLater
 from cfm_server.hub import Hub, RateLimited, SignUp
 from cfm_server.invites import InviteError
 from cfm_server.limits import SessionLimits
+from cfm_server.outbox import Outbox
 from cfm_server.pages import AnswerItem
 from cfm_server.store import IdentityTaken
 from cfm_server.wsconn import MeteredConnection
@@ -54,39 +52,6 @@ log = logging.getLogger(__name__)
 # write at), so refusing the surplus is enough — counting it would let a chatty peer get
 # a reader disconnected. The inbound byte budget, which does count, still bounds a flood.
 UNCOUNTED_BREACHES = frozenset({"read"})
-
-
-class Outbox:
-    """The sessions with frames queued this loop turn: one write each per turn."""
-
-    __slots__ = ("_dirty", "_scheduled")
-
-    def __init__(self) -> None:
-        self._dirty: list[Session] = []
-        self._scheduled = False
-
-    def mark(self, session: Session) -> None:
-        self._dirty.append(session)
-        self.flush_soon()
-
-    def flush_soon(self) -> None:
-        """Have the next loop turn end with a flush (after the callbacks already due).
-
-        ``mark`` calls it: the flush runs after the callbacks already due this turn
-        (every commit callback of a group commit), so they all share it. The SQLite
-        store calls it right after a COMMIT completed its futures, whose callbacks (the
-        acks and fan-outs) are then due next turn: the flush lands behind them in that
-        same turn instead of one turn later, after another round of socket reads.
-        """
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for session in dirty:
-            session.write_queued()
 
 
 # Answers (a history page, a join's joined and replay, a members page) a session may have

@@ -54,6 +54,9 @@ class Connection(Protocol):
         may be a read still under way: ``pages.AnswerItem``); a failed one is an
         ``internal`` error naming ``ref``."""
 
+    def close(self, code: int, reason: str = "") -> None:
+        """Start closing the connection with ``code``; later sends are dropped."""
+
 
 @dataclass(slots=True)
 class User:

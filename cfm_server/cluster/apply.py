@@ -150,6 +150,49 @@ def _apply_deletion(world: World, kind: str, key: str) -> set[str]:
         room, user = world.rooms.get(room_name), world.users.get(user_name)
         if room is not None and user is not None:
             world.end_membership(room, user)
+    elif kind == records.READ:  # the operator removed a user, or a DM (cluster/admin.py)
+        user_name, _, room_name = rest.partition(":")
+        reader = world.users.get(user_name)
+        if reader is not None:
+            reader.reads.pop(room_name, None)
+    elif kind == records.USER:
+        forget_user(world, rest)
     elif kind != records.MODERATOR:  # the node applies those (apply_moderator)
         log.warning("a deleted shared record %r is not applied on a running node", key)
     return set()
+
+
+def forget_user(world: World, name: str) -> tuple[User | None, list[str]]:
+    """A user the operator removed (``cfm admin remove-user --redis``): gone from
+    ``world`` with its memberships, its entries on other users' lists, and its direct
+    conversations (archived in Redis; their other member's membership and read mark go
+    too, and the rooms leave ``world`` once the node let go of them: ``drop_dm_rooms``).
+    The records of those follow in the log; applying them finds nothing left to do.
+    Returns the user (its sessions are the node's to close) and the rooms it was in."""
+    user = world.users.pop(name, None)
+    if user is None:
+        return None, []
+    rooms = sorted(user.rooms)
+    for room_name in rooms:
+        room = world.rooms.get(room_name)
+        if room is None:
+            continue
+        world.end_membership(room, user)
+        if room.is_dm:
+            for other in [world.users[m] for m in room.members if m in world.users]:
+                world.end_membership(room, other)
+                other.reads.pop(room_name, None)
+    for other in world.users.values():
+        if name in other.contacts:
+            world.set_contact(ContactRecord(other.name, name, False, False))
+    world.listed_by.pop(name, None)
+    return user, rooms
+
+
+def drop_dm_rooms(world: World, names: Iterable[str]) -> None:
+    """The direct conversations of a removed user leave the node's ``world``: one the
+    handle's next holder starts is a new room, with a new epoch."""
+    for name in names:
+        room = world.rooms.get(name)
+        if room is not None and room.is_dm and not room.members:
+            del world.rooms[name]

@@ -41,8 +41,15 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping,
 from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import ClientFrame, StoredMsg
-from cfm_server.cluster import barrier, keys, records, scripts
-from cfm_server.cluster.apply import apply_change, apply_moderator, learn_rooms, read_snapshot
+from cfm_server.cluster import barrier, keys, records, scripts, startup
+from cfm_server.cluster.apply import (
+    apply_change,
+    apply_moderator,
+    drop_dm_rooms,
+    forget_user,
+    learn_rooms,
+    read_snapshot,
+)
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
@@ -55,6 +62,7 @@ from cfm_server.cluster.writes import ClusterWrites
 from cfm_server.domain.changes import UNREAD_CAP
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.rooms import RoomHandler
+from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessions
 from cfm_server.domain.world import World
 from cfm_server.pages import Slice
 from cfm_server.state import Room, User
@@ -111,10 +119,12 @@ LOUD_ONLY = "loud"
 
 def default_node_id(config: ServerConfig) -> str:
     """``<hostname>-<port>``: stable across restarts of the same node, which presence
-    needs (a restarted node replaces what its previous life registered)."""
+    needs (a restarted node replaces what its previous life registered). With port 0
+    (a free one, picked anew at each start) ``<hostname>-<random>``: two such nodes on
+    one machine would otherwise share ``<hostname>-0``, and the second be refused."""
     host = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-"
                    for c in socket.gethostname())[:48] or "node"
-    return f"{host}-{config.port}"
+    return f"{host}-{config.port or secrets.token_hex(3)}"
 
 
 class ClusterNode:
@@ -132,7 +142,7 @@ class ClusterNode:
         self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
         self.writes = ClusterWrites(self.state, self.broker)
         self.writes.on_epoch = self._epoch_stands
-        self.presence = Presence(self.broker.batcher, self.node_id,
+        self.presence = Presence(self.broker.batcher, self.node_id, origin=self.origin,
                                  expiry=config.presence_expiry, grace=config.presence_grace)
         self.present = NodePresence(self, self.presence)  # its grace, limits, relaying
         # Frames answered on state as new as Redis's when they arrived (barrier.py).
@@ -179,7 +189,16 @@ class ClusterNode:
         self._hub = hub
         # "n1.s3": a user's sessions on two nodes have different ids (welcome.session).
         hub.signin.session_prefix = self.session_prefix + "s"
+        # Is it the Redis cluster mode needs (StartRefused says what to fix)? Waits while
+        # Redis is out of reach.
+        await startup.check_redis(self.config.redis_url,
+                                  allow_eviction=self.config.allow_redis_eviction)
         await self.broker.start()
+        # The node id, before anything of the node's is made (its search index file is
+        # named by it): NodeIdTaken if a live node holds it. Registered with no sessions,
+        # replacing what a previous life left, and beating from now on.
+        await self.presence.start()
+        self._present = True
         store = hub.world.store
         if self.search is not None and isinstance(store, NodeStore):
             # None if the index cannot start (logged): searches here are refused.
@@ -192,8 +211,6 @@ class ClusterNode:
         assert world is not None
         for name in await self.presence.online(list(world.users)) if world.users else ():
             world.users[name].remote = True
-        await self.presence.start()  # replaces what a previous life of this node left
-        self._present = True
 
     async def close(self) -> None:
         self.present.close()
@@ -501,8 +518,11 @@ class ClusterNode:
             return  # the snapshot being loaded holds it
         world = self.world
         assert world is not None
-        unknown = apply_change(world, change)
         kind, _, rest = change.key.partition(":")
+        if kind == records.USER:
+            self._user_changed(world, rest, change)
+            return
+        unknown = apply_change(world, change)
         if kind == records.MODERATOR and self._hub is not None:
             apply_moderator(self._hub.changes, change)
         if kind == records.MEMBER and change.value is None:
@@ -520,6 +540,24 @@ class ClusterNode:
                 unknown.discard(room_name)
         if unknown:  # rooms made on another node: their seq and epoch from Redis
             self._spawn(learn_rooms(world, self.broker, unknown))
+
+    def _user_changed(self, world: World, name: str, change: Change) -> None:
+        """A user made, changed or removed (by any node, or ``cfm admin --redis``): a
+        token replaced under the user's sessions here, or the account removed, closes
+        them (4003), as a single node's control socket does."""
+        if change.value is None:
+            user, rooms = forget_user(world, name)
+            for room_name in rooms:
+                self._release(room_name)
+            drop_dm_rooms(world, rooms)
+            if user is not None:
+                end_sessions(user, ACCOUNT_REMOVED)
+            return
+        held = world.users.get(name)
+        token = held.record.token_hash if held is not None else None
+        apply_change(world, change)
+        if held is not None and held.record.token_hash != token:
+            end_sessions(held, TOKEN_REPLACED)
 
     def _epoch_stands(self, room_name: str, epoch: str) -> None:
         assert self.world is not None

@@ -59,6 +59,16 @@ def user_value(user: UserRecord) -> bytes:
                           user.created_ms], use_bin_type=True)
 
 
+def user_guard(value: bytes) -> bytes:
+    """The start of a user record up to and including its token hash: what a node's
+    ``put`` of a user requires Redis to hold still (``SharedState.put``'s guard)."""
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(value)
+    unpacker.read_array_header()
+    unpacker.skip()
+    return value[:unpacker.tell()]
+
+
 def contact_value(contact: ContactRecord) -> bytes:
     return msgpack.packb([contact.in_list, contact.blocked], use_bin_type=True)
 

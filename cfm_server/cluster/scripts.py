@@ -61,6 +61,7 @@ STATE_CHANGE = load("state_change")
 READ = load("read")
 COMPACT = load("compact")
 UNREAD = load("unread")
+FORGET_REACTIONS = load("forget_reactions")  # cfm admin remove-user (cluster/admin.py)
 
 # The extension keys a stored entry may carry (message changes, docs/protocol.md), in
 # the canonical order of ``cfm_common.codec``; the current state of a changed message

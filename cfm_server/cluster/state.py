@@ -210,8 +210,10 @@ class SharedState:
 
     # --- changing ---------------------------------------------------------------------
 
-    def put(self, key: str, value: bytes) -> asyncio.Future[Written]:
-        return self._change("put", key, value)
+    def put(self, key: str, value: bytes, guard: bytes = b"") -> asyncio.Future[Written]:
+        """Store the record; with a ``guard``, only if it exists and begins with those
+        bytes (else ``refused``)."""
+        return self._change("put", key, value, guard)
 
     def create(self, key: str, value: bytes) -> asyncio.Future[Written]:
         """Store the record only if the key is free; ``refused`` (with the holder's

@@ -4,13 +4,16 @@
 -- ARGV[1] op: 'put' | 'create' (only if the key is absent) | 'delete'
 --             | 'count' (the value is a count: add 1, unless it reached ARGV[4])
 --             | 'uncount' (take back one count: an invite's use whose sign-up failed)
--- ARGV[2] record key   ARGV[3] value (put, create)   ARGV[4] limit (count; '' = none)
+-- ARGV[2] record key   ARGV[3] value (put, create)   ARGV[4] limit (count; '' = none);
+--         for put, a guard ('' = none): the record must exist and begin with it (a user
+--         record's start up to its token hash: a node's stale copy of a user whose token
+--         was replaced, or who was removed, by the operator does not undo that)
 -- ARGV[5] epoch to create if the log has none   ARGV[6] channel   ARGV[7] origin
 -- ARGV[8] how many entries the log keeps ('' = all): older ones are trimmed; a node
 --         behind the trim reloads the snapshot (the records hash), which holds them all
 -- Returns {seq, status, value, epoch}: status 1 changed (seq is the change's), 0 nothing
 -- to change (seq is the log's head), -1 refused (the key exists / the count is at its
--- limit); value is the record's value now (false if it has none); epoch the log's.
+-- limit, a put's guard not met); value is the record's value now (false if it has none); epoch the log's.
 local meta, log, records = KEYS[1], KEYS[2], KEYS[3]
 local op, key = ARGV[1], ARGV[2]
 local current = redis.call('HGET', records, key)
@@ -22,6 +25,10 @@ end
 
 local value
 if op == 'put' then
+  local guard = ARGV[4]
+  if guard ~= '' and not (current and string.sub(current, 1, #guard) == guard) then
+    return unchanged(-1, current or false)
+  end
   value = ARGV[3]
 elseif op == 'create' then
   if current then return unchanged(-1, current) end

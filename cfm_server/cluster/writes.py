@@ -24,6 +24,7 @@ them; ``append`` raises ``StoreError`` saying so, so nothing half-works silently
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -102,7 +103,19 @@ class ClusterWrites(Writes):
         commit.set_result(None)
 
     def put_user(self, record: UserRecord) -> Commit:
-        return _logged(self._state.put(records.user_key(record.name), records.user_value(record)))
+        """The user's record, whole. A change that keeps the token this node knows (a
+        status, a display name) is stored only if Redis still holds that token: else
+        the operator replaced it, or removed the user, and this node has not applied it
+        yet (its copy is stale; the change would undo theirs). It is then dropped: the
+        user's sessions are being closed. A new token (the AI contacts') is stored."""
+        key, value = records.user_key(record.name), records.user_value(record)
+        known = self._state.records.get(key)
+        guard = records.user_guard(value)
+        if known is None or records.user_guard(known) != guard:
+            guard = b""
+        written = self._state.put(key, value, guard)
+        written.add_done_callback(functools.partial(_log_refused, record.name))
+        return _logged(written)
 
     def add_member(self, room: str, user: str) -> Commit:
         return _logged(self._state.put(records.member_key(room, user), b""))
@@ -207,6 +220,12 @@ def _quiet(commit: Commit) -> None:
 def _log_uncount(done: asyncio.Future[Written]) -> None:
     if not done.cancelled() and done.exception() is not None:
         log.error("an invite's use could not be given back: %s", done.exception())
+
+
+def _log_refused(name: str, done: asyncio.Future[Written]) -> None:
+    if not done.cancelled() and done.exception() is None and done.result().refused:
+        log.info("a change of %s's record was not stored: its token was replaced, or the "
+                 "user removed, on another node or by the operator", name)
 
 
 def _log_failed(commit: Commit) -> None:

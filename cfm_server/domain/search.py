@@ -49,6 +49,9 @@ class SearchHandler:
         user = world.user_of(session)
         if not world.store.searchable:
             raise ProtocolError(ErrorCode.FORBIDDEN, world.store.search_unavailable)
+        # Per user as well as per session: each session's bucket alone let one person
+        # with 16 sessions make a node spend seconds on searches (docs/security.md).
+        world.admission.charge(user, "search", frame.id or "search")
         words = words_of(frame.text)
         if not words:
             raise ProtocolError(ErrorCode.BAD_FRAME,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from cfm_common import PROTOCOL_VERSION, __version__, rules
 from cfm_common.errors import ProtocolError
 from cfm_common.frames import Hello, RoomState, Welcome
-from cfm_common.rules import ErrorCode, Status
+from cfm_common.rules import CloseCode, ErrorCode, Status
 from cfm_server import oplog
 from cfm_server.domain.changes import unread_counts
 from cfm_server.domain.contacts import ContactHandler
@@ -31,10 +31,23 @@ from cfm_server.state import User
 from cfm_server.store import Commit, UserRecord
 
 SERVER_NAME = f"cfm/{__version__}"
+# Why sessions end when the operator replaces a token or removes an account (4003).
+TOKEN_REPLACED = "token replaced by the operator"
+ACCOUNT_REMOVED = "account removed by the operator"
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def end_sessions(user: User, reason: str) -> int:
+    """Close every session of ``user`` here with 4003 (the token they signed in with no
+    longer stands: the operator replaced it, or removed the account); how many. They
+    cannot come back with it, and a client does not retry after 4003."""
+    sessions = list(user.sessions)
+    for session in sessions:
+        session.close(CloseCode.BAD_TOKEN, reason)
+    return len(sessions)
 
 
 @dataclass(slots=True)

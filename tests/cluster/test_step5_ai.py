@@ -34,7 +34,7 @@ NODE_DEFAULTS = {"ai_enabled": True, "ai_lease_ttl": TTL}
 
 
 def running(server: Any) -> bool:
-    ai = server._cluster_ai
+    ai = server.ai_contacts.cluster
     return ai is not None and ai.running is not None and PERSONA in ai.running.handles
 
 
@@ -108,20 +108,20 @@ async def test_the_kill_switch_is_cluster_wide(nodes, redis: RedisProcess) -> No
     a, b = await nodes(), await nodes()
     holder, other = await holder_and_other(a, b)
     await set_kill_switch(other.node.broker.batcher, True)  # said on the other node
-    await eventually(lambda: holder._cluster_ai.running.guards.kill_switch)
+    await eventually(lambda: holder.ai_contacts.cluster.running.guards.kill_switch)
     await set_kill_switch(other.node.broker.batcher, False)
-    await eventually(lambda: not holder._cluster_ai.running.guards.kill_switch)
+    await eventually(lambda: not holder.ai_contacts.cluster.running.guards.kill_switch)
     # The operator's command, with its own connection.
     proc = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).with_name("cfm")), "admin", "ai-kill-switch", "on",
         "--redis", redis.url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, out.decode()
-    await eventually(lambda: holder._cluster_ai.running.guards.kill_switch)
+    await eventually(lambda: holder.ai_contacts.cluster.running.guards.kill_switch)
     # A new holder reads it from Redis.
     await holder.stop(close_code=1001)
     await eventually(lambda: running(other), timeout=15)
-    assert other._cluster_ai.running.guards.kill_switch
+    assert other.ai_contacts.cluster.running.guards.kill_switch
 
 
 def _today() -> str:

@@ -21,8 +21,9 @@ from cfm_common import rules
 from cfm_common.codec import _fields as codec_fields
 from cfm_common.codec import encode, encode_ack, encode_msg, to_map
 from cfm_common.errors import ProtocolError
+from cfm_common.eventloop import run_event_loop
 from cfm_common.frames import Ack, History, Joined, Msg, RosterEntry, StoredMsg, check_text
-from cfm_server.server import GC_YOUNG_THRESHOLD, run_event_loop
+from cfm_server.server import GC_YOUNG_THRESHOLD
 from cfm_server.store import SqliteStore, StoreError, checkpoint, idfilter
 from cfm_server.wsframe import frame_binary
 

@@ -210,7 +210,7 @@ async def test_a_search_waits_for_the_index_and_says_what_it_could_not_see(
     """The index is written by a thread after the commits. A search waits (a moment)
     for it to hold the rooms' acked messages; if it cannot (here its file is locked by
     another program), the answer says how many messages it did not search."""
-    server = await server_factory(search_burst=100)
+    server = await server_factory(search_burst=100, user_search_burst=100)
     async with signed_in(server.url, "alice") as alice:
         await _join(alice, "#w")
         await _say(alice, "indexed at once", room="#w")
@@ -243,7 +243,7 @@ async def test_search_turned_off_is_refused(server_factory) -> None:
 
 
 async def test_hostile_text_answers_cleanly(server_factory) -> None:
-    server = await server_factory(search_burst=100)
+    server = await server_factory(search_burst=100, user_search_burst=100)
     async with signed_in(server.url, "alice") as alice:
         await _join(alice, "#h")
         await _say(alice, "NEAR AND OR NOT star quote", room="#h")
@@ -268,6 +268,8 @@ async def test_search_has_its_own_rate_bucket_advertised_in_welcome(server_facto
     async with signed_in(server.url, "alice") as alice:
         welcome = next(f for f in alice.seen if f["t"] == "welcome")
         assert welcome["limits"]["rates"]["search"] == {"per_s": 0.01, "burst": 2}
+        # and the user's bucket, which all of the user's sessions spend from together
+        assert welcome["limits"]["user_rates"]["search"] == {"per_s": 2.0, "burst": 10}
         assert (await _search(alice, "one"))["t"] == "search"
         assert (await _search(alice, "two"))["t"] == "search"
         refused = await _search(alice, "three")

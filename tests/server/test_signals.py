@@ -185,7 +185,7 @@ async def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(tmp_path: Pat
 
 
 def test_an_error_in_the_server_is_not_chained_to_uvloops_absence() -> None:
-    from cfm_server.server import run_event_loop
+    from cfm_common.eventloop import run_event_loop
 
     async def fails() -> None:
         raise RuntimeError("boom")

@@ -182,6 +182,31 @@ async def test_typing_and_presence_are_limited_per_user(server) -> None:
     assert sum(f["t"] == "typing" for f in bob.seen) == 12 - typing_refused
 
 
+async def test_searches_are_limited_per_user(server) -> None:
+    """A search costs the node milliseconds: three sessions of one user get no more of
+    them than the user's bucket (10), though each session's own bucket (10) would take
+    every one of theirs."""
+    async with (
+        signed_in(server.url, "alice") as alice,
+        signed_in(server.url, "alice", token=alice.token) as second,
+        signed_in(server.url, "alice", token=alice.token) as third,
+    ):
+        sessions = (alice, second, third)
+        for n in range(6):  # 18 in all: within each session's burst of 10
+            for i, session in enumerate(sessions):
+                await session.send({"t": "search", "text": "hello", "id": f"q{i}-{n}"})
+        for i, session in enumerate(sessions):  # answers come in order: the last one
+            while (await session.recv()).get("ref") != f"q{i}-5":
+                pass
+        refused = [e for s in sessions for e in errors(s) if e["code"] == "rate_limited"]
+        answered = [f for s in sessions for f in s.seen if f["t"] == "search"]
+    assert refused, [e for s in sessions for e in errors(s)][:3]
+    assert all(e["ref"].startswith("q") and e["retry_ms"] > 0 for e in refused)
+    assert any("all your sessions" in e["msg"] for e in refused), refused
+    assert len(answered) + len(refused) == 18
+    assert 10 <= len(answered) < 18  # the user's burst, and a little refill meanwhile
+
+
 async def test_an_ipv6_client_is_one_address_per_64(server_factory) -> None:
     """An IPv6 client holds a whole /64: counted by address, it could open connections
     and mint handles without end (2**64 addresses). Limits count it by its /64."""

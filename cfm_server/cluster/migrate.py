@@ -36,6 +36,7 @@ from cfm_common.frames import StoredMsg
 from cfm_common.rules import ChangeKind
 from cfm_server.cluster import keys, records
 from cfm_server.cluster.startup import persistence_warnings, version_problem
+from cfm_server.config import redact_url
 from cfm_server.store.base import Store
 
 BATCH = 1000  # commands per pipeline
@@ -62,25 +63,11 @@ def check_url(url: str) -> str:
                            "--cluster import)")
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise MigrateError(f"--to takes a Redis URL such as redis://127.0.0.1:6379/0, "
-                           f"not {shown(url)!r}")
+                           f"not {redact_url(url)!r}")
     problem = redis_url_problem(url)
     if problem is not None:
         raise MigrateError(problem)
     return url
-
-
-def shown(url: str) -> str:
-    """The URL as it may be printed: without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 @dataclass(slots=True)
@@ -104,16 +91,16 @@ async def check_target(client: Redis, url: str) -> tuple[str, list[str]]:
     try:
         info = await client.info("server")
     except Exception as exc:  # connection refused, auth, wrong scheme...
-        raise MigrateError(f"cannot reach Redis at {shown(url)}: {exc}") from exc
+        raise MigrateError(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
     version = str(info.get("redis_version", "0"))
-    problem = version_problem(version, shown(url))
+    problem = version_problem(version, redact_url(url))
     if problem is not None:
         raise MigrateError(problem)
     async for key in client.scan_iter(match=f"{keys.PREFIX}*", count=1000):
         name = key.decode(errors="replace") if isinstance(key, bytes) else key
         raise MigrateError(
-            f"Redis at {shown(url)} already holds cfm data (e.g. {name}): migrate into an empty "
-            "database, such as another database number (redis://HOST:PORT/1), or empty "
+            f"Redis at {redact_url(url)} already holds cfm data (e.g. {name}): migrate into an "
+            "empty database, such as another database number (redis://HOST:PORT/1), or empty "
             "this one first if it holds nothing you need")
     try:
         config = await client.config_get("append*")
@@ -121,7 +108,7 @@ async def check_target(client: Redis, url: str) -> tuple[str, list[str]]:
         config = {}  # CONFIG is often disabled on managed Redis: nothing to say then
     settings = {(k.decode() if isinstance(k, bytes) else str(k)):
                 (v.decode() if isinstance(v, bytes) else str(v)) for k, v in config.items()}
-    warnings = persistence_warnings(settings, shown(url))
+    warnings = persistence_warnings(settings, redact_url(url))
     return version, warnings
 
 

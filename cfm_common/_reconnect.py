@@ -128,11 +128,12 @@ class Reconnect:
 
     def note(self, exc: ClientError, now: float) -> None:
         """What a failed attempt says about the next one: a hint (``retry_ms``, the
-        smallest of the round's), or "not now" (the short schedule, if not under way)."""
+        smallest of the round's), or "not now" (the short schedule, once per lost
+        connection: a server still not ready after its minute gets the back-off)."""
         if exc.retry_ms is not None:
             seconds = exc.retry_ms / 1000
             self._hint = seconds if self._hint is None else min(self._hint, seconds)
-        elif answered_busy(exc) and (self._short is None or now >= self._short_until):
+        elif answered_busy(exc) and self._short is None:
             self._shorten(now)
 
     def _shorten(self, now: float) -> None:

@@ -122,6 +122,13 @@ def test_an_answer_that_says_not_now_keeps_the_back_off_short() -> None:
             r.reconnect_failed(failure, float(n))
         assert (max(delays) <= RESTART_CAP) is short, delays
     r = schedule("ws://a/ws")
+    r.lost(1006, lived=1.0, now=0.0)
+    r.reconnect_failed(unavailable, 0.0)
+    for n in range(12):  # a minute later, still not ready: the back-off grows again
+        r.reconnect_failed(unavailable, 61.0 + n)
+        r.delay(61.0 + n)
+    assert r.delay(80.0) > RESTART_CAP
+    r = schedule("ws://a/ws")
     r.lost(1013, lived=1.0, now=0.0)  # try again later: as after a restart
     assert max(r.delay(1.0) for _ in range(10)) <= RESTART_CAP
 

@@ -7,6 +7,8 @@ the TOML file, ``CFM_*`` environment variables, these flags.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -288,9 +290,23 @@ async def _run(settings: Any, logs: Any) -> int:
         try:
             await stop_requested.wait()
         finally:
-            typer.echo("cfm serve: shutting down")
+            _tell("cfm serve: shutting down")
             await server.stop()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _tell(line: str) -> None:
+    """A line on standard output that may find nobody reading: ``cfm serve | tee log``
+    and a Ctrl+C end tee too (the same process group), and the failed write must not
+    skip the shutdown (clients closed 1001/1012, the node's id freed). From then on the
+    output goes nowhere, so that exiting does not fail on it again."""
+    try:
+        typer.echo(line)
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -193,3 +193,30 @@ def test_an_error_in_the_server_is_not_chained_to_uvloops_absence() -> None:
     with pytest.raises(RuntimeError) as caught:
         run_event_loop(fails())
     assert caught.value.__context__ is None
+
+
+async def test_ctrl_c_with_the_output_piped_to_a_reader_that_died_still_shuts_down_cleanly(
+        tmp_path: Path) -> None:
+    """``cfm serve | tee log`` and Ctrl+C: tee dies of the same SIGINT, so the server's
+    "shutting down" line meets a closed pipe. That write used to fail and skip the stop
+    (clients lost the connection without a close code, exit status 1)."""
+    from tests.faults.procs import ServerProcess
+    from tests.wire import signed_in
+
+    server = ServerProcess(tmp_path / "data", "--store", "memory")
+    url = await server.start()
+    assert server.proc is not None and server._drain is not None
+    try:
+        async with signed_in(url, "alice") as alice:
+            # The reader of the server's output goes away (as tee does).
+            server._drain.cancel()
+            server.proc._transport.get_pipe_transport(1).close()  # type: ignore[attr-defined]
+            await asyncio.sleep(0.2)
+            server.proc.send_signal(signal.SIGINT)
+            code = await alice.wait_closed(15)
+            assert code in (1001, 1012), code  # a close frame, not a lost connection
+        assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+    finally:
+        if server.running:
+            server.kill()
+            await server.proc.wait()

@@ -66,7 +66,8 @@ def read_database(data_dir: Path) -> Iterator[sqlite3.Connection]:
     reader see the last commit without the lock (for ``users`` and ``stats``)."""
     path = database_path(data_dir)
     if not path.is_file():
-        raise AdminError(f"no cfm database in {data_dir}; check --data-dir")
+        raise AdminError(f"no cfm database in {data_dir}; check --data-dir (a cluster's "
+                         f"accounts are in Redis: give --redis URL or CFM_REDIS_URL)")
     try:
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=2)
         conn.execute("SELECT count(*) FROM users").fetchone()

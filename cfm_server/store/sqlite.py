@@ -223,7 +223,8 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
         if not self.path.is_file():
             raise StoreError(f"no cfm database in {self.path.parent} ({self.path.name} "
                              f"does not exist; cfm serve creates it when it first starts "
-                             f"with this data directory)")
+                             f"with this data directory; a cluster's data is in Redis: --redis URL "
+                             f"or CFM_REDIS_URL, where a command takes it)")
         self._lock.take()
         try:
             had_wal = wal_path(self.path).exists()

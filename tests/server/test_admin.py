@@ -235,6 +235,7 @@ async def test_bad_names_and_missing_data(server_factory: Any, tmp_path: Path) -
     result = admin("stats", "--data-dir", str(empty))
     assert result.exit_code == 2
     assert "no cfm database in" in result.output
+    assert "--redis URL" in result.output  # the way to a cluster's accounts
     assert list(empty.iterdir()) == []
 
     (empty / "cfm.sqlite3").touch()

@@ -2,7 +2,9 @@
 -- KEYS[1] nodes (zset node → expiry, ms of Redis's clock)
 -- ARGV[1] node   ARGV[2] lifetime (ms) of this beat, 0 = the node leaves now
 -- ARGV[3] key prefix of the presence keys ('cfm:{presence}:')   ARGV[4] changes channel
--- Returns {registered (0/1: the node was known before this beat), users gone offline...}.
+-- Returns {registered (0/1: the node was known before this beat), reaped, users gone
+-- offline...}; reaped = {node, its users, how many of them went offline, ...} for every
+-- other node reaped by this beat (the node's own leave is not a reap).
 -- Every key is under the {presence} tag, so the keys built here share KEYS[1]'s slot.
 -- A user left with no node is published as 'gone <user>' (not 'off': no node signed
 -- them out, so every node tells its own watchers).
@@ -11,17 +13,25 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local registered = redis.call('ZSCORE', nodes, node) and 1 or 0
 redis.call('ZADD', nodes, now + ttl, node)
-local out = {registered}
+local reaped = {}
+local out = {registered, reaped}
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 100)) do
   local node_users = prefix .. 'node:' .. dead
   local users = redis.call('HKEYS', node_users)
+  local offline = 0
   for _, user in ipairs(users) do
     local user_nodes = prefix .. 'user:' .. user
     redis.call('HDEL', user_nodes, dead)
     if redis.call('EXISTS', user_nodes) == 0 then
       redis.call('PUBLISH', ARGV[4], 'gone ' .. user)
       out[#out + 1] = user
+      offline = offline + 1
     end
+  end
+  if dead ~= node then
+    reaped[#reaped + 1] = dead
+    reaped[#reaped + 1] = #users
+    reaped[#reaped + 1] = offline
   end
   redis.call('DEL', node_users)
   redis.call('ZREM', nodes, dead)

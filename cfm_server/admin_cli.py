@@ -437,8 +437,9 @@ def migrate(
     import asyncio
 
     from cfm_server.admin import database_path
-    from cfm_server.cluster.migrate import MigrateError, check_url, shown
+    from cfm_server.cluster.migrate import MigrateError, check_url
     from cfm_server.cluster.migrate import migrate as copy_into
+    from cfm_server.config import redact_url
     from cfm_server.store import StoreError
     from cfm_server.store.sqlite import DataDirInUse, SqliteStore
 
@@ -473,7 +474,8 @@ def migrate(
         raise fail(str(exc)) from None
     for warning in copied.warnings:
         typer.echo(f"cfm admin: warning: {warning}", err=True)
-    typer.echo(f"Copied {full_path(directory)} into {shown(to)} (Redis {copied.redis_version}):\n"
+    typer.echo(f"Copied {full_path(directory)} into {redact_url(to)} "
+               f"(Redis {copied.redis_version}):\n"
                f"  {plural(copied.users, 'user')}, {plural(copied.contacts, 'contact entry', 'contact entries')}, "  # noqa: E501
                f"{plural(copied.memberships, 'membership')}, {plural(copied.reads, 'read mark')}, "
                f"{plural(copied.invites, 'invite')}, {plural(copied.moderators, 'moderator')}\n"

@@ -57,6 +57,7 @@ def serve(
     default_contact: Annotated[list[str] | None, typer.Option("--default-contact", help="A handle added to every new user's contact list (repeatable).")] = None,  # noqa: E501
     set_values: Annotated[list[str] | None, typer.Option("--set", help="Any other setting as KEY=VALUE (repeatable), e.g. --set typing_rate=5. See docs/server.md.")] = None,  # noqa: E501
     redis: Annotated[str | None, typer.Option("--redis", help="Run as one node of a cluster over this Redis (redis://HOST:PORT/DB; docs/cluster.md). (env CFM_REDIS_URL)")] = None,  # noqa: E501
+    allow_redis_eviction: Annotated[bool, typer.Option("--allow-redis-eviction", help="Start even if Redis's maxmemory-policy may evict keys (and stored messages with them); refused otherwise. (env CFM_ALLOW_REDIS_EVICTION)")] = False,  # noqa: E501
     node_id: Annotated[str | None, typer.Option(help="This node's name in the cluster. (default: <hostname>-<port>; env CFM_NODE_ID)")] = None,  # noqa: E501
     metrics_listen: Annotated[str | None, typer.Option(help="Serve /metrics on this HOST:PORT (e.g. 127.0.0.1:9464) instead of the public port, which then answers 404. (env CFM_METRICS_LISTEN)")] = None,  # noqa: E501
     log_level: Annotated[str, typer.Option(envvar="CFM_LOG_LEVEL", help="Logging level: debug, info, warning, error.")] = "info",  # noqa: E501
@@ -99,6 +100,8 @@ def serve(
         overrides["ai_enabled"] = False
     if no_rate_limits:
         overrides["rate_limits"] = False
+    if allow_redis_eviction:
+        overrides["allow_redis_eviction"] = True
     try:
         for item in set_values or ():
             key, value = parse_assignment(item)
@@ -215,6 +218,27 @@ def _reload(server: Any, logs: Any) -> None:
         log.info("SIGHUP: nothing to reload (no --log-file, no TLS)")
 
 
+async def _started(server: Any, stop_requested: Any) -> bool:
+    """Start ``server``, unless a signal asks to stop first (a cluster node waits while
+    its Redis is out of reach): False then. Raises what ``Server.start`` raises."""
+    import asyncio
+    import contextlib
+
+    starting = asyncio.ensure_future(server.start())
+    stopping = asyncio.ensure_future(stop_requested.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if starting.done():
+        starting.result()
+        return True
+    starting.cancel()  # Server.start undoes what it did
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return False
+
+
 async def _run(settings: Any, logs: Any) -> int:
     import asyncio
     import logging
@@ -239,7 +263,9 @@ async def _run(settings: Any, logs: Any) -> int:
     try:
         server = Server(settings)
         try:
-            await server.start()
+            if not await _started(server, stop_requested):
+                typer.echo("cfm serve: stopped before it started")
+                return 0
         except (StoreError, ConfigError) as exc:
             typer.echo(f"cfm serve: {exc}", err=True)
             return EXIT_CONFIG

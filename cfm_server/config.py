@@ -62,8 +62,12 @@ class ServerConfig:
     # Cluster mode (docs/cluster.md): one node of many over this Redis
     # (redis://HOST:PORT/DB, rediss://…, unix://…). Empty: a single node on its store.
     redis_url: str = ""
-    # This node's name in the cluster (presence, origins). Empty: <hostname>-<port>.
+    # This node's name in the cluster (presence, origins). Empty: <hostname>-<port>
+    # (with --port 0: <hostname>-<random>, a new node at each start).
     node_id: str = ""
+    # Start on a Redis whose maxmemory-policy may evict keys (stored messages with them);
+    # without it such a Redis is refused (docs/cluster.md, "Redis requirements").
+    allow_redis_eviction: bool = False
     # Seconds from a node's death (SIGKILL, power) to its users shown offline elsewhere.
     presence_expiry: float = 15.0
 
@@ -250,9 +254,9 @@ class ServerConfig:
             "sqlite_synchronous must be off, normal, full or extra",
         )
         need(self.commit_interval_ms >= 0, "commit_interval_ms must be >= 0")
-        need(not self.redis_url or self.redis_url.startswith(REDIS_SCHEMES),
-             "redis_url must be a redis://, rediss://, unix:// or redis+cluster:// URL, "
-             f"not {self.redis_url!r}")
+        if self.redis_url:
+            problem = redis_url_problem(self.redis_url)
+            need(problem is None, f"redis_url {problem}")
         need(not self.node_id or (len(self.node_id) <= 64 and all(
             c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
@@ -331,6 +335,52 @@ def _is_network(text: str) -> bool:
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(ServerConfig)
 # Settings read from flat keys; ``ai`` has a table and an env prefix of its own.
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(ServerConfig) if f.name != "ai")
+
+
+# What a Redis URL may say beyond host, port and database (redis-py takes them as
+# keywords, and fails on any other with a traceback).
+REDIS_URL_OPTIONS = frozenset({"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile",
+                               "ssl_keyfile", "ssl_check_hostname", "socket_timeout",
+                               "socket_connect_timeout", "health_check_interval", "protocol",
+                               "client_name"})
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for a log line: no password (``redis://:secret@host`` → ``redis://…@host``)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}…@{host}" if sep and at and userinfo else url
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, with the fix, in words; None: nothing. redis-py
+    takes a database that is no number as database 0 without a word."""
+    from urllib.parse import parse_qs, urlsplit
+
+    shown = redact_url(url)
+    if not url.startswith(REDIS_SCHEMES):
+        return ("must be a redis://, rediss://, unix:// or redis+cluster:// URL "
+                f"(redis://HOST:PORT/DB), not {shown!r}")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises on a port that is no number)
+    except ValueError:
+        return f"{shown!r}: the port is no number 1-65535 (redis://HOST:PORT/DB)"
+    query = parse_qs(parts.query)
+    unknown = sorted(set(query) - REDIS_URL_OPTIONS)
+    if unknown:
+        return (f"{shown!r} has options Redis clients do not take: {', '.join(unknown)} "
+                f"(they take {', '.join(sorted(REDIS_URL_OPTIONS))})")
+    db = (query.get("db") or [""])[0]
+    if parts.scheme != "unix":
+        db = parts.path.strip("/") or db
+    if db and not db.isdigit():
+        return (f"{shown!r}: the database is {db!r}; give a number, such as "
+                f"redis://HOST:PORT/0")
+    if db and int(db) and parts.scheme.endswith("+cluster"):
+        return (f"{shown!r}: a Redis Cluster has database 0 only, not {db}; drop the "
+                f"/{db}")
+    return None
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:

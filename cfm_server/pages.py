@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from cfm_common.codec import encode_msg
 from cfm_server.wsframe import frame_binary
@@ -30,6 +30,15 @@ T = TypeVar("T")
 # its rooms' streams from Redis) still arrives in order. A single node's reads return
 # at once and its answers yield pages only.
 AnswerItem = bytes | asyncio.Future[Any]
+
+
+class Slice(NamedTuple):
+    """What a history read gave a page: ``msgs`` in ascending seq and, when the read
+    stopped short at the page's byte budget (``Reads.history_slice``), the seq of
+    the first message it left out: that one exists, the range goes on past the page."""
+
+    msgs: list[StoredMsg]
+    stopped: int | None = None
 
 
 class MessageReads(Protocol):
@@ -56,6 +65,12 @@ def awaited(value: T | asyncio.Future[T]) -> Generator[asyncio.Future[Any], None
 ENTRY_OVERHEAD = 64
 MSG_OVERHEAD = 96
 REPLAY_BATCH = 32  # messages read from the store per step of a replay
+# The most a ``msg`` frame's encoded bytes exceed ``stored_msg_size`` of its message: its
+# keys, headers and numbers beyond MSG_OVERHEAD, and the extension keys the estimate
+# leaves out (a reply's seq, a change entry's change, target and emoji). A budgeted read
+# (a cluster node's read.lua) weighs a stored frame as its bytes less this, so it never
+# weighs a message more than a page does (tests/cluster/test_history_budget.py).
+FRAME_SLACK = 256
 
 
 def utf8_len(text: str) -> int:

@@ -34,7 +34,7 @@ from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
 from cfm_server import oplog, ratelog, retention
 from cfm_server.ai_launch import AIContactsRunner, ai_config
-from cfm_server.config import ConfigError, ServerConfig
+from cfm_server.config import ConfigError, ServerConfig, redact_url  # (redact_url: cfm admin too)
 from cfm_server.control import start_control, stop_control
 from cfm_server.datadir import (
     DataDirError,
@@ -111,11 +111,6 @@ def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Stor
     return store, str(path)
 
 
-def redact_url(url: str) -> str:
-    """A URL fit for a log line: no password (``redis://:secret@host`` → ``redis://…@host``)."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}…@{host}" if sep and at and userinfo else url
 
 
 def _no_password() -> str:
@@ -280,9 +275,13 @@ class Server:
 
     async def _start_node(self, node: ClusterNode, hub: Hub) -> None:
         from cfm_server.cluster.errors import ClusterError
+        from cfm_server.cluster.presence import NodeIdTaken
+        from cfm_server.cluster.startup import StartRefused
 
         try:
             await node.start(hub)
+        except (StartRefused, NodeIdTaken) as exc:  # the message says what to fix
+            raise StoreError(str(exc)) from None
         except ClusterError as exc:
             raise StoreError(f"cannot load the cluster's state from "
                              f"{redact_url(self.config.redis_url)}: {exc}") from None

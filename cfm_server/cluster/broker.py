@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import secrets
@@ -35,18 +34,17 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from cfm_common.codec import decode_server
-from cfm_common.frames import Reaction, StoredMsg
+from cfm_common.frames import StoredMsg
 from cfm_server.cluster import keys, rediscluster, scripts
 from cfm_server.cluster.batcher import Batcher
+from cfm_server.cluster.entries import Read, read_entries, seq_of, stored
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
 from cfm_server.cluster.outage import Outage, level
 from cfm_server.cluster.subscriber import Subscriber
 from cfm_server.cluster.tracker import Delivery, RoomTracker
+from cfm_server.pages import FRAME_SLACK, Slice
 
 log = logging.getLogger(__name__)
-
-_HIDDEN = scripts.HIDDEN_SUFFIX.encode()
 
 # A gap is read from the stream this many messages at a time.
 FILL_PAGE = 500
@@ -264,26 +262,38 @@ class Broker:
                       limit: int) -> list[StoredMsg]:
         """Up to ``limit`` messages just above ``after``, or just below ``before`` (default:
         the newest), in ascending seq."""
-        return [_stored(entry) for entry in
-                await self._read(room, after=after, before=before, limit=limit)]
+        entries, _ = await self._read(room, after=after, before=before, limit=limit)
+        return [stored(entry) for entry in entries]
 
-    async def _read(self, room: str, *, after: int | None, before: int | None,
-                    limit: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def page(self, room: str, *, after: int | None = None, before: int | None = None,
+                   limit: int, budget: int) -> Slice:
+        """``history`` for a page of ``budget`` bytes: read.lua stops before the message
+        that would take what it read over the budget, weighing each one no more than
+        ``pages.stored_msg_size`` does (``FRAME_SLACK``), and says where it stopped."""
+        entries, stopped = await self._read(room, after=after, before=before, limit=limit,
+                                            budget=budget)
+        return Slice([stored(entry) for entry in entries], stopped)
+
+    async def _read(self, room: str, *, after: int | None, before: int | None, limit: int,
+                    budget: int | None = None) -> Read:
         """Entries as the stream holds them (``m``, ``o``, ``h``), a deleted message's
         from the changes hash, each with the current state of a changed message (``t``,
-        ``e``: edited text and time; ``r``: its reactions): read.lua, one atomic read."""
+        ``e``: edited text and time; ``r``: its reactions): read.lua, one atomic read.
+        With a ``budget``, also the seq the read stopped at short of ``limit`` (or None)."""
         if limit <= 0:
-            return []
+            return [], None
         if after is not None:
             args: list[Any] = ["after", after, limit]
         elif before is not None and before <= 1:
-            return []
+            return [], None
         else:
             args = ["before", "" if before is None else before, limit]
+        if budget is not None:
+            args += [budget, FRAME_SLACK]
         return await self.batcher.eval(
             scripts.READ,
             [keys.room_meta(room), keys.room_log(room), keys.room_changes(room)], args,
-            convert=_read_entries)
+            convert=read_entries)
 
     def unread(self, room: str, *, after: int, limit: int, user: str
                ) -> asyncio.Future[tuple[int, int]]:
@@ -502,8 +512,8 @@ class Broker:
                 after, upto = gap
                 epoch = tracker.epoch
                 try:
-                    entries = await self._read(room, after=after, before=None,
-                                               limit=min(upto - after, FILL_PAGE))
+                    entries, _ = await self._read(room, after=after, before=None,
+                                                  limit=min(upto - after, FILL_PAGE))
                 except ClusterUnavailable as exc:
                     await asyncio.sleep(exc.retry_ms / 1000)
                     continue
@@ -512,10 +522,10 @@ class Broker:
                 if upto != counted:
                     self.gaps_filled += 1
                     counted = upto
-                entries = [e for e in entries if _seq(e) <= upto]
+                entries = [e for e in entries if seq_of(e) <= upto]
                 # Trimmed (retention, the records' log's cap): what is gone is skipped,
                 # whatever follows delivered — never read again and again.
-                gone = _seq(entries[0]) - 1 if entries else upto
+                gone = seq_of(entries[0]) - 1 if entries else upto
                 if gone > after:
                     log.warning("%s: seqs %d..%d are gone from the stream; skipping them",
                                 room, after + 1, gone)
@@ -525,7 +535,7 @@ class Broker:
                     if not entries:
                         continue
                 for entry in entries:
-                    self._deliver(room, tracker.offer(_seq(entry), entry[1][b"o"].decode(),
+                    self._deliver(room, tracker.offer(seq_of(entry), entry[1][b"o"].decode(),
                                                       entry[1][b"m"]))
         except ClusterError:
             log.exception("%s: filling a gap failed", room)
@@ -560,43 +570,3 @@ class Broker:
 def _head(reply: list[Any]) -> Head:
     seq, epoch = reply
     return Head(int(seq) if seq is not None else 0, epoch.decode() if epoch else None)
-
-
-_READ_FIELDS = (b"m", b"o", b"h", b"t", b"e", b"r")
-
-
-def _read_entries(reply: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """read.lua's reply → [(b"<seq>-0", {field: value})], fields left out where empty."""
-    return [(b"%d-0" % int(row[0]),
-             {k: v for k, v in zip(_READ_FIELDS, row[1:], strict=True) if v})
-            for row in reply]
-
-
-def _seq(entry: tuple[bytes, Any]) -> int:
-    return int(entry[0].split(b"-", 1)[0])
-
-
-def _stored(entry: tuple[bytes, dict[bytes, bytes]]) -> StoredMsg:
-    """A stream entry as the store keeps a message: the frame (as its sender sees it),
-    marked hidden when the entry says so (``h``: private blocking)."""
-    msg = decode_server(entry[1][b"m"])
-    stored = msg.to_stored()  # type: ignore[union-attr]
-    fields = entry[1]
-    if fields.get(b"h") == b"1" or fields.get(b"o", b"").endswith(_HIDDEN):
-        stored = dataclasses.replace(stored, hidden=True)
-    if b"e" in fields:  # edited: its current text (message changes)
-        stored = dataclasses.replace(stored, text=fields.get(b"t", b"").decode(),
-                                     edited=int(fields[b"e"]))
-    if b"r" in fields:
-        stored = dataclasses.replace(stored, reactions=_reactions(fields[b"r"]))
-    return stored
-
-
-def _reactions(marks: bytes) -> tuple[Reaction, ...]:
-    """``<name> <emoji>`` lines in the order made → each emoji once, in the order of its
-    first reaction, with its names in the order they reacted (docs/protocol.md)."""
-    by_emoji: dict[str, list[str]] = {}
-    for line in marks.decode().splitlines():
-        name, _, emoji = line.partition(" ")
-        by_emoji.setdefault(emoji, []).append(name)
-    return tuple(Reaction(emoji, tuple(names)) for emoji, names in by_emoji.items())

@@ -46,6 +46,7 @@ import msgpack
 from cfm_server import ratelog
 from cfm_server.childproc import die_with
 from cfm_server.cluster import keys, rediscluster
+from cfm_server.cluster.entries import READ_FIELDS
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
 
@@ -96,7 +97,6 @@ INSERT INTO texts (key, text)
 SELECT d.key, n.value ->> 5 FROM json_each(?) n
 CROSS JOIN docs d ON d.room = n.value ->> 1 AND d.seq = n.value ->> 2
 """
-_READ_FIELDS = (b"m", b"o", b"h", b"t", b"e", b"r")
 _HIDDEN = HIDDEN_SUFFIX.encode()
 
 
@@ -118,7 +118,7 @@ def entry_of(row: list[Any]) -> Entry:
     """One ``read.lua`` row (seq, m, o, h, edited text, edited ts, reactions) as the
     index needs it. Not the codec's checked decoding of a frame: the entry was written by
     a node's append script, and this is half the cost of indexing it."""
-    fields = dict(zip(_READ_FIELDS, row[1:], strict=False))
+    fields = dict(zip(READ_FIELDS, row[1:], strict=False))
     frame: dict[str, Any] = msgpack.unpackb(fields[b"m"], raw=False)
     text = (fields.get(b"t") or b"").decode() if fields.get(b"e") else frame.get("text", "")
     hidden = fields.get(b"h") == b"1" or (fields.get(b"o") or b"").endswith(_HIDDEN)

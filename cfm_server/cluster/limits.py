@@ -152,15 +152,13 @@ class ClusterLimits:
 class ClusterConnections:
     """Open connections per client address over every node (``conn_count.lua``)."""
 
-    def __init__(self, batcher: Batcher, node: str, origin: str, limit: int) -> None:
+    def __init__(self, batcher: Batcher, origin: str, limit: int) -> None:
         self._batcher = batcher
-        self._node = node
-        self._origin = origin  # this life of the node: a previous life's counts are void
+        # This life of the node: a previous life's counts are void. (``lives`` names the
+        # life holding the node id: written by its claim, presence_rejoin.lua.)
+        self._origin = origin
         self._limit = limit
         self._counted: dict[Hashable, str] = {}  # connection → its address, counted
-
-    async def start(self) -> None:
-        await self._batcher.call("HSET", keys.PRESENCE_LIVES, self._node, self._origin)
 
     async def admit(self, connection: Hashable, ip: str, refusal: T) -> T | None:
         """Count ``connection`` from ``ip`` (a handshake): None, or ``refusal`` if its

@@ -35,6 +35,8 @@ from cfm_common.codec import encode_msg
 from cfm_common.frames import StoredMsg
 from cfm_common.rules import ChangeKind
 from cfm_server.cluster import keys, records
+from cfm_server.cluster.startup import persistence_warnings, version_problem
+from cfm_server.config import redact_url
 from cfm_server.store.base import Store
 
 BATCH = 1000  # commands per pipeline
@@ -46,17 +48,12 @@ class MigrateError(Exception):
     """The copy cannot be made; the message says why and what to do."""
 
 
-# What a URL may say beyond host, port and database (redis-py takes them as keywords).
-URL_OPTIONS = frozenset({"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile",
-                         "ssl_keyfile", "ssl_check_hostname", "socket_timeout",
-                         "socket_connect_timeout", "health_check_interval", "protocol",
-                         "client_name"})
-
-
 def check_url(url: str) -> str:
     """``url`` if it is a Redis URL this can use, else MigrateError naming what is wrong
     (a database that is no number went to database 0 without a word)."""
-    from urllib.parse import parse_qs, urlsplit
+    from urllib.parse import urlsplit
+
+    from cfm_server.config import redis_url_problem
 
     parts = urlsplit(url)
     if parts.scheme.endswith("+cluster"):
@@ -66,30 +63,11 @@ def check_url(url: str) -> str:
                            "--cluster import)")
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise MigrateError(f"--to takes a Redis URL such as redis://127.0.0.1:6379/0, "
-                           f"not {shown(url)!r}")
-    db = parts.path.strip("/") if parts.scheme != "unix" else ""
-    if db and not db.isdigit():
-        raise MigrateError(f"the database in {shown(url)!r} is {db!r}: give a number, "
-                           "such as redis://HOST:PORT/1")
-    unknown = sorted(set(parse_qs(parts.query)) - URL_OPTIONS)
-    if unknown:
-        raise MigrateError(f"{shown(url)!r} has options Redis clients do not take: "
-                           f"{', '.join(unknown)}")
+                           f"not {redact_url(url)!r}")
+    problem = redis_url_problem(url)
+    if problem is not None:
+        raise MigrateError(problem)
     return url
-
-
-def shown(url: str) -> str:
-    """The URL as it may be printed: without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 @dataclass(slots=True)
@@ -113,32 +91,24 @@ async def check_target(client: Redis, url: str) -> tuple[str, list[str]]:
     try:
         info = await client.info("server")
     except Exception as exc:  # connection refused, auth, wrong scheme...
-        raise MigrateError(f"cannot reach Redis at {shown(url)}: {exc}") from exc
+        raise MigrateError(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
     version = str(info.get("redis_version", "0"))
-    if int(version.split(".")[0]) < 7:
-        raise MigrateError(f"Redis at {shown(url)} is {version}; cluster mode needs 7.0 "
-                           "or newer")
+    problem = version_problem(version, redact_url(url))
+    if problem is not None:
+        raise MigrateError(problem)
     async for key in client.scan_iter(match=f"{keys.PREFIX}*", count=1000):
         name = key.decode(errors="replace") if isinstance(key, bytes) else key
         raise MigrateError(
-            f"Redis at {shown(url)} already holds cfm data (e.g. {name}): migrate into an empty "
-            "database, such as another database number (redis://HOST:PORT/1), or empty "
+            f"Redis at {redact_url(url)} already holds cfm data (e.g. {name}): migrate into an "
+            "empty database, such as another database number (redis://HOST:PORT/1), or empty "
             "this one first if it holds nothing you need")
-    warnings: list[str] = []
     try:
         config = await client.config_get("append*")
     except Exception:
         config = {}  # CONFIG is often disabled on managed Redis: nothing to say then
-    if config:
-        def setting(name: str) -> str:
-            value = config.get(name.encode(), config.get(name, b""))
-            return value.decode() if isinstance(value, bytes) else str(value)
-        if setting("appendonly") != "yes" or setting("appendfsync") != "always":
-            warnings.append(
-                f"Redis runs with appendonly={setting('appendonly')} "
-                f"appendfsync={setting('appendfsync')}: acknowledged messages survive a "
-                "crash of Redis only with appendonly yes and appendfsync always "
-                "(docs/cluster.md)")
+    settings = {(k.decode() if isinstance(k, bytes) else str(k)):
+                (v.decode() if isinstance(v, bytes) else str(v)) for k, v in config.items()}
+    warnings = persistence_warnings(settings, redact_url(url))
     return version, warnings
 
 

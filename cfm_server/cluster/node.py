@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping,
 from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import ClientFrame, StoredMsg
-from cfm_server.cluster import barrier, keys, records, scripts
+from cfm_server.cluster import barrier, keys, records, scripts, startup
 from cfm_server.cluster.apply import (
     apply_change,
     apply_moderator,
@@ -65,6 +65,7 @@ from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessions
 from cfm_server.domain.world import World
+from cfm_server.pages import Slice
 from cfm_server.state import Room, User
 from cfm_server.store import MemoryStore, StoreError
 
@@ -119,10 +120,12 @@ LOUD_ONLY = "loud"
 
 def default_node_id(config: ServerConfig) -> str:
     """``<hostname>-<port>``: stable across restarts of the same node, which presence
-    needs (a restarted node replaces what its previous life registered)."""
+    needs (a restarted node replaces what its previous life registered). With port 0
+    (a free one, picked anew at each start) ``<hostname>-<random>``: two such nodes on
+    one machine would otherwise share ``<hostname>-0``, and the second be refused."""
     host = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-"
                    for c in socket.gethostname())[:48] or "node"
-    return f"{host}-{config.port}"
+    return f"{host}-{config.port or secrets.token_hex(3)}"
 
 
 class ClusterNode:
@@ -140,7 +143,7 @@ class ClusterNode:
         self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
         self.writes = ClusterWrites(self.state, self.broker)
         self.writes.on_epoch = self._epoch_stands
-        self.presence = Presence(self.broker.batcher, self.node_id,
+        self.presence = Presence(self.broker.batcher, self.node_id, origin=self.origin,
                                  expiry=config.presence_expiry, grace=config.presence_grace)
         self.present = NodePresence(self, self.presence)  # its grace, limits, relaying
         # Frames answered on state as new as Redis's when they arrived (barrier.py).
@@ -187,7 +190,16 @@ class ClusterNode:
         self._hub = hub
         # "n1.s3": a user's sessions on two nodes have different ids (welcome.session).
         hub.signin.session_prefix = self.session_prefix + "s"
+        # Is it the Redis cluster mode needs (StartRefused says what to fix)? Waits while
+        # Redis is out of reach.
+        await startup.check_redis(self.config.redis_url,
+                                  allow_eviction=self.config.allow_redis_eviction)
         await self.broker.start()
+        # The node id, before anything of the node's is made (its search index file is
+        # named by it): NodeIdTaken if a live node holds it. Registered with no sessions,
+        # replacing what a previous life left, and beating from now on.
+        await self.presence.start()
+        self._present = True
         store = hub.world.store
         if self.search is not None and isinstance(store, NodeStore):
             # None if the index cannot start (logged): searches here are refused.
@@ -200,8 +212,6 @@ class ClusterNode:
         assert world is not None
         for name in await self.presence.online(list(world.users)) if world.users else ():
             world.users[name].remote = True
-        await self.presence.start()  # replaces what a previous life of this node left
-        self._present = True
 
     async def close(self) -> None:
         self.present.close()
@@ -415,7 +425,11 @@ class ClusterNode:
                 log.warning("%s: epoch %s here, %s in Redis: taking Redis's", room_name,
                             room.epoch, head.epoch)
                 room.epoch = head.epoch
-                room.seq = room.durable_seq = head.seq
+                # The seq here may be another history's (higher or lower): Redis's head
+                # counts, and so does what this subscription (begun in Redis's epoch)
+                # handed on after it meanwhile — a room made on two nodes at once.
+                room.seq = room.durable_seq = max(head.seq,
+                                                  self.broker.handed_on(room_name) or 0)
             else:
                 if head.epoch and not room.epoch:  # a room learned from another node
                     room.epoch = head.epoch
@@ -445,6 +459,11 @@ class ClusterNode:
     def history_before(self, room: str, before: int | None, limit: int
                        ) -> asyncio.Future[list[StoredMsg]]:
         return asyncio.ensure_future(self.broker.history(room, before=before, limit=limit))
+
+    def history_slice(self, room: str, *, after: int | None, before: int | None, limit: int,
+                      budget: int) -> asyncio.Future[Slice]:
+        return asyncio.ensure_future(self.broker.page(room, after=after, before=before,
+                                                      limit=limit, budget=budget))
 
     def get_message(self, room: str, seq: int) -> asyncio.Future[StoredMsg | None]:
         """One message in its current state, from the room's stream and changes hash."""

@@ -61,7 +61,7 @@ class NodePresence:
         self.limits: ClusterLimits | None = None  # once the hub exists (``start``)
         config = node.config
         # The per-address cap over the cluster (None: no cap).
-        self.conns = (ClusterConnections(node.broker.batcher, presence.node, node.origin,
+        self.conns = (ClusterConnections(node.broker.batcher, node.origin,
                                          config.max_conns_per_ip)
                       if config.rate_limits else None)
         # Users held as going offline at their sign-in here (their grace mark was set).
@@ -73,7 +73,8 @@ class NodePresence:
         self._downs: dict[str, asyncio.Future[Any]] = {}
 
     async def start(self, hub: Hub) -> None:
-        """Listen to what the other nodes tell (before the node registers itself)."""
+        """Listen to what the other nodes tell (the node holds its id by now:
+        ``Presence.start``)."""
         node = self._node
         self._hub = hub
         self.limits = ClusterLimits(node.broker.batcher, hub.admission,
@@ -84,8 +85,6 @@ class NodePresence:
         await broker.listen(keys.PRESENCE_CHANNEL, self._on_change)
         await broker.listen(keys.PRESENCE_FRAMES, self._on_frame)
         await broker.listen(keys.PRESENCE_SPREAD, self.limits.on_spread)
-        if self.conns is not None:
-            await self.conns.start()
 
     def _handler(self) -> PresenceHandler:
         assert self._hub is not None

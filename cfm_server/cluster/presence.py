@@ -5,6 +5,13 @@ Redis holds, under the ``{presence}`` hash tag:
     nodes          zset node → expiry (ms, Redis's clock: node clocks may disagree)
     node:<node>    hash user → that user's sessions on the node
     user:<user>    hash node → that user's sessions there; the key exists iff online
+    lives          hash node → the origin ("<node>.<life>") of the process holding it
+
+A node id is held by one process at a time (``claim``): a node starting with an id whose
+registration another life holds and has not let expire — a live node with the same id,
+or a killed one not yet expired — waits for that registration, and is refused
+(``NodeIdTaken``) if its holder beats meanwhile (it is alive). A clean stop leaves at
+once, so a restart takes the id again straight away.
 
 A user is online while any node holds a session of theirs. Each node beats every
 ``expiry / 3``, pushing its own expiry ``2 × expiry / 3`` ahead, and every beat also
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +51,26 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EXPIRY = 15.0  # seconds from a node's death to its users shown offline
 GRACE_END = scripts.load("presence_grace_end")
+# How often a node waiting for its id's previous registration looks again (seconds).
+CLAIM_POLL = 0.5
+
+
+class NodeIdTaken(ClusterError):
+    """Another process holds this node id's registration in Redis and has not let it
+    expire: the message says what to fix."""
+
+    def __init__(self, node: str, holder: str, left_ms: int, *, alive: bool,
+                 expiry: bytes = b"") -> None:
+        self.node, self.holder, self.left_ms, self.alive = node, holder, left_ms, alive
+        self.expiry = expiry  # the registration's, as Redis holds it: a beat changes it
+        if alive:
+            what = (f"node id {node!r} is in use by a running node ({holder}, which "
+                    f"heartbeats in Redis)")
+        else:
+            what = (f"node id {node!r} is registered by another process ({holder}) for "
+                    f"{left_ms / 1000:.1f} s more")
+        super().__init__(f"{what}: give this node its own --node-id (CFM_NODE_ID, node_id "
+                         f"in server.toml), or stop the other one first")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +83,12 @@ class Counted:
 
 
 class Presence:
-    def __init__(self, batcher: Batcher, node: str, *, expiry: float = DEFAULT_EXPIRY,
-                 grace: float = 0.0) -> None:
+    def __init__(self, batcher: Batcher, node: str, *, origin: str | None = None,
+                 expiry: float = DEFAULT_EXPIRY, grace: float = 0.0) -> None:
         self._batcher = batcher
         self.node = scripts.check_token(node, "node id")
+        # This process's life of the node id: what its registration is held by.
+        self.origin = origin or f"{node}.{secrets.token_hex(3)}"
         self.expiry = expiry
         self.grace = grace
         # The grace mark outlives the grace (a node's timer may fire late), but not for
@@ -75,9 +105,41 @@ class Presence:
     def beat_interval(self) -> float:
         return self.expiry / 3
 
+    async def claim(self) -> list[str]:
+        """Take this node id's registration (no sessions yet), or raise NodeIdTaken.
+
+        Another life's unexpired registration is waited for, at most until it expires (a
+        killed node's: the id is free then); a beat of its holder meanwhile (its expiry
+        moved) means it is alive: refused. (Whether the holder's connections to Redis are
+        gone would not tell a dead node from one cut off from Redis for a moment.)"""
+        seen: bytes | None = None  # the holder's expiry when first found
+        held: NodeIdTaken | None = None
+        # Bounded: a holder's registration lasts one of its lifetimes unless it beats.
+        for _ in range(int(self.expiry * 40 / CLAIM_POLL) + 10):
+            try:
+                came = await self.rejoin()
+                if seen is not None:
+                    log.info("node id %s: the registration of %s expired; this node holds "
+                             "the id now", self.node, held.holder if held else "")
+                return came
+            except NodeIdTaken as taken:
+                held = taken
+            if seen is not None and held.expiry != seen:
+                raise NodeIdTaken(self.node, held.holder, held.left_ms, alive=True)
+            if seen is None:
+                log.warning("node id %s is registered by %s, which has not left: waiting up to "
+                            "%.1f s for it to expire (if that process is dead) or to beat (if "
+                            "it is alive: then this node stops)", self.node, held.holder,
+                            held.left_ms / 1000)
+                seen = held.expiry
+            await asyncio.sleep(min(held.left_ms / 1000 + 0.02, CLAIM_POLL))
+        assert held is not None
+        raise held
+
     async def start(self) -> list[str]:
-        """Register the node (with any sessions it has) and start beating."""
-        came = await self.rejoin()
+        """Claim the node id, register the node (with any sessions it has) and start
+        beating. Raises NodeIdTaken."""
+        came = await self.claim()
         self._beats = asyncio.create_task(self._beat_forever())
         return came
 
@@ -107,9 +169,9 @@ class Presence:
         reply = await self._batcher.eval(
             scripts.PRESENCE_SESSION,
             [keys.PRESENCE_NODES, keys.presence_node(self.node), keys.presence_user(user),
-             keys.presence_grace(user)],
+             keys.presence_grace(user), keys.PRESENCE_LIVES],
             [self.node, user, delta, keys.PRESENCE_CHANNEL, self._mark_ms,
-             keys.PRESENCE_SPREAD])
+             keys.PRESENCE_SPREAD, self.origin])
         if reply == -1:
             # Reaped while alive: registering every session again covers this one too.
             came = await self.rejoin()
@@ -141,13 +203,19 @@ class Presence:
         return {u for u, exists in zip(users, found, strict=True) if exists}
 
     async def rejoin(self) -> list[str]:
-        """Register this node and all its sessions afresh: the users that came online."""
+        """Register this node and all its sessions afresh: the users that came online.
+        NodeIdTaken if another life holds the node id."""
         argv: list[str | int] = [self.node, self._lifetime_ms(), keys.PRESENCE_PREFIX,
-                                 keys.PRESENCE_CHANNEL]
+                                 keys.PRESENCE_CHANNEL, self.origin]
         for user, count in self.sessions.items():
             argv += (user, count)
-        reply = await self._batcher.eval(scripts.PRESENCE_REJOIN, [keys.PRESENCE_NODES], argv)
-        came = [u.decode() for u in reply]
+        reply = await self._batcher.eval(scripts.PRESENCE_REJOIN,
+                                         [keys.PRESENCE_NODES, keys.PRESENCE_LIVES], argv)
+        if not reply[0]:
+            _, holder, left_ms, expiry = reply
+            raise NodeIdTaken(self.node, holder.decode(), int(left_ms), alive=False,
+                              expiry=expiry)
+        came = [u.decode() for u in reply[1:]]
         if came and self.on_back is not None:
             self.on_back(came)
         return came
@@ -155,16 +223,23 @@ class Presence:
     async def beat(self, *, leaving: bool = False) -> list[str]:
         """One heartbeat (and reaping round): the users that went offline cluster-wide."""
         reply = await self._batcher.eval(
-            scripts.PRESENCE_BEAT, [keys.PRESENCE_NODES],
+            scripts.PRESENCE_BEAT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES],
             [self.node, 0 if leaving else self._lifetime_ms(), keys.PRESENCE_PREFIX,
-             keys.PRESENCE_CHANNEL])
+             keys.PRESENCE_CHANNEL, self.origin])
         registered, reaped, *gone = reply
         for i in range(0, len(reaped), 3):
             self.reaped += 1
             log.warning("node %s reaped by node %s (its heartbeat expired, presence_expiry "
                         "%g s): %d of its %d users went offline", reaped[i].decode(),
                         self.node, self.expiry, reaped[i + 2], reaped[i + 1])
-        if not registered and not leaving:
+        if registered == 2 and not leaving:
+            # Its registration expired (Redis out of reach, late beats) and another
+            # process claimed the id meanwhile: that one's presence stands.
+            log.error("node id %s is held by another process now (this node's registration "
+                      "expired and it claimed the id): this node's users are not counted in "
+                      "the cluster's presence; stop one of the two and give each node its "
+                      "own node_id", self.node)
+        elif not registered and not leaving:
             log.warning("node %s was reaped while alive (late heartbeats); registering again",
                         self.node)
             await self.rejoin()

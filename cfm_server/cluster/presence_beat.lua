@@ -1,18 +1,34 @@
 -- A node's heartbeat, and the reaper: nodes past their expiry lose their users.
 -- KEYS[1] nodes (zset node → expiry, ms of Redis's clock)
+-- KEYS[2] lives (hash node → the origin of the life holding it)
 -- ARGV[1] node   ARGV[2] lifetime (ms) of this beat, 0 = the node leaves now
 -- ARGV[3] key prefix of the presence keys ('cfm:{presence}:')   ARGV[4] changes channel
--- Returns {registered (0/1: the node was known before this beat), reaped, users gone
--- offline...}; reaped = {node, its users, how many of them went offline, ...} for every
--- other node reaped by this beat (the node's own leave is not a reap).
+-- ARGV[5] origin (this life of the node)
+-- Returns {registered, reaped, users gone offline...}: registered 1 = the node was known
+-- before this beat, 0 = it was not (reaped: it registers again), 2 = another life of the
+-- node id holds it now (it claimed the id after this one's registration expired): its
+-- registration is left alone, this life's users are not counted any more; reaped =
+-- {node, its users, how many of them went offline, ...} for every other node reaped by
+-- this beat (the node's own leave is not a reap).
 -- Every key is under the {presence} tag, so the keys built here share KEYS[1]'s slot.
 -- A user left with no node is published as 'gone <user>' (not 'off': no node signed
 -- them out, so every node tells its own watchers).
-local nodes, node, ttl, prefix = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local nodes, lives, node, ttl, prefix = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local registered = redis.call('ZSCORE', nodes, node) and 1 or 0
-redis.call('ZADD', nodes, now + ttl, node)
+local expiry = redis.call('ZSCORE', nodes, node)
+local holder = redis.call('HGET', lives, node)
+local registered = expiry and 1 or 0
+if holder and holder ~= ARGV[5] then
+  if expiry and tonumber(expiry) > now then
+    registered = 2
+  else
+    registered = 0
+  end
+end
+if registered ~= 2 then
+  redis.call('ZADD', nodes, now + ttl, node)
+end
 local reaped = {}
 local out = {registered, reaped}
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 100)) do
@@ -35,5 +51,6 @@ for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0
   end
   redis.call('DEL', node_users)
   redis.call('ZREM', nodes, dead)
+  redis.call('HDEL', lives, dead)
 end
 return out

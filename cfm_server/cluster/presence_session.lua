@@ -3,18 +3,20 @@
 -- KEYS[3] user's hash (node → sessions)   KEYS[4] the user's grace mark
 -- ARGV[1] node   ARGV[2] user   ARGV[3] +1 / -1   ARGV[4] changes channel
 -- ARGV[5] lifetime (ms) of the grace mark, 0 = none   ARGV[6] spread channel
+-- KEYS[5] lives (hash node → the origin of the life holding it)   ARGV[7] origin
 -- Returns {changed, nodes, back}: changed = 1 if the user came online or went offline
 -- cluster-wide; nodes = how many nodes hold a session of the user now; back = 1 if
 -- the user came online while its grace mark was set (a return within the presence
 -- grace: the mark is taken, so no node announces the user offline). Returns -1 if the
--- node is not registered (reaped after missing its heartbeats: rejoin first).
+-- node is not registered (reaped after missing its heartbeats: rejoin first), or another
+-- life of the node id holds it now (nothing is counted: the rejoin says so).
 -- The grace mark is set when the user goes offline cluster-wide; the node that ends
 -- the grace takes it (presence_grace_end.lua) and only then tells watchers "offline".
 -- 'many <user>' / 'one <user>' on the spread channel: the user's sessions went from one
 -- node to two / from two to one (per-user limits are then counted in Redis / locally).
 local nodes, node_users, user_nodes, mark = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local node, user, delta = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if not redis.call('ZSCORE', nodes, node) then
+if not redis.call('ZSCORE', nodes, node) or redis.call('HGET', KEYS[5], node) ~= ARGV[7] then
   return -1
 end
 local nodes_before = redis.call('HLEN', user_nodes)

@@ -286,18 +286,24 @@ class MessageHandler:
         # Committed messages only (see RoomHandler.join): the store's reads also see
         # writes whose commit is still to come, and may yet fail.
         top = room.durable_seq
+        # One more than the limit tells whether the range goes on; a read that stopped
+        # short at the budget (a cluster node's) tells it by where it stopped, having
+        # kept at least what the cut below keeps (Reads.history_slice).
         if frame.after is not None:
-            msgs = yield from awaited(world.reads.history_after(room.name, frame.after,
-                                                                limit + 1))
+            read = yield from awaited(world.reads.history_slice(
+                room.name, after=frame.after, before=None, limit=limit + 1, budget=budget))
+            msgs = read.msgs
             if msgs and msgs[-1].seq > top:
                 msgs = [m for m in msgs if m.seq <= top]
-            more = len(msgs) > limit
+            more = len(msgs) > limit or (read.stopped is not None and read.stopped <= top)
             del msgs[limit:]
             kept = first_within(msgs, stored_msg_size, budget) if msgs else msgs
         else:
             before = top + 1 if frame.before is None else min(frame.before, top + 1)
-            msgs = yield from awaited(world.reads.history_before(room.name, before, limit + 1))
-            more = len(msgs) > limit
+            read = yield from awaited(world.reads.history_slice(
+                room.name, after=None, before=before, limit=limit + 1, budget=budget))
+            msgs = read.msgs
+            more = len(msgs) > limit or read.stopped is not None
             del msgs[: max(0, len(msgs) - limit)]  # the extra one is the oldest
             kept = last_within(msgs, stored_msg_size, budget) if msgs else msgs
         world.metrics.count_out("history")

@@ -22,7 +22,7 @@ from cfm_server.config import ServerConfig
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.writes import Writes
 from cfm_server.metrics import Metrics
-from cfm_server.pages import MessageReads
+from cfm_server.pages import MessageReads, Slice
 from cfm_server.state import Room, User
 from cfm_server.store import ContactRecord, RoomRecord, Store, UserRecord
 
@@ -48,6 +48,18 @@ class Reads(MessageReads, Protocol):
     """
 
     def top(self, room: Room) -> int | asyncio.Future[int]: ...
+
+    def history_slice(self, room: str, *, after: int | None, before: int | None, limit: int,
+                      budget: int) -> Slice | asyncio.Future[Slice]:
+        """As ``history_after`` (``after`` given) or ``history_before``, for a page of
+        ``budget`` bytes: the read may leave out the messages past the first ones that
+        fill the budget, as long as it keeps every message a page cut by
+        ``stored_msg_size`` (``first_within`` / ``last_within``) would hold, and then
+        says where it stopped (``Slice.stopped``). What a page holds is decided by the
+        page (``MessageHandler._history_page``), not here. A store's rows come at once
+        and it never stops; a cluster node's read.lua does, so a page of long messages
+        is not read whole from Redis to be cut on the node."""
+        ...
 
     def get_message(self, room: str, seq: int
                     ) -> StoredMsg | asyncio.Future[StoredMsg | None] | None:
@@ -75,6 +87,14 @@ class StoreReads:
     @staticmethod
     def top(room: Room) -> int:
         return room.durable_seq
+
+    def history_slice(self, room: str, *, after: int | None, before: int | None, limit: int,
+                      budget: int) -> Slice:
+        """The store's rows, whole (``budget`` unused): a local read of them is cheap,
+        and the page cuts them."""
+        if after is not None:
+            return Slice(self.history_after(room, after, limit))
+        return Slice(self.history_before(room, before, limit))
 
 
 def now_ms() -> int:

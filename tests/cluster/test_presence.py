@@ -209,18 +209,22 @@ async def test_a_holder_cut_off_from_redis_stops_before_another_takes_over(
         await proxy.close()
 
 
-async def test_a_node_restarted_before_its_expiry_says_its_old_users_are_gone(
+async def test_a_node_restarted_before_any_node_reaped_it_says_its_old_users_are_gone(
         broker_factory, redis) -> None:
     node = await broker_factory(node="phoenix")
-    first = Presence(node.batcher, "phoenix", expiry=60)
+    first = Presence(node.batcher, "phoenix", expiry=1.5)
     await first.start()
     await first.session_up("alice")
     await first.session_up("bob")
+    assert first._beats is not None
+    first._beats.cancel()  # killed: no more beats, no goodbye (and no other node reaps)
     heard, listener, client = await changes_listener(redis.url)
     try:
-        again = Presence(node.batcher, "phoenix", expiry=60)  # its next life: bob only
+        # Its next life, holding bob only, takes the id once the first's registration
+        # expired (the claim waits for it: test_node_start.py).
+        again = Presence(node.batcher, "phoenix", expiry=1.5)
         again.sessions["bob"] = 1
-        await again.rejoin()
+        await again.claim()
         await wait_until(lambda: heard, "alice gone")
         assert heard == ["gone alice"]
         assert await again.online(["alice", "bob"]) == {"bob"}

@@ -22,9 +22,9 @@ logged where it happens, as before.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
-from collections.abc import Callable
 
 from cfm_server.cluster.errors import ClusterUnavailable
 
@@ -42,17 +42,16 @@ def level(exc: BaseException | None, usual: int = logging.WARNING) -> int:
 
 
 def _clock_text(wall: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(wall))
+    """As the log's own timestamps (logsetup.py): with its UTC offset."""
+    return datetime.datetime.fromtimestamp(wall).astimezone().isoformat(timespec="seconds")
 
 
 class Outage:
     """One node's view of Redis: reachable, or out of reach since when and why."""
 
-    def __init__(self, node: str = "", *, remind: float = REMIND_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.node = node  # named in the lines (set by the broker)
+    def __init__(self, node: str = "", *, remind: float = REMIND_S) -> None:
+        self._who = f" from node {node}" if node else ""  # in the lines
         self.remind = remind
-        self._clock = clock
         self._down: dict[str, str] = {}  # part → what made it fail
         self._since = 0.0  # monotonic start of the outage under way
         self._since_wall = 0.0
@@ -74,10 +73,10 @@ class Outage:
         self._down[part] = text
         self.outages += 1
         self.refused = 0
-        self._since, self._since_wall = self._clock(), time.time()
-        log.warning("Redis unreachable from node %s since %s (%s: %s); requests that need "
-                    "it are answered retry_ms, and the node reconnects by itself",
-                    self.node, _clock_text(self._since_wall), part, text)
+        self._since, self._since_wall = time.monotonic(), time.time()
+        log.warning("Redis unreachable%s since %s (%s: %s); requests that need it are "
+                    "answered retry_ms, and the node reconnects by itself",
+                    self._who, _clock_text(self._since_wall), part, text)
         self._schedule()
 
     def up(self, part: str) -> None:
@@ -87,9 +86,9 @@ class Outage:
         if self._reminder is not None:
             self._reminder.cancel()
             self._reminder = None
-        log.warning("Redis reachable again from node %s after %s (down since %s; %d "
-                    "calls to Redis failed meanwhile, answered retry_ms)", self.node,
-                    _duration(self._clock() - self._since), _clock_text(self._since_wall),
+        log.warning("Redis reachable again%s after %s (down since %s; %d calls to Redis "
+                    "failed meanwhile, answered retry_ms)", self._who,
+                    _duration(time.monotonic() - self._since), _clock_text(self._since_wall),
                     self.refused)
 
     def _schedule(self) -> None:
@@ -104,8 +103,8 @@ class Outage:
         if not self._down:
             return
         parts = ", ".join(f"{part}: {reason}" for part, reason in self._down.items())
-        log.warning("Redis still unreachable from node %s: for %s (since %s; %s)",
-                    self.node, _duration(self._clock() - self._since),
+        log.warning("Redis still unreachable%s: for %s (since %s; %s)",
+                    self._who, _duration(time.monotonic() - self._since),
                     _clock_text(self._since_wall), parts)
         self._schedule()
 

@@ -17,12 +17,16 @@ import typer
 from cfm_server import admin_output as out
 
 
-def _run(url: str, work: Coroutine[Any, Any, Any]) -> Any:
-    """Run one of cluster/admin.py's coroutines; its failures are the command's."""
+def run_on_redis(url: str, work: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that works on the cluster's Redis at ``url``; its failures are
+    the command's, each one line that says what to fix (no traceback)."""
     import asyncio
 
+    from redis.exceptions import RedisError
+
     from cfm_server.accounts import AdminError
-    from cfm_server.server import redact_url
+    from cfm_server.cluster.startup import problem_line
+    from cfm_server.config import redact_url
 
     try:
         return asyncio.run(work)
@@ -30,8 +34,8 @@ def _run(url: str, work: Coroutine[Any, Any, Any]) -> Any:
         raise out.fail(str(exc)) from None
     except ValueError as exc:  # not a redis://, rediss:// or unix:// URL
         raise out.fail(f"--redis: {exc}") from None
-    except OSError as exc:
-        raise out.fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+    except (OSError, RedisError) as exc:
+        raise out.fail(problem_line(exc, redact_url(url))) from None
 
 
 def personas(url: str, settings: Any) -> frozenset[str]:
@@ -40,20 +44,20 @@ def personas(url: str, settings: Any) -> frozenset[str]:
     from cfm_server.cluster import admin
 
     names = {p.key for p in settings.ai.personas} if settings.ai else set()
-    return frozenset(names | _run(url, admin.personas(url)))
+    return frozenset(names | run_on_redis(url, admin.personas(url)))
 
 
 def users(url: str, settings: Any, as_json: bool) -> None:
     from cfm_server.cluster import admin
 
-    out.print_users(_run(url, admin.list_users(url, personas(url, settings))), as_json)
+    out.print_users(run_on_redis(url, admin.list_users(url, personas(url, settings))), as_json)
 
 
 def stats(url: str, as_json: bool) -> None:
     from cfm_server.cluster import admin
     from cfm_server.server import redact_url
 
-    result = _run(url, admin.stats(url))
+    result = run_on_redis(url, admin.stats(url))
     out.print_stats(result, as_json, f"redis     {out.size(result.db_bytes)} in use (INFO "
                                      f"memory's used_memory of {redact_url(url)}, all of it)")
 
@@ -95,7 +99,7 @@ def _delivering(url: str, token_file: Path | None, deliver: Callable[[str], None
         delivered.append(token)
 
     try:
-        return _run(url, work(noted))
+        return run_on_redis(url, work(noted))
     except typer.Exit:
         if delivered and token_file is not None:
             token_file.unlink(missing_ok=True)
@@ -107,7 +111,7 @@ def remove_user(url: str, name: str, settings: Any, yes: bool) -> None:
 
     from cfm_server.cluster import admin
 
-    plan = _run(url, admin.plan_removal(url, name))
+    plan = run_on_redis(url, admin.plan_removal(url, name))
     typer.echo(out.describe(plan))
     if plan.name in personas(url, settings):
         typer.echo(f"{plan.name} is one of this cluster's AI contacts: a node creates it "
@@ -118,6 +122,6 @@ def remove_user(url: str, name: str, settings: Any, yes: bool) -> None:
     if not yes and not typer.confirm(f"Remove {plan.name} and free the handle?",
                                      default=False):
         raise out.fail("nothing changed", out.EXIT_DECLINED)
-    done = _run(url, admin.remove_user(url, plan.name, int(time.time() * 1000)))
+    done = run_on_redis(url, admin.remove_user(url, plan.name, int(time.time() * 1000)))
     typer.echo(f"Removed {done.name} on every node; the handle is free."
                + "".join(f"\n  archived {room}" for room in done.archived_as))

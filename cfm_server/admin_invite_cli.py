@@ -88,17 +88,10 @@ def _cluster_invite_key(url: str) -> bytes:
 
 def _in_redis(url: str, what: str, *args: Any) -> Any:
     """Run ``cfm_server.cluster.invites.<what>(url, *args)``; a failure is the command's."""
-    import asyncio
-
+    from cfm_server.admin_cluster_cli import run_on_redis
     from cfm_server.cluster import invites
-    from cfm_server.server import redact_url
 
-    try:
-        return asyncio.run(getattr(invites, what)(url, *args))
-    except ValueError as exc:  # not a redis://, rediss:// or unix:// URL
-        raise fail(f"--redis: {exc}") from None
-    except OSError as exc:
-        raise fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+    return run_on_redis(url, getattr(invites, what)(url, *args))
 
 
 def ai_kill_switch(
@@ -108,24 +101,16 @@ def ai_kill_switch(
     redis: Annotated[str | None, typer.Option("--redis", help="The cluster's Redis (redis://HOST:PORT/DB). (default: CFM_REDIS_URL, the config file's redis_url)")] = None,  # noqa: E501
 ) -> None:
     """Turn the AI contacts' kill switch on or off for a whole cluster, at once."""
-    import asyncio
-
-    from cfm_server.server import redact_url
-
     if state not in ("on", "off"):
         raise fail("say on or off")
     url = redis or load_settings(data_dir, config).redis_url
     if not url:
         raise fail("the kill switch of a single node is [ai] kill_switch in its settings "
                     "(a restart applies it); --redis names a cluster's Redis")
+    from cfm_server.admin_cluster_cli import run_on_redis
     from cfm_server.cluster.ai import kill_switch_in_redis
 
-    try:
-        asyncio.run(kill_switch_in_redis(url, state == "on"))
-    except ValueError as exc:
-        raise fail(f"--redis: {exc}") from None
-    except OSError as exc:
-        raise fail(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+    run_on_redis(url, kill_switch_in_redis(url, state == "on"))
     typer.echo(f"AI kill switch {state} for every node of the cluster (a node whose own "
                f"[ai] kill_switch is true keeps it on).")
 

@@ -39,20 +39,10 @@ ORIGIN = "admin"  # the log entries' origin: no node's, so every node applies th
 META_PATTERN = f"{keys.PREFIX}{{*}}:meta"
 
 
-@contextlib.asynccontextmanager
-async def _connected(url: str) -> AsyncIterator[Any]:
-    from redis.exceptions import RedisError
+def _connected(url: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    from cfm_server.cluster.rediscluster import one_shot
 
-    from cfm_server.cluster.rediscluster import one_shot_client
-
-    client = one_shot_client(url, decode_responses=False, socket_timeout=30,
-                             socket_connect_timeout=5)
-    try:
-        yield client
-    except RedisError as exc:
-        raise OSError(str(exc)) from None
-    finally:
-        await client.aclose()
+    return one_shot(url, timeout=30)
 
 
 async def _pages(client: Any, key: str, match: str) -> AsyncIterator[dict[bytes, bytes]]:

@@ -132,21 +132,13 @@ async def set_kill_switch(batcher: Batcher, on: bool) -> None:
 
 async def kill_switch_in_redis(url: str, on: bool) -> None:
     """``set_kill_switch`` for a command (``cfm admin ai-kill-switch``): its own
-    connection. OSError when Redis cannot be reached."""
-    from redis.exceptions import RedisError
+    connection. Redis's errors (out of reach, a refused password) go up as they are."""
+    from cfm_server.cluster.rediscluster import one_shot
 
-    from cfm_server.cluster.rediscluster import one_shot_client
-
-    client = one_shot_client(url, decode_responses=False, socket_timeout=10,
-                             socket_connect_timeout=5)
     flag = b"1" if on else b"0"
-    try:
+    async with one_shot(url) as client:
         await client.set(keys.AI_KILL_SWITCH, flag)
         await client.publish(keys.AI_KILL_SWITCH_CHANNEL, flag)
-    except RedisError as exc:
-        raise OSError(str(exc)) from None
-    finally:
-        await client.aclose()
 
 
 class ClusterAI:

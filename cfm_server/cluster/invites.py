@@ -62,40 +62,24 @@ async def shared_key(batcher: Batcher, *, create: bool = True) -> bytes | None:
 
 async def key_from_redis(url: str, create: bool = True) -> bytes | None:
     """``shared_key`` for a command (``cfm admin invite --redis``): its own connection.
-    OSError when Redis cannot be reached."""
-    from redis.exceptions import RedisError
+    Redis's errors (out of reach, a refused password) go up as they are."""
+    from cfm_server.cluster.rediscluster import one_shot
 
-    from cfm_server.cluster.rediscluster import one_shot_client
-
-    client = one_shot_client(url, decode_responses=False, socket_timeout=10,
-                             socket_connect_timeout=5)
-    try:
+    async with one_shot(url) as client:
         if create:
             await client.set(keys.INVITE_KEY, secrets.token_hex(32) + "\n", nx=True)
         value = await client.get(keys.INVITE_KEY)
-    except RedisError as exc:
-        raise OSError(str(exc)) from None
-    finally:
-        await client.aclose()
     return None if value is None else parse_key(value)
 
 
 async def revoke_in_redis(url: str, nonce: str) -> bool:
     """Withdraw the code ``nonce`` on every node of the cluster at ``url`` (``cfm admin
-    revoke-invite --redis``); False if it was already. OSError if Redis is out of reach."""
-    from redis.exceptions import RedisError
+    revoke-invite --redis``); False if it was already."""
+    from cfm_server.cluster.rediscluster import one_shot
 
-    from cfm_server.cluster.rediscluster import one_shot_client
-
-    client = one_shot_client(url, decode_responses=False, socket_timeout=10,
-                             socket_connect_timeout=5)
-    try:
+    async with one_shot(url) as client:
         added = await client.sadd(keys.INVITE_REVOKED, nonce)
         await client.publish(keys.INVITE_REVOKED_CHANNEL, nonce)
-    except RedisError as exc:
-        raise OSError(str(exc)) from None
-    finally:
-        await client.aclose()
     return bool(added)
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redis import exceptions as rx
@@ -67,6 +67,19 @@ def one_shot_client(url: str, **kwargs: Any) -> Any:
     if cluster:
         return RedisCluster.from_url(seed, **kwargs)
     return Redis.from_url(seed, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def one_shot(url: str, *, timeout: float = 10) -> AsyncIterator[Any]:
+    """``one_shot_client`` for an admin command, closed after. Redis's errors go up as
+    they are: the CLI (``admin_cluster_cli.run_on_redis``) makes each one line that
+    says what to fix."""
+    client = one_shot_client(url, decode_responses=False, socket_timeout=timeout,
+                             socket_connect_timeout=5)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 def _name(value: Any) -> bytes:

@@ -146,6 +146,15 @@ async def _settings(client: Redis, shown: str) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in found.items()}
 
 
+def problem_line(exc: BaseException, shown: str) -> str:
+    """One line for a failure talking to Redis at ``shown`` (a password-free URL): what
+    is wrong and what to fix (a tool's answer: ``cfm admin … --redis``)."""
+    refusal = _refusal(exc, shown)
+    if isinstance(refusal, _OutOfReach):
+        return f"cannot reach Redis at {shown}: {refusal}"
+    return str(refusal)
+
+
 def _refusal(exc: BaseException, shown: str) -> Exception:
     """``exc`` from the first commands as StartRefused (a setting to fix) or _OutOfReach
     (worth another try)."""

@@ -128,3 +128,25 @@ def test_a_redis_older_than_7_is_refused_with_the_version_named() -> None:
     assert version_problem("7.2.4", "redis://r:6379/0") is None
     problem = version_problem("6.2.14", "redis://r:6379/0")
     assert problem is not None and "is version 6.2.14" in problem and "7.0" in problem
+
+
+async def test_cfm_admin_on_a_redis_with_a_wrong_password_says_what_to_fix(tmp_path) -> None:
+    """The --redis tools answer a refused sign-in as a node does: one line, the fix, no
+    traceback, no password (they used to end in redis-py's AuthenticationError)."""
+    from tests.cluster.test_admin import cfm_admin
+
+    async with redis_server(tmp_path / "r") as redis:
+        client = Redis.from_url(redis.url)
+        await client.config_set("requirepass", "sekret")
+        await client.aclose()
+        base = f"127.0.0.1:{redis.port}"
+        for args, says in (
+                (("users", "--redis", f"redis://:wrong@{base}/0"), "WRONGPASS"),
+                (("stats", "--redis", f"redis://{base}/0"), "NOAUTH"),
+                (("invite", "--redis", f"redis://:wrong@{base}/0"), "WRONGPASS"),
+                (("ai-kill-switch", "on", "--redis", f"redis://:wrong@{base}/0"), "WRONGPASS")):
+            output = await cfm_admin(*args, tmp_path=tmp_path, code=2)
+            assert "Traceback" not in output and "wrong" not in output.replace(
+                "wrong@", ""), output
+            assert says in output and "password" in output, output
+            assert ":wrong@" not in output and "sekret" not in output, output

@@ -100,9 +100,16 @@ async def test_each_lease_is_held_by_one_node_and_moves_when_it_stops(nodes) -> 
 async def test_an_outage_is_recalled_at_most_once_per_interval_while_it_lasts(
         broker_factory, redis: RedisProcess, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="cfm_server.cluster")
-    broker = await broker_factory(ping_interval=0.2, ping_timeout=0.3)
+    # A watchdog quick enough for a short test, slow enough for a busy machine.
+    broker = await broker_factory(ping_interval=0.5, ping_timeout=2.0)
     broker.outage.remind = 0.5
     await broker.head("#warm")  # a pipeline's connection exists: it times out, not refuses
+    for _ in range(int(WAIT * 10)):
+        if broker.subscriber.connected:
+            break
+        await asyncio.sleep(0.1)
+    assert broker.subscriber.connected and broker.outage.reachable
+    caplog.clear()
     assert redis.proc is not None
     os.kill(redis.proc.pid, signal.SIGSTOP)
     try:

@@ -266,8 +266,11 @@ class Server:
         """Cluster mode: the node, and a store that keeps nothing (the shared state and
         the messages live in Redis; the store only answers the hub's lookups)."""
         from cfm_server.cluster.node import ClusterNode, NodeStore
+        from cfm_server.cluster.nodemetrics import ClusterCollector
 
         node = ClusterNode(config)
+        self.metrics.registry.register(ClusterCollector(
+            node, lambda: (self.ai_contacts.cluster, self._cluster_retention)))
         return NodeStore(), f"{redact_url(config.redis_url)} (node {node.node_id})", node
 
     async def _start_node(self, node: ClusterNode, hub: Hub) -> None:

@@ -45,6 +45,7 @@ from cfm_server.cluster import keys
 from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.lease import Lease
+from cfm_server.cluster.outage import level
 
 if TYPE_CHECKING:
     from cfm_server.ai import AIConfig, AIContacts, Persona
@@ -213,7 +214,8 @@ class ClusterAI:
                 await self._start_contacts()
                 return
             except ClusterError as exc:
-                log.warning("the AI contacts cannot start now (%s); trying again", exc)
+                log.log(level(exc), "the AI contacts cannot start now (%s); trying again",
+                        exc)
                 await self._stop_contacts()
             except Exception:
                 log.exception("the AI contacts did not start; trying again")
@@ -290,4 +292,5 @@ class ClusterAI:
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
-        log.warning("an AI quota count was not stored in Redis: %s", future.exception())
+        exc = future.exception()
+        log.log(level(exc), "an AI quota count was not stored in Redis: %s", exc)

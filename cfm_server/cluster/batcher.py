@@ -26,7 +26,8 @@ commands behind them in the first pipeline have run by then.
 When Redis cannot be reached, the calls of the failed pipeline and every call made until
 a background probe reaches Redis again fail at once with :class:`ClusterUnavailable`
 (``retry_ms`` = time to the next probe); the probe backs off with jitter and the batcher
-resumes by itself.
+resumes by itself. The node's :class:`Outage` is told when Redis went away and when the
+probe reached it again (one line each, for the operator).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _pack_command = None
 
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
+from cfm_server.cluster.outage import Outage
+from cfm_server.cluster.roundtrips import RoundTrips
 from cfm_server.cluster.scripts import BY_SHA, Script
 
 log = logging.getLogger(__name__)
@@ -109,8 +112,10 @@ def _what(call: _Call) -> Any:
 
 class Batcher:
     def __init__(self, client: Redis, *, timeout: float = 5.0,
-                 backoff: tuple[float, float] = (0.05, 2.0)) -> None:
+                 backoff: tuple[float, float] = (0.05, 2.0),
+                 outage: Outage | None = None) -> None:
         self._client = client
+        self.outage = outage if outage is not None else Outage()
         self._timeout = timeout
         self._backoff = backoff
         self._queue: list[_Call] = []
@@ -118,7 +123,11 @@ class Batcher:
         self._sender: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._next_probe = 0.0  # monotonic time of the next probe while down
-        self.pipelines = 0  # how many pipelines went out (for tests and metrics)
+        # For /metrics (nodemetrics.py) and tests: pipelines and the commands they carried
+        # (a merged EVALSHA is one), and each pipeline's round trip.
+        self.pipelines = 0
+        self.commands = 0
+        self.round_trips = RoundTrips()
         # Bumped when Redis answered NOSCRIPT: what each connection loaded is void.
         self._scripts_gen = 0
 
@@ -153,12 +162,13 @@ class Batcher:
             await asyncio.wait(tasks, timeout=5.0)
         self._fail(self._queue, ClusterUnavailable("the cluster engine is closed", 1000))
         self._queue = []
+        self.outage.close()
 
     # --- sending -----------------------------------------------------------------------
 
     def _enqueue(self, call: _Call) -> asyncio.Future[Any]:
         if self._probe is not None:
-            call.future.set_exception(self._unavailable("Redis is unreachable"))
+            self._fail([call], self._unavailable("Redis is unreachable", True))
             return call.future
         self._queue.append(call)
         if not self._flush_scheduled:
@@ -187,7 +197,7 @@ class Batcher:
                 replies = await self._pipeline([w[0] for w in wire])
             except CONNECTION_ERRORS as exc:
                 self._went_down(exc)
-                self._fail(batch, self._unavailable(f"Redis is unreachable: {exc}"))
+                self._fail(batch, self._unavailable(f"Redis is unreachable: {exc}", True))
                 return
             retry: list[_Call] = []
             for (_, calls, merged), reply in zip(wire, replies, strict=True):
@@ -213,7 +223,7 @@ class Batcher:
                                          for c in retry if c.script}.values()))
             except CONNECTION_ERRORS as exc:
                 self._went_down(exc)
-                self._fail(retry, self._unavailable(f"Redis is unreachable: {exc}"))
+                self._fail(retry, self._unavailable(f"Redis is unreachable: {exc}", True))
                 return
             todo = retry
         self._fail(todo, ClusterError("Redis keeps forgetting the scripts (NOSCRIPT)"))
@@ -299,10 +309,13 @@ class Batcher:
             return (await _exchange(conn, loads + commands))[len(loads):]
 
         self.pipelines += 1
+        self.commands += len(commands)
+        started = time.perf_counter()
         clean = False
         try:
             replies = await self._bounded(exchange())
             clean = True
+            self.round_trips.observe(time.perf_counter() - started)
             return replies
         finally:
             for conn in taken:
@@ -340,8 +353,10 @@ class Batcher:
                     f"Redis is a Redis Cluster (MOVED {text}): use a redis+cluster:// URL"))
                 return
             # redis-py strips the code of the errors it knows (TRYAGAIN, CLUSTERDOWN …).
-            if isinstance(reply, (*CONNECTION_ERRORS, *_RETRYABLE_ERRORS)) \
-                    or text.startswith(_RETRYABLE_PREFIXES):
+            if isinstance(reply, CONNECTION_ERRORS):  # a Redis Cluster's master away
+                call.future.set_exception(self._unavailable(f"Redis is unreachable: {text}",
+                                                            True))
+            elif isinstance(reply, _RETRYABLE_ERRORS) or text.startswith(_RETRYABLE_PREFIXES):
                 call.future.set_exception(self._unavailable(f"Redis refused: {text}"))
             else:
                 call.future.set_exception(ClusterError(f"Redis answered {_what(call)}: {text}"))
@@ -351,26 +366,30 @@ class Batcher:
         except Exception as exc:  # a reply of an unexpected shape
             call.future.set_exception(ClusterError(f"unexpected reply to {_what(call)}: {exc}"))
 
-    @staticmethod
-    def _fail(calls: list[_Call], exc: Exception) -> None:
+    def _fail(self, calls: list[_Call], exc: Exception) -> None:
+        if isinstance(exc, ClusterUnavailable) and exc.unreachable:
+            self.outage.refused += len(calls)
         for call in calls:
             if not call.future.done():
                 call.future.set_exception(exc)
 
     # --- down and back up --------------------------------------------------------------
 
-    def _unavailable(self, msg: str) -> ClusterUnavailable:
+    def _unavailable(self, msg: str, unreachable: bool = False) -> ClusterUnavailable:
+        """``unreachable``: Redis is out of reach (the outage's line says so), rather
+        than answering with a refusal."""
         wait = max(self._next_probe - time.monotonic(), 0.0)
-        return ClusterUnavailable(msg, retry_ms=max(100, int(wait * 1000)))
+        return ClusterUnavailable(msg, retry_ms=max(100, int(wait * 1000)),
+                                  unreachable=unreachable)
 
     def _went_down(self, exc: BaseException) -> None:
         if self._probe is None:
-            log.warning("Redis unreachable (%s); retrying with back-off", exc)
+            self.outage.down("commands", exc)
             self._next_probe = time.monotonic() + self._backoff[0]
             self._probe = asyncio.create_task(self._probe_until_up())
         # Calls queued while the failed pipeline was in flight fail like it.
         queued, self._queue = self._queue, []
-        self._fail(queued, self._unavailable(f"Redis is unreachable: {exc}"))
+        self._fail(queued, self._unavailable(f"Redis is unreachable: {exc}", True))
 
     async def _probe_until_up(self) -> None:
         first, cap = self._backoff
@@ -384,6 +403,6 @@ class Batcher:
                 delay = min(cap, delay * 2) * random.uniform(0.75, 1.25)
                 log.debug("Redis still unreachable: %s", exc)
                 continue
-            log.info("Redis reachable again")
             self._probe = None
+            self.outage.up("commands")
             return

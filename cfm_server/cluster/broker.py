@@ -39,6 +39,7 @@ from cfm_server.cluster import keys, rediscluster, scripts
 from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.entries import Read, read_entries, seq_of, stored
 from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
+from cfm_server.cluster.outage import Outage, level
 from cfm_server.cluster.subscriber import Subscriber
 from cfm_server.cluster.tracker import Delivery, RoomTracker
 from cfm_server.pages import FRAME_SLACK, Slice
@@ -120,10 +121,14 @@ class Broker:
         self._client = redis_client(url, socket_timeout)
         # The pub/sub connection waits for messages indefinitely; the watchdog guards it.
         self._pubsub_client = redis_client(url, socket_timeout)
+        # The node's one view of whether Redis is reachable (logged once per outage).
+        self.outage = Outage(self.node)
         batcher = rediscluster.ClusterBatcher if cluster else Batcher
-        self.batcher = batcher(self._client, timeout=socket_timeout, backoff=backoff)
+        self.batcher = batcher(self._client, timeout=socket_timeout, backoff=backoff,
+                               outage=self.outage)
         options: dict[str, Any] = dict(ping_interval=ping_interval,
-                                       ping_timeout=ping_timeout, backoff=backoff)
+                                       ping_timeout=ping_timeout, backoff=backoff,
+                                       outage=self.outage)
         self.subscriber: Subscriber | rediscluster.ShardedSubscriber
         if isinstance(self.batcher, rediscluster.ClusterBatcher):
             self.subscriber = rediscluster.ShardedSubscriber(
@@ -137,6 +142,7 @@ class Broker:
         self._listeners: dict[bytes, Callable[[bytes], None]] = {}
         self._compacted: dict[str, float] = {}  # room → loop time of its last rewrite
         self._compact_timers: dict[str, asyncio.TimerHandle] = {}
+        self.gaps_filled = 0  # gaps read from the streams (a lost publish, a reconnect)
 
     async def start(self) -> None:
         self.subscriber.start()
@@ -241,8 +247,9 @@ class Broker:
 
         def done(future: asyncio.Future[Any]) -> None:
             if not future.cancelled() and future.exception() is not None:
-                log.warning("%s: rewriting the stream after a delete failed: %s", room,
-                            future.exception())
+                exc = future.exception()
+                log.log(level(exc), "%s: rewriting the stream after a delete failed: %s",
+                        room, exc)
 
         self.batcher.eval(scripts.COMPACT, [keys.room_log(room), keys.room_scratch(room)],
                           [COMPACT_PAGE], convert=int).add_done_callback(done)
@@ -499,6 +506,7 @@ class Broker:
     async def _fill(self, tracker: RoomTracker) -> None:
         """Read the missing seqs from the stream, until the room has no gap."""
         room = tracker.room
+        counted = -1  # the gap counted last (its pages share their end)
         try:
             while self._rooms.get(room) is tracker and (gap := tracker.gap()) is not None:
                 after, upto = gap
@@ -511,6 +519,9 @@ class Broker:
                     continue
                 if tracker.epoch != epoch:
                     continue  # read from the old epoch's history: not ours to deliver
+                if upto != counted:
+                    self.gaps_filled += 1
+                    counted = upto
                 entries = [e for e in entries if seq_of(e) <= upto]
                 # Trimmed (retention, the records' log's cap): what is gone is skipped,
                 # whatever follows delivered — never read again and again.

@@ -21,8 +21,11 @@ class ClusterError(Exception):
 
 
 class ClusterUnavailable(ClusterError):
-    """Redis is out of reach for now; ``retry_ms`` says when a retry is worth it."""
+    """Redis is out of reach for now; ``retry_ms`` says when a retry is worth it.
+    ``unreachable``: failed because the node's Redis is out of reach (the node's outage
+    tracker logs that once, ``outage.py``), not refused by a Redis that answered."""
 
-    def __init__(self, msg: str, retry_ms: int) -> None:
+    def __init__(self, msg: str, retry_ms: int, *, unreachable: bool = False) -> None:
         super().__init__(msg)
         self.retry_ms = retry_ms
+        self.unreachable = unreachable

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from cfm_server import ratelog
 from cfm_server.childproc import die_with
 from cfm_server.cluster import keys, rediscluster
 from cfm_server.cluster.entries import READ_FIELDS
@@ -314,6 +315,9 @@ def main(argv: list[str]) -> int:
     die_with(int(argv[2]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    # A pass retries every RETRY_S while Redis is out of reach: one line of it per 30 s
+    # (the node logs the outage itself).
+    ratelog.install(burst=1, interval=30.0, names=(log.name,))
     with contextlib.suppress(OSError):
         os.nice(19)  # the lowest CPU priority: the node's sessions come first
     try:

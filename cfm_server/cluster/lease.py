@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from cfm_server.cluster import keys, scripts
 from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.outage import level
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ class Lease:
                 if not attempt.done():
                     await asyncio.wait({attempt})  # one request at a time
                 if not attempt.cancelled() and attempt.exception() is not None:
-                    log.warning("lease %s: %s", self.name, attempt.exception())
+                    exc = attempt.exception()
+                    log.log(level(exc), "lease %s: %s", self.name, exc)
                 delay = self.ttl / 3
                 if working:
                     delay = min(delay, max(self._valid_until - time.monotonic(), 0.0))

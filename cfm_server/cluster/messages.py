@@ -27,6 +27,7 @@ from cfm_common.frames import Ack, Error, StoredMsg
 from cfm_common.rules import ChangeKind, ErrorCode, MsgKind
 from cfm_server.cluster import keys
 from cfm_server.cluster.broker import Appended
+from cfm_server.cluster.outage import level
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.messages import MessageHandler
 from cfm_server.domain.ports import Connection
@@ -111,7 +112,7 @@ class ClusterMessages(MessageHandler):
         exc = appended.exception()
         if exc is not None:
             retry_ms = getattr(exc, "retry_ms", None)
-            log.warning("a message for %s was not stored: %s", room, exc)
+            log.log(level(exc), "a message for %s was not stored: %s", room, exc)
             session.send(encode(Error(ErrorCode.INTERNAL.value,
                                       "the message could not be stored; send it again",
                                       ref, retry_ms)))

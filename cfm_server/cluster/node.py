@@ -55,6 +55,7 @@ from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.messages import ClusterMessages
 from cfm_server.cluster.nodepresence import NodePresence
+from cfm_server.cluster.outage import level
 from cfm_server.cluster.presence import Presence
 from cfm_server.cluster.search import ClusterSearch, index_file
 from cfm_server.cluster.state import Change, SharedState
@@ -236,7 +237,7 @@ class ClusterNode:
     def _task_done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("cluster node: %s", task.exception())
+            log.log(level(task.exception()), "cluster node: %s", task.exception())
 
     def unreachable(self) -> bool:
         """Whether Redis is out of reach now (``/readyz``): the last pipeline failed, or

@@ -30,6 +30,7 @@ from cfm_server.cluster import keys
 from cfm_server.cluster.comeback import Comebacks
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.limits import ClusterConnections, ClusterLimits
+from cfm_server.cluster.outage import level
 from cfm_server.cluster.presence import Presence
 
 if TYPE_CHECKING:
@@ -275,7 +276,7 @@ class NodePresence:
     def _done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("cluster presence: %s", task.exception())
+            log.log(level(task.exception()), "cluster presence: %s", task.exception())
 
 
 def _shows_online(frame: bytes) -> bool:

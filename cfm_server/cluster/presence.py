@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from cfm_server.cluster import keys, scripts
 from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.outage import level
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class Presence:
         self._mark_ms = int((grace * 2 + 5) * 1000) if grace > 0 else 0
         self.sessions: Counter[str] = Counter()  # user → sessions on this node
         self._beats: asyncio.Task[None] | None = None
+        self.reaped = 0  # other nodes this one reaped (their heartbeats expired)
         # Told the users a re-registration brought back (``rejoin``): the node was reaped
         # while alive and every node told their watchers they went ('gone').
         self.on_back: Callable[[list[str]], None] | None = None
@@ -224,7 +226,12 @@ class Presence:
             scripts.PRESENCE_BEAT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES],
             [self.node, 0 if leaving else self._lifetime_ms(), keys.PRESENCE_PREFIX,
              keys.PRESENCE_CHANNEL, self.origin])
-        registered, *gone = reply
+        registered, reaped, *gone = reply
+        for i in range(0, len(reaped), 3):
+            self.reaped += 1
+            log.warning("node %s reaped by node %s (its heartbeat expired, presence_expiry "
+                        "%g s): %d of its %d users went offline", reaped[i].decode(),
+                        self.node, self.expiry, reaped[i + 2], reaped[i + 1])
         if registered == 2 and not leaving:
             # Its registration expired (Redis out of reach, late beats) and another
             # process claimed the id meanwhile: that one's presence stands.
@@ -247,4 +254,4 @@ class Presence:
             try:
                 await self.beat()
             except ClusterError as exc:  # unavailable: the next beat tries again
-                log.warning("presence heartbeat failed: %s", exc)
+                log.log(level(exc), "presence heartbeat failed: %s", exc)

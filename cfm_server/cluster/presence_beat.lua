@@ -4,10 +4,12 @@
 -- ARGV[1] node   ARGV[2] lifetime (ms) of this beat, 0 = the node leaves now
 -- ARGV[3] key prefix of the presence keys ('cfm:{presence}:')   ARGV[4] changes channel
 -- ARGV[5] origin (this life of the node)
--- Returns {registered, users gone offline...}: registered 1 = the node was known before
--- this beat, 0 = it was not (reaped: it registers again), 2 = another life of the node
--- id holds it now (it claimed the id after this one's registration expired): its
--- registration is left alone, this life's users are not counted any more.
+-- Returns {registered, reaped, users gone offline...}: registered 1 = the node was known
+-- before this beat, 0 = it was not (reaped: it registers again), 2 = another life of the
+-- node id holds it now (it claimed the id after this one's registration expired): its
+-- registration is left alone, this life's users are not counted any more; reaped =
+-- {node, its users, how many of them went offline, ...} for every other node reaped by
+-- this beat (the node's own leave is not a reap).
 -- Every key is under the {presence} tag, so the keys built here share KEYS[1]'s slot.
 -- A user left with no node is published as 'gone <user>' (not 'off': no node signed
 -- them out, so every node tells its own watchers).
@@ -27,17 +29,25 @@ end
 if registered ~= 2 then
   redis.call('ZADD', nodes, now + ttl, node)
 end
-local out = {registered}
+local reaped = {}
+local out = {registered, reaped}
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 100)) do
   local node_users = prefix .. 'node:' .. dead
   local users = redis.call('HKEYS', node_users)
+  local offline = 0
   for _, user in ipairs(users) do
     local user_nodes = prefix .. 'user:' .. user
     redis.call('HDEL', user_nodes, dead)
     if redis.call('EXISTS', user_nodes) == 0 then
       redis.call('PUBLISH', ARGV[4], 'gone ' .. user)
       out[#out + 1] = user
+      offline = offline + 1
     end
+  end
+  if dead ~= node then
+    reaped[#reaped + 1] = dead
+    reaped[#reaped + 1] = #users
+    reaped[#reaped + 1] = offline
   end
   redis.call('DEL', node_users)
   redis.call('ZREM', nodes, dead)

@@ -38,6 +38,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from cfm_server.cluster.batcher import CONNECTION_ERRORS, Batcher
 from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.outage import Outage
 from cfm_server.cluster.scripts import Script
 from cfm_server.cluster.subscriber import Subscriber
 
@@ -109,8 +110,9 @@ def slot_of(args: tuple[Any, ...]) -> int | None:
 
 class ClusterBatcher(Batcher):
     def __init__(self, seed: Redis, *, timeout: float = 5.0,
-                 backoff: tuple[float, float] = (0.05, 2.0)) -> None:
-        super().__init__(seed, timeout=timeout, backoff=backoff)
+                 backoff: tuple[float, float] = (0.05, 2.0), outage: Outage | None = None
+                 ) -> None:
+        super().__init__(seed, timeout=timeout, backoff=backoff, outage=outage)
         self._seed = seed
         self._clients: dict[Address, Redis] = {}
         self._owners: list[Address] = []  # by slot; empty: read the map before sending
@@ -288,7 +290,12 @@ class ShardedSubscriber:
                  on_message: Callable[[bytes, bytes], None],
                  on_connected: Callable[[], Awaitable[None]], **options: Any) -> None:
         self._batcher = batcher
-        self._make = lambda client: Subscriber(client, on_message, on_connected, **options)
+        def make(client: Redis) -> Subscriber:  # named by its master in the outage's lines
+            where = client.connection_pool.connection_kwargs
+            return Subscriber(client, on_message, on_connected, **options,
+                              part=f"pub/sub {where.get('host')}:{where.get('port')}")
+
+        self._make = make
         kwargs = seed.connection_pool.connection_kwargs
         self._seed_address: Address = (str(kwargs.get("host", "127.0.0.1")),
                                        int(kwargs.get("port", 6379)))

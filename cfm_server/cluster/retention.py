@@ -28,6 +28,7 @@ import msgpack
 from cfm_server.cluster import keys
 from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.lease import Lease
+from cfm_server.cluster.outage import level
 
 if TYPE_CHECKING:
     from cfm_server.cluster.node import ClusterNode
@@ -167,5 +168,6 @@ class ClusterRetention:
             try:
                 await prune_once(self._batcher, self.config)
             except Exception as exc:
-                log.warning("retention pass failed (%s); trying again next time", exc)
+                log.log(level(exc), "retention pass failed (%s); trying again next time",
+                        exc)
             await asyncio.sleep(self.config.retention_interval)

@@ -37,6 +37,7 @@ from typing import Any
 from cfm_server.cluster import keys, scripts
 from cfm_server.cluster.broker import Broker, new_epoch
 from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.outage import level
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,8 @@ class SharedState:
                 before = self.records
                 await self.load()
             except ClusterError as exc:
-                log.warning("reloading the shared records failed (%s); trying again", exc)
+                log.log(level(exc), "reloading the shared records failed (%s); trying again",
+                        exc)
                 await asyncio.sleep(getattr(exc, "retry_ms", 1000) / 1000)
                 continue
             if self._on_change is not None:

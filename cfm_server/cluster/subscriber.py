@@ -6,7 +6,9 @@ messages forever. The watchdog sends a PING every ``ping_interval`` and declares
 connection dead when nothing at all arrives within ``ping_timeout``. A dead or dropped
 connection is thrown away; a new one subscribes to every channel again and, once Redis
 confirmed them all, ``on_connected`` runs: the broker re-reads each room's head and fills
-what it missed while the connection was gone. Reconnects back off with jitter.
+what it missed while the connection was gone. Reconnects back off with jitter. A lost
+connection and the first reply on a new one are told to the node's :class:`Outage`
+(which logs the outage once), not logged here at each attempt.
 
 The connection is redis-py's (it connects: TLS, AUTH, SELECT), but its replies are read
 here, a socket read at a time, with a hiredis reader: redis-py's ``PubSub.get_message``
@@ -27,6 +29,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 from cfm_server.cluster.batcher import CONNECTION_ERRORS
+from cfm_server.cluster.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +57,12 @@ class Subscriber:
         ping_interval: float = 2.0,
         ping_timeout: float = 3.0,
         backoff: tuple[float, float] = (0.05, 2.0),
+        outage: Outage | None = None,
+        part: str = "pub/sub",
     ) -> None:
         self._client = client
+        self._outage = outage if outage is not None else Outage()
+        self._part = part  # its name in the outage's lines
         self._on_message = on_message
         self._on_connected = on_connected
         self.ping_interval = ping_interval
@@ -133,7 +140,7 @@ class Subscriber:
                 delay = first
                 await self._serve()
             except (_Dead, *CONNECTION_ERRORS) as exc:
-                log.warning("pub/sub connection lost (%s); reconnecting", exc or type(exc))
+                self._outage.down(self._part, exc)
             except _Refused as exc:  # an ACL, a Redis that is not one: the operator's
                 log.error("Redis refused a pub/sub command (%s); reconnecting", exc)
             except Exception:  # whatever it was, the node must not stay deaf
@@ -199,8 +206,10 @@ class Subscriber:
         assert reader is not None
         replies = hiredis.Reader()
         wanted, on_message, heard = self._wanted, self._on_message, self._heard
+        data = await reader.read(READ_SIZE)
+        if data:  # Redis answered this connection: reachable again
+            self._outage.up(self._part)
         while True:
-            data = await reader.read(READ_SIZE)
             if not data:
                 raise ConnectionError("Redis closed the pub/sub connection")
             replies.feed(data)
@@ -218,6 +227,7 @@ class Subscriber:
                     raise _Refused(str(reply))
                 # else: PONG, while subscribed to nothing
             heard.set()
+            data = await reader.read(READ_SIZE)
 
     def _confirm(self, channel: str) -> None:
         if channel not in self._channels:

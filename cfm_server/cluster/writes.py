@@ -33,6 +33,7 @@ from cfm_common.frames import StoredMsg
 from cfm_server.cluster import keys, records
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.outage import level
 from cfm_server.cluster.state import SharedState, Written
 from cfm_server.domain.writes import Writes
 from cfm_server.store import (
@@ -219,7 +220,8 @@ def _quiet(commit: Commit) -> None:
 
 def _log_uncount(done: asyncio.Future[Written]) -> None:
     if not done.cancelled() and done.exception() is not None:
-        log.error("an invite's use could not be given back: %s", done.exception())
+        exc = done.exception()
+        log.log(level(exc, logging.ERROR), "an invite's use could not be given back: %s", exc)
 
 
 def _log_refused(name: str, done: asyncio.Future[Written]) -> None:
@@ -230,4 +232,5 @@ def _log_refused(name: str, done: asyncio.Future[Written]) -> None:
 
 def _log_failed(commit: Commit) -> None:
     if not commit.cancelled() and commit.exception() is not None:
-        log.error("a shared record could not be written: %s", commit.exception())
+        exc = commit.exception()
+        log.log(level(exc, logging.ERROR), "a shared record could not be written: %s", exc)

@@ -182,6 +182,26 @@ async def test_typing_and_presence_are_limited_per_user(server) -> None:
     assert sum(f["t"] == "typing" for f in bob.seen) == 12 - typing_refused
 
 
+async def test_a_per_user_refusal_names_the_request_it_refuses(server_factory) -> None:
+    """A join or contact request refused by the user's bucket carries the request's id
+    as ``ref`` (docs/protocol.md, "Request ids"), so a client can match it and retry that
+    request: with ``ref: "join"`` the SDK could not, and its joins timed out."""
+    # The user's buckets tighter than the session's (burst 30 and 20): these refuse.
+    server = await server_factory(user_room_burst=5, user_contact_burst=5)
+    async with signed_in(server.url, "bob"), signed_in(server.url, "alice") as alice:
+        for n in range(12):  # new rooms
+            await alice.send({"t": "join", "room": f"#j{n}", "id": f"j{n}"})
+        for n in range(12):  # contact requests
+            op = "add" if n % 2 == 0 else "remove"
+            await alice.send({"t": "contact", "op": op, "name": "bob", "id": f"c{n}"})
+        await alice.send({"t": "history", "room": "#nowhere"})
+        await alice.recv_until("error", code="no_such_room")
+        refused = [e for e in errors(alice) if e["code"] == "rate_limited"]
+    refs = {e["ref"] for e in refused}
+    assert any(r.startswith("j") for r in refs) and any(r.startswith("c") for r in refs), refs
+    assert refs <= {f"j{n}" for n in range(12)} | {f"c{n}" for n in range(12)}, refs
+
+
 async def test_searches_are_limited_per_user(server) -> None:
     """A search costs the node milliseconds: three sessions of one user get no more of
     them than the user's bucket (10), though each session's own bucket (10) would take

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from prometheus_client import CollectorRegistry
 
 from cfm_common.client import ClientError
+from cfm_common.rules import FINAL_HELLO_REFUSALS
 from cfm_server.ai.backends import ChatBackend, OpenAIChatBackend, WorkersAIBackend
 from cfm_server.ai.config import AIConfig
 from cfm_server.ai.contact import PersonaContact
@@ -110,6 +111,36 @@ class AIContacts:
         self.contacts = contacts
         self.guards = guards
         self.backend = backend
+        self._retrying: set[asyncio.Task[None]] = set()
+
+    def retry_later(self, make: Callable[[], PersonaContact], first: BaseException) -> None:
+        """Start a persona again until it signs in: its first start failed for a reason
+        that may pass (the server busy, its address over ``max_conns_per_ip`` while a
+        dead node's connections still count, the lease's new holder not listening yet).
+        Left out for good, it stayed offline for everyone until the next restart."""
+        task = asyncio.create_task(self._retry(make, first), name="cfm-ai-retry")
+        self._retrying.add(task)
+        task.add_done_callback(self._retrying.discard)
+
+    async def _retry(self, make: Callable[[], PersonaContact], error: BaseException) -> None:
+        wait = RETRY_FIRST_S
+        while True:
+            await asyncio.sleep(wait)
+            contact = make()
+            try:
+                await contact.start()
+            except ClientError as exc:
+                await contact.stop()
+                if not _may_pass(exc):
+                    logger.error("AI contact %s did not start: %s", contact.handle, exc)
+                    return
+                error, wait = exc, min(wait * 2, RETRY_MAX_S)
+                logger.debug("AI contact %s still cannot start (%s)", contact.handle, error)
+                continue
+            self.contacts.append(contact)
+            logger.info("AI contact %s online (its start had failed: %s)", contact.handle,
+                        error)
+            return
 
     @property
     def handles(self) -> tuple[str, ...]:
@@ -126,6 +157,9 @@ class AIContacts:
         logger.warning("AI kill switch %s", "on" if on else "off")
 
     async def stop(self) -> None:
+        for task in list(self._retrying):
+            task.cancel()
+        await asyncio.gather(*self._retrying, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self.contacts), return_exceptions=True)
         self.contacts = []
         if self.backend is not None:
@@ -181,23 +215,40 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
         return AIContacts(config, [], guards, None)
     directory = Path(token_dir) if token_dir is not None else None
     backend = make_backend(config)
-    contacts = [
-        persona_contact(p, config, server_url, guards=guards, backend=backend,
-                        token_dir=directory, clock=clock, ssl=ssl)
-        for p in (personas if personas is not None else config.personas)
-    ]
-    if memories is not None:
-        for contact in contacts:
+    def make(persona: Persona) -> PersonaContact:
+        contact = persona_contact(persona, config, server_url, guards=guards, backend=backend,
+                                  token_dir=directory, clock=clock, ssl=ssl)
+        if memories is not None:
             contact.memory = memories(contact.persona, contact.mind.engine)
+        return contact
+
+    contacts = [make(p) for p in (personas if personas is not None else config.personas)]
     results = await asyncio.gather(*(c.start() for c in contacts), return_exceptions=True)
-    running = []
+    cast = AIContacts(config, [], guards, backend)
     for contact, result in zip(contacts, results, strict=True):
         if isinstance(result, BaseException):
+            await contact.stop()
+            if isinstance(result, ClientError) and _may_pass(result):
+                logger.warning("AI contact %s did not start: %s; trying again",
+                               contact.handle, result)
+                cast.retry_later(lambda p=contact.persona: make(p), result)
+                continue
             level = logging.ERROR if isinstance(result, ClientError) else logging.CRITICAL
             logger.log(level, "AI contact %s did not start: %s", contact.handle, result)
-            await contact.stop()
         else:
-            running.append(contact)
+            cast.contacts.append(contact)
     logger.info("AI contacts online (%s backend): %s", config.backend,
-                ", ".join(c.handle for c in running) or "none")
-    return AIContacts(config, running, guards, backend)
+                ", ".join(c.handle for c in cast.contacts) or "none")
+    return cast
+
+
+# A persona whose start failed for a reason that may pass is started again after this
+# long, then twice as long each time, up to RETRY_MAX_S.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+
+
+def _may_pass(exc: ClientError) -> bool:
+    """Whether a persona's failed start is worth trying again (a full server, a busy
+    address, a node not yet listening), not a refusal of who it is."""
+    return not exc.final and exc.code not in FINAL_HELLO_REFUSALS

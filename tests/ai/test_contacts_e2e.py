@@ -218,3 +218,30 @@ async def test_a_flood_gets_one_slow_down_then_silence(server: Any, tmp_path: Pa
             assert len(replies) == 3
     finally:
         await contacts.stop()
+
+
+async def test_a_persona_refused_for_a_while_at_start_comes_online_when_it_can(
+        server_factory: Any, tmp_path: Path) -> None:
+    """A persona's start refused for a reason that passes (here its address over
+    max_conns_per_ip: on a cluster, a dead node's connections still counted when the
+    lease's new holder starts the cast) is tried again until it signs in; it used to be
+    left out, offline for everyone until the next restart."""
+    from tests.wire import WireClient
+
+    server = await server_factory(max_conns_per_ip=2)
+    held = [await WireClient.open(server.url) for _ in range(2)]  # the address is full
+    config = AIConfig.from_sources({"personas": [{"handle": "tamago"}],
+                                    "replace_personas": True})
+    contacts = await start_ai_contacts(config, server.url, token_dir=tmp_path / "ai")
+    try:
+        assert contacts.handles == ()  # refused (HTTP 429) for now
+        for client in held:
+            await client.close()
+        async with asyncio.timeout(TIMEOUT):
+            while contacts.handles != ("tamago",):
+                await asyncio.sleep(0.05)
+        async with Client(server.url, "alice", token_file=False) as alice:
+            await alice.say("hi", to="tamago")
+            assert (await next_event(alice, msg_from("tamago"))).room.startswith("dm:")
+    finally:
+        await contacts.stop()

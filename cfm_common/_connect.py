@@ -14,7 +14,7 @@ import errno
 import ssl as ssl_module
 from typing import Any
 
-from cfm_common import SUBPROTOCOL, codec
+from cfm_common import SUBPROTOCOL, codec, rules
 from cfm_common import frames as f
 from cfm_common.errors import (
     ClientError,
@@ -157,7 +157,10 @@ async def open_session(url: str, hello: f.Hello, *, timeout: float,
             data = await ws.recv()
         frame = codec.decode_server(data) if isinstance(data, bytes) else None
         if isinstance(frame, f.Error):
-            raise ServerRefused(frame.code, frame.msg, frame.retry_ms, ref=frame.ref)
+            # A refusal of who we are (bad_token, name_taken …) is final: every node says
+            # the same, and trying again cannot mend it.
+            raise ServerRefused(frame.code, frame.msg, frame.retry_ms, ref=frame.ref,
+                                final=frame.code in rules.FINAL_HELLO_REFUSALS)
         if not isinstance(frame, f.Welcome):
             raise ConnectFailed(ConnectCause.NOT_CFM, url,
                                 "the server did not answer hello")

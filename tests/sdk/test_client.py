@@ -68,6 +68,7 @@ async def test_a_bad_token_on_the_first_connect_raises_and_closes(
     with pytest.raises(ClientError) as refused:
         await impostor.connect()
     assert refused.value.code == "bad_token"
+    assert refused.value.final  # no retry can mend it (docs/bots.md, "Errors")
     assert impostor.state is ConnectionState.CLOSED
     events = [e async for e in impostor]  # the stream ends instead of retrying
     assert events[-1].state is ConnectionState.CLOSED
@@ -76,7 +77,7 @@ async def test_a_bad_token_on_the_first_connect_raises_and_closes(
 async def test_an_invalid_name_is_refused(server: Any, clients: Any) -> None:
     with pytest.raises(ClientError) as refused:
         await clients(server.url, "-nope").connect()
-    assert refused.value.code == "name_invalid"
+    assert refused.value.code == "name_invalid" and refused.value.final
 
 
 async def test_say_is_acked_and_every_member_sees_it_once(server: Any, clients: Any) -> None:

@@ -71,7 +71,8 @@ def check_name(value: str) -> None:
 
 def check_room(value: str) -> None:
     if not rules.is_valid_room(value):
-        raise bad_frame(f"not a room name: {value[:40]!r} (want #name or dm:<a>:<b>)")
+        raise bad_frame(f"not a room name: {value[:40]!r} (want # and 1-32 of a-z 0-9 _ -, "
+                        f"or dm:<a>:<b> with two lower-case handles in order)")
 
 
 def check_group_room(value: str) -> None:

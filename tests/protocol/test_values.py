@@ -220,6 +220,14 @@ def test_invalid_rooms_are_a_bad_frame_everywhere(room: str) -> None:
         assert refuse(direction, {**base, "room": room}).ref == ref
 
 
+def test_a_bad_room_name_is_told_with_the_rule_it_breaks() -> None:
+    """"#Lobby", a name too long, a DM's handles out of order: the refusal says the rule
+    (# and 1-32 of a-z 0-9 _ -; a DM's two handles lower-case and in order)."""
+    for room in ("#Lobby", "#" + "x" * 40, "dm:zed:yak"):
+        msg = refuse("client", {"t": "join", "room": room}).msg
+        assert "1-32 of a-z 0-9 _ -" in msg and "lower-case handles in order" in msg, msg
+
+
 def test_leave_takes_a_group_room_only() -> None:
     assert codec.decode_client(codec.encode_map({"t": "leave", "room": "#lobby"}))
     refuse("client", {"t": "leave", "room": "dm:alice:bob"})

@@ -14,6 +14,15 @@ SIZE = (80, 24)
 ROOM = "#games"
 
 
+async def search_from_the_room(pilot, words: str) -> None:
+    """Signed in, in ``ROOM``, ``/search words`` typed in its composer and Enter."""
+    app = pilot.app
+    await wait_until(pilot, lambda: app.main is not None, "signed in")
+    app.join_room(ROOM)
+    await wait_until(pilot, lambda: app.main.active_room == ROOM, "in the room")
+    await pilot.press(*f"/search {words}", "enter")
+
+
 def status(app) -> str:
     screen = app.screen
     return plain(screen.query_one("#search-status", Static)) \
@@ -26,10 +35,7 @@ async def test_slash_search_shows_the_hits_and_one_opens_there(server, tmp_path)
         said = await bob.say("we can all go to the lake", room=ROOM)
         alice = make_app(tmp_path, server.url, "alice")
         async with alice.run_test(size=SIZE) as pilot:
-            await wait_until(pilot, lambda: alice.main is not None, "alice signed in")
-            alice.join_room(ROOM)
-            await wait_until(pilot, lambda: alice.main.active_room == ROOM, "in the room")
-            await pilot.press(*"/search lake", "enter")
+            await search_from_the_room(pilot, "lake")
             await wait_until(pilot, lambda: status(alice).startswith("1 message with 'lake'"),
                              "the hit listed")
             hits = alice.screen.query_one("#search-hits", OptionList)
@@ -44,10 +50,7 @@ async def test_slash_search_shows_the_hits_and_one_opens_there(server, tmp_path)
 async def test_slash_search_with_no_hits_says_so(server, tmp_path):
     alice = make_app(tmp_path, server.url, "alice")
     async with alice.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: alice.main is not None, "alice signed in")
-        alice.join_room(ROOM)
-        await wait_until(pilot, lambda: alice.main.active_room == ROOM, "in the room")
-        await pilot.press(*"/search zebra", "enter")
+        await search_from_the_room(pilot, "zebra")
         await wait_until(pilot, lambda: status(alice).startswith("0 messages with 'zebra'"),
                          "nothing found, said")
         assert alice.screen.query_one("#search-hits", OptionList).option_count == 0

@@ -209,8 +209,8 @@ ERROR_TEXT = {
     "name_taken": "The handle {name!r} is already taken on this server. Pick another one.",
     "bad_token": "The server refuses this computer's sign-in token for {name!r}: the "
                  "handle is someone else's, or the operator replaced its token. If it is "
-                 "yours, ask them for the new one (cfm admin reset-token {name}) and start "
-                 "cfm chat with --token-file FILE.",
+                 "yours, get the new one (cfm admin reset-token {name}) and start cfm chat "
+                 "--token-file FILE.",
     "name_invalid": HANDLE_RULE,
     "unsupported_version": "That server speaks another version of the cfm protocol.",
     "rate_limited": "Slow down a little: the server is rate-limiting you.",
@@ -262,12 +262,13 @@ def bad_token_text(name: str, token_file: Path) -> str:
 
     Someone else's handle with a token of ours for it (an old claim), or, as often, the
     user's own after the operator replaced its token (`cfm admin reset-token`): the
-    protocol does not tell these apart, so the text says both.
+    protocol does not tell these apart, so the text says both. Six lines of the sign-in
+    box at most with a token path of ~60 characters: it fits 60x20 too.
     """
     return (f"The server refuses the token in {_shown_path(token_file)} for {name!r}: the "
             f"handle is someone else's, or the operator replaced its token. If it is "
-            f"yours, ask them for the new one (cfm admin reset-token {name}) and start "
-            f"cfm chat with --token-file FILE.")
+            f"yours, get the new one (cfm admin reset-token {name}) and start cfm chat "
+            f"--token-file FILE.")
 
 
 def ended_text(error: ClientError | None, name: str) -> str | None:
@@ -284,7 +285,7 @@ def ended_text(error: ClientError | None, name: str) -> str | None:
             or error.code == rules.ErrorCode.BAD_TOKEN:
         return (f"Signed out by the server{f' ({said})' if said else ''}: the sign-in token "
                 f"this computer has for {name!r} no longer works. Ask the operator for a "
-                f"new one (cfm admin reset-token {name}) and start cfm chat with "
+                f"new one (cfm admin reset-token {name}) and start cfm chat "
                 f"--token-file FILE.")
     if closed is not None and closed.close_code is not None:
         return (f"Disconnected by the server (close code {closed.close_code}"

@@ -66,7 +66,7 @@ def test_a_refused_token_at_sign_in_names_its_file_and_both_causes() -> None:
     text = bad_token_text("alice", Path("/srv/tokens/alice.token"))
     assert text == ("The server refuses the token in /srv/tokens/alice.token for 'alice': "
                     "the handle is someone else's, or the operator replaced its token. If "
-                    "it is yours, ask them for the new one (cfm admin reset-token alice) and "
-                    "start cfm chat with --token-file FILE.")
+                    "it is yours, get the new one (cfm admin reset-token alice) and start "
+                    "cfm chat --token-file FILE.")
     assert friendly_error(ServerRefused(ErrorCode.BAD_TOKEN, MISLEADING), "alice") == \
         text.replace("the token in /srv/tokens/alice.token", "this computer's sign-in token")

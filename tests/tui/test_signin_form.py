@@ -62,3 +62,27 @@ async def test_the_sign_in_box_fits_60x20(tmp_path):
         app.screen.show_error("That handle is taken on this server.", "name")
         await pilot.pause()
         assert box.region.bottom <= footer_top, box.region
+
+
+async def test_the_token_errors_fit_the_box_at_80x24_and_60x20(tmp_path):
+    """The longest errors the sign-in gives, with a token path as long as a server's
+    usually makes: the whole box stays on screen, above the footer."""
+    from pathlib import Path
+
+    from cfm_tui.session import bad_token_text, name_taken_text
+
+    token = Path.home() / ".local/share/cfm/tokens/chat.example.org_1863_ws/alice.token"
+    for width, height in ((80, 24), (60, 20)):
+        app = make_app(tmp_path, None, None)
+        async with app.run_test(size=(width, height)) as pilot:
+            await pilot.pause()
+            screen, footer_top = app.screen, height - 1
+            box = screen.query_one("#signin-box")
+            for text in (bad_token_text("alice", token), name_taken_text("alice", token)):
+                screen.show_error(text, "name")
+                await wait_until(pilot, lambda t=text: plain(
+                    screen.query_one("#signin-error", Static)) == t, "shown")
+                # The long-error layout comes a refresh after the text.
+                await wait_until(pilot, lambda: box.region.y >= 0 and box.region.bottom
+                                 <= footer_top and screen.max_scroll_y == 0,
+                                 f"the box within {width}x{height} ({box.region})")

@@ -5,7 +5,8 @@
     └── ClientError              something the SDK could not do (``code``, ``msg``, ``final``)
         ├── ServerRefused        the server answered ``error``: ``code`` is an ErrorCode
         ├── ConnectFailed        no session was opened: ``cause`` says why (ConnectCause)
-        ├── ConnectionClosed     the connection or the client ended: ``close_code``
+        ├── ConnectionClosed     the connection or the client ended: ``close_code``,
+        │                        ``close_reason``
         ├── TimedOut             no answer in time: ``request``, ``seconds``
         └── LocalRefusal         refused here before sending: the caller's mistake
 

@@ -97,10 +97,10 @@ class ClientCore:
         return self.welcome.name if self.welcome else self._given_name
 
     def set_state(self, state: ConnectionState, *, retry_in: float | None = None,
-                  reason: str | None = None) -> None:
+                  reason: str | None = None, error: ClientError | None = None) -> None:
         check(self.state, state)
         self.state = state
-        self._emit(StateChanged(state, retry_in, reason), None)
+        self._emit(StateChanged(state, retry_in, reason, error), None)
 
     # --- the connection -------------------------------------------------------------
 
@@ -147,7 +147,8 @@ class ClientCore:
         self.ready = False
         self.outbox.fail_all(error)
         self.set_state(ConnectionState.CLOSED,
-                       reason="closed by the client" if by_client else str(error))
+                       reason="closed by the client" if by_client else str(error),
+                       error=None if by_client else error)
 
     # --- output ---------------------------------------------------------------------
 

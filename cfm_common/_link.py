@@ -163,14 +163,14 @@ class Link:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                code, reason = await self._serve(ws)
+                code, reason, said = await self._serve(ws)
                 now = loop.time()
                 self.ws = None
                 self.core.connection_lost(now)
                 again = self.schedule.lost(code, now - self.core.connected_at, now)
                 if not again or not self.reconnect_enabled:
                     log.warning("%s: connection closed for good (%s)", self.core.name, reason)
-                    self._end(ConnectionClosed(reason, close_code=code))
+                    self._end(ConnectionClosed(reason, close_code=code, close_reason=said))
                     return
                 log.info("%s: connection lost (%s); reconnecting", self.core.name, reason)
                 ws = await self._reconnect_loop(reason)
@@ -182,8 +182,9 @@ class Link:
             log.exception("%s: the client task failed", self.core.name)
             self._end(ConnectionClosed(f"client task failed: {exc!r}", code="internal"))
 
-    async def _serve(self, ws: Any) -> tuple[int | None, str]:
-        """Read frames until the connection ends; its close code and a reason."""
+    async def _serve(self, ws: Any) -> tuple[int | None, str, str | None]:
+        """Read frames until the connection ends; its close code, a reason, and the
+        reason the server gave (None without one)."""
         from websockets.exceptions import ConnectionClosed as WsClosed
 
         loop = asyncio.get_running_loop()
@@ -203,8 +204,9 @@ class Link:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.close(), 3)
         code = ws.close_code
-        reason = f"closed with code {code}" + (f" ({ws.close_reason})" if ws.close_reason else "")
-        return code, reason
+        said = ws.close_reason or None
+        reason = f"closed with code {code}" + (f" ({said})" if said else "")
+        return code, reason, said
 
     async def _write_loop(self, ws: Any) -> None:
         """Write what the core lets out; sleep until it says, or something is queued."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cfm_common import frames as f
+from cfm_common.errors import ClientError
 
 
 class ConnectionState(enum.StrEnum):
@@ -49,11 +50,18 @@ def check(old: ConnectionState, new: ConnectionState) -> None:
 
 @dataclass(frozen=True, slots=True)
 class StateChanged:
-    """The connection moved to ``state``; ``retry_in`` is the wait before the next try."""
+    """The connection moved to ``state``; ``retry_in`` is the wait before the next try.
+
+    ``error``, on ``CLOSED`` when the client did not close itself, is what ended it: a
+    :class:`ConnectionClosed` with the server's ``close_code`` and ``close_reason`` (4003:
+    the operator replaced the token or removed the account), or the refusal of a
+    reconnect's ``hello`` (``bad_token``) — so that a program tells the cases apart by
+    type and fields, not by ``reason``'s words."""
 
     state: ConnectionState
     retry_in: float | None = None
     reason: str | None = None
+    error: ClientError | None = None
 
 
 @dataclass(frozen=True, slots=True)

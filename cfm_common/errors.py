@@ -5,7 +5,8 @@
     └── ClientError              something the SDK could not do (``code``, ``msg``, ``final``)
         ├── ServerRefused        the server answered ``error``: ``code`` is an ErrorCode
         ├── ConnectFailed        no session was opened: ``cause`` says why (ConnectCause)
-        ├── ConnectionClosed     the connection or the client ended: ``close_code``
+        ├── ConnectionClosed     the connection or the client ended: ``close_code``,
+        │                        ``close_reason``
         ├── TimedOut             no answer in time: ``request``, ``seconds``
         └── LocalRefusal         refused here before sending: the caller's mistake
 
@@ -130,17 +131,19 @@ class ConnectionClosed(ClientError):
     """The connection ended for good, or the client was closed (``by_client``).
 
     ``close_code`` is the WebSocket close code when the server closed it (a
-    ``CloseCode`` when it is one of the protocol's). ``code`` is ``closed`` when the
-    client was closed, ``disconnected`` when the server ended it, ``internal`` when the
-    SDK's own task failed.
+    ``CloseCode`` when it is one of the protocol's), ``close_reason`` the reason the
+    server gave with it (its words, for people; None when it gave none). ``code`` is
+    ``closed`` when the client was closed, ``disconnected`` when the server ended it,
+    ``internal`` when the SDK's own task failed.
     """
 
     def __init__(
         self, msg: str, *, close_code: int | None = None, by_client: bool = False,
-        code: str | None = None,
+        code: str | None = None, close_reason: str | None = None,
     ) -> None:
         super().__init__(code or ("closed" if by_client else "disconnected"), msg)
         self.close_code = close_code
+        self.close_reason = close_reason
         self.by_client = by_client
 
 

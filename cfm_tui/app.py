@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.worker import Worker, WorkerState
 
 from cfm_common.client import Connected
 from cfm_tui.alerts import Alert, NotificationPolicy
@@ -201,7 +202,7 @@ class ChatApp(SearchWiring, App[None]):
             for notice in update.notices:
                 await self._on_notice(notice)
             main.render_update(update)
-            self._show_search_and_selection(update)
+            await self._show_search_and_selection(update)
             if mark_seen or any(update.opened.values()):
                 self.mark_active_seen()
         self._start(outcome.jobs)
@@ -217,6 +218,20 @@ class ChatApp(SearchWiring, App[None]):
         if self.main is not None:
             self.main.render_update(outcome.update)
         self._start(outcome.jobs)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of the app failed: logged with its traceback, and said. Its
+        ``exit_on_error`` is off (one failed request must not end the messenger), so
+        Textual would keep the error to itself, and what the worker was to do next (a
+        search's request, after opening its screen) would silently never happen."""
+        error = event.worker.error
+        if event.state is not WorkerState.ERROR or error is None:
+            return
+        log.error("the %s worker %r failed", event.worker.group, event.worker.name,
+                  exc_info=error)
+        self.notify(f"Something went wrong in cfm chat ({type(error).__name__}: {error}); "
+                    f"the details are in {self.options.data_dir / 'chat.log'}.",
+                    severity="error", markup=False)
 
     def _start(self, jobs: list[Job]) -> None:
         for job in jobs:

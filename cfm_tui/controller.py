@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cfm_common import rules
-from cfm_common.client import Connected, StateChanged
+from cfm_common.client import Connected, ConnectionState, StateChanged
 from cfm_common.errors import ClientError
 from cfm_common.frames import Msg, Welcome
 from cfm_tui import saving, slash
@@ -32,7 +32,7 @@ from cfm_tui.outcome import Outcome
 from cfm_tui.palette import Intent
 from cfm_tui.sanitize import clean_line
 from cfm_tui.search import Search
-from cfm_tui.session import ChatSession, friendly_error
+from cfm_tui.session import ChatSession, ended_text, friendly_error
 from cfm_tui.state import ChatState, Link, Notice, NoticeKind, Update
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,10 @@ class ChatController:
         if isinstance(event, Connected):
             return Outcome(self.state.on_welcome(event.welcome))
         if isinstance(event, StateChanged):
+            ended = ended_text(event.error, self.state.me) \
+                if event.state is ConnectionState.CLOSED else None
             return Outcome(self.state.on_connection(event.state.value, event.retry_in,
-                                                    event.reason))
+                                                    event.reason, ended))
         out = Outcome(self.state.apply(event))
         if isinstance(event, Msg) and event.reply is not None:
             out.then(self.messages.fetch_quotes(event.room))

@@ -8,6 +8,7 @@ from datetime import tzinfo
 from typing import TYPE_CHECKING
 
 from textual.app import App
+from textual.widget import AwaitMount
 
 from cfm_tui.palette import Intent
 from cfm_tui.screens.search import SearchScreen
@@ -26,21 +27,29 @@ class SearchWiring(App[None]):
     def run_intent(self, intent: Intent) -> None:
         raise NotImplementedError
 
-    def _show_search_and_selection(self, update: Update) -> None:
+    async def _show_search_and_selection(self, update: Update) -> None:
         """The search screen (opened by a new search, refreshed by its results), and a
         message to select (a search hit jumped to)."""
-        if update.open_search and not isinstance(self.screen, SearchScreen):
-            self._open_search()
-        if update.search and isinstance(self.screen, SearchScreen):
-            self.screen.show_results()
+        screen = self.screen
+        if update.open_search and not isinstance(screen, SearchScreen):
+            # A screen just pushed has no widgets until it is mounted, and shows the
+            # results itself when it is (its on_mount): wait for that, then the search's
+            # request goes out (the caller starts it after this), so that its answer
+            # always finds the screen built.
+            opened = self._open_search()
+            if opened is not None:
+                await opened
+        elif update.search and isinstance(screen, SearchScreen) and screen.is_mounted:
+            screen.show_results()
         view = self.main.view_for(update.select[0]) if update.select and self.main else None
         if view is not None and update.select is not None:
             view.select(update.select[1])
 
-    def _open_search(self) -> None:
-        if self.controller is not None:
-            self.push_screen(SearchScreen(self.controller.search, self.controller.state,
-                                          self.tz), self._jump)
+    def _open_search(self) -> AwaitMount | None:
+        if self.controller is None:
+            return None
+        return self.push_screen(SearchScreen(self.controller.search, self.controller.state,
+                                             self.tz), self._jump)
 
     def _jump(self, hit: tuple[str, int] | None) -> None:
         if hit is not None:

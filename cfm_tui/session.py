@@ -207,8 +207,10 @@ def handle_refusal(name: str) -> str | None:
 # What a refusal (the server's, or the SDK's before sending) means to a person, by code.
 ERROR_TEXT = {
     "name_taken": "The handle {name!r} is already taken on this server. Pick another one.",
-    "bad_token": "The handle {name!r} belongs to someone else here: this computer has no "
-                 "matching sign-in token for it.",
+    "bad_token": "The server refuses this computer's sign-in token for {name!r}: the "
+                 "handle is someone else's, or the operator replaced its token. If it is "
+                 "yours, get the new one (cfm admin reset-token {name}) and start cfm chat "
+                 "--token-file FILE.",
     "name_invalid": HANDLE_RULE,
     "unsupported_version": "That server speaks another version of the cfm protocol.",
     "rate_limited": "Slow down a little: the server is rate-limiting you.",
@@ -239,18 +241,56 @@ def sign_in_refusal(exc: ClientError) -> tuple[str, str | None]:
     return msg[:1].upper() + msg[1:], field
 
 
+def _shown_path(path: Path) -> str:
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
 def name_taken_text(name: str, token_file: Path) -> str:
     """``name_taken``: someone else's handle, or the user's own without its token here.
 
     An account made by the operator (`cfm admin add-user`) comes with a token file but
     this computer has none, so the server takes the sign-in for a new claim.
     """
-    home = Path.home()
-    path = f"~/{token_file.relative_to(home)}" if token_file.is_relative_to(home) \
-        else str(token_file)
     return (f"The handle {name!r} is taken on this server. If it is yours, its token is "
-            f"missing: cfm chat reads it from {path} (or --token-file PATH). The operator "
-            f"can make a new one: cfm admin reset-token {name}.")
+            f"missing: cfm chat reads it from {_shown_path(token_file)} (or --token-file "
+            f"PATH). The operator can make a new one: cfm admin reset-token {name}.")
+
+
+def bad_token_text(name: str, token_file: Path) -> str:
+    """``bad_token``: this computer sent a token that is not the handle's (close 4003).
+
+    Someone else's handle with a token of ours for it (an old claim), or, as often, the
+    user's own after the operator replaced its token (`cfm admin reset-token`): the
+    protocol does not tell these apart, so the text says both. Six lines of the sign-in
+    box at most with a token path of ~60 characters: it fits 60x20 too.
+    """
+    return (f"The server refuses the token in {_shown_path(token_file)} for {name!r}: the "
+            f"handle is someone else's, or the operator replaced its token. If it is "
+            f"yours, get the new one (cfm admin reset-token {name}) and start cfm chat "
+            f"--token-file FILE.")
+
+
+def ended_text(error: ClientError | None, name: str) -> str | None:
+    """Why the server ended the session for good (the SDK's ``StateChanged(CLOSED)``
+    error), and what to do; None when nothing did (the user closed it).
+
+    Told by the close code or the refusal's code; the server's close reason (4003: its
+    token replaced, or the account removed, by the operator) is shown as it said it."""
+    if error is None:
+        return None
+    closed = error if isinstance(error, ConnectionClosed) else None
+    said = clean_line(closed.close_reason or "").strip()[:MAX_REFUSAL] if closed else ""
+    if (closed is not None and closed.close_code == rules.CloseCode.BAD_TOKEN) \
+            or error.code == rules.ErrorCode.BAD_TOKEN:
+        return (f"Signed out by the server{f' ({said})' if said else ''}: the sign-in token "
+                f"this computer has for {name!r} no longer works. Ask the operator for a "
+                f"new one (cfm admin reset-token {name}) and start cfm chat "
+                f"--token-file FILE.")
+    if closed is not None and closed.close_code is not None:
+        return (f"Disconnected by the server (close code {closed.close_code}"
+                f"{f': {said}' if said else ''}).")
+    return f"Disconnected: {friendly_error(error, name)}"
 
 
 def is_lookalike_refusal(exc: ClientError) -> bool:

@@ -21,6 +21,7 @@ from cfm_tui.screens.signin import SignInError, SignInForm
 from cfm_tui.session import (
     ChatSession,
     SignIn,
+    bad_token_text,
     connect_error,
     friendly_error,
     is_lookalike_refusal,
@@ -104,6 +105,9 @@ async def sign_in(form: SignInForm, options: ChatOptions,
         where = "name" if exc.code in NAME_ERRORS else None
         if exc.code == rules.ErrorCode.NAME_TAKEN and not is_lookalike_refusal(exc):
             return SignInError(name_taken_text(
+                form.name, token_file or default_token_file(url, form.name)), where)
+        if exc.code == rules.ErrorCode.BAD_TOKEN:  # a token was sent: say which file
+            return SignInError(bad_token_text(
                 form.name, token_file or default_token_file(url, form.name)), where)
         return SignInError(friendly_error(exc, form.name), where)
     return SignedIn(session, welcome, form)

@@ -124,9 +124,12 @@ class Link(StrEnum):
 class Connection:
     link: Link = Link.CONNECTING
     retry_in: float | None = None
-    reason: str | None = None
+    reason: str | None = None  # the SDK's, for the log
     # When the next try is due (the state's clock); the bar counts down to it.
     retry_at: float | None = None
+    # CLOSED by the server for good: why, and what to do, in words for the user
+    # (cfm_tui.session.ended_text); None when the user closed it, or it is not closed.
+    ended: str | None = None
 
     def remaining(self, now: float | None) -> float | None:
         if self.link is not Link.RECONNECTING or self.retry_in is None:
@@ -149,7 +152,7 @@ class Connection:
             if left is not None and left >= 0.5:
                 return f"Reconnecting in {round(left)} s…"
             return "Reconnecting…"
-        return "Disconnected"
+        return self.ended or "Disconnected"
 
 
 class ChatState:
@@ -275,17 +278,29 @@ class ChatState:
         """Whether contacts' statuses are only the last known: the connection is down."""
         return self.connection.link in (Link.RECONNECTING, Link.CLOSED)
 
+    @property
+    def shown_status(self) -> str:
+        """Our status as the header shows it: offline while the connection is down
+        (nobody sees the one chosen until it is back), else the one chosen."""
+        return rules.Status.OFFLINE.value if self.presence_stale else self.status
+
     def on_connection(self, link: str, retry_in: float | None = None,
-                      reason: str | None = None) -> Update:
+                      reason: str | None = None, ended: str | None = None) -> Update:
+        """The SDK's connection state; ``ended``: the server ended the session for good,
+        and why (a notice too, besides the connection bar)."""
         was_stale = self.presence_stale
         new = Link(link.lower())
         if self.connection.link is Link.CONNECTED and new is not Link.CONNECTED:
             self._online_at_drop = {name for name in self.contacts
                                     if name in self.people and self.people[name].online}
         retry_at = self.clock() + retry_in if retry_in is not None else None
-        self.connection = Connection(new, retry_in, reason, retry_at)
-        # Going down or coming back: the buddy list's dots turn grey or show again.
-        return Update(connection=True, roster=self.presence_stale != was_stale)
+        ended = ended if new is Link.CLOSED else None
+        self.connection = Connection(new, retry_in, reason, retry_at, ended)
+        # Going down or coming back: the buddy list's dots and our own turn grey or
+        # show again.
+        flipped = self.presence_stale != was_stale
+        notices = [Notice(NoticeKind.ERROR, text=ended)] if ended else []
+        return Update(connection=True, roster=flipped, me=flipped, notices=notices)
 
     # --- server frames ---------------------------------------------------------------
 

@@ -20,15 +20,20 @@ LINK_COLOURS = {
 class ConnectionBar(Static):
     def show(self, state: ChatState, server: str = "") -> None:
         conn = state.connection
-        text = Text(no_wrap=True, overflow="ellipsis")
+        # Ended by the server (signed out, and what to do): the whole text, on as many
+        # lines as it takes; otherwise one line, cut with "…".
+        ended = conn.link is Link.CLOSED and conn.ended is not None
+        text = Text(no_wrap=not ended, overflow="fold" if ended else "ellipsis")
         text.append("● ", style=Style(color=LINK_COLOURS[conn.link]))
         text.append(conn.describe(state.clock()), style=Style(bold=True))
         pending = sum(len(c.pending) for c in state.conversations.values())
         if pending:
-            text.append(f"  ·  {pending} message{'s' if pending != 1 else ''} waiting to send")
-        if state.me:
+            text.append(f"  ·  {pending} message{'s' if pending != 1 else ''} "
+                        f"{'not sent' if ended else 'waiting to send'}")
+        if state.me and not ended:
             text.append(f"  ·  signed in as {state.me}")
         if server:
             text.append(f"  ·  {clean_line(server)}", style=Style(dim=True))
         self.set_class(conn.link is not Link.CONNECTED, "-offline")
+        self.set_class(ended, "-ended")
         self.update(text)

@@ -77,10 +77,11 @@ class MeHeader(Vertical):
 
     def show(self, state: ChatState) -> None:
         name = Text(no_wrap=True, overflow="ellipsis")
-        name.append_text(render.status_dot(state.status))
+        shown = state.shown_status  # offline while the connection is down
+        name.append_text(render.status_dot(shown))
         name.append(" ")
         name.append(clean_line(state.display or state.me), style=Style(bold=True))
-        name.append(f" ({render.status_label(state.status)})", style=render.PSM_STYLE)
+        name.append(f" ({render.status_label(shown)})", style=render.PSM_STYLE)
         self.query_one("#me-name", Label).update(name)
         select = self.query_one("#me-status", Select)
         self._shown_status = state.status

@@ -55,7 +55,8 @@ def test_the_end_fails_every_entry_and_later_calls_carry_the_close_code() -> Non
     ended = ConnectionClosed("closed with code 4003", close_code=4003)
     w.core.end(ended)
     assert say.reply.error is ended
-    assert w.core.state is S.CLOSED and w.events[-1] == StateChanged(S.CLOSED, None, str(ended))
+    assert w.core.state is S.CLOSED
+    assert w.events[-1] == StateChanged(S.CLOSED, None, str(ended), error=ended)
     with pytest.raises(ConnectionClosed) as later:
         w.say("again")
     assert later.value.close_code == 4003 and later.value.code == "closed"

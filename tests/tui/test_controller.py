@@ -18,6 +18,7 @@ import pytest
 
 from cfm_common import rules
 from cfm_common.client import ConnectionState, StateChanged
+from cfm_common.errors import ClientError, ConnectionClosed, ServerRefused
 from cfm_common.frames import Contact, Msg
 from cfm_tui.config import ChatConfig
 from cfm_tui.controller import TYPING_EVERY_S, ChatController
@@ -105,6 +106,34 @@ def test_reconnect_is_refused_while_connected(tmp_path):
     c.on_event(StateChanged(ConnectionState.RECONNECTING, 5.0, "test"))
     c.submit_draft(DM, "/reconnect")
     assert len(notes(c, DM)) == 1  # tried, not refused
+
+
+def test_a_close_by_the_server_says_why_and_what_to_do(tmp_path):
+    c = controller(tmp_path)
+
+    def closed(error: ClientError | None, reason: str = "closed by the client") -> str:
+        out = c.on_event(StateChanged(ConnectionState.CLOSED, None,
+                                      str(error) if error else reason, error))
+        text = c.state.connection.describe()
+        assert [n.text for n in out.update.notices] == ([text] if error else [])
+        return text
+
+    # The operator replaced the token (or removed the account): the server's words, and
+    # what to do, whatever the SDK's reason says.
+    reset = ConnectionClosed("closed with code 4003 (token replaced by the operator)",
+                             close_code=4003, close_reason="token replaced by the operator")
+    assert closed(reset) == (
+        "Signed out by the server (token replaced by the operator): the sign-in token this "
+        "computer has for 'alice' no longer works. Ask the operator for a new one (cfm "
+        "admin reset-token alice) and start cfm chat --token-file FILE.")
+    # Replaced while the connection was down: the reconnect's hello is refused.
+    refused = ServerRefused(rules.ErrorCode.BAD_TOKEN, "wrong token for 'alice'")
+    assert closed(refused).startswith("Signed out by the server: the sign-in token this "
+                                      "computer has for 'alice' no longer works.")
+    other = ConnectionClosed("closed with code 4008", close_code=4008,
+                             close_reason="too many\x1b errors\x07")
+    assert closed(other) == "Disconnected by the server (close code 4008: too many errors)."
+    assert closed(None) == "Disconnected"  # the user's own close(): nothing to explain
 
 
 def test_members_of_a_room_not_known_yet_are_asked_for(tmp_path):

@@ -39,3 +39,34 @@ def test_a_refusal_is_told_by_its_code() -> None:
 def test_an_unknown_code_shows_the_servers_words() -> None:
     newer = ServerRefused("from_the_future", "try the new client")
     assert friendly_error(newer) == "try the new client"
+
+
+def test_an_ending_is_told_by_its_close_code_and_the_servers_words_only_shown() -> None:
+    from cfm_tui.session import ended_text
+
+    told = ended_text(ConnectionClosed(MISLEADING, close_code=CloseCode.BAD_TOKEN,
+                                       close_reason="account removed by the operator"),
+                      "alice")
+    assert told is not None
+    assert told.startswith("Signed out by the server (account removed by the operator): "
+                           "the sign-in token this computer has for 'alice' no longer works.")
+    assert "timeout" not in told and "--token-file" in told
+    assert ended_text(ConnectionClosed(MISLEADING, close_code=1011), "alice") == \
+        "Disconnected by the server (close code 1011)."
+    assert ended_text(ServerRefused(ErrorCode.UNSUPPORTED_VERSION, MISLEADING), "alice") == \
+        "Disconnected: That server speaks another version of the cfm protocol."
+    assert ended_text(None, "alice") is None
+
+
+def test_a_refused_token_at_sign_in_names_its_file_and_both_causes() -> None:
+    from pathlib import Path
+
+    from cfm_tui.session import bad_token_text
+
+    text = bad_token_text("alice", Path("/srv/tokens/alice.token"))
+    assert text == ("The server refuses the token in /srv/tokens/alice.token for 'alice': "
+                    "the handle is someone else's, or the operator replaced its token. If "
+                    "it is yours, get the new one (cfm admin reset-token alice) and start "
+                    "cfm chat --token-file FILE.")
+    assert friendly_error(ServerRefused(ErrorCode.BAD_TOKEN, MISLEADING), "alice") == \
+        text.replace("the token in /srv/tokens/alice.token", "this computer's sign-in token")

@@ -62,3 +62,34 @@ async def test_the_sign_in_box_fits_60x20(tmp_path):
         app.screen.show_error("That handle is taken on this server.", "name")
         await pilot.pause()
         assert box.region.bottom <= footer_top, box.region
+
+
+
+async def fits(tmp_path, size: tuple[int, int], text: str) -> None:
+    """``text`` as the sign-in error at ``size``: the whole box on screen, above the
+    footer, nothing to scroll."""
+    app = make_app(tmp_path, None, None)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        box, footer_top = screen.query_one("#signin-box"), size[1] - 1
+        error = screen.query_one("#signin-error", Static)
+        screen.show_error(text, "name")
+        # Laid out: the error on its lines (the long-error layout comes with them).
+        await wait_until(pilot, lambda: error.region.height >= 5, "the error laid out")
+        await pilot.pause()
+        assert box.region.y >= 0 and box.region.bottom <= footer_top, (size, box.region)
+        assert screen.max_scroll_y == 0
+
+
+async def test_the_token_errors_fit_the_box_at_80x24_and_60x20(tmp_path):
+    """The longest errors the sign-in gives, with a token path as long as a server's
+    usually makes."""
+    from pathlib import Path
+
+    from cfm_tui.session import bad_token_text, name_taken_text
+
+    token = Path.home() / ".local/share/cfm/tokens/chat.example.org_1863_ws/alice.token"
+    for size in ((80, 24), (60, 20)):
+        for text in (bad_token_text("alice", token), name_taken_text("alice", token)):
+            await fits(tmp_path, size, text)

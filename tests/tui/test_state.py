@@ -258,6 +258,22 @@ def test_connection_text():
     assert state.connection.describe() == "Disconnected"
 
 
+def test_a_session_ended_by_the_server_says_why_and_we_show_as_offline():
+    state = signed_in()
+    assert state.shown_status == "online"
+    why = "Signed out by the server (token replaced by the operator): ask the operator."
+    update = state.on_connection("closed", None, "disconnected: closed with code 4003", why)
+    assert state.connection.describe() == why
+    assert [(n.kind, n.text) for n in update.notices] == [(NoticeKind.ERROR, why)]
+    assert update.me and update.roster  # the header and the list: offline, grey
+    assert state.shown_status == "offline" and state.status == "online"  # chosen: kept
+    # Only a close ends the session: the reason of a reconnect is not shown as one.
+    update = state.on_connection("reconnecting", 3.0, "closed 1012", why)
+    assert state.connection.describe() == "Reconnecting in 3 s…" and not update.notices
+    state.on_welcome(welcome())
+    assert state.shown_status == "online"
+
+
 def test_errors_become_notices():
     state = signed_in()
     update = state.apply(Error("internal", "something broke"))

@@ -37,10 +37,7 @@ from cfm_server.ai_launch import AIContactsRunner, ai_config
 from cfm_server.config import ConfigError, ServerConfig, redact_url  # (redact_url: cfm admin too)
 from cfm_server.control import start_control, stop_control
 from cfm_server.datadir import (
-    DataDirError,
-    check_writable,
     free_space_problem,
-    make_private_dir,
 )
 from cfm_server.hub import Hub
 from cfm_server.invites import REVOKED_FILE, InviteBook, InviteError, load_key
@@ -51,6 +48,7 @@ from cfm_server.opmetrics import OpsMetrics, start_metrics_listener
 from cfm_server.outbox import Outbox
 from cfm_server.session import Session
 from cfm_server.store import Store, StoreError
+from cfm_server.storeopen import DB_FILE, open_store  # noqa: F401 (DB_FILE: cfm admin's too)
 from cfm_server.wsconn import ConnectionGuard, MeteredConnection
 
 if TYPE_CHECKING:
@@ -59,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DB_FILE = "cfm.sqlite3"
 RUN_FILE = "server.json"  # the URL and registration of the last start, for cfm admin
 
 # The cyclic garbage collector's young-generation threshold while a server runs. Every
@@ -70,47 +67,6 @@ RUN_FILE = "server.json"  # the URL and registration of the last start, for cfm 
 # it anyway; the collector is for cycles, and 50,000 allocations between passes still
 # finds them promptly.
 GC_YOUNG_THRESHOLD = 50_000
-
-
-def open_store(config: ServerConfig, outbox: Outbox | None = None) -> tuple[Store, str]:
-    """The configured store and a description of where its data lives.
-
-    ``outbox``: flushed in the loop turn that runs a group commit's callbacks (SQLite).
-    """
-    if config.store == "memory":
-        from cfm_server.store import MemoryStore
-
-        return MemoryStore(), "memory (nothing is kept after exit)"
-    data_dir = config.resolved_data_dir()
-    try:
-        make_private_dir(data_dir)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the data directory {data_dir}: {exc.strerror}; "
-            "choose another with --data-dir"
-        ) from None
-    if not data_dir.is_dir() or not os.access(data_dir, os.W_OK | os.X_OK):
-        raise StoreError(
-            f"the data directory {data_dir} is not a writable directory; "
-            "choose another with --data-dir"
-        )
-    try:
-        check_writable(data_dir, config.min_free_mb)
-    except DataDirError as exc:
-        raise StoreError(str(exc)) from None
-    from cfm_server.store.sqlite import SqliteStore
-
-    path = data_dir / DB_FILE
-    store = SqliteStore(
-        path,
-        synchronous=config.sqlite_synchronous,
-        commit_interval_ms=config.commit_interval_ms,
-        after_commit=outbox.flush_soon if outbox is not None else None,
-        search=config.search_index,
-    )
-    return store, str(path)
-
-
 
 
 def _no_password() -> str:
@@ -386,39 +342,15 @@ class Server:
             return
         self._stopping = True
         code = self.config.shutdown_close_code if close_code is None else close_code
-        reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server going away"
         try:
-            await self.ai_contacts.stop()
-            if self._retention is not None:
-                self._retention.cancel()
-                await asyncio.gather(self._retention, return_exceptions=True)
-            if self._cluster_retention is not None:
-                await self._cluster_retention.stop()
-                self._cluster_retention = None
-            if self._metrics_server is not None:
-                self._metrics_server.close()
-            if self._control is not None:
-                stop_control(self._control, self.data_dir)
-                self._control = None
-            if self._ws is not None:
-                self._ws.server.close()  # stop accepting first
-            if self.store is not None:
-                try:
-                    await asyncio.wait_for(self.store.flush(), self.config.close_timeout)
-                except (StoreError, TimeoutError) as exc:
-                    log.error("flushing the store at shutdown failed: %s", exc)
-            if self._ws is not None:
-                # The acks of that last commit go out in its callbacks, then in the
-                # outbox's next write: both before the close frames.
-                await asyncio.sleep(0)
-                self.outbox.flush()
-                self._ws.close(close_connections=True, code=code, reason=reason)
-                try:
-                    await asyncio.wait_for(self._ws.wait_closed(), self.config.close_timeout + 1)
-                except TimeoutError:
-                    log.warning("some connections did not close in time; dropping them")
-                    for connection in list(self._ws.connections):
-                        connection.transport.abort()
+            try:
+                await self._stop_serving(code)
+            except Exception:
+                # The store is closed all the same: a database left marked open without
+                # its WAL (SQLite folds it in as the process exits) refuses the next start.
+                log.exception("a step of the shutdown failed; closing the store anyway")
+                if self._ws is not None:
+                    self._ws.close(close_connections=True, code=code)
             if self.node is not None:
                 await self.node.close()
             if self.store is not None:
@@ -428,6 +360,41 @@ class Server:
                 self._uninstall_log_limits()
                 self._uninstall_log_limits = None
             self._stopped.set()
+
+    async def _stop_serving(self, code: int) -> None:
+        """Everything ``stop`` does before closing the node and the store."""
+        reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server going away"
+        await self.ai_contacts.stop()
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+        if self._cluster_retention is not None:
+            await self._cluster_retention.stop()
+            self._cluster_retention = None
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+        if self._control is not None:
+            stop_control(self._control, self.data_dir)
+            self._control = None
+        if self._ws is not None:
+            self._ws.server.close()  # stop accepting first
+        if self.store is not None:
+            try:
+                await asyncio.wait_for(self.store.flush(), self.config.close_timeout)
+            except (StoreError, TimeoutError) as exc:
+                log.error("flushing the store at shutdown failed: %s", exc)
+        if self._ws is not None:
+            # The acks of that last commit go out in its callbacks, then in the
+            # outbox's next write: both before the close frames.
+            await asyncio.sleep(0)
+            self.outbox.flush()
+            self._ws.close(close_connections=True, code=code, reason=reason)
+            try:
+                await asyncio.wait_for(self._ws.wait_closed(), self.config.close_timeout + 1)
+            except TimeoutError:
+                log.warning("some connections did not close in time; dropping them")
+                for connection in list(self._ws.connections):
+                    connection.transport.abort()
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -220,3 +220,26 @@ async def test_ctrl_c_with_the_output_piped_to_a_reader_that_died_still_shuts_do
         if server.running:
             server.kill()
             await server.proc.wait()
+
+
+async def test_a_failing_step_of_the_shutdown_still_closes_the_store(tmp_path: Path) -> None:
+    """A step of ``stop`` that raises (here the AI contacts' stop) used to skip the
+    store's close: the database stayed marked open, and once the process ended without
+    its WAL the next start refused the data dir as a copy made without it."""
+    from cfm_server.server import Server
+    from tests.conftest import make_config
+    from tests.ports import free_port
+
+    config = make_config(tmp_path, data_dir=tmp_path / "data", store="sqlite",
+                         port=free_port())
+    server = Server(config)
+    await server.start()
+
+    async def fails() -> None:
+        raise RuntimeError("a step that fails")
+
+    server.ai_contacts.stop = fails  # type: ignore[method-assign]
+    await server.stop()
+    again = Server(config)
+    await again.start()  # the data dir is free and whole
+    await again.stop()

@@ -33,6 +33,16 @@ async def redis_server(directory: Path, *settings: str, port: int = 0
         await proc.stop()
 
 
+@asynccontextmanager
+async def redis_with_password(directory: Path, password: str) -> AsyncIterator[str]:
+    """A redis-server that wants ``password``; yields its ``host:port``."""
+    async with redis_server(directory) as redis:
+        client = Redis.from_url(redis.url)
+        await client.config_set("requirepass", password)
+        await client.aclose()
+        yield f"127.0.0.1:{redis.port}"
+
+
 async def test_a_redis_that_may_evict_keys_is_refused_unless_the_operator_allows_it(
         tmp_path) -> None:
     async with redis_server(tmp_path / "r", "--maxmemory-policy", "allkeys-lru") as redis:
@@ -76,11 +86,7 @@ async def test_a_redis_that_refuses_config_get_is_said_so_and_the_node_starts(
 
 async def test_a_wrong_or_missing_password_or_database_is_one_line_naming_the_fix(
         tmp_path) -> None:
-    async with redis_server(tmp_path / "r") as redis:
-        client = Redis.from_url(redis.url)
-        await client.config_set("requirepass", "sekret")
-        await client.aclose()
-        base = f"127.0.0.1:{redis.port}"
+    async with redis_with_password(tmp_path / "r", "sekret") as base:
         for url, says in (
                 (f"redis://{base}/0", "refused the sign-in (NOAUTH"),
                 (f"redis://:wrong@{base}/0", "refused the sign-in (WRONGPASS"),
@@ -135,11 +141,7 @@ async def test_cfm_admin_on_a_redis_with_a_wrong_password_says_what_to_fix(tmp_p
     traceback, no password (they used to end in redis-py's AuthenticationError)."""
     from tests.cluster.test_admin import cfm_admin
 
-    async with redis_server(tmp_path / "r") as redis:
-        client = Redis.from_url(redis.url)
-        await client.config_set("requirepass", "sekret")
-        await client.aclose()
-        base = f"127.0.0.1:{redis.port}"
+    async with redis_with_password(tmp_path / "r", "sekret") as base:
         for args, says in (
                 (("users", "--redis", f"redis://:wrong@{base}/0"), "WRONGPASS"),
                 (("stats", "--redis", f"redis://{base}/0"), "NOAUTH"),

@@ -221,8 +221,9 @@ class Server:
     def _cluster_node(self, config: ServerConfig) -> tuple[Store, str, ClusterNode]:
         """Cluster mode: the node, and a store that keeps nothing (the shared state and
         the messages live in Redis; the store only answers the hub's lookups)."""
-        from cfm_server.cluster.node import ClusterNode, NodeStore
+        from cfm_server.cluster.node import ClusterNode
         from cfm_server.cluster.nodemetrics import ClusterCollector
+        from cfm_server.cluster.nodestore import NodeStore
 
         node = ClusterNode(config)
         self.metrics.registry.register(ClusterCollector(

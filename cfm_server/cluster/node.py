@@ -1,7 +1,7 @@
 """One node of a cluster: the hub's World kept in step with Redis, and its messages.
 
     node = ClusterNode(config)                  # config.redis_url, config.node_id
-    hub = Hub(config, NodeStore(), metrics, **node.hub_parts())
+    hub = Hub(config, NodeStore(), metrics, **node.hub_parts())   # nodestore.py
     await node.start(hub)                        # World from the shared records
     ...
     await node.close()
@@ -37,7 +37,7 @@ import functools
 import logging
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import ClientFrame, StoredMsg
@@ -55,6 +55,7 @@ from cfm_server.cluster.delivery import ClusterDelivery
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.messages import ClusterMessages
 from cfm_server.cluster.nodepresence import NodePresence
+from cfm_server.cluster.nodestore import NodeStore
 from cfm_server.cluster.outage import level
 from cfm_server.cluster.presence import Presence
 from cfm_server.cluster.search import ClusterSearch, index_file
@@ -67,51 +68,13 @@ from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessio
 from cfm_server.domain.world import World
 from cfm_server.pages import Slice
 from cfm_server.state import Room, User
-from cfm_server.store import MemoryStore, StoreError
+from cfm_server.store import StoreError
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
     from cfm_server.hub import Hub
 
 log = logging.getLogger(__name__)
-
-
-class NodeStore(MemoryStore):
-    """A cluster node's store: it keeps nothing (the shared state and the messages live
-    in Redis) and only answers the hub's lookups. Its searches go to the node's own
-    index (``cluster/search.py``), given by ``ClusterNode.start`` unless the server runs
-    with ``search_index = false``."""
-
-    search_unavailable = "search is turned off on this node (search_index)"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.search_index: ClusterSearch | None = None
-
-    @property
-    def searchable(self) -> bool:
-        return self.search_index is not None
-
-    def search(self, reader: str, rooms: Collection[str],  # type: ignore[override]
-               words: Sequence[str], before: str | None, limit: int
-               ) -> asyncio.Future[list[tuple[str, StoredMsg]]]:
-        """A future: each hit is read again from Redis (domain/search.py awaits it)."""
-        index = self.search_index
-        if index is None:
-            raise StoreError("this node keeps no search index")
-        return asyncio.ensure_future(index.search(reader, rooms, words, before, limit))
-
-    def search_behind(self, rooms: Mapping[str, int]) -> int:
-        index = self.search_index
-        return 0 if index is None else index.behind(rooms)
-
-    def when_indexed(self, rooms: Mapping[str, int], callback: Callable[[], None],
-                     timeout_s: float) -> None:
-        index = self.search_index
-        if index is None:
-            callback()
-        else:
-            index.when_indexed(rooms, callback, timeout_s)
 
 
 # The flag after a user frame's origin: for the user's loud sessions only.

@@ -48,6 +48,7 @@ from cfm_server.childproc import die_with
 from cfm_server.cluster import keys, rediscluster
 from cfm_server.cluster.entries import READ_FIELDS
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
+from cfm_server.store.searchfile import note_lines, transaction
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
 
 log = logging.getLogger("cfm_server.cluster.indexer")
@@ -183,8 +184,7 @@ class Indexer:
 
     def _write(self, pages: list[tuple[str, int, int, list[Any]]]) -> None:
         conn = self.conn
-        conn.execute("BEGIN")
-        try:
+        with transaction(conn, "BEGIN"):
             for room in self.forgotten:
                 conn.execute("DELETE FROM docs WHERE room = ?", (room,))
                 # Mark 0 of the new history: the node's ``behind`` knows it from the old.
@@ -223,24 +223,15 @@ class Indexer:
             if deletes:
                 conn.executemany("DELETE FROM docs WHERE room = ? AND seq = ?", deletes)
             conn.execute("UPDATE stats SET entries = entries + ? WHERE id = 1", (entries,))
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
-            raise
 
 
 def read_notes(data: bytes, indexer: Indexer) -> None:
     """Apply the whole lines of ``data`` to ``indexer``, in order."""
-    for line in data.decode("utf-8", "replace").splitlines():
-        what, _, rest = line.partition("\t")
-        seq, _, room = rest.partition("\t")
-        if not room or not seq.isdigit():
-            continue
-        if what == "n":
-            indexer.note(room, int(seq))
-        elif what == "f":
-            indexer.forget(room, int(seq))
+    for kind, seq, room in note_lines(data):
+        if seq is not None and kind == "n":
+            indexer.note(room, seq)
+        elif seq is not None and kind == "f":
+            indexer.forget(room, seq)
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 from cfm_server.childproc import die_with
+from cfm_server.store.searchfile import note_lines, transaction
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
 
 logger = logging.getLogger("cfm_server.store.searchindexer")
@@ -182,19 +183,13 @@ class Indexer:
             low = conn.execute("SELECT min(seq) FROM cfm.messages WHERE room = ?",
                                (room,)).fetchone()[0]
             floors.append((room, low))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for room in stale:
                 conn.execute("DELETE FROM docs WHERE room = ?", (room,))
                 conn.execute("DELETE FROM rooms WHERE room = ?", (room,))
                 del marks[room]
             for room, low in floors:  # retention that ran before the index caught up
                 conn.execute("DELETE FROM docs WHERE room = ? AND seq < ?", (room, low))
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
-            raise
         if stale:
             logger.info("search index: %d rooms changed while the server was stopped; "
                         "indexing them again", len(stale))
@@ -243,8 +238,7 @@ class Indexer:
 
     def _index(self, chunk: list[tuple[str, int, int]]) -> None:
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for room, seq in self.cuts.items():
                 conn.execute("DELETE FROM docs WHERE room = ? AND seq < ?", (room, seq))
             if chunk:
@@ -258,27 +252,17 @@ class Indexer:
                 # The upto the server noted is committed, and a room's newest message is
                 # never cut, so the message at the mark is there.
                 conn.execute(_MARKS)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
-            raise
 
 
 def read_notes(data: bytes, indexer: Indexer) -> None:
     """Apply the lines of ``data`` (whole lines only) to ``indexer``."""
-    for line in data.decode("utf-8", "replace").splitlines():
-        what, _, rest = line.partition("\t")
-        if what == "r":
+    for kind, seq, room in note_lines(data):
+        if kind == "r":
             indexer.rescan()
-            continue
-        seq, _, room = rest.partition("\t")
-        if not room or not seq.isdigit():
-            continue
-        if what == "n":
-            indexer.note(room, int(seq))
-        elif what == "c":
-            indexer.cut(room, int(seq))
+        elif seq is not None and kind == "n":
+            indexer.note(room, seq)
+        elif seq is not None and kind == "c":
+            indexer.cut(room, seq)
 
 
 def serve(db_path: Path, index: Path, stdin: int) -> None:

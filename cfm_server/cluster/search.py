@@ -48,6 +48,7 @@ from cfm_common.frames import StoredMsg
 from cfm_server.childproc import stop_child
 from cfm_server.cluster.indexer import READ_PAGE, SCHEMA
 from cfm_server.datadir import make_private_dir, make_private_file
+from cfm_server.store.searchfile import write_notes
 from cfm_server.store.searchwaiters import CatchUpWaiters
 from cfm_server.store.searchwords import (
     MAX_POSITION,
@@ -205,13 +206,8 @@ class ClusterSearch:
             lines = [f"f\t{self._resets[room]}\t{room}\n" for room in forgot]
             lines += [f"n\t{seq}\t{room}\n" for room, seq in noted.items()]
             data = "".join(lines).encode()
-        try:
-            written = os.write(self._pipe, data) if data else 0
-        except BlockingIOError:
-            written = 0
-        except OSError as e:  # the indexer is gone
-            log.error("the search indexer stopped (%s); the index stays as it is until "
-                      "the node's next start", e)
+        written = write_notes(self._pipe, data)
+        if written is None:  # the indexer is gone
             self._pipe = -1
             self._backlog = b""
             return

@@ -1,12 +1,16 @@
 """What both search indexer processes share — the single node's (``searchindexer.py``)
 and a cluster node's (``cluster/indexer.py``): a transaction on the index file, and the
-lines of notes their server writes them down a pipe."""
+lines of notes their server writes them down a pipe (and how it writes them)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -32,3 +36,16 @@ def note_lines(data: bytes) -> Iterator[tuple[str, int | None, str]]:
             yield kind, int(seq), room
         else:
             yield kind, None, ""
+
+
+def write_notes(pipe: int, data: bytes) -> int | None:
+    """Write what the indexer's pipe takes now (non-blocking): the bytes written, 0 while
+    it is full; None if the indexer is gone (logged: its index stays as it is)."""
+    try:
+        return os.write(pipe, data) if data else 0
+    except BlockingIOError:
+        return 0
+    except OSError as e:
+        log.error("the search indexer stopped (%s); the index stays as it is until the "
+                  "server's next start", e)
+        return None

@@ -36,6 +36,7 @@ from typing import Any
 from cfm_server.childproc import stop_child
 from cfm_server.datadir import make_private_file, tighten
 from cfm_server.store.base import StoreError
+from cfm_server.store.searchfile import write_notes
 from cfm_server.store.searchindexer import SCHEMA, SCHEMA_VERSION, connect
 from cfm_server.store.searchwaiters import CatchUpWaiters
 
@@ -189,13 +190,8 @@ class SearchIndex:
         lines = [f"c\t{seq}\t{room}\n" for room, seq in cuts.items()]
         lines += [f"n\t{seq}\t{room}\n" for room, seq in noted.items()]
         data = self._backlog + "".join(lines).encode()
-        try:
-            written = os.write(self._pipe, data) if data else 0
-        except BlockingIOError:
-            written = 0
-        except OSError as e:  # the indexer is gone
-            logger.error("the search indexer stopped (%s); the index stays as it is until "
-                         "the next start", e)
+        written = write_notes(self._pipe, data)
+        if written is None:  # the indexer is gone
             self._pipe = -1
             self._backlog = b""
             return

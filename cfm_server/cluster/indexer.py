@@ -33,7 +33,6 @@ import contextlib
 import json
 import logging
 import os
-import select
 import sqlite3
 import sys
 import time
@@ -48,7 +47,7 @@ from cfm_server.childproc import die_with
 from cfm_server.cluster import keys, rediscluster
 from cfm_server.cluster.entries import READ_FIELDS
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
-from cfm_server.store.searchfile import note_lines, transaction
+from cfm_server.store.searchfile import note_lines, serve_notes, transaction
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
 
 log = logging.getLogger("cfm_server.cluster.indexer")
@@ -271,23 +270,8 @@ def serve(path: Path, stdin: int) -> None:
     indexer = Indexer(connect(path), lambda: redis_client(url.decode()))
     whole, _, buffered = buffered.rpartition(b"\n")  # notes read with the URL
     read_notes(whole, indexer)
-    last = 0.0
-    while True:
-        busy = bool(indexer.todo or indexer.forgotten)
-        wait = max(0.0, PASS_INTERVAL_S - (time.monotonic() - last)) if busy else None
-        readable, _, _ = select.select([stdin], [], [], wait)
-        if readable:
-            data = os.read(stdin, 1 << 20)
-            if not data:
-                return  # the node closed the pipe: it stops, or died
-            buffered += data
-            whole, _, buffered = buffered.rpartition(b"\n")
-            read_notes(whole, indexer)
-            if time.monotonic() - last < PASS_INTERVAL_S:
-                continue  # gather: at most one pass per interval
-        if not (indexer.todo or indexer.forgotten):
-            continue
-        last = time.monotonic()
+
+    def one_pass() -> None:
         try:
             indexer.run_pass()
         except (RedisError, RedisClusterException, sqlite3.Error, OSError) as e:
@@ -296,6 +280,10 @@ def serve(path: Path, stdin: int) -> None:
             log.warning("search index: a pass failed (%s); trying again in %.0f s",
                         e, RETRY_S)
             time.sleep(RETRY_S)
+
+    serve_notes(stdin, buffered, lambda whole: read_notes(whole, indexer),
+                lambda: bool(indexer.todo or indexer.forgotten), one_pass,
+                lambda: PASS_INTERVAL_S)
 
 
 def main(argv: list[str]) -> int:

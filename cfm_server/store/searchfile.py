@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +51,30 @@ def write_notes(pipe: int, data: bytes) -> int | None:
         log.error("the search indexer stopped (%s); the index stays as it is until the "
                   "server's next start", e)
         return None
+
+
+def serve_notes(stdin: int, buffered: bytes, read: Callable[[bytes], None],
+                busy: Callable[[], bool], run_pass: Callable[[], None],
+                interval_s: Callable[[], float]) -> None:
+    """An indexer process's loop: the notes read as they come (``read`` is given whole
+    lines; ``buffered`` holds a line begun before), and a pass (``run_pass``, which
+    handles its own failures) whenever ``busy``, at most one per ``interval_s()`` so
+    that notes gather, until ``stdin`` reaches its end (the server stopped, or died)."""
+    last = 0.0
+    while True:
+        interval = interval_s()
+        wait = max(0.0, interval - (time.monotonic() - last)) if busy() else None
+        readable, _, _ = select.select([stdin], [], [], wait)
+        if readable:
+            data = os.read(stdin, 1 << 20)
+            if not data:
+                return
+            buffered += data
+            whole, _, buffered = buffered.rpartition(b"\n")
+            read(whole)
+            if time.monotonic() - last < interval:
+                continue  # gather: at most one pass per interval
+        if not busy():
+            continue
+        last = time.monotonic()
+        run_pass()

@@ -44,14 +44,13 @@ import contextlib
 import json
 import logging
 import os
-import select
 import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from cfm_server.childproc import die_with
-from cfm_server.store.searchfile import note_lines, transaction
+from cfm_server.store.searchfile import note_lines, serve_notes, transaction
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
 
 logger = logging.getLogger("cfm_server.store.searchindexer")
@@ -270,7 +269,6 @@ def serve(db_path: Path, index: Path, stdin: int) -> None:
     interval, until ``stdin`` reaches its end."""
     conn = connect(index, db_path, readonly=False)
     indexer = Indexer(conn)
-    buffered = b""
     while True:
         try:
             indexer.start()
@@ -279,29 +277,18 @@ def serve(db_path: Path, index: Path, stdin: int) -> None:
             logger.warning("search index %s: cannot start (%s); trying again in %.0f s",
                            index, e, RETRY_S)
             time.sleep(RETRY_S)
-    last = 0.0
-    while True:
-        busy = bool(indexer.todo or indexer.cuts)
-        wait = max(0.0, indexer.interval_s - (time.monotonic() - last)) if busy else None
-        readable, _, _ = select.select([stdin], [], [], wait)
-        if readable:
-            data = os.read(stdin, 1 << 20)
-            if not data:
-                return  # the server closed the pipe: it stops, or died
-            buffered += data
-            whole, _, buffered = buffered.rpartition(b"\n")
-            read_notes(whole, indexer)
-            if time.monotonic() - last < indexer.interval_s:
-                continue  # gather: at most one pass per interval
-        if not (indexer.todo or indexer.cuts):
-            continue
-        last = time.monotonic()
+
+    def one_pass() -> None:
         try:
             indexer.run_pass()
         except sqlite3.Error as e:
             logger.warning("search index %s: a pass failed (%s); trying again in %.0f s",
                            index, e, RETRY_S)
             time.sleep(RETRY_S)
+
+    serve_notes(stdin, b"", lambda whole: read_notes(whole, indexer),
+                lambda: bool(indexer.todo or indexer.cuts), one_pass,
+                lambda: indexer.interval_s)
 
 
 def connect(index: Path, db_path: Path, *, readonly: bool,

@@ -197,16 +197,14 @@ class Admission:
                     ErrorCode.FORBIDDEN,
                     f"{whose} {count} conversations, the most this server allows")
 
-    def admit_group_join(self, user: User, room_name: str, rooms: Mapping[str, Room],
-                         ref: str = "join") -> None:
+    def admit_group_join(self, user: User, room_name: str, rooms: Mapping[str, Room]) -> None:
         """A user joining a group room it is not in: at most ``max_rooms_per_user`` of
         them (each is a line of every welcome), and new rooms only as fast as the user's
-        ``room`` bucket allows. ``ref``: the join's id, which a refusal carries back (a
-        client retries a refused request it can match: docs/protocol.md, "Request ids")."""
+        ``room`` bucket allows."""
         count = sum(1 for r in user.rooms if not rooms[r].is_dm)
         if count >= self.config.max_rooms_per_user:
             raise ProtocolError(
                 ErrorCode.FORBIDDEN,
                 f"you are in {count} rooms, the most this server allows: leave one first")
         if room_name not in rooms:
-            self.charge(user, "room", ref)
+            self.charge(user, "room", "join")

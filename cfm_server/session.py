@@ -550,8 +550,8 @@ class Session:
                 return self._handle_caught_up(caught_up, frame, ref)
             self.send_error(exc.code, exc.msg, exc.ref or ref)
             self._count_abuse()
-        except RateLimited as exc:
-            self.send_error(ErrorCode.RATE_LIMITED, exc.why or f"too many {t} frames", exc.ref,
+        except RateLimited as exc:  # the refused request is this frame: its own ref
+            self.send_error(ErrorCode.RATE_LIMITED, exc.why or f"too many {t} frames", ref,
                             exc.retry_ms)
             self._count_abuse()
         except ChargeLater as later:

@@ -57,9 +57,9 @@ def _run(session: Connection, ref: str, go: Callable[[], None],
                                                                          charge))
     except ProtocolError as e:
         _send(session, Error(e.code.value, e.msg, e.ref or ref))
-    except RateLimited as e:
+    except RateLimited as e:  # the refused request is the frame ``ref`` names
         _send(session, Error(ErrorCode.RATE_LIMITED.value, e.why or "too many frames",
-                             e.ref, e.retry_ms))
+                             ref, e.retry_ms))
     except _Failed as e:
         _send(session, Error(ErrorCode.INTERNAL.value,
                              "the server could not read that now; try again", ref,

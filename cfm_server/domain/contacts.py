@@ -31,7 +31,7 @@ class ContactHandler:
     def contact(self, session: Connection, frame: ContactRequest) -> None:
         world = self.world
         user = world.user_of(session)
-        world.admission.charge(user, "contact", frame.id or "contact")
+        world.admission.charge(user, "contact", "contact")
         name = rules.normalize_name(frame.name)
         if name == user.name:
             raise ProtocolError(ErrorCode.BAD_FRAME, "you cannot be your own contact")

@@ -93,8 +93,7 @@ class RoomHandler:
         room = world.rooms.get(frame.room)
         if rules.is_group_room(frame.room):
             if user.name not in (room.members if room is not None else ()):
-                world.admission.admit_group_join(user, frame.room, world.rooms,
-                                                 frame.id or "join")
+                world.admission.admit_group_join(user, frame.room, world.rooms)
             made = room is None
             if room is None:
                 room = world.create_room(frame.room)

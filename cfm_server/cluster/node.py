@@ -385,8 +385,12 @@ class ClusterNode:
         room = self.world.rooms.get(room_name)
         if room is not None:
             if head.epoch and room.epoch and head.epoch != room.epoch:
-                log.warning("%s: epoch %s here, %s in Redis: taking Redis's", room_name,
-                            room.epoch, head.epoch)
+                # Two nodes making a new room at the same moment (its first joins) is
+                # routine; a room that had messages here and another history in Redis
+                # (Redis restarted without its data, say) is worth an operator's look.
+                log.log(logging.WARNING if room.durable_seq else logging.DEBUG,
+                        "%s: epoch %s here, %s in Redis: taking Redis's", room_name,
+                        room.epoch, head.epoch)
                 room.epoch = head.epoch
                 # The seq here may be another history's (higher or lower): Redis's head
                 # counts, and so does what this subscription (begun in Redis's epoch)

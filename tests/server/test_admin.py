@@ -309,13 +309,13 @@ async def test_after_a_removal_and_the_restart_nobody_sees_the_removed_user(
     server = await server_factory()
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob, \
             signed_in(server.url, "erin") as erin:
-        for client in (alice, bob):
-            await client.send({"t": "join", "room": "#tea"})
-            await client.recv_until("joined")
-        await bob.send({"t": "contact", "op": "add", "name": "alice"})
-        await bob.recv_until("contact")
-        await erin.send({"t": "contact", "op": "block", "name": "alice"})
-        await erin.recv_until("contact")
+        join = {"t": "join", "room": "#tea"}
+        for client, frame, answer in (
+                (alice, join, "joined"), (bob, join, "joined"),
+                (bob, {"t": "contact", "op": "add", "name": "alice"}, "contact"),
+                (erin, {"t": "contact", "op": "block", "name": "alice"}, "contact")):
+            await client.send(frame)
+            await client.recv_until(answer)
     await server.stop(close_code=1001)
     result = admin("remove-user", "alice", "--data-dir", str(data_dir(server)), "--yes")
     assert result.exit_code == 0, result.output

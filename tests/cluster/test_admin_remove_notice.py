@@ -7,6 +7,7 @@ sessions; none relays it)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -134,3 +135,45 @@ async def test_an_invisible_user_removed_shows_no_presence_but_leaves_its_rooms(
     finally:
         for client in (alice, bob, carol):
             await client.close()
+
+
+async def test_cfm_chat_on_the_other_node_shows_the_removed_contact_gone(
+        redis: RedisProcess, nodes) -> None:
+    """What a person sees: ``cfm chat``'s state (fed by the SDK's events, as the app
+    feeds it) loses alice from the contact list and #tea's members, shows her offline,
+    and notes in #tea that she left."""
+    from cfm_common.client import Client
+    from cfm_common.frames import Contact
+    from cfm_tui.state import ChatState
+
+    a, b = await nodes(), await nodes()
+    alice = await signed_in(a.url, "alice")
+    try:
+        await request(alice, {"t": "join", "room": "#tea"}, "joined")
+        async with Client(b.url, "bob", token_file=False) as bob:
+            assert bob.welcome is not None
+            state = ChatState("bob")
+            state.on_welcome(bob.welcome)
+            state.apply(await bob.contact("add", "alice"))
+            state.apply(await bob.join("#tea"))
+            assert "alice" in state.contacts and state.people["alice"].online
+            assert state.conversation("#tea").members == {"alice", "bob"}
+
+            await admin.remove_user(redis.url, "alice", int(time.time() * 1000))
+
+            async def until_removed() -> None:
+                async for event in bob:
+                    state.apply(event)
+                    if isinstance(event, Contact) and event.op == "remove":
+                        return
+                raise AssertionError("bob's client closed before the removal was told")
+
+            await asyncio.wait_for(until_removed(), 10)  # only so that a lost frame fails
+            assert "alice" not in state.contacts
+            assert not state.people["alice"].online
+            tea = state.conversation("#tea")
+            assert tea.members == {"bob"}
+            assert any("has left the conversation" in line.text for line in tea.lines()), \
+                [line.text for line in tea.lines()]
+    finally:
+        await alice.close()

@@ -8,8 +8,8 @@ passing for another or multiplying themselves.
 - **Per address.** New handles per client address (``signup_rate``/``signup_burst``);
   loopback is not limited.
 - **Per user.** Buckets that all of a user's sessions share (``UserLimits``): says and
-  nudges, DMs to strangers, contact requests, new group rooms; and a cap on the group
-  rooms one user belongs to.
+  nudges, the bytes of text they store, DMs to strangers, contact requests, new group
+  rooms; and a cap on the group rooms one user belongs to.
 
 On a cluster node (``SharedLimits``, ``cluster/limits.py``) a user whose sessions are on
 several nodes spends from one bucket in Redis: the charge raises :class:`ChargeLater`
@@ -57,8 +57,8 @@ class SharedLimits(Protocol):
     def spread(self, user: str) -> bool:
         """Whether ``user`` has sessions on another node too."""
 
-    def take(self, kind: str, user: str) -> asyncio.Future[int]:
-        """Spend one from the user's shared bucket of ``kind``: 0 or a ``retry_ms``
+    def take(self, kind: str, user: str, cost: int = 1) -> asyncio.Future[int]:
+        """Spend ``cost`` from the user's shared bucket of ``kind``: 0 or a ``retry_ms``
         (never fails: without Redis, the local bucket answers)."""
 
 
@@ -95,6 +95,7 @@ USER_LIMIT_WORDS = {
     "typing": "too many typing notices (all your sessions together)",
     "presence": "too many presence changes (all your sessions together)",
     "search": "too many searches (all your sessions together)",
+    "text": "too much text from you (all your sessions together)",
 }
 
 
@@ -154,8 +155,8 @@ class Admission:
         if retry_ms:
             raise RateLimited(retry_ms, "hello")
 
-    def charge(self, user: User, kind: str, ref: str) -> None:
-        """Spend from the user's own bucket of ``kind`` (see UserLimits)."""
+    def charge(self, user: User, kind: str, ref: str, cost: int = 1) -> None:
+        """Spend ``cost`` from the user's own bucket of ``kind`` (see UserLimits)."""
         if user.name in self.server_bots:
             return
         paid = self.paid
@@ -163,9 +164,10 @@ class Admission:
             retry_ms = paid[kind]  # decided by Redis (ChargeLater.settled)
         elif self.shared is not None and kind in self.user_limits.kinds \
                 and self.shared.spread(user.name):
-            raise ChargeLater(self, kind, self.shared.take(kind, user.name), dict(paid or {}))
+            raise ChargeLater(self, kind, self.shared.take(kind, user.name, cost),
+                              dict(paid or {}))
         else:
-            retry_ms = self.user_limits.check(kind, user.name, time.monotonic())
+            retry_ms = self.user_limits.check(kind, user.name, time.monotonic(), cost)
         if retry_ms:
             raise RateLimited(retry_ms, ref, USER_LIMIT_WORDS.get(kind))
 
@@ -182,6 +184,14 @@ class Admission:
             answering = room is not None and peer.name in room.wrote
             if not listed and not answering:
                 self.charge(user, "stranger", ref)
+
+    def charge_text(self, user: User, text: str, ref: str) -> None:
+        """The bytes of text a say or an edit stores (the ``text`` bucket): what a user
+        makes the store (a cluster's Redis: memory) hold, whatever the number of
+        messages it comes in."""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size:
+            self.charge(user, "text", ref, size)
 
     def admit_new_dm(self, user: User, peer: User, rooms: Mapping[str, Room]) -> None:
         """A say or nudge that would open a new DM room: neither user may have more than

@@ -111,13 +111,14 @@ class KeyedBuckets:
         self.max_keys = max_keys
         self.buckets: dict[str, TokenBucket] = {}
 
-    def take(self, key: str, now: float) -> int:
+    def take(self, key: str, now: float, cost: float = 1.0) -> int:
+        """Spend ``cost`` (at most the burst: a bigger one waits for a full bucket)."""
         bucket = self.buckets.get(key)
         if bucket is None:
             if len(self.buckets) >= self.max_keys:
                 self._forget_full(now)
             bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, now)
-        return bucket.take(now)
+        return bucket.take(now, min(cost, self.burst))
 
     def tokens(self, key: str, now: float) -> float | None:
         """The tokens ``key``'s bucket holds now; None for a full one (or none)."""
@@ -154,7 +155,8 @@ class UserLimits:
 
     ``check(kind, user)`` answers 0 or a ``retry_ms``; kinds: ``say`` (says and nudges),
     ``stranger`` (DMs to someone who has not listed the sender), ``contact`` (contact
-    requests), ``room`` (new group rooms), ``typing``, ``presence`` and ``search``."""
+    requests), ``room`` (new group rooms), ``typing``, ``presence``, ``search`` and
+    ``text`` (bytes of message text: a charge costs the text's size)."""
 
     __slots__ = ("kinds",)
 
@@ -167,9 +169,9 @@ class UserLimits:
                 self.kinds[kind] = KeyedBuckets(getattr(config, f"user_{kind}_rate"),
                                                 getattr(config, f"user_{kind}_burst"))
 
-    def check(self, kind: str, user: str, now: float) -> int:
+    def check(self, kind: str, user: str, now: float, cost: int = 1) -> int:
         buckets = self.kinds.get(kind)
-        return 0 if buckets is None else buckets.take(user, now)
+        return 0 if buckets is None else buckets.take(user, now, cost)
 
 
 class PairInterval:

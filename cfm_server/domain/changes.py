@@ -203,6 +203,7 @@ class ChangeHandler:
                text: str, client_id: str, change: ChangeKind, target: StoredMsg,
                emoji: str | None = None) -> None:
         self.world.admission.charge(user, "say", client_id)
+        self.world.admission.charge_text(user, text, client_id)
         extra: dict[str, Any] = {"change": change.value, "target": target.seq}
         if emoji is not None:
             extra["emoji"] = emoji

@@ -92,6 +92,9 @@ class Pacer:
                 if rate > 0 and burst >= 1:
                     self.buckets[str(kind)] = Bucket(rate, burst - reserve_of(burst), now)
         self._tighten_by_user_rates((limits or {}).get("user_rates"), now)
+        # The bytes of text a user's says and changes store (user_rates.text): paced by
+        # each frame's text, not by frames.
+        self.text = _bucket_of(((limits or {}).get("user_rates") or {}).get("text"), now)
         self.inbound: Bucket | None = None
         recv = (limits or {}).get("recv", DEFAULT_RECV if self.buckets else None)
         if isinstance(recv, Mapping):
@@ -146,6 +149,16 @@ class Pacer:
         if bucket is not None:
             bucket.take(now)
 
+    def wait_text(self, text: str | None, now: float) -> float:
+        """Seconds before a frame storing ``text`` fits the user's text budget."""
+        if self.text is None or not text:
+            return 0.0
+        return self.text.wait(now, len(text.encode("utf-8", "surrogatepass")))
+
+    def take_text(self, text: str | None, now: float) -> None:
+        if self.text is not None and text:
+            self.text.take(now, len(text.encode("utf-8", "surrogatepass")))
+
     def wait_bytes(self, size: int, now: float) -> float:
         """Seconds before a frame of ``size`` bytes fits the inbound byte budget."""
         if self.inbound is None:
@@ -189,3 +202,15 @@ class Pacer:
         """Keep the nudge times across a reconnect: the server's pair interval is per
         user, not per session."""
         self._last_nudge = dict(older._last_nudge)
+
+
+def _bucket_of(spec: Any, now: float) -> Bucket | None:
+    """A copy of an advertised ``{per_s, burst}`` bucket, with its reserve; None for a
+    shape we do not know."""
+    try:
+        rate, burst = float(spec["per_s"]), int(spec["burst"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if rate <= 0 or burst < 1:
+        return None
+    return Bucket(rate, burst - reserve_of(burst), now)

@@ -172,11 +172,12 @@ class ServerConfig:
     user_search_rate: float = 2.0
     user_search_burst: int = 10
     # Bytes (UTF-8) of message text a user stores, says and edits of all its sessions
-    # together: the say bucket counts messages, and 20 a second of 4,096 emoji (16 KiB
-    # each) filled a cluster's 64 MB Redis in 2.5 minutes. A message bigger than the
+    # together: what one session's inbound budget (recv_*) lets through. The say bucket
+    # counts messages, and five sessions' 20 a second of 4,096 emoji (16 KiB each) were
+    # 330 KB/s: a cluster's 64 MB Redis full in 2.5 minutes. A message bigger than the
     # burst goes once the bucket is full.
-    user_text_rate: float = 4096.0
-    user_text_burst: int = 65536
+    user_text_rate: float = 65536.0
+    user_text_burst: int = 262144
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
     # DM conversations one user may have (each is a line of every welcome: 19,000
     # strangers' DMs made a victim's welcome 1.16 MB, over the 1 MiB send_buffer).

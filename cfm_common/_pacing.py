@@ -120,14 +120,10 @@ class Pacer:
         if not isinstance(user_rates, Mapping):
             return
         for kind, covered in USER_RATE_COVERS.items():
-            spec = user_rates.get(kind)
-            try:
-                rate, burst = float(spec["per_s"]), int(spec["burst"])  # type: ignore[index]
-            except (KeyError, TypeError, ValueError):
+            theirs = _bucket_of(user_rates.get(kind), now)
+            if theirs is None:
                 continue
-            if rate <= 0 or burst < 1:
-                continue
-            capacity = burst - reserve_of(burst)
+            rate, capacity = theirs.rate, theirs.capacity
             for session_kind in covered:
                 mine = self.buckets.get(session_kind)
                 if mine is None:

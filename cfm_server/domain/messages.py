@@ -115,8 +115,7 @@ class MessageHandler:
         if frame.reply is not None or "@" in frame.text:  # replies, mentions (annotations.py)
             extra = annotations(self.world, room, user, peer, frame.reply, frame.text,
                                 answered)
-        self.world.admission.charge_message(user, peer, frame.id, room)
-        self.world.admission.charge_text(user, frame.text, frame.id)
+        self.world.admission.charge_message(user, peer, frame.id, room, frame.text)
         if peer is not None and (room is None or len(room.members) < 2):
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
         assert room is not None

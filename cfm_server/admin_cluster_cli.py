@@ -62,6 +62,14 @@ def stats(url: str, as_json: bool) -> None:
                                      f"memory's used_memory of {redact_url(url)}, all of it)")
 
 
+def usage(url: str, top: int, as_json: bool) -> None:
+    from cfm_server.cluster import admin_usage
+
+    out.print_usage(run_on_redis(url, admin_usage.usage(url, top)), as_json,
+                    "text and keys, counted as a single node does; Redis holds more: "
+                    "stats --redis")
+
+
 def reset_token(url: str, name: str, settings: Any, deliver: Callable[[str], None],
                 token_file: Path | None, server_url: str) -> None:
     from cfm_server.cluster import admin

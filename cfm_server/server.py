@@ -208,6 +208,8 @@ class Server:
         if config.store == "sqlite":
             self._record_run()
             self._control = await start_control(self)
+        elif self.node is not None:
+            await self._record_run_in_redis(self.node)
         await self.ai_contacts.start(self.hub, ai, ai_tokens)
         if retention.enabled(config) and self.node is not None:
             from cfm_server.cluster.retention import ClusterRetention
@@ -276,6 +278,13 @@ class Server:
             self._tls.load_cert_chain(*copies, password=_no_password)
         return True
 
+    def _run_record(self) -> dict[str, Any]:
+        """How this server runs, as flags, environment and files made it, for ``cfm
+        admin``: its URL and registration."""
+        return {"url": self.url, "dial": self.loopback()[0],
+                "public_url": self.config.public_url,
+                "registration": self.config.registration, "pid": os.getpid()}
+
     def _record_run(self) -> None:
         """Leave how this server runs in its data directory (``server.json``), so that
         ``cfm admin`` knows the URL and registration flags gave it, not only the files."""
@@ -283,14 +292,21 @@ class Server:
 
         from cfm_common.tokens import write_private
 
-        record = {"url": self.url, "dial": self.loopback()[0],
-                  "public_url": self.config.public_url,
-                  "registration": self.config.registration, "pid": os.getpid()}
         try:
             write_private(self.config.resolved_data_dir() / RUN_FILE,
-                          json.dumps(record, indent=1) + "\n")
+                          json.dumps(self._run_record(), indent=1) + "\n")
         except OSError as exc:
             log.warning("cannot write %s: %s", RUN_FILE, exc)
+
+    async def _record_run_in_redis(self, node: ClusterNode) -> None:
+        """A cluster node's ``server.json``: its record in Redis (cluster/noderuns.py)."""
+        from cfm_server.cluster import noderuns
+        from cfm_server.cluster.errors import ClusterError
+
+        try:
+            await noderuns.record(node.broker.batcher, node.node_id, self._run_record())
+        except ClusterError as exc:  # cfm admin then says it could not tell; serve on
+            log.warning("cannot record this node's settings in Redis for cfm admin: %s", exc)
 
     def _invite_book(self, store: Store) -> InviteBook:
         try:

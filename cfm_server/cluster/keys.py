@@ -109,6 +109,11 @@ def ai_memory(persona: str) -> str:
 AI_KILL_SWITCH = f"{PREFIX}ai-kill-switch"
 AI_KILL_SWITCH_CHANNEL = f"{PREFIX}ai-kill-switch:changes"
 
+# Hash node → JSON of how that node runs (its ``registration``, ``public_url``, URL: what a
+# single node writes to <data dir>/server.json), written at each start, for ``cfm admin``
+# (noderuns.py).
+NODE_RUNS = f"{PREFIX}node-runs"
+
 
 def ai_quota(day: str) -> str:
     """Hash of one UTC day's (``YYYY-MM-DD``) successful AI backend calls: ``t`` (all),

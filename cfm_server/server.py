@@ -208,8 +208,11 @@ class Server:
         if config.store == "sqlite":
             self._record_run()
             self._control = await start_control(self)
-        elif self.node is not None:
-            await self._record_run_in_redis(self.node)
+        elif self.node is not None:  # a cluster node's server.json is in Redis
+            from cfm_server.cluster import noderuns
+
+            await noderuns.record(self.node.broker.batcher, self.node.node_id,
+                                  self._run_record())
         await self.ai_contacts.start(self.hub, ai, ai_tokens)
         if retention.enabled(config) and self.node is not None:
             from cfm_server.cluster.retention import ClusterRetention
@@ -297,16 +300,6 @@ class Server:
                           json.dumps(self._run_record(), indent=1) + "\n")
         except OSError as exc:
             log.warning("cannot write %s: %s", RUN_FILE, exc)
-
-    async def _record_run_in_redis(self, node: ClusterNode) -> None:
-        """A cluster node's ``server.json``: its record in Redis (cluster/noderuns.py)."""
-        from cfm_server.cluster import noderuns
-        from cfm_server.cluster.errors import ClusterError
-
-        try:
-            await noderuns.record(node.broker.batcher, node.node_id, self._run_record())
-        except ClusterError as exc:  # cfm admin then says it could not tell; serve on
-            log.warning("cannot record this node's settings in Redis for cfm admin: %s", exc)
 
     def _invite_book(self, store: Store) -> InviteBook:
         try:

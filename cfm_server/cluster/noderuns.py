@@ -15,22 +15,30 @@ node runs, the records of those that ran last are what is left.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from cfm_server.cluster import keys
 from cfm_server.cluster.batcher import Batcher
+from cfm_server.cluster.errors import ClusterError
+
+log = logging.getLogger(__name__)
 
 
 async def record(batcher: Batcher, node_id: str, run: dict[str, Any]) -> None:
     """Write this node's record (at its start, after its claim put it in ``nodes``), and
-    drop those of nodes that left."""
-    await batcher.call("HSET", keys.NODE_RUNS, node_id, json.dumps(run))
-    present: Any = await batcher.call("ZRANGE", keys.PRESENCE_NODES, 0, -1)
-    recorded: Any = await batcher.call("HKEYS", keys.NODE_RUNS)
-    gone = set(recorded or ()) - set(present or ())
-    if gone:
-        await batcher.call("HDEL", keys.NODE_RUNS, *sorted(gone))
+    drop those of nodes that left. A failure is logged, not raised: ``cfm admin`` then
+    cannot tell how this node runs, which is no reason to stop serving."""
+    try:
+        await batcher.call("HSET", keys.NODE_RUNS, node_id, json.dumps(run))
+        present: Any = await batcher.call("ZRANGE", keys.PRESENCE_NODES, 0, -1)
+        recorded: Any = await batcher.call("HKEYS", keys.NODE_RUNS)
+        gone = set(recorded or ()) - set(present or ())
+        if gone:
+            await batcher.call("HDEL", keys.NODE_RUNS, *sorted(gone))
+    except ClusterError as exc:
+        log.warning("cannot record this node's settings in Redis for cfm admin: %s", exc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,8 @@ def reset_token(
         from cfm_server import admin_cluster_cli
 
         admin_cluster_cli.reset_token(url, name, settings, _token_writer(token_file),
-                                      token_file, server or server_url(settings))
+                                      token_file,
+                                      server or admin_cluster_cli.server_url(url, settings))
         return
     if _served(settings.resolved_data_dir()):
         _reset_token_live(settings, name, token_file, server)
@@ -244,7 +245,7 @@ def add_user(
         from cfm_server import admin_cluster_cli
 
         admin_cluster_cli.add_user(url, name, display, _token_writer(token_file), token_file,
-                                   server or server_url(settings))
+                                   server or admin_cluster_cli.server_url(url, settings))
         return
     with _open(data_dir, config, settings=settings) as db:
         try:

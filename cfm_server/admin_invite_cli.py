@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cfm_server import admin_cluster_cli
 from cfm_server.admin_output import fail, plural
 from cfm_server.admin_settings import (
     ConfigFile,
@@ -45,10 +46,11 @@ def invite(
         key = _cluster_invite_key(redis_url) if redis_url else _local_invite_key(settings)
     except (OSError, InviteError) as exc:
         raise fail(str(exc)) from None
-    runs = _node_runs(redis_url) if redis_url else None
+    runs = admin_cluster_cli.node_runs(redis_url) if redis_url else None
     until = int(time.time() + lifetime) if lifetime else 0
     code = make_code(key, uses=uses, expires=until)
-    url = server or (server_url(settings) if runs is None else _cluster_url(settings, runs))
+    url = server or (server_url(settings) if runs is None
+                     else admin_cluster_cli.public_url(settings, runs))
     when = ("never expires" if not until else "valid until " + datetime.datetime.fromtimestamp(
         until, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"))
     times = "any number of new accounts" if not uses else plural(uses, "new account")
@@ -101,24 +103,6 @@ def _cluster_note(settings: Any, runs: Any) -> str | None:
             f"without one, 'closed': nobody signs up); start every node {_START_INVITE}.")
 
 
-def _node_runs(url: str) -> Any:
-    """How the cluster's nodes run, as each recorded it in Redis (``noderuns.Runs``)."""
-    from cfm_server.cluster import noderuns
-
-    return _in_redis(url, noderuns.read)
-
-
-def _cluster_url(settings: Any, runs: Any) -> str:
-    """The URL for a cluster's invitees: the settings' ``public_url``, else the one every
-    node recorded, else as a single node's (``server_url``)."""
-    urls = set(runs.values("public_url").values())
-    if not settings.public_url and len(urls) == 1:
-        url = urls.pop()
-        if isinstance(url, str) and url.startswith(("ws://", "wss://")):
-            return url
-    return server_url(settings)
-
-
 def _local_invite_key(settings: Any) -> bytes:
     from cfm_server.admin import database_path
     from cfm_server.invites import load_key
@@ -144,9 +128,7 @@ def _cluster_invite_key(url: str) -> bytes:
 
 def _in_redis(url: str, work: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
     """Run ``work(url, *args)`` on the cluster's Redis; a failure is the command's."""
-    from cfm_server.admin_cluster_cli import run_on_redis
-
-    return run_on_redis(url, work(url, *args))
+    return admin_cluster_cli.run_on_redis(url, work(url, *args))
 
 
 def ai_kill_switch(
@@ -162,10 +144,9 @@ def ai_kill_switch(
     if not url:
         raise fail("the kill switch of a single node is [ai] kill_switch in its settings "
                     "(a restart applies it); --redis names a cluster's Redis")
-    from cfm_server.admin_cluster_cli import run_on_redis
     from cfm_server.cluster.ai import kill_switch_in_redis
 
-    run_on_redis(url, kill_switch_in_redis(url, state == "on"))
+    admin_cluster_cli.run_on_redis(url, kill_switch_in_redis(url, state == "on"))
     typer.echo(f"AI kill switch {state} for every node of the cluster (a node whose own "
                f"[ai] kill_switch is true keeps it on).")
 

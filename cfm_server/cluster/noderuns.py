@@ -3,7 +3,8 @@
 A single node writes its URL, ``public_url`` and ``registration`` (as flags, environment
 and settings file made them) to ``<data dir>/server.json`` at each start, and ``cfm
 admin`` reads it: ``invite`` warns when the server's registration is not by invite (a
-code nobody is asked for). A cluster node keeps nothing in its data dir, and each node
+code nobody is asked for), and ``invite``, ``reset-token`` and ``add-user`` name the
+URL people type. A cluster node keeps nothing in its data dir, and each node
 has settings of its own, so each writes that same record as its field of the hash
 ``cfm:node-runs`` (node id → JSON), and ``cfm admin`` reads the records of the nodes
 running now: those whose expiry in the presence's ``nodes`` zset (Redis's clock) has

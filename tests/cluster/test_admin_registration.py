@@ -34,8 +34,11 @@ async def test_invite_with_redis_reads_the_nodes_registration(
     assert said is not None and said.startswith(
         "this cluster's registration is 'closed' (as 2 running nodes recorded it in Redis: "
         "n1 'closed', n2 'closed')"), out
-    # The URL every node recorded as its public_url, for the invitees' command line.
+    # The URL every node recorded as its public_url, for the invitees' command line and
+    # a new account's token file.
     assert "cfm chat --server wss://chat.example/ws --invite" in out, out
+    made = await cfm_admin("add-user", "ivy", "--redis", redis.url, tmp_path=tmp_path)
+    assert "tokens/chat.example_443_ws/ivy.token" in made, made
 
     # A node stopped cleanly is no longer counted; one started with invites is.
     await b.stop()

@@ -204,15 +204,16 @@ class Server:
                 await self.stop(close_code=CloseCode.GOING_AWAY)
                 raise ConfigError(f"cannot listen on metrics_listen {config.metrics_listen}: "
                                   f"{exc.strerror or exc}") from None
-        log.info("listening on %s, data in %s", self.url, self.data_location)
-        if config.store == "sqlite":
-            self._record_run()
-            self._control = await start_control(self)
-        elif self.node is not None:  # a cluster node's server.json is in Redis
+        if self.node is not None:  # a cluster node's server.json is in Redis; written
+            # before the line that tells a supervisor (and the tests) the node is up
             from cfm_server.cluster import noderuns
 
             await noderuns.record(self.node.broker.batcher, self.node.node_id,
                                   self._run_record())
+        log.info("listening on %s, data in %s", self.url, self.data_location)
+        if config.store == "sqlite":
+            self._record_run()
+            self._control = await start_control(self)
         await self.ai_contacts.start(self.hub, ai, ai_tokens)
         if retention.enabled(config) and self.node is not None:
             from cfm_server.cluster.retention import ClusterRetention

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,8 @@ from cfm_cli.main import app
 from cfm_server.cluster import admin_usage
 from tests.cluster.redis_proc import RedisProcess
 from tests.cluster.test_admin import cfm_admin
+from tests.server.test_admin import _isolated  # noqa: F401  (autouse: no CFM_* of the machine)
 from tests.wire import WireClient, signed_in
-
-
-@pytest.fixture
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
-    for key in list(os.environ):
-        if key.startswith("CFM_"):
-            monkeypatch.delenv(key)
 
 
 async def in_process(*args: str) -> Any:
@@ -39,7 +30,7 @@ async def in_process(*args: str) -> Any:
 
 
 async def test_usage_with_redis_gives_a_single_nodes_figures_for_the_same_messages(
-        server_factory, redis: RedisProcess, tmp_path: Path, _isolated: None,
+        server_factory, redis: RedisProcess, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir = tmp_path / "single"
     server = await server_factory(data_dir=data_dir)

@@ -8,7 +8,8 @@ deletes, keeps and archives); what differs is where they are applied:
   the same script the nodes use), so it is logged and every running node applies it in
   order, exactly once (``cluster/apply.py``). A node that applies a user's new token
   hash, or the user's removal, closes that user's sessions (``ClusterNode._on_change``),
-  as a single node's control socket does for ``reset-token``;
+  as a single node's control socket does for ``reset-token``; a removal is also told to
+  the node's sessions that could see the user (``domain/removal.py``);
 - reads go in pages (``HSCAN`` of the records hash, ``SCAN`` of the room keys, ``COUNT``
   1000), never ``KEYS``, so Redis keeps serving the nodes between two pages.
 

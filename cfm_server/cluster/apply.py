@@ -6,7 +6,8 @@ from its meta key. ``apply_change`` then applies each change another node made t
 node's ``World``, through the same ``World`` methods the domain's handlers use, so no
 rule exists twice. It changes state only: the frames a change means for the node's
 sessions (``added_you``, ``member``, presence) are the sending node's to decide and
-reach them by delivery, not by this.
+reach them by delivery, not by this. (The exception is a removal by the operator, which
+no node sent: each node tells its own sessions, ``ClusterNode._user_changed``.)
 
 A node's own changes come back through the log too; applying one again is harmless,
 since each record carries its whole value.

@@ -63,6 +63,7 @@ from cfm_server.cluster.state import Change, SharedState
 from cfm_server.cluster.writes import ClusterWrites
 from cfm_server.domain.changes import UNREAD_CAP
 from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.removal import tell_removal
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessions
 from cfm_server.domain.world import World
@@ -385,8 +386,12 @@ class ClusterNode:
         room = self.world.rooms.get(room_name)
         if room is not None:
             if head.epoch and room.epoch and head.epoch != room.epoch:
-                log.warning("%s: epoch %s here, %s in Redis: taking Redis's", room_name,
-                            room.epoch, head.epoch)
+                # Two nodes making a new room at the same moment (its first joins) is
+                # routine; a room that had messages here and another history in Redis
+                # (Redis restarted without its data, say) is worth an operator's look.
+                log.log(logging.WARNING if room.durable_seq else logging.DEBUG,
+                        "%s: epoch %s here, %s in Redis: taking Redis's", room_name,
+                        room.epoch, head.epoch)
                 room.epoch = head.epoch
                 # The seq here may be another history's (higher or lower): Redis's head
                 # counts, and so does what this subscription (begun in Redis's epoch)
@@ -508,8 +513,12 @@ class ClusterNode:
     def _user_changed(self, world: World, name: str, change: Change) -> None:
         """A user made, changed or removed (by any node, or ``cfm admin --redis``): a
         token replaced under the user's sessions here, or the account removed, closes
-        them (4003), as a single node's control socket does."""
+        them (4003), as a single node's control socket does; a removal is told to the
+        sessions here that could see the user (domain/removal.py)."""
         if change.value is None:
+            held, hub = world.users.get(name), self._hub
+            if held is not None and hub is not None:  # every node tells its own sessions
+                tell_removal(world, hub.delivery, hub.presence, held)
             user, rooms = forget_user(world, name)
             for room_name in rooms:
                 self._release(room_name)

@@ -10,6 +10,7 @@
     annotations  what a say carries besides its text: the seq it answers, mentions
     contacts   contact lists, add requests, private blocking
     hidden     what each side of a block sees of a DM message
+    removal    what the others are told of an account the operator removed
     delivery   bytes to other users' sessions: to a user, to a room's members, presence
     writes     the one door for durable writes
     ports      the interfaces the domain needs (``Connection``: what a session is to it)

@@ -60,7 +60,7 @@ class ContactHandler:
                 self.delivery.block_presence(target, self.presence.frame(user, status),
                                              loud_only=not listed)
         entry = self.presence.roster_entry(name, user.name, blocked=user.has_blocked(name))
-        echo = Contact(op.value, **_entry_keys(entry))
+        echo = Contact(op.value, **entry_keys(entry))
         if frame.id is None:
             self.delivery.to_user(user, encode(echo), "contact")
         else:  # the asking session's copy carries the request's id (request ids)
@@ -69,7 +69,7 @@ class ContactHandler:
             self.delivery.to_user(user, encode(echo), "contact", skip=session)
         if op is ContactOp.ADD and newly_added and not target.has_blocked(user.name):
             mine = self.presence.roster_entry(user.name, name)
-            notice = Contact(ContactOp.ADDED_YOU.value, **_entry_keys(mine))
+            notice = Contact(ContactOp.ADDED_YOU.value, **entry_keys(mine))
             self.delivery.to_user(target, encode(notice), "contact")
 
     def put_contact(
@@ -81,7 +81,7 @@ class ContactHandler:
         self.world.writes.put_contact(record)
 
 
-def _entry_keys(entry: RosterEntry) -> dict[str, Any]:
+def entry_keys(entry: RosterEntry) -> dict[str, Any]:
     return {
         "name": entry.name,
         "display": entry.display,

@@ -298,3 +298,39 @@ async def test_a_freed_handle_moderates_nothing_and_owns_no_old_message(
                 frame["text"] = "rewritten"
             await newcomer.send(frame)
             assert (await newcomer.recv_until("error", ref=cid))["code"] == "forbidden"
+
+
+async def test_after_a_removal_and_the_restart_nobody_sees_the_removed_user(
+        server_factory: Any) -> None:
+    """Single node: ``remove-user`` needs the server stopped, so no running server holds
+    a stale copy; at the next start the others' contact lists, rooms' members and
+    presence no longer show the user (what a cluster node tells its sessions live:
+    tests/cluster/test_admin_remove_notice.py)."""
+    server = await server_factory()
+    async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob, \
+            signed_in(server.url, "erin") as erin:
+        join = {"t": "join", "room": "#tea"}
+        for client, frame, answer in (
+                (alice, join, "joined"), (bob, join, "joined"),
+                (bob, {"t": "contact", "op": "add", "name": "alice"}, "contact"),
+                (erin, {"t": "contact", "op": "block", "name": "alice"}, "contact")):
+            await client.send(frame)
+            await client.recv_until(answer)
+    await server.stop(close_code=1001)
+    result = admin("remove-user", "alice", "--data-dir", str(data_dir(server)), "--yes")
+    assert result.exit_code == 0, result.output
+
+    server = await restart(server_factory, server)
+    async with signed_in(server.url, "bob", token=bob.token) as bob_again, \
+            signed_in(server.url, "erin", token=erin.token) as erin_again:
+        for client in (bob_again, erin_again):
+            assert client.welcome["contacts"] == [], client.welcome
+        await bob_again.send({"t": "join", "room": "#tea"})
+        joined = await bob_again.recv_until("joined")
+        assert [m["name"] for m in joined["members"]] == ["bob"], joined
+        await bob_again.send({"t": "members", "room": "#tea", "id": "m"})
+        page = await bob_again.recv_until("members", ref="m")
+        assert [m["name"] for m in page["members"]] == ["bob"], page
+        await bob_again.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
+        refused = await bob_again.recv_until("error", ref="c")
+        assert refused["code"] == "no_such_user", refused

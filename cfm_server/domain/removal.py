@@ -1,0 +1,58 @@
+"""An account the operator removed (``cfm admin remove-user``): what the users who could
+see it are told, with frames they know already (PROTOCOL.md; docs/protocol.md, "A removed
+account").
+
+As in MSN, a deleted account goes offline and leaves everyone's list, and a room shows
+it leaving:
+
+- ``presence{status: offline}`` to its watchers (``Delivery.watchers``: those the user
+  blocked see it offline already), unless it looked offline to everyone (invisible);
+- ``member{op: leave}`` in each group room it belonged to, to the room's loud sessions
+  (those that hear of members at all). Unlike a leave of the user's own, it goes to
+  those it blocked and while it is invisible too: the removal is the operator's doing,
+  not a sign of the user's activity, and the membership ends for everyone;
+- to each user with an entry for it on their list, the echo of that entry going:
+  ``contact{op: unblock}`` if they blocked it, then ``contact{op: remove}``, as if they
+  had removed it from another session of theirs.
+
+These go to the sessions this server holds, and only to them (``Delivery.to_sessions``,
+which no cluster node relays): each node of a cluster applies the removal once, from
+the shared records' log, and tells its own sessions, so every session hears it once.
+A single node's ``remove-user`` runs while the server is stopped: at its next start
+nobody holds the user, and clients learn it from their ``welcome`` and ``joined``.
+"""
+
+from __future__ import annotations
+
+from cfm_common.codec import encode
+from cfm_common.frames import Contact, Member, RosterEntry
+from cfm_common.rules import ContactOp, MemberOp, Status
+from cfm_server.domain.contacts import entry_keys
+from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.presence import PresenceHandler
+from cfm_server.domain.world import World
+from cfm_server.state import User
+
+
+def tell_removal(world: World, delivery: Delivery, presence: PresenceHandler,
+                 user: User) -> None:
+    """Tell this server's sessions that ``user`` is gone. Called before the user is
+    forgotten: who watched it, its rooms and its place on lists are read from ``world``.
+    The user's own sessions are not told (they are closed with 4003)."""
+    record = user.record
+    if record.status != Status.INVISIBLE:
+        delivery.to_sessions(delivery.watchers(user), presence.frame(user, Status.OFFLINE.value),
+                             "presence")
+    for room in world.group_rooms(user):
+        data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
+        delivery.to_sessions([s for s in room.loud if s.user is not user], data, "member")
+    gone = RosterEntry(user.name, record.display, Status.OFFLINE.value, "", record.bot, False)
+    for other in world.users.values():
+        entry = other.contacts.get(user.name)
+        if entry is None or not other.sessions or other is user:
+            continue
+        if entry.blocked:
+            delivery.to_sessions(other.sessions, encode(
+                Contact(ContactOp.UNBLOCK.value, **entry_keys(gone))), "contact")
+        delivery.to_sessions(other.sessions, encode(
+            Contact(ContactOp.REMOVE.value, **entry_keys(gone))), "contact")

@@ -227,10 +227,13 @@ async def test_while_redis_is_out_of_reach_a_search_gets_a_retryable_error(
 async def test_a_node_whose_indexer_died_answers_from_what_its_index_holds(nodes) -> None:
     """The index is kept by a process of the node's own (cluster/indexer.py), a child of
     the node. SIGKILLed, the node answers searches from what the index holds, saying
-    how far ``behind`` it is, without waiting for an indexer that is gone."""
+    how far ``behind`` it is, without waiting for an indexer that is gone. (The node
+    starts a new one after a back-off, tests/cluster/test_indexer_restart.py: here the
+    back-off is made long enough to see it gone.)"""
     import psutil
 
     a = await nodes()
+    a.node.search._keeper.first_delay_s = 3600.0
     async with signed_in(a.url, "alice") as alice:
         await _join(alice, "#w")
         first = await _say(alice, "needle one", room="#w")

@@ -1,0 +1,65 @@
+"""A single node's search indexer SIGKILLed under a real ``cfm serve``: the server logs
+the death once, starts a new indexer a second later, and that one catches up from the
+database — the messages stored while no indexer ran (and those whose notes went down
+the dead one's pipe) are found (cfm_server/childwatch.py, store/searchindex.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+
+from tests.server.indexer_kill import kill_indexer, lines_about, restarted, search_until
+from tests.server.serve_proc import serve
+from tests.server.test_search import _join, _say, _search, _where
+from tests.wire import eventually, signed_in
+
+INDEX = "cfm.search.sqlite3"
+
+
+async def test_a_killed_indexer_is_started_again_and_catches_up(tmp_path: Path) -> None:
+    async with serve("--data-dir", str(tmp_path), "--no-rate-limits") as server, \
+            signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
+        await _join(alice, "#w")
+        first = await _say(alice, "needle one", room="#w")
+        await search_until(alice, "needle", [("#w", first)])
+
+        pid = await kill_indexer(server, INDEX)
+        # Said at once: its note may go down the dead indexer's pipe.
+        second = await _say(alice, "needle two", room="#w")
+        await server.wait_line(rf"search indexer \(pid {pid}\) died")
+        # Said while no indexer runs (the new one starts a second after the death).
+        third = await _say(alice, "needle three", to="bob")
+        await restarted(server, pid, INDEX)
+
+        await search_until(alice, "needle", [("dm:alice:bob", third), ("#w", second),
+                                             ("#w", first)])
+        await search_until(bob, "needle three", [("dm:alice:bob", third)])
+        # And the new indexer keeps up with what comes after.
+        fourth = await _say(bob, "needle four", to="alice")
+        await search_until(bob, "needle", [("dm:alice:bob", fourth), ("dm:alice:bob", third)])
+    assert len(lines_about(server, "search indexer .* died")) == 1
+    assert len(lines_about(server, "search indexer started again")) == 1
+    assert not lines_about(server, "Traceback")
+
+
+async def test_notes_that_died_with_the_indexer_are_caught_up_from_the_database(
+        server_factory) -> None:
+    """The notes the dead indexer had in its pipe, unread, went with it: the new one's
+    start looks at every room of the database against the index's watermarks and
+    indexes what they lack, unasked (no search needed: ``behind`` reaches 0)."""
+    server = await server_factory()
+    index = server.store._search
+    index._keeper.first_delay_s = 0.05
+    async with signed_in(server.url, "alice") as alice:
+        await _join(alice, "#w")
+        first = await _say(alice, "needle one", room="#w")
+        await eventually(lambda: index.behind({"#w": first}) == 0, timeout=30)
+        indexer = psutil.Process(index._process.pid)
+        indexer.suspend()  # SIGSTOP: the notes wait in its pipe, unread
+        second = await _say(alice, "needle two", room="#w")  # noted at its COMMIT
+        await eventually(lambda: not index._noted and not index._backlog)  # in the pipe
+        indexer.kill()
+        await eventually(lambda: index._keeper.restarts == 1
+                         and index.behind({"#w": second}) == 0, timeout=30)
+        assert _where(await _search(alice, "needle")) == [("#w", second), ("#w", first)]

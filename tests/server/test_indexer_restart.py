@@ -5,11 +5,15 @@ the dead one's pipe) are found (cfm_server/childwatch.py, store/searchindex.py).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 
 import psutil
+import pytest
 
-from tests.server.indexer_kill import kill_indexer, lines_about, restarted, search_until
+from tests.server.indexer_kill import indexer_of, kill_indexer, lines_about, restarted, search_until
 from tests.server.serve_proc import serve
 from tests.server.test_search import _join, _say, _search, _where
 from tests.wire import eventually, signed_in
@@ -63,3 +67,20 @@ async def test_notes_that_died_with_the_indexer_are_caught_up_from_the_database(
         await eventually(lambda: index._keeper.restarts == 1
                          and index.behind({"#w": second}) == 0, timeout=30)
         assert _where(await _search(alice, "needle")) == [("#w", second), ("#w", first)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_a_stop_signal_to_the_whole_group_is_no_death(tmp_path: Path, sig: int) -> None:
+    """Ctrl+C in a terminal signals the whole foreground process group, and systemd's
+    stop (KillMode=control-group) the whole cgroup: the indexer gets the signal with its
+    server. It ignores it and is ended by its server as that stops: no death logged,
+    no new indexer started in the middle of the shutdown."""
+    async with serve("--data-dir", str(tmp_path), preexec_fn=os.setsid) as server, \
+            signed_in(server.url, "alice") as alice:
+        await indexer_of(server, INDEX)
+        os.killpg(server.proc.pid, sig)
+        # A client to say goodbye to: the shutdown takes a few loop turns at least.
+        assert await alice.wait_closed(timeout=30) == 1012
+        assert await asyncio.wait_for(server.proc.wait(), 30) == 0
+    assert not lines_about(server, "search indexer")
+    assert not lines_about(server, "Traceback")

@@ -7,8 +7,8 @@ process, an operator SIGKILLs the wrong pid, a bug crashes it. Its server would 
 searches from a frozen index (``behind`` growing) until its own next start. The owner
 (``SearchIndex``, ``ClusterSearch``) says how to start one (``spawn``, which also hands
 the new process whatever it needs to catch up) and what to forget of a dead one
-(``died``: its pipe, a note half written to it); this module does the watching and the
-timing.
+(``died``: a note half written to its pipe); this module does the watching, the
+timing, and the stop.
 
 Noticed without blocking the event loop and without polling: a pidfd (Linux 5.3+)
 becomes readable when its process exits, so the loop's ``add_reader`` calls back at
@@ -32,6 +32,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from cfm_server.childproc import stop_child
+
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
 SETTLED_S = 60.0  # lived this long: its death starts the back-off again from the first
@@ -54,8 +56,8 @@ class ChildKeeper:
 
     ``start`` (the first process: an OSError is the caller's), then on its own: each
     death logged, ``died()`` called, and after the back-off ``spawn()`` again (an
-    OSError then is logged and tried again later). ``stop`` before the owner ends the
-    process itself, so that its end is not taken for a death."""
+    OSError then is logged and tried again later); ``stop`` ends it. The process's
+    input is a pipe from the owner (closed here at its death)."""
 
     def __init__(self, what: str, spawn: Callable[[], subprocess.Popen[bytes]],
                  died: Callable[[], None], log: logging.Logger, *,
@@ -97,16 +99,17 @@ class ChildKeeper:
         if process is not None and process.poll() is not None:
             self._ended()
 
-    def stop(self) -> subprocess.Popen[bytes] | None:
-        """Watch no more and start nothing more; the running process, if any, for the
-        owner to end."""
+    async def stop(self) -> None:
+        """Watch no more, start nothing more, and end the running process, if any
+        (``stop_child``: its end is no death)."""
         self._stopped = True
         self._unwatch()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         process, self._process = self._process, None
-        return process
+        if process is not None:
+            await stop_child(process, self._log)
 
     # --- watching ---------------------------------------------------------------------
 
@@ -159,6 +162,9 @@ class ChildKeeper:
             return  # not yet (a write failed a moment before the exit): the watch stays
         self._unwatch()
         self._process = None
+        with contextlib.suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()  # its pipe: the owner's end of it
         lived = time.monotonic() - self._started
         delay = self._delay if self._delay and lived < self.settled_s else self.first_delay_s
         self._delay = min(self.max_delay_s, delay * 2)

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfm_common.frames import StoredMsg
-from cfm_server.childproc import stop_child
 from cfm_server.childwatch import ChildKeeper
 from cfm_server.cluster.indexer import READ_PAGE, SCHEMA
 from cfm_server.datadir import make_private_dir, make_private_file
@@ -207,27 +206,22 @@ class ClusterSearch:
                 heads[room] = seq
 
     def _died(self) -> None:
-        """The indexer died: its pipe is closed and what was left to write to it (a
-        line perhaps begun) dropped; ``_spawn`` tells the next one what it needs."""
-        process, self._process = self._process, None
+        """The indexer died: what was left to write to it (a line perhaps begun) is
+        dropped; the notes made from now on wait for the next one (``_spawn``)."""
+        self._process = None
         self._pipe = -1
         self._backlog = b""
-        if process is not None and process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
 
     async def close(self) -> None:
-        """Stop the indexer (terminated, not asked: the file is made again at the next
+        """Stop the indexer (killed, not asked: the file is made again at the next
         start anyway), close the reader, delete the file."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush_handle = None
         self._waiters.clear()
-        process = self._keeper.stop()
-        self._process = None
         self._pipe = -1
-        if process is not None:
-            await stop_child(process, log)
+        await self._keeper.stop()
+        self._process = None
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()

@@ -39,7 +39,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cfm_server.childproc import stop_child
 from cfm_server.childwatch import ChildKeeper
 from cfm_server.datadir import make_private_file, tighten
 from cfm_server.store.base import StoreError
@@ -131,19 +130,16 @@ class SearchIndex:
         return process
 
     def _died(self) -> None:
-        """The indexer died: its pipe is closed, and what was left to write to it (a
-        line perhaps begun) dropped; the notes made from now on wait for the next."""
-        process, self._process = self._process, None
+        """The indexer died: what was left to write to it (a line perhaps begun) is
+        dropped; the notes made from now on wait for the next one (``_spawn``)."""
+        self._process = None
         self._pipe = -1
         self._backlog = b""
-        if process is not None and process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
 
     async def close(self) -> None:
         """Stop the indexer and close the reader, before the database's own connection
         closes: the last connection to close is the one that folds the WAL into the
-        file. The indexer is terminated, not asked: a pass is one transaction of the
+        file. The indexer is killed, not asked: a pass is one transaction of the
         index (cut short, it is rolled back), the next start picks up from the
         watermarks, and a process at nice 19 on a busy machine may take seconds to
         notice its pipe closing — seconds the server's shutdown would wait."""
@@ -151,11 +147,9 @@ class SearchIndex:
             self._flush_handle.cancel()
         self._flush_handle = None
         self._waiters.clear()
-        process = self._keeper.stop()
-        self._process = None
         self._pipe = -1
-        if process is not None:
-            await stop_child(process, logger)
+        await self._keeper.stop()
+        self._process = None
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()

@@ -1,7 +1,8 @@
 """A helper process the server keeps running (cfm_server/childwatch.py), over real child
-processes: each death noticed and logged once, a new process started after 1 s, then
-twice as long after each quick death up to the cap, the first delay again after one
-that lived long enough; nothing started after ``stop``."""
+processes: each death noticed and logged once, a new process started after the first
+delay, then twice as long after each quick death up to the cap, the first delay again
+after one that lived long enough; a start that fails tried again later; ``stop`` ends
+the process, which is no death, and starts nothing after."""
 
 from __future__ import annotations
 
@@ -62,16 +63,14 @@ async def test_a_dead_child_is_started_again_with_a_doubling_back_off(
         last = _DIED.search(caplog.records[-2].getMessage())
         assert last is not None and last.groups()[1:] == ("killed by SIGTERM", "0.01")
 
-        # Stopped: the process is the owner's to end, and nothing is started after it.
-        process = keeper.stop()
-        assert process is spawned[-1] and keeper.process is None
-        process.kill()
-        process.wait()
-        await eventually(lambda: process.poll() is not None)
+        # Stopped: the process is ended, which is no death, and nothing is started after.
+        await keeper.stop()
+        assert spawned[-1].poll() is not None and keeper.process is None
         keeper.check()
-        assert len(spawned) == 6 and deaths == [1, 2, 3, 4, 5]
+        assert len(spawned) == 6 and deaths == [1, 2, 3, 4, 5] and keeper.restarts == 5
+        assert sum("died" in r.getMessage() for r in caplog.records) == 5
     finally:
-        keeper.stop()
+        await keeper.stop()
         _kill_all(spawned)
 
 
@@ -99,7 +98,7 @@ async def test_a_child_that_cannot_be_started_again_is_tried_again_later(
         assert tries == ["cannot start a new sleeper ([Errno 24] Too many open files); "
                          f"trying again in {delay} s" for delay in ("0.02", "0.04")]
     finally:
-        keeper.stop()
+        await keeper.stop()
         _kill_all(spawned)
 
 

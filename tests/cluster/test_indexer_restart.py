@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.server.indexer_kill import kill_indexer, lines_about, restarted, search_until
+from tests.cluster.test_search import new_history, old_history
+from tests.server.indexer_kill import kill_and_find
 from tests.server.serve_proc import serve
 from tests.server.test_search import _join, _say, _search, _where
 from tests.wire import eventually, signed_in
@@ -21,29 +22,8 @@ INDEX = "search-k1.sqlite3"
 async def test_a_killed_indexer_is_started_again_and_catches_up(redis, tmp_path: Path
                                                                 ) -> None:
     async with serve("--redis", redis.url, "--node-id", "k1", "--no-rate-limits",
-                     "--data-dir", str(tmp_path / "k1")) as node, \
-            signed_in(node.url, "alice") as alice, signed_in(node.url, "bob") as bob:
-        await _join(alice, "#w")
-        first = await _say(alice, "needle one", room="#w")
-        await search_until(alice, "needle", [("#w", first)])
-
-        pid = await kill_indexer(node, INDEX)
-        # Said at once: its note may go down the dead indexer's pipe.
-        second = await _say(alice, "needle two", room="#w")
-        await node.wait_line(rf"search indexer \(pid {pid}\) died")
-        # Said while no indexer runs (the new one starts a second after the death).
-        third = await _say(alice, "needle three", to="bob")
-        await restarted(node, pid, INDEX)
-
-        await search_until(alice, "needle", [("dm:alice:bob", third), ("#w", second),
-                                             ("#w", first)])
-        await search_until(bob, "needle three", [("dm:alice:bob", third)])
-        # And the new indexer keeps up with what comes after.
-        fourth = await _say(bob, "needle four", to="alice")
-        await search_until(bob, "needle", [("dm:alice:bob", fourth), ("dm:alice:bob", third)])
-    assert len(lines_about(node, "search indexer .* died")) == 1
-    assert len(lines_about(node, "search indexer started again")) == 1
-    assert not lines_about(node, "Traceback")
+                     "--data-dir", str(tmp_path / "k1")) as node:
+        await kill_and_find(node, INDEX)
 
 
 async def test_the_new_indexer_is_told_every_room_the_dead_one_was(nodes) -> None:
@@ -80,29 +60,18 @@ async def test_a_forget_that_died_with_the_indexer_is_told_again(
     indexer that died before writing it: the file still holds the old history under
     the old count, so the node tells the new indexer the forget again; the new history
     is indexed from seq 1 and nothing of the old is left."""
-    from redis.asyncio import Redis
-
-    from cfm_server.cluster import keys
     from cfm_server.cluster.search import ClusterSearch
 
     writer = await broker_factory()
     room = "#again"
-    for i in range(5):
-        await writer.append(room, "alice", f"o{i}", "text", f"old needle {i}", 1000 + i)
+    await old_history(writer, room)
     index = ClusterSearch(await broker_factory(), redis.url, tmp_path / "search.sqlite3")
     index.start()
     index._keeper.first_delay_s = 0.05
     try:
         index.note(room, 5)
         await eventually(lambda: index.behind({room: 5}) == 0, timeout=30)
-        client = Redis.from_url(redis.url)
-        try:
-            await client.delete(keys.room_meta(room), keys.room_log(room),
-                                keys.room_changes(room))
-        finally:
-            await client.aclose()
-        for i in range(2):
-            await writer.append(room, "alice", f"n{i}", "text", f"fresh needle {i}", 2000 + i)
+        await new_history(redis.url, writer, room)
         assert index._process is not None
         indexer = psutil.Process(index._process.pid)
         indexer.suspend()  # SIGSTOP: the forget and the note wait in its pipe, unread

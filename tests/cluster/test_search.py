@@ -253,9 +253,7 @@ async def test_a_room_whose_history_restarted_is_indexed_again_from_its_start(
         broker_factory, redis, tmp_path) -> None:
     """A new epoch (Redis lost the room: its seqs start at 1 again): ``forget`` has the
     indexer drop what it held of the room, and the new history is indexed from seq 1."""
-    from redis.asyncio import Redis
 
-    from cfm_server.cluster import keys
     from cfm_server.cluster.search import ClusterSearch
 
     async def indexed(index: ClusterSearch, room: str, top: int) -> None:
@@ -266,21 +264,13 @@ async def test_a_room_whose_history_restarted_is_indexed_again_from_its_start(
 
     writer = await broker_factory()
     room = "#again"
-    for i in range(5):
-        await writer.append(room, "alice", f"o{i}", "text", f"old needle {i}", 1000 + i)
+    await old_history(writer, room)
     index = ClusterSearch(await broker_factory(), redis.url, tmp_path / "search.sqlite3")
     index.start()
     try:
         index.note(room, 5)
         await indexed(index, room, 5)
-        client = Redis.from_url(redis.url)
-        try:
-            await client.delete(keys.room_meta(room), keys.room_log(room),
-                                keys.room_changes(room))
-        finally:
-            await client.aclose()
-        for i in range(2):
-            await writer.append(room, "alice", f"n{i}", "text", f"fresh needle {i}", 2000 + i)
+        await new_history(redis.url, writer, room)
         index.forget(room)
         index.note(room, 2)
         await indexed(index, room, 2)
@@ -294,3 +284,26 @@ async def test_a_room_whose_history_restarted_is_indexed_again_from_its_start(
     finally:
         await index.close()
     assert not (tmp_path / "search.sqlite3").exists()  # deleted at the node's stop
+
+
+async def old_history(writer: Any, room: str) -> None:
+    """Five messages with "needle" in ``room``, through the broker ``writer``."""
+    for i in range(5):
+        await writer.append(room, "alice", f"o{i}", "text", f"old needle {i}", 1000 + i)
+
+
+async def new_history(redis_url: str, writer: Any, room: str) -> None:
+    """``room`` lost in Redis (its keys deleted: a new epoch, its seqs from 1 again),
+    then two messages with "needle" in its new history."""
+    from redis.asyncio import Redis
+
+    from cfm_server.cluster import keys
+
+    client = Redis.from_url(redis_url)
+    try:
+        await client.delete(keys.room_meta(room), keys.room_log(room),
+                            keys.room_changes(room))
+    finally:
+        await client.aclose()
+    for i in range(2):
+        await writer.append(room, "alice", f"n{i}", "text", f"fresh needle {i}", 2000 + i)

@@ -1,7 +1,8 @@
 """What the tests of a search indexer's death share (a single node's,
 tests/server/test_indexer_restart.py, and a cluster node's,
 tests/cluster/test_indexer_restart.py): the indexer child of a real ``cfm serve``
-process found and SIGKILLed, and a search asked until it finds what it should."""
+process found and SIGKILLed, and a search asked until it finds what it should
+(``kill_and_find``)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Any
 import psutil
 
 from tests.server.serve_proc import ServeProcess
-from tests.server.test_search import _where
-from tests.wire import WireClient
+from tests.server.test_search import _join, _say, _where
+from tests.wire import WireClient, signed_in
 
 
 async def indexer_of(server: ServeProcess, index_name: str) -> psutil.Process:
@@ -70,3 +71,30 @@ async def search_until(client: WireClient, text: str, want: list[tuple[str, int]
             return answer
         await asyncio.sleep(0.25)
     raise AssertionError(f"never found {want}: last answer {answer}")
+
+
+async def kill_and_find(server: ServeProcess, index_name: str) -> None:
+    """The whole case, on a single node or a cluster node alike: the indexer SIGKILLed,
+    a message said at once (its note may go down the dead indexer's pipe) and one while
+    no indexer runs, both found once the new one is up, and what comes after too; one
+    log line for the death and one for the new start."""
+    async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
+        await _join(alice, "#w")
+        first = await _say(alice, "needle one", room="#w")
+        await search_until(alice, "needle", [("#w", first)])
+
+        pid = await kill_indexer(server, index_name)
+        second = await _say(alice, "needle two", room="#w")
+        await server.wait_line(rf"search indexer \(pid {pid}\) died")
+        # (The new one starts a second after the death.)
+        third = await _say(alice, "needle three", to="bob")
+        await restarted(server, pid, index_name)
+
+        await search_until(alice, "needle", [("dm:alice:bob", third), ("#w", second),
+                                             ("#w", first)])
+        await search_until(bob, "needle three", [("dm:alice:bob", third)])
+        fourth = await _say(bob, "needle four", to="alice")
+        await search_until(bob, "needle", [("dm:alice:bob", fourth), ("dm:alice:bob", third)])
+    assert len(lines_about(server, "search indexer .* died")) == 1
+    assert len(lines_about(server, "search indexer started again")) == 1
+    assert not lines_about(server, "Traceback")

@@ -70,6 +70,8 @@ class ChildKeeper:
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
         self.settled_s = settled_s
+        self.use_pidfd = hasattr(os, "pidfd_open")  # else (or if it fails) a poll
+        self.poll_s = POLL_S
         self._delay = 0.0  # the wait before the next start after a death; 0: the first
         self._loop: asyncio.AbstractEventLoop | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -118,13 +120,15 @@ class ChildKeeper:
         self._started = time.monotonic()
         loop = self._loop
         assert loop is not None
-        try:
-            self._pidfd = os.pidfd_open(process.pid)
-            loop.add_reader(self._pidfd, self._ended)
-        except (AttributeError, OSError, NotImplementedError, RuntimeError):
-            # No pidfds here (not Linux, an old kernel, a loop without add_reader).
-            self._close_pidfd()
-            self._timer = loop.call_later(POLL_S, self._poll)
+        if self.use_pidfd:
+            try:
+                self._pidfd = os.pidfd_open(process.pid)
+                loop.add_reader(self._pidfd, self._ended)
+                return
+            except (OSError, NotImplementedError, RuntimeError):
+                # An old kernel, a loop without add_reader (Windows' proactor).
+                self._close_pidfd()
+        self._timer = loop.call_later(self.poll_s, self._poll)
 
     def _poll(self) -> None:
         self._timer = None
@@ -134,7 +138,7 @@ class ChildKeeper:
         if process.poll() is not None:
             self._ended()
         else:
-            self._timer = self._loop.call_later(POLL_S, self._poll)
+            self._timer = self._loop.call_later(self.poll_s, self._poll)
 
     def _unwatch(self) -> None:
         if self._pidfd >= 0 and self._loop is not None:

@@ -30,8 +30,9 @@ def _kill_all(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "poll"])
 async def test_a_dead_child_is_started_again_with_a_doubling_back_off(
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, pidfd: bool) -> None:
     caplog.set_level(logging.INFO, logger=log.name)
     spawned: list[subprocess.Popen[bytes]] = []
     deaths: list[int] = []
@@ -42,8 +43,11 @@ async def test_a_dead_child_is_started_again_with_a_doubling_back_off(
 
     keeper = ChildKeeper("the sleeper", spawn, lambda: deaths.append(len(spawned)), log,
                          first_delay_s=0.01, max_delay_s=0.04, settled_s=3600.0)
+    keeper.use_pidfd = pidfd and keeper.use_pidfd  # the poll: where there are no pidfds
+    keeper.poll_s = 0.02
     try:
         assert keeper.start() is spawned[0] and keeper.process is spawned[0]
+        assert (keeper._pidfd >= 0) == keeper.use_pidfd  # watched the way asked
         for n in range(1, 5):
             spawned[-1].send_signal(signal.SIGKILL)
             await eventually(lambda n=n: len(spawned) == n + 1 and keeper.process is not None)

@@ -187,7 +187,7 @@ class ChildKeeper:
             return
         try:
             process = self._spawn()
-        except OSError as e:
+        except (OSError, subprocess.SubprocessError) as e:
             delay = self._delay
             self._delay = min(self.max_delay_s, delay * 2)
             self._log.warning("cannot start a new %s (%s); trying again in %g s",

@@ -86,10 +86,11 @@ class NodePresence:
         self.presence.on_back = self._announce_back
         broker = node.broker
         if self.conns is not None:
-            # While Redis counts this node's subscription, its per-address counts stand.
+            # While Redis counts this subscription, this node's per-address counts stand
+            # (before the node listens: it has counted nothing yet). What other nodes
+            # released of them while it looked gone is counted again when it is back.
             await broker.listen(self.conns.life_channel, _nothing)
             self.presence.on_rejoined = broker.on_resubscribed = self.conns.restore
-            self.conns.restore()  # (nothing, unless released before the listen)
         await broker.listen(keys.PRESENCE_CHANNEL, self._on_change)
         await broker.listen(keys.PRESENCE_FRAMES, self._on_frame)
         await broker.listen(keys.PRESENCE_SPREAD, self.limits.on_spread)

@@ -143,6 +143,8 @@ class Broker:
         self._compacted: dict[str, float] = {}  # room → loop time of its last rewrite
         self._compact_timers: dict[str, asyncio.TimerHandle] = {}
         self.gaps_filled = 0  # gaps read from the streams (a lost publish, a reconnect)
+        # Told each time a pub/sub connection's subscriptions are all confirmed again.
+        self.on_resubscribed: Callable[[], None] | None = None
 
     async def start(self) -> None:
         self.subscriber.start()
@@ -546,6 +548,8 @@ class Broker:
     async def _resync(self) -> None:
         """After a (re)connect of the pub/sub connection: what did we miss meanwhile?
         Re-read every subscribed room's head (in one pipeline); a gap starts a fill."""
+        if self.on_resubscribed is not None:
+            self.on_resubscribed()
         rooms = list(self._rooms.values())
         while rooms:
             heads = await asyncio.gather(*(self.head(t.room) for t in rooms),

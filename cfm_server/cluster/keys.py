@@ -163,6 +163,19 @@ def presence_conns(address: str) -> str:
     return f"{PREFIX}{{presence}}:conns:{address}"
 
 
+def presence_life(origin: str) -> str:
+    """Channel each life of a node subscribes and nobody publishes on: while Redis
+    counts a subscriber, that life's pub/sub connection is open (a SIGKILLed node's
+    closes with it), so its per-address counts stand (``conn_count.lua``)."""
+    return f"{PREFIX}{{presence}}:life:{origin}"
+
+
+def presence_released(origin: str) -> str:
+    """Hash address → connections of that life released from ``presence_conns`` while
+    it looked gone; moved back if it comes back (``conn_restore.lua``)."""
+    return f"{PREFIX}{{presence}}:released:{origin}"
+
+
 def user_limit(user: str, kind: str) -> str:
     """Hash ``t`` (tokens), ``s`` (ms, Redis's clock): the user's bucket of ``kind``
     while the user is on several nodes. Tagged by user: one slot per user."""

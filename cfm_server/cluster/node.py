@@ -345,7 +345,11 @@ class ClusterNode:
             return
         # The domain's audience rules, applied to this node's sessions.
         if kind == "member":
-            audience = hub.room_handler.member_audience(room, user)
+            # The user's own sessions hear of its join by its channel (ClusterDelivery.
+            # room_event), and are no longer in the room after a leave.
+            own = user.sessions
+            audience = [s for s in hub.room_handler.member_audience(room, user)
+                        if s not in own]
         elif kind == "presence":
             audience = hub.presence.introduce_audience(room, user)
         else:

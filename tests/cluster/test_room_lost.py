@@ -29,12 +29,13 @@ from tests.wire import WireClient, signed_in
 
 ROOM = "#lost"
 NODE = {"search_index": False}
-# What Redis lost of the room: everything (a Redis restarted without its AOF, FLUSHALL,
-# the keys deleted), or only its meta (evicted, deleted by hand) with its stream kept.
+# How Redis lost the room: with everything (FLUSHALL, as a Redis restarted without its
+# AOF), its keys (deleted, evicted), or only its meta (its stream kept).
 LOSSES = {
-    "history": (keys.room_meta(ROOM), keys.room_log(ROOM), keys.room_ids(ROOM),
+    "flushall": ("FLUSHALL",),
+    "history": ("DEL", keys.room_meta(ROOM), keys.room_log(ROOM), keys.room_ids(ROOM),
                 keys.room_changes(ROOM)),
-    "meta": (keys.room_meta(ROOM),),
+    "meta": ("DEL", keys.room_meta(ROOM)),
 }
 
 
@@ -70,9 +71,9 @@ async def test_a_room_redis_lost_starts_a_new_epoch_on_every_node(nodes, redis, 
         for i in range(3):
             await say(alice, f"m{i}")
         assert [m["seq"] for m in await bob.recv_n("msg", 3)] == [1, 2, 3]
-        await redis_call(redis, "DEL", *LOSSES[lost])
+        await redis_call(redis, *LOSSES[lost])
 
-        first = 1 if lost == "history" else 4  # a kept stream: seqs go on after it
+        first = 4 if lost == "meta" else 1  # a kept stream: seqs go on after it
         assert (await say(alice, "new"))["seq"] == first
         new = (await redis_call(redis, "HGET", keys.room_meta(ROOM), "epoch")).decode()
         assert new != old  # (it was the old one: the node proposed the epoch it knew)
@@ -82,7 +83,7 @@ async def test_a_room_redis_lost_starts_a_new_epoch_on_every_node(nodes, redis, 
         assert (live["seq"], live["text"]) == (first, "new")
 
         # Both nodes say so to a client that resumes: a new epoch, the new seq.
-        texts = ["new"] if lost == "history" else ["m0", "m1", "m2", "new"]
+        texts = ["m0", "m1", "m2", "new"] if lost == "meta" else ["new"]
         for node in (a, b):
             async with signed_in(node.url, "bob", token=bob.token) as again:
                 assert entry_of(again.welcome) == (first, new)
@@ -108,7 +109,7 @@ async def test_a_node_that_follows_a_lost_room_again_adopts_its_new_epoch(nodes,
             await bob.recv_n("msg", 3)
             token = bob.token
         await wait_until(lambda: ROOM not in b.node.broker.subscribed, "b stops following")
-        await redis_call(redis, "DEL", *LOSSES["history"])
+        await redis_call(redis, *LOSSES["history"])
         async with signed_in(b.url, "bob", token=token) as bob:
             assert entry_of(bob.welcome) == (3, old)  # nothing stored in Redis yet
             assert (await say(alice, "new"))["seq"] == 1

@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import ClientFrame, StoredMsg
+from cfm_common.rules import CloseCode
 from cfm_server.cluster import barrier, keys, records, scripts, startup
 from cfm_server.cluster.apply import (
     apply_change,
@@ -488,11 +489,18 @@ class ClusterNode:
             # at once, the other's epoch standing).
             log.log(logging.WARNING if room.durable_seq else logging.DEBUG,
                     "%s: its history restarted in Redis (epoch %s)", room_name, epoch)
+            had_messages = bool(room.durable_seq)
             room.epoch = epoch
             # The new history's seq, where the broker restarted it (0 after a loss, the
             # stream's last entry if only the meta was lost), never the old one's:
             # welcome.rooms and joined would name an old seq under the new epoch.
             room.seq = room.durable_seq = self.broker.handed_on(room_name) or 0
+            if had_messages:
+                # Its sessions hold the old history's seqs, and nothing live says the
+                # epoch changed: resuming (1012) they get the new one as a reset.
+                for session in list(room.here):
+                    session.close(CloseCode.SERVICE_RESTART,
+                                  "the room's history restarted: reconnect")
         if self.search is not None:
             self.search.forget(room_name)
 

@@ -207,3 +207,29 @@ async def test_a_stream_without_its_meta_gets_a_new_epoch_whatever_the_node_prop
     await redis_call(redis, "DEL", keys.room_meta(ROOM))
     later = await writer.submit(ROOM, "alice", "m3", "text", "m3", 1, epoch="known")
     assert later.seq == 4 and later.epoch != "known"
+
+
+async def test_an_sdk_program_in_a_room_redis_lost_gets_the_new_history(nodes, redis) -> None:
+    """Bob's program (the SDK) is in the room on node b when Redis loses it: closed with
+    1012 when the new history begins, it resumes by itself and hands over the new
+    history's messages (it dropped them as duplicates of seqs it had before)."""
+    a, b = await nodes(**NODE), await nodes(**NODE)
+    bob = Client(b.url, "bob", token_file=False)
+    record = Recorder(bob)
+    try:
+        await bob.connect()
+        await bob.join(ROOM)
+        async with signed_in(a.url, "alice") as alice:
+            await join(alice)
+            for i in range(3):
+                await say(alice, f"m{i}")
+            await record.wait(lambda r: r.seqs(ROOM) == [1, 2, 3])
+        await redis_call(redis, *LOSSES["flushall"])
+        # Alice's program too: closed as well (it knew the old history), it sends again.
+        async with Client(a.url, "alice", token=alice.token, token_file=False) as writer:
+            await writer.say("new", room=ROOM)
+            await writer.say("next", room=ROOM)
+            await record.wait(lambda r: [m.text for m in r.msgs(ROOM)][-2:] == ["new", "next"])
+        assert [m.text for m in record.msgs(ROOM)] == ["m0", "m1", "m2", "new", "next"]
+    finally:
+        await bob.close()

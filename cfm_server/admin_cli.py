@@ -26,6 +26,7 @@ from cfm_server.admin_output import (
     hand_over,
     plural,
     print_stats,
+    print_usage,
     print_users,
     size,
 )
@@ -102,7 +103,8 @@ def users(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array, one object per user.")] = False,  # noqa: E501
     redis: RedisUrl = None,
 ) -> None:
-    """Every user: handle, display name, kind, status, created, rooms, DMs, messages sent.
+    """Every user: handle, display name, kind, the status they last chose (not whether
+    they are online now), created, rooms, DMs, messages sent.
 
     On a cluster (--redis) the messages sent are not counted."""
     from cfm_server.admin import list_users
@@ -155,7 +157,8 @@ def reset_token(
         from cfm_server import admin_cluster_cli
 
         admin_cluster_cli.reset_token(url, name, settings, _token_writer(token_file),
-                                      token_file, server or server_url(settings))
+                                      token_file,
+                                      server or admin_cluster_cli.server_url(url, settings))
         return
     if _served(settings.resolved_data_dir()):
         _reset_token_live(settings, name, token_file, server)
@@ -242,7 +245,7 @@ def add_user(
         from cfm_server import admin_cluster_cli
 
         admin_cluster_cli.add_user(url, name, display, _token_writer(token_file), token_file,
-                                   server or server_url(settings))
+                                   server or admin_cluster_cli.server_url(url, settings))
         return
     with _open(data_dir, config, settings=settings) as db:
         try:
@@ -338,25 +341,22 @@ def usage(
     config: ConfigFile = None,
     top: Annotated[int, typer.Option("--top", min=0, help="How many rooms and users to list (0: all).")] = 20,  # noqa: E501
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    redis: RedisUrl = None,
 ) -> None:
-    """Disk use: the rooms and the users whose messages take the most bytes."""
-    import json
+    """Disk use: the rooms and the users whose messages take the most bytes.
 
+    On a cluster (--redis): every room's stream is read, a page at a time."""
     from cfm_server.usage import usage as measure
 
-    with _open(data_dir, config, read_only=True) as db:
-        result = measure(db.conn, top)
-    if as_json:
-        typer.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+    settings = load_settings(data_dir, config)
+    if url := redis or settings.redis_url:
+        from cfm_server import admin_cluster_cli
+
+        admin_cluster_cli.usage(url, top, as_json)
         return
-    typer.echo(f"messages  {result.total_messages}, {size(result.total_bytes)}"
-               " (text and keys, without indexes)")
-    for title, rows in (("rooms", result.rooms), ("users (messages sent)", result.users)):
-        typer.echo(f"\n{title}")
-        width = max((len(r.name) for r in rows), default=0)
-        for row in rows:
-            typer.echo(f"  {row.name:<{width}}  {size(row.bytes):>10}  "
-                       f"{plural(row.messages, 'message')}")
+    with _open(data_dir, config, read_only=True, settings=settings) as db:
+        result = measure(db.conn, top)
+    print_usage(result, as_json, "text and keys, without indexes")
 
 
 @app.command("backup")

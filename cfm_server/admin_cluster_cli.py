@@ -47,6 +47,32 @@ def personas(url: str, settings: Any) -> frozenset[str]:
     return frozenset(names | run_on_redis(url, admin.personas(url)))
 
 
+def node_runs(url: str) -> Any:
+    """How the cluster's nodes run, as each recorded it in Redis at its start
+    (``cluster/noderuns.py``: a single node's ``server.json``)."""
+    from cfm_server.cluster import noderuns
+
+    return run_on_redis(url, noderuns.read(url))
+
+
+def public_url(settings: Any, runs: Any) -> str:
+    """The URL the cluster's users type: the settings' ``public_url``, else the one every
+    node recorded (``runs``), else as for a single node (``server_url``)."""
+    from cfm_server.admin_settings import server_url
+
+    urls = set(runs.values("public_url").values())
+    if not settings.public_url and len(urls) == 1:
+        url = urls.pop()
+        if isinstance(url, str) and url.startswith(("ws://", "wss://")):
+            return url
+    return server_url(settings)
+
+
+def server_url(url: str, settings: Any) -> str:
+    """``public_url`` for the cluster whose Redis is at ``url``."""
+    return public_url(settings, node_runs(url))
+
+
 def users(url: str, settings: Any, as_json: bool) -> None:
     from cfm_server.cluster import admin
 
@@ -60,6 +86,14 @@ def stats(url: str, as_json: bool) -> None:
     result = run_on_redis(url, admin.stats(url))
     out.print_stats(result, as_json, f"redis     {out.size(result.db_bytes)} in use (INFO "
                                      f"memory's used_memory of {redact_url(url)}, all of it)")
+
+
+def usage(url: str, top: int, as_json: bool) -> None:
+    from cfm_server.cluster import admin_usage
+
+    out.print_usage(run_on_redis(url, admin_usage.usage(url, top)), as_json,
+                    "text and keys, counted as a single node does; Redis holds more: "
+                    "stats --redis")
 
 
 def reset_token(url: str, name: str, settings: Any, deliver: Callable[[str], None],

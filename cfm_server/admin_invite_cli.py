@@ -4,10 +4,12 @@ key and withdrawn codes, or a cluster's in Redis (``--redis``); registered on th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import typer
 
+from cfm_server import admin_cluster_cli
 from cfm_server.admin_output import fail, plural
 from cfm_server.admin_settings import (
     ConfigFile,
@@ -44,9 +46,11 @@ def invite(
         key = _cluster_invite_key(redis_url) if redis_url else _local_invite_key(settings)
     except (OSError, InviteError) as exc:
         raise fail(str(exc)) from None
+    runs = admin_cluster_cli.node_runs(redis_url) if redis_url else None
     until = int(time.time() + lifetime) if lifetime else 0
     code = make_code(key, uses=uses, expires=until)
-    url = server or server_url(settings)
+    url = server or (server_url(settings) if runs is None
+                     else admin_cluster_cli.public_url(settings, runs))
     when = ("never expires" if not until else "valid until " + datetime.datetime.fromtimestamp(
         until, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"))
     times = "any number of new accounts" if not uses else plural(uses, "new account")
@@ -58,11 +62,45 @@ def invite(
                f"and the code pasted into the Invite code field the sign-in screen shows "
                f"when the server asks for it (a bot: Client(url, name, invite=...)). It is "
                f"needed only for the first sign-in.")
+    note = (_local_note(settings) if runs is None else _cluster_note(settings, runs))
+    if note:
+        typer.echo(f"Note: {note}")
+
+
+_START_INVITE = "with --registration invite (or registration = \"invite\")"
+
+
+def _local_note(settings: Any) -> str | None:
+    """What to say when the server (as its last start recorded it, else its settings)
+    asks nobody for a code."""
     registration = last_run(settings).get("registration", settings.registration)
-    if registration != "invite":
-        typer.echo(f"Note: this server's registration is {registration!r}; start it "
-                   f"with --registration invite (or registration = \"invite\") for codes to "
-                   f"be asked for.")
+    if registration == "invite":
+        return None
+    return (f"this server's registration is {registration!r}; start it {_START_INVITE} "
+            f"for codes to be asked for.")
+
+
+def _cluster_note(settings: Any, runs: Any) -> str | None:
+    """The same for a cluster, from the records its nodes keep in Redis
+    (``cluster/noderuns.py``), each node's own: they can differ, and then each is named."""
+    if not runs.nodes:
+        if settings.registration == "invite":
+            return None
+        return (f"no node has recorded its registration in this Redis (none started on "
+                f"it yet); start them {_START_INVITE} for codes to be asked for.")
+    each = runs.values("registration")
+    where = (f"as {plural(len(each), 'running node')} recorded it in Redis: "
+             if runs.running else "as the nodes recorded it at their last start (none "
+             "runs now): ") + ", ".join(f"{node} {mode!r}" for node, mode in each.items())
+    modes = set(each.values())
+    if modes == {"invite"}:
+        return None
+    if len(modes) == 1:
+        return (f"this cluster's registration is {modes.pop()!r} ({where}); start its "
+                f"nodes {_START_INVITE} for codes to be asked for.")
+    return (f"the nodes of this cluster differ in registration ({where}): only a node "
+            f"whose registration is 'invite' asks for a code ('open': anyone signs up "
+            f"without one, 'closed': nobody signs up); start every node {_START_INVITE}.")
 
 
 def _local_invite_key(settings: Any) -> bytes:
@@ -81,17 +119,16 @@ def _local_invite_key(settings: Any) -> bytes:
 
 def _cluster_invite_key(url: str) -> bytes:
     """The key the nodes of the cluster at ``url`` share (made there if none is yet)."""
-    key = _in_redis(url, "key_from_redis")
+    from cfm_server.cluster import invites
+
+    key = _in_redis(url, invites.key_from_redis)
     assert key is not None
     return key
 
 
-def _in_redis(url: str, what: str, *args: Any) -> Any:
-    """Run ``cfm_server.cluster.invites.<what>(url, *args)``; a failure is the command's."""
-    from cfm_server.admin_cluster_cli import run_on_redis
-    from cfm_server.cluster import invites
-
-    return run_on_redis(url, getattr(invites, what)(url, *args))
+def _in_redis(url: str, work: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+    """Run ``work(url, *args)`` on the cluster's Redis; a failure is the command's."""
+    return admin_cluster_cli.run_on_redis(url, work(url, *args))
 
 
 def ai_kill_switch(
@@ -107,10 +144,9 @@ def ai_kill_switch(
     if not url:
         raise fail("the kill switch of a single node is [ai] kill_switch in its settings "
                     "(a restart applies it); --redis names a cluster's Redis")
-    from cfm_server.admin_cluster_cli import run_on_redis
     from cfm_server.cluster.ai import kill_switch_in_redis
 
-    run_on_redis(url, kill_switch_in_redis(url, state == "on"))
+    admin_cluster_cli.run_on_redis(url, kill_switch_in_redis(url, state == "on"))
     typer.echo(f"AI kill switch {state} for every node of the cluster (a node whose own "
                f"[ai] kill_switch is true keeps it on).")
 
@@ -151,16 +187,17 @@ def revoke_invite(
 
 
 def _revoke_in_redis(url: str, code: str) -> None:
+    from cfm_server.cluster import invites
     from cfm_server.invites import InviteError, parse_code
 
-    key = _in_redis(url, "key_from_redis", False)
+    key = _in_redis(url, invites.key_from_redis, False)
     if key is None:
         raise fail("no invite key in that Redis: no codes were made for this cluster")
     try:
         invite = parse_code(key, code, 0.0)
     except InviteError as exc:
         raise fail(str(exc)) from None
-    new = _in_redis(url, "revoke_in_redis", invite.nonce)
+    new = _in_redis(url, invites.revoke_in_redis, invite.nonce)
     typer.echo(f"Invite {invite.nonce} withdrawn on every node: nobody can sign up with it "
                f"any more; accounts already made with it stay." if new
                else f"Invite {invite.nonce} was already withdrawn.")

@@ -1,5 +1,5 @@
 """What ``cfm admin`` prints, the same for a data dir and for a cluster's Redis: the
-users table, the stats, a new token handed over, a removal's plan; and its errors."""
+users table, the stats, the usage, a new token handed over, a removal's plan; and its errors."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 
 if TYPE_CHECKING:
     from cfm_server.accounts import Stats, UserInfo
+    from cfm_server.usage import Usage
 
 EXIT_ERROR = 2
 EXIT_DECLINED = 1
@@ -87,7 +88,9 @@ def print_users(rows: Sequence[UserInfo], as_json: bool) -> None:
     console = Console(width=None if sys.stdout.isatty() else 120)
     table = Table(title=f"{len(rows)} users", title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False)
-    headers = ("handle", "display", "kind", "status", "created", "rooms", "DMs",
+    # "chosen status": the status the user last set (kept while signed out), which a
+    # bare "status" of "online" would pass off as their presence now.
+    headers = ("handle", "display", "kind", "chosen status", "created", "rooms", "DMs",
                "sent")
     cells = [[row.name, row.display, row.kind, row.status, row.created, str(row.rooms),
               str(row.dms), "-" if row.messages is None else str(row.messages)] for row in rows]
@@ -117,6 +120,22 @@ def print_stats(result: Stats, as_json: bool, storage: str) -> None:
                f"{plural(result.dms, 'direct conversation')}, {result.archived} archived")
     typer.echo(f"messages  {result.messages}")
     typer.echo(storage)
+
+
+def print_usage(result: Usage, as_json: bool, counted: str) -> None:
+    """``cfm admin usage``'s lines (or JSON); ``counted``: what its bytes are."""
+    import json
+
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        return
+    typer.echo(f"messages  {result.total_messages}, {size(result.total_bytes)} ({counted})")
+    for title, rows in (("rooms", result.rooms), ("users (messages sent)", result.users)):
+        typer.echo(f"\n{title}")
+        width = max((len(r.name) for r in rows), default=0)
+        for row in rows:
+            typer.echo(f"  {row.name:<{width}}  {size(row.bytes):>10}  "
+                       f"{plural(row.messages, 'message')}")
 
 
 def plural(count: int, singular: str, many: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""What a helper process of the server (a search indexer) does to end with its parent."""
+"""What a helper process of the server (a search indexer) does to end with its parent,
+and how its parent ends it. (Started again when it dies first: ``childwatch``.)"""
 
 from __future__ import annotations
 
@@ -16,10 +17,19 @@ def die_with(parent: int) -> None:
     process) dies (Linux): not only once its pipe's end is read — at nice 19 on a busy
     machine that can take seconds, during which this process would hold the parent's
     stderr open (whoever waits for the parent's output to end, a supervisor or a test,
-    waits too), and its files."""
+    waits too), and its files.
+
+    And not before its parent means it to: SIGINT and SIGTERM are ignored. Ctrl+C in a
+    terminal signals the whole foreground process group, and systemd's stop
+    (``KillMode=control-group``, the default) the service's whole cgroup; ended by them,
+    the process would be taken for dead by its parent (``childwatch``), which is
+    stopping too, and started again. The parent ends it with SIGKILL (``stop_child``)."""
+    import signal
+
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -27,22 +37,22 @@ def die_with(parent: int) -> None:
         os._exit(0)  # the parent died before the line above: nothing to work for
 
 
-STOP_WAIT_S = 10.0  # at close, how long a terminated helper process may take to exit
+STOP_WAIT_S = 10.0  # at close, how long a killed helper process may take to be reaped
 
 
 async def stop_child(process: subprocess.Popen[bytes], log: logging.Logger) -> None:
     """End a helper process the server started with its input on a pipe: close that
-    pipe (its end is the process's cue to finish), terminate it, give it
-    ``STOP_WAIT_S`` without blocking the event loop, then kill it."""
+    pipe, kill it (SIGKILL: it ignores SIGTERM, ``die_with``; what it was writing is one
+    SQLite transaction, rolled back at the next open, as after SIGTERM's default death),
+    and reap it without blocking the event loop for up to ``STOP_WAIT_S``."""
     with contextlib.suppress(OSError):
         if process.stdin is not None:
             process.stdin.close()
     with contextlib.suppress(OSError):
-        process.terminate()
+        process.kill()
     deadline = time.monotonic() + STOP_WAIT_S
     while process.poll() is None and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    if process.poll() is None:
-        log.warning("the search indexer did not stop; killing it")
-        process.kill()
-        process.wait()
+    if process.poll() is None:  # a process stuck in the kernel (a dead disk)
+        log.warning("the search indexer (pid %d) did not end after SIGKILL; leaving it",
+                    process.pid)

@@ -204,6 +204,12 @@ class Server:
                 await self.stop(close_code=CloseCode.GOING_AWAY)
                 raise ConfigError(f"cannot listen on metrics_listen {config.metrics_listen}: "
                                   f"{exc.strerror or exc}") from None
+        if self.node is not None:  # a cluster node's server.json is in Redis; written
+            # before the line that tells a supervisor (and the tests) the node is up
+            from cfm_server.cluster import noderuns
+
+            await noderuns.record(self.node.broker.batcher, self.node.node_id,
+                                  self._run_record())
         log.info("listening on %s, data in %s", self.url, self.data_location)
         if config.store == "sqlite":
             self._record_run()
@@ -276,6 +282,13 @@ class Server:
             self._tls.load_cert_chain(*copies, password=_no_password)
         return True
 
+    def _run_record(self) -> dict[str, Any]:
+        """How this server runs, as flags, environment and files made it, for ``cfm
+        admin``: its URL and registration."""
+        return {"url": self.url, "dial": self.loopback()[0],
+                "public_url": self.config.public_url,
+                "registration": self.config.registration, "pid": os.getpid()}
+
     def _record_run(self) -> None:
         """Leave how this server runs in its data directory (``server.json``), so that
         ``cfm admin`` knows the URL and registration flags gave it, not only the files."""
@@ -283,12 +296,9 @@ class Server:
 
         from cfm_common.tokens import write_private
 
-        record = {"url": self.url, "dial": self.loopback()[0],
-                  "public_url": self.config.public_url,
-                  "registration": self.config.registration, "pid": os.getpid()}
         try:
             write_private(self.config.resolved_data_dir() / RUN_FILE,
-                          json.dumps(record, indent=1) + "\n")
+                          json.dumps(self._run_record(), indent=1) + "\n")
         except OSError as exc:
             log.warning("cannot write %s: %s", RUN_FILE, exc)
 

@@ -116,7 +116,12 @@ class ChatController:
     def on_event(self, event: Any) -> Outcome:
         """One event of the SDK's stream: a (re)connect, a connection change, a frame."""
         if isinstance(event, Connected):
-            return Outcome(self.state.on_welcome(event.welcome))
+            out = Outcome(self.state.on_welcome(event.welcome))
+            # The rooms whose members were shown: asked again (the SDK's catch-up uses
+            # `history`, which says nothing of who joined or left meanwhile).
+            for room in self.state.rooms_to_refresh():
+                out.then(self.join_room(room, open_tab=False))
+            return out
         if isinstance(event, StateChanged):
             ended = ended_text(event.error, self.state.me) \
                 if event.state is ConnectionState.CLOSED else None

@@ -78,6 +78,9 @@ class Conversation:
     epoch: str | None = None
     # Group rooms: handle -> True while a member; None until a ``joined`` told us.
     members: set[str] | None = None
+    # The members shown before a reconnect made ``members`` unknown again (who joined
+    # or left meanwhile was never told us): the next ``joined`` is compared with them.
+    members_before: set[str] | None = None
     loaded_all: bool = False
     messages: list[Msg] = field(default_factory=list)
     pending: dict[str, PendingSend] = field(default_factory=dict)

@@ -171,6 +171,10 @@ class ChatState:
         # Contacts online when our connection dropped: their coming back after our
         # reconnect (a server restart brings everyone back) is no "has just signed in".
         self._online_at_drop: set[str] = set()
+        # The welcome last taken in: the first one comes twice (the sign-in hands it
+        # over, then the SDK's Connected event), and what was joined in between must
+        # not be taken for a room left while away.
+        self._welcome: Welcome | None = None
         self._drop_grace_until = 0.0
 
     # --- lookups ---------------------------------------------------------------------
@@ -259,8 +263,20 @@ class ChatState:
             self.contacts.add(entry.name)
             if entry.blocked:
                 self.blocked.add(entry.name)
+        # Group rooms we are no longer in (left from another session, or the room is
+        # gone while we were away: their `left` never reached us) close as on `left`.
+        again, self._welcome = welcome is self._welcome, welcome
+        present = {rs.room for rs in welcome.rooms}
+        gone = set() if again else {room for room, conv in self.conversations.items()
+                                    if conv.is_group and room not in present}
+        for room in gone:
+            del self.conversations[room]
         for conv in self.conversations.values():
             conv.me = self.me
+            if conv.members is not None and not again:
+                # Whoever joined or left while we were away was never told us: the
+                # list is unknown until asked again (ChatController.on_event does).
+                conv.members_before, conv.members = conv.members, None
         for rs in welcome.rooms:
             conv = self.conversation(rs.room)
             if conv.epoch is not None and conv.epoch != rs.epoch:
@@ -271,7 +287,13 @@ class ChatState:
             conv.set_server_counts(rs.read, rs.seq, rs.unread, rs.mentions)
         self.connection = Connection(Link.CONNECTED)
         self._drop_grace_until = self.clock() + RECONNECT_GRACE_S
-        return Update(rooms=set(self.conversations), roster=True, me=True, connection=True)
+        return Update(rooms=set(self.conversations), closed=gone, roster=True, me=True,
+                      connection=True)
+
+    def rooms_to_refresh(self) -> list[str]:
+        """Group rooms whose member list a reconnect made unknown after it was shown."""
+        return sorted(room for room, conv in self.conversations.items()
+                      if conv.members_before is not None)
 
     @property
     def presence_stale(self) -> bool:
@@ -371,7 +393,18 @@ class ChatState:
             self._remember(entry)
         if conv.is_group:
             conv.members = {e.name for e in j.members}
+            before, conv.members_before = conv.members_before, None
+            if before is not None and j.count is None:  # count: the list is cut short
+                self._note_changes(conv, before, conv.members)
         return Update(rooms={j.room}, roster=True)
+
+    def _note_changes(self, conv: Conversation, before: set[str], now: set[str]) -> None:
+        """Who joined or left a room while we were disconnected, as the live
+        ``member`` frames would have said it."""
+        for name in sorted(now - before):
+            conv.note(f"{self.label(name)} has joined the conversation.", self.now_ms())
+        for name in sorted(before - now):
+            conv.note(f"{self.label(name)} has left the conversation.", self.now_ms())
 
     def _on_left(self, left: Left) -> Update:
         self.conversations.pop(left.room, None)
@@ -383,15 +416,17 @@ class ChatState:
         # not the list, so it stays unknown rather than "1 member".
         members = conv.members
         who = self.label(m.name)
+        # Told now: the list asked for after a reconnect must not say it again.
+        lists = [names for names in (members, conv.members_before) if names is not None]
         if m.op == rules.MemberOp.JOIN:
             if members is None or m.name not in members:
                 conv.note(f"{who} has joined the conversation.", self.now_ms())
-            if members is not None:
-                members.add(m.name)
+            for names in lists:
+                names.add(m.name)
             self.person(m.name)
         else:
-            if members is not None:
-                members.discard(m.name)
+            for names in lists:
+                names.discard(m.name)
             conv.note(f"{who} has left the conversation.", self.now_ms())
         return Update(rooms={m.room})
 

@@ -10,7 +10,8 @@ to seq: a delivery, or a subscription's head) and ``f<TAB>n<TAB>room`` (the room
 history restarted under a new epoch: drop what was indexed of it; n counts the node's
 forgets, so that it can tell a watermark of the new history from one of the old). It
 exits when its
-stdin closes (the node stopped, or died).
+stdin closes (the node stopped, or died). If it dies first, the node starts another on
+the same file, which goes on from the watermarks (and forget counts) found there.
 
 Why a process: indexing an entry (its msgpack decoding, FTS5's tokenizing and merges)
 took ~50 µs of the node's event loop, a quarter of a busy node's time under ``fanout``
@@ -138,10 +139,14 @@ class Indexer:
         self.connect_redis = connect_redis
         self.read: Any = None  # read.lua on the client
         self.budget = budget
-        self.marks: dict[str, int] = dict(conn.execute("SELECT room, seq FROM rooms"))
+        # What an indexer before this one wrote (one that died: the node starts another
+        # on the same file and notes every room again), else nothing.
+        rows = conn.execute("SELECT room, seq, reset FROM rooms").fetchall()
+        self.marks: dict[str, int] = {room: seq for room, seq, _ in rows}
         self.todo: dict[str, int] = {}  # room -> newest seq known to be stored
         self.forgotten: set[str] = set()
-        self.resets: dict[str, int] = {}  # room -> the node's number of its last forget
+        # room -> the node's number of its last forget
+        self.resets: dict[str, int] = {room: reset for room, _, reset in rows if reset}
 
     def note(self, room: str, seq: int) -> None:
         if seq > max(self.todo.get(room, 0), self.marks.get(room, 0)):
@@ -304,8 +309,8 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 0
     except sqlite3.Error as e:
-        log.error("search index %s stopped: %s; searches answer from what it holds",
-                  argv[1], e)
+        log.error("search index %s stopped: %s; searches answer from what it holds "
+                  "until the node starts another indexer", argv[1], e)
         return 1
     return 0
 

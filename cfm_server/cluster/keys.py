@@ -109,6 +109,11 @@ def ai_memory(persona: str) -> str:
 AI_KILL_SWITCH = f"{PREFIX}ai-kill-switch"
 AI_KILL_SWITCH_CHANNEL = f"{PREFIX}ai-kill-switch:changes"
 
+# Hash node → JSON of how that node runs (its ``registration``, ``public_url``, URL: what a
+# single node writes to <data dir>/server.json), written at each start, for ``cfm admin``
+# (noderuns.py).
+NODE_RUNS = f"{PREFIX}node-runs"
+
 
 def ai_quota(day: str) -> str:
     """Hash of one UTC day's (``YYYY-MM-DD``) successful AI backend calls: ``t`` (all),
@@ -156,6 +161,19 @@ def presence_conns(address: str) -> str:
     (``netaddr.address_key``); under the presence tag, so the count script can check
     each node's expiry."""
     return f"{PREFIX}{{presence}}:conns:{address}"
+
+
+def presence_life(origin: str) -> str:
+    """Channel each life of a node subscribes and nobody publishes on: while Redis
+    counts a subscriber, that life's pub/sub connection is open (a SIGKILLed node's
+    closes with it), so its per-address counts stand (``conn_count.lua``)."""
+    return f"{PREFIX}{{presence}}:life:{origin}"
+
+
+def presence_released(origin: str) -> str:
+    """Hash address → connections of that life released from ``presence_conns`` while
+    it looked gone; moved back if it comes back (``conn_restore.lua``)."""
+    return f"{PREFIX}{{presence}}:released:{origin}"
 
 
 def user_limit(user: str, kind: str) -> str:

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 from cfm_server.admission import Admission
 from cfm_server.cluster import keys, scripts
 from cfm_server.cluster.batcher import Batcher
-from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.errors import ClusterError, ClusterUnavailable
 from cfm_server.limits import KeyedBuckets
 from cfm_server.netaddr import address_key, is_loopback
 
@@ -53,6 +53,7 @@ T = TypeVar("T")
 
 LIMIT_TAKE = scripts.load("limit_take")
 CONN_COUNT = scripts.load("conn_count")
+CONN_RESTORE = scripts.load("conn_restore")
 
 
 class ClusterLimits:
@@ -152,7 +153,14 @@ class ClusterLimits:
 
 
 class ClusterConnections:
-    """Open connections per client address over every node (``conn_count.lua``)."""
+    """Open connections per client address over every node (``conn_count.lua``).
+
+    Another node's counts stand while that life holds the node id, has not expired and
+    has its pub/sub connection open (it subscribes ``life_channel``): a SIGKILLed node's
+    counts are released as soon as Redis has seen its connections close, so its clients
+    get in on the other nodes at once. A node only cut off from Redis looks the same for
+    that while; its counts are set aside, not lost, and this node takes its own back
+    (``restore``) once it is subscribed (and registered) again."""
 
     def __init__(self, batcher: Batcher, origin: str, limit: int) -> None:
         self._batcher = batcher
@@ -161,6 +169,41 @@ class ClusterConnections:
         self._origin = origin
         self._limit = limit
         self._counted: dict[Hashable, str] = {}  # connection → its address, counted
+        # Subscribed by this node for as long as its pub/sub connection is open.
+        self.life_channel = keys.presence_life(origin)
+        self._restoring: asyncio.Future[None] | None = None
+        self._restore_wanted = False
+
+    def restore(self) -> None:
+        """Count again what other nodes released of this life's connections while it
+        looked gone (its pub/sub connection dropped, or its registration expired): called
+        once its subscriptions are confirmed again, and after it registered again. Tried
+        until Redis answers (the pub/sub connection may be back before the commands'),
+        and once more if asked again meanwhile."""
+        self._restore_wanted = True
+        if self._restoring is None or self._restoring.done():
+            self._restoring = asyncio.ensure_future(self._restore())
+            self._restoring.add_done_callback(_quiet)
+
+    def close(self) -> None:
+        if self._restoring is not None:
+            self._restoring.cancel()
+
+    async def _restore(self) -> None:
+        while self._restore_wanted:
+            self._restore_wanted = False
+            try:
+                restored = await self._batcher.eval(
+                    CONN_RESTORE, [keys.presence_released(self._origin)],
+                    [self._origin, keys.PRESENCE_PREFIX])
+            except ClusterUnavailable as exc:
+                self._restore_wanted = True
+                await asyncio.sleep(max(exc.retry_ms, 50) / 1000)
+                continue
+            if restored:
+                log.info("%s: %d connections of this node counted again against their "
+                         "addresses' cap (released while it looked gone to Redis)",
+                         self._origin, restored)
 
     async def admit(self, connection: Hashable, ip: str, refusal: T) -> T | None:
         """Count ``connection`` from ``ip`` (a handshake): None, or ``refusal`` if its
@@ -196,10 +239,10 @@ class ClusterConnections:
             self._count(ip, -1).add_done_callback(_quiet)
 
     def _count(self, ip: str, delta: int) -> asyncio.Future[Any]:
+        address = address_key(ip)
         return self._batcher.eval(
-            CONN_COUNT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES,
-                         keys.presence_conns(address_key(ip))],
-            [self._origin, delta, self._limit])
+            CONN_COUNT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES, keys.presence_conns(address)],
+            [self._origin, delta, self._limit, address, keys.PRESENCE_PREFIX])
 
 
 def _quiet(task: asyncio.Future[Any]) -> None:

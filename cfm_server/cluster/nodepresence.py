@@ -85,6 +85,12 @@ class NodePresence:
         hub.presence.confirm_offline = self._confirm_offline
         self.presence.on_back = self._announce_back
         broker = node.broker
+        if self.conns is not None:
+            # While Redis counts this subscription, this node's per-address counts stand
+            # (before the node listens: it has counted nothing yet). What other nodes
+            # released of them while it looked gone is counted again when it is back.
+            await broker.listen(self.conns.life_channel, _nothing)
+            self.presence.on_rejoined = broker.on_resubscribed = self.conns.restore
         await broker.listen(keys.PRESENCE_CHANNEL, self._on_change)
         await broker.listen(keys.PRESENCE_FRAMES, self._on_frame)
         await broker.listen(keys.PRESENCE_SPREAD, self.limits.on_spread)
@@ -97,6 +103,8 @@ class NodePresence:
         for task in self._tasks:
             task.cancel()
         self.comebacks.close()
+        if self.conns is not None:
+            self.conns.close()
 
     # --- a sign-in ----------------------------------------------------------------------
 
@@ -285,6 +293,10 @@ def _shows_online(frame: bytes) -> bool:
     except Exception:
         return False
     return isinstance(status, str) and status != Status.OFFLINE
+
+
+def _nothing(data: bytes) -> None:
+    """Nothing is published on a life channel: it is there to be subscribed."""
 
 
 def _quiet_failure(future: asyncio.Future[Any]) -> None:

@@ -100,6 +100,8 @@ class Presence:
         # Told the users a re-registration brought back (``rejoin``): the node was reaped
         # while alive and every node told their watchers they went ('gone').
         self.on_back: Callable[[list[str]], None] | None = None
+        # Told after every registration made afresh (the claim, or after a reap).
+        self.on_rejoined: Callable[[], None] | None = None
 
     @property
     def beat_interval(self) -> float:
@@ -216,6 +218,8 @@ class Presence:
             raise NodeIdTaken(self.node, holder.decode(), int(left_ms), alive=False,
                               expiry=expiry)
         came = [u.decode() for u in reply[1:]]
+        if self.on_rejoined is not None:
+            self.on_rejoined()
         if came and self.on_back is not None:
             self.on_back(came)
         return came

@@ -28,6 +28,14 @@ the node and deleted at its stop: a node's index is rebuilt from Redis for the r
 follows, so there is nothing to keep in step with streams that may have been rewritten,
 trimmed or restarted (a new epoch) while the node was stopped. The cost is that
 catch-up at each start, in the indexer process.
+
+An indexer that dies while the node runs (the OOM killer, a SIGKILL, a crash) is
+started again after a back-off (``childwatch.ChildKeeper``), on the same file: it
+keeps the watermarks the dead one committed. What the dead one had been told and not
+yet indexed went with it, so the new one is told again, first thing, every room the
+node has noted with its newest seq (``_heads``), and the forgets the file does not show
+yet: it reads from each room's watermark on, and nothing written while it was down is
+missed.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfm_common.frames import StoredMsg
-from cfm_server.childproc import stop_child
+from cfm_server.childwatch import ChildKeeper
 from cfm_server.cluster.indexer import READ_PAGE, SCHEMA
 from cfm_server.datadir import make_private_dir, make_private_file
 from cfm_server.store.searchfile import write_notes
@@ -69,6 +77,7 @@ FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 # The indexer's command (not ``-m``: the package imports the module first).
 _INDEXER = "import sys; from cfm_server.cluster.indexer import main; sys.exit(main(sys.argv))"
 _MARKS = "SELECT room, seq, reset FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
+_RESETS = "SELECT room, reset FROM rooms"
 
 # FTS5 the outer loop, key descending, so the LIMIT stops the walk (as single-node).
 _SEARCH = (
@@ -105,6 +114,9 @@ class ClusterSearch:
         self._process: subprocess.Popen[bytes] | None = None
         self._pipe = -1
         self._noted: dict[str, int] = {}  # not yet written to the indexer
+        # Every room noted since the start (or its last forget), with its newest seq
+        # written to an indexer: what a new indexer is told after a death.
+        self._heads: dict[str, int] = {}
         self._forgot: set[str] = set()
         # room -> the number of its last forget (counted over all rooms): a watermark
         # the indexer wrote before it had that forget is of the old history.
@@ -113,6 +125,7 @@ class ClusterSearch:
         self._backlog = b""  # written in part: the pipe was full
         self._flush_handle: asyncio.Handle | None = None
         self._waiters = CatchUpWaiters(self.behind)
+        self._keeper = ChildKeeper("the search indexer", self._spawn, self._died, log)
 
     async def open(self) -> ClusterSearch | None:
         """``start``; None (logged, closed) if the index cannot be made or the indexer
@@ -142,33 +155,73 @@ class ClusterSearch:
         reader = sqlite3.connect(self.path, isolation_level=None)
         reader.execute("PRAGMA query_only = 1")
         try:
-            # From the loop's thread, which lives as long as the node: the indexer asks
-            # the kernel to kill it when the thread that started it ends (die_with).
-            process = subprocess.Popen([sys.executable, "-c", _INDEXER, str(self.path),
-                                        str(os.getpid())],
-                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                       close_fds=True)
+            self._reader = reader
+            self._keeper.start()
         except OSError:
+            self._reader = None
             reader.close()
             raise
-        self._reader, self._process = reader, process
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """An indexer process on the file, told the URL first, then (after a death)
+        what to catch up."""
+        # From the loop's thread, which lives as long as the node: the indexer asks
+        # the kernel to kill it when the thread that started it ends (die_with).
+        process = subprocess.Popen([sys.executable, "-c", _INDEXER, str(self.path),
+                                    str(os.getpid())],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   close_fds=True)
         assert process.stdin is not None
+        self._process = process
         self._pipe = process.stdin.fileno()
         os.set_blocking(self._pipe, False)
-        self._backlog = self.url.encode() + b"\n"  # first: the URL (never on argv)
+        # First: the URL (never on argv).
+        self._backlog = self.url.encode() + b"\n" + self._catch_up().encode()
         self._flush()
+        return process
+
+    def _catch_up(self) -> str:
+        """The lines a new indexer needs to go on where the dead one stopped: the
+        forgets it may not have written (the file's ``reset`` of the room is older than
+        the node's), then every room noted with its newest seq. Empty at the start."""
+        if not self._heads and not self._noted and not self._forgot:
+            return ""
+        self._merge_heads(self._noted)
+        self._noted = {}
+        forgot, self._forgot = self._forgot, set()
+        if self._resets and self._reader is not None:
+            try:
+                written = dict(self._reader.execute(_RESETS).fetchall())
+            except sqlite3.Error:
+                written = {}  # forget them all again: each is indexed from seq 1 then
+            forgot |= {room for room, n in self._resets.items() if written.get(room, 0) < n}
+        lines = [f"f\t{self._resets[room]}\t{room}\n" for room in forgot]
+        lines += [f"n\t{seq}\t{room}\n" for room, seq in self._heads.items()]
+        return "".join(lines)
+
+    def _merge_heads(self, noted: Mapping[str, int]) -> None:
+        heads = self._heads
+        for room, seq in noted.items():
+            if seq > heads.get(room, 0):
+                heads[room] = seq
+
+    def _died(self) -> None:
+        """The indexer died: what was left to write to it (a line perhaps begun) is
+        dropped; the notes made from now on wait for the next one (``_spawn``)."""
+        self._process = None
+        self._pipe = -1
+        self._backlog = b""
 
     async def close(self) -> None:
-        """Stop the indexer (terminated, not asked: the file is made again at the next
+        """Stop the indexer (killed, not asked: the file is made again at the next
         start anyway), close the reader, delete the file."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush_handle = None
         self._waiters.clear()
-        process, self._process = self._process, None
-        if process is not None:
-            self._pipe = -1
-            await stop_child(process, log)
+        self._pipe = -1
+        await self._keeper.stop()
+        self._process = None
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
@@ -187,6 +240,7 @@ class ClusterSearch:
         """``room``'s history restarted in Redis (a new epoch: its seqs start again): the
         indexer drops what it indexed of it; the next note indexes it from the start."""
         self._noted.pop(room, None)
+        self._heads.pop(room, None)
         self._forgot.add(room)
         self._forgets += 1
         self._resets[room] = self._forgets
@@ -206,10 +260,12 @@ class ClusterSearch:
             lines = [f"f\t{self._resets[room]}\t{room}\n" for room in forgot]
             lines += [f"n\t{seq}\t{room}\n" for room, seq in noted.items()]
             data = "".join(lines).encode()
+            self._merge_heads(noted)
         written = write_notes(self._pipe, data)
-        if written is None:  # the indexer is gone
+        if written is None:  # the indexer is gone: the keeper starts another
             self._pipe = -1
             self._backlog = b""
+            self._keeper.check()
             return
         self._backlog = data[written:]
         if (self._backlog or self._noted or self._forgot) and self._loop is not None:

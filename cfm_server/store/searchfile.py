@@ -42,14 +42,14 @@ def note_lines(data: bytes) -> Iterator[tuple[str, int | None, str]]:
 
 def write_notes(pipe: int, data: bytes) -> int | None:
     """Write what the indexer's pipe takes now (non-blocking): the bytes written, 0 while
-    it is full; None if the indexer is gone (logged: its index stays as it is)."""
+    it is full; None if the indexer is gone (not logged here: its server's
+    ``childwatch.ChildKeeper`` logs the death, once, and starts another)."""
     try:
         return os.write(pipe, data) if data else 0
     except BlockingIOError:
         return 0
     except OSError as e:
-        log.error("the search indexer stopped (%s); the index stays as it is until the "
-                  "server's next start", e)
+        log.debug("the search indexer's pipe: %s", e)
         return None
 
 

@@ -17,6 +17,12 @@ else. It is not in backups.
 
 How far behind the index is comes from the file itself (the indexer's per-room
 watermarks), read when a search asks: nothing flows back from the indexer otherwise.
+
+An indexer that dies while the server runs (the OOM killer, a SIGKILL, a crash) is
+started again after a back-off (``childwatch.ChildKeeper``). What the dead one had
+been told and not yet indexed is not lost: a new indexer's start looks at every room
+of the database against the file's watermarks (``Indexer.start``), so it catches up
+from the database itself; the notes made meanwhile follow.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cfm_server.childproc import stop_child
+from cfm_server.childwatch import ChildKeeper
 from cfm_server.datadir import make_private_file, tighten
 from cfm_server.store.base import StoreError
 from cfm_server.store.searchfile import write_notes
@@ -89,6 +95,7 @@ class SearchIndex:
         self._backlog = b""  # written in part: the pipe was full
         self._flush_handle: asyncio.Handle | None = None
         self._waiters = CatchUpWaiters(self.behind)
+        self._keeper = ChildKeeper("the search indexer", self._spawn, self._died, logger)
 
     # --- lifecycle (event loop) ---------------------------------------------------------
 
@@ -101,22 +108,38 @@ class SearchIndex:
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the search index {self.path}: {e}") from e
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", _INDEXER, str(self.db_path), str(self.path),
-                 str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+            self._keeper.start()
         except OSError as e:
             self._reader.close()
             self._reader = None
             raise StoreError(f"cannot start the search indexer: {e}") from e
-        assert self._process.stdin is not None
-        self._pipe = self._process.stdin.fileno()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """An indexer process, its pipe ready for the notes (at the start, and after a
+        death: its own start catches up from the database)."""
+        process = subprocess.Popen(
+            [sys.executable, "-c", _INDEXER, str(self.db_path), str(self.path),
+             str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+        assert process.stdin is not None
+        self._process = process
+        self._pipe = process.stdin.fileno()
         os.set_blocking(self._pipe, False)
+        if (self._noted or self._cuts) and self._flush_handle is None and self._loop:
+            self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
+        return process
+
+    def _died(self) -> None:
+        """The indexer died: what was left to write to it (a line perhaps begun) is
+        dropped; the notes made from now on wait for the next one (``_spawn``)."""
+        self._process = None
+        self._pipe = -1
+        self._backlog = b""
 
     async def close(self) -> None:
         """Stop the indexer and close the reader, before the database's own connection
         closes: the last connection to close is the one that folds the WAL into the
-        file. The indexer is terminated, not asked: a pass is one transaction of the
+        file. The indexer is killed, not asked: a pass is one transaction of the
         index (cut short, it is rolled back), the next start picks up from the
         watermarks, and a process at nice 19 on a busy machine may take seconds to
         notice its pipe closing — seconds the server's shutdown would wait."""
@@ -124,10 +147,9 @@ class SearchIndex:
             self._flush_handle.cancel()
         self._flush_handle = None
         self._waiters.clear()
-        process, self._process = self._process, None
-        if process is not None:
-            self._pipe = -1
-            await stop_child(process, logger)
+        self._pipe = -1
+        await self._keeper.stop()
+        self._process = None
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
@@ -191,9 +213,10 @@ class SearchIndex:
         lines += [f"n\t{seq}\t{room}\n" for room, seq in noted.items()]
         data = self._backlog + "".join(lines).encode()
         written = write_notes(self._pipe, data)
-        if written is None:  # the indexer is gone
+        if written is None:  # the indexer is gone: the keeper starts another
             self._pipe = -1
             self._backlog = b""
+            self._keeper.check()
             return
         self._backlog = data[written:]
         if len(self._backlog) > MAX_BACKLOG:

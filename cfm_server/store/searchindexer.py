@@ -3,7 +3,8 @@
 ``searchindex.py`` (in the server) starts it (``main(argv)`` with the database's and the
 index's paths) and writes to its stdin, after group commits, which rooms have new committed
 messages and where retention cut; it exits when its stdin closes (the server stopped,
-or died). It reads the new rows from the database through a read-only connection and
+or died). (If it dies first, the server starts another, whose ``start`` catches up from the
+database.) It reads the new rows from the database through a read-only connection and
 indexes them in batches ("passes"), each one transaction of the index file, which
 also records each room's watermark (``rooms``); the server reads those to know how far
 behind the index is. A process, not a thread: the server's event loop never shares its
@@ -358,7 +359,8 @@ def main(argv: list[str]) -> int:
         return 0
     except sqlite3.Error as e:
         logger.error("search index %s stopped: %s; searches answer from what it holds, "
-                     "and it carries on from there at the next start", argv[2], e)
+                     "and the server starts another indexer that carries on from there",
+                     argv[2], e)
         return 1
     return 0
 

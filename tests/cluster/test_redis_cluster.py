@@ -35,6 +35,9 @@ from tests.cluster.test_changes import (  # noqa: F401
     test_moderators_are_shared_and_delete_on_the_other_node,
     test_reactions_cross_nodes_and_a_retry_on_either_is_stored_once,
 )
+from tests.cluster.test_limits import (  # noqa: F401
+    test_connections_per_address_are_counted_over_the_nodes,
+)
 from tests.cluster.test_search import (  # noqa: F401
     test_a_message_sent_on_one_node_is_found_on_the_other,
     test_a_room_the_node_never_followed_is_caught_up_when_it_is,

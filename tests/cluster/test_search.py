@@ -227,10 +227,13 @@ async def test_while_redis_is_out_of_reach_a_search_gets_a_retryable_error(
 async def test_a_node_whose_indexer_died_answers_from_what_its_index_holds(nodes) -> None:
     """The index is kept by a process of the node's own (cluster/indexer.py), a child of
     the node. SIGKILLed, the node answers searches from what the index holds, saying
-    how far ``behind`` it is, without waiting for an indexer that is gone."""
+    how far ``behind`` it is, without waiting for an indexer that is gone. (The node
+    starts a new one after a back-off, tests/cluster/test_indexer_restart.py: here the
+    back-off is made long enough to see it gone.)"""
     import psutil
 
     a = await nodes()
+    a.node.search._keeper.first_delay_s = 3600.0
     async with signed_in(a.url, "alice") as alice:
         await _join(alice, "#w")
         first = await _say(alice, "needle one", room="#w")
@@ -250,9 +253,7 @@ async def test_a_room_whose_history_restarted_is_indexed_again_from_its_start(
         broker_factory, redis, tmp_path) -> None:
     """A new epoch (Redis lost the room: its seqs start at 1 again): ``forget`` has the
     indexer drop what it held of the room, and the new history is indexed from seq 1."""
-    from redis.asyncio import Redis
 
-    from cfm_server.cluster import keys
     from cfm_server.cluster.search import ClusterSearch
 
     async def indexed(index: ClusterSearch, room: str, top: int) -> None:
@@ -263,21 +264,13 @@ async def test_a_room_whose_history_restarted_is_indexed_again_from_its_start(
 
     writer = await broker_factory()
     room = "#again"
-    for i in range(5):
-        await writer.append(room, "alice", f"o{i}", "text", f"old needle {i}", 1000 + i)
+    await old_history(writer, room)
     index = ClusterSearch(await broker_factory(), redis.url, tmp_path / "search.sqlite3")
     index.start()
     try:
         index.note(room, 5)
         await indexed(index, room, 5)
-        client = Redis.from_url(redis.url)
-        try:
-            await client.delete(keys.room_meta(room), keys.room_log(room),
-                                keys.room_changes(room))
-        finally:
-            await client.aclose()
-        for i in range(2):
-            await writer.append(room, "alice", f"n{i}", "text", f"fresh needle {i}", 2000 + i)
+        await new_history(redis.url, writer, room)
         index.forget(room)
         index.note(room, 2)
         await indexed(index, room, 2)
@@ -291,3 +284,26 @@ async def test_a_room_whose_history_restarted_is_indexed_again_from_its_start(
     finally:
         await index.close()
     assert not (tmp_path / "search.sqlite3").exists()  # deleted at the node's stop
+
+
+async def old_history(writer: Any, room: str) -> None:
+    """Five messages with "needle" in ``room``, through the broker ``writer``."""
+    for i in range(5):
+        await writer.append(room, "alice", f"o{i}", "text", f"old needle {i}", 1000 + i)
+
+
+async def new_history(redis_url: str, writer: Any, room: str) -> None:
+    """``room`` lost in Redis (its keys deleted: a new epoch, its seqs from 1 again),
+    then two messages with "needle" in its new history."""
+    from redis.asyncio import Redis
+
+    from cfm_server.cluster import keys
+
+    client = Redis.from_url(redis_url)
+    try:
+        await client.delete(keys.room_meta(room), keys.room_log(room),
+                            keys.room_changes(room))
+    finally:
+        await client.aclose()
+    for i in range(2):
+        await writer.append(room, "alice", f"n{i}", "text", f"fresh needle {i}", 2000 + i)

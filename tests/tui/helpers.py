@@ -16,6 +16,7 @@ from textual.widgets import Static
 
 from cfm_tui.app import ChatApp, ChatOptions
 from cfm_tui.config import ChatConfig
+from cfm_tui.widgets.buddy_list import BuddyList
 from cfm_tui.widgets.conversation_view import ConversationView
 
 SIZE = (120, 40)
@@ -79,6 +80,22 @@ def transcript_text(app: ChatApp, room: str) -> str:
 
 def typing_text(app: ChatApp, room: str) -> str:
     return _view_text(app, room, ".conv-typing")
+
+
+def members_text(app: ChatApp, room: str) -> str:
+    """A group room's member panel."""
+    return _view_text(app, room, ".conv-members")
+
+
+def header_text(app: ChatApp, room: str) -> str:
+    return _view_text(app, room, ".conv-header")
+
+
+def buddy_rows(app: ChatApp) -> list[str]:
+    """The buddy list's rows as they read."""
+    assert app.main is not None
+    buddies = app.main.query_one(BuddyList)
+    return [str(getattr(o.prompt, "plain", o.prompt)) for o in buddies.options]
 
 
 def active_view(app: ChatApp) -> ConversationView:

@@ -14,6 +14,7 @@ from tests.tui.helpers import (
     SIZE,
     active_view,
     alice_and_bob,
+    buddy_rows,
     make_app,
     plain,
     send_nudge,
@@ -25,11 +26,6 @@ from tests.tui.helpers import (
 
 DM = rules.dm_room("alice", "bob")
 
-
-
-def buddy_rows(app) -> list[str]:
-    buddies = app.main.query_one(BuddyList)
-    return [str(getattr(o.prompt, "plain", o.prompt)) for o in buddies.options]
 
 
 async def test_sign_in_screen_signs_in_and_remembers(server, tmp_path):

@@ -4,19 +4,16 @@ the user was away shows the room's real members, by their display names."""
 from __future__ import annotations
 
 from cfm_common.client import Client
-from tests.tui.helpers import SIZE, make_app, plain, transcript_text, wait_until
+from tests.tui.helpers import (
+    SIZE,
+    header_text,
+    make_app,
+    members_text,
+    transcript_text,
+    wait_until,
+)
 
 ROOM = "#trio"
-
-
-def members_text(app) -> str:
-    view = app.main.view_for(ROOM)
-    return plain(view.query_one(".conv-members")) if view is not None else ""
-
-
-def header_text(app) -> str:
-    view = app.main.view_for(ROOM)
-    return plain(view.query_one(".conv-header")) if view is not None else ""
 
 
 async def test_a_room_tab_opened_at_sign_in_shows_its_members(server, tmp_path):
@@ -35,7 +32,7 @@ async def test_a_room_tab_opened_at_sign_in_shows_its_members(server, tmp_path):
             await wait_until(pilot, lambda: app.main is not None, "signed in again")
             await wait_until(pilot, lambda: "while you were out" in transcript_text(app, ROOM),
                              "the message, in its tab")
-            await wait_until(pilot, lambda: "3 members" in header_text(app), "the count")
-            await wait_until(pilot, lambda: "Carol C." in members_text(app), "the members")
-            assert "Dave D." in members_text(app)
+            await wait_until(pilot, lambda: "3 members" in header_text(app, ROOM), "the count")
+            await wait_until(pilot, lambda: "Carol C." in members_text(app, ROOM), "the members")
+            assert "Dave D." in members_text(app, ROOM)
             assert "Carol C. says" in transcript_text(app, ROOM)

@@ -1,0 +1,112 @@
+"""A helper process the server keeps running (cfm_server/childwatch.py), over real child
+processes: each death noticed and logged once, a new process started after the first
+delay, then twice as long after each quick death up to the cap, the first delay again
+after one that lived long enough; a start that fails tried again later; ``stop`` ends
+the process, which is no death, and starts nothing after."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from cfm_server.childwatch import ChildKeeper, how_it_ended
+from tests.wire import eventually
+
+log = logging.getLogger("tests.childwatch")
+_SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+_DIED = re.compile(r"the sleeper \(pid (\d+)\) died \((.+)\) after \d+ s; "
+                   r"starting a new one in ([\d.]+) s")
+
+
+def _kill_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "poll"])
+async def test_a_dead_child_is_started_again_with_a_doubling_back_off(
+        caplog: pytest.LogCaptureFixture, pidfd: bool) -> None:
+    caplog.set_level(logging.INFO, logger=log.name)
+    spawned: list[subprocess.Popen[bytes]] = []
+    deaths: list[int] = []
+
+    def spawn() -> subprocess.Popen[bytes]:
+        spawned.append(subprocess.Popen(_SLEEPER, stdin=subprocess.DEVNULL))
+        return spawned[-1]
+
+    keeper = ChildKeeper("the sleeper", spawn, lambda: deaths.append(len(spawned)), log,
+                         first_delay_s=0.01, max_delay_s=0.04, settled_s=3600.0)
+    keeper.use_pidfd = pidfd and keeper.use_pidfd  # the poll: where there are no pidfds
+    keeper.poll_s = 0.02
+    try:
+        assert keeper.start() is spawned[0] and keeper.process is spawned[0]
+        assert (keeper._pidfd >= 0) == keeper.use_pidfd  # watched the way asked
+        for n in range(1, 5):
+            spawned[-1].send_signal(signal.SIGKILL)
+            await eventually(lambda n=n: len(spawned) == n + 1 and keeper.process is not None)
+        # One death each, noticed before its successor was started.
+        assert deaths == [1, 2, 3, 4] and keeper.restarts == 4
+        died = [_DIED.search(r.getMessage()) for r in caplog.records]
+        found = [m.groups() for m in died if m]
+        assert found == [(str(p.pid), "killed by SIGKILL", delay) for p, delay
+                         in zip(spawned, ("0.01", "0.02", "0.04", "0.04"), strict=False)]
+        started = [r.getMessage() for r in caplog.records if "started again" in r.getMessage()]
+        assert started == [f"the sleeper started again (pid {p.pid})" for p in spawned[1:]]
+
+        # One that ran a while before it died: the first delay again.
+        keeper.settled_s = 0.0
+        spawned[-1].terminate()
+        await eventually(lambda: len(spawned) == 6 and keeper.process is not None)
+        last = _DIED.search(caplog.records[-2].getMessage())
+        assert last is not None and last.groups()[1:] == ("killed by SIGTERM", "0.01")
+
+        # Stopped: the process is ended, which is no death, and nothing is started after.
+        await keeper.stop()
+        assert spawned[-1].poll() is not None and keeper.process is None
+        keeper.check()
+        assert len(spawned) == 6 and deaths == [1, 2, 3, 4, 5] and keeper.restarts == 5
+        assert sum("died" in r.getMessage() for r in caplog.records) == 5
+    finally:
+        await keeper.stop()
+        _kill_all(spawned)
+
+
+async def test_a_child_that_cannot_be_started_again_is_tried_again_later(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=log.name)
+    spawned: list[subprocess.Popen[bytes]] = []
+    refusals = 2
+
+    def spawn() -> subprocess.Popen[bytes]:
+        nonlocal refusals
+        if spawned and refusals:
+            refusals -= 1
+            raise OSError(24, "Too many open files")
+        spawned.append(subprocess.Popen(_SLEEPER, stdin=subprocess.DEVNULL))
+        return spawned[-1]
+
+    keeper = ChildKeeper("the sleeper", spawn, lambda: None, log,
+                         first_delay_s=0.01, max_delay_s=1.0)
+    try:
+        keeper.start()
+        spawned[0].kill()
+        await eventually(lambda: len(spawned) == 2 and keeper.process is not None)
+        tries = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
+        assert tries == ["cannot start a new sleeper ([Errno 24] Too many open files); "
+                         f"trying again in {delay} s" for delay in ("0.02", "0.04")]
+    finally:
+        await keeper.stop()
+        _kill_all(spawned)
+
+
+def test_how_a_process_ended_in_words() -> None:
+    assert how_it_ended(-9) == "killed by SIGKILL"
+    assert how_it_ended(1) == "exited with status 1"
+    assert how_it_ended(-200) == "killed by signal 200"

@@ -99,3 +99,28 @@ async def test_a_full_redis_refuses_messages_but_keeps_nodes_and_presence(nodes,
         await asyncio.gather(reader, return_exceptions=True)
         told = [f["status"] for f in seen if f.get("t") == "presence" and f["name"] == "bob"]
         assert "offline" not in told, told
+
+
+async def test_the_per_address_cap_holds_over_the_nodes_while_redis_is_full(nodes, redis) -> None:
+    """The connection counts (``conn_count.lua``, ``allow-oom``: bounded by the
+    connections open) are kept in Redis while it is full: a third connection from an
+    address capped at two is refused on either node. (Before, each node counted only
+    its own while Redis refused the script: one more fitted on each.)"""
+    settings = {**NODE_DEFAULTS, "trusted_proxies": ["127.0.0.1"], "max_conns_per_ip": 2}
+    a, b = await nodes(**settings), await nodes(**settings)
+    via = {"additional_headers": {"X-Forwarded-For": "198.51.100.9"}}
+    async with full(redis.url):
+        first = await WireClient.open(a.url, **via)
+        second = await WireClient.open(b.url, **via)
+        try:
+            for url in (a.url, b.url):
+                try:
+                    extra = await WireClient.open(url, **via)
+                except Exception as exc:  # websockets' InvalidStatus
+                    assert exc.response.status_code == 429  # type: ignore[attr-defined]
+                else:
+                    await extra.close()
+                    raise AssertionError(f"a third connection was let in on {url}")
+        finally:
+            await first.close()
+            await second.close()

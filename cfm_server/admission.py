@@ -8,8 +8,9 @@ passing for another or multiplying themselves.
 - **Per address.** New handles per client address (``signup_rate``/``signup_burst``);
   loopback is not limited.
 - **Per user.** Buckets that all of a user's sessions share (``UserLimits``): says and
-  nudges, the bytes of text they store, DMs to strangers, contact requests, new group
-  rooms; and a cap on the group rooms one user belongs to.
+  nudges, the bytes of text they store, the bytes of stored messages their answers
+  read (``read_budget``), DMs to strangers, contact requests, new group rooms; and a
+  cap on the group rooms one user belongs to.
 
 On a cluster node (``SharedLimits``, ``cluster/limits.py``) a user whose sessions are on
 several nodes spends from one bucket in Redis: the charge raises :class:`ChargeLater`
@@ -100,6 +101,7 @@ USER_LIMIT_WORDS = {
     "presence": "too many presence changes (all your sessions together)",
     "search": "too many searches (all your sessions together)",
     "text": "too much text from you (all your sessions together)",
+    "read": "too much history read (all your sessions together); try again later",
 }
 
 
@@ -200,6 +202,17 @@ class Admission:
             if not listed and not answering:
                 charges.append(("stranger", 1))
         self.charge_each(user, (*charges, *text_charge(text)), ref)
+
+    def take_read(self, user: User, cost: int) -> int | asyncio.Future[int]:
+        """Spend ``cost`` bytes (below 0: give them back) from the user's ``read`` bucket
+        while an answer is produced (``read_budget``): 0 or a ``retry_ms``, at once, or
+        for a user on several nodes a future of it (Redis decides)."""
+        buckets = self.user_limits.kinds.get("read")
+        if buckets is None or user.name in self.server_bots:
+            return 0
+        if self.shared is not None and self.shared.spread(user.name):
+            return self.shared.take("read", user.name, cost)
+        return buckets.take(user.name, time.monotonic(), cost)
 
     def admit_new_dm(self, user: User, peer: User, rooms: Mapping[str, Room]) -> None:
         """A say or nudge that would open a new DM room: neither user may have more than

@@ -26,7 +26,7 @@ RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact"
 # Buckets per user (every session of the user spends from the same one; admission.py).
 # welcome.limits.user_rates tells each, named without the "user_".
 USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
-                   "user_presence", "user_search", "user_text")
+                   "user_presence", "user_search", "user_text", "user_read")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
 # redis+cluster:// and rediss+cluster://: a node of a Redis Cluster (cluster/rediscluster.py)
@@ -178,6 +178,14 @@ class ServerConfig:
     # burst goes once the bucket is full.
     user_text_rate: float = 65536.0
     user_text_burst: int = 262144
+    # Bytes of stored messages a user's answers read (join replays, history pages,
+    # search results), all its sessions together, charged as the pages are produced:
+    # the per-session join and history buckets multiply with the sessions, and what a
+    # reader then costs is how fast it reads (a cluster's Redis spent ~2.7 ms per MB
+    # sent). The burst is above an honest resume (50 rooms of 500 messages of 100
+    # characters: ~9 MB); 4 MiB/s is ~11 ms a second of Redis per user at most.
+    user_read_rate: float = 4194304.0
+    user_read_burst: int = 33554432
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
     # DM conversations one user may have (each is a line of every welcome: 19,000
     # strangers' DMs made a victim's welcome 1.16 MB, over the 1 MiB send_buffer).

@@ -28,11 +28,12 @@ class TokenBucket:
 
     def take(self, now: float, cost: float = 1.0) -> int:
         """Spend ``cost`` tokens: 0 if there were enough, else the milliseconds until there
-        are (nothing is spent then)."""
+        are (nothing is spent then). A negative cost gives tokens back (up to the burst):
+        what a reservation did not use (``read_budget``)."""
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= cost:
-            self.tokens -= cost
+            self.tokens = min(self.burst, self.tokens - cost)
             return 0
         return max(1, math.ceil((cost - self.tokens) / self.rate * 1000))
 
@@ -155,8 +156,9 @@ class UserLimits:
 
     ``check(kind, user)`` answers 0 or a ``retry_ms``; kinds: ``say`` (says and nudges),
     ``stranger`` (DMs to someone who has not listed the sender), ``contact`` (contact
-    requests), ``room`` (new group rooms), ``typing``, ``presence``, ``search`` and
-    ``text`` (bytes of message text: a charge costs the text's size)."""
+    requests), ``room`` (new group rooms), ``typing``, ``presence``, ``search``,
+    ``text`` (bytes of message text: a charge costs the text's size) and ``read`` (bytes
+    of stored messages answered: ``read_budget``)."""
 
     __slots__ = ("kinds",)
 

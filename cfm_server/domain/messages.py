@@ -40,6 +40,7 @@ from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World, now_ms
 from cfm_server.limits import PairInterval
 from cfm_server.pages import AnswerItem, awaited, first_within, last_within, stored_msg_size
+from cfm_server.read_budget import metered, read_credit
 from cfm_server.state import Pending, Room, User
 from cfm_server.store import StoreError
 from cfm_server.wsframe import frame_binary
@@ -274,8 +275,12 @@ class MessageHandler:
     def history(self, session: Connection, frame: GetHistory) -> None:
         user = self.world.user_of(session)
         room = self.rooms.readable_room(user, frame.room)
-        # Read when the session is ready to send it (Session.answer).
-        session.answer(self._history_page(user, room, frame), frame.id or frame.T)
+        # Read when the session is ready to send it (Session.answer), from the user's
+        # read budget (read_budget).
+        ref = frame.id or frame.T
+        credit = read_credit(self.world.admission, user, ref,
+                             self.world.config.answer_page_bytes)
+        session.answer(metered(self._history_page(user, room, frame), credit), ref)
 
     def _history_page(self, user: User, room: Room, frame: GetHistory) -> Iterator[AnswerItem]:
         """A ``history`` answer for ``user``: at most ``limit`` messages and

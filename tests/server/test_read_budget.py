@@ -90,26 +90,26 @@ async def test_an_honest_resume_is_not_refused(server_factory) -> None:
                                   say_rate=1000.0, say_burst=1000,
                                   recv_rate=1e7, recv_burst=10_000_000)
     rooms = [f"#r{n}" for n in range(10)]
-    async with signed_in(server.url, "alice") as alice:
+    async with signed_in(server.url, "alice") as alice, \
+            signed_in(server.url, "carol") as carol:
         for room in rooms:
             await _fill(alice, room, 100, 100)
-        async with signed_in(server.url, "carol") as carol:
-            async with (
-                signed_in(server.url, "carol", token=carol.token) as second,
-                signed_in(server.url, "carol", token=carol.token) as third,
-            ):
-                for session in (carol, second, third):
-                    for room in rooms:
-                        await session.send({"t": "join", "room": room, "since": 0,
-                                            "id": f"j{room}"})
-                    for room in rooms:
-                        await session.send({"t": "history", "room": room, "limit": 200,
-                                            "id": f"h{room}"})
-                for session in (carol, second, third):
-                    got = await _answers(session, {f"h{room}" for room in rooms})
-                    assert [a["t"] for a in got.values()] == ["history"] * 10
-                    assert sum(f["t"] == "msg" for f in session.seen) == 1000
-                    assert not [f for f in session.seen if f["t"] == "error"]
+        async with (
+            signed_in(server.url, "carol", token=carol.token) as second,
+            signed_in(server.url, "carol", token=carol.token) as third,
+        ):
+            for session in (carol, second, third):
+                for room in rooms:
+                    await session.send({"t": "join", "room": room, "since": 0,
+                                        "id": f"j{room}"})
+                for room in rooms:
+                    await session.send({"t": "history", "room": room, "limit": 200,
+                                        "id": f"h{room}"})
+            for session in (carol, second, third):
+                got = await _answers(session, {f"h{room}" for room in rooms})
+                assert [a["t"] for a in got.values()] == ["history"] * 10
+                assert sum(f["t"] == "msg" for f in session.seen) == 1000
+                assert not [f for f in session.seen if f["t"] == "error"]
 
 
 def test_the_default_burst_covers_a_resume_of_50_rooms_of_500_messages() -> None:

@@ -183,7 +183,8 @@ class ServerConfig:
     # the per-session join and history buckets multiply with the sessions, and what a
     # reader then costs is how fast it reads (a cluster's Redis spent ~2.7 ms per MB
     # sent). The burst is above an honest resume (50 rooms of 500 messages of 100
-    # characters: ~9 MB); 4 MiB/s is ~11 ms a second of Redis per user at most.
+    # characters: ~5 MB as sent; 32 MiB holds 50 x 500 of ~1.2 KB each); 4 MiB/s is
+    # ~11 ms a second of Redis per user at most.
     user_read_rate: float = 4194304.0
     user_read_burst: int = 33554432
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
@@ -317,6 +318,9 @@ class ServerConfig:
         need(self.upgrade_timeout > 0, "upgrade_timeout must be > 0 seconds")
         need(self.upgrade_max_bytes >= 1024, "upgrade_max_bytes must be >= 1024 bytes")
         need(self.page_bytes >= 1024, "page_bytes must be >= 1024 bytes")
+        # An answer holds a page's worth of its user's read budget before each read.
+        need(self.user_read_rate > 0 and self.user_read_burst >= self.answer_page_bytes,
+             "user_read_rate must be > 0 and user_read_burst at least page_bytes")
         need(1 <= self.roster_limit <= 100_000, "roster_limit must be 1-100000")
         for kind in (*RATE_KINDS, *USER_RATE_KINDS, "signup"):
             rate, burst = self.rate(kind)

@@ -4,6 +4,7 @@ person no more reading, while another user and an honest resume are not held bac
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -45,15 +46,13 @@ async def test_one_users_sessions_share_a_read_budget(server_factory) -> None:
     with the same error after its joined. Bob's pages (60 KB each, three: within a
     budget of his own the same size) are all answered."""
     server = await server_factory(user_read_rate=8192.0, user_read_burst=262144)
-    async with signed_in(server.url, "alice") as alice:
+    async with signed_in(server.url, "alice") as alice, AsyncExitStack() as stack:
         await _fill(alice, "#den", 50, 3000)
-        async with (
-            signed_in(server.url, "alice", token=alice.token) as second,
-            signed_in(server.url, "alice", token=alice.token) as third,
-            signed_in(server.url, "alice", token=alice.token) as fourth,
-            signed_in(server.url, "bob") as bob,
-        ):
-            sessions = (alice, second, third, fourth)
+        sessions = [alice] + [
+            await stack.enter_async_context(signed_in(server.url, "alice", token=alice.token))
+            for _ in range(3)]
+        second = sessions[1]
+        async with signed_in(server.url, "bob") as bob:
             asked = [{f"h{i}-{n}" for n in range(3)} for i in range(4)]
             for n in range(3):
                 for i, session in enumerate(sessions):
@@ -98,6 +97,9 @@ async def test_an_honest_resume_is_not_refused(server_factory) -> None:
             signed_in(server.url, "carol", token=carol.token) as second,
             signed_in(server.url, "carol", token=carol.token) as third,
         ):
+            # One session after the other: a join racing the same user's join of the
+            # room on the other node can be answered seq 0 without its replay there (a
+            # cluster race outside the read budget, reported separately).
             for session in (carol, second, third):
                 for room in rooms:
                     await session.send({"t": "join", "room": room, "since": 0,
@@ -105,14 +107,10 @@ async def test_an_honest_resume_is_not_refused(server_factory) -> None:
                 for room in rooms:
                     await session.send({"t": "history", "room": room, "limit": 200,
                                         "id": f"h{room}"})
-            for session in (carol, second, third):
                 got = await _answers(session, {f"h{room}" for room in rooms})
                 assert [a["t"] for a in got.values()] == ["history"] * 10
                 assert all(len(a["msgs"]) == 100 for a in got.values())
-                # The replays: on a cluster a node that has just heard of the newest
-                # room may answer its join with seq 0 and no replay (a race outside the
-                # read budget: the history page above has all of it).
-                assert sum(f["t"] == "msg" for f in session.seen) >= 900
+                assert sum(f["t"] == "msg" for f in session.seen) == 1000
                 assert not [f for f in session.seen if f["t"] == "error"]
 
 

@@ -105,8 +105,7 @@ class ClusterNode:
                              on_message=self._on_message, on_reset=self._on_reset,
                              on_lost=self._on_lost,
                              on_user_frame=self._on_user_frame)
-        self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin,
-                                 log_bytes=config.state_log_bytes)
+        self.state = SharedState(self.broker, self._on_change, self.origin, config.state_log_bytes)
         self.writes = ClusterWrites(self.state, self.broker)
         self.writes.on_epoch = self._epoch_stands
         self.presence = Presence(self.broker.batcher, self.node_id, origin=self.origin,

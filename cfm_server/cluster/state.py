@@ -107,8 +107,8 @@ class SharedState:
     """
 
     def __init__(self, broker: Broker, on_change: Callable[[Change], None] | None = None,
-                 *, origin: str | None = None, keep: int | None = None,
-                 log_bytes: int = LOG_BYTES) -> None:
+                 origin: str | None = None, log_bytes: int = LOG_BYTES, *,
+                 keep: int | None = None) -> None:
         self._broker = broker
         self._keep = b"" if keep is None else b"%d" % keep
         self._log_bytes = b"%d" % log_bytes

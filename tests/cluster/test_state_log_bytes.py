@@ -11,6 +11,7 @@ their shared records (as a node wires them) for the node cut off.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -51,6 +52,19 @@ async def log_memory(url: str) -> tuple[int, int, int]:
         await client.aclose()
 
 
+async def stored(url: str, psm: str) -> int:
+    """The log's seq once alice's record in Redis holds ``psm`` (her node wrote it)."""
+    client = Redis.from_url(url)
+    try:
+        for _ in range(1500):  # bounded: 15 s
+            if psm.encode() in (await client.hget(keys.state_records(), "u:alice") or b""):
+                return int(await client.hget(keys.room_meta(keys.STATE), "seq"))
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"alice's psm {psm!r} never reached Redis")
+    finally:
+        await client.aclose()
+
+
 async def test_a_flood_of_long_presence_changes_keeps_the_log_in_its_budget(
         nodes, redis) -> None:
     a = await nodes(state_log_bytes=BUDGET, **FLOOD)
@@ -65,7 +79,13 @@ async def test_a_flood_of_long_presence_changes_keeps_the_log_in_its_budget(
                               "psm": "🎉" * 124 + f"{i:04d}"})
         last = "🎉" * 124 + "0199"
         await bob.recv_until("presence", name="alice", psm=last)
+        head = await stored(redis.url, last)
         used, entries, counted = await log_memory(redis.url)
+        # The same presence again carries nothing new: no entry.
+        await alice.send({"t": "presence", "display": display + chr(0x1F600 + 199 % 50),
+                          "psm": last})
+        await alice.send({"t": "presence", "psm": "done"})
+        assert await stored(redis.url, "done") == head + 1
     assert counted <= BUDGET
     assert used <= BUDGET + SLACK, (used, entries)
     assert 0 < entries < 200  # trimmed, the newest kept

@@ -5,8 +5,9 @@ on a cluster").
 The node (``search.py``) calls ``prepare`` at its start: the file is kept if it is of
 this version and of this cluster, else made again with one log line saying why (an
 older version's file, one from another Redis, one SQLite cannot read). A file from
-another cluster is told by the shared records' log's epoch (``cfm:{state}:meta``), made
-once per Redis history: a file recorded under another is of other rooms' histories.
+another cluster is told by the id in ``cfm:cluster-id`` (made by the first node to
+start, once per Redis history: a Redis that lost its data gets a new one), which the
+file records: a file recorded under another id is of other rooms' histories.
 
 What may have happened to the rooms while the node was stopped, and who sees to it:
 
@@ -79,9 +80,9 @@ def remove_file(path: Path) -> None:
 
 def prepare(path: Path, cluster: str | None) -> int:
     """Keep the index file at ``path`` or make it again; the highest forget count its
-    rows hold (the node counts its forgets on from there). ``cluster``: the records'
-    log's epoch ('' while the cluster has none yet; None: it could not be read, and a
-    file that cannot be told to be this cluster's is made again). OSError or
+    rows hold (the node counts its forgets on from there). ``cluster``: this Redis's
+    id (``keys.CLUSTER_ID``; '' for none: a test's index; None: it could not be read,
+    and a file that cannot be told to be this cluster's is made again). OSError or
     sqlite3.Error when it cannot be made."""
     make_private_dir(path.parent)
     why = _why_not_kept(path, cluster) if path.exists() else "new"
@@ -98,7 +99,7 @@ def prepare(path: Path, cluster: str | None) -> int:
             conn.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};"
                                " COMMIT;")
         with transaction(conn):
-            if cluster:  # a file of a cluster that had no epoch yet takes this one's
+            if cluster:
                 conn.execute("INSERT OR REPLACE INTO about (key, value) VALUES ('cluster', ?)",
                              (cluster,))
             # "Entries read since the node's start" (figures, tests).
@@ -126,9 +127,8 @@ def _why_not_kept(path: Path, cluster: str | None) -> str:
         conn.close()
     if cluster is None:
         return "cannot be told to be this cluster's (Redis did not answer)"
-    if row is not None and row[0] and row[0] != cluster:
-        return (f"was made on another cluster (its records' epoch {row[0]}, this "
-                f"Redis's {cluster or 'none yet'})")
+    if cluster and (row is None or row[0] != cluster):
+        return f"was made on another cluster (its id {row[0]}, this Redis's {cluster})"
     return ""
 
 

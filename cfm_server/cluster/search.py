@@ -48,6 +48,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -127,11 +128,14 @@ class ClusterSearch:
         """``start`` on the file kept from the node's last run if it is this cluster's;
         None (logged, closed) if the index cannot be made or the indexer started: the
         node runs without search."""
-        try:
-            cluster: str | None = (await self.broker.head(keys.STATE)).epoch or ""
+        cluster: str | None = secrets.token_hex(8)
+        try:  # this Redis's id: the one there, or this one if none is (Redis >= 7.0)
+            old = await self.broker.batcher.call("SET", keys.CLUSTER_ID, cluster, "NX", "GET")
         except ClusterError as exc:
-            log.warning("cannot read the cluster's records epoch (%s)", exc)
+            log.warning("cannot read the cluster's id (%s)", exc)
             cluster = None
+        else:
+            cluster = old.decode() if old else cluster
         try:
             self.start(cluster)
         except (OSError, sqlite3.Error) as exc:

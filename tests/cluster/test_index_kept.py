@@ -248,3 +248,38 @@ async def test_retention_and_rooms_gone_while_the_node_was_down_leave_no_rows(
         assert index.indexed == 0
     finally:
         await index.close()
+
+
+async def test_a_room_is_checked_against_its_epoch_when_the_node_follows_it(
+        broker_factory, redis: RedisProcess, tmp_path: Path) -> None:
+    """Below the node, the node's own part: when it follows a room (a subscription's
+    head), a mark of the kept file under another epoch is not counted as indexed
+    (``behind`` counts the whole new history) even before the indexer did anything —
+    here it cannot reach Redis at all; a mark under the room's epoch is."""
+    from cfm_server.cluster.search import ClusterSearch
+    from tests.cluster.test_search import old_history
+
+    writer = await broker_factory()
+    await old_history(writer, "#again")
+    await old_history(writer, "#same")
+    path = tmp_path / "search.sqlite3"
+    index = ClusterSearch(await broker_factory(), redis.url, path)
+    index.start()
+    try:
+        for room in ("#again", "#same"):
+            index.note(room, 5)
+        await eventually(lambda: index.behind({"#again": 5, "#same": 5}) == 0, timeout=30)
+    finally:
+        await index.close()
+    await new_history(redis.url, writer, "#again")
+    again, same = await writer.head("#again"), await writer.head("#same")
+    # An indexer that cannot reach Redis: only the node's own check can tell.
+    index = ClusterSearch(await broker_factory(), "redis://127.0.0.1:9/0", path)
+    index.start()
+    try:
+        index.follow("#same", same.seq, same.epoch)
+        index.follow("#again", again.seq, again.epoch)
+        assert index.behind({"#same": 5}) == 0
+        assert index.behind({"#again": 2}) == 2
+    finally:
+        await index.close()

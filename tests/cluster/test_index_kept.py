@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from tests.cluster.redis_proc import RedisProcess
 from tests.cluster.test_search import new_history
@@ -196,16 +197,20 @@ async def test_an_unreadable_or_older_file_is_made_again_with_one_line(
 
 async def test_retention_and_rooms_gone_while_the_node_was_down_leave_no_rows(
         broker_factory, redis: RedisProcess, tmp_path: Path) -> None:
+    await rows_of_trimmed_and_gone_rooms_go(redis.url, broker_factory, tmp_path)
+
+
+async def rows_of_trimmed_and_gone_rooms_go(url: str, broker_factory: Any, tmp_path: Path
+                                            ) -> None:
     """Below the node: an index kept by one ClusterSearch, then a second one on the same
     file (the node's next start). Rows below a room's first kept entry (retention's
     XTRIM) and the rows of a room gone from Redis are dropped at the indexer's start,
-    noted or not; an unchanged room's rows stay, and nothing is read again."""
-    from redis.asyncio import Redis
-
+    noted or not; an unchanged room's rows stay, and nothing is read again. (Also on a
+    Redis Cluster: test_redis_cluster.py.)"""
     from cfm_server.cluster import keys
     from cfm_server.cluster.search import ClusterSearch
 
-    writer = await broker_factory()
+    writer = await broker_factory(url)
     for i in range(20):
         await writer.append("#old", "alice", f"o{i}", "text", f"old needle {i}", 1000 + i)
         await writer.append("#gone", "alice", f"g{i}", "text", f"gone needle {i}", 1000 + i)
@@ -219,24 +224,20 @@ async def test_retention_and_rooms_gone_while_the_node_was_down_leave_no_rows(
         await done
         assert index.behind(rooms) == 0
 
-    index = ClusterSearch(await broker_factory(), redis.url, path)
+    index = ClusterSearch(await broker_factory(url), url, path)
     index.start()
     try:
         await indexed(index, {"#old": 20, "#gone": 20})
     finally:
         await index.close()
-    client = Redis.from_url(redis.url)
-    try:
-        await client.xtrim(keys.room_log("#old"), minid="11-0", approximate=False)
-        await client.delete(keys.room_meta("#gone"), keys.room_log("#gone"),
-                            keys.room_changes("#gone"))
-    finally:
-        await client.aclose()
-    index = ClusterSearch(await broker_factory(), redis.url, path)
+    await writer.batcher.call("XTRIM", keys.room_log("#old"), "MINID", "11-0")
+    for key in (keys.room_meta("#gone"), keys.room_log("#gone"), keys.room_changes("#gone")):
+        await writer.batcher.call("DEL", key)
+    index = ClusterSearch(await broker_factory(url), url, path)
     index.start()
     try:
         def rows(room: str) -> list[int]:
-            return [seq for seq, in read_index(
+            return [int(str(seq)) for seq, in read_index(
                 path, f"SELECT seq FROM docs WHERE room = '{room}' ORDER BY seq")]
 
         await eventually(lambda: not rows("#gone") and rows("#old")[0] == 11, timeout=30)

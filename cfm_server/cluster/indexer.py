@@ -11,7 +11,11 @@ history restarted under a new epoch: drop what was indexed of it; n counts the n
 forgets, so that it can tell a watermark of the new history from one of the old). It
 exits when its
 stdin closes (the node stopped, or died). If it dies first, the node starts another on
-the same file, which goes on from the watermarks (and forget counts) found there.
+the same file, which goes on from the watermarks (and forget counts) found there; so
+does the indexer of the node's next start (the file is kept). Each one first compares
+the rooms of the file with Redis (``indexfile.check_kept``: a room restarted under a new
+epoch or gone is dropped, rows below retention's cut go), and records with each room's
+watermark the epoch it read before the room's entries (``rooms.epoch``).
 
 Why a process: indexing an entry (its msgpack decoding, FTS5's tokenizing and merges)
 took ~50 µs of the node's event loop, a quarter of a busy node's time under ``fanout``

@@ -112,7 +112,7 @@ def prepare(path: Path, cluster: str | None) -> int:
 def _why_not_kept(path: Path, cluster: str | None) -> str:
     """'' if the file at ``path`` can be kept, else why not (for the log line)."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as e:
         return f"cannot be opened ({e})"
     try:

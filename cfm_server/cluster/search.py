@@ -251,8 +251,9 @@ class ClusterSearch:
             # not counted as a mark (``behind``) anyway.
             if (row is not None and row[0] > 0 and row[1] >= self._resets.get(room, 0)
                     and row[2] != (epoch or "")):
-                log.info("%s: epoch %s in Redis, %s in the search index: indexing it again",
-                         room, epoch, row[2] or "unknown")
+                # Debug: the node logs such a room's new epoch itself (``_subscribed``).
+                log.debug("%s: epoch %s in Redis, %s in the search index: indexing it "
+                          "again", room, epoch, row[2] or "unknown")
                 self.forget(room)
         self.note(room, seq)
 

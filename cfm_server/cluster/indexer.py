@@ -191,9 +191,9 @@ class Indexer:
 
     def _check(self) -> None:
         """The kept file's rooms against Redis (``check_kept``), once per process."""
-        rooms = [room for room in self.unchecked
-                 if room not in self.forgotten and self.marks.get(room, 0) > 0]
-        again, gone = check_kept(self.conn, self.redis, rooms, self.epochs)
+        marks = {room: self.marks[room] for room in self.unchecked
+                 if room not in self.forgotten and self.marks.get(room, 0) > 0}
+        again, gone = check_kept(self.conn, self.redis, marks, self.epochs)
         for room in again:
             self.marks[room] = 0
             self.epochs.pop(room, None)
@@ -201,8 +201,9 @@ class Indexer:
             self.marks.pop(room, None)
             self.epochs.pop(room, None)
         if again or gone:
-            log.info("search index: %d rooms restarted and %d gone from Redis since their "
-                     "marks were written; indexing them again", len(again), len(gone))
+            log.info("search index: %d rooms restarted (or rolled back) and %d gone in Redis "
+                     "since their marks were written; indexing them again", len(again),
+                     len(gone))
         self.unchecked = []
 
     def _read_epochs(self) -> None:

@@ -21,6 +21,8 @@ What may have happened to the rooms while the node was stopped, and who sees to 
   indexer's catch-up like any other (a delete takes its target's row out).
 - *Retention* trimmed the oldest entries: ``check_kept`` drops the rows below each
   room's first kept entry.
+- *Redis restored from an older copy* (same id, same epochs, a head below the mark: the
+  seqs above it will be given to other messages): ``check_kept`` indexes the room again.
 - *The room is gone* (no meta, no stream: a DM archived): its rows and watermark go.
 
 Until the catch-up has read a room, a search's hits are read again from Redis anyway
@@ -139,16 +141,19 @@ def _first_seq(entries: list[Any]) -> int | None:
     return int(entry_id.split(b"-", 1)[0])
 
 
-def check_kept(conn: sqlite3.Connection, redis: Any, rooms: list[str],
+def check_kept(conn: sqlite3.Connection, redis: Any, marks: dict[str, int],
                epochs: dict[str, str]) -> tuple[list[str], list[str]]:
-    """Compare each of ``rooms`` (rooms of a kept file with a watermark, recorded under
-    ``epochs``) with Redis: a room whose epoch changed has its rows dropped and its mark
-    set to 0 (its new history is indexed from seq 1 when noted), a room gone from Redis
-    its rows and its mark, and the rows of the others below their first kept entry
-    (retention) go. Returns (rooms indexed again, rooms gone). Raises what Redis or
-    SQLite raise: nothing is changed for the chunk that failed."""
+    """Compare each room of ``marks`` (rooms of a kept file with their watermarks,
+    recorded under ``epochs``) with Redis: a room whose epoch changed, or whose head is
+    below its mark (Redis restored from an older copy: the seqs above will be given
+    again, to other messages), has its rows dropped and its mark set to 0 (indexed from
+    seq 1 when noted), a room gone from Redis its rows and its mark, and the rows of the
+    others below their first kept entry (retention) go. Returns (rooms indexed again,
+    rooms gone). Raises what Redis or SQLite raise: nothing is changed for the chunk
+    that failed."""
     again: list[str] = []
     gone: list[str] = []
+    rooms = list(marks)
     for start in range(0, len(rooms), CHECK_CHUNK):
         chunk = rooms[start:start + CHECK_CHUNK]
         pipe = redis.pipeline(transaction=False)
@@ -163,7 +168,8 @@ def check_kept(conn: sqlite3.Connection, redis: Any, rooms: list[str],
                     conn.execute("DELETE FROM docs WHERE room = ?", (room,))
                     conn.execute("DELETE FROM rooms WHERE room = ?", (room,))
                     gone.append(room)
-                elif (epoch or b"").decode() != epochs.get(room, ""):
+                elif ((epoch or b"").decode() != epochs.get(room, "")
+                      or int(head or 0) < marks[room]):
                     conn.execute("DELETE FROM docs WHERE room = ?", (room,))
                     conn.execute("UPDATE rooms SET seq = 0, epoch = '' WHERE room = ?", (room,))
                     again.append(room)

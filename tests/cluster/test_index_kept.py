@@ -205,8 +205,10 @@ async def rows_of_trimmed_and_gone_rooms_go(url: str, broker_factory: Any, tmp_p
     """Below the node: an index kept by one ClusterSearch, then a second one on the same
     file (the node's next start). Rows below a room's first kept entry (retention's
     XTRIM) and the rows of a room gone from Redis are dropped at the indexer's start,
-    noted or not; an unchanged room's rows stay, and nothing is read again. (Also on a
-    Redis Cluster: test_redis_cluster.py.)"""
+    noted or not, and so are those of a room rolled back (Redis restored from an older
+    copy: its head below the mark, its next seqs given again to other messages); an
+    unchanged room's rows stay, and nothing is read again. (Also on a Redis Cluster:
+    test_redis_cluster.py.)"""
     from cfm_server.cluster import keys
     from cfm_server.cluster.search import ClusterSearch
 
@@ -214,6 +216,7 @@ async def rows_of_trimmed_and_gone_rooms_go(url: str, broker_factory: Any, tmp_p
     for i in range(20):
         await writer.append("#old", "alice", f"o{i}", "text", f"old needle {i}", 1000 + i)
         await writer.append("#gone", "alice", f"g{i}", "text", f"gone needle {i}", 1000 + i)
+        await writer.append("#back", "alice", f"b{i}", "text", f"back needle {i}", 1000 + i)
     path = tmp_path / "search.sqlite3"
 
     async def indexed(index: ClusterSearch, rooms: dict[str, int]) -> None:
@@ -227,12 +230,17 @@ async def rows_of_trimmed_and_gone_rooms_go(url: str, broker_factory: Any, tmp_p
     index = ClusterSearch(await broker_factory(url), url, path)
     index.start()
     try:
-        await indexed(index, {"#old": 20, "#gone": 20})
+        await indexed(index, {"#old": 20, "#gone": 20, "#back": 20})
     finally:
         await index.close()
     await writer.batcher.call("XTRIM", keys.room_log("#old"), "MINID", "11-0")
     for key in (keys.room_meta("#gone"), keys.room_log("#gone"), keys.room_changes("#gone")):
         await writer.batcher.call("DEL", key)
+    await writer.batcher.call("XDEL", keys.room_log("#back"),
+                              *(f"{seq}-0" for seq in range(11, 21)))
+    await writer.batcher.call("XSETID", keys.room_log("#back"), "10-0", "ENTRIESADDED", 10,
+                              "MAXDELETEDID", "0-0")
+    await writer.batcher.call("HSET", keys.room_meta("#back"), "seq", 10)
     index = ClusterSearch(await broker_factory(url), url, path)
     index.start()
     try:
@@ -240,13 +248,21 @@ async def rows_of_trimmed_and_gone_rooms_go(url: str, broker_factory: Any, tmp_p
             return [int(str(seq)) for seq, in read_index(
                 path, f"SELECT seq FROM docs WHERE room = '{room}' ORDER BY seq")]
 
-        await eventually(lambda: not rows("#gone") and rows("#old")[0] == 11, timeout=30)
+        await eventually(lambda: not rows("#gone") and not rows("#back")
+                         and rows("#old")[0] == 11, timeout=30)
         assert rows("#old") == list(range(11, 21))
-        assert read_index(path, "SELECT room FROM rooms") == [("#old",)]
+        assert sorted(read_index(path, "SELECT room, seq FROM rooms")) == [("#back", 0),
+                                                                           ("#old", 20)]
         await indexed(index, {"#old": 20})
         found = await index.search("bob", ["#old"], ["needle"], None, 50)
         assert [m.seq for _, m in found] == list(range(20, 10, -1))
         assert index.indexed == 0
+        await writer.append("#back", "alice", "b-new", "text", "other needle", 3000)
+        await indexed(index, {"#back": 11})
+        found = await index.search("bob", ["#back"], ["needle"], None, 50)
+        assert [(m.seq, m.text) for _, m in found][:2] == [(11, "other needle"),
+                                                           (10, "back needle 9")]
+        assert index.indexed == 11
     finally:
         await index.close()
 

@@ -26,7 +26,7 @@ RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact"
 # Buckets per user (every session of the user spends from the same one; admission.py).
 # welcome.limits.user_rates tells each, named without the "user_".
 USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
-                   "user_presence", "user_search")
+                   "user_presence", "user_search", "user_text")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
 # redis+cluster:// and rediss+cluster://: a node of a Redis Cluster (cluster/rediscluster.py)
@@ -171,6 +171,13 @@ class ServerConfig:
     # opening more sessions does not multiply what a user may make a node do.
     user_search_rate: float = 2.0
     user_search_burst: int = 10
+    # Bytes (UTF-8) of message text a user stores, says and edits of all its sessions
+    # together: what one session's inbound budget (recv_*) lets through. The say bucket
+    # counts messages, and five sessions' 20 a second of 4,096 emoji (16 KiB each) were
+    # 330 KB/s: a cluster's 64 MB Redis full in 2.5 minutes. A message bigger than the
+    # burst goes once the bucket is full.
+    user_text_rate: float = 65536.0
+    user_text_burst: int = 262144
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
     # DM conversations one user may have (each is a line of every welcome: 19,000
     # strangers' DMs made a victim's welcome 1.16 MB, over the 1 MiB send_buffer).

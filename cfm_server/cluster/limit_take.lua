@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Spend from a token bucket kept in Redis (a user's or an address's, cluster-wide).
 -- KEYS[1] the bucket: hash t (tokens), s (ms of Redis's clock when t was right)
 -- ARGV[1] rate (tokens per second)   ARGV[2] burst   ARGV[3] cost (0: only read it)

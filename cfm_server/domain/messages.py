@@ -115,7 +115,7 @@ class MessageHandler:
         if frame.reply is not None or "@" in frame.text:  # replies, mentions (annotations.py)
             extra = annotations(self.world, room, user, peer, frame.reply, frame.text,
                                 answered)
-        self.world.admission.charge_message(user, peer, frame.id, room)
+        self.world.admission.charge_message(user, peer, frame.id, room, frame.text)
         if peer is not None and (room is None or len(room.members) < 2):
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
         assert room is not None
@@ -130,14 +130,14 @@ class MessageHandler:
         room, _, peer = self._target(user, None, frame.to, create=False)
         assert peer is not None
         now = time.monotonic()
-        retry_ms = self.nudge_pairs.wait(user.name, peer.name, now)
+        retry_ms = self.nudge_pairs.wait(user.name, peer.name, now, frame.id)
         if retry_ms and world.config.rate_limits:
             raise RateLimited(retry_ms, frame.id or "nudge",
                               "one nudge to the same person at a time: wait a moment")
         # Charged before the pair's clock restarts: a charge Redis decides (a cluster)
         # handles the frame again, which must not find its own nudge's clock.
         world.admission.charge_message(user, peer, frame.id or "nudge", room)
-        self.nudge_pairs.check(user.name, peer.name, now)
+        self.nudge_pairs.check(user.name, peer.name, now, frame.id)
         room, _, _ = self._target(user, None, frame.to, create=True)
         assert room is not None
         self._store_message(session, user, room, "", MsgKind.NUDGE, frame.id,

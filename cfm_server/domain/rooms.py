@@ -101,7 +101,8 @@ class RoomHandler:
                 self.add_member(room, user)
                 data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
                 self.delivery.room_event(room, user, data, "member",
-                                         self.member_audience(room, user), skip=session)
+                                         self.member_audience(room, user), skip=session,
+                                         to_own=True)
                 self.presence.introduce(room, user)
             if made:
                 for created in self.on_created:  # its creator moderates it (changes.py)

@@ -58,6 +58,20 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+async def nodes_of_persona(db: aioredis.Redis) -> set[str]:
+    """The nodes the persona has a session on (its presence record in Redis)."""
+    return {n.decode() for n in await db.hkeys(PERSONA_KEY)}  # type: ignore[misc]
+
+
+async def lease_holder(db: aioredis.Redis) -> str:
+    """Once the AI contacts run on a node (bounded wait): the node holding their lease."""
+    async def running_somewhere() -> bool:
+        return bool(await db.get(LEASE_KEY)) and bool(await nodes_of_persona(db))
+
+    await until(running_somewhere, "the AI contacts run on a node")
+    return (await db.get(LEASE_KEY)).decode().split("/")[0]
+
+
 @contextlib.asynccontextmanager
 async def watching(url: str, name: str) -> AsyncIterator[WireClient]:
     """A signed-in client whose every frame is read (into ``seen``) in the background."""
@@ -95,14 +109,11 @@ async def test_the_ai_contacts_do_not_flap_when_their_node_goes(
             procs[node] = await stack.enter_async_context(
                 serve(*node_args(redis.url, node, tmp_path, ttl, expiry), ai=True))
 
+        holder = await lease_holder(db)
+
         async def persona_nodes() -> set[str]:
-            return {n.decode() for n in await db.hkeys(PERSONA_KEY)}  # type: ignore[misc]
+            return await nodes_of_persona(db)
 
-        async def running_somewhere() -> bool:
-            return bool(await db.get(LEASE_KEY)) and bool(await persona_nodes())
-
-        await until(running_somewhere, "the AI contacts run on a node")
-        holder = (await db.get(LEASE_KEY)).decode().split("/")[0]
         assert await persona_nodes() == {holder}
         survivors = [n for n in procs if n != holder]
         async with watching(procs[survivors[0]].url, "wanda") as wanda, \

@@ -6,7 +6,8 @@ The node (``search.py``) calls ``prepare`` at its start: the file is kept if it 
 this version and of this cluster, else made again with one log line saying why (an
 older version's file, one from another Redis, one SQLite cannot read). A file from
 another cluster is told by the id in ``cfm:cluster-id`` (made by the first node to
-start, once per Redis history: a Redis that lost its data gets a new one), which the
+start, once per Redis history: a Redis that lost its data, or was emptied for ``cfm
+admin migrate`` again, which copies a single node's epochs, gets a new one), which the
 file records: a file recorded under another id is of other rooms' histories.
 
 What may have happened to the rooms while the node was stopped, and who sees to it:

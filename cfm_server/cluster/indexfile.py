@@ -12,8 +12,8 @@ file records: a file recorded under another id is of other rooms' histories.
 
 What may have happened to the rooms while the node was stopped, and who sees to it:
 
-- *A room's history restarted* (a new epoch: Redis lost it, ``cfm admin migrate`` ran
-  again). Each room's row records the epoch its watermark belongs to. The node compares
+- *A room's history restarted* (a new epoch: Redis lost it, or its meta). Each room's
+  row records the epoch its watermark belongs to. The node compares
   it with the room's epoch in Redis whenever it follows the room (``search.py``,
   ``ClusterSearch.follow``) and forgets the room if they differ, so ``behind`` never
   takes the old history's watermark; the indexer also compares every room of the file

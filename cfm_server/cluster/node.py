@@ -414,7 +414,7 @@ class ClusterNode:
             if self.barriers.rooms_waiting:
                 self.barriers.delivered_to(room_name, self.broker.handed_on(room_name) or 0)
         if self.search is not None:
-            self.search.note(room_name, head.seq)  # a room followed: index it from here
+            self.search.follow(room_name, head.seq, head.epoch)  # (another epoch: anew)
         sub.set_result(head.seq)
 
     # --- World.reads ------------------------------------------------------------------

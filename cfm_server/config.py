@@ -271,7 +271,7 @@ class ServerConfig:
             c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
         need(self.presence_expiry >= 1, "presence_expiry must be >= 1 second")
-        need(self.state_log_bytes >= 16384, "state_log_bytes must be >= 16384")
+        need(self.state_log_bytes >= 65536, "state_log_bytes must be >= 65536")
         need(self.ai_lease_ttl >= 0.3, "ai_lease_ttl must be >= 0.3 seconds")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
         need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),

@@ -70,6 +70,9 @@ class ServerConfig:
     allow_redis_eviction: bool = False
     # Seconds from a node's death (SIGKILL, power) to its users shown offline elsewhere.
     presence_expiry: float = 15.0
+    # Bytes of Redis the shared records' log may hold (docs/cluster.md, "Sizing Redis"):
+    # a node cut off through more changes than that reloads the records instead.
+    state_log_bytes: int = 8 << 20
 
     # --- who -----------------------------------------------------------------------
     # Who may claim a new handle: "open" (anyone), "invite" (with an operator's code from
@@ -277,6 +280,7 @@ class ServerConfig:
             c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
         need(self.presence_expiry >= 1, "presence_expiry must be >= 1 second")
+        need(self.state_log_bytes >= 65536, "state_log_bytes must be >= 65536")
         need(self.ai_lease_ttl >= 0.3, "ai_lease_ttl must be >= 0.3 seconds")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
         need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),

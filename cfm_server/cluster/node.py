@@ -105,7 +105,7 @@ class ClusterNode:
                              on_message=self._on_message, on_reset=self._on_reset,
                              on_lost=self._on_lost,
                              on_user_frame=self._on_user_frame)
-        self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
+        self.state = SharedState(self.broker, self._on_change, self.origin, config.state_log_bytes)
         self.writes = ClusterWrites(self.state, self.broker)
         self.writes.on_epoch = self._epoch_stands
         self.presence = Presence(self.broker.batcher, self.node_id, origin=self.origin,
@@ -414,7 +414,7 @@ class ClusterNode:
             if self.barriers.rooms_waiting:
                 self.barriers.delivered_to(room_name, self.broker.handed_on(room_name) or 0)
         if self.search is not None:
-            self.search.note(room_name, head.seq)  # a room followed: index it from here
+            self.search.follow(room_name, head.seq, head.epoch)  # (another epoch: anew)
         sub.set_result(head.seq)
 
     # --- World.reads ------------------------------------------------------------------

@@ -12,6 +12,8 @@ whose replay cannot be read is answered ``error{internal, retry_ms}`` without a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -127,6 +129,19 @@ async def test_a_node_that_follows_a_lost_room_again_adopts_its_new_epoch(nodes,
                 assert entry_of(again.welcome) == (1, new)
 
 
+@contextlib.asynccontextmanager
+async def program_in_room(url: str) -> AsyncIterator[tuple[Client, Recorder]]:
+    """Bob's program (the SDK) signed in at ``url`` and in the room, its events recorded."""
+    bob = Client(url, "bob", token_file=False)
+    record = Recorder(bob)
+    try:
+        await bob.connect()
+        await bob.join(ROOM)
+        yield bob, record
+    finally:
+        await bob.close()
+
+
 async def first_answer(client: WireClient, ref: str) -> dict[str, Any]:
     """The first frame that answers the request ``ref``."""
     for _ in range(100):
@@ -170,12 +185,9 @@ async def test_an_sdk_join_refused_during_an_outage_and_the_messages_meanwhile_a
     await proxy.start()
     a = await server_factory(redis_url=proxy.url, node_id="n1", **NODE)
     b = await server_factory(redis_url=redis.url, node_id="n2", **NODE)
-    bob = Client(a.url, "bob", token_file=False)
-    record = Recorder(bob)
     try:
-        await bob.connect()
-        await bob.join(ROOM)
-        async with signed_in(b.url, "alice") as alice:
+        async with program_in_room(a.url) as (bob, record), \
+                signed_in(b.url, "alice") as alice:
             await join(alice)
             await say(alice, "m1")
             await record.wait(lambda r: r.seqs(ROOM) == [1])
@@ -192,7 +204,6 @@ async def test_an_sdk_join_refused_during_an_outage_and_the_messages_meanwhile_a
             assert (joined.seq, joined.more) == (3, False)
             assert [m.text for m in record.msgs(ROOM)] == ["m1", "m2", "m3"]
     finally:
-        await bob.close()
         await proxy.close()
 
 
@@ -214,11 +225,7 @@ async def test_an_sdk_program_in_a_room_redis_lost_gets_the_new_history(nodes, r
     1012 when the new history begins, it resumes by itself and hands over the new
     history's messages (it dropped them as duplicates of seqs it had before)."""
     a, b = await nodes(**NODE), await nodes(**NODE)
-    bob = Client(b.url, "bob", token_file=False)
-    record = Recorder(bob)
-    try:
-        await bob.connect()
-        await bob.join(ROOM)
+    async with program_in_room(b.url) as (_, record):
         async with signed_in(a.url, "alice") as alice:
             await join(alice)
             for i in range(3):
@@ -231,5 +238,3 @@ async def test_an_sdk_program_in_a_room_redis_lost_gets_the_new_history(nodes, r
             await writer.say("next", room=ROOM)
             await record.wait(lambda r: [m.text for m in r.msgs(ROOM)][-2:] == ["new", "next"])
         assert [m.text for m in record.msgs(ROOM)] == ["m0", "m1", "m2", "new", "next"]
-    finally:
-        await bob.close()

@@ -98,8 +98,9 @@ async def test_an_honest_resume_is_not_refused(server_factory) -> None:
             signed_in(server.url, "carol", token=carol.token) as third,
         ):
             # One session after the other: a join racing the same user's join of the
-            # room on the other node can be answered seq 0 without its replay there (a
-            # cluster race outside the read budget, reported separately).
+            # room on the other node can be answered below the room's head there, the
+            # rest coming as live messages after it (docs/cluster.md, What is left),
+            # later than the count below looks.
             for session in (carol, second, third):
                 for room in rooms:
                     await session.send({"t": "join", "room": room, "since": 0,

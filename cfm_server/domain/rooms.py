@@ -25,6 +25,7 @@ from cfm_common.frames import (
 )
 from cfm_common.rules import ErrorCode, MemberOp, Status
 from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.durable import confirm
 from cfm_server.domain.hidden import as_seen_by
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
@@ -38,9 +39,16 @@ from cfm_server.pages import (
     roster_entry_size,
 )
 from cfm_server.state import Room, User
+from cfm_server.store import Commit
 from cfm_server.wsframe import frame_binary
 
 DEFAULT_MEMBERS_PAGE = 100  # a ``members`` request without a limit
+
+
+def _settled(commit: Commit) -> Iterator[AnswerItem]:
+    """In an answer's generator: wait for ``commit`` (failed or not)."""
+    while not commit.done():
+        yield commit
 
 
 def _own_dm(user: User, room_name: str) -> tuple[str, str]:
@@ -81,9 +89,26 @@ class RoomHandler:
             raise ProtocolError(ErrorCode.NOT_MEMBER, f"join {room_name} first")
         return room
 
-    def add_member(self, room: Room, user: User) -> None:
-        self.world.add_membership(room, user)
-        self.world.writes.add_member(room.name, user.name)
+    def add_member(self, room: Room, user: User) -> Commit:
+        world = self.world
+        world.add_membership(room, user)
+        return self._track_member(room, user, False, world.writes.add_member(room.name,
+                                                                             user.name))
+
+    def _track_member(self, room: Room, user: User, was: bool, commit: Commit) -> Commit:
+        """The live membership goes back to the stored one if ``commit`` fails."""
+        self.world.unsettled.track(("member", room.name, user.name), was, not was, commit,
+                                   lambda member: self._restore_member(room, user, member))
+        return commit
+
+    def _restore_member(self, room: Room, user: User, member: bool) -> None:
+        world = self.world
+        if world.rooms.get(room.name) is not room or world.users.get(user.name) is not user:
+            return  # gone meanwhile (removed by the operator)
+        if member and user.name not in room.members:
+            world.add_membership(room, user)
+        elif not member and user.name in room.members:
+            world.end_membership(room, user)
 
     # --- join, leave, members ------------------------------------------------------------
 
@@ -91,6 +116,7 @@ class RoomHandler:
         world = self.world
         user = world.user_of(session)
         room = world.rooms.get(frame.room)
+        joined: Commit | None = None  # the membership this join makes, being stored
         if rules.is_group_room(frame.room):
             if user.name not in (room.members if room is not None else ()):
                 world.admission.admit_group_join(user, frame.room, world.rooms)
@@ -98,11 +124,8 @@ class RoomHandler:
             if room is None:
                 room = world.create_room(frame.room)
             if user.name not in room.members:
-                self.add_member(room, user)
-                data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
-                self.delivery.room_event(room, user, data, "member",
-                                         self.member_audience(room, user), skip=session)
-                self.presence.introduce(room, user)
+                joined = self.add_member(room, user)
+                self._tell_joined(session, frame.id or frame.T, room, user, joined)
             if made:
                 for created in self.on_created:  # its creator moderates it (changes.py)
                     created(room, user)
@@ -116,14 +139,34 @@ class RoomHandler:
         # have been shown, since its seq goes to the next message. Taken now, not when
         # the answer is produced (a cluster node may still be reading it: world.Reads).
         top_now = world.reads.top(room)
-        session.answer(self._join_answer(room, user, frame, top_now), frame.id or frame.T)
+        session.answer(self._join_answer(room, user, frame, top_now, joined),
+                       frame.id or frame.T)
+
+    def _tell_joined(self, session: Connection, ref: str, room: Room, user: User,
+                     joined: Commit) -> None:
+        """Once the membership is durable: ``member`` to the others, and the new member
+        introduced; if it is not, the joiner gets ``internal`` (durable.py)."""
+        audience = list(self.member_audience(room, user))
+        data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
+
+        def told() -> None:
+            self.delivery.room_event(room, user, data, "member", audience, skip=session)
+            self.presence.introduce(room, user)
+
+        confirm(session, ref, joined, self.world.metrics, told)
 
     def _join_answer(self, room: Room, user: User, frame: Join,
-                     top_now: int | asyncio.Future[int]) -> Iterator[AnswerItem]:
+                     top_now: int | asyncio.Future[int],
+                     joined: Commit | None) -> Iterator[AnswerItem]:
         """``joined``, then the replay of what the member missed, produced page by page
-        as the reader drains, never queued whole."""
+        as the reader drains, never queued whole; nothing if the membership the join
+        made could not be stored (its ``error`` is sent instead: ``_tell_joined``)."""
         world = self.world
         config = world.config
+        if joined is not None:
+            yield from _settled(joined)
+            if joined.cancelled() or joined.exception() is not None:
+                return
         top = yield from awaited(top_now)  # a cluster node may learn the epoch with it
         since, reset = frame.since, None
         if frame.epoch is not None and frame.epoch != room.epoch:
@@ -178,15 +221,22 @@ class RoomHandler:
         if room is None or user.name not in room.members:
             raise ProtocolError(ErrorCode.NOT_MEMBER, f"you are not in {frame.room}")
         world.end_membership(room, user)
-        world.writes.remove_member(room.name, user.name)
-        if frame.id is None:
-            self.delivery.to_user(user, encode(Left(room.name)), "left")
-        else:  # the asking session's copy carries the request's id (request ids)
-            session.send(encode(Left(room.name, ref=frame.id)))
-            world.metrics.count_out("left")
-            self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
+        # Who hears of it, worked out now; told once it is durable.
+        audience = list(self.member_audience(room, user))
+        left = self._track_member(room, user, True,
+                                  world.writes.remove_member(room.name, user.name))
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
-        self.delivery.room_event(room, user, data, "member", self.member_audience(room, user))
+
+        def told() -> None:
+            if frame.id is None:
+                self.delivery.to_user(user, encode(Left(room.name)), "left")
+            else:  # the asking session's copy carries the request's id (request ids)
+                session.send(encode(Left(room.name, ref=frame.id)))
+                world.metrics.count_out("left")
+                self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
+            self.delivery.room_event(room, user, data, "member", audience)
+
+        confirm(session, frame.id or frame.T, left, world.metrics, told)
 
     def members(self, session: Connection, frame: GetMembers) -> None:
         """A page of a group room's member list (the big-room extension)."""

@@ -99,3 +99,22 @@ async def test_a_change_the_store_refused_is_answered_internal_and_not_kept(
         if told:
             await bob.recv_until(told)
         assert not unchanged(server)
+
+
+async def test_a_block_and_an_unblock_both_refused_leave_the_contact_as_it_was(
+        server_factory: Any) -> None:
+    server = await server_factory(rate_limits=False)
+    async with signed_in(server.url, "alice") as me, signed_in(server.url, "bob"):
+        await me.send({"t": "contact", "op": "add", "name": "bob", "id": "a"})
+        await me.recv_until("contact", ref="a")
+        refusing(server, True)
+        await me.send({"t": "contact", "op": "block", "name": "bob", "id": "b"})
+        await me.send({"t": "contact", "op": "unblock", "name": "bob", "id": "u"})
+        await me.recv_until("error", ref="b")
+        await me.recv_until("error", ref="u")
+        entry = alice(server).contacts["bob"]
+        assert (entry.in_list, entry.blocked) == (True, False)
+        refusing(server, False)
+        await me.send({"t": "contact", "op": "block", "name": "bob", "id": "b"})
+        assert (await me.recv_until("contact", ref="b"))["blocked"] is True
+        assert alice(server).contacts["bob"].blocked

@@ -83,9 +83,10 @@ class Unsettled:
 
 
 def confirm(session: Connection, ref: str, commit: Commit, metrics: Metrics,
-            told: Callable[[], None]) -> None:
-    """``told()`` once ``commit`` is durable; else ``error{internal, retry_ms, ref}`` to
-    ``session`` (the write's ``retry_ms`` if it has one: Redis out of reach)."""
+            told: Callable[[], None], refused: Callable[[], None] | None = None) -> None:
+    """``told()`` once ``commit`` is durable; else ``refused()`` and ``error{internal,
+    retry_ms, ref}`` to ``session`` (the write's ``retry_ms`` if it has one: Redis out
+    of reach)."""
 
     def settle(done: Commit) -> None:
         if _stored(done):
@@ -93,6 +94,8 @@ def confirm(session: Connection, ref: str, commit: Commit, metrics: Metrics,
             return
         if done.cancelled():
             return  # the server is closing
+        if refused is not None:
+            refused()
         retry_ms = getattr(done.exception(), "retry_ms", None)
         session.send(encode(Error(ErrorCode.INTERNAL.value, NOT_STORED, ref, retry_ms)))
         metrics.count_out("error")

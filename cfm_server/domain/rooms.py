@@ -64,8 +64,10 @@ class RoomHandler:
         self.world = world
         self.delivery = delivery
         self.presence = presence
-        # Called with (room, creator) when a join creates a group room.
+        # Called with (room, creator) when a join creates a group room, and with the
+        # room when that join's membership could not be stored (the room was not made).
         self.on_created: list[Callable[[Room, User], None]] = []
+        self.on_dropped: list[Callable[[Room], None]] = []
 
     # --- who may touch a room ----------------------------------------------------------
 
@@ -125,7 +127,7 @@ class RoomHandler:
                 room = world.create_room(frame.room)
             if user.name not in room.members:
                 joined = self.add_member(room, user)
-                self._tell_joined(session, frame.id or frame.T, room, user, joined)
+                self._tell_joined(session, frame.id or frame.T, room, user, joined, made)
             if made:
                 for created in self.on_created:  # its creator moderates it (changes.py)
                     created(room, user)
@@ -143,9 +145,10 @@ class RoomHandler:
                        frame.id or frame.T)
 
     def _tell_joined(self, session: Connection, ref: str, room: Room, user: User,
-                     joined: Commit) -> None:
+                     joined: Commit, made: bool) -> None:
         """Once the membership is durable: ``member`` to the others, and the new member
-        introduced; if it is not, the joiner gets ``internal`` (durable.py)."""
+        introduced; if it is not, the joiner gets ``internal`` (durable.py), and a room
+        this join made is dropped again (the next first join makes it, and its creator)."""
         audience = list(self.member_audience(room, user))
         data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
 
@@ -153,7 +156,14 @@ class RoomHandler:
             self.delivery.room_event(room, user, data, "member", audience, skip=session)
             self.presence.introduce(room, user)
 
-        confirm(session, ref, joined, self.world.metrics, told)
+        def refused() -> None:
+            rooms = self.world.rooms
+            if made and rooms.get(room.name) is room and not room.members:
+                del rooms[room.name]
+                for dropped in self.on_dropped:
+                    dropped(room)
+
+        confirm(session, ref, joined, self.world.metrics, told, refused)
 
     def _join_answer(self, room: Room, user: User, frame: Join,
                      top_now: int | asyncio.Future[int],

@@ -189,3 +189,37 @@ async def test_a_join_during_an_outage_is_refused_and_the_user_is_a_member_nowhe
         await bob.recv_until("member", room="#team", name="alice", op="join")
         await said(alice, {"t": "say", "room": "#team", "text": "hi", "id": "a1"})
         await bob.recv_until("msg", room="#team", text="hi")
+
+
+async def test_the_sdk_surfaces_a_refused_request_and_sends_presence_again_by_itself(
+        nodes, redis) -> None:
+    from cfm_common.client import Client
+    from cfm_common.errors import ServerRefused
+
+    a, b = await nodes(), await nodes()
+    async with signed_in(b.url, "bob"), \
+            Client(a.url, "alice", token_file=False) as alice:
+        await alice.join("#mine")
+        redis.kill()
+        for request in (alice.contact("block", "bob"), alice.join("#team"),
+                        alice.leave("#mine")):
+            try:
+                await request
+            except ServerRefused as refused:
+                assert refused.code == "internal" and refused.retry_ms, refused
+            else:
+                raise AssertionError("confirmed while Redis was out of reach")
+        await alice.set_presence(psm="exams")
+        await eventually(lambda: a.node.unreachable())
+        await redis.start()
+        # Nothing asked again: the SDK sends its presence after the error's retry_ms.
+        for node in (a, b):
+            await eventually(lambda n=node: n.hub.users["alice"].record.psm == "exams",
+                             timeout=30)
+        for node in (a, b):
+            assert not node.hub.users["alice"].contacts
+            assert "alice" in node.hub.rooms["#mine"].members
+        assert "#team" not in a.hub.rooms  # the join that would have made it was refused
+        await alice.join("#team")  # makes it now, with its creator
+        assert a.hub.changes.creators["#team"] == "alice"
+        await eventually(lambda: b.hub.changes.creators.get("#team") == "alice")

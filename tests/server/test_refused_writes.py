@@ -71,6 +71,9 @@ CASES: dict[str, tuple[Any, dict[str, Any], str, Callable[[Any], bool],
     "join": (bob_in_team, {"t": "join", "room": "#team", "id": "j2"}, "j2",
              lambda s: "alice" not in s.hub.rooms["#team"].members,
              ("joined", {"ref": "j2"}), "member"),
+    "new-room": (nothing, {"t": "join", "room": "#fresh", "id": "j2"}, "j2",
+                 lambda s: "#fresh" not in s.hub.rooms and "#fresh" not in s.hub.changes.creators,
+                 ("joined", {"ref": "j2"}), ""),
 }
 
 

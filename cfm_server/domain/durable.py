@@ -16,7 +16,6 @@ Says do not come here: their ack already waits for their commit (messages.py).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -102,28 +101,3 @@ def confirm(session: Connection, ref: str, commit: Commit, metrics: Metrics,
         metrics.error[ErrorCode.INTERNAL.value].inc()
 
     commit.add_done_callback(settle)
-
-
-def all_of(*commits: Commit | None) -> Commit:
-    """One commit for several: done when all are, failed with the first failure."""
-    mine = [c for c in commits if c is not None]
-    if len(mine) == 1:
-        return mine[0]
-    joined: Commit = asyncio.get_running_loop().create_future()
-    left = len(mine)
-
-    def settle(done: Commit) -> None:
-        nonlocal left
-        left -= 1
-        if joined.done():
-            return
-        if done.cancelled():
-            joined.cancel()
-        elif done.exception() is not None:
-            joined.set_exception(done.exception())  # type: ignore[arg-type]
-        elif not left:
-            joined.set_result(None)
-
-    for commit in mine:
-        commit.add_done_callback(settle)
-    return joined

@@ -55,6 +55,12 @@ async def said(client: WireClient, frame: dict[str, Any]) -> dict[str, Any]:
     return await done_when_retried(client, frame, frame["id"], "ack", id=frame["id"])
 
 
+async def wrote_to_alice(bob: WireClient, alice: WireClient) -> None:
+    """bob's first DM to alice (seq 1), stored and delivered."""
+    await said(bob, {"t": "say", "to": "alice", "text": "hi", "id": "b1"})
+    await alice.recv_until("msg", text="hi")
+
+
 async def welcome_on(node: Any, name: str, token: str) -> dict[str, Any]:
     """A new sign-in's welcome on ``node`` (which applied the shared records first)."""
     async with signed_in(node.url, name, token=token) as again:
@@ -65,8 +71,7 @@ async def test_a_block_during_an_outage_is_refused_and_holds_on_neither_node(
         nodes, redis) -> None:
     a, b = await nodes(), await nodes()
     async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
-        await said(bob, {"t": "say", "to": "alice", "text": "hi", "id": "b1"})
-        await alice.recv_until("msg", text="hi")
+        await wrote_to_alice(bob, alice)
         block = {"t": "contact", "op": "block", "name": "bob", "id": "blk"}
         await refused_in_an_outage(redis, [a, b], alice, block, "blk")
         for node in (a, b):
@@ -119,8 +124,7 @@ async def test_a_read_mark_moved_during_an_outage_is_refused_and_stays_where_it_
         nodes, redis) -> None:
     a, b = await nodes(), await nodes()
     async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
-        await said(bob, {"t": "say", "to": "alice", "text": "hi", "id": "b1"})
-        await alice.recv_until("msg", text="hi")
+        await wrote_to_alice(bob, alice)
         async with signed_in(b.url, "alice", token=alice.token) as elsewhere:
             read = {"t": "read", "room": DM, "seq": 1}
             await refused_in_an_outage(redis, [a, b], alice, read, "read")

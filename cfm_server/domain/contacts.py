@@ -15,7 +15,7 @@ from cfm_common.errors import ProtocolError
 from cfm_common.frames import Contact, ContactRequest, RosterEntry
 from cfm_common.rules import ContactOp, ErrorCode
 from cfm_server.domain.delivery import Delivery
-from cfm_server.domain.durable import confirm
+from cfm_server.domain.durable import Settle, confirm
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.world import World
@@ -49,7 +49,7 @@ class ContactHandler:
         newly_added = op is ContactOp.ADD and not in_list
         now_blocked = op is ContactOp.BLOCK if op in BLOCKS else blocked
         now_listed = op is ContactOp.ADD if op in LISTING else in_list
-        commit = self.put_contact(user, name, in_list=now_listed, blocked=now_blocked)
+        commit, settle = self.put_contact(user, name, in_list=now_listed, blocked=now_blocked)
         # What the change tells, worked out now (on the state it was made on) and sent
         # once it is durable (durable.py): nobody hears of a change the store lost.
         block_seen = None
@@ -78,21 +78,21 @@ class ContactHandler:
             if notice is not None:
                 self.delivery.to_user(target, notice, "contact")
 
-        confirm(session, frame.id or frame.T, commit, world.metrics, told)
+        confirm(session, frame.id or frame.T, commit, world.metrics, told, settle)
 
     def put_contact(
         self, user: User, name: str, *, in_list: bool, blocked: bool = False
-    ) -> Commit:
+    ) -> tuple[Commit, Settle]:
         """Set ``user``'s contact entry for ``name`` (none when neither listed nor
-        blocked); the live state goes back to the stored entry if the write fails."""
+        blocked); the write, and what puts the stored entry back if it fails (for
+        ``confirm`` or ``settled``)."""
         world = self.world
         before = user.contacts.get(name) or ContactRecord(user.name, name, False, False)
         record = ContactRecord(user.name, name, in_list, blocked)
         world.set_contact(record)
         commit = world.writes.put_contact(record)
-        world.unsettled.track(("contact", user.name, name), before, record, commit,
-                              self._restore)
-        return commit
+        return commit, world.unsettled.track(("contact", user.name, name), before, record,
+                                             self._restore)
 
     def _restore(self, record: ContactRecord) -> None:
         if record.owner in self.world.users:

@@ -27,6 +27,8 @@ from cfm_server.metrics import Metrics
 from cfm_server.store import Commit
 
 NOT_STORED = "the server could not store that now; send it again"
+# Called with whether a tracked write was stored, once it is done (Unsettled.track).
+Settle = Callable[[bool], None]
 
 
 def _stored(commit: Commit) -> bool:
@@ -57,18 +59,19 @@ class Unsettled:
     def __init__(self) -> None:
         self._chains: dict[Hashable, _Chain] = {}
 
-    def track(self, key: Hashable, before: Any, after: Any, commit: Commit,
-              restore: Callable[[Any], None]) -> None:
-        """``commit`` writes ``after`` over ``before`` (the live state holds ``after``
-        already); ``restore(value)`` puts a value back into the live state."""
+    def track(self, key: Hashable, before: Any, after: Any,
+              restore: Callable[[Any], None]) -> Settle:
+        """A write of ``after`` over ``before`` (the live state holds ``after`` already);
+        ``restore(value)`` puts a value back into the live state. Returns what to call
+        with whether the write was stored, once it is done (``confirm`` does, or
+        ``settled``): one done-callback per write, not two."""
         chain = self._chains.get(key)
         if chain is None:
             chain = self._chains[key] = _Chain(before)
         chain.writes += 1
 
-        def settle(done: Commit) -> None:
+        def settle(stored: bool) -> None:
             chain.writes -= 1
-            stored = _stored(done)
             if stored:
                 chain.durable = after
             if chain.writes:
@@ -78,17 +81,26 @@ class Unsettled:
             if not stored:
                 restore(chain.durable)
 
-        commit.add_done_callback(settle)
+        return settle
+
+
+def settled(commit: Commit, settle: Settle) -> None:
+    """``settle`` once ``commit`` is done: a write whose change nobody is told of."""
+    commit.add_done_callback(lambda done: settle(_stored(done)))
 
 
 def confirm(session: Connection, ref: str, commit: Commit, metrics: Metrics,
-            told: Callable[[], None], refused: Callable[[], None] | None = None) -> None:
-    """``told()`` once ``commit`` is durable; else ``refused()`` and ``error{internal,
-    retry_ms, ref}`` to ``session`` (the write's ``retry_ms`` if it has one: Redis out
-    of reach)."""
+            told: Callable[[], None], settle: Settle | None = None,
+            refused: Callable[[], None] | None = None) -> None:
+    """Once ``commit`` is done: ``settle`` (``Unsettled.track``'s), then ``told()`` if
+    it is durable; else ``refused()`` and ``error{internal, retry_ms, ref}`` to
+    ``session`` (the write's ``retry_ms`` if it has one: Redis out of reach)."""
 
-    def settle(done: Commit) -> None:
-        if _stored(done):
+    def done_with(done: Commit) -> None:
+        stored = _stored(done)
+        if settle is not None:
+            settle(stored)
+        if stored:
             told()
             return
         if done.cancelled():
@@ -100,4 +112,4 @@ def confirm(session: Connection, ref: str, commit: Commit, metrics: Metrics,
         metrics.count_out("error")
         metrics.error[ErrorCode.INTERNAL.value].inc()
 
-    commit.add_done_callback(settle)
+    commit.add_done_callback(done_with)

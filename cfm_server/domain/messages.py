@@ -321,8 +321,8 @@ class MessageHandler:
         if not world.move_read_mark(user, room.name, seq):
             return
         commit = world.writes.set_read(user.name, room.name, seq)
-        world.unsettled.track(("read", user.name, room.name), before, seq, commit,
-                              lambda mark: _restore_mark(user, room.name, mark))
+        settle = world.unsettled.track(("read", user.name, room.name), before, seq,
+                                       lambda mark: _restore_mark(user, room.name, mark))
         data = encode(Read(room.name, user.name, seq))
         # The peers a "seen" mark goes to, worked out now, told once it is durable.
         peers: list[User] = []
@@ -340,7 +340,7 @@ class MessageHandler:
             for peer in peers:
                 self.delivery.to_user(peer, data, "read")
 
-        confirm(session, frame.T, commit, world.metrics, told)
+        confirm(session, frame.T, commit, world.metrics, told, settle)
 
 
 def _restore_mark(user: User, room: str, mark: int) -> None:

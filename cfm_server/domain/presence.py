@@ -132,8 +132,8 @@ class PresenceHandler:
             if value is not None:
                 setattr(record, attr, value)
         commit = world.writes.put_user(record)
-        world.unsettled.track(("presence", user.name), was, _shown(record), commit,
-                              lambda shown: self._restore(user, shown))
+        settle = world.unsettled.track(("presence", user.name), was, _shown(record),
+                                       lambda shown: self._restore(user, shown))
         self.note_visibility(user)
         # Worked out now, sent once the change is durable (durable.py).
         own = self.frame(user, record.status)
@@ -144,7 +144,7 @@ class PresenceHandler:
             if public is not None:
                 self.delivery.presence(user, public)
 
-        confirm(session, frame.T, commit, world.metrics, told)
+        confirm(session, frame.T, commit, world.metrics, told, settle)
 
     def _restore(self, user: User, shown: tuple[str, str, str]) -> None:
         """A presence change the store did not take: back to what it holds."""

@@ -25,7 +25,7 @@ from cfm_common.frames import (
 )
 from cfm_common.rules import ErrorCode, MemberOp, Status
 from cfm_server.domain.delivery import Delivery
-from cfm_server.domain.durable import confirm
+from cfm_server.domain.durable import Settle, confirm, settled
 from cfm_server.domain.hidden import as_seen_by
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
@@ -91,17 +91,22 @@ class RoomHandler:
             raise ProtocolError(ErrorCode.NOT_MEMBER, f"join {room_name} first")
         return room
 
-    def add_member(self, room: Room, user: User) -> Commit:
-        world = self.world
-        world.add_membership(room, user)
-        return self._track_member(room, user, False, world.writes.add_member(room.name,
-                                                                             user.name))
+    def add_member(self, room: Room, user: User) -> None:
+        settled(*self._membership(room, user, True))
 
-    def _track_member(self, room: Room, user: User, was: bool, commit: Commit) -> Commit:
-        """The live membership goes back to the stored one if ``commit`` fails."""
-        self.world.unsettled.track(("member", room.name, user.name), was, not was, commit,
-                                   lambda member: self._restore_member(room, user, member))
-        return commit
+    def _membership(self, room: Room, user: User, member: bool) -> tuple[Commit, Settle]:
+        """Make ``user`` a member of ``room`` or end it, and write it; with what puts
+        the stored membership back if the write fails (for ``confirm`` or ``settled``)."""
+        world = self.world
+        if member:
+            world.add_membership(room, user)
+            commit = world.writes.add_member(room.name, user.name)
+        else:
+            world.end_membership(room, user)
+            commit = world.writes.remove_member(room.name, user.name)
+        return commit, world.unsettled.track(
+            ("member", room.name, user.name), not member, member,
+            lambda stored: self._restore_member(room, user, stored))
 
     def _restore_member(self, room: Room, user: User, member: bool) -> None:
         world = self.world
@@ -126,8 +131,9 @@ class RoomHandler:
             if room is None:
                 room = world.create_room(frame.room)
             if user.name not in room.members:
-                joined = self.add_member(room, user)
-                self._tell_joined(session, frame.id or frame.T, room, user, joined, made)
+                joined, settle = self._membership(room, user, True)
+                self._tell_joined(session, frame.id or frame.T, room, user, joined, settle,
+                                  made)
             if made:
                 for created in self.on_created:  # its creator moderates it (changes.py)
                     created(room, user)
@@ -145,7 +151,7 @@ class RoomHandler:
                        frame.id or frame.T)
 
     def _tell_joined(self, session: Connection, ref: str, room: Room, user: User,
-                     joined: Commit, made: bool) -> None:
+                     joined: Commit, settle: Settle, made: bool) -> None:
         """Once the membership is durable: ``member`` to the others, and the new member
         introduced; if it is not, the joiner gets ``internal`` (durable.py), and a room
         this join made is dropped again (the next first join makes it, and its creator)."""
@@ -163,7 +169,7 @@ class RoomHandler:
                 for dropped in self.on_dropped:
                     dropped(room)
 
-        confirm(session, ref, joined, self.world.metrics, told, refused)
+        confirm(session, ref, joined, self.world.metrics, told, settle, refused)
 
     def _join_answer(self, room: Room, user: User, frame: Join,
                      top_now: int | asyncio.Future[int],
@@ -230,11 +236,9 @@ class RoomHandler:
         room = world.rooms.get(frame.room)
         if room is None or user.name not in room.members:
             raise ProtocolError(ErrorCode.NOT_MEMBER, f"you are not in {frame.room}")
-        world.end_membership(room, user)
+        left, settle = self._membership(room, user, False)
         # Who hears of it, worked out now; told once it is durable.
         audience = list(self.member_audience(room, user))
-        left = self._track_member(room, user, True,
-                                  world.writes.remove_member(room.name, user.name))
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
 
         def told() -> None:
@@ -246,7 +250,7 @@ class RoomHandler:
                 self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
             self.delivery.room_event(room, user, data, "member", audience)
 
-        confirm(session, frame.id or frame.T, left, world.metrics, told)
+        confirm(session, frame.id or frame.T, left, world.metrics, told, settle)
 
     def members(self, session: Connection, frame: GetMembers) -> None:
         """A page of a group room's member list (the big-room extension)."""

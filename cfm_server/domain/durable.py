@@ -97,7 +97,7 @@ def confirm(session: Connection, ref: str, commit: Commit, metrics: Metrics,
     ``session`` (the write's ``retry_ms`` if it has one: Redis out of reach)."""
 
     def done_with(done: Commit) -> None:
-        stored = _stored(done)
+        stored = not done.cancelled() and done.exception() is None  # (_stored, inlined)
         if settle is not None:
             settle(stored)
         if stored:

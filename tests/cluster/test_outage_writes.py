@@ -7,6 +7,8 @@ on its AOF; alice is on node 1, bob on node 2."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Any
 
 from tests.wire import WireClient, eventually, signed_in
@@ -227,3 +229,29 @@ async def test_the_sdk_surfaces_a_refused_request_and_sends_presence_again_by_it
         await alice.join("#team")  # makes it now, with its creator
         assert a.hub.changes.creators["#team"] == "alice"
         await eventually(lambda: b.hub.changes.creators.get("#team") == "alice")
+
+
+async def test_a_block_while_redis_is_frozen_is_refused_and_both_nodes_agree_after(
+        nodes, redis) -> None:
+    """SIGSTOP: the write times out (``retry_ms``); Redis, once it runs again, may still
+    run the change it had read (the reply was what was lost): then every node applies
+    it from the log, the refusing one too. Either way the nodes agree with Redis."""
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob"):
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            await alice.send({"t": "contact", "op": "block", "name": "bob", "id": "blk"})
+            error = await alice.recv_until("error", ref="blk", timeout=30)
+            assert error["code"] == "internal" and error["retry_ms"] > 0, error
+            assert "bob" not in a.hub.users["alice"].contacts
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        await eventually(lambda: not any(n.node.unreachable() for n in (a, b)), timeout=30)
+        welcome = await welcome_on(b, "alice", alice.token)  # b applied Redis's records
+        stored = [c["name"] for c in welcome["contacts"] if c["blocked"]]
+        for node in (a, b):
+            await eventually(lambda n=node: n.hub.users["alice"].has_blocked("bob")
+                             == (stored == ["bob"]), timeout=30)
+        echo = await done_when_retried(alice, {"t": "contact", "op": "block", "name": "bob",
+                                               "id": "blk"}, "blk", "contact")
+        assert echo["blocked"] is True

@@ -155,11 +155,11 @@ class RoomHandler:
         """Once the membership is durable: ``member`` to the others, and the new member
         introduced; if it is not, the joiner gets ``internal`` (durable.py), and a room
         this join made is dropped again (the next first join makes it, and its creator)."""
-        audience = list(self.member_audience(room, user))
         data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
 
-        def told() -> None:
-            self.delivery.room_event(room, user, data, "member", audience, skip=session)
+        def told() -> None:  # (the audience as it is then: a big room's is not copied)
+            self.delivery.room_event(room, user, data, "member",
+                                     self.member_audience(room, user), skip=session)
             self.presence.introduce(room, user)
 
         def refused() -> None:
@@ -237,8 +237,6 @@ class RoomHandler:
         if room is None or user.name not in room.members:
             raise ProtocolError(ErrorCode.NOT_MEMBER, f"you are not in {frame.room}")
         left, settle = self._membership(room, user, False)
-        # Who hears of it, worked out now; told once it is durable.
-        audience = list(self.member_audience(room, user))
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
 
         def told() -> None:
@@ -248,7 +246,8 @@ class RoomHandler:
                 session.send(encode(Left(room.name, ref=frame.id)))
                 world.metrics.count_out("left")
                 self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
-            self.delivery.room_event(room, user, data, "member", audience)
+            self.delivery.room_event(room, user, data, "member",
+                                     self.member_audience(room, user))
 
         confirm(session, frame.id or frame.T, left, world.metrics, told, settle)
 

@@ -46,6 +46,8 @@ from cfm_common.errors import (
 )
 
 log = logging.getLogger(__name__)
+# How many recent joins an error may still name as having broken their replay off.
+MAX_REPLAYING = 64
 
 SeenState = dict[str, tuple[int, str | None]]
 Emit = Callable[[Event, str | None], None]
@@ -80,6 +82,9 @@ class ClientCore:
         self.fills = GapFill(self.resume, self._fill_request, self.outbox.withdraw,
                              self._deliver, self._own_unacked)
         self.read_marks: dict[str, int] = {}
+        # The request ids of our recent joins whose joined came (→ the room): an error
+        # naming one afterwards broke its replay off (GapFill.start_at).
+        self.replaying: dict[str, str] = {}
         self.request_timeout = request_timeout
 
     @property
@@ -284,7 +289,10 @@ class ClientCore:
         elif isinstance(frame, f.Ack):
             self._on_ack(frame, now)
         elif isinstance(frame, f.Joined):
-            self.outbox.answer(frame.ref, "join", frame)
+            if self.outbox.answer(frame.ref, "join", frame) and frame.ref is not None:
+                self.replaying[frame.ref] = frame.room
+                if len(self.replaying) > MAX_REPLAYING:  # the oldest are long over
+                    del self.replaying[next(iter(self.replaying))]
             if self.resume.on_joined(frame):
                 self.fills.start(frame.room, now)
             self._emit(frame, None)
@@ -327,6 +335,11 @@ class ClientCore:
 
     def _on_error(self, error: f.Error, now: float) -> None:
         entry = self.outbox.find(error.ref)
+        room = self.replaying.pop(error.ref, None) if entry is None and error.ref else None
+        if room is not None:  # a replay broken off: what it lacks is fetched after retry_ms
+            log.info("the replay of %s broke off (%s); fetching the rest", room, error.msg)
+            self.fills.start_at(room, now + (error.retry_ms or 1000) / 1000)
+            return
         if self.retries.refused(error, entry, now, self.generation):
             return
         if entry is not None:

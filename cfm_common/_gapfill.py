@@ -82,6 +82,16 @@ class GapFill:
                 return
         self._ask(fill)
 
+    def start_at(self, room: str, at: float) -> None:
+        """``room`` lacks what the server broke a replay off before (a ``join``'s replay
+        answered, after its ``joined``, by ``rate_limited`` or ``internal`` with
+        ``retry_ms``): caught up with ``history{after}`` from ``at`` on."""
+        fill = self.rooms.get(room)
+        if fill is not None:
+            fill.again = True
+            return
+        self.rooms[room] = Fill(room, wait_until=at)
+
     def cancel(self) -> None:
         """The connection ended: every fill stops, its request withdrawn."""
         fills, self.rooms = list(self.rooms.values()), {}

@@ -92,6 +92,9 @@ class Pacer:
                 if rate > 0 and burst >= 1:
                     self.buckets[str(kind)] = Bucket(rate, burst - reserve_of(burst), now)
         self._tighten_by_user_rates((limits or {}).get("user_rates"), now)
+        # The bytes of text a user's says and changes store (user_rates.text): paced by
+        # each frame's text, not by frames.
+        self.text = _bucket_of(((limits or {}).get("user_rates") or {}).get("text"), now)
         self.inbound: Bucket | None = None
         recv = (limits or {}).get("recv", DEFAULT_RECV if self.buckets else None)
         if isinstance(recv, Mapping):
@@ -117,14 +120,10 @@ class Pacer:
         if not isinstance(user_rates, Mapping):
             return
         for kind, covered in USER_RATE_COVERS.items():
-            spec = user_rates.get(kind)
-            try:
-                rate, burst = float(spec["per_s"]), int(spec["burst"])  # type: ignore[index]
-            except (KeyError, TypeError, ValueError):
+            theirs = _bucket_of(user_rates.get(kind), now)
+            if theirs is None:
                 continue
-            if rate <= 0 or burst < 1:
-                continue
-            capacity = burst - reserve_of(burst)
+            rate, capacity = theirs.rate, theirs.capacity
             for session_kind in covered:
                 mine = self.buckets.get(session_kind)
                 if mine is None:
@@ -145,6 +144,16 @@ class Pacer:
         bucket = self.buckets.get(kind) if kind is not None else None
         if bucket is not None:
             bucket.take(now)
+
+    def wait_text(self, text: str | None, now: float) -> float:
+        """Seconds before a frame storing ``text`` fits the user's text budget."""
+        if self.text is None or not text:
+            return 0.0
+        return self.text.wait(now, len(text.encode("utf-8", "surrogatepass")))
+
+    def take_text(self, text: str | None, now: float) -> None:
+        if self.text is not None and text:
+            self.text.take(now, len(text.encode("utf-8", "surrogatepass")))
 
     def wait_bytes(self, size: int, now: float) -> float:
         """Seconds before a frame of ``size`` bytes fits the inbound byte budget."""
@@ -189,3 +198,15 @@ class Pacer:
         """Keep the nudge times across a reconnect: the server's pair interval is per
         user, not per session."""
         self._last_nudge = dict(older._last_nudge)
+
+
+def _bucket_of(spec: Any, now: float) -> Bucket | None:
+    """A copy of an advertised ``{per_s, burst}`` bucket, with its reserve; None for a
+    shape we do not know."""
+    try:
+        rate, burst = float(spec["per_s"]), int(spec["burst"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if rate <= 0 or burst < 1:
+        return None
+    return Bucket(rate, burst - reserve_of(burst), now)

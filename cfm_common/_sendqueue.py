@@ -195,7 +195,8 @@ class SendQueue:
             if kind in blocked:
                 i += 1
                 continue
-            wait = pacer.wait(kind, now)
+            text = stored_text(entry.frame)
+            wait = max(pacer.wait(kind, now), pacer.wait_text(text, now))
             if wait > 0:
                 soonest = wait if soonest is None else min(soonest, wait)
                 blocked.add(kind)
@@ -208,6 +209,7 @@ class SendQueue:
             if wait > 0:
                 return None, -wait
             pacer.take(kind, now)
+            pacer.take_text(text, now)
             del entries[i]
             entry.unsent = False
             entry.sent_on = generation
@@ -227,3 +229,14 @@ class SendQueue:
             if now - at < recent:
                 self.marks.setdefault(room, now - READ_LINGER)
                 self.queued += 1
+
+
+# The frames whose text the server stores, and the field holding it: what the user's text
+# budget (welcome.limits.user_rates.text) counts.
+STORED_TEXT = {"say": "text", "edit": "text", "react": "emoji"}
+
+
+def stored_text(frame: f.ClientFrame) -> str | None:
+    field = STORED_TEXT.get(frame.T)
+    text = getattr(frame, field, None) if field is not None else None
+    return text if isinstance(text, str) else None

@@ -8,8 +8,9 @@ passing for another or multiplying themselves.
 - **Per address.** New handles per client address (``signup_rate``/``signup_burst``);
   loopback is not limited.
 - **Per user.** Buckets that all of a user's sessions share (``UserLimits``): says and
-  nudges, DMs to strangers, contact requests, new group rooms; and a cap on the group
-  rooms one user belongs to.
+  nudges, the bytes of text they store, the bytes of stored messages their answers
+  read (``read_budget``), DMs to strangers, contact requests, new group rooms; and a
+  cap on the group rooms one user belongs to.
 
 On a cluster node (``SharedLimits``, ``cluster/limits.py``) a user whose sessions are on
 several nodes spends from one bucket in Redis: the charge raises :class:`ChargeLater`
@@ -27,7 +28,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cfm_common import rules
 from cfm_common.errors import ProtocolError
@@ -57,28 +58,32 @@ class SharedLimits(Protocol):
     def spread(self, user: str) -> bool:
         """Whether ``user`` has sessions on another node too."""
 
-    def take(self, kind: str, user: str) -> asyncio.Future[int]:
-        """Spend one from the user's shared bucket of ``kind``: 0 or a ``retry_ms``
+    def take(self, kind: str, user: str, cost: int = 1) -> asyncio.Future[int]:
+        """Spend ``cost`` from the user's shared bucket of ``kind``: 0 or a ``retry_ms``
         (never fails: without Redis, the local bucket answers)."""
 
 
 class ChargeLater(Exception):
-    """A charge only Redis can decide: the frame is to be handled again once
-    ``verdict`` is done, inside ``settled()``, where that verdict stands for the charge
-    (and for the ones decided before it in the same frame)."""
+    """Charges only Redis can decide: the frame is to be handled again once
+    ``verdict`` is done (every one of ``verdicts``: asked in one pipeline), inside
+    ``settled()``, where those verdicts stand for the charges (and for the ones decided
+    before them in the same frame)."""
 
-    def __init__(self, admission: Admission, kind: str, verdict: asyncio.Future[int],
+    def __init__(self, admission: Admission, verdicts: dict[str, asyncio.Future[int]],
                  paid: dict[str, int]) -> None:
-        super().__init__(kind)
+        super().__init__(", ".join(verdicts))
         self.admission = admission
-        self.kind = kind
-        self.verdict = verdict
+        self.verdicts = verdicts
         self.paid = paid
+        futures = list(verdicts.values())
+        self.verdict: asyncio.Future[Any] = (
+            futures[0] if len(futures) == 1 else asyncio.gather(*futures))
 
     @contextlib.contextmanager
     def settled(self) -> Iterator[None]:
         admission = self.admission
-        admission.paid = {**self.paid, self.kind: self.verdict.result()}
+        admission.paid = {**self.paid,
+                          **{kind: done.result() for kind, done in self.verdicts.items()}}
         try:
             yield
         finally:
@@ -95,6 +100,8 @@ USER_LIMIT_WORDS = {
     "typing": "too many typing notices (all your sessions together)",
     "presence": "too many presence changes (all your sessions together)",
     "search": "too many searches (all your sessions together)",
+    "text": "too much text from you (all your sessions together)",
+    "read": "too much history read (all your sessions together); try again later",
 }
 
 
@@ -154,34 +161,58 @@ class Admission:
         if retry_ms:
             raise RateLimited(retry_ms, "hello")
 
-    def charge(self, user: User, kind: str, ref: str) -> None:
-        """Spend from the user's own bucket of ``kind`` (see UserLimits)."""
+    def charge(self, user: User, kind: str, ref: str, cost: int = 1) -> None:
+        """Spend ``cost`` from the user's own bucket of ``kind`` (see UserLimits)."""
+        self.charge_each(user, ((kind, cost),), ref)
+
+    def charge_each(self, user: User, charges: Iterable[tuple[str, int]], ref: str) -> None:
+        """Spend from several of the user's buckets for one frame, in order; the first
+        that refuses raises. For a user on several nodes every charge not decided yet
+        goes to Redis at once (one pipeline: one round trip, not one per bucket; a
+        refusal then does not keep the later buckets from being spent)."""
         if user.name in self.server_bots:
             return
+        charges = tuple(charges)
         paid = self.paid
-        if paid is not None and kind in paid:
-            retry_ms = paid[kind]  # decided by Redis (ChargeLater.settled)
-        elif self.shared is not None and kind in self.user_limits.kinds \
-                and self.shared.spread(user.name):
-            raise ChargeLater(self, kind, self.shared.take(kind, user.name), dict(paid or {}))
-        else:
-            retry_ms = self.user_limits.check(kind, user.name, time.monotonic())
-        if retry_ms:
-            raise RateLimited(retry_ms, ref, USER_LIMIT_WORDS.get(kind))
+        if self.shared is not None and self.shared.spread(user.name):
+            ask = {kind: cost for kind, cost in charges
+                   if kind in self.user_limits.kinds and (paid is None or kind not in paid)}
+            if ask:
+                raise ChargeLater(self, {kind: self.shared.take(kind, user.name, cost)
+                                         for kind, cost in ask.items()}, dict(paid or {}))
+        for kind, cost in charges:
+            if paid is not None and kind in paid:
+                retry_ms = paid[kind]  # decided by Redis (ChargeLater.settled)
+            else:
+                retry_ms = self.user_limits.check(kind, user.name, time.monotonic(), cost)
+            if retry_ms:
+                raise RateLimited(retry_ms, ref, USER_LIMIT_WORDS.get(kind))
 
     def charge_message(self, user: User, peer: User | None, ref: str,
-                       room: Room | None = None) -> None:
+                       room: Room | None = None, text: str = "") -> None:
         """A say or nudge: the user's ``say`` bucket, and for a DM to someone who has
         not listed the user (a stranger: spam's target) the ``stranger`` bucket too —
         unless the peer wrote in that DM first: an answer is not unsolicited (a bot
-        answering everyone who writes to it)."""
-        self.charge(user, "say", ref)
+        answering everyone who writes to it); and the ``text`` bucket (text_charge)."""
+        charges = [("say", 1)]
         if peer is not None and peer.name not in self.server_bots:
             listing = peer.contacts.get(user.name)
             listed = listing is not None and listing.in_list
             answering = room is not None and peer.name in room.wrote
             if not listed and not answering:
-                self.charge(user, "stranger", ref)
+                charges.append(("stranger", 1))
+        self.charge_each(user, (*charges, *text_charge(text)), ref)
+
+    def take_read(self, user: User, cost: int) -> int | asyncio.Future[int]:
+        """Spend ``cost`` bytes (below 0: give them back) from the user's ``read`` bucket
+        while an answer is produced (``read_budget``): 0 or a ``retry_ms``, at once, or
+        for a user on several nodes a future of it (Redis decides)."""
+        buckets = self.user_limits.kinds.get("read")
+        if buckets is None or user.name in self.server_bots:
+            return 0
+        if self.shared is not None and self.shared.spread(user.name):
+            return self.shared.take("read", user.name, cost)
+        return buckets.take(user.name, time.monotonic(), cost)
 
     def admit_new_dm(self, user: User, peer: User, rooms: Mapping[str, Room]) -> None:
         """A say or nudge that would open a new DM room: neither user may have more than
@@ -208,3 +239,11 @@ class Admission:
                 f"you are in {count} rooms, the most this server allows: leave one first")
         if room_name not in rooms:
             self.charge(user, "room", "join")
+
+
+def text_charge(text: str) -> tuple[tuple[str, int], ...]:
+    """The ``text`` bucket's charge for the text a say or a change stores: its UTF-8
+    bytes, what a user makes the store (a cluster's Redis: memory) hold, whatever the
+    number of messages it comes in. None for no text."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    return (("text", size),) if size else ()

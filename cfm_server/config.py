@@ -26,7 +26,7 @@ RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact"
 # Buckets per user (every session of the user spends from the same one; admission.py).
 # welcome.limits.user_rates tells each, named without the "user_".
 USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
-                   "user_presence", "user_search")
+                   "user_presence", "user_search", "user_text", "user_read")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
 # redis+cluster:// and rediss+cluster://: a node of a Redis Cluster (cluster/rediscluster.py)
@@ -70,6 +70,9 @@ class ServerConfig:
     allow_redis_eviction: bool = False
     # Seconds from a node's death (SIGKILL, power) to its users shown offline elsewhere.
     presence_expiry: float = 15.0
+    # Bytes of Redis the shared records' log may hold (docs/cluster.md, "Sizing Redis"):
+    # a node cut off through more changes than that reloads the records instead.
+    state_log_bytes: int = 8 << 20
 
     # --- who -----------------------------------------------------------------------
     # Who may claim a new handle: "open" (anyone), "invite" (with an operator's code from
@@ -171,6 +174,22 @@ class ServerConfig:
     # opening more sessions does not multiply what a user may make a node do.
     user_search_rate: float = 2.0
     user_search_burst: int = 10
+    # Bytes (UTF-8) of message text a user stores, says and edits of all its sessions
+    # together: what one session's inbound budget (recv_*) lets through. The say bucket
+    # counts messages, and five sessions' 20 a second of 4,096 emoji (16 KiB each) were
+    # 330 KB/s: a cluster's 64 MB Redis full in 2.5 minutes. A message bigger than the
+    # burst goes once the bucket is full.
+    user_text_rate: float = 65536.0
+    user_text_burst: int = 262144
+    # Bytes of stored messages a user's answers read (join replays, history pages,
+    # search results), all its sessions together, charged as the pages are produced:
+    # the per-session join and history buckets multiply with the sessions, and what a
+    # reader then costs is how fast it reads (a cluster's Redis spent ~2.7 ms per MB
+    # sent). The burst is above an honest resume (50 rooms of 500 messages of 100
+    # characters: ~5 MB as sent; 32 MiB holds 50 x 500 of ~1.2 KB each); 4 MiB/s is
+    # ~11 ms a second of Redis per user at most.
+    user_read_rate: float = 4194304.0
+    user_read_burst: int = 33554432
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
     # DM conversations one user may have (each is a line of every welcome: 19,000
     # strangers' DMs made a victim's welcome 1.16 MB, over the 1 MiB send_buffer).
@@ -261,6 +280,7 @@ class ServerConfig:
             c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_id)),
              f"node_id must be 1-64 letters, digits, '-', '_' or '.', not {self.node_id!r}")
         need(self.presence_expiry >= 1, "presence_expiry must be >= 1 second")
+        need(self.state_log_bytes >= 65536, "state_log_bytes must be >= 65536")
         need(self.ai_lease_ttl >= 0.3, "ai_lease_ttl must be >= 0.3 seconds")
         need(self.min_free_mb >= 0, "min_free_mb must be >= 0 (0 turns the check off)")
         need(not self.public_url or self.public_url.startswith(("ws://", "wss://")),
@@ -302,6 +322,9 @@ class ServerConfig:
         need(self.upgrade_timeout > 0, "upgrade_timeout must be > 0 seconds")
         need(self.upgrade_max_bytes >= 1024, "upgrade_max_bytes must be >= 1024 bytes")
         need(self.page_bytes >= 1024, "page_bytes must be >= 1024 bytes")
+        # An answer holds a page's worth of its user's read budget before each read.
+        need(self.user_read_rate > 0 and self.user_read_burst >= self.answer_page_bytes,
+             "user_read_rate must be > 0 and user_read_burst at least page_bytes")
         need(1 <= self.roster_limit <= 100_000, "roster_limit must be 1-100000")
         for kind in (*RATE_KINDS, *USER_RATE_KINDS, "signup"):
             rate, burst = self.rate(kind)

@@ -28,11 +28,12 @@ class TokenBucket:
 
     def take(self, now: float, cost: float = 1.0) -> int:
         """Spend ``cost`` tokens: 0 if there were enough, else the milliseconds until there
-        are (nothing is spent then)."""
+        are (nothing is spent then). A negative cost gives tokens back (up to the burst):
+        what a reservation did not use (``read_budget``)."""
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= cost:
-            self.tokens -= cost
+            self.tokens = min(self.burst, self.tokens - cost)
             return 0
         return max(1, math.ceil((cost - self.tokens) / self.rate * 1000))
 
@@ -111,13 +112,14 @@ class KeyedBuckets:
         self.max_keys = max_keys
         self.buckets: dict[str, TokenBucket] = {}
 
-    def take(self, key: str, now: float) -> int:
+    def take(self, key: str, now: float, cost: float = 1.0) -> int:
+        """Spend ``cost`` (at most the burst: a bigger one waits for a full bucket)."""
         bucket = self.buckets.get(key)
         if bucket is None:
             if len(self.buckets) >= self.max_keys:
                 self._forget_full(now)
             bucket = self.buckets[key] = TokenBucket(self.rate, self.burst, now)
-        return bucket.take(now)
+        return bucket.take(now, min(cost, self.burst))
 
     def tokens(self, key: str, now: float) -> float | None:
         """The tokens ``key``'s bucket holds now; None for a full one (or none)."""
@@ -154,7 +156,9 @@ class UserLimits:
 
     ``check(kind, user)`` answers 0 or a ``retry_ms``; kinds: ``say`` (says and nudges),
     ``stranger`` (DMs to someone who has not listed the sender), ``contact`` (contact
-    requests), ``room`` (new group rooms), ``typing``, ``presence`` and ``search``."""
+    requests), ``room`` (new group rooms), ``typing``, ``presence``, ``search``,
+    ``text`` (bytes of message text: a charge costs the text's size) and ``read`` (bytes
+    of stored messages answered: ``read_budget``)."""
 
     __slots__ = ("kinds",)
 
@@ -167,37 +171,50 @@ class UserLimits:
                 self.kinds[kind] = KeyedBuckets(getattr(config, f"user_{kind}_rate"),
                                                 getattr(config, f"user_{kind}_burst"))
 
-    def check(self, kind: str, user: str, now: float) -> int:
+    def check(self, kind: str, user: str, now: float, cost: int = 1) -> int:
         buckets = self.kinds.get(kind)
-        return 0 if buckets is None else buckets.take(user, now)
+        return 0 if buckets is None else buckets.take(user, now, cost)
 
 
 class PairInterval:
-    """At most one event per (a, b) pair per ``interval`` seconds (nudges)."""
+    """At most one event per (a, b) pair per ``interval`` seconds (nudges).
+
+    The event that restarted a pair's clock may come again with its client id (a retry:
+    its ack was lost): that one is not refused, so the store can answer it with the
+    original ack (a cluster node finds the retry only in Redis, after this check)."""
 
     __slots__ = ("interval", "last")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.last: dict[tuple[str, str], float] = {}
+        # pair -> (when its clock restarted, the client id of that event or None)
+        self.last: dict[tuple[str, str], tuple[float, str | None]] = {}
 
-    def wait(self, a: str, b: str, now: float) -> int:
+    def wait(self, a: str, b: str, now: float, event_id: str | None = None) -> int:
         """The milliseconds left to wait, or 0; the clock does not restart."""
         last = self.last.get((a, b))
-        if last is not None and now - last < self.interval:
-            return max(1, math.ceil((self.interval - (now - last)) * 1000))
+        if last is None:
+            return 0
+        when, last_id = last
+        if event_id is not None and event_id == last_id:
+            return 0  # the same event again
+        if now - when < self.interval:
+            return max(1, math.ceil((self.interval - (now - when)) * 1000))
         return 0
 
-    def check(self, a: str, b: str, now: float) -> int:
+    def check(self, a: str, b: str, now: float, event_id: str | None = None) -> int:
         """0 and the pair's clock restarts, or the milliseconds left to wait."""
         key = (a, b)
-        retry_ms = self.wait(a, b, now)
+        retry_ms = self.wait(a, b, now, event_id)
         if retry_ms:
             return retry_ms
+        last = self.last.get(key)
+        if last is not None and event_id is not None and last[1] == event_id:
+            return 0  # a retry does not restart the clock
         if len(self.last) > 10_000:
             # Forget pairs whose interval has passed, so the map stays bounded.
-            self.last = {k: v for k, v in self.last.items() if now - v < self.interval}
-        self.last[key] = now
+            self.last = {k: v for k, v in self.last.items() if now - v[0] < self.interval}
+        self.last[key] = (now, event_id)
         return 0
 
 

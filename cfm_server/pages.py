@@ -52,6 +52,18 @@ class MessageReads(Protocol):
                        ) -> list[StoredMsg] | asyncio.Future[list[StoredMsg]]: ...
 
 
+class Credit(Protocol):
+    """An answer's credit in its user's read budget (``read_budget.ReadCredit``)."""
+
+    def cover(self) -> Generator[AnswerItem, None, int]: ...
+
+    def refused(self, retry_ms: int) -> Exception: ...
+
+    def spend(self, size: int) -> None: ...
+
+    def settle(self) -> None: ...
+
+
 def awaited(value: T | asyncio.Future[T]) -> Generator[asyncio.Future[Any], None, T]:
     """In an answer's generator, ``x = yield from awaited(read())``: the value at once,
     or, for a future, the future to the session until it is done, then its result."""
@@ -121,15 +133,27 @@ def one_page(build: Callable[[], bytes]) -> Iterator[bytes]:
 def replay_pages(store: MessageReads, room: str, since: int, until: int, limit: int,
                  page_bytes: int, metrics: Metrics,
                  seen_as: Callable[[list[StoredMsg]], list[StoredMsg]] | None = None,
+                 credit: Credit | None = None,
                  ) -> Generator[AnswerItem, None, None]:
     """The ``msg`` frames of a join's replay: seq > ``since``, up to ``until`` and at most
     ``limit`` of them, read from the store a batch at a time and framed into pages of
     about ``page_bytes``. Only the page being sent is in memory. ``seen_as`` turns each
-    batch into what the joiner may see (the hub's view of stored messages)."""
+    batch into what the joiner may see (the hub's view of stored messages). ``credit``
+    (the user's read budget, ``read_budget``) covers each read and pays for each frame;
+    when it cannot, the replay ends there with the refusal (raised after the page so far)."""
     after, left = since, limit
     page: list[bytes] = []
     size = 0
     while left > 0 and after < until:
+        if credit is not None:
+            retry_ms = yield from credit.cover()
+            if retry_ms:
+                if page:
+                    metrics.count_out("msg", len(page))
+                    credit.spend(size)
+                    yield b"".join(page)
+                credit.settle()
+                raise credit.refused(retry_ms)
         batch = yield from awaited(store.history_after(room, after, min(left, REPLAY_BATCH)))
         if not batch:
             break
@@ -146,8 +170,14 @@ def replay_pages(store: MessageReads, room: str, since: int, until: int, limit: 
             left -= 1
             if size >= page_bytes:
                 metrics.count_out("msg", len(page))
+                if credit is not None:
+                    credit.spend(size)
                 yield b"".join(page)
                 page, size = [], 0
     if page:
         metrics.count_out("msg", len(page))
+        if credit is not None:
+            credit.spend(size)
         yield b"".join(page)
+    if credit is not None:
+        credit.settle()

@@ -202,13 +202,11 @@ class Session:
     # --- answers produced as the reader drains -----------------------------------------
 
     def answer(self, pages: Iterator[AnswerItem], ref: str | None = None) -> None:
-        """Send an answer of one or more pages (framed bytes each, at most about
-        ``page_bytes``), one page per loop turn and only while the session's output is
-        under half of ``send_buffer``: a long answer is produced as the reader drains it,
-        never queued whole, and a reader that reads is never closed for it. Frames sent
-        after it wait behind it, in order. An item that is a future (a read under way,
-        see ``pages.AnswerItem``) holds the answer until it is done; an answer that
-        fails is ended with an ``internal`` error naming ``ref``."""
+        """Send an answer of pages (framed bytes, about ``page_bytes`` each), one a loop
+        turn while the output is under half of ``send_buffer``: produced as the reader
+        drains it, never queued whole (a reader that reads is never closed for it). Later
+        frames wait behind it, in order; a future item (a read under way: ``AnswerItem``)
+        holds it until done. One that fails ends with ``internal`` naming ``ref``."""
         if self.closing:
             return
         if self._held is None:
@@ -267,6 +265,9 @@ class Session:
         self.pump_soon()
 
     def _answer_failed(self, exc: Exception, ref: str | None) -> None:
+        if isinstance(exc, RateLimited):  # the user's read budget ran out (read_budget)
+            self.send_error(ErrorCode.RATE_LIMITED, exc.why or "", exc.ref, exc.retry_ms)
+            return self._count_abuse()
         retry_ms = getattr(exc, "retry_ms", None)  # a store out of reach for now
         if retry_ms is None:
             log.error("session %s: an answer failed", self.id or "-", exc_info=exc)

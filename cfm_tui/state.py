@@ -171,6 +171,10 @@ class ChatState:
         # Contacts online when our connection dropped: their coming back after our
         # reconnect (a server restart brings everyone back) is no "has just signed in".
         self._online_at_drop: set[str] = set()
+        # The welcome last taken in: the first one comes twice (the sign-in hands it
+        # over, then the SDK's Connected event), and what was joined in between must
+        # not be taken for a room left while away.
+        self._welcome: Welcome | None = None
         self._drop_grace_until = 0.0
 
     # --- lookups ---------------------------------------------------------------------
@@ -261,14 +265,15 @@ class ChatState:
                 self.blocked.add(entry.name)
         # Group rooms we are no longer in (left from another session, or the room is
         # gone while we were away: their `left` never reached us) close as on `left`.
+        again, self._welcome = welcome is self._welcome, welcome
         present = {rs.room for rs in welcome.rooms}
-        gone = {room for room, conv in self.conversations.items()
-                if conv.is_group and room not in present}
+        gone = set() if again else {room for room, conv in self.conversations.items()
+                                    if conv.is_group and room not in present}
         for room in gone:
             del self.conversations[room]
         for conv in self.conversations.values():
             conv.me = self.me
-            if conv.members is not None:
+            if conv.members is not None and not again:
                 # Whoever joined or left while we were away was never told us: the
                 # list is unknown until asked again (ChatController.on_event does).
                 conv.members_before, conv.members = conv.members, None

@@ -6,7 +6,8 @@
 -- current state of changed messages, see keys.room_changes).
 -- Its run: [1] sender   [2] client id ('' = none: not deduplicated)   [3] ts (ms)
 -- [4] head, [5] tail: the msg frame's msgpack bytes before and after seq's value
--- [6] epoch to create if the room has none   [7] channel   [8] origin
+-- [6] epoch to create if the room has none (one derived from it if its stream has entries)
+-- [7] channel   [8] origin
 -- A change entry (message changes, docs/protocol.md) also gives:
 -- [9] change ('' = a plain message)   [10] target seq   [11] apply (1/0: a change hidden
 -- by a block is stored but not applied)   [12] emoji
@@ -43,20 +44,26 @@ local function append(meta, log, ids, chg, a)
     if seen then
       local sep = string.find(seen, ':', 1, true)
       return {tonumber(string.sub(seen, 1, sep - 1)), tonumber(string.sub(seen, sep + 1)),
-              epochs[meta] or redis.call('HGET', meta, 'epoch'), 1}
+              epochs[meta] or redis.call('HGET', meta, 'epoch') or '', 1}  -- '': meta lost
     end
   end
 
   local epoch = epochs[meta] or redis.call('HGET', meta, 'epoch')
   if not epoch then
     epoch = a[6]
-    redis.call('HSET', meta, 'epoch', epoch)
     -- A stream without its meta (evicted or deleted by hand): go on after its last entry,
-    -- under the new epoch, rather than fail on an XADD id that is not above the last one.
+    -- under a new epoch, rather than fail on an XADD id that is not above the last one.
+    -- New even if the node proposed the epoch it knows (a node that has seen none of the
+    -- room's messages proposes its own, as for a room just made): the stream shows the
+    -- room had a history, whose dedupe and changes may be gone with the meta. Derived
+    -- from the proposal and the last entry's id (a script has no randomness of its own:
+    -- math.random repeats itself from one call to the next).
     local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
     if last then
+      epoch = string.sub(redis.sha1hex(epoch .. ' ' .. last[1]), 1, 16)
       redis.call('HSET', meta, 'seq', string.match(last[1], '^(%d+)'))
     end
+    redis.call('HSET', meta, 'epoch', epoch)
   end
   epochs[meta] = epoch
   local seq = redis.call('HINCRBY', meta, 'seq', 1)

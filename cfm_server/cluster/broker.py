@@ -307,25 +307,29 @@ class Broker:
 
     # --- live delivery -----------------------------------------------------------------
 
-    def subscribe(self, room: str, *, since: int | None = None,
+    def subscribe(self, room: str, *, since: int | None = None, epoch: str | None = None,
                   max_backfill: int = FILL_PAGE) -> Awaitable[Head]:
         """Deliver the room's live messages from now on; the Head returned says from
-        where (everything above its seq will be delivered). Idempotent.
+        where (everything above its seq will be delivered) and in which epoch.
+        Idempotent.
 
         The room is tracked from this call on, before anything is awaited: a message of
         it that this node appends meanwhile is held, not dropped. ``since``: deliver from
         just after that seq rather than from the head, read from the stream like a gap —
         for a room a node learns it must follow after messages were stored in it (a new
         DM made on another node) — unless more than ``max_backfill`` messages lie between.
+        ``epoch``: the one the caller knows the room by, taken as the room's while Redis
+        holds none (a room just made, or one whose history Redis lost): a first message
+        under another epoch is then a restart (``on_reset``), not the room's first.
         """
         tracker = self._rooms.get(room)
         if tracker is None:
             tracker = self._rooms[room] = RoomTracker(room)
             self._channels[keys.room_channel(room).encode()] = tracker
-        return self._subscribe(room, tracker, since, max_backfill)
+        return self._subscribe(room, tracker, since, epoch, max_backfill)
 
     async def _subscribe(self, room: str, tracker: RoomTracker, since: int | None,
-                         max_backfill: int) -> Head:
+                         epoch: str | None, max_backfill: int) -> Head:
         try:
             await self.subscriber.subscribe(keys.room_channel(room),
                                             timeout=self._socket_timeout)
@@ -335,6 +339,8 @@ class Broker:
             if isinstance(exc, ClusterUnavailable):
                 raise
             raise ClusterUnavailable(f"cannot subscribe to {room}: {exc}", 1000) from exc
+        if head.epoch is None and epoch and not tracker.epoch:
+            tracker.epoch = epoch  # kept by tracker.head (a head without an epoch)
         if (since is not None and tracker.last is None and since < head.seq
                 and head.seq - since <= max_backfill):
             # The stream holds since+1 .. head: a gap to fill, before later messages.
@@ -343,7 +349,8 @@ class Broker:
             self._fill_if_gap(tracker)
             return Head(since, head.epoch)
         self._apply_head(tracker, head)
-        return head
+        # Redis's epoch; without one, the caller's or a first message's met meanwhile.
+        return Head(head.seq, tracker.epoch or None)
 
     async def unsubscribe(self, room: str) -> None:
         self._rooms.pop(room, None)

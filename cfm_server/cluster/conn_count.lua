@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Open connections per client address, over every node (the per-address cap).
 -- KEYS[1] nodes (zset node → expiry)   KEYS[2] lives (hash node → its origin now)
 -- KEYS[3] the address's hash (origin → connections it holds)

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- A life of a node is back after its per-address counts were released (conn_count.lua:
 -- its pub/sub connection was gone, or its registration expired, while it was only cut
 -- off from Redis or paused): every count it holds is moved back from its 'released'

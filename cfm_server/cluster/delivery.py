@@ -68,9 +68,14 @@ class ClusterDelivery(Delivery):
         super().to_room(room, data, t, skip_user=skip_user)
 
     def room_event(self, room: Room, user: User, data: bytes, t: str,
-                   audience: Iterable[Connection], *, skip: Connection | None = None) -> None:
+                   audience: Iterable[Connection], *, skip: Connection | None = None,
+                   to_own: bool = False) -> None:
         super().room_event(room, user, data, t, audience, skip=skip)
         self._node.send_room_event(room.name, t, user.name, data)
+        if to_own:
+            # The other nodes leave the user's own sessions out of the room's copy
+            # (node._on_room_event): theirs comes this way, once.
+            self._node.send_to_user(user.name, data, loud_only=True)
 
     def presence(self, user: User, data: bytes) -> None:
         super().presence(user, data)

@@ -11,7 +11,11 @@ history restarted under a new epoch: drop what was indexed of it; n counts the n
 forgets, so that it can tell a watermark of the new history from one of the old). It
 exits when its
 stdin closes (the node stopped, or died). If it dies first, the node starts another on
-the same file, which goes on from the watermarks (and forget counts) found there.
+the same file, which goes on from the watermarks (and forget counts) found there; so
+does the indexer of the node's next start (the file is kept). Each one first compares
+the rooms of the file with Redis (``indexfile.check_kept``: a room restarted under a new
+epoch or gone is dropped, rows below retention's cut go), and records with each room's
+watermark the epoch it read before the room's entries (``rooms.epoch``).
 
 Why a process: indexing an entry (its msgpack decoding, FTS5's tokenizing and merges)
 took ~50 µs of the node's event loop, a quarter of a busy node's time under ``fanout``
@@ -47,29 +51,12 @@ from cfm_server import ratelog
 from cfm_server.childproc import die_with
 from cfm_server.cluster import keys, rediscluster
 from cfm_server.cluster.entries import READ_FIELDS
+from cfm_server.cluster.indexfile import check_kept
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
 from cfm_server.store.searchfile import note_lines, serve_notes, transaction
-from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
+from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS
 
 log = logging.getLogger("cfm_server.cluster.indexer")
-
-SCHEMA = f"""
-CREATE TABLE docs (
-    key INTEGER PRIMARY KEY,
-    room TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    sender TEXT NOT NULL,
-    hidden INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX docs_by_message ON docs (room, seq);
-{TEXT_INDEX_SCHEMA}CREATE TABLE rooms (
-    room TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    reset INTEGER NOT NULL  -- the node's count of the room's forgets this mark follows
-) WITHOUT ROWID;
-CREATE TABLE stats (id INTEGER PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL);
-INSERT INTO stats (id, entries) VALUES (1, 0);
-"""
 
 PASS_INTERVAL_S = 0.2  # at most one pass this often: a pass is one transaction, and
 # FTS5 pays per transaction (a new segment, merges): 20 entries a pass cost twice as
@@ -137,16 +124,27 @@ class Indexer:
                  budget: int = PASS_BUDGET) -> None:
         self.conn = conn
         self.connect_redis = connect_redis
+        self.redis: Any = None  # the client
         self.read: Any = None  # read.lua on the client
         self.budget = budget
-        # What an indexer before this one wrote (one that died: the node starts another
-        # on the same file and notes every room again), else nothing.
-        rows = conn.execute("SELECT room, seq, reset FROM rooms").fetchall()
-        self.marks: dict[str, int] = {room: seq for room, seq, _ in rows}
+        # What an indexer before this one wrote (one that died, or the node's previous
+        # run: the file is kept), else nothing.
+        rows = conn.execute("SELECT room, seq, reset, epoch FROM rooms").fetchall()
+        self.marks: dict[str, int] = {room: seq for room, seq, _, _ in rows}
         self.todo: dict[str, int] = {}  # room -> newest seq known to be stored
         self.forgotten: set[str] = set()
         # room -> the node's number of its last forget
-        self.resets: dict[str, int] = {room: reset for room, _, reset in rows if reset}
+        self.resets: dict[str, int] = {room: reset for room, _, reset, _ in rows if reset}
+        # room -> the epoch its mark belongs to, read from Redis before its entries
+        # (never newer than what they are of: a later reset is the node's forget)
+        self.epochs: dict[str, str] = {room: epoch for room, _, _, epoch in rows if epoch}
+        # The rooms whose marks were written before this process: compared with Redis
+        # at the first pass (``indexfile.check_kept``).
+        self.unchecked: list[str] = [room for room, seq, _, _ in rows if seq > 0]
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.todo or self.forgotten or self.unchecked)
 
     def note(self, room: str, seq: int) -> None:
         if seq > max(self.todo.get(room, 0), self.marks.get(room, 0)):
@@ -155,6 +153,7 @@ class Indexer:
     def forget(self, room: str, reset: int) -> None:
         self.resets[room] = reset
         self.marks.pop(room, None)
+        self.epochs.pop(room, None)
         self.todo.pop(room, None)
         self.forgotten.add(room)
 
@@ -163,7 +162,11 @@ class Indexer:
         in one transaction with the rooms' new watermarks. On an error nothing moves:
         the rooms stay noted for the next pass."""
         if self.read is None:
-            self.read = self.connect_redis().register_script(READ.source)
+            self.redis = self.connect_redis()
+            self.read = self.redis.register_script(READ.source)
+        if self.unchecked:
+            self._check()
+        self._read_epochs()
         pages: list[tuple[str, int, int, list[Any]]] = []  # room, mark, count, rows
         budget = self.budget
         marks = dict(self.marks)
@@ -186,14 +189,45 @@ class Indexer:
         self.forgotten.clear()
         self.todo = {room: top for room, top in self.todo.items() if top > marks.get(room, 0)}
 
+    def _check(self) -> None:
+        """The kept file's rooms against Redis (``check_kept``), once per process."""
+        marks = {room: self.marks[room] for room in self.unchecked
+                 if room not in self.forgotten and self.marks.get(room, 0) > 0}
+        again, gone = check_kept(self.conn, self.redis, marks, self.epochs)
+        for room in again:
+            self.marks[room] = 0
+            self.epochs.pop(room, None)
+        for room in gone:
+            self.marks.pop(room, None)
+            self.epochs.pop(room, None)
+        if again or gone:
+            log.info("search index: %d rooms restarted (or rolled back) and %d gone in Redis "
+                     "since their marks were written; indexing them again", len(again),
+                     len(gone))
+        self.unchecked = []
+
+    def _read_epochs(self) -> None:
+        """The epoch of each room to read whose epoch is not known yet (new here, or
+        forgotten), read before its entries: one pipeline."""
+        need = [room for room, top in self.todo.items()
+                if room not in self.epochs and top > self.marks.get(room, 0)]
+        if not need:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for room in need:
+            pipe.hget(keys.room_meta(room), "epoch")
+        for room, epoch in zip(need, pipe.execute(), strict=True):
+            if epoch:  # none yet: read again at the next pass that reads the room
+                self.epochs[room] = epoch.decode()
+
     def _write(self, pages: list[tuple[str, int, int, list[Any]]]) -> None:
         conn = self.conn
         with transaction(conn, "BEGIN"):
             for room in self.forgotten:
                 conn.execute("DELETE FROM docs WHERE room = ?", (room,))
                 # Mark 0 of the new history: the node's ``behind`` knows it from the old.
-                conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset) VALUES (?, 0, ?)",
-                             (room, self.resets.get(room, 0)))
+                conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset, epoch)"
+                             " VALUES (?, 0, ?, '')", (room, self.resets.get(room, 0)))
             entries = 0
             new: list[tuple[int, str, int, str, int, str]] = []
             edits: list[tuple[str, str, int]] = []
@@ -211,8 +245,10 @@ class Indexer:
                 entries += len(rows)
                 # read.lua read exactly (mark, mark + count]: the room's head is at least
                 # the noted seq, and what it lacks there was trimmed by retention.
-                conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset) VALUES (?, ?, ?)",
-                             (room, mark + count, self.resets.get(room, 0)))
+                conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset, epoch)"
+                             " VALUES (?, ?, ?, ?)", (room, mark + count,
+                                                      self.resets.get(room, 0),
+                                                      self.epochs.get(room, "")))
             # The pass's messages in two statements (a statement per message cost twice
             # the CPU), then the changes: an entry is read as it is now (an edited
             # message with its current text, a deleted one as a tombstone never
@@ -240,9 +276,10 @@ def read_notes(data: bytes, indexer: Indexer) -> None:
 
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
-    # The file is made again at each start of the node: no write needs to outlive a
-    # crash, so none waits for the disk.
-    conn.execute("PRAGMA synchronous = OFF")
+    # Kept across the node's restarts: WAL's NORMAL never leaves it corrupt (a power
+    # loss may lose the last passes, marks and rows together: read again), and waits
+    # for the disk only at checkpoints.
+    conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA secure_delete = 1")  # a deleted message's text is overwritten
     return conn
 
@@ -281,13 +318,13 @@ def serve(path: Path, stdin: int) -> None:
             indexer.run_pass()
         except (RedisError, RedisClusterException, sqlite3.Error, OSError) as e:
             if not isinstance(e, sqlite3.Error):
-                indexer.read = None  # a new client at the next pass
+                indexer.read = indexer.redis = None  # a new client at the next pass
             log.warning("search index: a pass failed (%s); trying again in %.0f s",
                         e, RETRY_S)
             time.sleep(RETRY_S)
 
     serve_notes(stdin, buffered, lambda whole: read_notes(whole, indexer),
-                lambda: bool(indexer.todo or indexer.forgotten), one_pass,
+                lambda: indexer.busy, one_pass,
                 lambda: PASS_INTERVAL_S)
 
 

@@ -114,6 +114,11 @@ AI_KILL_SWITCH_CHANNEL = f"{PREFIX}ai-kill-switch:changes"
 # (noderuns.py).
 NODE_RUNS = f"{PREFIX}node-runs"
 
+# String: a random id of this Redis's data, made by the first node that starts (SET NX).
+# A node's search index file records it: a file made over another Redis (or over this
+# one before it lost its data) is made again (indexfile.py).
+CLUSTER_ID = f"{PREFIX}cluster-id"
+
 
 def ai_quota(day: str) -> str:
     """Hash of one UTC day's (``YYYY-MM-DD``) successful AI backend calls: ``t`` (all),

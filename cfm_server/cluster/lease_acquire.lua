@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Take the lease if it is free, or extend it if we hold it.
 -- KEYS[1] lease   ARGV[1] holder's token   ARGV[2] lifetime (ms)
 -- Returns 1 if we hold it now; if someone else does, minus the ms their lease has left

@@ -1,6 +1,8 @@
+#!lua flags=allow-oom
 -- Spend from a token bucket kept in Redis (a user's or an address's, cluster-wide).
 -- KEYS[1] the bucket: hash t (tokens), s (ms of Redis's clock when t was right)
--- ARGV[1] rate (tokens per second)   ARGV[2] burst   ARGV[3] cost (0: only read it)
+-- ARGV[1] rate (tokens per second)   ARGV[2] burst   ARGV[3] cost (0: only read it;
+--         below 0: give tokens back, up to the burst)
 -- ARGV[4] a node's own view of the bucket's tokens ('' if none): the bucket keeps the
 --         lower of the two (a user's budget does not start afresh when its sessions
 --         spread over a second node)
@@ -19,7 +21,7 @@ if ARGV[4] ~= '' then
 end
 local retry = 0
 if tokens >= cost then
-  tokens = tokens - cost
+  tokens = math.min(burst, tokens - cost)
 else
   retry = math.max(1, math.ceil((cost - tokens) / rate * 1000))
 end

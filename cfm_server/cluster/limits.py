@@ -70,9 +70,11 @@ class ClusterLimits:
     def spread(self, user: str) -> bool:
         return user in self.spread_users
 
-    def take(self, kind: str, user: str) -> asyncio.Future[int]:
+    def take(self, kind: str, user: str, cost: int = 1) -> asyncio.Future[int]:
         buckets = self._admission.user_limits.kinds[kind]
-        return self._take(keys.user_limit(user, kind), buckets, user, 1)
+        # At most the burst, as KeyedBuckets.take: a bigger cost waits for a full bucket.
+        return self._take(keys.user_limit(user, kind), buckets, user,
+                          min(cost, buckets.burst))
 
     # --- the switch ----------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class ClusterLimits:
                 # Out of reach: this node's own count decides (fail open to it).
                 if not done.cancelled():
                     log.debug("a shared limit is counted here only: %s", done.exception())
-                verdict.set_result(buckets.take(name, now) if cost else 0)
+                verdict.set_result(buckets.take(name, now, cost) if cost else 0)
                 return
             retry_ms, tokens = done.result()
             buckets.set(name, float(tokens), now)  # the cluster's count, mirrored here

@@ -99,7 +99,7 @@ class ClusterMessages(MessageHandler):
         appended = node.broker.submit(room.name, user.name, client_id, kind.value, text,
                                       now_ms(), origin=node.session_origin(session.id, hidden),
                                       extra=extra, tombstone=self._tombstone,
-                                      epoch=room.epoch)
+                                      epoch=proposed_epoch(room))
         appended.add_done_callback(functools.partial(
             self._on_appended, session, room.name, client_id or kind.value, client_id,
             time.perf_counter()))
@@ -124,3 +124,16 @@ class ClusterMessages(MessageHandler):
             metrics.count_stored()
         session.send(encode_ack(Ack(room, done.seq, done.ts, client_id)))
         metrics.count_out("ack")
+
+
+def proposed_epoch(room: Room) -> str | None:
+    """The epoch an append gives the room if Redis holds none for it (append.lua).
+
+    The node's own only while it knows of no message in the room: a room just made,
+    whose joiners were told that epoch with seq 0 (its meta may not be in Redis yet, or
+    its ``put_room`` failed), keeps it with its first message. A room the node knows
+    messages of and Redis has no meta for lost its history (Redis restarted without its
+    AOF, the keys evicted or deleted): its new seq 1 must come under a new epoch, or a
+    client could not tell it from the old seq 1 (docs/protocol.md, "Sequence"). None:
+    the broker proposes a fresh one."""
+    return room.epoch if not room.durable_seq else None

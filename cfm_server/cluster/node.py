@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from cfm_common.frames import ClientFrame, StoredMsg
+from cfm_common.rules import CloseCode
 from cfm_server.cluster import barrier, keys, records, scripts, startup
 from cfm_server.cluster.apply import (
     apply_change,
@@ -104,7 +105,7 @@ class ClusterNode:
                              on_message=self._on_message, on_reset=self._on_reset,
                              on_lost=self._on_lost,
                              on_user_frame=self._on_user_frame)
-        self.state = SharedState(self.broker, on_change=self._on_change, origin=self.origin)
+        self.state = SharedState(self.broker, self._on_change, self.origin, config.state_log_bytes)
         self.writes = ClusterWrites(self.state, self.broker)
         self.writes.on_epoch = self._epoch_stands
         self.presence = Presence(self.broker.batcher, self.node_id, origin=self.origin,
@@ -345,7 +346,11 @@ class ClusterNode:
             return
         # The domain's audience rules, applied to this node's sessions.
         if kind == "member":
-            audience = hub.room_handler.member_audience(room, user)
+            # The user's own sessions hear of its join by its channel (ClusterDelivery.
+            # room_event), and are no longer in the room after a leave.
+            own = user.sessions
+            audience = [s for s in hub.room_handler.member_audience(room, user)
+                        if s not in own]
         elif kind == "presence":
             audience = hub.presence.introduce_audience(room, user)
         else:
@@ -363,7 +368,9 @@ class ClusterNode:
         if sub is not None:
             return sub
         sub = self._subs[room_name] = asyncio.get_running_loop().create_future()
-        waiting = self.broker.subscribe(room_name, since=since)  # tracked from now on
+        room = self.world.rooms.get(room_name) if self.world is not None else None
+        waiting = self.broker.subscribe(room_name, since=since,  # tracked from now on
+                                        epoch=room.epoch if room is not None else None)
         self._spawn(self._subscribed(room_name, waiting, sub))
         self._spawn(self.broker.listen(keys.room_events(room_name),
                                        functools.partial(self._on_room_event, room_name)))
@@ -407,17 +414,26 @@ class ClusterNode:
             if self.barriers.rooms_waiting:
                 self.barriers.delivered_to(room_name, self.broker.handed_on(room_name) or 0)
         if self.search is not None:
-            self.search.note(room_name, head.seq)  # a room followed: index it from here
+            self.search.follow(room_name, head.seq, head.epoch)  # (another epoch: anew)
         sub.set_result(head.seq)
 
     # --- World.reads ------------------------------------------------------------------
 
     def top(self, room: Room) -> int | asyncio.Future[int]:
         """The last seq a joiner is shown: the room's latest once it is subscribed
-        (later ones reach the member by fan-out), else where the subscription starts."""
+        (later ones reach the member by fan-out), else where the subscription starts.
+
+        While Redis is out of reach (the join's read barrier has just tried it) the join
+        fails before its ``joined``, retryably: a ``joined`` first would tell the client
+        its replay is complete (``more: false``) when it cannot be read (the SDK's
+        ``join`` raises, and the replay comes with the next join)."""
         sub = self.subscription(room.name)
         if sub.done() and not sub.cancelled() and sub.exception() is None:
-            return room.durable_seq
+            top = room.durable_seq
+            if self.broker.batcher.down:  # refused at once, with the next probe's time
+                return self.broker.batcher.call("EXISTS", keys.room_meta(room.name),
+                                                convert=lambda _: top)
+            return top
         return sub
 
     def history_after(self, room: str, after: int, limit: int
@@ -469,8 +485,22 @@ class ClusterNode:
         assert self.world is not None
         room = self.world.rooms.get(room_name)
         if room is not None:
-            log.warning("%s: its history restarted in Redis (epoch %s)", room_name, epoch)
+            # Nothing lost when the node knew no message of it (a room made on two nodes
+            # at once, the other's epoch standing).
+            log.log(logging.WARNING if room.durable_seq else logging.DEBUG,
+                    "%s: its history restarted in Redis (epoch %s)", room_name, epoch)
+            had_messages = bool(room.durable_seq)
             room.epoch = epoch
+            # The new history's seq, where the broker restarted it (0 after a loss, the
+            # stream's last entry if only the meta was lost), never the old one's:
+            # welcome.rooms and joined would name an old seq under the new epoch.
+            room.seq = room.durable_seq = self.broker.handed_on(room_name) or 0
+            if had_messages:
+                # Its sessions hold the old history's seqs, and nothing live says the
+                # epoch changed: resuming (1012) they get the new one as a reset.
+                for session in list(room.here):
+                    session.close(CloseCode.SERVICE_RESTART,
+                                  "the room's history restarted: reconnect")
         if self.search is not None:
             self.search.forget(room_name)
 

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- A node's heartbeat, and the reaper: nodes past their expiry lose their users.
 -- KEYS[1] nodes (zset node → expiry, ms of Redis's clock)
 -- KEYS[2] lives (hash node → the origin of the life holding it)

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- A node (re)registers with all its sessions: at start (its claim of the node id), or
 -- after it was reaped.
 -- KEYS[1] nodes   KEYS[2] lives (hash node → the origin of the life holding it)

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- A session of a user started (ARGV[3] = 1) or ended (ARGV[3] = -1) on a node.
 -- KEYS[1] nodes (zset node → expiry)   KEYS[2] node's hash (user → sessions)
 -- KEYS[3] user's hash (node → sessions)   KEYS[4] the user's grace mark

@@ -23,11 +23,15 @@ by the batcher): a hit is kept only if it is still there (not deleted, not trimm
 retention), still holds every word (an edit the index has not passed yet) and the reader
 may see it. The rules of which rooms stay in ``domain/search.py``.
 
-The file (``search-<node id>.sqlite3`` in the data dir) is made again at each start of
-the node and deleted at its stop: a node's index is rebuilt from Redis for the rooms it
-follows, so there is nothing to keep in step with streams that may have been rewritten,
-trimmed or restarted (a new epoch) while the node was stopped. The cost is that
-catch-up at each start, in the indexer process.
+The file (``search-<node id>.sqlite3`` in the data dir) is kept across the node's
+restarts: a restart costs no catch-up of what was indexed before, only of what was
+stored since, and no re-read of every followed room's stream from Redis. What may have
+changed while the node was stopped (a room's history restarted, edits and deletes,
+retention, a file of another cluster) and how each is seen to: ``indexfile.py``. The
+node's part: the file is kept or made again at the start (``indexfile.prepare``), and
+each room's recorded epoch is compared with Redis's whenever the node follows the room
+(``follow``): a room restarted while it was not followed is forgotten, never counted
+as indexed from the old history's watermark.
 
 An indexer that dies while the node runs (the OOM killer, a SIGKILL, a crash) is
 started again after a back-off (``childwatch.ChildKeeper``), on the same file: it
@@ -41,10 +45,10 @@ missed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -54,8 +58,10 @@ from typing import TYPE_CHECKING
 
 from cfm_common.frames import StoredMsg
 from cfm_server.childwatch import ChildKeeper
-from cfm_server.cluster.indexer import READ_PAGE, SCHEMA
-from cfm_server.datadir import make_private_dir, make_private_file
+from cfm_server.cluster import keys
+from cfm_server.cluster.errors import ClusterError
+from cfm_server.cluster.indexer import READ_PAGE
+from cfm_server.cluster.indexfile import index_file, prepare
 from cfm_server.store.searchfile import write_notes
 from cfm_server.store.searchwaiters import CatchUpWaiters
 from cfm_server.store.searchwords import (
@@ -70,7 +76,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["READ_PAGE", "ClusterSearch"]
+__all__ = ["READ_PAGE", "ClusterSearch", "index_file"]
 
 FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 
@@ -78,6 +84,7 @@ FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 _INDEXER = "import sys; from cfm_server.cluster.indexer import main; sys.exit(main(sys.argv))"
 _MARKS = "SELECT room, seq, reset FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
 _RESETS = "SELECT room, reset FROM rooms"
+_ROOM = "SELECT seq, reset, epoch FROM rooms WHERE room = ?"
 
 # FTS5 the outer loop, key descending, so the LIMIT stops the walk (as single-node).
 _SEARCH = (
@@ -88,16 +95,6 @@ _SEARCH = (
     " AND (d.hidden = 0 OR d.sender = ?)"
     " ORDER BY f.rowid DESC LIMIT ?"
 )
-
-
-def index_file(data_dir: Path, node_id: str) -> Path:
-    return data_dir / f"search-{node_id}.sqlite3"
-
-
-def remove_file(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            path.with_name(path.name + suffix).unlink()
 
 
 class ClusterSearch:
@@ -128,10 +125,19 @@ class ClusterSearch:
         self._keeper = ChildKeeper("the search indexer", self._spawn, self._died, log)
 
     async def open(self) -> ClusterSearch | None:
-        """``start``; None (logged, closed) if the index cannot be made or the indexer
-        started: the node runs without search."""
+        """``start`` on the file kept from the node's last run if it is this cluster's;
+        None (logged, closed) if the index cannot be made or the indexer started: the
+        node runs without search."""
+        cluster: str | None = secrets.token_hex(8)
+        try:  # this Redis's id: the one there, or this one if none is (Redis >= 7.0)
+            old = await self.broker.batcher.call("SET", keys.CLUSTER_ID, cluster, "NX", "GET")
+        except ClusterError as exc:
+            log.warning("cannot read the cluster's id (%s)", exc)
+            cluster = None
+        else:
+            cluster = old.decode() if old else cluster
         try:
-            self.start()
+            self.start(cluster)
         except (OSError, sqlite3.Error) as exc:
             log.error("cannot start the search index %s (%s): searches on this node are "
                       "refused", self.path, exc)
@@ -139,19 +145,14 @@ class ClusterSearch:
             return None
         return self
 
-    def start(self) -> None:
-        """Make the file afresh, open the node's reader on it, start the indexer.
-        OSError or sqlite3.Error when it cannot be: the node runs without search."""
+    def start(self, cluster: str | None = "") -> None:
+        """Keep the file (or make it again: ``indexfile.prepare``), open the node's
+        reader on it, start the indexer. OSError or sqlite3.Error when it cannot be:
+        the node runs without search."""
         self._loop = asyncio.get_running_loop()
-        make_private_dir(self.path.parent)
-        remove_file(self.path)
-        make_private_file(self.path)
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(f"BEGIN; {SCHEMA} COMMIT;")
-        finally:
-            conn.close()
+        # Forgets are counted on from the file's highest: a mark written in an earlier
+        # run under a count this run reaches again would pass for the new history's.
+        self._forgets = prepare(self.path, cluster)
         reader = sqlite3.connect(self.path, isolation_level=None)
         reader.execute("PRAGMA query_only = 1")
         try:
@@ -213,8 +214,8 @@ class ClusterSearch:
         self._backlog = b""
 
     async def close(self) -> None:
-        """Stop the indexer (killed, not asked: the file is made again at the next
-        start anyway), close the reader, delete the file."""
+        """Stop the indexer (killed, not asked: a pass cut short is rolled back, and read
+        again by the next start's indexer), close the reader; the file stays."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush_handle = None
@@ -225,7 +226,6 @@ class ClusterSearch:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
-            remove_file(self.path)
 
     # --- from the node (message path: a dict assignment) ---------------------------------
 
@@ -235,6 +235,27 @@ class ClusterSearch:
             self._noted[room] = seq
             if self._flush_handle is None and self._loop is not None and self._pipe >= 0:
                 self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
+
+    def follow(self, room: str, seq: int, epoch: str | None) -> None:
+        """The node follows ``room`` from now on (a subscription: its head ``seq`` and
+        ``epoch`` in Redis): ``note``, after forgetting the room if the file's mark of
+        it belongs to another epoch (the room restarted while the node was stopped, or
+        did not follow it: no live delivery told it)."""
+        reader = self._reader
+        if reader is not None:
+            try:
+                row = reader.execute(_ROOM, (room,)).fetchone()
+            except sqlite3.Error:
+                row = None
+            # A row of a forget this run made and the indexer has not written yet is
+            # not counted as a mark (``behind``) anyway.
+            if (row is not None and row[0] > 0 and row[1] >= self._resets.get(room, 0)
+                    and row[2] != (epoch or "")):
+                # Debug: the node logs such a room's new epoch itself (``_subscribed``).
+                log.debug("%s: epoch %s in Redis, %s in the search index: indexing it "
+                          "again", room, epoch, row[2] or "unknown")
+                self.forget(room)
+        self.note(room, seq)
 
     def forget(self, room: str) -> None:
         """``room``'s history restarted in Redis (a new epoch: its seqs start again): the

@@ -42,9 +42,13 @@ from cfm_server.cluster.outage import level
 log = logging.getLogger(__name__)
 
 SCAN_PAGE = 1000  # records per HSCAN call while loading the snapshot
-# Entries the log keeps: every read mark and contact change is one, so an untrimmed log
-# grows for ever. A node needs only the snapshot and what follows its position; one
-# behind the trim (cut off from Redis through this many changes) reloads the snapshot.
+# Every read mark, contact and presence change is an entry of the log, so an untrimmed
+# log grows for ever. A node needs only the snapshot and what follows its position; one
+# behind the trim (cut off from Redis through that many changes) reloads the snapshot.
+# Nodes bound the log in bytes (``state_log_bytes``): counted in entries, 100,000 user
+# records with a long display name and personal message were ~83 MB of Redis.
+LOG_BYTES = 8 << 20
+# The entries kept by a writer that gives no byte budget (``cfm admin --redis``).
 LOG_KEEP = 100_000
 
 CHANGED, UNCHANGED, REFUSED = 1, 0, -1
@@ -103,9 +107,11 @@ class SharedState:
     """
 
     def __init__(self, broker: Broker, on_change: Callable[[Change], None] | None = None,
-                 *, origin: str | None = None, keep: int | None = LOG_KEEP) -> None:
+                 origin: str | None = None, log_bytes: int = LOG_BYTES, *,
+                 keep: int | None = None) -> None:
         self._broker = broker
         self._keep = b"" if keep is None else b"%d" % keep
+        self._log_bytes = b"%d" % log_bytes
         self._on_change = on_change
         self.origin = scripts.check_token(origin or broker.node, "origin")
         self.records: dict[str, bytes] = {}
@@ -177,8 +183,8 @@ class SharedState:
 
     def lost(self) -> None:
         """The broker's ``on_lost`` for the ``state`` log: changes this node missed are
-        trimmed from the log (it was cut off from Redis through ``LOG_KEEP`` changes);
-        the snapshot holds them."""
+        trimmed from the log (it was cut off from Redis through more than its byte
+        budget of changes); the snapshot holds them."""
         log.warning("changes of the shared records this node missed are trimmed from the "
                     "log: reloading the records")
         self._reload_soon()
@@ -253,7 +259,7 @@ class SharedState:
             scripts.STATE_CHANGE,
             [keys.room_meta(keys.STATE), keys.room_log(keys.STATE), keys.state_records()],
             [op, key, value, limit, new_epoch(), keys.room_channel(keys.STATE), origin,
-             self._keep],
+             self._keep, self._log_bytes],
             convert=settle,
         )
         return written

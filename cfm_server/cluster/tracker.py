@@ -35,9 +35,11 @@ class RoomTracker:
         self.held: dict[int, Delivery] = {}
 
     def head(self, seq: int, epoch: str) -> list[Delivery]:
-        """The room's head as read from Redis: what may be handed on now."""
+        """The room's head as read from Redis: what may be handed on now. A head without
+        an epoch ("": Redis holds none) keeps the one the tracker has (the subscriber's,
+        or a first message's)."""
         if self.last is None:
-            self.last, self.epoch = seq, epoch
+            self.last, self.epoch = seq, epoch or self.epoch
             self.held = {s: d for s, d in self.held.items() if s > seq}
             return self._drain()
         self.target = max(self.target, seq)

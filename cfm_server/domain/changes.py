@@ -32,6 +32,7 @@ from cfm_common.frames import (
     Unreact,
 )
 from cfm_common.rules import ChangeKind, ErrorCode, MsgKind
+from cfm_server.admission import text_charge
 from cfm_server.domain.awaiting import then_with
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.hidden import hidden_from_peer
@@ -207,7 +208,7 @@ class ChangeHandler:
     def _store(self, session: Connection, user: User, room: Room, peer: User | None,
                text: str, client_id: str, change: ChangeKind, target: StoredMsg,
                emoji: str | None = None) -> None:
-        self.world.admission.charge(user, "say", client_id)
+        self.world.admission.charge_each(user, (("say", 1), *text_charge(text)), client_id)
         extra: dict[str, Any] = {"change": change.value, "target": target.seq}
         if emoji is not None:
             extra["emoji"] = emoji

@@ -67,10 +67,14 @@ class Delivery:
         self.metrics.count_out(t, n)
 
     def room_event(self, room: Room, user: User, data: bytes, t: str,
-                   audience: Iterable[Connection], *, skip: Connection | None = None) -> None:
+                   audience: Iterable[Connection], *, skip: Connection | None = None,
+                   to_own: bool = False) -> None:
         """What ``user`` did in ``room`` (joined, left: ``member``; a new member's
         ``presence``) to ``audience`` (but ``skip``): the sessions the domain's rule
-        chose. A cluster node applies the same rule on the other nodes."""
+        chose. A cluster node applies the same rule on the other nodes. ``to_own``: the
+        audience holds the user's own (loud) sessions — a join — wherever they are (a
+        cluster node sends those on other nodes their copy by the user's channel: a
+        node that does not yet know the user is a member would not have it)."""
         self.to_sessions(audience, data, t, skip=skip)
 
     def hidden_to_room(self, room: Room, pending: Pending) -> None:

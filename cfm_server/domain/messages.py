@@ -41,6 +41,7 @@ from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World, now_ms
 from cfm_server.limits import PairInterval
 from cfm_server.pages import AnswerItem, awaited, first_within, last_within, stored_msg_size
+from cfm_server.read_budget import metered, read_credit
 from cfm_server.state import Pending, Room, User
 from cfm_server.store import StoreError
 from cfm_server.wsframe import frame_binary
@@ -116,7 +117,7 @@ class MessageHandler:
         if frame.reply is not None or "@" in frame.text:  # replies, mentions (annotations.py)
             extra = annotations(self.world, room, user, peer, frame.reply, frame.text,
                                 answered)
-        self.world.admission.charge_message(user, peer, frame.id, room)
+        self.world.admission.charge_message(user, peer, frame.id, room, frame.text)
         if peer is not None and (room is None or len(room.members) < 2):
             room, _, _ = self._target(user, frame.room, frame.to, create=True)
         assert room is not None
@@ -131,14 +132,14 @@ class MessageHandler:
         room, _, peer = self._target(user, None, frame.to, create=False)
         assert peer is not None
         now = time.monotonic()
-        retry_ms = self.nudge_pairs.wait(user.name, peer.name, now)
+        retry_ms = self.nudge_pairs.wait(user.name, peer.name, now, frame.id)
         if retry_ms and world.config.rate_limits:
             raise RateLimited(retry_ms, frame.id or "nudge",
                               "one nudge to the same person at a time: wait a moment")
         # Charged before the pair's clock restarts: a charge Redis decides (a cluster)
         # handles the frame again, which must not find its own nudge's clock.
         world.admission.charge_message(user, peer, frame.id or "nudge", room)
-        self.nudge_pairs.check(user.name, peer.name, now)
+        self.nudge_pairs.check(user.name, peer.name, now, frame.id)
         room, _, _ = self._target(user, None, frame.to, create=True)
         assert room is not None
         self._store_message(session, user, room, "", MsgKind.NUDGE, frame.id,
@@ -275,8 +276,12 @@ class MessageHandler:
     def history(self, session: Connection, frame: GetHistory) -> None:
         user = self.world.user_of(session)
         room = self.rooms.readable_room(user, frame.room)
-        # Read when the session is ready to send it (Session.answer).
-        session.answer(self._history_page(user, room, frame), frame.id or frame.T)
+        # Read when the session is ready to send it (Session.answer), from the user's
+        # read budget (read_budget).
+        ref = frame.id or frame.T
+        credit = read_credit(self.world.admission, user, ref,
+                             self.world.config.answer_page_bytes)
+        session.answer(metered(self._history_page(user, room, frame), credit), ref)
 
     def _history_page(self, user: User, room: Room, frame: GetHistory) -> Iterator[AnswerItem]:
         """A ``history`` answer for ``user``: at most ``limit`` messages and

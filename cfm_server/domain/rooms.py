@@ -38,6 +38,7 @@ from cfm_server.pages import (
     replay_pages,
     roster_entry_size,
 )
+from cfm_server.read_budget import read_credit
 from cfm_server.state import Room, User
 from cfm_server.store import Commit
 from cfm_server.wsframe import frame_binary
@@ -159,7 +160,8 @@ class RoomHandler:
 
         def told() -> None:  # (the audience as it is then: a big room's is not copied)
             self.delivery.room_event(room, user, data, "member",
-                                     self.member_audience(room, user), skip=session)
+                                     self.member_audience(room, user), skip=session,
+                                     to_own=True)
             self.presence.introduce(room, user)
 
         def refused() -> None:
@@ -198,9 +200,12 @@ class RoomHandler:
         yield frame_binary(encode(Joined(room.name, top, room.epoch, members, more, reset,
                                          count, ref=frame.id)))
         if since is not None and since < top:
+            credit = read_credit(world.admission, user, frame.id or frame.T,
+                                 config.answer_page_bytes)
             yield from replay_pages(world.reads, room.name, since, top, config.replay_limit,
                                     config.answer_page_bytes, world.metrics,
-                                    seen_as=lambda msgs: as_seen_by(user, room, msgs))
+                                    seen_as=lambda msgs: as_seen_by(user, room, msgs),
+                                    credit=credit)
 
     def _join_roster(self, room: Room, user: User,
                      members_limit: int | None) -> tuple[tuple[RosterEntry, ...], int | None]:

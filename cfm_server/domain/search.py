@@ -26,6 +26,7 @@ from cfm_server.domain.ports import Connection
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World
 from cfm_server.pages import AnswerItem, awaited, first_within, stored_msg_size
+from cfm_server.read_budget import metered, read_credit
 from cfm_server.state import User
 from cfm_server.store import BadCursor
 from cfm_server.store.searchwords import words_of
@@ -71,7 +72,10 @@ class SearchHandler:
         def answer() -> None:
             # Built when the session sends it, from the memberships of that moment: a
             # room left while the search waited is not searched.
-            session.answer(self._answer(user, words, frame), ref=frame.id)
+            # From the user's read budget too (read_budget): its hits are stored messages.
+            credit = read_credit(world.admission, user, frame.id or frame.T,
+                                 world.config.answer_page_bytes)
+            session.answer(metered(self._answer(user, words, frame), credit), ref=frame.id)
 
         store = world.store
         behind = store.search_behind(targets)

@@ -100,6 +100,18 @@ async def test_the_grace_ends_once_when_a_sign_in_elsewhere_fails(nodes) -> None
             assert (await bob.recv_until("presence", name="alice"))["status"] == "online"
 
 
+async def none_more_fits(urls: tuple[str, ...], via: dict[str, Any]) -> None:
+    """Another connection from the address is answered 429 on each of ``urls``."""
+    for url in urls:
+        try:
+            extra = await WireClient.open(url, **via)
+        except Exception as exc:  # websockets' InvalidStatus
+            assert exc.response.status_code == 429  # type: ignore[attr-defined]
+        else:
+            await extra.close()
+            raise AssertionError(f"one more connection was let in on {url}")
+
+
 async def test_connections_per_address_are_counted_over_the_nodes(nodes) -> None:
     settings = {"trusted_proxies": ["127.0.0.1"], "max_conns_per_ip": 2}
     a, b = await nodes(**settings), await nodes(**settings)
@@ -107,14 +119,7 @@ async def test_connections_per_address_are_counted_over_the_nodes(nodes) -> None
     first = await WireClient.open(a.url, **via)
     second = await WireClient.open(b.url, **via)
     try:
-        for url in (a.url, b.url):
-            try:
-                extra = await WireClient.open(url, **via)
-            except Exception as exc:  # websockets' InvalidStatus
-                assert exc.response.status_code == 429  # type: ignore[attr-defined]
-            else:
-                await extra.close()
-                raise AssertionError(f"a third connection was let in on {url}")
+        await none_more_fits((a.url, b.url), via)
         await first.close()
         # Taken back when it closed: one more fits again (on either node).
         async def fits() -> bool:

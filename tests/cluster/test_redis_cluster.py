@@ -35,6 +35,7 @@ from tests.cluster.test_changes import (  # noqa: F401
     test_moderators_are_shared_and_delete_on_the_other_node,
     test_reactions_cross_nodes_and_a_retry_on_either_is_stored_once,
 )
+from tests.cluster.test_index_kept import rows_of_trimmed_and_gone_rooms_go
 from tests.cluster.test_limits import (  # noqa: F401
     test_connections_per_address_are_counted_over_the_nodes,
 )
@@ -296,3 +297,24 @@ async def test_a_master_out_of_reach_is_unavailable_then_back(
     finally:
         await batcher.close()
         await client.aclose()
+
+
+async def test_a_kept_search_index_is_checked_against_every_master(
+        redis_cluster: RedisCluster, tmp_path: Path) -> None:
+    """A node's kept index file checked at its indexer's start (one pipeline over rooms
+    of several slots: indexfile.check_kept) on a Redis Cluster."""
+    from cfm_server.cluster.broker import Broker
+
+    brokers: list[Broker] = []
+
+    async def make(url: str) -> Broker:
+        broker = Broker(url, node=f"n{len(brokers) + 1}", on_message=lambda *_: None)
+        await broker.start()
+        brokers.append(broker)
+        return broker
+
+    try:
+        await rows_of_trimmed_and_gone_rooms_go(redis_cluster.url, make, tmp_path)
+    finally:
+        for broker in brokers:
+            await broker.close()

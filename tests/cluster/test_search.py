@@ -283,7 +283,7 @@ async def test_a_room_whose_history_restarted_is_indexed_again_from_its_start(
         assert index._reader.execute("SELECT count(*) FROM docs").fetchone()[0] == 2
     finally:
         await index.close()
-    assert not (tmp_path / "search.sqlite3").exists()  # deleted at the node's stop
+    assert (tmp_path / "search.sqlite3").exists()  # kept for the node's next start
 
 
 async def old_history(writer: Any, room: str) -> None:

@@ -6,6 +6,7 @@ Redis is."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from cfm_server.cluster import keys
 from cfm_server.cluster.broker import Broker
-from cfm_server.cluster.state import Change, SharedState, parse_entry
+from cfm_server.cluster.state import LOG_BYTES, Change, SharedState, parse_entry
 from tests.cluster.helpers import wait_until
 from tests.cluster.proxy import FaultyProxy
 from tests.cluster.redis_proc import RedisProcess
@@ -22,12 +23,13 @@ from tests.cluster.redis_proc import RedisProcess
 class Node:
     """A broker and the shared records on it, as a cfm node would wire them."""
 
-    def __init__(self, url: str, name: str, keep: int | None = 100_000,
-                 **kwargs: Any) -> None:
+    def __init__(self, url: str, name: str, keep: int | None = None,
+                 log_bytes: int = LOG_BYTES, **kwargs: Any) -> None:
         self.changes: list[Change] = []
         self.broker = Broker(url, node=name, on_message=self._message,
                              on_reset=self._reset, on_lost=self._lost, **kwargs)
-        self.state = SharedState(self.broker, on_change=self.changes.append, keep=keep)
+        self.state = SharedState(self.broker, on_change=self.changes.append, keep=keep,
+                                 log_bytes=log_bytes)
 
     def _lost(self, room: str) -> None:
         assert room == keys.STATE, room
@@ -54,8 +56,9 @@ class Node:
         return [c.seq for c in self.changes]
 
 
-@pytest.fixture
-async def nodes(redis: RedisProcess) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+@contextlib.asynccontextmanager
+async def started_nodes(redis: RedisProcess) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+    """``await factory(url=None, **settings)`` → one more started Node, closed at the end."""
     made: list[Node] = []
 
     async def factory(url: str | None = None, **kwargs: Any) -> Node:
@@ -63,9 +66,17 @@ async def nodes(redis: RedisProcess) -> AsyncIterator[Callable[..., Awaitable[No
         made.append(node)
         return await node.start()
 
-    yield factory
-    for node in made:
-        await node.close()
+    try:
+        yield factory
+    finally:
+        for node in made:
+            await node.close()
+
+
+@pytest.fixture
+async def nodes(redis: RedisProcess) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+    async with started_nodes(redis) as factory:
+        yield factory
 
 
 def test_entries_parse_and_refuse_what_is_not_one() -> None:

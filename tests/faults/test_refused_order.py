@@ -32,6 +32,13 @@ async def test_a_say_sent_after_a_refused_one_is_stored_after_it(server_factory:
         while not internal_errors(server) and loop.time() < deadline:
             await asyncio.sleep(0.01)
         assert internal_errors(server), "the store never refused"
+        # ... and the client has read the refusal (on a loaded machine the server's count
+        # comes first): a say made before that is one sent while a1 was in flight, which
+        # the server may store first, not one made after a refused one.
+        entry = alice._core.outbox.by_id["a1"]
+        while not entry.refusals and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert entry.refusals, "the client never read the refusal"
         conn.execute(f"PRAGMA max_page_count = {MAX_PAGES}")  # room again
         second = asyncio.create_task(alice.say("a2", room="#lobby", id="a2"))
         ack1, ack2 = await asyncio.wait_for(asyncio.gather(first, second), 20)

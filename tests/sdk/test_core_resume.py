@@ -159,3 +159,25 @@ def test_a_dropped_connection_withdraws_the_fills_and_the_welcome_starts_them_ag
     assert len(w.core.outbox) == 0  # not sent again by the reconnect: the fill asks anew
     w.connect(rooms=(f.RoomState(room=LOBBY, seq=3, read=0, epoch="e1"),))
     assert requests(w) == [(LOBBY, 0)]
+
+
+def test_a_replay_broken_off_after_its_joined_is_fetched_after_retry_ms() -> None:
+    """The server's read budget (or Redis out of reach) ended a join's replay after its
+    ``joined``, with an error naming the join: what it lacks is asked with
+    ``history{after}`` once ``retry_ms`` has passed, and the error fails nothing."""
+    w = Wire()
+    w.connect(rooms=(f.RoomState(room=LOBBY, seq=3, read=3, epoch="e1"),))
+    entry = w.core.request(w.core.join_frame(LOBBY, None), "join", LOBBY)
+    w.written()
+    w.send(f.Joined(room=LOBBY, seq=9, epoch="e1", members=(), more=False, ref=entry.ident))
+    w.send(msg(LOBBY, 4))  # the replay, broken off after seq 4
+    w.send(f.Error(code="rate_limited", msg="too much history read", ref=entry.ident,
+                   retry_ms=1500))
+    assert entry.reply.done() and entry.reply.error is None
+    assert requests(w) == []  # not before retry_ms
+    w.now += 1.5
+    [request] = [x for x in w.written() if x["t"] == "history"]
+    assert (request["room"], request["after"]) == (LOBBY, 4)
+    w.send(f.History(room=LOBBY, msgs=tuple(stored(LOBBY, s) for s in range(5, 10)),
+                     more=False, ref=request["id"]))
+    assert w.msgs() == [(LOBBY, s) for s in range(4, 10)]

@@ -206,3 +206,20 @@ async def test_contact_edits_are_paced_by_the_per_user_bucket(server: Any, clien
     took = loop.time() - start
     assert errors(server, "rate_limited") == 0
     assert took > 4  # paced: 26 edits, 20 at once then one a second (not 2 a second)
+
+
+async def test_long_texts_are_paced_by_the_users_text_budget(
+    server_factory: Any, clients: Any
+) -> None:
+    # Six messages of 4,096 emoji (16 KiB each) on a text budget of 8 KiB/s after a 32 KiB
+    # burst (welcome.limits.user_rates.text): the client spends its copy of the budget by
+    # each say's text and waits, so the server refuses none of them.
+    server = await server_factory(user_text_rate=8192.0, user_text_burst=32768)
+    alice = clients(server.url, "alice")
+    await alice.connect()
+    await alice.join("#lobby")
+    acks = await asyncio.wait_for(asyncio.gather(
+        *(alice.say("\U0001F600" * 4096, room="#lobby", id=f"t{i}") for i in range(6))), 60)
+    assert [a.seq for a in acks] == list(range(1, 7))
+    assert errors(server, "rate_limited") == 0
+    assert closes(server, 4008) == 0

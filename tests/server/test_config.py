@@ -90,6 +90,12 @@ def test_abuse_meter_and_pair_interval() -> None:
     assert pairs.check("a", "b", 1.0) == 4000
     assert pairs.check("b", "a", 1.0) == 0
     assert pairs.check("a", "b", 5.0) == 0
+    assert pairs.check("a", "b", 5.5, "x") == 4500
+    assert pairs.check("a", "b", 10.0, "x") == 0
+    assert pairs.wait("a", "b", 10.5, "x") == 0  # the same event (a retry)
+    assert pairs.check("a", "b", 10.5, "y") == 4500
+    # A retry does not restart the clock.
+    assert pairs.check("a", "b", 12.0, "x") == 0 and pairs.wait("a", "b", 12.0) == 3000
 
 
 @pytest.mark.parametrize("code", [1001, 1012])

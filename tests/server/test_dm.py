@@ -113,6 +113,24 @@ async def test_one_nudge_per_pair_per_interval(server) -> None:
         assert (await alice.recv_until("ack"))["id"] == "n3"
 
 
+async def test_a_retried_nudge_gets_its_ack_again_not_the_pair_limit(server) -> None:
+    """A nudge whose ack was lost, sent again with its id at once: the original ack
+    (its clock is its own), one nudge for the peer; another nudge still waits."""
+    async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
+        await alice.send({"t": "nudge", "to": "bob", "id": "n1"})
+        first = await alice.recv_until("ack")
+        await alice.send({"t": "nudge", "to": "bob", "id": "n1"})
+        again = await alice.recv()
+        while again["t"] not in ("ack", "error"):
+            again = await alice.recv()
+        assert again == first
+        await alice.send({"t": "nudge", "to": "bob", "id": "n2"})
+        assert (await alice.recv_until("error"))["ref"] == "n2"
+        await alice.send({"t": "say", "to": "bob", "text": "after", "id": "s1"})
+        assert (await bob.recv_until("msg"))["kind"] == "nudge"
+        assert (await bob.recv_until("msg"))["text"] == "after"  # the nudge came once
+
+
 async def test_dm_read_marks_reach_the_other_member(server) -> None:
     async with signed_in(server.url, "alice") as alice, signed_in(server.url, "bob") as bob:
         await alice.send({"t": "say", "to": "bob", "text": "hi", "id": "1"})

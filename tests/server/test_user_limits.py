@@ -227,6 +227,45 @@ async def test_searches_are_limited_per_user(server) -> None:
     assert 10 <= len(answered) < 18  # the user's burst, and a little refill meanwhile
 
 
+async def test_the_text_a_user_stores_is_limited_in_bytes(server_factory) -> None:
+    """The say bucket counts messages; a message of 4,096 emoji is 16 KiB. Four sessions
+    of one user, three such messages each (192 KiB, within each session's say and byte
+    budgets and the user's say bucket), store no more than the user's text bucket (here
+    32 KiB and 1 KiB a second; by default one session's inbound budget): on a cluster
+    that is Redis's memory. Short messages from another user go on."""
+    server = await server_factory(user_text_rate=1024.0, user_text_burst=32768)
+    big = "\U0001F600" * 4096
+    async with signed_in(server.url, "alice") as alice:
+        await alice.send({"t": "join", "room": "#den"})
+        await alice.recv_until("joined")
+        async with (
+            signed_in(server.url, "alice", token=alice.token) as second,
+            signed_in(server.url, "alice", token=alice.token) as third,
+            signed_in(server.url, "alice", token=alice.token) as fourth,
+            signed_in(server.url, "bob") as bob,
+        ):
+            sessions = (alice, second, third, fourth)
+            for n in range(3):
+                for i, session in enumerate(sessions):
+                    await session.send({"t": "say", "room": "#den", "text": big,
+                                        "id": f"{i}-{n}"})
+            for session in sessions:
+                await _settle(session, 3)
+            await bob.send({"t": "join", "room": "#den"})
+            await bob.recv_until("joined")
+            for n in range(20):
+                await bob.send({"t": "say", "room": "#den", "text": "hi " * 30, "id": f"b{n}"})
+            await _settle(bob, 20)
+            refused = [e for s in sessions for e in errors(s)]
+            stored = [f for s in sessions for f in s.seen if f["t"] == "ack"]
+            assert errors(bob) == []
+    assert refused and {e["code"] for e in refused} == {"rate_limited"}, refused
+    assert all(e["retry_ms"] > 0 for e in refused)
+    assert {e["msg"] for e in refused} == {
+        "too much text from you (all your sessions together)"}
+    assert 2 <= len(stored) < 12  # the burst's two, and a little refill meanwhile
+
+
 async def test_an_ipv6_client_is_one_address_per_64(server_factory) -> None:
     """An IPv6 client holds a whole /64: counted by address, it could open connections
     and mint handles without end (2**64 addresses). Limits count it by its /64."""

@@ -82,3 +82,18 @@ def test_the_controller_asks_again_on_a_reconnect(tmp_path: Path):
     c = ChatController(state, session, config=ChatConfig(), config_path=tmp_path / "c.json")
     out = c.on_event(Connected(welcome(rooms=ROOMS)))
     assert len(out.jobs) == 1  # the join that answers with the members
+
+
+def test_the_first_welcome_taken_twice_keeps_what_was_joined_in_between():
+    """The sign-in hands the first welcome to the state, then the SDK's Connected event
+    brings the same one: a room joined in between is not a room left while away, and
+    its members are not asked again."""
+    first = welcome(rooms=[])
+    state = ChatState("alice")
+    state.on_welcome(first)
+    state.apply(in_trio("alice", "bob"))  # joined after the welcome was made
+    state.on_welcome(first)
+    assert state.conversations[ROOM].members == {"alice", "bob"}
+    assert state.rooms_to_refresh() == []
+    state.on_welcome(welcome(rooms=[]))  # a real reconnect: the room is gone
+    assert ROOM not in state.conversations

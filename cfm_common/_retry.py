@@ -15,6 +15,9 @@ Pure, clock passed in. The decisions, in one place:
   :data:`~cfm_common._outbox.MESSAGES`): they are held for 0.5, 1, 2, 4, 8 and 8 s, then
   every unacked one goes again in the order made (a later message is not stored before
   the refused one); after :data:`INTERNAL_RETRIES` the call fails.
+- **Not stored, without an id** (``internal`` naming ``read`` or ``presence``): the
+  read marks and presence the client holds go again after ``retry_ms``, as after a
+  rate refusal; the program is not told (nothing of its waits for them).
 - **A reconnect** sends the whole outbox again, in order, with the same ids
   (:meth:`cfm_common._core.ClientCore.connection_made`): the server stores each id once.
 - **No answer in time**: :func:`answer_deadline` — the time a request waits, connected,
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 # 1, 2, 4, 8 and 8 s, before its call fails.
 INTERNAL_RETRIES = 6
 INTERNAL_BACKOFF = (0.5, 8.0)
+# The frames without an id whose ``internal`` refusal the SDK answers by sending its
+# current state again (after ``retry_ms``): nothing waits on them to be told.
+NOT_STORED_AGAIN = frozenset({"read", "presence"})
 
 
 def internal_delay(refusals: int) -> float | None:
@@ -94,6 +100,13 @@ class Retries:
             if self._rate_limited(error.ref, entry, error.retry_ms, now):
                 log.debug("%s refused for its rate; again in %s ms", error.ref, error.retry_ms)
                 return True
+        if error.code == ErrorCode.INTERNAL and entry is None \
+                and error.ref in NOT_STORED_AGAIN:
+            # A read mark or presence the server could not store (a cluster node without
+            # Redis, a full disk): ours is kept, and sent again as after a rate refusal.
+            log.info("%s not stored (%s); again in %s ms", error.ref, error.msg,
+                     error.retry_ms)
+            return self._rate_limited(error.ref, None, error.retry_ms, now)
         if error.code == ErrorCode.INTERNAL and entry is not None \
                 and entry.kind in MESSAGES and not entry.reply.done():
             delay = internal_delay(entry.refusals)

@@ -121,6 +121,7 @@ class Hub:
         self.signin = SignInHandler(world, self.presence, self.contacts)
         self.changes = ChangeHandler(world, self.delivery, self.room_handler, self.messages)
         self.room_handler.on_created.append(self.changes.room_created)
+        self.room_handler.on_dropped.append(self.changes.room_dropped)
         self._handlers: dict[type[Any], Callable[[Connection, Any], None]] = {
             SetPresence: self.presence.set_presence,
             Join: self.room_handler.join,

@@ -84,7 +84,7 @@ class ClusterWrites(Writes):
                 commit.set_exception(InviteUsedUp())
                 return
         except ClusterError as exc:
-            commit.set_exception(StoreError(f"Redis: {exc}"))
+            commit.set_exception(_store_error(exc))
             return
         created = _commit(self._state.create(records.user_key(record.name),
                                              records.user_value(record)), taken=record.name)
@@ -155,7 +155,7 @@ class ClusterWrites(Writes):
                             and self.on_epoch is not None:
                         self.on_epoch(record.room, standing.decode())
             except ClusterError as exc:
-                commit.set_exception(StoreError(f"Redis: {exc}"))
+                commit.set_exception(_store_error(exc))
                 return
             commit.set_result(None)
 
@@ -174,6 +174,14 @@ class ClusterWrites(Writes):
 
     def remove_moderator(self, room: str, name: str) -> Commit:
         return _logged(self._state.delete(records.moderator_key(room, name)))
+
+
+def _store_error(exc: ClusterError) -> StoreError:
+    """What the domain sees of a change Redis did not take; its ``retry_ms`` goes to the
+    client (``error{internal, retry_ms}``, as for a say)."""
+    error = StoreError(f"Redis: {exc}")
+    error.retry_ms = getattr(exc, "retry_ms", None)
+    return error
 
 
 def _done() -> Commit:
@@ -195,7 +203,7 @@ def _commit(written: asyncio.Future[Written], *, taken: str | None = None) -> Co
             return
         exc = done.exception()
         if isinstance(exc, ClusterError):
-            commit.set_exception(StoreError(f"Redis: {exc}"))
+            commit.set_exception(_store_error(exc))
         elif exc is not None:
             commit.set_exception(exc)
         elif taken is not None and done.result().refused:

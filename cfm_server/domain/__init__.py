@@ -13,6 +13,7 @@
     removal    what the others are told of an account the operator removed
     delivery   bytes to other users' sessions: to a user, to a room's members, presence
     writes     the one door for durable writes
+    durable    a change is told only once its write is durable; a failed one is undone
     ports      the interfaces the domain needs (``Connection``: what a session is to it)
 
 ``cfm_server.hub.Hub`` wires these together and is what sessions and the server call.

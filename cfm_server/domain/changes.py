@@ -108,6 +108,11 @@ class ChangeHandler:
         self.moderators[room.name] = {user.name}
         self.world.writes.put_moderator(room.name, user.name, True)
 
+    def room_dropped(self, room: Room) -> None:
+        """A room whose first join could not be stored: it has no creator yet."""
+        self.creators.pop(room.name, None)
+        self.moderators.pop(room.name, None)
+
     # --- the changes -------------------------------------------------------------------
 
     def edit(self, session: Connection, frame: Edit) -> None:

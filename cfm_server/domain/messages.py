@@ -34,6 +34,7 @@ from cfm_server.admission import RateLimited
 from cfm_server.domain.annotations import annotations
 from cfm_server.domain.awaiting import then_with
 from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.durable import confirm
 from cfm_server.domain.hidden import as_seen_by, hidden_from_peer, hidden_placeholder
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.rooms import RoomHandler
@@ -321,11 +322,15 @@ class MessageHandler:
         user = world.user_of(session)
         room = self.rooms.readable_room(user, frame.room)
         seq = min(frame.seq, room.durable_seq)  # nobody was shown more
+        before = user.reads.get(room.name, 0)
         if not world.move_read_mark(user, room.name, seq):
             return
-        world.writes.set_read(user.name, room.name, seq)
+        commit = world.writes.set_read(user.name, room.name, seq)
+        settle = world.unsettled.track(("read", user.name, room.name), before, seq,
+                                       lambda mark: _restore_mark(user, room.name, mark))
         data = encode(Read(room.name, user.name, seq))
-        self.delivery.to_user(user, data, "read", skip=session)
+        # The peers a "seen" mark goes to, worked out now, told once it is durable.
+        peers: list[User] = []
         if room.is_dm and user.record.status != Status.INVISIBLE:
             # The "seen" mark goes to the peer unless it would show the user is there:
             # invisible, or a block either way (each looks offline to the other).
@@ -333,4 +338,20 @@ class MessageHandler:
                 peer = world.users[name]
                 if name != user.name and not peer.has_blocked(user.name) \
                         and not user.has_blocked(name):
-                    self.delivery.to_user(peer, data, "read")
+                    peers.append(peer)
+
+        def told() -> None:
+            self.delivery.to_user(user, data, "read", skip=session)
+            for peer in peers:
+                self.delivery.to_user(peer, data, "read")
+
+        confirm(session, frame.T, commit, world.metrics, told, settle)
+
+
+def _restore_mark(user: User, room: str, mark: int) -> None:
+    """A read mark the store did not take: back to the stored one (marks only move
+    forward, so this is the one place one goes back)."""
+    if mark:
+        user.reads[room] = mark
+    else:
+        user.reads.pop(room, None)

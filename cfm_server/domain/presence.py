@@ -16,6 +16,7 @@ from cfm_common.codec import encode
 from cfm_common.frames import Presence, RosterEntry, SetPresence
 from cfm_common.rules import Status
 from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.durable import confirm
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
@@ -26,6 +27,11 @@ def psm_seen(psm: str, status: str) -> str:
     """A user who looks offline shows no personal message (as in MSN): otherwise an
     invisible user's, or a blocker's, new psm would give them away."""
     return "" if status == Status.OFFLINE else psm
+
+
+def _shown(record: UserRecord) -> tuple[str, str, str]:
+    """The fields a ``presence`` frame sets."""
+    return (record.status, record.display, record.psm)
 
 
 def _view(record: UserRecord, status: str) -> tuple[str, ...]:
@@ -120,12 +126,30 @@ class PresenceHandler:
         if frame.display is not None and frame.display != record.display:
             world.admission.check_display(user.name, frame.display)
         before = self.view(user)
+        was = _shown(record)
         for attr in ("status", "display", "psm"):
             value = getattr(frame, attr)
             if value is not None:
                 setattr(record, attr, value)
-        world.writes.put_user(record)
-        self.broadcast(user, own=True, public=before)
+        commit = world.writes.put_user(record)
+        settle = world.unsettled.track(("presence", user.name), was, _shown(record),
+                                       lambda shown: self._restore(user, shown))
+        self.note_visibility(user)
+        # Worked out now, sent once the change is durable (durable.py).
+        own = self.frame(user, record.status)
+        public = None if before == self.view(user) else self.frame(user, user.status_for(None))
+
+        def told() -> None:
+            self.delivery.to_user(user, own, "presence")
+            if public is not None:
+                self.delivery.presence(user, public)
+
+        confirm(session, frame.T, commit, world.metrics, told, settle)
+
+    def _restore(self, user: User, shown: tuple[str, str, str]) -> None:
+        """A presence change the store did not take: back to what it holds."""
+        record = user.record
+        record.status, record.display, record.psm = shown
         self.note_visibility(user)
 
     # --- sessions coming and going -------------------------------------------------------

@@ -25,6 +25,7 @@ from cfm_common.frames import (
 )
 from cfm_common.rules import ErrorCode, MemberOp, Status
 from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.durable import Settle, confirm, settled
 from cfm_server.domain.hidden import as_seen_by
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
@@ -39,9 +40,16 @@ from cfm_server.pages import (
 )
 from cfm_server.read_budget import read_credit
 from cfm_server.state import Room, User
+from cfm_server.store import Commit
 from cfm_server.wsframe import frame_binary
 
 DEFAULT_MEMBERS_PAGE = 100  # a ``members`` request without a limit
+
+
+def _settled(commit: Commit) -> Iterator[AnswerItem]:
+    """In an answer's generator: wait for ``commit`` (failed or not)."""
+    while not commit.done():
+        yield commit
 
 
 def _own_dm(user: User, room_name: str) -> tuple[str, str]:
@@ -57,8 +65,10 @@ class RoomHandler:
         self.world = world
         self.delivery = delivery
         self.presence = presence
-        # Called with (room, creator) when a join creates a group room.
+        # Called with (room, creator) when a join creates a group room, and with the
+        # room when that join's membership could not be stored (the room was not made).
         self.on_created: list[Callable[[Room, User], None]] = []
+        self.on_dropped: list[Callable[[Room], None]] = []
 
     # --- who may touch a room ----------------------------------------------------------
 
@@ -83,8 +93,30 @@ class RoomHandler:
         return room
 
     def add_member(self, room: Room, user: User) -> None:
-        self.world.add_membership(room, user)
-        self.world.writes.add_member(room.name, user.name)
+        settled(*self._membership(room, user, True))
+
+    def _membership(self, room: Room, user: User, member: bool) -> tuple[Commit, Settle]:
+        """Make ``user`` a member of ``room`` or end it, and write it; with what puts
+        the stored membership back if the write fails (for ``confirm`` or ``settled``)."""
+        world = self.world
+        if member:
+            world.add_membership(room, user)
+            commit = world.writes.add_member(room.name, user.name)
+        else:
+            world.end_membership(room, user)
+            commit = world.writes.remove_member(room.name, user.name)
+        return commit, world.unsettled.track(
+            ("member", room.name, user.name), not member, member,
+            lambda stored: self._restore_member(room, user, stored))
+
+    def _restore_member(self, room: Room, user: User, member: bool) -> None:
+        world = self.world
+        if world.rooms.get(room.name) is not room or world.users.get(user.name) is not user:
+            return  # gone meanwhile (removed by the operator)
+        if member and user.name not in room.members:
+            world.add_membership(room, user)
+        elif not member and user.name in room.members:
+            world.end_membership(room, user)
 
     # --- join, leave, members ------------------------------------------------------------
 
@@ -92,6 +124,7 @@ class RoomHandler:
         world = self.world
         user = world.user_of(session)
         room = world.rooms.get(frame.room)
+        joined: Commit | None = None  # the membership this join makes, being stored
         if rules.is_group_room(frame.room):
             if user.name not in (room.members if room is not None else ()):
                 world.admission.admit_group_join(user, frame.room, world.rooms)
@@ -99,12 +132,9 @@ class RoomHandler:
             if room is None:
                 room = world.create_room(frame.room)
             if user.name not in room.members:
-                self.add_member(room, user)
-                data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
-                self.delivery.room_event(room, user, data, "member",
-                                         self.member_audience(room, user), skip=session,
-                                         to_own=True)
-                self.presence.introduce(room, user)
+                joined, settle = self._membership(room, user, True)
+                self._tell_joined(session, frame.id or frame.T, room, user, joined, settle,
+                                  made)
             if made:
                 for created in self.on_created:  # its creator moderates it (changes.py)
                     created(room, user)
@@ -118,14 +148,43 @@ class RoomHandler:
         # have been shown, since its seq goes to the next message. Taken now, not when
         # the answer is produced (a cluster node may still be reading it: world.Reads).
         top_now = world.reads.top(room)
-        session.answer(self._join_answer(room, user, frame, top_now), frame.id or frame.T)
+        session.answer(self._join_answer(room, user, frame, top_now, joined),
+                       frame.id or frame.T)
+
+    def _tell_joined(self, session: Connection, ref: str, room: Room, user: User,
+                     joined: Commit, settle: Settle, made: bool) -> None:
+        """Once the membership is durable: ``member`` to the others, and the new member
+        introduced; if it is not, the joiner gets ``internal`` (durable.py), and a room
+        this join made is dropped again (the next first join makes it, and its creator)."""
+        data = encode(Member(room.name, user.name, MemberOp.JOIN.value))
+
+        def told() -> None:  # (the audience as it is then: a big room's is not copied)
+            self.delivery.room_event(room, user, data, "member",
+                                     self.member_audience(room, user), skip=session,
+                                     to_own=True)
+            self.presence.introduce(room, user)
+
+        def refused() -> None:
+            rooms = self.world.rooms
+            if made and rooms.get(room.name) is room and not room.members:
+                del rooms[room.name]
+                for dropped in self.on_dropped:
+                    dropped(room)
+
+        confirm(session, ref, joined, self.world.metrics, told, settle, refused)
 
     def _join_answer(self, room: Room, user: User, frame: Join,
-                     top_now: int | asyncio.Future[int]) -> Iterator[AnswerItem]:
+                     top_now: int | asyncio.Future[int],
+                     joined: Commit | None) -> Iterator[AnswerItem]:
         """``joined``, then the replay of what the member missed, produced page by page
-        as the reader drains, never queued whole."""
+        as the reader drains, never queued whole; nothing if the membership the join
+        made could not be stored (its ``error`` is sent instead: ``_tell_joined``)."""
         world = self.world
         config = world.config
+        if joined is not None:
+            yield from _settled(joined)
+            if joined.cancelled() or joined.exception() is not None:
+                return
         top = yield from awaited(top_now)  # a cluster node may learn the epoch with it
         since, reset = frame.since, None
         if frame.epoch is not None and frame.epoch != room.epoch:
@@ -182,16 +241,20 @@ class RoomHandler:
         room = world.rooms.get(frame.room)
         if room is None or user.name not in room.members:
             raise ProtocolError(ErrorCode.NOT_MEMBER, f"you are not in {frame.room}")
-        world.end_membership(room, user)
-        world.writes.remove_member(room.name, user.name)
-        if frame.id is None:
-            self.delivery.to_user(user, encode(Left(room.name)), "left")
-        else:  # the asking session's copy carries the request's id (request ids)
-            session.send(encode(Left(room.name, ref=frame.id)))
-            world.metrics.count_out("left")
-            self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
+        left, settle = self._membership(room, user, False)
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
-        self.delivery.room_event(room, user, data, "member", self.member_audience(room, user))
+
+        def told() -> None:
+            if frame.id is None:
+                self.delivery.to_user(user, encode(Left(room.name)), "left")
+            else:  # the asking session's copy carries the request's id (request ids)
+                session.send(encode(Left(room.name, ref=frame.id)))
+                world.metrics.count_out("left")
+                self.delivery.to_user(user, encode(Left(room.name)), "left", skip=session)
+            self.delivery.room_event(room, user, data, "member",
+                                     self.member_audience(room, user))
+
+        confirm(session, frame.id or frame.T, left, world.metrics, told, settle)
 
     def members(self, session: Connection, frame: GetMembers) -> None:
         """A page of a group room's member list (the big-room extension)."""

@@ -23,6 +23,7 @@ from cfm_common.rules import CloseCode, ErrorCode, Status
 from cfm_server import oplog
 from cfm_server.domain.changes import unread_counts
 from cfm_server.domain.contacts import ContactHandler
+from cfm_server.domain.durable import settled
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.world import World, now_ms
@@ -143,7 +144,7 @@ class SignInHandler:
         for contact_name in self.world.config.default_contacts:
             contact_name = rules.normalize_name(contact_name)
             if contact_name != name:
-                self.contacts.put_contact(user, contact_name, in_list=True)
+                settled(*self.contacts.put_contact(user, contact_name, in_list=True))
         return self._attach(session, user, hello, sign_up.token)
 
     def drop_sign_up(self, sign_up: SignUp) -> None:

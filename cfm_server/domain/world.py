@@ -19,6 +19,7 @@ from cfm_common.frames import StoredMsg
 from cfm_common.rules import ErrorCode
 from cfm_server.admission import Admission
 from cfm_server.config import ServerConfig
+from cfm_server.domain.durable import Unsettled
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.writes import Writes
 from cfm_server.metrics import Metrics
@@ -114,6 +115,8 @@ class World:
         # The reads of answers (history, a join's top and replay).
         self.reads: Reads = reads if reads is not None else StoreReads(store)
         self.metrics = metrics
+        # Record writes not durable yet: what to put back if they fail (durable.py).
+        self.unsettled = Unsettled()
         self.users: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}
         # owner names per listed handle: who gets a handle's presence via their contact list.

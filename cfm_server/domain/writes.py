@@ -1,10 +1,12 @@
 """The one door for durable writes: every change the domain makes to lasting state.
 
 The live state in memory is the truth while the server runs; each change is written
-through here to the ``Store``. A write returns its :class:`Commit`: the two writes
-somebody waits for (a message's ``append``, whose commit releases its ``ack``; a new
-identity's ``put_user``, whose commit releases its ``welcome``) use it; for every other
-write a failure is logged and the live state stays.
+through here to the ``Store``. A write returns its :class:`Commit`, which releases what
+tells of the change: a message's ``append`` its ``ack``, a new identity's ``put_user``
+its ``welcome``, and a ``contact``, ``presence``, ``read``, ``leave`` or ``join`` its
+echo and notices (durable.py, where a failed one's change is taken back and its sender
+answered ``internal``). A failure is logged here too; the other writes (a sign-in's
+status, an invite's use…) keep their change in the live state.
 
 A cluster backend replaces what stands behind these methods (users, contacts,
 memberships, read marks, invites and moderators in Redis; ``append`` a broker call that

@@ -33,6 +33,10 @@ Commit = asyncio.Future[None]
 class StoreError(Exception):
     """The store cannot do its job (unwritable, full, corrupt or locked): not the client's fault."""
 
+    # When a retry is worth it, where the store knows (a cluster's Redis out of reach):
+    # the ``retry_ms`` of the ``internal`` error the client gets.
+    retry_ms: int | None = None
+
 
 class IdentityTaken(StoreError):
     """A new identity's handle was claimed first elsewhere (another node of a cluster,

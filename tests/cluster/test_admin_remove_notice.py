@@ -88,13 +88,13 @@ async def test_watchers_and_room_members_on_both_nodes_see_the_removed_user_go_o
         # channel); what came before them is all there is.
         for node in (a, b):
             await eventually(lambda w=node.hub.world: "alice" not in w.users)
+        await carol.send({"t": "typing", "room": "#tea"})  # (a presence is told once stored)
         await carol.send({"t": "presence", "psm": "marker"})
-        await carol.send({"t": "typing", "room": "#tea"})
         for name in ("bob", "dave", "erin"):
             await request(carol, {"t": "contact", "op": "add", "name": name}, "contact")
         for client in (bob_a, bob_b, dave):
-            await client.recv_until("presence", name="carol", psm="marker")
             await client.recv_until("typing", room="#tea", **{"from": "carol"})
+            await client.recv_until("presence", name="carol", psm="marker")
         for client in (bob_a, bob_b, dave, erin):
             await client.recv_until("contact", op="added_you", name="carol")
         for bob in (bob_a, bob_b):

@@ -136,3 +136,20 @@ def test_time_spent_waiting_for_the_rate_budget_does_not_count_toward_a_timeout(
     assert answer_deadline(late, 10.0, connected=True, timeout=10.0) == 17.0
     assert answer_deadline(late, 17.0, connected=True, timeout=10.0) is None
     assert answer_deadline(queued, 10.0, connected=False, timeout=10.0) is None
+
+
+def test_a_read_mark_and_a_presence_the_server_could_not_store_go_again() -> None:
+    w = Wire()
+    w.connect()
+    w.core.mark_read("#a", 7, w.now)
+    w.core.set_presence(None, None, "exams")
+    w.now = 1.0  # past the mark's linger
+    assert sorted(x["t"] for x in w.written()) == ["presence", "read"]
+    w.events.clear()
+    for ref in ("read", "presence"):
+        w.send(f.Error(code="internal", msg="not stored", ref=ref, retry_ms=500))
+    assert w.events == []  # the SDK's to send again, not the program's
+    assert w.written() == []
+    w.now = 1.5
+    again = {x["t"]: x for x in w.written()}
+    assert again["read"]["seq"] == 7 and again["presence"]["psm"] == "exams"

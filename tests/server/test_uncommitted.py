@@ -33,10 +33,11 @@ async def test_a_message_in_its_commit_window_is_shown_only_by_its_fan_out(
         await alice.send({"t": "say", "room": LOBBY, "text": "second", "id": "a2"})
         await bob.send({"t": "join", "room": LOBBY, "since": 0})
         await carol.send({"t": "history", "room": LOBBY})
-        joined = await bob.recv_until("joined")
         history = await carol.recv_until("history")
         await carol.send({"t": "history", "room": LOBBY, "after": 0})
         after = await carol.recv_until("history")
+        # (bob's joined waits for his membership's commit, the message's too.)
+        joined = await bob.recv_until("joined")
         assert joined["seq"] == 1, joined
         assert [m["seq"] for m in history["msgs"]] == [1], history
         assert [m["seq"] for m in after["msgs"]] == [1] and not after["more"], after

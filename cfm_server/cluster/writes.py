@@ -184,12 +184,6 @@ def _store_error(exc: ClusterError) -> StoreError:
     return error
 
 
-def _done() -> Commit:
-    commit: Commit = asyncio.get_running_loop().create_future()
-    commit.set_result(None)
-    return commit
-
-
 def _commit(written: asyncio.Future[Written], *, taken: str | None = None) -> Commit:
     """The domain's Commit for a change: done when Redis has it; StoreError when Redis
     cannot be reached, IdentityTaken when a ``create`` found the key taken."""

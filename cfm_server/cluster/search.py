@@ -62,7 +62,7 @@ from cfm_server.cluster import keys
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.indexer import READ_PAGE
 from cfm_server.cluster.indexfile import index_file, prepare
-from cfm_server.store.searchfile import write_notes
+from cfm_server.store.searchfile import IndexerClient, write_notes
 from cfm_server.store.searchwaiters import CatchUpWaiters
 from cfm_server.store.searchwords import (
     MAX_POSITION,
@@ -97,7 +97,7 @@ _SEARCH = (
 )
 
 
-class ClusterSearch:
+class ClusterSearch(IndexerClient):
     """One node's index. ``note``/``forget`` from the node (a room followed, a message
     delivered, a room restarted); ``search``/``behind``/``when_indexed`` from the node's
     store (``NodeStore``)."""
@@ -205,27 +205,6 @@ class ClusterSearch:
         for room, seq in noted.items():
             if seq > heads.get(room, 0):
                 heads[room] = seq
-
-    def _died(self) -> None:
-        """The indexer died: what was left to write to it (a line perhaps begun) is
-        dropped; the notes made from now on wait for the next one (``_spawn``)."""
-        self._process = None
-        self._pipe = -1
-        self._backlog = b""
-
-    async def close(self) -> None:
-        """Stop the indexer (killed, not asked: a pass cut short is rolled back, and read
-        again by the next start's indexer), close the reader; the file stays."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-        self._flush_handle = None
-        self._waiters.clear()
-        self._pipe = -1
-        await self._keeper.stop()
-        self._process = None
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.close()
 
     # --- from the node (message path: a dict assignment) ---------------------------------
 

@@ -11,6 +11,13 @@ import select
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from cfm_server.childwatch import ChildKeeper
+    from cfm_server.store.searchwaiters import CatchUpWaiters
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +85,43 @@ def serve_notes(stdin: int, buffered: bytes, read: Callable[[bytes], None],
             continue
         last = time.monotonic()
         run_pass()
+
+
+class IndexerClient:
+    """The server's side of its search indexer process, as the single node's
+    ``SearchIndex`` and a cluster node's ``ClusterSearch`` both hold it: the notes'
+    pipe and its flush timer, the process's keeper, the reader of the index file, the
+    searches waiting for a pass."""
+
+    _flush_handle: asyncio.TimerHandle | None
+    _waiters: CatchUpWaiters
+    _pipe: int
+    _keeper: ChildKeeper
+    _process: Any
+    _reader: sqlite3.Connection | None
+    _backlog: bytes
+
+    def _died(self) -> None:
+        """The indexer died: what was left to write to it (a line perhaps begun) is
+        dropped; the notes made from now on wait for the next one (``_spawn``)."""
+        self._process = None
+        self._pipe = -1
+        self._backlog = b""
+
+    async def close(self) -> None:
+        """Stop the indexer and close the reader. The indexer is killed, not asked: a
+        pass is one transaction of the index (cut short, it is rolled back), the next
+        start picks up from the watermarks, and a process at nice 19 on a busy machine
+        may take seconds to notice its pipe closing — seconds a shutdown would wait. (A
+        single node closes it before the database's own connection: the last connection
+        to close is the one that folds the WAL into the file.) The index file stays."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush_handle = None
+        self._waiters.clear()
+        self._pipe = -1
+        await self._keeper.stop()
+        self._process = None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()

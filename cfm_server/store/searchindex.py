@@ -42,7 +42,7 @@ from typing import Any
 from cfm_server.childwatch import ChildKeeper
 from cfm_server.datadir import make_private_file, tighten
 from cfm_server.store.base import StoreError
-from cfm_server.store.searchfile import write_notes
+from cfm_server.store.searchfile import IndexerClient, write_notes
 from cfm_server.store.searchindexer import SCHEMA, SCHEMA_VERSION, connect
 from cfm_server.store.searchwaiters import CatchUpWaiters
 
@@ -73,7 +73,7 @@ def remove_index(db_path: Path) -> bool:
     return existed
 
 
-class SearchIndex:
+class SearchIndex(IndexerClient):
     """The index file of the database at ``db_path`` and its indexer process.
 
     Used from the event loop: ``open``/``close``, ``note`` (after each COMMIT: rooms and
@@ -128,31 +128,6 @@ class SearchIndex:
         if (self._noted or self._cuts) and self._flush_handle is None and self._loop:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
         return process
-
-    def _died(self) -> None:
-        """The indexer died: what was left to write to it (a line perhaps begun) is
-        dropped; the notes made from now on wait for the next one (``_spawn``)."""
-        self._process = None
-        self._pipe = -1
-        self._backlog = b""
-
-    async def close(self) -> None:
-        """Stop the indexer and close the reader, before the database's own connection
-        closes: the last connection to close is the one that folds the WAL into the
-        file. The indexer is killed, not asked: a pass is one transaction of the
-        index (cut short, it is rolled back), the next start picks up from the
-        watermarks, and a process at nice 19 on a busy machine may take seconds to
-        notice its pipe closing — seconds the server's shutdown would wait."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-        self._flush_handle = None
-        self._waiters.clear()
-        self._pipe = -1
-        await self._keeper.stop()
-        self._process = None
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.close()
 
     def _prepare_file(self) -> None:
         """The index file 0600 at the current version; one this cfm cannot use (another

@@ -1,6 +1,6 @@
 """What is said to an AI contact while its node is dead is answered by the node that
 takes it over: the persona's new client starts from its read mark, which lives in Redis
-(the bot moves it only once a message is handled), not from the rooms' present. Three
+(the bot moves it only once a message is handled), not from the rooms' present. Two
 real ``cfm serve --redis`` processes over one real redis-server; the lease holder is
 SIGKILLed and a user on a surviving node writes to the persona before the takeover."""
 
@@ -10,6 +10,7 @@ import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from tests.cluster.redis_proc import RedisProcess
@@ -24,12 +25,15 @@ from tests.cluster.test_ai_takeover import (
 from tests.server.serve_proc import ServeProcess, serve
 
 
+# Two nodes with the AI contacts, a takeover and two persona answers: on a loaded CI
+# machine more than the default two minutes (each wait is bounded by WAIT).
+@pytest.mark.timeout(300)
 async def test_a_message_sent_while_the_holder_is_dead_is_answered_after_the_takeover(
         redis: RedisProcess, tmp_path: Path) -> None:
     db = aioredis.from_url(redis.url)
     async with AsyncExitStack() as stack:
         procs: dict[str, ServeProcess] = {}
-        for node in ("n1", "n2", "n3"):
+        for node in ("n1", "n2"):
             # A lease of 8 s: the question is stored well before any node takes over,
             # even on a loaded machine (the check below says so if not).
             procs[node] = await stack.enter_async_context(

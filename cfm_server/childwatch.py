@@ -170,12 +170,20 @@ class ChildKeeper:
             if process.stdin is not None:
                 process.stdin.close()  # its pipe: the owner's end of it
         lived = time.monotonic() - self._started
-        delay = self._delay if self._delay and lived < self.settled_s else self.first_delay_s
-        self._delay = min(self.max_delay_s, delay * 2)
+        if lived >= self.settled_s:
+            self._delay = 0.0  # it had run a while: this death starts the schedule again
+        delay = self._next_delay()
         self._died()
         self._log.warning("%s (pid %d) died (%s) after %.0f s; starting a new one in %g s",
                           self.what, process.pid, how_it_ended(returncode), lived, delay)
         self._next_start(delay)
+
+    def _next_delay(self) -> float:
+        """The wait before the next start: ``first_delay_s``, then twice as long each
+        time, up to ``max_delay_s``."""
+        delay = self._delay or self.first_delay_s
+        self._delay = min(self.max_delay_s, delay * 2)
+        return delay
 
     def _next_start(self, delay: float) -> None:
         assert self._loop is not None
@@ -188,8 +196,7 @@ class ChildKeeper:
         try:
             process = self._spawn()
         except (OSError, subprocess.SubprocessError) as e:
-            delay = self._delay
-            self._delay = min(self.max_delay_s, delay * 2)
+            delay = self._next_delay()
             self._log.warning("cannot start a new %s (%s); trying again in %g s",
                               self.what.removeprefix("the "), e, delay)
             self._next_start(delay)

@@ -181,6 +181,7 @@ def _store_error(exc: ClusterError) -> StoreError:
     client (``error{internal, retry_ms}``, as for a say)."""
     error = StoreError(f"Redis: {exc}")
     error.retry_ms = getattr(exc, "retry_ms", None)
+    error.__cause__ = exc  # what _log_failed's level is chosen by
     return error
 
 
@@ -235,4 +236,7 @@ def _log_refused(name: str, done: asyncio.Future[Written]) -> None:
 def _log_failed(commit: Commit) -> None:
     if not commit.cancelled() and commit.exception() is not None:
         exc = commit.exception()
-        log.log(level(exc, logging.ERROR), "a shared record could not be written: %s", exc)
+        # By the Redis error behind it: Redis out of reach is the outage tracker's to log,
+        # once, not an ERROR per change refused meanwhile (the client was told retry_ms).
+        log.log(level(exc.__cause__ or exc, logging.ERROR),
+                "a shared record could not be written: %s", exc)

@@ -1,7 +1,7 @@
 """What an operator reads in a cluster's logs, from real ``cfm serve --redis`` processes
 over a real redis-server: a node's death logged once, by the node that reaped it; an
 outage of Redis logged as one line when it starts and one when it ends (not a line per
-part per retry), with ``/metrics`` telling the same."""
+part per retry, nor per change refused meanwhile), with ``/metrics`` telling the same."""
 
 from __future__ import annotations
 
@@ -85,6 +85,11 @@ async def test_an_outage_of_redis_is_one_line_when_it_starts_and_one_when_it_end
                     await client.send({"t": "say", "room": "#ops", "text": "x", "id": f"s{i}"})
                     error = await client.recv_until("error", timeout=WAIT)
                     assert error["code"] == "internal" and error["retry_ms"] > 0, error
+                # A change of a shared record (the user's) meets it too: refused alike,
+                # and no line of its own (it used to log an ERROR per change refused).
+                await bob.send({"t": "presence", "status": "busy"})
+                error = await bob.recv_until("error", timeout=WAIT)
+                assert error["code"] == "internal" and error["ref"] == "presence", error
             finally:
                 os.kill(redis.proc.pid, signal.SIGCONT)
             for base in bases:
@@ -100,3 +105,4 @@ async def test_an_outage_of_redis_is_one_line_when_it_starts_and_one_when_it_end
             assert sum("Redis reachable again" in line for line in lines) == 1, text
             warnings = [line for line in lines if CLUSTER_WARNING.search(line)]
             assert len(warnings) == 2, text  # the start and the end, nothing per retry
+            assert not [line for line in lines if " ERROR " in line], text

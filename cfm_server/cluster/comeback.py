@@ -45,6 +45,10 @@ class Comebacks:
         for name in names:
             self._expected[name] = within
 
+    def expects(self, name: str) -> bool:
+        """Whether ``name`` is one of the users expected back on another node."""
+        return name in self._expected
+
     def hold(self, user: User) -> bool:
         """A ``gone`` of ``user``: True if it is held back (nothing to tell now)."""
         within = self._expected.get(user.name)

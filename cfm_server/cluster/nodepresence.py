@@ -224,8 +224,17 @@ class NodePresence:
             self.comebacks.back(user.name)
             if not user.sessions:
                 user.remote = True
+                self._handler().drop_hold(user.name)
         elif op == b"off":
             user.remote = False
+            if not user.sessions and self._node.config.presence_grace > 0 \
+                    and not self.comebacks.expects(user.name):
+                # Its grace runs here too: if its node's timer cannot end it (that node
+                # stopped within it), this one's does; Redis lets one of them tell
+                # "offline" (``_end_grace``), and a return or that one's frame ends it.
+                # (Not for the AI contacts: the next lease holder signs them in, maybe
+                # later than the grace; their watchers are told nothing meanwhile.)
+                self._handler().hold_offline(user)
         elif op == b"gone" and not self.comebacks.hold(user):
             self._tell_gone(user)
 
@@ -233,6 +242,7 @@ class NodePresence:
         """The user's node died or left: nobody signed the user out, so no node told the
         watchers. Each node tells its own, as the user's node would have."""
         user.remote = False
+        self._handler().drop_hold(user.name)
         if not user.sessions and user.record.status != Status.INVISIBLE:
             node = self._node
             assert node.delivery is not None
@@ -267,6 +277,8 @@ class NodePresence:
             return
         if not user.sessions and not user.remote and _shows_online(frame):
             user.remote = True  # told before the user's "on" reaches this node
+        elif not user.sessions and not _shows_online(frame):
+            self._handler().drop_hold(user.name)  # its grace was told from another node
         node.delivery.presence_relayed(user, frame)
 
     def send(self, name: str, frame: bytes) -> None:

@@ -218,6 +218,13 @@ class PresenceHandler:
             self.world.config.presence_grace, self._gone_offline, user.name)
         self.going_offline[user.name] = (handle, seen)
 
+    def drop_hold(self, name: str) -> None:
+        """(A cluster node:) ``name``'s grace here ends with nothing to tell: the user
+        came back on another node, or its node's death was told."""
+        going = self.going_offline.pop(name, None)
+        if going is not None:
+            going[0].cancel()
+
     def _gone_offline(self, name: str) -> None:
         self.going_offline.pop(name, None)
         user = self.world.users.get(name)

@@ -224,17 +224,17 @@ class NodePresence:
             self.comebacks.back(user.name)
             if not user.sessions:
                 user.remote = True
-                self._handler().drop_hold(user.name)
+                self._handler().back_elsewhere(user)
         elif op == b"off":
             user.remote = False
-            if not user.sessions and self._node.config.presence_grace > 0 \
-                    and not self.comebacks.expects(user.name):
+            if not user.sessions and self._node.config.presence_grace > 0:
                 # Its grace runs here too: if its node's timer cannot end it (that node
                 # stopped within it), this one's does; Redis lets one of them tell
                 # "offline" (``_end_grace``), and a return or that one's frame ends it.
-                # (Not for the AI contacts: the next lease holder signs them in, maybe
-                # later than the grace; their watchers are told nothing meanwhile.)
-                self._handler().hold_offline(user)
+                # The AI contacts' hold has no timer: the next lease holder signs them
+                # in, maybe later than the grace, and their watchers are told nothing.
+                self._handler().hold_offline(
+                    user, timed=not self.comebacks.expects(user.name))
         elif op == b"gone" and not self.comebacks.hold(user):
             self._tell_gone(user)
 

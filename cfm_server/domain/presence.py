@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from cfm_common import rules
 from cfm_common.codec import encode
@@ -40,6 +41,21 @@ def _view(record: UserRecord, status: str) -> tuple[str, ...]:
     return (record.display, status, record.psm, str(record.bot))
 
 
+@dataclass(slots=True)
+class Going:
+    """A user within the presence grace: its timer (None: a cluster node's hold without
+    one), what watchers saw of it until then, and who was shown it offline meanwhile
+    (a welcome, a contact echo, a room's roster)."""
+
+    handle: asyncio.TimerHandle | None
+    seen: tuple[str, ...]
+    shown_offline: set[str] = field(default_factory=set)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+
+
 class PresenceHandler:
     def __init__(self, world: World, delivery: Delivery) -> None:
         self.world = world
@@ -51,7 +67,7 @@ class PresenceHandler:
         # Users whose last session ended less than ``presence_grace`` ago: the offline
         # presence waits on this timer, and what watchers saw of them until then (a
         # reconnect within the grace cancels it, and watchers hear only what changed).
-        self.going_offline: dict[str, tuple[asyncio.TimerHandle, tuple[str, ...]]] = {}
+        self.going_offline: dict[str, Going] = {}
         # A cluster node's: asked at the grace's end whether to tell watchers (another
         # node may hold the user, or have told them); it calls ``gone_offline`` if so.
         self.confirm_offline: Callable[[User], None] | None = None
@@ -77,6 +93,9 @@ class PresenceHandler:
             return RosterEntry(name, name, Status.OFFLINE.value, "", False, blocked)
         record = user.record
         status = user.status_for(viewer)
+        going = self.going_offline.get(name)
+        if going is not None and status == Status.OFFLINE:
+            going.shown_offline.add(viewer)  # told if the user is back within the grace
         return RosterEntry(
             name, record.display, status, psm_seen(record.psm, status), record.bot, blocked
         )
@@ -165,9 +184,11 @@ class PresenceHandler:
             self.online_users += 1
             going = self.going_offline.pop(user.name, None)
             if going is not None:  # back within the grace: watchers saw no offline
-                going[0].cancel()
-                if self.view(user) != going[1]:
+                going.cancel()
+                if self.view(user) != going.seen:
                     self.broadcast(user, own=False)
+                else:
+                    self._tell_newcomers(user, going)
             elif user.record.status != Status.INVISIBLE and not user.remote:
                 # (remote: online on another node of a cluster, so watchers see it already)
                 self.broadcast(user, own=False)
@@ -203,27 +224,51 @@ class PresenceHandler:
         record = user.record
         seen = _view(record, rules.public_status(record.status))  # as it was until now
         handle = asyncio.get_running_loop().call_later(grace, self._gone_offline, user.name)
-        self.going_offline[user.name] = (handle, seen)
+        self.going_offline[user.name] = Going(handle, seen)
 
-    def hold_offline(self, user: User) -> None:
+    def hold_offline(self, user: User, *, timed: bool = True) -> None:
         """On a cluster node: ``user`` went offline on another node less than the grace
-        ago, and is signing in here. A return within the grace is no news here either
-        (watchers hear only what changed); if the sign-in does not happen, this node's
-        timer ends the grace as the other node's would."""
+        ago (or is signing in here meanwhile). A return within the grace is no news here
+        either (watchers hear only what changed); if it does not happen, this node's
+        timer ends the grace as the other node's would (``timed``; else the hold lasts
+        until the user is back or told gone: the AI contacts, whose next holder signs
+        them in)."""
         if user.sessions or user.name in self.going_offline:
             return
         record = user.record
         seen = _view(record, rules.public_status(record.status))
         handle = asyncio.get_running_loop().call_later(
-            self.world.config.presence_grace, self._gone_offline, user.name)
-        self.going_offline[user.name] = (handle, seen)
+            self.world.config.presence_grace, self._gone_offline, user.name) if timed else None
+        self.going_offline[user.name] = Going(handle, seen)
+
+    def back_elsewhere(self, user: User) -> None:
+        """(A cluster node:) ``user`` came back on another node within the grace: no news
+        to the watchers here, but those shown the user offline meanwhile are told —
+        unless it came back changed, which its node tells everyone, newcomers included."""
+        going = self.going_offline.pop(user.name, None)
+        if going is not None:
+            going.cancel()
+            if self.view(user) == going.seen:
+                self._tell_newcomers(user, going)
 
     def drop_hold(self, name: str) -> None:
-        """(A cluster node:) ``name``'s grace here ends with nothing to tell: the user
-        came back on another node, or its node's death was told."""
+        """(A cluster node:) ``name``'s grace here ends with nothing to tell: its going
+        was told (its node's death, or the frame of the node that ended the grace)."""
         going = self.going_offline.pop(name, None)
         if going is not None:
-            going[0].cancel()
+            going.cancel()
+
+    def _tell_newcomers(self, user: User, going: Going) -> None:
+        """The user is back within the grace, as its watchers saw it: those shown it
+        offline meanwhile (their welcome, a contact echo, a room's roster) are told it is
+        here, or they would see it offline until its next change."""
+        if user.record.status == Status.INVISIBLE or not going.shown_offline:
+            return
+        data = self.frame(user, user.status_for(None))
+        for name in going.shown_offline:
+            viewer = self.world.users.get(name)
+            if viewer is not None and viewer.sessions and not user.has_blocked(name):
+                self.delivery.to_sessions(viewer.sessions, data, "presence")
 
     def _gone_offline(self, name: str) -> None:
         self.going_offline.pop(name, None)

@@ -1,0 +1,111 @@
+"""Signals at the edges of ``cfm serve``'s life (docs/server.md, "Signals"): one that
+lands after the event loop has closed (systemd or a supervisor sending SIGTERM twice)
+does not end the process by the signal, a second one during the shutdown is answered
+"already shutting down", and a SIGTERM the moment the server starts listening stops it
+cleanly — nothing of its start-up left half done.
+
+Each runs the real ``cfm serve`` in a process that signals itself at the moment under
+test (``serve_signalled.py``: a real ``kill`` of its own pid, at a log line or after the
+command returned), so the moment is hit every time, with no sleep. The cluster node's
+twins are in tests/cluster/test_node_signals.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.server.serve_proc import ServeProcess
+
+SIGNALLED = Path(__file__).with_name("serve_signalled.py")
+EXIT_WAIT = 30.0
+
+
+async def spawn_signalled(moment: str, signame: str, tmp_path: Path, *args: str,
+                          ai: bool = False) -> ServeProcess:
+    """``cfm serve --port 0`` (``--no-ai`` unless ``ai``) that sends itself ``signame``
+    at ``moment``; CFM_* variables and the user's server.toml kept out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFM_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(SIGNALLED), moment, signame, "--host", "127.0.0.1",
+        "--port", "0", *([] if ai else ["--no-ai"]), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+    return ServeProcess(proc)
+
+
+async def exit_status(server: ServeProcess) -> int:
+    """How the process ended, waited for by itself (no signal of ServeProcess.stop's)."""
+    try:
+        code = await asyncio.wait_for(server.proc.wait(), EXIT_WAIT)
+    except TimeoutError:
+        await server.stop()
+        raise AssertionError(f"cfm serve did not exit:\n{server.text()[-3000:]}") from None
+    await server.stop()  # (reads the rest of its output)
+    return code
+
+
+async def stopped_after_its_loop(moment: str, signame: str, tmp_path: Path,
+                                 *args: str) -> ServeProcess:
+    """A started ``cfm serve`` stopped with SIGTERM, which sends itself ``signame`` at
+    ``moment`` after its loop has closed; checked to exit 0, no traceback."""
+    server = await spawn_signalled(moment, signame, tmp_path, *args)
+    await server.wait_line(r"cfm serve: listening on ws://")
+    server.proc.send_signal(signal.SIGTERM)
+    code = await exit_status(server)
+    assert f"signal-self: {signame} at {moment}" in server.text(), server.text()[-3000:]
+    assert code == 0, server.text()[-3000:]
+    assert "Traceback" not in server.text()
+    if moment == "returned":  # it went on after the signal, to its own end
+        assert "signal-self: still alive" in server.text()
+    return server
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
+@pytest.mark.parametrize("moment", ["returned", "atexit"])
+async def test_a_signal_after_the_loop_has_closed_does_not_end_the_server_by_it(
+        tmp_path, moment, signame) -> None:
+    # It used to: -15 for SIGTERM (143 in a shell, a failed stop to systemd), -1 for
+    # SIGHUP, a KeyboardInterrupt traceback for SIGINT.
+    await stopped_after_its_loop(moment, signame, tmp_path, "--data-dir", str(tmp_path / "d"))
+
+
+async def test_a_second_sigterm_during_the_shutdown_is_answered_already_shutting_down(
+        tmp_path) -> None:
+    # The AI contacts sign out first thing in a shutdown: the second SIGTERM comes while
+    # the rest of it (flush, clients closed, store closed) is still to run.
+    server = await spawn_signalled("log:cfm_server.conn:code 1000 by the client", "SIGTERM",
+                                   tmp_path, "--data-dir", str(tmp_path / "d"), ai=True)
+    await server.wait_line(r"cfm serve: listening on ws://")
+    server.proc.send_signal(signal.SIGTERM)
+    assert await exit_status(server) == 0, server.text()[-3000:]
+    await server.wait_line(r"INFO cfm_server\.procsignals: SIGTERM again: already shutting "
+                           r"down")
+    assert "Traceback" not in server.text()
+
+
+@pytest.mark.parametrize("moment", ["log:cfm_server.server:listening on",
+                                    "log:cfm_common.client:connected to"])
+async def test_sigterm_as_a_single_node_starts_listening_stops_it_cleanly(
+        tmp_path, moment) -> None:
+    """At the "listening on" line, and as the AI contacts sign in: the start-up steps
+    after the listener (server.json, admin.sock, the AI contacts) are undone as a stop
+    undoes them; it used to end with the store never closed, admin.sock left, and AI
+    contacts signed in and reconnecting to a server going away."""
+    data = tmp_path / "d"
+    server = await spawn_signalled(moment, "SIGTERM", tmp_path, "--data-dir", str(data),
+                                   ai=True)
+    assert await exit_status(server) == 0, server.text()[-3000:]
+    text = server.text()
+    assert f"signal-self: SIGTERM at {moment}" in text
+    assert "cfm serve: stopped before it started" in text, text[-3000:]
+    assert "Traceback" not in text
+    assert "reconnecting" not in text, text[-3000:]
+    # The store was closed (its WAL folded in) and the control socket removed.
+    left = sorted(p.name for p in data.iterdir())
+    assert "cfm.sqlite3-wal" not in left and "admin.sock" not in left, left

@@ -126,12 +126,9 @@ def serve(
     signals = ProcessSignals()
     try:
         _prepare_process()
-        try:
-            code = run_event_loop(_run(settings, logs, signals))  # uvloop when installed
-        except KeyboardInterrupt:  # (a Ctrl+C before ProcessSignals)
-            code = 0
+        code = run_event_loop(_run(settings, logs, signals))  # uvloop when installed
     finally:
-        signals.ignore()
+        signals.release(ignore=signals.stop_requested)  # (if _run did not)
         logs.close()
     if code:
         raise typer.Exit(code)
@@ -265,12 +262,14 @@ async def _run(settings: Any, logs: Any, signals: ProcessSignals) -> int:
     stop_requested = asyncio.Event()
     server: Server | None = None
     signals.attach(loop, stop=stop_requested.set, reload=lambda: _reload(server, logs))
+    ran = False
     try:
         server = Server(settings)
         try:
             if not await _started(server, stop_requested):
                 typer.echo("cfm serve: stopped before it started")
                 return 0
+            ran = True
         except (StoreError, ConfigError) as exc:
             typer.echo(f"cfm serve: {exc}", err=True)
             return EXIT_CONFIG
@@ -296,9 +295,9 @@ async def _run(settings: Any, logs: Any, signals: ProcessSignals) -> int:
             _tell("cfm serve: shutting down")
             await server.stop()
     finally:
-        # The server has stopped (or never started): what is left of the process (the
-        # loop's close, its threads joined, the interpreter's exit) ignores them.
-        signals.ignore()
+        # The server has stopped: what is left of the process (the loop's close, its
+        # threads joined, the interpreter's exit) ignores them.
+        signals.release(ignore=ran or signals.stop_requested)
     return 0
 
 

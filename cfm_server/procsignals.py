@@ -4,7 +4,7 @@ to the process's last instruction.
     signals = ProcessSignals()                      # before the loop: a stop is kept
     signals.attach(loop, stop=event.set, reload=…)  # in the loop: handed to it
     …                                               # the server stops
-    signals.ignore()                                # from now to the exit, none ends it
+    signals.release(ignore=True)                    # from now to the exit, none ends it
 
 The handlers are Python-level (``signal.signal``), not the loop's ``add_signal_handler``:
 removing a loop's handler, which closing the loop does, puts the default action back, and
@@ -13,7 +13,9 @@ shutdown (the loop closed, its threads joined, the interpreter finalizing) — s
 supervisor or a script that sends it twice — ended the process by the signal, status -15
 (143 in a shell), which they count as a failed stop. Once the server has stopped the
 three are ignored (``SIG_IGN``): the interpreter's finalization leaves an ignored signal
-as it is, where it resets a Python-level handler to the default action.
+as it is, where it resets a Python-level handler to the default action. A start that
+failed (status 2) puts the handlers from before back instead: nothing ran to stop, and a
+caller in the same process (a test through typer's CliRunner) gets its signals back.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import signal
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,8 @@ class ProcessSignals:
         self.stop_requested = False  # a SIGTERM or SIGINT came (before attach() too)
         self._reload_requested = False  # a SIGHUP came before attach()
         self._repeat_said = False
-        for sig in HANDLED:
-            signal.signal(sig, self._handler)
+        self._before: dict[int, Any] | None = {
+            sig: signal.signal(sig, self._handler) for sig in HANDLED}
 
     def attach(self, loop: asyncio.AbstractEventLoop, *, stop: Callable[[], None],
                reload: Callable[[], None]) -> None:
@@ -54,18 +57,24 @@ class ProcessSignals:
         if self.stop_requested:
             stop()
 
-    def ignore(self) -> None:
-        """The server has stopped: every further signal of the three is discarded by the
-        kernel, until and during the interpreter's exit."""
+    def release(self, *, ignore: bool) -> None:
+        """The command is over (the first call counts). ``ignore``: a server ran or was
+        asked to stop, and every further signal of the three is discarded by the kernel
+        until and during the interpreter's exit; else the handlers from before return."""
+        before, self._before = self._before, None
+        if before is None:
+            return
         self._loop = None
         for sig in HANDLED:
-            signal.signal(sig, signal.SIG_IGN)
+            # (None: a handler set outside Python, which cannot be put back)
+            previous = signal.SIG_DFL if before[sig] is None else before[sig]
+            signal.signal(sig, signal.SIG_IGN if ignore else previous)
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between two bytecodes, maybe inside the loop's own
         # code: only hand the signal over.
         loop = self._loop
-        if loop is None:  # before attach() (or after ignore()): kept for attach()
+        if loop is None:  # before attach(): kept for it
             if signum in STOP:
                 self.stop_requested = True
             else:

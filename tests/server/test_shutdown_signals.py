@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,14 +30,20 @@ EXIT_WAIT = 30.0
 async def spawn_signalled(moment: str, signame: str, tmp_path: Path, *args: str,
                           ai: bool = False) -> ServeProcess:
     """``cfm serve --port 0`` (``--no-ai`` unless ``ai``) that sends itself ``signame``
-    at ``moment``; CFM_* variables and the user's server.toml kept out."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CFM_")}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    at ``moment``."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(SIGNALLED), moment, signame, "--host", "127.0.0.1",
         "--port", "0", *([] if ai else ["--no-ai"]), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=own_env(tmp_path))
     return ServeProcess(proc)
+
+
+def own_env(tmp_path: Path) -> dict[str, str]:
+    """The environment without CFM_* variables and the user's server.toml."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFM_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    return env
 
 
 async def exit_status(server: ServeProcess) -> int:
@@ -109,3 +116,65 @@ async def test_sigterm_as_a_single_node_starts_listening_stops_it_cleanly(
     # The store was closed (its WAL folded in) and the control socket removed.
     left = sorted(p.name for p in data.iterdir())
     assert "cfm.sqlite3-wal" not in left and "admin.sock" not in left, left
+
+
+def test_sigterm_again_and_again_until_it_is_gone_still_ends_it_with_status_0(
+        tmp_path) -> None:
+    """A supervisor that sends SIGTERM until the process is gone: whichever moment of
+    the shutdown each one lands in (the loop's, its closing, the interpreter's exit),
+    the status is 0. (Not one moment picked, as above: every moment, by numbers.)"""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cfm_server", "--host", "127.0.0.1", "--port", "0",
+         "--no-ai", "--data-dir", str(tmp_path / "d")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=own_env(tmp_path))
+    assert proc.stdout is not None
+    try:
+        output = []
+        for line in proc.stdout:  # (ends if it exits instead of listening)
+            output.append(line.decode())
+            if "cfm serve: listening on" in output[-1]:
+                break
+        sent = 0
+        while sent < 30_000:  # a millisecond apart: bounded at about 30 s
+            proc.send_signal(signal.SIGTERM)  # (nothing once it has been waited for)
+            sent += 1
+            try:
+                proc.wait(timeout=0.001)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        output.append(proc.stdout.read().decode())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    text = "".join(output)
+    assert proc.returncode == 0, (sent, text[-3000:])
+    assert sent > 1, text[-3000:]
+    assert "Traceback" not in text
+
+
+def test_a_start_that_failed_gives_the_caller_its_signal_handlers_back(tmp_path) -> None:
+    """``cfm serve`` run in this process (typer's CliRunner) that exits 2 (its data dir
+    is a file): the handlers from before are back. The three are ignored to the end
+    only once a server ran or a stop was asked for; this process goes on."""
+    from typer.testing import CliRunner
+
+    from cfm_cli.main import app
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError(f"signal {signum} in the test")
+
+    before = {sig: signal.signal(sig, mine)
+              for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        result = CliRunner().invoke(app, ["serve", "--port", "0", "--no-ai",
+                                          "--data-dir", str(blocker)])
+        assert result.exit_code == 2, result.output
+        assert {sig: signal.getsignal(sig) for sig in before} == dict.fromkeys(before, mine)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

@@ -28,14 +28,15 @@ EXIT_WAIT = 30.0
 
 
 async def spawn_signalled(moment: str, signame: str, tmp_path: Path, *args: str,
-                          ai: bool = False) -> ServeProcess:
+                          ai: bool = False, env: dict[str, str] | None = None
+                          ) -> ServeProcess:
     """``cfm serve --port 0`` (``--no-ai`` unless ``ai``) that sends itself ``signame``
     at ``moment``."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(SIGNALLED), moment, signame, "--host", "127.0.0.1",
         "--port", "0", *([] if ai else ["--no-ai"]), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env=own_env(tmp_path))
+        env={**own_env(tmp_path), **(env or {})})
     return ServeProcess(proc)
 
 
@@ -80,6 +81,30 @@ async def test_a_signal_after_the_loop_has_closed_does_not_end_the_server_by_it(
     # It used to: -15 for SIGTERM (143 in a shell, a failed stop to systemd), -1 for
     # SIGHUP, a KeyboardInterrupt traceback for SIGINT.
     await stopped_after_its_loop(moment, signame, tmp_path, "--data-dir", str(tmp_path / "d"))
+
+
+# Logged before the event loop runs (its handlers installed, nothing to hand them to yet).
+BEFORE_THE_LOOP = "log:cfm_server.config:CFM_NO_SUCH_SETTING is not a cfm setting"
+
+
+async def test_sigterm_before_the_event_loop_runs_stops_it_cleanly(tmp_path) -> None:
+    # It used to end the process by the signal (-15): the loop's handlers were not yet
+    # installed.
+    server = await spawn_signalled(BEFORE_THE_LOOP, "SIGTERM", tmp_path, "--data-dir",
+                                   str(tmp_path / "d"), env={"CFM_NO_SUCH_SETTING": "1"})
+    assert await exit_status(server) == 0, server.text()[-3000:]
+    assert f"signal-self: SIGTERM at {BEFORE_THE_LOOP}" in server.text()
+    assert "cfm serve: stopped before it started" in server.text()
+    assert "Traceback" not in server.text()
+
+
+async def test_sighup_before_the_event_loop_runs_is_done_once_it_runs(tmp_path) -> None:
+    # It used to end the process by the signal (-1), logrotate's reload at a start.
+    server = await spawn_signalled(BEFORE_THE_LOOP, "SIGHUP", tmp_path, "--data-dir",
+                                   str(tmp_path / "d"), env={"CFM_NO_SUCH_SETTING": "1"})
+    await server.wait_line(r"SIGHUP: nothing to reload")
+    await server.wait_line(r"cfm serve: listening on ws://")
+    assert await server.stop() == 0, server.text()[-3000:]
 
 
 async def test_a_second_sigterm_during_the_shutdown_is_answered_already_shutting_down(

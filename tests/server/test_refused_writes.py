@@ -121,3 +121,39 @@ async def test_a_block_and_an_unblock_both_refused_leave_the_contact_as_it_was(
         await me.send({"t": "contact", "op": "block", "name": "bob", "id": "b"})
         assert (await me.recv_until("contact", ref="b"))["blocked"] is True
         assert alice(server).contacts["bob"].blocked
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-session", "second-session"])
+async def test_a_sign_in_whose_status_the_store_refused_is_refused_retryably(
+        server_factory: Any, first: bool) -> None:
+    """A hello that sets a status is the user's change of their record: refused with
+    ``internal`` (ref ``hello``) and closed 1013 before any ``welcome``, the record as
+    stored, nobody told; once the store writes again the same hello signs in with it.
+    (Signing in with the stored status instead would show an ``invisible`` user.)"""
+    from tests.wire import WireClient
+
+    server = await server_factory(rate_limits=False)
+    async with signed_in(server.url, "alice") as first_session, \
+            signed_in(server.url, "bob") as bob:
+        await bob.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
+        await bob.recv_until("contact", ref="c")
+        token = first_session.token
+        if first:
+            await first_session.close()
+            await bob.recv_until("presence", name="alice", status="offline")
+        refusing(server, True)
+        async with WireClient.connect(server.url) as me:
+            error = await me.hello("alice", token=token, status="busy", psm="exams")
+            assert error["t"] == "error" and error["code"] == "internal", error
+            assert error["ref"] == "hello"
+            assert await me.wait_closed() == 1013
+        record = alice(server).record
+        assert (record.status, record.psm) == ("online", "")
+        await bob.expect_silence("presence")
+        if not first:
+            await first_session.expect_silence("presence")
+        refusing(server, False)
+        async with signed_in(server.url, "alice", token=token, status="busy",
+                             psm="exams") as me:
+            assert (me.welcome["status"], me.welcome["psm"]) == ("busy", "exams")
+        await bob.recv_until("presence", name="alice", status="busy")

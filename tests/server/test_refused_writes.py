@@ -1,9 +1,10 @@
 """A single node whose store refuses a write (a full disk, an I/O error) confirms no
-change it did not store: a ``contact``, ``presence``, ``read``, ``leave`` or ``join``
-whose write failed is answered ``error{internal, ref}``, the live state keeps nothing of
-it (a restart would not have it either), nobody is told; the same frame sent once the
-store writes again does it. (On a cluster the same rule holds when Redis is out of
-reach: tests/cluster/test_outage_writes.py.)"""
+change it did not store: a ``contact``, ``presence``, ``read``, ``leave``, ``join``,
+``moderators`` change or a sign-in's status whose write failed is answered
+``error{internal, ref}``, the live state keeps nothing of it (a restart would not have
+it either), nobody is told; the same frame sent once the store writes again does it.
+(On a cluster the same rule holds when Redis is out of reach:
+tests/cluster/test_outage_writes.py.)"""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ async def bob_in_team(alice: WireClient, bob: WireClient) -> None:
     await joined(bob, "#team")
 
 
+async def alice_made_team(alice: WireClient, bob: WireClient) -> None:
+    await joined(alice, "#team")  # its creator
+    await joined(bob, "#team")
+    await alice.recv_until("member", name="bob", op="join")
+
+
 def alice(server: Any) -> Any:
     return server.hub.users["alice"]
 
@@ -71,6 +78,10 @@ CASES: dict[str, tuple[Any, dict[str, Any], str, Callable[[Any], bool],
     "join": (bob_in_team, {"t": "join", "room": "#team", "id": "j2"}, "j2",
              lambda s: "alice" not in s.hub.rooms["#team"].members,
              ("joined", {"ref": "j2"}), "member"),
+    "moderator": (alice_made_team, {"t": "moderators", "room": "#team", "add": "bob",
+                                    "id": "m"}, "m",
+                  lambda s: s.hub.changes.moderators["#team"] == {"alice"},
+                  ("moderators", {"ref": "m", "names": ["alice", "bob"]}), "moderators"),
     "new-room": (nothing, {"t": "join", "room": "#fresh", "id": "j2"}, "j2",
                  lambda s: "#fresh" not in s.hub.rooms and "#fresh" not in s.hub.changes.creators,
                  ("joined", {"ref": "j2"}), ""),

@@ -12,7 +12,7 @@ that stands to ``on_epoch`` (the node's World takes it; a client that was told t
 other one sees a reset, a full replay, never a wrong seq).
 
 An invite's use is counted against the code's limit in Redis in the same change as the
-identity's creation (``SharedState.create(counted=…)``): ``put_invite_use`` names the
+identity's creation (``SharedState.create(counted=…)``): ``count_invite_use`` names the
 code for the ``create_user`` that follows it (the same call of the sign-in). So a use is
 counted exactly when its account is made — never for an identity that was not created,
 never given back for one that was, whatever reply is lost (cluster/invites.py). A use
@@ -59,7 +59,7 @@ class ClusterWrites(Writes):
         # (room, epoch): another node made the room first, with this epoch.
         self.on_epoch: Callable[[str, str], None] | None = None
         # The invite use (nonce, limit, its commit) counted with the identity created
-        # next (see put_invite_use).
+        # next (see count_invite_use).
         self._invite_use: tuple[str, int, Commit] | None = None
 
     def create_user(self, record: UserRecord) -> Commit:
@@ -104,7 +104,7 @@ class ClusterWrites(Writes):
     def set_read(self, user: str, room: str, seq: int) -> Commit:
         return _logged(self._state.put(records.read_key(user, room), records.count_value(seq)))
 
-    def put_invite_use(self, nonce: str, used: int, limit: int = 0) -> Commit:
+    def count_invite_use(self, nonce: str, limit: int = 0) -> Commit:
         """One use of the code, unless it reached ``limit`` (0: none): counted in Redis
         with the identity created next, in one change (``create_user``)."""
         use: Commit = asyncio.get_running_loop().create_future()

@@ -139,9 +139,10 @@ class SignInHandler:
             oplog.sign_up_refused(name, exc.msg)
             raise
         if invite is not None and self.invites is not None:
-            # Counted now, in the same transaction as the identity: both or neither.
-            used = self.invites.spend(invite)
-            world.writes.put_invite_use(invite.nonce, used, invite.uses)
+            # Counted now, in the same transaction as the identity: both or neither
+            # (live, given back by drop_sign_up).
+            self.invites.spend(invite)
+            world.writes.count_invite_use(invite.nonce, invite.uses)
         token = secrets.token_urlsafe(32)
         record = UserRecord(
             name=name,
@@ -217,8 +218,10 @@ class SignInHandler:
         if commit.exception() is not None:
             session.close(CloseCode.TRY_AGAIN_LATER, NOT_SIGNED_IN)
             return None
-        if self.world.users.get(user.name) is not user or not hmac.compare_digest(
-                hash_token(pending.token), user.record.token_hash):
+        if self.world.users.get(user.name) is not user:
+            session.close(CloseCode.BAD_TOKEN, ACCOUNT_REMOVED)
+            return None
+        if not hmac.compare_digest(hash_token(pending.token), user.record.token_hash):
             session.close(CloseCode.BAD_TOKEN, TOKEN_REPLACED)
             return None
         return self._attach(session, user, pending.hello, pending.token, changed=True,

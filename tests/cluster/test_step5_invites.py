@@ -75,7 +75,7 @@ async def test_two_sign_ups_at_once_on_two_nodes_with_a_one_use_code_one_wins(no
         assert len(made) == 1, made
 
 
-async def test_a_use_is_given_back_when_the_handle_was_taken_meanwhile(nodes) -> None:
+async def test_no_use_is_counted_when_the_handle_was_taken_meanwhile(nodes) -> None:
     a, b = await nodes(), await nodes()
     code = make_code(a, uses=2)
     # Both claim one handle at once with a two-use code: one account, one use counted.
@@ -88,7 +88,7 @@ async def test_a_use_is_given_back_when_the_handle_was_taken_meanwhile(nodes) ->
     kinds = sorted(r["t"] if r["t"] == "welcome" else r["code"] for r in replies)
     assert kinds == ["name_taken", "welcome"], replies
     nonce = code.split("-")[0]
-    # The loser's use, counted before its identity was refused, is given back.
+    # The loser's identity was refused, and its use with it.
     for node in (a, b):
         await eventually(lambda n=node: n.node.state.records.get(f"i:{nonce}") == b"1")
     # The code still lets one more person in.

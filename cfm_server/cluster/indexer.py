@@ -23,7 +23,7 @@ took ~50 µs of the node's event loop, a quarter of a busy node's time under ``f
 priority, and the index's pages live in this process and the file, not in the node.
 
 A pass reads each noted room's new entries with ``read.lua`` (a page of ``READ_PAGE``
-per call: each entry as it is now — an edited message with its current text, a deleted
+per call, the calls of all the pass's rooms in one pipeline: each entry as it is now — an edited message with its current text, a deleted
 one as a tombstone, a hidden one marked) and writes them in one transaction of the file,
 which also moves each room's watermark (``rooms``): the node reads those for ``behind``.
 An edit entry replaces its target's text, a delete entry takes the target out (the
@@ -63,6 +63,7 @@ PASS_INTERVAL_S = 0.2  # at most one pass this often: a pass is one transaction,
 # much CPU each as 200
 PASS_BUDGET = 5_000  # entries read into one pass at most (a search sees the index grow)
 READ_PAGE = 200  # entries per read.lua call
+PIPELINE_CALLS = 500  # read.lua calls per pipeline (a pass's rooms, a page each)
 RETRY_S = 1.0  # after a pass failed (Redis out of reach, the file unwritable)
 SOCKET_TIMEOUT_S = 10.0
 
@@ -175,19 +176,43 @@ class Indexer:
                     for room, top in self.todo.items() if top > marks.get(room, 0)]
             if not work:
                 break
+            calls = []
             for room, mark, count in work:
                 if budget <= 0:
                     break
-                rows = self.read(keys=[keys.room_meta(room), keys.room_log(room),
-                                       keys.room_changes(room)],
-                                 args=["after", mark, count])
-                pages.append((room, mark, count, rows))
+                calls.append((room, mark, count))
                 marks[room] = mark + count
                 budget -= count
+            for at in range(0, len(calls), PIPELINE_CALLS):
+                part = calls[at:at + PIPELINE_CALLS]
+                pages += [(room, mark, count, rows) for (room, mark, count), rows
+                          in zip(part, self._read_pages(part), strict=True)]
         self._write(pages)
         self.marks = marks
         self.forgotten.clear()
         self.todo = {room: top for room, top in self.todo.items() if top > marks.get(room, 0)}
+
+    def _read_pages(self, calls: list[tuple[str, int, int]]) -> list[Any]:
+        """One page of each (room, mark, count), read in one pipeline: a round trip per
+        room cost the indexer and Redis more than the entries it read (a busy node's
+        pass reads a few entries of each of hundreds of rooms)."""
+        from redis.exceptions import NoScriptError
+
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for room, mark, count in calls:
+                self.read(keys=[keys.room_meta(room), keys.room_log(room),
+                                keys.room_changes(room)],
+                          args=["after", mark, count], client=pipe)
+            try:
+                return list(pipe.execute())
+            except NoScriptError:
+                # A Redis Cluster's pipeline leaves loading to its caller (a plain
+                # pipeline loads what its Redis lacks before it sends).
+                if attempt:
+                    raise
+                self.redis.script_load(READ.source)
+        raise AssertionError("unreachable")
 
     def _check(self) -> None:
         """The kept file's rooms against Redis (``check_kept``), once per process."""
@@ -229,6 +254,7 @@ class Indexer:
                 conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset, epoch)"
                              " VALUES (?, 0, ?, '')", (room, self.resets.get(room, 0)))
             entries = 0
+            marks: list[tuple[str, int, int, str]] = []
             new: list[tuple[int, str, int, str, int, str]] = []
             edits: list[tuple[str, str, int]] = []
             deletes: list[tuple[str, int]] = []
@@ -245,10 +271,10 @@ class Indexer:
                 entries += len(rows)
                 # read.lua read exactly (mark, mark + count]: the room's head is at least
                 # the noted seq, and what it lacks there was trimmed by retention.
-                conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset, epoch)"
-                             " VALUES (?, ?, ?, ?)", (room, mark + count,
-                                                      self.resets.get(room, 0),
-                                                      self.epochs.get(room, "")))
+                marks.append((room, mark + count, self.resets.get(room, 0),
+                              self.epochs.get(room, "")))
+            conn.executemany("INSERT OR REPLACE INTO rooms (room, seq, reset, epoch)"
+                             " VALUES (?, ?, ?, ?)", marks)
             # The pass's messages in two statements (a statement per message cost twice
             # the CPU), then the changes: an entry is read as it is now (an edited
             # message with its current text, a deleted one as a tombstone never

@@ -23,8 +23,9 @@ took ~50 µs of the node's event loop, a quarter of a busy node's time under ``f
 priority, and the index's pages live in this process and the file, not in the node.
 
 A pass reads each noted room's new entries with ``read.lua`` (a page of ``READ_PAGE``
-per call, the calls of all the pass's rooms in one pipeline: each entry as it is now — an edited message with its current text, a deleted
-one as a tombstone, a hidden one marked) and writes them in one transaction of the file,
+per call, the calls of all the pass's rooms in one pipeline: each entry as it is now —
+an edited message with its current text, a deleted one as a tombstone, a hidden one
+marked) and writes them in one transaction of the file,
 which also moves each room's watermark (``rooms``): the node reads those for ``behind``.
 An edit entry replaces its target's text, a delete entry takes the target out (the
 rule of single-node's ``searchindexer._CHANGES``); a hidden edit changed nothing and

@@ -108,6 +108,62 @@ async def test_watchers_and_room_members_on_both_nodes_see_the_removed_user_go_o
             await client.close()
 
 
+async def test_the_dm_partner_and_a_pending_request_hear_of_the_removal_once(
+        redis: RedisProcess, nodes) -> None:
+    """bob wrote with alice (a DM on each node's sessions of his); alice had added carol,
+    who has not answered. bob hears alice leave the DM (a DM room has no other leave)
+    and carol the request withdrawn (the echo of a removal that changes nothing on her
+    list); then what they would do next answers a clear error."""
+    a, b = await nodes(), await nodes()
+    alice = await signed_in(a.url, "alice")
+    bob_a = await signed_in(a.url, "bob")
+    bob_b = await signed_in(b.url, "bob", bob_a.token)
+    carol = await signed_in(b.url, "carol")
+    dave = await signed_in(a.url, "dave")  # the markers' sender
+    clients = (alice, bob_a, bob_b, carol, dave)
+    try:
+        await request(alice, {"t": "say", "to": "bob", "text": "hi", "id": "a1"}, "ack")
+        for bob in (bob_a, bob_b):
+            await bob.recv_until("msg", room="dm:alice:bob")
+        await request(alice, {"t": "contact", "op": "add", "name": "carol"}, "contact")
+        await carol.recv_until("contact", op="added_you", name="alice")
+        for node in (a, b):
+            world = node.hub.world
+            await eventually(lambda w=world: "dm:alice:bob" in w.users["bob"].rooms
+                             and "carol" in w.users["alice"].contacts)
+        for client in clients:
+            client.seen.clear()
+
+        await admin.remove_user(redis.url, "alice", int(time.time() * 1000))
+
+        assert await alice.wait_closed() == 4003
+        for bob in (bob_a, bob_b):
+            await bob.recv_until("member", room="dm:alice:bob", name="alice", op="leave")
+        await carol.recv_until("contact", op="remove", name="alice", status="offline")
+        for node in (a, b):
+            await eventually(lambda w=node.hub.world: "alice" not in w.users)
+        for name in ("bob", "carol"):  # markers through each user's channel and rooms
+            await request(dave, {"t": "contact", "op": "add", "name": name}, "contact")
+        for client in (bob_a, bob_b, carol):
+            await client.recv_until("contact", op="added_you", name="dave")
+        for bob in (bob_a, bob_b):
+            assert about_alice(bob) == [("member", "leave")]
+        assert about_alice(carol) == [("contact", "remove")]
+
+        # Writing into the DM, or to alice, answers no_such_user; so does accepting.
+        for i, frame in enumerate(({"t": "say", "room": "dm:alice:bob", "text": "?"},
+                                   {"t": "say", "to": "alice", "text": "?"},
+                                   {"t": "nudge", "to": "alice"})):
+            await bob_b.send({**frame, "id": f"b{i}"})
+            refused = await bob_b.recv_until("error", ref=f"b{i}")
+            assert refused["code"] == "no_such_user", refused
+        await carol.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
+        assert (await carol.recv_until("error", ref="c"))["code"] == "no_such_user"
+    finally:
+        for client in clients:
+            await client.close()
+
+
 async def test_an_invisible_user_removed_shows_no_presence_but_leaves_its_rooms(
         redis: RedisProcess, nodes) -> None:
     """An invisible user looked offline already: no presence, but the room's member

@@ -12,10 +12,9 @@ it leaving:
   those it blocked and while it is invisible too: the removal is the operator's doing,
   not a sign of the user's activity, and the membership ends for everyone;
 - ``member{op: leave}`` in each direct conversation it had, to the other member's
-  sessions (not quiet ones): the DM room is archived where no client can open it, and its other member
-  learns that nobody is left to write to (a ``say`` there now answers
-  ``no_such_user``). A DM room has no ``leave`` of its own, so this ``member`` frame
-  means only that;
+  sessions (not quiet ones): the DM room is archived where no client can open it, and
+  its other member learns that nobody is left to write to (a ``say`` there answers
+  ``no_such_user``). A DM room has no leave of its own, so this frame means only that;
 - to each user with an entry for it on their list, the echo of that entry going:
   ``contact{op: unblock}`` if they blocked it, then ``contact{op: remove}``, as if they
   had removed it from another session of theirs;
@@ -28,7 +27,10 @@ These go to the sessions this server holds, and only to them (``Delivery.to_sess
 which no cluster node relays): each node of a cluster applies the removal once, from
 the shared records' log, and tells its own sessions, so every session hears it once.
 A single node's ``remove-user`` runs while the server is stopped: at its next start
-nobody holds the user, and clients learn it from their ``welcome`` and ``joined``.
+nobody holds the user, and clients learn it from their ``welcome`` and ``joined`` (the
+DM room is no longer in ``welcome.rooms``); a request still shown from before the
+restart (``added_you`` is told live, never stored) is refused when answered:
+``no_such_user``.
 """
 
 from __future__ import annotations

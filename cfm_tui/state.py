@@ -277,9 +277,9 @@ class ChatState:
         # A DM room we were a member of (its epoch came with a welcome or a `joined`)
         # no longer listed: a DM has no leave, so its other account was removed while we
         # were away (docs/protocol.md, "A removed account").
-        vanished = set() if again else {
+        vanished = [] if again else [
             conv for room, conv in self.conversations.items()
-            if conv.peer is not None and conv.epoch is not None and room not in present}
+            if conv.peer is not None and conv.epoch is not None and room not in present]
         removed = Update()
         for conv in vanished:
             conv.epoch = None

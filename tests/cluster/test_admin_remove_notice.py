@@ -43,6 +43,19 @@ async def request(client: WireClient, frame: dict[str, Any], answer: str) -> Non
     await client.recv_until(answer)
 
 
+async def remove_alice_when(redis: RedisProcess, nodes: Any, clients: Any,
+                            ready: Any) -> None:
+    """Once ``ready(world)`` holds on every node (everyone where the removal will find
+    them), the operator removes alice (clients[0]), whose session closes; what each
+    client saw before is forgotten."""
+    for node in nodes:
+        await eventually(lambda w=node.hub.world: ready(w))
+    for client in clients:
+        client.seen.clear()
+    await admin.remove_user(redis.url, "alice", int(time.time() * 1000))
+    assert await clients[0].wait_closed() == 4003
+
+
 async def test_watchers_and_room_members_on_both_nodes_see_the_removed_user_go_once(
         redis: RedisProcess, nodes) -> None:
     a, b = await nodes(), await nodes()
@@ -61,18 +74,10 @@ async def test_watchers_and_room_members_on_both_nodes_see_the_removed_user_go_o
             await request(client, {"t": "join", "room": "#tea"}, "joined")
         # Everyone is where the removal will find them: alice online and a member of
         # #tea on both nodes, bob's and erin's entries for her applied on both.
-        for node in (a, b):
-            world = node.hub.world
-            await eventually(lambda w=world: w.users["alice"].online
-                             and {"alice", "bob", "dave", "carol"} <= w.rooms["#tea"].members
-                             and "alice" in w.users["bob"].contacts
-                             and "alice" in w.users["erin"].contacts)
-        for client in clients:
-            client.seen.clear()
-
-        await admin.remove_user(redis.url, "alice", int(time.time() * 1000))
-
-        assert await alice.wait_closed() == 4003
+        await remove_alice_when(redis, (a, b), clients, lambda w: w.users["alice"].online
+                                and {"alice", "bob", "dave", "carol"} <= w.rooms["#tea"].members
+                                and "alice" in w.users["bob"].contacts
+                                and "alice" in w.users["erin"].contacts)
         for bob in (bob_a, bob_b):
             await bob.recv_until("presence", name="alice", status="offline")
             await bob.recv_until("member", room="#tea", name="alice", op="leave")
@@ -127,16 +132,9 @@ async def test_the_dm_partner_and_a_pending_request_hear_of_the_removal_once(
             await bob.recv_until("msg", room="dm:alice:bob")
         await request(alice, {"t": "contact", "op": "add", "name": "carol"}, "contact")
         await carol.recv_until("contact", op="added_you", name="alice")
-        for node in (a, b):
-            world = node.hub.world
-            await eventually(lambda w=world: "dm:alice:bob" in w.users["bob"].rooms
-                             and "carol" in w.users["alice"].contacts)
-        for client in clients:
-            client.seen.clear()
-
-        await admin.remove_user(redis.url, "alice", int(time.time() * 1000))
-
-        assert await alice.wait_closed() == 4003
+        await remove_alice_when(redis, (a, b), clients,
+                                lambda w: "dm:alice:bob" in w.users["bob"].rooms
+                                and "carol" in w.users["alice"].contacts)
         for bob in (bob_a, bob_b):
             await bob.recv_until("member", room="dm:alice:bob", name="alice", op="leave")
         await carol.recv_until("contact", op="remove", name="alice", status="offline")

@@ -238,7 +238,7 @@ class ChatController:
         state = self.state
         text = text.replace("\r\n", "\n")
         refusal = self.text_refusal(text)
-        if refusal is None and self.state.conversation(room).peer in state.gone:
+        if refusal is None and state.conversation(room).peer in state.gone:
             refusal = self._gone_text(room, "your message was not sent")
         if refusal is not None:
             out = self.note(room, refusal)

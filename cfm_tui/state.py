@@ -430,10 +430,12 @@ class ChatState:
         return Update(closed={left.room}, roster=True)
 
     def _on_member(self, m: Member) -> Update:
+        pair = rules.dm_members(m.room)
+        if pair is not None:  # a DM has no leave: the other account was removed
+            name = rules.normalize_name(m.name)
+            gone = m.op == rules.MemberOp.LEAVE and name in pair and name != self.me
+            return self.account_gone(name) if gone else Update()
         conv = self.conversation(m.room)
-        if conv.peer is not None:  # a DM has no leave: the other account was removed
-            gone = m.op == rules.MemberOp.LEAVE and rules.normalize_name(m.name) == conv.peer
-            return self.account_gone(conv.peer) if gone else Update()
         # Members still unknown (no `joined` yet, the app asks for it): one change is
         # not the list, so it stays unknown rather than "1 member".
         members = conv.members

@@ -79,3 +79,11 @@ def test_the_handle_in_use_again_takes_messages_again():
     assert "bob" in state.gone
     state.apply(msg(2))  # a new message in the DM
     assert "bob" not in state.gone
+
+
+def test_a_dm_leave_for_a_conversation_not_shown_opens_nothing():
+    state = signed_in()
+    added_by(state, "bob")
+    update = state.apply(Member(DM, "bob", "leave"))
+    assert DM not in state.conversations and update.rooms == set()
+    assert "bob" in state.gone and state.added_you == []

@@ -53,7 +53,13 @@ from cfm_server.cluster import keys, rediscluster
 from cfm_server.cluster.entries import READ_FIELDS
 from cfm_server.cluster.indexfile import check_kept
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
-from cfm_server.store.searchfile import note_lines, serve_notes, transaction
+from cfm_server.store.searchfile import (
+    is_corrupt,
+    note_lines,
+    serve_notes,
+    stopped,
+    transaction,
+)
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS
 
 log = logging.getLogger("cfm_server.cluster.indexer")
@@ -317,6 +323,8 @@ def serve(path: Path, stdin: int) -> None:
         try:
             indexer.run_pass()
         except (RedisError, RedisClusterException, sqlite3.Error, OSError) as e:
+            if is_corrupt(e):
+                raise  # no pass will ever get past it: the node makes the file again
             if not isinstance(e, sqlite3.Error):
                 indexer.read = indexer.redis = None  # a new client at the next pass
             log.warning("search index: a pass failed (%s); trying again in %.0f s",
@@ -346,9 +354,7 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 0
     except sqlite3.Error as e:
-        log.error("search index %s stopped: %s; searches answer from what it holds "
-                  "until the node starts another indexer", argv[1], e)
-        return 1
+        return stopped(argv[1], e, log)
     return 0
 
 

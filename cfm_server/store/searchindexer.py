@@ -51,7 +51,13 @@ import time
 from pathlib import Path
 
 from cfm_server.childproc import die_with
-from cfm_server.store.searchfile import note_lines, serve_notes, transaction
+from cfm_server.store.searchfile import (
+    is_corrupt,
+    note_lines,
+    serve_notes,
+    stopped,
+    transaction,
+)
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
 
 logger = logging.getLogger("cfm_server.store.searchindexer")
@@ -275,6 +281,8 @@ def serve(db_path: Path, index: Path, stdin: int) -> None:
             indexer.start()
             break
         except sqlite3.Error as e:
+            if is_corrupt(e):
+                raise  # no start will ever get past it: the server makes the file again
             logger.warning("search index %s: cannot start (%s); trying again in %.0f s",
                            index, e, RETRY_S)
             time.sleep(RETRY_S)
@@ -283,6 +291,8 @@ def serve(db_path: Path, index: Path, stdin: int) -> None:
         try:
             indexer.run_pass()
         except sqlite3.Error as e:
+            if is_corrupt(e):
+                raise
             logger.warning("search index %s: a pass failed (%s); trying again in %.0f s",
                            index, e, RETRY_S)
             time.sleep(RETRY_S)
@@ -358,10 +368,7 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 0
     except sqlite3.Error as e:
-        logger.error("search index %s stopped: %s; searches answer from what it holds, "
-                     "and the server starts another indexer that carries on from there",
-                     argv[2], e)
-        return 1
+        return stopped(argv[2], e, logger)
     return 0
 
 

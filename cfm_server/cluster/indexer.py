@@ -8,7 +8,8 @@ the machine) and writes to
 its stdin which rooms hold new entries: ``n<TAB>seq<TAB>room`` (the room holds entries up
 to seq: a delivery, or a subscription's head) and ``f<TAB>n<TAB>room`` (the room's
 history restarted under a new epoch: drop what was indexed of it; n counts the node's
-forgets, so that it can tell a watermark of the new history from one of the old). It
+forgets, so that it can tell a watermark of the new history from one of the old), and
+``d`` (a search met a damaged page: check the file, ``searchfile.check_index``). It
 exits when its
 stdin closes (the node stopped, or died). If it dies first, the node starts another on
 the same file, which goes on from the watermarks (and forget counts) found there; so
@@ -54,6 +55,8 @@ from cfm_server.cluster.entries import READ_FIELDS
 from cfm_server.cluster.indexfile import check_kept
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
 from cfm_server.store.searchfile import (
+    Damaged,
+    check_index,
     is_corrupt,
     note_lines,
     serve_notes,
@@ -271,13 +274,16 @@ class Indexer:
             conn.execute("UPDATE stats SET entries = entries + ? WHERE id = 1", (entries,))
 
 
-def read_notes(data: bytes, indexer: Indexer) -> None:
-    """Apply the whole lines of ``data`` to ``indexer``, in order."""
+def read_notes(data: bytes, indexer: Indexer, path: Path) -> None:
+    """Apply the whole lines of ``data`` to ``indexer``, in order (``d``: a search met a
+    damaged page of the file at ``path``; ``Damaged`` if it is)."""
     for kind, seq, room in note_lines(data):
         if seq is not None and kind == "n":
             indexer.note(room, seq)
         elif seq is not None and kind == "f":
             indexer.forget(room, seq)
+        elif kind == "d":
+            check_index(indexer.conn, str(path), log)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -317,7 +323,7 @@ def serve(path: Path, stdin: int) -> None:
 
     indexer = Indexer(connect(path), lambda: redis_client(url.decode()))
     whole, _, buffered = buffered.rpartition(b"\n")  # notes read with the URL
-    read_notes(whole, indexer)
+    read_notes(whole, indexer, path)
 
     def one_pass() -> None:
         try:
@@ -331,7 +337,7 @@ def serve(path: Path, stdin: int) -> None:
                         e, RETRY_S)
             time.sleep(RETRY_S)
 
-    serve_notes(stdin, buffered, lambda whole: read_notes(whole, indexer),
+    serve_notes(stdin, buffered, lambda whole: read_notes(whole, indexer, path),
                 lambda: indexer.busy, one_pass,
                 lambda: PASS_INTERVAL_S)
 
@@ -353,7 +359,7 @@ def main(argv: list[str]) -> int:
         serve(Path(argv[1]), sys.stdin.fileno())
     except KeyboardInterrupt:
         return 0
-    except sqlite3.Error as e:
+    except (sqlite3.Error, Damaged) as e:
         return stopped(argv[1], e, log)
     return 0
 

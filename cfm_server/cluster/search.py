@@ -236,7 +236,8 @@ class ClusterSearch(IndexerClient):
         if reader is not None:
             try:
                 row = reader.execute(_ROOM, (room,)).fetchone()
-            except sqlite3.Error:
+            except sqlite3.Error as e:
+                self._read_failed(e)
                 row = None
             # A row of a forget this run made and the indexer has not written yet is
             # not counted as a mark (``behind``) anyway.
@@ -301,7 +302,8 @@ class ClusterSearch(IndexerClient):
             return sum(wanted.values())
         try:
             rows = self._reader.execute(_MARKS, (json.dumps(list(wanted)),)).fetchall()
-        except sqlite3.Error:
+        except sqlite3.Error as e:
+            self._read_failed(e)
             return sum(wanted.values())
         resets = self._resets
         marks = {room: seq for room, seq, reset in rows if reset >= resets.get(room, 0)}
@@ -341,9 +343,10 @@ class ClusterSearch(IndexerClient):
             try:
                 rows = index.execute(_SEARCH, (query, top, params_rooms, reader,
                                                    want)).fetchall()
-            except sqlite3.OperationalError as e:
-                if str(e).startswith("fts5:"):
+            except sqlite3.Error as e:
+                if isinstance(e, sqlite3.OperationalError) and str(e).startswith("fts5:"):
                     return []  # a word FTS5 splits where ours does not (as single-node)
+                self._read_failed(e)
                 raise
             current = await asyncio.gather(*(self._current(room, seq)
                                               for _, room, seq in rows))

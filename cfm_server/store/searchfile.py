@@ -10,7 +10,10 @@ statement meets it, and an indexer retrying its pass (or its start) would meet i
 forever while every search failed. So an indexer that meets it stops with
 ``CORRUPT_EXIT`` (``stopped``), and its server (``IndexerClient._died``) moves the file
 aside to ``<file>.corrupt`` and makes a new one, which the next indexer fills from the
-history (the database, or the room streams in Redis): search comes back by itself.
+history (the database, or the room streams in Redis): search comes back by itself. A
+page only searches read (an old FTS5 segment) is met by the server's reader first: it
+tells the indexer (a ``d`` line), which checks the file (``check_index``) and stops the
+same way if it is damaged.
 """
 
 from __future__ import annotations
@@ -46,11 +49,31 @@ def is_corrupt(error: BaseException) -> bool:
         and code & 0xFF in _CORRUPT_CODES
 
 
-def stopped(index: str, error: sqlite3.Error, logger: logging.Logger) -> int:
+class Damaged(Exception):
+    """The index file is damaged: a check of it found so (``check_index``)."""
+
+
+def check_index(conn: sqlite3.Connection, index: str, logger: logging.Logger) -> None:
+    """Raise ``Damaged`` if the index file (``conn``'s ``main``) is: its b-trees
+    (``quick_check``) and the FTS5 index's own structure (its ``integrity-check``). Reads
+    the whole file: only when a search met a damaged page."""
+    try:
+        problem = conn.execute("PRAGMA main.quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            raise Damaged(problem)
+        conn.execute("INSERT INTO docs_fts (docs_fts) VALUES ('integrity-check')")
+    except sqlite3.Error as e:
+        if is_corrupt(e):
+            raise Damaged(str(e)) from e
+        raise
+    logger.info("search index %s checks whole (a search's read of it failed)", index)
+
+
+def stopped(index: str, error: sqlite3.Error | Damaged, logger: logging.Logger) -> int:
     """An indexer process's exit status after ``error`` ended its work on ``index``
     (logged here): ``CORRUPT_EXIT`` if the file is damaged (its server logs what it
     does about it), else 1 (its server starts another, which carries on from the file)."""
-    if is_corrupt(error):
+    if isinstance(error, Damaged) or is_corrupt(error):
         logger.info("search index %s is damaged (%s): stopping", index, error)
         return CORRUPT_EXIT
     logger.error("search index %s stopped: %s; searches answer from what it holds until "
@@ -150,6 +173,10 @@ class IndexerClient:
     _process: Any
     _reader: sqlite3.Connection | None
     _backlog: bytes
+    _damage_told = False  # the running indexer was told a read met a damaged page
+
+    def _flush(self) -> None:
+        raise NotImplementedError
 
     def _make_file(self) -> None:
         """The index file at ``path``, kept or made (each owner's own)."""
@@ -167,7 +194,17 @@ class IndexerClient:
         self._process = None
         self._pipe = -1
         self._backlog = b""
+        self._damage_told = False
         return self._remake() if returncode == CORRUPT_EXIT else None
+
+    def _read_failed(self, error: sqlite3.Error) -> None:
+        """A read of the index file (a search's) failed: if SQLite said a page is
+        damaged, the indexer is told to check the file (once per indexer: the check
+        reads it all), and stops if it is (``_died`` then makes it again)."""
+        if is_corrupt(error) and not self._damage_told and self._pipe >= 0:
+            self._damage_told = True
+            self._backlog += b"d\n"
+            self._flush()
 
     def _remake(self) -> str:
         """Move the damaged file aside and make a new, empty one, which the next indexer

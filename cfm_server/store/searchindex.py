@@ -212,7 +212,11 @@ class SearchIndex(IndexerClient):
         reader = self._reader
         if reader is None:
             raise StoreError("the search index is not open")
-        return reader.execute(sql, params).fetchall()
+        try:
+            return reader.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            self._read_failed(e)
+            raise
 
     def behind(self, rooms: Mapping[str, int]) -> int:
         """How many messages up to each room's given seq the index has not seen yet."""

@@ -36,7 +36,8 @@ their target's seq: ``_CHANGES`` is where a pass turns them into an update or a
 removal of the target's ``docs`` row, in the same transaction that indexes them.
 
 Its stdin, one line each: ``n<TAB>seq<TAB>room`` (committed up to seq), ``c<TAB>seq<TAB>room``
-(retention deleted below seq), ``r`` (notes were lost: look at every room again).
+(retention deleted below seq), ``r`` (notes were lost: look at every room again), ``d``
+(a search met a damaged page: check the file, ``searchfile.check_index``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from pathlib import Path
 
 from cfm_server.childproc import die_with
 from cfm_server.store.searchfile import (
+    Damaged,
+    check_index,
     is_corrupt,
     note_lines,
     serve_notes,
@@ -260,11 +263,15 @@ class Indexer:
                 conn.execute(_MARKS)
 
 
-def read_notes(data: bytes, indexer: Indexer) -> None:
-    """Apply the lines of ``data`` (whole lines only) to ``indexer``."""
+def read_notes(data: bytes, indexer: Indexer, index: Path) -> None:
+    """Apply the lines of ``data`` (whole lines only) to ``indexer`` (``d``: a search met
+    a damaged page, of the index at ``index`` or of the database; ``Damaged`` if the
+    index is)."""
     for kind, seq, room in note_lines(data):
         if kind == "r":
             indexer.rescan()
+        elif kind == "d":
+            check_index(indexer.conn, str(index), logger)
         elif seq is not None and kind == "n":
             indexer.note(room, seq)
         elif seq is not None and kind == "c":
@@ -276,30 +283,50 @@ def serve(db_path: Path, index: Path, stdin: int) -> None:
     interval, until ``stdin`` reaches its end."""
     conn = connect(index, db_path, readonly=False)
     indexer = Indexer(conn)
+
+    def failed(e: sqlite3.Error, what: str) -> None:
+        """A start or a pass failed: tried again after RETRY_S, unless SQLite said a file
+        is damaged, which no retry gets past."""
+        if is_corrupt(e):
+            if _database_damaged(conn):
+                raise DatabaseDamaged(f"the database {db_path} is damaged ({e})") from e
+            raise e  # the index: its server makes it again
+        logger.warning("search index %s: %s (%s); trying again in %.0f s", index, what, e,
+                       RETRY_S)
+        time.sleep(RETRY_S)
+
     while True:
         try:
             indexer.start()
             break
         except sqlite3.Error as e:
-            if is_corrupt(e):
-                raise  # no start will ever get past it: the server makes the file again
-            logger.warning("search index %s: cannot start (%s); trying again in %.0f s",
-                           index, e, RETRY_S)
-            time.sleep(RETRY_S)
+            failed(e, "cannot start")
 
     def one_pass() -> None:
         try:
             indexer.run_pass()
         except sqlite3.Error as e:
-            if is_corrupt(e):
-                raise
-            logger.warning("search index %s: a pass failed (%s); trying again in %.0f s",
-                           index, e, RETRY_S)
-            time.sleep(RETRY_S)
+            failed(e, "a pass failed")
 
-    serve_notes(stdin, b"", lambda whole: read_notes(whole, indexer),
+    serve_notes(stdin, b"", lambda whole: read_notes(whole, indexer, index),
                 lambda: bool(indexer.todo or indexer.cuts), one_pass,
                 lambda: indexer.interval_s)
+
+
+class DatabaseDamaged(Exception):
+    """SQLite found the database damaged, not the index: making the index again would
+    not help (nor would the file's name in the log)."""
+
+
+def _database_damaged(conn: sqlite3.Connection) -> bool:
+    """SQLite said "corrupt" to a statement that read both files: whose? The database's
+    b-trees are checked (``quick_check``: the whole file, in this nice-19 process, once
+    per death); if they pass, the index is (its damage may be inside FTS5's records,
+    which no ``quick_check`` reads)."""
+    try:
+        return conn.execute("PRAGMA cfm.quick_check(1)").fetchone()[0] != "ok"
+    except sqlite3.Error:
+        return True
 
 
 def connect(index: Path, db_path: Path, *, readonly: bool,
@@ -367,7 +394,11 @@ def main(argv: list[str]) -> int:
         serve(Path(argv[1]), Path(argv[2]), sys.stdin.fileno())
     except KeyboardInterrupt:
         return 0
-    except sqlite3.Error as e:
+    except DatabaseDamaged as e:
+        logger.error("search index %s stopped: %s; searches answer from what it holds "
+                     "(restoring the database: docs/server.md)", argv[2], e)
+        return 1
+    except (sqlite3.Error, Damaged) as e:
         return stopped(argv[2], e, logger)
     return 0
 

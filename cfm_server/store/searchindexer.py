@@ -319,14 +319,19 @@ class DatabaseDamaged(Exception):
 
 
 def _database_damaged(conn: sqlite3.Connection) -> bool:
-    """SQLite said "corrupt" to a statement that read both files: whose? The database's
-    b-trees are checked (``quick_check``: the whole file, in this nice-19 process, once
-    per death); if they pass, the index is (its damage may be inside FTS5's records,
-    which no ``quick_check`` reads)."""
+    """SQLite said "corrupt" to a statement that read both files: whose? The index's
+    b-trees are checked first (``quick_check``, usually the smaller file), then, if they
+    are whole, the database's (the whole file, in this nice-19 process, once per death);
+    if those are whole too, the index is to blame (its damage may be inside FTS5's
+    records, which no ``quick_check`` reads)."""
+    return _checks_whole(conn, "main") and not _checks_whole(conn, "cfm")
+
+
+def _checks_whole(conn: sqlite3.Connection, schema: str) -> bool:
     try:
-        return conn.execute("PRAGMA cfm.quick_check(1)").fetchone()[0] != "ok"
-    except sqlite3.Error:
-        return True
+        return conn.execute(f"PRAGMA {schema}.quick_check(1)").fetchone()[0] == "ok"
+    except sqlite3.DatabaseError:
+        return False
 
 
 def connect(index: Path, db_path: Path, *, readonly: bool,

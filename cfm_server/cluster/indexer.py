@@ -35,7 +35,6 @@ retention: skipped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -55,12 +54,11 @@ from cfm_server.cluster.entries import READ_FIELDS
 from cfm_server.cluster.indexfile import check_kept
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
 from cfm_server.store.searchfile import (
-    Damaged,
     check_index,
     is_corrupt,
     note_lines,
+    run,
     serve_notes,
-    stopped,
     transaction,
 )
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS
@@ -353,15 +351,7 @@ def main(argv: list[str]) -> int:
     # A pass retries every RETRY_S while Redis is out of reach: one line of it per 30 s
     # (the node logs the outage itself).
     ratelog.install(burst=1, interval=30.0, names=(log.name,))
-    with contextlib.suppress(OSError):
-        os.nice(19)  # the lowest CPU priority: the node's sessions come first
-    try:
-        serve(Path(argv[1]), sys.stdin.fileno())
-    except KeyboardInterrupt:
-        return 0
-    except (sqlite3.Error, Damaged) as e:
-        return stopped(argv[1], e, log)
-    return 0
+    return run(lambda: serve(Path(argv[1]), sys.stdin.fileno()), argv[1], log)
 
 
 if __name__ == "__main__":

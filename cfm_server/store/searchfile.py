@@ -81,6 +81,21 @@ def stopped(index: str, error: sqlite3.Error | Damaged, logger: logging.Logger) 
     return 1
 
 
+def run(work: Callable[[], None], index: str, logger: logging.Logger) -> int:
+    """An indexer process's ``work`` on ``index``, at the lowest CPU priority (its
+    server's sessions come first), and its exit status: 0 once its input ended (its
+    server stopped), else ``stopped``'s."""
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    try:
+        work()
+    except KeyboardInterrupt:
+        return 0
+    except (sqlite3.Error, Damaged) as e:
+        return stopped(index, e, logger)
+    return 0
+
+
 def set_aside(path: Path) -> Path:
     """Move a damaged index file (with its WAL) to ``<path>.corrupt`` (an older one there
     is replaced), for whoever wants to look; its shared memory goes. The new name."""

@@ -42,10 +42,8 @@ Its stdin, one line each: ``n<TAB>seq<TAB>room`` (committed up to seq), ``c<TAB>
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import sqlite3
 import sys
 import time
@@ -53,12 +51,11 @@ from pathlib import Path
 
 from cfm_server.childproc import die_with
 from cfm_server.store.searchfile import (
-    Damaged,
     check_index,
     is_corrupt,
     note_lines,
+    run,
     serve_notes,
-    stopped,
     transaction,
 )
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
@@ -313,9 +310,10 @@ def serve(db_path: Path, index: Path, stdin: int) -> None:
                 lambda: indexer.interval_s)
 
 
-class DatabaseDamaged(Exception):
+class DatabaseDamaged(sqlite3.DatabaseError):
     """SQLite found the database damaged, not the index: making the index again would
-    not help (nor would the file's name in the log)."""
+    not help (nor would the index's name in the log). An error with no SQLite code of
+    its own: the indexer stops with an ordinary failure's status, naming the database."""
 
 
 def _database_damaged(conn: sqlite3.Connection) -> bool:
@@ -393,19 +391,8 @@ def main(argv: list[str]) -> int:
         die_with(int(argv[3]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(OSError):
-        os.nice(19)  # the lowest CPU priority: the server and its clients come first
-    try:
-        serve(Path(argv[1]), Path(argv[2]), sys.stdin.fileno())
-    except KeyboardInterrupt:
-        return 0
-    except DatabaseDamaged as e:
-        logger.error("search index %s stopped: %s; searches answer from what it holds "
-                     "(restoring the database: docs/server.md)", argv[2], e)
-        return 1
-    except (sqlite3.Error, Damaged) as e:
-        return stopped(argv[2], e, logger)
-    return 0
+    return run(lambda: serve(Path(argv[1]), Path(argv[2]), sys.stdin.fileno()), argv[2],
+               logger)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.cluster.redis_proc import RedisProcess
 from tests.cluster.test_search import new_history
-from tests.server.index_faults import say
+from tests.server.index_faults import read_index, say
 from tests.server.indexer_kill import lines_about
 from tests.server.serve_proc import ServeProcess, serve
 from tests.server.test_changes import _change
@@ -33,15 +33,6 @@ async def node(redis_url: str, data_dir: Path, node_id: str = "k1"
 
 def index_of(data_dir: Path, node_id: str = "k1") -> Path:
     return data_dir / f"search-{node_id}.sqlite3"
-
-
-def read_index(path: Path, sql: str) -> list[tuple[object, ...]]:
-    """What the node's index file holds (read-only, beside the node's own readers)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def entries_read(path: Path) -> int:

@@ -29,7 +29,8 @@ Node = Callable[[], contextlib.AbstractAsyncContextManager[ServeProcess]]
 PATTERN = 0xA5  # what a damaged page is overwritten with
 
 
-def read_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+def read_index(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """What the node's index file holds (read-only, beside the node's own readers)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return conn.execute(sql).fetchall()
@@ -53,10 +54,10 @@ def damage_deep_inside(path: Path) -> None:
     with open(path, "r+b") as file:
         file.seek((root - 1) * size)
         file.write(bytes([PATTERN]) * size)
-    assert read_rows(path, "PRAGMA user_version")[0][0] > 0
-    assert read_rows(path, "SELECT count(*) FROM rooms")[0][0] > 0
+    assert read_index(path, "PRAGMA user_version")[0][0] > 0
+    assert read_index(path, "SELECT count(*) FROM rooms")[0][0] > 0
     with contextlib.suppress(sqlite3.DatabaseError):
-        read_rows(path, "SELECT rowid FROM docs_fts WHERE docs_fts MATCH 'needle'")
+        read_index(path, "SELECT rowid FROM docs_fts WHERE docs_fts MATCH 'needle'")
         raise AssertionError(f"{path} still searchable")
 
 
@@ -82,8 +83,8 @@ async def damaged_file_is_made_again(node: Node, index: Path) -> None:
     assert not lines_about(server, r"died \(")
     assert not lines_about(server, "Traceback")
     assert aside.exists()
-    assert read_rows(index, "PRAGMA integrity_check") == [("ok",)]
-    assert len(read_rows(index, "SELECT rowid FROM docs_fts WHERE docs_fts MATCH 'needle'")) == 11
+    assert read_index(index, "PRAGMA integrity_check") == [("ok",)]
+    assert len(read_index(index, "SELECT rowid FROM docs_fts WHERE docs_fts MATCH 'needle'")) == 11
 
 
 async def say(client: WireClient, text: str, room: str) -> int:

@@ -8,7 +8,8 @@ the machine) and writes to
 its stdin which rooms hold new entries: ``n<TAB>seq<TAB>room`` (the room holds entries up
 to seq: a delivery, or a subscription's head) and ``f<TAB>n<TAB>room`` (the room's
 history restarted under a new epoch: drop what was indexed of it; n counts the node's
-forgets, so that it can tell a watermark of the new history from one of the old). It
+forgets, so that it can tell a watermark of the new history from one of the old), and
+``d`` (a search met a damaged page: check the file, ``searchfile.check_index``). It
 exits when its
 stdin closes (the node stopped, or died). If it dies first, the node starts another on
 the same file, which goes on from the watermarks (and forget counts) found there; so
@@ -35,7 +36,6 @@ retention: skipped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -54,7 +54,14 @@ from cfm_server.cluster import keys, rediscluster
 from cfm_server.cluster.entries import READ_FIELDS
 from cfm_server.cluster.indexfile import check_kept
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
-from cfm_server.store.searchfile import note_lines, serve_notes, transaction
+from cfm_server.store.searchfile import (
+    check_index,
+    is_corrupt,
+    note_lines,
+    run,
+    serve_notes,
+    transaction,
+)
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS
 
 log = logging.getLogger("cfm_server.cluster.indexer")
@@ -292,13 +299,16 @@ class Indexer:
             conn.execute("UPDATE stats SET entries = entries + ? WHERE id = 1", (entries,))
 
 
-def read_notes(data: bytes, indexer: Indexer) -> None:
-    """Apply the whole lines of ``data`` to ``indexer``, in order."""
+def read_notes(data: bytes, indexer: Indexer, path: Path) -> None:
+    """Apply the whole lines of ``data`` to ``indexer``, in order (``d``: a search met a
+    damaged page of the file at ``path``; ``Damaged`` if it is)."""
     for kind, seq, room in note_lines(data):
         if seq is not None and kind == "n":
             indexer.note(room, seq)
         elif seq is not None and kind == "f":
             indexer.forget(room, seq)
+        elif kind == "d":
+            check_index(indexer.conn, str(path), log)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -338,19 +348,21 @@ def serve(path: Path, stdin: int) -> None:
 
     indexer = Indexer(connect(path), lambda: redis_client(url.decode()))
     whole, _, buffered = buffered.rpartition(b"\n")  # notes read with the URL
-    read_notes(whole, indexer)
+    read_notes(whole, indexer, path)
 
     def one_pass() -> None:
         try:
             indexer.run_pass()
         except (RedisError, RedisClusterException, sqlite3.Error, OSError) as e:
+            if is_corrupt(e):
+                raise  # no pass will ever get past it: the node makes the file again
             if not isinstance(e, sqlite3.Error):
                 indexer.read = indexer.redis = None  # a new client at the next pass
             log.warning("search index: a pass failed (%s); trying again in %.0f s",
                         e, RETRY_S)
             time.sleep(RETRY_S)
 
-    serve_notes(stdin, buffered, lambda whole: read_notes(whole, indexer),
+    serve_notes(stdin, buffered, lambda whole: read_notes(whole, indexer, path),
                 lambda: indexer.busy, one_pass,
                 lambda: PASS_INTERVAL_S)
 
@@ -366,17 +378,7 @@ def main(argv: list[str]) -> int:
     # A pass retries every RETRY_S while Redis is out of reach: one line of it per 30 s
     # (the node logs the outage itself).
     ratelog.install(burst=1, interval=30.0, names=(log.name,))
-    with contextlib.suppress(OSError):
-        os.nice(19)  # the lowest CPU priority: the node's sessions come first
-    try:
-        serve(Path(argv[1]), sys.stdin.fileno())
-    except KeyboardInterrupt:
-        return 0
-    except sqlite3.Error as e:
-        log.error("search index %s stopped: %s; searches answer from what it holds "
-                  "until the node starts another indexer", argv[1], e)
-        return 1
-    return 0
+    return run(lambda: serve(Path(argv[1]), sys.stdin.fileno()), argv[1], log)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from cfm_common.errors import ProtocolError
 from cfm_common.frames import Error, Hello, ServerFrame, Welcome
 from cfm_common.rules import FATAL_HELLO_ERRORS, RATE_KIND, CloseCode, ErrorCode
 from cfm_server.admission import ChargeLater
-from cfm_server.hub import Hub, RateLimited, SignUp
+from cfm_server.hub import Hub, RateLimited, SignInWrite, SignUp
 from cfm_server.invites import InviteError
 from cfm_server.limits import SessionLimits
 from cfm_server.outbox import Outbox
@@ -345,7 +345,7 @@ class Session:
     async def _handshake(self) -> bool:
         """Read until a ``hello`` succeeds (True) or the connection must end (False)."""
         loop = asyncio.get_running_loop()
-        signed: Welcome | SignUp | None = None
+        signed: Welcome | SignUp | SignInWrite | None = None
         try:
             async with asyncio.timeout_at(loop.time() + self.config.hello_timeout):
                 while not self.closing and signed is None:
@@ -362,10 +362,10 @@ class Session:
             return False
         if signed is None:
             return False
-        if isinstance(signed, SignUp):
-            # Outside the hello timeout: the hello came in time, and a new identity must
-            # be finished or dropped whatever the commit takes.
-            welcome = await self._finish_sign_up(signed)
+        if isinstance(signed, SignUp | SignInWrite):
+            # Outside the hello timeout: finished or dropped whatever its commit takes.
+            welcome = await (self._finish_sign_up(signed) if isinstance(signed, SignUp)
+                             else self.hub.finish_sign_in(self, signed))
             if welcome is None:
                 return False
             signed = welcome
@@ -453,7 +453,7 @@ class Session:
             return False
         return True
 
-    def _on_hello(self, frame: Hello) -> Welcome | SignUp | None:
+    def _on_hello(self, frame: Hello) -> Welcome | SignUp | SignInWrite | None:
         try:
             signed = self.hub.sign_in(self, frame)
         except ProtocolError as exc:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -65,6 +66,8 @@ class ProcessSignals:
         if before is None:
             return
         self._loop = None
+        if ignore:
+            _quiet_the_race()
         for sig in HANDLED:
             # (None: a handler set outside Python, which cannot be put back)
             previous = signal.SIG_DFL if before[sig] is None else before[sig]
@@ -94,3 +97,21 @@ class ProcessSignals:
         elif not self._repeat_said:  # once: a supervisor may send it again and again
             self._repeat_said = True
             log.info("%s again: already shutting down", signal.Signals(signum).name)
+
+
+_RACE = {f"Signal {int(sig)} ignored due to race condition" for sig in HANDLED}
+
+
+def _quiet_the_race() -> None:
+    """A signal caught just before its handler became SIG_IGN, and not yet handed to
+    Python, is reported by the interpreter as an exception ("Signal 15 ignored due to
+    race condition", with a traceback) when it finds no handler to run: it was meant to
+    be ignored, so that report is dropped; any other goes to the hook from before."""
+    before = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not (isinstance(unraisable.exc_value, OSError)
+                and str(unraisable.exc_value) in _RACE):
+            before(unraisable)
+
+    sys.unraisablehook = hook

@@ -203,3 +203,30 @@ def test_a_start_that_failed_gives_the_caller_its_signal_handlers_back(tmp_path)
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+# SIGTERM and SIGUSR1 caught together (held while blocked): Python runs their handlers in
+# signal order, SIGUSR1's first, and it makes the three ignored — as cfm serve does at the
+# end of its shutdown — before SIGTERM's turn comes.
+CAUGHT_AS_IGNORED = """
+import os, signal
+from cfm_server.procsignals import ProcessSignals
+signals = ProcessSignals()
+signal.signal(signal.SIGUSR1, lambda signum, frame: signals.release(ignore=True))
+both = {signal.SIGUSR1, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, both)
+os.kill(os.getpid(), signal.SIGTERM)
+os.kill(os.getpid(), signal.SIGUSR1)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+print("still here")
+"""
+
+
+def test_a_signal_caught_as_the_handlers_become_ignored_is_not_reported() -> None:
+    """Caught by the kernel just before its handler became SIG_IGN, but not yet run by
+    Python: ignored like the ones after it, not reported as "Signal 15 ignored due to
+    race condition" with a traceback."""
+    result = subprocess.run([sys.executable, "-c", CAUGHT_AS_IGNORED], capture_output=True,
+                            text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (0, "still here\n"), result
+    assert result.stderr == "", result.stderr

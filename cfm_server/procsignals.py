@@ -8,7 +8,10 @@ to the process's last instruction.
 
 The handlers are Python-level (``signal.signal``), not the loop's ``add_signal_handler``:
 removing a loop's handler, which closing the loop does, puts the default action back, and
-for SIGTERM and SIGHUP that is death. A second SIGTERM landing in the last moment of a
+for SIGTERM and SIGHUP that is death. (The interpreter runs a Python-level handler in
+the main thread, the one the kernel gives a signal sent to the process, between two
+bytecodes: it only hands the signal to the loop, ``call_soon_threadsafe``, which wakes
+it, on asyncio's loop and uvloop alike.) A second SIGTERM landing in the last moment of a
 shutdown (the loop closed, its threads joined, the interpreter finalizing) — systemd, a
 supervisor or a script that sends it twice — ended the process by the signal, status -15
 (143 in a shell), which they count as a failed stop. Once the server has stopped the

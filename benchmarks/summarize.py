@@ -23,6 +23,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
               ("p50 / p99 ms", "latency", "lat")],
     "latency": [("deliveries/s", "deliveries_per_s", "{:,.0f}"),
                 ("p50 / p99 / p99.9 ms", "latency", "lat3"),
+                ("scheduled p50 / p99 ms", "scheduled_latency", "lat"),
                 ("per server CPU-s", "deliveries_per_server_cpu_s", "{:,.0f}")],
     "idle": [("server bytes/conn", "rss_per_connection", "{:,.0f}"),
              ("server RSS MB", "server_rss", "mb")],

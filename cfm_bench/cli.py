@@ -57,7 +57,7 @@ def bench(
     rate: Annotated[str | None, typer.Option(help="Total say/s, or 'max' (closed loop).")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds measured (after --warmup).")] = None,  # noqa: E501
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
-    size: Annotated[int, typer.Option(help="Characters of text per message (>= 20: the send time).")] = 32,  # noqa: E501
+    size: Annotated[int, typer.Option(help="Characters of text per message (>= 30: the send time and its lateness).")] = 32,  # noqa: E501
     procs: Annotated[int | None, typer.Option(help="Driver processes (default: one per core not given to a spawned server).")] = None,  # noqa: E501
     window: Annotated[int | None, typer.Option(help="At max rate: says in flight per publisher (default: 1,024 shared, at most 64 each).")] = None,  # noqa: E501
     messages: Annotated[int, typer.Option(help="replay: messages the reader missed.")] = 10_000,
@@ -85,8 +85,9 @@ def bench(
     if not (modes == 1 or (cluster and modes == 0)) or (cluster and (url or baseline or compare)):
         raise typer.BadParameter("give exactly one of --url, --spawn, --baseline, --compare, "
                                  "--cluster N (--cluster N may go with --spawn)")
-    if size < 20:
-        raise typer.BadParameter("--size must be >= 20 (the text carries the send time)")
+    if size < 30:
+        raise typer.BadParameter(
+            "--size must be >= 30 (the text carries the send time and its lateness)")
     options = BenchOptions(
         scenario=scenario, clients=clients, rooms=rooms, publishers=publishers,
         rate=_rate(rate), duration=duration, warmup=warmup, size=size, procs=procs,

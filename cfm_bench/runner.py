@@ -199,7 +199,9 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
         figures["window"] = window
     figures["size"] = options.size
     if shape.kind != "traffic":
-        del figures["latency"]
+        del figures["latency"], figures["scheduled_latency"]
+    if not figures["send_lateness"]["samples"]:
+        del figures["send_lateness"]  # max rate: a say goes when the window lets it
     if shape.kind == "traffic":
         seconds = shape.duration
         figures["duration"] = seconds
@@ -273,6 +275,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
 
 def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     latency, connect = Histogram(), Histogram()
+    scheduled, lateness = Histogram(), Histogram()
     frames: dict[str, int] = {}
     errors: dict[str, int] = {}
     closed: dict[str, int] = {}
@@ -280,6 +283,8 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
               "connect_failures": 0}
     for r in results:
         latency.merge(r["latency"])
+        scheduled.merge(r["scheduled_latency"])
+        lateness.merge(r["send_lateness"])
         connect.merge(r["connect_latency"])
         for key in totals:
             totals[key] += r[key]
@@ -289,6 +294,8 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
                 into[k] = into.get(k, 0) + v
     out: dict[str, Any] = dict(totals)
     out["latency"] = latency.summary()
+    out["scheduled_latency"] = scheduled.summary()
+    out["send_lateness"] = lateness.summary()
     out["connect_latency"] = connect.summary()
     out["msg_frame_bytes"] = round(totals["msg_bytes"] / totals["deliveries"], 1) \
         if totals["deliveries"] else None

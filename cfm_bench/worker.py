@@ -10,6 +10,9 @@ The coordinator (``runner.py``) talks to each worker over a ``multiprocessing`` 
 Publishing starts at ``go`` (minus a warm-up) and only what arrives between ``start``
 and ``end`` is counted. The text of each ``say`` starts with its send time, so every
 receiving peer measures send → receipt latency on the system-wide monotonic clock.
+A fixed-rate publisher also writes how late its send was (its timer fired after the
+intended time, or its process waited for a CPU), so the receiver records the scheduled
+latency as well: intended send time → receipt, the figure that counts a late send.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def process_cpu() -> float:
 
 
 class Publisher:
-    __slots__ = ("count", "event", "name", "outstanding", "peer", "room", "seq")
+    __slots__ = ("count", "name", "outstanding", "peer", "room", "seq", "stop_ns")
 
     def __init__(self, peer: Peer, room: str) -> None:
         self.peer = peer
@@ -97,7 +100,7 @@ class Publisher:
         self.outstanding = 0
         self.count = 0
         self.seq = 0
-        self.event = asyncio.Event()
+        self.stop_ns = 0  # at max rate: the window is refilled until then
 
 
 class Worker:
@@ -106,7 +109,9 @@ class Worker:
         self.link = link
         self.stats = Stats()
         self.peers: list[Peer] = []
-        self.latency = Histogram()
+        self.latency = Histogram()  # send → receipt
+        self.scheduled = Histogram()  # intended send time → receipt
+        self.send_lateness = Histogram()  # intended send time → send (fixed rate)
         self.connect_latency = Histogram()
         self.deliveries = 0
         self.msg_bytes = 0
@@ -116,7 +121,8 @@ class Worker:
         self.connect_failures = 0
         self.cpu_wait: float | None = None
         self.closed_early: dict[str, int] = {}
-        self.filler = "x" * max(0, spec.size - 20)
+        # The text: send time (19 digits), lateness in µs (9), filler; `size` in all.
+        self.filler = "x" * max(0, spec.size - 30)
 
     # --- coordinator link ------------------------------------------------------------------
 
@@ -163,26 +169,30 @@ class Worker:
     # --- receiving -----------------------------------------------------------------------
 
     def _make_on_msg(self, probe_for: set[str]) -> Any:
-        unpackb = msgpack.unpackb
         monotonic_ns = time.monotonic_ns
         latency_add = self.latency.add
+        scheduled_add = self.scheduled.add
         publishers = self.publishers
         half_window = self.spec.window // 2
+        refill = self._refill
 
         def on_msg(payload: bytes) -> None:
             now = monotonic_ns()
             if probe_for:
-                sender = unpackb(payload, raw=False)["from"]
+                sender = msg_sender(payload)
                 if sender in probe_for:
                     pub = publishers[sender]
                     pub.outstanding -= 1
                     if pub.outstanding <= half_window:
-                        pub.event.set()
+                        # Refilled here, in the callback that saw the delivery: a task
+                        # woken per say (an event, a timer) cost the driver more than
+                        # the say itself, on the two cores it shares with the server.
+                        refill(pub, now)
             if self.start_ns <= now < self.end_ns:
                 self.deliveries += 1
                 self.msg_bytes += len(payload)
-                # The send time opens the text: read it from the bytes, no full unpack
-                # (this is the driver's hottest line).
+                # The send time opens the text, the send's lateness follows it: read
+                # them from the bytes, no full unpack (this is the driver's hottest line).
                 i = payload.find(b"\xa4text")
                 if i < 0:
                     return
@@ -190,9 +200,12 @@ class Worker:
                 start = i + 6 if head < 0xC0 else i + 7  # fixstr or str8 header
                 try:
                     sent = int(payload[start:start + 19])
+                    late = int(payload[start + 20:start + 29])
                 except ValueError:
                     return
-                latency_add((now - sent) // 1000)
+                us = (now - sent) // 1000
+                latency_add(us)
+                scheduled_add(us + late)
 
         return on_msg
 
@@ -217,26 +230,35 @@ class Worker:
 
     # --- publishing ----------------------------------------------------------------------
 
-    def _say(self, pub: Publisher, stamp_ns: int) -> None:
+    def _say(self, pub: Publisher, sent_ns: int, late_us: int = 0) -> None:
         pub.seq += 1
         pub.peer.send({"t": "say", "room": pub.room, "id": f"{pub.seq}",
-                       "text": f"{stamp_ns:019d} {self.filler}"})
+                       "text": f"{sent_ns:019d} {min(late_us, 999_999_999):09d} {self.filler}"})
+
+    def _refill(self, pub: Publisher, now: int) -> None:
+        """Send says until ``pub`` has its window in flight (at max rate, until its stop)."""
+        if now >= pub.stop_ns:
+            return
+        window = self.spec.window
+        while pub.outstanding < window:
+            self._say(pub, now)
+            pub.outstanding += 1
+            pub.count += 1
 
     async def _publish_max(self, pub: Publisher, stop_ns: int) -> None:
-        window = self.spec.window
+        """Fill the window; the probe's callback refills it (``_refill``). This task only
+        watches for a stall: nothing delivered for ``STALL_SECONDS`` (lost msgs)."""
         monotonic_ns = time.monotonic_ns
-        while monotonic_ns() < stop_ns:
-            while pub.outstanding < window:
-                self._say(pub, monotonic_ns())
-                pub.outstanding += 1
-                pub.count += 1
-            pub.event.clear()
-            try:
-                async with asyncio.timeout(STALL_SECONDS):
-                    await pub.event.wait()
-            except TimeoutError:
+        pub.stop_ns = stop_ns
+        self._refill(pub, monotonic_ns())
+        while (now := monotonic_ns()) < stop_ns:
+            seen = pub.count, pub.outstanding
+            await asyncio.sleep(min(STALL_SECONDS, (stop_ns - now) / 1e9))
+            if (pub.count, pub.outstanding) == seen and pub.outstanding > 0 \
+                    and monotonic_ns() < stop_ns:
                 self.stats.errors[f"publisher stalled {STALL_SECONDS:.0f} s (lost msgs?)"] += 1
                 pub.outstanding = 0
+                self._refill(pub, monotonic_ns())
 
     async def _publish_rate(self, pub: Publisher, stop_ns: int, offset: float) -> None:
         rate = self.spec.rate_per_publisher
@@ -247,8 +269,11 @@ class Worker:
         while next_ns < stop_ns:
             now = monotonic_ns()
             while next_ns <= now:
-                # Stamped with the intended time: a late send counts as latency.
-                self._say(pub, next_ns)
+                # Stamped with the send time, and how late it is: the receiver counts
+                # both send → receipt and intended → receipt (a late send's delay).
+                late_us = (now - next_ns) // 1000
+                self.send_lateness.add(late_us)
+                self._say(pub, now, late_us)
                 pub.count += 1
                 next_ns += interval_ns
             await asyncio.sleep((next_ns - monotonic_ns()) / 1e9)
@@ -320,6 +345,8 @@ class Worker:
             "deliveries": self.deliveries,
             "msg_bytes": self.msg_bytes,
             "latency": self.latency.counts,
+            "scheduled_latency": self.scheduled.counts,
+            "send_lateness": self.send_lateness.counts,
             "connect_latency": self.connect_latency.counts,
             "connect_seconds": connect_seconds,
             "connected": len(self.peers),
@@ -336,6 +363,18 @@ class Worker:
         for peer in self.peers:
             peer.close()
         await asyncio.gather(*(peer.closed(2.0) for peer in self.peers))
+
+
+def msg_sender(payload: bytes) -> str | None:
+    """The ``from`` of a ``msg`` frame, read from its bytes (a fixstr name, as cfm's
+    are), else by unpacking it: the probe reads one per say."""
+    i = payload.find(b"\xa4from")
+    if i >= 0 and i + 5 < len(payload):
+        head = payload[i + 5]
+        if 0xA0 <= head <= 0xBF:
+            return payload[i + 6:i + 6 + (head & 0x1F)].decode()
+    sender = msgpack.unpackb(payload, raw=False).get("from")
+    return sender if isinstance(sender, str) else None
 
 
 def _rss() -> int:

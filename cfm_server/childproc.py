@@ -1,5 +1,6 @@
 """What a helper process of the server (a search indexer) does to end with its parent,
-and how its parent ends it. (Started again when it dies first: ``childwatch``.)"""
+how its parent starts it, and how it ends it. (Started again when it dies first:
+``childwatch``.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,29 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+# The sys.path entry this cfm_server was imported from (a site-packages, a checkout), as
+# written there (not resolved: a symlinked site-packages is found as it is spelt).
+_ROOT = str(Path(__file__).absolute().parent.parent)
+
+
+def child_command(module: str, *args: str) -> list[str]:
+    """The command line of a helper process running ``module``'s ``main(sys.argv)`` with
+    this interpreter and this very cfm.
+
+    ``-P``: the working directory is not put first on ``sys.path``. With ``-c`` it is,
+    so a server started from a checkout, or from any directory holding a ``cfm_server``
+    (another version's checkout, an operator's scratch copy), would run its helper from
+    that directory's code, not its own. Instead the directory this process imported
+    ``cfm_server`` from goes first, unless it is on ``sys.path`` already (a
+    site-packages): parent and child run the same code, an uninstalled checkout's too.
+    (``-c``, not ``-m``: the module's package imports the module before ``-m`` would
+    run it.)"""
+    boot = (f"import sys; root = {_ROOT!r}\n"
+            "if root not in sys.path: sys.path.insert(0, root)\n"
+            f"from {module} import main; sys.exit(main(sys.argv))")
+    return [sys.executable, "-P", "-c", boot, *args]
 
 
 def die_with(parent: int) -> None:

@@ -6,9 +6,10 @@ Why: an indexer may die while its server lives on — the OOM killer picks the b
 process, an operator SIGKILLs the wrong pid, a bug crashes it. Its server would answer
 searches from a frozen index (``behind`` growing) until its own next start. The owner
 (``SearchIndex``, ``ClusterSearch``) says how to start one (``spawn``, which also hands
-the new process whatever it needs to catch up) and what to forget of a dead one
-(``died``: a note half written to its pipe); this module does the watching, the
-timing, and the stop.
+the new process whatever it needs to catch up) and what to do about a dead one
+(``died``: forget a note half written to its pipe; mend what made it stop, when its
+exit status says so — a damaged index file — and say so, the one line of the death);
+this module does the watching, the timing, and the stop.
 
 Noticed without blocking the event loop and without polling: a pidfd (Linux 5.3+)
 becomes readable when its process exits, so the loop's ``add_reader`` calls back at
@@ -55,12 +56,13 @@ class ChildKeeper:
     """Keeps one helper process running for its owner, on the owner's event loop.
 
     ``start`` (the first process: an OSError is the caller's), then on its own: each
-    death logged, ``died()`` called, and after the back-off ``spawn()`` again (an
-    OSError then is logged and tried again later); ``stop`` ends it. The process's
-    input is a pipe from the owner (closed here at its death)."""
+    death logged, ``died(returncode)`` called, and after the back-off ``spawn()`` again
+    (an OSError then is logged and tried again later); ``stop`` ends it. ``died`` may
+    return what its owner made of the death (logged instead of how it ended). The
+    process's input is a pipe from the owner (closed here at its death)."""
 
     def __init__(self, what: str, spawn: Callable[[], subprocess.Popen[bytes]],
-                 died: Callable[[], None], log: logging.Logger, *,
+                 died: Callable[[int], str | None], log: logging.Logger, *,
                  first_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S,
                  settled_s: float = SETTLED_S) -> None:
         self.what = what  # "the search indexer", in the log lines
@@ -173,9 +175,14 @@ class ChildKeeper:
         if lived >= self.settled_s:
             self._delay = 0.0  # it had run a while: this death starts the schedule again
         delay = self._next_delay()
-        self._died()
-        self._log.warning("%s (pid %d) died (%s) after %.0f s; starting a new one in %g s",
-                          self.what, process.pid, how_it_ended(returncode), lived, delay)
+        said = self._died(returncode)
+        if said is None:
+            self._log.warning("%s (pid %d) died (%s) after %.0f s; starting a new one in "
+                              "%g s", self.what, process.pid, how_it_ended(returncode),
+                              lived, delay)
+        else:
+            self._log.warning("%s (pid %d) %s; starting a new one in %g s", self.what,
+                              process.pid, said, delay)
         self._next_start(delay)
 
     def _next_delay(self) -> float:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from cfm_server.procsignals import ProcessSignals
 
 app = typer.Typer(help="Run the cfm relay server.", add_completion=False)
 
@@ -115,14 +118,17 @@ def serve(
         raise _fail(str(exc)) from None
     logs = _setup_logging(log_level, log_format, log_file)
     from cfm_common.eventloop import run_event_loop
+    from cfm_server.procsignals import ProcessSignals
 
+    # Before anything is announced: a supervisor may send SIGTERM the moment it reads
+    # "listening", and that must be a clean shutdown, not the default death by signal;
+    # SIGHUP (a reload) must never end the server. From here to the process's end.
+    signals = ProcessSignals()
     try:
         _prepare_process()
-        try:
-            code = run_event_loop(_run(settings, logs))  # uvloop when installed
-        except KeyboardInterrupt:
-            code = 0
+        code = run_event_loop(_run(settings, logs, signals))  # uvloop when installed
     finally:
+        signals.release(ignore=signals.stop_requested)  # (if _run did not)
         logs.close()
     if code:
         raise typer.Exit(code)
@@ -241,10 +247,9 @@ async def _started(server: Any, stop_requested: Any) -> bool:
     return False
 
 
-async def _run(settings: Any, logs: Any) -> int:
+async def _run(settings: Any, logs: Any, signals: ProcessSignals) -> int:
     import asyncio
     import logging
-    import signal
 
     from cfm_server.config import ConfigError
     from cfm_server.descriptors import quiet_exhaustion
@@ -256,18 +261,15 @@ async def _run(settings: Any, logs: Any) -> int:
     quiet_exhaustion(loop)  # one line per interval when descriptors run out
     stop_requested = asyncio.Event()
     server: Server | None = None
-    # Before anything is announced: a supervisor may send SIGTERM the moment it reads
-    # "listening", and that must be a clean shutdown, not the default death by signal;
-    # SIGHUP (a reload) must never end the server.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop_requested.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(server, logs))
+    signals.attach(loop, stop=stop_requested.set, reload=lambda: _reload(server, logs))
+    ran = False
     try:
         server = Server(settings)
         try:
             if not await _started(server, stop_requested):
                 typer.echo("cfm serve: stopped before it started")
                 return 0
+            ran = True
         except (StoreError, ConfigError) as exc:
             typer.echo(f"cfm serve: {exc}", err=True)
             return EXIT_CONFIG
@@ -293,8 +295,9 @@ async def _run(settings: Any, logs: Any) -> int:
             _tell("cfm serve: shutting down")
             await server.stop()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
+        # The server has stopped: what is left of the process (the loop's close, its
+        # threads joined, the interpreter's exit) ignores them.
+        signals.release(ignore=ran or signals.stop_requested)
     return 0
 
 

@@ -10,6 +10,7 @@ into an ``error`` frame.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -48,7 +49,7 @@ from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.search import SearchHandler
-from cfm_server.domain.signin import SignInHandler, SignUp, hash_token
+from cfm_server.domain.signin import SignInHandler, SignInWrite, SignUp, hash_token
 from cfm_server.domain.world import Reads, Snapshot, World
 from cfm_server.domain.writes import Writes
 from cfm_server.invites import InviteBook
@@ -58,7 +59,7 @@ from cfm_server.store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Hub", "RateLimited", "SignUp", "hash_token"]
+__all__ = ["Hub", "RateLimited", "SignInWrite", "SignUp", "hash_token"]
 
 # Errors that on a cluster node may only mean "not known here yet": a user, room or
 # membership another node made a moment ago (Hub.catch_up).
@@ -207,11 +208,20 @@ class Hub:
             return None
         return self.node.before_sign_in(rules.normalize_name(hello.name), ip)
 
-    def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp:
+    def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp | SignInWrite:
         signed = self.signin.sign_in(session, hello)
         if self.node is not None and session.user is not None:
             self.node.after_sign_in(session.user)
         return signed
+
+    async def finish_sign_in(self, session: Connection, pending: SignInWrite) -> Welcome | None:
+        """A hello that changed the user's record signs in once that is durable; None
+        if it was not (the session was answered and is closing: domain/signin.py)."""
+        await asyncio.wait((pending.commit,))
+        welcome = self.signin.finish_sign_in(session, pending)
+        if welcome is not None and self.node is not None and session.user is not None:
+            self.node.after_sign_in(session.user)
+        return welcome
 
     def finish_sign_up(self, session: Connection, sign_up: SignUp, hello: Hello) -> Welcome:
         welcome = self.signin.finish_sign_up(session, sign_up, hello)

@@ -52,6 +52,7 @@ from cfm_server.storeopen import DB_FILE, open_store  # noqa: F401 (DB_FILE: cfm
 from cfm_server.wsconn import ConnectionGuard, MeteredConnection
 
 if TYPE_CHECKING:
+    from cfm_server.ai import AIConfig
     from cfm_server.cluster.node import ClusterNode
     from cfm_server.cluster.retention import ClusterRetention
 
@@ -196,12 +197,25 @@ class Server:
                 self._uninstall_log_limits = None
             raise
         self._port = int(self._ws.sockets[0].getsockname()[1])
+        try:
+            await self._after_listening(config, ai, ai_tokens)
+        except BaseException as exc:
+            # Stopped (a SIGTERM the moment "listening" is logged: cfm serve cancels the
+            # start) or failed in a step after the listener: undone as a stop undoes a
+            # running server, not left half started (the store never closed, a node's
+            # id held in Redis until its expiry, admin.sock left behind).
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            await self.stop(close_code=None if cancelled else CloseCode.GOING_AWAY)
+            raise
+
+    async def _after_listening(self, config: ServerConfig, ai: AIConfig,
+                               ai_tokens: dict[str, Path]) -> None:
+        """The steps of ``start`` once the listener is up."""
         if config.metrics_listen:
             try:
                 self._metrics_server = await start_metrics_listener(
                     config.metrics_listen, self.metrics.render, CONTENT_TYPE)
             except OSError as exc:
-                await self.stop(close_code=CloseCode.GOING_AWAY)
                 raise ConfigError(f"cannot listen on metrics_listen {config.metrics_listen}: "
                                   f"{exc.strerror or exc}") from None
         if self.node is not None:  # a cluster node's server.json is in Redis; written

@@ -1,4 +1,4 @@
-"""One connection: the hello handshake, the read loop, rate limits, and outbound bytes.
+"""One connection: the read loop (the hello handshake: handshake.py), limits, outbound bytes.
 
 Outbound frames never wait: ``send`` frames the bytes as a WebSocket message (once per
 message for a fan-out: ``send_framed``), appends them to the session's queue and marks
@@ -28,15 +28,14 @@ from websockets.protocol import State
 
 from cfm_common.codec import decode_client, encode
 from cfm_common.errors import ProtocolError
-from cfm_common.frames import Error, Hello, ServerFrame, Welcome
-from cfm_common.rules import FATAL_HELLO_ERRORS, RATE_KIND, CloseCode, ErrorCode
+from cfm_common.frames import Error, ServerFrame
+from cfm_common.rules import RATE_KIND, CloseCode, ErrorCode
 from cfm_server.admission import ChargeLater
-from cfm_server.hub import Hub, RateLimited, SignUp
-from cfm_server.invites import InviteError
+from cfm_server.handshake import handshake
+from cfm_server.hub import Hub, RateLimited
 from cfm_server.limits import SessionLimits
 from cfm_server.outbox import Outbox
 from cfm_server.pages import AnswerItem
-from cfm_server.store import IdentityTaken
 from cfm_server.wsconn import MeteredConnection
 from cfm_server.wsframe import frame_binary
 
@@ -77,7 +76,6 @@ class Session:
     __slots__ = (
         "_close_task",
         "_held",
-        "_hello",
         "_out",
         "_pump_handle",
         "closing",
@@ -123,7 +121,6 @@ class Session:
         self.send_buffer = config.send_buffer
         self.closing = False
         self._close_task: asyncio.Task[None] | None = None
-        self._hello: Hello | None = None  # the hello that signed in (or is signing up)
         if isinstance(ws, MeteredConnection):
             ws.session = self
 
@@ -267,7 +264,7 @@ class Session:
     def _answer_failed(self, exc: Exception, ref: str | None) -> None:
         if isinstance(exc, RateLimited):  # the user's read budget ran out (read_budget)
             self.send_error(ErrorCode.RATE_LIMITED, exc.why or "", exc.ref, exc.retry_ms)
-            return self._count_abuse()
+            return self.count_abuse()
         retry_ms = getattr(exc, "retry_ms", None)  # a store out of reach for now
         if retry_ms is None:
             log.error("session %s: an answer failed", self.id or "-", exc_info=exc)
@@ -326,12 +323,12 @@ class Session:
     async def run(self) -> None:
         """Serve the connection until it closes. The caller signs the session out."""
         try:
-            if await self._handshake():
+            if await handshake(self):
                 async for data in self.ws:
                     if isinstance(data, str):
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
                         break
-                    if not self._over_budget(data):
+                    if not self.over_budget(data):
                         later = self._on_frame(data)
                         if later is not None:
                             await later  # the session's next frame waits for it
@@ -342,68 +339,7 @@ class Session:
         if self._close_task is not None:
             await self._close_task
 
-    async def _handshake(self) -> bool:
-        """Read until a ``hello`` succeeds (True) or the connection must end (False)."""
-        loop = asyncio.get_running_loop()
-        signed: Welcome | SignUp | None = None
-        try:
-            async with asyncio.timeout_at(loop.time() + self.config.hello_timeout):
-                while not self.closing and signed is None:
-                    data = await self.ws.recv()
-                    if isinstance(data, str):
-                        self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
-                        return False
-                    if not self._over_budget(data):
-                        hello = self._read_hello(data)
-                        if hello is not None and await self._ready_for(hello):
-                            signed = self._on_hello(hello)
-        except TimeoutError:
-            self.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
-            return False
-        if signed is None:
-            return False
-        if isinstance(signed, SignUp):
-            # Outside the hello timeout: the hello came in time, and a new identity must
-            # be finished or dropped whatever the commit takes.
-            welcome = await self._finish_sign_up(signed)
-            if welcome is None:
-                return False
-            signed = welcome
-        self.send_frame(signed)
-        return True
-
-    async def _finish_sign_up(self, sign_up: SignUp) -> Welcome | None:
-        """Wait until the new identity is durable, so that a token is never handed out
-        for an account the next start would not know; then sign in."""
-        try:
-            await asyncio.shield(sign_up.commit)
-        except IdentityTaken:
-            # Claimed at the same moment on another node of the cluster.
-            self.hub.drop_sign_up(sign_up)
-            self.send_error(ErrorCode.NAME_TAKEN, f"{sign_up.record.name!r} is taken", "hello")
-            self.close(CloseCode.NAME_TAKEN, "name taken")
-            return None
-        except InviteError as exc:
-            # A cluster counts the invite's use in Redis: the limit was reached elsewhere.
-            self.hub.drop_sign_up(sign_up)
-            # The connection ends here (a sign-up is past the hello loop); ``forbidden``
-            # is final for clients, as on a single node.
-            self.send_error(ErrorCode.FORBIDDEN, str(exc), "hello")
-            self.close(1000, "invite used up")
-            return None
-        except Exception:
-            log.warning("session %s: the new identity %s could not be stored", self.id or "-",
-                        sign_up.record.name)
-            self.hub.drop_sign_up(sign_up)
-            self.send_error(ErrorCode.INTERNAL,
-                            "the server could not store your new account; try again later",
-                            "hello")
-            self.close(CloseCode.TRY_AGAIN_LATER, "could not store the account")
-            return None
-        assert self._hello is not None
-        return self.hub.finish_sign_up(self, sign_up, self._hello)
-
-    def _over_budget(self, data: bytes) -> bool:
+    def over_budget(self, data: bytes) -> bool:
         """Spend the inbound budget before decoding; True if the frame is dropped unread.
 
         Decoding is the dear part of a frame (a valid map of tiny nested containers takes
@@ -416,64 +352,8 @@ class Session:
         self.metrics.count_in("over_budget")
         self.send_error(ErrorCode.RATE_LIMITED, "sending too fast: a frame was dropped unread",
                         None, retry_ms)
-        self._count_abuse()
+        self.count_abuse()
         return True
-
-    def _read_hello(self, data: bytes) -> Hello | None:
-        """The hello in ``data``; anything else is refused (None)."""
-        try:
-            frame = decode_client(data, max_text=self.config.max_text)
-        except ProtocolError as exc:
-            self.metrics.count_in("invalid")
-            # The decoder's ref is the frame's id or t, or none for bytes that were no
-            # frame at all: the same answer as after welcome.
-            self._refuse(exc, exc.ref)
-            return None
-        self.metrics.count_in(frame.T)
-        if not isinstance(frame, Hello):
-            self._refuse(ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello first",
-                                       getattr(frame, "id", None) or frame.T), frame.T)
-            return None
-        return frame
-
-    async def _ready_for(self, hello: Hello) -> bool:
-        """Wait for what the hub must read before it answers ``hello`` (a cluster node:
-        the user's rooms in Redis); False, and the session closing, if it cannot."""
-        ready = self.hub.before_sign_in(hello, self.ip)
-        if ready is None:
-            return True
-        try:
-            await ready
-        except Exception as exc:
-            log.warning("session %s: cannot sign %s in now: %s", self.id or "-", hello.name,
-                        exc)
-            self.send_error(ErrorCode.INTERNAL, "the server cannot sign you in now; try again",
-                            "hello", getattr(exc, "retry_ms", None))
-            self.close(CloseCode.TRY_AGAIN_LATER, "cannot sign in now")
-            return False
-        return True
-
-    def _on_hello(self, frame: Hello) -> Welcome | SignUp | None:
-        try:
-            signed = self.hub.sign_in(self, frame)
-        except ProtocolError as exc:
-            self._refuse(exc, "hello")
-            return None
-        except RateLimited as exc:  # too many new handles from this address
-            self.send_error(ErrorCode.RATE_LIMITED, "too many new handles from your address",
-                            exc.ref, exc.retry_ms)
-            self._count_abuse()
-            return None
-        self._hello = frame
-        return signed
-
-    def _refuse(self, exc: ProtocolError, ref: str | None) -> None:
-        self.send_error(exc.code, exc.msg, exc.ref or ref)
-        close_code = FATAL_HELLO_ERRORS.get(exc.code)
-        if close_code is not None:
-            self.close(close_code, exc.code.value)
-        else:
-            self._count_abuse()
 
     def _on_frame(self, data: bytes) -> Awaitable[None] | None:
         try:
@@ -481,7 +361,7 @@ class Session:
         except ProtocolError as exc:
             self.metrics.count_in("invalid")
             self.send_error(exc.code, exc.msg, exc.ref)
-            self._count_abuse()
+            self.count_abuse()
             return
         t = frame.T
         self.metrics.count_in(t)
@@ -494,7 +374,7 @@ class Session:
             if retry_ms:
                 self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", ref, retry_ms)
                 if t not in UNCOUNTED_BREACHES:
-                    self._count_abuse()
+                    self.count_abuse()
                 return None
         barrier = self.hub.barrier(self, frame)
         if barrier is not None:
@@ -550,11 +430,11 @@ class Session:
             if caught_up is not None:
                 return self._handle_caught_up(caught_up, frame, ref)
             self.send_error(exc.code, exc.msg, exc.ref or ref)
-            self._count_abuse()
+            self.count_abuse()
         except RateLimited as exc:  # the refused request is this frame: its own ref
             self.send_error(ErrorCode.RATE_LIMITED, exc.why or f"too many {t} frames", ref,
                             exc.retry_ms)
-            self._count_abuse()
+            self.count_abuse()
         except ChargeLater as later:
             return self._handle_charged(later, frame, ref, retry)
         except Exception:
@@ -587,7 +467,7 @@ class Session:
         if again is not None:
             await again
 
-    def _count_abuse(self) -> None:
+    def count_abuse(self) -> None:
         if self.limits.abuse.hit(time.monotonic()):
             name = self.user.name if self.user is not None else "-"
             log.warning("session %s (%s from %s): too many errors, closing it (4008)",

@@ -135,6 +135,9 @@ class ChatController:
     # --- opening conversations -------------------------------------------------------
 
     def open_dm(self, name: str) -> Outcome:
+        # Asked for by name: worth a try even if the account was gone (the handle may
+        # be someone's again); the server's answer says.
+        self.state.gone.discard(rules.normalize_name(name))
         room = self.state.dm_with(name).room
         return Outcome(Update(opened={room: True})).then(self._load_context(room))
 
@@ -235,6 +238,8 @@ class ChatController:
         state = self.state
         text = text.replace("\r\n", "\n")
         refusal = self.text_refusal(text)
+        if refusal is None and state.conversation(room).peer in state.gone:
+            refusal = self._gone_text(room, "your message was not sent")
         if refusal is not None:
             out = self.note(room, refusal)
             out.ok = False
@@ -251,21 +256,36 @@ class ChatController:
         if session is None:
             return Outcome()
         conv = state.conversation(room)
+        out = Outcome(Update(rooms={room}, connection=True))
         try:
             ack = await session.say(room, text, msg_id, reply)
         except ClientError as exc:
             conv.fail(msg_id, friendly_error(exc, conv.peer or room), state.now_ms())
+            out.then(self._peer_gone(room, exc))
         else:
             # The SDK hands our message back as an event too; confirming here is
             # idempotent and means no wait for the event queue.
             conv.confirm(msg_id, ack.seq, ack.ts)
-        return Outcome(Update(rooms={room}, connection=True))
+        return out
+
+    def _gone_text(self, room: str, what: str) -> str:
+        peer = self.state.conversation(room).peer
+        return f"{self.state.label(peer)} no longer has an account on this server: {what}."
+
+    def _peer_gone(self, room: str, exc: ClientError) -> Outcome:
+        """A DM write refused with ``no_such_user``: the other account is gone."""
+        peer = self.state.conversation(room).peer
+        if peer is None or exc.code != rules.ErrorCode.NO_SUCH_USER:
+            return Outcome()
+        return Outcome(self.state.account_gone(peer))
 
     def send_nudge(self, room: str) -> Outcome:
         state = self.state
         conv = state.conversation(room)
         if conv.peer is None:
             return self.note(room, "Nudges are for one-to-one conversations.")
+        if conv.peer in state.gone:
+            return self.note(room, self._gone_text(room, "your nudge was not sent"))
         out = Outcome()
         if state.connection.link is not Link.CONNECTED:
             # The SDK keeps it and sends it once connected: say so now, not then.
@@ -288,6 +308,7 @@ class ChatController:
             else:
                 conv.note(f"Your nudge could not be sent: {friendly_error(exc, peer)}",
                           state.now_ms())
+                return Outcome(Update(rooms={room})).then(self._peer_gone(room, exc))
         else:
             conv.add_message(Msg(ack.room, ack.seq, state.me, "", ack.ts,
                                  rules.MsgKind.NUDGE.value, ack.id))
@@ -304,6 +325,8 @@ class ChatController:
     def typed(self, room: str) -> Outcome:
         """The draft changed: "is typing" for the others, at most every few seconds."""
         now = self.clock()
+        if self.state.conversation(room).peer in self.state.gone:
+            return Outcome()  # nobody to tell (the server would answer no_such_user)
         if now - self._last_typing.get(room, -TYPING_EVERY_S) < TYPING_EVERY_S:
             return Outcome()
         self._last_typing[room] = now
@@ -367,7 +390,12 @@ class ChatController:
             try:
                 echo = await self.session.client.contact(op, name)
             except ClientError as exc:
-                return _warning(friendly_error(exc, name))
+                out = _warning(friendly_error(exc, name))
+                if exc.code == rules.ErrorCode.NO_SUCH_USER \
+                        and rules.normalize_name(name) in self.state.added_you:
+                    # Answering a request whose sender's account is gone: it goes too.
+                    out.then(Outcome(self.state.account_gone(name)))
+                return out
             out = Outcome(self.state.apply(echo))
             return out.then(_info(f"{clean_line(self.state.label(name))} {CONTACT_DONE[op]}"))
 

@@ -165,6 +165,9 @@ class ChatState:
         self.contacts: set[str] = set()
         self.blocked: set[str] = set()
         self.added_you: list[str] = []
+        # Handles whose account the server says is gone (the operator removed it): their
+        # DM takes nothing more, until the handle is seen in use again (``_in_use_again``).
+        self.gone: set[str] = set()
         self.conversations: dict[str, Conversation] = {}
         self.connection = Connection()
         self.clock = clock
@@ -271,6 +274,16 @@ class ChatState:
                                     if conv.is_group and room not in present}
         for room in gone:
             del self.conversations[room]
+        # A DM room we were a member of (its epoch came with a welcome or a `joined`)
+        # no longer listed: a DM has no leave, so its other account was removed while we
+        # were away (docs/protocol.md, "A removed account").
+        vanished = [] if again else [
+            conv for room, conv in self.conversations.items()
+            if conv.peer is not None and conv.epoch is not None and room not in present]
+        removed = Update()
+        for conv in vanished:
+            conv.epoch = None
+            removed.merge(self.account_gone(conv.peer or ""))
         for conv in self.conversations.values():
             conv.me = self.me
             if conv.members is not None and not again:
@@ -287,8 +300,10 @@ class ChatState:
             conv.set_server_counts(rs.read, rs.seq, rs.unread, rs.mentions)
         self.connection = Connection(Link.CONNECTED)
         self._drop_grace_until = self.clock() + RECONNECT_GRACE_S
-        return Update(rooms=set(self.conversations), closed=gone, roster=True, me=True,
-                      connection=True)
+        update = Update(rooms=set(self.conversations), closed=gone, roster=True, me=True,
+                        connection=True)
+        update.merge(removed)
+        return update
 
     def rooms_to_refresh(self) -> list[str]:
         """Group rooms whose member list a reconnect made unknown after it was shown."""
@@ -340,6 +355,8 @@ class ChatState:
         if msg.change is not None:
             return update  # an edit, a delete, a reaction: shown in place, no toast
         if msg.sender != self.me:
+            if conv.peer == rules.normalize_name(msg.sender):  # not an old group message
+                self._in_use_again(conv.peer)
             kind = NoticeKind.NUDGE if msg.kind == rules.MsgKind.NUDGE else NoticeKind.MESSAGE
             if kind is NoticeKind.MESSAGE and self.me in (msg.mentions or ()):
                 kind = NoticeKind.MENTION
@@ -355,6 +372,8 @@ class ChatState:
         was_online = known.online if known else False
         person = self.person(name)
         person.display, person.status, person.psm, person.bot = p.display, p.status, p.psm, p.bot
+        if person.online:
+            self._in_use_again(name)
         update = Update(roster=True, rooms=self._rooms_with(name))
         signed_in = person.online and not was_online
         if signed_in and name in self.contacts and name not in self.blocked \
@@ -411,6 +430,11 @@ class ChatState:
         return Update(closed={left.room}, roster=True)
 
     def _on_member(self, m: Member) -> Update:
+        pair = rules.dm_members(m.room)
+        if pair is not None:  # a DM has no leave: the other account was removed
+            name = rules.normalize_name(m.name)
+            gone = m.op == rules.MemberOp.LEAVE and name in pair and name != self.me
+            return self.account_gone(name) if gone else Update()
         conv = self.conversation(m.room)
         # Members still unknown (no `joined` yet, the app asks for it): one change is
         # not the list, so it stays unknown rather than "1 member".
@@ -448,12 +472,15 @@ class ChatState:
             self._forget_request(name)
         elif op is rules.ContactOp.REMOVE:
             self.contacts.discard(name)
+            # Also the withdrawal of their request (an account removed: nobody to answer).
+            self._forget_request(name)
         elif op is rules.ContactOp.BLOCK:
             self.blocked.add(name)
             self._forget_request(name)
         elif op is rules.ContactOp.UNBLOCK:
             self.blocked.discard(name)
         elif op is rules.ContactOp.ADDED_YOU:
+            self._in_use_again(name)
             if name not in self.contacts and name not in self.blocked \
                     and name not in self.added_you:
                 self.added_you.append(name)
@@ -480,6 +507,32 @@ class ChatState:
     def dismiss_request(self, name: str) -> Update:
         self._forget_request(rules.normalize_name(name))
         return Update(roster=True)
+
+    def account_gone(self, name: str) -> Update:
+        """The server says ``name`` has no account (removed by the operator: a DM
+        ``member{op:leave}``, a DM room gone from ``welcome``, ``no_such_user``): their
+        request goes, they show offline, and their DM says so once and takes nothing
+        more (the controller refuses to send there)."""
+        key = rules.normalize_name(name)
+        if not key or key in self.gone:
+            return Update()
+        self.gone.add(key)
+        self._forget_request(key)
+        person = self.person(key)
+        person.status, person.psm = rules.Status.OFFLINE.value, ""
+        room = rules.dm_room(self.me, key)
+        conv = self.conversations.get(room)
+        if conv is None:
+            return Update(roster=True)
+        conv.typing.clear()
+        conv.note(f"{self.label(key)} no longer has an account on this server: nothing "
+                  "more can be sent here.", self.now_ms())
+        return Update(rooms={room}, roster=True)
+
+    def _in_use_again(self, name: str) -> None:
+        """``name`` is in use again (a new account with the handle signed in, wrote or
+        added us): their DM takes messages again."""
+        self.gone.discard(name)
 
     def _forget_request(self, name: str) -> None:
         if name in self.added_you:

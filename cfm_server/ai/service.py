@@ -223,7 +223,13 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
         return contact
 
     contacts = [make(p) for p in (personas if personas is not None else config.personas)]
-    results = await asyncio.gather(*(c.start() for c in contacts), return_exceptions=True)
+    try:
+        results = await asyncio.gather(*(c.start() for c in contacts), return_exceptions=True)
+    except asyncio.CancelledError:
+        # The server stops while they sign in (a SIGTERM during its start): none is left
+        # signed in, reconnecting to a server that is going away.
+        await asyncio.gather(*(c.stop() for c in contacts), return_exceptions=True)
+        raise
     cast = AIContacts(config, [], guards, backend)
     for contact, result in zip(contacts, results, strict=True):
         if isinstance(result, BaseException):

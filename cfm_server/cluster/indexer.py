@@ -8,7 +8,8 @@ the machine) and writes to
 its stdin which rooms hold new entries: ``n<TAB>seq<TAB>room`` (the room holds entries up
 to seq: a delivery, or a subscription's head) and ``f<TAB>n<TAB>room`` (the room's
 history restarted under a new epoch: drop what was indexed of it; n counts the node's
-forgets, so that it can tell a watermark of the new history from one of the old). It
+forgets, so that it can tell a watermark of the new history from one of the old), and
+``d`` (a search met a damaged page: check the file, ``searchfile.check_index``). It
 exits when its
 stdin closes (the node stopped, or died). If it dies first, the node starts another on
 the same file, which goes on from the watermarks (and forget counts) found there; so
@@ -23,8 +24,9 @@ took ~50 µs of the node's event loop, a quarter of a busy node's time under ``f
 priority, and the index's pages live in this process and the file, not in the node.
 
 A pass reads each noted room's new entries with ``read.lua`` (a page of ``READ_PAGE``
-per call: each entry as it is now — an edited message with its current text, a deleted
-one as a tombstone, a hidden one marked) and writes them in one transaction of the file,
+per call, the calls of all the pass's rooms in one pipeline: each entry as it is now —
+an edited message with its current text, a deleted one as a tombstone, a hidden one
+marked) and writes them in one transaction of the file,
 which also moves each room's watermark (``rooms``): the node reads those for ``behind``.
 An edit entry replaces its target's text, a delete entry takes the target out (the
 rule of single-node's ``searchindexer._CHANGES``); a hidden edit changed nothing and
@@ -34,7 +36,6 @@ retention: skipped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -53,7 +54,14 @@ from cfm_server.cluster import keys, rediscluster
 from cfm_server.cluster.entries import READ_FIELDS
 from cfm_server.cluster.indexfile import check_kept
 from cfm_server.cluster.scripts import HIDDEN_SUFFIX, READ
-from cfm_server.store.searchfile import note_lines, serve_notes, transaction
+from cfm_server.store.searchfile import (
+    check_index,
+    is_corrupt,
+    note_lines,
+    run,
+    serve_notes,
+    transaction,
+)
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS
 
 log = logging.getLogger("cfm_server.cluster.indexer")
@@ -63,6 +71,7 @@ PASS_INTERVAL_S = 0.2  # at most one pass this often: a pass is one transaction,
 # much CPU each as 200
 PASS_BUDGET = 5_000  # entries read into one pass at most (a search sees the index grow)
 READ_PAGE = 200  # entries per read.lua call
+PIPELINE_CALLS = 500  # read.lua calls per pipeline (a pass's rooms, a page each)
 RETRY_S = 1.0  # after a pass failed (Redis out of reach, the file unwritable)
 SOCKET_TIMEOUT_S = 10.0
 
@@ -175,19 +184,43 @@ class Indexer:
                     for room, top in self.todo.items() if top > marks.get(room, 0)]
             if not work:
                 break
+            calls = []
             for room, mark, count in work:
                 if budget <= 0:
                     break
-                rows = self.read(keys=[keys.room_meta(room), keys.room_log(room),
-                                       keys.room_changes(room)],
-                                 args=["after", mark, count])
-                pages.append((room, mark, count, rows))
+                calls.append((room, mark, count))
                 marks[room] = mark + count
                 budget -= count
+            for at in range(0, len(calls), PIPELINE_CALLS):
+                part = calls[at:at + PIPELINE_CALLS]
+                pages += [(room, mark, count, rows) for (room, mark, count), rows
+                          in zip(part, self._read_pages(part), strict=True)]
         self._write(pages)
         self.marks = marks
         self.forgotten.clear()
         self.todo = {room: top for room, top in self.todo.items() if top > marks.get(room, 0)}
+
+    def _read_pages(self, calls: list[tuple[str, int, int]]) -> list[Any]:
+        """One page of each (room, mark, count), read in one pipeline: a round trip per
+        room cost the indexer and Redis more than the entries it read (a busy node's
+        pass reads a few entries of each of hundreds of rooms)."""
+        from redis.exceptions import NoScriptError
+
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for room, mark, count in calls:
+                self.read(keys=[keys.room_meta(room), keys.room_log(room),
+                                keys.room_changes(room)],
+                          args=["after", mark, count], client=pipe)
+            try:
+                return list(pipe.execute())
+            except NoScriptError:
+                # A Redis Cluster's pipeline leaves loading to its caller (a plain
+                # pipeline loads what its Redis lacks before it sends).
+                if attempt:
+                    raise
+                self.redis.script_load(READ.source)
+        raise AssertionError("unreachable")
 
     def _check(self) -> None:
         """The kept file's rooms against Redis (``check_kept``), once per process."""
@@ -229,6 +262,7 @@ class Indexer:
                 conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset, epoch)"
                              " VALUES (?, 0, ?, '')", (room, self.resets.get(room, 0)))
             entries = 0
+            marks: list[tuple[str, int, int, str]] = []
             new: list[tuple[int, str, int, str, int, str]] = []
             edits: list[tuple[str, str, int]] = []
             deletes: list[tuple[str, int]] = []
@@ -245,10 +279,10 @@ class Indexer:
                 entries += len(rows)
                 # read.lua read exactly (mark, mark + count]: the room's head is at least
                 # the noted seq, and what it lacks there was trimmed by retention.
-                conn.execute("INSERT OR REPLACE INTO rooms (room, seq, reset, epoch)"
-                             " VALUES (?, ?, ?, ?)", (room, mark + count,
-                                                      self.resets.get(room, 0),
-                                                      self.epochs.get(room, "")))
+                marks.append((room, mark + count, self.resets.get(room, 0),
+                              self.epochs.get(room, "")))
+            conn.executemany("INSERT OR REPLACE INTO rooms (room, seq, reset, epoch)"
+                             " VALUES (?, ?, ?, ?)", marks)
             # The pass's messages in two statements (a statement per message cost twice
             # the CPU), then the changes: an entry is read as it is now (an edited
             # message with its current text, a deleted one as a tombstone never
@@ -265,13 +299,16 @@ class Indexer:
             conn.execute("UPDATE stats SET entries = entries + ? WHERE id = 1", (entries,))
 
 
-def read_notes(data: bytes, indexer: Indexer) -> None:
-    """Apply the whole lines of ``data`` to ``indexer``, in order."""
+def read_notes(data: bytes, indexer: Indexer, path: Path) -> None:
+    """Apply the whole lines of ``data`` to ``indexer``, in order (``d``: a search met a
+    damaged page of the file at ``path``; ``Damaged`` if it is)."""
     for kind, seq, room in note_lines(data):
         if seq is not None and kind == "n":
             indexer.note(room, seq)
         elif seq is not None and kind == "f":
             indexer.forget(room, seq)
+        elif kind == "d":
+            check_index(indexer.conn, str(path), log)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -311,19 +348,21 @@ def serve(path: Path, stdin: int) -> None:
 
     indexer = Indexer(connect(path), lambda: redis_client(url.decode()))
     whole, _, buffered = buffered.rpartition(b"\n")  # notes read with the URL
-    read_notes(whole, indexer)
+    read_notes(whole, indexer, path)
 
     def one_pass() -> None:
         try:
             indexer.run_pass()
         except (RedisError, RedisClusterException, sqlite3.Error, OSError) as e:
+            if is_corrupt(e):
+                raise  # no pass will ever get past it: the node makes the file again
             if not isinstance(e, sqlite3.Error):
                 indexer.read = indexer.redis = None  # a new client at the next pass
             log.warning("search index: a pass failed (%s); trying again in %.0f s",
                         e, RETRY_S)
             time.sleep(RETRY_S)
 
-    serve_notes(stdin, buffered, lambda whole: read_notes(whole, indexer),
+    serve_notes(stdin, buffered, lambda whole: read_notes(whole, indexer, path),
                 lambda: indexer.busy, one_pass,
                 lambda: PASS_INTERVAL_S)
 
@@ -339,17 +378,7 @@ def main(argv: list[str]) -> int:
     # A pass retries every RETRY_S while Redis is out of reach: one line of it per 30 s
     # (the node logs the outage itself).
     ratelog.install(burst=1, interval=30.0, names=(log.name,))
-    with contextlib.suppress(OSError):
-        os.nice(19)  # the lowest CPU priority: the node's sessions come first
-    try:
-        serve(Path(argv[1]), sys.stdin.fileno())
-    except KeyboardInterrupt:
-        return 0
-    except sqlite3.Error as e:
-        log.error("search index %s stopped: %s; searches answer from what it holds "
-                  "until the node starts another indexer", argv[1], e)
-        return 1
-    return 0
+    return run(lambda: serve(Path(argv[1]), sys.stdin.fileno()), argv[1], log)
 
 
 if __name__ == "__main__":

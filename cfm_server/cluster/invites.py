@@ -8,11 +8,11 @@ on any node, and a code's limit must hold wherever its sign-ups land:
   ``cfm admin migrate`` copies it as it is). The first node started with
   ``registration = "invite"`` (or the first ``cfm admin invite --redis``) makes it with
   ``SET NX``; whoever comes second reads the one that stands;
-- a sign-up's use is one run of the shared records' ``count`` operation with the code's
-  limit (``SharedState.count``): Redis adds one unless the limit is reached, so two
-  sign-ups at once on two nodes with a one-use code get one account between them. The
-  count runs before the identity is created (``ClusterWrites.create_user`` waits for it);
-  an identity that then cannot be created gives its use back (``uncount``).
+- a sign-up's use is counted with the code's limit in the same change of the shared
+  records as the identity's creation (``SharedState.create(counted=…)``): Redis adds one
+  unless the limit is reached, so two sign-ups at once on two nodes with a one-use code
+  get one account between them; and a use is counted exactly when its account is made
+  (an identity refused, a reply lost, Redis gone between two calls: both or neither).
 
 The counts every node sees are the shared records ``i:<nonce>`` (followed like every
 record), so a code used up elsewhere is refused here without asking Redis; the count in
@@ -138,4 +138,4 @@ class ClusterInviteBook(InviteBook):
         return self.used.get(invite.nonce, 0) + 1
 
     def refund(self, invite: Invite) -> None:
-        pass  # ClusterWrites gives a counted use back when the identity is not made
+        pass  # Redis counts a use only with its identity (ClusterWrites.create_user)

@@ -17,7 +17,7 @@ state"):
   a member of (and unsubscribes when none is left) and fans each message out to its own
   sessions (``ClusterDelivery.stored``), the node's own messages included, in seq order,
   exactly once;
-- answers read the rooms' streams through the broker (this class is the World's
+- answers read the rooms' streams through the broker (``ClusterReads``, the World's
   ``Reads``): a join's ``top`` is where the node's subscription to the room starts;
 - frames for one user (``Delivery.to_user``) also reach the user's sessions on other
   nodes (the user's channel, followed while the node holds a session of theirs);
@@ -40,7 +40,7 @@ import socket
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from cfm_common.frames import ClientFrame, StoredMsg
+from cfm_common.frames import ClientFrame
 from cfm_common.rules import CloseCode
 from cfm_server.cluster import barrier, keys, records, scripts, startup
 from cfm_server.cluster.apply import (
@@ -59,18 +59,16 @@ from cfm_server.cluster.nodepresence import NodePresence
 from cfm_server.cluster.nodestore import NodeStore
 from cfm_server.cluster.outage import level
 from cfm_server.cluster.presence import Presence
+from cfm_server.cluster.reads import ClusterReads
 from cfm_server.cluster.search import ClusterSearch, index_file
 from cfm_server.cluster.state import Change, SharedState
 from cfm_server.cluster.writes import ClusterWrites
-from cfm_server.domain.changes import UNREAD_CAP
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.removal import tell_removal
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessions
 from cfm_server.domain.world import World
-from cfm_server.pages import Slice
-from cfm_server.state import Room, User
-from cfm_server.store import StoreError
+from cfm_server.state import User
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
@@ -129,14 +127,15 @@ class ClusterNode:
         self._subs: dict[str, asyncio.Future[int]] = {}
         self._followed: set[str] = set()
         self._tasks: set[asyncio.Future[Any]] = set()
-        # (user, room) → (read mark, unread, mentions) counted for a sign-in under way.
-        self._unread: dict[tuple[str, str], tuple[int, int, int]] = {}
+        # What answers read from Redis (World.reads): history, a join's top, the
+        # welcome's unread counts.
+        self.reads = ClusterReads(self.broker, self.subscription)
 
     # --- the hub's parts -----------------------------------------------------------------
 
     def hub_parts(self) -> dict[str, Any]:
         """What ``Hub`` builds differently on a cluster node."""
-        return {"writes": self.writes, "reads": self, "delivery": self._make_delivery,
+        return {"writes": self.writes, "reads": self.reads, "delivery": self._make_delivery,
                 "messages": self._make_messages, "node": self}
 
     def _make_delivery(self, world: World) -> Delivery:
@@ -225,37 +224,7 @@ class ClusterNode:
         user = self.world.users.get(name)
         if user is not None and user.rooms:
             await asyncio.gather(*(self.subscription(room) for room in list(user.rooms)))
-            await self._count_unread(user)
-
-    async def _count_unread(self, user: User) -> None:
-        """The welcome's unread and mention counts (``unread_counts``), read now: one
-        capped count per room with something past the user's read mark, as a single
-        node's store counts (``changes.UNREAD_CAP`` seqs at most, change entries
-        included), made in Redis (unread.lua: the messages are not read out to be
-        counted). A room whose count fails is left out of the counts, never the
-        sign-in."""
-        world = self.world
-        assert world is not None
-        rooms = [(room, user.reads.get(room.name, 0)) for name in list(user.rooms)
-                 if (room := world.rooms.get(name)) is not None]
-        rooms = [(room, read) for room, read in rooms if room.durable_seq > read]
-        counts = await asyncio.gather(
-            *(self.broker.unread(room.name, after=read, limit=UNREAD_CAP, user=user.name)
-              for room, read in rooms), return_exceptions=True)
-        for (room, read), counted in zip(rooms, counts, strict=True):
-            if isinstance(counted, BaseException):
-                log.warning("cannot count %s's unread messages in %s: %s", user.name,
-                            room.name, counted)
-                continue
-            unread, mentions = counted
-            self._unread[(user.name, room.name)] = (read, unread, mentions)
-
-    def unread_counts(self, user: str, room: str, after: int, cap: int) -> tuple[int, int]:
-        """What ``_count_unread`` read before this sign-in (World.reads)."""
-        counted = self._unread.pop((user, room), None)
-        if counted is None or counted[0] != after:
-            raise StoreError(f"{room}: not counted for this sign-in")
-        return min(counted[1], cap), min(counted[2], cap)
+            await self.reads.count_unread(self.world, user)
 
     async def catch_up(self) -> None:
         """Apply every change of the shared records that Redis holds now (a frame named
@@ -416,46 +385,6 @@ class ClusterNode:
         if self.search is not None:
             self.search.follow(room_name, head.seq, head.epoch)  # (another epoch: anew)
         sub.set_result(head.seq)
-
-    # --- World.reads ------------------------------------------------------------------
-
-    def top(self, room: Room) -> int | asyncio.Future[int]:
-        """The last seq a joiner is shown: the room's latest once it is subscribed
-        (later ones reach the member by fan-out), else where the subscription starts.
-
-        While Redis is out of reach (the join's read barrier has just tried it) the join
-        fails before its ``joined``, retryably: a ``joined`` first would tell the client
-        its replay is complete (``more: false``) when it cannot be read (the SDK's
-        ``join`` raises, and the replay comes with the next join)."""
-        sub = self.subscription(room.name)
-        if sub.done() and not sub.cancelled() and sub.exception() is None:
-            top = room.durable_seq
-            if self.broker.batcher.down:  # refused at once, with the next probe's time
-                return self.broker.batcher.call("EXISTS", keys.room_meta(room.name),
-                                                convert=lambda _: top)
-            return top
-        return sub
-
-    def history_after(self, room: str, after: int, limit: int
-                      ) -> asyncio.Future[list[StoredMsg]]:
-        return asyncio.ensure_future(self.broker.history(room, after=after, limit=limit))
-
-    def history_before(self, room: str, before: int | None, limit: int
-                       ) -> asyncio.Future[list[StoredMsg]]:
-        return asyncio.ensure_future(self.broker.history(room, before=before, limit=limit))
-
-    def history_slice(self, room: str, *, after: int | None, before: int | None, limit: int,
-                      budget: int) -> asyncio.Future[Slice]:
-        return asyncio.ensure_future(self.broker.page(room, after=after, before=before,
-                                                      limit=limit, budget=budget))
-
-    def get_message(self, room: str, seq: int) -> asyncio.Future[StoredMsg | None]:
-        """One message in its current state, from the room's stream and changes hash."""
-        async def read() -> StoredMsg | None:
-            msgs = await self.broker.history(room, after=seq - 1, limit=1)
-            return msgs[0] if msgs and msgs[0].seq == seq else None
-
-        return asyncio.ensure_future(read())
 
     # --- what Redis tells the node ---------------------------------------------------------
 

@@ -39,7 +39,10 @@ keeps the watermarks the dead one committed. What the dead one had been told and
 yet indexed went with it, so the new one is told again, first thing, every room the
 node has noted with its newest seq (``_heads``), and the forgets the file does not show
 yet: it reads from each room's watermark on, and nothing written while it was down is
-missed.
+missed. One that stops on a damaged file (a bad page deep inside, which the start's
+checks do not read) has it moved aside and made again (``IndexerClient._remake`` in
+``store/searchfile.py``): the next one is told every room noted and reads each from
+seq 1.
 """
 
 from __future__ import annotations
@@ -51,12 +54,12 @@ import os
 import secrets
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfm_common.frames import StoredMsg
+from cfm_server.childproc import child_command
 from cfm_server.childwatch import ChildKeeper
 from cfm_server.cluster import keys
 from cfm_server.cluster.errors import ClusterError
@@ -80,8 +83,6 @@ __all__ = ["READ_PAGE", "ClusterSearch", "index_file"]
 
 FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 
-# The indexer's command (not ``-m``: the package imports the module first).
-_INDEXER = "import sys; from cfm_server.cluster.indexer import main; sys.exit(main(sys.argv))"
 _MARKS = "SELECT room, seq, reset FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
 _RESETS = "SELECT room, reset FROM rooms"
 _ROOM = "SELECT seq, reset, epoch FROM rooms WHERE room = ?"
@@ -106,6 +107,7 @@ class ClusterSearch(IndexerClient):
         self.broker = broker
         self.url = url
         self.path = path
+        self._cluster: str | None = ""  # this Redis's id, which the file records
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: sqlite3.Connection | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -150,11 +152,9 @@ class ClusterSearch(IndexerClient):
         reader on it, start the indexer. OSError or sqlite3.Error when it cannot be:
         the node runs without search."""
         self._loop = asyncio.get_running_loop()
-        # Forgets are counted on from the file's highest: a mark written in an earlier
-        # run under a count this run reaches again would pass for the new history's.
-        self._forgets = prepare(self.path, cluster)
-        reader = sqlite3.connect(self.path, isolation_level=None)
-        reader.execute("PRAGMA query_only = 1")
+        self._cluster = cluster
+        self._make_file()
+        reader = self._open_reader()
         try:
             self._reader = reader
             self._keeper.start()
@@ -163,13 +163,25 @@ class ClusterSearch(IndexerClient):
             reader.close()
             raise
 
+    def _make_file(self) -> None:
+        # Forgets are counted on from the file's highest: a mark written in an earlier
+        # run under a count this run reaches again would pass for the new history's.
+        # (A file made again while the node runs, after a damaged one, holds none: the
+        # node's own count goes on, and its forgets are told to the next indexer.)
+        self._forgets = max(self._forgets, prepare(self.path, self._cluster))
+
+    def _open_reader(self) -> sqlite3.Connection:
+        reader = sqlite3.connect(self.path, isolation_level=None)
+        reader.execute("PRAGMA query_only = 1")
+        return reader
+
     def _spawn(self) -> subprocess.Popen[bytes]:
         """An indexer process on the file, told the URL first, then (after a death)
         what to catch up."""
         # From the loop's thread, which lives as long as the node: the indexer asks
         # the kernel to kill it when the thread that started it ends (die_with).
-        process = subprocess.Popen([sys.executable, "-c", _INDEXER, str(self.path),
-                                    str(os.getpid())],
+        process = subprocess.Popen(child_command("cfm_server.cluster.indexer",
+                                                 str(self.path), str(os.getpid())),
                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                    close_fds=True)
         assert process.stdin is not None
@@ -224,7 +236,8 @@ class ClusterSearch(IndexerClient):
         if reader is not None:
             try:
                 row = reader.execute(_ROOM, (room,)).fetchone()
-            except sqlite3.Error:
+            except sqlite3.Error as e:
+                self._read_failed(e)
                 row = None
             # A row of a forget this run made and the indexer has not written yet is
             # not counted as a mark (``behind``) anyway.
@@ -289,7 +302,8 @@ class ClusterSearch(IndexerClient):
             return sum(wanted.values())
         try:
             rows = self._reader.execute(_MARKS, (json.dumps(list(wanted)),)).fetchall()
-        except sqlite3.Error:
+        except sqlite3.Error as e:
+            self._read_failed(e)
             return sum(wanted.values())
         resets = self._resets
         marks = {room: seq for room, seq, reset in rows if reset >= resets.get(room, 0)}
@@ -329,9 +343,10 @@ class ClusterSearch(IndexerClient):
             try:
                 rows = index.execute(_SEARCH, (query, top, params_rooms, reader,
                                                    want)).fetchall()
-            except sqlite3.OperationalError as e:
-                if str(e).startswith("fts5:"):
+            except sqlite3.Error as e:
+                if isinstance(e, sqlite3.OperationalError) and str(e).startswith("fts5:"):
                     return []  # a word FTS5 splits where ours does not (as single-node)
+                self._read_failed(e)
                 raise
             current = await asyncio.gather(*(self._current(room, seq)
                                               for _, room, seq in rows))

@@ -18,8 +18,9 @@ So the records are logged like a room's messages (the log named ``state``, see k
   a change the snapshot already holds again is harmless: the node ends where Redis is.
 
 Conditions make the rules that need one winner hold across nodes: ``create`` (a handle
-taken by two nodes at once goes to one of them), ``count`` with a limit (an invite's
-uses never exceed it wherever the sign-ups land).
+taken by two nodes at once goes to one of them), a count with a limit (an invite's
+uses never exceed it wherever the sign-ups land: counted in the same call as the
+identity's ``create``, so a use is counted exactly when its account is made).
 
 A change the node made is applied as soon as Redis answers it (read your own writes);
 its published copy is then a duplicate the tracker drops. When the log's epoch changes
@@ -51,7 +52,7 @@ LOG_BYTES = 8 << 20
 # The entries kept by a writer that gives no byte budget (``cfm admin --redis``).
 LOG_KEEP = 100_000
 
-CHANGED, UNCHANGED, REFUSED = 1, 0, -1
+CHANGED, UNCHANGED, REFUSED, USED_UP = 1, 0, -1, -2
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,11 @@ class Written:
     @property
     def refused(self) -> bool:
         return self.status == REFUSED
+
+    @property
+    def used_up(self) -> bool:
+        """A ``create`` whose count was at its limit (``create(counted=…)``)."""
+        return self.status == USED_UP
 
 
 def check_key(key: str) -> str:
@@ -223,24 +229,21 @@ class SharedState:
         bytes (else ``refused``)."""
         return self._change("put", key, value, guard)
 
-    def create(self, key: str, value: bytes) -> asyncio.Future[Written]:
+    def create(self, key: str, value: bytes, counted: str = "",
+               limit: int | None = None) -> asyncio.Future[Written]:
         """Store the record only if the key is free; ``refused`` (with the holder's
-        value) if any node created it first."""
-        return self._change("create", key, value)
+        value) if any node created it first. ``counted``: a count record that gets one
+        more in the same change (both or neither), unless it reached ``limit``
+        (``used_up``)."""
+        return self._change("create", key, value,
+                            b"" if limit is None else b"%d" % limit, check_key(counted)
+                            if counted else "")
 
     def delete(self, key: str) -> asyncio.Future[Written]:
         return self._change("delete", key, b"")
 
-    def count(self, key: str, limit: int | None = None) -> asyncio.Future[Written]:
-        """Add one to the count under ``key``; ``refused`` once it has reached ``limit``."""
-        return self._change("count", key, b"", b"" if limit is None else b"%d" % limit)
-
-    def uncount(self, key: str) -> asyncio.Future[Written]:
-        """Take back one count under ``key`` (never below 0): a use whose sign-up failed."""
-        return self._change("uncount", key, b"")
-
-    def _change(self, op: str, key: str, value: bytes, limit: bytes = b"") -> \
-            asyncio.Future[Written]:
+    def _change(self, op: str, key: str, value: bytes, limit: bytes = b"",
+                counted: str = "") -> asyncio.Future[Written]:
         check_key(key)
         origin = self.origin
 
@@ -248,6 +251,9 @@ class SharedState:
             seq, status, now, epoch = int(reply[0]), int(reply[1]), reply[2], reply[3]
             done = Written(seq, status, now if isinstance(now, bytes) else None)
             if done.changed:
+                if len(reply) > 4:  # the count changed with it, logged just before
+                    self._broker.offer(keys.STATE, int(reply[4]), epoch.decode(), origin,
+                                       b"p %s %s" % (counted.encode(), reply[5]))
                 entry = (b"p %s %s" % (key.encode(), done.value) if done.value is not None
                          else b"d " + key.encode())
                 # Apply it now (read your own writes) if it is next in line; the
@@ -259,7 +265,7 @@ class SharedState:
             scripts.STATE_CHANGE,
             [keys.room_meta(keys.STATE), keys.room_log(keys.STATE), keys.state_records()],
             [op, key, value, limit, new_epoch(), keys.room_channel(keys.STATE), origin,
-             self._keep, self._log_bytes],
+             self._keep, self._log_bytes, counted],
             convert=settle,
         )
         return written

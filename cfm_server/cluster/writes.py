@@ -11,11 +11,12 @@ sets it only if the room has none, and when another node was first, hands the ep
 that stands to ``on_epoch`` (the node's World takes it; a client that was told the
 other one sees a reset, a full replay, never a wrong seq).
 
-An invite's use is counted against the code's limit in Redis (``SharedState.count``),
-before the identity is created: ``put_invite_use`` starts the count and the
-``create_user`` that follows it (the same call of the sign-in) waits for it. A count
-Redis refused fails the identity's commit with ``InviteUsedUp``; an identity that cannot
-be created gives its counted use back (cluster/invites.py).
+An invite's use is counted against the code's limit in Redis in the same change as the
+identity's creation (``SharedState.create(counted=…)``): ``count_invite_use`` names the
+code for the ``create_user`` that follows it (the same call of the sign-in). So a use is
+counted exactly when its account is made — never for an identity that was not created,
+never given back for one that was, whatever reply is lost (cluster/invites.py). A use
+past the limit fails the identity's commit with ``InviteUsedUp``.
 
 Messages (``append``) do not come here: the broker's append script numbers and stores
 them; ``append`` raises ``StoreError`` saying so, so nothing half-works silently.
@@ -57,51 +58,21 @@ class ClusterWrites(Writes):
         self._tasks: set[asyncio.Task[None]] = set()  # room creations in flight
         # (room, epoch): another node made the room first, with this epoch.
         self.on_epoch: Callable[[str, str], None] | None = None
-        # The invite use counted for the identity created next (see put_invite_use).
-        self._invite_use: tuple[str, asyncio.Future[Written]] | None = None
+        # The invite use (nonce, limit, its commit) counted with the identity created
+        # next (see count_invite_use).
+        self._invite_use: tuple[str, int, Commit] | None = None
 
     def create_user(self, record: UserRecord) -> Commit:
         pending, self._invite_use = self._invite_use, None
+        key, value = records.user_key(record.name), records.user_value(record)
         if pending is None:
-            return _commit(self._state.create(records.user_key(record.name),
-                                              records.user_value(record)),
-                           taken=record.name)
-        commit: Commit = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._create_invited(record, *pending, commit))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            return _commit(self._state.create(key, value), taken=record.name)
+        nonce, limit, use = pending
+        commit = _commit(self._state.create(key, value, records.invite_key(nonce),
+                                            limit or None), taken=record.name)
+        # The use's own commit says the same (the identity's is what the sign-in reads).
+        commit.add_done_callback(functools.partial(_same_outcome, use))
         return commit
-
-    async def _create_invited(self, record: UserRecord, nonce: str,
-                              counted: asyncio.Future[Written], commit: Commit) -> None:
-        """The identity of a sign-up by invite: once Redis counted the use, created; a
-        use Redis refused fails the commit (``InviteUsedUp``), and a counted use whose
-        identity was not created is given back."""
-        from cfm_server.cluster.invites import InviteUsedUp
-
-        try:
-            if (await counted).refused:
-                commit.set_exception(InviteUsedUp())
-                return
-        except ClusterError as exc:
-            commit.set_exception(_store_error(exc))
-            return
-        created = _commit(self._state.create(records.user_key(record.name),
-                                             records.user_value(record)), taken=record.name)
-        try:
-            await created
-        except BaseException as exc:
-            uncount = self._state.uncount(records.invite_key(nonce))
-            uncount.add_done_callback(_log_uncount)
-            if not commit.done():
-                if isinstance(exc, Exception):
-                    commit.set_exception(exc)
-                else:
-                    commit.cancel()
-            if not isinstance(exc, Exception):
-                raise
-            return
-        commit.set_result(None)
 
     def put_user(self, record: UserRecord) -> Commit:
         """The user's record, whole. A change that keeps the token this node knows (a
@@ -133,14 +104,13 @@ class ClusterWrites(Writes):
     def set_read(self, user: str, room: str, seq: int) -> Commit:
         return _logged(self._state.put(records.read_key(user, room), records.count_value(seq)))
 
-    def put_invite_use(self, nonce: str, used: int, limit: int = 0) -> Commit:
-        """Count one use of the code in Redis, unless it reached ``limit`` (0: none);
-        the identity created next waits for the count (``create_user``)."""
-        counted = self._state.count(records.invite_key(nonce), limit or None)
-        self._invite_use = (nonce, counted)
-        done = _commit(counted)  # the identity's commit says what became of it
-        done.add_done_callback(_quiet)
-        return done
+    def count_invite_use(self, nonce: str, limit: int = 0) -> Commit:
+        """One use of the code, unless it reached ``limit`` (0: none): counted in Redis
+        with the identity created next, in one change (``create_user``)."""
+        use: Commit = asyncio.get_running_loop().create_future()
+        use.add_done_callback(_quiet)  # its failure is the identity's to report
+        self._invite_use = (nonce, limit, use)
+        return use
 
     def put_room(self, record: RoomRecord) -> Commit:
         meta = keys.room_meta(record.room)
@@ -203,6 +173,10 @@ def _commit(written: asyncio.Future[Written], *, taken: str | None = None) -> Co
             commit.set_exception(exc)
         elif taken is not None and done.result().refused:
             commit.set_exception(IdentityTaken(f"{taken!r} was created elsewhere first"))
+        elif done.result().used_up:
+            from cfm_server.cluster.invites import InviteUsedUp
+
+            commit.set_exception(InviteUsedUp())
         else:
             commit.set_result(None)
 
@@ -221,10 +195,15 @@ def _quiet(commit: Commit) -> None:
         commit.exception()  # read: its failure is the identity's to report
 
 
-def _log_uncount(done: asyncio.Future[Written]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        exc = done.exception()
-        log.log(level(exc, logging.ERROR), "an invite's use could not be given back: %s", exc)
+def _same_outcome(use: Commit, identity: Commit) -> None:
+    if use.done():
+        return
+    if identity.cancelled():
+        use.cancel()
+    elif identity.exception() is not None:
+        use.set_exception(identity.exception())  # type: ignore[arg-type]
+    else:
+        use.set_result(None)
 
 
 def _log_refused(name: str, done: asyncio.Future[Written]) -> None:

@@ -35,13 +35,14 @@ from cfm_common.rules import ChangeKind, ErrorCode, MsgKind
 from cfm_server.admission import text_charge
 from cfm_server.domain.awaiting import then_with
 from cfm_server.domain.delivery import Delivery
+from cfm_server.domain.durable import Settle, confirm, settled
 from cfm_server.domain.hidden import hidden_from_peer
 from cfm_server.domain.messages import MessageHandler
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
-from cfm_server.store import StoreError
+from cfm_server.store import Commit, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,12 @@ class ChangeHandler:
                 self.creators[room] = name
 
     def room_created(self, room: Room, user: User) -> None:
-        """A group room's first join: its creator is its first moderator."""
+        """A group room's first join: its creator is its first moderator. (Told to
+        nobody: if its write fails, the live room goes back to having no creator.)"""
         self.creators[room.name] = user.name
         self.moderators[room.name] = {user.name}
-        self.world.writes.put_moderator(room.name, user.name, True)
+        commit = self.world.writes.put_moderator(room.name, user.name, True)
+        settled(commit, self._track(room.name, user.name, True))
 
     def room_dropped(self, room: Room) -> None:
         """A room whose first join could not be stored: it has no creator yet."""
@@ -226,22 +229,35 @@ class ChangeHandler:
         user = world.user_of(session)
         room = self.rooms.readable_room(user, frame.room)
         name = frame.add if frame.add is not None else frame.remove
+        commit = None
         if name is not None:
-            self._change_moderator(user, room, rules.normalize_name(name),
-                                   add=frame.add is not None)
+            name = rules.normalize_name(name)
+            commit = self._change_moderator(user, room, name, add=frame.add is not None)
         names = self.moderators.get(room.name, set())
         creator = self.creators.get(room.name)
-        session.send(encode(Moderators(room.name, tuple(sorted(names)), creator,
-                                       ref=frame.id)))
-        world.metrics.count_out(Moderators.T)
-        if name is not None:
-            data = encode(Moderators(room.name, tuple(sorted(names)), creator))
+        reply = encode(Moderators(room.name, tuple(sorted(names)), creator, ref=frame.id))
+        # The others are told of a change (and the asker answered) once it is durable.
+        data = encode(Moderators(room.name, tuple(sorted(names)), creator))
+        named = world.users.get(name) if name is not None else None
+
+        def told() -> None:
+            session.send(reply)
+            world.metrics.count_out(Moderators.T)
+            if name is None:
+                return
             self.delivery.to_user(user, data, Moderators.T, skip=session)
-            named = world.users.get(rules.normalize_name(name))
             if named is not None and named is not user:
                 self.delivery.to_user(named, data, Moderators.T)
 
-    def _change_moderator(self, user: User, room: Room, name: str, *, add: bool) -> None:
+        if commit is None:
+            told()
+            return
+        confirm(session, frame.id or frame.T, commit, world.metrics, told,
+                self._track(room.name, name, frame.add is not None))
+
+    def _change_moderator(self, user: User, room: Room, name: str, *,
+                          add: bool) -> Commit | None:
+        """Make ``name`` a moderator of ``room`` or not; the write, if anything changed."""
         world = self.world
         creator = self.creators.get(room.name)
         if creator != user.name:
@@ -252,10 +268,29 @@ class ChangeHandler:
         if name == creator:
             if not add:
                 raise _forbidden("the room's creator stays its moderator")
-            return
+            return None
         if add and name not in names:
             names.add(name)
-            world.writes.put_moderator(room.name, name, False)
-        elif not add and name in names:
+            return world.writes.put_moderator(room.name, name, False)
+        if not add and name in names:
             names.discard(name)
-            world.writes.remove_moderator(room.name, name)
+            return world.writes.remove_moderator(room.name, name)
+        return None
+
+    def _track(self, room: str, name: str, moderator: bool) -> Settle:
+        """What puts ``name``'s live moderatorship of ``room`` back to what the store
+        holds if its write fails (durable.py)."""
+        return self.world.unsettled.track(("moderator", room, name), not moderator,
+                                          moderator,
+                                          lambda stored: self._restore(room, name, stored))
+
+    def _restore(self, room: str, name: str, moderator: bool) -> None:
+        names = self.moderators.get(room)
+        if names is None:
+            return  # the room was dropped meanwhile (its first join not stored)
+        if moderator:
+            names.add(name)
+            return
+        names.discard(name)
+        if self.creators.get(room) == name:  # the creator's own write failed
+            del self.creators[room]

@@ -1,10 +1,11 @@
 """A change of lasting state is confirmed only once it is durable, on both backends.
 
-The handlers of ``contact``, ``presence``, ``read``, ``leave`` and ``join`` change the
-live state at once (the frames read after them see it) and write the change through
-``writes``. What tells anybody of the change — the echo to the sender, ``added_you``,
-``member``, presence to watchers, a read mark to the other sessions — waits for the
-write's ``Commit`` (``confirm``): a frame answered "done" is durable, as an ``ack`` is.
+The handlers of ``contact``, ``presence``, ``read``, ``leave``, ``join``, ``moderators``
+and a ``hello`` that changes the user's record change the live state at once (the frames
+read after them see it) and write the change through ``writes``. What tells anybody of
+the change — the echo to the sender, ``added_you``, ``member``, presence to watchers, a
+read mark to the other sessions, the ``moderators`` reply, the ``welcome`` — waits for
+the write's ``Commit`` (``confirm``): a frame answered "done" is durable, as an ``ack`` is.
 If the write fails (a cluster node that cannot reach Redis, a single node's full disk)
 nobody is told, the live state goes back to what the store holds (``Unsettled``) and
 the sender gets ``error{code: "internal", retry_ms, ref}``: the same frame, sent again

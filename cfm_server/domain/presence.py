@@ -17,7 +17,7 @@ from cfm_common.codec import encode
 from cfm_common.frames import Presence, RosterEntry, SetPresence
 from cfm_common.rules import Status
 from cfm_server.domain.delivery import Delivery
-from cfm_server.domain.durable import confirm
+from cfm_server.domain.durable import Settle, confirm
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
@@ -30,9 +30,12 @@ def psm_seen(psm: str, status: str) -> str:
     return "" if status == Status.OFFLINE else psm
 
 
-def _shown(record: UserRecord) -> tuple[str, str, str]:
-    """The fields a ``presence`` frame sets."""
-    return (record.status, record.display, record.psm)
+# The fields of a user's record that a ``presence`` frame or a ``hello`` sets.
+Shown = tuple[str, str, str, bool]
+
+
+def shown(record: UserRecord) -> Shown:
+    return (record.status, record.display, record.psm, record.bot)
 
 
 def _view(record: UserRecord, status: str) -> tuple[str, ...]:
@@ -145,14 +148,13 @@ class PresenceHandler:
         if frame.display is not None and frame.display != record.display:
             world.admission.check_display(user.name, frame.display)
         before = self.view(user)
-        was = _shown(record)
+        was = shown(record)
         for attr in ("status", "display", "psm"):
             value = getattr(frame, attr)
             if value is not None:
                 setattr(record, attr, value)
         commit = world.writes.put_user(record)
-        settle = world.unsettled.track(("presence", user.name), was, _shown(record),
-                                       lambda shown: self._restore(user, shown))
+        settle = self.track(user, was)
         self.note_visibility(user)
         # Worked out now, sent once the change is durable (durable.py).
         own = self.frame(user, record.status)
@@ -165,10 +167,18 @@ class PresenceHandler:
 
         confirm(session, frame.T, commit, world.metrics, told, settle)
 
-    def _restore(self, user: User, shown: tuple[str, str, str]) -> None:
-        """A presence change the store did not take: back to what it holds."""
+    def track(self, user: User, was: Shown) -> Settle:
+        """A write of the user's record (a ``presence``, a sign-in's ``hello``) whose
+        shown fields were ``was``: what puts the live record back to what the store
+        holds if the write fails (durable.py). One chain per user, so that a sign-in's
+        status and a ``presence`` from another session settle in order."""
+        return self.world.unsettled.track(("presence", user.name), was, shown(user.record),
+                                          lambda stored: self._restore(user, stored))
+
+    def _restore(self, user: User, stored: Shown) -> None:
+        """A change of the record the store did not take: back to what it holds."""
         record = user.record
-        record.status, record.display, record.psm = shown
+        record.status, record.display, record.psm, record.bot = stored
         self.note_visibility(user)
 
     # --- sessions coming and going -------------------------------------------------------

@@ -11,15 +11,26 @@ it leaving:
   (those that hear of members at all). Unlike a leave of the user's own, it goes to
   those it blocked and while it is invisible too: the removal is the operator's doing,
   not a sign of the user's activity, and the membership ends for everyone;
+- ``member{op: leave}`` in each direct conversation it had, to the other member's
+  sessions (not quiet ones): the DM room is archived where no client can open it, and
+  its other member learns that nobody is left to write to (a ``say`` there answers
+  ``no_such_user``). A DM room has no leave of its own, so this frame means only that;
 - to each user with an entry for it on their list, the echo of that entry going:
   ``contact{op: unblock}`` if they blocked it, then ``contact{op: remove}``, as if they
-  had removed it from another session of theirs.
+  had removed it from another session of theirs;
+- to each user it had added who has no entry for it (the target of an ``added_you``
+  not yet answered), the same ``contact{op: remove}``: the echo of a removal that
+  changed nothing on their list, which withdraws the request (accepting it would
+  answer ``no_such_user``).
 
 These go to the sessions this server holds, and only to them (``Delivery.to_sessions``,
 which no cluster node relays): each node of a cluster applies the removal once, from
 the shared records' log, and tells its own sessions, so every session hears it once.
 A single node's ``remove-user`` runs while the server is stopped: at its next start
-nobody holds the user, and clients learn it from their ``welcome`` and ``joined``.
+nobody holds the user, and clients learn it from their ``welcome`` and ``joined`` (the
+DM room is no longer in ``welcome.rooms``); a request still shown from before the
+restart (``added_you`` is told live, never stored) is refused when answered:
+``no_such_user``.
 """
 
 from __future__ import annotations
@@ -46,13 +57,28 @@ def tell_removal(world: World, delivery: Delivery, presence: PresenceHandler,
     for room in world.group_rooms(user):
         data = encode(Member(room.name, user.name, MemberOp.LEAVE.value))
         delivery.to_sessions([s for s in room.loud if s.user is not user], data, "member")
+    for name in sorted(user.rooms):
+        room = world.rooms[name]
+        if room.is_dm:  # a DM room keeps no ``loud`` set: its sessions here, not quiet
+            data = encode(Member(name, user.name, MemberOp.LEAVE.value))
+            delivery.to_sessions([s for s in room.here if s.user is not user and not s.quiet],
+                                 data, "member")
     gone = RosterEntry(user.name, record.display, Status.OFFLINE.value, "", record.bot, False)
     for other in world.users.values():
-        entry = other.contacts.get(user.name)
-        if entry is None or not other.sessions or other is user:
+        if not other.sessions or other is user:
             continue
-        if entry.blocked:
+        entry = other.contacts.get(user.name)
+        if entry is None and not _asked(user, other.name):
+            continue
+        if entry is not None and entry.blocked:
             delivery.to_sessions(other.sessions, encode(
                 Contact(ContactOp.UNBLOCK.value, **entry_keys(gone))), "contact")
         delivery.to_sessions(other.sessions, encode(
             Contact(ContactOp.REMOVE.value, **entry_keys(gone))), "contact")
+
+
+def _asked(user: User, name: str) -> bool:
+    """Whether ``user`` had ``name`` on its list: an ``added_you`` went to ``name`` (or
+    was dropped by a block, and then ``name`` holds an entry for ``user`` anyway)."""
+    entry = user.contacts.get(name)
+    return entry is not None and entry.in_list

@@ -3,8 +3,14 @@
 A known handle signs in with its token. A new handle is claimed by its first hello
 (within ``registration``: open, by invite, or closed): its identity is stored first and
 its ``welcome`` waits for that commit, so a token is never handed out for an account
-the next start would not know. The server's own bots (the AI contacts) get their
-identities and tokens from ``provision_bot``.
+the next start would not know. A known user's hello that changes their record (a
+status, a display name, a personal message) waits the same way: its ``welcome`` and
+what watchers are told follow the write's commit, and if the write fails the record goes
+back to what the store holds and the hello is answered ``error{internal, retry_ms}``,
+then the connection closes with 1013 (durable.py), as a hello the server cannot answer
+now. Signing in with the stored status instead would show an ``invisible`` sign-in
+online. The server's own bots (the AI contacts) get their identities and tokens from
+``provision_bot``.
 """
 
 from __future__ import annotations
@@ -23,9 +29,9 @@ from cfm_common.rules import CloseCode, ErrorCode, Status
 from cfm_server import oplog
 from cfm_server.domain.changes import unread_counts
 from cfm_server.domain.contacts import ContactHandler
-from cfm_server.domain.durable import settled
+from cfm_server.domain.durable import confirm, settled
 from cfm_server.domain.ports import Connection
-from cfm_server.domain.presence import PresenceHandler
+from cfm_server.domain.presence import PresenceHandler, shown
 from cfm_server.domain.world import World, now_ms
 from cfm_server.invites import Invite, InviteBook, InviteError
 from cfm_server.state import User
@@ -35,6 +41,8 @@ SERVER_NAME = f"cfm/{__version__}"
 # Why sessions end when the operator replaces a token or removes an account (4003).
 TOKEN_REPLACED = "token replaced by the operator"
 ACCOUNT_REMOVED = "account removed by the operator"
+# Why a hello whose change of the record could not be stored closes its connection.
+NOT_SIGNED_IN = "could not store the sign-in's status"
 
 
 def hash_token(token: str) -> str:
@@ -61,6 +69,23 @@ class SignUp:
     commit: Commit
 
 
+@dataclass(slots=True)
+class SignInWrite:
+    """A known user's sign-in whose hello changed their record, being stored: its
+    welcome waits for ``commit`` (the session finishes it with
+    :meth:`SignInHandler.finish_sign_in`); ``before`` is what watchers saw until then."""
+
+    user: User
+    token: str
+    hello: Hello
+    before: tuple[str, ...]
+    commit: Commit
+
+
+def _nothing() -> None:
+    pass
+
+
 class SignInHandler:
     def __init__(self, world: World, presence: PresenceHandler,
                  contacts: ContactHandler) -> None:
@@ -76,10 +101,11 @@ class SignInHandler:
         # user's sessions on two nodes must not share an id (welcome.session).
         self.session_prefix = "s"
 
-    def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp:
-        """Sign ``session`` in: a Welcome, or for a new handle a SignUp whose record is
+    def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp | SignInWrite:
+        """Sign ``session`` in: a Welcome; for a new handle a SignUp whose record is
         being stored (the session finishes it with :meth:`finish_sign_up` once that
-        commit is durable, or :meth:`drop_sign_up` if it fails)."""
+        commit is durable, or :meth:`drop_sign_up` if it fails); for a hello that
+        changes a known user's record, a SignInWrite (:meth:`finish_sign_in`)."""
         world = self.world
         name = rules.normalize_name(hello.name)
         if name in world.reserved:
@@ -98,7 +124,7 @@ class SignInHandler:
             )
         if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
             raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
-        return self._attach(session, user, hello, hello.token)
+        return self._change_record(session, user, hello, hello.token)
 
     def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:
         """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
@@ -113,9 +139,10 @@ class SignInHandler:
             oplog.sign_up_refused(name, exc.msg)
             raise
         if invite is not None and self.invites is not None:
-            # Counted now, in the same transaction as the identity: both or neither.
-            used = self.invites.spend(invite)
-            world.writes.put_invite_use(invite.nonce, used, invite.uses)
+            # Counted now, in the same transaction as the identity: both or neither
+            # (live, given back by drop_sign_up).
+            self.invites.spend(invite)
+            world.writes.count_invite_use(invite.nonce, invite.uses)
         token = secrets.token_urlsafe(32)
         record = UserRecord(
             name=name,
@@ -145,7 +172,9 @@ class SignInHandler:
             contact_name = rules.normalize_name(contact_name)
             if contact_name != name:
                 settled(*self.contacts.put_contact(user, contact_name, in_list=True))
-        return self._attach(session, user, hello, sign_up.token)
+        # The record was made from the hello: nothing of it changes now.
+        return self._attach(session, user, hello, sign_up.token, changed=False,
+                            before=self.presence.view(user))
 
     def drop_sign_up(self, sign_up: SignUp) -> None:
         """The identity's commit failed: the handle (and the invite's use) is free again."""
@@ -153,20 +182,54 @@ class SignInHandler:
         if sign_up.invite is not None and self.invites is not None:
             self.invites.refund(sign_up.invite)
 
-    def _attach(self, session: Connection, user: User, hello: Hello, token: str) -> Welcome:
+    def _change_record(self, session: Connection, user: User, hello: Hello,
+                       token: str) -> Welcome | SignInWrite:
+        """Signed in at once when the hello changes nothing of the record; else the
+        change is live now (as a ``presence`` frame's) and told once it is durable."""
         world = self.world
         record = user.record
         if hello.display is not None and hello.display != record.display:
             world.admission.check_display(user.name, hello.display)
         before = self.presence.view(user)
-        changed = False
+        was = shown(record)
         for attr in ("display", "psm", "status", "bot"):
             value = getattr(hello, attr)
-            if value is not None and getattr(record, attr) != value:
+            if value is not None:
                 setattr(record, attr, value)
-                changed = True
-        if changed:
-            world.writes.put_user(record)
+        if shown(record) == was:
+            return self._attach(session, user, hello, token, changed=False, before=before)
+        commit = world.writes.put_user(record)
+        settle = self.presence.track(user, was)
+        self.presence.note_visibility(user)
+        # A failed write: the record back and ``internal`` (ref "hello") to the session
+        # (finish_sign_in then closes it); it was attached to nothing, so nobody else
+        # notices.
+        confirm(session, "hello", commit, world.metrics, _nothing, settle)
+        return SignInWrite(user, token, hello, before, commit)
+
+    def finish_sign_in(self, session: Connection, pending: SignInWrite) -> Welcome | None:
+        """Once the commit of the hello's change is done: the session signs in if it is
+        durable; if not (``confirm`` answered it), it closes with 1013, as a hello the
+        server cannot answer now, and None. A token the operator replaced meanwhile, or
+        a user removed, closes it with 4003, as ``end_sessions`` would."""
+        commit, user = pending.commit, pending.user
+        if commit.cancelled():
+            return None  # the server is closing
+        if commit.exception() is not None:
+            session.close(CloseCode.TRY_AGAIN_LATER, NOT_SIGNED_IN)
+            return None
+        if self.world.users.get(user.name) is not user:
+            session.close(CloseCode.BAD_TOKEN, ACCOUNT_REMOVED)
+            return None
+        if not hmac.compare_digest(hash_token(pending.token), user.record.token_hash):
+            session.close(CloseCode.BAD_TOKEN, TOKEN_REPLACED)
+            return None
+        return self._attach(session, user, pending.hello, pending.token, changed=True,
+                            before=pending.before)
+
+    def _attach(self, session: Connection, user: User, hello: Hello, token: str, *,
+                changed: bool, before: tuple[str, ...]) -> Welcome:
+        world = self.world
         session.id = f"{self.session_prefix}{next(self._session_ids)}"
         session.user = user
         session.quiet = bool(hello.quiet)

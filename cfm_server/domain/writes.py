@@ -3,10 +3,11 @@
 The live state in memory is the truth while the server runs; each change is written
 through here to the ``Store``. A write returns its :class:`Commit`, which releases what
 tells of the change: a message's ``append`` its ``ack``, a new identity's ``put_user``
-its ``welcome``, and a ``contact``, ``presence``, ``read``, ``leave`` or ``join`` its
-echo and notices (durable.py, where a failed one's change is taken back and its sender
-answered ``internal``). A failure is logged here too; the other writes (a sign-in's
-status, an invite's use…) keep their change in the live state.
+its ``welcome``, and a ``contact``, ``presence``, ``read``, ``leave``, ``join``,
+``moderators`` change or a sign-in's status its echo and notices (durable.py, where a
+failed one's change is taken back and its sender answered ``internal``). An invite's
+use is written with the identity it makes (both or neither). A failure is logged here
+too; what is left (an AI contact's provisioning) keeps its change in the live state.
 
 A cluster backend replaces what stands behind these methods (users, contacts,
 memberships, read marks, invites and moderators in Redis; ``append`` a broker call that
@@ -60,10 +61,11 @@ class Writes:
     def set_read(self, user: str, room: str, seq: int) -> Commit:
         return _logged(self._store.set_read(user, room, seq))
 
-    def put_invite_use(self, nonce: str, used: int, limit: int = 0) -> Commit:
-        """``used`` sign-ups with the code ``nonce`` so far; ``limit`` (0: none) is for
-        a cluster, where Redis counts the use and refuses one past the limit."""
-        return _logged(self._store.put_invite_use(nonce, used))
+    def count_invite_use(self, nonce: str, limit: int = 0) -> Commit:
+        """One more sign-up with the code ``nonce``, in the commit of the identity
+        created next (both or neither); ``limit`` (0: none) is for a cluster, where
+        Redis counts the use with the identity and refuses one past the limit."""
+        return _logged(self._store.count_invite_use(nonce))
 
     def put_moderator(self, room: str, name: str, creator: bool) -> Commit:
         return _logged(self._store.put_moderator(room, name, creator))

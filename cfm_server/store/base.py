@@ -119,7 +119,10 @@ class Store(ABC):
     # --- writes (applied now, durable when the returned Commit completes) -------------
 
     @abstractmethod
-    def put_invite_use(self, nonce: str, used: int) -> Commit: ...
+    def count_invite_use(self, nonce: str) -> Commit:
+        """One more sign-up with the invite ``nonce``. A count, not a total: rolled back
+        with its batch, it leaves the others' uses counted (a total written by a later
+        sign-up would count a use whose sign-up was rolled back)."""
 
     @abstractmethod
     def put_user(self, user: UserRecord) -> Commit:

@@ -142,10 +142,10 @@ class MemoryStore(Store):
             self._contacts.pop(key, None)
         return _done()
 
-    def put_invite_use(self, nonce: str, used: int) -> Commit:
+    def count_invite_use(self, nonce: str) -> Commit:
         if error := self._closed_error():
             return _done(error)
-        self._invite_uses[nonce] = used
+        self._invite_uses[nonce] = self._invite_uses.get(nonce, 0) + 1
         return _done()
 
     def set_read(self, user: str, room: str, seq: int) -> Commit:

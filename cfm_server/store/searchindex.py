@@ -22,7 +22,10 @@ An indexer that dies while the server runs (the OOM killer, a SIGKILL, a crash) 
 started again after a back-off (``childwatch.ChildKeeper``). What the dead one had
 been told and not yet indexed is not lost: a new indexer's start looks at every room
 of the database against the file's watermarks (``Indexer.start``), so it catches up
-from the database itself; the notes made meanwhile follow.
+from the database itself; the notes made meanwhile follow. One that stops on a damaged
+file (a bad page deep inside, which a start does not look for) has the file moved aside
+and made again (``searchfile.IndexerClient._remake``): the next one indexes the whole
+database into it.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ import logging
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cfm_server.childproc import child_command
 from cfm_server.childwatch import ChildKeeper
 from cfm_server.datadir import make_private_file, tighten
 from cfm_server.store.base import StoreError
@@ -51,8 +54,6 @@ logger = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.02  # notes are written to the indexer at most this often
 MAX_BACKLOG = 1 << 22  # notes the pipe would not take: beyond this, "look at every room"
 
-# The indexer's command (not ``-m``: the package imports the module first).
-_INDEXER = "import sys; from cfm_server.store.searchindexer import main; sys.exit(main(sys.argv))"
 _MARKS = "SELECT room, seq FROM rooms WHERE room IN (SELECT value FROM json_each(?))"
 
 
@@ -101,10 +102,12 @@ class SearchIndex(IndexerClient):
 
     def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._prepare_file()
         try:
-            self._reader = connect(self.path, self.db_path, readonly=True,
-                                   busy_timeout_s=self._busy_timeout_s)
+            self._make_file()
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot create the search index {self.path}: {e}") from e
+        try:
+            self._reader = self._open_reader()
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the search index {self.path}: {e}") from e
         try:
@@ -118,8 +121,8 @@ class SearchIndex(IndexerClient):
         """An indexer process, its pipe ready for the notes (at the start, and after a
         death: its own start catches up from the database)."""
         process = subprocess.Popen(
-            [sys.executable, "-c", _INDEXER, str(self.db_path), str(self.path),
-             str(os.getpid())],
+            child_command("cfm_server.store.searchindexer", str(self.db_path),
+                          str(self.path), str(os.getpid())),
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
         assert process.stdin is not None
         self._process = process
@@ -129,11 +132,16 @@ class SearchIndex(IndexerClient):
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
         return process
 
-    def _prepare_file(self) -> None:
+    def _open_reader(self) -> sqlite3.Connection:
+        return connect(self.path, self.db_path, readonly=True,
+                       busy_timeout_s=self._busy_timeout_s)
+
+    def _make_file(self) -> None:
         """The index file 0600 at the current version; one this cfm cannot use (another
         version, not SQLite) is deleted: it only ever holds a rebuildable copy. (No
         integrity check here: that reads the whole file, seconds for millions of
-        messages, before the server may listen.)"""
+        messages, before the server may listen; a damaged page is met by the indexer.)
+        OSError or sqlite3.Error if it cannot be made."""
         path = self.path
         if path.exists():
             try:
@@ -154,17 +162,14 @@ class SearchIndex(IndexerClient):
             make_private_file(path)
         for suffix in ("-wal", "-shm"):
             tighten(path.with_name(path.name + suffix))
+        conn = sqlite3.connect(path, isolation_level=None)
         try:
-            conn = sqlite3.connect(path, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA}; "
-                                       f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-            finally:
-                conn.close()
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot create the search index {path}: {e}") from e
+            conn.execute("PRAGMA journal_mode=WAL")
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA}; "
+                                   f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        finally:
+            conn.close()
 
     # --- from the write path (event loop) -----------------------------------------------
 
@@ -207,7 +212,11 @@ class SearchIndex(IndexerClient):
         reader = self._reader
         if reader is None:
             raise StoreError("the search index is not open")
-        return reader.execute(sql, params).fetchall()
+        try:
+            return reader.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            self._read_failed(e)
+            raise
 
     def behind(self, rooms: Mapping[str, int]) -> int:
         """How many messages up to each room's given seq the index has not seen yet."""

@@ -36,22 +36,28 @@ their target's seq: ``_CHANGES`` is where a pass turns them into an update or a
 removal of the target's ``docs`` row, in the same transaction that indexes them.
 
 Its stdin, one line each: ``n<TAB>seq<TAB>room`` (committed up to seq), ``c<TAB>seq<TAB>room``
-(retention deleted below seq), ``r`` (notes were lost: look at every room again).
+(retention deleted below seq), ``r`` (notes were lost: look at every room again), ``d``
+(a search met a damaged page: check the file, ``searchfile.check_index``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from cfm_server.childproc import die_with
-from cfm_server.store.searchfile import note_lines, serve_notes, transaction
+from cfm_server.store.searchfile import (
+    check_index,
+    is_corrupt,
+    note_lines,
+    run,
+    serve_notes,
+    transaction,
+)
 from cfm_server.store.searchwords import KEY_SHIFT, MAX_TS, TEXT_INDEX_SCHEMA
 
 logger = logging.getLogger("cfm_server.store.searchindexer")
@@ -254,11 +260,15 @@ class Indexer:
                 conn.execute(_MARKS)
 
 
-def read_notes(data: bytes, indexer: Indexer) -> None:
-    """Apply the lines of ``data`` (whole lines only) to ``indexer``."""
+def read_notes(data: bytes, indexer: Indexer, index: Path) -> None:
+    """Apply the lines of ``data`` (whole lines only) to ``indexer`` (``d``: a search met
+    a damaged page, of the index at ``index`` or of the database; ``Damaged`` if the
+    index is)."""
     for kind, seq, room in note_lines(data):
         if kind == "r":
             indexer.rescan()
+        elif kind == "d":
+            check_index(indexer.conn, str(index), logger)
         elif seq is not None and kind == "n":
             indexer.note(room, seq)
         elif seq is not None and kind == "c":
@@ -270,26 +280,56 @@ def serve(db_path: Path, index: Path, stdin: int) -> None:
     interval, until ``stdin`` reaches its end."""
     conn = connect(index, db_path, readonly=False)
     indexer = Indexer(conn)
+
+    def failed(e: sqlite3.Error, what: str) -> None:
+        """A start or a pass failed: tried again after RETRY_S, unless SQLite said a file
+        is damaged, which no retry gets past."""
+        if is_corrupt(e):
+            if _database_damaged(conn):
+                raise DatabaseDamaged(f"the database {db_path} is damaged ({e})") from e
+            raise e  # the index: its server makes it again
+        logger.warning("search index %s: %s (%s); trying again in %.0f s", index, what, e,
+                       RETRY_S)
+        time.sleep(RETRY_S)
+
     while True:
         try:
             indexer.start()
             break
         except sqlite3.Error as e:
-            logger.warning("search index %s: cannot start (%s); trying again in %.0f s",
-                           index, e, RETRY_S)
-            time.sleep(RETRY_S)
+            failed(e, "cannot start")
 
     def one_pass() -> None:
         try:
             indexer.run_pass()
         except sqlite3.Error as e:
-            logger.warning("search index %s: a pass failed (%s); trying again in %.0f s",
-                           index, e, RETRY_S)
-            time.sleep(RETRY_S)
+            failed(e, "a pass failed")
 
-    serve_notes(stdin, b"", lambda whole: read_notes(whole, indexer),
+    serve_notes(stdin, b"", lambda whole: read_notes(whole, indexer, index),
                 lambda: bool(indexer.todo or indexer.cuts), one_pass,
                 lambda: indexer.interval_s)
+
+
+class DatabaseDamaged(sqlite3.DatabaseError):
+    """SQLite found the database damaged, not the index: making the index again would
+    not help (nor would the index's name in the log). An error with no SQLite code of
+    its own: the indexer stops with an ordinary failure's status, naming the database."""
+
+
+def _database_damaged(conn: sqlite3.Connection) -> bool:
+    """SQLite said "corrupt" to a statement that read both files: whose? The index's
+    b-trees are checked first (``quick_check``, usually the smaller file), then, if they
+    are whole, the database's (the whole file, in this nice-19 process, once per death);
+    if those are whole too, the index is to blame (its damage may be inside FTS5's
+    records, which no ``quick_check`` reads)."""
+    return _checks_whole(conn, "main") and not _checks_whole(conn, "cfm")
+
+
+def _checks_whole(conn: sqlite3.Connection, schema: str) -> bool:
+    try:
+        return conn.execute(f"PRAGMA {schema}.quick_check(1)").fetchone()[0] == "ok"
+    except sqlite3.DatabaseError:
+        return False
 
 
 def connect(index: Path, db_path: Path, *, readonly: bool,
@@ -351,18 +391,8 @@ def main(argv: list[str]) -> int:
         die_with(int(argv[3]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(OSError):
-        os.nice(19)  # the lowest CPU priority: the server and its clients come first
-    try:
-        serve(Path(argv[1]), Path(argv[2]), sys.stdin.fileno())
-    except KeyboardInterrupt:
-        return 0
-    except sqlite3.Error as e:
-        logger.error("search index %s stopped: %s; searches answer from what it holds, "
-                     "and the server starts another indexer that carries on from there",
-                     argv[2], e)
-        return 1
-    return 0
+    return run(lambda: serve(Path(argv[1]), Path(argv[2]), sys.stdin.fileno()), argv[2],
+               logger)
 
 
 if __name__ == "__main__":

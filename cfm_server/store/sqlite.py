@@ -244,9 +244,10 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
 
     # --- writes ----------------------------------------------------------------------
 
-    def put_invite_use(self, nonce: str, used: int) -> Commit:
+    def count_invite_use(self, nonce: str) -> Commit:
         return self._batch.write(
-            "INSERT OR REPLACE INTO invite_uses (nonce, used) VALUES (?, ?)", (nonce, used))
+            "INSERT INTO invite_uses (nonce, used) VALUES (?, 1)"
+            " ON CONFLICT (nonce) DO UPDATE SET used = used + 1", (nonce,))
 
     def put_user(self, user: UserRecord) -> Commit:
         return self._batch.write(

@@ -56,6 +56,11 @@ async def test_fanout_against_an_in_process_server(
     assert result["server_cpu"] is not None and result["server_cpu"] >= 0
     assert result["msg_frame_bytes"] > 32  # a msg carries the 32-character text and more
     assert result["publishers"] == 2
+    # The probes refill the windows from their callback: more than the first windows went.
+    assert result["published"] > result["publishers"] * result["window"]
+    # At max rate a say goes as soon as the window lets it: no lateness to add.
+    assert "send_lateness" not in result
+    assert result["scheduled_latency"] == result["latency"]
 
 
 async def test_fixed_rate_rooms_across_two_driver_processes(
@@ -69,6 +74,13 @@ async def test_fixed_rate_rooms_across_two_driver_processes(
     assert result["members_per_room"] == 3
     # An open-loop publisher sends about rate x time; each say reaches the 2 other members.
     assert 0 < result["published"] <= 200 * (0.8 + 0.2 + 0.3) * 1.2 + 4
+    # Each fixed-rate send's lateness is recorded, and the receivers add it back for the
+    # scheduled figure: never below send -> receipt, sample by sample.
+    assert result["send_lateness"]["samples"] == result["published"]
+    scheduled, latency = result["scheduled_latency"], result["latency"]
+    assert scheduled["samples"] == latency["samples"]
+    for key in ("p50_ms", "p99_ms", "max_ms"):
+        assert scheduled[key] >= latency[key]
 
 
 async def test_replay_pages_past_the_replay_limit(
@@ -218,3 +230,15 @@ def test_the_cpu_wait_warning_names_autogroups_only_where_they_are_on(tmp_path) 
     switch.write_text("0\n")
     assert autogroup_note(str(switch)) == ""
     assert autogroup_note(str(tmp_path / "absent")) == ""
+
+
+def test_msg_sender_reads_the_from_of_a_msg() -> None:
+    import msgpack
+
+    from cfm_bench.worker import msg_sender
+
+    frame = {"t": "msg", "room": "#r", "seq": 1, "ts": 2, "from": "b0000042", "text": "hi"}
+    assert msg_sender(msgpack.packb(frame)) == "b0000042"
+    long_name = "n" * 40  # not a fixstr: read by unpacking
+    assert msg_sender(msgpack.packb({**frame, "from": long_name})) == long_name
+    assert msg_sender(msgpack.packb({"t": "msg", "room": "#r"})) is None

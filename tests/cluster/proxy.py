@@ -7,12 +7,15 @@
     proxy.cut()               # abort every open connection (RST)
     proxy.refusing = True     # new connections are closed at once (Redis "down")
     proxy.silent = True       # new connections are accepted, then never answered
+    proxy.freeze_after(b"x")  # the next chunk a client sends holding these bytes reaches
+                              # Redis, then its connection freezes: its reply is lost
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class FaultyProxy:
@@ -21,6 +24,7 @@ class FaultyProxy:
         self.refusing = False
         self.silent = False
         self.accepted = 0
+        self._marker: bytes | None = None
         self._server: asyncio.Server | None = None
         self._links: list[_Link] = []
 
@@ -34,6 +38,14 @@ class FaultyProxy:
 
     def freeze(self) -> None:
         for link in self._links:
+            link.frozen = True
+
+    def freeze_after(self, marker: bytes) -> None:
+        self._marker = marker
+
+    def _sent(self, link: _Link, data: bytes) -> None:
+        if self._marker is not None and self._marker in data:
+            self._marker = None
             link.frozen = True
 
     def cut(self) -> None:
@@ -59,7 +71,8 @@ class FaultyProxy:
         link = _Link(writer, up_writer)
         link.frozen = self.silent
         self._links.append(link)
-        await asyncio.gather(link.pump(reader, up_writer), link.pump(up_reader, writer))
+        await asyncio.gather(link.pump(reader, up_writer, lambda data: self._sent(link, data)),
+                             link.pump(up_reader, writer))
         link.abort()
 
 
@@ -72,10 +85,13 @@ class _Link:
         for w in self.writers:
             w.transport.abort()
 
-    async def pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   sent: Callable[[bytes], None] | None = None) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
                 if not self.frozen:
                     writer.write(data)
+                    if sent is not None:
+                        sent(data)  # (before any reply can be read)
                     await writer.drain()
         self.abort()

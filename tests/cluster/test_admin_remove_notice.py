@@ -43,6 +43,19 @@ async def request(client: WireClient, frame: dict[str, Any], answer: str) -> Non
     await client.recv_until(answer)
 
 
+async def remove_alice_when(redis: RedisProcess, nodes: Any, clients: Any,
+                            ready: Any) -> None:
+    """Once ``ready(world)`` holds on every node (everyone where the removal will find
+    them), the operator removes alice (clients[0]), whose session closes; what each
+    client saw before is forgotten."""
+    for node in nodes:
+        await eventually(lambda w=node.hub.world: ready(w))
+    for client in clients:
+        client.seen.clear()
+    await admin.remove_user(redis.url, "alice", int(time.time() * 1000))
+    assert await clients[0].wait_closed() == 4003
+
+
 async def test_watchers_and_room_members_on_both_nodes_see_the_removed_user_go_once(
         redis: RedisProcess, nodes) -> None:
     a, b = await nodes(), await nodes()
@@ -61,18 +74,10 @@ async def test_watchers_and_room_members_on_both_nodes_see_the_removed_user_go_o
             await request(client, {"t": "join", "room": "#tea"}, "joined")
         # Everyone is where the removal will find them: alice online and a member of
         # #tea on both nodes, bob's and erin's entries for her applied on both.
-        for node in (a, b):
-            world = node.hub.world
-            await eventually(lambda w=world: w.users["alice"].online
-                             and {"alice", "bob", "dave", "carol"} <= w.rooms["#tea"].members
-                             and "alice" in w.users["bob"].contacts
-                             and "alice" in w.users["erin"].contacts)
-        for client in clients:
-            client.seen.clear()
-
-        await admin.remove_user(redis.url, "alice", int(time.time() * 1000))
-
-        assert await alice.wait_closed() == 4003
+        await remove_alice_when(redis, (a, b), clients, lambda w: w.users["alice"].online
+                                and {"alice", "bob", "dave", "carol"} <= w.rooms["#tea"].members
+                                and "alice" in w.users["bob"].contacts
+                                and "alice" in w.users["erin"].contacts)
         for bob in (bob_a, bob_b):
             await bob.recv_until("presence", name="alice", status="offline")
             await bob.recv_until("member", room="#tea", name="alice", op="leave")
@@ -103,6 +108,55 @@ async def test_watchers_and_room_members_on_both_nodes_see_the_removed_user_go_o
         assert about_alice(dave) == [("presence", "offline"), ("member", "leave")]
         assert about_alice(erin) == [("contact", "unblock"), ("contact", "remove")]
         assert about_alice(carol) == [("presence", "offline"), ("member", "leave")]
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_the_dm_partner_and_a_pending_request_hear_of_the_removal_once(
+        redis: RedisProcess, nodes) -> None:
+    """bob wrote with alice (a DM on each node's sessions of his); alice had added carol,
+    who has not answered. bob hears alice leave the DM (a DM room has no other leave)
+    and carol the request withdrawn (the echo of a removal that changes nothing on her
+    list); then what they would do next answers a clear error."""
+    a, b = await nodes(), await nodes()
+    alice = await signed_in(a.url, "alice")
+    bob_a = await signed_in(a.url, "bob")
+    bob_b = await signed_in(b.url, "bob", bob_a.token)
+    carol = await signed_in(b.url, "carol")
+    dave = await signed_in(a.url, "dave")  # the markers' sender
+    clients = (alice, bob_a, bob_b, carol, dave)
+    try:
+        await request(alice, {"t": "say", "to": "bob", "text": "hi", "id": "a1"}, "ack")
+        for bob in (bob_a, bob_b):
+            await bob.recv_until("msg", room="dm:alice:bob")
+        await request(alice, {"t": "contact", "op": "add", "name": "carol"}, "contact")
+        await carol.recv_until("contact", op="added_you", name="alice")
+        await remove_alice_when(redis, (a, b), clients,
+                                lambda w: "dm:alice:bob" in w.users["bob"].rooms
+                                and "carol" in w.users["alice"].contacts)
+        for bob in (bob_a, bob_b):
+            await bob.recv_until("member", room="dm:alice:bob", name="alice", op="leave")
+        await carol.recv_until("contact", op="remove", name="alice", status="offline")
+        for node in (a, b):
+            await eventually(lambda w=node.hub.world: "alice" not in w.users)
+        for name in ("bob", "carol"):  # markers through each user's channel and rooms
+            await request(dave, {"t": "contact", "op": "add", "name": name}, "contact")
+        for client in (bob_a, bob_b, carol):
+            await client.recv_until("contact", op="added_you", name="dave")
+        for bob in (bob_a, bob_b):
+            assert about_alice(bob) == [("member", "leave")]
+        assert about_alice(carol) == [("contact", "remove")]
+
+        # Writing into the DM, or to alice, answers no_such_user; so does accepting.
+        for i, frame in enumerate(({"t": "say", "room": "dm:alice:bob", "text": "?"},
+                                   {"t": "say", "to": "alice", "text": "?"},
+                                   {"t": "nudge", "to": "alice"})):
+            await bob_b.send({**frame, "id": f"b{i}"})
+            refused = await bob_b.recv_until("error", ref=f"b{i}")
+            assert refused["code"] == "no_such_user", refused
+        await carol.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
+        assert (await carol.recv_until("error", ref="c"))["code"] == "no_such_user"
     finally:
         for client in clients:
             await client.close()

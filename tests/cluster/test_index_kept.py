@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,11 +15,12 @@ from typing import Any
 
 from tests.cluster.redis_proc import RedisProcess
 from tests.cluster.test_search import new_history
+from tests.server.index_faults import read_index, say
 from tests.server.indexer_kill import lines_about
 from tests.server.serve_proc import ServeProcess, serve
 from tests.server.test_changes import _change
 from tests.server.test_search import _join, _say, _search, _where
-from tests.wire import WireClient, eventually, signed_in
+from tests.wire import eventually, signed_in
 
 
 @contextlib.asynccontextmanager
@@ -31,25 +31,8 @@ async def node(redis_url: str, data_dir: Path, node_id: str = "k1"
         yield server
 
 
-async def say(client: WireClient, text: str, room: str) -> int:
-    """``_say`` with an id of its own: a client of a later run counts its frames from 0
-    again, and an id its sender used before is a retry (the original's ack)."""
-    frame = {"t": "say", "room": room, "text": text, "id": secrets.token_hex(6)}
-    await client.send(frame)
-    return int((await client.recv_until("ack", id=frame["id"]))["seq"])
-
-
 def index_of(data_dir: Path, node_id: str = "k1") -> Path:
     return data_dir / f"search-{node_id}.sqlite3"
-
-
-def read_index(path: Path, sql: str) -> list[tuple[object, ...]]:
-    """What the node's index file holds (read-only, beside the node's own readers)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def entries_read(path: Path) -> int:

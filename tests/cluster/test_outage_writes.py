@@ -255,3 +255,53 @@ async def test_a_block_while_redis_is_frozen_is_refused_and_both_nodes_agree_aft
         echo = await done_when_retried(alice, {"t": "contact", "op": "block", "name": "bob",
                                                "id": "blk"}, "blk", "contact")
         assert echo["blocked"] is True
+
+
+async def test_a_moderator_named_during_an_outage_is_refused_and_holds_on_neither_node(
+        nodes, redis) -> None:
+    a, b = await nodes(), await nodes()
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        await alice.send({"t": "join", "room": "#team", "id": "j"})  # its creator
+        await alice.recv_until("joined", ref="j")
+        await bob.send({"t": "join", "room": "#team", "id": "j"})
+        await bob.recv_until("joined", ref="j")
+        add = {"t": "moderators", "room": "#team", "add": "bob", "id": "mod"}
+        await refused_in_an_outage(redis, [a, b], alice, add, "mod")
+        for node in (a, b):
+            assert node.hub.changes.moderators["#team"] == {"alice"}
+        await bob.expect_silence("moderators")
+        reply = await done_when_retried(alice, add, "mod", "moderators", ref="mod")
+        assert reply["names"] == ["alice", "bob"]
+        await bob.recv_until("moderators", room="#team")
+        await eventually(lambda: b.hub.changes.moderators["#team"] == {"alice", "bob"})
+
+
+async def test_a_sign_in_whose_status_redis_refused_is_refused_and_kept_nowhere(
+        nodes, redis) -> None:
+    """Redis full: the hello's reads and the presence counts go on (allow-oom), the
+    write of the status it sets is refused. The hello is answered ``internal`` and
+    closed 1013 before any ``welcome``; neither node keeps the status, bob (on the other
+    node) is told nothing; once Redis has room the same hello signs in with it."""
+    from tests.cluster.test_redis_full import full
+
+    a, b = await nodes(), await nodes()
+    async with signed_in(b.url, "bob") as bob:
+        async with signed_in(a.url, "alice") as alice:
+            token = alice.token
+            await bob.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
+            await bob.recv_until("contact", ref="c")
+        await bob.recv_until("presence", name="alice", status="offline")
+        async with full(redis.url):
+            async with WireClient.connect(a.url) as me:
+                error = await me.hello("alice", token=token, status="busy", psm="exams")
+                assert error["t"] == "error" and error["code"] == "internal", error
+                assert error["ref"] == "hello"
+                assert await me.wait_closed() == 1013
+            for node in (a, b):
+                record = node.hub.users["alice"].record
+                assert (record.status, record.psm) == ("online", "")
+            await bob.expect_silence("presence")
+        async with signed_in(a.url, "alice", token=token, status="busy", psm="exams") as me:
+            assert (me.welcome["status"], me.welcome["psm"]) == ("busy", "exams")
+            await bob.recv_until("presence", name="alice", status="busy")
+            await eventually(lambda: b.hub.users["alice"].record.status == "busy")

@@ -318,3 +318,46 @@ async def test_a_kept_search_index_is_checked_against_every_master(
     finally:
         for broker in brokers:
             await broker.close()
+
+
+async def test_a_pass_reads_rooms_of_every_master_in_one_pipeline_loading_its_script(
+        redis_cluster: RedisCluster, tmp_path: Path) -> None:
+    """The indexer reads a pass's rooms (their keys on different masters) in one
+    pipeline; a Redis Cluster's pipeline does not load scripts, so after a SCRIPT FLUSH
+    of every master the indexer loads read.lua itself and reads them all."""
+    from cfm_server.cluster import indexer as ix
+    from cfm_server.cluster import indexfile
+    from cfm_server.cluster.broker import Broker
+
+    broker = Broker(redis_cluster.url, node="n1", on_message=lambda *_: None)
+    await broker.start()
+    rooms = [f"#r{i}" for i in range(12)]  # 12 hash tags: slots on all three masters
+    try:
+        for n in range(2):
+            await asyncio.gather(*(broker.append(room, "alice", f"{room}-{n}", "text",
+                                                 f"word{n} in {room}", 1_700_000_000_000)
+                                   for room in rooms))
+    finally:
+        await broker.close()
+    for proc in redis_cluster.procs:
+        client = Redis(host="127.0.0.1", port=proc.port)
+        try:
+            await client.script_flush()
+        finally:
+            await client.aclose()
+    path = tmp_path / "index.sqlite3"
+    indexfile.prepare(path, "")
+    conn = ix.connect(path)
+    indexer = ix.Indexer(conn, lambda: ix.redis_client(redis_cluster.url))
+    try:
+        for room in rooms:
+            indexer.note(room, 2)
+        indexer.run_pass()  # blocking, as in its process
+        assert not indexer.busy
+        marks = dict(conn.execute("SELECT room, seq FROM rooms").fetchall())
+        assert marks == {room: 2 for room in rooms}
+        assert conn.execute("SELECT count(*) FROM docs").fetchone()[0] == 2 * len(rooms)
+    finally:
+        if indexer.redis is not None:
+            indexer.redis.close()
+        conn.close()

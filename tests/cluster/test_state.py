@@ -136,12 +136,22 @@ async def test_create_has_one_winner_across_nodes(nodes) -> None:
 
 async def test_a_count_never_passes_its_limit_wherever_it_is_counted(nodes) -> None:
     a, b = await nodes(), await nodes()
-    tries = [node.state.count("i:nonce1", 3) for _ in range(5) for node in (a, b)]
+    tries = [node.state.create(f"u:{node.state.origin}{i}", b"x", "i:nonce1", 3)
+             for i in range(5) for node in (a, b)]
     done = await asyncio.gather(*tries)
-    assert sum(w.changed for w in done) == 3 and sum(w.refused for w in done) == 7
+    assert sum(w.changed for w in done) == 3 and sum(w.used_up for w in done) == 7
     await wait_until(lambda: b.state.records.get("i:nonce1") == b"3", "the count at b")
     assert a.state.records["i:nonce1"] == b"3"
-    assert (await a.state.count("i:nonce2")).value == b"1"  # no limit
+    # Exactly the records whose count was taken were made, on both nodes.
+    for node in (a, b):
+        await wait_until(lambda n=node: sum(k.startswith("u:") for k in n.state.records) == 3,
+                         "three records")
+    # A taken key counts nothing; no limit: counted.
+    assert (await a.state.create("u:held", b"x")).changed
+    taken = await a.state.create("u:held", b"y", "i:nonce2")
+    assert taken.refused and "i:nonce2" not in a.state.records
+    made = await a.state.create("u:fresh", b"y", "i:nonce2")
+    assert made.changed and a.state.records["i:nonce2"] == b"1"
 
 
 async def test_a_node_started_mid_stream_ends_where_redis_is(nodes) -> None:

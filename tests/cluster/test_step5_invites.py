@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from cfm_server.cluster import keys
 from tests.cluster.redis_proc import RedisProcess
 from tests.wire import WireClient, eventually
 
@@ -72,7 +75,7 @@ async def test_two_sign_ups_at_once_on_two_nodes_with_a_one_use_code_one_wins(no
         assert len(made) == 1, made
 
 
-async def test_a_use_is_given_back_when_the_handle_was_taken_meanwhile(nodes) -> None:
+async def test_no_use_is_counted_when_the_handle_was_taken_meanwhile(nodes) -> None:
     a, b = await nodes(), await nodes()
     code = make_code(a, uses=2)
     # Both claim one handle at once with a two-use code: one account, one use counted.
@@ -85,7 +88,7 @@ async def test_a_use_is_given_back_when_the_handle_was_taken_meanwhile(nodes) ->
     kinds = sorted(r["t"] if r["t"] == "welcome" else r["code"] for r in replies)
     assert kinds == ["name_taken", "welcome"], replies
     nonce = code.split("-")[0]
-    # The loser's use, counted before its identity was refused, is given back.
+    # The loser's identity was refused, and its use with it.
     for node in (a, b):
         await eventually(lambda n=node: n.node.state.records.get(f"i:{nonce}") == b"1")
     # The code still lets one more person in.
@@ -138,3 +141,40 @@ async def test_a_code_revoked_with_redis_is_refused_on_every_node(
     c = await nodes()
     refused = await sign_up(c.url, "lea", code)
     assert refused["t"] == "error" and "withdrawn" in refused["msg"], refused
+
+
+@pytest.mark.parametrize("lost", ["the use", "the identity"])
+async def test_a_use_is_counted_exactly_when_its_account_is_made_whatever_reply_is_lost(
+        redis: RedisProcess, server_factory, lost: str) -> None:
+    """The node's link to Redis freezes right after it sent a sign-up's invite use (its
+    reply lost), or the identity's creation: the sign-up is answered ``internal``, and
+    in Redis the code's count says 1 exactly when the account exists — never a use
+    counted for no account (a one-use code lost), never an account whose use was given
+    back (a one-use code letting two people in). Before, the use and the identity were
+    two calls, and the use was given back on a failed create that Redis had run."""
+    from redis.asyncio import Redis
+
+    from tests.cluster.proxy import FaultyProxy
+
+    proxy = FaultyProxy(redis.port)
+    await proxy.start()
+    direct = Redis.from_url(redis.url)
+    try:
+        a = await server_factory(redis_url=proxy.url, node_id="n1", registration="invite")
+        code = make_code(a)
+        nonce = code.split("-")[0]
+        proxy.freeze_after(f"i:{nonce}".encode() if lost == "the use" else b"u:dora")
+        async with WireClient.connect(a.url) as client:
+            await client.send({"t": "hello", "v": 1, "name": "dora", "invite": code})
+            reply = await client.recv(timeout=30)
+        assert reply["t"] == "error" and reply["code"] == "internal", reply
+        await eventually(lambda: not a.node.unreachable(), timeout=30)
+        used = await direct.hget(keys.state_records(), f"i:{nonce}")
+        made = await direct.hexists(keys.state_records(), "u:dora")
+        assert int(used or 0) == int(made), (used, made)
+        # The code lets one more person in exactly when no account used it.
+        again = await sign_up(a.url, "emil", code)
+        assert (again["t"] == "welcome") == (not made), again
+    finally:
+        await direct.aclose()
+        await proxy.close()

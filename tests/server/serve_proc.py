@@ -77,10 +77,12 @@ class ServeProcess:
 @asynccontextmanager
 async def serve(*args: str, env: dict[str, str] | None = None, ai: bool = False,
                 preexec_fn: Callable[[], None] | None = None,
-                cwd: str | None = None) -> AsyncIterator[ServeProcess]:
-    """A started ``cfm serve --port 0`` (AI contacts off unless ``ai``); stopped after."""
-    command = [sys.executable, "-m", "cfm_server", "--host", "127.0.0.1", "--port", "0",
-               *([] if ai else ["--no-ai"]), *args]
+                cwd: str | None = None, python: tuple[str, ...] = ()
+                ) -> AsyncIterator[ServeProcess]:
+    """A started ``cfm serve --port 0`` (AI contacts off unless ``ai``); stopped after.
+    ``python``: options of the interpreter (``-P``)."""
+    command = [sys.executable, *python, "-m", "cfm_server", "--host", "127.0.0.1",
+               "--port", "0", *([] if ai else ["--no-ai"]), *args]
     proc = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **(env or {})}, preexec_fn=preexec_fn, cwd=cwd)

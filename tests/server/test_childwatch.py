@@ -41,7 +41,7 @@ async def test_a_dead_child_is_started_again_with_a_doubling_back_off(
         spawned.append(subprocess.Popen(_SLEEPER, stdin=subprocess.DEVNULL))
         return spawned[-1]
 
-    keeper = ChildKeeper("the sleeper", spawn, lambda: deaths.append(len(spawned)), log,
+    keeper = ChildKeeper("the sleeper", spawn, lambda _: deaths.append(len(spawned)), log,
                          first_delay_s=0.01, max_delay_s=0.04, settled_s=3600.0)
     keeper.use_pidfd = pidfd and keeper.use_pidfd  # the poll: where there are no pidfds
     keeper.poll_s = 0.02
@@ -92,7 +92,7 @@ async def test_a_child_that_cannot_be_started_again_is_tried_again_later(
         spawned.append(subprocess.Popen(_SLEEPER, stdin=subprocess.DEVNULL))
         return spawned[-1]
 
-    keeper = ChildKeeper("the sleeper", spawn, lambda: None, log,
+    keeper = ChildKeeper("the sleeper", spawn, lambda _: None, log,
                          first_delay_s=0.01, max_delay_s=1.0)
     try:
         keeper.start()
@@ -101,6 +101,37 @@ async def test_a_child_that_cannot_be_started_again_is_tried_again_later(
         tries = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
         assert tries == ["cannot start a new sleeper ([Errno 24] Too many open files); "
                          f"trying again in {delay} s" for delay in ("0.02", "0.04")]
+    finally:
+        await keeper.stop()
+        _kill_all(spawned)
+
+
+async def test_what_the_owner_made_of_a_death_is_its_one_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The owner is told each death's exit status; what it returns (it mended what
+    made the process stop) is logged in place of how the process ended, once."""
+    caplog.set_level(logging.INFO, logger=log.name)
+    spawned: list[subprocess.Popen[bytes]] = []
+    statuses: list[int] = []
+
+    def spawn() -> subprocess.Popen[bytes]:
+        code = "import sys; sys.exit(3)" if not spawned else "import time; time.sleep(600)"
+        spawned.append(subprocess.Popen([sys.executable, "-c", code],
+                                        stdin=subprocess.DEVNULL))
+        return spawned[-1]
+
+    def died(returncode: int) -> str | None:
+        statuses.append(returncode)
+        return "found its file damaged: made it again" if returncode == 3 else None
+
+    keeper = ChildKeeper("the sleeper", spawn, died, log, first_delay_s=0.01)
+    try:
+        keeper.start()
+        await eventually(lambda: len(spawned) == 2 and keeper.process is not None)
+        assert statuses == [3]
+        lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert lines == [f"the sleeper (pid {spawned[0].pid}) found its file damaged: made "
+                         "it again; starting a new one in 0.01 s"]
     finally:
         await keeper.stop()
         _kill_all(spawned)

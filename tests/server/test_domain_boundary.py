@@ -19,7 +19,7 @@ from cfm_server.session import Session
 DOMAIN = Path(__file__).resolve().parents[2] / "cfm_server" / "domain"
 FORBIDDEN = ("cfm_server.session", "cfm_server.server", "cfm_server.wsconn", "websockets")
 STORE_WRITES = frozenset({"append", "put_user", "put_room", "add_member", "remove_member",
-                          "put_contact", "set_read", "put_invite_use", "delete_before"})
+                          "put_contact", "set_read", "count_invite_use", "delete_before"})
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -1,9 +1,10 @@
 """A single node whose store refuses a write (a full disk, an I/O error) confirms no
-change it did not store: a ``contact``, ``presence``, ``read``, ``leave`` or ``join``
-whose write failed is answered ``error{internal, ref}``, the live state keeps nothing of
-it (a restart would not have it either), nobody is told; the same frame sent once the
-store writes again does it. (On a cluster the same rule holds when Redis is out of
-reach: tests/cluster/test_outage_writes.py.)"""
+change it did not store: a ``contact``, ``presence``, ``read``, ``leave``, ``join``,
+``moderators`` change or a sign-in's status whose write failed is answered
+``error{internal, ref}``, the live state keeps nothing of it (a restart would not have
+it either), nobody is told; the same frame sent once the store writes again does it.
+(On a cluster the same rule holds when Redis is out of reach:
+tests/cluster/test_outage_writes.py.)"""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ async def bob_in_team(alice: WireClient, bob: WireClient) -> None:
     await joined(bob, "#team")
 
 
+async def alice_made_team(alice: WireClient, bob: WireClient) -> None:
+    await joined(alice, "#team")  # its creator
+    await joined(bob, "#team")
+    await alice.recv_until("member", name="bob", op="join")
+
+
 def alice(server: Any) -> Any:
     return server.hub.users["alice"]
 
@@ -71,6 +78,10 @@ CASES: dict[str, tuple[Any, dict[str, Any], str, Callable[[Any], bool],
     "join": (bob_in_team, {"t": "join", "room": "#team", "id": "j2"}, "j2",
              lambda s: "alice" not in s.hub.rooms["#team"].members,
              ("joined", {"ref": "j2"}), "member"),
+    "moderator": (alice_made_team, {"t": "moderators", "room": "#team", "add": "bob",
+                                    "id": "m"}, "m",
+                  lambda s: s.hub.changes.moderators["#team"] == {"alice"},
+                  ("moderators", {"ref": "m", "names": ["alice", "bob"]}), "moderators"),
     "new-room": (nothing, {"t": "join", "room": "#fresh", "id": "j2"}, "j2",
                  lambda s: "#fresh" not in s.hub.rooms and "#fresh" not in s.hub.changes.creators,
                  ("joined", {"ref": "j2"}), ""),
@@ -121,3 +132,39 @@ async def test_a_block_and_an_unblock_both_refused_leave_the_contact_as_it_was(
         await me.send({"t": "contact", "op": "block", "name": "bob", "id": "b"})
         assert (await me.recv_until("contact", ref="b"))["blocked"] is True
         assert alice(server).contacts["bob"].blocked
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-session", "second-session"])
+async def test_a_sign_in_whose_status_the_store_refused_is_refused_retryably(
+        server_factory: Any, first: bool) -> None:
+    """A hello that sets a status is the user's change of their record: refused with
+    ``internal`` (ref ``hello``) and closed 1013 before any ``welcome``, the record as
+    stored, nobody told; once the store writes again the same hello signs in with it.
+    (Signing in with the stored status instead would show an ``invisible`` user.)"""
+    from tests.wire import WireClient
+
+    server = await server_factory(rate_limits=False)
+    async with signed_in(server.url, "alice") as first_session, \
+            signed_in(server.url, "bob") as bob:
+        await bob.send({"t": "contact", "op": "add", "name": "alice", "id": "c"})
+        await bob.recv_until("contact", ref="c")
+        token = first_session.token
+        if first:
+            await first_session.close()
+            await bob.recv_until("presence", name="alice", status="offline")
+        refusing(server, True)
+        async with WireClient.connect(server.url) as me:
+            error = await me.hello("alice", token=token, status="busy", psm="exams")
+            assert error["t"] == "error" and error["code"] == "internal", error
+            assert error["ref"] == "hello"
+            assert await me.wait_closed() == 1013
+        record = alice(server).record
+        assert (record.status, record.psm) == ("online", "")
+        await bob.expect_silence("presence")
+        if not first:
+            await first_session.expect_silence("presence")
+        refusing(server, False)
+        async with signed_in(server.url, "alice", token=token, status="busy",
+                             psm="exams") as me:
+            assert (me.welcome["status"], me.welcome["psm"]) == ("busy", "exams")
+        await bob.recv_until("presence", name="alice", status="busy")

@@ -41,6 +41,14 @@ async def test_put_user_round_trips_and_replaces(store: Store) -> None:
     assert sorted(store.load_users(), key=lambda u: u.name) == [renamed, bot]
 
 
+async def test_invite_uses_are_counted_one_sign_up_at_a_time(store: Store) -> None:
+    assert store.load_invite_uses() == {}
+    for _ in range(3):
+        await store.count_invite_use("n0nce")
+    await store.count_invite_use("other")
+    assert store.load_invite_uses() == {"n0nce": 3, "other": 1}
+
+
 async def test_put_user_keeps_what_was_written(store: Store) -> None:
     alice = UserRecord("alice", "ab" * 32, "Alice", "", "online", False, 1)
     await store.put_user(alice)

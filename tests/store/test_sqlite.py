@@ -281,6 +281,26 @@ async def test_a_failing_write_fails_its_whole_batch_and_the_store_recovers(
     assert [m.seq for m in store.history_after("#lobby", 0, 10)] == [1]
 
 
+async def test_an_invite_use_rolled_back_with_its_batch_leaves_the_others_counted(
+        store: SqliteStore) -> None:
+    """Each sign-up counts one use in its identity's batch; a batch that fails (a full
+    disk) takes its use back and nothing else: a later sign-up's use makes the count
+    1, not the total it saw (2) while the failed one was still counted live."""
+    assert store._conn is not None
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+    failed = store.count_invite_use("n0nce")
+    big = store.append(message("#lobby", 1, "x" * 200_000))
+    for commit in (failed, big):
+        with pytest.raises(StoreError, match="full"):
+            await commit
+    store._conn.execute("PRAGMA max_page_count = 1073741823")
+    await store.count_invite_use("n0nce")
+    assert store.load_invite_uses() == {"n0nce": 1}
+    await store.count_invite_use("n0nce")
+    assert store.load_invite_uses() == {"n0nce": 2}
+
+
 async def test_a_failing_commit_fails_its_futures_and_the_store_recovers(
         store: SqliteStore, db_path: Path) -> None:
     await store.append(message("#lobby", 1))

@@ -8,7 +8,7 @@ from textual.widgets import OptionList, Static
 
 from cfm_common.client import Client
 from cfm_tui.screens.search import SearchScreen
-from tests.tui.helpers import make_app, plain, wait_until
+from tests.tui.helpers import active_view, make_app, plain, wait_until
 
 SIZE = (80, 24)
 ROOM = "#games"
@@ -20,6 +20,10 @@ async def search_from_the_room(pilot, words: str) -> None:
     await wait_until(pilot, lambda: app.main is not None, "signed in")
     app.join_room(ROOM)
     await wait_until(pilot, lambda: app.main.active_room == ROOM, "in the room")
+    # Typed once the room's composer has the focus: on a loaded machine the keys could
+    # reach the screen before the conversation took it (the search never opened).
+    await wait_until(pilot, lambda: app.focused is active_view(app).composer,
+                     "the composer focused")
     await pilot.press(*f"/search {words}", "enter")
 
 

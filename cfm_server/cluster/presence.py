@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,12 @@ class Presence:
         self.sessions: Counter[str] = Counter()  # user → sessions on this node
         self._beats: asyncio.Task[None] | None = None
         self.reaped = 0  # other nodes this one reaped (their heartbeats expired)
+        # After a beat of this node failed (Redis out of reach, or refusing), it reaps no
+        # other node until one registration lifetime after its next beat that got
+        # through: an outage of Redis itself stopped every node's beats, and the first
+        # node back must not take the others for dead (``_reap_hold``).
+        self._held_since_failure = False
+        self._reap_from = 0.0  # monotonic time from which this node reaps again
         # Told the users a re-registration brought back (``rejoin``): the node was reaped
         # while alive and every node told their watchers they went ('gone').
         self.on_back: Callable[[list[str]], None] | None = None
@@ -226,10 +233,14 @@ class Presence:
 
     async def beat(self, *, leaving: bool = False) -> list[str]:
         """One heartbeat (and reaping round): the users that went offline cluster-wide."""
-        reply = await self._batcher.eval(
-            scripts.PRESENCE_BEAT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES],
-            [self.node, 0 if leaving else self._lifetime_ms(), keys.PRESENCE_PREFIX,
-             keys.PRESENCE_CHANNEL, self.origin])
+        try:
+            reply = await self._batcher.eval(
+                scripts.PRESENCE_BEAT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES],
+                [self.node, 0 if leaving else self._lifetime_ms(), keys.PRESENCE_PREFIX,
+                 keys.PRESENCE_CHANNEL, self.origin, int(self._may_reap())])
+        except ClusterError:
+            self._held_since_failure = True
+            raise
         registered, reaped, *gone = reply
         for i in range(0, len(reaped), 3):
             self.reaped += 1
@@ -251,6 +262,19 @@ class Presence:
 
     def _lifetime_ms(self) -> int:
         return int(self.expiry * 2 / 3 * 1000)
+
+    def _may_reap(self) -> bool:
+        """Whether this beat may reap other nodes: not within one registration lifetime
+        of this node's first beat after a failed one. A node cut off from Redis alone is
+        still reaped by the others (their beats never failed); when Redis itself was out
+        of reach (a restart from its AOF takes 5-10 s), every node's beats failed, and
+        each, back, waits for the others' beats instead of reaping them. A node that
+        died meanwhile is reaped a lifetime later."""
+        now = time.monotonic()
+        if self._held_since_failure:
+            self._held_since_failure = False
+            self._reap_from = now + self._lifetime_ms() / 1000
+        return now >= self._reap_from
 
     async def _beat_forever(self) -> None:
         while True:

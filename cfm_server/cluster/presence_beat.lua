@@ -4,7 +4,9 @@
 -- KEYS[2] lives (hash node → the origin of the life holding it)
 -- ARGV[1] node   ARGV[2] lifetime (ms) of this beat, 0 = the node leaves now
 -- ARGV[3] key prefix of the presence keys ('cfm:{presence}:')   ARGV[4] changes channel
--- ARGV[5] origin (this life of the node)
+-- ARGV[5] origin (this life of the node)   ARGV[6] '0': reap no other node this time (the
+-- node is back from an outage of its own: the others may have missed their beats in the
+-- same outage, and get one registration lifetime to beat again)
 -- Returns {registered, reaped, users gone offline...}: registered 1 = the node was known
 -- before this beat, 0 = it was not (reaped: it registers again), 2 = another life of the
 -- node id holds it now (it claimed the id after this one's registration expired): its
@@ -32,7 +34,14 @@ if registered ~= 2 then
 end
 local reaped = {}
 local out = {registered, reaped}
-for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 100)) do
+local expired
+if ARGV[6] == '0' then
+  expired = {}  -- only the node's own leave (its registration ends now)
+  if ttl == 0 and registered ~= 2 then expired[1] = node end
+else
+  expired = redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 100)
+end
+for _, dead in ipairs(expired) do
   local node_users = prefix .. 'node:' .. dead
   local users = redis.call('HKEYS', node_users)
   local offline = 0

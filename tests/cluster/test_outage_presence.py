@@ -51,3 +51,36 @@ async def test_users_of_a_node_reaped_during_an_outage_are_told_back(nodes, redi
             await asyncio.gather(*readers, return_exceptions=True)
         assert any("offline" in s for s in seen.values()), seen  # a node was reaped
         assert all(s[-1] == "online" for s in seen.values() if s), seen
+
+
+async def test_a_redis_restart_reaps_no_node_and_nobody_looks_offline(nodes, redis) -> None:
+    """Redis SIGKILLed and started again on its AOF, out of reach for longer than the
+    nodes' registrations had left: every node's beats failed alike, so the first node
+    back does not take the others for dead (it waits one registration lifetime for
+    their beats): nobody is told offline, nobody reaped."""
+    a = await nodes(presence_expiry=1.5, presence_grace=0)
+    b = await nodes(presence_expiry=1.5, presence_grace=0)
+    async with signed_in(a.url, "alice") as alice, signed_in(b.url, "bob") as bob:
+        for me, other in ((alice, "bob"), (bob, "alice")):
+            await me.send({"t": "contact", "op": "add", "name": other, "id": "c"})
+            await me.recv_until("contact", ref="c")
+        seen = {"bob": [], "alice": []}  # what the other was told of each
+        readers = [asyncio.create_task(statuses(alice, "bob", seen["bob"])),
+                   asyncio.create_task(statuses(bob, "alice", seen["alice"]))]
+        try:
+            redis.kill()
+            await asyncio.sleep(2.5)  # past the registrations' 1 s lifetime
+            await redis.start()
+            # Both nodes reach Redis again, then beat (every 0.5 s) through more than a
+            # registration lifetime: a reap would have come by then.
+            for _ in range(150):
+                if not any(n.node.broker.batcher.down for n in (a, b)):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2.5)
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        assert all("offline" not in s for s in seen.values()), seen
+        assert a.node.presence.reaped == b.node.presence.reaped == 0

@@ -135,6 +135,12 @@ class Batcher:
     def down(self) -> bool:
         return self._probe is not None
 
+    @property
+    def probe_cap(self) -> float:
+        """The longest wait between two probes while Redis is out of reach: how late,
+        at most, the batcher notices Redis is back."""
+        return self._backoff[1]
+
     def call(self, *args: Any, convert: Callable[[Any], Any] | None = None) -> asyncio.Future[Any]:
         return self._enqueue(_Call(args, asyncio.get_running_loop().create_future(),
                                    convert=convert))

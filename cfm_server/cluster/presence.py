@@ -99,8 +99,8 @@ class Presence:
         self._beats: asyncio.Task[None] | None = None
         self.reaped = 0  # other nodes this one reaped (their heartbeats expired)
         # After a beat of this node failed (Redis out of reach, or refusing), it reaps no
-        # other node until one registration lifetime after its next beat that got
-        # through: an outage of Redis itself stopped every node's beats, and the first
+        # other node until a registration lifetime (and a probe's wait) after its next
+        # beat that got through: an outage of Redis itself stopped every node's beats, and the first
         # node back must not take the others for dead (``_reap_hold``).
         self._held_since_failure = False
         self._reap_from = 0.0  # monotonic time from which this node reaps again
@@ -264,16 +264,18 @@ class Presence:
         return int(self.expiry * 2 / 3 * 1000)
 
     def _may_reap(self) -> bool:
-        """Whether this beat may reap other nodes: not within one registration lifetime
-        of this node's first beat after a failed one. A node cut off from Redis alone is
-        still reaped by the others (their beats never failed); when Redis itself was out
-        of reach (a restart from its AOF takes 5-10 s), every node's beats failed, and
-        each, back, waits for the others' beats instead of reaping them. A node that
-        died meanwhile is reaped a lifetime later."""
+        """Whether this beat may reap other nodes: not within a registration lifetime and
+        a probe's wait of this node's first beat after a failed one. A node cut off from
+        Redis alone is still reaped by the others (their beats never failed); when Redis
+        itself was out of reach (a restart from its AOF takes 5-10 s), every node's beats
+        failed, and each, back, waits for the others' beats instead of reaping them. A
+        node that died meanwhile is reaped that much later (12 s at the defaults)."""
         now = time.monotonic()
         if self._held_since_failure:
             self._held_since_failure = False
-            self._reap_from = now + self._lifetime_ms() / 1000
+            # Every live node notices Redis back within a probe's wait and beats within
+            # a beat interval of that: a lifetime (two intervals) and the probe's wait.
+            self._reap_from = now + self._lifetime_ms() / 1000 + self._batcher.probe_cap
         return now >= self._reap_from
 
     async def _beat_forever(self) -> None:

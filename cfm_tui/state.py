@@ -274,12 +274,15 @@ class ChatState:
                                     if conv.is_group and room not in present}
         for room in gone:
             del self.conversations[room]
-        # A DM room we were a member of (its epoch came with a welcome or a `joined`)
-        # no longer listed: a DM has no leave, so its other account was removed while we
-        # were away (docs/protocol.md, "A removed account").
+        # A DM room we were a member of no longer listed: a DM has no leave, so its
+        # other account was removed while we were away (docs/protocol.md, "A removed
+        # account"). A member: its epoch came with a welcome or a `joined`, or a message
+        # with a seq did (a DM started in this session, by either side, is in neither).
+        # One already superseded is the old account's: told once.
         vanished = [] if again else [
             conv for room, conv in self.conversations.items()
-            if conv.peer is not None and conv.epoch is not None and room not in present]
+            if conv.peer is not None and room not in present and not conv.superseded
+            and (conv.epoch is not None or conv.latest_seq > 0)]
         removed = Update()
         for conv in vanished:
             conv.epoch = None
@@ -292,6 +295,8 @@ class ChatState:
                 conv.members_before, conv.members = conv.members, None
         for rs in welcome.rooms:
             conv = self.conversation(rs.room)
+            if conv.superseded:  # the handle's new account's DM, listed: a new room
+                conv.start_over(self.now_ms())
             if conv.epoch is not None and conv.epoch != rs.epoch:
                 conv.reset(rs.epoch)
             conv.epoch = rs.epoch
@@ -525,6 +530,7 @@ class ChatState:
         if conv is None:
             return Update(roster=True)
         conv.typing.clear()
+        conv.superseded = True
         conv.note(f"{self.label(key)} no longer has an account on this server: nothing "
                   "more can be sent here.", self.now_ms())
         return Update(rooms={room}, roster=True)

@@ -132,3 +132,22 @@ async def test_a_wide_terminal_gives_the_buddy_list_room_for_personal_messages()
         await pilot.pause()
         at_200 = app.main.query_one("#buddy-pane").size.width
     assert 37 <= at_120 <= 38 and at_200 >= 58
+
+
+async def test_narrow_keys_typed_in_the_list_are_said_to_be_not_typed():
+    """Narrow, with the list on screen and a conversation open behind it, letters typed
+    in the list go nowhere: the toast says so (it said they went into the
+    conversation, which then held nothing)."""
+    app = app_with()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        main = app.main
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.press("f2")
+        assert not main.query_one("#chat-pane").display
+        await pilot.press(*"hey")
+        await pilot.pause()
+        hints = [n.message for n in app._notifications]
+        assert any(h.startswith("Not typed") and "F2" in h for h in hints), hints
+        assert main.active_view().composer.text == ""

@@ -82,6 +82,9 @@ class MainScreen(Screen[None]):
         self.shakes = 0
         self.ready = asyncio.Event()  # set once mounted: events may be rendered
         self._pane_ids: dict[str, str] = {}
+        # Tabs being added (set once mounted): a second open of the same room meanwhile
+        # (a reopened tab and its room's first event) waits for the first one's view.
+        self._mounting: dict[str, asyncio.Event] = {}
         self._told_where_to_type = -HINT_EVERY_S
         self._next_pane = 0
 
@@ -255,7 +258,12 @@ class MainScreen(Screen[None]):
             view = ConversationView(room, self.state, self.tz)
             focused = self.focused
             first = len(self._pane_ids) == 1
-            await tabs.add_pane(TabPane(self._tab_title(room), view, id=pane_id))
+            self._mounting[room] = mounted = asyncio.Event()
+            try:
+                await tabs.add_pane(TabPane(self._tab_title(room), view, id=pane_id))
+            finally:
+                mounted.set()
+                del self._mounting[room]
             self.query_one("#no-conversation").display = False
             tabs.display = True
             if not activate and focused is not None and self.focused is not focused:
@@ -271,6 +279,8 @@ class MainScreen(Screen[None]):
                 self.notify("You are still editing your personal message: Enter sets "
                                 "it, Escape cancels, F2 goes to the conversation.",
                                 markup=False)
+        elif room in self._mounting:
+            await self._mounting[room].wait()
         view = self.view_for(room)
         assert view is not None
         if activate:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from cfm_common import rules
 from cfm_common.frames import Msg
 from cfm_tui.app import ChatApp, ChatOptions
@@ -151,3 +153,15 @@ async def test_narrow_keys_typed_in_the_list_are_said_to_be_not_typed():
         hints = [n.message for n in app._notifications]
         assert any(h.startswith("Not typed") and "F2" in h for h in hints), hints
         assert main.active_view().composer.text == ""
+
+
+async def test_two_opens_of_one_room_at_once_both_get_its_view():
+    """A tab reopened at start and its room's first event open it at the same time:
+    the second open waits for the first one's view (it found the tab named but not
+    mounted, and failed: the reopen worker's AssertionError, the tab never shown)."""
+    app = app_with()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        views = await asyncio.gather(app.main.open_conversation("#lobby", activate=False),
+                                     app.main.open_conversation("#lobby", activate=True))
+        assert views[0] is views[1] is app.main.active_view()

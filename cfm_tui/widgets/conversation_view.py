@@ -241,6 +241,8 @@ class ConversationView(MessageSelect, Vertical):
 
     def on_composer_typed(self, event: Composer.Typed) -> None:
         event.stop()
+        if self.mode is not None and self.mode[0] == "edit":
+            return  # correcting a message sent is not "typing a message": none follows
         self.post_message(self.Typed(self.room))
 
     def on_transcript_resized(self, event: Transcript.Resized) -> None:

@@ -165,3 +165,20 @@ async def test_two_opens_of_one_room_at_once_both_get_its_view():
         views = await asyncio.gather(app.main.open_conversation("#lobby", activate=False),
                                      app.main.open_conversation("#lobby", activate=True))
         assert views[0] is views[1] is app.main.active_view()
+
+
+async def test_the_connection_bar_is_cut_with_an_ellipsis_when_narrow():
+    """At 60 columns the server address does not fit: it ends in "…", not cut bare (it
+    showed "signed in as alice  ·" and nothing after, as if no server were named)."""
+    from textual.widgets import Static
+
+    app = app_with()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause()
+        bar = app.main.query_one("#connection", Static)
+        app.main.server = "ws://127.0.0.1:18741/ws,ws://127.0.0.1:18742/ws"
+        bar.show(app.state, app.main.server)
+        await pilot.pause()
+        screen = app.screen._compositor.render_strips()  # the screen as drawn
+        shown = screen[bar.region.y].text.rstrip()
+        assert shown.endswith("…") and "signed in as alice" in shown, shown

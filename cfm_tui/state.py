@@ -470,7 +470,9 @@ class ChatState:
                 person.psm = c.psm
             if c.bot is not None:
                 person.bot = c.bot
-        update = Update(roster=True)
+        # A name shown in a conversation's header and lines too, not only in the list.
+        update = Update(roster=True,
+                        rooms=self._rooms_with(name) if c.display is not None else set())
         op = rules.ContactOp(c.op)
         if op is rules.ContactOp.ADD:
             self.contacts.add(name)

@@ -139,3 +139,12 @@ def test_a_superseded_dm_is_not_told_gone_again_while_the_new_holder_is_silent()
     state.on_welcome(welcome(contacts=[]))  # a reconnect: no DM with the new bob yet
     assert "bob" not in state.gone
     assert len([n for n in notes(state) if GONE in n]) == 1
+
+
+def test_the_display_name_a_contact_frame_brings_redraws_the_dm():
+    """After a live removal the DM's `member{leave}` comes before `contact{remove}`,
+    whose display name the DM's header showed only once something else redrew it (the
+    tab, redrawn with the list, said "New Bob", the header still "bob")."""
+    state = with_dm()
+    update = state.apply(Contact("remove", "bob", "New Bob", "offline", "", False, False))
+    assert DM in update.rooms and state.label("bob") == "New Bob"

@@ -338,11 +338,12 @@ class ChatState:
         retry_at = self.clock() + retry_in if retry_in is not None else None
         ended = ended if new is Link.CLOSED else None
         self.connection = Connection(new, retry_in, reason, retry_at, ended)
-        # Going down or coming back: the buddy list's dots and our own turn grey or
-        # show again.
+        # Going down or coming back: the dots (the buddy list's, our own, the
+        # conversations' headers and member lists) turn grey or show again.
         flipped = self.presence_stale != was_stale
         notices = [Notice(NoticeKind.ERROR, text=ended)] if ended else []
-        return Update(connection=True, roster=flipped, me=flipped, notices=notices)
+        return Update(connection=True, roster=flipped, me=flipped, notices=notices,
+                      rooms=set(self.conversations) if flipped else set())
 
     # --- server frames ---------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 
-from cfm_common import rules
 from cfm_tui import palette, render
 from cfm_tui.intents import IntentRequested
 from cfm_tui.palette import Intent
@@ -377,8 +376,11 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "nudge":
             # Only a one-to-one conversation can be nudged: elsewhere the key is hidden.
+            # Nor one whose other account the operator removed.
             room = self.active_room
-            return room is not None and not rules.is_group_room(room)
+            conv = self.state.conversations.get(room) if room is not None else None
+            return conv is not None and conv.peer is not None \
+                and conv.peer not in self.state.gone
         if action == "close_conversation":
             return self.active_room is not None  # no tab, nothing to close: not listed
         if action == "answer_request":

@@ -147,6 +147,8 @@ class ConversationView(MessageSelect, Vertical):
             self.call_after_refresh(self.show)  # once the rows have their children
             return
         self.query_one(".conv-header", Static).update(render.conversation_header(self.room, state))
+        for nudge in self.query(".nudge"):  # nobody to nudge once their account is gone
+            nudge.display = conv.peer not in state.gone
         lines = conv.lines()
         first_seq = conv.oldest_seq
         prepended = (self._first_seq is not None and first_seq is not None

@@ -304,8 +304,9 @@ class MainScreen(Screen[None]):
         in the same burst, Enter included, go to the composer too, in order.
         """
         buddies = self.query_one(BuddyList)
+        # Alt+1 comes from a terminal with its character, "1": a window key, not text.
         if (self.focused is not buddies or not event.is_printable or not event.character
-                or buddies.uses_key(event.key)):
+                or "alt+" in event.key or buddies.uses_key(event.key)):
             return False
         view = self.active_view()
         if view is None or not self.chat_visible():

@@ -182,3 +182,22 @@ async def test_the_connection_bar_is_cut_with_an_ellipsis_when_narrow():
         screen = app.screen._compositor.render_strips()  # the screen as drawn
         shown = screen[bar.region.y].text.rstrip()
         assert shown.endswith("…") and "signed in as alice" in shown, shown
+
+
+async def test_alt_digit_in_the_narrow_list_switches_tabs_and_is_no_typed_key():
+    """A terminal sends Alt+1 as a key with its character, "1": in the list, narrow, it
+    said "Not typed" while it switched to the tab, as it should."""
+    from textual import events
+
+    app = app_with()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        main = app.main
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.press("f2")
+        assert not main.query_one("#chat-pane").display
+        app.post_message(events.Key("alt+1", "1"))
+        await pilot.pause()
+        assert main.query_one("#chat-pane").display
+        assert not any(n.message.startswith("Not typed") for n in app._notifications)

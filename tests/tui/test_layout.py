@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from cfm_common import rules
 from cfm_common.frames import Msg
@@ -11,6 +14,19 @@ from cfm_tui.config import ChatConfig
 from tests.tui.seed import TZ, seeded_state, ts
 
 BOB = rules.dm_room("alice", "bob")
+
+
+@asynccontextmanager
+async def narrow_in_the_list() -> AsyncIterator[tuple[ChatApp, Any]]:
+    """80x24 (one pane), a DM with bob open behind the buddy list, which has the focus."""
+    app = app_with()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.press("f2")
+        assert not app.main.query_one("#chat-pane").display
+        yield app, pilot
 
 
 def app_with(animations: bool = False) -> ChatApp:
@@ -140,14 +156,8 @@ async def test_narrow_keys_typed_in_the_list_are_said_to_be_not_typed():
     """Narrow, with the list on screen and a conversation open behind it, letters typed
     in the list go nowhere: the toast says so (it said they went into the
     conversation, which then held nothing)."""
-    app = app_with()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
+    async with narrow_in_the_list() as (app, pilot):
         main = app.main
-        await app.open_dm("bob")
-        await pilot.pause()
-        await pilot.press("f2")
-        assert not main.query_one("#chat-pane").display
         await pilot.press(*"hey")
         await pilot.pause()
         hints = [n.message for n in app._notifications]
@@ -189,14 +199,8 @@ async def test_alt_digit_in_the_narrow_list_switches_tabs_and_is_no_typed_key():
     said "Not typed" while it switched to the tab, as it should."""
     from textual import events
 
-    app = app_with()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
+    async with narrow_in_the_list() as (app, pilot):
         main = app.main
-        await app.open_dm("bob")
-        await pilot.pause()
-        await pilot.press("f2")
-        assert not main.query_one("#chat-pane").display
         app.post_message(events.Key("alt+1", "1"))
         await pilot.pause()
         assert main.query_one("#chat-pane").display

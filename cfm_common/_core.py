@@ -301,6 +301,13 @@ class ClientCore:
             self.resume.forget(frame.room)
             self.handed.pop(frame.room, None)
             self._emit(frame, None)
+        elif isinstance(frame, f.Member) and self._dm_peer_gone(frame):
+            # A DM has no leave: this one says its other account was removed (protocol
+            # "A removed account"). A new holder of the handle gets a new room whose
+            # seqs start at 1 again: forget the old cursor, or they count as seen.
+            self.resume.forget(frame.room)
+            self.handed.pop(frame.room, None)
+            self._emit(frame, None)
         elif isinstance(frame, f.History | f.MembersPage):
             if not self.outbox.answer(frame.ref, frame.T, frame):
                 log.debug("%s of %s that nobody asked for", frame.T, frame.room)
@@ -349,6 +356,11 @@ class ClientCore:
         self._emit(error, None)
 
     # --- helpers --------------------------------------------------------------------
+
+    def _dm_peer_gone(self, member: f.Member) -> bool:
+        pair = rules.dm_members(member.room)
+        return member.op == rules.MemberOp.LEAVE and pair is not None \
+            and rules.normalize_name(member.name) != rules.normalize_name(self.name)
 
     def _deliver(self, msgs: list[f.Msg]) -> None:
         for msg in msgs:

@@ -100,6 +100,11 @@ class Conversation:
     _server_upto: int = 0
     # Answered messages not held here, fetched on their own (seq -> message).
     quotes: dict[int, Msg] = field(default_factory=dict)
+    # A DM whose other account the operator removed: what it shows is that account's
+    # (its room archived on the server). A new account that claims the handle has a new
+    # room whose seqs start at 1 again, so its first message starts this over
+    # (``start_over``): kept, they would be dropped as duplicates of the old seqs.
+    superseded: bool = False
 
     # --- identity --------------------------------------------------------------------
 
@@ -122,6 +127,8 @@ class Conversation:
         """Insert a message in ``seq`` order; False if that ``seq`` is already here."""
         if isinstance(msg, StoredMsg):
             msg = Msg.from_stored(msg)
+        if self.superseded:
+            self.start_over(msg.ts)
         if msg.id is not None and msg.sender == self.me:
             self.pending.pop(msg.id, None)
         if msg.seq in self._seqs:
@@ -217,6 +224,15 @@ class Conversation:
         self.peer_read = 0
         self.loaded_all = False
         self.set_server_counts(0, 0, None, None)
+
+    def start_over(self, ts: int) -> None:
+        """The handle of this DM is held by a new account: its room is a new one, so
+        the removed account's lines (and the notes pinned among them) go."""
+        self.superseded = False
+        self.reset(None)
+        self._notes.clear()
+        self.note("A new account holds this handle now: this is a new conversation "
+                  "(the one with the removed account is no longer shown).", ts)
 
     # --- the user's own sends --------------------------------------------------------
 

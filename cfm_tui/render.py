@@ -330,12 +330,14 @@ def conversation_header(room: str, state: ChatState) -> Text:
             out.append(f"  {members} member{'s' if members != 1 else ''}", style=PSM_STYLE)
         return out
     person = state.person(conv.peer)
+    stale = state.presence_stale  # the connection is down: as the buddy list, no status
     out.append("To: ", style=SAYS_STYLE)
-    out.append_text(status_dot(person.status))
+    out.append_text(status_dot(rules.Status.OFFLINE.value if stale else person.status))
     out.append(" ")
     out.append(clean_line(person.label), style=Style(bold=True))
     out.append(f" <{person.name}>", style=PSM_STYLE)
-    out.append(f" ({status_label(person.status)})", style=PSM_STYLE)
+    if not stale:
+        out.append(f" ({status_label(person.status)})", style=PSM_STYLE)
     if person.psm:
         out.append(" - ", style=PSM_STYLE)
         out.append(replace_emoticons(clean_line(person.psm)), style=PSM_STYLE)
@@ -344,11 +346,12 @@ def conversation_header(room: str, state: ChatState) -> Text:
 
 def member_lines(members: set[str], state: ChatState) -> Text:
     out = Text(no_wrap=True, overflow="ellipsis")
+    stale = state.presence_stale  # the connection is down: every dot grey
     for i, name in enumerate(sorted(members, key=lambda n: state.label(n).lower())):
         if i:
             out.append("\n")
-        out.append_text(status_dot(state.person(name).status if name != state.me
-                                   else state.status))
+        status = state.person(name).status if name != state.me else state.status
+        out.append_text(status_dot(rules.Status.OFFLINE.value if stale else status))
         out.append(" ")
         out.append(clean_line(state.label(name)))
     return out

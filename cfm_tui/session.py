@@ -286,7 +286,7 @@ def ended_text(error: ClientError | None, name: str) -> str | None:
         return (f"Signed out by the server{f' ({said})' if said else ''}: the sign-in token "
                 f"this computer has for {name!r} no longer works. Ask the operator for a "
                 f"new one (cfm admin reset-token {name}) and start cfm chat "
-                f"--token-file FILE.")
+                f"--token-file FILE; a removed account has none: ask for a new account.")
     if closed is not None and closed.close_code is not None:
         return (f"Disconnected by the server (close code {closed.close_code}"
                 f"{f': {said}' if said else ''}).")

@@ -274,12 +274,15 @@ class ChatState:
                                     if conv.is_group and room not in present}
         for room in gone:
             del self.conversations[room]
-        # A DM room we were a member of (its epoch came with a welcome or a `joined`)
-        # no longer listed: a DM has no leave, so its other account was removed while we
-        # were away (docs/protocol.md, "A removed account").
+        # A DM room we were a member of no longer listed: a DM has no leave, so its
+        # other account was removed while we were away (docs/protocol.md, "A removed
+        # account"). A member: its epoch came with a welcome or a `joined`, or a message
+        # with a seq did (a DM started in this session, by either side, is in neither).
+        # One already superseded is the old account's: told once.
         vanished = [] if again else [
             conv for room, conv in self.conversations.items()
-            if conv.peer is not None and conv.epoch is not None and room not in present]
+            if conv.peer is not None and room not in present and not conv.superseded
+            and (conv.epoch is not None or conv.latest_seq > 0)]
         removed = Update()
         for conv in vanished:
             conv.epoch = None
@@ -292,6 +295,8 @@ class ChatState:
                 conv.members_before, conv.members = conv.members, None
         for rs in welcome.rooms:
             conv = self.conversation(rs.room)
+            if conv.superseded:  # the handle's new account's DM, listed: a new room
+                conv.start_over(self.now_ms())
             if conv.epoch is not None and conv.epoch != rs.epoch:
                 conv.reset(rs.epoch)
             conv.epoch = rs.epoch
@@ -333,11 +338,12 @@ class ChatState:
         retry_at = self.clock() + retry_in if retry_in is not None else None
         ended = ended if new is Link.CLOSED else None
         self.connection = Connection(new, retry_in, reason, retry_at, ended)
-        # Going down or coming back: the buddy list's dots and our own turn grey or
-        # show again.
+        # Going down or coming back: the dots (the buddy list's, our own, the
+        # conversations' headers and member lists) turn grey or show again.
         flipped = self.presence_stale != was_stale
         notices = [Notice(NoticeKind.ERROR, text=ended)] if ended else []
-        return Update(connection=True, roster=flipped, me=flipped, notices=notices)
+        return Update(connection=True, roster=flipped, me=flipped, notices=notices,
+                      rooms=set(self.conversations) if flipped else set())
 
     # --- server frames ---------------------------------------------------------------
 
@@ -465,7 +471,9 @@ class ChatState:
                 person.psm = c.psm
             if c.bot is not None:
                 person.bot = c.bot
-        update = Update(roster=True)
+        # A name shown in a conversation's header and lines too, not only in the list.
+        update = Update(roster=True,
+                        rooms=self._rooms_with(name) if c.display is not None else set())
         op = rules.ContactOp(c.op)
         if op is rules.ContactOp.ADD:
             self.contacts.add(name)
@@ -525,6 +533,7 @@ class ChatState:
         if conv is None:
             return Update(roster=True)
         conv.typing.clear()
+        conv.superseded = True
         conv.note(f"{self.label(key)} no longer has an account on this server: nothing "
                   "more can be sent here.", self.now_ms())
         return Update(rooms={room}, roster=True)

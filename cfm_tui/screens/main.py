@@ -27,7 +27,6 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 
-from cfm_common import rules
 from cfm_tui import palette, render
 from cfm_tui.intents import IntentRequested
 from cfm_tui.palette import Intent
@@ -82,6 +81,9 @@ class MainScreen(Screen[None]):
         self.shakes = 0
         self.ready = asyncio.Event()  # set once mounted: events may be rendered
         self._pane_ids: dict[str, str] = {}
+        # Tabs being added (set once mounted): a second open of the same room meanwhile
+        # (a reopened tab and its room's first event) waits for the first one's view.
+        self._mounting: dict[str, asyncio.Event] = {}
         self._told_where_to_type = -HINT_EVERY_S
         self._next_pane = 0
 
@@ -255,7 +257,12 @@ class MainScreen(Screen[None]):
             view = ConversationView(room, self.state, self.tz)
             focused = self.focused
             first = len(self._pane_ids) == 1
-            await tabs.add_pane(TabPane(self._tab_title(room), view, id=pane_id))
+            self._mounting[room] = mounted = asyncio.Event()
+            try:
+                await tabs.add_pane(TabPane(self._tab_title(room), view, id=pane_id))
+            finally:
+                mounted.set()
+                del self._mounting[room]
             self.query_one("#no-conversation").display = False
             tabs.display = True
             if not activate and focused is not None and self.focused is not focused:
@@ -271,6 +278,8 @@ class MainScreen(Screen[None]):
                 self.notify("You are still editing your personal message: Enter sets "
                                 "it, Escape cancels, F2 goes to the conversation.",
                                 markup=False)
+        elif room in self._mounting:
+            await self._mounting[room].wait()
         view = self.view_for(room)
         assert view is not None
         if activate:
@@ -295,8 +304,9 @@ class MainScreen(Screen[None]):
         in the same burst, Enter included, go to the composer too, in order.
         """
         buddies = self.query_one(BuddyList)
+        # Alt+1 comes from a terminal with its character, "1": a window key, not text.
         if (self.focused is not buddies or not event.is_printable or not event.character
-                or buddies.uses_key(event.key)):
+                or "alt+" in event.key or buddies.uses_key(event.key)):
             return False
         view = self.active_view()
         if view is None or not self.chat_visible():
@@ -367,8 +377,11 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "nudge":
             # Only a one-to-one conversation can be nudged: elsewhere the key is hidden.
+            # Nor one whose other account the operator removed.
             room = self.active_room
-            return room is not None and not rules.is_group_room(room)
+            conv = self.state.conversations.get(room) if room is not None else None
+            return conv is not None and conv.peer is not None \
+                and conv.peer not in self.state.gone
         if action == "close_conversation":
             return self.active_room is not None  # no tab, nothing to close: not listed
         if action == "answer_request":

@@ -147,6 +147,8 @@ class ConversationView(MessageSelect, Vertical):
             self.call_after_refresh(self.show)  # once the rows have their children
             return
         self.query_one(".conv-header", Static).update(render.conversation_header(self.room, state))
+        for nudge in self.query(".nudge"):  # nobody to nudge once their account is gone
+            nudge.display = conv.peer not in state.gone
         lines = conv.lines()
         first_seq = conv.oldest_seq
         prepended = (self._first_seq is not None and first_seq is not None
@@ -241,6 +243,8 @@ class ConversationView(MessageSelect, Vertical):
 
     def on_composer_typed(self, event: Composer.Typed) -> None:
         event.stop()
+        if self.mode is not None and self.mode[0] == "edit":
+            return  # correcting a message sent is not "typing a message": none follows
         self.post_message(self.Typed(self.room))
 
     def on_transcript_resized(self, event: Transcript.Resized) -> None:

@@ -181,3 +181,21 @@ def test_a_replay_broken_off_after_its_joined_is_fetched_after_retry_ms() -> Non
     w.send(f.History(room=LOBBY, msgs=tuple(stored(LOBBY, s) for s in range(5, 10)),
                      more=False, ref=request["id"]))
     assert w.msgs() == [(LOBBY, s) for s in range(4, 10)]
+
+
+def test_a_dm_whose_other_account_is_removed_takes_the_new_holders_room_from_seq_1() -> None:
+    """A DM member leave means the other account is gone and its room archived; a new
+    account with that handle has a new DM room, seq 1 on: handed on, not taken for
+    seqs already seen (protocol.md, "A removed account")."""
+    dm = "dm:alice:bob"
+    w = Wire()
+    w.connect(rooms=(f.RoomState(room=dm, seq=3, read=3, epoch="e1"),))
+    w.send(msg(dm, 4))
+    assert w.msgs() == [(dm, 4)]
+    w.send(f.Member(room=dm, name="alice", op="leave"))  # not us: nothing forgotten
+    w.send(msg(dm, 5))
+    w.send(f.Member(room=dm, name="bob", op="leave"))
+    assert dm not in w.core.handed
+    w.send(msg(dm, 1, text="hi from the new bob"))
+    w.send(msg(dm, 2))
+    assert w.msgs()[-2:] == [(dm, 1), (dm, 2)]

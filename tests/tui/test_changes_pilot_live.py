@@ -4,6 +4,11 @@ him is highlighted and counted."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
 from textual.widgets import Static
 
 from cfm_tui.screens.confirm import ConfirmScreen
@@ -14,9 +19,11 @@ SIZE = (80, 24)
 ROOM = "#games"
 
 
-async def test_edit_react_reply_delete_and_mention_between_two_windows(server, tmp_path):
-    alice = make_app(tmp_path, server.url, "alice")
-    bob = make_app(tmp_path, server.url, "bob")
+@asynccontextmanager
+async def in_the_room(tmp_path: Path, url: str) -> AsyncIterator[tuple[Any, ...]]:
+    """alice's and bob's windows (app, pilot each), both in ROOM."""
+    alice = make_app(tmp_path, url, "alice")
+    bob = make_app(tmp_path, url, "bob")
     async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
         await wait_until(pa, lambda: alice.main is not None, "alice signed in")
         await wait_until(pb, lambda: bob.main is not None, "bob signed in")
@@ -24,6 +31,11 @@ async def test_edit_react_reply_delete_and_mention_between_two_windows(server, t
         await wait_until(pa, lambda: alice.main.active_room == ROOM, "alice in the room")
         bob.join_room(ROOM)
         await wait_until(pb, lambda: bob.main.active_room == ROOM, "bob in the room")
+        yield alice, pa, bob, pb
+
+
+async def test_edit_react_reply_delete_and_mention_between_two_windows(server, tmp_path):
+    async with in_the_room(tmp_path, server.url) as (alice, pa, bob, pb):
 
         def at_bob() -> str:
             return transcript_text(bob, ROOM)
@@ -63,3 +75,16 @@ async def test_edit_react_reply_delete_and_mention_between_two_windows(server, t
         await wait_until(pb, lambda: conv.message(first) is not None
                          and conv.message(first).deleted, "deleted at bob")
         assert "hello @bob" not in at_bob() and "message deleted" in at_bob()
+
+
+async def test_editing_a_message_does_not_show_you_typing(server, tmp_path):
+    """Up, then keys: the edit of a sent message. No "alice is typing" at bob: no new
+    message follows it to end that line (it stayed until it expired)."""
+    async with in_the_room(tmp_path, server.url) as (alice, pa, bob, pb):
+        await pa.press(*"helo", "enter")
+        await wait_until(pb, lambda: "helo" in transcript_text(bob, ROOM), "at bob")
+        await wait_until(pa, lambda: not alice.state.conversations[ROOM].pending, "acked")
+        await pa.press("up", "ctrl+u", *"hello", "enter")
+        # The typing frame goes out at once; the edit after it is stored first.
+        await wait_until(pb, lambda: "hello (edited)" in transcript_text(bob, ROOM), "edit")
+        assert "alice" not in bob.state.conversations[ROOM].typing

@@ -125,7 +125,8 @@ def test_a_close_by_the_server_says_why_and_what_to_do(tmp_path):
     assert closed(reset) == (
         "Signed out by the server (token replaced by the operator): the sign-in token this "
         "computer has for 'alice' no longer works. Ask the operator for a new one (cfm "
-        "admin reset-token alice) and start cfm chat --token-file FILE.")
+        "admin reset-token alice) and start cfm chat --token-file FILE; a removed account "
+        "has none: ask for a new account.")
     # Replaced while the connection was down: the reconnect's hello is refused.
     refused = ServerRefused(rules.ErrorCode.BAD_TOKEN, "wrong token for 'alice'")
     assert closed(refused).startswith("Signed out by the server: the sign-in token this "

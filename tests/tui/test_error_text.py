@@ -51,6 +51,8 @@ def test_an_ending_is_told_by_its_close_code_and_the_servers_words_only_shown() 
     assert told.startswith("Signed out by the server (account removed by the operator): "
                            "the sign-in token this computer has for 'alice' no longer works.")
     assert "timeout" not in told and "--token-file" in told
+    # reset-token has no account to reset once it is removed: the text says what then.
+    assert told.endswith("a removed account has none: ask for a new account.")
     assert ended_text(ConnectionClosed(MISLEADING, close_code=1011), "alice") == \
         "Disconnected by the server (close code 1011)."
     assert ended_text(ServerRefused(ErrorCode.UNSUPPORTED_VERSION, MISLEADING), "alice") == \

@@ -61,3 +61,30 @@ async def test_the_footer_refits_when_the_terminal_narrows():
         assert shown() == ["Nudge", "Buddies/Chat", "Close", "Add", "Join", "Quit", "palette"]
         keys = list(app.screen.query(FooterKey))
         assert keys[-2].region.right <= keys[-1].region.x  # ^q is not under ^p
+
+
+async def test_a_dm_whose_account_is_gone_offers_no_nudge_until_the_handle_is_back():
+    from textual.widgets import Button
+    from textual.widgets._footer import FooterKey
+
+    from cfm_common import rules
+    from cfm_common.frames import Member, Presence
+    from tests.tui.test_snapshots import seeded_app
+
+    app = seeded_app()
+    dm = rules.dm_room("alice", "bob")
+    async with app.run_test(size=(120, 24)) as pilot:
+        await app.open_dm("bob")
+        await pilot.pause()
+
+        def offered() -> tuple[bool, bool]:
+            footer = "Nudge" in [k.description for k in app.screen.query(FooterKey)]
+            return footer, app.main.active_view().query_one(".nudge", Button).display
+
+        assert offered() == (True, True)
+        await app.apply_update(app.state.apply(Member(dm, "bob", "leave")))
+        await pilot.pause()
+        assert offered() == (False, False)
+        await app.apply_update(app.state.apply(Presence("bob", "Bob", "online", "", False)))
+        await pilot.pause()
+        assert offered() == (True, True)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from cfm_common import rules
 from cfm_common.frames import Msg
 from cfm_tui.app import ChatApp, ChatOptions
@@ -9,6 +14,19 @@ from cfm_tui.config import ChatConfig
 from tests.tui.seed import TZ, seeded_state, ts
 
 BOB = rules.dm_room("alice", "bob")
+
+
+@asynccontextmanager
+async def narrow_in_the_list() -> AsyncIterator[tuple[ChatApp, Any]]:
+    """80x24 (one pane), a DM with bob open behind the buddy list, which has the focus."""
+    app = app_with()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.open_dm("bob")
+        await pilot.pause()
+        await pilot.press("f2")
+        assert not app.main.query_one("#chat-pane").display
+        yield app, pilot
 
 
 def app_with(animations: bool = False) -> ChatApp:
@@ -132,3 +150,58 @@ async def test_a_wide_terminal_gives_the_buddy_list_room_for_personal_messages()
         await pilot.pause()
         at_200 = app.main.query_one("#buddy-pane").size.width
     assert 37 <= at_120 <= 38 and at_200 >= 58
+
+
+async def test_narrow_keys_typed_in_the_list_are_said_to_be_not_typed():
+    """Narrow, with the list on screen and a conversation open behind it, letters typed
+    in the list go nowhere: the toast says so (it said they went into the
+    conversation, which then held nothing)."""
+    async with narrow_in_the_list() as (app, pilot):
+        main = app.main
+        await pilot.press(*"hey")
+        await pilot.pause()
+        hints = [n.message for n in app._notifications]
+        assert any(h.startswith("Not typed") and "F2" in h for h in hints), hints
+        assert main.active_view().composer.text == ""
+
+
+async def test_two_opens_of_one_room_at_once_both_get_its_view():
+    """A tab reopened at start and its room's first event open it at the same time:
+    the second open waits for the first one's view (it found the tab named but not
+    mounted, and failed: the reopen worker's AssertionError, the tab never shown)."""
+    app = app_with()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        views = await asyncio.gather(app.main.open_conversation("#lobby", activate=False),
+                                     app.main.open_conversation("#lobby", activate=True))
+        assert views[0] is views[1] is app.main.active_view()
+
+
+async def test_the_connection_bar_is_cut_with_an_ellipsis_when_narrow():
+    """At 60 columns the server address does not fit: it ends in "…", not cut bare (it
+    showed "signed in as alice  ·" and nothing after, as if no server were named)."""
+    from textual.widgets import Static
+
+    app = app_with()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause()
+        bar = app.main.query_one("#connection", Static)
+        app.main.server = "ws://127.0.0.1:18741/ws,ws://127.0.0.1:18742/ws"
+        bar.show(app.state, app.main.server)
+        await pilot.pause()
+        screen = app.screen._compositor.render_strips()  # the screen as drawn
+        shown = screen[bar.region.y].text.rstrip()
+        assert shown.endswith("…") and "signed in as alice" in shown, shown
+
+
+async def test_alt_digit_in_the_narrow_list_switches_tabs_and_is_no_typed_key():
+    """A terminal sends Alt+1 as a key with its character, "1": in the list, narrow, it
+    said "Not typed" while it switched to the tab, as it should."""
+    from textual import events
+
+    async with narrow_in_the_list() as (app, pilot):
+        main = app.main
+        app.post_message(events.Key("alt+1", "1"))
+        await pilot.pause()
+        assert main.query_one("#chat-pane").display
+        assert not any(n.message.startswith("Not typed") for n in app._notifications)

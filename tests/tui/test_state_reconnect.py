@@ -97,3 +97,19 @@ def test_the_first_welcome_taken_twice_keeps_what_was_joined_in_between():
     assert state.rooms_to_refresh() == []
     state.on_welcome(welcome(rooms=[]))  # a real reconnect: the room is gone
     assert ROOM not in state.conversations
+
+
+def test_while_the_connection_is_down_the_dm_header_shows_no_status():
+    """As the buddy list: a grey dot and no status word, not the last one known (the
+    header said "(Online)" in green all through a server restart)."""
+    from cfm_common import rules
+    from cfm_tui.render import conversation_header
+
+    dm = rules.dm_room("alice", "bob")
+    state = signed_in(contacts=[entry("bob", "busy")], rooms=[RoomState(dm, 0, 0, "e")])
+    assert "(Busy)" in conversation_header(dm, state).plain
+    update = state.on_connection("reconnecting", 3.0, "closed 1012")
+    assert dm in update.rooms  # redrawn
+    assert "(Busy)" not in conversation_header(dm, state).plain
+    state.on_welcome(welcome(contacts=[entry("bob", "busy")], rooms=[RoomState(dm, 0, 0, "e")]))
+    assert "(Busy)" in conversation_header(dm, state).plain

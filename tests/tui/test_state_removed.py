@@ -87,3 +87,64 @@ def test_a_dm_leave_for_a_conversation_not_shown_opens_nothing():
     update = state.apply(Member(DM, "bob", "leave"))
     assert DM not in state.conversations and update.rooms == set()
     assert "bob" in state.gone and state.added_you == []
+
+
+def test_a_dm_started_this_session_and_gone_from_the_next_welcome_is_a_removed_account():
+    """bob wrote first in this session: the room came with no welcome or `joined`,
+    only with his message; a single node's remove-user and restart drop it."""
+    state = signed_in(contacts=[entry("bob")])
+    state.apply(msg(1))
+    state.on_welcome(welcome(contacts=[]))
+    assert "bob" in state.gone and any(GONE in n for n in notes(state))
+    assert not state.people["bob"].online  # not the status from before the restart
+
+
+def test_the_new_holder_of_the_handle_starts_the_dm_over():
+    """The new account's DM room is a new one: its seqs start at 1 again. Its messages,
+    and ours to it, are shown (not dropped as duplicates of the old seqs), and the
+    removed account's lines go."""
+    state = with_dm()
+    state.apply(msg(2, text="old two"))
+    state.apply(Member(DM, "bob", "leave"))
+    state.apply(Contact("added_you", "bob", "Bob", "online", "", False))  # a new bob
+    controller = ChatController(state)
+    assert controller.submit_draft(DM, "hi new bob").ok
+    (pending,) = state.conversation(DM).pending
+    state.conversation(DM).confirm(pending, 1, 1_700_000_000_500)
+    state.apply(msg(2, text="hi, I am new"))
+    conv = state.conversation(DM)
+    assert [(m.seq, m.text) for m in conv.messages] == [(1, "hi new bob"), (2, "hi, I am new")]
+    assert not any(GONE in n for n in notes(state))
+    assert any("new account" in n for n in notes(state))
+
+
+def test_a_superseded_dm_listed_again_by_a_welcome_starts_over():
+    """The new bob wrote while we were away: the next welcome lists the room with the
+    new epoch and its seqs, which are not the old room's."""
+    state = signed_in(contacts=[entry("bob")])
+    state.apply(msg(1))
+    state.apply(msg(2, text="old two"))  # a DM of this session: no epoch known
+    state.apply(Member(DM, "bob", "leave"))
+    state.on_welcome(welcome(rooms=[RoomState(DM, 1, 0, "e2")]))
+    conv = state.conversation(DM)
+    assert conv.messages == [] and conv.epoch == "e2" and conv.latest_seq == 1
+    state.apply(msg(1, text="new bob here"))
+    assert [m.text for m in conv.messages] == ["new bob here"]
+
+
+def test_a_superseded_dm_is_not_told_gone_again_while_the_new_holder_is_silent():
+    state = with_dm()
+    state.apply(Member(DM, "bob", "leave"))
+    state.apply(Presence("bob", "Bob", "online", "", False))  # a new bob signed in
+    state.on_welcome(welcome(contacts=[]))  # a reconnect: no DM with the new bob yet
+    assert "bob" not in state.gone
+    assert len([n for n in notes(state) if GONE in n]) == 1
+
+
+def test_the_display_name_a_contact_frame_brings_redraws_the_dm():
+    """After a live removal the DM's `member{leave}` comes before `contact{remove}`,
+    whose display name the DM's header showed only once something else redrew it (the
+    tab, redrawn with the list, said "New Bob", the header still "bob")."""
+    state = with_dm()
+    update = state.apply(Contact("remove", "bob", "New Bob", "offline", "", False, False))
+    assert DM in update.rooms and state.label("bob") == "New Bob"

@@ -252,6 +252,10 @@ class ClusterNode:
         what a client saw acked is in Redis when its next frame reaches another node."""
         return barrier.written_since(self.state.last_write, mark)
 
+    def write_room(self) -> Awaitable[None] | None:
+        """While more calls wait for Redis than one pipeline should carry, what a session
+        waits for before reading its next frame (``Batcher.room``)."""
+        return self.broker.batcher.room()
 
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` started here: counted in the cluster's presence."""

@@ -9,6 +9,7 @@
     proxy.silent = True       # new connections are accepted, then never answered
     proxy.freeze_after(b"x")  # the next chunk a client sends holding these bytes reaches
                               # Redis, then its connection freezes: its reply is lost
+    proxy.delay = 0.02        # every chunk either way waits this long (a slow link)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class FaultyProxy:
         self.refusing = False
         self.silent = False
         self.accepted = 0
+        self.delay = 0.0
         self._marker: bytes | None = None
         self._server: asyncio.Server | None = None
         self._links: list[_Link] = []
@@ -68,7 +70,7 @@ class FaultyProxy:
             writer.transport.abort()
             return
         self.accepted += 1
-        link = _Link(writer, up_writer)
+        link = _Link(self, writer, up_writer)
         link.frozen = self.silent
         self._links.append(link)
         await asyncio.gather(link.pump(reader, up_writer, lambda data: self._sent(link, data)),
@@ -77,7 +79,8 @@ class FaultyProxy:
 
 
 class _Link:
-    def __init__(self, *writers: asyncio.StreamWriter) -> None:
+    def __init__(self, proxy: FaultyProxy, *writers: asyncio.StreamWriter) -> None:
+        self.proxy = proxy
         self.writers = writers
         self.frozen = False
 
@@ -89,6 +92,8 @@ class _Link:
                    sent: Callable[[bytes], None] | None = None) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if self.proxy.delay:
+                    await asyncio.sleep(self.proxy.delay)
                 if not self.frozen:
                     writer.write(data)
                     if sent is not None:

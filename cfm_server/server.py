@@ -565,7 +565,8 @@ class Server:
             log.exception("session %s failed", session.id or "-")
         finally:
             oplog.closed(ip, session.user.record.name if session.user is not None else None,
-                         time.monotonic() - started, *oplog.close_of(ws))
+                         time.monotonic() - started, *oplog.close_of(ws), session=session.id,
+                         node=self.node.node_id if self.node is not None else None)
             self.hub.sign_out(session)
             self.metrics.connections.dec()
             if counted_here:

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING
 
 from cfm_common.frames import StoredMsg
 from cfm_server.childproc import child_command
-from cfm_server.childwatch import ChildKeeper
+from cfm_server.childwatch import OUTPUT, ChildKeeper
 from cfm_server.cluster import keys
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.indexer import READ_PAGE
@@ -184,7 +184,7 @@ class ClusterSearch(IndexerClient):
         process = subprocess.Popen(child_command("cfm_server.cluster.indexer",
                                                  str(self.path), str(os.getpid())),
                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                   close_fds=True)
+                                   stderr=OUTPUT, close_fds=True)
         assert process.stdin is not None
         self._process = process
         self._pipe = process.stdin.fileno()

@@ -121,8 +121,10 @@ class ChildKeeper:
         self._output = -1  # the watched process's stderr (our end of the pipe)
         self._partial = b""  # a line of it begun
         self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        # Where a line that is no log line goes: the logger and level of the one before.
-        self._follows: tuple[logging.Logger, int] = (log, logging.ERROR)
+        # Where a line that is no log line goes: the logger and level of the one before
+        # (a traceback's lines, after its record), else the keeper's at WARNING (a crash's
+        # traceback: its death's ERROR line repeats it).
+        self._follows: tuple[logging.Logger, int] = (log, logging.WARNING)
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -205,7 +207,7 @@ class ChildKeeper:
                       loop: asyncio.AbstractEventLoop) -> None:
         self._tail.clear()
         self._partial = b""
-        self._follows = (self._log, logging.ERROR)
+        self._follows = (self._log, logging.WARNING)
         if process.stderr is None:
             return
         self._output = process.stderr.fileno()

@@ -154,6 +154,7 @@ class ClusterNode:
         self._hub = hub
         # "n1.s3": a user's sessions on two nodes have different ids (welcome.session).
         hub.signin.session_prefix = self.session_prefix + "s"
+        hub.signin.node = self.node_id  # named in the sign-in and close log lines
         # Is it the Redis cluster mode needs (StartRefused says what to fix)? Waits while
         # Redis is out of reach.
         await startup.check_redis(self.config.redis_url,

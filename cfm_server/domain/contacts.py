@@ -59,14 +59,18 @@ class ContactHandler:
             # cluster the target's sessions may be on other nodes (``online``).
             listed = name in world.listed_by.get(user.name, ())
             block_seen = (self.presence.frame(user, user.status_for(name)), not listed)
-        entry = self.presence.roster_entry(name, user.name, blocked=user.has_blocked(name))
-        echo = Contact(op.value, **entry_keys(entry))
-        notice = None
-        if newly_added and not target.has_blocked(user.name):
-            mine = self.presence.roster_entry(user.name, name)
-            notice = encode(Contact(ContactOp.ADDED_YOU.value, **entry_keys(mine)))
+        tell_target = newly_added and not target.has_blocked(user.name)
 
         def told() -> None:
+            # The entries as they are now, not when the frame came: a presence change
+            # meanwhile has gone to the user already (the contact counted at once), and
+            # an echo with the status from before would undo it on the client's roster.
+            entry = self.presence.roster_entry(name, user.name, blocked=user.has_blocked(name))
+            echo = Contact(op.value, **entry_keys(entry))
+            notice = None
+            if tell_target:
+                mine = self.presence.roster_entry(user.name, name)
+                notice = encode(Contact(ContactOp.ADDED_YOU.value, **entry_keys(mine)))
             if block_seen is not None:
                 self.delivery.block_presence(target, block_seen[0], loud_only=block_seen[1])
             if frame.id is None:

@@ -181,7 +181,7 @@ class ClusterBatcher(Batcher):
         # test_dm_and_room_messages_cross_nodes_once_in_order_and_acked (6 runs in 10):
         # taken for an epoch race, it was the resync of a new master's pub/sub
         # connection skipping a new DM's first messages (Broker._resync, fixed
-        # 2026-12-05; with loading ahead the test then passed 30 runs in 30).
+        # 2026-12-05; with loading ahead the test then passed 60 runs in 60).
         return []
 
     async def _reload(self, scripts: list[Script]) -> None:

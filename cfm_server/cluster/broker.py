@@ -345,7 +345,7 @@ class Broker:
                 and head.seq - since <= max_backfill):
             # The stream holds since+1 .. head: a gap to fill, before later messages.
             self._deliver(room, tracker.head(since, head.epoch or ""))
-            tracker.target = head.seq
+            tracker.target = max(tracker.target, head.seq)
             self._fill_if_gap(tracker)
             return Head(since, head.epoch)
         self._apply_head(tracker, head)
@@ -566,7 +566,15 @@ class Broker:
             for tracker, head in zip(rooms, heads, strict=True):
                 if self._rooms.get(tracker.room) is not tracker:
                     continue  # unsubscribed meanwhile
-                if isinstance(head, Head):
+                if isinstance(head, Head) and tracker.last is None:
+                    # Its subscribe is under way: that reads the head itself once Redis
+                    # confirmed it, and delivery starts where it says (after ``since``:
+                    # a new DM's first messages, stored already). This head says only
+                    # how far the stream goes: a gap to fill once the start is known.
+                    # (Applied here, it skipped those messages: a new master's pub/sub
+                    # connection is made by a subscribe, and confirms it.)
+                    tracker.target = max(tracker.target, head.seq)
+                elif isinstance(head, Head):
                     self._apply_head(tracker, head)
                 elif isinstance(head, ClusterUnavailable):
                     retry.append(tracker)

@@ -361,3 +361,74 @@ async def test_a_pass_reads_rooms_of_every_master_in_one_pipeline_loading_its_sc
         if indexer.redis is not None:
             indexer.redis.close()
         conn.close()
+
+
+async def test_a_subscription_from_a_seq_keeps_it_when_a_new_masters_connection_resyncs(
+        redis_cluster: RedisCluster) -> None:
+    """A node that learns of a new DM subscribes to it from seq 0 (its first messages
+    may be stored already). The room's channel may be the node's first on its master:
+    that master's pub/sub connection is made then, and its first confirmation re-reads
+    the head of every room (``Broker._resync``), this one's too, while the subscription
+    has not read the head itself. The resync must not take that head as where delivery
+    starts: the messages up to it are the subscription's to read from the stream."""
+    import contextvars
+
+    import msgpack
+    from redis.crc import key_slot
+
+    from cfm_server.cluster.broker import Broker, Head
+
+    resyncing: contextvars.ContextVar[bool] = contextvars.ContextVar("resyncing",
+                                                                     default=False)
+
+    class LateHead(Broker):
+        """The order the race needs, made certain: the subscription reads the room's
+        head only after the resync of the room's new pub/sub connection ran."""
+
+        room = ""
+        resynced: asyncio.Event
+
+        async def _resync(self) -> None:
+            token = resyncing.set(True)  # copied into the tasks of its head reads
+            try:
+                await super()._resync()
+            finally:
+                resyncing.reset(token)
+            if self.room in self._rooms:
+                self.resynced.set()
+
+        async def head(self, room: str) -> Head:
+            if room == self.room and not resyncing.get():
+                await asyncio.wait_for(self.resynced.wait(), 10)
+            return await super().head(room)
+
+    writer = Broker(redis_cluster.url, node="n1", on_message=lambda *_: None)
+    seen: list[tuple[str, int, str, bytes]] = []
+    reader = LateHead(redis_cluster.url, node="n2", on_message=lambda *d: seen.append(d))
+    reader.resynced = asyncio.Event()
+    await writer.start()
+    await reader.start()
+    try:
+        batcher = writer.batcher
+        assert isinstance(batcher, ClusterBatcher)
+        await batcher.refresh()
+        seed = ("127.0.0.1", redis_cluster.procs[0].port)
+        # A room on another master than the seed's: the reader holds no connection there.
+        room = next(r for r in (f"dm:a{i}:b" for i in range(100))
+                    if batcher._owners[key_slot(f"cfm:{{{r}}}:x".encode())] != seed)
+        reader.room = room
+        for i in range(3):  # stored before the reader knew of the room
+            await writer.append(room, "alice", f"c{i}", "text", f"m{i}", 1_764_800_000_000)
+        head = await reader.subscribe(room, since=0)
+        assert reader.resynced.is_set()  # the race took place
+        await writer.append(room, "alice", "c3", "text", "m3", 1_764_800_000_000)
+        for _ in range(500):  # the live one, after what the stream held before it
+            if any(d[1] == 4 for d in seen):
+                break
+            await asyncio.sleep(0.01)
+        assert [(d[1], msgpack.unpackb(d[3])["text"]) for d in seen] \
+            == [(1, "m0"), (2, "m1"), (3, "m2"), (4, "m3")]
+        assert head.seq == 0  # delivery starts after it
+    finally:
+        await reader.close()
+        await writer.close()

@@ -229,6 +229,8 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
         # The server stops while they sign in (a SIGTERM during its start): none is left
         # signed in, reconnecting to a server that is going away.
         await asyncio.gather(*(c.stop() for c in contacts), return_exceptions=True)
+        if backend is not None:  # (its connection pool)
+            await backend.aclose()
         raise
     cast = AIContacts(config, [], guards, backend)
     for contact, result in zip(contacts, results, strict=True):

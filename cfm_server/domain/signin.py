@@ -9,8 +9,10 @@ what watchers are told follow the write's commit, and if the write fails the rec
 back to what the store holds and the hello is answered ``error{internal, retry_ms}``,
 then the connection closes with 1013 (durable.py), as a hello the server cannot answer
 now. Signing in with the stored status instead would show an ``invisible`` sign-in
-online. The server's own bots (the AI contacts) get their identities and tokens from
-``provision_bot``.
+online. A claim may carry the client's ``claim``, a secret that becomes the new token:
+the same hello tried again after its answer was lost (the account stored all the same)
+signs in with it instead of finding the handle taken. The server's own bots (the AI
+contacts) get their identities and tokens from ``provision_bot``.
 """
 
 from __future__ import annotations
@@ -118,13 +120,20 @@ class SignInHandler:
                                     f"{name!r} is being claimed right now", "hello")
             world.admission.charge_signup(session.ip)
             return self._begin_sign_up(name, hello)
-        if hello.token is None:
+        token = hello.token
+        if token is None and hello.claim is not None and hmac.compare_digest(
+                hash_token(hello.claim), user.record.token_hash):
+            # This client's claim tried again: its account was stored, the answer lost
+            # (a cut connection; a cluster node that lost Redis's reply). The claim is
+            # the account's token, which nobody else knows.
+            token = hello.claim
+        if token is None:
             raise ProtocolError(
                 ErrorCode.NAME_TAKEN, f"{name!r} is taken (sign in with its token)", "hello"
             )
-        if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
+        if not hmac.compare_digest(hash_token(token), user.record.token_hash):
             raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
-        return self._change_record(session, user, hello, hello.token)
+        return self._change_record(session, user, hello, token)
 
     def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:
         """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
@@ -143,7 +152,9 @@ class SignInHandler:
             # (live, given back by drop_sign_up).
             self.invites.spend(invite)
             world.writes.count_invite_use(invite.nonce, invite.uses)
-        token = secrets.token_urlsafe(32)
+        # The client's claim (a secret it made, 256 bits at least) is the token: a retry
+        # of this hello whose answer is lost signs in with it (sign_in above).
+        token = hello.claim or secrets.token_urlsafe(32)
         record = UserRecord(
             name=name,
             token_hash=hash_token(token),

@@ -99,6 +99,13 @@ class ClusterWrites(Writes):
     def add_member(self, room: str, user: str) -> Commit:
         return _logged(self._state.put(records.member_key(room, user), b""))
 
+    def add_creator(self, room: str, user: str) -> Commit:
+        """The membership and the creator in one change (state_change.lua's second
+        record): two calls could store the first and lose the second to an outage."""
+        return _logged(self._state.put(
+            records.member_key(room, user), b"",
+            also=(records.moderator_key(room, user), records.moderator_value(True))))
+
     def remove_member(self, room: str, user: str) -> Commit:
         return _logged(self._state.delete(records.member_key(room, user)))
 

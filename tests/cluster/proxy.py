@@ -9,6 +9,9 @@
     proxy.silent = True       # new connections are accepted, then never answered
     proxy.freeze_after(b"x")  # the next chunk a client sends holding these bytes reaches
                               # Redis, then its connection freezes: its reply is lost
+    proxy.freeze_after_command(b"x")  # likewise, but only up to the end of the command
+                              # (RESP) holding them: the commands pipelined after it on
+                              # that link never reach Redis (a link cut between two)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class FaultyProxy:
         self.silent = False
         self.accepted = 0
         self._marker: bytes | None = None
+        self._command_marker: bytes | None = None
         self._server: asyncio.Server | None = None
         self._links: list[_Link] = []
 
@@ -42,6 +46,17 @@ class FaultyProxy:
 
     def freeze_after(self, marker: bytes) -> None:
         self._marker = marker
+
+    def freeze_after_command(self, marker: bytes) -> None:
+        self._command_marker = marker
+
+    def _cut_at(self, data: bytes) -> int | None:
+        """Where to cut ``data``: after the command holding the command marker."""
+        marker = self._command_marker
+        if marker is None or marker not in data:
+            return None
+        self._command_marker = None
+        return _command_end(data, data.index(marker))
 
     def _sent(self, link: _Link, data: bytes) -> None:
         if self._marker is not None and self._marker in data:
@@ -71,7 +86,8 @@ class FaultyProxy:
         link = _Link(writer, up_writer)
         link.frozen = self.silent
         self._links.append(link)
-        await asyncio.gather(link.pump(reader, up_writer, lambda data: self._sent(link, data)),
+        await asyncio.gather(link.pump(reader, up_writer, lambda data: self._sent(link, data),
+                                       self._cut_at),
                              link.pump(up_reader, writer))
         link.abort()
 
@@ -86,12 +102,37 @@ class _Link:
             w.transport.abort()
 
     async def pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   sent: Callable[[bytes], None] | None = None) -> None:
+                   sent: Callable[[bytes], None] | None = None,
+                   cut_at: Callable[[bytes], int | None] | None = None) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                cut = cut_at(data) if cut_at is not None and not self.frozen else None
+                if cut is not None:
+                    writer.write(data[:cut])
+                    await writer.drain()
+                    self.frozen = True
+                    continue
                 if not self.frozen:
                     writer.write(data)
                     if sent is not None:
                         sent(data)  # (before any reply can be read)
                     await writer.drain()
         self.abort()
+
+
+def _command_end(data: bytes, at: int) -> int:
+    """The end of the RESP command (``*N`` then N bulk strings) in ``data`` holding the
+    byte at ``at``: commands are walked from the chunk's start (a client's pipeline
+    starts each write at a command)."""
+    pos = 0
+    while pos < len(data):
+        assert data[pos:pos + 1] == b"*", "not at a RESP command"
+        eol = data.index(b"\r\n", pos)
+        count = int(data[pos + 1:eol])
+        pos = eol + 2
+        for _ in range(count):
+            eol = data.index(b"\r\n", pos)
+            pos = eol + 2 + int(data[pos + 1:eol]) + 2
+        if pos > at:
+            return pos
+    return len(data)

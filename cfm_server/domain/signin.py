@@ -17,6 +17,7 @@ contacts) get their identities and tokens from ``provision_bot``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -81,6 +82,14 @@ class SignInWrite:
     token: str
     hello: Hello
     before: tuple[str, ...]
+    commit: Commit
+
+
+@dataclass(slots=True)
+class Provisioned:
+    """A server bot's token, valid once ``commit`` is durable (``provision_bot``)."""
+
+    token: str
     commit: Commit
 
 
@@ -274,28 +283,46 @@ class SignInHandler:
         except InviteError as exc:
             raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), "hello") from None
 
-    def provision_bot(self, name: str, display: str, psm: str, status: str) -> str | None:
-        """A fresh token for a bot this server runs itself (the AI contacts).
+    def provision_bot(self, name: str, display: str, psm: str,
+                      status: str) -> Provisioned | None:
+        """A fresh token for a bot this server runs itself (the AI contacts), on its way
+        to the store.
 
-        Creates the identity if it is new, so nobody can claim the handle first, and
-        replaces the token of an existing bot identity (the server owns these; a lost
-        token file must not lock a persona out). Returns None, and changes nothing, when a
-        person already holds the handle.
+        Creates the identity if it is new, and replaces the token of an existing bot
+        identity (the server owns these; a lost token file must not lock a persona
+        out). The handle is the server's bot at once (``add_server_bot``: nobody can
+        claim it meanwhile); the identity or its new token becomes live only once its
+        write is durable (the returned commit: the token may be handed out then), so a
+        failed write (a full disk, Redis out of reach) leaves the live state as the
+        store has it, and the caller provisions again later. None, and nothing
+        changed, when a person already holds the handle.
         """
         world = self.world
         name = rules.normalize_name(name)
-        token = secrets.token_urlsafe(32)
         user = world.users.get(name)
+        if user is not None and not user.record.bot:
+            return None
+        token = secrets.token_urlsafe(32)
         if user is None:
             record = UserRecord(name, hash_token(token), display, psm, status, True, now_ms())
-            user = world.users[name] = User(record)
-        elif not user.record.bot:
-            return None
+            # (A cluster node's create is refused when another node made it first.)
+            commit = world.writes.create_user(record)
         else:
-            user.record.token_hash = hash_token(token)
-        world.writes.put_user(user.record)
-        world.admission.add_server_bot(name, {display, user.record.display})
-        return token
+            record = dataclasses.replace(user.record, token_hash=hash_token(token))
+            commit = world.writes.put_user(record)
+        world.admission.add_server_bot(name, {display, record.display})
+
+        def durable(done: Commit) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return
+            live = world.users.get(name)  # (a cluster node may have applied it already)
+            if live is None:
+                world.users[name] = User(record)
+            elif live.record.bot:
+                live.record.token_hash = record.token_hash
+
+        commit.add_done_callback(durable)
+        return Provisioned(token, commit)
 
     def _welcome(self, session: Connection, user: User, token: str) -> Welcome:
         rooms = []

@@ -7,7 +7,8 @@ its ``welcome``, and a ``contact``, ``presence``, ``read``, ``leave``, ``join``,
 ``moderators`` change or a sign-in's status its echo and notices (durable.py, where a
 failed one's change is taken back and its sender answered ``internal``). An invite's
 use is written with the identity it makes (both or neither). A failure is logged here
-too; what is left (an AI contact's provisioning) keeps its change in the live state.
+too. An AI contact's provisioning is live once its write is durable
+(``SignInHandler.provision_bot``).
 A new group room's first membership and its creator are one write (``add_creator``).
 
 A cluster backend replaces what stands behind these methods (users, contacts,

@@ -12,6 +12,8 @@
     proxy.freeze_after_command(b"x")  # likewise, but only up to the end of the command
                               # (RESP) holding them: the commands pipelined after it on
                               # that link never reach Redis (a link cut between two)
+    proxy.freeze_before_command(b"x")  # the command holding them, and what follows it,
+                              # never reaches Redis (what came before it does)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class FaultyProxy:
         self.accepted = 0
         self._marker: bytes | None = None
         self._command_marker: bytes | None = None
+        self._before = False  # the command marker's cut: before its command, not after
         self._server: asyncio.Server | None = None
         self._links: list[_Link] = []
 
@@ -48,7 +51,10 @@ class FaultyProxy:
         self._marker = marker
 
     def freeze_after_command(self, marker: bytes) -> None:
-        self._command_marker = marker
+        self._command_marker, self._before = marker, False
+
+    def freeze_before_command(self, marker: bytes) -> None:
+        self._command_marker, self._before = marker, True
 
     def _cut_at(self, data: bytes) -> int | None:
         """Where to cut ``data``: after the command holding the command marker."""
@@ -56,7 +62,8 @@ class FaultyProxy:
         if marker is None or marker not in data:
             return None
         self._command_marker = None
-        return _command_end(data, data.index(marker))
+        start, end = _command_at(data, data.index(marker))
+        return start if self._before else end
 
     def _sent(self, link: _Link, data: bytes) -> None:
         if self._marker is not None and self._marker in data:
@@ -120,12 +127,13 @@ class _Link:
         self.abort()
 
 
-def _command_end(data: bytes, at: int) -> int:
-    """The end of the RESP command (``*N`` then N bulk strings) in ``data`` holding the
-    byte at ``at``: commands are walked from the chunk's start (a client's pipeline
-    starts each write at a command)."""
+def _command_at(data: bytes, at: int) -> tuple[int, int]:
+    """Where the RESP command (``*N`` then N bulk strings) in ``data`` holding the byte
+    at ``at`` starts and ends: commands are walked from the chunk's start (a client's
+    pipeline starts each write at a command)."""
     pos = 0
     while pos < len(data):
+        start = pos
         assert data[pos:pos + 1] == b"*", "not at a RESP command"
         eol = data.index(b"\r\n", pos)
         count = int(data[pos + 1:eol])
@@ -134,5 +142,5 @@ def _command_end(data: bytes, at: int) -> int:
             eol = data.index(b"\r\n", pos)
             pos = eol + 2 + int(data[pos + 1:eol]) + 2
         if pos > at:
-            return pos
-    return len(data)
+            return start, pos
+    return len(data), len(data)

@@ -65,6 +65,7 @@ def bench(
     room: Annotated[str, typer.Option(help="bigroom: the room everyone joins.")] = "#lobby",
     quiet_clients: Annotated[bool, typer.Option("--quiet", help="bigroom: the clients opt in to the big-room extension (hello.quiet, join.members_limit 50).")] = False,  # noqa: E501
     sources: Annotated[int | None, typer.Option(help="127.0.0.x source addresses to spread connections over (default: one per 8,000).")] = None,  # noqa: E501
+    kernel_receipt: Annotated[bool, typer.Option(help="Also stamp each receipt with the kernel's receive time (SO_TIMESTAMPNS): the latency without the driver's own wait for a CPU.")] = False,  # noqa: E501
     pin: Annotated[bool, typer.Option(help="Pin a spawned server and the driver to different cores.")] = True,  # noqa: E501
     baseline_script: Annotated[Path | None, typer.Option(help="Path of benchmarks/baseline_server.py when not run from a checkout.")] = None,  # noqa: E501
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -92,7 +93,7 @@ def bench(
         scenario=scenario, clients=clients, rooms=rooms, publishers=publishers,
         rate=_rate(rate), duration=duration, warmup=warmup, size=size, procs=procs,
         window=window, messages=messages, presence=presence, room=room, sources=sources,
-        quiet=quiet_clients,
+        quiet=quiet_clients, kernel_receipt=kernel_receipt,
     )
     if url:
         plan = [("url", None)]

@@ -28,6 +28,7 @@ class BenchOptions:
     room: str = "#lobby"  # bigroom
     quiet: bool = False  # bigroom: the clients opt in to the big-room extension
     sources: int | None = None
+    kernel_receipt: bool = False  # receipts also stamped with the kernel's receive time
 
     def shape(self) -> Scenario:
         base = SCENARIOS[self.scenario]

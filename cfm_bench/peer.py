@@ -60,9 +60,9 @@ class Peer:
         self._waiters: dict[str, collections.deque[asyncio.Future[dict[str, Any]]]] = {}
 
     async def connect(self, host: str, port: int, path: str, *, source: str | None = None,
-                      timeout: float = 10.0) -> None:
+                      timeout: float = 10.0, stamped: bool = False) -> None:
         self.conn = await open_connection(host, port, path, self._on_message, source=source,
-                                          timeout=timeout)
+                                          timeout=timeout, stamped=stamped)
 
     def _on_message(self, payload: bytes) -> None:
         stats = self.stats

@@ -143,6 +143,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
             rate_per_publisher=rate_per_publisher, window=window, size=options.size,
             sources=sources, cpus=driver_cpus,
             wait_go_before_connect=shape.kind == "connect",
+            stamped=options.kernel_receipt,
         )
         ours, theirs = context.Pipe()
         process = context.Process(target=worker_main, args=(spec, theirs), daemon=True)
@@ -200,6 +201,8 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
     figures["size"] = options.size
     if shape.kind != "traffic":
         del figures["latency"], figures["scheduled_latency"]
+    if not figures["kernel_latency"]["samples"]:
+        del figures["kernel_latency"]  # not stamped
     if not figures["send_lateness"]["samples"]:
         del figures["send_lateness"]  # max rate: a say goes when the window lets it
     if shape.kind == "traffic":
@@ -275,7 +278,7 @@ def _run_workers(target: Target, options: BenchOptions, shape: Scenario, watch: 
 
 def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     latency, connect = Histogram(), Histogram()
-    scheduled, lateness = Histogram(), Histogram()
+    scheduled, lateness, kernel = Histogram(), Histogram(), Histogram()
     frames: dict[str, int] = {}
     errors: dict[str, int] = {}
     closed: dict[str, int] = {}
@@ -284,6 +287,7 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     for r in results:
         latency.merge(r["latency"])
         scheduled.merge(r["scheduled_latency"])
+        kernel.merge(r["kernel_latency"])
         lateness.merge(r["send_lateness"])
         connect.merge(r["connect_latency"])
         for key in totals:
@@ -295,6 +299,7 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = dict(totals)
     out["latency"] = latency.summary()
     out["scheduled_latency"] = scheduled.summary()
+    out["kernel_latency"] = kernel.summary()
     out["send_lateness"] = lateness.summary()
     out["connect_latency"] = connect.summary()
     out["msg_frame_bytes"] = round(totals["msg_bytes"] / totals["deliveries"], 1) \

@@ -32,6 +32,7 @@ import msgpack
 from cfm_bench.histogram import Histogram
 from cfm_bench.peer import Peer, Stats
 from cfm_bench.target import run_queue_wait
+from cfm_bench.wsclient import RX
 from cfm_common.eventloop import run_event_loop
 
 # The window of a max-rate publisher: says in flight before it waits for its probe (a
@@ -61,6 +62,8 @@ class WorkerSpec:
     join: bool = True
     # A cluster's node ports, over which each room's members are dealt (``_deal``).
     ports: list[int] = field(default_factory=list)
+    # Receipts also stamped with the kernel's receive time (wsclient.StampedConnection).
+    stamped: bool = False
 
 
 def _deal(members: list[tuple[str, str]], ports: list[int]) -> list[int]:
@@ -111,6 +114,7 @@ class Worker:
         self.peers: list[Peer] = []
         self.latency = Histogram()  # send → receipt
         self.scheduled = Histogram()  # intended send time → receipt
+        self.kernel = Histogram()  # send → the kernel's receipt (stamped connections)
         self.send_lateness = Histogram()  # intended send time → send (fixed rate)
         self.connect_latency = Histogram()
         self.deliveries = 0
@@ -148,7 +152,7 @@ class Worker:
                 began = time.monotonic_ns()
                 try:
                     await peer.connect(spec.host, ports[i], spec.path,
-                                       source=sources[i % len(sources)])
+                                       source=sources[i % len(sources)], stamped=spec.stamped)
                     await peer.hello()
                     if spec.join and room:
                         await peer.join(room)
@@ -172,6 +176,8 @@ class Worker:
         monotonic_ns = time.monotonic_ns
         latency_add = self.latency.add
         scheduled_add = self.scheduled.add
+        kernel_add = self.kernel.add
+        rx = RX
         publishers = self.publishers
         half_window = self.spec.window // 2
         refill = self._refill
@@ -206,6 +212,8 @@ class Worker:
                 us = (now - sent) // 1000
                 latency_add(us)
                 scheduled_add(us + late)
+                if rx.ns:
+                    kernel_add((rx.ns - sent) // 1000)
 
         return on_msg
 
@@ -346,6 +354,7 @@ class Worker:
             "msg_bytes": self.msg_bytes,
             "latency": self.latency.counts,
             "scheduled_latency": self.scheduled.counts,
+            "kernel_latency": self.kernel.counts,
             "send_lateness": self.send_lateness.counts,
             "connect_latency": self.connect_latency.counts,
             "connect_seconds": connect_seconds,

@@ -7,6 +7,13 @@ the stream and hands each binary payload to a plain callback: no task, no future
 
 Only what a cfm client needs: the opening handshake with subprotocol ``cfm.v1``,
 unmasked server frames (binary, ping, close, continuation), masked client frames.
+
+``open_connection(..., stamped=True)`` reads the socket itself (``recvmsg`` with the
+kernel's receive timestamp, ``SO_TIMESTAMPNS``) instead of through an asyncio transport:
+while its bytes are parsed, :data:`RX` holds the time the kernel took in the last of them,
+on the monotonic clock. A receipt stamped so excludes the time the driver's own process
+waited for a CPU before it read them: on a machine the driver shares with the server,
+that part of "send → receipt" is the driver's, not the server's (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ import asyncio
 import base64
 import hashlib
 import random
+import socket
 import struct
+import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from websockets.frames import apply_mask  # the C speed-up when websockets has it
 
@@ -25,6 +34,27 @@ SUBPROTOCOL = "cfm.v1"
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+# Linux's values where the socket module lacks the names (it has them on Linux builds).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", SO_TIMESTAMPNS)
+_READ_SIZE = 1 << 18
+_TIMESPEC = struct.Struct("qq")
+
+
+class RxClock:
+    """The kernel's receive time of the bytes being parsed now (monotonic ns; 0: none)."""
+
+    __slots__ = ("ns", "offset")
+
+    def __init__(self) -> None:
+        self.ns = 0
+        # The kernel stamps with the wall clock; receipts are compared with monotonic
+        # send times. Read once per process: a run lasts seconds, NTP slews by < 0.5 ms/s.
+        self.offset = time.time_ns() - time.monotonic_ns()
+
+
+RX = RxClock()
 
 
 class HandshakeError(Exception):
@@ -190,14 +220,137 @@ class WsConnection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _SocketWriter:
+    """The part of an asyncio transport a :class:`WsConnection` uses, over a non-blocking
+    socket that :class:`StampedConnection` reads itself."""
+
+    def __init__(self, sock: socket.socket, owner: StampedConnection) -> None:
+        self.sock = sock
+        self.owner = owner
+        self.buffer = bytearray()
+        self.closing = False
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.buffer:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self.owner.lost(exc)
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+            asyncio.get_running_loop().add_writer(self.sock.fileno(), self._writable)
+        self.buffer += data
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self.buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.owner.lost(exc)
+            return
+        del self.buffer[:sent]
+        if not self.buffer:
+            asyncio.get_running_loop().remove_writer(self.sock.fileno())
+            if self.closing:
+                self.owner.lost(None)
+
+    def is_closing(self) -> bool:
+        return self.closing or self.closed
+
+    def close(self) -> None:
+        self.closing = True
+        if not self.buffer:
+            self.owner.lost(None)
+
+    def abort(self) -> None:
+        self.owner.lost(None)
+
+    def pause_reading(self) -> None:  # (not used by the driver; for the transport's shape)
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+
+
+class StampedConnection(WsConnection):
+    """A :class:`WsConnection` that reads its socket with ``recvmsg`` and sets :data:`RX`
+    to the kernel's receive time of each read's bytes before they are parsed."""
+
+    def __init__(self, host: str, port: int, path: str,
+                 on_message: Callable[[bytes], None], sock: socket.socket) -> None:
+        super().__init__(host, port, path, on_message)
+        self.sock = sock
+        self.writer = _SocketWriter(sock, self)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        self.connection_made(cast(Any, self.writer))
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(_READ_SIZE, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        if not data:
+            self.lost(None)
+            return
+        stamp = 0
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+                sec, nsec = _TIMESPEC.unpack_from(value)
+                stamp = sec * 1_000_000_000 + nsec - RX.offset
+        RX.ns = stamp
+        try:
+            self.data_received(data)
+        finally:
+            RX.ns = 0
+
+    def lost(self, exc: Exception | None) -> None:
+        writer = self.writer
+        if writer.closed:
+            return
+        writer.closed = True
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.sock.fileno())
+        loop.remove_writer(self.sock.fileno())
+        self.sock.close()
+        self.connection_lost(exc)
+
+
 async def open_connection(host: str, port: int, path: str, on_message: Callable[[bytes], None],
-                          *, source: str | None = None, timeout: float = 10.0) -> WsConnection:
-    """Connect, complete the opening handshake and return the connection."""
+                          *, source: str | None = None, timeout: float = 10.0,
+                          stamped: bool = False) -> WsConnection:
+    """Connect, complete the opening handshake and return the connection (``stamped``: a
+    :class:`StampedConnection`)."""
     loop = asyncio.get_running_loop()
     local_addr = (source, 0) if source else None
     async with asyncio.timeout(timeout):
-        _, conn = await loop.create_connection(
-            lambda: WsConnection(host, port, path, on_message), host, port, local_addr=local_addr
-        )
-        await conn.opened
+        if stamped:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
+                if local_addr is not None:
+                    sock.bind(local_addr)
+                await loop.sock_connect(sock, (host, port))
+            except BaseException:
+                sock.close()
+                raise
+            conn: WsConnection = StampedConnection(host, port, path, on_message, sock)
+        else:
+            _, conn = await loop.create_connection(
+                lambda: WsConnection(host, port, path, on_message), host, port,
+                local_addr=local_addr)
+        try:
+            await conn.opened
+        except BaseException:
+            conn.abort()
+            raise
     return conn

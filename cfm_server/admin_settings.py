@@ -87,15 +87,9 @@ def full_path(path: Path) -> Path:
 def last_run(settings: Any) -> dict[str, Any]:
     """What the server wrote of its last start (``server.json``): its URL and
     registration as flags and environment made them; empty if there is none."""
-    import json
+    from cfm_server import runfile
 
-    from cfm_server.server import RUN_FILE
-
-    try:
-        record = json.loads((settings.resolved_data_dir() / RUN_FILE).read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    return runfile.read(settings.resolved_data_dir())
 
 
 def server_url(settings: Any) -> str:

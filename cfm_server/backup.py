@@ -102,7 +102,7 @@ def backup(data_dir: Path, dest: Path) -> Summary:
 
 def _last_registration(data_dir: Path) -> str:
     """``registration`` as the server last started on ``data_dir`` ran with it (its
-    ``server.json``, see Server._record_run), or "" when there is no such record."""
+    ``server.json``, see runfile.py), or "" when there is no such record."""
     try:
         value = json.loads((data_dir / "server.json").read_text("utf-8")).get(
             "registration", "")

@@ -39,9 +39,9 @@ def child_command(module: str, *args: str) -> list[str]:
 def die_with(parent: int) -> None:
     """Be killed by the kernel the moment ``parent`` (the server or node that started this
     process) dies (Linux): not only once its pipe's end is read — at nice 19 on a busy
-    machine that can take seconds, during which this process would hold the parent's
-    stderr open (whoever waits for the parent's output to end, a supervisor or a test,
-    waits too), and its files.
+    machine that can take seconds, during which this process would hold its files open
+    (and, where its stderr is the parent's own rather than a pipe to it, that stderr:
+    whoever waits for the parent's output to end, a supervisor or a test, waits too).
 
     And not before its parent means it to: SIGINT and SIGTERM are ignored. Ctrl+C in a
     terminal signals the whole foreground process group, and systemd's stop

@@ -99,6 +99,10 @@ class NodeHooks(Protocol):
     def written_since(self, mark: object) -> Awaitable[None] | None:
         """Done once Redis has the writes asked for since ``mark``; None: none."""
 
+    def write_room(self) -> Awaitable[None] | None:
+        """What a session waits for before it reads its next frame: the node's backlog
+        of writes going out (None: no backlog)."""
+
 
 class Hub:
     def __init__(
@@ -115,6 +119,10 @@ class Hub:
         self.store = store
         self.metrics = metrics
         self.node = node
+        # Asked after each frame a session handles (None on a single node, whose writes
+        # run in its own loop: a busy loop reads its clients more slowly by itself).
+        self.write_room: Callable[[], Awaitable[None] | None] | None = (
+            None if node is None else node.write_room)
         self.world = world = World(config, store, metrics, writes, reads)
         self.users = world.users
         self.rooms = world.rooms

@@ -80,15 +80,43 @@ def refused(peer: str, status: int, why: str) -> None:
     line("refusal", "refused %s: %s (HTTP %d)", peer, why, status, peer=peer, status=status)
 
 
+def _where(node: str | None, peer: str, session: str | None) -> str:
+    """`` on node n1 from 203.0.113.9, session n1.s3``: which node (a cluster's), which
+    address, which session (signed in)."""
+    return ((f" on node {node}" if node is not None else "") + f" from {peer}"
+            + (f", session {session}" if session else ""))
+
+
+def _ids(node: str | None, session: str | None) -> dict[str, object]:
+    return {**({"node": node} if node is not None else {}),
+            **({"session": session} if session else {})}
+
+
+def signed_in(name: str, session: str, node: str | None = None) -> None:
+    """``name`` signed in (its ``welcome`` is on its way) as ``session``, on ``node`` (a
+    cluster node's id; None: a single node)."""
+    peer = PEER.get()
+    line("sign-in", "sign-in: %s%s", name, _where(node, peer, session), peer=peer,
+         user=name, **_ids(node, session))
+
+
 def closed(peer: str, name: str | None, seconds: float, code: int | None, reason: str,
-           by_server: bool) -> None:
+           by_server: bool, session: str | None = None, node: str | None = None) -> None:
+    """A connection ended (for a signed-in one, its sign-out): ``code`` None and not
+    ``by_server`` is a connection lost — no close frame either way (websockets' 1006):
+    the network, a proxy that dropped it (its timeout), the client's machine."""
     who = name if name is not None else "(not signed in)"
-    what = f"code {code}" if code is not None else "no close code (connection lost)"
-    side = "by the server" if by_server else "by the client"
-    user = {} if name is None else {"user": name}
-    line("close", "closed %s from %s after %.1f s: %s%s %s", who, peer, seconds, what,
-         f" ({reason})" if reason else "", side, peer=peer, code=code,
-         by="server" if by_server else "client", **user)
+    session = session if name is not None else None
+    where = _where(node, peer, session) + ("," if session else "")
+    keys = {**({} if name is None else {"user": name}), **_ids(node, session)}
+    if code is None and not by_server:
+        line("close", "closed %s%s after %.1f s: connection lost (no close frame)", who,
+             where, seconds, peer=peer, code=None, by="lost", **keys)
+        return
+    what = f"code {code}" if code is not None else "no close code"
+    line("close", "closed %s%s after %.1f s: %s%s %s", who, where, seconds, what,
+         f" ({reason})" if reason else "", "by the server" if by_server else "by the client",
+         peer=peer, code=code, by="server" if by_server else "client", **keys)
 
 
 def signed_up(name: str, bot: bool, invite: str | None = None, used: int = 0,

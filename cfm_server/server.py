@@ -32,7 +32,7 @@ from websockets.http11 import Request, Response
 
 from cfm_common import SUBPROTOCOL
 from cfm_common.rules import CloseCode
-from cfm_server import oplog, ratelog, retention
+from cfm_server import oplog, ratelog, retention, runfile
 from cfm_server.ai_launch import AIContactsRunner, ai_config
 from cfm_server.config import ConfigError, ServerConfig, redact_url  # (redact_url: cfm admin too)
 from cfm_server.control import start_control, stop_control
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "server.json"  # the URL and registration of the last start, for cfm admin
+RUN_FILE = runfile.RUN_FILE  # (cfm admin's and the tests' name for it)
 
 # The cyclic garbage collector's young-generation threshold while a server runs. Every
 # say allocates a handful of container objects (the stored message, its pending entry,
@@ -138,8 +138,9 @@ class Server:
             config, ai=ai, default_contacts=[*config.default_contacts, *extra]
         )
         if config.cluster:
-            # Nothing of the node's is kept in its data dir (no database, no server.json,
-            # no control socket): its store is the memory one, which keeps nothing.
+            # Its data dir holds only what is this process's (the search index file,
+            # server.json): no database, no control socket; its store is the memory
+            # one, which keeps nothing.
             config = self.config = dataclasses.replace(config, store="memory")
             store, self.data_location, self.node = self._cluster_node(config)
         else:
@@ -218,15 +219,18 @@ class Server:
             except OSError as exc:
                 raise ConfigError(f"cannot listen on metrics_listen {config.metrics_listen}: "
                                   f"{exc.strerror or exc}") from None
-        if self.node is not None:  # a cluster node's server.json is in Redis; written
-            # before the line that tells a supervisor (and the tests) the node is up
+        # Written before the line that tells a supervisor (and the tests) it is up.
+        record = self._run_record()
+        if self.node is not None:  # and in Redis, for cfm admin --redis
             from cfm_server.cluster import noderuns
 
-            await noderuns.record(self.node.broker.batcher, self.node.node_id,
-                                  self._run_record())
+            await noderuns.record(self.node.broker.batcher, self.node.node_id, record)
+            record = {**record, "node": self.node.node_id,
+                      "redis": redact_url(config.redis_url)}
+        if config.store == "sqlite" or self.node is not None:  # (memory: no data dir)
+            runfile.write(self.data_dir, record)
         log.info("listening on %s, data in %s", self.url, self.data_location)
         if config.store == "sqlite":
-            self._record_run()
             self._control = await start_control(self)
         await self.ai_contacts.start(self.hub, ai, ai_tokens)
         if retention.enabled(config) and self.node is not None:
@@ -302,19 +306,6 @@ class Server:
         return {"url": self.url, "dial": self.loopback()[0],
                 "public_url": self.config.public_url,
                 "registration": self.config.registration, "pid": os.getpid()}
-
-    def _record_run(self) -> None:
-        """Leave how this server runs in its data directory (``server.json``), so that
-        ``cfm admin`` knows the URL and registration flags gave it, not only the files."""
-        import json
-
-        from cfm_common.tokens import write_private
-
-        try:
-            write_private(self.config.resolved_data_dir() / RUN_FILE,
-                          json.dumps(self._run_record(), indent=1) + "\n")
-        except OSError as exc:
-            log.warning("cannot write %s: %s", RUN_FILE, exc)
 
     def _invite_book(self, store: Store) -> InviteBook:
         try:
@@ -574,7 +565,8 @@ class Server:
             log.exception("session %s failed", session.id or "-")
         finally:
             oplog.closed(ip, session.user.record.name if session.user is not None else None,
-                         time.monotonic() - started, *oplog.close_of(ws))
+                         time.monotonic() - started, *oplog.close_of(ws), session=session.id,
+                         node=self.node.node_id if self.node is not None else None)
             self.hub.sign_out(session)
             self.metrics.connections.dec()
             if counted_here:

@@ -324,6 +324,7 @@ class Session:
         """Serve the connection until it closes. The caller signs the session out."""
         try:
             if await handshake(self):
+                write_room = self.hub.write_room
                 async for data in self.ws:
                     if isinstance(data, str):
                         self.close(CloseCode.UNSUPPORTED_DATA, "frames are binary msgpack")
@@ -334,6 +335,10 @@ class Session:
                             await later  # the session's next frame waits for it
                     if self.closing:
                         break
+                    # A cluster node with more writes queued than Redis takes at once
+                    # reads no more frames until they go out (cluster/batcher.py).
+                    if write_room is not None and (room := write_room()) is not None:
+                        await room
         except ConnectionClosed:
             pass
         if self._close_task is not None:

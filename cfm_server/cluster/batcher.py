@@ -23,6 +23,15 @@ connected (``SCRIPT FLUSH``) answers NOSCRIPT (the call did not run): the batche
 those calls again in a pipeline of their own, before anything queued since, but the
 commands behind them in the first pipeline have run by then.
 
+Backlog. A node reads its clients' frames as fast as they come, and each say queues an
+append: when clients send more than Redis and the node can store, the queue would grow
+without end, and every call queued behind it (the node's presence heartbeat among them)
+would wait as long. So once ``backlog_limit`` calls wait for the next pipeline,
+:meth:`Batcher.room` hands the sessions something to wait on before they read their next
+frame: the node stops reading its clients (their TCP windows then slow them down) until
+the queue goes out. A call waits then for at most the pipeline in flight and its own,
+each of at most ``backlog_limit`` calls (and one more per session).
+
 When Redis cannot be reached, the calls of the failed pipeline and every call made until
 a background probe reaches Redis again fail at once with :class:`ClusterUnavailable`
 (``retry_ms`` = time to the next probe); the probe backs off with jitter and the batcher
@@ -64,6 +73,9 @@ CONNECTION_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError, asyncio.Timeo
 # At most this many calls in one merged EVALSHA: bounds how long one script holds Redis
 # (~10 µs of Redis per append) and the size of one reply.
 MERGE_LIMIT = 256
+# Calls waiting for the next pipeline before the sessions stop reading (see "Backlog"):
+# ~4,000 appends are ~0.1 s of Redis and of the node, and at most a few MB of frames.
+BACKLOG_LIMIT = 4096
 
 
 def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
@@ -113,8 +125,12 @@ def _what(call: _Call) -> Any:
 class Batcher:
     def __init__(self, client: Redis, *, timeout: float = 5.0,
                  backoff: tuple[float, float] = (0.05, 2.0),
-                 outage: Outage | None = None) -> None:
+                 outage: Outage | None = None, backlog_limit: int = BACKLOG_LIMIT) -> None:
         self._client = client
+        self.backlog_limit = backlog_limit
+        # Set while fewer than backlog_limit calls are queued (``room``).
+        self._roomy = asyncio.Event()
+        self._roomy.set()
         self.outage = outage if outage is not None else Outage()
         self._timeout = timeout
         self._backoff = backoff
@@ -141,6 +157,24 @@ class Batcher:
         at most, the batcher notices Redis is back."""
         return self._backoff[1]
 
+    @property
+    def backlog(self) -> int:
+        """Calls queued for the next pipeline."""
+        return len(self._queue)
+
+    def room(self) -> Awaitable[None] | None:
+        """None while the queue is short; else what to wait for before taking more work
+        (done when the queue goes out, or fails). See "Backlog" in the module's docstring."""
+        if len(self._queue) < self.backlog_limit:
+            return None
+        self._roomy.clear()
+        return self._roomy.wait()
+
+    def _take_queue(self) -> list[_Call]:
+        queued, self._queue = self._queue, []
+        self._roomy.set()
+        return queued
+
     def call(self, *args: Any, convert: Callable[[Any], Any] | None = None) -> asyncio.Future[Any]:
         return self._enqueue(_Call(args, asyncio.get_running_loop().create_future(),
                                    convert=convert))
@@ -166,8 +200,7 @@ class Batcher:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
-        self._fail(self._queue, ClusterUnavailable("the cluster engine is closed", 1000))
-        self._queue = []
+        self._fail(self._take_queue(), ClusterUnavailable("the cluster engine is closed", 1000))
         self.outage.close()
 
     # --- sending -----------------------------------------------------------------------
@@ -190,8 +223,7 @@ class Batcher:
     async def _send_all(self) -> None:
         try:
             while self._queue and self._probe is None:
-                batch, self._queue = self._queue, []
-                await self._send(batch)
+                await self._send(self._take_queue())
         finally:
             self._sender = None
 
@@ -394,8 +426,7 @@ class Batcher:
             self._next_probe = time.monotonic() + self._backoff[0]
             self._probe = asyncio.create_task(self._probe_until_up())
         # Calls queued while the failed pipeline was in flight fail like it.
-        queued, self._queue = self._queue, []
-        self._fail(queued, self._unavailable(f"Redis is unreachable: {exc}", True))
+        self._fail(self._take_queue(), self._unavailable(f"Redis is unreachable: {exc}", True))
 
     async def _probe_until_up(self) -> None:
         first, cap = self._backoff

@@ -154,6 +154,7 @@ class ClusterNode:
         self._hub = hub
         # "n1.s3": a user's sessions on two nodes have different ids (welcome.session).
         hub.signin.session_prefix = self.session_prefix + "s"
+        hub.signin.node = self.node_id  # named in the sign-in and close log lines
         # Is it the Redis cluster mode needs (StartRefused says what to fix)? Waits while
         # Redis is out of reach.
         await startup.check_redis(self.config.redis_url,
@@ -252,6 +253,10 @@ class ClusterNode:
         what a client saw acked is in Redis when its next frame reaches another node."""
         return barrier.written_since(self.state.last_write, mark)
 
+    def write_room(self) -> Awaitable[None] | None:
+        """While more calls wait for Redis than one pipeline should carry, what a session
+        waits for before reading its next frame (``Batcher.room``)."""
+        return self.broker.batcher.room()
 
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` started here: counted in the cluster's presence."""

@@ -72,6 +72,18 @@ class ClusterCollector(Collector):
             "cfm_cluster_nodes_reaped",
             "Other nodes this node reaped from presence (their heartbeat expired)",
             value=self._node.presence.reaped)
+        search = self._node.search
+        if search is not None:  # (search_index = false, or an index that never opened)
+            keeper = search.keeper
+            yield GaugeMetricFamily(
+                "cfm_cluster_search_indexer_up",
+                "1 while this node's search indexer process runs, 0 between its death and "
+                "the next start (the back-off)", value=1 if keeper.running else 0)
+            yield CounterMetricFamily(
+                "cfm_cluster_search_indexer_deaths",
+                "Times this node's search indexer died (each logged at ERROR with its exit "
+                "status and last lines, or a WARNING when its file was made again)",
+                value=keeper.deaths)
         held = GaugeMetricFamily("cfm_cluster_lease_held",
                                  "1 while this node holds the lease, by lease", labels=["lease"])
         for user in self._users():

@@ -4,13 +4,14 @@ A single node writes its URL, ``public_url`` and ``registration`` (as flags, env
 and settings file made them) to ``<data dir>/server.json`` at each start, and ``cfm
 admin`` reads it: ``invite`` warns when the server's registration is not by invite (a
 code nobody is asked for), and ``invite``, ``reset-token`` and ``add-user`` name the
-URL people type. A cluster node keeps nothing in its data dir, and each node
-has settings of its own, so each writes that same record as its field of the hash
-``cfm:node-runs`` (node id → JSON), and ``cfm admin`` reads the records of the nodes
-running now: those whose expiry in the presence's ``nodes`` zset (Redis's clock) has
-not passed. A node that starts drops the records of nodes no longer in that zset
-(stopped cleanly, or reaped), so the hash holds one field per node id in use; when no
-node runs, the records of those that ran last are what is left.
+URL people type. A cluster node writes its own ``server.json`` too (``runfile.py``),
+but each node has settings of its own and ``cfm admin --redis`` runs anywhere, so each
+also writes that same record as its field of the hash ``cfm:node-runs`` (node id →
+JSON), and ``cfm admin`` reads the records of the nodes running now: those whose
+expiry in the presence's ``nodes`` zset (Redis's clock) has not passed. A node that
+starts drops the records of nodes no longer in that zset (stopped cleanly, or reaped),
+so the hash holds one field per node id in use; when no node runs, the records of those
+that ran last are what is left.
 """
 
 from __future__ import annotations

@@ -60,11 +60,12 @@ from typing import TYPE_CHECKING
 
 from cfm_common.frames import StoredMsg
 from cfm_server.childproc import child_command
-from cfm_server.childwatch import ChildKeeper
+from cfm_server.childwatch import OUTPUT, ChildKeeper
 from cfm_server.cluster import keys
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.indexer import READ_PAGE
 from cfm_server.cluster.indexfile import index_file, prepare
+from cfm_server.store import StoreError
 from cfm_server.store.searchfile import IndexerClient, write_notes
 from cfm_server.store.searchwaiters import CatchUpWaiters
 from cfm_server.store.searchwords import (
@@ -183,7 +184,7 @@ class ClusterSearch(IndexerClient):
         process = subprocess.Popen(child_command("cfm_server.cluster.indexer",
                                                  str(self.path), str(os.getpid())),
                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                   close_fds=True)
+                                   stderr=OUTPUT, close_fds=True)
         assert process.stdin is not None
         self._process = process
         self._pipe = process.stdin.fileno()
@@ -327,7 +328,9 @@ class ClusterSearch(IndexerClient):
 
     async def search(self, reader: str, rooms: Collection[str], words: Sequence[str],
                      before: str | None, limit: int) -> list[tuple[str, StoredMsg]]:
-        """As ``Store.search``: the index's hits, each read again from Redis."""
+        """As ``Store.search``: the index's hits, each read again from Redis. StoreError
+        when the index is not open (a damaged file that could not be made again): a
+        user is answered ``internal``, never "no results", as on a single node."""
         top = MAX_POSITION if before is None else parse_position(before)
         if limit <= 0 or not words or not rooms:
             return []
@@ -338,8 +341,8 @@ class ClusterSearch(IndexerClient):
         while len(found) < limit:
             want = limit - len(found)
             index = self._reader
-            if index is None:
-                return []
+            if index is None:  # its file could not be made again: no answer is right
+                raise StoreError(f"{self.path}: the search index is not open")
             try:
                 rows = index.execute(_SEARCH, (query, top, params_rooms, reader,
                                                    want)).fetchall()

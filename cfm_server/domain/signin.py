@@ -111,6 +111,7 @@ class SignInHandler:
         # Unique among this process's sessions; a cluster node adds its name, since a
         # user's sessions on two nodes must not share an id (welcome.session).
         self.session_prefix = "s"
+        self.node: str | None = None  # a cluster node's id, for the sign-in log line
 
     def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp | SignInWrite:
         """Sign ``session`` in: a Welcome; for a new handle a SignUp whose record is
@@ -262,6 +263,7 @@ class SignInHandler:
             session.limits.lift_buckets()
         self.presence.session_started(user, session, first=first, changed=changed,
                                       before=before)
+        oplog.signed_in(user.name, session.id, self.node)
         return self._welcome(session, user, token)
 
     def _admit_new_user(self, hello: Hello) -> Invite | None:

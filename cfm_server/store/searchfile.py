@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cfm_server.childwatch import Mended
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -190,6 +192,11 @@ class IndexerClient:
     _backlog: bytes
     _damage_told = False  # the running indexer was told a read met a damaged page
 
+    @property
+    def keeper(self) -> ChildKeeper:
+        """The indexer process's keeper (its deaths, whether it runs: metrics)."""
+        return self._keeper
+
     def _flush(self) -> None:
         raise NotImplementedError
 
@@ -201,7 +208,7 @@ class IndexerClient:
         """The server's read-only connection to the index file (each owner's own)."""
         raise NotImplementedError
 
-    def _died(self, returncode: int) -> str | None:
+    def _died(self, returncode: int) -> Mended | None:
         """The indexer died: what was left to write to it (a line perhaps begun) is
         dropped; the notes made from now on wait for the next one (``_spawn``). If it
         stopped on a damaged file, the file is made again (``_remake``): what to say of
@@ -221,9 +228,10 @@ class IndexerClient:
             self._backlog += b"d\n"
             self._flush()
 
-    def _remake(self) -> str:
+    def _remake(self) -> Mended:
         """Move the damaged file aside and make a new, empty one, which the next indexer
-        fills from the history (its start, or the rooms told again: ``_spawn``)."""
+        fills from the history (its start, or the rooms told again: ``_spawn``). If that
+        fails the reader stays closed: searches are refused (StoreError) meanwhile."""
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
@@ -232,10 +240,10 @@ class IndexerClient:
             self._make_file()
             self._reader = self._open_reader()
         except (OSError, sqlite3.Error) as e:
-            return (f"found its index file {self.path} damaged, and it could not be made "
-                    f"again ({e})")
-        return (f"found its index file {self.path} damaged: moved it aside to {aside} and "
-                "made a new one, indexed again from the history")
+            return Mended(False, f"found its index file {self.path} damaged, and it could "
+                                 f"not be made again ({e}): searches are refused until it is")
+        return Mended(True, f"found its index file {self.path} damaged: moved it aside to "
+                            f"{aside} and made a new one, indexed again from the history")
 
     async def close(self) -> None:
         """Stop the indexer and close the reader. The indexer is killed, not asked: a

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from cfm_server.childproc import child_command
-from cfm_server.childwatch import ChildKeeper
+from cfm_server.childwatch import OUTPUT, ChildKeeper
 from cfm_server.datadir import make_private_file, tighten
 from cfm_server.store.base import StoreError
 from cfm_server.store.searchfile import IndexerClient, write_notes
@@ -123,7 +123,7 @@ class SearchIndex(IndexerClient):
         process = subprocess.Popen(
             child_command("cfm_server.store.searchindexer", str(self.db_path),
                           str(self.path), str(os.getpid())),
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=OUTPUT, close_fds=True)
         assert process.stdin is not None
         self._process = process
         self._pipe = process.stdin.fileno()

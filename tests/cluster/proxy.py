@@ -14,6 +14,7 @@
                               # that link never reach Redis (a link cut between two)
     proxy.freeze_before_command(b"x")  # the command holding them, and what follows it,
                               # never reaches Redis (what came before it does)
+    proxy.delay = 0.02        # every chunk either way waits this long (a slow link)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FaultyProxy:
         self.refusing = False
         self.silent = False
         self.accepted = 0
+        self.delay = 0.0
         self._marker: bytes | None = None
         self._command_marker: bytes | None = None
         self._before = False  # the command marker's cut: before its command, not after
@@ -90,7 +92,7 @@ class FaultyProxy:
             writer.transport.abort()
             return
         self.accepted += 1
-        link = _Link(writer, up_writer)
+        link = _Link(self, writer, up_writer)
         link.frozen = self.silent
         self._links.append(link)
         await asyncio.gather(link.pump(reader, up_writer, lambda data: self._sent(link, data),
@@ -100,7 +102,8 @@ class FaultyProxy:
 
 
 class _Link:
-    def __init__(self, *writers: asyncio.StreamWriter) -> None:
+    def __init__(self, proxy: FaultyProxy, *writers: asyncio.StreamWriter) -> None:
+        self.proxy = proxy
         self.writers = writers
         self.frozen = False
 
@@ -113,6 +116,8 @@ class _Link:
                    cut_at: Callable[[bytes], int | None] | None = None) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if self.proxy.delay:
+                    await asyncio.sleep(self.proxy.delay)
                 cut = cut_at(data) if cut_at is not None and not self.frozen else None
                 if cut is not None:
                     writer.write(data[:cut])

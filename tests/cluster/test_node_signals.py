@@ -8,6 +8,12 @@ tests/server/test_shutdown_signals.py).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
+import stat
+
 import pytest
 
 from tests.cluster.serve_exit import started
@@ -17,6 +23,7 @@ from tests.server.test_shutdown_signals import (
     spawn_signalled,
     stopped_after_its_loop,
 )
+from tests.wire import signed_in
 
 
 @pytest.mark.parametrize("moment", ["returned", "atexit"])
@@ -42,3 +49,32 @@ async def test_sigterm_as_a_node_starts_listening_stops_it_and_frees_its_id_at_o
     assert await holder(redis.url, "n1") == "", node.text()[-3000:]
     async with started(*args) as again:
         assert "has not left" not in again.text()  # no wait: the id was free
+
+
+async def test_logrotate_reopens_a_nodes_log_with_the_pid_its_server_json_records(
+        redis, tmp_path) -> None:
+    """docs/server.md's logrotate recipe without systemd on a cluster node: move the log
+    file, ``kill -HUP`` the pid ``<data dir>/server.json`` records. A node used to write
+    no such file (its record was in Redis only), so the recipe had no pid to signal."""
+    data, log_file = tmp_path / "n", tmp_path / "cfm.log"
+    async with started("--redis", redis.url, "--node-id", "r1", "--data-dir", str(data),
+                       "--log-file", str(log_file), "--log-format", "json") as node:
+        record = json.loads((data / "server.json").read_text())
+        assert record["pid"] == node.proc.pid
+        assert (record["url"], record["node"], record["redis"]) == (node.url, "r1",
+                                                                   redis.url)
+        assert stat.S_IMODE((data / "server.json").stat().st_mode) == 0o600
+        log_file.rename(tmp_path / "cfm.log.1")  # what logrotate does, before it signals
+        os.kill(record["pid"], signal.SIGHUP)
+        for _ in range(200):  # bounded wait for the new file's first line
+            if log_file.exists() and "SIGHUP" in log_file.read_text():
+                break
+            await asyncio.sleep(0.05)
+        async with signed_in(node.url, "alice"):
+            pass
+        assert node.proc.returncode is None
+    new = [json.loads(line)["msg"] for line in log_file.read_text().splitlines()]
+    assert new[0] == f"SIGHUP: reopened the log file {log_file}"
+    assert any(line.startswith("closed alice") for line in new), new
+    assert any("listening on" in json.loads(line)["msg"]
+               for line in (tmp_path / "cfm.log.1").read_text().splitlines())

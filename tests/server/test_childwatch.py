@@ -14,12 +14,13 @@ import sys
 
 import pytest
 
-from cfm_server.childwatch import ChildKeeper, how_it_ended
+from cfm_server.childwatch import OUTPUT, ChildKeeper, Mended, how_it_ended
 from tests.wire import eventually
 
 log = logging.getLogger("tests.childwatch")
 _SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
-_DIED = re.compile(r"the sleeper \(pid (\d+)\) died \((.+)\) after \d+ s; "
+_DIED = re.compile(r"the sleeper \(pid (\d+)\) died \((.+?)\) after \d+ s"
+                   r"(?: \(\d+ deaths in a row, each within [\d.]+ s of its start\))?; "
                    r"starting a new one in ([\d.]+) s")
 
 
@@ -120,9 +121,10 @@ async def test_what_the_owner_made_of_a_death_is_its_one_line(
                                         stdin=subprocess.DEVNULL))
         return spawned[-1]
 
-    def died(returncode: int) -> str | None:
+    def died(returncode: int) -> Mended | None:
         statuses.append(returncode)
-        return "found its file damaged: made it again" if returncode == 3 else None
+        return Mended(True, "found its file damaged: made it again") if returncode == 3 \
+            else None
 
     keeper = ChildKeeper("the sleeper", spawn, died, log, first_delay_s=0.01)
     try:
@@ -135,6 +137,75 @@ async def test_what_the_owner_made_of_a_death_is_its_one_line(
     finally:
         await keeper.stop()
         _kill_all(spawned)
+
+
+# A helper that logs as the indexers do, then fails at its start: no SQLite "corrupt"
+# (nothing its owner can mend), the same at every start.
+_FAILS = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                    format="%(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("tests.childwatch.helper")
+log.info("starting on /srv/index.sqlite3")
+log.error("search index /srv/index.sqlite3 stopped: no such table: rooms")
+raise SystemExit(1)
+"""
+_CRASHES = "raise ValueError('boom')"
+
+
+async def test_a_child_that_fails_at_every_start_is_an_error_with_its_last_output(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each death is one ERROR line with the exit status, how many deaths came in a row
+    and the last lines the process wrote to its stderr; those lines reach the server's
+    log as they come, under their own logger and level; the back-off doubles. (It used
+    to be a WARNING with the exit status only, every 30 s forever, the output on the
+    server's stderr alone.)"""
+    caplog.set_level(logging.INFO)
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    def spawn() -> subprocess.Popen[bytes]:
+        code = _FAILS if len(spawned) < 3 else _CRASHES
+        spawned.append(subprocess.Popen([sys.executable, "-c", code],
+                                        stdin=subprocess.PIPE, stderr=OUTPUT))
+        return spawned[-1]
+
+    keeper = ChildKeeper("the helper", spawn, lambda _: None, log, first_delay_s=0.01,
+                         max_delay_s=10.0)
+    try:
+        keeper.start()
+        await eventually(lambda: keeper.deaths == 4)
+        assert not keeper.running or keeper.process is spawned[-1]
+    finally:
+        await keeper.stop()
+        _kill_all(spawned)
+    deaths = [r for r in caplog.records if r.name == log.name and "died" in r.getMessage()]
+    assert [r.levelno for r in deaths] == [logging.ERROR] * 4
+    first = deaths[0].getMessage()
+    assert re.fullmatch(
+        rf"the helper \(pid {spawned[0].pid}\) died \(exited with status 1\) after \d+ s; "
+        r"starting a new one in 0.01 s; the last lines it wrote:\n"
+        r"    INFO tests.childwatch.helper: starting on /srv/index.sqlite3\n"
+        r"    ERROR tests.childwatch.helper: search index /srv/index.sqlite3 stopped: no "
+        r"such table: rooms", first), first
+    assert [re.search(r"\((\d) deaths in a row, each within 60 s of its start\); starting a "
+                      r"new one in ([\d.]+) s", r.getMessage()).groups()  # type: ignore[union-attr]
+            for r in deaths[1:]] == [("2", "0.02"), ("3", "0.04"), ("4", "0.08")]
+    crash = deaths[3].getMessage()
+    assert "died (exited with status 1)" in crash
+    assert crash.endswith("\n    Traceback (most recent call last):\n"
+                          '      File "<string>", line 1, in <module>\n'
+                          "    ValueError: boom"), crash
+    # Its lines in the server's log as it wrote them, under its logger, at their level.
+    helper = [(r.levelno, r.getMessage()) for r in caplog.records
+              if r.name == "tests.childwatch.helper"]
+    assert helper[:2] == [
+        (logging.INFO, "starting on /srv/index.sqlite3"),
+        (logging.ERROR, "search index /srv/index.sqlite3 stopped: no such table: rooms")]
+    assert len(helper) == 6
+    # A traceback with no log line before it: a WARNING of the keeper's logger (its
+    # death's ERROR line repeats it).
+    assert (logging.WARNING, "ValueError: boom") in [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == log.name]
 
 
 def test_how_a_process_ended_in_words() -> None:

@@ -45,7 +45,7 @@ async def test_connections_sign_ups_and_closes_are_logged_with_the_address(
         f"sign-up: alice (person) from 127.0.0.1 with invite {nonce} (use 1 of 2)")
     assert "connection from 127.0.0.1" in lines(caplog)
     closed = await wait_for(caplog, "closed alice")
-    assert closed.startswith("closed alice from 127.0.0.1 after ")
+    assert closed.startswith("closed alice from 127.0.0.1, session s1, after ")
     assert closed.endswith(": code 1000 by the client")
 
     async with WireClient.connect(server.url) as bob:
@@ -144,7 +144,7 @@ def test_json_lines_name_the_user_and_the_close_code_as_keys() -> None:
     assert refused["user"] == "mallory" and refused["event"] == "sign-up"
     assert (closed["user"], closed["code"], closed["by"]) == ("carol", 4008, "server")
     assert closed["peer"] == "192.0.2.7"
-    assert "user" not in lost and lost["code"] is None and lost["by"] == "client"
+    assert "user" not in lost and lost["code"] is None and lost["by"] == "lost"
 
 
 def test_a_refusals_json_peer_is_the_refused_address() -> None:

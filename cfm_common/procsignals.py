@@ -41,7 +41,8 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 
 STOP = (signal.SIGTERM, signal.SIGINT)
-HANDLED = (*STOP, signal.SIGHUP)
+# (No SIGHUP on Windows, where a bot of the SDK may run.)
+HANDLED = (*STOP, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
 T = TypeVar("T")
 
@@ -101,7 +102,7 @@ class ProcessSignals:
             loop.call_soon_threadsafe(self._dispatch, signum)
 
     def _dispatch(self, signum: int) -> None:
-        if signum == signal.SIGHUP:
+        if signum not in STOP:  # SIGHUP
             if self._reload is not None:
                 self._reload()
         elif not self.stop_requested:

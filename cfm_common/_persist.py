@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from pathlib import Path
 
 from cfm_common import tokens
@@ -40,6 +41,16 @@ class TokenFile:
             # URL; the welcome then writes it under the first one.
             found = tokens.read_any_token(urls[1:], name)
         self.token = token if token is not None else found
+        self._claim: str | None = None
+
+    def claim(self) -> str:
+        """While there is no token: the secret this client claims its handle with (it
+        becomes the token), the same in every retry, so that a claim whose answer was
+        lost (a connection cut, ``internal`` after the server stored the account) signs
+        in when tried again instead of finding the handle taken (docs/protocol.md)."""
+        if self._claim is None:
+            self._claim = secrets.token_urlsafe(32)
+        return self._claim
 
     def welcomed(self, token: str) -> None:
         if token:

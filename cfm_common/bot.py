@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +36,7 @@ from cfm_common._bot_events import CHANGE_EVENTS, TYPED_EVENTS, TypedDecorators,
 from cfm_common._commands import Command, CommandHandler, Router
 from cfm_common._handling import CURRENT, Handling, Progress, key_id, reply_id, sends_landed
 from cfm_common.client import Client, ClientError, Connected, ConnectionState, StateChanged
+from cfm_common.procsignals import ProcessSignals
 from cfm_common.servers import Servers
 
 log = logging.getLogger(__name__)
@@ -277,21 +277,30 @@ class Bot(TypedDecorators):
             await self._stopped.wait()
 
     def run(self) -> None:
-        """Run until SIGINT/SIGTERM (or a fatal refusal); blocking. Logs to stderr."""
+        """Run until SIGINT/SIGTERM (or a fatal refusal); blocking. Logs to stderr.
+
+        A SIGTERM or SIGINT at any moment of it, from its first instruction to the
+        process's exit, stops the bot cleanly: none ends the process by the signal (-15)
+        or with a KeyboardInterrupt traceback. Once one came, the two are ignored until
+        the process exits (the program is being stopped); a run that ended otherwise (a
+        handler called ``stop()``, a refusal) gives the program its handlers back."""
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        signals = ProcessSignals(reload=False)  # (from here: a SIGTERM is kept for the loop)
         try:
-            asyncio.run(self._main())
+            asyncio.run(self._main(signals))
         except ClientError as exc:
             log.error("bot %s could not start: %s", self.client.name, exc)
             raise SystemExit(1) from None
+        finally:
+            signals.release(ignore=signals.stop_requested)
 
-    async def _main(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def _main(self, signals: ProcessSignals) -> None:
         stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        signals.attach(asyncio.get_running_loop(), stop=stop.set)
+        if stop.is_set():  # signalled before the loop ran: nothing to start
+            log.info("bot %s stopped before it started", self.client.name)
+            return
         # A bot started beside its server (or during a restart) waits for it to answer.
         starting = asyncio.create_task(self.start(wait=True))
         stopper = asyncio.create_task(stop.wait())

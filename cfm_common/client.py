@@ -187,11 +187,13 @@ class Client(MessageChanges):
 
     def _hello(self) -> f.Hello:
         core, token = self._core, self._tokens.token
+        claiming = token is None
         return f.Hello(
             v=PROTOCOL_VERSION, name=self._name, token=token, status=core.status,
             display=core.display, psm=core.psm, client=self._client_name,
             bot=True if self._bot else None, quiet=True if self._quiet else None,
-            invite=self._invite if token is None else None,
+            invite=self._invite if claiming else None,
+            claim=self._tokens.claim() if claiming else None,
         )
 
     def _ended(self) -> None:

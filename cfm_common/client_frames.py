@@ -14,6 +14,7 @@ from cfm_common.frame_fields import (
     Check,
     bad_frame,
     bounded_str,
+    check_claim,
     check_client,
     check_client_status,
     check_cursor,
@@ -54,6 +55,9 @@ class Hello:
     quiet: bool | None = wire(bool, optional=True)
     # An operator's invite code, for claiming a new handle where registration needs one.
     invite: str | None = wire(str, bounded_str(rules.MAX_INVITE, "invite"), optional=True)
+    # A secret the client made to claim a new handle (it becomes the account's token): a
+    # retry of a claim whose answer was lost signs in with it (docs/protocol.md).
+    claim: str | None = wire(str, check_claim, optional=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,6 +151,13 @@ def bounded_str(limit: int, what: str) -> Check:
     return check
 
 
+def check_claim(value: str) -> None:
+    if not rules.MIN_CLAIM <= len(value) <= rules.MAX_CLAIM:
+        raise bad_frame(f"claim must be {rules.MIN_CLAIM}-{rules.MAX_CLAIM} characters")
+    if rules.has_control_chars(value):
+        raise bad_frame("claim holds a control character")
+
+
 check_id = bounded_str(rules.MAX_ID, "id")
 check_epoch = bounded_str(rules.MAX_EPOCH, "epoch")
 check_client = bounded_str(rules.MAX_CLIENT, "client")

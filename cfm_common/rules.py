@@ -74,6 +74,10 @@ MAX_ID: Final = 64
 MAX_EPOCH: Final = 64
 MAX_CLIENT: Final = 64
 MAX_INVITE: Final = 128  # hello.invite (an extension: registration by invite)
+# hello.claim (an extension): the secret a client made to claim a new handle, which
+# becomes its token; at least 256 bits in URL-safe base64 (secrets.token_urlsafe(32)).
+MIN_CLAIM: Final = 43
+MAX_CLAIM: Final = 256
 DEFAULT_MAX_TEXT: Final = 4096
 DEFAULT_MAX_FRAME: Final = 65536
 MAX_HISTORY_LIMIT: Final = 200

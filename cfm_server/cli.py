@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from cfm_server.procsignals import ProcessSignals
+    from cfm_common.procsignals import ProcessSignals
 
 app = typer.Typer(help="Run the cfm relay server.", add_completion=False)
 
@@ -118,7 +118,7 @@ def serve(
         raise _fail(str(exc)) from None
     logs = _setup_logging(log_level, log_format, log_file)
     from cfm_common.eventloop import run_event_loop
-    from cfm_server.procsignals import ProcessSignals
+    from cfm_common.procsignals import ProcessSignals
 
     # Before anything is announced: a supervisor may send SIGTERM the moment it reads
     # "listening", and that must be a clean shutdown, not the default death by signal;
@@ -226,31 +226,11 @@ def _reload(server: Any, logs: Any) -> None:
         log.info("SIGHUP: nothing to reload (no --log-file, no TLS)")
 
 
-async def _started(server: Any, stop_requested: Any) -> bool:
-    """Start ``server``, unless a signal asks to stop first (a cluster node waits while
-    its Redis is out of reach): False then. Raises what ``Server.start`` raises."""
-    import asyncio
-    import contextlib
-
-    starting = asyncio.ensure_future(server.start())
-    stopping = asyncio.ensure_future(stop_requested.wait())
-    try:
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if starting.done():
-        starting.result()
-        return True
-    starting.cancel()  # Server.start undoes what it did
-    with contextlib.suppress(asyncio.CancelledError):
-        await starting
-    return False
-
-
 async def _run(settings: Any, logs: Any, signals: ProcessSignals) -> int:
     import asyncio
     import logging
 
+    from cfm_common.procsignals import unless_stopped
     from cfm_server.config import ConfigError
     from cfm_server.descriptors import quiet_exhaustion
     from cfm_server.opmetrics import describe
@@ -266,9 +246,12 @@ async def _run(settings: Any, logs: Any, signals: ProcessSignals) -> int:
     try:
         server = Server(settings)
         try:
-            if not await _started(server, stop_requested):
+            # (a cluster node waits while its Redis is out of reach: a stop ends the wait)
+            starting = await unless_stopped(server.start(), stop_requested)
+            if starting is None:  # Server.start undid what it did
                 typer.echo("cfm serve: stopped before it started")
                 return 0
+            starting.result()  # raises what Server.start raised
             ran = True
         except (StoreError, ConfigError) as exc:
             typer.echo(f"cfm serve: {exc}", err=True)

@@ -107,13 +107,15 @@ async def _finish_sign_up(session: Session, sign_up: SignUp, hello: Hello) -> We
         session.send_error(ErrorCode.FORBIDDEN, str(exc), "hello")
         session.close(1000, "invite used up")
         return None
-    except Exception:
+    except Exception as exc:
         log.warning("session %s: the new identity %s could not be stored", session.id or "-",
                     sign_up.record.name)
         hub.drop_sign_up(sign_up)
+        # (Redis may have stored it, its reply lost: the same hello, with its ``claim``,
+        # signs in then.) ``retry_ms``: when a cluster node expects Redis back.
         session.send_error(ErrorCode.INTERNAL,
                            "the server could not store your new account; try again later",
-                           "hello")
+                           "hello", getattr(exc, "retry_ms", None))
         session.close(CloseCode.TRY_AGAIN_LATER, "could not store the account")
         return None
     return hub.finish_sign_up(session, sign_up, hello)

@@ -49,7 +49,13 @@ from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.search import SearchHandler
-from cfm_server.domain.signin import SignInHandler, SignInWrite, SignUp, hash_token
+from cfm_server.domain.signin import (
+    Provisioned,
+    SignInHandler,
+    SignInWrite,
+    SignUp,
+    hash_token,
+)
 from cfm_server.domain.world import Reads, Snapshot, World
 from cfm_server.domain.writes import Writes
 from cfm_server.invites import InviteBook
@@ -246,5 +252,6 @@ class Hub:
         if self.node is not None and user is not None:
             self.node.after_sign_out(user)
 
-    def provision_bot(self, name: str, display: str, psm: str, status: str) -> str | None:
+    def provision_bot(self, name: str, display: str, psm: str,
+                      status: str) -> Provisioned | None:
         return self.signin.provision_bot(name, display, psm, status)

@@ -163,7 +163,7 @@ class Server:
             if ai.enabled and self.node is not None:
                 self.ai_contacts.reserve_on_cluster(self.node, self.hub, ai)
             elif ai.enabled:
-                ai_tokens = self.ai_contacts.provision(self.hub, ai)
+                ai_tokens = await self.ai_contacts.provision(self.hub, ai)
             origins: list[Any] | None = None
             if config.allowed_origins:
                 # Terminal clients send no Origin; only browsers' Origins are checked.

@@ -30,6 +30,7 @@ from cfm_common.rules import DEFAULT_MAX_TEXT, MAX_INT
 VECTORS_PATH = Path(__file__).resolve().parent.parent / "docs" / "vectors.json"
 
 EMOJI = "\U0001f600"  # 😀: one code point, four UTF-8 bytes, two UTF-16 units
+CLAIM = "Jm4tq0yVbX5c0n2Z8rKXo1mDq9fT3wYbHc7eLp6uA2s"  # 43 characters: 256 bits
 
 Case = dict[str, Any]
 
@@ -105,6 +106,14 @@ def client_samples() -> list[tuple[str, f.ClientFrame]]:
                                       bot=False, quiet=True,
                                       invite="3f9a1c2e-0-1-9b7c2e4f1a0d3c5b6e7f")),
         ("hello/invite-at-max", f.Hello(v=1, name="alice", invite="i" * 128)),
+        # A claim that signs in when tried again (an additive extension).
+        ("hello/claim", f.Hello(v=1, name="alice", claim=CLAIM)),
+        ("hello/full-claim", f.Hello(v=1, name="Alice", token="3q2-7Yh_tok", status="busy",
+                                     display="Alice", psm="", client="cfm-tui/0.1.0",
+                                     bot=False, quiet=True,
+                                     invite="3f9a1c2e-0-1-9b7c2e4f1a0d3c5b6e7f", claim=CLAIM)),
+        ("hello/claim-at-min", f.Hello(v=1, name="alice", claim="c" * 43)),
+        ("hello/claim-at-max", f.Hello(v=1, name="alice", claim="c" * 256)),
         ("join/full-members-limit", f.Join(room="#lobby", since=41, epoch="01HZX3K9",
                                            members_limit=50)),
         ("join/members-limit-0", f.Join(room="#lobby", members_limit=0)),
@@ -562,6 +571,9 @@ def _client_invalid() -> list[tuple[str, bytes | dict[str, Any], str, str | None
                                "id": "e1"}, "bad_frame", "e1"),
         ("edit/no-id", {"t": "edit", "room": "#lobby", "target": 1, "text": "x"},
          "bad_frame", "edit"),
+        ("hello/claim-too-short", {**HELLO, "claim": "c" * 42}, "bad_frame", "hello"),
+        ("hello/claim-too-long", {**HELLO, "claim": "c" * 257}, "bad_frame", "hello"),
+        ("hello/claim-control", {**HELLO, "claim": "c" * 42 + "\n"}, "bad_frame", "hello"),
         ("react/emoji-empty", {"t": "react", "room": "#lobby", "target": 1, "emoji": "",
                                "id": "x1"}, "bad_frame", "x1"),
         ("react/emoji-space", {"t": "react", "room": "#lobby", "target": 1, "emoji": "+ 1",

@@ -82,9 +82,17 @@ def ai(
     import asyncio
     import logging
 
+    from cfm_common.procsignals import ProcessSignals
+
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    code = asyncio.run(_run(ai_config, chosen, server, token_dir))
+    # From here to the process's exit a SIGTERM or SIGINT stops it cleanly (status 0), at
+    # whatever moment it lands: while the persona signs in, during its stop, after.
+    signals = ProcessSignals(reload=False)
+    try:
+        code = asyncio.run(_run(ai_config, chosen, server, token_dir, signals))
+    finally:
+        signals.release(ignore=signals.stop_requested)
     raise typer.Exit(code)
 
 
@@ -94,26 +102,27 @@ def _print_cast(ai_config: Any) -> None:
         typer.echo(f"{p.handle:<{width}}  {p.status:<6}  {p.display} — {p.psm}")
 
 
-async def _run(ai_config: Any, persona: Any, server: str, token_dir: Path | None) -> int:
+async def _run(ai_config: Any, persona: Any, server: str, token_dir: Path | None,
+               signals: Any) -> int:
     import asyncio
-    import contextlib
-    import signal
 
+    from cfm_common.procsignals import unless_stopped
     from cfm_server.ai.service import start_ai_contacts
 
-    cast = await start_ai_contacts(ai_config, server, token_dir=token_dir,
-                                   personas=(persona,))
+    stop = asyncio.Event()
+    signals.attach(asyncio.get_running_loop(), stop=stop.set)
+    starting = await unless_stopped(
+        start_ai_contacts(ai_config, server, token_dir=token_dir, personas=(persona,)), stop)
+    if starting is None:  # its start undone (start_ai_contacts signs them out)
+        typer.echo(f"cfm bot ai: {persona.handle} stopped before it started", err=True)
+        return 0
+    cast = starting.result()
     if not cast.contacts:
         typer.echo(f"cfm bot ai: {persona.handle} could not sign in to {server}", err=True)
         await cast.stop()
         return 1
     typer.echo(f"{persona.handle} is online at {server} ({ai_config.backend} backend); "
                "Ctrl+C to stop", err=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     closed = asyncio.ensure_future(cast.contacts[0].bot.wait_closed())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({closed, stopped}, return_when=asyncio.FIRST_COMPLETED)

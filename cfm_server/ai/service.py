@@ -112,6 +112,27 @@ class AIContacts:
         self.guards = guards
         self.backend = backend
         self._retrying: set[asyncio.Task[None]] = set()
+        # How start_ai_contacts makes a persona's contact (for ``add``).
+        self.make: Callable[[Persona], PersonaContact] | None = None
+
+    async def add(self, persona: Persona) -> None:
+        """Start one more persona of the cast (its identity was provisioned late); one
+        whose start fails for a reason that may pass is tried again (``retry_later``)."""
+        make = self.make
+        if make is None:  # (the AI contacts are off)
+            return
+        contact = make(persona)
+        try:
+            await contact.start()
+        except ClientError as exc:
+            await contact.stop()
+            if _may_pass(exc):
+                self.retry_later(lambda: make(persona), exc)
+            else:
+                logger.error("AI contact %s did not start: %s", persona.handle, exc)
+            return
+        self.contacts.append(contact)
+        logger.info("AI contact %s online", persona.handle)
 
     def retry_later(self, make: Callable[[], PersonaContact], first: BaseException) -> None:
         """Start a persona again until it signs in: its first start failed for a reason
@@ -229,8 +250,11 @@ async def start_ai_contacts(config: AIConfig, server_url: str, *,
         # The server stops while they sign in (a SIGTERM during its start): none is left
         # signed in, reconnecting to a server that is going away.
         await asyncio.gather(*(c.stop() for c in contacts), return_exceptions=True)
+        if backend is not None:  # (its connection pool)
+            await backend.aclose()
         raise
     cast = AIContacts(config, [], guards, backend)
+    cast.make = make
     for contact, result in zip(contacts, results, strict=True):
         if isinstance(result, BaseException):
             await contact.stop()

@@ -39,6 +39,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cfm_common import rules
 from cfm_server.ai.guards import DailyQuotas, Reservation, utc_day
 from cfm_server.ai.memory import PersonaMemory
 from cfm_server.cluster import keys
@@ -46,6 +47,7 @@ from cfm_server.cluster.batcher import Batcher
 from cfm_server.cluster.errors import ClusterError
 from cfm_server.cluster.lease import Lease
 from cfm_server.cluster.outage import level
+from cfm_server.store import IdentityTaken, StoreError
 
 if TYPE_CHECKING:
     from cfm_server.ai import AIConfig, AIContacts, Persona
@@ -173,16 +175,23 @@ class ClusterAI:
         for persona in self.config.personas:
             user = world.users.get(persona.handle)
             if user is None:
-                self._hub.provision_bot(persona.handle, persona.display, persona.psm,
-                                        persona.status)  # its token: the holder's to give
+                # Its token: the holder's to give. Live here once Redis has it (a node
+                # that made it first wins); one whose write failed is made by the
+                # holder (``_start_contacts``), and the handle is the server's bot
+                # meanwhile (nobody claims it).
+                provisioned = self._hub.provision_bot(persona.handle, persona.display,
+                                                      persona.psm, persona.status)
+                if provisioned is not None:
+                    provisioned.commit.add_done_callback(_log_reserve_failure)
             elif not user.record.bot:
                 log.warning("AI contact %s not started: a person holds that handle",
                             persona.handle)
             else:
                 world.admission.add_server_bot(persona.handle,
                                                {persona.display, user.record.display})
-        ours = [u.name for p in self.config.personas
-                if (u := world.users.get(p.handle)) is not None and u.record.bot]
+        # Theirs: the bots, and those being made now (live once Redis has them).
+        ours = [rules.normalize_name(p.handle) for p in self.config.personas
+                if (u := world.users.get(p.handle)) is None or u.record.bot]
         self._node.present.comebacks.expect(ours, within=self.lease.ttl + TAKEOVER_START)
 
     async def start(self) -> None:
@@ -217,6 +226,13 @@ class ClusterAI:
                 log.log(level(exc), "the AI contacts cannot start now (%s); trying again",
                         exc)
                 await self._stop_contacts()
+            except StoreError as exc:  # a persona's identity or token was not stored
+                log.log(level(exc.__cause__, logging.WARNING),
+                        "the AI contacts cannot start now (%s); trying again", exc)
+                await self._stop_contacts()
+                retry_ms = getattr(exc, "retry_ms", None)
+                await asyncio.sleep(retry_ms / 1000 if retry_ms else
+                                    max(self.lease.ttl / 3, 0.1))
             except Exception:
                 log.exception("the AI contacts did not start; trying again")
                 await self._stop_contacts()
@@ -229,8 +245,14 @@ class ClusterAI:
 
         batcher, config = self._batcher, self.config
         day = utc_day(time.time())
-        personas = [p for p in config.personas
-                    if (u := self._hub.world.users.get(p.handle)) is not None and u.record.bot]
+        # A fresh token for each (only this node knows them), and the identity of one
+        # whose reserve failed; live here, and handed out, only once Redis has them all:
+        # a failed write raises StoreError (tried again), nothing of it left live.
+        provisioned = [(p, made) for p in config.personas
+                       if (made := self._hub.provision_bot(p.handle, p.display, p.psm,
+                                                           p.status)) is not None]
+        await asyncio.gather(*(made.commit for _, made in provisioned))
+        personas = [p for p, _ in provisioned]
         memories, counts, kill = await asyncio.gather(
             asyncio.gather(*(batcher.call("GET", keys.ai_memory(p.key)) for p in personas)),
             batcher.call("HGETALL", keys.ai_quota(day.isoformat())),
@@ -238,11 +260,8 @@ class ClusterAI:
         self.kill_switch = kill == b"1"
         self._tokens = tempfile.TemporaryDirectory(prefix="cfm-ai-")
         token_dir = Path(self._tokens.name)
-        for persona in personas:
-            token = self._hub.provision_bot(persona.handle, persona.display, persona.psm,
-                                            persona.status)
-            if token is not None:
-                write_token(token_dir / f"{persona.key}.token", token)
+        for persona, made in provisioned:
+            write_token(token_dir / f"{persona.key}.token", made.token)
         guards = make_guards(config, metrics=self._metrics, who=hub_callers(self._hub, config))
         quotas = SharedQuotas(config.user_daily_quota, config.global_daily_quota,
                               per_address=config.address_daily_quota,
@@ -288,6 +307,17 @@ class ClusterAI:
         calls.append(self._batcher.call("EXPIRE", key, QUOTA_DAYS_KEPT))
         for call in calls:
             call.add_done_callback(_log_failure)
+
+
+def _log_reserve_failure(commit: asyncio.Future[None]) -> None:
+    if commit.cancelled():
+        return
+    exc = commit.exception()
+    if isinstance(exc, IdentityTaken):
+        return  # another node made it first: its record comes through the log
+    if exc is not None:
+        log.log(level(exc.__cause__, logging.WARNING), "an AI contact's identity was not "
+                "stored (%s); the node running them makes it", exc)
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

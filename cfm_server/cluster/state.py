@@ -224,10 +224,14 @@ class SharedState:
 
     # --- changing ---------------------------------------------------------------------
 
-    def put(self, key: str, value: bytes, guard: bytes = b"") -> asyncio.Future[Written]:
+    def put(self, key: str, value: bytes, guard: bytes = b"",
+            also: tuple[str, bytes] | None = None) -> asyncio.Future[Written]:
         """Store the record; with a ``guard``, only if it exists and begins with those
-        bytes (else ``refused``)."""
-        return self._change("put", key, value, guard)
+        bytes (else ``refused``). ``also``: a second record (key, value) stored in the
+        same change, both or neither."""
+        if also is None:
+            return self._change("put", key, value, guard)
+        return self._change("put", key, value, guard, check_key(also[0]), also[1])
 
     def create(self, key: str, value: bytes, counted: str = "",
                limit: int | None = None) -> asyncio.Future[Written]:
@@ -243,7 +247,7 @@ class SharedState:
         return self._change("delete", key, b"")
 
     def _change(self, op: str, key: str, value: bytes, limit: bytes = b"",
-                counted: str = "") -> asyncio.Future[Written]:
+                counted: str = "", also: bytes = b"") -> asyncio.Future[Written]:
         check_key(key)
         origin = self.origin
 
@@ -251,7 +255,8 @@ class SharedState:
             seq, status, now, epoch = int(reply[0]), int(reply[1]), reply[2], reply[3]
             done = Written(seq, status, now if isinstance(now, bytes) else None)
             if done.changed:
-                if len(reply) > 4:  # the count changed with it, logged just before
+                if len(reply) > 4:  # the count (the second record) changed with it,
+                    # logged just before
                     self._broker.offer(keys.STATE, int(reply[4]), epoch.decode(), origin,
                                        b"p %s %s" % (counted.encode(), reply[5]))
                 entry = (b"p %s %s" % (key.encode(), done.value) if done.value is not None
@@ -265,7 +270,7 @@ class SharedState:
             scripts.STATE_CHANGE,
             [keys.room_meta(keys.STATE), keys.room_log(keys.STATE), keys.state_records()],
             [op, key, value, limit, new_epoch(), keys.room_channel(keys.STATE), origin,
-             self._keep, self._log_bytes, counted],
+             self._keep, self._log_bytes, counted, also],
             convert=settle,
         )
         return written

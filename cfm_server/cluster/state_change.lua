@@ -13,11 +13,16 @@
 -- ARGV[9] (optional; absent or '' = none) the log's byte budget: the meta's 'bytes'
 --         counts each entry's bytes (``cost`` below); over the budget,
 --         the oldest entries go until it is back at 7/8 of it (at most TRIM_STEP a call)
--- ARGV[10] (optional; create only) a count key, counted in the same call as the create
+-- ARGV[10] (optional; for create) a count key, counted in the same call as the create
 --         with ARGV[4] its limit: a sign-up's invite use and its identity, both or
 --         neither (a lost reply or an outage between two calls cannot leave a use counted
 --         for no account, nor an account whose use was given back). Its change is
 --         logged first, under the seq before the record's.
+-- ARGV[10], ARGV[11] (put only; absent or '' = none) a second record and its value, put
+--         in the same call: a new group room's first member and its creator, both or
+--         neither (two calls could leave the membership without its creator: a room
+--         nobody moderates). Its change is logged first, under the seq before the
+--         record's, and reported as a count's is.
 -- Returns {seq, status, value, epoch}: status 1 changed (seq is the change's), 0 nothing
 -- to change (seq is the log's head), -1 refused (the key exists, a put's guard not
 -- met), -2 refused (a create's ARGV[10] count at its limit);
@@ -34,13 +39,17 @@ end
 
 local value
 local counted, count_value = ARGV[10], nil
-if op ~= 'create' or counted == '' then counted = nil end
+if (op ~= 'create' and op ~= 'put') or counted == '' then counted = nil end
 if op == 'put' then
   local guard = ARGV[4]
   if guard ~= '' and not (current and string.sub(current, 1, #guard) == guard) then
     return unchanged(-1, current or false)
   end
   value = ARGV[3]
+  if counted then
+    count_value = ARGV[11]
+    if redis.call('HGET', records, counted) == count_value then counted = nil end
+  end
 elseif op == 'create' then
   if current then return unchanged(-1, current) end
   value = ARGV[3]
@@ -55,7 +64,7 @@ elseif op == 'delete' then
 else
   return redis.error_reply('ERR unknown state op ' .. op)
 end
-if value == current then return unchanged(0, current) end
+if value == current and not counted then return unchanged(0, current) end
 
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then

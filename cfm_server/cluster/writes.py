@@ -18,6 +18,12 @@ counted exactly when its account is made — never for an identity that was not 
 never given back for one that was, whatever reply is lost (cluster/invites.py). A use
 past the limit fails the identity's commit with ``InviteUsedUp``.
 
+A ``create_user`` whose reply was lost (the node's link to Redis cut after the script
+ran) fails with ``StoreError``, though the account exists: the client's retry of the
+same claim (``hello.claim``, its token) signs in with it, and one that reaches a node
+that has not applied the account yet finds the create refused by its own record, which
+counts as done (``_commit``'s ``ours``).
+
 Messages (``append``) do not come here: the broker's append script numbers and stores
 them; ``append`` raises ``StoreError`` saying so, so nothing half-works silently.
 """
@@ -65,11 +71,12 @@ class ClusterWrites(Writes):
     def create_user(self, record: UserRecord) -> Commit:
         pending, self._invite_use = self._invite_use, None
         key, value = records.user_key(record.name), records.user_value(record)
+        ours = records.user_guard(value)  # (its token hash: the client's claim's)
         if pending is None:
-            return _commit(self._state.create(key, value), taken=record.name)
+            return _commit(self._state.create(key, value), taken=record.name, ours=ours)
         nonce, limit, use = pending
         commit = _commit(self._state.create(key, value, records.invite_key(nonce),
-                                            limit or None), taken=record.name)
+                                            limit or None), taken=record.name, ours=ours)
         # The use's own commit says the same (the identity's is what the sign-in reads).
         commit.add_done_callback(functools.partial(_same_outcome, use))
         return commit
@@ -91,6 +98,13 @@ class ClusterWrites(Writes):
 
     def add_member(self, room: str, user: str) -> Commit:
         return _logged(self._state.put(records.member_key(room, user), b""))
+
+    def add_creator(self, room: str, user: str) -> Commit:
+        """The membership and the creator in one change (state_change.lua's second
+        record): two calls could store the first and lose the second to an outage."""
+        return _logged(self._state.put(
+            records.member_key(room, user), b"",
+            also=(records.moderator_key(room, user), records.moderator_value(True))))
 
     def remove_member(self, room: str, user: str) -> Commit:
         return _logged(self._state.delete(records.member_key(room, user)))
@@ -155,9 +169,13 @@ def _store_error(exc: ClusterError) -> StoreError:
     return error
 
 
-def _commit(written: asyncio.Future[Written], *, taken: str | None = None) -> Commit:
+def _commit(written: asyncio.Future[Written], *, taken: str | None = None,
+            ours: bytes = b"") -> Commit:
     """The domain's Commit for a change: done when Redis has it; StoreError when Redis
-    cannot be reached, IdentityTaken when a ``create`` found the key taken."""
+    cannot be reached, IdentityTaken when a ``create`` found the key taken — unless by
+    a record that starts with ``ours`` (a user's token hash): the same claim, tried
+    again after Redis stored it and its reply was lost, is that account's (its token is
+    the claim, which only that client holds)."""
     commit: Commit = asyncio.get_running_loop().create_future()
 
     def settle(done: asyncio.Future[Written]) -> None:
@@ -172,6 +190,10 @@ def _commit(written: asyncio.Future[Written], *, taken: str | None = None) -> Co
         elif exc is not None:
             commit.set_exception(exc)
         elif taken is not None and done.result().refused:
+            holder = done.result().value
+            if ours and holder is not None and records.user_guard(holder) == ours:
+                commit.set_result(None)
+                return
             commit.set_exception(IdentityTaken(f"{taken!r} was created elsewhere first"))
         elif done.result().used_up:
             from cfm_server.cluster.invites import InviteUsedUp

@@ -35,7 +35,7 @@ from cfm_common.rules import ChangeKind, ErrorCode, MsgKind
 from cfm_server.admission import text_charge
 from cfm_server.domain.awaiting import then_with
 from cfm_server.domain.delivery import Delivery
-from cfm_server.domain.durable import Settle, confirm, settled
+from cfm_server.domain.durable import Settle, confirm
 from cfm_server.domain.hidden import hidden_from_peer
 from cfm_server.domain.messages import MessageHandler
 from cfm_server.domain.ports import Connection
@@ -104,12 +104,10 @@ class ChangeHandler:
                 self.creators[room] = name
 
     def room_created(self, room: Room, user: User) -> None:
-        """A group room's first join: its creator is its first moderator. (Told to
-        nobody: if its write fails, the live room goes back to having no creator.)"""
+        """A group room's first join: its creator is its first moderator. (Stored with
+        that join's membership, one write: if it fails, ``room_dropped``.)"""
         self.creators[room.name] = user.name
         self.moderators[room.name] = {user.name}
-        commit = self.world.writes.put_moderator(room.name, user.name, True)
-        settled(commit, self._track(room.name, user.name, True))
 
     def room_dropped(self, room: Room) -> None:
         """A room whose first join could not be stored: it has no creator yet."""
@@ -292,5 +290,3 @@ class ChangeHandler:
             names.add(name)
             return
         names.discard(name)
-        if self.creators.get(room) == name:  # the creator's own write failed
-            del self.creators[room]

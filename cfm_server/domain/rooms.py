@@ -66,7 +66,8 @@ class RoomHandler:
         self.delivery = delivery
         self.presence = presence
         # Called with (room, creator) when a join creates a group room, and with the
-        # room when that join's membership could not be stored (the room was not made).
+        # room when that join's membership, and so its creator, could not be stored
+        # (the room was not made, or has no creator).
         self.on_created: list[Callable[[Room, User], None]] = []
         self.on_dropped: list[Callable[[Room], None]] = []
 
@@ -95,13 +96,17 @@ class RoomHandler:
     def add_member(self, room: Room, user: User) -> None:
         settled(*self._membership(room, user, True))
 
-    def _membership(self, room: Room, user: User, member: bool) -> tuple[Commit, Settle]:
+    def _membership(self, room: Room, user: User, member: bool, *,
+                    creator: bool = False) -> tuple[Commit, Settle]:
         """Make ``user`` a member of ``room`` or end it, and write it; with what puts
-        the stored membership back if the write fails (for ``confirm`` or ``settled``)."""
+        the stored membership back if the write fails (for ``confirm`` or ``settled``).
+        ``creator``: the first member of a group room it makes, stored with its
+        creator in one write (both or neither: never a room nobody moderates)."""
         world = self.world
         if member:
             world.add_membership(room, user)
-            commit = world.writes.add_member(room.name, user.name)
+            commit = (world.writes.add_creator(room.name, user.name) if creator
+                      else world.writes.add_member(room.name, user.name))
         else:
             world.end_membership(room, user)
             commit = world.writes.remove_member(room.name, user.name)
@@ -132,7 +137,7 @@ class RoomHandler:
             if room is None:
                 room = world.create_room(frame.room)
             if user.name not in room.members:
-                joined, settle = self._membership(room, user, True)
+                joined, settle = self._membership(room, user, True, creator=made)
                 self._tell_joined(session, frame.id or frame.T, room, user, joined, settle,
                                   made)
             if made:
@@ -166,10 +171,14 @@ class RoomHandler:
 
         def refused() -> None:
             rooms = self.world.rooms
-            if made and rooms.get(room.name) is room and not room.members:
+            if not made or rooms.get(room.name) is not room:
+                return
+            if not room.members:
                 del rooms[room.name]
-                for dropped in self.on_dropped:
-                    dropped(room)
+            # Its creator was not stored either (one write): none here either, even if
+            # someone else's join made it a member meanwhile.
+            for dropped in self.on_dropped:
+                dropped(room)
 
         confirm(session, ref, joined, self.world.metrics, told, settle, refused)
 

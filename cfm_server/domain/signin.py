@@ -9,12 +9,15 @@ what watchers are told follow the write's commit, and if the write fails the rec
 back to what the store holds and the hello is answered ``error{internal, retry_ms}``,
 then the connection closes with 1013 (durable.py), as a hello the server cannot answer
 now. Signing in with the stored status instead would show an ``invisible`` sign-in
-online. The server's own bots (the AI contacts) get their identities and tokens from
-``provision_bot``.
+online. A claim may carry the client's ``claim``, a secret that becomes the new token:
+the same hello tried again after its answer was lost (the account stored all the same)
+signs in with it instead of finding the handle taken. The server's own bots (the AI
+contacts) get their identities and tokens from ``provision_bot``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -82,6 +85,14 @@ class SignInWrite:
     commit: Commit
 
 
+@dataclass(slots=True)
+class Provisioned:
+    """A server bot's token, valid once ``commit`` is durable (``provision_bot``)."""
+
+    token: str
+    commit: Commit
+
+
 def _nothing() -> None:
     pass
 
@@ -119,13 +130,20 @@ class SignInHandler:
                                     f"{name!r} is being claimed right now", "hello")
             world.admission.charge_signup(session.ip)
             return self._begin_sign_up(name, hello)
-        if hello.token is None:
+        token = hello.token
+        if token is None and hello.claim is not None and hmac.compare_digest(
+                hash_token(hello.claim), user.record.token_hash):
+            # This client's claim tried again: its account was stored, the answer lost
+            # (a cut connection; a cluster node that lost Redis's reply). The claim is
+            # the account's token, which nobody else knows.
+            token = hello.claim
+        if token is None:
             raise ProtocolError(
                 ErrorCode.NAME_TAKEN, f"{name!r} is taken (sign in with its token)", "hello"
             )
-        if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
+        if not hmac.compare_digest(hash_token(token), user.record.token_hash):
             raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
-        return self._change_record(session, user, hello, hello.token)
+        return self._change_record(session, user, hello, token)
 
     def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:
         """Store a new identity. Until its commit it is nobody: not in ``users`` (a DM to
@@ -144,7 +162,9 @@ class SignInHandler:
             # (live, given back by drop_sign_up).
             self.invites.spend(invite)
             world.writes.count_invite_use(invite.nonce, invite.uses)
-        token = secrets.token_urlsafe(32)
+        # The client's claim (a secret it made, 256 bits at least) is the token: a retry
+        # of this hello whose answer is lost signs in with it (sign_in above).
+        token = hello.claim or secrets.token_urlsafe(32)
         record = UserRecord(
             name=name,
             token_hash=hash_token(token),
@@ -265,28 +285,46 @@ class SignInHandler:
         except InviteError as exc:
             raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), "hello") from None
 
-    def provision_bot(self, name: str, display: str, psm: str, status: str) -> str | None:
-        """A fresh token for a bot this server runs itself (the AI contacts).
+    def provision_bot(self, name: str, display: str, psm: str,
+                      status: str) -> Provisioned | None:
+        """A fresh token for a bot this server runs itself (the AI contacts), on its way
+        to the store.
 
-        Creates the identity if it is new, so nobody can claim the handle first, and
-        replaces the token of an existing bot identity (the server owns these; a lost
-        token file must not lock a persona out). Returns None, and changes nothing, when a
-        person already holds the handle.
+        Creates the identity if it is new, and replaces the token of an existing bot
+        identity (the server owns these; a lost token file must not lock a persona
+        out). The handle is the server's bot at once (``add_server_bot``: nobody can
+        claim it meanwhile); the identity or its new token becomes live only once its
+        write is durable (the returned commit: the token may be handed out then), so a
+        failed write (a full disk, Redis out of reach) leaves the live state as the
+        store has it, and the caller provisions again later. None, and nothing
+        changed, when a person already holds the handle.
         """
         world = self.world
         name = rules.normalize_name(name)
-        token = secrets.token_urlsafe(32)
         user = world.users.get(name)
+        if user is not None and not user.record.bot:
+            return None
+        token = secrets.token_urlsafe(32)
         if user is None:
             record = UserRecord(name, hash_token(token), display, psm, status, True, now_ms())
-            user = world.users[name] = User(record)
-        elif not user.record.bot:
-            return None
+            # (A cluster node's create is refused when another node made it first.)
+            commit = world.writes.create_user(record)
         else:
-            user.record.token_hash = hash_token(token)
-        world.writes.put_user(user.record)
-        world.admission.add_server_bot(name, {display, user.record.display})
-        return token
+            record = dataclasses.replace(user.record, token_hash=hash_token(token))
+            commit = world.writes.put_user(record)
+        world.admission.add_server_bot(name, {display, record.display})
+
+        def durable(done: Commit) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return
+            live = world.users.get(name)  # (a cluster node may have applied it already)
+            if live is None:
+                world.users[name] = User(record)
+            elif live.record.bot:
+                live.record.token_hash = record.token_hash
+
+        commit.add_done_callback(durable)
+        return Provisioned(token, commit)
 
     def _welcome(self, session: Connection, user: User, token: str) -> Welcome:
         rooms = []

@@ -7,7 +7,9 @@ its ``welcome``, and a ``contact``, ``presence``, ``read``, ``leave``, ``join``,
 ``moderators`` change or a sign-in's status its echo and notices (durable.py, where a
 failed one's change is taken back and its sender answered ``internal``). An invite's
 use is written with the identity it makes (both or neither). A failure is logged here
-too; what is left (an AI contact's provisioning) keeps its change in the live state.
+too. An AI contact's provisioning is live once its write is durable
+(``SignInHandler.provision_bot``).
+A new group room's first membership and its creator are one write (``add_creator``).
 
 A cluster backend replaces what stands behind these methods (users, contacts,
 memberships, read marks, invites and moderators in Redis; ``append`` a broker call that
@@ -17,6 +19,7 @@ also assigns the seq — and, for a change entry, applies its change: see
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from cfm_common.frames import StoredMsg
@@ -52,6 +55,13 @@ class Writes:
     def add_member(self, room: str, user: str) -> Commit:
         return _logged(self._store.add_member(room, user))
 
+    def add_creator(self, room: str, user: str) -> Commit:
+        """A new group room's first member, who is its creator (its first moderator):
+        both or neither, one commit. (Here one transaction: the two writes share the
+        open batch; a cluster stores them in one change.)"""
+        member = self._store.add_member(room, user)
+        return _logged(_both(member, self._store.put_moderator(room, user, True)))
+
     def remove_member(self, room: str, user: str) -> Commit:
         return _logged(self._store.remove_member(room, user))
 
@@ -72,6 +82,27 @@ class Writes:
 
     def remove_moderator(self, room: str, name: str) -> Commit:
         return _logged(self._store.remove_moderator(room, name))
+
+
+def _both(first: Commit, second: Commit) -> Commit:
+    """Done when both are; failed (or cancelled) as the first of them that was."""
+    both: Commit = asyncio.get_running_loop().create_future()
+
+    def settle(_: Commit) -> None:
+        if both.done() or not (first.done() and second.done()):
+            return
+        if first.cancelled() or second.cancelled():
+            both.cancel()
+            return
+        failed = first.exception() or second.exception()  # (each read: none unretrieved)
+        if failed is not None:
+            both.set_exception(failed)
+        else:
+            both.set_result(None)
+
+    first.add_done_callback(settle)
+    second.add_done_callback(settle)
+    return both
 
 
 def _logged(commit: Commit) -> Commit:

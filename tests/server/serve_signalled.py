@@ -2,9 +2,11 @@
 what a signal does then (tests/server/test_shutdown_signals.py):
 
     python serve_signalled.py MOMENT SIGNAL [cfm serve's arguments...]
+    python serve_signalled.py MOMENT SIGNAL --run=MODULE|SCRIPT.py [its arguments...]
 
-It runs the real ``cfm serve`` in this process; the signal is a real one (``os.kill`` of
-its own pid), sent at a moment a test could not hit from outside without racing:
+It runs the real ``cfm serve`` (or the module, ``cfm_cli.main bot ai …``, or the script, a
+bot's ``Bot.run()``: tests/sdk/test_bot_signals.py) in this process; the signal is a real
+one (``os.kill`` of its own pid), sent at a moment a test could not hit from outside without racing:
 
 - ``log:LOGGER:TEXT``: as the first record of LOGGER whose message holds TEXT is logged
   (the code that logged it goes on until its next ``await``, as after any signal);
@@ -29,7 +31,10 @@ import sys
 
 moment, signame = sys.argv[1], sys.argv[2]
 sig = signal.Signals[signame]
-sys.argv = ["cfm serve", *sys.argv[3:]]
+target = "cfm_server"
+if len(sys.argv) > 3 and sys.argv[3].startswith("--run="):
+    target = sys.argv.pop(3).removeprefix("--run=")
+sys.argv = [target if target.endswith(".py") else "cfm", *sys.argv[3:]]
 sent: list[str] = []
 
 
@@ -68,7 +73,10 @@ elif moment != "returned":
     raise SystemExit(f"unknown moment {moment!r}")
 
 try:
-    runpy.run_module("cfm_server", run_name="__main__")
+    if target.endswith(".py"):
+        runpy.run_path(target, run_name="__main__")
+    else:
+        runpy.run_module(target, run_name="__main__")
 finally:
     if moment == "returned":
         signal_self()

@@ -56,7 +56,9 @@ async def test_handles_that_pass_for_a_server_bot_are_taken(server_factory, hand
 
 
 async def test_existing_and_unrelated_handles_still_sign_in(server) -> None:
-    token = server.hub.provision_bot("helperbot", "Helper", "", "online")
+    provisioned = server.hub.provision_bot("helperbot", "Helper", "", "online")
+    await provisioned.commit  # (the token is good once stored)
+    token = provisioned.token
     async with signed_in(server.url, "helperbot", token=token):
         pass
     async with signed_in(server.url, "helpers"), signed_in(server.url, "adminton"):

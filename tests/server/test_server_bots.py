@@ -27,7 +27,9 @@ async def _flood_reads(client: WireClient, n: int) -> list[dict[str, Any]]:
 
 
 async def test_a_server_bot_has_no_per_kind_buckets_a_person_does(server) -> None:
-    token = server.hub.provision_bot("helperbot", "Helper", "", "online")
+    provisioned = server.hub.provision_bot("helperbot", "Helper", "", "online")
+    await provisioned.commit  # (the token is good once stored)
+    token = provisioned.token
     async with signed_in(server.url, "helperbot", token=token) as bot, \
             signed_in(server.url, "alice") as alice:
         for client in (bot, alice):

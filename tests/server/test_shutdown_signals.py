@@ -116,7 +116,7 @@ async def test_a_second_sigterm_during_the_shutdown_is_answered_already_shutting
     await server.wait_line(r"cfm serve: listening on ws://")
     server.proc.send_signal(signal.SIGTERM)
     assert await exit_status(server) == 0, server.text()[-3000:]
-    await server.wait_line(r"INFO cfm_server\.procsignals: SIGTERM again: already shutting "
+    await server.wait_line(r"INFO cfm_common\.procsignals: SIGTERM again: already shutting "
                            r"down")
     assert "Traceback" not in server.text()
 
@@ -210,7 +210,7 @@ def test_a_start_that_failed_gives_the_caller_its_signal_handlers_back(tmp_path)
 # end of its shutdown — before SIGTERM's turn comes.
 CAUGHT_AS_IGNORED = """
 import os, signal
-from cfm_server.procsignals import ProcessSignals
+from cfm_common.procsignals import ProcessSignals
 signals = ProcessSignals()
 signal.signal(signal.SIGUSR1, lambda signum, frame: signals.release(ignore=True))
 both = {signal.SIGUSR1, signal.SIGTERM}

@@ -1,10 +1,15 @@
-"""SIGTERM, SIGINT and SIGHUP of ``cfm serve``, answered from before its event loop runs
-to the process's last instruction.
+"""SIGTERM, SIGINT and SIGHUP of a cfm process (``cfm serve``, ``cfm bot ai``, a bot's
+``Bot.run()``), answered from before its event loop runs to the process's last
+instruction.
 
     signals = ProcessSignals()                      # before the loop: a stop is kept
     signals.attach(loop, stop=event.set, reload=…)  # in the loop: handed to it
-    …                                               # the server stops
+    …                                               # the server (the bot) stops
     signals.release(ignore=True)                    # from now to the exit, none ends it
+
+A bot takes SIGTERM and SIGINT only (``ProcessSignals(reload=False)``): SIGHUP keeps
+whatever it was. Out of the main thread (a bot run in a thread of a bigger program)
+nothing is installed, as Python allows signal handlers in the main thread only.
 
 The handlers are Python-level (``signal.signal``), not the loop's ``add_signal_handler``:
 removing a loop's handler, which closing the loop does, puts the default action back, and
@@ -28,31 +33,38 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 STOP = (signal.SIGTERM, signal.SIGINT)
-HANDLED = (*STOP, signal.SIGHUP)
+# (No SIGHUP on Windows, where a bot of the SDK may run.)
+HANDLED = (*STOP, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+
+T = TypeVar("T")
 
 
 class ProcessSignals:
-    """The process's handlers for ``HANDLED``; one per process (signals are global)."""
+    """The process's handlers for ``HANDLED`` (``STOP`` only without ``reload``); one per
+    process (signals are global)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reload: bool = True) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: Callable[[], None] | None = None
         self._reload: Callable[[], None] | None = None
         self.stop_requested = False  # a SIGTERM or SIGINT came (before attach() too)
         self._reload_requested = False  # a SIGHUP came before attach()
         self._repeat_said = False
-        self._before: dict[int, Any] | None = {
-            sig: signal.signal(sig, self._handler) for sig in HANDLED}
+        self._handled = HANDLED if reload else STOP
+        self._before: dict[int, Any] | None = None
+        if threading.current_thread() is threading.main_thread():
+            self._before = {sig: signal.signal(sig, self._handler) for sig in self._handled}
 
     def attach(self, loop: asyncio.AbstractEventLoop, *, stop: Callable[[], None],
-               reload: Callable[[], None]) -> None:
+               reload: Callable[[], None] | None = None) -> None:
         """Hand the signals to ``loop`` from now on: ``stop`` on the first SIGTERM or
         SIGINT, ``reload`` on each SIGHUP (at once for those that came before)."""
         self._loop, self._stop, self._reload = loop, stop, reload
@@ -63,7 +75,7 @@ class ProcessSignals:
 
     def release(self, *, ignore: bool) -> None:
         """The command is over (the first call counts). ``ignore``: a server ran or was
-        asked to stop, and every further signal of the three is discarded by the kernel
+        asked to stop, and every further signal it handles is discarded by the kernel
         until and during the interpreter's exit; else the handlers from before return."""
         before, self._before = self._before, None
         if before is None:
@@ -71,7 +83,7 @@ class ProcessSignals:
         self._loop = None
         if ignore:
             _quiet_the_race()
-        for sig in HANDLED:
+        for sig in self._handled:
             # (None: a handler set outside Python, which cannot be put back)
             previous = signal.SIG_DFL if before[sig] is None else before[sig]
             signal.signal(sig, signal.SIG_IGN if ignore else previous)
@@ -90,7 +102,7 @@ class ProcessSignals:
             loop.call_soon_threadsafe(self._dispatch, signum)
 
     def _dispatch(self, signum: int) -> None:
-        if signum == signal.SIGHUP:
+        if signum not in STOP:  # SIGHUP
             if self._reload is not None:
                 self._reload()
         elif not self.stop_requested:
@@ -100,6 +112,25 @@ class ProcessSignals:
         elif not self._repeat_said:  # once: a supervisor may send it again and again
             self._repeat_said = True
             log.info("%s again: already shutting down", signal.Signals(signum).name)
+
+
+async def unless_stopped(start: Coroutine[Any, Any, T], stop: asyncio.Event
+                         ) -> asyncio.Task[T] | None:
+    """Run ``start`` unless ``stop`` is set first: its finished task then (``result()``
+    gives what it returned or raises what it raised), else None, ``start`` cancelled and
+    waited for (it undoes what it did when cancelled)."""
+    starting = asyncio.ensure_future(start)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if starting.done():
+        return starting
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return None
 
 
 _RACE = {f"Signal {int(sig)} ignored due to race condition" for sig in HANDLED}

@@ -237,7 +237,8 @@ class Presence:
             reply = await self._batcher.eval(
                 scripts.PRESENCE_BEAT, [keys.PRESENCE_NODES, keys.PRESENCE_LIVES],
                 [self.node, 0 if leaving else self._lifetime_ms(), keys.PRESENCE_PREFIX,
-                 keys.PRESENCE_CHANNEL, self.origin, int(self._may_reap())])
+                 keys.PRESENCE_CHANNEL, self.origin, int(self._may_reap()),
+                 int(self.beat_interval * 1000)])
         except ClusterError:
             self._held_since_failure = True
             raise

@@ -7,6 +7,11 @@
 -- ARGV[5] origin (this life of the node)   ARGV[6] '0': reap no other node this time (the
 -- node is back from an outage of its own: the others may have missed their beats in the
 -- same outage, and get one registration lifetime to beat again)
+-- ARGV[7] the node's beat interval (ms): reaping allows the others as late as this beat
+-- itself came (its previous beat was ttl before its registration's end): a Redis (or a
+-- machine) that stalled held every node's beats up alike, and its first beat after the
+-- stall would otherwise find the others' registrations run out and reap live nodes. A
+-- node dead or frozen on its own is reaped as before: the others' beats come on time.
 -- Returns {registered, reaped, users gone offline...}: registered 1 = the node was known
 -- before this beat, 0 = it was not (reaped: it registers again), 2 = another life of the
 -- node id holds it now (it claimed the id after this one's registration expired): its
@@ -29,6 +34,10 @@ if holder and holder ~= ARGV[5] then
     registered = 0
   end
 end
+local late = 0
+if registered == 1 and ttl > 0 then
+  late = math.max(0, now - (tonumber(expiry) - ttl) - tonumber(ARGV[7] or 0))
+end
 if registered ~= 2 then
   redis.call('ZADD', nodes, now + ttl, node)
 end
@@ -39,7 +48,7 @@ if ARGV[6] == '0' then
   expired = {}  -- only the node's own leave (its registration ends now)
   if ttl == 0 and registered ~= 2 then expired[1] = node end
 else
-  expired = redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 100)
+  expired = redis.call('ZRANGEBYSCORE', nodes, '-inf', now - late, 'LIMIT', 0, 100)
 end
 for _, dead in ipairs(expired) do
   local node_users = prefix .. 'node:' .. dead

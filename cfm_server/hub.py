@@ -74,6 +74,9 @@ class NodeHooks(Protocol):
         """Before a hello for ``name`` from ``ip`` is answered (raises what makes it
         unanswerable)."""
 
+    def hello_done(self, name: str) -> None:
+        """A hello of ``name`` that ``before_sign_in`` prepared for was answered."""
+
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` signed in."""
 
@@ -215,6 +218,11 @@ class Hub:
         if self.node is None:
             return None
         return self.node.before_sign_in(rules.normalize_name(hello.name), ip)
+
+    def hello_done(self, hello: Hello) -> None:
+        """A hello ``before_sign_in`` was asked about has been answered or dropped."""
+        if self.node is not None:
+            self.node.hello_done(rules.normalize_name(hello.name))
 
     def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp | SignInWrite:
         signed = self.signin.sign_in(session, hello)

@@ -25,7 +25,7 @@ from tests.faults.rawws import RawWebSocket
 from tests.faults.test_big_answers import MESSAGES, big_server, fill
 from tests.faults.test_wire import hello
 from tests.modes import nodes_of
-from tests.wire import eventually, signed_in
+from tests.wire import WireClient, eventually, signed_in
 
 pytestmark = pytest.mark.both_modes  # one node, and two over Redis (tests/modes.py)
 
@@ -90,3 +90,25 @@ async def test_an_answer_whose_read_is_called_off_is_answered_internal(
         await client.send({"t": "join", "room": "#after", "id": "j"})  # the session goes on
         assert (await client.recv_until("joined"))["ref"] == "j"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_user_is_not_told_of_its_own_return_before_its_welcome(
+    server_factory: Any,
+) -> None:
+    # A session's join answer lists the room's members as its user sees them, when it is
+    # produced: for a session whose connection was lost, after its user's last session
+    # ended, so within the presence grace — the user itself listed "offline" to itself,
+    # and recorded as a watcher to tell of the return. Its next session then got its own
+    # presence frame before its welcome (a client reconnecting at once, 13 times in four
+    # runs of 64 join-and-hang-ups on two nodes). Producing that roster is what the
+    # answer did; the session no longer produces answers once its connection is gone.
+    server = await server_factory(presence_grace=60)
+    node = nodes_of(server)[0]
+    async with signed_in(node.url, "alice") as alice:
+        token = alice.token
+    await eventually(lambda: "alice" in node.hub.presence.going_offline)
+    node.hub.presence.roster_entry("alice", "alice")  # (what that answer did)
+    async with WireClient.connect(node.url) as again:
+        await again.send({"t": "hello", "v": 1, "name": "alice", "token": token})
+        assert (await again.recv())["t"] == "welcome"
+        await again.expect_silence("presence")

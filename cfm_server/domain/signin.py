@@ -49,6 +49,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def opens(user: User, token: str | None) -> bool:
+    """Whether ``token`` signs ``user`` in (a hello without one is ``name_taken``)."""
+    return token is not None and hmac.compare_digest(hash_token(token),
+                                                     user.record.token_hash)
+
+
 def end_sessions(user: User, reason: str) -> int:
     """Close every session of ``user`` here with 4003 (the token they signed in with no
     longer stands: the operator replaced it, or removed the account); how many. They
@@ -122,7 +128,7 @@ class SignInHandler:
             raise ProtocolError(
                 ErrorCode.NAME_TAKEN, f"{name!r} is taken (sign in with its token)", "hello"
             )
-        if not hmac.compare_digest(hash_token(hello.token), user.record.token_hash):
+        if not opens(user, hello.token):
             raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
         return self._change_record(session, user, hello, hello.token)
 

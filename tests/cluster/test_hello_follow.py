@@ -83,3 +83,30 @@ async def test_a_refused_sign_up_costs_no_redis_call(nodes, redis) -> None:
     finally:
         await client.aclose()
     assert scripts.get("calls", 0) == 0, scripts  # before: one limit_take.lua call each
+
+
+async def test_a_wrong_token_makes_the_node_read_nothing_for_the_user(nodes, redis) -> None:
+    # A hello with a wrong token for a user in many rooms made the node subscribe to
+    # each room and count the user's unread messages of each in Redis before refusing
+    # it: ~650 Redis commands per hello for a user in 200 rooms, and no account needed.
+    a, b = await nodes(), await nodes()
+    rooms = [f"#r{i}" for i in range(10)]
+    async with signed_in(a.url, "alice") as alice:
+        for room in rooms:
+            await alice.send({"t": "join", "room": room})
+            await alice.recv_until("joined", room=room)
+            await alice.send({"t": "say", "room": room, "text": "hi", "id": room})
+            await alice.recv_until("ack", room=room)
+    await no_subscriber(redis, *(keys.room_channel(room) for room in rooms))
+    client = Redis.from_url(redis.url)
+    try:
+        await client.config_resetstat()
+        for _ in range(5):
+            async with WireClient.connect(b.url) as late:
+                assert (await late.hello("alice", token="not-hers"))["code"] == "bad_token"
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    assert "cmdstat_subscribe" not in stats, stats.get("cmdstat_subscribe")
+    # Each connection is counted and released (conn_count.lua): nothing else is run.
+    assert stats.get("cmdstat_evalsha", {}).get("calls", 0) <= 2 * 5, stats["cmdstat_evalsha"]

@@ -170,8 +170,9 @@ def _on_hello(session: Session, frame: Hello) -> Welcome | SignUp | SignInWrite 
         return session.hub.sign_in(session, frame)
     except ProtocolError as exc:
         _refuse(session, exc, "hello")
-    except RateLimited as exc:  # too many new handles from this address
-        session.send_error(ErrorCode.RATE_LIMITED, "too many new handles from your address",
+    except RateLimited as exc:  # too many new handles from this address, or sign-ins
+        session.send_error(ErrorCode.RATE_LIMITED,
+                           exc.why or "too many new handles from your address",
                            exc.ref, exc.retry_ms)
         session.count_abuse()
     return None

@@ -122,6 +122,17 @@ class ClusterLimits:
         verdict = await self._take(keys.address_limit(key, "signup"), buckets, key, 1)
         admission.signup_verdicts[key] = verdict
 
+    async def before_sign_in(self, user: str) -> int:
+        """Count a sign-in of ``user`` in Redis (all nodes together): its ``retry_ms``, 0
+        if it may; the hello's charge (``Admission.charge_signin``) answers by it."""
+        admission = self._admission
+        buckets = admission.user_limits.kinds.get("signin")
+        if buckets is None or user in admission.server_bots:
+            return 0
+        verdict = await self._take(keys.user_limit(user, "signin"), buckets, user, 1)
+        admission.signin_verdicts[user] = verdict
+        return verdict
+
     # --- Redis ---------------------------------------------------------------------------
 
     def _take(self, key: str, buckets: KeyedBuckets, name: str, cost: int,

@@ -233,6 +233,9 @@ class ClusterNode:
             # count its unread messages in Redis, ~650 Redis commands per hello, with no
             # account needed (tests/cluster/test_hello_follow.py).
             return
+        limits = self.present.limits
+        if user is not None and limits is not None and await limits.before_sign_in(name):
+            return  # over the user's sign-ins (refused by the hub): nothing to read either
         await self.present.before_sign_in(name, ip)
         if name not in self._followed:
             await self.broker.follow_user(name)

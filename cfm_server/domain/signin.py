@@ -130,6 +130,7 @@ class SignInHandler:
             )
         if not opens(user, hello.token):
             raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
+        world.admission.charge_signin(user)
         return self._change_record(session, user, hello, hello.token)
 
     def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:

@@ -18,7 +18,7 @@ from typing import Any
 from cfm_server.cluster import keys
 from tests.cluster.proxy import FaultyProxy
 from tests.cluster.redis_proc import RedisProcess
-from tests.wire import WireClient, eventually
+from tests.wire import WireClient, eventually, signed_in
 
 
 async def hello(url: str, name: str, **keys_: Any) -> dict[str, Any]:
@@ -75,8 +75,15 @@ async def test_the_claim_tried_on_another_node_signs_in(
     _, proxy = await lost_sign_up(redis, server_factory, "eve", claim)
     try:
         other = await server_factory(redis_url=redis.url, node_id="n2")
-        again = await hello(other.url, "eve", claim=claim)
-        assert again["t"] == "welcome" and again["token"] == claim, again
+        async with WireClient.connect(other.url) as eve:
+            again = await eve.hello("eve", claim=claim)
+            assert again["t"] == "welcome" and again["token"] == claim, again
+            # Signed in like any session: the node follows her (frames for her from
+            # other users reach her), as for a hello with the token.
+            async with signed_in(other.url, "finn") as finn:
+                await finn.send({"t": "contact", "op": "add", "name": "eve", "id": "c"})
+                told = await eve.recv_until("contact", op="added_you", timeout=10)
+                assert told["name"] == "finn", told
     finally:
         await proxy.close()
 

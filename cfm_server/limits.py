@@ -41,7 +41,7 @@ class TokenBucket:
 class AbuseMeter:
     """Counts errors and breaches; too many within ``window`` seconds means abuse."""
 
-    __slots__ = ("events", "limit", "window")
+    __slots__ = ("events", "limit", "told_until", "window")
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
@@ -49,6 +49,18 @@ class AbuseMeter:
         # Made at the first hit: most sessions never have one, and an empty deque is
         # ~700 bytes of every idle connection.
         self.events: collections.deque[float] | None = None
+        self.told_until = 0.0  # the end of the wait the last rate refusal asked for
+
+    def refused(self, now: float, retry_ms: int | None) -> bool:
+        """A rate refusal answered with ``retry_ms``; True when that makes abuse. Counted
+        (as :meth:`hit`) only when the frame came before the wait an earlier refusal
+        asked for was over: a client that waits as told and is refused again (its user's
+        other sessions spent the budget they share meanwhile) abuses nothing, while one
+        that keeps sending regardless is counted for each frame."""
+        ignored = now < self.told_until
+        if retry_ms:
+            self.told_until = max(self.told_until, now + retry_ms / 1000)
+        return ignored and self.hit(now)
 
     def hit(self, now: float) -> bool:
         """Record one; True when ``limit`` of them fell within the window."""

@@ -268,7 +268,7 @@ class Session:
     def _answer_failed(self, exc: Exception, ref: str | None) -> None:
         if isinstance(exc, RateLimited):  # the user's read budget ran out (read_budget)
             self.send_error(ErrorCode.RATE_LIMITED, exc.why or "", exc.ref, exc.retry_ms)
-            return self.count_abuse()
+            return self.count_refusal(exc.retry_ms)
         retry_ms = getattr(exc, "retry_ms", None)  # a store out of reach for now
         if isinstance(exc, asyncio.CancelledError):
             # A read the answer waited for was called off (a cluster node's subscription
@@ -374,7 +374,7 @@ class Session:
         self.metrics.count_in("over_budget")
         self.send_error(ErrorCode.RATE_LIMITED, "sending too fast: a frame was dropped unread",
                         None, retry_ms)
-        self.count_abuse()
+        self.count_refusal(retry_ms)
         return True
 
     def _on_frame(self, data: bytes) -> Awaitable[None] | None:
@@ -396,7 +396,7 @@ class Session:
             if retry_ms:
                 self.send_error(ErrorCode.RATE_LIMITED, f"too many {t} frames", ref, retry_ms)
                 if t not in UNCOUNTED_BREACHES:
-                    self.count_abuse()
+                    self.count_refusal(retry_ms)
                 return None
         barrier = self.hub.barrier(self, frame)
         if barrier is not None:
@@ -456,7 +456,7 @@ class Session:
         except RateLimited as exc:  # the refused request is this frame: its own ref
             self.send_error(ErrorCode.RATE_LIMITED, exc.why or f"too many {t} frames", ref,
                             exc.retry_ms)
-            self.count_abuse()
+            self.count_refusal(exc.retry_ms)
         except ChargeLater as later:
             return self._handle_charged(later, frame, ref, retry)
         except Exception:
@@ -491,10 +491,19 @@ class Session:
 
     def count_abuse(self) -> None:
         if self.limits.abuse.hit(time.monotonic()):
-            name = self.user.name if self.user is not None else "-"
-            log.warning("session %s (%s from %s): too many errors, closing it (4008)",
-                        self.id or "-", name, self.ip or "-")
-            self.close(CloseCode.ABUSE, "too many errors")
+            self._abusive()
+
+    def count_refusal(self, retry_ms: int | None) -> None:
+        """A rate refusal: abuse only when the client did not wait as an earlier one
+        told it (``AbuseMeter.refused``)."""
+        if self.limits.abuse.refused(time.monotonic(), retry_ms):
+            self._abusive()
+
+    def _abusive(self) -> None:
+        name = self.user.name if self.user is not None else "-"
+        log.warning("session %s (%s from %s): too many errors, closing it (4008)",
+                    self.id or "-", name, self.ip or "-")
+        self.close(CloseCode.ABUSE, "too many errors")
 
 
 def _length(items: Sized | None) -> int:

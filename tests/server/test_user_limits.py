@@ -4,6 +4,7 @@ address cannot mint handles by the thousand."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -342,3 +343,50 @@ async def test_sign_ins_are_limited_per_user(server_factory) -> None:
         assert (await late.hello("alice", token="not-hers"))["code"] == "bad_token"
     async with signed_in(server.url, "bob"):  # others sign in as ever
         pass
+
+
+async def test_sessions_that_wait_as_told_are_not_closed_for_the_budget_they_share(
+        server_factory) -> None:
+    """Four sessions of one user, each waiting the ``retry_ms`` it is told before its
+    next say: the user's say budget, which they share, refuses them again and again (the
+    others spent it meanwhile), and none is closed as abusive (4008) for that; a session
+    that keeps sending regardless still is."""
+    server = await server_factory(user_say_rate=5.0, user_say_burst=2, abuse_max=4,
+                                  abuse_window=30.0)
+    async with signed_in(server.url, "alice") as alice:
+        await alice.send({"t": "join", "room": "#den"})
+        await alice.recv_until("joined")
+        refused = [0, 0, 0, 0]
+
+        async def polite(i: int, session: WireClient) -> None:
+            for n in range(6):
+                await session.send({"t": "say", "room": "#den", "text": "x",
+                                    "id": f"{i}-{n}"})
+                while True:
+                    frame = await session.recv(timeout=10)
+                    if frame["t"] == "ack" and frame.get("id") == f"{i}-{n}":
+                        break
+                    if frame["t"] == "error":
+                        assert frame["code"] == "rate_limited", frame
+                        refused[i] += 1
+                        await asyncio.sleep(frame["retry_ms"] / 1000)
+                        await session.send({"t": "say", "room": "#den", "text": "x",
+                                            "id": f"{i}-{n}"})
+
+        async with signed_in(server.url, "alice", token=alice.token) as b, \
+                signed_in(server.url, "alice", token=alice.token) as c, \
+                signed_in(server.url, "alice", token=alice.token) as d:
+            sessions = (alice, b, c, d)
+            await asyncio.gather(*(polite(i, s) for i, s in enumerate(sessions)))
+            # Each was refused more often than the abuse meter allows, and stayed.
+            assert min(refused) >= 4, refused
+            for session in sessions:
+                await session.send({"t": "members", "room": "#den", "id": "m"})
+                await session.recv_until("members", timeout=10)
+            # One that does not wait is closed as before.
+            for n in range(20):
+                await d.send({"t": "say", "room": "#den", "text": "x", "id": f"rude-{n}"})
+            with pytest.raises(Exception):  # noqa: B017 (closed: ConnectionClosed)
+                for _ in range(100):
+                    await d.recv(timeout=10)
+            assert d.ws.close_code == 4008

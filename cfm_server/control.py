@@ -2,11 +2,13 @@
 
 ``<data dir>/admin.sock``, a Unix socket only the server's user can open (mode 0600 in
 the 0700 data directory; the peer's uid is checked too). One JSON object per line in,
-one out. The only operation so far is ``set-token``: the account-recovery step of
+one out. The operations: ``set-token``, the account-recovery step of
 ``cfm admin reset-token``. The CLI makes the token and writes it where the operator
 asked first, then sends only its hash, so the token never passes through the server;
 the server stores the hash and closes the user's open sessions with 4003 (whoever held
-the old token is out, and cannot come back with it).
+the old token is out, and cannot come back with it). And ``remove-user``: ``cfm admin
+remove-user`` while the server runs, which removes the account there and tells its
+sessions (``_remove_user``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import struct
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cfm_common import rules
 from cfm_server.domain.signin import TOKEN_REPLACED, end_sessions
+from cfm_server.store import StoreError
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
@@ -116,6 +121,8 @@ def _peer_uid(sock: socket.socket) -> int | None:
 
 
 async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
+    if request.get("op") == "remove-user":
+        return _remove_user(server, request)
     if request.get("op") != "set-token":
         return {"ok": False, "error": f"unknown operation {request.get('op')!r}"}
     name, token_hash = request.get("name"), request.get("token_hash")
@@ -144,6 +151,42 @@ async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     log.warning("the token of %s was replaced by the operator (cfm admin reset-token); "
                 "%d open session(s) closed", key, closed)
     return {"ok": True, "name": key, "closed": closed}
+
+
+def _remove_user(server: Server, request: dict[str, Any]) -> dict[str, Any]:
+    """``cfm admin remove-user`` on the running server: the removal is one transaction
+    on the server's own connection (``removal.py``, after the open batch's COMMIT),
+    then its sessions are told and the user's closed (``Hub.remove_user``). All on the
+    event loop without awaiting, so no frame comes between the two."""
+    from cfm_server.accounts import AdminError
+    from cfm_server.removal import remove_user
+    from cfm_server.store.sqlite import SqliteStore
+
+    name = request.get("name")
+    if not isinstance(name, str):
+        return {"ok": False, "error": "remove-user wants a name"}
+    hub, store = server.hub, server.store
+    if hub is None or not isinstance(store, SqliteStore):
+        return {"ok": False, "error": "the server is not started"}
+    key = rules.normalize_name(name)
+    user = hub.users.get(key)
+    if user is None:
+        return {"ok": False, "error": f"no user {key!r} on this server; `cfm admin users` "
+                                      f"lists them"}
+    ai = server.config.ai
+    if user.record.bot and ai is not None and key in ai.handles:
+        return {"ok": False, "error": f"{key!r} is one of this server's AI contacts, which "
+                                      f"it runs itself: stop cfm serve first"}
+    online = [other.name for other in hub.users.values() if other.sessions]
+    now = int(time.time() * 1000)
+    try:
+        done = store.alone(lambda conn: remove_user(conn, key, now, online))
+    except (AdminError, StoreError, sqlite3.Error) as exc:
+        return {"ok": False, "error": f"the server could not remove {key!r}: {exc}"}
+    closed = hub.remove_user(user)
+    log.warning("%s was removed by the operator (cfm admin remove-user); %d open "
+                "session(s) closed", key, closed)
+    return {"ok": True, "name": key, "closed": closed, "archived": list(done.archived_as)}
 
 
 def request(data_dir: Path, message: dict[str, Any]) -> dict[str, Any]:

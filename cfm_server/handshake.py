@@ -84,6 +84,7 @@ async def handshake(session: Session) -> bool:
             return False
         signed = welcome
     session.send_frame(signed)
+    session.hub.after_welcome(session)
     return True
 
 

@@ -263,7 +263,7 @@ class Hub:
         tell_removal(world, self.delivery, self.presence, user)
         _, rooms = forget_user(world, user.name)
         drop_dm_rooms(world, rooms)
-        self.notices.forget(user.name)
+        self.notices.load(list(self.store.load_notices()))  # for those away now
         return end_sessions(user, ACCOUNT_REMOVED)
 
     def drop_sign_up(self, sign_up: SignUp) -> None:

@@ -34,6 +34,9 @@ class Notices:
         self.pending: dict[str, list[NoticeRecord]] = {}
 
     def load(self, records: list[NoticeRecord]) -> None:
+        """What the store keeps, in place of what was held (at the start, and once a
+        removal on the running server has added to it)."""
+        self.pending = {}
         for record in records:
             self.pending.setdefault(record.name, []).append(record)
 
@@ -61,7 +64,3 @@ class Notices:
                     status=Status.OFFLINE.value, psm="", bot=record.bot, blocked=False)))
                 metrics.count_out("contact")
         self.world.writes.drop_notices(user.name)
-
-    def forget(self, name: str) -> None:
-        """``name`` is removed: nothing more is kept for it."""
-        self.pending.pop(name, None)

@@ -33,6 +33,7 @@ from cfm_server.store import StoreError
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
     from cfm_server.hub import Hub
+    from cfm_server.state import User
     from cfm_server.store import Store
 
 
@@ -120,14 +121,22 @@ def _peer_uid(sock: socket.socket) -> int | None:
     return int(struct.unpack("3i", creds)[1])
 
 
+# What each operation says of the server's own AI contacts, which it refuses.
+_AI_REFUSALS = {
+    "set-token": "cfm serve gives it a fresh token every time it starts, so there is "
+                 "nothing to reset",
+    "remove-user": "the server runs it itself; stop cfm serve first",
+}
+
+
 async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
-    if request.get("op") == "remove-user":
-        return _remove_user(server, request)
-    if request.get("op") != "set-token":
-        return {"ok": False, "error": f"unknown operation {request.get('op')!r}"}
-    name, token_hash = request.get("name"), request.get("token_hash")
-    if not isinstance(name, str) or not isinstance(token_hash, str) or len(token_hash) != 64:
-        return {"ok": False, "error": "set-token wants a name and a sha256 hex hash"}
+    op, name, token_hash = request.get("op"), request.get("name"), request.get("token_hash")
+    if op not in _AI_REFUSALS:
+        return {"ok": False, "error": f"unknown operation {op!r}"}
+    if not isinstance(name, str) or (op == "set-token" and (
+            not isinstance(token_hash, str) or len(token_hash) != 64)):
+        what = "a name and a sha256 hex hash" if op == "set-token" else "a name"
+        return {"ok": False, "error": f"{op} wants {what}"}
     hub, store = server.hub, server.store
     if hub is None or store is None:
         return {"ok": False, "error": "the server is not started"}
@@ -138,9 +147,10 @@ async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
                                       f"lists them"}
     ai = server.config.ai
     if user.record.bot and ai is not None and key in ai.handles:
-        return {"ok": False, "error": f"{key!r} is one of this server's AI contacts: cfm serve "
-                                      f"gives it a fresh token every time it starts, so "
-                                      f"there is nothing to reset"}
+        return {"ok": False, "error": f"{key!r} is one of this server's AI contacts: "
+                                      f"{_AI_REFUSALS[op]}"}
+    if op == "remove-user":
+        return _remove_user(hub, store, user)
     record = dataclasses.replace(user.record, token_hash=token_hash)
     try:
         await store.put_user(record)
@@ -153,7 +163,7 @@ async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "name": key, "closed": closed}
 
 
-def _remove_user(server: Server, request: dict[str, Any]) -> dict[str, Any]:
+def _remove_user(hub: Hub, store: Store, user: User) -> dict[str, Any]:
     """``cfm admin remove-user`` on the running server: the removal is one transaction
     on the server's own connection (``removal.py``, after the open batch's COMMIT),
     then its sessions are told and the user's closed (``Hub.remove_user``). All on the
@@ -162,21 +172,9 @@ def _remove_user(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     from cfm_server.removal import remove_user
     from cfm_server.store.sqlite import SqliteStore
 
-    name = request.get("name")
-    if not isinstance(name, str):
-        return {"ok": False, "error": "remove-user wants a name"}
-    hub, store = server.hub, server.store
-    if hub is None or not isinstance(store, SqliteStore):
-        return {"ok": False, "error": "the server is not started"}
-    key = rules.normalize_name(name)
-    user = hub.users.get(key)
-    if user is None:
-        return {"ok": False, "error": f"no user {key!r} on this server; `cfm admin users` "
-                                      f"lists them"}
-    ai = server.config.ai
-    if user.record.bot and ai is not None and key in ai.handles:
-        return {"ok": False, "error": f"{key!r} is one of this server's AI contacts, which "
-                                      f"it runs itself: stop cfm serve first"}
+    if not isinstance(store, SqliteStore):
+        return {"ok": False, "error": "this server keeps no database to remove it from"}
+    key = user.name
     online = [other.name for other in hub.users.values() if other.sessions]
     now = int(time.time() * 1000)
     try:

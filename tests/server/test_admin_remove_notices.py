@@ -8,26 +8,15 @@ A real server on a real SQLite file; the CLI as the operator runs it."""
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
 from cfm_cli.main import app
+from tests.server.test_admin import _isolated  # noqa: F401  (autouse: no CFM_* of the machine)
 from tests.wire import WireClient
 
 DM = "dm:alice:bob"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
-    for key in list(os.environ):
-        if key.startswith("CFM_"):
-            monkeypatch.delenv(key)
 
 
 def remove(server: Any, name: str) -> Any:
@@ -69,8 +58,9 @@ async def setup(url: str) -> dict[str, WireClient]:
     return clients
 
 
-async def test_removed_while_stopped_the_next_welcome_tells_once(
-        server_factory: Any) -> None:
+async def removed_while_stopped(server_factory: Any) -> tuple[Any, dict[str, str]]:
+    """``setup``, everyone signed out, alice removed while the server is stopped; the
+    server started again, and everyone's token."""
     server = await server_factory()
     clients = await setup(server.url)
     tokens = {name: c.seen[0]["token"] for name, c in clients.items()}
@@ -79,8 +69,12 @@ async def test_removed_while_stopped_the_next_welcome_tells_once(
     await server.stop(close_code=1001)
     result = remove(server, "alice")
     assert result.exit_code == 0, result.output
-    server = await server_factory(data_dir=server.config.data_dir)
+    return await server_factory(data_dir=server.config.data_dir), tokens
 
+
+async def test_removed_while_stopped_the_next_welcome_tells_once(
+        server_factory: Any) -> None:
+    server, tokens = await removed_while_stopped(server_factory)
     carol = await signed_in(server.url, "carol", tokens["carol"])
     told = await after_welcome(carol)
     assert [(f["t"], f["op"], f["name"], f["status"]) for f in told] == [
@@ -108,14 +102,7 @@ async def test_once_the_handle_is_claimed_again_the_old_notices_are_not_told(
         server_factory: Any) -> None:
     """Told while the handle names nobody; once the new alice holds it, her request and
     her DM are hers: the old one's withdrawal and leave would undo them."""
-    server = await server_factory()
-    clients = await setup(server.url)
-    tokens = {name: c.seen[0]["token"] for name, c in clients.items()}
-    for client in clients.values():
-        await client.close()
-    await server.stop(close_code=1001)
-    assert remove(server, "alice").exit_code == 0
-    server = await server_factory(data_dir=server.config.data_dir)
+    server, tokens = await removed_while_stopped(server_factory)
     carol = await signed_in(server.url, "carol", tokens["carol"])
     assert [(f["op"], f["name"]) for f in await after_welcome(carol)] == [("remove", "alice")]
     new = await signed_in(server.url, "alice")

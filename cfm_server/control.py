@@ -181,6 +181,7 @@ def _remove_user(hub: Hub, store: Store, user: User) -> dict[str, Any]:
         done = store.alone(lambda conn: remove_user(conn, key, now, online))
     except (AdminError, StoreError, sqlite3.Error) as exc:
         return {"ok": False, "error": f"the server could not remove {key!r}: {exc}"}
+    store.rooms_moved(done.dms)
     closed = hub.remove_user(user)
     log.warning("%s was removed by the operator (cfm admin remove-user); %d open "
                 "session(s) closed", key, closed)

@@ -27,7 +27,7 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -359,6 +359,12 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
             return self._batch.alone(work)
         finally:
             self._room_seqs.clear()
+
+    def rooms_moved(self, rooms: Collection[str]) -> None:
+        """``rooms``' messages were moved away by ``alone`` (a removed user's DMs): the
+        search index forgets them."""
+        if self._search is not None and rooms:
+            self._search.forget(rooms)
 
     def _committed(self) -> None:
         """After each COMMIT: the search index learns what it may now read. A dict

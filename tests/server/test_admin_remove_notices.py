@@ -155,3 +155,31 @@ async def test_removed_while_running_online_users_are_told_at_once(
     carol = await signed_in(server.url, "carol", clients["carol"].seen[0]["token"])
     assert "alice" not in {c["name"] for c in carol.seen[0]["contacts"]}
     await carol.close()
+
+
+async def test_after_a_removal_while_running_the_new_dm_is_searched_not_the_old(
+        server_factory: Any) -> None:
+    """The old DM's messages left the room (archived): the search index forgets them,
+    and indexes the new DM of the same name from its first seq."""
+    server = await server_factory()
+    alice, bob = await signed_in(server.url, "alice"), await signed_in(server.url, "bob")
+    await alice.send({"t": "say", "to": "bob", "text": "old secret", "id": "a1"})
+    await alice.recv_until("ack", id="a1")
+
+    async def search(text: str, ref: str) -> list[tuple[str, int, str]]:
+        await bob.send({"t": "search", "text": text, "id": ref})
+        found = await bob.recv_until("search", ref=ref)
+        return [(m["room"], m["seq"], m["text"]) for m in found["msgs"]]
+
+    assert await search("secret", "s1") == [(DM, 1, "old secret")]
+    result = await asyncio.to_thread(remove, server, "alice")
+    assert result.exit_code == 0, result.output
+    await bob.recv_until("member", room=DM, name="alice", op="leave")
+    assert await search("secret", "s2") == []
+    new = await signed_in(server.url, "alice")
+    await new.send({"t": "say", "to": "bob", "text": "new zebra", "id": "n1"})
+    assert (await new.recv_until("ack", id="n1"))["seq"] == 1
+    await bob.recv_until("msg", room=DM, seq=1)
+    assert await search("zebra", "s3") == [(DM, 1, "new zebra")]  # waits for the index
+    for client in (new, bob):
+        await client.close()

@@ -1,4 +1,6 @@
-"""``cfm admin``'s work: offline operations on a stopped server's SQLite database.
+"""``cfm admin``'s work: offline operations on a stopped server's SQLite database
+(``remove-user``'s is in ``removal.py``, which a running server's control socket uses
+too).
 
 Everything here runs on a plain ``sqlite3`` connection that :func:`open_database` opens
 under the data directory's lock (the same ``flock`` a running ``cfm serve`` holds, so a

@@ -1,7 +1,9 @@
 """``cfm admin``: offline operator tools on a stopped server's data directory.
 
 Each command takes the data directory's lock, as ``cfm serve`` does, so it refuses a
-directory a server is serving; the work itself is in ``cfm_server/admin.py``. The data
+directory a server is serving; the work itself is in ``cfm_server/admin.py``. The
+exceptions read beside a running server, or ask it through its control socket
+(``reset-token``, ``remove-user``: ``cfm_server/control.py``). The data
 directory resolves as ``cfm serve``'s does (``--data-dir``, ``CFM_DATA_DIR``, the TOML
 file, the user data dir: ``admin_settings.py``). With a cluster's Redis (``--redis``)
 the account tools work there instead (``admin_cluster_cli.py``); the invite commands

@@ -302,15 +302,15 @@ def remove_user(
         if not yes and not typer.confirm(f"Remove {plan.name} and free the handle?",
                                          default=False):
             raise fail("nothing changed", EXIT_DECLINED)
-        if live:
-            key, archived, closed = _remove_user_live(db.data_dir, plan.name)
+        if live:  # (the running AI contacts forget too: they would write it back)
+            key, archived, closed, held = _remove_user_live(db.data_dir, plan.name)
         else:
             done = admin.remove_user(db.conn, plan.name, int(time.time() * 1000))
-            key, archived, closed = done.name, done.archived_as, 0
+            key, archived, closed, held = done.name, done.archived_as, 0, 0
         # What the AI contacts remember of the old holder is not the next one's either.
         from cfm_server.ai.memory import forget_user
 
-        forgotten = forget_user(db.data_dir / "ai", key)
+        forgotten = max(held, forget_user(db.data_dir / "ai", key))
     sessions = f" ({plural(closed, 'open session')} closed)" if closed else ""
     typer.echo(f"Removed {key}; the handle is free{sessions}."
                + "".join(f"\n  archived {room}" for room in archived)
@@ -318,9 +318,9 @@ def remove_user(
                   f" {key}" if forgotten else ""))
 
 
-def _remove_user_live(directory: Path, name: str) -> tuple[str, list[str], int]:
+def _remove_user_live(directory: Path, name: str) -> tuple[str, list[str], int, int]:
     """remove-user through the running server's control socket (cfm_server/control.py):
-    (handle, archived rooms, sessions closed)."""
+    (handle, archived rooms, sessions closed, AI conversations forgotten)."""
     from cfm_server import control
 
     try:
@@ -329,8 +329,8 @@ def _remove_user_live(directory: Path, name: str) -> tuple[str, list[str], int]:
         reply = {"ok": False, "error": f"{exc}; stop cfm serve and run this again"}
     if not reply.get("ok"):
         raise fail(f"{reply.get('error', 'the server refused')}; nothing changed")
-    return str(reply["name"]), [str(r) for r in reply.get("archived", ())], \
-        int(reply.get("closed", 0))
+    return (str(reply["name"]), [str(r) for r in reply.get("archived", ())],
+            int(reply.get("closed", 0)), int(reply.get("forgotten", 0)))
 
 
 @app.command("stats")

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
     from cfm_server.store import Store
 
 
+class AIMemories(Protocol):
+    """The server's running AI contacts (``ai_launch.AIContactsRunner``)."""
+
+    def forget_user(self, name: str) -> int: ...
+
+
 class Server(Protocol):
     """What the control socket reaches of the server (``cfm_server.server.Server``; a
     Protocol, so that this module does not import the server that imports it)."""
@@ -44,6 +50,7 @@ class Server(Protocol):
     config: ServerConfig
     hub: Hub | None
     store: Store | None
+    ai_contacts: AIMemories
 
     @property
     def data_dir(self) -> Path: ...
@@ -150,7 +157,7 @@ async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": f"{key!r} is one of this server's AI contacts: "
                                       f"{_AI_REFUSALS[op]}"}
     if op == "remove-user":
-        return _remove_user(hub, store, user)
+        return _remove_user(hub, store, user, server.ai_contacts)
     record = dataclasses.replace(user.record, token_hash=token_hash)
     try:
         await store.put_user(record)
@@ -163,7 +170,7 @@ async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "name": key, "closed": closed}
 
 
-def _remove_user(hub: Hub, store: Store, user: User) -> dict[str, Any]:
+def _remove_user(hub: Hub, store: Store, user: User, ai: AIMemories) -> dict[str, Any]:
     """``cfm admin remove-user`` on the running server: the removal is one transaction
     on the server's own connection (``removal.py``, after the open batch's COMMIT),
     then its sessions are told and the user's closed (``Hub.remove_user``). All on the
@@ -183,9 +190,13 @@ def _remove_user(hub: Hub, store: Store, user: User) -> dict[str, Any]:
         return {"ok": False, "error": f"the server could not remove {key!r}: {exc}"}
     store.rooms_moved(done.dms)
     closed = hub.remove_user(user)
+    # What the AI contacts remember of the old holder is not the next one's either (the
+    # CLI drops it from their files; they would write it back from memory).
+    forgotten = ai.forget_user(key)
     log.warning("%s was removed by the operator (cfm admin remove-user); %d open "
                 "session(s) closed", key, closed)
-    return {"ok": True, "name": key, "closed": closed, "archived": list(done.archived_as)}
+    return {"ok": True, "name": key, "closed": closed, "archived": list(done.archived_as),
+            "forgotten": forgotten}
 
 
 def request(data_dir: Path, message: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,14 @@ removed account"):
 - its DM partner: ``member{op: leave}`` of it in the DM room, which is gone (not in the
   ``welcome``): the conversation shown from before has nobody left to write to.
 
-A notice is told once, to the first session that signs in, and then dropped. One whose
-handle names somebody again by then (someone new claimed it) is dropped untold: it
-would withdraw the new holder's request, or end their new DM with the same name.
+A notice is told once, to the first session that signs in, and then dropped; also
+when someone new has claimed the handle by then. The withdrawal cannot touch the
+newcomer's own request (told live only: this session has not seen one), and it must
+reach a client still showing the old one's request, whose "accept" would add the
+newcomer. The DM's leave too makes a client forget the old DM's seqs, so that the
+newcomer's new DM is not taken for messages seen; but not when the user is in a DM of
+that name again (the newcomer's, in the ``welcome`` with its new epoch), which the
+leave would seem to end.
 """
 
 from __future__ import annotations
@@ -50,8 +55,6 @@ class Notices:
             return
         metrics = self.world.metrics
         for record in records:
-            if record.subject in self.world.users:
-                continue  # the handle was claimed again: about someone else now
             if record.room:
                 if record.room in user.rooms:
                     continue  # a new DM with the handle's next holder

@@ -185,7 +185,7 @@ def _remove_user(hub: Hub, store: Store, user: User, ai: AIMemories) -> dict[str
     online = [other.name for other in hub.users.values() if other.sessions]
     now = int(time.time() * 1000)
     try:
-        done = store.alone(lambda conn: remove_user(conn, key, now, online))
+        done = store.alone(lambda conn: remove_user(conn, key, now, online, recorded=True))
     except (AdminError, StoreError, sqlite3.Error) as exc:
         return {"ok": False, "error": f"the server could not remove {key!r}: {exc}"}
     store.rooms_moved(done.dms)

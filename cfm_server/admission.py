@@ -102,6 +102,7 @@ USER_LIMIT_WORDS = {
     "search": "too many searches (all your sessions together)",
     "text": "too much text from you (all your sessions together)",
     "read": "too much history read (all your sessions together); try again later",
+    "signin": "too many sign-ins of this account; try again later",
 }
 
 
@@ -123,6 +124,8 @@ class Admission:
         self.paid: dict[str, int] | None = None
         # address → the sign-up charge Redis decided for a hello about to be answered.
         self.signup_verdicts: dict[str, int] = {}
+        # user → the sign-in charge Redis decided for a hello about to be answered.
+        self.signin_verdicts: dict[str, int] = {}
 
     def add_server_bot(self, name: str, displays: Iterable[str]) -> None:
         self.server_bots.add(name)
@@ -160,6 +163,18 @@ class Admission:
             retry_ms = self.signups.take(key, time.monotonic())
         if retry_ms:
             raise RateLimited(retry_ms, "hello")
+
+    def charge_signin(self, user: User) -> None:
+        """Sign-ins per user, every session (and node) together: a hello with the right
+        token, before it is answered. The server's own bots are not counted."""
+        buckets = self.user_limits.kinds.get("signin")
+        if buckets is None or user.name in self.server_bots:
+            return
+        retry_ms = self.signin_verdicts.pop(user.name, None)
+        if retry_ms is None:
+            retry_ms = buckets.take(user.name, time.monotonic())
+        if retry_ms:
+            raise RateLimited(retry_ms, "hello", USER_LIMIT_WORDS["signin"])
 
     def charge(self, user: User, kind: str, ref: str, cost: int = 1) -> None:
         """Spend ``cost`` from the user's own bucket of ``kind`` (see UserLimits)."""

@@ -26,7 +26,7 @@ RATE_KINDS = ("say", "nudge", "typing", "presence", "join", "history", "contact"
 # Buckets per user (every session of the user spends from the same one; admission.py).
 # welcome.limits.user_rates tells each, named without the "user_".
 USER_RATE_KINDS = ("user_say", "user_stranger", "user_contact", "user_room", "user_typing",
-                   "user_presence", "user_search", "user_text", "user_read")
+                   "user_presence", "user_search", "user_text", "user_read", "user_signin")
 STORES = ("sqlite", "memory")
 REGISTRATIONS = ("open", "invite", "closed")
 # redis+cluster:// and rediss+cluster://: a node of a Redis Cluster (cluster/rediscluster.py)
@@ -190,6 +190,12 @@ class ServerConfig:
     # ~11 ms a second of Redis per user at most.
     user_read_rate: float = 4194304.0
     user_read_burst: int = 33554432
+    # Sign-ins of one user (all its sessions, every node): a sign-in reads the user's
+    # rooms (on a cluster node: subscribes to each and counts its unread in Redis, ~630
+    # Redis commands for a user in 200 rooms), so reconnecting in a loop is bounded per
+    # account, not only per connection. Far above a client's reconnects after a restart.
+    user_signin_rate: float = 1.0
+    user_signin_burst: int = 30
     max_rooms_per_user: int = 200  # group rooms one user may belong to at once
     # DM conversations one user may have (each is a line of every welcome: 19,000
     # strangers' DMs made a victim's welcome 1.16 MB, over the 1 MiB send_buffer).

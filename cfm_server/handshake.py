@@ -56,6 +56,15 @@ class Session(Connection, Protocol):
 async def handshake(session: Session) -> bool:
     """Read until a ``hello`` succeeds (True, its ``welcome`` sent) or the connection
     must end (False)."""
+    prepared: list[Hello] = []  # hellos the hub prepared for (Hub.before_sign_in)
+    try:
+        return await _handshake(session, prepared)
+    finally:
+        for hello in prepared:  # answered (a welcome or an error) or dropped
+            session.hub.hello_done(hello)
+
+
+async def _handshake(session: Session, prepared: list[Hello]) -> bool:
     loop = asyncio.get_running_loop()
     signed: Welcome | SignUp | SignInWrite | None = None
     hello: Hello | None = None
@@ -68,7 +77,7 @@ async def handshake(session: Session) -> bool:
                     return False
                 if not session.over_budget(data):
                     hello = _read_hello(session, data)
-                    if hello is not None and await _ready_for(session, hello):
+                    if hello is not None and await _ready_for(session, hello, prepared):
                         signed = _on_hello(session, hello)
     except TimeoutError:
         session.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
@@ -140,12 +149,13 @@ def _read_hello(session: Session, data: bytes) -> Hello | None:
     return frame
 
 
-async def _ready_for(session: Session, hello: Hello) -> bool:
+async def _ready_for(session: Session, hello: Hello, prepared: list[Hello]) -> bool:
     """Wait for what the hub must read before it answers ``hello`` (a cluster node: the
     user's rooms in Redis); False, and the session closing, if it cannot."""
     ready = session.hub.before_sign_in(hello, session.ip)
     if ready is None:
         return True
+    prepared.append(hello)
     try:
         await ready
     except Exception as exc:
@@ -163,8 +173,9 @@ def _on_hello(session: Session, frame: Hello) -> Welcome | SignUp | SignInWrite 
         return session.hub.sign_in(session, frame)
     except ProtocolError as exc:
         _refuse(session, exc, "hello")
-    except RateLimited as exc:  # too many new handles from this address
-        session.send_error(ErrorCode.RATE_LIMITED, "too many new handles from your address",
+    except RateLimited as exc:  # too many new handles from this address, or sign-ins
+        session.send_error(ErrorCode.RATE_LIMITED,
+                           exc.why or "too many new handles from your address",
                            exc.ref, exc.retry_ms)
         session.count_abuse()
     return None

@@ -80,9 +80,12 @@ MAYBE_NOT_YET = frozenset({ErrorCode.NO_SUCH_USER, ErrorCode.NO_SUCH_ROOM,
 class NodeHooks(Protocol):
     """What a cluster node (``cfm_server.cluster.node``) does around sign-in and out."""
 
-    def before_sign_in(self, name: str, ip: str | None) -> Awaitable[None]:
-        """Before a hello for ``name`` from ``ip`` is answered (raises what makes it
-        unanswerable)."""
+    def before_sign_in(self, name: str, ip: str | None, token: str | None) -> Awaitable[None]:
+        """Before a hello for ``name`` from ``ip`` with ``token`` is answered (raises what
+        makes it unanswerable)."""
+
+    def hello_done(self, name: str) -> None:
+        """A hello of ``name`` that ``before_sign_in`` prepared for was answered."""
 
     def after_sign_in(self, user: User) -> None:
         """A session of ``user`` signed in."""
@@ -227,7 +230,14 @@ class Hub:
         counts a sign-up from ``ip``); None on a single node."""
         if self.node is None:
             return None
-        return self.node.before_sign_in(rules.normalize_name(hello.name), ip)
+        # (A claim tried again is the account's token: signin.sign_in.)
+        return self.node.before_sign_in(rules.normalize_name(hello.name), ip,
+                                        hello.token or hello.claim)
+
+    def hello_done(self, hello: Hello) -> None:
+        """A hello ``before_sign_in`` was asked about has been answered or dropped."""
+        if self.node is not None:
+            self.node.hello_done(rules.normalize_name(hello.name))
 
     def sign_in(self, session: Connection, hello: Hello) -> Welcome | SignUp | SignInWrite:
         signed = self.signin.sign_in(session, hello)

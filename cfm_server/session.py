@@ -203,8 +203,9 @@ class Session:
         turn while the output is under half of ``send_buffer``: produced as the reader
         drains it, never queued whole (a reader that reads is never closed for it). Later
         frames wait behind it, in order; a future item (a read under way: ``AnswerItem``)
-        holds it until done. One that fails ends with ``internal`` naming ``ref``."""
-        if self.closing:
+        holds it until done. One that fails ends with ``internal`` naming ``ref``.
+        Nothing once the connection is gone (``lost``)."""
+        if self.closing or self.ws.protocol.state is State.CLOSED:
             return
         if self._held is None:
             self._held = collections.deque()
@@ -220,6 +221,9 @@ class Session:
         self._pump_handle = None
         held = self._held
         if held is None:
+            return
+        if self.ws.protocol.state is State.CLOSED:  # (lost() drops them at once)
+            self._drop_held()
             return
         while held and not self.closing:
             item = held[0]
@@ -239,7 +243,7 @@ class Session:
                 return
             try:
                 page = next(item.pages, None)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:  # (a read cancelled: below)
                 held.popleft()
                 self.pending_answers -= 1
                 self._answer_failed(exc, item.ref)
@@ -266,12 +270,25 @@ class Session:
             self.send_error(ErrorCode.RATE_LIMITED, exc.why or "", exc.ref, exc.retry_ms)
             return self.count_abuse()
         retry_ms = getattr(exc, "retry_ms", None)  # a store out of reach for now
+        if isinstance(exc, asyncio.CancelledError):
+            # A read the answer waited for was called off (a cluster node's subscription
+            # to a room, undone as the last member here signed out): try again.
+            exc, retry_ms = RuntimeError("its read was called off"), 1000
         if retry_ms is None:
             log.error("session %s: an answer failed", self.id or "-", exc_info=exc)
         else:
             log.warning("session %s: an answer could not be read: %s", self.id or "-", exc)
         self.send_error(ErrorCode.INTERNAL, "the server could not read that now; try again",
                         ref, retry_ms)
+
+    def lost(self) -> None:
+        """The connection is gone (``MeteredConnection.connection_lost``): what was still
+        to be produced for it is dropped. A client that asks for answers and hangs up
+        (100 replays of a big room, say) must not keep the node reading pages, from the
+        store or Redis, that nobody will receive; a frame read after this (websockets
+        hands on what it had received) gets no answer either."""
+        self._out = None
+        self._drop_held()
 
     def _drop_held(self) -> None:
         self._held = None

@@ -54,6 +54,8 @@ class Session(Protocol):
 
     def too_slow(self) -> None: ...
 
+    def lost(self) -> None: ...
+
 REFUSED_BUSY = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
                 b"Content-Length: 39\r\nConnection: close\r\n\r\n"
                 b"too many connections from your address\n")
@@ -179,6 +181,8 @@ class MeteredConnection(ServerConnection):
             self._retry.cancel()
             self._retry = None
         super().connection_lost(exc)
+        if self.session is not None:
+            self.session.lost()
 
     def stop_reading(self) -> None:
         """Nothing more is read: what the peer still sends stays in its own buffers."""

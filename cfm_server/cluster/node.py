@@ -64,7 +64,7 @@ from cfm_server.cluster.writes import ClusterWrites
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.removal import drop_dm_rooms, forget_user, tell_removal
 from cfm_server.domain.rooms import RoomHandler
-from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessions
+from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessions, opens
 from cfm_server.domain.world import World
 from cfm_server.state import User
 
@@ -124,6 +124,9 @@ class ClusterNode:
         # Rooms subscribed to (or being): the future gives the seq live delivery starts after.
         self._subs: dict[str, asyncio.Future[int]] = {}
         self._followed: set[str] = set()
+        # Hellos being answered, by name (``before_sign_in`` to ``hello_done``): what
+        # they followed and subscribed to stays while one may still sign in.
+        self._hellos: dict[str, int] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         # What answers read from Redis (World.reads): history, a join's top, the
         # welcome's unread counts.
@@ -209,13 +212,29 @@ class ClusterNode:
 
     # --- sessions: what the node follows while it holds them ---------------------------
 
-    async def before_sign_in(self, name: str, ip: str | None = None) -> None:
-        """Before a hello of ``name`` (from ``ip``) is answered: follow the user's frames
-        and subscribe to every room of theirs, so that the welcome's seqs are where live
-        delivery starts; the presence grace and limits (``NodePresence``). Raises
-        ClusterUnavailable."""
+    def before_sign_in(self, name: str, ip: str | None = None,
+                       token: str | None = None) -> Awaitable[None]:
+        """Before a hello of ``name`` (from ``ip``, with ``token``) is answered: follow
+        the user's frames and subscribe to every room of theirs, so that the welcome's
+        seqs are where live delivery starts; the presence grace and limits
+        (``NodePresence``). Raises ClusterUnavailable. Held for the hello until
+        ``hello_done(name)``."""
+        self._hellos[name] = self._hellos.get(name, 0) + 1
+        return self._before_sign_in(name, ip, token)
+
+    async def _before_sign_in(self, name: str, ip: str | None, token: str | None) -> None:
         assert self.world is not None
         await self._caught_up()
+        user = self.world.users.get(name)
+        if user is not None and not opens(user, token):
+            # Refused (name_taken, bad_token) whatever this node reads: nothing to read.
+            # A wrong token for a user in 200 rooms made the node subscribe to each and
+            # count its unread messages in Redis, ~650 Redis commands per hello, with no
+            # account needed (tests/cluster/test_hello_follow.py).
+            return
+        limits = self.present.limits
+        if user is not None and limits is not None and await limits.before_sign_in(name):
+            return  # over the user's sign-ins (refused by the hub): nothing to read either
         await self.present.before_sign_in(name, ip)
         if name not in self._followed:
             await self.broker.follow_user(name)
@@ -264,12 +283,31 @@ class ClusterNode:
         """A session of ``user`` ended. Once none of theirs is left here, the node stops
         following the user, and every room of theirs no other member here is in."""
         self.present.session_down(user)
-        if user.sessions:
+        self._let_go(user.name, user)
+
+    def hello_done(self, name: str) -> None:
+        """A hello of ``name`` that ``before_sign_in`` prepared for was answered (a
+        welcome, or an error: a refused sign-up, a wrong token …) or dropped. One that
+        signed nobody in lets go of what it followed: every hello with a new name used
+        to leave the node subscribed to that name's channel for good (27,000 channels
+        in 10 s of refused sign-ups from one address, never unsubscribed)."""
+        left = self._hellos.get(name, 0) - 1
+        if left > 0:
+            self._hellos[name] = left
             return
-        if user.name in self._followed:
-            self._followed.discard(user.name)
-            self._spawn(self.broker.unfollow_user(user.name))
-        for room_name in list(user.rooms):
+        self._hellos.pop(name, None)
+        assert self.world is not None
+        self._let_go(name, self.world.users.get(name))
+
+    def _let_go(self, name: str, user: User | None) -> None:
+        """Stop following ``name`` and its rooms unless a session of theirs is here or
+        a hello of theirs is being answered."""
+        if (user is not None and user.sessions) or name in self._hellos:
+            return
+        if name in self._followed:
+            self._followed.discard(name)
+            self._spawn(self.broker.unfollow_user(name))
+        for room_name in list(user.rooms) if user is not None else ():
             self._release(room_name)
 
     def _release(self, room_name: str) -> None:
@@ -278,8 +316,9 @@ class ClusterNode:
         room = self.world.rooms.get(room_name)
         if room_name not in self._subs or room is None:
             return
-        users = self.world.users
-        if any(users[name].sessions for name in room.members if name in users):
+        users, hellos = self.world.users, self._hellos
+        if any(users[name].sessions or name in hellos for name in room.members
+               if name in users):
             return
         del self._subs[room_name]
         self._spawn(self._unsubscribe(room_name))

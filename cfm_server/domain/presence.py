@@ -97,8 +97,11 @@ class PresenceHandler:
         record = user.record
         status = user.status_for(viewer)
         going = self.going_offline.get(name)
-        if going is not None and status == Status.OFFLINE:
-            going.shown_offline.add(viewer)  # told if the user is back within the grace
+        if going is not None and status == Status.OFFLINE and viewer != name:
+            # Told if the user is back within the grace. Never the user itself: its own
+            # roster (a dead session's join answer) made its next session get its own
+            # presence before its welcome.
+            going.shown_offline.add(viewer)
         return RosterEntry(
             name, record.display, status, psm_seen(record.psm, status), record.bot, blocked
         )

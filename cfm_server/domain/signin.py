@@ -52,6 +52,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def opens(user: User, token: str | None) -> bool:
+    """Whether ``token`` signs ``user`` in (a hello without one is ``name_taken``)."""
+    return token is not None and hmac.compare_digest(hash_token(token),
+                                                     user.record.token_hash)
+
+
 def end_sessions(user: User, reason: str) -> int:
     """Close every session of ``user`` here with 4003 (the token they signed in with no
     longer stands: the operator replaced it, or removed the account); how many. They
@@ -131,8 +137,7 @@ class SignInHandler:
             world.admission.charge_signup(session.ip)
             return self._begin_sign_up(name, hello)
         token = hello.token
-        if token is None and hello.claim is not None and hmac.compare_digest(
-                hash_token(hello.claim), user.record.token_hash):
+        if token is None and hello.claim is not None and opens(user, hello.claim):
             # This client's claim tried again: its account was stored, the answer lost
             # (a cut connection; a cluster node that lost Redis's reply). The claim is
             # the account's token, which nobody else knows.
@@ -141,8 +146,9 @@ class SignInHandler:
             raise ProtocolError(
                 ErrorCode.NAME_TAKEN, f"{name!r} is taken (sign in with its token)", "hello"
             )
-        if not hmac.compare_digest(hash_token(token), user.record.token_hash):
+        if not opens(user, token):
             raise ProtocolError(ErrorCode.BAD_TOKEN, f"wrong token for {name!r}", "hello")
+        world.admission.charge_signin(user)
         return self._change_record(session, user, hello, token)
 
     def _begin_sign_up(self, name: str, hello: Hello) -> SignUp:

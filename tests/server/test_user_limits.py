@@ -317,3 +317,28 @@ async def test_dm_conversations_per_user_are_capped(server_factory) -> None:
         assert (await victim.recv_until("error"))["code"] == "forbidden"
     async with signed_in(server.url, "victim", token=victim.token) as back:
         assert len(back.welcome["rooms"]) == 3
+
+
+async def test_sign_ins_are_limited_per_user(server_factory) -> None:
+    # A sign-in reads the user's rooms (a cluster node: subscribes to each and counts its
+    # unread in Redis, ~630 Redis commands for a user in 200 rooms): 8 connections
+    # reconnecting one such account in a loop made 110,000 Redis commands a second.
+    server = await server_factory()
+    async with signed_in(server.url, "alice") as alice:  # a sign-up: not a sign-in
+        token = alice.token
+    welcomed = 0
+    for _ in range(100):  # dealt over both nodes on a cluster: one budget (burst 30, 1/s)
+        async with WireClient.connect(server.url) as again:
+            answer = await again.hello("alice", token=token)
+        if answer["t"] != "welcome":
+            break
+        welcomed += 1
+    assert 30 <= welcomed < 100, welcomed
+    async with WireClient.connect(server.url) as late:
+        refused = await late.hello("alice", token=token)
+        assert (refused["code"], refused["ref"]) == ("rate_limited", "hello")
+        assert refused["retry_ms"] > 0 and "sign-ins" in refused["msg"]
+        # A wrong token is still told so (it is not counted, nor a way to lock alice out).
+        assert (await late.hello("alice", token="not-hers"))["code"] == "bad_token"
+    async with signed_in(server.url, "bob"):  # others sign in as ever
+        pass

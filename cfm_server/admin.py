@@ -1,4 +1,6 @@
-"""``cfm admin``'s work: offline operations on a stopped server's SQLite database.
+"""``cfm admin``'s work: offline operations on a stopped server's SQLite database
+(``remove-user``'s is in ``removal.py``, which a running server's control socket uses
+too).
 
 Everything here runs on a plain ``sqlite3`` connection that :func:`open_database` opens
 under the data directory's lock (the same ``flock`` a running ``cfm serve`` holds, so a
@@ -17,27 +19,29 @@ can name (it is not a valid room), readable only by the operator.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 from cfm_common import rules
 from cfm_server.accounts import (
     ARCHIVE_PREFIX,
     AdminError,
-    Removal,
     Stats,
     UserInfo,
     already_exists,
-    check_handle,
     check_resettable,
     new_token,
     new_user,
-    no_such_user,
     user_info,
 )
+from cfm_server.removal import count as _count
+from cfm_server.removal import existing_user as _existing_user
+
+# Re-exported: cfm admin's remove-user (admin_cli.py) and its tests call these here.
+from cfm_server.removal import plan_removal as plan_removal
+from cfm_server.removal import remove_user as remove_user
+from cfm_server.removal import transaction as _transaction
 from cfm_server.store.base import UserRecord
 
 
@@ -96,15 +100,6 @@ def list_users(conn: sqlite3.Connection, personas: Collection[str] = ()) -> list
                 "SELECT name, display, status, bot, created_ms FROM users ORDER BY name")]
 
 
-def _existing_user(conn: sqlite3.Connection, name: str) -> tuple[str, bool]:
-    """(canonical handle, bot) of a stored user; AdminError for a bad or unknown name."""
-    key = check_handle(name)
-    row = conn.execute("SELECT bot FROM users WHERE name = ?", (key,)).fetchone()
-    if row is None:
-        raise no_such_user(key)
-    return key, bool(row[0])
-
-
 # --- reset-token --------------------------------------------------------------------
 
 
@@ -151,78 +146,6 @@ def add_user(conn: sqlite3.Connection, name: str, display: str | None, now_ms: i
     return record.name, token
 
 
-# --- remove-user --------------------------------------------------------------------
-
-
-def plan_removal(conn: sqlite3.Connection, name: str) -> Removal:
-    key, _bot = _existing_user(conn, name)
-    dms = _dm_rooms(conn, key)
-    return Removal(
-        name=key,
-        memberships=_count(conn, "SELECT count(*) FROM members WHERE name = ?", key),
-        contacts=_count(conn, "SELECT count(*) FROM contacts WHERE owner = ? OR name = ?",
-                        key, key),
-        reads=_count(conn, "SELECT count(*) FROM reads WHERE name = ?", key),
-        messages_kept=_count(
-            conn, "SELECT count(*) FROM messages WHERE sender = ? AND room NOT LIKE 'dm:%'",
-            key),
-        dms=dms,
-        dm_messages=sum(_count(conn, "SELECT count(*) FROM messages WHERE room = ?", room)
-                        for room in dms),
-    )
-
-
-def remove_user(conn: sqlite3.Connection, name: str, now_ms: int) -> Removal:
-    """Delete ``name`` and free its handle, in one transaction (see the module docstring)."""
-    plan = plan_removal(conn, name)
-    key = plan.name
-    archived = []
-    with _transaction(conn):
-        conn.execute("DELETE FROM users WHERE name = ?", (key,))
-        conn.execute("DELETE FROM members WHERE name = ?", (key,))
-        conn.execute("DELETE FROM contacts WHERE owner = ? OR name = ?", (key, key))
-        conn.execute("DELETE FROM reads WHERE name = ?", (key,))
-        # Whoever claims the handle next moderates nothing, has reacted to nothing and is
-        # mentioned nowhere (schema v4; their messages' authorship is told by their
-        # account's creation time, see cfm_server/domain/changes.py).
-        conn.execute("DELETE FROM moderators WHERE name = ?", (key,))
-        conn.execute("DELETE FROM reactions WHERE name = ?", (key,))
-        conn.execute("DELETE FROM mentions WHERE name = ?", (key,))
-        # Retries are recognised by (sender, client id): whoever claims the handle next
-        # must not have a new message taken for a retry of one of these.
-        conn.execute("UPDATE messages SET client_id = NULL WHERE sender = ?", (key,))
-        for room in plan.dms:
-            archive = f"{ARCHIVE_PREFIX}{now_ms}:{room}"
-            row = conn.execute("SELECT epoch FROM rooms WHERE room = ?", (room,)).fetchone()
-            # Messages whose room record was lost still get one, so that the server does
-            # not "restore" the archive at every start.
-            epoch = row[0] if row else secrets.token_hex(8)
-            conn.execute("DELETE FROM rooms WHERE room = ?", (room,))
-            moved = conn.execute("UPDATE messages SET room = ? WHERE room = ?",
-                                 (archive, room)).rowcount
-            for table in ("reactions", "mentions"):
-                conn.execute(f"UPDATE {table} SET room = ? WHERE room = ?", (archive, room))
-            if moved:
-                conn.execute("INSERT INTO rooms (room, epoch) VALUES (?, ?)", (archive, epoch))
-                archived.append(archive)
-            # The other user's membership and read mark: the room is gone for them too.
-            conn.execute("DELETE FROM members WHERE room = ?", (room,))
-            conn.execute("DELETE FROM reads WHERE room = ?", (room,))
-    return Removal(**{**asdict(plan), "archived_as": tuple(archived)})
-
-
-def _dm_rooms(conn: sqlite3.Connection, key: str) -> tuple[str, ...]:
-    """Every DM room of ``key``: with a record, a membership or only messages."""
-    rooms: set[str] = set()
-    # ';' follows ':': a range on each primary key instead of a LIKE.
-    for sql in ("SELECT room FROM rooms WHERE room >= 'dm:' AND room < 'dm;'",
-                "SELECT room FROM members WHERE name = ? AND room >= 'dm:' AND room < 'dm;'",
-                "SELECT DISTINCT room FROM messages WHERE room >= 'dm:' AND room < 'dm;'"):
-        params = (key,) if "?" in sql else ()
-        rooms.update(room for (room,) in conn.execute(sql, params))
-    return tuple(sorted(r for r in rooms if key in (rules.dm_members(r) or ())))
-
-
 # --- stats --------------------------------------------------------------------------
 
 
@@ -244,22 +167,3 @@ def stats(conn: sqlite3.Connection, db_path: Path) -> Stats:
         messages=_count(conn, "SELECT count(*) FROM messages"),
         db_bytes=size,
     )
-
-
-# --- helpers ------------------------------------------------------------------------
-
-
-def _count(conn: sqlite3.Connection, sql: str, *params: object) -> int:
-    return int(conn.execute(sql, params).fetchone()[0])
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection; ROLLBACK on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

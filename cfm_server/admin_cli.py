@@ -1,7 +1,9 @@
 """``cfm admin``: offline operator tools on a stopped server's data directory.
 
 Each command takes the data directory's lock, as ``cfm serve`` does, so it refuses a
-directory a server is serving; the work itself is in ``cfm_server/admin.py``. The data
+directory a server is serving; the work itself is in ``cfm_server/admin.py``. The
+exceptions read beside a running server, or ask it through its control socket
+(``reset-token``, ``remove-user``: ``cfm_server/control.py``). The data
 directory resolves as ``cfm serve``'s does (``--data-dir``, ``CFM_DATA_DIR``, the TOML
 file, the user data dir: ``admin_settings.py``). With a cluster's Redis (``--redis``)
 the account tools work there instead (``admin_cluster_cli.py``); the invite commands
@@ -274,8 +276,8 @@ def remove_user(
     """Free a handle: the user, its memberships, contacts and read marks go.
 
     Its messages stay, so no room's history gets a hole; its direct conversations are
-    archived where no client can open them. Asks first unless --yes. On a cluster
-    (--redis) while the nodes run: its sessions on every node are closed.
+    archived where no client can open them. Asks first unless --yes. While the server
+    runs, or a cluster's nodes (--redis): its sessions are closed, and the others told.
     """
     import time
 
@@ -287,7 +289,8 @@ def remove_user(
 
         admin_cluster_cli.remove_user(url, name, settings, yes)
         return
-    with _open(data_dir, config, settings=settings) as db:
+    live = _served(settings.resolved_data_dir())
+    with _open(data_dir, config, settings=settings, read_only=live) as db:
         try:
             plan = admin.plan_removal(db.conn, name)
         except admin.AdminError as exc:
@@ -299,15 +302,35 @@ def remove_user(
         if not yes and not typer.confirm(f"Remove {plan.name} and free the handle?",
                                          default=False):
             raise fail("nothing changed", EXIT_DECLINED)
-        done = admin.remove_user(db.conn, plan.name, int(time.time() * 1000))
+        if live:  # (the running AI contacts forget too: they would write it back)
+            key, archived, closed, held = _remove_user_live(db.data_dir, plan.name)
+        else:
+            done = admin.remove_user(db.conn, plan.name, int(time.time() * 1000))
+            key, archived, closed, held = done.name, done.archived_as, 0, 0
         # What the AI contacts remember of the old holder is not the next one's either.
         from cfm_server.ai.memory import forget_user
 
-        forgotten = forget_user(db.data_dir / "ai", done.name)
-    typer.echo(f"Removed {done.name}; the handle is free."
-               + "".join(f"\n  archived {room}" for room in done.archived_as)
+        forgotten = max(held, forget_user(db.data_dir / "ai", key))
+    sessions = f" ({plural(closed, 'open session')} closed)" if closed else ""
+    typer.echo(f"Removed {key}; the handle is free{sessions}."
+               + "".join(f"\n  archived {room}" for room in archived)
                + (f"\n  the AI contacts forgot {plural(forgotten, 'conversation')} with"
-                  f" {done.name}" if forgotten else ""))
+                  f" {key}" if forgotten else ""))
+
+
+def _remove_user_live(directory: Path, name: str) -> tuple[str, list[str], int, int]:
+    """remove-user through the running server's control socket (cfm_server/control.py):
+    (handle, archived rooms, sessions closed, AI conversations forgotten)."""
+    from cfm_server import control
+
+    try:
+        reply = control.request(directory, {"op": "remove-user", "name": name})
+    except control.ControlError as exc:
+        reply = {"ok": False, "error": f"{exc}; stop cfm serve and run this again"}
+    if not reply.get("ok"):
+        raise fail(f"{reply.get('error', 'the server refused')}; nothing changed")
+    return (str(reply["name"]), [str(r) for r in reply.get("archived", ())],
+            int(reply.get("closed", 0)), int(reply.get("forgotten", 0)))
 
 
 @app.command("stats")

@@ -158,6 +158,12 @@ class AIContactsRunner:
         write_token(path, token)
         return path
 
+    def forget_user(self, name: str) -> int:
+        """What this server's running AI contacts remember of ``name`` goes (a user
+        removed while it runs: control.py); how many conversations. (A cluster's are
+        the lease holder's, kept in Redis: not here.)"""
+        return self.local.forget_user(name) if self.local is not None else 0
+
     async def stop(self) -> None:
         """End what ``start`` started (called first thing when the server stops)."""
         provisioning, self._provisioning = self._provisioning, None

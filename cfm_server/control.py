@@ -2,11 +2,13 @@
 
 ``<data dir>/admin.sock``, a Unix socket only the server's user can open (mode 0600 in
 the 0700 data directory; the peer's uid is checked too). One JSON object per line in,
-one out. The only operation so far is ``set-token``: the account-recovery step of
+one out. The operations: ``set-token``, the account-recovery step of
 ``cfm admin reset-token``. The CLI makes the token and writes it where the operator
 asked first, then sends only its hash, so the token never passes through the server;
 the server stores the hash and closes the user's open sessions with 4003 (whoever held
-the old token is out, and cannot come back with it).
+the old token is out, and cannot come back with it). And ``remove-user``: ``cfm admin
+remove-user`` while the server runs, which removes the account there and tells its
+sessions (``_remove_user``).
 """
 
 from __future__ import annotations
@@ -18,17 +20,27 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import struct
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cfm_common import rules
 from cfm_server.domain.signin import TOKEN_REPLACED, end_sessions
+from cfm_server.store import StoreError
 
 if TYPE_CHECKING:
     from cfm_server.config import ServerConfig
     from cfm_server.hub import Hub
+    from cfm_server.state import User
     from cfm_server.store import Store
+
+
+class AIMemories(Protocol):
+    """The server's running AI contacts (``ai_launch.AIContactsRunner``)."""
+
+    def forget_user(self, name: str) -> int: ...
 
 
 class Server(Protocol):
@@ -38,6 +50,7 @@ class Server(Protocol):
     config: ServerConfig
     hub: Hub | None
     store: Store | None
+    ai_contacts: AIMemories
 
     @property
     def data_dir(self) -> Path: ...
@@ -115,12 +128,22 @@ def _peer_uid(sock: socket.socket) -> int | None:
     return int(struct.unpack("3i", creds)[1])
 
 
+# What each operation says of the server's own AI contacts, which it refuses.
+_AI_REFUSALS = {
+    "set-token": "cfm serve gives it a fresh token every time it starts, so there is "
+                 "nothing to reset",
+    "remove-user": "the server runs it itself; stop cfm serve first",
+}
+
+
 async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
-    if request.get("op") != "set-token":
-        return {"ok": False, "error": f"unknown operation {request.get('op')!r}"}
-    name, token_hash = request.get("name"), request.get("token_hash")
-    if not isinstance(name, str) or not isinstance(token_hash, str) or len(token_hash) != 64:
-        return {"ok": False, "error": "set-token wants a name and a sha256 hex hash"}
+    op, name, token_hash = request.get("op"), request.get("name"), request.get("token_hash")
+    if op not in _AI_REFUSALS:
+        return {"ok": False, "error": f"unknown operation {op!r}"}
+    if not isinstance(name, str) or (op == "set-token" and (
+            not isinstance(token_hash, str) or len(token_hash) != 64)):
+        what = "a name and a sha256 hex hash" if op == "set-token" else "a name"
+        return {"ok": False, "error": f"{op} wants {what}"}
     hub, store = server.hub, server.store
     if hub is None or store is None:
         return {"ok": False, "error": "the server is not started"}
@@ -131,9 +154,10 @@ async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
                                       f"lists them"}
     ai = server.config.ai
     if user.record.bot and ai is not None and key in ai.handles:
-        return {"ok": False, "error": f"{key!r} is one of this server's AI contacts: cfm serve "
-                                      f"gives it a fresh token every time it starts, so "
-                                      f"there is nothing to reset"}
+        return {"ok": False, "error": f"{key!r} is one of this server's AI contacts: "
+                                      f"{_AI_REFUSALS[op]}"}
+    if op == "remove-user":
+        return _remove_user(hub, store, user, server.ai_contacts)
     record = dataclasses.replace(user.record, token_hash=token_hash)
     try:
         await store.put_user(record)
@@ -144,6 +168,35 @@ async def _handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     log.warning("the token of %s was replaced by the operator (cfm admin reset-token); "
                 "%d open session(s) closed", key, closed)
     return {"ok": True, "name": key, "closed": closed}
+
+
+def _remove_user(hub: Hub, store: Store, user: User, ai: AIMemories) -> dict[str, Any]:
+    """``cfm admin remove-user`` on the running server: the removal is one transaction
+    on the server's own connection (``removal.py``, after the open batch's COMMIT),
+    then its sessions are told and the user's closed (``Hub.remove_user``). All on the
+    event loop without awaiting, so no frame comes between the two."""
+    from cfm_server.accounts import AdminError
+    from cfm_server.removal import remove_user
+    from cfm_server.store.sqlite import SqliteStore
+
+    if not isinstance(store, SqliteStore):
+        return {"ok": False, "error": "this server keeps no database to remove it from"}
+    key = user.name
+    online = [other.name for other in hub.users.values() if other.sessions]
+    now = int(time.time() * 1000)
+    try:
+        done = store.alone(lambda conn: remove_user(conn, key, now, online, recorded=True))
+    except (AdminError, StoreError, sqlite3.Error) as exc:
+        return {"ok": False, "error": f"the server could not remove {key!r}: {exc}"}
+    store.rooms_moved(done.dms)
+    closed = hub.remove_user(user)
+    # What the AI contacts remember of the old holder is not the next one's either (the
+    # CLI drops it from their files; they would write it back from memory).
+    forgotten = ai.forget_user(key)
+    log.warning("%s was removed by the operator (cfm admin remove-user); %d open "
+                "session(s) closed", key, closed)
+    return {"ok": True, "name": key, "closed": closed, "archived": list(done.archived_as),
+            "forgotten": forgotten}
 
 
 def request(data_dir: Path, message: dict[str, Any]) -> dict[str, Any]:

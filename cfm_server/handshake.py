@@ -93,6 +93,7 @@ async def _handshake(session: Session, prepared: list[Hello]) -> bool:
             return False
         signed = welcome
     session.send_frame(signed)
+    session.hub.after_welcome(session)
     return True
 
 

@@ -45,15 +45,19 @@ from cfm_server.domain.changes import ChangeHandler
 from cfm_server.domain.contacts import ContactHandler
 from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.messages import MessageHandler
+from cfm_server.domain.notices import Notices
 from cfm_server.domain.ports import Connection
 from cfm_server.domain.presence import PresenceHandler
+from cfm_server.domain.removal import drop_dm_rooms, forget_user, tell_removal
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.search import SearchHandler
 from cfm_server.domain.signin import (
+    ACCOUNT_REMOVED,
     Provisioned,
     SignInHandler,
     SignInWrite,
     SignUp,
+    end_sessions,
     hash_token,
 )
 from cfm_server.domain.world import Reads, Snapshot, World
@@ -138,6 +142,7 @@ class Hub:
         self.search = SearchHandler(world, self.room_handler)
         self.signin = SignInHandler(world, self.presence, self.contacts)
         self.changes = ChangeHandler(world, self.delivery, self.room_handler, self.messages)
+        self.notices = Notices(world)
         self.room_handler.on_created.append(self.changes.room_created)
         self.room_handler.on_dropped.append(self.changes.room_dropped)
         self._handlers: dict[type[Any], Callable[[Connection, Any], None]] = {
@@ -173,6 +178,8 @@ class Hub:
         node's); make sure #lobby exists."""
         self.world.load(source)
         self.changes.load(source)
+        if source is None:  # (a cluster's nodes tell removals at once: no notices)
+            self.notices.load(list(self.store.load_notices()))
         presence = self.presence
         self.metrics.set_gauge_sources(
             rooms=lambda: len(self.rooms),
@@ -252,6 +259,22 @@ class Hub:
         if self.node is not None and session.user is not None:
             self.node.after_sign_in(session.user)
         return welcome
+
+    def after_welcome(self, session: Connection) -> None:
+        """Right after a session's ``welcome``: what was kept for its user of accounts
+        removed while they were away (domain/notices.py)."""
+        self.notices.after_welcome(session)
+
+    def remove_user(self, user: User) -> int:
+        """A user the operator removed from a single node's store while it runs
+        (control.py): the sessions that could see it are told (domain/removal.py), it
+        leaves the live state, and its own sessions close with 4003; how many."""
+        world = self.world
+        tell_removal(world, self.delivery, self.presence, user)
+        _, rooms = forget_user(world, user.name)
+        drop_dm_rooms(world, rooms)
+        self.notices.load(list(self.store.load_notices()))  # for those away now
+        return end_sessions(user, ACCOUNT_REMOVED)
 
     def drop_sign_up(self, sign_up: SignUp) -> None:
         self.signin.drop_sign_up(sign_up)

@@ -31,7 +31,7 @@ from cfm_common import frames as f
 from cfm_common.bot import Bot
 from cfm_common.client import ClientError, Connected
 from cfm_server.ai.locks import KeyedLocks
-from cfm_server.ai.memory import SAVE_DELAY, PersonaMemory
+from cfm_server.ai.memory import SAVE_DELAY, PersonaMemory, about
 from cfm_server.ai.mind import PersonaMind
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,14 @@ class PersonaContact:
         if self.memory is not None and self._save_later is None and self.memory.changed:
             self._save_later = asyncio.get_running_loop().call_later(
                 SAVE_DELAY, self._save_soon)
+
+    def forget_user(self, name: str) -> int:
+        """Drop what the persona remembers of ``name`` (a user the operator removed while
+        the server runs); saved a moment later. How many conversations."""
+        forgotten = self.mind.engine.forget(lambda cid: about(cid, name))
+        if forgotten:
+            self._memory_changed()
+        return forgotten
 
     def is_bot(self, name: str) -> bool:
         return rules.normalize_name(name) in self._bots

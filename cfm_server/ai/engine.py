@@ -185,6 +185,16 @@ class OfflineEngine:
             self._conversations.popitem(last=False)
         return conv
 
+    def forget(self, drop: Callable[[str], bool]) -> int:
+        """Drop the conversations whose id ``drop`` picks (a user the operator removed);
+        how many. Counted as a change, so the memory is saved without them."""
+        gone = [cid for cid in self._conversations if drop(cid)]
+        for cid in gone:
+            del self._conversations[cid]
+        if gone:
+            self.changes += 1
+        return len(gone)
+
     def dice(self, conversation_id: str, turns: int = 0) -> random.Random:
         """The conversation's random generator, as it starts after ``turns`` replies.
 

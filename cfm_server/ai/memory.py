@@ -155,12 +155,20 @@ def _count(value: Any, top: int, default: int = 0) -> int:
     return default
 
 
+def about(conversation_id: str, name: str) -> bool:
+    """Whether the conversation ``conversation_id`` (``<room>|<user>``) is with ``name``:
+    the user, or a DM room of theirs."""
+    from cfm_common import rules
+
+    room, _, who = conversation_id.rpartition("|")
+    return who == name or name in (rules.dm_members(room) or ())
+
+
 def forget_user(directory: Path, name: str) -> int:
     """Drop what every persona in ``directory`` remembers of handle ``name`` (a user
     removed by the operator: the next holder of the handle is somebody else). Returns
-    how many conversations were forgotten. Run it with the server stopped."""
-    from cfm_common import rules
-
+    how many conversations were forgotten. A running server's AI contacts forget what
+    they hold too (``PersonaContact.forget_user``), or they would write it back."""
     forgotten = 0
     for path in sorted(directory.glob("*.memory.json")):
         try:
@@ -172,8 +180,7 @@ def forget_user(directory: Path, name: str) -> int:
             continue
         kept = {}
         for cid, entry in people.items():
-            room, _, who = str(cid).rpartition("|")
-            if who == name or name in (rules.dm_members(room) or ()):
+            if about(str(cid), name):
                 forgotten += 1
             else:
                 kept[cid] = entry

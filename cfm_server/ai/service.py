@@ -172,6 +172,10 @@ class AIContacts:
     def metrics(self) -> AIMetrics:
         return self.guards.metrics
 
+    def forget_user(self, name: str) -> int:
+        """What every persona remembers of ``name`` goes (``PersonaContact.forget_user``)."""
+        return sum(contact.forget_user(name) for contact in self.contacts)
+
     def set_kill_switch(self, on: bool) -> None:
         """Flip the kill switch at run time: on, every persona answers 'not now'."""
         self.guards.kill_switch = on

@@ -25,6 +25,7 @@ from cfm_server.cluster import records
 from cfm_server.cluster.broker import Broker
 from cfm_server.cluster.state import Change, SharedState
 from cfm_server.domain.changes import ChangeHandler
+from cfm_server.domain.removal import forget_user
 from cfm_server.domain.world import World
 from cfm_server.state import Room, User
 from cfm_server.store import ContactRecord, RoomRecord, UserRecord
@@ -163,37 +164,3 @@ def _apply_deletion(world: World, kind: str, key: str) -> set[str]:
     return set()
 
 
-def forget_user(world: World, name: str) -> tuple[User | None, list[str]]:
-    """A user the operator removed (``cfm admin remove-user --redis``): gone from
-    ``world`` with its memberships, its entries on other users' lists, and its direct
-    conversations (archived in Redis; their other member's membership and read mark go
-    too, and the rooms leave ``world`` once the node let go of them: ``drop_dm_rooms``).
-    The records of those follow in the log; applying them finds nothing left to do.
-    Returns the user (its sessions are the node's to close) and the rooms it was in."""
-    user = world.users.pop(name, None)
-    if user is None:
-        return None, []
-    rooms = sorted(user.rooms)
-    for room_name in rooms:
-        room = world.rooms.get(room_name)
-        if room is None:
-            continue
-        world.end_membership(room, user)
-        if room.is_dm:
-            for other in [world.users[m] for m in room.members if m in world.users]:
-                world.end_membership(room, other)
-                other.reads.pop(room_name, None)
-    for other in world.users.values():
-        if name in other.contacts:
-            world.set_contact(ContactRecord(other.name, name, False, False))
-    world.listed_by.pop(name, None)
-    return user, rooms
-
-
-def drop_dm_rooms(world: World, names: Iterable[str]) -> None:
-    """The direct conversations of a removed user leave the node's ``world``: one the
-    handle's next holder starts is a new room, with a new epoch."""
-    for name in names:
-        room = world.rooms.get(name)
-        if room is not None and room.is_dm and not room.members:
-            del world.rooms[name]

@@ -46,8 +46,6 @@ from cfm_server.cluster import barrier, keys, records, scripts, startup
 from cfm_server.cluster.apply import (
     apply_change,
     apply_moderator,
-    drop_dm_rooms,
-    forget_user,
     learn_rooms,
     read_snapshot,
 )
@@ -64,7 +62,7 @@ from cfm_server.cluster.search import ClusterSearch, index_file
 from cfm_server.cluster.state import Change, SharedState
 from cfm_server.cluster.writes import ClusterWrites
 from cfm_server.domain.delivery import Delivery
-from cfm_server.domain.removal import tell_removal
+from cfm_server.domain.removal import drop_dm_rooms, forget_user, tell_removal
 from cfm_server.domain.rooms import RoomHandler
 from cfm_server.domain.signin import ACCOUNT_REMOVED, TOKEN_REPLACED, end_sessions, opens
 from cfm_server.domain.world import World

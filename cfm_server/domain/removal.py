@@ -26,14 +26,15 @@ it leaving:
 These go to the sessions this server holds, and only to them (``Delivery.to_sessions``,
 which no cluster node relays): each node of a cluster applies the removal once, from
 the shared records' log, and tells its own sessions, so every session hears it once.
-A single node's ``remove-user`` runs while the server is stopped: at its next start
-nobody holds the user, and clients learn it from their ``welcome`` and ``joined`` (the
-DM room is no longer in ``welcome.rooms``); a request still shown from before the
-restart (``added_you`` is told live, never stored) is refused when answered:
-``no_such_user``.
+A single node's ``remove-user`` asks the running server through its control socket
+(``control.py``), which tells its sessions the same way; the users it concerns who are
+not online then, or all of them when it runs while the server is stopped, are told at
+their next sign-in (domain/notices.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from cfm_common.codec import encode
 from cfm_common.frames import Contact, Member, RosterEntry
@@ -43,6 +44,7 @@ from cfm_server.domain.delivery import Delivery
 from cfm_server.domain.presence import PresenceHandler
 from cfm_server.domain.world import World
 from cfm_server.state import User
+from cfm_server.store import ContactRecord
 
 
 def tell_removal(world: World, delivery: Delivery, presence: PresenceHandler,
@@ -82,3 +84,40 @@ def _asked(user: User, name: str) -> bool:
     was dropped by a block, and then ``name`` holds an entry for ``user`` anyway)."""
     entry = user.contacts.get(name)
     return entry is not None and entry.in_list
+
+
+def forget_user(world: World, name: str) -> tuple[User | None, list[str]]:
+    """A user the operator removed (``cfm admin remove-user``): gone from ``world``
+    with its memberships, its entries on other users' lists, and its direct
+    conversations (archived in the store; their other member's membership and read mark
+    go too, and the rooms leave ``world`` once nobody holds them: ``drop_dm_rooms``).
+    On a cluster the records of those follow in the log; applying them finds nothing
+    left to do. Returns the user (its sessions are the caller's to close) and the rooms
+    it was in."""
+    user = world.users.pop(name, None)
+    if user is None:
+        return None, []
+    rooms = sorted(user.rooms)
+    for room_name in rooms:
+        room = world.rooms.get(room_name)
+        if room is None:
+            continue
+        world.end_membership(room, user)
+        if room.is_dm:
+            for other in [world.users[m] for m in room.members if m in world.users]:
+                world.end_membership(room, other)
+                other.reads.pop(room_name, None)
+    for other in world.users.values():
+        if name in other.contacts:
+            world.set_contact(ContactRecord(other.name, name, False, False))
+    world.listed_by.pop(name, None)
+    return user, rooms
+
+
+def drop_dm_rooms(world: World, names: Iterable[str]) -> None:
+    """The direct conversations of a removed user leave the node's ``world``: one the
+    handle's next holder starts is a new room, with a new epoch."""
+    for name in names:
+        room = world.rooms.get(name)
+        if room is not None and room.is_dm and not room.members:
+            del world.rooms[name]

@@ -83,6 +83,12 @@ class Writes:
     def remove_moderator(self, room: str, name: str) -> Commit:
         return _logged(self._store.remove_moderator(room, name))
 
+    def drop_notices(self, name: str) -> Commit | None:
+        """``name``'s notices of removed accounts are told (domain/notices.py); a
+        failure leaves them to be told once more after the next start."""
+        commit = self._store.drop_notices(name)
+        return None if commit is None else _logged(commit)
+
 
 def _both(first: Commit, second: Commit) -> Commit:
     """Done when both are; failed (or cancelled) as the first of them that was."""

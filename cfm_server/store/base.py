@@ -69,6 +69,19 @@ class ContactRecord:
     blocked: bool  # blocked by the owner (may be true without being in the list)
 
 
+@dataclass(frozen=True, slots=True)
+class NoticeRecord:
+    """What ``name`` is told at their next sign-in of the account ``subject`` the
+    operator removed while they were away (schema v5, domain/notices.py): its request
+    withdrawn (``room`` empty) or its leave of the DM ``room``."""
+
+    name: str
+    subject: str
+    room: str
+    display: str
+    bot: bool
+
+
 class Store(ABC):
     """Persistence for the hub. Implementations: ``SqliteStore`` (default), ``MemoryStore``."""
 
@@ -116,7 +129,16 @@ class Store(ABC):
     def load_moderators(self) -> Iterable[tuple[str, str, bool]]:
         """(room, name, creator) for every moderator of every group room."""
 
+    def load_notices(self) -> Iterable[NoticeRecord]:
+        """What users are told of removed accounts at their next sign-in (only a single
+        node's database keeps these: a cluster's nodes tell their sessions at once)."""
+        return ()
+
     # --- writes (applied now, durable when the returned Commit completes) -------------
+
+    def drop_notices(self, name: str) -> Commit | None:
+        """``name``'s notices are told (None: this store keeps none)."""
+        return None
 
     @abstractmethod
     def count_invite_use(self, nonce: str) -> Commit:

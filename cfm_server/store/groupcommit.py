@@ -128,6 +128,22 @@ class GroupCommit:
         if error is not None:
             raise error
 
+    def alone(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``work(conn)`` in a transaction of its own, now, on the event loop: the open
+        batch is committed first (raises what failed), then ``work`` runs its own
+        BEGIN ... COMMIT (for a rare operator's change, ``cfm admin remove-user`` on a
+        running server, whose reads and writes are one transaction)."""
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the store is not open")
+        self.commit_now()
+        if self._before_first_write is not None:
+            hook, self._before_first_write = self._before_first_write, None
+            hook(conn)
+        result = work(conn)
+        self._checkpointer.after_commit(conn)
+        return result
+
     def _schedule_commit(self, loop: asyncio.AbstractEventLoop) -> asyncio.Handle:
         if self._interval_s:
             return loop.call_later(self._interval_s, self._commit_batch)

@@ -37,7 +37,7 @@ import logging
 import os
 import sqlite3
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,10 @@ class SearchIndex(IndexerClient):
         # Notes not yet written to the indexer: room -> committed seq, room -> cut.
         self._noted: dict[str, int] = {}
         self._cuts: dict[str, int] = {}
+        self._gone: list[str] = []  # rooms whose messages left them (``forget``)
+        # Those rooms' marks when they were forgotten, until the indexer has dropped
+        # them: until then ``behind`` counts the room as not indexed at all.
+        self._forgetting: dict[str, tuple[int, int]] = {}
         self._backlog = b""  # written in part: the pipe was full
         self._flush_handle: asyncio.Handle | None = None
         self._waiters = CatchUpWaiters(self.behind)
@@ -128,7 +132,8 @@ class SearchIndex(IndexerClient):
         self._process = process
         self._pipe = process.stdin.fileno()
         os.set_blocking(self._pipe, False)
-        if (self._noted or self._cuts) and self._flush_handle is None and self._loop:
+        if (self._noted or self._cuts or self._gone) and self._flush_handle is None \
+                and self._loop:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
         return process
 
@@ -183,13 +188,30 @@ class SearchIndex(IndexerClient):
         if self._flush_handle is None and self._loop is not None and self._pipe >= 0:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
 
+    def forget(self, rooms: Iterable[str]) -> None:
+        """``rooms`` no longer hold the messages indexed for them (DMs archived by
+        ``cfm admin remove-user`` on the running server): the indexer drops them, so
+        that a new room of the same name is indexed from its first seq. (A stopped
+        server's are found by the indexer's start-up check.)"""
+        for room in rooms:
+            self._noted.pop(room, None)
+            self._cuts.pop(room, None)
+            self._gone.append(room)
+            mark = self._mark(room)
+            if mark is not None:
+                self._forgetting[room] = mark
+        if self._flush_handle is None and self._loop is not None and self._pipe >= 0:
+            self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
+
     def _flush(self) -> None:
         self._flush_handle = None
         if self._pipe < 0:
             return
         noted, self._noted = self._noted, {}
         cuts, self._cuts = self._cuts, {}
-        lines = [f"c\t{seq}\t{room}\n" for room, seq in cuts.items()]
+        gone, self._gone = self._gone, []
+        lines = [f"x\t0\t{room}\n" for room in gone]
+        lines += [f"c\t{seq}\t{room}\n" for room, seq in cuts.items()]
         lines += [f"n\t{seq}\t{room}\n" for room, seq in noted.items()]
         data = self._backlog + "".join(lines).encode()
         written = write_notes(self._pipe, data)
@@ -202,7 +224,8 @@ class SearchIndex(IndexerClient):
         if len(self._backlog) > MAX_BACKLOG:
             # The indexer is stuck: rather than keep every note, have it look at every
             # room once it reads again (a rescan costs it one seek per room).
-            self._backlog = b"r\n"
+            self._backlog = b"".join(line + b"\n" for line in self._backlog.splitlines()
+                                     if line.startswith(b"x\t")) + b"r\n"
         if self._backlog and self._loop is not None:
             self._flush_handle = self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
 
@@ -227,7 +250,20 @@ class SearchIndex(IndexerClient):
             marks = dict(self.query(_MARKS, (json.dumps(list(wanted)),)))
         except (sqlite3.Error, StoreError):
             return sum(wanted.values())
+        for room in self._forgetting.keys() & wanted.keys():
+            if self._mark(room) == self._forgetting[room]:
+                marks.pop(room, None)  # the forgotten room's: not dropped yet
+            else:
+                del self._forgetting[room]
         return sum(max(0, seq - marks.get(room, 0)) for room, seq in wanted.items())
+
+    def _mark(self, room: str) -> tuple[int, int] | None:
+        """``room``'s watermark in the index: (seq, ts); None if none (or unreadable)."""
+        try:
+            rows = self.query("SELECT seq, ts FROM rooms WHERE room = ?", (room,))
+        except (sqlite3.Error, StoreError):
+            return None
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def when_indexed(self, rooms: Mapping[str, int], callback: Callable[[], None],
                      timeout_s: float) -> None:

@@ -36,8 +36,9 @@ their target's seq: ``_CHANGES`` is where a pass turns them into an update or a
 removal of the target's ``docs`` row, in the same transaction that indexes them.
 
 Its stdin, one line each: ``n<TAB>seq<TAB>room`` (committed up to seq), ``c<TAB>seq<TAB>room``
-(retention deleted below seq), ``r`` (notes were lost: look at every room again), ``d``
-(a search met a damaged page: check the file, ``searchfile.check_index``).
+(retention deleted below seq), ``x<TAB>0<TAB>room`` (its messages left it: forget it),
+``r`` (notes were lost: look at every room again), ``d`` (a search met a damaged page:
+check the file, ``searchfile.check_index``).
 """
 
 from __future__ import annotations
@@ -217,6 +218,17 @@ class Indexer:
         if seq > max(done, top):
             self.todo[room] = (done, seq)
 
+    def forget(self, room: str) -> None:
+        """``room``'s messages left it (a DM archived while the server runs): what was
+        indexed of it goes with its watermark, so a new room of that name is indexed
+        from its first seq."""
+        self.todo.pop(room, None)
+        self.cuts.pop(room, None)
+        self.indexed.pop(room, None)
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM docs WHERE room = ?", (room,))
+            self.conn.execute("DELETE FROM rooms WHERE room = ?", (room,))
+
     def cut(self, room: str, seq: int) -> None:
         self.cuts[room] = max(seq, self.cuts.get(room, 0))
 
@@ -273,6 +285,8 @@ def read_notes(data: bytes, indexer: Indexer, index: Path) -> None:
             indexer.note(room, seq)
         elif seq is not None and kind == "c":
             indexer.cut(room, seq)
+        elif seq is not None and kind == "x":
+            indexer.forget(room)
 
 
 def serve(db_path: Path, index: Path, stdin: int) -> None:

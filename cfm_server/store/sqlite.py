@@ -27,8 +27,9 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from cfm_common.frames import StoredMsg
 from cfm_common.rules import ChangeKind
@@ -62,6 +63,7 @@ from cfm_server.store.sqlite_search import SqliteSearch
 __all__ = ["DataDirInUse", "SqliteStore"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A plain INSERT: the store refuses a gap or a repeated seq before it, from each room's
 # latest seq kept in memory (``SqliteStore._next_seq``). It used to be a guard in the
@@ -345,6 +347,24 @@ class SqliteStore(SqliteReads, SqliteSearch, Store):
     def remove_moderator(self, room: str, name: str) -> Commit:
         return self._batch.write(
             "DELETE FROM moderators WHERE room = ? AND name = ?", (room, name))
+
+    def drop_notices(self, name: str) -> Commit:
+        return self._batch.write("DELETE FROM notices WHERE name = ?", (name,))
+
+    def alone(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(conn)`` on the store's connection in a transaction of its own, after
+        the open batch's COMMIT (``GroupCommit.alone``). What the store keeps in memory
+        of rooms' seqs is read again afterwards (``work`` may move messages)."""
+        try:
+            return self._batch.alone(work)
+        finally:
+            self._room_seqs.clear()
+
+    def rooms_moved(self, rooms: Collection[str]) -> None:
+        """``rooms``' messages were moved away by ``alone`` (a removed user's DMs): the
+        search index forgets them."""
+        if self._search is not None and rooms:
+            self._search.forget(rooms)
 
     def _committed(self) -> None:
         """After each COMMIT: the search index learns what it may now read. A dict

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from cfm_common.frames import Reaction, StoredMsg
-from cfm_server.store.base import ContactRecord, RoomRecord, StoreError, UserRecord
+from cfm_server.store.base import (
+    ContactRecord,
+    NoticeRecord,
+    RoomRecord,
+    StoreError,
+    UserRecord,
+)
 from cfm_server.store.idfilter import ClientIdFilter
 
 # The first eight are every message's; the rest (schema v4, message changes) are NULL
@@ -84,6 +90,11 @@ class SqliteReads:
     def load_moderators(self) -> Iterable[tuple[str, str, bool]]:
         return [(r, n, bool(c)) for r, n, c in
                 self._query("SELECT room, name, creator FROM moderators")]
+
+    def load_notices(self) -> Iterable[NoticeRecord]:
+        return [NoticeRecord(n, s, r, d, bool(b)) for n, s, r, d, b in self._query(
+            "SELECT name, subject, room, display, bot FROM notices ORDER BY name, created_ms,"
+            " subject, room")]
 
     # --- reads -----------------------------------------------------------------------
 

@@ -124,6 +124,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (room, name)
     ) WITHOUT ROWID;
     """,
+    # v5: what a user is told at their next sign-in of an account the operator removed
+    # (``cfm admin remove-user``) while they were not online: for ``name``, that
+    # ``subject`` is gone, with ``room`` '' its pending request withdrawn (a contact
+    # remove), else the leave of the DM ``room``. ``display`` and ``bot``: the removed
+    # account's, for the frame (domain/notices.py).
+    """
+    CREATE TABLE notices (
+        name TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        room TEXT NOT NULL,
+        display TEXT NOT NULL,
+        bot INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, subject, room)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

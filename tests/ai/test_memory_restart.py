@@ -7,6 +7,7 @@ memory was lost, and the line came from the generic (teen) voice SmartyBot borro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import stat
@@ -230,3 +231,32 @@ async def test_a_user_removed_by_the_operator_is_forgotten_by_the_personas(
         answer = await ask(newcomer, "smartybot", "what is my name?")
         assert "Xavier" not in answer
         assert_in_voice(answer, SMARTYBOT, "name_unknown")
+
+
+async def test_a_user_removed_while_the_server_runs_is_forgotten_by_the_personas(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """The running personas forget too: they would otherwise greet the handle's next
+    holder with the old one's name, and write it back to their memory files."""
+    from typer.testing import CliRunner
+
+    from cfm_cli.main import app
+
+    server = await server_factory(ai_enabled=True, data_dir=tmp_path / "data")
+    data_dir = server.config.data_dir
+    async with Client(server.url, "xy", token_file=False) as xy:
+        await ask(xy, "smartybot", "my name is Xavier")
+    async with Client(server.url, "zed", token_file=False) as zed:
+        await ask(zed, "smartybot", "my name is Zoe")
+    # On a thread: this test's loop is the server's, which answers the control socket.
+    result = await asyncio.to_thread(CliRunner().invoke, app, [
+        "admin", "remove-user", "xy", "--yes", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "the AI contacts forgot 1 conversation with xy" in result.output
+    async with Client(server.url, "xy", token_file=False) as newcomer:  # somebody else
+        answer = await ask(newcomer, "smartybot", "what is my name?")
+        assert "Xavier" not in answer
+        assert_in_voice(answer, SMARTYBOT, "name_unknown")
+    await server.stop(close_code=1001)  # the personas save what they hold
+    saved = memory_file(data_dir / "ai", "smartybot").read_text()
+    assert "Xavier" not in saved and "Zoe" in saved, saved

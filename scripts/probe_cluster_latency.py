@@ -8,10 +8,11 @@ Runs ``cfm bench --cluster 2 --scenario latency --no-pin`` (the options given ar
 with every node patched as it starts (a ``sitecustomize`` in a temporary directory on
 ``PYTHONPATH``, which imports :func:`install` from this file). Each node notes, on the
 monotonic clock the bench stamps each ``say`` with (the text opens with its send time):
-the frame handled (``ClusterMessages._append``), the pipeline written to Redis and its
-replies read (``batcher._exchange``), a publish read (``Broker._on_publish``), the
-fan-out (``ClusterDelivery.stored``), the outbox flushes, the search index's pages
-(``ClusterSearch._index``) and the garbage collector's passes. At exit each node writes
+the frame handled (``ClusterMessages._append``), the pipeline packed to be written to
+Redis and its replies read (``batcher._pack``, ``batcher._read``), a publish read
+(``Broker._on_publish``), the fan-out (``ClusterDelivery.stored``), the outbox flushes,
+the notes to the search indexer process (``ClusterSearch._flush``) and the garbage
+collector's passes. At exit each node writes
 what it noted; this script then prints the hops of every message on the sending node
 (A) and the other one (B), and the pauses. The bench's own report comes first.
 
@@ -24,6 +25,7 @@ bench's four processes otherwise get one session's share.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import bisect
 import gc
@@ -83,14 +85,21 @@ def install() -> None:
         events.append(["recv", stamp_of(text), now()])
         append(self, session_, user, room, text, *a, **k)
 
-    exchange = batcher._exchange
+    # A pipeline: packed (then written), and its replies read, in one task (a flight).
+    pack, read = batcher._pack, batcher._read
+    packed: dict[Any, tuple[int, list[int]]] = {}
 
-    async def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
         stamps = [s for c in commands for arg in c
                   if isinstance(arg, bytes) and (s := stamp_of(arg))]
-        began = now()
-        replies = await exchange(conn, commands)
-        events.append(["pipe", began, now(), stamps])
+        packed[asyncio.current_task()] = (now(), stamps)
+        return pack(conn, commands)
+
+    async def _read(conn: Any, count: int) -> list[Any]:
+        replies = await read(conn, count)
+        began, stamps = packed.pop(asyncio.current_task(), (0, []))
+        if began:
+            events.append(["pipe", began, now(), stamps])
         return replies
 
     stored = delivery.ClusterDelivery.stored
@@ -113,11 +122,11 @@ def install() -> None:
         flush(self)
         events.append(["flush", began, now()])
 
-    index = search.ClusterSearch._index
+    notes = search.ClusterSearch._flush  # the notes written to the indexer process
 
-    def _index(self: Any, room: str, entries: list[Any]) -> None:
+    def _notes(self: Any) -> None:
         began = now()
-        index(self, room, entries)
+        notes(self)
         events.append(["index", began, now()])
 
     gc_began = [0]
@@ -129,11 +138,12 @@ def install() -> None:
             events.append(["gc", info["generation"], gc_began[0], now()])
 
     messages.ClusterMessages._append = _append  # type: ignore[method-assign]
-    batcher._exchange = _exchange
+    batcher._pack = _pack
+    batcher._read = _read
     delivery.ClusterDelivery.stored = _stored  # type: ignore[method-assign]
     broker.Broker._on_publish = _on_publish  # type: ignore[method-assign]
     session.Outbox.flush = _flush  # type: ignore[method-assign]
-    search.ClusterSearch._index = _index  # type: ignore[method-assign]
+    search.ClusterSearch._flush = _notes  # type: ignore[method-assign]
     gc.callbacks.append(gc_pass)
 
 

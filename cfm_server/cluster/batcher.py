@@ -3,10 +3,14 @@
 Every call queues its command and returns a future. The first call of a loop turn
 schedules a flush for the end of the turn; the flush sends the whole queue as one
 pipeline (no MULTI: each script is atomic by itself) and resolves each future with its
-reply. One pipeline is in flight at a time, so the commands of a node reach Redis in the
-order they were made (a sender's messages keep their order); whatever queues while one is
-in flight goes out together in the next. With ``appendfsync always`` Redis fsyncs once
-per event-loop cycle, so a pipeline of many appends costs one fsync.
+reply. On one Redis up to two pipelines are in flight (``IN_FLIGHT``), written one after
+the other on one connection, so the commands of a node reach Redis in the order they
+were made (a sender's messages keep their order) and the replies come back in that
+order; whatever queues meanwhile goes out together in the next. With ``appendfsync
+always`` Redis fsyncs once per event-loop cycle, so a pipeline of many appends costs one
+fsync, and a turn written while Redis fsyncs the one before waits for that fsync, not
+for the round trip back to the node and the node's next turn. A Redis Cluster's batcher
+keeps one pipeline per master in flight.
 
 Calls made with :meth:`Batcher.eval_each` (the appends) are merged besides: adjacent
 calls of one such script go out as one ``EVALSHA`` that runs them one after the other
@@ -42,6 +46,7 @@ probe reached it again (one line each, for the operator).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -70,6 +75,12 @@ _RETRYABLE_PREFIXES = ("LOADING", "MISCONF", "OOM", "READONLY", "TRYAGAIN", "CLU
 _RETRYABLE_ERRORS = (rx.TryAgainError, rx.ClusterDownError, rx.ReadOnlyError,
                      rx.OutOfMemoryError, rx.BusyLoadingError)
 CONNECTION_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError, asyncio.TimeoutError)
+# Pipelines in flight at once on one Redis. The next turn's commands are written while
+# Redis still works on the previous pipeline (its AOF fsync, mostly), on the same
+# connection: Redis runs one connection's commands in the order they came, and the
+# replies come back in that order. A say made while a pipeline is in flight then waits
+# in Redis for the fsync under way, not for the whole round trip and the node's turn.
+IN_FLIGHT = 2
 # At most this many calls in one merged EVALSHA: bounds how long one script holds Redis
 # (~10 µs of Redis per append) and the size of one reply.
 MERGE_LIMIT = 256
@@ -93,8 +104,12 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
 
 async def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     await conn.send_packed_command(_pack(conn, commands), check_health=False)
+    return await _read(conn, len(commands))
+
+
+async def _read(conn: Any, count: int) -> list[Any]:
     replies: list[Any] = []
-    for _ in commands:
+    for _ in range(count):
         try:
             # No per-reply timer (the client has no socket timeout): the caller bounds
             # the whole exchange.
@@ -118,11 +133,33 @@ class _Call:
 _Wire = tuple[tuple[Any, ...], list[_Call], bool]
 
 
+# The pipeline a flight (a task of its own) writes, as the sender waits for it: set in
+# the sender's context before the flight's task copies it, so a flight's NOSCRIPT retry
+# cannot mark a later flight written.
+_WRITTEN: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
+    "cfm_batcher_written", default=None)
+
+
+class _Line:
+    """The connection the pipelines in flight share, and the last one's outcome (the
+    next reads its replies after it: True, or False if it failed)."""
+
+    __slots__ = ("broken", "conn", "last", "users")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.last: asyncio.Future[bool] | None = None
+        self.users = 0
+        self.broken = False
+
+
 def _what(call: _Call) -> Any:
     return call.script.name if call.keys is not None and call.script else call.args[0]
 
 
 class Batcher:
+    in_flight = IN_FLIGHT  # pipelines at once (a Redis Cluster's batcher: one)
+
     def __init__(self, client: Redis, *, timeout: float = 5.0,
                  backoff: tuple[float, float] = (0.05, 2.0),
                  outage: Outage | None = None, backlog_limit: int = BACKLOG_LIMIT) -> None:
@@ -137,6 +174,8 @@ class Batcher:
         self._queue: list[_Call] = []
         self._flush_scheduled = False
         self._sender: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # the sender waits for calls
+        self._line: _Line | None = None
         self._probe: asyncio.Task[None] | None = None
         self._next_probe = 0.0  # monotonic time of the next probe while down
         # For /metrics (nodemetrics.py) and tests: pipelines and the commands they carried
@@ -144,6 +183,7 @@ class Batcher:
         self.pipelines = 0
         self.commands = 0
         self.round_trips = RoundTrips()
+        self.overlapped = 0  # pipelines written while another was in flight
         # Bumped when Redis answered NOSCRIPT: what each connection loaded is void.
         self._scripts_gen = 0
 
@@ -217,15 +257,48 @@ class Batcher:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._sender is None and self._queue:
+        if not self._queue:
+            return
+        if self._sender is None:
             self._sender = asyncio.create_task(self._send_all())
+        elif self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def _send_all(self) -> None:
+        """Send the queue, a pipeline at a time, with up to ``in_flight`` of them under
+        way: the next is written once the last one was (so they reach Redis in order)."""
+        loop = asyncio.get_running_loop()
+        flights: set[asyncio.Task[None]] = set()
         try:
-            while self._queue and self._probe is None:
-                await self._send(self._take_queue())
+            while True:
+                if self._queue and self._probe is None and len(flights) < self.in_flight:
+                    batch = self._take_queue()
+                    written: asyncio.Future[None] = loop.create_future()
+                    _WRITTEN.set(written)
+                    flight = asyncio.create_task(self._send(batch))
+                    flights.add(flight)
+                    flight.add_done_callback(flights.discard)
+                    await asyncio.wait({written, flight}, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if not flights:
+                    return
+                wake = self._wake = loop.create_future()
+                await asyncio.wait({wake, *flights}, return_when=asyncio.FIRST_COMPLETED)
+                self._wake = None
+        except asyncio.CancelledError:
+            for flight in flights:
+                flight.cancel()
+            if flights:
+                await asyncio.wait(flights, timeout=1.0)
+            raise
         finally:
-            self._sender = None
+            self._sender = self._wake = None
+
+    def _wrote(self) -> None:
+        """The pipeline being sent is on the wire: the sender may write the next."""
+        written = _WRITTEN.get()
+        if written is not None and not written.done():
+            written.set_result(None)
 
     async def _send(self, batch: list[_Call]) -> None:
         todo = batch
@@ -333,6 +406,8 @@ class Batcher:
         would arm a timer per reply, a fifth of the node's cost per append.
         A connection left with unread replies (deadline, cancellation, broken socket) is
         closed, never reused, so no late reply can be read as another command's."""
+        if self.in_flight > 1:
+            return await self._pipeline_in_line(client, commands)
         pool = client.connection_pool
         taken: list[Any] = []
 
@@ -341,10 +416,10 @@ class Batcher:
             conn = await pool.get_connection()
             taken.append(conn)
             loads = self._loads(conn, commands)
-            if not loads:
-                return await _exchange(conn, commands)
             # A load that failed shows as its calls' NOSCRIPT: retried (see _send).
-            return (await _exchange(conn, loads + commands))[len(loads):]
+            await conn.send_packed_command(_pack(conn, loads + commands), check_health=False)
+            self._wrote()
+            return (await _read(conn, len(loads) + len(commands)))[len(loads):]
 
         self.pipelines += 1
         self.commands += len(commands)
@@ -360,6 +435,56 @@ class Batcher:
                 if not clean:
                     await conn.disconnect(nowait=True)
                 await pool.release(conn)
+
+    async def _pipeline_in_line(self, client: Redis,
+                                commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``_pipeline_on`` with other pipelines in flight: all on one connection (the
+        line), each written at once and its replies read after the previous one's. A
+        pipeline that fails (deadline, broken socket) closes the line: the ones behind
+        it fail too (their replies cannot be told apart), and the next starts a new one."""
+        pool = client.connection_pool
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        held: list[_Line] = []
+
+        async def exchange() -> list[Any]:
+            line = self._line
+            if line is None or line.broken:
+                # Inside the deadline: connecting includes a handshake that reads replies.
+                line = self._line = _Line(await pool.get_connection())
+            line.users += 1
+            held.append(line)
+            before, line.last = line.last, done
+            if before is not None and not before.done():
+                self.overlapped += 1
+            conn = line.conn
+            loads = self._loads(conn, commands)
+            await conn.send_packed_command(_pack(conn, loads + commands), check_health=False)
+            self._wrote()
+            if before is not None and not await before:
+                raise rx.ConnectionError("a pipeline ahead on the connection failed")
+            return (await _read(conn, len(loads) + len(commands)))[len(loads):]
+
+        self.pipelines += 1
+        self.commands += len(commands)
+        started = time.perf_counter()
+        clean = False
+        try:
+            replies = await self._bounded(exchange())
+            clean = True
+            self.round_trips.observe(time.perf_counter() - started)
+            return replies
+        finally:
+            if not done.done():
+                done.set_result(clean)
+            for line in held:
+                line.users -= 1
+                if not clean and not line.broken:
+                    line.broken = True
+                    await line.conn.disconnect(nowait=True)
+                if line.users == 0:
+                    if self._line is line:
+                        self._line = None
+                    await pool.release(line.conn)
 
     def _loads(self, conn: Any, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """``SCRIPT LOAD`` of each script the commands call that ``conn`` has not loaded

@@ -109,6 +109,8 @@ def slot_of(args: tuple[Any, ...]) -> int | None:
 
 
 class ClusterBatcher(Batcher):
+    in_flight = 1  # one pipeline per master at a time: a turn's are sent together
+
     def __init__(self, seed: Redis, *, timeout: float = 5.0,
                  backoff: tuple[float, float] = (0.05, 2.0), outage: Outage | None = None
                  ) -> None:

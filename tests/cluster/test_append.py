@@ -210,6 +210,66 @@ async def test_a_script_flush_between_turns_costs_one_retry_and_loses_nothing(
         await client.aclose()
 
 
+# Holds Redis for about ``ARGV[1]`` ms (a pipeline that is in flight that long).
+_BUSY = """local t = redis.call('TIME')
+local stop = t[1] * 1000000 + t[2] + ARGV[1] * 1000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
+return 1"""
+
+
+async def test_the_next_turn_is_written_while_one_is_in_flight_and_order_holds(
+        broker_factory, redis):
+    """A turn's pipeline goes out while the one before it is still in Redis (on the same
+    connection): Redis runs them, and the node settles them, in the order made."""
+    broker = await broker_factory()
+    await broker.append("#r", "alice", "w", "text", "warm", TS)  # scripts loaded
+    listener = asyncio.create_task(_published_in_order(
+        redis.url, [keys.room_channel("#r"), "after"], 20))
+    await asyncio.sleep(0.2)
+    busy = broker.batcher.call("EVAL", _BUSY, 0, 150)  # in flight for 150 ms
+    await asyncio.sleep(0)
+    acks = []
+    for i in range(10):
+        acks.append(broker.submit("#r", "alice", f"m{i}", "text", f"m{i}", TS))
+        broker.publish("after", f"p{i}".encode())
+        await asyncio.sleep(0)  # the next loop turn: the next pipeline
+    done = await asyncio.gather(*acks)
+    await busy
+    assert broker.batcher.overlapped >= 1
+    assert [d.seq for d in done] == list(range(2, 12))
+    got = await listener
+    assert [g.split(b" ", 1)[0] if g[:1].isdigit() else g for g in got] == [
+        x for i in range(10) for x in (str(i + 2).encode(), f"p{i}".encode())]
+    assert seqs(broker.seen, "#r") == []  # not subscribed: nothing handed on
+
+
+async def test_a_pipeline_that_fails_in_flight_fails_the_one_written_behind_it(
+        broker_factory, redis):
+    """Their replies cannot be told apart once a connection is dropped: both fail as
+    unavailable (retryable), and the batcher goes on with a new connection."""
+    from cfm_server.cluster.errors import ClusterUnavailable
+
+    broker = await broker_factory(socket_timeout=0.3, backoff=(0.05, 0.1))
+    await broker.append("#r", "alice", "w", "text", "warm", TS)
+    busy = broker.batcher.call("EVAL", _BUSY, 0, 800)  # past the deadline
+    await asyncio.sleep(0)
+    behind = broker.submit("#r", "alice", "x", "text", "x", TS)
+    results = await asyncio.gather(busy, behind, return_exceptions=True)
+    assert all(isinstance(r, ClusterUnavailable) for r in results), results
+    for _ in range(100):  # bounded: Redis ends the script, the probe finds it back
+        try:
+            again = await broker.append("#r", "alice", "x", "text", "x", TS)
+            break
+        except ClusterUnavailable:
+            await asyncio.sleep(0.05)
+    assert again.seq == 2  # the first "x" stored or not, "x" is stored once
+    client = Redis.from_url(redis.url)
+    try:
+        assert await client.xlen(keys.room_log("#r")) == 2
+    finally:
+        await client.aclose()
+
+
 async def _evalsha_calls(client: Redis) -> int:
     return int((await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0))
 

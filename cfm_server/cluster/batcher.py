@@ -30,11 +30,14 @@ commands behind them in the first pipeline have run by then.
 Backlog. A node reads its clients' frames as fast as they come, and each say queues an
 append: when clients send more than Redis and the node can store, the queue would grow
 without end, and every call queued behind it (the node's presence heartbeat among them)
-would wait as long. So once ``backlog_limit`` calls wait for the next pipeline,
-:meth:`Batcher.room` hands the sessions something to wait on before they read their next
-frame: the node stops reading its clients (their TCP windows then slow them down) until
-the queue goes out. A call waits then for at most the pipeline in flight and its own,
-each of at most ``backlog_limit`` calls (and one more per session).
+would wait as long. So once ``backlog_limit`` calls are unanswered (queued, or in the
+pipelines in flight), :meth:`Batcher.room` hands the sessions something to wait on
+before they read their next frame: the node stops reading its clients (their TCP windows
+then slow them down) until Redis has answered enough of them. A call waits then behind
+at most ``backlog_limit`` others (and one more per session). Counting the pipelines in
+flight matters: with two in flight the queue alone is taken too soon to fill, and a
+flooded node went on reading says into ever bigger pipelines while its deliveries
+starved (8,000 deliveries/s where one in flight, gated on its queue, kept 20,000).
 
 When Redis cannot be reached, the calls of the failed pipeline and every call made until
 a background probe reaches Redis again fail at once with :class:`ClusterUnavailable`
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import random
 import time
@@ -168,6 +172,7 @@ class Batcher:
         # Set while fewer than backlog_limit calls are queued (``room``).
         self._roomy = asyncio.Event()
         self._roomy.set()
+        self._flying = 0  # calls in the pipelines in flight
         self.outage = outage if outage is not None else Outage()
         self._timeout = timeout
         self._backoff = backoff
@@ -199,21 +204,29 @@ class Batcher:
 
     @property
     def backlog(self) -> int:
-        """Calls queued for the next pipeline."""
-        return len(self._queue)
+        """Calls not answered yet: queued for the next pipeline, or in one in flight."""
+        return len(self._queue) + self._flying
 
     def room(self) -> Awaitable[None] | None:
-        """None while the queue is short; else what to wait for before taking more work
-        (done when the queue goes out, or fails). See "Backlog" in the module's docstring."""
-        if len(self._queue) < self.backlog_limit:
+        """None while the backlog is short; else what to wait for before taking more work
+        (done when it is short again). See "Backlog" in the module's docstring."""
+        if len(self._queue) + self._flying < self.backlog_limit:
             return None
         self._roomy.clear()
         return self._roomy.wait()
 
+    def _backlog_fell(self) -> None:
+        if len(self._queue) + self._flying < self.backlog_limit:
+            self._roomy.set()
+
     def _take_queue(self) -> list[_Call]:
         queued, self._queue = self._queue, []
-        self._roomy.set()
+        self._backlog_fell()
         return queued
+
+    def _flight_done(self, calls: int, _flight: object = None) -> None:
+        self._flying -= calls
+        self._backlog_fell()
 
     def call(self, *args: Any, convert: Callable[[Any], Any] | None = None) -> asyncio.Future[Any]:
         return self._enqueue(_Call(args, asyncio.get_running_loop().create_future(),
@@ -272,12 +285,15 @@ class Batcher:
         try:
             while True:
                 if self._queue and self._probe is None and len(flights) < self.in_flight:
-                    batch = self._take_queue()
+                    batch = self._queue
+                    self._flying += len(batch)
+                    self._take_queue()
                     written: asyncio.Future[None] = loop.create_future()
                     _WRITTEN.set(written)
                     flight = asyncio.create_task(self._send(batch))
                     flights.add(flight)
                     flight.add_done_callback(flights.discard)
+                    flight.add_done_callback(functools.partial(self._flight_done, len(batch)))
                     await asyncio.wait({written, flight}, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 if not flights:

@@ -59,6 +59,11 @@ class ClusterCollector(Collector):
             "cfm_cluster_commands",
             "Commands in those pipelines (a loop turn's merged appends count one)",
             value=batcher.commands)
+        yield GaugeMetricFamily(
+            "cfm_cluster_backlog",
+            "Redis calls of this node not answered yet (queued or in flight); at "
+            "backlog_limit its sessions stop being read until Redis catches up",
+            value=batcher.backlog)
         trips = batcher.round_trips
         yield HistogramMetricFamily(
             "cfm_cluster_pipeline_seconds",

@@ -437,20 +437,27 @@ class Batcher:
             self._wrote()
             return (await _read(conn, len(loads) + len(commands)))[len(loads):]
 
-        self.pipelines += 1
-        self.commands += len(commands)
-        started = time.perf_counter()
         clean = False
         try:
-            replies = await self._bounded(exchange())
+            replies = await self._counted(commands, exchange)
             clean = True
-            self.round_trips.observe(time.perf_counter() - started)
             return replies
         finally:
             for conn in taken:
                 if not clean:
                     await conn.disconnect(nowait=True)
                 await pool.release(conn)
+
+    async def _counted(self, commands: list[tuple[Any, ...]],
+                       exchange: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
+        """``exchange()`` under the deadline, counted for /metrics: the pipeline, its
+        commands and, once answered, its round trip."""
+        self.pipelines += 1
+        self.commands += len(commands)
+        started = time.perf_counter()
+        replies = await self._bounded(exchange())
+        self.round_trips.observe(time.perf_counter() - started)
+        return replies
 
     async def _pipeline_in_line(self, client: Redis,
                                 commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -480,14 +487,10 @@ class Batcher:
                 raise rx.ConnectionError("a pipeline ahead on the connection failed")
             return (await _read(conn, len(loads) + len(commands)))[len(loads):]
 
-        self.pipelines += 1
-        self.commands += len(commands)
-        started = time.perf_counter()
         clean = False
         try:
-            replies = await self._bounded(exchange())
+            replies = await self._counted(commands, exchange)
             clean = True
-            self.round_trips.observe(time.perf_counter() - started)
             return replies
         finally:
             if not done.done():

@@ -431,11 +431,9 @@ class Batcher:
             # Inside the deadline: connecting includes a handshake that reads replies.
             conn = await pool.get_connection()
             taken.append(conn)
-            loads = self._loads(conn, commands)
             # A load that failed shows as its calls' NOSCRIPT: retried (see _send).
-            await conn.send_packed_command(_pack(conn, loads + commands), check_health=False)
-            self._wrote()
-            return (await _read(conn, len(loads) + len(commands)))[len(loads):]
+            loaded = await self._write(conn, commands)
+            return (await _read(conn, loaded + len(commands)))[loaded:]
 
         clean = False
         try:
@@ -447,6 +445,14 @@ class Batcher:
                 if not clean:
                     await conn.disconnect(nowait=True)
                 await pool.release(conn)
+
+    async def _write(self, conn: Any, commands: list[tuple[Any, ...]]) -> int:
+        """Write the commands in one send, behind the ``SCRIPT LOAD`` of each script
+        ``conn`` lacks (``_loads``); how many loads went ahead of them."""
+        loads = self._loads(conn, commands)
+        await conn.send_packed_command(_pack(conn, loads + commands), check_health=False)
+        self._wrote()
+        return len(loads)
 
     async def _counted(self, commands: list[tuple[Any, ...]],
                        exchange: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
@@ -480,12 +486,10 @@ class Batcher:
             if before is not None and not before.done():
                 self.overlapped += 1
             conn = line.conn
-            loads = self._loads(conn, commands)
-            await conn.send_packed_command(_pack(conn, loads + commands), check_health=False)
-            self._wrote()
+            loaded = await self._write(conn, commands)
             if before is not None and not await before:
                 raise rx.ConnectionError("a pipeline ahead on the connection failed")
-            return (await _read(conn, len(loads) + len(commands)))[len(loads):]
+            return (await _read(conn, loaded + len(commands)))[loaded:]
 
         clean = False
         try:
